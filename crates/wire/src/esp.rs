@@ -122,14 +122,16 @@ impl EspTrailer {
             pad_len: plaintext[n - 2],
             next_header: plaintext[n - 1],
         };
-        let body = n
-            .checked_sub(t.len())
-            .ok_or(WireError::Malformed {
-                layer: Layer::Esp,
-                what: "pad length exceeds the payload",
-            })?;
+        let body = n.checked_sub(t.len()).ok_or(WireError::Malformed {
+            layer: Layer::Esp,
+            what: "pad length exceeds the payload",
+        })?;
         let pad = &plaintext[body..n - TRAILER_LEN];
-        if pad.iter().enumerate().any(|(i, &b)| usize::from(b) != i + 1) {
+        if pad
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| usize::from(b) != i + 1)
+        {
             return Err(WireError::Malformed {
                 layer: Layer::Esp,
                 what: "padding bytes are not 1, 2, 3, ...",
@@ -170,7 +172,10 @@ mod tests {
         };
         let mut buf = [0u8; 8];
         r.emit(&mut buf).unwrap();
-        assert_eq!(EspRepr::parse(&EspPacket::new_checked(&buf[..]).unwrap()), Ok(r));
+        assert_eq!(
+            EspRepr::parse(&EspPacket::new_checked(&buf[..]).unwrap()),
+            Ok(r)
+        );
         assert!(EspPacket::new_checked(&buf[..7]).is_err());
     }
 

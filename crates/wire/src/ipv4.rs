@@ -207,12 +207,11 @@ impl Ipv4Repr {
     /// Writes the header, with its checksum, into the first 20 bytes of `buf`.
     pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
         need(Layer::Ipv4, buf, HEADER_LEN)?;
-        let total = u16::try_from(HEADER_LEN + self.payload_len).map_err(|_| {
-            WireError::Malformed {
+        let total =
+            u16::try_from(HEADER_LEN + self.payload_len).map_err(|_| WireError::Malformed {
                 layer: Layer::Ipv4,
                 what: "total length above 65535",
-            }
-        })?;
+            })?;
         buf[0] = 0x45;
         buf[1] = self.dscp_ecn;
         put16(buf, 2, total);

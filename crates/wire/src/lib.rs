@@ -18,6 +18,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod udp;
 
+pub use buf::{HeapBuf, PacketBuf};
 pub use error::{Layer, WireError};
 
 /// Result type of this crate.

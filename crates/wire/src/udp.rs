@@ -110,12 +110,11 @@ impl UdpRepr {
     /// checksum is wanted.
     pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
         need(Layer::Udp, buf, HEADER_LEN)?;
-        let len = u16::try_from(HEADER_LEN + self.payload_len).map_err(|_| {
-            WireError::Malformed {
+        let len =
+            u16::try_from(HEADER_LEN + self.payload_len).map_err(|_| WireError::Malformed {
                 layer: Layer::Udp,
                 what: "length above 65535",
-            }
-        })?;
+            })?;
         put16(buf, 0, self.src_port);
         put16(buf, 2, self.dst_port);
         put16(buf, 4, len);
@@ -131,10 +130,7 @@ mod tests {
 
     #[test]
     fn checksum_v4_and_v6() {
-        for (s, d) in [
-            ("10.0.0.1", "10.0.0.2"),
-            ("2001:db8::1", "2001:db8::2"),
-        ] {
+        for (s, d) in [("10.0.0.1", "10.0.0.2"), ("2001:db8::1", "2001:db8::2")] {
             let (s, d): (IpAddr, IpAddr) = (s.parse().unwrap(), d.parse().unwrap());
             let mut buf = [0u8; 13];
             buf[8..].copy_from_slice(b"hello");
@@ -150,7 +146,11 @@ mod tests {
             p.fill_checksum(&s, &d);
             assert!(p.checksum_valid(&s, &d));
             buf[9] ^= 0x40;
-            assert!(!UdpPacket::new_checked(&buf[..]).unwrap().checksum_valid(&s, &d));
+            assert!(
+                !UdpPacket::new_checked(&buf[..])
+                    .unwrap()
+                    .checksum_valid(&s, &d)
+            );
         }
     }
 

@@ -1,0 +1,438 @@
+//! Inbound processing: the SAD (SAs by SPI) and tunnel-mode decapsulation.
+//!
+//! Order of checks, as RFC 4303 3.4 wants it: outer headers, SA by SPI,
+//! lengths, the replay window (before any crypto), the ICV, and only then
+//! the window update, the trailer and the inner packet. The burst API splits
+//! this as librte_ipsec does: [`Sad::prepare`] does everything up to the
+//! crypto, [`Sad::process`] the rest.
+
+use std::collections::HashMap;
+
+use espgate_wire::PacketBuf;
+use espgate_wire::esp::{self, EspPacket, EspTrailer};
+use espgate_wire::ip::{self, protocol};
+use espgate_wire::ipv4::{Ipv4Packet, Ipv4Repr};
+use espgate_wire::ipv6::{Ipv6Packet, Ipv6Repr};
+use espgate_wire::udp::{self, UdpPacket};
+
+use crate::aead::{Backend, TAG_LEN};
+use crate::cipher::{EspCipher, IV_LEN};
+use crate::counters::{DropCounters, DropReason, SaCounters};
+use crate::error::EspError;
+use crate::inner;
+use crate::lifetime::{LifetimeState, SaEvent};
+use crate::replay::{ReplayError, ReplayWindow};
+use crate::sa::{Direction, SaConfig, SaError, UdpEncap};
+
+/// What inbound processing made of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// ESP, authenticated and stripped: the buffer now holds the inner packet.
+    Decapsulated {
+        /// SPI of the SA.
+        spi: u32,
+        /// Full (ESN-inferred) sequence number.
+        seq: u64,
+        /// Next header: 4 (IPv4) or 41 (IPv6).
+        next_header: u8,
+    },
+    /// UDP to an ESP-in-UDP port whose payload starts with the non-ESP
+    /// marker (four zero bytes): IKE. The buffer is untouched.
+    Ike,
+    /// A NAT-keepalive (one 0xff byte, RFC 3948 2.3). The buffer is untouched.
+    NatKeepalive,
+}
+
+/// An inbound SA: key, replay window, lifetimes and counters.
+#[derive(Debug)]
+pub struct InboundSa {
+    spi: u32,
+    cipher: EspCipher,
+    esn: bool,
+    window: ReplayWindow,
+    encap: Option<UdpEncap>,
+    lifetime: LifetimeState,
+    counters: SaCounters,
+}
+
+impl InboundSa {
+    /// Builds the SA from its definition with the given crypto backend.
+    pub fn new(cfg: &SaConfig, backend: Backend) -> Result<Self, SaError> {
+        let cipher = cfg.cipher(backend)?;
+        Ok(InboundSa {
+            spi: cfg.spi,
+            cipher,
+            esn: cfg.esn,
+            window: ReplayWindow::new(cfg.replay_window, cfg.initial_seq),
+            encap: cfg.udp_encap,
+            lifetime: LifetimeState::new(cfg.lifetime),
+            counters: SaCounters::default(),
+        })
+    }
+
+    /// The SPI.
+    pub fn spi(&self) -> u32 {
+        self.spi
+    }
+
+    /// The replay window.
+    pub fn window(&self) -> &ReplayWindow {
+        &self.window
+    }
+
+    /// Traffic and drop counters.
+    pub fn counters(&self) -> &SaCounters {
+        &self.counters
+    }
+
+    /// The next lifetime event, if any.
+    pub fn poll_event(&mut self) -> Option<SaEvent> {
+        self.lifetime.poll()
+    }
+
+    /// Everything before the crypto: encapsulation, lengths, lifetime, and
+    /// the replay check. Returns the full sequence number.
+    fn precheck(&mut self, loc: &Located) -> Result<u64, EspError> {
+        if self.encap.is_some() != loc.udp {
+            return Err(DropReason::EncapMismatch.into());
+        }
+        let payload = loc.end - loc.esp_at - esp::HEADER_LEN;
+        if payload == 0 {
+            return Err(DropReason::ZeroLength.into());
+        }
+        if payload < IV_LEN + esp::TRAILER_LEN + TAG_LEN {
+            return Err(DropReason::Truncated.into());
+        }
+        if (payload - IV_LEN - TAG_LEN) % esp::ALIGN != 0 {
+            return Err(DropReason::BadLength.into());
+        }
+        if !self
+            .lifetime
+            .admit(self.counters.packets, self.counters.bytes)
+        {
+            return Err(DropReason::HardExpired.into());
+        }
+        let seq = if self.esn {
+            self.window
+                .infer_esn(loc.seq_lo)
+                .ok_or(DropReason::TooOld)?
+        } else {
+            u64::from(loc.seq_lo)
+        };
+        self.window.check(seq).map_err(replay_reason)?;
+        Ok(seq)
+    }
+
+    /// Decrypts, updates the window, checks the trailer and inner packet,
+    /// and strips the outer headers.
+    fn open<B: PacketBuf>(
+        &mut self,
+        seq: u64,
+        loc: &Located,
+        pkt: &mut B,
+    ) -> Result<Inbound, EspError> {
+        let data = pkt.data_mut();
+        let iv_at = loc.esp_at + esp::HEADER_LEN;
+        let body_at = iv_at + IV_LEN;
+        let iv: [u8; IV_LEN] = data[iv_at..body_at].try_into().expect("length prechecked");
+        let (body, icv) = data[body_at..loc.end].split_at_mut(loc.end - body_at - TAG_LEN);
+        let icv: &[u8; TAG_LEN] = (&*icv).try_into().expect("16-byte ICV");
+        self.cipher
+            .open(self.spi, seq, &iv, body, icv)
+            .map_err(|_| EspError::new(DropReason::AuthFailed))?;
+        self.window.check_and_update(seq).map_err(replay_reason)?;
+        let (trailer, inner_len) =
+            EspTrailer::parse(body).map_err(|e| EspError::wire(e, DropReason::BadPadding))?;
+        match trailer.next_header {
+            protocol::IPV4 | protocol::IPV6 => {}
+            protocol::NO_NEXT_HEADER => return Err(DropReason::Dummy.into()),
+            _ => return Err(DropReason::BadNextHeader.into()),
+        }
+        let inner = inner::parse(&body[..inner_len])?;
+        if inner.next_header != trailer.next_header {
+            return Err(DropReason::BadInner.into());
+        }
+        self.counters.packets += 1;
+        self.counters.bytes += inner.len as u64;
+        self.lifetime
+            .after(self.counters.packets, self.counters.bytes);
+        let keep_to = body_at + inner.len;
+        let len = pkt.len();
+        pkt.trim(len - keep_to).expect("within the packet");
+        pkt.adj(body_at).expect("within the packet");
+        Ok(Inbound::Decapsulated {
+            spi: self.spi,
+            seq,
+            next_header: trailer.next_header,
+        })
+    }
+}
+
+fn replay_reason(e: ReplayError) -> EspError {
+    EspError::new(match e {
+        ReplayError::Duplicate => DropReason::Replayed,
+        ReplayError::TooOld => DropReason::TooOld,
+    })
+}
+
+/// Where the ESP header sits in an outer packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    /// Offset of the ESP header.
+    pub esp_at: usize,
+    /// End of the outer IP packet (link padding excluded).
+    pub end: usize,
+    /// SPI.
+    pub spi: u32,
+    /// Low 32 bits of the sequence number.
+    pub seq_lo: u32,
+    /// Whether ESP came in UDP.
+    pub udp: bool,
+}
+
+/// What a look at the outer headers found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outer {
+    /// An ESP packet at this place.
+    Esp(Located),
+    /// Not ESP but for the caller: IKE or a keepalive on an ESP-in-UDP port.
+    Passthrough(Inbound),
+}
+
+/// Why an SA could not be added to the SAD.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SadError {
+    /// Another inbound SA has this SPI.
+    #[error("duplicate inbound spi {0:#x}")]
+    DuplicateSpi(u32),
+    /// The definition is not an inbound SA.
+    #[error("spi {0:#x} is not an inbound SA")]
+    NotInbound(u32),
+    /// The definition is unusable.
+    #[error("spi {spi:#x}: {source}")]
+    Sa {
+        /// The SPI.
+        spi: u32,
+        /// What is wrong.
+        source: SaError,
+    },
+}
+
+/// Burst chunk: how many packets [`Sad::decapsulate_burst`] prepares before
+/// it processes them.
+const CHUNK: usize = 32;
+
+/// The security association database for inbound traffic: SAs by SPI, and
+/// the counters of drops that belong to no SA.
+#[derive(Debug, Default)]
+pub struct Sad {
+    sas: Vec<InboundSa>,
+    by_spi: HashMap<u32, usize>,
+    encap_ports: Vec<u16>,
+    drops: DropCounters,
+}
+
+impl Sad {
+    /// An empty SAD.
+    pub fn new() -> Self {
+        Sad::default()
+    }
+
+    /// Adds an inbound SA.
+    pub fn insert(&mut self, cfg: &SaConfig, backend: Backend) -> Result<(), SadError> {
+        if cfg.direction != Direction::Inbound {
+            return Err(SadError::NotInbound(cfg.spi));
+        }
+        if self.by_spi.contains_key(&cfg.spi) {
+            return Err(SadError::DuplicateSpi(cfg.spi));
+        }
+        let sa = InboundSa::new(cfg, backend).map_err(|source| SadError::Sa {
+            spi: cfg.spi,
+            source,
+        })?;
+        if let Some(e) = cfg.udp_encap
+            && !self.encap_ports.contains(&e.dst_port)
+        {
+            self.encap_ports.push(e.dst_port);
+        }
+        self.by_spi.insert(cfg.spi, self.sas.len());
+        self.sas.push(sa);
+        Ok(())
+    }
+
+    /// The SA with this SPI.
+    pub fn get(&self, spi: u32) -> Option<&InboundSa> {
+        self.by_spi.get(&spi).map(|&i| &self.sas[i])
+    }
+
+    /// The SA with this SPI, mutable (to poll its events).
+    pub fn get_mut(&mut self, spi: u32) -> Option<&mut InboundSa> {
+        self.by_spi.get(&spi).map(|&i| &mut self.sas[i])
+    }
+
+    /// All SAs.
+    pub fn iter(&self) -> impl Iterator<Item = &InboundSa> {
+        self.sas.iter()
+    }
+
+    /// Number of SAs.
+    pub fn len(&self) -> usize {
+        self.sas.len()
+    }
+
+    /// Whether there are no SAs.
+    pub fn is_empty(&self) -> bool {
+        self.sas.is_empty()
+    }
+
+    /// Drops that belong to no SA (bad outer headers, unknown SPI).
+    pub fn drops(&self) -> &DropCounters {
+        &self.drops
+    }
+
+    /// Reads the outer IPv4 or IPv6 header (and UDP, for ESP in UDP) and
+    /// finds the ESP header.
+    pub fn locate(&self, data: &[u8]) -> Result<Outer, EspError> {
+        let (proto, l4_at, end) = match ip::version_of(data) {
+            Some(4) => {
+                let p = Ipv4Packet::new_checked(data)
+                    .map_err(|e| EspError::wire(e, DropReason::Malformed))?;
+                let r = Ipv4Repr::parse(&p).map_err(|e| match e {
+                    espgate_wire::WireError::Unsupported { .. } => {
+                        EspError::wire(e, DropReason::Fragment)
+                    }
+                    _ => EspError::wire(e, DropReason::Malformed),
+                })?;
+                (r.protocol, p.header_len(), usize::from(p.total_len()))
+            }
+            Some(6) => {
+                let p = Ipv6Packet::new_checked(data)
+                    .map_err(|e| EspError::wire(e, DropReason::Malformed))?;
+                let r =
+                    Ipv6Repr::parse(&p).map_err(|e| EspError::wire(e, DropReason::Malformed))?;
+                if r.next_header == protocol::IPV6_FRAGMENT {
+                    return Err(DropReason::Fragment.into());
+                }
+                (
+                    r.next_header,
+                    espgate_wire::ipv6::HEADER_LEN,
+                    espgate_wire::ipv6::HEADER_LEN + r.payload_len,
+                )
+            }
+            _ => return Err(DropReason::Malformed.into()),
+        };
+        let (esp_at, udp) = match proto {
+            protocol::ESP => (l4_at, false),
+            protocol::UDP => {
+                let u = UdpPacket::new_checked(&data[l4_at..end])
+                    .map_err(|e| EspError::wire(e, DropReason::Malformed))?;
+                if !self.encap_ports.contains(&u.dst_port()) {
+                    return Err(DropReason::NotEsp.into());
+                }
+                match u.payload() {
+                    [0xff] => return Ok(Outer::Passthrough(Inbound::NatKeepalive)),
+                    [0, 0, 0, 0, ..] => return Ok(Outer::Passthrough(Inbound::Ike)),
+                    _ => {}
+                }
+                (l4_at + udp::HEADER_LEN, true)
+            }
+            _ => return Err(DropReason::NotEsp.into()),
+        };
+        let e = EspPacket::new_checked(&data[esp_at..end])
+            .map_err(|e| EspError::wire(e, DropReason::Malformed))?;
+        Ok(Outer::Esp(Located {
+            esp_at,
+            end,
+            spi: e.spi(),
+            seq_lo: e.seq(),
+            udp,
+        }))
+    }
+
+    /// Burst step 1 for one packet: outer headers, SA lookup and every check
+    /// that needs no crypto. Counts what it drops.
+    pub fn prepare_one(&mut self, data: &[u8]) -> Result<Prepared, EspError> {
+        let loc = match self.locate(data) {
+            Ok(Outer::Esp(loc)) => loc,
+            Ok(Outer::Passthrough(what)) => return Ok(Prepared::Passthrough(what)),
+            Err(e) => {
+                self.drops.count(e.reason);
+                return Err(e);
+            }
+        };
+        let Some(&sa_index) = self.by_spi.get(&loc.spi) else {
+            self.drops.count(DropReason::UnknownSpi);
+            return Err(DropReason::UnknownSpi.into());
+        };
+        let sa = &mut self.sas[sa_index];
+        match sa.precheck(&loc) {
+            Ok(seq) => Ok(Prepared::Esp { sa_index, seq, loc }),
+            Err(e) => {
+                sa.counters.drops.count(e.reason);
+                Err(e)
+            }
+        }
+    }
+
+    /// Burst step 2 for one packet: decrypt, window update, trailer, strip.
+    pub fn process_one<B: PacketBuf>(
+        &mut self,
+        prepared: Prepared,
+        pkt: &mut B,
+    ) -> Result<Inbound, EspError> {
+        match prepared {
+            Prepared::Passthrough(what) => Ok(what),
+            Prepared::Esp { sa_index, seq, loc } => {
+                let sa = &mut self.sas[sa_index];
+                sa.open(seq, &loc, pkt)
+                    .inspect_err(|e| sa.counters.drops.count(e.reason))
+            }
+        }
+    }
+
+    /// Decapsulates one packet in place.
+    pub fn decapsulate<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<Inbound, EspError> {
+        let prepared = self.prepare_one(pkt.data())?;
+        self.process_one(prepared, pkt)
+    }
+
+    /// Decapsulates a burst: every packet of a chunk is prepared (parsed,
+    /// looked up, replay-checked) before any is decrypted. `out[i]` gets the
+    /// verdict of packet `i`.
+    pub fn decapsulate_burst<B: PacketBuf>(
+        &mut self,
+        pkts: &mut [B],
+        out: &mut [Result<Inbound, EspError>],
+    ) {
+        for (pkts, out) in pkts.chunks_mut(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            let mut prepared = [None; CHUNK];
+            for ((p, o), slot) in pkts.iter().zip(out.iter_mut()).zip(prepared.iter_mut()) {
+                match self.prepare_one(p.data()) {
+                    Ok(pr) => *slot = Some(pr),
+                    Err(e) => *o = Err(e),
+                }
+            }
+            for ((p, o), slot) in pkts.iter_mut().zip(out.iter_mut()).zip(prepared) {
+                if let Some(pr) = slot {
+                    *o = self.process_one(pr, p);
+                }
+            }
+        }
+    }
+}
+
+/// A packet that passed [`Sad::prepare_one`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepared {
+    /// ESP for the SA at `sa_index`, sequence number `seq`.
+    Esp {
+        /// Index of the SA in the SAD.
+        sa_index: usize,
+        /// Full sequence number.
+        seq: u64,
+        /// Where the ESP header is.
+        loc: Located,
+    },
+    /// Not for decryption.
+    Passthrough(Inbound),
+}

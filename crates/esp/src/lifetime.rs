@@ -1,0 +1,141 @@
+//! SA lifetimes by bytes and packets (RFC 4301 4.4.2.1): crossing a soft
+//! limit raises an event once; reaching a hard limit stops the SA.
+
+/// Soft and hard limits; `None` is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lifetime {
+    /// Bytes after which a rekey is due.
+    pub soft_bytes: Option<u64>,
+    /// Bytes after which the SA stops.
+    pub hard_bytes: Option<u64>,
+    /// Packets after which a rekey is due.
+    pub soft_packets: Option<u64>,
+    /// Packets after which the SA stops.
+    pub hard_packets: Option<u64>,
+}
+
+/// Something an SA reports to its owner, polled with `poll_event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaEvent {
+    /// A soft lifetime limit was crossed: rekey soon.
+    SoftLifetime,
+    /// A hard lifetime limit was reached: the SA no longer passes traffic.
+    HardLifetime,
+    /// The outbound sequence number space is used up: rekey now.
+    SeqExhausted,
+}
+
+/// Lifetime limits and what has fired so far, plus pending events.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LifetimeState {
+    limits: Lifetime,
+    soft_fired: bool,
+    hard_fired: bool,
+    pending: u8,
+}
+
+const SOFT: u8 = 1;
+const HARD: u8 = 2;
+const EXHAUSTED: u8 = 4;
+
+fn reached(limit: Option<u64>, value: u64) -> bool {
+    limit.is_some_and(|l| value >= l)
+}
+
+impl LifetimeState {
+    pub(crate) fn new(limits: Lifetime) -> Self {
+        LifetimeState {
+            limits,
+            ..Default::default()
+        }
+    }
+
+    /// Whether the SA may process one more packet, given what it has already
+    /// processed. The first refusal raises [`SaEvent::HardLifetime`].
+    #[inline]
+    pub(crate) fn admit(&mut self, packets: u64, bytes: u64) -> bool {
+        let hard =
+            reached(self.limits.hard_packets, packets) || reached(self.limits.hard_bytes, bytes);
+        if hard && !self.hard_fired {
+            self.hard_fired = true;
+            self.pending |= HARD;
+        }
+        !hard
+    }
+
+    /// Records the counters after a packet; the first crossing of a soft
+    /// limit raises [`SaEvent::SoftLifetime`].
+    #[inline]
+    pub(crate) fn after(&mut self, packets: u64, bytes: u64) {
+        if !self.soft_fired
+            && (reached(self.limits.soft_packets, packets)
+                || reached(self.limits.soft_bytes, bytes))
+        {
+            self.soft_fired = true;
+            self.pending |= SOFT;
+        }
+    }
+
+    /// Raises [`SaEvent::SeqExhausted`] (once until polled).
+    pub(crate) fn exhausted(&mut self) {
+        self.pending |= EXHAUSTED;
+    }
+
+    /// The next pending event.
+    pub(crate) fn poll(&mut self) -> Option<SaEvent> {
+        for (bit, ev) in [
+            (SOFT, SaEvent::SoftLifetime),
+            (HARD, SaEvent::HardLifetime),
+            (EXHAUSTED, SaEvent::SeqExhausted),
+        ] {
+            if self.pending & bit != 0 {
+                self.pending &= !bit;
+                return Some(ev);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soft_once_then_hard_stops() {
+        let mut l = LifetimeState::new(Lifetime {
+            soft_packets: Some(2),
+            hard_packets: Some(3),
+            ..Default::default()
+        });
+        let mut packets = 0;
+        let mut passed = 0;
+        for _ in 0..5 {
+            if l.admit(packets, 0) {
+                packets += 1;
+                passed += 1;
+                l.after(packets, 0);
+            }
+        }
+        assert_eq!(passed, 3);
+        assert_eq!(l.poll(), Some(SaEvent::SoftLifetime));
+        assert_eq!(l.poll(), Some(SaEvent::HardLifetime));
+        assert_eq!(l.poll(), None);
+    }
+
+    #[test]
+    fn bytes_limits() {
+        let mut l = LifetimeState::new(Lifetime {
+            soft_bytes: Some(100),
+            hard_bytes: Some(150),
+            ..Default::default()
+        });
+        assert!(l.admit(1, 90));
+        l.after(1, 90);
+        assert_eq!(l.poll(), None);
+        l.after(2, 120);
+        assert_eq!(l.poll(), Some(SaEvent::SoftLifetime));
+        assert!(l.admit(2, 149));
+        assert!(!l.admit(3, 150));
+    }
+}

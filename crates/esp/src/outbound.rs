@@ -1,0 +1,255 @@
+//! Outbound processing: tunnel-mode encapsulation in place.
+//!
+//! The burst API follows librte_ipsec: [`OutboundSa::prepare`] checks each
+//! packet and gives it a sequence number (all the SA state changes happen
+//! here), [`OutboundSa::process`] builds the headers and seals (it changes
+//! no SA state, so it could run elsewhere). [`OutboundSa::encapsulate`] does
+//! both for one packet.
+
+use espgate_wire::PacketBuf;
+use espgate_wire::esp::{self, EspRepr, EspTrailer};
+use espgate_wire::ip::{IpAddr, protocol};
+use espgate_wire::ipv4::{self, Ipv4Repr};
+use espgate_wire::ipv6::{self, Ipv6Repr};
+use espgate_wire::udp::{self, UdpPacket, UdpRepr};
+
+use crate::aead::{Backend, TAG_LEN};
+use crate::cipher::{EspCipher, IV_LEN};
+use crate::counters::{DropReason, SaCounters};
+use crate::error::EspError;
+use crate::inner;
+use crate::lifetime::{LifetimeState, SaEvent};
+use crate::sa::{Direction, SaConfig, SaError, Tunnel, UdpEncap};
+
+/// An outbound SA: its key, its sequence counter, lifetimes and counters.
+#[derive(Debug)]
+pub struct OutboundSa {
+    spi: u32,
+    cipher: EspCipher,
+    tunnel: Tunnel,
+    encap: Option<UdpEncap>,
+    ttl: u8,
+    seq: u64,
+    seq_max: u64,
+    lifetime: LifetimeState,
+    counters: SaCounters,
+}
+
+impl OutboundSa {
+    /// Builds the SA from its definition with the given crypto backend.
+    pub fn new(cfg: &SaConfig, backend: Backend) -> Result<Self, SaError> {
+        let cipher = cfg.cipher(backend)?;
+        debug_assert_eq!(cfg.direction, Direction::Outbound);
+        Ok(OutboundSa {
+            spi: cfg.spi,
+            cipher,
+            tunnel: cfg.tunnel,
+            encap: cfg.udp_encap,
+            ttl: cfg.outer_ttl,
+            seq: cfg.initial_seq,
+            seq_max: cfg.seq_max(),
+            lifetime: LifetimeState::new(cfg.lifetime),
+            counters: SaCounters::default(),
+        })
+    }
+
+    /// The SPI.
+    pub fn spi(&self) -> u32 {
+        self.spi
+    }
+
+    /// The last sequence number used (0: none yet).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Traffic and drop counters.
+    pub fn counters(&self) -> &SaCounters {
+        &self.counters
+    }
+
+    /// The crypto backend.
+    pub fn backend(&self) -> Backend {
+        self.cipher.backend()
+    }
+
+    /// The next lifetime or sequence event, if any.
+    pub fn poll_event(&mut self) -> Option<SaEvent> {
+        self.lifetime.poll()
+    }
+
+    fn outer_ip_len(&self) -> usize {
+        if self.tunnel.src.is_ipv4() {
+            ipv4::HEADER_LEN
+        } else {
+            ipv6::HEADER_LEN
+        }
+    }
+
+    /// Bytes put in front of the inner packet.
+    pub fn header_len(&self) -> usize {
+        self.outer_ip_len() + self.encap.map_or(0, |_| udp::HEADER_LEN) + esp::HEADER_LEN + IV_LEN
+    }
+
+    /// The most bytes put behind the inner packet (padding, trailer, ICV).
+    pub fn max_trailer_len(&self) -> usize {
+        esp::ALIGN - 1 + esp::TRAILER_LEN + TAG_LEN
+    }
+
+    /// Checks one packet and assigns it the next sequence number; counts it,
+    /// or counts why it is dropped.
+    pub fn prepare_one<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<u64, EspError> {
+        let r = self.try_prepare(pkt);
+        if let Err(e) = &r {
+            self.counters.drops.count(e.reason);
+        }
+        r
+    }
+
+    fn try_prepare<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<u64, EspError> {
+        let inner = inner::parse_and_trim(pkt)?;
+        let trailer = EspTrailer::for_payload(inner.len, inner.next_header);
+        let added_tail = trailer.len() + TAG_LEN;
+        if pkt.headroom() < self.header_len() || pkt.tailroom() < added_tail {
+            return Err(DropReason::NoRoom.into());
+        }
+        let outer_len = self.header_len() + inner.len + added_tail;
+        let length_field = if self.tunnel.src.is_ipv4() {
+            outer_len
+        } else {
+            outer_len - ipv6::HEADER_LEN
+        };
+        if length_field > usize::from(u16::MAX) {
+            return Err(DropReason::Oversize.into());
+        }
+        if !self
+            .lifetime
+            .admit(self.counters.packets, self.counters.bytes)
+        {
+            return Err(DropReason::HardExpired.into());
+        }
+        if self.seq >= self.seq_max {
+            self.lifetime.exhausted();
+            return Err(DropReason::SeqExhausted.into());
+        }
+        self.seq += 1;
+        self.counters.packets += 1;
+        self.counters.bytes += inner.len as u64;
+        self.lifetime
+            .after(self.counters.packets, self.counters.bytes);
+        Ok(self.seq)
+    }
+
+    /// Builds the outer headers and trailer around a prepared packet and
+    /// encrypts it with sequence number `seq`.
+    pub fn process_one<B: PacketBuf>(&self, seq: u64, pkt: &mut B) -> Result<(), EspError> {
+        let no_room = |e| EspError::wire(e, DropReason::NoRoom);
+        let inner = inner::parse(pkt.data())?;
+        let trailer = EspTrailer::for_payload(inner.len, inner.next_header);
+        let tail = pkt.append(trailer.len() + TAG_LEN).map_err(no_room)?;
+        trailer.emit(&mut tail[..trailer.len()]).map_err(no_room)?;
+        let ip_len = self.outer_ip_len();
+        let udp_len = self.encap.map_or(0, |_| udp::HEADER_LEN);
+        let data = pkt.prepend(self.header_len()).map_err(no_room)?;
+        let total = data.len();
+        let ip_payload = total - ip_len;
+        let next = if udp_len > 0 {
+            protocol::UDP
+        } else {
+            protocol::ESP
+        };
+        match (self.tunnel.src, self.tunnel.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => Ipv4Repr {
+                src,
+                dst,
+                protocol: next,
+                payload_len: ip_payload,
+                ttl: self.ttl,
+                dscp_ecn: inner.tos,
+                ident: seq as u16,
+                dont_frag: inner.dont_frag,
+            }
+            .emit(data),
+            (IpAddr::V6(src), IpAddr::V6(dst)) => Ipv6Repr {
+                src,
+                dst,
+                next_header: next,
+                payload_len: ip_payload,
+                hop_limit: self.ttl,
+                traffic_class: inner.tos,
+                flow_label: 0,
+            }
+            .emit(data),
+            _ => unreachable!("SaConfig::validate refuses mixed tunnel families"),
+        }
+        .map_err(|e| EspError::wire(e, DropReason::Oversize))?;
+        if let Some(encap) = self.encap {
+            UdpRepr {
+                src_port: encap.src_port,
+                dst_port: encap.dst_port,
+                payload_len: ip_payload - udp::HEADER_LEN,
+            }
+            .emit(&mut data[ip_len..])
+            .map_err(|e| EspError::wire(e, DropReason::Oversize))?;
+        }
+        let esp_at = ip_len + udp_len;
+        EspRepr {
+            spi: self.spi,
+            seq: seq as u32,
+        }
+        .emit(&mut data[esp_at..])
+        .map_err(no_room)?;
+        let iv = seq.to_be_bytes();
+        let body_at = esp_at + esp::HEADER_LEN + IV_LEN;
+        data[esp_at + esp::HEADER_LEN..body_at].copy_from_slice(&iv);
+        let (body, icv) = data[body_at..].split_at_mut(total - body_at - TAG_LEN);
+        icv.copy_from_slice(&self.cipher.seal(self.spi, seq, &iv, body));
+        if self.encap.is_some() && self.tunnel.src.is_ipv6() {
+            // RFC 3948 sends a zero checksum over IPv4; IPv6 forbids it for
+            // UDP in general (RFC 8200 8.1), so there we compute it.
+            let mut u = UdpPacket::new_checked(&mut data[ip_len..]).map_err(no_room)?;
+            u.fill_checksum(&self.tunnel.src, &self.tunnel.dst);
+        }
+        Ok(())
+    }
+
+    /// Encapsulates one packet: [`prepare_one`](Self::prepare_one) then
+    /// [`process_one`](Self::process_one). Returns its sequence number.
+    pub fn encapsulate<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<u64, EspError> {
+        let seq = self.prepare_one(pkt)?;
+        self.process_one(seq, pkt)
+            .inspect_err(|e| self.counters.drops.count(e.reason))?;
+        Ok(seq)
+    }
+
+    /// Burst step 1: checks every packet and assigns sequence numbers;
+    /// `out[i]` gets the number or the reason packet `i` is dropped.
+    pub fn prepare<B: PacketBuf>(&mut self, pkts: &mut [B], out: &mut [Result<u64, EspError>]) {
+        for (p, o) in pkts.iter_mut().zip(out.iter_mut()) {
+            *o = self.prepare_one(p);
+        }
+    }
+
+    /// Burst step 2: encapsulates every packet that step 1 accepted.
+    pub fn process<B: PacketBuf>(&mut self, pkts: &mut [B], out: &mut [Result<u64, EspError>]) {
+        for (p, o) in pkts.iter_mut().zip(out.iter_mut()) {
+            if let Ok(seq) = *o
+                && let Err(e) = self.process_one(seq, p)
+            {
+                self.counters.drops.count(e.reason);
+                *o = Err(e);
+            }
+        }
+    }
+
+    /// Encapsulates a burst: [`prepare`](Self::prepare) then
+    /// [`process`](Self::process).
+    pub fn encapsulate_burst<B: PacketBuf>(
+        &mut self,
+        pkts: &mut [B],
+        out: &mut [Result<u64, EspError>],
+    ) {
+        self.prepare(pkts, out);
+        self.process(pkts, out);
+    }
+}
