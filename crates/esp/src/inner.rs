@@ -21,13 +21,20 @@ pub(crate) struct Inner {
     pub dont_frag: bool,
 }
 
+/// A truncated inner packet is a bad inner packet, not a bad header of ours.
+fn bad_inner(e: espgate_wire::WireError) -> EspError {
+    EspError {
+        reason: DropReason::BadInner,
+        wire: Some(e),
+    }
+}
+
 /// Reads an inner IPv4 or IPv6 packet at the start of `bytes`; bytes past
 /// its length (Ethernet minimum-size padding, TFC padding) are not part of it.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Inner, EspError> {
     match ip::version_of(bytes) {
         Some(4) => {
-            let p = Ipv4Packet::new_checked(bytes)
-                .map_err(|e| EspError::wire(e, DropReason::BadInner))?;
+            let p = Ipv4Packet::new_checked(bytes).map_err(bad_inner)?;
             Ok(Inner {
                 next_header: protocol::IPV4,
                 len: usize::from(p.total_len()),
@@ -36,8 +43,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Inner, EspError> {
             })
         }
         Some(6) => {
-            let p = Ipv6Packet::new_checked(bytes)
-                .map_err(|e| EspError::wire(e, DropReason::BadInner))?;
+            let p = Ipv6Packet::new_checked(bytes).map_err(bad_inner)?;
             Ok(Inner {
                 next_header: protocol::IPV6,
                 len: espgate_wire::ipv6::HEADER_LEN + usize::from(p.payload_len()),

@@ -175,6 +175,10 @@ pub enum KeyError {
 }
 
 /// An expanded AES-GCM key of one backend.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "ring's key stays inline in the SA for locality on the fast path"
+)]
 pub enum GcmKey {
     /// ring.
     #[cfg(feature = "ring")]

@@ -6,6 +6,10 @@ use aes_gcm::{Aes128Gcm, Aes256Gcm, Nonce, Tag};
 use super::{AeadAlgorithm, AuthFailed, GcmCipher, NONCE_LEN, TAG_LEN};
 
 /// A RustCrypto AES-GCM key.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the whole enum is boxed by GcmKey; only the key sizes differ"
+)]
 pub enum RustCryptoGcm {
     /// 128-bit key.
     Aes128(Aes128Gcm),
