@@ -1,0 +1,107 @@
+//! The `espgate` command.
+
+mod esp_pcap;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use espgate_esp::Backend;
+
+/// espgate: a high-availability IPsec ESP gateway.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one SA over a pcap file (tunnel mode, AES-GCM).
+    Esp {
+        #[command(subcommand)]
+        op: EspOp,
+    },
+    /// Print the build: version and crypto backends.
+    Info,
+}
+
+#[derive(Subcommand)]
+enum EspOp {
+    /// Encrypt every IPv4/IPv6 frame of IN into ESP frames in OUT.
+    Encrypt(EspArgs),
+    /// Decrypt every ESP frame of IN into plaintext frames in OUT.
+    Decrypt(EspArgs),
+}
+
+#[derive(clap::Args)]
+struct EspArgs {
+    /// The SA definition (YAML).
+    #[arg(long)]
+    sa: PathBuf,
+    /// AES-GCM implementation: ring or rustcrypto (default: the build's).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Input pcap (Ethernet).
+    input: PathBuf,
+    /// Output pcap.
+    output: PathBuf,
+}
+
+impl EspArgs {
+    fn backend(&self) -> anyhow::Result<Backend> {
+        match &self.backend {
+            Some(b) => b.parse().map_err(anyhow::Error::msg),
+            None => Ok(Backend::DEFAULT),
+        }
+    }
+}
+
+fn compiled_backends() -> String {
+    Backend::compiled()
+        .iter()
+        .map(|b| b.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info => {
+            println!("espgate {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "crypto backend: {} (compiled: {})",
+                Backend::DEFAULT,
+                compiled_backends()
+            );
+            Ok(())
+        }
+        Command::Esp { op } => {
+            let (args, encrypt) = match op {
+                EspOp::Encrypt(a) => (a, true),
+                EspOp::Decrypt(a) => (a, false),
+            };
+            args.backend().and_then(|backend| {
+                tracing::info!(%backend, compiled = %compiled_backends(), "crypto backend");
+                esp_pcap::run(&args.sa, backend, &args.input, &args.output, encrypt)
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("espgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
