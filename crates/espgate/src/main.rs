@@ -1,5 +1,6 @@
 //! The `espgate` command.
 
+mod demo;
 mod esp_pcap;
 
 use std::io::IsTerminal;
@@ -23,6 +24,12 @@ enum Command {
     Esp {
         #[command(subcommand)]
         op: EspOp,
+    },
+    /// Show the ESP core on the bundled sample traffic (no configuration).
+    Demo {
+        /// Where to write the plaintext and ESP captures.
+        #[arg(long, default_value = "target/demo")]
+        out: PathBuf,
     },
     /// Print the build: version and crypto backends.
     Info,
@@ -86,6 +93,7 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
+        Command::Demo { out } => demo::run(Backend::DEFAULT, &out),
         Command::Esp { op } => {
             let (args, encrypt) = match op {
                 EspOp::Encrypt(a) => (a, true),
