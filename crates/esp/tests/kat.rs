@@ -136,3 +136,72 @@ fn draft_mcgrew_gcm_test_01_every_backend() {
         "the ESN 2^64-1 and 32-bit 2^32-1 cases are present"
     );
 }
+
+/// Whole tunnel-mode packets from DPDK's librte_security tests
+/// (tests/vectors/dpdk-ipsec-tunnel-gcm.txt): the SAD decapsulates each
+/// outer packet to the exact inner packet, on every backend.
+#[test]
+fn dpdk_tunnel_mode_packets_decrypt() {
+    use espgate_esp::{Direction, Inbound, SaConfig, Sad, Tunnel};
+    use espgate_wire::{HeapBuf, PacketBuf};
+
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/vectors/dpdk-ipsec-tunnel-gcm.txt"
+    );
+    let text = std::fs::read_to_string(path).expect("vector file");
+    let mut checked = 0;
+    for block in text.split("name = ").skip(1) {
+        let mut fields: Vec<(String, Vec<u8>)> = Vec::new();
+        for line in block
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            match line.split_once(" = ") {
+                Some((k, v)) => fields.push((k.to_string(), hex::decode(v).expect("hex"))),
+                None => fields
+                    .last_mut()
+                    .expect("continuation")
+                    .1
+                    .extend(hex::decode(line).expect("hex")),
+            }
+        }
+        let get = |n: &str| fields.iter().find(|(k, _)| k == n).expect(n).1.clone();
+        let key = get("key");
+        let algorithm = if key.len() == 16 {
+            AeadAlgorithm::Aes128Gcm
+        } else {
+            AeadAlgorithm::Aes256Gcm
+        };
+        let mut key_and_salt = key;
+        key_and_salt.extend(get("salt"));
+        let spi = u32::from_be_bytes(get("spi")[..].try_into().unwrap());
+        let seq = u64::from(u32::from_be_bytes(get("seq")[..].try_into().unwrap()));
+        let tunnel = Tunnel {
+            src: "192.168.1.2".parse().unwrap(),
+            dst: "192.168.1.1".parse().unwrap(),
+        };
+        let cfg = SaConfig::new(spi, Direction::Inbound, tunnel, algorithm, key_and_salt);
+        for &backend in Backend::compiled() {
+            let mut sad = Sad::new();
+            sad.insert(&cfg, backend).unwrap();
+            let mut b = HeapBuf::from_packet(&get("outer"));
+            let v = sad
+                .decapsulate(&mut b)
+                .unwrap_or_else(|e| panic!("{}: {e}", block.lines().next().unwrap()));
+            assert_eq!(
+                v,
+                Inbound::Decapsulated {
+                    spi,
+                    seq,
+                    next_header: 4
+                }
+            );
+            assert_eq!(b.data(), &get("inner")[..]);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * Backend::compiled().len());
+}
