@@ -1,5 +1,20 @@
-//! Packet I/O for espgate. For now: classic pcap files, which tests, the
-//! `espgate esp` tool and people debugging use; the poll-mode ports
-//! (in-memory, AF_PACKET, DPDK) join this crate with the node.
+//! Poll-mode packet I/O for espgate, in the DPDK model: a port has receive
+//! and transmit queues, each owned by one worker; `rx_burst` fills a vector
+//! with frames in pool buffers (headroom in front for the outer headers,
+//! tailroom behind for the ESP trailer, so encapsulation never copies) and
+//! `tx_burst` sends what it can. Buffers come from a [`BufPool`]: a shared
+//! free list with a per-worker cache, so the fast path allocates nothing in
+//! steady state.
+//!
+//! Backends: [`mem`] (in-process rings, for tests and benchmarks) and
+//! [`pcap_port`] (replay a capture in, record a capture out).
 
+pub mod mem;
 pub mod pcap;
+pub mod pcap_port;
+pub mod pool;
+pub mod port;
+pub mod rss;
+
+pub use pool::{BufPool, Mempool};
+pub use port::{PortInfo, PortQueue, QueueStats};

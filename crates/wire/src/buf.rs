@@ -74,6 +74,17 @@ impl HeapBuf {
         b
     }
 
+    /// Total bytes of the buffer (headroom, packet and tailroom).
+    pub fn capacity(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Empties the packet and places its start after `headroom` bytes.
+    pub fn clear(&mut self, headroom: usize) {
+        self.start = headroom.min(self.bytes.len());
+        self.end = self.start;
+    }
+
     /// Replaces the packet with `packet`, placed after `headroom` bytes.
     pub fn reset(&mut self, headroom: usize, packet: &[u8]) -> Result<()> {
         if headroom + packet.len() > self.bytes.len() {

@@ -1,0 +1,50 @@
+//! The poll-mode port interface every backend implements.
+
+use espgate_wire::HeapBuf;
+use espgate_wire::ethernet::MacAddr;
+
+use crate::pool::BufPool;
+
+/// What a port is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    /// Name (from the configuration).
+    pub name: String,
+    /// MAC address frames are sent from.
+    pub mac: MacAddr,
+    /// Largest IP packet the link carries (Ethernet header excluded).
+    pub mtu: usize,
+}
+
+/// Counters of one queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames the backend could not take (ring full).
+    pub tx_full: u64,
+}
+
+/// One receive/transmit queue pair of a port, owned by one worker.
+pub trait PortQueue: Send {
+    /// The port this queue belongs to.
+    fn info(&self) -> &PortInfo;
+
+    /// Receives up to `max` frames, appended to `out` in pool buffers;
+    /// returns how many.
+    fn rx_burst(&mut self, pool: &mut BufPool, out: &mut Vec<HeapBuf>, max: usize) -> usize;
+
+    /// Sends frames from the front of `pkts`, removing those it took (their
+    /// buffers go back to `pool` or on to the peer); returns how many. What
+    /// is left was not taken: the caller retries or drops it.
+    fn tx_burst(&mut self, pkts: &mut Vec<HeapBuf>, pool: &mut BufPool) -> usize;
+
+    /// The queue's counters.
+    fn stats(&self) -> QueueStats;
+}
