@@ -63,6 +63,11 @@ impl OutboundSa {
         self.seq
     }
 
+    /// The tunnel endpoints.
+    pub fn tunnel(&self) -> &Tunnel {
+        &self.tunnel
+    }
+
     /// Traffic and drop counters.
     pub fn counters(&self) -> &SaCounters {
         &self.counters

@@ -54,14 +54,6 @@ impl PcapQueue {
     pub fn rx_done(&self) -> bool {
         !self.repeat && self.next >= self.frames.len()
     }
-
-    /// Writes buffered output to the file.
-    pub fn flush(&mut self) -> Result<(), PcapError> {
-        match &mut self.writer {
-            Some(w) => w.flush(),
-            None => Ok(()),
-        }
-    }
 }
 
 impl PortQueue for PcapQueue {
@@ -115,5 +107,13 @@ impl PortQueue for PcapQueue {
 
     fn stats(&self) -> QueueStats {
         self.stats
+    }
+
+    fn flush(&mut self) {
+        if let Some(w) = &mut self.writer
+            && let Err(e) = w.flush()
+        {
+            eprintln!("{}: pcap output: {e}", self.info.name);
+        }
     }
 }

@@ -47,4 +47,8 @@ pub trait PortQueue: Send {
 
     /// The queue's counters.
     fn stats(&self) -> QueueStats;
+
+    /// Writes out anything the backend buffers (a pcap file's tail); called
+    /// when the node stops.
+    fn flush(&mut self) {}
 }

@@ -1,0 +1,136 @@
+//! What a node is made of, as the control layer hands it over: ports with
+//! roles and addresses, workers, SAs with their owners, SPD rules and
+//! static neighbours.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use espgate_esp::SaConfig;
+use espgate_wire::ethernet::MacAddr;
+
+use crate::prefix::Prefix;
+use crate::spd::SpdRule;
+
+/// Which side of the gateway a port faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The plaintext network this node protects.
+    Protected,
+    /// The network ESP travels over.
+    Unprotected,
+}
+
+/// How a port reaches the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortBackend {
+    /// In-process rings (tests, benchmarks, the demo): the caller wires them.
+    Mem,
+    /// Linux AF_PACKET on a network interface.
+    AfPacket {
+        /// Interface name.
+        interface: String,
+    },
+    /// Frames read from and written to pcap files.
+    Pcap {
+        /// Capture to receive from.
+        rx: Option<PathBuf>,
+        /// Capture to write sent frames to.
+        tx: Option<PathBuf>,
+        /// Loop the input forever.
+        repeat: bool,
+    },
+}
+
+/// One port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Name, for logs and counters.
+    pub name: String,
+    /// Protected or unprotected side.
+    pub role: Role,
+    /// The backend.
+    pub backend: PortBackend,
+    /// MAC address; AF_PACKET ports default to the interface's.
+    pub mac: Option<MacAddr>,
+    /// The node's address on this link and the link's prefix.
+    pub address: IpAddr,
+    /// The link's prefix (on-link destinations).
+    pub subnet: Prefix,
+    /// Next hop for destinations off the link.
+    pub gateway: Option<IpAddr>,
+    /// Largest IP packet the link carries.
+    pub mtu: usize,
+}
+
+/// Worker threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkersConfig {
+    /// How many.
+    pub count: usize,
+    /// CPU core of each worker, if pinned.
+    pub cores: Vec<usize>,
+    /// Frames per receive burst.
+    pub burst: usize,
+    /// Upper bound of the idle back-off sleep, in microseconds (0: busy-poll).
+    pub idle_sleep_us: u64,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            count: 1,
+            cores: Vec::new(),
+            burst: 32,
+            idle_sleep_us: 0,
+        }
+    }
+}
+
+/// An SA and the worker that owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaEntry {
+    /// The SA.
+    pub sa: SaConfig,
+    /// Owning worker; by default the SPI modulo the worker count.
+    pub worker: Option<usize>,
+}
+
+/// A static neighbour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbour {
+    /// Its address.
+    pub ip: IpAddr,
+    /// Its MAC.
+    pub mac: MacAddr,
+}
+
+/// Everything a node needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// Node name.
+    pub name: String,
+    /// The protected port and the unprotected port.
+    pub ports: Vec<PortConfig>,
+    /// Workers.
+    pub workers: WorkersConfig,
+    /// SAs, both directions.
+    pub sas: Vec<SaEntry>,
+    /// Policy rules in order.
+    pub spd: Vec<SpdRule>,
+    /// Static neighbours (IPv6 next hops need one: there is no NDP yet).
+    pub neighbours: Vec<Neighbour>,
+}
+
+impl NodeConfig {
+    /// The port with `role`.
+    pub fn port(&self, role: Role) -> Option<&PortConfig> {
+        self.ports.iter().find(|p| p.role == role)
+    }
+
+    /// The worker that owns SA `entry`.
+    pub fn owner(&self, entry: &SaEntry) -> usize {
+        entry
+            .worker
+            .unwrap_or(entry.sa.spi as usize % self.workers.count.max(1))
+    }
+}

@@ -1,0 +1,25 @@
+//! The espgate node. Worker threads in run-to-completion loops take bursts
+//! of frames from their queue of each port, classify them (ARP; ESP for us,
+//! by SPI; plaintext by the SPD), run ESP with the SAs they own and send the
+//! results on. Each SA belongs to exactly one worker; a frame that arrives
+//! at another worker is handed over through a lock-free ring. Neighbours
+//! come from the configuration and from ARP; an encapsulated packet too big
+//! for the unprotected link is answered with an ICMP error.
+
+pub mod classify;
+pub mod config;
+pub mod counters;
+pub mod icmp;
+pub mod neigh;
+pub mod node;
+pub mod prefix;
+pub mod spd;
+pub mod testbed;
+pub mod worker;
+
+pub use config::{NodeConfig, PortBackend, PortConfig, Role, SaEntry, WorkersConfig};
+pub use counters::{NodeDrop, WorkerCounters};
+pub use node::{NodeError, NodeQueues, NodeReport, RunningNode, start};
+
+/// Headroom of buffers the node fills itself (ARP, ICMP).
+pub const HEADROOM: usize = espgate_io::pool::HEADROOM;

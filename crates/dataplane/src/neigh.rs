@@ -1,0 +1,144 @@
+//! Neighbours: static entries from the configuration and what ARP teaches,
+//! shared by the workers; plus the ARP answers and requests a node sends
+//! for its own addresses.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::RwLock;
+
+use espgate_wire::arp::{ArpOp, ArpPacket, ArpRepr};
+use espgate_wire::ethernet::{EtherType, EthernetRepr, MacAddr};
+use espgate_wire::{HeapBuf, PacketBuf};
+
+/// IP-to-MAC table.
+#[derive(Debug, Default)]
+pub struct Neighbours {
+    table: RwLock<HashMap<IpAddr, MacAddr>>,
+}
+
+impl Neighbours {
+    /// A table holding the static entries.
+    pub fn new(static_entries: impl IntoIterator<Item = (IpAddr, MacAddr)>) -> Self {
+        Neighbours {
+            table: RwLock::new(static_entries.into_iter().collect()),
+        }
+    }
+
+    /// The MAC of `ip`, if known.
+    #[inline]
+    pub fn lookup(&self, ip: &IpAddr) -> Option<MacAddr> {
+        self.table.read().ok()?.get(ip).copied()
+    }
+
+    /// Records what ARP said.
+    pub fn learn(&self, ip: IpAddr, mac: MacAddr) {
+        if mac.is_multicast() || ip.is_unspecified() {
+            return;
+        }
+        if self.lookup(&ip) != Some(mac)
+            && let Ok(mut t) = self.table.write()
+        {
+            t.insert(ip, mac);
+        }
+    }
+}
+
+/// What an ARP packet asks of the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArpOutcome {
+    /// A request for our address: answer with this reply.
+    Reply(ArpRepr),
+    /// Nothing to send (a reply, or a request for someone else).
+    Nothing,
+}
+
+/// Learns from an ARP packet and says whether to answer it.
+pub fn handle_arp(
+    payload: &[u8],
+    own: Ipv4Addr,
+    own_mac: MacAddr,
+    neighbours: &Neighbours,
+) -> Option<ArpOutcome> {
+    let arp = ArpRepr::parse(&ArpPacket::new_checked(payload).ok()?).ok()?;
+    neighbours.learn(IpAddr::V4(arp.sender_ip), arp.sender_mac);
+    Some(match arp.op {
+        ArpOp::Request if arp.target_ip == own => ArpOutcome::Reply(ArpRepr {
+            op: ArpOp::Reply,
+            sender_mac: own_mac,
+            sender_ip: own,
+            target_mac: arp.sender_mac,
+            target_ip: arp.sender_ip,
+        }),
+        _ => ArpOutcome::Nothing,
+    })
+}
+
+/// Writes an ARP frame into `buf` (replacing its contents): a reply to
+/// `arp.target_mac`, or a broadcast request.
+pub fn write_arp(buf: &mut HeapBuf, arp: &ArpRepr, src_mac: MacAddr) {
+    let dst = match arp.op {
+        ArpOp::Reply => arp.target_mac,
+        ArpOp::Request => MacAddr::BROADCAST,
+    };
+    let eth = EthernetRepr {
+        dst,
+        src: src_mac,
+        vlan: None,
+        ethertype: EtherType::ARP,
+    };
+    buf.clear(crate::HEADROOM);
+    let frame = buf
+        .append(eth.header_len() + espgate_wire::arp::PACKET_LEN)
+        .expect("a pool buffer holds an ARP frame");
+    eth.emit(frame).expect("room for the header");
+    arp.emit(&mut frame[eth.header_len()..])
+        .expect("room for ARP");
+}
+
+/// The ARP request asking for `target`.
+pub fn request(own: Ipv4Addr, own_mac: MacAddr, target: Ipv4Addr) -> ArpRepr {
+    ArpRepr {
+        op: ArpOp::Request,
+        sender_mac: own_mac,
+        sender_ip: own,
+        target_mac: MacAddr::default(),
+        target_ip: target,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_requests_for_own_address_and_learns() {
+        let n = Neighbours::default();
+        let me = Ipv4Addr::new(10, 1, 0, 254);
+        let my_mac = MacAddr([2, 0, 0, 0, 0, 0xfe]);
+        let host_mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let req = request(Ipv4Addr::new(10, 1, 0, 1), host_mac, me);
+        let mut buf = [0u8; 28];
+        req.emit(&mut buf).unwrap();
+        match handle_arp(&buf, me, my_mac, &n) {
+            Some(ArpOutcome::Reply(r)) => {
+                assert_eq!(
+                    (r.sender_ip, r.sender_mac, r.target_mac),
+                    (me, my_mac, host_mac)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            n.lookup(&IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1))),
+            Some(host_mac)
+        );
+        let other = request(
+            Ipv4Addr::new(10, 1, 0, 1),
+            host_mac,
+            Ipv4Addr::new(10, 1, 0, 9),
+        );
+        other.emit(&mut buf).unwrap();
+        assert_eq!(handle_arp(&buf, me, my_mac, &n), Some(ArpOutcome::Nothing));
+        assert_eq!(handle_arp(&buf[..10], me, my_mac, &n), None);
+    }
+}

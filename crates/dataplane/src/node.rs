@@ -1,0 +1,282 @@
+//! Starting and stopping a node: SAs sharded over the workers, the shared
+//! tables, one thread per worker (pinned when cores are given).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_queue::ArrayQueue;
+use espgate_esp::{Backend, Direction, OutboundSa, SaCounters, Sad};
+use espgate_io::{BufPool, Mempool, PortQueue};
+
+use crate::config::{NodeConfig, Role};
+use crate::counters::WorkerCounters;
+use crate::neigh::Neighbours;
+use crate::spd::{Action, Spd};
+use crate::worker::{PortState, Shared, Worker, WorkerReport};
+
+/// Depth of each worker-to-worker hand-off ring.
+pub const HANDOFF_DEPTH: usize = 1024;
+
+/// Why a node cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration lacks the protected or unprotected port.
+    #[error("no {0:?} port")]
+    MissingPort(Role),
+    /// Each worker needs one queue of each port.
+    #[error("{role:?} port: {got} queues for {want} workers")]
+    Queues {
+        /// Which port.
+        role: Role,
+        /// Queues given.
+        got: usize,
+        /// Workers.
+        want: usize,
+    },
+    /// An SA could not be built.
+    #[error("sa {spi:#x}: {why}")]
+    Sa {
+        /// The SPI.
+        spi: u32,
+        /// What went wrong.
+        why: String,
+    },
+    /// An SA names a worker that does not exist.
+    #[error("sa {spi:#x}: worker {worker} does not exist ({count} workers)")]
+    Worker {
+        /// The SPI.
+        spi: u32,
+        /// The worker named.
+        worker: usize,
+        /// How many there are.
+        count: usize,
+    },
+    /// A policy names an SA that is not configured in that direction.
+    #[error("spd rule {rule}: sa {spi:#x} is not a configured {direction} SA")]
+    UnknownSa {
+        /// Rule index.
+        rule: usize,
+        /// The SPI.
+        spi: u32,
+        /// The direction it needs.
+        direction: Direction,
+    },
+    /// A worker thread could not be started.
+    #[error("cannot start worker {0}: {1}")]
+    Spawn(usize, std::io::Error),
+}
+
+/// The queues a node runs on: for each port, one per worker.
+pub struct NodeQueues {
+    /// Protected side.
+    pub protected: Vec<Box<dyn PortQueue>>,
+    /// Unprotected side.
+    pub unprotected: Vec<Box<dyn PortQueue>>,
+}
+
+/// A running node.
+pub struct RunningNode {
+    name: String,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<WorkerReport>>,
+}
+
+/// What a node did, gathered when it stops.
+pub struct NodeReport {
+    /// Node name.
+    pub name: String,
+    /// Per-worker reports.
+    pub workers: Vec<WorkerReport>,
+}
+
+impl NodeReport {
+    /// The counters of all workers added up.
+    pub fn totals(&self) -> WorkerCounters {
+        let mut t = WorkerCounters::default();
+        for w in &self.workers {
+            t.add(&w.counters);
+        }
+        t
+    }
+
+    /// Outbound SA counters by SPI, with the last sequence number used.
+    pub fn outbound(&self) -> HashMap<u32, (SaCounters, u64)> {
+        self.workers
+            .iter()
+            .flat_map(|w| w.outbound.iter().map(|(s, c, q)| (*s, (*c, *q))))
+            .collect()
+    }
+
+    /// Inbound SA counters by SPI, with the replay window top.
+    pub fn inbound(&self) -> HashMap<u32, (SaCounters, u64)> {
+        self.workers
+            .iter()
+            .flat_map(|w| w.inbound.iter().map(|(s, c, q)| (*s, (*c, *q))))
+            .collect()
+    }
+}
+
+/// Builds the workers and starts their threads.
+pub fn start(
+    cfg: &NodeConfig,
+    queues: NodeQueues,
+    backend: Backend,
+    mempool: Arc<Mempool>,
+) -> Result<RunningNode, NodeError> {
+    let n = cfg.workers.count.max(1);
+    let prot = cfg
+        .port(Role::Protected)
+        .ok_or(NodeError::MissingPort(Role::Protected))?;
+    let unprot = cfg
+        .port(Role::Unprotected)
+        .ok_or(NodeError::MissingPort(Role::Unprotected))?;
+    for (role, got) in [
+        (Role::Protected, queues.protected.len()),
+        (Role::Unprotected, queues.unprotected.len()),
+    ] {
+        if got != n {
+            return Err(NodeError::Queues { role, got, want: n });
+        }
+    }
+    let mut outbound: Vec<HashMap<u32, OutboundSa>> = (0..n).map(|_| HashMap::new()).collect();
+    let mut sads: Vec<Sad> = (0..n).map(|_| Sad::new()).collect();
+    let mut out_owner = HashMap::new();
+    let mut in_owner = HashMap::new();
+    let mut encap_ports = Vec::new();
+    for entry in &cfg.sas {
+        let spi = entry.sa.spi;
+        let owner = cfg.owner(entry);
+        if owner >= n {
+            return Err(NodeError::Worker {
+                spi,
+                worker: owner,
+                count: n,
+            });
+        }
+        let sa_err = |why: String| NodeError::Sa { spi, why };
+        match entry.sa.direction {
+            Direction::Outbound => {
+                let sa = OutboundSa::new(&entry.sa, backend).map_err(|e| sa_err(e.to_string()))?;
+                if out_owner.insert(spi, owner).is_some() {
+                    return Err(sa_err("duplicate outbound SPI".into()));
+                }
+                outbound[owner].insert(spi, sa);
+            }
+            Direction::Inbound => {
+                sads[owner]
+                    .insert(&entry.sa, backend)
+                    .map_err(|e| sa_err(e.to_string()))?;
+                if in_owner.insert(spi, owner).is_some() {
+                    return Err(sa_err("duplicate inbound SPI".into()));
+                }
+                if let Some(e) = entry.sa.udp_encap
+                    && !encap_ports.contains(&e.dst_port)
+                {
+                    encap_ports.push(e.dst_port);
+                }
+            }
+        }
+    }
+    for (rule, r) in cfg.spd.iter().enumerate() {
+        if let Action::Protect(spi) = r.action {
+            let (map, direction) = match r.direction {
+                crate::spd::PolicyDirection::Out => (&out_owner, Direction::Outbound),
+                crate::spd::PolicyDirection::In => (&in_owner, Direction::Inbound),
+            };
+            if !map.contains_key(&spi) {
+                return Err(NodeError::UnknownSa {
+                    rule,
+                    spi,
+                    direction,
+                });
+            }
+        }
+    }
+    let shared = Arc::new(Shared {
+        spd: Spd::new(cfg.spd.clone()),
+        out_owner,
+        in_owner,
+        encap_ports,
+        neighbours: Neighbours::new(cfg.neighbours.iter().map(|nb| (nb.ip, nb.mac))),
+        handoff: (0..n)
+            .map(|_| {
+                (0..n)
+                    .map(|_| Arc::new(ArrayQueue::new(HANDOFF_DEPTH)))
+                    .collect()
+            })
+            .collect(),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    let mut pq = queues.protected.into_iter();
+    let mut uq = queues.unprotected.into_iter();
+    for (id, (out_sas, sad)) in outbound.into_iter().zip(sads).enumerate() {
+        let state = |queue: Box<dyn PortQueue>, p: &crate::config::PortConfig| PortState {
+            role: p.role,
+            mac: queue.info().mac,
+            address: p.address,
+            subnet: p.subnet,
+            gateway: p.gateway,
+            mtu: p.mtu,
+            queue,
+            tx: Vec::with_capacity(cfg.workers.burst * 2),
+        };
+        let ports = [
+            state(pq.next().expect("counted"), prot),
+            state(uq.next().expect("counted"), unprot),
+        ];
+        let worker = Worker::new(
+            id,
+            shared.clone(),
+            ports,
+            out_sas,
+            sad,
+            BufPool::new(mempool.clone(), 64),
+            cfg.workers.burst,
+            Duration::from_micros(cfg.workers.idle_sleep_us),
+        );
+        let stop = stop.clone();
+        let core = cfg.workers.cores.get(id).copied();
+        let t = std::thread::Builder::new()
+            .name(format!("{}-w{id}", cfg.name))
+            .spawn(move || {
+                if let Some(core) = core
+                    && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
+                {
+                    tracing::warn!(core, "could not pin worker to core");
+                }
+                worker.run(&stop)
+            })
+            .map_err(|e| NodeError::Spawn(id, e))?;
+        threads.push(t);
+    }
+    Ok(RunningNode {
+        name: cfg.name.clone(),
+        stop,
+        threads,
+    })
+}
+
+impl RunningNode {
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops the workers and gathers their reports.
+    pub fn stop(self) -> NodeReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let workers = self
+            .threads
+            .into_iter()
+            .map(|t| t.join().expect("worker thread panicked"))
+            .collect();
+        NodeReport {
+            name: self.name,
+            workers,
+        }
+    }
+}

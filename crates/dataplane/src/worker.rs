@@ -1,0 +1,507 @@
+//! A worker: one thread in a run-to-completion loop over its queue of each
+//! port. Receive a burst, classify each frame (ARP; ESP for us by SPI;
+//! plaintext by the SPD), run ESP with the SAs this worker owns, add the
+//! Ethernet header for the next hop, send the bursts. A frame whose SA
+//! another worker owns goes to that worker through a lock-free ring, so no
+//! SA is ever touched by two threads: each SA object lives in exactly one
+//! worker.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use espgate_esp::{Inbound, OutboundSa, SaCounters, Sad};
+use espgate_io::{BufPool, PortQueue, QueueStats};
+use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
+use espgate_wire::ip;
+use espgate_wire::{HeapBuf, PacketBuf};
+use hdrhistogram::Histogram;
+
+use crate::classify::{decrement_ttl, esp_spi};
+use crate::config::Role;
+use crate::counters::{NodeDrop, WorkerCounters};
+use crate::icmp;
+use crate::neigh::{ArpOutcome, Neighbours, handle_arp, request, write_arp};
+use crate::prefix::Prefix;
+use crate::spd::{Action, PolicyDirection, Selectors, Spd};
+
+/// A frame on its way to the worker that owns its SA.
+pub struct Handoff {
+    /// The frame, Ethernet header included.
+    pub buf: HeapBuf,
+    /// The side it arrived on.
+    pub from: Role,
+}
+
+/// What every worker shares, read-only.
+pub struct Shared {
+    /// Policy.
+    pub spd: Spd,
+    /// Outbound SPI → owning worker.
+    pub out_owner: HashMap<u32, usize>,
+    /// Inbound SPI → owning worker.
+    pub in_owner: HashMap<u32, usize>,
+    /// UDP ports that carry ESP to this node.
+    pub encap_ports: Vec<u16>,
+    /// Neighbours.
+    pub neighbours: Neighbours,
+    /// `handoff[from][to]`: the ring from one worker to another.
+    pub handoff: Vec<Vec<Arc<ArrayQueue<Handoff>>>>,
+}
+
+/// A port as one worker sees it.
+pub struct PortState {
+    /// Which side.
+    pub role: Role,
+    /// Our MAC on it.
+    pub mac: MacAddr,
+    /// Our address on it.
+    pub address: IpAddr,
+    /// The on-link prefix.
+    pub subnet: Prefix,
+    /// The next hop off the link.
+    pub gateway: Option<IpAddr>,
+    /// Largest IP packet on the link.
+    pub mtu: usize,
+    /// This worker's queue.
+    pub queue: Box<dyn PortQueue>,
+    /// Frames waiting for the next transmit burst.
+    pub tx: Vec<HeapBuf>,
+}
+
+/// What a worker hands back when it stops.
+pub struct WorkerReport {
+    /// Worker index.
+    pub id: usize,
+    /// Its counters.
+    pub counters: WorkerCounters,
+    /// Outbound SAs it owned, with their counters and last sequence number.
+    pub outbound: Vec<(u32, SaCounters, u64)>,
+    /// Inbound SAs it owned, with their counters and window top.
+    pub inbound: Vec<(u32, SaCounters, u64)>,
+    /// Drops of its SAD that reached no SA.
+    pub sad_drops: espgate_esp::DropCounters,
+    /// Its queues' counters, by port name.
+    pub queues: Vec<(String, QueueStats)>,
+    /// Processing time per received burst, in nanoseconds.
+    pub burst_ns: Histogram<u64>,
+}
+
+/// One worker.
+pub struct Worker {
+    /// Index.
+    pub id: usize,
+    /// Shared tables.
+    pub shared: Arc<Shared>,
+    /// Protected port (index 0) and unprotected port (index 1).
+    pub ports: [PortState; 2],
+    /// Outbound SAs this worker owns.
+    pub outbound: HashMap<u32, OutboundSa>,
+    /// Inbound SAs this worker owns.
+    pub sad: Sad,
+    /// Buffers.
+    pub pool: BufPool,
+    /// Frames per burst.
+    pub burst: usize,
+    /// Upper bound of the idle sleep (0: busy-poll).
+    pub idle_sleep: Duration,
+    counters: WorkerCounters,
+    arp_asked: HashMap<IpAddr, Instant>,
+}
+
+const ARP_RETRY: Duration = Duration::from_millis(200);
+
+fn side(role: Role) -> usize {
+    match role {
+        Role::Protected => 0,
+        Role::Unprotected => 1,
+    }
+}
+
+impl Worker {
+    /// A worker over these ports and SAs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        ports: [PortState; 2],
+        outbound: HashMap<u32, OutboundSa>,
+        sad: Sad,
+        pool: BufPool,
+        burst: usize,
+        idle_sleep: Duration,
+    ) -> Self {
+        Worker {
+            id,
+            shared,
+            ports,
+            outbound,
+            sad,
+            pool,
+            burst: burst.max(1),
+            idle_sleep,
+            counters: WorkerCounters::default(),
+            arp_asked: HashMap::new(),
+        }
+    }
+
+    /// Runs until `stop` is set, then reports.
+    pub fn run(mut self, stop: &AtomicBool) -> WorkerReport {
+        let mut hist = Histogram::<u64>::new(3).expect("histogram");
+        let mut rx: Vec<HeapBuf> = Vec::with_capacity(self.burst);
+        let mut idle_rounds = 0u32;
+        loop {
+            let mut work = 0;
+            for role in [Role::Protected, Role::Unprotected] {
+                let n = self.ports[side(role)]
+                    .queue
+                    .rx_burst(&mut self.pool, &mut rx, self.burst);
+                if n == 0 {
+                    continue;
+                }
+                work += n;
+                let t0 = Instant::now();
+                self.counters.rx += n as u64;
+                for buf in rx.drain(..) {
+                    self.handle(role, buf, true);
+                }
+                let _ = hist.record(t0.elapsed().as_nanos() as u64);
+            }
+            work += self.poll_handoffs();
+            self.flush_tx();
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if work == 0 {
+                idle_rounds = idle_rounds.saturating_add(1);
+                if self.idle_sleep.is_zero() {
+                    std::hint::spin_loop();
+                } else {
+                    let us = u64::from(idle_rounds.min(1000));
+                    std::thread::sleep(Duration::from_micros(us).min(self.idle_sleep));
+                }
+            } else {
+                idle_rounds = 0;
+            }
+        }
+        self.flush_tx();
+        for p in &mut self.ports {
+            p.queue.flush();
+        }
+        WorkerReport {
+            id: self.id,
+            counters: self.counters,
+            outbound: self
+                .outbound
+                .values()
+                .map(|s| (s.spi(), *s.counters(), s.seq()))
+                .collect(),
+            inbound: self
+                .sad
+                .iter()
+                .map(|s| (s.spi(), *s.counters(), s.window().top()))
+                .collect(),
+            sad_drops: *self.sad.drops(),
+            queues: self
+                .ports
+                .iter()
+                .map(|p| (p.queue.info().name.clone(), p.queue.stats()))
+                .collect(),
+            burst_ns: hist,
+        }
+    }
+
+    fn poll_handoffs(&mut self) -> usize {
+        let mut n = 0;
+        for from in 0..self.shared.handoff.len() {
+            if from == self.id {
+                continue;
+            }
+            let ring = self.shared.handoff[from][self.id].clone();
+            for _ in 0..self.burst {
+                let Some(h) = ring.pop() else { break };
+                self.counters.handoff_in += 1;
+                self.handle(h.from, h.buf, false);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn flush_tx(&mut self) {
+        for p in &mut self.ports {
+            if p.tx.is_empty() {
+                continue;
+            }
+            let sent = p.queue.tx_burst(&mut p.tx, &mut self.pool);
+            self.counters.tx += sent as u64;
+            for b in p.tx.drain(..) {
+                self.counters.drop(NodeDrop::TxFull);
+                self.pool.put(b);
+            }
+        }
+    }
+
+    fn drop_frame(&mut self, buf: HeapBuf, why: NodeDrop) {
+        self.counters.drop(why);
+        self.pool.put(buf);
+    }
+
+    /// Hands a frame to `owner`, or drops it if that ring is full.
+    fn hand_off(&mut self, owner: usize, from: Role, buf: HeapBuf) {
+        match self.shared.handoff[self.id][owner].push(Handoff { buf, from }) {
+            Ok(()) => self.counters.handoff_out += 1,
+            Err(h) => self.drop_frame(h.buf, NodeDrop::HandoffFull),
+        }
+    }
+
+    /// One frame from `role`'s port (or from another worker, `fresh` false).
+    fn handle(&mut self, role: Role, buf: HeapBuf, fresh: bool) {
+        let port = &self.ports[side(role)];
+        let (eth, hdr_len) = match EthernetFrame::new_checked(buf.data())
+            .map(|f| (EthernetRepr::parse(&f), f.header_len()))
+        {
+            Ok((Ok(eth), len)) => (eth, len),
+            _ => return self.drop_frame(buf, NodeDrop::BadFrame),
+        };
+        if eth.dst != port.mac && !eth.dst.is_multicast() {
+            return self.drop_frame(buf, NodeDrop::NotForUs);
+        }
+        match eth.ethertype {
+            EtherType::ARP => self.arp(role, buf, hdr_len),
+            EtherType::IPV4 | EtherType::IPV6 => match role {
+                Role::Protected => self.on_protected(eth, hdr_len, buf, fresh),
+                Role::Unprotected => self.on_unprotected(hdr_len, buf, fresh),
+            },
+            _ => self.drop_frame(buf, NodeDrop::UnsupportedEthertype),
+        }
+    }
+
+    fn arp(&mut self, role: Role, mut buf: HeapBuf, hdr_len: usize) {
+        let port = &self.ports[side(role)];
+        let IpAddr::V4(own) = port.address else {
+            return self.drop_frame(buf, NodeDrop::UnsupportedEthertype);
+        };
+        match handle_arp(
+            &buf.data()[hdr_len..],
+            own,
+            port.mac,
+            &self.shared.neighbours,
+        ) {
+            Some(ArpOutcome::Reply(reply)) => {
+                let mac = port.mac;
+                write_arp(&mut buf, &reply, mac);
+                self.counters.arp_replies += 1;
+                self.ports[side(role)].tx.push(buf);
+            }
+            Some(ArpOutcome::Nothing) => self.pool.put(buf),
+            None => self.drop_frame(buf, NodeDrop::BadFrame),
+        }
+    }
+
+    fn on_protected(&mut self, eth: EthernetRepr, hdr_len: usize, mut buf: HeapBuf, fresh: bool) {
+        let Some(sel) = Selectors::of(&buf.data()[hdr_len..]) else {
+            return self.drop_frame(buf, NodeDrop::BadIp);
+        };
+        if sel.dst == self.ports[0].address {
+            return self.drop_frame(buf, NodeDrop::Local);
+        }
+        match self.shared.spd.lookup(PolicyDirection::Out, &sel) {
+            Action::Protect(spi) => {
+                let owner = self.shared.out_owner.get(&spi).copied().unwrap_or(self.id);
+                if fresh && owner != self.id {
+                    return self.hand_off(owner, Role::Protected, buf);
+                }
+                buf.adj(hdr_len).expect("header present");
+                self.encrypt(spi, eth.src, buf);
+            }
+            Action::Bypass => {
+                buf.adj(hdr_len).expect("header present");
+                self.counters.bypassed += 1;
+                self.forward(Role::Unprotected, buf);
+            }
+            Action::Discard => self.drop_frame(buf, NodeDrop::Policy),
+        }
+    }
+
+    fn on_unprotected(&mut self, hdr_len: usize, mut buf: HeapBuf, fresh: bool) {
+        let own = self.ports[1].address;
+        if let Some(spi) = esp_spi(&buf.data()[hdr_len..], &own, &self.shared.encap_ports) {
+            let owner = self.shared.in_owner.get(&spi).copied().unwrap_or(self.id);
+            if fresh && owner != self.id {
+                return self.hand_off(owner, Role::Unprotected, buf);
+            }
+            buf.adj(hdr_len).expect("header present");
+            return self.decrypt(buf);
+        }
+        let Some(sel) = Selectors::of(&buf.data()[hdr_len..]) else {
+            return self.drop_frame(buf, NodeDrop::BadIp);
+        };
+        if sel.dst == own {
+            // IKE and keepalives to us: there is no IKE daemon behind the node.
+            return self.drop_frame(
+                buf,
+                if sel.protocol == ip::protocol::UDP {
+                    NodeDrop::Ike
+                } else {
+                    NodeDrop::Local
+                },
+            );
+        }
+        match self.shared.spd.lookup(PolicyDirection::In, &sel) {
+            Action::Bypass => {
+                buf.adj(hdr_len).expect("header present");
+                self.counters.bypassed += 1;
+                self.forward(Role::Protected, buf);
+            }
+            _ => self.drop_frame(buf, NodeDrop::Policy),
+        }
+    }
+
+    /// Encrypts an inner IP packet (Ethernet header stripped) with SA `spi`
+    /// and sends it towards the tunnel's far end. `sender` is the MAC the
+    /// packet came from, for an ICMP error.
+    fn encrypt(&mut self, spi: u32, sender: MacAddr, mut buf: HeapBuf) {
+        if !decrement_ttl(buf.data_mut()) {
+            return self.drop_frame(buf, NodeDrop::TtlExceeded);
+        }
+        let Some(sa) = self.outbound.get(&spi) else {
+            return self.drop_frame(buf, NodeDrop::Policy);
+        };
+        let mtu = self.ports[1].mtu;
+        let room = mtu.saturating_sub(sa.header_len() + sa.max_trailer_len());
+        if buf.len() > room {
+            let from = self.ports[0].address;
+            if let Some(err) = icmp::too_big(buf.data(), from, room & !3) {
+                let mut reply = self.pool.get();
+                if let Ok(dst) = reply.append(err.len()) {
+                    dst.copy_from_slice(&err);
+                    self.counters.icmp_errors += 1;
+                    self.send(Role::Protected, sender, reply);
+                }
+            }
+            return self.drop_frame(buf, NodeDrop::TooBig);
+        }
+        // Find the next hop before encrypting: a packet dropped for want of
+        // a MAC must not spend a sequence number.
+        let dst = sa.tunnel().dst;
+        let Some(mac) = self.resolve(Role::Unprotected, dst) else {
+            return self.drop_frame(buf, NodeDrop::ArpMiss);
+        };
+        let Some(sa) = self.outbound.get_mut(&spi) else {
+            return self.drop_frame(buf, NodeDrop::Policy);
+        };
+        if sa.encapsulate(&mut buf).is_err() {
+            return self.drop_frame(buf, NodeDrop::Esp);
+        }
+        self.counters.encrypted += 1;
+        self.send(Role::Unprotected, mac, buf);
+    }
+
+    /// Decrypts an outer IP packet (Ethernet header stripped) and sends the
+    /// inner packet into the protected network if the policy allows it.
+    fn decrypt(&mut self, mut buf: HeapBuf) {
+        let spi = match self.sad.decapsulate(&mut buf) {
+            Ok(Inbound::Decapsulated { spi, .. }) => spi,
+            Ok(Inbound::Ike | Inbound::NatKeepalive) => return self.drop_frame(buf, NodeDrop::Ike),
+            Err(_) => return self.drop_frame(buf, NodeDrop::Esp),
+        };
+        let allowed = Selectors::of(buf.data()).is_some_and(|sel| {
+            self.shared.spd.lookup(PolicyDirection::In, &sel) == Action::Protect(spi)
+        });
+        if !allowed {
+            return self.drop_frame(buf, NodeDrop::PolicyMismatch);
+        }
+        self.counters.decrypted += 1;
+        self.forward(Role::Protected, buf);
+    }
+
+    /// Forwards a plaintext IP packet out of `role`'s port.
+    fn forward(&mut self, role: Role, mut buf: HeapBuf) {
+        if !decrement_ttl(buf.data_mut()) {
+            return self.drop_frame(buf, NodeDrop::TtlExceeded);
+        }
+        let Some(sel) = Selectors::of(buf.data()) else {
+            return self.drop_frame(buf, NodeDrop::BadIp);
+        };
+        self.route(role, sel.dst, buf);
+    }
+
+    /// Sends an IP packet to `dst` via `role`'s port: on-link or through
+    /// the gateway, to the next hop's MAC.
+    fn route(&mut self, role: Role, dst: IpAddr, buf: HeapBuf) {
+        let port = &self.ports[side(role)];
+        if !port.subnet.contains(&dst) && port.gateway.is_none() {
+            return self.drop_frame(buf, NodeDrop::NoRoute);
+        }
+        match self.resolve(role, dst) {
+            Some(mac) => self.send(role, mac, buf),
+            None => self.drop_frame(buf, NodeDrop::ArpMiss),
+        }
+    }
+
+    /// The MAC of the next hop towards `dst` on `role`'s port: `dst` itself
+    /// when on-link, else the gateway. When unknown, asks ARP (rate-limited)
+    /// and answers `None`.
+    fn resolve(&mut self, role: Role, dst: IpAddr) -> Option<MacAddr> {
+        let port = &self.ports[side(role)];
+        let next_hop = if port.subnet.contains(&dst) {
+            dst
+        } else {
+            port.gateway?
+        };
+        let mac = self.shared.neighbours.lookup(&next_hop);
+        if mac.is_none() {
+            self.ask_arp(role, next_hop);
+        }
+        mac
+    }
+
+    /// Puts an Ethernet header on an IP packet and queues it on `role`'s port.
+    fn send(&mut self, role: Role, dst: MacAddr, mut buf: HeapBuf) {
+        let port = &mut self.ports[side(role)];
+        let ethertype = if ip::version_of(buf.data()) == Some(6) {
+            EtherType::IPV6
+        } else {
+            EtherType::IPV4
+        };
+        let eth = EthernetRepr {
+            dst,
+            src: port.mac,
+            vlan: None,
+            ethertype,
+        };
+        match buf.prepend(eth.header_len()) {
+            Ok(h) => {
+                eth.emit(h).expect("room for the header");
+                port.tx.push(buf);
+            }
+            Err(_) => self.drop_frame(buf, NodeDrop::BadFrame),
+        }
+    }
+
+    fn ask_arp(&mut self, role: Role, target: IpAddr) {
+        let now = Instant::now();
+        if self
+            .arp_asked
+            .get(&target)
+            .is_some_and(|t| now.duration_since(*t) < ARP_RETRY)
+        {
+            return;
+        }
+        let port = &self.ports[side(role)];
+        let (IpAddr::V4(own), IpAddr::V4(t)) = (port.address, target) else {
+            return;
+        };
+        self.arp_asked.insert(target, now);
+        let req = request(own, port.mac, t);
+        let mac = port.mac;
+        let mut buf = self.pool.get();
+        write_arp(&mut buf, &req, mac);
+        self.counters.arp_requests += 1;
+        self.ports[side(role)].tx.push(buf);
+    }
+}
