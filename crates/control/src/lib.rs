@@ -1,11 +1,12 @@
-//! espgate configuration. For now: the YAML definition of one SA, as the
-//! `espgate esp` tool reads it; the node configuration (ports, workers, SPD,
-//! mirror) builds on the same pieces. Every error names the file, the key
-//! path and what is wrong.
+//! espgate configuration: the YAML definition of one SA (the `espgate esp`
+//! tool) and of a node (ports, workers, SAs, SPD, neighbours). Every error
+//! names the file, the key path and what is wrong.
 
 pub mod error;
 pub mod hexkey;
+pub mod node_file;
 pub mod sa_file;
 
 pub use error::ConfigError;
+pub use node_file::{load_node_file, parse_node};
 pub use sa_file::{SaFile, load_sa_file, parse_sa};

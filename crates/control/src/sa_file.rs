@@ -95,9 +95,10 @@ struct LifetimeSpec {
     hard_packets: Option<u64>,
 }
 
+/// One SA as YAML writes it (an SA file, or an entry of a node's `sas`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SaSpec {
+pub(crate) struct SaSpec {
     spi: Spi,
     direction: Option<DirectionSpec>,
     #[serde(deserialize_with = "de_from_str")]
@@ -116,6 +117,8 @@ struct SaSpec {
     initial_seq: u64,
     #[serde(default = "default_ttl")]
     outer_ttl: u8,
+    /// Owning worker (node configurations only).
+    pub(crate) worker: Option<usize>,
 }
 
 fn default_window() -> u32 {
@@ -171,6 +174,29 @@ pub fn load_sa_file(path: &Path) -> Result<SaFile, ConfigError> {
 /// `base` is where a relative `key_file` is looked up.
 pub fn parse_sa(text: &str, file: &str, base: &Path) -> Result<SaFile, ConfigError> {
     let spec: SaSpec = from_yaml(text, file)?;
+    if spec.worker.is_some() {
+        return Err(ConfigError::invalid(
+            file,
+            "worker",
+            "only a node configuration assigns SAs to workers",
+        ));
+    }
+    let (config, direction) = resolve_sa(&spec, file, "", base)?;
+    Ok(SaFile {
+        config,
+        direction,
+        file: file.to_string(),
+    })
+}
+
+/// Turns a parsed SA into its definition; `at` prefixes key paths in
+/// errors (`sas[2].` in a node configuration).
+pub(crate) fn resolve_sa(
+    spec: &SaSpec,
+    file: &str,
+    at: &str,
+    base: &Path,
+) -> Result<(SaConfig, Option<Direction>), ConfigError> {
     let spi = match spec.spi {
         Spi::Number(n) | Spi::Text(n) => n,
     };
@@ -241,14 +267,10 @@ pub fn parse_sa(text: &str, file: &str, base: &Path) -> Result<SaFile, ConfigErr
         initial_seq: spec.initial_seq,
         outer_ttl: spec.outer_ttl,
     };
-    config
-        .validate()
-        .map_err(|e| ConfigError::invalid(file, sa_error_path(&e, key_path), e))?;
-    Ok(SaFile {
-        config,
-        direction,
-        file: file.to_string(),
-    })
+    config.validate().map_err(|e| {
+        ConfigError::invalid(file, &format!("{at}{}", sa_error_path(&e, key_path)), e)
+    })?;
+    Ok((config, direction))
 }
 
 /// The key an SA validation error is about.

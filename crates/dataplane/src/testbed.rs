@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use espgate_io::mem::{self, MemQueue};
 use espgate_io::{BufPool, Mempool, PortInfo, PortQueue};
@@ -74,9 +75,19 @@ pub fn host_link(
     (boxed(n), host)
 }
 
-/// A back-to-back link between two nodes' ports.
-pub fn node_link(a: (&str, MacAddr, usize), b: (&str, MacAddr, usize)) -> (Queues, Queues) {
-    let (qa, qb) = mem::link(info(a.0, a.1), a.2, info(b.0, b.1), b.2, 4096);
+/// A back-to-back link between two nodes' ports; with `tap`, a copy of
+/// every frame either side sends lands in it.
+pub fn node_link(
+    a: (&str, MacAddr, usize),
+    b: (&str, MacAddr, usize),
+    tap: Option<mem::Tap>,
+) -> (Queues, Queues) {
+    let (mut qa, mut qb) = mem::link(info(a.0, a.1), a.2, info(b.0, b.1), b.2, 4096);
+    if let Some(tap) = tap {
+        for q in qa.iter_mut().chain(qb.iter_mut()) {
+            q.set_tap(tap.clone());
+        }
+    }
     (boxed(qa), boxed(qb))
 }
 
@@ -200,4 +211,29 @@ impl Host {
         }
         out
     }
+}
+
+/// Polls `host` until `want` packets arrived or `wait` passed.
+pub fn collect(host: &mut Host, want: usize, wait: Duration) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + wait;
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < deadline {
+        got.extend(host.poll());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    got
+}
+
+/// Sends UDP probes from `from` to `to` until one arrives (ARP resolves
+/// the hops on the way); `false` if none did within about four seconds.
+pub fn warm_up(from: &mut Host, to: &mut Host, dport: u16) -> bool {
+    let dst = to.ip;
+    for _ in 0..200 {
+        from.send_udp(dst, 9, dport, b"warm-up");
+        let _ = from.poll();
+        if !collect(to, 1, Duration::from_millis(20)).is_empty() {
+            return true;
+        }
+    }
+    false
 }

@@ -3,12 +3,12 @@
 //! split between them; the ICMP answer to packets too big for the tunnel.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use espgate_dataplane::config::{Neighbour, PortBackend};
 use espgate_dataplane::prefix::Prefix;
 use espgate_dataplane::spd::{Action, PolicyDirection, Selectors, SpdRule};
-use espgate_dataplane::testbed::{Host, host_link, node_link};
+use espgate_dataplane::testbed::{self, Host, host_link, node_link};
 use espgate_dataplane::{
     NodeConfig, NodeDrop, NodeQueues, NodeReport, PortConfig, Role, SaEntry, WorkersConfig, start,
 };
@@ -184,7 +184,11 @@ fn rig(workers: usize, split: bool) -> Rig {
         mac(2, 0x10),
         pool.clone(),
     );
-    let (a_wan, b_wan) = node_link(("wan", mac(1, 2), workers), ("wan", mac(2, 2), workers));
+    let (a_wan, b_wan) = node_link(
+        ("wan", mac(1, 2), workers),
+        ("wan", mac(2, 2), workers),
+        None,
+    );
     let a = start(
         &ca,
         NodeQueues {
@@ -213,32 +217,15 @@ fn rig(workers: usize, split: bool) -> Rig {
     }
 }
 
-/// Polls `host` until `want` packets arrived or five seconds passed.
 fn collect(host: &mut Host, want: usize) -> Vec<Vec<u8>> {
-    collect_for(host, want, Duration::from_secs(5))
+    testbed::collect(host, want, Duration::from_secs(5))
 }
 
-fn collect_for(host: &mut Host, want: usize, wait: Duration) -> Vec<Vec<u8>> {
-    let deadline = Instant::now() + wait;
-    let mut got = Vec::new();
-    while got.len() < want && Instant::now() < deadline {
-        got.extend(host.poll());
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    got
-}
-
-/// Sends probes until one crosses (ARP resolves on the way), then drains.
 fn warm_up(from: &mut Host, to: &mut Host, dport: u16) {
-    let dst = to.ip;
-    for _ in 0..200 {
-        from.send_udp(dst, 9, dport, b"warm-up");
-        let _ = from.poll();
-        if !collect_for(to, 1, Duration::from_millis(20)).is_empty() {
-            return;
-        }
-    }
-    panic!("no packet crossed the tunnel");
+    assert!(
+        testbed::warm_up(from, to, dport),
+        "no packet crossed the tunnel"
+    );
 }
 
 fn udp_payload(ip: &[u8]) -> (IpAddr, IpAddr, u16, Vec<u8>) {

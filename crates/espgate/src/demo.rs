@@ -1,247 +1,219 @@
-//! `espgate demo`: the ESP core on the bundled sample traffic, with nothing
-//! to configure. It encrypts every IP frame of `conf/samples/plain.pcap`
-//! with the SA of `conf/sa-demo.yaml` (both compiled in), decrypts them back
-//! and checks every byte, shows a replay and a forgery being refused,
-//! measures ESP against the bare AEAD on this core, and writes the captures
-//! with the line that lets tshark decrypt them.
+//! `espgate demo`: two espgate nodes back to back on in-memory ports, a
+//! simulated host behind each, on the embedded default configuration
+//! (`conf/demo/a.yaml`, `conf/demo/b.yaml`): no NIC, nothing to write.
+//! Host A sends UDP datagrams of many sizes to host B, which echoes each
+//! one; the demo checks every byte both ways, checks that the link between
+//! the nodes carried nothing but ESP (and ARP) with no (SPI, sequence)
+//! pair twice, prints the nodes' counters and writes the captures.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use espgate_control::parse_sa;
-use espgate_esp::aead::{GcmCipher, GcmKey};
-use espgate_esp::{Backend, Direction, Inbound, OutboundSa, Sad};
-use espgate_io::pcap::{PcapReader, PcapWriter};
-use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr};
-use espgate_wire::ip::{self, protocol};
+use espgate_control::parse_node;
+use espgate_dataplane::testbed::{self, host_link, node_link};
+use espgate_dataplane::{NodeQueues, Role};
+use espgate_esp::Backend;
+use espgate_io::Mempool;
+use espgate_io::pcap::PcapWriter;
+use espgate_wire::ethernet::{EtherType, EthernetFrame, MacAddr};
+use espgate_wire::ip::protocol;
 use espgate_wire::ipv4::Ipv4Packet;
-use espgate_wire::ipv6::Ipv6Packet;
-use espgate_wire::{HeapBuf, PacketBuf};
 
-const SAMPLE: &[u8] = include_bytes!("../../../conf/samples/plain.pcap");
-const SA_YAML: &str = include_str!("../../../conf/sa-demo.yaml");
+const A_YAML: &str = include_str!("../../../conf/demo/a.yaml");
+const B_YAML: &str = include_str!("../../../conf/demo/b.yaml");
 
-/// One line describing an inner packet.
-fn describe(packet: &[u8]) -> String {
-    let name = |p: u8| match p {
-        protocol::ICMP => "ICMP".to_string(),
-        protocol::TCP => "TCP".to_string(),
-        protocol::UDP => "UDP".to_string(),
-        protocol::ICMPV6 => "ICMPv6".to_string(),
-        other => format!("proto {other}"),
-    };
-    if let Ok(p) = Ipv4Packet::new_checked(packet) {
-        format!("IPv4 {:<6} {} -> {}", name(p.protocol()), p.src(), p.dst())
-    } else if let Ok(p) = Ipv6Packet::new_checked(packet) {
-        format!(
-            "IPv6 {:<6} {} -> {}",
-            name(p.next_header()),
-            p.src(),
-            p.dst()
-        )
-    } else {
-        "not IP".into()
-    }
+/// Datagrams each way.
+const COUNT: usize = 2000;
+
+/// The payload of datagram `k`: `k` in front, then a pattern, 1..=1400 bytes.
+fn payload(k: usize) -> Vec<u8> {
+    let len = 4 + (k * 37) % 1397;
+    let mut p = (k as u32).to_be_bytes().to_vec();
+    p.extend((0..len - 4).map(|i| (i * 7 + k) as u8));
+    p
 }
 
-fn frame_with(eth: EthernetRepr, buf: &mut HeapBuf) -> anyhow::Result<Vec<u8>> {
-    let ethertype = if ip::version_of(buf.data()) == Some(6) {
-        EtherType::IPV6
-    } else {
-        EtherType::IPV4
-    };
-    let hdr = EthernetRepr { ethertype, ..eth };
-    hdr.emit(buf.prepend(hdr.header_len())?)?;
-    Ok(buf.data().to_vec())
+fn udp_payload(ip: &[u8]) -> Option<&[u8]> {
+    let p = Ipv4Packet::new_checked(ip).ok()?;
+    (p.protocol() == protocol::UDP).then(|| &ip[p.header_len() + 8..usize::from(p.total_len())])
 }
 
 /// Runs the demo; captures go to `out_dir`.
 pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
-    let sa = parse_sa(SA_YAML, "conf/sa-demo.yaml", Path::new("conf"))?;
-    let out_cfg = sa.for_direction(Direction::Outbound)?;
-    let in_cfg = sa.for_direction(Direction::Inbound)?;
-    let mut out = OutboundSa::new(&out_cfg, backend)?;
-    let mut sad = Sad::new();
-    sad.insert(&in_cfg, backend)?;
-    println!("espgate demo: one ESP SA over the bundled sample traffic (conf/samples/plain.pcap)");
-    println!(
-        "  SA {:#x}: {}, tunnel {} -> {}, crypto backend {backend}\n",
-        out_cfg.spi, out_cfg.algorithm, out_cfg.tunnel.src, out_cfg.tunnel.dst
-    );
-    fs::create_dir_all(out_dir).with_context(|| out_dir.display().to_string())?;
-    let mut plain_w = PcapWriter::new(File::create(out_dir.join("plain.pcap"))?)?;
-    let mut esp_w = PcapWriter::new(File::create(out_dir.join("esp.pcap"))?)?;
-
-    println!(" #  inner packet                                        bytes ->  seq  ESP bytes");
-    let mut sealed: Vec<(EthernetRepr, Vec<u8>, Vec<u8>)> = Vec::new();
-    for (k, rec) in PcapReader::new(SAMPLE)?.enumerate() {
-        let rec = rec?;
-        plain_w.write(rec.ts_nanos, &rec.data)?;
-        let frame = EthernetFrame::new_checked(&rec.data[..])?;
-        let eth = EthernetRepr::parse(&frame)?;
-        if eth.ethertype != EtherType::IPV4 && eth.ethertype != EtherType::IPV6 {
-            println!(
-                "{:>2}  ethertype {:#06x}: not IP, not for ESP",
-                k + 1,
-                eth.ethertype.0
-            );
-            continue;
-        }
-        let inner = frame.payload().to_vec();
-        let mut buf = HeapBuf::from_packet(&inner);
-        let seq = out.encapsulate(&mut buf)?;
-        let esp_len = buf.len();
-        let esp_frame = frame_with(eth, &mut buf)?;
-        esp_w.write(rec.ts_nanos, &esp_frame)?;
-        println!(
-            "{:>2}  {:<50} {:>5} -> {:>4}  {:>5}",
-            k + 1,
-            describe(&inner),
-            inner.len(),
-            seq,
-            esp_len
-        );
-        sealed.push((eth, inner, esp_frame[eth.header_len()..].to_vec()));
-    }
-    plain_w.flush()?;
-    esp_w.flush()?;
-
-    for (eth, inner, esp) in &sealed {
-        let mut buf = HeapBuf::from_packet(esp);
-        match sad.decapsulate(&mut buf)? {
-            Inbound::Decapsulated { .. } if buf.data() == &inner[..] => {}
-            other => bail!("frame to {eth:?} did not come back intact: {other:?}"),
-        }
-    }
-    println!(
-        "\ndecrypted {} of {} ESP packets back to the exact original bytes",
-        sealed.len(),
-        sealed.len()
-    );
-
-    let verdict = |r: Result<Inbound, espgate_esp::EspError>| match r {
-        Ok(_) => "accepted".to_string(),
-        Err(e) => format!("dropped ({})", e.reason),
+    let ca = parse_node(A_YAML, "conf/demo/a.yaml", Path::new("conf/demo"))?;
+    let cb = parse_node(B_YAML, "conf/demo/b.yaml", Path::new("conf/demo"))?;
+    let pool = Mempool::new(16 * 1024, 2048);
+    let mac = |c: &espgate_dataplane::NodeConfig, r: Role| {
+        c.port(r)
+            .and_then(|p| p.mac)
+            .context("demo ports have MACs")
     };
-    let (_, inner, first) = &sealed[0];
-    let replay = sad.decapsulate(&mut HeapBuf::from_packet(first));
-    println!(
-        "{:<46}{}",
-        "the first ESP packet again (a replay):",
-        verdict(replay)
+    let (a_lan, a_wan, b_lan, b_wan) = (
+        mac(&ca, Role::Protected)?,
+        mac(&ca, Role::Unprotected)?,
+        mac(&cb, Role::Protected)?,
+        mac(&cb, Role::Unprotected)?,
     );
-    let mut fresh = HeapBuf::from_packet(inner);
-    let seq = out.encapsulate(&mut fresh)?;
-    let genuine = fresh.data().to_vec();
-    let mut forged = genuine.clone();
-    let at = forged.len() - 20;
-    forged[at] ^= 0x01;
-    let forgery = sad.decapsulate(&mut HeapBuf::from_packet(&forged));
-    println!(
-        "{:<46}{}",
-        format!("seq {seq} with one ciphertext bit flipped:"),
-        verdict(forgery)
+    let wan_tap: espgate_io::mem::Tap = Arc::new(Mutex::new(Vec::new()));
+    let (qa_lan, mut host_a) = host_link(
+        &ca.ports[0],
+        a_lan,
+        ca.workers.count,
+        "10.1.0.1".parse()?,
+        MacAddr([2, 0, 0, 0, 1, 0x10]),
+        pool.clone(),
     );
-    let genuine = sad.decapsulate(&mut HeapBuf::from_packet(&genuine));
-    println!(
-        "{:<46}{}",
-        format!("seq {seq} as sent (the forgery moved nothing):"),
-        verdict(genuine)
+    let (qb_lan, mut host_b) = host_link(
+        &cb.ports[0],
+        b_lan,
+        cb.workers.count,
+        "10.2.0.1".parse()?,
+        MacAddr([2, 0, 0, 0, 2, 0x10]),
+        pool.clone(),
     );
-    let c_out = out.counters();
-    let c_in = sad
-        .get(out_cfg.spi)
-        .map(|s| *s.counters())
-        .unwrap_or_default();
-    println!(
-        "counters: outbound {} packets {} bytes; inbound {} packets {} bytes, drops: {}",
-        c_out.packets,
-        c_out.bytes,
-        c_in.packets,
-        c_in.bytes,
-        c_in.drops
-            .nonzero()
-            .map(|(r, n)| format!("{r} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let (qa_wan, qb_wan) = node_link(
+        ("wan", a_wan, ca.workers.count),
+        ("wan", b_wan, cb.workers.count),
+        Some(wan_tap.clone()),
     );
 
+    println!("espgate demo: two nodes back to back on in-memory ports, a host behind each");
     println!(
-        "\nthroughput on this core, ESP encrypt beside the bare AES-GCM seal of the same packet:"
+        "  host A 10.1.0.1 -- [lan 10.1.0.254] node a [wan 172.16.0.1] == ESP == [wan 172.16.0.2] node b [lan 10.2.0.254] -- host B 10.2.0.1"
     );
-    println!("  size    ESP Mpps   AEAD Mpps   ESP/AEAD");
-    for size in [64usize, 512, 1420] {
-        let (esp, aead) = measure(&out_cfg, backend, size)?;
-        println!(
-            "  {size:>4} B   {esp:>7.2}    {aead:>7.2}      {:>5.2}",
-            esp / aead
-        );
+    println!("  SAs: a->b spi 0x1000, b->a spi 0x2000, AES-128-GCM; crypto backend {backend}\n");
+    let a = espgate_dataplane::start(
+        &ca,
+        NodeQueues {
+            protected: qa_lan,
+            unprotected: qa_wan,
+        },
+        backend,
+        pool.clone(),
+    )?;
+    let b = espgate_dataplane::start(
+        &cb,
+        NodeQueues {
+            protected: qb_lan,
+            unprotected: qb_wan,
+        },
+        backend,
+        pool,
+    )?;
+
+    let t0 = Instant::now();
+    let ready = testbed::warm_up(&mut host_a, &mut host_b, 7)
+        && testbed::warm_up(&mut host_b, &mut host_a, 7);
+    if !ready {
+        a.stop();
+        b.stop();
+        bail!("no packet crossed the tunnel during warm-up");
     }
-
-    let key_hex: String = out_cfg.key.iter().map(|b| format!("{b:02x}")).collect();
     println!(
-        "\ncaptures: {0}/plain.pcap and {0}/esp.pcap; to decrypt the ESP with tshark:",
+        "ARP resolved and the tunnel carries traffic after {:.1} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+
+    let (mut a_to_b, mut b_to_a, mut intact) = (0usize, 0usize, 0usize);
+    let t1 = Instant::now();
+    for chunk in (0..COUNT).collect::<Vec<_>>().chunks(64) {
+        for &k in chunk {
+            host_a.send_udp(host_b.ip, 40000, 7, &payload(k));
+        }
+        let got = testbed::collect(&mut host_b, chunk.len(), Duration::from_secs(2));
+        for ip in &got {
+            if let Some(p) = udp_payload(ip) {
+                a_to_b += 1;
+                let k = u32::from_be_bytes(p[..4].try_into()?) as usize;
+                if p == payload(k) {
+                    intact += 1;
+                }
+                host_b.send_udp(host_a.ip, 7, 40000, p);
+            }
+        }
+        for ip in testbed::collect(&mut host_a, got.len(), Duration::from_secs(2)) {
+            if let Some(p) = udp_payload(&ip) {
+                b_to_a += 1;
+                let k = u32::from_be_bytes(p[..4].try_into()?) as usize;
+                if p == payload(k) {
+                    intact += 1;
+                }
+            }
+        }
+    }
+    let elapsed = t1.elapsed();
+    let (ra, rb) = (a.stop(), b.stop());
+
+    println!(
+        "host A sent {COUNT} UDP datagrams of 4 to 1400 bytes to host B, which echoed each one:"
+    );
+    println!("  A -> B: {a_to_b} of {COUNT} arrived; B -> A: {b_to_a} echoes arrived");
+    println!(
+        "  every payload byte intact: {} of {}",
+        intact,
+        a_to_b + b_to_a
+    );
+    println!(
+        "  {} round trips in {:.0} ms",
+        b_to_a,
+        elapsed.as_secs_f64() * 1e3
+    );
+
+    let frames = wan_tap.lock().map(|t| t.clone()).unwrap_or_default();
+    let (mut esp, mut arp, mut other) = (0usize, 0usize, 0usize);
+    let mut pairs = HashSet::new();
+    let mut reused = 0usize;
+    for f in &frames {
+        let Ok(eth) = EthernetFrame::new_checked(&f[..]) else {
+            other += 1;
+            continue;
+        };
+        match eth.ethertype() {
+            EtherType::ARP => arp += 1,
+            EtherType::IPV4 => match Ipv4Packet::new_checked(eth.payload()) {
+                Ok(p) if p.protocol() == protocol::ESP => {
+                    esp += 1;
+                    let l4 = &eth.payload()[p.header_len()..];
+                    let spi = u32::from_be_bytes(l4[..4].try_into()?);
+                    let seq = u32::from_be_bytes(l4[4..8].try_into()?);
+                    if !pairs.insert((spi, seq)) {
+                        reused += 1;
+                    }
+                }
+                _ => other += 1,
+            },
+            _ => other += 1,
+        }
+    }
+    println!(
+        "on the link between the nodes: {esp} ESP frames, {arp} ARP frames, {other} other frames"
+    );
+    println!(
+        "  (SPI, sequence number) pairs: {} distinct, {reused} used twice\n",
+        pairs.len()
+    );
+    crate::report::print(&ra);
+    crate::report::print(&rb);
+
+    fs::create_dir_all(out_dir).with_context(|| out_dir.display().to_string())?;
+    let mut w = PcapWriter::new(File::create(out_dir.join("wan.pcap"))?)?;
+    for (k, f) in frames.iter().enumerate() {
+        w.write(k as u64 * 1000, f)?;
+    }
+    w.flush()?;
+    println!(
+        "\ncapture of the ESP link: {0}/wan.pcap; tshark decrypts it with:\n  tshark -r {0}/wan.pcap -o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE \\\n    -o 'uat:esp_sa:\"IPv4\",\"172.16.0.1\",\"172.16.0.2\",\"0x00001000\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"0x4c80cdefbb5d10da906ac73c3613a6342e443b68\",\"NULL\",\"\"' \\\n    -o 'uat:esp_sa:\"IPv4\",\"172.16.0.2\",\"172.16.0.1\",\"0x00002000\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"0xfeffe9928665731c6d6a8f9467308308cafebabe\",\"NULL\",\"\"'",
         out_dir.display()
     );
+    if a_to_b != COUNT || b_to_a != COUNT || intact != 2 * COUNT || other != 0 || reused != 0 {
+        bail!("the demo did not come out clean (see above)");
+    }
     println!(
-        "  tshark -r {}/esp.pcap -o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE \\\n    -o 'uat:esp_sa:\"IPv4\",\"{}\",\"{}\",\"{:#010x}\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"0x{key_hex}\",\"NULL\",\"\"'",
-        out_dir.display(),
-        out_cfg.tunnel.src,
-        out_cfg.tunnel.dst,
-        out_cfg.spi
+        "\nall {COUNT} datagrams crossed both ways intact; the link carried only ESP and ARP; no (SPI, sequence) pair twice"
     );
     Ok(())
-}
-
-/// Packets per second (millions) of ESP encapsulation and of the bare AEAD
-/// seal for an inner IPv4/UDP packet of `size` bytes, each run for a fixed
-/// time on this core.
-fn measure(
-    cfg: &espgate_esp::SaConfig,
-    backend: Backend,
-    size: usize,
-) -> anyhow::Result<(f64, f64)> {
-    const BUDGET: Duration = Duration::from_millis(300);
-    let mut inner = vec![0u8; size];
-    let n = size - 20;
-    espgate_wire::ipv4::Ipv4Repr {
-        src: "10.1.0.1".parse()?,
-        dst: "10.2.0.1".parse()?,
-        protocol: protocol::UDP,
-        payload_len: n,
-        ttl: 64,
-        dscp_ecn: 0,
-        ident: 0,
-        dont_frag: false,
-    }
-    .emit(&mut inner)?;
-    let mut sa = OutboundSa::new(cfg, backend)?;
-    let mut buf = HeapBuf::from_packet(&inner);
-    let esp = rate(BUDGET, || {
-        buf.reset(HeapBuf::DEFAULT_HEADROOM, &inner).expect("fits");
-        sa.encapsulate(&mut buf).expect("encapsulates");
-    });
-    let key = GcmKey::new(backend, cfg.algorithm, &cfg.key[..cfg.algorithm.key_len()])?;
-    let mut nonce = [0u8; 12];
-    let mut counter = 0u64;
-    let aead = rate(BUDGET, || {
-        counter += 1;
-        nonce[4..].copy_from_slice(&counter.to_be_bytes());
-        std::hint::black_box(key.seal_in_place(&nonce, &[0u8; 8], &mut inner));
-    });
-    Ok((esp, aead))
-}
-
-fn rate(budget: Duration, mut f: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < budget {
-        for _ in 0..1000 {
-            f();
-        }
-        n += 1000;
-    }
-    n as f64 / start.elapsed().as_secs_f64() / 1e6
 }

@@ -1,7 +1,10 @@
 //! The `espgate` command.
 
 mod demo;
+mod esp_demo;
 mod esp_pcap;
+mod report;
+mod run;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -25,11 +28,24 @@ enum Command {
         #[command(subcommand)]
         op: EspOp,
     },
-    /// Show the ESP core on the bundled sample traffic (no configuration).
+    /// Two nodes back to back with a host behind each, on the embedded
+    /// default configuration: traffic both ways, counters, captures.
     Demo {
-        /// Where to write the plaintext and ESP captures.
+        /// Where to write the captures.
         #[arg(long, default_value = "target/demo")]
         out: PathBuf,
+    },
+    /// Run a node from its configuration until SIGINT or SIGTERM.
+    Run {
+        /// The node configuration (YAML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// AES-GCM implementation: ring or rustcrypto (default: the build's).
+        #[arg(long)]
+        backend: Option<String>,
     },
     /// Print the build: version and crypto backends.
     Info,
@@ -37,6 +53,12 @@ enum Command {
 
 #[derive(Subcommand)]
 enum EspOp {
+    /// Show the ESP core alone on the bundled sample traffic.
+    Demo {
+        /// Where to write the plaintext and ESP captures.
+        #[arg(long, default_value = "target/demo")]
+        out: PathBuf,
+    },
     /// Encrypt every IPv4/IPv6 frame of IN into ESP frames in OUT.
     Encrypt(EspArgs),
     /// Decrypt every ESP frame of IN into plaintext frames in OUT.
@@ -59,10 +81,14 @@ struct EspArgs {
 
 impl EspArgs {
     fn backend(&self) -> anyhow::Result<Backend> {
-        match &self.backend {
-            Some(b) => b.parse().map_err(anyhow::Error::msg),
-            None => Ok(Backend::DEFAULT),
-        }
+        parse_backend(self.backend.as_deref())
+    }
+}
+
+fn parse_backend(name: Option<&str>) -> anyhow::Result<Backend> {
+    match name {
+        Some(b) => b.parse().map_err(anyhow::Error::msg),
+        None => Ok(Backend::DEFAULT),
     }
 }
 
@@ -94,10 +120,20 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Demo { out } => demo::run(Backend::DEFAULT, &out),
+        Command::Run {
+            config,
+            duration,
+            backend,
+        } => parse_backend(backend.as_deref())
+            .and_then(|b| run::run(&config, b, duration.map(std::time::Duration::from_secs_f64))),
+        Command::Esp {
+            op: EspOp::Demo { out },
+        } => esp_demo::run(Backend::DEFAULT, &out),
         Command::Esp { op } => {
             let (args, encrypt) = match op {
                 EspOp::Encrypt(a) => (a, true),
                 EspOp::Decrypt(a) => (a, false),
+                EspOp::Demo { .. } => unreachable!("handled above"),
             };
             args.backend().and_then(|backend| {
                 tracing::info!(%backend, compiled = %compiled_backends(), "crypto backend");

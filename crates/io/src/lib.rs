@@ -9,6 +9,7 @@
 //! Backends: [`mem`] (in-process rings, for tests and benchmarks) and
 //! [`pcap_port`] (replay a capture in, record a capture out).
 
+pub mod af_packet;
 pub mod mem;
 pub mod pcap;
 pub mod pcap_port;

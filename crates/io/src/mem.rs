@@ -15,6 +15,10 @@ use crate::rss::flow_hash;
 
 type Ring = Arc<ArrayQueue<HeapBuf>>;
 
+/// A copy of every frame a queue sends, for tests and the demo (the frames
+/// themselves go on unchanged).
+pub type Tap = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
 /// One queue of an in-memory port.
 pub struct MemQueue {
     info: PortInfo,
@@ -22,6 +26,14 @@ pub struct MemQueue {
     peer_rx: Arc<[Ring]>,
     rest: Vec<HeapBuf>,
     stats: QueueStats,
+    tap: Option<Tap>,
+}
+
+impl MemQueue {
+    /// Copies every frame this queue sends into `tap`.
+    pub fn set_tap(&mut self, tap: Tap) {
+        self.tap = Some(tap);
+    }
 }
 
 /// Makes a link between port `a` (with `a_queues` queues) and port `b`
@@ -48,6 +60,7 @@ pub fn link(
                 peer_rx: peer.clone(),
                 rest: Vec::new(),
                 stats: QueueStats::default(),
+                tap: None,
             })
             .collect()
     };
@@ -82,8 +95,14 @@ impl PortQueue for MemQueue {
             }
             let ring = &self.peer_rx[flow_hash(pkt.data()) as usize % n];
             let len = pkt.len() as u64;
+            let copy = self.tap.as_ref().map(|_| pkt.data().to_vec());
             match ring.push(pkt) {
                 Ok(()) => {
+                    if let (Some(tap), Some(copy)) = (&self.tap, copy)
+                        && let Ok(mut t) = tap.lock()
+                    {
+                        t.push(copy);
+                    }
                     taken += 1;
                     self.stats.tx_packets += 1;
                     self.stats.tx_bytes += len;

@@ -1,0 +1,505 @@
+//! A node's configuration file.
+//!
+//! ```yaml
+//! node: { name: a }
+//! workers: { count: 1, cores: [0], burst: 32, idle_sleep_us: 100 }
+//! ports:
+//!   - name: lan
+//!     role: protected            # protected (plaintext) | unprotected (ESP)
+//!     backend: af_packet         # af_packet | pcap | mem
+//!     interface: a-lan           # af_packet: the interface
+//!     mac: 02:00:00:00:01:01     # optional for af_packet (the interface's)
+//!     address: 10.1.0.254/24     # the node's address on the link, and its prefix
+//!     gateway: 10.1.0.1          # optional: next hop off the link
+//!     mtu: 1500
+//!   - name: wan
+//!     role: unprotected
+//!     backend: pcap
+//!     rx_pcap: in.pcap           # pcap: frames to receive (optional)
+//!     tx_pcap: out.pcap          # pcap: where sent frames go (optional)
+//!     repeat: false              # pcap: loop the input
+//!     mac: 02:00:00:00:01:02
+//!     address: 172.16.0.1/24
+//! sas:                           # as in an SA file, with direction required
+//!   - { spi: 0x1000, direction: outbound, aead: aes-128-gcm, key: 0x..., tunnel: { src: 172.16.0.1, dst: 172.16.0.2 }, worker: 0 }
+//! spd:                           # first match wins; no match: discard
+//!   - { direction: out, src: 10.1.0.0/24, dst: 10.2.0.0/24, protocol: any, sport: any, dport: 1-1024, action: protect, sa: 0x1000 }
+//! neighbours:
+//!   - { ip: 172.16.0.2, mac: 02:00:00:00:02:02 }
+//! ```
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use espgate_dataplane::NodeConfig;
+use espgate_dataplane::config::{Neighbour, PortBackend, PortConfig, Role, SaEntry, WorkersConfig};
+use espgate_dataplane::prefix::Prefix;
+use espgate_dataplane::spd::{Action, PolicyDirection, SpdRule};
+use espgate_esp::Direction;
+use espgate_wire::ethernet::MacAddr;
+use espgate_wire::ip::protocol;
+use serde::Deserialize;
+
+use crate::error::{ConfigError, from_yaml};
+use crate::sa_file::{SaSpec, resolve_sa};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeSpec {
+    node: IdentitySpec,
+    #[serde(default)]
+    workers: Option<WorkersSpec>,
+    ports: Vec<PortSpec>,
+    #[serde(default)]
+    sas: Vec<SaSpec>,
+    #[serde(default)]
+    spd: Vec<RuleSpec>,
+    #[serde(default)]
+    neighbours: Vec<NeighbourSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentitySpec {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkersSpec {
+    #[serde(default = "one")]
+    count: usize,
+    #[serde(default)]
+    cores: Vec<usize>,
+    #[serde(default = "default_burst")]
+    burst: usize,
+    #[serde(default)]
+    idle_sleep_us: u64,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_burst() -> usize {
+    32
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RoleSpec {
+    Protected,
+    Unprotected,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum BackendSpec {
+    AfPacket,
+    Pcap,
+    Mem,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortSpec {
+    name: String,
+    role: RoleSpec,
+    backend: BackendSpec,
+    interface: Option<String>,
+    rx_pcap: Option<PathBuf>,
+    tx_pcap: Option<PathBuf>,
+    #[serde(default)]
+    repeat: bool,
+    mac: Option<String>,
+    address: String,
+    gateway: Option<IpAddr>,
+    #[serde(default = "default_mtu")]
+    mtu: usize,
+}
+
+fn default_mtu() -> usize {
+    1500
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum DirSpec {
+    Out,
+    In,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum ActionSpec {
+    Protect,
+    Bypass,
+    Discard,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    direction: DirSpec,
+    #[serde(default)]
+    src: Option<String>,
+    #[serde(default)]
+    dst: Option<String>,
+    #[serde(default)]
+    protocol: Option<serde_norway::Value>,
+    #[serde(default)]
+    sport: Option<serde_norway::Value>,
+    #[serde(default)]
+    dport: Option<serde_norway::Value>,
+    action: ActionSpec,
+    #[serde(default)]
+    sa: Option<serde_norway::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NeighbourSpec {
+    ip: IpAddr,
+    mac: String,
+}
+
+/// Reads and validates a node configuration file. Paths inside it (pcap
+/// files, key files) are relative to the file's folder.
+pub fn load_node_file(path: &Path) -> Result<NodeConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse_node(&text, &file, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Parses and validates node YAML text.
+pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, ConfigError> {
+    let spec: NodeSpec = from_yaml(text, file)?;
+    let err = |path: String, msg: String| ConfigError::invalid(file, &path, msg);
+    if spec.node.name.trim().is_empty() {
+        return Err(err("node.name".into(), "must not be empty".into()));
+    }
+    let workers = match spec.workers {
+        None => WorkersConfig::default(),
+        Some(w) => WorkersConfig {
+            count: w.count,
+            cores: w.cores,
+            burst: w.burst,
+            idle_sleep_us: w.idle_sleep_us,
+        },
+    };
+    if workers.count == 0 || workers.count > 64 {
+        return Err(err(
+            "workers.count".into(),
+            format!("{} is outside 1..=64", workers.count),
+        ));
+    }
+    if !workers.cores.is_empty() && workers.cores.len() != workers.count {
+        return Err(err(
+            "workers.cores".into(),
+            format!(
+                "{} cores for {} workers",
+                workers.cores.len(),
+                workers.count
+            ),
+        ));
+    }
+    if workers.burst == 0 || workers.burst > 1024 {
+        return Err(err(
+            "workers.burst".into(),
+            format!("{} is outside 1..=1024", workers.burst),
+        ));
+    }
+
+    let mut ports = Vec::new();
+    let mut names = HashSet::new();
+    for (i, p) in spec.ports.iter().enumerate() {
+        let at = |k: &str| format!("ports[{i}].{k}");
+        if !names.insert(p.name.clone()) {
+            return Err(err(at("name"), format!("duplicate port name {:?}", p.name)));
+        }
+        let backend = match p.backend {
+            BackendSpec::AfPacket => PortBackend::AfPacket {
+                interface: p.interface.clone().ok_or_else(|| {
+                    err(
+                        at("interface"),
+                        "missing: an af_packet port needs its interface".into(),
+                    )
+                })?,
+            },
+            BackendSpec::Pcap => PortBackend::Pcap {
+                rx: p.rx_pcap.as_ref().map(|f| base.join(f)),
+                tx: p.tx_pcap.as_ref().map(|f| base.join(f)),
+                repeat: p.repeat,
+            },
+            BackendSpec::Mem => PortBackend::Mem,
+        };
+        if p.backend != BackendSpec::AfPacket && p.interface.is_some() {
+            return Err(err(
+                at("interface"),
+                "only af_packet ports have an interface".into(),
+            ));
+        }
+        if p.backend != BackendSpec::Pcap && (p.rx_pcap.is_some() || p.tx_pcap.is_some()) {
+            return Err(err(
+                at("rx_pcap"),
+                "only pcap ports read or write pcap files".into(),
+            ));
+        }
+        let mac = match &p.mac {
+            Some(m) => Some(
+                m.parse::<MacAddr>()
+                    .map_err(|e| err(at("mac"), e.to_string()))?,
+            ),
+            None if p.backend == BackendSpec::AfPacket => None,
+            None => {
+                return Err(err(
+                    at("mac"),
+                    "missing: only af_packet ports can take the interface's MAC".into(),
+                ));
+            }
+        };
+        let (addr, len) = p.address.split_once('/').ok_or_else(|| {
+            err(
+                at("address"),
+                format!("{:?} needs a prefix length (ADDRESS/LENGTH)", p.address),
+            )
+        })?;
+        let address: IpAddr = addr
+            .parse()
+            .map_err(|_| err(at("address"), format!("{addr:?} is not an IP address")))?;
+        let subnet: Prefix = format!("{address}/{len}")
+            .parse()
+            .map_err(|e: String| err(at("address"), e))?;
+        if let Some(g) = p.gateway
+            && (!subnet.contains(&g))
+        {
+            return Err(err(
+                at("gateway"),
+                format!("{g} is not on the link {subnet}"),
+            ));
+        }
+        if !(576..=9216).contains(&p.mtu) {
+            return Err(err(at("mtu"), format!("{} is outside 576..=9216", p.mtu)));
+        }
+        ports.push(PortConfig {
+            name: p.name.clone(),
+            role: match p.role {
+                RoleSpec::Protected => Role::Protected,
+                RoleSpec::Unprotected => Role::Unprotected,
+            },
+            backend,
+            mac,
+            address,
+            subnet,
+            gateway: p.gateway,
+            mtu: p.mtu,
+        });
+    }
+    for role in [Role::Protected, Role::Unprotected] {
+        let n = ports.iter().filter(|p| p.role == role).count();
+        if n != 1 {
+            let name = if role == Role::Protected {
+                "protected"
+            } else {
+                "unprotected"
+            };
+            return Err(err(
+                "ports".into(),
+                format!("need exactly one {name} port, found {n}"),
+            ));
+        }
+    }
+
+    let mut sas = Vec::new();
+    let mut spis: HashSet<(u32, bool)> = HashSet::new();
+    for (i, s) in spec.sas.iter().enumerate() {
+        let at = format!("sas[{i}].");
+        let (sa, direction) = resolve_sa(s, file, &at, base)?;
+        let Some(direction) = direction else {
+            return Err(err(
+                format!("{at}direction"),
+                "missing: outbound or inbound".into(),
+            ));
+        };
+        let sa = espgate_esp::SaConfig { direction, ..sa };
+        if !spis.insert((sa.spi, direction == Direction::Outbound)) {
+            return Err(err(
+                format!("{at}spi"),
+                format!("duplicate {direction} spi {:#x}", sa.spi),
+            ));
+        }
+        if let Some(w) = s.worker
+            && w >= workers.count
+        {
+            return Err(err(
+                format!("{at}worker"),
+                format!("worker {w} does not exist ({} workers)", workers.count),
+            ));
+        }
+        sas.push(SaEntry {
+            sa,
+            worker: s.worker,
+        });
+    }
+
+    let mut spd = Vec::new();
+    for (i, r) in spec.spd.iter().enumerate() {
+        let at = |k: &str| format!("spd[{i}].{k}");
+        let prefix = |v: &Option<String>, k: &str| -> Result<Option<Prefix>, ConfigError> {
+            match v.as_deref() {
+                None | Some("any") => Ok(None),
+                Some(t) => t.parse::<Prefix>().map(Some).map_err(|e| err(at(k), e)),
+            }
+        };
+        let (src, dst) = (prefix(&r.src, "src")?, prefix(&r.dst, "dst")?);
+        let v6 = match (src, dst) {
+            (Some(a), Some(b)) if a.addr.is_ipv4() != b.addr.is_ipv4() => {
+                return Err(err(
+                    at("dst"),
+                    "src and dst are of different IP versions".into(),
+                ));
+            }
+            (Some(a), _) | (_, Some(a)) => a.addr.is_ipv6(),
+            (None, None) => false,
+        };
+        let proto = parse_protocol(r.protocol.as_ref()).map_err(|m| err(at("protocol"), m))?;
+        let sport = parse_ports(r.sport.as_ref()).map_err(|m| err(at("sport"), m))?;
+        let dport = parse_ports(r.dport.as_ref()).map_err(|m| err(at("dport"), m))?;
+        let direction = match r.direction {
+            DirSpec::Out => PolicyDirection::Out,
+            DirSpec::In => PolicyDirection::In,
+        };
+        let action = match (r.action, &r.sa) {
+            (ActionSpec::Protect, Some(v)) => {
+                let spi = parse_spi(v).map_err(|m| err(at("sa"), m))?;
+                let want_out = direction == PolicyDirection::Out;
+                if !spis.contains(&(spi, want_out)) {
+                    let d = if want_out { "outbound" } else { "inbound" };
+                    return Err(err(at("sa"), format!("no {d} SA has spi {spi:#x}")));
+                }
+                Action::Protect(spi)
+            }
+            (ActionSpec::Protect, None) => {
+                return Err(err(at("sa"), "missing: protect needs the SA's spi".into()));
+            }
+            (_, Some(_)) => return Err(err(at("sa"), "only protect rules name an SA".into())),
+            (ActionSpec::Bypass, None) => Action::Bypass,
+            (ActionSpec::Discard, None) => Action::Discard,
+        };
+        spd.push(SpdRule {
+            direction,
+            src: src.unwrap_or(Prefix::any(v6)),
+            dst: dst.unwrap_or(Prefix::any(v6)),
+            protocol: proto,
+            sport,
+            dport,
+            action,
+        });
+    }
+
+    let mut neighbours = Vec::new();
+    for (i, n) in spec.neighbours.iter().enumerate() {
+        let mac = n
+            .mac
+            .parse::<MacAddr>()
+            .map_err(|e| err(format!("neighbours[{i}].mac"), e.to_string()))?;
+        neighbours.push(Neighbour { ip: n.ip, mac });
+    }
+    Ok(NodeConfig {
+        name: spec.node.name,
+        ports,
+        workers,
+        sas,
+        spd,
+        neighbours,
+    })
+}
+
+fn parse_spi(v: &serde_norway::Value) -> Result<u32, String> {
+    match v {
+        serde_norway::Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("{n} is not a 32-bit SPI")),
+        serde_norway::Value::String(s) => {
+            let t = s.trim();
+            match t.strip_prefix("0x") {
+                Some(h) => u32::from_str_radix(h, 16),
+                None => t.parse(),
+            }
+            .map_err(|_| format!("{s:?} is not an SPI"))
+        }
+        other => Err(format!("{other:?} is not an SPI")),
+    }
+}
+
+fn parse_protocol(v: Option<&serde_norway::Value>) -> Result<Option<u8>, String> {
+    let Some(v) = v else { return Ok(None) };
+    match v {
+        serde_norway::Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| format!("{n} is not a protocol number (0..=255)")),
+        serde_norway::Value::String(s) => match s.as_str() {
+            "any" => Ok(None),
+            "icmp" => Ok(Some(protocol::ICMP)),
+            "tcp" => Ok(Some(protocol::TCP)),
+            "udp" => Ok(Some(protocol::UDP)),
+            "icmpv6" => Ok(Some(protocol::ICMPV6)),
+            other => Err(format!(
+                "unknown protocol {other:?} (any, icmp, tcp, udp, icmpv6 or a number)"
+            )),
+        },
+        other => Err(format!("{other:?} is not a protocol")),
+    }
+}
+
+fn parse_ports(v: Option<&serde_norway::Value>) -> Result<(u16, u16), String> {
+    let bad = |s: &dyn std::fmt::Debug| {
+        format!("{s:?} is not a port or range (e.g. 53, 1024-65535, any)")
+    };
+    match v {
+        None => Ok((0, u16::MAX)),
+        Some(serde_norway::Value::Number(n)) => {
+            let p = n
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .ok_or_else(|| bad(n))?;
+            Ok((p, p))
+        }
+        Some(serde_norway::Value::String(s)) if s == "any" => Ok((0, u16::MAX)),
+        Some(serde_norway::Value::String(s)) => {
+            let (a, b) = s.split_once('-').ok_or_else(|| bad(s))?;
+            let (a, b): (u16, u16) = (
+                a.trim().parse().map_err(|_| bad(s))?,
+                b.trim().parse().map_err(|_| bad(s))?,
+            );
+            if a > b {
+                return Err(format!("range {s:?} runs backwards"));
+            }
+            Ok((a, b))
+        }
+        Some(other) => Err(bad(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_configs_parse() {
+        for f in ["a", "b"] {
+            let path = format!("{}/../../conf/demo/{f}.yaml", env!("CARGO_MANIFEST_DIR"));
+            let cfg = load_node_file(Path::new(&path)).unwrap();
+            assert_eq!(cfg.ports.len(), 2);
+            assert_eq!(cfg.sas.len(), 2);
+            assert_eq!(cfg.spd.len(), 2);
+        }
+    }
+}

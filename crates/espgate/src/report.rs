@@ -1,0 +1,75 @@
+//! Printing what a node did.
+
+use espgate_dataplane::NodeReport;
+
+/// Prints a node's counters, SAs and burst latency.
+pub fn print(r: &NodeReport) {
+    let t = r.totals();
+    println!(
+        "node {}: rx {} tx {} | encrypted {} decrypted {} bypassed {} | handoffs {} | arp replies {} requests {} | icmp errors {}",
+        r.name,
+        t.rx,
+        t.tx,
+        t.encrypted,
+        t.decrypted,
+        t.bypassed,
+        t.handoff_out,
+        t.arp_replies,
+        t.arp_requests,
+        t.icmp_errors
+    );
+    let drops: Vec<String> = t.nonzero_drops().map(|(d, n)| format!("{d} {n}")).collect();
+    if !drops.is_empty() {
+        println!("  drops: {}", drops.join(", "));
+    }
+    let mut out: Vec<_> = r.outbound().into_iter().collect();
+    out.sort_by_key(|(spi, _)| *spi);
+    for (spi, (c, seq)) in out {
+        println!(
+            "  out sa {spi:#010x}: {} packets {} bytes, last seq {seq}{}",
+            c.packets,
+            c.bytes,
+            drop_list(&c.drops)
+        );
+    }
+    let mut inb: Vec<_> = r.inbound().into_iter().collect();
+    inb.sort_by_key(|(spi, _)| *spi);
+    for (spi, (c, top)) in inb {
+        println!(
+            "  in  sa {spi:#010x}: {} packets {} bytes, window top {top}{}",
+            c.packets,
+            c.bytes,
+            drop_list(&c.drops)
+        );
+    }
+    for w in &r.workers {
+        let h = &w.burst_ns;
+        if h.len() > 0 {
+            println!(
+                "  worker {}: {} bursts, processing per burst p50 {} ns, p99 {} ns, max {} ns",
+                w.id,
+                h.len(),
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.max()
+            );
+        }
+        let sad: Vec<String> = w
+            .sad_drops
+            .nonzero()
+            .map(|(d, n)| format!("{d} {n}"))
+            .collect();
+        if !sad.is_empty() {
+            println!("  worker {} drops before any SA: {}", w.id, sad.join(", "));
+        }
+    }
+}
+
+fn drop_list(d: &espgate_esp::DropCounters) -> String {
+    let v: Vec<String> = d.nonzero().map(|(r, n)| format!("{r} {n}")).collect();
+    if v.is_empty() {
+        String::new()
+    } else {
+        format!(", drops: {}", v.join(", "))
+    }
+}
