@@ -44,7 +44,7 @@ pub fn print(r: &NodeReport) {
     }
     for w in &r.workers {
         let h = &w.burst_ns;
-        if h.len() > 0 {
+        if !h.is_empty() {
             println!(
                 "  worker {}: {} bursts, processing per burst p50 {} ns, p99 {} ns, max {} ns",
                 w.id,
