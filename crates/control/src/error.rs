@@ -70,8 +70,10 @@ pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Resu
         if let Some(i) = message.find(" at line ") {
             message.truncate(i);
         }
-        // Nested errors start with the path again.
-        if let Some(rest) = message.strip_prefix(&format!("{path}: ")) {
+        // Nested errors start with (part of) the path again.
+        if let Some((head, rest)) = message.split_once(": ")
+            && path.starts_with(head)
+        {
             message = rest.to_string();
         }
         ConfigError::Invalid {

@@ -111,7 +111,7 @@ pub enum SaError {
     #[error("spi {0:#x} is reserved (0..=255)")]
     ReservedSpi(u32),
     /// The key material does not fit the algorithm.
-    #[error("key: {0} (the key material is the AES key followed by the 4-byte salt)")]
+    #[error("{0} (the key material is the AES key followed by the 4-byte salt)")]
     Key(#[from] KeyError),
     /// Outer source and destination are of different IP versions.
     #[error("tunnel src {src} and dst {dst} are of different IP versions")]
