@@ -1,0 +1,32 @@
+"""Fixtures for the network-namespace tests: the espgate binary and a
+topology that is always torn down."""
+
+import os
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from topology import Topology, prefix  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def espgate():
+    path = os.environ.get("ESPGATE", str(REPO / "target" / "debug" / "espgate"))
+    if not os.path.exists(path):
+        pytest.fail(f"espgate binary not found at {path}: run `cargo build -p espgate` first")
+    return path
+
+
+@pytest.fixture
+def topo():
+    if os.geteuid() != 0:
+        pytest.fail("network-namespace tests need root (CI runs as root)")
+    t = Topology(prefix())
+    try:
+        yield t
+    finally:
+        t.cleanup()
