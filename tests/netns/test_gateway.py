@@ -103,3 +103,21 @@ def test_two_espgate_nodes(topo, espgate, tmp_path):
     esp = check_wire(tmp_path / "wan.pcap")
     # Ping: 1 + 20 each way; UDP: 1000 each way (and the warm-up probes).
     assert esp >= 2 * (21 + 1000), esp
+
+
+def test_espgate_with_a_scapy_peer(topo, espgate, tmp_path):
+    ha, a, b, hb = build(topo)
+    na = start_node(topo, espgate, a, tmp_path, "a", node_yaml("a", "10.1.0.254/24", "172.16.0.1/24", "172.16.0.2", "10.1.0.0/24", "10.2.0.0/24", "0x1000", KEY_AB, "0x2000", KEY_BA))
+    peer = topo.start(b, "python3", str(HERE / "scapy_peer.py"), "lan", "wan", "10.2.0.254", "172.16.0.2", "172.16.0.1",
+                      "02:00:00:00:02:10", "02:00:00:00:01:02", "0x2000", KEY_BA, "0x1000", KEY_AB, log=tmp_path / "peer.log")
+    assert wait_for(lambda: "ready" in (tmp_path / "peer.log").read_text(), timeout=30), "the Scapy peer did not start"
+    cap = start_capture(topo, a, "wan", tmp_path / "wan.pcap")
+    exchange(topo, ha, hb, count=200)
+    time.sleep(0.2)
+    topo.stop(cap, signal.SIGINT)
+    assert topo.stop(na) == 0
+    topo.stop(peer)
+    esp = check_wire(tmp_path / "wan.pcap")
+    assert esp >= 2 * (21 + 200), esp
+    log_a = (tmp_path / "a.log").read_text()
+    assert re.search(r"in  sa 0x00002000: (\d+) packets", log_a), log_a

@@ -29,7 +29,10 @@ spd:
 fn run(config: &str) -> (i32, String) {
     let dir = std::env::temp_dir().join(format!("espgate-badcfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!("node-{:x}.yaml", config.len() * 31 + config.bytes().map(usize::from).sum::<usize>()));
+    let file = dir.join(format!(
+        "node-{:x}.yaml",
+        config.len() * 31 + config.bytes().map(usize::from).sum::<usize>()
+    ));
     std::fs::write(&file, config).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_espgate"))
         .args(["run", "--duration", "0.05", "--config"])
@@ -38,7 +41,10 @@ fn run(config: &str) -> (i32, String) {
         .output()
         .unwrap();
     let _ = std::fs::remove_file(&file);
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -50,30 +56,84 @@ fn the_good_config_runs() {
 #[test]
 fn each_broken_config_gets_one_line_naming_the_place() {
     let cases: &[(&str, &str, &str)] = &[
-        ("unknown key", "workers: { count: 1 }", "workers: { count: 1, turbo: true }"),
+        (
+            "unknown key",
+            "workers: { count: 1 }",
+            "workers: { count: 1, turbo: true }",
+        ),
         ("bad prefix", "src: 10.1.0.0/24", "src: 10.1.0.0/33"),
-        ("duplicate spi", "spd:", "  - { spi: 0x1000, direction: outbound, aead: aes-128-gcm, key: 0x4c80cdefbb5d10da906ac73c3613a6342e443b68, tunnel: { src: 172.16.0.1, dst: 172.16.0.2 } }\nspd:"),
-        ("key of the wrong length", "key: 0x4c80cdefbb5d10da906ac73c3613a6342e443b68", "key: 0x4c80cdefbb5d10da906ac73c3613a634"),
-        ("missing port", "  - name: wan\n    role: unprotected", "  - name: wan\n    role: protected"),
+        (
+            "duplicate spi",
+            "spd:",
+            "  - { spi: 0x1000, direction: outbound, aead: aes-128-gcm, key: 0x4c80cdefbb5d10da906ac73c3613a6342e443b68, tunnel: { src: 172.16.0.1, dst: 172.16.0.2 } }\nspd:",
+        ),
+        (
+            "key of the wrong length",
+            "key: 0x4c80cdefbb5d10da906ac73c3613a6342e443b68",
+            "key: 0x4c80cdefbb5d10da906ac73c3613a634",
+        ),
+        (
+            "missing port",
+            "  - name: wan\n    role: unprotected",
+            "  - name: wan\n    role: protected",
+        ),
         ("bad mac", "mac: 02:00:00:00:01:01", "mac: 02:00:00:00:01"),
-        ("address without prefix", "address: 10.1.0.254/24", "address: 10.1.0.254"),
-        ("unknown backend", "backend: pcap\n    mac: 02:00:00:00:01:01", "backend: netmap\n    mac: 02:00:00:00:01:01"),
-        ("af_packet without interface", "backend: pcap\n    mac: 02:00:00:00:01:01", "backend: af_packet\n    mac: 02:00:00:00:01:01"),
-        ("policy names a missing SA", "action: protect, sa: 0x1000", "action: protect, sa: 0x2000"),
-        ("zero workers", "workers: { count: 1 }", "workers: { count: 0 }"),
-        ("SA on a missing worker", "direction: outbound\n", "direction: outbound\n    worker: 3\n"),
+        (
+            "address without prefix",
+            "address: 10.1.0.254/24",
+            "address: 10.1.0.254",
+        ),
+        (
+            "unknown backend",
+            "backend: pcap\n    mac: 02:00:00:00:01:01",
+            "backend: netmap\n    mac: 02:00:00:00:01:01",
+        ),
+        (
+            "af_packet without interface",
+            "backend: pcap\n    mac: 02:00:00:00:01:01",
+            "backend: af_packet\n    mac: 02:00:00:00:01:01",
+        ),
+        (
+            "policy names a missing SA",
+            "action: protect, sa: 0x1000",
+            "action: protect, sa: 0x2000",
+        ),
+        (
+            "zero workers",
+            "workers: { count: 1 }",
+            "workers: { count: 0 }",
+        ),
+        (
+            "SA on a missing worker",
+            "direction: outbound\n",
+            "direction: outbound\n    worker: 3\n",
+        ),
         ("reserved spi", "spi: 0x1000", "spi: 7"),
-        ("mixed tunnel families", "dst: 172.16.0.2 }", "dst: \"2001:db8::2\" }"),
-        ("bad port range", "action: protect", "dport: 80-20, action: protect"),
+        (
+            "mixed tunnel families",
+            "dst: 172.16.0.2 }",
+            "dst: \"2001:db8::2\" }",
+        ),
+        (
+            "bad port range",
+            "action: protect",
+            "dport: 80-20, action: protect",
+        ),
         ("not YAML", "ports:", "ports: [ {"),
     ];
     for (what, from, to) in cases {
-        assert!(GOOD.contains(from), "{what}: the good config lacks {from:?}");
+        assert!(
+            GOOD.contains(from),
+            "{what}: the good config lacks {from:?}"
+        );
         let (code, err) = run(&GOOD.replacen(from, to, 1));
         assert_ne!(code, 0, "{what}: accepted");
         let lines: Vec<&str> = err.lines().collect();
         assert_eq!(lines.len(), 1, "{what}: want one line, got:\n{err}");
-        assert!(lines[0].starts_with("espgate: ") && lines[0].contains("node-"), "{what}: no file named: {err}");
+        assert!(
+            lines[0].starts_with("espgate: ") && lines[0].contains("node-"),
+            "{what}: no file named: {err}"
+        );
         println!("{what:32} {}", lines[0]);
     }
 }
