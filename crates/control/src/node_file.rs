@@ -20,6 +20,8 @@
 //!     repeat: false              # pcap: loop the input
 //!     mac: 02:00:00:00:01:02
 //!     address: 172.16.0.1/24
+//!   # a DPDK port: { name: wan, role: unprotected, backend: dpdk, device: net_af_packet1, address: ... }
+//! # dpdk: { eal_args: [--no-huge, -m, "512", --no-pci, --vdev, "net_af_packet1,iface=eth2"] }   # with dpdk ports
 //! sas:                           # as in an SA file, with direction required
 //!   - { spi: 0x1000, direction: outbound, aead: aes-128-gcm, key: 0x..., tunnel: { src: 172.16.0.1, dst: 172.16.0.2 }, worker: 0 }
 //! spd:                           # first match wins; no match: discard
@@ -57,6 +59,13 @@ struct NodeSpec {
     spd: Vec<RuleSpec>,
     #[serde(default)]
     neighbours: Vec<NeighbourSpec>,
+    dpdk: Option<DpdkSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DpdkSpec {
+    eal_args: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +106,7 @@ enum RoleSpec {
 #[serde(rename_all = "snake_case")]
 enum BackendSpec {
     AfPacket,
+    Dpdk,
     Pcap,
     Mem,
 }
@@ -108,6 +118,7 @@ struct PortSpec {
     role: RoleSpec,
     backend: BackendSpec,
     interface: Option<String>,
+    device: Option<String>,
     rx_pcap: Option<PathBuf>,
     tx_pcap: Option<PathBuf>,
     #[serde(default)]
@@ -235,8 +246,26 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
                 tx: p.tx_pcap.as_ref().map(|f| base.join(f)),
                 repeat: p.repeat,
             },
+            BackendSpec::Dpdk => PortBackend::Dpdk {
+                device: p.device.clone().ok_or_else(|| {
+                    err(
+                        at("device"),
+                        "missing: a dpdk port needs its DPDK device name (e.g. net_af_packet0)"
+                            .into(),
+                    )
+                })?,
+            },
             BackendSpec::Mem => PortBackend::Mem,
         };
+        if p.backend != BackendSpec::Dpdk && p.device.is_some() {
+            return Err(err(at("device"), "only dpdk ports have a device".into()));
+        }
+        if p.backend == BackendSpec::Dpdk && spec.dpdk.is_none() {
+            return Err(err(
+                at("backend"),
+                "a dpdk port needs the top-level dpdk: { eal_args: [...] } section".into(),
+            ));
+        }
         if p.backend != BackendSpec::AfPacket && p.interface.is_some() {
             return Err(err(
                 at("interface"),
@@ -254,11 +283,11 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
                 m.parse::<MacAddr>()
                     .map_err(|e| err(at("mac"), e.to_string()))?,
             ),
-            None if p.backend == BackendSpec::AfPacket => None,
+            None if matches!(p.backend, BackendSpec::AfPacket | BackendSpec::Dpdk) => None,
             None => {
                 return Err(err(
                     at("mac"),
-                    "missing: only af_packet ports can take the interface's MAC".into(),
+                    "missing: only af_packet and dpdk ports can take the device's MAC".into(),
                 ));
             }
         };
@@ -416,6 +445,7 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
         sas,
         spd,
         neighbours,
+        dpdk_eal_args: spec.dpdk.map(|d| d.eal_args),
     })
 }
 

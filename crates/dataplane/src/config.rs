@@ -30,6 +30,11 @@ pub enum PortBackend {
         /// Interface name.
         interface: String,
     },
+    /// A DPDK ethdev (feature `dpdk`): a NIC or a vdev the EAL arguments make.
+    Dpdk {
+        /// Its DPDK name: `net_af_packet0`, `0000:01:00.0`, ...
+        device: String,
+    },
     /// Frames read from and written to pcap files.
     Pcap {
         /// Capture to receive from.
@@ -119,6 +124,8 @@ pub struct NodeConfig {
     pub spd: Vec<SpdRule>,
     /// Static neighbours (IPv6 next hops need one: there is no NDP yet).
     pub neighbours: Vec<Neighbour>,
+    /// EAL arguments, when a port uses DPDK.
+    pub dpdk_eal_args: Option<Vec<String>>,
 }
 
 impl NodeConfig {

@@ -152,6 +152,7 @@ fn config(me: &Side, peer: &Side, workers: usize, split: bool) -> NodeConfig {
         sas,
         spd,
         neighbours: Vec::<Neighbour>::new(),
+        dpdk_eal_args: None,
     }
 }
 

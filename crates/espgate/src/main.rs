@@ -117,6 +117,10 @@ fn main() -> ExitCode {
                 Backend::DEFAULT,
                 compiled_backends()
             );
+            println!(
+                "ports: mem, af_packet, pcap{}",
+                if cfg!(feature = "dpdk") { ", dpdk" } else { "" }
+            );
             Ok(())
         }
         Command::Demo { out } => demo::run(Backend::DEFAULT, &out),

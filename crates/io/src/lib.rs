@@ -10,6 +10,8 @@
 //! [`pcap_port`] (replay a capture in, record a capture out).
 
 pub mod af_packet;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod mem;
 pub mod pcap;
 pub mod pcap_port;

@@ -1,0 +1,67 @@
+/* See shim.h. */
+#include "shim.h"
+
+int espgate_errno(void) { return rte_errno; }
+
+uint16_t espgate_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n) {
+    return rte_eth_rx_burst(port, queue, pkts, n);
+}
+
+uint16_t espgate_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n) {
+    return rte_eth_tx_burst(port, queue, pkts, n);
+}
+
+struct rte_mbuf *espgate_mbuf_alloc(struct rte_mempool *pool) { return rte_pktmbuf_alloc(pool); }
+
+void espgate_mbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
+
+/* The first segment's data; multi-segment frames are not produced by the
+ * PMDs espgate configures (no scatter, no LRO). */
+const uint8_t *espgate_mbuf_data(const struct rte_mbuf *m, uint32_t *len) {
+    *len = m->data_len;
+    return rte_pktmbuf_mtod(m, const uint8_t *);
+}
+
+uint8_t *espgate_mbuf_append(struct rte_mbuf *m, uint16_t len) {
+    return (uint8_t *)rte_pktmbuf_append(m, len);
+}
+
+int espgate_port_setup(uint16_t port, uint16_t queues, uint16_t descriptors, struct rte_mempool *pool) {
+    struct rte_eth_conf conf;
+    struct rte_eth_dev_info info;
+    int r;
+    memset(&conf, 0, sizeof conf);
+    r = rte_eth_dev_info_get(port, &info);
+    if (r != 0)
+        return r;
+    if (queues > 1 && info.flow_type_rss_offloads != 0) {
+        conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+        conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_IP & info.flow_type_rss_offloads;
+    }
+    r = rte_eth_dev_configure(port, queues, queues, &conf);
+    if (r != 0)
+        return r;
+    for (uint16_t q = 0; q < queues; q++) {
+        r = rte_eth_rx_queue_setup(port, q, descriptors, rte_eth_dev_socket_id(port), NULL, pool);
+        if (r != 0)
+            return r;
+        r = rte_eth_tx_queue_setup(port, q, descriptors, rte_eth_dev_socket_id(port), NULL);
+        if (r != 0)
+            return r;
+    }
+    r = rte_eth_dev_start(port);
+    if (r != 0)
+        return r;
+    /* Frames for the node's own MAC (when it differs from the device's)
+     * and broadcast must come in. Not every PMD supports it. */
+    rte_eth_promiscuous_enable(port);
+    return 0;
+}
+
+int espgate_port_mac(uint16_t port, uint8_t mac[6]) {
+    struct rte_ether_addr a;
+    int r = rte_eth_macaddr_get(port, &a);
+    if (r == 0)
+        memcpy(mac, a.addr_bytes, 6);
+    return r;
+}
