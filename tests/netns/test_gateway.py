@@ -12,6 +12,7 @@ import re
 import signal
 import time
 
+import pytest
 from scapy.all import ARP, ESP, IP, rdpcap
 from topology import wait_for
 
@@ -89,10 +90,11 @@ def check_wire(path):
     return esp
 
 
-def test_two_espgate_nodes(topo, espgate, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers-fanout"])
+def test_two_espgate_nodes(topo, espgate, tmp_path, workers):
     ha, a, b, hb = build(topo)
-    na = start_node(topo, espgate, a, tmp_path, "a", node_yaml("a", "10.1.0.254/24", "172.16.0.1/24", "172.16.0.2", "10.1.0.0/24", "10.2.0.0/24", "0x1000", KEY_AB, "0x2000", KEY_BA))
-    nb = start_node(topo, espgate, b, tmp_path, "b", node_yaml("b", "10.2.0.254/24", "172.16.0.2/24", "172.16.0.1", "10.2.0.0/24", "10.1.0.0/24", "0x2000", KEY_BA, "0x1000", KEY_AB))
+    na = start_node(topo, espgate, a, tmp_path, "a", node_yaml("a", "10.1.0.254/24", "172.16.0.1/24", "172.16.0.2", "10.1.0.0/24", "10.2.0.0/24", "0x1000", KEY_AB, "0x2000", KEY_BA, workers))
+    nb = start_node(topo, espgate, b, tmp_path, "b", node_yaml("b", "10.2.0.254/24", "172.16.0.2/24", "172.16.0.1", "10.2.0.0/24", "10.1.0.0/24", "0x2000", KEY_BA, "0x1000", KEY_AB, workers))
     cap = start_capture(topo, a, "wan", tmp_path / "wan.pcap")
     exchange(topo, ha, hb)
     time.sleep(1.0)  # let the capture drain its ring before it stops

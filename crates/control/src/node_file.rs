@@ -523,6 +523,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_uses_every_key_and_parses() {
+        let path = format!(
+            "{}/../../conf/node-example.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let cfg = load_node_file(Path::new(&path)).unwrap();
+        assert_eq!(
+            (cfg.workers.count, cfg.workers.cores.clone()),
+            (2, vec![0, 1])
+        );
+        assert_eq!(cfg.ports[1].gateway, Some("172.16.0.254".parse().unwrap()));
+        assert_eq!(cfg.sas[0].worker, Some(0));
+        assert!(cfg.sas[0].sa.esn && cfg.sas[1].sa.replay_window == 4096);
+        assert_eq!(cfg.spd.len(), 4);
+        assert_eq!(cfg.spd[2].dport, (53, 53));
+        assert_eq!(cfg.spd[2].protocol, Some(17));
+        assert_eq!(cfg.neighbours.len(), 1);
+    }
+
+    #[test]
     fn demo_configs_parse() {
         for f in ["a", "b"] {
             let path = format!("{}/../../conf/demo/{f}.yaml", env!("CARGO_MANIFEST_DIR"));

@@ -115,4 +115,42 @@ mod tests {
         assert_eq!(&body[8..], &off[..28]);
         assert_eq!(checksum::checksum(body), 0);
     }
+
+    #[test]
+    fn ipv6_packet_too_big_fits_the_minimum_mtu() {
+        let mut off = vec![0u8; 1500];
+        Ipv6Repr {
+            src: "2001:db8:a::1".parse().unwrap(),
+            dst: "2001:db8:b::1".parse().unwrap(),
+            next_header: protocol::UDP,
+            payload_len: 1460,
+            hop_limit: 63,
+            traffic_class: 0,
+            flow_label: 0,
+        }
+        .emit(&mut off)
+        .unwrap();
+        let from: IpAddr = "2001:db8:a::fe".parse().unwrap();
+        let icmp = too_big(&off, from, 1400).unwrap();
+        assert!(icmp.len() <= 1280);
+        let p = espgate_wire::ipv6::Ipv6Packet::new_checked(&icmp[..]).unwrap();
+        assert_eq!(
+            (p.next_header(), p.dst().to_string()),
+            (protocol::ICMPV6, "2001:db8:a::1".to_string())
+        );
+        let body = p.payload();
+        assert_eq!((body[0], body[1]), (2, 0));
+        assert_eq!(u32::from_be_bytes(body[4..8].try_into().unwrap()), 1400);
+        let sum = checksum::pseudo_header(
+            &from,
+            &"2001:db8:a::1".parse().unwrap(),
+            protocol::ICMPV6,
+            body.len() as u32,
+        );
+        assert_eq!(checksum::fold(checksum::accumulate(sum, body)), 0xffff);
+        // No error about an error.
+        let mut err = icmp.clone();
+        err[6] = protocol::ICMPV6;
+        assert!(too_big(&err, from, 1400).is_none());
+    }
 }
