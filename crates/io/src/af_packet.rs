@@ -364,14 +364,7 @@ impl PortQueue for AfPacketQueue {
             )
         };
         let sent = if sent < 0 { 0 } else { sent as usize };
-        for b in pkts.drain(..sent) {
-            self.stats.tx_packets += 1;
-            self.stats.tx_bytes += b.len() as u64;
-            pool.put(b);
-        }
-        if !pkts.is_empty() {
-            self.stats.tx_full += 1;
-        }
+        self.stats.settle_tx(pkts, sent, pool);
         sent
     }
 

@@ -1,7 +1,7 @@
 //! The poll-mode port interface every backend implements.
 
-use espgate_wire::HeapBuf;
 use espgate_wire::ethernet::MacAddr;
+use espgate_wire::{HeapBuf, PacketBuf};
 
 use crate::pool::BufPool;
 
@@ -29,6 +29,22 @@ pub struct QueueStats {
     pub tx_bytes: u64,
     /// Frames the backend could not take (ring full).
     pub tx_full: u64,
+}
+
+impl QueueStats {
+    /// After a backend copied the first `sent` frames of `pkts` out: counts
+    /// them, returns their buffers to `pool`, and notes a full queue if
+    /// frames are left.
+    pub fn settle_tx(&mut self, pkts: &mut Vec<HeapBuf>, sent: usize, pool: &mut BufPool) {
+        for b in pkts.drain(..sent.min(pkts.len())) {
+            self.tx_packets += 1;
+            self.tx_bytes += b.len() as u64;
+            pool.put(b);
+        }
+        if !pkts.is_empty() {
+            self.tx_full += 1;
+        }
+    }
 }
 
 /// One receive/transmit queue pair of a port, owned by one worker.

@@ -244,14 +244,7 @@ impl PortQueue for DpdkQueue {
             // SAFETY: the PMD did not take these mbufs.
             unsafe { ffi::espgate_mbuf_free(m) };
         }
-        for b in pkts.drain(..sent) {
-            self.stats.tx_packets += 1;
-            self.stats.tx_bytes += b.len() as u64;
-            pool.put(b);
-        }
-        if !pkts.is_empty() {
-            self.stats.tx_full += 1;
-        }
+        self.stats.settle_tx(pkts, sent, pool);
         sent
     }
 
