@@ -17,6 +17,8 @@ pub enum Layer {
     Udp,
     /// ESP header or trailer.
     Esp,
+    /// espgate mirror frame.
+    Mirror,
     /// A packet buffer (headroom, tailroom).
     Buffer,
 }
@@ -30,6 +32,7 @@ impl fmt::Display for Layer {
             Layer::Ipv6 => "ipv6",
             Layer::Udp => "udp",
             Layer::Esp => "esp",
+            Layer::Mirror => "mirror",
             Layer::Buffer => "buffer",
         })
     }

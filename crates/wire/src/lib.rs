@@ -1,5 +1,6 @@
 //! Typed views and builders over byte slices for the protocols espgate
-//! touches: Ethernet II (with 802.1Q), ARP, IPv4, IPv6, UDP and ESP.
+//! touches: Ethernet II (with 802.1Q), ARP, IPv4, IPv6, UDP, ESP and
+//! espgate's own mirror frames.
 //!
 //! The style follows smoltcp: a `Packet<T: AsRef<[u8]>>` view gives checked
 //! accessors over a buffer (and setters when `T: AsMut<[u8]>`), and a `Repr`
@@ -16,6 +17,7 @@ pub mod ethernet;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod mirror;
 pub mod udp;
 
 pub use buf::{HeapBuf, PacketBuf};

@@ -1,0 +1,13 @@
+//! Sans-IO mirroring of SA state between the two nodes of a pair: frames
+//! authenticated with a key from the configuration, a receive filter that
+//! drops forged, replayed and stale frames (each counted), and the standby
+//! table that merges the peer's absolute values by maximum. No clocks, no
+//! sockets: the node feeds frames in and takes frames out.
+
+pub mod frame;
+pub mod receive;
+pub mod standby;
+
+pub use frame::{MirrorKey, seal};
+pub use receive::{PeerFilter, Reject, RejectCounters};
+pub use standby::{Standby, StandbyTable};

@@ -1,0 +1,230 @@
+//! The receive filter: which mirror frames may change anything. A frame
+//! must carry the right MAC, come from the expected peer, belong to the
+//! peer's current epoch (or a newer one: the peer restarted) and carry a
+//! frame counter above the last accepted one. Anything else is dropped and
+//! counted by reason, and changes no state.
+
+use core::fmt;
+
+use espgate_wire::mirror::{self, MirrorHeader, MirrorRecord};
+
+use crate::frame::MirrorKey;
+
+/// Why a frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Reject {
+    /// Too short to hold a header and a MAC, or authentic but unparseable.
+    Malformed,
+    /// The MAC does not verify (wrong key, or altered on the way).
+    Forged,
+    /// Sent by this node itself (a looped link) or by an unexpected node.
+    WrongNode,
+    /// From an epoch older than the peer's current one.
+    Stale,
+    /// A frame counter not above the last accepted in this epoch.
+    Replayed,
+}
+
+impl Reject {
+    /// Every reason, in counter order.
+    pub const ALL: [Reject; 5] = [
+        Reject::Malformed,
+        Reject::Forged,
+        Reject::WrongNode,
+        Reject::Stale,
+        Reject::Replayed,
+    ];
+
+    /// Name in counters and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reject::Malformed => "malformed",
+            Reject::Forged => "forged",
+            Reject::WrongNode => "wrong_node",
+            Reject::Stale => "stale_epoch",
+            Reject::Replayed => "replayed",
+        }
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Dropped frames by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RejectCounters([u64; Reject::ALL.len()]);
+
+impl RejectCounters {
+    /// Frames dropped for `why`.
+    pub fn get(&self, why: Reject) -> u64 {
+        self.0[why as usize]
+    }
+
+    /// All dropped frames.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+/// A frame that passed the filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Its header.
+    pub header: MirrorHeader,
+    /// Its records.
+    pub records: Vec<MirrorRecord>,
+    /// The first frame of a new peer epoch: the peer (re)started.
+    pub new_epoch: bool,
+}
+
+/// What this node knows of its peer's frames.
+#[derive(Debug, Clone)]
+pub struct PeerFilter {
+    me: u32,
+    peer: u32,
+    epoch: Option<u64>,
+    last_counter: u64,
+    rejected: RejectCounters,
+    accepted: u64,
+}
+
+impl PeerFilter {
+    /// A filter for node `me`, listening to node `peer`.
+    pub fn new(me: u32, peer: u32) -> Self {
+        PeerFilter {
+            me,
+            peer,
+            epoch: None,
+            last_counter: 0,
+            rejected: RejectCounters::default(),
+            accepted: 0,
+        }
+    }
+
+    /// The peer's current epoch, once a frame was accepted.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// Frames dropped, by reason.
+    pub fn rejected(&self) -> &RejectCounters {
+        &self.rejected
+    }
+
+    /// Frames accepted.
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Checks `frame` (mirror header to MAC, no Ethernet header). Only an
+    /// accepted frame moves the filter's state.
+    pub fn accept(&mut self, key: &MirrorKey, frame: &[u8]) -> Result<Accepted, Reject> {
+        let r = self.check(key, frame);
+        match &r {
+            Ok(a) => {
+                self.epoch = Some(a.header.epoch);
+                self.last_counter = a.header.counter;
+                self.accepted += 1;
+            }
+            Err(why) => self.rejected.0[*why as usize] += 1,
+        }
+        r
+    }
+
+    fn check(&self, key: &MirrorKey, frame: &[u8]) -> Result<Accepted, Reject> {
+        if frame.len() < mirror::HEADER_LEN + mirror::MAC_LEN {
+            return Err(Reject::Malformed);
+        }
+        if !key.verify(frame) {
+            return Err(Reject::Forged);
+        }
+        let (header, records) = mirror::parse_records(frame).map_err(|_| Reject::Malformed)?;
+        if header.node != self.peer || header.node == self.me {
+            return Err(Reject::WrongNode);
+        }
+        let new_epoch = match self.epoch {
+            None => true,
+            Some(e) if header.epoch < e => return Err(Reject::Stale),
+            Some(e) if header.epoch > e => true,
+            Some(_) if header.counter <= self.last_counter => return Err(Reject::Replayed),
+            Some(_) => false,
+        };
+        Ok(Accepted {
+            header,
+            records,
+            new_epoch,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::seal;
+
+    fn key() -> MirrorKey {
+        MirrorKey::new(b"0123456789abcdef0123").unwrap()
+    }
+
+    fn frame(node: u32, epoch: u64, counter: u64) -> Vec<u8> {
+        seal(
+            &key(),
+            MirrorHeader {
+                flags: 0,
+                records: 0,
+                node,
+                epoch,
+                counter,
+            },
+            &[MirrorRecord::BulkRequest],
+        )
+    }
+
+    #[test]
+    fn each_bad_frame_is_dropped_for_its_reason_and_moves_nothing() {
+        let mut f = PeerFilter::new(1, 2);
+        let a = f.accept(&key(), &frame(2, 100, 1)).unwrap();
+        assert!(a.new_epoch);
+        assert!(!f.accept(&key(), &frame(2, 100, 2)).unwrap().new_epoch);
+        let before = f.clone();
+        let mut forged = frame(2, 100, 3);
+        forged[30] ^= 1;
+        let other_key = seal(
+            &MirrorKey::new(&[9; 16]).unwrap(),
+            MirrorHeader {
+                flags: 0,
+                records: 0,
+                node: 2,
+                epoch: 100,
+                counter: 3,
+            },
+            &[],
+        );
+        for (bad, why) in [
+            (frame(2, 100, 2), Reject::Replayed),
+            (frame(2, 100, 1), Reject::Replayed),
+            (frame(2, 99, 50), Reject::Stale),
+            (frame(1, 100, 3), Reject::WrongNode),
+            (frame(3, 100, 3), Reject::WrongNode),
+            (forged, Reject::Forged),
+            (other_key, Reject::Forged),
+            (vec![1, 2, 3], Reject::Malformed),
+        ] {
+            assert_eq!(f.accept(&key(), &bad), Err(why));
+            assert_eq!(
+                (f.epoch, f.last_counter),
+                (before.epoch, before.last_counter),
+                "{why}"
+            );
+        }
+        assert_eq!(f.rejected().total(), 8);
+        assert_eq!(f.rejected().get(Reject::Forged), 2);
+        // A restarted peer: a newer epoch, counters from 1 again.
+        assert!(f.accept(&key(), &frame(2, 200, 1)).unwrap().new_epoch);
+        assert_eq!(f.accept(&key(), &frame(2, 100, 9)), Err(Reject::Stale));
+    }
+}

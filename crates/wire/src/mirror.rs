@@ -1,0 +1,446 @@
+//! espgate's mirror frames (EtherType 0x88B5, IEEE local experimental):
+//! a header, typed records, and a MAC over both.
+//!
+//! ```text
+//! header (24 bytes, big-endian):
+//!   version u8 | flags u8 | record count u16 | sender node u32 | epoch u64 | frame counter u64
+//! records, each:  type u8 | body length u16 | body
+//! MAC (16 bytes): over header and records (computed by the mirror crate)
+//! ```
+//!
+//! Records carry absolute values, never increments, so frames may be lost,
+//! repeated or reordered and merging by maximum still converges. Unknown
+//! record types are reported as such, so a newer peer can add some.
+
+use crate::{Layer, Result, WireError, be16, be32, need};
+
+/// Frame format version.
+pub const VERSION: u8 = 1;
+/// Header length.
+pub const HEADER_LEN: usize = 24;
+/// Length of the MAC at the end of a frame.
+pub const MAC_LEN: usize = 16;
+/// Bytes before each record body (type and length).
+pub const RECORD_HEADER_LEN: usize = 3;
+
+fn be64(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn malformed(what: &'static str) -> WireError {
+    WireError::Malformed {
+        layer: Layer::Mirror,
+        what,
+    }
+}
+
+/// The fixed header of a mirror frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MirrorHeader {
+    /// Flags (none defined yet; sent as zero, ignored on receipt).
+    pub flags: u8,
+    /// Number of records.
+    pub records: u16,
+    /// The sending node.
+    pub node: u32,
+    /// The sender's epoch: new at every start, larger than any before.
+    pub epoch: u64,
+    /// Frame counter, strictly increasing within an epoch.
+    pub counter: u64,
+}
+
+impl MirrorHeader {
+    /// Reads the header of `frame` (MAC not checked here).
+    pub fn parse(frame: &[u8]) -> Result<Self> {
+        need(Layer::Mirror, frame, HEADER_LEN + MAC_LEN)?;
+        if frame[0] != VERSION {
+            return Err(WireError::Unsupported {
+                layer: Layer::Mirror,
+                what: "mirror frame version",
+            });
+        }
+        Ok(MirrorHeader {
+            flags: frame[1],
+            records: be16(frame, 2),
+            node: be32(frame, 4),
+            epoch: be64(frame, 8),
+            counter: be64(frame, 16),
+        })
+    }
+
+    /// Appends the header to `out`.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        out.push(VERSION);
+        out.push(self.flags);
+        out.extend(self.records.to_be_bytes());
+        out.extend(self.node.to_be_bytes());
+        out.extend(self.epoch.to_be_bytes());
+        out.extend(self.counter.to_be_bytes());
+    }
+}
+
+/// Which way the SA of a record runs, as seen by the node that owns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SaDir {
+    /// The owner encrypts with it.
+    Outbound,
+    /// The owner decrypts with it.
+    Inbound,
+}
+
+impl SaDir {
+    fn code(self) -> u8 {
+        match self {
+            SaDir::Outbound => 0,
+            SaDir::Inbound => 1,
+        }
+    }
+
+    fn from_code(c: u8) -> Result<Self> {
+        match c {
+            0 => Ok(SaDir::Outbound),
+            1 => Ok(SaDir::Inbound),
+            _ => Err(malformed("SA direction is neither 0 nor 1")),
+        }
+    }
+}
+
+/// The state of one SA, absolute values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaState {
+    /// SPI.
+    pub spi: u32,
+    /// Direction.
+    pub dir: SaDir,
+    /// Outbound: the lease, the sequence number the owner promises never to
+    /// reach (seq + quantity when sent). Inbound: the replay window top.
+    pub value: u64,
+    /// Bytes processed (for lifetimes).
+    pub bytes: u64,
+    /// Packets processed (for lifetimes).
+    pub packets: u64,
+    /// Inbound: the replay bitmap below the top, bit `i` of word `w` for
+    /// sequence number `top - (64 w + i)`; empty for outbound.
+    pub bitmap: Vec<u64>,
+}
+
+/// One record of a mirror frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MirrorRecord {
+    /// The state of an SA the sender owns.
+    SaState(SaState),
+    /// The sender is alive; its view of ownership.
+    Heartbeat {
+        /// The sender's clock, milliseconds.
+        now_ms: u64,
+        /// How many SAs it owns.
+        owned: u32,
+        /// Whether it hears its peer.
+        peer_alive: bool,
+        /// Its ownership generation (bumped at every takeover or failback).
+        generation: u64,
+    },
+    /// The receiver stored this lease for this SA.
+    LeaseAck {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        dir: SaDir,
+        /// The lease stored.
+        lease: u64,
+    },
+    /// Send me your whole table.
+    BulkRequest,
+    /// The whole table has been sent: `records` SA states.
+    BulkEnd {
+        /// SA states sent in the bulk sync.
+        records: u64,
+    },
+    /// An SA changes owner.
+    Ownership {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        dir: SaDir,
+        /// The new owner.
+        owner: u32,
+        /// Ownership generation of the change.
+        generation: u64,
+    },
+    /// A record type this version does not know (skipped).
+    Unknown(u8),
+}
+
+const SA_STATE: u8 = 1;
+const HEARTBEAT: u8 = 2;
+const LEASE_ACK: u8 = 3;
+const BULK_REQUEST: u8 = 4;
+const BULK_END: u8 = 5;
+const OWNERSHIP: u8 = 6;
+
+/// Most bitmap words an SA state may carry (a 65536-packet window).
+pub const MAX_BITMAP_WORDS: usize = 1024;
+
+impl MirrorRecord {
+    /// Appends the record to `out`.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend([0u8; RECORD_HEADER_LEN]);
+        let ty = match self {
+            MirrorRecord::SaState(s) => {
+                out.extend(s.spi.to_be_bytes());
+                out.push(s.dir.code());
+                out.extend([0u8; 3]);
+                out.extend(s.value.to_be_bytes());
+                out.extend(s.bytes.to_be_bytes());
+                out.extend(s.packets.to_be_bytes());
+                out.extend((s.bitmap.len().min(MAX_BITMAP_WORDS) as u16).to_be_bytes());
+                out.extend([0u8; 2]);
+                for w in s.bitmap.iter().take(MAX_BITMAP_WORDS) {
+                    out.extend(w.to_be_bytes());
+                }
+                SA_STATE
+            }
+            MirrorRecord::Heartbeat {
+                now_ms,
+                owned,
+                peer_alive,
+                generation,
+            } => {
+                out.extend(now_ms.to_be_bytes());
+                out.extend(owned.to_be_bytes());
+                out.extend(u32::from(*peer_alive).to_be_bytes());
+                out.extend(generation.to_be_bytes());
+                HEARTBEAT
+            }
+            MirrorRecord::LeaseAck { spi, dir, lease } => {
+                out.extend(spi.to_be_bytes());
+                out.push(dir.code());
+                out.extend([0u8; 3]);
+                out.extend(lease.to_be_bytes());
+                LEASE_ACK
+            }
+            MirrorRecord::BulkRequest => BULK_REQUEST,
+            MirrorRecord::BulkEnd { records } => {
+                out.extend(records.to_be_bytes());
+                BULK_END
+            }
+            MirrorRecord::Ownership {
+                spi,
+                dir,
+                owner,
+                generation,
+            } => {
+                out.extend(spi.to_be_bytes());
+                out.push(dir.code());
+                out.extend([0u8; 3]);
+                out.extend(owner.to_be_bytes());
+                out.extend([0u8; 4]);
+                out.extend(generation.to_be_bytes());
+                OWNERSHIP
+            }
+            MirrorRecord::Unknown(t) => *t,
+        };
+        let body = (out.len() - start - RECORD_HEADER_LEN) as u16;
+        out[start] = ty;
+        out[start + 1..start + 3].copy_from_slice(&body.to_be_bytes());
+    }
+
+    /// Reads one record from the front of `b`; returns it and its length.
+    pub fn parse(b: &[u8]) -> Result<(Self, usize)> {
+        need(Layer::Mirror, b, RECORD_HEADER_LEN)?;
+        let ty = b[0];
+        let len = usize::from(be16(b, 1));
+        need(Layer::Mirror, b, RECORD_HEADER_LEN + len)?;
+        let body = &b[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
+        let exact = |n: usize| {
+            if body.len() == n {
+                Ok(())
+            } else {
+                Err(malformed("record body length does not fit its type"))
+            }
+        };
+        let r = match ty {
+            SA_STATE => {
+                if body.len() < 36 {
+                    return Err(malformed("SA state record shorter than 36 bytes"));
+                }
+                let words = usize::from(be16(body, 32));
+                if words > MAX_BITMAP_WORDS {
+                    return Err(malformed("replay bitmap larger than 65536 bits"));
+                }
+                exact(36 + 8 * words)?;
+                MirrorRecord::SaState(SaState {
+                    spi: be32(body, 0),
+                    dir: SaDir::from_code(body[4])?,
+                    value: be64(body, 8),
+                    bytes: be64(body, 16),
+                    packets: be64(body, 24),
+                    bitmap: (0..words).map(|w| be64(body, 36 + 8 * w)).collect(),
+                })
+            }
+            HEARTBEAT => {
+                exact(24)?;
+                MirrorRecord::Heartbeat {
+                    now_ms: be64(body, 0),
+                    owned: be32(body, 8),
+                    peer_alive: be32(body, 12) != 0,
+                    generation: be64(body, 16),
+                }
+            }
+            LEASE_ACK => {
+                exact(16)?;
+                MirrorRecord::LeaseAck {
+                    spi: be32(body, 0),
+                    dir: SaDir::from_code(body[4])?,
+                    lease: be64(body, 8),
+                }
+            }
+            BULK_REQUEST => {
+                exact(0)?;
+                MirrorRecord::BulkRequest
+            }
+            BULK_END => {
+                exact(8)?;
+                MirrorRecord::BulkEnd {
+                    records: be64(body, 0),
+                }
+            }
+            OWNERSHIP => {
+                exact(24)?;
+                MirrorRecord::Ownership {
+                    spi: be32(body, 0),
+                    dir: SaDir::from_code(body[4])?,
+                    owner: be32(body, 8),
+                    generation: be64(body, 16),
+                }
+            }
+            other => MirrorRecord::Unknown(other),
+        };
+        Ok((r, RECORD_HEADER_LEN + len))
+    }
+}
+
+/// Reads every record between the header and the MAC; the count must match
+/// the header's.
+pub fn parse_records(frame: &[u8]) -> Result<(MirrorHeader, Vec<MirrorRecord>)> {
+    let h = MirrorHeader::parse(frame)?;
+    let mut body = &frame[HEADER_LEN..frame.len() - MAC_LEN];
+    let mut records = Vec::with_capacity(usize::from(h.records));
+    while !body.is_empty() {
+        let (r, n) = MirrorRecord::parse(body)?;
+        records.push(r);
+        body = &body[n..];
+    }
+    if records.len() != usize::from(h.records) {
+        return Err(malformed("record count differs from the header's"));
+    }
+    Ok((h, records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record() -> impl Strategy<Value = MirrorRecord> {
+        let dir = prop_oneof![Just(SaDir::Outbound), Just(SaDir::Inbound)];
+        prop_oneof![
+            (
+                any::<u32>(),
+                dir.clone(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                proptest::collection::vec(any::<u64>(), 0..70)
+            )
+                .prop_map(|(spi, dir, value, bytes, packets, bitmap)| {
+                    MirrorRecord::SaState(SaState {
+                        spi,
+                        dir,
+                        value,
+                        bytes,
+                        packets,
+                        bitmap,
+                    })
+                }),
+            (any::<u64>(), any::<u32>(), any::<bool>(), any::<u64>()).prop_map(
+                |(now_ms, owned, peer_alive, generation)| MirrorRecord::Heartbeat {
+                    now_ms,
+                    owned,
+                    peer_alive,
+                    generation
+                }
+            ),
+            (any::<u32>(), dir.clone(), any::<u64>())
+                .prop_map(|(spi, dir, lease)| MirrorRecord::LeaseAck { spi, dir, lease }),
+            Just(MirrorRecord::BulkRequest),
+            any::<u64>().prop_map(|records| MirrorRecord::BulkEnd { records }),
+            (any::<u32>(), dir, any::<u32>(), any::<u64>()).prop_map(
+                |(spi, dir, owner, generation)| MirrorRecord::Ownership {
+                    spi,
+                    dir,
+                    owner,
+                    generation
+                }
+            ),
+        ]
+    }
+
+    fn frame(h: &MirrorHeader, records: &[MirrorRecord]) -> Vec<u8> {
+        let mut out = Vec::new();
+        h.emit(&mut out);
+        for r in records {
+            r.emit(&mut out);
+        }
+        out.extend([0u8; MAC_LEN]);
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(node: u32, epoch: u64, counter: u64, records in proptest::collection::vec(record(), 0..8)) {
+            let h = MirrorHeader { flags: 0, records: records.len() as u16, node, epoch, counter };
+            let f = frame(&h, &records);
+            prop_assert_eq!(parse_records(&f).unwrap(), (h, records));
+        }
+
+        #[test]
+        fn parse_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_records(&data);
+        }
+
+        #[test]
+        fn truncation_is_an_error(records in proptest::collection::vec(record(), 1..4), cut in 1usize..40) {
+            let h = MirrorHeader { flags: 0, records: records.len() as u16, node: 1, epoch: 2, counter: 3 };
+            let mut f = frame(&h, &records);
+            let mac = f.split_off(f.len() - MAC_LEN);
+            // At least one byte of the records goes; the header stays.
+            let keep = f.len().saturating_sub(cut).max(HEADER_LEN);
+            f.truncate(keep);
+            f.extend(mac);
+            prop_assert!(parse_records(&f).is_err());
+        }
+    }
+
+    #[test]
+    fn unknown_types_are_skipped_and_counts_checked() {
+        let h = MirrorHeader {
+            flags: 0,
+            records: 2,
+            node: 1,
+            epoch: 1,
+            counter: 1,
+        };
+        let f = frame(&h, &[MirrorRecord::Unknown(99), MirrorRecord::BulkRequest]);
+        assert_eq!(
+            parse_records(&f).unwrap().1,
+            vec![MirrorRecord::Unknown(99), MirrorRecord::BulkRequest]
+        );
+        let bad = frame(
+            &MirrorHeader { records: 3, ..h },
+            &[MirrorRecord::BulkRequest],
+        );
+        assert!(parse_records(&bad).is_err());
+    }
+}
