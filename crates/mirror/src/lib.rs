@@ -5,9 +5,13 @@
 //! sockets: the node feeds frames in and takes frames out.
 
 pub mod frame;
+pub mod policy;
+pub mod protocol;
 pub mod receive;
 pub mod standby;
 
 pub use frame::{MirrorKey, seal};
+pub use policy::{OutboundPolicy, OwnedOutbound};
+pub use protocol::{Mirror, MirrorConfig, MirrorEvent, MirrorStats};
 pub use receive::{PeerFilter, Reject, RejectCounters};
 pub use standby::{Standby, StandbyTable};

@@ -1,0 +1,201 @@
+//! The owner's side of one outbound SA: when its state is due on the
+//! mirror link, what lease it carries, and how far the SA may go.
+//!
+//! - `interval`: the state is due when the sequence number crosses a
+//!   multiple of `interval` (a burst that jumps over several multiples sends
+//!   once), and at every periodic refresh if it changed.
+//! - `quantity`: the state carries the lease `seq + quantity`: the peer
+//!   stores it as the point a takeover starts from.
+//! - lease on: the SA may use sequence numbers only below the highest lease
+//!   the peer has *acknowledged* (plus `slack`, see below); with the lease
+//!   off it is unlimited, the bare claim behaviour.
+//! - `slack` (ESN SAs): a taking-over node starts at its stored lease plus
+//!   `takeover_jump`, so the owner may run up to `takeover_jump - quantity`
+//!   past its acknowledged lease without the two ranges ever meeting.
+
+/// Send policy of an outbound SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundPolicy {
+    /// Send the state when the sequence number crosses a multiple of this.
+    pub interval: u64,
+    /// Added to the sequence number to make the lease.
+    pub quantity: u64,
+    /// Whether the SA stalls at its acknowledged lease.
+    pub lease: bool,
+    /// How far past the acknowledged lease the SA may still go.
+    pub slack: u64,
+}
+
+impl OutboundPolicy {
+    /// A policy; `takeover_jump` applies to ESN SAs only (a 32-bit SA has
+    /// no room for it).
+    pub fn new(interval: u64, quantity: u64, lease: bool, esn: bool, takeover_jump: u64) -> Self {
+        OutboundPolicy {
+            interval: interval.max(1),
+            quantity,
+            lease,
+            slack: if esn {
+                takeover_jump.saturating_sub(quantity)
+            } else {
+                0
+            },
+        }
+    }
+}
+
+/// The mirror's view of an outbound SA this node owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedOutbound {
+    policy: OutboundPolicy,
+    seq: u64,
+    bytes: u64,
+    packets: u64,
+    reported_block: u64,
+    sent_lease: u64,
+    acked_lease: u64,
+    changed: bool,
+}
+
+impl OwnedOutbound {
+    /// An SA whose last used sequence number is `seq` (its lease starts
+    /// there: nothing beyond it is promised yet).
+    pub fn new(policy: OutboundPolicy, seq: u64) -> Self {
+        OwnedOutbound {
+            policy,
+            seq,
+            bytes: 0,
+            packets: 0,
+            reported_block: seq / policy.interval,
+            sent_lease: seq,
+            acked_lease: seq,
+            changed: true,
+        }
+    }
+
+    /// The worker's absolute counters; returns whether the state is now due
+    /// (the sequence number crossed a multiple of the interval).
+    pub fn progress(&mut self, seq: u64, bytes: u64, packets: u64) -> bool {
+        if seq <= self.seq && bytes <= self.bytes && packets <= self.packets {
+            return false;
+        }
+        self.seq = self.seq.max(seq);
+        self.bytes = self.bytes.max(bytes);
+        self.packets = self.packets.max(packets);
+        self.changed = true;
+        let block = self.seq / self.policy.interval;
+        if block > self.reported_block {
+            self.reported_block = block;
+            return true;
+        }
+        false
+    }
+
+    /// The lease to send now: `seq + quantity`, never below one already sent.
+    pub fn lease(&self) -> u64 {
+        self.seq
+            .saturating_add(self.policy.quantity)
+            .max(self.sent_lease)
+    }
+
+    /// Records that a state with `lease` went out.
+    pub fn sent(&mut self, lease: u64) {
+        self.sent_lease = self.sent_lease.max(lease);
+        self.changed = false;
+    }
+
+    /// Whether the refresh must send the state again: it changed since it
+    /// was last sent, or the peer has not acknowledged the last lease (the
+    /// frame or its acknowledgement may have been lost, and a stalled SA
+    /// changes no more).
+    pub fn needs_refresh(&self) -> bool {
+        self.changed || self.acked_lease < self.sent_lease
+    }
+
+    /// The peer acknowledged `lease`; returns whether the limit rose. An
+    /// acknowledgement of more than was ever sent is impossible from an
+    /// honest peer and is ignored.
+    pub fn ack(&mut self, lease: u64) -> bool {
+        if lease > self.acked_lease && lease <= self.sent_lease {
+            self.acked_lease = lease;
+            return true;
+        }
+        false
+    }
+
+    /// The highest lease the peer acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.acked_lease
+    }
+
+    /// The first sequence number the SA must not use: its acknowledged
+    /// lease plus slack, or none with the lease off.
+    pub fn limit(&self) -> u64 {
+        if self.policy.lease {
+            self.acked_lease.saturating_add(self.policy.slack)
+        } else {
+            u64::MAX
+        }
+    }
+
+    /// Absolute counters: (seq, bytes, packets).
+    pub fn counters(&self) -> (u64, u64, u64) {
+        (self.seq, self.bytes, self.packets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(interval: u64, quantity: u64) -> OwnedOutbound {
+        OwnedOutbound::new(OutboundPolicy::new(interval, quantity, true, false, 0), 0)
+    }
+
+    #[test]
+    fn interval_crossings_even_when_a_burst_jumps_over_several() {
+        let mut s = sa(100, 300);
+        assert!(!s.progress(99, 0, 99));
+        assert!(s.progress(100, 0, 100));
+        assert!(!s.progress(150, 0, 150));
+        // A burst from 150 to 420 crosses 200, 300 and 400: due once.
+        assert!(s.progress(420, 0, 420));
+        assert!(!s.progress(499, 0, 499));
+        // Going backwards (a stale report) is not progress.
+        assert!(!s.progress(300, 0, 300));
+        assert_eq!(s.counters().0, 499);
+    }
+
+    #[test]
+    fn interval_one_is_every_packet() {
+        let mut s = sa(1, 10);
+        for seq in 1..50 {
+            assert!(s.progress(seq, 0, seq));
+        }
+    }
+
+    #[test]
+    fn lease_is_seq_plus_quantity_and_the_limit_follows_acks_only() {
+        let mut s = sa(100, 300);
+        assert_eq!(s.limit(), 0, "nothing acknowledged: nothing may be sent");
+        s.progress(0, 0, 0);
+        let l = s.lease();
+        assert_eq!(l, 300);
+        s.sent(l);
+        assert_eq!(s.limit(), 0, "sent is not acknowledged");
+        assert!(s.ack(300));
+        assert_eq!(s.limit(), 300);
+        assert!(!s.ack(200), "an older ack changes nothing");
+        assert!(!s.ack(5000), "an ack beyond what was sent is ignored");
+        assert_eq!(s.limit(), 300);
+    }
+
+    #[test]
+    fn lease_off_is_unlimited_and_esn_gets_slack() {
+        let off = OwnedOutbound::new(OutboundPolicy::new(100, 300, false, false, 0), 0);
+        assert_eq!(off.limit(), u64::MAX);
+        let mut esn = OwnedOutbound::new(OutboundPolicy::new(100, 300, true, true, 1 << 32), 0);
+        esn.sent(300);
+        esn.ack(300);
+        assert_eq!(esn.limit(), 300 + (1 << 32) - 300);
+    }
+}
