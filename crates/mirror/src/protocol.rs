@@ -345,6 +345,7 @@ impl Mirror {
                     bytes,
                     packets,
                     bitmap: Vec::new(),
+                    copy: false,
                 }))
             }
             SaDir::Inbound => {
@@ -357,6 +358,7 @@ impl Mirror {
                     bytes: s.bytes,
                     packets: s.packets,
                     bitmap: s.bitmap.clone(),
+                    copy: false,
                 }))
             }
         }

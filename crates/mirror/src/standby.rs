@@ -110,6 +110,7 @@ mod tests {
             bytes: packets * 100,
             packets,
             bitmap,
+            copy: false,
         }
     }
 
@@ -136,6 +137,7 @@ mod tests {
             bytes: 0,
             packets: 0,
             bitmap: vec![],
+            copy: false,
         };
         assert!(t.merge(&out(2048)));
         assert!(!t.merge(&out(1024)));
@@ -164,6 +166,7 @@ mod tests {
                 } else {
                     vec![]
                 },
+                copy: false,
             })
     }
 

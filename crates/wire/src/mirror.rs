@@ -122,6 +122,9 @@ pub struct SaState {
     /// Inbound: the replay bitmap below the top, bit `i` of word `w` for
     /// sequence number `top - (64 w + i)`; empty for outbound.
     pub bitmap: Vec<u64>,
+    /// Not the sender's own SA but its standby copy of the receiver's (sent
+    /// in a bulk sync, so a restarted receiver learns how far its SAs went).
+    pub copy: bool,
 }
 
 /// One record of a mirror frame.
@@ -190,7 +193,8 @@ impl MirrorRecord {
             MirrorRecord::SaState(s) => {
                 out.extend(s.spi.to_be_bytes());
                 out.push(s.dir.code());
-                out.extend([0u8; 3]);
+                out.push(u8::from(s.copy));
+                out.extend([0u8; 2]);
                 out.extend(s.value.to_be_bytes());
                 out.extend(s.bytes.to_be_bytes());
                 out.extend(s.packets.to_be_bytes());
@@ -277,6 +281,7 @@ impl MirrorRecord {
                     bytes: be64(body, 16),
                     packets: be64(body, 24),
                     bitmap: (0..words).map(|w| be64(body, 36 + 8 * w)).collect(),
+                    copy: body[5] & 1 != 0,
                 })
             }
             HEARTBEAT => {
@@ -352,9 +357,10 @@ mod tests {
                 any::<u64>(),
                 any::<u64>(),
                 any::<u64>(),
-                proptest::collection::vec(any::<u64>(), 0..70)
+                proptest::collection::vec(any::<u64>(), 0..70),
+                any::<bool>()
             )
-                .prop_map(|(spi, dir, value, bytes, packets, bitmap)| {
+                .prop_map(|(spi, dir, value, bytes, packets, bitmap, copy)| {
                     MirrorRecord::SaState(SaState {
                         spi,
                         dir,
@@ -362,6 +368,7 @@ mod tests {
                         bytes,
                         packets,
                         bitmap,
+                        copy,
                     })
                 }),
             (any::<u64>(), any::<u32>(), any::<bool>(), any::<u64>()).prop_map(
