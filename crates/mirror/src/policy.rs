@@ -9,9 +9,10 @@
 //! - lease on: the SA may use sequence numbers only below the highest lease
 //!   the peer has *acknowledged* (plus `slack`, see below); with the lease
 //!   off it is unlimited, the bare claim behaviour.
-//! - `slack` (ESN SAs): a taking-over node starts at its stored lease plus
-//!   `takeover_jump`, so the owner may run up to `takeover_jump - quantity`
-//!   past its acknowledged lease without the two ranges ever meeting.
+//! - `slack`: a taking-over node starts at its stored lease plus the
+//!   takeover jump (2^32 for ESN SAs, a small one or none for 32-bit SAs),
+//!   so the owner may run up to `jump - quantity` past its acknowledged
+//!   lease without the two ranges ever meeting.
 
 /// Send policy of an outbound SA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,18 +28,14 @@ pub struct OutboundPolicy {
 }
 
 impl OutboundPolicy {
-    /// A policy; `takeover_jump` applies to ESN SAs only (a 32-bit SA has
-    /// no room for it).
-    pub fn new(interval: u64, quantity: u64, lease: bool, esn: bool, takeover_jump: u64) -> Self {
+    /// A policy for an SA whose takeovers jump `takeover_jump` numbers (a
+    /// 32-bit SA has room only for a small jump, or none).
+    pub fn new(interval: u64, quantity: u64, lease: bool, takeover_jump: u64) -> Self {
         OutboundPolicy {
             interval: interval.max(1),
             quantity,
             lease,
-            slack: if esn {
-                takeover_jump.saturating_sub(quantity)
-            } else {
-                0
-            },
+            slack: takeover_jump.saturating_sub(quantity),
         }
     }
 }
@@ -70,6 +67,61 @@ impl OwnedOutbound {
             acked_lease: seq,
             changed: true,
         }
+    }
+
+    /// An SA whose first usable sequence number is `start`, with `acked`
+    /// the value the peer is known to store for it (numbers below `acked`
+    /// plus slack may be used; below `start` belong to an earlier owner).
+    pub fn starting_at(policy: OutboundPolicy, start: u64, acked: u64) -> Self {
+        let mut s = OwnedOutbound::new(policy, start.saturating_sub(1));
+        s.sent_lease = start.max(acked);
+        s.acked_lease = acked;
+        s
+    }
+
+    /// Restarts the SA at `start` if it is below (a restarted node learning
+    /// how far its SA went), with `acked` what the peer stores for it;
+    /// returns whether the start moved.
+    pub fn recover(&mut self, start: u64, acked: u64) -> bool {
+        let moved = start > self.seq.saturating_add(1);
+        if moved {
+            self.seq = start - 1;
+            self.reported_block = self.seq / self.policy.interval;
+        }
+        self.acked_lease = self.acked_lease.max(acked);
+        self.sent_lease = self.sent_lease.max(self.acked_lease);
+        self.changed = true;
+        moved
+    }
+
+    /// The peer restarted and forgot everything: it may, in its lost life,
+    /// have taken this SA over from a stored lease of at most what this node
+    /// sent, and used up to `jump` plus slack past that. The SA moves past
+    /// all of it, and waits for the new peer to acknowledge a lease.
+    /// Returns the new start.
+    pub fn peer_restarted(&mut self, jump: u64) -> u64 {
+        let base = self.sent_lease.max(self.reach());
+        let start = base.saturating_add(jump.saturating_mul(2));
+        self.seq = self.seq.max(start - 1);
+        self.reported_block = self.seq / self.policy.interval;
+        self.sent_lease = start;
+        self.acked_lease = 0;
+        self.changed = true;
+        start
+    }
+
+    /// The first sequence number this node may have used: the limit, or
+    /// the lease when unlimited. What a takeover must start beyond.
+    pub fn reach(&self) -> u64 {
+        match self.limit() {
+            u64::MAX => self.lease(),
+            l => l.max(self.seq.saturating_add(1)),
+        }
+    }
+
+    /// Replaces the policy (the lease switched off when the peer is fenced).
+    pub fn set_policy(&mut self, policy: OutboundPolicy) {
+        self.policy = policy;
     }
 
     /// The worker's absolute counters; returns whether the state is now due
@@ -148,7 +200,7 @@ mod tests {
     use super::*;
 
     fn sa(interval: u64, quantity: u64) -> OwnedOutbound {
-        OwnedOutbound::new(OutboundPolicy::new(interval, quantity, true, false, 0), 0)
+        OwnedOutbound::new(OutboundPolicy::new(interval, quantity, true, 0), 0)
     }
 
     #[test]
@@ -191,9 +243,9 @@ mod tests {
 
     #[test]
     fn lease_off_is_unlimited_and_esn_gets_slack() {
-        let off = OwnedOutbound::new(OutboundPolicy::new(100, 300, false, false, 0), 0);
+        let off = OwnedOutbound::new(OutboundPolicy::new(100, 300, false, 0), 0);
         assert_eq!(off.limit(), u64::MAX);
-        let mut esn = OwnedOutbound::new(OutboundPolicy::new(100, 300, true, true, 1 << 32), 0);
+        let mut esn = OwnedOutbound::new(OutboundPolicy::new(100, 300, true, 1 << 32), 0);
         esn.sent(300);
         esn.ack(300);
         assert_eq!(esn.limit(), 300 + (1 << 32) - 300);

@@ -2,16 +2,54 @@
 //! progress, received frames and the time; take from it frames to send,
 //! the sequence limit of each owned SA, and events.
 //!
-//! Owner side: SA state goes out when due (interval crossed) and at each
-//! periodic refresh if changed; only the newest state of each SA waits, so
-//! a slow or dead link never grows memory. Standby side: every SA state is
-//! merged into the standby table, and an outbound one is acknowledged with
-//! the lease now stored, which is what lets the owner go on. An owner
-//! re-sends every state whose lease is not yet acknowledged at each
-//! refresh, so a lost frame or acknowledgement delays an SA by at most one
-//! refresh period. Heartbeats go
-//! out every `heartbeat_ms`; a peer silent for `dead_after` of them is
-//! declared dead.
+//! **Owning.** SA state goes out when due (interval crossed) and at each
+//! periodic refresh if changed or not yet acknowledged; only the newest
+//! state of each SA waits, so a slow or dead link never grows memory. An
+//! owned outbound SA may use sequence numbers only below its limit: the
+//! lease the peer acknowledged, plus the slack its takeover jump allows.
+//!
+//! **Standing by.** Every SA state of the peer is merged into the standby
+//! table by maximum, and an outbound one is acknowledged with the lease now
+//! stored, which is what lets the owner go on.
+//!
+//! **Liveness.** Heartbeats every `heartbeat_ms`; a peer silent for
+//! `dead_after` of them is declared dead (an event: the node, or the host
+//! processor, decides to take over).
+//!
+//! **Ownership.** Every SA of the pair has a home node (from the
+//! configuration) and a current owner with a generation number; an
+//! ownership record with a higher generation wins. A takeover starts each
+//! of the peer's outbound SAs at the stored lease plus the takeover jump,
+//! and each inbound SA at the stored window top (plus `inbound_interval`
+//! in strict mode). A node that loses an SA records how far it could have
+//! gone in its standby table, so a later takeover starts beyond that.
+//! Hand-back (failback) sends the SA home with its final lease.
+//!
+//! **Joining.** A node starts unsynchronised: its SAs may send nothing (it
+//! does not know how far they went before it restarted) until the peer's
+//! bulk sync tells it: the peer's view of ownership, its own SA states, and
+//! copies of this node's SAs from the peer's standby table. Every SA then
+//! restarts as a takeover would, at the stored value plus the jump (0 plus
+//! the jump if nothing was stored): an earlier life may have used its slack
+//! past the last stored lease.
+//!
+//! **A peer that restarts** forgot what it did in its lost life, which may
+//! include taking over SAs without this node hearing of it; but it started
+//! every such tenure from values this node told it, so it stayed below this
+//! node's high-water mark of the SA plus two jumps. On the first frame of a
+//! new peer epoch, every SA owned here moves past that and waits for a
+//! fresh acknowledgement, and the standby value of every other SA rises to
+//! the mark plus one jump (the peer restarts it one jump further).
+//!
+//! **Hand-back** makes the peer the owner without knowing where it will
+//! start (it may have taken the SA over itself meanwhile): until the peer
+//! speaks of the SA again, this node does not take it over.
+//!
+//! **The rule behind all of it.** An owner uses sequence numbers below its
+//! acknowledged lease plus `jump - quantity`; every acknowledged lease is
+//! stored by the peer; every (re)start of an SA is at a stored lease plus
+//! `jump` or beyond. So no two owners, nor two lives of one node, ever use
+//! the same number.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -21,6 +59,17 @@ use crate::frame::{MirrorKey, seal};
 use crate::policy::{OutboundPolicy, OwnedOutbound};
 use crate::receive::{PeerFilter, Reject};
 use crate::standby::StandbyTable;
+
+/// How an inbound SA's replay window is set on takeover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundTakeover {
+    /// Move the top forward by `inbound_interval` and mark everything up to
+    /// it seen: no replay can pass; a few fresh packets may be dropped.
+    Strict,
+    /// Keep the mirrored window: packets since the last inbound record
+    /// (fewer than `inbound_interval`) could be replayed once.
+    Lenient,
+}
 
 /// How the mirror behaves; defaults in the node configuration's `mirror:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,15 +84,19 @@ pub struct MirrorConfig {
     pub quantity: u64,
     /// Stall at the acknowledged lease (on), or run unlimited (off).
     pub lease: bool,
-    /// How far a takeover jumps past the stored lease (ESN SAs).
+    /// How far a takeover jumps past the stored lease, ESN SAs.
     pub takeover_jump: u64,
+    /// How far a takeover jumps past the stored lease, 32-bit SAs.
+    pub takeover_jump_32: u64,
     /// Inbound state is due when the window top crosses a multiple.
     pub inbound_interval: u64,
+    /// Inbound window on takeover.
+    pub inbound_takeover: InboundTakeover,
     /// Heartbeat period.
     pub heartbeat_ms: u64,
     /// Missed heartbeats before the peer is declared dead.
     pub dead_after: u32,
-    /// Period of the refresh of every changed SA.
+    /// Period of the refresh of every changed or unacknowledged SA.
     pub refresh_ms: u64,
     /// Largest frame (mirror header to MAC) to build.
     pub max_frame: usize,
@@ -58,7 +111,9 @@ impl Default for MirrorConfig {
             quantity: 4096,
             lease: true,
             takeover_jump: 1 << 32,
+            takeover_jump_32: 1 << 24,
             inbound_interval: 1024,
+            inbound_takeover: InboundTakeover::Strict,
             heartbeat_ms: 10,
             dead_after: 3,
             refresh_ms: 100,
@@ -67,8 +122,8 @@ impl Default for MirrorConfig {
     }
 }
 
-/// Something the node should know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Something the node should act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MirrorEvent {
     /// The peer is heard (again), in this epoch.
     PeerAlive {
@@ -83,6 +138,31 @@ pub enum MirrorEvent {
         spi: u32,
         /// The new limit.
         limit: u64,
+    },
+    /// The peer's bulk sync is complete: this node knows its SAs' history.
+    Synced {
+        /// SA states the peer sent.
+        records: u64,
+    },
+    /// This node now owns an SA (taken over, handed back, or recovered):
+    /// outbound, the next packet gets sequence number `start`; inbound,
+    /// the window top is `start` with `bitmap` below it.
+    Activate {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        dir: SaDir,
+        /// First sequence number (outbound) or window top (inbound).
+        start: u64,
+        /// Inbound replay bitmap below the top.
+        bitmap: Vec<u64>,
+    },
+    /// This node no longer owns an SA: stop using it.
+    Deactivate {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        dir: SaDir,
     },
 }
 
@@ -99,8 +179,12 @@ pub struct MirrorStats {
     pub acks_sent: u64,
     /// Frames accepted.
     pub frames_received: u64,
-    /// Records of types this version does not act on yet.
+    /// Records about SAs this node does not know, or of unknown types.
     pub records_ignored: u64,
+    /// Takeovers done (SAs).
+    pub taken_over: u64,
+    /// SAs handed back.
+    pub handed_back: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +197,33 @@ struct OwnedInbound {
     changed: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PairSa {
+    esn: bool,
+    home: u32,
+    owner: u32,
+    generation: u64,
+    /// Handed to the peer by this node and not heard of from it since: the
+    /// peer may have started it anywhere, so it is not taken over.
+    blind: bool,
+}
+
+/// An SA of the pair.
+type SaKey = (u32, SaDir);
+/// An ownership record to send: owner, generation, bound.
+type OwnerRecord = (u32, u64, u64);
+
+/// What waits to be sent, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Due {
+    /// The current state of an owned SA.
+    Owned(u32, SaDir),
+    /// A fixed record (a copy from the standby table, a final state).
+    Record(Box<SaState>),
+    /// The end of a bulk sync of this many records.
+    BulkEnd(u64),
+}
+
 /// One node's mirror protocol state.
 pub struct Mirror {
     cfg: MirrorConfig,
@@ -120,11 +231,15 @@ pub struct Mirror {
     epoch: u64,
     counter: u64,
     filter: PeerFilter,
+    pair: BTreeMap<(u32, SaDir), PairSa>,
     outbound: BTreeMap<u32, OwnedOutbound>,
     inbound: BTreeMap<u32, OwnedInbound>,
-    due: VecDeque<(u32, SaDir)>,
+    due: VecDeque<Due>,
     queued: BTreeSet<(u32, SaDir)>,
     acks: BTreeMap<u32, u64>,
+    ownership_out: BTreeMap<SaKey, OwnerRecord>,
+    bulk_request: bool,
+    synced: bool,
     standby: StandbyTable,
     peer_alive: bool,
     last_heard: Option<u64>,
@@ -136,7 +251,8 @@ pub struct Mirror {
 
 impl Mirror {
     /// A node's mirror, started at `now_ms` in epoch `epoch` (new at every
-    /// start, larger than any before: a clock reading will do).
+    /// start, larger than any before: a clock reading will do). It asks the
+    /// peer for a bulk sync and sends nothing on its SAs until it has it.
     pub fn new(cfg: MirrorConfig, key: MirrorKey, epoch: u64, now_ms: u64) -> Self {
         Mirror {
             filter: PeerFilter::new(cfg.node, cfg.peer),
@@ -144,11 +260,15 @@ impl Mirror {
             key,
             epoch,
             counter: 0,
+            pair: BTreeMap::new(),
             outbound: BTreeMap::new(),
             inbound: BTreeMap::new(),
             due: VecDeque::new(),
             queued: BTreeSet::new(),
             acks: BTreeMap::new(),
+            ownership_out: BTreeMap::new(),
+            bulk_request: true,
+            synced: false,
             standby: StandbyTable::new(),
             peer_alive: false,
             last_heard: None,
@@ -161,33 +281,91 @@ impl Mirror {
 
     fn enqueue(&mut self, key: (u32, SaDir)) {
         if self.queued.insert(key) {
-            self.due.push_back(key);
+            self.due.push_back(Due::Owned(key.0, key.1));
         }
     }
 
-    /// Takes ownership of outbound SA `spi`, whose last used sequence
-    /// number is `seq`; its state is due at once.
-    pub fn own_outbound(&mut self, spi: u32, esn: bool, seq: u64) {
-        let c = self.cfg;
-        let policy = OutboundPolicy::new(c.interval, c.quantity, c.lease, esn, c.takeover_jump);
-        self.outbound.insert(spi, OwnedOutbound::new(policy, seq));
-        self.enqueue((spi, SaDir::Outbound));
+    /// The takeover jump of an outbound SA.
+    fn jump(&self, spi: u32) -> u64 {
+        let esn = self
+            .pair
+            .get(&(spi, SaDir::Outbound))
+            .is_some_and(|p| p.esn);
+        if esn {
+            self.cfg.takeover_jump
+        } else {
+            self.cfg.takeover_jump_32
+        }
     }
 
-    /// Takes ownership of inbound SA `spi` with window top `top`.
-    pub fn own_inbound(&mut self, spi: u32, top: u64) {
-        self.inbound.insert(
-            spi,
-            OwnedInbound {
-                top,
-                bitmap: Vec::new(),
-                bytes: 0,
-                packets: 0,
-                reported_block: top / self.cfg.inbound_interval.max(1),
-                changed: true,
+    /// Where an SA whose stored state is `value` may start again without
+    /// reusing anything an earlier owner (or an earlier life of this node)
+    /// could have used: owners stay below their acknowledged lease plus
+    /// `jump - quantity`, and every acknowledged lease is stored.
+    fn restart_point(&self, spi: u32, dir: SaDir, value: u64) -> u64 {
+        match dir {
+            SaDir::Outbound => value.saturating_add(self.jump(spi)).max(1),
+            SaDir::Inbound => match self.cfg.inbound_takeover {
+                InboundTakeover::Strict => value.saturating_add(self.cfg.inbound_interval),
+                InboundTakeover::Lenient => value,
+            },
+        }
+    }
+
+    fn policy(&self, esn: bool) -> OutboundPolicy {
+        let c = self.cfg;
+        let jump = if esn {
+            c.takeover_jump
+        } else {
+            c.takeover_jump_32
+        };
+        OutboundPolicy::new(c.interval, c.quantity, c.lease, jump)
+    }
+
+    /// Registers an SA of the pair with its home node; if that is this
+    /// node, it owns it from the start (sequence numbers from 1, window top
+    /// 0, until a bulk sync says otherwise).
+    pub fn add_sa(&mut self, spi: u32, dir: SaDir, esn: bool, home: u32) {
+        self.pair.insert(
+            (spi, dir),
+            PairSa {
+                esn,
+                home,
+                owner: home,
+                generation: 0,
+                blind: false,
             },
         );
-        self.enqueue((spi, SaDir::Inbound));
+        if home == self.cfg.node {
+            self.own(spi, dir, 1, 0, Vec::new());
+        }
+    }
+
+    /// Starts owning an SA at `start` (outbound: next sequence number, with
+    /// `acked` the value the peer stores for it; inbound: window top).
+    fn own(&mut self, spi: u32, dir: SaDir, start: u64, acked: u64, bitmap: Vec<u64>) {
+        match dir {
+            SaDir::Outbound => {
+                let esn = self.pair.get(&(spi, dir)).is_some_and(|p| p.esn);
+                let policy = self.policy(esn);
+                self.outbound
+                    .insert(spi, OwnedOutbound::starting_at(policy, start, acked));
+            }
+            SaDir::Inbound => {
+                self.inbound.insert(
+                    spi,
+                    OwnedInbound {
+                        top: start,
+                        bitmap,
+                        bytes: 0,
+                        packets: 0,
+                        reported_block: start / self.cfg.inbound_interval.max(1),
+                        changed: true,
+                    },
+                );
+            }
+        }
+        self.enqueue((spi, dir));
     }
 
     /// A worker's absolute counters of an owned outbound SA.
@@ -227,9 +405,19 @@ impl Mirror {
         }
     }
 
-    /// The first sequence number owned outbound SA `spi` must not use.
+    /// The first sequence number owned outbound SA `spi` must not use; 0
+    /// before the bulk sync, `None` if not owned.
     pub fn limit(&self, spi: u32) -> Option<u64> {
-        self.outbound.get(&spi).map(OwnedOutbound::limit)
+        let s = self.outbound.get(&spi)?;
+        Some(if self.synced { s.limit() } else { 0 })
+    }
+
+    /// Whether this node owns an SA now.
+    pub fn owns(&self, spi: u32, dir: SaDir) -> bool {
+        match dir {
+            SaDir::Outbound => self.outbound.contains_key(&spi),
+            SaDir::Inbound => self.inbound.contains_key(&spi),
+        }
     }
 
     /// The peer's SAs as stored here.
@@ -242,6 +430,11 @@ impl Mirror {
         self.peer_alive
     }
 
+    /// Whether the peer's bulk sync has completed.
+    pub fn synced(&self) -> bool {
+        self.synced
+    }
+
     /// Frames dropped by the receive filter, by reason.
     pub fn rejected(&self) -> &crate::receive::RejectCounters {
         self.filter.rejected()
@@ -252,7 +445,7 @@ impl Mirror {
         self.stats
     }
 
-    /// SA states waiting to be sent (at most one per SA).
+    /// Items waiting to be sent (at most one current state per owned SA).
     pub fn queued(&self) -> usize {
         self.due.len()
     }
@@ -262,9 +455,221 @@ impl Mirror {
         self.events.pop_front()
     }
 
+    /// Takes over every SA the peer owns (it is dead, or the host says
+    /// so); returns how many. Outbound SAs start at the stored lease plus
+    /// the takeover jump, inbound ones per `inbound_takeover`. A node that
+    /// has not synchronised since it started takes nothing over: its
+    /// standby table does not know how far the peer went.
+    pub fn take_over(&mut self) -> usize {
+        if !self.synced {
+            return 0;
+        }
+        let theirs: Vec<((u32, SaDir), PairSa)> = self
+            .pair
+            .iter()
+            .filter(|(_, p)| p.owner == self.cfg.peer && !p.blind)
+            .map(|(k, p)| (*k, *p))
+            .collect();
+        for ((spi, dir), p) in &theirs {
+            let stored = self.standby.get(*spi, *dir).cloned().unwrap_or_default();
+            let start = self.restart_point(*spi, *dir, stored.value);
+            let bitmap = match (dir, self.cfg.inbound_takeover) {
+                (SaDir::Outbound, _) => Vec::new(),
+                (SaDir::Inbound, InboundTakeover::Strict) => vec![u64::MAX; stored.bitmap.len()],
+                (SaDir::Inbound, InboundTakeover::Lenient) => stored.bitmap.clone(),
+            };
+            // The ownership record carries `start`; the peer stores it before
+            // it can act on this SA again, so it counts as acknowledged.
+            self.set_owner(*spi, *dir, self.cfg.node, p.generation + 1, start);
+            self.own(*spi, *dir, start, start, bitmap.clone());
+            self.events.push_back(MirrorEvent::Activate {
+                spi: *spi,
+                dir: *dir,
+                start,
+                bitmap,
+            });
+            self.stats.taken_over += 1;
+        }
+        theirs.len()
+    }
+
+    /// Hands every SA whose home is the peer back to it, with its final
+    /// state; returns how many. The node must stop using them (the
+    /// `Deactivate` events) before it sends the next frame.
+    pub fn hand_back(&mut self) -> usize {
+        let peer = self.cfg.peer;
+        let back: Vec<((u32, SaDir), PairSa)> = self
+            .pair
+            .iter()
+            .filter(|(_, p)| p.home == peer && p.owner == self.cfg.node)
+            .map(|(k, p)| (*k, *p))
+            .collect();
+        for ((spi, dir), p) in &back {
+            let bound = self.bound(*spi, *dir);
+            self.set_owner(*spi, *dir, peer, p.generation + 1, bound);
+            if let Some(e) = self.pair.get_mut(&(*spi, *dir)) {
+                e.blind = true;
+            }
+            if let Some(fin) = self.release(*spi, *dir) {
+                self.due
+                    .push_back(Due::Record(Box::new(SaState { copy: true, ..fin })));
+            }
+            self.stats.handed_back += 1;
+        }
+        back.len()
+    }
+
+    fn set_owner(&mut self, spi: u32, dir: SaDir, owner: u32, generation: u64, start: u64) {
+        if let Some(p) = self.pair.get_mut(&(spi, dir)) {
+            p.owner = owner;
+            p.generation = generation;
+            self.ownership_out
+                .insert((spi, dir), (owner, generation, start));
+        }
+    }
+
+    /// What an ownership record of this SA carries: for an SA owned here,
+    /// how far it may go (its reach); else the stored value.
+    fn bound(&self, spi: u32, dir: SaDir) -> u64 {
+        match (dir, self.outbound.get(&spi), self.inbound.get(&spi)) {
+            (SaDir::Outbound, Some(o), _) => o.reach(),
+            (SaDir::Inbound, _, Some(i)) => i.top,
+            _ => self.standby.get(spi, dir).map_or(0, |s| s.value),
+        }
+    }
+
+    /// Stops owning an SA: records in the standby table how far this node
+    /// could have gone, emits `Deactivate`, and returns that final state.
+    fn release(&mut self, spi: u32, dir: SaDir) -> Option<SaState> {
+        let fin = match dir {
+            SaDir::Outbound => {
+                let s = self.outbound.remove(&spi)?;
+                let (_, bytes, packets) = s.counters();
+                SaState {
+                    spi,
+                    dir,
+                    value: s.reach(),
+                    bytes,
+                    packets,
+                    bitmap: Vec::new(),
+                    copy: false,
+                }
+            }
+            SaDir::Inbound => {
+                let s = self.inbound.remove(&spi)?;
+                SaState {
+                    spi,
+                    dir,
+                    value: s.top,
+                    bytes: s.bytes,
+                    packets: s.packets,
+                    bitmap: s.bitmap,
+                    copy: false,
+                }
+            }
+        };
+        if self.queued.remove(&(spi, dir)) {
+            self.due.retain(|d| *d != Due::Owned(spi, dir));
+        }
+        self.standby.merge(&fin);
+        self.events.push_back(MirrorEvent::Deactivate { spi, dir });
+        Some(fin)
+    }
+
+    /// A copy of one of this node's SAs from the peer's standby table (bulk
+    /// sync, hand-back): the SA restarts beyond anything used before.
+    fn recover(&mut self, spi: u32, dir: SaDir, value: u64, bitmap: &[u64]) {
+        let start = self.restart_point(spi, dir, value);
+        match dir {
+            SaDir::Outbound => {
+                if let Some(o) = self.outbound.get_mut(&spi)
+                    && o.recover(start, value)
+                {
+                    self.events.push_back(MirrorEvent::Activate {
+                        spi,
+                        dir,
+                        start,
+                        bitmap: Vec::new(),
+                    });
+                    self.enqueue((spi, dir));
+                }
+            }
+            SaDir::Inbound => {
+                let strict = self.cfg.inbound_takeover == InboundTakeover::Strict;
+                if let Some(i) = self.inbound.get_mut(&spi)
+                    && start > i.top
+                {
+                    i.top = start;
+                    i.bitmap = if strict {
+                        vec![u64::MAX; bitmap.len()]
+                    } else {
+                        bitmap.to_vec()
+                    };
+                    i.changed = true;
+                    self.events.push_back(MirrorEvent::Activate {
+                        spi,
+                        dir,
+                        start,
+                        bitmap: i.bitmap.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn ownership(&mut self, spi: u32, dir: SaDir, owner: u32, generation: u64, start: u64) {
+        let me = self.cfg.node;
+        if owner != me {
+            // Whoever owns it may use numbers up to `start` plus slack
+            // without further word: store it before anything else.
+            self.standby.merge(&SaState {
+                spi,
+                dir,
+                value: start,
+                bytes: 0,
+                packets: 0,
+                bitmap: Vec::new(),
+                copy: false,
+            });
+        }
+        let Some(p) = self.pair.get(&(spi, dir)).copied() else {
+            self.stats.records_ignored += 1;
+            return;
+        };
+        // A higher generation wins; equal generations with different owners
+        // (both sides changed at once) go to the lower node id.
+        let wins = generation > p.generation
+            || (generation == p.generation && owner != p.owner && owner < p.owner);
+        if !wins {
+            return;
+        }
+        if let Some(e) = self.pair.get_mut(&(spi, dir)) {
+            e.owner = owner;
+            e.generation = generation;
+            e.blind = false;
+        }
+        if p.owner == me && owner != me {
+            self.release(spi, dir);
+        } else if p.owner != me && owner == me {
+            let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
+            let start = self.restart_point(spi, dir, stored.value.max(start));
+            self.own(spi, dir, start, stored.value, stored.bitmap.clone());
+            self.events.push_back(MirrorEvent::Activate {
+                spi,
+                dir,
+                start,
+                bitmap: stored.bitmap,
+            });
+        }
+    }
+
     /// Takes in a frame from the mirror port (mirror header to MAC).
     pub fn handle_frame(&mut self, now_ms: u64, frame: &[u8]) -> Result<(), Reject> {
+        let known_epoch = self.filter.epoch();
         let accepted = self.filter.accept(&self.key, frame)?;
+        if accepted.new_epoch && known_epoch.is_some() {
+            self.peer_restarted();
+        }
         self.stats.frames_received += 1;
         self.last_heard = Some(now_ms);
         if !self.peer_alive || accepted.new_epoch {
@@ -273,11 +678,22 @@ impl Mirror {
                 epoch: accepted.header.epoch,
             });
         }
+        let peer = self.cfg.peer;
         for r in accepted.records {
             match r {
+                MirrorRecord::SaState(s) if s.copy => {
+                    self.recover(s.spi, s.dir, s.value, &s.bitmap)
+                }
                 MirrorRecord::SaState(s) => {
+                    let peers = self
+                        .pair
+                        .get(&(s.spi, s.dir))
+                        .is_some_and(|p| p.owner == peer);
                     self.standby.merge(&s);
-                    if s.dir == SaDir::Outbound {
+                    // Acknowledge only leases of SAs the peer owns: a stale
+                    // state of an SA taken over must not raise the old
+                    // owner's limit.
+                    if s.dir == SaDir::Outbound && peers {
                         let stored = self
                             .standby
                             .get(s.spi, SaDir::Outbound)
@@ -292,6 +708,7 @@ impl Mirror {
                 } => {
                     if let Some(sa) = self.outbound.get_mut(&spi)
                         && sa.ack(lease)
+                        && self.synced
                     {
                         self.events.push_back(MirrorEvent::LimitRaised {
                             spi,
@@ -299,11 +716,158 @@ impl Mirror {
                         });
                     }
                 }
+                MirrorRecord::Ownership {
+                    spi,
+                    dir,
+                    owner,
+                    generation,
+                    start,
+                } => self.ownership(spi, dir, owner, generation, start),
+                MirrorRecord::BulkRequest => self.start_bulk(),
+                MirrorRecord::BulkEnd { records } => {
+                    if !self.synced {
+                        // Nothing stored about an SA does not mean it was
+                        // never used: an earlier life may have run within
+                        // its slack while the peer heard nothing.
+                        let mine: Vec<(u32, SaDir)> = self
+                            .outbound
+                            .keys()
+                            .map(|s| (*s, SaDir::Outbound))
+                            .chain(self.inbound.keys().map(|s| (*s, SaDir::Inbound)))
+                            .collect();
+                        for (spi, dir) in mine {
+                            self.recover(spi, dir, 0, &[]);
+                        }
+                        self.synced = true;
+                        self.events.push_back(MirrorEvent::Synced { records });
+                        for (&spi, sa) in &self.outbound {
+                            self.events.push_back(MirrorEvent::LimitRaised {
+                                spi,
+                                limit: sa.limit(),
+                            });
+                        }
+                    }
+                }
                 MirrorRecord::Heartbeat { .. } => {}
                 _ => self.stats.records_ignored += 1,
             }
         }
         Ok(())
+    }
+
+    /// The peer came back in a new epoch, its memory gone: in its lost life
+    /// it may have taken over SAs this node owns and used them without this
+    /// node ever hearing of it. Every owned outbound SA moves past that.
+    fn peer_restarted(&mut self) {
+        // Whatever the lost life did with an SA started from values this
+        // node told it, so it stayed below this node's high-water mark plus
+        // two jumps. The standby copies it will be sent carry the mark plus
+        // one jump; it restarts them one jump further.
+        let keys: Vec<(u32, SaDir)> = self.pair.keys().copied().collect();
+        for (spi, dir) in keys {
+            if dir != SaDir::Outbound {
+                continue;
+            }
+            let jump = self.jump(spi);
+            let mut mark = self.standby.get(spi, dir).map_or(0, |e| e.value);
+            if let Some(o) = self.outbound.get(&spi) {
+                mark = mark.max(o.reach()).max(o.lease());
+            }
+            self.standby.merge(&SaState {
+                spi,
+                dir,
+                value: mark.saturating_add(jump),
+                bytes: 0,
+                packets: 0,
+                bitmap: Vec::new(),
+                copy: false,
+            });
+            if let Some(o) = self.outbound.get_mut(&spi) {
+                let start = o.peer_restarted(jump);
+                self.events.push_back(MirrorEvent::Activate {
+                    spi,
+                    dir,
+                    start,
+                    bitmap: Vec::new(),
+                });
+                self.enqueue((spi, dir));
+            }
+        }
+    }
+
+    /// Queues a bulk sync for the peer: ownership of every SA, the state of
+    /// every SA owned here, copies of the peer's SAs from the standby
+    /// table, and the end marker.
+    fn start_bulk(&mut self) {
+        let owners: Vec<(SaKey, OwnerRecord)> = self
+            .pair
+            .iter()
+            .map(|(k, p)| (*k, (p.owner, p.generation, self.bound(k.0, k.1))))
+            .collect();
+        self.ownership_out.extend(owners);
+        let owned: Vec<(u32, SaDir)> = self
+            .outbound
+            .keys()
+            .map(|s| (*s, SaDir::Outbound))
+            .chain(self.inbound.keys().map(|s| (*s, SaDir::Inbound)))
+            .collect();
+        let mut count = 0u64;
+        for k in owned {
+            self.enqueue(k);
+            count += 1;
+        }
+        let peer = self.cfg.peer;
+        let copies: Vec<SaState> = self
+            .pair
+            .iter()
+            .filter(|(_, p)| p.owner == peer)
+            .filter_map(|((spi, dir), _)| {
+                self.standby.get(*spi, *dir).map(|s| SaState {
+                    spi: *spi,
+                    dir: *dir,
+                    value: s.value,
+                    bytes: s.bytes,
+                    packets: s.packets,
+                    bitmap: s.bitmap.clone(),
+                    copy: true,
+                })
+            })
+            .collect();
+        count += copies.len() as u64;
+        self.due
+            .extend(copies.into_iter().map(|c| Due::Record(Box::new(c))));
+        self.due.push_back(Due::BulkEnd(count));
+    }
+
+    /// The operator or the host says the peer is gone for good (fenced):
+    /// this node's SAs run without leases from now on.
+    pub fn force_unleased(&mut self) {
+        self.cfg.lease = false;
+        self.synced = true;
+        let policy = |esn| self.policy(esn);
+        let updates: Vec<(u32, OutboundPolicy)> = self
+            .outbound
+            .keys()
+            .map(|spi| {
+                (
+                    *spi,
+                    policy(
+                        self.pair
+                            .get(&(*spi, SaDir::Outbound))
+                            .is_some_and(|p| p.esn),
+                    ),
+                )
+            })
+            .collect();
+        for (spi, p) in updates {
+            if let Some(s) = self.outbound.get_mut(&spi) {
+                s.set_policy(p);
+                self.events.push_back(MirrorEvent::LimitRaised {
+                    spi,
+                    limit: u64::MAX,
+                });
+            }
+        }
     }
 
     /// Checks the peer's liveness at `now_ms`.
@@ -331,14 +895,14 @@ impl Mirror {
         self.next_heartbeat.min(self.next_refresh).min(death)
     }
 
-    fn state_record(&mut self, (spi, dir): (u32, SaDir)) -> Option<MirrorRecord> {
+    fn state_record(&mut self, spi: u32, dir: SaDir) -> Option<SaState> {
         match dir {
             SaDir::Outbound => {
                 let s = self.outbound.get_mut(&spi)?;
                 let lease = s.lease();
                 s.sent(lease);
                 let (_, bytes, packets) = s.counters();
-                Some(MirrorRecord::SaState(SaState {
+                Some(SaState {
                     spi,
                     dir,
                     value: lease,
@@ -346,12 +910,12 @@ impl Mirror {
                     packets,
                     bitmap: Vec::new(),
                     copy: false,
-                }))
+                })
             }
             SaDir::Inbound => {
                 let s = self.inbound.get_mut(&spi)?;
                 s.changed = false;
-                Some(MirrorRecord::SaState(SaState {
+                Some(SaState {
                     spi,
                     dir,
                     value: s.top,
@@ -359,18 +923,30 @@ impl Mirror {
                     packets: s.packets,
                     bitmap: s.bitmap.clone(),
                     copy: false,
-                }))
+                })
             }
         }
     }
 
-    /// The next frame to send at `now_ms`, if anything is due: lease
-    /// acknowledgements first (they unblock the peer), then SA states, then
-    /// the heartbeat.
+    fn record_len(&self, d: &Due) -> usize {
+        let words = match d {
+            Due::Owned(spi, SaDir::Inbound) => self.inbound.get(spi).map_or(0, |s| s.bitmap.len()),
+            Due::Record(s) => s.bitmap.len(),
+            _ => 0,
+        };
+        match d {
+            Due::BulkEnd(_) => mirror::RECORD_HEADER_LEN + 8,
+            _ => mirror::RECORD_HEADER_LEN + 36 + 8 * words,
+        }
+    }
+
+    /// The next frame to send at `now_ms`, if anything is due, in this
+    /// order: bulk request, heartbeat, ownership changes, lease
+    /// acknowledgements, SA states.
     pub fn poll_transmit(&mut self, now_ms: u64) -> Option<Vec<u8>> {
         if now_ms >= self.next_refresh {
             self.next_refresh = now_ms + self.cfg.refresh_ms;
-            let changed: Vec<(u32, SaDir)> = self
+            let refresh: Vec<(u32, SaDir)> = self
                 .outbound
                 .iter()
                 .filter(|(_, s)| s.needs_refresh())
@@ -382,8 +958,11 @@ impl Mirror {
                         .map(|(k, _)| (*k, SaDir::Inbound)),
                 )
                 .collect();
-            for k in changed {
+            for k in refresh {
                 self.enqueue(k);
+            }
+            if !self.synced {
+                self.bulk_request = true;
             }
         }
         let budget = self
@@ -392,16 +971,36 @@ impl Mirror {
             .saturating_sub(mirror::HEADER_LEN + mirror::MAC_LEN);
         let mut records = Vec::new();
         let mut size = 0;
-        let heartbeat_due = now_ms >= self.next_heartbeat;
-        if heartbeat_due {
+        if self.bulk_request {
+            self.bulk_request = false;
+            records.push(MirrorRecord::BulkRequest);
+            size += mirror::RECORD_HEADER_LEN;
+        }
+        if now_ms >= self.next_heartbeat {
             records.push(MirrorRecord::Heartbeat {
                 now_ms,
                 owned: (self.outbound.len() + self.inbound.len()) as u32,
                 peer_alive: self.peer_alive,
-                generation: 0,
+                generation: self.pair.values().map(|p| p.generation).max().unwrap_or(0),
             });
             size += mirror::RECORD_HEADER_LEN + 24;
             self.next_heartbeat = now_ms + self.cfg.heartbeat_ms;
+        }
+        while let Some((&(spi, dir), &(owner, generation, start))) =
+            self.ownership_out.iter().next()
+        {
+            if size + mirror::RECORD_HEADER_LEN + 32 > budget {
+                break;
+            }
+            self.ownership_out.remove(&(spi, dir));
+            records.push(MirrorRecord::Ownership {
+                spi,
+                dir,
+                owner,
+                generation,
+                start,
+            });
+            size += mirror::RECORD_HEADER_LEN + 32;
         }
         while let Some((&spi, &lease)) = self.acks.iter().next() {
             if size + mirror::RECORD_HEADER_LEN + 16 > budget {
@@ -416,22 +1015,26 @@ impl Mirror {
             size += mirror::RECORD_HEADER_LEN + 16;
             self.stats.acks_sent += 1;
         }
-        while let Some(&key) = self.due.front() {
-            let words = self
-                .inbound
-                .get(&key.0)
-                .filter(|_| key.1 == SaDir::Inbound)
-                .map_or(0, |s| s.bitmap.len());
-            let len = mirror::RECORD_HEADER_LEN + 36 + 8 * words;
+        while let Some(d) = self.due.front() {
+            let len = self.record_len(d);
             if size + len > budget && !records.is_empty() {
                 break;
             }
-            self.due.pop_front();
-            self.queued.remove(&key);
-            if let Some(r) = self.state_record(key) {
+            let d = self.due.pop_front().expect("front exists");
+            let record = match d {
+                Due::Owned(spi, dir) => {
+                    self.queued.remove(&(spi, dir));
+                    self.state_record(spi, dir).map(MirrorRecord::SaState)
+                }
+                Due::Record(s) => Some(MirrorRecord::SaState(*s)),
+                Due::BulkEnd(records) => Some(MirrorRecord::BulkEnd { records }),
+            };
+            if let Some(r) = record {
+                if matches!(r, MirrorRecord::SaState(_)) {
+                    self.stats.states_sent += 1;
+                }
                 records.push(r);
                 size += len;
-                self.stats.states_sent += 1;
             }
         }
         if records.is_empty() {

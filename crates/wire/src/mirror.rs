@@ -169,6 +169,10 @@ pub enum MirrorRecord {
         owner: u32,
         /// Ownership generation of the change.
         generation: u64,
+        /// Outbound: the value the owner's use of the SA is bounded by (its
+        /// start after a takeover, else its acknowledged lease); the
+        /// receiver stores it before it may ever act on the SA again.
+        start: u64,
     },
     /// A record type this version does not know (skipped).
     Unknown(u8),
@@ -234,6 +238,7 @@ impl MirrorRecord {
                 dir,
                 owner,
                 generation,
+                start,
             } => {
                 out.extend(spi.to_be_bytes());
                 out.push(dir.code());
@@ -241,6 +246,7 @@ impl MirrorRecord {
                 out.extend(owner.to_be_bytes());
                 out.extend([0u8; 4]);
                 out.extend(generation.to_be_bytes());
+                out.extend(start.to_be_bytes());
                 OWNERSHIP
             }
             MirrorRecord::Unknown(t) => *t,
@@ -312,12 +318,13 @@ impl MirrorRecord {
                 }
             }
             OWNERSHIP => {
-                exact(24)?;
+                exact(32)?;
                 MirrorRecord::Ownership {
                     spi: be32(body, 0),
                     dir: SaDir::from_code(body[4])?,
                     owner: be32(body, 8),
                     generation: be64(body, 16),
+                    start: be64(body, 24),
                 }
             }
             other => MirrorRecord::Unknown(other),
@@ -383,12 +390,13 @@ mod tests {
                 .prop_map(|(spi, dir, lease)| MirrorRecord::LeaseAck { spi, dir, lease }),
             Just(MirrorRecord::BulkRequest),
             any::<u64>().prop_map(|records| MirrorRecord::BulkEnd { records }),
-            (any::<u32>(), dir, any::<u32>(), any::<u64>()).prop_map(
-                |(spi, dir, owner, generation)| MirrorRecord::Ownership {
+            (any::<u32>(), dir, any::<u32>(), any::<u64>(), any::<u64>()).prop_map(
+                |(spi, dir, owner, generation, start)| MirrorRecord::Ownership {
                     spi,
                     dir,
                     owner,
-                    generation
+                    generation,
+                    start,
                 }
             ),
         ]
