@@ -41,6 +41,9 @@ pub enum DropReason {
     HardExpired,
     /// The sequence number would wrap: the SA must be rekeyed.
     SeqExhausted,
+    /// The next sequence number is at the mirror's lease limit: the peer
+    /// has not acknowledged a lease covering it yet.
+    LeaseStall,
     /// The buffer lacks headroom or tailroom for the ESP headers.
     NoRoom,
     /// The encapsulated packet would exceed the IP length limit.
@@ -49,7 +52,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Truncated,
         DropReason::Malformed,
         DropReason::Fragment,
@@ -67,6 +70,7 @@ impl DropReason {
         DropReason::BadInner,
         DropReason::HardExpired,
         DropReason::SeqExhausted,
+        DropReason::LeaseStall,
         DropReason::NoRoom,
         DropReason::Oversize,
     ];
@@ -93,6 +97,7 @@ impl DropReason {
             DropReason::BadInner => "bad_inner",
             DropReason::HardExpired => "hard_expired",
             DropReason::SeqExhausted => "seq_exhausted",
+            DropReason::LeaseStall => "lease_stall",
             DropReason::NoRoom => "no_room",
             DropReason::Oversize => "oversize",
         }

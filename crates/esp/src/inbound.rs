@@ -85,6 +85,14 @@ impl InboundSa {
         &self.counters
     }
 
+    /// Replaces the replay window with a mirrored one (a takeover or a
+    /// restart); never moves the top backwards.
+    pub fn restore_window(&mut self, top: u64, bitmap: &[u64]) {
+        if top >= self.window.top() {
+            self.window = ReplayWindow::restore(self.window.size(), top, bitmap);
+        }
+    }
+
     /// The next lifetime event, if any.
     pub fn poll_event(&mut self) -> Option<SaEvent> {
         self.lifetime.poll()

@@ -31,6 +31,7 @@ pub struct OutboundSa {
     ttl: u8,
     seq: u64,
     seq_max: u64,
+    limit: u64,
     lifetime: LifetimeState,
     counters: SaCounters,
 }
@@ -48,6 +49,7 @@ impl OutboundSa {
             ttl: cfg.outer_ttl,
             seq: cfg.initial_seq,
             seq_max: cfg.seq_max(),
+            limit: u64::MAX,
             lifetime: LifetimeState::new(cfg.lifetime),
             counters: SaCounters::default(),
         })
@@ -61,6 +63,24 @@ impl OutboundSa {
     /// The last sequence number used (0: none yet).
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Sets the first sequence number the SA must not use (the mirror's
+    /// lease limit); packets that would reach it are dropped as
+    /// `lease_stall` until it rises.
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
+    }
+
+    /// The current limit (`u64::MAX`: none).
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Makes the next packet use sequence number `next` (a takeover or a
+    /// restart); never moves backwards.
+    pub fn restart_at(&mut self, next: u64) {
+        self.seq = self.seq.max(next.saturating_sub(1));
     }
 
     /// The tunnel endpoints.
@@ -136,6 +156,9 @@ impl OutboundSa {
         if self.seq >= self.seq_max {
             self.lifetime.exhausted();
             return Err(DropReason::SeqExhausted.into());
+        }
+        if self.limit != u64::MAX && self.seq + 1 >= self.limit {
+            return Err(DropReason::LeaseStall.into());
         }
         self.seq += 1;
         self.counters.packets += 1;

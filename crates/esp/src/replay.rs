@@ -98,6 +98,50 @@ impl ReplayWindow {
         Some((hi << 32) | u64::from(seq_lo))
     }
 
+    /// Whether `seq` is marked seen (it is within the window and was
+    /// accepted, or lies at or below a restored top).
+    fn seen(&self, seq: u64) -> bool {
+        if seq > self.top || self.top - seq >= u64::from(self.size) {
+            return false;
+        }
+        let (i, bit) = self.slot(seq);
+        self.buckets[i] & bit != 0
+    }
+
+    /// The window as the mirror carries it: bit `i` of word `w` is set when
+    /// sequence number `top - (64 w + i)` was received; `size / 64` words
+    /// (rounded up), so every record of one SA has the same length.
+    pub fn export(&self) -> Vec<u64> {
+        let words = (self.size as usize).div_ceil(64);
+        let mut out = vec![0u64; words];
+        for k in 0..u64::from(self.size).min(self.top + 1) {
+            if self.seen(self.top - k) {
+                out[(k / 64) as usize] |= 1 << (k % 64);
+            }
+        }
+        out
+    }
+
+    /// A window of `size` restored from a mirrored `top` and bitmap (as
+    /// [`export`](Self::export) makes it). Numbers the bitmap does not
+    /// cover are seen if below the window, fresh if inside it and unset.
+    pub fn restore(size: u32, top: u64, bitmap: &[u64]) -> Self {
+        let mut w = ReplayWindow::new(size, top);
+        let size = u64::from(w.size);
+        for k in 0..size.min(top + 1) {
+            let marked = bitmap
+                .get((k / 64) as usize)
+                .is_some_and(|word| word >> (k % 64) & 1 == 1);
+            let (i, bit) = w.slot(top - k);
+            if marked {
+                w.buckets[i] |= bit;
+            } else {
+                w.buckets[i] &= !bit;
+            }
+        }
+        w
+    }
+
     /// Checks `seq` before decryption, changing nothing.
     #[inline]
     pub fn check(&self, seq: u64) -> Result<(), ReplayError> {
@@ -209,6 +253,22 @@ mod tests {
         assert!(w.check_and_update(5001).is_ok());
         assert_eq!(w.check(5001), Err(ReplayError::Duplicate));
         assert!(w.check_and_update(5002).is_ok());
+    }
+
+    #[test]
+    fn export_and_restore_round_trip() {
+        let mut w = ReplayWindow::new(128, 0);
+        for seq in [1u64, 2, 5, 100, 130, 131, 140] {
+            w.check_and_update(seq).unwrap();
+        }
+        let bits = w.export();
+        assert_eq!(bits.len(), 2);
+        assert_eq!(bits[0] & 1, 1, "the top itself");
+        let r = ReplayWindow::restore(128, w.top(), &bits);
+        for seq in 0..=200u64 {
+            assert_eq!(r.check(seq), w.check(seq), "seq {seq}");
+        }
+        assert_eq!(r.export(), bits);
     }
 
     #[test]
