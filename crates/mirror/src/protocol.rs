@@ -368,6 +368,18 @@ impl Mirror {
         self.enqueue((spi, dir));
     }
 
+    /// Tells the node an SA is to run from `start` here, and queues its
+    /// state for the peer.
+    fn activated(&mut self, spi: u32, dir: SaDir, start: u64, bitmap: Vec<u64>) {
+        self.events.push_back(MirrorEvent::Activate {
+            spi,
+            dir,
+            start,
+            bitmap,
+        });
+        self.enqueue((spi, dir));
+    }
+
     /// A worker's absolute counters of an owned outbound SA.
     pub fn outbound_progress(&mut self, spi: u32, seq: u64, bytes: u64, packets: u64) {
         if let Some(s) = self.outbound.get_mut(&spi)
@@ -585,13 +597,7 @@ impl Mirror {
                 if let Some(o) = self.outbound.get_mut(&spi)
                     && o.recover(start, value)
                 {
-                    self.events.push_back(MirrorEvent::Activate {
-                        spi,
-                        dir,
-                        start,
-                        bitmap: Vec::new(),
-                    });
-                    self.enqueue((spi, dir));
+                    self.activated(spi, dir, start, Vec::new());
                 }
             }
             SaDir::Inbound => {
@@ -784,13 +790,7 @@ impl Mirror {
             });
             if let Some(o) = self.outbound.get_mut(&spi) {
                 let start = o.peer_restarted(jump);
-                self.events.push_back(MirrorEvent::Activate {
-                    spi,
-                    dir,
-                    start,
-                    bitmap: Vec::new(),
-                });
-                self.enqueue((spi, dir));
+                self.activated(spi, dir, start, Vec::new());
             }
         }
     }
