@@ -65,6 +65,10 @@ fn benches(c: &mut Criterion) {
                     })
                     .collect();
                 let mut k = 0;
+                let mut buf = HeapBuf::with_capacity(
+                    HeapBuf::DEFAULT_HEADROOM + size + 256,
+                    HeapBuf::DEFAULT_HEADROOM,
+                );
                 g.bench_with_input(BenchmarkId::new("esp-decrypt", size), &size, |b, _| {
                     b.iter(|| {
                         if k == stream.len() {

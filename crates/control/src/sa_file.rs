@@ -13,6 +13,7 @@
 //! lifetime: { soft_bytes: 0, hard_bytes: 0, soft_packets: 0, hard_packets: 0 }  # each optional
 //! initial_seq: 0            # last sequence number used / replay window top
 //! outer_ttl: 64
+//! pad_to: 16               # 4 or 16: whole AES blocks seal faster
 //! ```
 
 use std::net::IpAddr;
@@ -117,6 +118,8 @@ pub(crate) struct SaSpec {
     initial_seq: u64,
     #[serde(default = "default_ttl")]
     outer_ttl: u8,
+    #[serde(default = "default_pad_to")]
+    pad_to: u8,
     /// Owning worker (node configurations only).
     pub(crate) worker: Option<usize>,
 }
@@ -127,6 +130,10 @@ fn default_window() -> u32 {
 
 fn default_ttl() -> u8 {
     64
+}
+
+fn default_pad_to() -> u8 {
+    16
 }
 
 /// An SA read from a file: its definition, and the direction if the file
@@ -266,6 +273,7 @@ pub(crate) fn resolve_sa(
         udp_encap,
         initial_seq: spec.initial_seq,
         outer_ttl: spec.outer_ttl,
+        pad_to: spec.pad_to,
     };
     config.validate().map_err(|e| {
         ConfigError::invalid(file, &format!("{at}{}", sa_error_path(&e, key_path)), e)
@@ -283,6 +291,7 @@ fn sa_error_path<'a>(e: &SaError, key_path: &'a str) -> &'a str {
         SaError::InitialSeq(_) => "initial_seq",
         SaError::Lifetime { .. } => "lifetime",
         SaError::Ttl => "outer_ttl",
+        SaError::PadTo(_) => "pad_to",
     }
 }
 
@@ -353,6 +362,7 @@ mod tests {
             ("lifetime: { soft_bytes: 10, hard_bytes: 5 }\n", "lifetime"),
             ("lifetime: { soft_octets: 10 }\n", "lifetime"),
             ("outer_ttl: 0\n", "outer_ttl"),
+            ("pad_to: 8\n", "pad_to"),
             ("udp_encap: { dst_port: 70000 }\n", "udp_encap"),
         ];
         for (change, key) in cases {

@@ -29,6 +29,7 @@ pub struct OutboundSa {
     tunnel: Tunnel,
     encap: Option<UdpEncap>,
     ttl: u8,
+    pad_to: usize,
     seq: u64,
     seq_max: u64,
     limit: u64,
@@ -47,6 +48,7 @@ impl OutboundSa {
             tunnel: cfg.tunnel,
             encap: cfg.udp_encap,
             ttl: cfg.outer_ttl,
+            pad_to: usize::from(cfg.pad_to),
             seq: cfg.initial_seq,
             seq_max: cfg.seq_max(),
             limit: u64::MAX,
@@ -118,7 +120,7 @@ impl OutboundSa {
 
     /// The most bytes put behind the inner packet (padding, trailer, ICV).
     pub fn max_trailer_len(&self) -> usize {
-        esp::ALIGN - 1 + esp::TRAILER_LEN + TAG_LEN
+        self.pad_to - 1 + esp::TRAILER_LEN + TAG_LEN
     }
 
     /// Checks one packet and assigns it the next sequence number; counts it,
@@ -133,7 +135,7 @@ impl OutboundSa {
 
     fn try_prepare<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<u64, EspError> {
         let inner = inner::parse_and_trim(pkt)?;
-        let trailer = EspTrailer::for_payload(inner.len, inner.next_header);
+        let trailer = EspTrailer::for_payload(inner.len, inner.next_header, self.pad_to);
         let added_tail = trailer.len() + TAG_LEN;
         if pkt.headroom() < self.header_len() || pkt.tailroom() < added_tail {
             return Err(DropReason::NoRoom.into());
@@ -173,7 +175,7 @@ impl OutboundSa {
     pub fn process_one<B: PacketBuf>(&self, seq: u64, pkt: &mut B) -> Result<(), EspError> {
         let no_room = |e| EspError::wire(e, DropReason::NoRoom);
         let inner = inner::parse(pkt.data())?;
-        let trailer = EspTrailer::for_payload(inner.len, inner.next_header);
+        let trailer = EspTrailer::for_payload(inner.len, inner.next_header, self.pad_to);
         let tail = pkt.append(trailer.len() + TAG_LEN).map_err(no_room)?;
         trailer.emit(&mut tail[..trailer.len()]).map_err(no_room)?;
         let ip_len = self.outer_ip_len();

@@ -88,16 +88,24 @@ fn check_outer(p: &[u8], v6: bool, udp: bool) {
 
 #[test]
 fn iv_is_the_sequence_number_and_padding_aligns() {
-    let (o, _) = pair(0x1234, AeadAlgorithm::Aes128Gcm, false, false, false);
-    let mut out = OutboundSa::new(&o, Backend::DEFAULT).unwrap();
-    for n in 0..8 {
-        let inner = inner_udp(false, &vec![0u8; n]);
-        let mut b = buf(&inner);
-        let seq = out.encapsulate(&mut b).unwrap();
-        let esp = &b.data()[20..];
-        assert_eq!(&esp[4..8], &(seq as u32).to_be_bytes());
-        assert_eq!(&esp[8..16], &seq.to_be_bytes());
-        assert_eq!((esp.len() - 8 - 8 - 16) % 4, 0);
+    for pad_to in [4u8, 16] {
+        let (mut o, _) = pair(0x1234, AeadAlgorithm::Aes128Gcm, false, false, false);
+        o.pad_to = pad_to;
+        let mut out = OutboundSa::new(&o, Backend::DEFAULT).unwrap();
+        for n in 0..20 {
+            let inner = inner_udp(false, &vec![0u8; n]);
+            let mut b = buf(&inner);
+            let seq = out.encapsulate(&mut b).unwrap();
+            let esp = &b.data()[20..];
+            assert_eq!(&esp[4..8], &(seq as u32).to_be_bytes());
+            assert_eq!(&esp[8..16], &seq.to_be_bytes());
+            let sealed = esp.len() - 8 - 8 - 16;
+            assert_eq!(sealed % usize::from(pad_to), 0);
+            assert!(
+                sealed - inner.len() - 2 < usize::from(pad_to),
+                "the fewest padding bytes"
+            );
+        }
     }
 }
 

@@ -93,9 +93,15 @@ pub struct EspTrailer {
 
 impl EspTrailer {
     /// The trailer for a payload of `payload_len` bytes: the fewest padding
-    /// bytes that align payload and trailer to [`ALIGN`].
-    pub fn for_payload(payload_len: usize, next_header: u8) -> Self {
-        let pad = (ALIGN - (payload_len + TRAILER_LEN) % ALIGN) % ALIGN;
+    /// bytes that align payload and trailer to `align` (a power of two from
+    /// [`ALIGN`] to 128; others are taken as [`ALIGN`]).
+    pub fn for_payload(payload_len: usize, next_header: u8, align: usize) -> Self {
+        let align = if align.is_power_of_two() && (ALIGN..=128).contains(&align) {
+            align
+        } else {
+            ALIGN
+        };
+        let pad = (align - (payload_len + TRAILER_LEN) % align) % align;
         EspTrailer {
             pad_len: pad as u8,
             next_header,
@@ -203,9 +209,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn trailer_round_trip(len in 0usize..2000, nh: u8) {
-            let t = EspTrailer::for_payload(len, nh);
-            prop_assert_eq!((len + t.len()) % ALIGN, 0);
+        fn trailer_round_trip(len in 0usize..2000, nh: u8, align in prop_oneof![Just(4usize), Just(16), Just(7)]) {
+            let t = EspTrailer::for_payload(len, nh, align);
+            prop_assert_eq!((len + t.len()) % if align == 7 { ALIGN } else { align }, 0);
+            prop_assert!(t.len() < TRAILER_LEN + align.max(ALIGN));
             let mut buf = vec![0xaau8; len + t.len()];
             t.emit(&mut buf[len..]).unwrap();
             prop_assert_eq!(EspTrailer::parse(&buf), Ok((t, len)));
