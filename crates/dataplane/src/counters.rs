@@ -38,11 +38,13 @@ pub enum NodeDrop {
     Ike,
     /// ESP processing dropped it (counted per SA or SAD by reason).
     Esp,
+    /// Its SA is on standby on this node (owned by the peer).
+    Standby,
 }
 
 impl NodeDrop {
     /// Every reason, in counter order.
-    pub const ALL: [NodeDrop; 15] = [
+    pub const ALL: [NodeDrop; 16] = [
         NodeDrop::BadFrame,
         NodeDrop::NotForUs,
         NodeDrop::UnsupportedEthertype,
@@ -58,6 +60,7 @@ impl NodeDrop {
         NodeDrop::TxFull,
         NodeDrop::Ike,
         NodeDrop::Esp,
+        NodeDrop::Standby,
     ];
 
     /// Name in counters and metrics.
@@ -78,6 +81,7 @@ impl NodeDrop {
             NodeDrop::TxFull => "tx_full",
             NodeDrop::Ike => "ike",
             NodeDrop::Esp => "esp",
+            NodeDrop::Standby => "standby",
         }
     }
 }
@@ -111,6 +115,8 @@ pub struct WorkerCounters {
     pub arp_requests: u64,
     /// ICMP errors sent.
     pub icmp_errors: u64,
+    /// SA commands carried out.
+    pub commands: u64,
     drops: [u64; NodeDrop::ALL.len()],
 }
 
@@ -138,6 +144,7 @@ impl WorkerCounters {
         self.arp_replies += o.arp_replies;
         self.arp_requests += o.arp_requests;
         self.icmp_errors += o.icmp_errors;
+        self.commands += o.commands;
         for (a, b) in self.drops.iter_mut().zip(o.drops) {
             *a += b;
         }

@@ -7,6 +7,7 @@
 //! for the unprotected link is answered with an ICMP error.
 
 pub mod classify;
+pub mod command;
 pub mod config;
 pub mod counters;
 pub mod icmp;
@@ -17,6 +18,7 @@ pub mod spd;
 pub mod testbed;
 pub mod worker;
 
+pub use command::SaCommand;
 pub use config::{NodeConfig, PortBackend, PortConfig, Role, SaEntry, WorkersConfig};
 pub use counters::{NodeDrop, WorkerCounters};
 pub use node::{NodeError, NodeQueues, NodeReport, RunningNode, start};

@@ -11,6 +11,7 @@ use crossbeam_queue::ArrayQueue;
 use espgate_esp::{Backend, Direction, OutboundSa, SaCounters, Sad};
 use espgate_io::{BufPool, Mempool, PortQueue};
 
+use crate::command::SaCommand;
 use crate::config::{NodeConfig, Role};
 use crate::counters::WorkerCounters;
 use crate::neigh::Neighbours;
@@ -19,6 +20,8 @@ use crate::worker::{PortState, Shared, Worker, WorkerReport};
 
 /// Depth of each worker-to-worker hand-off ring.
 pub const HANDOFF_DEPTH: usize = 1024;
+/// Depth of each worker's command ring.
+pub const COMMAND_DEPTH: usize = 4096;
 
 /// Why a node cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +85,7 @@ pub struct RunningNode {
     name: String,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<WorkerReport>>,
+    shared: Arc<Shared>,
 }
 
 /// What a node did, gathered when it stops.
@@ -208,6 +212,9 @@ pub fn start(
                     .collect()
             })
             .collect(),
+        commands: (0..n)
+            .map(|_| Arc::new(ArrayQueue::new(COMMAND_DEPTH)))
+            .collect(),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
@@ -257,6 +264,7 @@ pub fn start(
         name: cfg.name.clone(),
         stop,
         threads,
+        shared,
     })
 }
 
@@ -264,6 +272,20 @@ impl RunningNode {
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Sends a command to the worker that owns its SA; gives it back if
+    /// the SA is unknown or that worker's ring is full (never blocks).
+    pub fn command(&self, cmd: SaCommand) -> Result<(), SaCommand> {
+        let (spi, direction) = cmd.sa();
+        let owners = match direction {
+            Direction::Outbound => &self.shared.out_owner,
+            Direction::Inbound => &self.shared.in_owner,
+        };
+        match owners.get(&spi) {
+            Some(&w) => self.shared.commands[w].push(cmd),
+            None => Err(cmd),
+        }
     }
 
     /// Stops the workers and gathers their reports.

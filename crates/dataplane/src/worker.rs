@@ -6,14 +6,14 @@
 //! SA is ever touched by two threads: each SA object lives in exactly one
 //! worker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use espgate_esp::{Inbound, OutboundSa, SaCounters, Sad};
+use espgate_esp::{Direction, Inbound, OutboundSa, SaCounters, Sad};
 use espgate_io::{BufPool, PortQueue, QueueStats};
 use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use espgate_wire::ip;
@@ -21,6 +21,7 @@ use espgate_wire::{HeapBuf, PacketBuf};
 use hdrhistogram::Histogram;
 
 use crate::classify::{decrement_ttl, esp_spi};
+use crate::command::SaCommand;
 use crate::config::Role;
 use crate::counters::{NodeDrop, WorkerCounters};
 use crate::icmp;
@@ -50,6 +51,8 @@ pub struct Shared {
     pub neighbours: Neighbours,
     /// `handoff[from][to]`: the ring from one worker to another.
     pub handoff: Vec<Vec<Arc<ArrayQueue<Handoff>>>>,
+    /// Each worker's command ring.
+    pub commands: Vec<Arc<ArrayQueue<SaCommand>>>,
 }
 
 /// A port as one worker sees it.
@@ -110,6 +113,7 @@ pub struct Worker {
     pub idle_sleep: Duration,
     counters: WorkerCounters,
     arp_asked: HashMap<IpAddr, Instant>,
+    standby: HashSet<(u32, Direction)>,
 }
 
 const ARP_RETRY: Duration = Duration::from_millis(200);
@@ -145,6 +149,7 @@ impl Worker {
             idle_sleep,
             counters: WorkerCounters::default(),
             arp_asked: HashMap::new(),
+            standby: HashSet::new(),
         }
     }
 
@@ -171,6 +176,7 @@ impl Worker {
                 let _ = hist.record(t0.elapsed().as_nanos() as u64);
             }
             work += self.poll_handoffs();
+            work += self.poll_commands();
             self.flush_tx();
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -226,6 +232,47 @@ impl Worker {
                 self.counters.handoff_in += 1;
                 self.handle(h.from, h.buf, false);
                 n += 1;
+            }
+        }
+        n
+    }
+
+    /// Carries out the SA commands waiting in this worker's ring.
+    fn poll_commands(&mut self) -> usize {
+        let ring = self.shared.commands[self.id].clone();
+        let mut n = 0;
+        while let Some(cmd) = ring.pop() {
+            n += 1;
+            self.counters.commands += 1;
+            match cmd {
+                SaCommand::Limit { spi, limit } => {
+                    if let Some(sa) = self.outbound.get_mut(&spi) {
+                        sa.set_limit(limit);
+                    }
+                }
+                SaCommand::Activate {
+                    spi,
+                    direction,
+                    start,
+                    bitmap,
+                } => {
+                    match direction {
+                        Direction::Outbound => {
+                            if let Some(sa) = self.outbound.get_mut(&spi) {
+                                sa.restart_at(start);
+                            }
+                        }
+                        Direction::Inbound => {
+                            if let Some(sa) = self.sad.get_mut(spi) {
+                                sa.restore_window(start, &bitmap);
+                            }
+                        }
+                    }
+                    self.standby.remove(&(spi, direction));
+                }
+                SaCommand::Deactivate { spi, direction } => {
+                    self.standby.insert((spi, direction));
+                }
             }
         }
         n
@@ -315,6 +362,9 @@ impl Worker {
                 if fresh && owner != self.id {
                     return self.hand_off(owner, Role::Protected, buf);
                 }
+                if self.standby.contains(&(spi, Direction::Outbound)) {
+                    return self.drop_frame(buf, NodeDrop::Standby);
+                }
                 buf.adj(hdr_len).expect("header present");
                 self.encrypt(spi, eth.src, buf);
             }
@@ -333,6 +383,9 @@ impl Worker {
             let owner = self.shared.in_owner.get(&spi).copied().unwrap_or(self.id);
             if fresh && owner != self.id {
                 return self.hand_off(owner, Role::Unprotected, buf);
+            }
+            if self.standby.contains(&(spi, Direction::Inbound)) {
+                return self.drop_frame(buf, NodeDrop::Standby);
             }
             buf.adj(hdr_len).expect("header present");
             return self.decrypt(buf);

@@ -10,7 +10,8 @@ use espgate_dataplane::prefix::Prefix;
 use espgate_dataplane::spd::{Action, PolicyDirection, Selectors, SpdRule};
 use espgate_dataplane::testbed::{self, Host, host_link, node_link};
 use espgate_dataplane::{
-    NodeConfig, NodeDrop, NodeQueues, NodeReport, PortConfig, Role, SaEntry, WorkersConfig, start,
+    NodeConfig, NodeDrop, NodeQueues, NodeReport, PortConfig, Role, SaCommand, SaEntry,
+    WorkersConfig, start,
 };
 use espgate_esp::{AeadAlgorithm, Backend, Direction, SaConfig, Tunnel};
 use espgate_io::Mempool;
@@ -382,4 +383,91 @@ fn unprotected_destinations_are_discarded() {
     let ra = r.a.stop();
     r.b.stop();
     assert_eq!(ra.totals().drops(NodeDrop::Policy), 1);
+}
+
+/// Sends `n` datagrams from A to B and returns how many arrived.
+fn a_to_b(r: &mut Rig, n: usize) -> usize {
+    for k in 0..n {
+        r.host_a.send_udp(r.host_b.ip, 7, 8, &[k as u8; 20]);
+    }
+    testbed::collect(&mut r.host_b, n, Duration::from_millis(300)).len()
+}
+
+#[test]
+fn commands_park_move_stall_and_restore_sas() {
+    let mut r = rig(1, false);
+    warm_up(&mut r.host_a, &mut r.host_b, 7);
+    let settle = || std::thread::sleep(Duration::from_millis(30));
+    // Parked on this node: its packets are dropped as standby.
+    r.a.command(SaCommand::Deactivate {
+        spi: 0x100,
+        direction: Direction::Outbound,
+    })
+    .unwrap();
+    settle();
+    assert_eq!(a_to_b(&mut r, 5), 0);
+    // Activated at 1000: traffic flows again from there.
+    r.a.command(SaCommand::Activate {
+        spi: 0x100,
+        direction: Direction::Outbound,
+        start: 1000,
+        bitmap: vec![],
+    })
+    .unwrap();
+    settle();
+    assert_eq!(a_to_b(&mut r, 5), 5);
+    // A lease limit of 1007: only 1005 and 1006 may still go.
+    r.a.command(SaCommand::Limit {
+        spi: 0x100,
+        limit: 1007,
+    })
+    .unwrap();
+    settle();
+    assert_eq!(a_to_b(&mut r, 5), 2);
+    // B restores an inbound window with top 5000: A's numbers are too old.
+    r.a.command(SaCommand::Limit {
+        spi: 0x100,
+        limit: u64::MAX,
+    })
+    .unwrap();
+    r.b.command(SaCommand::Activate {
+        spi: 0x100,
+        direction: Direction::Inbound,
+        start: 5000,
+        bitmap: vec![],
+    })
+    .unwrap();
+    settle();
+    assert_eq!(a_to_b(&mut r, 3), 0);
+    assert!(
+        r.a.command(SaCommand::Limit {
+            spi: 0x999,
+            limit: 1
+        })
+        .is_err(),
+        "unknown SA"
+    );
+    let (ra, rb) = (r.a.stop(), r.b.stop());
+    assert_eq!(ra.totals().drops(NodeDrop::Standby), 5);
+    assert_eq!(
+        ra.outbound()[&0x100]
+            .0
+            .drops
+            .get(espgate_esp::DropReason::LeaseStall),
+        3
+    );
+    assert_eq!(
+        ra.outbound()[&0x100].1,
+        1009,
+        "1000..=1006, then 1007..=1009 once the limit lifted"
+    );
+    assert_eq!(
+        rb.inbound()[&0x100]
+            .0
+            .drops
+            .get(espgate_esp::DropReason::TooOld),
+        3
+    );
+    assert_eq!(rb.inbound()[&0x100].1, 5000);
+    assert_eq!(ra.totals().commands, 4);
 }
