@@ -288,6 +288,13 @@ impl RunningNode {
         }
     }
 
+    /// Commands not yet taken by their workers. A worker carries a command
+    /// out as it takes it, before it touches another frame, so at 0 every
+    /// command sent so far is in effect.
+    pub fn commands_pending(&self) -> usize {
+        self.shared.commands.iter().map(|q| q.len()).sum()
+    }
+
     /// Stops the workers and gathers their reports.
     pub fn stop(self) -> NodeReport {
         self.stop.store(true, Ordering::Relaxed);
