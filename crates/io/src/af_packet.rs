@@ -317,15 +317,8 @@ impl PortQueue for AfPacketQueue {
                     std::slice::from_raw_parts(block.add(self.offset + mac), len),
                 )
             };
-            let mut b = pool.get();
-            if let Ok(dst) = b.append(data.len()) {
-                dst.copy_from_slice(data);
-                self.stats.rx_packets += 1;
-                self.stats.rx_bytes += data.len() as u64;
-                out.push(b);
+            if self.stats.receive_copy(data, pool, out) {
                 n += 1;
-            } else {
-                pool.put(b);
             }
             self.left -= 1;
             self.offset += next;

@@ -72,18 +72,9 @@ impl PortQueue for PcapQueue {
             }
             let frame = &self.frames[self.next];
             self.next += 1;
-            let mut b = pool.get();
-            match b.append(frame.len()) {
-                Ok(dst) => dst.copy_from_slice(frame),
-                Err(_) => {
-                    pool.put(b);
-                    continue;
-                }
+            if self.stats.receive_copy(frame, pool, out) {
+                n += 1;
             }
-            self.stats.rx_packets += 1;
-            self.stats.rx_bytes += frame.len() as u64;
-            out.push(b);
-            n += 1;
         }
         n
     }

@@ -32,6 +32,30 @@ pub struct QueueStats {
 }
 
 impl QueueStats {
+    /// Copies a received frame into a pool buffer, counts it and appends it
+    /// to `out`; `false` (and nothing counted) if it does not fit a buffer.
+    pub fn receive_copy(
+        &mut self,
+        data: &[u8],
+        pool: &mut BufPool,
+        out: &mut Vec<HeapBuf>,
+    ) -> bool {
+        let mut b = pool.get();
+        match b.append(data.len()) {
+            Ok(dst) => {
+                dst.copy_from_slice(data);
+                self.rx_packets += 1;
+                self.rx_bytes += data.len() as u64;
+                out.push(b);
+                true
+            }
+            Err(_) => {
+                pool.put(b);
+                false
+            }
+        }
+    }
+
     /// After a backend copied the first `sent` frames of `pkts` out: counts
     /// them, returns their buffers to `pool`, and notes a full queue if
     /// frames are left.

@@ -188,6 +188,7 @@ impl PortQueue for DpdkQueue {
                 self.mbufs.len() as u16,
             )
         });
+        let mut taken = 0;
         for &m in &self.mbufs[..n] {
             let mut len = 0u32;
             // SAFETY: `m` is an mbuf the PMD just handed over; its first
@@ -195,19 +196,11 @@ impl PortQueue for DpdkQueue {
             let data = unsafe {
                 std::slice::from_raw_parts(ffi::espgate_mbuf_data(m, &mut len), len as usize)
             };
-            let mut b = pool.get();
-            if let Ok(dst) = b.append(data.len()) {
-                dst.copy_from_slice(data);
-                self.stats.rx_packets += 1;
-                self.stats.rx_bytes += data.len() as u64;
-                out.push(b);
-            } else {
-                pool.put(b);
-            }
+            taken += usize::from(self.stats.receive_copy(data, pool, out));
             // SAFETY: the bytes were copied out; the mbuf is ours to free.
             unsafe { ffi::espgate_mbuf_free(m) };
         }
-        n
+        taken
     }
 
     fn tx_burst(&mut self, pkts: &mut Vec<HeapBuf>, pool: &mut BufPool) -> usize {
