@@ -371,7 +371,7 @@ impl Worker {
             Action::Bypass => {
                 buf.adj(hdr_len).expect("header present");
                 self.counters.bypassed += 1;
-                self.forward(Role::Unprotected, buf);
+                self.forward(Role::Unprotected, sel.dst, buf);
             }
             Action::Discard => self.drop_frame(buf, NodeDrop::Policy),
         }
@@ -408,7 +408,7 @@ impl Worker {
             Action::Bypass => {
                 buf.adj(hdr_len).expect("header present");
                 self.counters.bypassed += 1;
-                self.forward(Role::Protected, buf);
+                self.forward(Role::Protected, sel.dst, buf);
             }
             _ => self.drop_frame(buf, NodeDrop::Policy),
         }
@@ -462,25 +462,22 @@ impl Worker {
             Ok(Inbound::Ike | Inbound::NatKeepalive) => return self.drop_frame(buf, NodeDrop::Ike),
             Err(_) => return self.drop_frame(buf, NodeDrop::Esp),
         };
-        let allowed = Selectors::of(buf.data()).is_some_and(|sel| {
-            self.shared.spd.lookup(PolicyDirection::In, &sel) == Action::Protect(spi)
-        });
-        if !allowed {
+        let sel = Selectors::of(buf.data())
+            .filter(|sel| self.shared.spd.lookup(PolicyDirection::In, sel) == Action::Protect(spi));
+        let Some(sel) = sel else {
             return self.drop_frame(buf, NodeDrop::PolicyMismatch);
-        }
+        };
         self.counters.decrypted += 1;
-        self.forward(Role::Protected, buf);
+        self.forward(Role::Protected, sel.dst, buf);
     }
 
-    /// Forwards a plaintext IP packet out of `role`'s port.
-    fn forward(&mut self, role: Role, mut buf: HeapBuf) {
+    /// Forwards a plaintext IP packet to `dst` out of `role`'s port (the
+    /// caller has parsed the packet already).
+    fn forward(&mut self, role: Role, dst: IpAddr, mut buf: HeapBuf) {
         if !decrement_ttl(buf.data_mut()) {
             return self.drop_frame(buf, NodeDrop::TtlExceeded);
         }
-        let Some(sel) = Selectors::of(buf.data()) else {
-            return self.drop_frame(buf, NodeDrop::BadIp);
-        };
-        self.route(role, sel.dst, buf);
+        self.route(role, dst, buf);
     }
 
     /// Sends an IP packet to `dst` via `role`'s port: on-link or through
