@@ -12,6 +12,9 @@ pub mod standby;
 
 pub use frame::{MirrorKey, seal};
 pub use policy::{OutboundPolicy, OwnedOutbound};
-pub use protocol::{InboundTakeover, Mirror, MirrorConfig, MirrorEvent, MirrorStats};
+pub use protocol::{
+    InboundTakeover, MAX_TAKEOVER_JUMP, Mirror, MirrorConfig, MirrorConfigError, MirrorEvent,
+    MirrorStats,
+};
 pub use receive::{PeerFilter, Reject, RejectCounters};
 pub use standby::{Standby, StandbyTable};

@@ -10,7 +10,7 @@
 //!   the peer has *acknowledged* (plus `slack`, see below); with the lease
 //!   off it is unlimited, the bare claim behaviour.
 //! - `slack`: a taking-over node starts at its stored lease plus the
-//!   takeover jump (2^32 for ESN SAs, a small one or none for 32-bit SAs),
+//!   takeover jump (2^30 for ESN SAs, a small one or none for 32-bit SAs),
 //!   so the owner may run up to `jump - quantity` past its acknowledged
 //!   lease without the two ranges ever meeting.
 
@@ -245,9 +245,9 @@ mod tests {
     fn lease_off_is_unlimited_and_esn_gets_slack() {
         let off = OwnedOutbound::new(OutboundPolicy::new(100, 300, false, 0), 0);
         assert_eq!(off.limit(), u64::MAX);
-        let mut esn = OwnedOutbound::new(OutboundPolicy::new(100, 300, true, 1 << 32), 0);
+        let mut esn = OwnedOutbound::new(OutboundPolicy::new(100, 300, true, 1 << 30), 0);
         esn.sent(300);
         esn.ack(300);
-        assert_eq!(esn.limit(), 300 + (1 << 32) - 300);
+        assert_eq!(esn.limit(), 300 + (1 << 30) - 300);
     }
 }

@@ -84,7 +84,10 @@ pub struct MirrorConfig {
     pub quantity: u64,
     /// Stall at the acknowledged lease (on), or run unlimited (off).
     pub lease: bool,
-    /// How far a takeover jumps past the stored lease, ESN SAs.
+    /// How far a takeover jumps past the stored lease, ESN SAs. A receiver
+    /// infers the high half of an ESN from the low 32 bits (RFC 4303 A2.2)
+    /// and follows a forward step only if it is below 2^32 minus its window;
+    /// a restart may step two jumps, so the jump is at most 2^30.
     pub takeover_jump: u64,
     /// How far a takeover jumps past the stored lease, 32-bit SAs.
     pub takeover_jump_32: u64,
@@ -102,6 +105,65 @@ pub struct MirrorConfig {
     pub max_frame: usize,
 }
 
+/// The largest takeover jump: two jumps (a peer restart) plus the lease
+/// must stay below 2^32 minus the largest replay window, or receivers would
+/// place the new numbers in the wrong ESN half.
+pub const MAX_TAKEOVER_JUMP: u64 = 1 << 30;
+
+/// A mirror setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MirrorConfigError {
+    /// A period or count that must be at least 1 is 0.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    /// A takeover jump a receiver could not follow.
+    #[error("{name} is {value}: at most 2^30 ({MAX_TAKEOVER_JUMP}), or receivers lose the ESN high half")]
+    JumpTooLarge {
+        /// Which jump.
+        name: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// The peer has this node's id.
+    #[error("node and peer are both {0}")]
+    SameNode(u32),
+    /// Frames too small to carry a record.
+    #[error("max_frame {0} is below 128 bytes")]
+    FrameTooSmall(usize),
+}
+
+impl MirrorConfig {
+    /// Checks the settings against each other.
+    pub fn check(&self) -> Result<(), MirrorConfigError> {
+        for (name, v) in [
+            ("interval", self.interval),
+            ("inbound_interval", self.inbound_interval),
+            ("heartbeat_ms", self.heartbeat_ms),
+            ("dead_after", u64::from(self.dead_after)),
+            ("refresh_ms", self.refresh_ms),
+        ] {
+            if v == 0 {
+                return Err(MirrorConfigError::Zero(name));
+            }
+        }
+        for (name, value) in [
+            ("takeover_jump", self.takeover_jump),
+            ("takeover_jump_32", self.takeover_jump_32),
+        ] {
+            if value > MAX_TAKEOVER_JUMP {
+                return Err(MirrorConfigError::JumpTooLarge { name, value });
+            }
+        }
+        if self.node == self.peer {
+            return Err(MirrorConfigError::SameNode(self.node));
+        }
+        if self.max_frame < 128 {
+            return Err(MirrorConfigError::FrameTooSmall(self.max_frame));
+        }
+        Ok(())
+    }
+}
+
 impl Default for MirrorConfig {
     fn default() -> Self {
         MirrorConfig {
@@ -110,7 +172,7 @@ impl Default for MirrorConfig {
             interval: 1024,
             quantity: 4096,
             lease: true,
-            takeover_jump: 1 << 32,
+            takeover_jump: 1 << 30,
             takeover_jump_32: 1 << 24,
             inbound_interval: 1024,
             inbound_takeover: InboundTakeover::Strict,

@@ -25,7 +25,7 @@ fn cfg(node: u32, peer: u32, jump32: u64) -> MirrorConfig {
         interval: 100,
         quantity: 400,
         lease: true,
-        takeover_jump: 1 << 32,
+        takeover_jump: 1 << 30,
         takeover_jump_32: jump32,
         inbound_interval: 100,
         inbound_takeover: InboundTakeover::Strict,
@@ -204,15 +204,16 @@ fn takeover_starts_past_anything_the_dead_owner_could_use() {
     assert!(a.owns(SPI + 1, SaDir::Outbound));
 }
 
-#[test]
-fn an_esn_takeover_jumps_into_the_next_high_half() {
+/// Where A starts SA 0x3000 (home B, ESN) after taking it over, once B has
+/// used numbers up to `last`; and the value A stored for it.
+fn esn_takeover_start(last: u64) -> (u64, u64) {
     let mut a = Mirror::new(cfg(A, B, 0), key(), 1, 0);
     let mut b = Mirror::new(cfg(B, A, 0), key(), 2, 0);
     for m in [&mut a, &mut b] {
         m.add_sa(0x3000, SaDir::Outbound, true, B);
     }
     exchange(&mut a, &mut b, 0);
-    b.outbound_progress(0x3000, (7 << 32) - 100, 0, 0);
+    b.outbound_progress(0x3000, last, 0, 0);
     exchange(&mut a, &mut b, 1);
     let stored = a.standby().get(0x3000, SaDir::Outbound).unwrap().value;
     a.take_over();
@@ -223,12 +224,44 @@ fn an_esn_takeover_jumps_into_the_next_high_half() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(start, stored + (1 << 32));
-    assert_eq!(
-        start >> 32,
-        (stored >> 32) + 1,
-        "the low 32 bits may repeat, the high half does not"
-    );
+    (start, stored)
+}
+
+#[test]
+fn an_esn_takeover_across_the_low_32_bit_wrap_is_followed_by_the_receiver() {
+    // B's last packets are just below a wrap of the low 32 bits; the
+    // receiver's window top is there. The takeover start lies past the
+    // wrap, and the receiver must infer its high half from the low 32 bits.
+    let last = (7 << 32) - 100;
+    let (start, stored) = esn_takeover_start(last);
+    assert_eq!(start, stored + (1 << 30));
+    assert_eq!(start >> 32, 7, "the low 32 bits wrapped during the gap");
+    for size in [64, 1024, 65536] {
+        let receiver = espgate_esp::replay::ReplayWindow::new(size, last);
+        assert_eq!(
+            receiver.infer_esn(start as u32),
+            Some(start),
+            "a {size}-packet window infers the new owner's numbers"
+        );
+    }
+    // A jump of a whole 2^32 would repeat the low bits of the receiver's
+    // window: it would infer the old half and every ICV would fail.
+    let receiver = espgate_esp::replay::ReplayWindow::new(64, last);
+    let far = stored + (1 << 32);
+    assert_ne!(receiver.infer_esn(far as u32), Some(far));
+}
+
+#[test]
+fn a_takeover_jump_receivers_cannot_follow_is_refused() {
+    let mut c = cfg(A, B, 0);
+    assert_eq!(c.check(), Ok(()));
+    c.takeover_jump = 1 << 32;
+    assert!(c.check().unwrap_err().to_string().contains("takeover_jump"));
+    let mut c = cfg(A, A, 0);
+    assert!(c.check().is_err());
+    c.peer = B;
+    c.interval = 0;
+    assert!(c.check().unwrap_err().to_string().contains("interval"));
 }
 
 #[test]
