@@ -51,6 +51,7 @@ pub struct InboundSa {
     esn: bool,
     window: ReplayWindow,
     encap: Option<UdpEncap>,
+    reported: u64,
     lifetime: LifetimeState,
     counters: SaCounters,
 }
@@ -65,6 +66,7 @@ impl InboundSa {
             esn: cfg.esn,
             window: ReplayWindow::new(cfg.replay_window, cfg.initial_seq),
             encap: cfg.udp_encap,
+            reported: cfg.initial_seq,
             lifetime: LifetimeState::new(cfg.lifetime),
             counters: SaCounters::default(),
         })
@@ -90,7 +92,30 @@ impl InboundSa {
     pub fn restore_window(&mut self, top: u64, bitmap: &[u64]) {
         if top >= self.window.top() {
             self.window = ReplayWindow::restore(self.window.size(), top, bitmap);
+            self.reported = top;
         }
+    }
+
+    /// Whether the window top crossed a multiple of `every` since
+    /// [`mark_reported`](Self::mark_reported): the mirror's
+    /// `inbound_interval`.
+    #[inline]
+    pub fn report_due(&self, every: u64) -> bool {
+        let every = every.max(1);
+        self.window.top() / every > self.reported / every
+    }
+
+    /// Records that the current window went to the mirror.
+    pub fn mark_reported(&mut self) {
+        self.reported = self.window.top();
+    }
+
+    /// Raises the packet and byte counts to what an earlier owner reached
+    /// (mirrored), so lifetimes go on counting after a takeover.
+    pub fn resume_counts(&mut self, packets: u64, bytes: u64) {
+        self.counters.packets = self.counters.packets.max(packets);
+        self.counters.bytes = self.counters.bytes.max(bytes);
+        self.lifetime.after(self.counters.packets, self.counters.bytes);
     }
 
     /// The next lifetime event, if any.

@@ -33,6 +33,7 @@ pub struct OutboundSa {
     seq: u64,
     seq_max: u64,
     limit: u64,
+    reported: u64,
     lifetime: LifetimeState,
     counters: SaCounters,
 }
@@ -52,6 +53,7 @@ impl OutboundSa {
             seq: cfg.initial_seq,
             seq_max: cfg.seq_max(),
             limit: u64::MAX,
+            reported: cfg.initial_seq,
             lifetime: LifetimeState::new(cfg.lifetime),
             counters: SaCounters::default(),
         })
@@ -83,6 +85,28 @@ impl OutboundSa {
     /// restart); never moves backwards.
     pub fn restart_at(&mut self, next: u64) {
         self.seq = self.seq.max(next.saturating_sub(1));
+        self.reported = self.seq;
+    }
+
+    /// Whether the sequence number crossed a multiple of `every` since
+    /// [`mark_reported`](Self::mark_reported): the mirror's `interval`.
+    #[inline]
+    pub fn report_due(&self, every: u64) -> bool {
+        let every = every.max(1);
+        self.seq / every > self.reported / every
+    }
+
+    /// Records that the current state went to the mirror.
+    pub fn mark_reported(&mut self) {
+        self.reported = self.seq;
+    }
+
+    /// Raises the packet and byte counts to what an earlier owner reached
+    /// (mirrored), so lifetimes go on counting after a takeover.
+    pub fn resume_counts(&mut self, packets: u64, bytes: u64) {
+        self.counters.packets = self.counters.packets.max(packets);
+        self.counters.bytes = self.counters.bytes.max(bytes);
+        self.lifetime.after(self.counters.packets, self.counters.bytes);
     }
 
     /// The tunnel endpoints.

@@ -92,3 +92,58 @@ fn a_restored_window_refuses_what_the_old_one_had_seen() {
     }
     assert_eq!(ReplayWindow::restore(1024, top, &bits).export(), bits);
 }
+
+#[test]
+fn reports_fall_due_on_crossing_a_multiple_and_once() {
+    let (o, i) = pair(0x1000, AeadAlgorithm::Aes128Gcm, false, true, false);
+    let mut out = OutboundSa::new(&o, Backend::DEFAULT).unwrap();
+    let mut sad = Sad::new();
+    sad.insert(&i, Backend::DEFAULT).unwrap();
+    let mut due_out = Vec::new();
+    let mut due_in = Vec::new();
+    for _ in 0..10 {
+        let mut b = buf(&inner_udp(false, b"x"));
+        let seq = out.encapsulate(&mut b).unwrap();
+        if out.report_due(4) {
+            due_out.push(seq);
+            out.mark_reported();
+        }
+        sad.decapsulate(&mut b).unwrap();
+        let sa = sad.get_mut(0x1000).unwrap();
+        if sa.report_due(3) {
+            due_in.push(sa.window().top());
+            sa.mark_reported();
+        }
+    }
+    assert_eq!(due_out, vec![4, 8]);
+    assert_eq!(due_in, vec![3, 6, 9]);
+    // A jump over several multiples is one report; a restart is reported
+    // by whoever moved it, so it is not due again.
+    out.restart_at(101);
+    assert!(!out.report_due(4));
+    out.encapsulate(&mut buf(&inner_udp(false, b"x"))).unwrap();
+    assert!(!out.report_due(4), "seq 101 is not past a new multiple");
+    for _ in 0..3 {
+        out.encapsulate(&mut buf(&inner_udp(false, b"x"))).unwrap();
+    }
+    assert!(out.report_due(4), "seq 104");
+}
+
+#[test]
+fn resumed_counts_keep_lifetimes_going() {
+    let (mut o, _) = pair(0x1000, AeadAlgorithm::Aes128Gcm, false, true, false);
+    o.lifetime.soft_packets = Some(100);
+    o.lifetime.hard_packets = Some(102);
+    let mut out = OutboundSa::new(&o, Backend::DEFAULT).unwrap();
+    out.resume_counts(100, 5000);
+    assert_eq!(out.counters().packets, 100);
+    assert_eq!(out.poll_event(), Some(espgate_esp::SaEvent::SoftLifetime));
+    out.resume_counts(10, 10);
+    assert_eq!(out.counters().bytes, 5000, "never backwards");
+    assert!(out.encapsulate(&mut buf(&inner_udp(false, b"x"))).is_ok());
+    assert!(out.encapsulate(&mut buf(&inner_udp(false, b"x"))).is_ok());
+    let e = out
+        .encapsulate(&mut buf(&inner_udp(false, b"x")))
+        .unwrap_err();
+    assert_eq!(e.reason, DropReason::HardExpired);
+}
