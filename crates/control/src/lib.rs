@@ -1,9 +1,11 @@
 //! espgate configuration: the YAML definition of one SA (the `espgate esp`
-//! tool) and of a node (ports, workers, SAs, SPD, neighbours). Every error
+//! tool) and of a node (ports, workers, SAs, SPD, neighbours, the pair's
+//! mirror link). Every error
 //! names the file, the key path and what is wrong.
 
 pub mod error;
 pub mod hexkey;
+mod mirror_section;
 pub mod node_file;
 pub mod sa_file;
 

@@ -28,6 +28,8 @@
 //!   - { direction: out, src: 10.1.0.0/24, dst: 10.2.0.0/24, protocol: any, sport: any, dport: 1-1024, action: protect, sa: 0x1000 }
 //! neighbours:
 //!   - { ip: 172.16.0.2, mac: 02:00:00:00:02:02 }
+//! # mirror: { node: 1, peer: 2, key: 0x..., port: {...}, ... }   # a pair: see mirror_section
+//! # an SA of a pair names its home node: { spi: ..., home: 2 }   # default: this node
 //! ```
 
 use std::collections::HashSet;
@@ -44,6 +46,7 @@ use espgate_wire::ip::protocol;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, from_yaml};
+use crate::mirror_section::{MirrorSpec, resolve_mirror};
 use crate::sa_file::{SaSpec, resolve_sa};
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +63,7 @@ struct NodeSpec {
     #[serde(default)]
     neighbours: Vec<NeighbourSpec>,
     dpdk: Option<DpdkSpec>,
+    mirror: Option<MirrorSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +347,20 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
         }
     }
 
+    let mirror = spec
+        .mirror
+        .as_ref()
+        .map(|m| resolve_mirror(m, file, base))
+        .transpose()?;
+    if let Some(m) = &mirror
+        && m.port_backend == PortBackend::Mem
+        && ports.iter().any(|p| p.backend != PortBackend::Mem)
+    {
+        return Err(err(
+            "mirror.port.backend".into(),
+            "a mem mirror port needs mem ports throughout (the demo's in-memory pair)".into(),
+        ));
+    }
     let mut sas = Vec::new();
     let mut spis: HashSet<(u32, bool)> = HashSet::new();
     for (i, s) in spec.sas.iter().enumerate() {
@@ -369,9 +387,28 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
                 format!("worker {w} does not exist ({} workers)", workers.count),
             ));
         }
+        if s.home.is_some() && spec.mirror.is_none() {
+            return Err(err(
+                format!("{at}home"),
+                "only a node with a mirror: section has a pair to name a home node in".into(),
+            ));
+        }
+        if let (Some(h), Some(m)) = (s.home, &spec.mirror)
+            && h != m.node
+            && h != m.peer
+        {
+            return Err(err(
+                format!("{at}home"),
+                format!(
+                    "node {h} is neither this node ({}) nor its peer ({})",
+                    m.node, m.peer
+                ),
+            ));
+        }
         sas.push(SaEntry {
             sa,
             worker: s.worker,
+            home: s.home,
         });
     }
 
@@ -446,6 +483,7 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
         spd,
         neighbours,
         dpdk_eal_args: spec.dpdk.map(|d| d.eal_args),
+        mirror,
     })
 }
 

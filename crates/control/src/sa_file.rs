@@ -122,6 +122,8 @@ pub(crate) struct SaSpec {
     pad_to: u8,
     /// Owning worker (node configurations only).
     pub(crate) worker: Option<usize>,
+    /// The node of the pair the SA runs on (node configurations only).
+    pub(crate) home: Option<u32>,
 }
 
 fn default_window() -> u32 {
@@ -186,6 +188,13 @@ pub fn parse_sa(text: &str, file: &str, base: &Path) -> Result<SaFile, ConfigErr
             file,
             "worker",
             "only a node configuration assigns SAs to workers",
+        ));
+    }
+    if spec.home.is_some() {
+        return Err(ConfigError::invalid(
+            file,
+            "home",
+            "only a node configuration names an SA's home node",
         ));
     }
     let (config, direction) = resolve_sa(&spec, file, "", base)?;

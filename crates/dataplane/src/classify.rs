@@ -7,8 +7,9 @@ use espgate_wire::ipv4::Ipv4Packet;
 use espgate_wire::ipv6::Ipv6Packet;
 
 /// The SPI of an ESP (or ESP-in-UDP on one of `encap_ports`) packet whose
-/// outer destination is `own`; `None` for anything else, IKE included.
-pub fn esp_spi(ip: &[u8], own: &IpAddr, encap_ports: &[u16]) -> Option<u32> {
+/// outer destination is one of `own`; `None` for anything else, IKE
+/// included.
+pub fn esp_spi(ip: &[u8], own: &[IpAddr], encap_ports: &[u16]) -> Option<u32> {
     let (dst, proto, l4): (IpAddr, u8, &[u8]) = match ip.first()? >> 4 {
         4 => {
             let p = Ipv4Packet::new_checked(ip).ok()?;
@@ -28,7 +29,7 @@ pub fn esp_spi(ip: &[u8], own: &IpAddr, encap_ports: &[u16]) -> Option<u32> {
         }
         _ => return None,
     };
-    if dst != *own {
+    if !own.contains(&dst) {
         return None;
     }
     let spi_at = match proto {

@@ -27,6 +27,10 @@ pub enum SaCommand {
         start: u64,
         /// Inbound replay bitmap.
         bitmap: Vec<u64>,
+        /// Packets the SA carried before (mirrored), for its lifetime.
+        packets: u64,
+        /// Inner bytes it carried before.
+        bytes: u64,
     },
     /// Stop running the SA here: its packets are dropped as `standby` until
     /// it is activated again.

@@ -91,13 +91,62 @@ impl Default for WorkersConfig {
     }
 }
 
-/// An SA and the worker that owns it.
+/// An SA, the worker that owns it, and the node of the pair it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaEntry {
     /// The SA.
     pub sa: SaConfig,
     /// Owning worker; by default the SPI modulo the worker count.
     pub worker: Option<usize>,
+    /// With mirroring: the node id the SA runs on while both live (`None`:
+    /// this node). The other node keeps it on standby.
+    pub home: Option<u32>,
+}
+
+/// When a node takes over its peer's SAs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover {
+    /// As soon as the peer is declared dead.
+    Auto,
+    /// Only when told (the host processor, or an operator).
+    Manual,
+}
+
+/// When a node hands the peer's SAs back after the peer returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failback {
+    /// This long after the returning peer is heard (its bulk sync done).
+    Auto {
+        /// Delay in milliseconds.
+        delay_ms: u64,
+    },
+    /// Only when told.
+    Manual,
+}
+
+/// The mirror link of a pair and how the pair behaves (DESIGN.md §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorSettings {
+    /// Protocol settings: node ids, interval, quantity, lease, jumps,
+    /// inbound mode, heartbeat, refresh.
+    pub protocol: espgate_mirror::MirrorConfig,
+    /// The frame MAC key (at least 16 bytes).
+    pub key: Vec<u8>,
+    /// The mirror port's name, for logs and counters.
+    pub port_name: String,
+    /// How the mirror port reaches the wire.
+    pub port_backend: PortBackend,
+    /// The mirror port's MAC (AF_PACKET: the interface's by default).
+    pub port_mac: Option<MacAddr>,
+    /// Where frames go; broadcast when unset (the link is point to point).
+    pub peer_mac: Option<MacAddr>,
+    /// The peer's addresses on this node's links: answered for and
+    /// announced (gratuitous ARP) while this node holds the peer's SAs.
+    pub peer_addresses: Vec<IpAddr>,
+    /// When to take over.
+    pub takeover: Takeover,
+    /// When to hand back.
+    pub failback: Failback,
 }
 
 /// A static neighbour.
@@ -126,6 +175,8 @@ pub struct NodeConfig {
     pub neighbours: Vec<Neighbour>,
     /// EAL arguments, when a port uses DPDK.
     pub dpdk_eal_args: Option<Vec<String>>,
+    /// The pair's mirror link; `None` for a node on its own.
+    pub mirror: Option<MirrorSettings>,
 }
 
 impl NodeConfig {
@@ -139,5 +190,13 @@ impl NodeConfig {
         entry
             .worker
             .unwrap_or(entry.sa.spi as usize % self.workers.count.max(1))
+    }
+
+    /// Whether SA `entry` runs here while both nodes of the pair live.
+    pub fn is_home(&self, entry: &SaEntry) -> bool {
+        match (&self.mirror, entry.home) {
+            (Some(m), Some(home)) => home == m.protocol.node,
+            _ => true,
+        }
     }
 }

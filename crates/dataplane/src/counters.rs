@@ -117,6 +117,13 @@ pub struct WorkerCounters {
     pub icmp_errors: u64,
     /// SA commands carried out.
     pub commands: u64,
+    /// SA progress records handed to the mirror task.
+    pub progress: u64,
+    /// Progress records dropped because the mirror's ring was full (a
+    /// later crossing, or a stall, reports again).
+    pub progress_full: u64,
+    /// Gratuitous ARP announcements sent.
+    pub announcements: u64,
     drops: [u64; NodeDrop::ALL.len()],
 }
 
@@ -145,6 +152,9 @@ impl WorkerCounters {
         self.arp_requests += o.arp_requests;
         self.icmp_errors += o.icmp_errors;
         self.commands += o.commands;
+        self.progress += o.progress;
+        self.progress_full += o.progress_full;
+        self.announcements += o.announcements;
         for (a, b) in self.drops.iter_mut().zip(o.drops) {
             *a += b;
         }

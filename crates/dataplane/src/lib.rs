@@ -11,16 +11,22 @@ pub mod command;
 pub mod config;
 pub mod counters;
 pub mod icmp;
+pub mod mirror_task;
 pub mod neigh;
 pub mod node;
 pub mod prefix;
+pub mod progress;
 pub mod spd;
 pub mod testbed;
 pub mod worker;
 
 pub use command::SaCommand;
-pub use config::{NodeConfig, PortBackend, PortConfig, Role, SaEntry, WorkersConfig};
+pub use config::{
+    Failback, MirrorSettings, NodeConfig, PortBackend, PortConfig, Role, SaEntry, Takeover,
+    WorkersConfig,
+};
 pub use counters::{NodeDrop, WorkerCounters};
+pub use mirror_task::{MirrorReport, NodeEvent, NodeEventKind, Order};
 pub use node::{NodeError, NodeQueues, NodeReport, RunningNode, start};
 
 /// Headroom of buffers the node fills itself (ARP, ICMP).

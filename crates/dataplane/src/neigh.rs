@@ -52,20 +52,22 @@ pub enum ArpOutcome {
     Nothing,
 }
 
-/// Learns from an ARP packet and says whether to answer it.
+/// Learns from an ARP packet and says whether to answer it: a request for
+/// one of `own` (the port's address, and the peer's while this node holds
+/// its SAs).
 pub fn handle_arp(
     payload: &[u8],
-    own: Ipv4Addr,
+    own: &[IpAddr],
     own_mac: MacAddr,
     neighbours: &Neighbours,
 ) -> Option<ArpOutcome> {
     let arp = ArpRepr::parse(&ArpPacket::new_checked(payload).ok()?).ok()?;
     neighbours.learn(IpAddr::V4(arp.sender_ip), arp.sender_mac);
     Some(match arp.op {
-        ArpOp::Request if arp.target_ip == own => ArpOutcome::Reply(ArpRepr {
+        ArpOp::Request if own.contains(&IpAddr::V4(arp.target_ip)) => ArpOutcome::Reply(ArpRepr {
             op: ArpOp::Reply,
             sender_mac: own_mac,
-            sender_ip: own,
+            sender_ip: arp.target_ip,
             target_mac: arp.sender_mac,
             target_ip: arp.sender_ip,
         }),
@@ -95,6 +97,12 @@ pub fn write_arp(buf: &mut HeapBuf, arp: &ArpRepr, src_mac: MacAddr) {
         .expect("room for ARP");
 }
 
+/// A gratuitous ARP (an RFC 5227 announcement): a broadcast request for
+/// `ip` from `ip`, so every host on the link updates the entry it has.
+pub fn announcement(ip: Ipv4Addr, mac: MacAddr) -> ArpRepr {
+    request(ip, mac, ip)
+}
+
 /// The ARP request asking for `target`.
 pub fn request(own: Ipv4Addr, own_mac: MacAddr, target: Ipv4Addr) -> ArpRepr {
     ArpRepr {
@@ -119,7 +127,8 @@ mod tests {
         let req = request(Ipv4Addr::new(10, 1, 0, 1), host_mac, me);
         let mut buf = [0u8; 28];
         req.emit(&mut buf).unwrap();
-        match handle_arp(&buf, me, my_mac, &n) {
+        let own = [IpAddr::V4(me)];
+        match handle_arp(&buf, &own, my_mac, &n) {
             Some(ArpOutcome::Reply(r)) => {
                 assert_eq!(
                     (r.sender_ip, r.sender_mac, r.target_mac),
@@ -138,7 +147,35 @@ mod tests {
             Ipv4Addr::new(10, 1, 0, 9),
         );
         other.emit(&mut buf).unwrap();
-        assert_eq!(handle_arp(&buf, me, my_mac, &n), Some(ArpOutcome::Nothing));
-        assert_eq!(handle_arp(&buf[..10], me, my_mac, &n), None);
+        assert_eq!(
+            handle_arp(&buf, &own, my_mac, &n),
+            Some(ArpOutcome::Nothing)
+        );
+        assert_eq!(handle_arp(&buf[..10], &own, my_mac, &n), None);
+    }
+
+    #[test]
+    fn answers_for_adopted_addresses_and_learns_announcements() {
+        let n = Neighbours::default();
+        let me = Ipv4Addr::new(10, 1, 0, 2);
+        let peer = Ipv4Addr::new(10, 1, 0, 1);
+        let my_mac = MacAddr([2, 0, 0, 0, 0, 2]);
+        let host_mac = MacAddr([2, 0, 0, 0, 0, 9]);
+        let mut buf = [0u8; 28];
+        request(Ipv4Addr::new(10, 1, 0, 9), host_mac, peer)
+            .emit(&mut buf)
+            .unwrap();
+        let own = [IpAddr::V4(me), IpAddr::V4(peer)];
+        match handle_arp(&buf, &own, my_mac, &n) {
+            Some(ArpOutcome::Reply(r)) => assert_eq!((r.sender_ip, r.sender_mac), (peer, my_mac)),
+            other => panic!("{other:?}"),
+        }
+        n.learn(IpAddr::V4(peer), MacAddr([2, 0, 0, 0, 0, 1]));
+        announcement(peer, my_mac).emit(&mut buf).unwrap();
+        assert_eq!(
+            handle_arp(&buf, &[IpAddr::V4(me)], MacAddr([2, 0, 0, 0, 0, 3]), &n),
+            Some(ArpOutcome::Nothing)
+        );
+        assert_eq!(n.lookup(&IpAddr::V4(peer)), Some(my_mac), "moved");
     }
 }

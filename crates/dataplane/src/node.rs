@@ -3,18 +3,22 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use espgate_esp::{Backend, Direction, OutboundSa, SaCounters, Sad};
 use espgate_io::{BufPool, Mempool, PortQueue};
+use espgate_mirror::{Mirror, MirrorKey};
+use espgate_wire::ethernet::MacAddr;
 
 use crate::command::SaCommand;
 use crate::config::{NodeConfig, Role};
 use crate::counters::WorkerCounters;
+use crate::mirror_task::{EventLog, MirrorReport, MirrorTask, NodeEvent, Order, sa_dir};
 use crate::neigh::Neighbours;
+use crate::progress::{PROGRESS_DEPTH, Reporting};
 use crate::spd::{Action, Spd};
 use crate::worker::{PortState, Shared, Worker, WorkerReport};
 
@@ -70,6 +74,15 @@ pub enum NodeError {
     /// A worker thread could not be started.
     #[error("cannot start worker {0}: {1}")]
     Spawn(usize, std::io::Error),
+    /// The mirror settings cannot work.
+    #[error("mirror: {0}")]
+    Mirror(String),
+    /// Mirroring is configured but no mirror port queue was given.
+    #[error("mirror: no queue for the mirror port")]
+    MissingMirrorPort,
+    /// A peer address lies on none of this node's links.
+    #[error("mirror: peer address {0} is on neither the protected nor the unprotected subnet")]
+    PeerAddress(std::net::IpAddr),
 }
 
 /// The queues a node runs on: for each port, one per worker.
@@ -78,6 +91,8 @@ pub struct NodeQueues {
     pub protected: Vec<Box<dyn PortQueue>>,
     /// Unprotected side.
     pub unprotected: Vec<Box<dyn PortQueue>>,
+    /// The mirror port (one queue, the mirror task's), when mirroring.
+    pub mirror: Option<Box<dyn PortQueue>>,
 }
 
 /// A running node.
@@ -86,6 +101,9 @@ pub struct RunningNode {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<WorkerReport>>,
     shared: Arc<Shared>,
+    mirror: Option<JoinHandle<MirrorReport>>,
+    orders: Arc<ArrayQueue<Order>>,
+    events: Arc<EventLog>,
 }
 
 /// What a node did, gathered when it stops.
@@ -94,6 +112,8 @@ pub struct NodeReport {
     pub name: String,
     /// Per-worker reports.
     pub workers: Vec<WorkerReport>,
+    /// The mirror task's report, when mirroring.
+    pub mirror: Option<MirrorReport>,
 }
 
 impl NodeReport {
@@ -145,6 +165,20 @@ pub fn start(
             return Err(NodeError::Queues { role, got, want: n });
         }
     }
+    let mut mirror = match &cfg.mirror {
+        Some(m) => {
+            m.protocol
+                .check()
+                .map_err(|e| NodeError::Mirror(e.to_string()))?;
+            let key = MirrorKey::new(&m.key).map_err(|e| NodeError::Mirror(e.to_string()))?;
+            let epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64);
+            Some(Mirror::new(m.protocol, key, epoch, 0))
+        }
+        None => None,
+    };
+    let mut parked: Vec<Vec<(u32, Direction)>> = vec![Vec::new(); n];
     let mut outbound: Vec<HashMap<u32, OutboundSa>> = (0..n).map(|_| HashMap::new()).collect();
     let mut sads: Vec<Sad> = (0..n).map(|_| Sad::new()).collect();
     let mut out_owner = HashMap::new();
@@ -161,9 +195,22 @@ pub fn start(
             });
         }
         let sa_err = |why: String| NodeError::Sa { spi, why };
+        let home = cfg.is_home(entry);
+        if let (Some(m), Some(s)) = (mirror.as_mut(), cfg.mirror.as_ref()) {
+            let node = entry.home.unwrap_or(s.protocol.node);
+            m.add_sa(spi, sa_dir(entry.sa.direction), entry.sa.esn, node);
+            if !home {
+                parked[owner].push((spi, entry.sa.direction));
+            }
+        }
         match entry.sa.direction {
             Direction::Outbound => {
-                let sa = OutboundSa::new(&entry.sa, backend).map_err(|e| sa_err(e.to_string()))?;
+                let mut sa =
+                    OutboundSa::new(&entry.sa, backend).map_err(|e| sa_err(e.to_string()))?;
+                if mirror.is_some() && home {
+                    // Nothing until the peer's bulk sync says how far it went.
+                    sa.set_limit(0);
+                }
                 if out_owner.insert(spi, owner).is_some() {
                     return Err(sa_err("duplicate outbound SPI".into()));
                 }
@@ -199,6 +246,17 @@ pub fn start(
             }
         }
     }
+    let mut peer_addresses: [Vec<std::net::IpAddr>; 2] = [Vec::new(), Vec::new()];
+    for ip in cfg.mirror.iter().flat_map(|m| &m.peer_addresses) {
+        let i = if prot.subnet.contains(ip) {
+            0
+        } else if unprot.subnet.contains(ip) {
+            1
+        } else {
+            return Err(NodeError::PeerAddress(*ip));
+        };
+        peer_addresses[i].push(*ip);
+    }
     let shared = Arc::new(Shared {
         spd: Spd::new(cfg.spd.clone()),
         out_owner,
@@ -215,7 +273,13 @@ pub fn start(
         commands: (0..n)
             .map(|_| Arc::new(ArrayQueue::new(COMMAND_DEPTH)))
             .collect(),
+        peer_addresses,
+        adopted: AtomicBool::new(false),
+        announce: AtomicU64::new(0),
     });
+    let rings: Vec<_> = (0..n)
+        .map(|_| Arc::new(ArrayQueue::new(PROGRESS_DEPTH)))
+        .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     let mut pq = queues.protected.into_iter();
@@ -235,7 +299,7 @@ pub fn start(
             state(pq.next().expect("counted"), prot),
             state(uq.next().expect("counted"), unprot),
         ];
-        let worker = Worker::new(
+        let mut worker = Worker::new(
             id,
             shared.clone(),
             ports,
@@ -245,6 +309,16 @@ pub fn start(
             cfg.workers.burst,
             Duration::from_micros(cfg.workers.idle_sleep_us),
         );
+        if let Some(m) = &cfg.mirror {
+            worker = worker.with_reporting(Reporting {
+                ring: rings[id].clone(),
+                interval: m.protocol.interval,
+                inbound_interval: m.protocol.inbound_interval,
+            });
+        }
+        for (spi, d) in &parked[id] {
+            worker.park(*spi, *d);
+        }
         let stop = stop.clone();
         let core = cfg.workers.cores.get(id).copied();
         let t = std::thread::Builder::new()
@@ -260,11 +334,40 @@ pub fn start(
             .map_err(|e| NodeError::Spawn(id, e))?;
         threads.push(t);
     }
+    let orders = Arc::new(ArrayQueue::new(64));
+    let events = Arc::new(EventLog::default());
+    let mirror = match (mirror, &cfg.mirror) {
+        (Some(m), Some(s)) => {
+            let queue = queues.mirror.ok_or(NodeError::MissingMirrorPort)?;
+            let task = MirrorTask {
+                mirror: m,
+                queue,
+                pool: BufPool::new(mempool.clone(), 64),
+                shared: shared.clone(),
+                rings,
+                peer_mac: s.peer_mac.unwrap_or(MacAddr::BROADCAST),
+                takeover: s.takeover,
+                failback: s.failback,
+                orders: orders.clone(),
+                events: events.clone(),
+            };
+            let stop = stop.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("{}-mirror", cfg.name))
+                .spawn(move || task.run(&stop))
+                .map_err(|e| NodeError::Spawn(n, e))?;
+            Some(t)
+        }
+        _ => None,
+    };
     Ok(RunningNode {
         name: cfg.name.clone(),
         stop,
         threads,
         shared,
+        mirror,
+        orders,
+        events,
     })
 }
 
@@ -277,22 +380,25 @@ impl RunningNode {
     /// Sends a command to the worker that owns its SA; gives it back if
     /// the SA is unknown or that worker's ring is full (never blocks).
     pub fn command(&self, cmd: SaCommand) -> Result<(), SaCommand> {
-        let (spi, direction) = cmd.sa();
-        let owners = match direction {
-            Direction::Outbound => &self.shared.out_owner,
-            Direction::Inbound => &self.shared.in_owner,
-        };
-        match owners.get(&spi) {
-            Some(&w) => self.shared.commands[w].push(cmd),
-            None => Err(cmd),
-        }
+        self.shared.command(cmd)
     }
 
     /// Commands not yet taken by their workers. A worker carries a command
     /// out as it takes it, before it touches another frame, so at 0 every
     /// command sent so far is in effect.
     pub fn commands_pending(&self) -> usize {
-        self.shared.commands.iter().map(|q| q.len()).sum()
+        self.shared.commands_pending()
+    }
+
+    /// Gives the mirror task an order; `false` if the node has no mirror
+    /// or too many orders wait.
+    pub fn order(&self, order: Order) -> bool {
+        self.mirror.is_some() && self.orders.push(order).is_ok()
+    }
+
+    /// Takes the events logged since the last call.
+    pub fn events(&self) -> Vec<NodeEvent> {
+        self.events.drain()
     }
 
     /// Stops the workers and gathers their reports.
@@ -303,9 +409,13 @@ impl RunningNode {
             .into_iter()
             .map(|t| t.join().expect("worker thread panicked"))
             .collect();
+        let mirror = self
+            .mirror
+            .map(|t| t.join().expect("mirror thread panicked"));
         NodeReport {
             name: self.name,
             workers,
+            mirror,
         }
     }
 }

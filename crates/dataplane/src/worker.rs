@@ -9,11 +9,11 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use espgate_esp::{Direction, Inbound, OutboundSa, SaCounters, Sad};
+use espgate_esp::{Direction, DropReason, Inbound, OutboundSa, SaCounters, Sad};
 use espgate_io::{BufPool, PortQueue, QueueStats};
 use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use espgate_wire::ip;
@@ -25,8 +25,9 @@ use crate::command::SaCommand;
 use crate::config::Role;
 use crate::counters::{NodeDrop, WorkerCounters};
 use crate::icmp;
-use crate::neigh::{ArpOutcome, Neighbours, handle_arp, request, write_arp};
+use crate::neigh::{ArpOutcome, Neighbours, announcement, handle_arp, request, write_arp};
 use crate::prefix::Prefix;
+use crate::progress::{Progress, Reporting, STALL_REPORT_EVERY};
 use crate::spd::{Action, PolicyDirection, Selectors, Spd};
 
 /// A frame on its way to the worker that owns its SA.
@@ -53,6 +54,35 @@ pub struct Shared {
     pub handoff: Vec<Vec<Arc<ArrayQueue<Handoff>>>>,
     /// Each worker's command ring.
     pub commands: Vec<Arc<ArrayQueue<SaCommand>>>,
+    /// The peer's addresses on the protected (0) and unprotected (1) side:
+    /// answered for, and ESP to them accepted, while `adopted` is set.
+    pub peer_addresses: [Vec<IpAddr>; 2],
+    /// Whether this node holds its peer's addresses (it runs its SAs).
+    pub adopted: AtomicBool,
+    /// Bumped when the addresses held change or SAs start here: workers
+    /// reload their addresses, and worker 0 announces them.
+    pub announce: AtomicU64,
+}
+
+impl Shared {
+    /// Sends a command to the worker that owns its SA; gives it back if
+    /// the SA is unknown or that worker's ring is full (never blocks).
+    pub fn command(&self, cmd: SaCommand) -> Result<(), SaCommand> {
+        let (spi, direction) = cmd.sa();
+        let owners = match direction {
+            Direction::Outbound => &self.out_owner,
+            Direction::Inbound => &self.in_owner,
+        };
+        match owners.get(&spi) {
+            Some(&w) => self.commands[w].push(cmd),
+            None => Err(cmd),
+        }
+    }
+
+    /// Commands not yet taken by their workers.
+    pub fn commands_pending(&self) -> usize {
+        self.commands.iter().map(|q| q.len()).sum()
+    }
 }
 
 /// A port as one worker sees it.
@@ -114,6 +144,11 @@ pub struct Worker {
     counters: WorkerCounters,
     arp_asked: HashMap<IpAddr, Instant>,
     standby: HashSet<(u32, Direction)>,
+    report: Option<Reporting>,
+    /// Addresses this worker answers for on each side: the port's own,
+    /// then the peer's while adopted.
+    addresses: [Vec<IpAddr>; 2],
+    announced: u64,
 }
 
 const ARP_RETRY: Duration = Duration::from_millis(200);
@@ -138,6 +173,7 @@ impl Worker {
         burst: usize,
         idle_sleep: Duration,
     ) -> Self {
+        let addresses = [vec![ports[0].address], vec![ports[1].address]];
         Worker {
             id,
             shared,
@@ -150,6 +186,51 @@ impl Worker {
             counters: WorkerCounters::default(),
             arp_asked: HashMap::new(),
             standby: HashSet::new(),
+            report: None,
+            addresses,
+            announced: 0,
+        }
+    }
+
+    /// Reports SA progress to the mirror task through `report`.
+    pub fn with_reporting(mut self, report: Reporting) -> Self {
+        self.report = Some(report);
+        self
+    }
+
+    /// Keeps an SA on standby: its packets are dropped until an
+    /// `Activate` command.
+    pub fn park(&mut self, spi: u32, direction: Direction) {
+        self.standby.insert((spi, direction));
+    }
+
+    /// Reloads the addresses held when they changed; worker 0 announces
+    /// them on every IPv4 port.
+    fn poll_announce(&mut self) {
+        let now = self.shared.announce.load(Ordering::Acquire);
+        if now == self.announced {
+            return;
+        }
+        self.announced = now;
+        let adopted = self.shared.adopted.load(Ordering::Acquire);
+        for (i, list) in self.addresses.iter_mut().enumerate() {
+            list.truncate(1);
+            if adopted {
+                list.extend(self.shared.peer_addresses[i].iter().copied());
+            }
+        }
+        if self.id != 0 {
+            return;
+        }
+        for i in 0..2 {
+            let mac = self.ports[i].mac;
+            for ip in self.addresses[i].clone() {
+                let IpAddr::V4(v4) = ip else { continue };
+                let mut buf = self.pool.get();
+                write_arp(&mut buf, &announcement(v4, mac), mac);
+                self.counters.announcements += 1;
+                self.ports[i].tx.push(buf);
+            }
         }
     }
 
@@ -177,6 +258,7 @@ impl Worker {
             }
             work += self.poll_handoffs();
             work += self.poll_commands();
+            self.poll_announce();
             self.flush_tx();
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -255,16 +337,20 @@ impl Worker {
                     direction,
                     start,
                     bitmap,
+                    packets,
+                    bytes,
                 } => {
                     match direction {
                         Direction::Outbound => {
                             if let Some(sa) = self.outbound.get_mut(&spi) {
                                 sa.restart_at(start);
+                                sa.resume_counts(packets, bytes);
                             }
                         }
                         Direction::Inbound => {
                             if let Some(sa) = self.sad.get_mut(spi) {
                                 sa.restore_window(start, &bitmap);
+                                sa.resume_counts(packets, bytes);
                             }
                         }
                     }
@@ -329,12 +415,12 @@ impl Worker {
 
     fn arp(&mut self, role: Role, mut buf: HeapBuf, hdr_len: usize) {
         let port = &self.ports[side(role)];
-        let IpAddr::V4(own) = port.address else {
+        if !port.address.is_ipv4() {
             return self.drop_frame(buf, NodeDrop::UnsupportedEthertype);
-        };
+        }
         match handle_arp(
             &buf.data()[hdr_len..],
-            own,
+            &self.addresses[side(role)],
             port.mac,
             &self.shared.neighbours,
         ) {
@@ -353,7 +439,7 @@ impl Worker {
         let Some(sel) = Selectors::of(&buf.data()[hdr_len..]) else {
             return self.drop_frame(buf, NodeDrop::BadIp);
         };
-        if sel.dst == self.ports[0].address {
+        if self.addresses[0].contains(&sel.dst) {
             return self.drop_frame(buf, NodeDrop::Local);
         }
         match self.shared.spd.lookup(PolicyDirection::Out, &sel) {
@@ -378,8 +464,11 @@ impl Worker {
     }
 
     fn on_unprotected(&mut self, hdr_len: usize, mut buf: HeapBuf, fresh: bool) {
-        let own = self.ports[1].address;
-        if let Some(spi) = esp_spi(&buf.data()[hdr_len..], &own, &self.shared.encap_ports) {
+        if let Some(spi) = esp_spi(
+            &buf.data()[hdr_len..],
+            &self.addresses[1],
+            &self.shared.encap_ports,
+        ) {
             let owner = self.shared.in_owner.get(&spi).copied().unwrap_or(self.id);
             if fresh && owner != self.id {
                 return self.hand_off(owner, Role::Unprotected, buf);
@@ -393,7 +482,7 @@ impl Worker {
         let Some(sel) = Selectors::of(&buf.data()[hdr_len..]) else {
             return self.drop_frame(buf, NodeDrop::BadIp);
         };
-        if sel.dst == own {
+        if self.addresses[1].contains(&sel.dst) {
             // IKE and keepalives to us: there is no IKE daemon behind the node.
             return self.drop_frame(
                 buf,
@@ -447,8 +536,46 @@ impl Worker {
         let Some(sa) = self.outbound.get_mut(&spi) else {
             return self.drop_frame(buf, NodeDrop::Policy);
         };
-        if sa.encapsulate(&mut buf).is_err() {
-            return self.drop_frame(buf, NodeDrop::Esp);
+        match sa.encapsulate(&mut buf) {
+            Ok(_) => {
+                if let Some(r) = &self.report
+                    && sa.report_due(r.interval)
+                {
+                    let c = sa.counters();
+                    let p = Progress::Outbound {
+                        spi,
+                        seq: sa.seq(),
+                        bytes: c.bytes,
+                        packets: c.packets,
+                    };
+                    if r.ring.push(p).is_ok() {
+                        sa.mark_reported();
+                        self.counters.progress += 1;
+                    } else {
+                        self.counters.progress_full += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                let stalls = sa.counters().drops.get(DropReason::LeaseStall);
+                if e.reason == DropReason::LeaseStall
+                    && stalls % STALL_REPORT_EVERY == 1
+                    && let Some(r) = &self.report
+                {
+                    let c = sa.counters();
+                    let p = Progress::Outbound {
+                        spi,
+                        seq: sa.seq(),
+                        bytes: c.bytes,
+                        packets: c.packets,
+                    };
+                    match r.ring.push(p) {
+                        Ok(()) => self.counters.progress += 1,
+                        Err(_) => self.counters.progress_full += 1,
+                    }
+                }
+                return self.drop_frame(buf, NodeDrop::Esp);
+            }
         }
         self.counters.encrypted += 1;
         self.send(Role::Unprotected, mac, buf);
@@ -458,7 +585,10 @@ impl Worker {
     /// inner packet into the protected network if the policy allows it.
     fn decrypt(&mut self, mut buf: HeapBuf) {
         let spi = match self.sad.decapsulate(&mut buf) {
-            Ok(Inbound::Decapsulated { spi, .. }) => spi,
+            Ok(Inbound::Decapsulated { spi, .. }) => {
+                self.report_inbound(spi);
+                spi
+            }
             Ok(Inbound::Ike | Inbound::NatKeepalive) => return self.drop_frame(buf, NodeDrop::Ike),
             Err(_) => return self.drop_frame(buf, NodeDrop::Esp),
         };
@@ -469,6 +599,31 @@ impl Worker {
         };
         self.counters.decrypted += 1;
         self.forward(Role::Protected, sel.dst, buf);
+    }
+
+    /// Reports an inbound SA whose window top crossed the mirror's interval.
+    fn report_inbound(&mut self, spi: u32) {
+        let Some(r) = &self.report else { return };
+        let Some(sa) = self.sad.get_mut(spi) else {
+            return;
+        };
+        if !sa.report_due(r.inbound_interval) {
+            return;
+        }
+        let c = sa.counters();
+        let p = Progress::Inbound {
+            spi,
+            top: sa.window().top(),
+            bitmap: sa.window().export(),
+            bytes: c.bytes,
+            packets: c.packets,
+        };
+        if r.ring.push(p).is_ok() {
+            sa.mark_reported();
+            self.counters.progress += 1;
+        } else {
+            self.counters.progress_full += 1;
+        }
     }
 
     /// Forwards a plaintext IP packet to `dst` out of `role`'s port (the

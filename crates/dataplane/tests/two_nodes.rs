@@ -90,6 +90,7 @@ fn config(me: &Side, peer: &Side, workers: usize, split: bool) -> NodeConfig {
                 key(o),
             ),
             worker: None,
+            home: None,
         });
         sas.push(SaEntry {
             sa: SaConfig::new(
@@ -100,6 +101,7 @@ fn config(me: &Side, peer: &Side, workers: usize, split: bool) -> NodeConfig {
                 key(i),
             ),
             worker: None,
+            home: None,
         });
         let rule = |direction, src: &str, dst: &str, action| SpdRule {
             direction,
@@ -154,6 +156,7 @@ fn config(me: &Side, peer: &Side, workers: usize, split: bool) -> NodeConfig {
         spd,
         neighbours: Vec::<Neighbour>::new(),
         dpdk_eal_args: None,
+        mirror: None,
     }
 }
 
@@ -196,6 +199,7 @@ fn rig(workers: usize, split: bool) -> Rig {
         NodeQueues {
             protected: a_lan,
             unprotected: a_wan,
+            mirror: None,
         },
         Backend::DEFAULT,
         pool.clone(),
@@ -206,6 +210,7 @@ fn rig(workers: usize, split: bool) -> Rig {
         NodeQueues {
             protected: b_lan,
             unprotected: b_wan,
+            mirror: None,
         },
         Backend::DEFAULT,
         pool,
@@ -422,6 +427,8 @@ fn commands_park_move_stall_and_restore_sas() {
         direction: Direction::Outbound,
         start: 1000,
         bitmap: vec![],
+        packets: 0,
+        bytes: 0,
     })
     .unwrap();
     settle(&r);
@@ -445,6 +452,8 @@ fn commands_park_move_stall_and_restore_sas() {
         direction: Direction::Inbound,
         start: 5000,
         bitmap: vec![],
+        packets: 0,
+        bytes: 0,
     })
     .unwrap();
     settle(&r);

@@ -115,7 +115,8 @@ impl InboundSa {
     pub fn resume_counts(&mut self, packets: u64, bytes: u64) {
         self.counters.packets = self.counters.packets.max(packets);
         self.counters.bytes = self.counters.bytes.max(bytes);
-        self.lifetime.after(self.counters.packets, self.counters.bytes);
+        self.lifetime
+            .after(self.counters.packets, self.counters.bytes);
     }
 
     /// The next lifetime event, if any.

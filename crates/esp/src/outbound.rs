@@ -106,7 +106,8 @@ impl OutboundSa {
     pub fn resume_counts(&mut self, packets: u64, bytes: u64) {
         self.counters.packets = self.counters.packets.max(packets);
         self.counters.bytes = self.counters.bytes.max(bytes);
-        self.lifetime.after(self.counters.packets, self.counters.bytes);
+        self.lifetime
+            .after(self.counters.packets, self.counters.bytes);
     }
 
     /// The tunnel endpoints.

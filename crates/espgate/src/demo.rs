@@ -91,6 +91,7 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         NodeQueues {
             protected: qa_lan,
             unprotected: qa_wan,
+            mirror: None,
         },
         backend,
         pool.clone(),
@@ -100,6 +101,7 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         NodeQueues {
             protected: qb_lan,
             unprotected: qb_wan,
+            mirror: None,
         },
         backend,
         pool,

@@ -1,6 +1,9 @@
 //! `espgate run --config NODE.yaml`: a node on real ports until SIGINT or
-//! SIGTERM (or `--duration`), then its final counters.
+//! SIGTERM (or `--duration`), then its final counters. The pair's events
+//! (peer alive or dead, takeover, hand-back) go to stdout as `event` lines
+//! as they happen.
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +16,9 @@ use espgate_io::pcap_port::PcapQueue;
 use espgate_io::{Mempool, PortInfo, PortQueue, af_packet};
 use espgate_wire::ethernet::MacAddr;
 
+/// Largest frame on the mirror link (a standard Ethernet payload).
+const MIRROR_MTU: usize = 1500;
+
 /// The DPDK EAL, started once when a port needs it.
 #[cfg(feature = "dpdk")]
 type Dpdk = Option<espgate_io::dpdk::Eal>;
@@ -20,11 +26,20 @@ type Dpdk = Option<espgate_io::dpdk::Eal>;
 #[cfg(not(feature = "dpdk"))]
 type Dpdk = ();
 
+/// A port to open: what the configuration says of it.
+struct Opening<'a> {
+    name: &'a str,
+    backend: &'a PortBackend,
+    mac: Option<MacAddr>,
+    mtu: usize,
+    queues: usize,
+}
+
 #[cfg(feature = "dpdk")]
 fn dpdk_port(
     eal: &mut Dpdk,
     cfg: &NodeConfig,
-    p: &espgate_dataplane::PortConfig,
+    p: &Opening,
     device: &str,
 ) -> anyhow::Result<Vec<Box<dyn PortQueue>>> {
     if eal.is_none() {
@@ -36,7 +51,7 @@ fn dpdk_port(
     }
     let eal = eal.as_ref().expect("just set");
     Ok(eal
-        .port(device, cfg.workers.count, &p.name, p.mac, p.mtu)
+        .port(device, p.queues, p.name, p.mac, p.mtu)
         .with_context(|| format!("port {}", p.name))?
         .into_iter()
         .map(|q| Box::new(q) as Box<dyn PortQueue>)
@@ -47,7 +62,7 @@ fn dpdk_port(
 fn dpdk_port(
     _: &mut Dpdk,
     _: &NodeConfig,
-    p: &espgate_dataplane::PortConfig,
+    p: &Opening,
     _: &str,
 ) -> anyhow::Result<Vec<Box<dyn PortQueue>>> {
     bail!(
@@ -56,29 +71,27 @@ fn dpdk_port(
     )
 }
 
-/// Opens the queues of one port, one per worker.
+/// Opens the queues of one port.
 fn open_port(
     cfg: &NodeConfig,
-    role: Role,
+    p: &Opening,
     group: u16,
     eal: &mut Dpdk,
 ) -> anyhow::Result<Vec<Box<dyn PortQueue>>> {
-    let p = cfg.port(role).context("port missing")?;
-    let workers = cfg.workers.count;
-    Ok(match &p.backend {
+    Ok(match p.backend {
         PortBackend::AfPacket { interface } => {
-            af_packet::open(interface, workers, group, &p.name, p.mac, p.mtu)
+            af_packet::open(interface, p.queues, group, p.name, p.mac, p.mtu)
                 .with_context(|| format!("port {}: af_packet on {interface}", p.name))?
                 .into_iter()
                 .map(|q| Box::new(q) as Box<dyn PortQueue>)
                 .collect()
         }
         PortBackend::Pcap { rx, tx, repeat } => {
-            if workers != 1 {
+            if p.queues != 1 {
                 bail!("port {}: a pcap port has one queue; use one worker", p.name);
             }
             let info = PortInfo {
-                name: p.name.clone(),
+                name: p.name.to_string(),
                 mac: p.mac.unwrap_or(MacAddr([2, 0, 0, 0, 0, 1])),
                 mtu: p.mtu,
             };
@@ -95,6 +108,24 @@ fn open_port(
     })
 }
 
+/// Opens the queues of the protected or unprotected port, one per worker.
+fn open_role(
+    cfg: &NodeConfig,
+    role: Role,
+    group: u16,
+    eal: &mut Dpdk,
+) -> anyhow::Result<Vec<Box<dyn PortQueue>>> {
+    let p = cfg.port(role).context("port missing")?;
+    let opening = Opening {
+        name: &p.name,
+        backend: &p.backend,
+        mac: p.mac,
+        mtu: p.mtu,
+        queues: cfg.workers.count,
+    };
+    open_port(cfg, &opening, group, eal)
+}
+
 /// Runs the node of `config_path`.
 pub fn run(config_path: &Path, backend: Backend, duration: Option<Duration>) -> anyhow::Result<()> {
     let cfg = espgate_control::load_node_file(config_path)?;
@@ -102,9 +133,24 @@ pub fn run(config_path: &Path, backend: Backend, duration: Option<Duration>) -> 
     let group = (std::process::id() & 0xffff) as u16;
     #[cfg_attr(not(feature = "dpdk"), allow(clippy::let_unit_value))]
     let mut eal: Dpdk = Default::default();
+    let mirror = match &cfg.mirror {
+        Some(m) => {
+            let opening = Opening {
+                name: &m.port_name,
+                backend: &m.port_backend,
+                mac: m.port_mac,
+                mtu: MIRROR_MTU,
+                queues: 1,
+            };
+            let mut q = open_port(&cfg, &opening, group.wrapping_add(2), &mut eal)?;
+            Some(q.pop().context("the mirror port opened no queue")?)
+        }
+        None => None,
+    };
     let queues = NodeQueues {
-        protected: open_port(&cfg, Role::Protected, group, &mut eal)?,
-        unprotected: open_port(&cfg, Role::Unprotected, group.wrapping_add(1), &mut eal)?,
+        protected: open_role(&cfg, Role::Protected, group, &mut eal)?,
+        unprotected: open_role(&cfg, Role::Unprotected, group.wrapping_add(1), &mut eal)?,
+        mirror,
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -114,8 +160,13 @@ pub fn run(config_path: &Path, backend: Backend, duration: Option<Duration>) -> 
     let node = espgate_dataplane::start(&cfg, queues, backend, pool)?;
     tracing::info!(node = %cfg.name, "running; SIGINT or SIGTERM stops it");
     let started = Instant::now();
+    let mut out = std::io::stdout();
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
+        for e in node.events() {
+            writeln!(out, "{e}")?;
+            out.flush()?;
+        }
     }
     let report = node.stop();
     crate::report::print(&report);

@@ -117,7 +117,9 @@ pub enum MirrorConfigError {
     #[error("{0} must be at least 1")]
     Zero(&'static str),
     /// A takeover jump a receiver could not follow.
-    #[error("{name} is {value}: at most 2^30 ({MAX_TAKEOVER_JUMP}), or receivers lose the ESN high half")]
+    #[error(
+        "{name} is {value}: at most 2^30 ({MAX_TAKEOVER_JUMP}), or receivers lose the ESN high half"
+    )]
     JumpTooLarge {
         /// Which jump.
         name: &'static str,
@@ -492,6 +494,15 @@ impl Mirror {
             SaDir::Outbound => self.outbound.contains_key(&spi),
             SaDir::Inbound => self.inbound.contains_key(&spi),
         }
+    }
+
+    /// How many SAs whose home is the peer this node runs now (taken over
+    /// and not yet handed back): while any, it holds the peer's addresses.
+    pub fn holding(&self) -> usize {
+        self.pair
+            .values()
+            .filter(|p| p.home == self.cfg.peer && p.owner == self.cfg.node)
+            .count()
     }
 
     /// The peer's SAs as stored here.

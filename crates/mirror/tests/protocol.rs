@@ -190,7 +190,9 @@ fn takeover_starts_past_anything_the_dead_owner_could_use() {
     let b_limit = b.limit(SPI + 1).unwrap();
     assert!(b_limit <= stored + 1000 - 400);
     // B dies; A takes over.
+    assert_eq!(a.holding(), 0);
     assert_eq!(a.take_over(), 1);
+    assert_eq!(a.holding(), 1, "A now runs one SA whose home is B");
     let ev = events(&mut a);
     let start = ev
         .iter()

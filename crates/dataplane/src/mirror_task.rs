@@ -1,0 +1,511 @@
+//! The mirror task: one thread per node (not a slot in a worker's loop, so
+//! a worker's burst time never includes the mirror and a busy worker never
+//! delays a heartbeat). It drains the workers' progress rings into the
+//! sans-IO [`Mirror`], moves frames between it and the mirror port, keeps
+//! its clock, and turns its events into worker commands: lease limits,
+//! activations and parkings of SAs, and the addresses this node holds.
+//! Workers never wait for it; it never holds a lock a worker takes.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_queue::ArrayQueue;
+use espgate_esp::Direction;
+use espgate_io::{BufPool, PortQueue, QueueStats};
+use espgate_mirror::{Mirror, MirrorEvent, MirrorStats, RejectCounters};
+use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
+use espgate_wire::mirror::SaDir;
+use espgate_wire::{HeapBuf, PacketBuf};
+
+use crate::command::SaCommand;
+use crate::config::{Failback, Takeover};
+use crate::progress::Progress;
+use crate::worker::Shared;
+
+/// Events kept for readers (the control socket, tests); older ones go.
+pub const EVENT_LOG_DEPTH: usize = 1024;
+
+/// Something the pair did, for the event log and the control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEventKind {
+    /// The peer is heard, in this epoch.
+    PeerAlive {
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// The peer missed its heartbeats.
+    PeerDead,
+    /// The peer's bulk sync completed.
+    Synced {
+        /// SA states it carried.
+        records: u64,
+    },
+    /// This node took over the peer's SAs.
+    TookOver {
+        /// How many.
+        sas: usize,
+    },
+    /// This node handed the peer's SAs back.
+    HandedBack {
+        /// How many.
+        sas: usize,
+    },
+    /// An SA started here.
+    Activated {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        direction: Direction,
+        /// First sequence number, or window top.
+        start: u64,
+    },
+    /// An SA stopped here.
+    Deactivated {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        direction: Direction,
+    },
+    /// This node answers for the peer's addresses (and announced them).
+    AddressesAdopted,
+    /// This node no longer answers for the peer's addresses.
+    AddressesReleased,
+    /// Told the peer is fenced: SAs run without leases.
+    Fenced,
+}
+
+/// An event with its wall-clock time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEvent {
+    /// Milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// What happened.
+    pub kind: NodeEventKind,
+}
+
+impl std::fmt::Display for NodeEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "event t={} ", self.unix_ms)?;
+        match &self.kind {
+            NodeEventKind::PeerAlive { epoch } => write!(f, "peer_alive epoch={epoch}"),
+            NodeEventKind::PeerDead => write!(f, "peer_dead"),
+            NodeEventKind::Synced { records } => write!(f, "synced records={records}"),
+            NodeEventKind::TookOver { sas } => write!(f, "took_over sas={sas}"),
+            NodeEventKind::HandedBack { sas } => write!(f, "handed_back sas={sas}"),
+            NodeEventKind::Activated {
+                spi,
+                direction,
+                start,
+            } => write!(f, "activated spi={spi:#x} dir={direction} start={start}"),
+            NodeEventKind::Deactivated { spi, direction } => {
+                write!(f, "deactivated spi={spi:#x} dir={direction}")
+            }
+            NodeEventKind::AddressesAdopted => write!(f, "addresses_adopted"),
+            NodeEventKind::AddressesReleased => write!(f, "addresses_released"),
+            NodeEventKind::Fenced => write!(f, "fenced"),
+        }
+    }
+}
+
+/// The node's event log: bounded, newest kept.
+#[derive(Debug, Default)]
+pub struct EventLog(Mutex<VecDeque<NodeEvent>>);
+
+impl EventLog {
+    fn push(&self, kind: NodeEventKind) {
+        let e = NodeEvent {
+            unix_ms: unix_ms(),
+            kind,
+        };
+        tracing::info!("{e}");
+        if let Ok(mut q) = self.0.lock() {
+            if q.len() == EVENT_LOG_DEPTH {
+                q.pop_front();
+            }
+            q.push_back(e);
+        }
+    }
+
+    /// Takes the events logged so far.
+    pub fn drain(&self) -> Vec<NodeEvent> {
+        self.0
+            .lock()
+            .map(|mut q| q.drain(..).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What the host or an operator tells the mirror task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Take the peer's SAs over now.
+    TakeOver,
+    /// Hand the peer's SAs back now.
+    HandBack,
+    /// The peer is fenced (powered off, isolated): run without leases.
+    Fence,
+}
+
+/// What the mirror task did, gathered when the node stops.
+#[derive(Debug, Clone)]
+pub struct MirrorReport {
+    /// Protocol counters.
+    pub stats: MirrorStats,
+    /// Frames refused, by reason.
+    pub rejected: RejectCounters,
+    /// Peer SAs in the standby table.
+    pub standby: usize,
+    /// Progress records taken from the workers.
+    pub progress: u64,
+    /// Frames on the mirror port that were not mirror frames.
+    pub not_mirror: u64,
+    /// Mirror frames the port could not send.
+    pub tx_full: u64,
+    /// The mirror port's counters.
+    pub queue: QueueStats,
+}
+
+/// How the task is set up.
+pub struct MirrorTask {
+    /// The protocol state.
+    pub mirror: Mirror,
+    /// The mirror port.
+    pub queue: Box<dyn PortQueue>,
+    /// Buffers.
+    pub pool: BufPool,
+    /// The workers' tables and rings.
+    pub shared: Arc<Shared>,
+    /// One progress ring per worker.
+    pub rings: Vec<Arc<ArrayQueue<Progress>>>,
+    /// Where frames go.
+    pub peer_mac: MacAddr,
+    /// When to take over.
+    pub takeover: Takeover,
+    /// When to hand back.
+    pub failback: Failback,
+    /// Orders from outside.
+    pub orders: Arc<ArrayQueue<Order>>,
+    /// The event log.
+    pub events: Arc<EventLog>,
+}
+
+/// How long to sleep when there was nothing to do.
+const IDLE: Duration = Duration::from_micros(200);
+/// How long to wait for workers to take a parking before sending on.
+const PARK_WAIT: Duration = Duration::from_millis(100);
+
+struct Running {
+    task: MirrorTask,
+    start: Instant,
+    pending: VecDeque<SaCommand>,
+    failback_at: Option<u64>,
+    progress: u64,
+    not_mirror: u64,
+    tx_full: u64,
+    adopted: bool,
+}
+
+impl MirrorTask {
+    /// Runs until `stop` is set.
+    pub fn run(self, stop: &AtomicBool) -> MirrorReport {
+        let mut r = Running {
+            task: self,
+            start: Instant::now(),
+            pending: VecDeque::new(),
+            failback_at: None,
+            progress: 0,
+            not_mirror: 0,
+            tx_full: 0,
+            adopted: false,
+        };
+        let mut rx = Vec::with_capacity(32);
+        while !stop.load(Ordering::Relaxed) {
+            let now = r.now();
+            let mut work = r.drain_progress();
+            work += r.receive(&mut rx, now);
+            work += r.take_orders();
+            r.task.mirror.handle_timeout(now);
+            if r.failback_at.is_some_and(|t| now >= t) {
+                r.failback_at = None;
+                if r.task.mirror.peer_alive() {
+                    r.hand_back();
+                }
+            }
+            let parked = r.handle_events(now);
+            r.push_pending();
+            if parked {
+                r.wait_for_workers(stop);
+            }
+            work += r.transmit(now);
+            if work == 0 {
+                std::thread::sleep(IDLE);
+            }
+        }
+        let t = r.task;
+        MirrorReport {
+            stats: t.mirror.stats(),
+            rejected: t.mirror.rejected().clone(),
+            standby: t.mirror.standby().len(),
+            progress: r.progress,
+            not_mirror: r.not_mirror,
+            tx_full: r.tx_full,
+            queue: t.queue.stats(),
+        }
+    }
+}
+
+/// The mirror's name for a direction.
+pub(crate) fn sa_dir(d: Direction) -> SaDir {
+    match d {
+        Direction::Outbound => SaDir::Outbound,
+        Direction::Inbound => SaDir::Inbound,
+    }
+}
+
+fn direction(d: SaDir) -> Direction {
+    match d {
+        SaDir::Outbound => Direction::Outbound,
+        SaDir::Inbound => Direction::Inbound,
+    }
+}
+
+impl Running {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn drain_progress(&mut self) -> usize {
+        let mut n = 0;
+        for ring in &self.task.rings {
+            while let Some(p) = ring.pop() {
+                n += 1;
+                match p {
+                    Progress::Outbound {
+                        spi,
+                        seq,
+                        bytes,
+                        packets,
+                    } => self.task.mirror.outbound_progress(spi, seq, bytes, packets),
+                    Progress::Inbound {
+                        spi,
+                        top,
+                        bitmap,
+                        bytes,
+                        packets,
+                    } => self
+                        .task
+                        .mirror
+                        .inbound_progress(spi, top, &bitmap, bytes, packets),
+                }
+            }
+        }
+        self.progress += n as u64;
+        n
+    }
+
+    fn receive(&mut self, rx: &mut Vec<HeapBuf>, now: u64) -> usize {
+        let n = self.task.queue.rx_burst(&mut self.task.pool, rx, 32);
+        for buf in rx.drain(..) {
+            let body = EthernetFrame::new_checked(buf.data()).ok().and_then(|f| {
+                let eth = EthernetRepr::parse(&f).ok()?;
+                (eth.ethertype == EtherType::MIRROR).then_some(f.header_len())
+            });
+            match body {
+                // A refused frame is counted by the mirror's filter.
+                Some(at) => {
+                    let _ = self.task.mirror.handle_frame(now, &buf.data()[at..]);
+                }
+                None => self.not_mirror += 1,
+            }
+            self.task.pool.put(buf);
+        }
+        n
+    }
+
+    fn take_orders(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(order) = self.task.orders.pop() {
+            n += 1;
+            match order {
+                Order::TakeOver => self.take_over(),
+                Order::HandBack => self.hand_back(),
+                Order::Fence => {
+                    self.task.mirror.force_unleased();
+                    self.task.events.push(NodeEventKind::Fenced);
+                }
+            }
+        }
+        n
+    }
+
+    fn take_over(&mut self) {
+        let sas = self.task.mirror.take_over();
+        self.task.events.push(NodeEventKind::TookOver { sas });
+    }
+
+    fn hand_back(&mut self) {
+        let sas = self.task.mirror.hand_back();
+        self.task.events.push(NodeEventKind::HandedBack { sas });
+    }
+
+    /// Turns the mirror's events into commands; returns whether any SA was
+    /// parked (the workers must stop using it before the next frame).
+    fn handle_events(&mut self, now: u64) -> bool {
+        let mut parked = false;
+        let mut activated = false;
+        while let Some(ev) = self.task.mirror.poll_event() {
+            match ev {
+                MirrorEvent::PeerAlive { epoch } => {
+                    self.task.events.push(NodeEventKind::PeerAlive { epoch });
+                    if let Failback::Auto { delay_ms } = self.task.failback
+                        && self.task.mirror.holding() > 0
+                    {
+                        self.failback_at = Some(now + delay_ms);
+                    }
+                }
+                MirrorEvent::PeerDead => {
+                    self.task.events.push(NodeEventKind::PeerDead);
+                    self.failback_at = None;
+                    if self.task.takeover == Takeover::Auto {
+                        self.take_over();
+                    }
+                }
+                MirrorEvent::Synced { records } => {
+                    self.task.events.push(NodeEventKind::Synced { records });
+                }
+                MirrorEvent::LimitRaised { spi, limit } => {
+                    self.pending.push_back(SaCommand::Limit { spi, limit });
+                }
+                MirrorEvent::Activate {
+                    spi,
+                    dir,
+                    start,
+                    bitmap,
+                } => {
+                    let d = direction(dir);
+                    let (packets, bytes) = self
+                        .task
+                        .mirror
+                        .standby()
+                        .get(spi, dir)
+                        .map_or((0, 0), |s| (s.packets, s.bytes));
+                    self.pending.push_back(SaCommand::Activate {
+                        spi,
+                        direction: d,
+                        start,
+                        bitmap,
+                        packets,
+                        bytes,
+                    });
+                    if dir == SaDir::Outbound {
+                        let limit = self.task.mirror.limit(spi).unwrap_or(0);
+                        self.pending.push_back(SaCommand::Limit { spi, limit });
+                    }
+                    self.task.events.push(NodeEventKind::Activated {
+                        spi,
+                        direction: d,
+                        start,
+                    });
+                    activated = true;
+                }
+                MirrorEvent::Deactivate { spi, dir } => {
+                    let d = direction(dir);
+                    self.pending
+                        .push_back(SaCommand::Deactivate { spi, direction: d });
+                    self.task
+                        .events
+                        .push(NodeEventKind::Deactivated { spi, direction: d });
+                    parked = true;
+                }
+            }
+        }
+        let holding = self.task.mirror.holding() > 0;
+        if holding != self.adopted {
+            self.adopted = holding;
+            self.task.shared.adopted.store(holding, Ordering::Release);
+            self.task.events.push(if holding {
+                NodeEventKind::AddressesAdopted
+            } else {
+                NodeEventKind::AddressesReleased
+            });
+            activated = true;
+        }
+        if activated {
+            self.task.shared.announce.fetch_add(1, Ordering::Release);
+        }
+        parked
+    }
+
+    /// Sends the commands waiting; those a full ring refuses wait in order.
+    fn push_pending(&mut self) {
+        while let Some(cmd) = self.pending.pop_front() {
+            if let Err(cmd) = self.task.shared.command(cmd) {
+                let (spi, d) = cmd.sa();
+                if !self.known(spi, d) {
+                    continue;
+                }
+                self.pending.push_front(cmd);
+                break;
+            }
+        }
+    }
+
+    fn known(&self, spi: u32, d: Direction) -> bool {
+        match d {
+            Direction::Outbound => self.task.shared.out_owner.contains_key(&spi),
+            Direction::Inbound => self.task.shared.in_owner.contains_key(&spi),
+        }
+    }
+
+    fn wait_for_workers(&mut self, stop: &AtomicBool) {
+        let t0 = Instant::now();
+        while (!self.pending.is_empty() || self.task.shared.commands_pending() > 0)
+            && t0.elapsed() < PARK_WAIT
+            && !stop.load(Ordering::Relaxed)
+        {
+            self.push_pending();
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+
+    fn transmit(&mut self, now: u64) -> usize {
+        let mut tx = Vec::new();
+        while let Some(frame) = self.task.mirror.poll_transmit(now) {
+            let eth = EthernetRepr {
+                dst: self.task.peer_mac,
+                src: self.task.queue.info().mac,
+                vlan: None,
+                ethertype: EtherType::MIRROR,
+            };
+            let mut buf = self.task.pool.get();
+            let len = eth.header_len() + frame.len();
+            match buf.append(len) {
+                Ok(room) => {
+                    eth.emit(room).expect("room for the header");
+                    room[eth.header_len()..].copy_from_slice(&frame);
+                    tx.push(buf);
+                }
+                Err(_) => {
+                    self.tx_full += 1;
+                    self.task.pool.put(buf);
+                }
+            }
+        }
+        let n = tx.len();
+        if n > 0 {
+            self.task.queue.tx_burst(&mut tx, &mut self.task.pool);
+            self.tx_full += tx.len() as u64;
+            self.task.pool.put_all(&mut tx);
+        }
+        n
+    }
+}

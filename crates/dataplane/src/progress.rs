@@ -1,0 +1,57 @@
+//! SA progress from the workers to the mirror task: each worker pushes the
+//! absolute state of an SA into its own lock-free ring when the SA crosses
+//! a multiple of the mirror's interval (or stalls at its lease), and never
+//! waits: when the ring is full the record is dropped and counted, and the
+//! next crossing or stall reports again. Records are absolute, so a lost
+//! one costs only freshness, and the lease keeps that safe.
+
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+
+/// Depth of each worker's progress ring.
+pub const PROGRESS_DEPTH: usize = 4096;
+
+/// The state of one SA at a reporting point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// An outbound SA.
+    Outbound {
+        /// SPI.
+        spi: u32,
+        /// Last sequence number used.
+        seq: u64,
+        /// Inner bytes sealed.
+        bytes: u64,
+        /// Packets sealed.
+        packets: u64,
+    },
+    /// An inbound SA.
+    Inbound {
+        /// SPI.
+        spi: u32,
+        /// Replay window top.
+        top: u64,
+        /// The window below the top, in the mirror's layout.
+        bitmap: Vec<u64>,
+        /// Inner bytes accepted.
+        bytes: u64,
+        /// Packets accepted.
+        packets: u64,
+    },
+}
+
+/// What a worker needs to report progress.
+#[derive(Debug, Clone)]
+pub struct Reporting {
+    /// Its ring to the mirror task.
+    pub ring: Arc<ArrayQueue<Progress>>,
+    /// Outbound SAs report when their sequence number crosses a multiple.
+    pub interval: u64,
+    /// Inbound SAs report when their window top crosses a multiple.
+    pub inbound_interval: u64,
+}
+
+/// Report a stalled SA on its first stalled packet and then every this
+/// many, so its lease can be extended once the mirror knows how far it got.
+pub const STALL_REPORT_EVERY: u64 = 64;
