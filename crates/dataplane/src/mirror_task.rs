@@ -253,7 +253,7 @@ impl MirrorTask {
         let t = r.task;
         MirrorReport {
             stats: t.mirror.stats(),
-            rejected: t.mirror.rejected().clone(),
+            rejected: *t.mirror.rejected(),
             standby: t.mirror.standby().len(),
             progress: r.progress,
             not_mirror: r.not_mirror,
