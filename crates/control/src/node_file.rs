@@ -582,12 +582,19 @@ mod tests {
 
     #[test]
     fn demo_configs_parse() {
-        for f in ["a", "b"] {
+        for (f, id) in [("a", Some(1)), ("b", Some(2)), ("r", None)] {
             let path = format!("{}/../../conf/demo/{f}.yaml", env!("CARGO_MANIFEST_DIR"));
             let cfg = load_node_file(Path::new(&path)).unwrap();
             assert_eq!(cfg.ports.len(), 2);
-            assert_eq!(cfg.sas.len(), 2);
-            assert_eq!(cfg.spd.len(), 2);
+            assert_eq!(cfg.sas.len(), 4);
+            assert_eq!(cfg.spd.len(), 4);
+            assert_eq!(cfg.mirror.as_ref().map(|m| m.protocol.node), id);
+            if let Some(m) = &cfg.mirror {
+                let homes = cfg.sas.iter().filter(|e| cfg.is_home(e)).count();
+                assert_eq!(homes, 2, "{f} runs two of the four SAs");
+                assert_eq!(m.peer_addresses.len(), 2);
+                assert_eq!(m.protocol.interval, 256);
+            }
         }
     }
 }

@@ -119,7 +119,7 @@ impl EventLog {
             unix_ms: unix_ms(),
             kind,
         };
-        tracing::info!("{e}");
+        tracing::debug!("{e}");
         if let Ok(mut q) = self.0.lock() {
             if q.len() == EVENT_LOG_DEPTH {
                 q.pop_front();

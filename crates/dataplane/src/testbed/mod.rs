@@ -1,7 +1,12 @@
 //! In-memory topologies for tests, benchmarks and the demo: simulated
 //! hosts on a node's protected port and back-to-back links between ports.
 //! A host answers ARP for its address and sends and receives IP packets
-//! through its gateway, like a plain Linux host would.
+//! through its gateway, like a plain Linux host would; a [`Switch`] joins
+//! many ports on one segment, as a Linux bridge does.
+
+mod switch;
+
+pub use switch::{Capture, Switch, SwitchHandle};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,6 +32,9 @@ pub struct Host {
     pub ip: IpAddr,
     /// The MAC of its default gateway.
     pub gateway_mac: MacAddr,
+    /// The gateway's address, when the host follows ARP announcements of
+    /// it (a failover moves it to another MAC).
+    pub gateway_ip: Option<IpAddr>,
     queue: MemQueue,
     pool: BufPool,
 }
@@ -65,14 +73,19 @@ pub fn host_link(
         workers,
         4096,
     );
-    let host = Host {
-        mac,
+    let host = Host::on_queue(
+        h.into_iter().next().expect("one queue"),
         ip,
-        gateway_mac: port_mac,
-        queue: h.into_iter().next().expect("one queue"),
-        pool: BufPool::new(pool, 64),
-    };
+        mac,
+        port_mac,
+        pool,
+    );
     (boxed(n), host)
+}
+
+/// Boxes queues for [`crate::NodeQueues`].
+pub fn boxed_queues(q: Vec<MemQueue>) -> Queues {
+    boxed(q)
 }
 
 /// A back-to-back link between two nodes' ports; with `tap`, a copy of
@@ -92,6 +105,25 @@ pub fn node_link(
 }
 
 impl Host {
+    /// A host at `ip` with `mac` sending through `queue` to its gateway at
+    /// `gateway_mac`.
+    pub fn on_queue(
+        queue: MemQueue,
+        ip: IpAddr,
+        mac: MacAddr,
+        gateway_mac: MacAddr,
+        pool: Arc<Mempool>,
+    ) -> Self {
+        Host {
+            mac,
+            ip,
+            gateway_mac,
+            gateway_ip: None,
+            queue,
+            pool: BufPool::new(pool, 64),
+        }
+    }
+
     /// Sends a UDP datagram to `dst` through the gateway; `false` if the
     /// link was full.
     pub fn send_udp(&mut self, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> bool {
@@ -180,11 +212,16 @@ impl Host {
             {
                 match eth.ethertype {
                     EtherType::ARP => {
-                        if let Ok(Ok(arp)) =
+                        let Ok(Ok(arp)) =
                             ArpPacket::new_checked(f.payload()).map(|p| ArpRepr::parse(&p))
-                            && arp.op == ArpOp::Request
-                            && IpAddr::V4(arp.target_ip) == self.ip
-                        {
+                        else {
+                            self.pool.put(b);
+                            continue;
+                        };
+                        if self.gateway_ip == Some(IpAddr::V4(arp.sender_ip)) {
+                            self.gateway_mac = arp.sender_mac;
+                        }
+                        if arp.op == ArpOp::Request && IpAddr::V4(arp.target_ip) == self.ip {
                             let reply = ArpRepr {
                                 op: ArpOp::Reply,
                                 sender_mac: self.mac,

@@ -1,0 +1,186 @@
+//! The demo's in-memory topology: the pair (nodes a and b) and the remote
+//! gateway r, three switches (plaintext LAN, ESP WAN, the pair's mirror
+//! link) and three hosts, on the embedded configuration.
+//!
+//! ```text
+//!  h1 10.1.0.10 --+                  +-- a (lan .1, wan 192.0.2.1) --+
+//!                 +-- lan switch ----+        || mirror switch ||      +-- wan switch -- r 192.0.2.100 -- h3 10.3.0.10
+//!  h2 10.1.0.20 --+                  +-- b (lan .2, wan 192.0.2.2) --+
+//! ```
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use espgate_control::parse_node;
+use espgate_dataplane::testbed::{self, Capture, Host, Switch, SwitchHandle};
+use espgate_dataplane::{NodeConfig, NodeQueues, Role, RunningNode};
+use espgate_esp::Backend;
+use espgate_io::{Mempool, PortQueue};
+use espgate_wire::ethernet::MacAddr;
+
+const A_YAML: &str = include_str!("../../../../conf/demo/a.yaml");
+const B_YAML: &str = include_str!("../../../../conf/demo/b.yaml");
+const R_YAML: &str = include_str!("../../../../conf/demo/r.yaml");
+
+/// The running topology.
+pub struct Rig {
+    pub pool: Arc<Mempool>,
+    pub backend: Backend,
+    pub ca: NodeConfig,
+    pub cb: NodeConfig,
+    pub lan: SwitchHandle,
+    pub wan: SwitchHandle,
+    pub mirror: SwitchHandle,
+    /// Every frame a, b and r sent on the ESP network.
+    pub wan_capture: Capture,
+    pub a: Option<RunningNode>,
+    pub b: RunningNode,
+    pub r: RunningNode,
+    pub h1: Host,
+    pub h2: Host,
+    pub h3: Host,
+}
+
+fn mac(c: &NodeConfig, r: Role) -> anyhow::Result<MacAddr> {
+    c.port(r)
+        .and_then(|p| p.mac)
+        .with_context(|| format!("{}: demo ports have MACs", c.name))
+}
+
+fn ip(c: &NodeConfig, r: Role) -> anyhow::Result<IpAddr> {
+    Ok(c.port(r).context("port")?.address)
+}
+
+/// Starts node `c` of the pair on the three switches.
+pub fn start_pair_node(
+    c: &NodeConfig,
+    lan: &mut SwitchHandle,
+    wan: &mut SwitchHandle,
+    mirror: &mut SwitchHandle,
+    capture: &Capture,
+    backend: Backend,
+    pool: &Arc<Mempool>,
+) -> anyhow::Result<RunningNode> {
+    let n = c.workers.count;
+    let m = c.mirror.as_ref().context("a pair node has a mirror")?;
+    let mirror_mac = m.port_mac.context("the demo's mirror ports have MACs")?;
+    let queues = NodeQueues {
+        protected: testbed::boxed_queues(lan.attach(mac(c, Role::Protected)?, n, None)),
+        unprotected: testbed::boxed_queues(wan.attach(
+            mac(c, Role::Unprotected)?,
+            n,
+            Some(capture.clone()),
+        )),
+        mirror: mirror
+            .attach(mirror_mac, 1, None)
+            .pop()
+            .map(|q| Box::new(q) as Box<dyn PortQueue>),
+    };
+    Ok(espgate_dataplane::start(c, queues, backend, pool.clone())?)
+}
+
+impl Rig {
+    /// Builds the topology and starts r, a and b.
+    pub fn start(backend: Backend) -> anyhow::Result<Rig> {
+        let base = Path::new("conf/demo");
+        let ca = parse_node(A_YAML, "conf/demo/a.yaml", base)?;
+        let cb = parse_node(B_YAML, "conf/demo/b.yaml", base)?;
+        let cr = parse_node(R_YAML, "conf/demo/r.yaml", base)?;
+        let pool = Mempool::new(32 * 1024, 4096);
+        let mut lan = Switch::new("lan", pool.clone());
+        let mut wan = Switch::new("wan", pool.clone());
+        let mirror = Switch::new("mirror", pool.clone());
+        let wan_capture: Capture = Arc::new(Mutex::new(Vec::new()));
+
+        let host =
+            |sw: &mut Switch, ip: &str, mac: MacAddr, gw: &NodeConfig| -> anyhow::Result<Host> {
+                let q = sw.attach(mac, 1, None).pop().context("one queue")?;
+                let mut h = Host::on_queue(
+                    q,
+                    ip.parse()?,
+                    mac,
+                    self::mac(gw, Role::Protected)?,
+                    pool.clone(),
+                );
+                h.gateway_ip = Some(self::ip(gw, Role::Protected)?);
+                Ok(h)
+            };
+        let h1 = host(&mut lan, "10.1.0.10", MacAddr([2, 0, 0, 0, 0x10, 1]), &ca)?;
+        let h2 = host(&mut lan, "10.1.0.20", MacAddr([2, 0, 0, 0, 0x10, 2]), &cb)?;
+        let (r_lan, h3) = testbed::host_link(
+            cr.port(Role::Protected).context("r lan")?,
+            mac(&cr, Role::Protected)?,
+            cr.workers.count,
+            "10.3.0.10".parse()?,
+            MacAddr([2, 0, 0, 0, 0x30, 1]),
+            pool.clone(),
+        );
+        let r_wan = wan.attach(
+            mac(&cr, Role::Unprotected)?,
+            cr.workers.count,
+            Some(wan_capture.clone()),
+        );
+        let (mut lan, mut wan, mut mirror) = (lan.start(), wan.start(), mirror.start());
+        let r = espgate_dataplane::start(
+            &cr,
+            NodeQueues {
+                protected: r_lan,
+                unprotected: testbed::boxed_queues(r_wan),
+                mirror: None,
+            },
+            backend,
+            pool.clone(),
+        )?;
+        let a = start_pair_node(
+            &ca,
+            &mut lan,
+            &mut wan,
+            &mut mirror,
+            &wan_capture,
+            backend,
+            &pool,
+        )?;
+        let b = start_pair_node(
+            &cb,
+            &mut lan,
+            &mut wan,
+            &mut mirror,
+            &wan_capture,
+            backend,
+            &pool,
+        )?;
+        Ok(Rig {
+            pool,
+            backend,
+            ca,
+            cb,
+            lan,
+            wan,
+            mirror,
+            wan_capture,
+            a: Some(a),
+            b,
+            r,
+            h1,
+            h2,
+            h3,
+        })
+    }
+
+    /// Starts node a again (a new life: its memory is gone).
+    pub fn restart_a(&mut self) -> anyhow::Result<()> {
+        let a = start_pair_node(
+            &self.ca,
+            &mut self.lan,
+            &mut self.wan,
+            &mut self.mirror,
+            &self.wan_capture,
+            self.backend,
+            &self.pool,
+        )?;
+        self.a = Some(a);
+        Ok(())
+    }
+}
