@@ -22,6 +22,31 @@ pub fn print(r: &NodeReport) {
     if !drops.is_empty() {
         println!("  drops: {}", drops.join(", "));
     }
+    if let Some(m) = &r.mirror {
+        let s = m.stats;
+        println!(
+            "  mirror: sent {} frames {} bytes ({} states, {} acks) | received {} | taken over {} handed back {} | standby {} SAs | progress {} | tx full {} not mirror {}",
+            s.frames_sent,
+            s.bytes_sent,
+            s.states_sent,
+            s.acks_sent,
+            s.frames_received,
+            s.taken_over,
+            s.handed_back,
+            m.standby,
+            m.progress,
+            m.tx_full,
+            m.not_mirror
+        );
+        let rejected: Vec<String> = espgate_mirror::Reject::ALL
+            .iter()
+            .filter(|w| m.rejected.get(**w) > 0)
+            .map(|w| format!("{w} {}", m.rejected.get(*w)))
+            .collect();
+        if !rejected.is_empty() {
+            println!("  mirror rejected: {}", rejected.join(", "));
+        }
+    }
     let mut out: Vec<_> = r.outbound().into_iter().collect();
     out.sort_by_key(|(spi, _)| *spi);
     for (spi, (c, seq)) in out {

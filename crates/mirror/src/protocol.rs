@@ -23,7 +23,14 @@
 //! and each inbound SA at the stored window top (plus `inbound_interval`
 //! in strict mode). A node that loses an SA records how far it could have
 //! gone in its standby table, so a later takeover starts beyond that.
-//! Hand-back (failback) sends the SA home with its final lease.
+//! Hand-back (failback) is a *hand-over* record carrying how far this node
+//! could have gone: the receiver begins exactly there and counts it as
+//! acknowledged (the sender stored it), so the SA runs at once, with no
+//! extra jump and no wait for a first acknowledgement.
+//!
+//! **Confirmation.** Every ownership change is sent again at each refresh
+//! until the peer confirms it (a record echoing the change once its view
+//! holds it), so a lost record cannot leave an SA with no owner or two.
 //!
 //! **Joining.** A node starts unsynchronised: its SAs may send nothing (it
 //! does not know how far they went before it restarted) until the peer's
@@ -41,9 +48,12 @@
 //! fresh acknowledgement, and the standby value of every other SA rises to
 //! the mark plus one jump (the peer restarts it one jump further).
 //!
-//! **Hand-back** makes the peer the owner without knowing where it will
-//! start (it may have taken the SA over itself meanwhile): until the peer
-//! speaks of the SA again, this node does not take it over.
+//! **Hand-back** makes the peer the owner while the peer may have taken
+//! the SA over itself meanwhile, from a value this node knows nothing of:
+//! until the peer confirms the hand-over (with its own bound, stored
+//! first), this node does not take the SA over again. Without that, a
+//! peer could take one SA over twice in a life this node never heard of,
+//! and a restart would no longer bound that life by two jumps.
 //!
 //! **The rule behind all of it.** An owner uses sequence numbers below its
 //! acknowledged lease plus `jump - quantity`; every acknowledged lease is
@@ -53,12 +63,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use espgate_wire::mirror::{self, MirrorHeader, MirrorRecord, SaDir, SaState};
+use espgate_wire::mirror::{self, MirrorHeader, MirrorRecord, OwnershipKind, SaDir, SaState};
 
 use crate::frame::{MirrorKey, seal};
 use crate::policy::{OutboundPolicy, OwnedOutbound};
 use crate::receive::{PeerFilter, Reject};
-use crate::standby::StandbyTable;
+use crate::standby::{Standby, StandbyTable};
 
 /// How an inbound SA's replay window is set on takeover.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,15 +277,16 @@ struct PairSa {
     home: u32,
     owner: u32,
     generation: u64,
-    /// Handed to the peer by this node and not heard of from it since: the
-    /// peer may have started it anywhere, so it is not taken over.
+    /// Handed to the peer by this node and not confirmed by it since: the
+    /// peer may have taken it over meanwhile from anywhere this node knows
+    /// nothing of, so it is not taken over again until the peer speaks.
     blind: bool,
 }
 
 /// An SA of the pair.
 type SaKey = (u32, SaDir);
-/// An ownership record to send: owner, generation, bound.
-type OwnerRecord = (u32, u64, u64);
+/// An ownership record to send: owner, generation, bound, kind.
+type OwnerRecord = (u32, u64, u64, OwnershipKind);
 
 /// What waits to be sent, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,6 +313,9 @@ pub struct Mirror {
     queued: BTreeSet<(u32, SaDir)>,
     acks: BTreeMap<u32, u64>,
     ownership_out: BTreeMap<SaKey, OwnerRecord>,
+    /// Changes sent and not yet confirmed by the peer: sent again at every
+    /// refresh, so a lost record cannot leave an SA with no owner.
+    unconfirmed: BTreeMap<SaKey, OwnerRecord>,
     bulk_request: bool,
     synced: bool,
     standby: StandbyTable,
@@ -331,6 +345,7 @@ impl Mirror {
             queued: BTreeSet::new(),
             acks: BTreeMap::new(),
             ownership_out: BTreeMap::new(),
+            unconfirmed: BTreeMap::new(),
             bulk_request: true,
             synced: false,
             standby: StandbyTable::new(),
@@ -373,6 +388,24 @@ impl Mirror {
                 InboundTakeover::Strict => value.saturating_add(self.cfg.inbound_interval),
                 InboundTakeover::Lenient => value,
             },
+        }
+    }
+
+    /// The replay window an inbound SA restarts with at `start` from its
+    /// stored state: for the worker, and as kept for records. Strict: all
+    /// seen at and below the new top (the worker's copy as long as the
+    /// largest window). Lenient: the stored window moved up to the top.
+    fn restart_window(&self, dir: SaDir, stored: &Standby, start: u64) -> (Vec<u64>, Vec<u64>) {
+        match (dir, self.cfg.inbound_takeover) {
+            (SaDir::Outbound, _) => (Vec::new(), Vec::new()),
+            (SaDir::Inbound, InboundTakeover::Strict) => (
+                vec![u64::MAX; mirror::MAX_BITMAP_WORDS],
+                vec![u64::MAX; stored.bitmap.len()],
+            ),
+            (SaDir::Inbound, InboundTakeover::Lenient) => {
+                let b = rebase(&stored.bitmap, start.saturating_sub(stored.value));
+                (b.clone(), b)
+            }
         }
     }
 
@@ -558,20 +591,22 @@ impl Mirror {
         for ((spi, dir), p) in &theirs {
             let stored = self.standby.get(*spi, *dir).cloned().unwrap_or_default();
             let start = self.restart_point(*spi, *dir, stored.value);
-            let bitmap = match (dir, self.cfg.inbound_takeover) {
-                (SaDir::Outbound, _) => Vec::new(),
-                (SaDir::Inbound, InboundTakeover::Strict) => vec![u64::MAX; stored.bitmap.len()],
-                (SaDir::Inbound, InboundTakeover::Lenient) => stored.bitmap.clone(),
-            };
+            let (window, kept) = self.restart_window(*dir, &stored, start);
             // The ownership record carries `start`; the peer stores it before
             // it can act on this SA again, so it counts as acknowledged.
-            self.set_owner(*spi, *dir, self.cfg.node, p.generation + 1, start);
-            self.own(*spi, *dir, start, start, bitmap.clone());
+            self.set_owner(
+                (*spi, *dir),
+                self.cfg.node,
+                p.generation + 1,
+                start,
+                OwnershipKind::Change,
+            );
+            self.own(*spi, *dir, start, start, kept);
             self.events.push_back(MirrorEvent::Activate {
                 spi: *spi,
                 dir: *dir,
                 start,
-                bitmap,
+                bitmap: window,
             });
             self.stats.taken_over += 1;
         }
@@ -591,25 +626,38 @@ impl Mirror {
             .collect();
         for ((spi, dir), p) in &back {
             let bound = self.bound(*spi, *dir);
-            self.set_owner(*spi, *dir, peer, p.generation + 1, bound);
+            self.set_owner(
+                (*spi, *dir),
+                peer,
+                p.generation + 1,
+                bound,
+                OwnershipKind::Handover,
+            );
             if let Some(e) = self.pair.get_mut(&(*spi, *dir)) {
                 e.blind = true;
             }
             if let Some(fin) = self.release(*spi, *dir) {
-                self.due
-                    .push_back(Due::Record(Box::new(SaState { copy: true, ..fin })));
+                self.due.push_back(Due::Record(Box::new(fin)));
             }
             self.stats.handed_back += 1;
         }
         back.len()
     }
 
-    fn set_owner(&mut self, spi: u32, dir: SaDir, owner: u32, generation: u64, start: u64) {
-        if let Some(p) = self.pair.get_mut(&(spi, dir)) {
+    fn set_owner(
+        &mut self,
+        key: SaKey,
+        owner: u32,
+        generation: u64,
+        start: u64,
+        kind: OwnershipKind,
+    ) {
+        if let Some(p) = self.pair.get_mut(&key) {
             p.owner = owner;
             p.generation = generation;
-            self.ownership_out
-                .insert((spi, dir), (owner, generation, start));
+            let record = (owner, generation, start, kind);
+            self.ownership_out.insert(key, record);
+            self.unconfirmed.insert(key, record);
         }
     }
 
@@ -674,29 +722,37 @@ impl Mirror {
                 }
             }
             SaDir::Inbound => {
-                let strict = self.cfg.inbound_takeover == InboundTakeover::Strict;
+                let stored = Standby {
+                    value,
+                    bitmap: bitmap.to_vec(),
+                    ..Standby::default()
+                };
+                let (window, kept) = self.restart_window(dir, &stored, start);
                 if let Some(i) = self.inbound.get_mut(&spi)
                     && start > i.top
                 {
                     i.top = start;
-                    i.bitmap = if strict {
-                        vec![u64::MAX; bitmap.len()]
-                    } else {
-                        bitmap.to_vec()
-                    };
+                    i.bitmap = kept;
                     i.changed = true;
                     self.events.push_back(MirrorEvent::Activate {
                         spi,
                         dir,
                         start,
-                        bitmap: i.bitmap.clone(),
+                        bitmap: window,
                     });
                 }
             }
         }
     }
 
-    fn ownership(&mut self, spi: u32, dir: SaDir, owner: u32, generation: u64, start: u64) {
+    fn ownership(
+        &mut self,
+        (spi, dir): SaKey,
+        owner: u32,
+        generation: u64,
+        start: u64,
+        kind: OwnershipKind,
+    ) {
         let me = self.cfg.node;
         if owner != me {
             // Whoever owns it may use numbers up to `start` plus slack
@@ -727,18 +783,63 @@ impl Mirror {
             e.generation = generation;
             e.blind = false;
         }
+        // What this node sent about the SA before is superseded.
+        self.unconfirmed.remove(&(spi, dir));
+        let handover = kind == OwnershipKind::Handover;
         if p.owner == me && owner != me {
             self.release(spi, dir);
+        } else if p.owner == me && owner == me && handover {
+            // Handed an SA this node thinks it runs already (it restarted
+            // while the peer held it): it moves past all the peer used.
+            self.handed(spi, dir, start);
         } else if p.owner != me && owner == me {
             let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
-            let start = self.restart_point(spi, dir, stored.value.max(start));
-            self.own(spi, dir, start, stored.value, stored.bitmap.clone());
+            let (begin, acked) = if handover && dir == SaDir::Outbound {
+                // Handed over: everything either node used lies below
+                // `start`, and the sender stored it, so it counts as
+                // acknowledged and the SA runs at once.
+                (start.max(stored.value).max(1), start)
+            } else {
+                (
+                    self.restart_point(spi, dir, stored.value.max(start)),
+                    stored.value,
+                )
+            };
+            let start = begin;
+            let (window, kept) = self.restart_window(dir, &stored, start);
+            self.own(spi, dir, start, acked, kept);
             self.events.push_back(MirrorEvent::Activate {
                 spi,
                 dir,
                 start,
-                bitmap: stored.bitmap,
+                bitmap: window,
             });
+        }
+    }
+
+    /// A hand-over of an SA this node owns already: outbound, it goes on
+    /// at `start` at least, with that much acknowledged; inbound, as a
+    /// recovery from the stored window.
+    fn handed(&mut self, spi: u32, dir: SaDir, start: u64) {
+        match dir {
+            SaDir::Outbound => {
+                let begin = start.max(1);
+                let synced = self.synced;
+                if let Some(o) = self.outbound.get_mut(&spi) {
+                    if o.recover(begin, start) {
+                        self.activated(spi, dir, begin, Vec::new());
+                    } else if synced {
+                        self.events.push_back(MirrorEvent::LimitRaised {
+                            spi,
+                            limit: o.limit(),
+                        });
+                    }
+                }
+            }
+            SaDir::Inbound => {
+                let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
+                self.recover(spi, dir, stored.value.max(start), &stored.bitmap);
+            }
         }
     }
 
@@ -801,7 +902,57 @@ impl Mirror {
                     owner,
                     generation,
                     start,
-                } => self.ownership(spi, dir, owner, generation, start),
+                    kind: OwnershipKind::Confirm,
+                } => {
+                    if owner != self.cfg.node {
+                        self.standby.merge(&SaState {
+                            spi,
+                            dir,
+                            value: start,
+                            bytes: 0,
+                            packets: 0,
+                            bitmap: Vec::new(),
+                            copy: false,
+                        });
+                    }
+                    if self
+                        .unconfirmed
+                        .get(&(spi, dir))
+                        .is_some_and(|r| r.0 == owner && r.1 == generation)
+                    {
+                        self.unconfirmed.remove(&(spi, dir));
+                    }
+                    // The peer has spoken of the SA (its bound is stored above).
+                    if let Some(p) = self.pair.get_mut(&(spi, dir))
+                        && p.owner == owner
+                        && p.generation == generation
+                    {
+                        p.blind = false;
+                    }
+                }
+                MirrorRecord::Ownership {
+                    spi,
+                    dir,
+                    owner,
+                    generation,
+                    start,
+                    kind,
+                } => {
+                    self.ownership((spi, dir), owner, generation, start, kind);
+                    // Tell the sender its view is taken in, so it stops
+                    // sending the record again.
+                    if self
+                        .pair
+                        .get(&(spi, dir))
+                        .is_some_and(|p| p.owner == owner && p.generation == generation)
+                    {
+                        let bound = self.bound(spi, dir);
+                        self.ownership_out.insert(
+                            (spi, dir),
+                            (owner, generation, bound, OwnershipKind::Confirm),
+                        );
+                    }
+                }
                 MirrorRecord::BulkRequest => self.start_bulk(),
                 MirrorRecord::BulkEnd { records } => {
                     if !self.synced {
@@ -875,8 +1026,17 @@ impl Mirror {
         let owners: Vec<(SaKey, OwnerRecord)> = self
             .pair
             .iter()
-            .map(|(k, p)| (*k, (p.owner, p.generation, self.bound(k.0, k.1))))
+            .map(|(k, p)| {
+                let r = (
+                    p.owner,
+                    p.generation,
+                    self.bound(k.0, k.1),
+                    OwnershipKind::Change,
+                );
+                (*k, r)
+            })
             .collect();
+        self.unconfirmed.extend(owners.iter().cloned());
         self.ownership_out.extend(owners);
         let owned: Vec<(u32, SaDir)> = self
             .outbound
@@ -1037,6 +1197,16 @@ impl Mirror {
             if !self.synced {
                 self.bulk_request = true;
             }
+            // Changes the peer has not confirmed go again, while they are
+            // still this node's view.
+            let pair = &self.pair;
+            self.unconfirmed.retain(|k, r| {
+                pair.get(k)
+                    .is_some_and(|p| p.owner == r.0 && p.generation == r.1)
+            });
+            for (k, r) in &self.unconfirmed {
+                self.ownership_out.entry(*k).or_insert(*r);
+            }
         }
         let budget = self
             .cfg
@@ -1059,7 +1229,7 @@ impl Mirror {
             size += mirror::RECORD_HEADER_LEN + 24;
             self.next_heartbeat = now_ms + self.cfg.heartbeat_ms;
         }
-        while let Some((&(spi, dir), &(owner, generation, start))) =
+        while let Some((&(spi, dir), &(owner, generation, start, kind))) =
             self.ownership_out.iter().next()
         {
             if size + mirror::RECORD_HEADER_LEN + 32 > budget {
@@ -1072,6 +1242,7 @@ impl Mirror {
                 owner,
                 generation,
                 start,
+                kind,
             });
             size += mirror::RECORD_HEADER_LEN + 32;
         }
@@ -1125,5 +1296,40 @@ impl Mirror {
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += frame.len() as u64;
         Some(frame)
+    }
+}
+
+/// A replay bitmap (bit `k` of word `w`: top minus `64 w + k` seen) for a
+/// top `d` higher: every bit moves `d` places down the window.
+fn rebase(bitmap: &[u64], d: u64) -> Vec<u64> {
+    let bits = bitmap.len() as u64 * 64;
+    let mut out = vec![0u64; bitmap.len()];
+    for k in 0..bits.saturating_sub(d) {
+        if bitmap[(k / 64) as usize] >> (k % 64) & 1 == 1 {
+            let n = k + d;
+            out[(n / 64) as usize] |= 1 << (n % 64);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rebase;
+
+    #[test]
+    fn rebasing_keeps_each_number_seen() {
+        // Top 100 with 100, 98 and 37 seen; the top moves to 110.
+        let mut b = vec![0u64; 2];
+        for k in [0u64, 2, 63] {
+            b[(k / 64) as usize] |= 1 << (k % 64);
+        }
+        let r = rebase(&b, 10);
+        let seen: Vec<u64> = (0..128)
+            .filter(|k| r[(k / 64) as usize] >> (k % 64) & 1 == 1)
+            .map(|k| 110 - k)
+            .collect();
+        assert_eq!(seen, vec![100, 98, 37]);
+        assert_eq!(rebase(&b, 200), vec![0, 0], "all of it fell out");
     }
 }

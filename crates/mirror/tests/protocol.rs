@@ -327,6 +327,83 @@ fn split_brain_heals_to_one_owner_per_sa_and_failback_brings_them_home() {
 }
 
 #[test]
+fn after_a_failback_the_owner_runs_at_once_and_a_second_death_is_covered() {
+    let (mut a, mut b) = (node(A, 1, 1000, 0), node(B, 2, 1000, 0));
+    exchange(&mut a, &mut b, 0);
+    // A dies; B takes over A's SA and runs it.
+    assert_eq!(b.take_over(), 2);
+    let b_limit = b.limit(SPI).unwrap();
+    b.outbound_progress(SPI, b_limit - 1, 0, 0);
+    // A comes back with its memory gone, syncs, and B hands the SA back.
+    let mut a2 = node(A, 5, 1000, 10);
+    exchange(&mut a2, &mut b, 10);
+    assert!(a2.synced());
+    events(&mut a2);
+    assert_eq!(b.hand_back(), 2);
+    // Only B's frames reach A: A has no acknowledgement of anything yet.
+    while let Some(f) = b.poll_transmit(20) {
+        a2.handle_frame(20, &f).unwrap();
+    }
+    let start = events(&mut a2)
+        .into_iter()
+        .filter_map(|e| match e {
+            MirrorEvent::Activate {
+                spi: SPI, start, ..
+            } => Some(start),
+            _ => None,
+        })
+        .next_back()
+        .unwrap();
+    assert!(start >= b_limit, "A starts past all B could use");
+    let limit = a2.limit(SPI).unwrap();
+    assert!(
+        limit > start,
+        "A may send at once, before any acknowledgement: limit {limit}, start {start}"
+    );
+    // A confirms the change to B (nothing comes back), uses everything it
+    // may, and dies again: B takes the SA over once more, past all of it.
+    while let Some(f) = a2.poll_transmit(30) {
+        b.handle_frame(30, &f).unwrap();
+    }
+    a2.outbound_progress(SPI, limit - 1, 0, 0);
+    assert_eq!(b.take_over(), 2, "B covers A's second death");
+    let again = events(&mut b)
+        .into_iter()
+        .filter_map(|e| match e {
+            MirrorEvent::Activate {
+                spi: SPI, start, ..
+            } => Some(start),
+            _ => None,
+        })
+        .next_back()
+        .unwrap();
+    assert!(
+        again >= limit,
+        "B restarts at {again}, A went up to {limit}"
+    );
+}
+
+#[test]
+fn a_lost_handover_is_sent_again_until_confirmed() {
+    let (mut a, mut b) = (node(A, 1, 1000, 0), node(B, 2, 1000, 0));
+    exchange(&mut a, &mut b, 0);
+    assert_eq!(b.take_over(), 2);
+    exchange(&mut a, &mut b, 1);
+    assert_eq!(b.hand_back(), 2);
+    // Every frame B sends now is lost.
+    while b.poll_transmit(2).is_some() {}
+    assert!(!a.owns(SPI, SaDir::Outbound), "A heard nothing yet");
+    assert_eq!(b.take_over(), 0, "B does not take back what it handed over");
+    // The next refresh sends the hand-over again; A takes it and confirms.
+    exchange(&mut a, &mut b, 60);
+    assert!(a.owns(SPI, SaDir::Outbound) && !b.owns(SPI, SaDir::Outbound));
+    // Confirmed: nothing more to repeat, and B may cover A again.
+    exchange(&mut a, &mut b, 120);
+    assert!(b.poll_transmit(121).is_none());
+    assert_eq!(b.take_over(), 2);
+}
+
+#[test]
 fn a_restarted_node_restarts_its_sas_past_its_earlier_life() {
     let (mut a, mut b) = (node(A, 1, 1000, 0), node(B, 2, 1000, 0));
     exchange(&mut a, &mut b, 0);

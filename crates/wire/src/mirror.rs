@@ -173,9 +173,44 @@ pub enum MirrorRecord {
         /// start after a takeover, else its acknowledged lease); the
         /// receiver stores it before it may ever act on the SA again.
         start: u64,
+        /// What the record does.
+        kind: OwnershipKind,
     },
     /// A record type this version does not know (skipped).
     Unknown(u8),
+}
+
+/// What an ownership record does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnershipKind {
+    /// A change of owner (a takeover, a bulk sync's view).
+    Change,
+    /// The sender stopped running the SA and hands it to the receiver:
+    /// everything either node used lies below `start`, which the sender
+    /// has stored.
+    Handover,
+    /// The sender's view now matches a record it received (it took the
+    /// change in); the receiver stops re-sending that record.
+    Confirm,
+}
+
+impl OwnershipKind {
+    fn code(self) -> u8 {
+        match self {
+            OwnershipKind::Change => 0,
+            OwnershipKind::Handover => 1,
+            OwnershipKind::Confirm => 2,
+        }
+    }
+
+    fn from_code(c: u8) -> Result<Self> {
+        match c {
+            0 => Ok(OwnershipKind::Change),
+            1 => Ok(OwnershipKind::Handover),
+            2 => Ok(OwnershipKind::Confirm),
+            _ => Err(malformed("unknown ownership kind")),
+        }
+    }
 }
 
 const SA_STATE: u8 = 1;
@@ -239,10 +274,12 @@ impl MirrorRecord {
                 owner,
                 generation,
                 start,
+                kind,
             } => {
                 out.extend(spi.to_be_bytes());
                 out.push(dir.code());
-                out.extend([0u8; 3]);
+                out.push(kind.code());
+                out.extend([0u8; 2]);
                 out.extend(owner.to_be_bytes());
                 out.extend([0u8; 4]);
                 out.extend(generation.to_be_bytes());
@@ -325,6 +362,7 @@ impl MirrorRecord {
                     owner: be32(body, 8),
                     generation: be64(body, 16),
                     start: be64(body, 24),
+                    kind: OwnershipKind::from_code(body[5])?,
                 }
             }
             other => MirrorRecord::Unknown(other),
@@ -390,15 +428,24 @@ mod tests {
                 .prop_map(|(spi, dir, lease)| MirrorRecord::LeaseAck { spi, dir, lease }),
             Just(MirrorRecord::BulkRequest),
             any::<u64>().prop_map(|records| MirrorRecord::BulkEnd { records }),
-            (any::<u32>(), dir, any::<u32>(), any::<u64>(), any::<u64>()).prop_map(
-                |(spi, dir, owner, generation, start)| MirrorRecord::Ownership {
-                    spi,
-                    dir,
-                    owner,
-                    generation,
-                    start,
-                }
-            ),
+            (
+                any::<u32>(),
+                dir,
+                any::<u32>(),
+                any::<u64>(),
+                any::<u64>(),
+                0u8..3
+            )
+                .prop_map(|(spi, dir, owner, generation, start, k)| {
+                    MirrorRecord::Ownership {
+                        spi,
+                        dir,
+                        owner,
+                        generation,
+                        start,
+                        kind: OwnershipKind::from_code(k).expect("0..3"),
+                    }
+                }),
         ]
     }
 

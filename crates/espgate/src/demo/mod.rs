@@ -125,8 +125,12 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         "1. start: both nodes heard each other and finished the bulk sync in {} ms",
         unix_ms() - t_start
     );
+    // Both ways: in strict mode a node that cannot know whether an earlier
+    // life of it accepted the first inbound_interval packets refuses them.
     let warm = espgate_dataplane::testbed::warm_up(&mut rig.h1, &mut rig.h3, 9)
-        && espgate_dataplane::testbed::warm_up(&mut rig.h2, &mut rig.h3, 9);
+        && espgate_dataplane::testbed::warm_up(&mut rig.h2, &mut rig.h3, 9)
+        && espgate_dataplane::testbed::warm_up(&mut rig.h3, &mut rig.h1, 9)
+        && espgate_dataplane::testbed::warm_up(&mut rig.h3, &mut rig.h2, 9);
     if !warm {
         bail!("no datagram crossed the tunnels during warm-up");
     }

@@ -1,0 +1,61 @@
+"""A steady UDP flow whose every datagram is numbered and timed, and an
+echo server for it: the failover tests see exactly which datagrams were
+lost, and when.
+
+    flow.py echo PORT
+    flow.py stream HOST PORT SECONDS OUT.json [RATE]   (RATE datagrams/s, default 1000)
+
+OUT.json holds {"sent": [t0, t1, ...], "echoed": {"k": t, ...}} with Unix
+times in seconds.
+"""
+
+import json
+import socket
+import sys
+import time
+
+
+def echo(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    while True:
+        data, peer = s.recvfrom(65535)
+        s.sendto(data, peer)
+
+
+def stream(host, port, seconds, out, rate):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    sent, echoed = [], {}
+    start = time.time()
+    period = 1.0 / rate
+    k = 0
+    end = start + seconds
+    while time.time() < end + 0.5:
+        now = time.time()
+        if now < end and now >= start + k * period:
+            body = k.to_bytes(4, "big") + bytes((k + i) & 0xFF for i in range(60))
+            try:
+                s.sendto(body, (host, port))
+            except OSError:
+                pass  # no route for a moment: counted as lost
+            sent.append(now)
+            k += 1
+            continue
+        try:
+            data, _ = s.recvfrom(65535)
+            n = int.from_bytes(data[:4], "big")
+            if n < len(sent) and data == n.to_bytes(4, "big") + bytes((n + i) & 0xFF for i in range(60)):
+                echoed.setdefault(str(n), time.time())
+        except BlockingIOError:
+            time.sleep(0.0002)
+    with open(out, "w") as f:
+        json.dump({"sent": sent, "echoed": echoed}, f)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "echo":
+        echo(int(sys.argv[2]))
+    else:
+        rate = int(sys.argv[6]) if len(sys.argv) > 6 else 1000
+        stream(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], rate)

@@ -1,0 +1,338 @@
+"""The pair on real hosts: two espgate processes (AF_PACKET on veths) each
+active for their own SAs, a remote espgate gateway, Linux hosts on both
+sides, Linux bridges as the switches, and the mirror link through its own
+bridge (where nftables drops frames or the link is cut).
+
+    h1 10.1.0.10 --+                +-- a (10.1.0.1 | 192.0.2.1) --+
+                   +-- br lan ------+          | br mir |           +-- br wan -- r 192.0.2.100 -- h3 10.3.0.10
+    h2 10.1.0.20 --+                +-- b (10.1.0.2 | 192.0.2.2) --+
+
+h1's traffic uses a's SAs (0x1000 out, 0x1001 in), h2's uses b's (0x2000,
+0x2001); h3 echoes every datagram. Scenarios: `kill -9` of a at a random
+moment, then restart and failback, with 0 %, 10 % and 30 % of mirror
+frames dropped; and the mirror link cut while both live (split brain),
+then healed. A capture of every ESP frame the pair sent (on r's bridge
+port) proves no (SPI, sequence number) pair appears twice. Figures are
+printed, never asserted as timings."""
+
+import json
+import pathlib
+import random
+import re
+import signal
+import time
+
+import pytest
+from scapy.all import ESP, IP, Ether, rdpcap
+from topology import wait_for
+
+HERE = pathlib.Path(__file__).parent
+KEYS = {
+    0x1000: "0x4c80cdefbb5d10da906ac73c3613a6342e443b68",
+    0x1001: "0xfeffe9928665731c6d6a8f9467308308cafebabe",
+    0x2000: "0x3de09874b388e6491988d0c3ca8cf2e2d8a3b1c4",
+    0x2001: "0xabbccddeeff00112233445566778899a1b2c3d4e",
+}
+MAC = {
+    "a-lan": "02:00:00:00:01:01", "a-wan": "02:00:00:00:01:02", "a-mir": "02:00:00:00:01:03",
+    "b-lan": "02:00:00:00:02:01", "b-wan": "02:00:00:00:02:02", "b-mir": "02:00:00:00:02:03",
+    "r-lan": "02:00:00:00:03:01", "r-wan": "02:00:00:00:03:02",
+    "h1": "02:00:00:00:10:01", "h2": "02:00:00:00:10:02", "h3": "02:00:00:00:30:01",
+}
+INBOUND_INTERVAL = 64
+SECONDS = 8.0
+
+
+def sa(spi, direction, src, dst, home=None):
+    h = f", home: {home}" if home else ""
+    return (f"  - {{ spi: {spi:#x}, direction: {direction}, aead: aes-128-gcm, key: {KEYS[spi]}, "
+            f"tunnel: {{ src: {src}, dst: {dst} }}{h} }}\n")
+
+
+SPD_PAIR = """spd:
+  - { direction: out, src: 10.1.0.10/32, dst: 10.3.0.0/24, action: protect, sa: 0x1000 }
+  - { direction: out, src: 10.1.0.20/32, dst: 10.3.0.0/24, action: protect, sa: 0x2000 }
+  - { direction: in, src: 10.3.0.0/24, dst: 10.1.0.10/32, action: protect, sa: 0x1001 }
+  - { direction: in, src: 10.3.0.0/24, dst: 10.1.0.20/32, action: protect, sa: 0x2001 }
+"""
+
+
+def pair_yaml(name, me, peer, lan, wan, peer_lan, peer_wan, peer_mir_mac, mirror_extra):
+    return (f"node: {{ name: {name} }}\n"
+            "workers: { count: 1, idle_sleep_us: 100 }\n"
+            "ports:\n"
+            f"  - {{ name: lan, role: protected, backend: af_packet, interface: lan, address: {lan}/24 }}\n"
+            f"  - {{ name: wan, role: unprotected, backend: af_packet, interface: wan, address: {wan}/24 }}\n"
+            "mirror:\n"
+            f"  node: {me}\n  peer: {peer}\n"
+            "  key: 0x6d6972726f72206c696e6b206b6579206f6620746865206e65746e73207061\n"
+            "  port: { name: mirror, backend: af_packet, interface: mir }\n"
+            f"  peer_mac: {peer_mir_mac}\n"
+            f"  peer_addresses: [{peer_lan}, {peer_wan}]\n"
+            f"  inbound_interval: {INBOUND_INTERVAL}\n"
+            "  failback: auto\n  failback_delay_ms: 500\n"
+            + "".join(f"  {k}: {v}\n" for k, v in mirror_extra.items())
+            + "sas:\n"
+            + sa(0x1000, "outbound", "192.0.2.1", "192.0.2.100", 1)
+            + sa(0x1001, "inbound", "192.0.2.100", "192.0.2.1", 1)
+            + sa(0x2000, "outbound", "192.0.2.2", "192.0.2.100", 2)
+            + sa(0x2001, "inbound", "192.0.2.100", "192.0.2.2", 2)
+            + SPD_PAIR)
+
+
+R_YAML = ("node: { name: r }\n"
+          "workers: { count: 1, idle_sleep_us: 100 }\n"
+          "ports:\n"
+          "  - { name: lan, role: protected, backend: af_packet, interface: lan, address: 10.3.0.1/24 }\n"
+          "  - { name: wan, role: unprotected, backend: af_packet, interface: wan, address: 192.0.2.100/24 }\n"
+          "sas:\n"
+          + sa(0x1000, "inbound", "192.0.2.1", "192.0.2.100")
+          + sa(0x1001, "outbound", "192.0.2.100", "192.0.2.1")
+          + sa(0x2000, "inbound", "192.0.2.2", "192.0.2.100")
+          + sa(0x2001, "outbound", "192.0.2.100", "192.0.2.2")
+          + """spd:
+  - { direction: out, src: 10.3.0.0/24, dst: 10.1.0.10/32, action: protect, sa: 0x1001 }
+  - { direction: out, src: 10.3.0.0/24, dst: 10.1.0.20/32, action: protect, sa: 0x2001 }
+  - { direction: in, src: 10.1.0.10/32, dst: 10.3.0.0/24, action: protect, sa: 0x1000 }
+  - { direction: in, src: 10.1.0.20/32, dst: 10.3.0.0/24, action: protect, sa: 0x2000 }
+""")
+
+
+class Pair:
+    """The topology and its processes."""
+
+    def __init__(self, t, espgate, tmp, mirror_extra):
+        self.t, self.espgate, self.tmp = t, espgate, tmp
+        self.sw = t.ns("sw")
+        self.h1, self.h2, self.h3 = t.ns("h1"), t.ns("h2"), t.ns("h3")
+        self.a, self.b, self.r = t.ns("a"), t.ns("b"), t.ns("r")
+        for br in ("brlan", "brwan", "brmir"):
+            t.run(self.sw, "ip", "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+            t.run(self.sw, "ip", "link", "set", br, "up")
+        n = iter(range(1, 100))
+
+        def port(ns, ifname, mac, swif, br):
+            t.veth(ns, ifname, mac, self.sw, swif, f"02:00:00:00:ff:{next(n):02x}")
+            t.run(self.sw, "ip", "link", "set", swif, "master", br)
+
+        port(self.h1, "eth0", MAC["h1"], "l-h1", "brlan")
+        port(self.h2, "eth0", MAC["h2"], "l-h2", "brlan")
+        port(self.a, "lan", MAC["a-lan"], "l-a", "brlan")
+        port(self.b, "lan", MAC["b-lan"], "l-b", "brlan")
+        port(self.a, "wan", MAC["a-wan"], "w-a", "brwan")
+        port(self.b, "wan", MAC["b-wan"], "w-b", "brwan")
+        port(self.r, "wan", MAC["r-wan"], "w-r", "brwan")
+        port(self.a, "mir", MAC["a-mir"], "m-a", "brmir")
+        port(self.b, "mir", MAC["b-mir"], "m-b", "brmir")
+        t.veth(self.r, "lan", MAC["r-lan"], self.h3, "eth0", MAC["h3"])
+        t.host(self.h1, "eth0", "10.1.0.10/24", "10.1.0.1")
+        t.host(self.h2, "eth0", "10.1.0.20/24", "10.1.0.2")
+        t.host(self.h3, "eth0", "10.3.0.10/24", "10.3.0.1")
+        self.yaml = {
+            "a": pair_yaml("a", 1, 2, "10.1.0.1", "192.0.2.1", "10.1.0.2", "192.0.2.2", MAC["b-mir"], mirror_extra),
+            "b": pair_yaml("b", 2, 1, "10.1.0.2", "192.0.2.2", "10.1.0.1", "192.0.2.1", MAC["a-mir"], mirror_extra),
+            "r": R_YAML,
+        }
+        self.procs = {}
+
+    def start(self, name, log):
+        cfg = self.tmp / f"{name}.yaml"
+        cfg.write_text(self.yaml[name])
+        ns = {"a": self.a, "b": self.b, "r": self.r}[name]
+        self.procs[name] = self.t.start(ns, self.espgate, "run", "--config", str(cfg), log=self.tmp / log)
+        return self.procs[name]
+
+    def log(self, name):
+        return (self.tmp / name).read_text()
+
+    def loss(self, percent):
+        """Drops `percent` of the frames entering the mirror bridge from either node."""
+        self.t.run(self.sw, "nft", "add", "table", "netdev", "mirrorloss")
+        for dev in ("m-a", "m-b"):
+            self.t.run(self.sw, "nft", "add", "chain", "netdev", "mirrorloss", dev,
+                       f"{{ type filter hook ingress device {dev} priority 0; }}")
+            self.t.run(self.sw, "nft", "add", "rule", "netdev", "mirrorloss", dev,
+                       "numgen", "random", "mod", "100", "lt", str(percent), "drop")
+
+    def cut(self, down):
+        self.t.run(self.sw, "ip", "link", "set", "m-a", "down" if down else "up")
+
+
+def events(text):
+    """(unix seconds, what) of every event line in a node's output."""
+    return [(int(m.group(1)) / 1000, m.group(2)) for m in re.finditer(r"^event t=(\d+) (.*)$", text, re.M)]
+
+
+def first(evs, word, after=0.0):
+    return next((t for t, what in evs if t >= after and what.startswith(word)), None)
+
+
+def sa_drops(text, spi, direction, reason):
+    """A drop counter of one SA from a node's final report."""
+    m = re.search(rf"^  {direction:<3} sa {spi:#010x}: .*$", text, re.M)
+    if not m:
+        return 0
+    d = re.search(rf"{reason} (\d+)", m.group(0))
+    return int(d.group(1)) if d else 0
+
+
+def esp_frames(pcap):
+    """(time, sender MAC, SPI, seq) of every ESP frame to r."""
+    out = []
+    for f in rdpcap(str(pcap)):
+        if f.haslayer(ESP) and f.haslayer(Ether) and f[Ether].dst == MAC["r-wan"]:
+            out.append((float(f.time), f[Ether].src, f[ESP].spi, f[ESP].seq))
+    return out
+
+
+def runs(frames, spi):
+    names = {MAC["a-wan"]: "a", MAC["b-wan"]: "b"}
+    out = []
+    for _, src, s, seq in frames:
+        if s != spi:
+            continue
+        who = names.get(src, src)
+        if out and out[-1][0] == who:
+            out[-1][2] = seq
+            out[-1][3] += 1
+        else:
+            out.append([who, seq, seq, 1])
+    return ", ".join(f"{w} {lo}..{hi} ({n})" for w, lo, hi, n in out)
+
+
+def flow(path):
+    d = json.loads(path.read_text())
+    return d["sent"], {int(k): v for k, v in d["echoed"].items()}
+
+
+def resumed_after(sent, echoed, t):
+    lost = 0
+    for k, s in enumerate(sent):
+        if s < t:
+            continue
+        if k in echoed:
+            return echoed[k], lost
+        lost += 1
+    return None, lost
+
+
+def run_pair(topo, espgate, tmp_path, capsys, scenario, mirror_extra, loss=0):
+    p = Pair(topo, espgate, tmp_path, mirror_extra)
+    if loss:
+        p.loss(loss)
+    cap_path = tmp_path / "wan.pcap"
+    cap = topo.start(p.sw, "dumpcap", "-q", "-P", "-i", "w-r", "-w", str(cap_path))
+    assert wait_for(lambda: cap_path.exists() and cap_path.stat().st_size >= 24), "capture did not start"
+    p.start("r", "r.log")
+    p.start("a", "a.log")
+    p.start("b", "b.log")
+    assert wait_for(lambda: "synced" in p.log("a.log") and "synced" in p.log("b.log"), timeout=20), \
+        p.log("a.log") + p.log("b.log")
+    topo.start(p.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
+    time.sleep(0.3)
+    streams = [topo.start(h, "python3", str(HERE / "flow.py"), "stream", "10.3.0.10", "7000", str(SECONDS),
+                          str(tmp_path / f"{name}.json")) for h, name in ((p.h1, "h1"), (p.h2, "h2"))]
+    t0 = time.time()
+    marks = {}
+    if scenario == "kill":
+        time.sleep(random.uniform(1.5, 2.5))
+        marks["kill"] = time.time()
+        topo.stop(p.procs["a"], signal.SIGKILL)
+        time.sleep(2.0)
+        marks["restart"] = time.time()
+        p.start("a", "a2.log")
+    else:
+        time.sleep(1.5)
+        marks["cut"] = time.time()
+        p.cut(True)
+        time.sleep(4.5)
+        marks["heal"] = time.time()
+        p.cut(False)
+    for s in streams:
+        s.wait(timeout=SECONDS + 30)
+    time.sleep(0.5)
+    for name in ("a", "b", "r"):
+        assert topo.stop(p.procs[name]) == 0, f"{name} did not stop cleanly"
+    topo.stop(cap, signal.SIGINT)
+    logs = {f: p.log(f) for f in ("a.log", "b.log", "r.log") + (("a2.log",) if scenario == "kill" else ())}
+    frames = esp_frames(cap_path)
+    seen, reused = set(), []
+    for _, _, spi, seq in frames:
+        if (spi, seq) in seen:
+            reused.append((hex(spi), seq))
+        seen.add((spi, seq))
+    s1, e1 = flow(tmp_path / "h1.json")
+    s2, e2 = flow(tmp_path / "h2.json")
+    lines = [f"scenario {scenario}" + (f", mirror loss {loss} %" if loss else "") + f", {SECONDS:.0f} s of 1000 datagrams/s per host:"]
+    for spi in (0x1000, 0x2000):
+        lines.append(f"  {spi:#06x}: {runs(frames, spi)}")
+    lines.append(f"  ESP frames to r captured: {len(frames)}; (SPI, seq) used twice: {len(reused)}")
+    lines.append(f"  echoes: h1 {len(e1)}/{len(s1)}, h2 {len(e2)}/{len(s2)}")
+    eb = events(logs["b.log"])
+    stalls = sum(sa_drops(text, spi, "out", "lease_stall") for text in logs.values() for spi in (0x1000, 0x2000))
+    if scenario == "kill":
+        kill = marks["kill"]
+        dead = first(eb, "peer_dead", kill)
+        took = first(eb, "took_over", kill)
+        back, lost = resumed_after(s1, e1, kill)
+        by_b = next((t for t, src, spi, _ in frames if spi == 0x1000 and src == MAC["b-wan"] and t >= kill), None)
+        handed = first(eb, "handed_back", marks["restart"])
+        lines.append(f"  kill -9 of a at +{kill - t0:.2f} s: b declared it dead after {1e3 * (dead - kill):.0f} ms"
+                     if dead else "  b never declared a dead")
+        if took:
+            lines.append(f"  b took over after {1e3 * (took - kill):.0f} ms; first ESP of a's SA sent by b "
+                         + (f"{1e3 * (by_b - kill):.0f} ms" if by_b else "never") + " after the kill")
+        lines.append(f"  h1's first echo through b {1e3 * (back - kill):.0f} ms after the kill; {lost} datagrams lost in the gap"
+                     if back else "  h1's traffic never resumed")
+        if handed:
+            lines.append(f"  a restarted; b handed its SAs back {1e3 * (handed - marks['restart']):.0f} ms later")
+        replay_b = sum(sa_drops(logs["b.log"], 0x1001, "in", r) for r in ("replayed", "too_old"))
+        replay_a = sum(sa_drops(logs["a2.log"], 0x1001, "in", r) for r in ("replayed", "too_old"))
+        lines.append(f"  fresh packets refused when a's inbound SA moved (bound {INBOUND_INTERVAL} per move): "
+                     f"at b {replay_b}, at a after failback {replay_a}")
+    else:
+        lines.append(f"  mirror link cut at +{marks['cut'] - t0:.2f} s for {marks['heal'] - marks['cut']:.1f} s")
+    m = re.search(r"mirror: sent (\d+) frames (\d+) bytes", logs["b.log"])
+    if m:
+        elapsed = time.time() - t0
+        lines.append(f"  b's mirror link: {int(m.group(1)) / elapsed:.0f} frames/s, {int(m.group(2)) / elapsed:.0f} bytes/s")
+    rejected = re.findall(r"mirror rejected: (.*)", "".join(logs.values()))
+    lines.append(f"  lease stalls (all nodes): {stalls}; mirror frames rejected: {rejected or 'none'}")
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    assert not reused, f"(SPI, seq) used twice: {reused[:10]}"
+    assert len(frames) > 1000, "the capture holds too little ESP to prove anything"
+    replays_r = sum(sa_drops(logs["r.log"], spi, "in", r) for spi in (0x1000, 0x2000) for r in ("replayed", "too_old"))
+    assert replays_r == 0, logs["r.log"]
+    return p, logs, marks, (s1, e1), (s2, e2), frames, stalls
+
+
+@pytest.mark.parametrize("loss", [0, 10, 30], ids=["no-loss", "loss-10", "loss-30"])
+def test_kill_takeover_restart_failback(topo, espgate, tmp_path, capsys, loss):
+    extra = {"dead_after": 10} if loss else {}
+    p, logs, marks, (s1, e1), _, frames, _ = run_pair(topo, espgate, tmp_path, capsys, "kill", extra, loss)
+    kill = marks["kill"]
+    assert first(events(logs["b.log"]), "took_over", kill), logs["b.log"]
+    back, _ = resumed_after(s1, e1, kill)
+    assert back is not None, "h1's traffic never resumed through b"
+    assert any(spi == 0x1000 and src == MAC["b-wan"] for _, src, spi, _ in frames), "b never sent on a's SA"
+    assert "synced" in logs["a2.log"], logs["a2.log"]
+    handed = first(events(logs["b.log"]), "handed_back", marks["restart"])
+    assert handed, logs["b.log"]
+    assert any(spi == 0x1000 and src == MAC["a-wan"] and t > handed for t, src, spi, _ in frames), \
+        "a never ran its SA again after the failback"
+    for log, who in ((logs["b.log"], "b"), (logs["a2.log"], "a")):
+        refused = sum(sa_drops(log, 0x1001, "in", r) for r in ("replayed", "too_old"))
+        assert refused <= INBOUND_INTERVAL, f"{who} refused {refused} > {INBOUND_INTERVAL}"
+
+
+def test_mirror_link_cut_split_brain_then_heal(topo, espgate, tmp_path, capsys):
+    # A small jump so the leases run out within the cut: every SA may go
+    # only 3584 numbers past its last acknowledged lease.
+    extra = {"quantity": 512, "takeover_jump_32": 4096}
+    p, logs, marks, (s1, e1), (s2, e2), frames, stalls = run_pair(topo, espgate, tmp_path, capsys, "cut", extra)
+    assert "took_over" in logs["a.log"] and "took_over" in logs["b.log"], "both sides take over in a split brain"
+    assert stalls > 0, "the leases did not stall during the cut"
+    late = marks["heal"] + 1.5
+    assert any(t > late and k in e1 for k, t in enumerate(s1)), "h1 did not recover after the heal"
+    assert any(t > late and k in e2 for k, t in enumerate(s2)), "h2 did not recover after the heal"
