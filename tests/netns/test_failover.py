@@ -298,12 +298,17 @@ def run_pair(topo, espgate, tmp_path, capsys, scenario, mirror_extra, loss=0):
         lines.append(f"  b's mirror link: {int(m.group(1)) / elapsed:.0f} frames/s, {int(m.group(2)) / elapsed:.0f} bytes/s")
     rejected = re.findall(r"mirror rejected: (.*)", "".join(logs.values()))
     lines.append(f"  lease stalls (all nodes): {stalls}; mirror frames rejected: {rejected or 'none'}")
+    replays_r = sum(sa_drops(logs["r.log"], spi, "in", r) for spi in (0x1000, 0x2000) for r in ("replayed", "too_old"))
+    lines.append(f"  packets r refused as replayed or below its window: {replays_r}")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
     assert not reused, f"(SPI, seq) used twice: {reused[:10]}"
     assert len(frames) > 1000, "the capture holds too little ESP to prove anything"
-    replays_r = sum(sa_drops(logs["r.log"], spi, "in", r) for spi in (0x1000, 0x2000) for r in ("replayed", "too_old"))
-    assert replays_r == 0, logs["r.log"]
+    if scenario == "kill":
+        # One owner at a time: r's windows only ever move forward. (In a
+        # split brain both nodes send on an SA from disjoint ranges, and r
+        # refuses the lower one as too old: the price of a cut link.)
+        assert replays_r == 0, logs["r.log"]
     return p, logs, marks, (s1, e1), (s2, e2), frames, stalls
 
 
