@@ -325,6 +325,10 @@ pub struct Mirror {
     next_refresh: u64,
     events: VecDeque<MirrorEvent>,
     stats: MirrorStats,
+    /// Told the peer is fenced, and not heard since.
+    fenced: bool,
+    /// The lease rule of the configuration (a fence suspends it).
+    lease_configured: bool,
 }
 
 impl Mirror {
@@ -355,6 +359,8 @@ impl Mirror {
             next_refresh: now_ms + cfg.refresh_ms,
             events: VecDeque::new(),
             stats: MirrorStats::default(),
+            fenced: false,
+            lease_configured: cfg.lease,
         }
     }
 
@@ -857,6 +863,12 @@ impl Mirror {
             self.events.push_back(MirrorEvent::PeerAlive {
                 epoch: accepted.header.epoch,
             });
+            if self.fenced {
+                // The fence is over: leases again, and the peer learns
+                // how far the SAs went from their states.
+                self.fenced = false;
+                self.set_lease(self.lease_configured);
+            }
         }
         let peer = self.cfg.peer;
         for r in accepted.records {
@@ -1072,24 +1084,28 @@ impl Mirror {
         self.due.push_back(Due::BulkEnd(count));
     }
 
-    /// The operator or the host says the peer is gone for good (fenced):
-    /// this node's SAs run without leases from now on.
+    /// The operator or the host says the peer is fenced (powered off,
+    /// isolated): this node's SAs run without leases until the peer is
+    /// heard again, when the configured lease rule returns.
     pub fn force_unleased(&mut self) {
-        self.cfg.lease = false;
+        self.fenced = true;
         self.synced = true;
-        let policy = |esn| self.policy(esn);
+        self.set_lease(false);
+    }
+
+    /// Switches the lease rule of every owned outbound SA, and tells the
+    /// workers their new limits.
+    fn set_lease(&mut self, on: bool) {
+        self.cfg.lease = on;
         let updates: Vec<(u32, OutboundPolicy)> = self
             .outbound
             .keys()
             .map(|spi| {
-                (
-                    *spi,
-                    policy(
-                        self.pair
-                            .get(&(*spi, SaDir::Outbound))
-                            .is_some_and(|p| p.esn),
-                    ),
-                )
+                let esn = self
+                    .pair
+                    .get(&(*spi, SaDir::Outbound))
+                    .is_some_and(|p| p.esn);
+                (*spi, self.policy(esn))
             })
             .collect();
         for (spi, p) in updates {
@@ -1097,7 +1113,7 @@ impl Mirror {
                 s.set_policy(p);
                 self.events.push_back(MirrorEvent::LimitRaised {
                     spi,
-                    limit: u64::MAX,
+                    limit: s.limit(),
                 });
             }
         }

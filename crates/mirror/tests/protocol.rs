@@ -431,6 +431,34 @@ fn a_restarted_node_restarts_its_sas_past_its_earlier_life() {
 }
 
 #[test]
+fn a_fence_lifts_the_leases_until_the_peer_is_heard_again() {
+    let (mut a, mut b) = pair();
+    exchange(&mut a, &mut b, 0);
+    assert_eq!(a.limit(SPI), Some(400));
+    // B dies; the host fences it and tells A to run without leases.
+    a.force_unleased();
+    assert_eq!(a.limit(SPI), Some(u64::MAX));
+    assert!(events(&mut a).contains(&MirrorEvent::LimitRaised {
+        spi: SPI,
+        limit: u64::MAX
+    }));
+    a.outbound_progress(SPI, 5000, 0, 5000);
+    // B comes back: the leases return, and A goes on once B stores how
+    // far A went.
+    let mut b2 = node(B, 5000, 0, 10);
+    let mut t = 10;
+    while let Some(f) = b2.poll_transmit(t) {
+        a.handle_frame(t, &f).unwrap();
+    }
+    assert!(a.limit(SPI).unwrap() <= 5000, "leased again");
+    for _ in 0..5 {
+        t += 60;
+        exchange(&mut a, &mut b2, t);
+    }
+    assert!(a.limit(SPI).unwrap() > 5000, "acknowledged past where it went");
+}
+
+#[test]
 fn bulk_sync_of_100_000_sas() {
     let n = 100_000u32;
     let mut a = Mirror::new(cfg(A, B, 0), key(), 1, 0);
