@@ -69,9 +69,9 @@ def pair_yaml(name, me, peer, lan, wan, peer_lan, peer_wan, peer_mir_mac, mirror
             "  port: { name: mirror, backend: af_packet, interface: mir }\n"
             f"  peer_mac: {peer_mir_mac}\n"
             f"  peer_addresses: [{peer_lan}, {peer_wan}]\n"
-            f"  inbound_interval: {INBOUND_INTERVAL}\n"
-            "  failback: auto\n  failback_delay_ms: 500\n"
-            + "".join(f"  {k}: {v}\n" for k, v in mirror_extra.items())
+            + "".join(f"  {k}: {v}\n" for k, v in
+                      {"inbound_interval": INBOUND_INTERVAL, "failback": "auto", "failback_delay_ms": 500,
+                       **mirror_extra}.items())
             + "sas:\n"
             + sa(0x1000, "outbound", "192.0.2.1", "192.0.2.100", 1)
             + sa(0x1001, "inbound", "192.0.2.100", "192.0.2.1", 1)
@@ -341,3 +341,68 @@ def test_mirror_link_cut_split_brain_then_heal(topo, espgate, tmp_path, capsys):
     late = marks["heal"] + 1.5
     assert any(t > late and k in e1 for k, t in enumerate(s1)), "h1 did not recover after the heal"
     assert any(t > late and k in e2 for k, t in enumerate(s2)), "h2 did not recover after the heal"
+
+
+def test_host_processor_pushes_configs_reroutes_and_fails_back(topo, espgate, tmp_path, capsys):
+    """Nodes start empty and wait on their control sockets; the host pushes
+    their configurations (keys included), watches them, and on a kill -9
+    reroutes h1, orders b to take over and fences a; when a is back and
+    synchronised it orders the hand-back and routes h1 back."""
+    p = Pair(topo, espgate, tmp_path, {"takeover": "manual", "failback": "manual"})
+    socks = {n: tmp_path / f"{n}.sock" for n in ("a", "b")}
+    for n in ("a", "b"):
+        (tmp_path / f"{n}.yaml").write_text(p.yaml[n])
+    (tmp_path / "host.yaml").write_text(
+        "host: { poll_ms: 20, dead_after: 3 }\n"
+        "nodes:\n"
+        f"  - name: a\n    control: {socks['a']}\n    config: a.yaml\n"
+        f"    on_failure: [[ip, netns, exec, {p.h1}, ip, route, replace, default, via, 10.1.0.2]]\n"
+        f"    on_return: [[ip, netns, exec, {p.h1}, ip, route, replace, default, via, 10.1.0.1]]\n"
+        f"  - name: b\n    control: {socks['b']}\n    config: b.yaml\n"
+        f"    on_failure: [[ip, netns, exec, {p.h2}, ip, route, replace, default, via, 10.1.0.1]]\n"
+        f"    on_return: [[ip, netns, exec, {p.h2}, ip, route, replace, default, via, 10.1.0.2]]\n")
+    cap_path = tmp_path / "wan.pcap"
+    cap = topo.start(p.sw, "dumpcap", "-q", "-P", "-i", "w-r", "-w", str(cap_path))
+    assert wait_for(lambda: cap_path.exists() and cap_path.stat().st_size >= 24), "capture did not start"
+    p.start("r", "r.log")
+    na = topo.start(p.a, espgate, "run", "--control", str(socks["a"]), log=tmp_path / "a.log")
+    topo.start(p.b, espgate, "run", "--control", str(socks["b"]), log=tmp_path / "b.log")
+    host = topo.start(p.sw, espgate, "host", "--config", str(tmp_path / "host.yaml"), log=tmp_path / "host.log")
+    assert wait_for(lambda: "synced" in p.log("a.log") and "synced" in p.log("b.log"), timeout=20), p.log("host.log")
+    topo.start(p.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
+    time.sleep(0.3)
+    stream = topo.start(p.h1, "python3", str(HERE / "flow.py"), "stream", "10.3.0.10", "7000", "7",
+                        str(tmp_path / "h1.json"))
+    time.sleep(1.5)
+    kill = time.time()
+    topo.stop(na, signal.SIGKILL)
+    assert wait_for(lambda: "b fence: ok" in p.log("host.log"), timeout=10), p.log("host.log")
+    time.sleep(1.5)
+    topo.start(p.a, espgate, "run", "--control", str(socks["a"]), log=tmp_path / "a2.log")
+    assert wait_for(lambda: "a back and synchronised" in p.log("host.log"), timeout=20), p.log("host.log")
+    stream.wait(timeout=40)
+    topo.stop(host)
+    time.sleep(0.3)
+    topo.stop(cap, signal.SIGINT)
+    log = p.log("host.log")
+    s1, e1 = flow(tmp_path / "h1.json")
+    back, lost = resumed_after(s1, e1, kill)
+    frames = esp_frames(cap_path)
+    pairs = [(spi, seq) for _, _, spi, seq in frames]
+    failed_at = next(int(m.group(1)) / 1000 for m in re.finditer(r"^host t=(\d+) a failed", log, re.M))
+    lines = ["host processor: " + ", ".join(
+        [f"a failed after {1e3 * (failed_at - kill):.0f} ms"]
+        + ([f"h1's first echo {1e3 * (back - kill):.0f} ms after the kill, {lost} lost"] if back else [])
+        + [f"0x1000: {runs(frames, 0x1000)}", f"(SPI, seq) used twice: {len(pairs) - len(set(pairs))}"])]
+    with capsys.disabled():
+        print("\n" + "\n".join(lines) + "\n" + log)
+    for line in ("a configured", "b configured", "a failed", "b take_over: ok", "b fence: ok",
+                 f"ip netns exec {p.h1} ip route replace default via 10.1.0.2",
+                 "a back and synchronised", "b hand_back: ok",
+                 f"ip netns exec {p.h1} ip route replace default via 10.1.0.1"):
+        assert line in log, f"{line!r} missing from the host's log:\n{log}"
+    assert len(pairs) == len(set(pairs)), "an (SPI, seq) pair was used twice"
+    assert back is not None, "h1's traffic never resumed"
+    assert "fenced" in p.log("b.log")
+    late = [k for k, t in enumerate(s1) if t > time.time() - 2.5]
+    assert any(k in e1 for k in late), "h1's traffic does not flow at the end"

@@ -5,10 +5,12 @@
 
 pub mod error;
 pub mod hexkey;
+pub mod host_file;
 mod mirror_section;
 pub mod node_file;
 pub mod sa_file;
 
 pub use error::ConfigError;
+pub use host_file::{HostConfig, ManagedNode, load_host_file};
 pub use node_file::{load_node_file, parse_node};
 pub use sa_file::{SaFile, load_sa_file, parse_sa};

@@ -26,7 +26,7 @@ pub use config::{
     WorkersConfig,
 };
 pub use counters::{NodeDrop, WorkerCounters};
-pub use mirror_task::{MirrorReport, NodeEvent, NodeEventKind, Order};
+pub use mirror_task::{MirrorReport, NodeEvent, NodeEventKind, Order, PairStatus};
 pub use node::{NodeError, NodeQueues, NodeReport, RunningNode, start};
 
 /// Headroom of buffers the node fills itself (ARP, ICMP).

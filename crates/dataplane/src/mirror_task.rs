@@ -155,6 +155,25 @@ pub enum Order {
     Fence,
 }
 
+/// The pair as the mirror task sees it now (for the control socket).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PairStatus {
+    /// The peer is heard.
+    pub peer_alive: bool,
+    /// The peer's bulk sync completed.
+    pub synced: bool,
+    /// SAs whose home is the peer that this node runs.
+    pub holding: usize,
+    /// Peer SAs in the standby table.
+    pub standby: usize,
+    /// Mirror frames sent.
+    pub frames_sent: u64,
+    /// Mirror frames accepted.
+    pub frames_received: u64,
+    /// Mirror frames refused.
+    pub rejected: u64,
+}
+
 /// What the mirror task did, gathered when the node stops.
 #[derive(Debug, Clone)]
 pub struct MirrorReport {
@@ -196,6 +215,8 @@ pub struct MirrorTask {
     pub orders: Arc<ArrayQueue<Order>>,
     /// The event log.
     pub events: Arc<EventLog>,
+    /// Where the task publishes the pair's state.
+    pub status: Arc<Mutex<PairStatus>>,
 }
 
 /// How long to sleep when there was nothing to do.
@@ -246,6 +267,7 @@ impl MirrorTask {
                 r.wait_for_workers(stop);
             }
             work += r.transmit(now);
+            r.publish();
             if work == 0 {
                 std::thread::sleep(IDLE);
             }
@@ -279,6 +301,22 @@ fn direction(d: SaDir) -> Direction {
 }
 
 impl Running {
+    fn publish(&self) {
+        let m = &self.task.mirror;
+        let s = PairStatus {
+            peer_alive: m.peer_alive(),
+            synced: m.synced(),
+            holding: m.holding(),
+            standby: m.standby().len(),
+            frames_sent: m.stats().frames_sent,
+            frames_received: m.stats().frames_received,
+            rejected: m.rejected().total(),
+        };
+        if let Ok(mut p) = self.task.status.lock() {
+            *p = s;
+        }
+    }
+
     fn now(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }

@@ -16,7 +16,9 @@ use espgate_wire::ethernet::MacAddr;
 use crate::command::SaCommand;
 use crate::config::{NodeConfig, Role};
 use crate::counters::WorkerCounters;
-use crate::mirror_task::{EventLog, MirrorReport, MirrorTask, NodeEvent, Order, sa_dir};
+use crate::mirror_task::{
+    EventLog, MirrorReport, MirrorTask, NodeEvent, Order, PairStatus, sa_dir,
+};
 use crate::neigh::Neighbours;
 use crate::progress::{PROGRESS_DEPTH, Reporting};
 use crate::spd::{Action, Spd};
@@ -104,6 +106,7 @@ pub struct RunningNode {
     mirror: Option<JoinHandle<MirrorReport>>,
     orders: Arc<ArrayQueue<Order>>,
     events: Arc<EventLog>,
+    status: Arc<std::sync::Mutex<PairStatus>>,
 }
 
 /// What a node did, gathered when it stops.
@@ -336,6 +339,7 @@ pub fn start(
     }
     let orders = Arc::new(ArrayQueue::new(64));
     let events = Arc::new(EventLog::default());
+    let status = Arc::new(std::sync::Mutex::new(PairStatus::default()));
     let mirror = match (mirror, &cfg.mirror) {
         (Some(m), Some(s)) => {
             let queue = queues.mirror.ok_or(NodeError::MissingMirrorPort)?;
@@ -350,6 +354,7 @@ pub fn start(
                 failback: s.failback,
                 orders: orders.clone(),
                 events: events.clone(),
+                status: status.clone(),
             };
             let stop = stop.clone();
             let t = std::thread::Builder::new()
@@ -368,6 +373,7 @@ pub fn start(
         mirror,
         orders,
         events,
+        status,
     })
 }
 
@@ -394,6 +400,12 @@ impl RunningNode {
     /// or too many orders wait.
     pub fn order(&self, order: Order) -> bool {
         self.mirror.is_some() && self.orders.push(order).is_ok()
+    }
+
+    /// The pair's state now; `None` for a node without a mirror.
+    pub fn pair_status(&self) -> Option<PairStatus> {
+        self.mirror.as_ref()?;
+        self.status.lock().ok().map(|s| *s)
     }
 
     /// Takes the events logged since the last call.

@@ -1,8 +1,10 @@
 //! The `espgate` command.
 
+mod control_socket;
 mod demo;
 mod esp_demo;
 mod esp_pcap;
+mod host;
 mod report;
 mod run;
 
@@ -37,15 +39,29 @@ enum Command {
     },
     /// Run a node from its configuration until SIGINT or SIGTERM.
     Run {
-        /// The node configuration (YAML).
+        /// The node configuration (YAML); without it, the node waits for
+        /// the host to push one on the control socket.
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// The control socket (a Unix socket path).
+        #[arg(long)]
+        control: Option<PathBuf>,
         /// Stop after this many seconds.
         #[arg(long)]
         duration: Option<f64>,
         /// AES-GCM implementation: ring or rustcrypto (default: the build's).
         #[arg(long)]
         backend: Option<String>,
+    },
+    /// The host processor of a pair: push configurations, watch health,
+    /// reroute and order takeover on a failure.
+    Host {
+        /// The host configuration (YAML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
     },
     /// Print the build: version and crypto backends.
     Info,
@@ -124,12 +140,22 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Demo { out } => demo::run(Backend::DEFAULT, &out),
+        Command::Host { config, duration } => {
+            host::run(&config, duration.map(std::time::Duration::from_secs_f64))
+        }
         Command::Run {
             config,
+            control,
             duration,
             backend,
-        } => parse_backend(backend.as_deref())
-            .and_then(|b| run::run(&config, b, duration.map(std::time::Duration::from_secs_f64))),
+        } => parse_backend(backend.as_deref()).and_then(|b| {
+            run::run(
+                config.as_deref(),
+                control.as_deref(),
+                b,
+                duration.map(std::time::Duration::from_secs_f64),
+            )
+        }),
         Command::Esp {
             op: EspOp::Demo { out },
         } => esp_demo::run(Backend::DEFAULT, &out),

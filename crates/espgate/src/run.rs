@@ -3,6 +3,7 @@
 //! (peer alive or dead, takeover, hand-back) go to stdout as `event` lines
 //! as they happen.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,11 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use espgate_dataplane::{NodeConfig, NodeQueues, PortBackend, Role};
+use espgate_dataplane::{NodeConfig, NodeQueues, Order, PortBackend, Role, RunningNode};
 use espgate_esp::Backend;
 use espgate_io::pcap_port::PcapQueue;
 use espgate_io::{Mempool, PortInfo, PortQueue, af_packet};
 use espgate_wire::ethernet::MacAddr;
+use serde_json::{Value, json};
+
+use crate::control_socket::{self, Request, refuse};
 
 /// Largest frame on the mirror link (a standard Ethernet payload).
 const MIRROR_MTU: usize = 1500;
@@ -126,9 +130,8 @@ fn open_role(
     open_port(cfg, &opening, group, eal)
 }
 
-/// Runs the node of `config_path`.
-pub fn run(config_path: &Path, backend: Backend, duration: Option<Duration>) -> anyhow::Result<()> {
-    let cfg = espgate_control::load_node_file(config_path)?;
+/// Opens the ports of `cfg` and starts the node.
+fn start_node(cfg: &NodeConfig, backend: Backend) -> anyhow::Result<RunningNode> {
     tracing::info!(node = %cfg.name, workers = cfg.workers.count, sas = cfg.sas.len(), %backend, "starting");
     let group = (std::process::id() & 0xffff) as u16;
     #[cfg_attr(not(feature = "dpdk"), allow(clippy::let_unit_value))]
@@ -142,33 +145,140 @@ pub fn run(config_path: &Path, backend: Backend, duration: Option<Duration>) -> 
                 mtu: MIRROR_MTU,
                 queues: 1,
             };
-            let mut q = open_port(&cfg, &opening, group.wrapping_add(2), &mut eal)?;
+            let mut q = open_port(cfg, &opening, group.wrapping_add(2), &mut eal)?;
             Some(q.pop().context("the mirror port opened no queue")?)
         }
         None => None,
     };
     let queues = NodeQueues {
-        protected: open_role(&cfg, Role::Protected, group, &mut eal)?,
-        unprotected: open_role(&cfg, Role::Unprotected, group.wrapping_add(1), &mut eal)?,
+        protected: open_role(cfg, Role::Protected, group, &mut eal)?,
+        unprotected: open_role(cfg, Role::Unprotected, group.wrapping_add(1), &mut eal)?,
         mirror,
     };
+    let pool = Mempool::new(16 * 1024, 4096);
+    let node = espgate_dataplane::start(cfg, queues, backend, pool)?;
+    tracing::info!(node = %cfg.name, "running; SIGINT or SIGTERM stops it");
+    Ok(node)
+}
+
+/// Event lines kept for the control socket's `events`.
+const EVENT_HISTORY: usize = 1024;
+
+/// Answers one control request.
+fn answer(
+    req: Request,
+    node: &mut Option<RunningNode>,
+    events: &mut VecDeque<String>,
+    backend: Backend,
+    started: Instant,
+) -> Value {
+    match (req, node.as_ref()) {
+        (Request::Status, None) => json!({ "ok": true, "state": "waiting_config" }),
+        (Request::Status, Some(n)) => {
+            let pair = n.pair_status().map(|p| {
+                json!({
+                    "peer_alive": p.peer_alive,
+                    "synced": p.synced,
+                    "holding": p.holding,
+                    "standby": p.standby,
+                    "frames_sent": p.frames_sent,
+                    "frames_received": p.frames_received,
+                    "rejected": p.rejected,
+                })
+            });
+            json!({
+                "ok": true,
+                "state": "running",
+                "node": n.name(),
+                "uptime_ms": started.elapsed().as_millis() as u64,
+                "pair": pair,
+            })
+        }
+        (Request::Configure { .. }, Some(n)) => {
+            refuse(format!("node {} is running already", n.name()))
+        }
+        (Request::Configure { yaml }, None) => {
+            match espgate_control::parse_node(&yaml, "<control socket>", Path::new("."))
+                .map_err(anyhow::Error::from)
+                .and_then(|cfg| start_node(&cfg, backend))
+            {
+                Ok(n) => {
+                    *node = Some(n);
+                    json!({ "ok": true })
+                }
+                Err(e) => refuse(format!("{e:#}")),
+            }
+        }
+        (Request::TakeOver | Request::HandBack | Request::Fence, None) => {
+            refuse("not configured yet")
+        }
+        (r @ (Request::TakeOver | Request::HandBack | Request::Fence), Some(n)) => {
+            let order = match r {
+                Request::TakeOver => Order::TakeOver,
+                Request::HandBack => Order::HandBack,
+                _ => Order::Fence,
+            };
+            if n.order(order) {
+                json!({ "ok": true })
+            } else {
+                refuse("this node has no mirror, or too many orders wait")
+            }
+        }
+        (Request::Events, _) => {
+            json!({ "ok": true, "events": events.drain(..).collect::<Vec<_>>() })
+        }
+    }
+}
+
+/// Runs a node: from `config_path` at once, or (with only a control
+/// socket) once the host pushes its configuration.
+pub fn run(
+    config_path: Option<&Path>,
+    control: Option<&Path>,
+    backend: Backend,
+    duration: Option<Duration>,
+) -> anyhow::Result<()> {
+    let mut node = match config_path {
+        Some(p) => Some(start_node(&espgate_control::load_node_file(p)?, backend)?),
+        None if control.is_some() => None,
+        None => bail!("give --config, or --control to wait for the host's configuration"),
+    };
+    let calls = control.map(control_socket::listen).transpose()?;
+    if node.is_none()
+        && let Some(c) = control
+    {
+        tracing::info!(socket = %c.display(), "waiting for the configuration on the control socket");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    let pool = Mempool::new(16 * 1024, 4096);
-    let node = espgate_dataplane::start(&cfg, queues, backend, pool)?;
-    tracing::info!(node = %cfg.name, "running; SIGINT or SIGTERM stops it");
     let started = Instant::now();
     let mut out = std::io::stdout();
+    let mut history: VecDeque<String> = VecDeque::new();
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
         std::thread::sleep(Duration::from_millis(5));
-        for e in node.events() {
-            writeln!(out, "{e}")?;
+        if let Some(calls) = &calls {
+            while let Ok((req, back)) = calls.try_recv() {
+                let _ = back.send(answer(req, &mut node, &mut history, backend, started));
+            }
+        }
+        for e in node.iter().flat_map(|n| n.events()) {
+            let line = e.to_string();
+            writeln!(out, "{line}")?;
             out.flush()?;
+            if history.len() == EVENT_HISTORY {
+                history.pop_front();
+            }
+            history.push_back(line);
         }
     }
-    let report = node.stop();
-    crate::report::print(&report);
+    if let Some(node) = node {
+        let report = node.stop();
+        crate::report::print(&report);
+    }
+    if let Some(c) = control {
+        let _ = std::fs::remove_file(c);
+    }
     Ok(())
 }

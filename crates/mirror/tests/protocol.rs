@@ -455,7 +455,10 @@ fn a_fence_lifts_the_leases_until_the_peer_is_heard_again() {
         t += 60;
         exchange(&mut a, &mut b2, t);
     }
-    assert!(a.limit(SPI).unwrap() > 5000, "acknowledged past where it went");
+    assert!(
+        a.limit(SPI).unwrap() > 5000,
+        "acknowledged past where it went"
+    );
 }
 
 #[test]

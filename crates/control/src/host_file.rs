@@ -1,0 +1,146 @@
+//! The host processor's configuration (`espgate host --config host.yaml`):
+//! the nodes it manages, the configuration it pushes to each (with the SA
+//! keys), how often it checks them, and how it reroutes a failed node's
+//! flows.
+//!
+//! ```yaml
+//! host:
+//!   poll_ms: 50          # status request to every node this often
+//!   dead_after: 4        # unanswered polls before a node counts as failed
+//! nodes:
+//!   - name: a
+//!     control: /run/espgate/a.sock     # the node's control socket
+//!     config: a.yaml                   # pushed when the node waits for it
+//!     on_failure:                      # commands that move its flows to the survivor
+//!       - [ip, route, replace, 10.1.0.0/24, via, 192.0.2.2]
+//!     on_return:                       # commands that move them back
+//!       - [ip, route, replace, 10.1.0.0/24, via, 192.0.2.1]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{ConfigError, from_yaml};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostSpec {
+    #[serde(default)]
+    host: Option<TimingSpec>,
+    nodes: Vec<NodeSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimingSpec {
+    poll_ms: Option<u64>,
+    dead_after: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeSpec {
+    name: String,
+    control: PathBuf,
+    config: PathBuf,
+    #[serde(default)]
+    on_failure: Vec<Vec<String>>,
+    #[serde(default)]
+    on_return: Vec<Vec<String>>,
+}
+
+/// A node the host manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedNode {
+    /// Its name.
+    pub name: String,
+    /// Its control socket.
+    pub control: PathBuf,
+    /// The node configuration text to push (read when loaded).
+    pub config: String,
+    /// Commands (program and arguments) run when it fails.
+    pub on_failure: Vec<Vec<String>>,
+    /// Commands run when it is back.
+    pub on_return: Vec<Vec<String>>,
+}
+
+/// The host processor's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    /// Poll period in milliseconds.
+    pub poll_ms: u64,
+    /// Unanswered polls before a node counts as failed.
+    pub dead_after: u32,
+    /// The nodes (a pair).
+    pub nodes: Vec<ManagedNode>,
+}
+
+/// Reads and checks a host configuration; node configurations are read
+/// relative to its folder and must parse.
+pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let spec: HostSpec = from_yaml(&text, &file)?;
+    let err = |p: String, m: String| ConfigError::invalid(&file, &p, m);
+    let timing = spec.host.unwrap_or(TimingSpec {
+        poll_ms: None,
+        dead_after: None,
+    });
+    let poll_ms = timing.poll_ms.unwrap_or(50);
+    let dead_after = timing.dead_after.unwrap_or(4);
+    if poll_ms == 0 || dead_after == 0 {
+        return Err(err(
+            "host".into(),
+            "poll_ms and dead_after must be at least 1".into(),
+        ));
+    }
+    if spec.nodes.len() != 2 {
+        return Err(err(
+            "nodes".into(),
+            format!("a pair has two nodes, found {}", spec.nodes.len()),
+        ));
+    }
+    let mut nodes = Vec::new();
+    for (i, n) in spec.nodes.into_iter().enumerate() {
+        let at = |k: &str| format!("nodes[{i}].{k}");
+        let cfg_path = base.join(&n.config);
+        let config = std::fs::read_to_string(&cfg_path).map_err(|e| {
+            err(
+                at("config"),
+                format!("cannot read {}: {e}", cfg_path.display()),
+            )
+        })?;
+        let node = crate::parse_node(&config, &cfg_path.display().to_string(), base)?;
+        if node.mirror.is_none() {
+            return Err(err(
+                at("config"),
+                format!(
+                    "{} has no mirror: section: not a node of a pair",
+                    cfg_path.display()
+                ),
+            ));
+        }
+        for (k, cmds) in [("on_failure", &n.on_failure), ("on_return", &n.on_return)] {
+            if cmds.iter().any(|c| c.is_empty()) {
+                return Err(err(at(k), "an empty command".into()));
+            }
+        }
+        nodes.push(ManagedNode {
+            name: n.name,
+            control: n.control,
+            config,
+            on_failure: n.on_failure,
+            on_return: n.on_return,
+        });
+    }
+    Ok(HostConfig {
+        poll_ms,
+        dead_after,
+        nodes,
+    })
+}
