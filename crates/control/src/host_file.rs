@@ -144,3 +144,32 @@ pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
         nodes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_host_and_pair_configurations_load() {
+        let path = format!("{}/../../conf/host.yaml", env!("CARGO_MANIFEST_DIR"));
+        let cfg = load_host_file(Path::new(&path)).unwrap();
+        assert_eq!((cfg.poll_ms, cfg.dead_after), (50, 4));
+        assert_eq!(cfg.nodes.len(), 2);
+        assert_eq!(cfg.nodes[0].on_failure[0][0], "ip");
+        for (n, id) in cfg.nodes.iter().zip([1, 2]) {
+            let node = crate::parse_node(&n.config, &n.name, Path::new(".")).unwrap();
+            let m = node.mirror.as_ref().unwrap();
+            assert_eq!(m.protocol.node, id);
+            assert_eq!(
+                m.protocol,
+                espgate_mirror::MirrorConfig {
+                    node: id,
+                    peer: 3 - id,
+                    ..Default::default()
+                }
+            );
+            assert_eq!(node.sas[1].mirror.interval, Some(256));
+            assert_eq!(node.sas.iter().filter(|e| node.is_home(e)).count(), 2);
+        }
+    }
+}

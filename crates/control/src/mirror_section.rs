@@ -146,7 +146,7 @@ pub(crate) fn resolve_mirror(
         refresh_ms: spec.refresh_ms.unwrap_or(d.refresh_ms),
         max_frame: spec.max_frame.unwrap_or(d.max_frame),
     };
-    protocol.check().map_err(|e| err("", e.to_string()))?;
+    protocol.check().map_err(|e| err(e.key(), e.to_string()))?;
     let p = &spec.port;
     let port_backend = match p.backend {
         PortKind::AfPacket => PortBackend::AfPacket {

@@ -30,6 +30,7 @@
 //!   - { ip: 172.16.0.2, mac: 02:00:00:00:02:02 }
 //! # mirror: { node: 1, peer: 2, key: 0x..., port: {...}, ... }   # a pair: see mirror_section
 //! # an SA of a pair names its home node: { spi: ..., home: 2 }   # default: this node
+//! # and may change the mirror defaults:  { spi: ..., mirror: { interval: 64, quantity: 256 } }
 //! ```
 
 use std::collections::HashSet;
@@ -405,10 +406,38 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
                 ),
             ));
         }
+        let overrides = match (&s.mirror, &spec.mirror) {
+            (None, _) => espgate_mirror::SaOverrides::default(),
+            (Some(_), None) => {
+                return Err(err(
+                    format!("{at}mirror"),
+                    "only a node with a mirror: section mirrors SAs".into(),
+                ));
+            }
+            (Some(m), Some(_)) => {
+                if m.interval == Some(0) {
+                    return Err(err(
+                        format!("{at}mirror.interval"),
+                        "must be at least 1".into(),
+                    ));
+                }
+                if m.quantity.is_some() && direction == Direction::Inbound {
+                    return Err(err(
+                        format!("{at}mirror.quantity"),
+                        "only outbound SAs have a quantity (a lease)".into(),
+                    ));
+                }
+                espgate_mirror::SaOverrides {
+                    interval: m.interval,
+                    quantity: m.quantity,
+                }
+            }
+        };
         sas.push(SaEntry {
             sa,
             worker: s.worker,
             home: s.home,
+            mirror: overrides,
         });
     }
 

@@ -124,6 +124,18 @@ pub(crate) struct SaSpec {
     pub(crate) worker: Option<usize>,
     /// The node of the pair the SA runs on (node configurations only).
     pub(crate) home: Option<u32>,
+    /// This SA's own mirror interval or quantity (node configurations only).
+    pub(crate) mirror: Option<SaMirrorSpec>,
+}
+
+/// Per-SA changes to the `mirror:` defaults.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SaMirrorSpec {
+    /// Outbound `interval`, or inbound `inbound_interval`.
+    pub(crate) interval: Option<u64>,
+    /// Outbound `quantity`.
+    pub(crate) quantity: Option<u64>,
 }
 
 fn default_window() -> u32 {
@@ -190,11 +202,15 @@ pub fn parse_sa(text: &str, file: &str, base: &Path) -> Result<SaFile, ConfigErr
             "only a node configuration assigns SAs to workers",
         ));
     }
-    if spec.home.is_some() {
+    if spec.home.is_some() || spec.mirror.is_some() {
         return Err(ConfigError::invalid(
             file,
-            "home",
-            "only a node configuration names an SA's home node",
+            if spec.home.is_some() {
+                "home"
+            } else {
+                "mirror"
+            },
+            "only a node configuration of a pair has home and mirror keys",
         ));
     }
     let (config, direction) = resolve_sa(&spec, file, "", base)?;

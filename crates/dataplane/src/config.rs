@@ -101,6 +101,8 @@ pub struct SaEntry {
     /// With mirroring: the node id the SA runs on while both live (`None`:
     /// this node). The other node keeps it on standby.
     pub home: Option<u32>,
+    /// With mirroring: this SA's own interval or quantity.
+    pub mirror: espgate_mirror::SaOverrides,
 }
 
 /// When a node takes over its peer's SAs.

@@ -199,9 +199,12 @@ pub fn start(
         }
         let sa_err = |why: String| NodeError::Sa { spi, why };
         let home = cfg.is_home(entry);
+        let dir = sa_dir(entry.sa.direction);
+        let mut every = 0;
         if let (Some(m), Some(s)) = (mirror.as_mut(), cfg.mirror.as_ref()) {
             let node = entry.home.unwrap_or(s.protocol.node);
-            m.add_sa(spi, sa_dir(entry.sa.direction), entry.sa.esn, node);
+            m.add_sa_with(spi, dir, entry.sa.esn, node, entry.mirror);
+            every = m.interval_of(spi, dir);
             if !home {
                 parked[owner].push((spi, entry.sa.direction));
             }
@@ -214,6 +217,7 @@ pub fn start(
                     // Nothing until the peer's bulk sync says how far it went.
                     sa.set_limit(0);
                 }
+                sa.set_report_every(every);
                 if out_owner.insert(spi, owner).is_some() {
                     return Err(sa_err("duplicate outbound SPI".into()));
                 }
@@ -223,6 +227,9 @@ pub fn start(
                 sads[owner]
                     .insert(&entry.sa, backend)
                     .map_err(|e| sa_err(e.to_string()))?;
+                if let Some(sa) = sads[owner].get_mut(spi) {
+                    sa.set_report_every(every);
+                }
                 if in_owner.insert(spi, owner).is_some() {
                     return Err(sa_err("duplicate inbound SPI".into()));
                 }
@@ -312,11 +319,9 @@ pub fn start(
             cfg.workers.burst,
             Duration::from_micros(cfg.workers.idle_sleep_us),
         );
-        if let Some(m) = &cfg.mirror {
+        if cfg.mirror.is_some() {
             worker = worker.with_reporting(Reporting {
                 ring: rings[id].clone(),
-                interval: m.protocol.interval,
-                inbound_interval: m.protocol.inbound_interval,
             });
         }
         for (spi, d) in &parked[id] {

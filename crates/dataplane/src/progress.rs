@@ -41,15 +41,12 @@ pub enum Progress {
     },
 }
 
-/// What a worker needs to report progress.
+/// What a worker needs to report progress (each SA knows its own
+/// interval: `set_report_every`).
 #[derive(Debug, Clone)]
 pub struct Reporting {
     /// Its ring to the mirror task.
     pub ring: Arc<ArrayQueue<Progress>>,
-    /// Outbound SAs report when their sequence number crosses a multiple.
-    pub interval: u64,
-    /// Inbound SAs report when their window top crosses a multiple.
-    pub inbound_interval: u64,
 }
 
 /// Report a stalled SA on its first stalled packet and then every this

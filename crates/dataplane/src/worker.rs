@@ -538,8 +538,8 @@ impl Worker {
         };
         match sa.encapsulate(&mut buf) {
             Ok(_) => {
-                if let Some(r) = &self.report
-                    && sa.report_due(r.interval)
+                if sa.report_due()
+                    && let Some(r) = &self.report
                 {
                     let c = sa.counters();
                     let p = Progress::Outbound {
@@ -607,7 +607,7 @@ impl Worker {
         let Some(sa) = self.sad.get_mut(spi) else {
             return;
         };
-        if !sa.report_due(r.inbound_interval) {
+        if !sa.report_due() {
             return;
         }
         let c = sa.counters();

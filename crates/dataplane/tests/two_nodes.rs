@@ -91,6 +91,7 @@ fn config(me: &Side, peer: &Side, workers: usize, split: bool) -> NodeConfig {
             ),
             worker: None,
             home: None,
+            mirror: Default::default(),
         });
         sas.push(SaEntry {
             sa: SaConfig::new(
@@ -102,6 +103,7 @@ fn config(me: &Side, peer: &Side, workers: usize, split: bool) -> NodeConfig {
             ),
             worker: None,
             home: None,
+            mirror: Default::default(),
         });
         let rule = |direction, src: &str, dst: &str, action| SpdRule {
             direction,

@@ -52,6 +52,7 @@ pub struct InboundSa {
     window: ReplayWindow,
     encap: Option<UdpEncap>,
     reported: u64,
+    report_every: u64,
     lifetime: LifetimeState,
     counters: SaCounters,
 }
@@ -67,6 +68,7 @@ impl InboundSa {
             window: ReplayWindow::new(cfg.replay_window, cfg.initial_seq),
             encap: cfg.udp_encap,
             reported: cfg.initial_seq,
+            report_every: 0,
             lifetime: LifetimeState::new(cfg.lifetime),
             counters: SaCounters::default(),
         })
@@ -96,13 +98,18 @@ impl InboundSa {
         }
     }
 
-    /// Whether the window top crossed a multiple of `every` since
-    /// [`mark_reported`](Self::mark_reported): the mirror's
-    /// `inbound_interval`.
+    /// Has the window top cross a multiple of `every` reported (the
+    /// mirror's `inbound_interval`); 0, the default, reports nothing.
+    pub fn set_report_every(&mut self, every: u64) {
+        self.report_every = every;
+    }
+
+    /// Whether the window top crossed a multiple of the reporting interval
+    /// since [`mark_reported`](Self::mark_reported).
     #[inline]
-    pub fn report_due(&self, every: u64) -> bool {
-        let every = every.max(1);
-        self.window.top() / every > self.reported / every
+    pub fn report_due(&self) -> bool {
+        let every = self.report_every;
+        every != 0 && self.window.top() / every > self.reported / every
     }
 
     /// Records that the current window went to the mirror.

@@ -34,6 +34,7 @@ pub struct OutboundSa {
     seq_max: u64,
     limit: u64,
     reported: u64,
+    report_every: u64,
     lifetime: LifetimeState,
     counters: SaCounters,
 }
@@ -54,6 +55,7 @@ impl OutboundSa {
             seq_max: cfg.seq_max(),
             limit: u64::MAX,
             reported: cfg.initial_seq,
+            report_every: 0,
             lifetime: LifetimeState::new(cfg.lifetime),
             counters: SaCounters::default(),
         })
@@ -88,12 +90,18 @@ impl OutboundSa {
         self.reported = self.seq;
     }
 
-    /// Whether the sequence number crossed a multiple of `every` since
-    /// [`mark_reported`](Self::mark_reported): the mirror's `interval`.
+    /// Has the sequence number cross a multiple of `every` reported (the
+    /// mirror's `interval`); 0, the default, reports nothing.
+    pub fn set_report_every(&mut self, every: u64) {
+        self.report_every = every;
+    }
+
+    /// Whether the sequence number crossed a multiple of the reporting interval
+    /// since [`mark_reported`](Self::mark_reported).
     #[inline]
-    pub fn report_due(&self, every: u64) -> bool {
-        let every = every.max(1);
-        self.seq / every > self.reported / every
+    pub fn report_due(&self) -> bool {
+        let every = self.report_every;
+        every != 0 && self.seq / every > self.reported / every
     }
 
     /// Records that the current state went to the mirror.

@@ -120,6 +120,41 @@ fn each_broken_config_gets_one_line_naming_the_place() {
             "dport: 80-20, action: protect",
         ),
         ("not YAML", "ports:", "ports: [ {"),
+        (
+            "home without a mirror section",
+            "direction: outbound\n",
+            "direction: outbound\n    home: 2\n",
+        ),
+        (
+            "mirror key too short",
+            "sas:",
+            "mirror: { node: 1, peer: 2, key: 0x0001020304, port: { name: m, backend: af_packet, interface: m0 } }\nsas:",
+        ),
+        (
+            "mirror takeover jump receivers cannot follow",
+            "sas:",
+            "mirror: { node: 1, peer: 2, key: 0x000102030405060708090a0b0c0d0e0f, port: { name: m, backend: af_packet, interface: m0 }, takeover_jump: 4294967296 }\nsas:",
+        ),
+        (
+            "mirror node is its own peer",
+            "sas:",
+            "mirror: { node: 1, peer: 1, key: 0x000102030405060708090a0b0c0d0e0f, port: { name: m, backend: af_packet, interface: m0 } }\nsas:",
+        ),
+        (
+            "home is neither node",
+            "sas:\n  - spi: 0x1000\n    direction: outbound\n",
+            "mirror: { node: 1, peer: 2, key: 0x000102030405060708090a0b0c0d0e0f, port: { name: m, backend: af_packet, interface: m0 } }\nsas:\n  - spi: 0x1000\n    direction: outbound\n    home: 5\n",
+        ),
+        (
+            "quantity on an inbound SA",
+            "sas:\n  - spi: 0x1000\n    direction: outbound\n",
+            "mirror: { node: 1, peer: 2, key: 0x000102030405060708090a0b0c0d0e0f, port: { name: m, backend: af_packet, interface: m0 } }\nsas:\n  - spi: 0x1000\n    direction: inbound\n    mirror: { quantity: 5 }\n",
+        ),
+        (
+            "unknown inbound takeover mode",
+            "sas:",
+            "mirror: { node: 1, peer: 2, key: 0x000102030405060708090a0b0c0d0e0f, port: { name: m, backend: af_packet, interface: m0 }, inbound_takeover: loose }\nsas:",
+        ),
     ];
     for (what, from, to) in cases {
         assert!(

@@ -144,6 +144,18 @@ pub enum MirrorConfigError {
     FrameTooSmall(usize),
 }
 
+impl MirrorConfigError {
+    /// The configuration key at fault.
+    pub fn key(&self) -> &'static str {
+        match self {
+            MirrorConfigError::Zero(k) => k,
+            MirrorConfigError::JumpTooLarge { name, .. } => name,
+            MirrorConfigError::SameNode(_) => "peer",
+            MirrorConfigError::FrameTooSmall(_) => "max_frame",
+        }
+    }
+}
+
 impl MirrorConfig {
     /// Checks the settings against each other.
     pub fn check(&self) -> Result<(), MirrorConfigError> {
@@ -271,9 +283,23 @@ struct OwnedInbound {
     changed: bool,
 }
 
+/// Per-SA changes to the send policy of the `mirror:` defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaOverrides {
+    /// Outbound: the state is due at multiples of this sequence number;
+    /// inbound: of this window top (`inbound_interval`).
+    pub interval: Option<u64>,
+    /// Outbound: the lease `seq + quantity`.
+    pub quantity: Option<u64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PairSa {
     esn: bool,
+    /// Reporting interval (outbound `interval`, inbound `inbound_interval`).
+    interval: u64,
+    /// Outbound quantity.
+    quantity: u64,
     home: u32,
     owner: u32,
     generation: u64,
@@ -391,7 +417,7 @@ impl Mirror {
         match dir {
             SaDir::Outbound => value.saturating_add(self.jump(spi)).max(1),
             SaDir::Inbound => match self.cfg.inbound_takeover {
-                InboundTakeover::Strict => value.saturating_add(self.cfg.inbound_interval),
+                InboundTakeover::Strict => value.saturating_add(self.interval_of(spi, dir)),
                 InboundTakeover::Lenient => value,
             },
         }
@@ -415,24 +441,48 @@ impl Mirror {
         }
     }
 
-    fn policy(&self, esn: bool) -> OutboundPolicy {
+    /// The send policy of outbound SA `spi`.
+    fn policy(&self, spi: u32) -> OutboundPolicy {
         let c = self.cfg;
-        let jump = if esn {
-            c.takeover_jump
-        } else {
-            c.takeover_jump_32
+        let (interval, quantity) = self
+            .pair
+            .get(&(spi, SaDir::Outbound))
+            .map_or((c.interval, c.quantity), |p| (p.interval, p.quantity));
+        OutboundPolicy::new(interval, quantity, c.lease, self.jump(spi))
+    }
+
+    /// The reporting interval of an SA: its `interval` outbound, its
+    /// `inbound_interval` inbound (the defaults, or its overrides).
+    pub fn interval_of(&self, spi: u32, dir: SaDir) -> u64 {
+        let default = match dir {
+            SaDir::Outbound => self.cfg.interval,
+            SaDir::Inbound => self.cfg.inbound_interval,
         };
-        OutboundPolicy::new(c.interval, c.quantity, c.lease, jump)
+        self.pair
+            .get(&(spi, dir))
+            .map_or(default, |p| p.interval)
+            .max(1)
     }
 
     /// Registers an SA of the pair with its home node; if that is this
     /// node, it owns it from the start (sequence numbers from 1, window top
     /// 0, until a bulk sync says otherwise).
     pub fn add_sa(&mut self, spi: u32, dir: SaDir, esn: bool, home: u32) {
+        self.add_sa_with(spi, dir, esn, home, SaOverrides::default());
+    }
+
+    /// [`add_sa`](Self::add_sa) with the SA's own interval or quantity.
+    pub fn add_sa_with(&mut self, spi: u32, dir: SaDir, esn: bool, home: u32, o: SaOverrides) {
+        let interval = o.interval.unwrap_or(match dir {
+            SaDir::Outbound => self.cfg.interval,
+            SaDir::Inbound => self.cfg.inbound_interval,
+        });
         self.pair.insert(
             (spi, dir),
             PairSa {
                 esn,
+                interval: interval.max(1),
+                quantity: o.quantity.unwrap_or(self.cfg.quantity),
                 home,
                 owner: home,
                 generation: 0,
@@ -449,8 +499,7 @@ impl Mirror {
     fn own(&mut self, spi: u32, dir: SaDir, start: u64, acked: u64, bitmap: Vec<u64>) {
         match dir {
             SaDir::Outbound => {
-                let esn = self.pair.get(&(spi, dir)).is_some_and(|p| p.esn);
-                let policy = self.policy(esn);
+                let policy = self.policy(spi);
                 self.outbound
                     .insert(spi, OwnedOutbound::starting_at(policy, start, acked));
             }
@@ -462,7 +511,7 @@ impl Mirror {
                         bitmap,
                         bytes: 0,
                         packets: 0,
-                        reported_block: start / self.cfg.inbound_interval.max(1),
+                        reported_block: start / self.interval_of(spi, dir),
                         changed: true,
                     },
                 );
@@ -501,7 +550,7 @@ impl Mirror {
         bytes: u64,
         packets: u64,
     ) {
-        let every = self.cfg.inbound_interval.max(1);
+        let every = self.interval_of(spi, SaDir::Inbound);
         let Some(s) = self.inbound.get_mut(&spi) else {
             return;
         };
@@ -1100,13 +1149,7 @@ impl Mirror {
         let updates: Vec<(u32, OutboundPolicy)> = self
             .outbound
             .keys()
-            .map(|spi| {
-                let esn = self
-                    .pair
-                    .get(&(*spi, SaDir::Outbound))
-                    .is_some_and(|p| p.esn);
-                (*spi, self.policy(esn))
-            })
+            .map(|spi| (*spi, self.policy(*spi)))
             .collect();
         for (spi, p) in updates {
             if let Some(s) = self.outbound.get_mut(&spi) {

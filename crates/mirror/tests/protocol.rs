@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use espgate_mirror::{InboundTakeover, Mirror, MirrorConfig, MirrorEvent, MirrorKey, Reject};
+use espgate_mirror::{
+    InboundTakeover, Mirror, MirrorConfig, MirrorEvent, MirrorKey, Reject, SaOverrides,
+};
 use espgate_wire::mirror::SaDir;
 use proptest::prelude::*;
 
@@ -428,6 +430,38 @@ fn a_restarted_node_restarts_its_sas_past_its_earlier_life() {
         start > used,
         "restart at {start}, earlier life used up to {used}"
     );
+}
+
+#[test]
+fn an_sa_may_have_its_own_interval_and_quantity() {
+    let mut a = Mirror::new(cfg(A, B, 0), key(), 1, 0);
+    let mut b = Mirror::new(cfg(B, A, 0), key(), 2, 0);
+    let own = SaOverrides {
+        interval: Some(10),
+        quantity: Some(50),
+    };
+    for m in [&mut a, &mut b] {
+        m.add_sa_with(0x7000, SaDir::Outbound, false, A, own);
+        m.add_sa(0x7001, SaDir::Outbound, false, A);
+        m.add_sa_with(0x7002, SaDir::Inbound, false, A, own);
+    }
+    assert_eq!(a.interval_of(0x7000, SaDir::Outbound), 10);
+    assert_eq!(a.interval_of(0x7001, SaDir::Outbound), 100);
+    assert_eq!(a.interval_of(0x7002, SaDir::Inbound), 10);
+    exchange(&mut a, &mut b, 0);
+    let base = |m: &Mirror, spi| m.standby().get(spi, SaDir::Outbound).unwrap().value;
+    let (b0, b1) = (base(&b, 0x7000), base(&b, 0x7001));
+    // 12 packets cross a multiple of 10 but not of 100.
+    let seq0 = a.limit(0x7000).unwrap().min(b0) - 1;
+    a.outbound_progress(0x7000, seq0 + 12, 0, 12);
+    a.outbound_progress(0x7001, 12, 0, 12);
+    exchange(&mut a, &mut b, 1);
+    assert_eq!(
+        base(&b, 0x7000),
+        seq0 + 12 + 50,
+        "lease = seq + its own quantity"
+    );
+    assert_eq!(base(&b, 0x7001), b1, "not due yet at the default interval");
 }
 
 #[test]
