@@ -86,9 +86,68 @@ pub fn too_big(offender: &[u8], from: IpAddr, mtu: usize) -> Option<Vec<u8>> {
     }
 }
 
+/// The all-nodes multicast address and its Ethernet address.
+pub const ALL_NODES: (std::net::Ipv6Addr, [u8; 6]) = (
+    std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+    [0x33, 0x33, 0, 0, 0, 1],
+);
+
+/// An unsolicited neighbour advertisement (RFC 4861 7.2.6) that `addr` is
+/// at `mac`, override flag set, to all nodes: the IPv6 counterpart of a
+/// gratuitous ARP. Returns the IPv6 packet.
+pub fn unsolicited_na(addr: std::net::Ipv6Addr, mac: [u8; 6]) -> Vec<u8> {
+    let mut icmp = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+    icmp.extend(addr.octets());
+    icmp.extend([2, 1]);
+    icmp.extend(mac);
+    let sum = checksum::pseudo_header(
+        &IpAddr::V6(addr),
+        &IpAddr::V6(ALL_NODES.0),
+        protocol::ICMPV6,
+        icmp.len() as u32,
+    );
+    let c = !checksum::fold(checksum::accumulate(sum, &icmp));
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut pkt = vec![0u8; 40 + icmp.len()];
+    Ipv6Repr {
+        src: addr,
+        dst: ALL_NODES.0,
+        next_header: protocol::ICMPV6,
+        payload_len: icmp.len(),
+        hop_limit: 255,
+        traffic_class: 0,
+        flow_label: 0,
+    }
+    .emit(&mut pkt)
+    .expect("room for the header");
+    pkt[40..].copy_from_slice(&icmp);
+    pkt
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsolicited_na_overrides_and_verifies() {
+        let addr: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let mac = [2, 0, 0, 0, 0, 9];
+        let pkt = unsolicited_na(addr, mac);
+        assert_eq!(pkt.len(), 72);
+        assert_eq!((pkt[6], pkt[7]), (protocol::ICMPV6, 255), "ICMPv6, hop limit 255");
+        assert_eq!(&pkt[24..40], &ALL_NODES.0.octets());
+        let icmp = &pkt[40..];
+        assert_eq!((icmp[0], icmp[4]), (136, 0x20), "advertisement with override");
+        assert_eq!(&icmp[8..24], &addr.octets());
+        assert_eq!(&icmp[24..32], &[2, 1, 2, 0, 0, 0, 0, 9], "target link-layer address");
+        let sum = checksum::pseudo_header(
+            &IpAddr::V6(addr),
+            &IpAddr::V6(ALL_NODES.0),
+            protocol::ICMPV6,
+            32,
+        );
+        assert_eq!(checksum::fold(checksum::accumulate(sum, icmp)), 0xffff);
+    }
     use espgate_wire::ipv4::Ipv4Packet;
 
     #[test]

@@ -205,7 +205,8 @@ impl Worker {
     }
 
     /// Reloads the addresses held when they changed; worker 0 announces
-    /// them on every IPv4 port.
+    /// them: gratuitous ARP for IPv4, unsolicited neighbour advertisements
+    /// for IPv6.
     fn poll_announce(&mut self) {
         let now = self.shared.announce.load(Ordering::Acquire);
         if now == self.announced {
@@ -222,14 +223,27 @@ impl Worker {
         if self.id != 0 {
             return;
         }
-        for i in 0..2 {
+        for (i, role) in [(0, Role::Protected), (1, Role::Unprotected)] {
             let mac = self.ports[i].mac;
             for ip in self.addresses[i].clone() {
-                let IpAddr::V4(v4) = ip else { continue };
                 let mut buf = self.pool.get();
-                write_arp(&mut buf, &announcement(v4, mac), mac);
                 self.counters.announcements += 1;
-                self.ports[i].tx.push(buf);
+                match ip {
+                    IpAddr::V4(v4) => {
+                        write_arp(&mut buf, &announcement(v4, mac), mac);
+                        self.ports[i].tx.push(buf);
+                    }
+                    IpAddr::V6(v6) => {
+                        let na = icmp::unsolicited_na(v6, mac.0);
+                        match buf.append(na.len()) {
+                            Ok(room) => {
+                                room.copy_from_slice(&na);
+                                self.send(role, MacAddr(icmp::ALL_NODES.1), buf);
+                            }
+                            Err(_) => self.pool.put(buf),
+                        }
+                    }
+                }
             }
         }
     }
