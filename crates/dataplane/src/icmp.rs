@@ -134,12 +134,24 @@ mod tests {
         let mac = [2, 0, 0, 0, 0, 9];
         let pkt = unsolicited_na(addr, mac);
         assert_eq!(pkt.len(), 72);
-        assert_eq!((pkt[6], pkt[7]), (protocol::ICMPV6, 255), "ICMPv6, hop limit 255");
+        assert_eq!(
+            (pkt[6], pkt[7]),
+            (protocol::ICMPV6, 255),
+            "ICMPv6, hop limit 255"
+        );
         assert_eq!(&pkt[24..40], &ALL_NODES.0.octets());
         let icmp = &pkt[40..];
-        assert_eq!((icmp[0], icmp[4]), (136, 0x20), "advertisement with override");
+        assert_eq!(
+            (icmp[0], icmp[4]),
+            (136, 0x20),
+            "advertisement with override"
+        );
         assert_eq!(&icmp[8..24], &addr.octets());
-        assert_eq!(&icmp[24..32], &[2, 1, 2, 0, 0, 0, 0, 9], "target link-layer address");
+        assert_eq!(
+            &icmp[24..32],
+            &[2, 1, 2, 0, 0, 0, 0, 9],
+            "target link-layer address"
+        );
         let sum = checksum::pseudo_header(
             &IpAddr::V6(addr),
             &IpAddr::V6(ALL_NODES.0),
