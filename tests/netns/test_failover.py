@@ -338,7 +338,7 @@ def test_mirror_link_cut_split_brain_then_heal(topo, espgate, tmp_path, capsys):
     p, logs, marks, (s1, e1), (s2, e2), frames, stalls = run_pair(topo, espgate, tmp_path, capsys, "cut", extra)
     assert "took_over" in logs["a.log"] and "took_over" in logs["b.log"], "both sides take over in a split brain"
     assert stalls > 0, "the leases did not stall during the cut"
-    late = marks["heal"] + 1.5
+    late = marks["heal"] + 1.0
     assert any(t > late and k in e1 for k, t in enumerate(s1)), "h1 did not recover after the heal"
     assert any(t > late and k in e2 for k, t in enumerate(s2)), "h2 did not recover after the heal"
 
@@ -404,5 +404,5 @@ def test_host_processor_pushes_configs_reroutes_and_fails_back(topo, espgate, tm
     assert len(pairs) == len(set(pairs)), "an (SPI, seq) pair was used twice"
     assert back is not None, "h1's traffic never resumed"
     assert "fenced" in p.log("b.log")
-    late = [k for k, t in enumerate(s1) if t > time.time() - 2.5]
-    assert any(k in e1 for k in late), "h1's traffic does not flow at the end"
+    late = [k for k, t in enumerate(s1) if t > s1[-1] - 1.0]
+    assert sum(k in e1 for k in late) > len(late) // 2, "h1's traffic does not flow at the end"
