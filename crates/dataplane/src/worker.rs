@@ -552,41 +552,14 @@ impl Worker {
         };
         match sa.encapsulate(&mut buf) {
             Ok(_) => {
-                if sa.report_due()
-                    && let Some(r) = &self.report
-                {
-                    let c = sa.counters();
-                    let p = Progress::Outbound {
-                        spi,
-                        seq: sa.seq(),
-                        bytes: c.bytes,
-                        packets: c.packets,
-                    };
-                    if r.ring.push(p).is_ok() {
-                        sa.mark_reported();
-                        self.counters.progress += 1;
-                    } else {
-                        self.counters.progress_full += 1;
-                    }
+                if sa.report_due() {
+                    self.report_outbound(spi, true);
                 }
             }
             Err(e) => {
                 let stalls = sa.counters().drops.get(DropReason::LeaseStall);
-                if e.reason == DropReason::LeaseStall
-                    && stalls % STALL_REPORT_EVERY == 1
-                    && let Some(r) = &self.report
-                {
-                    let c = sa.counters();
-                    let p = Progress::Outbound {
-                        spi,
-                        seq: sa.seq(),
-                        bytes: c.bytes,
-                        packets: c.packets,
-                    };
-                    match r.ring.push(p) {
-                        Ok(()) => self.counters.progress += 1,
-                        Err(_) => self.counters.progress_full += 1,
-                    }
+                if e.reason == DropReason::LeaseStall && stalls % STALL_REPORT_EVERY == 1 {
+                    self.report_outbound(spi, false);
                 }
                 return self.drop_frame(buf, NodeDrop::Esp);
             }
@@ -613,6 +586,29 @@ impl Worker {
         };
         self.counters.decrypted += 1;
         self.forward(Role::Protected, sel.dst, buf);
+    }
+
+    /// Pushes an outbound SA's state to the mirror task; `crossed`: at an
+    /// interval crossing (marked reported once taken), else at a stall.
+    fn report_outbound(&mut self, spi: u32, crossed: bool) {
+        let (Some(r), Some(sa)) = (&self.report, self.outbound.get_mut(&spi)) else {
+            return;
+        };
+        let c = sa.counters();
+        let p = Progress::Outbound {
+            spi,
+            seq: sa.seq(),
+            bytes: c.bytes,
+            packets: c.packets,
+        };
+        if r.ring.push(p).is_ok() {
+            if crossed {
+                sa.mark_reported();
+            }
+            self.counters.progress += 1;
+        } else {
+            self.counters.progress_full += 1;
+        }
     }
 
     /// Reports an inbound SA whose window top crossed the mirror's interval.

@@ -441,6 +441,19 @@ impl Mirror {
         }
     }
 
+    /// Stores `value` for an SA in the standby table (merged by maximum).
+    fn store(&mut self, spi: u32, dir: SaDir, value: u64) {
+        self.standby.merge(&SaState {
+            spi,
+            dir,
+            value,
+            bytes: 0,
+            packets: 0,
+            bitmap: Vec::new(),
+            copy: false,
+        });
+    }
+
     /// The send policy of outbound SA `spi`.
     fn policy(&self, spi: u32) -> OutboundPolicy {
         let c = self.cfg;
@@ -812,15 +825,7 @@ impl Mirror {
         if owner != me {
             // Whoever owns it may use numbers up to `start` plus slack
             // without further word: store it before anything else.
-            self.standby.merge(&SaState {
-                spi,
-                dir,
-                value: start,
-                bytes: 0,
-                packets: 0,
-                bitmap: Vec::new(),
-                copy: false,
-            });
+            self.store(spi, dir, start);
         }
         let Some(p) = self.pair.get(&(spi, dir)).copied() else {
             self.stats.records_ignored += 1;
@@ -966,15 +971,7 @@ impl Mirror {
                     kind: OwnershipKind::Confirm,
                 } => {
                     if owner != self.cfg.node {
-                        self.standby.merge(&SaState {
-                            spi,
-                            dir,
-                            value: start,
-                            bytes: 0,
-                            packets: 0,
-                            bitmap: Vec::new(),
-                            copy: false,
-                        });
+                        self.store(spi, dir, start);
                     }
                     if self
                         .unconfirmed
@@ -1064,15 +1061,7 @@ impl Mirror {
             if let Some(o) = self.outbound.get(&spi) {
                 mark = mark.max(o.reach()).max(o.lease());
             }
-            self.standby.merge(&SaState {
-                spi,
-                dir,
-                value: mark.saturating_add(jump),
-                bytes: 0,
-                packets: 0,
-                bitmap: Vec::new(),
-                copy: false,
-            });
+            self.store(spi, dir, mark.saturating_add(jump));
             if let Some(o) = self.outbound.get_mut(&spi) {
                 let start = o.peer_restarted(jump);
                 self.activated(spi, dir, start, Vec::new());

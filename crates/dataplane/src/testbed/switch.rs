@@ -27,60 +27,61 @@ struct SwitchPort {
     capture: Option<Capture>,
 }
 
+/// The ports of a switch, and the ones added but not yet forwarding.
+struct Ports {
+    name: String,
+    new_ports: Arc<Mutex<Vec<SwitchPort>>>,
+    count: usize,
+}
+
+impl Ports {
+    fn attach(&mut self, mac: MacAddr, queues: usize, capture: Option<Capture>) -> Vec<MemQueue> {
+        self.count += 1;
+        let info = |name: String| PortInfo {
+            name,
+            mac,
+            mtu: 9000,
+        };
+        let (mut sw, dev) = mem::link(
+            info(format!("{}-p{}", self.name, self.count)),
+            1,
+            info(format!("{}-dev{}", self.name, self.count)),
+            queues,
+            DEPTH,
+        );
+        if let Ok(mut p) = self.new_ports.lock() {
+            p.push(SwitchPort {
+                queue: sw.remove(0),
+                capture,
+            });
+        }
+        dev
+    }
+}
+
 /// A switch; attach ports, then [`start`](Switch::start) it.
 pub struct Switch {
-    name: String,
+    ports: Ports,
     pool: Arc<Mempool>,
-    new_ports: Arc<Mutex<Vec<SwitchPort>>>,
-    count: usize,
 }
 
-/// A running switch: attach more ports, or stop it.
+/// A running switch: attach more ports, or drop it to stop it.
 pub struct SwitchHandle {
-    name: String,
-    new_ports: Arc<Mutex<Vec<SwitchPort>>>,
-    count: usize,
+    ports: Ports,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-}
-
-fn attach(
-    new_ports: &Mutex<Vec<SwitchPort>>,
-    switch: &str,
-    index: usize,
-    mac: MacAddr,
-    queues: usize,
-    capture: Option<Capture>,
-) -> Vec<MemQueue> {
-    let info = |name: String| PortInfo {
-        name,
-        mac,
-        mtu: 9000,
-    };
-    let (mut sw, dev) = mem::link(
-        info(format!("{switch}-p{index}")),
-        1,
-        info(format!("{switch}-dev{index}")),
-        queues,
-        DEPTH,
-    );
-    if let Ok(mut p) = new_ports.lock() {
-        p.push(SwitchPort {
-            queue: sw.remove(0),
-            capture,
-        });
-    }
-    dev
 }
 
 impl Switch {
     /// A switch with no ports yet.
     pub fn new(name: &str, pool: Arc<Mempool>) -> Self {
         Switch {
-            name: name.into(),
+            ports: Ports {
+                name: name.into(),
+                new_ports: Arc::new(Mutex::new(Vec::new())),
+                count: 0,
+            },
             pool,
-            new_ports: Arc::new(Mutex::new(Vec::new())),
-            count: 0,
         }
     }
 
@@ -93,31 +94,21 @@ impl Switch {
         queues: usize,
         capture: Option<Capture>,
     ) -> Vec<MemQueue> {
-        self.count += 1;
-        attach(
-            &self.new_ports,
-            &self.name,
-            self.count,
-            mac,
-            queues,
-            capture,
-        )
+        self.ports.attach(mac, queues, capture)
     }
 
     /// Starts forwarding on its own thread.
     pub fn start(self) -> SwitchHandle {
         let stop = Arc::new(AtomicBool::new(false));
-        let new_ports = self.new_ports.clone();
+        let new_ports = self.ports.new_ports.clone();
         let flag = stop.clone();
         let pool = self.pool;
         let thread = std::thread::Builder::new()
-            .name(format!("switch-{}", self.name))
+            .name(format!("switch-{}", self.ports.name))
             .spawn(move || forward(&new_ports, pool, &flag))
             .expect("spawn switch thread");
         SwitchHandle {
-            name: self.name,
-            new_ports: self.new_ports,
-            count: self.count,
+            ports: self.ports,
             stop,
             thread: Some(thread),
         }
@@ -132,15 +123,7 @@ impl SwitchHandle {
         queues: usize,
         capture: Option<Capture>,
     ) -> Vec<MemQueue> {
-        self.count += 1;
-        attach(
-            &self.new_ports,
-            &self.name,
-            self.count,
-            mac,
-            queues,
-            capture,
-        )
+        self.ports.attach(mac, queues, capture)
     }
 }
 

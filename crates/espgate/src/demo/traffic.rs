@@ -119,31 +119,29 @@ impl Traffic {
                 flow.echoed.push(None);
                 host.send_udp(h3, 40000 + u16::from(f), ECHO_PORT, &payload(f, k));
             }
-            for ip in rig.h3.poll() {
-                if let Some((src, sport, p)) = udp(&ip) {
-                    let p = p.to_vec();
-                    rig.h3.send_udp(src, ECHO_PORT, sport, &p);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(1));
-            self.h1.take_echoes(&mut rig.h1, 1);
-            self.h2.take_echoes(&mut rig.h2, 2);
+            self.turn(rig);
         }
+    }
+
+    /// h3 echoes what arrived; a millisecond later the hosts take their
+    /// echoes.
+    fn turn(&mut self, rig: &mut Rig) {
+        for ip in rig.h3.poll() {
+            if let Some((src, sport, p)) = udp(&ip) {
+                let p = p.to_vec();
+                rig.h3.send_udp(src, ECHO_PORT, sport, &p);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        self.h1.take_echoes(&mut rig.h1, 1);
+        self.h2.take_echoes(&mut rig.h2, 2);
     }
 
     /// Lets the last echoes arrive.
     pub fn drain(&mut self, rig: &mut Rig) {
         let end = Instant::now() + Duration::from_millis(100);
         while Instant::now() < end {
-            for ip in rig.h3.poll() {
-                if let Some((src, sport, p)) = udp(&ip) {
-                    let p = p.to_vec();
-                    rig.h3.send_udp(src, ECHO_PORT, sport, &p);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(1));
-            self.h1.take_echoes(&mut rig.h1, 1);
-            self.h2.take_echoes(&mut rig.h2, 2);
+            self.turn(rig);
         }
     }
 }
