@@ -433,6 +433,21 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
                 }
             }
         };
+        if let Some(m) = &mirror
+            && direction == Direction::Inbound
+            && espgate_dataplane::progress::inbound_frame_len(sa.replay_window)
+                > m.protocol.max_frame
+        {
+            return Err(err(
+                format!("{at}replay_window"),
+                format!(
+                    "{} packets need {}-byte mirror frames, above mirror.max_frame {}: raise it (and the mirror link's MTU) or shrink the window",
+                    sa.replay_window,
+                    espgate_dataplane::progress::inbound_frame_len(sa.replay_window),
+                    m.protocol.max_frame
+                ),
+            ));
+        }
         sas.push(SaEntry {
             sa,
             worker: s.worker,

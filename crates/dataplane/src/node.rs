@@ -200,6 +200,15 @@ pub fn start(
         let sa_err = |why: String| NodeError::Sa { spi, why };
         let home = cfg.is_home(entry);
         let dir = sa_dir(entry.sa.direction);
+        if let Some(m) = &cfg.mirror
+            && entry.sa.direction == Direction::Inbound
+            && crate::progress::inbound_frame_len(entry.sa.replay_window) > m.protocol.max_frame
+        {
+            return Err(NodeError::Mirror(format!(
+                "sa {spi:#x}: a replay window of {} does not fit mirror frames of {} bytes",
+                entry.sa.replay_window, m.protocol.max_frame
+            )));
+        }
         let mut every = 0;
         if let (Some(m), Some(s)) = (mirror.as_mut(), cfg.mirror.as_ref()) {
             let node = entry.home.unwrap_or(s.protocol.node);

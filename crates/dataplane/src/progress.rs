@@ -52,3 +52,12 @@ pub struct Reporting {
 /// Report a stalled SA on its first stalled packet and then every this
 /// many, so its lease can be extended once the mirror knows how far it got.
 pub const STALL_REPORT_EVERY: u64 = 64;
+
+/// The mirror frame (header to MAC) that carries one inbound SA's state
+/// with a replay window of `window` packets: the whole window travels as a
+/// bitmap, so a large window needs a large `max_frame` (and a mirror link
+/// MTU to match).
+pub fn inbound_frame_len(window: u32) -> usize {
+    use espgate_wire::mirror::{HEADER_LEN, MAC_LEN, RECORD_HEADER_LEN};
+    HEADER_LEN + MAC_LEN + RECORD_HEADER_LEN + 36 + (window as usize).div_ceil(64) * 8
+}

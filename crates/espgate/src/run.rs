@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 
 use crate::control_socket::{self, Request, refuse};
 
-/// Largest frame on the mirror link (a standard Ethernet payload).
+/// Smallest MTU the mirror port is opened with (a standard Ethernet
+/// payload; more when `mirror.max_frame` asks for it).
 const MIRROR_MTU: usize = 1500;
 
 /// The DPDK EAL, started once when a port needs it.
@@ -142,7 +143,7 @@ fn start_node(cfg: &NodeConfig, backend: Backend) -> anyhow::Result<RunningNode>
                 name: &m.port_name,
                 backend: &m.port_backend,
                 mac: m.port_mac,
-                mtu: MIRROR_MTU,
+                mtu: MIRROR_MTU.max(m.protocol.max_frame + 14),
                 queues: 1,
             };
             let mut q = open_port(cfg, &opening, group.wrapping_add(2), &mut eal)?;
