@@ -1,5 +1,11 @@
-//! Shared fixtures for espgate's benchmarks: SAs and inner packets of a
-//! given size, built the same way for every backend.
+//! espgate's benchmarks: shared fixtures (SAs and inner packets of a
+//! given size, built the same way for every backend), the crypto ceiling,
+//! the node's paths under load, and the reporting (tables, CSV, JSON,
+//! plots). `cargo run --release -p espgate-bench -- --help`.
+
+pub mod crypto;
+pub mod node_path;
+pub mod report;
 
 use espgate_esp::{AeadAlgorithm, Direction, SaConfig, Tunnel};
 use espgate_wire::ip::protocol;
@@ -25,13 +31,27 @@ pub fn sa_pair(algorithm: AeadAlgorithm) -> (SaConfig, SaConfig) {
     (out, inb)
 }
 
+/// Packet sizes of the harness's tables (inner IPv4 bytes).
+pub const TABLE_SIZES: [usize; 4] = [64, 128, 512, 1420];
+
+/// IMIX: 7 : 4 : 1 packets of 64, 570 and 1500 inner bytes (the classic
+/// 64/570/1518-byte frame mix, as IP packets; the unprotected link of the
+/// benchmarks has room for 1500 after ESP).
+pub const IMIX: [usize; 12] = [64, 64, 64, 64, 64, 64, 64, 570, 570, 570, 570, 1500];
+
 /// An IPv4/UDP packet of exactly `size` bytes (at least 28).
 pub fn inner_packet(size: usize) -> Vec<u8> {
+    inner_between(size, "10.1.0.1", "10.2.0.1")
+}
+
+/// An IPv4/UDP packet of exactly `size` bytes (at least 28) from `src` to
+/// `dst`.
+pub fn inner_between(size: usize, src: &str, dst: &str) -> Vec<u8> {
     let size = size.max(28);
     let mut p = vec![0xa5u8; size];
     Ipv4Repr {
-        src: "10.1.0.1".parse().expect("address"),
-        dst: "10.2.0.1".parse().expect("address"),
+        src: src.parse().expect("address"),
+        dst: dst.parse().expect("address"),
         protocol: protocol::UDP,
         payload_len: size - 20,
         ttl: 64,

@@ -18,6 +18,7 @@ pub mod pcap_port;
 pub mod pool;
 pub mod port;
 pub mod rss;
+pub mod synthetic;
 
 pub use pool::{BufPool, Mempool};
 pub use port::{PortInfo, PortQueue, QueueStats};

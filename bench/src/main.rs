@@ -1,0 +1,326 @@
+//! `espgate-bench`: runs the benchmark scenarios in one process, prints
+//! each as a table, and writes CSV, JSON and SVG plots into a results
+//! folder (`target/bench-results` by default, not committed). Figures are
+//! ratios inside one run; absolute times drift on a shared machine.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use espgate_bench::crypto::{aead_pps, openssl_pps};
+use espgate_bench::node_path::{Mirroring, Outcome, Run, Way, measure};
+use espgate_bench::report::{Table, plot, write_json};
+use espgate_bench::{IMIX, TABLE_SIZES};
+use espgate_esp::{AeadAlgorithm, Backend};
+
+/// espgate benchmarks.
+#[derive(Parser)]
+#[command(about)]
+struct Cli {
+    /// Short runs (about a minute in all).
+    #[arg(long)]
+    quick: bool,
+    /// Where to write CSV, JSON and plots.
+    #[arg(long, default_value = "target/bench-results")]
+    out: PathBuf,
+    /// Scenarios to run: crypto, path, mirror, workers (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+/// A size column: bytes, or IMIX.
+#[derive(Clone)]
+struct Size {
+    name: String,
+    sizes: Vec<usize>,
+}
+
+fn sizes() -> Vec<Size> {
+    TABLE_SIZES
+        .iter()
+        .map(|s| Size {
+            name: s.to_string(),
+            sizes: vec![*s],
+        })
+        .chain([Size {
+            name: "IMIX".into(),
+            sizes: IMIX.to_vec(),
+        }])
+        .collect()
+}
+
+fn m(pps: f64) -> String {
+    format!("{:.2}", pps / 1e6)
+}
+
+/// Packets per second of a mix, from the rate of each size (the time per
+/// packet averages, not the rates).
+fn mix_rate(mix: &[usize], rate: impl Fn(usize) -> f64) -> f64 {
+    let t: f64 = mix.iter().map(|&s| 1.0 / rate(s)).sum();
+    mix.len() as f64 / t
+}
+
+struct Bench {
+    secs: f64,
+    tables: Vec<Table>,
+    /// Bare AEAD rates of the default backend, AES-128: (size, seal, open).
+    aead: Vec<(String, f64, f64)>,
+}
+
+impl Bench {
+    fn crypto(&mut self) {
+        let mut t = Table::new(
+            "crypto",
+            "1. Crypto ceiling, one core: bare AES-GCM in place, Mpps (OpenSSL's `speed -evp` beside it)",
+            &["backend", "aead", "size", "seal", "open", "openssl seal"],
+        );
+        for &backend in Backend::compiled() {
+            for alg in [AeadAlgorithm::Aes128Gcm, AeadAlgorithm::Aes256Gcm] {
+                for size in sizes() {
+                    let rate = |s, open| aead_pps(backend, alg, s, open, self.secs / 2.0);
+                    let seal = mix_rate(&size.sizes, |s| rate(s, false));
+                    let open = mix_rate(&size.sizes, |s| rate(s, true));
+                    let ossl = if backend == Backend::DEFAULT {
+                        let secs = if self.secs < 1.0 { 1 } else { 2 };
+                        let o: Option<Vec<f64>> = size
+                            .sizes
+                            .iter()
+                            .map(|&s| openssl_pps(alg, s, secs))
+                            .collect();
+                        o.map(|v| size.sizes.len() as f64 / v.iter().map(|r| 1.0 / r).sum::<f64>())
+                    } else {
+                        None
+                    };
+                    if backend == Backend::DEFAULT && alg == AeadAlgorithm::Aes128Gcm {
+                        self.aead.push((size.name.clone(), seal, open));
+                    }
+                    t.row(vec![
+                        backend.to_string(),
+                        alg.to_string(),
+                        size.name.clone(),
+                        m(seal),
+                        m(open),
+                        ossl.map_or("-".into(), m),
+                    ]);
+                }
+            }
+        }
+        self.tables.push(t);
+    }
+
+    fn run(&self, way: Way, size: &Size, workers: usize, mirror: Option<Mirroring>) -> Outcome {
+        let run = Run {
+            way,
+            sizes: size.sizes.clone(),
+            algorithm: AeadAlgorithm::Aes128Gcm,
+            workers,
+            mirror,
+            seconds: self.secs,
+        };
+        measure(&run, Backend::DEFAULT).unwrap_or_else(|e| {
+            eprintln!("espgate-bench: {way:?} {}: {e:#}", size.name);
+            Outcome::default()
+        })
+    }
+
+    fn aead_of(&self, size: &str) -> Option<(f64, f64)> {
+        self.aead
+            .iter()
+            .find(|(s, _, _)| s == size)
+            .map(|(_, a, b)| (*a, *b))
+    }
+
+    fn path(&mut self, out: &std::path::Path) -> anyhow::Result<()> {
+        let mut t = Table::new(
+            "path",
+            "2. The node's loop on one worker core (in-memory source and sink, AES-128-GCM, ring): Mpps, Gb/s of inner packets, share of the bare AEAD, burst time",
+            &[
+                "way",
+                "size",
+                "Mpps",
+                "Gb/s",
+                "of AEAD",
+                "burst p50 ns",
+                "burst p99 ns",
+            ],
+        );
+        let mut series: Vec<(String, Vec<f64>)> = Vec::new();
+        let cats: Vec<String> = sizes().iter().map(|s| s.name.clone()).collect();
+        for way in [Way::Encrypt, Way::Decrypt] {
+            let mut v = Vec::new();
+            for size in sizes() {
+                let o = self.run(way, &size, 1, None);
+                let bare = self.aead_of(&size.name).map(|(seal, open)| match way {
+                    Way::Encrypt => seal,
+                    Way::Decrypt => open,
+                });
+                t.row(vec![
+                    format!("{way:?}").to_lowercase(),
+                    size.name.clone(),
+                    m(o.pps),
+                    format!("{:.2}", o.gbps),
+                    bare.map_or("-".into(), |b| format!("{:.0} %", 100.0 * o.pps / b)),
+                    o.burst_p50_ns.to_string(),
+                    o.burst_p99_ns.to_string(),
+                ]);
+                v.push(o.pps / 1e6);
+            }
+            series.push((format!("{way:?}").to_lowercase(), v));
+        }
+        if !self.aead.is_empty() {
+            series.push((
+                "AEAD seal".into(),
+                self.aead.iter().map(|a| a.1 / 1e6).collect(),
+            ));
+            series.push((
+                "AEAD open".into(),
+                self.aead.iter().map(|a| a.2 / 1e6).collect(),
+            ));
+        }
+        plot(
+            &out.join("path.svg"),
+            "ESP through the node vs the bare AEAD, one core",
+            "Mpps",
+            &cats,
+            &series,
+        )?;
+        self.tables.push(t);
+        Ok(())
+    }
+
+    fn mirror(&mut self, out: &std::path::Path) -> anyhow::Result<()> {
+        let mut t = Table::new(
+            "mirror",
+            "3. Mirroring's cost on the encrypt path (one worker; the idle peer and both mirror tasks on the other core)",
+            &[
+                "size",
+                "interval",
+                "lease",
+                "Mpps",
+                "vs off",
+                "mirror frames/s",
+                "mirror bytes/s",
+                "lease stalls",
+            ],
+        );
+        let intervals = [1u64, 64, 1024, 100_000];
+        let mut series = Vec::new();
+        for size in [sizes()[0].clone(), sizes()[3].clone()] {
+            let off = self.run(Way::Encrypt, &size, 1, None);
+            t.row(vec![
+                size.name.clone(),
+                "off".into(),
+                "-".into(),
+                m(off.pps),
+                "100 %".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+            for lease in [true, false] {
+                let mut v = Vec::new();
+                for interval in intervals {
+                    let o = self.run(Way::Encrypt, &size, 1, Some(Mirroring { interval, lease }));
+                    t.row(vec![
+                        size.name.clone(),
+                        interval.to_string(),
+                        if lease { "on" } else { "off" }.into(),
+                        m(o.pps),
+                        format!("{:.0} %", 100.0 * o.pps / off.pps.max(1.0)),
+                        format!("{:.0}", o.mirror_frames_per_s),
+                        format!("{:.0}", o.mirror_bytes_per_s),
+                        o.lease_stalls.to_string(),
+                    ]);
+                    v.push(100.0 * o.pps / off.pps.max(1.0));
+                }
+                series.push((
+                    format!(
+                        "{} B, lease {}",
+                        size.name,
+                        if lease { "on" } else { "off" }
+                    ),
+                    v,
+                ));
+            }
+        }
+        plot(
+            &out.join("mirror.svg"),
+            "Encrypt throughput with mirroring, % of mirroring off",
+            "% of off",
+            &intervals
+                .iter()
+                .map(|i| format!("interval {i}"))
+                .collect::<Vec<_>>(),
+            &series,
+        )?;
+        self.tables.push(t);
+        Ok(())
+    }
+
+    fn workers(&mut self) {
+        let mut t = Table::new(
+            "workers",
+            "4. One worker vs two (each with its own SA and source; this machine has 2 cores)",
+            &["way", "size", "1 worker Mpps", "2 workers Mpps", "scaling"],
+        );
+        for way in [Way::Encrypt, Way::Decrypt] {
+            for size in [sizes()[0].clone(), sizes()[3].clone()] {
+                let one = self.run(way, &size, 1, None);
+                let two = self.run(way, &size, 2, None);
+                t.row(vec![
+                    format!("{way:?}").to_lowercase(),
+                    size.name.clone(),
+                    m(one.pps),
+                    m(two.pps),
+                    format!("{:.2}x", two.pps / one.pps.max(1.0)),
+                ]);
+            }
+        }
+        self.tables.push(t);
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let want = |s: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == s);
+    std::fs::create_dir_all(&cli.out)?;
+    let mut b = Bench {
+        secs: if cli.quick { 0.3 } else { 2.0 },
+        tables: Vec::new(),
+        aead: Vec::new(),
+    };
+    println!(
+        "espgate-bench ({} mode, crypto backend {}, {} cores)\n",
+        if cli.quick { "quick" } else { "full" },
+        Backend::DEFAULT,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let mut shown = 0;
+    let mut show = |b: &Bench| {
+        for t in &b.tables[shown..] {
+            println!("{}", t.markdown());
+        }
+        shown = b.tables.len();
+    };
+    if want("crypto") || want("path") {
+        b.crypto();
+        show(&b);
+    }
+    if want("path") {
+        b.path(&cli.out)?;
+        show(&b);
+    }
+    if want("mirror") {
+        b.mirror(&cli.out)?;
+        show(&b);
+    }
+    if want("workers") {
+        b.workers();
+        show(&b);
+    }
+    for t in &b.tables {
+        t.write_csv(&cli.out)?;
+    }
+    write_json(&b.tables, &cli.out)?;
+    println!("CSV, JSON and SVG plots in {}", cli.out.display());
+    Ok(())
+}

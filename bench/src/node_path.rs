@@ -1,0 +1,370 @@
+//! The node's real loop under load, on one core per worker: frames come
+//! from memory (as DPDK's net_pcap with `infinite_rx`) into the worker's
+//! receive burst, go through classification, SPD/SAD, ESP and the transmit
+//! burst, and end in a counting sink (as net_null). Encrypt: plaintext on
+//! the protected port; decrypt: fresh ESP on the unprotected port (every
+//! sequence number once, so nothing is refused as a replay). Optionally
+//! with mirroring to a second, idle node over an in-memory mirror link.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use espgate_dataplane::{NodeEventKind, NodeQueues, NodeReport, RunningNode};
+use espgate_esp::{AeadAlgorithm, Backend, DropReason, OutboundSa};
+use espgate_io::mem;
+use espgate_io::synthetic::SyntheticQueue;
+use espgate_io::{Mempool, PortInfo, PortQueue};
+use espgate_wire::ethernet::{EtherType, EthernetRepr, MacAddr};
+use espgate_wire::{HeapBuf, PacketBuf};
+
+use crate::inner_between;
+
+/// Which way traffic crosses the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// Plaintext in, ESP out.
+    Encrypt,
+    /// ESP in, plaintext out.
+    Decrypt,
+}
+
+/// Mirroring during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mirroring {
+    /// Outbound `interval` (and inbound `inbound_interval`).
+    pub interval: u64,
+    /// Leases on or off.
+    pub lease: bool,
+}
+
+/// One measurement.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Way through the node.
+    pub way: Way,
+    /// Inner packet sizes, cycled (one size, or an IMIX).
+    pub sizes: Vec<usize>,
+    /// The AEAD.
+    pub algorithm: AeadAlgorithm,
+    /// Worker threads (each with its own SA and its own source queue).
+    pub workers: usize,
+    /// Mirroring, or none.
+    pub mirror: Option<Mirroring>,
+    /// How long to measure.
+    pub seconds: f64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcome {
+    /// Packets per second through the node.
+    pub pps: f64,
+    /// Inner bits per second.
+    pub gbps: f64,
+    /// Median processing time of a received burst, ns.
+    pub burst_p50_ns: u64,
+    /// 99th percentile of it.
+    pub burst_p99_ns: u64,
+    /// Mirror frames sent per second (both nodes).
+    pub mirror_frames_per_s: f64,
+    /// Mirror bytes sent per second.
+    pub mirror_bytes_per_s: f64,
+    /// Packets refused at a lease limit.
+    pub lease_stalls: u64,
+}
+
+const KEY: &str = "0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223";
+const LAN_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
+const WAN_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 2]);
+const PEER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 2, 2]);
+
+fn host_mac(w: usize) -> MacAddr {
+    MacAddr([2, 0, 0, 0, 0x10, w as u8 + 1])
+}
+
+fn key_hex(a: AeadAlgorithm) -> String {
+    KEY[..2 + 2 * (a.key_len() + 4)].to_string()
+}
+
+/// The node's configuration: per worker an outbound SA 0x1000+w for host
+/// 10.1.0.(w+1) and an inbound SA 0x2000+w for the way back.
+fn node_yaml(name: &str, run: &Run, mirror: Option<(u32, u32)>) -> String {
+    let alg = run.algorithm.to_string();
+    let key = key_hex(run.algorithm);
+    let mut y = format!(
+        "node: {{ name: {name} }}\nworkers: {{ count: {w}, burst: 32, idle_sleep_us: {idle} }}\nports:\n  - {{ name: lan, role: protected, backend: mem, mac: {LAN_MAC}, address: 10.1.0.254/24 }}\n  - {{ name: wan, role: unprotected, backend: mem, mac: {WAN_MAC}, address: 172.16.1.5/16, mtu: 9000 }}\n",
+        w = run.workers,
+        idle = if name == "peer" { 200 } else { 0 },
+    );
+    if let (Some((me, peer)), Some(m)) = (mirror, run.mirror) {
+        let lease = if m.lease { "on" } else { "off" };
+        y += &format!(
+            "mirror: {{ node: {me}, peer: {peer}, key: 0x000102030405060708090a0b0c0d0e0f, port: {{ name: mirror, backend: mem, mac: 02:00:00:00:0{me}:03 }}, interval: {i}, inbound_interval: {i}, quantity: {q}, lease: {lease} }}\n",
+            i = m.interval,
+            q = (4 * m.interval).max(4096),
+        );
+    }
+    y += "sas:\n";
+    for w in 0..run.workers {
+        let home = if mirror.is_some() { ", home: 1" } else { "" };
+        y += &format!(
+            "  - {{ spi: {o:#x}, direction: outbound, aead: {alg}, key: {key}, tunnel: {{ src: 172.16.1.5, dst: 172.16.2.5 }}, esn: true, replay_window: 1024, worker: {w}{home} }}\n  - {{ spi: {i:#x}, direction: inbound, aead: {alg}, key: {key}, tunnel: {{ src: 172.16.2.5, dst: 172.16.1.5 }}, esn: true, replay_window: 1024, worker: {w}{home} }}\n",
+            o = 0x1000 + w,
+            i = 0x2000 + w,
+        );
+    }
+    y += "spd:\n";
+    for w in 0..run.workers {
+        y += &format!(
+            "  - {{ direction: out, src: 10.1.0.{h}/32, dst: 10.2.0.0/24, action: protect, sa: {o:#x} }}\n  - {{ direction: in, src: 10.2.0.0/24, dst: 10.1.0.{h}/32, action: protect, sa: {i:#x} }}\n",
+            h = w + 1,
+            o = 0x1000 + w,
+            i = 0x2000 + w,
+        );
+    }
+    y += &format!("neighbours:\n  - {{ ip: 172.16.2.5, mac: {PEER_MAC} }}\n");
+    for w in 0..run.workers {
+        y += &format!("  - {{ ip: 10.1.0.{}, mac: {} }}\n", w + 1, host_mac(w));
+    }
+    y
+}
+
+fn frame(dst: MacAddr, src: MacAddr, ip: &[u8]) -> Vec<u8> {
+    let eth = EthernetRepr {
+        dst,
+        src,
+        vlan: None,
+        ethertype: EtherType::IPV4,
+    };
+    let mut f = vec![0u8; eth.header_len() + ip.len()];
+    eth.emit(&mut f).expect("room");
+    f[eth.header_len()..].copy_from_slice(ip);
+    f
+}
+
+/// The frames worker `w`'s source hands out.
+fn frames(run: &Run, w: usize, budget: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+    let host = format!("10.1.0.{}", w + 1);
+    match run.way {
+        Way::Encrypt => Ok(run
+            .sizes
+            .iter()
+            .map(|&s| frame(LAN_MAC, host_mac(w), &inner_between(s, &host, "10.2.0.1")))
+            .collect()),
+        Way::Decrypt => {
+            // The far end's outbound SA, sealing fresh numbers for as many
+            // frames as the memory budget allows.
+            let y = node_yaml("x", run, None);
+            let cfg = espgate_control::parse_node(&y, "bench", std::path::Path::new("."))?;
+            let spi = 0x2000 + w as u32;
+            let mut sa = cfg
+                .sas
+                .iter()
+                .find(|e| e.sa.spi == spi)
+                .map(|e| e.sa.clone())
+                .expect("configured");
+            sa.direction = espgate_esp::Direction::Outbound;
+            let mut out = OutboundSa::new(&sa, Backend::DEFAULT)?;
+            let avg = run.sizes.iter().sum::<usize>() / run.sizes.len() + 80;
+            let n = (budget / avg).clamp(20_000, 2_000_000);
+            let inners: Vec<Vec<u8>> = run
+                .sizes
+                .iter()
+                .map(|&s| inner_between(s, "10.2.0.1", &host))
+                .collect();
+            let mut all = Vec::with_capacity(n);
+            for k in 0..n {
+                let mut b = HeapBuf::from_packet(&inners[k % inners.len()]);
+                out.encapsulate(&mut b)?;
+                all.push(frame(WAN_MAC, PEER_MAC, b.data()));
+            }
+            Ok(all)
+        }
+    }
+}
+
+fn info(name: &str, mac: MacAddr) -> PortInfo {
+    PortInfo {
+        name: name.into(),
+        mac,
+        mtu: 9000,
+    }
+}
+
+/// Queues of a node: sources and sinks, and the counters of the sinks.
+fn queues(
+    run: &Run,
+    frames: Vec<Vec<Vec<u8>>>,
+    mirror: Option<mem::MemQueue>,
+    gate: &Arc<AtomicBool>,
+) -> (NodeQueues, Vec<Arc<AtomicU64>>) {
+    let mut lan: Vec<Box<dyn PortQueue>> = Vec::new();
+    let mut wan: Vec<Box<dyn PortQueue>> = Vec::new();
+    let mut sinks = Vec::new();
+    for f in frames {
+        let (src, sink) = match run.way {
+            Way::Encrypt => (
+                SyntheticQueue::new(info("lan", LAN_MAC), f, true),
+                SyntheticQueue::new(info("wan", WAN_MAC), Vec::new(), false),
+            ),
+            Way::Decrypt => (
+                SyntheticQueue::new(info("wan", WAN_MAC), f, false),
+                SyntheticQueue::new(info("lan", LAN_MAC), Vec::new(), false),
+            ),
+        };
+        sinks.push(sink.sent_counter());
+        let src = src.gated(gate.clone());
+        match run.way {
+            Way::Encrypt => {
+                lan.push(Box::new(src));
+                wan.push(Box::new(sink));
+            }
+            Way::Decrypt => {
+                wan.push(Box::new(src));
+                lan.push(Box::new(sink));
+            }
+        }
+    }
+    (
+        NodeQueues {
+            protected: lan,
+            unprotected: wan,
+            mirror: mirror.map(|q| Box::new(q) as Box<dyn PortQueue>),
+        },
+        sinks,
+    )
+}
+
+fn wait_synced(node: &RunningNode) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        if node
+            .events()
+            .iter()
+            .any(|e| matches!(e.kind, NodeEventKind::Synced { .. }))
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    anyhow::bail!("the mirror did not synchronise")
+}
+
+fn sent(sinks: &[Arc<AtomicU64>]) -> u64 {
+    sinks.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+}
+
+/// Runs one measurement.
+pub fn measure(run: &Run, backend: Backend) -> anyhow::Result<Outcome> {
+    let budget = (600usize << 20) / run.workers;
+    let per_worker: Vec<Vec<Vec<u8>>> = (0..run.workers)
+        .map(|w| frames(run, w, budget))
+        .collect::<anyhow::Result<_>>()?;
+    let total_frames: usize = per_worker.iter().map(|f| f.len()).sum();
+    let pool = Mempool::new(64 * 1024, 8192);
+    let (mirror_a, mirror_b) = match run.mirror {
+        Some(_) => {
+            let (a, b) = mem::link(
+                info("mirror", MacAddr([2, 0, 0, 0, 1, 3])),
+                1,
+                info("mirror", MacAddr([2, 0, 0, 0, 2, 3])),
+                1,
+                4096,
+            );
+            (a.into_iter().next(), b.into_iter().next())
+        }
+        None => (None, None),
+    };
+    let peer = match (run.mirror, mirror_b) {
+        (Some(_), Some(mq)) => {
+            let y = node_yaml("peer", run, Some((2, 1)));
+            let cfg = espgate_control::parse_node(&y, "bench-peer", std::path::Path::new("."))?;
+            let idle = |n: &str, mac| {
+                (0..run.workers)
+                    .map(|_| {
+                        Box::new(SyntheticQueue::new(info(n, mac), Vec::new(), false))
+                            as Box<dyn PortQueue>
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let q = NodeQueues {
+                protected: idle("lan", LAN_MAC),
+                unprotected: idle("wan", WAN_MAC),
+                mirror: Some(Box::new(mq)),
+            };
+            Some(espgate_dataplane::start(&cfg, q, backend, pool.clone())?)
+        }
+        _ => None,
+    };
+    let cfg = espgate_control::parse_node(
+        &node_yaml("a", run, run.mirror.map(|_| (1, 2))),
+        "bench",
+        std::path::Path::new("."),
+    )?;
+    let gate = Arc::new(AtomicBool::new(false));
+    let (q, sinks) = queues(run, per_worker, mirror_a, &gate);
+    let started = Instant::now();
+    let node = espgate_dataplane::start(&cfg, q, backend, pool)?;
+    if run.mirror.is_some() {
+        wait_synced(&node)?;
+    }
+    // Traffic starts once the node may send (after the bulk sync).
+    gate.store(true, Ordering::Relaxed);
+    // Skip the first tenth (warm caches, ARP-free by static neighbours).
+    let warm = Duration::from_secs_f64(run.seconds / 10.0);
+    std::thread::sleep(warm);
+    let (t0, c0) = (Instant::now(), sent(&sinks));
+    let deadline = t0 + Duration::from_secs_f64(run.seconds);
+    let last = (total_frames as u64 * 95) / 100;
+    while Instant::now() < deadline && !(run.way == Way::Decrypt && sent(&sinks) >= last) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (t1, c1) = (Instant::now(), sent(&sinks));
+    let lifetime = started.elapsed().as_secs_f64();
+    let report = node.stop();
+    let peer_report = peer.map(RunningNode::stop);
+    let secs = (t1 - t0).as_secs_f64();
+    let pps = (c1 - c0) as f64 / secs;
+    let avg_bits = run.sizes.iter().sum::<usize>() as f64 * 8.0 / run.sizes.len() as f64;
+    Ok(outcome(
+        &report,
+        peer_report.as_ref(),
+        pps,
+        avg_bits,
+        lifetime,
+    ))
+}
+
+fn outcome(
+    report: &NodeReport,
+    peer: Option<&NodeReport>,
+    pps: f64,
+    avg_bits: f64,
+    lifetime: f64,
+) -> Outcome {
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    for w in &report.workers {
+        let _ = hist.add(&w.burst_ns);
+    }
+    let (frames, bytes) = [Some(report), peer]
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.mirror.as_ref())
+        .fold((0, 0), |(f, b), m| {
+            (f + m.stats.frames_sent, b + m.stats.bytes_sent)
+        });
+    Outcome {
+        pps,
+        gbps: pps * avg_bits / 1e9,
+        burst_p50_ns: hist.value_at_quantile(0.5),
+        burst_p99_ns: hist.value_at_quantile(0.99),
+        mirror_frames_per_s: frames as f64 / lifetime,
+        mirror_bytes_per_s: bytes as f64 / lifetime,
+        lease_stalls: report
+            .outbound()
+            .values()
+            .map(|(c, _)| c.drops.get(DropReason::LeaseStall))
+            .sum(),
+    }
+}
