@@ -311,14 +311,24 @@ pub fn measure(run: &Run, backend: Backend) -> anyhow::Result<Outcome> {
     }
     // Traffic starts once the node may send (after the bulk sync).
     gate.store(true, Ordering::Relaxed);
-    // Skip the first tenth (warm caches, ARP-free by static neighbours).
-    let warm = Duration::from_secs_f64(run.seconds / 10.0);
-    std::thread::sleep(warm);
+    // Skip the start (warm caches): a tenth of the time when encrypting
+    // (the source loops), the first 5 % of the frames when decrypting (each
+    // is sent once, so the run ends when they are used up).
+    let first = total_frames as u64 / 20;
+    let last = total_frames as u64 - first;
+    match run.way {
+        Way::Encrypt => std::thread::sleep(Duration::from_secs_f64(run.seconds / 10.0)),
+        Way::Decrypt => {
+            let t = Instant::now();
+            while sent(&sinks) < first && t.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+    }
     let (t0, c0) = (Instant::now(), sent(&sinks));
     let deadline = t0 + Duration::from_secs_f64(run.seconds);
-    let last = (total_frames as u64 * 95) / 100;
     while Instant::now() < deadline && !(run.way == Way::Decrypt && sent(&sinks) >= last) {
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(1));
     }
     let (t1, c1) = (Instant::now(), sent(&sinks));
     let lifetime = started.elapsed().as_secs_f64();
