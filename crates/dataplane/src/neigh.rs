@@ -5,15 +5,19 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use espgate_wire::arp::{ArpOp, ArpPacket, ArpRepr};
 use espgate_wire::ethernet::{EtherType, EthernetRepr, MacAddr};
 use espgate_wire::{HeapBuf, PacketBuf};
 
-/// IP-to-MAC table.
+/// IP-to-MAC table, shared by the workers. Each worker keeps its own
+/// copy of the entries it uses and drops it when the generation moves, so
+/// the shared lock is touched only on a change or a miss.
 #[derive(Debug, Default)]
 pub struct Neighbours {
     table: RwLock<HashMap<IpAddr, MacAddr>>,
+    generation: AtomicU64,
 }
 
 impl Neighbours {
@@ -21,6 +25,7 @@ impl Neighbours {
     pub fn new(static_entries: impl IntoIterator<Item = (IpAddr, MacAddr)>) -> Self {
         Neighbours {
             table: RwLock::new(static_entries.into_iter().collect()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -39,7 +44,14 @@ impl Neighbours {
             && let Ok(mut t) = self.table.write()
         {
             t.insert(ip, mac);
+            self.generation.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// Bumped at every change: a worker's copies older than this are stale.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }
 

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
+use rustc_hash::FxHashMap;
 use espgate_esp::{Backend, Direction, OutboundSa, SaCounters, Sad};
 use espgate_io::{BufPool, Mempool, PortQueue};
 use espgate_mirror::{Mirror, MirrorKey};
@@ -182,10 +183,11 @@ pub fn start(
         None => None,
     };
     let mut parked: Vec<Vec<(u32, Direction)>> = vec![Vec::new(); n];
-    let mut outbound: Vec<HashMap<u32, OutboundSa>> = (0..n).map(|_| HashMap::new()).collect();
+    let mut outbound: Vec<FxHashMap<u32, OutboundSa>> =
+        (0..n).map(|_| FxHashMap::default()).collect();
     let mut sads: Vec<Sad> = (0..n).map(|_| Sad::new()).collect();
-    let mut out_owner = HashMap::new();
-    let mut in_owner = HashMap::new();
+    let mut out_owner = FxHashMap::default();
+    let mut in_owner = FxHashMap::default();
     let mut encap_ports = Vec::new();
     for entry in &cfg.sas {
         let spi = entry.sa.spi;

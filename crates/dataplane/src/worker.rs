@@ -6,7 +6,9 @@
 //! SA is ever touched by two threads: each SA object lives in exactly one
 //! worker.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,9 +45,9 @@ pub struct Shared {
     /// Policy.
     pub spd: Spd,
     /// Outbound SPI → owning worker.
-    pub out_owner: HashMap<u32, usize>,
+    pub out_owner: FxHashMap<u32, usize>,
     /// Inbound SPI → owning worker.
-    pub in_owner: HashMap<u32, usize>,
+    pub in_owner: FxHashMap<u32, usize>,
     /// UDP ports that carry ESP to this node.
     pub encap_ports: Vec<u16>,
     /// Neighbours.
@@ -132,7 +134,7 @@ pub struct Worker {
     /// Protected port (index 0) and unprotected port (index 1).
     pub ports: [PortState; 2],
     /// Outbound SAs this worker owns.
-    pub outbound: HashMap<u32, OutboundSa>,
+    pub outbound: FxHashMap<u32, OutboundSa>,
     /// Inbound SAs this worker owns.
     pub sad: Sad,
     /// Buffers.
@@ -143,7 +145,11 @@ pub struct Worker {
     pub idle_sleep: Duration,
     counters: WorkerCounters,
     arp_asked: HashMap<IpAddr, Instant>,
-    standby: HashSet<(u32, Direction)>,
+    /// This worker's copy of the neighbours it uses, and the table's
+    /// generation it was taken at.
+    neigh_cache: FxHashMap<IpAddr, MacAddr>,
+    neigh_generation: u64,
+    standby: FxHashSet<(u32, Direction)>,
     report: Option<Reporting>,
     /// Addresses this worker answers for on each side: the port's own,
     /// then the peer's while adopted.
@@ -167,7 +173,7 @@ impl Worker {
         id: usize,
         shared: Arc<Shared>,
         ports: [PortState; 2],
-        outbound: HashMap<u32, OutboundSa>,
+        outbound: FxHashMap<u32, OutboundSa>,
         sad: Sad,
         pool: BufPool,
         burst: usize,
@@ -185,7 +191,9 @@ impl Worker {
             idle_sleep,
             counters: WorkerCounters::default(),
             arp_asked: HashMap::new(),
-            standby: HashSet::new(),
+            neigh_cache: FxHashMap::default(),
+            neigh_generation: 0,
+            standby: FxHashSet::default(),
             report: None,
             addresses,
             announced: 0,
@@ -668,9 +676,20 @@ impl Worker {
         } else {
             port.gateway?
         };
+        let generation = self.shared.neighbours.generation();
+        if generation != self.neigh_generation {
+            self.neigh_cache.clear();
+            self.neigh_generation = generation;
+        }
+        if let Some(mac) = self.neigh_cache.get(&next_hop) {
+            return Some(*mac);
+        }
         let mac = self.shared.neighbours.lookup(&next_hop);
-        if mac.is_none() {
-            self.ask_arp(role, next_hop);
+        match mac {
+            Some(m) => {
+                self.neigh_cache.insert(next_hop, m);
+            }
+            None => self.ask_arp(role, next_hop),
         }
         mac
     }

@@ -6,7 +6,7 @@
 //! this as librte_ipsec does: [`Sad::prepare`] does everything up to the
 //! crypto, [`Sad::process`] the rest.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use espgate_wire::PacketBuf;
 use espgate_wire::esp::{self, EspPacket, EspTrailer};
@@ -268,7 +268,7 @@ const CHUNK: usize = 32;
 #[derive(Debug, Default)]
 pub struct Sad {
     sas: Vec<InboundSa>,
-    by_spi: HashMap<u32, usize>,
+    by_spi: FxHashMap<u32, usize>,
     encap_ports: Vec<u16>,
     drops: DropCounters,
 }
