@@ -3,6 +3,7 @@
 //! the node's paths under load, and the reporting (tables, CSV, JSON,
 //! plots). `cargo run --release -p espgate-bench -- --help`.
 
+pub mod bulk;
 pub mod crypto;
 pub mod node_path;
 pub mod report;

@@ -12,6 +12,10 @@ use espgate_bench::report::{Table, plot, write_json};
 use espgate_bench::{IMIX, TABLE_SIZES};
 use espgate_esp::{AeadAlgorithm, Backend};
 
+/// Counts live bytes, for memory per SA.
+#[global_allocator]
+static ALLOCATOR: espgate_io::alloc::Counting = espgate_io::alloc::Counting;
+
 /// espgate benchmarks.
 #[derive(Parser)]
 #[command(about)]
@@ -22,7 +26,7 @@ struct Cli {
     /// Where to write CSV, JSON and plots.
     #[arg(long, default_value = "target/bench-results")]
     out: PathBuf,
-    /// Scenarios to run: crypto, path, mirror, workers (default: all).
+    /// Scenarios to run: crypto, path, mirror, workers, bulk (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -279,6 +283,47 @@ impl Bench {
     }
 }
 
+impl Bench {
+    fn bulk(&mut self, quick: bool) {
+        let mut t = Table::new(
+            "bulk",
+            "6. Bulk sync on the sans-IO mirror cores (frames passed in memory, no link) and memory per SA",
+            &[
+                "SAs",
+                "sync s",
+                "frames",
+                "mirror bytes/SA owner",
+                "mirror bytes/SA standby",
+            ],
+        );
+        let sizes: &[usize] = if quick {
+            &[10_000, 100_000]
+        } else {
+            &[10_000, 100_000, 1_000_000]
+        };
+        for &n in sizes {
+            let o = espgate_bench::bulk::bulk_sync(n, &espgate_io::alloc::live);
+            t.row(vec![
+                n.to_string(),
+                format!("{:.3}", o.seconds),
+                o.frames.to_string(),
+                format!("{:.0}", o.owner_bytes_per_sa),
+                format!("{:.0}", o.standby_bytes_per_sa),
+            ]);
+        }
+        self.tables.push(t);
+        let (out, inb) = espgate_bench::bulk::esp_sa_bytes(10_000, &espgate_io::alloc::live);
+        let mut t = Table::new(
+            "esp_sa_memory",
+            "6b. Memory of an ESP SA object in a worker (AES-128-GCM, ring key schedule included)",
+            &["direction", "bytes/SA"],
+        );
+        t.row(vec!["outbound".into(), format!("{out:.0}")]);
+        t.row(vec!["inbound (window 4096)".into(), format!("{inb:.0}")]);
+        self.tables.push(t);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let want = |s: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == s);
@@ -315,6 +360,10 @@ fn main() -> anyhow::Result<()> {
     }
     if want("workers") {
         b.workers();
+        show(&b);
+    }
+    if want("bulk") {
+        b.bulk(cli.quick);
         show(&b);
     }
     for t in &b.tables {

@@ -8,11 +8,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
-use rustc_hash::FxHashMap;
 use espgate_esp::{Backend, Direction, OutboundSa, SaCounters, Sad};
 use espgate_io::{BufPool, Mempool, PortQueue};
 use espgate_mirror::{Mirror, MirrorKey};
 use espgate_wire::ethernet::MacAddr;
+use rustc_hash::FxHashMap;
 
 use crate::command::SaCommand;
 use crate::config::{NodeConfig, Role};

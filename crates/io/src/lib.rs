@@ -10,6 +10,7 @@
 //! [`pcap_port`] (replay a capture in, record a capture out).
 
 pub mod af_packet;
+pub mod alloc;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod mem;

@@ -1,0 +1,98 @@
+//! Bulk sync and memory per SA, measured on the sans-IO mirror cores of
+//! two nodes passing frames to each other in memory (the protocol's own
+//! cost, without a link), and the memory of the ESP SA objects a worker
+//! holds. Memory comes from the counting allocator of the harness binary.
+
+use std::time::Instant;
+
+use espgate_esp::{Backend, OutboundSa, Sad};
+use espgate_mirror::{Mirror, MirrorConfig, MirrorKey};
+use espgate_wire::mirror::SaDir;
+
+/// What one bulk sync measured.
+#[derive(Debug, Clone, Copy)]
+pub struct BulkOutcome {
+    /// SAs in the table.
+    pub sas: usize,
+    /// Seconds from the joiner's first frame to its `Synced`.
+    pub seconds: f64,
+    /// Frames the owner sent for it.
+    pub frames: u64,
+    /// Mirror bookkeeping per owned SA on the owner, bytes.
+    pub owner_bytes_per_sa: f64,
+    /// Mirror bookkeeping per standby SA on the joiner after the sync, bytes.
+    pub standby_bytes_per_sa: f64,
+}
+
+fn node(me: u32, epoch: u64) -> Mirror {
+    let cfg = MirrorConfig {
+        node: me,
+        peer: 3 - me,
+        ..MirrorConfig::default()
+    };
+    let key = MirrorKey::new(b"bench mirror key, 32 bytes long!").expect("key");
+    Mirror::new(cfg, key, epoch, 0)
+}
+
+/// Node 1 owns `n` ESN outbound SAs; node 2 joins and bulk-syncs them.
+/// `allocated` reads the allocator's live byte count.
+pub fn bulk_sync(n: usize, allocated: &dyn Fn() -> usize) -> BulkOutcome {
+    let before = allocated();
+    let mut owner = node(1, 1);
+    for spi in 0..n as u32 {
+        owner.add_sa(0x10_0000 + spi, SaDir::Outbound, true, 1);
+    }
+    let owner_bytes = allocated() - before;
+    let before = allocated();
+    let mut joiner = node(2, 2);
+    for spi in 0..n as u32 {
+        joiner.add_sa(0x10_0000 + spi, SaDir::Outbound, true, 1);
+    }
+    let t0 = Instant::now();
+    let mut now = 0;
+    let mut frames = 0;
+    while !(joiner.synced() && joiner.standby().len() == n) && now < 100_000 {
+        while let Some(f) = joiner.poll_transmit(now) {
+            let _ = owner.handle_frame(now, &f);
+        }
+        while let Some(f) = owner.poll_transmit(now) {
+            frames += 1;
+            let _ = joiner.handle_frame(now, &f);
+        }
+        now += 1;
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let standby_bytes = allocated() - before;
+    BulkOutcome {
+        sas: n,
+        seconds,
+        frames,
+        owner_bytes_per_sa: owner_bytes as f64 / n as f64,
+        standby_bytes_per_sa: standby_bytes as f64 / n as f64,
+    }
+}
+
+/// Bytes per ESP SA object (key schedule included) of each direction, from
+/// building `n` of them.
+pub fn esp_sa_bytes(n: usize, allocated: &dyn Fn() -> usize) -> (f64, f64) {
+    let (o, i) = crate::sa_pair(espgate_esp::AeadAlgorithm::Aes128Gcm);
+    let before = allocated();
+    let outs: Vec<OutboundSa> = (0..n)
+        .map(|k| {
+            let mut c = o.clone();
+            c.spi = 0x1000 + k as u32;
+            OutboundSa::new(&c, Backend::DEFAULT).expect("sa")
+        })
+        .collect();
+    let out_bytes = allocated() - before;
+    let before = allocated();
+    let mut sad = Sad::new();
+    for k in 0..n {
+        let mut c = i.clone();
+        c.spi = 0x1000 + k as u32;
+        sad.insert(&c, Backend::DEFAULT).expect("sa");
+    }
+    let in_bytes = allocated() - before;
+    drop(outs);
+    (out_bytes as f64 / n as f64, in_bytes as f64 / n as f64)
+}
