@@ -10,15 +10,13 @@ use espgate_wire::{HeapBuf, PacketBuf};
 use crate::pcap::{PcapError, PcapReader, PcapWriter};
 use crate::pool::BufPool;
 use crate::port::{PortInfo, PortQueue, QueueStats};
+use crate::synthetic::SyntheticQueue;
 
 /// The single queue of a pcap port.
 pub struct PcapQueue {
-    info: PortInfo,
-    frames: Vec<Vec<u8>>,
-    next: usize,
-    repeat: bool,
+    source: SyntheticQueue,
     writer: Option<PcapWriter<File>>,
-    stats: QueueStats,
+    sent: QueueStats,
 }
 
 impl PcapQueue {
@@ -41,42 +39,20 @@ impl PcapQueue {
             None => None,
         };
         Ok(PcapQueue {
-            info,
-            frames,
-            next: 0,
-            repeat,
+            source: SyntheticQueue::new(info, frames, repeat),
             writer,
-            stats: QueueStats::default(),
+            sent: QueueStats::default(),
         })
-    }
-
-    /// Whether every input frame has been received (never, when looping).
-    pub fn rx_done(&self) -> bool {
-        !self.repeat && self.next >= self.frames.len()
     }
 }
 
 impl PortQueue for PcapQueue {
     fn info(&self) -> &PortInfo {
-        &self.info
+        self.source.info()
     }
 
     fn rx_burst(&mut self, pool: &mut BufPool, out: &mut Vec<HeapBuf>, max: usize) -> usize {
-        let mut n = 0;
-        while n < max && !self.frames.is_empty() {
-            if self.next >= self.frames.len() {
-                if !self.repeat {
-                    break;
-                }
-                self.next = 0;
-            }
-            let frame = &self.frames[self.next];
-            self.next += 1;
-            if self.stats.receive_copy(frame, pool, out) {
-                n += 1;
-            }
-        }
-        n
+        self.source.rx_burst(pool, out, max)
     }
 
     fn tx_burst(&mut self, pkts: &mut Vec<HeapBuf>, pool: &mut BufPool) -> usize {
@@ -88,8 +64,8 @@ impl PortQueue for PcapQueue {
             if let Some(w) = &mut self.writer
                 && w.write(now, b.data()).is_ok()
             {
-                self.stats.tx_packets += 1;
-                self.stats.tx_bytes += b.len() as u64;
+                self.sent.tx_packets += 1;
+                self.sent.tx_bytes += b.len() as u64;
             }
             pool.put(b);
         }
@@ -97,14 +73,18 @@ impl PortQueue for PcapQueue {
     }
 
     fn stats(&self) -> QueueStats {
-        self.stats
+        QueueStats {
+            tx_packets: self.sent.tx_packets,
+            tx_bytes: self.sent.tx_bytes,
+            ..self.source.stats()
+        }
     }
 
     fn flush(&mut self) {
         if let Some(w) = &mut self.writer
             && let Err(e) = w.flush()
         {
-            eprintln!("{}: pcap output: {e}", self.info.name);
+            eprintln!("{}: pcap output: {e}", self.source.info().name);
         }
     }
 }
