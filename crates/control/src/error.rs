@@ -86,3 +86,25 @@ pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Resu
         }
     })
 }
+
+/// A configuration file as read: its text, its name for errors, and the
+/// folder paths inside it are relative to.
+pub(crate) struct ConfigText<'a> {
+    pub(crate) text: String,
+    pub(crate) file: String,
+    pub(crate) base: &'a std::path::Path,
+}
+
+/// Reads a configuration file, or says which one could not be read.
+pub(crate) fn read_config(path: &std::path::Path) -> Result<ConfigText<'_>, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    Ok(ConfigText {
+        text,
+        file,
+        base: path.parent().unwrap_or(std::path::Path::new(".")),
+    })
+}

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::{ConfigError, from_yaml};
+use crate::error::{ConfigError, ConfigText, from_yaml, read_config};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,12 +79,7 @@ pub struct HostConfig {
 /// Reads and checks a host configuration; node configurations are read
 /// relative to its folder and must parse.
 pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: file.clone(),
-        source,
-    })?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    let ConfigText { text, file, base } = read_config(path)?;
     let spec: HostSpec = from_yaml(&text, &file)?;
     let err = |p: String, m: String| ConfigError::invalid(&file, &p, m);
     let timing = spec.host.unwrap_or(TimingSpec {

@@ -46,7 +46,7 @@ use espgate_wire::ethernet::MacAddr;
 use espgate_wire::ip::protocol;
 use serde::Deserialize;
 
-use crate::error::{ConfigError, from_yaml};
+use crate::error::{ConfigError, from_yaml, read_config};
 use crate::mirror_section::{MirrorSpec, resolve_mirror};
 use crate::sa_file::{SaSpec, resolve_sa};
 
@@ -183,12 +183,8 @@ struct NeighbourSpec {
 /// Reads and validates a node configuration file. Paths inside it (pcap
 /// files, key files) are relative to the file's folder.
 pub fn load_node_file(path: &Path) -> Result<NodeConfig, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: file.clone(),
-        source,
-    })?;
-    parse_node(&text, &file, path.parent().unwrap_or(Path::new(".")))
+    let c = read_config(path)?;
+    parse_node(&c.text, &c.file, c.base)
 }
 
 /// Parses and validates node YAML text.

@@ -23,7 +23,7 @@ use espgate_esp::sa::NATT_PORT;
 use espgate_esp::{AeadAlgorithm, Direction, Lifetime, SaConfig, SaError, Tunnel, UdpEncap};
 use serde::Deserialize;
 
-use crate::error::{ConfigError, from_yaml};
+use crate::error::{ConfigError, from_yaml, read_config};
 use crate::hexkey::parse_hex;
 
 /// An SPI written as a number or as a `0x` string.
@@ -183,12 +183,8 @@ impl SaFile {
 /// Reads and validates an SA file. A `key_file` is read relative to the
 /// SA file's folder.
 pub fn load_sa_file(path: &Path) -> Result<SaFile, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: file.clone(),
-        source,
-    })?;
-    parse_sa(&text, &file, path.parent().unwrap_or(Path::new(".")))
+    let c = read_config(path)?;
+    parse_sa(&c.text, &c.file, c.base)
 }
 
 /// Parses and validates SA YAML text; `file` names it in errors and

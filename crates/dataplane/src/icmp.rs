@@ -59,28 +59,7 @@ pub fn too_big(offender: &[u8], from: IpAddr, mtu: usize) -> Option<Vec<u8>> {
             let mut icmp = vec![2, 0, 0, 0];
             icmp.extend((mtu as u32).to_be_bytes());
             icmp.extend(quote);
-            let sum = checksum::pseudo_header(
-                &IpAddr::V6(from),
-                &IpAddr::V6(src),
-                protocol::ICMPV6,
-                icmp.len() as u32,
-            );
-            let c = !checksum::fold(checksum::accumulate(sum, &icmp));
-            icmp[2..4].copy_from_slice(&c.to_be_bytes());
-            let mut pkt = vec![0u8; 40 + icmp.len()];
-            Ipv6Repr {
-                src: from,
-                dst: src,
-                next_header: protocol::ICMPV6,
-                payload_len: icmp.len(),
-                hop_limit: 64,
-                traffic_class: 0,
-                flow_label: 0,
-            }
-            .emit(&mut pkt)
-            .ok()?;
-            pkt[40..].copy_from_slice(&icmp);
-            Some(pkt)
+            Some(icmpv6_packet(from, src, 64, icmp))
         }
         _ => None,
     }
@@ -100,9 +79,20 @@ pub fn unsolicited_na(addr: std::net::Ipv6Addr, mac: [u8; 6]) -> Vec<u8> {
     icmp.extend(addr.octets());
     icmp.extend([2, 1]);
     icmp.extend(mac);
+    icmpv6_packet(addr, ALL_NODES.0, 255, icmp)
+}
+
+/// An IPv6 packet carrying ICMPv6 message `icmp` (its checksum field
+/// filled in here, over the pseudo-header).
+fn icmpv6_packet(
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    hop_limit: u8,
+    mut icmp: Vec<u8>,
+) -> Vec<u8> {
     let sum = checksum::pseudo_header(
-        &IpAddr::V6(addr),
-        &IpAddr::V6(ALL_NODES.0),
+        &IpAddr::V6(src),
+        &IpAddr::V6(dst),
         protocol::ICMPV6,
         icmp.len() as u32,
     );
@@ -110,16 +100,16 @@ pub fn unsolicited_na(addr: std::net::Ipv6Addr, mac: [u8; 6]) -> Vec<u8> {
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     let mut pkt = vec![0u8; 40 + icmp.len()];
     Ipv6Repr {
-        src: addr,
-        dst: ALL_NODES.0,
+        src,
+        dst,
         next_header: protocol::ICMPV6,
         payload_len: icmp.len(),
-        hop_limit: 255,
+        hop_limit,
         traffic_class: 0,
         flow_label: 0,
     }
     .emit(&mut pkt)
-    .expect("room for the header");
+    .expect("a 40-byte header fits");
     pkt[40..].copy_from_slice(&icmp);
     pkt
 }

@@ -232,7 +232,9 @@ struct Running {
     progress: u64,
     not_mirror: u64,
     tx_full: u64,
-    adopted: bool,
+    /// SAs whose home is the peer run here: counted again only when an
+    /// SA moved (the count walks every SA of the pair).
+    holding: usize,
 }
 
 impl MirrorTask {
@@ -246,7 +248,7 @@ impl MirrorTask {
             progress: 0,
             not_mirror: 0,
             tx_full: 0,
-            adopted: false,
+            holding: 0,
         };
         let mut rx = Vec::with_capacity(32);
         while !stop.load(Ordering::Relaxed) {
@@ -306,7 +308,7 @@ impl Running {
         let s = PairStatus {
             peer_alive: m.peer_alive(),
             synced: m.synced(),
-            holding: m.holding(),
+            holding: self.holding,
             standby: m.standby().len(),
             frames_sent: m.stats().frames_sent,
             frames_received: m.stats().frames_received,
@@ -405,7 +407,7 @@ impl Running {
                 MirrorEvent::PeerAlive { epoch } => {
                     self.task.events.push(NodeEventKind::PeerAlive { epoch });
                     if let Failback::Auto { delay_ms } = self.task.failback
-                        && self.task.mirror.holding() > 0
+                        && self.holding > 0
                     {
                         self.failback_at = Some(now + delay_ms);
                     }
@@ -466,9 +468,13 @@ impl Running {
                 }
             }
         }
-        let holding = self.task.mirror.holding() > 0;
-        if holding != self.adopted {
-            self.adopted = holding;
+        if !(activated || parked) {
+            return parked;
+        }
+        let before = self.holding > 0;
+        self.holding = self.task.mirror.holding();
+        let holding = self.holding > 0;
+        if holding != before {
             self.task.shared.adopted.store(holding, Ordering::Release);
             self.task.events.push(if holding {
                 NodeEventKind::AddressesAdopted

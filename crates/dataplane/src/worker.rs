@@ -413,6 +413,33 @@ impl Worker {
         }
     }
 
+    /// Gives the frame back if this worker runs SA `spi` now; otherwise
+    /// hands it to the worker that owns the SA (a frame fresh from a port),
+    /// or drops it as `standby` (the SA is parked on this node).
+    fn claim(
+        &mut self,
+        spi: u32,
+        direction: Direction,
+        from: Role,
+        buf: HeapBuf,
+        fresh: bool,
+    ) -> Option<HeapBuf> {
+        let owners = match direction {
+            Direction::Outbound => &self.shared.out_owner,
+            Direction::Inbound => &self.shared.in_owner,
+        };
+        let owner = owners.get(&spi).copied().unwrap_or(self.id);
+        if fresh && owner != self.id {
+            self.hand_off(owner, from, buf);
+            return None;
+        }
+        if self.standby.contains(&(spi, direction)) {
+            self.drop_frame(buf, NodeDrop::Standby);
+            return None;
+        }
+        Some(buf)
+    }
+
     /// One frame from `role`'s port (or from another worker, `fresh` false).
     fn handle(&mut self, role: Role, buf: HeapBuf, fresh: bool) {
         let port = &self.ports[side(role)];
@@ -466,13 +493,11 @@ impl Worker {
         }
         match self.shared.spd.lookup(PolicyDirection::Out, &sel) {
             Action::Protect(spi) => {
-                let owner = self.shared.out_owner.get(&spi).copied().unwrap_or(self.id);
-                if fresh && owner != self.id {
-                    return self.hand_off(owner, Role::Protected, buf);
-                }
-                if self.standby.contains(&(spi, Direction::Outbound)) {
-                    return self.drop_frame(buf, NodeDrop::Standby);
-                }
+                let Some(mut buf) =
+                    self.claim(spi, Direction::Outbound, Role::Protected, buf, fresh)
+                else {
+                    return;
+                };
                 buf.adj(hdr_len).expect("header present");
                 self.encrypt(spi, eth.src, buf);
             }
@@ -491,13 +516,10 @@ impl Worker {
             &self.addresses[1],
             &self.shared.encap_ports,
         ) {
-            let owner = self.shared.in_owner.get(&spi).copied().unwrap_or(self.id);
-            if fresh && owner != self.id {
-                return self.hand_off(owner, Role::Unprotected, buf);
-            }
-            if self.standby.contains(&(spi, Direction::Inbound)) {
-                return self.drop_frame(buf, NodeDrop::Standby);
-            }
+            let Some(mut buf) = self.claim(spi, Direction::Inbound, Role::Unprotected, buf, fresh)
+            else {
+                return;
+            };
             buf.adj(hdr_len).expect("header present");
             return self.decrypt(buf);
         }

@@ -813,7 +813,50 @@ impl Mirror {
         }
     }
 
+    /// An ownership record from the peer: a change (or hand-over) to take
+    /// in and confirm, or the peer's confirmation of one of this node's.
     fn ownership(
+        &mut self,
+        key: SaKey,
+        owner: u32,
+        generation: u64,
+        start: u64,
+        kind: OwnershipKind,
+    ) {
+        if owner != self.cfg.node {
+            // Whoever owns it may use numbers up to `start` plus slack
+            // without further word: store it before anything else.
+            self.store(key.0, key.1, start);
+        }
+        let matches = |p: &PairSa| p.owner == owner && p.generation == generation;
+        if kind == OwnershipKind::Confirm {
+            if self
+                .unconfirmed
+                .get(&key)
+                .is_some_and(|r| r.0 == owner && r.1 == generation)
+            {
+                self.unconfirmed.remove(&key);
+            }
+            // The peer has spoken of the SA (its bound is stored above).
+            if let Some(p) = self.pair.get_mut(&key)
+                && matches(p)
+            {
+                p.blind = false;
+            }
+            return;
+        }
+        self.change(key, owner, generation, start, kind);
+        // Tell the sender its view is taken in, so it stops sending the
+        // record again.
+        if self.pair.get(&key).is_some_and(matches) {
+            let bound = self.bound(key.0, key.1);
+            self.ownership_out
+                .insert(key, (owner, generation, bound, OwnershipKind::Confirm));
+        }
+    }
+
+    /// Takes in an ownership change if it wins over this node's view.
+    fn change(
         &mut self,
         (spi, dir): SaKey,
         owner: u32,
@@ -822,11 +865,6 @@ impl Mirror {
         kind: OwnershipKind,
     ) {
         let me = self.cfg.node;
-        if owner != me {
-            // Whoever owns it may use numbers up to `start` plus slack
-            // without further word: store it before anything else.
-            self.store(spi, dir, start);
-        }
         let Some(p) = self.pair.get(&(spi, dir)).copied() else {
             self.stats.records_ignored += 1;
             return;
@@ -968,49 +1006,8 @@ impl Mirror {
                     owner,
                     generation,
                     start,
-                    kind: OwnershipKind::Confirm,
-                } => {
-                    if owner != self.cfg.node {
-                        self.store(spi, dir, start);
-                    }
-                    if self
-                        .unconfirmed
-                        .get(&(spi, dir))
-                        .is_some_and(|r| r.0 == owner && r.1 == generation)
-                    {
-                        self.unconfirmed.remove(&(spi, dir));
-                    }
-                    // The peer has spoken of the SA (its bound is stored above).
-                    if let Some(p) = self.pair.get_mut(&(spi, dir))
-                        && p.owner == owner
-                        && p.generation == generation
-                    {
-                        p.blind = false;
-                    }
-                }
-                MirrorRecord::Ownership {
-                    spi,
-                    dir,
-                    owner,
-                    generation,
-                    start,
                     kind,
-                } => {
-                    self.ownership((spi, dir), owner, generation, start, kind);
-                    // Tell the sender its view is taken in, so it stops
-                    // sending the record again.
-                    if self
-                        .pair
-                        .get(&(spi, dir))
-                        .is_some_and(|p| p.owner == owner && p.generation == generation)
-                    {
-                        let bound = self.bound(spi, dir);
-                        self.ownership_out.insert(
-                            (spi, dir),
-                            (owner, generation, bound, OwnershipKind::Confirm),
-                        );
-                    }
-                }
+                } => self.ownership((spi, dir), owner, generation, start, kind),
                 MirrorRecord::BulkRequest => self.start_bulk(),
                 MirrorRecord::BulkEnd { records } => {
                     if !self.synced {

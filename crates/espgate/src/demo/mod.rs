@@ -217,6 +217,7 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
     let report_b = rig.b.stop();
     let report_r = rig.r.stop();
     let frames = rig
+        .fabric
         .wan_capture
         .lock()
         .map(|c| c.clone())

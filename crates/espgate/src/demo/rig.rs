@@ -24,17 +24,22 @@ const A_YAML: &str = include_str!("../../../../conf/demo/a.yaml");
 const B_YAML: &str = include_str!("../../../../conf/demo/b.yaml");
 const R_YAML: &str = include_str!("../../../../conf/demo/r.yaml");
 
-/// The running topology.
-pub struct Rig {
-    pub pool: Arc<Mempool>,
-    pub backend: Backend,
-    pub ca: NodeConfig,
-    pub cb: NodeConfig,
-    pub lan: SwitchHandle,
-    pub wan: SwitchHandle,
-    pub mirror: SwitchHandle,
+/// The switches the pair's nodes plug into, and what they are built from.
+pub struct Fabric {
+    pool: Arc<Mempool>,
+    backend: Backend,
+    lan: SwitchHandle,
+    wan: SwitchHandle,
+    mirror: SwitchHandle,
     /// Every frame a, b and r sent on the ESP network.
     pub wan_capture: Capture,
+}
+
+/// The running topology.
+pub struct Rig {
+    pub fabric: Fabric,
+    pub ca: NodeConfig,
+    pub cb: NodeConfig,
     pub a: Option<RunningNode>,
     pub b: RunningNode,
     pub r: RunningNode,
@@ -53,32 +58,32 @@ fn ip(c: &NodeConfig, r: Role) -> anyhow::Result<IpAddr> {
     Ok(c.port(r).context("port")?.address)
 }
 
-/// Starts node `c` of the pair on the three switches.
-pub fn start_pair_node(
-    c: &NodeConfig,
-    lan: &mut SwitchHandle,
-    wan: &mut SwitchHandle,
-    mirror: &mut SwitchHandle,
-    capture: &Capture,
-    backend: Backend,
-    pool: &Arc<Mempool>,
-) -> anyhow::Result<RunningNode> {
-    let n = c.workers.count;
-    let m = c.mirror.as_ref().context("a pair node has a mirror")?;
-    let mirror_mac = m.port_mac.context("the demo's mirror ports have MACs")?;
-    let queues = NodeQueues {
-        protected: testbed::boxed_queues(lan.attach(mac(c, Role::Protected)?, n, None)),
-        unprotected: testbed::boxed_queues(wan.attach(
-            mac(c, Role::Unprotected)?,
-            n,
-            Some(capture.clone()),
-        )),
-        mirror: mirror
-            .attach(mirror_mac, 1, None)
-            .pop()
-            .map(|q| Box::new(q) as Box<dyn PortQueue>),
-    };
-    Ok(espgate_dataplane::start(c, queues, backend, pool.clone())?)
+impl Fabric {
+    /// Starts node `c` of the pair on the three switches.
+    pub fn start_pair_node(&mut self, c: &NodeConfig) -> anyhow::Result<RunningNode> {
+        let n = c.workers.count;
+        let m = c.mirror.as_ref().context("a pair node has a mirror")?;
+        let mirror_mac = m.port_mac.context("the demo's mirror ports have MACs")?;
+        let queues = NodeQueues {
+            protected: testbed::boxed_queues(self.lan.attach(mac(c, Role::Protected)?, n, None)),
+            unprotected: testbed::boxed_queues(self.wan.attach(
+                mac(c, Role::Unprotected)?,
+                n,
+                Some(self.wan_capture.clone()),
+            )),
+            mirror: self
+                .mirror
+                .attach(mirror_mac, 1, None)
+                .pop()
+                .map(|q| Box::new(q) as Box<dyn PortQueue>),
+        };
+        Ok(espgate_dataplane::start(
+            c,
+            queues,
+            self.backend,
+            self.pool.clone(),
+        )?)
+    }
 }
 
 impl Rig {
@@ -122,7 +127,14 @@ impl Rig {
             cr.workers.count,
             Some(wan_capture.clone()),
         );
-        let (mut lan, mut wan, mut mirror) = (lan.start(), wan.start(), mirror.start());
+        let mut fabric = Fabric {
+            pool: pool.clone(),
+            backend,
+            lan: lan.start(),
+            wan: wan.start(),
+            mirror: mirror.start(),
+            wan_capture,
+        };
         let r = espgate_dataplane::start(
             &cr,
             NodeQueues {
@@ -131,35 +143,14 @@ impl Rig {
                 mirror: None,
             },
             backend,
-            pool.clone(),
-        )?;
-        let a = start_pair_node(
-            &ca,
-            &mut lan,
-            &mut wan,
-            &mut mirror,
-            &wan_capture,
-            backend,
-            &pool,
-        )?;
-        let b = start_pair_node(
-            &cb,
-            &mut lan,
-            &mut wan,
-            &mut mirror,
-            &wan_capture,
-            backend,
-            &pool,
-        )?;
-        Ok(Rig {
             pool,
-            backend,
+        )?;
+        let a = fabric.start_pair_node(&ca)?;
+        let b = fabric.start_pair_node(&cb)?;
+        Ok(Rig {
+            fabric,
             ca,
             cb,
-            lan,
-            wan,
-            mirror,
-            wan_capture,
             a: Some(a),
             b,
             r,
@@ -171,16 +162,7 @@ impl Rig {
 
     /// Starts node a again (a new life: its memory is gone).
     pub fn restart_a(&mut self) -> anyhow::Result<()> {
-        let a = start_pair_node(
-            &self.ca,
-            &mut self.lan,
-            &mut self.wan,
-            &mut self.mirror,
-            &self.wan_capture,
-            self.backend,
-            &self.pool,
-        )?;
-        self.a = Some(a);
+        self.a = Some(self.fabric.start_pair_node(&self.ca)?);
         Ok(())
     }
 }
