@@ -66,8 +66,8 @@ fn mix_rate(mix: &[usize], rate: impl Fn(usize) -> f64) -> f64 {
 struct Bench {
     secs: f64,
     tables: Vec<Table>,
-    /// Bare AEAD rates of the default backend, AES-128: (size, seal, open).
-    aead: Vec<(String, f64, f64)>,
+    /// Bare AEAD rates, AES-128: (backend, size, seal, open).
+    aead: Vec<(Backend, String, f64, f64)>,
 }
 
 impl Bench {
@@ -77,7 +77,7 @@ impl Bench {
             "1. Crypto ceiling, one core: bare AES-GCM in place, Mpps (OpenSSL's `speed -evp` beside it)",
             &["backend", "aead", "size", "seal", "open", "openssl seal"],
         );
-        for &backend in Backend::compiled() {
+        for backend in Backend::available() {
             for alg in [AeadAlgorithm::Aes128Gcm, AeadAlgorithm::Aes256Gcm] {
                 for size in sizes() {
                     let rate = |s, open| aead_pps(backend, alg, s, open, self.secs / 2.0);
@@ -94,8 +94,8 @@ impl Bench {
                     } else {
                         None
                     };
-                    if backend == Backend::DEFAULT && alg == AeadAlgorithm::Aes128Gcm {
-                        self.aead.push((size.name.clone(), seal, open));
+                    if alg == AeadAlgorithm::Aes128Gcm {
+                        self.aead.push((backend, size.name.clone(), seal, open));
                     }
                     t.row(vec![
                         backend.to_string(),
@@ -112,6 +112,17 @@ impl Bench {
     }
 
     fn run(&self, way: Way, size: &Size, workers: usize, mirror: Option<Mirroring>) -> Outcome {
+        self.run_with(Backend::preferred(), way, size, workers, mirror)
+    }
+
+    fn run_with(
+        &self,
+        backend: Backend,
+        way: Way,
+        size: &Size,
+        workers: usize,
+        mirror: Option<Mirroring>,
+    ) -> Outcome {
         let run = Run {
             way,
             sizes: size.sizes.clone(),
@@ -120,24 +131,35 @@ impl Bench {
             mirror,
             seconds: self.secs,
         };
-        measure(&run, Backend::DEFAULT).unwrap_or_else(|e| {
+        measure(&run, backend).unwrap_or_else(|e| {
             eprintln!("espgate-bench: {way:?} {}: {e:#}", size.name);
             Outcome::default()
         })
     }
 
-    fn aead_of(&self, size: &str) -> Option<(f64, f64)> {
+    fn aead_of(&self, backend: Backend, size: &str) -> Option<(f64, f64)> {
         self.aead
             .iter()
-            .find(|(s, _, _)| s == size)
-            .map(|(_, a, b)| (*a, *b))
+            .find(|(b, s, _, _)| *b == backend && s == size)
+            .map(|(_, _, a, b)| (*a, *b))
+    }
+
+    /// The backends the path runs with: the preferred one, and ring beside
+    /// it when that is another.
+    fn path_backends() -> Vec<Backend> {
+        let mut v = vec![Backend::preferred()];
+        if Backend::preferred() != Backend::DEFAULT {
+            v.push(Backend::DEFAULT);
+        }
+        v
     }
 
     fn path(&mut self, out: &std::path::Path) -> anyhow::Result<()> {
         let mut t = Table::new(
             "path",
-            "2. The node's loop on one worker core (in-memory source and sink, AES-128-GCM, ring): Mpps, Gb/s of inner packets, share of the bare AEAD, burst time",
+            "2. The node's loop on one worker core (in-memory source and sink, AES-128-GCM): Mpps, Gb/s of inner packets, share of the same backend's bare AEAD, burst time",
             &[
+                "backend",
                 "way",
                 "size",
                 "Mpps",
@@ -149,36 +171,42 @@ impl Bench {
         );
         let mut series: Vec<(String, Vec<f64>)> = Vec::new();
         let cats: Vec<String> = sizes().iter().map(|s| s.name.clone()).collect();
-        for way in [Way::Encrypt, Way::Decrypt] {
-            let mut v = Vec::new();
-            for size in sizes() {
-                let o = self.run(way, &size, 1, None);
-                let bare = self.aead_of(&size.name).map(|(seal, open)| match way {
-                    Way::Encrypt => seal,
-                    Way::Decrypt => open,
-                });
-                t.row(vec![
-                    format!("{way:?}").to_lowercase(),
-                    size.name.clone(),
-                    m(o.pps),
-                    format!("{:.2}", o.gbps),
-                    bare.map_or("-".into(), |b| format!("{:.0} %", 100.0 * o.pps / b)),
-                    o.burst_p50_ns.to_string(),
-                    o.burst_p99_ns.to_string(),
-                ]);
-                v.push(o.pps / 1e6);
+        for backend in Self::path_backends() {
+            for way in [Way::Encrypt, Way::Decrypt] {
+                let mut v = Vec::new();
+                for size in sizes() {
+                    let o = self.run_with(backend, way, &size, 1, None);
+                    let bare = self
+                        .aead_of(backend, &size.name)
+                        .map(|(seal, open)| match way {
+                            Way::Encrypt => seal,
+                            Way::Decrypt => open,
+                        });
+                    t.row(vec![
+                        backend.to_string(),
+                        format!("{way:?}").to_lowercase(),
+                        size.name.clone(),
+                        m(o.pps),
+                        format!("{:.2}", o.gbps),
+                        bare.map_or("-".into(), |b| format!("{:.0} %", 100.0 * o.pps / b)),
+                        o.burst_p50_ns.to_string(),
+                        o.burst_p99_ns.to_string(),
+                    ]);
+                    v.push(o.pps / 1e6);
+                }
+                series.push((format!("{backend} {way:?}").to_lowercase(), v));
             }
-            series.push((format!("{way:?}").to_lowercase(), v));
-        }
-        if !self.aead.is_empty() {
-            series.push((
-                "AEAD seal".into(),
-                self.aead.iter().map(|a| a.1 / 1e6).collect(),
-            ));
-            series.push((
-                "AEAD open".into(),
-                self.aead.iter().map(|a| a.2 / 1e6).collect(),
-            ));
+            let bare: Vec<_> = self.aead.iter().filter(|a| a.0 == backend).collect();
+            if bare.len() == cats.len() {
+                series.push((
+                    format!("{backend} AEAD seal"),
+                    bare.iter().map(|a| a.2 / 1e6).collect(),
+                ));
+                series.push((
+                    format!("{backend} AEAD open"),
+                    bare.iter().map(|a| a.3 / 1e6).collect(),
+                ));
+            }
         }
         plot(
             &out.join("path.svg"),
@@ -326,6 +354,10 @@ impl Bench {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    #[cfg(feature = "ipsec-mb")]
+    if let Err(e) = espgate_io::ipsec_mb::install() {
+        eprintln!("espgate-bench: {e}; benchmarking without intel-ipsec-mb");
+    }
     let want = |s: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == s);
     std::fs::create_dir_all(&cli.out)?;
     let mut b = Bench {
@@ -336,7 +368,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "espgate-bench ({} mode, crypto backend {}, {} cores)\n",
         if cli.quick { "quick" } else { "full" },
-        Backend::DEFAULT,
+        Backend::preferred(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let mut shown = 0;

@@ -1,10 +1,26 @@
 //! With the `dpdk` feature: compiles the C shim over DPDK and generates the
 //! Rust bindings of the shim and of the few DPDK functions espgate calls,
 //! with flags from `pkg-config libdpdk` (Debian's libdpdk-dev, 22.11).
+//! With the `ipsec-mb` feature: compiles the shim over intel-ipsec-mb and
+//! links the library (its Rust declarations are written by hand: two
+//! functions and one structure).
 
 fn main() {
     #[cfg(feature = "dpdk")]
     dpdk::build();
+    #[cfg(feature = "ipsec-mb")]
+    ipsec_mb::build();
+}
+
+#[cfg(feature = "ipsec-mb")]
+mod ipsec_mb {
+    pub fn build() {
+        println!("cargo:rerun-if-changed=src/ipsec_mb/shim.c");
+        cc::Build::new()
+            .file("src/ipsec_mb/shim.c")
+            .compile("espgate_ipsec_mb_shim");
+        println!("cargo:rustc-link-lib=IPSec_MB");
+    }
 }
 
 #[cfg(feature = "dpdk")]

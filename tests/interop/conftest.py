@@ -16,6 +16,8 @@ V4 = ("172.16.1.5", "172.16.2.5")
 V6 = ("2001:db8:1::5", "2001:db8:2::5")
 MACS = ("02:00:00:00:00:01", "02:00:00:00:00:02")
 SPI = 0x1000
+# Every AES-GCM backend: scripts/test builds the binary with all three.
+BACKENDS = ("ring", "rustcrypto", "ipsec-mb")
 
 
 def espgate_bin():

@@ -1,11 +1,12 @@
 """espgate against Scapy's ESP (scapy.layers.ipsec): each decrypts what
 the other encrypts, to the exact inner packets, for AES-128/256-GCM, with
-and without ESN, plain ESP and ESP in UDP, IPv4 and IPv6 outer headers."""
+and without ESN, plain ESP and ESP in UDP, IPv4 and IPv6 outer headers,
+with each of espgate's crypto backends."""
 
 import os
 
 import pytest
-from conftest import COMBOS, MACS, frame, inner_packets, run_espgate, scapy_sa, write_sa
+from conftest import BACKENDS, COMBOS, MACS, frame, inner_packets, run_espgate, scapy_sa, write_sa
 from scapy.all import IP, UDP, Ether, IPv6, rdpcap, wrpcap
 from scapy.layers.ipsec import ESP
 
@@ -15,8 +16,9 @@ ESN_START = (2 << 32) + 0xFFFFFFF8
 SEQ32_START = 0xFFFFFFFF - 20
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bits,esn,udp,v6", COMBOS)
-def test_scapy_encrypts_espgate_decrypts(tmp_path, bits, esn, udp, v6):
+def test_scapy_encrypts_espgate_decrypts(tmp_path, bits, esn, udp, v6, backend):
     inners = inner_packets()
     start = ESN_START if esn else SEQ32_START
     frames = []
@@ -33,7 +35,9 @@ def test_scapy_encrypts_espgate_decrypts(tmp_path, bits, esn, udp, v6):
     frames[2], frames[5] = frames[5], frames[2]
     wrpcap(str(tmp_path / "esp.pcap"), frames)
     sa_file = write_sa(tmp_path / "sa.yaml", bits=bits, esn=esn, udp=udp, v6_outer=v6, initial_seq=start)
-    out = run_espgate("esp", "decrypt", "--sa", str(sa_file), str(tmp_path / "esp.pcap"), str(tmp_path / "plain.pcap"))
+    out = run_espgate(
+        "esp", "decrypt", "--backend", backend, "--sa", str(sa_file), str(tmp_path / "esp.pcap"), str(tmp_path / "plain.pcap")
+    )
     assert f"decrypted {len(inners)} of {len(inners)} frames" in out, out
     got = rdpcap(str(tmp_path / "plain.pcap"))
     expected = list(inners)
@@ -44,13 +48,16 @@ def test_scapy_encrypts_espgate_decrypts(tmp_path, bits, esn, udp, v6):
         assert bytes(g[Ether].payload) == bytes(want)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bits,esn,udp,v6", COMBOS)
-def test_espgate_encrypts_scapy_decrypts(tmp_path, bits, esn, udp, v6):
+def test_espgate_encrypts_scapy_decrypts(tmp_path, bits, esn, udp, v6, backend):
     inners = inner_packets()
     start = ESN_START if esn else SEQ32_START
     wrpcap(str(tmp_path / "plain.pcap"), [frame(p) for p in inners])
     sa_file = write_sa(tmp_path / "sa.yaml", bits=bits, esn=esn, udp=udp, v6_outer=v6, initial_seq=start)
-    out = run_espgate("esp", "encrypt", "--sa", str(sa_file), str(tmp_path / "plain.pcap"), str(tmp_path / "esp.pcap"))
+    out = run_espgate(
+        "esp", "encrypt", "--backend", backend, "--sa", str(sa_file), str(tmp_path / "plain.pcap"), str(tmp_path / "esp.pcap")
+    )
     assert f"encrypted {len(inners)} of {len(inners)} frames" in out, out
     got = rdpcap(str(tmp_path / "esp.pcap"))
     assert len(got) == len(inners)

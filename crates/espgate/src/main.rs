@@ -104,12 +104,12 @@ impl EspArgs {
 fn parse_backend(name: Option<&str>) -> anyhow::Result<Backend> {
     match name {
         Some(b) => b.parse().map_err(anyhow::Error::msg),
-        None => Ok(Backend::DEFAULT),
+        None => Ok(Backend::preferred()),
     }
 }
 
 fn compiled_backends() -> String {
-    Backend::compiled()
+    Backend::available()
         .iter()
         .map(|b| b.name())
         .collect::<Vec<_>>()
@@ -125,12 +125,17 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
+    #[cfg(feature = "ipsec-mb")]
+    match espgate_io::ipsec_mb::install() {
+        Ok(arch) => tracing::debug!(arch, "intel-ipsec-mb installed"),
+        Err(e) => tracing::warn!("{e}; using {}", Backend::DEFAULT),
+    }
     let result = match cli.command {
         Command::Info => {
             println!("espgate {}", env!("CARGO_PKG_VERSION"));
             println!(
                 "crypto backend: {} (compiled: {})",
-                Backend::DEFAULT,
+                Backend::preferred(),
                 compiled_backends()
             );
             println!(
@@ -139,7 +144,7 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
-        Command::Demo { out } => demo::run(Backend::DEFAULT, &out),
+        Command::Demo { out } => demo::run(Backend::preferred(), &out),
         Command::Host { config, duration } => {
             host::run(&config, duration.map(std::time::Duration::from_secs_f64))
         }
@@ -158,7 +163,7 @@ fn main() -> ExitCode {
         }),
         Command::Esp {
             op: EspOp::Demo { out },
-        } => esp_demo::run(Backend::DEFAULT, &out),
+        } => esp_demo::run(Backend::preferred(), &out),
         Command::Esp { op } => {
             let (args, encrypt) = match op {
                 EspOp::Encrypt(a) => (a, true),

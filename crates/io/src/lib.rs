@@ -13,6 +13,8 @@ pub mod af_packet;
 pub mod alloc;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+#[cfg(feature = "ipsec-mb")]
+pub mod ipsec_mb;
 pub mod mem;
 pub mod pcap;
 pub mod pcap_port;

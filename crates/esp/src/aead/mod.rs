@@ -1,10 +1,16 @@
 //! AES-GCM behind one small trait, with a backend per cargo feature.
 //!
-//! `ring` (feature `ring`, the default) is the fast one; RustCrypto's
+//! `ring` (feature `ring`, the default) is the fast Rust one; RustCrypto's
 //! `aes-gcm` (feature `rustcrypto`) is pure Rust. Both can be compiled in;
 //! [`Backend::DEFAULT`] is the one a build uses unless told otherwise. A
 //! build with neither (a configuration-only user of this crate) has SAs that
 //! validate but [`GcmKey::new`] answers [`KeyError::NotCompiled`].
+//!
+//! A third backend, Intel's intel-ipsec-mb (the library behind DPDK's
+//! `crypto_aesni_gcm`), is C reached through FFI, so its code lives in
+//! `espgate-io` with the rest of espgate's unsafe code; it plugs in here at
+//! start-up through [`install_ipsec_mb`], after which
+//! [`Backend::preferred`] picks it.
 
 #[cfg(feature = "ring")]
 mod ring_gcm;
@@ -13,6 +19,7 @@ mod rustcrypto_gcm;
 
 use core::fmt;
 use core::str::FromStr;
+use std::sync::OnceLock;
 
 /// Length of the AES-GCM nonce: 4-byte salt and 8-byte explicit IV.
 pub const NONCE_LEN: usize = 12;
@@ -95,6 +102,8 @@ pub enum Backend {
     Ring,
     /// RustCrypto's `aes-gcm`.
     RustCrypto,
+    /// Intel's intel-ipsec-mb, once [`install_ipsec_mb`] has plugged it in.
+    IpsecMb,
 }
 
 impl Backend {
@@ -118,11 +127,32 @@ impl Backend {
         ]
     }
 
+    /// Every backend this process can use: those compiled in, and
+    /// intel-ipsec-mb once installed.
+    pub fn available() -> Vec<Backend> {
+        let mut all = Backend::compiled().to_vec();
+        if IPSEC_MB.get().is_some() {
+            all.push(Backend::IpsecMb);
+        }
+        all
+    }
+
+    /// The fastest backend this process can use: intel-ipsec-mb when
+    /// installed, else [`Backend::DEFAULT`].
+    pub fn preferred() -> Backend {
+        if IPSEC_MB.get().is_some() {
+            Backend::IpsecMb
+        } else {
+            Backend::DEFAULT
+        }
+    }
+
     /// The name used on the command line and in logs.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Ring => "ring",
             Backend::RustCrypto => "rustcrypto",
+            Backend::IpsecMb => "ipsec-mb",
         }
     }
 }
@@ -140,17 +170,18 @@ impl FromStr for Backend {
         let b = match s {
             "ring" => Backend::Ring,
             "rustcrypto" => Backend::RustCrypto,
+            "ipsec-mb" => Backend::IpsecMb,
             _ => {
                 return Err(format!(
-                    "unknown crypto backend {s:?} (want ring or rustcrypto)"
+                    "unknown crypto backend {s:?} (want ring, rustcrypto or ipsec-mb)"
                 ));
             }
         };
-        if Backend::compiled().contains(&b) {
+        if Backend::available().contains(&b) {
             Ok(b)
         } else {
             Err(format!(
-                "crypto backend {s} is not compiled into this build"
+                "crypto backend {s} is not available in this build (ipsec-mb needs the ipsec-mb feature)"
             ))
         }
     }
@@ -169,9 +200,26 @@ pub enum KeyError {
         /// Bytes given.
         got: usize,
     },
-    /// The backend is not compiled into this build.
-    #[error("crypto backend {0} is not compiled into this build")]
+    /// The backend is not compiled into this build (or, for
+    /// intel-ipsec-mb, not installed).
+    #[error("crypto backend {0} is not available in this build")]
     NotCompiled(Backend),
+}
+
+/// An AES-GCM key of a backend that lives outside this crate.
+pub type ExternalKey = Box<dyn GcmCipher + Send + Sync>;
+
+/// Expands a key (its length checked for the algorithm) for a backend that
+/// lives outside this crate.
+pub type KeyExpander = fn(AeadAlgorithm, &[u8]) -> ExternalKey;
+
+static IPSEC_MB: OnceLock<KeyExpander> = OnceLock::new();
+
+/// Plugs intel-ipsec-mb in as [`Backend::IpsecMb`] for the rest of the
+/// process (`espgate-io` with its `ipsec-mb` feature does this). A second
+/// call changes nothing.
+pub fn install_ipsec_mb(expand: KeyExpander) {
+    let _ = IPSEC_MB.set(expand);
 }
 
 /// An expanded AES-GCM key of one backend.
@@ -186,6 +234,8 @@ pub enum GcmKey {
     /// RustCrypto (boxed: its key schedule and GHASH tables are large).
     #[cfg(feature = "rustcrypto")]
     RustCrypto(Box<rustcrypto_gcm::RustCryptoGcm>),
+    /// intel-ipsec-mb, expanded by the installed [`KeyExpander`].
+    IpsecMb(ExternalKey),
 }
 
 impl fmt::Debug for GcmKey {
@@ -211,6 +261,10 @@ impl GcmKey {
             Backend::RustCrypto => Ok(GcmKey::RustCrypto(Box::new(
                 rustcrypto_gcm::RustCryptoGcm::new(algorithm, key),
             ))),
+            Backend::IpsecMb => match IPSEC_MB.get() {
+                Some(expand) => Ok(GcmKey::IpsecMb(expand(algorithm, key))),
+                None => Err(KeyError::NotCompiled(Backend::IpsecMb)),
+            },
             #[allow(unreachable_patterns)]
             other => Err(KeyError::NotCompiled(other)),
         }
@@ -223,16 +277,11 @@ impl GcmKey {
             GcmKey::Ring(_) => Backend::Ring,
             #[cfg(feature = "rustcrypto")]
             GcmKey::RustCrypto(_) => Backend::RustCrypto,
-            #[cfg(not(any(feature = "ring", feature = "rustcrypto")))]
-            _ => unreachable!("no key exists without a backend"),
+            GcmKey::IpsecMb(_) => Backend::IpsecMb,
         }
     }
 }
 
-#[cfg_attr(
-    not(any(feature = "ring", feature = "rustcrypto")),
-    allow(unused_variables)
-)]
 impl GcmCipher for GcmKey {
     #[inline]
     fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
@@ -241,8 +290,7 @@ impl GcmCipher for GcmKey {
             GcmKey::Ring(k) => k.seal_in_place(nonce, aad, data),
             #[cfg(feature = "rustcrypto")]
             GcmKey::RustCrypto(k) => k.seal_in_place(nonce, aad, data),
-            #[cfg(not(any(feature = "ring", feature = "rustcrypto")))]
-            _ => unreachable!("no key exists without a backend"),
+            GcmKey::IpsecMb(k) => k.seal_in_place(nonce, aad, data),
         }
     }
 
@@ -259,8 +307,7 @@ impl GcmCipher for GcmKey {
             GcmKey::Ring(k) => k.open_in_place(nonce, aad, data, tag),
             #[cfg(feature = "rustcrypto")]
             GcmKey::RustCrypto(k) => k.open_in_place(nonce, aad, data, tag),
-            #[cfg(not(any(feature = "ring", feature = "rustcrypto")))]
-            _ => unreachable!("no key exists without a backend"),
+            GcmKey::IpsecMb(k) => k.open_in_place(nonce, aad, data, tag),
         }
     }
 }

@@ -7,8 +7,8 @@
 //! port up in one call; bindgen generates the Rust declarations of the
 //! shim and of the few DPDK functions called directly. Frames are copied
 //! between mbufs and the node's buffers at the port (one copy each way);
-//! workers are ordinary threads, not EAL lcores, so the mempool is used
-//! without its per-lcore cache.
+//! workers are ordinary threads, not EAL lcores: each registers itself with
+//! DPDK on its first burst so the mempool's per-lcore cache serves it.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -170,12 +170,49 @@ pub struct DpdkQueue {
 // vector holds pointers only during one burst call.
 unsafe impl Send for DpdkQueue {}
 
+/// Whether this thread holds an lcore id from `rte_thread_register`; the
+/// id goes back to DPDK when the thread ends.
+struct LcoreRegistration(bool);
+
+impl Drop for LcoreRegistration {
+    fn drop(&mut self) {
+        if self.0 {
+            // SAFETY: this thread registered itself and is ending; nothing
+            // on it uses DPDK after this.
+            unsafe { ffi::espgate_thread_unregister() };
+        }
+    }
+}
+
+thread_local! {
+    static LCORE: std::cell::RefCell<Option<LcoreRegistration>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Gives the calling thread an lcore id once, so the mbuf pool's per-lcore
+/// cache serves it (PMDs allocate and free mbufs through that cache; an
+/// unregistered thread goes to the shared ring for every mbuf). Workers are
+/// ordinary threads, so each registers on its first burst. If DPDK has no
+/// free lcore id left the thread carries on without the cache.
+fn register_thread() {
+    LCORE.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.is_none() {
+            // SAFETY: the EAL is up (a queue exists); registering the
+            // calling thread has no other precondition.
+            let ok = unsafe { ffi::espgate_thread_register() } == 0;
+            *r = Some(LcoreRegistration(ok));
+        }
+    });
+}
+
 impl PortQueue for DpdkQueue {
     fn info(&self) -> &PortInfo {
         &self.info
     }
 
     fn rx_burst(&mut self, pool: &mut BufPool, out: &mut Vec<HeapBuf>, max: usize) -> usize {
+        register_thread();
         self.mbufs.clear();
         self.mbufs.resize(max.min(512), std::ptr::null_mut());
         // SAFETY: `mbufs` has room for the requested count; the port and
@@ -197,46 +234,54 @@ impl PortQueue for DpdkQueue {
                 std::slice::from_raw_parts(ffi::espgate_mbuf_data(m, &mut len), len as usize)
             };
             taken += usize::from(self.stats.receive_copy(data, pool, out));
-            // SAFETY: the bytes were copied out; the mbuf is ours to free.
-            unsafe { ffi::espgate_mbuf_free(m) };
         }
+        // SAFETY: the bytes were copied out; the `n` mbufs are ours to free.
+        unsafe { ffi::espgate_mbuf_free_bulk(self.mbufs.as_mut_ptr(), n as u32) };
         taken
     }
 
     fn tx_burst(&mut self, pkts: &mut Vec<HeapBuf>, pool: &mut BufPool) -> usize {
+        register_thread();
         self.mbufs.clear();
-        for b in pkts.iter() {
-            // SAFETY: the pool is valid for the life of the process.
-            let m = unsafe { ffi::espgate_mbuf_alloc(self.pool.as_ptr()) };
-            if m.is_null() {
-                break;
-            }
+        self.mbufs.resize(pkts.len().min(512), std::ptr::null_mut());
+        // SAFETY: `mbufs` has room for that many pointers; the pool is
+        // valid for the life of the process. All or none are allocated.
+        let r = unsafe {
+            ffi::espgate_mbuf_alloc_bulk(
+                self.pool.as_ptr(),
+                self.mbufs.as_mut_ptr(),
+                self.mbufs.len() as u32,
+            )
+        };
+        if r != 0 {
+            self.mbufs.clear();
+        }
+        let mut filled = 0;
+        for (b, &m) in pkts.iter().zip(&self.mbufs) {
             // SAFETY: `m` is a fresh mbuf; append returns room for `len`
             // bytes or null if the data room is too small.
             let dst = unsafe { ffi::espgate_mbuf_append(m, b.len() as u16) };
             if dst.is_null() {
-                // SAFETY: `m` was never handed to the PMD.
-                unsafe { ffi::espgate_mbuf_free(m) };
                 break;
             }
             // SAFETY: `dst` points to `len` writable bytes inside `m`.
             unsafe { std::ptr::copy_nonoverlapping(b.data().as_ptr(), dst, b.len()) };
-            self.mbufs.push(m);
+            filled += 1;
         }
-        // SAFETY: every pointer is a filled mbuf owned by us; the PMD takes
-        // ownership of the first `sent`.
+        // SAFETY: the first `filled` pointers are filled mbufs owned by us;
+        // the PMD takes ownership of the first `sent`.
         let sent = usize::from(unsafe {
             ffi::espgate_tx_burst(
                 self.port,
                 self.queue,
                 self.mbufs.as_mut_ptr(),
-                self.mbufs.len() as u16,
+                filled as u16,
             )
         });
-        for &m in &self.mbufs[sent..] {
-            // SAFETY: the PMD did not take these mbufs.
-            unsafe { ffi::espgate_mbuf_free(m) };
-        }
+        let left = &mut self.mbufs[sent..];
+        // SAFETY: the PMD did not take these mbufs (filled or not): ours
+        // to free.
+        unsafe { ffi::espgate_mbuf_free_bulk(left.as_mut_ptr(), left.len() as u32) };
         self.stats.settle_tx(pkts, sent, pool);
         sent
     }

@@ -11,9 +11,15 @@ uint16_t espgate_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts,
     return rte_eth_tx_burst(port, queue, pkts, n);
 }
 
-struct rte_mbuf *espgate_mbuf_alloc(struct rte_mempool *pool) { return rte_pktmbuf_alloc(pool); }
+int espgate_mbuf_alloc_bulk(struct rte_mempool *pool, struct rte_mbuf **mbufs, unsigned int n) {
+    return rte_pktmbuf_alloc_bulk(pool, mbufs, n);
+}
 
-void espgate_mbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
+void espgate_mbuf_free_bulk(struct rte_mbuf **mbufs, unsigned int n) { rte_pktmbuf_free_bulk(mbufs, n); }
+
+int espgate_thread_register(void) { return rte_thread_register(); }
+
+void espgate_thread_unregister(void) { rte_thread_unregister(); }
 
 /* The first segment's data; multi-segment frames are not produced by the
  * PMDs espgate configures (no scatter, no LRO). */

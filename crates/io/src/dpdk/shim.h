@@ -13,8 +13,12 @@
 int espgate_errno(void);
 uint16_t espgate_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
 uint16_t espgate_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
-struct rte_mbuf *espgate_mbuf_alloc(struct rte_mempool *pool);
-void espgate_mbuf_free(struct rte_mbuf *m);
+int espgate_mbuf_alloc_bulk(struct rte_mempool *pool, struct rte_mbuf **mbufs, unsigned int n);
+void espgate_mbuf_free_bulk(struct rte_mbuf **mbufs, unsigned int n);
+/* Gives the calling thread an lcore id (and so the mempool's per-lcore
+ * cache); 0 on success. */
+int espgate_thread_register(void);
+void espgate_thread_unregister(void);
 const uint8_t *espgate_mbuf_data(const struct rte_mbuf *m, uint32_t *len);
 uint8_t *espgate_mbuf_append(struct rte_mbuf *m, uint16_t len);
 int espgate_port_setup(uint16_t port, uint16_t queues, uint16_t descriptors, struct rte_mempool *pool);
