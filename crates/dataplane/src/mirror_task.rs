@@ -13,11 +13,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_queue::ArrayQueue;
 use espgate_esp::Direction;
-use espgate_io::{BufPool, PortQueue, QueueStats};
+use espgate_io::{BufPool, Packet, PortQueue, QueueStats};
 use espgate_mirror::{Mirror, MirrorEvent, MirrorStats, RejectCounters};
+use espgate_wire::PacketBuf;
 use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use espgate_wire::mirror::SaDir;
-use espgate_wire::{HeapBuf, PacketBuf};
 
 use crate::command::SaCommand;
 use crate::config::{Failback, Takeover};
@@ -352,7 +352,7 @@ impl Running {
         n
     }
 
-    fn receive(&mut self, rx: &mut Vec<HeapBuf>, now: u64) -> usize {
+    fn receive(&mut self, rx: &mut Vec<Packet>, now: u64) -> usize {
         let n = self.task.queue.rx_burst(&mut self.task.pool, rx, 32);
         for buf in rx.drain(..) {
             let body = EthernetFrame::new_checked(buf.data()).ok().and_then(|f| {
@@ -366,7 +366,7 @@ impl Running {
                 }
                 None => self.not_mirror += 1,
             }
-            self.task.pool.put(buf);
+            self.task.pool.recycle(buf);
         }
         n
     }
@@ -536,7 +536,7 @@ impl Running {
                 Ok(room) => {
                     eth.emit(room).expect("room for the header");
                     room[eth.header_len()..].copy_from_slice(&frame);
-                    tx.push(buf);
+                    tx.push(Packet::from(buf));
                 }
                 Err(_) => {
                     self.tx_full += 1;
@@ -548,7 +548,7 @@ impl Running {
         if n > 0 {
             self.task.queue.tx_burst(&mut tx, &mut self.task.pool);
             self.tx_full += tx.len() as u64;
-            self.task.pool.put_all(&mut tx);
+            self.task.pool.recycle_all(&mut tx);
         }
         n
     }

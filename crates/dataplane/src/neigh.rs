@@ -7,9 +7,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use espgate_wire::PacketBuf;
 use espgate_wire::arp::{ArpOp, ArpPacket, ArpRepr};
 use espgate_wire::ethernet::{EtherType, EthernetRepr, MacAddr};
-use espgate_wire::{HeapBuf, PacketBuf};
 
 /// IP-to-MAC table, shared by the workers. Each worker keeps its own
 /// copy of the entries it uses and drops it when the generation moves, so
@@ -89,7 +89,7 @@ pub fn handle_arp(
 
 /// Writes an ARP frame into `buf` (replacing its contents): a reply to
 /// `arp.target_mac`, or a broadcast request.
-pub fn write_arp(buf: &mut HeapBuf, arp: &ArpRepr, src_mac: MacAddr) {
+pub fn write_arp(buf: &mut impl PacketBuf, arp: &ArpRepr, src_mac: MacAddr) {
     let dst = match arp.op {
         ArpOp::Reply => arp.target_mac,
         ArpOp::Request => MacAddr::BROADCAST,
@@ -100,7 +100,8 @@ pub fn write_arp(buf: &mut HeapBuf, arp: &ArpRepr, src_mac: MacAddr) {
         vlan: None,
         ethertype: EtherType::ARP,
     };
-    buf.clear(crate::HEADROOM);
+    let old = buf.len();
+    buf.trim(old).expect("trimming what is there");
     let frame = buf
         .append(eth.header_len() + espgate_wire::arp::PACKET_LEN)
         .expect("a pool buffer holds an ARP frame");

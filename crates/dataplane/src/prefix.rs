@@ -36,7 +36,21 @@ impl Prefix {
     /// Whether `ip` is inside.
     #[inline]
     pub fn contains(&self, ip: &IpAddr) -> bool {
-        ip.is_ipv4() == self.addr.is_ipv4() && mask(*ip, self.len) == self.addr
+        // Masks compared as integers: this runs for every rule a packet
+        // meets in the SPD.
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let m = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                u32::from(*a) & m == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let m = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
+                u128::from(*a) & m == u128::from(net)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -90,6 +104,29 @@ impl FromStr for Prefix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_length_contains_its_own_network_and_not_its_neighbour() {
+        let a: IpAddr = "10.1.2.3".parse().unwrap();
+        for len in 0..=32u8 {
+            let p = Prefix::new(a, len).unwrap();
+            assert!(p.contains(&a), "/{len}");
+            if len > 0 {
+                let flip = u32::from_be_bytes([10, 1, 2, 3]) ^ (1u32 << (32 - u32::from(len)));
+                assert!(!p.contains(&IpAddr::from(flip.to_be_bytes())), "/{len}");
+            }
+        }
+        let b: IpAddr = "2001:db8::1".parse().unwrap();
+        for len in 0..=128u8 {
+            let p = Prefix::new(b, len).unwrap();
+            assert!(p.contains(&b), "/{len}");
+            if len > 0 {
+                let IpAddr::V6(v6) = b else { unreachable!() };
+                let flip = u128::from(v6) ^ (1u128 << (128 - u32::from(len)));
+                assert!(!p.contains(&IpAddr::from(flip.to_be_bytes())), "/{len}");
+            }
+        }
+    }
 
     #[test]
     fn parse_and_contain() {

@@ -72,6 +72,7 @@ pub struct Selectors {
 
 impl Selectors {
     /// Reads the selectors of an IPv4 or IPv6 packet.
+    #[inline(always)]
     pub fn of(packet: &[u8]) -> Option<Self> {
         let (src, dst, proto, l4): (IpAddr, IpAddr, u8, &[u8]) = match packet.first()? >> 4 {
             4 => {

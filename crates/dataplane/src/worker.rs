@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use espgate_esp::{Direction, DropReason, Inbound, OutboundSa, SaCounters, Sad};
-use espgate_io::{BufPool, PortQueue, QueueStats};
+use espgate_io::{BufPool, Packet, PortQueue, QueueStats};
+use espgate_wire::PacketBuf;
 use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use espgate_wire::ip;
-use espgate_wire::{HeapBuf, PacketBuf};
 use hdrhistogram::Histogram;
 
 use crate::classify::{decrement_ttl, esp_spi};
@@ -35,7 +35,7 @@ use crate::spd::{Action, PolicyDirection, Selectors, Spd};
 /// A frame on its way to the worker that owns its SA.
 pub struct Handoff {
     /// The frame, Ethernet header included.
-    pub buf: HeapBuf,
+    pub buf: Packet,
     /// The side it arrived on.
     pub from: Role,
 }
@@ -104,7 +104,7 @@ pub struct PortState {
     /// This worker's queue.
     pub queue: Box<dyn PortQueue>,
     /// Frames waiting for the next transmit burst.
-    pub tx: Vec<HeapBuf>,
+    pub tx: Vec<Packet>,
 }
 
 /// What a worker hands back when it stops.
@@ -149,6 +149,8 @@ pub struct Worker {
     /// generation it was taken at.
     neigh_cache: FxHashMap<IpAddr, MacAddr>,
     neigh_generation: u64,
+    /// The last next hop resolved (a run of packets mostly goes one way).
+    last_hop: Option<(IpAddr, MacAddr)>,
     standby: FxHashSet<(u32, Direction)>,
     report: Option<Reporting>,
     /// Addresses this worker answers for on each side: the port's own,
@@ -158,6 +160,20 @@ pub struct Worker {
 }
 
 const ARP_RETRY: Duration = Duration::from_millis(200);
+
+/// What becomes of a frame once the worker has read it (and changed it in
+/// place): the frame moves once, at the end, instead of down every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Onto the transmit burst of a port.
+    Send(Role),
+    /// Dropped and counted.
+    Drop(NodeDrop),
+    /// To the worker that owns its SA (worker index, port it came from).
+    HandOff(usize, Role),
+    /// Nothing more to do with it (back to the pool, not a drop).
+    Done,
+}
 
 fn side(role: Role) -> usize {
     match role {
@@ -193,6 +209,7 @@ impl Worker {
             arp_asked: HashMap::new(),
             neigh_cache: FxHashMap::default(),
             neigh_generation: 0,
+            last_hop: None,
             standby: FxHashSet::default(),
             report: None,
             addresses,
@@ -234,7 +251,7 @@ impl Worker {
         for (i, role) in [(0, Role::Protected), (1, Role::Unprotected)] {
             let mac = self.ports[i].mac;
             for ip in self.addresses[i].clone() {
-                let mut buf = self.pool.get();
+                let mut buf = Packet::from(self.pool.get());
                 self.counters.announcements += 1;
                 match ip {
                     IpAddr::V4(v4) => {
@@ -246,9 +263,10 @@ impl Worker {
                         match buf.append(na.len()) {
                             Ok(room) => {
                                 room.copy_from_slice(&na);
-                                self.send(role, MacAddr(icmp::ALL_NODES.1), buf);
+                                let v = self.send(role, MacAddr(icmp::ALL_NODES.1), &mut buf);
+                                self.dispose(buf, v);
                             }
-                            Err(_) => self.pool.put(buf),
+                            Err(_) => self.pool.recycle(buf),
                         }
                     }
                 }
@@ -259,7 +277,7 @@ impl Worker {
     /// Runs until `stop` is set, then reports.
     pub fn run(mut self, stop: &AtomicBool) -> WorkerReport {
         let mut hist = Histogram::<u64>::new(3).expect("histogram");
-        let mut rx: Vec<HeapBuf> = Vec::with_capacity(self.burst);
+        let mut rx: Vec<Packet> = Vec::with_capacity(self.burst);
         let mut idle_rounds = 0u32;
         loop {
             let mut work = 0;
@@ -395,77 +413,97 @@ impl Worker {
             self.counters.tx += sent as u64;
             for b in p.tx.drain(..) {
                 self.counters.drop(NodeDrop::TxFull);
-                self.pool.put(b);
+                self.pool.recycle(b);
             }
         }
     }
 
-    fn drop_frame(&mut self, buf: HeapBuf, why: NodeDrop) {
+    fn drop_frame(&mut self, buf: Packet, why: NodeDrop) {
         self.counters.drop(why);
-        self.pool.put(buf);
+        self.pool.recycle(buf);
     }
 
     /// Hands a frame to `owner`, or drops it if that ring is full.
-    fn hand_off(&mut self, owner: usize, from: Role, buf: HeapBuf) {
+    fn hand_off(&mut self, owner: usize, from: Role, buf: Packet) {
         match self.shared.handoff[self.id][owner].push(Handoff { buf, from }) {
             Ok(()) => self.counters.handoff_out += 1,
             Err(h) => self.drop_frame(h.buf, NodeDrop::HandoffFull),
         }
     }
 
-    /// Gives the frame back if this worker runs SA `spi` now; otherwise
-    /// hands it to the worker that owns the SA (a frame fresh from a port),
-    /// or drops it as `standby` (the SA is parked on this node).
-    fn claim(
-        &mut self,
-        spi: u32,
-        direction: Direction,
-        from: Role,
-        buf: HeapBuf,
-        fresh: bool,
-    ) -> Option<HeapBuf> {
-        let owners = match direction {
-            Direction::Outbound => &self.shared.out_owner,
-            Direction::Inbound => &self.shared.in_owner,
-        };
-        let owner = owners.get(&spi).copied().unwrap_or(self.id);
-        if fresh && owner != self.id {
-            self.hand_off(owner, from, buf);
-            return None;
+    /// `None` if this worker runs SA `spi` now; otherwise the frame goes
+    /// to the worker that owns the SA (a frame fresh from a port), or is
+    /// dropped as `standby` (the SA is parked on this node).
+    #[inline(always)]
+    fn claim(&self, spi: u32, direction: Direction, from: Role, fresh: bool) -> Option<Verdict> {
+        // One worker owns everything: no lookup.
+        if fresh && self.shared.handoff.len() > 1 {
+            let owners = match direction {
+                Direction::Outbound => &self.shared.out_owner,
+                Direction::Inbound => &self.shared.in_owner,
+            };
+            let owner = owners.get(&spi).copied().unwrap_or(self.id);
+            if owner != self.id {
+                return Some(Verdict::HandOff(owner, from));
+            }
         }
-        if self.standby.contains(&(spi, direction)) {
-            self.drop_frame(buf, NodeDrop::Standby);
-            return None;
+        if !self.standby.is_empty() && self.standby.contains(&(spi, direction)) {
+            return Some(Verdict::Drop(NodeDrop::Standby));
         }
-        Some(buf)
+        None
+    }
+
+    /// Does with a frame what its verdict says.
+    #[inline(always)]
+    fn dispose(&mut self, buf: Packet, verdict: Verdict) {
+        match verdict {
+            Verdict::Send(role) => self.ports[side(role)].tx.push(buf),
+            Verdict::Drop(why) => self.drop_frame(buf, why),
+            Verdict::HandOff(owner, from) => self.hand_off(owner, from, buf),
+            Verdict::Done => self.pool.recycle(buf),
+        }
     }
 
     /// One frame from `role`'s port (or from another worker, `fresh` false).
-    fn handle(&mut self, role: Role, buf: HeapBuf, fresh: bool) {
+    /// The frame stays where it is while it is worked on; it moves once, to
+    /// where its verdict sends it.
+    fn handle(&mut self, role: Role, mut buf: Packet, fresh: bool) {
+        let verdict = self.process(role, &mut buf, fresh);
+        self.dispose(buf, verdict);
+    }
+
+    /// Reads the Ethernet header in place (the frame view, no copy of it)
+    /// and goes on by EtherType.
+    #[inline(always)]
+    fn process(&mut self, role: Role, buf: &mut Packet, fresh: bool) -> Verdict {
         let port = &self.ports[side(role)];
-        let (eth, hdr_len) = match EthernetFrame::new_checked(buf.data())
-            .map(|f| (EthernetRepr::parse(&f), f.header_len()))
-        {
-            Ok((Ok(eth), len)) => (eth, len),
-            _ => return self.drop_frame(buf, NodeDrop::BadFrame),
+        let Ok(f) = EthernetFrame::new_checked(buf.data()) else {
+            return Verdict::Drop(NodeDrop::BadFrame);
         };
-        if eth.dst != port.mac && !eth.dst.is_multicast() {
-            return self.drop_frame(buf, NodeDrop::NotForUs);
+        let ethertype = f.ethertype();
+        // What EthernetRepr::parse refuses: a second tag, a length field.
+        if ethertype == EtherType::VLAN || ethertype.0 < 0x0600 {
+            return Verdict::Drop(NodeDrop::BadFrame);
         }
-        match eth.ethertype {
+        let dst = f.dst();
+        if dst != port.mac && !dst.is_multicast() {
+            return Verdict::Drop(NodeDrop::NotForUs);
+        }
+        let (sender, hdr_len) = (f.src(), f.header_len());
+        match ethertype {
             EtherType::ARP => self.arp(role, buf, hdr_len),
             EtherType::IPV4 | EtherType::IPV6 => match role {
-                Role::Protected => self.on_protected(eth, hdr_len, buf, fresh),
+                Role::Protected => self.on_protected(sender, hdr_len, buf, fresh),
                 Role::Unprotected => self.on_unprotected(hdr_len, buf, fresh),
             },
-            _ => self.drop_frame(buf, NodeDrop::UnsupportedEthertype),
+            _ => Verdict::Drop(NodeDrop::UnsupportedEthertype),
         }
     }
 
-    fn arp(&mut self, role: Role, mut buf: HeapBuf, hdr_len: usize) {
+    fn arp(&mut self, role: Role, buf: &mut Packet, hdr_len: usize) -> Verdict {
         let port = &self.ports[side(role)];
         if !port.address.is_ipv4() {
-            return self.drop_frame(buf, NodeDrop::UnsupportedEthertype);
+            return Verdict::Drop(NodeDrop::UnsupportedEthertype);
         }
         match handle_arp(
             &buf.data()[hdr_len..],
@@ -474,113 +512,106 @@ impl Worker {
             &self.shared.neighbours,
         ) {
             Some(ArpOutcome::Reply(reply)) => {
-                let mac = port.mac;
-                write_arp(&mut buf, &reply, mac);
+                write_arp(buf, &reply, port.mac);
                 self.counters.arp_replies += 1;
-                self.ports[side(role)].tx.push(buf);
+                Verdict::Send(role)
             }
-            Some(ArpOutcome::Nothing) => self.pool.put(buf),
-            None => self.drop_frame(buf, NodeDrop::BadFrame),
+            Some(ArpOutcome::Nothing) => Verdict::Done,
+            None => Verdict::Drop(NodeDrop::BadFrame),
         }
     }
 
-    fn on_protected(&mut self, eth: EthernetRepr, hdr_len: usize, mut buf: HeapBuf, fresh: bool) {
+    #[inline(always)]
+    fn on_protected(
+        &mut self,
+        sender: MacAddr,
+        hdr_len: usize,
+        buf: &mut Packet,
+        fresh: bool,
+    ) -> Verdict {
         let Some(sel) = Selectors::of(&buf.data()[hdr_len..]) else {
-            return self.drop_frame(buf, NodeDrop::BadIp);
+            return Verdict::Drop(NodeDrop::BadIp);
         };
         if self.addresses[0].contains(&sel.dst) {
-            return self.drop_frame(buf, NodeDrop::Local);
+            return Verdict::Drop(NodeDrop::Local);
         }
         match self.shared.spd.lookup(PolicyDirection::Out, &sel) {
             Action::Protect(spi) => {
-                let Some(mut buf) =
-                    self.claim(spi, Direction::Outbound, Role::Protected, buf, fresh)
-                else {
-                    return;
-                };
+                if let Some(v) = self.claim(spi, Direction::Outbound, Role::Protected, fresh) {
+                    return v;
+                }
                 buf.adj(hdr_len).expect("header present");
-                self.encrypt(spi, eth.src, buf);
+                self.encrypt(spi, sender, buf)
             }
             Action::Bypass => {
                 buf.adj(hdr_len).expect("header present");
                 self.counters.bypassed += 1;
-                self.forward(Role::Unprotected, sel.dst, buf);
+                self.forward(Role::Unprotected, sel.dst, buf)
             }
-            Action::Discard => self.drop_frame(buf, NodeDrop::Policy),
+            Action::Discard => Verdict::Drop(NodeDrop::Policy),
         }
     }
 
-    fn on_unprotected(&mut self, hdr_len: usize, mut buf: HeapBuf, fresh: bool) {
+    fn on_unprotected(&mut self, hdr_len: usize, buf: &mut Packet, fresh: bool) -> Verdict {
         if let Some(spi) = esp_spi(
             &buf.data()[hdr_len..],
             &self.addresses[1],
             &self.shared.encap_ports,
         ) {
-            let Some(mut buf) = self.claim(spi, Direction::Inbound, Role::Unprotected, buf, fresh)
-            else {
-                return;
-            };
+            if let Some(v) = self.claim(spi, Direction::Inbound, Role::Unprotected, fresh) {
+                return v;
+            }
             buf.adj(hdr_len).expect("header present");
             return self.decrypt(buf);
         }
         let Some(sel) = Selectors::of(&buf.data()[hdr_len..]) else {
-            return self.drop_frame(buf, NodeDrop::BadIp);
+            return Verdict::Drop(NodeDrop::BadIp);
         };
         if self.addresses[1].contains(&sel.dst) {
             // IKE and keepalives to us: there is no IKE daemon behind the node.
-            return self.drop_frame(
-                buf,
-                if sel.protocol == ip::protocol::UDP {
-                    NodeDrop::Ike
-                } else {
-                    NodeDrop::Local
-                },
-            );
+            return Verdict::Drop(if sel.protocol == ip::protocol::UDP {
+                NodeDrop::Ike
+            } else {
+                NodeDrop::Local
+            });
         }
         match self.shared.spd.lookup(PolicyDirection::In, &sel) {
             Action::Bypass => {
                 buf.adj(hdr_len).expect("header present");
                 self.counters.bypassed += 1;
-                self.forward(Role::Protected, sel.dst, buf);
+                self.forward(Role::Protected, sel.dst, buf)
             }
-            _ => self.drop_frame(buf, NodeDrop::Policy),
+            _ => Verdict::Drop(NodeDrop::Policy),
         }
     }
 
     /// Encrypts an inner IP packet (Ethernet header stripped) with SA `spi`
     /// and sends it towards the tunnel's far end. `sender` is the MAC the
     /// packet came from, for an ICMP error.
-    fn encrypt(&mut self, spi: u32, sender: MacAddr, mut buf: HeapBuf) {
+    #[inline(always)]
+    fn encrypt(&mut self, spi: u32, sender: MacAddr, buf: &mut Packet) -> Verdict {
         if !decrement_ttl(buf.data_mut()) {
-            return self.drop_frame(buf, NodeDrop::TtlExceeded);
+            return Verdict::Drop(NodeDrop::TtlExceeded);
         }
         let Some(sa) = self.outbound.get(&spi) else {
-            return self.drop_frame(buf, NodeDrop::Policy);
+            return Verdict::Drop(NodeDrop::Policy);
         };
         let mtu = self.ports[1].mtu;
         let room = mtu.saturating_sub(sa.header_len() + sa.max_trailer_len());
         if buf.len() > room {
-            let from = self.ports[0].address;
-            if let Some(err) = icmp::too_big(buf.data(), from, room & !3) {
-                let mut reply = self.pool.get();
-                if let Ok(dst) = reply.append(err.len()) {
-                    dst.copy_from_slice(&err);
-                    self.counters.icmp_errors += 1;
-                    self.send(Role::Protected, sender, reply);
-                }
-            }
-            return self.drop_frame(buf, NodeDrop::TooBig);
+            self.too_big(buf, sender, room);
+            return Verdict::Drop(NodeDrop::TooBig);
         }
         // Find the next hop before encrypting: a packet dropped for want of
         // a MAC must not spend a sequence number.
         let dst = sa.tunnel().dst;
         let Some(mac) = self.resolve(Role::Unprotected, dst) else {
-            return self.drop_frame(buf, NodeDrop::ArpMiss);
+            return Verdict::Drop(NodeDrop::ArpMiss);
         };
         let Some(sa) = self.outbound.get_mut(&spi) else {
-            return self.drop_frame(buf, NodeDrop::Policy);
+            return Verdict::Drop(NodeDrop::Policy);
         };
-        match sa.encapsulate(&mut buf) {
+        match sa.encapsulate(buf) {
             Ok(_) => {
                 if sa.report_due() {
                     self.report_outbound(spi, true);
@@ -591,31 +622,49 @@ impl Worker {
                 if e.reason == DropReason::LeaseStall && stalls % STALL_REPORT_EVERY == 1 {
                     self.report_outbound(spi, false);
                 }
-                return self.drop_frame(buf, NodeDrop::Esp);
+                return Verdict::Drop(NodeDrop::Esp);
             }
         }
         self.counters.encrypted += 1;
-        self.send(Role::Unprotected, mac, buf);
+        self.send(Role::Unprotected, mac, buf)
+    }
+
+    /// Answers a packet too big for the tunnel with ICMP "packet too big"
+    /// (or "fragmentation needed") to `sender`, advertising `room`.
+    #[cold]
+    fn too_big(&mut self, buf: &Packet, sender: MacAddr, room: usize) {
+        let from = self.ports[0].address;
+        if let Some(err) = icmp::too_big(buf.data(), from, room & !3) {
+            let mut reply = Packet::from(self.pool.get());
+            if let Ok(dst) = reply.append(err.len()) {
+                dst.copy_from_slice(&err);
+                self.counters.icmp_errors += 1;
+                let v = self.send(Role::Protected, sender, &mut reply);
+                self.dispose(reply, v);
+            } else {
+                self.pool.recycle(reply);
+            }
+        }
     }
 
     /// Decrypts an outer IP packet (Ethernet header stripped) and sends the
     /// inner packet into the protected network if the policy allows it.
-    fn decrypt(&mut self, mut buf: HeapBuf) {
-        let spi = match self.sad.decapsulate(&mut buf) {
+    fn decrypt(&mut self, buf: &mut Packet) -> Verdict {
+        let spi = match self.sad.decapsulate(buf) {
             Ok(Inbound::Decapsulated { spi, .. }) => {
                 self.report_inbound(spi);
                 spi
             }
-            Ok(Inbound::Ike | Inbound::NatKeepalive) => return self.drop_frame(buf, NodeDrop::Ike),
-            Err(_) => return self.drop_frame(buf, NodeDrop::Esp),
+            Ok(Inbound::Ike | Inbound::NatKeepalive) => return Verdict::Drop(NodeDrop::Ike),
+            Err(_) => return Verdict::Drop(NodeDrop::Esp),
         };
         let sel = Selectors::of(buf.data())
             .filter(|sel| self.shared.spd.lookup(PolicyDirection::In, sel) == Action::Protect(spi));
         let Some(sel) = sel else {
-            return self.drop_frame(buf, NodeDrop::PolicyMismatch);
+            return Verdict::Drop(NodeDrop::PolicyMismatch);
         };
         self.counters.decrypted += 1;
-        self.forward(Role::Protected, sel.dst, buf);
+        self.forward(Role::Protected, sel.dst, buf)
     }
 
     /// Pushes an outbound SA's state to the mirror task; `crossed`: at an
@@ -668,29 +717,30 @@ impl Worker {
 
     /// Forwards a plaintext IP packet to `dst` out of `role`'s port (the
     /// caller has parsed the packet already).
-    fn forward(&mut self, role: Role, dst: IpAddr, mut buf: HeapBuf) {
+    fn forward(&mut self, role: Role, dst: IpAddr, buf: &mut Packet) -> Verdict {
         if !decrement_ttl(buf.data_mut()) {
-            return self.drop_frame(buf, NodeDrop::TtlExceeded);
+            return Verdict::Drop(NodeDrop::TtlExceeded);
         }
-        self.route(role, dst, buf);
+        self.route(role, dst, buf)
     }
 
     /// Sends an IP packet to `dst` via `role`'s port: on-link or through
     /// the gateway, to the next hop's MAC.
-    fn route(&mut self, role: Role, dst: IpAddr, buf: HeapBuf) {
+    fn route(&mut self, role: Role, dst: IpAddr, buf: &mut Packet) -> Verdict {
         let port = &self.ports[side(role)];
         if !port.subnet.contains(&dst) && port.gateway.is_none() {
-            return self.drop_frame(buf, NodeDrop::NoRoute);
+            return Verdict::Drop(NodeDrop::NoRoute);
         }
         match self.resolve(role, dst) {
             Some(mac) => self.send(role, mac, buf),
-            None => self.drop_frame(buf, NodeDrop::ArpMiss),
+            None => Verdict::Drop(NodeDrop::ArpMiss),
         }
     }
 
     /// The MAC of the next hop towards `dst` on `role`'s port: `dst` itself
     /// when on-link, else the gateway. When unknown, asks ARP (rate-limited)
     /// and answers `None`.
+    #[inline(always)]
     fn resolve(&mut self, role: Role, dst: IpAddr) -> Option<MacAddr> {
         let port = &self.ports[side(role)];
         let next_hop = if port.subnet.contains(&dst) {
@@ -701,24 +751,33 @@ impl Worker {
         let generation = self.shared.neighbours.generation();
         if generation != self.neigh_generation {
             self.neigh_cache.clear();
+            self.last_hop = None;
             self.neigh_generation = generation;
         }
+        if let Some((ip, mac)) = self.last_hop
+            && ip == next_hop
+        {
+            return Some(mac);
+        }
         if let Some(mac) = self.neigh_cache.get(&next_hop) {
+            self.last_hop = Some((next_hop, *mac));
             return Some(*mac);
         }
         let mac = self.shared.neighbours.lookup(&next_hop);
         match mac {
             Some(m) => {
                 self.neigh_cache.insert(next_hop, m);
+                self.last_hop = Some((next_hop, m));
             }
             None => self.ask_arp(role, next_hop),
         }
         mac
     }
 
-    /// Puts an Ethernet header on an IP packet and queues it on `role`'s port.
-    fn send(&mut self, role: Role, dst: MacAddr, mut buf: HeapBuf) {
-        let port = &mut self.ports[side(role)];
+    /// Puts an Ethernet header on an IP packet for `role`'s port.
+    #[inline(always)]
+    fn send(&mut self, role: Role, dst: MacAddr, buf: &mut Packet) -> Verdict {
+        let port = &self.ports[side(role)];
         let ethertype = if ip::version_of(buf.data()) == Some(6) {
             EtherType::IPV6
         } else {
@@ -733,9 +792,9 @@ impl Worker {
         match buf.prepend(eth.header_len()) {
             Ok(h) => {
                 eth.emit(h).expect("room for the header");
-                port.tx.push(buf);
+                Verdict::Send(role)
             }
-            Err(_) => self.drop_frame(buf, NodeDrop::BadFrame),
+            Err(_) => Verdict::Drop(NodeDrop::BadFrame),
         }
     }
 
@@ -755,7 +814,7 @@ impl Worker {
         self.arp_asked.insert(target, now);
         let req = request(own, port.mac, t);
         let mac = port.mac;
-        let mut buf = self.pool.get();
+        let mut buf = Packet::from(self.pool.get());
         write_arp(&mut buf, &req, mac);
         self.counters.arp_requests += 1;
         self.ports[side(role)].tx.push(buf);

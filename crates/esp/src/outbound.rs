@@ -9,7 +9,7 @@
 use espgate_wire::PacketBuf;
 use espgate_wire::esp::{self, EspRepr, EspTrailer};
 use espgate_wire::ip::{IpAddr, protocol};
-use espgate_wire::ipv4::{self, Ipv4Repr};
+use espgate_wire::ipv4::{self, Ipv4Template};
 use espgate_wire::ipv6::{self, Ipv6Repr};
 use espgate_wire::udp::{self, UdpPacket, UdpRepr};
 
@@ -17,7 +17,7 @@ use crate::aead::{Backend, TAG_LEN};
 use crate::cipher::{EspCipher, IV_LEN};
 use crate::counters::{DropReason, SaCounters};
 use crate::error::EspError;
-use crate::inner;
+use crate::inner::{self, Inner};
 use crate::lifetime::{LifetimeState, SaEvent};
 use crate::sa::{Direction, SaConfig, SaError, Tunnel, UdpEncap};
 
@@ -29,6 +29,8 @@ pub struct OutboundSa {
     tunnel: Tunnel,
     encap: Option<UdpEncap>,
     ttl: u8,
+    /// The outer IPv4 header, made once (IPv4 tunnels).
+    outer_v4: Option<Ipv4Template>,
     pad_to: usize,
     seq: u64,
     seq_max: u64,
@@ -50,6 +52,17 @@ impl OutboundSa {
             tunnel: cfg.tunnel,
             encap: cfg.udp_encap,
             ttl: cfg.outer_ttl,
+            outer_v4: match (cfg.tunnel.src, cfg.tunnel.dst) {
+                (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                    let next = if cfg.udp_encap.is_some() {
+                        protocol::UDP
+                    } else {
+                        protocol::ESP
+                    };
+                    Some(Ipv4Template::new(src, dst, next, cfg.outer_ttl))
+                }
+                _ => None,
+            },
             pad_to: usize::from(cfg.pad_to),
             seq: cfg.initial_seq,
             seq_max: cfg.seq_max(),
@@ -159,6 +172,12 @@ impl OutboundSa {
     /// Checks one packet and assigns it the next sequence number; counts it,
     /// or counts why it is dropped.
     pub fn prepare_one<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<u64, EspError> {
+        self.prepare_inner(pkt).map(|(seq, _)| seq)
+    }
+
+    /// [`prepare_one`](Self::prepare_one), also giving what it read of the
+    /// inner packet.
+    fn prepare_inner<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<(u64, Inner), EspError> {
         let r = self.try_prepare(pkt);
         if let Err(e) = &r {
             self.counters.drops.count(e.reason);
@@ -166,7 +185,7 @@ impl OutboundSa {
         r
     }
 
-    fn try_prepare<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<u64, EspError> {
+    fn try_prepare<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<(u64, Inner), EspError> {
         let inner = inner::parse_and_trim(pkt)?;
         let trailer = EspTrailer::for_payload(inner.len, inner.next_header, self.pad_to);
         let added_tail = trailer.len() + TAG_LEN;
@@ -200,14 +219,23 @@ impl OutboundSa {
         self.counters.bytes += inner.len as u64;
         self.lifetime
             .after(self.counters.packets, self.counters.bytes);
-        Ok(self.seq)
+        Ok((self.seq, inner))
     }
 
     /// Builds the outer headers and trailer around a prepared packet and
     /// encrypts it with sequence number `seq`.
     pub fn process_one<B: PacketBuf>(&self, seq: u64, pkt: &mut B) -> Result<(), EspError> {
-        let no_room = |e| EspError::wire(e, DropReason::NoRoom);
         let inner = inner::parse(pkt.data())?;
+        self.process_inner(seq, inner, pkt)
+    }
+
+    fn process_inner<B: PacketBuf>(
+        &self,
+        seq: u64,
+        inner: Inner,
+        pkt: &mut B,
+    ) -> Result<(), EspError> {
+        let no_room = |e| EspError::wire(e, DropReason::NoRoom);
         let trailer = EspTrailer::for_payload(inner.len, inner.next_header, self.pad_to);
         let tail = pkt.append(trailer.len() + TAG_LEN).map_err(no_room)?;
         trailer.emit(&mut tail[..trailer.len()]).map_err(no_room)?;
@@ -221,19 +249,9 @@ impl OutboundSa {
         } else {
             protocol::ESP
         };
-        match (self.tunnel.src, self.tunnel.dst) {
-            (IpAddr::V4(src), IpAddr::V4(dst)) => Ipv4Repr {
-                src,
-                dst,
-                protocol: next,
-                payload_len: ip_payload,
-                ttl: self.ttl,
-                dscp_ecn: inner.tos,
-                ident: seq as u16,
-                dont_frag: inner.dont_frag,
-            }
-            .emit(data),
-            (IpAddr::V6(src), IpAddr::V6(dst)) => Ipv6Repr {
+        match (&self.outer_v4, self.tunnel.src, self.tunnel.dst) {
+            (Some(t), _, _) => t.emit(data, ip_payload, seq as u16, inner.tos, inner.dont_frag),
+            (None, IpAddr::V6(src), IpAddr::V6(dst)) => Ipv6Repr {
                 src,
                 dst,
                 next_header: next,
@@ -279,8 +297,8 @@ impl OutboundSa {
     /// Encapsulates one packet: [`prepare_one`](Self::prepare_one) then
     /// [`process_one`](Self::process_one). Returns its sequence number.
     pub fn encapsulate<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<u64, EspError> {
-        let seq = self.prepare_one(pkt)?;
-        self.process_one(seq, pkt)
+        let (seq, inner) = self.prepare_inner(pkt)?;
+        self.process_inner(seq, inner, pkt)
             .inspect_err(|e| self.counters.drops.count(e.reason))?;
         Ok(seq)
     }

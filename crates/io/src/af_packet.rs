@@ -14,9 +14,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{Ordering, fence};
 
+use espgate_wire::PacketBuf;
 use espgate_wire::ethernet::MacAddr;
-use espgate_wire::{HeapBuf, PacketBuf};
 
+use crate::packet::Packet;
 use crate::pool::BufPool;
 use crate::port::{PortInfo, PortQueue, QueueStats};
 
@@ -281,7 +282,7 @@ impl PortQueue for AfPacketQueue {
         &self.info
     }
 
-    fn rx_burst(&mut self, pool: &mut BufPool, out: &mut Vec<HeapBuf>, max: usize) -> usize {
+    fn rx_burst(&mut self, pool: &mut BufPool, out: &mut Vec<Packet>, max: usize) -> usize {
         let mut n = 0;
         while n < max {
             if self.left == 0 {
@@ -329,7 +330,7 @@ impl PortQueue for AfPacketQueue {
         n
     }
 
-    fn tx_burst(&mut self, pkts: &mut Vec<HeapBuf>, pool: &mut BufPool) -> usize {
+    fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut BufPool) -> usize {
         if pkts.is_empty() {
             return 0;
         }

@@ -16,6 +16,7 @@ pub mod dpdk;
 #[cfg(feature = "ipsec-mb")]
 pub mod ipsec_mb;
 pub mod mem;
+pub mod packet;
 pub mod pcap;
 pub mod pcap_port;
 pub mod pool;
@@ -23,5 +24,6 @@ pub mod port;
 pub mod rss;
 pub mod synthetic;
 
+pub use packet::Packet;
 pub use pool::{BufPool, Mempool};
 pub use port::{PortInfo, PortQueue, QueueStats};

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
-use espgate_wire::{HeapBuf, PacketBuf};
+use espgate_wire::PacketBuf;
 
+use crate::packet::Packet;
 use crate::pool::BufPool;
 use crate::port::{PortInfo, PortQueue, QueueStats};
 use crate::rss::flow_hash;
 
-type Ring = Arc<ArrayQueue<HeapBuf>>;
+type Ring = Arc<ArrayQueue<Packet>>;
 
 /// A copy of every frame a queue sends, for tests and the demo (the frames
 /// themselves go on unchanged).
@@ -24,7 +25,7 @@ pub struct MemQueue {
     info: PortInfo,
     rx: Ring,
     peer_rx: Arc<[Ring]>,
-    rest: Vec<HeapBuf>,
+    rest: Vec<Packet>,
     stats: QueueStats,
     tap: Option<Tap>,
 }
@@ -72,7 +73,7 @@ impl PortQueue for MemQueue {
         &self.info
     }
 
-    fn rx_burst(&mut self, _pool: &mut BufPool, out: &mut Vec<HeapBuf>, max: usize) -> usize {
+    fn rx_burst(&mut self, _pool: &mut BufPool, out: &mut Vec<Packet>, max: usize) -> usize {
         let mut n = 0;
         while n < max {
             let Some(b) = self.rx.pop() else { break };
@@ -84,7 +85,7 @@ impl PortQueue for MemQueue {
         n
     }
 
-    fn tx_burst(&mut self, pkts: &mut Vec<HeapBuf>, _pool: &mut BufPool) -> usize {
+    fn tx_burst(&mut self, pkts: &mut Vec<Packet>, _pool: &mut BufPool) -> usize {
         let mut taken = 0;
         let mut blocked = false;
         let n = self.peer_rx.len();
@@ -141,11 +142,11 @@ mod tests {
     fn frames_cross_and_full_rings_push_back() {
         let (mut a, mut b) = link(info("a"), 1, info("b"), 1, 4);
         let mut pool = BufPool::new(Mempool::new(64, 16), 8);
-        let mut pkts: Vec<HeapBuf> = (0..6u8)
+        let mut pkts: Vec<Packet> = (0..6u8)
             .map(|k| {
                 let mut x = pool.get();
                 x.append(1).unwrap()[0] = k;
-                x
+                Packet::Heap(x)
             })
             .collect();
         assert_eq!(a[0].tx_burst(&mut pkts, &mut pool), 4);

@@ -5,8 +5,9 @@ use std::fs::File;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use espgate_wire::{HeapBuf, PacketBuf};
+use espgate_wire::PacketBuf;
 
+use crate::packet::Packet;
 use crate::pcap::{PcapError, PcapReader, PcapWriter};
 use crate::pool::BufPool;
 use crate::port::{PortInfo, PortQueue, QueueStats};
@@ -51,11 +52,11 @@ impl PortQueue for PcapQueue {
         self.source.info()
     }
 
-    fn rx_burst(&mut self, pool: &mut BufPool, out: &mut Vec<HeapBuf>, max: usize) -> usize {
+    fn rx_burst(&mut self, pool: &mut BufPool, out: &mut Vec<Packet>, max: usize) -> usize {
         self.source.rx_burst(pool, out, max)
     }
 
-    fn tx_burst(&mut self, pkts: &mut Vec<HeapBuf>, pool: &mut BufPool) -> usize {
+    fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut BufPool) -> usize {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -67,7 +68,7 @@ impl PortQueue for PcapQueue {
                 self.sent.tx_packets += 1;
                 self.sent.tx_bytes += b.len() as u64;
             }
-            pool.put(b);
+            pool.recycle(b);
         }
         n
     }

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_queue::ArrayQueue;
 use espgate_wire::HeapBuf;
 
+use crate::packet::Packet;
+
 /// Room in front of a received frame: Ethernet (with tag), IPv6, UDP, ESP
 /// header and IV fit with space to spare.
 pub const HEADROOM: usize = 128;
@@ -102,10 +104,21 @@ impl BufPool {
         }
     }
 
-    /// Returns every buffer of `bufs`.
-    pub fn put_all(&mut self, bufs: &mut Vec<HeapBuf>) {
-        for b in bufs.drain(..) {
-            self.put(b);
+    /// Takes back a frame that goes no further: a pool buffer for reuse;
+    /// a DPDK mbuf goes back to DPDK's pool.
+    #[inline]
+    pub fn recycle(&mut self, p: Packet) {
+        match p {
+            Packet::Heap(b) => self.put(b),
+            #[cfg(feature = "dpdk")]
+            Packet::Mbuf(m) => drop(m),
+        }
+    }
+
+    /// Takes back every frame of `pkts`.
+    pub fn recycle_all(&mut self, pkts: &mut Vec<Packet>) {
+        for p in pkts.drain(..) {
+            self.recycle(p);
         }
     }
 

@@ -1,8 +1,9 @@
 //! The poll-mode port interface every backend implements.
 
+use espgate_wire::PacketBuf;
 use espgate_wire::ethernet::MacAddr;
-use espgate_wire::{HeapBuf, PacketBuf};
 
+use crate::packet::Packet;
 use crate::pool::BufPool;
 
 /// What a port is.
@@ -34,19 +35,14 @@ pub struct QueueStats {
 impl QueueStats {
     /// Copies a received frame into a pool buffer, counts it and appends it
     /// to `out`; `false` (and nothing counted) if it does not fit a buffer.
-    pub fn receive_copy(
-        &mut self,
-        data: &[u8],
-        pool: &mut BufPool,
-        out: &mut Vec<HeapBuf>,
-    ) -> bool {
+    pub fn receive_copy(&mut self, data: &[u8], pool: &mut BufPool, out: &mut Vec<Packet>) -> bool {
         let mut b = pool.get();
         match b.append(data.len()) {
             Ok(dst) => {
                 dst.copy_from_slice(data);
                 self.rx_packets += 1;
                 self.rx_bytes += data.len() as u64;
-                out.push(b);
+                out.push(Packet::Heap(b));
                 true
             }
             Err(_) => {
@@ -59,11 +55,11 @@ impl QueueStats {
     /// After a backend copied the first `sent` frames of `pkts` out: counts
     /// them, returns their buffers to `pool`, and notes a full queue if
     /// frames are left.
-    pub fn settle_tx(&mut self, pkts: &mut Vec<HeapBuf>, sent: usize, pool: &mut BufPool) {
+    pub fn settle_tx(&mut self, pkts: &mut Vec<Packet>, sent: usize, pool: &mut BufPool) {
         for b in pkts.drain(..sent.min(pkts.len())) {
             self.tx_packets += 1;
             self.tx_bytes += b.len() as u64;
-            pool.put(b);
+            pool.recycle(b);
         }
         if !pkts.is_empty() {
             self.tx_full += 1;
@@ -76,14 +72,14 @@ pub trait PortQueue: Send {
     /// The port this queue belongs to.
     fn info(&self) -> &PortInfo;
 
-    /// Receives up to `max` frames, appended to `out` in pool buffers;
-    /// returns how many.
-    fn rx_burst(&mut self, pool: &mut BufPool, out: &mut Vec<HeapBuf>, max: usize) -> usize;
+    /// Receives up to `max` frames, appended to `out` (in pool buffers, or
+    /// in the port's own mbufs); returns how many.
+    fn rx_burst(&mut self, pool: &mut BufPool, out: &mut Vec<Packet>, max: usize) -> usize;
 
     /// Sends frames from the front of `pkts`, removing those it took (their
     /// buffers go back to `pool` or on to the peer); returns how many. What
     /// is left was not taken: the caller retries or drops it.
-    fn tx_burst(&mut self, pkts: &mut Vec<HeapBuf>, pool: &mut BufPool) -> usize;
+    fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut BufPool) -> usize;
 
     /// The queue's counters.
     fn stats(&self) -> QueueStats;

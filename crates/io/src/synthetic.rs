@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use espgate_wire::{HeapBuf, PacketBuf};
+use espgate_wire::PacketBuf;
 
+use crate::packet::Packet;
 use crate::pool::BufPool;
 use crate::port::{PortInfo, PortQueue, QueueStats};
 
@@ -55,7 +56,7 @@ impl PortQueue for SyntheticQueue {
         &self.info
     }
 
-    fn rx_burst(&mut self, pool: &mut BufPool, out: &mut Vec<HeapBuf>, max: usize) -> usize {
+    fn rx_burst(&mut self, pool: &mut BufPool, out: &mut Vec<Packet>, max: usize) -> usize {
         let mut n = 0;
         if !self.open.load(Ordering::Relaxed) {
             return 0;
@@ -76,12 +77,12 @@ impl PortQueue for SyntheticQueue {
         n
     }
 
-    fn tx_burst(&mut self, pkts: &mut Vec<HeapBuf>, pool: &mut BufPool) -> usize {
+    fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut BufPool) -> usize {
         let n = pkts.len();
         for b in pkts.drain(..) {
             self.stats.tx_packets += 1;
             self.stats.tx_bytes += b.len() as u64;
-            pool.put(b);
+            pool.recycle(b);
         }
         self.sent.fetch_add(n as u64, Ordering::Relaxed);
         n

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use espgate_io::mem::{self, MemQueue};
-use espgate_io::{BufPool, Mempool, PortInfo, PortQueue};
+use espgate_io::{BufPool, Mempool, Packet, PortInfo, PortQueue};
+use espgate_wire::PacketBuf;
 use espgate_wire::arp::{ArpOp, ArpPacket, ArpRepr};
 use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use espgate_wire::ip::protocol;
 use espgate_wire::ipv4::Ipv4Repr;
 use espgate_wire::ipv6::Ipv6Repr;
 use espgate_wire::udp::{UdpPacket, UdpRepr};
-use espgate_wire::{HeapBuf, PacketBuf};
 
 use crate::config::PortConfig;
 
@@ -195,14 +195,14 @@ impl Host {
         let f = b.append(14 + ip.len()).expect("room");
         eth.emit(f).expect("room");
         f[14..].copy_from_slice(ip);
-        let mut v = vec![b];
+        let mut v = vec![Packet::from(b)];
         self.queue.tx_burst(&mut v, &mut self.pool) == 1
     }
 
     /// Receives what arrived: answers ARP requests for its address and
     /// returns the IP packets addressed to its MAC.
     pub fn poll(&mut self) -> Vec<Vec<u8>> {
-        let mut rx: Vec<HeapBuf> = Vec::new();
+        let mut rx: Vec<Packet> = Vec::new();
         self.queue.rx_burst(&mut self.pool, &mut rx, 256);
         let mut out = Vec::new();
         let mut replies = Vec::new();
@@ -215,7 +215,7 @@ impl Host {
                         let Ok(Ok(arp)) =
                             ArpPacket::new_checked(f.payload()).map(|p| ArpRepr::parse(&p))
                         else {
-                            self.pool.put(b);
+                            self.pool.recycle(b);
                             continue;
                         };
                         if self.gateway_ip == Some(IpAddr::V4(arp.sender_ip)) {
@@ -231,7 +231,7 @@ impl Host {
                             };
                             let mut rb = self.pool.get();
                             crate::neigh::write_arp(&mut rb, &reply, self.mac);
-                            replies.push(rb);
+                            replies.push(Packet::from(rb));
                         }
                     }
                     EtherType::IPV4 | EtherType::IPV6 if eth.dst == self.mac => {
@@ -240,11 +240,11 @@ impl Host {
                     _ => {}
                 }
             }
-            self.pool.put(b);
+            self.pool.recycle(b);
         }
         if !replies.is_empty() {
             self.queue.tx_burst(&mut replies, &mut self.pool);
-            self.pool.put_all(&mut replies);
+            self.pool.recycle_all(&mut replies);
         }
         out
     }

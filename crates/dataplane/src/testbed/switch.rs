@@ -11,9 +11,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use espgate_io::mem::{self, MemQueue};
-use espgate_io::{BufPool, Mempool, PortInfo, PortQueue};
+use espgate_io::{BufPool, Mempool, Packet, PortInfo, PortQueue};
+use espgate_wire::PacketBuf;
 use espgate_wire::ethernet::MacAddr;
-use espgate_wire::{HeapBuf, PacketBuf};
 
 /// Frames a device sent, each with its time in nanoseconds since the Unix
 /// epoch.
@@ -146,12 +146,12 @@ fn forward(new_ports: &Mutex<Vec<SwitchPort>>, pool: Arc<Mempool>, stop: &Atomic
     let mut pool = BufPool::new(pool, 64);
     let mut ports: Vec<SwitchPort> = Vec::new();
     let mut table: HashMap<MacAddr, usize> = HashMap::new();
-    let mut rx: Vec<HeapBuf> = Vec::new();
+    let mut rx: Vec<Packet> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         if let Ok(mut p) = new_ports.lock() {
             ports.append(&mut p);
         }
-        let mut out: Vec<Vec<HeapBuf>> = ports.iter().map(|_| Vec::new()).collect();
+        let mut out: Vec<Vec<Packet>> = ports.iter().map(|_| Vec::new()).collect();
         let mut moved = 0;
         for (i, port) in ports.iter_mut().enumerate() {
             port.queue.rx_burst(&mut pool, &mut rx, 64);
@@ -166,7 +166,7 @@ fn forward(new_ports: &Mutex<Vec<SwitchPort>>, pool: Arc<Mempool>, stop: &Atomic
                     t.push((ns, buf.data().to_vec()));
                 }
                 let Some((dst, src)) = macs(buf.data()) else {
-                    pool.put(buf);
+                    pool.recycle(buf);
                     continue;
                 };
                 if !src.is_multicast() {
@@ -177,7 +177,7 @@ fn forward(new_ports: &Mutex<Vec<SwitchPort>>, pool: Arc<Mempool>, stop: &Atomic
                         if j != i {
                             out[j].push(buf);
                         } else {
-                            pool.put(buf);
+                            pool.recycle(buf);
                         }
                     }
                     _ => {
@@ -188,12 +188,12 @@ fn forward(new_ports: &Mutex<Vec<SwitchPort>>, pool: Arc<Mempool>, stop: &Atomic
                             let mut copy = pool.get();
                             if let Ok(room) = copy.append(buf.len()) {
                                 room.copy_from_slice(buf.data());
-                                o.push(copy);
+                                o.push(Packet::from(copy));
                             } else {
                                 pool.put(copy);
                             }
                         }
-                        pool.put(buf);
+                        pool.recycle(buf);
                     }
                 }
             }
@@ -202,7 +202,7 @@ fn forward(new_ports: &Mutex<Vec<SwitchPort>>, pool: Arc<Mempool>, stop: &Atomic
             if !o.is_empty() {
                 // A full port (a device that died) drops what it cannot take.
                 port.queue.tx_burst(&mut o, &mut pool);
-                pool.put_all(&mut o);
+                pool.recycle_all(&mut o);
             }
         }
         if moved == 0 {

@@ -5,9 +5,11 @@
 //!
 //! The C shim (`shim.c`) wraps DPDK's static inline functions and sets a
 //! port up in one call; bindgen generates the Rust declarations of the
-//! shim and of the few DPDK functions called directly. Frames are copied
-//! between mbufs and the node's buffers at the port (one copy each way);
-//! workers are ordinary threads, not EAL lcores: each registers itself with
+//! shim and of the few DPDK functions called directly. Workers get the
+//! PMD's mbufs themselves ([`Mbuf`], a [`Packet`]) and send them back as
+//! they are: no copy; only a frame the node made itself (an ARP reply) or
+//! one from another kind of port is copied into a fresh mbuf. Workers
+//! are ordinary threads, not EAL lcores: each registers itself with
 //! DPDK on its first burst so the mempool's per-lcore cache serves it.
 #![allow(unsafe_code)]
 
@@ -17,8 +19,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use espgate_wire::ethernet::MacAddr;
-use espgate_wire::{HeapBuf, PacketBuf};
+use espgate_wire::{Layer, PacketBuf, WireError};
 
+use crate::packet::Packet;
 use crate::pool::BufPool;
 use crate::port::{PortInfo, PortQueue, QueueStats};
 
@@ -149,6 +152,9 @@ impl Eal {
                 queue: q,
                 pool: self.pool,
                 mbufs: Vec::new(),
+                views: Vec::new(),
+                fresh: Vec::new(),
+                fresh_views: Vec::new(),
                 stats: QueueStats::default(),
             })
             .collect())
@@ -162,6 +168,9 @@ pub struct DpdkQueue {
     queue: u16,
     pool: NonNull<ffi::rte_mempool>,
     mbufs: Vec<*mut ffi::rte_mbuf>,
+    views: Vec<ffi::espgate_view>,
+    fresh: Vec<*mut ffi::rte_mbuf>,
+    fresh_views: Vec<ffi::espgate_view>,
     stats: QueueStats,
 }
 
@@ -206,83 +215,263 @@ fn register_thread() {
     });
 }
 
+const NO_VIEW: ffi::espgate_view = ffi::espgate_view {
+    base: std::ptr::null_mut(),
+    room: 0,
+    off: 0,
+    len: 0,
+};
+
+/// A frame in a DPDK mbuf (one segment), owned by the worker until a DPDK
+/// port sends it; dropping it returns the mbuf to its pool. The frame's
+/// bounds live here, in full-width fields (narrow ones, written and then
+/// read back whole, stall the CPU's store forwarding on every packet), and
+/// go back into the mbuf when it is sent.
+pub struct Mbuf {
+    m: NonNull<ffi::rte_mbuf>,
+    base: *mut u8,
+    room: usize,
+    off: usize,
+    len: usize,
+}
+
+// SAFETY: the mbuf is owned by this value alone (the PMD handed it over);
+// any thread may work on it and free it (mempools are thread-safe).
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    fn new(m: NonNull<ffi::rte_mbuf>, v: &ffi::espgate_view) -> Self {
+        Mbuf {
+            m,
+            base: v.base,
+            room: usize::from(v.room),
+            off: usize::from(v.off),
+            len: usize::from(v.len),
+        }
+    }
+
+    /// The view DPDK gets back (offsets fit: they never pass `room`, a u16).
+    fn view(&self) -> ffi::espgate_view {
+        ffi::espgate_view {
+            base: self.base,
+            room: self.room as u16,
+            off: self.off as u16,
+            len: self.len as u16,
+        }
+    }
+}
+
+impl std::fmt::Debug for Mbuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mbuf({} bytes at {})", self.len, self.off)
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: the mbuf is ours (never given to a PMD since we got it).
+        unsafe { ffi::espgate_mbuf_free(self.m.as_ptr()) };
+    }
+}
+
+fn no_room(need: usize, have: usize) -> WireError {
+    WireError::Truncated {
+        layer: Layer::Buffer,
+        need,
+        have,
+    }
+}
+
+impl PacketBuf for Mbuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        // SAFETY: `off + len <= room` (kept by every method below and true
+        // of what the PMD handed over); the buffer is owned by this mbuf,
+        // which we own, so nothing else reads or writes it meanwhile.
+        unsafe { std::slice::from_raw_parts(self.base.add(self.off), self.len) }
+    }
+
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `data`, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(self.off), self.len) }
+    }
+
+    #[inline]
+    fn headroom(&self) -> usize {
+        self.off
+    }
+
+    #[inline]
+    fn tailroom(&self) -> usize {
+        self.room - self.off - self.len
+    }
+
+    #[inline]
+    fn prepend(&mut self, n: usize) -> espgate_wire::Result<&mut [u8]> {
+        if n > self.off {
+            return Err(no_room(n, self.off));
+        }
+        self.off -= n;
+        self.len += n;
+        Ok(self.data_mut())
+    }
+
+    #[inline]
+    fn append(&mut self, n: usize) -> espgate_wire::Result<&mut [u8]> {
+        if n > self.tailroom() {
+            return Err(no_room(n, self.tailroom()));
+        }
+        let old = self.len;
+        self.len += n;
+        Ok(&mut self.data_mut()[old..])
+    }
+
+    #[inline]
+    fn adj(&mut self, n: usize) -> espgate_wire::Result<()> {
+        if n > self.len {
+            return Err(no_room(n, self.len));
+        }
+        self.off += n;
+        self.len -= n;
+        Ok(())
+    }
+
+    #[inline]
+    fn trim(&mut self, n: usize) -> espgate_wire::Result<()> {
+        if n > self.len {
+            return Err(no_room(n, self.len));
+        }
+        self.len -= n;
+        Ok(())
+    }
+}
+
 impl PortQueue for DpdkQueue {
     fn info(&self) -> &PortInfo {
         &self.info
     }
 
-    fn rx_burst(&mut self, pool: &mut BufPool, out: &mut Vec<HeapBuf>, max: usize) -> usize {
+    /// Hands over the PMD's mbufs themselves: no copy.
+    fn rx_burst(&mut self, _pool: &mut BufPool, out: &mut Vec<Packet>, max: usize) -> usize {
         register_thread();
+        let want = max.min(512);
         self.mbufs.clear();
-        self.mbufs.resize(max.min(512), std::ptr::null_mut());
-        // SAFETY: `mbufs` has room for the requested count; the port and
-        // queue were set up and this thread alone polls this queue.
+        self.mbufs.resize(want, std::ptr::null_mut());
+        self.views.clear();
+        self.views.resize(want, NO_VIEW);
+        // SAFETY: `mbufs` and `views` have room for `want` entries; the port
+        // and queue were set up and this thread alone polls this queue.
         let n = usize::from(unsafe {
-            ffi::espgate_rx_burst(
+            ffi::espgate_rx_burst_views(
                 self.port,
                 self.queue,
                 self.mbufs.as_mut_ptr(),
+                self.views.as_mut_ptr(),
+                want as u16,
+            )
+        });
+        for (&m, &view) in self.mbufs[..n].iter().zip(&self.views[..n]) {
+            let Some(m) = NonNull::new(m) else { continue };
+            self.stats.rx_packets += 1;
+            self.stats.rx_bytes += u64::from(view.len);
+            out.push(Packet::Mbuf(Mbuf::new(m, &view)));
+        }
+        n
+    }
+
+    /// Sends mbufs as they are; frames in pool buffers are copied into
+    /// fresh mbufs first.
+    fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut BufPool) -> usize {
+        register_thread();
+        let want = pkts.len().min(512);
+        let heap = pkts[..want]
+            .iter()
+            .filter(|p| matches!(p, Packet::Heap(_)))
+            .count();
+        self.fresh.clear();
+        self.fresh.resize(heap, std::ptr::null_mut());
+        self.fresh_views.clear();
+        self.fresh_views.resize(heap, NO_VIEW);
+        // SAFETY: `fresh` and `fresh_views` have room for `heap` entries;
+        // the pool lives as long as the process. All or none are allocated.
+        let got = heap == 0
+            || unsafe {
+                ffi::espgate_mbuf_alloc_views(
+                    self.pool.as_ptr(),
+                    self.fresh.as_mut_ptr(),
+                    self.fresh_views.as_mut_ptr(),
+                    heap as u32,
+                )
+            } == 0;
+        self.mbufs.clear();
+        self.views.clear();
+        let mut next_fresh = 0;
+        for p in &pkts[..want] {
+            match p {
+                Packet::Mbuf(mb) => {
+                    self.mbufs.push(mb.m.as_ptr());
+                    self.views.push(mb.view());
+                }
+                Packet::Heap(b) => {
+                    let v = self.fresh_views.get(next_fresh).copied();
+                    let Some(mut v) = v.filter(|_| got) else {
+                        break;
+                    };
+                    let len = b.len();
+                    if usize::from(v.off) + len > usize::from(v.room) {
+                        break;
+                    }
+                    // SAFETY: the fresh mbuf's buffer has `len` bytes free
+                    // from `off` (checked above) and nothing else uses it.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            b.data().as_ptr(),
+                            v.base.add(usize::from(v.off)),
+                            len,
+                        )
+                    };
+                    v.len = len as u16;
+                    self.mbufs.push(self.fresh[next_fresh]);
+                    self.views.push(v);
+                    next_fresh += 1;
+                }
+            }
+        }
+        // SAFETY: each pointer is an mbuf we own, with a view inside its
+        // buffer; the PMD takes ownership of the first `sent`.
+        let sent = usize::from(unsafe {
+            ffi::espgate_tx_burst_views(
+                self.port,
+                self.queue,
+                self.mbufs.as_mut_ptr(),
+                self.views.as_ptr(),
                 self.mbufs.len() as u16,
             )
         });
-        let mut taken = 0;
-        for &m in &self.mbufs[..n] {
-            let mut len = 0u32;
-            // SAFETY: `m` is an mbuf the PMD just handed over; its first
-            // segment holds `len` bytes at the returned pointer.
-            let data = unsafe {
-                std::slice::from_raw_parts(ffi::espgate_mbuf_data(m, &mut len), len as usize)
-            };
-            taken += usize::from(self.stats.receive_copy(data, pool, out));
+        // Fresh mbufs not sent (filled or not) are ours to free; those of
+        // the first `sent` frames now belong to the PMD.
+        let fresh_sent = pkts[..sent]
+            .iter()
+            .filter(|p| matches!(p, Packet::Heap(_)))
+            .count();
+        if got && heap > fresh_sent {
+            let left = &mut self.fresh[fresh_sent..];
+            // SAFETY: these mbufs were never handed to the PMD.
+            unsafe { ffi::espgate_mbuf_free_bulk(left.as_mut_ptr(), left.len() as u32) };
         }
-        // SAFETY: the bytes were copied out; the `n` mbufs are ours to free.
-        unsafe { ffi::espgate_mbuf_free_bulk(self.mbufs.as_mut_ptr(), n as u32) };
-        taken
-    }
-
-    fn tx_burst(&mut self, pkts: &mut Vec<HeapBuf>, pool: &mut BufPool) -> usize {
-        register_thread();
-        self.mbufs.clear();
-        self.mbufs.resize(pkts.len().min(512), std::ptr::null_mut());
-        // SAFETY: `mbufs` has room for that many pointers; the pool is
-        // valid for the life of the process. All or none are allocated.
-        let r = unsafe {
-            ffi::espgate_mbuf_alloc_bulk(
-                self.pool.as_ptr(),
-                self.mbufs.as_mut_ptr(),
-                self.mbufs.len() as u32,
-            )
-        };
-        if r != 0 {
-            self.mbufs.clear();
-        }
-        let mut filled = 0;
-        for (b, &m) in pkts.iter().zip(&self.mbufs) {
-            // SAFETY: `m` is a fresh mbuf; append returns room for `len`
-            // bytes or null if the data room is too small.
-            let dst = unsafe { ffi::espgate_mbuf_append(m, b.len() as u16) };
-            if dst.is_null() {
-                break;
+        for p in pkts.drain(..sent) {
+            self.stats.tx_packets += 1;
+            self.stats.tx_bytes += p.len() as u64;
+            match p {
+                // The PMD owns the mbuf now: it must not be freed here.
+                Packet::Mbuf(mb) => std::mem::forget(mb),
+                Packet::Heap(b) => pool.put(b),
             }
-            // SAFETY: `dst` points to `len` writable bytes inside `m`.
-            unsafe { std::ptr::copy_nonoverlapping(b.data().as_ptr(), dst, b.len()) };
-            filled += 1;
         }
-        // SAFETY: the first `filled` pointers are filled mbufs owned by us;
-        // the PMD takes ownership of the first `sent`.
-        let sent = usize::from(unsafe {
-            ffi::espgate_tx_burst(
-                self.port,
-                self.queue,
-                self.mbufs.as_mut_ptr(),
-                filled as u16,
-            )
-        });
-        let left = &mut self.mbufs[sent..];
-        // SAFETY: the PMD did not take these mbufs (filled or not): ours
-        // to free.
-        unsafe { ffi::espgate_mbuf_free_bulk(left.as_mut_ptr(), left.len() as u32) };
-        self.stats.settle_tx(pkts, sent, pool);
+        if !pkts.is_empty() {
+            self.stats.tx_full += 1;
+        }
         sent
     }
 

@@ -3,34 +3,50 @@
 
 int espgate_errno(void) { return rte_errno; }
 
-uint16_t espgate_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n) {
-    return rte_eth_rx_burst(port, queue, pkts, n);
+static inline void view_of(const struct rte_mbuf *m, struct espgate_view *v) {
+    v->base = (uint8_t *)m->buf_addr;
+    v->room = m->buf_len;
+    v->off = m->data_off;
+    v->len = m->data_len;
 }
 
-uint16_t espgate_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n) {
+uint16_t espgate_rx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **pkts,
+                                struct espgate_view *views, uint16_t n) {
+    uint16_t got = rte_eth_rx_burst(port, queue, pkts, n);
+    for (uint16_t i = 0; i < got; i++)
+        view_of(pkts[i], &views[i]);
+    return got;
+}
+
+int espgate_mbuf_alloc_views(struct rte_mempool *pool, struct rte_mbuf **mbufs,
+                             struct espgate_view *views, unsigned int n) {
+    int r = rte_pktmbuf_alloc_bulk(pool, mbufs, n);
+    if (r != 0)
+        return r;
+    for (unsigned int i = 0; i < n; i++)
+        view_of(mbufs[i], &views[i]);
+    return 0;
+}
+
+uint16_t espgate_tx_burst_views(uint16_t port, uint16_t queue, struct rte_mbuf **pkts,
+                                const struct espgate_view *views, uint16_t n) {
+    for (uint16_t i = 0; i < n; i++) {
+        struct rte_mbuf *m = pkts[i];
+        m->data_off = views[i].off;
+        m->data_len = views[i].len;
+        m->pkt_len = views[i].len;
+        m->ol_flags = 0;
+    }
     return rte_eth_tx_burst(port, queue, pkts, n);
 }
 
-int espgate_mbuf_alloc_bulk(struct rte_mempool *pool, struct rte_mbuf **mbufs, unsigned int n) {
-    return rte_pktmbuf_alloc_bulk(pool, mbufs, n);
-}
+void espgate_mbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
 
 void espgate_mbuf_free_bulk(struct rte_mbuf **mbufs, unsigned int n) { rte_pktmbuf_free_bulk(mbufs, n); }
 
 int espgate_thread_register(void) { return rte_thread_register(); }
 
 void espgate_thread_unregister(void) { rte_thread_unregister(); }
-
-/* The first segment's data; multi-segment frames are not produced by the
- * PMDs espgate configures (no scatter, no LRO). */
-const uint8_t *espgate_mbuf_data(const struct rte_mbuf *m, uint32_t *len) {
-    *len = m->data_len;
-    return rte_pktmbuf_mtod(m, const uint8_t *);
-}
-
-uint8_t *espgate_mbuf_append(struct rte_mbuf *m, uint16_t len) {
-    return (uint8_t *)rte_pktmbuf_append(m, len);
-}
 
 int espgate_port_setup(uint16_t port, uint16_t queues, uint16_t descriptors, struct rte_mempool *pool) {
     struct rte_eth_conf conf;
