@@ -5,6 +5,7 @@
 
 pub mod bulk;
 pub mod crypto;
+pub mod feeder;
 pub mod node_path;
 pub mod report;
 

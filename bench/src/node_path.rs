@@ -3,8 +3,9 @@
 //! receive burst, go through classification, SPD/SAD, ESP and the transmit
 //! burst, and end in a counting sink (as net_null). Encrypt: plaintext on
 //! the protected port; decrypt: fresh ESP on the unprotected port (every
-//! sequence number once, so nothing is refused as a replay). Optionally
-//! with mirroring to a second, idle node over an in-memory mirror link.
+//! sequence number once, so nothing is refused as a replay), sealed live by
+//! a feeder on the other core or preloaded. Optionally with mirroring to a
+//! second, idle node over an in-memory mirror link.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +19,7 @@ use espgate_io::{Mempool, PortInfo, PortQueue};
 use espgate_wire::ethernet::{EtherType, EthernetRepr, MacAddr};
 use espgate_wire::{HeapBuf, PacketBuf};
 
+use crate::feeder::Feeder;
 use crate::inner_between;
 
 /// Which way traffic crosses the node.
@@ -53,6 +55,10 @@ pub struct Run {
     pub mirror: Option<Mirroring>,
     /// How long to measure.
     pub seconds: f64,
+    /// Decrypt: frames sealed live by a feeder thread on the other core
+    /// ([`crate::feeder`]; for one worker, whose node leaves that core
+    /// free) instead of preloaded, every one of them, before the run.
+    pub fed: bool,
 }
 
 /// What a run measured.
@@ -153,26 +159,10 @@ fn frames(run: &Run, w: usize, budget: usize) -> anyhow::Result<Vec<Vec<u8>>> {
             .map(|&s| frame(LAN_MAC, host_mac(w), &inner_between(s, &host, "10.2.0.1")))
             .collect()),
         Way::Decrypt => {
-            // The far end's outbound SA, sealing fresh numbers for as many
-            // frames as the memory budget allows.
-            let y = node_yaml("x", run, None);
-            let cfg = espgate_control::parse_node(&y, "bench", std::path::Path::new("."))?;
-            let spi = 0x2000 + w as u32;
-            let mut sa = cfg
-                .sas
-                .iter()
-                .find(|e| e.sa.spi == spi)
-                .map(|e| e.sa.clone())
-                .expect("configured");
-            sa.direction = espgate_esp::Direction::Outbound;
-            let mut out = OutboundSa::new(&sa, Backend::DEFAULT)?;
+            // Fresh numbers for as many frames as the memory budget allows.
+            let (mut out, inners) = far_end(run, w)?;
             let avg = run.sizes.iter().sum::<usize>() / run.sizes.len() + 80;
             let n = (budget / avg).clamp(20_000, 2_000_000);
-            let inners: Vec<Vec<u8>> = run
-                .sizes
-                .iter()
-                .map(|&s| inner_between(s, "10.2.0.1", &host))
-                .collect();
             let mut all = Vec::with_capacity(n);
             for k in 0..n {
                 let mut b = HeapBuf::from_packet(&inners[k % inners.len()]);
@@ -182,6 +172,29 @@ fn frames(run: &Run, w: usize, budget: usize) -> anyhow::Result<Vec<Vec<u8>>> {
             Ok(all)
         }
     }
+}
+
+/// The far end's outbound SA towards worker `w`'s inbound SA, and the
+/// inner packets it seals.
+fn far_end(run: &Run, w: usize) -> anyhow::Result<(OutboundSa, Vec<Vec<u8>>)> {
+    let host = format!("10.1.0.{}", w + 1);
+    let y = node_yaml("x", run, None);
+    let cfg = espgate_control::parse_node(&y, "bench", std::path::Path::new("."))?;
+    let spi = 0x2000 + w as u32;
+    let mut sa = cfg
+        .sas
+        .iter()
+        .find(|e| e.sa.spi == spi)
+        .map(|e| e.sa.clone())
+        .expect("configured");
+    sa.direction = espgate_esp::Direction::Outbound;
+    let out = OutboundSa::new(&sa, Backend::preferred())?;
+    let inners = run
+        .sizes
+        .iter()
+        .map(|&s| inner_between(s, "10.2.0.1", &host))
+        .collect();
+    Ok((out, inners))
 }
 
 fn info(name: &str, mac: MacAddr) -> PortInfo {
@@ -198,10 +211,30 @@ fn queues(
     frames: Vec<Vec<Vec<u8>>>,
     mirror: Option<mem::MemQueue>,
     gate: &Arc<AtomicBool>,
-) -> (NodeQueues, Vec<Arc<AtomicU64>>) {
+    pool: &Arc<Mempool>,
+) -> anyhow::Result<(NodeQueues, Vec<Arc<AtomicU64>>, Vec<Feeder>)> {
     let mut lan: Vec<Box<dyn PortQueue>> = Vec::new();
     let mut wan: Vec<Box<dyn PortQueue>> = Vec::new();
     let mut sinks = Vec::new();
+    let mut feeders = Vec::new();
+    if run.way == Way::Decrypt && run.fed {
+        for w in 0..run.workers {
+            let (sa, inners) = far_end(run, w)?;
+            let (feeder, src) = Feeder::start(
+                sa,
+                inners,
+                (PEER_MAC, WAN_MAC),
+                info("wan", WAN_MAC),
+                pool.clone(),
+                gate.clone(),
+            );
+            let sink = SyntheticQueue::new(info("lan", LAN_MAC), Vec::new(), false);
+            sinks.push(sink.sent_counter());
+            wan.push(Box::new(src));
+            lan.push(Box::new(sink));
+            feeders.push(feeder);
+        }
+    }
     for f in frames {
         let (src, sink) = match run.way {
             Way::Encrypt => (
@@ -226,14 +259,15 @@ fn queues(
             }
         }
     }
-    (
+    Ok((
         NodeQueues {
             protected: lan,
             unprotected: wan,
             mirror: mirror.map(|q| Box::new(q) as Box<dyn PortQueue>),
         },
         sinks,
-    )
+        feeders,
+    ))
 }
 
 fn wait_synced(node: &RunningNode) -> anyhow::Result<()> {
@@ -258,9 +292,14 @@ fn sent(sinks: &[Arc<AtomicU64>]) -> u64 {
 /// Runs one measurement.
 pub fn measure(run: &Run, backend: Backend) -> anyhow::Result<Outcome> {
     let budget = (600usize << 20) / run.workers;
-    let per_worker: Vec<Vec<Vec<u8>>> = (0..run.workers)
-        .map(|w| frames(run, w, budget))
-        .collect::<anyhow::Result<_>>()?;
+    let fed = run.way == Way::Decrypt && run.fed;
+    let per_worker: Vec<Vec<Vec<u8>>> = if fed {
+        Vec::new()
+    } else {
+        (0..run.workers)
+            .map(|w| frames(run, w, budget))
+            .collect::<anyhow::Result<_>>()?
+    };
     let total_frames: usize = per_worker.iter().map(|f| f.len()).sum();
     let pool = Mempool::new(64 * 1024, 8192);
     let (mirror_a, mirror_b) = match run.mirror {
@@ -303,7 +342,7 @@ pub fn measure(run: &Run, backend: Backend) -> anyhow::Result<Outcome> {
         std::path::Path::new("."),
     )?;
     let gate = Arc::new(AtomicBool::new(false));
-    let (q, sinks) = queues(run, per_worker, mirror_a, &gate);
+    let (q, sinks, feeders) = queues(run, per_worker, mirror_a, &gate, &pool)?;
     let started = Instant::now();
     let node = espgate_dataplane::start(&cfg, q, backend, pool)?;
     if run.mirror.is_some() {
@@ -316,9 +355,10 @@ pub fn measure(run: &Run, backend: Backend) -> anyhow::Result<Outcome> {
     // is sent once, so the run ends when they are used up).
     let first = total_frames as u64 / 20;
     let last = total_frames as u64 - first;
-    match run.way {
-        Way::Encrypt => std::thread::sleep(Duration::from_secs_f64(run.seconds / 10.0)),
-        Way::Decrypt => {
+    let preloaded = run.way == Way::Decrypt && !fed;
+    match preloaded {
+        false => std::thread::sleep(Duration::from_secs_f64(run.seconds / 10.0)),
+        true => {
             let t = Instant::now();
             while sent(&sinks) < first && t.elapsed() < Duration::from_secs(10) {
                 std::thread::sleep(Duration::from_micros(100));
@@ -327,11 +367,14 @@ pub fn measure(run: &Run, backend: Backend) -> anyhow::Result<Outcome> {
     }
     let (t0, c0) = (Instant::now(), sent(&sinks));
     let deadline = t0 + Duration::from_secs_f64(run.seconds);
-    while Instant::now() < deadline && !(run.way == Way::Decrypt && sent(&sinks) >= last) {
+    while Instant::now() < deadline && !(preloaded && sent(&sinks) >= last) {
         std::thread::sleep(Duration::from_millis(1));
     }
     let (t1, c1) = (Instant::now(), sent(&sinks));
     let lifetime = started.elapsed().as_secs_f64();
+    for f in feeders {
+        f.stop();
+    }
     let report = node.stop();
     let peer_report = peer.map(RunningNode::stop);
     let secs = (t1 - t0).as_secs_f64();
