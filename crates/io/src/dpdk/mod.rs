@@ -41,6 +41,8 @@ mod ffi {
 
 /// Mbufs in the pool.
 const POOL_MBUFS: u32 = 16 * 1024 - 1;
+/// Most frames one burst call takes or gives.
+const MAX_BURST: usize = 512;
 /// Descriptors per rx and tx ring.
 const DESCRIPTORS: u16 = 1024;
 /// Data room of an mbuf: DPDK's default (2048 bytes and 128 of headroom).
@@ -151,6 +153,8 @@ impl Eal {
                 port,
                 queue: q,
                 pool: self.pool,
+                rx_mbufs: vec![std::ptr::null_mut(); MAX_BURST],
+                rx_views: vec![NO_VIEW; MAX_BURST],
                 mbufs: Vec::new(),
                 views: Vec::new(),
                 fresh: Vec::new(),
@@ -167,6 +171,9 @@ pub struct DpdkQueue {
     port: u16,
     queue: u16,
     pool: NonNull<ffi::rte_mempool>,
+    /// Receive scratch, `MAX_BURST` long for good.
+    rx_mbufs: Vec<*mut ffi::rte_mbuf>,
+    rx_views: Vec<ffi::espgate_view>,
     mbufs: Vec<*mut ffi::rte_mbuf>,
     views: Vec<ffi::espgate_view>,
     fresh: Vec<*mut ffi::rte_mbuf>,
@@ -355,27 +362,24 @@ impl PortQueue for DpdkQueue {
     /// Hands over the PMD's mbufs themselves: no copy.
     fn rx_burst(&mut self, _pool: &mut BufPool, out: &mut Vec<Packet>, max: usize) -> usize {
         register_thread();
-        let want = max.min(512);
-        self.mbufs.clear();
-        self.mbufs.resize(want, std::ptr::null_mut());
-        self.views.clear();
-        self.views.resize(want, NO_VIEW);
-        // SAFETY: `mbufs` and `views` have room for `want` entries; the port
-        // and queue were set up and this thread alone polls this queue.
+        let want = max.min(MAX_BURST);
+        // SAFETY: `rx_mbufs` and `rx_views` have room for `MAX_BURST`
+        // entries; the port and queue were set up and this thread alone
+        // polls this queue.
         let n = usize::from(unsafe {
             ffi::espgate_rx_burst_views(
                 self.port,
                 self.queue,
-                self.mbufs.as_mut_ptr(),
-                self.views.as_mut_ptr(),
+                self.rx_mbufs.as_mut_ptr(),
+                self.rx_views.as_mut_ptr(),
                 want as u16,
             )
         });
-        for (&m, &view) in self.mbufs[..n].iter().zip(&self.views[..n]) {
+        for (&m, view) in self.rx_mbufs[..n].iter().zip(&self.rx_views[..n]) {
             let Some(m) = NonNull::new(m) else { continue };
             self.stats.rx_packets += 1;
             self.stats.rx_bytes += u64::from(view.len);
-            out.push(Packet::Mbuf(Mbuf::new(m, &view)));
+            out.push(Packet::Mbuf(Mbuf::new(m, view)));
         }
         n
     }
@@ -384,7 +388,7 @@ impl PortQueue for DpdkQueue {
     /// fresh mbufs first.
     fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut BufPool) -> usize {
         register_thread();
-        let want = pkts.len().min(512);
+        let want = pkts.len().min(MAX_BURST);
         let heap = pkts[..want]
             .iter()
             .filter(|p| matches!(p, Packet::Heap(_)))
