@@ -26,14 +26,15 @@ fn benches(c: &mut Criterion) {
                 let mut data = inner.clone();
                 let mut nonce = [0u8; 12];
                 let mut counter = 0u64;
+                let mut tag = [0u8; 16];
                 g.bench_with_input(BenchmarkId::new("aead-seal", size), &size, |b, _| {
                     b.iter(|| {
                         counter += 1;
                         nonce[4..].copy_from_slice(&counter.to_be_bytes());
-                        key.seal_in_place(&nonce, &[0u8; 12], &mut data)
+                        key.seal_in_place(&nonce, &[0u8; 12], &mut data, &mut tag)
                     })
                 });
-                let tag = key.seal_in_place(&nonce, &[0u8; 12], &mut data);
+                key.seal_in_place(&nonce, &[0u8; 12], &mut data, &mut tag);
                 let sealed = data.clone();
                 g.bench_with_input(BenchmarkId::new("aead-open", size), &size, |b, _| {
                     b.iter(|| {

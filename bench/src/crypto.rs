@@ -22,8 +22,10 @@ pub fn aead_pps(
     let aad = [0u8; 12];
     let mut nonce = [0u8; 12];
     let mut data = vec![0x5au8; size];
-    let tag = key.seal_in_place(&nonce, &aad, &mut data);
+    let mut tag = [0u8; 16];
+    key.seal_in_place(&nonce, &aad, &mut data, &mut tag);
     let sealed = data.clone();
+    let mut out = [0u8; 16];
     let budget = Duration::from_secs_f64(seconds);
     let t0 = Instant::now();
     let mut n = 0u64;
@@ -34,7 +36,8 @@ pub fn aead_pps(
                 let _ = std::hint::black_box(key.open_in_place(&nonce, &aad, &mut data, &tag));
             } else {
                 nonce[4..].copy_from_slice(&n.to_be_bytes());
-                std::hint::black_box(key.seal_in_place(&nonce, &aad, &mut data));
+                key.seal_in_place(&nonce, &aad, &mut data, &mut out);
+                std::hint::black_box(&out);
             }
             n += 1;
         }

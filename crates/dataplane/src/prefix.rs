@@ -34,7 +34,7 @@ impl Prefix {
     }
 
     /// Whether `ip` is inside.
-    #[inline]
+    #[inline(always)]
     pub fn contains(&self, ip: &IpAddr) -> bool {
         // Masks compared as integers: this runs for every rule a packet
         // meets in the SPD.

@@ -114,7 +114,7 @@ impl Selectors {
 
 impl SpdRule {
     /// Whether the rule matches.
-    #[inline]
+    #[inline(always)]
     pub fn matches(&self, s: &Selectors) -> bool {
         self.src.contains(&s.src)
             && self.dst.contains(&s.dst)
@@ -137,6 +137,7 @@ impl Spd {
     }
 
     /// The action of the first `direction` rule matching `s`, or discard.
+    #[inline(always)]
     pub fn lookup(&self, direction: PolicyDirection, s: &Selectors) -> Action {
         self.rules
             .iter()

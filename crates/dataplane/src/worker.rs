@@ -169,8 +169,10 @@ enum Verdict {
     Send(Role),
     /// Dropped and counted.
     Drop(NodeDrop),
-    /// To the worker that owns its SA (worker index, port it came from).
-    HandOff(usize, Role),
+    /// To the worker that owns its SA (worker index, at most 64, and the
+    /// port it came from). Kept small: a verdict is written and read back
+    /// at once, whole.
+    HandOff(u8, Role),
     /// Nothing more to do with it (back to the pool, not a drop).
     Done,
 }
@@ -278,6 +280,7 @@ impl Worker {
     pub fn run(mut self, stop: &AtomicBool) -> WorkerReport {
         let mut hist = Histogram::<u64>::new(3).expect("histogram");
         let mut rx: Vec<Packet> = Vec::with_capacity(self.burst);
+        let mut verdicts: Vec<Verdict> = Vec::with_capacity(self.burst);
         let mut idle_rounds = 0u32;
         loop {
             let mut work = 0;
@@ -291,8 +294,12 @@ impl Worker {
                 work += n;
                 let t0 = Instant::now();
                 self.counters.rx += n as u64;
-                for buf in rx.drain(..) {
-                    self.handle(role, buf, true);
+                // Every frame of the burst is read and changed where it
+                // lies, then moved once: a frame moved right after it was
+                // written stalls the CPU's store forwarding.
+                verdicts.extend(rx.iter_mut().map(|buf| self.process(role, buf, true)));
+                for (buf, v) in rx.drain(..).zip(verdicts.drain(..)) {
+                    self.dispose(buf, v);
                 }
                 let _ = hist.record(t0.elapsed().as_nanos() as u64);
             }
@@ -444,7 +451,7 @@ impl Worker {
             };
             let owner = owners.get(&spi).copied().unwrap_or(self.id);
             if owner != self.id {
-                return Some(Verdict::HandOff(owner, from));
+                return Some(Verdict::HandOff(owner as u8, from));
             }
         }
         if !self.standby.is_empty() && self.standby.contains(&(spi, direction)) {
@@ -459,7 +466,7 @@ impl Worker {
         match verdict {
             Verdict::Send(role) => self.ports[side(role)].tx.push(buf),
             Verdict::Drop(why) => self.drop_frame(buf, why),
-            Verdict::HandOff(owner, from) => self.hand_off(owner, from, buf),
+            Verdict::HandOff(owner, from) => self.hand_off(usize::from(owner), from, buf),
             Verdict::Done => self.pool.recycle(buf),
         }
     }

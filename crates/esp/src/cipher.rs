@@ -77,12 +77,20 @@ impl EspCipher {
     }
 
     /// Encrypts an ESP payload (inner packet, padding, pad length, next
-    /// header) in place and returns the ICV.
+    /// header) in place and writes the ICV into `icv`.
     #[inline]
-    pub fn seal(&self, spi: u32, seq: u64, iv: &[u8; IV_LEN], data: &mut [u8]) -> [u8; TAG_LEN] {
+    pub fn seal(
+        &self,
+        spi: u32,
+        seq: u64,
+        iv: &[u8; IV_LEN],
+        data: &mut [u8],
+        icv: &mut [u8; TAG_LEN],
+    ) {
         let mut aad = [0u8; 12];
         let n = self.aad(spi, seq, &mut aad);
-        self.key.seal_in_place(&self.nonce(iv), &aad[..n], data)
+        self.key
+            .seal_in_place(&self.nonce(iv), &aad[..n], data, icv)
     }
 
     /// Verifies the ICV and decrypts an ESP payload in place.

@@ -249,9 +249,10 @@ impl OutboundSa {
         } else {
             protocol::ESP
         };
-        match (&self.outer_v4, self.tunnel.src, self.tunnel.dst) {
-            (Some(t), _, _) => t.emit(data, ip_payload, seq as u16, inner.tos, inner.dont_frag),
-            (None, IpAddr::V6(src), IpAddr::V6(dst)) => Ipv6Repr {
+        if let Some(t) = &self.outer_v4 {
+            t.emit(data, ip_payload, seq as u16, inner.tos, inner.dont_frag)
+        } else if let (IpAddr::V6(src), IpAddr::V6(dst)) = (self.tunnel.src, self.tunnel.dst) {
+            Ipv6Repr {
                 src,
                 dst,
                 next_header: next,
@@ -260,8 +261,9 @@ impl OutboundSa {
                 traffic_class: inner.tos,
                 flow_label: 0,
             }
-            .emit(data),
-            _ => unreachable!("SaConfig::validate refuses mixed tunnel families"),
+            .emit(data)
+        } else {
+            unreachable!("SaConfig::validate refuses mixed tunnel families")
         }
         .map_err(|e| EspError::wire(e, DropReason::Oversize))?;
         if let Some(encap) = self.encap {
@@ -284,7 +286,8 @@ impl OutboundSa {
         let body_at = esp_at + esp::HEADER_LEN + IV_LEN;
         data[esp_at + esp::HEADER_LEN..body_at].copy_from_slice(&iv);
         let (body, icv) = data[body_at..].split_at_mut(total - body_at - TAG_LEN);
-        icv.copy_from_slice(&self.cipher.seal(self.spi, seq, &iv, body));
+        let icv: &mut [u8; TAG_LEN] = icv.try_into().expect("TAG_LEN bytes split off");
+        self.cipher.seal(self.spi, seq, &iv, body, icv);
         if self.encap.is_some() && self.tunnel.src.is_ipv6() {
             // RFC 3948 sends a zero checksum over IPv4; IPv6 forbids it for
             // UDP in general (RFC 8200 8.1), so there we compute it.

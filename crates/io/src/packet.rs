@@ -34,42 +34,42 @@ macro_rules! inner {
 }
 
 impl PacketBuf for Packet {
-    #[inline]
+    #[inline(always)]
     fn data(&self) -> &[u8] {
         inner!(self, b => b.data())
     }
 
-    #[inline]
+    #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
         inner!(self, b => b.data_mut())
     }
 
-    #[inline]
+    #[inline(always)]
     fn headroom(&self) -> usize {
         inner!(self, b => b.headroom())
     }
 
-    #[inline]
+    #[inline(always)]
     fn tailroom(&self) -> usize {
         inner!(self, b => b.tailroom())
     }
 
-    #[inline]
+    #[inline(always)]
     fn prepend(&mut self, n: usize) -> Result<&mut [u8]> {
         inner!(self, b => b.prepend(n))
     }
 
-    #[inline]
+    #[inline(always)]
     fn append(&mut self, n: usize) -> Result<&mut [u8]> {
         inner!(self, b => b.append(n))
     }
 
-    #[inline]
+    #[inline(always)]
     fn adj(&mut self, n: usize) -> Result<()> {
         inner!(self, b => b.adj(n))
     }
 
-    #[inline]
+    #[inline(always)]
     fn trim(&mut self, n: usize) -> Result<()> {
         inner!(self, b => b.trim(n))
     }

@@ -106,22 +106,27 @@ fn no_room(need: usize, have: usize) -> WireError {
 }
 
 impl PacketBuf for HeapBuf {
+    #[inline]
     fn data(&self) -> &[u8] {
         &self.bytes[self.start..self.end]
     }
 
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.bytes[self.start..self.end]
     }
 
+    #[inline]
     fn headroom(&self) -> usize {
         self.start
     }
 
+    #[inline]
     fn tailroom(&self) -> usize {
         self.bytes.len() - self.end
     }
 
+    #[inline]
     fn prepend(&mut self, n: usize) -> Result<&mut [u8]> {
         if n > self.start {
             return Err(no_room(n, self.start));
@@ -130,6 +135,7 @@ impl PacketBuf for HeapBuf {
         Ok(&mut self.bytes[self.start..self.end])
     }
 
+    #[inline]
     fn append(&mut self, n: usize) -> Result<&mut [u8]> {
         if n > self.tailroom() {
             return Err(no_room(n, self.tailroom()));
@@ -139,6 +145,7 @@ impl PacketBuf for HeapBuf {
         Ok(&mut self.bytes[old..self.end])
     }
 
+    #[inline]
     fn adj(&mut self, n: usize) -> Result<()> {
         if n > self.len() {
             return Err(no_room(n, self.len()));
@@ -147,6 +154,7 @@ impl PacketBuf for HeapBuf {
         Ok(())
     }
 
+    #[inline]
     fn trim(&mut self, n: usize) -> Result<()> {
         if n > self.len() {
             return Err(no_room(n, self.len()));

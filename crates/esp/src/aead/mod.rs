@@ -33,9 +33,16 @@ pub struct AuthFailed;
 
 /// AES-GCM in place with a detached 16-byte tag.
 pub trait GcmCipher {
-    /// Encrypts `data` in place and returns the tag over `aad` and the
-    /// ciphertext.
-    fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN];
+    /// Encrypts `data` in place and writes the tag over `aad` and the
+    /// ciphertext into `tag` (in ESP, the ICV's place in the packet: no
+    /// copy on the way).
+    fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+        tag: &mut [u8; TAG_LEN],
+    );
 
     /// Verifies `tag` and decrypts `data` in place. On failure `data` may
     /// hold garbage and must be dropped.
@@ -284,13 +291,19 @@ impl GcmKey {
 
 impl GcmCipher for GcmKey {
     #[inline]
-    fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
+    fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+        tag: &mut [u8; TAG_LEN],
+    ) {
         match self {
             #[cfg(feature = "ring")]
-            GcmKey::Ring(k) => k.seal_in_place(nonce, aad, data),
+            GcmKey::Ring(k) => k.seal_in_place(nonce, aad, data, tag),
             #[cfg(feature = "rustcrypto")]
-            GcmKey::RustCrypto(k) => k.seal_in_place(nonce, aad, data),
-            GcmKey::IpsecMb(k) => k.seal_in_place(nonce, aad, data),
+            GcmKey::RustCrypto(k) => k.seal_in_place(nonce, aad, data, tag),
+            GcmKey::IpsecMb(k) => k.seal_in_place(nonce, aad, data, tag),
         }
     }
 
@@ -340,7 +353,8 @@ mod tests {
         for &b in Backend::compiled() {
             let k = GcmKey::new(b, AeadAlgorithm::Aes128Gcm, &key).unwrap();
             let mut buf = pt.clone();
-            let t = k.seal_in_place(&nonce, &aad, &mut buf);
+            let mut t = [0u8; TAG_LEN];
+            k.seal_in_place(&nonce, &aad, &mut buf, &mut t);
             assert_eq!(buf, ct, "{b}");
             assert_eq!(&t[..], &tag[..], "{b}");
             k.open_in_place(&nonce, &aad, &mut buf, &t).unwrap();

@@ -22,12 +22,18 @@ impl RingGcm {
 
 impl GcmCipher for RingGcm {
     #[inline]
-    fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
-        let tag = self
+    fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+        tag: &mut [u8; TAG_LEN],
+    ) {
+        let t = self
             .0
             .seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), data)
             .expect("ESP payloads are far below AES-GCM's length limit");
-        tag.as_ref().try_into().expect("16-byte tag")
+        tag.copy_from_slice(t.as_ref());
     }
 
     #[inline]

@@ -34,14 +34,20 @@ impl RustCryptoGcm {
 
 impl GcmCipher for RustCryptoGcm {
     #[inline]
-    fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
+    fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+        tag: &mut [u8; TAG_LEN],
+    ) {
         let n = Nonce::from(*nonce);
-        let tag = match self {
+        let t = match self {
             RustCryptoGcm::Aes128(k) => k.encrypt_inout_detached(&n, aad, data.into()),
             RustCryptoGcm::Aes256(k) => k.encrypt_inout_detached(&n, aad, data.into()),
         }
         .expect("ESP payloads are far below AES-GCM's length limit");
-        tag.into()
+        tag.copy_from_slice(&t);
     }
 
     #[inline]

@@ -131,7 +131,8 @@ pub fn craft(cfg: &SaConfig, seq: u64, plaintext: &[u8]) -> Vec<u8> {
     let cipher = EspCipher::new(Backend::DEFAULT, cfg.algorithm, &cfg.key, cfg.esn).unwrap();
     let mut body = plaintext.to_vec();
     let iv = seq.to_be_bytes();
-    let icv = cipher.seal(cfg.spi, seq, &iv, &mut body);
+    let mut icv = [0u8; 16];
+    cipher.seal(cfg.spi, seq, &iv, &mut body, &mut icv);
     let mut esp = vec![0u8; 8];
     EspRepr {
         spi: cfg.spi,

@@ -290,7 +290,7 @@ fn no_room(need: usize, have: usize) -> WireError {
 }
 
 impl PacketBuf for Mbuf {
-    #[inline]
+    #[inline(always)]
     fn data(&self) -> &[u8] {
         // SAFETY: `off + len <= room` (kept by every method below and true
         // of what the PMD handed over); the buffer is owned by this mbuf,
@@ -298,23 +298,23 @@ impl PacketBuf for Mbuf {
         unsafe { std::slice::from_raw_parts(self.base.add(self.off), self.len) }
     }
 
-    #[inline]
+    #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `data`, and `&mut self` makes the access exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.base.add(self.off), self.len) }
     }
 
-    #[inline]
+    #[inline(always)]
     fn headroom(&self) -> usize {
         self.off
     }
 
-    #[inline]
+    #[inline(always)]
     fn tailroom(&self) -> usize {
         self.room - self.off - self.len
     }
 
-    #[inline]
+    #[inline(always)]
     fn prepend(&mut self, n: usize) -> espgate_wire::Result<&mut [u8]> {
         if n > self.off {
             return Err(no_room(n, self.off));
@@ -324,7 +324,7 @@ impl PacketBuf for Mbuf {
         Ok(self.data_mut())
     }
 
-    #[inline]
+    #[inline(always)]
     fn append(&mut self, n: usize) -> espgate_wire::Result<&mut [u8]> {
         if n > self.tailroom() {
             return Err(no_room(n, self.tailroom()));
@@ -334,7 +334,7 @@ impl PacketBuf for Mbuf {
         Ok(&mut self.data_mut()[old..])
     }
 
-    #[inline]
+    #[inline(always)]
     fn adj(&mut self, n: usize) -> espgate_wire::Result<()> {
         if n > self.len {
             return Err(no_room(n, self.len));
@@ -344,7 +344,7 @@ impl PacketBuf for Mbuf {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn trim(&mut self, n: usize) -> espgate_wire::Result<()> {
         if n > self.len {
             return Err(no_room(n, self.len));

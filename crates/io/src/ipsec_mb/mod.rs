@@ -190,8 +190,13 @@ impl Drop for IpsecMbGcm {
 
 impl GcmCipher for IpsecMbGcm {
     #[inline]
-    fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
-        let mut tag = [0u8; TAG_LEN];
+    fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+        tag: &mut [u8; TAG_LEN],
+    ) {
         let mut context = MaybeUninit::<Context>::uninit();
         // SAFETY: key data expanded by the library for this entry; the
         // context is scratch space the library initialises itself, large
@@ -213,7 +218,6 @@ impl GcmCipher for IpsecMbGcm {
                 TAG_LEN as u64,
             )
         };
-        tag
     }
 
     #[inline]
@@ -300,7 +304,8 @@ mod tests {
             let k = GcmKey::new(Backend::IpsecMb, alg, &unhex(key)).unwrap();
             assert_eq!(k.backend(), Backend::IpsecMb);
             let mut buf = pt.clone();
-            let t = k.seal_in_place(&nonce, &aad, &mut buf);
+            let mut t = [0u8; 16];
+            k.seal_in_place(&nonce, &aad, &mut buf, &mut t);
             assert_eq!(buf, unhex(ct), "{alg}");
             assert_eq!(t.to_vec(), unhex(tag), "{alg}");
             k.open_in_place(&nonce, &aad, &mut buf, &t).unwrap();
