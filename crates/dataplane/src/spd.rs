@@ -139,10 +139,14 @@ impl Spd {
     /// The action of the first `direction` rule matching `s`, or discard.
     #[inline(always)]
     pub fn lookup(&self, direction: PolicyDirection, s: &Selectors) -> Action {
-        self.rules
-            .iter()
-            .find(|r| r.direction == direction && r.matches(s))
-            .map_or(Action::Discard, |r| r.action)
+        // A plain loop, inlined whole into the worker's path, so the
+        // selectors stay in registers.
+        for r in &self.rules {
+            if r.direction == direction && r.matches(s) {
+                return r.action;
+            }
+        }
+        Action::Discard
     }
 
     /// The rules.

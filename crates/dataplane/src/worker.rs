@@ -298,8 +298,18 @@ impl Worker {
                 // lies, then moved once: a frame moved right after it was
                 // written stalls the CPU's store forwarding.
                 verdicts.extend(rx.iter_mut().map(|buf| self.process(role, buf, true)));
-                for (buf, v) in rx.drain(..).zip(verdicts.drain(..)) {
-                    self.dispose(buf, v);
+                match verdicts[0] {
+                    // The usual burst: all of it out of one port, moved in
+                    // one copy.
+                    Verdict::Send(out) if verdicts.iter().all(|v| *v == verdicts[0]) => {
+                        self.ports[side(out)].tx.append(&mut rx);
+                        verdicts.clear();
+                    }
+                    _ => {
+                        for (buf, v) in rx.drain(..).zip(verdicts.drain(..)) {
+                            self.dispose(buf, v);
+                        }
+                    }
                 }
                 let _ = hist.record(t0.elapsed().as_nanos() as u64);
             }
