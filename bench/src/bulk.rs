@@ -1,12 +1,17 @@
 //! Bulk sync and memory per SA, measured on the sans-IO mirror cores of
 //! two nodes passing frames to each other in memory (the protocol's own
-//! cost, without a link), and the memory of the ESP SA objects a worker
-//! holds. Memory comes from the counting allocator of the harness binary.
+//! cost, without a link) and over a veth pair with AF_PACKET sockets (the
+//! link's cost too), and the memory of the ESP SA objects a worker holds.
+//! Memory comes from the counting allocator of the harness binary.
 
-use std::time::Instant;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use espgate_esp::{Backend, OutboundSa, Sad};
+use espgate_io::{BufPool, Mempool, Packet, PortQueue, af_packet};
 use espgate_mirror::{Mirror, MirrorConfig, MirrorKey};
+use espgate_wire::PacketBuf;
+use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr};
 use espgate_wire::mirror::SaDir;
 
 /// What one bulk sync measured.
@@ -70,6 +75,139 @@ pub fn bulk_sync(n: usize, allocated: &dyn Fn() -> usize) -> BulkOutcome {
         owner_bytes_per_sa: owner_bytes as f64 / n as f64,
         standby_bytes_per_sa: standby_bytes as f64 / n as f64,
     }
+}
+
+/// A veth pair made for one measurement and deleted when dropped (also
+/// when the measurement fails). No address is configured on it: only raw
+/// mirror frames cross it.
+struct Veth(&'static str);
+
+impl Veth {
+    fn make(a: &'static str, b: &'static str) -> anyhow::Result<Veth> {
+        let ip = |args: &[&str]| -> anyhow::Result<()> {
+            let ok = Command::new("ip").args(args).status()?.success();
+            anyhow::ensure!(ok, "ip {} failed (root is needed)", args.join(" "));
+            Ok(())
+        };
+        let _ = Command::new("ip")
+            .args(["link", "del", a])
+            .stderr(std::process::Stdio::null())
+            .status();
+        ip(&["link", "add", a, "type", "veth", "peer", "name", b])?;
+        let veth = Veth(a);
+        ip(&["link", "set", a, "up"])?;
+        ip(&["link", "set", b, "up"])?;
+        Ok(veth)
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", self.0]).status();
+    }
+}
+
+/// One node's end of the veth link: its mirror core, queue and buffers.
+struct End {
+    mirror: Mirror,
+    queue: af_packet::AfPacketQueue,
+    pool: BufPool,
+    rx: Vec<Packet>,
+    tx: Vec<Packet>,
+}
+
+impl End {
+    /// Sends up to `max` frames the core has; returns how many.
+    fn send(&mut self, now: u64, peer: espgate_wire::ethernet::MacAddr, max: usize) -> usize {
+        let eth = EthernetRepr {
+            dst: peer,
+            src: self.queue.info().mac,
+            vlan: None,
+            ethertype: EtherType::MIRROR,
+        };
+        while self.tx.len() < max {
+            let Some(f) = self.mirror.poll_transmit(now) else {
+                break;
+            };
+            let mut b = self.pool.get();
+            let room = b.append(eth.header_len() + f.len()).expect("a frame fits");
+            eth.emit(room).expect("room");
+            room[eth.header_len()..].copy_from_slice(&f);
+            self.tx.push(Packet::from(b));
+        }
+        let n = self.tx.len();
+        // What the socket does not take now goes with the next burst.
+        self.queue.tx_burst(&mut self.tx, &mut self.pool);
+        n - self.tx.len()
+    }
+
+    /// Hands every frame waiting on the socket to the core.
+    fn receive(&mut self, now: u64) {
+        while self.queue.rx_burst(&mut self.pool, &mut self.rx, 64) > 0 {
+            for p in self.rx.drain(..) {
+                if let Ok(f) = EthernetFrame::new_checked(p.data())
+                    && f.ethertype() == EtherType::MIRROR
+                {
+                    let _ = self.mirror.handle_frame(now, f.payload());
+                }
+                self.pool.recycle(p);
+            }
+        }
+    }
+}
+
+/// The same bulk sync as [`bulk_sync`], the two cores in one thread taking
+/// turns, over a veth pair made for it (needs root): frames go through the
+/// kernel and AF_PACKET rings, and what a full ring drops the protocol's
+/// refresh sends again. Memory is not measured here.
+pub fn bulk_sync_veth(n: usize) -> anyhow::Result<BulkOutcome> {
+    let _veth = Veth::make("egbulk0", "egbulk1")?;
+    let pool = Mempool::new(4096, 1024);
+    let open = |ifname: &str, mirror: Mirror| -> anyhow::Result<End> {
+        let queue = af_packet::open(ifname, 1, 0, "mirror", None, 1500)?
+            .pop()
+            .expect("one queue");
+        Ok(End {
+            mirror,
+            queue,
+            pool: BufPool::new(pool.clone(), 64),
+            rx: Vec::new(),
+            tx: Vec::new(),
+        })
+    };
+    let mut owner = open("egbulk0", node(1, 1))?;
+    for spi in 0..n as u32 {
+        owner
+            .mirror
+            .add_sa(0x10_0000 + spi, SaDir::Outbound, true, 1);
+    }
+    let mut joiner = open("egbulk1", node(2, 2))?;
+    for spi in 0..n as u32 {
+        joiner
+            .mirror
+            .add_sa(0x10_0000 + spi, SaDir::Outbound, true, 1);
+    }
+    let (owner_mac, joiner_mac) = (owner.queue.info().mac, joiner.queue.info().mac);
+    let t0 = Instant::now();
+    let mut frames = 0u64;
+    while !(joiner.mirror.synced() && joiner.mirror.standby().len() == n) {
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(60),
+            "bulk sync of {n} SAs over veth did not finish in 60 s"
+        );
+        let now = t0.elapsed().as_millis() as u64;
+        joiner.send(now, owner_mac, 64);
+        owner.receive(now);
+        frames += owner.send(now, joiner_mac, 64) as u64;
+        joiner.receive(now);
+    }
+    Ok(BulkOutcome {
+        sas: n,
+        seconds: t0.elapsed().as_secs_f64(),
+        frames,
+        owner_bytes_per_sa: 0.0,
+        standby_bytes_per_sa: 0.0,
+    })
 }
 
 /// Bytes per ESP SA object (key schedule included) of each direction, from

@@ -344,6 +344,25 @@ impl Bench {
             ]);
         }
         self.tables.push(t);
+        let mut t = Table::new(
+            "bulk_veth",
+            "6c. The same bulk sync over a veth pair (AF_PACKET sockets, both cores in one thread taking turns; needs root)",
+            &["SAs", "sync s", "frames"],
+        );
+        for &n in sizes {
+            match espgate_bench::bulk::bulk_sync_veth(n) {
+                Ok(o) => t.row(vec![
+                    n.to_string(),
+                    format!("{:.3}", o.seconds),
+                    o.frames.to_string(),
+                ]),
+                Err(e) => {
+                    eprintln!("espgate-bench: bulk sync over veth: {e:#}");
+                    t.row(vec![n.to_string(), "-".into(), "-".into()]);
+                }
+            }
+        }
+        self.tables.push(t);
         let (out, inb) = espgate_bench::bulk::esp_sa_bytes(10_000, &espgate_io::alloc::live);
         let mut t = Table::new(
             "esp_sa_memory",

@@ -187,7 +187,8 @@ pub struct MirrorReport {
     pub progress: u64,
     /// Frames on the mirror port that were not mirror frames.
     pub not_mirror: u64,
-    /// Mirror frames the port could not send.
+    /// Transmit bursts the mirror port did not take whole (the rest went
+    /// later), and frames too large for a buffer (dropped).
     pub tx_full: u64,
     /// The mirror port's counters.
     pub queue: QueueStats,
@@ -223,6 +224,10 @@ pub struct MirrorTask {
 const IDLE: Duration = Duration::from_micros(200);
 /// How long to wait for workers to take a parking before sending on.
 const PARK_WAIT: Duration = Duration::from_millis(100);
+/// Mirror frames taken from the mirror core per loop: what the port does
+/// not take waits (here, then in the core's queue) instead of being
+/// dropped, so a bulk sync of a million SAs goes out at the link's pace.
+const MIRROR_BURST: usize = 64;
 
 struct Running {
     task: MirrorTask,
@@ -232,6 +237,8 @@ struct Running {
     progress: u64,
     not_mirror: u64,
     tx_full: u64,
+    /// Frames the port did not take yet, sent first next time.
+    backlog: Vec<Packet>,
     /// SAs whose home is the peer run here: counted again only when an
     /// SA moved (the count walks every SA of the pair).
     holding: usize,
@@ -248,6 +255,7 @@ impl MirrorTask {
             progress: 0,
             not_mirror: 0,
             tx_full: 0,
+            backlog: Vec::with_capacity(MIRROR_BURST),
             holding: 0,
         };
         let mut rx = Vec::with_capacity(32);
@@ -522,8 +530,11 @@ impl Running {
     }
 
     fn transmit(&mut self, now: u64) -> usize {
-        let mut tx = Vec::new();
-        while let Some(frame) = self.task.mirror.poll_transmit(now) {
+        let mut tx = std::mem::take(&mut self.backlog);
+        while tx.len() < MIRROR_BURST {
+            let Some(frame) = self.task.mirror.poll_transmit(now) else {
+                break;
+            };
             let eth = EthernetRepr {
                 dst: self.task.peer_mac,
                 src: self.task.queue.info().mac,
@@ -547,9 +558,11 @@ impl Running {
         let n = tx.len();
         if n > 0 {
             self.task.queue.tx_burst(&mut tx, &mut self.task.pool);
-            self.tx_full += tx.len() as u64;
-            self.task.pool.recycle_all(&mut tx);
+            if !tx.is_empty() {
+                self.tx_full += 1;
+            }
         }
-        n
+        self.backlog = tx;
+        n - self.backlog.len()
     }
 }

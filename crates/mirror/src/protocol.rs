@@ -62,6 +62,7 @@
 //! the same number.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Bound;
 
 use espgate_wire::mirror::{self, MirrorHeader, MirrorRecord, OwnershipKind, SaDir, SaState};
 
@@ -119,6 +120,9 @@ pub struct MirrorConfig {
 /// must stay below 2^32 minus the largest replay window, or receivers would
 /// place the new numbers in the wrong ESN half.
 pub const MAX_TAKEOVER_JUMP: u64 = 1 << 30;
+
+/// Unconfirmed ownership changes a refresh sends again, at most.
+const RESEND_PER_REFRESH: usize = 4096;
 
 /// A mirror setting that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -271,6 +275,9 @@ pub struct MirrorStats {
     pub taken_over: u64,
     /// SAs handed back.
     pub handed_back: u64,
+    /// Bulk syncs received with frames lost on the way, and so asked for
+    /// again.
+    pub bulks_incomplete: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,7 +349,20 @@ pub struct Mirror {
     /// Changes sent and not yet confirmed by the peer: sent again at every
     /// refresh, so a lost record cannot leave an SA with no owner.
     unconfirmed: BTreeMap<SaKey, OwnerRecord>,
+    /// Where the next refresh goes on sending unconfirmed changes again.
+    resend_from: Option<SaKey>,
+    /// The highest ownership generation of the pair (for heartbeats,
+    /// without a walk over every SA).
+    max_generation: u64,
     bulk_request: bool,
+    /// A bulk sync for the peer is queued and its end not yet sent: a
+    /// repeated request (the peer asks every refresh until the end comes)
+    /// does not queue another.
+    bulk_sending: bool,
+    /// A frame from the peer was lost since the last bulk end: the bulk
+    /// now arriving may lack records, so its end does not make this node
+    /// synced.
+    bulk_gap: bool,
     synced: bool,
     standby: StandbyTable,
     peer_alive: bool,
@@ -376,7 +396,11 @@ impl Mirror {
             acks: BTreeMap::new(),
             ownership_out: BTreeMap::new(),
             unconfirmed: BTreeMap::new(),
+            resend_from: None,
+            max_generation: 0,
             bulk_request: true,
+            bulk_sending: false,
+            bulk_gap: false,
             synced: false,
             standby: StandbyTable::new(),
             peer_alive: false,
@@ -723,6 +747,7 @@ impl Mirror {
         if let Some(p) = self.pair.get_mut(&key) {
             p.owner = owner;
             p.generation = generation;
+            self.max_generation = self.max_generation.max(generation);
             let record = (owner, generation, start, kind);
             self.ownership_out.insert(key, record);
             self.unconfirmed.insert(key, record);
@@ -880,6 +905,7 @@ impl Mirror {
             e.owner = owner;
             e.generation = generation;
             e.blind = false;
+            self.max_generation = self.max_generation.max(generation);
         }
         // What this node sent about the SA before is superseded.
         self.unconfirmed.remove(&(spi, dir));
@@ -950,6 +976,9 @@ impl Mirror {
         }
         self.stats.frames_received += 1;
         self.last_heard = Some(now_ms);
+        if accepted.gap && !self.synced {
+            self.bulk_gap = true;
+        }
         if !self.peer_alive || accepted.new_epoch {
             self.peer_alive = true;
             self.events.push_back(MirrorEvent::PeerAlive {
@@ -1008,7 +1037,18 @@ impl Mirror {
                     start,
                     kind,
                 } => self.ownership((spi, dir), owner, generation, start, kind),
-                MirrorRecord::BulkRequest => self.start_bulk(),
+                MirrorRecord::BulkRequest => {
+                    if !self.bulk_sending {
+                        self.start_bulk();
+                    }
+                }
+                MirrorRecord::BulkEnd { .. } if !self.synced && self.bulk_gap => {
+                    // Records of this bulk may be missing (a copy of an SA
+                    // that ran far, say): ask for a whole one again.
+                    self.bulk_gap = false;
+                    self.bulk_request = true;
+                    self.stats.bulks_incomplete += 1;
+                }
                 MirrorRecord::BulkEnd { records } => {
                     if !self.synced {
                         // Nothing stored about an SA does not mean it was
@@ -1044,6 +1084,12 @@ impl Mirror {
     /// it may have taken over SAs this node owns and used them without this
     /// node ever hearing of it. Every owned outbound SA moves past that.
     fn peer_restarted(&mut self) {
+        // A bulk queued for the lost life would end before the new life
+        // has all of it (what was sent went to the dead one): drop it, the
+        // new life asks for its own.
+        self.due
+            .retain(|d| !matches!(d, Due::Record(s) if s.copy) && !matches!(d, Due::BulkEnd(_)));
+        self.bulk_sending = false;
         // Whatever the lost life did with an SA started from values this
         // node told it, so it stayed below this node's high-water mark plus
         // two jumps. The standby copies it will be sent carry the mark plus
@@ -1070,6 +1116,7 @@ impl Mirror {
     /// every SA owned here, copies of the peer's SAs from the standby
     /// table, and the end marker.
     fn start_bulk(&mut self) {
+        self.bulk_sending = true;
         let owners: Vec<(SaKey, OwnerRecord)> = self
             .pair
             .iter()
@@ -1224,6 +1271,21 @@ impl Mirror {
     pub fn poll_transmit(&mut self, now_ms: u64) -> Option<Vec<u8>> {
         if now_ms >= self.next_refresh {
             self.next_refresh = now_ms + self.cfg.refresh_ms;
+            self.refresh();
+        }
+        self.build_frame(now_ms)
+    }
+
+    /// Queues again what the peer has not acknowledged or confirmed, in
+    /// measure: a bulk sync of a million SAs takes the link seconds, and
+    /// walking every SA (or sending a million changes again) each refresh
+    /// while it does would only slow it down.
+    fn refresh(&mut self) {
+        if !self.synced {
+            self.bulk_request = true;
+        }
+        // Far behind: what is queued goes anyway.
+        if self.due.len() < RESEND_PER_REFRESH {
             let refresh: Vec<(u32, SaDir)> = self
                 .outbound
                 .iter()
@@ -1239,20 +1301,38 @@ impl Mirror {
             for k in refresh {
                 self.enqueue(k);
             }
-            if !self.synced {
-                self.bulk_request = true;
-            }
-            // Changes the peer has not confirmed go again, while they are
-            // still this node's view.
-            let pair = &self.pair;
-            self.unconfirmed.retain(|k, r| {
-                pair.get(k)
-                    .is_some_and(|p| p.owner == r.0 && p.generation == r.1)
-            });
-            for (k, r) in &self.unconfirmed {
-                self.ownership_out.entry(*k).or_insert(*r);
+        }
+        // Changes the peer has not confirmed go again while they are still
+        // this node's view; a slice per refresh, the next going on from
+        // where this one stopped.
+        let from = match self.resend_from.take() {
+            Some(k) => self
+                .unconfirmed
+                .range((Bound::Excluded(k), Bound::Unbounded)),
+            None => self.unconfirmed.range(..),
+        };
+        let slice: Vec<(SaKey, OwnerRecord)> = from
+            .take(RESEND_PER_REFRESH)
+            .map(|(k, r)| (*k, *r))
+            .collect();
+        if slice.len() == RESEND_PER_REFRESH {
+            self.resend_from = slice.last().map(|(k, _)| *k);
+        }
+        for (k, r) in slice {
+            let current = self
+                .pair
+                .get(&k)
+                .is_some_and(|p| p.owner == r.0 && p.generation == r.1);
+            if current {
+                self.ownership_out.entry(k).or_insert(r);
+            } else {
+                self.unconfirmed.remove(&k);
             }
         }
+    }
+
+    /// One frame of what is queued, if anything.
+    fn build_frame(&mut self, now_ms: u64) -> Option<Vec<u8>> {
         let budget = self
             .cfg
             .max_frame
@@ -1269,7 +1349,7 @@ impl Mirror {
                 now_ms,
                 owned: (self.outbound.len() + self.inbound.len()) as u32,
                 peer_alive: self.peer_alive,
-                generation: self.pair.values().map(|p| p.generation).max().unwrap_or(0),
+                generation: self.max_generation,
             });
             size += mirror::RECORD_HEADER_LEN + 24;
             self.next_heartbeat = now_ms + self.cfg.heartbeat_ms;
@@ -1316,7 +1396,10 @@ impl Mirror {
                     self.state_record(spi, dir).map(MirrorRecord::SaState)
                 }
                 Due::Record(s) => Some(MirrorRecord::SaState(*s)),
-                Due::BulkEnd(records) => Some(MirrorRecord::BulkEnd { records }),
+                Due::BulkEnd(records) => {
+                    self.bulk_sending = false;
+                    Some(MirrorRecord::BulkEnd { records })
+                }
             };
             if let Some(r) = record {
                 if matches!(r, MirrorRecord::SaState(_)) {

@@ -79,6 +79,9 @@ pub struct Accepted {
     pub records: Vec<MirrorRecord>,
     /// The first frame of a new peer epoch: the peer (re)started.
     pub new_epoch: bool,
+    /// Frames of this epoch were lost (or came out of order and so will be
+    /// refused) since the last one accepted: the counter skipped.
+    pub gap: bool,
 }
 
 /// What this node knows of its peer's frames.
@@ -153,10 +156,12 @@ impl PeerFilter {
             Some(_) if header.counter <= self.last_counter => return Err(Reject::Replayed),
             Some(_) => false,
         };
+        let gap = !new_epoch && header.counter > self.last_counter + 1;
         Ok(Accepted {
             header,
             records,
             new_epoch,
+            gap,
         })
     }
 }

@@ -432,6 +432,74 @@ fn a_restarted_node_restarts_its_sas_past_its_earlier_life() {
     );
 }
 
+/// A node owning nothing but `n` outbound SAs of home A, 32-bit, with a
+/// small jump (1000) so that runs longer than a jump are quick to make.
+fn many(me: u32, epoch: u64, now: u64, n: u32) -> Mirror {
+    let mut m = Mirror::new(
+        cfg(me, if me == A { B } else { A }, 1000),
+        key(),
+        epoch,
+        now,
+    );
+    for k in 0..n {
+        m.add_sa(0x3000 + k, SaDir::Outbound, false, A);
+    }
+    m
+}
+
+#[test]
+fn a_bulk_sync_with_a_frame_lost_is_asked_for_again_before_anything_restarts() {
+    let n = 200;
+    let (mut a, mut b) = (many(A, 1, 0, n), many(B, 2, 0, n));
+    exchange(&mut a, &mut b, 0);
+    // A runs every SA several jumps far, B acknowledging as it goes.
+    for round in 1..=12 {
+        for k in 0..n {
+            let used = a.limit(0x3000 + k).unwrap() - 1;
+            a.outbound_progress(0x3000 + k, used, 0, used);
+        }
+        exchange(&mut a, &mut b, round);
+    }
+    let used: Vec<u64> = (0..n).map(|k| a.limit(0x3000 + k).unwrap() - 1).collect();
+    assert!(used.iter().all(|u| *u > 3000), "{used:?}");
+    // A dies without a trace; its next life asks B for a bulk sync, and
+    // one frame of B's answer (copies of A's SAs) is lost.
+    let mut a2 = many(A, 5, 100, n);
+    while let Some(f) = a2.poll_transmit(100) {
+        b.handle_frame(100, &f).unwrap();
+    }
+    let answer: Vec<Vec<u8>> = std::iter::from_fn(|| b.poll_transmit(100)).collect();
+    assert!(answer.len() > 3, "the bulk spans frames");
+    for (i, f) in answer.iter().enumerate() {
+        if i != answer.len() - 2 {
+            a2.handle_frame(100, f).unwrap();
+        }
+    }
+    assert!(!a2.synced(), "a bulk with a hole must not count");
+    assert_eq!(a2.stats().bulks_incomplete, 1);
+    // The next refresh asks again; this time nothing is lost.
+    for now in [200, 300, 400] {
+        exchange(&mut a2, &mut b, now);
+    }
+    assert!(a2.synced());
+    let mut start = BTreeMap::new();
+    for e in events(&mut a2) {
+        if let MirrorEvent::Activate { spi, start: s, .. } = e {
+            let v = start.entry(spi).or_insert(0);
+            *v = s.max(*v);
+        }
+    }
+    for k in 0..n {
+        let s = start.get(&(0x3000 + k)).copied().unwrap_or(0);
+        assert!(
+            s > used[k as usize],
+            "SA {:#x} restarts at {s}, its earlier life went up to {}",
+            0x3000 + k,
+            used[k as usize]
+        );
+    }
+}
+
 #[test]
 fn an_sa_may_have_its_own_interval_and_quantity() {
     let mut a = Mirror::new(cfg(A, B, 0), key(), 1, 0);
