@@ -58,6 +58,8 @@ impl Feeder {
             std::thread::Builder::new()
                 .name("bench-feeder".into())
                 .spawn(move || {
+                    // Core 0; the worker is pinned to core 1.
+                    core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
                     let mut pool = BufPool::new(pool, 64);
                     let mut k = 0;
                     while !stop.load(Ordering::Relaxed) {

@@ -99,9 +99,15 @@ fn node_yaml(name: &str, run: &Run, mirror: Option<(u32, u32)>) -> String {
     let alg = run.algorithm.to_string();
     let key = key_hex(run.algorithm);
     let mut y = format!(
-        "node: {{ name: {name} }}\nworkers: {{ count: {w}, burst: 32, idle_sleep_us: {idle} }}\nports:\n  - {{ name: lan, role: protected, backend: mem, mac: {LAN_MAC}, address: 10.1.0.254/24 }}\n  - {{ name: wan, role: unprotected, backend: mem, mac: {WAN_MAC}, address: 172.16.1.5/16, mtu: 9000 }}\n",
+        "node: {{ name: {name} }}\nworkers: {{ count: {w}, burst: 32, idle_sleep_us: {idle}{pin} }}\nports:\n  - {{ name: lan, role: protected, backend: mem, mac: {LAN_MAC}, address: 10.1.0.254/24 }}\n  - {{ name: wan, role: unprotected, backend: mem, mac: {WAN_MAC}, address: 172.16.1.5/16, mtu: 9000 }}\n",
         w = run.workers,
         idle = if name == "peer" { 200 } else { 0 },
+        // A fed run: the worker on core 1, the feeder on core 0.
+        pin = if run.fed && run.workers == 1 && name == "a" {
+            ", cores: [1]"
+        } else {
+            ""
+        },
     );
     if let (Some((me, peer)), Some(m)) = (mirror, run.mirror) {
         let lease = if m.lease { "on" } else { "off" };
