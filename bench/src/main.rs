@@ -346,7 +346,7 @@ impl Bench {
         self.tables.push(t);
         let mut t = Table::new(
             "bulk_veth",
-            "6c. The same bulk sync over a veth pair (AF_PACKET sockets, both cores in one thread taking turns; needs root)",
+            "6b. The same bulk sync over a veth pair (AF_PACKET sockets, both cores in one thread taking turns; needs root)",
             &["SAs", "sync s", "frames"],
         );
         for &n in sizes {
@@ -366,7 +366,7 @@ impl Bench {
         let (out, inb) = espgate_bench::bulk::esp_sa_bytes(10_000, &espgate_io::alloc::live);
         let mut t = Table::new(
             "esp_sa_memory",
-            "6b. Memory of an ESP SA object in a worker (AES-128-GCM, ring key schedule included)",
+            "6c. Memory of an ESP SA object in a worker (AES-128-GCM, ring key schedule included)",
             &["direction", "bytes/SA"],
         );
         t.row(vec!["outbound".into(), format!("{out:.0}")]);
