@@ -188,24 +188,27 @@ impl Drop for IpsecMbGcm {
     }
 }
 
-impl GcmCipher for IpsecMbGcm {
+impl IpsecMbGcm {
+    /// Runs one whole GCM operation of the library (`f`: its encrypt or
+    /// decrypt) in place over `data`, writing the tag it computes.
     #[inline]
-    fn seal_in_place(
+    fn run(
         &self,
+        f: CryptFn,
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
         data: &mut [u8],
         tag: &mut [u8; TAG_LEN],
     ) {
         let mut context = MaybeUninit::<Context>::uninit();
-        // SAFETY: key data expanded by the library for this entry; the
-        // context is scratch space the library initialises itself, large
-        // and aligned enough (checked in `setup`); source and destination
-        // are the same valid buffer of `data.len()` bytes (the library
-        // supports in place); the IV is 12 bytes; `aad` and `tag` are valid
-        // for the lengths given.
+        // SAFETY: `f` is this key's entry and the key data was expanded by
+        // the library for it; the context is scratch space the library
+        // initialises itself, large and aligned enough (checked in
+        // `setup`); source and destination are the same valid buffer of
+        // `data.len()` bytes (the library works in place); the IV is 12
+        // bytes; `aad` and `tag` are valid for the lengths given.
         unsafe {
-            (self.entry.enc)(
+            f(
                 &*self.data,
                 context.as_mut_ptr(),
                 data.as_mut_ptr(),
@@ -219,6 +222,19 @@ impl GcmCipher for IpsecMbGcm {
             )
         };
     }
+}
+
+impl GcmCipher for IpsecMbGcm {
+    #[inline]
+    fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+        tag: &mut [u8; TAG_LEN],
+    ) {
+        self.run(self.entry.enc, nonce, aad, data, tag);
+    }
 
     #[inline]
     fn open_in_place(
@@ -229,23 +245,7 @@ impl GcmCipher for IpsecMbGcm {
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AuthFailed> {
         let mut computed = [0u8; TAG_LEN];
-        let mut context = MaybeUninit::<Context>::uninit();
-        // SAFETY: as in `seal_in_place`; the library decrypts in place and
-        // writes the tag it computes over the ciphertext into `computed`.
-        unsafe {
-            (self.entry.dec)(
-                &*self.data,
-                context.as_mut_ptr(),
-                data.as_mut_ptr(),
-                data.as_ptr(),
-                data.len() as u64,
-                nonce.as_ptr(),
-                aad.as_ptr(),
-                aad.len() as u64,
-                computed.as_mut_ptr(),
-                TAG_LEN as u64,
-            )
-        };
+        self.run(self.entry.dec, nonce, aad, data, &mut computed);
         if tags_equal(&computed, tag) {
             Ok(())
         } else {
