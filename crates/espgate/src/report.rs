@@ -71,7 +71,7 @@ pub fn print(r: &NodeReport) {
         let h = &w.burst_ns;
         if !h.is_empty() {
             println!(
-                "  worker {}: {} bursts, processing per burst p50 {} ns, p99 {} ns, max {} ns",
+                "  worker {}: {} bursts timed, processing per burst p50 {} ns, p99 {} ns, max {} ns",
                 w.id,
                 h.len(),
                 h.value_at_quantile(0.5),
