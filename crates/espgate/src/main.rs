@@ -5,6 +5,7 @@ mod demo;
 mod esp_demo;
 mod esp_pcap;
 mod host;
+mod keys;
 mod report;
 mod run;
 
@@ -49,7 +50,8 @@ enum Command {
         /// Stop after this many seconds.
         #[arg(long)]
         duration: Option<f64>,
-        /// AES-GCM implementation: ring or rustcrypto (default: the build's).
+        /// AES-GCM implementation: ring, rustcrypto or ipsec-mb (default:
+        /// the fastest the build has).
         #[arg(long)]
         backend: Option<String>,
     },
@@ -62,6 +64,20 @@ enum Command {
         /// Stop after this many seconds.
         #[arg(long)]
         duration: Option<f64>,
+    },
+    /// Write the SAs of a node configuration (and of SA files) as
+    /// Wireshark's ESP SA table: save it as `esp_sa` in a Wireshark
+    /// profile directory and Wireshark or tshark decrypts their traffic.
+    Keys {
+        /// A node configuration (YAML): all of its SAs.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// SA files (YAML); may be given more than once.
+        #[arg(long)]
+        sa: Vec<PathBuf>,
+        /// Write here (mode 0600) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Print the build: version and crypto backends.
     Info,
@@ -86,7 +102,8 @@ struct EspArgs {
     /// The SA definition (YAML).
     #[arg(long)]
     sa: PathBuf,
-    /// AES-GCM implementation: ring or rustcrypto (default: the build's).
+    /// AES-GCM implementation: ring, rustcrypto or ipsec-mb (default: the
+    /// fastest the build has).
     #[arg(long)]
     backend: Option<String>,
     /// Input pcap (Ethernet).
@@ -145,6 +162,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Demo { out } => demo::run(Backend::preferred(), &out),
+        Command::Keys { config, sa, out } => keys::run(config.as_deref(), &sa, out.as_deref()),
         Command::Host { config, duration } => {
             host::run(&config, duration.map(std::time::Duration::from_secs_f64))
         }
