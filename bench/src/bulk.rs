@@ -7,11 +7,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use espgate_dataplane::mirror_port::MirrorPort;
 use espgate_esp::{Backend, OutboundSa, Sad};
-use espgate_io::{BufPool, Mempool, Packet, PortQueue, af_packet};
+use espgate_io::{BufPool, Mempool, PortQueue, af_packet};
 use espgate_mirror::{Mirror, MirrorConfig, MirrorKey};
-use espgate_wire::PacketBuf;
-use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr};
 use espgate_wire::mirror::SaDir;
 
 /// What one bulk sync measured.
@@ -107,55 +106,6 @@ impl Drop for Veth {
     }
 }
 
-/// One node's end of the veth link: its mirror core, queue and buffers.
-struct End {
-    mirror: Mirror,
-    queue: af_packet::AfPacketQueue,
-    pool: BufPool,
-    rx: Vec<Packet>,
-    tx: Vec<Packet>,
-}
-
-impl End {
-    /// Sends up to `max` frames the core has; returns how many.
-    fn send(&mut self, now: u64, peer: espgate_wire::ethernet::MacAddr, max: usize) -> usize {
-        let eth = EthernetRepr {
-            dst: peer,
-            src: self.queue.info().mac,
-            vlan: None,
-            ethertype: EtherType::MIRROR,
-        };
-        while self.tx.len() < max {
-            let Some(f) = self.mirror.poll_transmit(now) else {
-                break;
-            };
-            let mut b = self.pool.get();
-            let room = b.append(eth.header_len() + f.len()).expect("a frame fits");
-            eth.emit(room).expect("room");
-            room[eth.header_len()..].copy_from_slice(&f);
-            self.tx.push(Packet::from(b));
-        }
-        let n = self.tx.len();
-        // What the socket does not take now goes with the next burst.
-        self.queue.tx_burst(&mut self.tx, &mut self.pool);
-        n - self.tx.len()
-    }
-
-    /// Hands every frame waiting on the socket to the core.
-    fn receive(&mut self, now: u64) {
-        while self.queue.rx_burst(&mut self.pool, &mut self.rx, 64) > 0 {
-            for p in self.rx.drain(..) {
-                if let Ok(f) = EthernetFrame::new_checked(p.data())
-                    && f.ethertype() == EtherType::MIRROR
-                {
-                    let _ = self.mirror.handle_frame(now, f.payload());
-                }
-                self.pool.recycle(p);
-            }
-        }
-    }
-}
-
 /// The same bulk sync as [`bulk_sync`], the two cores in one thread taking
 /// turns, over a veth pair made for it (needs root): frames go through the
 /// kernel and AF_PACKET rings, and what a full ring drops the protocol's
@@ -163,43 +113,37 @@ impl End {
 pub fn bulk_sync_veth(n: usize) -> anyhow::Result<BulkOutcome> {
     let _veth = Veth::make("egbulk0", "egbulk1")?;
     let pool = Mempool::new(4096, 1024);
-    let open = |ifname: &str, mirror: Mirror| -> anyhow::Result<End> {
-        let queue = af_packet::open(ifname, 1, 0, "mirror", None, 1500)?
+    let queue = |ifname: &str| -> anyhow::Result<af_packet::AfPacketQueue> {
+        Ok(af_packet::open(ifname, 1, 0, "mirror", None, 1500)?
             .pop()
-            .expect("one queue");
-        Ok(End {
-            mirror,
-            queue,
-            pool: BufPool::new(pool.clone(), 64),
-            rx: Vec::new(),
-            tx: Vec::new(),
-        })
+            .expect("one queue"))
     };
-    let mut owner = open("egbulk0", node(1, 1))?;
+    let (q0, q1) = (queue("egbulk0")?, queue("egbulk1")?);
+    let (mac0, mac1) = (q0.info().mac, q1.info().mac);
+    let mut owner = (
+        node(1, 1),
+        MirrorPort::new(Box::new(q0), BufPool::new(pool.clone(), 64), mac1),
+    );
+    let mut joiner = (
+        node(2, 2),
+        MirrorPort::new(Box::new(q1), BufPool::new(pool.clone(), 64), mac0),
+    );
     for spi in 0..n as u32 {
-        owner
-            .mirror
-            .add_sa(0x10_0000 + spi, SaDir::Outbound, true, 1);
+        owner.0.add_sa(0x10_0000 + spi, SaDir::Outbound, true, 1);
+        joiner.0.add_sa(0x10_0000 + spi, SaDir::Outbound, true, 1);
     }
-    let mut joiner = open("egbulk1", node(2, 2))?;
-    for spi in 0..n as u32 {
-        joiner
-            .mirror
-            .add_sa(0x10_0000 + spi, SaDir::Outbound, true, 1);
-    }
-    let (owner_mac, joiner_mac) = (owner.queue.info().mac, joiner.queue.info().mac);
     let t0 = Instant::now();
     let mut frames = 0u64;
-    while !(joiner.mirror.synced() && joiner.mirror.standby().len() == n) {
+    while !(joiner.0.synced() && joiner.0.standby().len() == n) {
         anyhow::ensure!(
             t0.elapsed() < Duration::from_secs(60),
             "bulk sync of {n} SAs over veth did not finish in 60 s"
         );
         let now = t0.elapsed().as_millis() as u64;
-        joiner.send(now, owner_mac, 64);
-        owner.receive(now);
-        frames += owner.send(now, joiner_mac, 64) as u64;
-        joiner.receive(now);
+        joiner.1.send(&mut joiner.0, now);
+        while owner.1.receive(&mut owner.0, now) > 0 {}
+        frames += owner.1.send(&mut owner.0, now) as u64;
+        while joiner.1.receive(&mut joiner.0, now) > 0 {}
     }
     Ok(BulkOutcome {
         sas: n,

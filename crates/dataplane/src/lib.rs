@@ -11,6 +11,7 @@ pub mod command;
 pub mod config;
 pub mod counters;
 pub mod icmp;
+pub mod mirror_port;
 pub mod mirror_task;
 pub mod neigh;
 pub mod node;

@@ -13,14 +13,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_queue::ArrayQueue;
 use espgate_esp::Direction;
-use espgate_io::{BufPool, Packet, PortQueue, QueueStats};
+use espgate_io::QueueStats;
 use espgate_mirror::{Mirror, MirrorEvent, MirrorStats, RejectCounters};
-use espgate_wire::PacketBuf;
-use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use espgate_wire::mirror::SaDir;
 
 use crate::command::SaCommand;
 use crate::config::{Failback, Takeover};
+use crate::mirror_port::MirrorPort;
 use crate::progress::Progress;
 use crate::worker::Shared;
 
@@ -198,16 +197,12 @@ pub struct MirrorReport {
 pub struct MirrorTask {
     /// The protocol state.
     pub mirror: Mirror,
-    /// The mirror port.
-    pub queue: Box<dyn PortQueue>,
-    /// Buffers.
-    pub pool: BufPool,
+    /// The mirror port, with the peer's MAC.
+    pub port: MirrorPort,
     /// The workers' tables and rings.
     pub shared: Arc<Shared>,
     /// One progress ring per worker.
     pub rings: Vec<Arc<ArrayQueue<Progress>>>,
-    /// Where frames go.
-    pub peer_mac: MacAddr,
     /// When to take over.
     pub takeover: Takeover,
     /// When to hand back.
@@ -224,10 +219,6 @@ pub struct MirrorTask {
 const IDLE: Duration = Duration::from_micros(200);
 /// How long to wait for workers to take a parking before sending on.
 const PARK_WAIT: Duration = Duration::from_millis(100);
-/// Mirror frames taken from the mirror core per loop: what the port does
-/// not take waits (here, then in the core's queue) instead of being
-/// dropped, so a bulk sync of a million SAs goes out at the link's pace.
-const MIRROR_BURST: usize = 64;
 
 struct Running {
     task: MirrorTask,
@@ -235,10 +226,6 @@ struct Running {
     pending: VecDeque<SaCommand>,
     failback_at: Option<u64>,
     progress: u64,
-    not_mirror: u64,
-    tx_full: u64,
-    /// Frames the port did not take yet, sent first next time.
-    backlog: Vec<Packet>,
     /// SAs whose home is the peer run here: counted again only when an
     /// SA moved (the count walks every SA of the pair).
     holding: usize,
@@ -253,16 +240,12 @@ impl MirrorTask {
             pending: VecDeque::new(),
             failback_at: None,
             progress: 0,
-            not_mirror: 0,
-            tx_full: 0,
-            backlog: Vec::with_capacity(MIRROR_BURST),
             holding: 0,
         };
-        let mut rx = Vec::with_capacity(32);
         while !stop.load(Ordering::Relaxed) {
             let now = r.now();
             let mut work = r.drain_progress();
-            work += r.receive(&mut rx, now);
+            work += r.task.port.receive(&mut r.task.mirror, now);
             work += r.take_orders();
             r.task.mirror.handle_timeout(now);
             if r.failback_at.is_some_and(|t| now >= t) {
@@ -276,7 +259,7 @@ impl MirrorTask {
             if parked {
                 r.wait_for_workers(stop);
             }
-            work += r.transmit(now);
+            work += r.task.port.send(&mut r.task.mirror, now);
             r.publish();
             if work == 0 {
                 std::thread::sleep(IDLE);
@@ -288,9 +271,9 @@ impl MirrorTask {
             rejected: *t.mirror.rejected(),
             standby: t.mirror.standby().len(),
             progress: r.progress,
-            not_mirror: r.not_mirror,
-            tx_full: r.tx_full,
-            queue: t.queue.stats(),
+            not_mirror: t.port.not_mirror(),
+            tx_full: t.port.tx_full(),
+            queue: t.port.stats(),
         }
     }
 }
@@ -357,25 +340,6 @@ impl Running {
             }
         }
         self.progress += n as u64;
-        n
-    }
-
-    fn receive(&mut self, rx: &mut Vec<Packet>, now: u64) -> usize {
-        let n = self.task.queue.rx_burst(&mut self.task.pool, rx, 32);
-        for buf in rx.drain(..) {
-            let body = EthernetFrame::new_checked(buf.data()).ok().and_then(|f| {
-                let eth = EthernetRepr::parse(&f).ok()?;
-                (eth.ethertype == EtherType::MIRROR).then_some(f.header_len())
-            });
-            match body {
-                // A refused frame is counted by the mirror's filter.
-                Some(at) => {
-                    let _ = self.task.mirror.handle_frame(now, &buf.data()[at..]);
-                }
-                None => self.not_mirror += 1,
-            }
-            self.task.pool.recycle(buf);
-        }
         n
     }
 
@@ -527,42 +491,5 @@ impl Running {
             self.push_pending();
             std::thread::sleep(Duration::from_micros(20));
         }
-    }
-
-    fn transmit(&mut self, now: u64) -> usize {
-        let mut tx = std::mem::take(&mut self.backlog);
-        while tx.len() < MIRROR_BURST {
-            let Some(frame) = self.task.mirror.poll_transmit(now) else {
-                break;
-            };
-            let eth = EthernetRepr {
-                dst: self.task.peer_mac,
-                src: self.task.queue.info().mac,
-                vlan: None,
-                ethertype: EtherType::MIRROR,
-            };
-            let mut buf = self.task.pool.get();
-            let len = eth.header_len() + frame.len();
-            match buf.append(len) {
-                Ok(room) => {
-                    eth.emit(room).expect("room for the header");
-                    room[eth.header_len()..].copy_from_slice(&frame);
-                    tx.push(Packet::from(buf));
-                }
-                Err(_) => {
-                    self.tx_full += 1;
-                    self.task.pool.put(buf);
-                }
-            }
-        }
-        let n = tx.len();
-        if n > 0 {
-            self.task.queue.tx_burst(&mut tx, &mut self.task.pool);
-            if !tx.is_empty() {
-                self.tx_full += 1;
-            }
-        }
-        self.backlog = tx;
-        n - self.backlog.len()
     }
 }

@@ -17,6 +17,7 @@ use rustc_hash::FxHashMap;
 use crate::command::SaCommand;
 use crate::config::{NodeConfig, Role};
 use crate::counters::WorkerCounters;
+use crate::mirror_port::MirrorPort;
 use crate::mirror_task::{
     EventLog, MirrorReport, MirrorTask, NodeEvent, Order, PairStatus, sa_dir,
 };
@@ -361,11 +362,13 @@ pub fn start(
             let queue = queues.mirror.ok_or(NodeError::MissingMirrorPort)?;
             let task = MirrorTask {
                 mirror: m,
-                queue,
-                pool: BufPool::new(mempool.clone(), 64),
+                port: MirrorPort::new(
+                    queue,
+                    BufPool::new(mempool.clone(), 64),
+                    s.peer_mac.unwrap_or(MacAddr::BROADCAST),
+                ),
                 shared: shared.clone(),
                 rings,
-                peer_mac: s.peer_mac.unwrap_or(MacAddr::BROADCAST),
                 takeover: s.takeover,
                 failback: s.failback,
                 orders: orders.clone(),

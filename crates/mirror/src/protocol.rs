@@ -123,6 +123,9 @@ pub const MAX_TAKEOVER_JUMP: u64 = 1 << 30;
 
 /// Unconfirmed ownership changes a refresh sends again, at most.
 const RESEND_PER_REFRESH: usize = 4096;
+/// Records queued beyond which the link is far behind: a refresh then
+/// adds nothing, what is queued goes anyway.
+const FAR_BEHIND: usize = 4096;
 
 /// A mirror setting that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -1284,8 +1287,7 @@ impl Mirror {
         if !self.synced {
             self.bulk_request = true;
         }
-        // Far behind: what is queued goes anyway.
-        if self.due.len() < RESEND_PER_REFRESH {
+        if self.due.len() < FAR_BEHIND {
             let refresh: Vec<(u32, SaDir)> = self
                 .outbound
                 .iter()

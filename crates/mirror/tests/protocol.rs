@@ -79,6 +79,17 @@ fn events(m: &mut Mirror) -> Vec<MirrorEvent> {
     std::iter::from_fn(|| m.poll_event()).collect()
 }
 
+/// Where SA `spi` was activated, in order, among the events `m` has.
+fn starts(m: &mut Mirror, spi: u32) -> Vec<u64> {
+    events(m)
+        .into_iter()
+        .filter_map(|e| match e {
+            MirrorEvent::Activate { spi: s, start, .. } if s == spi => Some(start),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn nothing_is_sent_before_the_bulk_sync_then_the_lease_rules() {
     let (mut a, mut b) = pair();
@@ -195,14 +206,7 @@ fn takeover_starts_past_anything_the_dead_owner_could_use() {
     assert_eq!(a.holding(), 0);
     assert_eq!(a.take_over(), 1);
     assert_eq!(a.holding(), 1, "A now runs one SA whose home is B");
-    let ev = events(&mut a);
-    let start = ev
-        .iter()
-        .find_map(|e| match e {
-            MirrorEvent::Activate { spi, start, .. } if *spi == SPI + 1 => Some(*start),
-            _ => None,
-        })
-        .unwrap();
+    let start = starts(&mut a, SPI + 1)[0];
     assert_eq!(start, stored + 1000);
     assert!(start >= b_limit, "B could use only numbers below {b_limit}");
     assert!(a.owns(SPI + 1, SaDir::Outbound));
@@ -221,14 +225,7 @@ fn esn_takeover_start(last: u64) -> (u64, u64) {
     exchange(&mut a, &mut b, 1);
     let stored = a.standby().get(0x3000, SaDir::Outbound).unwrap().value;
     a.take_over();
-    let start = events(&mut a)
-        .into_iter()
-        .find_map(|e| match e {
-            MirrorEvent::Activate { start, .. } => Some(start),
-            _ => None,
-        })
-        .unwrap();
-    (start, stored)
+    (starts(&mut a, 0x3000)[0], stored)
 }
 
 #[test]
@@ -346,16 +343,7 @@ fn after_a_failback_the_owner_runs_at_once_and_a_second_death_is_covered() {
     while let Some(f) = b.poll_transmit(20) {
         a2.handle_frame(20, &f).unwrap();
     }
-    let start = events(&mut a2)
-        .into_iter()
-        .filter_map(|e| match e {
-            MirrorEvent::Activate {
-                spi: SPI, start, ..
-            } => Some(start),
-            _ => None,
-        })
-        .next_back()
-        .unwrap();
+    let start = *starts(&mut a2, SPI).last().unwrap();
     assert!(start >= b_limit, "A starts past all B could use");
     let limit = a2.limit(SPI).unwrap();
     assert!(
@@ -369,16 +357,7 @@ fn after_a_failback_the_owner_runs_at_once_and_a_second_death_is_covered() {
     }
     a2.outbound_progress(SPI, limit - 1, 0, 0);
     assert_eq!(b.take_over(), 2, "B covers A's second death");
-    let again = events(&mut b)
-        .into_iter()
-        .filter_map(|e| match e {
-            MirrorEvent::Activate {
-                spi: SPI, start, ..
-            } => Some(start),
-            _ => None,
-        })
-        .next_back()
-        .unwrap();
+    let again = *starts(&mut b, SPI).last().unwrap();
     assert!(
         again >= limit,
         "B restarts at {again}, A went up to {limit}"
@@ -416,16 +395,7 @@ fn a_restarted_node_restarts_its_sas_past_its_earlier_life() {
     let mut a2 = node(A, 5, 1000, 10);
     assert_eq!(a2.limit(SPI), Some(0));
     exchange(&mut a2, &mut b, 10);
-    let start = events(&mut a2)
-        .into_iter()
-        .filter_map(|e| match e {
-            MirrorEvent::Activate {
-                spi: SPI, start, ..
-            } => Some(start),
-            _ => None,
-        })
-        .max()
-        .unwrap();
+    let start = starts(&mut a2, SPI).into_iter().max().unwrap();
     assert!(
         start > used,
         "restart at {start}, earlier life used up to {used}"

@@ -455,10 +455,13 @@ impl PortQueue for DpdkQueue {
         });
         // Fresh mbufs not sent (filled or not) are ours to free; those of
         // the first `sent` frames now belong to the PMD.
-        let fresh_sent = pkts[..sent]
-            .iter()
-            .filter(|p| matches!(p, Packet::Heap(_)))
-            .count();
+        let fresh_sent = match heap {
+            0 => 0,
+            _ => pkts[..sent]
+                .iter()
+                .filter(|p| matches!(p, Packet::Heap(_)))
+                .count(),
+        };
         if got && heap > fresh_sent {
             let left = &mut self.fresh[fresh_sent..];
             // SAFETY: these mbufs were never handed to the PMD.
