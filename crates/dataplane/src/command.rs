@@ -1,12 +1,17 @@
-//! Commands to the worker that owns an SA, through a lock-free ring per
-//! worker (a worker polls its ring every loop and never blocks on it): the
-//! mirror raises lease limits and moves SAs between nodes with them, the
-//! control socket will manage SAs with them.
+//! Commands to a worker, through a lock-free ring per worker (a worker
+//! polls its ring every loop and never blocks on it): the mirror raises
+//! lease limits and moves SAs between nodes with them, the control socket
+//! installs and removes SAs and asks for counters with them.
 
-use espgate_esp::Direction;
+use std::sync::mpsc::Sender;
 
-/// A change to one SA, carried out by the worker that owns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use espgate_esp::{Direction, InboundSa, OutboundSa};
+
+use crate::snapshot::WorkerSnapshot;
+
+/// A change to one SA, carried out by the worker that owns it, or a
+/// question to a worker.
+#[derive(Debug)]
 pub enum SaCommand {
     /// The outbound SA may use sequence numbers below `limit` only.
     Limit {
@@ -40,15 +45,43 @@ pub enum SaCommand {
         /// Which SA of that SPI.
         direction: Direction,
     },
+    /// Take a new outbound SA (built off the packet path); `parked`: on
+    /// standby until activated.
+    InstallOutbound {
+        /// The SA.
+        sa: Box<OutboundSa>,
+        /// Whether it starts on standby.
+        parked: bool,
+    },
+    /// Take a new inbound SA; `parked`: on standby until activated.
+    InstallInbound {
+        /// The SA.
+        sa: Box<InboundSa>,
+        /// Whether it starts on standby.
+        parked: bool,
+    },
+    /// Forget an SA (the tables no longer send it here).
+    Remove {
+        /// SPI.
+        spi: u32,
+        /// Which SA of that SPI.
+        direction: Direction,
+    },
+    /// Send the worker's counters and SAs as they are now.
+    Snapshot(Sender<WorkerSnapshot>),
 }
 
 impl SaCommand {
-    /// The SA the command is about.
-    pub fn sa(&self) -> (u32, Direction) {
+    /// The SA the command is about, if it is about one.
+    pub fn sa(&self) -> Option<(u32, Direction)> {
         match self {
-            SaCommand::Limit { spi, .. } => (*spi, Direction::Outbound),
+            SaCommand::Limit { spi, .. } => Some((*spi, Direction::Outbound)),
             SaCommand::Activate { spi, direction, .. }
-            | SaCommand::Deactivate { spi, direction } => (*spi, *direction),
+            | SaCommand::Deactivate { spi, direction }
+            | SaCommand::Remove { spi, direction } => Some((*spi, *direction)),
+            SaCommand::InstallOutbound { sa, .. } => Some((sa.spi(), Direction::Outbound)),
+            SaCommand::InstallInbound { sa, .. } => Some((sa.spi(), Direction::Inbound)),
+            SaCommand::Snapshot(_) => None,
         }
     }
 }

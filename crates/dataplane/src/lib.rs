@@ -6,6 +6,7 @@
 //! come from the configuration and from ARP; an encapsulated packet too big
 //! for the unprotected link is answered with an ICMP error.
 
+pub mod admin;
 pub mod classify;
 pub mod command;
 pub mod config;
@@ -17,7 +18,9 @@ pub mod neigh;
 pub mod node;
 pub mod prefix;
 pub mod progress;
+pub mod snapshot;
 pub mod spd;
+pub mod tables;
 pub mod testbed;
 pub mod worker;
 

@@ -8,13 +8,14 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_queue::ArrayQueue;
 use espgate_esp::Direction;
 use espgate_io::QueueStats;
-use espgate_mirror::{Mirror, MirrorEvent, MirrorStats, RejectCounters};
+use espgate_mirror::{Mirror, MirrorEvent, MirrorStats, RejectCounters, SaOverrides};
 use espgate_wire::mirror::SaDir;
 
 use crate::command::SaCommand;
@@ -144,7 +145,7 @@ pub fn unix_ms() -> u64 {
 }
 
 /// What the host or an operator tells the mirror task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Order {
     /// Take the peer's SAs over now.
     TakeOver,
@@ -152,6 +153,30 @@ pub enum Order {
     HandBack,
     /// The peer is fenced (powered off, isolated): run without leases.
     Fence,
+    /// An SA was added to the pair (its worker has it already): mirror
+    /// it, and if it runs here give it its lease limit; then say so on
+    /// `done`.
+    AddSa {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        direction: Direction,
+        /// Extended sequence numbers.
+        esn: bool,
+        /// The node it runs on while both live.
+        home: u32,
+        /// Its own interval or quantity.
+        overrides: SaOverrides,
+        /// Told once the SA's limit is on its way to the worker.
+        done: Sender<()>,
+    },
+    /// An SA was deleted from the pair: forget it.
+    RemoveSa {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        direction: Direction,
+    },
 }
 
 /// The pair as the mirror task sees it now (for the control socket).
@@ -171,6 +196,12 @@ pub struct PairStatus {
     pub frames_received: u64,
     /// Mirror frames refused.
     pub rejected: u64,
+    /// The protocol's counters.
+    pub stats: MirrorStats,
+    /// Frames refused, by reason.
+    pub rejects: RejectCounters,
+    /// Items waiting to be sent on the mirror link.
+    pub queued: usize,
 }
 
 /// What the mirror task did, gathered when the node stops.
@@ -304,6 +335,9 @@ impl Running {
             frames_sent: m.stats().frames_sent,
             frames_received: m.stats().frames_received,
             rejected: m.rejected().total(),
+            stats: m.stats(),
+            rejects: *m.rejected(),
+            queued: m.queued(),
         };
         if let Ok(mut p) = self.task.status.lock() {
             *p = s;
@@ -353,6 +387,28 @@ impl Running {
                 Order::Fence => {
                     self.task.mirror.force_unleased();
                     self.task.events.push(NodeEventKind::Fenced);
+                }
+                Order::AddSa {
+                    spi,
+                    direction,
+                    esn,
+                    home,
+                    overrides,
+                    done,
+                } => {
+                    let mirror = &mut self.task.mirror;
+                    mirror.add_sa_with(spi, sa_dir(direction), esn, home, overrides);
+                    if direction == Direction::Outbound
+                        && let Some(limit) = mirror.limit(spi)
+                    {
+                        self.pending.push_back(SaCommand::Limit { spi, limit });
+                    }
+                    self.push_pending();
+                    let _ = done.send(());
+                }
+                Order::RemoveSa { spi, direction } => {
+                    self.task.mirror.remove_sa(spi, sa_dir(direction));
+                    self.holding = self.task.mirror.holding();
                 }
             }
         }
@@ -465,8 +521,7 @@ impl Running {
     fn push_pending(&mut self) {
         while let Some(cmd) = self.pending.pop_front() {
             if let Err(cmd) = self.task.shared.command(cmd) {
-                let (spi, d) = cmd.sa();
-                if !self.known(spi, d) {
+                if !cmd.sa().is_some_and(|(spi, d)| self.known(spi, d)) {
                     continue;
                 }
                 self.pending.push_front(cmd);
@@ -476,10 +531,7 @@ impl Running {
     }
 
     fn known(&self, spi: u32, d: Direction) -> bool {
-        match d {
-            Direction::Outbound => self.task.shared.out_owner.contains_key(&spi),
-            Direction::Inbound => self.task.shared.in_owner.contains_key(&spi),
-        }
+        self.task.shared.tables.load().owners(d).contains_key(&spi)
     }
 
     fn wait_for_workers(&mut self, stop: &AtomicBool) {

@@ -8,14 +8,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
-use espgate_esp::{Backend, Direction, OutboundSa, SaCounters, Sad};
+use espgate_esp::{Backend, Direction, InboundSa, OutboundSa, SaCounters, Sad};
 use espgate_io::{BufPool, Mempool, PortQueue};
 use espgate_mirror::{Mirror, MirrorKey};
 use espgate_wire::ethernet::MacAddr;
 use rustc_hash::FxHashMap;
 
 use crate::command::SaCommand;
-use crate::config::{NodeConfig, Role};
+use crate::config::{NodeConfig, Role, SaEntry};
 use crate::counters::WorkerCounters;
 use crate::mirror_port::MirrorPort;
 use crate::mirror_task::{
@@ -24,6 +24,7 @@ use crate::mirror_task::{
 use crate::neigh::Neighbours;
 use crate::progress::{PROGRESS_DEPTH, Reporting};
 use crate::spd::{Action, Spd};
+use crate::tables::{TableCell, Tables};
 use crate::worker::{PortState, Shared, Worker, WorkerReport};
 
 /// Depth of each worker-to-worker hand-off ring.
@@ -31,7 +32,7 @@ pub const HANDOFF_DEPTH: usize = 1024;
 /// Depth of each worker's command ring.
 pub const COMMAND_DEPTH: usize = 4096;
 
-/// Why a node cannot start.
+/// Why a node cannot start, or an SA change cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// The configuration lacks the protected or unprotected port.
@@ -78,6 +79,20 @@ pub enum NodeError {
     /// A worker thread could not be started.
     #[error("cannot start worker {0}: {1}")]
     Spawn(usize, std::io::Error),
+    /// No SA with this SPI in this direction.
+    #[error("no {direction} SA {spi:#x}")]
+    UnknownSpi {
+        /// The SPI.
+        spi: u32,
+        /// Its direction.
+        direction: Direction,
+    },
+    /// A change the node cannot make now.
+    #[error("{0}")]
+    Refused(String),
+    /// The workers or the mirror task did not take a change in time.
+    #[error("{0} did not answer in time")]
+    Busy(&'static str),
     /// The mirror settings cannot work.
     #[error("mirror: {0}")]
     Mirror(String),
@@ -102,11 +117,17 @@ pub struct NodeQueues {
 /// A running node.
 pub struct RunningNode {
     name: String,
+    /// The configuration as it is now (SAs and rules changed since start
+    /// included).
+    pub(crate) cfg: NodeConfig,
+    pub(crate) backend: Backend,
+    /// SAs replaced by a rekey, with when they go.
+    pub(crate) retiring: Vec<(std::time::Instant, u32, Direction)>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<WorkerReport>>,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     mirror: Option<JoinHandle<MirrorReport>>,
-    orders: Arc<ArrayQueue<Order>>,
+    pub(crate) orders: Arc<ArrayQueue<Order>>,
     events: Arc<EventLog>,
     status: Arc<std::sync::Mutex<PairStatus>>,
 }
@@ -148,6 +169,98 @@ impl NodeReport {
     }
 }
 
+/// An SA built for its worker.
+pub(crate) enum BuiltSa {
+    /// Outbound.
+    Outbound(OutboundSa),
+    /// Inbound.
+    Inbound(InboundSa),
+}
+
+/// Builds SA `entry` of `cfg` for its worker, with its mirror reporting
+/// interval; an outbound SA that runs here under a mirror gets no sequence
+/// number until the mirror task gives it a lease.
+pub(crate) fn build_sa(
+    cfg: &NodeConfig,
+    entry: &SaEntry,
+    backend: Backend,
+) -> Result<BuiltSa, NodeError> {
+    let spi = entry.sa.spi;
+    let sa_err = |why: String| NodeError::Sa { spi, why };
+    let every = cfg.mirror.as_ref().map_or(0, |m| {
+        let default = match entry.sa.direction {
+            Direction::Outbound => m.protocol.interval,
+            Direction::Inbound => m.protocol.inbound_interval,
+        };
+        entry.mirror.interval.unwrap_or(default).max(1)
+    });
+    Ok(match entry.sa.direction {
+        Direction::Outbound => {
+            let mut sa = OutboundSa::new(&entry.sa, backend).map_err(|e| sa_err(e.to_string()))?;
+            if cfg.mirror.is_some() && cfg.is_home(entry) {
+                sa.set_limit(0);
+            }
+            sa.set_report_every(every);
+            BuiltSa::Outbound(sa)
+        }
+        Direction::Inbound => {
+            let mut sa = InboundSa::new(&entry.sa, backend).map_err(|e| sa_err(e.to_string()))?;
+            sa.set_report_every(every);
+            BuiltSa::Inbound(sa)
+        }
+    })
+}
+
+/// Checks the SAs and rules of `cfg` against each other, the workers and
+/// the mirror: owners exist, SPIs are unique in each direction, replay
+/// windows fit mirror frames, protect rules name configured SAs.
+pub(crate) fn check_sas(cfg: &NodeConfig) -> Result<(), NodeError> {
+    let n = cfg.workers.count.max(1);
+    let mut seen = std::collections::HashSet::new();
+    for entry in &cfg.sas {
+        let spi = entry.sa.spi;
+        let owner = cfg.owner(entry);
+        if owner >= n {
+            return Err(NodeError::Worker {
+                spi,
+                worker: owner,
+                count: n,
+            });
+        }
+        if let Some(m) = &cfg.mirror
+            && entry.sa.direction == Direction::Inbound
+            && crate::progress::inbound_frame_len(entry.sa.replay_window) > m.protocol.max_frame
+        {
+            return Err(NodeError::Mirror(format!(
+                "sa {spi:#x}: a replay window of {} does not fit mirror frames of {} bytes",
+                entry.sa.replay_window, m.protocol.max_frame
+            )));
+        }
+        if !seen.insert((spi, entry.sa.direction)) {
+            return Err(NodeError::Sa {
+                spi,
+                why: format!("duplicate {} SPI", entry.sa.direction),
+            });
+        }
+    }
+    for (rule, r) in cfg.spd.iter().enumerate() {
+        if let Action::Protect(spi) = r.action {
+            let direction = match r.direction {
+                crate::spd::PolicyDirection::Out => Direction::Outbound,
+                crate::spd::PolicyDirection::In => Direction::Inbound,
+            };
+            if !seen.contains(&(spi, direction)) {
+                return Err(NodeError::UnknownSa {
+                    rule,
+                    spi,
+                    direction,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Builds the workers and starts their threads.
 pub fn start(
     cfg: &NodeConfig,
@@ -183,6 +296,7 @@ pub fn start(
         }
         None => None,
     };
+    check_sas(cfg)?;
     let mut parked: Vec<Vec<(u32, Direction)>> = vec![Vec::new(); n];
     let mut outbound: Vec<FxHashMap<u32, OutboundSa>> =
         (0..n).map(|_| FxHashMap::default()).collect();
@@ -193,78 +307,35 @@ pub fn start(
     for entry in &cfg.sas {
         let spi = entry.sa.spi;
         let owner = cfg.owner(entry);
-        if owner >= n {
-            return Err(NodeError::Worker {
-                spi,
-                worker: owner,
-                count: n,
-            });
-        }
-        let sa_err = |why: String| NodeError::Sa { spi, why };
-        let home = cfg.is_home(entry);
-        let dir = sa_dir(entry.sa.direction);
-        if let Some(m) = &cfg.mirror
-            && entry.sa.direction == Direction::Inbound
-            && crate::progress::inbound_frame_len(entry.sa.replay_window) > m.protocol.max_frame
-        {
-            return Err(NodeError::Mirror(format!(
-                "sa {spi:#x}: a replay window of {} does not fit mirror frames of {} bytes",
-                entry.sa.replay_window, m.protocol.max_frame
-            )));
-        }
-        let mut every = 0;
         if let (Some(m), Some(s)) = (mirror.as_mut(), cfg.mirror.as_ref()) {
             let node = entry.home.unwrap_or(s.protocol.node);
-            m.add_sa_with(spi, dir, entry.sa.esn, node, entry.mirror);
-            every = m.interval_of(spi, dir);
-            if !home {
+            m.add_sa_with(
+                spi,
+                sa_dir(entry.sa.direction),
+                entry.sa.esn,
+                node,
+                entry.mirror,
+            );
+            if !cfg.is_home(entry) {
                 parked[owner].push((spi, entry.sa.direction));
             }
         }
-        match entry.sa.direction {
-            Direction::Outbound => {
-                let mut sa =
-                    OutboundSa::new(&entry.sa, backend).map_err(|e| sa_err(e.to_string()))?;
-                if mirror.is_some() && home {
-                    // Nothing until the peer's bulk sync says how far it went.
-                    sa.set_limit(0);
-                }
-                sa.set_report_every(every);
-                if out_owner.insert(spi, owner).is_some() {
-                    return Err(sa_err("duplicate outbound SPI".into()));
-                }
+        match build_sa(cfg, entry, backend)? {
+            BuiltSa::Outbound(sa) => {
+                out_owner.insert(spi, owner);
                 outbound[owner].insert(spi, sa);
             }
-            Direction::Inbound => {
-                sads[owner]
-                    .insert(&entry.sa, backend)
-                    .map_err(|e| sa_err(e.to_string()))?;
-                if let Some(sa) = sads[owner].get_mut(spi) {
-                    sa.set_report_every(every);
-                }
-                if in_owner.insert(spi, owner).is_some() {
-                    return Err(sa_err("duplicate inbound SPI".into()));
-                }
+            BuiltSa::Inbound(sa) => {
+                in_owner.insert(spi, owner);
                 if let Some(e) = entry.sa.udp_encap
                     && !encap_ports.contains(&e.dst_port)
                 {
                     encap_ports.push(e.dst_port);
                 }
-            }
-        }
-    }
-    for (rule, r) in cfg.spd.iter().enumerate() {
-        if let Action::Protect(spi) = r.action {
-            let (map, direction) = match r.direction {
-                crate::spd::PolicyDirection::Out => (&out_owner, Direction::Outbound),
-                crate::spd::PolicyDirection::In => (&in_owner, Direction::Inbound),
-            };
-            if !map.contains_key(&spi) {
-                return Err(NodeError::UnknownSa {
-                    rule,
+                sads[owner].add(sa).map_err(|e| NodeError::Sa {
                     spi,
-                    direction,
-                });
+                    why: e.to_string(),
+                })?;
             }
         }
     }
@@ -280,10 +351,13 @@ pub fn start(
         peer_addresses[i].push(*ip);
     }
     let shared = Arc::new(Shared {
-        spd: Spd::new(cfg.spd.clone()),
-        out_owner,
-        in_owner,
-        encap_ports,
+        tables: TableCell::new(Tables {
+            spd: Spd::new(cfg.spd.clone()),
+            out_owner,
+            in_owner,
+            encap_ports,
+            successor: FxHashMap::default(),
+        }),
         neighbours: Neighbours::new(cfg.neighbours.iter().map(|nb| (nb.ip, nb.mac))),
         handoff: (0..n)
             .map(|_| {
@@ -386,6 +460,9 @@ pub fn start(
     };
     Ok(RunningNode {
         name: cfg.name.clone(),
+        cfg: cfg.clone(),
+        backend,
+        retiring: Vec::new(),
         stop,
         threads,
         shared,
@@ -419,6 +496,16 @@ impl RunningNode {
     /// or too many orders wait.
     pub fn order(&self, order: Order) -> bool {
         self.mirror.is_some() && self.orders.push(order).is_ok()
+    }
+
+    /// Whether the node mirrors its SAs to a peer.
+    pub fn mirrored(&self) -> bool {
+        self.mirror.is_some()
+    }
+
+    /// The configuration as it is now.
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
     }
 
     /// The pair's state now; `None` for a node without a mirror.

@@ -30,7 +30,9 @@ use crate::icmp;
 use crate::neigh::{ArpOutcome, Neighbours, announcement, handle_arp, request, write_arp};
 use crate::prefix::Prefix;
 use crate::progress::{Progress, Reporting, STALL_REPORT_EVERY};
-use crate::spd::{Action, PolicyDirection, Selectors, Spd};
+use crate::snapshot::{SaSnapshot, WorkerSnapshot};
+use crate::spd::{Action, PolicyDirection, Selectors};
+use crate::tables::{TableCell, Tables};
 
 /// A frame on its way to the worker that owns its SA.
 pub struct Handoff {
@@ -40,16 +42,10 @@ pub struct Handoff {
     pub from: Role,
 }
 
-/// What every worker shares, read-only.
+/// What every worker shares.
 pub struct Shared {
-    /// Policy.
-    pub spd: Spd,
-    /// Outbound SPI → owning worker.
-    pub out_owner: FxHashMap<u32, usize>,
-    /// Inbound SPI → owning worker.
-    pub in_owner: FxHashMap<u32, usize>,
-    /// UDP ports that carry ESP to this node.
-    pub encap_ports: Vec<u16>,
+    /// Policy, SA owners and ESP-in-UDP ports, replaced whole on SA changes.
+    pub tables: TableCell,
     /// Neighbours.
     pub neighbours: Neighbours,
     /// `handoff[from][to]`: the ring from one worker to another.
@@ -70,13 +66,21 @@ impl Shared {
     /// Sends a command to the worker that owns its SA; gives it back if
     /// the SA is unknown or that worker's ring is full (never blocks).
     pub fn command(&self, cmd: SaCommand) -> Result<(), SaCommand> {
-        let (spi, direction) = cmd.sa();
-        let owners = match direction {
-            Direction::Outbound => &self.out_owner,
-            Direction::Inbound => &self.in_owner,
+        let Some((spi, direction)) = cmd.sa() else {
+            return Err(cmd);
         };
-        match owners.get(&spi) {
-            Some(&w) => self.commands[w].push(cmd),
+        let owner = self.tables.load().owners(direction).get(&spi).copied();
+        match owner {
+            Some(w) => self.commands[w].push(cmd),
+            None => Err(cmd),
+        }
+    }
+
+    /// Sends a command to worker `worker`; gives it back if there is no
+    /// such worker or its ring is full.
+    pub fn command_to(&self, worker: usize, cmd: SaCommand) -> Result<(), SaCommand> {
+        match self.commands.get(worker) {
+            Some(ring) => ring.push(cmd),
             None => Err(cmd),
         }
     }
@@ -133,6 +137,9 @@ pub struct Worker {
     pub id: usize,
     /// Shared tables.
     pub shared: Arc<Shared>,
+    /// The version of the shared tables this worker uses, and its number.
+    tables: Arc<Tables>,
+    tables_generation: u64,
     /// Protected port (index 0) and unprotected port (index 1).
     pub ports: [PortState; 2],
     /// Outbound SAs this worker owns.
@@ -146,6 +153,7 @@ pub struct Worker {
     /// Upper bound of the idle sleep (0: busy-poll).
     pub idle_sleep: Duration,
     counters: WorkerCounters,
+    burst_ns: Histogram<u64>,
     arp_asked: HashMap<IpAddr, Instant>,
     /// This worker's copy of the neighbours it uses, and the table's
     /// generation it was taken at.
@@ -209,6 +217,8 @@ impl Worker {
         let addresses = [vec![ports[0].address], vec![ports[1].address]];
         Worker {
             id,
+            tables: shared.tables.load(),
+            tables_generation: shared.tables.generation(),
             shared,
             ports,
             outbound,
@@ -217,6 +227,7 @@ impl Worker {
             burst: burst.max(1),
             idle_sleep,
             counters: WorkerCounters::default(),
+            burst_ns: Histogram::new(3).expect("histogram"),
             arp_asked: HashMap::new(),
             neigh_cache: FxHashMap::default(),
             neigh_generation: 0,
@@ -288,13 +299,13 @@ impl Worker {
 
     /// Runs until `stop` is set, then reports.
     pub fn run(mut self, stop: &AtomicBool) -> WorkerReport {
-        let mut hist = Histogram::<u64>::new(3).expect("histogram");
         let mut rx: Vec<Packet> = Vec::with_capacity(self.burst);
         let mut verdicts: Vec<Verdict> = Vec::with_capacity(self.burst);
         let mut idle_rounds = 0u32;
         let mut bursts = 0u64;
         loop {
             let mut work = 0;
+            self.reload_tables();
             for role in [Role::Protected, Role::Unprotected] {
                 let n = self.ports[side(role)]
                     .queue
@@ -324,7 +335,7 @@ impl Worker {
                     }
                 }
                 if let Some(t0) = t0 {
-                    let _ = hist.record(t0.elapsed().as_nanos() as u64);
+                    let _ = self.burst_ns.record(t0.elapsed().as_nanos() as u64);
                 }
             }
             work += self.poll_handoffs();
@@ -369,7 +380,55 @@ impl Worker {
                 .iter()
                 .map(|p| (p.queue.info().name.clone(), p.queue.stats()))
                 .collect(),
-            burst_ns: hist,
+            burst_ns: self.burst_ns,
+        }
+    }
+
+    /// Takes the shared tables' new version, if there is one.
+    #[inline]
+    fn reload_tables(&mut self) {
+        let generation = self.shared.tables.generation();
+        if generation != self.tables_generation {
+            self.tables = self.shared.tables.load();
+            self.tables_generation = generation;
+            self.last_sa = None;
+        }
+    }
+
+    /// This worker's counters and SAs now.
+    pub fn snapshot(&self) -> WorkerSnapshot {
+        let active = |spi: u32, d: Direction| !self.standby.contains(&(spi, d));
+        let outbound = self.outbound.values().map(|sa| SaSnapshot {
+            spi: sa.spi(),
+            direction: Direction::Outbound,
+            worker: self.id,
+            active: active(sa.spi(), Direction::Outbound),
+            seq: sa.seq(),
+            limit: Some(sa.limit()),
+            counters: *sa.counters(),
+            lifetime: sa.lifetime(),
+        });
+        let inbound = self.sad.iter().map(|sa| SaSnapshot {
+            spi: sa.spi(),
+            direction: Direction::Inbound,
+            worker: self.id,
+            active: active(sa.spi(), Direction::Inbound),
+            seq: sa.window().top(),
+            limit: None,
+            counters: *sa.counters(),
+            lifetime: sa.lifetime(),
+        });
+        WorkerSnapshot {
+            id: self.id,
+            counters: self.counters,
+            queues: self
+                .ports
+                .iter()
+                .map(|p| (p.queue.info().name.clone(), p.queue.stats()))
+                .collect(),
+            sad_drops: *self.sad.drops(),
+            burst_ns: self.burst_ns.clone(),
+            sas: outbound.chain(inbound).collect(),
         }
     }
 
@@ -431,6 +490,31 @@ impl Worker {
                 SaCommand::Deactivate { spi, direction } => {
                     self.standby.insert((spi, direction));
                 }
+                SaCommand::InstallOutbound { sa, parked } => {
+                    let spi = sa.spi();
+                    if parked {
+                        self.standby.insert((spi, Direction::Outbound));
+                    }
+                    self.outbound.insert(spi, *sa);
+                }
+                SaCommand::InstallInbound { sa, parked } => {
+                    let spi = sa.spi();
+                    if parked {
+                        self.standby.insert((spi, Direction::Inbound));
+                    }
+                    // The caller checked the SPI is free.
+                    let _ = self.sad.add(*sa);
+                }
+                SaCommand::Remove { spi, direction } => {
+                    match direction {
+                        Direction::Outbound => drop(self.outbound.remove(&spi)),
+                        Direction::Inbound => drop(self.sad.remove(spi)),
+                    }
+                    self.standby.remove(&(spi, direction));
+                }
+                SaCommand::Snapshot(reply) => {
+                    let _ = reply.send(self.snapshot());
+                }
             }
         }
         n
@@ -470,11 +554,12 @@ impl Worker {
     fn claim(&self, spi: u32, direction: Direction, from: Role, fresh: bool) -> Option<Verdict> {
         // One worker owns everything: no lookup.
         if fresh && self.shared.handoff.len() > 1 {
-            let owners = match direction {
-                Direction::Outbound => &self.shared.out_owner,
-                Direction::Inbound => &self.shared.in_owner,
-            };
-            let owner = owners.get(&spi).copied().unwrap_or(self.id);
+            let owner = self
+                .tables
+                .owners(direction)
+                .get(&spi)
+                .copied()
+                .unwrap_or(self.id);
             if owner != self.id {
                 return Some(Verdict::HandOff(owner as u8, from));
             }
@@ -567,7 +652,7 @@ impl Worker {
         if self.addresses[0].contains(&sel.dst) {
             return Verdict::Drop(NodeDrop::Local);
         }
-        match self.shared.spd.lookup(PolicyDirection::Out, &sel) {
+        match self.tables.spd.lookup(PolicyDirection::Out, &sel) {
             Action::Protect(spi) => {
                 if let Some(v) = self.claim(spi, Direction::Outbound, Role::Protected, fresh) {
                     return v;
@@ -588,7 +673,7 @@ impl Worker {
         if let Some(spi) = esp_spi(
             &buf.data()[hdr_len..],
             &self.addresses[1],
-            &self.shared.encap_ports,
+            &self.tables.encap_ports,
         ) {
             if let Some(v) = self.claim(spi, Direction::Inbound, Role::Unprotected, fresh) {
                 return v;
@@ -607,7 +692,7 @@ impl Worker {
                 NodeDrop::Local
             });
         }
-        match self.shared.spd.lookup(PolicyDirection::In, &sel) {
+        match self.tables.spd.lookup(PolicyDirection::In, &sel) {
             Action::Bypass => {
                 buf.adj(hdr_len).expect("header present");
                 self.counters.bypassed += 1;
@@ -696,8 +781,7 @@ impl Worker {
             Ok(Inbound::Ike | Inbound::NatKeepalive) => return Verdict::Drop(NodeDrop::Ike),
             Err(_) => return Verdict::Drop(NodeDrop::Esp),
         };
-        let sel = Selectors::of(buf.data())
-            .filter(|sel| self.shared.spd.lookup(PolicyDirection::In, sel) == Action::Protect(spi));
+        let sel = Selectors::of(buf.data()).filter(|sel| self.tables.admits(spi, sel));
         let Some(sel) = sel else {
             return Verdict::Drop(NodeDrop::PolicyMismatch);
         };

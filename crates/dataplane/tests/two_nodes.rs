@@ -492,3 +492,173 @@ fn commands_park_move_stall_and_restore_sas() {
     assert_eq!(rb.inbound()[&0x100].1, 5000);
     assert_eq!(ra.totals().commands, 4);
 }
+
+/// Sends `n` datagrams from A to B numbered from `first`.
+fn burst_a_to_b(r: &mut Rig, first: u32, n: u32) {
+    for k in first..first + n {
+        assert!(r.host_a.send_udp(r.host_b.ip, 7, 9, &k.to_be_bytes()));
+    }
+}
+
+fn sa_config(spi: u32, direction: Direction, from: &Side, to: &Side) -> SaConfig {
+    let tunnel = Tunnel {
+        src: from.wan_addr.parse().unwrap(),
+        dst: to.wan_addr.parse().unwrap(),
+    };
+    SaConfig::new(spi, direction, tunnel, AeadAlgorithm::Aes128Gcm, key(spi))
+}
+
+/// Packets each SA of `node` carried, by (SPI, direction).
+fn carried(node: &espgate_dataplane::RunningNode) -> Vec<(u32, Direction, u64)> {
+    let mut v: Vec<_> = node
+        .snapshot()
+        .unwrap()
+        .iter()
+        .flat_map(|w| {
+            w.sas
+                .iter()
+                .map(|s| (s.spi, s.direction, s.counters.packets))
+        })
+        .collect();
+    v.sort_by_key(|(spi, d, _)| (*spi, *d == Direction::Inbound));
+    v
+}
+
+#[test]
+fn rekey_under_traffic_loses_nothing_then_delete_and_add() {
+    let mut r = rig(2, false);
+    warm_up(&mut r.host_a, &mut r.host_b, 7);
+    let warm = carried(&r.a)
+        .iter()
+        .find(|(spi, d, _)| (*spi, *d) == (0x100, Direction::Outbound))
+        .unwrap()
+        .2;
+    let grace = Duration::from_millis(300);
+    // B first takes the new inbound SA (the old one stays), then A moves
+    // its traffic to the new outbound SA; packets are in flight at each
+    // step.
+    burst_a_to_b(&mut r, 0, 300);
+    r.b.rekey(
+        0x100,
+        Direction::Inbound,
+        sa_config(0x180, Direction::Inbound, &A, &B),
+        grace,
+    )
+    .unwrap();
+    burst_a_to_b(&mut r, 300, 300);
+    r.a.rekey(
+        0x100,
+        Direction::Outbound,
+        sa_config(0x180, Direction::Outbound, &A, &B),
+        grace,
+    )
+    .unwrap();
+    burst_a_to_b(&mut r, 600, 300);
+    let got = collect(&mut r.host_b, 900);
+    let mut numbers: Vec<u32> = got
+        .iter()
+        .map(|ip| u32::from_be_bytes(udp_payload(ip).3[..4].try_into().unwrap()))
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(
+        numbers,
+        (0..900).collect::<Vec<u32>>(),
+        "nothing lost or repeated"
+    );
+    // Both SAs carried part of it, and together all of it.
+    let a = carried(&r.a);
+    let out = |spi| {
+        a.iter()
+            .find(|(s, d, _)| (*s, *d) == (spi, Direction::Outbound))
+            .map(|e| e.2)
+    };
+    let (old, new) = (out(0x100).unwrap() - warm, out(0x180).unwrap());
+    assert!(old > 0 && new > 0, "old {old}, new {new}");
+    assert_eq!(old + new, 900);
+    // A second rekey of an SA being replaced, or of an unknown one, is
+    // refused and changes nothing.
+    assert!(
+        r.a.rekey(
+            0x100,
+            Direction::Outbound,
+            sa_config(0x190, Direction::Outbound, &A, &B),
+            grace
+        )
+        .is_err()
+    );
+    assert!(
+        r.a.rekey(
+            0x555,
+            Direction::Outbound,
+            sa_config(0x191, Direction::Outbound, &A, &B),
+            grace
+        )
+        .is_err()
+    );
+    // After the grace period the old SAs go.
+    std::thread::sleep(grace);
+    let now = std::time::Instant::now();
+    assert_eq!(r.a.retire_due(now), vec![(0x100, Direction::Outbound)]);
+    assert_eq!(r.b.retire_due(now), vec![(0x100, Direction::Inbound)]);
+    assert!(
+        carried(&r.a)
+            .iter()
+            .all(|(s, d, _)| (*s, *d) != (0x100, Direction::Outbound))
+    );
+    assert!(
+        carried(&r.b)
+            .iter()
+            .all(|(s, d, _)| (*s, *d) != (0x100, Direction::Inbound))
+    );
+    assert_eq!(a_to_b(&mut r, 20, 20), 20, "the new SAs carry on alone");
+    // Deleted with its rule: A's traffic to B has no policy left.
+    r.a.delete_sa(0x180, Direction::Outbound).unwrap();
+    assert!(r.a.delete_sa(0x180, Direction::Outbound).is_err());
+    assert_eq!(a_to_b(&mut r, 5, 0), 0);
+    // Added back with a rule: it flows again, numbered from 1.
+    let entry = SaEntry {
+        sa: sa_config(0x1a0, Direction::Outbound, &A, &B),
+        worker: Some(1),
+        home: None,
+        mirror: Default::default(),
+    };
+    let rule = SpdRule {
+        direction: PolicyDirection::Out,
+        src: A.lan.parse().unwrap(),
+        dst: B.lan.parse().unwrap(),
+        protocol: None,
+        sport: (0, u16::MAX),
+        dport: (0, u16::MAX),
+        action: Action::Protect(0x1a0),
+    };
+    // A rule naming an SA that does not exist is refused whole.
+    let mut bad = rule.clone();
+    bad.action = Action::Protect(0x1a1);
+    assert!(
+        r.a.add_sas(vec![entry.clone()], vec![rule.clone(), bad], None)
+            .is_err()
+    );
+    assert!(carried(&r.a).iter().all(|(s, _, _)| *s != 0x1a0));
+    let entry_in = SaEntry {
+        sa: sa_config(0x1a0, Direction::Inbound, &A, &B),
+        worker: None,
+        home: None,
+        mirror: Default::default(),
+    };
+    r.b.add_sas(vec![entry_in], vec![], None).unwrap();
+    let in_rule = SpdRule {
+        direction: PolicyDirection::In,
+        src: A.lan.parse().unwrap(),
+        dst: B.lan.parse().unwrap(),
+        action: Action::Protect(0x1a0),
+        ..rule.clone()
+    };
+    // B's rule goes first: it wins over the one naming 0x180.
+    r.b.add_sas(vec![], vec![in_rule], Some(0)).unwrap();
+    r.a.add_sas(vec![entry], vec![rule], None).unwrap();
+    assert_eq!(a_to_b(&mut r, 10, 10), 10);
+    let a = carried(&r.a);
+    assert!(a.contains(&(0x1a0, Direction::Outbound, 10)), "{a:?}");
+    r.a.stop();
+    r.b.stop();
+}

@@ -20,7 +20,7 @@ use crate::cipher::{EspCipher, IV_LEN};
 use crate::counters::{DropCounters, DropReason, SaCounters};
 use crate::error::EspError;
 use crate::inner;
-use crate::lifetime::{LifetimeState, SaEvent};
+use crate::lifetime::{Lifetime, LifetimeState, SaEvent};
 use crate::replay::{ReplayError, ReplayWindow};
 use crate::sa::{Direction, SaConfig, SaError, UdpEncap};
 
@@ -77,6 +77,11 @@ impl InboundSa {
     /// The SPI.
     pub fn spi(&self) -> u32 {
         self.spi
+    }
+
+    /// Its lifetime limits.
+    pub fn lifetime(&self) -> Lifetime {
+        self.lifetime.limits()
     }
 
     /// The replay window.
@@ -291,14 +296,33 @@ impl Sad {
             spi: cfg.spi,
             source,
         })?;
-        if let Some(e) = cfg.udp_encap
+        self.add(sa)
+    }
+
+    /// Adds an inbound SA built already (off the packet path).
+    pub fn add(&mut self, sa: InboundSa) -> Result<(), SadError> {
+        if self.by_spi.contains_key(&sa.spi) {
+            return Err(SadError::DuplicateSpi(sa.spi));
+        }
+        if let Some(e) = sa.encap
             && !self.encap_ports.contains(&e.dst_port)
         {
             self.encap_ports.push(e.dst_port);
         }
-        self.by_spi.insert(cfg.spi, self.sas.len());
+        self.by_spi.insert(sa.spi, self.sas.len());
         self.sas.push(sa);
         Ok(())
+    }
+
+    /// Takes the SA with this SPI out of the SAD. Its UDP port stays
+    /// listed: another SA may share it, and one unused port costs nothing.
+    pub fn remove(&mut self, spi: u32) -> Option<InboundSa> {
+        let i = self.by_spi.remove(&spi)?;
+        let sa = self.sas.swap_remove(i);
+        if let Some(moved) = self.sas.get(i) {
+            self.by_spi.insert(moved.spi, i);
+        }
+        Some(sa)
     }
 
     /// The SA with this SPI.

@@ -50,6 +50,11 @@ impl LifetimeState {
         }
     }
 
+    /// The limits.
+    pub(crate) fn limits(&self) -> Lifetime {
+        self.limits
+    }
+
     /// Whether the SA may process one more packet, given what it has already
     /// processed. The first refusal raises [`SaEvent::HardLifetime`].
     #[inline]

@@ -18,7 +18,7 @@ use crate::cipher::{EspCipher, IV_LEN};
 use crate::counters::{DropReason, SaCounters};
 use crate::error::EspError;
 use crate::inner::{self, Inner};
-use crate::lifetime::{LifetimeState, SaEvent};
+use crate::lifetime::{Lifetime, LifetimeState, SaEvent};
 use crate::sa::{Direction, SaConfig, SaError, Tunnel, UdpEncap};
 
 /// An outbound SA: its key, its sequence counter, lifetimes and counters.
@@ -77,6 +77,11 @@ impl OutboundSa {
     /// The SPI.
     pub fn spi(&self) -> u32 {
         self.spi
+    }
+
+    /// Its lifetime limits.
+    pub fn lifetime(&self) -> Lifetime {
+        self.lifetime.limits()
     }
 
     /// The last sequence number used (0: none yet).

@@ -366,3 +366,30 @@ fn sad_refuses_duplicates_and_outbound_definitions() {
     ));
     assert_eq!(sad.len(), 1);
 }
+
+#[test]
+fn a_removed_sa_is_unknown_and_the_others_still_decapsulate() {
+    let mut sad = Sad::new();
+    let mut outs = Vec::new();
+    for spi in [0x500, 0x501, 0x502] {
+        let (o, i) = pair(spi, AeadAlgorithm::Aes128Gcm, false, false, false);
+        sad.insert(&i, Backend::DEFAULT).unwrap();
+        outs.push(OutboundSa::new(&o, Backend::DEFAULT).unwrap());
+    }
+    // The first SA goes: the last one takes its slot in the SAD.
+    let gone = sad.remove(0x500).expect("present");
+    assert_eq!(gone.spi(), 0x500);
+    assert!(sad.remove(0x500).is_none());
+    assert_eq!(sad.len(), 2);
+    let mut b = buf(&inner_udp(false, b"x"));
+    outs[0].encapsulate(&mut b).unwrap();
+    assert_eq!(reason(&mut sad, b.data()), DropReason::UnknownSpi);
+    for out in &mut outs[1..] {
+        still_works(out, &mut sad);
+    }
+    // Put back, it decapsulates again.
+    sad.add(gone).unwrap();
+    still_works(&mut outs[0], &mut sad);
+    let (_, dup) = pair(0x501, AeadAlgorithm::Aes128Gcm, false, false, false);
+    assert!(sad.insert(&dup, Backend::DEFAULT).is_err());
+}

@@ -534,6 +534,30 @@ impl Mirror {
         }
     }
 
+    /// Forgets an SA of the pair (deleted by the host on both nodes):
+    /// nothing more is sent about it, and the peer's records of it are
+    /// ignored from now on. Returns whether it was known.
+    pub fn remove_sa(&mut self, spi: u32, dir: SaDir) -> bool {
+        let key = (spi, dir);
+        let known = self.pair.remove(&key).is_some();
+        match dir {
+            SaDir::Outbound => {
+                self.outbound.remove(&spi);
+                self.acks.remove(&spi);
+            }
+            SaDir::Inbound => {
+                self.inbound.remove(&spi);
+            }
+        }
+        if self.queued.remove(&key) {
+            self.due.retain(|d| *d != Due::Owned(spi, dir));
+        }
+        self.standby.remove(spi, dir);
+        self.ownership_out.remove(&key);
+        self.unconfirmed.remove(&key);
+        known
+    }
+
     /// Starts owning an SA at `start` (outbound: next sequence number, with
     /// `acked` the value the peer stores for it; inbound: window top).
     fn own(&mut self, spi: u32, dir: SaDir, start: u64, acked: u64, bitmap: Vec<u64>) {
@@ -999,6 +1023,11 @@ impl Mirror {
             match r {
                 MirrorRecord::SaState(s) if s.copy => {
                     self.recover(s.spi, s.dir, s.value, &s.bitmap)
+                }
+                MirrorRecord::SaState(s) if !self.pair.contains_key(&(s.spi, s.dir)) => {
+                    // Not an SA of this pair (deleted here first, or never
+                    // configured): nothing to keep.
+                    self.stats.records_ignored += 1;
                 }
                 MirrorRecord::SaState(s) => {
                     let peers = self

@@ -81,6 +81,11 @@ impl StandbyTable {
         *e != before
     }
 
+    /// Forgets an SA (deleted from the pair).
+    pub fn remove(&mut self, spi: u32, dir: SaDir) -> Option<Standby> {
+        self.sas.remove(&(spi, dir))
+    }
+
     /// What the table holds for an SA.
     pub fn get(&self, spi: u32, dir: SaDir) -> Option<&Standby> {
         self.sas.get(&(spi, dir))

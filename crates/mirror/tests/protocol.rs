@@ -471,6 +471,45 @@ fn a_bulk_sync_with_a_frame_lost_is_asked_for_again_before_anything_restarts() {
 }
 
 #[test]
+fn an_sa_added_while_the_pair_runs_is_leased_at_once_and_a_removed_one_is_forgotten() {
+    let (mut a, mut b) = pair();
+    exchange(&mut a, &mut b, 0);
+    events(&mut a);
+    // The host adds a new SA (home A) to both nodes while they run.
+    const NEW: u32 = 0x3000;
+    a.add_sa(NEW, SaDir::Outbound, false, A);
+    b.add_sa(NEW, SaDir::Outbound, false, A);
+    assert!(a.owns(NEW, SaDir::Outbound) && !b.owns(NEW, SaDir::Outbound));
+    // No takeover jump for 32-bit SAs here, so no slack: the new SA waits
+    // for its first lease to be acknowledged, one exchange away.
+    assert_eq!(a.limit(NEW), Some(0));
+    exchange(&mut a, &mut b, 1);
+    assert_eq!(a.limit(NEW), Some(400));
+    assert!(events(&mut a).contains(&MirrorEvent::LimitRaised {
+        spi: NEW,
+        limit: 400
+    }));
+    a.outbound_progress(NEW, 150, 15_000, 150);
+    exchange(&mut a, &mut b, 2);
+    assert_eq!(b.standby().get(NEW, SaDir::Outbound).unwrap().value, 550);
+    assert!(a.limit(NEW) >= Some(550));
+    // Removed from A first: B's records of it are ignored, nothing of it
+    // is stored or sent again.
+    assert!(a.remove_sa(NEW, SaDir::Outbound));
+    assert!(!a.remove_sa(NEW, SaDir::Outbound));
+    assert_eq!(a.limit(NEW), None);
+    assert!(b.remove_sa(NEW, SaDir::Outbound));
+    assert!(b.standby().get(NEW, SaDir::Outbound).is_none());
+    exchange(&mut a, &mut b, 60);
+    assert!(a.standby().get(NEW, SaDir::Outbound).is_none());
+    assert!(b.standby().get(NEW, SaDir::Outbound).is_none());
+    // The others go on: A's SA is still leased by B.
+    a.outbound_progress(SPI, 250, 25_000, 250);
+    exchange(&mut a, &mut b, 120);
+    assert_eq!(b.standby().get(SPI, SaDir::Outbound).unwrap().value, 650);
+}
+
+#[test]
 fn an_sa_may_have_its_own_interval_and_quantity() {
     let mut a = Mirror::new(cfg(A, B, 0), key(), 1, 0);
     let mut b = Mirror::new(cfg(B, A, 0), key(), 2, 0);

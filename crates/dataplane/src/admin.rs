@@ -1,0 +1,313 @@
+//! Changing a running node's SAs (the control socket's `sa_add`,
+//! `sa_del`, `sa_rekey`) and reading its counters (`stats`, `sa_list`).
+//!
+//! A change never stops the workers. An SA is built off the packet path
+//! and handed to its worker through the command ring; the shared tables
+//! (policy, owners) are then replaced whole, so each burst sees the old
+//! tables or the new ones, never a mix. The order makes every step safe
+//! under traffic:
+//!
+//! - add: the worker takes the SA; the owner maps name it; the mirror task
+//!   registers it and, if it runs here, gives it its lease limit; only then
+//!   do the new rules send packets to it.
+//! - rekey (make-before-break): the new SA is added as above; one table
+//!   change moves every rule that named the old SA to the new one. An
+//!   inbound old SA keeps decrypting what is still in flight (its packets
+//!   pass the rules that now name its successor) until its grace period
+//!   ends; then it is deleted, like the old outbound one, which no rule
+//!   names any more.
+//! - delete: the tables forget the SA and its rules first, then its worker
+//!   and the mirror do.
+
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+use espgate_esp::{Direction, SaConfig};
+
+use crate::command::SaCommand;
+use crate::config::SaEntry;
+use crate::mirror_task::Order;
+use crate::node::{BuiltSa, NodeError, RunningNode, build_sa, check_sas};
+use crate::snapshot::WorkerSnapshot;
+use crate::spd::{Action, PolicyDirection, SpdRule};
+use crate::tables::Tables;
+
+/// How long a change waits for the workers and the mirror task.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// The rule direction that names SAs of `direction`.
+fn rule_direction(direction: Direction) -> PolicyDirection {
+    match direction {
+        Direction::Outbound => PolicyDirection::Out,
+        Direction::Inbound => PolicyDirection::In,
+    }
+}
+
+/// Whether rule `r` protects with SA (`spi`, `direction`).
+fn names(r: &SpdRule, spi: u32, direction: Direction) -> bool {
+    r.direction == rule_direction(direction) && r.action == Action::Protect(spi)
+}
+
+impl RunningNode {
+    /// Every worker's counters and SAs now.
+    pub fn snapshot(&self) -> Result<Vec<WorkerSnapshot>, NodeError> {
+        let workers = self.shared.commands.len();
+        let (tx, rx) = channel();
+        for w in 0..workers {
+            self.send_to(w, SaCommand::Snapshot(tx.clone()))?;
+        }
+        drop(tx);
+        let deadline = Instant::now() + SETTLE;
+        let mut out = Vec::with_capacity(workers);
+        while out.len() < workers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            out.push(
+                rx.recv_timeout(left)
+                    .map_err(|_| NodeError::Busy("a worker"))?,
+            );
+        }
+        out.sort_by_key(|s| s.id);
+        Ok(out)
+    }
+
+    /// SAs replaced by a rekey and not yet gone, with the time left.
+    pub fn retiring(&self) -> impl Iterator<Item = (u32, Direction, Duration)> + '_ {
+        let now = Instant::now();
+        self.retiring
+            .iter()
+            .map(move |(at, spi, d)| (*spi, *d, at.saturating_duration_since(now)))
+    }
+
+    /// Adds SAs, and policy rules for them, to the running node: the
+    /// rules go after the existing ones, or from index `position` on.
+    /// Nothing changes if any SA or rule is refused.
+    pub fn add_sas(
+        &mut self,
+        entries: Vec<SaEntry>,
+        rules: Vec<SpdRule>,
+        position: Option<usize>,
+    ) -> Result<(), NodeError> {
+        let mut cfg = self.cfg.clone();
+        cfg.sas.extend(entries.iter().cloned());
+        let at = position.unwrap_or(cfg.spd.len()).min(cfg.spd.len());
+        cfg.spd.splice(at..at, rules);
+        check_sas(&cfg)?;
+        self.install(&cfg, &entries)?;
+        self.shared
+            .tables
+            .publish(self.shared.tables.load().with_rules(cfg.spd.clone()));
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// Replaces SA (`old`, `direction`) by `new` (same direction, another
+    /// SPI), make-before-break: the rules that named the old SA name the
+    /// new one at once; the old one goes after `grace` (see
+    /// [`retire_due`](Self::retire_due)). The new SA keeps the old one's
+    /// worker, home node and mirror settings.
+    pub fn rekey(
+        &mut self,
+        old: u32,
+        direction: Direction,
+        new: SaConfig,
+        grace: Duration,
+    ) -> Result<(), NodeError> {
+        let Some(prev) = self
+            .cfg
+            .sas
+            .iter()
+            .find(|e| e.sa.spi == old && e.sa.direction == direction)
+        else {
+            return Err(NodeError::UnknownSpi {
+                spi: old,
+                direction,
+            });
+        };
+        if new.direction != direction {
+            return Err(NodeError::Refused(format!(
+                "sa {old:#x} is {direction}; its successor {:#x} is {}",
+                new.spi, new.direction
+            )));
+        }
+        if self
+            .retiring
+            .iter()
+            .any(|(_, s, d)| *s == old && *d == direction)
+        {
+            return Err(NodeError::Refused(format!(
+                "{direction} sa {old:#x} is being replaced already"
+            )));
+        }
+        let entry = SaEntry {
+            sa: new,
+            ..prev.clone()
+        };
+        let spi = entry.sa.spi;
+        let mut cfg = self.cfg.clone();
+        cfg.sas.push(entry.clone());
+        for r in &mut cfg.spd {
+            if names(r, old, direction) {
+                r.action = Action::Protect(spi);
+            }
+        }
+        check_sas(&cfg)?;
+        self.install(&cfg, std::slice::from_ref(&entry))?;
+        let mut tables = self.shared.tables.load().with_rules(cfg.spd.clone());
+        if direction == Direction::Inbound {
+            tables.successor.insert(old, spi);
+        }
+        self.shared.tables.publish(tables);
+        self.retiring.push((Instant::now() + grace, old, direction));
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// Deletes SA (`spi`, `direction`) and the rules that name it.
+    pub fn delete_sa(&mut self, spi: u32, direction: Direction) -> Result<(), NodeError> {
+        let Some(i) = self
+            .cfg
+            .sas
+            .iter()
+            .position(|e| e.sa.spi == spi && e.sa.direction == direction)
+        else {
+            return Err(NodeError::UnknownSpi { spi, direction });
+        };
+        let owner = self.cfg.owner(&self.cfg.sas[i]);
+        let mut cfg = self.cfg.clone();
+        cfg.sas.remove(i);
+        cfg.spd.retain(|r| !names(r, spi, direction));
+        let mut tables: Tables = self.shared.tables.load().with_rules(cfg.spd.clone());
+        tables.owners_mut(direction).remove(&spi);
+        tables
+            .successor
+            .retain(|old, new| *old != spi && *new != spi);
+        self.shared.tables.publish(tables);
+        self.send_to(owner, SaCommand::Remove { spi, direction })?;
+        if self.mirrored() {
+            self.push_order(Order::RemoveSa { spi, direction })?;
+        }
+        self.retiring
+            .retain(|(_, s, d)| !(*s == spi && *d == direction));
+        self.cfg = cfg;
+        self.settle()
+    }
+
+    /// Deletes the SAs whose grace period after a rekey has ended; returns
+    /// them.
+    pub fn retire_due(&mut self, now: Instant) -> Vec<(u32, Direction)> {
+        let due: Vec<(u32, Direction)> = self
+            .retiring
+            .iter()
+            .filter(|(at, _, _)| *at <= now)
+            .map(|(_, spi, d)| (*spi, *d))
+            .collect();
+        due.into_iter()
+            .filter(|(spi, d)| match self.delete_sa(*spi, *d) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(spi, %d, "retiring a rekeyed SA: {e}");
+                    false
+                }
+            })
+            .collect()
+    }
+
+    /// Builds `entries` (SAs of `cfg`), hands them to their workers, names
+    /// them in the owner maps and registers them with the mirror. The rules
+    /// are the caller's to publish.
+    fn install(&self, cfg: &crate::NodeConfig, entries: &[SaEntry]) -> Result<(), NodeError> {
+        let built = entries
+            .iter()
+            .map(|e| build_sa(cfg, e, self.backend))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tables: Tables = (*self.shared.tables.load()).clone();
+        for (entry, sa) in entries.iter().zip(built) {
+            let owner = cfg.owner(entry);
+            let parked = cfg.mirror.is_some() && !cfg.is_home(entry);
+            let cmd = match sa {
+                BuiltSa::Outbound(sa) => SaCommand::InstallOutbound {
+                    sa: Box::new(sa),
+                    parked,
+                },
+                BuiltSa::Inbound(sa) => SaCommand::InstallInbound {
+                    sa: Box::new(sa),
+                    parked,
+                },
+            };
+            self.send_to(owner, cmd)?;
+            tables
+                .owners_mut(entry.sa.direction)
+                .insert(entry.sa.spi, owner);
+            if entry.sa.direction == Direction::Inbound
+                && let Some(e) = entry.sa.udp_encap
+                && !tables.encap_ports.contains(&e.dst_port)
+            {
+                tables.encap_ports.push(e.dst_port);
+            }
+        }
+        self.settle()?;
+        self.shared.tables.publish(tables);
+        if let Some(m) = &cfg.mirror {
+            for entry in entries {
+                let (done, told) = channel();
+                self.push_order(Order::AddSa {
+                    spi: entry.sa.spi,
+                    direction: entry.sa.direction,
+                    esn: entry.sa.esn,
+                    home: entry.home.unwrap_or(m.protocol.node),
+                    overrides: entry.mirror,
+                    done,
+                })?;
+                told.recv_timeout(SETTLE)
+                    .map_err(|_| NodeError::Busy("the mirror task"))?;
+            }
+            self.settle()?;
+        }
+        Ok(())
+    }
+
+    /// Sends a command to worker `w`, waiting while its ring is full.
+    fn send_to(&self, w: usize, mut cmd: SaCommand) -> Result<(), NodeError> {
+        let t0 = Instant::now();
+        loop {
+            match self.shared.command_to(w, cmd) {
+                Ok(()) => return Ok(()),
+                Err(_) if w >= self.shared.commands.len() => {
+                    return Err(NodeError::Refused(format!("worker {w} does not exist")));
+                }
+                Err(back) if t0.elapsed() < SETTLE => {
+                    cmd = back;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                Err(_) => return Err(NodeError::Busy("a worker's command ring")),
+            }
+        }
+    }
+
+    /// Gives the mirror task an order, waiting while its queue is full.
+    fn push_order(&self, mut order: Order) -> Result<(), NodeError> {
+        let t0 = Instant::now();
+        loop {
+            match self.orders.push(order) {
+                Ok(()) => return Ok(()),
+                Err(back) if t0.elapsed() < SETTLE => {
+                    order = back;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                Err(_) => return Err(NodeError::Busy("the mirror task's order queue")),
+            }
+        }
+    }
+
+    /// Waits until every worker has carried out the commands sent so far.
+    fn settle(&self) -> Result<(), NodeError> {
+        let t0 = Instant::now();
+        while self.shared.commands_pending() > 0 {
+            if t0.elapsed() > SETTLE {
+                return Err(NodeError::Busy("the workers"));
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! The tables every worker reads and SA changes replace: the SPD, which
+//! worker owns each SPI, the UDP ports that carry ESP. They are never
+//! changed in place: a change builds new tables and publishes them whole,
+//! and each worker takes the new ones between two bursts (one atomic load
+//! a loop when nothing changed), so a burst sees one consistent version.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use espgate_esp::Direction;
+use rustc_hash::FxHashMap;
+
+use crate::spd::{Action, PolicyDirection, Selectors, Spd, SpdRule};
+
+/// One version of the shared tables.
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    /// Policy.
+    pub spd: Spd,
+    /// Outbound SPI → owning worker.
+    pub out_owner: FxHashMap<u32, usize>,
+    /// Inbound SPI → owning worker.
+    pub in_owner: FxHashMap<u32, usize>,
+    /// UDP ports that carry ESP to this node.
+    pub encap_ports: Vec<u16>,
+    /// Inbound SAs being replaced by a rekey → the SA that replaces them:
+    /// until the old one goes, what it decrypts passes the policy that
+    /// now names its successor.
+    pub successor: FxHashMap<u32, u32>,
+}
+
+impl Tables {
+    /// The owner map of a direction.
+    pub fn owners(&self, direction: Direction) -> &FxHashMap<u32, usize> {
+        match direction {
+            Direction::Outbound => &self.out_owner,
+            Direction::Inbound => &self.in_owner,
+        }
+    }
+
+    /// The owner map of a direction, to change.
+    pub fn owners_mut(&mut self, direction: Direction) -> &mut FxHashMap<u32, usize> {
+        match direction {
+            Direction::Outbound => &mut self.out_owner,
+            Direction::Inbound => &mut self.in_owner,
+        }
+    }
+
+    /// Whether a packet decrypted by inbound SA `spi` is one the policy
+    /// lets in through that SA (or through the SA replacing it).
+    #[inline]
+    pub fn admits(&self, spi: u32, sel: &Selectors) -> bool {
+        let action = self.spd.lookup(PolicyDirection::In, sel);
+        action == Action::Protect(spi)
+            || (!self.successor.is_empty()
+                && self
+                    .successor
+                    .get(&spi)
+                    .is_some_and(|next| action == Action::Protect(*next)))
+    }
+
+    /// These tables with another rule list.
+    pub fn with_rules(&self, rules: Vec<SpdRule>) -> Tables {
+        Tables {
+            spd: Spd::new(rules),
+            ..self.clone()
+        }
+    }
+}
+
+/// The published tables and their version number.
+#[derive(Debug, Default)]
+pub struct TableCell {
+    current: RwLock<Arc<Tables>>,
+    generation: AtomicU64,
+}
+
+impl TableCell {
+    /// A cell holding `tables` as version 0.
+    pub fn new(tables: Tables) -> Self {
+        TableCell {
+            current: RwLock::new(Arc::new(tables)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The version number (bumped by every publish).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The tables now.
+    pub fn load(&self) -> Arc<Tables> {
+        match self.current.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the tables; workers take them before their next burst.
+    pub fn publish(&self, tables: Tables) {
+        let new = Arc::new(tables);
+        match self.current.write() {
+            Ok(mut t) => *t = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
