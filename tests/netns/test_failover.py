@@ -135,11 +135,11 @@ class Pair:
         }
         self.procs = {}
 
-    def start(self, name, log):
+    def start(self, name, log, *extra):
         cfg = self.tmp / f"{name}.yaml"
         cfg.write_text(self.yaml[name])
         ns = {"a": self.a, "b": self.b, "r": self.r}[name]
-        self.procs[name] = self.t.start(ns, self.espgate, "run", "--config", str(cfg), log=self.tmp / log)
+        self.procs[name] = self.t.start(ns, self.espgate, "run", "--config", str(cfg), *extra, log=self.tmp / log)
         return self.procs[name]
 
     def log(self, name):

@@ -12,5 +12,5 @@ pub mod sa_file;
 
 pub use error::ConfigError;
 pub use host_file::{HostConfig, ManagedNode, load_host_file};
-pub use node_file::{load_node_file, parse_node};
+pub use node_file::{SaUpdate, load_node_file, parse_node, parse_sa_update};
 pub use sa_file::{SaFile, load_sa_file, parse_sa};

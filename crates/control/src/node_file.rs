@@ -38,7 +38,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use espgate_dataplane::NodeConfig;
-use espgate_dataplane::config::{Neighbour, PortBackend, PortConfig, Role, SaEntry, WorkersConfig};
+use espgate_dataplane::config::{
+    MirrorSettings, Neighbour, PortBackend, PortConfig, Role, SaEntry, WorkersConfig,
+};
 use espgate_dataplane::prefix::Prefix;
 use espgate_dataplane::spd::{Action, PolicyDirection, SpdRule};
 use espgate_esp::Direction;
@@ -358,9 +360,89 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
             "a mem mirror port needs mem ports throughout (the demo's in-memory pair)".into(),
         ));
     }
+    let sas = resolve_sas(&spec.sas, file, base, workers.count, mirror.as_ref(), &[])?;
+    let spd = resolve_rules(&spec.spd, file, &sas, &[])?;
+
+    let mut neighbours = Vec::new();
+    for (i, n) in spec.neighbours.iter().enumerate() {
+        let mac = n
+            .mac
+            .parse::<MacAddr>()
+            .map_err(|e| err(format!("neighbours[{i}].mac"), e.to_string()))?;
+        neighbours.push(Neighbour { ip: n.ip, mac });
+    }
+    Ok(NodeConfig {
+        name: spec.node.name,
+        ports,
+        workers,
+        sas,
+        spd,
+        neighbours,
+        dpdk_eal_args: spec.dpdk.map(|d| d.eal_args),
+        mirror,
+    })
+}
+
+/// SAs and rules to add to a running node (the control socket's
+/// `sa_add`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaUpdate {
+    /// New SAs.
+    pub sas: Vec<SaEntry>,
+    /// New rules.
+    pub spd: Vec<SpdRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateSpec {
+    #[serde(default)]
+    sas: Vec<SaSpec>,
+    #[serde(default)]
+    spd: Vec<RuleSpec>,
+}
+
+/// Parses an SA update for running node `node`: YAML with the node file's
+/// `sas` and `spd` keys, checked as they would be in `node`'s file (new
+/// SPIs, existing workers, homes of its pair; rules name its SAs or the
+/// new ones).
+pub fn parse_sa_update(
+    text: &str,
+    file: &str,
+    base: &Path,
+    node: &NodeConfig,
+) -> Result<SaUpdate, ConfigError> {
+    let spec: UpdateSpec = from_yaml(text, file)?;
+    let sas = resolve_sas(
+        &spec.sas,
+        file,
+        base,
+        node.workers.count,
+        node.mirror.as_ref(),
+        &node.sas,
+    )?;
+    let spd = resolve_rules(&spec.spd, file, &sas, &node.sas)?;
+    Ok(SaUpdate { sas, spd })
+}
+
+/// Resolves the `sas` entries of a node file (or of an SA update for a
+/// running node, whose SAs are `known`): keys, owners, homes, mirror
+/// settings; SPIs must be new in their direction.
+fn resolve_sas(
+    specs: &[SaSpec],
+    file: &str,
+    base: &Path,
+    workers: usize,
+    mirror: Option<&MirrorSettings>,
+    known: &[SaEntry],
+) -> Result<Vec<SaEntry>, ConfigError> {
+    let err = |path: String, msg: String| ConfigError::invalid(file, &path, msg);
     let mut sas = Vec::new();
-    let mut spis: HashSet<(u32, bool)> = HashSet::new();
-    for (i, s) in spec.sas.iter().enumerate() {
+    let mut spis: HashSet<(u32, bool)> = known
+        .iter()
+        .map(|e| (e.sa.spi, e.sa.direction == Direction::Outbound))
+        .collect();
+    for (i, s) in specs.iter().enumerate() {
         let at = format!("sas[{i}].");
         let (sa, direction) = resolve_sa(s, file, &at, base)?;
         let Some(direction) = direction else {
@@ -377,20 +459,20 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
             ));
         }
         if let Some(w) = s.worker
-            && w >= workers.count
+            && w >= workers
         {
             return Err(err(
                 format!("{at}worker"),
-                format!("worker {w} does not exist ({} workers)", workers.count),
+                format!("worker {w} does not exist ({workers} workers)"),
             ));
         }
-        if s.home.is_some() && spec.mirror.is_none() {
+        if s.home.is_some() && mirror.is_none() {
             return Err(err(
                 format!("{at}home"),
                 "only a node with a mirror: section has a pair to name a home node in".into(),
             ));
         }
-        if let (Some(h), Some(m)) = (s.home, &spec.mirror)
+        if let (Some(h), Some(m)) = (s.home, mirror.map(|m| m.protocol))
             && h != m.node
             && h != m.peer
         {
@@ -402,7 +484,7 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
                 ),
             ));
         }
-        let overrides = match (&s.mirror, &spec.mirror) {
+        let overrides = match (&s.mirror, mirror) {
             (None, _) => espgate_mirror::SaOverrides::default(),
             (Some(_), None) => {
                 return Err(err(
@@ -429,7 +511,7 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
                 }
             }
         };
-        if let Some(m) = &mirror
+        if let Some(m) = mirror
             && direction == Direction::Inbound
             && espgate_dataplane::progress::inbound_frame_len(sa.replay_window)
                 > m.protocol.max_frame
@@ -451,9 +533,24 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
             mirror: overrides,
         });
     }
+    Ok(sas)
+}
 
+/// Resolves `spd` rules; a protect rule must name one of `sas` or `known`.
+fn resolve_rules(
+    specs: &[RuleSpec],
+    file: &str,
+    sas: &[SaEntry],
+    known: &[SaEntry],
+) -> Result<Vec<SpdRule>, ConfigError> {
+    let err = |path: String, msg: String| ConfigError::invalid(file, &path, msg);
+    let spis: HashSet<(u32, bool)> = sas
+        .iter()
+        .chain(known)
+        .map(|e| (e.sa.spi, e.sa.direction == Direction::Outbound))
+        .collect();
     let mut spd = Vec::new();
-    for (i, r) in spec.spd.iter().enumerate() {
+    for (i, r) in specs.iter().enumerate() {
         let at = |k: &str| format!("spd[{i}].{k}");
         let prefix = |v: &Option<String>, k: &str| -> Result<Option<Prefix>, ConfigError> {
             match v.as_deref() {
@@ -506,25 +603,7 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
             action,
         });
     }
-
-    let mut neighbours = Vec::new();
-    for (i, n) in spec.neighbours.iter().enumerate() {
-        let mac = n
-            .mac
-            .parse::<MacAddr>()
-            .map_err(|e| err(format!("neighbours[{i}].mac"), e.to_string()))?;
-        neighbours.push(Neighbour { ip: n.ip, mac });
-    }
-    Ok(NodeConfig {
-        name: spec.node.name,
-        ports,
-        workers,
-        sas,
-        spd,
-        neighbours,
-        dpdk_eal_args: spec.dpdk.map(|d| d.eal_args),
-        mirror,
-    })
+    Ok(spd)
 }
 
 fn parse_spi(v: &serde_norway::Value) -> Result<u32, String> {

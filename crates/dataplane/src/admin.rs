@@ -23,6 +23,7 @@ use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
 use espgate_esp::{Direction, SaConfig};
+use espgate_mirror::PairSaView;
 
 use crate::command::SaCommand;
 use crate::config::SaEntry;
@@ -68,6 +69,18 @@ impl RunningNode {
         }
         out.sort_by_key(|s| s.id);
         Ok(out)
+    }
+
+    /// Every SA of the pair as the mirror task sees it (empty for a node
+    /// on its own).
+    pub fn mirror_views(&self) -> Result<Vec<PairSaView>, NodeError> {
+        if !self.mirrored() {
+            return Ok(Vec::new());
+        }
+        let (tx, rx) = channel();
+        self.push_order(Order::View(tx))?;
+        rx.recv_timeout(SETTLE)
+            .map_err(|_| NodeError::Busy("the mirror task"))
     }
 
     /// SAs replaced by a rekey and not yet gone, with the time left.

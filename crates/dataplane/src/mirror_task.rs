@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_queue::ArrayQueue;
 use espgate_esp::Direction;
 use espgate_io::QueueStats;
-use espgate_mirror::{Mirror, MirrorEvent, MirrorStats, RejectCounters, SaOverrides};
+use espgate_mirror::{Mirror, MirrorEvent, MirrorStats, PairSaView, RejectCounters, SaOverrides};
 use espgate_wire::mirror::SaDir;
 
 use crate::command::SaCommand;
@@ -170,6 +170,8 @@ pub enum Order {
         /// Told once the SA's limit is on its way to the worker.
         done: Sender<()>,
     },
+    /// Send every SA of the pair as the mirror sees it.
+    View(Sender<Vec<PairSaView>>),
     /// An SA was deleted from the pair: forget it.
     RemoveSa {
         /// SPI.
@@ -405,6 +407,9 @@ impl Running {
                     }
                     self.push_pending();
                     let _ = done.send(());
+                }
+                Order::View(reply) => {
+                    let _ = reply.send(self.task.mirror.views());
                 }
                 Order::RemoveSa { spi, direction } => {
                     self.task.mirror.remove_sa(spi, sa_dir(direction));

@@ -1,13 +1,17 @@
 //! The `espgate` command.
 
+mod client;
 mod control_socket;
 mod demo;
 mod esp_demo;
 mod esp_pcap;
 mod host;
 mod keys;
+mod metrics;
 mod report;
+mod requests;
 mod run;
+mod views;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -47,6 +51,10 @@ enum Command {
         /// The control socket (a Unix socket path).
         #[arg(long)]
         control: Option<PathBuf>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g.
+        /// 127.0.0.1:9180).
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
         /// Stop after this many seconds.
         #[arg(long)]
         duration: Option<f64>,
@@ -54,6 +62,46 @@ enum Command {
         /// the fastest the build has).
         #[arg(long)]
         backend: Option<String>,
+    },
+    /// List, add, delete or rekey the SAs of a running node.
+    Sa {
+        #[command(subcommand)]
+        op: SaOp,
+        /// The node's control socket (default: $ESPGATE_CONTROL, else
+        /// /run/espgate/control.sock).
+        #[arg(long, global = true)]
+        control: Option<PathBuf>,
+    },
+    /// A running node's counters, per worker.
+    Stats {
+        /// The node's control socket.
+        #[arg(long)]
+        control: Option<PathBuf>,
+        /// Print the node's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A running node's pair: peer health, bulk sync, mirror link counters.
+    Peer {
+        /// The node's control socket.
+        #[arg(long)]
+        control: Option<PathBuf>,
+        /// Print the node's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A live view of a running node: per-worker and per-SA rates, and the
+    /// bulk sync's progress while it runs.
+    Top {
+        /// The node's control socket.
+        #[arg(long)]
+        control: Option<PathBuf>,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many refreshes.
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// The host processor of a pair: push configurations, watch health,
     /// reroute and order takeover on a failure.
@@ -81,6 +129,53 @@ enum Command {
     },
     /// Print the build: version and crypto backends.
     Info,
+}
+
+#[derive(Subcommand)]
+enum SaOp {
+    /// Every SA: owner, state, sequence number, lease end, counters,
+    /// lifetime left.
+    List {
+        /// Print the node's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add SAs and policy rules: a YAML file with the node file's `sas`
+    /// and `spd` keys.
+    Add {
+        /// The YAML file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Where the rules go in the SPD (default: after the others).
+        #[arg(long)]
+        position: Option<usize>,
+    },
+    /// Delete an SA and the rules that name it.
+    Del {
+        /// Its SPI (decimal or 0x-hex).
+        #[arg(long)]
+        spi: String,
+        /// outbound or inbound.
+        #[arg(long)]
+        direction: String,
+    },
+    /// Replace an SA by a new one (an SA file), make-before-break: the
+    /// new SA takes the traffic at once, the old one goes after the grace
+    /// period. Rekey inbound SAs (both ends) before outbound ones.
+    Rekey {
+        /// The old SA's SPI.
+        #[arg(long)]
+        spi: String,
+        /// outbound or inbound.
+        #[arg(long)]
+        direction: String,
+        /// The new SA (an SA file: spi, aead, key, tunnel, ...).
+        #[arg(long)]
+        file: PathBuf,
+        /// How long the old SA lives on, in milliseconds (default 5000).
+        #[arg(long)]
+        grace_ms: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -169,16 +264,43 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             control,
+            metrics,
             duration,
             backend,
-        } => parse_backend(backend.as_deref()).and_then(|b| {
-            run::run(
-                config.as_deref(),
-                control.as_deref(),
-                b,
-                duration.map(std::time::Duration::from_secs_f64),
-            )
+        } => parse_backend(backend.as_deref()).and_then(|backend| {
+            run::run(run::RunOptions {
+                config: config.as_deref(),
+                control: control.as_deref(),
+                metrics,
+                backend,
+                duration: duration.map(std::time::Duration::from_secs_f64),
+            })
         }),
+        Command::Sa { op, control } => {
+            let sock = client::socket(control);
+            match op {
+                SaOp::List { json } => client::sa_list(&sock, json),
+                SaOp::Add { file, position } => client::sa_add(&sock, &file, position),
+                SaOp::Del { spi, direction } => client::sa_del(&sock, &spi, &direction),
+                SaOp::Rekey {
+                    spi,
+                    direction,
+                    file,
+                    grace_ms,
+                } => client::sa_rekey(&sock, &spi, &direction, &file, grace_ms),
+            }
+        }
+        Command::Stats { control, json } => client::stats(&client::socket(control), json),
+        Command::Peer { control, json } => client::peer(&client::socket(control), json),
+        Command::Top {
+            control,
+            interval,
+            count,
+        } => client::top(
+            &client::socket(control),
+            std::time::Duration::from_secs_f64(interval.max(0.1)),
+            count,
+        ),
         Command::Esp {
             op: EspOp::Demo { out },
         } => esp_demo::run(Backend::preferred(), &out),

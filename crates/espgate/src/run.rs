@@ -19,6 +19,7 @@ use espgate_wire::ethernet::MacAddr;
 use serde_json::{Value, json};
 
 use crate::control_socket::{self, Request, refuse};
+use crate::{metrics, requests};
 
 /// Smallest MTU the mirror port is opened with (a standard Ethernet
 /// payload; more when `mirror.max_frame` asks for it).
@@ -174,8 +175,8 @@ fn answer(
     started: Instant,
 ) -> Value {
     match (req, node.as_ref()) {
-        (Request::Status, None) => json!({ "ok": true, "state": "waiting_config" }),
-        (Request::Status, Some(n)) => {
+        (Request::Status {}, None) => json!({ "ok": true, "state": "waiting_config" }),
+        (Request::Status {}, Some(n)) => {
             let pair = n.pair_status().map(|p| {
                 json!({
                     "peer_alive": p.peer_alive,
@@ -210,13 +211,13 @@ fn answer(
                 Err(e) => refuse(format!("{e:#}")),
             }
         }
-        (Request::TakeOver | Request::HandBack | Request::Fence, None) => {
+        (Request::TakeOver {} | Request::HandBack {} | Request::Fence {}, None) => {
             refuse("not configured yet")
         }
-        (r @ (Request::TakeOver | Request::HandBack | Request::Fence), Some(n)) => {
+        (r @ (Request::TakeOver {} | Request::HandBack {} | Request::Fence {}), Some(n)) => {
             let order = match r {
-                Request::TakeOver => Order::TakeOver,
-                Request::HandBack => Order::HandBack,
+                Request::TakeOver {} => Order::TakeOver,
+                Request::HandBack {} => Order::HandBack,
                 _ => Order::Fence,
             };
             if n.order(order) {
@@ -225,26 +226,54 @@ fn answer(
                 refuse("this node has no mirror, or too many orders wait")
             }
         }
-        (Request::Events, _) => {
+        (Request::Events {}, _) => {
             json!({ "ok": true, "events": events.drain(..).collect::<Vec<_>>() })
         }
+        (_, None) => refuse("not configured yet"),
+        (r, Some(_)) => match node.as_mut() {
+            Some(n) => requests::answer(r, n),
+            None => refuse("not configured yet"),
+        },
     }
 }
 
-/// Runs a node: from `config_path` at once, or (with only a control
-/// socket) once the host pushes its configuration.
-pub fn run(
-    config_path: Option<&Path>,
-    control: Option<&Path>,
-    backend: Backend,
-    duration: Option<Duration>,
-) -> anyhow::Result<()> {
+/// Where a node is run from and watched.
+pub struct RunOptions<'a> {
+    /// The node configuration; without it the host pushes one.
+    pub config: Option<&'a Path>,
+    /// The control socket.
+    pub control: Option<&'a Path>,
+    /// Where to serve Prometheus metrics.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// AES-GCM implementation.
+    pub backend: Backend,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+}
+
+/// Runs a node: from its configuration file at once, or (with only a
+/// control socket) once the host pushes its configuration.
+pub fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let RunOptions {
+        config: config_path,
+        control,
+        metrics: metrics_addr,
+        backend,
+        duration,
+    } = opts;
     let mut node = match config_path {
         Some(p) => Some(start_node(&espgate_control::load_node_file(p)?, backend)?),
         None if control.is_some() => None,
         None => bail!("give --config, or --control to wait for the host's configuration"),
     };
-    let calls = control.map(control_socket::listen).transpose()?;
+    let (calls_tx, calls) = std::sync::mpsc::channel();
+    if let Some(path) = control {
+        control_socket::listen(path, calls_tx.clone())?;
+    }
+    if let Some(addr) = metrics_addr {
+        metrics::serve(addr, calls_tx.clone())?;
+    }
+    drop(calls_tx);
     if node.is_none()
         && let Some(c) = control
     {
@@ -259,10 +288,11 @@ pub fn run(
     let mut history: VecDeque<String> = VecDeque::new();
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
         std::thread::sleep(Duration::from_millis(5));
-        if let Some(calls) = &calls {
-            while let Ok((req, back)) = calls.try_recv() {
-                let _ = back.send(answer(req, &mut node, &mut history, backend, started));
-            }
+        while let Ok((req, back)) = calls.try_recv() {
+            let _ = back.send(answer(req, &mut node, &mut history, backend, started));
+        }
+        for (spi, d) in node.iter_mut().flat_map(|n| n.retire_due(Instant::now())) {
+            tracing::info!(spi = format!("{spi:#x}"), direction = %d, "rekeyed SA retired");
         }
         for e in node.iter().flat_map(|n| n.events()) {
             let line = e.to_string();

@@ -14,7 +14,7 @@ pub use frame::{MirrorKey, seal};
 pub use policy::{OutboundPolicy, OwnedOutbound};
 pub use protocol::{
     InboundTakeover, MAX_TAKEOVER_JUMP, Mirror, MirrorConfig, MirrorConfigError, MirrorEvent,
-    MirrorStats, SaOverrides,
+    MirrorStats, PairSaView, SaOverrides,
 };
 pub use receive::{PeerFilter, Reject, RejectCounters};
 pub use standby::{Standby, StandbyTable};

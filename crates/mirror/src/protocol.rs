@@ -319,6 +319,26 @@ struct PairSa {
     blind: bool,
 }
 
+/// One SA of the pair as a node's mirror sees it (for operators).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairSaView {
+    /// SPI.
+    pub spi: u32,
+    /// Direction.
+    pub dir: SaDir,
+    /// The node it runs on while both live.
+    pub home: u32,
+    /// The node running it now, as far as this node knows.
+    pub owner: u32,
+    /// Ownership changes so far.
+    pub generation: u64,
+    /// What this node stores for it: the peer's last state or lease (the
+    /// standby copy), or this node's own final state.
+    pub stored: Option<u64>,
+    /// An outbound SA running here: the lease the peer acknowledged.
+    pub acked: Option<u64>,
+}
+
 /// An SA of the pair.
 type SaKey = (u32, SaDir);
 /// An ownership record to send: owner, generation, bound, kind.
@@ -655,6 +675,25 @@ impl Mirror {
             .values()
             .filter(|p| p.home == self.cfg.peer && p.owner == self.cfg.node)
             .count()
+    }
+
+    /// Every SA of the pair, by SPI and direction.
+    pub fn views(&self) -> Vec<PairSaView> {
+        self.pair
+            .iter()
+            .map(|(&(spi, dir), p)| PairSaView {
+                spi,
+                dir,
+                home: p.home,
+                owner: p.owner,
+                generation: p.generation,
+                stored: self.standby.get(spi, dir).map(|s| s.value),
+                acked: match dir {
+                    SaDir::Outbound => self.outbound.get(&spi).map(|o| o.acked()),
+                    SaDir::Inbound => None,
+                },
+            })
+            .collect()
     }
 
     /// The peer's SAs as stored here.

@@ -492,6 +492,13 @@ fn an_sa_added_while_the_pair_runs_is_leased_at_once_and_a_removed_one_is_forgot
     a.outbound_progress(NEW, 150, 15_000, 150);
     exchange(&mut a, &mut b, 2);
     assert_eq!(b.standby().get(NEW, SaDir::Outbound).unwrap().value, 550);
+    let view = |m: &Mirror| m.views().into_iter().find(|v| v.spi == NEW).unwrap();
+    let (va, vb) = (view(&a), view(&b));
+    assert_eq!((va.home, va.owner, vb.home, vb.owner), (A, A, A, A));
+    assert_eq!(
+        (va.acked, vb.stored, vb.acked),
+        (Some(550), Some(550), None)
+    );
     assert!(a.limit(NEW) >= Some(550));
     // Removed from A first: B's records of it are ignored, nothing of it
     // is stored or sent again.

@@ -1,0 +1,125 @@
+//! Control requests about a running node's SAs, counters and pair: what
+//! `sa_list`, `sa_add`, `sa_del`, `sa_rekey`, `stats`, `peer` and the
+//! Prometheus scrape do. A request that cannot be carried out changes
+//! nothing and gets `{"ok":false,"error":..}`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use espgate_dataplane::RunningNode;
+use espgate_esp::Direction;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::control_socket::{Request, refuse};
+use crate::{metrics, views};
+
+/// How long an inbound SA replaced by a rekey keeps decrypting when the
+/// request does not say (strongSwan and VPP keep the old inbound SA until
+/// the peer has switched; five seconds covers packets in flight and
+/// queued at the far end).
+pub const DEFAULT_GRACE_MS: u64 = 5000;
+
+/// An SPI as a request writes it: a number, or a string in decimal or
+/// `0x` hex.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SpiArg {
+    /// `4096`.
+    Number(u32),
+    /// `"0x1000"` or `"4096"`.
+    Text(String),
+}
+
+impl SpiArg {
+    /// The SPI.
+    pub fn value(&self) -> Result<u32, String> {
+        match self {
+            SpiArg::Number(n) => Ok(*n),
+            SpiArg::Text(t) => {
+                let t = t.trim();
+                match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                    Some(h) => u32::from_str_radix(h, 16),
+                    None => t.parse(),
+                }
+                .map_err(|_| format!("{t:?} is not an SPI"))
+            }
+        }
+    }
+}
+
+/// A direction as a request writes it.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectionArg {
+    /// Outbound.
+    Outbound,
+    /// Inbound.
+    Inbound,
+}
+
+impl From<DirectionArg> for Direction {
+    fn from(d: DirectionArg) -> Self {
+        match d {
+            DirectionArg::Outbound => Direction::Outbound,
+            DirectionArg::Inbound => Direction::Inbound,
+        }
+    }
+}
+
+/// Answers `req` about `node`.
+pub fn answer(req: Request, node: &mut RunningNode) -> Value {
+    match run(req, node) {
+        Ok(v) => v,
+        Err(e) => refuse(e),
+    }
+}
+
+fn run(req: Request, node: &mut RunningNode) -> Result<Value, String> {
+    let from_socket = "<control socket>";
+    Ok(match req {
+        Request::SaList {} => {
+            let workers = node.snapshot().map_err(|e| e.to_string())?;
+            let mirror = node.mirror_views().map_err(|e| e.to_string())?;
+            views::sa_list(node, &workers, mirror)
+        }
+        Request::Stats {} => views::stats(&node.snapshot().map_err(|e| e.to_string())?),
+        Request::Peer {} => views::peer(node),
+        Request::Metrics => {
+            let workers = node.snapshot().map_err(|e| e.to_string())?;
+            json!({ "ok": true, "text": metrics::render(node, &workers) })
+        }
+        Request::SaAdd { yaml, position } => {
+            let update =
+                espgate_control::parse_sa_update(&yaml, from_socket, Path::new("."), node.config())
+                    .map_err(|e| e.to_string())?;
+            let (sas, rules) = (update.sas.len(), update.spd.len());
+            node.add_sas(update.sas, update.spd, position)
+                .map_err(|e| e.to_string())?;
+            json!({ "ok": true, "sas": sas, "rules": rules })
+        }
+        Request::SaDel { spi, direction } => {
+            node.delete_sa(spi.value()?, direction.into())
+                .map_err(|e| e.to_string())?;
+            json!({ "ok": true })
+        }
+        Request::SaRekey {
+            spi,
+            direction,
+            yaml,
+            grace_ms,
+        } => {
+            let file = espgate_control::parse_sa(&yaml, from_socket, Path::new("."))
+                .map_err(|e| e.to_string())?;
+            let new = file
+                .for_direction(direction.into())
+                .map_err(|e| e.to_string())?;
+            let new_spi = new.spi;
+            let grace = Duration::from_millis(grace_ms.unwrap_or(DEFAULT_GRACE_MS));
+            node.rekey(spi.value()?, direction.into(), new, grace)
+                .map_err(|e| e.to_string())?;
+            json!({ "ok": true, "new_spi": new_spi, "grace_ms": grace.as_millis() as u64 })
+        }
+        other => return Err(format!("{other:?} is not a request about SAs or counters")),
+    })
+}

@@ -1,0 +1,210 @@
+//! What the control socket shows of a running node, as JSON: its SAs
+//! (`sa_list`), its counters (`stats`) and its pair (`peer`). The CLI and
+//! the Prometheus exposition read the same values.
+
+use std::collections::HashMap;
+
+use espgate_dataplane::snapshot::{SaSnapshot, WorkerSnapshot};
+use espgate_dataplane::{NodeDrop, PairStatus, RunningNode, WorkerCounters};
+use espgate_esp::{Direction, DropCounters, DropReason};
+use espgate_mirror::{PairSaView, Reject};
+use espgate_wire::mirror::SaDir;
+use serde_json::{Map, Value, json};
+
+/// Drops by reason, every reason named (zeros included).
+pub fn esp_drops(d: &DropCounters) -> Value {
+    DropReason::ALL
+        .iter()
+        .map(|r| (r.name().to_string(), json!(d.get(*r))))
+        .collect::<Map<_, _>>()
+        .into()
+}
+
+fn node_drops(c: &WorkerCounters) -> Value {
+    NodeDrop::ALL
+        .iter()
+        .map(|r| (r.name().to_string(), json!(c.drops(*r))))
+        .collect::<Map<_, _>>()
+        .into()
+}
+
+/// The burst-time quantiles of a worker, in nanoseconds.
+pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+
+fn worker(w: &WorkerSnapshot) -> Value {
+    let c = &w.counters;
+    let queues: Map<String, Value> = w
+        .queues
+        .iter()
+        .map(|(name, q)| {
+            (
+                name.clone(),
+                json!({
+                    "rx_packets": q.rx_packets, "rx_bytes": q.rx_bytes,
+                    "tx_packets": q.tx_packets, "tx_bytes": q.tx_bytes,
+                    "tx_full": q.tx_full,
+                }),
+            )
+        })
+        .collect();
+    let h = &w.burst_ns;
+    let quantiles: Map<String, Value> = QUANTILES
+        .iter()
+        .map(|q| (q.to_string(), json!(h.value_at_quantile(*q))))
+        .collect();
+    json!({
+        "worker": w.id,
+        "rx": c.rx, "tx": c.tx,
+        "encrypted": c.encrypted, "decrypted": c.decrypted, "bypassed": c.bypassed,
+        "handoff_in": c.handoff_in, "handoff_out": c.handoff_out,
+        "arp_replies": c.arp_replies, "arp_requests": c.arp_requests,
+        "icmp_errors": c.icmp_errors, "commands": c.commands,
+        "progress": c.progress, "progress_full": c.progress_full,
+        "drops": node_drops(c),
+        "esp_drops_no_sa": esp_drops(&w.sad_drops),
+        "queues": queues,
+        "burst_ns": { "count": h.len(), "mean": h.mean(), "max": h.max(), "quantiles": quantiles },
+    })
+}
+
+/// `stats`: per-worker counters and their totals.
+pub fn stats(workers: &[WorkerSnapshot]) -> Value {
+    let mut total = WorkerCounters::default();
+    for w in workers {
+        total.add(&w.counters);
+    }
+    let lease_stalls: u64 = workers
+        .iter()
+        .flat_map(|w| &w.sas)
+        .map(|s| s.counters.drops.get(DropReason::LeaseStall))
+        .sum();
+    json!({
+        "ok": true,
+        "workers": workers.iter().map(worker).collect::<Vec<_>>(),
+        "total": {
+            "rx": total.rx, "tx": total.tx,
+            "encrypted": total.encrypted, "decrypted": total.decrypted,
+            "bypassed": total.bypassed,
+            "drops": node_drops(&total),
+            "lease_stalls": lease_stalls,
+        },
+    })
+}
+
+/// What `sa_list` knows besides the workers' SAs.
+struct Context<'a> {
+    node: &'a RunningNode,
+    retiring: HashMap<(u32, Direction), u64>,
+    mirror: HashMap<(u32, Direction), PairSaView>,
+}
+
+/// One SA: where it runs, how far it went, what it carried, and (in a
+/// pair) what the mirror holds for it.
+fn sa(ctx: &Context, s: &SaSnapshot) -> Value {
+    let (node, retiring) = (ctx.node, &ctx.retiring);
+    let cfg = node.config();
+    let entry = cfg
+        .sas
+        .iter()
+        .find(|e| e.sa.spi == s.spi && e.sa.direction == s.direction);
+    let (me, peer) = cfg.mirror.as_ref().map_or((None, None), |m| {
+        (Some(m.protocol.node), Some(m.protocol.peer))
+    });
+    let state = match retiring.get(&(s.spi, s.direction)) {
+        Some(_) => "retiring",
+        None if s.active => "active",
+        None => "standby",
+    };
+    let mirrored = ctx.mirror.get(&(s.spi, s.direction));
+    json!({
+        "spi": s.spi,
+        "direction": s.direction.to_string(),
+        "worker": s.worker,
+        "home": entry.and_then(|e| e.home).or(me),
+        "owner": mirrored.map(|v| v.owner).or(if s.active { me } else { peer }),
+        "mirror": mirrored.map(|v| json!({
+            "generation": v.generation,
+            "stored": v.stored,
+            "acked": v.acked,
+        })),
+        "state": state,
+        "retire_in_ms": retiring.get(&(s.spi, s.direction)),
+        "aead": entry.map(|e| e.sa.algorithm.to_string()),
+        "tunnel": entry.map(|e| json!({ "src": e.sa.tunnel.src, "dst": e.sa.tunnel.dst })),
+        "esn": entry.map(|e| e.sa.esn),
+        "seq": s.seq,
+        "lease_end": s.limit.filter(|l| *l != u64::MAX),
+        "packets": s.counters.packets,
+        "bytes": s.counters.bytes,
+        "drops": s.counters.drops.nonzero().map(|(r, n)| (r.name().to_string(), json!(n))).collect::<Map<_, _>>(),
+        "lifetime_left": { "packets": s.packets_left(), "bytes": s.bytes_left() },
+    })
+}
+
+/// `sa_list`: every SA of the node, by SPI then direction; `mirror`:
+/// the pair's view of them.
+pub fn sa_list(node: &RunningNode, workers: &[WorkerSnapshot], mirror: Vec<PairSaView>) -> Value {
+    let ctx = Context {
+        node,
+        retiring: node
+            .retiring()
+            .map(|(spi, d, left)| ((spi, d), left.as_millis() as u64))
+            .collect(),
+        mirror: mirror
+            .into_iter()
+            .map(|v| {
+                let d = match v.dir {
+                    SaDir::Outbound => Direction::Outbound,
+                    SaDir::Inbound => Direction::Inbound,
+                };
+                ((v.spi, d), v)
+            })
+            .collect(),
+    };
+    let mut all: Vec<&SaSnapshot> = workers.iter().flat_map(|w| &w.sas).collect();
+    all.sort_by_key(|s| (s.spi, s.direction == Direction::Inbound));
+    json!({
+        "ok": true,
+        "sas": all.iter().map(|s| sa(&ctx, s)).collect::<Vec<_>>(),
+    })
+}
+
+/// `peer`: the pair and its mirror link (`mirror` null for a node on
+/// its own).
+pub fn peer(node: &RunningNode) -> Value {
+    let Some(p) = node.pair_status() else {
+        return json!({ "ok": true, "mirror": null });
+    };
+    let cfg = node.config().mirror.as_ref();
+    json!({
+        "ok": true,
+        "mirror": pair(&p, cfg.map(|m| (m.protocol.node, m.protocol.peer))),
+    })
+}
+
+fn pair(p: &PairStatus, ids: Option<(u32, u32)>) -> Value {
+    let rejected: Map<String, Value> = Reject::ALL
+        .iter()
+        .map(|r| (r.name().to_string(), json!(p.rejects.get(*r))))
+        .collect();
+    let s = &p.stats;
+    json!({
+        "node": ids.map(|i| i.0),
+        "peer": ids.map(|i| i.1),
+        "peer_alive": p.peer_alive,
+        "synced": p.synced,
+        "holding": p.holding,
+        "standby": p.standby,
+        "queued": p.queued,
+        "frames_sent": s.frames_sent,
+        "bytes_sent": s.bytes_sent,
+        "states_sent": s.states_sent,
+        "acks_sent": s.acks_sent,
+        "frames_received": s.frames_received,
+        "records_ignored": s.records_ignored,
+        "taken_over": s.taken_over,
+        "handed_back": s.handed_back,
+        "bulks_incomplete": s.bulks_incomplete,
+        "rejected": rejected,
+    })
+}
