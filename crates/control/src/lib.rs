@@ -9,6 +9,7 @@ pub mod host_file;
 mod mirror_section;
 pub mod node_file;
 pub mod sa_file;
+pub mod secgw_import;
 
 pub use error::ConfigError;
 pub use host_file::{HostConfig, ManagedNode, load_host_file};

@@ -28,18 +28,25 @@ pub fn run(config: Option<&Path>, sas: &[PathBuf], out: Option<&Path>) -> anyhow
     let text: String = all.iter().map(esp_sa_line).collect();
     match out {
         Some(path) => {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("writing {}", path.display()))?;
-            f.write_all(text.as_bytes())?;
+            write_private(path, &text)?;
             eprintln!("{} SAs written to {}", all.len(), path.display());
         }
         None => print!("{text}"),
     }
+    Ok(())
+}
+
+/// Writes `text` to `path`, readable and writable by its owner only (it
+/// holds keys).
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
     Ok(())
 }
 

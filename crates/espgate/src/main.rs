@@ -6,6 +6,7 @@ mod demo;
 mod esp_demo;
 mod esp_pcap;
 mod host;
+mod import;
 mod keys;
 mod metrics;
 mod report;
@@ -126,6 +127,37 @@ enum Command {
         /// Write here (mode 0600) instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Turn a DPDK ipsec-secgw configuration file into an espgate node
+    /// file: AES-GCM tunnel SAs and their policy rules; every line that
+    /// does not map is listed on standard error.
+    ImportSecgw {
+        /// The ipsec-secgw configuration (ep0.cfg style).
+        input: PathBuf,
+        /// Write the node file here (mode 0600) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The node's name.
+        #[arg(long, default_value = "imported")]
+        name: String,
+        /// The protected port's interface.
+        #[arg(long, default_value = "lan")]
+        protected_interface: String,
+        /// The protected port's address and prefix length.
+        #[arg(long, default_value = "192.168.0.254/16")]
+        protected_address: String,
+        /// The unprotected port's interface.
+        #[arg(long, default_value = "wan")]
+        unprotected_interface: String,
+        /// The unprotected port's address and prefix length (default: the
+        /// first outbound tunnel's source, /24 or /64).
+        #[arg(long)]
+        unprotected_address: Option<String>,
+        /// Renumber the reserved SPIs (1..=255, which secgw's examples use
+        /// and espgate refuses) to SPI + this offset; without it their SAs
+        /// are left out.
+        #[arg(long)]
+        spi_offset: Option<String>,
     },
     /// Print the build: version and crypto backends.
     Info,
@@ -258,6 +290,29 @@ fn main() -> ExitCode {
         }
         Command::Demo { out } => demo::run(Backend::preferred(), &out),
         Command::Keys { config, sa, out } => keys::run(config.as_deref(), &sa, out.as_deref()),
+        Command::ImportSecgw {
+            input,
+            out,
+            name,
+            protected_interface,
+            protected_address,
+            unprotected_interface,
+            unprotected_address,
+            spi_offset,
+        } => spi_offset
+            .as_deref()
+            .map(|o| requests::SpiArg::Text(o.to_string()).value())
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .and_then(|spi_offset| {
+                let options = espgate_control::secgw_import::ImportOptions {
+                    name,
+                    protected: (protected_interface, protected_address),
+                    unprotected: (unprotected_interface, unprotected_address),
+                    spi_offset,
+                };
+                import::run(&input, &options, out.as_deref())
+            }),
         Command::Host { config, duration } => {
             host::run(&config, duration.map(std::time::Duration::from_secs_f64))
         }
