@@ -47,6 +47,28 @@ fn u(v: &Value, k: &str) -> u64 {
     v.get(k).and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// The sum of the numbers of an object (drops by reason).
+fn total(v: &Value) -> u64 {
+    v.as_object()
+        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
+}
+
+/// The peer's health in words.
+fn health(m: &Value) -> (&'static str, &'static str) {
+    (
+        if m["peer_alive"] == true {
+            "alive"
+        } else {
+            "dead"
+        },
+        if m["synced"] == true {
+            "synced"
+        } else {
+            "not synced"
+        },
+    )
+}
+
 fn opt(v: &Value, k: &str) -> String {
     match v.get(k) {
         Some(Value::Null) | None => "-".into(),
@@ -77,9 +99,7 @@ pub fn sa_list(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         "life_left_pkts"
     );
     for s in v["sas"].as_array().into_iter().flatten() {
-        let drops: u64 = s["drops"]
-            .as_object()
-            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+        let drops = total(&s["drops"]);
         println!(
             "{:<10} {:<8} {:>3} {:>4} {:>5} {:<8} {:>12} {:>12} {:>12} {:>14} {:>6} {:>14}",
             format!("{:#x}", u(s, "spi")),
@@ -162,9 +182,7 @@ pub fn stats(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         "burst_p99"
     );
     for w in v["workers"].as_array().into_iter().flatten() {
-        let drops: u64 = w["drops"]
-            .as_object()
-            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+        let drops = total(&w["drops"]);
         let q = &w["burst_ns"]["quantiles"];
         println!(
             "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}  {:>7}ns {:>7}ns",
@@ -214,20 +232,11 @@ pub fn peer(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         println!("no pair: this node has no mirror link");
         return Ok(());
     }
+    let (alive, synced) = health(m);
     println!(
-        "node {} peer {}: {} and {}; holding {} of its SAs; {} standby copies; {} queued",
+        "node {} peer {}: {alive} and {synced}; holding {} of its SAs; {} standby copies; {} queued",
         opt(m, "node"),
         opt(m, "peer"),
-        if m["peer_alive"] == true {
-            "alive"
-        } else {
-            "dead"
-        },
-        if m["synced"] == true {
-            "synced"
-        } else {
-            "not synced"
-        },
         u(m, "holding"),
         u(m, "standby"),
         u(m, "queued"),
@@ -288,11 +297,7 @@ fn top_frame(prev: &(Value, Value), now: &(Value, Value), dt: f64, sock: &Path) 
         let Some(p) = w0.iter().find(|p| u(p, "worker") == id) else {
             continue;
         };
-        let drops = |v: &Value| -> u64 {
-            v["drops"]
-                .as_object()
-                .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
-        };
+        let drops = |v: &Value| total(&v["drops"]);
         out.push_str(&format!(
             "{:>6} {:>11.0} {:>11.0} {:>11.0} {:>11.0} {:>10.0}\n",
             id,
@@ -366,18 +371,9 @@ fn pair_line(sock: &Path, expected: u64) -> String {
             bar(standby, expected, 30)
         )
     } else {
+        let (alive, synced) = health(m);
         format!(
-            "\npair: peer {}, {}, holding {}, standby {}, mirror frames sent {} received {}\n",
-            if m["peer_alive"] == true {
-                "alive"
-            } else {
-                "dead"
-            },
-            if m["synced"] == true {
-                "synced"
-            } else {
-                "not synced"
-            },
+            "\npair: peer {alive}, {synced}, holding {}, standby {}, mirror frames sent {} received {}\n",
             u(m, "holding"),
             standby,
             u(m, "frames_sent"),
