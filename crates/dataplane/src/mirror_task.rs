@@ -405,6 +405,10 @@ impl Running {
                     {
                         self.pending.push_back(SaCommand::Limit { spi, limit });
                     }
+                    // An SA of a dead peer whose SAs run here is activated
+                    // at once: its command goes before the answer.
+                    let now = self.now();
+                    self.handle_events(now);
                     self.push_pending();
                     let _ = done.send(());
                 }

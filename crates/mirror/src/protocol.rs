@@ -532,6 +532,8 @@ impl Mirror {
     }
 
     /// [`add_sa`](Self::add_sa) with the SA's own interval or quantity.
+    /// An SA whose home is the peer, added while the peer is dead and this
+    /// node runs its SAs, runs here at once (and is handed back with them).
     pub fn add_sa_with(&mut self, spi: u32, dir: SaDir, esn: bool, home: u32, o: SaOverrides) {
         let interval = o.interval.unwrap_or(match dir {
             SaDir::Outbound => self.cfg.interval,
@@ -551,6 +553,22 @@ impl Mirror {
         );
         if home == self.cfg.node {
             self.own(spi, dir, 1, 0, Vec::new());
+        } else if self.synced && !self.peer_alive && self.holding() > 0 {
+            // Added while the peer is down and this node runs its SAs (a
+            // rekey during a failover): the new SA runs here too, from its
+            // first number (nobody has used it), and goes home at failback
+            // like the others.
+            self.set_owner((spi, dir), self.cfg.node, 1, 1, OwnershipKind::Change);
+            self.own(spi, dir, 1, 1, Vec::new());
+            self.events.push_back(MirrorEvent::Activate {
+                spi,
+                dir,
+                start: match dir {
+                    SaDir::Outbound => 1,
+                    SaDir::Inbound => 0,
+                },
+                bitmap: Vec::new(),
+            });
         }
     }
 

@@ -517,6 +517,44 @@ fn an_sa_added_while_the_pair_runs_is_leased_at_once_and_a_removed_one_is_forgot
 }
 
 #[test]
+fn an_sa_of_the_dead_peer_added_during_its_takeover_runs_here_then_goes_home() {
+    let (mut a, mut b) = (node(A, 1, 1000, 0), node(B, 2, 1000, 0));
+    exchange(&mut a, &mut b, 0);
+    // A falls silent; B declares it dead and takes its SAs over.
+    b.handle_timeout(100);
+    assert!(!b.peer_alive());
+    assert_eq!(b.take_over(), 2);
+    events(&mut b);
+    // The host rekeys one of A's SAs on B alone (A is down): the new SA runs
+    // on B from its first number.
+    const NEW: u32 = 0x3000;
+    b.add_sa(NEW, SaDir::Outbound, false, A);
+    assert!(b.owns(NEW, SaDir::Outbound));
+    assert_eq!(starts(&mut b, NEW), vec![1]);
+    assert!(b.limit(NEW).is_some_and(|l| l > 1), "it may send at once");
+    b.outbound_progress(NEW, 700, 70_000, 700);
+    // A comes back with its memory gone and the new SA in its
+    // configuration; it syncs, and B hands everything back, the new SA
+    // included: A starts it past all B could have used.
+    let mut a2 = node(A, 5, 1000, 200);
+    a2.add_sa(NEW, SaDir::Outbound, false, A);
+    exchange(&mut a2, &mut b, 200);
+    assert!(a2.synced());
+    events(&mut a2);
+    let b_reach = b.limit(NEW).unwrap();
+    assert_eq!(b.hand_back(), 3);
+    exchange(&mut a2, &mut b, 210);
+    let start = *starts(&mut a2, NEW)
+        .last()
+        .expect("A runs the new SA again");
+    assert!(
+        start >= b_reach,
+        "A starts at {start}, B could reach {b_reach}"
+    );
+    assert!(a2.owns(NEW, SaDir::Outbound) && !b.owns(NEW, SaDir::Outbound));
+}
+
+#[test]
 fn an_sa_may_have_its_own_interval_and_quantity() {
     let mut a = Mirror::new(cfg(A, B, 0), key(), 1, 0);
     let mut b = Mirror::new(cfg(B, A, 0), key(), 2, 0);
