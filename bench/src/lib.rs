@@ -7,6 +7,7 @@ pub mod bulk;
 pub mod crypto;
 pub mod feeder;
 pub mod node_path;
+pub mod ops;
 pub mod report;
 
 use espgate_esp::{AeadAlgorithm, Direction, SaConfig, Tunnel};

@@ -4,6 +4,7 @@
 //! ratios inside one run; absolute times drift on a shared machine.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use espgate_bench::crypto::{aead_pps, openssl_pps};
@@ -26,7 +27,7 @@ struct Cli {
     /// Where to write CSV, JSON and plots.
     #[arg(long, default_value = "target/bench-results")]
     out: PathBuf,
-    /// Scenarios to run: crypto, path, mirror, workers, bulk (default: all).
+    /// Scenarios to run: crypto, path, mirror, workers, bulk, ops (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -375,6 +376,47 @@ impl Bench {
     }
 }
 
+impl Bench {
+    fn ops(&mut self) {
+        let mut t = Table::new(
+            "ops",
+            "7. SA operations on a running node: one worker encrypting 64 B at full rate while its SA is rekeyed every 20 ms (make-before-break), then SAs added in one request and a snapshot of all",
+            &["measure", "value"],
+        );
+        match espgate_bench::ops::measure(
+            Backend::preferred(),
+            self.secs,
+            Duration::from_millis(20),
+            10_000,
+        ) {
+            Ok(o) => {
+                let rows = [
+                    ("Mpps, no operation", m(o.steady_pps)),
+                    ("Mpps while rekeying", m(o.rekeying_pps)),
+                    (
+                        "rekeying / steady",
+                        format!("{:.3}", o.rekeying_pps / o.steady_pps.max(1.0)),
+                    ),
+                    ("rekeys", o.rekeys.to_string()),
+                    ("rekey ms p50", format!("{:.3}", o.rekey_ms_p50)),
+                    ("rekey ms max", format!("{:.3}", o.rekey_ms_max)),
+                    ("packets dropped while rekeying", o.dropped.to_string()),
+                    (
+                        &*format!("s to add {} SAs", o.added.0),
+                        format!("{:.3}", o.added.1),
+                    ),
+                    ("ms to snapshot every SA", format!("{:.1}", o.snapshot_ms)),
+                ];
+                for (k, v) in rows {
+                    t.row(vec![k.to_string(), v]);
+                }
+            }
+            Err(e) => eprintln!("espgate-bench: SA operations: {e:#}"),
+        }
+        self.tables.push(t);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     #[cfg(feature = "ipsec-mb")]
@@ -419,6 +461,10 @@ fn main() -> anyhow::Result<()> {
     }
     if want("bulk") {
         b.bulk(cli.quick);
+        show(&b);
+    }
+    if want("ops") {
+        b.ops();
         show(&b);
     }
     for t in &b.tables {

@@ -95,7 +95,7 @@ fn key_hex(a: AeadAlgorithm) -> String {
 
 /// The node's configuration: per worker an outbound SA 0x1000+w for host
 /// 10.1.0.(w+1) and an inbound SA 0x2000+w for the way back.
-fn node_yaml(name: &str, run: &Run, mirror: Option<(u32, u32)>) -> String {
+pub(crate) fn node_yaml(name: &str, run: &Run, mirror: Option<(u32, u32)>) -> String {
     let alg = run.algorithm.to_string();
     let key = key_hex(run.algorithm);
     let mut y = format!(
@@ -156,7 +156,7 @@ fn frame(dst: MacAddr, src: MacAddr, ip: &[u8]) -> Vec<u8> {
 }
 
 /// The frames worker `w`'s source hands out.
-fn frames(run: &Run, w: usize, budget: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+pub(crate) fn frames(run: &Run, w: usize, budget: usize) -> anyhow::Result<Vec<Vec<u8>>> {
     let host = format!("10.1.0.{}", w + 1);
     match run.way {
         Way::Encrypt => Ok(run
@@ -203,7 +203,7 @@ fn far_end(run: &Run, w: usize) -> anyhow::Result<(OutboundSa, Vec<Vec<u8>>)> {
     Ok((out, inners))
 }
 
-fn info(name: &str, mac: MacAddr) -> PortInfo {
+pub(crate) fn info(name: &str, mac: MacAddr) -> PortInfo {
     PortInfo {
         name: name.into(),
         mac,
@@ -212,7 +212,7 @@ fn info(name: &str, mac: MacAddr) -> PortInfo {
 }
 
 /// Queues of a node: sources and sinks, and the counters of the sinks.
-fn queues(
+pub(crate) fn queues(
     run: &Run,
     frames: Vec<Vec<Vec<u8>>>,
     mirror: Option<mem::MemQueue>,
@@ -291,7 +291,7 @@ fn wait_synced(node: &RunningNode) -> anyhow::Result<()> {
     anyhow::bail!("the mirror did not synchronise")
 }
 
-fn sent(sinks: &[Arc<AtomicU64>]) -> u64 {
+pub(crate) fn sent(sinks: &[Arc<AtomicU64>]) -> u64 {
     sinks.iter().map(|c| c.load(Ordering::Relaxed)).sum()
 }
 
