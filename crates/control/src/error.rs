@@ -95,10 +95,33 @@ pub(crate) struct ConfigText<'a> {
     pub(crate) base: &'a std::path::Path,
 }
 
+/// The largest configuration file read (a million SAs fit in a few
+/// hundred MB); a path to something endless (`/dev/zero`) is refused at
+/// this size instead of eating memory.
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1 << 30;
+/// The largest key file read.
+pub(crate) const MAX_KEY_BYTES: u64 = 4096;
+
+/// Reads a text file of at most `limit` bytes.
+pub(crate) fn read_bounded(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
 /// Reads a configuration file, or says which one could not be read.
 pub(crate) fn read_config(path: &std::path::Path) -> Result<ConfigText<'_>, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = read_bounded(path, MAX_CONFIG_BYTES).map_err(|source| ConfigError::Read {
         file: file.clone(),
         source,
     })?;

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::{ConfigError, ConfigText, from_yaml, read_config};
+use crate::error::{
+    ConfigError, ConfigText, MAX_CONFIG_BYTES, from_yaml, read_bounded, read_config,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,7 +106,7 @@ pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
     for (i, n) in spec.nodes.into_iter().enumerate() {
         let at = |k: &str| format!("nodes[{i}].{k}");
         let cfg_path = base.join(&n.config);
-        let config = std::fs::read_to_string(&cfg_path).map_err(|e| {
+        let config = read_bounded(&cfg_path, MAX_CONFIG_BYTES).map_err(|e| {
             err(
                 at("config"),
                 format!("cannot read {}: {e}", cfg_path.display()),

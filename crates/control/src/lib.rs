@@ -8,6 +8,7 @@ pub mod hexkey;
 pub mod host_file;
 mod mirror_section;
 pub mod node_file;
+pub mod request;
 pub mod sa_file;
 pub mod secgw_import;
 

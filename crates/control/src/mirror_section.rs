@@ -33,7 +33,7 @@ use espgate_mirror::{InboundTakeover, MirrorConfig};
 use espgate_wire::ethernet::MacAddr;
 use serde::Deserialize;
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, MAX_KEY_BYTES, read_bounded};
 use crate::hexkey::parse_hex;
 
 #[derive(Debug, Deserialize)]
@@ -114,7 +114,7 @@ pub(crate) fn resolve_mirror(
     let err = |k: &str, m: String| ConfigError::invalid(file, &format!("mirror.{k}"), m);
     let key_text = match (&spec.key, &spec.key_file) {
         (Some(k), None) => k.clone(),
-        (None, Some(p)) => std::fs::read_to_string(base.join(p))
+        (None, Some(p)) => read_bounded(&base.join(p), MAX_KEY_BYTES)
             .map_err(|e| err("key_file", format!("cannot read {}: {e}", p.display())))?,
         (Some(_), Some(_)) => return Err(err("key", "give key or key_file, not both".into())),
         (None, None) => return Err(err("key", "missing: give key or key_file".into())),

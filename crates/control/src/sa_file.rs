@@ -23,7 +23,7 @@ use espgate_esp::sa::NATT_PORT;
 use espgate_esp::{AeadAlgorithm, Direction, Lifetime, SaConfig, SaError, Tunnel, UdpEncap};
 use serde::Deserialize;
 
-use crate::error::{ConfigError, from_yaml, read_config};
+use crate::error::{ConfigError, MAX_KEY_BYTES, from_yaml, read_bounded, read_config};
 use crate::hexkey::parse_hex;
 
 /// An SPI written as a number or as a `0x` string.
@@ -232,7 +232,7 @@ pub(crate) fn resolve_sa(
         (Some(k), None) => k.clone(),
         (None, Some(p)) => {
             let p = base.join(p);
-            std::fs::read_to_string(&p).map_err(|e| {
+            read_bounded(&p, MAX_KEY_BYTES).map_err(|e| {
                 ConfigError::invalid(
                     file,
                     "key_file",

@@ -301,7 +301,7 @@ fn main() -> ExitCode {
             spi_offset,
         } => spi_offset
             .as_deref()
-            .map(|o| requests::SpiArg::Text(o.to_string()).value())
+            .map(|o| espgate_control::request::SpiArg::Text(o.to_string()).value())
             .transpose()
             .map_err(anyhow::Error::msg)
             .and_then(|spi_offset| {

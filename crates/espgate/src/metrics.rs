@@ -14,7 +14,9 @@ use espgate_esp::DropReason;
 use espgate_mirror::Reject;
 use serde_json::Value;
 
-use crate::control_socket::{Call, Request};
+use espgate_control::request::Request;
+
+use crate::control_socket::Call;
 use crate::views::QUANTILES;
 
 /// A counter family read from a `T`: name, help, value.

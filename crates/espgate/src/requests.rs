@@ -7,11 +7,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use espgate_dataplane::RunningNode;
-use espgate_esp::Direction;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::control_socket::{Request, refuse};
+use espgate_control::request::Request;
+
+use crate::control_socket::refuse;
 use crate::{metrics, views};
 
 /// How long an inbound SA replaced by a rekey keeps decrypting when the
@@ -19,53 +19,6 @@ use crate::{metrics, views};
 /// the peer has switched; five seconds covers packets in flight and
 /// queued at the far end).
 pub const DEFAULT_GRACE_MS: u64 = 5000;
-
-/// An SPI as a request writes it: a number, or a string in decimal or
-/// `0x` hex.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum SpiArg {
-    /// `4096`.
-    Number(u32),
-    /// `"0x1000"` or `"4096"`.
-    Text(String),
-}
-
-impl SpiArg {
-    /// The SPI.
-    pub fn value(&self) -> Result<u32, String> {
-        match self {
-            SpiArg::Number(n) => Ok(*n),
-            SpiArg::Text(t) => {
-                let t = t.trim();
-                match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-                    Some(h) => u32::from_str_radix(h, 16),
-                    None => t.parse(),
-                }
-                .map_err(|_| format!("{t:?} is not an SPI"))
-            }
-        }
-    }
-}
-
-/// A direction as a request writes it.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum DirectionArg {
-    /// Outbound.
-    Outbound,
-    /// Inbound.
-    Inbound,
-}
-
-impl From<DirectionArg> for Direction {
-    fn from(d: DirectionArg) -> Self {
-        match d {
-            DirectionArg::Outbound => Direction::Outbound,
-            DirectionArg::Inbound => Direction::Inbound,
-        }
-    }
-}
 
 /// Answers `req` about `node`.
 pub fn answer(req: Request, node: &mut RunningNode) -> Value {

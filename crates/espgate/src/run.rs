@@ -18,7 +18,9 @@ use espgate_io::{Mempool, PortInfo, PortQueue, af_packet};
 use espgate_wire::ethernet::MacAddr;
 use serde_json::{Value, json};
 
-use crate::control_socket::{self, Request, refuse};
+use espgate_control::request::Request;
+
+use crate::control_socket::{self, refuse};
 use crate::{metrics, requests};
 
 /// Smallest MTU the mirror port is opened with (a standard Ethernet

@@ -156,6 +156,11 @@ fn each_broken_config_gets_one_line_naming_the_place() {
             "mirror: { node: 1, peer: 2, key: 0x000102030405060708090a0b0c0d0e0f, port: { name: m, backend: af_packet, interface: m0 } }\nsas:\n  - { spi: 0x3000, direction: inbound, aead: aes-128-gcm, key: 0x4c80cdefbb5d10da906ac73c3613a6342e443b68, tunnel: { src: 172.16.0.2, dst: 172.16.0.1 }, replay_window: 65536 }\n",
         ),
         (
+            "endless key file",
+            "key: 0x4c80cdefbb5d10da906ac73c3613a6342e443b68",
+            "key_file: /dev/zero",
+        ),
+        (
             "unknown inbound takeover mode",
             "sas:",
             "mirror: { node: 1, peer: 2, key: 0x000102030405060708090a0b0c0d0e0f, port: { name: m, backend: af_packet, interface: m0 }, inbound_takeover: loose }\nsas:",
