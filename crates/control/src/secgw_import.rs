@@ -24,6 +24,7 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use espgate_dataplane::prefix::Prefix;
+use espgate_esp::{AeadAlgorithm, Direction, SaConfig, Tunnel};
 
 /// A line of the input that was not imported, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,6 +361,28 @@ fn parse_sp(tokens: &[&str]) -> Result<Rule, String> {
     Ok(rule)
 }
 
+/// Whether an SA, as SPI `spi`, is one espgate runs (key length for the
+/// algorithm, addresses).
+fn check(sa: &Sa, spi: u32) -> Result<(), String> {
+    let algorithm = match sa.aead {
+        "aes-256-gcm" => AeadAlgorithm::Aes256Gcm,
+        _ => AeadAlgorithm::Aes128Gcm,
+    };
+    let direction = if sa.outbound {
+        Direction::Outbound
+    } else {
+        Direction::Inbound
+    };
+    let tunnel = Tunnel {
+        src: sa.src,
+        dst: sa.dst,
+    };
+    let mut cfg = SaConfig::new(spi, direction, tunnel, algorithm, sa.key.clone());
+    cfg.esn = sa.esn.is_some();
+    cfg.initial_seq = sa.esn.unwrap_or(0);
+    cfg.validate().map_err(|e| e.to_string())
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -396,7 +419,9 @@ pub fn import_secgw(text: &str, node: &ImportOptions) -> Import {
     let mut left_out = Vec::new();
     let mut sas: Vec<Sa> = Vec::new();
     let mut sps: Vec<(usize, String, Rule)> = Vec::new();
+    // secgw's SA numbers imported, and the SPIs they became.
     let mut seen = HashSet::new();
+    let mut spis = HashSet::new();
     let mut renumbered = Vec::new();
     for (line, rule) in rules(text) {
         let tokens: Vec<&str> = rule.split(' ').collect();
@@ -409,20 +434,25 @@ pub fn import_secgw(text: &str, node: &ImportOptions) -> Import {
         };
         match tokens[0] {
             "sa" => match parse_sa(&tokens) {
-                Ok(sa) if !seen.insert((sa.spi, sa.outbound)) => {
+                Ok(sa) if seen.contains(&(sa.spi, sa.outbound)) => {
                     leave(format!("SA {} is defined twice", sa.spi));
                 }
-                Ok(sa) => match renumber(sa.spi, node.spi_offset) {
+                Ok(sa) => match renumber(sa.spi, node.spi_offset).and_then(|spi| {
+                    check(&sa, spi)?;
+                    if spis.contains(&(spi, sa.outbound)) {
+                        return Err(format!("SA {} would be SPI {spi:#x}, which another SA has", sa.spi));
+                    }
+                    Ok(spi)
+                }) {
                     Ok(spi) => {
                         if spi != sa.spi && !renumbered.contains(&(sa.spi, spi)) {
                             renumbered.push((sa.spi, spi));
                         }
+                        seen.insert((sa.spi, sa.outbound));
+                        spis.insert((spi, sa.outbound));
                         sas.push(sa);
                     }
-                    Err(e) => {
-                        seen.remove(&(sa.spi, sa.outbound));
-                        leave(e);
-                    }
+                    Err(e) => leave(e),
                 },
                 Err(e) => leave(e),
             },

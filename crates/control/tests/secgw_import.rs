@@ -300,3 +300,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn sas_espgate_would_refuse_are_listed_instead_of_written() {
+    let key20 = "1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20";
+    let text = format!(
+        "sa out 300 aead_algo aes-256-gcm aead_key {key20} mode ipv4-tunnel src 1.1.1.1 dst 2.2.2.2\n\
+         sa out 4101 aead_algo aes-128-gcm aead_key {key20} mode ipv4-tunnel src 1.1.1.1 dst 2.2.2.2\n\
+         sa out 5 aead_algo aes-128-gcm aead_key {key20} mode ipv4-tunnel src 1.1.1.1 dst 2.2.2.2\n"
+    );
+    let import = import_secgw(&text, &ports());
+    assert_eq!(import.sas, 1, "{}", report(&import.left_out));
+    let reasons: Vec<&str> = import.left_out.iter().map(|l| l.reason.as_str()).collect();
+    assert!(reasons[0].contains("36-byte key"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("0x1005, which another SA has"),
+        "{reasons:?}"
+    );
+    parse_node(&import.yaml, "x.yaml", Path::new(".")).unwrap();
+}
