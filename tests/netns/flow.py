@@ -5,11 +5,14 @@ lost, and when.
     flow.py echo PORT
     flow.py stream HOST PORT SECONDS OUT.json [RATE]   (RATE datagrams/s, default 1000)
 
-OUT.json holds {"sent": [t0, t1, ...], "echoed": {"k": t, ...}} with Unix
-times in seconds.
+OUT.json holds {"sent": [t0, t1, ...], "echoed": {"k": t, ...},
+"duplicates": N} with Unix times in seconds; N counts echoes of a datagram
+already echoed (a replay that got through). SIGTERM ends a stream early
+(what was sent and echoed so far is written).
 """
 
 import json
+import signal
 import socket
 import sys
 import time
@@ -26,11 +29,17 @@ def echo(port):
 def stream(host, port, seconds, out, rate):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setblocking(False)
-    sent, echoed = [], {}
+    sent, echoed, duplicates = [], {}, 0
     start = time.time()
     period = 1.0 / rate
     k = 0
     end = start + seconds
+
+    def finish(*_):
+        nonlocal end
+        end = min(end, time.time())
+
+    signal.signal(signal.SIGTERM, finish)
     while time.time() < end + 0.5:
         now = time.time()
         if now < end and now >= start + k * period:
@@ -46,11 +55,13 @@ def stream(host, port, seconds, out, rate):
             data, _ = s.recvfrom(65535)
             n = int.from_bytes(data[:4], "big")
             if n < len(sent) and data == n.to_bytes(4, "big") + bytes((n + i) & 0xFF for i in range(60)):
+                if str(n) in echoed:
+                    duplicates += 1
                 echoed.setdefault(str(n), time.time())
         except BlockingIOError:
             time.sleep(0.0002)
     with open(out, "w") as f:
-        json.dump({"sent": sent, "echoed": echoed}, f)
+        json.dump({"sent": sent, "echoed": echoed, "duplicates": duplicates}, f)
 
 
 if __name__ == "__main__":

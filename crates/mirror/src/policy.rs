@@ -10,7 +10,7 @@
 //!   the peer has *acknowledged* (plus `slack`, see below); with the lease
 //!   off it is unlimited, the bare claim behaviour.
 //! - `slack`: a taking-over node starts at its stored lease plus the
-//!   takeover jump (2^30 for ESN SAs, a small one or none for 32-bit SAs),
+//!   takeover jump (2^26 by default for ESN SAs, 2^24 for 32-bit ones),
 //!   so the owner may run up to `jump - quantity` past its acknowledged
 //!   lease without the two ranges ever meeting.
 

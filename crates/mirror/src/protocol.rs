@@ -97,8 +97,13 @@ pub struct MirrorConfig {
     pub lease: bool,
     /// How far a takeover jumps past the stored lease, ESN SAs. A receiver
     /// infers the high half of an ESN from the low 32 bits (RFC 4303 A2.2)
-    /// and follows a forward step only if it is below 2^32 minus its window;
-    /// a restart may step two jumps, so the jump is at most 2^30.
+    /// and follows a forward step only if it is below 2^32 minus its window.
+    /// An idle SA (no packet between the steps) moves about six jumps in a
+    /// failover cycle of its home node (takeover: one jump past the lease;
+    /// the home node's restart: two more past the holder's reach, itself a
+    /// jump past its start; hand-back: the holder's reach), so the jump is
+    /// at most 2^28, and 2^26 by default: eight idle cycles in a row stay
+    /// within the receiver's reach.
     pub takeover_jump: u64,
     /// How far a takeover jumps past the stored lease, 32-bit SAs.
     pub takeover_jump_32: u64,
@@ -116,10 +121,11 @@ pub struct MirrorConfig {
     pub max_frame: usize,
 }
 
-/// The largest takeover jump: two jumps (a peer restart) plus the lease
-/// must stay below 2^32 minus the largest replay window, or receivers would
-/// place the new numbers in the wrong ESN half.
-pub const MAX_TAKEOVER_JUMP: u64 = 1 << 30;
+/// The largest takeover jump: six jumps (an idle SA's failover cycle:
+/// takeover, restart of its home node, hand-back) plus the lease must stay
+/// below 2^32 minus the largest replay window, or receivers would place the
+/// new numbers in the wrong ESN half and every ICV would fail.
+pub const MAX_TAKEOVER_JUMP: u64 = 1 << 28;
 
 /// Unconfirmed ownership changes a refresh sends again, at most.
 const RESEND_PER_REFRESH: usize = 4096;
@@ -135,7 +141,7 @@ pub enum MirrorConfigError {
     Zero(&'static str),
     /// A takeover jump a receiver could not follow.
     #[error(
-        "{name} is {value}: at most 2^30 ({MAX_TAKEOVER_JUMP}), or receivers lose the ESN high half"
+        "{name} is {value}: at most 2^28 ({MAX_TAKEOVER_JUMP}), or receivers lose the ESN high half after a failover cycle"
     )]
     JumpTooLarge {
         /// Which jump.
@@ -203,7 +209,7 @@ impl Default for MirrorConfig {
             interval: 1024,
             quantity: 4096,
             lease: true,
-            takeover_jump: 1 << 30,
+            takeover_jump: 1 << 26,
             takeover_jump_32: 1 << 24,
             inbound_interval: 1024,
             inbound_takeover: InboundTakeover::Strict,

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use espgate_mirror::{
-    InboundTakeover, Mirror, MirrorConfig, MirrorEvent, MirrorKey, Reject, SaOverrides,
+    InboundTakeover, MAX_TAKEOVER_JUMP, Mirror, MirrorConfig, MirrorEvent, MirrorKey, Reject,
+    SaOverrides,
 };
 use espgate_wire::mirror::SaDir;
 use proptest::prelude::*;
@@ -27,7 +28,7 @@ fn cfg(node: u32, peer: u32, jump32: u64) -> MirrorConfig {
         interval: 100,
         quantity: 400,
         lease: true,
-        takeover_jump: 1 << 30,
+        takeover_jump: 1 << 28,
         takeover_jump_32: jump32,
         inbound_interval: 100,
         inbound_takeover: InboundTakeover::Strict,
@@ -235,7 +236,7 @@ fn an_esn_takeover_across_the_low_32_bit_wrap_is_followed_by_the_receiver() {
     // wrap, and the receiver must infer its high half from the low 32 bits.
     let last = (7 << 32) - 100;
     let (start, stored) = esn_takeover_start(last);
-    assert_eq!(start, stored + (1 << 30));
+    assert_eq!(start, stored + (1 << 28));
     assert_eq!(start >> 32, 7, "the low 32 bits wrapped during the gap");
     for size in [64, 1024, 65536] {
         let receiver = espgate_esp::replay::ReplayWindow::new(size, last);
@@ -250,6 +251,72 @@ fn an_esn_takeover_across_the_low_32_bit_wrap_is_followed_by_the_receiver() {
     let receiver = espgate_esp::replay::ReplayWindow::new(64, last);
     let far = stored + (1 << 32);
     assert_ne!(receiver.infer_esn(far as u32), Some(far));
+}
+
+/// An ESN SA whose home node fails, restarts and takes it back, `cycles`
+/// times, with not one packet sent on it in between (an idle SA): where
+/// the home node starts it in the end.
+fn idle_failover_cycles(jump: u64, cycles: usize, last: u64) -> u64 {
+    let config = |me, peer| MirrorConfig {
+        takeover_jump: jump,
+        ..MirrorConfig {
+            node: me,
+            peer,
+            ..MirrorConfig::default()
+        }
+    };
+    let mut a = Mirror::new(config(A, B), key(), 1, 0);
+    let mut b = Mirror::new(config(B, A), key(), 2, 0);
+    for m in [&mut a, &mut b] {
+        m.add_sa(0x4000, SaDir::Outbound, true, A);
+    }
+    exchange(&mut a, &mut b, 0);
+    a.outbound_progress(0x4000, last, 0, 0);
+    exchange(&mut a, &mut b, 1);
+    let mut now = 10;
+    let mut start = 0;
+    for cycle in 0..cycles {
+        // A dies; B takes its SA over (and sends nothing on it).
+        b.handle_timeout(now + 1000);
+        assert_eq!(b.take_over(), 1);
+        // A restarts with its memory gone, syncs, and gets its SA back.
+        now += 2000;
+        a = Mirror::new(config(A, B), key(), 100 + cycle as u64, now);
+        a.add_sa(0x4000, SaDir::Outbound, true, A);
+        exchange(&mut a, &mut b, now);
+        assert!(a.synced());
+        assert_eq!(b.hand_back(), 1);
+        exchange(&mut a, &mut b, now + 1);
+        start = *starts(&mut a, 0x4000).last().expect("A runs its SA again");
+    }
+    start
+}
+
+#[test]
+fn an_idle_esn_sa_survives_failover_cycles_within_the_receivers_reach() {
+    let last = (3 << 32) + 1000;
+    // The receiver's window sits at the last packet A sent before the first
+    // failure: every later start must be inferable from its low 32 bits.
+    for (jump, cycles) in [
+        (MirrorConfig::default().takeover_jump, 8),
+        (MAX_TAKEOVER_JUMP, 1),
+    ] {
+        let start = idle_failover_cycles(jump, cycles, last);
+        assert!(start > last);
+        for size in [64, 1024, 65536] {
+            let receiver = espgate_esp::replay::ReplayWindow::new(size, last);
+            assert_eq!(
+                receiver.infer_esn(start as u32),
+                Some(start),
+                "jump {jump}, {cycles} idle cycles: the receiver ({size}) cannot follow to {start}"
+            );
+        }
+    }
+    // At the old maximum, 2^30, one idle cycle already moves the SA past
+    // what the receiver can follow: its ICVs would all fail.
+    let start = idle_failover_cycles(1 << 30, 1, last);
+    let receiver = espgate_esp::replay::ReplayWindow::new(64, last);
+    assert_ne!(receiver.infer_esn(start as u32), Some(start));
 }
 
 #[test]
