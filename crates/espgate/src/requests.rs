@@ -36,7 +36,10 @@ fn run(req: Request, node: &mut RunningNode) -> Result<Value, String> {
             let mirror = node.mirror_views().map_err(|e| e.to_string())?;
             views::sa_list(node, &workers, mirror)
         }
-        Request::Stats {} => views::stats(&node.snapshot().map_err(|e| e.to_string())?),
+        Request::Stats {} => views::stats(
+            &node.snapshot().map_err(|e| e.to_string())?,
+            node.commands_pending(),
+        ),
         Request::Peer {} => views::peer(node),
         Request::Metrics => {
             let workers = node.snapshot().map_err(|e| e.to_string())?;

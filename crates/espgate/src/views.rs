@@ -67,8 +67,9 @@ fn worker(w: &WorkerSnapshot) -> Value {
     })
 }
 
-/// `stats`: per-worker counters and their totals.
-pub fn stats(workers: &[WorkerSnapshot]) -> Value {
+/// `stats`: per-worker counters and their totals, and the commands still
+/// waiting in the workers' rings.
+pub fn stats(workers: &[WorkerSnapshot], commands_pending: usize) -> Value {
     let mut total = WorkerCounters::default();
     for w in workers {
         total.add(&w.counters);
@@ -87,6 +88,7 @@ pub fn stats(workers: &[WorkerSnapshot]) -> Value {
             "bypassed": total.bypassed,
             "drops": node_drops(&total),
             "lease_stalls": lease_stalls,
+            "commands_pending": commands_pending,
         },
     })
 }
