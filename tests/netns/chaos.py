@@ -27,6 +27,7 @@ import json
 import os
 import pathlib
 import random
+import shutil
 import signal
 import struct
 import subprocess
@@ -149,7 +150,10 @@ at = 0
 while at < len(d):
     n = struct.unpack(">I", d[at:at + 4])[0]
     f = bytearray(d[at + 4:at + 4 + n])
+    # To every node, from the attacker's own MAC: with r's, the switch
+    # would learn r behind the attacker's port and send r's traffic there.
     f[0:6] = b"\\xff" * 6
+    f[6:12] = bytes.fromhex("020000007701")
     s.send(bytes(f))
     at += 4 + n
 """)
@@ -226,6 +230,8 @@ while at < len(d):
                     if sorted(state for state, _ in v.values()) != ["active", "standby"] or len({o for _, o in v.values()}) != 1]
         late = {h: [k for k, t in enumerate(s) if ends - 1.5 < t < ends - 0.5] for h, (s, e) in flows.items()}
         flowing = {h: sum(k in flows[h][1] for k in late[h]) / max(1, len(late[h])) for h in flows}
+        last_echo = {h: round(ends - max(e.values(), default=0), 1) for h, (s, e) in flows.items()}
+        r_sas = [line.strip() for line in self.p.log("r.log").splitlines() if " sa 0x" in line]
         took = sum(self.p.log(f"{n}-{i}.log").count("took_over") for n in ("a", "b") for i in range(1, self.lives[n] + 1))
         totals = {
             "rounds": sum(self.done.values()),
@@ -241,6 +247,8 @@ while at < len(d):
             "datagrams sent / echoed": {h: f"{len(s)} / {len(e)}" for h, (s, e) in flows.items()},
             "SAs not on exactly one node": len(lost_sas),
             "traffic flowing at the end": {h: f"{v:.0%}" for h, v in flowing.items()},
+            "seconds from the last echo to the end": last_echo,
+            "r's SAs at the end": r_sas,
         }
         return totals, reused, dups, lost_sas, flowing
 
@@ -252,15 +260,17 @@ def main():
     if os.geteuid() != 0:
         sys.exit("chaos: needs root (network namespaces)")
     topo = Topology(prefix())
-    with tempfile.TemporaryDirectory(prefix="espgate-chaos-") as tmp:
-        try:
-            print(f"chaos: {rounds} rounds, seed {seed}, {espgate}", flush=True)
-            totals, reused, dups, lost, flowing = Chaos(topo, espgate, tmp, seed).run(rounds)
-        finally:
-            topo.cleanup()
+    tmp = tempfile.mkdtemp(prefix="espgate-chaos-")
+    try:
+        print(f"chaos: {rounds} rounds, seed {seed}, {espgate}", flush=True)
+        totals, reused, dups, lost, flowing = Chaos(topo, espgate, tmp, seed).run(rounds)
+    finally:
+        topo.cleanup()
     print(json.dumps(totals, indent=2))
     ok = not reused and dups == 0 and not lost and all(v > 0.5 for v in flowing.values())
-    print("chaos: " + ("PASS" if ok else "FAIL"))
+    if ok:
+        shutil.rmtree(tmp)
+    print("chaos: " + ("PASS" if ok else f"FAIL (logs and capture kept in {tmp})"))
     sys.exit(0 if ok else 1)
 
 
