@@ -6,7 +6,8 @@ mirror link for a while (split brain), drop a share of mirror frames
 (nftables `numgen random`) for the following rounds, or replay recorded
 ESP frames at the pair. A node is killed only while the other runs and is
 synchronised: the guarantee needs one node's memory to survive each
-failure (README, "The limits"). At the end the checker proves:
+failure (README, "The limits"). Or it reorders and delays the mirror
+link's frames for a while. At the end the checker proves:
 
 - no nonce used twice: every (SPI, 64-bit sequence number) the pair sent
   (read from the GCM IV, which is the full sequence number, RFC 4106) is
@@ -16,9 +17,9 @@ failure (README, "The limits"). At the end the checker proves:
 - no SA lost: once the pair has healed, every SA is active on exactly one
   node, both nodes agree on its owner, and traffic flows.
 
-Reordering is not among the faults: this kernel has no netem; the
-protocol's handling of reordered frames is proven by the sans-IO tests
-(crates/mirror/tests/protocol.rs).
+Reordering: this kernel has no netem, so for a reorder round the mirror
+link's bridge gives way to a relay (relay.py) that delays frames and lets
+some overtake others.
 
     python3 tests/netns/chaos.py ROUNDS [--seed N]     (root; scripts/chaos)
 """
@@ -41,7 +42,7 @@ from test_failover import HERE, MAC, Pair, flow  # noqa: E402
 from topology import Topology, prefix, wait_for  # noqa: E402
 
 REPO = HERE.parents[1]
-ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay"]
+ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay", "reorder"]
 RATE = 200
 
 
@@ -128,10 +129,30 @@ class Chaos:
             self.set_loss(self.rng.choice([0, 10, 30, 50]))
         elif action == "replay":
             self.replay()
+        elif action == "reorder":
+            self.reorder(self.rng.uniform(1.0, 3.0))
         self.done[action] += 1
         if not self.settle():
             raise AssertionError(f"the pair did not heal after {action} of {victim}:\n"
                                  + "".join(self.p.log(f"{n}-{self.lives[n]}.log")[-3000:] for n in ("a", "b")))
+
+    def reorder(self, seconds):
+        """For a while the mirror link is a relay that delays frames up to
+        30 ms and lets a third of them overtake the one before (this kernel
+        has no netem), instead of the bridge. The loss rule does not apply
+        meanwhile: the relay reads frames before nftables' ingress hook."""
+        sw = self.p.sw
+        for port in ("m-a", "m-b"):
+            self.topo.run(sw, "ip", "link", "set", port, "nomaster")
+        relay = self.topo.start(sw, "python3", str(HERE / "relay.py"), "m-a", "m-b", "0.33", "30",
+                                log=self.tmp / "relay.log")
+        time.sleep(seconds)
+        self.topo.stop(relay)
+        for port in ("m-a", "m-b"):
+            self.topo.run(sw, "ip", "link", "set", port, "master", "brmir")
+        text = (self.tmp / "relay.log").read_text()
+        if "overtook" in text:
+            self.overtaken += int(text.split(", ")[1].split()[0])
 
     def replay(self):
         """Sends ESP frames recorded earlier (r's, to the pair) again, to
@@ -180,6 +201,7 @@ while at < len(d):
         rc.wait(timeout=20)
         self.recorded = [f for f in self.read_frames(rec) if f[6:12] == bytes.fromhex(MAC["r-wan"].replace(":", ""))]
         self.replayed = 0
+        self.overtaken = 0
         plan = plan or [None] * rounds
         for k, action in enumerate(plan):
             self.round(action)
@@ -243,6 +265,7 @@ while at < len(d):
             "ESP frames from r": len(nonces) - len(sent),
             "nonces used twice": len(reused),
             "ESP frames replayed": self.replayed,
+            "mirror frames reordered": self.overtaken,
             "replays accepted (bound 0, strict)": dups,
             "datagrams sent / echoed": {h: f"{len(s)} / {len(e)}" for h, (s, e) in flows.items()},
             "SAs not on exactly one node": len(lost_sas),
