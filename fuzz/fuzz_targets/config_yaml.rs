@@ -4,35 +4,24 @@
 //! or hang; a node file that loads must hold what the parser promises.
 #![no_main]
 
-use std::path::Path;
-use std::sync::OnceLock;
+#[path = "common.rs"]
+mod common;
 
+use std::path::Path;
+
+use common::running;
 use espgate_control::secgw_import::{ImportOptions, import_secgw};
 use espgate_control::{parse_node, parse_sa, parse_sa_update};
-use espgate_dataplane::NodeConfig;
 use libfuzzer_sys::fuzz_target;
 
 /// Paths in the text (key files, pcap files) are taken relative to a
 /// folder that does not exist: the target reads nothing from the disk.
 const BASE: &str = "/nonexistent/espgate-fuzz";
 
-fn running() -> &'static NodeConfig {
-    static NODE: OnceLock<NodeConfig> = OnceLock::new();
-    NODE.get_or_init(|| {
-        parse_node(
-            "node: { name: a }\n\
-             ports:\n  - { name: lan, role: protected, backend: pcap, mac: 02:00:00:00:00:01, address: 10.0.0.1/24 }\n  \
-             - { name: wan, role: unprotected, backend: pcap, mac: 02:00:00:00:00:02, address: 10.9.0.1/24 }\n\
-             sas:\n  - { spi: 0x1000, direction: outbound, aead: aes-128-gcm, key: 0x4c80cdefbb5d10da906ac73c3613a6342e443b68, tunnel: { src: 10.9.0.1, dst: 10.9.0.2 } }\n",
-            "running.yaml",
-            Path::new("."),
-        )
-        .expect("the running node's configuration")
-    })
-}
-
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     // Absolute paths would reach the disk: the target does not follow them.
     if text.contains("_file") || text.contains("_pcap") {
         return;
@@ -50,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(u) = parse_sa_update(text, "fuzz-update.yaml", base, running()) {
         for e in &u.sas {
             assert!(
-                !running().sas.iter().any(|r| r.sa.spi == e.sa.spi && r.sa.direction == e.sa.direction),
+                !running()
+                    .sas
+                    .iter()
+                    .any(|r| r.sa.spi == e.sa.spi && r.sa.direction == e.sa.direction),
                 "an update re-used a running SA's SPI"
             );
         }

@@ -8,7 +8,7 @@
 //! accepted.
 #![no_main]
 
-use espgate_esp::{AeadAlgorithm, Backend, Direction, Inbound, OutboundSa, Sad, SaConfig, Tunnel};
+use espgate_esp::{AeadAlgorithm, Backend, Direction, Inbound, OutboundSa, SaConfig, Sad, Tunnel};
 use espgate_wire::{HeapBuf, PacketBuf};
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +17,13 @@ fn pair() -> (SaConfig, SaConfig) {
         src: "172.16.1.5".parse().unwrap(),
         dst: "172.16.2.5".parse().unwrap(),
     };
-    let mut out = SaConfig::new(0x1000, Direction::Outbound, tunnel, AeadAlgorithm::Aes128Gcm, vec![7; 20]);
+    let mut out = SaConfig::new(
+        0x1000,
+        Direction::Outbound,
+        tunnel,
+        AeadAlgorithm::Aes128Gcm,
+        vec![7; 20],
+    );
     out.esn = true;
     out.initial_seq = (1 << 32) - 3;
     let mut inb = out.clone();
@@ -27,7 +33,9 @@ fn pair() -> (SaConfig, SaConfig) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let (o, i) = pair();
     let mut sad = Sad::new();
     sad.insert(&i, Backend::DEFAULT).unwrap();
@@ -51,7 +59,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(Inbound::Decapsulated { .. }) => {
             assert!(!tampered || flip < 20, "a tampered ESP packet was accepted");
             let mut again = HeapBuf::from_packet(&sealed);
-            assert!(sad.decapsulate(&mut again).is_err(), "a replay was accepted");
+            assert!(
+                sad.decapsulate(&mut again).is_err(),
+                "a replay was accepted"
+            );
         }
         Ok(other) => panic!("sealed packet seen as {other:?}"),
         Err(_) => assert!(tampered, "an untouched packet was refused"),

@@ -17,14 +17,23 @@ use espgate_wire::mirror::{MirrorHeader, MirrorRecord, parse_records};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let key = MirrorKey::new(b"espgate fuzz mirror key").unwrap();
     let mut filter = PeerFilter::new(1, 2);
     let frame = if mode == 0 {
         rest.to_vec()
     } else {
         let mut body = Vec::new();
-        MirrorHeader { flags: 0, records: u16::from(mode), node: 2, epoch: 1, counter: 1 }.emit(&mut body);
+        MirrorHeader {
+            flags: 0,
+            records: u16::from(mode),
+            node: 2,
+            epoch: 1,
+            counter: 1,
+        }
+        .emit(&mut body);
         body.extend(rest);
         key.seal_raw(&body)
     };
@@ -39,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(_) => {
             assert!(filter.epoch().is_none(), "a refused frame moved the filter");
-            assert!(mode == 0 || parse_records(&frame).is_err(), "an authentic, well-formed frame was refused");
+            assert!(
+                mode == 0 || parse_records(&frame).is_err(),
+                "an authentic, well-formed frame was refused"
+            );
         }
     }
     let mut node = Mirror::new(
@@ -55,7 +67,11 @@ fuzz_target!(|data: &[u8]| {
         node.add_sa(spi, SaDir::Outbound, spi % 2 == 0, 1 + spi % 2);
         node.add_sa(spi, SaDir::Inbound, true, 1 + spi % 2);
     }
-    let before: Vec<_> = node.views().iter().map(|v| (v.spi, v.dir, v.stored)).collect();
+    let before: Vec<_> = node
+        .views()
+        .iter()
+        .map(|v| (v.spi, v.dir, v.stored))
+        .collect();
     let _ = node.handle_frame(1, &frame);
     node.handle_timeout(2);
     while node.poll_transmit(2).is_some() {}

@@ -23,7 +23,8 @@ fuzz_target!(|data: &[u8]| {
     {
         let mut out = vec![0u8; r.header_len()];
         r.emit(&mut out).expect("a parsed header emits");
-        let back = EthernetRepr::parse(&EthernetFrame::new_checked(&out[..]).expect("emitted")).expect("re-parses");
+        let back = EthernetRepr::parse(&EthernetFrame::new_checked(&out[..]).expect("emitted"))
+            .expect("re-parses");
         assert_eq!(back, r);
         let body = &data[r.header_len().min(data.len())..];
         ip(body);
@@ -32,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
         {
             let mut out = vec![0u8; body.len().max(28)];
             a.emit(&mut out).expect("a parsed ARP packet emits");
-            assert_eq!(ArpRepr::parse(&ArpPacket::new_checked(&out[..]).unwrap()).unwrap(), a);
+            assert_eq!(
+                ArpRepr::parse(&ArpPacket::new_checked(&out[..]).unwrap()).unwrap(),
+                a
+            );
         }
     }
     ip(data);
@@ -45,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
 /// An IP packet through every IP-level parser.
 fn ip(data: &[u8]) {
     let _ = Selectors::of(data);
-    let own: [IpAddr; 2] = ["172.16.1.5".parse().unwrap(), "2001:db8::5".parse().unwrap()];
+    let own: [IpAddr; 2] = [
+        "172.16.1.5".parse().unwrap(),
+        "2001:db8::5".parse().unwrap(),
+    ];
     let _ = esp_spi(data, &own, &[4500]);
     if let Ok(p) = Ipv4Packet::new_checked(data)
         && let Ok(r) = Ipv4Repr::parse(&p)
@@ -54,7 +61,8 @@ fn ip(data: &[u8]) {
         r.emit(&mut out).expect("a parsed header emits");
         let mut whole = out.clone();
         whole.resize(r.header_len() + r.payload_len, 0);
-        let back = Ipv4Repr::parse(&Ipv4Packet::new_checked(&whole[..]).expect("emitted")).expect("re-parses");
+        let back = Ipv4Repr::parse(&Ipv4Packet::new_checked(&whole[..]).expect("emitted"))
+            .expect("re-parses");
         assert_eq!(back, r);
         transport(&data[p.header_len().min(data.len())..]);
     }
@@ -63,7 +71,8 @@ fn ip(data: &[u8]) {
     {
         let mut out = vec![0u8; r.header_len() + r.payload_len];
         r.emit(&mut out).expect("a parsed header emits");
-        let back = Ipv6Repr::parse(&Ipv6Packet::new_checked(&out[..]).expect("emitted")).expect("re-parses");
+        let back = Ipv6Repr::parse(&Ipv6Packet::new_checked(&out[..]).expect("emitted"))
+            .expect("re-parses");
         assert_eq!(back, r);
         transport(&data[40.min(data.len())..]);
     }
@@ -79,6 +88,9 @@ fn transport(data: &[u8]) {
     {
         let mut out = vec![0u8; 8];
         r.emit(&mut out).expect("a parsed ESP header emits");
-        assert_eq!(EspRepr::parse(&EspPacket::new_checked(&out[..]).unwrap()).unwrap(), r);
+        assert_eq!(
+            EspRepr::parse(&EspPacket::new_checked(&out[..]).unwrap()).unwrap(),
+            r
+        );
     }
 }

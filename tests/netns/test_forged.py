@@ -78,29 +78,25 @@ def test_forged_replayed_and_stale_mirror_frames_are_refused_and_change_nothing(
     p.start("b", "b.log", "--control", str(sock["b"]))
     assert wait_for(lambda: "synced" in p.log("a.log") and "synced" in p.log("b.log"), timeout=20)
 
-    def traffic():
+    def record(path):
+        """The mirror link's frames while traffic moves the SAs."""
+        cap = topo.start(p.sw, "dumpcap", "-q", "-i", "m-a", "-i", "m-b", "-w", str(path))
+        assert wait_for(lambda: path.exists() and path.stat().st_size >= 24)
         for h in (p.h1, p.h2):
             topo.run(h, "ping", "-c", "100", "-i", "0.005", "-W", "1", "10.3.0.10", check=False)
+        time.sleep(0.5)
+        topo.stop(cap, 2)
 
-    # Record the link while traffic moves the SAs: b's frames of its first
-    # life, and a's own.
+    # b's frames of its first life, and a's own.
     old_cap = tmp_path / "old.pcapng"
-    cap = topo.start(p.sw, "dumpcap", "-q", "-i", "m-a", "-i", "m-b", "-w", str(old_cap))
-    assert wait_for(lambda: old_cap.exists() and old_cap.stat().st_size >= 24)
-    traffic()
-    time.sleep(0.5)
-    topo.stop(cap, 2)
+    record(old_cap)
     # b restarts: its earlier frames are now of an old epoch.
     topo.stop(p.procs["b"])
     p.start("b", "b2.log", "--control", str(sock["b"]))
     assert wait_for(lambda: "synced" in p.log("b2.log") and p.log("a.log").count("peer_alive") >= 2, timeout=20), \
         p.log("a.log") + p.log("b2.log")
     new_cap = tmp_path / "new.pcapng"
-    cap = topo.start(p.sw, "dumpcap", "-q", "-i", "m-a", "-i", "m-b", "-w", str(new_cap))
-    assert wait_for(lambda: new_cap.exists() and new_cap.stat().st_size >= 24)
-    traffic()
-    time.sleep(0.5)
-    topo.stop(cap, 2)
+    record(new_cap)
     time.sleep(0.5)
 
     old_b = mirror_frames(old_cap, MAC["b-mir"])
