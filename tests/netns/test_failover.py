@@ -328,7 +328,12 @@ def test_kill_takeover_restart_failback(topo, espgate, tmp_path, capsys, loss):
         "a never ran its SA again after the failback"
     for log, who in ((logs["b.log"], "b"), (logs["a2.log"], "a")):
         refused = sum(sa_drops(log, 0x1001, "in", r) for r in ("replayed", "too_old"))
-        assert refused <= INBOUND_INTERVAL, f"{who} refused {refused} > {INBOUND_INTERVAL}"
+        # Strict takeover refuses at most `inbound_interval` fresh packets
+        # each time the SA starts on a node: a's second life may start it
+        # twice (at its bulk sync's end, and at the hand-back).
+        moves = sum(1 for _, what in events(log) if what.startswith("activated spi=0x1001 dir=inbound"))
+        assert refused <= INBOUND_INTERVAL * max(1, moves), \
+            f"{who} refused {refused} > {INBOUND_INTERVAL} x {moves} starts of the SA"
 
 
 def test_mirror_link_cut_split_brain_then_heal(topo, espgate, tmp_path, capsys):
