@@ -46,17 +46,24 @@ ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay", "reorder"
 RATE = 200
 
 
-def esp_nonces(pcap):
-    """(source MAC, SPI, 64-bit sequence number) of every ESP frame in a
-    classic pcap file, read with a small parser (hundreds of thousands of
-    frames): Ethernet, IPv4, ESP header and the 8-byte IV that follows it."""
-    out = []
+def pcap_frames(pcap):
+    """The frames of a classic pcap file, read with a small parser (hundreds
+    of thousands of frames)."""
     data = pathlib.Path(pcap).read_bytes()
-    at = 24
+    out, at = [], 24
     while at + 16 <= len(data):
         incl = struct.unpack("<I", data[at + 8:at + 12])[0]
-        frame = data[at + 16:at + 16 + incl]
+        out.append(data[at + 16:at + 16 + incl])
         at += 16 + incl
+    return out
+
+
+def esp_nonces(pcap):
+    """(source MAC, SPI, 64-bit sequence number) of every ESP frame in a
+    classic pcap file: Ethernet, IPv4, ESP header and the 8-byte IV that
+    follows it."""
+    out = []
+    for frame in pcap_frames(pcap):
         if len(frame) < 14 + 20 + 16 or frame[12:14] != b"\x08\x00" or frame[14 + 9] != 50:
             continue
         ihl = (frame[14] & 0x0F) * 4
@@ -199,7 +206,7 @@ while at < len(d):
         rec = self.tmp / "rec.pcap"
         rc = self.topo.start(self.p.sw, "dumpcap", "-q", "-P", "-i", "w-r", "-a", "duration:2", "-w", str(rec))
         rc.wait(timeout=20)
-        self.recorded = [f for f in self.read_frames(rec) if f[6:12] == bytes.fromhex(MAC["r-wan"].replace(":", ""))]
+        self.recorded = [f for f in pcap_frames(rec) if f[6:12] == bytes.fromhex(MAC["r-wan"].replace(":", ""))]
         self.replayed = 0
         self.overtaken = 0
         plan = plan or [None] * rounds
@@ -220,16 +227,6 @@ while at < len(d):
             self.topo.stop(self.p.procs[n])
         self.topo.stop(cap, signal.SIGINT)
         return self.check(cap_path, owners, ends, time.time() - t0)
-
-    @staticmethod
-    def read_frames(pcap):
-        data = pathlib.Path(pcap).read_bytes()
-        out, at = [], 24
-        while at + 16 <= len(data):
-            incl = struct.unpack("<I", data[at + 8:at + 12])[0]
-            out.append(data[at + 16:at + 16 + incl])
-            at += 16 + incl
-        return out
 
     def owners(self):
         """Each SA's state on each node, and who each node says owns it."""

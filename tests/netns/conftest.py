@@ -22,6 +22,15 @@ def espgate():
 
 
 @pytest.fixture
+def release_espgate():
+    """The binary the container image ships (scripts/build --release)."""
+    path = REPO / "target" / "release" / "espgate"
+    if not path.exists():
+        pytest.fail("target/release/espgate is missing: run scripts/build --release (scripts/test does)")
+    return str(path)
+
+
+@pytest.fixture
 def topo():
     if os.geteuid() != 0:
         pytest.fail("network-namespace tests need root (CI runs as root)")

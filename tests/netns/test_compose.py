@@ -20,12 +20,6 @@ from topology import wait_for
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def release_binary():
-    path = REPO / "target" / "release" / "espgate"
-    assert path.exists(), "target/release/espgate is missing: run scripts/build --release (scripts/test does)"
-    return str(path)
-
-
 def load_compose():
     doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     subnets = {n: v["ipam"]["config"][0]["subnet"] for n, v in doc["networks"].items()}
@@ -43,8 +37,8 @@ def prime(topo, ns, dst):
     topo.run(ns, "ping", "-c", "80", "-i", "0.005", "-W", "1", dst, check=False)
 
 
-def test_the_compose_pair_runs_in_namespaces(topo, tmp_path, capsys):
-    binary = release_binary()
+def test_the_compose_pair_runs_in_namespaces(topo, tmp_path, capsys, release_espgate):
+    binary = release_espgate
     services, subnets = load_compose()
     sw = topo.ns("sw")
     for net in subnets:

@@ -19,13 +19,6 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "scripts" / "entrypoint"
 
 
-def release_binary():
-    path = REPO / "target" / "release" / "espgate"
-    if not path.exists():
-        pytest.fail("target/release/espgate is missing: run scripts/build --release (scripts/test does)")
-    return path
-
-
 @pytest.fixture
 def container(topo):
     """A namespace with two interfaces addressed as Docker would."""
@@ -80,11 +73,11 @@ def test_entrypoint_refuses_what_it_cannot_do_and_names_it(topo, container):
     assert r.returncode == 2 and "is not a page count" in r.stderr
 
 
-def test_entrypoint_bridges_taps_and_runs_the_release_binary(topo, container, tmp_path):
+def test_entrypoint_bridges_taps_and_runs_the_release_binary(topo, container, tmp_path, release_espgate):
     """For real: the taps and bridges are made, the node (the binary the
     image ships) opens the taps as DPDK ports, answers ARP for its address
     through them, and its control socket sits in a 0700 directory."""
-    binary = release_binary()
+    binary = release_espgate
     peer = topo.namespaces[-1]
     topo.run(peer, "ip", "addr", "add", "10.1.0.10/24", "dev", "p0")
     prefix = f"egep{os.getpid()}"
@@ -126,7 +119,7 @@ ports:
         shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
 
 
-def test_the_dockerfile_builds_with_scripts_build_and_ships_what_the_binary_needs():
+def test_the_dockerfile_builds_with_scripts_build_and_ships_what_the_binary_needs(release_espgate):
     docker = (REPO / "Dockerfile").read_text()
     assert "RUN scripts/build --release" in docker
     assert "COPY --from=build /src/target/release/espgate /usr/local/bin/espgate" in docker
@@ -139,7 +132,7 @@ def test_the_dockerfile_builds_with_scripts_build_and_ships_what_the_binary_need
                 if line.strip() and not line.startswith("#")]
     # Every library the binary links comes from a listed package (or from
     # libc6 / libgcc-s1, which every Debian image has).
-    binary = release_binary()
+    binary = release_espgate
     needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]",
                         subprocess.run(["readelf", "-d", str(binary)], capture_output=True, text=True).stdout)
     assert any(n.startswith("librte_eal") for n in needed), "scripts/build must build with DPDK"
@@ -181,9 +174,9 @@ def test_devbind_lists_network_devices_and_refuses_nothing_given():
     assert r.returncode == 2 and "no PCI address" in r.stderr
 
 
-def test_the_systemd_unit_verifies_and_runs_a_command_line_espgate_accepts(tmp_path):
+def test_the_systemd_unit_verifies_and_runs_a_command_line_espgate_accepts(tmp_path, release_espgate):
     unit = (REPO / "scripts" / "systemd" / "espgate@.service").read_text()
-    binary = release_binary()
+    binary = release_espgate
     local = (unit.replace("/usr/local/bin/espgate", str(binary))
              .replace("/usr/local/lib/espgate/hugepages", str(REPO / "scripts" / "hugepages")))
     (tmp_path / "espgate@.service").write_text(local)

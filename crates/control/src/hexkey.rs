@@ -1,5 +1,16 @@
 //! Key material written as hex, the way operators paste it: an optional
-//! `0x`, optional `:` or space separators (ipsec-secgw writes `de:ad:be:ef`).
+//! `0x`, optional `:` or space separators (ipsec-secgw writes `de:ad:be:ef`);
+//! and 32-bit numbers (SPIs) in decimal or `0x` hex.
+
+/// A 32-bit number written in decimal or with a `0x` (or `0X`) prefix in
+/// hex, spaces around it allowed.
+pub fn parse_u32(text: &str) -> Option<u32> {
+    let t = text.trim();
+    match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => t.parse().ok(),
+    }
+}
 
 /// Parses hex key material.
 pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {

@@ -49,6 +49,7 @@ use espgate_wire::ip::protocol;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, from_yaml, read_config};
+use crate::hexkey::parse_u32;
 use crate::mirror_section::{MirrorSpec, resolve_mirror};
 use crate::sa_file::{SaSpec, resolve_sa};
 
@@ -613,12 +614,7 @@ fn parse_spi(v: &serde_norway::Value) -> Result<u32, String> {
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(|| format!("{n} is not a 32-bit SPI")),
         serde_norway::Value::String(s) => {
-            let t = s.trim();
-            match t.strip_prefix("0x") {
-                Some(h) => u32::from_str_radix(h, 16),
-                None => t.parse(),
-            }
-            .map_err(|_| format!("{s:?} is not an SPI"))
+            parse_u32(s).ok_or_else(|| format!("{s:?} is not an SPI"))
         }
         other => Err(format!("{other:?} is not an SPI")),
     }

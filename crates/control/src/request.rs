@@ -26,6 +26,8 @@
 use espgate_esp::Direction;
 use serde::Deserialize;
 
+use crate::hexkey::parse_u32;
+
 /// A request on the control socket.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -100,14 +102,7 @@ impl SpiArg {
     pub fn value(&self) -> Result<u32, String> {
         match self {
             SpiArg::Number(n) => Ok(*n),
-            SpiArg::Text(t) => {
-                let t = t.trim();
-                match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-                    Some(h) => u32::from_str_radix(h, 16),
-                    None => t.parse(),
-                }
-                .map_err(|_| format!("{t:?} is not an SPI"))
-            }
+            SpiArg::Text(t) => parse_u32(t).ok_or_else(|| format!("{:?} is not an SPI", t.trim())),
         }
     }
 }

@@ -24,7 +24,7 @@ use espgate_esp::{AeadAlgorithm, Direction, Lifetime, SaConfig, SaError, Tunnel,
 use serde::Deserialize;
 
 use crate::error::{ConfigError, MAX_KEY_BYTES, from_yaml, read_bounded, read_config};
-use crate::hexkey::parse_hex;
+use crate::hexkey::{parse_hex, parse_u32};
 
 /// An SPI written as a number or as a `0x` string.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -36,12 +36,7 @@ enum Spi {
 
 fn de_hex_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let s = String::deserialize(d)?;
-    let t = s.trim();
-    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(h) => u32::from_str_radix(h, 16),
-        None => t.parse(),
-    };
-    r.map_err(|_| serde::de::Error::custom(format!("{s:?} is not a 32-bit number")))
+    parse_u32(&s).ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a 32-bit number")))
 }
 
 fn de_from_str<'de, D, T>(d: D) -> Result<T, D::Error>

@@ -248,15 +248,7 @@ impl RunningNode {
                 },
             };
             self.send_to(owner, cmd)?;
-            tables
-                .owners_mut(entry.sa.direction)
-                .insert(entry.sa.spi, owner);
-            if entry.sa.direction == Direction::Inbound
-                && let Some(e) = entry.sa.udp_encap
-                && !tables.encap_ports.contains(&e.dst_port)
-            {
-                tables.encap_ports.push(e.dst_port);
-            }
+            tables.name(&entry.sa, owner);
         }
         self.settle()?;
         self.shared.tables.publish(tables);
@@ -280,47 +272,49 @@ impl RunningNode {
     }
 
     /// Sends a command to worker `w`, waiting while its ring is full.
-    fn send_to(&self, w: usize, mut cmd: SaCommand) -> Result<(), NodeError> {
-        let t0 = Instant::now();
-        loop {
-            match self.shared.command_to(w, cmd) {
-                Ok(()) => return Ok(()),
-                Err(_) if w >= self.shared.commands.len() => {
-                    return Err(NodeError::Refused(format!("worker {w} does not exist")));
-                }
-                Err(back) if t0.elapsed() < SETTLE => {
-                    cmd = back;
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-                Err(_) => return Err(NodeError::Busy("a worker's command ring")),
-            }
+    fn send_to(&self, w: usize, cmd: SaCommand) -> Result<(), NodeError> {
+        if w >= self.shared.commands.len() {
+            return Err(NodeError::Refused(format!("worker {w} does not exist")));
         }
+        push_waiting(cmd, "a worker's command ring", |c| {
+            self.shared.command_to(w, c)
+        })
     }
 
     /// Gives the mirror task an order, waiting while its queue is full.
-    fn push_order(&self, mut order: Order) -> Result<(), NodeError> {
-        let t0 = Instant::now();
-        loop {
-            match self.orders.push(order) {
-                Ok(()) => return Ok(()),
-                Err(back) if t0.elapsed() < SETTLE => {
-                    order = back;
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-                Err(_) => return Err(NodeError::Busy("the mirror task's order queue")),
-            }
-        }
+    fn push_order(&self, order: Order) -> Result<(), NodeError> {
+        push_waiting(order, "the mirror task's order queue", |o| {
+            self.orders.push(o)
+        })
     }
 
     /// Waits until every worker has carried out the commands sent so far.
     fn settle(&self) -> Result<(), NodeError> {
-        let t0 = Instant::now();
-        while self.shared.commands_pending() > 0 {
-            if t0.elapsed() > SETTLE {
-                return Err(NodeError::Busy("the workers"));
+        push_waiting((), "the workers", |()| {
+            match self.shared.commands_pending() {
+                0 => Ok(()),
+                _ => Err(()),
             }
-            std::thread::sleep(Duration::from_micros(50));
+        })
+    }
+}
+
+/// Tries `push` with `item` until it takes it, for at most [`SETTLE`]
+/// (a full ring gives the item back); then `what` did not answer.
+fn push_waiting<T>(
+    mut item: T,
+    what: &'static str,
+    mut push: impl FnMut(T) -> Result<(), T>,
+) -> Result<(), NodeError> {
+    let t0 = Instant::now();
+    loop {
+        match push(item) {
+            Ok(()) => return Ok(()),
+            Err(back) if t0.elapsed() < SETTLE => {
+                item = back;
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            Err(_) => return Err(NodeError::Busy(what)),
         }
-        Ok(())
     }
 }

@@ -540,7 +540,10 @@ impl Running {
     }
 
     fn known(&self, spi: u32, d: Direction) -> bool {
-        self.task.shared.tables.load().owners(d).contains_key(&spi)
+        self.task
+            .shared
+            .tables
+            .with(|t| t.owners(d).contains_key(&spi))
     }
 
     fn wait_for_workers(&mut self, stop: &AtomicBool) {

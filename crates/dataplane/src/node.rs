@@ -301,9 +301,10 @@ pub fn start(
     let mut outbound: Vec<FxHashMap<u32, OutboundSa>> =
         (0..n).map(|_| FxHashMap::default()).collect();
     let mut sads: Vec<Sad> = (0..n).map(|_| Sad::new()).collect();
-    let mut out_owner = FxHashMap::default();
-    let mut in_owner = FxHashMap::default();
-    let mut encap_ports = Vec::new();
+    let mut tables = Tables {
+        spd: Spd::new(cfg.spd.clone()),
+        ..Tables::default()
+    };
     for entry in &cfg.sas {
         let spi = entry.sa.spi;
         let owner = cfg.owner(entry);
@@ -320,18 +321,12 @@ pub fn start(
                 parked[owner].push((spi, entry.sa.direction));
             }
         }
+        tables.name(&entry.sa, owner);
         match build_sa(cfg, entry, backend)? {
             BuiltSa::Outbound(sa) => {
-                out_owner.insert(spi, owner);
                 outbound[owner].insert(spi, sa);
             }
             BuiltSa::Inbound(sa) => {
-                in_owner.insert(spi, owner);
-                if let Some(e) = entry.sa.udp_encap
-                    && !encap_ports.contains(&e.dst_port)
-                {
-                    encap_ports.push(e.dst_port);
-                }
                 sads[owner].add(sa).map_err(|e| NodeError::Sa {
                     spi,
                     why: e.to_string(),
@@ -351,13 +346,7 @@ pub fn start(
         peer_addresses[i].push(*ip);
     }
     let shared = Arc::new(Shared {
-        tables: TableCell::new(Tables {
-            spd: Spd::new(cfg.spd.clone()),
-            out_owner,
-            in_owner,
-            encap_ports,
-            successor: FxHashMap::default(),
-        }),
+        tables: TableCell::new(tables),
         neighbours: Neighbours::new(cfg.neighbours.iter().map(|nb| (nb.ip, nb.mac))),
         handoff: (0..n)
             .map(|_| {

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use espgate_esp::Direction;
+use espgate_esp::{Direction, SaConfig};
 use rustc_hash::FxHashMap;
 
 use crate::spd::{Action, PolicyDirection, Selectors, Spd, SpdRule};
@@ -43,6 +43,18 @@ impl Tables {
         match direction {
             Direction::Outbound => &mut self.out_owner,
             Direction::Inbound => &mut self.in_owner,
+        }
+    }
+
+    /// Names SA `sa` as owned by worker `owner`, and an inbound SA's UDP
+    /// port as one that carries ESP.
+    pub fn name(&mut self, sa: &SaConfig, owner: usize) {
+        self.owners_mut(sa.direction).insert(sa.spi, owner);
+        if sa.direction == Direction::Inbound
+            && let Some(e) = sa.udp_encap
+            && !self.encap_ports.contains(&e.dst_port)
+        {
+            self.encap_ports.push(e.dst_port);
         }
     }
 
@@ -92,9 +104,15 @@ impl TableCell {
 
     /// The tables now.
     pub fn load(&self) -> Arc<Tables> {
+        self.with(|t| t.clone())
+    }
+
+    /// Reads the tables now without taking a reference to them (the
+    /// reference count shares a cache line with what the workers read).
+    pub fn with<R>(&self, f: impl FnOnce(&Arc<Tables>) -> R) -> R {
         match self.current.read() {
-            Ok(t) => t.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(t) => f(&t),
+            Err(poisoned) => f(&poisoned.into_inner()),
         }
     }
 

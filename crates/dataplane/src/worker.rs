@@ -69,7 +69,7 @@ impl Shared {
         let Some((spi, direction)) = cmd.sa() else {
             return Err(cmd);
         };
-        let owner = self.tables.load().owners(direction).get(&spi).copied();
+        let owner = self.tables.with(|t| t.owners(direction).get(&spi).copied());
         match owner {
             Some(w) => self.commands[w].push(cmd),
             None => Err(cmd),
@@ -129,6 +129,27 @@ pub struct WorkerReport {
     /// [`TIMED_EVERY`], in nanoseconds (timing each would cost two clock
     /// reads a burst).
     pub burst_ns: Histogram<u64>,
+}
+
+impl From<WorkerSnapshot> for WorkerReport {
+    fn from(s: WorkerSnapshot) -> Self {
+        let sas = |d: Direction| {
+            s.sas
+                .iter()
+                .filter(|sa| sa.direction == d)
+                .map(|sa| (sa.spi, sa.counters, sa.seq))
+                .collect()
+        };
+        WorkerReport {
+            id: s.id,
+            counters: s.counters,
+            outbound: sas(Direction::Outbound),
+            inbound: sas(Direction::Inbound),
+            sad_drops: s.sad_drops,
+            queues: s.queues,
+            burst_ns: s.burst_ns,
+        }
+    }
 }
 
 /// One worker.
@@ -361,27 +382,7 @@ impl Worker {
         for p in &mut self.ports {
             p.queue.flush();
         }
-        WorkerReport {
-            id: self.id,
-            counters: self.counters,
-            outbound: self
-                .outbound
-                .values()
-                .map(|s| (s.spi(), *s.counters(), s.seq()))
-                .collect(),
-            inbound: self
-                .sad
-                .iter()
-                .map(|s| (s.spi(), *s.counters(), s.window().top()))
-                .collect(),
-            sad_drops: *self.sad.drops(),
-            queues: self
-                .ports
-                .iter()
-                .map(|p| (p.queue.info().name.clone(), p.queue.stats()))
-                .collect(),
-            burst_ns: self.burst_ns,
-        }
+        WorkerReport::from(self.snapshot())
     }
 
     /// Takes the shared tables' new version, if there is one.

@@ -301,9 +301,11 @@ fn main() -> ExitCode {
             spi_offset,
         } => spi_offset
             .as_deref()
-            .map(|o| espgate_control::request::SpiArg::Text(o.to_string()).value())
+            .map(|o| {
+                espgate_control::hexkey::parse_u32(o)
+                    .ok_or_else(|| anyhow::anyhow!("--spi-offset {o:?} is not a 32-bit number"))
+            })
             .transpose()
-            .map_err(anyhow::Error::msg)
             .and_then(|spi_offset| {
                 let options = espgate_control::secgw_import::ImportOptions {
                     name,

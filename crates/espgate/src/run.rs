@@ -176,7 +176,7 @@ fn answer(
     backend: Backend,
     started: Instant,
 ) -> Value {
-    match (req, node.as_ref()) {
+    match (req, node.as_mut()) {
         (Request::Status {}, None) => json!({ "ok": true, "state": "waiting_config" }),
         (Request::Status {}, Some(n)) => {
             let pair = n.pair_status().map(|p| {
@@ -232,10 +232,7 @@ fn answer(
             json!({ "ok": true, "events": events.drain(..).collect::<Vec<_>>() })
         }
         (_, None) => refuse("not configured yet"),
-        (r, Some(_)) => match node.as_mut() {
-            Some(n) => requests::answer(r, n),
-            None => refuse("not configured yet"),
-        },
+        (r, Some(n)) => requests::answer(r, n),
     }
 }
 
