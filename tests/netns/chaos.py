@@ -217,7 +217,10 @@ while at < len(d):
         # Heal everything, let the pair fail back, and check traffic flows.
         self.set_loss(0)
         assert self.settle(30)
-        time.sleep(2.0)
+        # The hand-back comes failback_delay_ms after the pair is whole,
+        # and strict takeover refuses up to inbound_interval packets at
+        # each start: measure the flow well after both.
+        time.sleep(4.0)
         ends = time.time()
         for s in streams:
             self.topo.stop(s)
