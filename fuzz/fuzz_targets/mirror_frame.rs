@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let key = MirrorKey::new(b"espgate fuzz mirror key").unwrap();
-    let mut filter = PeerFilter::new(1, 2);
+    let mut filter = PeerFilter::new(1, 7, 2);
     let frame = if mode == 0 {
         rest.to_vec()
     } else {
@@ -32,6 +32,8 @@ fuzz_target!(|data: &[u8]| {
             node: 2,
             epoch: 1,
             counter: 1,
+            // The node below is in its life 7: the records count there.
+            peer_epoch: 7,
         }
         .emit(&mut body);
         body.extend(rest);

@@ -13,10 +13,13 @@ use crate::snapshot::WorkerSnapshot;
 /// question to a worker.
 #[derive(Debug)]
 pub enum SaCommand {
-    /// The outbound SA may use sequence numbers below `limit` only.
+    /// The SA may use (outbound) or accept (inbound) sequence numbers
+    /// below `limit` only.
     Limit {
         /// SPI.
         spi: u32,
+        /// Which SA of that SPI.
+        direction: Direction,
         /// First sequence number it must not use (`u64::MAX`: none).
         limit: u64,
     },
@@ -75,8 +78,8 @@ impl SaCommand {
     /// The SA the command is about, if it is about one.
     pub fn sa(&self) -> Option<(u32, Direction)> {
         match self {
-            SaCommand::Limit { spi, .. } => Some((*spi, Direction::Outbound)),
-            SaCommand::Activate { spi, direction, .. }
+            SaCommand::Limit { spi, direction, .. }
+            | SaCommand::Activate { spi, direction, .. }
             | SaCommand::Deactivate { spi, direction }
             | SaCommand::Remove { spi, direction } => Some((*spi, *direction)),
             SaCommand::InstallOutbound { sa, .. } => Some((sa.spi(), Direction::Outbound)),

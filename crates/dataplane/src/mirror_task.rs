@@ -15,7 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_queue::ArrayQueue;
 use espgate_esp::Direction;
 use espgate_io::QueueStats;
-use espgate_mirror::{Mirror, MirrorEvent, MirrorStats, PairSaView, RejectCounters, SaOverrides};
+use espgate_mirror::{
+    FenceRefused, Mirror, MirrorEvent, MirrorStats, PairSaView, RejectCounters, SaOverrides,
+};
 use espgate_wire::mirror::SaDir;
 
 use crate::command::SaCommand;
@@ -74,6 +76,11 @@ pub enum NodeEventKind {
     AddressesReleased,
     /// Told the peer is fenced: SAs run without leases.
     Fenced,
+    /// Told the peer is fenced, and refused.
+    FenceRefused {
+        /// Why.
+        why: FenceRefused,
+    },
 }
 
 /// An event with its wall-clock time.
@@ -105,6 +112,7 @@ impl std::fmt::Display for NodeEvent {
             NodeEventKind::AddressesAdopted => write!(f, "addresses_adopted"),
             NodeEventKind::AddressesReleased => write!(f, "addresses_released"),
             NodeEventKind::Fenced => write!(f, "fenced"),
+            NodeEventKind::FenceRefused { why } => write!(f, "fence_refused why=\"{why}\""),
         }
     }
 }
@@ -151,8 +159,9 @@ pub enum Order {
     TakeOver,
     /// Hand the peer's SAs back now.
     HandBack,
-    /// The peer is fenced (powered off, isolated): run without leases.
-    Fence,
+    /// The peer is fenced (powered off, isolated): run without leases;
+    /// the answer says whether the mirror took it or why not.
+    Fence(Sender<Result<(), FenceRefused>>),
     /// An SA was added to the pair (its worker has it already): mirror
     /// it, and if it runs here give it its lease limit; then say so on
     /// `done`.
@@ -386,9 +395,13 @@ impl Running {
             match order {
                 Order::TakeOver => self.take_over(),
                 Order::HandBack => self.hand_back(),
-                Order::Fence => {
-                    self.task.mirror.force_unleased();
-                    self.task.events.push(NodeEventKind::Fenced);
+                Order::Fence(reply) => {
+                    let r = self.task.mirror.force_unleased();
+                    self.task.events.push(match r {
+                        Ok(()) => NodeEventKind::Fenced,
+                        Err(why) => NodeEventKind::FenceRefused { why },
+                    });
+                    let _ = reply.send(r);
                 }
                 Order::AddSa {
                     spi,
@@ -400,10 +413,12 @@ impl Running {
                 } => {
                     let mirror = &mut self.task.mirror;
                     mirror.add_sa_with(spi, sa_dir(direction), esn, home, overrides);
-                    if direction == Direction::Outbound
-                        && let Some(limit) = mirror.limit(spi)
-                    {
-                        self.pending.push_back(SaCommand::Limit { spi, limit });
+                    if let Some(limit) = mirror.limit_of(spi, sa_dir(direction)) {
+                        self.pending.push_back(SaCommand::Limit {
+                            spi,
+                            direction,
+                            limit,
+                        });
                     }
                     // An SA of a dead peer whose SAs run here is activated
                     // at once: its command goes before the answer.
@@ -459,8 +474,12 @@ impl Running {
                 MirrorEvent::Synced { records } => {
                     self.task.events.push(NodeEventKind::Synced { records });
                 }
-                MirrorEvent::LimitRaised { spi, limit } => {
-                    self.pending.push_back(SaCommand::Limit { spi, limit });
+                MirrorEvent::LimitRaised { spi, dir, limit } => {
+                    self.pending.push_back(SaCommand::Limit {
+                        spi,
+                        direction: direction(dir),
+                        limit,
+                    });
                 }
                 MirrorEvent::Activate {
                     spi,
@@ -483,10 +502,12 @@ impl Running {
                         packets,
                         bytes,
                     });
-                    if dir == SaDir::Outbound {
-                        let limit = self.task.mirror.limit(spi).unwrap_or(0);
-                        self.pending.push_back(SaCommand::Limit { spi, limit });
-                    }
+                    let limit = self.task.mirror.limit_of(spi, dir).unwrap_or(0);
+                    self.pending.push_back(SaCommand::Limit {
+                        spi,
+                        direction: d,
+                        limit,
+                    });
                     self.task.events.push(NodeEventKind::Activated {
                         spi,
                         direction: d,

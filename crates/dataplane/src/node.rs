@@ -187,24 +187,33 @@ pub(crate) fn build_sa(
 ) -> Result<BuiltSa, NodeError> {
     let spi = entry.sa.spi;
     let sa_err = |why: String| NodeError::Sa { spi, why };
+    // Reported to the mirror at each multiple of the interval; an inbound
+    // window at each half (its lease is one interval past the top the peer
+    // acknowledged, so the acknowledgement must come before that).
     let every = cfg.mirror.as_ref().map_or(0, |m| {
         let default = match entry.sa.direction {
             Direction::Outbound => m.protocol.interval,
             Direction::Inbound => m.protocol.inbound_interval,
         };
-        entry.mirror.interval.unwrap_or(default).max(1)
+        let interval = entry.mirror.interval.unwrap_or(default).max(1);
+        match entry.sa.direction {
+            Direction::Outbound => interval,
+            Direction::Inbound => (interval / 2).max(1),
+        }
     });
+    // A mirrored SA uses or accepts no sequence number until the mirror
+    // gives it a limit.
+    let limit = if cfg.mirror.is_some() { 0 } else { u64::MAX };
     Ok(match entry.sa.direction {
         Direction::Outbound => {
             let mut sa = OutboundSa::new(&entry.sa, backend).map_err(|e| sa_err(e.to_string()))?;
-            if cfg.mirror.is_some() && cfg.is_home(entry) {
-                sa.set_limit(0);
-            }
+            sa.set_limit(limit);
             sa.set_report_every(every);
             BuiltSa::Outbound(sa)
         }
         Direction::Inbound => {
             let mut sa = InboundSa::new(&entry.sa, backend).map_err(|e| sa_err(e.to_string()))?;
+            sa.set_limit(limit);
             sa.set_report_every(every);
             BuiltSa::Inbound(sa)
         }

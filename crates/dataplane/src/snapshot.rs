@@ -23,8 +23,8 @@ pub struct SaSnapshot {
     /// Outbound: the last sequence number used. Inbound: the replay
     /// window's top.
     pub seq: u64,
-    /// Outbound: the first sequence number the lease does not allow
-    /// (`u64::MAX`: no lease).
+    /// The first sequence number the lease does not allow the SA to use
+    /// (outbound) or accept (inbound) (`u64::MAX`: no lease).
     pub limit: Option<u64>,
     /// Packets, bytes and drops by reason.
     pub counters: SaCounters,

@@ -415,7 +415,7 @@ impl Worker {
             worker: self.id,
             active: active(sa.spi(), Direction::Inbound),
             seq: sa.window().top(),
-            limit: None,
+            limit: Some(sa.limit()),
             counters: *sa.counters(),
             lifetime: sa.lifetime(),
         });
@@ -459,11 +459,22 @@ impl Worker {
             self.last_sa = None;
             self.counters.commands += 1;
             match cmd {
-                SaCommand::Limit { spi, limit } => {
-                    if let Some(sa) = self.outbound.get_mut(&spi) {
-                        sa.set_limit(limit);
+                SaCommand::Limit {
+                    spi,
+                    direction,
+                    limit,
+                } => match direction {
+                    Direction::Outbound => {
+                        if let Some(sa) = self.outbound.get_mut(&spi) {
+                            sa.set_limit(limit);
+                        }
                     }
-                }
+                    Direction::Inbound => {
+                        if let Some(sa) = self.sad.get_mut(spi) {
+                            sa.set_limit(limit);
+                        }
+                    }
+                },
                 SaCommand::Activate {
                     spi,
                     direction,

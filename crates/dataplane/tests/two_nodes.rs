@@ -437,6 +437,7 @@ fn commands_park_move_stall_and_restore_sas() {
     assert_eq!(a_to_b(&mut r, 5, 5), 5);
     // A lease limit of 1007: only 1005 and 1006 may still go.
     r.a.command(SaCommand::Limit {
+        direction: Direction::Outbound,
         spi: 0x100,
         limit: 1007,
     })
@@ -445,6 +446,7 @@ fn commands_park_move_stall_and_restore_sas() {
     assert_eq!(a_to_b(&mut r, 5, 2), 2);
     // B restores an inbound window with top 5000: A's numbers are too old.
     r.a.command(SaCommand::Limit {
+        direction: Direction::Outbound,
         spi: 0x100,
         limit: u64::MAX,
     })
@@ -462,6 +464,7 @@ fn commands_park_move_stall_and_restore_sas() {
     assert_eq!(a_to_b(&mut r, 3, 0), 0);
     assert!(
         r.a.command(SaCommand::Limit {
+            direction: Direction::Outbound,
             spi: 0x999,
             limit: 1
         })

@@ -53,6 +53,7 @@ pub struct InboundSa {
     encap: Option<UdpEncap>,
     reported: u64,
     report_every: u64,
+    limit: u64,
     lifetime: LifetimeState,
     counters: SaCounters,
 }
@@ -69,6 +70,7 @@ impl InboundSa {
             encap: cfg.udp_encap,
             reported: cfg.initial_seq,
             report_every: 0,
+            limit: u64::MAX,
             lifetime: LifetimeState::new(cfg.lifetime),
             counters: SaCounters::default(),
         })
@@ -92,6 +94,17 @@ impl InboundSa {
     /// Traffic and drop counters.
     pub fn counters(&self) -> &SaCounters {
         &self.counters
+    }
+
+    /// Accept only sequence numbers below `limit` (the mirror's inbound
+    /// lease); packets at or past it are dropped as `lease_stall`.
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
+    }
+
+    /// The current limit (`u64::MAX`: none).
+    pub fn limit(&self) -> u64 {
+        self.limit
     }
 
     /// Replaces the replay window with a mirrored one (a takeover or a
@@ -165,6 +178,9 @@ impl InboundSa {
         } else {
             u64::from(loc.seq_lo)
         };
+        if seq >= self.limit {
+            return Err(DropReason::LeaseStall.into());
+        }
         self.window.check(seq).map_err(replay_reason)?;
         Ok(seq)
     }

@@ -217,15 +217,25 @@ fn answer(
             refuse("not configured yet")
         }
         (r @ (Request::TakeOver {} | Request::HandBack {} | Request::Fence {}), Some(n)) => {
+            let (tx, answer) = std::sync::mpsc::channel();
             let order = match r {
                 Request::TakeOver {} => Order::TakeOver,
                 Request::HandBack {} => Order::HandBack,
-                _ => Order::Fence,
+                _ => Order::Fence(tx.clone()),
             };
-            if n.order(order) {
-                json!({ "ok": true })
-            } else {
-                refuse("this node has no mirror, or too many orders wait")
+            // Only a fence answers: the other orders always go through.
+            drop(tx);
+            if !n.order(order) {
+                return refuse("this node has no mirror, or too many orders wait");
+            }
+            match answer.recv_timeout(Duration::from_secs(2)) {
+                Ok(Err(why)) => refuse(format!("fence refused: {why}")),
+                Ok(Ok(())) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    json!({ "ok": true })
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    refuse("the mirror did not answer the fence in 2 s")
+                }
             }
         }
         (Request::Events {}, _) => {

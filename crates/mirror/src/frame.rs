@@ -33,11 +33,13 @@ impl MirrorKey {
         t.as_ref()[..MAC_LEN].try_into().expect("32-byte HMAC")
     }
 
-    /// Whether the last 16 bytes of `frame` are its MAC (constant time).
+    /// Whether the 16 bytes after the header and records of `frame` (as
+    /// its length field places them; link padding may follow) are its MAC
+    /// (constant time).
     pub fn verify(&self, frame: &[u8]) -> bool {
-        if frame.len() < MAC_LEN {
+        let Ok(frame) = mirror::unpadded(frame) else {
             return false;
-        }
+        };
         let (data, mac) = frame.split_at(frame.len() - MAC_LEN);
         let want = self.tag(data);
         // Constant-time comparison of the truncated tag.
@@ -46,11 +48,15 @@ impl MirrorKey {
 }
 
 impl MirrorKey {
-    /// Appends the MAC to an already encoded header and records (tests and
-    /// fuzzing build odd frames this way).
+    /// Appends the MAC to an already encoded header and records, whose
+    /// length field it sets (tests and fuzzing build odd frames this way).
     pub fn seal_raw(&self, body: &[u8]) -> Vec<u8> {
         let mut out = body.to_vec();
-        out.extend(self.tag(body));
+        if out.len() >= mirror::HEADER_LEN {
+            mirror::set_length(&mut out);
+        }
+        let tag = self.tag(&out);
+        out.extend(tag);
         out
     }
 }
@@ -67,6 +73,7 @@ pub fn seal(key: &MirrorKey, header: MirrorHeader, records: &[MirrorRecord]) -> 
     for r in records {
         r.emit(&mut out);
     }
+    mirror::set_length(&mut out);
     let tag = key.tag(&out);
     out.extend(tag);
     out
@@ -88,6 +95,7 @@ mod tests {
             node: 7,
             epoch: 11,
             counter: 5,
+            peer_epoch: 3,
         };
         seal(
             &key(1),

@@ -11,10 +11,10 @@ pub mod receive;
 pub mod standby;
 
 pub use frame::{MirrorKey, seal};
-pub use policy::{OutboundPolicy, OwnedOutbound};
+pub use policy::{OutboundPolicy, OwnedInbound, OwnedOutbound};
 pub use protocol::{
-    InboundTakeover, MAX_TAKEOVER_JUMP, Mirror, MirrorConfig, MirrorConfigError, MirrorEvent,
-    MirrorStats, PairSaView, SaOverrides,
+    FenceRefused, InboundTakeover, MAX_TAKEOVER_JUMP, Mirror, MirrorConfig, MirrorConfigError,
+    MirrorEvent, MirrorStats, PairSaView, SaOverrides,
 };
 pub use receive::{PeerFilter, Reject, RejectCounters};
 pub use standby::{Standby, StandbyTable};

@@ -1,6 +1,7 @@
-//! The owner's side of one outbound SA: when its state is due on the
-//! mirror link, what lease it carries, and how far the SA may go.
+//! The owner's side of one SA: when its state is due on the mirror link,
+//! what lease it carries, and how far the SA may go.
 //!
+//! Outbound:
 //! - `interval`: the state is due when the sequence number crosses a
 //!   multiple of `interval` (a burst that jumps over several multiples sends
 //!   once), and at every periodic refresh if it changed.
@@ -195,6 +196,142 @@ impl OwnedOutbound {
     }
 }
 
+/// The mirror's view of an inbound SA this node owns: its replay window as
+/// the worker last reported it, and its lease. With leases on, the worker
+/// accepts only packets below the window top the peer acknowledged plus
+/// `interval`; a node taking the SA over marks everything up to its stored
+/// top plus `interval` seen (strict), so no packet is accepted by both,
+/// even in split brain. The state is due each time the top crosses a
+/// multiple of half the interval, so an acknowledgement can arrive before
+/// the worker reaches its limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedInbound {
+    interval: u64,
+    lease: bool,
+    top: u64,
+    bitmap: Vec<u64>,
+    bytes: u64,
+    packets: u64,
+    reported_block: u64,
+    sent: u64,
+    acked: u64,
+    changed: bool,
+}
+
+impl OwnedInbound {
+    /// An SA whose window top is `top` with `bitmap` below it, with `acked`
+    /// the top the peer is known to store for it.
+    pub fn starting_at(interval: u64, lease: bool, top: u64, bitmap: Vec<u64>, acked: u64) -> Self {
+        let interval = interval.max(1);
+        OwnedInbound {
+            interval,
+            lease,
+            top,
+            bitmap,
+            bytes: 0,
+            packets: 0,
+            reported_block: top / (interval / 2).max(1),
+            sent: acked,
+            acked,
+            changed: true,
+        }
+    }
+
+    fn step(&self) -> u64 {
+        (self.interval / 2).max(1)
+    }
+
+    /// The worker's window and counters; returns whether the state is now
+    /// due. A top below the one known is stale and ignored.
+    pub fn progress(&mut self, top: u64, bitmap: &[u64], bytes: u64, packets: u64) -> bool {
+        if top < self.top {
+            return false;
+        }
+        self.top = top;
+        self.bitmap.clear();
+        self.bitmap.extend_from_slice(bitmap);
+        self.bytes = self.bytes.max(bytes);
+        self.packets = self.packets.max(packets);
+        self.changed = true;
+        let block = top / self.step();
+        if block > self.reported_block {
+            self.reported_block = block;
+            return true;
+        }
+        false
+    }
+
+    /// Moves the window up to `top` with `bitmap` if that is higher (a
+    /// restart past an earlier life); `acked` is what the peer stores.
+    /// Returns whether the top moved.
+    pub fn recover(&mut self, top: u64, bitmap: Vec<u64>, acked: u64) -> bool {
+        let moved = top > self.top;
+        if moved {
+            self.top = top;
+            self.bitmap = bitmap;
+            self.reported_block = top / self.step();
+        }
+        self.acked = self.acked.max(acked);
+        self.sent = self.sent.max(self.acked);
+        self.changed = true;
+        moved
+    }
+
+    /// The window top.
+    pub fn top(&self) -> u64 {
+        self.top
+    }
+
+    /// The replay bitmap below the top.
+    pub fn bitmap(&self) -> &[u64] {
+        &self.bitmap
+    }
+
+    /// Absolute counters: (bytes, packets).
+    pub fn counters(&self) -> (u64, u64) {
+        (self.bytes, self.packets)
+    }
+
+    /// Records that the state went out.
+    pub fn sent(&mut self) {
+        self.sent = self.sent.max(self.top);
+        self.changed = false;
+    }
+
+    /// Whether the refresh must send the state again.
+    pub fn needs_refresh(&self) -> bool {
+        self.changed || self.acked < self.sent
+    }
+
+    /// The peer acknowledged storing `top`; returns whether the limit rose.
+    pub fn ack(&mut self, top: u64) -> bool {
+        if top > self.acked && top <= self.sent {
+            self.acked = top;
+            return true;
+        }
+        false
+    }
+
+    /// The top the peer acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Whether the lease rule holds (off while the peer is fenced).
+    pub fn set_lease(&mut self, on: bool) {
+        self.lease = on;
+    }
+
+    /// The first sequence number the worker must not accept.
+    pub fn limit(&self) -> u64 {
+        if self.lease {
+            self.acked.saturating_add(self.interval)
+        } else {
+            u64::MAX
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +386,21 @@ mod tests {
         esn.sent(300);
         esn.ack(300);
         assert_eq!(esn.limit(), 300 + (1 << 30) - 300);
+    }
+
+    #[test]
+    fn an_inbound_sa_accepts_below_its_acknowledged_top_plus_the_interval() {
+        let mut s = OwnedInbound::starting_at(100, true, 0, vec![], 0);
+        assert_eq!(s.limit(), 100);
+        assert!(!s.progress(49, &[1], 0, 49));
+        assert!(s.progress(50, &[1], 0, 50), "due at half the interval");
+        s.sent();
+        assert!(!s.ack(60), "more than was sent");
+        assert!(s.ack(50));
+        assert_eq!(s.limit(), 150);
+        assert!(!s.progress(40, &[1], 0, 40), "a stale report");
+        assert_eq!(s.top(), 50);
+        s.set_lease(false);
+        assert_eq!(s.limit(), u64::MAX);
     }
 }

@@ -67,7 +67,7 @@ use std::ops::Bound;
 use espgate_wire::mirror::{self, MirrorHeader, MirrorRecord, OwnershipKind, SaDir, SaState};
 
 use crate::frame::{MirrorKey, seal};
-use crate::policy::{OutboundPolicy, OwnedOutbound};
+use crate::policy::{OutboundPolicy, OwnedInbound, OwnedOutbound};
 use crate::receive::{PeerFilter, Reject};
 use crate::standby::{Standby, StandbyTable};
 
@@ -221,6 +221,19 @@ impl Default for MirrorConfig {
     }
 }
 
+/// Why this node refused to run its SAs without leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FenceRefused {
+    /// The peer's frames still arrive: it is not isolated, and two owners
+    /// without leases would use the same numbers.
+    #[error("the peer is heard: a fence must follow a verified isolation")]
+    PeerHeard,
+    /// No bulk sync since this node started: it does not know how far its
+    /// SAs went in its earlier life, so it cannot place them past it.
+    #[error("not synchronised since it started: its SAs cannot be placed past its earlier life")]
+    NotSynced,
+}
+
 /// Something the node should act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MirrorEvent {
@@ -231,11 +244,14 @@ pub enum MirrorEvent {
     },
     /// The peer missed `dead_after` heartbeats.
     PeerDead,
-    /// An owned outbound SA may now go up to (not including) `limit`.
+    /// An owned SA's limit changed: outbound, it may use sequence numbers
+    /// below `limit`; inbound, it may accept only packets below it.
     LimitRaised {
         /// SPI.
         spi: u32,
-        /// The new limit.
+        /// Direction.
+        dir: SaDir,
+        /// The new limit (`u64::MAX`: none).
         limit: u64,
     },
     /// The peer's bulk sync is complete: this node knows its SAs' history.
@@ -287,16 +303,10 @@ pub struct MirrorStats {
     /// Bulk syncs received with frames lost on the way, and so asked for
     /// again.
     pub bulks_incomplete: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct OwnedInbound {
-    top: u64,
-    bitmap: Vec<u64>,
-    bytes: u64,
-    packets: u64,
-    reported_block: u64,
-    changed: bool,
+    /// Records that would change this node's state but were sent to another
+    /// of its lives (recorded frames replayed, or frames in flight across a
+    /// restart): ignored.
+    pub records_other_life: u64,
 }
 
 /// Per-SA changes to the send policy of the `mirror:` defaults.
@@ -373,7 +383,7 @@ pub struct Mirror {
     inbound: BTreeMap<u32, OwnedInbound>,
     due: VecDeque<Due>,
     queued: BTreeSet<(u32, SaDir)>,
-    acks: BTreeMap<u32, u64>,
+    acks: BTreeMap<SaKey, u64>,
     ownership_out: BTreeMap<SaKey, OwnerRecord>,
     /// Changes sent and not yet confirmed by the peer: sent again at every
     /// refresh, so a lost record cannot leave an SA with no owner.
@@ -412,7 +422,7 @@ impl Mirror {
     /// peer for a bulk sync and sends nothing on its SAs until it has it.
     pub fn new(cfg: MirrorConfig, key: MirrorKey, epoch: u64, now_ms: u64) -> Self {
         Mirror {
-            filter: PeerFilter::new(cfg.node, cfg.peer),
+            filter: PeerFilter::new(cfg.node, epoch, cfg.peer),
             cfg,
             key,
             epoch,
@@ -560,20 +570,22 @@ impl Mirror {
         if home == self.cfg.node {
             self.own(spi, dir, 1, 0, Vec::new());
         } else if self.synced && !self.peer_alive && self.holding() > 0 {
-            // Added while the peer is down and this node runs its SAs (a
-            // rekey during a failover): the new SA runs here too, from its
-            // first number (nobody has used it), and goes home at failback
-            // like the others.
-            self.set_owner((spi, dir), self.cfg.node, 1, 1, OwnershipKind::Change);
-            self.own(spi, dir, 1, 1, Vec::new());
+            // Added while the peer is down to this node and this node runs
+            // its SAs (a rekey during a failover): the new SA runs here too,
+            // and goes home at failback like the others. The peer may be
+            // alive behind a cut link and run it from its first number, as
+            // far as its slack allows: this node starts it as a takeover
+            // would, past all of that.
+            let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
+            let start = self.restart_point(spi, dir, stored.value);
+            let (window, kept) = self.restart_window(dir, &stored, start);
+            self.set_owner((spi, dir), self.cfg.node, 1, start, OwnershipKind::Change);
+            self.own(spi, dir, start, start, kept);
             self.events.push_back(MirrorEvent::Activate {
                 spi,
                 dir,
-                start: match dir {
-                    SaDir::Outbound => 1,
-                    SaDir::Inbound => 0,
-                },
-                bitmap: Vec::new(),
+                start,
+                bitmap: window,
             });
         }
     }
@@ -585,14 +597,10 @@ impl Mirror {
         let key = (spi, dir);
         let known = self.pair.remove(&key).is_some();
         match dir {
-            SaDir::Outbound => {
-                self.outbound.remove(&spi);
-                self.acks.remove(&spi);
-            }
-            SaDir::Inbound => {
-                self.inbound.remove(&spi);
-            }
+            SaDir::Outbound => drop(self.outbound.remove(&spi)),
+            SaDir::Inbound => drop(self.inbound.remove(&spi)),
         }
+        self.acks.remove(&key);
         if self.queued.remove(&key) {
             self.due.retain(|d| *d != Due::Owned(spi, dir));
         }
@@ -612,16 +620,10 @@ impl Mirror {
                     .insert(spi, OwnedOutbound::starting_at(policy, start, acked));
             }
             SaDir::Inbound => {
+                let every = self.interval_of(spi, dir);
                 self.inbound.insert(
                     spi,
-                    OwnedInbound {
-                        top: start,
-                        bitmap,
-                        bytes: 0,
-                        packets: 0,
-                        reported_block: start / self.interval_of(spi, dir),
-                        changed: true,
-                    },
+                    OwnedInbound::starting_at(every, self.cfg.lease, start, bitmap, acked),
                 );
             }
         }
@@ -658,21 +660,9 @@ impl Mirror {
         bytes: u64,
         packets: u64,
     ) {
-        let every = self.interval_of(spi, SaDir::Inbound);
-        let Some(s) = self.inbound.get_mut(&spi) else {
-            return;
-        };
-        if top < s.top {
-            return;
-        }
-        s.top = top;
-        s.bitmap.clear();
-        s.bitmap.extend_from_slice(bitmap);
-        s.bytes = s.bytes.max(bytes);
-        s.packets = s.packets.max(packets);
-        s.changed = true;
-        if top / every > s.reported_block {
-            s.reported_block = top / every;
+        if let Some(s) = self.inbound.get_mut(&spi)
+            && s.progress(top, bitmap, bytes, packets)
+        {
             self.enqueue((spi, SaDir::Inbound));
         }
     }
@@ -682,6 +672,57 @@ impl Mirror {
     pub fn limit(&self, spi: u32) -> Option<u64> {
         let s = self.outbound.get(&spi)?;
         Some(if self.synced { s.limit() } else { 0 })
+    }
+
+    /// The first sequence number owned inbound SA `spi` must not accept
+    /// (its window may not move to it or past it); 0 before the bulk
+    /// sync, `None` if not owned. While the peer is heard, the window stays
+    /// within an interval of the top the peer acknowledged, so a takeover
+    /// after this node's death refuses every packet it accepted however
+    /// far the peer's copy lags. While the peer is not heard there is no
+    /// limit: a survivor's own inbound SAs go on.
+    pub fn inbound_limit(&self, spi: u32) -> Option<u64> {
+        let s = self.inbound.get(&spi)?;
+        Some(match (self.synced, self.peer_alive) {
+            (false, _) => 0,
+            (true, true) => s.limit(),
+            (true, false) => u64::MAX,
+        })
+    }
+
+    /// Tells the node the limits of its inbound SAs (they follow whether
+    /// the peer is heard).
+    fn inbound_limits_changed(&mut self) {
+        let spis: Vec<u32> = self.inbound.keys().copied().collect();
+        for spi in spis {
+            self.limit_changed(spi, SaDir::Inbound);
+        }
+    }
+
+    /// The limit of an owned SA, as [`limit`](Self::limit) and
+    /// [`inbound_limit`](Self::inbound_limit) give it.
+    pub fn limit_of(&self, spi: u32, dir: SaDir) -> Option<u64> {
+        match dir {
+            SaDir::Outbound => self.limit(spi),
+            SaDir::Inbound => self.inbound_limit(spi),
+        }
+    }
+
+    /// Tells the node an owned SA's limit now.
+    fn limit_changed(&mut self, spi: u32, dir: SaDir) {
+        if let Some(limit) = self.limit_of(spi, dir) {
+            self.events
+                .push_back(MirrorEvent::LimitRaised { spi, dir, limit });
+        }
+    }
+
+    /// Every SA this node owns now.
+    fn owned_keys(&self) -> Vec<SaKey> {
+        self.outbound
+            .keys()
+            .map(|s| (*s, SaDir::Outbound))
+            .chain(self.inbound.keys().map(|s| (*s, SaDir::Inbound)))
+            .collect()
     }
 
     /// Whether this node owns an SA now.
@@ -849,7 +890,7 @@ impl Mirror {
     fn bound(&self, spi: u32, dir: SaDir) -> u64 {
         match (dir, self.outbound.get(&spi), self.inbound.get(&spi)) {
             (SaDir::Outbound, Some(o), _) => o.reach(),
-            (SaDir::Inbound, _, Some(i)) => i.top,
+            (SaDir::Inbound, _, Some(i)) => i.top(),
             _ => self.standby.get(spi, dir).map_or(0, |s| s.value),
         }
     }
@@ -873,13 +914,14 @@ impl Mirror {
             }
             SaDir::Inbound => {
                 let s = self.inbound.remove(&spi)?;
+                let (bytes, packets) = s.counters();
                 SaState {
                     spi,
                     dir,
-                    value: s.top,
-                    bytes: s.bytes,
-                    packets: s.packets,
-                    bitmap: s.bitmap,
+                    value: s.top(),
+                    bytes,
+                    packets,
+                    bitmap: s.bitmap().to_vec(),
                     copy: false,
                 }
             }
@@ -912,11 +954,9 @@ impl Mirror {
                 };
                 let (window, kept) = self.restart_window(dir, &stored, start);
                 if let Some(i) = self.inbound.get_mut(&spi)
-                    && start > i.top
+                    && i.recover(start, kept, value)
                 {
-                    i.top = start;
-                    i.bitmap = kept;
-                    i.changed = true;
+                    self.enqueue((spi, dir));
                     self.events.push_back(MirrorEvent::Activate {
                         spi,
                         dir,
@@ -1038,16 +1078,11 @@ impl Mirror {
         match dir {
             SaDir::Outbound => {
                 let begin = start.max(1);
-                let synced = self.synced;
-                if let Some(o) = self.outbound.get_mut(&spi) {
-                    if o.recover(begin, start) {
-                        self.activated(spi, dir, begin, Vec::new());
-                    } else if synced {
-                        self.events.push_back(MirrorEvent::LimitRaised {
-                            spi,
-                            limit: o.limit(),
-                        });
-                    }
+                let moved = self.outbound.get_mut(&spi).map(|o| o.recover(begin, start));
+                match moved {
+                    Some(true) => self.activated(spi, dir, begin, Vec::new()),
+                    Some(false) if self.synced => self.limit_changed(spi, dir),
+                    _ => {}
                 }
             }
             SaDir::Inbound => {
@@ -1074,6 +1109,9 @@ impl Mirror {
             self.events.push_back(MirrorEvent::PeerAlive {
                 epoch: accepted.header.epoch,
             });
+            if self.synced {
+                self.inbound_limits_changed();
+            }
             if self.fenced {
                 // The fence is over: leases again, and the peer learns
                 // how far the SAs went from their states.
@@ -1083,6 +1121,20 @@ impl Mirror {
         }
         let peer = self.cfg.peer;
         for r in accepted.records {
+            let changes_this_life = matches!(
+                r,
+                MirrorRecord::SaState(SaState { copy: true, .. })
+                    | MirrorRecord::LeaseAck { .. }
+                    | MirrorRecord::Ownership { .. }
+                    | MirrorRecord::BulkEnd { .. }
+            );
+            if changes_this_life && !accepted.to_this_life {
+                // Sent to another life of this node (an earlier one, or
+                // recorded and replayed): what it says is not about this
+                // life's SAs.
+                self.stats.records_other_life += 1;
+                continue;
+            }
             match r {
                 MirrorRecord::SaState(s) if s.copy => {
                     self.recover(s.spi, s.dir, s.value, &s.bitmap)
@@ -1098,30 +1150,23 @@ impl Mirror {
                         .get(&(s.spi, s.dir))
                         .is_some_and(|p| p.owner == peer);
                     self.standby.merge(&s);
-                    // Acknowledge only leases of SAs the peer owns: a stale
+                    // Acknowledge only states of SAs the peer owns: a stale
                     // state of an SA taken over must not raise the old
                     // owner's limit.
-                    if s.dir == SaDir::Outbound && peers {
-                        let stored = self
-                            .standby
-                            .get(s.spi, SaDir::Outbound)
-                            .map_or(0, |e| e.value);
-                        self.acks.insert(s.spi, stored);
+                    if peers {
+                        let stored = self.standby.get(s.spi, s.dir).map_or(0, |e| e.value);
+                        self.acks.insert((s.spi, s.dir), stored);
                     }
                 }
-                MirrorRecord::LeaseAck {
-                    spi,
-                    dir: SaDir::Outbound,
-                    lease,
-                } => {
-                    if let Some(sa) = self.outbound.get_mut(&spi)
-                        && sa.ack(lease)
-                        && self.synced
-                    {
-                        self.events.push_back(MirrorEvent::LimitRaised {
-                            spi,
-                            limit: sa.limit(),
-                        });
+                MirrorRecord::LeaseAck { spi, dir, lease } => {
+                    let raised = match dir {
+                        SaDir::Outbound => {
+                            self.outbound.get_mut(&spi).is_some_and(|s| s.ack(lease))
+                        }
+                        SaDir::Inbound => self.inbound.get_mut(&spi).is_some_and(|s| s.ack(lease)),
+                    };
+                    if raised && self.synced {
+                        self.limit_changed(spi, dir);
                     }
                 }
                 MirrorRecord::Ownership {
@@ -1149,22 +1194,14 @@ impl Mirror {
                         // Nothing stored about an SA does not mean it was
                         // never used: an earlier life may have run within
                         // its slack while the peer heard nothing.
-                        let mine: Vec<(u32, SaDir)> = self
-                            .outbound
-                            .keys()
-                            .map(|s| (*s, SaDir::Outbound))
-                            .chain(self.inbound.keys().map(|s| (*s, SaDir::Inbound)))
-                            .collect();
+                        let mine = self.owned_keys();
                         for (spi, dir) in mine {
                             self.recover(spi, dir, 0, &[]);
                         }
                         self.synced = true;
                         self.events.push_back(MirrorEvent::Synced { records });
-                        for (&spi, sa) in &self.outbound {
-                            self.events.push_back(MirrorEvent::LimitRaised {
-                                spi,
-                                limit: sa.limit(),
-                            });
+                        for (spi, dir) in self.owned_keys() {
+                            self.limit_changed(spi, dir);
                         }
                     }
                 }
@@ -1227,12 +1264,7 @@ impl Mirror {
             .collect();
         self.unconfirmed.extend(owners.iter().cloned());
         self.ownership_out.extend(owners);
-        let owned: Vec<(u32, SaDir)> = self
-            .outbound
-            .keys()
-            .map(|s| (*s, SaDir::Outbound))
-            .chain(self.inbound.keys().map(|s| (*s, SaDir::Inbound)))
-            .collect();
+        let owned = self.owned_keys();
         let mut count = 0u64;
         for k in owned {
             self.enqueue(k);
@@ -1263,30 +1295,41 @@ impl Mirror {
 
     /// The operator or the host says the peer is fenced (powered off,
     /// isolated): this node's SAs run without leases until the peer is
-    /// heard again, when the configured lease rule returns.
-    pub fn force_unleased(&mut self) {
+    /// heard again, when the configured lease rule returns. Refused while
+    /// the peer is heard (it is not isolated) and before the first bulk
+    /// sync (nothing places this node's SAs past its earlier life); the
+    /// SAs then stay as they are.
+    pub fn force_unleased(&mut self) -> Result<(), FenceRefused> {
+        if self.peer_alive {
+            return Err(FenceRefused::PeerHeard);
+        }
+        if !self.synced {
+            return Err(FenceRefused::NotSynced);
+        }
         self.fenced = true;
-        self.synced = true;
         self.set_lease(false);
+        Ok(())
     }
 
-    /// Switches the lease rule of every owned outbound SA, and tells the
-    /// workers their new limits.
+    /// Switches the lease rule of every owned SA, and tells the workers
+    /// their new limits.
     fn set_lease(&mut self, on: bool) {
         self.cfg.lease = on;
-        let updates: Vec<(u32, OutboundPolicy)> = self
-            .outbound
-            .keys()
-            .map(|spi| (*spi, self.policy(*spi)))
-            .collect();
-        for (spi, p) in updates {
-            if let Some(s) = self.outbound.get_mut(&spi) {
-                s.set_policy(p);
-                self.events.push_back(MirrorEvent::LimitRaised {
-                    spi,
-                    limit: s.limit(),
-                });
+        for (spi, dir) in self.owned_keys() {
+            match dir {
+                SaDir::Outbound => {
+                    let p = self.policy(spi);
+                    if let Some(s) = self.outbound.get_mut(&spi) {
+                        s.set_policy(p);
+                    }
+                }
+                SaDir::Inbound => {
+                    if let Some(s) = self.inbound.get_mut(&spi) {
+                        s.set_lease(on);
+                    }
+                }
             }
+            self.limit_changed(spi, dir);
         }
     }
 
@@ -1300,6 +1343,7 @@ impl Mirror {
         {
             self.peer_alive = false;
             self.events.push_back(MirrorEvent::PeerDead);
+            self.inbound_limits_changed();
         }
     }
 
@@ -1334,14 +1378,15 @@ impl Mirror {
             }
             SaDir::Inbound => {
                 let s = self.inbound.get_mut(&spi)?;
-                s.changed = false;
+                s.sent();
+                let (bytes, packets) = s.counters();
                 Some(SaState {
                     spi,
                     dir,
-                    value: s.top,
-                    bytes: s.bytes,
-                    packets: s.packets,
-                    bitmap: s.bitmap.clone(),
+                    value: s.top(),
+                    bytes,
+                    packets,
+                    bitmap: s.bitmap().to_vec(),
                     copy: false,
                 })
             }
@@ -1350,7 +1395,9 @@ impl Mirror {
 
     fn record_len(&self, d: &Due) -> usize {
         let words = match d {
-            Due::Owned(spi, SaDir::Inbound) => self.inbound.get(spi).map_or(0, |s| s.bitmap.len()),
+            Due::Owned(spi, SaDir::Inbound) => {
+                self.inbound.get(spi).map_or(0, |s| s.bitmap().len())
+            }
             Due::Record(s) => s.bitmap.len(),
             _ => 0,
         };
@@ -1388,7 +1435,7 @@ impl Mirror {
                 .chain(
                     self.inbound
                         .iter()
-                        .filter(|(_, s)| s.changed)
+                        .filter(|(_, s)| s.needs_refresh())
                         .map(|(k, _)| (*k, SaDir::Inbound)),
                 )
                 .collect();
@@ -1465,16 +1512,12 @@ impl Mirror {
             });
             size += mirror::RECORD_HEADER_LEN + 32;
         }
-        while let Some((&spi, &lease)) = self.acks.iter().next() {
+        while let Some((&(spi, dir), &lease)) = self.acks.iter().next() {
             if size + mirror::RECORD_HEADER_LEN + 16 > budget {
                 break;
             }
-            self.acks.remove(&spi);
-            records.push(MirrorRecord::LeaseAck {
-                spi,
-                dir: SaDir::Outbound,
-                lease,
-            });
+            self.acks.remove(&(spi, dir));
+            records.push(MirrorRecord::LeaseAck { spi, dir, lease });
             size += mirror::RECORD_HEADER_LEN + 16;
             self.stats.acks_sent += 1;
         }
@@ -1513,6 +1556,7 @@ impl Mirror {
             node: self.cfg.node,
             epoch: self.epoch,
             counter: self.counter,
+            peer_epoch: self.filter.epoch().unwrap_or(0),
         };
         let frame = seal(&self.key, header, &records);
         self.stats.frames_sent += 1;

@@ -82,12 +82,16 @@ pub struct Accepted {
     /// Frames of this epoch were lost (or came out of order and so will be
     /// refused) since the last one accepted: the counter skipped.
     pub gap: bool,
+    /// Sent to this life of the receiving node (the header names its
+    /// epoch): only such a frame's records may change what this life does.
+    pub to_this_life: bool,
 }
 
 /// What this node knows of its peer's frames.
 #[derive(Debug, Clone)]
 pub struct PeerFilter {
     me: u32,
+    my_epoch: u64,
     peer: u32,
     epoch: Option<u64>,
     last_counter: u64,
@@ -96,10 +100,12 @@ pub struct PeerFilter {
 }
 
 impl PeerFilter {
-    /// A filter for node `me`, listening to node `peer`.
-    pub fn new(me: u32, peer: u32) -> Self {
+    /// A filter for node `me` in its life `my_epoch`, listening to node
+    /// `peer`.
+    pub fn new(me: u32, my_epoch: u64, peer: u32) -> Self {
         PeerFilter {
             me,
+            my_epoch,
             peer,
             epoch: None,
             last_counter: 0,
@@ -158,6 +164,7 @@ impl PeerFilter {
         };
         let gap = !new_epoch && header.counter > self.last_counter + 1;
         Ok(Accepted {
+            to_this_life: header.peer_epoch == self.my_epoch,
             header,
             records,
             new_epoch,
@@ -184,6 +191,7 @@ mod tests {
                 node,
                 epoch,
                 counter,
+                peer_epoch: 0,
             },
             &[MirrorRecord::BulkRequest],
         )
@@ -191,7 +199,7 @@ mod tests {
 
     #[test]
     fn each_bad_frame_is_dropped_for_its_reason_and_moves_nothing() {
-        let mut f = PeerFilter::new(1, 2);
+        let mut f = PeerFilter::new(1, 50, 2);
         let a = f.accept(&key(), &frame(2, 100, 1)).unwrap();
         assert!(a.new_epoch);
         assert!(!f.accept(&key(), &frame(2, 100, 2)).unwrap().new_epoch);
@@ -206,6 +214,7 @@ mod tests {
                 node: 2,
                 epoch: 100,
                 counter: 3,
+                peer_epoch: 0,
             },
             &[],
         );

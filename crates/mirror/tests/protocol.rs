@@ -105,6 +105,7 @@ fn nothing_is_sent_before_the_bulk_sync_then_the_lease_rules() {
     assert_eq!(a.limit(SPI), Some(400));
     assert!(events(&mut a).contains(&MirrorEvent::LimitRaised {
         spi: SPI,
+        dir: SaDir::Outbound,
         limit: 400
     }));
     assert_eq!(a.limit(SPI + 1), None, "B's SA");
@@ -187,7 +188,18 @@ fn silence_means_death_and_frames_mean_life() {
     );
     a.handle_timeout(31);
     assert!(!a.peer_alive());
-    assert_eq!(events(&mut a), vec![MirrorEvent::PeerDead]);
+    assert_eq!(
+        events(&mut a),
+        vec![
+            MirrorEvent::PeerDead,
+            MirrorEvent::LimitRaised {
+                spi: 0x2000,
+                dir: SaDir::Inbound,
+                limit: u64::MAX
+            }
+        ],
+        "a survivor's inbound SAs go on without their lease"
+    );
     let hb = b.poll_transmit(40).unwrap();
     a.handle_frame(40, &hb).unwrap();
     assert!(a.peer_alive());
@@ -554,6 +566,7 @@ fn an_sa_added_while_the_pair_runs_is_leased_at_once_and_a_removed_one_is_forgot
     assert_eq!(a.limit(NEW), Some(400));
     assert!(events(&mut a).contains(&MirrorEvent::LimitRaised {
         spi: NEW,
+        dir: SaDir::Outbound,
         limit: 400
     }));
     a.outbound_progress(NEW, 150, 15_000, 150);
@@ -593,11 +606,12 @@ fn an_sa_of_the_dead_peer_added_during_its_takeover_runs_here_then_goes_home() {
     assert_eq!(b.take_over(), 2);
     events(&mut b);
     // The host rekeys one of A's SAs on B alone (A is down): the new SA runs
-    // on B from its first number.
+    // on B at once, one jump past nothing stored (A may be alive behind a
+    // cut link and run it from 1 within its slack).
     const NEW: u32 = 0x3000;
     b.add_sa(NEW, SaDir::Outbound, false, A);
     assert!(b.owns(NEW, SaDir::Outbound));
-    assert_eq!(starts(&mut b, NEW), vec![1]);
+    assert_eq!(starts(&mut b, NEW), vec![1000]);
     assert!(b.limit(NEW).is_some_and(|l| l > 1), "it may send at once");
     b.outbound_progress(NEW, 700, 70_000, 700);
     // A comes back with its memory gone and the new SA in its
@@ -659,10 +673,12 @@ fn a_fence_lifts_the_leases_until_the_peer_is_heard_again() {
     exchange(&mut a, &mut b, 0);
     assert_eq!(a.limit(SPI), Some(400));
     // B dies; the host fences it and tells A to run without leases.
-    a.force_unleased();
+    a.handle_timeout(100);
+    assert_eq!(a.force_unleased(), Ok(()));
     assert_eq!(a.limit(SPI), Some(u64::MAX));
     assert!(events(&mut a).contains(&MirrorEvent::LimitRaised {
         spi: SPI,
+        dir: SaDir::Outbound,
         limit: u64::MAX
     }));
     a.outbound_progress(SPI, 5000, 0, 5000);

@@ -2,11 +2,20 @@
 //! a header, typed records, and a MAC over both.
 //!
 //! ```text
-//! header (24 bytes, big-endian):
-//!   version u8 | flags u8 | record count u16 | sender node u32 | epoch u64 | frame counter u64
+//! header (36 bytes, big-endian):
+//!   version u8 | flags u8 | record count u16 | length u16 | reserved u16 |
+//!   sender node u32 | epoch u64 | frame counter u64 | receiver's epoch u64
 //! records, each:  type u8 | body length u16 | body
 //! MAC (16 bytes): over header and records (computed by the mirror crate)
 //! ```
+//!
+//! `length` counts the header and the records: the MAC follows them, and
+//! whatever comes after it is link padding (Ethernet pads frames shorter
+//! than 60 bytes; a receiver must not take the padding for the MAC). The
+//! receiver's epoch is the life of the receiving node the sender last
+//! heard (0 before it heard any): records that change the receiver's state
+//! count only in the life they were sent to, so frames recorded from an
+//! earlier life and replayed change nothing.
 //!
 //! Records carry absolute values, never increments, so frames may be lost,
 //! repeated or reordered and merging by maximum still converges. Unknown
@@ -15,9 +24,9 @@
 use crate::{Layer, Result, WireError, be16, be32, need};
 
 /// Frame format version.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Header length.
-pub const HEADER_LEN: usize = 24;
+pub const HEADER_LEN: usize = 36;
 /// Length of the MAC at the end of a frame.
 pub const MAC_LEN: usize = 16;
 /// Bytes before each record body (type and length).
@@ -47,6 +56,8 @@ pub struct MirrorHeader {
     pub epoch: u64,
     /// Frame counter, strictly increasing within an epoch.
     pub counter: u64,
+    /// The receiver's epoch as the sender last heard it (0: none heard).
+    pub peer_epoch: u64,
 }
 
 impl MirrorHeader {
@@ -62,21 +73,44 @@ impl MirrorHeader {
         Ok(MirrorHeader {
             flags: frame[1],
             records: be16(frame, 2),
-            node: be32(frame, 4),
-            epoch: be64(frame, 8),
-            counter: be64(frame, 16),
+            node: be32(frame, 8),
+            epoch: be64(frame, 12),
+            counter: be64(frame, 20),
+            peer_epoch: be64(frame, 28),
         })
     }
 
-    /// Appends the header to `out`.
+    /// Appends the header to `out`, its length field 0 until
+    /// [`set_length`] fills it in.
     pub fn emit(&self, out: &mut Vec<u8>) {
         out.push(VERSION);
         out.push(self.flags);
         out.extend(self.records.to_be_bytes());
+        out.extend([0u8; 4]);
         out.extend(self.node.to_be_bytes());
         out.extend(self.epoch.to_be_bytes());
         out.extend(self.counter.to_be_bytes());
+        out.extend(self.peer_epoch.to_be_bytes());
     }
+}
+
+/// Writes the length field of an emitted frame whose header and records
+/// are all of `frame` (the MAC not yet appended).
+pub fn set_length(frame: &mut [u8]) {
+    let len = u16::try_from(frame.len()).unwrap_or(u16::MAX);
+    frame[4..6].copy_from_slice(&len.to_be_bytes());
+}
+
+/// The frame without its link padding: header, records and MAC, as the
+/// length field gives them.
+pub fn unpadded(frame: &[u8]) -> Result<&[u8]> {
+    need(Layer::Mirror, frame, HEADER_LEN + MAC_LEN)?;
+    let len = usize::from(be16(frame, 4));
+    if len < HEADER_LEN {
+        return Err(malformed("length shorter than the header"));
+    }
+    need(Layer::Mirror, frame, len + MAC_LEN)?;
+    Ok(&frame[..len + MAC_LEN])
 }
 
 /// Which way the SA of a record runs, as seen by the node that owns it.
@@ -372,8 +406,9 @@ impl MirrorRecord {
 }
 
 /// Reads every record between the header and the MAC; the count must match
-/// the header's.
+/// the header's. `frame` may carry link padding after the MAC.
 pub fn parse_records(frame: &[u8]) -> Result<(MirrorHeader, Vec<MirrorRecord>)> {
+    let frame = unpadded(frame)?;
     let h = MirrorHeader::parse(frame)?;
     let mut body = &frame[HEADER_LEN..frame.len() - MAC_LEN];
     let mut records = Vec::with_capacity(usize::from(h.records));
@@ -455,6 +490,7 @@ mod tests {
         for r in records {
             r.emit(&mut out);
         }
+        set_length(&mut out);
         out.extend([0u8; MAC_LEN]);
         out
     }
@@ -462,7 +498,7 @@ mod tests {
     proptest! {
         #[test]
         fn round_trip(node: u32, epoch: u64, counter: u64, records in proptest::collection::vec(record(), 0..8)) {
-            let h = MirrorHeader { flags: 0, records: records.len() as u16, node, epoch, counter };
+            let h = MirrorHeader { flags: 0, records: records.len() as u16, node, epoch, counter, peer_epoch: epoch ^ counter };
             let f = frame(&h, &records);
             prop_assert_eq!(parse_records(&f).unwrap(), (h, records));
         }
@@ -474,7 +510,7 @@ mod tests {
 
         #[test]
         fn truncation_is_an_error(records in proptest::collection::vec(record(), 1..4), cut in 1usize..40) {
-            let h = MirrorHeader { flags: 0, records: records.len() as u16, node: 1, epoch: 2, counter: 3 };
+            let h = MirrorHeader { flags: 0, records: records.len() as u16, node: 1, epoch: 2, counter: 3, peer_epoch: 4 };
             let mut f = frame(&h, &records);
             let mac = f.split_off(f.len() - MAC_LEN);
             // At least one byte of the records goes; the header stays.
@@ -493,6 +529,7 @@ mod tests {
             node: 1,
             epoch: 1,
             counter: 1,
+            peer_epoch: 0,
         };
         let f = frame(&h, &[MirrorRecord::Unknown(99), MirrorRecord::BulkRequest]);
         assert_eq!(
@@ -504,5 +541,32 @@ mod tests {
             &[MirrorRecord::BulkRequest],
         );
         assert!(parse_records(&bad).is_err());
+    }
+
+    #[test]
+    fn link_padding_after_the_mac_is_not_part_of_the_frame() {
+        let h = MirrorHeader {
+            flags: 0,
+            records: 1,
+            node: 1,
+            epoch: 7,
+            counter: 1,
+            peer_epoch: 9,
+        };
+        let f = frame(&h, &[MirrorRecord::BulkRequest]);
+        // Ethernet pads to 60 bytes (this frame is past that with its
+        // header); a link or driver may add a trailer all the same.
+        let mut padded = f.clone();
+        padded.resize(f.len() + 12, 0);
+        assert_eq!(unpadded(&padded).unwrap(), &f[..]);
+        assert_eq!(
+            parse_records(&padded).unwrap(),
+            (h, vec![MirrorRecord::BulkRequest])
+        );
+        let mut short = f.clone();
+        short[4..6].copy_from_slice(&(HEADER_LEN as u16 - 1).to_be_bytes());
+        assert!(unpadded(&short).is_err(), "a length inside the header");
+        short[4..6].copy_from_slice(&(f.len() as u16).to_be_bytes());
+        assert!(unpadded(&short).is_err(), "a length past the end");
     }
 }
