@@ -30,10 +30,20 @@ def seal(body):
     return body + hmac.new(MIRROR_KEY, body, hashlib.sha256).digest()[:MAC_LEN]
 
 
+HEADER = ">BBHHHIQQQ"
+HEADER_LEN = struct.calcsize(HEADER)
+
+
 def header(frame):
     """(node, epoch, counter) of a mirror frame."""
-    _, _, _, node, epoch, counter = struct.unpack(">BBHIQQ", frame[:24])
+    _, _, _, _, _, node, epoch, counter, _ = struct.unpack(HEADER, frame[:HEADER_LEN])
     return node, epoch, counter
+
+
+def frame_body(records, count, node, epoch, counter, peer_epoch=0):
+    """A mirror header (version 2, its length field set) and `records`."""
+    return struct.pack(HEADER, 2, 0, count, HEADER_LEN + len(records), 0, node, epoch, counter,
+                       peer_epoch) + records
 
 
 def mirror_frames(pcap, src_mac):
@@ -46,7 +56,7 @@ def mirror_frames(pcap, src_mac):
 
 def with_sa_state(frame):
     """The offset of the first SA-state record's value, if the frame has one."""
-    at, end = 24, len(frame) - MAC_LEN
+    at, end = HEADER_LEN, struct.unpack(">H", frame[4:6])[0]
     while at + 3 <= end:
         kind, length = frame[at], struct.unpack(">H", frame[at + 1:at + 3])[0]
         if kind == 1:
@@ -120,7 +130,7 @@ def test_forged_replayed_and_stale_mirror_frames_are_refused_and_change_nothing(
     attack["malformed"] += [bytes(range(k % 39)) for k in range(20)]
     for k in range(20):
         node, epoch, counter = header(new_b[-1])
-        body = struct.pack(">BBHIQQ", 1, 0, 3, node, epoch, counter + 1000 + k) + bytes([1, 0, 200]) + b"\x00" * 5
+        body = frame_body(bytes([1, 0, 200]) + b"\x00" * 5, 3, node, epoch, counter + 1000 + k)
         attack["malformed"].append(seal(body))
     attack["replayed"] = new_b[:30]
     attack["stale_epoch"] = old_b[:30]
@@ -151,7 +161,7 @@ def test_forged_replayed_and_stale_mirror_frames_are_refused_and_change_nothing(
     # (authentic, next in b's epoch) raising b's SA 0x2000 is taken in.
     node, epoch, counter = header(new_b[-1])
     state = struct.pack(">IBBHQQQHH", 0x2000, 0, 0, 0, 1 << 40, 0, 0, 0, 0)
-    body = struct.pack(">BBHIQQ", 1, 0, 1, node, epoch, counter + 100_000) + bytes([1]) + struct.pack(">H", len(state)) + state
+    body = frame_body(bytes([1]) + struct.pack(">H", len(state)) + state, 1, node, epoch, counter + 100_000)
     wrpcap(str(tmp_path / "genuine.pcap"), [Ether(dst=MAC["a-mir"], src=MAC["b-mir"], type=ETHERTYPE) / Raw(seal(body))])
     topo.run(x, "python3", "-c", "from scapy.all import rdpcap, sendp; "
              f"sendp(rdpcap('{tmp_path / 'genuine.pcap'}'), iface='eth0', verbose=0)")
