@@ -260,15 +260,16 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         backend,
         duration,
     } = opts;
-    let mut node = match config_path {
-        Some(p) => Some(start_node(&espgate_control::load_node_file(p)?, backend)?),
+    let config = match config_path {
+        Some(p) => Some(espgate_control::load_node_file(p)?),
         None if control.is_some() => None,
         None => bail!("give --config, or --control to wait for the host's configuration"),
     };
     let (calls_tx, calls) = std::sync::mpsc::channel();
-    if let Some(path) = control {
-        control_socket::listen(path, calls_tx.clone())?;
-    }
+    let _socket = control
+        .map(|path| control_socket::listen(path, calls_tx.clone()))
+        .transpose()?;
+    let mut node = config.map(|cfg| start_node(&cfg, backend)).transpose()?;
     if let Some(addr) = metrics_addr {
         metrics::serve(addr, calls_tx.clone())?;
     }
@@ -306,9 +307,6 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     if let Some(node) = node {
         let report = node.stop();
         crate::report::print(&report);
-    }
-    if let Some(c) = control {
-        let _ = std::fs::remove_file(c);
     }
     Ok(())
 }
