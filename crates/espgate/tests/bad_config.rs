@@ -2,6 +2,7 @@
 //! line on standard error that names the file, where in it, and what is wrong.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const GOOD: &str = r#"node: { name: a }
 workers: { count: 1 }
@@ -26,12 +27,15 @@ spd:
   - { direction: out, src: 10.1.0.0/24, dst: 10.2.0.0/24, action: protect, sa: 0x1000 }
 "#;
 
+/// Numbers the files of the tests running side by side.
+static NEXT_FILE: AtomicUsize = AtomicUsize::new(0);
+
 fn run(config: &str) -> (i32, String) {
     let dir = std::env::temp_dir().join(format!("espgate-badcfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!(
-        "node-{:x}.yaml",
-        config.len() * 31 + config.bytes().map(usize::from).sum::<usize>()
+        "node-{}.yaml",
+        NEXT_FILE.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::write(&file, config).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_espgate"))
