@@ -41,6 +41,7 @@ fn run(config: &str) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_espgate"))
         .args(["run", "--duration", "0.05", "--config"])
         .arg(&file)
+        .env("ESPGATE_LOCK_DIR", dir.join("locks"))
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
