@@ -166,6 +166,11 @@ fn each_broken_config_gets_one_line_naming_the_place() {
             "key_file: /dev/zero",
         ),
         (
+            "mirror frames larger than a buffer",
+            "sas:",
+            "mirror: { node: 1, peer: 2, key: 0x000102030405060708090a0b0c0d0e0f, port: { name: m, backend: af_packet, interface: m0 }, max_frame: 2035 }\nsas:",
+        ),
+        (
             "unknown inbound takeover mode",
             "sas:",
             "mirror: { node: 1, peer: 2, key: 0x000102030405060708090a0b0c0d0e0f, port: { name: m, backend: af_packet, interface: m0 }, inbound_takeover: loose }\nsas:",
