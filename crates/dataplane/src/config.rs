@@ -2,6 +2,7 @@
 //! roles and addresses, workers, SAs with their owners, SPD rules and
 //! static neighbours.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -127,7 +128,8 @@ pub enum Failback {
 }
 
 /// The mirror link of a pair and how the pair behaves (DESIGN.md §2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` leaves the key out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct MirrorSettings {
     /// Protocol settings: node ids, interval, quantity, lease, jumps,
     /// inbound mode, heartbeat, refresh.
@@ -149,6 +151,22 @@ pub struct MirrorSettings {
     pub takeover: Takeover,
     /// When to hand back.
     pub failback: Failback,
+}
+
+impl fmt::Debug for MirrorSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MirrorSettings")
+            .field("protocol", &self.protocol)
+            .field("key", &"<secret>")
+            .field("port_name", &self.port_name)
+            .field("port_backend", &self.port_backend)
+            .field("port_mac", &self.port_mac)
+            .field("peer_mac", &self.peer_mac)
+            .field("peer_addresses", &self.peer_addresses)
+            .field("takeover", &self.takeover)
+            .field("failback", &self.failback)
+            .finish()
+    }
 }
 
 /// A static neighbour.
@@ -200,5 +218,29 @@ impl NodeConfig {
             (Some(m), Some(home)) => home == m.protocol.node,
             _ => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_mirror_key() {
+        let m = MirrorSettings {
+            protocol: espgate_mirror::MirrorConfig::default(),
+            key: vec![0xab; 32],
+            port_name: "mirror".into(),
+            port_backend: PortBackend::Mem,
+            port_mac: None,
+            peer_mac: None,
+            peer_addresses: Vec::new(),
+            takeover: Takeover::Auto,
+            failback: Failback::Manual,
+        };
+        let text = format!("{m:?}");
+        assert!(!text.contains("171"), "{text}");
+        assert!(text.contains("key: \"<secret>\""), "{text}");
+        assert!(text.contains("port_name: \"mirror\""), "{text}");
     }
 }
