@@ -184,7 +184,7 @@ pub(crate) fn resolve_mirror(
     let mode = |m: Option<ModeSpec>| matches!(m, None | Some(ModeSpec::Auto));
     Ok(MirrorSettings {
         protocol,
-        key,
+        key: key.into(),
         port_name: p.name.clone(),
         port_backend,
         port_mac,

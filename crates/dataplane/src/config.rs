@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use espgate_esp::SaConfig;
 use espgate_wire::ethernet::MacAddr;
+use zeroize::Zeroizing;
 
 use crate::prefix::Prefix;
 use crate::spd::SpdRule;
@@ -134,8 +135,8 @@ pub struct MirrorSettings {
     /// Protocol settings: node ids, interval, quantity, lease, jumps,
     /// inbound mode, heartbeat, refresh.
     pub protocol: espgate_mirror::MirrorConfig,
-    /// The frame MAC key (at least 16 bytes).
-    pub key: Vec<u8>,
+    /// The frame MAC key (at least 16 bytes), wiped when dropped.
+    pub key: Zeroizing<Vec<u8>>,
     /// The mirror port's name, for logs and counters.
     pub port_name: String,
     /// How the mirror port reaches the wire.
@@ -229,7 +230,7 @@ mod tests {
     fn debug_hides_the_mirror_key() {
         let m = MirrorSettings {
             protocol: espgate_mirror::MirrorConfig::default(),
-            key: vec![0xab; 32],
+            key: vec![0xab; 32].into(),
             port_name: "mirror".into(),
             port_backend: PortBackend::Mem,
             port_mac: None,
@@ -242,5 +243,23 @@ mod tests {
         assert!(!text.contains("171"), "{text}");
         assert!(text.contains("key: \"<secret>\""), "{text}");
         assert!(text.contains("port_name: \"mirror\""), "{text}");
+    }
+
+    #[test]
+    fn the_mirror_key_is_wiped_when_dropped() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let m = MirrorSettings {
+            protocol: espgate_mirror::MirrorConfig::default(),
+            key: vec![0xab; 32].into(),
+            port_name: "mirror".into(),
+            port_backend: PortBackend::Mem,
+            port_mac: None,
+            peer_mac: None,
+            peer_addresses: Vec::new(),
+            takeover: Takeover::Auto,
+            failback: Failback::Manual,
+        };
+        wiped_on_drop(&m.key);
+        assert_eq!(&m.key[..], &[0xab; 32][..]);
     }
 }

@@ -672,7 +672,7 @@ fn mirror_frames_larger_than_a_buffer_are_refused_at_start() {
             max_frame: 2035,
             ..Default::default()
         },
-        key: vec![7; 32],
+        key: vec![7; 32].into(),
         port_name: "mirror".into(),
         port_backend: PortBackend::Mem,
         port_mac: Some(mac(1, 3)),
