@@ -13,6 +13,16 @@ from topology import Topology, prefix  # noqa: E402
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def lock_dir(tmp_path, monkeypatch):
+    """Each test's nodes take their one-process-per-node locks in a
+    directory of its own: runs of the suite side by side never refuse each
+    other's nodes (which share names)."""
+    path = tmp_path / "locks"
+    monkeypatch.setenv("ESPGATE_LOCK_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def espgate():
     path = os.environ.get("ESPGATE", str(REPO / "target" / "debug" / "espgate"))

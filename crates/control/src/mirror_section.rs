@@ -19,7 +19,7 @@
 //!   heartbeat_ms: 10
 //!   dead_after: 3
 //!   refresh_ms: 100
-//!   max_frame: 1400
+//!   max_frame: 1400              # 128..=2034: with its Ethernet header, one buffer
 //!   takeover: auto               # auto | manual
 //!   failback: auto               # auto | manual
 //!   failback_delay_ms: 1000
@@ -29,6 +29,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use espgate_dataplane::config::{Failback, MirrorSettings, PortBackend, Takeover};
+use espgate_dataplane::mirror_port::check_max_frame;
 use espgate_mirror::{InboundTakeover, MirrorConfig};
 use espgate_wire::ethernet::MacAddr;
 use serde::Deserialize;
@@ -147,6 +148,7 @@ pub(crate) fn resolve_mirror(
         max_frame: spec.max_frame.unwrap_or(d.max_frame),
     };
     protocol.check().map_err(|e| err(e.key(), e.to_string()))?;
+    check_max_frame(protocol.max_frame).map_err(|why| err("max_frame", why))?;
     let p = &spec.port;
     let port_backend = match p.backend {
         PortKind::AfPacket => PortBackend::AfPacket {
@@ -182,7 +184,7 @@ pub(crate) fn resolve_mirror(
     let mode = |m: Option<ModeSpec>| matches!(m, None | Some(ModeSpec::Auto));
     Ok(MirrorSettings {
         protocol,
-        key,
+        key: key.into(),
         port_name: p.name.clone(),
         port_backend,
         port_mac,

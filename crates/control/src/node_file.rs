@@ -41,6 +41,7 @@ use espgate_dataplane::NodeConfig;
 use espgate_dataplane::config::{
     MirrorSettings, Neighbour, PortBackend, PortConfig, Role, SaEntry, WorkersConfig,
 };
+use espgate_dataplane::mirror_port::MAX_MIRROR_FRAME;
 use espgate_dataplane::prefix::Prefix;
 use espgate_dataplane::spd::{Action, PolicyDirection, SpdRule};
 use espgate_esp::Direction;
@@ -512,18 +513,21 @@ fn resolve_sas(
                 }
             }
         };
+        let need = espgate_dataplane::progress::inbound_frame_len(sa.replay_window);
         if let Some(m) = mirror
             && direction == Direction::Inbound
-            && espgate_dataplane::progress::inbound_frame_len(sa.replay_window)
-                > m.protocol.max_frame
+            && need > m.protocol.max_frame
         {
+            let remedy = if need > MAX_MIRROR_FRAME {
+                format!("shrink the window (mirror.max_frame goes up to {MAX_MIRROR_FRAME})")
+            } else {
+                "raise it (and the mirror link's MTU) or shrink the window".into()
+            };
             return Err(err(
                 format!("{at}replay_window"),
                 format!(
-                    "{} packets need {}-byte mirror frames, above mirror.max_frame {}: raise it (and the mirror link's MTU) or shrink the window",
-                    sa.replay_window,
-                    espgate_dataplane::progress::inbound_frame_len(sa.replay_window),
-                    m.protocol.max_frame
+                    "{} packets need {need}-byte mirror frames, above mirror.max_frame {}: {remedy}",
+                    sa.replay_window, m.protocol.max_frame
                 ),
             ));
         }
@@ -693,6 +697,24 @@ mod tests {
         assert_eq!(cfg.spd[2].dport, (53, 53));
         assert_eq!(cfg.spd[2].protocol, Some(17));
         assert_eq!(cfg.neighbours.len(), 1);
+    }
+
+    #[test]
+    fn mirror_frames_must_fit_the_mirror_port_buffers() {
+        let path = format!("{}/../../conf/demo/a.yaml", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let with = |max_frame: usize| {
+            let t = text.replace(
+                "  refresh_ms: 50\n",
+                &format!("  refresh_ms: 50\n  max_frame: {max_frame}\n"),
+            );
+            assert_ne!(t, text);
+            parse_node(&t, "a.yaml", Path::new("."))
+        };
+        assert_eq!(with(2034).unwrap().mirror.unwrap().protocol.max_frame, 2034);
+        let e = with(2035).unwrap_err().to_string();
+        assert!(e.contains("mirror.max_frame"), "{e}");
+        assert!(e.contains("2035") && e.contains("2034"), "{e}");
     }
 
     #[test]

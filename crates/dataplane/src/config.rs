@@ -2,11 +2,13 @@
 //! roles and addresses, workers, SAs with their owners, SPD rules and
 //! static neighbours.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use espgate_esp::SaConfig;
 use espgate_wire::ethernet::MacAddr;
+use zeroize::Zeroizing;
 
 use crate::prefix::Prefix;
 use crate::spd::SpdRule;
@@ -127,13 +129,14 @@ pub enum Failback {
 }
 
 /// The mirror link of a pair and how the pair behaves (DESIGN.md §2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` leaves the key out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct MirrorSettings {
     /// Protocol settings: node ids, interval, quantity, lease, jumps,
     /// inbound mode, heartbeat, refresh.
     pub protocol: espgate_mirror::MirrorConfig,
-    /// The frame MAC key (at least 16 bytes).
-    pub key: Vec<u8>,
+    /// The frame MAC key (at least 16 bytes), wiped when dropped.
+    pub key: Zeroizing<Vec<u8>>,
     /// The mirror port's name, for logs and counters.
     pub port_name: String,
     /// How the mirror port reaches the wire.
@@ -149,6 +152,22 @@ pub struct MirrorSettings {
     pub takeover: Takeover,
     /// When to hand back.
     pub failback: Failback,
+}
+
+impl fmt::Debug for MirrorSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MirrorSettings")
+            .field("protocol", &self.protocol)
+            .field("key", &"<secret>")
+            .field("port_name", &self.port_name)
+            .field("port_backend", &self.port_backend)
+            .field("port_mac", &self.port_mac)
+            .field("peer_mac", &self.peer_mac)
+            .field("peer_addresses", &self.peer_addresses)
+            .field("takeover", &self.takeover)
+            .field("failback", &self.failback)
+            .finish()
+    }
 }
 
 /// A static neighbour.
@@ -200,5 +219,47 @@ impl NodeConfig {
             (Some(m), Some(home)) => home == m.protocol.node,
             _ => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_mirror_key() {
+        let m = MirrorSettings {
+            protocol: espgate_mirror::MirrorConfig::default(),
+            key: vec![0xab; 32].into(),
+            port_name: "mirror".into(),
+            port_backend: PortBackend::Mem,
+            port_mac: None,
+            peer_mac: None,
+            peer_addresses: Vec::new(),
+            takeover: Takeover::Auto,
+            failback: Failback::Manual,
+        };
+        let text = format!("{m:?}");
+        assert!(!text.contains("171"), "{text}");
+        assert!(text.contains("key: \"<secret>\""), "{text}");
+        assert!(text.contains("port_name: \"mirror\""), "{text}");
+    }
+
+    #[test]
+    fn the_mirror_key_is_wiped_when_dropped() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let m = MirrorSettings {
+            protocol: espgate_mirror::MirrorConfig::default(),
+            key: vec![0xab; 32].into(),
+            port_name: "mirror".into(),
+            port_backend: PortBackend::Mem,
+            port_mac: None,
+            peer_mac: None,
+            peer_addresses: Vec::new(),
+            takeover: Takeover::Auto,
+            failback: Failback::Manual,
+        };
+        wiped_on_drop(&m.key);
+        assert_eq!(&m.key[..], &[0xab; 32][..]);
     }
 }

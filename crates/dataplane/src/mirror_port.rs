@@ -4,15 +4,34 @@
 //! so a bulk sync of a million SAs goes out at the link's pace. The node's
 //! mirror task drives one; so does the bulk-sync benchmark over veth.
 
+use espgate_io::pool::MAX_FRAME;
 use espgate_io::{BufPool, Packet, PortQueue, QueueStats};
 use espgate_mirror::Mirror;
 use espgate_wire::PacketBuf;
-use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
+use espgate_wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr, MacAddr};
 
 /// Mirror frames taken from the core per send.
 pub const MIRROR_BURST: usize = 64;
 /// Frames read from the port per receive.
 const RX_BURST: usize = 32;
+
+/// The largest `mirror.max_frame`: a mirror frame in its Ethernet frame
+/// must fit one buffer of the mirror port, or the port drops it
+/// (heartbeats included).
+pub const MAX_MIRROR_FRAME: usize = MAX_FRAME - ethernet::HEADER_LEN;
+
+/// Why mirror frames of up to `max_frame` bytes cannot cross the mirror
+/// port, if they cannot.
+pub fn check_max_frame(max_frame: usize) -> Result<(), String> {
+    if max_frame > MAX_MIRROR_FRAME {
+        return Err(format!(
+            "{max_frame} is too large: with its {}-byte Ethernet header a mirror frame needs {} bytes, above the {MAX_FRAME} a buffer of the mirror port holds (at most {MAX_MIRROR_FRAME})",
+            ethernet::HEADER_LEN,
+            max_frame + ethernet::HEADER_LEN,
+        ));
+    }
+    Ok(())
+}
 
 /// One node's end of the mirror link.
 pub struct MirrorPort {

@@ -297,6 +297,8 @@ pub fn start(
             m.protocol
                 .check()
                 .map_err(|e| NodeError::Mirror(e.to_string()))?;
+            crate::mirror_port::check_max_frame(m.protocol.max_frame)
+                .map_err(|why| NodeError::Mirror(format!("mirror.max_frame {why}")))?;
             let key = MirrorKey::new(&m.key).map_err(|e| NodeError::Mirror(e.to_string()))?;
             let epoch = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

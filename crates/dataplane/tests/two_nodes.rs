@@ -665,3 +665,46 @@ fn rekey_under_traffic_loses_nothing_then_delete_and_add() {
     r.a.stop();
     r.b.stop();
 }
+
+#[test]
+fn mirror_frames_larger_than_a_buffer_are_refused_at_start() {
+    use espgate_dataplane::{Failback, MirrorSettings, NodeError, Takeover};
+    let mut cfg = config(&A, &B, 1, false);
+    cfg.mirror = Some(MirrorSettings {
+        protocol: espgate_mirror::MirrorConfig {
+            max_frame: 2035,
+            ..Default::default()
+        },
+        key: vec![7; 32].into(),
+        port_name: "mirror".into(),
+        port_backend: PortBackend::Mem,
+        port_mac: Some(mac(1, 3)),
+        peer_mac: Some(mac(2, 3)),
+        peer_addresses: Vec::new(),
+        takeover: Takeover::Auto,
+        failback: Failback::Manual,
+    });
+    let pool = Mempool::new(1024, 64);
+    let (lan, _) = node_link(("lan", mac(1, 1), 1), ("h", mac(1, 0x10), 1), None);
+    let (wan, _) = node_link(("wan", mac(1, 2), 1), ("wan", mac(2, 2), 1), None);
+    let (mut mirror, _) = node_link(("mirror", mac(1, 3), 1), ("mirror", mac(2, 3), 1), None);
+    let queues = NodeQueues {
+        protected: lan,
+        unprotected: wan,
+        mirror: mirror.pop(),
+    };
+    match start(&cfg, queues, Backend::DEFAULT, pool) {
+        Ok(node) => {
+            node.stop();
+            panic!("a node started whose 2035-byte mirror frames no buffer holds");
+        }
+        Err(e) => {
+            assert!(matches!(e, NodeError::Mirror(_)), "{e:?}");
+            let e = e.to_string();
+            assert!(
+                e.contains("mirror.max_frame 2035") && e.contains("2034"),
+                "{e}"
+            );
+        }
+    }
+}

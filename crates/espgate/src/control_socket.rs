@@ -3,60 +3,165 @@
 //! The host processor uses it to push the configuration (with the SA keys:
 //! they never cross the mirror link), to watch health and to order
 //! takeover, hand-back and fencing. The requests are
-//! `espgate_control::request::Request`.
+//! `espgate_control::request::Request`. A line is at most
+//! [`MAX_REQUEST_LINE`] bytes and at most [`MAX_CONNECTIONS`] connections
+//! are served at once: a client cannot make the node buffer without end or
+//! start threads without end.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use espgate_control::request::Request;
 use serde_json::{Value, json};
 
 /// A request with the way back to its connection.
 pub type Call = (Request, Sender<Value>);
 
+/// The longest request line, in bytes. A `configure` carries a whole node
+/// configuration in one line: this is room for some 200 000 SAs with their
+/// rules. A longer line is refused and its connection closed.
+pub const MAX_REQUEST_LINE: usize = 64 << 20;
+
+/// Connections served at once; one more is refused and closed.
+pub const MAX_CONNECTIONS: usize = 16;
+
 /// An answer refusing a request.
 pub fn refuse(why: impl std::fmt::Display) -> Value {
     json!({ "ok": false, "error": why.to_string() })
 }
 
-/// Listens on `path` (replacing a stale socket); requests go to `tx`, to
-/// be answered by the node's main loop.
-pub fn listen(path: &Path, tx: Sender<Call>) -> anyhow::Result<()> {
-    if path.exists() {
-        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+/// A control socket being listened on; its file goes when this is dropped.
+#[derive(Debug)]
+pub struct ControlSocket {
+    path: PathBuf,
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Listens on `path`; requests go to `tx`, to be answered by the node's
+/// main loop. A socket nobody answers on (left by a node that died) is
+/// replaced; a socket a live process answers on, or a file that is not a
+/// socket, is refused and left as it is.
+pub fn listen(path: &Path, tx: Sender<Call>) -> anyhow::Result<ControlSocket> {
+    clear_stale(path)?;
     let listener =
         UnixListener::bind(path).with_context(|| format!("control socket {}", path.display()))?;
+    let socket = ControlSocket {
+        path: path.to_path_buf(),
+    };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("chmod 0600 {}", path.display()))?;
     std::thread::Builder::new()
         .name("control".into())
-        .spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let tx = tx.clone();
-                let _ = std::thread::Builder::new()
-                    .name("control-conn".into())
-                    .spawn(move || serve(conn, &tx));
-            }
-        })
+        .spawn(move || accept(&listener, &tx))
         .context("control thread")?;
-    Ok(())
+    Ok(socket)
 }
 
+/// A served connection, counted in `open` while it lives.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves each connection on a thread of its own, up to
+/// [`MAX_CONNECTIONS`] at once.
+fn accept(listener: &UnixListener, tx: &Sender<Call>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    for mut conn in listener.incoming().flatten() {
+        // Only this thread adds to `open`: the count cannot pass the cap
+        // between the check and the increment.
+        if open.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+            let no = refuse(format!(
+                "{MAX_CONNECTIONS} control connections are open, the most served at once: close one and retry"
+            ));
+            let _ = writeln!(conn, "{no}");
+            continue;
+        }
+        open.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(open.clone());
+        let tx = tx.clone();
+        let _ = std::thread::Builder::new()
+            .name("control-conn".into())
+            .spawn(move || {
+                let _slot = slot;
+                serve(conn, &tx)
+            });
+    }
+}
+
+/// Makes way for a control socket at `path`: removes a stale socket, one
+/// that refuses connections; refuses a live one or anything else.
+fn clear_stale(path: &Path) -> anyhow::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("control socket {}", path.display())),
+    };
+    if !meta.file_type().is_socket() {
+        bail!(
+            "control socket {}: the path exists and is not a socket (left as it is)",
+            path.display()
+        );
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => bail!(
+            "control socket {} is in use by a running espgate (stop it, or give this node another --control)",
+            path.display()
+        ),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "control socket {}: cannot tell whether a node answers on it",
+                path.display()
+            )
+        }),
+    }
+}
+
+/// Answers the requests of one connection, a line each, until it closes
+/// or sends a line longer than [`MAX_REQUEST_LINE`].
 fn serve(conn: UnixStream, calls: &Sender<Call>) {
     let Ok(mut out) = conn.try_clone() else {
         return;
     };
-    for line in BufReader::new(conn).lines() {
-        let Ok(line) = line else { return };
-        if line.trim().is_empty() {
-            continue;
+    let mut input = BufReader::new(conn);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let limit = MAX_REQUEST_LINE as u64 + 1;
+        match (&mut input).take(limit).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
-        let answer = match serde_json::from_str::<Request>(&line) {
+        if line.len() > MAX_REQUEST_LINE && line.last() != Some(&b'\n') {
+            let no = refuse(format!(
+                "request line longer than {MAX_REQUEST_LINE} bytes, the limit: connection closed"
+            ));
+            let _ = writeln!(out, "{no}");
+            return;
+        }
+        let request = match std::str::from_utf8(&line) {
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => serde_json::from_str::<Request>(text).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("not UTF-8: {e}")),
+        };
+        let answer = match request {
             Err(e) => refuse(format!("bad request: {e}")),
             Ok(req) => {
                 let (back, answer) = channel();
@@ -82,4 +187,131 @@ pub fn ask(path: &Path, request: &Value) -> anyhow::Result<Value> {
     let mut line = String::new();
     BufReader::new(&s).read_line(&mut line)?;
     serde_json::from_str(&line).with_context(|| format!("answer {line:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory for one test's socket.
+    fn dir(test: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("espgate-ctl-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Answers every call on `calls` with `{"ok":true,"who":who}`.
+    fn answer_as(calls: std::sync::mpsc::Receiver<Call>, who: &'static str) {
+        std::thread::spawn(move || {
+            for (_, back) in calls {
+                let _ = back.send(json!({ "ok": true, "who": who }));
+            }
+        });
+    }
+
+    #[test]
+    fn a_socket_a_live_node_answers_on_is_never_taken() {
+        let path = dir("live").join("c.sock");
+        let (tx, calls) = channel();
+        let _first = listen(&path, tx).unwrap();
+        answer_as(calls, "first");
+        let (tx2, calls2) = channel();
+        let refused = listen(&path, tx2);
+        answer_as(calls2, "second");
+        let e = format!("{:#}", refused.expect_err("a live socket was taken"));
+        assert!(
+            e.contains(&format!(
+                "control socket {} is in use by a running espgate",
+                path.display()
+            )),
+            "{e}"
+        );
+        let a = ask(&path, &json!({ "op": "status" })).unwrap();
+        assert_eq!(a["who"], "first", "{a}");
+    }
+
+    #[test]
+    fn a_socket_nobody_answers_on_is_stale_and_replaced() {
+        let path = dir("stale").join("c.sock");
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let (tx, calls) = channel();
+        let _socket = listen(&path, tx).unwrap();
+        answer_as(calls, "new");
+        let a = ask(&path, &json!({ "op": "status" })).unwrap();
+        assert_eq!(a["who"], "new", "{a}");
+    }
+
+    /// Reads one answer line from `s`.
+    fn read_answer(s: &UnixStream) -> Value {
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+
+    #[test]
+    fn a_request_line_over_the_limit_is_refused_naming_it() {
+        let path = dir("long").join("c.sock");
+        let (tx, calls) = channel();
+        let _socket = listen(&path, tx).unwrap();
+        answer_as(calls, "node");
+        let s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut w = s.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let line = vec![b'x'; (64 << 20) + 1];
+            let _ = w.write_all(&line).and_then(|()| w.write_all(b"\n"));
+        });
+        let a = read_answer(&s);
+        assert_eq!(a["ok"], false, "{a}");
+        let e = a["error"].as_str().unwrap();
+        assert!(e.contains("longer than 67108864 bytes"), "{e}");
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn connections_beyond_the_cap_are_refused_until_one_closes() {
+        let path = dir("many").join("c.sock");
+        let (tx, calls) = channel();
+        let _socket = listen(&path, tx).unwrap();
+        answer_as(calls, "node");
+        let mut open: Vec<UnixStream> = (0..16)
+            .map(|_| {
+                let mut s = UnixStream::connect(&path).unwrap();
+                writeln!(s, r#"{{"op":"status"}}"#).unwrap();
+                assert_eq!(read_answer(&s)["who"], "node");
+                s
+            })
+            .collect();
+        let extra = UnixStream::connect(&path).unwrap();
+        extra
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let a = read_answer(&extra);
+        assert_eq!(a["ok"], false, "{a}");
+        let e = a["error"].as_str().unwrap();
+        assert!(e.contains("16 control connections"), "{e}");
+        drop(open.pop());
+        let t = std::time::Instant::now();
+        loop {
+            let a = ask(&path, &json!({ "op": "status" })).unwrap();
+            if a["who"] == "node" {
+                break;
+            }
+            assert!(t.elapsed().as_secs() < 5, "no connection freed: {a}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_socket_is_left_alone() {
+        let path = dir("file").join("c.sock");
+        std::fs::write(&path, "not a socket").unwrap();
+        let (tx, _calls) = channel();
+        let e = format!("{:#}", listen(&path, tx).expect_err("a file was replaced"));
+        assert!(e.contains("is not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a socket");
+    }
 }

@@ -3,11 +3,11 @@
 //! their traffic. The file holds keys: it is written readable by its owner
 //! only.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use espgate_esp::SaConfig;
 
 /// Writes the SAs of node configuration `config` and of SA files `sas`
@@ -37,17 +37,48 @@ pub fn run(config: Option<&Path>, sas: &[PathBuf], out: Option<&Path>) -> anyhow
 }
 
 /// Writes `text` to `path`, readable and writable by its owner only (it
-/// holds keys).
+/// holds keys). Anything at `path` but a regular file is refused: a
+/// symbolic link would send the keys where it points, a device or a
+/// directory is not where keys go. The text goes to a new file of mode
+/// 0600 beside `path`, which then replaces it: a file that was there keeps
+/// neither its mode nor its contents.
 pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => bail!(
+            "{} is a symbolic link: keys are not written through one",
+            path.display()
+        ),
+        Ok(m) if !m.is_file() => bail!(
+            "{} is not a regular file: keys go to a file of their own",
+            path.display()
+        ),
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("writing {}", path.display())),
+    }
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    let written = f
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| f.write_all(text.as_bytes()))
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("writing {}", path.display()))
 }
 
 /// One row of Wireshark's `esp_sa` table (its 4.0 columns): protocol,
@@ -69,6 +100,50 @@ pub fn esp_sa_line(sa: &SaConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dir(test: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("espgate-keys-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_symlink_at_the_path_is_refused_and_its_target_left_alone() {
+        let d = dir("link");
+        let (victim, link) = (d.join("victim"), d.join("esp_sa"));
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let e = format!("{:#}", write_private(&link, "keys").unwrap_err());
+        assert!(e.contains("is a symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        let e = format!("{:#}", write_private(&d, "keys").unwrap_err());
+        assert!(e.contains("is not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn an_existing_file_is_replaced_by_one_of_mode_0600() {
+        let d = dir("mode");
+        let path = d.join("esp_sa");
+        std::fs::write(&path, "old text that was longer").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, "keys").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "keys");
+        assert_eq!(mode(&path), 0o600);
+        write_private(&d.join("new"), "keys").unwrap();
+        assert_eq!(mode(&d.join("new")), 0o600);
+        let mut left: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["esp_sa", "new"], "a temporary file was left");
+    }
 
     #[test]
     fn a_row_per_sa_with_family_spi_and_salted_key() {

@@ -9,6 +9,7 @@ mod host;
 mod import;
 mod keys;
 mod metrics;
+mod node_lock;
 mod report;
 mod requests;
 mod run;
@@ -52,6 +53,10 @@ enum Command {
         /// The control socket (a Unix socket path).
         #[arg(long)]
         control: Option<PathBuf>,
+        /// Where the node's lock (NAME.lock: one process per node) goes;
+        /// made mode 0700 if missing.
+        #[arg(long, env = "ESPGATE_LOCK_DIR", default_value = node_lock::DEFAULT_DIR)]
+        lock_dir: PathBuf,
         /// Serve Prometheus metrics at http://ADDR/metrics (e.g.
         /// 127.0.0.1:9180).
         #[arg(long)]
@@ -321,6 +326,7 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             control,
+            lock_dir,
             metrics,
             duration,
             backend,
@@ -328,6 +334,7 @@ fn main() -> ExitCode {
             run::run(run::RunOptions {
                 config: config.as_deref(),
                 control: control.as_deref(),
+                lock_dir: &lock_dir,
                 metrics,
                 backend,
                 duration: duration.map(std::time::Duration::from_secs_f64),

@@ -1,7 +1,8 @@
 //! `espgate run --config NODE.yaml`: a node on real ports until SIGINT or
 //! SIGTERM (or `--duration`), then its final counters. The pair's events
 //! (peer alive or dead, takeover, hand-back) go to stdout as `event` lines
-//! as they happen.
+//! as they happen. A node holds its lock (`node_lock`) from before it opens
+//! a port until it ends, so a second process of the same node never starts.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 use espgate_control::request::Request;
 
 use crate::control_socket::{self, refuse};
+use crate::node_lock::NodeLock;
 use crate::{metrics, requests};
 
 /// Smallest MTU the mirror port is opened with (a standard Ethernet
@@ -134,6 +136,21 @@ fn open_role(
     open_port(cfg, &opening, group, eal)
 }
 
+/// A node running in this process, and the lock that keeps it the only
+/// process running that node.
+struct Live {
+    node: RunningNode,
+    _lock: NodeLock,
+}
+
+/// Opens the ports of `cfg` and starts the node, whose `lock` is held.
+fn start(cfg: &NodeConfig, backend: Backend, lock: NodeLock) -> anyhow::Result<Live> {
+    Ok(Live {
+        node: start_node(cfg, backend)?,
+        _lock: lock,
+    })
+}
+
 /// Opens the ports of `cfg` and starts the node.
 fn start_node(cfg: &NodeConfig, backend: Backend) -> anyhow::Result<RunningNode> {
     tracing::info!(node = %cfg.name, workers = cfg.workers.count, sas = cfg.sas.len(), %backend, "starting");
@@ -171,12 +188,13 @@ const EVENT_HISTORY: usize = 1024;
 /// Answers one control request.
 fn answer(
     req: Request,
-    node: &mut Option<RunningNode>,
+    live: &mut Option<Live>,
     events: &mut VecDeque<String>,
     backend: Backend,
+    lock_dir: &Path,
     started: Instant,
 ) -> Value {
-    match (req, node.as_mut()) {
+    match (req, live.as_mut().map(|l| &mut l.node)) {
         (Request::Status {}, None) => json!({ "ok": true, "state": "waiting_config" }),
         (Request::Status {}, Some(n)) => {
             let pair = n.pair_status().map(|p| {
@@ -204,10 +222,10 @@ fn answer(
         (Request::Configure { yaml }, None) => {
             match espgate_control::parse_node(&yaml, "<control socket>", Path::new("."))
                 .map_err(anyhow::Error::from)
-                .and_then(|cfg| start_node(&cfg, backend))
+                .and_then(|cfg| start(&cfg, backend, NodeLock::acquire(lock_dir, &cfg.name)?))
             {
-                Ok(n) => {
-                    *node = Some(n);
+                Ok(l) => {
+                    *live = Some(l);
                     json!({ "ok": true })
                 }
                 Err(e) => refuse(format!("{e:#}")),
@@ -252,6 +270,8 @@ pub struct RunOptions<'a> {
     pub config: Option<&'a Path>,
     /// The control socket.
     pub control: Option<&'a Path>,
+    /// Where the node's lock file goes.
+    pub lock_dir: &'a Path,
     /// Where to serve Prometheus metrics.
     pub metrics: Option<std::net::SocketAddr>,
     /// AES-GCM implementation.
@@ -266,24 +286,33 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let RunOptions {
         config: config_path,
         control,
+        lock_dir,
         metrics: metrics_addr,
         backend,
         duration,
     } = opts;
-    let mut node = match config_path {
-        Some(p) => Some(start_node(&espgate_control::load_node_file(p)?, backend)?),
+    let config = match config_path {
+        Some(p) => Some(espgate_control::load_node_file(p)?),
         None if control.is_some() => None,
         None => bail!("give --config, or --control to wait for the host's configuration"),
     };
+    let lock = config
+        .as_ref()
+        .map(|cfg| NodeLock::acquire(lock_dir, &cfg.name))
+        .transpose()?;
     let (calls_tx, calls) = std::sync::mpsc::channel();
-    if let Some(path) = control {
-        control_socket::listen(path, calls_tx.clone())?;
-    }
+    let _socket = control
+        .map(|path| control_socket::listen(path, calls_tx.clone()))
+        .transpose()?;
+    let mut live = config
+        .zip(lock)
+        .map(|(cfg, lock)| start(&cfg, backend, lock))
+        .transpose()?;
     if let Some(addr) = metrics_addr {
         metrics::serve(addr, calls_tx.clone())?;
     }
     drop(calls_tx);
-    if node.is_none()
+    if live.is_none()
         && let Some(c) = control
     {
         tracing::info!(socket = %c.display(), "waiting for the configuration on the control socket");
@@ -298,12 +327,22 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
         std::thread::sleep(Duration::from_millis(5));
         while let Ok((req, back)) = calls.try_recv() {
-            let _ = back.send(answer(req, &mut node, &mut history, backend, started));
+            let _ = back.send(answer(
+                req,
+                &mut live,
+                &mut history,
+                backend,
+                lock_dir,
+                started,
+            ));
         }
-        for (spi, d) in node.iter_mut().flat_map(|n| n.retire_due(Instant::now())) {
+        for (spi, d) in live
+            .iter_mut()
+            .flat_map(|l| l.node.retire_due(Instant::now()))
+        {
             tracing::info!(spi = format!("{spi:#x}"), direction = %d, "rekeyed SA retired");
         }
-        for e in node.iter().flat_map(|n| n.events()) {
+        for e in live.iter().flat_map(|l| l.node.events()) {
             let line = e.to_string();
             writeln!(out, "{line}")?;
             out.flush()?;
@@ -313,12 +352,9 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             history.push_back(line);
         }
     }
-    if let Some(node) = node {
-        let report = node.stop();
+    if let Some(live) = live {
+        let report = live.node.stop();
         crate::report::print(&report);
-    }
-    if let Some(c) = control {
-        let _ = std::fs::remove_file(c);
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! line on standard error that names the file, where in it, and what is wrong.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const GOOD: &str = r#"node: { name: a }
 workers: { count: 1 }
@@ -26,17 +27,21 @@ spd:
   - { direction: out, src: 10.1.0.0/24, dst: 10.2.0.0/24, action: protect, sa: 0x1000 }
 "#;
 
+/// Numbers the files of the tests running side by side.
+static NEXT_FILE: AtomicUsize = AtomicUsize::new(0);
+
 fn run(config: &str) -> (i32, String) {
     let dir = std::env::temp_dir().join(format!("espgate-badcfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!(
-        "node-{:x}.yaml",
-        config.len() * 31 + config.bytes().map(usize::from).sum::<usize>()
+        "node-{}.yaml",
+        NEXT_FILE.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::write(&file, config).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_espgate"))
         .args(["run", "--duration", "0.05", "--config"])
         .arg(&file)
+        .env("ESPGATE_LOCK_DIR", dir.join("locks"))
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -159,6 +164,11 @@ fn each_broken_config_gets_one_line_naming_the_place() {
             "endless key file",
             "key: 0x4c80cdefbb5d10da906ac73c3613a6342e443b68",
             "key_file: /dev/zero",
+        ),
+        (
+            "mirror frames larger than a buffer",
+            "sas:",
+            "mirror: { node: 1, peer: 2, key: 0x000102030405060708090a0b0c0d0e0f, port: { name: m, backend: af_packet, interface: m0 }, max_frame: 2035 }\nsas:",
         ),
         (
             "unknown inbound takeover mode",

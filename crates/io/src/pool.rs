@@ -13,9 +13,12 @@ use crate::packet::Packet;
 /// Room in front of a received frame: Ethernet (with tag), IPv6, UDP, ESP
 /// header and IV fit with space to spare.
 pub const HEADROOM: usize = 128;
-/// Bytes per buffer: headroom, a 2048-byte frame, and tailroom for padding,
-/// trailer and ICV.
-pub const BUF_SIZE: usize = HEADROOM + 2048 + 64;
+/// The largest frame (Ethernet header included) a buffer is made for, and
+/// what a DPDK mbuf holds in one segment: a longer frame is dropped.
+pub const MAX_FRAME: usize = 2048;
+/// Bytes per buffer: headroom, a [`MAX_FRAME`]-byte frame, and tailroom for
+/// padding, trailer and ICV.
+pub const BUF_SIZE: usize = HEADROOM + MAX_FRAME + 64;
 
 /// The shared part of a pool: free buffers any worker may take.
 #[derive(Debug)]
