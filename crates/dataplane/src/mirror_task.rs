@@ -259,6 +259,16 @@ pub struct MirrorTask {
 
 /// How long to sleep when there was nothing to do.
 const IDLE: Duration = Duration::from_micros(200);
+/// How long an SA added at run time may wait for the peer's answer before
+/// the add is answered all the same (the SA then runs when the answer
+/// comes).
+const ASK_WAIT_MS: u64 = 500;
+
+/// Whether the mirror waits for the peer's word on an SA before it runs.
+fn mirror_asks(m: &Mirror, spi: u32, d: Direction) -> bool {
+    m.asking(spi, sa_dir(d))
+}
+
 /// How long to wait for workers to take a parking before sending on.
 const PARK_WAIT: Duration = Duration::from_millis(100);
 
@@ -267,6 +277,8 @@ struct Running {
     start: Instant,
     pending: VecDeque<SaCommand>,
     failback_at: Option<u64>,
+    /// Run-time adds waiting for the peer's answer before theirs.
+    asked: Vec<(u32, Direction, u64, Sender<()>)>,
     progress: u64,
     /// SAs whose home is the peer run here: counted again only when an
     /// SA moved (the count walks every SA of the pair).
@@ -281,6 +293,7 @@ impl MirrorTask {
             start: Instant::now(),
             pending: VecDeque::new(),
             failback_at: None,
+            asked: Vec::new(),
             progress: 0,
             holding: 0,
         };
@@ -302,6 +315,7 @@ impl MirrorTask {
                 r.wait_for_workers(stop);
             }
             work += r.task.port.send(&mut r.task.mirror, now);
+            r.answer_asked(now);
             r.publish();
             if work == 0 {
                 std::thread::sleep(IDLE);
@@ -425,7 +439,15 @@ impl Running {
                     let now = self.now();
                     self.handle_events(now);
                     self.push_pending();
-                    let _ = done.send(());
+                    if mirror_asks(&self.task.mirror, spi, direction) {
+                        // A home SA added at run time runs once the peer
+                        // says what it knows of it: the answer waits for
+                        // that (or ASK_WAIT), so a rekey moves its rules
+                        // to an SA that can send.
+                        self.asked.push((spi, direction, now + ASK_WAIT_MS, done));
+                    } else {
+                        let _ = done.send(());
+                    }
                 }
                 Order::View(reply) => {
                     let _ = reply.send(self.task.mirror.views());
@@ -437,6 +459,21 @@ impl Running {
             }
         }
         n
+    }
+
+    /// Answers the run-time adds whose SA now runs (its commands are on
+    /// their way to the worker) or that waited long enough.
+    fn answer_asked(&mut self, now: u64) {
+        let mirror = &self.task.mirror;
+        let pending = &self.pending;
+        self.asked.retain(|(spi, d, deadline, done)| {
+            let ready = !mirror.asking(*spi, sa_dir(*d)) && pending.is_empty();
+            if ready || now >= *deadline {
+                let _ = done.send(());
+                return false;
+            }
+            true
+        });
     }
 
     fn take_over(&mut self) {

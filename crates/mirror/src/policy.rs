@@ -175,6 +175,11 @@ impl OwnedOutbound {
         false
     }
 
+    /// The highest lease sent to the peer.
+    pub fn sent_lease(&self) -> u64 {
+        self.sent_lease
+    }
+
     /// The highest lease the peer acknowledged.
     pub fn acked(&self) -> u64 {
         self.acked_lease
@@ -310,6 +315,11 @@ impl OwnedInbound {
             return true;
         }
         false
+    }
+
+    /// The highest top sent to the peer.
+    pub fn sent_top(&self) -> u64 {
+        self.sent
     }
 
     /// The top the peer acknowledged.

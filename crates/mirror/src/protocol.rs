@@ -369,6 +369,9 @@ enum Due {
     Record(Box<SaState>),
     /// The end of a bulk sync of this many records.
     BulkEnd(u64),
+    /// What this node knows of an SA (an answer to a query, or the history
+    /// of an SA no longer configured, in a bulk sync).
+    History(u32, SaDir, Option<u64>),
 }
 
 /// One node's mirror protocol state.
@@ -412,6 +415,11 @@ pub struct Mirror {
     stats: MirrorStats,
     /// Told the peer is fenced, and not heard since.
     fenced: bool,
+    /// Owned SAs added at run time, waiting for the peer to say what it
+    /// knows of them before they may run.
+    asking: BTreeSet<SaKey>,
+    /// Queries to send (those of `asking`, again at each refresh).
+    queries: BTreeSet<SaKey>,
     /// The lease rule of the configuration (a fence suspends it).
     lease_configured: bool,
 }
@@ -449,6 +457,8 @@ impl Mirror {
             events: VecDeque::new(),
             stats: MirrorStats::default(),
             fenced: false,
+            asking: BTreeSet::new(),
+            queries: BTreeSet::new(),
             lease_configured: cfg.lease,
         }
     }
@@ -569,6 +579,14 @@ impl Mirror {
         );
         if home == self.cfg.node {
             self.own(spi, dir, 1, 0, Vec::new());
+            if self.synced {
+                // Added at run time: the peer may know of an earlier use
+                // of this SA (this node's earlier life ran it, or ran one
+                // with its SPI and key) that this node forgot. It runs
+                // once the peer has said.
+                self.asking.insert((spi, dir));
+                self.queries.insert((spi, dir));
+            }
         } else if self.synced && !self.peer_alive && self.holding() > 0 {
             // Added while the peer is down to this node and this node runs
             // its SAs (a rekey during a failover): the new SA runs here too,
@@ -592,19 +610,15 @@ impl Mirror {
 
     /// Forgets an SA of the pair (deleted by the host on both nodes):
     /// nothing more is sent about it, and the peer's records of it are
-    /// ignored from now on. Returns whether it was known.
+    /// ignored from now on. How far it went stays in the standby table as
+    /// its history, so the same SA added again starts past it. Returns
+    /// whether it was known.
     pub fn remove_sa(&mut self, spi: u32, dir: SaDir) -> bool {
         let key = (spi, dir);
         let known = self.pair.remove(&key).is_some();
-        match dir {
-            SaDir::Outbound => drop(self.outbound.remove(&spi)),
-            SaDir::Inbound => drop(self.inbound.remove(&spi)),
-        }
+        self.take_final(spi, dir);
         self.acks.remove(&key);
-        if self.queued.remove(&key) {
-            self.due.retain(|d| *d != Due::Owned(spi, dir));
-        }
-        self.standby.remove(spi, dir);
+        self.queries.remove(&key);
         self.ownership_out.remove(&key);
         self.unconfirmed.remove(&key);
         known
@@ -671,7 +685,8 @@ impl Mirror {
     /// before the bulk sync, `None` if not owned.
     pub fn limit(&self, spi: u32) -> Option<u64> {
         let s = self.outbound.get(&spi)?;
-        Some(if self.synced { s.limit() } else { 0 })
+        let waiting = !self.synced || self.asking.contains(&(spi, SaDir::Outbound));
+        Some(if waiting { 0 } else { s.limit() })
     }
 
     /// The first sequence number owned inbound SA `spi` must not accept
@@ -683,7 +698,8 @@ impl Mirror {
     /// limit: a survivor's own inbound SAs go on.
     pub fn inbound_limit(&self, spi: u32) -> Option<u64> {
         let s = self.inbound.get(&spi)?;
-        Some(match (self.synced, self.peer_alive) {
+        let synced = self.synced && !self.asking.contains(&(spi, SaDir::Inbound));
+        Some(match (synced, self.peer_alive) {
             (false, _) => 0,
             (true, true) => s.limit(),
             (true, false) => u64::MAX,
@@ -723,6 +739,12 @@ impl Mirror {
             .map(|s| (*s, SaDir::Outbound))
             .chain(self.inbound.keys().map(|s| (*s, SaDir::Inbound)))
             .collect()
+    }
+
+    /// Whether an SA added at run time waits for the peer to say what it
+    /// knows of it before it may run.
+    pub fn asking(&self, spi: u32, dir: SaDir) -> bool {
+        self.asking.contains(&(spi, dir))
     }
 
     /// Whether this node owns an SA now.
@@ -898,6 +920,15 @@ impl Mirror {
     /// Stops owning an SA: records in the standby table how far this node
     /// could have gone, emits `Deactivate`, and returns that final state.
     fn release(&mut self, spi: u32, dir: SaDir) -> Option<SaState> {
+        let fin = self.take_final(spi, dir)?;
+        self.events.push_back(MirrorEvent::Deactivate { spi, dir });
+        Some(fin)
+    }
+
+    /// Stops owning an SA without a word to the workers (it is released,
+    /// or deleted): its final state, kept in the standby table.
+    fn take_final(&mut self, spi: u32, dir: SaDir) -> Option<SaState> {
+        self.asking.remove(&(spi, dir));
         let fin = match dir {
             SaDir::Outbound => {
                 let s = self.outbound.remove(&spi)?;
@@ -930,7 +961,6 @@ impl Mirror {
             self.due.retain(|d| *d != Due::Owned(spi, dir));
         }
         self.standby.merge(&fin);
-        self.events.push_back(MirrorEvent::Deactivate { spi, dir });
         Some(fin)
     }
 
@@ -1071,6 +1101,80 @@ impl Mirror {
         }
     }
 
+    /// What this node knows of an SA: how far it may go if owned here,
+    /// else what it stores (a standby copy, or the history of an SA no
+    /// longer configured); nothing if it never heard of it.
+    fn history_of(&self, spi: u32, dir: SaDir) -> Option<u64> {
+        if self.owns(spi, dir) {
+            return Some(self.bound(spi, dir));
+        }
+        self.standby.get(spi, dir).map(|s| s.value)
+    }
+
+    /// Starts an SA added at run time once the peer answered: from its
+    /// first number if neither node ever heard of it, else past the
+    /// highest value known, as a restart would.
+    fn begin_asked(&mut self, spi: u32, dir: SaDir, known: Option<u64>) {
+        let (start, window) = match known {
+            None => (if dir == SaDir::Outbound { 1 } else { 0 }, Vec::new()),
+            Some(v) => {
+                let stored = Standby {
+                    value: v,
+                    ..Standby::default()
+                };
+                let start = self.restart_point(spi, dir, v);
+                let (window, kept) = self.restart_window(dir, &stored, start);
+                match dir {
+                    SaDir::Outbound => {
+                        if let Some(o) = self.outbound.get_mut(&spi) {
+                            o.recover(start, v);
+                        }
+                    }
+                    SaDir::Inbound => {
+                        if let Some(i) = self.inbound.get_mut(&spi) {
+                            i.recover(start, kept, v);
+                        }
+                    }
+                }
+                (start, window)
+            }
+        };
+        self.activated(spi, dir, start, window);
+        self.limit_changed(spi, dir);
+    }
+
+    /// Whether an acknowledgement for an owned SA is above anything this
+    /// node sent for it.
+    fn acked_beyond(&self, spi: u32, dir: SaDir, lease: u64) -> bool {
+        match dir {
+            SaDir::Outbound => self
+                .outbound
+                .get(&spi)
+                .is_some_and(|o| lease > o.sent_lease()),
+            SaDir::Inbound => self.inbound.get(&spi).is_some_and(|i| lease > i.sent_top()),
+        }
+    }
+
+    /// What the peer knows of an SA: the answer to this node's query, the
+    /// history of an SA it no longer runs, or news about one it owns.
+    fn history(&mut self, spi: u32, dir: SaDir, value: Option<u64>) {
+        let key = (spi, dir);
+        if self.asking.remove(&key) {
+            // Both nodes' knowledge: nothing on either means never used.
+            let known = match (value, self.standby.get(spi, dir).map(|s| s.value)) {
+                (None, None) => None,
+                (a, b) => a.max(b),
+            };
+            self.begin_asked(spi, dir, known);
+        } else if self.pair.contains_key(&key) {
+            if let Some(v) = value {
+                self.recover(spi, dir, v, &[]);
+            }
+        } else if let Some(v) = value {
+            self.store(spi, dir, v);
+        }
+    }
+
     /// A hand-over of an SA this node owns already: outbound, it goes on
     /// at `start` at least, with that much acknowledged; inbound, as a
     /// recovery from the stored window.
@@ -1136,9 +1240,17 @@ impl Mirror {
                 continue;
             }
             match r {
-                MirrorRecord::SaState(s) if s.copy => {
+                MirrorRecord::SaState(s) if s.copy && self.pair.contains_key(&(s.spi, s.dir)) => {
                     self.recover(s.spi, s.dir, s.value, &s.bitmap)
                 }
+                MirrorRecord::SaState(s) if s.copy => self.store(s.spi, s.dir, s.value),
+                MirrorRecord::Query { spi, dir } => {
+                    let known = self.history_of(spi, dir);
+                    // From now on this node knows the SA was (to be) used.
+                    self.store(spi, dir, known.unwrap_or(0));
+                    self.due.push_back(Due::History(spi, dir, known));
+                }
+                MirrorRecord::History { spi, dir, value } => self.history(spi, dir, value),
                 MirrorRecord::SaState(s) if !self.pair.contains_key(&(s.spi, s.dir)) => {
                     // Not an SA of this pair (deleted here first, or never
                     // configured): nothing to keep.
@@ -1157,6 +1269,13 @@ impl Mirror {
                         let stored = self.standby.get(s.spi, s.dir).map_or(0, |e| e.value);
                         self.acks.insert((s.spi, s.dir), stored);
                     }
+                }
+                MirrorRecord::LeaseAck { spi, dir, lease }
+                    if self.acked_beyond(spi, dir, lease) =>
+                {
+                    // The peer stores more than this node ever sent: an
+                    // earlier use of the SA this node forgot. Move past it.
+                    self.recover(spi, dir, lease, &[]);
                 }
                 MirrorRecord::LeaseAck { spi, dir, lease } => {
                     let raised = match dir {
@@ -1246,7 +1365,7 @@ impl Mirror {
 
     /// Queues a bulk sync for the peer: ownership of every SA, the state of
     /// every SA owned here, copies of the peer's SAs from the standby
-    /// table, and the end marker.
+    /// table, the history of SAs no longer configured, and the end marker.
     fn start_bulk(&mut self) {
         self.bulk_sending = true;
         let owners: Vec<(SaKey, OwnerRecord)> = self
@@ -1290,6 +1409,20 @@ impl Mirror {
         count += copies.len() as u64;
         self.due
             .extend(copies.into_iter().map(|c| Due::Record(Box::new(c))));
+        // SAs no longer configured keep their history on both nodes: a
+        // restarted peer that gets one of them again starts past it.
+        let mut retired: Vec<(SaKey, u64)> = self
+            .standby
+            .iter()
+            .filter(|(k, _)| !self.pair.contains_key(k))
+            .map(|(k, s)| (k, s.value))
+            .collect();
+        retired.sort_unstable();
+        self.due.extend(
+            retired
+                .into_iter()
+                .map(|((spi, dir), v)| Due::History(spi, dir, Some(v))),
+        );
         self.due.push_back(Due::BulkEnd(count));
     }
 
@@ -1360,6 +1493,11 @@ impl Mirror {
     }
 
     fn state_record(&mut self, spi: u32, dir: SaDir) -> Option<SaState> {
+        if self.asking.contains(&(spi, dir)) {
+            // Its state would create the peer's entry before the peer
+            // answers whether it had one: it goes once the answer is in.
+            return None;
+        }
         match dir {
             SaDir::Outbound => {
                 let s = self.outbound.get_mut(&spi)?;
@@ -1403,6 +1541,7 @@ impl Mirror {
         };
         match d {
             Due::BulkEnd(_) => mirror::RECORD_HEADER_LEN + 8,
+            Due::History(..) => mirror::RECORD_HEADER_LEN + 16,
             _ => mirror::RECORD_HEADER_LEN + 36 + 8 * words,
         }
     }
@@ -1426,6 +1565,7 @@ impl Mirror {
         if !self.synced {
             self.bulk_request = true;
         }
+        self.queries.extend(self.asking.iter().copied());
         if self.due.len() < FAR_BEHIND {
             let refresh: Vec<(u32, SaDir)> = self
                 .outbound
@@ -1512,6 +1652,14 @@ impl Mirror {
             });
             size += mirror::RECORD_HEADER_LEN + 32;
         }
+        while let Some(&(spi, dir)) = self.queries.iter().next() {
+            if size + mirror::RECORD_HEADER_LEN + 8 > budget {
+                break;
+            }
+            self.queries.remove(&(spi, dir));
+            records.push(MirrorRecord::Query { spi, dir });
+            size += mirror::RECORD_HEADER_LEN + 8;
+        }
         while let Some((&(spi, dir), &lease)) = self.acks.iter().next() {
             if size + mirror::RECORD_HEADER_LEN + 16 > budget {
                 break;
@@ -1537,6 +1685,7 @@ impl Mirror {
                     self.bulk_sending = false;
                     Some(MirrorRecord::BulkEnd { records })
                 }
+                Due::History(spi, dir, value) => Some(MirrorRecord::History { spi, dir, value }),
             };
             if let Some(r) = record {
                 if matches!(r, MirrorRecord::SaState(_)) {

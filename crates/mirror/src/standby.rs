@@ -91,6 +91,11 @@ impl StandbyTable {
         self.sas.get(&(spi, dir))
     }
 
+    /// Every SA held, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = ((u32, SaDir), &Standby)> {
+        self.sas.iter().map(|(k, v)| (*k, v))
+    }
+
     /// Number of SAs.
     pub fn len(&self) -> usize {
         self.sas.len()

@@ -226,7 +226,7 @@ fn an_sa_added_on_both_nodes_during_a_partition_never_runs_the_same_numbers() {
 }
 
 #[test]
-#[ignore = "C6 is open: a run-time add does not yet ask the peer for the SA's history"]
+
 fn an_sa_added_again_after_a_restart_starts_past_the_history_the_peer_holds() {
     const NEW: u32 = 0x3000;
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
@@ -275,7 +275,7 @@ fn an_sa_added_again_after_a_restart_starts_past_the_history_the_peer_holds() {
 }
 
 #[test]
-#[ignore = "C6 is open: a run-time add does not yet ask the peer for the SA's history"]
+
 fn an_inbound_sa_added_again_after_a_restart_keeps_refusing_what_it_accepted() {
     const NEW: u32 = 0x3002;
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
@@ -344,4 +344,36 @@ fn in_a_split_brain_no_inbound_packet_is_accepted_by_both_nodes() {
         both.len(),
         both.first()
     );
+}
+
+#[test]
+fn a_deleted_sa_added_again_on_a_restarted_node_starts_past_its_history() {
+    const NEW: u32 = 0x3000;
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    exchange(&mut a, &mut b, 0);
+    for m in [&mut a, &mut b] {
+        m.add_sa(NEW, SaDir::Outbound, false, A);
+    }
+    let t = settle(&mut a, &mut b, 0);
+    let used = a.limit(NEW).unwrap() - 1;
+    a.outbound_progress(NEW, used, 0, used);
+    let t = settle(&mut a, &mut b, t);
+    // Deleted on both; then B restarts (its memory of the SA gone), syncs
+    // from A, and A restarts too, syncing from B: the history must have
+    // travelled with each bulk.
+    for m in [&mut a, &mut b] {
+        m.remove_sa(NEW, SaDir::Outbound);
+    }
+    let mut b2 = node(B, 5, t);
+    let t = settle(&mut a, &mut b2, t);
+    let mut a2 = node(A, 6, t);
+    let t = settle(&mut a2, &mut b2, t);
+    events(&mut a2);
+    a2.add_sa(NEW, SaDir::Outbound, false, A);
+    b2.add_sa(NEW, SaDir::Outbound, false, A);
+    settle(&mut a2, &mut b2, t);
+    let start = *starts_in(&events(&mut a2), NEW, SaDir::Outbound)
+        .last()
+        .expect("it runs");
+    assert!(start > used, "starts at {start}, used up to {used}");
 }

@@ -210,6 +210,25 @@ pub enum MirrorRecord {
         /// What the record does.
         kind: OwnershipKind,
     },
+    /// What do you know of this SA? (Asked by a node that added it at run
+    /// time, before it uses it.)
+    Query {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        dir: SaDir,
+    },
+    /// What the sender knows of an SA: the highest value it stores or ran
+    /// it to, or nothing at all (it never heard of the SA). The answer to
+    /// a query, and in a bulk sync the history of SAs no longer configured.
+    History {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        dir: SaDir,
+        /// The highest value known, if any.
+        value: Option<u64>,
+    },
     /// A record type this version does not know (skipped).
     Unknown(u8),
 }
@@ -253,6 +272,8 @@ const LEASE_ACK: u8 = 3;
 const BULK_REQUEST: u8 = 4;
 const BULK_END: u8 = 5;
 const OWNERSHIP: u8 = 6;
+const QUERY: u8 = 7;
+const HISTORY: u8 = 8;
 
 /// Most bitmap words an SA state may carry (a 65536-packet window).
 pub const MAX_BITMAP_WORDS: usize = 1024;
@@ -319,6 +340,20 @@ impl MirrorRecord {
                 out.extend(generation.to_be_bytes());
                 out.extend(start.to_be_bytes());
                 OWNERSHIP
+            }
+            MirrorRecord::Query { spi, dir } => {
+                out.extend(spi.to_be_bytes());
+                out.push(dir.code());
+                out.extend([0u8; 3]);
+                QUERY
+            }
+            MirrorRecord::History { spi, dir, value } => {
+                out.extend(spi.to_be_bytes());
+                out.push(dir.code());
+                out.push(u8::from(value.is_some()));
+                out.extend([0u8; 2]);
+                out.extend(value.unwrap_or(0).to_be_bytes());
+                HISTORY
             }
             MirrorRecord::Unknown(t) => *t,
         };
@@ -399,6 +434,25 @@ impl MirrorRecord {
                     kind: OwnershipKind::from_code(body[5])?,
                 }
             }
+            QUERY => {
+                exact(8)?;
+                MirrorRecord::Query {
+                    spi: be32(body, 0),
+                    dir: SaDir::from_code(body[4])?,
+                }
+            }
+            HISTORY => {
+                exact(16)?;
+                MirrorRecord::History {
+                    spi: be32(body, 0),
+                    dir: SaDir::from_code(body[4])?,
+                    value: match body[5] {
+                        0 => None,
+                        1 => Some(be64(body, 8)),
+                        _ => return Err(malformed("history flag is neither 0 nor 1")),
+                    },
+                }
+            }
             other => MirrorRecord::Unknown(other),
         };
         Ok((r, RECORD_HEADER_LEN + len))
@@ -465,7 +519,7 @@ mod tests {
             any::<u64>().prop_map(|records| MirrorRecord::BulkEnd { records }),
             (
                 any::<u32>(),
-                dir,
+                dir.clone(),
                 any::<u32>(),
                 any::<u64>(),
                 any::<u64>(),
@@ -481,6 +535,9 @@ mod tests {
                         kind: OwnershipKind::from_code(k).expect("0..3"),
                     }
                 }),
+            (any::<u32>(), dir.clone()).prop_map(|(spi, dir)| MirrorRecord::Query { spi, dir }),
+            (any::<u32>(), dir, any::<Option<u64>>())
+                .prop_map(|(spi, dir, value)| MirrorRecord::History { spi, dir, value }),
         ]
     }
 
