@@ -241,4 +241,7 @@ def test_rekey_under_traffic_cli_requests_and_metrics(topo, espgate, tmp_path, c
     assert len([s for s in scraped["samples"] if s["name"] == "espgate_mirror_frames_rejected_total"]) >= 5
     assert value(scraped, "espgate_burst_seconds", quantile="0.99") > 0
 
-    assert [o["ok"] for o in orders] == [True, True, True], orders
+    # A fence while b still hears a is refused, with the reason (H1); the
+    # other orders go through.
+    assert [o["ok"] for o in orders] == [False, True, True], orders
+    assert "peer is heard" in orders[0]["error"], orders
