@@ -226,9 +226,9 @@ impl NodeConfig {
 mod tests {
     use super::*;
 
-    #[test]
-    fn debug_hides_the_mirror_key() {
-        let m = MirrorSettings {
+    /// Mirror settings with a key of 0xab bytes.
+    fn settings() -> MirrorSettings {
+        MirrorSettings {
             protocol: espgate_mirror::MirrorConfig::default(),
             key: vec![0xab; 32].into(),
             port_name: "mirror".into(),
@@ -238,7 +238,12 @@ mod tests {
             peer_addresses: Vec::new(),
             takeover: Takeover::Auto,
             failback: Failback::Manual,
-        };
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_mirror_key() {
+        let m = settings();
         let text = format!("{m:?}");
         assert!(!text.contains("171"), "{text}");
         assert!(text.contains("key: \"<secret>\""), "{text}");
@@ -248,17 +253,7 @@ mod tests {
     #[test]
     fn the_mirror_key_is_wiped_when_dropped() {
         fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
-        let m = MirrorSettings {
-            protocol: espgate_mirror::MirrorConfig::default(),
-            key: vec![0xab; 32].into(),
-            port_name: "mirror".into(),
-            port_backend: PortBackend::Mem,
-            port_mac: None,
-            peer_mac: None,
-            peer_addresses: Vec::new(),
-            takeover: Takeover::Auto,
-            failback: Failback::Manual,
-        };
+        let m = settings();
         wiped_on_drop(&m.key);
         assert_eq!(&m.key[..], &[0xab; 32][..]);
     }

@@ -264,11 +264,6 @@ const IDLE: Duration = Duration::from_micros(200);
 /// comes).
 const ASK_WAIT_MS: u64 = 500;
 
-/// Whether the mirror waits for the peer's word on an SA before it runs.
-fn mirror_asks(m: &Mirror, spi: u32, d: Direction) -> bool {
-    m.asking(spi, sa_dir(d))
-}
-
 /// How long to wait for workers to take a parking before sending on.
 const PARK_WAIT: Duration = Duration::from_millis(100);
 
@@ -439,7 +434,7 @@ impl Running {
                     let now = self.now();
                     self.handle_events(now);
                     self.push_pending();
-                    if mirror_asks(&self.task.mirror, spi, direction) {
+                    if self.task.mirror.asking(spi, sa_dir(direction)) {
                         // A home SA added at run time runs once the peer
                         // says what it knows of it: the answer waits for
                         // that (or ASK_WAIT), so a rekey moves its rules

@@ -594,17 +594,7 @@ impl Mirror {
             // alive behind a cut link and run it from its first number, as
             // far as its slack allows: this node starts it as a takeover
             // would, past all of that.
-            let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
-            let start = self.restart_point(spi, dir, stored.value);
-            let (window, kept) = self.restart_window(dir, &stored, start);
-            self.set_owner((spi, dir), self.cfg.node, 1, start, OwnershipKind::Change);
-            self.own(spi, dir, start, start, kept);
-            self.events.push_back(MirrorEvent::Activate {
-                spi,
-                dir,
-                start,
-                bitmap: window,
-            });
+            self.take((spi, dir), 1);
         }
     }
 
@@ -833,29 +823,35 @@ impl Mirror {
             .filter(|(_, p)| p.owner == self.cfg.peer && !p.blind)
             .map(|(k, p)| (*k, *p))
             .collect();
-        for ((spi, dir), p) in &theirs {
-            let stored = self.standby.get(*spi, *dir).cloned().unwrap_or_default();
-            let start = self.restart_point(*spi, *dir, stored.value);
-            let (window, kept) = self.restart_window(*dir, &stored, start);
-            // The ownership record carries `start`; the peer stores it before
-            // it can act on this SA again, so it counts as acknowledged.
-            self.set_owner(
-                (*spi, *dir),
-                self.cfg.node,
-                p.generation + 1,
-                start,
-                OwnershipKind::Change,
-            );
-            self.own(*spi, *dir, start, start, kept);
-            self.events.push_back(MirrorEvent::Activate {
-                spi: *spi,
-                dir: *dir,
-                start,
-                bitmap: window,
-            });
+        for (key, p) in &theirs {
+            self.take(*key, p.generation + 1);
             self.stats.taken_over += 1;
         }
         theirs.len()
+    }
+
+    /// Starts running an SA here as a takeover does: past its stored value
+    /// (0 if none) by the jump, under ownership `generation`.
+    fn take(&mut self, (spi, dir): SaKey, generation: u64) {
+        let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
+        let start = self.restart_point(spi, dir, stored.value);
+        let (window, kept) = self.restart_window(dir, &stored, start);
+        // The ownership record carries `start`; the peer stores it before
+        // it can act on this SA again, so it counts as acknowledged.
+        self.set_owner(
+            (spi, dir),
+            self.cfg.node,
+            generation,
+            start,
+            OwnershipKind::Change,
+        );
+        self.own(spi, dir, start, start, kept);
+        self.events.push_back(MirrorEvent::Activate {
+            spi,
+            dir,
+            start,
+            bitmap: window,
+        });
     }
 
     /// Hands every SA whose home is the peer back to it, with its final
@@ -966,15 +962,16 @@ impl Mirror {
 
     /// A copy of one of this node's SAs from the peer's standby table (bulk
     /// sync, hand-back): the SA restarts beyond anything used before.
-    fn recover(&mut self, spi: u32, dir: SaDir, value: u64, bitmap: &[u64]) {
+    /// Returns whether it moved (and so was activated again).
+    fn recover(&mut self, spi: u32, dir: SaDir, value: u64, bitmap: &[u64]) -> bool {
         let start = self.restart_point(spi, dir, value);
-        match dir {
+        let window = match dir {
             SaDir::Outbound => {
-                if let Some(o) = self.outbound.get_mut(&spi)
-                    && o.recover(start, value)
-                {
-                    self.activated(spi, dir, start, Vec::new());
-                }
+                let moved = self
+                    .outbound
+                    .get_mut(&spi)
+                    .is_some_and(|o| o.recover(start, value));
+                moved.then(Vec::new)
             }
             SaDir::Inbound => {
                 let stored = Standby {
@@ -983,19 +980,18 @@ impl Mirror {
                     ..Standby::default()
                 };
                 let (window, kept) = self.restart_window(dir, &stored, start);
-                if let Some(i) = self.inbound.get_mut(&spi)
-                    && i.recover(start, kept, value)
-                {
-                    self.enqueue((spi, dir));
-                    self.events.push_back(MirrorEvent::Activate {
-                        spi,
-                        dir,
-                        start,
-                        bitmap: window,
-                    });
-                }
+                let moved = self
+                    .inbound
+                    .get_mut(&spi)
+                    .is_some_and(|i| i.recover(start, kept, value));
+                moved.then_some(window)
             }
-        }
+        };
+        let Some(window) = window else {
+            return false;
+        };
+        self.activated(spi, dir, start, window);
+        true
     }
 
     /// An ownership record from the peer: a change (or hand-over) to take
@@ -1115,32 +1111,16 @@ impl Mirror {
     /// first number if neither node ever heard of it, else past the
     /// highest value known, as a restart would.
     fn begin_asked(&mut self, spi: u32, dir: SaDir, known: Option<u64>) {
-        let (start, window) = match known {
-            None => (if dir == SaDir::Outbound { 1 } else { 0 }, Vec::new()),
-            Some(v) => {
-                let stored = Standby {
-                    value: v,
-                    ..Standby::default()
-                };
-                let start = self.restart_point(spi, dir, v);
-                let (window, kept) = self.restart_window(dir, &stored, start);
-                match dir {
-                    SaDir::Outbound => {
-                        if let Some(o) = self.outbound.get_mut(&spi) {
-                            o.recover(start, v);
-                        }
-                    }
-                    SaDir::Inbound => {
-                        if let Some(i) = self.inbound.get_mut(&spi) {
-                            i.recover(start, kept, v);
-                        }
-                    }
-                }
-                (start, window)
-            }
+        if known.is_some_and(|v| self.recover(spi, dir, v, &[])) {
+            return;
+        }
+        // Where it stands already (its first number if nobody knew it).
+        let (start, window) = match (dir, self.outbound.get(&spi), self.inbound.get(&spi)) {
+            (SaDir::Outbound, Some(o), _) => (o.counters().0 + 1, Vec::new()),
+            (SaDir::Inbound, _, Some(i)) => (i.top(), i.bitmap().to_vec()),
+            _ => return,
         };
         self.activated(spi, dir, start, window);
-        self.limit_changed(spi, dir);
     }
 
     /// Whether an acknowledgement for an owned SA is above anything this
@@ -1241,7 +1221,7 @@ impl Mirror {
             }
             match r {
                 MirrorRecord::SaState(s) if s.copy && self.pair.contains_key(&(s.spi, s.dir)) => {
-                    self.recover(s.spi, s.dir, s.value, &s.bitmap)
+                    self.recover(s.spi, s.dir, s.value, &s.bitmap);
                 }
                 MirrorRecord::SaState(s) if s.copy => self.store(s.spi, s.dir, s.value),
                 MirrorRecord::Query { spi, dir } => {
