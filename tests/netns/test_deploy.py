@@ -102,13 +102,19 @@ ports:
         # ARP (broadcast) and then unicast frames to the port's MAC reach
         # the node: a UDP datagram to a network with no policy is dropped
         # as `policy`, counted.
+        # The socket is there before the DPDK ports are open, so the
+        # datagrams go until the node's ARP answer comes, and three more.
         topo.run(peer, "ip", "route", "add", "10.7.0.0/24", "via", "10.1.0.11")
-        for _ in range(3):
+
+        def send():
             topo.run(peer, "python3", "-c", "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
                      ".sendto(b'x', ('10.7.0.1', 9))")
+            return "02:00:00:00:0c:11" in topo.run(peer, "ip", "neigh", "show", "10.1.0.11").stdout
+
+        assert wait_for(send, timeout=20, step=0.2), topo.run(peer, "ip", "neigh", "show", "10.1.0.11").stdout
+        for _ in range(3):
+            send()
             time.sleep(0.2)
-        neigh = topo.run(peer, "ip", "neigh", "show", "10.1.0.11").stdout
-        assert "02:00:00:00:0c:11" in neigh, neigh
         stats = subprocess.run([str(binary), "stats", "--json", "--control", str(run_dir / "control.sock")],
                                capture_output=True, text=True, timeout=10)
         assert stats.returncode == 0, stats.stderr
