@@ -390,6 +390,9 @@ impl Running {
                         .task
                         .mirror
                         .inbound_progress(spi, top, &bitmap, bytes, packets),
+                    Progress::InboundStall { spi, seq } => {
+                        self.task.mirror.inbound_stalled(spi, seq)
+                    }
                 }
             }
         }

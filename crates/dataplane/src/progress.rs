@@ -1,6 +1,7 @@
 //! SA progress from the workers to the mirror task: each worker pushes the
 //! absolute state of an SA into its own lock-free ring when the SA crosses
-//! a multiple of the mirror's interval (or stalls at its lease), and never
+//! a multiple of the mirror's interval (or, at its lease, how far it got or
+//! how far the far end went), and never
 //! waits: when the ring is full the record is dropped and counted, and the
 //! next crossing or stall reports again. Records are absolute, so a lost
 //! one costs only freshness, and the lease keeps that safe.
@@ -38,6 +39,13 @@ pub enum Progress {
         bytes: u64,
         /// Packets accepted.
         packets: u64,
+    },
+    /// An inbound SA refusing authentic packets at its limit.
+    InboundStall {
+        /// SPI.
+        spi: u32,
+        /// The highest sequence number it refused.
+        seq: u64,
     },
 }
 

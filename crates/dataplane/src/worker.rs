@@ -691,7 +691,7 @@ impl Worker {
                 return v;
             }
             buf.adj(hdr_len).expect("header present");
-            return self.decrypt(buf);
+            return self.decrypt(spi, buf);
         }
         let Some(sel) = Selectors::of(&buf.data()[hdr_len..]) else {
             return Verdict::Drop(NodeDrop::BadIp);
@@ -782,17 +782,20 @@ impl Worker {
         }
     }
 
-    /// Decrypts an outer IP packet (Ethernet header stripped) and sends the
-    /// inner packet into the protected network if the policy allows it.
-    fn decrypt(&mut self, buf: &mut Packet) -> Verdict {
-        let spi = match self.sad.decapsulate(buf) {
-            Ok(Inbound::Decapsulated { spi, .. }) => {
-                self.report_inbound(spi);
-                spi
-            }
+    /// Decrypts an outer IP packet (Ethernet header stripped) for SA `spi`
+    /// and sends the inner packet into the protected network if the policy
+    /// allows it.
+    fn decrypt(&mut self, spi: u32, buf: &mut Packet) -> Verdict {
+        match self.sad.decapsulate(buf) {
+            Ok(Inbound::Decapsulated { .. }) => self.report_inbound(spi),
             Ok(Inbound::Ike | Inbound::NatKeepalive) => return Verdict::Drop(NodeDrop::Ike),
-            Err(_) => return Verdict::Drop(NodeDrop::Esp),
-        };
+            Err(e) => {
+                if e.reason == DropReason::LeaseStall {
+                    self.report_inbound_stall(spi);
+                }
+                return Verdict::Drop(NodeDrop::Esp);
+            }
+        }
         let sel = Selectors::of(buf.data()).filter(|sel| self.tables.admits(spi, sel));
         let Some(sel) = sel else {
             return Verdict::Drop(NodeDrop::PolicyMismatch);
@@ -843,6 +846,27 @@ impl Worker {
         };
         if r.ring.push(p).is_ok() {
             sa.mark_reported();
+            self.counters.progress += 1;
+        } else {
+            self.counters.progress_full += 1;
+        }
+    }
+
+    /// Reports how far the far end of an inbound SA stalled at its lease
+    /// went, on its first stalled packet and then every
+    /// `STALL_REPORT_EVERY`.
+    fn report_inbound_stall(&mut self, spi: u32) {
+        let (Some(r), Some(sa)) = (&self.report, self.sad.get(spi)) else {
+            return;
+        };
+        if sa.counters().drops.get(DropReason::LeaseStall) % STALL_REPORT_EVERY != 1 {
+            return;
+        }
+        let p = Progress::InboundStall {
+            spi,
+            seq: sa.wanted(),
+        };
+        if r.ring.push(p).is_ok() {
             self.counters.progress += 1;
         } else {
             self.counters.progress_full += 1;

@@ -54,6 +54,7 @@ pub struct InboundSa {
     reported: u64,
     report_every: u64,
     limit: u64,
+    wanted: u64,
     lifetime: LifetimeState,
     counters: SaCounters,
 }
@@ -71,6 +72,7 @@ impl InboundSa {
             reported: cfg.initial_seq,
             report_every: 0,
             limit: u64::MAX,
+            wanted: 0,
             lifetime: LifetimeState::new(cfg.lifetime),
             counters: SaCounters::default(),
         })
@@ -97,7 +99,9 @@ impl InboundSa {
     }
 
     /// Accept only sequence numbers below `limit` (the mirror's inbound
-    /// lease); packets at or past it are dropped as `lease_stall`.
+    /// lease); packets at or past it are dropped as `lease_stall` once
+    /// they are authenticated, and the highest of them is kept as
+    /// [`wanted`](Self::wanted).
     pub fn set_limit(&mut self, limit: u64) {
         self.limit = limit;
     }
@@ -105,6 +109,14 @@ impl InboundSa {
     /// The current limit (`u64::MAX`: none).
     pub fn limit(&self) -> u64 {
         self.limit
+    }
+
+    /// The highest sequence number of an authentic packet dropped at the
+    /// limit (0: none). The far end's numbers run on while the SA waits,
+    /// so the lease must be extended past this one, not past the window
+    /// top: the window cannot move while every packet is beyond the limit.
+    pub fn wanted(&self) -> u64 {
+        self.wanted
     }
 
     /// Replaces the replay window with a mirrored one (a takeover or a
@@ -178,9 +190,6 @@ impl InboundSa {
         } else {
             u64::from(loc.seq_lo)
         };
-        if seq >= self.limit {
-            return Err(DropReason::LeaseStall.into());
-        }
         self.window.check(seq).map_err(replay_reason)?;
         Ok(seq)
     }
@@ -202,6 +211,10 @@ impl InboundSa {
         self.cipher
             .open(self.spi, seq, &iv, body, icv)
             .map_err(|_| EspError::new(DropReason::AuthFailed))?;
+        if seq >= self.limit {
+            self.wanted = self.wanted.max(seq);
+            return Err(DropReason::LeaseStall.into());
+        }
         self.window.check_and_update(seq).map_err(replay_reason)?;
         let (trailer, inner_len) =
             EspTrailer::parse(body).map_err(|e| EspError::wire(e, DropReason::BadPadding))?;

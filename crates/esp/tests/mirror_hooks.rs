@@ -40,6 +40,47 @@ fn the_lease_limit_stalls_and_resumes() {
 }
 
 #[test]
+fn an_inbound_limit_keeps_the_highest_authentic_number_it_refused() {
+    let (o, i) = pair(0x1000, AeadAlgorithm::Aes128Gcm, false, true, false);
+    let mut out = OutboundSa::new(&o, Backend::DEFAULT).unwrap();
+    let mut sad = Sad::new();
+    sad.insert(&i, Backend::DEFAULT).unwrap();
+    sad.get_mut(0x1000).unwrap().set_limit(3);
+    let mut sealed = Vec::new();
+    for _ in 0..9 {
+        let mut b = buf(&inner_udp(false, b"x"));
+        out.encapsulate(&mut b).unwrap();
+        sealed.push(b);
+    }
+    // The far end ran on to 9 while the SA waited: 1 and 2 pass, the rest
+    // are refused, and the SA knows how far the far end went.
+    let verdicts: Vec<_> = sealed
+        .iter_mut()
+        .map(|b| sad.decapsulate(b).map(|_| ()).map_err(|e| e.reason))
+        .collect();
+    assert_eq!(verdicts[..2], [Ok(()), Ok(())]);
+    assert!(
+        verdicts[2..]
+            .iter()
+            .all(|v| *v == Err(DropReason::LeaseStall))
+    );
+    let sa = sad.get(0x1000).unwrap();
+    assert_eq!(sa.wanted(), 9);
+    assert_eq!(sa.window().top(), 2, "nothing past the limit was accepted");
+    // A forged packet far past the limit is not taken for the far end's.
+    let mut forged = buf(&inner_udp(false, b"x"));
+    out.restart_at(1000);
+    out.encapsulate(&mut forged).unwrap();
+    let n = forged.len();
+    forged.data_mut()[n - 1] ^= 1;
+    assert_eq!(
+        sad.decapsulate(&mut forged).unwrap_err().reason,
+        DropReason::AuthFailed
+    );
+    assert_eq!(sad.get(0x1000).unwrap().wanted(), 9);
+}
+
+#[test]
 fn a_restart_moves_forward_only() {
     let (o, _) = pair(0x1000, AeadAlgorithm::Aes128Gcm, false, true, false);
     let mut out = OutboundSa::new(&o, Backend::DEFAULT).unwrap();

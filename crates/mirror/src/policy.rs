@@ -282,6 +282,16 @@ impl OwnedInbound {
         moved
     }
 
+    /// The peer's life ended unheard (see `Mirror`): the window moves up
+    /// to `top` with `bitmap` if that is higher, and the limit waits for
+    /// the next life to acknowledge a top. Returns whether the top moved.
+    pub fn peer_lost(&mut self, top: u64, bitmap: Vec<u64>) -> bool {
+        let moved = self.recover(top, bitmap, 0);
+        self.sent = self.top;
+        self.acked = 0;
+        moved
+    }
+
     /// The window top.
     pub fn top(&self) -> u64 {
         self.top

@@ -415,6 +415,9 @@ pub struct Mirror {
     stats: MirrorStats,
     /// Told the peer is fenced, and not heard since.
     fenced: bool,
+    /// The peer's life heard last may have run SAs: it said it had
+    /// synchronised, or this node sent it a bulk end.
+    peer_ran: bool,
     /// Owned SAs added at run time, waiting for the peer to say what it
     /// knows of them before they may run.
     asking: BTreeSet<SaKey>,
@@ -457,6 +460,7 @@ impl Mirror {
             events: VecDeque::new(),
             stats: MirrorStats::default(),
             fenced: false,
+            peer_ran: false,
             asking: BTreeSet::new(),
             queries: BTreeSet::new(),
             lease_configured: cfg.lease,
@@ -671,6 +675,26 @@ impl Mirror {
         }
     }
 
+    /// A worker refused an authentic packet numbered `seq` at the limit
+    /// of owned inbound SA `spi`: the far end ran on while the SA waited
+    /// (the window cannot move while every packet is past the limit). The
+    /// state the peer is asked to store moves up to `seq` (nothing past
+    /// the old top marked seen), so its acknowledgement lets the worker
+    /// accept the packets after it. Stale reports (below the limit) change
+    /// nothing.
+    pub fn inbound_stalled(&mut self, spi: u32, seq: u64) {
+        let Some(s) = self.inbound.get_mut(&spi) else {
+            return;
+        };
+        if seq < s.limit() || seq <= s.top() {
+            return;
+        }
+        let bitmap = rebase(s.bitmap(), seq - s.top());
+        let (bytes, packets) = s.counters();
+        s.progress(seq, &bitmap, bytes, packets);
+        self.enqueue((spi, SaDir::Inbound));
+    }
+
     /// The first sequence number owned outbound SA `spi` must not use; 0
     /// before the bulk sync, `None` if not owned.
     pub fn limit(&self, spi: u32) -> Option<u64> {
@@ -681,28 +705,15 @@ impl Mirror {
 
     /// The first sequence number owned inbound SA `spi` must not accept
     /// (its window may not move to it or past it); 0 before the bulk
-    /// sync, `None` if not owned. While the peer is heard, the window stays
-    /// within an interval of the top the peer acknowledged, so a takeover
-    /// after this node's death refuses every packet it accepted however
-    /// far the peer's copy lags. While the peer is not heard there is no
-    /// limit: a survivor's own inbound SAs go on.
+    /// sync, `None` if not owned. With leases on, the window stays within
+    /// an interval of the top the peer acknowledged, whether the peer is
+    /// heard or not: a peer that took the SA over (after this node's
+    /// death, or in a split brain) starts an interval past its stored top,
+    /// so no packet is accepted by both. Only a fence lifts the limit.
     pub fn inbound_limit(&self, spi: u32) -> Option<u64> {
         let s = self.inbound.get(&spi)?;
         let synced = self.synced && !self.asking.contains(&(spi, SaDir::Inbound));
-        Some(match (synced, self.peer_alive) {
-            (false, _) => 0,
-            (true, true) => s.limit(),
-            (true, false) => u64::MAX,
-        })
-    }
-
-    /// Tells the node the limits of its inbound SAs (they follow whether
-    /// the peer is heard).
-    fn inbound_limits_changed(&mut self) {
-        let spis: Vec<u32> = self.inbound.keys().copied().collect();
-        for spi in spis {
-            self.limit_changed(spi, SaDir::Inbound);
-        }
+        Some(if synced { s.limit() } else { 0 })
     }
 
     /// The limit of an owned SA, as [`limit`](Self::limit) and
@@ -1183,6 +1194,10 @@ impl Mirror {
         if accepted.new_epoch && known_epoch.is_some() {
             self.peer_restarted();
         }
+        if accepted.new_epoch {
+            self.peer_ran = false;
+        }
+        self.peer_ran |= accepted.header.flags & mirror::FLAG_SYNCED != 0;
         self.stats.frames_received += 1;
         self.last_heard = Some(now_ms);
         if accepted.gap && !self.synced {
@@ -1193,9 +1208,6 @@ impl Mirror {
             self.events.push_back(MirrorEvent::PeerAlive {
                 epoch: accepted.header.epoch,
             });
-            if self.synced {
-                self.inbound_limits_changed();
-            }
             if self.fenced {
                 // The fence is over: leases again, and the peer learns
                 // how far the SAs went from their states.
@@ -1311,34 +1323,68 @@ impl Mirror {
         Ok(())
     }
 
-    /// The peer came back in a new epoch, its memory gone: in its lost life
-    /// it may have taken over SAs this node owns and used them without this
-    /// node ever hearing of it. Every owned outbound SA moves past that.
+    /// The peer came back in a new epoch, its memory gone: what its lost
+    /// life did is out of reach ([`peer_lost`](Self::peer_lost)), and a
+    /// bulk queued for it would end before the new life has all of it
+    /// (what was sent went to the dead one): dropped, the new life asks
+    /// for its own. A life runs nothing before its bulk sync, so one that
+    /// never said it had synchronised and was never sent a bulk end by
+    /// this node used nothing (a crash-looping peer moves nothing). After
+    /// a fence the SAs moved past the fenced life already, and no life
+    /// since could use them: this node sends a bulk only to a life it
+    /// hears, and the first frame heard is this one.
     fn peer_restarted(&mut self) {
-        // A bulk queued for the lost life would end before the new life
-        // has all of it (what was sent went to the dead one): drop it, the
-        // new life asks for its own.
         self.due
             .retain(|d| !matches!(d, Due::Record(s) if s.copy) && !matches!(d, Due::BulkEnd(_)));
         self.bulk_sending = false;
-        // Whatever the lost life did with an SA started from values this
-        // node told it, so it stayed below this node's high-water mark plus
-        // two jumps. The standby copies it will be sent carry the mark plus
-        // one jump; it restarts them one jump further.
+        if self.peer_ran && !self.fenced {
+            self.peer_lost();
+        }
+    }
+
+    /// The peer's life is over without this node hearing all of it (it
+    /// restarted, or the host fenced it): in that life it may have taken
+    /// over SAs this node owns, unheard, and used them. Whatever it did
+    /// started from values this node told it and stayed within its own
+    /// lease: below this node's high-water mark plus two jumps (outbound)
+    /// or plus two inbound intervals (inbound, strict). Every owned SA
+    /// moves past that; the standby copies of outbound SAs carry the mark
+    /// plus one jump, so a restarted peer starts them one jump further.
+    fn peer_lost(&mut self) {
         let keys: Vec<(u32, SaDir)> = self.pair.keys().copied().collect();
         for (spi, dir) in keys {
-            if dir != SaDir::Outbound {
-                continue;
-            }
-            let jump = self.jump(spi);
-            let mut mark = self.standby.get(spi, dir).map_or(0, |e| e.value);
-            if let Some(o) = self.outbound.get(&spi) {
-                mark = mark.max(o.reach()).max(o.lease());
-            }
-            self.store(spi, dir, mark.saturating_add(jump));
-            if let Some(o) = self.outbound.get_mut(&spi) {
-                let start = o.peer_restarted(jump);
-                self.activated(spi, dir, start, Vec::new());
+            match dir {
+                SaDir::Outbound => {
+                    let jump = self.jump(spi);
+                    let mut mark = self.standby.get(spi, dir).map_or(0, |e| e.value);
+                    if let Some(o) = self.outbound.get(&spi) {
+                        mark = mark.max(o.reach()).max(o.lease());
+                    }
+                    self.store(spi, dir, mark.saturating_add(jump));
+                    if let Some(o) = self.outbound.get_mut(&spi) {
+                        let start = o.peer_restarted(jump);
+                        self.activated(spi, dir, start, Vec::new());
+                    }
+                }
+                SaDir::Inbound => {
+                    let Some(i) = self.inbound.get(&spi) else {
+                        continue;
+                    };
+                    let mark = i.top().max(i.sent_top());
+                    let once = self.restart_point(spi, dir, mark);
+                    let start = self.restart_point(spi, dir, once);
+                    let stored = Standby {
+                        value: mark,
+                        bitmap: i.bitmap().to_vec(),
+                        ..Standby::default()
+                    };
+                    let (window, kept) = self.restart_window(dir, &stored, start);
+                    if let Some(i) = self.inbound.get_mut(&spi)
+                        && i.peer_lost(start, kept)
+                    {
+                        self.activated(spi, dir, start, window);
+                    }
+                }
             }
         }
     }
@@ -1407,11 +1453,12 @@ impl Mirror {
     }
 
     /// The operator or the host says the peer is fenced (powered off,
-    /// isolated): this node's SAs run without leases until the peer is
-    /// heard again, when the configured lease rule returns. Refused while
-    /// the peer is heard (it is not isolated) and before the first bulk
-    /// sync (nothing places this node's SAs past its earlier life); the
-    /// SAs then stay as they are.
+    /// isolated): this node's SAs move past anything the peer's life may
+    /// have done with them unheard (a takeover in a split brain), then run
+    /// without leases until the peer is heard again, when the configured
+    /// lease rule returns. Refused while the peer is heard (it is not
+    /// isolated) and before the first bulk sync (nothing places this
+    /// node's SAs past its earlier life); the SAs then stay as they are.
     pub fn force_unleased(&mut self) -> Result<(), FenceRefused> {
         if self.peer_alive {
             return Err(FenceRefused::PeerHeard);
@@ -1419,6 +1466,7 @@ impl Mirror {
         if !self.synced {
             return Err(FenceRefused::NotSynced);
         }
+        self.peer_lost();
         self.fenced = true;
         self.set_lease(false);
         Ok(())
@@ -1456,7 +1504,6 @@ impl Mirror {
         {
             self.peer_alive = false;
             self.events.push_back(MirrorEvent::PeerDead);
-            self.inbound_limits_changed();
         }
     }
 
@@ -1663,6 +1710,7 @@ impl Mirror {
                 Due::Record(s) => Some(MirrorRecord::SaState(*s)),
                 Due::BulkEnd(records) => {
                     self.bulk_sending = false;
+                    self.peer_ran = true;
                     Some(MirrorRecord::BulkEnd { records })
                 }
                 Due::History(spi, dir, value) => Some(MirrorRecord::History { spi, dir, value }),
@@ -1680,7 +1728,7 @@ impl Mirror {
         }
         self.counter += 1;
         let header = MirrorHeader {
-            flags: 0,
+            flags: if self.synced { mirror::FLAG_SYNCED } else { 0 },
             records: 0,
             node: self.cfg.node,
             epoch: self.epoch,

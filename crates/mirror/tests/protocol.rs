@@ -190,15 +190,8 @@ fn silence_means_death_and_frames_mean_life() {
     assert!(!a.peer_alive());
     assert_eq!(
         events(&mut a),
-        vec![
-            MirrorEvent::PeerDead,
-            MirrorEvent::LimitRaised {
-                spi: 0x2000,
-                dir: SaDir::Inbound,
-                limit: u64::MAX
-            }
-        ],
-        "a survivor's inbound SAs go on without their lease"
+        vec![MirrorEvent::PeerDead],
+        "a survivor's inbound SAs keep their lease (only a fence lifts it)"
     );
     let hb = b.poll_transmit(40).unwrap();
     a.handle_frame(40, &hb).unwrap();
@@ -939,4 +932,39 @@ proptest! {
             }
         }
     }
+}
+
+/// The far end's numbers run on while an inbound SA waits at its limit
+/// (packets lost on the way, a peer that was gone): the window cannot
+/// move, so the lease is extended past the highest authentic number the
+/// worker refused, and the packets after it pass. It stayed stalled for
+/// good before.
+#[test]
+fn an_inbound_sa_whose_far_end_ran_past_its_limit_resumes() {
+    let (mut a, mut b) = pair();
+    exchange(&mut a, &mut b, 0);
+    let limit = a.inbound_limit(0x2000).unwrap();
+    a.inbound_progress(0x2000, limit - 1, &[u64::MAX], 0, limit - 1);
+    exchange(&mut a, &mut b, 1);
+    let limit = a.inbound_limit(0x2000).unwrap();
+    // Ten intervals of the far end's packets were lost; the next ones are
+    // all past the limit.
+    let far = limit + 1000;
+    a.inbound_stalled(0x2000, far);
+    a.inbound_stalled(0x2000, limit - 5);
+    events(&mut a);
+    exchange(&mut a, &mut b, 2);
+    let raised = a.inbound_limit(0x2000).unwrap();
+    assert!(
+        raised > far + 1,
+        "limit {raised}, the far end sends {}",
+        far + 1
+    );
+    assert!(events(&mut a).contains(&MirrorEvent::LimitRaised {
+        spi: 0x2000,
+        dir: SaDir::Inbound,
+        limit: raised
+    }));
+    // B stored the far number: a takeover refuses everything up to it.
+    assert!(b.standby().get(0x2000, SaDir::Inbound).unwrap().value >= far);
 }

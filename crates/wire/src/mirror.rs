@@ -31,6 +31,9 @@ pub const HEADER_LEN: usize = 36;
 pub const MAC_LEN: usize = 16;
 /// Bytes before each record body (type and length).
 pub const RECORD_HEADER_LEN: usize = 3;
+/// Header flag: the sender has finished a bulk sync in this life, so it
+/// may run SAs (and may have taken some over).
+pub const FLAG_SYNCED: u8 = 0x01;
 
 fn be64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
@@ -46,7 +49,7 @@ fn malformed(what: &'static str) -> WireError {
 /// The fixed header of a mirror frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MirrorHeader {
-    /// Flags (none defined yet; sent as zero, ignored on receipt).
+    /// Flags: [`FLAG_SYNCED`]; the others are sent as zero and ignored.
     pub flags: u8,
     /// Number of records.
     pub records: u16,
