@@ -1494,9 +1494,16 @@ impl Mirror {
         }
     }
 
+    /// How long the peer may stay silent before it is declared dead.
+    fn death_ms(&self) -> u64 {
+        self.cfg
+            .heartbeat_ms
+            .saturating_mul(u64::from(self.cfg.dead_after))
+    }
+
     /// Checks the peer's liveness at `now_ms`.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        let deadline = self.cfg.heartbeat_ms * u64::from(self.cfg.dead_after);
+        let deadline = self.death_ms();
         if self.peer_alive
             && self
                 .last_heard
@@ -1514,7 +1521,7 @@ impl Mirror {
             .last_heard
             .filter(|_| self.peer_alive)
             .map_or(u64::MAX, |t| {
-                t + self.cfg.heartbeat_ms * u64::from(self.cfg.dead_after) + 1
+                t.saturating_add(self.death_ms()).saturating_add(1)
             });
         self.next_heartbeat.min(self.next_refresh).min(death)
     }
@@ -1578,7 +1585,7 @@ impl Mirror {
     /// acknowledgements, SA states.
     pub fn poll_transmit(&mut self, now_ms: u64) -> Option<Vec<u8>> {
         if now_ms >= self.next_refresh {
-            self.next_refresh = now_ms + self.cfg.refresh_ms;
+            self.next_refresh = now_ms.saturating_add(self.cfg.refresh_ms);
             self.refresh();
         }
         self.build_frame(now_ms)
@@ -1660,7 +1667,7 @@ impl Mirror {
                 generation: self.max_generation,
             });
             size += mirror::RECORD_HEADER_LEN + 24;
-            self.next_heartbeat = now_ms + self.cfg.heartbeat_ms;
+            self.next_heartbeat = now_ms.saturating_add(self.cfg.heartbeat_ms);
         }
         while let Some((&(spi, dir), &(owner, generation, start, kind))) =
             self.ownership_out.iter().next()

@@ -968,3 +968,48 @@ fn an_inbound_sa_whose_far_end_ran_past_its_limit_resumes() {
     // B stored the far number: a takeover refuses everything up to it.
     assert!(b.standby().get(0x2000, SaDir::Inbound).unwrap().value >= far);
 }
+
+/// Settings at the edges of their types (a configuration may say
+/// anything `check` lets through) never make the arithmetic wrap: no
+/// panic, in debug builds either, and nothing moves backwards.
+#[test]
+fn extreme_settings_never_wrap() {
+    for big in [u64::MAX, u64::MAX / 2, 1 << 63] {
+        let cfg = |node, peer| MirrorConfig {
+            node,
+            peer,
+            interval: big,
+            quantity: big,
+            lease: true,
+            takeover_jump: MirrorConfig::default().takeover_jump,
+            takeover_jump_32: 0,
+            inbound_interval: big,
+            inbound_takeover: InboundTakeover::Strict,
+            heartbeat_ms: big,
+            dead_after: u32::MAX,
+            refresh_ms: big,
+            max_frame: 1400,
+        };
+        cfg(A, B).check().unwrap();
+        let mut a = Mirror::new(cfg(A, B), key(), 1, 0);
+        let mut b = Mirror::new(cfg(B, A), key(), 2, 0);
+        for m in [&mut a, &mut b] {
+            m.add_sa(SPI, SaDir::Outbound, true, A);
+            m.add_sa(0x2000, SaDir::Inbound, true, A);
+        }
+        // A node's clock counts milliseconds since it started.
+        for now in [0, 1, 1 << 20, 1 << 40] {
+            exchange(&mut a, &mut b, now);
+            a.outbound_progress(SPI, now, now, now);
+            a.inbound_progress(0x2000, now, &[u64::MAX], now, now);
+            a.inbound_stalled(0x2000, now);
+            a.handle_timeout(now);
+            let _ = a.poll_timeout();
+            events(&mut a);
+        }
+        b.handle_timeout(1 << 41);
+        b.take_over();
+        let _ = b.force_unleased();
+        events(&mut b);
+    }
+}
