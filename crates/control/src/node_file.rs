@@ -453,7 +453,8 @@ fn resolve_sas(
                 "missing: outbound or inbound".into(),
             ));
         };
-        let sa = espgate_esp::SaConfig { direction, ..sa };
+        let mut sa = sa;
+        sa.direction = direction;
         if !spis.insert((sa.spi, direction == Direction::Outbound)) {
             return Err(err(
                 format!("{at}spi"),

@@ -167,10 +167,11 @@ impl SaFile {
                 "direction",
                 format!("the file says {d}, but this use needs {direction}"),
             )),
-            _ => Ok(SaConfig {
-                direction,
-                ..self.config.clone()
-            }),
+            _ => {
+                let mut sa = self.config.clone();
+                sa.direction = direction;
+                Ok(sa)
+            }
         }
     }
 }

@@ -148,6 +148,14 @@ pub enum SaError {
     PadTo(u8),
 }
 
+/// The key material is wiped when a definition is dropped (every copy:
+/// the configuration's, the control request's, the rekey's).
+impl Drop for SaConfig {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
 impl SaConfig {
     /// A tunnel-mode SA with the defaults: no ESN, a 1024-packet window, no
     /// lifetime limits, no UDP encapsulation, TTL 64, padding to 16 bytes.
