@@ -81,6 +81,10 @@ pub enum NodeEventKind {
         /// Why.
         why: FenceRefused,
     },
+    /// A worker's thread ended in a panic: the node sends nothing more on
+    /// the mirror link, so the peer declares it dead and takes its SAs
+    /// over instead of leaving them black-holed.
+    WorkersLost,
 }
 
 /// An event with its wall-clock time.
@@ -113,6 +117,7 @@ impl std::fmt::Display for NodeEvent {
             NodeEventKind::AddressesReleased => write!(f, "addresses_released"),
             NodeEventKind::Fenced => write!(f, "fenced"),
             NodeEventKind::FenceRefused { why } => write!(f, "fence_refused why=\"{why}\""),
+            NodeEventKind::WorkersLost => write!(f, "workers_lost"),
         }
     }
 }
@@ -264,7 +269,9 @@ const IDLE: Duration = Duration::from_micros(200);
 /// comes).
 const ASK_WAIT_MS: u64 = 500;
 
-/// How long to wait for workers to take a parking before sending on.
+/// How long one turn of the loop waits for workers to take a parking; no
+/// frame goes out until they have (if that lasts, the peer declares this
+/// node dead and takes its SAs over).
 const PARK_WAIT: Duration = Duration::from_millis(100);
 
 struct Running {
@@ -278,41 +285,20 @@ struct Running {
     /// SAs whose home is the peer run here: counted again only when an
     /// SA moved (the count walks every SA of the pair).
     holding: usize,
+    /// An SA was parked: no frame goes out (the hand-over that follows
+    /// must not reach the peer while a worker still uses the SA) until
+    /// every worker has taken its commands.
+    parking: bool,
+    /// Workers are lost: nothing goes out any more.
+    silent: bool,
 }
 
 impl MirrorTask {
     /// Runs until `stop` is set.
     pub fn run(self, stop: &AtomicBool) -> MirrorReport {
-        let mut r = Running {
-            task: self,
-            start: Instant::now(),
-            pending: VecDeque::new(),
-            failback_at: None,
-            asked: Vec::new(),
-            progress: 0,
-            holding: 0,
-        };
+        let mut r = Running::new(self);
         while !stop.load(Ordering::Relaxed) {
-            let now = r.now();
-            let mut work = r.drain_progress();
-            work += r.task.port.receive(&mut r.task.mirror, now);
-            work += r.take_orders();
-            r.task.mirror.handle_timeout(now);
-            if r.failback_at.is_some_and(|t| now >= t) {
-                r.failback_at = None;
-                if r.task.mirror.peer_alive() {
-                    r.hand_back();
-                }
-            }
-            let parked = r.handle_events(now);
-            r.push_pending();
-            if parked {
-                r.wait_for_workers(stop);
-            }
-            work += r.task.port.send(&mut r.task.mirror, now);
-            r.answer_asked(now);
-            r.publish();
-            if work == 0 {
+            if r.turn(stop) == 0 {
                 std::thread::sleep(IDLE);
             }
         }
@@ -362,6 +348,52 @@ impl Running {
         if let Ok(mut p) = self.task.status.lock() {
             *p = s;
         }
+    }
+
+    fn new(task: MirrorTask) -> Self {
+        Running {
+            task,
+            start: Instant::now(),
+            pending: VecDeque::new(),
+            failback_at: None,
+            asked: Vec::new(),
+            progress: 0,
+            holding: 0,
+            parking: false,
+            silent: false,
+        }
+    }
+
+    /// One turn of the loop: progress, frames, orders, timers, events to
+    /// the workers, frames out. Returns how much work it found.
+    fn turn(&mut self, stop: &AtomicBool) -> usize {
+        let now = self.now();
+        let mut work = self.drain_progress();
+        work += self.task.port.receive(&mut self.task.mirror, now);
+        work += self.take_orders();
+        self.task.mirror.handle_timeout(now);
+        if self.failback_at.is_some_and(|t| now >= t) {
+            self.failback_at = None;
+            if self.task.mirror.peer_alive() {
+                self.hand_back();
+            }
+        }
+        self.handle_events(now);
+        self.push_pending();
+        if self.parking {
+            self.parking = !self.wait_for_workers(stop);
+        }
+        let lost = self.task.shared.workers_lost.load(Ordering::Acquire) > 0;
+        if lost && !self.silent {
+            self.silent = true;
+            self.task.events.push(NodeEventKind::WorkersLost);
+        }
+        if !self.parking && !self.silent {
+            work += self.task.port.send(&mut self.task.mirror, now);
+        }
+        self.answer_asked(now);
+        self.publish();
+        work
     }
 
     fn now(&self) -> u64 {
@@ -484,9 +516,9 @@ impl Running {
         self.task.events.push(NodeEventKind::HandedBack { sas });
     }
 
-    /// Turns the mirror's events into commands; returns whether any SA was
-    /// parked (the workers must stop using it before the next frame).
-    fn handle_events(&mut self, now: u64) -> bool {
+    /// Turns the mirror's events into commands; an SA parked sets
+    /// `parking` (the workers must stop using it before the next frame).
+    fn handle_events(&mut self, now: u64) {
         let mut parked = false;
         let mut activated = false;
         while let Some(ev) = self.task.mirror.poll_event() {
@@ -561,8 +593,9 @@ impl Running {
                 }
             }
         }
+        self.parking |= parked;
         if !(activated || parked) {
-            return parked;
+            return;
         }
         let before = self.holding > 0;
         self.holding = self.task.mirror.holding();
@@ -579,7 +612,6 @@ impl Running {
         if activated {
             self.task.shared.announce.fetch_add(1, Ordering::Release);
         }
-        parked
     }
 
     /// Sends the commands waiting; those a full ring refuses wait in order.
@@ -602,14 +634,180 @@ impl Running {
             .with(|t| t.owners(d).contains_key(&spi))
     }
 
-    fn wait_for_workers(&mut self, stop: &AtomicBool) {
+    /// Waits up to `PARK_WAIT` for the workers to take every command sent;
+    /// returns whether they did (if not, the turn sends nothing,
+    /// heartbeats included, and the next one waits again).
+    fn wait_for_workers(&mut self, stop: &AtomicBool) -> bool {
         let t0 = Instant::now();
-        while (!self.pending.is_empty() || self.task.shared.commands_pending() > 0)
-            && t0.elapsed() < PARK_WAIT
-            && !stop.load(Ordering::Relaxed)
-        {
+        loop {
             self.push_pending();
+            if self.pending.is_empty() && self.task.shared.commands_pending() == 0 {
+                return true;
+            }
+            if t0.elapsed() >= PARK_WAIT || stop.load(Ordering::Relaxed) {
+                return false;
+            }
             std::thread::sleep(Duration::from_micros(20));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::neigh::Neighbours;
+    use crate::tables::{TableCell, Tables};
+    use crate::worker::WorkerGuard;
+    use espgate_io::{BufPool, Mempool, PortInfo, PortQueue, mem};
+    use espgate_mirror::{MirrorConfig, MirrorKey};
+    use espgate_wire::ethernet::MacAddr;
+    use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+    const HELD: u32 = 0x1000;
+
+    fn key() -> MirrorKey {
+        MirrorKey::new(&[7; 32]).unwrap()
+    }
+
+    fn cfg(node: u32, peer: u32) -> MirrorConfig {
+        MirrorConfig {
+            node,
+            peer,
+            ..MirrorConfig::default()
+        }
+    }
+
+    /// Node 1's mirror task, holding SA `HELD` (home node 2) after a
+    /// takeover, with one worker whose command ring nobody drains (a
+    /// stuck worker), and the peer's end of the mirror link.
+    fn holder() -> (Running, mem::MemQueue) {
+        let mut m = Mirror::new(cfg(1, 2), key(), 1, 0);
+        let mut peer = Mirror::new(cfg(2, 1), key(), 2, 0);
+        for x in [&mut m, &mut peer] {
+            x.add_sa(HELD, SaDir::Outbound, true, 2);
+        }
+        for _ in 0..10 {
+            while let Some(f) = m.poll_transmit(0) {
+                let _ = peer.handle_frame(0, &f);
+            }
+            while let Some(f) = peer.poll_transmit(0) {
+                let _ = m.handle_frame(0, &f);
+            }
+        }
+        assert_eq!(m.take_over(), 1);
+        while m.poll_event().is_some() {}
+        while m.poll_transmit(0).is_some() {}
+        let mut tables = Tables::default();
+        tables.out_owner.insert(HELD, 0);
+        let shared = Arc::new(Shared {
+            tables: TableCell::new(tables),
+            neighbours: Neighbours::new([]),
+            handoff: vec![vec![Arc::new(ArrayQueue::new(4))]],
+            commands: vec![Arc::new(ArrayQueue::new(64))],
+            peer_addresses: [Vec::new(), Vec::new()],
+            adopted: AtomicBool::new(false),
+            announce: AtomicU64::new(0),
+            workers_lost: AtomicUsize::new(0),
+        });
+        let info = |mac: u8| PortInfo {
+            name: "mirror".into(),
+            mac: MacAddr([2, 0, 0, 0, 0, mac]),
+            mtu: 1500,
+        };
+        let (mut ours, mut theirs) = mem::link(info(1), 1, info(2), 1, 64);
+        let task = MirrorTask {
+            mirror: m,
+            port: MirrorPort::new(
+                Box::new(ours.remove(0)),
+                BufPool::new(Mempool::new(256, 0), 16),
+                MacAddr([2, 0, 0, 0, 0, 2]),
+            ),
+            shared,
+            rings: vec![Arc::new(ArrayQueue::new(16))],
+            takeover: Takeover::Manual,
+            failback: Failback::Manual,
+            orders: Arc::new(ArrayQueue::new(8)),
+            events: Arc::new(EventLog::default()),
+            status: Arc::new(Mutex::new(PairStatus::default())),
+        };
+        (Running::new(task), theirs.remove(0))
+    }
+
+    fn frames_at(q: &mut mem::MemQueue) -> usize {
+        let pool = Mempool::new(256, 0);
+        let mut bufs = BufPool::new(pool, 16);
+        let mut got = Vec::new();
+        let n = q.rx_burst(&mut bufs, &mut got, 64);
+        for b in got {
+            bufs.recycle(b);
+        }
+        n
+    }
+
+    /// The hand-back parks the SA on its worker; an add ordered in the same
+    /// batch used to take the "parked" result and drop it, so the
+    /// hand-over went out while the worker still ran the SA. And workers
+    /// that take nothing in time must not be sent past: the node goes
+    /// silent instead.
+    #[test]
+    fn nothing_goes_out_while_a_worker_has_not_taken_its_parking() {
+        let (mut r, mut peer_end) = holder();
+        let stop = AtomicBool::new(false);
+        let (done, _answer) = std::sync::mpsc::channel();
+        for order in [
+            Order::HandBack,
+            Order::AddSa {
+                spi: 0x3000,
+                direction: Direction::Outbound,
+                esn: true,
+                home: 1,
+                overrides: SaOverrides::default(),
+                done,
+            },
+        ] {
+            assert!(r.task.orders.push(order).is_ok());
+        }
+        r.turn(&stop);
+        assert!(r.parking, "the parking of the handed-back SA is kept");
+        assert_eq!(
+            frames_at(&mut peer_end),
+            0,
+            "no frame while the worker may still send"
+        );
+        r.turn(&stop);
+        assert_eq!(frames_at(&mut peer_end), 0, "still stuck: still silent");
+        // The worker takes its commands: the hand-over goes out.
+        while r.task.shared.commands[0].pop().is_some() {}
+        r.turn(&stop);
+        assert!(!r.parking);
+        assert!(frames_at(&mut peer_end) > 0);
+    }
+
+    /// A worker that panicked leaves its SAs black-holed: the node goes
+    /// silent on the mirror link so its peer takes them over.
+    #[test]
+    fn a_panicked_worker_silences_the_node() {
+        let (mut r, mut peer_end) = holder();
+        let stop = AtomicBool::new(false);
+        std::thread::sleep(Duration::from_millis(20));
+        r.turn(&stop);
+        assert!(frames_at(&mut peer_end) > 0, "heartbeats while all is well");
+        let shared = r.task.shared.clone();
+        let worker = std::thread::spawn(move || {
+            let _guard = WorkerGuard(shared);
+            panic!("a worker's bug");
+        });
+        assert!(worker.join().is_err());
+        r.turn(&stop);
+        std::thread::sleep(Duration::from_millis(20));
+        r.turn(&stop);
+        assert_eq!(frames_at(&mut peer_end), 0);
+        assert!(
+            r.task
+                .events
+                .drain()
+                .iter()
+                .any(|e| e.kind == NodeEventKind::WorkersLost)
+        );
     }
 }

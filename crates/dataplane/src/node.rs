@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use crate::neigh::Neighbours;
 use crate::progress::{PROGRESS_DEPTH, Reporting};
 use crate::spd::{Action, Spd};
 use crate::tables::{TableCell, Tables};
-use crate::worker::{PortState, Shared, Worker, WorkerReport};
+use crate::worker::{PortState, Shared, Worker, WorkerGuard, WorkerReport};
 
 /// Depth of each worker-to-worker hand-off ring.
 pub const HANDOFF_DEPTH: usize = 1024;
@@ -372,6 +372,7 @@ pub fn start(
         peer_addresses,
         adopted: AtomicBool::new(false),
         announce: AtomicU64::new(0),
+        workers_lost: AtomicUsize::new(0),
     });
     let rings: Vec<_> = (0..n)
         .map(|_| Arc::new(ArrayQueue::new(PROGRESS_DEPTH)))
@@ -415,9 +416,11 @@ pub fn start(
         }
         let stop = stop.clone();
         let core = cfg.workers.cores.get(id).copied();
+        let guard = WorkerGuard(shared.clone());
         let t = std::thread::Builder::new()
             .name(format!("{}-w{id}", cfg.name))
             .spawn(move || {
+                let _guard = guard;
                 if let Some(core) = core
                     && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
                 {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
@@ -60,6 +60,20 @@ pub struct Shared {
     /// Bumped when the addresses held change or SAs start here: workers
     /// reload their addresses, and worker 0 announces them.
     pub announce: AtomicU64,
+    /// Workers whose thread ended in a panic (their SAs go nowhere).
+    pub workers_lost: AtomicUsize,
+}
+
+/// Held by a worker's thread for its life: a panic that ends the thread
+/// is counted in [`Shared::workers_lost`].
+pub struct WorkerGuard(pub Arc<Shared>);
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.workers_lost.fetch_add(1, Ordering::AcqRel);
+        }
+    }
 }
 
 impl Shared {
