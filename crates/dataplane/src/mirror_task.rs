@@ -658,12 +658,14 @@ mod tests {
     use crate::neigh::Neighbours;
     use crate::tables::{TableCell, Tables};
     use crate::worker::WorkerGuard;
-    use espgate_io::{BufPool, Mempool, PortInfo, PortQueue, mem};
+    use espgate_io::{BufPool, Mempool, Packet, PortInfo, PortQueue, mem};
     use espgate_mirror::{MirrorConfig, MirrorKey};
     use espgate_wire::ethernet::MacAddr;
     use std::sync::atomic::{AtomicU64, AtomicUsize};
 
     const HELD: u32 = 0x1000;
+    /// Frames the mirror port takes a turn (`mirror_port::RX_BURST`).
+    const RX_BURST_FOR_TEST: usize = 32;
 
     fn key() -> MirrorKey {
         MirrorKey::new(&[7; 32]).unwrap()
@@ -714,7 +716,7 @@ mod tests {
             mac: MacAddr([2, 0, 0, 0, 0, mac]),
             mtu: 1500,
         };
-        let (mut ours, mut theirs) = mem::link(info(1), 1, info(2), 1, 64);
+        let (mut ours, mut theirs) = mem::link(info(1), 1, info(2), 1, 4096);
         let task = MirrorTask {
             mirror: m,
             port: MirrorPort::new(
@@ -781,6 +783,42 @@ mod tests {
         r.turn(&stop);
         assert!(!r.parking);
         assert!(frames_at(&mut peer_end) > 0);
+    }
+
+    /// M3: a flood of forged frames on the mirror port costs a MAC check
+    /// each, but the task takes one burst a turn and sends between bursts:
+    /// the node's own heartbeats keep going out. (The peer's real frames
+    /// may drown in the flood and the node then takes the peer's SAs
+    /// over: the takeover is safe, see docs/mirror-protocol.md.)
+    #[test]
+    fn a_flood_of_forged_frames_does_not_stop_the_heartbeats() {
+        use espgate_wire::PacketBuf;
+        let (mut r, mut peer_end) = holder();
+        let stop = AtomicBool::new(false);
+        let mut pool = BufPool::new(Mempool::new(4096, 0), 64);
+        let mut forged = Vec::new();
+        for i in 0..2000u32 {
+            let mut f = Packet::from(pool.get());
+            let body = f.append(14 + 100).unwrap();
+            body[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+            body[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+            body[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+            body[14] = 2;
+            body[18..22].copy_from_slice(&i.to_be_bytes());
+            forged.push(f);
+        }
+        let sent = peer_end.tx_burst(&mut forged, &mut pool);
+        assert!(
+            sent > 2 * RX_BURST_FOR_TEST,
+            "the flood fills the port: {sent}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        r.turn(&stop);
+        assert!(
+            frames_at(&mut peer_end) > 0,
+            "a heartbeat went out with the flood still queued"
+        );
+        assert!(r.task.mirror.rejected().total() > 0);
     }
 
     /// A worker that panicked leaves its SAs black-holed: the node goes
