@@ -215,6 +215,10 @@ pub struct OwnedInbound {
     lease: bool,
     top: u64,
     bitmap: Vec<u64>,
+    /// The highest authentic number the worker refused at the limit:
+    /// reported as the top (so the peer stores it) but never taken for
+    /// the worker's window, which restarts compare against.
+    wanted: u64,
     bytes: u64,
     packets: u64,
     reported_block: u64,
@@ -233,6 +237,7 @@ impl OwnedInbound {
             lease,
             top,
             bitmap,
+            wanted: 0,
             bytes: 0,
             packets: 0,
             reported_block: top / (interval / 2).max(1),
@@ -287,14 +292,31 @@ impl OwnedInbound {
     /// the next life to acknowledge a top. Returns whether the top moved.
     pub fn peer_lost(&mut self, top: u64, bitmap: Vec<u64>) -> bool {
         let moved = self.recover(top, bitmap, 0);
-        self.sent = self.top;
+        self.sent = self.value();
         self.acked = 0;
         moved
     }
 
-    /// The window top.
+    /// The worker refused an authentic packet numbered `seq` at the
+    /// limit; returns whether the value to report rose.
+    pub fn want(&mut self, seq: u64) -> bool {
+        if seq <= self.value() {
+            return false;
+        }
+        self.wanted = seq;
+        self.changed = true;
+        true
+    }
+
+    /// The window top (of the worker's window, as last reported).
     pub fn top(&self) -> u64 {
         self.top
+    }
+
+    /// The top to report to the peer: the window's, or the highest
+    /// number refused at the limit if that is higher.
+    pub fn value(&self) -> u64 {
+        self.top.max(self.wanted)
     }
 
     /// The replay bitmap below the top.
@@ -309,7 +331,7 @@ impl OwnedInbound {
 
     /// Records that the state went out.
     pub fn sent(&mut self) {
-        self.sent = self.sent.max(self.top);
+        self.sent = self.sent.max(self.value());
         self.changed = false;
     }
 

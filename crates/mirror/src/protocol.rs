@@ -596,9 +596,14 @@ impl Mirror {
             // its SAs (a rekey during a failover): the new SA runs here too,
             // and goes home at failback like the others. The peer may be
             // alive behind a cut link and run it from its first number, as
-            // far as its slack allows: this node starts it as a takeover
-            // would, past all of that.
-            self.take((spi, dir), 1);
+            // far as its slack allows, or (if this node ran it before it
+            // was deleted) have taken it over from a value this node
+            // reported and run it as far as its own lease: this node starts
+            // it two steps past what it knows, as after a peer's life ended
+            // unheard.
+            let known = self.standby.get(spi, dir).map_or(0, |s| s.value);
+            let past = self.restart_point(spi, dir, known);
+            self.take_from((spi, dir), 1, past);
         }
     }
 
@@ -681,18 +686,21 @@ impl Mirror {
     /// state the peer is asked to store moves up to `seq` (nothing past
     /// the old top marked seen), so its acknowledgement lets the worker
     /// accept the packets after it. Stale reports (below the limit) change
-    /// nothing.
+    /// nothing, and so do reports before the SA may run at all (before
+    /// the bulk sync, or while a run-time add waits for the peer's word):
+    /// its top must then stay what the worker's window is, so the restart
+    /// it waits for moves the window past its earlier lives.
     pub fn inbound_stalled(&mut self, spi: u32, seq: u64) {
-        let Some(s) = self.inbound.get_mut(&spi) else {
-            return;
-        };
-        if seq < s.limit() || seq <= s.top() {
+        if !self.synced || self.asking.contains(&(spi, SaDir::Inbound)) {
             return;
         }
-        let bitmap = rebase(s.bitmap(), seq - s.top());
-        let (bytes, packets) = s.counters();
-        s.progress(seq, &bitmap, bytes, packets);
-        self.enqueue((spi, SaDir::Inbound));
+        if self
+            .inbound
+            .get_mut(&spi)
+            .is_some_and(|s| seq >= s.limit() && s.want(seq))
+        {
+            self.enqueue((spi, SaDir::Inbound));
+        }
     }
 
     /// The first sequence number owned outbound SA `spi` must not use; 0
@@ -843,8 +851,19 @@ impl Mirror {
 
     /// Starts running an SA here as a takeover does: past its stored value
     /// (0 if none) by the jump, under ownership `generation`.
-    fn take(&mut self, (spi, dir): SaKey, generation: u64) {
-        let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
+    fn take(&mut self, key: SaKey, generation: u64) {
+        let known = self.standby.get(key.0, key.1).map_or(0, |s| s.value);
+        self.take_from(key, generation, known);
+    }
+
+    /// Starts running an SA here as a takeover from `value` does (the
+    /// stored window, where one is kept, moved up to it).
+    fn take_from(&mut self, (spi, dir): SaKey, generation: u64, value: u64) {
+        let mut stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
+        if value > stored.value {
+            stored.bitmap = rebase(&stored.bitmap, value - stored.value);
+            stored.value = value;
+        }
         let start = self.restart_point(spi, dir, stored.value);
         let (window, kept) = self.restart_window(dir, &stored, start);
         // The ownership record carries `start`; the peer stores it before
@@ -943,7 +962,7 @@ impl Mirror {
                 SaState {
                     spi,
                     dir,
-                    value: s.reach(),
+                    value: s.reach().max(s.lease()),
                     bytes,
                     packets,
                     bitmap: Vec::new(),
@@ -1370,7 +1389,7 @@ impl Mirror {
                     let Some(i) = self.inbound.get(&spi) else {
                         continue;
                     };
-                    let mark = i.top().max(i.sent_top());
+                    let mark = i.value().max(i.sent_top());
                     let once = self.restart_point(spi, dir, mark);
                     let start = self.restart_point(spi, dir, once);
                     let stored = Standby {
@@ -1552,13 +1571,15 @@ impl Mirror {
                 let s = self.inbound.get_mut(&spi)?;
                 s.sent();
                 let (bytes, packets) = s.counters();
+                // Reported past the window (a stall report): nothing past
+                // the window's top is marked seen.
                 Some(SaState {
                     spi,
                     dir,
-                    value: s.top(),
+                    value: s.value(),
                     bytes,
                     packets,
-                    bitmap: s.bitmap().to_vec(),
+                    bitmap: rebase(s.bitmap(), s.value() - s.top()),
                     copy: false,
                 })
             }
