@@ -32,6 +32,8 @@ const RETRY: Duration = Duration::from_millis(100);
 /// task and its control calls (never by a worker).
 #[derive(Debug)]
 pub struct Keeper {
+    /// Its clock's start (the ledger reads milliseconds since).
+    start: Instant,
     ledger: Mutex<Ledger>,
     writes: AtomicU64,
     failures: AtomicU64,
@@ -40,6 +42,7 @@ pub struct Keeper {
 impl Keeper {
     pub(crate) fn new(ledger: Ledger) -> Self {
         Keeper {
+            start: Instant::now(),
             ledger: Mutex::new(ledger),
             writes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -142,7 +145,8 @@ impl KeeperTask {
             }
             self.keeper.progress(&reached);
             reached.clear();
-            let batch = self.keeper.ledger().batch();
+            let now = self.keeper.start.elapsed().as_millis() as u64;
+            let batch = self.keeper.ledger().batch(now);
             let mut idle = true;
             if let Some(next) = batch {
                 idle = false;

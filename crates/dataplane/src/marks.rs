@@ -10,13 +10,21 @@
 //! with everything below it seen), so no life of the node uses a number an
 //! earlier one may have used, whatever the peer remembers.
 //!
-//! Marks are written far ahead and in batches: an SA whose room (its mark
-//! less its position) falls below `ahead / 2` asks for a write, and that
-//! write moves *every* SA that moved since its mark was set to its position
-//! plus `ahead`. One write is in flight at a time; what falls due meanwhile
-//! goes in the next. So a node writes about (fastest SA's rate) /
-//! (`ahead` / 2) times a second, and a restart skips at most `ahead`
-//! numbers of each SA.
+//! Marks are written ahead and in batches: an SA whose room (its mark less
+//! its position) falls below half its reach asks for a write, and that
+//! write moves *every* SA that moved since its mark was set to its
+//! position plus its reach. One write is in flight at a time; what falls
+//! due meanwhile goes in the next.
+//!
+//! An outbound SA's reach is `ahead`: a restart skips at most that many of
+//! its numbers, which the far end follows (a forward step), so it can be
+//! large and writes rare: about (fastest SA's rate) / (`ahead` / 2) a
+//! second. An inbound SA cannot skip that way: a restart marks everything
+//! up to its mark seen, and the far end's next packets, just above the
+//! real top, are refused until it passes the mark. Its reach follows its
+//! rate instead: what it accepted in the last [`INBOUND_REACH_MS`] (at
+//! least [`MIN_AHEAD`], at most `ahead`), so a restart refuses about that
+//! long of fresh packets and its writes come about every half of it.
 //!
 //! The record of keys is also what refuses key material used before (a
 //! rekey, or a delete and add, with the same key would restart that key's
@@ -40,9 +48,12 @@ pub const DEFAULT_AHEAD: u64 = 1 << 20;
 /// `MAX_TAKEOVER_JUMP`).
 pub const MAX_AHEAD: u64 = 1 << 28;
 
-/// The smallest `ahead` (below it the node would write for every few
-/// hundred packets).
+/// The smallest `ahead`, and the smallest reach of an inbound SA (below
+/// it the node would write for every few hundred packets).
 pub const MIN_AHEAD: u64 = 1024;
+
+/// An inbound SA's reach is what it accepted in this long (see above).
+pub const INBOUND_REACH_MS: u64 = 100;
 
 /// The digest recorded for an SA's key material.
 pub fn key_digest(key: &[u8]) -> KeyDigest {
@@ -83,6 +94,9 @@ struct Live {
     key: KeyDigest,
     /// The highest number it used (outbound) or its window top (inbound).
     pos: u64,
+    /// Where it stood, and when, as its key's mark was last set (an
+    /// inbound SA's rate).
+    base: (u64, u64),
 }
 
 /// The marks' decisions: what is durable, what to write next, what limit
@@ -133,7 +147,8 @@ impl Ledger {
 
     /// Starts following an SA with key `key` standing at `pos`.
     pub fn track(&mut self, spi: u32, direction: Direction, key: KeyDigest, pos: u64) {
-        self.live.insert((spi, direction), Live { key, pos });
+        let base = (pos, u64::MAX);
+        self.live.insert((spi, direction), Live { key, pos, base });
     }
 
     /// Stops following an SA (deleted); its key's record stays.
@@ -157,39 +172,70 @@ impl Ledger {
             .unwrap_or(0)
     }
 
-    /// The mark a key needs now: past every live SA with it, `ahead` on.
-    fn wanted(&self) -> BTreeMap<KeyDigest, (u32, Direction, u64)> {
-        let mut want: BTreeMap<KeyDigest, (u32, Direction, u64)> = BTreeMap::new();
+    /// How far past an SA its mark goes at `now_ms`: `ahead` outbound;
+    /// inbound, what it accepted in the last `INBOUND_REACH_MS` (within
+    /// `MIN_AHEAD..=ahead`; `MIN_AHEAD` before a rate is known).
+    fn reach(&self, d: Direction, l: &Live, now_ms: u64) -> u64 {
+        match d {
+            Direction::Outbound => self.ahead,
+            Direction::Inbound => {
+                let (pos, at) = l.base;
+                let ms = now_ms.saturating_sub(at).max(1);
+                let moved = l.pos.saturating_sub(pos);
+                let r = if at > now_ms {
+                    0
+                } else {
+                    moved.saturating_mul(INBOUND_REACH_MS) / ms
+                };
+                r.clamp(MIN_AHEAD, self.ahead)
+            }
+        }
+    }
+
+    /// The mark each key needs at `now_ms`, and the room below which it
+    /// is due: past every live SA with it, by its reach.
+    fn wanted(&self, now_ms: u64) -> BTreeMap<KeyDigest, (u32, Direction, u64, u64)> {
+        let mut want: BTreeMap<KeyDigest, (u32, Direction, u64, u64)> = BTreeMap::new();
         for (&(spi, d), l) in &self.live {
-            let m = l.pos.saturating_add(1).saturating_add(self.ahead);
-            let e = want.entry(l.key).or_insert((spi, d, m));
+            let reach = self.reach(d, l, now_ms);
+            let m = l.pos.saturating_add(1).saturating_add(reach);
+            let e = want.entry(l.key).or_insert((spi, d, m, reach));
             if m > e.2 {
-                *e = (spi, d, m);
+                *e = (spi, d, m, reach);
             }
         }
         want
     }
 
-    /// Whether some SA's room is below half of `ahead` (or it has no mark
-    /// yet), or the epoch is not written yet.
-    pub fn due(&self) -> bool {
+    /// Whether at `now_ms` some SA's room is below half its reach (or it
+    /// has no mark yet), or the epoch is not written yet.
+    pub fn due(&self, now_ms: u64) -> bool {
         self.epoch != self.durable.epoch
             || self
-                .wanted()
+                .wanted(now_ms)
                 .iter()
-                .any(|(k, w)| self.mark_of(k).is_none_or(|m| m < w.2 - self.ahead / 2))
+                .any(|(k, w)| self.mark_of(k).is_none_or(|m| m < w.2 - w.3 / 2))
     }
 
-    /// The next content to write, if one is due and none is in flight: the
-    /// durable record with every key whose SAs moved since its mark set
-    /// `ahead` past them.
-    pub fn batch(&mut self) -> Option<Saved> {
-        if self.writing.is_some() || !self.due() {
+    /// The next content to write at `now_ms`, if one is due and none is in
+    /// flight: the durable record with every key whose SAs moved since its
+    /// mark set past them by their reach.
+    pub fn batch(&mut self, now_ms: u64) -> Option<Saved> {
+        if self.writing.is_some() || !self.due(now_ms) {
             return None;
         }
         let mut next = self.durable.clone();
         next.epoch = self.epoch;
-        for (key, (spi, direction, mark)) in self.wanted() {
+        let wanted = self.wanted(now_ms);
+        for l in self.live.values_mut() {
+            if wanted
+                .get(&l.key)
+                .is_some_and(|w| w.2 > next.keys.get(&l.key).map_or(0, |k| k.mark))
+            {
+                l.base = (l.pos, now_ms);
+            }
+        }
+        for (key, (spi, direction, mark, _)) in wanted {
             let e = next.keys.entry(key).or_insert(KeyMark {
                 spi,
                 direction,
@@ -249,7 +295,7 @@ mod tests {
     }
 
     fn write(l: &mut Ledger) -> Vec<(u32, Direction, u64)> {
-        assert!(l.batch().is_some(), "a write is due");
+        assert!(l.batch(0).is_some(), "a write is due");
         l.written()
     }
 
@@ -258,12 +304,12 @@ mod tests {
         let mut l = Ledger::new(Saved::default(), 4096);
         l.track(1, OUT, key(1), 0);
         assert_eq!(l.limit(1, OUT), 0);
-        let b = l.batch().unwrap();
+        let b = l.batch(0).unwrap();
         assert_eq!(b.keys[&key(1)].mark, 4097);
         assert_eq!(l.limit(1, OUT), 0, "not before the write is durable");
-        assert!(l.batch().is_none(), "one write in flight");
+        assert!(l.batch(0).is_none(), "one write in flight");
         assert_eq!(l.written(), vec![(1, OUT, 4097)]);
-        assert!(!l.due());
+        assert!(!l.due(0));
     }
 
     #[test]
@@ -275,19 +321,41 @@ mod tests {
         write(&mut l);
         l.progress(1, OUT, 2000);
         l.progress(2, IN, 10);
-        assert!(!l.due(), "more than half the room left");
+        assert!(!l.due(0), "more than half the room left");
         l.progress(1, OUT, 2049);
-        assert!(l.due());
+        assert!(l.due(0));
         let raised = write(&mut l);
-        assert_eq!(raised, vec![(1, OUT, 2050 + 4096), (2, IN, 11 + 4096)]);
+        // The inbound SA's reach is its rate's (here at least MIN_AHEAD).
+        assert_eq!(raised, vec![(1, OUT, 2050 + 4096), (2, IN, 11 + MIN_AHEAD)]);
         assert_eq!(l.limit(3, OUT), 4097, "SA 3 did not move: its mark stays");
+    }
+
+    #[test]
+    fn an_inbound_mark_reaches_as_far_as_its_rate_carries_it_in_a_while() {
+        let mut l = Ledger::new(Saved::default(), 1 << 20);
+        l.track(2, IN, key(2), 0);
+        assert_eq!(write_at(&mut l, 0), vec![(2, IN, 1 + MIN_AHEAD)]);
+        // 50 000 packets a second: 5 000 in INBOUND_REACH_MS.
+        l.progress(2, IN, 1000);
+        assert_eq!(write_at(&mut l, 20), vec![(2, IN, 1001 + 5000)]);
+        l.progress(2, IN, 3000);
+        assert!(!l.due(60), "more than half its reach left");
+        l.progress(2, IN, 3600);
+        assert_eq!(write_at(&mut l, 72), vec![(2, IN, 3601 + 5000)]);
+        // Idle: its reach falls back to MIN_AHEAD, and nothing is due.
+        assert!(!l.due(10_000));
+    }
+
+    fn write_at(l: &mut Ledger, now: u64) -> Vec<(u32, Direction, u64)> {
+        assert!(l.batch(now).is_some(), "a write is due at {now}");
+        l.written()
     }
 
     #[test]
     fn a_failed_write_changes_nothing_and_is_tried_again() {
         let mut l = Ledger::new(Saved::default(), 4096);
         l.track(1, OUT, key(1), 0);
-        l.batch().unwrap();
+        l.batch(0).unwrap();
         l.failed();
         assert_eq!(l.limit(1, OUT), 0);
         assert_eq!(write(&mut l), vec![(1, OUT, 4097)]);
@@ -319,8 +387,8 @@ mod tests {
         assert_eq!(next_epoch(None, 1), 2, "and again");
         let mut l = Ledger::new(Saved::default(), 4096);
         l.set_epoch(7);
-        assert!(l.due(), "a new epoch is written before the first frame");
-        assert_eq!(l.batch().unwrap().epoch, 7);
+        assert!(l.due(0), "a new epoch is written before the first frame");
+        assert_eq!(l.batch(0).unwrap().epoch, 7);
     }
 
     /// What happens to a node with one SA per key: workers move, writes
@@ -371,7 +439,7 @@ mod tests {
                         }
                     }
                     Step::Write { fail } => {
-                        if l.batch().is_some() {
+                        if l.batch(0).is_some() {
                             if fail { l.failed() } else { l.written(); writes += 1; }
                         }
                     }

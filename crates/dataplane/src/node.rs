@@ -372,7 +372,7 @@ fn restore(cfg: &NodeConfig, dir: &Path, wall: Option<u64>) -> Result<Restored, 
         ledger.track(e.sa.spi, e.sa.direction, key, pos);
         places.insert((e.sa.spi, e.sa.direction), Placement { mark: 0, resume });
     }
-    if let Some(next) = ledger.batch() {
+    if let Some(next) = ledger.batch(0) {
         state.write(&next)?;
         ledger.written();
     }
