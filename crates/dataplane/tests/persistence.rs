@@ -456,3 +456,253 @@ fn a_long_run_writes_its_marks_in_few_batches() {
         "{encrypted} packets: too few to count"
     );
 }
+
+/// A pair (a runs SAs 0x100 out and 0x200 in with r, b keeps them on
+/// standby) with small jumps, so that a restart placed only by the
+/// mirror's rules (a jump past what the peer stores, nothing if it stores
+/// nothing) lands below what a long first life used.
+fn pair_node(me: u32, state: Option<PathBuf>) -> NodeConfig {
+    let (lan_addr, wan_addr) = if me == 1 {
+        ("10.1.0.254", A_WAN)
+    } else {
+        ("10.1.0.253", "172.16.0.3")
+    };
+    let mut cfg = config(true, state);
+    cfg.name = if me == 1 { "a" } else { "b" }.into();
+    cfg.ports[0].address = lan_addr.parse().unwrap();
+    cfg.ports[0].mac = Some(mac(me as u8, 1));
+    cfg.ports[1].address = wan_addr.parse().unwrap();
+    cfg.ports[1].mac = Some(mac(me as u8, 2));
+    let mut out = sa(0x100, Direction::Outbound, A_WAN, R_WAN);
+    let mut inb = sa(0x200, Direction::Inbound, R_WAN, A_WAN);
+    out.home = Some(1);
+    inb.home = Some(1);
+    cfg.sas = vec![out, inb];
+    let rule = |direction, src: &str, dst: &str, spi| SpdRule {
+        direction,
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        protocol: None,
+        sport: (0, u16::MAX),
+        dport: (0, u16::MAX),
+        action: Action::Protect(spi),
+    };
+    cfg.spd = vec![
+        rule(PolicyDirection::Out, "10.1.0.0/24", "10.2.0.0/24", 0x100),
+        rule(PolicyDirection::In, "10.2.0.0/24", "10.1.0.0/24", 0x200),
+    ];
+    cfg.mirror = Some(MirrorSettings {
+        protocol: espgate_mirror::MirrorConfig {
+            node: me,
+            peer: 3 - me,
+            interval: 16,
+            quantity: 64,
+            takeover_jump: 1024,
+            takeover_jump_32: 1024,
+            inbound_interval: 64,
+            ..Default::default()
+        },
+        key: vec![7; 32].into(),
+        port_name: "mirror".into(),
+        port_backend: PortBackend::Mem,
+        port_mac: Some(mac(me as u8, 3)),
+        peer_mac: Some(mac(3 - me as u8, 3)),
+        peer_addresses: Vec::new(),
+        takeover: Takeover::Manual,
+        failback: Failback::Manual,
+    });
+    cfg
+}
+
+const R_WAN: &str = "172.16.0.2";
+
+/// r: the far end of a's SAs, with no state (it never restarts here).
+fn far_end() -> NodeConfig {
+    let mut cfg = config(false, None);
+    cfg.name = "r".into();
+    cfg.ports[1].address = R_WAN.parse().unwrap();
+    cfg.ports[1].mac = Some(mac(9, 2));
+    cfg.ports[0].mac = Some(mac(9, 1));
+    let mut inb = sa(0x100, Direction::Inbound, A_WAN, R_WAN);
+    let mut out = sa(0x200, Direction::Outbound, R_WAN, A_WAN);
+    inb.home = None;
+    out.home = None;
+    cfg.sas = vec![inb, out];
+    let rule = |direction, src: &str, dst: &str, spi| SpdRule {
+        direction,
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        protocol: None,
+        sport: (0, u16::MAX),
+        dport: (0, u16::MAX),
+        action: Action::Protect(spi),
+    };
+    cfg.spd = vec![
+        rule(PolicyDirection::Out, "10.2.0.0/24", "10.1.0.0/24", 0x200),
+        rule(PolicyDirection::In, "10.1.0.0/24", "10.2.0.0/24", 0x100),
+    ];
+    cfg
+}
+
+/// Starts node `cfg` of the pair on the WAN switch and a mirror link end.
+fn start_pair_node(
+    cfg: &NodeConfig,
+    wan: &mut testbed::SwitchHandle,
+    capture: &testbed::Capture,
+    mirror: Box<dyn espgate_io::PortQueue>,
+    pool: &Arc<Mempool>,
+) -> (RunningNode, Host) {
+    let (lan, host) = host_link(
+        &cfg.ports[0],
+        cfg.ports[0].mac.unwrap(),
+        1,
+        A_HOST.parse().unwrap(),
+        mac(1, 0x10),
+        pool.clone(),
+    );
+    let q = NodeQueues {
+        protected: lan,
+        unprotected: testbed::boxed_queues(wan.attach(
+            cfg.ports[1].mac.unwrap(),
+            1,
+            Some(capture.clone()),
+        )),
+        mirror: Some(mirror),
+    };
+    (start(cfg, q, Backend::DEFAULT, pool.clone()).unwrap(), host)
+}
+
+fn wait_synced(n: &RunningNode) {
+    for _ in 0..500 {
+        if n.pair_status().is_some_and(|s| s.synced) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{} did not synchronise", n.name());
+}
+
+/// ESP frames on the capture from `src` with `spi`: (sequence number low
+/// 32 bits, the IP packet).
+fn esp_of(capture: &testbed::Capture, src: MacAddr, spi: u32) -> Vec<(u32, Vec<u8>)> {
+    capture
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, f)| f)
+        .filter(|f| f.len() > 42 && f[6..12] == src.0 && f[12..14] == [8, 0] && f[23] == 50)
+        .filter(|f| u32::from_be_bytes(f[34..38].try_into().unwrap()) == spi)
+        .map(|f| {
+            (
+                u32::from_be_bytes(f[38..42].try_into().unwrap()),
+                f[14..].to_vec(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_pair_powered_off_at_once_restarts_past_both_lives_and_accepts_no_replay() {
+    let d = fresh("power");
+    let pool = Mempool::new(16 * 1024, 1024);
+    let capture: testbed::Capture = Arc::new(Mutex::new(Vec::new()));
+    let mut wan = testbed::Switch::new("wan", pool.clone());
+    let r_wan = wan.attach(mac(9, 2), 1, Some(capture.clone()));
+    let attacker_q = wan.attach(mac(8, 2), 1, None).pop().unwrap();
+    let mut wan = wan.start();
+    let cr = far_end();
+    let (r_lan, mut host_r) = host_link(
+        &cr.ports[0],
+        mac(9, 1),
+        1,
+        B_HOST.parse().unwrap(),
+        mac(9, 0x10),
+        pool.clone(),
+    );
+    let r = start(
+        &cr,
+        NodeQueues {
+            protected: r_lan,
+            unprotected: testbed::boxed_queues(r_wan),
+            mirror: None,
+        },
+        Backend::DEFAULT,
+        pool.clone(),
+    )
+    .unwrap();
+    let (ca, cb) = (
+        pair_node(1, Some(d.join("a"))),
+        pair_node(2, Some(d.join("b"))),
+    );
+    let lives = |wan: &mut testbed::SwitchHandle| {
+        let (mut ma, mut mb) = node_link(("mirror", mac(1, 3), 1), ("mirror", mac(2, 3), 1), None);
+        let (a, host_a) = start_pair_node(&ca, wan, &capture, ma.pop().unwrap(), &pool);
+        let (b, _) = start_pair_node(&cb, wan, &capture, mb.pop().unwrap(), &pool);
+        wait_synced(&a);
+        (a, b, host_a)
+    };
+    // The first life: 3000 datagrams each way between a's host and r's.
+    let (a, b, mut host_a) = lives(&mut wan);
+    assert!(testbed::warm_up(&mut host_a, &mut host_r, 7));
+    assert!(testbed::warm_up(&mut host_r, &mut host_a, 7));
+    for k in 0..3000u32 {
+        host_a.send_udp(host_r.ip, 9, 7, &k.to_be_bytes());
+        host_r.send_udp(host_a.ip, 9, 7, &k.to_be_bytes());
+        if k % 32 == 31 {
+            std::thread::sleep(Duration::from_millis(2));
+            let _ = host_a.poll();
+            let _ = host_r.poll();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // The power goes on both at once.
+    a.stop();
+    b.stop();
+    let used = esp_of(&capture, mac(1, 2), 0x100);
+    let high = used.iter().map(|(s, _)| *s).max().unwrap();
+    let accepted = esp_of(&capture, mac(9, 2), 0x200);
+    assert!(
+        high > 2000 && accepted.len() > 2000,
+        "{high}, {}",
+        accepted.len()
+    );
+    let _ = host_a.poll();
+    capture.lock().unwrap().clear();
+
+    // Both back, their memories gone: a replays nothing r sent it before,
+    // and sends above everything its first life sent.
+    let (a, b, mut host_a) = lives(&mut wan);
+    let mut attacker = Host::on_queue(
+        attacker_q,
+        R_WAN.parse::<IpAddr>().unwrap(),
+        mac(8, 2),
+        mac(1, 2),
+        pool.clone(),
+    );
+    for (_, ip) in &accepted {
+        while !attacker.send_ip(ip) {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    let replayed = testbed::collect(&mut host_a, 1, Duration::from_millis(500));
+    assert!(
+        replayed.is_empty(),
+        "a accepted {} replayed packets after the power loss",
+        replayed.len()
+    );
+    for k in 0..100u32 {
+        host_a.send_udp(host_r.ip, 9, 7, &k.to_be_bytes());
+    }
+    testbed::collect(&mut host_r, 100, Duration::from_secs(2));
+    a.stop();
+    b.stop();
+    r.stop();
+    let again = esp_of(&capture, mac(1, 2), 0x100);
+    assert!(!again.is_empty(), "a sent nothing after the power loss");
+    for (seq, _) in again {
+        assert!(
+            seq > high,
+            "a sent {seq} again (its first life reached {high})"
+        );
+    }
+}
