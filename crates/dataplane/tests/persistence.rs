@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use espgate_dataplane::config::{Failback, MirrorSettings, PortBackend, Takeover};
-use espgate_dataplane::marks::Saved;
+use espgate_dataplane::marks::{DEFAULT_AHEAD, Saved};
 use espgate_dataplane::prefix::Prefix;
 use espgate_dataplane::spd::{Action, PolicyDirection, SpdRule};
 use espgate_dataplane::state_dir::{FILE_NAME, StateDir};
@@ -125,7 +125,8 @@ fn config(a: bool, state: Option<PathBuf>) -> NodeConfig {
         mirror: None,
         state: StateSettings {
             dir: state,
-            ahead: AHEAD,
+            // B's inbound SAs reach by their rate, whatever `ahead` is.
+            ahead: if a { AHEAD } else { DEFAULT_AHEAD },
         },
     }
 }
