@@ -27,7 +27,7 @@ struct Cli {
     /// Where to write CSV, JSON and plots.
     #[arg(long, default_value = "target/bench-results")]
     out: PathBuf,
-    /// Scenarios to run: crypto, path, mirror, workers, bulk, ops (default: all).
+    /// Scenarios to run: crypto, path, mirror, state, workers, bulk, ops (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -133,6 +133,7 @@ impl Bench {
             algorithm: AeadAlgorithm::Aes128Gcm,
             workers,
             mirror,
+            state: None,
             seconds: self.secs,
             fed,
         };
@@ -291,6 +292,53 @@ impl Bench {
         )?;
         self.tables.push(t);
         Ok(())
+    }
+
+    /// The node's marks persisted (a state directory under `out`) or not,
+    /// one worker encrypting, in one run, side by side.
+    fn state(&mut self, out: &std::path::Path) {
+        let mut t = Table::new(
+            "state",
+            "5. Persisting the marks: one worker encrypting with the state directory on vs off (state.ahead 2^20; the keeper thread on the other core)",
+            &[
+                "size",
+                "off Mpps",
+                "on Mpps",
+                "on / off",
+                "writes/s",
+                "lease stalls",
+            ],
+        );
+        for size in [sizes()[0].clone(), sizes()[3].clone()] {
+            let mut run = Run {
+                way: Way::Encrypt,
+                sizes: size.sizes.clone(),
+                algorithm: AeadAlgorithm::Aes128Gcm,
+                workers: 1,
+                mirror: None,
+                state: None,
+                seconds: self.secs,
+                fed: false,
+            };
+            let measured = |run: &Run| {
+                measure(run, Backend::preferred()).unwrap_or_else(|e| {
+                    eprintln!("espgate-bench: state {}: {e:#}", size.name);
+                    Outcome::default()
+                })
+            };
+            let off = measured(&run);
+            run.state = Some(out.join("state"));
+            let on = measured(&run);
+            t.row(vec![
+                size.name.clone(),
+                m(off.pps),
+                m(on.pps),
+                format!("{:.3}", on.pps / off.pps.max(1.0)),
+                format!("{:.1}", on.state_writes_per_s),
+                on.lease_stalls.to_string(),
+            ]);
+        }
+        self.tables.push(t);
     }
 
     fn workers(&mut self) {
@@ -453,6 +501,10 @@ fn main() -> anyhow::Result<()> {
     }
     if want("mirror") {
         b.mirror(&cli.out)?;
+        show(&b);
+    }
+    if want("state") {
+        b.state(&cli.out);
         show(&b);
     }
     if want("workers") {

@@ -53,6 +53,8 @@ pub struct Run {
     pub workers: usize,
     /// Mirroring, or none.
     pub mirror: Option<Mirroring>,
+    /// The node's state directory (its marks persisted), or none.
+    pub state: Option<std::path::PathBuf>,
     /// How long to measure.
     pub seconds: f64,
     /// Decrypt: frames sealed live by a feeder thread on the other core
@@ -76,8 +78,10 @@ pub struct Outcome {
     pub mirror_frames_per_s: f64,
     /// Mirror bytes sent per second.
     pub mirror_bytes_per_s: f64,
-    /// Packets refused at a lease limit.
+    /// Packets refused at a lease limit (or a mark).
     pub lease_stalls: u64,
+    /// Durable writes of the node's marks per second.
+    pub state_writes_per_s: f64,
 }
 
 const KEY: &str = "0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223";
@@ -342,11 +346,16 @@ pub fn measure(run: &Run, backend: Backend) -> anyhow::Result<Outcome> {
         }
         _ => None,
     };
-    let cfg = espgate_control::parse_node(
+    let mut cfg = espgate_control::parse_node(
         &node_yaml("a", run, run.mirror.map(|_| (1, 2))),
         "bench",
         std::path::Path::new("."),
     )?;
+    if let Some(dir) = &run.state {
+        // A new directory each run: no earlier life to resume.
+        let _ = std::fs::remove_dir_all(dir);
+        cfg.state.dir = Some(dir.clone());
+    }
     let gate = Arc::new(AtomicBool::new(false));
     let (q, sinks, feeders) = queues(run, per_worker, mirror_a, &gate, &pool)?;
     let started = Instant::now();
@@ -381,18 +390,16 @@ pub fn measure(run: &Run, backend: Backend) -> anyhow::Result<Outcome> {
     for f in feeders {
         f.stop();
     }
+    let writes = node.keeper().map_or(0, |k| k.writes());
     let report = node.stop();
     let peer_report = peer.map(RunningNode::stop);
     let secs = (t1 - t0).as_secs_f64();
     let pps = (c1 - c0) as f64 / secs;
     let avg_bits = run.sizes.iter().sum::<usize>() as f64 * 8.0 / run.sizes.len() as f64;
-    Ok(outcome(
-        &report,
-        peer_report.as_ref(),
-        pps,
-        avg_bits,
-        lifetime,
-    ))
+    Ok(Outcome {
+        state_writes_per_s: writes as f64 / lifetime,
+        ..outcome(&report, peer_report.as_ref(), pps, avg_bits, lifetime)
+    })
 }
 
 fn outcome(
@@ -425,5 +432,6 @@ fn outcome(
             .values()
             .map(|(c, _)| c.drops.get(DropReason::LeaseStall))
             .sum(),
+        state_writes_per_s: 0.0,
     }
 }

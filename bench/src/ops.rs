@@ -64,6 +64,7 @@ pub fn measure(
         algorithm: AeadAlgorithm::Aes128Gcm,
         workers: 1,
         mirror: None,
+        state: None,
         seconds,
         fed: false,
     };

@@ -23,6 +23,16 @@ def lock_dir(tmp_path, monkeypatch):
     return path
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path, monkeypatch):
+    """Each test's nodes keep their state (their SAs' high-water marks)
+    in a directory of their own: a test starts from nothing, however often
+    the suite ran, and never writes /var/lib/espgate."""
+    path = tmp_path / "state"
+    monkeypatch.setenv("ESPGATE_STATE_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def espgate():
     path = os.environ.get("ESPGATE", str(REPO / "target" / "debug" / "espgate"))

@@ -29,6 +29,7 @@
 //! neighbours:
 //!   - { ip: 172.16.0.2, mac: 02:00:00:00:02:02 }
 //! # mirror: { node: 1, peer: 2, key: 0x..., port: {...}, ... }   # a pair: see mirror_section
+//! # state: { ahead: 1048576 }     # how far ahead marks are persisted (the directory: espgate run --state-dir)
 //! # an SA of a pair names its home node: { spi: ..., home: 2 }   # default: this node
 //! # and may change the mirror defaults:  { spi: ..., mirror: { interval: 64, quantity: 256 } }
 //! ```
@@ -39,8 +40,9 @@ use std::path::{Path, PathBuf};
 
 use espgate_dataplane::NodeConfig;
 use espgate_dataplane::config::{
-    MirrorSettings, Neighbour, PortBackend, PortConfig, Role, SaEntry, WorkersConfig,
+    MirrorSettings, Neighbour, PortBackend, PortConfig, Role, SaEntry, StateSettings, WorkersConfig,
 };
+use espgate_dataplane::marks;
 use espgate_dataplane::mirror_port::MAX_MIRROR_FRAME;
 use espgate_dataplane::prefix::Prefix;
 use espgate_dataplane::spd::{Action, PolicyDirection, SpdRule};
@@ -69,6 +71,18 @@ struct NodeSpec {
     neighbours: Vec<NeighbourSpec>,
     dpdk: Option<DpdkSpec>,
     mirror: Option<MirrorSpec>,
+    state: Option<StateSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateSpec {
+    #[serde(default = "default_ahead")]
+    ahead: u64,
+}
+
+fn default_ahead() -> u64 {
+    marks::DEFAULT_AHEAD
 }
 
 #[derive(Debug, Deserialize)]
@@ -373,6 +387,17 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
             .map_err(|e| err(format!("neighbours[{i}].mac"), e.to_string()))?;
         neighbours.push(Neighbour { ip: n.ip, mac });
     }
+    let ahead = spec.state.map_or(marks::DEFAULT_AHEAD, |s| s.ahead);
+    if !(marks::MIN_AHEAD..=marks::MAX_AHEAD).contains(&ahead) {
+        return Err(err(
+            "state.ahead".into(),
+            format!(
+                "{ahead}: from {} to 2^28 ({}): a restart skips up to this many numbers of each SA, which receivers must follow",
+                marks::MIN_AHEAD,
+                marks::MAX_AHEAD
+            ),
+        ));
+    }
     Ok(NodeConfig {
         name: spec.node.name,
         ports,
@@ -382,6 +407,8 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
         neighbours,
         dpdk_eal_args: spec.dpdk.map(|d| d.eal_args),
         mirror,
+        // The directory is the command line's (`espgate run --state-dir`).
+        state: StateSettings { dir: None, ahead },
     })
 }
 

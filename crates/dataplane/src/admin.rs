@@ -18,6 +18,11 @@
 //!   names any more.
 //! - delete: the tables forget the SA and its rules first, then its worker
 //!   and the mirror do.
+//!
+//! An SA whose key material an SA of the node runs, or ran (its state
+//! directory remembers every key it used), is refused: that key's
+//! sequence numbers would start again. With a state directory a new SA
+//! runs only once its first mark is durable.
 
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
@@ -28,7 +33,7 @@ use espgate_mirror::PairSaView;
 use crate::command::SaCommand;
 use crate::config::SaEntry;
 use crate::mirror_task::Order;
-use crate::node::{BuiltSa, NodeError, RunningNode, build_sa, check_sas};
+use crate::node::{BuiltSa, NodeError, Placement, RunningNode, build_sa, check_sas};
 use crate::snapshot::WorkerSnapshot;
 use crate::spd::{Action, PolicyDirection, SpdRule};
 use crate::tables::Tables;
@@ -196,6 +201,9 @@ impl RunningNode {
             .retain(|old, new| *old != spi && *new != spi);
         self.shared.tables.publish(tables);
         self.send_to(owner, SaCommand::Remove { spi, direction })?;
+        if let Some(k) = &self.keeper {
+            k.forget(spi, direction);
+        }
         if self.mirrored() {
             self.push_order(Order::RemoveSa { spi, direction })?;
         }
@@ -225,13 +233,51 @@ impl RunningNode {
             .collect()
     }
 
-    /// Builds `entries` (SAs of `cfg`), hands them to their workers, names
-    /// them in the owner maps and registers them with the mirror. The rules
-    /// are the caller's to publish.
+    /// Refuses `entries` if one has the key material of an SA this node
+    /// runs, or (as its state directory remembers) ran: that key's
+    /// sequence numbers would start again.
+    fn refuse_used_keys(&self, entries: &[SaEntry]) -> Result<(), NodeError> {
+        for (i, e) in entries.iter().enumerate() {
+            let runs = self
+                .cfg
+                .sas
+                .iter()
+                .chain(&entries[..i])
+                .find(|o| o.sa.key == e.sa.key)
+                .map(|o| (o.sa.spi, o.sa.direction, "runs"));
+            let ran = || {
+                self.keeper
+                    .as_ref()
+                    .and_then(|k| k.used_by(&e.sa.key))
+                    .map(|(spi, d)| (spi, d, "ran"))
+            };
+            if let Some((by, by_direction, when)) = runs.or_else(ran) {
+                return Err(NodeError::KeyUsed {
+                    spi: e.sa.spi,
+                    direction: e.sa.direction,
+                    by,
+                    by_direction,
+                    when,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds `entries` (SAs of `cfg`, their keys unused), gives each its
+    /// first durable mark (with a state directory), hands them to their
+    /// workers, names them in the owner maps and registers them with the
+    /// mirror. The rules are the caller's to publish.
     fn install(&self, cfg: &crate::NodeConfig, entries: &[SaEntry]) -> Result<(), NodeError> {
+        self.refuse_used_keys(entries)?;
+        let marks = match &self.keeper {
+            Some(k) => k.admit(entries, SETTLE)?,
+            None => vec![u64::MAX; entries.len()],
+        };
         let built = entries
             .iter()
-            .map(|e| build_sa(cfg, e, self.backend))
+            .zip(marks)
+            .map(|(e, mark)| build_sa(cfg, e, self.backend, Placement { mark, resume: None }))
             .collect::<Result<Vec<_>, _>>()?;
         let mut tables: Tables = (*self.shared.tables.load()).clone();
         for (entry, sa) in entries.iter().zip(built) {

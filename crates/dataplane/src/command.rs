@@ -1,6 +1,7 @@
 //! Commands to a worker, through a lock-free ring per worker (a worker
 //! polls its ring every loop and never blocks on it): the mirror raises
-//! lease limits and moves SAs between nodes with them, the control socket
+//! lease limits and moves SAs between nodes with them, the keeper of the
+//! node's state raises marks, the control socket
 //! installs and removes SAs and asks for counters with them.
 
 use std::sync::mpsc::Sender;
@@ -22,6 +23,18 @@ pub enum SaCommand {
         direction: Direction,
         /// First sequence number it must not use (`u64::MAX`: none).
         limit: u64,
+    },
+    /// The node's persisted high-water mark of the SA rose: it may use
+    /// (outbound) or accept (inbound) sequence numbers below `mark` as
+    /// far as its state directory is concerned (its lease limit still
+    /// holds).
+    Mark {
+        /// SPI.
+        spi: u32,
+        /// Which SA of that SPI.
+        direction: Direction,
+        /// First sequence number the mark does not cover.
+        mark: u64,
     },
     /// Run the SA here: outbound, the next packet gets sequence number
     /// `start`; inbound, the replay window becomes top `start` with
@@ -79,6 +92,7 @@ impl SaCommand {
     pub fn sa(&self) -> Option<(u32, Direction)> {
         match self {
             SaCommand::Limit { spi, direction, .. }
+            | SaCommand::Mark { spi, direction, .. }
             | SaCommand::Activate { spi, direction, .. }
             | SaCommand::Deactivate { spi, direction }
             | SaCommand::Remove { spi, direction } => Some((*spi, *direction)),

@@ -170,6 +170,26 @@ impl fmt::Debug for MirrorSettings {
     }
 }
 
+/// The node's own memory of its numbers (see `marks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSettings {
+    /// The node's state directory; `None`: nothing persisted, and a
+    /// restart may reuse sequence numbers unless the peer holds the SAs.
+    pub dir: Option<PathBuf>,
+    /// How far ahead of each SA its mark is written: what a restart skips
+    /// at most.
+    pub ahead: u64,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            dir: None,
+            ahead: crate::marks::DEFAULT_AHEAD,
+        }
+    }
+}
+
 /// A static neighbour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Neighbour {
@@ -198,6 +218,8 @@ pub struct NodeConfig {
     pub dpdk_eal_args: Option<Vec<String>>,
     /// The pair's mirror link; `None` for a node on its own.
     pub mirror: Option<MirrorSettings>,
+    /// Where and how far ahead the node persists its marks.
+    pub state: StateSettings,
 }
 
 impl NodeConfig {

@@ -12,6 +12,8 @@ pub mod command;
 pub mod config;
 pub mod counters;
 pub mod icmp;
+pub mod keeper;
+pub mod marks;
 pub mod mirror_port;
 pub mod mirror_task;
 pub mod neigh;
@@ -20,14 +22,15 @@ pub mod prefix;
 pub mod progress;
 pub mod snapshot;
 pub mod spd;
+pub mod state_dir;
 pub mod tables;
 pub mod testbed;
 pub mod worker;
 
 pub use command::SaCommand;
 pub use config::{
-    Failback, MirrorSettings, NodeConfig, PortBackend, PortConfig, Role, SaEntry, Takeover,
-    WorkersConfig,
+    Failback, MirrorSettings, NodeConfig, PortBackend, PortConfig, Role, SaEntry, StateSettings,
+    Takeover, WorkersConfig,
 };
 pub use counters::{NodeDrop, WorkerCounters};
 pub use mirror_task::{MirrorReport, NodeEvent, NodeEventKind, Order, PairStatus};

@@ -22,6 +22,7 @@ use espgate_wire::mirror::SaDir;
 
 use crate::command::SaCommand;
 use crate::config::{Failback, Takeover};
+use crate::keeper::Keeper;
 use crate::mirror_port::MirrorPort;
 use crate::progress::Progress;
 use crate::worker::Shared;
@@ -250,6 +251,9 @@ pub struct MirrorTask {
     pub shared: Arc<Shared>,
     /// One progress ring per worker.
     pub rings: Vec<Arc<ArrayQueue<Progress>>>,
+    /// The node's marks (with a state directory): told every progress
+    /// and activation, so it writes marks ahead of them.
+    pub keeper: Option<Arc<Keeper>>,
     /// When to take over.
     pub takeover: Takeover,
     /// When to hand back.
@@ -402,9 +406,13 @@ impl Running {
 
     fn drain_progress(&mut self) -> usize {
         let mut n = 0;
+        let mut reached = Vec::new();
         for ring in &self.task.rings {
             while let Some(p) = ring.pop() {
                 n += 1;
+                if self.task.keeper.is_some() {
+                    reached.push(p.reached());
+                }
                 match p {
                     Progress::Outbound {
                         spi,
@@ -427,6 +435,9 @@ impl Running {
                     }
                 }
             }
+        }
+        if let Some(k) = &self.task.keeper {
+            k.progress(&reached);
         }
         self.progress += n as u64;
         n
@@ -555,6 +566,11 @@ impl Running {
                     bitmap,
                 } => {
                     let d = direction(dir);
+                    if let Some(k) = &self.task.keeper {
+                        // Its mark moves ahead of where it starts; until
+                        // that is durable it waits at its old one.
+                        k.progress(&[(spi, d, start)]);
+                    }
                     let (packets, bytes) = self
                         .task
                         .mirror
@@ -726,6 +742,7 @@ mod tests {
             ),
             shared,
             rings: vec![Arc::new(ArrayQueue::new(16))],
+            keeper: None,
             takeover: Takeover::Manual,
             failback: Failback::Manual,
             orders: Arc::new(ArrayQueue::new(8)),

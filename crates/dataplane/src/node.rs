@@ -17,6 +17,8 @@ use rustc_hash::FxHashMap;
 use crate::command::SaCommand;
 use crate::config::{NodeConfig, Role, SaEntry};
 use crate::counters::WorkerCounters;
+use crate::keeper::{Keeper, KeeperTask};
+use crate::marks::{Ledger, key_digest, next_epoch};
 use crate::mirror_port::MirrorPort;
 use crate::mirror_task::{
     EventLog, MirrorReport, MirrorTask, NodeEvent, Order, PairStatus, sa_dir,
@@ -24,8 +26,10 @@ use crate::mirror_task::{
 use crate::neigh::Neighbours;
 use crate::progress::{PROGRESS_DEPTH, Reporting};
 use crate::spd::{Action, Spd};
+use crate::state_dir::StateDir;
 use crate::tables::{TableCell, Tables};
 use crate::worker::{PortState, Shared, Worker, WorkerGuard, WorkerReport};
+use std::path::Path;
 
 /// Depth of each worker-to-worker hand-off ring.
 pub const HANDOFF_DEPTH: usize = 1024;
@@ -102,6 +106,30 @@ pub enum NodeError {
     /// A peer address lies on none of this node's links.
     #[error("mirror: peer address {0} is on neither the protected nor the unprotected subnet")]
     PeerAddress(std::net::IpAddr),
+    /// The state directory cannot be used.
+    #[error(transparent)]
+    State(#[from] crate::state_dir::StateError),
+    /// An SA added at run time has key material an SA of this node uses
+    /// or used: that key's sequence numbers would start again.
+    #[error(
+        "{direction} sa {spi:#x}: its key material is that of {by_direction} sa {by:#x}, which this node {when}; the key's sequence numbers would start again: give the SA a new key"
+    )]
+    KeyUsed {
+        /// The SA refused.
+        spi: u32,
+        /// Its direction.
+        direction: Direction,
+        /// The SA that has the key.
+        by: u32,
+        /// Its direction.
+        by_direction: Direction,
+        /// "runs" or "ran" (its state directory remembers it).
+        when: &'static str,
+    },
+    /// The wall clock reads before 1970 and there is no state directory
+    /// to carry the mirror's epoch on.
+    #[error("mirror: the clock reads before 1970: set it, or give the node a state directory")]
+    Clock,
 }
 
 /// The queues a node runs on: for each port, one per worker.
@@ -127,6 +155,9 @@ pub struct RunningNode {
     threads: Vec<JoinHandle<WorkerReport>>,
     pub(crate) shared: Arc<Shared>,
     mirror: Option<JoinHandle<MirrorReport>>,
+    /// The node's marks, with a state directory.
+    pub(crate) keeper: Option<Arc<Keeper>>,
+    keeper_thread: Option<JoinHandle<()>>,
     pub(crate) orders: Arc<ArrayQueue<Order>>,
     events: Arc<EventLog>,
     status: Arc<std::sync::Mutex<PairStatus>>,
@@ -177,20 +208,49 @@ pub(crate) enum BuiltSa {
     Inbound(InboundSa),
 }
 
-/// Builds SA `entry` of `cfg` for its worker, with its mirror reporting
-/// interval; an outbound SA that runs here under a mirror gets no sequence
-/// number until the mirror task gives it a lease.
+/// Where an SA stands from the node's state: the mark its worker may run
+/// to, and where an earlier life left it (`None`: no earlier life used its
+/// key, as far as the state knows).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placement {
+    /// The durable mark (`u64::MAX` without a state directory).
+    pub(crate) mark: u64,
+    /// Outbound: the next sequence number; inbound: the window top, with
+    /// everything below seen.
+    pub(crate) resume: Option<u64>,
+}
+
+impl Placement {
+    /// A node without a state directory: no mark, nothing to resume.
+    pub(crate) const NONE: Placement = Placement {
+        mark: u64::MAX,
+        resume: None,
+    };
+}
+
+/// Builds SA `entry` of `cfg` for its worker, with its reporting interval
+/// and placed as its state says; an SA that runs here under a mirror uses
+/// or accepts no sequence number until the mirror task gives it a limit.
 pub(crate) fn build_sa(
     cfg: &NodeConfig,
     entry: &SaEntry,
     backend: Backend,
+    place: Placement,
 ) -> Result<BuiltSa, NodeError> {
     let spi = entry.sa.spi;
     let sa_err = |why: String| NodeError::Sa { spi, why };
     // Reported to the mirror at each multiple of the interval; an inbound
     // window at each half (its lease is one interval past the top the peer
-    // acknowledged, so the acknowledgement must come before that).
-    let every = cfg.mirror.as_ref().map_or(0, |m| {
+    // acknowledged, so the acknowledgement must come before that). With a
+    // state directory, at least every eighth of the SA's shortest reach
+    // (`ahead` outbound, `MIN_AHEAD` inbound), so the keeper renews a mark
+    // well before the SA reaches it.
+    let state_every = cfg.state.dir.as_ref().map(|_| match entry.sa.direction {
+        Direction::Outbound => (cfg.state.ahead / 8).max(1),
+        // An inbound SA's reach can be as short as MIN_AHEAD.
+        Direction::Inbound => crate::marks::MIN_AHEAD / 8,
+    });
+    let mirror_every = cfg.mirror.as_ref().map(|m| {
         let default = match entry.sa.direction {
             Direction::Outbound => m.protocol.interval,
             Direction::Inbound => m.protocol.inbound_interval,
@@ -201,6 +261,11 @@ pub(crate) fn build_sa(
             Direction::Inbound => (interval / 2).max(1),
         }
     });
+    let every = mirror_every
+        .into_iter()
+        .chain(state_every)
+        .min()
+        .unwrap_or(0);
     // A mirrored SA uses or accepts no sequence number until the mirror
     // gives it a limit.
     let limit = if cfg.mirror.is_some() { 0 } else { u64::MAX };
@@ -208,12 +273,20 @@ pub(crate) fn build_sa(
         Direction::Outbound => {
             let mut sa = OutboundSa::new(&entry.sa, backend).map_err(|e| sa_err(e.to_string()))?;
             sa.set_limit(limit);
+            sa.set_mark(place.mark);
+            if let Some(next) = place.resume {
+                sa.restart_at(next);
+            }
             sa.set_report_every(every);
             BuiltSa::Outbound(sa)
         }
         Direction::Inbound => {
             let mut sa = InboundSa::new(&entry.sa, backend).map_err(|e| sa_err(e.to_string()))?;
             sa.set_limit(limit);
+            sa.set_mark(place.mark);
+            if let Some(top) = place.resume {
+                sa.restore_window(top, &[u64::MAX; espgate_wire::mirror::MAX_BITMAP_WORDS]);
+            }
             sa.set_report_every(every);
             BuiltSa::Inbound(sa)
         }
@@ -270,6 +343,61 @@ pub(crate) fn check_sas(cfg: &NodeConfig) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// A node's state, read and placed, its first batch written.
+struct Restored {
+    keeper: Arc<Keeper>,
+    dir: StateDir,
+    /// Each SA of the configuration, by (SPI, direction).
+    places: HashMap<(u32, Direction), Placement>,
+    /// The mirror's epoch for this life, written already.
+    epoch: u64,
+}
+
+/// Opens the state directory `dir` of `cfg`, places every SA past what an
+/// earlier life wrote, and writes the marks (and the new epoch) the node
+/// starts with, before any worker or frame may use them.
+fn restore(cfg: &NodeConfig, dir: &Path, wall: Option<u64>) -> Result<Restored, NodeError> {
+    let (state, saved) = StateDir::open(dir)?;
+    let existed = saved.is_some();
+    let saved = saved.unwrap_or_default();
+    let epoch = next_epoch(wall, saved.epoch);
+    let mut ledger = Ledger::new(saved, cfg.state.ahead);
+    ledger.set_epoch(epoch);
+    let (mut resumed, mut fresh) = (0, 0);
+    let mut places = HashMap::new();
+    for e in &cfg.sas {
+        let key = key_digest(&e.sa.key);
+        let resume = ledger.mark_of(&key);
+        match resume {
+            Some(_) => resumed += 1,
+            None if existed => fresh += 1,
+            None => {}
+        }
+        let pos = resume.unwrap_or(0).max(e.sa.initial_seq);
+        ledger.track(e.sa.spi, e.sa.direction, key, pos);
+        places.insert((e.sa.spi, e.sa.direction), Placement { mark: 0, resume });
+    }
+    if let Some(next) = ledger.batch(0) {
+        state.write(&next)?;
+        ledger.written();
+    }
+    for ((spi, d), p) in places.iter_mut() {
+        p.mark = ledger.limit(*spi, *d);
+    }
+    tracing::info!(
+        file = %state.file().display(),
+        resumed,
+        fresh,
+        "state: SAs resume past their marks; those never used by this node start at their first number"
+    );
+    Ok(Restored {
+        keeper: Arc::new(Keeper::new(ledger)),
+        dir: state,
+        places,
+        epoch,
+    })
+}
+
 /// Builds the workers and starts their threads.
 pub fn start(
     cfg: &NodeConfig,
@@ -292,22 +420,40 @@ pub fn start(
             return Err(NodeError::Queues { role, got, want: n });
         }
     }
-    let mut mirror = match &cfg.mirror {
+    let key = match &cfg.mirror {
         Some(m) => {
             m.protocol
                 .check()
                 .map_err(|e| NodeError::Mirror(e.to_string()))?;
             crate::mirror_port::check_max_frame(m.protocol.max_frame)
                 .map_err(|why| NodeError::Mirror(format!("mirror.max_frame {why}")))?;
-            let key = MirrorKey::new(&m.key).map_err(|e| NodeError::Mirror(e.to_string()))?;
-            let epoch = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64);
-            Some(Mirror::new(m.protocol, key, epoch, 0))
+            Some(MirrorKey::new(&m.key).map_err(|e| NodeError::Mirror(e.to_string()))?)
         }
         None => None,
     };
     check_sas(cfg)?;
+    // Nanoseconds since 1970 (`None` for a clock before it).
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_nanos() as u64);
+    let restored = match &cfg.state.dir {
+        Some(dir) => Some(restore(cfg, dir, wall)?),
+        None => None,
+    };
+    let mut mirror = match (cfg.mirror.as_ref().zip(key), &restored) {
+        (Some((m, key)), Some(r)) => Some(Mirror::new(m.protocol, key, r.epoch, 0)),
+        (Some((m, key)), None) => {
+            // Without a state directory the clock alone makes the epoch.
+            Some(Mirror::new(
+                m.protocol,
+                key,
+                wall.ok_or(NodeError::Clock)?,
+                0,
+            ))
+        }
+        (None, _) => None,
+    };
     let mut parked: Vec<Vec<(u32, Direction)>> = vec![Vec::new(); n];
     let mut outbound: Vec<FxHashMap<u32, OutboundSa>> =
         (0..n).map(|_| FxHashMap::default()).collect();
@@ -319,21 +465,23 @@ pub fn start(
     for entry in &cfg.sas {
         let spi = entry.sa.spi;
         let owner = cfg.owner(entry);
+        let place = restored
+            .as_ref()
+            .and_then(|r| r.places.get(&(spi, entry.sa.direction)).copied())
+            .unwrap_or(Placement::NONE);
         if let (Some(m), Some(s)) = (mirror.as_mut(), cfg.mirror.as_ref()) {
             let node = entry.home.unwrap_or(s.protocol.node);
-            m.add_sa_with(
-                spi,
-                sa_dir(entry.sa.direction),
-                entry.sa.esn,
-                node,
-                entry.mirror,
-            );
+            let dir = sa_dir(entry.sa.direction);
+            m.add_sa_with(spi, dir, entry.sa.esn, node, entry.mirror);
+            if let Some(floor) = place.resume {
+                m.restore(spi, dir, floor);
+            }
             if !cfg.is_home(entry) {
                 parked[owner].push((spi, entry.sa.direction));
             }
         }
         tables.name(&entry.sa, owner);
-        match build_sa(cfg, entry, backend)? {
+        match build_sa(cfg, entry, backend, place)? {
             BuiltSa::Outbound(sa) => {
                 outbound[owner].insert(spi, sa);
             }
@@ -406,7 +554,7 @@ pub fn start(
             cfg.workers.burst,
             Duration::from_micros(cfg.workers.idle_sleep_us),
         );
-        if cfg.mirror.is_some() {
+        if cfg.mirror.is_some() || restored.is_some() {
             worker = worker.with_reporting(Reporting {
                 ring: rings[id].clone(),
             });
@@ -434,6 +582,30 @@ pub fn start(
     let orders = Arc::new(ArrayQueue::new(64));
     let events = Arc::new(EventLog::default());
     let status = Arc::new(std::sync::Mutex::new(PairStatus::default()));
+    let keeper = restored.as_ref().map(|r| r.keeper.clone());
+    let (rings, keeper_thread) = match restored {
+        Some(r) => {
+            // Without a mirror task the keeper drains the progress rings.
+            let (mine, rings) = if mirror.is_some() {
+                (Vec::new(), rings)
+            } else {
+                (rings, Vec::new())
+            };
+            let task = KeeperTask {
+                keeper: r.keeper,
+                dir: r.dir,
+                shared: shared.clone(),
+                rings: mine,
+            };
+            let stop = stop.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("{}-state", cfg.name))
+                .spawn(move || task.run(&stop))
+                .map_err(|e| NodeError::Spawn(n + 1, e))?;
+            (rings, Some(t))
+        }
+        None => (rings, None),
+    };
     let mirror = match (mirror, &cfg.mirror) {
         (Some(m), Some(s)) => {
             let queue = queues.mirror.ok_or(NodeError::MissingMirrorPort)?;
@@ -446,6 +618,7 @@ pub fn start(
                 ),
                 shared: shared.clone(),
                 rings,
+                keeper: keeper.clone(),
                 takeover: s.takeover,
                 failback: s.failback,
                 orders: orders.clone(),
@@ -470,6 +643,8 @@ pub fn start(
         threads,
         shared,
         mirror,
+        keeper,
+        keeper_thread,
         orders,
         events,
         status,
@@ -517,6 +692,11 @@ impl RunningNode {
         self.status.lock().ok().map(|s| *s)
     }
 
+    /// The node's marks, when it has a state directory.
+    pub fn keeper(&self) -> Option<&Keeper> {
+        self.keeper.as_deref()
+    }
+
     /// Takes the events logged since the last call.
     pub fn events(&self) -> Vec<NodeEvent> {
         self.events.drain()
@@ -533,6 +713,9 @@ impl RunningNode {
         let mirror = self
             .mirror
             .map(|t| t.join().expect("mirror thread panicked"));
+        if let Some(t) = self.keeper_thread {
+            t.join().expect("state thread panicked");
+        }
         NodeReport {
             name: self.name,
             workers,

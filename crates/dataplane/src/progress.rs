@@ -1,4 +1,5 @@
-//! SA progress from the workers to the mirror task: each worker pushes the
+//! SA progress from the workers to the mirror task (and the keeper of the
+//! node's marks): each worker pushes the
 //! absolute state of an SA into its own lock-free ring when the SA crosses
 //! a multiple of the mirror's interval (or, at its lease, how far it got or
 //! how far the far end went), and never
@@ -47,6 +48,21 @@ pub enum Progress {
         /// The highest sequence number it refused.
         seq: u64,
     },
+}
+
+impl Progress {
+    /// The SA it is about and how far it went or wants to go: the highest
+    /// sequence number used (outbound), the window top (inbound), or the
+    /// highest authentic number an inbound SA refused at its limit (its
+    /// mark must move past it for the SA to go on).
+    pub fn reached(&self) -> (u32, espgate_esp::Direction, u64) {
+        use espgate_esp::Direction::{Inbound, Outbound};
+        match self {
+            Progress::Outbound { spi, seq, .. } => (*spi, Outbound, *seq),
+            Progress::Inbound { spi, top, .. } => (*spi, Inbound, *top),
+            Progress::InboundStall { spi, seq } => (*spi, Inbound, *seq),
+        }
+    }
 }
 
 /// What a worker needs to report progress (each SA knows its own

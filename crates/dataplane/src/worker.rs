@@ -489,6 +489,22 @@ impl Worker {
                         }
                     }
                 },
+                SaCommand::Mark {
+                    spi,
+                    direction,
+                    mark,
+                } => match direction {
+                    Direction::Outbound => {
+                        if let Some(sa) = self.outbound.get_mut(&spi) {
+                            sa.set_mark(mark);
+                        }
+                    }
+                    Direction::Inbound => {
+                        if let Some(sa) = self.sad.get_mut(spi) {
+                            sa.set_mark(mark);
+                        }
+                    }
+                },
                 SaCommand::Activate {
                     spi,
                     direction,

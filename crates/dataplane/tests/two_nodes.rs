@@ -159,6 +159,7 @@ fn config(me: &Side, peer: &Side, workers: usize, split: bool) -> NodeConfig {
         neighbours: Vec::<Neighbour>::new(),
         dpdk_eal_args: None,
         mirror: None,
+        state: Default::default(),
     }
 }
 

@@ -53,6 +53,11 @@ pub struct InboundSa {
     encap: Option<UdpEncap>,
     reported: u64,
     report_every: u64,
+    /// The mirror's inbound lease.
+    lease: u64,
+    /// The node's persisted high-water mark.
+    mark: u64,
+    /// The lower of the two: what the packet path checks.
     limit: u64,
     wanted: u64,
     lifetime: LifetimeState,
@@ -71,6 +76,8 @@ impl InboundSa {
             encap: cfg.udp_encap,
             reported: cfg.initial_seq,
             report_every: 0,
+            lease: u64::MAX,
+            mark: u64::MAX,
             limit: u64::MAX,
             wanted: 0,
             lifetime: LifetimeState::new(cfg.lifetime),
@@ -99,14 +106,23 @@ impl InboundSa {
     }
 
     /// Accept only sequence numbers below `limit` (the mirror's inbound
-    /// lease); packets at or past it are dropped as `lease_stall` once
-    /// they are authenticated, and the highest of them is kept as
-    /// [`wanted`](Self::wanted).
+    /// lease); packets at or past it (or the mark) are dropped as
+    /// `lease_stall` once they are authenticated, and the highest of them
+    /// is kept as [`wanted`](Self::wanted).
     pub fn set_limit(&mut self, limit: u64) {
-        self.limit = limit;
+        self.lease = limit;
+        self.limit = self.lease.min(self.mark);
     }
 
-    /// The current limit (`u64::MAX`: none).
+    /// Accept only sequence numbers below `mark` (the node's persisted
+    /// high-water mark), as below the lease.
+    pub fn set_mark(&mut self, mark: u64) {
+        self.mark = mark;
+        self.limit = self.lease.min(self.mark);
+    }
+
+    /// The first sequence number the SA may not accept now, the lower of
+    /// its lease and its mark (`u64::MAX`: none).
     pub fn limit(&self) -> u64 {
         self.limit
     }

@@ -34,6 +34,11 @@ pub struct OutboundSa {
     pad_to: usize,
     seq: u64,
     seq_max: u64,
+    /// The mirror's lease limit.
+    lease: u64,
+    /// The node's persisted high-water mark.
+    mark: u64,
+    /// The lower of the two: what the packet path checks.
     limit: u64,
     reported: u64,
     report_every: u64,
@@ -66,6 +71,8 @@ impl OutboundSa {
             pad_to: usize::from(cfg.pad_to),
             seq: cfg.initial_seq,
             seq_max: cfg.seq_max(),
+            lease: u64::MAX,
+            mark: u64::MAX,
             limit: u64::MAX,
             reported: cfg.initial_seq,
             report_every: 0,
@@ -89,14 +96,23 @@ impl OutboundSa {
         self.seq
     }
 
-    /// Sets the first sequence number the SA must not use (the mirror's
-    /// lease limit); packets that would reach it are dropped as
+    /// Sets the first sequence number the mirror's lease lets the SA use
+    /// no more; packets that would reach it (or the mark) are dropped as
     /// `lease_stall` until it rises.
     pub fn set_limit(&mut self, limit: u64) {
-        self.limit = limit;
+        self.lease = limit;
+        self.limit = self.lease.min(self.mark);
     }
 
-    /// The current limit (`u64::MAX`: none).
+    /// Sets the first sequence number the node's persisted high-water
+    /// mark does not cover: the SA stalls there as at its lease limit.
+    pub fn set_mark(&mut self, mark: u64) {
+        self.mark = mark;
+        self.limit = self.lease.min(self.mark);
+    }
+
+    /// The first sequence number the SA may not use now, the lower of its
+    /// lease limit and its mark (`u64::MAX`: none).
     pub fn limit(&self) -> u64 {
         self.limit
     }

@@ -13,7 +13,7 @@ use crate::replay::{MAX_WINDOW, MIN_WINDOW};
 pub const NATT_PORT: u16 = 4500;
 
 /// Which way an SA carries traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Direction {
     /// This node encrypts with it.
     Outbound,

@@ -81,6 +81,30 @@ fn an_inbound_limit_keeps_the_highest_authentic_number_it_refused() {
 }
 
 #[test]
+fn the_lower_of_lease_and_mark_stalls() {
+    let (o, i) = pair(0x1000, AeadAlgorithm::Aes128Gcm, false, true, false);
+    let mut out = OutboundSa::new(&o, Backend::DEFAULT).unwrap();
+    let mut sad = Sad::new();
+    sad.insert(&i, Backend::DEFAULT).unwrap();
+    let send = |out: &mut OutboundSa| out.encapsulate(&mut buf(&inner_udp(false, b"x")));
+    out.set_mark(3);
+    out.set_limit(100);
+    assert_eq!(out.limit(), 3);
+    assert_eq!(send(&mut out).unwrap(), 1);
+    assert_eq!(send(&mut out).unwrap(), 2);
+    assert_eq!(send(&mut out).unwrap_err().reason, DropReason::LeaseStall);
+    out.set_mark(50);
+    assert_eq!(out.limit(), 50, "the mark rose: the lease is the lower");
+    out.set_limit(4);
+    assert_eq!(send(&mut out).unwrap(), 3);
+    assert_eq!(send(&mut out).unwrap_err().reason, DropReason::LeaseStall);
+    let inbound = sad.get_mut(0x1000).unwrap();
+    inbound.set_mark(7);
+    inbound.set_limit(u64::MAX);
+    assert_eq!(inbound.limit(), 7);
+}
+
+#[test]
 fn a_restart_moves_forward_only() {
     let (o, _) = pair(0x1000, AeadAlgorithm::Aes128Gcm, false, true, false);
     let mut out = OutboundSa::new(&o, Backend::DEFAULT).unwrap();

@@ -57,6 +57,20 @@ enum Command {
         /// made mode 0700 if missing.
         #[arg(long, env = "ESPGATE_LOCK_DIR", default_value = node_lock::DEFAULT_DIR)]
         lock_dir: PathBuf,
+        /// Where the node keeps its state (NAME/state: the high-water
+        /// marks of its SAs' sequence numbers, so a restart never reuses
+        /// one); made mode 0700 if missing.
+        #[arg(long, env = "ESPGATE_STATE_DIR", default_value = run::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Persist nothing: a restart may then reuse sequence numbers
+        /// unless the peer holds the SAs.
+        #[arg(long, conflicts_with = "discard_state")]
+        no_state: bool,
+        /// Start even though the state file is corrupt: it is set aside
+        /// (state.discarded-TIME) and the node starts without its SAs'
+        /// history (rekey them).
+        #[arg(long)]
+        discard_state: bool,
         /// Serve Prometheus metrics at http://ADDR/metrics (e.g.
         /// 127.0.0.1:9180).
         #[arg(long)]
@@ -327,6 +341,9 @@ fn main() -> ExitCode {
             config,
             control,
             lock_dir,
+            state_dir,
+            no_state,
+            discard_state,
             metrics,
             duration,
             backend,
@@ -335,6 +352,10 @@ fn main() -> ExitCode {
                 config: config.as_deref(),
                 control: control.as_deref(),
                 lock_dir: &lock_dir,
+                state: (!no_state).then_some(run::StateOptions {
+                    dir: &state_dir,
+                    discard: discard_state,
+                }),
                 metrics,
                 backend,
                 duration: duration.map(std::time::Duration::from_secs_f64),

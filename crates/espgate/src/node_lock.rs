@@ -72,11 +72,19 @@ fn holder(path: &Path) -> String {
     }
 }
 
-/// The lock file's name: the node name with every byte outside
-/// `[A-Za-z0-9._-]` written `%XX` (so `/` cannot leave the directory and
-/// two names never share a file), then `.lock`.
+/// The lock file's name: the node's [`file_name_of`], then `.lock`.
 fn file_name(name: &str) -> String {
-    let mut f = String::with_capacity(name.len() + 5);
+    format!("{}.lock", file_name_of(name))
+}
+
+/// A node name as a file name: every byte outside `[A-Za-z0-9._-]`
+/// written `%XX` (so `/` cannot leave the directory and two names never
+/// share a file); `.` and `..` written `%2E`.
+pub fn file_name_of(name: &str) -> String {
+    if name == "." || name == ".." {
+        return name.replace('.', "%2E");
+    }
+    let mut f = String::with_capacity(name.len());
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
             f.push(char::from(b));
@@ -84,7 +92,6 @@ fn file_name(name: &str) -> String {
             f.push_str(&format!("%{b:02X}"));
         }
     }
-    f.push_str(".lock");
     f
 }
 
@@ -131,6 +138,11 @@ mod tests {
         assert_eq!(file_name("../x"), "..%2Fx.lock");
         assert_eq!(file_name("a b%"), "a%20b%25.lock");
         assert_ne!(file_name("a/b"), file_name("a%2Fb"));
+        assert_eq!(
+            file_name_of(".."),
+            "%2E%2E",
+            "a state directory stays inside"
+        );
         let d = dir("names");
         let _l = NodeLock::acquire(&d, "../escape").unwrap();
         assert!(d.join("..%2Fescape.lock").exists());

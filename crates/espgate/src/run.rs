@@ -3,6 +3,8 @@
 //! (peer alive or dead, takeover, hand-back) go to stdout as `event` lines
 //! as they happen. A node holds its lock (`node_lock`) from before it opens
 //! a port until it ends, so a second process of the same node never starts.
+//! Its state (its SAs' high-water marks and its last mirror epoch) lives in
+//! `<state dir>/<name>/` unless `--no-state` turns it off.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -12,7 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use espgate_dataplane::{NodeConfig, NodeQueues, Order, PortBackend, Role, RunningNode};
+use espgate_dataplane::state_dir::{FILE_NAME, StateDir, StateError};
+use espgate_dataplane::{NodeConfig, NodeError, NodeQueues, Order, PortBackend, Role, RunningNode};
 use espgate_esp::Backend;
 use espgate_io::pcap_port::PcapQueue;
 use espgate_io::{Mempool, PortInfo, PortQueue, af_packet};
@@ -22,7 +25,7 @@ use serde_json::{Value, json};
 use espgate_control::request::Request;
 
 use crate::control_socket::{self, refuse};
-use crate::node_lock::NodeLock;
+use crate::node_lock::{self, NodeLock};
 use crate::{metrics, requests};
 
 /// Smallest MTU the mirror port is opened with (a standard Ethernet
@@ -136,6 +139,19 @@ fn open_role(
     open_port(cfg, &opening, group, eal)
 }
 
+/// Where node state directories go unless `--state-dir` (or
+/// `$ESPGATE_STATE_DIR`) says.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/espgate";
+
+/// Where a node keeps its state, and what to do with a corrupt one.
+#[derive(Debug, Clone, Copy)]
+pub struct StateOptions<'a> {
+    /// The directory that holds one directory per node.
+    pub dir: &'a Path,
+    /// Set a corrupt state file aside and start without it.
+    pub discard: bool,
+}
+
 /// A node running in this process, and the lock that keeps it the only
 /// process running that node.
 struct Live {
@@ -143,12 +159,52 @@ struct Live {
     _lock: NodeLock,
 }
 
-/// Opens the ports of `cfg` and starts the node, whose `lock` is held.
-fn start(cfg: &NodeConfig, backend: Backend, lock: NodeLock) -> anyhow::Result<Live> {
+/// Opens the ports of `cfg` and starts the node, whose `lock` is held,
+/// with its state in `state` (or none, with a warning).
+fn start(
+    cfg: &NodeConfig,
+    backend: Backend,
+    lock: NodeLock,
+    state: Option<StateOptions>,
+) -> anyhow::Result<Live> {
+    let mut cfg = cfg.clone();
+    match state {
+        Some(s) => {
+            let dir = s.dir.join(node_lock::file_name_of(&cfg.name));
+            if s.discard {
+                discard_corrupt(&dir)?;
+            }
+            cfg.state.dir = Some(dir);
+        }
+        None => tracing::warn!(
+            node = %cfg.name,
+            "no state directory (--no-state): a restart may reuse sequence numbers unless the peer holds the SAs"
+        ),
+    }
     Ok(Live {
-        node: start_node(cfg, backend)?,
+        node: start_node(&cfg, backend)?,
         _lock: lock,
     })
+}
+
+/// Sets the state file in `dir` aside if it does not read back (the
+/// operator's `--discard-state`): the node then starts without its SAs'
+/// history.
+fn discard_corrupt(dir: &Path) -> anyhow::Result<()> {
+    if let Err(StateError::Corrupt { path, why }) = StateDir::open(dir) {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = path.with_file_name(format!("{FILE_NAME}.discarded-{secs}"));
+        std::fs::rename(&path, &aside)
+            .with_context(|| format!("setting {} aside", path.display()))?;
+        tracing::warn!(
+            "state file {} was corrupt ({why}): set aside as {}; the node starts without its SAs' history: rekey them",
+            path.display(),
+            aside.display()
+        );
+    }
+    Ok(())
 }
 
 /// Opens the ports of `cfg` and starts the node.
@@ -177,7 +233,12 @@ fn start_node(cfg: &NodeConfig, backend: Backend) -> anyhow::Result<RunningNode>
         mirror,
     };
     let pool = Mempool::new(16 * 1024, 4096);
-    let node = espgate_dataplane::start(cfg, queues, backend, pool)?;
+    let node = espgate_dataplane::start(cfg, queues, backend, pool).map_err(|e| match e {
+        NodeError::State(e @ StateError::Corrupt { .. }) => anyhow::anyhow!(
+            "{e}; the node does not start on it (espgate run --discard-state sets it aside and starts without the SAs' history)"
+        ),
+        e => e.into(),
+    })?;
     tracing::info!(node = %cfg.name, "running; SIGINT or SIGTERM stops it");
     Ok(node)
 }
@@ -192,6 +253,7 @@ fn answer(
     events: &mut VecDeque<String>,
     backend: Backend,
     lock_dir: &Path,
+    state: Option<StateOptions>,
     started: Instant,
 ) -> Value {
     match (req, live.as_mut().map(|l| &mut l.node)) {
@@ -222,8 +284,14 @@ fn answer(
         (Request::Configure { yaml }, None) => {
             match espgate_control::parse_node(&yaml, "<control socket>", Path::new("."))
                 .map_err(anyhow::Error::from)
-                .and_then(|cfg| start(&cfg, backend, NodeLock::acquire(lock_dir, &cfg.name)?))
-            {
+                .and_then(|cfg| {
+                    start(
+                        &cfg,
+                        backend,
+                        NodeLock::acquire(lock_dir, &cfg.name)?,
+                        state,
+                    )
+                }) {
                 Ok(l) => {
                     *live = Some(l);
                     json!({ "ok": true })
@@ -272,6 +340,8 @@ pub struct RunOptions<'a> {
     pub control: Option<&'a Path>,
     /// Where the node's lock file goes.
     pub lock_dir: &'a Path,
+    /// Where the node keeps its state; `None`: nowhere.
+    pub state: Option<StateOptions<'a>>,
     /// Where to serve Prometheus metrics.
     pub metrics: Option<std::net::SocketAddr>,
     /// AES-GCM implementation.
@@ -287,6 +357,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         config: config_path,
         control,
         lock_dir,
+        state,
         metrics: metrics_addr,
         backend,
         duration,
@@ -306,7 +377,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         .transpose()?;
     let mut live = config
         .zip(lock)
-        .map(|(cfg, lock)| start(&cfg, backend, lock))
+        .map(|(cfg, lock)| start(&cfg, backend, lock, state))
         .transpose()?;
     if let Some(addr) = metrics_addr {
         metrics::serve(addr, calls_tx.clone())?;
@@ -333,6 +404,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                 &mut history,
                 backend,
                 lock_dir,
+                state,
                 started,
             ));
         }

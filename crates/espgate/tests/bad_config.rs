@@ -42,6 +42,7 @@ fn run(config: &str) -> (i32, String) {
         .args(["run", "--duration", "0.05", "--config"])
         .arg(&file)
         .env("ESPGATE_LOCK_DIR", dir.join("locks"))
+        .env("ESPGATE_STATE_DIR", dir.join("state"))
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();

@@ -22,6 +22,7 @@ ports:
 fn espgate(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_espgate"));
     c.env("ESPGATE_LOCK_DIR", dir.join("locks"))
+        .env("ESPGATE_STATE_DIR", dir.join("state"))
         .env("RUST_LOG", "warn");
     c
 }

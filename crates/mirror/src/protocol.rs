@@ -425,6 +425,9 @@ pub struct Mirror {
     queries: BTreeSet<SaKey>,
     /// The lease rule of the configuration (a fence suspends it).
     lease_configured: bool,
+    /// What this node's own persisted state says of an SA: no earlier life
+    /// of it used a number at or above the floor.
+    floors: BTreeMap<SaKey, u64>,
 }
 
 impl Mirror {
@@ -464,7 +467,28 @@ impl Mirror {
             asking: BTreeSet::new(),
             queries: BTreeSet::new(),
             lease_configured: cfg.lease,
+            floors: BTreeMap::new(),
         }
+    }
+
+    /// Tells the mirror what this node's persisted state says of an SA:
+    /// no earlier life of this node used (outbound) or accepted (inbound)
+    /// a number at or above `floor`. No restart point of the SA goes below
+    /// it (an inbound SA restarted at its floor has everything below seen,
+    /// lenient or strict), which holds even when the peer's memory is
+    /// gone too (both nodes restarted at once). The floor is also stored
+    /// as the SA's history, so a peer restarted with its memory lost is
+    /// sent it in the bulk sync and places the SA past it as well. Call it
+    /// for the SAs of the configuration before the first frame.
+    pub fn restore(&mut self, spi: u32, dir: SaDir, floor: u64) {
+        let f = self.floors.entry((spi, dir)).or_insert(0);
+        *f = (*f).max(floor);
+        self.store(spi, dir, floor);
+    }
+
+    /// The floor of an SA's restart points (0 without one).
+    fn floor(&self, spi: u32, dir: SaDir) -> u64 {
+        self.floors.get(&(spi, dir)).copied().unwrap_or(0)
     }
 
     fn enqueue(&mut self, key: (u32, SaDir)) {
@@ -491,30 +515,39 @@ impl Mirror {
     /// could have used: owners stay below their acknowledged lease plus
     /// `jump - quantity`, and every acknowledged lease is stored.
     fn restart_point(&self, spi: u32, dir: SaDir, value: u64) -> u64 {
-        match dir {
+        let point = match dir {
             SaDir::Outbound => value.saturating_add(self.jump(spi)).max(1),
             SaDir::Inbound => match self.cfg.inbound_takeover {
                 InboundTakeover::Strict => value.saturating_add(self.interval_of(spi, dir)),
                 InboundTakeover::Lenient => value,
             },
-        }
+        };
+        point.max(self.floor(spi, dir))
     }
 
     /// The replay window an inbound SA restarts with at `start` from its
     /// stored state: for the worker, and as kept for records. Strict: all
     /// seen at and below the new top (the worker's copy as long as the
-    /// largest window). Lenient: the stored window moved up to the top.
-    fn restart_window(&self, dir: SaDir, stored: &Standby, start: u64) -> (Vec<u64>, Vec<u64>) {
-        match (dir, self.cfg.inbound_takeover) {
-            (SaDir::Outbound, _) => (Vec::new(), Vec::new()),
-            (SaDir::Inbound, InboundTakeover::Strict) => (
-                vec![u64::MAX; mirror::MAX_BITMAP_WORDS],
-                vec![u64::MAX; stored.bitmap.len()],
-            ),
-            (SaDir::Inbound, InboundTakeover::Lenient) => {
+    /// largest window). Lenient: the stored window moved up to the top,
+    /// unless the top is the SA's floor (all seen there too).
+    fn restart_window(
+        &self,
+        (spi, dir): SaKey,
+        stored: &Standby,
+        start: u64,
+    ) -> (Vec<u64>, Vec<u64>) {
+        let lenient =
+            self.cfg.inbound_takeover == InboundTakeover::Lenient && start > self.floor(spi, dir);
+        match dir {
+            SaDir::Outbound => (Vec::new(), Vec::new()),
+            SaDir::Inbound if lenient => {
                 let b = rebase(&stored.bitmap, start.saturating_sub(stored.value));
                 (b.clone(), b)
             }
+            SaDir::Inbound => (
+                vec![u64::MAX; mirror::MAX_BITMAP_WORDS],
+                vec![u64::MAX; stored.bitmap.len()],
+            ),
         }
     }
 
@@ -865,7 +898,7 @@ impl Mirror {
             stored.value = value;
         }
         let start = self.restart_point(spi, dir, stored.value);
-        let (window, kept) = self.restart_window(dir, &stored, start);
+        let (window, kept) = self.restart_window((spi, dir), &stored, start);
         // The ownership record carries `start`; the peer stores it before
         // it can act on this SA again, so it counts as acknowledged.
         self.set_owner(
@@ -1009,7 +1042,7 @@ impl Mirror {
                     bitmap: bitmap.to_vec(),
                     ..Standby::default()
                 };
-                let (window, kept) = self.restart_window(dir, &stored, start);
+                let (window, kept) = self.restart_window((spi, dir), &stored, start);
                 let moved = self
                     .inbound
                     .get_mut(&spi)
@@ -1108,7 +1141,10 @@ impl Mirror {
                 // Handed over: everything either node used lies below
                 // `start`, and the sender stored it, so it counts as
                 // acknowledged and the SA runs at once.
-                (start.max(stored.value).max(1), start)
+                (
+                    start.max(stored.value).max(self.floor(spi, dir)).max(1),
+                    start,
+                )
             } else {
                 (
                     self.restart_point(spi, dir, stored.value.max(start)),
@@ -1116,7 +1152,7 @@ impl Mirror {
                 )
             };
             let start = begin;
-            let (window, kept) = self.restart_window(dir, &stored, start);
+            let (window, kept) = self.restart_window((spi, dir), &stored, start);
             self.own(spi, dir, start, acked, kept);
             self.events.push_back(MirrorEvent::Activate {
                 spi,
@@ -1191,7 +1227,7 @@ impl Mirror {
     fn handed(&mut self, spi: u32, dir: SaDir, start: u64) {
         match dir {
             SaDir::Outbound => {
-                let begin = start.max(1);
+                let begin = start.max(self.floor(spi, dir)).max(1);
                 let moved = self.outbound.get_mut(&spi).map(|o| o.recover(begin, start));
                 match moved {
                     Some(true) => self.activated(spi, dir, begin, Vec::new()),
@@ -1397,7 +1433,7 @@ impl Mirror {
                         bitmap: i.bitmap().to_vec(),
                         ..Standby::default()
                     };
-                    let (window, kept) = self.restart_window(dir, &stored, start);
+                    let (window, kept) = self.restart_window((spi, dir), &stored, start);
                     if let Some(i) = self.inbound.get_mut(&spi)
                         && i.peer_lost(start, kept)
                     {

@@ -1,10 +1,11 @@
 //! `espgate demo`: the pair's whole story on in-memory ports and the
 //! embedded configuration (`conf/demo/{a,b,r}.yaml`): no NIC, nothing to
-//! write. Nodes a and b each run their own SAs to the remote gateway r and
+//! write but each node's state directory (a new one under the system's
+//! temporary directory, removed at the end). Nodes a and b each run their own SAs to the remote gateway r and
 //! mirror them to each other; hosts behind a and b talk through r to h3.
 //! Then a dies: b detects it, takes a's SAs and addresses over, and a's
-//! traffic resumes through b. Then a comes back with its memory gone: bulk
-//! sync, and b hands the SAs back. The demo prints the timings, what was
+//! traffic resumes through b. Then a comes back with its memory gone (its
+//! state directory kept): bulk sync, and b hands the SAs back. The demo prints the timings, what was
 //! lost in the gap, the mirror link's load, and the proof from the capture
 //! of the ESP network that no (SPI, sequence number) pair — no AES-GCM
 //! nonce — was ever used twice.
@@ -204,7 +205,7 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         t_restart,
     )?;
     println!(
-        "4. node a restarted with its memory gone: bulk sync from b done in {} ms",
+        "4. node a restarted with its memory gone (its marks on disk): bulk sync from b done in {} ms",
         t_sync - t_restart
     );
     traffic.run(&mut rig, PHASE);

@@ -33,6 +33,15 @@ pub struct Fabric {
     mirror: SwitchHandle,
     /// Every frame a, b and r sent on the ESP network.
     pub wan_capture: Capture,
+    /// The nodes' state directories (one per node below it), removed at
+    /// the end.
+    state: std::path::PathBuf,
+}
+
+impl Drop for Fabric {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
 }
 
 /// The running topology.
@@ -90,9 +99,15 @@ impl Rig {
     /// Builds the topology and starts r, a and b.
     pub fn start(backend: Backend) -> anyhow::Result<Rig> {
         let base = Path::new("conf/demo");
-        let ca = parse_node(A_YAML, "conf/demo/a.yaml", base)?;
-        let cb = parse_node(B_YAML, "conf/demo/b.yaml", base)?;
-        let cr = parse_node(R_YAML, "conf/demo/r.yaml", base)?;
+        let mut ca = parse_node(A_YAML, "conf/demo/a.yaml", base)?;
+        let mut cb = parse_node(B_YAML, "conf/demo/b.yaml", base)?;
+        let mut cr = parse_node(R_YAML, "conf/demo/r.yaml", base)?;
+        // Each run's nodes keep their marks in a new directory of their own.
+        let state = std::env::temp_dir().join(format!("espgate-demo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        for c in [&mut ca, &mut cb, &mut cr] {
+            c.state.dir = Some(state.join(&c.name));
+        }
         let pool = Mempool::new(32 * 1024, 4096);
         let mut lan = Switch::new("lan", pool.clone());
         let mut wan = Switch::new("wan", pool.clone());
@@ -134,6 +149,7 @@ impl Rig {
             wan: wan.start(),
             mirror: mirror.start(),
             wan_capture,
+            state,
         };
         let r = espgate_dataplane::start(
             &cr,
@@ -160,7 +176,8 @@ impl Rig {
         })
     }
 
-    /// Starts node a again (a new life: its memory is gone).
+    /// Starts node a again (a new life: its memory is gone, its state
+    /// directory stays).
     pub fn restart_a(&mut self) -> anyhow::Result<()> {
         self.a = Some(self.fabric.start_pair_node(&self.ca)?);
         Ok(())

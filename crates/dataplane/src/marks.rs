@@ -1,0 +1,468 @@
+//! A node's own memory of its numbers, sans-IO: the decisions of its
+//! state directory (`state_dir` does the file IO).
+//!
+//! Per key (the SHA-256 of an SA's key material, never the key) the node
+//! keeps a *mark*: the first sequence number (outbound) or window top
+//! (inbound) no SA with that key may reach. A mark is durable before any
+//! worker may use a number up to it: a worker's limit is the lower of its
+//! mirror lease and the durable mark of its key. On start every SA is
+//! placed at its key's mark (outbound: the next number; inbound: the top,
+//! with everything below it seen), so no life of the node uses a number an
+//! earlier one may have used, whatever the peer remembers.
+//!
+//! Marks are written ahead and in batches: an SA whose room (its mark less
+//! its position) falls below half its reach asks for a write, and that
+//! write moves *every* SA that moved since its mark was set to its
+//! position plus its reach. One write is in flight at a time; what falls
+//! due meanwhile goes in the next.
+//!
+//! An outbound SA's reach is `ahead`: a restart skips at most that many of
+//! its numbers, which the far end follows (a forward step), so it can be
+//! large and writes rare: about (fastest SA's rate) / (`ahead` / 2) a
+//! second. An inbound SA cannot skip that way: a restart marks everything
+//! up to its mark seen, and the far end's next packets, just above the
+//! real top, are refused until it passes the mark. Its reach follows its
+//! rate instead: what it accepted in the last [`INBOUND_REACH_MS`] (at
+//! least [`MIN_AHEAD`], at most `ahead`), so a restart refuses about that
+//! long of fresh packets and its writes come about every half of it.
+//!
+//! The record of keys is also what refuses key material used before (a
+//! rekey, or a delete and add, with the same key would restart that key's
+//! numbers), and it carries the mirror's epoch, so that a new epoch is
+//! always above the last one whatever the wall clock says.
+
+use std::collections::BTreeMap;
+
+use espgate_esp::Direction;
+
+/// The SHA-256 of an SA's key material.
+pub type KeyDigest = [u8; 32];
+
+/// How far ahead of an SA's position its mark is written by default: a
+/// restart skips at most this many numbers of each SA; at 10 Mpps on one
+/// SA the node writes about 20 times a second.
+pub const DEFAULT_AHEAD: u64 = 1 << 20;
+
+/// The largest `ahead`: a restart's skip, added to a failover cycle's
+/// jumps, must stay within a receiver's ESN inference (as the mirror's
+/// `MAX_TAKEOVER_JUMP`).
+pub const MAX_AHEAD: u64 = 1 << 28;
+
+/// The smallest `ahead`, and the smallest reach of an inbound SA (below
+/// it the node would write for every few hundred packets).
+pub const MIN_AHEAD: u64 = 1024;
+
+/// An inbound SA's reach is what it accepted in this long (see above).
+pub const INBOUND_REACH_MS: u64 = 100;
+
+/// The digest recorded for an SA's key material.
+pub fn key_digest(key: &[u8]) -> KeyDigest {
+    let d = ring::digest::digest(&ring::digest::SHA256, key);
+    d.as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
+/// The last SA of the node that used a key, and the key's mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyMark {
+    /// Its SPI.
+    pub spi: u32,
+    /// Its direction.
+    pub direction: Direction,
+    /// No SA with the key uses or accepts a number at or above it.
+    pub mark: u64,
+}
+
+/// What a node's state holds, written whole each time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Saved {
+    /// The last mirror epoch this node used (0: none yet).
+    pub epoch: u64,
+    /// Every key any SA of this node ever used, with its mark.
+    pub keys: BTreeMap<KeyDigest, KeyMark>,
+}
+
+/// The epoch of a new life: the wall clock's (nanoseconds since 1970, if
+/// the clock is past it), but always above the last one, so a clock
+/// stepped back never repeats an epoch nor goes below one.
+pub fn next_epoch(wall: Option<u64>, last: u64) -> u64 {
+    wall.unwrap_or(0).max(last.saturating_add(1))
+}
+
+/// An SA running on the node.
+#[derive(Debug, Clone, Copy)]
+struct Live {
+    key: KeyDigest,
+    /// The highest number it used (outbound) or its window top (inbound).
+    pos: u64,
+    /// Where it stood, and when, as its key's mark was last set (an
+    /// inbound SA's rate).
+    base: (u64, u64),
+}
+
+/// The marks' decisions: what is durable, what to write next, what limit
+/// each SA has.
+#[derive(Debug)]
+pub struct Ledger {
+    ahead: u64,
+    durable: Saved,
+    live: BTreeMap<(u32, Direction), Live>,
+    /// The write in flight.
+    writing: Option<Saved>,
+    /// The epoch to write with the next batch.
+    epoch: u64,
+}
+
+impl Ledger {
+    /// A ledger over what the state held (`Saved::default()` if nothing).
+    pub fn new(saved: Saved, ahead: u64) -> Self {
+        Ledger {
+            ahead: ahead.clamp(MIN_AHEAD, MAX_AHEAD),
+            epoch: saved.epoch,
+            durable: saved,
+            live: BTreeMap::new(),
+            writing: None,
+        }
+    }
+
+    /// Sets the epoch the next write carries (before the first frame).
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// The durable mark of a key: where an SA with it resumes; `None` if
+    /// no SA of this node used it as far as the state knows.
+    pub fn mark_of(&self, key: &KeyDigest) -> Option<u64> {
+        self.durable.keys.get(key).map(|k| k.mark)
+    }
+
+    /// The SA that used a key, if any did: running now (its first write
+    /// may be in flight) or in the durable record.
+    pub fn used_by(&self, key: &KeyDigest) -> Option<(u32, Direction)> {
+        self.live
+            .iter()
+            .find(|(_, l)| l.key == *key)
+            .map(|(k, _)| *k)
+            .or_else(|| self.durable.keys.get(key).map(|k| (k.spi, k.direction)))
+    }
+
+    /// Starts following an SA with key `key` standing at `pos`.
+    pub fn track(&mut self, spi: u32, direction: Direction, key: KeyDigest, pos: u64) {
+        let base = (pos, u64::MAX);
+        self.live.insert((spi, direction), Live { key, pos, base });
+    }
+
+    /// Stops following an SA (deleted); its key's record stays.
+    pub fn forget(&mut self, spi: u32, direction: Direction) {
+        self.live.remove(&(spi, direction));
+    }
+
+    /// An SA reached `pos` (reported by its worker, or activated there).
+    pub fn progress(&mut self, spi: u32, direction: Direction, pos: u64) {
+        if let Some(l) = self.live.get_mut(&(spi, direction)) {
+            l.pos = l.pos.max(pos);
+        }
+    }
+
+    /// The limit an SA's worker may run to: its key's durable mark (0
+    /// before its first write).
+    pub fn limit(&self, spi: u32, direction: Direction) -> u64 {
+        self.live
+            .get(&(spi, direction))
+            .and_then(|l| self.mark_of(&l.key))
+            .unwrap_or(0)
+    }
+
+    /// How far past an SA its mark goes at `now_ms`: `ahead` outbound;
+    /// inbound, what it accepted in the last `INBOUND_REACH_MS` (within
+    /// `MIN_AHEAD..=ahead`; `MIN_AHEAD` before a rate is known).
+    fn reach(&self, d: Direction, l: &Live, now_ms: u64) -> u64 {
+        match d {
+            Direction::Outbound => self.ahead,
+            Direction::Inbound => {
+                let (pos, at) = l.base;
+                let ms = now_ms.saturating_sub(at).max(1);
+                let moved = l.pos.saturating_sub(pos);
+                let r = if at > now_ms {
+                    0
+                } else {
+                    moved.saturating_mul(INBOUND_REACH_MS) / ms
+                };
+                r.clamp(MIN_AHEAD, self.ahead)
+            }
+        }
+    }
+
+    /// The mark each key needs at `now_ms`, and the room below which it
+    /// is due: past every live SA with it, by its reach.
+    fn wanted(&self, now_ms: u64) -> BTreeMap<KeyDigest, (u32, Direction, u64, u64)> {
+        let mut want: BTreeMap<KeyDigest, (u32, Direction, u64, u64)> = BTreeMap::new();
+        for (&(spi, d), l) in &self.live {
+            let reach = self.reach(d, l, now_ms);
+            let m = l.pos.saturating_add(1).saturating_add(reach);
+            let e = want.entry(l.key).or_insert((spi, d, m, reach));
+            if m > e.2 {
+                *e = (spi, d, m, reach);
+            }
+        }
+        want
+    }
+
+    /// Whether at `now_ms` some SA's room is below half its reach (or it
+    /// has no mark yet), or the epoch is not written yet.
+    pub fn due(&self, now_ms: u64) -> bool {
+        self.epoch != self.durable.epoch
+            || self
+                .wanted(now_ms)
+                .iter()
+                .any(|(k, w)| self.mark_of(k).is_none_or(|m| m < w.2 - w.3 / 2))
+    }
+
+    /// The next content to write at `now_ms`, if one is due and none is in
+    /// flight: the durable record with every key whose SAs moved since its
+    /// mark set past them by their reach.
+    pub fn batch(&mut self, now_ms: u64) -> Option<Saved> {
+        if self.writing.is_some() || !self.due(now_ms) {
+            return None;
+        }
+        let mut next = self.durable.clone();
+        next.epoch = self.epoch;
+        let wanted = self.wanted(now_ms);
+        for l in self.live.values_mut() {
+            if wanted
+                .get(&l.key)
+                .is_some_and(|w| w.2 > next.keys.get(&l.key).map_or(0, |k| k.mark))
+            {
+                l.base = (l.pos, now_ms);
+            }
+        }
+        for (key, (spi, direction, mark, _)) in wanted {
+            let e = next.keys.entry(key).or_insert(KeyMark {
+                spi,
+                direction,
+                mark: 0,
+            });
+            if mark > e.mark {
+                *e = KeyMark {
+                    spi,
+                    direction,
+                    mark,
+                };
+            }
+        }
+        self.writing = Some(next.clone());
+        Some(next)
+    }
+
+    /// The batch in flight is durable; returns the SAs whose limit rose,
+    /// with their new limit.
+    pub fn written(&mut self) -> Vec<(u32, Direction, u64)> {
+        let Some(next) = self.writing.take() else {
+            return Vec::new();
+        };
+        let before: Vec<u64> = self.live.keys().map(|&(s, d)| self.limit(s, d)).collect();
+        self.durable = next;
+        self.live
+            .keys()
+            .zip(before)
+            .filter_map(|(&(spi, d), was)| {
+                let now = self.limit(spi, d);
+                (now > was).then_some((spi, d, now))
+            })
+            .collect()
+    }
+
+    /// The batch in flight failed: nothing changed; the next one retries.
+    pub fn failed(&mut self) {
+        self.writing = None;
+    }
+
+    /// What the state holds now.
+    pub fn durable(&self) -> &Saved {
+        &self.durable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const OUT: Direction = Direction::Outbound;
+    const IN: Direction = Direction::Inbound;
+
+    fn key(n: u8) -> KeyDigest {
+        key_digest(&[n; 20])
+    }
+
+    fn write(l: &mut Ledger) -> Vec<(u32, Direction, u64)> {
+        assert!(l.batch(0).is_some(), "a write is due");
+        l.written()
+    }
+
+    #[test]
+    fn a_new_sa_runs_only_once_its_first_mark_is_durable() {
+        let mut l = Ledger::new(Saved::default(), 4096);
+        l.track(1, OUT, key(1), 0);
+        assert_eq!(l.limit(1, OUT), 0);
+        let b = l.batch(0).unwrap();
+        assert_eq!(b.keys[&key(1)].mark, 4097);
+        assert_eq!(l.limit(1, OUT), 0, "not before the write is durable");
+        assert!(l.batch(0).is_none(), "one write in flight");
+        assert_eq!(l.written(), vec![(1, OUT, 4097)]);
+        assert!(!l.due(0));
+    }
+
+    #[test]
+    fn a_mark_is_renewed_half_way_and_the_batch_takes_every_sa_that_moved() {
+        let mut l = Ledger::new(Saved::default(), 4096);
+        l.track(1, OUT, key(1), 0);
+        l.track(2, IN, key(2), 0);
+        l.track(3, OUT, key(3), 0);
+        write(&mut l);
+        l.progress(1, OUT, 2000);
+        l.progress(2, IN, 10);
+        assert!(!l.due(0), "more than half the room left");
+        l.progress(1, OUT, 2049);
+        assert!(l.due(0));
+        let raised = write(&mut l);
+        // The inbound SA's reach is its rate's (here at least MIN_AHEAD).
+        assert_eq!(raised, vec![(1, OUT, 2050 + 4096), (2, IN, 11 + MIN_AHEAD)]);
+        assert_eq!(l.limit(3, OUT), 4097, "SA 3 did not move: its mark stays");
+    }
+
+    #[test]
+    fn an_inbound_mark_reaches_as_far_as_its_rate_carries_it_in_a_while() {
+        let mut l = Ledger::new(Saved::default(), 1 << 20);
+        l.track(2, IN, key(2), 0);
+        assert_eq!(write_at(&mut l, 0), vec![(2, IN, 1 + MIN_AHEAD)]);
+        // 50 000 packets a second: 5 000 in INBOUND_REACH_MS.
+        l.progress(2, IN, 1000);
+        assert_eq!(write_at(&mut l, 20), vec![(2, IN, 1001 + 5000)]);
+        l.progress(2, IN, 3000);
+        assert!(!l.due(60), "more than half its reach left");
+        l.progress(2, IN, 3600);
+        assert_eq!(write_at(&mut l, 72), vec![(2, IN, 3601 + 5000)]);
+        // Idle: its reach falls back to MIN_AHEAD, and nothing is due.
+        assert!(!l.due(10_000));
+    }
+
+    fn write_at(l: &mut Ledger, now: u64) -> Vec<(u32, Direction, u64)> {
+        assert!(l.batch(now).is_some(), "a write is due at {now}");
+        l.written()
+    }
+
+    #[test]
+    fn a_failed_write_changes_nothing_and_is_tried_again() {
+        let mut l = Ledger::new(Saved::default(), 4096);
+        l.track(1, OUT, key(1), 0);
+        l.batch(0).unwrap();
+        l.failed();
+        assert_eq!(l.limit(1, OUT), 0);
+        assert_eq!(write(&mut l), vec![(1, OUT, 4097)]);
+    }
+
+    #[test]
+    fn used_keys_are_known_live_or_from_an_earlier_life() {
+        let mut l = Ledger::new(Saved::default(), 4096);
+        l.track(1, OUT, key(1), 0);
+        assert_eq!(l.used_by(&key(1)), Some((1, OUT)), "live, before its write");
+        write(&mut l);
+        l.forget(1, OUT);
+        let saved = l.durable().clone();
+        let l = Ledger::new(saved, 4096);
+        assert_eq!(
+            l.used_by(&key(1)),
+            Some((1, OUT)),
+            "deleted, still recorded"
+        );
+        assert_eq!(l.mark_of(&key(1)), Some(4097));
+        assert_eq!(l.used_by(&key(2)), None);
+    }
+
+    #[test]
+    fn an_epoch_never_repeats_nor_goes_back() {
+        assert_eq!(next_epoch(Some(1_000), 0), 1_000);
+        assert_eq!(next_epoch(Some(1_000), 5_000), 5_001, "clock stepped back");
+        assert_eq!(next_epoch(None, 0), 1, "a clock before 1970");
+        assert_eq!(next_epoch(None, 1), 2, "and again");
+        let mut l = Ledger::new(Saved::default(), 4096);
+        l.set_epoch(7);
+        assert!(l.due(0), "a new epoch is written before the first frame");
+        assert_eq!(l.batch(0).unwrap().epoch, 7);
+    }
+
+    /// What happens to a node with one SA per key: workers move, writes
+    /// start and end (or fail), the node dies and restarts from what is
+    /// durable.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Send(usize, u64),
+        Write { fail: bool },
+        Restart,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0usize..3, 1u64..5000).prop_map(|(s, n)| Step::Send(s, n)),
+            3 => any::<bool>().prop_map(|fail| Step::Write { fail }),
+            1 => Just(Step::Restart),
+        ]
+    }
+
+    proptest! {
+        /// Workers never pass a durable mark, a restart places every SA
+        /// past every number any earlier life used, and writes stay few.
+        #[test]
+        fn no_number_is_used_twice_across_restarts(steps in prop::collection::vec(step(), 1..200)) {
+            const AHEAD: u64 = 4096;
+            let mut l = Ledger::new(Saved::default(), AHEAD);
+            // Per SA: its position now, and every number used so far.
+            let mut pos = [0u64; 3];
+            let mut used: Vec<Vec<(u64, u64)>> = vec![Vec::new(); 3];
+            for (s, p) in pos.iter().enumerate() {
+                l.track(s as u32, OUT, key(s as u8), *p);
+            }
+            let mut writes = 0u64;
+            let mut restarts = 0u64;
+            let mut sent = 0u64;
+            for st in steps {
+                match st {
+                    Step::Send(s, n) => {
+                        // A worker runs up to its limit, never past it.
+                        let limit = l.limit(s as u32, OUT);
+                        let to = (pos[s] + n).min(limit.saturating_sub(1)).max(pos[s]);
+                        if to > pos[s] {
+                            used[s].push((pos[s] + 1, to));
+                            sent += to - pos[s];
+                            pos[s] = to;
+                            l.progress(s as u32, OUT, to);
+                        }
+                    }
+                    Step::Write { fail } => {
+                        if l.batch(0).is_some() {
+                            if fail { l.failed() } else { l.written(); writes += 1; }
+                        }
+                    }
+                    Step::Restart => {
+                        restarts += 1;
+                        let saved = l.durable().clone();
+                        l = Ledger::new(saved, AHEAD);
+                        for (s, p) in pos.iter_mut().enumerate() {
+                            let next = l.mark_of(&key(s as u8)).unwrap_or(1);
+                            prop_assert!(
+                                used[s].iter().all(|&(_, hi)| hi < next),
+                                "SA {s} restarts at {next} below a used number"
+                            );
+                            *p = next - 1;
+                            l.track(s as u32, OUT, key(s as u8), *p);
+                        }
+                    }
+                }
+            }
+            // Beyond the first write of each life, each write lets an SA
+            // move at least half of `ahead`.
+            let bound = 1 + restarts + 3 * (sent / (AHEAD / 2) + 1);
+            prop_assert!(writes <= bound, "{writes} writes for {sent} numbers, {restarts} restarts");
+        }
+    }
+}
