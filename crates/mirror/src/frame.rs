@@ -5,7 +5,10 @@ use espgate_wire::mirror::{self, MAC_LEN, MirrorHeader, MirrorRecord};
 use ring::hmac;
 
 /// The key that authenticates mirror frames (from the configuration; the
-/// same on both nodes, never sent on the mirror link).
+/// same on both nodes, never sent on the mirror link). Cloning copies the
+/// key schedule: a cloned node (tests explore a pair by cloning it) signs
+/// as the original does.
+#[derive(Clone)]
 pub struct MirrorKey(hmac::Key);
 
 impl std::fmt::Debug for MirrorKey {

@@ -16,7 +16,7 @@
 //!   lease without the two ranges ever meeting.
 
 /// Send policy of an outbound SA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OutboundPolicy {
     /// Send the state when the sequence number crosses a multiple of this.
     pub interval: u64,
@@ -42,7 +42,7 @@ impl OutboundPolicy {
 }
 
 /// The mirror's view of an outbound SA this node owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OwnedOutbound {
     policy: OutboundPolicy,
     seq: u64,
@@ -209,7 +209,7 @@ impl OwnedOutbound {
 /// even in split brain. The state is due each time the top crosses a
 /// multiple of half the interval, so an acknowledgement can arrive before
 /// the worker reaches its limit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OwnedInbound {
     interval: u64,
     lease: bool,

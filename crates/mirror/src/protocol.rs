@@ -71,8 +71,10 @@ use crate::policy::{OutboundPolicy, OwnedInbound, OwnedOutbound};
 use crate::receive::{PeerFilter, Reject};
 use crate::standby::{Standby, StandbyTable};
 
+mod fingerprint;
+
 /// How an inbound SA's replay window is set on takeover.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InboundTakeover {
     /// Move the top forward by `inbound_interval` and mark everything up to
     /// it seen: no replay can pass; a few fresh packets may be dropped.
@@ -83,7 +85,7 @@ pub enum InboundTakeover {
 }
 
 /// How the mirror behaves; defaults in the node configuration's `mirror:`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MirrorConfig {
     /// This node's id.
     pub node: u32,
@@ -235,7 +237,7 @@ pub enum FenceRefused {
 }
 
 /// Something the node should act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MirrorEvent {
     /// The peer is heard (again), in this epoch.
     PeerAlive {
@@ -319,7 +321,7 @@ pub struct SaOverrides {
     pub quantity: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct PairSa {
     esn: bool,
     /// Reporting interval (outbound `interval`, inbound `inbound_interval`).
@@ -361,7 +363,7 @@ type SaKey = (u32, SaDir);
 type OwnerRecord = (u32, u64, u64, OwnershipKind);
 
 /// What waits to be sent, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Due {
     /// The current state of an owned SA.
     Owned(u32, SaDir),
@@ -374,7 +376,10 @@ enum Due {
     History(u32, SaDir, Option<u64>),
 }
 
-/// One node's mirror protocol state.
+/// One node's mirror protocol state. A clone is an independent node in
+/// the same state (tests explore a pair's state space by cloning it; see
+/// [`fingerprint`](Self::fingerprint)).
+#[derive(Clone)]
 pub struct Mirror {
     cfg: MirrorConfig,
     key: MirrorKey,

@@ -5,6 +5,7 @@
 //! counted by reason, and changes no state.
 
 use core::fmt;
+use core::hash::{Hash, Hasher};
 
 use espgate_wire::mirror::{self, MirrorHeader, MirrorRecord};
 
@@ -127,6 +128,22 @@ impl PeerFilter {
     /// Frames accepted.
     pub fn accepted(&self) -> u64 {
         self.accepted
+    }
+
+    /// Hashes what decides the filter's verdicts: whom it listens to, in
+    /// which life, and the peer's epoch and last counter (not the counts,
+    /// which decide nothing).
+    pub(crate) fn hash_position<H: Hasher>(&self, state: &mut H) {
+        let PeerFilter {
+            me,
+            my_epoch,
+            peer,
+            epoch,
+            last_counter,
+            rejected: _,
+            accepted: _,
+        } = self;
+        (me, my_epoch, peer, epoch, last_counter).hash(state);
     }
 
     /// Checks `frame` (mirror header to MAC, no Ethernet header). Only an

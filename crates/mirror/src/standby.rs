@@ -10,11 +10,12 @@
 //! window under one top falls out under every higher one.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use espgate_wire::mirror::{SaDir, SaState};
 
 /// What the table holds for one SA.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Standby {
     /// Outbound: the highest lease heard. Inbound: the highest window top.
     pub value: u64,
@@ -48,6 +49,16 @@ fn shifted(bits: &[u64], by: u64, words: usize) -> Vec<u64> {
         }
     }
     out
+}
+
+/// Hashes the entries in key order: equal tables hash alike, whatever
+/// order their maps hold them in.
+impl Hash for StandbyTable {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut entries: Vec<_> = self.sas.iter().collect();
+        entries.sort_unstable_by_key(|(k, _)| **k);
+        entries.hash(state);
+    }
 }
 
 impl StandbyTable {

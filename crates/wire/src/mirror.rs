@@ -143,7 +143,7 @@ impl SaDir {
 }
 
 /// The state of one SA, absolute values.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SaState {
     /// SPI.
     pub spi: u32,
@@ -237,7 +237,7 @@ pub enum MirrorRecord {
 }
 
 /// What an ownership record does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OwnershipKind {
     /// A change of owner (a takeover, a bulk sync's view).
     Change,
