@@ -28,9 +28,10 @@
 //! SA's next number, an inbound SA's window top) and sets the limit
 //! `Mirror::limit_of` gives, `Deactivate` parks it. An outbound worker
 //! uses numbers below its limit and reports at interval crossings and when
-//! it reaches the limit; an inbound worker accepts a packet below its
-//! limit that its replay window lets through, and reports at crossings of
-//! half the interval. Progress reaches the mirror at once (the ring is not
+//! it reaches the limit; an inbound worker accepts a packet its replay
+//! window lets through if it is below the limit, reports the first packet
+//! refused at the limit (and every 64th), and reports at crossings of half
+//! the interval. Progress reaches the mirror at once (the ring is not
 //! modelled). The frames in flight each way (at most [`Caps::DEFAULT`],
 //! more are lost); the newest frames each node sent, in any of its lives,
 //! for replay; the clock; every outbound number used and inbound packet
@@ -40,9 +41,12 @@
 //! 2, quantity 4, jump 8, heartbeat 1 ms, death after 1 missed, refresh
 //! 2 ms) so a few steps reach deaths, refreshes, stalls and jumps.
 //!
-//! **The root** is a warm pair: both synchronised over a perfect link,
+//! **The roots.** A warm pair: both synchronised over a perfect link,
 //! every home SA free to send, the bulk sync's frames in the archive. A
-//! node reacts to every input as its mirror task does: events to the
+//! busy pair: the warm one after three rounds of traffic on every home SA,
+//! acknowledged, so that their numbers lie past what a restart's jumps
+//! alone skip. A pair halfway through a rekey: `newA` added to A and
+//! running, not yet to B. A node reacts to every input as its mirror task does: events to the
 //! workers, then every frame due goes out. A node may be killed only while
 //! its peer lives; killing one whose peer has not synchronised loses the
 //! pair's memory of the SAs (they would need new keys, which the model
@@ -61,10 +65,13 @@
 //! is the first found), and prints its trace with the frames it carried.
 //!
 //! Every test prints the states it explored and the depth it reached
-//! (`--nocapture`). `EXPLORE_DEPTH` and `EXPLORE_STATES` replace the depth
-//! and the state cap of every test; a release build runs some 15 times
-//! faster: `EXPLORE_DEPTH=8 EXPLORE_STATES=20000000 cargo test --release
-//! -p espgate-mirror --test explore -- --nocapture --test-threads 1`.
+//! (`--nocapture`), and for each property broken the depth and the states
+//! explored when its shortest violation was found. The bounds of the tests
+//! keep the file near 70 s of CPU in a debug build. `EXPLORE_DEPTH` and
+//! `EXPLORE_STATES` replace the depth and the state cap of every test; a
+//! release build runs some 15 times faster: `EXPLORE_DEPTH=7
+//! EXPLORE_STATES=3000000 cargo test --release -p espgate-mirror --test
+//! explore -- --nocapture --include-ignored --test-threads 2`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
