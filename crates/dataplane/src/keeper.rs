@@ -65,6 +65,11 @@ impl Keeper {
         }
     }
 
+    /// An SA was moved to `pos` (activated there): not traffic.
+    pub(crate) fn moved(&self, spi: u32, d: Direction, pos: u64) {
+        self.ledger().moved(spi, d, pos);
+    }
+
     /// The SA (SPI, direction) that used key material `key`, now or in an
     /// earlier life, if any did.
     pub(crate) fn used_by(&self, key: &[u8]) -> Option<(u32, Direction)> {

@@ -23,7 +23,7 @@
 //! up to its mark seen, and the far end's next packets, just above the
 //! real top, are refused until it passes the mark. Its reach follows its
 //! rate instead: what it accepted in the last [`INBOUND_REACH_MS`] (at
-//! least [`MIN_AHEAD`], at most `ahead`), so a restart refuses about that
+//! least [`MIN_INBOUND_REACH`], at most `ahead`), so a restart refuses about that
 //! long of fresh packets and its writes come about every half of it.
 //!
 //! The record of keys is also what refuses key material used before (a
@@ -48,9 +48,13 @@ pub const DEFAULT_AHEAD: u64 = 1 << 20;
 /// `MAX_TAKEOVER_JUMP`).
 pub const MAX_AHEAD: u64 = 1 << 28;
 
-/// The smallest `ahead`, and the smallest reach of an inbound SA (below
-/// it the node would write for every few hundred packets).
+/// The smallest `ahead` (below it the node would write for every few
+/// hundred packets).
 pub const MIN_AHEAD: u64 = 1024;
+
+/// The smallest reach of an inbound SA: what a restart refuses of a slow
+/// SA's fresh packets (a fast one's reach follows its rate).
+pub const MIN_INBOUND_REACH: u64 = 256;
 
 /// An inbound SA's reach is what it accepted in this long (see above).
 pub const INBOUND_REACH_MS: u64 = 100;
@@ -156,10 +160,23 @@ impl Ledger {
         self.live.remove(&(spi, direction));
     }
 
-    /// An SA reached `pos` (reported by its worker, or activated there).
+    /// An SA reached `pos` (reported by its worker).
     pub fn progress(&mut self, spi: u32, direction: Direction, pos: u64) {
         if let Some(l) = self.live.get_mut(&(spi, direction)) {
             l.pos = l.pos.max(pos);
+        }
+    }
+
+    /// An SA was moved to `pos` (a takeover, a restart past an earlier
+    /// life): it stands there, but the jump is no traffic, so an inbound
+    /// SA's rate leaves it out. (Counted as traffic, each jump made the
+    /// next mark reach further, and the restart after it jump further.)
+    pub fn moved(&mut self, spi: u32, direction: Direction, pos: u64) {
+        if let Some(l) = self.live.get_mut(&(spi, direction))
+            && pos > l.pos
+        {
+            l.base.0 = l.base.0.saturating_add(pos - l.pos);
+            l.pos = pos;
         }
     }
 
@@ -174,7 +191,7 @@ impl Ledger {
 
     /// How far past an SA its mark goes at `now_ms`: `ahead` outbound;
     /// inbound, what it accepted in the last `INBOUND_REACH_MS` (within
-    /// `MIN_AHEAD..=ahead`; `MIN_AHEAD` before a rate is known).
+    /// `MIN_INBOUND_REACH..=ahead`; the least before a rate is known).
     fn reach(&self, d: Direction, l: &Live, now_ms: u64) -> u64 {
         match d {
             Direction::Outbound => self.ahead,
@@ -187,7 +204,7 @@ impl Ledger {
                 } else {
                     moved.saturating_mul(INBOUND_REACH_MS) / ms
                 };
-                r.clamp(MIN_AHEAD, self.ahead)
+                r.clamp(MIN_INBOUND_REACH, self.ahead)
             }
         }
     }
@@ -320,13 +337,16 @@ mod tests {
         l.track(3, OUT, key(3), 0);
         write(&mut l);
         l.progress(1, OUT, 2000);
-        l.progress(2, IN, 10);
+        l.progress(2, IN, 1);
         assert!(!l.due(0), "more than half the room left");
         l.progress(1, OUT, 2049);
         assert!(l.due(0));
         let raised = write(&mut l);
-        // The inbound SA's reach is its rate's (here at least MIN_AHEAD).
-        assert_eq!(raised, vec![(1, OUT, 2050 + 4096), (2, IN, 11 + MIN_AHEAD)]);
+        // The inbound SA's reach is its rate's (here at least its least).
+        assert_eq!(
+            raised,
+            vec![(1, OUT, 2050 + 4096), (2, IN, 2 + MIN_INBOUND_REACH)]
+        );
         assert_eq!(l.limit(3, OUT), 4097, "SA 3 did not move: its mark stays");
     }
 
@@ -334,7 +354,7 @@ mod tests {
     fn an_inbound_mark_reaches_as_far_as_its_rate_carries_it_in_a_while() {
         let mut l = Ledger::new(Saved::default(), 1 << 20);
         l.track(2, IN, key(2), 0);
-        assert_eq!(write_at(&mut l, 0), vec![(2, IN, 1 + MIN_AHEAD)]);
+        assert_eq!(write_at(&mut l, 0), vec![(2, IN, 1 + MIN_INBOUND_REACH)]);
         // 50 000 packets a second: 5 000 in INBOUND_REACH_MS.
         l.progress(2, IN, 1000);
         assert_eq!(write_at(&mut l, 20), vec![(2, IN, 1001 + 5000)]);
@@ -342,8 +362,23 @@ mod tests {
         assert!(!l.due(60), "more than half its reach left");
         l.progress(2, IN, 3600);
         assert_eq!(write_at(&mut l, 72), vec![(2, IN, 3601 + 5000)]);
-        // Idle: its reach falls back to MIN_AHEAD, and nothing is due.
+        // Idle: its reach falls back to its least, and nothing is due.
         assert!(!l.due(10_000));
+    }
+
+    #[test]
+    fn a_jump_is_no_traffic_for_an_inbound_mark() {
+        let mut l = Ledger::new(Saved::default(), 1 << 20);
+        l.track(2, IN, key(2), 0);
+        write_at(&mut l, 0);
+        l.progress(2, IN, 1000);
+        assert_eq!(write_at(&mut l, 20), vec![(2, IN, 1001 + 5000)]);
+        // Moved a million on (a restart past an earlier life), then 50
+        // packets in 10 ms: its reach is its traffic's (500 in 100 ms),
+        // not the jump's.
+        l.moved(2, IN, 1_001_000);
+        l.progress(2, IN, 1_001_050);
+        assert_eq!(write_at(&mut l, 30), vec![(2, IN, 1_001_051 + 500)]);
     }
 
     fn write_at(l: &mut Ledger, now: u64) -> Vec<(u32, Direction, u64)> {

@@ -569,7 +569,7 @@ impl Running {
                     if let Some(k) = &self.task.keeper {
                         // Its mark moves ahead of where it starts; until
                         // that is durable it waits at its old one.
-                        k.progress(&[(spi, d, start)]);
+                        k.moved(spi, d, start);
                     }
                     let (packets, bytes) = self
                         .task

@@ -243,12 +243,12 @@ pub(crate) fn build_sa(
     // window at each half (its lease is one interval past the top the peer
     // acknowledged, so the acknowledgement must come before that). With a
     // state directory, at least every eighth of the SA's shortest reach
-    // (`ahead` outbound, `MIN_AHEAD` inbound), so the keeper renews a mark
+    // (`ahead` outbound, `MIN_INBOUND_REACH` inbound), so the keeper renews a mark
     // well before the SA reaches it.
     let state_every = cfg.state.dir.as_ref().map(|_| match entry.sa.direction {
         Direction::Outbound => (cfg.state.ahead / 8).max(1),
-        // An inbound SA's reach can be as short as MIN_AHEAD.
-        Direction::Inbound => crate::marks::MIN_AHEAD / 8,
+        // An inbound SA's reach can be as short as MIN_INBOUND_REACH.
+        Direction::Inbound => crate::marks::MIN_INBOUND_REACH / 8,
     });
     let mirror_every = cfg.mirror.as_ref().map(|m| {
         let default = match entry.sa.direction {
