@@ -216,8 +216,9 @@ def test_rekey_under_traffic_cli_requests_and_metrics(topo, espgate, tmp_path, c
 
     assert status["ok"] and status["state"] == "running" and status["pair"]["synced"]
     assert evs["ok"] and any("synced" in e for e in evs["events"])
-    w0 = stats_json["workers"][0]
-    assert w0["encrypted"] > 1000 and w0["decrypted"] > 1000 and "lease_stall" in w0["esp_drops_no_sa"]
+    # Two workers: a's outbound SA runs on worker 0, its inbound one on 1.
+    w0, w1 = stats_json["workers"]
+    assert w0["encrypted"] > 1000 and w1["decrypted"] > 1000 and "lease_stall" in w0["esp_drops_no_sa"]
     assert set(w0["drops"]) >= {"policy", "standby", "arp_miss"} and w0["queues"]["wan"]["tx_bytes"] > 0
     assert "encrypted" in stats_text and "total:" in stats_text
     m = peer_json["mirror"]
