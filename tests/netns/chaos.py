@@ -303,17 +303,22 @@ class Chaos:
         assert "event" not in text and "synced" not in text, f"a second {victim} ran: {text}"
 
     def sa_change(self):
-        """The host adds the run-time SAs to both nodes, or deletes them."""
+        """The host adds the run-time SAs to both nodes, or deletes them
+        (each request until the node answers it: one just started may not
+        listen yet)."""
+        def order(n, req):
+            answers = []
+            ok = wait_for(lambda: answers.append(self.request(n, req)) or answers[-1].get("ok"), timeout=20)
+            assert ok, f"{req['op']} on {n}: {answers[-1]}"
+
         if self.extra:
             for n in ("a", "b"):
                 for spi, d in ((0x3000, "outbound"), (0x3001, "inbound")):
-                    a = self.request(n, {"op": "sa_del", "spi": spi, "direction": d})
-                    assert a.get("ok"), f"sa_del {spi:#x} on {n}: {a}"
+                    order(n, {"op": "sa_del", "spi": spi, "direction": d})
             self.extra = False
         else:
             for n in ("a", "b"):
-                a = self.request(n, {"op": "sa_add", "yaml": EXTRA_SAS})
-                assert a.get("ok"), f"sa_add on {n}: {a}"
+                order(n, {"op": "sa_add", "yaml": EXTRA_SAS})
             self.extra = True
 
     def mirror_replay(self, victim):
