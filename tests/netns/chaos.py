@@ -43,6 +43,7 @@ some overtake others.
     python3 tests/netns/chaos.py ROUNDS [--seed N]     (root; scripts/chaos)
 """
 
+import hashlib
 import json
 import os
 import pathlib
@@ -66,11 +67,21 @@ REPO = HERE.parents[1]
 ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay", "reorder", "padded", "second",
            "fence_refused", "fence_isolated", "sa_change_cut", "sa_change_restart", "mirror_replay",
            "crash_loop"]
-# An SA pair the host adds and deletes at run time (no rules use them).
-EXTRA_SAS = """sas:
-  - { spi: 0x3000, direction: outbound, aead: aes-128-gcm, key: 0x0f0e0d0c0b0a09080706050403020100deadbeef, tunnel: { src: 192.0.2.1, dst: 192.0.2.100 }, home: 1, esn: true }
-  - { spi: 0x3001, direction: inbound, aead: aes-128-gcm, key: 0x00112233445566778899aabbccddeeff10203040, tunnel: { src: 192.0.2.100, dst: 192.0.2.2 }, home: 2, esn: true }
-"""
+
+
+def extra_sas(gen):
+    """The SA pair the host adds at run time for the `gen`-th time (no
+    rules use them): new SPIs and keys each time, as a rekey makes them (a
+    node refuses key material it ran before)."""
+    key = lambda k: "0x" + hashlib.sha256(f"chaos {gen} {k}".encode()).hexdigest()[:40]
+    spi = 0x3000 + 2 * gen
+    return ("sas:\n"
+            f"  - {{ spi: {spi:#x}, direction: outbound, aead: aes-128-gcm, key: {key(0)}, "
+            "tunnel: { src: 192.0.2.1, dst: 192.0.2.100 }, home: 1, esn: true }\n"
+            f"  - {{ spi: {spi + 1:#x}, direction: inbound, aead: aes-128-gcm, key: {key(1)}, "
+            "tunnel: { src: 192.0.2.100, dst: 192.0.2.2 }, home: 2, esn: true }\n"), spi
+
+
 RATE = 200
 
 
@@ -140,6 +151,8 @@ class Chaos:
         self.loss = 0
         self.loss_dropped = 0
         self.extra = False
+        self.extra_gen = 0
+        self.base_yaml = dict(self.p.yaml)
         self.mirror_recorded = []
         x = topo.ns("x")
         topo.veth(x, "eth0", "02:00:00:00:77:01", self.p.sw, "w-x", "02:00:00:00:77:02")
@@ -147,15 +160,16 @@ class Chaos:
         self.x = x
 
     def start(self, n):
-        """Starts a life of node `n` from its file; if the host has added
-        the run-time SAs, it adds them again once the node answers (its
-        file predates the add)."""
+        """Starts a life of node `n` from its file, which holds the
+        run-time SAs the host has added. (From a file that predates the
+        add, the host could not add them again: the node refuses key
+        material it ran, so the SA would stay on one node.)"""
         self.lives[n] += 1
-        proc = self.p.start(n, f"{n}-{self.lives[n]}.log", "--control", str(self.sock[n]))
+        base = self.base_yaml[n]
         if self.extra:
-            assert wait_for(lambda: self.request(n, {"op": "sa_add", "yaml": EXTRA_SAS}).get("ok"), timeout=20), \
-                f"the host could not add the run-time SAs to {n} again"
-        return proc
+            base = base.replace("spd:\n", extra_sas(self.extra_gen)[0].removeprefix("sas:\n") + "spd:\n", 1)
+        self.p.yaml[n] = base
+        return self.p.start(n, f"{n}-{self.lives[n]}.log", "--control", str(self.sock[n]))
 
     def request(self, n, req):
         """One control request to node `n`; its answer ({} if none)."""
@@ -312,13 +326,15 @@ class Chaos:
             assert ok, f"{req['op']} on {n}: {answers[-1]}"
 
         if self.extra:
+            spi = extra_sas(self.extra_gen)[1]
             for n in ("a", "b"):
-                for spi, d in ((0x3000, "outbound"), (0x3001, "inbound")):
-                    order(n, {"op": "sa_del", "spi": spi, "direction": d})
+                for s, d in ((spi, "outbound"), (spi + 1, "inbound")):
+                    order(n, {"op": "sa_del", "spi": s, "direction": d})
             self.extra = False
         else:
+            self.extra_gen += 1
             for n in ("a", "b"):
-                order(n, {"op": "sa_add", "yaml": EXTRA_SAS})
+                order(n, {"op": "sa_add", "yaml": extra_sas(self.extra_gen)[0]})
             self.extra = True
 
     def mirror_replay(self, victim):
@@ -493,6 +509,10 @@ def main():
         sys.exit("chaos: needs root (network namespaces)")
     topo = Topology(prefix())
     tmp = tempfile.mkdtemp(prefix="espgate-chaos-")
+    # This run's nodes keep their locks and state in its own directory: a
+    # run never meets another's nodes (which share names) or their state.
+    os.environ["ESPGATE_LOCK_DIR"] = os.path.join(tmp, "locks")
+    os.environ["ESPGATE_STATE_DIR"] = os.path.join(tmp, "state")
     try:
         print(f"chaos: {rounds} rounds, seed {seed}, {espgate}", flush=True)
         chaos = Chaos(topo, espgate, tmp, seed)
