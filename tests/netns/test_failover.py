@@ -141,11 +141,13 @@ class Pair:
         }
         self.procs = {}
 
-    def start(self, name, log, *extra):
+    def start(self, name, log, *extra, wrap=()):
+        """Starts node `name` (under the command `wrap`, if any)."""
         cfg = self.tmp / f"{name}.yaml"
         cfg.write_text(self.yaml[name])
         ns = {"a": self.a, "b": self.b, "r": self.r}[name]
-        self.procs[name] = self.t.start(ns, self.espgate, "run", "--config", str(cfg), *extra, log=self.tmp / log)
+        self.procs[name] = self.t.start(ns, *wrap, self.espgate, "run", "--config", str(cfg), *extra,
+                                        log=self.tmp / log)
         return self.procs[name]
 
     def log(self, name):
