@@ -82,6 +82,7 @@ def extra_sas(gen):
 
 
 RATE = 200
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
 def pcap_frames(pcap):
@@ -169,7 +170,10 @@ class Chaos:
         if self.extra:
             base = base.replace("spd:\n", extra_sas(self.extra_gen)[0].removeprefix("sas:\n") + "spd:\n", 1)
         self.p.yaml[n] = base
-        wrap = ("faketime", "-f", "-3600s") if clock_back else ()
+        # libfaketime preloaded by `env`, which execs the node: the process
+        # killed later is the node itself (the faketime wrapper forks, and
+        # a kill of it would leave the node running).
+        wrap = ("env", f"LD_PRELOAD={LIBFAKETIME}", "FAKETIME=-3600s") if clock_back else ()
         return self.p.start(n, f"{n}-{self.lives[n]}.log", "--control", str(self.sock[n]), wrap=wrap)
 
     def request(self, n, req):
