@@ -117,7 +117,10 @@ def esp_nonces(pcap):
     out = []
     for frame in pcap_frames(pcap):
         kind = frame[12:14]
-        if kind == b"\x08\x06" or (kind == b"\x08\x00" and expected_chatter(frame[6:12].hex(":"), frame[23])):
+        src = frame[6:12].hex(":")
+        # The attacker's link is a port of the switch too (its IGMP reports).
+        switch_port = src.replace("02:00:00:00:77:02", "02:00:00:00:ff:77")
+        if kind == b"\x08\x06" or (kind == b"\x08\x00" and expected_chatter(switch_port, frame[23])):
             continue
         if kind == b"\x08\x00":
             proto, at = frame[14 + 9], 14 + (frame[14] & 0x0F) * 4
