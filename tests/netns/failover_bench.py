@@ -18,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from test_failover import HERE, Pair, esp_frames, events, first, flow, resumed_after  # noqa: E402
+from test_failover import HERE, Pair, esp_frames, events, first, flow, resumed_after, start_capture, stop_capture  # noqa: E402
 from topology import Topology, prefix, wait_for  # noqa: E402
 
 
@@ -31,8 +31,7 @@ def main():
     try:
         p = Pair(t, espgate, tmp, {})
         cap_path = tmp / "wan.pcap"
-        cap = t.start(p.sw, "dumpcap", "-q", "-P", "-i", "w-r", "-w", str(cap_path))
-        assert wait_for(lambda: cap_path.exists() and cap_path.stat().st_size >= 24)
+        cap = start_capture(t, p.sw, "w-r", cap_path)
         p.start("r", "r.log")
         p.start("a", "a0.log")
         p.start("b", "b.log")
@@ -55,7 +54,7 @@ def main():
         stream.wait(timeout=seconds + 30)
         for name in ("a", "b", "r"):
             t.stop(p.procs[name])
-        t.stop(cap, signal.SIGINT)
+        stop_capture(t, cap, cap_path)
         sent, echoed = flow(tmp / "h1.json")
         eb = events(p.log("b.log"))
         rows = []

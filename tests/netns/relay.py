@@ -2,10 +2,12 @@
 harness puts on the mirror link instead of its bridge for a while (this
 kernel has no netem). Every frame from one port leaves by the other; each
 is held back by a random delay up to DELAY_MS, and with probability P two
-frames in a row swap places. Runs until SIGTERM; prints how many frames it
-moved and reordered.
+frames in a row swap places. With `pad`, every frame leaves as a real NIC
+and switch may deliver it: padded to Ethernet's 60-byte minimum and with a
+4-byte trailer after it. Runs until SIGTERM; prints how many frames it
+moved, reordered and padded.
 
-    relay.py IF1 IF2 P DELAY_MS
+    relay.py IF1 IF2 P DELAY_MS [pad]
 """
 
 import heapq
@@ -19,7 +21,7 @@ import time
 ETH_P_ALL = 0x0003
 
 
-def main(if1, if2, p, delay_ms):
+def main(if1, if2, p, delay_ms, pad):
     socks = {}
     for name in (if1, if2):
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -31,7 +33,7 @@ def main(if1, if2, p, delay_ms):
     pending = []  # (due, order, out socket, frame)
     order = 0
     last_due = 0.0
-    moved = swapped = 0
+    moved = swapped = padded = 0
     running = True
 
     def stop(*_):
@@ -52,6 +54,9 @@ def main(if1, if2, p, delay_ms):
                     break
                 if addr[2] == socket.PACKET_OUTGOING:
                     continue  # what this relay sent itself
+                if pad:
+                    frame = frame.ljust(60, b"\0") + b"\xde\xad\xbe\xef"
+                    padded += 1
                 due = time.monotonic() + rng.uniform(0, delay_ms / 1000)
                 if last_due > time.monotonic() and rng.random() < p:
                     # Overtake the frame queued just before, still waiting.
@@ -68,8 +73,8 @@ def main(if1, if2, p, delay_ms):
                 moved += 1
             except OSError:
                 pass
-    print(f"relay: moved {moved} frames, {swapped} overtook another", flush=True)
+    print(f"relay: moved {moved} frames, {swapped} overtook another, {padded} padded", flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]))
+    main(sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5:] == ["pad"])

@@ -23,7 +23,7 @@ import signal
 import time
 
 import pytest
-from scapy.all import ESP, IP, Ether, rdpcap
+from scapy.all import ARP, ESP, IP, Ether, rdpcap
 from topology import wait_for
 
 HERE = pathlib.Path(__file__).parent
@@ -43,8 +43,14 @@ INBOUND_INTERVAL = 64
 SECONDS = 8.0
 
 
+# The pair's nodes run two workers, with each node's outbound SA on a
+# different one: after a takeover the survivor runs both outbound SAs,
+# one per worker (and the inbound ones likewise).
+WORKER = {0x1000: 0, 0x1001: 1, 0x2000: 1, 0x2001: 0}
+
+
 def sa(spi, direction, src, dst, home=None):
-    h = f", home: {home}" if home else ""
+    h = f", home: {home}, worker: {WORKER[spi]}" if home else ""
     return (f"  - {{ spi: {spi:#x}, direction: {direction}, aead: aes-128-gcm, key: {KEYS[spi]}, "
             f"tunnel: {{ src: {src}, dst: {dst} }}{h} }}\n")
 
@@ -59,7 +65,7 @@ SPD_PAIR = """spd:
 
 def pair_yaml(name, me, peer, lan, wan, peer_lan, peer_wan, peer_mir_mac, mirror_extra):
     return (f"node: {{ name: {name} }}\n"
-            "workers: { count: 1, idle_sleep_us: 100 }\n"
+            "workers: { count: 2, idle_sleep_us: 100 }\n"
             "ports:\n"
             f"  - {{ name: lan, role: protected, backend: af_packet, interface: lan, address: {lan}/24 }}\n"
             f"  - {{ name: wan, role: unprotected, backend: af_packet, interface: wan, address: {wan}/24 }}\n"
@@ -135,11 +141,13 @@ class Pair:
         }
         self.procs = {}
 
-    def start(self, name, log, *extra):
+    def start(self, name, log, *extra, wrap=()):
+        """Starts node `name` (under the command `wrap`, if any)."""
         cfg = self.tmp / f"{name}.yaml"
         cfg.write_text(self.yaml[name])
         ns = {"a": self.a, "b": self.b, "r": self.r}[name]
-        self.procs[name] = self.t.start(ns, self.espgate, "run", "--config", str(cfg), *extra, log=self.tmp / log)
+        self.procs[name] = self.t.start(ns, *wrap, self.espgate, "run", "--config", str(cfg), *extra,
+                                        log=self.tmp / log)
         return self.procs[name]
 
     def log(self, name):
@@ -152,7 +160,12 @@ class Pair:
             self.t.run(self.sw, "nft", "add", "chain", "netdev", "mirrorloss", dev,
                        f"{{ type filter hook ingress device {dev} priority 0; }}")
             self.t.run(self.sw, "nft", "add", "rule", "netdev", "mirrorloss", dev,
-                       "numgen", "random", "mod", "100", "lt", str(percent), "drop")
+                       "numgen", "random", "mod", "100", "lt", str(percent), "counter", "drop")
+
+    def loss_dropped(self):
+        """How many mirror frames the loss rule has dropped (its counters)."""
+        out = self.t.run(self.sw, "nft", "list", "table", "netdev", "mirrorloss").stdout
+        return sum(int(n) for n in re.findall(r"counter packets (\d+)", out))
 
     def cut(self, down):
         self.t.run(self.sw, "ip", "link", "set", "m-a", "down" if down else "up")
@@ -176,13 +189,50 @@ def sa_drops(text, spi, direction, reason):
     return int(d.group(1)) if d else 0
 
 
+def start_capture(t, ns, ifname, path):
+    """dumpcap on `ifname`, once it writes; stop it with `stop_capture`."""
+    cap = t.start(ns, "dumpcap", "-P", "-i", ifname, "-w", str(path), log=f"{path}.log")
+    assert wait_for(lambda: path.exists() and path.stat().st_size >= 24), "capture did not start"
+    return cap
+
+
+def stop_capture(t, cap, path):
+    """Stops a capture and checks it lost nothing: a reuse checker reads a
+    complete capture or proves nothing. Returns the frames captured."""
+    t.stop(cap, signal.SIGINT)
+    text = pathlib.Path(f"{path}.log").read_text()
+    m = re.search(r"received/dropped on interface [^:]*: (\d+)/(\d+) \(([^)]*)\)", text)
+    assert m, f"dumpcap's statistics are missing: {text}"
+    drops = [int(x) for x in re.findall(r"\d+", m.group(3))]
+    assert int(m.group(2)) == 0 and not any(drops), f"the capture dropped frames: {m.group(0)}"
+    return int(re.search(r"Packets captured: (\d+)", text).group(1))
+
+
+def expected_chatter(src, proto):
+    """Whether a frame that is neither ARP nor ESP is expected: the IGMP
+    membership reports the switch namespace's own bridge ports send
+    (MACs 02:00:00:00:ff:..), nothing else."""
+    return src.startswith("02:00:00:00:ff:") and proto == 2
+
+
 def esp_frames(pcap):
-    """(time, sender MAC, SPI, seq) of every ESP frame to r."""
+    """(time, sender MAC, SPI, seq) of every ESP frame on r's port, either
+    way. A frame that is neither ARP nor ESP fails: the checker must see
+    every frame the nodes sent, so it must understand every one."""
     out = []
     for f in rdpcap(str(pcap)):
-        if f.haslayer(ESP) and f.haslayer(Ether) and f[Ether].dst == MAC["r-wan"]:
-            out.append((float(f.time), f[Ether].src, f[ESP].spi, f[ESP].seq))
+        if f.haslayer(ARP) or expected_chatter(f[Ether].src, f.haslayer(IP) and f[IP].proto):
+            continue
+        assert f.haslayer(ESP) and f.haslayer(Ether) and f.haslayer(IP), f"neither ARP nor ESP: {f!r}"
+        out.append((float(f.time), f[Ether].src, f[ESP].spi, f[ESP].seq))
     return out
+
+
+def encrypted(log):
+    """The packets a node encrypted in one life, from its final report."""
+    m = re.search(r"\| encrypted (\d+) ", log)
+    assert m, "no final report in the log"
+    return int(m.group(1))
 
 
 def runs(frames, spi):
@@ -205,6 +255,14 @@ def flow(path):
     return d["sent"], {int(k): v for k, v in d["echoed"].items()}
 
 
+def flowing_at_end(sent, echoed):
+    """The share of the datagrams sent in the stream's last second but
+    half (1.5 s to 0.5 s before its end, so every echo had time) that were
+    echoed."""
+    late = [k for k, t in enumerate(sent) if sent[-1] - 1.5 < t < sent[-1] - 0.5]
+    return sum(k in echoed for k in late) / max(1, len(late))
+
+
 def resumed_after(sent, echoed, t):
     lost = 0
     for k, s in enumerate(sent):
@@ -221,8 +279,7 @@ def run_pair(topo, espgate, tmp_path, capsys, scenario, mirror_extra, loss=0):
     if loss:
         p.loss(loss)
     cap_path = tmp_path / "wan.pcap"
-    cap = topo.start(p.sw, "dumpcap", "-q", "-P", "-i", "w-r", "-w", str(cap_path))
-    assert wait_for(lambda: cap_path.exists() and cap_path.stat().st_size >= 24), "capture did not start"
+    cap = start_capture(topo, p.sw, "w-r", cap_path)
     p.start("r", "r.log")
     p.start("a", "a.log")
     p.start("b", "b.log")
@@ -230,7 +287,10 @@ def run_pair(topo, espgate, tmp_path, capsys, scenario, mirror_extra, loss=0):
         p.log("a.log") + p.log("b.log")
     topo.start(p.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
     time.sleep(0.3)
-    streams = [topo.start(h, "python3", str(HERE / "flow.py"), "stream", "10.3.0.10", "7000", str(SECONDS),
+    # The cut scenario streams longer: the flow is measured well after the
+    # heal, past the split's resolution and the failback.
+    seconds = SECONDS + (2.0 if scenario == "cut" else 0.0)
+    streams = [topo.start(h, "python3", str(HERE / "flow.py"), "stream", "10.3.0.10", "7000", str(seconds),
                           str(tmp_path / f"{name}.json")) for h, name in ((p.h1, "h1"), (p.h2, "h2"))]
     t0 = time.time()
     marks = {}
@@ -249,12 +309,13 @@ def run_pair(topo, espgate, tmp_path, capsys, scenario, mirror_extra, loss=0):
         marks["heal"] = time.time()
         p.cut(False)
     for s in streams:
-        s.wait(timeout=SECONDS + 30)
+        s.wait(timeout=seconds + 30)
     time.sleep(0.5)
     marks["stop"] = time.time()
     for name in ("a", "b", "r"):
         assert topo.stop(p.procs[name]) == 0, f"{name} did not stop cleanly"
-    topo.stop(cap, signal.SIGINT)
+    dropped = p.loss_dropped() if loss else 0
+    stop_capture(topo, cap, cap_path)
     logs = {f: p.log(f) for f in ("a.log", "b.log", "r.log") + (("a2.log",) if scenario == "kill" else ())}
     frames = esp_frames(cap_path)
     seen, reused = set(), []
@@ -264,7 +325,7 @@ def run_pair(topo, espgate, tmp_path, capsys, scenario, mirror_extra, loss=0):
         seen.add((spi, seq))
     s1, e1 = flow(tmp_path / "h1.json")
     s2, e2 = flow(tmp_path / "h2.json")
-    lines = [f"scenario {scenario}" + (f", mirror loss {loss} %" if loss else "") + f", {SECONDS:.0f} s of 1000 datagrams/s per host:"]
+    lines = [f"scenario {scenario}" + (f", mirror loss {loss} %" if loss else "") + f", {seconds:.0f} s of 1000 datagrams/s per host:"]
     for spi in (0x1000, 0x2000):
         lines.append(f"  {spi:#06x}: {runs(frames, spi)}")
     lines.append(f"  ESP frames to r captured: {len(frames)}; (SPI, seq) used twice: {len(reused)}")
@@ -305,6 +366,14 @@ def run_pair(topo, espgate, tmp_path, capsys, scenario, mirror_extra, loss=0):
         print("\n" + "\n".join(lines))
     assert not reused, f"(SPI, seq) used twice: {reused[:10]}"
     assert len(frames) > 1000, "the capture holds too little ESP to prove anything"
+    # The capture holds every ESP frame of every life that reported (a's
+    # first life was killed: no report).
+    by_sender = {n: sum(src == MAC[f"{n}-wan"] for _, src, _, _ in frames) for n in ("a", "b", "r")}
+    for n in ("b", "r") + (() if scenario == "kill" else ("a",)):
+        assert by_sender[n] == encrypted(logs[f"{n}.log"]), \
+            f"{n} encrypted {encrypted(logs[f'{n}.log'])} packets, the capture holds {by_sender[n]}"
+    if loss:
+        assert dropped > 0, "the loss rule never dropped a mirror frame"
     if scenario == "kill":
         # One owner at a time: r's windows only ever move forward. (In a
         # split brain both nodes send on an SA from disjoint ranges, and r
@@ -330,17 +399,31 @@ def test_kill_takeover_restart_failback(topo, espgate, tmp_path, capsys, loss):
     # Strict takeover refuses at most `inbound_interval` fresh packets each
     # time the SA starts on a node. b starts it at the takeover, then moves
     # it two intervals past anything a's lost life could have accepted
-    # unheard when a's new life appears: at most three intervals in two
-    # starts. a's second life may start it twice (at its bulk sync's end,
-    # and at the hand-back), one interval each.
-    for log, who, starts, per_start in ((logs["b.log"], "b", 2, 1.5), (logs["a2.log"], "a", 2, 1)):
+    # unheard when a's new life appears: at most three intervals in at most
+    # two starts. a's second life may start it twice (at its bulk sync's
+    # end, and at the hand-back), one interval each. The bound is fixed by
+    # the scenario, not by the starts counted, which are checked on their
+    # own.
+    for log, who, most, bound in ((logs["b.log"], "b", 2, 3), (logs["a2.log"], "a", 2, 2)):
         refused = sum(sa_drops(log, 0x1001, "in", r) for r in ("replayed", "too_old"))
         # (Stopping a at the end makes b take over once more: not counted.)
         moves = sum(1 for t, what in events(log)
                     if t < marks["stop"] and what.startswith("activated spi=0x1001 dir=inbound"))
-        assert 1 <= moves <= starts, f"{who} started a's inbound SA {moves} times"
-        assert refused <= INBOUND_INTERVAL * per_start * moves, \
-            f"{who} refused {refused} > {INBOUND_INTERVAL} x {per_start} x {moves} starts of the SA"
+        assert 1 <= moves <= most, f"{who} started a's inbound SA {moves} times, expected 1 to {most}"
+        assert refused <= INBOUND_INTERVAL * bound, \
+            f"{who} refused {refused} > {bound} x {INBOUND_INTERVAL} fresh packets"
+    flowing = flowing_at_end(s1, e1)
+    if loss:
+        # Found by this check: with mirror frames lost, the inbound lease
+        # (an owner accepts only below the top the peer acknowledged plus
+        # inbound_interval) stalls the pair's inbound SAs while the peer is
+        # heard: at 10 % loss b's own inbound SA dropped 5711 of ~8000
+        # packets as lease_stall, and no datagram of h1 or h2 was echoed in
+        # the first two seconds nor in the last three. Strict: once fixed,
+        # this fails, and the check becomes the plain one below.
+        assert flowing < 0.99, f"the traffic flows at the end despite {loss} % mirror loss: make this check plain"
+        pytest.xfail(f"inbound SAs stall under {loss} % mirror loss (h1's traffic {flowing:.0%} echoed at the end)")
+    assert flowing >= 0.99, f"h1's traffic does not flow at the end: {flowing:.1%}"
 
 
 def test_mirror_link_cut_split_brain_then_heal(topo, espgate, tmp_path, capsys):
@@ -353,6 +436,8 @@ def test_mirror_link_cut_split_brain_then_heal(topo, espgate, tmp_path, capsys):
     late = marks["heal"] + 1.0
     assert any(t > late and k in e1 for k, t in enumerate(s1)), "h1 did not recover after the heal"
     assert any(t > late and k in e2 for k, t in enumerate(s2)), "h2 did not recover after the heal"
+    for h, (s, e) in (("h1", (s1, e1)), ("h2", (s2, e2))):
+        assert flowing_at_end(s, e) >= 0.99, f"{h}'s traffic does not flow at the end: {flowing_at_end(s, e):.1%}"
 
 
 def test_host_processor_pushes_configs_reroutes_and_fails_back(topo, espgate, tmp_path, capsys):
@@ -374,8 +459,7 @@ def test_host_processor_pushes_configs_reroutes_and_fails_back(topo, espgate, tm
         f"    on_failure: [[ip, netns, exec, {p.h2}, ip, route, replace, default, via, 10.1.0.1]]\n"
         f"    on_return: [[ip, netns, exec, {p.h2}, ip, route, replace, default, via, 10.1.0.2]]\n")
     cap_path = tmp_path / "wan.pcap"
-    cap = topo.start(p.sw, "dumpcap", "-q", "-P", "-i", "w-r", "-w", str(cap_path))
-    assert wait_for(lambda: cap_path.exists() and cap_path.stat().st_size >= 24), "capture did not start"
+    cap = start_capture(topo, p.sw, "w-r", cap_path)
     p.start("r", "r.log")
     na = topo.start(p.a, espgate, "run", "--control", str(socks["a"]), log=tmp_path / "a.log")
     topo.start(p.b, espgate, "run", "--control", str(socks["b"]), log=tmp_path / "b.log")
@@ -395,7 +479,7 @@ def test_host_processor_pushes_configs_reroutes_and_fails_back(topo, espgate, tm
     stream.wait(timeout=40)
     topo.stop(host)
     time.sleep(0.3)
-    topo.stop(cap, signal.SIGINT)
+    stop_capture(topo, cap, cap_path)
     log = p.log("host.log")
     s1, e1 = flow(tmp_path / "h1.json")
     back, lost = resumed_after(s1, e1, kill)
@@ -416,5 +500,4 @@ def test_host_processor_pushes_configs_reroutes_and_fails_back(topo, espgate, tm
     assert len(pairs) == len(set(pairs)), "an (SPI, seq) pair was used twice"
     assert back is not None, "h1's traffic never resumed"
     assert "fenced" in p.log("b.log")
-    late = [k for k, t in enumerate(s1) if t > s1[-1] - 1.0]
-    assert sum(k in e1 for k in late) > len(late) // 2, "h1's traffic does not flow at the end"
+    assert flowing_at_end(s1, e1) >= 0.99, f"h1's traffic does not flow at the end: {flowing_at_end(s1, e1):.1%}"

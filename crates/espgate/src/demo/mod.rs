@@ -241,7 +241,7 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         .lock()
         .map(|c| c.clone())
         .unwrap_or_default();
-    let esp = capture::esp_frames(&frames);
+    let esp = capture::esp_frames(&frames)?;
     let reuse = capture::reused(&esp);
 
     let b_mac = rig.cb.port(Role::Unprotected).and_then(|p| p.mac);
