@@ -691,6 +691,9 @@ fn a_pair_powered_off_at_once_restarts_past_both_lives_and_accepts_no_replay() {
         "a accepted {} replayed packets after the power loss",
         replayed.len()
     );
+    // The restarted pair runs once its marks are durable and it synced:
+    // probes until one crosses, then traffic.
+    assert!(testbed::warm_up(&mut host_a, &mut host_r, 7));
     for k in 0..100u32 {
         host_a.send_udp(host_r.ip, 9, 7, &k.to_be_bytes());
     }
