@@ -417,12 +417,12 @@ def test_kill_takeover_restart_failback(topo, espgate, tmp_path, capsys, loss):
         # Found by this check: with mirror frames lost, the inbound lease
         # (an owner accepts only below the top the peer acknowledged plus
         # inbound_interval) stalls the pair's inbound SAs while the peer is
-        # heard: at 10 % loss b's own inbound SA dropped 5711 of ~8000
-        # packets as lease_stall, and no datagram of h1 or h2 was echoed in
-        # the first two seconds nor in the last three. Strict: once fixed,
-        # this fails, and the check becomes the plain one below.
-        assert flowing < 0.99, f"the traffic flows at the end despite {loss} % mirror loss: make this check plain"
-        pytest.xfail(f"inbound SAs stall under {loss} % mirror loss (h1's traffic {flowing:.0%} echoed at the end)")
+        # heard. Before main's stall reports no datagram was echoed in the
+        # last three seconds (b's own inbound SA: 5711 lease_stall drops of
+        # ~8000 at 10 % loss); with them 90 % (10 % loss) and 42 % (30 %)
+        # of h1's last second. Not strict: near 99 % it may pass.
+        if flowing < 0.99:
+            pytest.xfail(f"inbound SAs stall under {loss} % mirror loss (h1's traffic {flowing:.0%} echoed at the end)")
     assert flowing >= 0.99, f"h1's traffic does not flow at the end: {flowing:.1%}"
 
 
