@@ -50,7 +50,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -60,7 +59,7 @@ from collections import Counter
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_failover import HERE, MAC, Pair, encrypted, expected_chatter, flow, start_capture, stop_capture  # noqa: E402
-from topology import Topology, prefix, wait_for  # noqa: E402
+from topology import Topology, control_request, prefix, wait_for  # noqa: E402
 
 REPO = HERE.parents[1]
 ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay", "reorder", "padded", "second",
@@ -182,17 +181,7 @@ class Chaos:
     def request(self, n, req):
         """One control request to node `n`; its answer ({} if none)."""
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
-                c.settimeout(10)
-                c.connect(str(self.sock[n]))
-                c.sendall(json.dumps(req).encode() + b"\n")
-                buf = b""
-                while not buf.endswith(b"\n"):
-                    chunk = c.recv(65536)
-                    if not chunk:
-                        break
-                    buf += chunk
-            return json.loads(buf)
+            return control_request(self.sock[n], json.dumps(req))
         except (OSError, ValueError):
             return {}
 

@@ -7,12 +7,11 @@ Prometheus endpoint scraped and parsed by the Prometheus client's own
 parser."""
 
 import json
-import socket
 import subprocess
 import time
 
 from test_failover import HERE, Pair, esp_frames, flow
-from topology import wait_for
+from topology import control_request as request, wait_for
 
 NEW_KEYS = {
     0x1100: "0x00112233445566778899aabbccddeeff10203040",
@@ -39,21 +38,6 @@ def cli(espgate, sock, *args, check=True):
 def sa_list(espgate, sock):
     out = json.loads(cli(espgate, sock, "sa", "list", "--json").stdout)
     return {(s["spi"], s["direction"]): s for s in out["sas"]}
-
-
-def request(sock, line):
-    """One raw line on the control socket; the parsed answer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(str(sock))
-        s.sendall(line.encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)
 
 
 def scrape(topo, ns):

@@ -2,8 +2,10 @@
 with `ip netns` and veth pairs, and tears every namespace down afterwards,
 even on failure. Needs root."""
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -85,3 +87,19 @@ def wait_for(pred, timeout=10.0, step=0.05):
             return True
         time.sleep(step)
     return False
+
+
+def control_request(sock, line):
+    """One raw line on a node's control socket; the parsed answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(sock))
+        s.sendall(line.encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return json.loads(buf)
+

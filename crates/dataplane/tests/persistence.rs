@@ -479,18 +479,9 @@ fn pair_node(me: u32, state: Option<PathBuf>) -> NodeConfig {
     out.home = Some(1);
     inb.home = Some(1);
     cfg.sas = vec![out, inb];
-    let rule = |direction, src: &str, dst: &str, spi| SpdRule {
-        direction,
-        src: src.parse().unwrap(),
-        dst: dst.parse().unwrap(),
-        protocol: None,
-        sport: (0, u16::MAX),
-        dport: (0, u16::MAX),
-        action: Action::Protect(spi),
-    };
     cfg.spd = vec![
-        rule(PolicyDirection::Out, "10.1.0.0/24", "10.2.0.0/24", 0x100),
-        rule(PolicyDirection::In, "10.2.0.0/24", "10.1.0.0/24", 0x200),
+        protect(PolicyDirection::Out, "10.1.0.0/24", "10.2.0.0/24", 0x100),
+        protect(PolicyDirection::In, "10.2.0.0/24", "10.1.0.0/24", 0x200),
     ];
     cfg.mirror = Some(MirrorSettings {
         protocol: espgate_mirror::MirrorConfig {
@@ -517,6 +508,19 @@ fn pair_node(me: u32, state: Option<PathBuf>) -> NodeConfig {
 
 const R_WAN: &str = "172.16.0.2";
 
+/// A rule protecting all traffic from `src` to `dst` with SA `spi`.
+fn protect(direction: PolicyDirection, src: &str, dst: &str, spi: u32) -> SpdRule {
+    SpdRule {
+        direction,
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        protocol: None,
+        sport: (0, u16::MAX),
+        dport: (0, u16::MAX),
+        action: Action::Protect(spi),
+    }
+}
+
 /// r: the far end of a's SAs, with no state (it never restarts here).
 fn far_end() -> NodeConfig {
     let mut cfg = config(false, None);
@@ -529,18 +533,9 @@ fn far_end() -> NodeConfig {
     inb.home = None;
     out.home = None;
     cfg.sas = vec![inb, out];
-    let rule = |direction, src: &str, dst: &str, spi| SpdRule {
-        direction,
-        src: src.parse().unwrap(),
-        dst: dst.parse().unwrap(),
-        protocol: None,
-        sport: (0, u16::MAX),
-        dport: (0, u16::MAX),
-        action: Action::Protect(spi),
-    };
     cfg.spd = vec![
-        rule(PolicyDirection::Out, "10.2.0.0/24", "10.1.0.0/24", 0x200),
-        rule(PolicyDirection::In, "10.1.0.0/24", "10.2.0.0/24", 0x100),
+        protect(PolicyDirection::Out, "10.2.0.0/24", "10.1.0.0/24", 0x200),
+        protect(PolicyDirection::In, "10.1.0.0/24", "10.2.0.0/24", 0x100),
     ];
     cfg
 }

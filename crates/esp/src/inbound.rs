@@ -6,6 +6,7 @@
 //! this as librte_ipsec does: [`Sad::prepare`] does everything up to the
 //! crypto, [`Sad::process`] the rest.
 
+use crate::limit::SeqLimit;
 use rustc_hash::FxHashMap;
 
 use espgate_wire::PacketBuf;
@@ -53,12 +54,8 @@ pub struct InboundSa {
     encap: Option<UdpEncap>,
     reported: u64,
     report_every: u64,
-    /// The mirror's inbound lease.
-    lease: u64,
-    /// The node's persisted high-water mark.
-    mark: u64,
-    /// The lower of the two: what the packet path checks.
-    limit: u64,
+    /// The lower of the mirror's lease and the node's persisted mark.
+    limit: SeqLimit,
     wanted: u64,
     lifetime: LifetimeState,
     counters: SaCounters,
@@ -76,9 +73,7 @@ impl InboundSa {
             encap: cfg.udp_encap,
             reported: cfg.initial_seq,
             report_every: 0,
-            lease: u64::MAX,
-            mark: u64::MAX,
-            limit: u64::MAX,
+            limit: SeqLimit::default(),
             wanted: 0,
             lifetime: LifetimeState::new(cfg.lifetime),
             counters: SaCounters::default(),
@@ -110,21 +105,19 @@ impl InboundSa {
     /// `lease_stall` once they are authenticated, and the highest of them
     /// is kept as [`wanted`](Self::wanted).
     pub fn set_limit(&mut self, limit: u64) {
-        self.lease = limit;
-        self.limit = self.lease.min(self.mark);
+        self.limit.set_lease(limit);
     }
 
     /// Accept only sequence numbers below `mark` (the node's persisted
     /// high-water mark), as below the lease.
     pub fn set_mark(&mut self, mark: u64) {
-        self.mark = mark;
-        self.limit = self.lease.min(self.mark);
+        self.limit.set_mark(mark);
     }
 
     /// The first sequence number the SA may not accept now, the lower of
     /// its lease and its mark (`u64::MAX`: none).
     pub fn limit(&self) -> u64 {
-        self.limit
+        self.limit.get()
     }
 
     /// The highest sequence number of an authentic packet dropped at the
@@ -227,7 +220,7 @@ impl InboundSa {
         self.cipher
             .open(self.spi, seq, &iv, body, icv)
             .map_err(|_| EspError::new(DropReason::AuthFailed))?;
-        if seq >= self.limit {
+        if seq >= self.limit.get() {
             self.wanted = self.wanted.max(seq);
             return Err(DropReason::LeaseStall.into());
         }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod inbound;
 mod inner;
 pub mod lifetime;
+mod limit;
 pub mod outbound;
 pub mod replay;
 pub mod sa;

@@ -6,6 +6,7 @@
 //! no SA state, so it could run elsewhere). [`OutboundSa::encapsulate`] does
 //! both for one packet.
 
+use crate::limit::SeqLimit;
 use espgate_wire::PacketBuf;
 use espgate_wire::esp::{self, EspRepr, EspTrailer};
 use espgate_wire::ip::{IpAddr, protocol};
@@ -34,12 +35,8 @@ pub struct OutboundSa {
     pad_to: usize,
     seq: u64,
     seq_max: u64,
-    /// The mirror's lease limit.
-    lease: u64,
-    /// The node's persisted high-water mark.
-    mark: u64,
-    /// The lower of the two: what the packet path checks.
-    limit: u64,
+    /// The lower of the mirror's lease and the node's persisted mark.
+    limit: SeqLimit,
     reported: u64,
     report_every: u64,
     lifetime: LifetimeState,
@@ -71,9 +68,7 @@ impl OutboundSa {
             pad_to: usize::from(cfg.pad_to),
             seq: cfg.initial_seq,
             seq_max: cfg.seq_max(),
-            lease: u64::MAX,
-            mark: u64::MAX,
-            limit: u64::MAX,
+            limit: SeqLimit::default(),
             reported: cfg.initial_seq,
             report_every: 0,
             lifetime: LifetimeState::new(cfg.lifetime),
@@ -100,21 +95,19 @@ impl OutboundSa {
     /// no more; packets that would reach it (or the mark) are dropped as
     /// `lease_stall` until it rises.
     pub fn set_limit(&mut self, limit: u64) {
-        self.lease = limit;
-        self.limit = self.lease.min(self.mark);
+        self.limit.set_lease(limit);
     }
 
     /// Sets the first sequence number the node's persisted high-water
     /// mark does not cover: the SA stalls there as at its lease limit.
     pub fn set_mark(&mut self, mark: u64) {
-        self.mark = mark;
-        self.limit = self.lease.min(self.mark);
+        self.limit.set_mark(mark);
     }
 
     /// The first sequence number the SA may not use now, the lower of its
     /// lease limit and its mark (`u64::MAX`: none).
     pub fn limit(&self) -> u64 {
-        self.limit
+        self.limit.get()
     }
 
     /// Makes the next packet use sequence number `next` (a takeover or a
@@ -232,7 +225,8 @@ impl OutboundSa {
             self.lifetime.exhausted();
             return Err(DropReason::SeqExhausted.into());
         }
-        if self.limit != u64::MAX && self.seq + 1 >= self.limit {
+        let limit = self.limit.get();
+        if limit != u64::MAX && self.seq + 1 >= limit {
             return Err(DropReason::LeaseStall.into());
         }
         self.seq += 1;
