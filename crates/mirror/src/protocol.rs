@@ -333,7 +333,8 @@ struct PairSa {
     generation: u64,
     /// Handed to the peer by this node and not confirmed by it since: the
     /// peer may have taken it over meanwhile from anywhere this node knows
-    /// nothing of, so it is not taken over again until the peer speaks.
+    /// nothing of, so it is not taken over again until the peer speaks;
+    /// nor are the peer's states of it acknowledged until then.
     blind: bool,
 }
 
@@ -972,11 +973,12 @@ impl Mirror {
     }
 
     /// What an ownership record of this SA carries: for an SA owned here,
-    /// how far it may go (its reach); else the stored value.
+    /// how far it may go (outbound: its reach) or what it reports (inbound:
+    /// its top, or a stalled number past it); else the stored value.
     fn bound(&self, spi: u32, dir: SaDir) -> u64 {
         match (dir, self.outbound.get(&spi), self.inbound.get(&spi)) {
             (SaDir::Outbound, Some(o), _) => o.reach(),
-            (SaDir::Inbound, _, Some(i)) => i.top(),
+            (SaDir::Inbound, _, Some(i)) => i.value(),
             _ => self.standby.get(spi, dir).map_or(0, |s| s.value),
         }
     }
@@ -1008,15 +1010,18 @@ impl Mirror {
                 }
             }
             SaDir::Inbound => {
+                // What it reported, a stall past the window included:
+                // the peer may have taken it over from there.
                 let s = self.inbound.remove(&spi)?;
                 let (bytes, packets) = s.counters();
+                let value = s.value().max(s.sent_top());
                 SaState {
                     spi,
                     dir,
-                    value: s.top(),
+                    value,
                     bytes,
                     packets,
-                    bitmap: s.bitmap().to_vec(),
+                    bitmap: rebase(s.bitmap(), value - s.top()),
                     copy: false,
                 }
             }
@@ -1312,11 +1317,14 @@ impl Mirror {
                     let peers = self
                         .pair
                         .get(&(s.spi, s.dir))
-                        .is_some_and(|p| p.owner == peer);
+                        .is_some_and(|p| p.owner == peer && !p.blind);
                     self.standby.merge(&s);
-                    // Acknowledge only states of SAs the peer owns: a stale
-                    // state of an SA taken over must not raise the old
-                    // owner's limit.
+                    // Acknowledge only states of SAs the peer owns and
+                    // knows it owns: a stale state of an SA taken over
+                    // must not raise the old owner's limit, nor one sent
+                    // before the peer heard of this node's hand-back (it
+                    // still runs the SA under its older lease, and this
+                    // node used numbers above it).
                     if peers {
                         let stored = self.standby.get(s.spi, s.dir).map_or(0, |e| e.value);
                         self.acks.insert((s.spi, s.dir), stored);
@@ -1408,8 +1416,9 @@ impl Mirror {
     /// started from values this node told it and stayed within its own
     /// lease: below this node's high-water mark plus two jumps (outbound)
     /// or plus two inbound intervals (inbound, strict). Every owned SA
-    /// moves past that; the standby copies of outbound SAs carry the mark
-    /// plus one jump, so a restarted peer starts them one jump further.
+    /// moves past that; the standby copies of the others carry the mark
+    /// plus one jump or interval, so a restarted peer (or this node, taking
+    /// one over) starts them one further.
     fn peer_lost(&mut self) {
         let keys: Vec<(u32, SaDir)> = self.pair.keys().copied().collect();
         for (spi, dir) in keys {
@@ -1428,6 +1437,13 @@ impl Mirror {
                 }
                 SaDir::Inbound => {
                     let Some(i) = self.inbound.get(&spi) else {
+                        // Not run here: the lost life may have run it (a
+                        // takeover or a hand-back this node never heard),
+                        // up to an interval past its start. The stored
+                        // copy carries the mark plus one interval, so
+                        // whoever runs it next starts a second further.
+                        let mark = self.standby.get(spi, dir).map_or(0, |e| e.value);
+                        self.store(spi, dir, self.restart_point(spi, dir, mark));
                         continue;
                     };
                     let mark = i.value().max(i.sent_top());

@@ -677,3 +677,103 @@ fn a_stall_reported_before_the_bulk_sync_does_not_let_the_earlier_lifes_packets_
         "A's first life accepted {accepted:?}; its second accepts {now:?} (window top {window_top}, no activation past {top})"
     );
 }
+
+/// Found by the chaos proptest once its workers report stalls: in a split
+/// brain B takes A's inbound SA over and accepts packets on it; the link
+/// comes back and B hands the SA back, but the hand-back is lost. A,
+/// never having heard of either change, still runs the SA under its old
+/// lease; its worker reports a stall past it, and B (seeing A as the
+/// owner again) acknowledged that: A's limit rose over the packets B had
+/// accepted, which A's window had never seen.
+#[test]
+fn a_state_sent_before_the_owner_heard_of_a_hand_back_raises_no_limit() {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    exchange(&mut a, &mut b, 0);
+    let t = run_a(&mut a, &mut b, 0);
+    let a_top = a.inbound_limit(IN_A).unwrap() - 1;
+    events(&mut a);
+    declare_dead(&mut a, t + 100);
+    declare_dead(&mut b, t + 100);
+    b.take_over();
+    let b_start = *starts_in(&events(&mut b), IN_A, SaDir::Inbound)
+        .last()
+        .unwrap();
+    let b_accepted = b_start + 1..b_start + 2;
+    b.inbound_progress(IN_A, b_accepted.end - 1, &[u64::MAX], 0, 1);
+    // The link heals: B hears A, hands the SA back, and that is lost.
+    let now = t + 200;
+    while let Some(f) = a.poll_transmit(now) {
+        let _ = b.handle_frame(now, &f);
+    }
+    assert!(b.peer_alive());
+    assert_eq!(b.hand_back(), 2);
+    while b.poll_transmit(now).is_some() {}
+    // A's worker refused the far end's newer packets at its limit.
+    a.inbound_stalled(IN_A, b_accepted.end + 5);
+    exchange(&mut a, &mut b, now);
+    let window_top = restarted(&events(&mut a), IN_A, SaDir::Inbound, a_top);
+    let now_accepts = acceptable(&a, IN_A, window_top);
+    let both = overlap(&b_accepted, &now_accepts);
+    assert!(
+        both.is_empty(),
+        "B accepted {b_accepted:?}; A now accepts {now_accepts:?}"
+    );
+}
+
+/// Found by the chaos proptest once a node could die while the pair
+/// disagrees on who runs an inbound SA: B holds A's inbound SA; A takes
+/// it back (its own start counts as acknowledged, so it accepts up to an
+/// interval past it) but B hears none of it; B hands the SA back and A
+/// dies. B no longer runs the SA, so hearing A's next life did not move
+/// it: that life restarted from what B stored, below what the lost life
+/// accepted.
+#[test]
+fn an_inbound_sa_taken_back_unheard_by_a_life_that_dies_is_not_accepted_twice_by_the_next() {
+    taken_back_unheard_by_a_life_that_dies(false);
+}
+
+/// The same, B's worker having reported a stall past its window before A
+/// took the SA back (from the stalled number, which A stores): B's
+/// hand-back stored only its window top, and A's next life restarted from
+/// that, below what the lost life accepted.
+#[test]
+fn an_inbound_sa_stalled_then_taken_back_unheard_by_a_life_that_dies_is_not_accepted_twice() {
+    taken_back_unheard_by_a_life_that_dies(true);
+}
+
+fn taken_back_unheard_by_a_life_that_dies(stalled: bool) {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let mut t = b_holds_a_sas(&mut a, &mut b);
+    for _ in 0..3 {
+        let top = b.inbound_limit(IN_A).unwrap() - 1;
+        b.inbound_progress(IN_A, top, &[u64::MAX], 0, top);
+        t = settle(&mut a, &mut b, t);
+    }
+    if stalled {
+        let limit = b.inbound_limit(IN_A).unwrap();
+        b.inbound_stalled(IN_A, limit + INTERVAL / 2);
+        t = settle(&mut a, &mut b, t);
+    }
+    // A takes its SA back; nothing it sends from now on arrives.
+    declare_dead(&mut a, t + 100);
+    a.take_over();
+    assert!(a.owns(IN_A, SaDir::Inbound));
+    let a_start = *starts_in(&events(&mut a), IN_A, SaDir::Inbound)
+        .last()
+        .unwrap();
+    let a_accepted = a_start + 1..a.inbound_limit(IN_A).unwrap();
+    assert!(!a_accepted.is_empty());
+    drop(a);
+    // B hands the SA back to the life it has not yet found dead.
+    assert_eq!(b.hand_back(), 2);
+    events(&mut b);
+    let mut a2 = node(A, 5, t + 200);
+    settle(&mut a2, &mut b, t + 200);
+    assert!(a2.synced() && a2.owns(IN_A, SaDir::Inbound));
+    let window_top = restarted(&events(&mut a2), IN_A, SaDir::Inbound, 0);
+    let both = overlap(&a_accepted, &acceptable(&a2, IN_A, window_top));
+    assert!(
+        both.is_empty(),
+        "A's lost life accepted {a_accepted:?}; its next accepts above {window_top}"
+    );
+}
