@@ -1211,8 +1211,9 @@ impl Mirror {
         }
     }
 
-    /// What the peer knows of an SA: the answer to this node's query, the
-    /// history of an SA it no longer runs, or news about one it owns.
+    /// What the peer knows of an SA: the answer to this node's query, or
+    /// the history of an SA it no longer runs: stored, and an owned SA
+    /// moves past it.
     fn history(&mut self, spi: u32, dir: SaDir, value: Option<u64>) {
         let key = (spi, dir);
         if self.asking.remove(&key) {
@@ -1222,12 +1223,11 @@ impl Mirror {
                 (a, b) => a.max(b),
             };
             self.begin_asked(spi, dir, known);
-        } else if self.pair.contains_key(&key) {
-            if let Some(v) = value {
-                self.recover(spi, dir, v, &[]);
-            }
         } else if let Some(v) = value {
-            self.store(spi, dir, v);
+            if !self.owns(spi, dir) {
+                self.store(spi, dir, v);
+            }
+            self.recover(spi, dir, v, &[]);
         }
     }
 
@@ -1309,9 +1309,11 @@ impl Mirror {
                 }
                 MirrorRecord::History { spi, dir, value } => self.history(spi, dir, value),
                 MirrorRecord::SaState(s) if !self.pair.contains_key(&(s.spi, s.dir)) => {
-                    // Not an SA of this pair (deleted here first, or never
-                    // configured): nothing to keep.
-                    self.stats.records_ignored += 1;
+                    // An SA only the peer has (deleted here first, or added
+                    // there and not here yet): kept as its history, so that
+                    // a life of either node that gets it later starts past
+                    // it; never acknowledged, so the peer's lease waits.
+                    self.standby.merge(&s);
                 }
                 MirrorRecord::SaState(s) => {
                     let peers = self
