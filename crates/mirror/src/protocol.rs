@@ -647,14 +647,19 @@ impl Mirror {
     }
 
     /// Forgets an SA of the pair (deleted by the host on both nodes):
-    /// nothing more is sent about it, and the peer's records of it are
-    /// ignored from now on. How far it went stays in the standby table as
-    /// its history, so the same SA added again starts past it. Returns
-    /// whether it was known.
+    /// nothing more is sent about it but its history, and the peer's
+    /// records of it only raise that history from now on. How far it went
+    /// stays in the standby table as its history, so the same SA added
+    /// again starts past it. Returns whether it was known.
     pub fn remove_sa(&mut self, spi: u32, dir: SaDir) -> bool {
         let key = (spi, dir);
         let known = self.pair.remove(&key).is_some();
-        self.take_final(spi, dir);
+        if let Some(fin) = self.take_final(spi, dir) {
+            // Run here: the peer learns how far it went. A life of the
+            // peer that started since may have been sent nothing of it
+            // (a bulk listed before the delete, its state dropped by it).
+            self.due.push_back(Due::History(spi, dir, Some(fin.value)));
+        }
         self.acks.remove(&key);
         self.queries.remove(&key);
         self.ownership_out.remove(&key);
@@ -1422,6 +1427,27 @@ impl Mirror {
     /// plus one jump or interval, so a restarted peer (or this node, taking
     /// one over) starts them one further.
     fn peer_lost(&mut self) {
+        // SAs this node does not have (deleted here, or known only from
+        // the peer's records) the lost life may have run too: their history
+        // moves one step past, the largest step an SA of theirs may have.
+        let retired: Vec<(SaKey, u64)> = self
+            .standby
+            .iter()
+            .filter(|(k, _)| !self.pair.contains_key(k))
+            .map(|(k, e)| (k, e.value))
+            .collect();
+        for ((spi, dir), mark) in retired {
+            let step = match dir {
+                SaDir::Outbound => self.cfg.takeover_jump.max(self.cfg.takeover_jump_32),
+                SaDir::Inbound => self
+                    .pair
+                    .iter()
+                    .filter(|(k, _)| k.1 == SaDir::Inbound)
+                    .map(|(_, p)| p.interval)
+                    .fold(self.cfg.inbound_interval, u64::max),
+            };
+            self.store(spi, dir, mark.saturating_add(step));
+        }
         let keys: Vec<(u32, SaDir)> = self.pair.keys().copied().collect();
         for (spi, dir) in keys {
             match dir {
@@ -1514,11 +1540,13 @@ impl Mirror {
         self.due
             .extend(copies.into_iter().map(|c| Due::Record(Box::new(c))));
         // SAs no longer configured keep their history on both nodes: a
-        // restarted peer that gets one of them again starts past it.
+        // restarted peer that gets one of them again starts past it. So do
+        // SAs added again here that wait for the peer's word (their state
+        // goes once it is in): this node may die before then.
         let mut retired: Vec<(SaKey, u64)> = self
             .standby
             .iter()
-            .filter(|(k, _)| !self.pair.contains_key(k))
+            .filter(|(k, _)| !self.pair.contains_key(k) || self.asking.contains(k))
             .map(|(k, s)| (k, s.value))
             .collect();
         retired.sort_unstable();

@@ -777,3 +777,151 @@ fn taken_back_unheard_by_a_life_that_dies(stalled: bool) {
         "A's lost life accepted {a_accepted:?}; its next accepts above {window_top}"
     );
 }
+
+/// Found by the proptest chaos with adds and deletes at any time: B
+/// restarts and asks for a bulk; A queues it, and the host deletes A's SA X
+/// before it leaves. The bulk no longer carries X's state, and its history
+/// was listed before the delete: B's new life never learns how far X went.
+/// A dies and comes back with X in its file: nothing on either node places
+/// X past its first life.
+#[test]
+fn an_sa_deleted_while_a_bulk_is_on_its_way_keeps_its_history_on_the_peer() {
+    const X: u32 = 0x3000;
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    for m in [&mut a, &mut b] {
+        m.add_sa(X, SaDir::Outbound, false, A);
+    }
+    let mut t = settle(&mut a, &mut b, 0);
+    let mut used = 0;
+    for _ in 0..4 {
+        used = a.limit(X).unwrap() - 1;
+        a.outbound_progress(X, used, 0, used);
+        t = settle(&mut a, &mut b, t);
+    }
+    // B restarts from a file that predates X; its bulk request reaches A.
+    drop(b);
+    let mut b2 = node(B, 3, t);
+    while let Some(f) = b2.poll_transmit(t) {
+        let _ = a.handle_frame(t, &f);
+    }
+    a.remove_sa(X, SaDir::Outbound);
+    let t = settle(&mut a, &mut b2, t);
+    assert!(b2.synced());
+    // A dies; the host adds X again to both, A's next life from its file.
+    drop(a);
+    let mut a2 = node(A, 4, t);
+    a2.add_sa(X, SaDir::Outbound, false, A);
+    b2.add_sa(X, SaDir::Outbound, false, A);
+    settle(&mut a2, &mut b2, t);
+    assert!(a2.synced());
+    let from = restarted(&events(&mut a2), X, SaDir::Outbound, 1);
+    assert!(
+        from > used,
+        "A's next life sends X from {from}; its first used up to {used}"
+    );
+}
+
+/// Inbound, home B, added at run time.
+const IN_B: u32 = 0x2100;
+
+/// Found by the proptest chaos with nodes killed whatever SAs each has:
+/// B runs its run-time SA and dies; its next life comes from a file that
+/// predates the SA, so it knows the SA only as history (A's copy). A takes
+/// the SA over, accepts, and dies unheard. Hearing A's next life, B moved
+/// the SAs it has past what the lost life could have done, but not this
+/// history: added again, B started the SA below what A's lost life
+/// accepted.
+#[test]
+fn an_sa_a_peer_life_took_over_unheard_moves_past_it_on_a_node_that_lacks_it() {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    for m in [&mut a, &mut b] {
+        m.add_sa(IN_B, SaDir::Inbound, false, B);
+    }
+    let mut t = settle(&mut a, &mut b, 0);
+    for _ in 0..3 {
+        let top = b.inbound_limit(IN_B).unwrap() - 1;
+        b.inbound_progress(IN_B, top, &[u64::MAX], 0, top);
+        t = settle(&mut a, &mut b, t);
+    }
+    drop(b);
+    let mut b2 = node(B, 3, t + 100);
+    let t = settle(&mut a, &mut b2, t + 100);
+    assert!(b2.synced() && !b2.views().iter().any(|v| v.spi == IN_B));
+    // The host orders A to take B's SAs over; nothing A sends arrives.
+    a.take_over();
+    let a_start = *starts_in(&events(&mut a), IN_B, SaDir::Inbound)
+        .last()
+        .unwrap();
+    let a_accepted = a_start + 1..a.inbound_limit(IN_B).unwrap();
+    assert!(!a_accepted.is_empty());
+    drop(a);
+    let mut a2 = node(A, 4, t + 100);
+    a2.add_sa(IN_B, SaDir::Inbound, false, B);
+    let t = settle(&mut a2, &mut b2, t + 100);
+    events(&mut b2);
+    b2.add_sa(IN_B, SaDir::Inbound, false, B);
+    settle(&mut a2, &mut b2, t);
+    assert!(!b2.asking(IN_B, SaDir::Inbound));
+    let window_top = restarted(&events(&mut b2), IN_B, SaDir::Inbound, 0);
+    let both = overlap(&a_accepted, &acceptable(&b2, IN_B, window_top));
+    assert!(
+        both.is_empty(),
+        "A's lost life accepted {a_accepted:?}; B accepts above {window_top}"
+    );
+}
+
+/// Found by the proptest chaos with adds and deletes at any time: B runs
+/// its run-time SA, the link is cut, the SA is deleted on both and B's
+/// history of it (past what A heard) stays on B alone. A dies; the host
+/// adds the SA to B again, whose question goes nowhere. A's next life
+/// syncs from B before B's question is answered, and B dies: B's next
+/// life started the SA from what A had heard.
+#[test]
+fn the_history_of_an_sa_added_again_outlives_the_node_that_asks() {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    for m in [&mut a, &mut b] {
+        m.add_sa(IN_B, SaDir::Inbound, false, B);
+    }
+    let mut t = settle(&mut a, &mut b, 0);
+    for _ in 0..3 {
+        let top = b.inbound_limit(IN_B).unwrap() - 1;
+        b.inbound_progress(IN_B, top, &[u64::MAX], 0, top);
+        t = settle(&mut a, &mut b, t);
+    }
+    // Cut: B accepts up to its limit and nothing of it reaches A.
+    let top = b.inbound_limit(IN_B).unwrap() - 1;
+    b.inbound_progress(IN_B, top, &[u64::MAX], 0, top);
+    for m in [&mut a, &mut b] {
+        m.remove_sa(IN_B, SaDir::Inbound);
+    }
+    drop(a);
+    b.add_sa(IN_B, SaDir::Inbound, false, B);
+    while b.poll_transmit(t).is_some() {}
+    declare_dead(&mut b, t + 100);
+    // A's next life (the SA in its file) asks for a bulk and syncs from
+    // B; what else it sends is lost, its answer to B's question too, and
+    // B dies (the chaos kills a node only while the other is
+    // synchronised).
+    let mut a2 = node(A, 4, t + 200);
+    a2.add_sa(IN_B, SaDir::Inbound, false, B);
+    let now = t + 200;
+    let f = a2.poll_transmit(now).expect("A asks for a bulk");
+    let _ = b.handle_frame(now, &f);
+    while !a2.synced()
+        && let Some(f) = b.poll_transmit(now)
+    {
+        let _ = a2.handle_frame(now, &f);
+    }
+    assert!(a2.synced());
+    assert!(b.asking(IN_B, SaDir::Inbound));
+    drop(b);
+    let mut b2 = node(B, 5, now + 100);
+    b2.add_sa(IN_B, SaDir::Inbound, false, B);
+    settle(&mut a2, &mut b2, now + 100);
+    assert!(b2.synced());
+    let window_top = restarted(&events(&mut b2), IN_B, SaDir::Inbound, 0);
+    assert!(
+        window_top >= top,
+        "B's next life accepts above {window_top}; its first accepted up to {top}"
+    );
+}
