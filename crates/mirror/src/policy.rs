@@ -120,6 +120,19 @@ impl OwnedOutbound {
         }
     }
 
+    /// The first number no worker can have used, whatever it has not
+    /// reported yet: past the reach, the lease, and one interval past the
+    /// last report (a worker reports each multiple of the interval it
+    /// crosses). Without a lease (a fence) the workers' own position is
+    /// all that bounds them, so a hand-back or a release starts past this.
+    pub fn used_bound(&self) -> u64 {
+        self.reach().max(self.lease()).max(
+            self.seq
+                .saturating_add(self.policy.interval)
+                .saturating_add(1),
+        )
+    }
+
     /// Replaces the policy (the lease switched off when the peer is fenced).
     pub fn set_policy(&mut self, policy: OutboundPolicy) {
         self.policy = policy;

@@ -940,18 +940,23 @@ impl Mirror {
             .map(|(k, p)| (*k, *p))
             .collect();
         for ((spi, dir), p) in &back {
+            // The record starts the peer past all this node may have used
+            // (its final state's value): after a fence the workers ran
+            // past the last report with no lease to bound them.
             let bound = self.bound(*spi, *dir);
+            let fin = self.release(*spi, *dir);
+            let start = fin.as_ref().map_or(bound, |f| f.value.max(bound));
             self.set_owner(
                 (*spi, *dir),
                 peer,
                 p.generation + 1,
-                bound,
+                start,
                 OwnershipKind::Handover,
             );
             if let Some(e) = self.pair.get_mut(&(*spi, *dir)) {
                 e.blind = true;
             }
-            if let Some(fin) = self.release(*spi, *dir) {
+            if let Some(fin) = fin {
                 self.due.push_back(Due::Record(Box::new(fin)));
             }
             self.stats.handed_back += 1;
@@ -1007,7 +1012,7 @@ impl Mirror {
                 SaState {
                     spi,
                     dir,
-                    value: s.reach().max(s.lease()),
+                    value: s.used_bound(),
                     bytes,
                     packets,
                     bitmap: Vec::new(),
@@ -1052,9 +1057,16 @@ impl Mirror {
                 moved.then(Vec::new)
             }
             SaDir::Inbound => {
+                // What this node's own window saw stays seen (a lenient
+                // window keeps its bits; a stored one may know less).
+                let own = self.inbound.get(&spi).map(|i| (i.top(), i.bitmap()));
+                let bitmap = match own {
+                    Some((top, mine)) if value >= top => union(bitmap, &rebase(mine, value - top)),
+                    _ => bitmap.to_vec(),
+                };
                 let stored = Standby {
                     value,
-                    bitmap: bitmap.to_vec(),
+                    bitmap,
                     ..Standby::default()
                 };
                 let (window, kept) = self.restart_window((spi, dir), &stored, start);
@@ -1455,7 +1467,7 @@ impl Mirror {
                     let jump = self.jump(spi);
                     let mut mark = self.standby.get(spi, dir).map_or(0, |e| e.value);
                     if let Some(o) = self.outbound.get(&spi) {
-                        mark = mark.max(o.reach()).max(o.lease());
+                        mark = mark.max(o.used_bound());
                     }
                     self.store(spi, dir, mark.saturating_add(jump));
                     if let Some(o) = self.outbound.get_mut(&spi) {
@@ -1477,9 +1489,11 @@ impl Mirror {
                     let mark = i.value().max(i.sent_top());
                     let once = self.restart_point(spi, dir, mark);
                     let start = self.restart_point(spi, dir, once);
+                    // The window's bits count from its top, the mark may be
+                    // a stalled number past it.
                     let stored = Standby {
                         value: mark,
-                        bitmap: i.bitmap().to_vec(),
+                        bitmap: rebase(i.bitmap(), mark - i.top()),
                         ..Standby::default()
                     };
                     let (window, kept) = self.restart_window((spi, dir), &stored, start);
@@ -1859,6 +1873,13 @@ impl Mirror {
 
 /// A replay bitmap (bit `k` of word `w`: top minus `64 w + k` seen) for a
 /// top `d` higher: every bit moves `d` places down the window.
+/// The numbers either of two bitmaps (of one top) marks seen.
+fn union(a: &[u64], b: &[u64]) -> Vec<u64> {
+    (0..a.len().max(b.len()))
+        .map(|w| a.get(w).copied().unwrap_or(0) | b.get(w).copied().unwrap_or(0))
+        .collect()
+}
+
 fn rebase(bitmap: &[u64], d: u64) -> Vec<u64> {
     let bits = bitmap.len() as u64 * 64;
     let mut out = vec![0u64; bitmap.len()];
