@@ -12,7 +12,7 @@
 //!   interval: 1024               # outbound state due every crossing of a multiple
 //!   quantity: 4096               # the lease: seq + quantity
 //!   lease: on                    # on | off (off: the bare claim, for comparison)
-//!   takeover_jump: 67108864      # ESN SAs; at most 2^28
+//!   takeover_jump: 33554432      # ESN SAs; at most 2^28
 //!   takeover_jump_32: 16777216   # 32-bit SAs
 //!   inbound_interval: 1024
 //!   inbound_takeover: strict     # strict | lenient

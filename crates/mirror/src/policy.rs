@@ -11,7 +11,7 @@
 //!   the peer has *acknowledged* (plus `slack`, see below); with the lease
 //!   off it is unlimited, the bare claim behaviour.
 //! - `slack`: a taking-over node starts at its stored lease plus the
-//!   takeover jump (2^26 by default for ESN SAs, 2^24 for 32-bit ones),
+//!   takeover jump (2^25 by default for ESN SAs, 2^24 for 32-bit ones),
 //!   so the owner may run up to `jump - quantity` past its acknowledged
 //!   lease without the two ranges ever meeting.
 
@@ -95,14 +95,14 @@ impl OwnedOutbound {
         moved
     }
 
-    /// The peer restarted and forgot everything: it may, in its lost life,
-    /// have taken this SA over from a stored lease of at most what this node
-    /// sent, and used up to `jump` plus slack past that. The SA moves past
-    /// all of it, and waits for the new peer to acknowledge a lease.
-    /// Returns the new start.
-    pub fn peer_restarted(&mut self, jump: u64) -> u64 {
-        let base = self.sent_lease.max(self.reach());
-        let start = base.saturating_add(jump.saturating_mul(2));
+    /// The peer restarted and forgot everything: in its lost life it may
+    /// have run this SA up to `by` past what this node sent, used or
+    /// otherwise knew of it (`known`: see `Mirror`). The SA moves past all
+    /// of it, and waits for the new peer to acknowledge a lease. Returns
+    /// the new start.
+    pub fn peer_restarted(&mut self, by: u64, known: u64) -> u64 {
+        let base = self.sent_lease.max(self.used_bound()).max(known);
+        let start = base.saturating_add(by);
         self.seq = self.seq.max(start - 1);
         self.reported_block = self.seq / self.policy.interval;
         self.sent_lease = start;

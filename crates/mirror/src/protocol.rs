@@ -41,19 +41,20 @@
 //! past the last stored lease.
 //!
 //! **A peer that restarts** forgot what it did in its lost life, which may
-//! include taking over SAs without this node hearing of it; but it started
-//! every such tenure from values this node told it, so it stayed below this
-//! node's high-water mark of the SA plus two jumps. On the first frame of a
-//! new peer epoch, every SA owned here moves past that and waits for a
-//! fresh acknowledgement, and the standby value of every other SA rises to
-//! the mark plus one jump (the peer restarts it one jump further).
+//! include taking over SAs without this node hearing of it, or adding one
+//! at run time while it held this node's SAs; but it started every such
+//! tenure from values this node told it, so it stayed below this node's
+//! high-water mark of the SA plus three jumps. On the first frame of a new
+//! peer epoch, every SA owned here moves past that and waits for a fresh
+//! acknowledgement, and the standby value of every other SA rises to the
+//! mark plus two jumps (whoever runs it next starts a jump further).
 //!
 //! **Hand-back** makes the peer the owner while the peer may have taken
 //! the SA over itself meanwhile, from a value this node knows nothing of:
 //! until the peer confirms the hand-over (with its own bound, stored
 //! first), this node does not take the SA over again. Without that, a
 //! peer could take one SA over twice in a life this node never heard of,
-//! and a restart would no longer bound that life by two jumps.
+//! and a restart would no longer bound that life by three jumps.
 //!
 //! **The rule behind all of it.** An owner uses sequence numbers below its
 //! acknowledged lease plus `jump - quantity`; every acknowledged lease is
@@ -100,12 +101,12 @@ pub struct MirrorConfig {
     /// How far a takeover jumps past the stored lease, ESN SAs. A receiver
     /// infers the high half of an ESN from the low 32 bits (RFC 4303 A2.2)
     /// and follows a forward step only if it is below 2^32 minus its window.
-    /// An idle SA (no packet between the steps) moves about six jumps in a
-    /// failover cycle of its home node (takeover: one jump past the lease;
-    /// the home node's restart: two more past the holder's reach, itself a
-    /// jump past its start; hand-back: the holder's reach), so the jump is
-    /// at most 2^28, and 2^26 by default: eight idle cycles in a row stay
-    /// within the receiver's reach.
+    /// An idle SA (no packet between the steps) moves about eight jumps in
+    /// a failover cycle of its home node (takeover: one jump past the
+    /// lease; the home node's restart: three more past the holder's reach,
+    /// itself a jump past its start; hand-back: the holder's reach), so the
+    /// jump is at most 2^28, and 2^25 by default: eight idle cycles in a
+    /// row stay within the receiver's reach.
     pub takeover_jump: u64,
     /// How far a takeover jumps past the stored lease, 32-bit SAs.
     pub takeover_jump_32: u64,
@@ -128,6 +129,12 @@ pub struct MirrorConfig {
 /// below 2^32 minus the largest replay window, or receivers would place the
 /// new numbers in the wrong ESN half and every ICV would fail.
 pub const MAX_TAKEOVER_JUMP: u64 = 1 << 28;
+
+/// How many steps (takeover jumps, inbound intervals) past this node's
+/// high-water mark a peer life that ended unheard may have run an SA: a
+/// run-time add while it held this node's SAs starts two steps past what
+/// it knew and runs one more (see `Mirror::peer_lost`).
+const LOST_LIFE_STEPS: u64 = 3;
 
 /// Unconfirmed ownership changes a refresh sends again, at most.
 const RESEND_PER_REFRESH: usize = 4096;
@@ -211,7 +218,7 @@ impl Default for MirrorConfig {
             interval: 1024,
             quantity: 4096,
             lease: true,
-            takeover_jump: 1 << 26,
+            takeover_jump: 1 << 25,
             takeover_jump_32: 1 << 24,
             inbound_interval: 1024,
             inbound_takeover: InboundTakeover::Strict,
@@ -1207,10 +1214,19 @@ impl Mirror {
         if known.is_some_and(|v| self.recover(spi, dir, v, &[])) {
             return;
         }
-        // Where it stands already (its first number if nobody knew it).
+        // Where it stands already (its first number if nobody knew it, or
+        // where a lost peer life moved it meanwhile: strict, everything at
+        // and below seen).
         let (start, window) = match (dir, self.outbound.get(&spi), self.inbound.get(&spi)) {
             (SaDir::Outbound, Some(o), _) => (o.counters().0 + 1, Vec::new()),
-            (SaDir::Inbound, _, Some(i)) => (i.top(), i.bitmap().to_vec()),
+            (SaDir::Inbound, _, Some(i)) => {
+                let here = Standby {
+                    value: i.top(),
+                    bitmap: i.bitmap().to_vec(),
+                    ..Standby::default()
+                };
+                (i.top(), self.restart_window((spi, dir), &here, i.top()).0)
+            }
             _ => return,
         };
         self.activated(spi, dir, start, window);
@@ -1430,18 +1446,19 @@ impl Mirror {
     }
 
     /// The peer's life is over without this node hearing all of it (it
-    /// restarted, or the host fenced it): in that life it may have taken
-    /// over SAs this node owns, unheard, and used them. Whatever it did
-    /// started from values this node told it and stayed within its own
-    /// lease: below this node's high-water mark plus two jumps (outbound)
-    /// or plus two inbound intervals (inbound, strict). Every owned SA
-    /// moves past that; the standby copies of the others carry the mark
-    /// plus one jump or interval, so a restarted peer (or this node, taking
-    /// one over) starts them one further.
+    /// restarted, or the host fenced it): in that life it may have run SAs
+    /// this node owns, unheard. Whatever it did started from values this
+    /// node told it: it took one over from one of them plus a step (a jump
+    /// outbound, an interval inbound) and ran it a step further, or — the
+    /// SA added at run time while it held this node's SAs — started two
+    /// steps past and ran one more. So it stayed below this node's
+    /// high-water mark plus [`LOST_LIFE_STEPS`] steps: every owned SA moves
+    /// past that, and the stored value of every other SA (the peer's, or
+    /// one this node lacks) carries the mark plus one step fewer, so
+    /// whoever runs it next (a restart, a takeover) starts past it too.
     fn peer_lost(&mut self) {
         // SAs this node does not have (deleted here, or known only from
-        // the peer's records) the lost life may have run too: their history
-        // moves one step past, the largest step an SA of theirs may have.
+        // the peer's records): the largest step an SA of theirs may have.
         let retired: Vec<(SaKey, u64)> = self
             .standby
             .iter()
@@ -1458,7 +1475,8 @@ impl Mirror {
                     .map(|(_, p)| p.interval)
                     .fold(self.cfg.inbound_interval, u64::max),
             };
-            self.store(spi, dir, mark.saturating_add(step));
+            let past = mark.saturating_add(step.saturating_mul(LOST_LIFE_STEPS - 1));
+            self.store(spi, dir, past);
         }
         let keys: Vec<(u32, SaDir)> = self.pair.keys().copied().collect();
         for (spi, dir) in keys {
@@ -1469,26 +1487,23 @@ impl Mirror {
                     if let Some(o) = self.outbound.get(&spi) {
                         mark = mark.max(o.used_bound());
                     }
-                    self.store(spi, dir, mark.saturating_add(jump));
+                    let past = mark.saturating_add(jump.saturating_mul(LOST_LIFE_STEPS - 1));
+                    self.store(spi, dir, past);
                     if let Some(o) = self.outbound.get_mut(&spi) {
-                        let start = o.peer_restarted(jump);
+                        let start = o.peer_restarted(jump.saturating_mul(LOST_LIFE_STEPS), mark);
                         self.activated(spi, dir, start, Vec::new());
                     }
                 }
                 SaDir::Inbound => {
                     let Some(i) = self.inbound.get(&spi) else {
-                        // Not run here: the lost life may have run it (a
-                        // takeover or a hand-back this node never heard),
-                        // up to an interval past its start. The stored
-                        // copy carries the mark plus one interval, so
-                        // whoever runs it next starts a second further.
                         let mark = self.standby.get(spi, dir).map_or(0, |e| e.value);
-                        self.store(spi, dir, self.restart_point(spi, dir, mark));
+                        let past = self.restarted_past(spi, dir, mark, LOST_LIFE_STEPS - 1);
+                        self.store(spi, dir, past);
                         continue;
                     };
-                    let mark = i.value().max(i.sent_top());
-                    let once = self.restart_point(spi, dir, mark);
-                    let start = self.restart_point(spi, dir, once);
+                    let known = self.standby.get(spi, dir).map_or(0, |e| e.value);
+                    let mark = i.value().max(i.sent_top()).max(known);
+                    let start = self.restarted_past(spi, dir, mark, LOST_LIFE_STEPS);
                     // The window's bits count from its top, the mark may be
                     // a stalled number past it.
                     let stored = Standby {
@@ -1505,6 +1520,11 @@ impl Mirror {
                 }
             }
         }
+    }
+
+    /// The restart point of `value` taken `steps` times.
+    fn restarted_past(&self, spi: u32, dir: SaDir, value: u64, steps: u64) -> u64 {
+        (0..steps).fold(value, |v, _| self.restart_point(spi, dir, v))
     }
 
     /// Queues a bulk sync for the peer: ownership of every SA, the state of
