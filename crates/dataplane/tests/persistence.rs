@@ -745,7 +745,6 @@ fn jump(p: &Pair, from: u64, by: u64) {
 /// `STALL_REPORT_EVERY`, so a second stall waited for up to 63 more
 /// refused packets before the keeper heard of it).
 #[test]
-#[ignore = "fails: a second stall is reported only at the SA's 65th lease_stall drop"]
 fn an_inbound_sa_stalled_at_its_mark_resumes_at_once_every_time() {
     let d = fresh("stalls");
     let tap: espgate_io::mem::Tap = Arc::new(Mutex::new(Vec::new()));
