@@ -73,8 +73,10 @@ pub struct Reporting {
     pub ring: Arc<ArrayQueue<Progress>>,
 }
 
-/// Report a stalled SA on its first stalled packet and then every this
-/// many, so its lease can be extended once the mirror knows how far it got.
+/// Report a stalled SA on its first stalled packet (the first refused
+/// since its limit last moved: each stall has one) and then every this
+/// many, so its lease or mark can be extended once the mirror or the
+/// keeper knows how far it got.
 pub const STALL_REPORT_EVERY: u64 = 64;
 
 /// The mirror frame (header to MAC) that carries one inbound SA's state

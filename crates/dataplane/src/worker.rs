@@ -783,8 +783,11 @@ impl Worker {
                 }
             }
             Err(e) => {
-                let stalls = sa.counters().drops.get(DropReason::LeaseStall);
-                if e.reason == DropReason::LeaseStall && stalls % STALL_REPORT_EVERY == 1 {
+                // Counted since the limit last moved, so each stall is
+                // reported at its first packet (the life's drop count
+                // would report a later stall only when it reached 1
+                // modulo STALL_REPORT_EVERY).
+                if e.reason == DropReason::LeaseStall && sa.stalls() % STALL_REPORT_EVERY == 1 {
                     self.report_outbound(spi, false);
                 }
                 return Verdict::Drop(NodeDrop::Esp);
@@ -883,13 +886,13 @@ impl Worker {
     }
 
     /// Reports how far the far end of an inbound SA stalled at its lease
-    /// went, on its first stalled packet and then every
-    /// `STALL_REPORT_EVERY`.
+    /// or mark went, on the first packet refused since its limit last
+    /// moved and then every `STALL_REPORT_EVERY`.
     fn report_inbound_stall(&mut self, spi: u32) {
         let (Some(r), Some(sa)) = (&self.report, self.sad.get(spi)) else {
             return;
         };
-        if sa.counters().drops.get(DropReason::LeaseStall) % STALL_REPORT_EVERY != 1 {
+        if sa.stalls() % STALL_REPORT_EVERY != 1 {
             return;
         }
         let p = Progress::InboundStall {

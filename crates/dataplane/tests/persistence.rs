@@ -705,3 +705,68 @@ fn a_pair_powered_off_at_once_restarts_past_both_lives_and_accepts_no_replay() {
         );
     }
 }
+
+/// Sends `n` datagrams from A's host to B's on SA `SPIS[0]`, one a
+/// millisecond, and returns how many arrived.
+fn trickle(p: &mut Pair, n: u32) -> usize {
+    let dst = p.host_b.ip;
+    let mut got = 0;
+    for k in 0..n {
+        while !p.host_a.send_udp(dst, 9, 7, &k.to_be_bytes()) {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        got += p.host_b.poll().len();
+    }
+    got + testbed::collect(&mut p.host_b, 1, Duration::from_millis(100)).len()
+}
+
+/// Moves A's outbound SA `SPIS[0]` `by` numbers on (as a takeover or a
+/// restart of the far end does).
+fn jump(p: &Pair, from: u64, by: u64) {
+    let cmd = espgate_dataplane::SaCommand::Activate {
+        spi: SPIS[0],
+        direction: Direction::Outbound,
+        start: from + by,
+        bitmap: Vec::new(),
+        packets: 0,
+        bytes: 0,
+    };
+    p.a.command(cmd).unwrap();
+    while p.a.commands_pending() > 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A node without a mirror, with a state directory, whose far end jumps
+/// past its inbound mark stalls only until its keeper has written a mark
+/// past the jump: every time, not only the first (the worker reported a
+/// stall when the SA's lifetime count of `lease_stall` drops was 1 modulo
+/// `STALL_REPORT_EVERY`, so a second stall waited for up to 63 more
+/// refused packets before the keeper heard of it).
+#[test]
+fn an_inbound_sa_stalled_at_its_mark_resumes_at_once_every_time() {
+    let d = fresh("stalls");
+    let tap: espgate_io::mem::Tap = Arc::new(Mutex::new(Vec::new()));
+    let mut p = pair(&config(true, None), &config(false, Some(d.join("b"))), &tap);
+    assert!(testbed::warm_up(&mut p.host_a, &mut p.host_b, 7));
+    assert_eq!(trickle(&mut p, 50), 50);
+    // Far past B's mark (its reach is at most DEFAULT_AHEAD), well within
+    // ESN inference.
+    let by = 4 * DEFAULT_AHEAD;
+    let mut from = 1_000;
+    for episode in 1..=3 {
+        jump(&p, from, by);
+        from += by + 1_000;
+        let got = trickle(&mut p, 60);
+        assert!(
+            got >= 50,
+            "stall {episode}: {got} of 60 crossed after the far end jumped"
+        );
+    }
+    p.a.stop();
+    let rb = p.b.stop();
+    let (c, _) = rb.inbound()[&SPIS[0]];
+    let stalls = c.drops.get(espgate_esp::DropReason::LeaseStall);
+    assert!(stalls <= 30, "{stalls} packets refused at the mark");
+}

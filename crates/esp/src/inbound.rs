@@ -128,6 +128,13 @@ impl InboundSa {
         self.wanted
     }
 
+    /// Authentic packets refused at the limit since it last moved (1 at
+    /// the first of a stall; the `lease_stall` drop counter counts the
+    /// SA's whole life).
+    pub fn stalls(&self) -> u64 {
+        self.limit.stalls()
+    }
+
     /// Replaces the replay window with a mirrored one (a takeover or a
     /// restart); never moves the top backwards.
     pub fn restore_window(&mut self, top: u64, bitmap: &[u64]) {
@@ -222,6 +229,7 @@ impl InboundSa {
             .map_err(|_| EspError::new(DropReason::AuthFailed))?;
         if seq >= self.limit.get() {
             self.wanted = self.wanted.max(seq);
+            self.limit.stall();
             return Err(DropReason::LeaseStall.into());
         }
         self.window.check_and_update(seq).map_err(replay_reason)?;

@@ -110,6 +110,13 @@ impl OutboundSa {
         self.limit.get()
     }
 
+    /// Packets refused at the limit since it last moved (1 at the first
+    /// of a stall; the `lease_stall` drop counter counts the SA's whole
+    /// life).
+    pub fn stalls(&self) -> u64 {
+        self.limit.stalls()
+    }
+
     /// Makes the next packet use sequence number `next` (a takeover or a
     /// restart); never moves backwards.
     pub fn restart_at(&mut self, next: u64) {
@@ -227,6 +234,7 @@ impl OutboundSa {
         }
         let limit = self.limit.get();
         if limit != u64::MAX && self.seq + 1 >= limit {
+            self.limit.stall();
             return Err(DropReason::LeaseStall.into());
         }
         self.seq += 1;

@@ -385,8 +385,19 @@ struct InWorker {
     reported: u64,
     /// The highest authentic number refused at the limit (0: none).
     wanted: u64,
-    /// Packets refused at the limit.
+    /// Packets refused at the limit since it last moved.
     stalls: u64,
+}
+
+impl InWorker {
+    /// A limit that moves starts a new stall (its first refused packet is
+    /// reported), as in the ESP core.
+    fn set_limit(&mut self, limit: u64) {
+        if limit != self.limit {
+            self.stalls = 0;
+        }
+        self.limit = limit;
+    }
 }
 
 impl Hash for InWorker {
@@ -470,12 +481,17 @@ impl Life {
     }
 
     fn set_limit(&mut self, spi: u32, dir: SaDir, limit: u64) {
-        let l = match dir {
-            SaDir::Outbound => self.out.get_mut(&spi).map(|w| &mut w.limit),
-            SaDir::Inbound => self.inb.get_mut(&spi).map(|w| &mut w.limit),
-        };
-        if let Some(l) = l {
-            *l = limit;
+        match dir {
+            SaDir::Outbound => {
+                if let Some(w) = self.out.get_mut(&spi) {
+                    w.limit = limit;
+                }
+            }
+            SaDir::Inbound => {
+                if let Some(w) = self.inb.get_mut(&spi) {
+                    w.set_limit(limit);
+                }
+            }
         }
     }
 
@@ -519,7 +535,7 @@ impl Life {
                         w.reported = start;
                     }
                     w.active = true;
-                    w.limit = limit;
+                    w.set_limit(limit);
                 }
             }
         }
