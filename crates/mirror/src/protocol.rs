@@ -628,7 +628,13 @@ impl Mirror {
             },
         );
         if home == self.cfg.node {
-            self.own(spi, dir, 1, 0, Vec::new());
+            // Outbound from its first number; inbound with nothing
+            // accepted (window top 0).
+            let first = match dir {
+                SaDir::Outbound => 1,
+                SaDir::Inbound => 0,
+            };
+            self.own(spi, dir, first, 0, Vec::new());
             if self.synced {
                 // Added at run time: the peer may know of an earlier use
                 // of this SA (this node's earlier life ran it, or ran one

@@ -925,3 +925,45 @@ fn the_history_of_an_sa_added_again_outlives_the_node_that_asks() {
         "B's next life accepts above {window_top}; its first accepted up to {top}"
     );
 }
+
+/// A fresh inbound SA added at run time (a rekey's new SA) accepts the far
+/// end's first packet. Found by the operations test (the first packet on
+/// the new SA refused as replayed) once an SA that waited for the peer's
+/// word began with everything at and below its window top seen: a fresh
+/// inbound SA stood at window top 1, not 0.
+#[test]
+fn a_fresh_inbound_sa_added_at_run_time_accepts_its_first_packet() {
+    const NEW: u32 = 0x2200;
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let t = settle(&mut a, &mut b, 0);
+    events(&mut a);
+    for m in [&mut a, &mut b] {
+        m.add_sa(NEW, SaDir::Inbound, false, A);
+    }
+    settle(&mut a, &mut b, t);
+    assert!(!a.asking(NEW, SaDir::Inbound));
+    let (top, bitmap) = events(&mut a)
+        .into_iter()
+        .filter_map(|e| match e {
+            MirrorEvent::Activate {
+                spi: NEW,
+                dir: SaDir::Inbound,
+                start,
+                bitmap,
+            } => Some((start, bitmap)),
+            _ => None,
+        })
+        .last()
+        .expect("the new SA begins");
+    let k = top.wrapping_sub(1);
+    let seen = top >= 1
+        && bitmap
+            .get((k / 64) as usize)
+            .is_some_and(|w| w >> (k % 64) & 1 == 1);
+    assert!(
+        !seen && a.inbound_limit(NEW).unwrap() > 1,
+        "the new SA begins at top {top} ({} bitmap words), limit {:?}: packet 1 is refused",
+        bitmap.len(),
+        a.inbound_limit(NEW)
+    );
+}
