@@ -4,113 +4,16 @@
 //! holding its SAs, two steps past what it knew and one more, and a lost
 //! life moved this node's SAs only two steps (now three).
 
-use espgate_mirror::{InboundTakeover, Mirror, MirrorConfig, MirrorEvent, MirrorKey};
-use espgate_wire::mirror::SaDir;
+mod pair;
 
-const A: u32 = 1;
-const B: u32 = 2;
-/// Outbound, home A.
-const OUT_A: u32 = 0x1000;
-/// Outbound, home B.
-const OUT_B: u32 = 0x1001;
-/// Inbound, home A.
-const IN_A: u32 = 0x2000;
+use espgate_mirror::Mirror;
+use espgate_wire::mirror::SaDir;
+use pair::*;
+
 /// A run-time inbound SA, home B (a rekey's new SA).
 const IN_X: u32 = 0x3100;
 /// A run-time outbound SA, home B.
 const OUT_X: u32 = 0x3000;
-const JUMP: u64 = 1000;
-const QUANTITY: u64 = 400;
-/// The outbound interval.
-const OUT_INTERVAL: u64 = 100;
-/// The inbound interval.
-const INTERVAL: u64 = 100;
-
-fn key() -> MirrorKey {
-    MirrorKey::new(b"mirror test key, 32 bytes long!!").unwrap()
-}
-
-fn cfg(node: u32) -> MirrorConfig {
-    MirrorConfig {
-        node,
-        peer: if node == A { B } else { A },
-        interval: OUT_INTERVAL,
-        quantity: QUANTITY,
-        lease: true,
-        takeover_jump: JUMP,
-        takeover_jump_32: JUMP,
-        inbound_interval: INTERVAL,
-        inbound_takeover: InboundTakeover::Strict,
-        heartbeat_ms: 10,
-        dead_after: 3,
-        refresh_ms: 50,
-        max_frame: 1400,
-    }
-}
-
-/// A node of the pair with its configured SAs.
-fn node(me: u32, epoch: u64, now: u64) -> Mirror {
-    let mut m = Mirror::new(cfg(me), key(), epoch, now);
-    m.add_sa(OUT_A, SaDir::Outbound, false, A);
-    m.add_sa(OUT_B, SaDir::Outbound, false, B);
-    m.add_sa(IN_A, SaDir::Inbound, false, A);
-    m
-}
-
-/// Delivers everything each side has to send, both ways, until quiet.
-fn exchange(a: &mut Mirror, b: &mut Mirror, now: u64) {
-    for _ in 0..20 {
-        let mut any = false;
-        while let Some(f) = a.poll_transmit(now) {
-            let _ = b.handle_frame(now, &f);
-            any = true;
-        }
-        while let Some(f) = b.poll_transmit(now) {
-            let _ = a.handle_frame(now, &f);
-            any = true;
-        }
-        if !any {
-            break;
-        }
-    }
-}
-
-/// Several refresh periods of exchange, from `t`; returns the last time.
-fn settle(a: &mut Mirror, b: &mut Mirror, mut t: u64) -> u64 {
-    for _ in 0..6 {
-        t += 60;
-        exchange(a, b, t);
-    }
-    t
-}
-
-/// What `m` sends until it has nothing more at `now`, to nobody (the
-/// link is cut).
-fn mute(m: &mut Mirror, now: u64) {
-    while m.poll_transmit(now).is_some() {}
-}
-
-fn events(m: &mut Mirror) -> Vec<MirrorEvent> {
-    std::iter::from_fn(|| m.poll_event()).collect()
-}
-
-/// The last activation of `spi` (direction `dir`) among `evs`.
-fn last_start(evs: &[MirrorEvent], spi: u32, dir: SaDir) -> Option<(u64, Vec<u64>)> {
-    evs.iter().rev().find_map(|e| match e {
-        MirrorEvent::Activate {
-            spi: s,
-            dir: d,
-            start,
-            bitmap,
-        } if *s == spi && *d == dir => Some((*start, bitmap.clone())),
-        _ => None,
-    })
-}
-
-fn declare_dead(m: &mut Mirror, now: u64) {
-    m.handle_timeout(now);
-    assert!(!m.peer_alive());
-}
 
 /// The replay window of an inbound worker (one bitmap word at least).
 const WINDOW: u64 = 64;
@@ -306,15 +209,6 @@ fn an_sa_deleted_here_and_readded_by_a_lost_life_holding_the_peers_sas_accepts_n
         twice[0],
         twice[twice.len() - 1],
     );
-}
-
-/// The numbers outbound SA `spi` owned by `m` may use now, from `next`.
-fn usable(m: &Mirror, spi: u32, next: u64) -> std::ops::Range<u64> {
-    next..m.limit(spi).unwrap_or(0).max(next)
-}
-
-fn overlap(a: &std::ops::Range<u64>, b: &std::ops::Range<u64>) -> std::ops::Range<u64> {
-    a.start.max(b.start)..a.end.min(b.end).max(a.start.max(b.start))
 }
 
 /// Reader3 find 3 (find 1 for an outbound SA: the peer never

@@ -2,118 +2,11 @@
 //! each, named after what the promise says; each failed on the code it
 //! was written against (main at 5cca5b0).
 
-use espgate_mirror::{InboundTakeover, Mirror, MirrorConfig, MirrorEvent, MirrorKey};
+mod pair;
+
+use espgate_mirror::{InboundTakeover, Mirror};
 use espgate_wire::mirror::SaDir;
-
-const A: u32 = 1;
-const B: u32 = 2;
-/// Outbound, home A.
-const OUT_A: u32 = 0x1000;
-/// Outbound, home B.
-const OUT_B: u32 = 0x1001;
-/// Inbound, home A.
-const IN_A: u32 = 0x2000;
-const JUMP: u64 = 1000;
-/// The outbound interval: a worker reports its sequence number when it
-/// crosses a multiple of it.
-const OUT_INTERVAL: u64 = 100;
-/// The inbound interval.
-const INTERVAL: u64 = 100;
-
-fn key() -> MirrorKey {
-    MirrorKey::new(b"mirror test key, 32 bytes long!!").unwrap()
-}
-
-fn cfg_with(node: u32, inbound_takeover: InboundTakeover) -> MirrorConfig {
-    MirrorConfig {
-        node,
-        peer: if node == A { B } else { A },
-        interval: OUT_INTERVAL,
-        quantity: 400,
-        lease: true,
-        takeover_jump: JUMP,
-        takeover_jump_32: JUMP,
-        inbound_interval: INTERVAL,
-        inbound_takeover,
-        heartbeat_ms: 10,
-        dead_after: 3,
-        refresh_ms: 50,
-        max_frame: 1400,
-    }
-}
-
-/// A node of the pair with its configured SAs.
-fn node(me: u32, epoch: u64, now: u64) -> Mirror {
-    node_with(me, epoch, now, InboundTakeover::Strict)
-}
-
-fn node_with(me: u32, epoch: u64, now: u64, mode: InboundTakeover) -> Mirror {
-    let mut m = Mirror::new(cfg_with(me, mode), key(), epoch, now);
-    m.add_sa(OUT_A, SaDir::Outbound, false, A);
-    m.add_sa(OUT_B, SaDir::Outbound, false, B);
-    m.add_sa(IN_A, SaDir::Inbound, false, A);
-    m
-}
-
-/// Delivers everything each side has to send, both ways, until quiet.
-fn exchange(a: &mut Mirror, b: &mut Mirror, now: u64) {
-    for _ in 0..20 {
-        let mut any = false;
-        while let Some(f) = a.poll_transmit(now) {
-            let _ = b.handle_frame(now, &f);
-            any = true;
-        }
-        while let Some(f) = b.poll_transmit(now) {
-            let _ = a.handle_frame(now, &f);
-            any = true;
-        }
-        if !any {
-            break;
-        }
-    }
-}
-
-/// Several refresh periods of exchange, from `t`; returns the last time.
-fn settle(a: &mut Mirror, b: &mut Mirror, mut t: u64) -> u64 {
-    for _ in 0..6 {
-        t += 60;
-        exchange(a, b, t);
-    }
-    t
-}
-
-fn events(m: &mut Mirror) -> Vec<MirrorEvent> {
-    std::iter::from_fn(|| m.poll_event()).collect()
-}
-
-/// Where `spi` (direction `dir`) was activated among `evs`, in order.
-fn starts_in(evs: &[MirrorEvent], spi: u32, dir: SaDir) -> Vec<u64> {
-    evs.iter()
-        .filter_map(|e| match e {
-            MirrorEvent::Activate {
-                spi: s,
-                dir: d,
-                start,
-                ..
-            } if *s == spi && *d == dir => Some(*start),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The numbers an outbound SA owned by `m` may use now, from `next`.
-fn usable(m: &Mirror, spi: u32, next: u64) -> std::ops::Range<u64> {
-    next..m.limit(spi).unwrap_or(0).max(next)
-}
-
-fn declare_dead(m: &mut Mirror, now: u64) {
-    m.handle_timeout(now);
-    assert!(!m.peer_alive());
-}
-
-fn overlap(a: &std::ops::Range<u64>, b: &std::ops::Range<u64>) -> std::ops::Range<u64> {
-    a.start.max(b.start)..a.end.min(b.end).max(a.start.max(b.start))
-}
+use pair::*;
 
 /// An outbound worker as the dataplane's: it sends `n` packets from
 /// `next` below the mirror's limit and reports its sequence number only
@@ -266,19 +159,7 @@ fn a_lenient_inbound_sa_moved_to_its_stall_on_a_peer_restart_accepts_nothing_twi
     let mut b2 = node_with(B, 5, t, lenient);
     settle(&mut a, &mut b2, t);
     let evs = events(&mut a);
-    let (new_top, bitmap) = evs
-        .iter()
-        .rev()
-        .find_map(|e| match e {
-            MirrorEvent::Activate {
-                spi: IN_A,
-                dir: SaDir::Inbound,
-                start,
-                bitmap,
-            } => Some((*start, bitmap.clone())),
-            _ => None,
-        })
-        .unwrap_or((top, vec![0x3ff]));
+    let (new_top, bitmap) = last_start(&evs, IN_A, SaDir::Inbound).unwrap_or((top, vec![0x3ff]));
     let limit = a.inbound_limit(IN_A).unwrap();
     let again: Vec<u64> = accepted
         .clone()
@@ -321,19 +202,7 @@ fn a_lenient_inbound_sa_acknowledged_beyond_what_it_sent_accepts_nothing_twice()
     b2.restore(IN_A, SaDir::Inbound, top + 6);
     settle(&mut a, &mut b2, t);
     let evs = events(&mut a);
-    let (new_top, bitmap) = evs
-        .iter()
-        .rev()
-        .find_map(|e| match e {
-            MirrorEvent::Activate {
-                spi: IN_A,
-                dir: SaDir::Inbound,
-                start,
-                bitmap,
-            } => Some((*start, bitmap.clone())),
-            _ => None,
-        })
-        .unwrap_or((top, vec![0x3ff]));
+    let (new_top, bitmap) = last_start(&evs, IN_A, SaDir::Inbound).unwrap_or((top, vec![0x3ff]));
     let limit = a.inbound_limit(IN_A).unwrap();
     let again: Vec<u64> = accepted
         .clone()

@@ -5,113 +5,11 @@
 //! inbound stall report taken for the worker's window), one test each,
 //! named after what it proves. Each failed on the code before its fix.
 
-use espgate_mirror::{FenceRefused, InboundTakeover, Mirror, MirrorConfig, MirrorEvent, MirrorKey};
+mod pair;
+
+use espgate_mirror::{FenceRefused, Mirror, MirrorEvent};
 use espgate_wire::mirror::SaDir;
-
-const A: u32 = 1;
-const B: u32 = 2;
-/// Outbound, home A.
-const OUT_A: u32 = 0x1000;
-/// Outbound, home B.
-const OUT_B: u32 = 0x1001;
-/// Inbound, home A.
-const IN_A: u32 = 0x2000;
-const JUMP: u64 = 1000;
-/// The inbound interval.
-const INTERVAL: u64 = 100;
-
-fn key() -> MirrorKey {
-    MirrorKey::new(b"mirror test key, 32 bytes long!!").unwrap()
-}
-
-fn cfg(node: u32) -> MirrorConfig {
-    MirrorConfig {
-        node,
-        peer: if node == A { B } else { A },
-        interval: 100,
-        quantity: 400,
-        lease: true,
-        takeover_jump: JUMP,
-        takeover_jump_32: JUMP,
-        inbound_interval: INTERVAL,
-        inbound_takeover: InboundTakeover::Strict,
-        heartbeat_ms: 10,
-        dead_after: 3,
-        refresh_ms: 50,
-        max_frame: 1400,
-    }
-}
-
-/// A node of the pair with its configured SAs.
-fn node(me: u32, epoch: u64, now: u64) -> Mirror {
-    let mut m = Mirror::new(cfg(me), key(), epoch, now);
-    m.add_sa(OUT_A, SaDir::Outbound, false, A);
-    m.add_sa(OUT_B, SaDir::Outbound, false, B);
-    m.add_sa(IN_A, SaDir::Inbound, false, A);
-    m
-}
-
-/// Delivers everything each side has to send, both ways, until quiet;
-/// returns the frames each side sent (a's, then b's).
-fn exchange(a: &mut Mirror, b: &mut Mirror, now: u64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let (mut fa, mut fb) = (Vec::new(), Vec::new());
-    for _ in 0..20 {
-        let mut any = false;
-        while let Some(f) = a.poll_transmit(now) {
-            let _ = b.handle_frame(now, &f);
-            fa.push(f);
-            any = true;
-        }
-        while let Some(f) = b.poll_transmit(now) {
-            let _ = a.handle_frame(now, &f);
-            fb.push(f);
-            any = true;
-        }
-        if !any {
-            break;
-        }
-    }
-    (fa, fb)
-}
-
-/// Several refresh periods of exchange, from `t`; returns the last time.
-fn settle(a: &mut Mirror, b: &mut Mirror, mut t: u64) -> u64 {
-    for _ in 0..6 {
-        t += 60;
-        exchange(a, b, t);
-    }
-    t
-}
-
-fn events(m: &mut Mirror) -> Vec<MirrorEvent> {
-    std::iter::from_fn(|| m.poll_event()).collect()
-}
-
-/// Where `spi` (direction `dir`) was activated among `evs`, in order.
-fn starts_in(evs: &[MirrorEvent], spi: u32, dir: SaDir) -> Vec<u64> {
-    evs.iter()
-        .filter_map(|e| match e {
-            MirrorEvent::Activate {
-                spi: s,
-                dir: d,
-                start,
-                ..
-            } if *s == spi && *d == dir => Some(*start),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The numbers an outbound SA owned by `m` may use now, from `next`.
-fn usable(m: &Mirror, spi: u32, next: u64) -> std::ops::Range<u64> {
-    next..m.limit(spi).unwrap_or(0).max(next)
-}
-
-/// Kills `b`'s view of its peer: `b` declares it dead at `now`.
-fn declare_dead(m: &mut Mirror, now: u64) {
-    m.handle_timeout(now);
-    assert!(!m.peer_alive());
-}
+use pair::*;
 
 #[test]
 fn a_fence_on_an_unsynchronised_node_is_refused_and_runs_nothing() {
@@ -528,10 +426,6 @@ fn acceptable(m: &Mirror, spi: u32, top: u64) -> std::ops::Range<u64> {
     top + 1..m.inbound_limit(spi).unwrap_or(0).max(top + 1)
 }
 
-fn overlap(a: &std::ops::Range<u64>, b: &std::ops::Range<u64>) -> std::ops::Range<u64> {
-    a.start.max(b.start)..a.end.min(b.end).max(a.start.max(b.start))
-}
-
 /// A and B synchronised; then B, not hearing A for a moment, takes A's
 /// SAs over and A (hearing B's ownership records) lets them go: B holds
 /// OUT_A and IN_A (no failback yet). Returns the time.
@@ -942,19 +836,8 @@ fn a_fresh_inbound_sa_added_at_run_time_accepts_its_first_packet() {
     }
     settle(&mut a, &mut b, t);
     assert!(!a.asking(NEW, SaDir::Inbound));
-    let (top, bitmap) = events(&mut a)
-        .into_iter()
-        .filter_map(|e| match e {
-            MirrorEvent::Activate {
-                spi: NEW,
-                dir: SaDir::Inbound,
-                start,
-                bitmap,
-            } => Some((start, bitmap)),
-            _ => None,
-        })
-        .last()
-        .expect("the new SA begins");
+    let (top, bitmap) =
+        last_start(&events(&mut a), NEW, SaDir::Inbound).expect("the new SA begins");
     let k = top.wrapping_sub(1);
     let seen = top >= 1
         && bitmap

@@ -1,0 +1,149 @@
+//! The two-node harness the zero-reuse tests share: a pair of real
+//! `Mirror`s (A and B) with three configured SAs, small jumps and
+//! intervals so that runs past them are quick to make, and the helpers that
+//! move frames between them and read what they tell their workers.
+//! (Each test file is its own crate and uses only some of it.)
+#![allow(dead_code)]
+
+use espgate_mirror::{InboundTakeover, Mirror, MirrorConfig, MirrorEvent, MirrorKey};
+use espgate_wire::mirror::SaDir;
+
+pub const A: u32 = 1;
+pub const B: u32 = 2;
+/// Outbound, home A.
+pub const OUT_A: u32 = 0x1000;
+/// Outbound, home B.
+pub const OUT_B: u32 = 0x1001;
+/// Inbound, home A.
+pub const IN_A: u32 = 0x2000;
+pub const JUMP: u64 = 1000;
+pub const QUANTITY: u64 = 400;
+/// The outbound interval: a worker reports its sequence number when it
+/// crosses a multiple of it.
+pub const OUT_INTERVAL: u64 = 100;
+/// The inbound interval.
+pub const INTERVAL: u64 = 100;
+
+pub fn key() -> MirrorKey {
+    MirrorKey::new(b"mirror test key, 32 bytes long!!").unwrap()
+}
+
+pub fn cfg_with(node: u32, inbound_takeover: InboundTakeover) -> MirrorConfig {
+    MirrorConfig {
+        node,
+        peer: if node == A { B } else { A },
+        interval: OUT_INTERVAL,
+        quantity: QUANTITY,
+        lease: true,
+        takeover_jump: JUMP,
+        takeover_jump_32: JUMP,
+        inbound_interval: INTERVAL,
+        inbound_takeover,
+        heartbeat_ms: 10,
+        dead_after: 3,
+        refresh_ms: 50,
+        max_frame: 1400,
+    }
+}
+
+pub fn cfg(node: u32) -> MirrorConfig {
+    cfg_with(node, InboundTakeover::Strict)
+}
+
+/// A node of the pair with its configured SAs (strict inbound takeover).
+pub fn node(me: u32, epoch: u64, now: u64) -> Mirror {
+    node_with(me, epoch, now, InboundTakeover::Strict)
+}
+
+pub fn node_with(me: u32, epoch: u64, now: u64, mode: InboundTakeover) -> Mirror {
+    let mut m = Mirror::new(cfg_with(me, mode), key(), epoch, now);
+    m.add_sa(OUT_A, SaDir::Outbound, false, A);
+    m.add_sa(OUT_B, SaDir::Outbound, false, B);
+    m.add_sa(IN_A, SaDir::Inbound, false, A);
+    m
+}
+
+/// Delivers everything each side has to send, both ways, until quiet;
+/// returns the frames each side sent (a's, then b's).
+pub fn exchange(a: &mut Mirror, b: &mut Mirror, now: u64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let (mut fa, mut fb) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let mut any = false;
+        while let Some(f) = a.poll_transmit(now) {
+            let _ = b.handle_frame(now, &f);
+            fa.push(f);
+            any = true;
+        }
+        while let Some(f) = b.poll_transmit(now) {
+            let _ = a.handle_frame(now, &f);
+            fb.push(f);
+            any = true;
+        }
+        if !any {
+            break;
+        }
+    }
+    (fa, fb)
+}
+
+/// Several refresh periods of exchange, from `t`; returns the last time.
+pub fn settle(a: &mut Mirror, b: &mut Mirror, mut t: u64) -> u64 {
+    for _ in 0..6 {
+        t += 60;
+        exchange(a, b, t);
+    }
+    t
+}
+
+/// Drops everything `m` has to send (a cut link).
+pub fn mute(m: &mut Mirror, now: u64) {
+    while m.poll_transmit(now).is_some() {}
+}
+
+pub fn events(m: &mut Mirror) -> Vec<MirrorEvent> {
+    std::iter::from_fn(|| m.poll_event()).collect()
+}
+
+/// Where `spi` (direction `dir`) was activated among `evs`, in order.
+pub fn starts_in(evs: &[MirrorEvent], spi: u32, dir: SaDir) -> Vec<u64> {
+    evs.iter()
+        .filter_map(|e| match e {
+            MirrorEvent::Activate {
+                spi: s,
+                dir: d,
+                start,
+                ..
+            } if *s == spi && *d == dir => Some(*start),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The last activation of `spi` (direction `dir`) among `evs`: its start
+/// and the bitmap the worker's window gets.
+pub fn last_start(evs: &[MirrorEvent], spi: u32, dir: SaDir) -> Option<(u64, Vec<u64>)> {
+    evs.iter().rev().find_map(|e| match e {
+        MirrorEvent::Activate {
+            spi: s,
+            dir: d,
+            start,
+            bitmap,
+        } if *s == spi && *d == dir => Some((*start, bitmap.clone())),
+        _ => None,
+    })
+}
+
+/// The numbers an outbound SA owned by `m` may use now, from `next`.
+pub fn usable(m: &Mirror, spi: u32, next: u64) -> std::ops::Range<u64> {
+    next..m.limit(spi).unwrap_or(0).max(next)
+}
+
+/// `m` declares its peer dead at `now`.
+pub fn declare_dead(m: &mut Mirror, now: u64) {
+    m.handle_timeout(now);
+    assert!(!m.peer_alive());
+}
+
+pub fn overlap(a: &std::ops::Range<u64>, b: &std::ops::Range<u64>) -> std::ops::Range<u64> {
+    a.start.max(b.start)..a.end.min(b.end).max(a.start.max(b.start))
+}
