@@ -1601,7 +1601,7 @@ fn extreme_settings_never_wrap() {
 /// killed while only one has an SA, takeovers while the peer asks about
 /// an SA it added again.
 #[test]
-#[ignore = "open: an SA only one node has, an SA added again on one node during a takeover (exploration find 1)"]
+#[ignore = "open: adds and deletes during partitions and takeovers (seeds 11 and 13 at 1500 cases accept a packet twice), and a takeover from an unsent stall number (seed 12)"]
 fn with_the_open_holes_tried_no_replay_is_accepted() {
     chaos_cases(true, None);
 }
@@ -1663,4 +1663,107 @@ fn an_sa_asked_about_while_a_lost_life_moved_it_begins_with_everything_below_see
         (Run(Deliver, Deliver), 1),
     ];
     chaos_run(&steps, true).unwrap();
+}
+
+/// Found by the proptest chaos (seed 12, 1500 cases; the restricted
+/// alphabet fails on it too): in a split brain B takes A's inbound SA over
+/// and hands it back into the cut; A, still running it, refuses the far
+/// end's packets past its limit and keeps the highest (its own stall
+/// number, never sent: the link is cut); replayed frames of B's tenure
+/// tell A of B's takeover, so A releases the SA, storing that number, and
+/// takes it over again from it. A's takeover counts its start as
+/// acknowledged and accepts up to an interval past it; A dies in the cut.
+/// B never knew the number: a lost life is bounded by what this node told
+/// it, and A's own unsent number lies past that by however far the far end
+/// ran. A's next life starts below what A's lost life accepted. A fix must
+/// not count a takeover's start as acknowledged past what the peer is known
+/// to store.
+#[test]
+#[ignore = "open: a takeover from a node's own unsent stall number, by a life that dies in the cut, reaches past what the peer can bound"]
+fn a_takeover_from_an_unsent_stall_number_by_a_life_that_dies_accepts_nothing_twice() {
+    use Chaos::*;
+    use Fate::*;
+    let steps = [
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Restart(false, false), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (HandBack(false), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Cut, 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (TakeOver(true), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (HandBack(true), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 246),
+        (ReplayFrames(false, 116), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (TakeOver(false), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 20),
+        (Run(Deliver, Deliver), 159),
+        (Kill(false), 1),
+    ];
+    chaos_run(&steps, false).unwrap();
 }
