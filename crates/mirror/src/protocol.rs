@@ -420,14 +420,6 @@ pub struct Mirror {
     bulk_gap: bool,
     synced: bool,
     standby: StandbyTable,
-    /// The highest value of each SA the peer's current life is known to
-    /// store (its states, acknowledgements, ownership bounds and history
-    /// answers). The standby table also holds what only this node knows
-    /// (its own final states); what a start counts as acknowledged is
-    /// bounded by this ([`acknowledged`](Self::acknowledged)), so that a
-    /// life of this node that dies unheard stays within what the peer can
-    /// bound.
-    told: BTreeMap<SaKey, u64>,
     peer_alive: bool,
     last_heard: Option<u64>,
     next_heartbeat: u64,
@@ -477,7 +469,6 @@ impl Mirror {
             bulk_gap: false,
             synced: false,
             standby: StandbyTable::new(),
-            told: BTreeMap::new(),
             peer_alive: false,
             last_heard: None,
             next_heartbeat: now_ms,
@@ -545,21 +536,6 @@ impl Mirror {
             },
         };
         point.max(self.floor(spi, dir))
-    }
-
-    /// How much of `value` a start may count as acknowledged: at most
-    /// [`LOST_LIFE_STEPS`] less one steps (jumps, intervals) past what the
-    /// peer is known to store ([`told`](Self::told)), so that, with the
-    /// step it may run past that, a life of this node that dies unheard
-    /// stays within the peer's bound for it (see `peer_lost`), whatever
-    /// this node alone knew (its own stalled numbers, say).
-    fn acknowledged(&self, spi: u32, dir: SaDir, value: u64) -> u64 {
-        let told = self.told.get(&(spi, dir)).copied().unwrap_or(0);
-        let step = match dir {
-            SaDir::Outbound => self.jump(spi),
-            SaDir::Inbound => self.interval_of(spi, dir),
-        };
-        value.min(told.saturating_add(step.saturating_mul(LOST_LIFE_STEPS - 1)))
     }
 
     /// The replay window an inbound SA restarts with at `start` from its
@@ -956,8 +932,7 @@ impl Mirror {
             start,
             OwnershipKind::Change,
         );
-        let acked = self.acknowledged(spi, dir, start);
-        self.own(spi, dir, start, acked, kept);
+        self.own(spi, dir, start, start, kept);
         self.events.push_back(MirrorEvent::Activate {
             spi,
             dir,
@@ -1213,7 +1188,7 @@ impl Mirror {
             } else {
                 (
                     self.restart_point(spi, dir, stored.value.max(start)),
-                    self.acknowledged(spi, dir, stored.value),
+                    stored.value,
                 )
             };
             let start = begin;
@@ -1360,23 +1335,6 @@ impl Mirror {
                 self.stats.records_other_life += 1;
                 continue;
             }
-            let told = match &r {
-                MirrorRecord::SaState(s) => Some(((s.spi, s.dir), s.value)),
-                MirrorRecord::LeaseAck { spi, dir, lease } => Some(((*spi, *dir), *lease)),
-                MirrorRecord::Ownership {
-                    spi, dir, start, ..
-                } => Some(((*spi, *dir), *start)),
-                MirrorRecord::History {
-                    spi,
-                    dir,
-                    value: Some(v),
-                } => Some(((*spi, *dir), *v)),
-                _ => None,
-            };
-            if let Some((key, v)) = told {
-                let e = self.told.entry(key).or_insert(0);
-                *e = (*e).max(v);
-            }
             match r {
                 MirrorRecord::SaState(s) if s.copy && self.pair.contains_key(&(s.spi, s.dir)) => {
                     self.recover(s.spi, s.dir, s.value, &s.bitmap);
@@ -1485,8 +1443,6 @@ impl Mirror {
     /// since could use them: this node sends a bulk only to a life it
     /// hears, and the first frame heard is this one.
     fn peer_restarted(&mut self) {
-        // The new life stores nothing of what the lost one was told.
-        self.told.clear();
         self.due
             .retain(|d| !matches!(d, Due::Record(s) if s.copy) && !matches!(d, Due::BulkEnd(_)));
         self.bulk_sending = false;
