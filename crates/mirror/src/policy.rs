@@ -101,7 +101,8 @@ impl OwnedOutbound {
     /// of it, and waits for the new peer to acknowledge a lease. Returns
     /// the new start.
     pub fn peer_restarted(&mut self, by: u64, known: u64) -> u64 {
-        let base = self.sent_lease.max(self.used_bound()).max(known);
+        // The bound is past every lease sent (the lease never falls below one).
+        let base = self.used_bound().max(known);
         let start = base.saturating_add(by);
         self.seq = self.seq.max(start - 1);
         self.reported_block = self.seq / self.policy.interval;

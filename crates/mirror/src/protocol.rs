@@ -954,11 +954,12 @@ impl Mirror {
             .collect();
         for ((spi, dir), p) in &back {
             // The record starts the peer past all this node may have used
-            // (its final state's value): after a fence the workers ran
-            // past the last report with no lease to bound them.
+            // (its final state's value, at or past the bound): after a
+            // fence the workers ran past the last report with no lease to
+            // bound them.
             let bound = self.bound(*spi, *dir);
             let fin = self.release(*spi, *dir);
-            let start = fin.as_ref().map_or(bound, |f| f.value.max(bound));
+            let start = fin.as_ref().map_or(bound, |f| f.value);
             self.set_owner(
                 (*spi, *dir),
                 peer,
@@ -1471,15 +1472,17 @@ impl Mirror {
             .filter(|(k, _)| !self.pair.contains_key(k))
             .map(|(k, e)| (k, e.value))
             .collect();
+        let largest_jump = self.cfg.takeover_jump.max(self.cfg.takeover_jump_32);
+        let largest_interval = self
+            .pair
+            .iter()
+            .filter(|(k, _)| k.1 == SaDir::Inbound)
+            .map(|(_, p)| p.interval)
+            .fold(self.cfg.inbound_interval, u64::max);
         for ((spi, dir), mark) in retired {
             let step = match dir {
-                SaDir::Outbound => self.cfg.takeover_jump.max(self.cfg.takeover_jump_32),
-                SaDir::Inbound => self
-                    .pair
-                    .iter()
-                    .filter(|(k, _)| k.1 == SaDir::Inbound)
-                    .map(|(_, p)| p.interval)
-                    .fold(self.cfg.inbound_interval, u64::max),
+                SaDir::Outbound => largest_jump,
+                SaDir::Inbound => largest_interval,
             };
             let past = mark.saturating_add(step.saturating_mul(LOST_LIFE_STEPS - 1));
             self.store(spi, dir, past);

@@ -45,6 +45,52 @@ fn both<T: Ord + Copy>(a: &[T], b: &[T]) -> Vec<T> {
     a.iter().copied().filter(|x| b.contains(x)).collect()
 }
 
+/// The cut: A (holding B's SAs, the SA just added to it) runs `IN_X` at
+/// once and accepts what the far end's `far` packets let it, its report
+/// lost with everything else it sends. Returns where it began and what it
+/// accepted.
+fn runs_in_the_cut(
+    a: &mut Mirror,
+    b: &mut Mirror,
+    t: u64,
+    far: u64,
+) -> ((u64, Vec<u64>), Vec<u64>) {
+    mute(a, t + 100);
+    mute(b, t + 100);
+    let a_win = last_start(&events(a), IN_X, SaDir::Inbound)
+        .expect("A runs the peer's SA added while it holds the peer's SAs");
+    let a_took = takes(a, IN_X, &a_win, far);
+    assert!(!a_took.is_empty());
+    let a_top = *a_took.last().unwrap();
+    a.inbound_progress(IN_X, a_top, &[u64::MAX], 0, a_took.len() as u64);
+    mute(a, t + 110);
+    (a_win, a_took)
+}
+
+/// Fails if B, begun at `b_win`, accepts any packet A's lost life (begun
+/// at `a_win`) accepted.
+fn accepted_once(
+    a_win: &(u64, Vec<u64>),
+    a_took: &[u64],
+    b: &Mirror,
+    b_win: &(u64, Vec<u64>),
+    b_took: &[u64],
+) {
+    let twice = both(a_took, b_took);
+    assert!(
+        twice.is_empty(),
+        "A's lost life (top {}) accepted {}..={}; B (top {}, limit {:?}) accepts {} of them again: {}..={}",
+        a_win.0,
+        a_took[0],
+        a_took[a_took.len() - 1],
+        b_win.0,
+        b.inbound_limit(IN_X),
+        twice.len(),
+        twice[0],
+        twice[twice.len() - 1],
+    );
+}
+
 /// Reader3 find 1 (the open-holes chaos find `packet 201 of inbound SA
 /// 0x3100 accepted twice`, `PROPTEST_RNG_SEED=1`, made deterministic).
 ///
@@ -97,15 +143,7 @@ fn an_inbound_sa_added_by_a_lost_life_holding_the_peers_sas_accepts_nothing_twic
     declare_dead(&mut a, t + 100);
     assert_eq!(a.take_over(), 1, "OUT_B");
     a.add_sa(IN_X, SaDir::Inbound, false, B);
-    mute(&mut a, t + 100);
-    mute(&mut b, t + 100);
-    let a_win = last_start(&events(&mut a), IN_X, SaDir::Inbound)
-        .expect("A runs the peer's SA added while it holds the peer's SAs");
-    let a_took = takes(&a, IN_X, &a_win, far);
-    assert!(!a_took.is_empty());
-    let a_top = *a_took.last().unwrap();
-    a.inbound_progress(IN_X, a_top, &[u64::MAX], 0, a_took.len() as u64);
-    mute(&mut a, t + 110);
+    let (a_win, a_took) = runs_in_the_cut(&mut a, &mut b, t, far);
     // A dies; its next life has the SA in its file. The link heals.
     drop(a);
     let now = t + 200;
@@ -115,18 +153,7 @@ fn an_inbound_sa_added_by_a_lost_life_holding_the_peers_sas_accepts_nothing_twic
     assert!(a2.synced());
     let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).expect("B moves its SA");
     let b_took = takes(&b, IN_X, &b_win, far);
-    let twice = both(&a_took, &b_took);
-    assert!(
-        twice.is_empty(),
-        "A's lost life (top {}) accepted {}..={a_top}; B (top {}, limit {:?}) accepts {} of them again: {}..={}",
-        a_win.0,
-        a_took[0],
-        b_win.0,
-        b.inbound_limit(IN_X),
-        twice.len(),
-        twice[0],
-        twice[twice.len() - 1],
-    );
+    accepted_once(&a_win, &a_took, &b, &b_win, &b_took);
 }
 
 /// Reader3 find 2 (the one-step bump of an SA this node lacks).
@@ -177,14 +204,7 @@ fn an_sa_deleted_here_and_readded_by_a_lost_life_holding_the_peers_sas_accepts_n
     declare_dead(&mut a, t + 100);
     assert_eq!(a.take_over(), 1, "OUT_B");
     a.add_sa(IN_X, SaDir::Inbound, false, B);
-    mute(&mut a, t + 100);
-    mute(&mut b, t + 100);
-    let a_win = last_start(&events(&mut a), IN_X, SaDir::Inbound).expect("A runs it at once");
-    let a_took = takes(&a, IN_X, &a_win, far);
-    assert!(!a_took.is_empty());
-    let a_top = *a_took.last().unwrap();
-    a.inbound_progress(IN_X, a_top, &[u64::MAX], 0, a_took.len() as u64);
-    mute(&mut a, t + 110);
+    let (a_win, a_took) = runs_in_the_cut(&mut a, &mut b, t, far);
     // A dies; its next life syncs with B; the host adds the SA to both.
     drop(a);
     let now = t + 200;
@@ -197,18 +217,7 @@ fn an_sa_deleted_here_and_readded_by_a_lost_life_holding_the_peers_sas_accepts_n
     assert!(!b.asking(IN_X, SaDir::Inbound));
     let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).expect("B runs it again");
     let b_took = takes(&b, IN_X, &b_win, far);
-    let twice = both(&a_took, &b_took);
-    assert!(
-        twice.is_empty(),
-        "A's lost life (top {}) accepted {}..={a_top}; B (top {}, limit {:?}) accepts {} of them again: {}..={}",
-        a_win.0,
-        a_took[0],
-        b_win.0,
-        b.inbound_limit(IN_X),
-        twice.len(),
-        twice[0],
-        twice[twice.len() - 1],
-    );
+    accepted_once(&a_win, &a_took, &b, &b_win, &b_took);
 }
 
 /// Reader3 find 3 (find 1 for an outbound SA: the peer never
