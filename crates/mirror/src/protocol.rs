@@ -1253,7 +1253,7 @@ impl Mirror {
 
     /// What the peer knows of an SA: the answer to this node's query, or
     /// the history of an SA it no longer runs: stored, and an owned SA
-    /// moves past it.
+    /// moves past it if it is above anything this life sent of it.
     fn history(&mut self, spi: u32, dir: SaDir, value: Option<u64>) {
         let key = (spi, dir);
         if self.asking.remove(&key) {
@@ -1266,8 +1266,12 @@ impl Mirror {
         } else if let Some(v) = value {
             if !self.owns(spi, dir) {
                 self.store(spi, dir, v);
+            } else if self.acked_beyond(spi, dir, v) {
+                // Above anything this life sent of it: an earlier use it
+                // forgot. (Not higher, it is this life's own news, or the
+                // 0 a repeated question left.)
+                self.recover(spi, dir, v, &[]);
             }
-            self.recover(spi, dir, v, &[]);
         }
     }
 

@@ -850,3 +850,44 @@ fn a_fresh_inbound_sa_added_at_run_time_accepts_its_first_packet() {
         a.inbound_limit(NEW)
     );
 }
+
+/// A run-time SA whose question went twice (the refresh sends it again
+/// until answered) gets two answers: nothing, then the 0 the peer stored
+/// on the first. Found by the operations test (64 datagrams lost across a
+/// rekey): the second answer, taken as the history of an SA already
+/// running, moved the fresh inbound SA an interval past 0 with everything
+/// below seen. A history no higher than what the SA itself sent is not
+/// news.
+#[test]
+fn a_question_answered_twice_leaves_a_fresh_inbound_sa_where_it_began() {
+    const NEW: u32 = 0x2200;
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let t = settle(&mut a, &mut b, 0);
+    events(&mut a);
+    for m in [&mut a, &mut b] {
+        m.add_sa(NEW, SaDir::Inbound, false, A);
+    }
+    // A's question leaves, and again at the next refresh, before B answers.
+    let mut asked = Vec::new();
+    for now in [t + 1, t + 120] {
+        a.handle_timeout(now);
+        while let Some(f) = a.poll_transmit(now) {
+            asked.push(f);
+        }
+    }
+    for f in &asked {
+        let _ = b.handle_frame(t + 121, f);
+    }
+    settle(&mut a, &mut b, t + 121);
+    assert!(!a.asking(NEW, SaDir::Inbound));
+    let (top, bitmap) = last_start(&events(&mut a), NEW, SaDir::Inbound).expect("it begins");
+    let k = top.wrapping_sub(1);
+    let seen = top >= 1
+        && bitmap
+            .get((k / 64) as usize)
+            .is_some_and(|w| w >> (k % 64) & 1 == 1);
+    assert!(
+        !seen,
+        "the new SA now stands at top {top}: packet 1 is refused"
+    );
+}
