@@ -420,6 +420,20 @@ pub struct Mirror {
     bulk_gap: bool,
     synced: bool,
     standby: StandbyTable,
+    /// The highest value of each SA the peer's current life is known to
+    /// store (its states, acknowledgements, ownership bounds and history
+    /// answers). The standby table also holds what only this node knows
+    /// (its own final states); what a start counts as acknowledged is
+    /// bounded by this ([`acknowledged`](Self::acknowledged)), so that a
+    /// life of this node that dies unheard stays within what the peer can
+    /// bound.
+    told: BTreeMap<SaKey, u64>,
+    /// The values of the first bulk sync sent to the peer's current life
+    /// (copies and histories), taken into [`told`](Self::told) once that
+    /// life says it has synchronised: it then holds a whole bulk, and each
+    /// later one only repeats or raises these. Empty once taken in, `None`
+    /// before any bulk went to this life.
+    bulk_told: Option<BTreeMap<SaKey, u64>>,
     peer_alive: bool,
     last_heard: Option<u64>,
     next_heartbeat: u64,
@@ -469,6 +483,8 @@ impl Mirror {
             bulk_gap: false,
             synced: false,
             standby: StandbyTable::new(),
+            told: BTreeMap::new(),
+            bulk_told: None,
             peer_alive: false,
             last_heard: None,
             next_heartbeat: now_ms,
@@ -536,6 +552,21 @@ impl Mirror {
             },
         };
         point.max(self.floor(spi, dir))
+    }
+
+    /// How much of `value` a start may count as acknowledged: at most
+    /// [`LOST_LIFE_STEPS`] less one steps (jumps, intervals) past what the
+    /// peer is known to store ([`told`](Self::told)), so that, with the
+    /// step it may run past that, a life of this node that dies unheard
+    /// stays within the peer's bound for it (see `peer_lost`), whatever
+    /// this node alone knew (its own stalled numbers, say).
+    fn acknowledged(&self, spi: u32, dir: SaDir, value: u64) -> u64 {
+        let told = self.told.get(&(spi, dir)).copied().unwrap_or(0);
+        let step = match dir {
+            SaDir::Outbound => self.jump(spi),
+            SaDir::Inbound => self.interval_of(spi, dir),
+        };
+        value.min(told.saturating_add(step.saturating_mul(LOST_LIFE_STEPS - 1)))
     }
 
     /// The replay window an inbound SA restarts with at `start` from its
@@ -932,7 +963,8 @@ impl Mirror {
             start,
             OwnershipKind::Change,
         );
-        self.own(spi, dir, start, start, kept);
+        let acked = self.acknowledged(spi, dir, start);
+        self.own(spi, dir, start, acked, kept);
         self.events.push_back(MirrorEvent::Activate {
             spi,
             dir,
@@ -1189,7 +1221,7 @@ impl Mirror {
             } else {
                 (
                     self.restart_point(spi, dir, stored.value.max(start)),
-                    stored.value,
+                    self.acknowledged(spi, dir, stored.value),
                 )
             };
             let start = begin;
@@ -1305,8 +1337,18 @@ impl Mirror {
         }
         if accepted.new_epoch {
             self.peer_ran = false;
+            self.bulk_told = None;
         }
-        self.peer_ran |= accepted.header.flags & mirror::FLAG_SYNCED != 0;
+        if accepted.header.flags & mirror::FLAG_SYNCED != 0 {
+            self.peer_ran = true;
+            // It holds the whole bulk this node sent it.
+            if let Some(bulk) = self.bulk_told.as_mut() {
+                for (key, v) in std::mem::take(bulk) {
+                    let e = self.told.entry(key).or_insert(0);
+                    *e = (*e).max(v);
+                }
+            }
+        }
         self.stats.frames_received += 1;
         self.last_heard = Some(now_ms);
         if accepted.gap && !self.synced {
@@ -1339,6 +1381,23 @@ impl Mirror {
                 // life's SAs.
                 self.stats.records_other_life += 1;
                 continue;
+            }
+            let told = match &r {
+                MirrorRecord::SaState(s) => Some(((s.spi, s.dir), s.value)),
+                MirrorRecord::LeaseAck { spi, dir, lease } => Some(((*spi, *dir), *lease)),
+                MirrorRecord::Ownership {
+                    spi, dir, start, ..
+                } => Some(((*spi, *dir), *start)),
+                MirrorRecord::History {
+                    spi,
+                    dir,
+                    value: Some(v),
+                } => Some(((*spi, *dir), *v)),
+                _ => None,
+            };
+            if let Some((key, v)) = told {
+                let e = self.told.entry(key).or_insert(0);
+                *e = (*e).max(v);
             }
             match r {
                 MirrorRecord::SaState(s) if s.copy && self.pair.contains_key(&(s.spi, s.dir)) => {
@@ -1448,6 +1507,8 @@ impl Mirror {
     /// since could use them: this node sends a bulk only to a life it
     /// hears, and the first frame heard is this one.
     fn peer_restarted(&mut self) {
+        // The new life stores nothing of what the lost one was told.
+        self.told.clear();
         self.due
             .retain(|d| !matches!(d, Due::Record(s) if s.copy) && !matches!(d, Due::BulkEnd(_)));
         self.bulk_sending = false;
@@ -1584,6 +1645,7 @@ impl Mirror {
             })
             .collect();
         count += copies.len() as u64;
+        let copied: Vec<(SaKey, u64)> = copies.iter().map(|c| ((c.spi, c.dir), c.value)).collect();
         self.due
             .extend(copies.into_iter().map(|c| Due::Record(Box::new(c))));
         // SAs no longer configured keep their history on both nodes: a
@@ -1597,6 +1659,10 @@ impl Mirror {
             .map(|(k, s)| (k, s.value))
             .collect();
         retired.sort_unstable();
+        if self.bulk_told.is_none() {
+            let sent = copied.into_iter().chain(retired.iter().copied());
+            self.bulk_told = Some(sent.collect());
+        }
         self.due.extend(
             retired
                 .into_iter()

@@ -36,6 +36,8 @@ impl Mirror {
             bulk_gap,
             synced,
             standby,
+            told,
+            bulk_told,
             peer_alive,
             last_heard,
             next_heartbeat,
@@ -57,7 +59,7 @@ impl Mirror {
         (bulk_request, bulk_sending, bulk_gap, synced, standby).hash(&mut h);
         (peer_alive, last_heard, next_heartbeat, next_refresh).hash(&mut h);
         (events, fenced, peer_ran, asking, queries, lease_configured).hash(&mut h);
-        floors.hash(&mut h);
+        (floors, told, bulk_told).hash(&mut h);
         h.finish()
     }
 }
