@@ -409,6 +409,10 @@ pub struct Mirror {
     /// The highest ownership generation of the pair (for heartbeats,
     /// without a walk over every SA).
     max_generation: u64,
+    /// The largest inbound interval any SA of the pair had here: the step
+    /// a lost peer life may have taken with an SA deleted since (its own
+    /// interval went with it).
+    largest_interval: u64,
     bulk_request: bool,
     /// A bulk sync for the peer is queued and its end not yet sent: a
     /// repeated request (the peer asks every refresh until the end comes)
@@ -462,6 +466,7 @@ impl Mirror {
     /// start, larger than any before: a clock reading will do). It asks the
     /// peer for a bulk sync and sends nothing on its SAs until it has it.
     pub fn new(cfg: MirrorConfig, key: MirrorKey, epoch: u64, now_ms: u64) -> Self {
+        let largest_interval = cfg.inbound_interval.max(1);
         Mirror {
             filter: PeerFilter::new(cfg.node, epoch, cfg.peer),
             cfg,
@@ -478,6 +483,7 @@ impl Mirror {
             unconfirmed: BTreeMap::new(),
             resend_from: None,
             max_generation: 0,
+            largest_interval,
             bulk_request: true,
             bulk_sending: false,
             bulk_gap: false,
@@ -646,6 +652,9 @@ impl Mirror {
             SaDir::Outbound => self.cfg.interval,
             SaDir::Inbound => self.cfg.inbound_interval,
         });
+        if dir == SaDir::Inbound {
+            self.largest_interval = self.largest_interval.max(interval);
+        }
         self.pair.insert(
             (spi, dir),
             PairSa {
@@ -1250,8 +1259,17 @@ impl Mirror {
     /// first number if neither node ever heard of it, else past the
     /// highest value known, as a restart would.
     fn begin_asked(&mut self, spi: u32, dir: SaDir, known: Option<u64>) {
-        if known.is_some_and(|v| self.recover(spi, dir, v, &[])) {
-            return;
+        if let Some(v) = known {
+            // The window this node keeps of its history (what it, or the
+            // peer's states, reported before the delete) stays seen.
+            let bitmap = self
+                .standby
+                .get(spi, dir)
+                .filter(|s| s.value <= v)
+                .map_or_else(Vec::new, |s| rebase(&s.bitmap, v - s.value));
+            if self.recover(spi, dir, v, &bitmap) {
+                return;
+            }
         }
         // Where it stands already (its first number if nobody knew it, or
         // where a lost peer life moved it meanwhile: strict, everything at
@@ -1538,12 +1556,7 @@ impl Mirror {
             .map(|(k, e)| (k, e.value))
             .collect();
         let largest_jump = self.cfg.takeover_jump.max(self.cfg.takeover_jump_32);
-        let largest_interval = self
-            .pair
-            .iter()
-            .filter(|(k, _)| k.1 == SaDir::Inbound)
-            .map(|(_, p)| p.interval)
-            .fold(self.cfg.inbound_interval, u64::max);
+        let largest_interval = self.largest_interval;
         for ((spi, dir), mark) in retired {
             let step = match dir {
                 SaDir::Outbound => largest_jump,

@@ -1,0 +1,205 @@
+//! Holes a fourth fresh reader found in the zero-reuse promise, one test
+//! each, written against main at 37ad52a, where each failed.
+
+mod pair;
+
+use espgate_mirror::{InboundTakeover, Mirror, SaOverrides};
+use espgate_wire::mirror::SaDir;
+use pair::*;
+
+/// A run-time inbound SA, home B (a rekey's new SA).
+const IN_X: u32 = 0x3100;
+
+/// The replay window of an inbound worker (one bitmap word).
+const WINDOW: u64 = 64;
+
+/// Whether a worker window restored at `top` with `bitmap` (bit `k` is
+/// `top - k`; numbers inside the window the bitmap does not cover are
+/// fresh, as `ReplayWindow::restore` has it) refuses `seq`.
+fn refuses(top: u64, bitmap: &[u64], seq: u64) -> bool {
+    if seq > top {
+        return false;
+    }
+    let k = top - seq;
+    k >= WINDOW.max(64 * bitmap.len() as u64)
+        || bitmap
+            .get((k / 64) as usize)
+            .is_some_and(|w| w >> (k % 64) & 1 == 1)
+}
+
+/// Every packet an inbound worker activated at `top` with `bitmap` takes
+/// now, the far end having sent everything up to `far`: in its window,
+/// unseen, below the mirror's limit.
+fn takes(m: &Mirror, spi: u32, (top, bitmap): &(u64, Vec<u64>), far: u64) -> Vec<u64> {
+    let limit = m.inbound_limit(spi).unwrap_or(0);
+    (top.saturating_sub(WINDOW - 1).max(1)..=far)
+        .filter(|&s| s < limit && !refuses(*top, bitmap, s))
+        .collect()
+}
+
+fn both(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().copied().filter(|x| b.contains(x)).collect()
+}
+
+/// Fails if `later` (what a worker takes now) holds any of `earlier`.
+fn accepted_once(what: &str, earlier: &[u64], later: &[u64]) {
+    let twice = both(earlier, later);
+    assert!(
+        twice.is_empty(),
+        "{what}: accepted {}..={} before; {} of them pass again: {}..={}",
+        earlier[0],
+        earlier[earlier.len() - 1],
+        twice.len(),
+        twice[0],
+        twice[twice.len() - 1],
+    );
+}
+
+/// Reader4 find 1: `peer_lost` moves the history of an SA this node lacks
+/// by the largest inbound interval *of the SAs it still has*, not of the
+/// SA itself (its interval went with it when it was deleted).
+///
+/// Sequence (strict, default `inbound_interval` 100; the host gives the
+/// inbound SA `IN_X`, home B, its own interval 1000 on both nodes): the
+/// pair is synchronised; B runs `IN_X` and accepts 1..=999 under its
+/// limit 0 + 1000, reported, stored by A (999). The host deletes `IN_X`
+/// on both nodes (both keep 999 as its history). The link is cut; A
+/// declares B dead and takes B's SAs over; the host adds `IN_X` again
+/// (same settings) and reaches A first: A holds B's SAs, so `add_sa_with`
+/// runs it at once two of *its* intervals past the history (top 2999, all
+/// below seen, limit 3999): A accepts 3000..=3998. A dies; its next life
+/// starts and the link heals. B hears the new life: `peer_lost` moves the
+/// history of the SA B lacks by `LOST_LIFE_STEPS - 1` times the largest
+/// interval among B's configured inbound SAs and the default, 100: 1199
+/// (the lost life ran up to 999 + 3 × 1000). The host adds `IN_X` to both
+/// nodes: B asks, A's new life answers 1199 (from B's bulk), B starts one
+/// interval past: top 2199 all seen; A acknowledges its state and B's
+/// limit is 3199: B accepts 3000..=3198 a second time.
+///
+/// Promise broken: (2), no inbound window restored below what an earlier
+/// life accepted. (The same holds for any retired SA whose interval
+/// override is larger than every interval the node still configures.)
+#[test]
+
+fn a_deleted_sa_with_its_own_interval_readded_by_a_lost_life_accepts_nothing_twice() {
+    let own = SaOverrides {
+        interval: Some(1000),
+        quantity: None,
+    };
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let t = settle(&mut a, &mut b, 0);
+    b.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
+    a.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
+    let t = settle(&mut a, &mut b, t);
+    assert!(!b.asking(IN_X, SaDir::Inbound));
+    let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).unwrap_or((0, vec![]));
+    let far = 5000;
+    let b_took = takes(&b, IN_X, &b_win, far);
+    let top = *b_took.last().expect("B runs it");
+    b.inbound_progress(IN_X, top, &[u64::MAX], 0, top);
+    let t = settle(&mut a, &mut b, t);
+    assert!(b.remove_sa(IN_X, SaDir::Inbound));
+    assert!(a.remove_sa(IN_X, SaDir::Inbound));
+    let t = settle(&mut a, &mut b, t);
+    assert_eq!(a.standby().get(IN_X, SaDir::Inbound).unwrap().value, top);
+    events(&mut a);
+    events(&mut b);
+    // Cut; A takes B's SAs over; the host adds the SA again, to A first.
+    declare_dead(&mut a, t + 100);
+    assert_eq!(a.take_over(), 1, "OUT_B");
+    a.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
+    mute(&mut a, t + 100);
+    mute(&mut b, t + 100);
+    let a_win = last_start(&events(&mut a), IN_X, SaDir::Inbound)
+        .expect("A runs the peer's SA added while it holds the peer's SAs");
+    let a_took = takes(&a, IN_X, &a_win, far);
+    assert!(!a_took.is_empty());
+    let a_top = *a_took.last().unwrap();
+    a.inbound_progress(IN_X, a_top, &[u64::MAX], 0, a_took.len() as u64);
+    mute(&mut a, t + 110);
+    // A dies; its next life syncs with B; the host adds the SA to both.
+    drop(a);
+    let now = t + 200;
+    let mut a2 = node(A, 5, now);
+    let now = settle(&mut a2, &mut b, now);
+    assert!(a2.synced());
+    a2.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
+    b.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
+    let _ = settle(&mut a2, &mut b, now);
+    assert!(!b.asking(IN_X, SaDir::Inbound));
+    let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).expect("B runs it again");
+    let b_took = takes(&b, IN_X, &b_win, far);
+    accepted_once(
+        &format!(
+            "A's lost life (top {}), then B (top {}, limit {:?})",
+            a_win.0,
+            b_win.0,
+            b.inbound_limit(IN_X)
+        ),
+        &a_took,
+        &b_took,
+    );
+}
+
+/// Reader4 find 2 (lenient inbound takeover): an inbound SA deleted and
+/// added again begins at its history with an empty bitmap, so the packets
+/// it accepted *and reported* before the delete pass again.
+///
+/// Sequence (lenient, interval 100): the pair is synchronised; B runs the
+/// inbound SA `IN_X` (home B, on both nodes) and accepts 1..=99, reported
+/// as top 99 with the window's bitmap and acknowledged; A stores top 99
+/// and its bitmap. The host deletes `IN_X` on both nodes: B's `remove_sa`
+/// sends `History(99)` (a history record carries no bitmap) and keeps its
+/// final state, bitmap included, in its own standby table. The host adds
+/// `IN_X` again (both nodes): B asks, A answers 99, and `begin_asked`
+/// calls `recover(spi, dir, 99, &[])`: the bitmap it passes is empty, the
+/// fresh worker's own window holds nothing, and the lenient
+/// `restart_window` keeps that, so the SA begins at top 99 with nothing
+/// seen (the bitmap both nodes store for it is not used). B's limit is
+/// 99 + 100 and its worker takes 36..=99 again: every packet of the window
+/// below the top it reported.
+///
+/// Promise broken: (2), in the form lenient keeps: a lenient window may
+/// take again only packets accepted since the last report; these were
+/// reported (top and bitmap) and stored by both nodes. Strict is not
+/// affected (it begins an interval past with everything below seen).
+#[test]
+
+fn a_lenient_inbound_sa_deleted_and_added_again_accepts_nothing_it_reported_twice() {
+    let lenient = InboundTakeover::Lenient;
+    let (mut a, mut b) = (node_with(A, 1, 0, lenient), node_with(B, 2, 0, lenient));
+    let t = settle(&mut a, &mut b, 0);
+    b.add_sa(IN_X, SaDir::Inbound, false, B);
+    a.add_sa(IN_X, SaDir::Inbound, false, B);
+    let t = settle(&mut a, &mut b, t);
+    assert!(!b.asking(IN_X, SaDir::Inbound));
+    let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).unwrap_or((0, vec![]));
+    let far = 1000;
+    let b_took = takes(&b, IN_X, &b_win, far);
+    let top = *b_took.last().expect("B runs it");
+    // The worker's window: everything from 1 to the top seen (one word).
+    b.inbound_progress(IN_X, top, &[u64::MAX], 0, top);
+    let t = settle(&mut a, &mut b, t);
+    assert_eq!(a.standby().get(IN_X, SaDir::Inbound).unwrap().value, top);
+    // Deleted on both nodes, then added again on both.
+    assert!(b.remove_sa(IN_X, SaDir::Inbound));
+    assert!(a.remove_sa(IN_X, SaDir::Inbound));
+    let t = settle(&mut a, &mut b, t);
+    events(&mut b);
+    b.add_sa(IN_X, SaDir::Inbound, false, B);
+    a.add_sa(IN_X, SaDir::Inbound, false, B);
+    settle(&mut a, &mut b, t);
+    assert!(!b.asking(IN_X, SaDir::Inbound));
+    let again = last_start(&events(&mut b), IN_X, SaDir::Inbound).expect("B runs it again");
+    let b_again = takes(&b, IN_X, &again, far);
+    accepted_once(
+        &format!(
+            "B (reported top {top}), then B again at top {} with bitmap {:x?}, limit {:?}",
+            again.0,
+            again.1,
+            b.inbound_limit(IN_X)
+        ),
+        &b_took,
+        &b_again,
+    );
+}
