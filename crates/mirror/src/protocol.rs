@@ -343,6 +343,11 @@ struct PairSa {
     /// nothing of, so it is not taken over again until the peer speaks;
     /// nor are the peer's states of it acknowledged until then.
     blind: bool,
+    /// The peer's SA, added at run time after this node's bulk sync, and no
+    /// ownership record of the peer heard since: this node's view of who
+    /// runs it went with an earlier delete, and the peer may have taken it
+    /// over (in a split brain, unheard) from a value this node reported.
+    unheard: bool,
 }
 
 /// One SA of the pair as a node's mirror sees it (for operators).
@@ -665,6 +670,7 @@ impl Mirror {
                 owner: home,
                 generation: 0,
                 blind: false,
+                unheard: self.synced && home != self.cfg.node,
             },
         );
         if home == self.cfg.node {
@@ -686,16 +692,8 @@ impl Mirror {
         } else if self.synced && !self.peer_alive && self.holding() > 0 {
             // Added while the peer is down to this node and this node runs
             // its SAs (a rekey during a failover): the new SA runs here too,
-            // and goes home at failback like the others. The peer may be
-            // alive behind a cut link and run it from its first number, as
-            // far as its slack allows, or (if this node ran it before it
-            // was deleted) have taken it over from a value this node
-            // reported and run it as far as its own lease: this node starts
-            // it two steps past what it knows, as after a peer's life ended
-            // unheard.
-            let known = self.standby.get(spi, dir).map_or(0, |s| s.value);
-            let past = self.restart_point(spi, dir, known);
-            self.take_from((spi, dir), 1, past);
+            // and goes home at failback like the others (see `take`).
+            self.take((spi, dir), 1);
         }
     }
 
@@ -947,9 +945,17 @@ impl Mirror {
     }
 
     /// Starts running an SA here as a takeover does: past its stored value
-    /// (0 if none) by the jump, under ownership `generation`.
+    /// (0 if none) by the jump, under ownership `generation`. The peer's SA
+    /// added here at run time and not spoken of since starts a step
+    /// further: the peer may be alive behind a cut link and run it from its
+    /// first number, as far as its slack allows, or (if this node ran it
+    /// before it was deleted) have taken it over from a value this node
+    /// reported and run it as far as its own lease.
     fn take(&mut self, key: SaKey, generation: u64) {
-        let known = self.standby.get(key.0, key.1).map_or(0, |s| s.value);
+        let mut known = self.standby.get(key.0, key.1).map_or(0, |s| s.value);
+        if self.pair.get(&key).is_some_and(|p| p.unheard) {
+            known = self.restart_point(key.0, key.1, known);
+        }
         self.take_from(key, generation, known);
     }
 
@@ -1153,6 +1159,9 @@ impl Mirror {
             // Whoever owns it may use numbers up to `start` plus slack
             // without further word: store it before anything else.
             self.store(key.0, key.1, start);
+        }
+        if let Some(p) = self.pair.get_mut(&key) {
+            p.unheard = false;
         }
         let matches = |p: &PairSa| p.owner == owner && p.generation == generation;
         if kind == OwnershipKind::Confirm {
