@@ -1221,15 +1221,7 @@ impl Mirror {
         self.unconfirmed.remove(&(spi, dir));
         let handover = kind == OwnershipKind::Handover;
         if p.owner == me && owner != me {
-            // The peer took it over while this node ran it (a split
-            // brain). It started past what it knew of this node's run,
-            // which that run may have passed if the two views of who ran
-            // it differed (both took it over): it gets this node's final
-            // state as a copy, and moves past it.
-            if let Some(mut fin) = self.release(spi, dir) {
-                fin.copy = true;
-                self.due.push_back(Due::Record(Box::new(fin)));
-            }
+            self.release(spi, dir);
         } else if p.owner == me && owner == me && handover {
             // Handed an SA this node thinks it runs already (it restarted
             // while the peer held it): it moves past all the peer used.
@@ -1436,9 +1428,6 @@ impl Mirror {
             }
             match r {
                 MirrorRecord::SaState(s) if s.copy && self.pair.contains_key(&(s.spi, s.dir)) => {
-                    if !self.owns(s.spi, s.dir) {
-                        self.standby.merge(&s);
-                    }
                     self.recover(s.spi, s.dir, s.value, &s.bitmap);
                 }
                 MirrorRecord::SaState(s) if s.copy => self.store(s.spi, s.dir, s.value),
