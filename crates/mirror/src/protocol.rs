@@ -1221,7 +1221,18 @@ impl Mirror {
         self.unconfirmed.remove(&(spi, dir));
         let handover = kind == OwnershipKind::Handover;
         if p.owner == me && owner != me {
-            self.release(spi, dir);
+            // The peer took it over while this node ran it (a split
+            // brain). It started past what it knew of this node's run,
+            // which that run may have passed if the two views of who ran
+            // it differed (both took it over): it gets this node's final
+            // state as a copy, and moves past it. (Before its bulk sync
+            // this node ran nothing: its final is only where it would
+            // have started.)
+            let fin = self.release(spi, dir);
+            if let Some(mut fin) = fin.filter(|_| self.synced) {
+                fin.copy = true;
+                self.due.push_back(Due::Record(Box::new(fin)));
+            }
         } else if p.owner == me && owner == me && handover {
             // Handed an SA this node thinks it runs already (it restarted
             // while the peer held it): it moves past all the peer used.
@@ -1428,6 +1439,9 @@ impl Mirror {
             }
             match r {
                 MirrorRecord::SaState(s) if s.copy && self.pair.contains_key(&(s.spi, s.dir)) => {
+                    if !self.owns(s.spi, s.dir) {
+                        self.standby.merge(&s);
+                    }
                     self.recover(s.spi, s.dir, s.value, &s.bitmap);
                 }
                 MirrorRecord::SaState(s) if s.copy => self.store(s.spi, s.dir, s.value),
