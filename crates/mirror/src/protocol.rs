@@ -438,10 +438,10 @@ pub struct Mirror {
     /// bound.
     told: BTreeMap<SaKey, u64>,
     /// The values of the first bulk sync sent to the peer's current life
-    /// (copies and histories), taken into [`told`](Self::told) once that
-    /// life says it has synchronised: it then holds a whole bulk, and each
-    /// later one only repeats or raises these. Empty once taken in, `None`
-    /// before any bulk went to this life.
+    /// (copies and histories), taken into [`told`](Self::told) once its
+    /// end is sent (see [`bulk_sent`](Self::bulk_sent)); each later bulk
+    /// only repeats or raises these. Empty once taken in, `None` before
+    /// any bulk went to this life.
     bulk_told: Option<BTreeMap<SaKey, u64>>,
     peer_alive: bool,
     last_heard: Option<u64>,
@@ -565,6 +565,20 @@ impl Mirror {
         point.max(self.floor(spi, dir))
     }
 
+    /// The first bulk to the peer's life ends: from now on it may run SAs,
+    /// and what it stores is counted with what that bulk carried. (Should
+    /// the bulk not arrive, the life never synchronises and so runs
+    /// nothing, and a death of this node would leave the pair with no
+    /// memory of the SAs at all: nothing a start counts on.)
+    fn bulk_sent(&mut self) {
+        if let Some(bulk) = self.bulk_told.as_mut() {
+            for (key, v) in std::mem::take(bulk) {
+                let e = self.told.entry(key).or_insert(0);
+                *e = (*e).max(v);
+            }
+        }
+    }
+
     /// How much of `value` a start may count as acknowledged: at most
     /// [`LOST_LIFE_STEPS`] less one steps (jumps, intervals) past what the
     /// peer is known to store ([`told`](Self::told)), so that, with the
@@ -572,6 +586,13 @@ impl Mirror {
     /// stays within the peer's bound for it (see `peer_lost`), whatever
     /// this node alone knew (its own stalled numbers, say).
     fn acknowledged(&self, spi: u32, dir: SaDir, value: u64) -> u64 {
+        if !self.peer_ran {
+            // The peer's life has not run and was sent no bulk end: should
+            // this node die, neither has a memory of the SAs to bound
+            // anything by (the pair's documented limit), and holding the
+            // start back would only wait on a life that may never sync.
+            return value;
+        }
         let told = self.told.get(&(spi, dir)).copied().unwrap_or(0);
         let step = match dir {
             SaDir::Outbound => self.jump(spi),
@@ -1377,16 +1398,7 @@ impl Mirror {
             self.peer_ran = false;
             self.bulk_told = None;
         }
-        if accepted.header.flags & mirror::FLAG_SYNCED != 0 {
-            self.peer_ran = true;
-            // It holds the whole bulk this node sent it.
-            if let Some(bulk) = self.bulk_told.as_mut() {
-                for (key, v) in std::mem::take(bulk) {
-                    let e = self.told.entry(key).or_insert(0);
-                    *e = (*e).max(v);
-                }
-            }
-        }
+        self.peer_ran |= accepted.header.flags & mirror::FLAG_SYNCED != 0;
         self.stats.frames_received += 1;
         self.last_heard = Some(now_ms);
         if accepted.gap && !self.synced {
@@ -1975,6 +1987,7 @@ impl Mirror {
                 Due::BulkEnd(records) => {
                     self.bulk_sending = false;
                     self.peer_ran = true;
+                    self.bulk_sent();
                     Some(MirrorRecord::BulkEnd { records })
                 }
                 Due::History(spi, dir, value) => Some(MirrorRecord::History { spi, dir, value }),

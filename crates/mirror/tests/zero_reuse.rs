@@ -897,7 +897,7 @@ fn a_question_answered_twice_leaves_a_fresh_inbound_sa_where_it_began() {
 
 /// A start counts as acknowledged only as far past what the peer's
 /// current life stores as a lost life may run: that includes the copies
-/// of this node's bulk sync, once that life says it holds them. A
+/// of this node's bulk sync, once its end is sent. A
 /// restarted A synchronises from B's bulk (its SA far past its first
 /// number) and dies before any state of its own reaches B; B's takeover
 /// runs at once rather than wait for an acknowledgement that never comes.
