@@ -3,7 +3,7 @@
 
 mod pair;
 
-use espgate_mirror::{InboundTakeover, Mirror, SaOverrides};
+use espgate_mirror::{InboundTakeover, SaOverrides};
 use espgate_wire::mirror::SaDir;
 use pair::*;
 
@@ -12,48 +12,6 @@ const IN_X: u32 = 0x3100;
 
 /// The replay window of an inbound worker (one bitmap word).
 const WINDOW: u64 = 64;
-
-/// Whether a worker window restored at `top` with `bitmap` (bit `k` is
-/// `top - k`; numbers inside the window the bitmap does not cover are
-/// fresh, as `ReplayWindow::restore` has it) refuses `seq`.
-fn refuses(top: u64, bitmap: &[u64], seq: u64) -> bool {
-    if seq > top {
-        return false;
-    }
-    let k = top - seq;
-    k >= WINDOW.max(64 * bitmap.len() as u64)
-        || bitmap
-            .get((k / 64) as usize)
-            .is_some_and(|w| w >> (k % 64) & 1 == 1)
-}
-
-/// Every packet an inbound worker activated at `top` with `bitmap` takes
-/// now, the far end having sent everything up to `far`: in its window,
-/// unseen, below the mirror's limit.
-fn takes(m: &Mirror, spi: u32, (top, bitmap): &(u64, Vec<u64>), far: u64) -> Vec<u64> {
-    let limit = m.inbound_limit(spi).unwrap_or(0);
-    (top.saturating_sub(WINDOW - 1).max(1)..=far)
-        .filter(|&s| s < limit && !refuses(*top, bitmap, s))
-        .collect()
-}
-
-fn both(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().copied().filter(|x| b.contains(x)).collect()
-}
-
-/// Fails if `later` (what a worker takes now) holds any of `earlier`.
-fn accepted_once(what: &str, earlier: &[u64], later: &[u64]) {
-    let twice = both(earlier, later);
-    assert!(
-        twice.is_empty(),
-        "{what}: accepted {}..={} before; {} of them pass again: {}..={}",
-        earlier[0],
-        earlier[earlier.len() - 1],
-        twice.len(),
-        twice[0],
-        twice[twice.len() - 1],
-    );
-}
 
 /// Reader4 find 1: `peer_lost` moves the history of an SA this node lacks
 /// by the largest inbound interval *of the SAs it still has*, not of the
@@ -94,7 +52,7 @@ fn a_deleted_sa_with_its_own_interval_readded_by_a_lost_life_accepts_nothing_twi
     assert!(!b.asking(IN_X, SaDir::Inbound));
     let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).unwrap_or((0, vec![]));
     let far = 5000;
-    let b_took = takes(&b, IN_X, &b_win, far);
+    let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
     let top = *b_took.last().expect("B runs it");
     b.inbound_progress(IN_X, top, &[u64::MAX], 0, top);
     let t = settle(&mut a, &mut b, t);
@@ -112,7 +70,7 @@ fn a_deleted_sa_with_its_own_interval_readded_by_a_lost_life_accepts_nothing_twi
     mute(&mut b, t + 100);
     let a_win = last_start(&events(&mut a), IN_X, SaDir::Inbound)
         .expect("A runs the peer's SA added while it holds the peer's SAs");
-    let a_took = takes(&a, IN_X, &a_win, far);
+    let a_took = takes(&a, IN_X, WINDOW, &a_win, far);
     assert!(!a_took.is_empty());
     let a_top = *a_took.last().unwrap();
     a.inbound_progress(IN_X, a_top, &[u64::MAX], 0, a_took.len() as u64);
@@ -128,7 +86,7 @@ fn a_deleted_sa_with_its_own_interval_readded_by_a_lost_life_accepts_nothing_twi
     let _ = settle(&mut a2, &mut b, now);
     assert!(!b.asking(IN_X, SaDir::Inbound));
     let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).expect("B runs it again");
-    let b_took = takes(&b, IN_X, &b_win, far);
+    let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
     accepted_once(
         &format!(
             "A's lost life (top {}), then B (top {}, limit {:?})",
@@ -175,7 +133,7 @@ fn a_lenient_inbound_sa_deleted_and_added_again_accepts_nothing_it_reported_twic
     assert!(!b.asking(IN_X, SaDir::Inbound));
     let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).unwrap_or((0, vec![]));
     let far = 1000;
-    let b_took = takes(&b, IN_X, &b_win, far);
+    let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
     let top = *b_took.last().expect("B runs it");
     // The worker's window: everything from 1 to the top seen (one word).
     b.inbound_progress(IN_X, top, &[u64::MAX], 0, top);
@@ -191,7 +149,7 @@ fn a_lenient_inbound_sa_deleted_and_added_again_accepts_nothing_it_reported_twic
     settle(&mut a, &mut b, t);
     assert!(!b.asking(IN_X, SaDir::Inbound));
     let again = last_start(&events(&mut b), IN_X, SaDir::Inbound).expect("B runs it again");
-    let b_again = takes(&b, IN_X, &again, far);
+    let b_again = takes(&b, IN_X, WINDOW, &again, far);
     accepted_once(
         &format!(
             "B (reported top {top}), then B again at top {} with bitmap {:x?}, limit {:?}",

@@ -147,3 +147,53 @@ pub fn declare_dead(m: &mut Mirror, now: u64) {
 pub fn overlap(a: &std::ops::Range<u64>, b: &std::ops::Range<u64>) -> std::ops::Range<u64> {
     a.start.max(b.start)..a.end.min(b.end).max(a.start.max(b.start))
 }
+
+/// Whether a worker window of `window` packets restored at `top` with
+/// `bitmap` (bit `k` is `top - k`; numbers inside the window the bitmap
+/// does not cover are fresh, as `ReplayWindow::restore` has it) refuses
+/// `seq`.
+pub fn refuses(window: u64, top: u64, bitmap: &[u64], seq: u64) -> bool {
+    if seq > top {
+        return false;
+    }
+    let k = top - seq;
+    k >= window.max(64 * bitmap.len() as u64)
+        || bitmap
+            .get((k / 64) as usize)
+            .is_some_and(|w| w >> (k % 64) & 1 == 1)
+}
+
+/// Every packet an inbound worker with a window of `window` packets,
+/// activated at `top` with `bitmap`, takes now, the far end having sent
+/// everything up to `far`: in its window, unseen, below the mirror's
+/// limit.
+pub fn takes(
+    m: &Mirror,
+    spi: u32,
+    window: u64,
+    (top, bitmap): &(u64, Vec<u64>),
+    far: u64,
+) -> Vec<u64> {
+    let limit = m.inbound_limit(spi).unwrap_or(0);
+    (top.saturating_sub(window - 1).max(1)..=far)
+        .filter(|&s| s < limit && !refuses(window, *top, bitmap, s))
+        .collect()
+}
+
+/// Fails if `later` (what a worker takes now) holds any of `earlier`.
+pub fn accepted_once(what: &str, earlier: &[u64], later: &[u64]) {
+    let twice: Vec<u64> = earlier
+        .iter()
+        .copied()
+        .filter(|x| later.contains(x))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "{what}: accepted {}..={} before; {} of them pass again: {}..={}",
+        earlier[0],
+        earlier[earlier.len() - 1],
+        twice.len(),
+        twice[0],
+        twice[twice.len() - 1],
+    );
+}
