@@ -263,12 +263,15 @@ pub fn collect(host: &mut Host, want: usize, wait: Duration) -> Vec<Vec<u8>> {
 
 /// Sends UDP probes from `from` to `to` until one arrives (ARP resolves
 /// the hops on the way); `false` if none did within about four seconds.
+/// Once one arrived, the probes still on their way are taken until none
+/// came for 100 ms, so that none of them lands in what a caller counts next.
 pub fn warm_up(from: &mut Host, to: &mut Host, dport: u16) -> bool {
     let dst = to.ip;
     for _ in 0..200 {
         from.send_udp(dst, 9, dport, b"warm-up");
         let _ = from.poll();
         if !collect(to, 1, Duration::from_millis(20)).is_empty() {
+            while !collect(to, 1, Duration::from_millis(100)).is_empty() {}
             return true;
         }
     }

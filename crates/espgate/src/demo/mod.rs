@@ -29,8 +29,9 @@ use traffic::Traffic;
 
 /// How long each phase runs.
 const PHASE: Duration = Duration::from_millis(1000);
-/// How long after a's death the host fences it.
-const FENCE_AFTER: Duration = Duration::from_millis(100);
+/// How long after a's death the host fences it (b has declared a dead by
+/// then: its dead time is 100 ms).
+const FENCE_AFTER: Duration = Duration::from_millis(300);
 /// How long to wait for a node to reach a state.
 const PATIENCE: Duration = Duration::from_secs(5);
 
@@ -106,8 +107,10 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         "  a runs SAs 0x1000/0x1001 (h1's traffic), b runs 0x2000/0x2001 (h2's); each mirrors its"
     );
     println!("  SAs to the other over their own link (interval 256, quantity 1024, leases on)\n");
-    let mut rig = Rig::start(backend)?;
+    // Taken before the start: under load a pair can synchronise before
+    // `Rig::start` returns, and an event before `t_start` is not looked at.
     let t_start = unix_ms();
+    let mut rig = Rig::start(backend)?;
     let (mut la, mut lb) = (Log::default(), Log::default());
     let a = rig.a.as_ref().context("a runs")?;
     wait_for(
@@ -125,7 +128,7 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         t_start,
     )?;
     println!(
-        "1. start: both nodes heard each other and finished the bulk sync in {} ms",
+        "1. start: both nodes heard each other and finished the bulk sync {} ms after they started",
         unix_ms() - t_start
     );
     // Both ways: in strict mode a node that cannot know whether an earlier
@@ -180,9 +183,17 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
     let Some((t_back, lost)) = traffic.h1.resumed_after(t_kill) else {
         bail!("h1's traffic never resumed through b");
     };
+    let beat = rig
+        .cb
+        .mirror
+        .as_ref()
+        .map(|m| m.protocol)
+        .context("b mirrors")?;
     println!(
-        "   b declared a dead after {} ms (heartbeat 10 ms x 3), took a's SAs and addresses over at {} ms,",
+        "   b declared a dead after {} ms (heartbeat {} ms x {}), took a's SAs and addresses over at {} ms,",
         t_dead - t_kill,
+        beat.heartbeat_ms,
+        beat.dead_after,
         t_took - t_kill
     );
     println!(
