@@ -418,6 +418,13 @@ pub struct Mirror {
     /// a lost peer life may have taken with an SA deleted since (its own
     /// interval went with it).
     largest_interval: u64,
+    /// Inbound SAs this node lacks whose history a lost peer life moved
+    /// (`peer_lost`): the history before the first such move, and the
+    /// steps taken since. The step was the largest interval known then;
+    /// the SA's own may be larger (this node restarted after its delete and
+    /// never heard it), so an add with its interval moves the history by
+    /// as many of those.
+    lost_steps: BTreeMap<SaKey, (u64, u64)>,
     bulk_request: bool,
     /// A bulk sync for the peer is queued and its end not yet sent: a
     /// repeated request (the peer asks every refresh until the end comes)
@@ -489,6 +496,7 @@ impl Mirror {
             resend_from: None,
             max_generation: 0,
             largest_interval,
+            lost_steps: BTreeMap::new(),
             bulk_request: true,
             bulk_sending: false,
             bulk_gap: false,
@@ -680,6 +688,13 @@ impl Mirror {
         });
         if dir == SaDir::Inbound {
             self.largest_interval = self.largest_interval.max(interval);
+            if let Some((mark, steps)) = self.lost_steps.remove(&(spi, dir)) {
+                self.store(
+                    spi,
+                    dir,
+                    mark.saturating_add(steps.saturating_mul(interval)),
+                );
+            }
         }
         self.pair.insert(
             (spi, dir),
@@ -1593,11 +1608,21 @@ impl Mirror {
         let largest_jump = self.cfg.takeover_jump.max(self.cfg.takeover_jump_32);
         let largest_interval = self.largest_interval;
         for ((spi, dir), mark) in retired {
+            let steps = LOST_LIFE_STEPS - 1;
             let step = match dir {
                 SaDir::Outbound => largest_jump,
-                SaDir::Inbound => largest_interval,
+                SaDir::Inbound => {
+                    // Counted from the first move's history unless news
+                    // since went past what the moves stored.
+                    let e = self.lost_steps.entry((spi, dir)).or_insert((mark, 0));
+                    if mark > e.0.saturating_add(e.1.saturating_mul(largest_interval)) {
+                        *e = (mark, 0);
+                    }
+                    e.1 += steps;
+                    largest_interval
+                }
             };
-            let past = mark.saturating_add(step.saturating_mul(LOST_LIFE_STEPS - 1));
+            let past = mark.saturating_add(step.saturating_mul(steps));
             self.store(spi, dir, past);
         }
         let keys: Vec<(u32, SaDir)> = self.pair.keys().copied().collect();

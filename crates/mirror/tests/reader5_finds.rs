@@ -245,10 +245,11 @@ fn an_ownership_record_sent_before_an_sa_was_added_again_leaves_it_unheard() {
 /// 5000..=5198 a second time.
 ///
 /// Promise broken: (2), no inbound window is restored below what an
-/// earlier life accepted. (The interval would have to be kept with the
-/// history, on disk or in the bulk, to survive the restart.)
+/// earlier life accepted. Fixed: B remembers the history a lost life's
+/// move began from and the steps taken (`lost_steps`); the add with the
+/// SA's own interval moves the history by that many of them (2999 + 2 ×
+/// 1000 = 4999), and B starts one interval past it, at 5999.
 #[test]
-#[ignore = "reader5 find: a node restarted after a delete forgets the deleted SA's own interval (4c88d39's largest_interval is memory only), so a lost peer life's run of it is accepted again"]
 fn a_deleted_sa_with_its_own_interval_is_moved_by_it_after_the_node_restarted() {
     const WINDOW: u64 = 64;
     let own = SaOverrides {

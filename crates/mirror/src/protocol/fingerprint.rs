@@ -32,6 +32,7 @@ impl Mirror {
             resend_from,
             max_generation,
             largest_interval,
+            lost_steps,
             bulk_request,
             bulk_sending,
             bulk_gap,
@@ -60,7 +61,7 @@ impl Mirror {
         (bulk_request, bulk_sending, bulk_gap, synced, standby).hash(&mut h);
         (peer_alive, last_heard, next_heartbeat, next_refresh).hash(&mut h);
         (events, fenced, peer_ran, asking, queries, lease_configured).hash(&mut h);
-        (floors, told, bulk_told, largest_interval).hash(&mut h);
+        (floors, told, bulk_told, largest_interval, lost_steps).hash(&mut h);
         h.finish()
     }
 }
