@@ -1317,12 +1317,18 @@ impl Mirror {
     fn begin_asked(&mut self, spi: u32, dir: SaDir, known: Option<u64>) {
         if let Some(v) = known {
             // The window this node keeps of its history (what it, or the
-            // peer's states, reported before the delete) stays seen.
+            // peer's states, reported before the delete) stays seen. Of a
+            // history whose window it lacks (a history record carries
+            // none: this node restarted since the delete; or the answer is
+            // past what it stores) everything at and below is seen.
             let bitmap = self
                 .standby
                 .get(spi, dir)
-                .filter(|s| s.value <= v)
-                .map_or_else(Vec::new, |s| rebase(&s.bitmap, v - s.value));
+                .filter(|s| s.value == v && !s.bitmap.is_empty())
+                .map_or_else(
+                    || vec![u64::MAX; mirror::MAX_BITMAP_WORDS],
+                    |s| s.bitmap.clone(),
+                );
             if self.recover(spi, dir, v, &bitmap) {
                 return;
             }
