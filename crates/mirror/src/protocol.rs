@@ -344,9 +344,11 @@ struct PairSa {
     /// nor are the peer's states of it acknowledged until then.
     blind: bool,
     /// The peer's SA, added at run time after this node's bulk sync, and no
-    /// ownership record of the peer heard since: this node's view of who
-    /// runs it went with an earlier delete, and the peer may have taken it
-    /// over (in a split brain, unheard) from a value this node reported.
+    /// ownership record of the peer taken into this node's view since (a
+    /// change that wins, or a confirmation of this view; not one sent
+    /// before the add): this node's view of who runs it went with an
+    /// earlier delete, and the peer may have taken it over (in a split
+    /// brain, unheard) from a value this node reported.
     unheard: bool,
 }
 
@@ -1196,9 +1198,6 @@ impl Mirror {
             // without further word: store it before anything else.
             self.store(key.0, key.1, start);
         }
-        if let Some(p) = self.pair.get_mut(&key) {
-            p.unheard = false;
-        }
         let matches = |p: &PairSa| p.owner == owner && p.generation == generation;
         if kind == OwnershipKind::Confirm {
             if self
@@ -1213,6 +1212,7 @@ impl Mirror {
                 && matches(p)
             {
                 p.blind = false;
+                p.unheard = false;
             }
             return;
         }
@@ -1251,6 +1251,7 @@ impl Mirror {
             e.owner = owner;
             e.generation = generation;
             e.blind = false;
+            e.unheard = false;
             self.max_generation = self.max_generation.max(generation);
         }
         // What this node sent about the SA before is superseded.

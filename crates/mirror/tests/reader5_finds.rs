@@ -149,7 +149,7 @@ fn a_takeover_of_a_peer_life_that_died_before_its_synced_flag_arrived_runs_at_on
 /// slack its final state folds in: its one step lands at the peer's
 /// limit.)
 #[test]
-#[ignore = "reader5 find: an ownership record the peer sent before an SA was added again clears `unheard` (4ad2473), and both nodes take it over from the same value"]
+
 fn an_ownership_record_sent_before_an_sa_was_added_again_leaves_it_unheard() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let t = settle(&mut a, &mut b, 0);
