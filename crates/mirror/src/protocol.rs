@@ -413,6 +413,13 @@ pub struct Mirror {
     unconfirmed: BTreeMap<SaKey, OwnerRecord>,
     /// Where the next refresh goes on sending unconfirmed changes again.
     resend_from: Option<SaKey>,
+    /// Final states of SAs the peer took over while this node ran them (a
+    /// split brain), sent as copies again at every refresh until the peer
+    /// answers with a history at or past one (it moved past it; its states
+    /// cannot say so: their value may be a stalled number). Until then
+    /// this node's stored value holds its own run, and acknowledging it
+    /// would lift the peer's limit over that run.
+    finals: BTreeMap<SaKey, SaState>,
     /// The highest ownership generation of the pair (for heartbeats,
     /// without a walk over every SA).
     max_generation: u64,
@@ -496,6 +503,7 @@ impl Mirror {
             ownership_out: BTreeMap::new(),
             unconfirmed: BTreeMap::new(),
             resend_from: None,
+            finals: BTreeMap::new(),
             max_generation: 0,
             largest_interval,
             lost_steps: BTreeMap::new(),
@@ -753,6 +761,7 @@ impl Mirror {
         self.queries.remove(&key);
         self.ownership_out.remove(&key);
         self.unconfirmed.remove(&key);
+        self.finals.remove(&key);
         known
     }
 
@@ -1268,6 +1277,7 @@ impl Mirror {
             let fin = self.release(spi, dir);
             if let Some(mut fin) = fin.filter(|_| self.synced) {
                 fin.copy = true;
+                self.finals.insert((spi, dir), fin.clone());
                 self.due.push_back(Due::Record(Box::new(fin)));
             }
         } else if p.owner == me && owner == me && handover {
@@ -1477,6 +1487,12 @@ impl Mirror {
                         self.standby.merge(&s);
                     }
                     self.recover(s.spi, s.dir, s.value, &s.bitmap);
+                    if self.owns(s.spi, s.dir) {
+                        // Past it now: the sender (the loser of a split
+                        // brain) learns so and acknowledges again.
+                        self.due
+                            .push_back(Due::History(s.spi, s.dir, Some(s.value)));
+                    }
                 }
                 MirrorRecord::SaState(s) if s.copy => self.store(s.spi, s.dir, s.value),
                 MirrorRecord::Query { spi, dir } => {
@@ -1485,7 +1501,16 @@ impl Mirror {
                     self.store(spi, dir, known.unwrap_or(0));
                     self.due.push_back(Due::History(spi, dir, known));
                 }
-                MirrorRecord::History { spi, dir, value } => self.history(spi, dir, value),
+                MirrorRecord::History { spi, dir, value } => {
+                    if self
+                        .finals
+                        .get(&(spi, dir))
+                        .is_some_and(|f| value.is_some_and(|v| v >= f.value))
+                    {
+                        self.finals.remove(&(spi, dir));
+                    }
+                    self.history(spi, dir, value)
+                }
                 MirrorRecord::SaState(s) if !self.pair.contains_key(&(s.spi, s.dir)) => {
                     // An SA only the peer has (deleted here first, or added
                     // there and not here yet): kept as its history, so that
@@ -1494,10 +1519,10 @@ impl Mirror {
                     self.standby.merge(&s);
                 }
                 MirrorRecord::SaState(s) => {
-                    let peers = self
-                        .pair
-                        .get(&(s.spi, s.dir))
-                        .is_some_and(|p| p.owner == peer && !p.blind);
+                    let key = (s.spi, s.dir);
+                    let peers = self.pair.get(&key).is_some_and(|p| {
+                        p.owner == peer && !p.blind && !self.finals.contains_key(&key)
+                    });
                     self.standby.merge(&s);
                     // Acknowledge only states of SAs the peer owns and
                     // knows it owns: a stale state of an SA taken over
@@ -1582,8 +1607,10 @@ impl Mirror {
     /// since could use them: this node sends a bulk only to a life it
     /// hears, and the first frame heard is this one.
     fn peer_restarted(&mut self) {
-        // The new life stores nothing of what the lost one was told.
+        // The new life stores nothing of what the lost one was told, and
+        // learns this node's run of SAs it took over from the bulk.
         self.told.clear();
+        self.finals.clear();
         self.due
             .retain(|d| !matches!(d, Due::Record(s) if s.copy) && !matches!(d, Due::BulkEnd(_)));
         self.bulk_sending = false;
@@ -1917,6 +1944,16 @@ impl Mirror {
             for k in refresh {
                 self.enqueue(k);
             }
+        }
+        // Final states the peer has not moved past go again while it runs
+        // the SA (one it no longer runs, or this node took back, needs
+        // them no more).
+        let peer = self.cfg.peer;
+        let pair = &self.pair;
+        self.finals
+            .retain(|k, _| pair.get(k).is_some_and(|p| p.owner == peer));
+        for fin in self.finals.values().take(RESEND_PER_REFRESH) {
+            self.due.push_back(Due::Record(Box::new(fin.clone())));
         }
         // Changes the peer has not confirmed go again while they are still
         // this node's view; a slice per refresh, the next going on from

@@ -30,6 +30,7 @@ impl Mirror {
             ownership_out,
             unconfirmed,
             resend_from,
+            finals,
             max_generation,
             largest_interval,
             lost_steps,
@@ -57,7 +58,14 @@ impl Mirror {
         (cfg, epoch, counter).hash(&mut h);
         filter.hash_position(&mut h);
         (pair, outbound, inbound, due, queued, acks).hash(&mut h);
-        (ownership_out, unconfirmed, resend_from, max_generation).hash(&mut h);
+        (
+            ownership_out,
+            unconfirmed,
+            resend_from,
+            finals,
+            max_generation,
+        )
+            .hash(&mut h);
         (bulk_request, bulk_sending, bulk_gap, synced, standby).hash(&mut h);
         (peer_alive, last_heard, next_heartbeat, next_refresh).hash(&mut h);
         (events, fenced, peer_ran, asking, queries, lease_configured).hash(&mut h);
