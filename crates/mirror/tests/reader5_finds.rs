@@ -5,18 +5,12 @@
 
 mod pair;
 
-use espgate_mirror::{InboundTakeover, Mirror, SaOverrides};
+use espgate_mirror::{InboundTakeover, SaOverrides};
 use espgate_wire::mirror::SaDir;
 use pair::*;
 
 /// A run-time inbound SA, home B (a rekey's new SA).
 const IN_X: u32 = 0x3100;
-
-/// The packets a strict inbound SA owned by `m` may accept now, its
-/// window top being `top` with everything at and below it seen.
-fn acceptable(m: &Mirror, spi: u32, top: u64) -> std::ops::Range<u64> {
-    top + 1..m.inbound_limit(spi).unwrap_or(0).max(top + 1)
-}
 
 /// Reader5 find 1 (a73574b, liveness): a takeover of a peer whose new
 /// life died before a frame saying it had synchronised reached this node

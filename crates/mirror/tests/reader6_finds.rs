@@ -12,12 +12,6 @@ use espgate_mirror::Mirror;
 use espgate_wire::mirror::SaDir;
 use pair::*;
 
-/// The packets a strict inbound SA owned by `m` may accept now, its
-/// window top being `top` with everything at and below it seen.
-fn acceptable(m: &Mirror, spi: u32, top: u64) -> std::ops::Range<u64> {
-    top + 1..m.inbound_limit(spi).unwrap_or(0).max(top + 1)
-}
-
 /// Delivers what `from` sends to `to`; `to`'s frames are dropped.
 fn one_way(from: &mut Mirror, to: &mut Mirror, now: u64) {
     while let Some(f) = from.poll_transmit(now) {

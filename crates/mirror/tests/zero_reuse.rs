@@ -420,12 +420,6 @@ fn a_synchronised_peer_life_that_ends_moves_the_sas_past_it() {
     assert!(restarted(&evs, OUT_A, SaDir::Outbound, 0) >= limit + 2 * JUMP - 400);
 }
 
-/// The packets an inbound SA owned by `m` may accept now, its window top
-/// being `top` with everything at and below it seen (strict).
-fn acceptable(m: &Mirror, spi: u32, top: u64) -> std::ops::Range<u64> {
-    top + 1..m.inbound_limit(spi).unwrap_or(0).max(top + 1)
-}
-
 /// A and B synchronised; then B, not hearing A for a moment, takes A's
 /// SAs over and A (hearing B's ownership records) lets them go: B holds
 /// OUT_A and IN_A (no failback yet). Returns the time.

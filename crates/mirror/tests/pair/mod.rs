@@ -133,6 +133,12 @@ pub fn last_start(evs: &[MirrorEvent], spi: u32, dir: SaDir) -> Option<(u64, Vec
     })
 }
 
+/// The packets a strict inbound SA owned by `m` may accept now, its
+/// window top being `top` with everything at and below it seen.
+pub fn acceptable(m: &Mirror, spi: u32, top: u64) -> std::ops::Range<u64> {
+    top + 1..m.inbound_limit(spi).unwrap_or(0).max(top + 1)
+}
+
 /// The numbers an outbound SA owned by `m` may use now, from `next`.
 pub fn usable(m: &Mirror, spi: u32, next: u64) -> std::ops::Range<u64> {
     next..m.limit(spi).unwrap_or(0).max(next)
