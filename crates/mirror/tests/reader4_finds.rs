@@ -72,15 +72,8 @@ fn a_deleted_sa_with_its_own_interval_readded_by_a_lost_life_accepts_nothing_twi
         .expect("A runs the peer's SA added while it holds the peer's SAs");
     let a_took = takes(&a, IN_X, WINDOW, &a_win, far);
     assert!(!a_took.is_empty());
-    let a_top = *a_took.last().unwrap();
-    a.inbound_progress(IN_X, a_top, &[u64::MAX], 0, a_took.len() as u64);
-    mute(&mut a, t + 110);
-    // A dies; its next life syncs with B; the host adds the SA to both.
-    drop(a);
-    let now = t + 200;
-    let mut a2 = node(A, 5, now);
-    let now = settle(&mut a2, &mut b, now);
-    assert!(a2.synced());
+    let (mut a2, now) = a_dies_after_its_run(a, &mut b, t, IN_X, &a_took);
+    // The host adds the SA to both.
     a2.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
     b.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
     let _ = settle(&mut a2, &mut b, now);

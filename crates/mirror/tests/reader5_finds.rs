@@ -289,15 +289,8 @@ fn a_deleted_sa_with_its_own_interval_is_moved_by_it_after_the_node_restarted() 
         a_win.0,
         a.inbound_limit(IN_X)
     );
-    let a_top = *a_took.last().unwrap();
-    a.inbound_progress(IN_X, a_top, &[u64::MAX], 0, a_took.len() as u64);
-    mute(&mut a, t + 110);
-    // A dies; its next life syncs with B; the host adds the SA to both.
-    drop(a);
-    let now = t + 200;
-    let mut a2 = node(A, 5, now);
-    let now = settle(&mut a2, &mut b, now);
-    assert!(a2.synced());
+    let (mut a2, now) = a_dies_after_its_run(a, &mut b, t, IN_X, &a_took);
+    // The host adds the SA to both.
     a2.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
     b.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
     let _ = settle(&mut a2, &mut b, now);
@@ -443,23 +436,16 @@ fn an_sa_a_lost_life_added_while_holding_and_this_node_never_heard_of_starts_pas
         .expect("A runs the peer's SA added while it holds the peer's SAs");
     let a_took = takes(&a, IN_X, WINDOW, &a_win, far);
     assert!(!a_took.is_empty());
-    let a_top = *a_took.last().unwrap();
-    a.inbound_progress(IN_X, a_top, &[u64::MAX], 0, a_took.len() as u64);
-    mute(&mut a, t + 110);
-    // A dies; its next life syncs with B; the host adds the SA to both.
-    drop(a);
-    let now = t + 200;
-    let mut a2 = node(A, 5, now);
-    let now = settle(&mut a2, &mut b, now);
-    assert!(a2.synced());
+    let (mut a2, now) = a_dies_after_its_run(a, &mut b, t, IN_X, &a_took);
     assert!(b.standby().get(IN_X, SaDir::Inbound).is_none());
+    // The host adds the SA to both.
     a2.add_sa(IN_X, SaDir::Inbound, false, B);
     b.add_sa(IN_X, SaDir::Inbound, false, B);
     let now = settle(&mut a2, &mut b, now);
     assert!(!b.asking(IN_X, SaDir::Inbound));
     let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).expect("B runs it");
     // The far end ran on: B's worker refuses 350 at its limit and reports it.
-    let refused = a_top + 51;
+    let refused = a_took.last().unwrap() + 51;
     assert!(refused >= b.inbound_limit(IN_X).unwrap());
     b.inbound_stalled(IN_X, refused);
     let _ = settle(&mut a2, &mut b, now);

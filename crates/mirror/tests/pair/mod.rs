@@ -133,6 +133,27 @@ pub fn last_start(evs: &[MirrorEvent], spi: u32, dir: SaDir) -> Option<(u64, Vec
     })
 }
 
+/// A reports what it accepted of inbound SA `spi` (`took`, in a cut
+/// begun at `t`: B hears nothing of it) and dies; its next life
+/// synchronises with B. Returns that life and the time.
+pub fn a_dies_after_its_run(
+    mut a: Mirror,
+    b: &mut Mirror,
+    t: u64,
+    spi: u32,
+    took: &[u64],
+) -> (Mirror, u64) {
+    let top = *took.last().expect("A accepted packets");
+    a.inbound_progress(spi, top, &[u64::MAX], 0, took.len() as u64);
+    mute(&mut a, t + 110);
+    drop(a);
+    let now = t + 200;
+    let mut a2 = node(A, 5, now);
+    let now = settle(&mut a2, b, now);
+    assert!(a2.synced());
+    (a2, now)
+}
+
 /// The packets a strict inbound SA owned by `m` may accept now, its
 /// window top being `top` with everything at and below it seen.
 pub fn acceptable(m: &Mirror, spi: u32, top: u64) -> std::ops::Range<u64> {
