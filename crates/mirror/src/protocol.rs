@@ -589,12 +589,17 @@ impl Mirror {
     /// nothing, and a death of this node would leave the pair with no
     /// memory of the SAs at all: nothing a start counts on.)
     fn bulk_sent(&mut self) {
-        if let Some(bulk) = self.bulk_told.as_mut() {
-            for (key, v) in std::mem::take(bulk) {
-                let e = self.told.entry(key).or_insert(0);
-                *e = (*e).max(v);
+        if let Some(bulk) = self.bulk_told.as_mut().map(std::mem::take) {
+            for (key, v) in bulk {
+                self.tell(key, v);
             }
         }
+    }
+
+    /// The peer's current life stores `v` (or more) of SA `key`.
+    fn tell(&mut self, key: SaKey, v: u64) {
+        let e = self.told.entry(key).or_insert(0);
+        *e = (*e).max(v);
     }
 
     /// How much of `value` a start may count as acknowledged: at most
@@ -1478,8 +1483,7 @@ impl Mirror {
                 _ => None,
             };
             if let Some((key, v)) = told {
-                let e = self.told.entry(key).or_insert(0);
-                *e = (*e).max(v);
+                self.tell(key, v);
             }
             match r {
                 MirrorRecord::SaState(s) if s.copy && self.pair.contains_key(&(s.spi, s.dir)) => {
