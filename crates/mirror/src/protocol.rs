@@ -343,13 +343,6 @@ struct PairSa {
     /// nothing of, so it is not taken over again until the peer speaks;
     /// nor are the peer's states of it acknowledged until then.
     blind: bool,
-    /// The peer's SA, added at run time after this node's bulk sync, and no
-    /// ownership record of the peer taken into this node's view since (a
-    /// change that wins, or a confirmation of this view; not one sent
-    /// before the add): this node's view of who runs it went with an
-    /// earlier delete, and the peer may have taken it over (in a split
-    /// brain, unheard) from a value this node reported.
-    unheard: bool,
 }
 
 /// One SA of the pair as a node's mirror sees it (for operators).
@@ -389,6 +382,8 @@ enum Due {
     /// What this node knows of an SA (an answer to a query, or the history
     /// of an SA no longer configured, in a bulk sync).
     History(u32, SaDir, Option<u64>),
+    /// This node runs an SA past a final state the peer sent as a copy.
+    Past(u32, SaDir, u64),
 }
 
 /// One node's mirror protocol state. A clone is an independent node in
@@ -415,8 +410,9 @@ pub struct Mirror {
     resend_from: Option<SaKey>,
     /// Final states of SAs the peer took over while this node ran them (a
     /// split brain), sent as copies again at every refresh until the peer
-    /// answers with a history at or past one (it moved past it; its states
-    /// cannot say so: their value may be a stalled number). Until then
+    /// answers that it runs the SA past one (`Past`; its states and its
+    /// history answers cannot say so: their value may be a stalled
+    /// number). Until then
     /// this node's stored value holds its own run, and acknowledging it
     /// would lift the peer's limit over that run.
     finals: BTreeMap<SaKey, SaState>,
@@ -473,7 +469,20 @@ pub struct Mirror {
     /// Owned SAs added at run time, waiting for the peer to say what it
     /// knows of them before they may run.
     asking: BTreeSet<SaKey>,
-    /// Queries to send (those of `asking`, again at each refresh).
+    /// SAs added at run time after this node's bulk sync, and no
+    /// ownership record of the peer taken into this node's view since (a
+    /// change that wins, or a confirmation of this view; not one sent
+    /// before the add): this node's view of who runs it went with an
+    /// earlier delete. The peer may have taken the peer's SA over (in a
+    /// split brain, unheard) from a value this node reported; it may hold
+    /// a view, of either node's SA, that this node's earlier add of it
+    /// sent. The answer to this node's query carries the peer's view, if
+    /// the peer knows anything of the SA.
+    unheard: BTreeSet<SaKey>,
+    /// SAs added at run time whose query the peer has not answered yet
+    /// (those of `asking` among them).
+    questions: BTreeSet<SaKey>,
+    /// Queries to send (those of `questions`, again at each refresh).
     queries: BTreeSet<SaKey>,
     /// The lease rule of the configuration (a fence suspends it).
     lease_configured: bool,
@@ -523,6 +532,8 @@ impl Mirror {
             fenced: false,
             peer_ran: false,
             asking: BTreeSet::new(),
+            unheard: BTreeSet::new(),
+            questions: BTreeSet::new(),
             queries: BTreeSet::new(),
             lease_configured: cfg.lease,
             floors: BTreeMap::new(),
@@ -721,9 +732,16 @@ impl Mirror {
                 owner: home,
                 generation: 0,
                 blind: false,
-                unheard: self.synced && home != self.cfg.node,
             },
         );
+        if self.synced {
+            self.unheard.insert((spi, dir));
+            self.questions.insert((spi, dir));
+            self.queries.insert((spi, dir));
+        } else {
+            self.unheard.remove(&(spi, dir));
+            self.questions.remove(&(spi, dir));
+        }
         if home == self.cfg.node {
             // Outbound from its first number; inbound with nothing
             // accepted (window top 0).
@@ -738,7 +756,6 @@ impl Mirror {
                 // with its SPI and key) that this node forgot. It runs
                 // once the peer has said.
                 self.asking.insert((spi, dir));
-                self.queries.insert((spi, dir));
             }
         } else if self.synced && !self.peer_alive && self.holding() > 0 {
             // Added while the peer is down to this node and this node runs
@@ -764,6 +781,8 @@ impl Mirror {
         }
         self.acks.remove(&key);
         self.queries.remove(&key);
+        self.questions.remove(&key);
+        self.unheard.remove(&key);
         self.ownership_out.remove(&key);
         self.unconfirmed.remove(&key);
         self.finals.remove(&key);
@@ -1005,7 +1024,7 @@ impl Mirror {
     /// reported and run it as far as its own lease.
     fn take(&mut self, key: SaKey, generation: u64) {
         let mut known = self.standby.get(key.0, key.1).map_or(0, |s| s.value);
-        if self.pair.get(&key).is_some_and(|p| p.unheard) {
+        if self.unheard.contains(&key) {
             known = self.restart_point(key.0, key.1, known);
         }
         self.take_from(key, generation, known);
@@ -1222,11 +1241,18 @@ impl Mirror {
                 self.unconfirmed.remove(&key);
             }
             // The peer has spoken of the SA (its bound is stored above).
-            if let Some(p) = self.pair.get_mut(&key)
-                && matches(p)
-            {
-                p.blind = false;
-                p.unheard = false;
+            match self.pair.get_mut(&key) {
+                Some(p) if matches(p) => {
+                    p.blind = false;
+                    self.unheard.remove(&key);
+                }
+                // A view this node's earlier add of the SA gave the peer
+                // (before a delete and this add): the peer's view now, as
+                // a change would carry it.
+                Some(p) if generation > p.generation => {
+                    self.change(key, owner, generation, start, OwnershipKind::Change)
+                }
+                _ => {}
             }
             return;
         }
@@ -1265,9 +1291,9 @@ impl Mirror {
             e.owner = owner;
             e.generation = generation;
             e.blind = false;
-            e.unheard = false;
             self.max_generation = self.max_generation.max(generation);
         }
+        self.unheard.remove(&(spi, dir));
         // What this node sent about the SA before is superseded.
         self.unconfirmed.remove(&(spi, dir));
         let handover = kind == OwnershipKind::Handover;
@@ -1317,14 +1343,17 @@ impl Mirror {
         }
     }
 
-    /// What this node knows of an SA: how far it may go if owned here,
-    /// else what it stores (a standby copy, or the history of an SA no
-    /// longer configured); nothing if it never heard of it.
+    /// What this node knows of an SA: what it stores (a standby copy, the
+    /// history of an SA no longer configured, its own final state) and,
+    /// if it runs here, how far it may go; nothing if it never heard of
+    /// it. (An SA added here and still asking runs nothing yet: where it
+    /// would start is not news.)
     fn history_of(&self, spi: u32, dir: SaDir) -> Option<u64> {
-        if self.owns(spi, dir) {
-            return Some(self.bound(spi, dir));
+        let stored = self.standby.get(spi, dir).map(|s| s.value);
+        if self.owns(spi, dir) && !self.asking.contains(&(spi, dir)) {
+            return Some(self.bound(spi, dir).max(stored.unwrap_or(0)));
         }
-        self.standby.get(spi, dir).map(|s| s.value)
+        stored
     }
 
     /// Starts an SA added at run time once the peer answered: from its
@@ -1384,6 +1413,7 @@ impl Mirror {
     /// moves past it if it is above anything this life sent of it.
     fn history(&mut self, spi: u32, dir: SaDir, value: Option<u64>) {
         let key = (spi, dir);
+        self.questions.remove(&key);
         if self.asking.remove(&key) {
             // Both nodes' knowledge: nothing on either means never used.
             let known = match (value, self.standby.get(spi, dir).map(|s| s.value)) {
@@ -1461,6 +1491,7 @@ impl Mirror {
                     | MirrorRecord::LeaseAck { .. }
                     | MirrorRecord::Ownership { .. }
                     | MirrorRecord::BulkEnd { .. }
+                    | MirrorRecord::Past { .. }
             );
             if changes_this_life && !accepted.to_this_life {
                 // Sent to another life of this node (an earlier one, or
@@ -1479,6 +1510,9 @@ impl Mirror {
                     spi,
                     dir,
                     value: Some(v),
+                }
+                | MirrorRecord::Past {
+                    spi, dir, value: v, ..
                 } => Some(((*spi, *dir), *v)),
                 _ => None,
             };
@@ -1494,26 +1528,46 @@ impl Mirror {
                     if self.owns(s.spi, s.dir) {
                         // Past it now: the sender (the loser of a split
                         // brain) learns so and acknowledges again.
-                        self.due
-                            .push_back(Due::History(s.spi, s.dir, Some(s.value)));
+                        self.due.push_back(Due::Past(s.spi, s.dir, s.value));
                     }
                 }
                 MirrorRecord::SaState(s) if s.copy => self.store(s.spi, s.dir, s.value),
                 MirrorRecord::Query { spi, dir } => {
+                    // This node's view of who runs it goes first, with
+                    // all it knows of the SA as the bound the asker
+                    // stores; not if it knows nothing of the SA (the view
+                    // is then the configured one, and a bound stored
+                    // would make the SA look used), nor while a hand-over
+                    // of it waits for the peer's word (that goes again at
+                    // each refresh).
+                    let key = (spi, dir);
                     let known = self.history_of(spi, dir);
-                    // From now on this node knows the SA was (to be) used.
-                    self.store(spi, dir, known.unwrap_or(0));
+                    if let (Some(p), Some(bound)) = (self.pair.get(&key), known)
+                        && !p.blind
+                    {
+                        let view = (p.owner, p.generation, bound, OwnershipKind::Confirm);
+                        self.ownership_out.entry(key).or_insert(view);
+                    }
+                    // From now on this node knows the SA was (to be) used
+                    // (one it runs, it knows of already).
+                    if !self.owns(spi, dir) {
+                        self.store(spi, dir, known.unwrap_or(0));
+                    }
                     self.due.push_back(Due::History(spi, dir, known));
                 }
-                MirrorRecord::History { spi, dir, value } => {
+                MirrorRecord::History { spi, dir, value } => self.history(spi, dir, value),
+                MirrorRecord::Past { spi, dir, value } => {
+                    // (A history cannot say this: the answer to a query
+                    // is what the peer runs the SA to, perhaps a stalled
+                    // number at this node's final, not a move past it.)
                     if self
                         .finals
                         .get(&(spi, dir))
-                        .is_some_and(|f| value.is_some_and(|v| v >= f.value))
+                        .is_some_and(|f| value >= f.value)
                     {
                         self.finals.remove(&(spi, dir));
                     }
-                    self.history(spi, dir, value)
+                    self.history(spi, dir, Some(value))
                 }
                 MirrorRecord::SaState(s) if !self.pair.contains_key(&(s.spi, s.dir)) => {
                     // An SA only the peer has (deleted here first, or added
@@ -1907,7 +1961,7 @@ impl Mirror {
         };
         match d {
             Due::BulkEnd(_) => mirror::RECORD_HEADER_LEN + 8,
-            Due::History(..) => mirror::RECORD_HEADER_LEN + 16,
+            Due::History(..) | Due::Past(..) => mirror::RECORD_HEADER_LEN + 16,
             _ => mirror::RECORD_HEADER_LEN + 36 + 8 * words,
         }
     }
@@ -1931,7 +1985,7 @@ impl Mirror {
         if !self.synced {
             self.bulk_request = true;
         }
-        self.queries.extend(self.asking.iter().copied());
+        self.queries.extend(self.questions.iter().copied());
         if self.due.len() < FAR_BEHIND {
             let refresh: Vec<(u32, SaDir)> = self
                 .outbound
@@ -2064,6 +2118,7 @@ impl Mirror {
                     Some(MirrorRecord::BulkEnd { records })
                 }
                 Due::History(spi, dir, value) => Some(MirrorRecord::History { spi, dir, value }),
+                Due::Past(spi, dir, value) => Some(MirrorRecord::Past { spi, dir, value }),
             };
             if let Some(r) = record {
                 if matches!(r, MirrorRecord::SaState(_)) {

@@ -87,7 +87,6 @@ fn warm() -> (Mirror, Mirror, u64) {
 /// owner at generation 0, while B learns that A owns it at generation 1
 /// and stops it. Left alone, the pair never agrees: neither runs it.
 #[test]
-#[ignore = "find 1: an SA added again on one node takes its own view of ownership, and the pair never agrees again"]
 fn an_sa_added_again_on_one_node_ends_with_one_owner() {
     let (mut a, mut b, mut t) = warm();
     assert_eq!(a.take_over(), 1);
@@ -98,6 +97,42 @@ fn an_sa_added_again_on_one_node_ends_with_one_owner() {
     for f in &in_flight {
         let _ = b.handle_frame(t, f);
     }
+    for _ in 0..5 {
+        t += 1;
+        exchange(&mut a, &mut b, t);
+        a.handle_timeout(t);
+        b.handle_timeout(t);
+    }
+    let owner = |m: &Mirror| {
+        m.views()
+            .into_iter()
+            .find(|v| v.spi == OUT_B && v.dir == SaDir::Outbound)
+            .map(|v| v.owner)
+    };
+    let (in_a, in_b) = (owner(&a), owner(&b));
+    let owns = [
+        a.owns(OUT_B, SaDir::Outbound),
+        b.owns(OUT_B, SaDir::Outbound),
+    ];
+    assert!(
+        in_a == in_b && owns[0] != owns[1],
+        "owner in A's view {in_a:?}, in B's {in_b:?}; owns (A, B) {owns:?}"
+    );
+}
+
+/// Find 1's other order: B confirms A's takeover before the host deletes
+/// the SA on A and adds it again, so nothing of it is in flight. A's view
+/// (B runs it, generation 0) and B's (A runs it, generation 1) differ, and
+/// neither sends a record that would tell the other: A asks B what it
+/// knows of the SA, and B's answer carries its view, which wins.
+#[test]
+fn an_sa_added_again_after_its_takeover_was_confirmed_ends_with_one_owner() {
+    let (mut a, mut b, mut t) = warm();
+    assert_eq!(a.take_over(), 1);
+    exchange(&mut a, &mut b, t);
+    assert!(!b.owns(OUT_B, SaDir::Outbound), "B took A's change in");
+    a.remove_sa(OUT_B, SaDir::Outbound);
+    a.add_sa(OUT_B, SaDir::Outbound, false, B);
     for _ in 0..5 {
         t += 1;
         exchange(&mut a, &mut b, t);

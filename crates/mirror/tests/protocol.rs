@@ -1859,7 +1859,7 @@ fn a_takeover_from_an_unsent_stall_number_by_a_life_that_dies_accepts_nothing_tw
 /// acknowledgements (its stored value, its own run included) lifted B's
 /// limit over 701: B accepted 600..=701, 701 a second time. Now the loser
 /// sends its final again at every refresh, and acknowledges nothing of the
-/// SA, until the winner answers with a history at or past it.
+/// SA, until the winner answers that it runs the SA past it.
 #[test]
 fn the_loser_of_a_split_brain_sends_its_final_again_until_the_winner_has_moved_past_it() {
     use Chaos::*;
@@ -1903,6 +1903,61 @@ fn the_loser_of_a_split_brain_sends_its_final_again_until_the_winner_has_moved_p
         (Run(Deliver, Deliver), 1),
         (Run(Drop, Deliver), 1),
         (Run(Deliver, Deliver), 1),
+    ];
+    chaos_run(&steps, true).unwrap();
+}
+
+/// Found by the proptest chaos with every open hole tried (seed 5, 1500
+/// cases, shrunk), once a query was answered with the answerer's view:
+/// B ran A's run-time SA 0x3000 (generation 1); in a cut A took it over
+/// from B's report (3398) and ran from 4398; both deleted it and added it
+/// again, and A's history of its run (4998) was lost in the cut. On the
+/// heal B asked about the SA; A's answer, its view (A runs it) with the
+/// bound of an SA still asking (600), cleared B's `unheard`, so B's next
+/// takeover started one jump past 3398: at 4398 again. The answer now
+/// carries what A stores of the SA as the view's bound (4998).
+#[test]
+fn an_answer_to_a_query_bounds_the_sa_by_the_answerers_history() {
+    use Chaos::*;
+    use Fate::*;
+    let steps = [
+        (Add(0), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Duplicate, Deliver), 1),
+        (TakeOver(true), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (HandBack(false), 1),
+        (Run(Deliver, Deliver), 1),
+        (Cut, 1),
+        (Restart(false, false), 1),
+        (Restart(false, false), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (TakeOver(false), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Remove(0), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (HandBack(true), 1),
+        (Run(Deliver, Deliver), 1),
+        (Add(0), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (Heal, 1),
+        (Run(Drop, Deliver), 1),
+        (Run(Deliver, Deliver), 1),
+        (TakeOver(true), 1),
     ];
     chaos_run(&steps, true).unwrap();
 }

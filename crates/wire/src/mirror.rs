@@ -232,6 +232,17 @@ pub enum MirrorRecord {
         /// The highest value known, if any.
         value: Option<u64>,
     },
+    /// The sender runs the SA past `value`, a final state of it the
+    /// receiver sent as a copy (the loser of a split brain): the receiver
+    /// may stop sending that final again.
+    Past {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        dir: SaDir,
+        /// The copy's value.
+        value: u64,
+    },
     /// A record type this version does not know (skipped).
     Unknown(u8),
 }
@@ -277,6 +288,7 @@ const BULK_END: u8 = 5;
 const OWNERSHIP: u8 = 6;
 const QUERY: u8 = 7;
 const HISTORY: u8 = 8;
+const PAST: u8 = 9;
 
 /// Most bitmap words an SA state may carry (a 65536-packet window).
 pub const MAX_BITMAP_WORDS: usize = 1024;
@@ -357,6 +369,13 @@ impl MirrorRecord {
                 out.extend([0u8; 2]);
                 out.extend(value.unwrap_or(0).to_be_bytes());
                 HISTORY
+            }
+            MirrorRecord::Past { spi, dir, value } => {
+                out.extend(spi.to_be_bytes());
+                out.push(dir.code());
+                out.extend([0u8; 3]);
+                out.extend(value.to_be_bytes());
+                PAST
             }
             MirrorRecord::Unknown(t) => *t,
         };
@@ -456,6 +475,14 @@ impl MirrorRecord {
                     },
                 }
             }
+            PAST => {
+                exact(16)?;
+                MirrorRecord::Past {
+                    spi: be32(body, 0),
+                    dir: SaDir::from_code(body[4])?,
+                    value: be64(body, 8),
+                }
+            }
             other => MirrorRecord::Unknown(other),
         };
         Ok((r, RECORD_HEADER_LEN + len))
@@ -539,8 +566,13 @@ mod tests {
                     }
                 }),
             (any::<u32>(), dir.clone()).prop_map(|(spi, dir)| MirrorRecord::Query { spi, dir }),
-            (any::<u32>(), dir, any::<Option<u64>>())
+            (any::<u32>(), dir.clone(), any::<Option<u64>>())
                 .prop_map(|(spi, dir, value)| MirrorRecord::History { spi, dir, value }),
+            (any::<u32>(), dir, any::<u64>()).prop_map(|(spi, dir, value)| MirrorRecord::Past {
+                spi,
+                dir,
+                value
+            }),
         ]
     }
 

@@ -50,6 +50,8 @@ impl Mirror {
             fenced,
             peer_ran,
             asking,
+            unheard,
+            questions,
             queries,
             lease_configured,
             floors,
@@ -68,8 +70,19 @@ impl Mirror {
             .hash(&mut h);
         (bulk_request, bulk_sending, bulk_gap, synced, standby).hash(&mut h);
         (peer_alive, last_heard, next_heartbeat, next_refresh).hash(&mut h);
-        (events, fenced, peer_ran, asking, queries, lease_configured).hash(&mut h);
-        (floors, told, bulk_told, largest_interval, lost_steps).hash(&mut h);
+        (
+            events, fenced, peer_ran, asking, unheard, questions, queries,
+        )
+            .hash(&mut h);
+        (
+            floors,
+            told,
+            bulk_told,
+            largest_interval,
+            lost_steps,
+            lease_configured,
+        )
+            .hash(&mut h);
         h.finish()
     }
 }
