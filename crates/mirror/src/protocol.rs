@@ -142,6 +142,9 @@ const RESEND_PER_REFRESH: usize = 4096;
 /// adds nothing, what is queued goes anyway.
 const FAR_BEHIND: usize = 4096;
 
+/// An ownership record on the wire, its record header included.
+const OWNERSHIP_LEN: usize = mirror::RECORD_HEADER_LEN + 32;
+
 /// A mirror setting that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MirrorConfigError {
@@ -484,6 +487,12 @@ pub struct Mirror {
     questions: BTreeSet<SaKey>,
     /// Queries to send (those of `questions`, again at each refresh).
     queries: BTreeSet<SaKey>,
+    /// Answers to the peer's queries: this node's view of the SA (if it
+    /// knows anything of it) and its history, always sent in one frame
+    /// (the history ends the question: without the view beside it, a lost
+    /// frame could leave the asker's view apart from this node's for
+    /// good).
+    answers: BTreeMap<SaKey, (Option<OwnerRecord>, Option<u64>)>,
     /// The lease rule of the configuration (a fence suspends it).
     lease_configured: bool,
     /// What this node's own persisted state says of an SA: no earlier life
@@ -535,6 +544,7 @@ impl Mirror {
             unheard: BTreeSet::new(),
             questions: BTreeSet::new(),
             queries: BTreeSet::new(),
+            answers: BTreeMap::new(),
             lease_configured: cfg.lease,
             floors: BTreeMap::new(),
         }
@@ -1345,15 +1355,24 @@ impl Mirror {
 
     /// What this node knows of an SA: what it stores (a standby copy, the
     /// history of an SA no longer configured, its own final state) and,
-    /// if it runs here, how far it may go; nothing if it never heard of
-    /// it. (An SA added here and still asking runs nothing yet: where it
-    /// would start is not news.)
+    /// if it runs here, what it reported of it (its states' value: the
+    /// peer stores no more than that from them, and a history up to it
+    /// coming back is this life's own news, not an earlier use); nothing
+    /// if it never heard of it. (An SA added here and still asking runs
+    /// nothing yet: where it would start is not news.)
     fn history_of(&self, spi: u32, dir: SaDir) -> Option<u64> {
         let stored = self.standby.get(spi, dir).map(|s| s.value);
-        if self.owns(spi, dir) && !self.asking.contains(&(spi, dir)) {
-            return Some(self.bound(spi, dir).max(stored.unwrap_or(0)));
+        if self.asking.contains(&(spi, dir)) {
+            return stored;
         }
-        stored
+        let reported = match dir {
+            SaDir::Outbound => self.outbound.get(&spi).map(|o| o.sent_lease()),
+            SaDir::Inbound => self.inbound.get(&spi).map(|i| i.sent_top()),
+        };
+        match (reported, stored) {
+            (Some(r), s) => Some(r.max(s.unwrap_or(0))),
+            (None, s) => s,
+        }
     }
 
     /// Starts an SA added at run time once the peer answered: from its
@@ -1533,27 +1552,31 @@ impl Mirror {
                 }
                 MirrorRecord::SaState(s) if s.copy => self.store(s.spi, s.dir, s.value),
                 MirrorRecord::Query { spi, dir } => {
-                    // This node's view of who runs it goes first, with
-                    // all it knows of the SA as the bound the asker
-                    // stores; not if it knows nothing of the SA (the view
-                    // is then the configured one, and a bound stored
+                    // The answer: what this node knows of the SA, and
+                    // before it in the same frame this node's view of who
+                    // runs it, with that knowledge as the bound the asker
+                    // stores; no view if it knows nothing of the SA (the
+                    // view is then the configured one, and a bound stored
                     // would make the SA look used), nor while a hand-over
                     // of it waits for the peer's word (that goes again at
                     // each refresh).
                     let key = (spi, dir);
                     let known = self.history_of(spi, dir);
-                    if let (Some(p), Some(bound)) = (self.pair.get(&key), known)
-                        && !p.blind
-                    {
-                        let view = (p.owner, p.generation, bound, OwnershipKind::Confirm);
-                        self.ownership_out.entry(key).or_insert(view);
-                    }
+                    let view = match (self.pair.get(&key), known) {
+                        (Some(p), Some(bound)) if !p.blind => {
+                            Some((p.owner, p.generation, bound, OwnershipKind::Confirm))
+                        }
+                        _ => None,
+                    };
                     // From now on this node knows the SA was (to be) used
                     // (one it runs, it knows of already).
                     if !self.owns(spi, dir) {
                         self.store(spi, dir, known.unwrap_or(0));
                     }
-                    self.due.push_back(Due::History(spi, dir, known));
+                    // A question asked again before the answer went
+                    // (the asker's refresh) keeps that answer: this one
+                    // would carry the mark the first left, not news.
+                    self.answers.entry(key).or_insert((view, known));
                 }
                 MirrorRecord::History { spi, dir, value } => self.history(spi, dir, value),
                 MirrorRecord::Past { spi, dir, value } => {
@@ -1567,7 +1590,12 @@ impl Mirror {
                     {
                         self.finals.remove(&(spi, dir));
                     }
-                    self.history(spi, dir, Some(value))
+                    // Not an answer to this node's query (the SA may have
+                    // been deleted and added again here since its final):
+                    // only what the peer runs past, stored.
+                    if !self.owns(spi, dir) {
+                        self.store(spi, dir, value);
+                    }
                 }
                 MirrorRecord::SaState(s) if !self.pair.contains_key(&(s.spi, s.dir)) => {
                     // An SA only the peer has (deleted here first, or added
@@ -2065,10 +2093,29 @@ impl Mirror {
             size += mirror::RECORD_HEADER_LEN + 24;
             self.next_heartbeat = now_ms.saturating_add(self.cfg.heartbeat_ms);
         }
+        while let Some((&(spi, dir), &(view, value))) = self.answers.iter().next() {
+            let len = mirror::RECORD_HEADER_LEN + 16 + view.map_or(0, |_| OWNERSHIP_LEN);
+            if size + len > budget {
+                break;
+            }
+            self.answers.remove(&(spi, dir));
+            if let Some((owner, generation, start, kind)) = view {
+                records.push(MirrorRecord::Ownership {
+                    spi,
+                    dir,
+                    owner,
+                    generation,
+                    start,
+                    kind,
+                });
+            }
+            records.push(MirrorRecord::History { spi, dir, value });
+            size += len;
+        }
         while let Some((&(spi, dir), &(owner, generation, start, kind))) =
             self.ownership_out.iter().next()
         {
-            if size + mirror::RECORD_HEADER_LEN + 32 > budget {
+            if size + OWNERSHIP_LEN > budget {
                 break;
             }
             self.ownership_out.remove(&(spi, dir));
@@ -2080,7 +2127,7 @@ impl Mirror {
                 start,
                 kind,
             });
-            size += mirror::RECORD_HEADER_LEN + 32;
+            size += OWNERSHIP_LEN;
         }
         while let Some(&(spi, dir)) = self.queries.iter().next() {
             if size + mirror::RECORD_HEADER_LEN + 8 > budget {

@@ -108,8 +108,12 @@ const FAR_BURST: u64 = 2 * INTERVAL + 1;
 /// A worker reports a stalled inbound SA at its first refused packet and
 /// then every this many (as `espgate_dataplane`'s worker does).
 const STALL_REPORT_EVERY: u64 = 64;
-/// Ticks the ownership check leaves the pair alone before it looks.
-const SETTLE_TICKS: u64 = 2 * REFRESH + 1;
+/// Ticks the ownership check leaves the pair alone before it looks:
+/// three refreshes, the longest chain a whole link needs (an SA added
+/// again asks and takes in the peer's view; the split-brain loser's final
+/// goes again at a refresh; the winner's `past` lets the loser
+/// acknowledge again).
+const SETTLE_TICKS: u64 = 3 * REFRESH + 1;
 
 /// The mirror configuration of node `i`: every period and amount tiny, so
 /// that deaths, refreshes, leases and jumps happen within a few steps.
@@ -1851,4 +1855,63 @@ fn every_family_but_deletes_breaks_nothing() {
 #[test]
 fn the_full_alphabet_breaks_nothing() {
     clean("full alphabet", Explore::new(&Family::ALL, 4, 200_000));
+}
+
+/// Replays a trace the exploration printed, from the warm root, and
+/// checks the pair left alone.
+fn replay(trace: &[Action]) -> Result<(), Violation> {
+    let mut w = World::warm();
+    for a in trace {
+        w.apply(*a)?;
+    }
+    w.check_settled()
+}
+
+/// Explore find 2 (depth 6, `adds and removes during takeovers`): A takes
+/// B's SA over while each thinks the other dead; B hears it, deletes the
+/// SA and adds it again. A's answer to the copy of B's old final (a `past`
+/// record) was taken as the answer to B's new question: B ran the SA from
+/// its own history while A ran it too, and neither asked again.
+#[test]
+fn explore_find_2_a_past_record_is_no_answer_to_a_question() {
+    replay(&[
+        Action::Tick,
+        Action::Tick,
+        Action::TakeOver(0),
+        Action::Deliver { from: 0, index: 2 },
+        Action::RemoveSa(1, OUT_B),
+        Action::AddSa(1, OUT_B),
+    ])
+    .unwrap();
+}
+
+/// Explore find 3 (depth 5, `full alphabet`): the same cause through a
+/// rekey: B takes A's SA over, A deletes it in a rekey and adds it again.
+#[test]
+fn explore_find_3_a_past_record_is_no_answer_to_a_question_after_a_rekey() {
+    replay(&[
+        Action::Tick,
+        Action::TakeOver(1),
+        Action::Deliver { from: 1, index: 1 },
+        Action::Rekey(0),
+        Action::AddSa(0, OUT_A),
+    ])
+    .unwrap();
+}
+
+/// Explore find 4 (depth 5, `full alphabet`): B takes A's SA over, deletes
+/// it (A's final copy then finds no SA) and adds it again: it takes in A's
+/// view and runs, waiting for A's acknowledgements until A's final has
+/// gone again and B has answered it, a refresh more than the check used
+/// to wait. Not a stall: the pair agrees within three refreshes.
+#[test]
+fn explore_find_4_an_sa_added_again_runs_within_three_refreshes() {
+    replay(&[
+        Action::TakeOver(1),
+        Action::Replay { from: 1, index: 5 },
+        Action::RemoveSa(1, OUT_A),
+        Action::Deliver { from: 0, index: 0 },
+        Action::AddSa(1, OUT_A),
+    ])
+    .unwrap();
 }

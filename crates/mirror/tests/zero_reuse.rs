@@ -889,6 +889,38 @@ fn a_question_answered_twice_leaves_a_fresh_inbound_sa_where_it_began() {
     );
 }
 
+/// A fresh outbound SA added on its home node and then, once it runs, on
+/// the peer (a rekey the host sends to one node after the other) stays
+/// where it began. Found by the operations test (the new SA at 2^25, three
+/// datagrams lost) once every run-time add asked: the answer to the
+/// peer's question carried the home node's reach (where its workers may
+/// go, past anything it reported), the peer stored it and acknowledged
+/// the next state with it, above anything the home node had sent, which
+/// it took for an earlier use it forgot.
+#[test]
+fn a_fresh_outbound_sa_added_on_one_node_then_the_other_stays_where_it_began() {
+    const NEW: u32 = 0x1300;
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let t = settle(&mut a, &mut b, 0);
+    events(&mut a);
+    a.add_sa(NEW, SaDir::Outbound, false, A);
+    let t = settle(&mut a, &mut b, t);
+    assert!(!a.asking(NEW, SaDir::Outbound));
+    let (start, _) = last_start(&events(&mut a), NEW, SaDir::Outbound).expect("it begins");
+    // The host adds it on B, which asks A; A's workers go on sending (a
+    // little: the lease they report stays below A's reach).
+    b.add_sa(NEW, SaDir::Outbound, false, A);
+    let t = settle(&mut a, &mut b, t);
+    a.outbound_progress(NEW, start + 10, 10, 10);
+    settle(&mut a, &mut b, t);
+    let moved = last_start(&events(&mut a), NEW, SaDir::Outbound);
+    assert!(
+        moved.is_none(),
+        "the new SA began at {start}, then moved to {:?}",
+        moved.map(|m| m.0)
+    );
+}
+
 /// A start counts as acknowledged only as far past what the peer's
 /// current life stores as a lost life may run: that includes the copies
 /// of this node's bulk sync, once its end is sent. A
