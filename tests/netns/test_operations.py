@@ -184,6 +184,9 @@ def test_rekey_under_traffic_cli_requests_and_metrics(topo, espgate, tmp_path, c
     assert len(pairs) == len(set(pairs)), "an (SPI, seq) pair was used twice"
     assert sum(1 for s, _ in pairs if s == 0x1100) > 500, "the new outbound SA carried little"
     assert new_out["packets"] > 500 and new_out["owner"] == 1
+    # A fresh SA starts at its first number: its last sequence number is
+    # the count of packets it sealed (it once began a takeover jump in).
+    assert new_out["seq"] == new_out["packets"], new_out
     assert copy["state"] == "standby" and copy["owner"] == 1 and copy["home"] == 1
     assert copy["mirror"]["stored"] >= new_out["seq"], (copy, new_out)
     assert new_out["mirror"]["acked"] >= new_out["seq"]
