@@ -487,6 +487,13 @@ pub struct Mirror {
     questions: BTreeSet<SaKey>,
     /// Queries to send (those of `questions`, again at each refresh).
     queries: BTreeSet<SaKey>,
+    /// SAs the peer's current life asked about: it may run them from
+    /// their first number once answered, unheard, so a loss of that life
+    /// counts them as used from 0 ([`peer_restarted`](Self::peer_restarted)).
+    /// Not a stored value: a question is no use, and a later answer (to
+    /// the same life asking again, or to this node's own add) must not
+    /// read it as one.
+    marks: BTreeSet<SaKey>,
     /// Answers to the peer's queries: this node's view of the SA (if it
     /// knows anything of it) and its history, always sent in one frame
     /// (the history ends the question: without the view beside it, a lost
@@ -544,6 +551,7 @@ impl Mirror {
             unheard: BTreeSet::new(),
             questions: BTreeSet::new(),
             queries: BTreeSet::new(),
+            marks: BTreeSet::new(),
             answers: BTreeMap::new(),
             lease_configured: cfg.lease,
             floors: BTreeMap::new(),
@@ -1568,10 +1576,10 @@ impl Mirror {
                         }
                         _ => None,
                     };
-                    // From now on this node knows the SA was (to be) used
-                    // (one it runs, it knows of already).
+                    // The asker may run it once answered (one this node
+                    // runs, it knows of already).
                     if !self.owns(spi, dir) {
-                        self.store(spi, dir, known.unwrap_or(0));
+                        self.marks.insert(key);
                     }
                     // A question asked again before the answer went
                     // (the asker's refresh) keeps that answer: this one
@@ -1700,7 +1708,11 @@ impl Mirror {
         self.due
             .retain(|d| !matches!(d, Due::Record(s) if s.copy) && !matches!(d, Due::BulkEnd(_)));
         self.bulk_sending = false;
+        let marks = std::mem::take(&mut self.marks);
         if self.peer_ran && !self.fenced {
+            for (spi, dir) in marks {
+                self.store(spi, dir, 0);
+            }
             self.peer_lost();
         }
     }

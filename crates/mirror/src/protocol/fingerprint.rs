@@ -53,6 +53,7 @@ impl Mirror {
             unheard,
             questions,
             queries,
+            marks,
             answers,
             lease_configured,
             floors,
@@ -72,7 +73,7 @@ impl Mirror {
         (bulk_request, bulk_sending, bulk_gap, synced, standby).hash(&mut h);
         (peer_alive, last_heard, next_heartbeat, next_refresh).hash(&mut h);
         (
-            events, fenced, peer_ran, asking, unheard, questions, queries, answers,
+            events, fenced, peer_ran, asking, unheard, questions, queries, marks, answers,
         )
             .hash(&mut h);
         (
