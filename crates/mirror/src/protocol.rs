@@ -145,6 +145,21 @@ const FAR_BEHIND: usize = 4096;
 /// An ownership record on the wire, its record header included.
 const OWNERSHIP_LEN: usize = mirror::RECORD_HEADER_LEN + 32;
 
+/// The wire record of an ownership record to send.
+fn ownership_record(
+    (spi, dir): SaKey,
+    (owner, generation, start, kind): OwnerRecord,
+) -> MirrorRecord {
+    MirrorRecord::Ownership {
+        spi,
+        dir,
+        owner,
+        generation,
+        start,
+        kind,
+    }
+}
+
 /// A mirror setting that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MirrorConfigError {
@@ -2111,34 +2126,18 @@ impl Mirror {
                 break;
             }
             self.answers.remove(&(spi, dir));
-            if let Some((owner, generation, start, kind)) = view {
-                records.push(MirrorRecord::Ownership {
-                    spi,
-                    dir,
-                    owner,
-                    generation,
-                    start,
-                    kind,
-                });
+            if let Some(view) = view {
+                records.push(ownership_record((spi, dir), view));
             }
             records.push(MirrorRecord::History { spi, dir, value });
             size += len;
         }
-        while let Some((&(spi, dir), &(owner, generation, start, kind))) =
-            self.ownership_out.iter().next()
-        {
+        while let Some((&key, &record)) = self.ownership_out.iter().next() {
             if size + OWNERSHIP_LEN > budget {
                 break;
             }
-            self.ownership_out.remove(&(spi, dir));
-            records.push(MirrorRecord::Ownership {
-                spi,
-                dir,
-                owner,
-                generation,
-                start,
-                kind,
-            });
+            self.ownership_out.remove(&key);
+            records.push(ownership_record(key, record));
             size += OWNERSHIP_LEN;
         }
         while let Some(&(spi, dir)) = self.queries.iter().next() {

@@ -29,6 +29,25 @@ fn carries_history(f: &[u8], spi: u32) -> bool {
         .any(|r| matches!(r, MirrorRecord::History { spi: s, .. } if *s == spi))
 }
 
+/// Ten seconds over a perfect link; then both views of `OUT_B` (owner,
+/// generation) and whether each node runs it.
+type Outcome = ((Option<(u32, u64)>, Option<(u32, u64)>), [bool; 2]);
+
+fn ten_seconds_whole(a: &mut Mirror, b: &mut Mirror, mut t: u64) -> Outcome {
+    for _ in 0..200 {
+        t += 50;
+        exchange(a, b, t);
+        a.handle_timeout(t);
+        b.handle_timeout(t);
+    }
+    assert!(a.peer_alive() && b.peer_alive() && a.synced() && b.synced());
+    let owns = [
+        a.owns(OUT_B, SaDir::Outbound),
+        b.owns(OUT_B, SaDir::Outbound),
+    ];
+    ((owner(a, OUT_B), owner(b, OUT_B)), owns)
+}
+
 fn owner(m: &Mirror, spi: u32) -> Option<(u32, u64)> {
     m.views()
         .into_iter()
@@ -99,18 +118,7 @@ fn a_lost_confirmation_in_the_answer_to_a_query_leaves_the_sa_with_no_owner() {
     assert_eq!(lost, 1, "B's confirmation went in one frame");
     assert!(together, "the history went in the same frame");
     // The link is whole from now on.
-    for _ in 0..200 {
-        t += 50;
-        exchange(&mut a, &mut b, t);
-        a.handle_timeout(t);
-        b.handle_timeout(t);
-    }
-    assert!(a.peer_alive() && b.peer_alive() && a.synced() && b.synced());
-    let (in_a, in_b) = (owner(&a, OUT_B), owner(&b, OUT_B));
-    let owns = [
-        a.owns(OUT_B, SaDir::Outbound),
-        b.owns(OUT_B, SaDir::Outbound),
-    ];
+    let ((in_a, in_b), owns) = ten_seconds_whole(&mut a, &mut b, t);
     assert!(
         in_a.map(|v| v.0) == in_b.map(|v| v.0) && owns[0] != owns[1],
         "10 s after one lost frame on a whole link: (owner, generation) of OUT_B in A's view \
@@ -179,18 +187,7 @@ fn a_lost_confirmation_in_the_answer_to_a_query_leaves_the_sa_with_two_owners() 
     assert!(a.take_over() >= 1);
     let a_start = last_start(&events(&mut a), OUT_B, SaDir::Outbound).map(|s| s.0);
     // The link is whole from now on.
-    for _ in 0..200 {
-        t += 50;
-        exchange(&mut a, &mut b, t);
-        a.handle_timeout(t);
-        b.handle_timeout(t);
-    }
-    assert!(a.peer_alive() && b.peer_alive() && a.synced() && b.synced());
-    let (in_a, in_b) = (owner(&a, OUT_B), owner(&b, OUT_B));
-    let owns = [
-        a.owns(OUT_B, SaDir::Outbound),
-        b.owns(OUT_B, SaDir::Outbound),
-    ];
+    let ((in_a, in_b), owns) = ten_seconds_whole(&mut a, &mut b, t);
     assert!(
         in_a.map(|v| v.0) == in_b.map(|v| v.0) && owns[0] != owns[1],
         "10 s after the heal on a whole link: (owner, generation) of OUT_B in A's view \

@@ -12,8 +12,16 @@ const NEW_OUT: u32 = 0x7100;
 /// A fresh inbound SA, home A, added at run time.
 const NEW_IN: u32 = 0x7200;
 
-fn start_of(evs: &[espgate_mirror::MirrorEvent], spi: u32, dir: SaDir) -> Option<u64> {
-    last_start(evs, spi, dir).map(|s| s.0)
+/// Where A began `NEW_OUT` (sequence number) and `NEW_IN` (window top),
+/// once neither asks any more.
+fn fresh_starts(a: &mut espgate_mirror::Mirror) -> (Option<u64>, Option<u64>) {
+    assert!(!a.asking(NEW_OUT, SaDir::Outbound) && !a.asking(NEW_IN, SaDir::Inbound));
+    let evs = events(a);
+    let start_of = |spi, dir| last_start(&evs, spi, dir).map(|s| s.0);
+    (
+        start_of(NEW_OUT, SaDir::Outbound),
+        start_of(NEW_IN, SaDir::Inbound),
+    )
 }
 
 /// Reader9 find 1 (38035e3, promise 4: a fresh SA starts at its first
@@ -53,12 +61,7 @@ fn a_fresh_sa_added_on_the_peer_first_starts_at_its_first_number() {
     a.add_sa(NEW_OUT, SaDir::Outbound, false, A);
     a.add_sa(NEW_IN, SaDir::Inbound, false, A);
     settle(&mut a, &mut b, t);
-    assert!(!a.asking(NEW_OUT, SaDir::Outbound) && !a.asking(NEW_IN, SaDir::Inbound));
-    let evs = events(&mut a);
-    let (out, inb) = (
-        start_of(&evs, NEW_OUT, SaDir::Outbound),
-        start_of(&evs, NEW_IN, SaDir::Inbound),
-    );
+    let (out, inb) = fresh_starts(&mut a);
     assert!(
         out == Some(1) && inb == Some(0),
         "neither node ever used the SAs; added on B first, then on A (their home): \
@@ -95,12 +98,7 @@ fn a_fresh_sa_whose_first_answer_is_lost_starts_at_its_first_number() {
     // B's answers (and whatever else it has now) are lost.
     mute(&mut b, t);
     settle(&mut a, &mut b, t);
-    assert!(!a.asking(NEW_OUT, SaDir::Outbound) && !a.asking(NEW_IN, SaDir::Inbound));
-    let evs = events(&mut a);
-    let (out, inb) = (
-        start_of(&evs, NEW_OUT, SaDir::Outbound),
-        start_of(&evs, NEW_IN, SaDir::Inbound),
-    );
+    let (out, inb) = fresh_starts(&mut a);
     assert!(
         out == Some(1) && inb == Some(0),
         "neither node ever used the SAs; one answer lost: outbound starts at {out:?} (not 1), \
