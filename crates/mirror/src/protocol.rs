@@ -504,7 +504,8 @@ pub struct Mirror {
     queries: BTreeSet<SaKey>,
     /// SAs the peer's current life asked about: it may run them from
     /// their first number once answered, unheard, so a loss of that life
-    /// counts them as used from 0 ([`peer_restarted`](Self::peer_restarted)).
+    /// (its restart, or a fence) counts them as used from 0
+    /// ([`peer_lost`](Self::peer_lost)).
     /// Not a stored value: a question is no use, and a later answer (to
     /// the same life asking again, or to this node's own add) must not
     /// read it as one.
@@ -1723,13 +1724,10 @@ impl Mirror {
         self.due
             .retain(|d| !matches!(d, Due::Record(s) if s.copy) && !matches!(d, Due::BulkEnd(_)));
         self.bulk_sending = false;
-        let marks = std::mem::take(&mut self.marks);
         if self.peer_ran && !self.fenced {
-            for (spi, dir) in marks {
-                self.store(spi, dir, 0);
-            }
             self.peer_lost();
         }
+        self.marks.clear();
     }
 
     /// The peer's life is over without this node hearing all of it (it
@@ -1744,6 +1742,11 @@ impl Mirror {
     /// one this node lacks) carries the mark plus one step fewer, so
     /// whoever runs it next (a restart, a takeover) starts past it too.
     fn peer_lost(&mut self) {
+        // An SA the lost life asked about may have run from its first
+        // number: it counts as used from 0, and moves below as any other.
+        for (spi, dir) in std::mem::take(&mut self.marks) {
+            self.store(spi, dir, 0);
+        }
         // SAs this node does not have (deleted here, or known only from
         // the peer's records): the largest step an SA of theirs may have.
         let retired: Vec<(SaKey, u64)> = self
