@@ -453,9 +453,14 @@ pub struct Mirror {
     /// repeated request (the peer asks every refresh until the end comes)
     /// does not queue another.
     bulk_sending: bool,
-    /// A frame from the peer was lost since the last bulk end: the bulk
-    /// now arriving may lack records, so its end does not make this node
-    /// synced.
+    /// The next frame says a bulk begins (`FLAG_BULK_BEGINS`).
+    bulk_begins: bool,
+    /// A frame from the peer may be missing since the last one that said a
+    /// bulk begins (or none such came in the peer's life): the bulk now
+    /// arriving may lack records, so its end does not make this node
+    /// synced. Frames lost before a bulk began (heartbeats, states) do not
+    /// count: under loss, a wait that counted every frame since the last
+    /// bulk end never ended.
     bulk_gap: bool,
     synced: bool,
     standby: StandbyTable,
@@ -550,7 +555,8 @@ impl Mirror {
             lost_steps: BTreeMap::new(),
             bulk_request: true,
             bulk_sending: false,
-            bulk_gap: false,
+            bulk_begins: false,
+            bulk_gap: true,
             synced: false,
             standby: StandbyTable::new(),
             told: BTreeMap::new(),
@@ -1511,8 +1517,12 @@ impl Mirror {
         self.peer_ran |= accepted.header.flags & mirror::FLAG_SYNCED != 0;
         self.stats.frames_received += 1;
         self.last_heard = Some(now_ms);
-        if accepted.gap && !self.synced {
+        if accepted.gap || accepted.new_epoch {
             self.bulk_gap = true;
+        }
+        if accepted.header.flags & mirror::FLAG_BULK_BEGINS != 0 {
+            // What was lost before this frame was sent before the bulk.
+            self.bulk_gap = false;
         }
         if !self.peer_alive || accepted.new_epoch {
             self.peer_alive = true;
@@ -1679,7 +1689,6 @@ impl Mirror {
                 MirrorRecord::BulkEnd { .. } if !self.synced && self.bulk_gap => {
                     // Records of this bulk may be missing (a copy of an SA
                     // that ran far, say): ask for a whole one again.
-                    self.bulk_gap = false;
                     self.bulk_request = true;
                     self.stats.bulks_incomplete += 1;
                 }
@@ -1829,6 +1838,7 @@ impl Mirror {
     /// table, the history of SAs no longer configured, and the end marker.
     fn start_bulk(&mut self) {
         self.bulk_sending = true;
+        self.bulk_begins = true;
         let owners: Vec<(SaKey, OwnerRecord)> = self
             .pair
             .iter()
@@ -2194,7 +2204,12 @@ impl Mirror {
         }
         self.counter += 1;
         let header = MirrorHeader {
-            flags: if self.synced { mirror::FLAG_SYNCED } else { 0 },
+            flags: if self.synced { mirror::FLAG_SYNCED } else { 0 }
+                | if std::mem::take(&mut self.bulk_begins) {
+                    mirror::FLAG_BULK_BEGINS
+                } else {
+                    0
+                },
             records: 0,
             node: self.cfg.node,
             epoch: self.epoch,

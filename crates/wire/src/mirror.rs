@@ -34,6 +34,9 @@ pub const RECORD_HEADER_LEN: usize = 3;
 /// Header flag: the sender has finished a bulk sync in this life, so it
 /// may run SAs (and may have taken some over).
 pub const FLAG_SYNCED: u8 = 0x01;
+/// Header flag: the sender began a bulk sync after its previous frame, so
+/// every record of that bulk is in this frame or a later one.
+pub const FLAG_BULK_BEGINS: u8 = 0x02;
 
 fn be64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
@@ -49,7 +52,8 @@ fn malformed(what: &'static str) -> WireError {
 /// The fixed header of a mirror frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MirrorHeader {
-    /// Flags: [`FLAG_SYNCED`]; the others are sent as zero and ignored.
+    /// Flags: [`FLAG_SYNCED`], [`FLAG_BULK_BEGINS`]; the others are sent as
+    /// zero and ignored.
     pub flags: u8,
     /// Number of records.
     pub records: u16,

@@ -36,6 +36,7 @@ impl Mirror {
             lost_steps,
             bulk_request,
             bulk_sending,
+            bulk_begins,
             bulk_gap,
             synced,
             standby,
@@ -70,7 +71,8 @@ impl Mirror {
             max_generation,
         )
             .hash(&mut h);
-        (bulk_request, bulk_sending, bulk_gap, synced, standby).hash(&mut h);
+        (bulk_request, bulk_sending, bulk_begins, bulk_gap).hash(&mut h);
+        (synced, standby).hash(&mut h);
         (peer_alive, last_heard, next_heartbeat, next_refresh).hash(&mut h);
         (
             events, fenced, peer_ran, asking, unheard, questions, queries, marks, answers,
