@@ -24,7 +24,10 @@
 //! real top, are refused until it passes the mark. Its reach follows its
 //! rate instead: what it accepted in the last [`INBOUND_REACH_MS`] (at
 //! least [`MIN_INBOUND_REACH`], at most `ahead`), so a restart refuses about that
-//! long of fresh packets and its writes come about every half of it.
+//! long of fresh packets and its writes come about every half of it. One
+//! that resumed at its mark writes none until its worker reports it (its
+//! first packet refused at the mark), so lives and moves without traffic
+//! leave the mark where it was.
 //!
 //! The record of keys is also what refuses key material used before (a
 //! rekey, or a delete and add, with the same key would restart that key's
@@ -101,6 +104,9 @@ struct Live {
     /// Where it stood, and when, as its key's mark was last set (an
     /// inbound SA's rate).
     base: (u64, u64),
+    /// Whether its worker reported it since it started here: an inbound
+    /// SA that received nothing needs no mark past the one it resumed at.
+    heard: bool,
 }
 
 /// The marks' decisions: what is durable, what to write next, what limit
@@ -152,7 +158,13 @@ impl Ledger {
     /// Starts following an SA with key `key` standing at `pos`.
     pub fn track(&mut self, spi: u32, direction: Direction, key: KeyDigest, pos: u64) {
         let base = (pos, u64::MAX);
-        self.live.insert((spi, direction), Live { key, pos, base });
+        let live = Live {
+            key,
+            pos,
+            base,
+            heard: false,
+        };
+        self.live.insert((spi, direction), live);
     }
 
     /// Stops following an SA (deleted); its key's record stays.
@@ -164,6 +176,7 @@ impl Ledger {
     pub fn progress(&mut self, spi: u32, direction: Direction, pos: u64) {
         if let Some(l) = self.live.get_mut(&(spi, direction)) {
             l.pos = l.pos.max(pos);
+            l.heard = true;
         }
     }
 
@@ -210,10 +223,20 @@ impl Ledger {
     }
 
     /// The mark each key needs at `now_ms`, and the room below which it
-    /// is due: past every live SA with it, by its reach.
+    /// is due: past every live SA with it, by its reach. An inbound SA
+    /// that resumed at its key's mark and has received nothing since needs
+    /// none further: its worker accepts nothing at or past the mark, and
+    /// reports the first packet it refuses there (then it is heard).
+    /// Written ahead regardless, each start of a node, each takeover and
+    /// each move would push the mark on without a packet, and the far end,
+    /// whose numbers move only with its traffic, would fall ever further
+    /// below the window a restart begins at.
     fn wanted(&self, now_ms: u64) -> BTreeMap<KeyDigest, (u32, Direction, u64, u64)> {
         let mut want: BTreeMap<KeyDigest, (u32, Direction, u64, u64)> = BTreeMap::new();
         for (&(spi, d), l) in &self.live {
+            if d == Direction::Inbound && !l.heard && self.mark_of(&l.key).is_some() {
+                continue;
+            }
             let reach = self.reach(d, l, now_ms);
             let m = l.pos.saturating_add(1).saturating_add(reach);
             let e = want.entry(l.key).or_insert((spi, d, m, reach));
@@ -379,6 +402,39 @@ mod tests {
         l.moved(2, IN, 1_001_000);
         l.progress(2, IN, 1_001_050);
         assert_eq!(write_at(&mut l, 30), vec![(2, IN, 1_001_051 + 500)]);
+    }
+
+    #[test]
+    fn an_inbound_sa_that_receives_nothing_keeps_the_mark_it_resumed_at() {
+        let mut l = Ledger::new(Saved::default(), 1 << 20);
+        l.track(2, IN, key(2), 0);
+        write_at(&mut l, 0);
+        l.progress(2, IN, 100);
+        assert_eq!(write_at(&mut l, 10), vec![(2, IN, 101 + 1000)]);
+        // Restarts, and moves (takeovers, a peer's new life) without a
+        // packet: no write, the mark stays where the last traffic put it.
+        for life in 0..3u64 {
+            let saved = l.durable().clone();
+            l = Ledger::new(saved, 1 << 20);
+            l.track(2, IN, key(2), 1101);
+            l.moved(2, IN, 1101 + 64 * (life + 1));
+            assert!(!l.due(1_000), "life {life}: nothing received, nothing due");
+            assert_eq!(l.limit(2, IN), 1101);
+        }
+        // The first packet refused at the mark is reported: a mark past it.
+        l.progress(2, IN, 1300);
+        assert_eq!(
+            write_at(&mut l, 1_000),
+            vec![(2, IN, 1301 + MIN_INBOUND_REACH)]
+        );
+        // An outbound SA still writes ahead as it resumes (its far end
+        // follows a skip).
+        let mut l = Ledger::new(Saved::default(), 4096);
+        l.track(1, OUT, key(1), 0);
+        write(&mut l);
+        let mut l = Ledger::new(l.durable().clone(), 4096);
+        l.track(1, OUT, key(1), 4096);
+        assert_eq!(write(&mut l), vec![(1, OUT, 4097 + 4096)]);
     }
 
     fn write_at(l: &mut Ledger, now: u64) -> Vec<(u32, Direction, u64)> {
