@@ -307,7 +307,8 @@ class Chaos:
             self.start(victim)
         self.done[action] += 1
         if not self.settle():
-            raise AssertionError(f"the pair did not heal after {action} of {victim}:\n"
+            raise AssertionError(f"the pair did not heal after {action} of {victim} "
+                                 f"(mirror loss {self.loss} %; a: {self.status('a')}; b: {self.status('b')}):\n"
                                  + "".join(self.p.log(f"{n}-{self.lives[n]}.log")[-3000:] for n in ("a", "b")))
 
     def second(self, victim):
