@@ -1584,7 +1584,11 @@ impl Mirror {
                         self.due.push_back(Due::Past(s.spi, s.dir, s.value));
                     }
                 }
-                MirrorRecord::SaState(s) if s.copy => self.store(s.spi, s.dir, s.value),
+                MirrorRecord::SaState(s) if s.copy => {
+                    // Kept whole: the SA may be added here before the
+                    // bulk ends, and then restarts from this window.
+                    self.standby.merge(&s);
+                }
                 MirrorRecord::Query { spi, dir } => {
                     // The answer: what this node knows of the SA, and
                     // before it in the same frame this node's view of who
@@ -1696,10 +1700,18 @@ impl Mirror {
                     if !self.synced {
                         // Nothing stored about an SA does not mean it was
                         // never used: an earlier life may have run within
-                        // its slack while the peer heard nothing.
+                        // its slack while the peer heard nothing. Each
+                        // restarts past what is stored of it, too: a copy
+                        // of the bulk stored before the SA was added here
+                        // (the host added it while the bulk was on its
+                        // way) was never recovered from.
                         let mine = self.owned_keys();
                         for (spi, dir) in mine {
-                            self.recover(spi, dir, 0, &[]);
+                            let (value, bitmap) = self
+                                .standby
+                                .get(spi, dir)
+                                .map_or((0, Vec::new()), |s| (s.value, s.bitmap.clone()));
+                            self.recover(spi, dir, value, &bitmap);
                         }
                         self.synced = true;
                         self.events.push_back(MirrorEvent::Synced { records });
