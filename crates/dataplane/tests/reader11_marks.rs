@@ -125,16 +125,16 @@ proptest! {
                 }
                 Step::Write { fail } => {
                     if write(&mut l, &mut w, now, fail) {
-                        for s in 0..3 {
-                            if stalled[s] > 0 {
+                        for (s, at) in stalled.iter_mut().enumerate() {
+                            if *at > 0 {
                                 prop_assert!(
-                                    l.limit(s as u32, IN) > stalled[s],
+                                    l.limit(s as u32, IN) > *at,
                                     "SA {s}: a stall at {} reported and a write done, \
                                      its limit still {}",
-                                    stalled[s],
+                                    *at,
                                     l.limit(s as u32, IN)
                                 );
-                                stalled[s] = 0;
+                                *at = 0;
                             }
                         }
                     }
