@@ -62,13 +62,14 @@ fn node_error(text: &str) -> String {
 }
 
 fn host_error(text: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("espgate-cfgref-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = dir.join("host.yaml");
+    // Removed when `tmp` drops, also when `expect_err` panics.
+    let tmp = tempfile::Builder::new()
+        .prefix("espgate-cfgref-")
+        .tempdir()
+        .unwrap();
+    let f = tmp.path().join("host.yaml");
     std::fs::write(&f, text).unwrap();
-    let e = load_host_file(&f).map(|_| ()).expect_err(text).to_string();
-    let _ = std::fs::remove_dir_all(&dir);
-    e
+    load_host_file(&f).map(|_| ()).expect_err(text).to_string()
 }
 
 /// How to make the code name the keys of each section.

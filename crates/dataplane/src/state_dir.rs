@@ -235,15 +235,19 @@ mod tests {
         s
     }
 
-    fn dir(test: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("espgate-state-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
+    /// A new empty directory for test `test`, removed when the guard drops
+    /// (also when the test panics).
+    fn dir(test: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("espgate-state-{test}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn what_is_written_reads_back() {
-        let d = dir("round").join("a");
+        let tmp = dir("round");
+        let d = tmp.path().join("a");
         let (s, none) = StateDir::open(&d).unwrap();
         assert!(none.is_none(), "a new directory has no state");
         let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
@@ -259,8 +263,9 @@ mod tests {
 
     #[test]
     fn a_corrupt_or_truncated_file_is_refused_naming_file_and_problem() {
-        let d = dir("corrupt");
-        let (s, _) = StateDir::open(&d).unwrap();
+        let tmp = dir("corrupt");
+        let d = tmp.path();
+        let (s, _) = StateDir::open(d).unwrap();
         s.write(&saved()).unwrap();
         let path = d.join(FILE_NAME);
         let good = std::fs::read(&path).unwrap();
@@ -282,7 +287,7 @@ mod tests {
         ];
         for (bytes, why) in cases {
             std::fs::write(&path, &bytes).unwrap();
-            let e = StateDir::open(&d).unwrap_err().to_string();
+            let e = StateDir::open(d).unwrap_err().to_string();
             assert!(
                 e.starts_with(&format!("state file {}: ", path.display())) && e.contains(why),
                 "{e}"
@@ -293,7 +298,7 @@ mod tests {
         let body = &text[..text.rfind("sha256 ").unwrap()];
         let fixed = format!("{body}sha256 {}\n", hex(&key_digest(body.as_bytes())));
         std::fs::write(&path, fixed).unwrap();
-        let e = StateDir::open(&d).unwrap_err().to_string();
+        let e = StateDir::open(d).unwrap_err().to_string();
         assert!(e.contains("a version this espgate does not read"), "{e}");
     }
 }

@@ -22,6 +22,7 @@ use espgate_dataplane::{
 use espgate_esp::{AeadAlgorithm, Backend, Direction, SaConfig, Tunnel};
 use espgate_io::Mempool;
 use espgate_wire::ethernet::MacAddr;
+use tempfile::TempDir;
 
 const A_WAN: &str = "172.16.0.1";
 const B_WAN: &str = "172.16.0.2";
@@ -41,11 +42,13 @@ fn key(spi: u32) -> Vec<u8> {
         .collect()
 }
 
-/// Test `test`'s directory, emptied.
-fn fresh(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("espgate-persist-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A new empty directory for test `test`, removed (with all in it) when
+/// the guard drops, also when the test panics: hold it to the test's end.
+fn fresh(test: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("espgate-persist-{test}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn sa(spi: u32, direction: Direction, src: &str, dst: &str) -> SaEntry {
@@ -208,7 +211,8 @@ fn esp_from_a(tap: &espgate_io::mem::Tap) -> Vec<(u32, u32, Vec<u8>)> {
 
 #[test]
 fn a_node_without_a_mirror_restarted_reuses_no_number_and_accepts_no_replay() {
-    let d = fresh("h3");
+    let tmp = fresh("h3");
+    let d = tmp.path();
     let (da, db) = (d.join("a"), d.join("b"));
     let tap: espgate_io::mem::Tap = Arc::new(Mutex::new(Vec::new()));
     let mut p = pair(
@@ -325,7 +329,8 @@ fn alone(cfg: &NodeConfig) -> Result<RunningNode, NodeError> {
 
 #[test]
 fn a_corrupt_state_file_stops_the_start_naming_file_and_problem() {
-    let d = fresh("corrupt").join("a");
+    let tmp = fresh("corrupt");
+    let d = tmp.path().join("a");
     alone(&config(true, Some(d.clone()))).unwrap().stop();
     let file = d.join(FILE_NAME);
     let text = std::fs::read_to_string(&file).unwrap();
@@ -355,7 +360,8 @@ fn a_corrupt_state_file_stops_the_start_naming_file_and_problem() {
 
 #[test]
 fn key_material_the_node_uses_or_used_is_refused() {
-    let d = fresh("keys").join("a");
+    let tmp = fresh("keys");
+    let d = tmp.path().join("a");
     let cfg = config(true, Some(d.clone()));
     let mut a = alone(&cfg).unwrap();
     let with_key = |spi: u32, of: u32| {
@@ -399,7 +405,8 @@ fn key_material_the_node_uses_or_used_is_refused() {
 
 #[test]
 fn a_mirrored_node_s_epoch_stays_above_the_last_whatever_the_clock() {
-    let d = fresh("epoch").join("a");
+    let tmp = fresh("epoch");
+    let d = tmp.path().join("a");
     // The last life ran with a clock an hour ahead (stepped back since).
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -434,7 +441,8 @@ fn a_mirrored_node_s_epoch_stays_above_the_last_whatever_the_clock() {
 
 #[test]
 fn a_long_run_writes_its_marks_in_few_batches() {
-    let d = fresh("batches");
+    let tmp = fresh("batches");
+    let d = tmp.path();
     let tap: espgate_io::mem::Tap = Arc::new(Mutex::new(Vec::new()));
     let mut p = pair(&config(true, Some(d.join("a"))), &config(false, None), &tap);
     assert!(testbed::warm_up(&mut p.host_a, &mut p.host_b, 7));
@@ -599,7 +607,8 @@ fn esp_of(capture: &testbed::Capture, src: MacAddr, spi: u32) -> Vec<(u32, Vec<u
 
 #[test]
 fn a_pair_powered_off_at_once_restarts_past_both_lives_and_accepts_no_replay() {
-    let d = fresh("power");
+    let tmp = fresh("power");
+    let d = tmp.path();
     let pool = Mempool::new(16 * 1024, 1024);
     let capture: testbed::Capture = Arc::new(Mutex::new(Vec::new()));
     let mut wan = testbed::Switch::new("wan", pool.clone());
@@ -746,7 +755,8 @@ fn jump(p: &Pair, from: u64, by: u64) {
 /// refused packets before the keeper heard of it).
 #[test]
 fn an_inbound_sa_stalled_at_its_mark_resumes_at_once_every_time() {
-    let d = fresh("stalls");
+    let tmp = fresh("stalls");
+    let d = tmp.path();
     let tap: espgate_io::mem::Tap = Arc::new(Mutex::new(Vec::new()));
     let mut p = pair(&config(true, None), &config(false, Some(d.join("b"))), &tap);
     assert!(testbed::warm_up(&mut p.host_a, &mut p.host_b, 7));

@@ -193,12 +193,13 @@ pub fn ask(path: &Path, request: &Value) -> anyhow::Result<Value> {
 mod tests {
     use super::*;
 
-    /// A fresh directory for one test's socket.
-    fn dir(test: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("espgate-ctl-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A fresh directory for one test's socket, removed when the guard
+    /// drops (also when the test panics).
+    fn dir(test: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("espgate-ctl-{test}-"))
+            .tempdir()
+            .unwrap()
     }
 
     /// Answers every call on `calls` with `{"ok":true,"who":who}`.
@@ -212,7 +213,8 @@ mod tests {
 
     #[test]
     fn a_socket_a_live_node_answers_on_is_never_taken() {
-        let path = dir("live").join("c.sock");
+        let tmp = dir("live");
+        let path = tmp.path().join("c.sock");
         let (tx, calls) = channel();
         let _first = listen(&path, tx).unwrap();
         answer_as(calls, "first");
@@ -233,7 +235,8 @@ mod tests {
 
     #[test]
     fn a_socket_nobody_answers_on_is_stale_and_replaced() {
-        let path = dir("stale").join("c.sock");
+        let tmp = dir("stale");
+        let path = tmp.path().join("c.sock");
         drop(UnixListener::bind(&path).unwrap());
         assert!(path.exists());
         let (tx, calls) = channel();
@@ -252,7 +255,8 @@ mod tests {
 
     #[test]
     fn a_request_line_over_the_limit_is_refused_naming_it() {
-        let path = dir("long").join("c.sock");
+        let tmp = dir("long");
+        let path = tmp.path().join("c.sock");
         let (tx, calls) = channel();
         let _socket = listen(&path, tx).unwrap();
         answer_as(calls, "node");
@@ -273,7 +277,8 @@ mod tests {
 
     #[test]
     fn connections_beyond_the_cap_are_refused_until_one_closes() {
-        let path = dir("many").join("c.sock");
+        let tmp = dir("many");
+        let path = tmp.path().join("c.sock");
         let (tx, calls) = channel();
         let _socket = listen(&path, tx).unwrap();
         answer_as(calls, "node");
@@ -309,7 +314,8 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_a_socket_is_left_alone() {
-        let path = dir("file").join("c.sock");
+        let tmp = dir("file");
+        let path = tmp.path().join("c.sock");
         std::fs::write(&path, "not a socket").unwrap();
         let (tx, _calls) = channel();
         let e = format!("{:#}", listen(&path, tx).expect_err("a file was replaced"));

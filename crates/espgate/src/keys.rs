@@ -101,11 +101,13 @@ pub fn esp_sa_line(sa: &SaConfig) -> String {
 mod tests {
     use super::*;
 
-    fn dir(test: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("espgate-keys-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A new empty directory for test `test`, removed when the guard drops
+    /// (also when the test panics).
+    fn dir(test: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("espgate-keys-{test}-"))
+            .tempdir()
+            .unwrap()
     }
 
     fn mode(path: &Path) -> u32 {
@@ -114,7 +116,8 @@ mod tests {
 
     #[test]
     fn a_symlink_at_the_path_is_refused_and_its_target_left_alone() {
-        let d = dir("link");
+        let tmp = dir("link");
+        let d = tmp.path();
         let (victim, link) = (d.join("victim"), d.join("esp_sa"));
         std::fs::write(&victim, "precious").unwrap();
         std::os::unix::fs::symlink(&victim, &link).unwrap();
@@ -122,13 +125,14 @@ mod tests {
         assert!(e.contains("is a symbolic link"), "{e}");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
-        let e = format!("{:#}", write_private(&d, "keys").unwrap_err());
+        let e = format!("{:#}", write_private(d, "keys").unwrap_err());
         assert!(e.contains("is not a regular file"), "{e}");
     }
 
     #[test]
     fn an_existing_file_is_replaced_by_one_of_mode_0600() {
-        let d = dir("mode");
+        let tmp = dir("mode");
+        let d = tmp.path();
         let path = d.join("esp_sa");
         std::fs::write(&path, "old text that was longer").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -137,7 +141,7 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         write_private(&d.join("new"), "keys").unwrap();
         assert_eq!(mode(&d.join("new")), 0o600);
-        let mut left: Vec<_> = std::fs::read_dir(&d)
+        let mut left: Vec<_> = std::fs::read_dir(d)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();

@@ -99,17 +99,20 @@ pub fn file_name_of(name: &str) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
 
-    fn dir(test: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("espgate-lock-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
+    /// A new empty directory for test `test`, removed when the guard drops
+    /// (also when the test panics).
+    fn dir(test: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("espgate-lock-{test}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn a_node_is_locked_once_until_its_lock_goes() {
-        let d = dir("once").join("run");
+        let tmp = dir("once");
+        let d = tmp.path().join("run");
         let first = NodeLock::acquire(&d, "a").unwrap();
         let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700, "the lock directory is made mode 0700");
@@ -143,8 +146,9 @@ mod tests {
             "%2E%2E",
             "a state directory stays inside"
         );
-        let d = dir("names");
-        let _l = NodeLock::acquire(&d, "../escape").unwrap();
+        let tmp = dir("names");
+        let d = tmp.path();
+        let _l = NodeLock::acquire(d, "../escape").unwrap();
         assert!(d.join("..%2Fescape.lock").exists());
     }
 }

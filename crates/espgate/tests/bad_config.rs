@@ -2,7 +2,6 @@
 //! line on standard error that names the file, where in it, and what is wrong.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 const GOOD: &str = r#"node: { name: a }
 workers: { count: 1 }
@@ -27,16 +26,15 @@ spd:
   - { direction: out, src: 10.1.0.0/24, dst: 10.2.0.0/24, action: protect, sa: 0x1000 }
 "#;
 
-/// Numbers the files of the tests running side by side.
-static NEXT_FILE: AtomicUsize = AtomicUsize::new(0);
-
+/// `espgate run` of `config`, in a directory of its own (its file, locks
+/// and state), removed when `tmp` drops at the end, also on a panic.
 fn run(config: &str) -> (i32, String) {
-    let dir = std::env::temp_dir().join(format!("espgate-badcfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!(
-        "node-{}.yaml",
-        NEXT_FILE.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = tempfile::Builder::new()
+        .prefix("espgate-badcfg-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
+    let file = dir.join("node-a.yaml");
     std::fs::write(&file, config).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_espgate"))
         .args(["run", "--duration", "0.05", "--config"])
@@ -46,7 +44,6 @@ fn run(config: &str) -> (i32, String) {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    let _ = std::fs::remove_file(&file);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -7,7 +7,12 @@ use std::process::Command;
 
 #[test]
 fn the_demo_tells_the_failover_story_with_zero_reuse() {
-    let out_dir = std::env::temp_dir().join(format!("espgate-demo-{}", std::process::id()));
+    // Removed when `tmp` drops, also when an assertion fails.
+    let tmp = tempfile::Builder::new()
+        .prefix("espgate-demo-")
+        .tempdir()
+        .unwrap();
+    let out_dir = tmp.path().join("out");
     let out = Command::new(env!("CARGO_BIN_EXE_espgate"))
         .args(["demo", "--out"])
         .arg(&out_dir)
@@ -35,5 +40,4 @@ fn the_demo_tells_the_failover_story_with_zero_reuse() {
         .expect("runs of 0x1000");
     assert_eq!(runs.matches(", ").count(), 2, "{runs}");
     assert!(out_dir.join("wan.pcap").exists());
-    let _ = std::fs::remove_dir_all(&out_dir);
 }

@@ -8,9 +8,12 @@ use std::process::Command;
 
 #[test]
 fn the_cli_writes_a_loadable_node_file_and_lists_what_it_left_out() {
-    let dir = std::env::temp_dir().join(format!("espgate-import-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out_file = dir.join("imported.yaml");
+    // Removed when `tmp` drops, also when an assertion fails.
+    let tmp = tempfile::Builder::new()
+        .prefix("espgate-import-")
+        .tempdir()
+        .unwrap();
+    let out_file = tmp.path().join("imported.yaml");
     let input = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/vectors/secgw/gateway.cfg"
@@ -56,5 +59,4 @@ fn the_cli_writes_a_loadable_node_file_and_lists_what_it_left_out() {
         "{stderr}"
     );
     assert!(stderr.contains("SPI 105 is reserved"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

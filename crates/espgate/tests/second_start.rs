@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -66,16 +66,20 @@ fn refused_at_once(mut c: Command) -> (Output, Duration) {
 
 #[test]
 fn a_second_start_of_a_node_is_refused_and_the_first_keeps_its_socket() {
-    let dir: PathBuf = std::env::temp_dir().join(format!("espgate-twice-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed when `tmp` drops (after `first`, declared later: the node is
+    // stopped before its directory goes), also when an assertion fails.
+    let tmp = tempfile::Builder::new()
+        .prefix("espgate-twice-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     let (a, b) = (dir.join("a.yaml"), dir.join("b.yaml"));
     std::fs::write(&a, config("twice-a")).unwrap();
     std::fs::write(&b, config("twice-b")).unwrap();
     let socket = dir.join("a.sock");
 
     let first = Running(
-        run(&dir, &a, &socket, 60)
+        run(dir, &a, &socket, 60)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -96,7 +100,7 @@ fn a_second_start_of_a_node_is_refused_and_the_first_keeps_its_socket() {
 
     // The same node on a socket of its own.
     let other = dir.join("a2.sock");
-    let (out, took) = refused_at_once(run(&dir, &a, &other, 5));
+    let (out, took) = refused_at_once(run(dir, &a, &other, 5));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "the second start ran: {err}");
     let lock = dir.join("locks").join("twice-a.lock");
@@ -109,13 +113,13 @@ fn a_second_start_of_a_node_is_refused_and_the_first_keeps_its_socket() {
     assert!(!capture.exists(), "the refused node opened a port");
 
     // The same node on the same socket: the lock refuses it first.
-    let (out, _) = refused_at_once(run(&dir, &a, &socket, 5));
+    let (out, _) = refused_at_once(run(dir, &a, &socket, 5));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("twice-a.lock"), "{err}");
 
     // Another node on the first's socket.
-    let (out, took) = refused_at_once(run(&dir, &b, &socket, 5));
+    let (out, took) = refused_at_once(run(dir, &b, &socket, 5));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "the other node ran: {err}");
     assert!(
@@ -134,5 +138,4 @@ fn a_second_start_of_a_node_is_refused_and_the_first_keeps_its_socket() {
     let answer = status(&socket).expect("the first node lost its socket");
     assert_eq!(answer["node"], "twice-a", "{answer}");
     drop(first);
-    let _ = std::fs::remove_dir_all(&dir);
 }
