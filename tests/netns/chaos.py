@@ -424,9 +424,14 @@ class Chaos:
         self.set_loss(0)
         assert self.settle(30)
         # The hand-back comes failback_delay_ms after the pair is whole,
-        # and strict takeover refuses up to inbound_interval packets at
-        # each start: measure the flow well after both.
-        time.sleep(4.0)
+        # and a strict inbound SA's last start refuses the far end's
+        # packets up to its key's mark (at least 256 past the last
+        # accepted, MIN_INBOUND_REACH) plus the mirror's moves (an
+        # interval at a takeover, three when the peer restarted or was
+        # fenced): some 700 packets, 3.5 s at RATE, after a node's last
+        # life began (a 500-round run measured at 4 s, 0.4 s too early).
+        # Measure the flow well after both.
+        time.sleep(8.0)
         ends = time.time()
         for s in streams:
             self.topo.stop(s)
