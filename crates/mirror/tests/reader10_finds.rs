@@ -5,15 +5,11 @@
 mod pair;
 
 use espgate_mirror::Mirror;
-use espgate_wire::mirror::{MirrorRecord, SaDir, parse_records};
+use espgate_wire::mirror::{MirrorRecord, SaDir};
 use pair::*;
 
 /// A fresh outbound SA, home B, added at run time (a rekey's new SA).
 const NEW_OUT: u32 = 0x7300;
-
-fn records(f: &[u8]) -> Vec<MirrorRecord> {
-    parse_records(f).map(|(_, r)| r).unwrap_or_default()
-}
 
 fn carries_history(f: &[u8], spi: u32) -> bool {
     records(f)

@@ -14,20 +14,10 @@ const X: u32 = 0x10;
 /// An inbound SA, home A, likewise.
 const Y: u32 = 0x20;
 
-fn records(f: &[u8]) -> Vec<MirrorRecord> {
-    parse_records(f).map(|(_, r)| r).unwrap_or_default()
-}
-
 fn copy_of(f: &[u8], spi: u32, dir: SaDir) -> bool {
     records(f)
         .iter()
         .any(|r| matches!(r, MirrorRecord::SaState(s) if s.copy && s.spi == spi && s.dir == dir))
-}
-
-fn bulk_end(f: &[u8]) -> bool {
-    records(f)
-        .iter()
-        .any(|r| matches!(r, MirrorRecord::BulkEnd { .. }))
 }
 
 fn begins(f: &[u8]) -> bool {
@@ -43,11 +33,7 @@ fn small(me: u32, epoch: u64, now: u64) -> Mirror {
 fn small_with(me: u32, epoch: u64, now: u64, mode: InboundTakeover) -> Mirror {
     let mut c = cfg_with(me, mode);
     c.max_frame = 160;
-    let mut m = Mirror::new(c, key(), epoch, now);
-    m.add_sa(OUT_A, SaDir::Outbound, false, A);
-    m.add_sa(OUT_B, SaDir::Outbound, false, B);
-    m.add_sa(IN_A, SaDir::Inbound, false, A);
-    m
+    node_from(c, epoch, now)
 }
 
 /// A's first life runs `X` (outbound) and `Y` (inbound), both added at

@@ -6,7 +6,7 @@
 mod pair;
 
 use espgate_mirror::{InboundTakeover, Mirror};
-use espgate_wire::mirror::{MirrorRecord, SaDir, parse_records};
+use espgate_wire::mirror::{MirrorRecord, SaDir};
 use pair::*;
 
 /// An inbound SA, home A, that A's first life added at run time before the
@@ -22,20 +22,10 @@ const PAD: u32 = 0x7000;
 const WINDOW: u64 = 256;
 const WORDS: usize = (WINDOW / 64) as usize;
 
-fn records(f: &[u8]) -> Vec<MirrorRecord> {
-    parse_records(f).map(|(_, r)| r).unwrap_or_default()
-}
-
 fn history_in(f: &[u8], spi: u32, dir: SaDir) -> bool {
     records(f).iter().any(|r| {
         matches!(r, MirrorRecord::History { spi: s, dir: d, value: Some(_) } if *s == spi && *d == dir)
     })
-}
-
-fn bulk_end(f: &[u8]) -> bool {
-    records(f)
-        .iter()
-        .any(|r| matches!(r, MirrorRecord::BulkEnd { .. }))
 }
 
 /// A node of the pair whose frames are small, so a bulk sync takes
@@ -43,11 +33,7 @@ fn bulk_end(f: &[u8]) -> bool {
 fn small(me: u32, epoch: u64, now: u64, mode: InboundTakeover) -> Mirror {
     let mut c = cfg_with(me, mode);
     c.max_frame = 160;
-    let mut m = Mirror::new(c, key(), epoch, now);
-    m.add_sa(OUT_A, SaDir::Outbound, false, A);
-    m.add_sa(OUT_B, SaDir::Outbound, false, B);
-    m.add_sa(IN_A, SaDir::Inbound, false, A);
-    m
+    node_from(c, epoch, now)
 }
 
 /// A's first life (`mode`) adds Y at run time; the host has not reached B

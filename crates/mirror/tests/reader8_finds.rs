@@ -5,17 +5,13 @@
 mod pair;
 
 use espgate_mirror::Mirror;
-use espgate_wire::mirror::{MirrorRecord, OwnershipKind, SaDir, parse_records};
+use espgate_wire::mirror::{MirrorRecord, OwnershipKind, SaDir};
 use pair::*;
 
 /// Extra outbound SAs, home B, added at run time on both nodes: they give
 /// B a backlog of states so that an answer's records span frames.
 const EXTRA: u32 = 0x5000;
 const EXTRAS: u32 = 40;
-
-fn records(f: &[u8]) -> Vec<MirrorRecord> {
-    parse_records(f).map(|(_, r)| r).unwrap_or_default()
-}
 
 fn carries_confirm(f: &[u8], spi: u32) -> bool {
     records(f).iter().any(|r| {

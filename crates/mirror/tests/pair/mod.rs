@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use espgate_mirror::{InboundTakeover, Mirror, MirrorConfig, MirrorEvent, MirrorKey};
-use espgate_wire::mirror::SaDir;
+use espgate_wire::mirror::{MirrorRecord, SaDir, parse_records};
 
 pub const A: u32 = 1;
 pub const B: u32 = 2;
@@ -56,7 +56,12 @@ pub fn node(me: u32, epoch: u64, now: u64) -> Mirror {
 }
 
 pub fn node_with(me: u32, epoch: u64, now: u64, mode: InboundTakeover) -> Mirror {
-    let mut m = Mirror::new(cfg_with(me, mode), key(), epoch, now);
+    node_from(cfg_with(me, mode), epoch, now)
+}
+
+/// A node of the pair with its configured SAs, on configuration `c`.
+pub fn node_from(c: MirrorConfig, epoch: u64, now: u64) -> Mirror {
+    let mut m = Mirror::new(c, key(), epoch, now);
     m.add_sa(OUT_A, SaDir::Outbound, false, A);
     m.add_sa(OUT_B, SaDir::Outbound, false, B);
     m.add_sa(IN_A, SaDir::Inbound, false, A);
@@ -93,6 +98,18 @@ pub fn settle(a: &mut Mirror, b: &mut Mirror, mut t: u64) -> u64 {
         exchange(a, b, t);
     }
     t
+}
+
+/// The records of a frame (none if it does not parse).
+pub fn records(f: &[u8]) -> Vec<MirrorRecord> {
+    parse_records(f).map(|(_, r)| r).unwrap_or_default()
+}
+
+/// Whether a frame carries a bulk end.
+pub fn bulk_end(f: &[u8]) -> bool {
+    records(f)
+        .iter()
+        .any(|r| matches!(r, MirrorRecord::BulkEnd { .. }))
 }
 
 /// Drops everything `m` has to send (a cut link).
