@@ -679,15 +679,19 @@ impl Mirror {
     /// stored state: for the worker, and as kept for records. Strict: all
     /// seen at and below the new top (the worker's copy as long as the
     /// largest window). Lenient: the stored window moved up to the top,
-    /// unless the top is the SA's floor (all seen there too).
+    /// unless the top is the SA's floor or the stored value came with no
+    /// window (a history, an ownership record's bound, a forgotten use an
+    /// acknowledgement reveals): then all seen there too, since nothing
+    /// tells which of the numbers below it were accepted.
     fn restart_window(
         &self,
         (spi, dir): SaKey,
         stored: &Standby,
         start: u64,
     ) -> (Vec<u64>, Vec<u64>) {
-        let lenient =
-            self.cfg.inbound_takeover == InboundTakeover::Lenient && start > self.floor(spi, dir);
+        let lenient = self.cfg.inbound_takeover == InboundTakeover::Lenient
+            && start > self.floor(spi, dir)
+            && !stored.bitmap.is_empty();
         match dir {
             SaDir::Outbound => (Vec::new(), Vec::new()),
             SaDir::Inbound if lenient => {
@@ -1230,10 +1234,14 @@ impl Mirror {
             }
             SaDir::Inbound => {
                 // What this node's own window saw stays seen (a lenient
-                // window keeps its bits; a stored one may know less).
+                // window keeps its bits; a stored one may know less). A
+                // value with no window (`bitmap` empty) stays without one:
+                // the restart takes everything at and below it as seen.
                 let own = self.inbound.get(&spi).map(|i| (i.top(), i.bitmap()));
                 let bitmap = match own {
-                    Some((top, mine)) if value >= top => union(bitmap, &rebase(mine, value - top)),
+                    Some((top, mine)) if value >= top && !bitmap.is_empty() => {
+                        union(bitmap, &rebase(mine, value - top))
+                    }
                     _ => bitmap.to_vec(),
                 };
                 let stored = Standby {
