@@ -80,10 +80,77 @@ pub struct Reporting {
 pub const STALL_REPORT_EVERY: u64 = 64;
 
 /// The mirror frame (header to MAC) that carries one inbound SA's state
-/// with a replay window of `window` packets: the whole window travels as a
-/// bitmap, so a large window needs a large `max_frame` (and a mirror link
-/// MTU to match).
+/// with a replay window of `window` packets, as a part of a bulk sync (its
+/// bulk record beside it): the whole window travels as a bitmap, so a
+/// large window needs a large `max_frame` (and a mirror link MTU to
+/// match).
 pub fn inbound_frame_len(window: u32) -> usize {
     use espgate_wire::mirror::{HEADER_LEN, MAC_LEN, RECORD_HEADER_LEN};
-    HEADER_LEN + MAC_LEN + RECORD_HEADER_LEN + 36 + (window as usize).div_ceil(64) * 8
+    let part = RECORD_HEADER_LEN + 16;
+    HEADER_LEN + MAC_LEN + part + RECORD_HEADER_LEN + 36 + (window as usize).div_ceil(64) * 8
+}
+
+#[cfg(test)]
+mod tests {
+    use espgate_mirror::{Mirror, MirrorConfig, MirrorKey};
+    use espgate_wire::mirror::SaDir;
+
+    use super::inbound_frame_len;
+
+    /// The largest window a `max_frame` allows by `inbound_frame_len` goes
+    /// through a bulk sync in frames no larger than it: the copy of an
+    /// inbound SA with that window, in a part of its own.
+    #[test]
+    fn the_largest_window_a_frame_allows_fits_its_bulk_part() {
+        let window = 15360;
+        let max_frame = inbound_frame_len(window);
+        assert!(max_frame <= 2034, "{max_frame}");
+        let node = |me: u32, epoch: u64| {
+            let cfg = MirrorConfig {
+                node: me,
+                peer: 3 - me,
+                max_frame,
+                ..MirrorConfig::default()
+            };
+            let key = MirrorKey::new(b"mirror test key, 32 bytes long!!").unwrap();
+            let mut m = Mirror::new(cfg, key, epoch, 0);
+            m.add_sa(0x10, SaDir::Inbound, false, 1);
+            m
+        };
+        let (mut a, mut b) = (node(1, 1), node(2, 2));
+        let words = (window as usize).div_ceil(64);
+        let mut biggest = 0;
+        let mut run = |a: &mut Mirror, b: &mut Mirror, t: u64| {
+            for _ in 0..10 {
+                while let Some(f) = a.poll_transmit(t) {
+                    biggest = biggest.max(f.len());
+                    b.handle_frame(t, &f).unwrap();
+                }
+                while let Some(f) = b.poll_transmit(t) {
+                    biggest = biggest.max(f.len());
+                    a.handle_frame(t, &f).unwrap();
+                }
+            }
+        };
+        for t in [100, 200, 300] {
+            run(&mut a, &mut b, t);
+        }
+        assert!(a.synced());
+        let top = a.inbound_limit(0x10).unwrap() - 1;
+        a.inbound_progress(0x10, top, &vec![u64::MAX; words], top, top);
+        run(&mut a, &mut b, 400);
+        assert_eq!(
+            b.standby().get(0x10, SaDir::Inbound).unwrap().bitmap.len(),
+            words
+        );
+        let mut a2 = node(1, 5);
+        for t in [500, 600, 700] {
+            run(&mut a2, &mut b, t);
+        }
+        assert!(a2.synced());
+        assert!(
+            biggest <= max_frame,
+            "a {biggest}-byte frame, max_frame {max_frame}"
+        );
+    }
 }

@@ -104,7 +104,11 @@ mod tests {
             &key(1),
             h,
             &[
-                MirrorRecord::BulkEnd { records: 3 },
+                MirrorRecord::BulkPart {
+                    bulk: 1,
+                    part: 0,
+                    parts: 3,
+                },
                 MirrorRecord::BulkRequest,
             ],
         )

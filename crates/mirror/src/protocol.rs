@@ -72,7 +72,10 @@ use crate::policy::{OutboundPolicy, OwnedInbound, OwnedOutbound};
 use crate::receive::{PeerFilter, Reject};
 use crate::standby::{Standby, StandbyTable};
 
+mod bulk;
 mod fingerprint;
+
+use bulk::{BulkIn, BulkOut};
 
 /// How an inbound SA's replay window is set on takeover.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -395,10 +398,7 @@ enum Due {
     Owned(u32, SaDir),
     /// A fixed record (a copy from the standby table, a final state).
     Record(Box<SaState>),
-    /// The end of a bulk sync of this many records.
-    BulkEnd(u64),
-    /// What this node knows of an SA (an answer to a query, or the history
-    /// of an SA no longer configured, in a bulk sync).
+    /// How far an SA deleted here ran here.
     History(u32, SaDir, Option<u64>),
     /// This node runs an SA past a final state the peer sent as a copy.
     Past(u32, SaDir, u64),
@@ -449,19 +449,13 @@ pub struct Mirror {
     /// as many of those.
     lost_steps: BTreeMap<SaKey, (u64, u64)>,
     bulk_request: bool,
-    /// A bulk sync for the peer is queued and its end not yet sent: a
-    /// repeated request (the peer asks every refresh until the end comes)
-    /// does not queue another.
-    bulk_sending: bool,
-    /// The next frame says a bulk begins (`FLAG_BULK_BEGINS`).
-    bulk_begins: bool,
-    /// A frame from the peer may be missing since the last one that said a
-    /// bulk begins (or none such came in the peer's life): the bulk now
-    /// arriving may lack records, so its end does not make this node
-    /// synced. Frames lost before a bulk began (heartbeats, states) do not
-    /// count: under loss, a wait that counted every frame since the last
-    /// bulk end never ended.
-    bulk_gap: bool,
+    /// The bulk sync built for the peer's current life (see `bulk`).
+    bulk_out: Option<BulkOut>,
+    /// Bulks built in this life (the last one's number).
+    bulks_built: u64,
+    /// The parts of the peer's bulk that arrived, until this node has them
+    /// all.
+    bulk_in: Option<BulkIn>,
     synced: bool,
     standby: StandbyTable,
     /// The highest value of each SA the peer's current life is known to
@@ -474,7 +468,7 @@ pub struct Mirror {
     told: BTreeMap<SaKey, u64>,
     /// The values of the first bulk sync sent to the peer's current life
     /// (copies and histories), taken into [`told`](Self::told) once its
-    /// end is sent (see [`bulk_sent`](Self::bulk_sent)); each later bulk
+    /// last part is sent (see [`bulk_sent`](Self::bulk_sent)); each later bulk
     /// only repeats or raises these. Empty once taken in, `None` before
     /// any bulk went to this life.
     bulk_told: Option<BTreeMap<SaKey, u64>>,
@@ -487,7 +481,7 @@ pub struct Mirror {
     /// Told the peer is fenced, and not heard since.
     fenced: bool,
     /// The peer's life heard last may have run SAs: it said it had
-    /// synchronised, or this node sent it a bulk end.
+    /// synchronised, or this node sent it every part of a bulk.
     peer_ran: bool,
     /// Owned SAs added at run time, waiting for the peer to say what it
     /// knows of them before they may run.
@@ -554,9 +548,9 @@ impl Mirror {
             largest_interval,
             lost_steps: BTreeMap::new(),
             bulk_request: true,
-            bulk_sending: false,
-            bulk_begins: false,
-            bulk_gap: true,
+            bulk_out: None,
+            bulks_built: 0,
+            bulk_in: None,
             synced: false,
             standby: StandbyTable::new(),
             told: BTreeMap::new(),
@@ -634,7 +628,8 @@ impl Mirror {
         point.max(self.floor(spi, dir))
     }
 
-    /// The first bulk to the peer's life ends: from now on it may run SAs,
+    /// The last part of the first bulk to the peer's life is sent (or the
+    /// life says it synchronised): from now on it may run SAs,
     /// and what it stores is counted with what that bulk carried. (Should
     /// the bulk not arrive, the life never synchronises and so runs
     /// nothing, and a death of this node would leave the pair with no
@@ -661,7 +656,7 @@ impl Mirror {
     /// this node alone knew (its own stalled numbers, say).
     fn acknowledged(&self, spi: u32, dir: SaDir, value: u64) -> u64 {
         if !self.peer_ran {
-            // The peer's life has not run and was sent no bulk end: should
+            // The peer's life has not run and was sent no whole bulk: should
             // this node die, neither has a memory of the SAs to bound
             // anything by (the pair's documented limit), and holding the
             // start back would only wait on a life that may never sync.
@@ -1521,17 +1516,19 @@ impl Mirror {
         if accepted.new_epoch {
             self.peer_ran = false;
             self.bulk_told = None;
+            self.bulk_in = None;
         }
-        self.peer_ran |= accepted.header.flags & mirror::FLAG_SYNCED != 0;
+        if accepted.header.flags & mirror::FLAG_SYNCED != 0 {
+            self.peer_ran = true;
+            if self.bulk_out.is_some() {
+                // It holds a whole bulk: what the first one carried (or
+                // more), which every later one repeats or raises.
+                self.bulk_sent();
+                self.drop_bulk_out();
+            }
+        }
         self.stats.frames_received += 1;
         self.last_heard = Some(now_ms);
-        if accepted.gap || accepted.new_epoch {
-            self.bulk_gap = true;
-        }
-        if accepted.header.flags & mirror::FLAG_BULK_BEGINS != 0 {
-            // What was lost before this frame was sent before the bulk.
-            self.bulk_gap = false;
-        }
         if !self.peer_alive || accepted.new_epoch {
             self.peer_alive = true;
             self.events.push_back(MirrorEvent::PeerAlive {
@@ -1545,13 +1542,19 @@ impl Mirror {
             }
         }
         let peer = self.cfg.peer;
+        let states = accepted
+            .records
+            .iter()
+            .filter(|r| matches!(r, MirrorRecord::SaState(_)))
+            .count() as u64;
+        let mut bulk_part = None;
         for r in accepted.records {
             let changes_this_life = matches!(
                 r,
                 MirrorRecord::SaState(SaState { copy: true, .. })
                     | MirrorRecord::LeaseAck { .. }
                     | MirrorRecord::Ownership { .. }
-                    | MirrorRecord::BulkEnd { .. }
+                    | MirrorRecord::BulkPart { .. }
                     | MirrorRecord::Past { .. }
             );
             if changes_this_life && !accepted.to_this_life {
@@ -1594,7 +1597,7 @@ impl Mirror {
                 }
                 MirrorRecord::SaState(s) if s.copy => {
                     // Kept whole: the SA may be added here before the
-                    // bulk ends, and then restarts from this window.
+                    // bulk is complete, and then restarts from this window.
                     self.standby.merge(&s);
                 }
                 MirrorRecord::Query { spi, dir } => {
@@ -1693,54 +1696,27 @@ impl Mirror {
                     start,
                     kind,
                 } => self.ownership((spi, dir), owner, generation, start, kind),
-                MirrorRecord::BulkRequest => {
-                    if !self.bulk_sending {
-                        self.start_bulk();
-                    }
-                }
-                MirrorRecord::BulkEnd { .. } if !self.synced && self.bulk_gap => {
-                    // Records of this bulk may be missing (a copy of an SA
-                    // that ran far, say): ask for a whole one again.
-                    self.bulk_request = true;
-                    self.stats.bulks_incomplete += 1;
-                }
-                MirrorRecord::BulkEnd { records } => {
-                    if !self.synced {
-                        // Nothing stored about an SA does not mean it was
-                        // never used: an earlier life may have run within
-                        // its slack while the peer heard nothing. Each
-                        // restarts past what is stored of it, too: a copy
-                        // of the bulk stored before the SA was added here
-                        // (the host added it while the bulk was on its
-                        // way) was never recovered from.
-                        let mine = self.owned_keys();
-                        for (spi, dir) in mine {
-                            let (value, bitmap) = self
-                                .standby
-                                .get(spi, dir)
-                                .map_or((0, Vec::new()), |s| (s.value, s.bitmap.clone()));
-                            self.recover(spi, dir, value, &bitmap);
-                        }
-                        self.synced = true;
-                        self.events.push_back(MirrorEvent::Synced { records });
-                        for (spi, dir) in self.owned_keys() {
-                            self.limit_changed(spi, dir);
-                        }
-                    }
+                MirrorRecord::BulkRequest => self.bulk_requested(),
+                MirrorRecord::BulkPart { bulk, part, parts } => {
+                    // Taken in after the part's records (this frame's).
+                    bulk_part = Some((bulk, part, parts));
                 }
                 MirrorRecord::Heartbeat { .. } => {}
                 _ => self.stats.records_ignored += 1,
             }
         }
+        if let Some((bulk, part, parts)) = bulk_part {
+            self.part_received(bulk, part, parts, states);
+        }
         Ok(())
     }
 
     /// The peer came back in a new epoch, its memory gone: what its lost
-    /// life did is out of reach ([`peer_lost`](Self::peer_lost)), and a
-    /// bulk queued for it would end before the new life has all of it
-    /// (what was sent went to the dead one): dropped, the new life asks
-    /// for its own. A life runs nothing before its bulk sync, so one that
-    /// never said it had synchronised and was never sent a bulk end by
+    /// life did is out of reach ([`peer_lost`](Self::peer_lost)), and the
+    /// bulk built for it is dropped (what was sent went to the dead one):
+    /// the new life asks for its own. A life runs nothing before its bulk
+    /// sync, so one that never said it had synchronised and was never sent
+    /// a whole bulk by
     /// this node used nothing (a crash-looping peer moves nothing). After
     /// a fence the SAs moved past the fenced life already, and no life
     /// since could use them: this node sends a bulk only to a life it
@@ -1750,9 +1726,8 @@ impl Mirror {
         // learns this node's run of SAs it took over from the bulk.
         self.told.clear();
         self.finals.clear();
-        self.due
-            .retain(|d| !matches!(d, Due::Record(s) if s.copy) && !matches!(d, Due::BulkEnd(_)));
-        self.bulk_sending = false;
+        self.due.retain(|d| !matches!(d, Due::Record(s) if s.copy));
+        self.drop_bulk_out();
         if self.peer_ran && !self.fenced {
             self.peer_lost();
         }
@@ -1851,77 +1826,6 @@ impl Mirror {
     /// The restart point of `value` taken `steps` times.
     fn restarted_past(&self, spi: u32, dir: SaDir, value: u64, steps: u64) -> u64 {
         (0..steps).fold(value, |v, _| self.restart_point(spi, dir, v))
-    }
-
-    /// Queues a bulk sync for the peer: ownership of every SA, the state of
-    /// every SA owned here, copies of the peer's SAs from the standby
-    /// table, the history of SAs no longer configured, and the end marker.
-    fn start_bulk(&mut self) {
-        self.bulk_sending = true;
-        self.bulk_begins = true;
-        let owners: Vec<(SaKey, OwnerRecord)> = self
-            .pair
-            .iter()
-            .map(|(k, p)| {
-                let r = (
-                    p.owner,
-                    p.generation,
-                    self.bound(k.0, k.1),
-                    OwnershipKind::Change,
-                );
-                (*k, r)
-            })
-            .collect();
-        self.unconfirmed.extend(owners.iter().cloned());
-        self.ownership_out.extend(owners);
-        let owned = self.owned_keys();
-        let mut count = 0u64;
-        for k in owned {
-            self.enqueue(k);
-            count += 1;
-        }
-        let peer = self.cfg.peer;
-        let copies: Vec<SaState> = self
-            .pair
-            .iter()
-            .filter(|(_, p)| p.owner == peer)
-            .filter_map(|((spi, dir), _)| {
-                self.standby.get(*spi, *dir).map(|s| SaState {
-                    spi: *spi,
-                    dir: *dir,
-                    value: s.value,
-                    bytes: s.bytes,
-                    packets: s.packets,
-                    bitmap: s.bitmap.clone(),
-                    copy: true,
-                })
-            })
-            .collect();
-        count += copies.len() as u64;
-        let copied: Vec<(SaKey, u64)> = copies.iter().map(|c| ((c.spi, c.dir), c.value)).collect();
-        self.due
-            .extend(copies.into_iter().map(|c| Due::Record(Box::new(c))));
-        // SAs no longer configured keep their history on both nodes: a
-        // restarted peer that gets one of them again starts past it. So do
-        // SAs added again here that wait for the peer's word (their state
-        // goes once it is in): this node may die before then.
-        let mut retired: Vec<(SaKey, u64)> = self
-            .standby
-            .iter()
-            .filter(|(k, _)| !self.pair.contains_key(k) || self.asking.contains(k))
-            .map(|(k, s)| (k, s.value))
-            .collect();
-        retired.sort_unstable();
-        if self.bulk_told.is_none() {
-            let sent = copied.into_iter().chain(retired.iter().copied());
-            self.bulk_told = Some(sent.collect());
-        }
-        self.due.extend(
-            retired
-                .into_iter()
-                .map(|((spi, dir), v)| Due::History(spi, dir, Some(v))),
-        );
-        self.due.push_back(Due::BulkEnd(count));
     }
 
     /// The operator or the host says the peer is fenced (powered off,
@@ -2048,7 +1952,6 @@ impl Mirror {
             _ => 0,
         };
         match d {
-            Due::BulkEnd(_) => mirror::RECORD_HEADER_LEN + 8,
             Due::History(..) | Due::Past(..) => mirror::RECORD_HEADER_LEN + 16,
             _ => mirror::RECORD_HEADER_LEN + 36 + 8 * words,
         }
@@ -2190,6 +2093,20 @@ impl Mirror {
             size += mirror::RECORD_HEADER_LEN + 16;
             self.stats.acks_sent += 1;
         }
+        // A part of a bulk goes whole, after what must not wait behind a
+        // bulk of a million SAs (answers, ownership, acknowledgements); a
+        // frame too full for it leaves it to the next.
+        if self.part_pending() {
+            let room = if records.is_empty() {
+                usize::MAX
+            } else {
+                budget.saturating_sub(size)
+            };
+            if let Some(part) = self.next_part(room) {
+                size += part.iter().map(MirrorRecord::buffer_len).sum::<usize>();
+                records.extend(part);
+            }
+        }
         while let Some(d) = self.due.front() {
             let len = self.record_len(d);
             if size + len > budget && !records.is_empty() {
@@ -2202,12 +2119,6 @@ impl Mirror {
                     self.state_record(spi, dir).map(MirrorRecord::SaState)
                 }
                 Due::Record(s) => Some(MirrorRecord::SaState(*s)),
-                Due::BulkEnd(records) => {
-                    self.bulk_sending = false;
-                    self.peer_ran = true;
-                    self.bulk_sent();
-                    Some(MirrorRecord::BulkEnd { records })
-                }
                 Due::History(spi, dir, value) => Some(MirrorRecord::History { spi, dir, value }),
                 Due::Past(spi, dir, value) => Some(MirrorRecord::Past { spi, dir, value }),
             };
@@ -2224,12 +2135,7 @@ impl Mirror {
         }
         self.counter += 1;
         let header = MirrorHeader {
-            flags: if self.synced { mirror::FLAG_SYNCED } else { 0 }
-                | if std::mem::take(&mut self.bulk_begins) {
-                    mirror::FLAG_BULK_BEGINS
-                } else {
-                    0
-                },
+            flags: if self.synced { mirror::FLAG_SYNCED } else { 0 },
             records: 0,
             node: self.cfg.node,
             epoch: self.epoch,

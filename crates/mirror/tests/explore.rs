@@ -1332,7 +1332,7 @@ fn describe_record(r: &MirrorRecord) -> String {
             format!("ack {}={lease}", sa_named(*spi, *dir))
         }
         MirrorRecord::BulkRequest => "bulk?".into(),
-        MirrorRecord::BulkEnd { records } => format!("bulk end {records}"),
+        MirrorRecord::BulkPart { bulk, part, parts } => format!("bulk {bulk} part {part}/{parts}"),
         MirrorRecord::Ownership {
             spi,
             dir,

@@ -24,7 +24,7 @@
 use crate::{Layer, Result, WireError, be16, be32, need};
 
 /// Frame format version.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Header length.
 pub const HEADER_LEN: usize = 36;
 /// Length of the MAC at the end of a frame.
@@ -34,9 +34,6 @@ pub const RECORD_HEADER_LEN: usize = 3;
 /// Header flag: the sender has finished a bulk sync in this life, so it
 /// may run SAs (and may have taken some over).
 pub const FLAG_SYNCED: u8 = 0x01;
-/// Header flag: the sender began a bulk sync after its previous frame, so
-/// every record of that bulk is in this frame or a later one.
-pub const FLAG_BULK_BEGINS: u8 = 0x02;
 
 fn be64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
@@ -52,7 +49,7 @@ fn malformed(what: &'static str) -> WireError {
 /// The fixed header of a mirror frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MirrorHeader {
-    /// Flags: [`FLAG_SYNCED`], [`FLAG_BULK_BEGINS`]; the others are sent as
+    /// Flags: [`FLAG_SYNCED`]; the others are sent as
     /// zero and ignored.
     pub flags: u8,
     /// Number of records.
@@ -169,7 +166,7 @@ pub struct SaState {
 }
 
 /// One record of a mirror frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MirrorRecord {
     /// The state of an SA the sender owns.
     SaState(SaState),
@@ -195,10 +192,17 @@ pub enum MirrorRecord {
     },
     /// Send me your whole table.
     BulkRequest,
-    /// The whole table has been sent: `records` SA states.
-    BulkEnd {
-        /// SA states sent in the bulk sync.
-        records: u64,
+    /// This frame is part `part` (from 0) of the sender's bulk sync
+    /// `bulk`, which has `parts` frames: the records beside this one are
+    /// that part. A bulk sent again is sent whole, the same parts under the
+    /// same number, so a receiver can gather one from several sendings.
+    BulkPart {
+        /// The bulk's number (one sender life numbers its bulks from 1).
+        bulk: u64,
+        /// This part.
+        part: u32,
+        /// How many parts the bulk has.
+        parts: u32,
     },
     /// An SA changes owner.
     Ownership {
@@ -288,7 +292,7 @@ const SA_STATE: u8 = 1;
 const HEARTBEAT: u8 = 2;
 const LEASE_ACK: u8 = 3;
 const BULK_REQUEST: u8 = 4;
-const BULK_END: u8 = 5;
+const BULK_PART: u8 = 5;
 const OWNERSHIP: u8 = 6;
 const QUERY: u8 = 7;
 const HISTORY: u8 = 8;
@@ -298,6 +302,22 @@ const PAST: u8 = 9;
 pub const MAX_BITMAP_WORDS: usize = 1024;
 
 impl MirrorRecord {
+    /// How many bytes [`emit`](Self::emit) appends: type, length and body.
+    pub fn buffer_len(&self) -> usize {
+        RECORD_HEADER_LEN
+            + match self {
+                MirrorRecord::SaState(s) => 36 + 8 * s.bitmap.len().min(MAX_BITMAP_WORDS),
+                MirrorRecord::Heartbeat { .. } => 24,
+                MirrorRecord::Ownership { .. } => 32,
+                MirrorRecord::LeaseAck { .. }
+                | MirrorRecord::BulkPart { .. }
+                | MirrorRecord::History { .. }
+                | MirrorRecord::Past { .. } => 16,
+                MirrorRecord::Query { .. } => 8,
+                MirrorRecord::BulkRequest | MirrorRecord::Unknown(_) => 0,
+            }
+    }
+
     /// Appends the record to `out`.
     pub fn emit(&self, out: &mut Vec<u8>) {
         let start = out.len();
@@ -338,9 +358,11 @@ impl MirrorRecord {
                 LEASE_ACK
             }
             MirrorRecord::BulkRequest => BULK_REQUEST,
-            MirrorRecord::BulkEnd { records } => {
-                out.extend(records.to_be_bytes());
-                BULK_END
+            MirrorRecord::BulkPart { bulk, part, parts } => {
+                out.extend(bulk.to_be_bytes());
+                out.extend(part.to_be_bytes());
+                out.extend(parts.to_be_bytes());
+                BULK_PART
             }
             MirrorRecord::Ownership {
                 spi,
@@ -443,10 +465,12 @@ impl MirrorRecord {
                 exact(0)?;
                 MirrorRecord::BulkRequest
             }
-            BULK_END => {
-                exact(8)?;
-                MirrorRecord::BulkEnd {
-                    records: be64(body, 0),
+            BULK_PART => {
+                exact(16)?;
+                MirrorRecord::BulkPart {
+                    bulk: be64(body, 0),
+                    part: be32(body, 8),
+                    parts: be32(body, 12),
                 }
             }
             OWNERSHIP => {
@@ -550,7 +574,8 @@ mod tests {
             (any::<u32>(), dir.clone(), any::<u64>())
                 .prop_map(|(spi, dir, lease)| MirrorRecord::LeaseAck { spi, dir, lease }),
             Just(MirrorRecord::BulkRequest),
-            any::<u64>().prop_map(|records| MirrorRecord::BulkEnd { records }),
+            (any::<u64>(), any::<u32>(), any::<u32>())
+                .prop_map(|(bulk, part, parts)| MirrorRecord::BulkPart { bulk, part, parts }),
             (
                 any::<u32>(),
                 dir.clone(),
@@ -592,6 +617,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn buffer_len_is_what_emit_appends(r in record()) {
+            let mut out = Vec::new();
+            r.emit(&mut out);
+            prop_assert_eq!(r.buffer_len(), out.len());
+        }
+
         #[test]
         fn round_trip(node: u32, epoch: u64, counter: u64, records in proptest::collection::vec(record(), 0..8)) {
             let h = MirrorHeader { flags: 0, records: records.len() as u16, node, epoch, counter, peer_epoch: epoch ^ counter };

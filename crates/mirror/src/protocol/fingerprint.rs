@@ -35,9 +35,9 @@ impl Mirror {
             largest_interval,
             lost_steps,
             bulk_request,
-            bulk_sending,
-            bulk_begins,
-            bulk_gap,
+            bulk_out,
+            bulks_built,
+            bulk_in,
             synced,
             standby,
             told,
@@ -71,7 +71,7 @@ impl Mirror {
             max_generation,
         )
             .hash(&mut h);
-        (bulk_request, bulk_sending, bulk_begins, bulk_gap).hash(&mut h);
+        (bulk_request, bulk_out, bulks_built, bulk_in).hash(&mut h);
         (synced, standby).hash(&mut h);
         (peer_alive, last_heard, next_heartbeat, next_refresh).hash(&mut h);
         (

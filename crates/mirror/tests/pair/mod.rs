@@ -105,11 +105,11 @@ pub fn records(f: &[u8]) -> Vec<MirrorRecord> {
     parse_records(f).map(|(_, r)| r).unwrap_or_default()
 }
 
-/// Whether a frame carries a bulk end.
+/// Whether a frame carries the last part of a bulk sync.
 pub fn bulk_end(f: &[u8]) -> bool {
     records(f)
         .iter()
-        .any(|r| matches!(r, MirrorRecord::BulkEnd { .. }))
+        .any(|r| matches!(r, MirrorRecord::BulkPart { part, parts, .. } if part + 1 == *parts))
 }
 
 /// Drops everything `m` has to send (a cut link).
