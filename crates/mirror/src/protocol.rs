@@ -673,9 +673,11 @@ impl Mirror {
     /// The replay window an inbound SA restarts with at `start` from its
     /// stored state: for the worker, and as kept for records. Strict: all
     /// seen at and below the new top (the worker's copy as long as the
-    /// largest window). Lenient: the stored window moved up to the top,
-    /// unless the top is the SA's floor or the stored value came with no
-    /// window (a history, an ownership record's bound, a forgotten use an
+    /// largest window). Lenient: the stored window [`raised`] to the top
+    /// (what lies between the stored top and the start is seen: a holder
+    /// may have accepted it, and its report may be on its way), unless the
+    /// top is the SA's floor or the stored value came with no window (a
+    /// history, an ownership record's bound, a forgotten use an
     /// acknowledgement reveals): then all seen there too, since nothing
     /// tells which of the numbers below it were accepted.
     fn restart_window(
@@ -690,7 +692,7 @@ impl Mirror {
         match dir {
             SaDir::Outbound => (Vec::new(), Vec::new()),
             SaDir::Inbound if lenient => {
-                let b = rebase(&stored.bitmap, start.saturating_sub(stored.value));
+                let b = raised(&stored.bitmap, start.saturating_sub(stored.value));
                 (b.clone(), b)
             }
             SaDir::Inbound => (
@@ -1074,7 +1076,7 @@ impl Mirror {
     fn take_from(&mut self, (spi, dir): SaKey, generation: u64, value: u64) {
         let mut stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
         if value > stored.value {
-            stored.bitmap = rebase(&stored.bitmap, value - stored.value);
+            stored.bitmap = raised(&stored.bitmap, value - stored.value);
             stored.value = value;
         }
         let start = self.restart_point(spi, dir, stored.value);
@@ -1500,8 +1502,16 @@ impl Mirror {
                 }
             }
             SaDir::Inbound => {
+                // The stored window counts from the stored top: raised to
+                // the start when that is higher.
                 let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
-                self.recover(spi, dir, stored.value.max(start), &stored.bitmap);
+                let top = stored.value.max(start);
+                let bitmap = if stored.bitmap.is_empty() {
+                    Vec::new()
+                } else {
+                    raised(&stored.bitmap, top - stored.value)
+                };
+                self.recover(spi, dir, top, &bitmap);
             }
         }
     }
@@ -1809,7 +1819,7 @@ impl Mirror {
                     // a stalled number past it.
                     let stored = Standby {
                         value: mark,
-                        bitmap: rebase(i.bitmap(), mark - i.top()),
+                        bitmap: raised(i.bitmap(), mark - i.top()),
                         ..Standby::default()
                     };
                     let (window, kept) = self.restart_window((spi, dir), &stored, start);
@@ -2158,6 +2168,18 @@ fn union(a: &[u64], b: &[u64]) -> Vec<u64> {
         .collect()
 }
 
+/// A window moved `d` numbers up, as [`rebase`] does, with the `d`
+/// numbers it moved over (above its old top, up to the new one) seen:
+/// nothing tells which of them were accepted.
+fn raised(bitmap: &[u64], d: u64) -> Vec<u64> {
+    let mut out = rebase(bitmap, d);
+    let fill = d.min(out.len() as u64 * 64);
+    for k in 0..fill {
+        out[(k / 64) as usize] |= 1 << (k % 64);
+    }
+    out
+}
+
 fn rebase(bitmap: &[u64], d: u64) -> Vec<u64> {
     let bits = bitmap.len() as u64 * 64;
     let mut out = vec![0u64; bitmap.len()];
@@ -2172,7 +2194,7 @@ fn rebase(bitmap: &[u64], d: u64) -> Vec<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::rebase;
+    use super::{raised, rebase};
 
     #[test]
     fn rebasing_keeps_each_number_seen() {
@@ -2188,5 +2210,24 @@ mod tests {
             .collect();
         assert_eq!(seen, vec![100, 98, 37]);
         assert_eq!(rebase(&b, 200), vec![0, 0], "all of it fell out");
+    }
+
+    #[test]
+    fn raising_sees_what_it_moves_over() {
+        // Top 100 with 100 and 37 seen; raised to 110: 101..=110 seen too.
+        let mut b = vec![0u64; 2];
+        for k in [0u64, 63] {
+            b[(k / 64) as usize] |= 1 << (k % 64);
+        }
+        let r = raised(&b, 10);
+        let seen: Vec<u64> = (0..128)
+            .filter(|k| r[(k / 64) as usize] >> (k % 64) & 1 == 1)
+            .map(|k| 110 - k)
+            .collect();
+        let mut want: Vec<u64> = (101..=110).rev().collect();
+        want.extend([100, 37]);
+        assert_eq!(seen, want);
+        assert_eq!(raised(&b, 500), vec![u64::MAX; 2], "all of it moved over");
+        assert_eq!(raised(&[], 5), Vec::<u64>::new(), "no window, none raised");
     }
 }
