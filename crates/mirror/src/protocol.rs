@@ -1594,7 +1594,19 @@ impl Mirror {
                 self.tell(key, v);
             }
             match r {
-                MirrorRecord::SaState(s) if s.copy && self.pair.contains_key(&(s.spi, s.dir)) => {
+                MirrorRecord::SaState(s)
+                    if s.copy && (!self.synced || !self.pair.contains_key(&(s.spi, s.dir))) =>
+                {
+                    // Kept whole, and recovered from once the bulk is
+                    // complete (`bulk_complete`), with the SA added here
+                    // meanwhile if it was not configured. (Recovered from
+                    // as each came, a copy moved its SA on at every
+                    // sending of a bulk the link kept breaking: the move
+                    // was reported, and raised the copy the next sending
+                    // carried.)
+                    self.standby.merge(&s);
+                }
+                MirrorRecord::SaState(s) if s.copy => {
                     if !self.owns(s.spi, s.dir) {
                         self.standby.merge(&s);
                     }
@@ -1604,11 +1616,6 @@ impl Mirror {
                         // brain) learns so and acknowledges again.
                         self.due.push_back(Due::Past(s.spi, s.dir, s.value));
                     }
-                }
-                MirrorRecord::SaState(s) if s.copy => {
-                    // Kept whole: the SA may be added here before the
-                    // bulk is complete, and then restarts from this window.
-                    self.standby.merge(&s);
                 }
                 MirrorRecord::Query { spi, dir } => {
                     // The answer: what this node knows of the SA, and

@@ -10,9 +10,9 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use espgate_wire::mirror::{self, MirrorRecord, SaState};
+use espgate_wire::mirror::{self, MirrorRecord, SaDir, SaState};
 
-use super::{Mirror, MirrorEvent, OwnerRecord, OwnershipKind, SaKey, ownership_record};
+use super::{Mirror, MirrorEvent, OWNERSHIP_LEN, OwnershipKind, SaKey, ownership_record};
 
 /// The bulk record beside a part's records.
 const PART_LEN: usize = mirror::RECORD_HEADER_LEN + 16;
@@ -23,16 +23,34 @@ const BEFORE_PART: usize = 2 * mirror::RECORD_HEADER_LEN + 24;
 /// beyond it is ignored.
 const MAX_PARTS: u32 = 1 << 22;
 
+/// One record of a bulk, named by what it says of which SA: built when
+/// its part goes (so a bulk sent again says what holds then), with the
+/// record built with the bulk kept for when the SA's record no longer has
+/// the size its part was packed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Entry {
+    /// This node's view of who runs the SA.
+    Owner(SaKey),
+    /// The state of an SA that runs here.
+    State(SaKey),
+    /// The standby copy of an SA the peer runs.
+    Copy(SaKey),
+    /// What this node knows of an SA no longer configured (or added again
+    /// and asking).
+    History(SaKey),
+}
+
 /// A bulk built for the peer's current life.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct BulkOut {
     /// Its number in this node's life.
     number: u64,
-    /// What it says of the pair ([`Mirror::bulk_print`]): while that holds,
-    /// a request is answered with this bulk again, under its number.
+    /// Its entries and their sizes, as a hash ([`Mirror::bulk_print`]):
+    /// while they hold, a request is answered with this bulk again, under
+    /// its number, each entry with what holds then.
     print: u64,
-    /// Its records, a frame's worth each.
-    parts: Vec<Vec<MirrorRecord>>,
+    /// Its entries, a frame's worth each, with the records built with it.
+    parts: Vec<Vec<(Entry, MirrorRecord)>>,
     /// The next part to send, while a sending is under way.
     next: Option<usize>,
 }
@@ -77,138 +95,169 @@ impl BulkIn {
 
 impl Mirror {
     /// The peer asks for a bulk sync. Unless a sending is under way, the
-    /// bulk built for its life goes again if the pair is as it was then,
+    /// bulk built for its life goes again if its entries are the same,
     /// else a new one is built and sent.
     pub(super) fn bulk_requested(&mut self) {
         if self.bulk_out.as_ref().is_some_and(|b| b.next.is_some()) {
             return;
         }
-        let print = self.bulk_print();
+        let entries = self.bulk_entries();
+        let print = self.bulk_print(&entries);
         match self.bulk_out.as_mut() {
             Some(b) if b.print == print => b.next = Some(0),
-            _ => self.build_bulk(print),
+            _ => self.build_bulk(entries, print),
         }
     }
 
-    /// What a bulk says of the pair, as a hash: every SA's owner and
-    /// generation, which SAs run here, and the copies and histories the
-    /// standby table holds for the peer. Not the states of the SAs that
-    /// run here: they grow with traffic, and an earlier one only understates
-    /// what the peer hears anyway (states, unlike the rest, go on after the
-    /// bulk too).
-    fn bulk_print(&self) -> u64 {
-        let mut h = DefaultHasher::new();
-        for (k, p) in &self.pair {
-            (k, p.owner, p.generation).hash(&mut h);
-        }
-        self.owned_keys().hash(&mut h);
-        for (k, s) in self.bulk_copies() {
-            (k, s).hash(&mut h);
-        }
-        self.bulk_histories().hash(&mut h);
-        h.finish()
-    }
-
-    /// The copies a bulk carries: the standby state of each SA the peer
-    /// owns, in key order.
-    fn bulk_copies(&self) -> Vec<(SaKey, SaState)> {
+    /// What a bulk holds, in order: ownership of every SA, the state of
+    /// every SA owned here, copies of the peer's SAs from the standby
+    /// table, and the history of SAs no longer configured (a restarted
+    /// peer that gets one of them again starts past it) or added again
+    /// here and waiting for the peer's word (their state goes once it is
+    /// in: this node may die before then).
+    fn bulk_entries(&self) -> Vec<Entry> {
         let peer = self.cfg.peer;
-        self.pair
-            .iter()
-            .filter(|(_, p)| p.owner == peer)
-            .filter_map(|(&(spi, dir), _)| {
-                self.standby.get(spi, dir).map(|s| {
-                    let copy = SaState {
-                        spi,
-                        dir,
-                        value: s.value,
-                        bytes: s.bytes,
-                        packets: s.packets,
-                        bitmap: s.bitmap.clone(),
-                        copy: true,
-                    };
-                    ((spi, dir), copy)
-                })
-            })
-            .collect()
-    }
-
-    /// The histories a bulk carries, in key order: SAs no longer
-    /// configured keep their history on both nodes (a restarted peer that
-    /// gets one of them again starts past it), and so do SAs added again
-    /// here that wait for the peer's word (their state goes once it is in:
-    /// this node may die before then).
-    fn bulk_histories(&self) -> Vec<(SaKey, u64)> {
-        let mut retired: Vec<(SaKey, u64)> = self
+        let mut entries: Vec<Entry> = self.pair.keys().map(|k| Entry::Owner(*k)).collect();
+        entries.extend(self.owned_keys().into_iter().map(Entry::State));
+        entries.extend(
+            self.pair
+                .iter()
+                .filter(|(k, p)| p.owner == peer && self.standby.get(k.0, k.1).is_some())
+                .map(|(k, _)| Entry::Copy(*k)),
+        );
+        let mut retired: Vec<SaKey> = self
             .standby
             .iter()
             .filter(|(k, _)| !self.pair.contains_key(k) || self.asking.contains(k))
-            .map(|(k, s)| (k, s.value))
+            .map(|(k, _)| k)
             .collect();
         retired.sort_unstable();
-        retired
+        entries.extend(retired.into_iter().map(Entry::History));
+        entries
     }
 
-    /// Builds a bulk sync for the peer and begins sending it: ownership of
-    /// every SA, the state of every SA owned here, copies of the peer's SAs
-    /// from the standby table and the histories, in parts that each fit a
-    /// frame with a bulk request and a heartbeat beside them.
-    fn build_bulk(&mut self, print: u64) {
-        let owners: Vec<(SaKey, OwnerRecord)> = self
-            .pair
-            .iter()
-            .map(|(k, p)| {
+    /// The entries of a bulk and the size of each one's record, as a hash.
+    /// Not their values: those are built when a part goes, so a bulk sent
+    /// again says what holds then (a state that grew, a copy raised by the
+    /// peer's own reports, a run past a fence).
+    fn bulk_print(&self, entries: &[Entry]) -> u64 {
+        let mut h = DefaultHasher::new();
+        for e in entries {
+            (e, self.entry_len(*e)).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// The size of an entry's record now (none if there is none to send).
+    fn entry_len(&self, e: Entry) -> Option<usize> {
+        let state = |words: usize| mirror::RECORD_HEADER_LEN + 36 + 8 * words;
+        match e {
+            Entry::Owner(k) => self.pair.get(&k).map(|_| OWNERSHIP_LEN),
+            Entry::State((spi, SaDir::Outbound)) => self.outbound.get(&spi).map(|_| state(0)),
+            Entry::State((spi, SaDir::Inbound)) => {
+                self.inbound.get(&spi).map(|i| state(i.bitmap().len()))
+            }
+            Entry::Copy((spi, dir)) => self.standby.get(spi, dir).map(|s| state(s.bitmap.len())),
+            Entry::History(_) => Some(mirror::RECORD_HEADER_LEN + 16),
+        }
+    }
+
+    /// An entry's record as it holds now, if it has one.
+    fn entry_record(&mut self, e: Entry) -> Option<MirrorRecord> {
+        match e {
+            Entry::Owner(k) => {
+                let p = self.pair.get(&k)?;
                 let r = (
                     p.owner,
                     p.generation,
                     self.bound(k.0, k.1),
                     OwnershipKind::Change,
                 );
-                (*k, r)
-            })
-            .collect();
-        // Sent again at every refresh until confirmed, like any change.
-        self.unconfirmed.extend(owners.iter().cloned());
-        let mut records: Vec<MirrorRecord> = owners
-            .into_iter()
-            .map(|(k, r)| ownership_record(k, r))
-            .collect();
-        for (spi, dir) in self.owned_keys() {
-            if let Some(s) = self.state_record(spi, dir) {
-                self.stats.states_sent += 1;
-                records.push(MirrorRecord::SaState(s));
+                Some(ownership_record(k, r))
             }
-        }
-        let copies = self.bulk_copies();
-        let histories = self.bulk_histories();
-        if self.bulk_told.is_none() {
-            let sent = copies.iter().map(|(k, c)| (*k, c.value));
-            self.bulk_told = Some(sent.chain(histories.iter().copied()).collect());
-        }
-        records.extend(copies.into_iter().map(|(_, c)| MirrorRecord::SaState(c)));
-        records.extend(
-            histories
-                .into_iter()
-                .map(|((spi, dir), v)| MirrorRecord::History {
+            Entry::State((spi, dir)) => {
+                let s = self.state_record(spi, dir)?;
+                self.stats.states_sent += 1;
+                Some(MirrorRecord::SaState(s))
+            }
+            Entry::Copy((spi, dir)) => {
+                if self.pair.get(&(spi, dir))?.owner != self.cfg.peer {
+                    return None;
+                }
+                let s = self.standby.get(spi, dir)?;
+                Some(MirrorRecord::SaState(SaState {
                     spi,
                     dir,
-                    value: Some(v),
-                }),
-        );
+                    value: s.value,
+                    bytes: s.bytes,
+                    packets: s.packets,
+                    bitmap: s.bitmap.clone(),
+                    copy: true,
+                }))
+            }
+            Entry::History((spi, dir)) => {
+                let retired =
+                    !self.pair.contains_key(&(spi, dir)) || self.asking.contains(&(spi, dir));
+                let s = self.standby.get(spi, dir).filter(|_| retired)?;
+                Some(MirrorRecord::History {
+                    spi,
+                    dir,
+                    value: Some(s.value),
+                })
+            }
+        }
+    }
+
+    /// Builds a bulk sync of `entries` for the peer and begins sending it,
+    /// in parts that each fit a frame with a bulk request and a heartbeat
+    /// beside them.
+    fn build_bulk(&mut self, entries: Vec<Entry>, print: u64) {
+        let mut built = Vec::with_capacity(entries.len());
+        for e in entries {
+            if let Some(r) = self.entry_record(e) {
+                built.push((e, r));
+            }
+        }
+        // Ownership goes again at every refresh until confirmed, like any
+        // change.
+        for (e, r) in &built {
+            if let (
+                Entry::Owner(k),
+                MirrorRecord::Ownership {
+                    owner,
+                    generation,
+                    start,
+                    kind,
+                    ..
+                },
+            ) = (e, r)
+            {
+                self.unconfirmed
+                    .insert(*k, (*owner, *generation, *start, *kind));
+            }
+        }
+        if self.bulk_told.is_none() {
+            let told = built.iter().filter_map(|(e, r)| match (e, r) {
+                (Entry::Copy(k), MirrorRecord::SaState(s)) => Some((*k, s.value)),
+                (Entry::History(k), MirrorRecord::History { value, .. }) => value.map(|v| (*k, v)),
+                _ => None,
+            });
+            self.bulk_told = Some(told.collect());
+        }
         let room = self
             .cfg
             .max_frame
             .saturating_sub(mirror::HEADER_LEN + mirror::MAC_LEN + PART_LEN + BEFORE_PART);
-        let mut parts: Vec<Vec<MirrorRecord>> = vec![Vec::new()];
+        let mut parts: Vec<Vec<(Entry, MirrorRecord)>> = vec![Vec::new()];
         let mut size = 0;
-        for r in records {
+        for (e, r) in built {
             let len = r.buffer_len();
             let last = parts.last_mut().expect("one part at least");
             if size + len > room && !last.is_empty() {
                 parts.push(Vec::new());
                 size = 0;
             }
-            parts.last_mut().expect("one part at least").push(r);
+            parts.last_mut().expect("one part at least").push((e, r));
             size += len;
         }
         self.bulks_built += 1;
@@ -221,26 +270,36 @@ impl Mirror {
     }
 
     /// The records of the next part to send, with its bulk record first,
-    /// if a sending is under way and the part fits in `room` bytes. The
-    /// last part of a sending ends it: the peer's life may run SAs from
-    /// then on (see [`bulk_sent`](Self::bulk_sent)).
+    /// if a sending is under way and the part fits in `room` bytes: each
+    /// entry as it holds now (as built, if its size changed since; left
+    /// out if it has no record any more). The last part of a sending ends
+    /// it: the peer's life may run SAs from then on (see
+    /// [`bulk_sent`](Self::bulk_sent)).
     pub(super) fn next_part(&mut self, room: usize) -> Option<Vec<MirrorRecord>> {
-        let b = self.bulk_out.as_mut()?;
+        let b = self.bulk_out.as_ref()?;
         let at = b.next?;
-        let part = &b.parts[at];
-        let len = PART_LEN + part.iter().map(MirrorRecord::buffer_len).sum::<usize>();
+        let part = b.parts[at].clone();
+        let len = PART_LEN + part.iter().map(|(_, r)| r.buffer_len()).sum::<usize>();
         if len > room {
             return None;
         }
-        let parts = b.parts.len();
+        let (number, parts) = (b.number, b.parts.len());
         let mut out = Vec::with_capacity(part.len() + 1);
         out.push(MirrorRecord::BulkPart {
-            bulk: b.number,
+            bulk: number,
             part: at as u32,
             parts: parts as u32,
         });
-        out.extend(part.iter().cloned());
-        b.next = (at + 1 < parts).then_some(at + 1);
+        for (e, built) in part {
+            match self.entry_record(e) {
+                Some(r) if r.buffer_len() == built.buffer_len() => out.push(r),
+                Some(_) => out.push(built),
+                None => {}
+            }
+        }
+        if let Some(b) = self.bulk_out.as_mut() {
+            b.next = (at + 1 < parts).then_some(at + 1);
+        }
         if at + 1 == parts {
             self.peer_ran = true;
             self.bulk_sent();
