@@ -35,12 +35,112 @@ enum Health {
     Up,
     /// Declared failed; flows rerouted.
     Failed,
+    /// Failed, its peer had it fenced, and it answers again in that same
+    /// life: it waits for a restart.
+    Unrestarted,
 }
 
 struct Watched {
     node: ManagedNode,
+    /// What the host decided of it.
+    state: NodeState,
+}
+
+/// The host's view of one node, apart from how to reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NodeState {
     health: Health,
+    /// Polls unanswered in a row.
     missed: u32,
+    /// When (host milliseconds) the host had the peer fence this node's
+    /// life, while that life may still run. The peer runs without leases
+    /// once it fenced, and should the peer die before this life heard how
+    /// far it went, this life could not bound that run: a fenced node must
+    /// restart before it rejoins. Until then it neither takes the peer's
+    /// SAs over nor gets its own handed back.
+    fenced_at: Option<u64>,
+}
+
+/// What the host does after one poll of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Nothing.
+    Nothing,
+    /// The node is up for the first time.
+    Up,
+    /// The node failed: run its `on_failure` commands, and have the peer
+    /// take its SAs over and fence it.
+    Failed,
+    /// The node failed, and the peer may not take its SAs over (it is not
+    /// up, or is a fenced life that did not restart): run its
+    /// `on_failure` commands only.
+    FailedAlone,
+    /// The node is back in a new life and synchronised: the peer hands
+    /// its SAs back; run its `on_return` commands.
+    Back,
+    /// The node answers in the life its peer fenced.
+    BackUnrestarted,
+}
+
+impl NodeState {
+    fn new() -> Self {
+        NodeState {
+            health: Health::Unknown,
+            missed: 0,
+            fenced_at: None,
+        }
+    }
+}
+
+/// One poll of node `i` at `now_ms` (host time), its answer as
+/// `(uptime_ms, synced)` (`None`: no answer): what the host does.
+/// `dead_after` unanswered polls declare a node that was up failed.
+fn step(
+    nodes: &mut [NodeState; 2],
+    i: usize,
+    answer: Option<(u64, bool)>,
+    now_ms: u64,
+    dead_after: u32,
+) -> Step {
+    let other = nodes[1 - i];
+    let w = &mut nodes[i];
+    let Some((uptime_ms, synced)) = answer else {
+        w.missed += 1;
+        if w.health != Health::Up || w.missed < dead_after {
+            return Step::Nothing;
+        }
+        w.health = Health::Failed;
+        if other.health == Health::Up && other.fenced_at.is_none() {
+            w.fenced_at = Some(now_ms);
+            return Step::Failed;
+        }
+        return Step::FailedAlone;
+    };
+    w.missed = 0;
+    if w.fenced_at
+        .is_some_and(|at| uptime_ms < now_ms.saturating_sub(at))
+    {
+        // Started since its fence: a new life.
+        w.fenced_at = None;
+        if w.health == Health::Unrestarted {
+            w.health = Health::Failed;
+        }
+    }
+    match w.health {
+        Health::Unknown => {
+            w.health = Health::Up;
+            Step::Up
+        }
+        Health::Failed if w.fenced_at.is_some() => {
+            w.health = Health::Unrestarted;
+            Step::BackUnrestarted
+        }
+        Health::Failed if synced => {
+            w.health = Health::Up;
+            Step::Back
+        }
+        _ => Step::Nothing,
+    }
 }
 
 fn say(what: &str) {
@@ -67,7 +167,7 @@ fn order(node: &ManagedNode, op: &str) {
 }
 
 /// One poll of one node: configure it if it waits; returns its status.
-fn poll(w: &mut Watched) -> Option<Value> {
+fn poll(w: &Watched) -> Option<Value> {
     let status = ask(&w.node.control, &json!({ "op": "status" })).ok()?;
     if status["state"] == "waiting_config" {
         let a = ask(
@@ -99,8 +199,7 @@ pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
         .iter()
         .map(|n| Watched {
             node: n.clone(),
-            health: Health::Unknown,
-            missed: 0,
+            state: NodeState::new(),
         })
         .collect();
     say(&format!(
@@ -110,47 +209,136 @@ pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
         for i in 0..nodes.len() {
-            let status = poll(&mut nodes[i]);
-            let other = 1 - i;
-            let w = &mut nodes[i];
-            match status {
-                Some(s) => {
-                    w.missed = 0;
-                    let synced = s["pair"]["synced"] == Value::Bool(true);
-                    match w.health {
-                        Health::Unknown => {
-                            w.health = Health::Up;
-                            say(&format!("{} up", w.node.name));
-                        }
-                        Health::Failed if synced => {
-                            w.health = Health::Up;
-                            say(&format!("{} back and synchronised", w.node.name));
-                            let back = w.node.on_return.clone();
-                            let survivor = nodes[other].node.clone();
-                            order(&survivor, "hand_back");
-                            run_commands(&back);
-                        }
-                        _ => {}
-                    }
-                }
-                None => {
-                    w.missed += 1;
-                    if w.health == Health::Up && w.missed >= cfg.dead_after {
-                        w.health = Health::Failed;
+            let answer = poll(&nodes[i]).map(|s| {
+                let uptime = s["uptime_ms"].as_u64().unwrap_or(u64::MAX);
+                (uptime, s["pair"]["synced"] == Value::Bool(true))
+            });
+            let mut states = [nodes[0].state, nodes[1].state];
+            let now = started.elapsed().as_millis() as u64;
+            let what = step(&mut states, i, answer, now, cfg.dead_after);
+            nodes[0].state = states[0];
+            nodes[1].state = states[1];
+            let (w, peer) = (&nodes[i], &nodes[1 - i]);
+            let name = &w.node.name;
+            match what {
+                Step::Nothing => {}
+                Step::Up => say(&format!("{name} up")),
+                Step::Failed | Step::FailedAlone => {
+                    say(&format!(
+                        "{name} failed ({} polls unanswered)",
+                        w.state.missed
+                    ));
+                    run_commands(&w.node.on_failure);
+                    if what == Step::Failed {
+                        order(&peer.node, "take_over");
+                        order(&peer.node, "fence");
+                    } else {
                         say(&format!(
-                            "{} failed ({} polls unanswered)",
-                            w.node.name, w.missed
+                            "{} does not take {name}'s SAs over: it is down, or was fenced \
+                             and has not restarted since",
+                            peer.node.name
                         ));
-                        let cmds = w.node.on_failure.clone();
-                        let survivor = nodes[other].node.clone();
-                        run_commands(&cmds);
-                        order(&survivor, "take_over");
-                        order(&survivor, "fence");
                     }
                 }
+                Step::Back => {
+                    say(&format!("{name} back and synchronised"));
+                    order(&peer.node, "hand_back");
+                    run_commands(&w.node.on_return);
+                }
+                Step::BackUnrestarted => say(&format!(
+                    "{name} answers in the life {} fenced: it gets nothing back until it \
+                     restarts (it cannot know how far {} ran without leases)",
+                    peer.node.name, peer.node.name
+                )),
             }
         }
         std::thread::sleep(Duration::from_millis(cfg.poll_ms));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEAD_AFTER: u32 = 3;
+
+    /// Polls node `i` until it is declared failed, from `now`; returns what
+    /// the last poll decided and the time.
+    fn fail(nodes: &mut [NodeState; 2], i: usize, mut now: u64) -> (Step, u64) {
+        loop {
+            now += 20;
+            let s = step(nodes, i, None, now, DEAD_AFTER);
+            if s != Step::Nothing {
+                return (s, now);
+            }
+        }
+    }
+
+    fn up_pair() -> [NodeState; 2] {
+        let mut nodes = [NodeState::new(), NodeState::new()];
+        assert_eq!(
+            step(&mut nodes, 0, Some((10, true)), 10, DEAD_AFTER),
+            Step::Up
+        );
+        assert_eq!(
+            step(&mut nodes, 1, Some((10, true)), 10, DEAD_AFTER),
+            Step::Up
+        );
+        nodes
+    }
+
+    #[test]
+    fn a_failed_node_is_fenced_and_gets_its_sas_back_once_restarted_and_synchronised() {
+        let mut nodes = up_pair();
+        let (s, now) = fail(&mut nodes, 0, 10_000);
+        assert_eq!(s, Step::Failed, "b takes a's SAs over and fences it");
+        let now = now + 2_000;
+        assert_eq!(
+            step(&mut nodes, 0, Some((500, false)), now, DEAD_AFTER),
+            Step::Nothing
+        );
+        assert_eq!(
+            step(&mut nodes, 0, Some((600, true)), now + 100, DEAD_AFTER),
+            Step::Back
+        );
+        assert_eq!(nodes[0].fenced_at, None);
+    }
+
+    /// Reader14's find 3 under the host: a fenced node that comes back in
+    /// the same life (it was frozen, or cut off, not dead) may hold a view
+    /// of its peer's SAs older than the peer's unleased run; should the
+    /// peer then die, that node must not take the SAs over and be told to
+    /// fence (its fence would move them only three steps past what it
+    /// knows). It gets nothing back and takes nothing over until it
+    /// restarts.
+    #[test]
+    fn a_fenced_node_back_in_the_same_life_takes_nothing_over_until_it_restarts() {
+        let mut nodes = up_pair();
+        let (s, now) = fail(&mut nodes, 0, 10_000);
+        assert_eq!(s, Step::Failed);
+        let now = now + 2_000;
+        // Up for 12 s: the life that was fenced 2 s ago.
+        let same_life = Some((12_000, true));
+        assert_eq!(
+            step(&mut nodes, 0, same_life, now, DEAD_AFTER),
+            Step::BackUnrestarted
+        );
+        assert_eq!(
+            step(&mut nodes, 0, same_life, now + 20, DEAD_AFTER),
+            Step::Nothing
+        );
+        let (s, now) = fail(&mut nodes, 1, now);
+        assert_eq!(
+            s,
+            Step::FailedAlone,
+            "a may not take b's SAs over nor fence b"
+        );
+        // a restarts: a new life, synchronised, gets its SAs back.
+        assert_eq!(
+            step(&mut nodes, 0, Some((300, true)), now + 1_000, DEAD_AFTER),
+            Step::Back
+        );
+        assert_eq!(nodes[0].fenced_at, None);
+    }
 }
