@@ -378,8 +378,15 @@ impl Running {
         self.task.mirror.handle_timeout(now);
         if self.failback_at.is_some_and(|t| now >= t) {
             self.failback_at = None;
-            if self.task.mirror.peer_alive() {
+            if self.task.mirror.peer_synced() {
                 self.hand_back();
+            } else if let Failback::Auto { delay_ms } = self.task.failback
+                && self.task.mirror.peer_alive()
+            {
+                // Back, not yet synchronised: it could run nothing handed
+                // to it, and a false death of it (a lossy link) would take
+                // the SAs over again, each time one jump further on.
+                self.failback_at = Some(now + delay_ms);
             }
         }
         self.handle_events(now);
@@ -836,6 +843,86 @@ mod tests {
             "a heartbeat went out with the flood still queued"
         );
         assert!(r.task.mirror.rejected().total() > 0);
+    }
+
+    /// Sends mirror frames into the task's port as the peer's MAC would.
+    fn send_frames(peer_end: &mut mem::MemQueue, frames: Vec<Vec<u8>>) {
+        use espgate_wire::PacketBuf;
+        let mut pool = BufPool::new(Mempool::new(256, 0), 16);
+        let mut out = Vec::new();
+        for m in frames {
+            let mut f = Packet::from(pool.get());
+            let body = f.append(14 + m.len()).unwrap();
+            body[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+            body[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+            body[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+            body[14..].copy_from_slice(&m);
+            out.push(f);
+        }
+        peer_end.tx_burst(&mut out, &mut pool);
+    }
+
+    /// The mirror frames the task sent, without their Ethernet header.
+    fn frames_from(q: &mut mem::MemQueue) -> Vec<Vec<u8>> {
+        use espgate_wire::PacketBuf;
+        let mut bufs = BufPool::new(Mempool::new(256, 0), 16);
+        let mut got = Vec::new();
+        q.rx_burst(&mut bufs, &mut got, 64);
+        let frames = got.iter().map(|b| b.data()[14..].to_vec()).collect();
+        for b in got {
+            bufs.recycle(b);
+        }
+        frames
+    }
+
+    /// Automatic failback waits until the peer's new life has synchronised:
+    /// handed back to a life still waiting for its bulk, the SAs would run
+    /// nowhere, and a false death of it (a lossy link) would take them over
+    /// again, one jump further each time.
+    #[test]
+    fn failback_waits_for_the_peer_to_synchronise() {
+        let (mut r, mut peer_end) = holder();
+        r.task.failback = Failback::Auto { delay_ms: 0 };
+        let stop = AtomicBool::new(false);
+        // The peer's next life: heard, not synchronised.
+        let mut peer = Mirror::new(cfg(2, 1), key(), 5, 0);
+        peer.add_sa(HELD, SaDir::Outbound, true, 2);
+        let mut t = 0;
+        let mut turn = |r: &mut Running, peer: &mut Mirror, deliver_to_peer: bool| {
+            t += 20;
+            let mut out = Vec::new();
+            while let Some(f) = peer.poll_transmit(t) {
+                out.push(f);
+            }
+            send_frames(&mut peer_end, out);
+            std::thread::sleep(Duration::from_millis(2));
+            r.failback_at = Some(0);
+            r.turn(&stop);
+            while r.task.shared.commands[0].pop().is_some() {}
+            r.parking = false;
+            let back = frames_from(&mut peer_end);
+            if deliver_to_peer {
+                for f in back {
+                    let _ = peer.handle_frame(t, &f);
+                }
+            }
+        };
+        for _ in 0..3 {
+            turn(&mut r, &mut peer, false);
+        }
+        assert!(r.task.mirror.peer_alive() && !r.task.mirror.peer_synced());
+        assert!(
+            r.task.mirror.owns(HELD, SaDir::Outbound),
+            "handed back to a life that has not synchronised"
+        );
+        for _ in 0..10 {
+            turn(&mut r, &mut peer, true);
+        }
+        assert!(peer.synced());
+        assert!(
+            !r.task.mirror.owns(HELD, SaDir::Outbound),
+            "not handed back once the peer synchronised"
+        );
     }
 
     /// A worker that panicked leaves its SAs black-holed: the node goes

@@ -483,6 +483,8 @@ pub struct Mirror {
     /// The peer's life heard last may have run SAs: it said it had
     /// synchronised, or this node sent it every part of a bulk.
     peer_ran: bool,
+    /// The peer's life heard last said it had synchronised.
+    peer_synced: bool,
     /// Owned SAs added at run time, waiting for the peer to say what it
     /// knows of them before they may run.
     asking: BTreeSet<SaKey>,
@@ -563,6 +565,7 @@ impl Mirror {
             stats: MirrorStats::default(),
             fenced: false,
             peer_ran: false,
+            peer_synced: false,
             asking: BTreeSet::new(),
             unheard: BTreeSet::new(),
             questions: BTreeSet::new(),
@@ -1012,6 +1015,12 @@ impl Mirror {
     /// Whether the peer's bulk sync has completed.
     pub fn synced(&self) -> bool {
         self.synced
+    }
+
+    /// Whether the peer's current life says it has synchronised (and so
+    /// can run what is handed back to it).
+    pub fn peer_synced(&self) -> bool {
+        self.peer_alive && self.peer_synced
     }
 
     /// Frames dropped by the receive filter, by reason.
@@ -1527,9 +1536,11 @@ impl Mirror {
             self.peer_ran = false;
             self.bulk_told = None;
             self.bulk_in = None;
+            self.peer_synced = false;
         }
         if accepted.header.flags & mirror::FLAG_SYNCED != 0 {
             self.peer_ran = true;
+            self.peer_synced = true;
             if self.bulk_out.is_some() {
                 // It holds a whole bulk: what the first one carried (or
                 // more), which every later one repeats or raises.

@@ -50,6 +50,7 @@ impl Mirror {
             stats: _,
             fenced,
             peer_ran,
+            peer_synced,
             asking,
             unheard,
             questions,
@@ -75,7 +76,16 @@ impl Mirror {
         (synced, standby).hash(&mut h);
         (peer_alive, last_heard, next_heartbeat, next_refresh).hash(&mut h);
         (
-            events, fenced, peer_ran, asking, unheard, questions, queries, marks, answers,
+            events,
+            fenced,
+            peer_ran,
+            peer_synced,
+            asking,
+            unheard,
+            questions,
+            queries,
+            marks,
+            answers,
         )
             .hash(&mut h);
         (
