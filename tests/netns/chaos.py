@@ -378,6 +378,10 @@ class Chaos:
             self.topo.run(sw, "ip", "link", "set", port, "nomaster")
         relay = self.topo.start(sw, "python3", str(HERE / "relay.py"), "m-a", "m-b", str(p), str(delay_ms),
                                 *(["pad"] if pad else []), log=self.tmp / "relay.log")
+        # Stopped before it is ready (a slow start on a loaded machine), it
+        # would end without its report.
+        assert wait_for(lambda: "relay: ready" in (self.tmp / "relay.log").read_text(), timeout=10), \
+            "the relay did not start"
         time.sleep(seconds)
         self.topo.stop(relay)
         for port in ("m-a", "m-b"):

@@ -41,6 +41,7 @@ def main(if1, if2, p, delay_ms, pad):
         running = False
 
     signal.signal(signal.SIGTERM, stop)
+    print("relay: ready", flush=True)
     while running:
         now = time.monotonic()
         timeout = max(0.0, pending[0][0] - now) if pending else 0.05

@@ -1165,12 +1165,17 @@ impl Mirror {
     }
 
     /// What an ownership record of this SA carries: for an SA owned here,
-    /// how far it may go (outbound: its reach) or what it reports (inbound:
-    /// its top, or a stalled number past it); else the stored value.
+    /// what it reported (its states' value), as an answer to a query
+    /// carries ([`history_of`](Self::history_of)); else the stored value.
+    /// Not how far it may go: the peer stores the record's value and
+    /// acknowledges the next state with it, and a value above any state
+    /// sent reads as an earlier use this node forgot, which it moves past
+    /// (a jump at every bulk sent, and at every hand-back). The peer's
+    /// acknowledged lease bounds the owner whatever the record says.
     fn bound(&self, spi: u32, dir: SaDir) -> u64 {
         match (dir, self.outbound.get(&spi), self.inbound.get(&spi)) {
-            (SaDir::Outbound, Some(o), _) => o.reach(),
-            (SaDir::Inbound, _, Some(i)) => i.value(),
+            (SaDir::Outbound, Some(o), _) => o.sent_lease(),
+            (SaDir::Inbound, _, Some(i)) => i.sent_top(),
             _ => self.standby.get(spi, dir).map_or(0, |s| s.value),
         }
     }
