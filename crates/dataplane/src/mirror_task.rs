@@ -199,6 +199,8 @@ pub enum Order {
 /// The pair as the mirror task sees it now (for the control socket).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PairStatus {
+    /// This node's mirror epoch: its life, new and larger at every start.
+    pub epoch: u64,
     /// The peer is heard.
     pub peer_alive: bool,
     /// The peer's bulk sync completed.
@@ -338,6 +340,7 @@ impl Running {
     fn publish(&self) {
         let m = &self.task.mirror;
         let s = PairStatus {
+            epoch: m.epoch(),
             peer_alive: m.peer_alive(),
             synced: m.synced(),
             holding: self.holding,

@@ -35,6 +35,9 @@ enum Health {
     Up,
     /// Declared failed; flows rerouted.
     Failed,
+    /// Failed, and answering again in a new life that has not synchronised
+    /// yet.
+    Returning,
     /// Failed, its peer had it fenced, and it answers again in that same
     /// life: it waits for a restart.
     Unrestarted,
@@ -52,13 +55,16 @@ struct NodeState {
     health: Health,
     /// Polls unanswered in a row.
     missed: u32,
-    /// When (host milliseconds) the host had the peer fence this node's
-    /// life, while that life may still run. The peer runs without leases
-    /// once it fenced, and should the peer die before this life heard how
-    /// far it went, this life could not bound that run: a fenced node must
-    /// restart before it rejoins. Until then it neither takes the peer's
-    /// SAs over nor gets its own handed back.
-    fenced_at: Option<u64>,
+    /// Its life as it last answered: its mirror epoch, new and larger at
+    /// every start (a clock that cannot stand still while the node is
+    /// frozen, as its uptime would across a suspended or paused machine).
+    life: Option<u64>,
+    /// The life the host had the peer fence, while it may still run. The
+    /// peer runs without leases once it fenced, and should the peer die
+    /// before this life heard how far it went, this life could not bound
+    /// that run: a fenced node must restart before it rejoins. Until then
+    /// it neither takes the peer's SAs over nor gets its own handed back.
+    fenced_life: Option<u64>,
 }
 
 /// What the host does after one poll of a node.
@@ -87,57 +93,70 @@ impl NodeState {
         NodeState {
             health: Health::Unknown,
             missed: 0,
-            fenced_at: None,
+            life: None,
+            fenced_life: None,
         }
     }
 }
 
-/// One poll of node `i` at `now_ms` (host time), its answer as
-/// `(uptime_ms, synced)` (`None`: no answer): what the host does.
-/// `dead_after` unanswered polls declare a node that was up failed.
+/// One poll of node `i`, its answer as `(life, synced)` (`None`: no
+/// answer; no life: a node still waiting for its configuration): what
+/// the host does. `dead_after` unanswered polls declare a
+/// node that answered since it was last declared failed failed (again:
+/// a fence ends when the fenced node is heard, so a node that answered
+/// and went silent is fenced anew).
 fn step(
     nodes: &mut [NodeState; 2],
     i: usize,
-    answer: Option<(u64, bool)>,
-    now_ms: u64,
+    answer: Option<(Option<u64>, bool)>,
     dead_after: u32,
 ) -> Step {
     let other = nodes[1 - i];
     let w = &mut nodes[i];
-    let Some((uptime_ms, synced)) = answer else {
+    let Some((life, synced)) = answer else {
         w.missed += 1;
-        if w.health != Health::Up || w.missed < dead_after {
+        let answering = matches!(
+            w.health,
+            Health::Up | Health::Returning | Health::Unrestarted
+        );
+        if !answering || w.missed < dead_after {
             return Step::Nothing;
         }
         w.health = Health::Failed;
-        if other.health == Health::Up && other.fenced_at.is_none() {
-            w.fenced_at = Some(now_ms);
+        if other.health == Health::Up && other.fenced_life.is_none() {
+            w.fenced_life = w.fenced_life.or(w.life);
             return Step::Failed;
         }
         return Step::FailedAlone;
     };
     w.missed = 0;
-    if w.fenced_at
-        .is_some_and(|at| uptime_ms < now_ms.saturating_sub(at))
-    {
+    if w.health == Health::Unknown {
+        w.health = Health::Up;
+        w.life = life;
+        return Step::Up;
+    }
+    let Some(life) = life else {
+        return Step::Nothing;
+    };
+    w.life = Some(life);
+    if w.fenced_life.is_some_and(|f| f != life) {
         // Started since its fence: a new life.
-        w.fenced_at = None;
-        if w.health == Health::Unrestarted {
-            w.health = Health::Failed;
-        }
+        w.fenced_life = None;
     }
     match w.health {
-        Health::Unknown => {
-            w.health = Health::Up;
-            Step::Up
-        }
-        Health::Failed if w.fenced_at.is_some() => {
+        Health::Failed | Health::Returning if w.fenced_life.is_some() => {
             w.health = Health::Unrestarted;
             Step::BackUnrestarted
         }
-        Health::Failed if synced => {
+        Health::Failed | Health::Returning | Health::Unrestarted
+            if w.fenced_life.is_none() && synced =>
+        {
             w.health = Health::Up;
             Step::Back
+        }
+        Health::Failed | Health::Unrestarted if w.fenced_life.is_none() => {
+            w.health = Health::Returning;
+            Step::Nothing
         }
         _ => Step::Nothing,
     }
@@ -210,12 +229,11 @@ pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
         for i in 0..nodes.len() {
             let answer = poll(&nodes[i]).map(|s| {
-                let uptime = s["uptime_ms"].as_u64().unwrap_or(u64::MAX);
-                (uptime, s["pair"]["synced"] == Value::Bool(true))
+                let life = s["pair"]["epoch"].as_u64();
+                (life, s["pair"]["synced"] == Value::Bool(true))
             });
             let mut states = [nodes[0].state, nodes[1].state];
-            let now = started.elapsed().as_millis() as u64;
-            let what = step(&mut states, i, answer, now, cfg.dead_after);
+            let what = step(&mut states, i, answer, cfg.dead_after);
             nodes[0].state = states[0];
             nodes[1].state = states[1];
             let (w, peer) = (&nodes[i], &nodes[1 - i]);
@@ -262,47 +280,49 @@ mod tests {
     use super::*;
 
     const DEAD_AFTER: u32 = 3;
+    /// The lives (mirror epochs) of the nodes' first starts, and a's next.
+    const A1: u64 = 1_000;
+    const B1: u64 = 2_000;
+    const A2: u64 = 3_000;
 
-    /// Polls node `i` until it is declared failed, from `now`; returns what
-    /// the last poll decided and the time.
-    fn fail(nodes: &mut [NodeState; 2], i: usize, mut now: u64) -> (Step, u64) {
-        loop {
-            now += 20;
-            let s = step(nodes, i, None, now, DEAD_AFTER);
+    /// Polls node `i`, silent, until the host decides something.
+    fn fail(nodes: &mut [NodeState; 2], i: usize) -> Step {
+        for _ in 0..100 {
+            let s = step(nodes, i, None, DEAD_AFTER);
             if s != Step::Nothing {
-                return (s, now);
+                return s;
             }
         }
+        Step::Nothing
+    }
+
+    fn answer(nodes: &mut [NodeState; 2], i: usize, life: u64, synced: bool) -> Step {
+        step(nodes, i, Some((Some(life), synced)), DEAD_AFTER)
     }
 
     fn up_pair() -> [NodeState; 2] {
         let mut nodes = [NodeState::new(), NodeState::new()];
-        assert_eq!(
-            step(&mut nodes, 0, Some((10, true)), 10, DEAD_AFTER),
-            Step::Up
-        );
-        assert_eq!(
-            step(&mut nodes, 1, Some((10, true)), 10, DEAD_AFTER),
-            Step::Up
-        );
+        assert_eq!(answer(&mut nodes, 0, A1, true), Step::Up);
+        assert_eq!(answer(&mut nodes, 1, B1, true), Step::Up);
         nodes
     }
 
     #[test]
     fn a_failed_node_is_fenced_and_gets_its_sas_back_once_restarted_and_synchronised() {
         let mut nodes = up_pair();
-        let (s, now) = fail(&mut nodes, 0, 10_000);
-        assert_eq!(s, Step::Failed, "b takes a's SAs over and fences it");
-        let now = now + 2_000;
         assert_eq!(
-            step(&mut nodes, 0, Some((500, false)), now, DEAD_AFTER),
+            fail(&mut nodes, 0),
+            Step::Failed,
+            "b takes a's SAs over and fences it"
+        );
+        // Restarted: still waiting for its configuration, then running.
+        assert_eq!(
+            step(&mut nodes, 0, Some((None, false)), DEAD_AFTER),
             Step::Nothing
         );
-        assert_eq!(
-            step(&mut nodes, 0, Some((600, true)), now + 100, DEAD_AFTER),
-            Step::Back
-        );
-        assert_eq!(nodes[0].fenced_at, None);
+        assert_eq!(answer(&mut nodes, 0, A2, false), Step::Nothing);
+        assert_eq!(answer(&mut nodes, 0, A2, true), Step::Back);
+        assert_eq!(nodes[0].fenced_life, None);
     }
 
     /// Reader14's find 3 under the host: a fenced node that comes back in
@@ -311,34 +331,50 @@ mod tests {
     /// peer then die, that node must not take the SAs over and be told to
     /// fence (its fence would move them only three steps past what it
     /// knows). It gets nothing back and takes nothing over until it
-    /// restarts.
+    /// restarts. A life is told by its mirror epoch, not its uptime
+    /// (reader15's find 3: a monotonic uptime stands still while the
+    /// machine is suspended or its VM paused, so a frozen life came back
+    /// looking younger than its fence).
     #[test]
     fn a_fenced_node_back_in_the_same_life_takes_nothing_over_until_it_restarts() {
         let mut nodes = up_pair();
-        let (s, now) = fail(&mut nodes, 0, 10_000);
-        assert_eq!(s, Step::Failed);
-        let now = now + 2_000;
-        // Up for 12 s: the life that was fenced 2 s ago.
-        let same_life = Some((12_000, true));
+        assert_eq!(fail(&mut nodes, 0), Step::Failed);
+        assert_eq!(answer(&mut nodes, 0, A1, true), Step::BackUnrestarted);
+        assert_eq!(answer(&mut nodes, 0, A1, true), Step::Nothing);
         assert_eq!(
-            step(&mut nodes, 0, same_life, now, DEAD_AFTER),
-            Step::BackUnrestarted
-        );
-        assert_eq!(
-            step(&mut nodes, 0, same_life, now + 20, DEAD_AFTER),
-            Step::Nothing
-        );
-        let (s, now) = fail(&mut nodes, 1, now);
-        assert_eq!(
-            s,
+            fail(&mut nodes, 1),
             Step::FailedAlone,
             "a may not take b's SAs over nor fence b"
         );
         // a restarts: a new life, synchronised, gets its SAs back.
-        assert_eq!(
-            step(&mut nodes, 0, Some((300, true)), now + 1_000, DEAD_AFTER),
-            Step::Back
-        );
-        assert_eq!(nodes[0].fenced_at, None);
+        assert_eq!(answer(&mut nodes, 0, A2, true), Step::Back);
+        assert_eq!(nodes[0].fenced_life, None);
+    }
+
+    /// Reader15's find 4: a fenced node that answers again (in the same
+    /// life, or a new one not yet synchronised) ends its peer's fence (the
+    /// peer heard it); if it then goes silent, it is failed and fenced
+    /// again, or the peer, holding every SA under leases nobody
+    /// acknowledges, would stall for good.
+    #[test]
+    fn a_fenced_node_that_answers_and_dies_again_is_fenced_again() {
+        for life in [A1, A2] {
+            let mut nodes = up_pair();
+            assert_eq!(fail(&mut nodes, 0), Step::Failed);
+            assert_ne!(answer(&mut nodes, 0, life, false), Step::Back);
+            assert_eq!(fail(&mut nodes, 0), Step::Failed, "life {life}");
+            assert_eq!(nodes[0].fenced_life, Some(life));
+        }
+    }
+
+    /// A node that fails while its peer is down is fenced by nobody: it
+    /// gets its SAs back as soon as it is up and synchronised again.
+    #[test]
+    fn a_node_failing_alone_is_not_held_as_fenced() {
+        let mut nodes = up_pair();
+        assert_eq!(fail(&mut nodes, 1), Step::Failed);
+        assert_eq!(fail(&mut nodes, 0), Step::FailedAlone);
+        assert_eq!(nodes[0].fenced_life, None);
+        assert_eq!(answer(&mut nodes, 0, A1, true), Step::Back);
     }
 }

@@ -261,6 +261,7 @@ fn answer(
         (Request::Status {}, Some(n)) => {
             let pair = n.pair_status().map(|p| {
                 json!({
+                    "epoch": p.epoch,
                     "peer_alive": p.peer_alive,
                     "synced": p.synced,
                     "holding": p.holding,

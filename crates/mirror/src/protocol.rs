@@ -1007,6 +1007,11 @@ impl Mirror {
         &self.standby
     }
 
+    /// This node's epoch: its life, new and larger at every start.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// Whether the peer is heard.
     pub fn peer_alive(&self) -> bool {
         self.peer_alive
