@@ -955,4 +955,84 @@ mod tests {
                 .any(|e| e.kind == NodeEventKind::WorkersLost)
         );
     }
+
+    /// Reader16 find F1 (the fence contract, docs/mirror-protocol.md "What
+    /// the protocol cannot cover on its own": "a fenced node must restart
+    /// before it rejoins"; the host's `Unrestarted`: "gets nothing handed
+    /// back"). Automatic failback (the default, and conf/pair/*.yaml, the
+    /// node files conf/host.yaml pushes, say `failback: auto`) hands the
+    /// SAs back to the very life this node fenced, as soon as that life is
+    /// heard again: its frames carry FLAG_SYNCED (it synchronised before
+    /// its freeze), so `peer_synced()` is true at once, and 182ba5b's wait
+    /// does not hold it. The host meanwhile holds that node as
+    /// `Unrestarted` (no `on_return`: its flows stay routed to this node,
+    /// which no longer has its SAs) and every later failure of this node
+    /// is `FailedAlone`.
+    ///
+    /// Steps: node 1 holds HELD (home 2) after a takeover; node 2 falls
+    /// silent (frozen), node 1 declares it dead and is fenced (`Order::Fence`,
+    /// ok: unleased); node 2 thaws in the same life (epoch 2) and its
+    /// frames arrive; with `failback: auto` (delay 0) node 1 hands HELD
+    /// back.
+    ///
+    /// The fix: the mirror remembers the peer life it fenced (the filter's
+    /// epoch at `force_unleased`), and `peer_synced()`, which automatic
+    /// failback waits for, does not count that life.
+    #[test]
+    fn reader16_automatic_failback_skips_a_life_this_node_fenced() {
+        let (mut r, mut peer_end) = holder();
+        let mut m = Mirror::new(cfg(1, 2), key(), 1, 0);
+        let mut peer = Mirror::new(cfg(2, 1), key(), 2, 0);
+        for x in [&mut m, &mut peer] {
+            x.add_sa(HELD, SaDir::Outbound, true, 2);
+        }
+        for _ in 0..10 {
+            while let Some(f) = m.poll_transmit(0) {
+                let _ = peer.handle_frame(0, &f);
+            }
+            while let Some(f) = peer.poll_transmit(0) {
+                let _ = m.handle_frame(0, &f);
+            }
+        }
+        assert!(m.synced() && peer.synced());
+        assert_eq!(m.take_over(), 1);
+        while m.poll_event().is_some() {}
+        while m.poll_transmit(0).is_some() {}
+        r.task.mirror = m;
+        r.task.failback = Failback::Auto { delay_ms: 0 };
+        let stop = AtomicBool::new(false);
+        // Node 2 freezes: declared dead, then fenced.
+        std::thread::sleep(Duration::from_millis(60));
+        r.turn(&stop);
+        assert!(!r.task.mirror.peer_alive());
+        let (tx, rx) = std::sync::mpsc::channel();
+        assert!(r.task.orders.push(Order::Fence(tx)).is_ok());
+        r.turn(&stop);
+        assert_eq!(rx.recv().unwrap(), Ok(()), "fenced");
+        while r.task.shared.commands[0].pop().is_some() {}
+        r.parking = false;
+        let _ = frames_from(&mut peer_end);
+        // Node 2 thaws in the same life.
+        for k in 0..5 {
+            let t = 1000 + 20 * k;
+            let mut out = Vec::new();
+            while let Some(f) = peer.poll_transmit(t) {
+                out.push(f);
+            }
+            send_frames(&mut peer_end, out);
+            std::thread::sleep(Duration::from_millis(2));
+            r.turn(&stop);
+            while r.task.shared.commands[0].pop().is_some() {}
+            r.parking = false;
+            for f in frames_from(&mut peer_end) {
+                let _ = peer.handle_frame(t, &f);
+            }
+        }
+        assert!(r.task.mirror.peer_alive());
+        assert!(
+            r.task.mirror.owns(HELD, SaDir::Outbound),
+            "handed HELD back to the life this node fenced (peer epoch 2, synced {})",
+            r.task.mirror.peer_synced()
+        );
+    }
 }

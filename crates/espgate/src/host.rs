@@ -99,6 +99,13 @@ impl NodeState {
     }
 }
 
+/// The peer did not carry out the fence ordered at a `Failed` step (it was
+/// unreachable, or refused): the node's life is fenced only as far as it
+/// was before (`before`), or it would wait for a restart for good.
+fn fence_not_done(w: &mut NodeState, before: Option<u64>) {
+    w.fenced_life = before;
+}
+
 /// One poll of node `i`, its answer as `(life, synced)` (`None`: no
 /// answer; no life: a node still waiting for its configuration): what
 /// the host does. `dead_after` unanswered polls declare a
@@ -123,7 +130,10 @@ fn step(
             return Step::Nothing;
         }
         w.health = Health::Failed;
-        if other.health == Health::Up && other.fenced_life.is_none() {
+        // A fence needs the life it fences: a node whose life the host
+        // never learned (it failed right after its configuration) is not
+        // fenced, and its SAs wait for it.
+        if other.health == Health::Up && other.fenced_life.is_none() && w.life.is_some() {
             w.fenced_life = w.fenced_life.or(w.life);
             return Step::Failed;
         }
@@ -136,6 +146,9 @@ fn step(
         return Step::Up;
     }
     let Some(life) = life else {
+        // A life the host does not know yet (waiting for its
+        // configuration): not the one it knew.
+        w.life = None;
         return Step::Nothing;
     };
     w.life = Some(life);
@@ -177,11 +190,21 @@ fn run_commands(cmds: &[Vec<String>]) {
     }
 }
 
-fn order(node: &ManagedNode, op: &str) {
+/// Orders `op` of a node; returns whether it was carried out.
+fn order(node: &ManagedNode, op: &str) -> bool {
     match ask(&node.control, &json!({ "op": op })) {
-        Ok(a) if a["ok"] == Value::Bool(true) => say(&format!("{} {op}: ok", node.name)),
-        Ok(a) => say(&format!("{} {op}: refused: {}", node.name, a["error"])),
-        Err(e) => say(&format!("{} {op}: {e:#}", node.name)),
+        Ok(a) if a["ok"] == Value::Bool(true) => {
+            say(&format!("{} {op}: ok", node.name));
+            true
+        }
+        Ok(a) => {
+            say(&format!("{} {op}: refused: {}", node.name, a["error"]));
+            false
+        }
+        Err(e) => {
+            say(&format!("{} {op}: {e:#}", node.name));
+            false
+        }
     }
 }
 
@@ -202,6 +225,11 @@ fn poll(w: &Watched) -> Option<Value> {
             return None;
         }
         say(&format!("{} configured", w.node.name));
+        // Its life, known at once: a failure before the next poll is then
+        // a failure of that life.
+        return ask(&w.node.control, &json!({ "op": "status" }))
+            .ok()
+            .or(Some(status));
     }
     Some(status)
 }
@@ -233,6 +261,7 @@ pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
                 (life, s["pair"]["synced"] == Value::Bool(true))
             });
             let mut states = [nodes[0].state, nodes[1].state];
+            let fenced_before = states[i].fenced_life;
             let what = step(&mut states, i, answer, cfg.dead_after);
             nodes[0].state = states[0];
             nodes[1].state = states[1];
@@ -249,7 +278,9 @@ pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
                     run_commands(&w.node.on_failure);
                     if what == Step::Failed {
                         order(&peer.node, "take_over");
-                        order(&peer.node, "fence");
+                        if !order(&peer.node, "fence") {
+                            fence_not_done(&mut nodes[i].state, fenced_before);
+                        }
                     } else {
                         say(&format!(
                             "{} does not take {name}'s SAs over: it is down, or was fenced \
@@ -376,5 +407,162 @@ mod tests {
         assert_eq!(fail(&mut nodes, 0), Step::FailedAlone);
         assert_eq!(nodes[0].fenced_life, None);
         assert_eq!(answer(&mut nodes, 0, A1, true), Step::Back);
+    }
+
+    // ---- reader16 ----
+
+    /// Reader16 find H1 (P1, through reader14's find 3, which the host is
+    /// there to rule out): a node whose only answer before it failed was
+    /// the status of a node waiting for its configuration (no `pair`, so
+    /// no life) is failed and fenced with `fenced_life` None
+    /// (`w.fenced_life.or(w.life)`, both None). Frozen (a paused VM, a
+    /// cut control link), not dead, it answers again in that same life:
+    /// nothing marks it fenced, so it is `Back`, its peer hands its SAs
+    /// back, it is `Up`, and should its peer die it takes the peer's SAs
+    /// over and has it fenced: the contract "a fenced node must restart
+    /// before it rejoins" is broken.
+    ///
+    /// Steps: the host starts with the nodes; its first poll of a finds it
+    /// waiting for its configuration (Up, life None), pushes it; a
+    /// synchronises with b within the poll period and runs; a freezes
+    /// before the next poll; dead_after polls later a is Failed (b takes
+    /// over and fences: unleased); a thaws in life A1, synchronised: Back.
+    ///
+    /// The fix: the host asks a node's status again right after it
+    /// configured it, so it knows the life at once; and a node whose life
+    /// it does not know is not fenced (its SAs wait for it: a liveness
+    /// cost in the one poll after a configuration, not a reuse).
+    #[test]
+    fn reader16_a_node_failed_before_its_life_is_known_is_not_fenced() {
+        let mut nodes = [NodeState::new(), NodeState::new()];
+        // First polls: a waiting for its configuration (and its status
+        // after it lost: the host never learns its life).
+        assert_eq!(
+            step(&mut nodes, 0, Some((None, false)), DEAD_AFTER),
+            Step::Up
+        );
+        assert_eq!(answer(&mut nodes, 1, B1, true), Step::Up);
+        // a freezes before the next poll: not fenced (its life unknown), so
+        // nothing ran unleased and its SAs wait for it.
+        assert_eq!(fail(&mut nodes, 0), Step::FailedAlone);
+        assert_eq!(nodes[0].fenced_life, None);
+        assert_eq!(answer(&mut nodes, 0, A1, true), Step::Back);
+    }
+
+    /// Reader16 find H2 (P1, as H1): the life the host records for a node
+    /// is the last one it saw with a `pair`; a restart the host saw only
+    /// while the node waited for its configuration leaves the old life
+    /// recorded (`let Some(life) = life else { return Step::Nothing }`).
+    /// Failed then, the node is fenced under its *previous* life, and when
+    /// the life the peer actually fenced answers again, `f != life`
+    /// clears the fence as if it had restarted: Back.
+    ///
+    /// Steps: a (A1) Up; a restarts within dead_after polls (no failure
+    /// seen); the host's next poll finds A2 waiting for its configuration
+    /// and pushes it; A2 syncs with b and runs, and freezes before the
+    /// next poll; Failed, fenced_life A1; b fences A2 (unleased); A2 thaws
+    /// and answers in A2, synchronised: Back, and it is Up.
+    ///
+    /// The fix: a pair-less answer is a new life the host does not know
+    /// yet (`life` = None), and a failure with an unknown life is not
+    /// fenced, as in H1.
+    #[test]
+    fn reader16_a_restart_seen_only_while_waiting_for_configuration_is_not_fenced_as_the_old_life()
+    {
+        let mut nodes = up_pair();
+        // a restarted quickly: the host's poll finds A2 waiting for its configuration.
+        assert_eq!(
+            step(&mut nodes, 0, Some((None, false)), DEAD_AFTER),
+            Step::Nothing
+        );
+        // A2 syncs and runs, then freezes before the host sees its pair:
+        // its life unknown, not fenced.
+        assert_eq!(fail(&mut nodes, 0), Step::FailedAlone);
+        // A2 thaws: nobody ran unleased, it gets its SAs back.
+        assert_eq!(answer(&mut nodes, 0, A2, true), Step::Back);
+        assert_eq!(nodes[0].fenced_life, None);
+    }
+
+    /// Reader16 find H3 (liveness: "a returning node gets its SAs back",
+    /// and its flows: `on_return` never runs). The host records a fence
+    /// whether or not it happened (it does not look at the answers of
+    /// `take_over` and `fence`). When the host loses both nodes at once (its
+    /// own control network fails for dead_after polls, the nodes and
+    /// their mirror link fine), the poll order makes a `Failed` (b is
+    /// still Up in the host's view) with orders to an unreachable b, then
+    /// b `FailedAlone`. Both answer again in their lives: b is Back (a is
+    /// told to hand back: it holds nothing), a is `Unrestarted` for good.
+    /// a's flows stay on b (its `on_failure` ran) while a's SAs still run
+    /// on a (b never took them over): a's traffic is black-holed until
+    /// someone restarts a, and b's failure from then on is FailedAlone
+    /// (no failover at all). The same when b is reachable but refuses the
+    /// fence (it hears a: a was cut off from the host only).
+    ///
+    /// The fix: a fence the peer did not carry out (`order` says so) leaves
+    /// the node's life fenced only as far as it was (`fence_not_done`).
+    #[test]
+    fn reader16_a_host_blip_on_both_nodes_does_not_strand_a_for_good() {
+        let mut nodes = up_pair();
+        let mut steps = Vec::new();
+        // The host hears neither node for dead_after rounds (a polled first).
+        for _ in 0..DEAD_AFTER {
+            for i in 0..2 {
+                let s = step(&mut nodes, i, None, DEAD_AFTER);
+                if s != Step::Nothing {
+                    steps.push((i, s));
+                }
+            }
+        }
+        assert_eq!(steps, vec![(0, Step::Failed), (1, Step::FailedAlone)]);
+        // The fence ordered of b at a's failure did not reach b.
+        fence_not_done(&mut nodes[0], None);
+        // The control network returns; both nodes are in their lives.
+        let mut a_back = false;
+        for _ in 0..10 {
+            a_back |= answer(&mut nodes, 0, A1, true) == Step::Back;
+            answer(&mut nodes, 1, B1, true);
+        }
+        assert!(
+            a_back,
+            "a (health {:?}) never gets its flows back, though b was never reached to fence it",
+            nodes[0].health
+        );
+    }
+
+    /// Tried and held: a node fenced, restarted (A2, Returning), silent
+    /// again before it synchronised: Failed and fenced anew under A2; A2
+    /// thawing is Unrestarted; A3 synchronised is Back. A flapping node is
+    /// fenced once per life and gets its SAs back once per new life.
+    #[test]
+    fn reader16_a_node_fenced_in_two_lives_needs_a_third() {
+        let mut nodes = up_pair();
+        assert_eq!(fail(&mut nodes, 0), Step::Failed);
+        assert_eq!(answer(&mut nodes, 0, A2, false), Step::Nothing);
+        assert_eq!(nodes[0].health, Health::Returning);
+        assert_eq!(fail(&mut nodes, 0), Step::Failed);
+        assert_eq!(nodes[0].fenced_life, Some(A2));
+        assert_eq!(answer(&mut nodes, 0, A2, true), Step::BackUnrestarted);
+        assert_eq!(fail(&mut nodes, 1), Step::FailedAlone);
+        const A3: u64 = 4_000;
+        assert_eq!(answer(&mut nodes, 0, A3, true), Step::Back);
+    }
+
+    /// Tried and held: both nodes fail (a first, fenced; then b, alone),
+    /// both restart; each new life synchronised is Back (each orders the
+    /// other's hand-back), and neither is held as fenced.
+    #[test]
+    fn reader16_both_nodes_failing_and_restarting_both_come_back() {
+        let mut nodes = up_pair();
+        assert_eq!(fail(&mut nodes, 0), Step::Failed);
+        assert_eq!(fail(&mut nodes, 1), Step::FailedAlone);
+        assert_eq!(answer(&mut nodes, 0, A2, false), Step::Nothing);
+        const B2: u64 = 5_000;
+        assert_eq!(answer(&mut nodes, 1, B2, false), Step::Nothing);
+        assert_eq!(answer(&mut nodes, 0, A2, true), Step::Back);
+        assert_eq!(answer(&mut nodes, 1, B2, true), Step::Back);
+        assert_eq!(nodes[0].fenced_life, None);
+        assert_eq!(nodes[1].fenced_life, None);
+        // And a later failure of either is a takeover with a fence again.
+        assert_eq!(fail(&mut nodes, 1), Step::Failed);
     }
 }

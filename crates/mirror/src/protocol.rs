@@ -485,6 +485,9 @@ pub struct Mirror {
     peer_ran: bool,
     /// The peer's life heard last said it had synchronised.
     peer_synced: bool,
+    /// The peer's life this node fenced (its epoch), if any: it must
+    /// restart before it gets anything back.
+    fenced_life: Option<u64>,
     /// Owned SAs added at run time, waiting for the peer to say what it
     /// knows of them before they may run.
     asking: BTreeSet<SaKey>,
@@ -566,6 +569,7 @@ impl Mirror {
             fenced: false,
             peer_ran: false,
             peer_synced: false,
+            fenced_life: None,
             asking: BTreeSet::new(),
             unheard: BTreeSet::new(),
             questions: BTreeSet::new(),
@@ -1023,9 +1027,12 @@ impl Mirror {
     }
 
     /// Whether the peer's current life says it has synchronised (and so
-    /// can run what is handed back to it).
+    /// can run what is handed back to it), and is not a life this node
+    /// fenced: a fenced node must restart before it rejoins (it may not
+    /// know how far this node ran without leases).
     pub fn peer_synced(&self) -> bool {
-        self.peer_alive && self.peer_synced
+        let fenced = self.fenced_life.is_some() && self.fenced_life == self.filter.epoch();
+        self.peer_alive && self.peer_synced && !fenced
     }
 
     /// Frames dropped by the receive filter, by reason.
@@ -1882,6 +1889,7 @@ impl Mirror {
         }
         self.peer_lost();
         self.fenced = true;
+        self.fenced_life = self.filter.epoch();
         self.set_lease(false);
         Ok(())
     }
