@@ -41,8 +41,8 @@ def header(frame):
 
 
 def frame_body(records, count, node, epoch, counter, peer_epoch=0):
-    """A mirror header (version 2, its length field set) and `records`."""
-    return struct.pack(HEADER, 2, 0, count, HEADER_LEN + len(records), 0, node, epoch, counter,
+    """A mirror header (version 3, its length field set) and `records`."""
+    return struct.pack(HEADER, 3, 0, count, HEADER_LEN + len(records), 0, node, epoch, counter,
                        peer_epoch) + records
 
 
