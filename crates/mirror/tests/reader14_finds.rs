@@ -9,35 +9,11 @@ use espgate_mirror::Mirror;
 use espgate_wire::mirror::{MirrorRecord, SaDir};
 use pair::*;
 
-/// Extra outbound SAs of home A, so that a bulk carries many copies.
-const EXTRA: u32 = 0x3000;
-const N_EXTRA: u32 = 12;
-
-/// The bulk part a frame carries: (bulk number, part, parts).
-fn part_of(f: &[u8]) -> Option<(u64, u32, u32)> {
-    records(f).iter().find_map(|r| match r {
-        MirrorRecord::BulkPart { bulk, part, parts } => Some((*bulk, *part, *parts)),
-        _ => None,
-    })
-}
-
-/// A node of the pair with small frames and `N_EXTRA` more outbound SAs
-/// of home A.
-fn small(me: u32, epoch: u64, now: u64) -> Mirror {
-    let mut c = cfg(me);
-    c.max_frame = 200;
-    let mut m = node_from(c, epoch, now);
-    for k in 0..N_EXTRA {
-        m.add_sa(EXTRA + k, SaDir::Outbound, false, A);
-    }
-    m
-}
-
 /// A synchronised pair of small nodes where A ran every one of its
 /// outbound SAs a little (so B stores a copy of each); returns them and
 /// the time.
 fn small_pair_that_ran() -> (Mirror, Mirror, u64) {
-    let (mut a, mut b) = (small(A, 1, 0), small(B, 2, 0));
+    let (mut a, mut b) = (many_parts(A, 1, 0), many_parts(B, 2, 0));
     let mut t = settle(&mut a, &mut b, 0);
     assert!(a.synced() && b.synced());
     for k in std::iter::once(OUT_A).chain((0..N_EXTRA).map(|k| EXTRA + k)) {
@@ -91,7 +67,7 @@ fn a_bulk_with_copies_is_gathered_across_sendings() {
     let (a, mut b, mut t) = small_pair_that_ran();
     drop(a);
     t += 200;
-    let mut a2 = small(A, 5, t);
+    let mut a2 = many_parts(A, 5, t);
     let (mut sending, mut numbers) = (0u64, Vec::new());
     let mut started = false;
     let begin = t;
@@ -133,17 +109,6 @@ fn a_bulk_with_copies_is_gathered_across_sendings() {
         sending + 1,
         &numbers[..numbers.len().min(12)],
     );
-}
-
-/// Frames `m` sends at `now`, each handed to `to` (a link that works one
-/// way).
-fn deliver(m: &mut Mirror, to: &mut Mirror, now: u64) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while let Some(f) = m.poll_transmit(now) {
-        let _ = to.handle_frame(now, &f);
-        out.push(f);
-    }
-    out
 }
 
 /// The value of the (non-copy) state of `spi` a frame carries.
@@ -367,7 +332,7 @@ fn run(
 /// one jump further at each; their parts are dropped.)
 #[test]
 fn parts_of_one_number_from_two_lives_of_the_sender_do_not_sync() {
-    let (mut a1, mut b1) = (small(A, 1, 0), small(B, 2, 0));
+    let (mut a1, mut b1) = (many_parts(A, 1, 0), many_parts(B, 2, 0));
     let mut a1_parts = None;
     let t = run(
         &mut a1,
@@ -386,7 +351,7 @@ fn parts_of_one_number_from_two_lives_of_the_sender_do_not_sync() {
     let (n1, _, parts1) = a1_parts.expect("A1 sent a bulk");
     assert!(!b1.synced() && parts1 > 2);
     drop(a1);
-    let mut a2 = small(A, 3, t);
+    let mut a2 = many_parts(A, 3, t);
     let mut a2_parts = None;
     let t = run(
         &mut a2,
@@ -423,7 +388,7 @@ fn parts_of_one_number_from_two_lives_of_the_sender_do_not_sync() {
 /// stale state raised): one owner, B1, starting past A's final.
 #[test]
 fn a_hand_back_during_a_sending_leaves_one_owner_past_the_holder() {
-    let (mut a, mut b) = (small(A, 1, 0), small(B, 2, 0));
+    let (mut a, mut b) = (many_parts(A, 1, 0), many_parts(B, 2, 0));
     let t = settle(&mut a, &mut b, 0);
     drop(b);
     declare_dead(&mut a, t + 100);
@@ -435,7 +400,7 @@ fn a_hand_back_during_a_sending_leaves_one_owner_past_the_holder() {
     assert!(used > next);
     a.outbound_progress(OUT_B, used, used, used);
     let t1 = t + 200;
-    let mut b1 = small(B, 5, t1);
+    let mut b1 = many_parts(B, 5, t1);
     let mut handed = false;
     let mut t = t1;
     while !b1.synced() && t < t1 + 1000 {
@@ -478,7 +443,7 @@ fn a_starter_waiting_for_a_part_does_not_burn_jumps() {
     let (a, mut b, t) = small_pair_that_ran();
     drop(a);
     let t = t + 200;
-    let mut a2 = small(A, 5, t);
+    let mut a2 = many_parts(A, 5, t);
     let mut numbers = std::collections::BTreeSet::new();
     run(
         &mut a2,
@@ -518,7 +483,7 @@ fn recorded_parts_of_an_earlier_life_do_not_sync_the_next() {
     let (a, mut b, t) = small_pair_that_ran();
     drop(a);
     let t = t + 200;
-    let mut a2 = small(A, 5, t);
+    let mut a2 = many_parts(A, 5, t);
     let mut recorded = Vec::new();
     let mut t = t;
     for _ in 0..200 {
@@ -533,7 +498,7 @@ fn recorded_parts_of_an_earlier_life_do_not_sync_the_next() {
             .any(|f| part_of(f).is_some_and(|p| p.1 + 1 == p.2))
     );
     drop(a2);
-    let mut a3 = small(A, 9, t);
+    let mut a3 = many_parts(A, 9, t);
     for f in &recorded {
         let _ = a3.handle_frame(t, f);
     }

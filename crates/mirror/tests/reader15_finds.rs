@@ -6,43 +6,8 @@
 
 mod pair;
 
-use espgate_mirror::Mirror;
 use espgate_wire::mirror::{MirrorRecord, SaDir};
 use pair::*;
-
-/// Extra outbound SAs of home A, so that a bulk takes many parts.
-const EXTRA: u32 = 0x3000;
-const N_EXTRA: u32 = 12;
-
-/// The bulk part a frame carries: (bulk number, part, parts).
-fn part_of(f: &[u8]) -> Option<(u64, u32, u32)> {
-    records(f).iter().find_map(|r| match r {
-        MirrorRecord::BulkPart { bulk, part, parts } => Some((*bulk, *part, *parts)),
-        _ => None,
-    })
-}
-
-/// A node of the pair with small frames (a bulk of ~15 parts) and
-/// `N_EXTRA` more outbound SAs of home A.
-fn small(me: u32, epoch: u64, now: u64) -> Mirror {
-    let mut c = cfg(me);
-    c.max_frame = 200;
-    let mut m = node_from(c, epoch, now);
-    for k in 0..N_EXTRA {
-        m.add_sa(EXTRA + k, SaDir::Outbound, false, A);
-    }
-    m
-}
-
-/// Frames `m` sends at `now`, each handed to `to`.
-fn deliver(m: &mut Mirror, to: &mut Mirror, now: u64) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while let Some(f) = m.poll_transmit(now) {
-        let _ = to.handle_frame(now, &f);
-        out.push(f);
-    }
-    out
-}
 
 /// Reader15 find 1 (liveness: "without moving its SAs more than once per
 /// restart", and the jump budget of a 32-bit SA, ~256 jumps at
@@ -85,13 +50,13 @@ fn deliver(m: &mut Mirror, to: &mut Mirror, now: u64) -> Vec<Vec<u8>> {
 /// stay as they are.
 #[test]
 fn the_survivor_does_not_move_its_own_sas_at_every_sending() {
-    let (mut a, mut b) = (small(A, 1, 0), small(B, 2, 0));
+    let (mut a, mut b) = (many_parts(A, 1, 0), many_parts(B, 2, 0));
     let mut t = settle(&mut a, &mut b, 0);
     assert!(a.synced() && b.synced());
     events(&mut b);
     drop(a);
     t += 200;
-    let mut a2 = small(A, 5, t);
+    let mut a2 = many_parts(A, 5, t);
     let begin = t;
     let mut numbers = std::collections::BTreeSet::new();
     while t < begin + 1000 {

@@ -241,3 +241,38 @@ pub fn accepted_once(what: &str, earlier: &[u64], later: &[u64]) {
         twice[twice.len() - 1],
     );
 }
+
+/// Extra outbound SAs of home A (`many_parts`), so that a bulk takes many
+/// parts.
+pub const EXTRA: u32 = 0x3000;
+pub const N_EXTRA: u32 = 12;
+
+/// A node of the pair with small frames (a bulk of ~15 parts) and
+/// `N_EXTRA` more outbound SAs of home A.
+pub fn many_parts(me: u32, epoch: u64, now: u64) -> Mirror {
+    let mut c = cfg(me);
+    c.max_frame = 200;
+    let mut m = node_from(c, epoch, now);
+    for k in 0..N_EXTRA {
+        m.add_sa(EXTRA + k, SaDir::Outbound, false, A);
+    }
+    m
+}
+
+/// The bulk part a frame carries: (bulk number, part, parts).
+pub fn part_of(f: &[u8]) -> Option<(u64, u32, u32)> {
+    records(f).iter().find_map(|r| match r {
+        MirrorRecord::BulkPart { bulk, part, parts } => Some((*bulk, *part, *parts)),
+        _ => None,
+    })
+}
+
+/// Frames `m` sends at `now`, each handed to `to`; returns them.
+pub fn deliver(m: &mut Mirror, to: &mut Mirror, now: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(f) = m.poll_transmit(now) {
+        let _ = to.handle_frame(now, &f);
+        out.push(f);
+    }
+    out
+}
