@@ -709,6 +709,14 @@ mod tests {
     /// takeover, with one worker whose command ring nobody drains (a
     /// stuck worker), and the peer's end of the mirror link.
     fn holder() -> (Running, mem::MemQueue) {
+        let (m, _) = holding_pair();
+        running(m)
+    }
+
+    /// Node 1's mirror, synchronised with node 2's (returned too), holding
+    /// SA `HELD` (home node 2) after a takeover, its events and frames
+    /// drained.
+    fn holding_pair() -> (Mirror, Mirror) {
         let mut m = Mirror::new(cfg(1, 2), key(), 1, 0);
         let mut peer = Mirror::new(cfg(2, 1), key(), 2, 0);
         for x in [&mut m, &mut peer] {
@@ -722,9 +730,16 @@ mod tests {
                 let _ = m.handle_frame(0, &f);
             }
         }
+        assert!(m.synced() && peer.synced());
         assert_eq!(m.take_over(), 1);
         while m.poll_event().is_some() {}
         while m.poll_transmit(0).is_some() {}
+        (m, peer)
+    }
+
+    /// The mirror task of `m`, with one worker whose command ring nobody
+    /// drains, and the peer's end of the mirror link.
+    fn running(m: Mirror) -> (Running, mem::MemQueue) {
         let mut tables = Tables::default();
         tables.out_owner.insert(HELD, 0);
         let shared = Arc::new(Shared {
@@ -980,25 +995,8 @@ mod tests {
     /// failback waits for, does not count that life.
     #[test]
     fn reader16_automatic_failback_skips_a_life_this_node_fenced() {
-        let (mut r, mut peer_end) = holder();
-        let mut m = Mirror::new(cfg(1, 2), key(), 1, 0);
-        let mut peer = Mirror::new(cfg(2, 1), key(), 2, 0);
-        for x in [&mut m, &mut peer] {
-            x.add_sa(HELD, SaDir::Outbound, true, 2);
-        }
-        for _ in 0..10 {
-            while let Some(f) = m.poll_transmit(0) {
-                let _ = peer.handle_frame(0, &f);
-            }
-            while let Some(f) = peer.poll_transmit(0) {
-                let _ = m.handle_frame(0, &f);
-            }
-        }
-        assert!(m.synced() && peer.synced());
-        assert_eq!(m.take_over(), 1);
-        while m.poll_event().is_some() {}
-        while m.poll_transmit(0).is_some() {}
-        r.task.mirror = m;
+        let (m, mut peer) = holding_pair();
+        let (mut r, mut peer_end) = running(m);
         r.task.failback = Failback::Auto { delay_ms: 0 };
         let stop = AtomicBool::new(false);
         // Node 2 freezes: declared dead, then fenced.

@@ -43,12 +43,6 @@ enum Health {
     Unrestarted,
 }
 
-struct Watched {
-    node: ManagedNode,
-    /// What the host decided of it.
-    state: NodeState,
-}
-
 /// The host's view of one node, apart from how to reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct NodeState {
@@ -108,10 +102,10 @@ fn fence_not_done(w: &mut NodeState, before: Option<u64>) {
 
 /// One poll of node `i`, its answer as `(life, synced)` (`None`: no
 /// answer; no life: a node still waiting for its configuration): what
-/// the host does. `dead_after` unanswered polls declare a
-/// node that answered since it was last declared failed failed (again:
-/// a fence ends when the fenced node is heard, so a node that answered
-/// and went silent is fenced anew).
+/// the host does. A node that answered since it was last declared failed
+/// is declared failed again after `dead_after` unanswered polls (a fence
+/// ends when the fenced node is heard, so one that answered and went
+/// silent is fenced anew).
 fn step(
     nodes: &mut [NodeState; 2],
     i: usize,
@@ -209,25 +203,21 @@ fn order(node: &ManagedNode, op: &str) -> bool {
 }
 
 /// One poll of one node: configure it if it waits; returns its status.
-fn poll(w: &Watched) -> Option<Value> {
-    let status = ask(&w.node.control, &json!({ "op": "status" })).ok()?;
+fn poll(w: &ManagedNode) -> Option<Value> {
+    let status = ask(&w.control, &json!({ "op": "status" })).ok()?;
     if status["state"] == "waiting_config" {
-        let a = ask(
-            &w.node.control,
-            &json!({ "op": "configure", "yaml": w.node.config }),
-        )
-        .ok()?;
+        let a = ask(&w.control, &json!({ "op": "configure", "yaml": w.config })).ok()?;
         if a["ok"] != Value::Bool(true) {
             say(&format!(
                 "{} refused its configuration: {}",
-                w.node.name, a["error"]
+                w.name, a["error"]
             ));
             return None;
         }
-        say(&format!("{} configured", w.node.name));
+        say(&format!("{} configured", w.name));
         // Its life, known at once: a failure before the next poll is then
         // a failure of that life.
-        return ask(&w.node.control, &json!({ "op": "status" }))
+        return ask(&w.control, &json!({ "op": "status" }))
             .ok()
             .or(Some(status));
     }
@@ -241,63 +231,54 @@ pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    let mut nodes: Vec<Watched> = cfg
-        .nodes
-        .iter()
-        .map(|n| Watched {
-            node: n.clone(),
-            state: NodeState::new(),
-        })
-        .collect();
+    let nodes = &cfg.nodes;
+    let mut states = [NodeState::new(); 2];
     say(&format!(
         "managing {} and {}, polling every {} ms",
-        nodes[0].node.name, nodes[1].node.name, cfg.poll_ms
+        nodes[0].name, nodes[1].name, cfg.poll_ms
     ));
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
-        for i in 0..nodes.len() {
+        for i in 0..2 {
             let answer = poll(&nodes[i]).map(|s| {
                 let life = s["pair"]["epoch"].as_u64();
                 (life, s["pair"]["synced"] == Value::Bool(true))
             });
-            let mut states = [nodes[0].state, nodes[1].state];
             let fenced_before = states[i].fenced_life;
             let what = step(&mut states, i, answer, cfg.dead_after);
-            nodes[0].state = states[0];
-            nodes[1].state = states[1];
             let (w, peer) = (&nodes[i], &nodes[1 - i]);
-            let name = &w.node.name;
+            let name = &w.name;
             match what {
                 Step::Nothing => {}
                 Step::Up => say(&format!("{name} up")),
                 Step::Failed | Step::FailedAlone => {
                     say(&format!(
                         "{name} failed ({} polls unanswered)",
-                        w.state.missed
+                        states[i].missed
                     ));
-                    run_commands(&w.node.on_failure);
+                    run_commands(&w.on_failure);
                     if what == Step::Failed {
-                        order(&peer.node, "take_over");
-                        if !order(&peer.node, "fence") {
-                            fence_not_done(&mut nodes[i].state, fenced_before);
+                        order(peer, "take_over");
+                        if !order(peer, "fence") {
+                            fence_not_done(&mut states[i], fenced_before);
                         }
                     } else {
                         say(&format!(
                             "{} does not take {name}'s SAs over: it is down, or was fenced \
                              and has not restarted since",
-                            peer.node.name
+                            peer.name
                         ));
                     }
                 }
                 Step::Back => {
                     say(&format!("{name} back and synchronised"));
-                    order(&peer.node, "hand_back");
-                    run_commands(&w.node.on_return);
+                    order(peer, "hand_back");
+                    run_commands(&w.on_return);
                 }
                 Step::BackUnrestarted => say(&format!(
                     "{name} answers in the life {} fenced: it gets nothing back until it \
                      restarts (it cannot know how far {} ran without leases)",
-                    peer.node.name, peer.node.name
+                    peer.name, peer.name
                 )),
             }
         }

@@ -1031,7 +1031,9 @@ impl Mirror {
     /// fenced: a fenced node must restart before it rejoins (it may not
     /// know how far this node ran without leases).
     pub fn peer_synced(&self) -> bool {
-        let fenced = self.fenced_life.is_some() && self.fenced_life == self.filter.epoch();
+        let fenced = self
+            .fenced_life
+            .is_some_and(|f| self.filter.epoch() == Some(f));
         self.peer_alive && self.peer_synced && !fenced
     }
 
@@ -1532,11 +1534,7 @@ impl Mirror {
                 // the start when that is higher.
                 let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
                 let top = stored.value.max(start);
-                let bitmap = if stored.bitmap.is_empty() {
-                    Vec::new()
-                } else {
-                    raised(&stored.bitmap, top - stored.value)
-                };
+                let bitmap = raised(&stored.bitmap, top - stored.value);
                 self.recover(spi, dir, top, &bitmap);
             }
         }
@@ -1562,7 +1560,7 @@ impl Mirror {
                 // It holds a whole bulk: what the first one carried (or
                 // more), which every later one repeats or raises.
                 self.bulk_sent();
-                self.drop_bulk_out();
+                self.bulk_out = None;
             }
         }
         self.stats.frames_received += 1;
@@ -1772,7 +1770,7 @@ impl Mirror {
         self.told.clear();
         self.finals.clear();
         self.due.retain(|d| !matches!(d, Due::Record(s) if s.copy));
-        self.drop_bulk_out();
+        self.bulk_out = None;
         if self.peer_ran && !self.fenced {
             self.peer_lost();
         }

@@ -110,17 +110,7 @@ fn the_survivor_does_not_move_its_own_sas_at_every_sending() {
 /// node reported of it (here S, the hand-over's start it was given).
 #[test]
 fn a_handed_back_sa_starts_once_at_the_handover_start() {
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    let mut t = settle(&mut a, &mut b, 0);
-    drop(b);
-    declare_dead(&mut a, t + 100);
-    assert_eq!(a.take_over(), 1);
-    t += 200;
-    let mut b2 = node(B, 5, t);
-    t = settle(&mut a, &mut b2, t);
-    assert!(b2.synced());
-    events(&mut b2);
-    assert_eq!(a.hand_back(), 1);
+    let (mut a, mut b2, t) = handing_back_to_b2();
     let _ = settle(&mut a, &mut b2, t);
     let moves = starts_in(&events(&mut b2), OUT_B, SaDir::Outbound);
     assert_eq!(

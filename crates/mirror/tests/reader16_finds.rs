@@ -18,17 +18,7 @@ use pair::*;
 /// said.
 #[test]
 fn a_handed_back_sa_run_to_its_limit_unheard_stays_below_the_next_takeover() {
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    let mut t = settle(&mut a, &mut b, 0);
-    drop(b);
-    declare_dead(&mut a, t + 100);
-    assert_eq!(a.take_over(), 1);
-    t += 200;
-    let mut b2 = node(B, 5, t);
-    t = settle(&mut a, &mut b2, t);
-    assert!(b2.synced());
-    events(&mut b2);
-    assert_eq!(a.hand_back(), 1);
+    let (mut a, mut b2, mut t) = handing_back_to_b2();
     t += 60;
     exchange(&mut a, &mut b2, t);
     let (s, _) = last_start(&events(&mut b2), OUT_B, SaDir::Outbound).expect("B2 runs OUT_B");

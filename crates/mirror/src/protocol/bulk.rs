@@ -59,6 +59,7 @@ pub(super) struct BulkOut {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct BulkIn {
     number: u64,
+    parts: u32,
     /// One bit per part.
     got: Vec<u64>,
     missing: u32,
@@ -70,26 +71,21 @@ impl BulkIn {
     fn new(number: u64, parts: u32) -> Self {
         BulkIn {
             number,
+            parts,
             got: vec![0; parts.div_ceil(64) as usize],
             missing: parts,
             states: 0,
         }
     }
 
-    fn parts(&self) -> u32 {
-        self.missing + self.got.iter().map(|w| w.count_ones()).sum::<u32>()
-    }
-
-    /// Takes part `part` in; returns whether it is new.
-    fn take(&mut self, part: u32, states: u64) -> bool {
+    /// Takes part `part` in (once).
+    fn take(&mut self, part: u32, states: u64) {
         let (w, bit) = ((part / 64) as usize, 1u64 << (part % 64));
-        if self.got[w] & bit != 0 {
-            return false;
+        if self.got[w] & bit == 0 {
+            self.got[w] |= bit;
+            self.missing -= 1;
+            self.states += states;
         }
-        self.got[w] |= bit;
-        self.missing -= 1;
-        self.states += states;
-        true
     }
 }
 
@@ -276,28 +272,34 @@ impl Mirror {
     /// it: the peer's life may run SAs from then on (see
     /// [`bulk_sent`](Self::bulk_sent)).
     pub(super) fn next_part(&mut self, room: usize) -> Option<Vec<MirrorRecord>> {
-        let b = self.bulk_out.as_ref()?;
+        let b = self.bulk_out.as_mut()?;
         let at = b.next?;
-        let part = b.parts[at].clone();
-        let len = PART_LEN + part.iter().map(|(_, r)| r.buffer_len()).sum::<usize>();
+        let len = PART_LEN
+            + b.parts[at]
+                .iter()
+                .map(|(_, r)| r.buffer_len())
+                .sum::<usize>();
         if len > room {
             return None;
         }
         let (number, parts) = (b.number, b.parts.len());
+        // Out while its entries are built (they read this node), back after.
+        let part = std::mem::take(&mut b.parts[at]);
         let mut out = Vec::with_capacity(part.len() + 1);
         out.push(MirrorRecord::BulkPart {
             bulk: number,
             part: at as u32,
             parts: parts as u32,
         });
-        for (e, built) in part {
-            match self.entry_record(e) {
+        for (e, built) in &part {
+            match self.entry_record(*e) {
                 Some(r) if r.buffer_len() == built.buffer_len() => out.push(r),
-                Some(_) => out.push(built),
+                Some(_) => out.push(built.clone()),
                 None => {}
             }
         }
         if let Some(b) = self.bulk_out.as_mut() {
+            b.parts[at] = part;
             b.next = (at + 1 < parts).then_some(at + 1);
         }
         if at + 1 == parts {
@@ -310,12 +312,6 @@ impl Mirror {
     /// Whether a part waits to be sent.
     pub(super) fn part_pending(&self) -> bool {
         self.bulk_out.as_ref().is_some_and(|b| b.next.is_some())
-    }
-
-    /// The peer's life ended, or it has synchronised: the bulk built for it
-    /// is of no more use.
-    pub(super) fn drop_bulk_out(&mut self) {
-        self.bulk_out = None;
     }
 
     /// Part `part` of the peer's bulk `bulk` of `parts` parts arrived, with
@@ -333,7 +329,7 @@ impl Mirror {
         let current = self
             .bulk_in
             .as_ref()
-            .is_some_and(|b| b.number == bulk && b.parts() == parts);
+            .is_some_and(|b| b.number == bulk && b.parts == parts);
         if !current {
             self.bulk_in = Some(BulkIn::new(bulk, parts));
         }

@@ -276,3 +276,21 @@ pub fn deliver(m: &mut Mirror, to: &mut Mirror, now: u64) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// B dies, A takes OUT_B over, B's next life (B2) synchronises, and A
+/// hands OUT_B back (the hand-over not yet delivered). Returns A, B2 (its
+/// events drained before the hand-back) and the time.
+pub fn handing_back_to_b2() -> (Mirror, Mirror, u64) {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let mut t = settle(&mut a, &mut b, 0);
+    drop(b);
+    declare_dead(&mut a, t + 100);
+    assert_eq!(a.take_over(), 1);
+    t += 200;
+    let mut b2 = node(B, 5, t);
+    t = settle(&mut a, &mut b2, t);
+    assert!(b2.synced());
+    events(&mut b2);
+    assert_eq!(a.hand_back(), 1);
+    (a, b2, t)
+}
