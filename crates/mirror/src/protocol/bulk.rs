@@ -12,7 +12,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use espgate_wire::mirror::{self, MirrorRecord, SaDir, SaState};
 
-use super::{Mirror, MirrorEvent, OWNERSHIP_LEN, OwnershipKind, SaKey, ownership_record};
+use super::*;
 
 /// The bulk record beside a part's records.
 const PART_LEN: usize = mirror::RECORD_HEADER_LEN + 16;
@@ -365,6 +365,20 @@ impl Mirror {
             .push_back(MirrorEvent::Synced { records: states });
         for (spi, dir) in self.owned_keys() {
             self.limit_changed(spi, dir);
+        }
+    }
+
+    /// The last part of the first bulk to the peer's life is sent (or the
+    /// life says it synchronised): from now on it may run SAs,
+    /// and what it stores is counted with what that bulk carried. (Should
+    /// the bulk not arrive, the life never synchronises and so runs
+    /// nothing, and a death of this node would leave the pair with no
+    /// memory of the SAs at all: nothing a start counts on.)
+    pub(super) fn bulk_sent(&mut self) {
+        if let Some(bulk) = self.bulk_told.as_mut().map(std::mem::take) {
+            for (key, v) in bulk {
+                self.tell(key, v);
+            }
         }
     }
 }

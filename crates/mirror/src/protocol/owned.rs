@@ -1,0 +1,238 @@
+//! Where owned SAs start and stop: restart points and windows, the
+//! limits the workers obey, recovery from a stored value, release.
+
+use super::*;
+
+impl Mirror {
+    /// The floor of an SA's restart points (0 without one).
+    pub(super) fn floor(&self, spi: u32, dir: SaDir) -> u64 {
+        self.floors.get(&(spi, dir)).copied().unwrap_or(0)
+    }
+
+    /// The takeover jump of an outbound SA.
+    pub(super) fn jump(&self, spi: u32) -> u64 {
+        let esn = self
+            .pair
+            .get(&(spi, SaDir::Outbound))
+            .is_some_and(|p| p.esn);
+        if esn {
+            self.cfg.takeover_jump
+        } else {
+            self.cfg.takeover_jump_32
+        }
+    }
+
+    /// Where an SA whose stored state is `value` may start again without
+    /// reusing anything an earlier owner (or an earlier life of this node)
+    /// could have used: owners stay below their acknowledged lease plus
+    /// `jump - quantity`, and every acknowledged lease is stored.
+    pub(super) fn restart_point(&self, spi: u32, dir: SaDir, value: u64) -> u64 {
+        let point = match dir {
+            SaDir::Outbound => value.saturating_add(self.jump(spi)).max(1),
+            SaDir::Inbound => match self.cfg.inbound_takeover {
+                InboundTakeover::Strict => value.saturating_add(self.interval_of(spi, dir)),
+                InboundTakeover::Lenient => value,
+            },
+        };
+        point.max(self.floor(spi, dir))
+    }
+
+    /// The replay window an inbound SA restarts with at `start` from its
+    /// stored state: for the worker, and as kept for records. Strict: all
+    /// seen at and below the new top (the worker's copy as long as the
+    /// largest window). Lenient: the stored window [`raised`] to the top
+    /// (what lies between the stored top and the start is seen: a holder
+    /// may have accepted it, and its report may be on its way), unless the
+    /// top is the SA's floor or the stored value came with no window (a
+    /// history, an ownership record's bound, a forgotten use an
+    /// acknowledgement reveals): then all seen there too, since nothing
+    /// tells which of the numbers below it were accepted.
+    pub(super) fn restart_window(
+        &self,
+        (spi, dir): SaKey,
+        stored: &Standby,
+        start: u64,
+    ) -> (Vec<u64>, Vec<u64>) {
+        let lenient = self.cfg.inbound_takeover == InboundTakeover::Lenient
+            && start > self.floor(spi, dir)
+            && !stored.bitmap.is_empty();
+        match dir {
+            SaDir::Outbound => (Vec::new(), Vec::new()),
+            SaDir::Inbound if lenient => {
+                let b = raised(&stored.bitmap, start.saturating_sub(stored.value));
+                (b.clone(), b)
+            }
+            SaDir::Inbound => (
+                vec![u64::MAX; mirror::MAX_BITMAP_WORDS],
+                vec![u64::MAX; stored.bitmap.len()],
+            ),
+        }
+    }
+
+    /// Stores `value` for an SA in the standby table (merged by maximum).
+    pub(super) fn store(&mut self, spi: u32, dir: SaDir, value: u64) {
+        self.standby.merge(&SaState {
+            spi,
+            dir,
+            value,
+            bytes: 0,
+            packets: 0,
+            bitmap: Vec::new(),
+            copy: false,
+        });
+    }
+
+    /// The send policy of outbound SA `spi`.
+    pub(super) fn policy(&self, spi: u32) -> OutboundPolicy {
+        let c = self.cfg;
+        let (interval, quantity) = self
+            .pair
+            .get(&(spi, SaDir::Outbound))
+            .map_or((c.interval, c.quantity), |p| (p.interval, p.quantity));
+        OutboundPolicy::new(interval, quantity, c.lease, self.jump(spi))
+    }
+
+    /// Starts owning an SA at `start` (outbound: next sequence number, with
+    /// `acked` the value the peer stores for it; inbound: window top).
+    pub(super) fn own(&mut self, spi: u32, dir: SaDir, start: u64, acked: u64, bitmap: Vec<u64>) {
+        match dir {
+            SaDir::Outbound => {
+                let policy = self.policy(spi);
+                self.outbound
+                    .insert(spi, OwnedOutbound::starting_at(policy, start, acked));
+            }
+            SaDir::Inbound => {
+                let every = self.interval_of(spi, dir);
+                self.inbound.insert(
+                    spi,
+                    OwnedInbound::starting_at(every, self.cfg.lease, start, bitmap, acked),
+                );
+            }
+        }
+        self.enqueue((spi, dir));
+    }
+
+    /// Tells the node an SA is to run from `start` here, and queues its
+    /// state for the peer.
+    pub(super) fn activated(&mut self, spi: u32, dir: SaDir, start: u64, bitmap: Vec<u64>) {
+        self.events.push_back(MirrorEvent::Activate {
+            spi,
+            dir,
+            start,
+            bitmap,
+        });
+        self.enqueue((spi, dir));
+    }
+
+    /// Tells the node an owned SA's limit now.
+    pub(super) fn limit_changed(&mut self, spi: u32, dir: SaDir) {
+        if let Some(limit) = self.limit_of(spi, dir) {
+            self.events
+                .push_back(MirrorEvent::LimitRaised { spi, dir, limit });
+        }
+    }
+
+    /// Every SA this node owns now.
+    pub(super) fn owned_keys(&self) -> Vec<SaKey> {
+        self.outbound
+            .keys()
+            .map(|s| (*s, SaDir::Outbound))
+            .chain(self.inbound.keys().map(|s| (*s, SaDir::Inbound)))
+            .collect()
+    }
+
+    /// Stops owning an SA: records in the standby table how far this node
+    /// could have gone, emits `Deactivate`, and returns that final state.
+    pub(super) fn release(&mut self, spi: u32, dir: SaDir) -> Option<SaState> {
+        let fin = self.take_final(spi, dir)?;
+        self.events.push_back(MirrorEvent::Deactivate { spi, dir });
+        Some(fin)
+    }
+
+    /// Stops owning an SA without a word to the workers (it is released,
+    /// or deleted): its final state, kept in the standby table.
+    pub(super) fn take_final(&mut self, spi: u32, dir: SaDir) -> Option<SaState> {
+        self.asking.remove(&(spi, dir));
+        let fin = match dir {
+            SaDir::Outbound => {
+                let s = self.outbound.remove(&spi)?;
+                let (_, bytes, packets) = s.counters();
+                SaState {
+                    spi,
+                    dir,
+                    value: s.used_bound(),
+                    bytes,
+                    packets,
+                    bitmap: Vec::new(),
+                    copy: false,
+                }
+            }
+            SaDir::Inbound => {
+                // What it reported, a stall past the window included:
+                // the peer may have taken it over from there.
+                let s = self.inbound.remove(&spi)?;
+                let (bytes, packets) = s.counters();
+                let value = s.value().max(s.sent_top());
+                SaState {
+                    spi,
+                    dir,
+                    value,
+                    bytes,
+                    packets,
+                    bitmap: rebase(s.bitmap(), value - s.top()),
+                    copy: false,
+                }
+            }
+        };
+        if self.queued.remove(&(spi, dir)) {
+            self.due.retain(|d| *d != Due::Owned(spi, dir));
+        }
+        self.standby.merge(&fin);
+        Some(fin)
+    }
+
+    /// A copy of one of this node's SAs from the peer's standby table (bulk
+    /// sync, hand-back): the SA restarts beyond anything used before.
+    /// Returns whether it moved (and so was activated again).
+    pub(super) fn recover(&mut self, spi: u32, dir: SaDir, value: u64, bitmap: &[u64]) -> bool {
+        let start = self.restart_point(spi, dir, value);
+        let window = match dir {
+            SaDir::Outbound => {
+                let moved = self
+                    .outbound
+                    .get_mut(&spi)
+                    .is_some_and(|o| o.recover(start, value));
+                moved.then(Vec::new)
+            }
+            SaDir::Inbound => {
+                // What this node's own window saw stays seen (a lenient
+                // window keeps its bits; a stored one may know less). A
+                // value with no window (`bitmap` empty) stays without one:
+                // the restart takes everything at and below it as seen.
+                let own = self.inbound.get(&spi).map(|i| (i.top(), i.bitmap()));
+                let bitmap = match own {
+                    Some((top, mine)) if value >= top && !bitmap.is_empty() => {
+                        union(bitmap, &rebase(mine, value - top))
+                    }
+                    _ => bitmap.to_vec(),
+                };
+                let stored = Standby {
+                    value,
+                    bitmap,
+                    ..Standby::default()
+                };
+                let (window, kept) = self.restart_window((spi, dir), &stored, start);
+                let moved = self
+                    .inbound
+                    .get_mut(&spi)
+                    .is_some_and(|i| i.recover(start, kept, value));
+                moved.then_some(window)
+            }
+        };
+        let Some(window) = window else {
+            return false;
+        };
+        self.activated(spi, dir, start, window);
+        true
+    }
+}

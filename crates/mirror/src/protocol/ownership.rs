@@ -1,0 +1,274 @@
+//! Who runs each SA of the pair: the owner and its generation, changes
+//! and hand-overs to and from the peer, and their confirmation.
+
+use super::*;
+
+/// An ownership record on the wire, its record header included.
+pub(super) const OWNERSHIP_LEN: usize = mirror::RECORD_HEADER_LEN + 32;
+
+/// The wire record of an ownership record to send.
+pub(super) fn ownership_record(
+    (spi, dir): SaKey,
+    (owner, generation, start, kind): OwnerRecord,
+) -> MirrorRecord {
+    MirrorRecord::Ownership {
+        spi,
+        dir,
+        owner,
+        generation,
+        start,
+        kind,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct PairSa {
+    pub(super) esn: bool,
+    /// Reporting interval (outbound `interval`, inbound `inbound_interval`).
+    pub(super) interval: u64,
+    /// Outbound quantity.
+    pub(super) quantity: u64,
+    pub(super) home: u32,
+    pub(super) owner: u32,
+    pub(super) generation: u64,
+    /// Handed to the peer by this node and not confirmed by it since: the
+    /// peer may have taken it over meanwhile from anywhere this node knows
+    /// nothing of, so it is not taken over again until the peer speaks;
+    /// nor are the peer's states of it acknowledged until then.
+    pub(super) blind: bool,
+}
+
+/// An ownership record to send: owner, generation, bound, kind.
+pub(super) type OwnerRecord = (u32, u64, u64, OwnershipKind);
+
+impl Mirror {
+    /// Starts running an SA here as a takeover does: past its stored value
+    /// (0 if none) by the jump, under ownership `generation`. The peer's SA
+    /// added here at run time and not spoken of since starts a step
+    /// further: the peer may be alive behind a cut link and run it from its
+    /// first number, as far as its slack allows, or (if this node ran it
+    /// before it was deleted) have taken it over from a value this node
+    /// reported and run it as far as its own lease.
+    pub(super) fn take(&mut self, key: SaKey, generation: u64) {
+        let mut known = self.standby.get(key.0, key.1).map_or(0, |s| s.value);
+        if self.unheard.contains(&key) {
+            known = self.restart_point(key.0, key.1, known);
+        }
+        self.take_from(key, generation, known);
+    }
+
+    /// Starts running an SA here as a takeover from `value` does (the
+    /// stored window, where one is kept, moved up to it).
+    pub(super) fn take_from(&mut self, (spi, dir): SaKey, generation: u64, value: u64) {
+        let mut stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
+        if value > stored.value {
+            stored.bitmap = raised(&stored.bitmap, value - stored.value);
+            stored.value = value;
+        }
+        let start = self.restart_point(spi, dir, stored.value);
+        let (window, kept) = self.restart_window((spi, dir), &stored, start);
+        // The ownership record carries `start`; the peer stores it before
+        // it can act on this SA again, so it counts as acknowledged.
+        self.set_owner(
+            (spi, dir),
+            self.cfg.node,
+            generation,
+            start,
+            OwnershipKind::Change,
+        );
+        let acked = self.acknowledged(spi, dir, start);
+        self.own(spi, dir, start, acked, kept);
+        self.events.push_back(MirrorEvent::Activate {
+            spi,
+            dir,
+            start,
+            bitmap: window,
+        });
+    }
+
+    pub(super) fn set_owner(
+        &mut self,
+        key: SaKey,
+        owner: u32,
+        generation: u64,
+        start: u64,
+        kind: OwnershipKind,
+    ) {
+        if let Some(p) = self.pair.get_mut(&key) {
+            p.owner = owner;
+            p.generation = generation;
+            self.max_generation = self.max_generation.max(generation);
+            let record = (owner, generation, start, kind);
+            self.ownership_out.insert(key, record);
+            self.unconfirmed.insert(key, record);
+        }
+    }
+
+    /// What an ownership record of this SA carries: for an SA owned here,
+    /// what it reported (its states' value), as an answer to a query
+    /// carries ([`history_of`](Self::history_of)); else the stored value.
+    /// Not how far it may go: the peer stores the record's value and
+    /// acknowledges the next state with it, and a value above any state
+    /// sent reads as an earlier use this node forgot, which it moves past
+    /// (a jump at every bulk sent, and at every hand-back). The peer's
+    /// acknowledged lease bounds the owner whatever the record says.
+    pub(super) fn bound(&self, spi: u32, dir: SaDir) -> u64 {
+        match (dir, self.outbound.get(&spi), self.inbound.get(&spi)) {
+            (SaDir::Outbound, Some(o), _) => o.sent_lease(),
+            (SaDir::Inbound, _, Some(i)) => i.sent_top(),
+            _ => self.standby.get(spi, dir).map_or(0, |s| s.value),
+        }
+    }
+
+    /// An ownership record from the peer: a change (or hand-over) to take
+    /// in and confirm, or the peer's confirmation of one of this node's.
+    pub(super) fn ownership(
+        &mut self,
+        key: SaKey,
+        owner: u32,
+        generation: u64,
+        start: u64,
+        kind: OwnershipKind,
+    ) {
+        if owner != self.cfg.node {
+            // Whoever owns it may use numbers up to `start` plus slack
+            // without further word: store it before anything else.
+            self.store(key.0, key.1, start);
+        }
+        let matches = |p: &PairSa| p.owner == owner && p.generation == generation;
+        if kind == OwnershipKind::Confirm {
+            if self
+                .unconfirmed
+                .get(&key)
+                .is_some_and(|r| r.0 == owner && r.1 == generation)
+            {
+                self.unconfirmed.remove(&key);
+            }
+            // The peer has spoken of the SA (its bound is stored above).
+            match self.pair.get_mut(&key) {
+                Some(p) if matches(p) => {
+                    p.blind = false;
+                    self.unheard.remove(&key);
+                }
+                // A view this node's earlier add of the SA gave the peer
+                // (before a delete and this add): the peer's view now, as
+                // a change would carry it.
+                Some(p) if generation > p.generation => {
+                    self.change(key, owner, generation, start, OwnershipKind::Change)
+                }
+                _ => {}
+            }
+            return;
+        }
+        self.change(key, owner, generation, start, kind);
+        // Tell the sender its view is taken in, so it stops sending the
+        // record again.
+        if self.pair.get(&key).is_some_and(matches) {
+            let bound = self.bound(key.0, key.1);
+            self.ownership_out
+                .insert(key, (owner, generation, bound, OwnershipKind::Confirm));
+        }
+    }
+
+    /// Takes in an ownership change if it wins over this node's view.
+    pub(super) fn change(
+        &mut self,
+        (spi, dir): SaKey,
+        owner: u32,
+        generation: u64,
+        start: u64,
+        kind: OwnershipKind,
+    ) {
+        let me = self.cfg.node;
+        let Some(p) = self.pair.get(&(spi, dir)).copied() else {
+            self.stats.records_ignored += 1;
+            return;
+        };
+        // A higher generation wins; equal generations with different owners
+        // (both sides changed at once) go to the lower node id.
+        let wins = generation > p.generation
+            || (generation == p.generation && owner != p.owner && owner < p.owner);
+        if !wins {
+            return;
+        }
+        if let Some(e) = self.pair.get_mut(&(spi, dir)) {
+            e.owner = owner;
+            e.generation = generation;
+            e.blind = false;
+            self.max_generation = self.max_generation.max(generation);
+        }
+        self.unheard.remove(&(spi, dir));
+        // What this node sent about the SA before is superseded.
+        self.unconfirmed.remove(&(spi, dir));
+        let handover = kind == OwnershipKind::Handover;
+        if p.owner == me && owner != me {
+            // The peer took it over while this node ran it (a split
+            // brain). It started past what it knew of this node's run,
+            // which that run may have passed if the two views of who ran
+            // it differed (both took it over): it gets this node's final
+            // state as a copy, and moves past it. (Before its bulk sync
+            // this node ran nothing: its final is only where it would
+            // have started.)
+            let fin = self.release(spi, dir);
+            if let Some(mut fin) = fin.filter(|_| self.synced) {
+                fin.copy = true;
+                self.finals.insert((spi, dir), fin.clone());
+                self.due.push_back(Due::Record(Box::new(fin)));
+            }
+        } else if p.owner == me && owner == me && handover {
+            // Handed an SA this node thinks it runs already (it restarted
+            // while the peer held it): it moves past all the peer used.
+            self.handed(spi, dir, start);
+        } else if p.owner != me && owner == me {
+            let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
+            let (begin, acked) = if handover && dir == SaDir::Outbound {
+                // Handed over: everything either node used lies below
+                // `start`, and the sender stored it, so it counts as
+                // acknowledged and the SA runs at once.
+                (
+                    start.max(stored.value).max(self.floor(spi, dir)).max(1),
+                    start,
+                )
+            } else {
+                (
+                    self.restart_point(spi, dir, stored.value.max(start)),
+                    self.acknowledged(spi, dir, stored.value),
+                )
+            };
+            let start = begin;
+            let (window, kept) = self.restart_window((spi, dir), &stored, start);
+            self.own(spi, dir, start, acked, kept);
+            self.events.push_back(MirrorEvent::Activate {
+                spi,
+                dir,
+                start,
+                bitmap: window,
+            });
+        }
+    }
+
+    /// A hand-over of an SA this node owns already: outbound, it goes on
+    /// at `start` at least, with that much acknowledged; inbound, as a
+    /// recovery from the stored window.
+    pub(super) fn handed(&mut self, spi: u32, dir: SaDir, start: u64) {
+        match dir {
+            SaDir::Outbound => {
+                let begin = start.max(self.floor(spi, dir)).max(1);
+                let moved = self.outbound.get_mut(&spi).map(|o| o.recover(begin, start));
+                match moved {
+                    Some(true) => self.activated(spi, dir, begin, Vec::new()),
+                    Some(false) if self.synced => self.limit_changed(spi, dir),
+                    _ => {}
+                }
+            }
+            SaDir::Inbound => {
+                // The stored window counts from the stored top: raised to
+                // the start when that is higher.
+                let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
+                let top = stored.value.max(start);
+                let bitmap = raised(&stored.bitmap, top - stored.value);
+                self.recover(spi, dir, top, &bitmap);
+            }
+        }
+    }
+}

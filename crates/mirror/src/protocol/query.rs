@@ -1,0 +1,105 @@
+//! SAs added at run time: what this node asks the peer of them, and how
+//! it answers the peer's questions and histories.
+
+use super::*;
+
+impl Mirror {
+    /// What this node knows of an SA: what it stores (a standby copy, the
+    /// history of an SA no longer configured, its own final state) and,
+    /// if it runs here, what it reported of it (its states' value: the
+    /// peer stores no more than that from them, and a history up to it
+    /// coming back is this life's own news, not an earlier use); nothing
+    /// if it never heard of it. (An SA added here and still asking runs
+    /// nothing yet: where it would start is not news.)
+    pub(super) fn history_of(&self, spi: u32, dir: SaDir) -> Option<u64> {
+        let stored = self.standby.get(spi, dir).map(|s| s.value);
+        if self.asking.contains(&(spi, dir)) {
+            return stored;
+        }
+        let reported = match dir {
+            SaDir::Outbound => self.outbound.get(&spi).map(|o| o.sent_lease()),
+            SaDir::Inbound => self.inbound.get(&spi).map(|i| i.sent_top()),
+        };
+        match (reported, stored) {
+            (Some(r), s) => Some(r.max(s.unwrap_or(0))),
+            (None, s) => s,
+        }
+    }
+
+    /// Starts an SA added at run time once the peer answered: from its
+    /// first number if neither node ever heard of it, else past the
+    /// highest value known, as a restart would.
+    pub(super) fn begin_asked(&mut self, spi: u32, dir: SaDir, known: Option<u64>) {
+        if let Some(v) = known {
+            // The window this node keeps of its history (what it, or the
+            // peer's states, reported before the delete) stays seen. Of a
+            // history whose window it lacks (a history record carries
+            // none: this node restarted since the delete; or the answer is
+            // past what it stores) everything at and below is seen.
+            let bitmap = self
+                .standby
+                .get(spi, dir)
+                .filter(|s| s.value == v && !s.bitmap.is_empty())
+                .map_or_else(
+                    || vec![u64::MAX; mirror::MAX_BITMAP_WORDS],
+                    |s| s.bitmap.clone(),
+                );
+            if self.recover(spi, dir, v, &bitmap) {
+                return;
+            }
+        }
+        // Where it stands already (its first number if nobody knew it, or
+        // where a lost peer life moved it meanwhile: strict, everything at
+        // and below seen).
+        let (start, window) = match (dir, self.outbound.get(&spi), self.inbound.get(&spi)) {
+            (SaDir::Outbound, Some(o), _) => (o.counters().0 + 1, Vec::new()),
+            (SaDir::Inbound, _, Some(i)) => {
+                let here = Standby {
+                    value: i.top(),
+                    bitmap: i.bitmap().to_vec(),
+                    ..Standby::default()
+                };
+                (i.top(), self.restart_window((spi, dir), &here, i.top()).0)
+            }
+            _ => return,
+        };
+        self.activated(spi, dir, start, window);
+    }
+
+    /// Whether an acknowledgement for an owned SA is above anything this
+    /// node sent for it.
+    pub(super) fn acked_beyond(&self, spi: u32, dir: SaDir, lease: u64) -> bool {
+        match dir {
+            SaDir::Outbound => self
+                .outbound
+                .get(&spi)
+                .is_some_and(|o| lease > o.sent_lease()),
+            SaDir::Inbound => self.inbound.get(&spi).is_some_and(|i| lease > i.sent_top()),
+        }
+    }
+
+    /// What the peer knows of an SA: the answer to this node's query, or
+    /// the history of an SA it no longer runs: stored, and an owned SA
+    /// moves past it if it is above anything this life sent of it.
+    pub(super) fn history(&mut self, spi: u32, dir: SaDir, value: Option<u64>) {
+        let key = (spi, dir);
+        self.questions.remove(&key);
+        if self.asking.remove(&key) {
+            // Both nodes' knowledge: nothing on either means never used.
+            let known = match (value, self.standby.get(spi, dir).map(|s| s.value)) {
+                (None, None) => None,
+                (a, b) => a.max(b),
+            };
+            self.begin_asked(spi, dir, known);
+        } else if let Some(v) = value {
+            if !self.owns(spi, dir) {
+                self.store(spi, dir, v);
+            } else if self.acked_beyond(spi, dir, v) {
+                // Above anything this life sent of it: an earlier use it
+                // forgot. (Not higher, it is this life's own news, or the
+                // 0 a repeated question left.)
+                self.recover(spi, dir, v, &[]);
+            }
+        }
+    }
+}

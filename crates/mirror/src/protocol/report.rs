@@ -1,0 +1,112 @@
+//! What the mirror tells the node: events to act on, refusals, counters
+//! and views of the pair for operators.
+
+use espgate_wire::mirror::SaDir;
+
+/// Why this node refused to run its SAs without leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FenceRefused {
+    /// The peer's frames still arrive: it is not isolated, and two owners
+    /// without leases would use the same numbers.
+    #[error("the peer is heard: a fence must follow a verified isolation")]
+    PeerHeard,
+    /// No bulk sync since this node started: it does not know how far its
+    /// SAs went in its earlier life, so it cannot place them past it.
+    #[error("not synchronised since it started: its SAs cannot be placed past its earlier life")]
+    NotSynced,
+}
+
+/// Something the node should act on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MirrorEvent {
+    /// The peer is heard (again), in this epoch.
+    PeerAlive {
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// The peer missed `dead_after` heartbeats.
+    PeerDead,
+    /// An owned SA's limit changed: outbound, it may use sequence numbers
+    /// below `limit`; inbound, it may accept only packets below it.
+    LimitRaised {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        dir: SaDir,
+        /// The new limit (`u64::MAX`: none).
+        limit: u64,
+    },
+    /// The peer's bulk sync is complete: this node knows its SAs' history.
+    Synced {
+        /// SA states the peer sent.
+        records: u64,
+    },
+    /// This node now owns an SA (taken over, handed back, or recovered):
+    /// outbound, the next packet gets sequence number `start`; inbound,
+    /// the window top is `start` with `bitmap` below it.
+    Activate {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        dir: SaDir,
+        /// First sequence number (outbound) or window top (inbound).
+        start: u64,
+        /// Inbound replay bitmap below the top.
+        bitmap: Vec<u64>,
+    },
+    /// This node no longer owns an SA: stop using it.
+    Deactivate {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        dir: SaDir,
+    },
+}
+
+/// Counters of the mirror link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MirrorStats {
+    /// Frames built for sending.
+    pub frames_sent: u64,
+    /// Bytes of those frames.
+    pub bytes_sent: u64,
+    /// SA state records sent.
+    pub states_sent: u64,
+    /// Lease acknowledgements sent.
+    pub acks_sent: u64,
+    /// Frames accepted.
+    pub frames_received: u64,
+    /// Records about SAs this node does not know, or of unknown types.
+    pub records_ignored: u64,
+    /// Takeovers done (SAs).
+    pub taken_over: u64,
+    /// SAs handed back.
+    pub handed_back: u64,
+    /// Bulk syncs received with frames lost on the way, and so asked for
+    /// again.
+    pub bulks_incomplete: u64,
+    /// Records that would change this node's state but were sent to another
+    /// of its lives (recorded frames replayed, or frames in flight across a
+    /// restart): ignored.
+    pub records_other_life: u64,
+}
+
+/// One SA of the pair as a node's mirror sees it (for operators).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairSaView {
+    /// SPI.
+    pub spi: u32,
+    /// Direction.
+    pub dir: SaDir,
+    /// The node it runs on while both live.
+    pub home: u32,
+    /// The node running it now, as far as this node knows.
+    pub owner: u32,
+    /// Ownership changes so far.
+    pub generation: u64,
+    /// What this node stores for it: the peer's last state or lease (the
+    /// standby copy), or this node's own final state.
+    pub stored: Option<u64>,
+    /// An outbound SA running here: the lease the peer acknowledged.
+    pub acked: Option<u64>,
+}

@@ -1,0 +1,266 @@
+//! What waits to be sent and the frames it goes in: the queue of due
+//! records, the periodic refresh, frame building.
+
+use super::*;
+
+/// Unconfirmed ownership changes a refresh sends again, at most.
+pub(super) const RESEND_PER_REFRESH: usize = 4096;
+/// Records queued beyond which the link is far behind: a refresh then
+/// adds nothing, what is queued goes anyway.
+pub(super) const FAR_BEHIND: usize = 4096;
+
+/// What waits to be sent, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Due {
+    /// The current state of an owned SA.
+    Owned(u32, SaDir),
+    /// A fixed record (a copy from the standby table, a final state).
+    Record(Box<SaState>),
+    /// How far an SA deleted here ran here.
+    History(u32, SaDir, Option<u64>),
+    /// This node runs an SA past a final state the peer sent as a copy.
+    Past(u32, SaDir, u64),
+}
+
+impl Mirror {
+    pub(super) fn enqueue(&mut self, key: (u32, SaDir)) {
+        if self.queued.insert(key) {
+            self.due.push_back(Due::Owned(key.0, key.1));
+        }
+    }
+
+    pub(super) fn state_record(&mut self, spi: u32, dir: SaDir) -> Option<SaState> {
+        if self.asking.contains(&(spi, dir)) {
+            // Its state would create the peer's entry before the peer
+            // answers whether it had one: it goes once the answer is in.
+            return None;
+        }
+        match dir {
+            SaDir::Outbound => {
+                let s = self.outbound.get_mut(&spi)?;
+                let lease = s.lease();
+                s.sent(lease);
+                let (_, bytes, packets) = s.counters();
+                Some(SaState {
+                    spi,
+                    dir,
+                    value: lease,
+                    bytes,
+                    packets,
+                    bitmap: Vec::new(),
+                    copy: false,
+                })
+            }
+            SaDir::Inbound => {
+                let s = self.inbound.get_mut(&spi)?;
+                s.sent();
+                let (bytes, packets) = s.counters();
+                // Reported past the window (a stall report): nothing past
+                // the window's top is marked seen.
+                Some(SaState {
+                    spi,
+                    dir,
+                    value: s.value(),
+                    bytes,
+                    packets,
+                    bitmap: rebase(s.bitmap(), s.value() - s.top()),
+                    copy: false,
+                })
+            }
+        }
+    }
+
+    pub(super) fn record_len(&self, d: &Due) -> usize {
+        let words = match d {
+            Due::Owned(spi, SaDir::Inbound) => {
+                self.inbound.get(spi).map_or(0, |s| s.bitmap().len())
+            }
+            Due::Record(s) => s.bitmap.len(),
+            _ => 0,
+        };
+        match d {
+            Due::History(..) | Due::Past(..) => mirror::RECORD_HEADER_LEN + 16,
+            _ => mirror::RECORD_HEADER_LEN + 36 + 8 * words,
+        }
+    }
+
+    /// Queues again what the peer has not acknowledged or confirmed, in
+    /// measure: a bulk sync of a million SAs takes the link seconds, and
+    /// walking every SA (or sending a million changes again) each refresh
+    /// while it does would only slow it down.
+    pub(super) fn refresh(&mut self) {
+        if !self.synced {
+            self.bulk_request = true;
+        }
+        self.queries.extend(self.questions.iter().copied());
+        if self.due.len() < FAR_BEHIND {
+            let refresh: Vec<(u32, SaDir)> = self
+                .outbound
+                .iter()
+                .filter(|(_, s)| s.needs_refresh())
+                .map(|(k, _)| (*k, SaDir::Outbound))
+                .chain(
+                    self.inbound
+                        .iter()
+                        .filter(|(_, s)| s.needs_refresh())
+                        .map(|(k, _)| (*k, SaDir::Inbound)),
+                )
+                .collect();
+            for k in refresh {
+                self.enqueue(k);
+            }
+        }
+        // Final states the peer has not moved past go again while it runs
+        // the SA (one it no longer runs, or this node took back, needs
+        // them no more).
+        let peer = self.cfg.peer;
+        let pair = &self.pair;
+        self.finals
+            .retain(|k, _| pair.get(k).is_some_and(|p| p.owner == peer));
+        for fin in self.finals.values().take(RESEND_PER_REFRESH) {
+            self.due.push_back(Due::Record(Box::new(fin.clone())));
+        }
+        // Changes the peer has not confirmed go again while they are still
+        // this node's view; a slice per refresh, the next going on from
+        // where this one stopped.
+        let from = match self.resend_from.take() {
+            Some(k) => self
+                .unconfirmed
+                .range((Bound::Excluded(k), Bound::Unbounded)),
+            None => self.unconfirmed.range(..),
+        };
+        let slice: Vec<(SaKey, OwnerRecord)> = from
+            .take(RESEND_PER_REFRESH)
+            .map(|(k, r)| (*k, *r))
+            .collect();
+        if slice.len() == RESEND_PER_REFRESH {
+            self.resend_from = slice.last().map(|(k, _)| *k);
+        }
+        for (k, r) in slice {
+            let current = self
+                .pair
+                .get(&k)
+                .is_some_and(|p| p.owner == r.0 && p.generation == r.1);
+            if current {
+                self.ownership_out.entry(k).or_insert(r);
+            } else {
+                self.unconfirmed.remove(&k);
+            }
+        }
+    }
+
+    /// One frame of what is queued, if anything.
+    pub(super) fn build_frame(&mut self, now_ms: u64) -> Option<Vec<u8>> {
+        let budget = self
+            .cfg
+            .max_frame
+            .saturating_sub(mirror::HEADER_LEN + mirror::MAC_LEN);
+        let mut records = Vec::new();
+        let mut size = 0;
+        if self.bulk_request {
+            self.bulk_request = false;
+            records.push(MirrorRecord::BulkRequest);
+            size += mirror::RECORD_HEADER_LEN;
+        }
+        if now_ms >= self.next_heartbeat {
+            records.push(MirrorRecord::Heartbeat {
+                now_ms,
+                owned: (self.outbound.len() + self.inbound.len()) as u32,
+                peer_alive: self.peer_alive,
+                generation: self.max_generation,
+            });
+            size += mirror::RECORD_HEADER_LEN + 24;
+            self.next_heartbeat = now_ms.saturating_add(self.cfg.heartbeat_ms);
+        }
+        while let Some((&(spi, dir), &(view, value))) = self.answers.iter().next() {
+            let len = mirror::RECORD_HEADER_LEN + 16 + view.map_or(0, |_| OWNERSHIP_LEN);
+            if size + len > budget {
+                break;
+            }
+            self.answers.remove(&(spi, dir));
+            if let Some(view) = view {
+                records.push(ownership_record((spi, dir), view));
+            }
+            records.push(MirrorRecord::History { spi, dir, value });
+            size += len;
+        }
+        while let Some((&key, &record)) = self.ownership_out.iter().next() {
+            if size + OWNERSHIP_LEN > budget {
+                break;
+            }
+            self.ownership_out.remove(&key);
+            records.push(ownership_record(key, record));
+            size += OWNERSHIP_LEN;
+        }
+        while let Some(&(spi, dir)) = self.queries.iter().next() {
+            if size + mirror::RECORD_HEADER_LEN + 8 > budget {
+                break;
+            }
+            self.queries.remove(&(spi, dir));
+            records.push(MirrorRecord::Query { spi, dir });
+            size += mirror::RECORD_HEADER_LEN + 8;
+        }
+        while let Some((&(spi, dir), &lease)) = self.acks.iter().next() {
+            if size + mirror::RECORD_HEADER_LEN + 16 > budget {
+                break;
+            }
+            self.acks.remove(&(spi, dir));
+            records.push(MirrorRecord::LeaseAck { spi, dir, lease });
+            size += mirror::RECORD_HEADER_LEN + 16;
+            self.stats.acks_sent += 1;
+        }
+        // A part of a bulk goes whole, after what must not wait behind a
+        // bulk of a million SAs (answers, ownership, acknowledgements); a
+        // frame too full for it leaves it to the next.
+        if self.part_pending() {
+            let room = if records.is_empty() {
+                usize::MAX
+            } else {
+                budget.saturating_sub(size)
+            };
+            if let Some(part) = self.next_part(room) {
+                size += part.iter().map(MirrorRecord::buffer_len).sum::<usize>();
+                records.extend(part);
+            }
+        }
+        while let Some(d) = self.due.front() {
+            let len = self.record_len(d);
+            if size + len > budget && !records.is_empty() {
+                break;
+            }
+            let d = self.due.pop_front().expect("front exists");
+            let record = match d {
+                Due::Owned(spi, dir) => {
+                    self.queued.remove(&(spi, dir));
+                    self.state_record(spi, dir).map(MirrorRecord::SaState)
+                }
+                Due::Record(s) => Some(MirrorRecord::SaState(*s)),
+                Due::History(spi, dir, value) => Some(MirrorRecord::History { spi, dir, value }),
+                Due::Past(spi, dir, value) => Some(MirrorRecord::Past { spi, dir, value }),
+            };
+            if let Some(r) = record {
+                if matches!(r, MirrorRecord::SaState(_)) {
+                    self.stats.states_sent += 1;
+                }
+                records.push(r);
+                size += len;
+            }
+        }
+        if records.is_empty() {
+            return None;
+        }
+        self.counter += 1;
+        let header = MirrorHeader {
+            flags: if self.synced { mirror::FLAG_SYNCED } else { 0 },
+            records: 0,
+            node: self.cfg.node,
+            epoch: self.epoch,
+            counter: self.counter,
+            peer_epoch: self.filter.epoch().unwrap_or(0),
+        };
+        let frame = seal(&self.key, header, &records);
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += frame.len() as u64;
+        Some(frame)
+    }
+}
