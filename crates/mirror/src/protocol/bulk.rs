@@ -89,6 +89,54 @@ impl BulkIn {
     }
 }
 
+/// Where this node stands in joining the pair.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Join {
+    /// Not synchronised since it started: its SAs may send nothing.
+    Unsynced {
+        /// A bulk request goes in the next frame (at start, at every
+        /// refresh, and at once when a sending ends with parts missing).
+        ask: bool,
+        /// The parts of the peer's bulk that arrived so far.
+        gathered: Option<BulkIn>,
+    },
+    /// The peer's bulk sync is complete: this node knows its SAs' history.
+    Synced,
+}
+
+impl Join {
+    /// A node's standing at its start: it asks at once.
+    pub(super) fn new() -> Self {
+        Join::Unsynced {
+            ask: true,
+            gathered: None,
+        }
+    }
+
+    /// Asks for a bulk in the next frame, unless synchronised.
+    pub(super) fn ask(&mut self) {
+        if let Join::Unsynced { ask, .. } = self {
+            *ask = true;
+        }
+    }
+
+    /// Whether a bulk request goes in this frame (once per asking).
+    pub(super) fn take_ask(&mut self) -> bool {
+        match self {
+            Join::Unsynced { ask, .. } => std::mem::take(ask),
+            Join::Synced => false,
+        }
+    }
+
+    /// The parts gathered so far are dropped: the peer restarted, and its
+    /// new life builds a bulk of its own.
+    pub(super) fn drop_gathered(&mut self) {
+        if let Join::Unsynced { gathered, .. } = self {
+            *gathered = None;
+        }
+    }
+}
+
 impl Mirror {
     /// The peer asks for a bulk sync. Unless a sending is under way, the
     /// bulk built for its life goes again if its entries are the same,
@@ -124,7 +172,7 @@ impl Mirror {
         let mut retired: Vec<SaKey> = self
             .standby
             .iter()
-            .filter(|(k, _)| !self.pair.contains_key(k) || self.asking.contains(k))
+            .filter(|(k, _)| !self.pair.contains_key(k) || self.adds.asking.contains(k))
             .map(|(k, _)| k)
             .collect();
         retired.sort_unstable();
@@ -163,13 +211,13 @@ impl Mirror {
         match e {
             Entry::Owner(k) => {
                 let p = self.pair.get(&k)?;
-                let r = (
-                    p.owner,
-                    p.generation,
-                    self.bound(k.0, k.1),
-                    OwnershipKind::Change,
-                );
-                Some(ownership_record(k, r))
+                let r = OwnerRecord {
+                    owner: p.owner,
+                    generation: p.generation,
+                    bound: self.bound(k.0, k.1),
+                    kind: OwnershipKind::Change,
+                };
+                Some(r.record(k))
             }
             Entry::State((spi, dir)) => {
                 let s = self.state_record(spi, dir)?;
@@ -193,7 +241,7 @@ impl Mirror {
             }
             Entry::History((spi, dir)) => {
                 let retired =
-                    !self.pair.contains_key(&(spi, dir)) || self.asking.contains(&(spi, dir));
+                    !self.pair.contains_key(&(spi, dir)) || self.adds.asking.contains(&(spi, dir));
                 let s = self.standby.get(spi, dir).filter(|_| retired)?;
                 Some(MirrorRecord::History {
                     spi,
@@ -228,17 +276,22 @@ impl Mirror {
                 },
             ) = (e, r)
             {
-                self.unconfirmed
-                    .insert(*k, (*owner, *generation, *start, *kind));
+                let r = OwnerRecord {
+                    owner: *owner,
+                    generation: *generation,
+                    bound: *start,
+                    kind: *kind,
+                };
+                self.changes.unconfirmed.insert(*k, r);
             }
         }
-        if self.bulk_told.is_none() {
+        if self.peer.bulk_told.is_none() {
             let told = built.iter().filter_map(|(e, r)| match (e, r) {
                 (Entry::Copy(k), MirrorRecord::SaState(s)) => Some((*k, s.value)),
                 (Entry::History(k), MirrorRecord::History { value, .. }) => value.map(|v| (*k, v)),
                 _ => None,
             });
-            self.bulk_told = Some(told.collect());
+            self.peer.bulk_told = Some(told.collect());
         }
         let room = self
             .cfg
@@ -303,7 +356,7 @@ impl Mirror {
             b.next = (at + 1 < parts).then_some(at + 1);
         }
         if at + 1 == parts {
-            self.peer_ran = true;
+            self.peer.ran = true;
             self.bulk_sent();
         }
         Some(out)
@@ -319,29 +372,28 @@ impl Mirror {
     /// node has the whole bulk and synchronises; when it is the sending's
     /// last part and some are missing, it asks again at once.
     pub(super) fn part_received(&mut self, bulk: u64, part: u32, parts: u32, states: u64) {
-        if self.synced {
+        if self.synced() {
             return;
         }
         if parts == 0 || parts > MAX_PARTS || part >= parts {
             self.stats.records_ignored += 1;
             return;
         }
-        let current = self
-            .bulk_in
-            .as_ref()
-            .is_some_and(|b| b.number == bulk && b.parts == parts);
-        if !current {
-            self.bulk_in = Some(BulkIn::new(bulk, parts));
-        }
-        let b = self.bulk_in.as_mut().expect("set above");
+        let Join::Unsynced { ask, gathered } = &mut self.join else {
+            return;
+        };
+        let b = match gathered {
+            Some(b) if b.number == bulk && b.parts == parts => b,
+            _ => gathered.insert(BulkIn::new(bulk, parts)),
+        };
         b.take(part, states);
         if b.missing == 0 {
             let states = b.states;
-            self.bulk_in = None;
+            *gathered = None;
             self.bulk_complete(states);
         } else if part + 1 == parts {
             // Parts of this sending were lost: the next sends them again.
-            self.bulk_request = true;
+            *ask = true;
             self.stats.bulks_incomplete += 1;
         }
     }
@@ -360,7 +412,7 @@ impl Mirror {
                 .map_or((0, Vec::new()), |s| (s.value, s.bitmap.clone()));
             self.recover(spi, dir, value, &bitmap);
         }
-        self.synced = true;
+        self.join = Join::Synced;
         self.events
             .push_back(MirrorEvent::Synced { records: states });
         for (spi, dir) in self.owned_keys() {
@@ -375,9 +427,9 @@ impl Mirror {
     /// nothing, and a death of this node would leave the pair with no
     /// memory of the SAs at all: nothing a start counts on.)
     pub(super) fn bulk_sent(&mut self) {
-        if let Some(bulk) = self.bulk_told.as_mut().map(std::mem::take) {
+        if let Some(bulk) = self.peer.bulk_told.as_mut().map(std::mem::take) {
             for (key, v) in bulk {
-                self.tell(key, v);
+                self.peer.tell(key, v);
             }
         }
     }

@@ -19,86 +19,29 @@ impl Mirror {
             cfg,
             key: _,
             epoch,
-            counter,
             filter,
             pair,
             outbound,
             inbound,
-            due,
-            queued,
-            acks,
-            ownership_out,
-            unconfirmed,
-            resend_from,
-            finals,
-            max_generation,
-            largest_interval,
-            lost_steps,
-            bulk_request,
+            floors,
+            standby,
+            join,
             bulk_out,
             bulks_built,
-            bulk_in,
-            synced,
-            standby,
-            told,
-            bulk_told,
-            peer_alive,
-            last_heard,
-            next_heartbeat,
-            next_refresh,
+            peer,
+            changes,
+            adds,
+            outbox,
+            timers,
             events,
             stats: _,
-            fenced,
-            peer_ran,
-            peer_synced,
-            fenced_life,
-            asking,
-            unheard,
-            questions,
-            queries,
-            marks,
-            answers,
-            lease_configured,
-            floors,
         } = self;
         let mut h = DefaultHasher::new();
-        (cfg, epoch, counter).hash(&mut h);
+        (cfg, epoch).hash(&mut h);
         filter.hash_position(&mut h);
-        (pair, outbound, inbound, due, queued, acks).hash(&mut h);
-        (
-            ownership_out,
-            unconfirmed,
-            resend_from,
-            finals,
-            max_generation,
-        )
-            .hash(&mut h);
-        (bulk_request, bulk_out, bulks_built, bulk_in).hash(&mut h);
-        (synced, standby).hash(&mut h);
-        (peer_alive, last_heard, next_heartbeat, next_refresh).hash(&mut h);
-        (
-            events,
-            fenced,
-            peer_ran,
-            peer_synced,
-            fenced_life,
-            asking,
-            unheard,
-            questions,
-            queries,
-            marks,
-            answers,
-        )
-            .hash(&mut h);
-        (
-            floors,
-            told,
-            bulk_told,
-            largest_interval,
-            lost_steps,
-            lease_configured,
-        )
-            .hash(&mut h);
+        (pair, outbound, inbound, floors, standby).hash(&mut h);
+        (join, bulk_out, bulks_built, peer, changes, adds).hash(&mut h);
+        (outbox, timers, events).hash(&mut h);
         h.finish()
     }
 }

@@ -78,17 +78,22 @@ mod owned;
 mod ownership;
 mod peer;
 mod query;
+mod records;
 mod report;
 mod send;
+mod timer;
 mod window;
 
-use bulk::{BulkIn, BulkOut};
+use bulk::{BulkOut, Join};
 pub use config::{
     InboundTakeover, MAX_TAKEOVER_JUMP, MirrorConfig, MirrorConfigError, SaOverrides,
 };
-use ownership::{OWNERSHIP_LEN, OwnerRecord, PairSa, ownership_record};
+use ownership::{Changes, OWNERSHIP_LEN, OwnerRecord, PairSa};
+use peer::{Liveness, Peer};
+use query::Adds;
 pub use report::{FenceRefused, MirrorEvent, MirrorStats, PairSaView};
-use send::Due;
+use send::{Due, Outbox};
+use timer::{Timer, Timers};
 use window::{raised, rebase, union};
 
 /// An SA of the pair.
@@ -101,120 +106,39 @@ type SaKey = (u32, SaDir);
 pub struct Mirror {
     cfg: MirrorConfig,
     key: MirrorKey,
+    /// This node's life.
     epoch: u64,
-    counter: u64,
+    /// Accepts the peer's frames (authentic, in order, of its newest life).
     filter: PeerFilter,
-    pair: BTreeMap<(u32, SaDir), PairSa>,
+    /// Every SA of the pair: its settings and who runs it.
+    pair: BTreeMap<SaKey, PairSa>,
+    /// The outbound SAs this node runs now.
     outbound: BTreeMap<u32, OwnedOutbound>,
+    /// The inbound SAs this node runs now.
     inbound: BTreeMap<u32, OwnedInbound>,
-    due: VecDeque<Due>,
-    queued: BTreeSet<(u32, SaDir)>,
-    acks: BTreeMap<SaKey, u64>,
-    ownership_out: BTreeMap<SaKey, OwnerRecord>,
-    /// Changes sent and not yet confirmed by the peer: sent again at every
-    /// refresh, so a lost record cannot leave an SA with no owner.
-    unconfirmed: BTreeMap<SaKey, OwnerRecord>,
-    /// Where the next refresh goes on sending unconfirmed changes again.
-    resend_from: Option<SaKey>,
-    /// Final states of SAs the peer took over while this node ran them (a
-    /// split brain), sent as copies again at every refresh until the peer
-    /// answers that it runs the SA past one (`Past`; its states and its
-    /// history answers cannot say so: their value may be a stalled
-    /// number). Until then
-    /// this node's stored value holds its own run, and acknowledging it
-    /// would lift the peer's limit over that run.
-    finals: BTreeMap<SaKey, SaState>,
-    /// The highest ownership generation of the pair (for heartbeats,
-    /// without a walk over every SA).
-    max_generation: u64,
-    /// The largest inbound interval any SA of the pair had here: the step
-    /// a lost peer life may have taken with an SA deleted since (its own
-    /// interval went with it).
-    largest_interval: u64,
-    /// Inbound SAs this node lacks whose history a lost peer life moved
-    /// (`peer_lost`): the history before the first such move, and the
-    /// steps taken since. The step was the largest interval known then;
-    /// the SA's own may be larger (this node restarted after its delete and
-    /// never heard it), so an add with its interval moves the history by
-    /// as many of those.
-    lost_steps: BTreeMap<SaKey, (u64, u64)>,
-    bulk_request: bool,
+    /// What this node's own persisted state says of an SA: no earlier life
+    /// of it used a number at or above the floor.
+    floors: BTreeMap<SaKey, u64>,
+    /// The peer's SAs as last reported, this node's own final states, and
+    /// the history of SAs no longer configured.
+    standby: StandbyTable,
+    /// Whether this node has the peer's bulk sync, and how far it got.
+    join: Join,
     /// The bulk sync built for the peer's current life (see `bulk`).
     bulk_out: Option<BulkOut>,
     /// Bulks built in this life (the last one's number).
     bulks_built: u64,
-    /// The parts of the peer's bulk that arrived, until this node has them
-    /// all.
-    bulk_in: Option<BulkIn>,
-    synced: bool,
-    standby: StandbyTable,
-    /// The highest value of each SA the peer's current life is known to
-    /// store (its states, acknowledgements, ownership bounds and history
-    /// answers). The standby table also holds what only this node knows
-    /// (its own final states); what a start counts as acknowledged is
-    /// bounded by this ([`acknowledged`](Self::acknowledged)), so that a
-    /// life of this node that dies unheard stays within what the peer can
-    /// bound.
-    told: BTreeMap<SaKey, u64>,
-    /// The values of the first bulk sync sent to the peer's current life
-    /// (copies and histories), taken into [`told`](Self::told) once its
-    /// last part is sent (see [`bulk_sent`](Self::bulk_sent)); each later bulk
-    /// only repeats or raises these. Empty once taken in, `None` before
-    /// any bulk went to this life.
-    bulk_told: Option<BTreeMap<SaKey, u64>>,
-    peer_alive: bool,
-    last_heard: Option<u64>,
-    next_heartbeat: u64,
-    next_refresh: u64,
+    /// Whether the peer is heard, and what its current life knows.
+    peer: Peer,
+    /// Ownership changes the peer has yet to take in.
+    changes: Changes,
+    /// SAs added at run time, and what the peer said of them.
+    adds: Adds,
+    /// What waits to be sent.
+    outbox: Outbox,
+    timers: Timers,
     events: VecDeque<MirrorEvent>,
     stats: MirrorStats,
-    /// Told the peer is fenced, and not heard since.
-    fenced: bool,
-    /// The peer's life heard last may have run SAs: it said it had
-    /// synchronised, or this node sent it every part of a bulk.
-    peer_ran: bool,
-    /// The peer's life heard last said it had synchronised.
-    peer_synced: bool,
-    /// The peer's life this node fenced (its epoch), if any: it must
-    /// restart before it gets anything back.
-    fenced_life: Option<u64>,
-    /// Owned SAs added at run time, waiting for the peer to say what it
-    /// knows of them before they may run.
-    asking: BTreeSet<SaKey>,
-    /// SAs added at run time after this node's bulk sync, and no
-    /// ownership record of the peer taken into this node's view since (a
-    /// change that wins, or a confirmation of this view; not one sent
-    /// before the add): this node's view of who runs it went with an
-    /// earlier delete. The peer may have taken the peer's SA over (in a
-    /// split brain, unheard) from a value this node reported; it may hold
-    /// a view, of either node's SA, that this node's earlier add of it
-    /// sent. The answer to this node's query carries the peer's view, if
-    /// the peer knows anything of the SA.
-    unheard: BTreeSet<SaKey>,
-    /// SAs added at run time whose query the peer has not answered yet
-    /// (those of `asking` among them).
-    questions: BTreeSet<SaKey>,
-    /// Queries to send (those of `questions`, again at each refresh).
-    queries: BTreeSet<SaKey>,
-    /// SAs the peer's current life asked about: it may run them from
-    /// their first number once answered, unheard, so a loss of that life
-    /// (its restart, or a fence) counts them as used from 0
-    /// ([`peer_lost`](Self::peer_lost)).
-    /// Not a stored value: a question is no use, and a later answer (to
-    /// the same life asking again, or to this node's own add) must not
-    /// read it as one.
-    marks: BTreeSet<SaKey>,
-    /// Answers to the peer's queries: this node's view of the SA (if it
-    /// knows anything of it) and its history, always sent in one frame
-    /// (the history ends the question: without the view beside it, a lost
-    /// frame could leave the asker's view apart from this node's for
-    /// good).
-    answers: BTreeMap<SaKey, (Option<OwnerRecord>, Option<u64>)>,
-    /// The lease rule of the configuration (a fence suspends it).
-    lease_configured: bool,
-    /// What this node's own persisted state says of an SA: no earlier life
-    /// of it used a number at or above the floor.
-    floors: BTreeMap<SaKey, u64>,
 }
 
 impl Mirror {
@@ -222,52 +146,26 @@ impl Mirror {
     /// start, larger than any before: a clock reading will do). It asks the
     /// peer for a bulk sync and sends nothing on its SAs until it has it.
     pub fn new(cfg: MirrorConfig, key: MirrorKey, epoch: u64, now_ms: u64) -> Self {
-        let largest_interval = cfg.inbound_interval.max(1);
         Mirror {
             filter: PeerFilter::new(cfg.node, epoch, cfg.peer),
             cfg,
             key,
             epoch,
-            counter: 0,
             pair: BTreeMap::new(),
             outbound: BTreeMap::new(),
             inbound: BTreeMap::new(),
-            due: VecDeque::new(),
-            queued: BTreeSet::new(),
-            acks: BTreeMap::new(),
-            ownership_out: BTreeMap::new(),
-            unconfirmed: BTreeMap::new(),
-            resend_from: None,
-            finals: BTreeMap::new(),
-            max_generation: 0,
-            largest_interval,
-            lost_steps: BTreeMap::new(),
-            bulk_request: true,
+            floors: BTreeMap::new(),
+            standby: StandbyTable::new(),
+            join: Join::new(),
             bulk_out: None,
             bulks_built: 0,
-            bulk_in: None,
-            synced: false,
-            standby: StandbyTable::new(),
-            told: BTreeMap::new(),
-            bulk_told: None,
-            peer_alive: false,
-            last_heard: None,
-            next_heartbeat: now_ms,
-            next_refresh: now_ms + cfg.refresh_ms,
+            peer: Peer::new(cfg.inbound_interval),
+            changes: Changes::default(),
+            adds: Adds::default(),
+            outbox: Outbox::default(),
+            timers: Timers::new(now_ms, cfg.refresh_ms),
             events: VecDeque::new(),
             stats: MirrorStats::default(),
-            fenced: false,
-            peer_ran: false,
-            peer_synced: false,
-            fenced_life: None,
-            asking: BTreeSet::new(),
-            unheard: BTreeSet::new(),
-            questions: BTreeSet::new(),
-            queries: BTreeSet::new(),
-            marks: BTreeSet::new(),
-            answers: BTreeMap::new(),
-            lease_configured: cfg.lease,
-            floors: BTreeMap::new(),
         }
     }
 
@@ -302,8 +200,8 @@ impl Mirror {
             SaDir::Inbound => self.cfg.inbound_interval,
         });
         if dir == SaDir::Inbound {
-            self.largest_interval = self.largest_interval.max(interval);
-            if let Some((mark, steps)) = self.lost_steps.remove(&(spi, dir)) {
+            self.peer.largest_interval = self.peer.largest_interval.max(interval);
+            if let Some((mark, steps)) = self.peer.lost_steps.remove(&(spi, dir)) {
                 self.store(
                     spi,
                     dir,
@@ -323,13 +221,13 @@ impl Mirror {
                 blind: false,
             },
         );
-        if self.synced {
-            self.unheard.insert((spi, dir));
-            self.questions.insert((spi, dir));
-            self.queries.insert((spi, dir));
+        if self.synced() {
+            self.adds.unheard.insert((spi, dir));
+            self.adds.unanswered.insert((spi, dir));
+            self.outbox.queries.insert((spi, dir));
         } else {
-            self.unheard.remove(&(spi, dir));
-            self.questions.remove(&(spi, dir));
+            self.adds.unheard.remove(&(spi, dir));
+            self.adds.unanswered.remove(&(spi, dir));
         }
         if home == self.cfg.node {
             // Outbound from its first number; inbound with nothing
@@ -339,14 +237,14 @@ impl Mirror {
                 SaDir::Inbound => 0,
             };
             self.own(spi, dir, first, 0, Vec::new());
-            if self.synced {
+            if self.synced() {
                 // Added at run time: the peer may know of an earlier use
                 // of this SA (this node's earlier life ran it, or ran one
                 // with its SPI and key) that this node forgot. It runs
                 // once the peer has said.
-                self.asking.insert((spi, dir));
+                self.adds.asking.insert((spi, dir));
             }
-        } else if self.synced && !self.peer_alive && self.holding() > 0 {
+        } else if self.synced() && !self.peer.alive() && self.holding() > 0 {
             // Added while the peer is down to this node and this node runs
             // its SAs (a rekey during a failover): the new SA runs here too,
             // and goes home at failback like the others (see `take`).
@@ -366,15 +264,11 @@ impl Mirror {
             // Run here: the peer learns how far it went. A life of the
             // peer that started since may have been sent nothing of it
             // (a bulk listed before the delete, its state dropped by it).
-            self.due.push_back(Due::History(spi, dir, Some(fin.value)));
+            self.outbox
+                .due
+                .push_back(Due::History(spi, dir, Some(fin.value)));
         }
-        self.acks.remove(&key);
-        self.queries.remove(&key);
-        self.questions.remove(&key);
-        self.unheard.remove(&key);
-        self.ownership_out.remove(&key);
-        self.unconfirmed.remove(&key);
-        self.finals.remove(&key);
+        self.forget(key);
         known
     }
 
@@ -414,7 +308,7 @@ impl Mirror {
     /// its top must then stay what the worker's window is, so the restart
     /// it waits for moves the window past its earlier lives.
     pub fn inbound_stalled(&mut self, spi: u32, seq: u64) {
-        if !self.synced || self.asking.contains(&(spi, SaDir::Inbound)) {
+        if !self.synced() || self.adds.asking.contains(&(spi, SaDir::Inbound)) {
             return;
         }
         if self
@@ -430,7 +324,7 @@ impl Mirror {
     /// before the bulk sync, `None` if not owned.
     pub fn limit(&self, spi: u32) -> Option<u64> {
         let s = self.outbound.get(&spi)?;
-        let waiting = !self.synced || self.asking.contains(&(spi, SaDir::Outbound));
+        let waiting = !self.synced() || self.adds.asking.contains(&(spi, SaDir::Outbound));
         Some(if waiting { 0 } else { s.limit() })
     }
 
@@ -443,7 +337,7 @@ impl Mirror {
     /// so no packet is accepted by both. Only a fence lifts the limit.
     pub fn inbound_limit(&self, spi: u32) -> Option<u64> {
         let s = self.inbound.get(&spi)?;
-        let synced = self.synced && !self.asking.contains(&(spi, SaDir::Inbound));
+        let synced = self.synced() && !self.adds.asking.contains(&(spi, SaDir::Inbound));
         Some(if synced { s.limit() } else { 0 })
     }
 
@@ -472,7 +366,7 @@ impl Mirror {
     /// Whether an SA added at run time waits for the peer to say what it
     /// knows of it before it may run.
     pub fn asking(&self, spi: u32, dir: SaDir) -> bool {
-        self.asking.contains(&(spi, dir))
+        self.adds.asking.contains(&(spi, dir))
     }
 
     /// Whether this node owns an SA now.
@@ -523,12 +417,12 @@ impl Mirror {
 
     /// Whether the peer is heard.
     pub fn peer_alive(&self) -> bool {
-        self.peer_alive
+        self.peer.alive()
     }
 
     /// Whether the peer's bulk sync has completed.
     pub fn synced(&self) -> bool {
-        self.synced
+        self.join == Join::Synced
     }
 
     /// Whether the peer's current life says it has synchronised (and so
@@ -537,9 +431,10 @@ impl Mirror {
     /// know how far this node ran without leases).
     pub fn peer_synced(&self) -> bool {
         let fenced = self
+            .peer
             .fenced_life
             .is_some_and(|f| self.filter.epoch() == Some(f));
-        self.peer_alive && self.peer_synced && !fenced
+        self.peer.alive() && self.peer.synced && !fenced
     }
 
     /// Frames dropped by the receive filter, by reason.
@@ -554,7 +449,7 @@ impl Mirror {
 
     /// Items waiting to be sent (at most one current state per owned SA).
     pub fn queued(&self) -> usize {
-        self.due.len()
+        self.outbox.due.len()
     }
 
     /// The next event, if any.
@@ -568,7 +463,7 @@ impl Mirror {
     /// has not synchronised since it started takes nothing over: its
     /// standby table does not know how far the peer went.
     pub fn take_over(&mut self) -> usize {
-        if !self.synced {
+        if !self.synced() {
             return 0;
         }
         let theirs: Vec<((u32, SaDir), PairSa)> = self
@@ -603,18 +498,18 @@ impl Mirror {
             let bound = self.bound(*spi, *dir);
             let fin = self.release(*spi, *dir);
             let start = fin.as_ref().map_or(bound, |f| f.value);
-            self.set_owner(
-                (*spi, *dir),
-                peer,
-                p.generation + 1,
-                start,
-                OwnershipKind::Handover,
-            );
+            let record = OwnerRecord {
+                owner: peer,
+                generation: p.generation + 1,
+                bound: start,
+                kind: OwnershipKind::Handover,
+            };
+            self.set_owner((*spi, *dir), record);
             if let Some(e) = self.pair.get_mut(&(*spi, *dir)) {
                 e.blind = true;
             }
             if let Some(fin) = fin {
-                self.due.push_back(Due::Record(Box::new(fin)));
+                self.outbox.due.push_back(Due::Record(Box::new(fin)));
             }
             self.stats.handed_back += 1;
         }
@@ -629,266 +524,61 @@ impl Mirror {
     /// isolated) and before the first bulk sync (nothing places this
     /// node's SAs past its earlier life); the SAs then stay as they are.
     pub fn force_unleased(&mut self) -> Result<(), FenceRefused> {
-        if self.peer_alive {
+        if self.peer.alive() {
             return Err(FenceRefused::PeerHeard);
         }
-        if !self.synced {
+        if !self.synced() {
             return Err(FenceRefused::NotSynced);
         }
         self.peer_lost();
-        self.fenced = true;
-        self.fenced_life = self.filter.epoch();
-        self.set_lease(false);
+        self.peer.liveness = Liveness::Fenced;
+        self.peer.fenced_life = self.filter.epoch();
+        self.lease_changed();
         Ok(())
     }
 
     /// Takes in a frame from the mirror port (mirror header to MAC).
     pub fn handle_frame(&mut self, now_ms: u64, frame: &[u8]) -> Result<(), Reject> {
-        let known_epoch = self.filter.epoch();
+        let known_life = self.filter.epoch();
         let accepted = self.filter.accept(&self.key, frame)?;
-        if accepted.new_epoch && known_epoch.is_some() {
-            self.peer_restarted();
-        }
         if accepted.new_epoch {
-            self.peer_ran = false;
-            self.bulk_told = None;
-            self.bulk_in = None;
-            self.peer_synced = false;
+            if known_life.is_some() {
+                self.peer_restarted();
+            }
+            self.peer.new_life();
+            self.join.drop_gathered();
         }
         if accepted.header.flags & mirror::FLAG_SYNCED != 0 {
-            self.peer_ran = true;
-            self.peer_synced = true;
-            if self.bulk_out.is_some() {
-                // It holds a whole bulk: what the first one carried (or
-                // more), which every later one repeats or raises.
-                self.bulk_sent();
-                self.bulk_out = None;
-            }
+            self.peer_says_synced();
         }
         self.stats.frames_received += 1;
-        self.last_heard = Some(now_ms);
-        if !self.peer_alive || accepted.new_epoch {
-            self.peer_alive = true;
-            self.events.push_back(MirrorEvent::PeerAlive {
-                epoch: accepted.header.epoch,
-            });
-            if self.fenced {
-                // The fence is over: leases again, and the peer learns
-                // how far the SAs went from their states.
-                self.fenced = false;
-                self.set_lease(self.lease_configured);
-            }
-        }
-        let peer = self.cfg.peer;
-        let states = accepted
-            .records
-            .iter()
-            .filter(|r| matches!(r, MirrorRecord::SaState(_)))
-            .count() as u64;
-        let mut bulk_part = None;
-        for r in accepted.records {
-            let changes_this_life = matches!(
-                r,
-                MirrorRecord::SaState(SaState { copy: true, .. })
-                    | MirrorRecord::LeaseAck { .. }
-                    | MirrorRecord::Ownership { .. }
-                    | MirrorRecord::BulkPart { .. }
-                    | MirrorRecord::Past { .. }
-            );
-            if changes_this_life && !accepted.to_this_life {
-                // Sent to another life of this node (an earlier one, or
-                // recorded and replayed): what it says is not about this
-                // life's SAs.
-                self.stats.records_other_life += 1;
-                continue;
-            }
-            let told = match &r {
-                MirrorRecord::SaState(s) => Some(((s.spi, s.dir), s.value)),
-                MirrorRecord::LeaseAck { spi, dir, lease } => Some(((*spi, *dir), *lease)),
-                MirrorRecord::Ownership {
-                    spi, dir, start, ..
-                } => Some(((*spi, *dir), *start)),
-                MirrorRecord::History {
-                    spi,
-                    dir,
-                    value: Some(v),
-                }
-                | MirrorRecord::Past {
-                    spi, dir, value: v, ..
-                } => Some(((*spi, *dir), *v)),
-                _ => None,
-            };
-            if let Some((key, v)) = told {
-                self.tell(key, v);
-            }
-            match r {
-                MirrorRecord::SaState(s)
-                    if s.copy && (!self.synced || !self.pair.contains_key(&(s.spi, s.dir))) =>
-                {
-                    // Kept whole, and recovered from once the bulk is
-                    // complete (`bulk_complete`), with the SA added here
-                    // meanwhile if it was not configured. (Recovered from
-                    // as each came, a copy moved its SA on at every
-                    // sending of a bulk the link kept breaking: the move
-                    // was reported, and raised the copy the next sending
-                    // carried.)
-                    self.standby.merge(&s);
-                }
-                MirrorRecord::SaState(s) if s.copy => {
-                    if !self.owns(s.spi, s.dir) {
-                        self.standby.merge(&s);
-                    }
-                    self.recover(s.spi, s.dir, s.value, &s.bitmap);
-                    if self.owns(s.spi, s.dir) {
-                        // Past it now: the sender (the loser of a split
-                        // brain) learns so and acknowledges again.
-                        self.due.push_back(Due::Past(s.spi, s.dir, s.value));
-                    }
-                }
-                MirrorRecord::Query { spi, dir } => {
-                    // The answer: what this node knows of the SA, and
-                    // before it in the same frame this node's view of who
-                    // runs it, with that knowledge as the bound the asker
-                    // stores; no view if it knows nothing of the SA (the
-                    // view is then the configured one, and a bound stored
-                    // would make the SA look used), nor while a hand-over
-                    // of it waits for the peer's word (that goes again at
-                    // each refresh).
-                    let key = (spi, dir);
-                    let known = self.history_of(spi, dir);
-                    let view = match (self.pair.get(&key), known) {
-                        (Some(p), Some(bound)) if !p.blind => {
-                            Some((p.owner, p.generation, bound, OwnershipKind::Confirm))
-                        }
-                        _ => None,
-                    };
-                    // The asker may run it once answered (one this node
-                    // runs, it knows of already).
-                    if !self.owns(spi, dir) {
-                        self.marks.insert(key);
-                    }
-                    // A question asked again before the answer went
-                    // (the asker's refresh) keeps that answer: this one
-                    // would carry the mark the first left, not news.
-                    self.answers.entry(key).or_insert((view, known));
-                }
-                MirrorRecord::History { spi, dir, value } => self.history(spi, dir, value),
-                MirrorRecord::Past { spi, dir, value } => {
-                    // (A history cannot say this: the answer to a query
-                    // is what the peer runs the SA to, perhaps a stalled
-                    // number at this node's final, not a move past it.)
-                    if self
-                        .finals
-                        .get(&(spi, dir))
-                        .is_some_and(|f| value >= f.value)
-                    {
-                        self.finals.remove(&(spi, dir));
-                    }
-                    // Not an answer to this node's query (the SA may have
-                    // been deleted and added again here since its final):
-                    // only what the peer runs past, stored.
-                    if !self.owns(spi, dir) {
-                        self.store(spi, dir, value);
-                    }
-                }
-                MirrorRecord::SaState(s) if !self.pair.contains_key(&(s.spi, s.dir)) => {
-                    // An SA only the peer has (deleted here first, or added
-                    // there and not here yet): kept as its history, so that
-                    // a life of either node that gets it later starts past
-                    // it; never acknowledged, so the peer's lease waits.
-                    self.standby.merge(&s);
-                }
-                MirrorRecord::SaState(s) => {
-                    let key = (s.spi, s.dir);
-                    let peers = self.pair.get(&key).is_some_and(|p| {
-                        p.owner == peer && !p.blind && !self.finals.contains_key(&key)
-                    });
-                    self.standby.merge(&s);
-                    // Acknowledge only states of SAs the peer owns and
-                    // knows it owns: a stale state of an SA taken over
-                    // must not raise the old owner's limit, nor one sent
-                    // before the peer heard of this node's hand-back (it
-                    // still runs the SA under its older lease, and this
-                    // node used numbers above it).
-                    if peers {
-                        let stored = self.standby.get(s.spi, s.dir).map_or(0, |e| e.value);
-                        self.acks.insert((s.spi, s.dir), stored);
-                    }
-                }
-                MirrorRecord::LeaseAck { spi, dir, lease }
-                    if self.acked_beyond(spi, dir, lease) =>
-                {
-                    // The peer stores more than this node ever sent: an
-                    // earlier use of the SA this node forgot. Move past it.
-                    self.recover(spi, dir, lease, &[]);
-                }
-                MirrorRecord::LeaseAck { spi, dir, lease } => {
-                    let raised = match dir {
-                        SaDir::Outbound => {
-                            self.outbound.get_mut(&spi).is_some_and(|s| s.ack(lease))
-                        }
-                        SaDir::Inbound => self.inbound.get_mut(&spi).is_some_and(|s| s.ack(lease)),
-                    };
-                    if raised && self.synced {
-                        self.limit_changed(spi, dir);
-                    }
-                }
-                MirrorRecord::Ownership {
-                    spi,
-                    dir,
-                    owner,
-                    generation,
-                    start,
-                    kind,
-                } => self.ownership((spi, dir), owner, generation, start, kind),
-                MirrorRecord::BulkRequest => self.bulk_requested(),
-                MirrorRecord::BulkPart { bulk, part, parts } => {
-                    // Taken in after the part's records (this frame's).
-                    bulk_part = Some((bulk, part, parts));
-                }
-                MirrorRecord::Heartbeat { .. } => {}
-                _ => self.stats.records_ignored += 1,
-            }
-        }
-        if let Some((bulk, part, parts)) = bulk_part {
-            self.part_received(bulk, part, parts, states);
-        }
+        self.heard(now_ms, accepted.header.epoch, accepted.new_epoch);
+        self.take_records(accepted.records, accepted.to_this_life);
         Ok(())
     }
 
-    /// Checks the peer's liveness at `now_ms`.
+    /// Serves the timers due at `now_ms`: the peer's death (an event),
+    /// the refresh, the heartbeat.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        let deadline = self.death_ms();
-        if self.peer_alive
-            && self
-                .last_heard
-                .is_some_and(|t| now_ms.saturating_sub(t) > deadline)
-        {
-            self.peer_alive = false;
-            self.events.push_back(MirrorEvent::PeerDead);
-        }
+        self.run_timers(now_ms, &Timer::ALL);
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) and
     /// [`poll_transmit`](Self::poll_transmit) next.
     pub fn poll_timeout(&self) -> u64 {
-        let death = self
-            .last_heard
-            .filter(|_| self.peer_alive)
-            .map_or(u64::MAX, |t| {
-                t.saturating_add(self.death_ms()).saturating_add(1)
-            });
-        self.next_heartbeat.min(self.next_refresh).min(death)
+        Timer::ALL
+            .iter()
+            .map(|t| self.deadline(*t))
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     /// The next frame to send at `now_ms`, if anything is due, in this
-    /// order: bulk request, heartbeat, ownership changes, lease
-    /// acknowledgements, SA states.
+    /// order: bulk request, heartbeat, answers, ownership records, queries,
+    /// lease acknowledgements, a bulk part, SA states. It serves the
+    /// heartbeat and refresh timers due by then first.
     pub fn poll_transmit(&mut self, now_ms: u64) -> Option<Vec<u8>> {
-        if now_ms >= self.next_refresh {
-            self.next_refresh = now_ms.saturating_add(self.cfg.refresh_ms);
-            self.refresh();
-        }
+        self.run_timers(now_ms, &Timer::SENDING);
         self.build_frame(now_ms)
     }
 }

@@ -89,7 +89,7 @@ impl Mirror {
             .pair
             .get(&(spi, SaDir::Outbound))
             .map_or((c.interval, c.quantity), |p| (p.interval, p.quantity));
-        OutboundPolicy::new(interval, quantity, c.lease, self.jump(spi))
+        OutboundPolicy::new(interval, quantity, self.lease(), self.jump(spi))
     }
 
     /// Starts owning an SA at `start` (outbound: next sequence number, with
@@ -105,7 +105,7 @@ impl Mirror {
                 let every = self.interval_of(spi, dir);
                 self.inbound.insert(
                     spi,
-                    OwnedInbound::starting_at(every, self.cfg.lease, start, bitmap, acked),
+                    OwnedInbound::starting_at(every, self.lease(), start, bitmap, acked),
                 );
             }
         }
@@ -152,7 +152,7 @@ impl Mirror {
     /// Stops owning an SA without a word to the workers (it is released,
     /// or deleted): its final state, kept in the standby table.
     pub(super) fn take_final(&mut self, spi: u32, dir: SaDir) -> Option<SaState> {
-        self.asking.remove(&(spi, dir));
+        self.adds.asking.remove(&(spi, dir));
         let fin = match dir {
             SaDir::Outbound => {
                 let s = self.outbound.remove(&spi)?;
@@ -184,8 +184,8 @@ impl Mirror {
                 }
             }
         };
-        if self.queued.remove(&(spi, dir)) {
-            self.due.retain(|d| *d != Due::Owned(spi, dir));
+        if self.outbox.queued.remove(&(spi, dir)) {
+            self.outbox.due.retain(|d| *d != Due::Owned(spi, dir));
         }
         self.standby.merge(&fin);
         Some(fin)

@@ -5,31 +5,23 @@ use super::*;
 
 /// An ownership record on the wire, its record header included.
 pub(super) const OWNERSHIP_LEN: usize = mirror::RECORD_HEADER_LEN + 32;
+/// Unconfirmed ownership changes a refresh sends again, at most.
+const RESEND_PER_REFRESH: usize = 4096;
 
-/// The wire record of an ownership record to send.
-pub(super) fn ownership_record(
-    (spi, dir): SaKey,
-    (owner, generation, start, kind): OwnerRecord,
-) -> MirrorRecord {
-    MirrorRecord::Ownership {
-        spi,
-        dir,
-        owner,
-        generation,
-        start,
-        kind,
-    }
-}
-
+/// One SA of the pair: its settings, its home and who runs it now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct PairSa {
+    /// Extended sequence numbers (the takeover jump of an ESN SA).
     pub(super) esn: bool,
     /// Reporting interval (outbound `interval`, inbound `inbound_interval`).
     pub(super) interval: u64,
     /// Outbound quantity.
     pub(super) quantity: u64,
+    /// The node it runs on while both live.
     pub(super) home: u32,
+    /// The node running it now, as far as this node knows.
     pub(super) owner: u32,
+    /// Ownership changes so far: a higher one wins.
     pub(super) generation: u64,
     /// Handed to the peer by this node and not confirmed by it since: the
     /// peer may have taken it over meanwhile from anywhere this node knows
@@ -38,8 +30,60 @@ pub(super) struct PairSa {
     pub(super) blind: bool,
 }
 
-/// An ownership record to send: owner, generation, bound, kind.
-pub(super) type OwnerRecord = (u32, u64, u64, OwnershipKind);
+impl PairSa {
+    /// Whether this view is the one an ownership record carries.
+    pub(super) fn holds(&self, r: &OwnerRecord) -> bool {
+        self.owner == r.owner && self.generation == r.generation
+    }
+}
+
+/// An ownership record to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct OwnerRecord {
+    /// Who runs the SA.
+    pub(super) owner: u32,
+    /// The ownership generation of that.
+    pub(super) generation: u64,
+    /// What the receiver stores of the SA before it may act on it again
+    /// (see [`bound`](Mirror::bound), and a hand-over's start).
+    pub(super) bound: u64,
+    /// Change, hand-over or confirmation.
+    pub(super) kind: OwnershipKind,
+}
+
+impl OwnerRecord {
+    /// The wire record of it, for SA `(spi, dir)`.
+    pub(super) fn record(self, (spi, dir): SaKey) -> MirrorRecord {
+        MirrorRecord::Ownership {
+            spi,
+            dir,
+            owner: self.owner,
+            generation: self.generation,
+            start: self.bound,
+            kind: self.kind,
+        }
+    }
+}
+
+/// The ownership changes this node made that the peer has yet to take in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(super) struct Changes {
+    /// Changes sent and not yet confirmed by the peer: sent again at every
+    /// refresh, so a lost record cannot leave an SA with no owner.
+    pub(super) unconfirmed: BTreeMap<SaKey, OwnerRecord>,
+    /// Where the next refresh goes on sending unconfirmed changes again.
+    pub(super) resend_from: Option<SaKey>,
+    /// Final states of SAs the peer took over while this node ran them (a
+    /// split brain), sent as copies again at every refresh until the peer
+    /// answers that it runs the SA past one (`Past`; its states and its
+    /// history answers cannot say so: their value may be a stalled
+    /// number). Until then this node's stored value holds its own run, and
+    /// acknowledging it would lift the peer's limit over that run.
+    pub(super) finals: BTreeMap<SaKey, SaState>,
+    /// The highest ownership generation of the pair (for heartbeats,
+    /// without a walk over every SA).
+    pub(super) max_generation: u64,
+}
 
 impl Mirror {
     /// Starts running an SA here as a takeover does: past its stored value
@@ -51,7 +95,7 @@ impl Mirror {
     /// reported and run it as far as its own lease.
     pub(super) fn take(&mut self, key: SaKey, generation: u64) {
         let mut known = self.standby.get(key.0, key.1).map_or(0, |s| s.value);
-        if self.unheard.contains(&key) {
+        if self.adds.unheard.contains(&key) {
             known = self.restart_point(key.0, key.1, known);
         }
         self.take_from(key, generation, known);
@@ -69,38 +113,27 @@ impl Mirror {
         let (window, kept) = self.restart_window((spi, dir), &stored, start);
         // The ownership record carries `start`; the peer stores it before
         // it can act on this SA again, so it counts as acknowledged.
-        self.set_owner(
-            (spi, dir),
-            self.cfg.node,
+        let record = OwnerRecord {
+            owner: self.cfg.node,
             generation,
-            start,
-            OwnershipKind::Change,
-        );
+            bound: start,
+            kind: OwnershipKind::Change,
+        };
+        self.set_owner((spi, dir), record);
         let acked = self.acknowledged(spi, dir, start);
         self.own(spi, dir, start, acked, kept);
-        self.events.push_back(MirrorEvent::Activate {
-            spi,
-            dir,
-            start,
-            bitmap: window,
-        });
+        self.activated(spi, dir, start, window);
     }
 
-    pub(super) fn set_owner(
-        &mut self,
-        key: SaKey,
-        owner: u32,
-        generation: u64,
-        start: u64,
-        kind: OwnershipKind,
-    ) {
+    /// Makes a change of this node's view of who runs an SA, and sends it
+    /// until the peer confirms it.
+    pub(super) fn set_owner(&mut self, key: SaKey, record: OwnerRecord) {
         if let Some(p) = self.pair.get_mut(&key) {
-            p.owner = owner;
-            p.generation = generation;
-            self.max_generation = self.max_generation.max(generation);
-            let record = (owner, generation, start, kind);
-            self.ownership_out.insert(key, record);
-            self.unconfirmed.insert(key, record);
+            p.owner = record.owner;
+            p.generation = record.generation;
+            self.changes.max_generation = self.changes.max_generation.max(record.generation);
+            self.outbox.ownership.insert(key, record);
+            self.changes.unconfirmed.insert(key, record);
         }
     }
 
@@ -122,14 +155,13 @@ impl Mirror {
 
     /// An ownership record from the peer: a change (or hand-over) to take
     /// in and confirm, or the peer's confirmation of one of this node's.
-    pub(super) fn ownership(
-        &mut self,
-        key: SaKey,
-        owner: u32,
-        generation: u64,
-        start: u64,
-        kind: OwnershipKind,
-    ) {
+    pub(super) fn ownership(&mut self, key: SaKey, record: OwnerRecord) {
+        let OwnerRecord {
+            owner,
+            generation,
+            bound: start,
+            kind,
+        } = record;
         if owner != self.cfg.node {
             // Whoever owns it may use numbers up to `start` plus slack
             // without further word: store it before anything else.
@@ -138,17 +170,18 @@ impl Mirror {
         let matches = |p: &PairSa| p.owner == owner && p.generation == generation;
         if kind == OwnershipKind::Confirm {
             if self
+                .changes
                 .unconfirmed
                 .get(&key)
-                .is_some_and(|r| r.0 == owner && r.1 == generation)
+                .is_some_and(|r| r.owner == owner && r.generation == generation)
             {
-                self.unconfirmed.remove(&key);
+                self.changes.unconfirmed.remove(&key);
             }
             // The peer has spoken of the SA (its bound is stored above).
             match self.pair.get_mut(&key) {
                 Some(p) if matches(p) => {
                     p.blind = false;
-                    self.unheard.remove(&key);
+                    self.adds.unheard.remove(&key);
                 }
                 // A view this node's earlier add of the SA gave the peer
                 // (before a delete and this add): the peer's view now, as
@@ -164,9 +197,13 @@ impl Mirror {
         // Tell the sender its view is taken in, so it stops sending the
         // record again.
         if self.pair.get(&key).is_some_and(matches) {
-            let bound = self.bound(key.0, key.1);
-            self.ownership_out
-                .insert(key, (owner, generation, bound, OwnershipKind::Confirm));
+            let confirm = OwnerRecord {
+                owner,
+                generation,
+                bound: self.bound(key.0, key.1),
+                kind: OwnershipKind::Confirm,
+            };
+            self.outbox.ownership.insert(key, confirm);
         }
     }
 
@@ -195,11 +232,11 @@ impl Mirror {
             e.owner = owner;
             e.generation = generation;
             e.blind = false;
-            self.max_generation = self.max_generation.max(generation);
+            self.changes.max_generation = self.changes.max_generation.max(generation);
         }
-        self.unheard.remove(&(spi, dir));
+        self.adds.unheard.remove(&(spi, dir));
         // What this node sent about the SA before is superseded.
-        self.unconfirmed.remove(&(spi, dir));
+        self.changes.unconfirmed.remove(&(spi, dir));
         let handover = kind == OwnershipKind::Handover;
         if p.owner == me && owner != me {
             // The peer took it over while this node ran it (a split
@@ -210,10 +247,10 @@ impl Mirror {
             // this node ran nothing: its final is only where it would
             // have started.)
             let fin = self.release(spi, dir);
-            if let Some(mut fin) = fin.filter(|_| self.synced) {
+            if let Some(mut fin) = fin.filter(|_| self.synced()) {
                 fin.copy = true;
-                self.finals.insert((spi, dir), fin.clone());
-                self.due.push_back(Due::Record(Box::new(fin)));
+                self.changes.finals.insert((spi, dir), fin.clone());
+                self.outbox.due.push_back(Due::Record(Box::new(fin)));
             }
         } else if p.owner == me && owner == me && handover {
             // Handed an SA this node thinks it runs already (it restarted
@@ -238,12 +275,7 @@ impl Mirror {
             let start = begin;
             let (window, kept) = self.restart_window((spi, dir), &stored, start);
             self.own(spi, dir, start, acked, kept);
-            self.events.push_back(MirrorEvent::Activate {
-                spi,
-                dir,
-                start,
-                bitmap: window,
-            });
+            self.activated(spi, dir, start, window);
         }
     }
 
@@ -257,7 +289,7 @@ impl Mirror {
                 let moved = self.outbound.get_mut(&spi).map(|o| o.recover(begin, start));
                 match moved {
                     Some(true) => self.activated(spi, dir, begin, Vec::new()),
-                    Some(false) if self.synced => self.limit_changed(spi, dir),
+                    Some(false) if self.synced() => self.limit_changed(spi, dir),
                     _ => {}
                 }
             }
@@ -268,6 +300,49 @@ impl Mirror {
                 let top = stored.value.max(start);
                 let bitmap = raised(&stored.bitmap, top - stored.value);
                 self.recover(spi, dir, top, &bitmap);
+            }
+        }
+    }
+
+    /// Final states the peer has not moved past go again while it runs
+    /// the SA (one it no longer runs, or this node took back, needs them
+    /// no more).
+    pub(super) fn resend_finals(&mut self) {
+        let peer = self.cfg.peer;
+        let pair = &self.pair;
+        self.changes
+            .finals
+            .retain(|k, _| pair.get(k).is_some_and(|p| p.owner == peer));
+        for fin in self.changes.finals.values().take(RESEND_PER_REFRESH) {
+            self.outbox
+                .due
+                .push_back(Due::Record(Box::new(fin.clone())));
+        }
+    }
+
+    /// Changes the peer has not confirmed go again while they are still
+    /// this node's view; a slice per refresh, the next going on from where
+    /// this one stopped.
+    pub(super) fn resend_unconfirmed(&mut self) {
+        let from = match self.changes.resend_from.take() {
+            Some(k) => self
+                .changes
+                .unconfirmed
+                .range((Bound::Excluded(k), Bound::Unbounded)),
+            None => self.changes.unconfirmed.range(..),
+        };
+        let slice: Vec<(SaKey, OwnerRecord)> = from
+            .take(RESEND_PER_REFRESH)
+            .map(|(k, r)| (*k, *r))
+            .collect();
+        if slice.len() == RESEND_PER_REFRESH {
+            self.changes.resend_from = slice.last().map(|(k, _)| *k);
+        }
+        for (k, r) in slice {
+            if self.pair.get(&k).is_some_and(|p| p.holds(&r)) {
+                self.outbox.ownership.entry(k).or_insert(r);
+            } else {
+                self.changes.unconfirmed.remove(&k);
             }
         }
     }

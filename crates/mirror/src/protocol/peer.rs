@@ -9,28 +9,149 @@ use super::*;
 /// it knew and runs one more (see `Mirror::peer_lost`).
 pub(super) const LOST_LIFE_STEPS: u64 = 3;
 
-impl Mirror {
+/// Whether the peer is heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Liveness {
+    /// Not heard since this node started.
+    Unknown,
+    /// Heard, last at this time (ms).
+    Alive(u64),
+    /// Silent for `dead_after` heartbeats.
+    Dead,
+    /// Said by the operator or the host to be isolated, and not heard
+    /// since: this node's SAs run without leases.
+    Fenced,
+}
+
+/// What this node knows of the peer: whether it is heard, and what its
+/// current life did, was told and asked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct Peer {
+    pub(super) liveness: Liveness,
+    /// The life heard last may have run SAs: it said it had synchronised,
+    /// or this node sent it every part of a bulk.
+    pub(super) ran: bool,
+    /// The life heard last said it had synchronised.
+    pub(super) synced: bool,
+    /// The life this node fenced (its epoch), if any: it must restart
+    /// before it gets anything back.
+    pub(super) fenced_life: Option<u64>,
+    /// The highest value of each SA the current life is known to store
+    /// (its states, acknowledgements, ownership bounds and history
+    /// answers). The standby table also holds what only this node knows
+    /// (its own final states); what a start counts as acknowledged is
+    /// bounded by this ([`acknowledged`](Mirror::acknowledged)), so that a
+    /// life of this node that dies unheard stays within what the peer can
+    /// bound.
+    pub(super) told: BTreeMap<SaKey, u64>,
+    /// The values of the first bulk sync sent to the current life (copies
+    /// and histories), taken into [`told`](Self::told) once its last part
+    /// is sent (see [`bulk_sent`](Mirror::bulk_sent)); each later bulk only
+    /// repeats or raises these. Empty once taken in, `None` before any
+    /// bulk went to this life.
+    pub(super) bulk_told: Option<BTreeMap<SaKey, u64>>,
+    /// SAs the current life asked about: it may run them from their first
+    /// number once answered, unheard, so a loss of that life (its restart,
+    /// or a fence) counts them as used from 0
+    /// ([`peer_lost`](Mirror::peer_lost)). Not a stored value: a question
+    /// is no use, and a later answer (to the same life asking again, or to
+    /// this node's own add) must not read it as one.
+    pub(super) marks: BTreeSet<SaKey>,
+    /// The largest inbound interval any SA of the pair had here: the step
+    /// a lost life may have taken with an SA deleted since (its own
+    /// interval went with it).
+    pub(super) largest_interval: u64,
+    /// Inbound SAs this node lacks whose history a lost life moved: the
+    /// history before the first such move, and the steps taken since. The
+    /// step was the largest interval known then; the SA's own may be
+    /// larger (this node restarted after its delete and never heard it),
+    /// so an add with its interval moves the history by as many of those.
+    pub(super) lost_steps: BTreeMap<SaKey, (u64, u64)>,
+}
+
+impl Peer {
+    pub(super) fn new(inbound_interval: u64) -> Self {
+        Peer {
+            liveness: Liveness::Unknown,
+            ran: false,
+            synced: false,
+            fenced_life: None,
+            told: BTreeMap::new(),
+            bulk_told: None,
+            marks: BTreeSet::new(),
+            largest_interval: inbound_interval.max(1),
+            lost_steps: BTreeMap::new(),
+        }
+    }
+
+    /// Whether the peer is heard.
+    pub(super) fn alive(&self) -> bool {
+        matches!(self.liveness, Liveness::Alive(_))
+    }
+
+    /// Whether the peer is fenced and not heard since.
+    pub(super) fn fenced(&self) -> bool {
+        self.liveness == Liveness::Fenced
+    }
+
+    /// A new life of the peer is heard: nothing is known of what it ran
+    /// or was sent.
+    pub(super) fn new_life(&mut self) {
+        self.ran = false;
+        self.synced = false;
+        self.bulk_told = None;
+    }
+
     /// The peer's current life stores `v` (or more) of SA `key`.
     pub(super) fn tell(&mut self, key: SaKey, v: u64) {
         let e = self.told.entry(key).or_insert(0);
         *e = (*e).max(v);
     }
+}
+
+impl Mirror {
+    /// A frame of the peer's life `epoch` was accepted at `now_ms`
+    /// (`new_life`: the first of that life). A peer heard again, or in a
+    /// new life, is announced; a fence is over once the peer is heard:
+    /// leases again, and the peer learns how far the SAs went from their
+    /// states.
+    pub(super) fn heard(&mut self, now_ms: u64, epoch: u64, new_life: bool) {
+        let was = std::mem::replace(&mut self.peer.liveness, Liveness::Alive(now_ms));
+        if matches!(was, Liveness::Alive(_)) && !new_life {
+            return;
+        }
+        self.events.push_back(MirrorEvent::PeerAlive { epoch });
+        if was == Liveness::Fenced {
+            self.lease_changed();
+        }
+    }
+
+    /// The peer's life says it has synchronised: it holds a whole bulk,
+    /// what the first one carried (or more), which every later one repeats
+    /// or raises.
+    pub(super) fn peer_says_synced(&mut self) {
+        self.peer.ran = true;
+        self.peer.synced = true;
+        if self.bulk_out.take().is_some() {
+            self.bulk_sent();
+        }
+    }
 
     /// How much of `value` a start may count as acknowledged: at most
     /// [`LOST_LIFE_STEPS`] less one steps (jumps, intervals) past what the
-    /// peer is known to store ([`told`](Self::told)), so that, with the
+    /// peer is known to store ([`told`](Peer::told)), so that, with the
     /// step it may run past that, a life of this node that dies unheard
     /// stays within the peer's bound for it (see `peer_lost`), whatever
     /// this node alone knew (its own stalled numbers, say).
     pub(super) fn acknowledged(&self, spi: u32, dir: SaDir, value: u64) -> u64 {
-        if !self.peer_ran {
+        if !self.peer.ran {
             // The peer's life has not run and was sent no whole bulk: should
             // this node die, neither has a memory of the SAs to bound
             // anything by (the pair's documented limit), and holding the
             // start back would only wait on a life that may never sync.
             return value;
         }
-        let told = self.told.get(&(spi, dir)).copied().unwrap_or(0);
+        let told = self.peer.told.get(&(spi, dir)).copied().unwrap_or(0);
         let step = match dir {
             SaDir::Outbound => self.jump(spi),
             SaDir::Inbound => self.interval_of(spi, dir),
@@ -51,14 +172,16 @@ impl Mirror {
     pub(super) fn peer_restarted(&mut self) {
         // The new life stores nothing of what the lost one was told, and
         // learns this node's run of SAs it took over from the bulk.
-        self.told.clear();
-        self.finals.clear();
-        self.due.retain(|d| !matches!(d, Due::Record(s) if s.copy));
+        self.peer.told.clear();
+        self.changes.finals.clear();
+        self.outbox
+            .due
+            .retain(|d| !matches!(d, Due::Record(s) if s.copy));
         self.bulk_out = None;
-        if self.peer_ran && !self.fenced {
+        if self.peer.ran && !self.peer.fenced() {
             self.peer_lost();
         }
-        self.marks.clear();
+        self.peer.marks.clear();
     }
 
     /// The peer's life is over without this node hearing all of it (it
@@ -75,7 +198,7 @@ impl Mirror {
     pub(super) fn peer_lost(&mut self) {
         // An SA the lost life asked about may have run from its first
         // number: it counts as used from 0, and moves below as any other.
-        for (spi, dir) in std::mem::take(&mut self.marks) {
+        for (spi, dir) in std::mem::take(&mut self.peer.marks) {
             self.store(spi, dir, 0);
         }
         // SAs this node does not have (deleted here, or known only from
@@ -87,7 +210,7 @@ impl Mirror {
             .map(|(k, e)| (k, e.value))
             .collect();
         let largest_jump = self.cfg.takeover_jump.max(self.cfg.takeover_jump_32);
-        let largest_interval = self.largest_interval;
+        let largest_interval = self.peer.largest_interval;
         for ((spi, dir), mark) in retired {
             let steps = LOST_LIFE_STEPS - 1;
             let step = match dir {
@@ -95,7 +218,7 @@ impl Mirror {
                 SaDir::Inbound => {
                     // Counted from the first move's history unless news
                     // since went past what the moves stored.
-                    let e = self.lost_steps.entry((spi, dir)).or_insert((mark, 0));
+                    let e = self.peer.lost_steps.entry((spi, dir)).or_insert((mark, 0));
                     if mark > e.0.saturating_add(e.1.saturating_mul(largest_interval)) {
                         *e = (mark, 0);
                     }
@@ -155,10 +278,16 @@ impl Mirror {
         (0..steps).fold(value, |v, _| self.restart_point(spi, dir, v))
     }
 
-    /// Switches the lease rule of every owned SA, and tells the workers
-    /// their new limits.
-    pub(super) fn set_lease(&mut self, on: bool) {
-        self.cfg.lease = on;
+    /// Whether owned SAs obey leases now: as configured, unless the peer
+    /// is fenced.
+    pub(super) fn lease(&self) -> bool {
+        self.cfg.lease && !self.peer.fenced()
+    }
+
+    /// The lease rule changed (a fence began or ended): every owned SA
+    /// takes it, and the workers learn their new limits.
+    pub(super) fn lease_changed(&mut self) {
+        let on = self.lease();
         for (spi, dir) in self.owned_keys() {
             match dir {
                 SaDir::Outbound => {
@@ -175,12 +304,5 @@ impl Mirror {
             }
             self.limit_changed(spi, dir);
         }
-    }
-
-    /// How long the peer may stay silent before it is declared dead.
-    pub(super) fn death_ms(&self) -> u64 {
-        self.cfg
-            .heartbeat_ms
-            .saturating_mul(u64::from(self.cfg.dead_after))
     }
 }

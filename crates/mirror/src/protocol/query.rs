@@ -3,7 +3,58 @@
 
 use super::*;
 
+/// SAs added at run time and what is known of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(super) struct Adds {
+    /// Owned SAs added at run time, waiting for the peer to say what it
+    /// knows of them before they may run.
+    pub(super) asking: BTreeSet<SaKey>,
+    /// SAs added at run time after this node's bulk sync, and no
+    /// ownership record of the peer taken into this node's view since (a
+    /// change that wins, or a confirmation of this view; not one sent
+    /// before the add): this node's view of who runs it went with an
+    /// earlier delete. The peer may have taken the peer's SA over (in a
+    /// split brain, unheard) from a value this node reported; it may hold
+    /// a view, of either node's SA, that this node's earlier add of it
+    /// sent. The answer to this node's query carries the peer's view, if
+    /// the peer knows anything of the SA.
+    pub(super) unheard: BTreeSet<SaKey>,
+    /// SAs added at run time whose query the peer has not answered yet
+    /// (those of `asking` among them): asked again at each refresh.
+    pub(super) unanswered: BTreeSet<SaKey>,
+}
+
 impl Mirror {
+    /// The peer asks what this node knows of an SA it added at run time.
+    /// The answer: what this node knows of the SA, and before it in the
+    /// same frame this node's view of who runs it, with that knowledge as
+    /// the bound the asker stores; no view if it knows nothing of the SA
+    /// (the view is then the configured one, and a bound stored would make
+    /// the SA look used), nor while a hand-over of it waits for the peer's
+    /// word (that goes again at each refresh).
+    pub(super) fn query_received(&mut self, key: SaKey) {
+        let (spi, dir) = key;
+        let known = self.history_of(spi, dir);
+        let view = match (self.pair.get(&key), known) {
+            (Some(p), Some(bound)) if !p.blind => Some(OwnerRecord {
+                owner: p.owner,
+                generation: p.generation,
+                bound,
+                kind: OwnershipKind::Confirm,
+            }),
+            _ => None,
+        };
+        // The asker may run it once answered (one this node runs, it knows
+        // of already).
+        if !self.owns(spi, dir) {
+            self.peer.marks.insert(key);
+        }
+        // A question asked again before the answer went (the asker's
+        // refresh) keeps that answer: this one would carry the mark the
+        // first left, not news.
+        self.outbox.answers.entry(key).or_insert((view, known));
+    }
+
     /// What this node knows of an SA: what it stores (a standby copy, the
     /// history of an SA no longer configured, its own final state) and,
     /// if it runs here, what it reported of it (its states' value: the
@@ -13,7 +64,7 @@ impl Mirror {
     /// nothing yet: where it would start is not news.)
     pub(super) fn history_of(&self, spi: u32, dir: SaDir) -> Option<u64> {
         let stored = self.standby.get(spi, dir).map(|s| s.value);
-        if self.asking.contains(&(spi, dir)) {
+        if self.adds.asking.contains(&(spi, dir)) {
             return stored;
         }
         let reported = match dir {
@@ -83,8 +134,8 @@ impl Mirror {
     /// moves past it if it is above anything this life sent of it.
     pub(super) fn history(&mut self, spi: u32, dir: SaDir, value: Option<u64>) {
         let key = (spi, dir);
-        self.questions.remove(&key);
-        if self.asking.remove(&key) {
+        self.adds.unanswered.remove(&key);
+        if self.adds.asking.remove(&key) {
             // Both nodes' knowledge: nothing on either means never used.
             let known = match (value, self.standby.get(spi, dir).map(|s| s.value)) {
                 (None, None) => None,

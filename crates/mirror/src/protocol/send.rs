@@ -3,8 +3,6 @@
 
 use super::*;
 
-/// Unconfirmed ownership changes a refresh sends again, at most.
-pub(super) const RESEND_PER_REFRESH: usize = 4096;
 /// Records queued beyond which the link is far behind: a refresh then
 /// adds nothing, what is queued goes anyway.
 pub(super) const FAR_BEHIND: usize = 4096;
@@ -22,15 +20,41 @@ pub(super) enum Due {
     Past(u32, SaDir, u64),
 }
 
+/// What waits to be sent, by kind; each kind goes in its place in the
+/// next frame ([`build_frame`](Mirror::build_frame)).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(super) struct Outbox {
+    /// Frames built so far in this life (the last one's counter).
+    pub(super) counter: u64,
+    /// SA states and fixed records, in order.
+    pub(super) due: VecDeque<Due>,
+    /// The owned SAs whose current state is in `due` (at most once each).
+    pub(super) queued: BTreeSet<SaKey>,
+    /// Lease acknowledgements: the value stored for each SA.
+    pub(super) acks: BTreeMap<SaKey, u64>,
+    /// Ownership records: changes, hand-overs, confirmations.
+    pub(super) ownership: BTreeMap<SaKey, OwnerRecord>,
+    /// Answers to the peer's queries: this node's view of the SA (if it
+    /// knows anything of it) and its history, always sent in one frame
+    /// (the history ends the question: without the view beside it, a lost
+    /// frame could leave the asker's view apart from this node's for
+    /// good).
+    pub(super) answers: BTreeMap<SaKey, (Option<OwnerRecord>, Option<u64>)>,
+    /// Queries about SAs added here at run time.
+    pub(super) queries: BTreeSet<SaKey>,
+}
+
 impl Mirror {
+    /// Queues the current state of an owned SA (once: the state sent is
+    /// read when its frame is built).
     pub(super) fn enqueue(&mut self, key: (u32, SaDir)) {
-        if self.queued.insert(key) {
-            self.due.push_back(Due::Owned(key.0, key.1));
+        if self.outbox.queued.insert(key) {
+            self.outbox.due.push_back(Due::Owned(key.0, key.1));
         }
     }
 
     pub(super) fn state_record(&mut self, spi: u32, dir: SaDir) -> Option<SaState> {
-        if self.asking.contains(&(spi, dir)) {
+        if self.adds.asking.contains(&(spi, dir)) {
             // Its state would create the peer's entry before the peer
             // answers whether it had one: it goes once the answer is in.
             return None;
@@ -89,11 +113,11 @@ impl Mirror {
     /// walking every SA (or sending a million changes again) each refresh
     /// while it does would only slow it down.
     pub(super) fn refresh(&mut self) {
-        if !self.synced {
-            self.bulk_request = true;
-        }
-        self.queries.extend(self.questions.iter().copied());
-        if self.due.len() < FAR_BEHIND {
+        self.join.ask();
+        self.outbox
+            .queries
+            .extend(self.adds.unanswered.iter().copied());
+        if self.outbox.due.len() < FAR_BEHIND {
             let refresh: Vec<(u32, SaDir)> = self
                 .outbound
                 .iter()
@@ -110,43 +134,20 @@ impl Mirror {
                 self.enqueue(k);
             }
         }
-        // Final states the peer has not moved past go again while it runs
-        // the SA (one it no longer runs, or this node took back, needs
-        // them no more).
-        let peer = self.cfg.peer;
-        let pair = &self.pair;
-        self.finals
-            .retain(|k, _| pair.get(k).is_some_and(|p| p.owner == peer));
-        for fin in self.finals.values().take(RESEND_PER_REFRESH) {
-            self.due.push_back(Due::Record(Box::new(fin.clone())));
-        }
-        // Changes the peer has not confirmed go again while they are still
-        // this node's view; a slice per refresh, the next going on from
-        // where this one stopped.
-        let from = match self.resend_from.take() {
-            Some(k) => self
-                .unconfirmed
-                .range((Bound::Excluded(k), Bound::Unbounded)),
-            None => self.unconfirmed.range(..),
-        };
-        let slice: Vec<(SaKey, OwnerRecord)> = from
-            .take(RESEND_PER_REFRESH)
-            .map(|(k, r)| (*k, *r))
-            .collect();
-        if slice.len() == RESEND_PER_REFRESH {
-            self.resend_from = slice.last().map(|(k, _)| *k);
-        }
-        for (k, r) in slice {
-            let current = self
-                .pair
-                .get(&k)
-                .is_some_and(|p| p.owner == r.0 && p.generation == r.1);
-            if current {
-                self.ownership_out.entry(k).or_insert(r);
-            } else {
-                self.unconfirmed.remove(&k);
-            }
-        }
+        self.resend_finals();
+        self.resend_unconfirmed();
+    }
+
+    /// Forgets an SA deleted here: nothing more about it waits to be sent
+    /// but its history, nor is it asked about or sent again.
+    pub(super) fn forget(&mut self, key: SaKey) {
+        self.outbox.acks.remove(&key);
+        self.outbox.queries.remove(&key);
+        self.outbox.ownership.remove(&key);
+        self.adds.unanswered.remove(&key);
+        self.adds.unheard.remove(&key);
+        self.changes.unconfirmed.remove(&key);
+        self.changes.finals.remove(&key);
     }
 
     /// One frame of what is queued, if anything.
@@ -157,54 +158,52 @@ impl Mirror {
             .saturating_sub(mirror::HEADER_LEN + mirror::MAC_LEN);
         let mut records = Vec::new();
         let mut size = 0;
-        if self.bulk_request {
-            self.bulk_request = false;
+        if self.join.take_ask() {
             records.push(MirrorRecord::BulkRequest);
             size += mirror::RECORD_HEADER_LEN;
         }
-        if now_ms >= self.next_heartbeat {
+        if std::mem::take(&mut self.timers.heartbeat_owed) {
             records.push(MirrorRecord::Heartbeat {
                 now_ms,
                 owned: (self.outbound.len() + self.inbound.len()) as u32,
-                peer_alive: self.peer_alive,
-                generation: self.max_generation,
+                peer_alive: self.peer.alive(),
+                generation: self.changes.max_generation,
             });
             size += mirror::RECORD_HEADER_LEN + 24;
-            self.next_heartbeat = now_ms.saturating_add(self.cfg.heartbeat_ms);
         }
-        while let Some((&(spi, dir), &(view, value))) = self.answers.iter().next() {
+        while let Some((&(spi, dir), &(view, value))) = self.outbox.answers.iter().next() {
             let len = mirror::RECORD_HEADER_LEN + 16 + view.map_or(0, |_| OWNERSHIP_LEN);
             if size + len > budget {
                 break;
             }
-            self.answers.remove(&(spi, dir));
+            self.outbox.answers.remove(&(spi, dir));
             if let Some(view) = view {
-                records.push(ownership_record((spi, dir), view));
+                records.push(view.record((spi, dir)));
             }
             records.push(MirrorRecord::History { spi, dir, value });
             size += len;
         }
-        while let Some((&key, &record)) = self.ownership_out.iter().next() {
+        while let Some((&key, &record)) = self.outbox.ownership.iter().next() {
             if size + OWNERSHIP_LEN > budget {
                 break;
             }
-            self.ownership_out.remove(&key);
-            records.push(ownership_record(key, record));
+            self.outbox.ownership.remove(&key);
+            records.push(record.record(key));
             size += OWNERSHIP_LEN;
         }
-        while let Some(&(spi, dir)) = self.queries.iter().next() {
+        while let Some(&(spi, dir)) = self.outbox.queries.iter().next() {
             if size + mirror::RECORD_HEADER_LEN + 8 > budget {
                 break;
             }
-            self.queries.remove(&(spi, dir));
+            self.outbox.queries.remove(&(spi, dir));
             records.push(MirrorRecord::Query { spi, dir });
             size += mirror::RECORD_HEADER_LEN + 8;
         }
-        while let Some((&(spi, dir), &lease)) = self.acks.iter().next() {
+        while let Some((&(spi, dir), &lease)) = self.outbox.acks.iter().next() {
             if size + mirror::RECORD_HEADER_LEN + 16 > budget {
                 break;
             }
-            self.acks.remove(&(spi, dir));
+            self.outbox.acks.remove(&(spi, dir));
             records.push(MirrorRecord::LeaseAck { spi, dir, lease });
             size += mirror::RECORD_HEADER_LEN + 16;
             self.stats.acks_sent += 1;
@@ -223,15 +222,15 @@ impl Mirror {
                 records.extend(part);
             }
         }
-        while let Some(d) = self.due.front() {
+        while let Some(d) = self.outbox.due.front() {
             let len = self.record_len(d);
             if size + len > budget && !records.is_empty() {
                 break;
             }
-            let d = self.due.pop_front().expect("front exists");
+            let d = self.outbox.due.pop_front().expect("front exists");
             let record = match d {
                 Due::Owned(spi, dir) => {
-                    self.queued.remove(&(spi, dir));
+                    self.outbox.queued.remove(&(spi, dir));
                     self.state_record(spi, dir).map(MirrorRecord::SaState)
                 }
                 Due::Record(s) => Some(MirrorRecord::SaState(*s)),
@@ -249,13 +248,17 @@ impl Mirror {
         if records.is_empty() {
             return None;
         }
-        self.counter += 1;
+        self.outbox.counter += 1;
         let header = MirrorHeader {
-            flags: if self.synced { mirror::FLAG_SYNCED } else { 0 },
+            flags: if self.synced() {
+                mirror::FLAG_SYNCED
+            } else {
+                0
+            },
             records: 0,
             node: self.cfg.node,
             epoch: self.epoch,
-            counter: self.counter,
+            counter: self.outbox.counter,
             peer_epoch: self.filter.epoch().unwrap_or(0),
         };
         let frame = seal(&self.key, header, &records);

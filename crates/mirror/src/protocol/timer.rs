@@ -1,0 +1,95 @@
+//! The mirror's timers: the next heartbeat, the next refresh, and the
+//! peer's death should it stay silent.
+
+use super::*;
+
+/// Something the mirror does at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Timer {
+    /// The peer, silent for `dead_after` heartbeats, is declared dead.
+    PeerDeath,
+    /// Every changed or unacknowledged SA, unconfirmed change and missing
+    /// bulk is queued again ([`refresh`](Mirror::refresh)).
+    Refresh,
+    /// A heartbeat goes in the next frame.
+    Heartbeat,
+}
+
+impl Timer {
+    /// Every timer, in the order they are served when due together.
+    pub(super) const ALL: [Timer; 3] = [Timer::PeerDeath, Timer::Refresh, Timer::Heartbeat];
+    /// The timers whose work goes out in frames: served by
+    /// [`poll_transmit`](Mirror::poll_transmit) too, so a driver that only
+    /// polls for frames still sends heartbeats and refreshes.
+    pub(super) const SENDING: [Timer; 2] = [Timer::Refresh, Timer::Heartbeat];
+}
+
+/// When the periodic timers fire next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct Timers {
+    heartbeat: u64,
+    refresh: u64,
+    /// A heartbeat fired and waits for the next frame.
+    pub(super) heartbeat_owed: bool,
+}
+
+impl Timers {
+    /// The timers of a mirror started at `now_ms`: a heartbeat at once, a
+    /// refresh one period on.
+    pub(super) fn new(now_ms: u64, refresh_ms: u64) -> Self {
+        Timers {
+            heartbeat: now_ms,
+            refresh: now_ms.saturating_add(refresh_ms),
+            heartbeat_owed: false,
+        }
+    }
+}
+
+impl Mirror {
+    /// When `timer` fires next (`u64::MAX`: not armed).
+    pub(super) fn deadline(&self, timer: Timer) -> u64 {
+        match timer {
+            Timer::Heartbeat => self.timers.heartbeat,
+            Timer::Refresh => self.timers.refresh,
+            Timer::PeerDeath => match self.peer.liveness {
+                Liveness::Alive(last_heard) => {
+                    last_heard.saturating_add(self.death_ms()).saturating_add(1)
+                }
+                _ => u64::MAX,
+            },
+        }
+    }
+
+    /// Serves each of `timers` that is due at `now_ms`.
+    pub(super) fn run_timers(&mut self, now_ms: u64, timers: &[Timer]) {
+        for &t in timers {
+            if now_ms >= self.deadline(t) {
+                self.fire(t, now_ms);
+            }
+        }
+    }
+
+    fn fire(&mut self, timer: Timer, now_ms: u64) {
+        match timer {
+            Timer::PeerDeath => {
+                self.peer.liveness = Liveness::Dead;
+                self.events.push_back(MirrorEvent::PeerDead);
+            }
+            Timer::Refresh => {
+                self.timers.refresh = now_ms.saturating_add(self.cfg.refresh_ms);
+                self.refresh();
+            }
+            Timer::Heartbeat => {
+                self.timers.heartbeat = now_ms.saturating_add(self.cfg.heartbeat_ms);
+                self.timers.heartbeat_owed = true;
+            }
+        }
+    }
+
+    /// How long the peer may stay silent before it is declared dead.
+    fn death_ms(&self) -> u64 {
+        self.cfg
+            .heartbeat_ms
+            .saturating_mul(u64::from(self.cfg.dead_after))
+    }
+}
