@@ -61,6 +61,7 @@
 //! stored by the peer; every (re)start of an SA is at a stored lease plus
 //! `jump` or beyond. So no two owners, nor two lives of one node, ever use
 //! the same number.
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 
@@ -141,6 +142,8 @@ pub struct Mirror {
     stats: MirrorStats,
 }
 
+/// Starting, and the SAs of the pair (from the node's configuration and the
+/// host's requests).
 impl Mirror {
     /// A node's mirror, started at `now_ms` in epoch `epoch` (new at every
     /// start, larger than any before: a clock reading will do). It asks the
@@ -271,55 +274,10 @@ impl Mirror {
         self.forget(key);
         known
     }
+}
 
-    /// A worker's absolute counters of an owned outbound SA.
-    pub fn outbound_progress(&mut self, spi: u32, seq: u64, bytes: u64, packets: u64) {
-        if let Some(s) = self.outbound.get_mut(&spi)
-            && s.progress(seq, bytes, packets)
-        {
-            self.enqueue((spi, SaDir::Outbound));
-        }
-    }
-
-    /// A worker's replay window and counters of an owned inbound SA.
-    pub fn inbound_progress(
-        &mut self,
-        spi: u32,
-        top: u64,
-        bitmap: &[u64],
-        bytes: u64,
-        packets: u64,
-    ) {
-        if let Some(s) = self.inbound.get_mut(&spi)
-            && s.progress(top, bitmap, bytes, packets)
-        {
-            self.enqueue((spi, SaDir::Inbound));
-        }
-    }
-
-    /// A worker refused an authentic packet numbered `seq` at the limit
-    /// of owned inbound SA `spi`: the far end ran on while the SA waited
-    /// (the window cannot move while every packet is past the limit). The
-    /// state the peer is asked to store moves up to `seq` (nothing past
-    /// the old top marked seen), so its acknowledgement lets the worker
-    /// accept the packets after it. Stale reports (below the limit) change
-    /// nothing, and so do reports before the SA may run at all (before
-    /// the bulk sync, or while a run-time add waits for the peer's word):
-    /// its top must then stay what the worker's window is, so the restart
-    /// it waits for moves the window past its earlier lives.
-    pub fn inbound_stalled(&mut self, spi: u32, seq: u64) {
-        if !self.synced() || self.adds.asking.contains(&(spi, SaDir::Inbound)) {
-            return;
-        }
-        if self
-            .inbound
-            .get_mut(&spi)
-            .is_some_and(|s| seq >= s.limit() && s.want(seq))
-        {
-            self.enqueue((spi, SaDir::Inbound));
-        }
-    }
-
+/// Getters: what the node and its operators read.
+impl Mirror {
     /// The first sequence number owned outbound SA `spi` must not use; 0
     /// before the bulk sync, `None` if not owned.
     pub fn limit(&self, spi: u32) -> Option<u64> {
@@ -451,12 +409,87 @@ impl Mirror {
     pub fn queued(&self) -> usize {
         self.outbox.due.len()
     }
+}
 
-    /// The next event, if any.
-    pub fn poll_event(&mut self) -> Option<MirrorEvent> {
-        self.events.pop_front()
+/// Input: frames from the peer, the time, and the workers' progress.
+impl Mirror {
+    /// Takes in a frame from the mirror port (mirror header to MAC).
+    pub fn handle_frame(&mut self, now_ms: u64, frame: &[u8]) -> Result<(), Reject> {
+        let known_life = self.filter.epoch();
+        let accepted = self.filter.accept(&self.key, frame)?;
+        if accepted.new_epoch {
+            if known_life.is_some() {
+                self.peer_restarted();
+            }
+            self.peer.new_life();
+            self.join.drop_gathered();
+        }
+        if accepted.header.flags & mirror::FLAG_SYNCED != 0 {
+            self.peer_says_synced();
+        }
+        self.stats.frames_received += 1;
+        self.heard(now_ms, accepted.header.epoch, accepted.new_epoch);
+        self.take_records(accepted.records, accepted.to_this_life);
+        Ok(())
     }
 
+    /// Serves the timers due at `now_ms`: the peer's death (an event),
+    /// the refresh, the heartbeat.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.run_timers(now_ms, &Timer::ALL);
+    }
+
+    /// A worker's absolute counters of an owned outbound SA.
+    pub fn outbound_progress(&mut self, spi: u32, seq: u64, bytes: u64, packets: u64) {
+        if let Some(s) = self.outbound.get_mut(&spi)
+            && s.progress(seq, bytes, packets)
+        {
+            self.enqueue((spi, SaDir::Outbound));
+        }
+    }
+
+    /// A worker's replay window and counters of an owned inbound SA.
+    pub fn inbound_progress(
+        &mut self,
+        spi: u32,
+        top: u64,
+        bitmap: &[u64],
+        bytes: u64,
+        packets: u64,
+    ) {
+        if let Some(s) = self.inbound.get_mut(&spi)
+            && s.progress(top, bitmap, bytes, packets)
+        {
+            self.enqueue((spi, SaDir::Inbound));
+        }
+    }
+
+    /// A worker refused an authentic packet numbered `seq` at the limit
+    /// of owned inbound SA `spi`: the far end ran on while the SA waited
+    /// (the window cannot move while every packet is past the limit). The
+    /// state the peer is asked to store moves up to `seq` (nothing past
+    /// the old top marked seen), so its acknowledgement lets the worker
+    /// accept the packets after it. Stale reports (below the limit) change
+    /// nothing, and so do reports before the SA may run at all (before
+    /// the bulk sync, or while a run-time add waits for the peer's word):
+    /// its top must then stay what the worker's window is, so the restart
+    /// it waits for moves the window past its earlier lives.
+    pub fn inbound_stalled(&mut self, spi: u32, seq: u64) {
+        if !self.synced() || self.adds.asking.contains(&(spi, SaDir::Inbound)) {
+            return;
+        }
+        if self
+            .inbound
+            .get_mut(&spi)
+            .is_some_and(|s| seq >= s.limit() && s.want(seq))
+        {
+            self.enqueue((spi, SaDir::Inbound));
+        }
+    }
+}
+
+/// Orders from the node, its operator or the host.
+impl Mirror {
     /// Takes over every SA the peer owns (it is dead, or the host says
     /// so); returns how many. Outbound SAs start at the stored lease plus
     /// the takeover jump, inbound ones per `inbound_takeover`. A node that
@@ -536,31 +569,13 @@ impl Mirror {
         self.lease_changed();
         Ok(())
     }
+}
 
-    /// Takes in a frame from the mirror port (mirror header to MAC).
-    pub fn handle_frame(&mut self, now_ms: u64, frame: &[u8]) -> Result<(), Reject> {
-        let known_life = self.filter.epoch();
-        let accepted = self.filter.accept(&self.key, frame)?;
-        if accepted.new_epoch {
-            if known_life.is_some() {
-                self.peer_restarted();
-            }
-            self.peer.new_life();
-            self.join.drop_gathered();
-        }
-        if accepted.header.flags & mirror::FLAG_SYNCED != 0 {
-            self.peer_says_synced();
-        }
-        self.stats.frames_received += 1;
-        self.heard(now_ms, accepted.header.epoch, accepted.new_epoch);
-        self.take_records(accepted.records, accepted.to_this_life);
-        Ok(())
-    }
-
-    /// Serves the timers due at `now_ms`: the peer's death (an event),
-    /// the refresh, the heartbeat.
-    pub fn handle_timeout(&mut self, now_ms: u64) {
-        self.run_timers(now_ms, &Timer::ALL);
+/// Output: events, the next timeout, frames to send.
+impl Mirror {
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<MirrorEvent> {
+        self.events.pop_front()
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) and
