@@ -26,7 +26,7 @@ use espgate_control::request::Request;
 
 use crate::control_socket::{self, refuse};
 use crate::node_lock::{self, NodeLock};
-use crate::{metrics, requests};
+use crate::{metrics, requests, views};
 
 /// Smallest MTU the mirror port is opened with (a standard Ethernet
 /// payload; more when `mirror.max_frame` asks for it).
@@ -258,27 +258,7 @@ fn answer(
 ) -> Value {
     match (req, live.as_mut().map(|l| &mut l.node)) {
         (Request::Status {}, None) => json!({ "ok": true, "state": "waiting_config" }),
-        (Request::Status {}, Some(n)) => {
-            let pair = n.pair_status().map(|p| {
-                json!({
-                    "epoch": p.epoch,
-                    "peer_alive": p.peer_alive,
-                    "synced": p.synced,
-                    "holding": p.holding,
-                    "standby": p.standby,
-                    "frames_sent": p.frames_sent,
-                    "frames_received": p.frames_received,
-                    "rejected": p.rejected,
-                })
-            });
-            json!({
-                "ok": true,
-                "state": "running",
-                "node": n.name(),
-                "uptime_ms": started.elapsed().as_millis() as u64,
-                "pair": pair,
-            })
-        }
+        (Request::Status {}, Some(n)) => views::status(n, started.elapsed()),
         (Request::Configure { .. }, Some(n)) => {
             refuse(format!("node {} is running already", n.name()))
         }

@@ -1,8 +1,9 @@
-//! What the control socket shows of a running node, as JSON: its SAs
-//! (`sa_list`), its counters (`stats`) and its pair (`peer`). The CLI and
-//! the Prometheus exposition read the same values.
+//! What the control socket shows of a running node, as JSON: its health
+//! (`status`), its SAs (`sa_list`), its counters (`stats`) and its pair
+//! (`peer`). The CLI and the Prometheus exposition read the same values.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use espgate_dataplane::snapshot::{SaSnapshot, WorkerSnapshot};
 use espgate_dataplane::{NodeDrop, PairStatus, RunningNode, WorkerCounters};
@@ -171,6 +172,30 @@ pub fn sa_list(node: &RunningNode, workers: &[WorkerSnapshot], mirror: Vec<PairS
     })
 }
 
+/// `status` of a running node, up for `uptime`: its name, and its pair's
+/// health (`pair` null for a node on its own).
+pub fn status(node: &RunningNode, uptime: Duration) -> Value {
+    let pair = node.pair_status().map(|p| {
+        json!({
+            "epoch": p.epoch,
+            "peer_alive": p.peer_alive,
+            "synced": p.synced,
+            "holding": p.holding,
+            "standby": p.standby,
+            "frames_sent": p.frames_sent,
+            "frames_received": p.frames_received,
+            "rejected": p.rejected,
+        })
+    });
+    json!({
+        "ok": true,
+        "state": "running",
+        "node": node.name(),
+        "uptime_ms": uptime.as_millis() as u64,
+        "pair": pair,
+    })
+}
+
 /// `peer`: the pair and its mirror link (`mirror` null for a node on
 /// its own).
 pub fn peer(node: &RunningNode) -> Value {
@@ -209,4 +234,45 @@ fn pair(p: &PairStatus, ids: Option<(u32, u32)>) -> Value {
         "bulks_incomplete": s.bulks_incomplete,
         "rejected": rejected,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use espgate_control::answer::{Body, Peer, SaList, Stats, Status, carried_out, read};
+    use espgate_esp::Backend;
+
+    use super::*;
+    use crate::demo::rig::Rig;
+
+    /// `answer`, read as `T`, writes back exactly as it was: the type holds
+    /// every field of the answer, under the same name, with the same value.
+    fn reads_as<T: Body>(op: &str, answer: &Value) {
+        let body = read::<T>(op, answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+        assert_eq!(&carried_out(&body), answer, "{op}");
+    }
+
+    /// The answers of the demo's nodes (a pair, synchronised, and a node
+    /// on its own) are their types, field for field.
+    #[test]
+    fn a_running_nodes_answers_are_their_types_exactly() {
+        let rig = Rig::start(Backend::preferred()).unwrap();
+        let a = rig.a.as_ref().unwrap();
+        let t0 = std::time::Instant::now();
+        while !a.pair_status().is_some_and(|p| p.synced) {
+            assert!(t0.elapsed() < Duration::from_secs(10), "a never synced");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for node in [a, &rig.b, &rig.r] {
+            let workers = node.snapshot().unwrap();
+            let mirror = node.mirror_views().unwrap();
+            reads_as::<Status>("status", &status(node, Duration::from_millis(1234)));
+            reads_as::<SaList>("sa_list", &sa_list(node, &workers, mirror));
+            reads_as::<Stats>("stats", &stats(&workers, node.commands_pending()));
+            reads_as::<Peer>("peer", &peer(node));
+        }
+        let Rig { a, b, r, .. } = rig;
+        for node in [a.unwrap(), b, r] {
+            node.stop();
+        }
+    }
 }
