@@ -327,6 +327,19 @@ fn a_renamed_field_is_an_error_naming_the_request_and_the_field() {
 }
 
 #[test]
+fn the_envelope_and_the_bodies_without_fields_write_as_literals() {
+    assert_eq!(carried_out(&Done {}).to_string(), r#"{"ok":true}"#);
+    assert_eq!(
+        carried_out(&Status::WaitingConfig).to_string(),
+        r#"{"ok":true,"state":"waiting_config"}"#
+    );
+    assert_eq!(
+        refusal("not configured yet").to_string(),
+        r#"{"error":"not configured yet","ok":false}"#
+    );
+}
+
+#[test]
 fn a_refusal_reads_as_the_nodes_reason() {
     let no = refusal("not configured yet");
     assert_eq!(
@@ -341,7 +354,6 @@ fn a_refusal_reads_as_the_nodes_reason() {
         read::<Done>("fence", &serde_json::json!({ "ok": false })),
         Err(AnswerError::Refused(why)) if why == "the node refused without a reason"
     ));
-    assert_eq!(carried_out(&Done {}).to_string(), r#"{"ok":true}"#);
 }
 
 fn any_direction() -> impl Strategy<Value = DirectionArg> {
