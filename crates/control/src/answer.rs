@@ -135,7 +135,7 @@ pub enum AnswerError {
     Refused(String),
     /// The answer does not read as the request's body (a field missing or
     /// of another type: a node of another version?).
-    #[error("cannot read the node's answer to {op}: at {path}: {message}")]
+    #[error("cannot read the node's answer to {op}{}: {message}", at(.path))]
     Unreadable {
         /// The request answered.
         op: String,
@@ -144,6 +144,14 @@ pub enum AnswerError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// ` at <path>` inside the answer, nothing at the answer itself.
+fn at(path: &str) -> String {
+    match path {
+        "." => String::new(),
+        _ => format!(" at {path}"),
+    }
 }
 
 /// Reads the answer to request `op`: its body, the node's refusal, or

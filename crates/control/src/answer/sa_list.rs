@@ -80,7 +80,7 @@ pub enum SaState {
 
 impl std::fmt::Display for SaState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             SaState::Active => "active",
             SaState::Standby => "standby",
             SaState::Retiring => "retiring",

@@ -322,7 +322,7 @@ fn a_renamed_field_is_an_error_naming_the_request_and_the_field() {
     let err = read::<SaList>("sa_list", &answer).expect_err("seq was renamed");
     assert_eq!(
         err.to_string(),
-        "cannot read the node's answer to sa_list: at sas[0]: missing field `seq`"
+        "cannot read the node's answer to sa_list at sas[0]: missing field `seq`"
     );
 }
 
