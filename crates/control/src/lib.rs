@@ -1,8 +1,9 @@
 //! espgate configuration: the YAML definition of one SA (the `espgate esp`
 //! tool) and of a node (ports, workers, SAs, SPD, neighbours, the pair's
-//! mirror link). Every error
-//! names the file, the key path and what is wrong.
+//! mirror link), and the control socket's requests and answers. Every
+//! configuration error names the file, the key path and what is wrong.
 
+pub mod answer;
 pub mod error;
 pub mod hexkey;
 pub mod host_file;

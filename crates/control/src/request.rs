@@ -1,5 +1,6 @@
 //! The control socket's requests: one JSON object per line, tagged by
-//! `op`. Unknown operations and unknown fields are refused by name.
+//! `op`. Unknown operations and unknown fields are refused by name. The
+//! answers' types are in [`crate::answer`].
 //!
 //! | request | answer |
 //! |---|---|
@@ -24,7 +25,7 @@
 //! `{"ok":false,"error":"<why>"}` and changes nothing.
 
 use espgate_esp::Direction;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::hexkey::parse_u32;
 
@@ -107,14 +108,23 @@ impl SpiArg {
     }
 }
 
-/// A direction as a request writes it.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+/// A direction as a request or an answer writes it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum DirectionArg {
     /// Outbound.
     Outbound,
     /// Inbound.
     Inbound,
+}
+
+impl From<Direction> for DirectionArg {
+    fn from(d: Direction) -> Self {
+        match d {
+            Direction::Outbound => DirectionArg::Outbound,
+            Direction::Inbound => DirectionArg::Inbound,
+        }
+    }
 }
 
 impl From<DirectionArg> for Direction {

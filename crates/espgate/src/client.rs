@@ -1,14 +1,22 @@
 //! The operator's commands on a running node, through its control socket:
 //! `espgate sa list|add|del|rekey`, `espgate stats`, `espgate peer` and
 //! `espgate top`. Each prints a table (or, with `--json`, the node's
-//! answer as it is); a refused request prints the node's reason and fails.
+//! answer as it is); a refused request prints the node's reason and fails,
+//! and so does an answer that does not read as the request's
+//! (`espgate_control::answer`), naming the request and the field.
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use espgate_control::answer::{
+    Body, ByReason, Done, PairView, Peer, SaAdded, SaList, SaRekeyed, Stats, WorkerStats, read,
+};
+use espgate_control::request::DirectionArg;
+use espgate_esp::Direction;
 use serde_json::{Value, json};
 
 use crate::control_socket::ask;
@@ -24,18 +32,13 @@ pub fn socket(given: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
 }
 
-/// Sends a request; a refusal becomes an error carrying the node's reason.
-fn call(sock: &Path, request: Value) -> anyhow::Result<Value> {
-    let v = ask(sock, &request)?;
-    if v.get("ok") != Some(&Value::Bool(true)) {
-        bail!(
-            "{}",
-            v.get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("the node refused without a reason")
-        );
-    }
-    Ok(v)
+/// Sends a request; returns its answer read as `T`, and as it came. A
+/// refusal is an error carrying the node's reason; an answer that does
+/// not read as `T` is an error naming the request and the field.
+fn call<T: Body>(sock: &Path, request: Value) -> anyhow::Result<(T, Value)> {
+    let op = request["op"].as_str().context("a request names its op")?;
+    let answer = ask(sock, &request)?;
+    Ok((read(op, &answer)?, answer))
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
@@ -43,45 +46,33 @@ fn print_json(v: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn u(v: &Value, k: &str) -> u64 {
-    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+/// The sum of counts by reason.
+fn total(by_reason: &ByReason) -> u64 {
+    by_reason.values().sum()
 }
 
-/// The sum of the numbers of an object (drops by reason).
-fn total(v: &Value) -> u64 {
-    v.as_object()
-        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
+/// A value that may be absent, `-` when it is.
+fn dash(v: Option<impl Display>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
 /// The peer's health in words.
-fn health(m: &Value) -> (&'static str, &'static str) {
+fn health(m: &PairView) -> (&'static str, &'static str) {
     (
-        if m["peer_alive"] == true {
-            "alive"
-        } else {
-            "dead"
-        },
-        if m["synced"] == true {
-            "synced"
-        } else {
-            "not synced"
-        },
+        if m.peer_alive { "alive" } else { "dead" },
+        if m.synced { "synced" } else { "not synced" },
     )
 }
 
-fn opt(v: &Value, k: &str) -> String {
-    match v.get(k) {
-        Some(Value::Null) | None => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(x) => x.to_string(),
-    }
+fn direction(d: DirectionArg) -> String {
+    Direction::from(d).to_string()
 }
 
 /// `espgate sa list`.
 pub fn sa_list(sock: &Path, json_out: bool) -> anyhow::Result<()> {
-    let v = call(sock, json!({ "op": "sa_list" }))?;
+    let (list, raw) = call::<SaList>(sock, json!({ "op": "sa_list" }))?;
     if json_out {
-        return print_json(&v);
+        return print_json(&raw);
     }
     println!(
         "{:<10} {:<8} {:>3} {:>4} {:>5} {:<8} {:>12} {:>12} {:>12} {:>14} {:>6} {:>14}",
@@ -98,22 +89,21 @@ pub fn sa_list(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         "drops",
         "life_left_pkts"
     );
-    for s in v["sas"].as_array().into_iter().flatten() {
-        let drops = total(&s["drops"]);
+    for s in &list.sas {
         println!(
             "{:<10} {:<8} {:>3} {:>4} {:>5} {:<8} {:>12} {:>12} {:>12} {:>14} {:>6} {:>14}",
-            format!("{:#x}", u(s, "spi")),
-            opt(s, "direction"),
-            opt(s, "worker"),
-            opt(s, "home"),
-            opt(s, "owner"),
-            opt(s, "state"),
-            u(s, "seq"),
-            opt(s, "lease_end"),
-            u(s, "packets"),
-            u(s, "bytes"),
-            drops,
-            opt(&s["lifetime_left"], "packets"),
+            format!("{:#x}", s.spi),
+            direction(s.direction),
+            s.worker,
+            dash(s.home),
+            dash(s.owner),
+            s.state,
+            s.seq,
+            dash(s.lease_end),
+            s.packets,
+            s.bytes,
+            total(&s.drops),
+            dash(s.lifetime_left.packets),
         );
     }
     Ok(())
@@ -123,17 +113,17 @@ pub fn sa_list(sock: &Path, json_out: bool) -> anyhow::Result<()> {
 pub fn sa_add(sock: &Path, file: &Path, position: Option<usize>) -> anyhow::Result<()> {
     let yaml =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let v = call(
+    let (added, _) = call::<SaAdded>(
         sock,
         json!({ "op": "sa_add", "yaml": yaml, "position": position }),
     )?;
-    println!("added {} SAs and {} rules", u(&v, "sas"), u(&v, "rules"));
+    println!("added {} SAs and {} rules", added.sas, added.rules);
     Ok(())
 }
 
 /// `espgate sa del --spi S --direction D`.
 pub fn sa_del(sock: &Path, spi: &str, direction: &str) -> anyhow::Result<()> {
-    call(
+    call::<Done>(
         sock,
         json!({ "op": "sa_del", "spi": spi, "direction": direction }),
     )?;
@@ -151,23 +141,22 @@ pub fn sa_rekey(
 ) -> anyhow::Result<()> {
     let yaml =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let v = call(
+    let (rekeyed, _) = call::<SaRekeyed>(
         sock,
         json!({ "op": "sa_rekey", "spi": spi, "direction": direction, "yaml": yaml, "grace_ms": grace_ms }),
     )?;
     println!(
         "{direction} SA {spi} replaced by {:#x}; the old one goes in {} ms",
-        u(&v, "new_spi"),
-        u(&v, "grace_ms")
+        rekeyed.new_spi, rekeyed.grace_ms
     );
     Ok(())
 }
 
 /// `espgate stats`.
 pub fn stats(sock: &Path, json_out: bool) -> anyhow::Result<()> {
-    let v = call(sock, json!({ "op": "stats" }))?;
+    let (stats, raw) = call::<Stats>(sock, json!({ "op": "stats" }))?;
     if json_out {
-        return print_json(&v);
+        return print_json(&raw);
     }
     println!(
         "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}  {:>9} {:>9}",
@@ -181,37 +170,35 @@ pub fn stats(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         "burst_p50",
         "burst_p99"
     );
-    for w in v["workers"].as_array().into_iter().flatten() {
-        let drops = total(&w["drops"]);
-        let q = &w["burst_ns"]["quantiles"];
+    for w in &stats.workers {
+        let q = &w.burst_ns.quantiles;
         println!(
             "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}  {:>7}ns {:>7}ns",
-            u(w, "worker"),
-            u(w, "rx"),
-            u(w, "tx"),
-            u(w, "encrypted"),
-            u(w, "decrypted"),
-            u(w, "bypassed"),
-            drops,
-            u(q, "0.5"),
-            u(q, "0.99"),
+            w.worker,
+            w.rx,
+            w.tx,
+            w.encrypted,
+            w.decrypted,
+            w.bypassed,
+            total(&w.drops),
+            q.p50,
+            q.p99,
         );
     }
-    let t = &v["total"];
-    let reasons: Vec<String> = t["drops"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+    let t = &stats.total;
+    let reasons: Vec<String> = t
+        .drops
+        .iter()
+        .filter(|(_, n)| **n > 0)
         .map(|(k, n)| format!("{k}={n}"))
         .collect();
     println!(
         "total: rx {} tx {} encrypted {} decrypted {} lease_stalls {}; drops: {}",
-        u(t, "rx"),
-        u(t, "tx"),
-        u(t, "encrypted"),
-        u(t, "decrypted"),
-        u(t, "lease_stalls"),
+        t.rx,
+        t.tx,
+        t.encrypted,
+        t.decrypted,
+        t.lease_stalls,
         if reasons.is_empty() {
             "none".into()
         } else {
@@ -223,45 +210,37 @@ pub fn stats(sock: &Path, json_out: bool) -> anyhow::Result<()> {
 
 /// `espgate peer`.
 pub fn peer(sock: &Path, json_out: bool) -> anyhow::Result<()> {
-    let v = call(sock, json!({ "op": "peer" }))?;
+    let (peer, raw) = call::<Peer>(sock, json!({ "op": "peer" }))?;
     if json_out {
-        return print_json(&v);
+        return print_json(&raw);
     }
-    let m = &v["mirror"];
-    if m.is_null() {
+    let Some(m) = &peer.mirror else {
         println!("no pair: this node has no mirror link");
         return Ok(());
-    }
+    };
     let (alive, synced) = health(m);
     println!(
         "node {} peer {}: {alive} and {synced}; holding {} of its SAs; {} standby copies; {} queued",
-        opt(m, "node"),
-        opt(m, "peer"),
-        u(m, "holding"),
-        u(m, "standby"),
-        u(m, "queued"),
+        dash(m.node),
+        dash(m.peer),
+        m.holding,
+        m.standby,
+        m.queued,
     );
     println!(
         "frames sent {} ({} bytes, {} states, {} acks), received {}, ignored records {}",
-        u(m, "frames_sent"),
-        u(m, "bytes_sent"),
-        u(m, "states_sent"),
-        u(m, "acks_sent"),
-        u(m, "frames_received"),
-        u(m, "records_ignored"),
+        m.frames_sent,
+        m.bytes_sent,
+        m.states_sent,
+        m.acks_sent,
+        m.frames_received,
+        m.records_ignored,
     );
-    let rejected: Vec<String> = m["rejected"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, n)| format!("{k}={n}"))
-        .collect();
+    let rejected: Vec<String> = m.rejected.iter().map(|(k, n)| format!("{k}={n}")).collect();
     println!("rejected: {}", rejected.join(" "));
     println!(
         "taken over {}, handed back {}, bulk syncs asked again {}",
-        u(m, "taken_over"),
-        u(m, "handed_back"),
-        u(m, "bulks_incomplete"),
+        m.taken_over, m.handed_back, m.bulks_incomplete,
     );
     Ok(())
 }
@@ -276,8 +255,11 @@ fn bar(done: u64, total: u64, width: usize) -> String {
     format!("[{}{}]", "#".repeat(filled), " ".repeat(width - filled))
 }
 
+/// One sample of `top`: the counters and the SAs.
+type Sample = (Stats, SaList);
+
 /// One frame of `top`: rates over the last `dt` from two samples.
-fn top_frame(prev: &(Value, Value), now: &(Value, Value), dt: f64, sock: &Path) -> String {
+fn top_frame(prev: &Sample, now: &Sample, dt: f64, sock: &Path) -> String {
     let mut out = String::new();
     let rate = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / dt;
     let (stats0, sas0) = prev;
@@ -291,52 +273,43 @@ fn top_frame(prev: &(Value, Value), now: &(Value, Value), dt: f64, sock: &Path) 
         "{:>6} {:>11} {:>11} {:>11} {:>11} {:>10}\n",
         "worker", "rx/s", "tx/s", "encrypt/s", "decrypt/s", "drops/s"
     ));
-    let w0 = stats0["workers"].as_array().cloned().unwrap_or_default();
-    for w in stats1["workers"].as_array().into_iter().flatten() {
-        let id = u(w, "worker");
-        let Some(p) = w0.iter().find(|p| u(p, "worker") == id) else {
+    for w in &stats1.workers {
+        let Some(p) = stats0.workers.iter().find(|p| p.worker == w.worker) else {
             continue;
         };
-        let drops = |v: &Value| total(&v["drops"]);
+        let drops = |v: &WorkerStats| total(&v.drops);
         out.push_str(&format!(
             "{:>6} {:>11.0} {:>11.0} {:>11.0} {:>11.0} {:>10.0}\n",
-            id,
-            rate(u(p, "rx"), u(w, "rx")),
-            rate(u(p, "tx"), u(w, "tx")),
-            rate(u(p, "encrypted"), u(w, "encrypted")),
-            rate(u(p, "decrypted"), u(w, "decrypted")),
+            w.worker,
+            rate(p.rx, w.rx),
+            rate(p.tx, w.tx),
+            rate(p.encrypted, w.encrypted),
+            rate(p.decrypted, w.decrypted),
             rate(drops(p), drops(w)),
         ));
     }
-    let before: HashMap<(u64, String), (u64, u64)> = sas0["sas"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            (
-                (u(s, "spi"), opt(s, "direction")),
-                (u(s, "packets"), u(s, "bytes")),
-            )
-        })
+    let before: HashMap<(u32, DirectionArg), (u64, u64)> = sas0
+        .sas
+        .iter()
+        .map(|s| ((s.spi, s.direction), (s.packets, s.bytes)))
         .collect();
-    let mut rows: Vec<(f64, String)> = sas1["sas"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let mut rows: Vec<(f64, String)> = sas1
+        .sas
+        .iter()
         .map(|s| {
             let (p0, b0) = before
-                .get(&(u(s, "spi"), opt(s, "direction")))
+                .get(&(s.spi, s.direction))
                 .copied()
-                .unwrap_or((u(s, "packets"), u(s, "bytes")));
-            let pps = rate(p0, u(s, "packets"));
+                .unwrap_or((s.packets, s.bytes));
+            let pps = rate(p0, s.packets);
             let line = format!(
                 "{:<10} {:<8} {:<8} {:>11.0} {:>13.0} {:>14}\n",
-                format!("{:#x}", u(s, "spi")),
-                opt(s, "direction"),
-                opt(s, "state"),
+                format!("{:#x}", s.spi),
+                direction(s.direction),
+                s.state,
                 pps,
-                rate(b0, u(s, "bytes")) * 8.0,
-                u(s, "seq"),
+                rate(b0, s.bytes) * 8.0,
+                s.seq,
             );
             (pps, line)
         })
@@ -356,16 +329,13 @@ fn top_frame(prev: &(Value, Value), now: &(Value, Value), dt: f64, sock: &Path) 
 }
 
 /// The pair line of `top`: a progress bar while the peer's bulk sync runs.
-fn pair_line(sock: &Path, expected: u64) -> String {
-    let Ok(v) = call(sock, json!({ "op": "peer" })) else {
-        return String::new();
+fn pair_line(sock: &Path, expected: u64) -> anyhow::Result<String> {
+    let (peer, _) = call::<Peer>(sock, json!({ "op": "peer" }))?;
+    let Some(m) = &peer.mirror else {
+        return Ok("\npair: none\n".into());
     };
-    let m = &v["mirror"];
-    if m.is_null() {
-        return "\npair: none\n".into();
-    }
-    let standby = u(m, "standby");
-    if m["peer_alive"] == true && m["synced"] != true {
+    let standby = m.standby as u64;
+    Ok(if m.peer_alive && !m.synced {
         format!(
             "\nbulk sync from the peer {} {standby}/{expected} SA copies\n",
             bar(standby, expected, 30)
@@ -374,32 +344,28 @@ fn pair_line(sock: &Path, expected: u64) -> String {
         let (alive, synced) = health(m);
         format!(
             "\npair: peer {alive}, {synced}, holding {}, standby {}, mirror frames sent {} received {}\n",
-            u(m, "holding"),
-            standby,
-            u(m, "frames_sent"),
-            u(m, "frames_received"),
+            m.holding, standby, m.frames_sent, m.frames_received,
         )
-    }
+    })
 }
 
 /// `espgate top`: per-worker and per-SA rates, refreshed every `every`;
 /// `count` frames then stop (forever if `None`).
 pub fn top(sock: &Path, every: Duration, count: Option<u64>) -> anyhow::Result<()> {
-    let sample = || -> anyhow::Result<(Value, Value)> {
+    let sample = || -> anyhow::Result<Sample> {
         Ok((
-            call(sock, json!({ "op": "stats" }))?,
-            call(sock, json!({ "op": "sa_list" }))?,
+            call::<Stats>(sock, json!({ "op": "stats" }))?.0,
+            call::<SaList>(sock, json!({ "op": "sa_list" }))?.0,
         ))
     };
     // The peer's SAs: how many copies a complete bulk sync brings.
     let expected = {
-        let me = call(sock, json!({ "op": "peer" }))?["mirror"]["node"].clone();
-        let sas = sample()?.1;
-        sas["sas"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|s| !me.is_null() && s["home"] != me)
+        let (peer, _) = call::<Peer>(sock, json!({ "op": "peer" }))?;
+        let me = peer.mirror.and_then(|m| m.node);
+        let (_, sas) = sample()?;
+        sas.sas
+            .iter()
+            .filter(|s| me.is_some_and(|me| s.home != Some(me)))
             .count() as u64
     };
     let tty = std::io::stdout().is_terminal();
@@ -413,7 +379,7 @@ pub fn top(sock: &Path, every: Duration, count: Option<u64>) -> anyhow::Result<(
         let dt = t0.elapsed().as_secs_f64();
         t0 = Instant::now();
         let mut frame = top_frame(&prev, &now, dt, sock);
-        frame.push_str(&pair_line(sock, expected));
+        frame.push_str(&pair_line(sock, expected)?);
         if tty {
             write!(stdout, "\x1b[2J\x1b[H{frame}")?;
         } else {
@@ -428,7 +394,58 @@ pub fn top(sock: &Path, every: Duration, count: Option<u64>) -> anyhow::Result<(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc::channel;
+
     use super::*;
+    use crate::control_socket::{ControlSocket, listen};
+
+    /// A node on a socket in `dir` that answers every request with
+    /// `answer`.
+    fn node_answering(dir: &Path, answer: Value) -> (PathBuf, ControlSocket) {
+        let path = dir.join("c.sock");
+        let (tx, calls) = channel::<crate::control_socket::Call>();
+        let socket = listen(&path, tx).unwrap();
+        std::thread::spawn(move || {
+            for (_, back) in calls {
+                let _ = back.send(answer.clone());
+            }
+        });
+        (path, socket)
+    }
+
+    /// A node whose answers renamed a field (another version) makes the
+    /// command fail naming the request and the field; it used to print 0.
+    #[test]
+    fn an_answer_with_a_field_renamed_fails_the_command_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("add.yaml");
+        std::fs::write(&file, "sas: []\n").unwrap();
+        let (sock, _node) =
+            node_answering(tmp.path(), json!({ "ok": true, "sas": 1, "rule_count": 2 }));
+        let e = sa_add(&sock, &file, None).expect_err("read rules as 0");
+        assert_eq!(
+            format!("{e:#}"),
+            "cannot read the node's answer to sa_add: missing field `rules`"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let (sock, _node) = node_answering(tmp.path(), json!({ "ok": true, "pair": null }));
+        let e = peer(&sock, false).expect_err("read no mirror as no pair");
+        assert_eq!(
+            format!("{e:#}"),
+            "cannot read the node's answer to peer: missing field `mirror`"
+        );
+    }
+
+    #[test]
+    fn a_refusal_fails_the_command_with_the_nodes_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (sock, _node) = node_answering(
+            tmp.path(),
+            json!({ "ok": false, "error": "no outbound SA 0x9999" }),
+        );
+        let e = sa_del(&sock, "0x9999", "outbound").expect_err("refused");
+        assert_eq!(format!("{e:#}"), "no outbound SA 0x9999");
+    }
 
     #[test]
     fn the_bar_fills_in_proportion_and_never_overflows() {

@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 
 use anyhow::{Context, bail};
+use espgate_control::answer::refusal;
 use espgate_control::request::Request;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A request with the way back to its connection.
 pub type Call = (Request, Sender<Value>);
@@ -30,11 +31,6 @@ pub const MAX_REQUEST_LINE: usize = 64 << 20;
 
 /// Connections served at once; one more is refused and closed.
 pub const MAX_CONNECTIONS: usize = 16;
-
-/// An answer refusing a request.
-pub fn refuse(why: impl std::fmt::Display) -> Value {
-    json!({ "ok": false, "error": why.to_string() })
-}
 
 /// A control socket being listened on; its file goes when this is dropped.
 #[derive(Debug)]
@@ -85,7 +81,7 @@ fn accept(listener: &UnixListener, tx: &Sender<Call>) {
         // Only this thread adds to `open`: the count cannot pass the cap
         // between the check and the increment.
         if open.load(Ordering::Acquire) >= MAX_CONNECTIONS {
-            let no = refuse(format!(
+            let no = refusal(format!(
                 "{MAX_CONNECTIONS} control connections are open, the most served at once: close one and retry"
             ));
             let _ = writeln!(conn, "{no}");
@@ -150,7 +146,7 @@ fn serve(conn: UnixStream, calls: &Sender<Call>) {
             Ok(_) => {}
         }
         if line.len() > MAX_REQUEST_LINE && line.last() != Some(&b'\n') {
-            let no = refuse(format!(
+            let no = refusal(format!(
                 "request line longer than {MAX_REQUEST_LINE} bytes, the limit: connection closed"
             ));
             let _ = writeln!(out, "{no}");
@@ -162,7 +158,7 @@ fn serve(conn: UnixStream, calls: &Sender<Call>) {
             Err(e) => Err(format!("not UTF-8: {e}")),
         };
         let answer = match request {
-            Err(e) => refuse(format!("bad request: {e}")),
+            Err(e) => refusal(format!("bad request: {e}")),
             Ok(req) => {
                 let (back, answer) = channel();
                 if calls.send((req, back)).is_err() {
@@ -170,7 +166,7 @@ fn serve(conn: UnixStream, calls: &Sender<Call>) {
                 }
                 answer
                     .recv()
-                    .unwrap_or_else(|_| refuse("the node is stopping"))
+                    .unwrap_or_else(|_| refusal("the node is stopping"))
             }
         };
         if writeln!(out, "{answer}").and_then(|_| out.flush()).is_err() {
@@ -191,6 +187,8 @@ pub fn ask(path: &Path, request: &Value) -> anyhow::Result<Value> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     /// A fresh directory for one test's socket, removed when the guard

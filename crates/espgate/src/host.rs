@@ -20,9 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use espgate_control::answer::{AnswerError, Done, Status, read};
 use espgate_control::{HostConfig, ManagedNode};
 use espgate_dataplane::mirror_task::unix_ms;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::control_socket::ask;
 
@@ -186,40 +187,58 @@ fn run_commands(cmds: &[Vec<String>]) {
 
 /// Orders `op` of a node; returns whether it was carried out.
 fn order(node: &ManagedNode, op: &str) -> bool {
-    match ask(&node.control, &json!({ "op": op })) {
-        Ok(a) if a["ok"] == Value::Bool(true) => {
+    let answer = match ask(&node.control, &json!({ "op": op })) {
+        Ok(a) => a,
+        Err(e) => {
+            say(&format!("{} {op}: {e:#}", node.name));
+            return false;
+        }
+    };
+    match read::<Done>(op, &answer) {
+        Ok(Done {}) => {
             say(&format!("{} {op}: ok", node.name));
             true
         }
-        Ok(a) => {
-            say(&format!("{} {op}: refused: {}", node.name, a["error"]));
+        Err(AnswerError::Refused(why)) => {
+            say(&format!("{} {op}: refused: {why}", node.name));
             false
         }
         Err(e) => {
-            say(&format!("{} {op}: {e:#}", node.name));
+            say(&format!("{} {op}: {e}", node.name));
             false
         }
     }
 }
 
+/// A node's status; `None` when it does not answer, or answers what the
+/// host cannot read (said: it tells no life, so it counts as silent).
+fn status(w: &ManagedNode) -> Option<Status> {
+    let answer = ask(&w.control, &json!({ "op": "status" })).ok()?;
+    read::<Status>("status", &answer)
+        .map_err(|e| say(&format!("{}: {e}", w.name)))
+        .ok()
+}
+
 /// One poll of one node: configure it if it waits; returns its status.
-fn poll(w: &ManagedNode) -> Option<Value> {
-    let status = ask(&w.control, &json!({ "op": "status" })).ok()?;
-    if status["state"] == "waiting_config" {
+fn poll(w: &ManagedNode) -> Option<Status> {
+    let status = self::status(w)?;
+    if status == Status::WaitingConfig {
         let a = ask(&w.control, &json!({ "op": "configure", "yaml": w.config })).ok()?;
-        if a["ok"] != Value::Bool(true) {
-            say(&format!(
-                "{} refused its configuration: {}",
-                w.name, a["error"]
-            ));
-            return None;
+        match read::<Done>("configure", &a) {
+            Ok(Done {}) => {}
+            Err(AnswerError::Refused(why)) => {
+                say(&format!("{} refused its configuration: {why}", w.name));
+                return None;
+            }
+            Err(e) => {
+                say(&format!("{}: {e}", w.name));
+                return None;
+            }
         }
         say(&format!("{} configured", w.name));
         // Its life, known at once: a failure before the next poll is then
         // a failure of that life.
-        return ask(&w.control, &json!({ "op": "status" }))
-            .ok()
-            .or(Some(status));
+        return self::status(w).or(Some(status));
     }
     Some(status)
 }
@@ -240,9 +259,9 @@ pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
         for i in 0..2 {
-            let answer = poll(&nodes[i]).map(|s| {
-                let life = s["pair"]["epoch"].as_u64();
-                (life, s["pair"]["synced"] == Value::Bool(true))
+            let answer = poll(&nodes[i]).map(|s| match s {
+                Status::Running { pair: Some(p), .. } => (Some(p.epoch), p.synced),
+                Status::Running { pair: None, .. } | Status::WaitingConfig => (None, false),
             });
             let fenced_before = states[i].fenced_life;
             let what = step(&mut states, i, answer, cfg.dead_after);

@@ -8,16 +8,14 @@ use std::net::SocketAddr;
 use std::sync::mpsc::{Sender, channel};
 
 use anyhow::Context;
+use espgate_control::answer::{BurstQuantiles, MetricsText, read};
+use espgate_control::request::Request;
 use espgate_dataplane::snapshot::WorkerSnapshot;
 use espgate_dataplane::{NodeDrop, RunningNode};
 use espgate_esp::DropReason;
 use espgate_mirror::Reject;
-use serde_json::Value;
-
-use espgate_control::request::Request;
 
 use crate::control_socket::Call;
-use crate::views::QUANTILES;
 
 /// A counter family read from a `T`: name, help, value.
 type Family<T> = (&'static str, &'static str, fn(&T) -> u64);
@@ -184,7 +182,7 @@ pub fn render(node: &RunningNode, workers: &[WorkerSnapshot]) -> String {
     for w in workers {
         let id = w.id.to_string();
         let h = &w.burst_ns;
-        for q in QUANTILES {
+        for q in BurstQuantiles::AT {
             let v = h.value_at_quantile(q) as f64 / 1e9;
             e.sample(
                 "espgate_burst_seconds",
@@ -424,22 +422,10 @@ fn scrape(calls: &Sender<Call>) -> (u16, String) {
         return (503, "the node is stopping\n".into());
     }
     match answer.recv() {
-        Ok(Value::Object(m)) if m.get("ok") == Some(&Value::Bool(true)) => (
-            200,
-            m.get("text")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        ),
-        Ok(v) => (
-            503,
-            format!(
-                "{}\n",
-                v.get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no answer")
-            ),
-        ),
+        Ok(v) => match read::<MetricsText>("metrics", &v) {
+            Ok(m) => (200, m.text),
+            Err(e) => (503, format!("{e}\n")),
+        },
         Err(_) => (503, "the node is stopping\n".into()),
     }
 }

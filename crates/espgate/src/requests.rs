@@ -6,12 +6,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use espgate_dataplane::RunningNode;
-use serde_json::{Value, json};
-
+use espgate_control::answer::{Done, MetricsText, SaAdded, SaRekeyed, carried_out, refusal};
 use espgate_control::request::Request;
+use espgate_dataplane::RunningNode;
+use serde_json::Value;
 
-use crate::control_socket::refuse;
 use crate::{metrics, views};
 
 /// How long an inbound SA replaced by a rekey keeps decrypting when the
@@ -24,7 +23,7 @@ pub const DEFAULT_GRACE_MS: u64 = 5000;
 pub fn answer(req: Request, node: &mut RunningNode) -> Value {
     match run(req, node) {
         Ok(v) => v,
-        Err(e) => refuse(e),
+        Err(e) => refusal(e),
     }
 }
 
@@ -34,16 +33,18 @@ fn run(req: Request, node: &mut RunningNode) -> Result<Value, String> {
         Request::SaList {} => {
             let workers = node.snapshot().map_err(|e| e.to_string())?;
             let mirror = node.mirror_views().map_err(|e| e.to_string())?;
-            views::sa_list(node, &workers, mirror)
+            carried_out(&views::sa_list(node, &workers, mirror))
         }
-        Request::Stats {} => views::stats(
+        Request::Stats {} => carried_out(&views::stats(
             &node.snapshot().map_err(|e| e.to_string())?,
             node.commands_pending(),
-        ),
-        Request::Peer {} => views::peer(node),
+        )),
+        Request::Peer {} => carried_out(&views::peer(node)),
         Request::Metrics => {
             let workers = node.snapshot().map_err(|e| e.to_string())?;
-            json!({ "ok": true, "text": metrics::render(node, &workers) })
+            carried_out(&MetricsText {
+                text: metrics::render(node, &workers),
+            })
         }
         Request::SaAdd { yaml, position } => {
             let update =
@@ -52,12 +53,12 @@ fn run(req: Request, node: &mut RunningNode) -> Result<Value, String> {
             let (sas, rules) = (update.sas.len(), update.spd.len());
             node.add_sas(update.sas, update.spd, position)
                 .map_err(|e| e.to_string())?;
-            json!({ "ok": true, "sas": sas, "rules": rules })
+            carried_out(&SaAdded { sas, rules })
         }
         Request::SaDel { spi, direction } => {
             node.delete_sa(spi.value()?, direction.into())
                 .map_err(|e| e.to_string())?;
-            json!({ "ok": true })
+            carried_out(&Done {})
         }
         Request::SaRekey {
             spi,
@@ -74,7 +75,10 @@ fn run(req: Request, node: &mut RunningNode) -> Result<Value, String> {
             let grace = Duration::from_millis(grace_ms.unwrap_or(DEFAULT_GRACE_MS));
             node.rekey(spi.value()?, direction.into(), new, grace)
                 .map_err(|e| e.to_string())?;
-            json!({ "ok": true, "new_spi": new_spi, "grace_ms": grace.as_millis() as u64 })
+            carried_out(&SaRekeyed {
+                new_spi,
+                grace_ms: grace.as_millis() as u64,
+            })
         }
         other => return Err(format!("{other:?} is not a request about SAs or counters")),
     })

@@ -20,13 +20,14 @@ use espgate_esp::Backend;
 use espgate_io::pcap_port::PcapQueue;
 use espgate_io::{Mempool, PortInfo, PortQueue, af_packet};
 use espgate_wire::ethernet::MacAddr;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use espgate_control::answer::{Done, Events, Status, carried_out, refusal};
 use espgate_control::request::Request;
 
-use crate::control_socket::{self, refuse};
+use crate::control_socket;
 use crate::node_lock::{self, NodeLock};
-use crate::{metrics, requests};
+use crate::{metrics, requests, views};
 
 /// Smallest MTU the mirror port is opened with (a standard Ethernet
 /// payload; more when `mirror.max_frame` asks for it).
@@ -257,30 +258,10 @@ fn answer(
     started: Instant,
 ) -> Value {
     match (req, live.as_mut().map(|l| &mut l.node)) {
-        (Request::Status {}, None) => json!({ "ok": true, "state": "waiting_config" }),
-        (Request::Status {}, Some(n)) => {
-            let pair = n.pair_status().map(|p| {
-                json!({
-                    "epoch": p.epoch,
-                    "peer_alive": p.peer_alive,
-                    "synced": p.synced,
-                    "holding": p.holding,
-                    "standby": p.standby,
-                    "frames_sent": p.frames_sent,
-                    "frames_received": p.frames_received,
-                    "rejected": p.rejected,
-                })
-            });
-            json!({
-                "ok": true,
-                "state": "running",
-                "node": n.name(),
-                "uptime_ms": started.elapsed().as_millis() as u64,
-                "pair": pair,
-            })
-        }
+        (Request::Status {}, None) => carried_out(&Status::WaitingConfig),
+        (Request::Status {}, Some(n)) => carried_out(&views::status(n, started.elapsed())),
         (Request::Configure { .. }, Some(n)) => {
-            refuse(format!("node {} is running already", n.name()))
+            refusal(format!("node {} is running already", n.name()))
         }
         (Request::Configure { yaml }, None) => {
             match espgate_control::parse_node(&yaml, "<control socket>", Path::new("."))
@@ -295,13 +276,13 @@ fn answer(
                 }) {
                 Ok(l) => {
                     *live = Some(l);
-                    json!({ "ok": true })
+                    carried_out(&Done {})
                 }
-                Err(e) => refuse(format!("{e:#}")),
+                Err(e) => refusal(format!("{e:#}")),
             }
         }
         (Request::TakeOver {} | Request::HandBack {} | Request::Fence {}, None) => {
-            refuse("not configured yet")
+            refusal("not configured yet")
         }
         (r @ (Request::TakeOver {} | Request::HandBack {} | Request::Fence {}), Some(n)) => {
             let (tx, answer) = std::sync::mpsc::channel();
@@ -313,22 +294,22 @@ fn answer(
             // Only a fence answers: the other orders always go through.
             drop(tx);
             if !n.order(order) {
-                return refuse("this node has no mirror, or too many orders wait");
+                return refusal("this node has no mirror, or too many orders wait");
             }
             match answer.recv_timeout(Duration::from_secs(2)) {
-                Ok(Err(why)) => refuse(format!("fence refused: {why}")),
+                Ok(Err(why)) => refusal(format!("fence refused: {why}")),
                 Ok(Ok(())) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    json!({ "ok": true })
+                    carried_out(&Done {})
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    refuse("the mirror did not answer the fence in 2 s")
+                    refusal("the mirror did not answer the fence in 2 s")
                 }
             }
         }
-        (Request::Events {}, _) => {
-            json!({ "ok": true, "events": events.drain(..).collect::<Vec<_>>() })
-        }
-        (_, None) => refuse("not configured yet"),
+        (Request::Events {}, _) => carried_out(&Events {
+            events: events.drain(..).collect(),
+        }),
+        (_, None) => refusal("not configured yet"),
         (r, Some(n)) => requests::answer(r, n),
     }
 }

@@ -1,75 +1,91 @@
-//! What the control socket shows of a running node, as JSON: its SAs
-//! (`sa_list`), its counters (`stats`) and its pair (`peer`). The CLI and
-//! the Prometheus exposition read the same values.
+//! What the control socket shows of a running node: its health
+//! (`status`), its SAs (`sa_list`), its counters (`stats`) and its pair
+//! (`peer`), as the bodies of `espgate_control::answer`. The CLI reads the
+//! same types; the Prometheus exposition shows the same values.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use espgate_control::answer::{
+    BurstNs, BurstQuantiles, ByReason, LifetimeLeft, PairHealth, PairView, Peer, QueueCounts,
+    SaList, SaMirror, SaState, SaView, Stats, Status, Totals, TunnelAddrs, WorkerStats,
+};
 use espgate_dataplane::snapshot::{SaSnapshot, WorkerSnapshot};
 use espgate_dataplane::{NodeDrop, PairStatus, RunningNode, WorkerCounters};
 use espgate_esp::{Direction, DropCounters, DropReason};
 use espgate_mirror::{PairSaView, Reject};
 use espgate_wire::mirror::SaDir;
-use serde_json::{Map, Value, json};
 
 /// Drops by reason, every reason named (zeros included).
-pub fn esp_drops(d: &DropCounters) -> Value {
+fn esp_drops(d: &DropCounters) -> ByReason {
     DropReason::ALL
         .iter()
-        .map(|r| (r.name().to_string(), json!(d.get(*r))))
-        .collect::<Map<_, _>>()
-        .into()
+        .map(|r| (r.name().to_string(), d.get(*r)))
+        .collect()
 }
 
-fn node_drops(c: &WorkerCounters) -> Value {
+fn node_drops(c: &WorkerCounters) -> ByReason {
     NodeDrop::ALL
         .iter()
-        .map(|r| (r.name().to_string(), json!(c.drops(*r))))
-        .collect::<Map<_, _>>()
-        .into()
+        .map(|r| (r.name().to_string(), c.drops(*r)))
+        .collect()
 }
 
-/// The burst-time quantiles of a worker, in nanoseconds.
-pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
-
-fn worker(w: &WorkerSnapshot) -> Value {
+fn worker(w: &WorkerSnapshot) -> WorkerStats {
     let c = &w.counters;
-    let queues: Map<String, Value> = w
+    let queues = w
         .queues
         .iter()
         .map(|(name, q)| {
             (
                 name.clone(),
-                json!({
-                    "rx_packets": q.rx_packets, "rx_bytes": q.rx_bytes,
-                    "tx_packets": q.tx_packets, "tx_bytes": q.tx_bytes,
-                    "tx_full": q.tx_full,
-                }),
+                QueueCounts {
+                    rx_packets: q.rx_packets,
+                    rx_bytes: q.rx_bytes,
+                    tx_packets: q.tx_packets,
+                    tx_bytes: q.tx_bytes,
+                    tx_full: q.tx_full,
+                },
             )
         })
         .collect();
     let h = &w.burst_ns;
-    let quantiles: Map<String, Value> = QUANTILES
-        .iter()
-        .map(|q| (q.to_string(), json!(h.value_at_quantile(*q))))
-        .collect();
-    json!({
-        "worker": w.id,
-        "rx": c.rx, "tx": c.tx,
-        "encrypted": c.encrypted, "decrypted": c.decrypted, "bypassed": c.bypassed,
-        "handoff_in": c.handoff_in, "handoff_out": c.handoff_out,
-        "arp_replies": c.arp_replies, "arp_requests": c.arp_requests,
-        "icmp_errors": c.icmp_errors, "commands": c.commands,
-        "progress": c.progress, "progress_full": c.progress_full,
-        "drops": node_drops(c),
-        "esp_drops_no_sa": esp_drops(&w.sad_drops),
-        "queues": queues,
-        "burst_ns": { "count": h.len(), "mean": h.mean(), "max": h.max(), "quantiles": quantiles },
-    })
+    let [p50, p90, p99, p999] = BurstQuantiles::AT.map(|q| h.value_at_quantile(q));
+    WorkerStats {
+        worker: w.id,
+        rx: c.rx,
+        tx: c.tx,
+        encrypted: c.encrypted,
+        decrypted: c.decrypted,
+        bypassed: c.bypassed,
+        handoff_in: c.handoff_in,
+        handoff_out: c.handoff_out,
+        arp_replies: c.arp_replies,
+        arp_requests: c.arp_requests,
+        icmp_errors: c.icmp_errors,
+        commands: c.commands,
+        progress: c.progress,
+        progress_full: c.progress_full,
+        drops: node_drops(c),
+        esp_drops_no_sa: esp_drops(&w.sad_drops),
+        queues,
+        burst_ns: BurstNs {
+            count: h.len(),
+            mean: h.mean(),
+            max: h.max(),
+            quantiles: BurstQuantiles {
+                p50,
+                p90,
+                p99,
+                p999,
+            },
+        },
+    }
 }
 
 /// `stats`: per-worker counters and their totals, and the commands still
 /// waiting in the workers' rings.
-pub fn stats(workers: &[WorkerSnapshot], commands_pending: usize) -> Value {
+pub fn stats(workers: &[WorkerSnapshot], commands_pending: usize) -> Stats {
     let mut total = WorkerCounters::default();
     for w in workers {
         total.add(&w.counters);
@@ -79,18 +95,19 @@ pub fn stats(workers: &[WorkerSnapshot], commands_pending: usize) -> Value {
         .flat_map(|w| &w.sas)
         .map(|s| s.counters.drops.get(DropReason::LeaseStall))
         .sum();
-    json!({
-        "ok": true,
-        "workers": workers.iter().map(worker).collect::<Vec<_>>(),
-        "total": {
-            "rx": total.rx, "tx": total.tx,
-            "encrypted": total.encrypted, "decrypted": total.decrypted,
-            "bypassed": total.bypassed,
-            "drops": node_drops(&total),
-            "lease_stalls": lease_stalls,
-            "commands_pending": commands_pending,
+    Stats {
+        workers: workers.iter().map(worker).collect(),
+        total: Totals {
+            rx: total.rx,
+            tx: total.tx,
+            encrypted: total.encrypted,
+            decrypted: total.decrypted,
+            bypassed: total.bypassed,
+            drops: node_drops(&total),
+            lease_stalls,
+            commands_pending,
         },
-    })
+    }
 }
 
 /// What `sa_list` knows besides the workers' SAs.
@@ -102,9 +119,8 @@ struct Context<'a> {
 
 /// One SA: where it runs, how far it went, what it carried, and (in a
 /// pair) what the mirror holds for it.
-fn sa(ctx: &Context, s: &SaSnapshot) -> Value {
-    let (node, retiring) = (ctx.node, &ctx.retiring);
-    let cfg = node.config();
+fn sa(ctx: &Context, s: &SaSnapshot) -> SaView {
+    let cfg = ctx.node.config();
     let entry = cfg
         .sas
         .iter()
@@ -112,40 +128,54 @@ fn sa(ctx: &Context, s: &SaSnapshot) -> Value {
     let (me, peer) = cfg.mirror.as_ref().map_or((None, None), |m| {
         (Some(m.protocol.node), Some(m.protocol.peer))
     });
-    let state = match retiring.get(&(s.spi, s.direction)) {
-        Some(_) => "retiring",
-        None if s.active => "active",
-        None => "standby",
+    let retire_in_ms = ctx.retiring.get(&(s.spi, s.direction)).copied();
+    let state = match retire_in_ms {
+        Some(_) => SaState::Retiring,
+        None if s.active => SaState::Active,
+        None => SaState::Standby,
     };
     let mirrored = ctx.mirror.get(&(s.spi, s.direction));
-    json!({
-        "spi": s.spi,
-        "direction": s.direction.to_string(),
-        "worker": s.worker,
-        "home": entry.and_then(|e| e.home).or(me),
-        "owner": mirrored.map(|v| v.owner).or(if s.active { me } else { peer }),
-        "mirror": mirrored.map(|v| json!({
-            "generation": v.generation,
-            "stored": v.stored,
-            "acked": v.acked,
-        })),
-        "state": state,
-        "retire_in_ms": retiring.get(&(s.spi, s.direction)),
-        "aead": entry.map(|e| e.sa.algorithm.to_string()),
-        "tunnel": entry.map(|e| json!({ "src": e.sa.tunnel.src, "dst": e.sa.tunnel.dst })),
-        "esn": entry.map(|e| e.sa.esn),
-        "seq": s.seq,
-        "lease_end": s.limit.filter(|l| *l != u64::MAX),
-        "packets": s.counters.packets,
-        "bytes": s.counters.bytes,
-        "drops": s.counters.drops.nonzero().map(|(r, n)| (r.name().to_string(), json!(n))).collect::<Map<_, _>>(),
-        "lifetime_left": { "packets": s.packets_left(), "bytes": s.bytes_left() },
-    })
+    SaView {
+        spi: s.spi,
+        direction: s.direction.into(),
+        worker: s.worker,
+        home: entry.and_then(|e| e.home).or(me),
+        owner: mirrored
+            .map(|v| v.owner)
+            .or(if s.active { me } else { peer }),
+        mirror: mirrored.map(|v| SaMirror {
+            generation: v.generation,
+            stored: v.stored,
+            acked: v.acked,
+        }),
+        state,
+        retire_in_ms,
+        aead: entry.map(|e| e.sa.algorithm.to_string()),
+        tunnel: entry.map(|e| TunnelAddrs {
+            src: e.sa.tunnel.src,
+            dst: e.sa.tunnel.dst,
+        }),
+        esn: entry.map(|e| e.sa.esn),
+        seq: s.seq,
+        lease_end: s.limit.filter(|l| *l != u64::MAX),
+        packets: s.counters.packets,
+        bytes: s.counters.bytes,
+        drops: s
+            .counters
+            .drops
+            .nonzero()
+            .map(|(r, n)| (r.name().to_string(), n))
+            .collect(),
+        lifetime_left: LifetimeLeft {
+            packets: s.packets_left(),
+            bytes: s.bytes_left(),
+        },
+    }
 }
 
 /// `sa_list`: every SA of the node, by SPI then direction; `mirror`:
 /// the pair's view of them.
-pub fn sa_list(node: &RunningNode, workers: &[WorkerSnapshot], mirror: Vec<PairSaView>) -> Value {
+pub fn sa_list(node: &RunningNode, workers: &[WorkerSnapshot], mirror: Vec<PairSaView>) -> SaList {
     let ctx = Context {
         node,
         retiring: node
@@ -165,48 +195,106 @@ pub fn sa_list(node: &RunningNode, workers: &[WorkerSnapshot], mirror: Vec<PairS
     };
     let mut all: Vec<&SaSnapshot> = workers.iter().flat_map(|w| &w.sas).collect();
     all.sort_by_key(|s| (s.spi, s.direction == Direction::Inbound));
-    json!({
-        "ok": true,
-        "sas": all.iter().map(|s| sa(&ctx, s)).collect::<Vec<_>>(),
-    })
+    SaList {
+        sas: all.iter().map(|s| sa(&ctx, s)).collect(),
+    }
+}
+
+/// `status` of a running node, up for `uptime`: its name, and its pair's
+/// health (`pair` null for a node on its own).
+pub fn status(node: &RunningNode, uptime: Duration) -> Status {
+    Status::Running {
+        node: node.name().to_string(),
+        uptime_ms: uptime.as_millis() as u64,
+        pair: node.pair_status().map(|p| PairHealth {
+            epoch: p.epoch,
+            peer_alive: p.peer_alive,
+            synced: p.synced,
+            holding: p.holding,
+            standby: p.standby,
+            frames_sent: p.frames_sent,
+            frames_received: p.frames_received,
+            rejected: p.rejected,
+        }),
+    }
 }
 
 /// `peer`: the pair and its mirror link (`mirror` null for a node on
 /// its own).
-pub fn peer(node: &RunningNode) -> Value {
-    let Some(p) = node.pair_status() else {
-        return json!({ "ok": true, "mirror": null });
-    };
-    let cfg = node.config().mirror.as_ref();
-    json!({
-        "ok": true,
-        "mirror": pair(&p, cfg.map(|m| (m.protocol.node, m.protocol.peer))),
-    })
+pub fn peer(node: &RunningNode) -> Peer {
+    let ids = node
+        .config()
+        .mirror
+        .as_ref()
+        .map(|m| (m.protocol.node, m.protocol.peer));
+    Peer {
+        mirror: node.pair_status().map(|p| pair(&p, ids)),
+    }
 }
 
-fn pair(p: &PairStatus, ids: Option<(u32, u32)>) -> Value {
-    let rejected: Map<String, Value> = Reject::ALL
-        .iter()
-        .map(|r| (r.name().to_string(), json!(p.rejects.get(*r))))
-        .collect();
+fn pair(p: &PairStatus, ids: Option<(u32, u32)>) -> PairView {
     let s = &p.stats;
-    json!({
-        "node": ids.map(|i| i.0),
-        "peer": ids.map(|i| i.1),
-        "peer_alive": p.peer_alive,
-        "synced": p.synced,
-        "holding": p.holding,
-        "standby": p.standby,
-        "queued": p.queued,
-        "frames_sent": s.frames_sent,
-        "bytes_sent": s.bytes_sent,
-        "states_sent": s.states_sent,
-        "acks_sent": s.acks_sent,
-        "frames_received": s.frames_received,
-        "records_ignored": s.records_ignored,
-        "taken_over": s.taken_over,
-        "handed_back": s.handed_back,
-        "bulks_incomplete": s.bulks_incomplete,
-        "rejected": rejected,
-    })
+    PairView {
+        node: ids.map(|i| i.0),
+        peer: ids.map(|i| i.1),
+        peer_alive: p.peer_alive,
+        synced: p.synced,
+        holding: p.holding,
+        standby: p.standby,
+        queued: p.queued,
+        frames_sent: s.frames_sent,
+        bytes_sent: s.bytes_sent,
+        states_sent: s.states_sent,
+        acks_sent: s.acks_sent,
+        frames_received: s.frames_received,
+        records_ignored: s.records_ignored,
+        taken_over: s.taken_over,
+        handed_back: s.handed_back,
+        bulks_incomplete: s.bulks_incomplete,
+        rejected: Reject::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), p.rejects.get(*r)))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use espgate_control::answer::{Body, carried_out, read};
+    use espgate_esp::Backend;
+
+    use super::*;
+    use crate::demo::rig::Rig;
+
+    /// `body`, written as the node sends it, reads back equal.
+    fn reads_back<T: Body + PartialEq + std::fmt::Debug>(op: &str, body: T) {
+        let answer = carried_out(&body);
+        let back = read::<T>(op, &answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+        assert_eq!(back, body, "{op}");
+    }
+
+    /// The answers of the demo's nodes (a pair, synchronised, and a node
+    /// on its own) write and read back whole.
+    #[test]
+    fn a_running_nodes_answers_read_back_whole() {
+        let rig = Rig::start(Backend::preferred()).unwrap();
+        let a = rig.a.as_ref().unwrap();
+        let t0 = std::time::Instant::now();
+        while !a.pair_status().is_some_and(|p| p.synced) {
+            assert!(t0.elapsed() < Duration::from_secs(10), "a never synced");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for node in [a, &rig.b, &rig.r] {
+            let workers = node.snapshot().unwrap();
+            let mirror = node.mirror_views().unwrap();
+            reads_back("status", status(node, Duration::from_millis(1234)));
+            reads_back("sa_list", sa_list(node, &workers, mirror));
+            reads_back("stats", stats(&workers, node.commands_pending()));
+            reads_back("peer", peer(node));
+        }
+        let Rig { a, b, r, .. } = rig;
+        for node in [a.unwrap(), b, r] {
+            node.stop();
+        }
+    }
 }

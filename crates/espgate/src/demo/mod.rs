@@ -11,7 +11,7 @@
 //! nonce — was ever used twice.
 
 mod capture;
-mod rig;
+pub(crate) mod rig;
 mod traffic;
 
 use std::fs;

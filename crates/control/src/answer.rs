@@ -1,0 +1,187 @@
+//! The control socket's answers, typed: the node writes them from these
+//! structs and the CLI and the host read them back into the same structs,
+//! so a field renamed on one side fails the read, naming the field, instead
+//! of reading as nothing.
+//!
+//! Every answer is one JSON object with `ok`. A request carried out gets
+//! `{"ok":true, ..its body's fields}` ([`carried_out`]); one refused gets
+//! `{"ok":false,"error":"<why>"}` ([`refusal`]). [`read`] takes either
+//! apart.
+//!
+//! | request | body |
+//! |---|---|
+//! | `status` | [`Status`] |
+//! | `configure`, `take_over`, `hand_back`, `fence`, `sa_del` | [`Done`] |
+//! | `events` | [`Events`] |
+//! | `sa_list` | [`SaList`] |
+//! | `sa_add` | [`SaAdded`] |
+//! | `sa_rekey` | [`SaRekeyed`] |
+//! | `stats` | [`Stats`] |
+//! | `peer` | [`Peer`] |
+//! | the metrics scrape (not on the socket) | [`MetricsText`] |
+//!
+//! A field the node always sends is required when read, `null` included:
+//! an `Option` field reads `null` as `None` but refuses a missing key.
+//! Unknown fields are read past, so a node that sends one more field still
+//! answers an older CLI.
+
+mod peer;
+mod sa_list;
+mod stats;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+pub use peer::{PairView, Peer};
+pub use sa_list::{LifetimeLeft, SaList, SaMirror, SaState, SaView, TunnelAddrs};
+pub use stats::{BurstNs, BurstQuantiles, QueueCounts, Stats, Totals, WorkerStats};
+pub use status::{PairHealth, Status};
+
+/// Counts by reason (drops, refused mirror frames), keyed by the reason's
+/// name.
+pub type ByReason = std::collections::BTreeMap<String, u64>;
+
+/// The body of an answer: the fields beside `ok`, one JSON object.
+pub trait Body: Serialize + DeserializeOwned {}
+
+/// The body of an answer that carries nothing but `ok`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {}
+
+/// `events`: the event lines logged since the last call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Events {
+    /// Oldest first.
+    pub events: Vec<String>,
+}
+
+/// `sa_add`: what was added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaAdded {
+    /// SAs added.
+    pub sas: usize,
+    /// SPD rules added.
+    pub rules: usize,
+}
+
+/// `sa_rekey`: the new SA, and how long the old one lives on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaRekeyed {
+    /// The new SA's SPI.
+    pub new_spi: u32,
+    /// Milliseconds until the old SA goes.
+    pub grace_ms: u64,
+}
+
+/// The metrics scrape: the Prometheus exposition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsText {
+    /// The exposition text.
+    pub text: String,
+}
+
+impl Body for Done {}
+impl Body for Events {}
+impl Body for SaAdded {}
+impl Body for SaRekeyed {}
+impl Body for MetricsText {}
+impl Body for SaList {}
+impl Body for Stats {}
+impl Body for Peer {}
+impl Body for Status {}
+
+/// The answer to a request carried out: `ok` true and the fields of `body`.
+/// A body that does not write as a JSON object (none of this module's do)
+/// is refused, with why.
+pub fn carried_out(body: &impl Body) -> Value {
+    let fields = match serde_json::to_value(body) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(other) => return refusal(format!("the answer {other} is not a JSON object")),
+        Err(e) => return refusal(format!("the answer could not be written: {e}")),
+    };
+    let mut answer = Map::new();
+    answer.insert("ok".into(), Value::Bool(true));
+    answer.extend(fields);
+    answer.into()
+}
+
+/// The answer to a request refused: `ok` false and why.
+pub fn refusal(why: impl std::fmt::Display) -> Value {
+    let mut answer = Map::new();
+    answer.insert("ok".into(), Value::Bool(false));
+    answer.insert("error".into(), Value::String(why.to_string()));
+    answer.into()
+}
+
+/// What every answer says: whether the request was carried out, and if
+/// not, why.
+#[derive(Deserialize)]
+struct Verdict {
+    ok: bool,
+    /// Sent only with `ok` false.
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// An answer that is not the body asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// The node refused the request; its reason.
+    #[error("{0}")]
+    Refused(String),
+    /// The answer does not read as the request's body (a field missing or
+    /// of another type: a node of another version?).
+    #[error("cannot read the node's answer to {op}{}: {message}", at(.path))]
+    Unreadable {
+        /// The request answered.
+        op: String,
+        /// Where in the answer, `.` for the answer itself.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// ` at <path>` inside the answer, nothing at the answer itself.
+fn at(path: &str) -> String {
+    match path {
+        "." => String::new(),
+        _ => format!(" at {path}"),
+    }
+}
+
+/// Reads the answer to request `op`: its body, the node's refusal, or
+/// why it cannot be read.
+pub fn read<T: Body>(op: &str, answer: &Value) -> Result<T, AnswerError> {
+    let verdict = body::<Verdict>(op, answer)?;
+    if !verdict.ok {
+        return Err(AnswerError::Refused(
+            verdict
+                .error
+                .unwrap_or_else(|| "the node refused without a reason".into()),
+        ));
+    }
+    body(op, answer)
+}
+
+fn body<T: DeserializeOwned>(op: &str, answer: &Value) -> Result<T, AnswerError> {
+    serde_path_to_error::deserialize(answer).map_err(|e| AnswerError::Unreadable {
+        op: op.to_string(),
+        path: e.path().to_string(),
+        message: e.into_inner().to_string(),
+    })
+}
+
+/// Reads an `Option` field that must be present, `null` for `None`
+/// (serde's default reads a missing one as `None`).
+fn required<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::deserialize(d)
+}
