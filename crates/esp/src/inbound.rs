@@ -144,8 +144,9 @@ impl InboundSa {
         }
     }
 
-    /// Has the window top cross a multiple of `every` reported (the
-    /// mirror's `inbound_interval`); 0, the default, reports nothing.
+    /// Makes [`report_due`](Self::report_due) tell each time the window top
+    /// crosses a multiple of `every` (the mirror's `inbound_interval`); 0, the
+    /// default, reports nothing.
     pub fn set_report_every(&mut self, every: u64) {
         self.report_every = every;
     }

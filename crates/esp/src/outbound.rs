@@ -124,8 +124,9 @@ impl OutboundSa {
         self.reported = self.seq;
     }
 
-    /// Has the sequence number cross a multiple of `every` reported (the
-    /// mirror's `interval`); 0, the default, reports nothing.
+    /// Makes [`report_due`](Self::report_due) tell each time the sequence number
+    /// crosses a multiple of `every` (the mirror's `interval`); 0, the
+    /// default, reports nothing.
     pub fn set_report_every(&mut self, every: u64) {
         self.report_every = every;
     }
