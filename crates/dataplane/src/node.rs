@@ -33,12 +33,21 @@ use std::path::Path;
 
 /// Depth of each worker-to-worker hand-off ring.
 pub const HANDOFF_DEPTH: usize = 1024;
+/// The most workers a node runs (a node file allows as many). A frame's
+/// verdict names the worker it is handed to in a byte, so never more than
+/// 256; and each worker has a hand-off ring of [`HANDOFF_DEPTH`] from
+/// every worker, so the rings grow with the square of the count.
+pub const MAX_WORKERS: usize = 64;
+const _: () = assert!(MAX_WORKERS <= 1 << u8::BITS);
 /// Depth of each worker's command ring.
 pub const COMMAND_DEPTH: usize = 4096;
 
 /// Why a node cannot start, or an SA change cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// More workers than [`MAX_WORKERS`].
+    #[error("{0} workers: a node runs at most {MAX_WORKERS}")]
+    TooManyWorkers(usize),
     /// The configuration lacks the protected or unprotected port.
     #[error("no {0:?} port")]
     MissingPort(Role),
@@ -406,6 +415,9 @@ pub fn start(
     mempool: Arc<Mempool>,
 ) -> Result<RunningNode, NodeError> {
     let n = cfg.workers.count.max(1);
+    if n > MAX_WORKERS {
+        return Err(NodeError::TooManyWorkers(n));
+    }
     let prot = cfg
         .port(Role::Protected)
         .ok_or(NodeError::MissingPort(Role::Protected))?;
@@ -721,5 +733,56 @@ impl RunningNode {
             workers,
             mirror,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{StateSettings, WorkersConfig};
+
+    /// A node of `count` workers and nothing else.
+    fn workers(count: usize) -> NodeConfig {
+        NodeConfig {
+            name: "n".into(),
+            ports: Vec::new(),
+            workers: WorkersConfig {
+                count,
+                ..WorkersConfig::default()
+            },
+            sas: Vec::new(),
+            spd: Vec::new(),
+            neighbours: Vec::new(),
+            dpdk_eal_args: None,
+            mirror: None,
+            state: StateSettings::default(),
+        }
+    }
+
+    fn start_with(count: usize) -> Result<RunningNode, NodeError> {
+        let queues = NodeQueues {
+            protected: Vec::new(),
+            unprotected: Vec::new(),
+            mirror: None,
+        };
+        start(
+            &workers(count),
+            queues,
+            Backend::DEFAULT,
+            Mempool::new(8, 0),
+        )
+    }
+
+    #[test]
+    fn more_workers_than_a_node_runs_are_refused() {
+        let e = start_with(MAX_WORKERS + 1).err().expect("refused");
+        assert!(matches!(e, NodeError::TooManyWorkers(65)), "{e:?}");
+        assert_eq!(e.to_string(), "65 workers: a node runs at most 64");
+        // The most workers pass the count and fail on what comes next.
+        let e = start_with(MAX_WORKERS).err().expect("no ports");
+        assert!(
+            matches!(e, NodeError::MissingPort(Role::Protected)),
+            "{e:?}"
+        );
     }
 }
