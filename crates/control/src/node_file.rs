@@ -6,7 +6,7 @@
 //! ports:
 //!   - name: lan
 //!     role: protected            # protected (plaintext) | unprotected (ESP)
-//!     backend: af_packet         # af_packet | pcap | mem
+//!     backend: af_packet         # af_packet | pcap | mem | dpdk
 //!     interface: a-lan           # af_packet: the interface
 //!     mac: 02:00:00:00:01:01     # optional for af_packet (the interface's)
 //!     address: 10.1.0.254/24     # the node's address on the link, and its prefix

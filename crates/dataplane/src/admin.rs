@@ -33,7 +33,7 @@ use espgate_mirror::PairSaView;
 use crate::command::SaCommand;
 use crate::config::SaEntry;
 use crate::mirror_task::Order;
-use crate::node::{BuiltSa, NodeError, Placement, RunningNode, build_sa, check_sas};
+use crate::node::{BuiltSa, NodeError, Placement, Refusal, RunningNode, build_sa, check_sas};
 use crate::snapshot::WorkerSnapshot;
 use crate::spd::{Action, PolicyDirection, SpdRule};
 use crate::tables::Tables;
@@ -142,19 +142,22 @@ impl RunningNode {
             });
         };
         if new.direction != direction {
-            return Err(NodeError::Refused(format!(
-                "sa {old:#x} is {direction}; its successor {:#x} is {}",
-                new.spi, new.direction
-            )));
+            return Err(NodeError::Refused(Refusal::Successor {
+                old,
+                direction,
+                new: new.spi,
+                new_direction: new.direction,
+            }));
         }
         if self
             .retiring
             .iter()
             .any(|(_, s, d)| *s == old && *d == direction)
         {
-            return Err(NodeError::Refused(format!(
-                "{direction} sa {old:#x} is being replaced already"
-            )));
+            return Err(NodeError::Refused(Refusal::Replacing {
+                spi: old,
+                direction,
+            }));
         }
         let entry = SaEntry {
             sa: new,
@@ -320,7 +323,7 @@ impl RunningNode {
     /// Sends a command to worker `w`, waiting while its ring is full.
     fn send_to(&self, w: usize, cmd: SaCommand) -> Result<(), NodeError> {
         if w >= self.shared.commands.len() {
-            return Err(NodeError::Refused(format!("worker {w} does not exist")));
+            return Err(NodeError::Refused(Refusal::NoWorker(w)));
         }
         push_waiting(cmd, "a worker's command ring", |c| {
             self.shared.command_to(w, c)

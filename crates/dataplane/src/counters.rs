@@ -1,94 +1,45 @@
 //! Counters of a worker: frames in and out, hand-offs between workers, and
 //! drops that are the node's (ESP drops are counted per SA and per SAD).
 
-use core::fmt;
-
-/// Why the node (not ESP) dropped a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum NodeDrop {
-    /// Not a valid Ethernet frame.
-    BadFrame,
-    /// Addressed to another station's MAC.
-    NotForUs,
-    /// An EtherType the node does not handle.
-    UnsupportedEthertype,
-    /// An IP packet that does not parse.
-    BadIp,
-    /// For the node itself (it runs no services on its ports).
-    Local,
-    /// The SPD said discard, or no rule matched.
-    Policy,
-    /// A decrypted packet that no inbound rule for its SA matches.
-    PolicyMismatch,
-    /// TTL or hop limit ran out.
-    TtlExceeded,
-    /// Too big for the unprotected link once encapsulated (an ICMP error
-    /// went back).
-    TooBig,
-    /// No on-link destination and no gateway.
-    NoRoute,
-    /// The next hop's MAC is unknown (an ARP request went out).
-    ArpMiss,
-    /// The ring to the owning worker was full.
-    HandoffFull,
-    /// The port could not take the frame.
-    TxFull,
-    /// IKE or a NAT keepalive: there is no IKE daemon behind this node.
-    Ike,
-    /// ESP processing dropped it (counted per SA or SAD by reason).
-    Esp,
-    /// Its SA is on standby on this node (owned by the peer).
-    Standby,
-}
-
-impl NodeDrop {
-    /// Every reason, in counter order.
-    pub const ALL: [NodeDrop; 16] = [
-        NodeDrop::BadFrame,
-        NodeDrop::NotForUs,
-        NodeDrop::UnsupportedEthertype,
-        NodeDrop::BadIp,
-        NodeDrop::Local,
-        NodeDrop::Policy,
-        NodeDrop::PolicyMismatch,
-        NodeDrop::TtlExceeded,
-        NodeDrop::TooBig,
-        NodeDrop::NoRoute,
-        NodeDrop::ArpMiss,
-        NodeDrop::HandoffFull,
-        NodeDrop::TxFull,
-        NodeDrop::Ike,
-        NodeDrop::Esp,
-        NodeDrop::Standby,
-    ];
-
-    /// Name in counters and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            NodeDrop::BadFrame => "bad_frame",
-            NodeDrop::NotForUs => "not_for_us",
-            NodeDrop::UnsupportedEthertype => "unsupported_ethertype",
-            NodeDrop::BadIp => "bad_ip",
-            NodeDrop::Local => "local",
-            NodeDrop::Policy => "policy",
-            NodeDrop::PolicyMismatch => "policy_mismatch",
-            NodeDrop::TtlExceeded => "ttl_exceeded",
-            NodeDrop::TooBig => "too_big",
-            NodeDrop::NoRoute => "no_route",
-            NodeDrop::ArpMiss => "arp_miss",
-            NodeDrop::HandoffFull => "handoff_full",
-            NodeDrop::TxFull => "tx_full",
-            NodeDrop::Ike => "ike",
-            NodeDrop::Esp => "esp",
-            NodeDrop::Standby => "standby",
-        }
-    }
-}
-
-impl fmt::Display for NodeDrop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+espgate_counters::counter_table! {
+    /// Why the node (not ESP) dropped a frame.
+    pub enum NodeDrop;
+    /// Node drops, one counter per [`NodeDrop`].
+    pub struct NodeDrops;
+    {
+        /// Not a valid Ethernet frame.
+        BadFrame => "bad_frame",
+        /// Addressed to another station's MAC.
+        NotForUs => "not_for_us",
+        /// An EtherType the node does not handle.
+        UnsupportedEthertype => "unsupported_ethertype",
+        /// An IP packet that does not parse.
+        BadIp => "bad_ip",
+        /// For the node itself (it runs no services on its ports).
+        Local => "local",
+        /// The SPD said discard, or no rule matched.
+        Policy => "policy",
+        /// A decrypted packet that no inbound rule for its SA matches.
+        PolicyMismatch => "policy_mismatch",
+        /// TTL or hop limit ran out.
+        TtlExceeded => "ttl_exceeded",
+        /// Too big for the unprotected link once encapsulated (an ICMP error
+        /// went back).
+        TooBig => "too_big",
+        /// No on-link destination and no gateway.
+        NoRoute => "no_route",
+        /// The next hop's MAC is unknown (an ARP request went out).
+        ArpMiss => "arp_miss",
+        /// The ring to the owning worker was full.
+        HandoffFull => "handoff_full",
+        /// The port could not take the frame.
+        TxFull => "tx_full",
+        /// IKE or a NAT keepalive: there is no IKE daemon behind this node.
+        Ike => "ike",
+        /// ESP processing dropped it (counted per SA or SAD by reason).
+        Esp => "esp",
+        /// Its SA is on standby on this node (owned by the peer).
+        Standby => "standby",
     }
 }
 
@@ -124,19 +75,19 @@ pub struct WorkerCounters {
     pub progress_full: u64,
     /// Gratuitous ARP announcements sent.
     pub announcements: u64,
-    drops: [u64; NodeDrop::ALL.len()],
+    drops: NodeDrops,
 }
 
 impl WorkerCounters {
     /// Counts a drop.
     #[inline]
     pub fn drop(&mut self, why: NodeDrop) {
-        self.drops[why as usize] += 1;
+        self.drops.count(why);
     }
 
     /// Drops counted for `why`.
     pub fn drops(&self, why: NodeDrop) -> u64 {
-        self.drops[why as usize]
+        self.drops.get(why)
     }
 
     /// Adds another worker's counters.
@@ -155,16 +106,11 @@ impl WorkerCounters {
         self.progress += o.progress;
         self.progress_full += o.progress_full;
         self.announcements += o.announcements;
-        for (a, b) in self.drops.iter_mut().zip(o.drops) {
-            *a += b;
-        }
+        self.drops.add(&o.drops);
     }
 
     /// The non-zero drop counters.
     pub fn nonzero_drops(&self) -> impl Iterator<Item = (NodeDrop, u64)> + '_ {
-        NodeDrop::ALL
-            .iter()
-            .map(|&d| (d, self.drops(d)))
-            .filter(|&(_, n)| n > 0)
+        self.drops.nonzero()
     }
 }

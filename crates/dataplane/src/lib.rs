@@ -34,7 +34,10 @@ pub use config::{
 };
 pub use counters::{NodeDrop, WorkerCounters};
 pub use mirror_task::{MirrorReport, NodeEvent, NodeEventKind, Order, PairStatus};
-pub use node::{NodeError, NodeQueues, NodeReport, RunningNode, start};
+pub use node::{
+    MAX_WORKERS, MirrorProblem, NodeError, NodeQueues, NodeReport, Refusal, RunningNode, SaProblem,
+    start,
+};
 
 /// Headroom of buffers the node fills itself (ARP, ICMP).
 pub const HEADROOM: usize = espgate_io::pool::HEADROOM;

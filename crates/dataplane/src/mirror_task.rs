@@ -4,7 +4,9 @@
 //! sans-IO [`Mirror`], moves frames between it and the mirror port, keeps
 //! its clock, and turns its events into worker commands: lease limits,
 //! activations and parkings of SAs, and the addresses this node holds.
-//! Workers never wait for it; it never holds a lock a worker takes.
+//! Workers never wait for it: the only lock both take is the read side
+//! of the published tables' `RwLock` (see `TableCell`), and readers do
+//! not wait for one another.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};

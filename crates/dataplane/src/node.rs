@@ -8,9 +8,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
-use espgate_esp::{Backend, Direction, InboundSa, OutboundSa, SaCounters, Sad};
+use espgate_esp::{Backend, Direction, InboundSa, OutboundSa, SaCounters, SaError, Sad, SadError};
 use espgate_io::{BufPool, Mempool, PortQueue};
-use espgate_mirror::{Mirror, MirrorKey};
+use espgate_mirror::frame::ShortKey;
+use espgate_mirror::{Mirror, MirrorConfigError, MirrorKey};
 use espgate_wire::ethernet::MacAddr;
 use rustc_hash::FxHashMap;
 
@@ -33,12 +34,21 @@ use std::path::Path;
 
 /// Depth of each worker-to-worker hand-off ring.
 pub const HANDOFF_DEPTH: usize = 1024;
+/// The most workers a node runs (a node file allows as many). A frame's
+/// verdict names the worker it is handed to in a byte, so never more than
+/// 256; and each worker has a hand-off ring of [`HANDOFF_DEPTH`] from
+/// every worker, so the rings grow with the square of the count.
+pub const MAX_WORKERS: usize = 64;
+const _: () = assert!(MAX_WORKERS <= 1 << u8::BITS);
 /// Depth of each worker's command ring.
 pub const COMMAND_DEPTH: usize = 4096;
 
 /// Why a node cannot start, or an SA change cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// More workers than [`MAX_WORKERS`].
+    #[error("{0} workers: a node runs at most {MAX_WORKERS}")]
+    TooManyWorkers(usize),
     /// The configuration lacks the protected or unprotected port.
     #[error("no {0:?} port")]
     MissingPort(Role),
@@ -58,7 +68,7 @@ pub enum NodeError {
         /// The SPI.
         spi: u32,
         /// What went wrong.
-        why: String,
+        why: SaProblem,
     },
     /// An SA names a worker that does not exist.
     #[error("sa {spi:#x}: worker {worker} does not exist ({count} workers)")]
@@ -93,13 +103,13 @@ pub enum NodeError {
     },
     /// A change the node cannot make now.
     #[error("{0}")]
-    Refused(String),
+    Refused(Refusal),
     /// The workers or the mirror task did not take a change in time.
     #[error("{0} did not answer in time")]
     Busy(&'static str),
     /// The mirror settings cannot work.
     #[error("mirror: {0}")]
-    Mirror(String),
+    Mirror(MirrorProblem),
     /// Mirroring is configured but no mirror port queue was given.
     #[error("mirror: no queue for the mirror port")]
     MissingMirrorPort,
@@ -130,6 +140,80 @@ pub enum NodeError {
     /// to carry the mirror's epoch on.
     #[error("mirror: the clock reads before 1970: set it, or give the node a state directory")]
     Clock,
+}
+
+// The typed causes below are fields, not `source`s: their words are in
+// the message already (the control socket sends only the message), and a
+// chain printed whole would say them twice.
+
+/// Why an SA cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum SaProblem {
+    /// Its definition is unusable.
+    #[error(transparent)]
+    Definition(#[from] SaError),
+    /// The SAD refused it.
+    #[error(transparent)]
+    Sad(#[from] SadError),
+    /// Another SA of its direction has its SPI.
+    #[error("duplicate {0} SPI")]
+    Duplicate(Direction),
+}
+
+/// Why the mirror settings cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorProblem {
+    /// A protocol setting is out of range.
+    #[error(transparent)]
+    Config(#[from] MirrorConfigError),
+    /// `max_frame` is above what a mirror port buffer holds (in the words
+    /// of [`check_max_frame`](crate::mirror_port::check_max_frame), which
+    /// the node file's check shares).
+    #[error("mirror.max_frame {0}")]
+    MaxFrame(String),
+    /// The key is too short.
+    #[error(transparent)]
+    Key(#[from] ShortKey),
+    /// An inbound SA's replay window does not fit a mirror frame.
+    #[error(
+        "sa {spi:#x}: a replay window of {window} does not fit mirror frames of {max_frame} bytes"
+    )]
+    Window {
+        /// The SPI.
+        spi: u32,
+        /// Its replay window, in packets.
+        window: u32,
+        /// The mirror frames' size limit.
+        max_frame: usize,
+    },
+}
+
+/// A change to the SAs that the node refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// A rekey's successor is of the other direction.
+    #[error("sa {old:#x} is {direction}; its successor {new:#x} is {new_direction}")]
+    Successor {
+        /// The SA rekeyed.
+        old: u32,
+        /// Its direction.
+        direction: Direction,
+        /// The successor.
+        new: u32,
+        /// The successor's direction.
+        new_direction: Direction,
+    },
+    /// The SA is being replaced by an earlier rekey.
+    #[error("{direction} sa {spi:#x} is being replaced already")]
+    Replacing {
+        /// The SA.
+        spi: u32,
+        /// Its direction.
+        direction: Direction,
+    },
+    /// A command for a worker the node does not have.
+    #[error("worker {0} does not exist")]
+    NoWorker(usize),
 }
 
 /// The queues a node runs on: for each port, one per worker.
@@ -238,7 +322,7 @@ pub(crate) fn build_sa(
     place: Placement,
 ) -> Result<BuiltSa, NodeError> {
     let spi = entry.sa.spi;
-    let sa_err = |why: String| NodeError::Sa { spi, why };
+    let sa_err = |e: SaError| NodeError::Sa { spi, why: e.into() };
     // Reported to the mirror at each multiple of the interval; an inbound
     // window at each half (its lease is one interval past the top the peer
     // acknowledged, so the acknowledgement must come before that). With a
@@ -271,7 +355,7 @@ pub(crate) fn build_sa(
     let limit = if cfg.mirror.is_some() { 0 } else { u64::MAX };
     Ok(match entry.sa.direction {
         Direction::Outbound => {
-            let mut sa = OutboundSa::new(&entry.sa, backend).map_err(|e| sa_err(e.to_string()))?;
+            let mut sa = OutboundSa::new(&entry.sa, backend).map_err(sa_err)?;
             sa.set_limit(limit);
             sa.set_mark(place.mark);
             if let Some(next) = place.resume {
@@ -281,7 +365,7 @@ pub(crate) fn build_sa(
             BuiltSa::Outbound(sa)
         }
         Direction::Inbound => {
-            let mut sa = InboundSa::new(&entry.sa, backend).map_err(|e| sa_err(e.to_string()))?;
+            let mut sa = InboundSa::new(&entry.sa, backend).map_err(sa_err)?;
             sa.set_limit(limit);
             sa.set_mark(place.mark);
             if let Some(top) = place.resume {
@@ -313,15 +397,16 @@ pub(crate) fn check_sas(cfg: &NodeConfig) -> Result<(), NodeError> {
             && entry.sa.direction == Direction::Inbound
             && crate::progress::inbound_frame_len(entry.sa.replay_window) > m.protocol.max_frame
         {
-            return Err(NodeError::Mirror(format!(
-                "sa {spi:#x}: a replay window of {} does not fit mirror frames of {} bytes",
-                entry.sa.replay_window, m.protocol.max_frame
-            )));
+            return Err(NodeError::Mirror(MirrorProblem::Window {
+                spi,
+                window: entry.sa.replay_window,
+                max_frame: m.protocol.max_frame,
+            }));
         }
         if !seen.insert((spi, entry.sa.direction)) {
             return Err(NodeError::Sa {
                 spi,
-                why: format!("duplicate {} SPI", entry.sa.direction),
+                why: SaProblem::Duplicate(entry.sa.direction),
             });
         }
     }
@@ -406,6 +491,9 @@ pub fn start(
     mempool: Arc<Mempool>,
 ) -> Result<RunningNode, NodeError> {
     let n = cfg.workers.count.max(1);
+    if n > MAX_WORKERS {
+        return Err(NodeError::TooManyWorkers(n));
+    }
     let prot = cfg
         .port(Role::Protected)
         .ok_or(NodeError::MissingPort(Role::Protected))?;
@@ -424,10 +512,10 @@ pub fn start(
         Some(m) => {
             m.protocol
                 .check()
-                .map_err(|e| NodeError::Mirror(e.to_string()))?;
+                .map_err(|e| NodeError::Mirror(e.into()))?;
             crate::mirror_port::check_max_frame(m.protocol.max_frame)
-                .map_err(|why| NodeError::Mirror(format!("mirror.max_frame {why}")))?;
-            Some(MirrorKey::new(&m.key).map_err(|e| NodeError::Mirror(e.to_string()))?)
+                .map_err(|why| NodeError::Mirror(MirrorProblem::MaxFrame(why)))?;
+            Some(MirrorKey::new(&m.key).map_err(|e| NodeError::Mirror(e.into()))?)
         }
         None => None,
     };
@@ -486,10 +574,9 @@ pub fn start(
                 outbound[owner].insert(spi, sa);
             }
             BuiltSa::Inbound(sa) => {
-                sads[owner].add(sa).map_err(|e| NodeError::Sa {
-                    spi,
-                    why: e.to_string(),
-                })?;
+                sads[owner]
+                    .add(sa)
+                    .map_err(|e| NodeError::Sa { spi, why: e.into() })?;
             }
         }
     }
@@ -721,5 +808,56 @@ impl RunningNode {
             workers,
             mirror,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{StateSettings, WorkersConfig};
+
+    /// A node of `count` workers and nothing else.
+    fn workers(count: usize) -> NodeConfig {
+        NodeConfig {
+            name: "n".into(),
+            ports: Vec::new(),
+            workers: WorkersConfig {
+                count,
+                ..WorkersConfig::default()
+            },
+            sas: Vec::new(),
+            spd: Vec::new(),
+            neighbours: Vec::new(),
+            dpdk_eal_args: None,
+            mirror: None,
+            state: StateSettings::default(),
+        }
+    }
+
+    fn start_with(count: usize) -> Result<RunningNode, NodeError> {
+        let queues = NodeQueues {
+            protected: Vec::new(),
+            unprotected: Vec::new(),
+            mirror: None,
+        };
+        start(
+            &workers(count),
+            queues,
+            Backend::DEFAULT,
+            Mempool::new(8, 0),
+        )
+    }
+
+    #[test]
+    fn more_workers_than_a_node_runs_are_refused() {
+        let e = start_with(MAX_WORKERS + 1).err().expect("refused");
+        assert!(matches!(e, NodeError::TooManyWorkers(65)), "{e:?}");
+        assert_eq!(e.to_string(), "65 workers: a node runs at most 64");
+        // The most workers pass the count and fail on what comes next.
+        let e = start_with(MAX_WORKERS).err().expect("no ports");
+        assert!(
+            matches!(e, NodeError::MissingPort(Role::Protected)),
+            "{e:?}"
+        );
     }
 }

@@ -221,9 +221,10 @@ enum Verdict {
     Send(Role),
     /// Dropped and counted.
     Drop(NodeDrop),
-    /// To the worker that owns its SA (worker index, at most 64, and the
-    /// port it came from). Kept small: a verdict is written and read back
-    /// at once, whole.
+    /// To the worker that owns its SA (worker index, below
+    /// [`MAX_WORKERS`](crate::node::MAX_WORKERS), which `start` checks,
+    /// and the port it came from). Kept small: a verdict is written and
+    /// read back at once, whole.
     HandOff(u8, Role),
     /// Nothing more to do with it (back to the pool, not a drop).
     Done,

@@ -2,9 +2,7 @@
 //!
 //! Order of checks, as RFC 4303 3.4 wants it: outer headers, SA by SPI,
 //! lengths, the replay window (before any crypto), the ICV, and only then
-//! the window update, the trailer and the inner packet. The burst API splits
-//! this as librte_ipsec does: [`Sad::prepare`] does everything up to the
-//! crypto, [`Sad::process`] the rest.
+//! the window update, the trailer and the inner packet.
 
 use crate::limit::SeqLimit;
 use rustc_hash::FxHashMap;
@@ -144,8 +142,9 @@ impl InboundSa {
         }
     }
 
-    /// Has the window top cross a multiple of `every` reported (the
-    /// mirror's `inbound_interval`); 0, the default, reports nothing.
+    /// Makes [`report_due`](Self::report_due) tell each time the window top
+    /// crosses a multiple of `every` (the mirror's `inbound_interval`); 0, the
+    /// default, reports nothing.
     pub fn set_report_every(&mut self, every: u64) {
         self.report_every = every;
     }
@@ -310,10 +309,6 @@ pub enum SadError {
     },
 }
 
-/// Burst chunk: how many packets [`Sad::decapsulate_burst`] prepares before
-/// it processes them.
-const CHUNK: usize = 32;
-
 /// The security association database for inbound traffic: SAs by SPI, and
 /// the counters of drops that belong to no SA.
 #[derive(Debug, Default)]
@@ -460,9 +455,9 @@ impl Sad {
         }))
     }
 
-    /// Burst step 1 for one packet: outer headers, SA lookup and every check
-    /// that needs no crypto. Counts what it drops.
-    pub fn prepare_one(&mut self, data: &[u8]) -> Result<Prepared, EspError> {
+    /// Outer headers, SA lookup and every check that needs no crypto.
+    /// Counts what it drops.
+    fn prepare(&mut self, data: &[u8]) -> Result<Prepared, EspError> {
         let loc = match self.locate(data) {
             Ok(Outer::Esp(loc)) => loc,
             Ok(Outer::Passthrough(what)) => return Ok(Prepared::Passthrough(what)),
@@ -485,8 +480,8 @@ impl Sad {
         }
     }
 
-    /// Burst step 2 for one packet: decrypt, window update, trailer, strip.
-    pub fn process_one<B: PacketBuf>(
+    /// Decrypt, window update, trailer, strip. Counts what it drops.
+    fn process<B: PacketBuf>(
         &mut self,
         prepared: Prepared,
         pkt: &mut B,
@@ -503,38 +498,14 @@ impl Sad {
 
     /// Decapsulates one packet in place.
     pub fn decapsulate<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<Inbound, EspError> {
-        let prepared = self.prepare_one(pkt.data())?;
-        self.process_one(prepared, pkt)
-    }
-
-    /// Decapsulates a burst: every packet of a chunk is prepared (parsed,
-    /// looked up, replay-checked) before any is decrypted. `out[i]` gets the
-    /// verdict of packet `i`.
-    pub fn decapsulate_burst<B: PacketBuf>(
-        &mut self,
-        pkts: &mut [B],
-        out: &mut [Result<Inbound, EspError>],
-    ) {
-        for (pkts, out) in pkts.chunks_mut(CHUNK).zip(out.chunks_mut(CHUNK)) {
-            let mut prepared = [None; CHUNK];
-            for ((p, o), slot) in pkts.iter().zip(out.iter_mut()).zip(prepared.iter_mut()) {
-                match self.prepare_one(p.data()) {
-                    Ok(pr) => *slot = Some(pr),
-                    Err(e) => *o = Err(e),
-                }
-            }
-            for ((p, o), slot) in pkts.iter_mut().zip(out.iter_mut()).zip(prepared) {
-                if let Some(pr) = slot {
-                    *o = self.process_one(pr, p);
-                }
-            }
-        }
+        let prepared = self.prepare(pkt.data())?;
+        self.process(prepared, pkt)
     }
 }
 
-/// A packet that passed [`Sad::prepare_one`].
+/// A packet that passed [`Sad::prepare`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Prepared {
+enum Prepared {
     /// ESP for the SA at `sa_index`, sequence number `seq`.
     Esp {
         /// Index of the SA in the SAD.

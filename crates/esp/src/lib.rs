@@ -3,8 +3,7 @@
 //! Pure functions of (SA state, packet): no clocks, no sockets, no threads.
 //! An [`OutboundSa`] encapsulates inner IPv4/IPv6 packets in place (the
 //! buffer needs headroom and tailroom, see [`espgate_wire::PacketBuf`]); a
-//! [`Sad`] holds the inbound SAs by SPI and decapsulates. Both have a burst
-//! API split into prepare and process, as DPDK's librte_ipsec has.
+//! [`Sad`] holds the inbound SAs by SPI and decapsulates.
 //!
 //! Sequence numbers are 64-bit; with ESN off only the low 32 bits are used
 //! and the SA refuses to wrap (it must be rekeyed). Inbound ESN high bits are

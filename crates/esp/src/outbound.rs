@@ -1,10 +1,8 @@
 //! Outbound processing: tunnel-mode encapsulation in place.
 //!
-//! The burst API follows librte_ipsec: [`OutboundSa::prepare`] checks each
-//! packet and gives it a sequence number (all the SA state changes happen
-//! here), [`OutboundSa::process`] builds the headers and seals (it changes
-//! no SA state, so it could run elsewhere). [`OutboundSa::encapsulate`] does
-//! both for one packet.
+//! [`OutboundSa::encapsulate`] first checks a packet and gives it the next
+//! sequence number (the step that moves the sequence number, traffic
+//! counts and lifetime), then builds the headers around it and seals it.
 
 use crate::limit::SeqLimit;
 use espgate_wire::PacketBuf;
@@ -124,8 +122,9 @@ impl OutboundSa {
         self.reported = self.seq;
     }
 
-    /// Has the sequence number cross a multiple of `every` reported (the
-    /// mirror's `interval`); 0, the default, reports nothing.
+    /// Makes [`report_due`](Self::report_due) tell each time the sequence number
+    /// crosses a multiple of `every` (the mirror's `interval`); 0, the
+    /// default, reports nothing.
     pub fn set_report_every(&mut self, every: u64) {
         self.report_every = every;
     }
@@ -191,14 +190,9 @@ impl OutboundSa {
     }
 
     /// Checks one packet and assigns it the next sequence number; counts it,
-    /// or counts why it is dropped.
-    pub fn prepare_one<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<u64, EspError> {
-        self.prepare_inner(pkt).map(|(seq, _)| seq)
-    }
-
-    /// [`prepare_one`](Self::prepare_one), also giving what it read of the
-    /// inner packet.
-    fn prepare_inner<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<(u64, Inner), EspError> {
+    /// or counts why it is dropped. Gives the number and what it read of
+    /// the inner packet.
+    fn prepare<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<(u64, Inner), EspError> {
         let r = self.try_prepare(pkt);
         if let Err(e) = &r {
             self.counters.drops.count(e.reason);
@@ -247,17 +241,7 @@ impl OutboundSa {
 
     /// Builds the outer headers and trailer around a prepared packet and
     /// encrypts it with sequence number `seq`.
-    pub fn process_one<B: PacketBuf>(&self, seq: u64, pkt: &mut B) -> Result<(), EspError> {
-        let inner = inner::parse(pkt.data())?;
-        self.process_inner(seq, inner, pkt)
-    }
-
-    fn process_inner<B: PacketBuf>(
-        &self,
-        seq: u64,
-        inner: Inner,
-        pkt: &mut B,
-    ) -> Result<(), EspError> {
+    fn process<B: PacketBuf>(&self, seq: u64, inner: Inner, pkt: &mut B) -> Result<(), EspError> {
         let no_room = |e| EspError::wire(e, DropReason::NoRoom);
         let trailer = EspTrailer::for_payload(inner.len, inner.next_header, self.pad_to);
         let tail = pkt.append(trailer.len() + TAG_LEN).map_err(no_room)?;
@@ -320,43 +304,12 @@ impl OutboundSa {
         Ok(())
     }
 
-    /// Encapsulates one packet: [`prepare_one`](Self::prepare_one) then
-    /// [`process_one`](Self::process_one). Returns its sequence number.
+    /// Encapsulates one packet in place; counts it, or counts why it is
+    /// dropped. Returns its sequence number.
     pub fn encapsulate<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<u64, EspError> {
-        let (seq, inner) = self.prepare_inner(pkt)?;
-        self.process_inner(seq, inner, pkt)
+        let (seq, inner) = self.prepare(pkt)?;
+        self.process(seq, inner, pkt)
             .inspect_err(|e| self.counters.drops.count(e.reason))?;
         Ok(seq)
-    }
-
-    /// Burst step 1: checks every packet and assigns sequence numbers;
-    /// `out[i]` gets the number or the reason packet `i` is dropped.
-    pub fn prepare<B: PacketBuf>(&mut self, pkts: &mut [B], out: &mut [Result<u64, EspError>]) {
-        for (p, o) in pkts.iter_mut().zip(out.iter_mut()) {
-            *o = self.prepare_one(p);
-        }
-    }
-
-    /// Burst step 2: encapsulates every packet that step 1 accepted.
-    pub fn process<B: PacketBuf>(&mut self, pkts: &mut [B], out: &mut [Result<u64, EspError>]) {
-        for (p, o) in pkts.iter_mut().zip(out.iter_mut()) {
-            if let Ok(seq) = *o
-                && let Err(e) = self.process_one(seq, p)
-            {
-                self.counters.drops.count(e.reason);
-                *o = Err(e);
-            }
-        }
-    }
-
-    /// Encapsulates a burst: [`prepare`](Self::prepare) then
-    /// [`process`](Self::process).
-    pub fn encapsulate_burst<B: PacketBuf>(
-        &mut self,
-        pkts: &mut [B],
-        out: &mut [Result<u64, EspError>],
-    ) {
-        self.prepare(pkts, out);
-        self.process(pkts, out);
     }
 }

@@ -6,8 +6,12 @@
 //! free list with a per-worker cache, so the fast path allocates nothing in
 //! steady state.
 //!
-//! Backends: [`mem`] (in-process rings, for tests and benchmarks) and
-//! [`pcap_port`] (replay a capture in, record a capture out).
+//! Backends: [`mem`] (in-process rings, for tests and benchmarks),
+//! [`pcap_port`] (replay a capture in, record a capture out), [`af_packet`]
+//! (any Linux interface, through a TPACKET_V3 ring and `sendmmsg`),
+//! [`synthetic`] (frames held in memory and a counting sink, for
+//! measurements) and, with the feature `dpdk`, `dpdk` (any DPDK ethdev,
+//! zero-copy with mbufs).
 
 pub mod af_packet;
 pub mod alloc;

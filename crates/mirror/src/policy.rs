@@ -112,8 +112,9 @@ impl OwnedOutbound {
         start
     }
 
-    /// The first sequence number this node may have used: the limit, or
-    /// the lease when unlimited. What a takeover must start beyond.
+    /// The first sequence number this node cannot have used: the limit
+    /// (or past the last number used, if that is higher), or the lease when
+    /// unlimited. A takeover starts no lower.
     pub fn reach(&self) -> u64 {
         match self.limit() {
             u64::MAX => self.lease(),

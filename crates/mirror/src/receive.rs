@@ -4,70 +4,28 @@
 //! frame counter above the last accepted one. Anything else is dropped and
 //! counted by reason, and changes no state.
 
-use core::fmt;
 use core::hash::{Hash, Hasher};
 
 use espgate_wire::mirror::{self, MirrorHeader, MirrorRecord};
 
 use crate::frame::MirrorKey;
 
-/// Why a frame was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Reject {
-    /// Too short to hold a header and a MAC, or authentic but unparseable.
-    Malformed,
-    /// The MAC does not verify (wrong key, or altered on the way).
-    Forged,
-    /// Sent by this node itself (a looped link) or by an unexpected node.
-    WrongNode,
-    /// From an epoch older than the peer's current one.
-    Stale,
-    /// A frame counter not above the last accepted in this epoch.
-    Replayed,
-}
-
-impl Reject {
-    /// Every reason, in counter order.
-    pub const ALL: [Reject; 5] = [
-        Reject::Malformed,
-        Reject::Forged,
-        Reject::WrongNode,
-        Reject::Stale,
-        Reject::Replayed,
-    ];
-
-    /// Name in counters and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            Reject::Malformed => "malformed",
-            Reject::Forged => "forged",
-            Reject::WrongNode => "wrong_node",
-            Reject::Stale => "stale_epoch",
-            Reject::Replayed => "replayed",
-        }
-    }
-}
-
-impl fmt::Display for Reject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Dropped frames by reason.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RejectCounters([u64; Reject::ALL.len()]);
-
-impl RejectCounters {
-    /// Frames dropped for `why`.
-    pub fn get(&self, why: Reject) -> u64 {
-        self.0[why as usize]
-    }
-
-    /// All dropped frames.
-    pub fn total(&self) -> u64 {
-        self.0.iter().sum()
+espgate_counters::counter_table! {
+    /// Why a frame was dropped.
+    pub enum Reject;
+    /// Dropped frames by reason.
+    pub struct RejectCounters;
+    {
+        /// Too short to hold a header and a MAC, or authentic but unparseable.
+        Malformed => "malformed",
+        /// The MAC does not verify (wrong key, or altered on the way).
+        Forged => "forged",
+        /// Sent by this node itself (a looped link) or by an unexpected node.
+        WrongNode => "wrong_node",
+        /// From an epoch older than the peer's current one.
+        Stale => "stale_epoch",
+        /// A frame counter not above the last accepted in this epoch.
+        Replayed => "replayed",
     }
 }
 
@@ -156,7 +114,7 @@ impl PeerFilter {
                 self.last_counter = a.header.counter;
                 self.accepted += 1;
             }
-            Err(why) => self.rejected.0[*why as usize] += 1,
+            Err(why) => self.rejected.count(*why),
         }
         r
     }

@@ -242,7 +242,7 @@ pub struct Ipv4Template {
 
 impl Ipv4Template {
     /// The header of packets from `src` to `dst` carrying `protocol`, with
-    /// hop limit `ttl`.
+    /// time to live `ttl`.
     pub fn new(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, ttl: u8) -> Self {
         let mut header = [0u8; HEADER_LEN];
         header[0] = 0x45;

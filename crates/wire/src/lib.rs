@@ -5,8 +5,10 @@
 //! The style follows smoltcp: a `Packet<T: AsRef<[u8]>>` view gives checked
 //! accessors over a buffer (and setters when `T: AsMut<[u8]>`), and a `Repr`
 //! parses a view into plain values and emits them back into a buffer.
-//! Nothing here allocates or performs I/O; truncated or inconsistent input
-//! gives a [`WireError`], never a panic.
+//! Nothing here performs I/O. The packet headers' views and `Repr`s do
+//! not allocate; the mirror frames (emitted into and parsed into `Vec`s)
+//! and [`HeapBuf`] do. Truncated or inconsistent input gives a
+//! [`WireError`], never a panic.
 
 pub mod arp;
 pub mod buf;
