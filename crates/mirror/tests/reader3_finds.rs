@@ -77,7 +77,7 @@ fn a_lost_life_accepted_once(
 /// for a new acknowledgement. A's new life acknowledges 299: B's limit is
 /// 399 and B accepts 300..=398 a second time.
 ///
-/// Why: `peer_lost` (protocol.rs, `SaDir::Inbound` arm,
+/// Why: `peer_lost` (protocol/peer.rs, `SaDir::Inbound` arm,
 /// `restart_point(restart_point(mark))`) covers a lost life that *took
 /// the SA over* (one interval past a value B reported) and ran up to its
 /// lease (one more): two intervals. A lost life that *added* the SA while
@@ -142,7 +142,7 @@ fn an_inbound_sa_added_by_a_lost_life_holding_the_peers_sas_accepts_nothing_twic
 /// Once A's new life acknowledges 300, B's limit is 400 and it accepts
 /// 301..=399 again.
 ///
-/// Why: `peer_lost` (protocol.rs, the first loop over `retired`) moves
+/// Why: `peer_lost` (protocol/peer.rs, the first loop over `retired`) moves
 /// the history of an SA this node lacks by one step (the largest
 /// interval), so whoever runs it next starts two steps past the history;
 /// but a lost life holding the peer's SAs that added the SA ran it up to
