@@ -22,6 +22,68 @@ pub enum Role {
     Unprotected,
 }
 
+impl Role {
+    /// Both sides, protected first.
+    pub const BOTH: [Role; 2] = [Role::Protected, Role::Unprotected];
+}
+
+/// One `T` for each side of the gateway, indexed by [`Role`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PerSide<T> {
+    /// The protected side's.
+    pub protected: T,
+    /// The unprotected side's.
+    pub unprotected: T,
+}
+
+impl<T> PerSide<T> {
+    /// Each side's, made by `f`.
+    pub fn from_fn(mut f: impl FnMut(Role) -> T) -> Self {
+        PerSide {
+            protected: f(Role::Protected),
+            unprotected: f(Role::Unprotected),
+        }
+    }
+
+    /// Both sides' with their roles, protected first.
+    pub fn iter(&self) -> impl Iterator<Item = (Role, &T)> {
+        [
+            (Role::Protected, &self.protected),
+            (Role::Unprotected, &self.unprotected),
+        ]
+        .into_iter()
+    }
+
+    /// Both sides' with their roles, protected first, to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Role, &mut T)> {
+        [
+            (Role::Protected, &mut self.protected),
+            (Role::Unprotected, &mut self.unprotected),
+        ]
+        .into_iter()
+    }
+}
+
+impl<T> std::ops::Index<Role> for PerSide<T> {
+    type Output = T;
+
+    fn index(&self, role: Role) -> &T {
+        match role {
+            Role::Protected => &self.protected,
+            Role::Unprotected => &self.unprotected,
+        }
+    }
+}
+
+impl<T> std::ops::IndexMut<Role> for PerSide<T> {
+    fn index_mut(&mut self, role: Role) -> &mut T {
+        match role {
+            Role::Protected => &mut self.protected,
+            Role::Unprotected => &mut self.unprotected,
+        }
+    }
+}
+
 /// How a port reaches the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortBackend {

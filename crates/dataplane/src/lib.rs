@@ -29,8 +29,8 @@ pub mod worker;
 
 pub use command::SaCommand;
 pub use config::{
-    Failback, MirrorSettings, NodeConfig, PortBackend, PortConfig, Role, SaEntry, StateSettings,
-    Takeover, WorkersConfig,
+    Failback, MirrorSettings, NodeConfig, PerSide, PortBackend, PortConfig, Role, SaEntry,
+    StateSettings, Takeover, WorkersConfig,
 };
 pub use counters::{NodeDrop, WorkerCounters};
 pub use mirror_task::{MirrorReport, NodeEvent, NodeEventKind, Order, PairStatus};

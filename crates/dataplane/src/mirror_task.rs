@@ -749,7 +749,7 @@ mod tests {
             neighbours: Neighbours::new([]),
             handoff: vec![vec![Arc::new(ArrayQueue::new(4))]],
             commands: vec![Arc::new(ArrayQueue::new(64))],
-            peer_addresses: [Vec::new(), Vec::new()],
+            peer_addresses: crate::config::PerSide::default(),
             adopted: AtomicBool::new(false),
             announce: AtomicU64::new(0),
             workers_lost: AtomicUsize::new(0),

@@ -16,7 +16,7 @@ use espgate_wire::ethernet::MacAddr;
 use rustc_hash::FxHashMap;
 
 use crate::command::SaCommand;
-use crate::config::{NodeConfig, Role, SaEntry};
+use crate::config::{NodeConfig, PerSide, Role, SaEntry};
 use crate::counters::WorkerCounters;
 use crate::keeper::{Keeper, KeeperTask};
 use crate::marks::{Ledger, key_digest, next_epoch};
@@ -580,16 +580,16 @@ pub fn start(
             }
         }
     }
-    let mut peer_addresses: [Vec<std::net::IpAddr>; 2] = [Vec::new(), Vec::new()];
+    let mut peer_addresses: PerSide<Vec<std::net::IpAddr>> = PerSide::default();
     for ip in cfg.mirror.iter().flat_map(|m| &m.peer_addresses) {
-        let i = if prot.subnet.contains(ip) {
-            0
+        let side = if prot.subnet.contains(ip) {
+            Role::Protected
         } else if unprot.subnet.contains(ip) {
-            1
+            Role::Unprotected
         } else {
             return Err(NodeError::PeerAddress(*ip));
         };
-        peer_addresses[i].push(*ip);
+        peer_addresses[side].push(*ip);
     }
     let shared = Arc::new(Shared {
         tables: TableCell::new(tables),
@@ -627,10 +627,10 @@ pub fn start(
             queue,
             tx: Vec::with_capacity(cfg.workers.burst * 2),
         };
-        let ports = [
-            state(pq.next().expect("counted"), prot),
-            state(uq.next().expect("counted"), unprot),
-        ];
+        let ports = PerSide {
+            protected: state(pq.next().expect("counted"), prot),
+            unprotected: state(uq.next().expect("counted"), unprot),
+        };
         let mut worker = Worker::new(
             id,
             shared.clone(),

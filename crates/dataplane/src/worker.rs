@@ -24,7 +24,7 @@ use hdrhistogram::Histogram;
 
 use crate::classify::{decrement_ttl, esp_spi};
 use crate::command::SaCommand;
-use crate::config::Role;
+use crate::config::{PerSide, Role};
 use crate::counters::{NodeDrop, WorkerCounters};
 use crate::icmp;
 use crate::neigh::{ArpOutcome, Neighbours, announcement, handle_arp, request, write_arp};
@@ -54,7 +54,7 @@ pub struct Shared {
     pub commands: Vec<Arc<ArrayQueue<SaCommand>>>,
     /// The peer's addresses on the protected (0) and unprotected (1) side:
     /// answered for, and ESP to them accepted, while `adopted` is set.
-    pub peer_addresses: [Vec<IpAddr>; 2],
+    pub peer_addresses: PerSide<Vec<IpAddr>>,
     /// Whether this node holds its peer's addresses (it runs its SAs).
     pub adopted: AtomicBool,
     /// Bumped when the addresses held change or SAs start here: workers
@@ -169,24 +169,24 @@ impl From<WorkerSnapshot> for WorkerReport {
 /// One worker.
 pub struct Worker {
     /// Index.
-    pub id: usize,
+    id: usize,
     /// Shared tables.
-    pub shared: Arc<Shared>,
+    shared: Arc<Shared>,
     /// The version of the shared tables this worker uses, and its number.
     tables: Arc<Tables>,
     tables_generation: u64,
-    /// Protected port (index 0) and unprotected port (index 1).
-    pub ports: [PortState; 2],
+    /// Its queue of each port, and what it knows of the port.
+    ports: PerSide<PortState>,
     /// Outbound SAs this worker owns.
-    pub outbound: FxHashMap<u32, OutboundSa>,
+    outbound: FxHashMap<u32, OutboundSa>,
     /// Inbound SAs this worker owns.
-    pub sad: Sad,
+    sad: Sad,
     /// Buffers.
-    pub pool: BufPool,
+    pool: BufPool,
     /// Frames per burst.
-    pub burst: usize,
+    burst: usize,
     /// Upper bound of the idle sleep (0: busy-poll).
-    pub idle_sleep: Duration,
+    idle_sleep: Duration,
     counters: WorkerCounters,
     burst_ns: Histogram<u64>,
     arp_asked: HashMap<IpAddr, Instant>,
@@ -204,11 +204,17 @@ pub struct Worker {
     report: Option<Reporting>,
     /// Addresses this worker answers for on each side: the port's own,
     /// then the peer's while adopted.
-    addresses: [Vec<IpAddr>; 2],
+    addresses: PerSide<Vec<IpAddr>>,
     announced: u64,
 }
 
 const ARP_RETRY: Duration = Duration::from_millis(200);
+
+/// The worker that announces the addresses this node holds (gratuitous
+/// ARP, unsolicited neighbour advertisements): one, so each address goes
+/// out once per change, and worker 0, which every node has. Every worker
+/// answers for them; the ports' queues all send on the same wire.
+const ANNOUNCER: usize = 0;
 
 /// One received burst in this many is timed for `burst_ns`.
 pub const TIMED_EVERY: u64 = 8;
@@ -230,27 +236,20 @@ enum Verdict {
     Done,
 }
 
-fn side(role: Role) -> usize {
-    match role {
-        Role::Protected => 0,
-        Role::Unprotected => 1,
-    }
-}
-
 impl Worker {
     /// A worker over these ports and SAs.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: usize,
         shared: Arc<Shared>,
-        ports: [PortState; 2],
+        ports: PerSide<PortState>,
         outbound: FxHashMap<u32, OutboundSa>,
         sad: Sad,
         pool: BufPool,
         burst: usize,
         idle_sleep: Duration,
     ) -> Self {
-        let addresses = [vec![ports[0].address], vec![ports[1].address]];
+        let addresses = PerSide::from_fn(|role| vec![ports[role].address]);
         Worker {
             id,
             tables: shared.tables.load(),
@@ -288,9 +287,9 @@ impl Worker {
         self.standby.insert((spi, direction));
     }
 
-    /// Reloads the addresses held when they changed; worker 0 announces
-    /// them: gratuitous ARP for IPv4, unsolicited neighbour advertisements
-    /// for IPv6.
+    /// Reloads the addresses held when they changed; the [`ANNOUNCER`]
+    /// announces them: gratuitous ARP for IPv4, unsolicited neighbour
+    /// advertisements for IPv6.
     fn poll_announce(&mut self) {
         let now = self.shared.announce.load(Ordering::Acquire);
         if now == self.announced {
@@ -298,24 +297,24 @@ impl Worker {
         }
         self.announced = now;
         let adopted = self.shared.adopted.load(Ordering::Acquire);
-        for (i, list) in self.addresses.iter_mut().enumerate() {
+        for (role, list) in self.addresses.iter_mut() {
             list.truncate(1);
             if adopted {
-                list.extend(self.shared.peer_addresses[i].iter().copied());
+                list.extend(self.shared.peer_addresses[role].iter().copied());
             }
         }
-        if self.id != 0 {
+        if self.id != ANNOUNCER {
             return;
         }
-        for (i, role) in [(0, Role::Protected), (1, Role::Unprotected)] {
-            let mac = self.ports[i].mac;
-            for ip in self.addresses[i].clone() {
+        for role in Role::BOTH {
+            let mac = self.ports[role].mac;
+            for ip in self.addresses[role].clone() {
                 let mut buf = Packet::from(self.pool.get());
                 self.counters.announcements += 1;
                 match ip {
                     IpAddr::V4(v4) => {
                         write_arp(&mut buf, &announcement(v4, mac), mac);
-                        self.ports[i].tx.push(buf);
+                        self.ports[role].tx.push(buf);
                     }
                     IpAddr::V6(v6) => {
                         let na = icmp::unsolicited_na(v6, mac.0);
@@ -343,7 +342,7 @@ impl Worker {
             let mut work = 0;
             self.reload_tables();
             for role in [Role::Protected, Role::Unprotected] {
-                let n = self.ports[side(role)]
+                let n = self.ports[role]
                     .queue
                     .rx_burst(&mut self.pool, &mut rx, self.burst);
                 if n == 0 {
@@ -361,7 +360,7 @@ impl Worker {
                     // The usual burst: all of it out of one port, moved in
                     // one copy.
                     Verdict::Send(out) if verdicts.iter().all(|v| *v == verdicts[0]) => {
-                        self.ports[side(out)].tx.append(&mut rx);
+                        self.ports[out].tx.append(&mut rx);
                         verdicts.clear();
                     }
                     _ => {
@@ -394,7 +393,7 @@ impl Worker {
             }
         }
         self.flush_tx();
-        for p in &mut self.ports {
+        for (_, p) in self.ports.iter_mut() {
             p.queue.flush();
         }
         WorkerReport::from(self.snapshot())
@@ -440,7 +439,7 @@ impl Worker {
             queues: self
                 .ports
                 .iter()
-                .map(|p| (p.queue.info().name.clone(), p.queue.stats()))
+                .map(|(_, p)| (p.queue.info().name.clone(), p.queue.stats()))
                 .collect(),
             sad_drops: *self.sad.drops(),
             burst_ns: self.burst_ns.clone(),
@@ -564,7 +563,7 @@ impl Worker {
     }
 
     fn flush_tx(&mut self) {
-        for p in &mut self.ports {
+        for (_, p) in self.ports.iter_mut() {
             if p.tx.is_empty() {
                 continue;
             }
@@ -617,7 +616,7 @@ impl Worker {
     #[inline(always)]
     fn dispose(&mut self, buf: Packet, verdict: Verdict) {
         match verdict {
-            Verdict::Send(role) => self.ports[side(role)].tx.push(buf),
+            Verdict::Send(role) => self.ports[role].tx.push(buf),
             Verdict::Drop(why) => self.drop_frame(buf, why),
             Verdict::HandOff(owner, from) => self.hand_off(usize::from(owner), from, buf),
             Verdict::Done => self.pool.recycle(buf),
@@ -636,7 +635,7 @@ impl Worker {
     /// and goes on by EtherType.
     #[inline(always)]
     fn process(&mut self, role: Role, buf: &mut Packet, fresh: bool) -> Verdict {
-        let port = &self.ports[side(role)];
+        let port = &self.ports[role];
         let Ok(f) = EthernetFrame::new_checked(buf.data()) else {
             return Verdict::Drop(NodeDrop::BadFrame);
         };
@@ -661,13 +660,13 @@ impl Worker {
     }
 
     fn arp(&mut self, role: Role, buf: &mut Packet, hdr_len: usize) -> Verdict {
-        let port = &self.ports[side(role)];
+        let port = &self.ports[role];
         if !port.address.is_ipv4() {
             return Verdict::Drop(NodeDrop::UnsupportedEthertype);
         }
         match handle_arp(
             &buf.data()[hdr_len..],
-            &self.addresses[side(role)],
+            &self.addresses[role],
             port.mac,
             &self.shared.neighbours,
         ) {
@@ -692,7 +691,7 @@ impl Worker {
         let Some(sel) = Selectors::of(&buf.data()[hdr_len..]) else {
             return Verdict::Drop(NodeDrop::BadIp);
         };
-        if self.addresses[0].contains(&sel.dst) {
+        if self.addresses[Role::Protected].contains(&sel.dst) {
             return Verdict::Drop(NodeDrop::Local);
         }
         match self.tables.spd.lookup(PolicyDirection::Out, &sel) {
@@ -715,7 +714,7 @@ impl Worker {
     fn on_unprotected(&mut self, hdr_len: usize, buf: &mut Packet, fresh: bool) -> Verdict {
         if let Some(spi) = esp_spi(
             &buf.data()[hdr_len..],
-            &self.addresses[1],
+            &self.addresses[Role::Unprotected],
             &self.tables.encap_ports,
         ) {
             if let Some(v) = self.claim(spi, Direction::Inbound, Role::Unprotected, fresh) {
@@ -727,7 +726,7 @@ impl Worker {
         let Some(sel) = Selectors::of(&buf.data()[hdr_len..]) else {
             return Verdict::Drop(NodeDrop::BadIp);
         };
-        if self.addresses[1].contains(&sel.dst) {
+        if self.addresses[Role::Unprotected].contains(&sel.dst) {
             // IKE and keepalives to us: there is no IKE daemon behind the node.
             return Verdict::Drop(if sel.protocol == ip::protocol::UDP {
                 NodeDrop::Ike
@@ -759,7 +758,7 @@ impl Worker {
                 let Some(sa) = self.outbound.get(&spi) else {
                     return Verdict::Drop(NodeDrop::Policy);
                 };
-                let mtu = self.ports[1].mtu;
+                let mtu = self.ports[Role::Unprotected].mtu;
                 let room = mtu.saturating_sub(sa.header_len() + sa.max_trailer_len());
                 self.last_sa = Some((spi, sa.tunnel().dst, room));
                 (sa.tunnel().dst, room)
@@ -802,7 +801,7 @@ impl Worker {
     /// (or "fragmentation needed") to `sender`, advertising `room`.
     #[cold]
     fn too_big(&mut self, buf: &Packet, sender: MacAddr, room: usize) {
-        let from = self.ports[0].address;
+        let from = self.ports[Role::Protected].address;
         if let Some(err) = icmp::too_big(buf.data(), from, room & !3) {
             let mut reply = Packet::from(self.pool.get());
             if let Ok(dst) = reply.append(err.len()) {
@@ -919,7 +918,7 @@ impl Worker {
     /// Sends an IP packet to `dst` via `role`'s port: on-link or through
     /// the gateway, to the next hop's MAC.
     fn route(&mut self, role: Role, dst: IpAddr, buf: &mut Packet) -> Verdict {
-        let port = &self.ports[side(role)];
+        let port = &self.ports[role];
         if !port.subnet.contains(&dst) && port.gateway.is_none() {
             return Verdict::Drop(NodeDrop::NoRoute);
         }
@@ -934,7 +933,7 @@ impl Worker {
     /// and answers `None`.
     #[inline(always)]
     fn resolve(&mut self, role: Role, dst: IpAddr) -> Option<MacAddr> {
-        let port = &self.ports[side(role)];
+        let port = &self.ports[role];
         let next_hop = if port.subnet.contains(&dst) {
             dst
         } else {
@@ -969,7 +968,7 @@ impl Worker {
     /// Puts an Ethernet header on an IP packet for `role`'s port.
     #[inline(always)]
     fn send(&mut self, role: Role, dst: MacAddr, buf: &mut Packet) -> Verdict {
-        let port = &self.ports[side(role)];
+        let port = &self.ports[role];
         let ethertype = if ip::version_of(buf.data()) == Some(6) {
             EtherType::IPV6
         } else {
@@ -999,7 +998,7 @@ impl Worker {
         {
             return;
         }
-        let port = &self.ports[side(role)];
+        let port = &self.ports[role];
         let (IpAddr::V4(own), IpAddr::V4(t)) = (port.address, target) else {
             return;
         };
@@ -1009,6 +1008,6 @@ impl Worker {
         let mut buf = Packet::from(self.pool.get());
         write_arp(&mut buf, &req, mac);
         self.counters.arp_requests += 1;
-        self.ports[side(role)].tx.push(buf);
+        self.ports[role].tx.push(buf);
     }
 }
