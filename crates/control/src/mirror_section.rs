@@ -148,7 +148,7 @@ pub(crate) fn resolve_mirror(
         max_frame: spec.max_frame.unwrap_or(d.max_frame),
     };
     protocol.check().map_err(|e| err(e.key(), e.to_string()))?;
-    check_max_frame(protocol.max_frame).map_err(|why| err("max_frame", why))?;
+    check_max_frame(protocol.max_frame).map_err(|why| err("max_frame", why.to_string()))?;
     let p = &spec.port;
     let port_backend = match p.backend {
         PortKind::AfPacket => PortBackend::AfPacket {

@@ -38,7 +38,6 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use espgate_dataplane::NodeConfig;
 use espgate_dataplane::config::{
     MirrorSettings, Neighbour, PortBackend, PortConfig, Role, SaEntry, StateSettings, WorkersConfig,
 };
@@ -46,6 +45,7 @@ use espgate_dataplane::marks;
 use espgate_dataplane::mirror_port::MAX_MIRROR_FRAME;
 use espgate_dataplane::prefix::Prefix;
 use espgate_dataplane::spd::{Action, PolicyDirection, SpdRule};
+use espgate_dataplane::{MAX_WORKERS, NodeConfig};
 use espgate_esp::Direction;
 use espgate_wire::ethernet::MacAddr;
 use espgate_wire::ip::protocol;
@@ -221,10 +221,10 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
             idle_sleep_us: w.idle_sleep_us,
         },
     };
-    if workers.count == 0 || workers.count > 64 {
+    if workers.count == 0 || workers.count > MAX_WORKERS {
         return Err(err(
             "workers.count".into(),
-            format!("{} is outside 1..=64", workers.count),
+            format!("{} is outside 1..={MAX_WORKERS}", workers.count),
         ));
     }
     if !workers.cores.is_empty() && workers.cores.len() != workers.count {

@@ -20,15 +20,23 @@ const RX_BURST: usize = 32;
 /// (heartbeats included).
 pub const MAX_MIRROR_FRAME: usize = MAX_FRAME - ethernet::HEADER_LEN;
 
-/// Why mirror frames of up to `max_frame` bytes cannot cross the mirror
-/// port, if they cannot.
-pub fn check_max_frame(max_frame: usize) -> Result<(), String> {
+/// Mirror frames of `max_frame` bytes would not cross the mirror port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{max_frame} is too large: with its {eth}-byte Ethernet header a mirror frame needs {needs} bytes, above the {MAX_FRAME} a buffer of the mirror port holds (at most {MAX_MIRROR_FRAME})",
+    eth = ethernet::HEADER_LEN,
+    needs = max_frame + ethernet::HEADER_LEN
+)]
+pub struct FrameTooLarge {
+    /// The `mirror.max_frame` asked for.
+    pub max_frame: usize,
+}
+
+/// Whether mirror frames of up to `max_frame` bytes can cross the mirror
+/// port.
+pub fn check_max_frame(max_frame: usize) -> Result<(), FrameTooLarge> {
     if max_frame > MAX_MIRROR_FRAME {
-        return Err(format!(
-            "{max_frame} is too large: with its {}-byte Ethernet header a mirror frame needs {} bytes, above the {MAX_FRAME} a buffer of the mirror port holds (at most {MAX_MIRROR_FRAME})",
-            ethernet::HEADER_LEN,
-            max_frame + ethernet::HEADER_LEN,
-        ));
+        return Err(FrameTooLarge { max_frame });
     }
     Ok(())
 }

@@ -170,7 +170,7 @@ pub enum MirrorProblem {
     /// of [`check_max_frame`](crate::mirror_port::check_max_frame), which
     /// the node file's check shares).
     #[error("mirror.max_frame {0}")]
-    MaxFrame(String),
+    MaxFrame(#[from] crate::mirror_port::FrameTooLarge),
     /// The key is too short.
     #[error(transparent)]
     Key(#[from] ShortKey),
@@ -514,7 +514,7 @@ pub fn start(
                 .check()
                 .map_err(|e| NodeError::Mirror(e.into()))?;
             crate::mirror_port::check_max_frame(m.protocol.max_frame)
-                .map_err(|why| NodeError::Mirror(MirrorProblem::MaxFrame(why)))?;
+                .map_err(|e| NodeError::Mirror(e.into()))?;
             Some(MirrorKey::new(&m.key).map_err(|e| NodeError::Mirror(e.into()))?)
         }
         None => None,
