@@ -166,11 +166,12 @@ pub enum MirrorProblem {
     /// A protocol setting is out of range.
     #[error(transparent)]
     Config(#[from] MirrorConfigError),
-    /// `max_frame` is above what a mirror port buffer holds (in the words
-    /// of [`check_max_frame`](crate::mirror_port::check_max_frame), which
-    /// the node file's check shares).
+    /// `max_frame` is above what a mirror port buffer holds (the error of
+    /// [`check_max_frame`](crate::mirror_port::check_max_frame), which the
+    /// node file's check shares; in the message, not a source, so a chain
+    /// printed whole says it once).
     #[error("mirror.max_frame {0}")]
-    MaxFrame(#[from] crate::mirror_port::FrameTooLarge),
+    MaxFrame(crate::mirror_port::FrameTooLarge),
     /// The key is too short.
     #[error(transparent)]
     Key(#[from] ShortKey),
@@ -514,7 +515,7 @@ pub fn start(
                 .check()
                 .map_err(|e| NodeError::Mirror(e.into()))?;
             crate::mirror_port::check_max_frame(m.protocol.max_frame)
-                .map_err(|e| NodeError::Mirror(e.into()))?;
+                .map_err(|e| NodeError::Mirror(MirrorProblem::MaxFrame(e)))?;
             Some(MirrorKey::new(&m.key).map_err(|e| NodeError::Mirror(e.into()))?)
         }
         None => None,
