@@ -224,7 +224,10 @@ fn a_node_without_a_mirror_restarted_reuses_no_number_and_accepts_no_replay() {
     assert!(testbed::warm_up(&mut p.host_a, &mut p.host_b, 40000));
     send(&mut p, 3000);
     let got = testbed::collect(&mut p.host_b, 3000, Duration::from_secs(5));
-    assert!(got.len() > 2900, "{} of 3000 crossed", got.len());
+    // The first life ran both SAs (what is checked below is what B
+    // accepts again, not how many crossed: a loaded machine drops some
+    // at the in-memory rings).
+    assert!(got.len() > 1500, "{} of 3000 crossed", got.len());
     p.a.stop();
     p.b.stop();
     let first = esp_from_a(&tap);
