@@ -3,12 +3,13 @@ topology that is always torn down."""
 
 import os
 import pathlib
+import random
 import sys
 
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from topology import Topology, prefix  # noqa: E402
+from topology import Topology, prefix, run_seed  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -43,10 +44,11 @@ def espgate():
 
 @pytest.fixture
 def release_espgate():
-    """The binary the container image ships (scripts/build --release)."""
-    path = REPO / "target" / "release" / "espgate"
+    """The binary the container image ships (scripts/build --release):
+    $ESPGATE_RELEASE, else target/release/espgate."""
+    path = pathlib.Path(os.environ.get("ESPGATE_RELEASE", str(REPO / "target" / "release" / "espgate")))
     if not path.exists():
-        pytest.fail("target/release/espgate is missing: run scripts/build --release (scripts/test does)")
+        pytest.fail(f"{path} is missing: run scripts/build --release (scripts/test does)")
     return str(path)
 
 
@@ -59,3 +61,13 @@ def topo():
         yield t
     finally:
         t.cleanup()
+
+
+@pytest.fixture
+def rng():
+    """A random.Random for a test's random moments (kill times), seeded from
+    $ESPGATE_TEST_SEED or afresh; the seed is printed, and pytest shows it
+    with a failure: ESPGATE_TEST_SEED=N replays the same moments."""
+    seed = run_seed()
+    print(f"random moments: ESPGATE_TEST_SEED={seed}")
+    return random.Random(seed)

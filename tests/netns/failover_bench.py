@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_failover import HERE, Pair, esp_frames, events, first, flow, resumed_after, start_capture, stop_capture  # noqa: E402
-from topology import Topology, prefix, wait_for  # noqa: E402
+from topology import Topology, prefix, run_seed, wait_for, wait_udp_listening  # noqa: E402
 
 
 def main():
@@ -27,6 +27,9 @@ def main():
     repo = pathlib.Path(__file__).resolve().parents[2]
     espgate = sys.argv[2] if len(sys.argv) > 2 else str(repo / "target" / "debug" / "espgate")
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="espgate-failover-"))
+    seed = run_seed()
+    rng = random.Random(seed)
+    print(f"failover-bench: kill moments from ESPGATE_TEST_SEED={seed}", flush=True)
     t = Topology(prefix())
     try:
         p = Pair(t, espgate, tmp, {})
@@ -37,14 +40,14 @@ def main():
         p.start("b", "b.log")
         assert wait_for(lambda: "synced" in p.log("a0.log") and "synced" in p.log("b.log"), timeout=20)
         t.start(p.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
-        time.sleep(0.3)
+        wait_udp_listening(t, p.h3, 7000)
         seconds = rounds * 4.5 + 2
         stream = t.start(p.h1, "python3", str(HERE / "flow.py"), "stream", "10.3.0.10", "7000", str(seconds),
                          str(tmp / "h1.json"))
         time.sleep(1.5)
         kills = []
         for k in range(rounds):
-            time.sleep(random.uniform(0.5, 1.5))
+            time.sleep(rng.uniform(0.5, 1.5))
             kills.append(time.time())
             t.stop(p.procs["a"], signal.SIGKILL)
             time.sleep(1.5)

@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_failover import HERE, Pair  # noqa: E402
-from topology import Topology, prefix, wait_for  # noqa: E402
+from topology import Topology, prefix, wait_for, wait_udp_listening  # noqa: E402
 
 REPO = HERE.parents[1]
 NODES = ("a", "b", "r")
@@ -34,9 +34,39 @@ def rss_kib(pid):
     return 0
 
 
-def ask(espgate, sock, what):
-    r = subprocess.run([espgate, what, "--json", "--control", str(sock)], capture_output=True, text=True, timeout=10)
-    return json.loads(r.stdout) if r.returncode == 0 else {}
+# A sample a node did not answer is written as this, never as 0: a
+# refused or timed-out request must not read as "queue at 0", and the
+# summary counts them (the run fails if there are any).
+NO_ANSWER = ""
+
+
+def ask(espgate, sock, what, failures):
+    """The node's JSON answer to `espgate WHAT --json`, or None (the failure
+    appended to `failures`) if it did not answer."""
+    try:
+        r = subprocess.run([espgate, what, "--json", "--control", str(sock)], capture_output=True, text=True,
+                           timeout=10)
+    except subprocess.TimeoutExpired:
+        failures.append(f"{sock.name} {what}: no answer in 10 s")
+        return None
+    if r.returncode != 0:
+        failures.append(f"{sock.name} {what}: exit {r.returncode}: {r.stderr.strip()}")
+        return None
+    try:
+        return json.loads(r.stdout)
+    except json.JSONDecodeError as e:
+        failures.append(f"{sock.name} {what}: not JSON ({e}): {r.stdout[:200]!r}")
+        return None
+
+
+def field(answer, *path):
+    """answer[path[0]][path[1]]..., or NO_ANSWER when there was no answer
+    (a field missing from an answer is a KeyError: the format moved)."""
+    if answer is None:
+        return NO_ANSWER
+    for k in path:
+        answer = answer[k]
+    return answer
 
 
 def svg(rows, path, warm):
@@ -73,24 +103,28 @@ def soak(topo, espgate, tmp, seconds, every, rate, out):
     procs = {n: p.start(n, f"{n}.log", "--control", str(sock[n])) for n in NODES}
     assert wait_for(lambda: "synced" in p.log("a.log") and "synced" in p.log("b.log"), timeout=30), "the pair did not sync"
     topo.start(p.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
-    time.sleep(0.3)
+    wait_udp_listening(topo, p.h3, 7000)
     streams = [topo.start(h, "python3", str(HERE / "flow.py"), "stream", "10.3.0.10", "7000", str(seconds + 5),
                           str(pathlib.Path(tmp) / f"{name}.json"), str(rate))
                for h, name in ((p.h1, "h1"), (p.h2, "h2"))]
     rows = []
+    failures = []
     t0 = time.time()
     while time.time() - t0 < seconds:
         row = {"t": round(time.time() - t0, 1)}
         for n in NODES:
             row[f"{n}_rss_kib"] = rss_kib(procs[n].pid)
-            total = ask(espgate, sock[n], "stats").get("total", {})
-            row[f"{n}_rx"] = total.get("rx", 0)
-            row[f"{n}_tx"] = total.get("tx", 0)
-            row[f"{n}_drops"] = sum(total.get("drops", {}).values())
-            row[f"{n}_commands_pending"] = total.get("commands_pending", 0)
-            mirror = (ask(espgate, sock[n], "peer").get("mirror") or {})
-            row[f"{n}_mirror_queued"] = mirror.get("queued", 0)
-            row[f"{n}_mirror_frames_sent"] = mirror.get("frames_sent", 0)
+            stats = ask(espgate, sock[n], "stats", failures)
+            row[f"{n}_rx"] = field(stats, "total", "rx")
+            row[f"{n}_tx"] = field(stats, "total", "tx")
+            drops = field(stats, "total", "drops")
+            row[f"{n}_drops"] = NO_ANSWER if drops == NO_ANSWER else sum(drops.values())
+            row[f"{n}_commands_pending"] = field(stats, "total", "commands_pending")
+            peer = ask(espgate, sock[n], "peer", failures)
+            # r has no mirror section (its answer says null): empty cells too.
+            mirror = None if peer is None else peer["mirror"]
+            row[f"{n}_mirror_queued"] = field(mirror, "queued")
+            row[f"{n}_mirror_frames_sent"] = field(mirror, "frames_sent")
         rows.append(row)
         time.sleep(max(0.0, every - (time.time() - t0 - row["t"])))
     for s in streams:
@@ -108,9 +142,14 @@ def soak(topo, espgate, tmp, seconds, every, rate, out):
     for n in NODES:
         after = [r[f"{n}_rss_kib"] for r in rows if r["t"] >= warm]
         start, end, peak = after[0], after[-1], max(after)
+        queued = [r[f"{n}_mirror_queued"] for r in rows if r[f"{n}_mirror_queued"] != NO_ANSWER]
+        sent = [r[f"{n}_tx"] for r in rows if r[f"{n}_tx"] != NO_ANSWER]
         summary[n] = {"rss_after_warmup_kib": start, "rss_end_kib": end, "peak_kib": peak,
                       "change": f"{100 * (end - start) / start:+.1f} %",
-                      "packets": rows[-1][f"{n}_tx"], "max_mirror_queue": max(r[f"{n}_mirror_queued"] for r in rows)}
+                      "packets": sent[-1] if sent else None,
+                      "max_mirror_queue": max(queued) if queued else None,
+                      "samples_unanswered": sum(r[f"{n}_tx"] == NO_ANSWER for r in rows)}
+    summary["failed_requests"] = failures
     return summary, rows
 
 
@@ -131,6 +170,9 @@ def main():
             topo.cleanup()
     print(json.dumps(summary, indent=2))
     print(f"soak: {len(rows)} samples in {out / 'soak.csv'}, plot {out / 'soak.svg'}")
+    if summary["failed_requests"]:
+        sys.exit(f"soak: FAIL: {len(summary['failed_requests'])} control requests unanswered "
+                 f"(empty cells in the CSV), first: {summary['failed_requests'][0]}")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,21 @@ def test_the_compose_pair_runs_in_namespaces(topo, tmp_path, capsys, release_esp
             topo.veth(ns[name], f"eth{i}", f"02:00:00:00:aa:{next(mac):02x}", sw, sw_if, f"02:00:00:00:bb:{next(mac):02x}")
             topo.run(sw, "ip", "link", "set", sw_if, "master", f"br-{net}")
             topo.run(ns[name], "ip", "addr", "add", f"{conf['ipv4_address']}/{plen}", "dev", f"eth{i}")
+    # The compose files' configurations, with DPDK file prefixes of this
+    # run's own (the containers' fixed espgate-NAME would meet another
+    # run's, or a crashed run's, shared memory files on one host).
+    conf_dir = tmp_path / "compose-conf"
+    conf_dir.mkdir()
     prefixes = []
+    for f in (REPO / "conf" / "compose").iterdir():
+        text = f.read_text()
+        for name in services:
+            fixed = f"--file-prefix, espgate-{name},"
+            if fixed in text:
+                text = text.replace(fixed, f"--file-prefix, eg{os.getpid()}c{name},")
+                prefixes.append(f"eg{os.getpid()}c{name}")
+        (conf_dir / f.name).write_text(text)
+    assert prefixes, "no --file-prefix espgate-NAME found in conf/compose"
     procs = {}
     for name, svc in services.items():
         if svc.get("entrypoint") == ["sh", "-c"]:
@@ -64,13 +78,12 @@ def test_the_compose_pair_runs_in_namespaces(topo, tmp_path, capsys, release_esp
             continue
         # A node: the image's entrypoint, the service's environment and
         # command, the volume ./conf/compose mounted at /etc/espgate.
-        command = [a.replace("/etc/espgate/", str(REPO / "conf" / "compose") + "/") for a in svc["command"]]
+        command = [a.replace("/etc/espgate/", f"{conf_dir}/") for a in svc["command"]]
         run_dir = tmp_path / f"run-{name}"
         command = [a.replace("/run/espgate/", f"{run_dir}/") for a in command]
         env = {"PATH": os.environ["PATH"], "ESPGATE_BIN": binary, "ESPGATE_RUN_DIR": str(run_dir), **svc["environment"]}
         procs[name] = topo.start(ns[name], "env", *[f"{k}={v}" for k, v in env.items()],
                                  str(REPO / "scripts" / "entrypoint"), *command, log=tmp_path / f"{name}.log")
-        prefixes.append(f"espgate-{name}")
     sock = {n: tmp_path / f"run-{n}" / "control.sock" for n in procs}
     try:
         def peer(n):

@@ -17,14 +17,13 @@ printed, never asserted as timings."""
 
 import json
 import pathlib
-import random
 import re
 import signal
 import time
 
 import pytest
 from scapy.all import ARP, ESP, IP, Ether, rdpcap
-from topology import wait_for
+from topology import wait_for, wait_udp_listening
 
 HERE = pathlib.Path(__file__).parent
 KEYS = {
@@ -274,7 +273,7 @@ def resumed_after(sent, echoed, t):
     return None, lost
 
 
-def run_pair(topo, espgate, tmp_path, capsys, scenario, mirror_extra, loss=0):
+def run_pair(topo, espgate, tmp_path, capsys, scenario, mirror_extra, loss=0, rng=None):
     p = Pair(topo, espgate, tmp_path, mirror_extra)
     if loss:
         p.loss(loss)
@@ -286,7 +285,7 @@ def run_pair(topo, espgate, tmp_path, capsys, scenario, mirror_extra, loss=0):
     assert wait_for(lambda: "synced" in p.log("a.log") and "synced" in p.log("b.log"), timeout=20), \
         p.log("a.log") + p.log("b.log")
     topo.start(p.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
-    time.sleep(0.3)
+    wait_udp_listening(topo, p.h3, 7000)
     # The cut scenario streams longer: the flow is measured well after the
     # heal, past the split's resolution and the failback.
     seconds = SECONDS + (2.0 if scenario == "cut" else 0.0)
@@ -295,7 +294,7 @@ def run_pair(topo, espgate, tmp_path, capsys, scenario, mirror_extra, loss=0):
     t0 = time.time()
     marks = {}
     if scenario == "kill":
-        time.sleep(random.uniform(1.5, 2.5))
+        time.sleep(rng.uniform(1.5, 2.5))
         marks["kill"] = time.time()
         topo.stop(p.procs["a"], signal.SIGKILL)
         time.sleep(2.0)
@@ -383,13 +382,13 @@ def run_pair(topo, espgate, tmp_path, capsys, scenario, mirror_extra, loss=0):
 
 
 @pytest.mark.parametrize("loss", [0, 10, 30], ids=["no-loss", "loss-10", "loss-30"])
-def test_kill_takeover_restart_failback(topo, espgate, tmp_path, capsys, loss):
+def test_kill_takeover_restart_failback(topo, espgate, tmp_path, capsys, loss, rng):
     # A 100 ms dead time: the starts counted below are the scenario's, and a
     # false peer death at the default 30 ms (two full suite runs saw them on
     # two cores, the peer heard again within 10 ms) adds a takeover and a
     # hand-back of its own.
     extra = {"dead_after": 10}
-    p, logs, marks, (s1, e1), _, frames, _ = run_pair(topo, espgate, tmp_path, capsys, "kill", extra, loss)
+    p, logs, marks, (s1, e1), _, frames, _ = run_pair(topo, espgate, tmp_path, capsys, "kill", extra, loss, rng)
     kill = marks["kill"]
     assert first(events(logs["b.log"]), "took_over", kill), logs["b.log"]
     back, _ = resumed_after(s1, e1, kill)

@@ -15,11 +15,10 @@ import hmac
 import json
 import struct
 import subprocess
-import time
 
 from scapy.all import Ether, Raw, rdpcap, wrpcap
 from test_failover import MAC, Pair
-from topology import wait_for
+from topology import wait_file_settles, wait_for
 
 MIRROR_KEY = bytes.fromhex("6d6972726f72206c696e6b206b6579206f6620746865206e65746e73207061")
 ETHERTYPE = 0x88B5
@@ -94,7 +93,7 @@ def test_forged_replayed_and_stale_mirror_frames_are_refused_and_change_nothing(
         assert wait_for(lambda: path.exists() and path.stat().st_size >= 24)
         for h in (p.h1, p.h2):
             topo.run(h, "ping", "-c", "100", "-i", "0.005", "-W", "1", "10.3.0.10", check=False)
-        time.sleep(0.5)
+        wait_file_settles(path)
         topo.stop(cap, 2)
 
     # b's frames of its first life, and a's own.
@@ -107,7 +106,6 @@ def test_forged_replayed_and_stale_mirror_frames_are_refused_and_change_nothing(
         p.log("a.log") + p.log("b2.log")
     new_cap = tmp_path / "new.pcapng"
     record(new_cap)
-    time.sleep(0.5)
 
     old_b = mirror_frames(old_cap, MAC["b-mir"])
     new_b = mirror_frames(new_cap, MAC["b-mir"])
@@ -142,11 +140,18 @@ def test_forged_replayed_and_stale_mirror_frames_are_refused_and_change_nothing(
     wrpcap(str(tmp_path / "attack.pcap"), frames)
     topo.run(x, "python3", "-c", "from scapy.all import rdpcap, sendp; "
              f"sendp(rdpcap('{tmp_path / 'attack.pcap'}'), iface='eth0', verbose=0)")
-    time.sleep(1.0)
+    sent = {r: len(f) for r, f in attack.items()}
+
+    def refused_by_a():
+        now = snapshot(espgate, sock["a"])[1]["rejected"]
+        return {r: now[r] - before["a"][1]["rejected"][r] for r in attack}
+
+    # Every frame sent is counted once a has handled it (the assertion
+    # below says which were not, if this times out).
+    wait_for(lambda: refused_by_a() == sent, timeout=10, step=0.1)
     after = {n: snapshot(espgate, sock[n]) for n in ("a", "b")}
 
     rejected = {r: after["a"][1]["rejected"][r] - before["a"][1]["rejected"][r] for r in attack}
-    sent = {r: len(f) for r, f in attack.items()}
     with capsys.disabled():
         print(f"\nforged traffic on the mirror link: sent to a {sent}; a refused {rejected}; "
               f"a's accepted frames went on ({before['a'][1]['frames_received']} -> {after['a'][1]['frames_received']})")

@@ -10,11 +10,10 @@ ARP). The peer is a second espgate node, or a Scapy-based ESP gateway."""
 import pathlib
 import re
 import signal
-import time
 
 import pytest
 from scapy.all import ARP, ESP, IP, rdpcap
-from topology import wait_for
+from topology import wait_file_settles, wait_for, wait_udp_listening
 
 HERE = pathlib.Path(__file__).parent
 KEY_AB = "0x4c80cdefbb5d10da906ac73c3613a6342e443b68"
@@ -64,7 +63,7 @@ def exchange(t, ha, hb, count=1000):
     ping = t.run(ha, "ping", "-c", "20", "-i", "0.05", "-W", "1", "10.2.0.1", check=False).stdout
     assert " 0% packet loss" in ping, ping
     t.start(hb, "python3", str(HERE / "udp_echo.py"), "server", "7000")
-    time.sleep(0.3)
+    wait_udp_listening(t, hb, 7000)
     out = t.run(ha, "python3", str(HERE / "udp_echo.py"), "client", "10.2.0.1", "7000", str(count), timeout=120).stdout
     m = re.search(r"sent (\d+) received (\d+) intact (\d+)", out)
     assert m, out
@@ -97,7 +96,7 @@ def test_two_espgate_nodes(topo, espgate, tmp_path, workers):
     nb = start_node(topo, espgate, b, tmp_path, "b", node_yaml("b", "10.2.0.254/24", "172.16.0.2/24", "172.16.0.1", "10.2.0.0/24", "10.1.0.0/24", "0x2000", KEY_BA, "0x1000", KEY_AB, workers))
     cap = start_capture(topo, a, "wan", tmp_path / "wan.pcap")
     exchange(topo, ha, hb)
-    time.sleep(1.0)  # let the capture drain its ring before it stops
+    wait_file_settles(tmp_path / "wan.pcap")  # the capture has written what its ring held
     topo.stop(cap, signal.SIGINT)
     assert topo.stop(na) == 0 and topo.stop(nb) == 0
     log_a = (tmp_path / "a.log").read_text()
@@ -116,7 +115,7 @@ def test_espgate_with_a_scapy_peer(topo, espgate, tmp_path):
     assert wait_for(lambda: "ready" in (tmp_path / "peer.log").read_text(), timeout=30), "the Scapy peer did not start"
     cap = start_capture(topo, a, "wan", tmp_path / "wan.pcap")
     exchange(topo, ha, hb, count=200)
-    time.sleep(1.0)  # let the capture drain its ring before it stops
+    wait_file_settles(tmp_path / "wan.pcap")  # the capture has written what its ring held
     topo.stop(cap, signal.SIGINT)
     assert topo.stop(na) == 0
     topo.stop(peer)

@@ -198,10 +198,23 @@ def test_rekey_under_traffic_cli_requests_and_metrics(topo, espgate, tmp_path, c
     assert with_new[(0x3000, "outbound")]["state"] == "active"
     assert "deleted outbound SA 0x3000" in deleted and (0x3000, "outbound") not in without
 
+    # Each refusal says why, in words that name what was wrong.
+    reasons = {
+        "not json": "bad request: key must be a string",
+        "unknown op": "unknown variant `reboot`",
+        "unknown field": "unknown field `now`",
+        "unknown spi": "no outbound SA 0x9999",
+        "bad spi": '"0xzz" is not an SPI',
+        "bad direction": "unknown variant `sideways`",
+        "rule for no SA": "spd[0].sa: no outbound SA has spi 0x7777",
+        "duplicate spi": "sas[0].spi: duplicate outbound spi 0x1100",
+        "rekey to other direction": "direction: the file says inbound, but this use needs outbound",
+        "rekey bad key": "key: aes-128-gcm needs a 20-byte key, got 2",
+        "configure twice": "node a is running already",
+    }
+    assert set(reasons) == set(refusals)
     for what, ans in refusals.items():
-        assert ans["ok"] is False and ans["error"], what
-    assert "0x7777" in refusals["rule for no SA"]["error"]
-    assert "0x9999" in refusals["unknown spi"]["error"]
+        assert ans["ok"] is False and reasons[what] in ans["error"], (what, ans)
     assert before == after, "a refused request changed the SAs"
     assert cli_refused.returncode != 0 and "0x9999" in cli_refused.stderr
 

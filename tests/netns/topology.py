@@ -4,6 +4,7 @@ even on failure. Needs root."""
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -68,16 +69,73 @@ class Topology:
         return p.returncode
 
     def cleanup(self):
+        """Kills what is left and deletes every namespace; raises, naming
+        each, if a namespace could not be deleted (a leak would otherwise
+        pass unseen), after trying them all."""
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        failed = []
         for ns in self.namespaces:
-            sh("ip", "netns", "del", ns, check=False)
+            r = sh("ip", "netns", "del", ns, check=False)
+            if r.returncode != 0:
+                failed.append(f"{ns}: {r.stderr.strip()}")
+        self.namespaces = []
+        if failed:
+            raise RuntimeError("namespaces left behind: " + "; ".join(failed))
+
+
+_topologies = 0
 
 
 def prefix():
-    return f"eg{os.getpid() % 10000}-"
+    """A namespace prefix of its own for each topology: the process id and
+    a count, so a namespace one test leaked never collides with a later
+    test's (nor with another run's). Namespaces a dead run of this process
+    id left behind are deleted first."""
+    global _topologies
+    _topologies += 1
+    p = f"eg{os.getpid()}t{_topologies}-"
+    listed = sh("ip", "netns", "list", check=False).stdout.split()
+    for ns in listed:
+        if ns.startswith(p):
+            sh("ip", "netns", "del", ns)
+    return p
+
+
+def run_seed():
+    """The seed of a run's random moments: $ESPGATE_TEST_SEED, else a fresh
+    one. Printed by whoever uses it, so a failing run can be replayed."""
+    seed = os.environ.get("ESPGATE_TEST_SEED")
+    return int(seed) if seed else random.randrange(1 << 31)
+
+
+def udp_listening(topo, ns, port):
+    """Whether a socket in namespace `ns` is bound to UDP `port`."""
+    out = topo.run(ns, "ss", "-Hlun", check=False).stdout
+    return any(line.split()[3].endswith(f":{port}") for line in out.splitlines() if len(line.split()) > 3)
+
+
+def wait_udp_listening(topo, ns, port, timeout=10.0):
+    """Waits until a UDP server in `ns` has bound `port` (in place of a
+    sleep after starting it); raises if it never does."""
+    if not wait_for(lambda: udp_listening(topo, ns, port), timeout=timeout):
+        raise RuntimeError(f"nothing listens on UDP {port} in {ns} after {timeout} s")
+
+
+def wait_file_settles(path, quiet=0.3, timeout=10.0):
+    """Waits until `path` has stopped growing for `quiet` seconds (a
+    capture that has written what its ring held), at most `timeout`."""
+    seen = {"size": -1, "since": time.time()}
+
+    def settled():
+        size = path.stat().st_size if path.exists() else -1
+        if size != seen["size"]:
+            seen.update(size=size, since=time.time())
+        return time.time() - seen["since"] >= quiet
+
+    return wait_for(settled, timeout=timeout)
 
 
 def wait_for(pred, timeout=10.0, step=0.05):

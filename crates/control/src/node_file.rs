@@ -725,6 +725,8 @@ mod tests {
         assert_eq!(cfg.spd[2].dport, (53, 53));
         assert_eq!(cfg.spd[2].protocol, Some(17));
         assert_eq!(cfg.neighbours.len(), 1);
+        assert!(cfg.mirror.is_some());
+        assert_eq!((cfg.sas[0].home, cfg.sas[1].home), (Some(1), Some(1)));
     }
 
     #[test]

@@ -231,7 +231,7 @@ pub(crate) fn resolve_sa(
             read_bounded(&p, MAX_KEY_BYTES).map_err(|e| {
                 ConfigError::invalid(
                     file,
-                    "key_file",
+                    &format!("{at}key_file"),
                     format!("cannot read {}: {e}", p.display()),
                 )
             })?
@@ -239,14 +239,14 @@ pub(crate) fn resolve_sa(
         (Some(_), Some(_)) => {
             return Err(ConfigError::invalid(
                 file,
-                "key",
+                &format!("{at}key"),
                 "give key or key_file, not both",
             ));
         }
         (None, None) => {
             return Err(ConfigError::invalid(
                 file,
-                "key",
+                &format!("{at}key"),
                 "missing: give key or key_file",
             ));
         }
@@ -256,7 +256,8 @@ pub(crate) fn resolve_sa(
     } else {
         "key_file"
     };
-    let key = parse_hex(&key_text).map_err(|m| ConfigError::invalid(file, key_path, m))?;
+    let key = parse_hex(&key_text)
+        .map_err(|m| ConfigError::invalid(file, &format!("{at}{key_path}"), m))?;
     let direction = spec.direction.map(|d| match d {
         DirectionSpec::Outbound => Direction::Outbound,
         DirectionSpec::Inbound => Direction::Inbound,

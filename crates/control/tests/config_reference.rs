@@ -156,3 +156,34 @@ fn the_key_extraction_reads_serde_messages_of_every_shape() {
     assert_eq!(expected_keys(&many).len(), 3);
     assert!(expected_keys(&none).is_empty());
 }
+
+/// README: `conf/node-example.yaml` uses every key of a node file. Each key
+/// the parser accepts in a node-file section appears in it as `key:`, in
+/// use or (for the alternatives to a key in use) commented out.
+#[test]
+fn the_node_example_shows_every_node_file_key() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../conf/node-example.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let shows = |key: &str| {
+        let k = format!("{key}:");
+        text.match_indices(&k).any(|(at, _)| {
+            at == 0 || matches!(text.as_bytes()[at - 1], b' ' | b'{' | b'#' | b'\n' | b',')
+        })
+    };
+    let mut missing = Vec::new();
+    let sections = documented();
+    let node_sections = sections
+        .keys()
+        .filter(|s| !s.starts_with("host-file") && !s.starts_with("sa-update"));
+    for section in node_sections {
+        for key in accepted(section) {
+            if !shows(&key) {
+                missing.push(format!("{section}.{key}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "conf/node-example.yaml lacks {missing:?}"
+    );
+}

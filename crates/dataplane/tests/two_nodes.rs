@@ -387,7 +387,20 @@ fn unprotected_destinations_are_discarded() {
     warm_up(&mut r.host_a, &mut r.host_b, 7);
     r.host_a
         .send_udp("10.9.0.1".parse().unwrap(), 5, 6, b"nowhere");
-    std::thread::sleep(Duration::from_millis(500));
+    // Until a counts the drop (not a fixed sleep), at most 10 s; the
+    // assertion below says what it counted if it never does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline
+        && r.a
+            .snapshot()
+            .unwrap()
+            .iter()
+            .map(|w| w.counters.drops(NodeDrop::Policy))
+            .sum::<u64>()
+            == 0
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let ra = r.a.stop();
     r.b.stop();
     assert_eq!(ra.totals().drops(NodeDrop::Policy), 1);
@@ -599,9 +612,9 @@ fn rekey_under_traffic_loses_nothing_then_delete_and_add() {
         )
         .is_err()
     );
-    // After the grace period the old SAs go.
-    std::thread::sleep(grace);
-    let now = std::time::Instant::now();
+    // After the grace period the old SAs go: asked at a moment past it
+    // rather than after sleeping through it.
+    let now = std::time::Instant::now() + grace;
     assert_eq!(r.a.retire_due(now), vec![(0x100, Direction::Outbound)]);
     assert_eq!(r.b.retire_due(now), vec![(0x100, Direction::Inbound)]);
     assert!(
