@@ -93,7 +93,7 @@ pub fn inbound_frame_len(window: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use espgate_mirror::{Mirror, MirrorConfig, MirrorKey};
-    use espgate_wire::mirror::SaDir;
+    use espgate_wire::Direction;
 
     use super::inbound_frame_len;
 
@@ -114,7 +114,7 @@ mod tests {
             };
             let key = MirrorKey::new(b"mirror test key, 32 bytes long!!").unwrap();
             let mut m = Mirror::new(cfg, key, epoch, 0);
-            m.add_sa(0x10, SaDir::Inbound, false, 1);
+            m.add_sa(0x10, Direction::Inbound, false, 1);
             m
         };
         let (mut a, mut b) = (node(1, 1), node(2, 2));
@@ -140,7 +140,11 @@ mod tests {
         a.inbound_progress(0x10, top, &vec![u64::MAX; words], top, top);
         run(&mut a, &mut b, 400);
         assert_eq!(
-            b.standby().get(0x10, SaDir::Inbound).unwrap().bitmap.len(),
+            b.standby()
+                .get(0x10, Direction::Inbound)
+                .unwrap()
+                .bitmap
+                .len(),
             words
         );
         let mut a2 = node(1, 5);

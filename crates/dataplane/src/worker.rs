@@ -31,7 +31,7 @@ use crate::neigh::{ArpOutcome, Neighbours, announcement, handle_arp, request, wr
 use crate::prefix::Prefix;
 use crate::progress::{Progress, Reporting, STALL_REPORT_EVERY};
 use crate::snapshot::{SaSnapshot, WorkerSnapshot};
-use crate::spd::{Action, PolicyDirection, Selectors};
+use crate::spd::{Action, Selectors};
 use crate::tables::{TableCell, Tables};
 
 /// A frame on its way to the worker that owns its SA.
@@ -695,7 +695,7 @@ impl Worker {
         if self.addresses[0].contains(&sel.dst) {
             return Verdict::Drop(NodeDrop::Local);
         }
-        match self.tables.spd.lookup(PolicyDirection::Out, &sel) {
+        match self.tables.spd.lookup(Direction::Outbound, &sel) {
             Action::Protect(spi) => {
                 if let Some(v) = self.claim(spi, Direction::Outbound, Role::Protected, fresh) {
                     return v;
@@ -735,7 +735,7 @@ impl Worker {
                 NodeDrop::Local
             });
         }
-        match self.tables.spd.lookup(PolicyDirection::In, &sel) {
+        match self.tables.spd.lookup(Direction::Inbound, &sel) {
             Action::Bypass => {
                 buf.adj(hdr_len).expect("header present");
                 self.counters.bypassed += 1;

@@ -21,7 +21,7 @@
 //! repeated or reordered and merging by maximum still converges. Unknown
 //! record types are reported as such, so a newer peer can add some.
 
-use crate::{Layer, Result, WireError, be16, be32, need};
+use crate::{Direction, Layer, Result, WireError, be16, be32, need};
 
 /// Frame format version.
 pub const VERSION: u8 = 3;
@@ -117,39 +117,13 @@ pub fn unpadded(frame: &[u8]) -> Result<&[u8]> {
     Ok(&frame[..len + MAC_LEN])
 }
 
-/// Which way the SA of a record runs, as seen by the node that owns it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SaDir {
-    /// The owner encrypts with it.
-    Outbound,
-    /// The owner decrypts with it.
-    Inbound,
-}
-
-impl SaDir {
-    fn code(self) -> u8 {
-        match self {
-            SaDir::Outbound => 0,
-            SaDir::Inbound => 1,
-        }
-    }
-
-    fn from_code(c: u8) -> Result<Self> {
-        match c {
-            0 => Ok(SaDir::Outbound),
-            1 => Ok(SaDir::Inbound),
-            _ => Err(malformed("SA direction is neither 0 nor 1")),
-        }
-    }
-}
-
 /// The state of one SA, absolute values.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SaState {
     /// SPI.
     pub spi: u32,
     /// Direction.
-    pub dir: SaDir,
+    pub dir: Direction,
     /// Outbound: the lease, the sequence number the owner promises never to
     /// reach (seq + quantity when sent). Inbound: the replay window top.
     pub value: u64,
@@ -186,7 +160,7 @@ pub enum MirrorRecord {
         /// SPI.
         spi: u32,
         /// Direction.
-        dir: SaDir,
+        dir: Direction,
         /// The lease stored.
         lease: u64,
     },
@@ -209,7 +183,7 @@ pub enum MirrorRecord {
         /// SPI.
         spi: u32,
         /// Direction.
-        dir: SaDir,
+        dir: Direction,
         /// The new owner.
         owner: u32,
         /// Ownership generation of the change.
@@ -227,7 +201,7 @@ pub enum MirrorRecord {
         /// SPI.
         spi: u32,
         /// Direction.
-        dir: SaDir,
+        dir: Direction,
     },
     /// What the sender knows of an SA: the highest value it stores or ran
     /// it to, or nothing at all (it never heard of the SA). The answer to
@@ -236,7 +210,7 @@ pub enum MirrorRecord {
         /// SPI.
         spi: u32,
         /// Direction.
-        dir: SaDir,
+        dir: Direction,
         /// The highest value known, if any.
         value: Option<u64>,
     },
@@ -247,7 +221,7 @@ pub enum MirrorRecord {
         /// SPI.
         spi: u32,
         /// Direction.
-        dir: SaDir,
+        dir: Direction,
         /// The copy's value.
         value: u64,
     },
@@ -436,7 +410,7 @@ impl MirrorRecord {
                 exact(36 + 8 * words)?;
                 MirrorRecord::SaState(SaState {
                     spi: be32(body, 0),
-                    dir: SaDir::from_code(body[4])?,
+                    dir: Direction::from_code(body[4])?,
                     value: be64(body, 8),
                     bytes: be64(body, 16),
                     packets: be64(body, 24),
@@ -457,7 +431,7 @@ impl MirrorRecord {
                 exact(16)?;
                 MirrorRecord::LeaseAck {
                     spi: be32(body, 0),
-                    dir: SaDir::from_code(body[4])?,
+                    dir: Direction::from_code(body[4])?,
                     lease: be64(body, 8),
                 }
             }
@@ -477,7 +451,7 @@ impl MirrorRecord {
                 exact(32)?;
                 MirrorRecord::Ownership {
                     spi: be32(body, 0),
-                    dir: SaDir::from_code(body[4])?,
+                    dir: Direction::from_code(body[4])?,
                     owner: be32(body, 8),
                     generation: be64(body, 16),
                     start: be64(body, 24),
@@ -488,14 +462,14 @@ impl MirrorRecord {
                 exact(8)?;
                 MirrorRecord::Query {
                     spi: be32(body, 0),
-                    dir: SaDir::from_code(body[4])?,
+                    dir: Direction::from_code(body[4])?,
                 }
             }
             HISTORY => {
                 exact(16)?;
                 MirrorRecord::History {
                     spi: be32(body, 0),
-                    dir: SaDir::from_code(body[4])?,
+                    dir: Direction::from_code(body[4])?,
                     value: match body[5] {
                         0 => None,
                         1 => Some(be64(body, 8)),
@@ -507,7 +481,7 @@ impl MirrorRecord {
                 exact(16)?;
                 MirrorRecord::Past {
                     spi: be32(body, 0),
-                    dir: SaDir::from_code(body[4])?,
+                    dir: Direction::from_code(body[4])?,
                     value: be64(body, 8),
                 }
             }
@@ -541,7 +515,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn record() -> impl Strategy<Value = MirrorRecord> {
-        let dir = prop_oneof![Just(SaDir::Outbound), Just(SaDir::Inbound)];
+        let dir = prop_oneof![Just(Direction::Outbound), Just(Direction::Inbound)];
         prop_oneof![
             (
                 any::<u32>(),

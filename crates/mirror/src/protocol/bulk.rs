@@ -10,7 +10,8 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use espgate_wire::mirror::{self, MirrorRecord, SaDir, SaState};
+use espgate_wire::Direction;
+use espgate_wire::mirror::{self, MirrorRecord, SaState};
 
 use super::*;
 
@@ -197,8 +198,8 @@ impl Mirror {
         let state = |words: usize| mirror::RECORD_HEADER_LEN + 36 + 8 * words;
         match e {
             Entry::Owner(k) => self.pair.get(&k).map(|_| OWNERSHIP_LEN),
-            Entry::State((spi, SaDir::Outbound)) => self.outbound.get(&spi).map(|_| state(0)),
-            Entry::State((spi, SaDir::Inbound)) => {
+            Entry::State((spi, Direction::Outbound)) => self.outbound.get(&spi).map(|_| state(0)),
+            Entry::State((spi, Direction::Inbound)) => {
                 self.inbound.get(&spi).map(|i| state(i.bitmap().len()))
             }
             Entry::Copy((spi, dir)) => self.standby.get(spi, dir).map(|s| state(s.bitmap.len())),
