@@ -1339,7 +1339,7 @@ fn describe_record(r: &MirrorRecord) -> String {
             dir,
             owner,
             generation,
-            start,
+            bound,
             kind,
         } => {
             let kind = match kind {
@@ -1348,7 +1348,7 @@ fn describe_record(r: &MirrorRecord) -> String {
                 OwnershipKind::Confirm => "confirm",
             };
             format!(
-                "{kind} {}→{} g{generation} from {start}",
+                "{kind} {}→{} g{generation} from {bound}",
                 sa_named(*spi, *dir),
                 NAMES[*owner as usize - 1]
             )

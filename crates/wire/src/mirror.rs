@@ -191,7 +191,7 @@ pub enum MirrorRecord {
         /// Outbound: the value the owner's use of the SA is bounded by (its
         /// start after a takeover, else its acknowledged lease); the
         /// receiver stores it before it may ever act on the SA again.
-        start: u64,
+        bound: u64,
         /// What the record does.
         kind: OwnershipKind,
     },
@@ -343,7 +343,7 @@ impl MirrorRecord {
                 dir,
                 owner,
                 generation,
-                start,
+                bound,
                 kind,
             } => {
                 out.extend(spi.to_be_bytes());
@@ -353,7 +353,7 @@ impl MirrorRecord {
                 out.extend(owner.to_be_bytes());
                 out.extend([0u8; 4]);
                 out.extend(generation.to_be_bytes());
-                out.extend(start.to_be_bytes());
+                out.extend(bound.to_be_bytes());
                 OWNERSHIP
             }
             MirrorRecord::Query { spi, dir } => {
@@ -454,7 +454,7 @@ impl MirrorRecord {
                     dir: Direction::from_code(body[4])?,
                     owner: be32(body, 8),
                     generation: be64(body, 16),
-                    start: be64(body, 24),
+                    bound: be64(body, 24),
                     kind: OwnershipKind::from_code(body[5])?,
                 }
             }
@@ -558,13 +558,13 @@ mod tests {
                 any::<u64>(),
                 0u8..3
             )
-                .prop_map(|(spi, dir, owner, generation, start, k)| {
+                .prop_map(|(spi, dir, owner, generation, bound, k)| {
                     MirrorRecord::Ownership {
                         spi,
                         dir,
                         owner,
                         generation,
-                        start,
+                        bound,
                         kind: OwnershipKind::from_code(k).expect("0..3"),
                     }
                 }),

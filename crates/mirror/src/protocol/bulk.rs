@@ -271,7 +271,7 @@ impl Mirror {
                 MirrorRecord::Ownership {
                     owner,
                     generation,
-                    start,
+                    bound,
                     kind,
                     ..
                 },
@@ -280,7 +280,7 @@ impl Mirror {
                 let r = OwnerRecord {
                     owner: *owner,
                     generation: *generation,
-                    bound: *start,
+                    bound: *bound,
                     kind: *kind,
                 };
                 self.changes.unconfirmed.insert(*k, r);

@@ -59,7 +59,7 @@ impl OwnerRecord {
             dir,
             owner: self.owner,
             generation: self.generation,
-            start: self.bound,
+            bound: self.bound,
             kind: self.kind,
         }
     }

@@ -21,8 +21,8 @@ fn stored_by(r: &MirrorRecord) -> Option<(SaKey, u64)> {
         MirrorRecord::SaState(s) => Some(((s.spi, s.dir), s.value)),
         MirrorRecord::LeaseAck { spi, dir, lease } => Some(((*spi, *dir), *lease)),
         MirrorRecord::Ownership {
-            spi, dir, start, ..
-        } => Some(((*spi, *dir), *start)),
+            spi, dir, bound, ..
+        } => Some(((*spi, *dir), *bound)),
         MirrorRecord::History {
             spi,
             dir,
@@ -64,13 +64,13 @@ impl Mirror {
                     dir,
                     owner,
                     generation,
-                    start,
+                    bound,
                     kind,
                 } => {
                     let record = OwnerRecord {
                         owner,
                         generation,
-                        bound: start,
+                        bound,
                         kind,
                     };
                     self.ownership((spi, dir), record);
