@@ -195,7 +195,8 @@ impl Mirror {
 
     /// The size of an entry's record now (none if there is none to send).
     fn entry_len(&self, e: Entry) -> Option<usize> {
-        let state = |words: usize| mirror::RECORD_HEADER_LEN + 36 + 8 * words;
+        let state =
+            |words: usize| mirror::RECORD_HEADER_LEN + mirror::SA_STATE_BODY_LEN + 8 * words;
         match e {
             Entry::Owner(k) => self.pair.get(&k).map(|_| OWNERSHIP_LEN),
             Entry::State((spi, Direction::Outbound)) => self.outbound.get(&spi).map(|_| state(0)),

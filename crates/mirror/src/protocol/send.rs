@@ -104,7 +104,7 @@ impl Mirror {
         };
         match d {
             Due::History(..) | Due::Past(..) => mirror::RECORD_HEADER_LEN + 16,
-            _ => mirror::RECORD_HEADER_LEN + 36 + 8 * words,
+            _ => mirror::RECORD_HEADER_LEN + mirror::SA_STATE_BODY_LEN + 8 * words,
         }
     }
 
