@@ -65,7 +65,8 @@ pub enum NodeEventKind {
         /// First sequence number, or window top.
         start: u64,
     },
-    /// An SA stopped here.
+    /// An SA stopped here (the mirror deactivated it; its worker parks
+    /// it).
     Deactivated {
         /// SPI.
         spi: u32,
@@ -594,7 +595,7 @@ impl Running {
                     activated = true;
                 }
                 MirrorEvent::Deactivate { spi, dir } => {
-                    self.pending.push_back(SaCommand::Deactivate {
+                    self.pending.push_back(SaCommand::Park {
                         spi,
                         direction: dir,
                     });

@@ -466,8 +466,8 @@ fn a_long_run_writes_its_marks_in_few_batches() {
     );
 }
 
-/// A pair (a runs SAs 0x100 out and 0x200 in with r, b keeps them on
-/// standby) with small jumps, so that a restart placed only by the
+/// A pair (a runs SAs 0x100 out and 0x200 in with r, b keeps them
+/// parked) with small jumps, so that a restart placed only by the
 /// mirror's rules (a jump past what the peer stores, nothing if it stores
 /// nothing) lands below what a long first life used.
 fn pair_node(me: u32, state: Option<PathBuf>) -> NodeConfig {

@@ -416,8 +416,8 @@ fn commands_park_move_stall_and_restore_sas() {
             std::thread::sleep(Duration::from_millis(1));
         }
     };
-    // Parked on this node: its packets are dropped as standby.
-    r.a.command(SaCommand::Deactivate {
+    // Parked on this node: its packets are dropped (counted as `standby`).
+    r.a.command(SaCommand::Park {
         spi: 0x100,
         direction: Direction::Outbound,
     })
@@ -473,7 +473,7 @@ fn commands_park_move_stall_and_restore_sas() {
         "unknown SA"
     );
     let (ra, rb) = (r.a.stop(), r.b.stop());
-    assert_eq!(ra.totals().drops(NodeDrop::Standby), 5);
+    assert_eq!(ra.totals().drops(NodeDrop::Parked), 5);
     assert_eq!(
         ra.outbound()[&0x100]
             .0

@@ -54,7 +54,8 @@ pub enum MirrorEvent {
         /// Inbound replay bitmap below the top.
         bitmap: Vec<u64>,
     },
-    /// This node no longer owns an SA: stop using it.
+    /// This node no longer owns an SA: stop using it (the dataplane's
+    /// workers park it).
     Deactivate {
         /// SPI.
         spi: u32,
