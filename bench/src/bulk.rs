@@ -11,7 +11,7 @@ use espgate_dataplane::mirror_port::MirrorPort;
 use espgate_esp::{Backend, OutboundSa, Sad};
 use espgate_io::{BufPool, Mempool, PortQueue, af_packet};
 use espgate_mirror::{Mirror, MirrorConfig, MirrorKey};
-use espgate_wire::mirror::SaDir;
+use espgate_wire::Direction;
 
 /// What one bulk sync measured.
 #[derive(Debug, Clone, Copy)]
@@ -44,13 +44,13 @@ pub fn bulk_sync(n: usize, allocated: &dyn Fn() -> usize) -> BulkOutcome {
     let before = allocated();
     let mut owner = node(1, 1);
     for spi in 0..n as u32 {
-        owner.add_sa(0x10_0000 + spi, SaDir::Outbound, true, 1);
+        owner.add_sa(0x10_0000 + spi, Direction::Outbound, true, 1);
     }
     let owner_bytes = allocated() - before;
     let before = allocated();
     let mut joiner = node(2, 2);
     for spi in 0..n as u32 {
-        joiner.add_sa(0x10_0000 + spi, SaDir::Outbound, true, 1);
+        joiner.add_sa(0x10_0000 + spi, Direction::Outbound, true, 1);
     }
     let t0 = Instant::now();
     let mut now = 0;
@@ -129,8 +129,12 @@ pub fn bulk_sync_veth(n: usize) -> anyhow::Result<BulkOutcome> {
         MirrorPort::new(Box::new(q1), BufPool::new(pool.clone(), 64), mac0),
     );
     for spi in 0..n as u32 {
-        owner.0.add_sa(0x10_0000 + spi, SaDir::Outbound, true, 1);
-        joiner.0.add_sa(0x10_0000 + spi, SaDir::Outbound, true, 1);
+        owner
+            .0
+            .add_sa(0x10_0000 + spi, Direction::Outbound, true, 1);
+        joiner
+            .0
+            .add_sa(0x10_0000 + spi, Direction::Outbound, true, 1);
     }
     let t0 = Instant::now();
     let mut frames = 0u64;

@@ -14,7 +14,7 @@
 #![no_main]
 
 use espgate_mirror::{InboundTakeover, Mirror, MirrorConfig, MirrorKey, PeerFilter, StandbyTable};
-use espgate_wire::mirror::SaDir;
+use espgate_wire::Direction;
 use espgate_wire::mirror::{MirrorHeader, MirrorRecord, parse_records};
 use libfuzzer_sys::fuzz_target;
 
@@ -76,8 +76,8 @@ fuzz_target!(|data: &[u8]| {
         0,
     );
     for spi in 0x1000..0x1004 {
-        node.add_sa(spi, SaDir::Outbound, spi % 2 == 0, 1 + spi % 2);
-        node.add_sa(spi, SaDir::Inbound, true, 1 + spi % 2);
+        node.add_sa(spi, Direction::Outbound, spi % 2 == 0, 1 + spi % 2);
+        node.add_sa(spi, Direction::Inbound, true, 1 + spi % 2);
     }
     let stored = |node: &Mirror| -> Vec<_> {
         node.views()

@@ -44,7 +44,7 @@ use espgate_dataplane::config::{
 use espgate_dataplane::marks;
 use espgate_dataplane::mirror_port::MAX_MIRROR_FRAME;
 use espgate_dataplane::prefix::Prefix;
-use espgate_dataplane::spd::{Action, PolicyDirection, SpdRule};
+use espgate_dataplane::spd::{Action, SpdRule};
 use espgate_dataplane::{MAX_WORKERS, NodeConfig};
 use espgate_esp::Direction;
 use espgate_wire::ethernet::MacAddr;
@@ -157,6 +157,7 @@ fn default_mtu() -> usize {
     1500
 }
 
+/// A rule's direction as node files spell it: `out` or `in`.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 enum DirSpec {
@@ -467,10 +468,8 @@ fn resolve_sas(
 ) -> Result<Vec<SaEntry>, ConfigError> {
     let err = |path: String, msg: String| ConfigError::invalid(file, &path, msg);
     let mut sas = Vec::new();
-    let mut spis: HashSet<(u32, bool)> = known
-        .iter()
-        .map(|e| (e.sa.spi, e.sa.direction == Direction::Outbound))
-        .collect();
+    let mut spis: HashSet<(u32, Direction)> =
+        known.iter().map(|e| (e.sa.spi, e.sa.direction)).collect();
     for (i, s) in specs.iter().enumerate() {
         let at = format!("sas[{i}].");
         let (sa, direction) = resolve_sa(s, file, &at, base)?;
@@ -482,7 +481,7 @@ fn resolve_sas(
         };
         let mut sa = sa;
         sa.direction = direction;
-        if !spis.insert((sa.spi, direction == Direction::Outbound)) {
+        if !spis.insert((sa.spi, direction)) {
             return Err(err(
                 format!("{at}spi"),
                 format!("duplicate {direction} spi {:#x}", sa.spi),
@@ -577,10 +576,10 @@ fn resolve_rules(
     known: &[SaEntry],
 ) -> Result<Vec<SpdRule>, ConfigError> {
     let err = |path: String, msg: String| ConfigError::invalid(file, &path, msg);
-    let spis: HashSet<(u32, bool)> = sas
+    let spis: HashSet<(u32, Direction)> = sas
         .iter()
         .chain(known)
-        .map(|e| (e.sa.spi, e.sa.direction == Direction::Outbound))
+        .map(|e| (e.sa.spi, e.sa.direction))
         .collect();
     let mut spd = Vec::new();
     for (i, r) in specs.iter().enumerate() {
@@ -606,16 +605,14 @@ fn resolve_rules(
         let sport = parse_ports(r.sport.as_ref()).map_err(|m| err(at("sport"), m))?;
         let dport = parse_ports(r.dport.as_ref()).map_err(|m| err(at("dport"), m))?;
         let direction = match r.direction {
-            DirSpec::Out => PolicyDirection::Out,
-            DirSpec::In => PolicyDirection::In,
+            DirSpec::Out => Direction::Outbound,
+            DirSpec::In => Direction::Inbound,
         };
         let action = match (r.action, &r.sa) {
             (ActionSpec::Protect, Some(v)) => {
                 let spi = parse_spi(v).map_err(|m| err(at("sa"), m))?;
-                let want_out = direction == PolicyDirection::Out;
-                if !spis.contains(&(spi, want_out)) {
-                    let d = if want_out { "outbound" } else { "inbound" };
-                    return Err(err(at("sa"), format!("no {d} SA has spi {spi:#x}")));
+                if !spis.contains(&(spi, direction)) {
+                    return Err(err(at("sa"), format!("no {direction} SA has spi {spi:#x}")));
                 }
                 Action::Protect(spi)
             }

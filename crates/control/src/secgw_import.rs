@@ -74,7 +74,7 @@ pub struct Import {
 /// One SA as imported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Sa {
-    outbound: bool,
+    direction: Direction,
     spi: u32,
     aead: &'static str,
     key: Vec<u8>,
@@ -88,7 +88,7 @@ struct Sa {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Rule {
     v6: bool,
-    out: bool,
+    direction: Direction,
     action: String,
     priority: i64,
     src: Option<Prefix>,
@@ -158,12 +158,25 @@ fn key_bytes(t: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
+/// The direction secgw spells `out` or `in`.
+fn parse_direction(token: Option<&&str>) -> Result<Direction, String> {
+    match token {
+        Some(&"out") => Ok(Direction::Outbound),
+        Some(&"in") => Ok(Direction::Inbound),
+        other => Err(format!("direction {other:?} is neither in nor out")),
+    }
+}
+
+/// A direction as secgw and espgate's `spd` rules spell it.
+fn rule_word(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Outbound => "out",
+        Direction::Inbound => "in",
+    }
+}
+
 fn parse_sa(tokens: &[&str]) -> Result<Sa, String> {
-    let outbound = match tokens.get(1) {
-        Some(&"out") => true,
-        Some(&"in") => false,
-        other => return Err(format!("direction {other:?} is neither in nor out")),
-    };
+    let direction = parse_direction(tokens.get(1))?;
     let spi: u32 = tokens
         .get(2)
         .and_then(|s| s.parse().ok())
@@ -257,7 +270,7 @@ fn parse_sa(tokens: &[&str]) -> Result<Sa, String> {
         ));
     }
     Ok(Sa {
-        outbound,
+        direction,
         spi,
         aead,
         key,
@@ -274,17 +287,13 @@ fn parse_sp(tokens: &[&str]) -> Result<Rule, String> {
         Some(&"ipv6") => true,
         other => return Err(format!("ip version {other:?} is neither ipv4 nor ipv6")),
     };
-    let out = match tokens.get(2) {
-        Some(&"out") => true,
-        Some(&"in") => false,
-        other => return Err(format!("direction {other:?} is neither in nor out")),
-    };
+    let direction = parse_direction(tokens.get(2))?;
     if tokens.get(3) != Some(&"esp") {
         return Err("missing \"esp\"".into());
     }
     let mut rule = Rule {
         v6,
-        out,
+        direction,
         action: String::new(),
         priority: 0,
         src: None,
@@ -368,16 +377,11 @@ fn check(sa: &Sa, spi: u32) -> Result<(), String> {
         "aes-256-gcm" => AeadAlgorithm::Aes256Gcm,
         _ => AeadAlgorithm::Aes128Gcm,
     };
-    let direction = if sa.outbound {
-        Direction::Outbound
-    } else {
-        Direction::Inbound
-    };
     let tunnel = Tunnel {
         src: sa.src,
         dst: sa.dst,
     };
-    let mut cfg = SaConfig::new(spi, direction, tunnel, algorithm, sa.key.clone());
+    let mut cfg = SaConfig::new(spi, sa.direction, tunnel, algorithm, sa.key.clone());
     cfg.esn = sa.esn.is_some();
     cfg.initial_seq = sa.esn.unwrap_or(0);
     cfg.validate().map_err(|e| e.to_string())
@@ -434,12 +438,12 @@ pub fn import_secgw(text: &str, node: &ImportOptions) -> Import {
         };
         match tokens[0] {
             "sa" => match parse_sa(&tokens) {
-                Ok(sa) if seen.contains(&(sa.spi, sa.outbound)) => {
+                Ok(sa) if seen.contains(&(sa.spi, sa.direction)) => {
                     leave(format!("SA {} is defined twice", sa.spi));
                 }
                 Ok(sa) => match renumber(sa.spi, node.spi_offset).and_then(|spi| {
                     check(&sa, spi)?;
-                    if spis.contains(&(spi, sa.outbound)) {
+                    if spis.contains(&(spi, sa.direction)) {
                         return Err(format!("SA {} would be SPI {spi:#x}, which another SA has", sa.spi));
                     }
                     Ok(spi)
@@ -448,8 +452,8 @@ pub fn import_secgw(text: &str, node: &ImportOptions) -> Import {
                         if spi != sa.spi && !renumbered.contains(&(sa.spi, spi)) {
                             renumbered.push((sa.spi, spi));
                         }
-                        seen.insert((sa.spi, sa.outbound));
-                        spis.insert((spi, sa.outbound));
+                        seen.insert((sa.spi, sa.direction));
+                        spis.insert((spi, sa.direction));
                         sas.push(sa);
                     }
                     Err(e) => leave(e),
@@ -475,14 +479,11 @@ pub fn import_secgw(text: &str, node: &ImportOptions) -> Import {
     for (line, text, r) in sps {
         if let Some(spi) = r.action.strip_prefix("protect:") {
             let spi: u32 = spi.parse().expect("written above");
-            if !seen.contains(&(spi, r.out)) {
+            if !seen.contains(&(spi, r.direction)) {
                 left_out.push(LeftOut {
                     line,
                     text,
-                    reason: format!(
-                        "SA {spi} ({}) was not imported",
-                        if r.out { "out" } else { "in" }
-                    ),
+                    reason: format!("SA {spi} ({}) was not imported", rule_word(r.direction)),
                 });
                 continue;
             }
@@ -502,7 +503,11 @@ pub fn import_secgw(text: &str, node: &ImportOptions) -> Import {
     let _ = writeln!(y, "node: {{ name: {} }}", node.name);
     let _ = writeln!(y, "ports:");
     let wan_addr = node.unprotected.1.clone().unwrap_or_else(|| {
-        match sas.iter().find(|s| s.outbound).map(|s| s.src) {
+        match sas
+            .iter()
+            .find(|s| s.direction == Direction::Outbound)
+            .map(|s| s.src)
+        {
             Some(IpAddr::V4(a)) => format!("{a}/24"),
             Some(IpAddr::V6(a)) => format!("{a}/64"),
             None => "192.0.2.1/24".into(),
@@ -531,7 +536,7 @@ pub fn import_secgw(text: &str, node: &ImportOptions) -> Import {
             y,
             "  - {{ spi: {:#x}, direction: {}, aead: {}, key: 0x{}, tunnel: {{ src: {}, dst: {} }}{extra} }}",
             renumber(sa.spi, node.spi_offset).expect("checked on the way in"),
-            if sa.outbound { "outbound" } else { "inbound" },
+            sa.direction,
             sa.aead,
             hex(&sa.key),
             sa.src,
@@ -540,7 +545,7 @@ pub fn import_secgw(text: &str, node: &ImportOptions) -> Import {
     }
     let _ = writeln!(y, "spd:{}", if rules_out.is_empty() { " []" } else { "" });
     for r in &rules_out {
-        let mut fields = vec![format!("direction: {}", if r.out { "out" } else { "in" })];
+        let mut fields = vec![format!("direction: {}", rule_word(r.direction))];
         let any = if r.v6 { "::/0" } else { "0.0.0.0/0" };
         for (k, p) in [("src", r.src), ("dst", r.dst)] {
             match p {

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use espgate_control::parse_node;
 use espgate_control::secgw_import::{ImportOptions, import_secgw, report};
-use espgate_dataplane::spd::{Action, PolicyDirection};
+use espgate_dataplane::spd::Action;
 use espgate_esp::{AeadAlgorithm, Direction};
 use proptest::prelude::*;
 
@@ -92,19 +92,19 @@ fn the_guide_style_file_imports_into_a_valid_node_with_the_same_sas_and_rules() 
     );
 
     // Highest priority first, file order among equals; discard (pri 0) last.
-    let summary: Vec<(PolicyDirection, Action)> =
+    let summary: Vec<(Direction, Action)> =
         cfg.spd.iter().map(|r| (r.direction, r.action)).collect();
     assert_eq!(
         summary,
         vec![
-            (PolicyDirection::Out, Action::Protect(106 + OFFSET)),
-            (PolicyDirection::Out, Action::Protect(105 + OFFSET)),
-            (PolicyDirection::Out, Action::Bypass),
-            (PolicyDirection::In, Action::Protect(5 + OFFSET)),
-            (PolicyDirection::In, Action::Bypass),
-            (PolicyDirection::Out, Action::Protect(107 + OFFSET)),
-            (PolicyDirection::In, Action::Protect(7 + OFFSET)),
-            (PolicyDirection::Out, Action::Discard),
+            (Direction::Outbound, Action::Protect(106 + OFFSET)),
+            (Direction::Outbound, Action::Protect(105 + OFFSET)),
+            (Direction::Outbound, Action::Bypass),
+            (Direction::Inbound, Action::Protect(5 + OFFSET)),
+            (Direction::Inbound, Action::Bypass),
+            (Direction::Outbound, Action::Protect(107 + OFFSET)),
+            (Direction::Inbound, Action::Protect(7 + OFFSET)),
+            (Direction::Outbound, Action::Discard),
         ]
     );
     let first = &cfg.spd[0];
@@ -293,7 +293,7 @@ proptest! {
         for (rule, &i) in cfg.spd.iter().zip(&order) {
             let (out, spi, _, _, _, _, net, dport) = &want[i];
             prop_assert_eq!(rule.action, Action::Protect(*spi));
-            prop_assert_eq!(rule.direction == PolicyDirection::Out, *out);
+            prop_assert_eq!(rule.direction == Direction::Outbound, *out);
             prop_assert_eq!(rule.dst, net.parse().unwrap());
             prop_assert_eq!(rule.dport, *dport);
             prop_assert_eq!(rule.sport, (0, 65535));

@@ -35,23 +35,15 @@ use crate::config::SaEntry;
 use crate::mirror_task::Order;
 use crate::node::{BuiltSa, NodeError, Placement, Refusal, RunningNode, build_sa, check_sas};
 use crate::snapshot::WorkerSnapshot;
-use crate::spd::{Action, PolicyDirection, SpdRule};
+use crate::spd::{Action, SpdRule};
 use crate::tables::Tables;
 
 /// How long a change waits for the workers and the mirror task.
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// The rule direction that names SAs of `direction`.
-fn rule_direction(direction: Direction) -> PolicyDirection {
-    match direction {
-        Direction::Outbound => PolicyDirection::Out,
-        Direction::Inbound => PolicyDirection::In,
-    }
-}
-
 /// Whether rule `r` protects with SA (`spi`, `direction`).
 fn names(r: &SpdRule, spi: u32, direction: Direction) -> bool {
-    r.direction == rule_direction(direction) && r.action == Action::Protect(spi)
+    r.direction == direction && r.action == Action::Protect(spi)
 }
 
 impl RunningNode {

@@ -53,27 +53,27 @@ pub enum SaCommand {
         /// Inner bytes it carried before.
         bytes: u64,
     },
-    /// Stop running the SA here: its packets are dropped as `standby` until
-    /// it is activated again.
-    Deactivate {
+    /// Park the SA (the mirror deactivated it here): its packets are
+    /// dropped until it is activated again.
+    Park {
         /// SPI.
         spi: u32,
         /// Which SA of that SPI.
         direction: Direction,
     },
-    /// Take a new outbound SA (built off the packet path); `parked`: on
-    /// standby until activated.
+    /// Take a new outbound SA (built off the packet path); `parked`:
+    /// parked until activated.
     InstallOutbound {
         /// The SA.
         sa: Box<OutboundSa>,
-        /// Whether it starts on standby.
+        /// Whether it starts parked.
         parked: bool,
     },
-    /// Take a new inbound SA; `parked`: on standby until activated.
+    /// Take a new inbound SA; `parked`: parked until activated.
     InstallInbound {
         /// The SA.
         sa: Box<InboundSa>,
-        /// Whether it starts on standby.
+        /// Whether it starts parked.
         parked: bool,
     },
     /// Forget an SA (the tables no longer send it here).
@@ -94,7 +94,7 @@ impl SaCommand {
             SaCommand::Limit { spi, direction, .. }
             | SaCommand::Mark { spi, direction, .. }
             | SaCommand::Activate { spi, direction, .. }
-            | SaCommand::Deactivate { spi, direction }
+            | SaCommand::Park { spi, direction }
             | SaCommand::Remove { spi, direction } => Some((*spi, *direction)),
             SaCommand::InstallOutbound { sa, .. } => Some((sa.spi(), Direction::Outbound)),
             SaCommand::InstallInbound { sa, .. } => Some((sa.spi(), Direction::Inbound)),

@@ -163,7 +163,7 @@ pub struct SaEntry {
     /// Owning worker; by default the SPI modulo the worker count.
     pub worker: Option<usize>,
     /// With mirroring: the node id the SA runs on while both live (`None`:
-    /// this node). The other node keeps it on standby.
+    /// this node). The other node keeps it parked.
     pub home: Option<u32>,
     /// With mirroring: this SA's own interval or quantity.
     pub mirror: espgate_mirror::SaOverrides,

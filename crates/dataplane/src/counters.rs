@@ -38,8 +38,9 @@ espgate_counters::counter_table! {
         Ike => "ike",
         /// ESP processing dropped it (counted per SA or SAD by reason).
         Esp => "esp",
-        /// Its SA is on standby on this node (owned by the peer).
-        Standby => "standby",
+        /// Its SA is parked on this node (the peer runs it); printed
+        /// `standby`, the name metrics, scripts and tests know.
+        Parked => "standby",
     }
 }
 

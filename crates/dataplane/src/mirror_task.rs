@@ -20,7 +20,6 @@ use espgate_io::QueueStats;
 use espgate_mirror::{
     FenceRefused, Mirror, MirrorEvent, MirrorStats, PairSaView, RejectCounters, SaOverrides,
 };
-use espgate_wire::mirror::SaDir;
 
 use crate::command::SaCommand;
 use crate::config::{Failback, Takeover};
@@ -66,7 +65,8 @@ pub enum NodeEventKind {
         /// First sequence number, or window top.
         start: u64,
     },
-    /// An SA stopped here.
+    /// An SA stopped here (the mirror deactivated it; its worker parks
+    /// it).
     Deactivated {
         /// SPI.
         spi: u32,
@@ -323,21 +323,6 @@ impl MirrorTask {
     }
 }
 
-/// The mirror's name for a direction.
-pub(crate) fn sa_dir(d: Direction) -> SaDir {
-    match d {
-        Direction::Outbound => SaDir::Outbound,
-        Direction::Inbound => SaDir::Inbound,
-    }
-}
-
-fn direction(d: SaDir) -> Direction {
-    match d {
-        SaDir::Outbound => Direction::Outbound,
-        SaDir::Inbound => Direction::Inbound,
-    }
-}
-
 impl Running {
     fn publish(&self) {
         let m = &self.task.mirror;
@@ -479,8 +464,8 @@ impl Running {
                     done,
                 } => {
                     let mirror = &mut self.task.mirror;
-                    mirror.add_sa_with(spi, sa_dir(direction), esn, home, overrides);
-                    if let Some(limit) = mirror.limit_of(spi, sa_dir(direction)) {
+                    mirror.add_sa_with(spi, direction, esn, home, overrides);
+                    if let Some(limit) = mirror.limit_of(spi, direction) {
                         self.pending.push_back(SaCommand::Limit {
                             spi,
                             direction,
@@ -492,7 +477,7 @@ impl Running {
                     let now = self.now();
                     self.handle_events(now);
                     self.push_pending();
-                    if self.task.mirror.asking(spi, sa_dir(direction)) {
+                    if self.task.mirror.asking(spi, direction) {
                         // A home SA added at run time runs once the peer
                         // says what it knows of it: the answer waits for
                         // that (or ASK_WAIT), so a rekey moves its rules
@@ -506,7 +491,7 @@ impl Running {
                     let _ = reply.send(self.task.mirror.views());
                 }
                 Order::RemoveSa { spi, direction } => {
-                    self.task.mirror.remove_sa(spi, sa_dir(direction));
+                    self.task.mirror.remove_sa(spi, direction);
                     self.holding = self.task.mirror.holding();
                 }
             }
@@ -520,7 +505,7 @@ impl Running {
         let mirror = &self.task.mirror;
         let pending = &self.pending;
         self.asked.retain(|(spi, d, deadline, done)| {
-            let ready = !mirror.asking(*spi, sa_dir(*d)) && pending.is_empty();
+            let ready = !mirror.asking(*spi, *d) && pending.is_empty();
             if ready || now >= *deadline {
                 let _ = done.send(());
                 return false;
@@ -567,7 +552,7 @@ impl Running {
                 MirrorEvent::LimitRaised { spi, dir, limit } => {
                     self.pending.push_back(SaCommand::Limit {
                         spi,
-                        direction: direction(dir),
+                        direction: dir,
                         limit,
                     });
                 }
@@ -577,11 +562,10 @@ impl Running {
                     start,
                     bitmap,
                 } => {
-                    let d = direction(dir);
                     if let Some(k) = &self.task.keeper {
                         // Its mark moves ahead of where it starts; until
                         // that is durable it waits at its old one.
-                        k.moved(spi, d, start);
+                        k.moved(spi, dir, start);
                     }
                     let (packets, bytes) = self
                         .task
@@ -591,7 +575,7 @@ impl Running {
                         .map_or((0, 0), |s| (s.packets, s.bytes));
                     self.pending.push_back(SaCommand::Activate {
                         spi,
-                        direction: d,
+                        direction: dir,
                         start,
                         bitmap,
                         packets,
@@ -600,23 +584,25 @@ impl Running {
                     let limit = self.task.mirror.limit_of(spi, dir).unwrap_or(0);
                     self.pending.push_back(SaCommand::Limit {
                         spi,
-                        direction: d,
+                        direction: dir,
                         limit,
                     });
                     self.task.events.push(NodeEventKind::Activated {
                         spi,
-                        direction: d,
+                        direction: dir,
                         start,
                     });
                     activated = true;
                 }
                 MirrorEvent::Deactivate { spi, dir } => {
-                    let d = direction(dir);
-                    self.pending
-                        .push_back(SaCommand::Deactivate { spi, direction: d });
-                    self.task
-                        .events
-                        .push(NodeEventKind::Deactivated { spi, direction: d });
+                    self.pending.push_back(SaCommand::Park {
+                        spi,
+                        direction: dir,
+                    });
+                    self.task.events.push(NodeEventKind::Deactivated {
+                        spi,
+                        direction: dir,
+                    });
                     parked = true;
                 }
             }
@@ -722,7 +708,7 @@ mod tests {
         let mut m = Mirror::new(cfg(1, 2), key(), 1, 0);
         let mut peer = Mirror::new(cfg(2, 1), key(), 2, 0);
         for x in [&mut m, &mut peer] {
-            x.add_sa(HELD, SaDir::Outbound, true, 2);
+            x.add_sa(HELD, Direction::Outbound, true, 2);
         }
         for _ in 0..10 {
             while let Some(f) = m.poll_transmit(0) {
@@ -906,7 +892,7 @@ mod tests {
         let stop = AtomicBool::new(false);
         // The peer's next life: heard, not synchronised.
         let mut peer = Mirror::new(cfg(2, 1), key(), 5, 0);
-        peer.add_sa(HELD, SaDir::Outbound, true, 2);
+        peer.add_sa(HELD, Direction::Outbound, true, 2);
         let mut t = 0;
         let mut turn = |r: &mut Running, peer: &mut Mirror, deliver_to_peer: bool| {
             t += 20;
@@ -932,7 +918,7 @@ mod tests {
         }
         assert!(r.task.mirror.peer_alive() && !r.task.mirror.peer_synced());
         assert!(
-            r.task.mirror.owns(HELD, SaDir::Outbound),
+            r.task.mirror.owns(HELD, Direction::Outbound),
             "handed back to a life that has not synchronised"
         );
         for _ in 0..10 {
@@ -940,7 +926,7 @@ mod tests {
         }
         assert!(peer.synced());
         assert!(
-            !r.task.mirror.owns(HELD, SaDir::Outbound),
+            !r.task.mirror.owns(HELD, Direction::Outbound),
             "not handed back once the peer synchronised"
         );
     }
@@ -1030,7 +1016,7 @@ mod tests {
         }
         assert!(r.task.mirror.peer_alive());
         assert!(
-            r.task.mirror.owns(HELD, SaDir::Outbound),
+            r.task.mirror.owns(HELD, Direction::Outbound),
             "handed HELD back to the life this node fenced (peer epoch 2, synced {})",
             r.task.mirror.peer_synced()
         );

@@ -21,9 +21,7 @@ use crate::counters::WorkerCounters;
 use crate::keeper::{Keeper, KeeperTask};
 use crate::marks::{Ledger, key_digest, next_epoch};
 use crate::mirror_port::MirrorPort;
-use crate::mirror_task::{
-    EventLog, MirrorReport, MirrorTask, NodeEvent, Order, PairStatus, sa_dir,
-};
+use crate::mirror_task::{EventLog, MirrorReport, MirrorTask, NodeEvent, Order, PairStatus};
 use crate::neigh::Neighbours;
 use crate::progress::{PROGRESS_DEPTH, Reporting};
 use crate::spd::{Action, Spd};
@@ -413,10 +411,7 @@ pub(crate) fn check_sas(cfg: &NodeConfig) -> Result<(), NodeError> {
     }
     for (rule, r) in cfg.spd.iter().enumerate() {
         if let Action::Protect(spi) = r.action {
-            let direction = match r.direction {
-                crate::spd::PolicyDirection::Out => Direction::Outbound,
-                crate::spd::PolicyDirection::In => Direction::Inbound,
-            };
+            let direction = r.direction;
             if !seen.contains(&(spi, direction)) {
                 return Err(NodeError::UnknownSa {
                     rule,
@@ -560,7 +555,7 @@ pub fn start(
             .unwrap_or(Placement::NONE);
         if let (Some(m), Some(s)) = (mirror.as_mut(), cfg.mirror.as_ref()) {
             let node = entry.home.unwrap_or(s.protocol.node);
-            let dir = sa_dir(entry.sa.direction);
+            let dir = entry.sa.direction;
             m.add_sa_with(spi, dir, entry.sa.esn, node, entry.mirror);
             if let Some(floor) = place.resume {
                 m.restore(spi, dir, floor);

@@ -85,15 +85,16 @@ pub const STALL_REPORT_EVERY: u64 = 64;
 /// large window needs a large `max_frame` (and a mirror link MTU to
 /// match).
 pub fn inbound_frame_len(window: u32) -> usize {
-    use espgate_wire::mirror::{HEADER_LEN, MAC_LEN, RECORD_HEADER_LEN};
+    use espgate_wire::mirror::{HEADER_LEN, MAC_LEN, RECORD_HEADER_LEN, SA_STATE_BODY_LEN};
     let part = RECORD_HEADER_LEN + 16;
-    HEADER_LEN + MAC_LEN + part + RECORD_HEADER_LEN + 36 + (window as usize).div_ceil(64) * 8
+    let state = RECORD_HEADER_LEN + SA_STATE_BODY_LEN + (window as usize).div_ceil(64) * 8;
+    HEADER_LEN + MAC_LEN + part + state
 }
 
 #[cfg(test)]
 mod tests {
     use espgate_mirror::{Mirror, MirrorConfig, MirrorKey};
-    use espgate_wire::mirror::SaDir;
+    use espgate_wire::Direction;
 
     use super::inbound_frame_len;
 
@@ -114,7 +115,7 @@ mod tests {
             };
             let key = MirrorKey::new(b"mirror test key, 32 bytes long!!").unwrap();
             let mut m = Mirror::new(cfg, key, epoch, 0);
-            m.add_sa(0x10, SaDir::Inbound, false, 1);
+            m.add_sa(0x10, Direction::Inbound, false, 1);
             m
         };
         let (mut a, mut b) = (node(1, 1), node(2, 2));
@@ -140,7 +141,11 @@ mod tests {
         a.inbound_progress(0x10, top, &vec![u64::MAX; words], top, top);
         run(&mut a, &mut b, 400);
         assert_eq!(
-            b.standby().get(0x10, SaDir::Inbound).unwrap().bitmap.len(),
+            b.standby()
+                .get(0x10, Direction::Inbound)
+                .unwrap()
+                .bitmap
+                .len(),
             words
         );
         let mut a2 = node(1, 5);

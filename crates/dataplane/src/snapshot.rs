@@ -17,8 +17,8 @@ pub struct SaSnapshot {
     pub direction: espgate_esp::Direction,
     /// The worker that owns it.
     pub worker: usize,
-    /// Running here (else on standby: its home is the peer, or it was
-    /// handed back).
+    /// Running here (else parked: its home is the peer, or it was handed
+    /// back).
     pub active: bool,
     /// Outbound: the last sequence number used. Inbound: the replay
     /// window's top.

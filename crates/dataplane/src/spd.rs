@@ -10,25 +10,18 @@
 
 use std::net::IpAddr;
 
+use espgate_wire::Direction;
 use espgate_wire::ip::protocol;
 use espgate_wire::ipv4::Ipv4Packet;
 use espgate_wire::ipv6::Ipv6Packet;
 
 use crate::prefix::Prefix;
 
-/// Which traffic a rule is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyDirection {
-    /// Plaintext from the protected side, on its way out.
-    Out,
-    /// Traffic from the unprotected side, after decryption if it was ESP.
-    In,
-}
-
 /// What to do with a matching packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Out: encrypt with this SA. In: accept only if it came through it.
+    /// Outbound: encrypt with this SA. Inbound: accept only if it came
+    /// through it.
     Protect(u32),
     /// Forward as plaintext.
     Bypass,
@@ -39,8 +32,10 @@ pub enum Action {
 /// One rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpdRule {
-    /// Out or in.
-    pub direction: PolicyDirection,
+    /// Which traffic the rule is for: outbound, plaintext from the
+    /// protected side on its way out; inbound, traffic from the unprotected
+    /// side, after decryption if it was ESP.
+    pub direction: Direction,
     /// Source prefix.
     pub src: Prefix,
     /// Destination prefix.
@@ -138,7 +133,7 @@ impl Spd {
 
     /// The action of the first `direction` rule matching `s`, or discard.
     #[inline(always)]
-    pub fn lookup(&self, direction: PolicyDirection, s: &Selectors) -> Action {
+    pub fn lookup(&self, direction: Direction, s: &Selectors) -> Action {
         // A plain loop, inlined whole into the worker's path, so the
         // selectors stay in registers.
         for r in &self.rules {
@@ -160,7 +155,7 @@ mod tests {
     use super::*;
 
     fn rule(
-        dir: PolicyDirection,
+        dir: Direction,
         src: &str,
         dst: &str,
         proto: Option<u8>,
@@ -190,10 +185,10 @@ mod tests {
 
     #[test]
     fn first_match_wins_and_default_is_discard() {
-        use PolicyDirection::*;
+        use Direction::*;
         let spd = Spd::new(vec![
             rule(
-                Out,
+                Outbound,
                 "10.1.0.0/16",
                 "10.2.0.9/32",
                 Some(17),
@@ -201,7 +196,7 @@ mod tests {
                 Action::Bypass,
             ),
             rule(
-                Out,
+                Outbound,
                 "10.1.0.0/16",
                 "10.2.0.0/16",
                 None,
@@ -209,7 +204,7 @@ mod tests {
                 Action::Protect(0x1000),
             ),
             rule(
-                In,
+                Inbound,
                 "10.2.0.0/16",
                 "10.1.0.0/16",
                 None,
@@ -218,23 +213,23 @@ mod tests {
             ),
         ]);
         assert_eq!(
-            spd.lookup(Out, &sel("10.1.0.1", "10.2.0.9", 17, 9)),
+            spd.lookup(Outbound, &sel("10.1.0.1", "10.2.0.9", 17, 9)),
             Action::Bypass
         );
         assert_eq!(
-            spd.lookup(Out, &sel("10.1.0.1", "10.2.0.9", 17, 10)),
+            spd.lookup(Outbound, &sel("10.1.0.1", "10.2.0.9", 17, 10)),
             Action::Protect(0x1000)
         );
         assert_eq!(
-            spd.lookup(Out, &sel("10.1.0.1", "10.3.0.9", 17, 10)),
+            spd.lookup(Outbound, &sel("10.1.0.1", "10.3.0.9", 17, 10)),
             Action::Discard
         );
         assert_eq!(
-            spd.lookup(In, &sel("10.2.0.1", "10.1.0.1", 1, 0)),
+            spd.lookup(Inbound, &sel("10.2.0.1", "10.1.0.1", 1, 0)),
             Action::Protect(0x2000)
         );
         assert_eq!(
-            spd.lookup(Out, &sel("10.2.0.1", "10.1.0.1", 1, 0)),
+            spd.lookup(Outbound, &sel("10.2.0.1", "10.1.0.1", 1, 0)),
             Action::Discard
         );
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use espgate_esp::{Direction, SaConfig};
 use rustc_hash::FxHashMap;
 
-use crate::spd::{Action, PolicyDirection, Selectors, Spd, SpdRule};
+use crate::spd::{Action, Selectors, Spd, SpdRule};
 
 /// One version of the shared tables.
 #[derive(Debug, Clone, Default)]
@@ -62,7 +62,7 @@ impl Tables {
     /// lets in through that SA (or through the SA replacing it).
     #[inline]
     pub fn admits(&self, spi: u32, sel: &Selectors) -> bool {
-        let action = self.spd.lookup(PolicyDirection::In, sel);
+        let action = self.spd.lookup(Direction::Inbound, sel);
         action == Action::Protect(spi)
             || (!self.successor.is_empty()
                 && self

@@ -31,7 +31,7 @@ use crate::neigh::{ArpOutcome, Neighbours, announcement, handle_arp, request, wr
 use crate::prefix::Prefix;
 use crate::progress::{Progress, Reporting, STALL_REPORT_EVERY};
 use crate::snapshot::{SaSnapshot, WorkerSnapshot};
-use crate::spd::{Action, PolicyDirection, Selectors};
+use crate::spd::{Action, Selectors};
 use crate::tables::{TableCell, Tables};
 
 /// A frame on its way to the worker that owns its SA.
@@ -200,7 +200,9 @@ pub struct Worker {
     /// it leaves for an inner packet (a run of packets mostly uses one):
     /// forgotten at every SA command.
     last_sa: Option<(u32, IpAddr, usize)>,
-    standby: FxHashSet<(u32, Direction)>,
+    /// SAs this worker holds but must not use (parked): the peer runs
+    /// them, or they were handed back.
+    parked: FxHashSet<(u32, Direction)>,
     report: Option<Reporting>,
     /// Addresses this worker answers for on each side: the port's own,
     /// then the peer's while adopted.
@@ -268,7 +270,7 @@ impl Worker {
             neigh_generation: 0,
             last_hop: None,
             last_sa: None,
-            standby: FxHashSet::default(),
+            parked: FxHashSet::default(),
             report: None,
             addresses,
             announced: 0,
@@ -281,10 +283,9 @@ impl Worker {
         self
     }
 
-    /// Keeps an SA on standby: its packets are dropped until an
-    /// `Activate` command.
+    /// Parks an SA: its packets are dropped until an `Activate` command.
     pub fn park(&mut self, spi: u32, direction: Direction) {
-        self.standby.insert((spi, direction));
+        self.parked.insert((spi, direction));
     }
 
     /// Reloads the addresses held when they changed; the [`ANNOUNCER`]
@@ -412,7 +413,7 @@ impl Worker {
 
     /// This worker's counters and SAs now.
     pub fn snapshot(&self) -> WorkerSnapshot {
-        let active = |spi: u32, d: Direction| !self.standby.contains(&(spi, d));
+        let active = |spi: u32, d: Direction| !self.parked.contains(&(spi, d));
         let outbound = self.outbound.values().map(|sa| SaSnapshot {
             spi: sa.spi(),
             direction: Direction::Outbound,
@@ -527,22 +528,22 @@ impl Worker {
                             }
                         }
                     }
-                    self.standby.remove(&(spi, direction));
+                    self.parked.remove(&(spi, direction));
                 }
-                SaCommand::Deactivate { spi, direction } => {
-                    self.standby.insert((spi, direction));
+                SaCommand::Park { spi, direction } => {
+                    self.parked.insert((spi, direction));
                 }
                 SaCommand::InstallOutbound { sa, parked } => {
                     let spi = sa.spi();
                     if parked {
-                        self.standby.insert((spi, Direction::Outbound));
+                        self.parked.insert((spi, Direction::Outbound));
                     }
                     self.outbound.insert(spi, *sa);
                 }
                 SaCommand::InstallInbound { sa, parked } => {
                     let spi = sa.spi();
                     if parked {
-                        self.standby.insert((spi, Direction::Inbound));
+                        self.parked.insert((spi, Direction::Inbound));
                     }
                     // The caller checked the SPI is free.
                     let _ = self.sad.add(*sa);
@@ -552,7 +553,7 @@ impl Worker {
                         Direction::Outbound => drop(self.outbound.remove(&spi)),
                         Direction::Inbound => drop(self.sad.remove(spi)),
                     }
-                    self.standby.remove(&(spi, direction));
+                    self.parked.remove(&(spi, direction));
                 }
                 SaCommand::Snapshot(reply) => {
                     let _ = reply.send(self.snapshot());
@@ -591,7 +592,7 @@ impl Worker {
 
     /// `None` if this worker runs SA `spi` now; otherwise the frame goes
     /// to the worker that owns the SA (a frame fresh from a port), or is
-    /// dropped as `standby` (the SA is parked on this node).
+    /// dropped (the SA is parked on this node).
     #[inline(always)]
     fn claim(&self, spi: u32, direction: Direction, from: Role, fresh: bool) -> Option<Verdict> {
         // One worker owns everything: no lookup.
@@ -606,8 +607,8 @@ impl Worker {
                 return Some(Verdict::HandOff(owner as u8, from));
             }
         }
-        if !self.standby.is_empty() && self.standby.contains(&(spi, direction)) {
-            return Some(Verdict::Drop(NodeDrop::Standby));
+        if !self.parked.is_empty() && self.parked.contains(&(spi, direction)) {
+            return Some(Verdict::Drop(NodeDrop::Parked));
         }
         None
     }
@@ -694,7 +695,7 @@ impl Worker {
         if self.addresses[Role::Protected].contains(&sel.dst) {
             return Verdict::Drop(NodeDrop::Local);
         }
-        match self.tables.spd.lookup(PolicyDirection::Out, &sel) {
+        match self.tables.spd.lookup(Direction::Outbound, &sel) {
             Action::Protect(spi) => {
                 if let Some(v) = self.claim(spi, Direction::Outbound, Role::Protected, fresh) {
                     return v;
@@ -734,7 +735,7 @@ impl Worker {
                 NodeDrop::Local
             });
         }
-        match self.tables.spd.lookup(PolicyDirection::In, &sel) {
+        match self.tables.spd.lookup(Direction::Inbound, &sel) {
             Action::Bypass => {
                 buf.adj(hdr_len).expect("header present");
                 self.counters.bypassed += 1;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use espgate_dataplane::config::{Failback, MirrorSettings, PortBackend, Takeover};
 use espgate_dataplane::marks::{DEFAULT_AHEAD, Saved};
 use espgate_dataplane::prefix::Prefix;
-use espgate_dataplane::spd::{Action, PolicyDirection, SpdRule};
+use espgate_dataplane::spd::{Action, SpdRule};
 use espgate_dataplane::state_dir::{FILE_NAME, StateDir};
 use espgate_dataplane::testbed::{self, Host, host_link, node_link};
 use espgate_dataplane::{
@@ -88,10 +88,10 @@ fn config(a: bool, state: Option<PathBuf>) -> NodeConfig {
         };
         if a {
             sas.push(sa(spi, Direction::Outbound, A_WAN, B_WAN));
-            spd.push(rule(PolicyDirection::Out, "10.1.0.0/24", "10.2.0.0/24"));
+            spd.push(rule(Direction::Outbound, "10.1.0.0/24", "10.2.0.0/24"));
         } else {
             sas.push(sa(spi, Direction::Inbound, A_WAN, B_WAN));
-            spd.push(rule(PolicyDirection::In, "10.1.0.0/24", "10.2.0.0/24"));
+            spd.push(rule(Direction::Inbound, "10.1.0.0/24", "10.2.0.0/24"));
         }
     }
     let port = |name: &str, role, addr: &str, subnet: &str, m| PortConfig {
@@ -469,8 +469,8 @@ fn a_long_run_writes_its_marks_in_few_batches() {
     );
 }
 
-/// A pair (a runs SAs 0x100 out and 0x200 in with r, b keeps them on
-/// standby) with small jumps, so that a restart placed only by the
+/// A pair (a runs SAs 0x100 out and 0x200 in with r, b keeps them
+/// parked) with small jumps, so that a restart placed only by the
 /// mirror's rules (a jump past what the peer stores, nothing if it stores
 /// nothing) lands below what a long first life used.
 fn pair_node(me: u32, state: Option<PathBuf>) -> NodeConfig {
@@ -491,8 +491,8 @@ fn pair_node(me: u32, state: Option<PathBuf>) -> NodeConfig {
     inb.home = Some(1);
     cfg.sas = vec![out, inb];
     cfg.spd = vec![
-        protect(PolicyDirection::Out, "10.1.0.0/24", "10.2.0.0/24", 0x100),
-        protect(PolicyDirection::In, "10.2.0.0/24", "10.1.0.0/24", 0x200),
+        protect(Direction::Outbound, "10.1.0.0/24", "10.2.0.0/24", 0x100),
+        protect(Direction::Inbound, "10.2.0.0/24", "10.1.0.0/24", 0x200),
     ];
     cfg.mirror = Some(MirrorSettings {
         protocol: espgate_mirror::MirrorConfig {
@@ -520,7 +520,7 @@ fn pair_node(me: u32, state: Option<PathBuf>) -> NodeConfig {
 const R_WAN: &str = "172.16.0.2";
 
 /// A rule protecting all traffic from `src` to `dst` with SA `spi`.
-fn protect(direction: PolicyDirection, src: &str, dst: &str, spi: u32) -> SpdRule {
+fn protect(direction: Direction, src: &str, dst: &str, spi: u32) -> SpdRule {
     SpdRule {
         direction,
         src: src.parse().unwrap(),
@@ -545,8 +545,8 @@ fn far_end() -> NodeConfig {
     out.home = None;
     cfg.sas = vec![inb, out];
     cfg.spd = vec![
-        protect(PolicyDirection::Out, "10.2.0.0/24", "10.1.0.0/24", 0x200),
-        protect(PolicyDirection::In, "10.1.0.0/24", "10.2.0.0/24", 0x100),
+        protect(Direction::Outbound, "10.2.0.0/24", "10.1.0.0/24", 0x200),
+        protect(Direction::Inbound, "10.1.0.0/24", "10.2.0.0/24", 0x100),
     ];
     cfg
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use espgate_dataplane::config::{Neighbour, PortBackend};
 use espgate_dataplane::prefix::Prefix;
-use espgate_dataplane::spd::{Action, PolicyDirection, Selectors, SpdRule};
+use espgate_dataplane::spd::{Action, Selectors, SpdRule};
 use espgate_dataplane::testbed::{self, Host, host_link, node_link};
 use espgate_dataplane::{
     NodeConfig, NodeDrop, NodeQueues, NodeReport, PortConfig, Role, SaCommand, SaEntry,
@@ -115,13 +115,13 @@ fn config(me: &Side, peer: &Side, workers: usize, split: bool) -> NodeConfig {
             action,
         };
         spd.push(rule(
-            PolicyDirection::Out,
+            Direction::Outbound,
             me.lan,
             peer.lan,
             Action::Protect(o),
         ));
         spd.push(rule(
-            PolicyDirection::In,
+            Direction::Inbound,
             peer.lan,
             me.lan,
             Action::Protect(i),
@@ -429,8 +429,8 @@ fn commands_park_move_stall_and_restore_sas() {
             std::thread::sleep(Duration::from_millis(1));
         }
     };
-    // Parked on this node: its packets are dropped as standby.
-    r.a.command(SaCommand::Deactivate {
+    // Parked on this node: its packets are dropped (counted as `standby`).
+    r.a.command(SaCommand::Park {
         spi: 0x100,
         direction: Direction::Outbound,
     })
@@ -486,7 +486,7 @@ fn commands_park_move_stall_and_restore_sas() {
         "unknown SA"
     );
     let (ra, rb) = (r.a.stop(), r.b.stop());
-    assert_eq!(ra.totals().drops(NodeDrop::Standby), 5);
+    assert_eq!(ra.totals().drops(NodeDrop::Parked), 5);
     assert_eq!(
         ra.outbound()[&0x100]
             .0
@@ -640,7 +640,7 @@ fn rekey_under_traffic_loses_nothing_then_delete_and_add() {
         mirror: Default::default(),
     };
     let rule = SpdRule {
-        direction: PolicyDirection::Out,
+        direction: Direction::Outbound,
         src: A.lan.parse().unwrap(),
         dst: B.lan.parse().unwrap(),
         protocol: None,
@@ -664,7 +664,7 @@ fn rekey_under_traffic_loses_nothing_then_delete_and_add() {
     };
     r.b.add_sas(vec![entry_in], vec![], None).unwrap();
     let in_rule = SpdRule {
-        direction: PolicyDirection::In,
+        direction: Direction::Inbound,
         src: A.lan.parse().unwrap(),
         dst: B.lan.parse().unwrap(),
         action: Action::Protect(0x1a0),

@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+pub use espgate_wire::Direction;
 use espgate_wire::ip::IpAddr;
 
 use crate::aead::{AeadAlgorithm, Backend, KeyError};
@@ -11,24 +12,6 @@ use crate::replay::{MAX_WINDOW, MIN_WINDOW};
 
 /// The UDP port of ESP in UDP (RFC 3948).
 pub const NATT_PORT: u16 = 4500;
-
-/// Which way an SA carries traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Direction {
-    /// This node encrypts with it.
-    Outbound,
-    /// This node decrypts with it.
-    Inbound,
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Direction::Outbound => "outbound",
-            Direction::Inbound => "inbound",
-        })
-    }
-}
 
 /// The outer addresses of a tunnel-mode SA, as they appear on its packets:
 /// for an outbound SA `src` is this node; for an inbound one `dst` is.

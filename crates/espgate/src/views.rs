@@ -14,7 +14,6 @@ use espgate_dataplane::snapshot::{SaSnapshot, WorkerSnapshot};
 use espgate_dataplane::{NodeDrop, PairStatus, RunningNode, WorkerCounters};
 use espgate_esp::{Direction, DropCounters, DropReason};
 use espgate_mirror::{PairSaView, Reject};
-use espgate_wire::mirror::SaDir;
 
 /// Drops by reason, every reason named (zeros included).
 fn esp_drops(d: &DropCounters) -> ByReason {
@@ -182,16 +181,7 @@ pub fn sa_list(node: &RunningNode, workers: &[WorkerSnapshot], mirror: Vec<PairS
             .retiring()
             .map(|(spi, d, left)| ((spi, d), left.as_millis() as u64))
             .collect(),
-        mirror: mirror
-            .into_iter()
-            .map(|v| {
-                let d = match v.dir {
-                    SaDir::Outbound => Direction::Outbound,
-                    SaDir::Inbound => Direction::Inbound,
-                };
-                ((v.spi, d), v)
-            })
-            .collect(),
+        mirror: mirror.into_iter().map(|v| ((v.spi, v.dir), v)).collect(),
     };
     let mut all: Vec<&SaSnapshot> = workers.iter().flat_map(|w| &w.sas).collect();
     all.sort_by_key(|s| (s.spi, s.direction == Direction::Inbound));

@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
-use espgate_wire::mirror::{SaDir, SaState};
+use espgate_wire::Direction;
+use espgate_wire::mirror::SaState;
 
 /// What the table holds for one SA.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -31,7 +32,7 @@ pub struct Standby {
 /// The peer's SAs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StandbyTable {
-    sas: HashMap<(u32, SaDir), Standby>,
+    sas: HashMap<(u32, Direction), Standby>,
 }
 
 /// `bits` moved `by` positions away from the top (towards older sequence
@@ -72,7 +73,7 @@ impl StandbyTable {
         let e = self.sas.entry((s.spi, s.dir)).or_default();
         let before = e.clone();
         let words = e.bitmap.len().max(s.bitmap.len());
-        if s.dir == SaDir::Inbound && (words > 0) {
+        if s.dir == Direction::Inbound && (words > 0) {
             let (mine, theirs) = if s.value >= e.value {
                 (
                     shifted(&e.bitmap, s.value - e.value, words),
@@ -93,17 +94,17 @@ impl StandbyTable {
     }
 
     /// Forgets an SA (deleted from the pair).
-    pub fn remove(&mut self, spi: u32, dir: SaDir) -> Option<Standby> {
+    pub fn remove(&mut self, spi: u32, dir: Direction) -> Option<Standby> {
         self.sas.remove(&(spi, dir))
     }
 
     /// What the table holds for an SA.
-    pub fn get(&self, spi: u32, dir: SaDir) -> Option<&Standby> {
+    pub fn get(&self, spi: u32, dir: Direction) -> Option<&Standby> {
         self.sas.get(&(spi, dir))
     }
 
     /// Every SA held, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = ((u32, SaDir), &Standby)> {
+    pub fn iter(&self) -> impl Iterator<Item = ((u32, Direction), &Standby)> {
         self.sas.iter().map(|(k, v)| (*k, v))
     }
 
@@ -126,7 +127,7 @@ mod tests {
     fn inbound(spi: u32, top: u64, bitmap: Vec<u64>, packets: u64) -> SaState {
         SaState {
             spi,
-            dir: SaDir::Inbound,
+            dir: Direction::Inbound,
             value: top,
             bytes: packets * 100,
             packets,
@@ -140,7 +141,7 @@ mod tests {
         let mut t = StandbyTable::new();
         t.merge(&inbound(1, 100, vec![0b1011], 3));
         t.merge(&inbound(1, 102, vec![0b1], 4));
-        let s = t.get(1, SaDir::Inbound).unwrap();
+        let s = t.get(1, Direction::Inbound).unwrap();
         assert_eq!(s.value, 102);
         // 102 seen; 100, 98, 97 seen (the old bits moved up by two).
         assert_eq!(s.bitmap[0], 0b1 | (0b1011 << 2));
@@ -153,7 +154,7 @@ mod tests {
         let mut t = StandbyTable::new();
         let out = |lease| SaState {
             spi: 9,
-            dir: SaDir::Outbound,
+            dir: Direction::Outbound,
             value: lease,
             bytes: 0,
             packets: 0,
@@ -163,7 +164,7 @@ mod tests {
         assert!(t.merge(&out(2048)));
         assert!(!t.merge(&out(1024)));
         assert!(t.merge(&out(3072)));
-        assert_eq!(t.get(9, SaDir::Outbound).unwrap().value, 3072);
+        assert_eq!(t.get(9, Direction::Outbound).unwrap().value, 3072);
     }
 
     /// Records of SAs 1..=3; an inbound SA's bitmap has `spi` words, as
@@ -171,7 +172,7 @@ mod tests {
     fn record() -> impl Strategy<Value = SaState> {
         (
             1u32..4,
-            prop_oneof![Just(SaDir::Outbound), Just(SaDir::Inbound)],
+            prop_oneof![Just(Direction::Outbound), Just(Direction::Inbound)],
             0u64..300,
             0u64..10_000,
             proptest::collection::vec(any::<u64>(), 3),
@@ -182,7 +183,7 @@ mod tests {
                 value,
                 bytes: n * 3,
                 packets: n,
-                bitmap: if dir == SaDir::Inbound {
+                bitmap: if dir == Direction::Inbound {
                     bits[..spi as usize].to_vec()
                 } else {
                     vec![]

@@ -81,7 +81,8 @@ use std::time::{Duration, Instant};
 
 use espgate_esp::replay::ReplayWindow;
 use espgate_mirror::{FenceRefused, InboundTakeover, Mirror, MirrorConfig, MirrorEvent, MirrorKey};
-use espgate_wire::mirror::{MirrorRecord, OwnershipKind, SaDir, parse_records};
+use espgate_wire::Direction;
+use espgate_wire::mirror::{MirrorRecord, OwnershipKind, parse_records};
 
 /// Node ids; node `i` of the world has id `i + 1`.
 const IDS: [u32; 2] = [1, 2];
@@ -144,7 +145,7 @@ fn key() -> MirrorKey {
 struct Sa {
     name: &'static str,
     spi: u32,
-    dir: SaDir,
+    dir: Direction,
     /// Index of its home node.
     home: usize,
 }
@@ -152,26 +153,26 @@ struct Sa {
 const OUT_A: Sa = Sa {
     name: "outA",
     spi: 0x100,
-    dir: SaDir::Outbound,
+    dir: Direction::Outbound,
     home: 0,
 };
 const OUT_B: Sa = Sa {
     name: "outB",
     spi: 0x200,
-    dir: SaDir::Outbound,
+    dir: Direction::Outbound,
     home: 1,
 };
 const IN_A: Sa = Sa {
     name: "inA",
     spi: 0x300,
-    dir: SaDir::Inbound,
+    dir: Direction::Inbound,
     home: 0,
 };
 /// The SA a rekey of `OUT_A` brings (added at run time only).
 const NEW_A: Sa = Sa {
     name: "newA",
     spi: 0x101,
-    dir: SaDir::Outbound,
+    dir: Direction::Outbound,
     home: 0,
 };
 /// What a node is configured with when it starts.
@@ -185,7 +186,7 @@ impl fmt::Display for Sa {
     }
 }
 
-fn sa_named(spi: u32, dir: SaDir) -> String {
+fn sa_named(spi: u32, dir: Direction) -> String {
     CATALOGUE
         .iter()
         .find(|s| s.spi == spi && s.dir == dir)
@@ -437,8 +438,8 @@ impl Life {
 
     fn configured(&self, sa: Sa) -> bool {
         match sa.dir {
-            SaDir::Outbound => self.out.contains_key(&sa.spi),
-            SaDir::Inbound => self.inb.contains_key(&sa.spi),
+            Direction::Outbound => self.out.contains_key(&sa.spi),
+            Direction::Inbound => self.inb.contains_key(&sa.spi),
         }
     }
 
@@ -448,7 +449,7 @@ impl Life {
     fn install(&mut self, i: usize, sa: Sa) {
         let active = sa.home == i;
         match sa.dir {
-            SaDir::Outbound => {
+            Direction::Outbound => {
                 let w = OutWorker {
                     next: 1,
                     limit: 0,
@@ -457,7 +458,7 @@ impl Life {
                 };
                 self.out.insert(sa.spi, w);
             }
-            SaDir::Inbound => {
+            Direction::Inbound => {
                 let w = InWorker {
                     window: ReplayWindow::new(WINDOW, 0),
                     limit: 0,
@@ -479,19 +480,19 @@ impl Life {
     fn uninstall(&mut self, sa: Sa) {
         self.mirror.remove_sa(sa.spi, sa.dir);
         match sa.dir {
-            SaDir::Outbound => drop(self.out.remove(&sa.spi)),
-            SaDir::Inbound => drop(self.inb.remove(&sa.spi)),
+            Direction::Outbound => drop(self.out.remove(&sa.spi)),
+            Direction::Inbound => drop(self.inb.remove(&sa.spi)),
         }
     }
 
-    fn set_limit(&mut self, spi: u32, dir: SaDir, limit: u64) {
+    fn set_limit(&mut self, spi: u32, dir: Direction, limit: u64) {
         match dir {
-            SaDir::Outbound => {
+            Direction::Outbound => {
                 if let Some(w) = self.out.get_mut(&spi) {
                     w.limit = limit;
                 }
             }
-            SaDir::Inbound => {
+            Direction::Inbound => {
                 if let Some(w) = self.inb.get_mut(&spi) {
                     w.set_limit(limit);
                 }
@@ -521,10 +522,10 @@ impl Life {
 
     /// An `Activate`: the SA runs from `start` (never backwards), with the
     /// limit the mirror has for it now.
-    fn activate(&mut self, spi: u32, dir: SaDir, start: u64, bitmap: &[u64]) {
+    fn activate(&mut self, spi: u32, dir: Direction, start: u64, bitmap: &[u64]) {
         let limit = self.mirror.limit_of(spi, dir).unwrap_or(0);
         match dir {
-            SaDir::Outbound => {
+            Direction::Outbound => {
                 if let Some(w) = self.out.get_mut(&spi) {
                     w.next = w.next.max(start);
                     w.reported = w.next - 1;
@@ -532,7 +533,7 @@ impl Life {
                     w.limit = limit;
                 }
             }
-            SaDir::Inbound => {
+            Direction::Inbound => {
                 if let Some(w) = self.inb.get_mut(&spi) {
                     if start >= w.window.top() {
                         w.window = ReplayWindow::restore(WINDOW, start, bitmap);
@@ -545,10 +546,10 @@ impl Life {
         }
     }
 
-    fn deactivate(&mut self, spi: u32, dir: SaDir) {
+    fn deactivate(&mut self, spi: u32, dir: Direction) {
         let active = match dir {
-            SaDir::Outbound => self.out.get_mut(&spi).map(|w| &mut w.active),
-            SaDir::Inbound => self.inb.get_mut(&spi).map(|w| &mut w.active),
+            Direction::Outbound => self.out.get_mut(&spi).map(|w| &mut w.active),
+            Direction::Inbound => self.inb.get_mut(&spi).map(|w| &mut w.active),
         };
         if let Some(a) = active {
             *a = false;
@@ -558,19 +559,19 @@ impl Life {
     /// Whether the worker runs `sa` now.
     fn runs(&self, sa: Sa) -> bool {
         match sa.dir {
-            SaDir::Outbound => self.out.get(&sa.spi).is_some_and(|w| w.active),
-            SaDir::Inbound => self.inb.get(&sa.spi).is_some_and(|w| w.active),
+            Direction::Outbound => self.out.get(&sa.spi).is_some_and(|w| w.active),
+            Direction::Inbound => self.inb.get(&sa.spi).is_some_and(|w| w.active),
         }
     }
 
     /// Whether the worker runs `sa` and may use (or accept) a fresh number.
     fn may_go_on(&self, sa: Sa) -> bool {
         match sa.dir {
-            SaDir::Outbound => self
+            Direction::Outbound => self
                 .out
                 .get(&sa.spi)
                 .is_some_and(|w| w.active && w.next < w.limit),
-            SaDir::Inbound => self
+            Direction::Inbound => self
                 .inb
                 .get(&sa.spi)
                 .is_some_and(|w| w.active && w.window.top() + 1 < w.limit),
@@ -1036,7 +1037,7 @@ impl World {
     fn attackable(&self, i: usize) -> Vec<Sa> {
         CATALOGUE
             .into_iter()
-            .filter(|sa| sa.dir == SaDir::Inbound)
+            .filter(|sa| sa.dir == Direction::Inbound)
             .filter(|sa| self.life(i).is_some_and(|l| l.runs(*sa)))
             .filter(|sa| self.far.get(&sa.spi).is_some_and(|f| *f > 1))
             .collect()
@@ -1157,7 +1158,7 @@ impl World {
             let Some(life) = self.life(i) else { continue };
             for sa in CATALOGUE {
                 match sa.dir {
-                    SaDir::Outbound => {
+                    Direction::Outbound => {
                         let one = life.burst_end(sa, Burst::One);
                         let long = life.burst_end(sa, Burst::Long);
                         if one.is_some() {
@@ -1170,11 +1171,11 @@ impl World {
                     // A packet to a node that does not run the SA is
                     // dropped unseen: for the properties, a packet lost
                     // on the way, which the attacker may send later.
-                    SaDir::Inbound if life.runs(sa) => {
+                    Direction::Inbound if life.runs(sa) => {
                         all.push(Action::FarSend(i, sa, Burst::One));
                         all.push(Action::FarSend(i, sa, Burst::Long));
                     }
-                    SaDir::Inbound => {}
+                    Direction::Inbound => {}
                 }
             }
             if !self.attackable(i).is_empty() {
@@ -1286,11 +1287,11 @@ impl World {
                 s += " asking";
             }
             s += &match v.dir {
-                SaDir::Outbound => l.out.get(&v.spi).map_or(String::new(), |w| {
+                Direction::Outbound => l.out.get(&v.spi).map_or(String::new(), |w| {
                     let run = if w.active { "runs" } else { "parked" };
                     format!(" {run} next {} limit {}", w.next, limit(w.limit))
                 }),
-                SaDir::Inbound => l.inb.get(&v.spi).map_or(String::new(), |w| {
+                Direction::Inbound => l.inb.get(&v.spi).map_or(String::new(), |w| {
                     let run = if w.active { "runs" } else { "parked" };
                     format!(" {run} top {} limit {}", w.window.top(), limit(w.limit))
                 }),
@@ -1338,7 +1339,7 @@ fn describe_record(r: &MirrorRecord) -> String {
             dir,
             owner,
             generation,
-            start,
+            bound,
             kind,
         } => {
             let kind = match kind {
@@ -1347,7 +1348,7 @@ fn describe_record(r: &MirrorRecord) -> String {
                 OwnershipKind::Confirm => "confirm",
             };
             format!(
-                "{kind} {}→{} g{generation} from {start}",
+                "{kind} {}→{} g{generation} from {bound}",
                 sa_named(*spi, *dir),
                 NAMES[*owner as usize - 1]
             )

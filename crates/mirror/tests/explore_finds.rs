@@ -4,7 +4,7 @@
 //! fix lands; the exploration's test of the same family then passes too.
 
 use espgate_mirror::{InboundTakeover, Mirror, MirrorConfig, MirrorKey};
-use espgate_wire::mirror::SaDir;
+use espgate_wire::Direction;
 
 const A: u32 = 1;
 const B: u32 = 2;
@@ -43,9 +43,9 @@ fn cfg(node: u32) -> MirrorConfig {
 /// A node of the pair with its configured SAs.
 fn node(me: u32, epoch: u64) -> Mirror {
     let mut m = Mirror::new(cfg(me), key(), epoch, 0);
-    m.add_sa(OUT_A, SaDir::Outbound, false, A);
-    m.add_sa(OUT_B, SaDir::Outbound, false, B);
-    m.add_sa(IN_A, SaDir::Inbound, false, A);
+    m.add_sa(OUT_A, Direction::Outbound, false, A);
+    m.add_sa(OUT_B, Direction::Outbound, false, B);
+    m.add_sa(IN_A, Direction::Inbound, false, A);
     m
 }
 
@@ -92,13 +92,13 @@ fn assert_one_owner_of_out_b(a: &mut Mirror, b: &mut Mirror, mut t: u64) {
     let owner = |m: &Mirror| {
         m.views()
             .into_iter()
-            .find(|v| v.spi == OUT_B && v.dir == SaDir::Outbound)
+            .find(|v| v.spi == OUT_B && v.dir == Direction::Outbound)
             .map(|v| v.owner)
     };
     let (in_a, in_b) = (owner(a), owner(b));
     let owns = [
-        a.owns(OUT_B, SaDir::Outbound),
-        b.owns(OUT_B, SaDir::Outbound),
+        a.owns(OUT_B, Direction::Outbound),
+        b.owns(OUT_B, Direction::Outbound),
     ];
     assert!(
         in_a == in_b && owns[0] != owns[1],
@@ -118,8 +118,8 @@ fn an_sa_added_again_on_one_node_ends_with_one_owner() {
     assert_eq!(a.take_over(), 1);
     // The takeover goes out on the link.
     let in_flight: Vec<Vec<u8>> = std::iter::from_fn(|| a.poll_transmit(t)).collect();
-    a.remove_sa(OUT_B, SaDir::Outbound);
-    a.add_sa(OUT_B, SaDir::Outbound, false, B);
+    a.remove_sa(OUT_B, Direction::Outbound);
+    a.add_sa(OUT_B, Direction::Outbound, false, B);
     for f in &in_flight {
         let _ = b.handle_frame(t, f);
     }
@@ -136,8 +136,8 @@ fn an_sa_added_again_after_its_takeover_was_confirmed_ends_with_one_owner() {
     let (mut a, mut b, t) = warm();
     assert_eq!(a.take_over(), 1);
     exchange(&mut a, &mut b, t);
-    assert!(!b.owns(OUT_B, SaDir::Outbound), "B took A's change in");
-    a.remove_sa(OUT_B, SaDir::Outbound);
-    a.add_sa(OUT_B, SaDir::Outbound, false, B);
+    assert!(!b.owns(OUT_B, Direction::Outbound), "B took A's change in");
+    a.remove_sa(OUT_B, Direction::Outbound);
+    a.add_sa(OUT_B, Direction::Outbound, false, B);
     assert_one_owner_of_out_b(&mut a, &mut b, t);
 }

@@ -14,7 +14,8 @@ use espgate_mirror::{
     FenceRefused, InboundTakeover, MAX_TAKEOVER_JUMP, Mirror, MirrorConfig, MirrorEvent, MirrorKey,
     Reject, SaOverrides,
 };
-use espgate_wire::mirror::{MirrorRecord, SaDir, parse_records};
+use espgate_wire::Direction;
+use espgate_wire::mirror::{MirrorRecord, parse_records};
 use proptest::prelude::*;
 
 const A: u32 = 1;
@@ -52,9 +53,9 @@ fn node(me: u32, epoch: u64, jump32: u64, now: u64) -> Mirror {
         epoch,
         now,
     );
-    m.add_sa(SPI, SaDir::Outbound, false, A);
-    m.add_sa(SPI + 1, SaDir::Outbound, false, B);
-    m.add_sa(0x2000, SaDir::Inbound, false, A);
+    m.add_sa(SPI, Direction::Outbound, false, A);
+    m.add_sa(SPI + 1, Direction::Outbound, false, B);
+    m.add_sa(0x2000, Direction::Inbound, false, A);
     m
 }
 
@@ -105,11 +106,14 @@ fn nothing_is_sent_before_the_bulk_sync_then_the_lease_rules() {
     );
     exchange(&mut a, &mut b, 0);
     assert!(a.synced() && b.synced());
-    assert_eq!(b.standby().get(SPI, SaDir::Outbound).unwrap().value, 400);
+    assert_eq!(
+        b.standby().get(SPI, Direction::Outbound).unwrap().value,
+        400
+    );
     assert_eq!(a.limit(SPI), Some(400));
     assert!(events(&mut a).contains(&MirrorEvent::LimitRaised {
         spi: SPI,
-        dir: SaDir::Outbound,
+        dir: Direction::Outbound,
         limit: 400
     }));
     assert_eq!(a.limit(SPI + 1), None, "B's SA");
@@ -128,7 +132,7 @@ fn stall_while_acks_are_lost_then_resume() {
         while b.poll_transmit(t).is_some() {}
     }
     assert_eq!(a.limit(SPI), Some(400), "stalled at the acknowledged lease");
-    assert!(b.standby().get(SPI, SaDir::Outbound).unwrap().value >= 799);
+    assert!(b.standby().get(SPI, Direction::Outbound).unwrap().value >= 799);
     // The link heals: the next refresh re-sends the unacknowledged lease.
     exchange(&mut a, &mut b, 100);
     assert_eq!(a.limit(SPI), Some(799));
@@ -142,7 +146,10 @@ fn a_burst_over_several_multiples_sends_one_state() {
     a.outbound_progress(SPI, 350, 0, 350);
     exchange(&mut a, &mut b, 1);
     assert_eq!(a.stats().states_sent, before + 1);
-    assert_eq!(b.standby().get(SPI, SaDir::Outbound).unwrap().value, 750);
+    assert_eq!(
+        b.standby().get(SPI, Direction::Outbound).unwrap().value,
+        750
+    );
 }
 
 #[test]
@@ -161,7 +168,10 @@ fn forged_replayed_and_stale_frames_change_nothing() {
     assert_eq!(b.standby(), &stored, "no refused frame touched the table");
     b.handle_frame(1, &f1).unwrap();
     assert_eq!(b.handle_frame(1, &f1), Err(Reject::Replayed));
-    assert_eq!(b.standby().get(SPI, SaDir::Outbound).unwrap().value, 650);
+    assert_eq!(
+        b.standby().get(SPI, Direction::Outbound).unwrap().value,
+        650
+    );
     assert_eq!(b.rejected().total(), 3);
 }
 
@@ -169,7 +179,7 @@ fn forged_replayed_and_stale_frames_change_nothing() {
 fn a_dead_link_never_grows_the_queue() {
     let mut a = Mirror::new(cfg(A, B, 0), key(), 1, 0);
     for spi in 0..100 {
-        a.add_sa(0x1000 + spi, SaDir::Outbound, true, A);
+        a.add_sa(0x1000 + spi, Direction::Outbound, true, A);
     }
     for round in 1..=100u64 {
         for spi in 0..100 {
@@ -209,7 +219,7 @@ fn takeover_starts_past_anything_the_dead_owner_could_use() {
     exchange(&mut a, &mut b, 0);
     b.outbound_progress(SPI + 1, 1500, 0, 1500);
     exchange(&mut a, &mut b, 1);
-    let stored = a.standby().get(SPI + 1, SaDir::Outbound).unwrap().value;
+    let stored = a.standby().get(SPI + 1, Direction::Outbound).unwrap().value;
     let b_limit = b.limit(SPI + 1).unwrap();
     assert!(b_limit <= stored + 1000 - 400);
     // B dies; A takes over.
@@ -219,7 +229,7 @@ fn takeover_starts_past_anything_the_dead_owner_could_use() {
     let start = starts(&mut a, SPI + 1)[0];
     assert_eq!(start, stored + 1000);
     assert!(start >= b_limit, "B could use only numbers below {b_limit}");
-    assert!(a.owns(SPI + 1, SaDir::Outbound));
+    assert!(a.owns(SPI + 1, Direction::Outbound));
 }
 
 /// Where A starts SA 0x3000 (home B, ESN) after taking it over, once B has
@@ -228,12 +238,12 @@ fn esn_takeover_start(last: u64) -> (u64, u64) {
     let mut a = Mirror::new(cfg(A, B, 0), key(), 1, 0);
     let mut b = Mirror::new(cfg(B, A, 0), key(), 2, 0);
     for m in [&mut a, &mut b] {
-        m.add_sa(0x3000, SaDir::Outbound, true, B);
+        m.add_sa(0x3000, Direction::Outbound, true, B);
     }
     exchange(&mut a, &mut b, 0);
     b.outbound_progress(0x3000, last, 0, 0);
     exchange(&mut a, &mut b, 1);
-    let stored = a.standby().get(0x3000, SaDir::Outbound).unwrap().value;
+    let stored = a.standby().get(0x3000, Direction::Outbound).unwrap().value;
     a.take_over();
     (starts(&mut a, 0x3000)[0], stored)
 }
@@ -277,7 +287,7 @@ fn idle_failover_cycles(jump: u64, cycles: usize, last: u64) -> u64 {
     let mut a = Mirror::new(config(A, B), key(), 1, 0);
     let mut b = Mirror::new(config(B, A), key(), 2, 0);
     for m in [&mut a, &mut b] {
-        m.add_sa(0x4000, SaDir::Outbound, true, A);
+        m.add_sa(0x4000, Direction::Outbound, true, A);
     }
     exchange(&mut a, &mut b, 0);
     a.outbound_progress(0x4000, last, 0, 0);
@@ -291,7 +301,7 @@ fn idle_failover_cycles(jump: u64, cycles: usize, last: u64) -> u64 {
         // A restarts with its memory gone, syncs, and gets its SA back.
         now += 2000;
         a = Mirror::new(config(A, B), key(), 100 + cycle as u64, now);
-        a.add_sa(0x4000, SaDir::Outbound, true, A);
+        a.add_sa(0x4000, Direction::Outbound, true, A);
         exchange(&mut a, &mut b, now);
         assert!(a.synced());
         assert_eq!(b.hand_back(), 1);
@@ -352,7 +362,7 @@ fn inbound_takeover_strict_and_lenient() {
         let mut a = Mirror::new(ca, key(), 1, 0);
         let mut b = Mirror::new(cfg(B, A, 0), key(), 2, 0);
         for m in [&mut a, &mut b] {
-            m.add_sa(0x2000, SaDir::Inbound, false, B);
+            m.add_sa(0x2000, Direction::Inbound, false, B);
         }
         exchange(&mut a, &mut b, 0);
         b.inbound_progress(0x2000, 350, &[0b1011], 0, 3);
@@ -375,14 +385,14 @@ fn split_brain_heals_to_one_owner_per_sa_and_failback_brings_them_home() {
     // The link is cut; each believes the other dead and takes over.
     assert_eq!(a.take_over(), 1);
     assert_eq!(b.take_over(), 2);
-    assert!(a.owns(SPI, SaDir::Outbound) && a.owns(SPI + 1, SaDir::Outbound));
-    assert!(b.owns(SPI, SaDir::Outbound) && b.owns(SPI + 1, SaDir::Outbound));
+    assert!(a.owns(SPI, Direction::Outbound) && a.owns(SPI + 1, Direction::Outbound));
+    assert!(b.owns(SPI, Direction::Outbound) && b.owns(SPI + 1, Direction::Outbound));
     // The link heals: higher generations win, each SA ends with one owner.
     exchange(&mut a, &mut b, 100);
     for (spi, dir) in [
-        (SPI, SaDir::Outbound),
-        (SPI + 1, SaDir::Outbound),
-        (0x2000, SaDir::Inbound),
+        (SPI, Direction::Outbound),
+        (SPI + 1, Direction::Outbound),
+        (0x2000, Direction::Inbound),
     ] {
         assert!(
             a.owns(spi, dir) ^ b.owns(spi, dir),
@@ -394,11 +404,11 @@ fn split_brain_heals_to_one_owner_per_sa_and_failback_brings_them_home() {
     b.hand_back();
     exchange(&mut a, &mut b, 200);
     assert!(
-        a.owns(SPI, SaDir::Outbound)
-            && a.owns(0x2000, SaDir::Inbound)
-            && !a.owns(SPI + 1, SaDir::Outbound)
+        a.owns(SPI, Direction::Outbound)
+            && a.owns(0x2000, Direction::Inbound)
+            && !a.owns(SPI + 1, Direction::Outbound)
     );
-    assert!(b.owns(SPI + 1, SaDir::Outbound) && !b.owns(SPI, SaDir::Outbound));
+    assert!(b.owns(SPI + 1, Direction::Outbound) && !b.owns(SPI, Direction::Outbound));
 }
 
 #[test]
@@ -449,11 +459,11 @@ fn a_lost_handover_is_sent_again_until_confirmed() {
     assert_eq!(b.hand_back(), 2);
     // Every frame B sends now is lost.
     while b.poll_transmit(2).is_some() {}
-    assert!(!a.owns(SPI, SaDir::Outbound), "A heard nothing yet");
+    assert!(!a.owns(SPI, Direction::Outbound), "A heard nothing yet");
     assert_eq!(b.take_over(), 0, "B does not take back what it handed over");
     // The next refresh sends the hand-over again; A takes it and confirms.
     exchange(&mut a, &mut b, 60);
-    assert!(a.owns(SPI, SaDir::Outbound) && !b.owns(SPI, SaDir::Outbound));
+    assert!(a.owns(SPI, Direction::Outbound) && !b.owns(SPI, Direction::Outbound));
     // Confirmed: nothing more to repeat, and B may cover A again.
     exchange(&mut a, &mut b, 120);
     assert!(b.poll_transmit(121).is_none());
@@ -539,7 +549,7 @@ fn an_sa_added_again_and_taken_over_before_its_history_returns_accepts_nothing_t
     const X: u32 = 0x3100;
     let (mut a, mut b) = pair();
     for m in [&mut a, &mut b] {
-        m.add_sa(X, SaDir::Inbound, false, B);
+        m.add_sa(X, Direction::Inbound, false, B);
     }
     for t in 0..5 {
         exchange(&mut a, &mut b, t);
@@ -550,11 +560,11 @@ fn an_sa_added_again_and_taken_over_before_its_history_returns_accepts_nothing_t
     let accepted = start + 1..a.inbound_limit(X).unwrap();
     a.inbound_progress(X, accepted.end - 1, &[u64::MAX], 0, accepted.end - 1);
     for m in [&mut a, &mut b] {
-        m.remove_sa(X, SaDir::Inbound);
+        m.remove_sa(X, Direction::Inbound);
     }
-    b.add_sa(X, SaDir::Inbound, false, B);
+    b.add_sa(X, Direction::Inbound, false, B);
     let mut a2 = node(A, 5000, 0, 20);
-    a2.add_sa(X, SaDir::Inbound, false, B);
+    a2.add_sa(X, Direction::Inbound, false, B);
     let mut now = 20;
     while !a2.synced() && now < 100 {
         if let Some(f) = a2.poll_transmit(now) {
@@ -565,7 +575,7 @@ fn an_sa_added_again_and_taken_over_before_its_history_returns_accepts_nothing_t
         }
         now += 1;
     }
-    assert!(b.asking(X, SaDir::Inbound));
+    assert!(b.asking(X, Direction::Inbound));
     a2.take_over();
     let top = *starts(&mut a2, X).last().unwrap();
     assert!(
@@ -587,7 +597,7 @@ fn an_sa_only_one_node_has_survives_that_nodes_death() {
     exchange(&mut a, &mut b, 0);
     drop(a);
     b.handle_timeout(100);
-    b.add_sa(X, SaDir::Outbound, false, A);
+    b.add_sa(X, Direction::Outbound, false, A);
     b.take_over();
     let start = *starts(&mut b, X).last().unwrap();
     let used = b.limit(X).unwrap() - 1;
@@ -598,7 +608,7 @@ fn an_sa_only_one_node_has_survives_that_nodes_death() {
     }
     drop(b);
     let mut b2 = node(B, 4, 1000, 500);
-    b2.add_sa(X, SaDir::Outbound, false, A);
+    b2.add_sa(X, Direction::Outbound, false, A);
     for t in 0..6 {
         exchange(&mut a2, &mut b2, 500 + 60 * t);
     }
@@ -620,12 +630,12 @@ fn an_sa_only_one_node_has_survives_that_nodes_death() {
 #[test]
 fn a_bulk_sync_completes_over_a_link_that_loses_frames_between_bulks() {
     let (mut a, mut b) = (node(A, 1, 1000, 0), node(B, 2, 1000, 0));
-    a.add_sa(0x10, SaDir::Outbound, false, A);
-    b.add_sa(0x10, SaDir::Outbound, false, A);
+    a.add_sa(0x10, Direction::Outbound, false, A);
+    b.add_sa(0x10, Direction::Outbound, false, A);
     exchange(&mut a, &mut b, 0);
     drop(a);
     let mut a2 = node(A, 5, 1000, 100);
-    a2.add_sa(0x10, SaDir::Outbound, false, A);
+    a2.add_sa(0x10, Direction::Outbound, false, A);
     let mut from_b = 0u64;
     let mut now = 100;
     while now < 3_000 && !a2.synced() {
@@ -664,8 +674,8 @@ fn a_bulk_of_many_frames_completes_over_a_link_that_loses_half_of_them() {
         let mut c = cfg(me, if me == A { B } else { A }, 1000);
         c.max_frame = 200;
         let mut m = Mirror::new(c, key(), epoch, now);
-        m.add_sa(SPI, SaDir::Outbound, false, A);
-        m.add_sa(SPI + 1, SaDir::Outbound, false, B);
+        m.add_sa(SPI, Direction::Outbound, false, A);
+        m.add_sa(SPI + 1, Direction::Outbound, false, B);
         m
     };
     let (mut a, mut b) = (small(A, 1, 0), small(B, 2, 0));
@@ -675,12 +685,12 @@ fn a_bulk_of_many_frames_completes_over_a_link_that_loses_half_of_them() {
         exchange(&mut a, &mut b, t);
     }
     for k in 0..60 {
-        b.add_sa(0x7000 + k, SaDir::Outbound, false, B);
+        b.add_sa(0x7000 + k, Direction::Outbound, false, B);
     }
     t += 60;
     exchange(&mut a, &mut b, t);
     for k in 0..60 {
-        assert!(b.remove_sa(0x7000 + k, SaDir::Outbound));
+        assert!(b.remove_sa(0x7000 + k, Direction::Outbound));
     }
     let mut used = 0;
     for _ in 0..5 {
@@ -743,7 +753,7 @@ fn many(me: u32, epoch: u64, now: u64, n: u32) -> Mirror {
         now,
     );
     for k in 0..n {
-        m.add_sa(0x3000 + k, SaDir::Outbound, false, A);
+        m.add_sa(0x3000 + k, Direction::Outbound, false, A);
     }
     m
 }
@@ -809,9 +819,9 @@ fn an_sa_added_while_the_pair_runs_is_leased_after_the_peer_answers_and_a_remove
     events(&mut a);
     // The host adds a new SA (home A) to both nodes while they run.
     const NEW: u32 = 0x3000;
-    a.add_sa(NEW, SaDir::Outbound, false, A);
-    b.add_sa(NEW, SaDir::Outbound, false, A);
-    assert!(a.owns(NEW, SaDir::Outbound) && !b.owns(NEW, SaDir::Outbound));
+    a.add_sa(NEW, Direction::Outbound, false, A);
+    b.add_sa(NEW, Direction::Outbound, false, A);
+    assert!(a.owns(NEW, Direction::Outbound) && !b.owns(NEW, Direction::Outbound));
     // It waits for B to say whether it knows the SA (B does not: it runs
     // from 1) and, with no takeover jump for 32-bit SAs here and so no
     // slack, for its first lease to be acknowledged.
@@ -820,12 +830,15 @@ fn an_sa_added_while_the_pair_runs_is_leased_after_the_peer_answers_and_a_remove
     assert_eq!(a.limit(NEW), Some(400));
     assert!(events(&mut a).contains(&MirrorEvent::LimitRaised {
         spi: NEW,
-        dir: SaDir::Outbound,
+        dir: Direction::Outbound,
         limit: 400
     }));
     a.outbound_progress(NEW, 150, 15_000, 150);
     exchange(&mut a, &mut b, 2);
-    assert_eq!(b.standby().get(NEW, SaDir::Outbound).unwrap().value, 550);
+    assert_eq!(
+        b.standby().get(NEW, Direction::Outbound).unwrap().value,
+        550
+    );
     let view = |m: &Mirror| m.views().into_iter().find(|v| v.spi == NEW).unwrap();
     let (va, vb) = (view(&a), view(&b));
     assert_eq!((va.home, va.owner, vb.home, vb.owner), (A, A, A, A));
@@ -837,19 +850,22 @@ fn an_sa_added_while_the_pair_runs_is_leased_after_the_peer_answers_and_a_remove
     // Removed from A first: B's records of it are ignored and nothing of it
     // is sent again; how far it went stays on both as its history, so the
     // same SA added again starts past it.
-    assert!(a.remove_sa(NEW, SaDir::Outbound));
-    assert!(!a.remove_sa(NEW, SaDir::Outbound));
+    assert!(a.remove_sa(NEW, Direction::Outbound));
+    assert!(!a.remove_sa(NEW, Direction::Outbound));
     assert_eq!(a.limit(NEW), None);
-    assert!(b.remove_sa(NEW, SaDir::Outbound));
+    assert!(b.remove_sa(NEW, Direction::Outbound));
     exchange(&mut a, &mut b, 60);
     for m in [&a, &b] {
         assert!(m.views().iter().all(|v| v.spi != NEW));
-        assert!(m.standby().get(NEW, SaDir::Outbound).unwrap().value >= 550);
+        assert!(m.standby().get(NEW, Direction::Outbound).unwrap().value >= 550);
     }
     // The others go on: A's SA is still leased by B.
     a.outbound_progress(SPI, 250, 25_000, 250);
     exchange(&mut a, &mut b, 120);
-    assert_eq!(b.standby().get(SPI, SaDir::Outbound).unwrap().value, 650);
+    assert_eq!(
+        b.standby().get(SPI, Direction::Outbound).unwrap().value,
+        650
+    );
 }
 
 #[test]
@@ -866,8 +882,8 @@ fn an_sa_of_the_dead_peer_added_during_its_takeover_runs_here_then_goes_home() {
     // cut link and run it from 1 within its slack, or have taken it over
     // from a value B reported).
     const NEW: u32 = 0x3000;
-    b.add_sa(NEW, SaDir::Outbound, false, A);
-    assert!(b.owns(NEW, SaDir::Outbound));
+    b.add_sa(NEW, Direction::Outbound, false, A);
+    assert!(b.owns(NEW, Direction::Outbound));
     assert_eq!(starts(&mut b, NEW), vec![2000]);
     assert!(b.limit(NEW).is_some_and(|l| l > 1), "it may send at once");
     b.outbound_progress(NEW, 700, 70_000, 700);
@@ -875,7 +891,7 @@ fn an_sa_of_the_dead_peer_added_during_its_takeover_runs_here_then_goes_home() {
     // configuration; it syncs, and B hands everything back, the new SA
     // included: A starts it past all B could have used.
     let mut a2 = node(A, 5, 1000, 200);
-    a2.add_sa(NEW, SaDir::Outbound, false, A);
+    a2.add_sa(NEW, Direction::Outbound, false, A);
     exchange(&mut a2, &mut b, 200);
     assert!(a2.synced());
     events(&mut a2);
@@ -889,7 +905,7 @@ fn an_sa_of_the_dead_peer_added_during_its_takeover_runs_here_then_goes_home() {
         start >= b_reach,
         "A starts at {start}, B could reach {b_reach}"
     );
-    assert!(a2.owns(NEW, SaDir::Outbound) && !b.owns(NEW, SaDir::Outbound));
+    assert!(a2.owns(NEW, Direction::Outbound) && !b.owns(NEW, Direction::Outbound));
 }
 
 #[test]
@@ -901,15 +917,15 @@ fn an_sa_may_have_its_own_interval_and_quantity() {
         quantity: Some(50),
     };
     for m in [&mut a, &mut b] {
-        m.add_sa_with(0x7000, SaDir::Outbound, false, A, own);
-        m.add_sa(0x7001, SaDir::Outbound, false, A);
-        m.add_sa_with(0x7002, SaDir::Inbound, false, A, own);
+        m.add_sa_with(0x7000, Direction::Outbound, false, A, own);
+        m.add_sa(0x7001, Direction::Outbound, false, A);
+        m.add_sa_with(0x7002, Direction::Inbound, false, A, own);
     }
-    assert_eq!(a.interval_of(0x7000, SaDir::Outbound), 10);
-    assert_eq!(a.interval_of(0x7001, SaDir::Outbound), 100);
-    assert_eq!(a.interval_of(0x7002, SaDir::Inbound), 10);
+    assert_eq!(a.interval_of(0x7000, Direction::Outbound), 10);
+    assert_eq!(a.interval_of(0x7001, Direction::Outbound), 100);
+    assert_eq!(a.interval_of(0x7002, Direction::Inbound), 10);
     exchange(&mut a, &mut b, 0);
-    let base = |m: &Mirror, spi| m.standby().get(spi, SaDir::Outbound).unwrap().value;
+    let base = |m: &Mirror, spi| m.standby().get(spi, Direction::Outbound).unwrap().value;
     let (b0, b1) = (base(&b, 0x7000), base(&b, 0x7001));
     // 12 packets cross a multiple of 10 but not of 100.
     let seq0 = a.limit(0x7000).unwrap().min(b0) - 1;
@@ -935,7 +951,7 @@ fn a_fence_lifts_the_leases_until_the_peer_is_heard_again() {
     assert_eq!(a.limit(SPI), Some(u64::MAX));
     assert!(events(&mut a).contains(&MirrorEvent::LimitRaised {
         spi: SPI,
-        dir: SaDir::Outbound,
+        dir: Direction::Outbound,
         limit: u64::MAX
     }));
     a.outbound_progress(SPI, 5000, 0, 5000);
@@ -963,8 +979,8 @@ fn bulk_sync_of_100_000_sas() {
     let mut a = Mirror::new(cfg(A, B, 0), key(), 1, 0);
     let mut b = Mirror::new(cfg(B, A, 0), key(), 2, 0);
     for spi in 0..n {
-        a.add_sa(0x10000 + spi, SaDir::Outbound, true, A);
-        b.add_sa(0x10000 + spi, SaDir::Outbound, true, A);
+        a.add_sa(0x10000 + spi, Direction::Outbound, true, A);
+        b.add_sa(0x10000 + spi, Direction::Outbound, true, A);
     }
     let mut frames = 0;
     for t in 0..20 {
@@ -1050,15 +1066,15 @@ fn carry(
 /// The pair's SAs: SPI, direction, ESN, home. The first six are in both
 /// nodes' files; the last two (`EXTRA`) are added, removed and added
 /// again at run time by the host.
-const SAS: [(u32, SaDir, bool, u32); 8] = [
-    (0x1000, SaDir::Outbound, false, A),
-    (0x1001, SaDir::Outbound, true, A),
-    (0x2000, SaDir::Outbound, false, B),
-    (0x2001, SaDir::Outbound, true, B),
-    (0x1100, SaDir::Inbound, false, A),
-    (0x2100, SaDir::Inbound, true, B),
-    (0x3000, SaDir::Outbound, false, A),
-    (0x3100, SaDir::Inbound, false, B),
+const SAS: [(u32, Direction, bool, u32); 8] = [
+    (0x1000, Direction::Outbound, false, A),
+    (0x1001, Direction::Outbound, true, A),
+    (0x2000, Direction::Outbound, false, B),
+    (0x2001, Direction::Outbound, true, B),
+    (0x1100, Direction::Inbound, false, A),
+    (0x2100, Direction::Inbound, true, B),
+    (0x3000, Direction::Outbound, false, A),
+    (0x3100, Direction::Inbound, false, B),
 ];
 const CONFIGURED: usize = 6;
 const EXTRA: [usize; 2] = [6, 7];
@@ -1117,8 +1133,8 @@ impl Sim {
         self.m.add_sa(spi, dir, esn, home);
         if home == self.node {
             match dir {
-                SaDir::Outbound => self.next.insert(spi, 1).is_some(),
-                SaDir::Inbound => self.window.insert(spi, (0, 0)).is_some(),
+                Direction::Outbound => self.next.insert(spi, 1).is_some(),
+                Direction::Inbound => self.window.insert(spi, (0, 0)).is_some(),
             };
         }
     }
@@ -1175,7 +1191,7 @@ fn work(s: &mut Sim, burst: u64, w: &mut World) -> Result<(), TestCaseError> {
         match e {
             MirrorEvent::Activate {
                 spi,
-                dir: SaDir::Outbound,
+                dir: Direction::Outbound,
                 start,
                 ..
             } => {
@@ -1184,7 +1200,7 @@ fn work(s: &mut Sim, burst: u64, w: &mut World) -> Result<(), TestCaseError> {
             }
             MirrorEvent::Activate {
                 spi,
-                dir: SaDir::Inbound,
+                dir: Direction::Inbound,
                 start,
                 bitmap,
             } => {
@@ -1193,8 +1209,8 @@ fn work(s: &mut Sim, burst: u64, w: &mut World) -> Result<(), TestCaseError> {
             }
             MirrorEvent::Deactivate { spi, dir } => {
                 match dir {
-                    SaDir::Outbound => s.next.remove(&spi).is_some(),
-                    SaDir::Inbound => s.window.remove(&spi).is_some(),
+                    Direction::Outbound => s.next.remove(&spi).is_some(),
+                    Direction::Inbound => s.window.remove(&spi).is_some(),
                 };
             }
             _ => {}
@@ -1452,8 +1468,10 @@ fn chaos_run(
             }
             Chaos::Add(k) if open_holes || (whole(&nodes) && holding_nothing(&nodes)) => {
                 let had_history = match SAS[EXTRA[k]] {
-                    (spi, SaDir::Outbound, ..) => w.used.range((spi, 0)..=(spi, u64::MAX)).next(),
-                    (spi, SaDir::Inbound, ..) => {
+                    (spi, Direction::Outbound, ..) => {
+                        w.used.range((spi, 0)..=(spi, u64::MAX)).next()
+                    }
+                    (spi, Direction::Inbound, ..) => {
                         w.accepted.range((spi, 0)..=(spi, u64::MAX)).next()
                     }
                 }
@@ -1522,7 +1540,11 @@ fn chaos_run(
                 }
             }
         }
-        for spi in SAS.iter().filter(|s| s.1 == SaDir::Inbound).map(|s| s.0) {
+        for spi in SAS
+            .iter()
+            .filter(|s| s.1 == Direction::Inbound)
+            .map(|s| s.0)
+        {
             *w.far.entry(spi).or_insert(1) += burst;
         }
         if split_brain(&nodes) {
@@ -1666,11 +1688,11 @@ fn an_inbound_sa_whose_far_end_ran_past_its_limit_resumes() {
     );
     assert!(events(&mut a).contains(&MirrorEvent::LimitRaised {
         spi: 0x2000,
-        dir: SaDir::Inbound,
+        dir: Direction::Inbound,
         limit: raised
     }));
     // B stored the far number: a takeover refuses everything up to it.
-    assert!(b.standby().get(0x2000, SaDir::Inbound).unwrap().value >= far);
+    assert!(b.standby().get(0x2000, Direction::Inbound).unwrap().value >= far);
 }
 
 /// Settings at the edges of their types (a configuration may say
@@ -1698,8 +1720,8 @@ fn extreme_settings_never_wrap() {
         let mut a = Mirror::new(cfg(A, B), key(), 1, 0);
         let mut b = Mirror::new(cfg(B, A), key(), 2, 0);
         for m in [&mut a, &mut b] {
-            m.add_sa(SPI, SaDir::Outbound, true, A);
-            m.add_sa(0x2000, SaDir::Inbound, true, A);
+            m.add_sa(SPI, Direction::Outbound, true, A);
+            m.add_sa(0x2000, Direction::Inbound, true, A);
         }
         // A node's clock counts milliseconds since it started.
         for now in [0, 1, 1 << 20, 1 << 40] {

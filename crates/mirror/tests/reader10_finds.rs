@@ -5,7 +5,8 @@
 mod pair;
 
 use espgate_mirror::Mirror;
-use espgate_wire::mirror::{MirrorRecord, SaDir};
+use espgate_wire::Direction;
+use espgate_wire::mirror::MirrorRecord;
 use pair::*;
 
 /// A fresh outbound SA, home B, added at run time (a rekey's new SA).
@@ -21,8 +22,8 @@ fn carries_history(f: &[u8], spi: u32) -> bool {
 /// query, B begins it at 1 and uses 1..=`used` while every frame it sends
 /// from then on is lost. Returns the time.
 fn b_runs_new_unheard(a: &mut Mirror, b: &mut Mirror, mut t: u64, used: u64) -> u64 {
-    b.add_sa(NEW_OUT, SaDir::Outbound, false, B);
-    assert!(b.asking(NEW_OUT, SaDir::Outbound));
+    b.add_sa(NEW_OUT, Direction::Outbound, false, B);
+    assert!(b.asking(NEW_OUT, Direction::Outbound));
     t += 1;
     while let Some(f) = b.poll_transmit(t) {
         let _ = a.handle_frame(t, &f);
@@ -33,10 +34,10 @@ fn b_runs_new_unheard(a: &mut Mirror, b: &mut Mirror, mut t: u64, used: u64) -> 
         let _ = b.handle_frame(t, &f);
     }
     assert!(answered, "A answered B's query");
-    assert!(!b.asking(NEW_OUT, SaDir::Outbound), "B took the answer");
+    assert!(!b.asking(NEW_OUT, Direction::Outbound), "B took the answer");
     let evs = events(b);
     assert_eq!(
-        last_start(&evs, NEW_OUT, SaDir::Outbound).map(|s| s.0),
+        last_start(&evs, NEW_OUT, Direction::Outbound).map(|s| s.0),
         Some(1),
         "a fresh SA begins at its first number"
     );
@@ -91,12 +92,12 @@ fn a_fence_counts_the_sa_a_question_marked_as_used_and_the_next_life_starts_past
     t = settle(&mut a, &mut b2, t);
     assert!(b2.synced());
     events(&mut b2);
-    a.add_sa(NEW_OUT, SaDir::Outbound, false, B);
-    b2.add_sa(NEW_OUT, SaDir::Outbound, false, B);
+    a.add_sa(NEW_OUT, Direction::Outbound, false, B);
+    b2.add_sa(NEW_OUT, Direction::Outbound, false, B);
     settle(&mut a, &mut b2, t);
-    assert!(!b2.asking(NEW_OUT, SaDir::Outbound));
+    assert!(!b2.asking(NEW_OUT, Direction::Outbound));
     let evs = events(&mut b2);
-    let start = last_start(&evs, NEW_OUT, SaDir::Outbound).map(|s| s.0);
+    let start = last_start(&evs, NEW_OUT, Direction::Outbound).map(|s| s.0);
     let first = start.expect("B's new life runs NEW_OUT");
     assert!(
         first > used,
@@ -124,11 +125,11 @@ fn without_a_fence_the_mark_moves_the_sa_past_the_lost_life() {
     t = settle(&mut a, &mut b2, t);
     assert!(b2.synced());
     events(&mut b2);
-    a.add_sa(NEW_OUT, SaDir::Outbound, false, B);
-    b2.add_sa(NEW_OUT, SaDir::Outbound, false, B);
+    a.add_sa(NEW_OUT, Direction::Outbound, false, B);
+    b2.add_sa(NEW_OUT, Direction::Outbound, false, B);
     settle(&mut a, &mut b2, t);
     let evs = events(&mut b2);
-    let first = last_start(&evs, NEW_OUT, SaDir::Outbound)
+    let first = last_start(&evs, NEW_OUT, Direction::Outbound)
         .map(|s| s.0)
         .expect("B's new life runs NEW_OUT");
     assert!(first > used, "B's new life begins NEW_OUT at {first}");
@@ -152,7 +153,7 @@ fn a_fence_counts_an_inbound_sa_a_question_marked_as_used_and_its_packets_stay_r
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let mut t = settle(&mut a, &mut b, 0);
     events(&mut b);
-    b.add_sa(NEW_IN, SaDir::Inbound, false, B);
+    b.add_sa(NEW_IN, Direction::Inbound, false, B);
     t += 1;
     while let Some(f) = b.poll_transmit(t) {
         let _ = a.handle_frame(t, &f);
@@ -162,9 +163,9 @@ fn a_fence_counts_an_inbound_sa_a_question_marked_as_used_and_its_packets_stay_r
         answered |= carries_history(&f, NEW_IN);
         let _ = b.handle_frame(t, &f);
     }
-    assert!(answered && !b.asking(NEW_IN, SaDir::Inbound));
+    assert!(answered && !b.asking(NEW_IN, Direction::Inbound));
     let evs = events(&mut b);
-    let first = last_start(&evs, NEW_IN, SaDir::Inbound).expect("B runs NEW_IN");
+    let first = last_start(&evs, NEW_IN, Direction::Inbound).expect("B runs NEW_IN");
     assert_eq!(first.0, 0, "a fresh inbound SA begins at top 0");
     let took = takes(&b, NEW_IN, 64, &first, 90);
     assert_eq!(took, (1..=90).collect::<Vec<_>>(), "B takes 1..=90");
@@ -179,12 +180,12 @@ fn a_fence_counts_an_inbound_sa_a_question_marked_as_used_and_its_packets_stay_r
     t = settle(&mut a, &mut b2, t);
     assert!(b2.synced());
     events(&mut b2);
-    a.add_sa(NEW_IN, SaDir::Inbound, false, B);
-    b2.add_sa(NEW_IN, SaDir::Inbound, false, B);
+    a.add_sa(NEW_IN, Direction::Inbound, false, B);
+    b2.add_sa(NEW_IN, Direction::Inbound, false, B);
     settle(&mut a, &mut b2, t);
-    assert!(!b2.asking(NEW_IN, SaDir::Inbound));
+    assert!(!b2.asking(NEW_IN, Direction::Inbound));
     let evs = events(&mut b2);
-    let again = last_start(&evs, NEW_IN, SaDir::Inbound).expect("B's new life runs NEW_IN");
+    let again = last_start(&evs, NEW_IN, Direction::Inbound).expect("B's new life runs NEW_IN");
     let later = takes(&b2, NEW_IN, 64, &again, 90);
     accepted_once(
         "P2 broken: B's fenced life accepted NEW_IN packets; after the fence and B's \
@@ -202,7 +203,7 @@ fn a_fence_moves_an_sa_the_answerer_has_past_the_fenced_life() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let mut t = settle(&mut a, &mut b, 0);
     events(&mut b);
-    a.add_sa(NEW_OUT, SaDir::Outbound, false, B);
+    a.add_sa(NEW_OUT, Direction::Outbound, false, B);
     let used = 300;
     t = b_runs_new_unheard(&mut a, &mut b, t, used);
     drop(b);
@@ -214,10 +215,10 @@ fn a_fence_moves_an_sa_the_answerer_has_past_the_fenced_life() {
     t = settle(&mut a, &mut b2, t);
     assert!(b2.synced());
     events(&mut b2);
-    b2.add_sa(NEW_OUT, SaDir::Outbound, false, B);
+    b2.add_sa(NEW_OUT, Direction::Outbound, false, B);
     settle(&mut a, &mut b2, t);
     let evs = events(&mut b2);
-    let first = last_start(&evs, NEW_OUT, SaDir::Outbound)
+    let first = last_start(&evs, NEW_OUT, Direction::Outbound)
         .map(|s| s.0)
         .expect("B's new life runs NEW_OUT");
     assert!(first > used, "B's new life begins NEW_OUT at {first}");
@@ -232,20 +233,20 @@ fn a_question_answered_while_the_answerer_asks_gives_one_owner_and_a_fresh_start
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let t = settle(&mut a, &mut b, 0);
     events(&mut b);
-    a.add_sa(NEW_OUT, SaDir::Outbound, false, B);
-    b.add_sa(NEW_OUT, SaDir::Outbound, false, B);
+    a.add_sa(NEW_OUT, Direction::Outbound, false, B);
+    b.add_sa(NEW_OUT, Direction::Outbound, false, B);
     settle(&mut a, &mut b, t);
-    assert!(!b.asking(NEW_OUT, SaDir::Outbound));
+    assert!(!b.asking(NEW_OUT, Direction::Outbound));
     let evs = events(&mut b);
     assert_eq!(
-        last_start(&evs, NEW_OUT, SaDir::Outbound).map(|s| s.0),
+        last_start(&evs, NEW_OUT, Direction::Outbound).map(|s| s.0),
         Some(1)
     );
-    assert!(b.owns(NEW_OUT, SaDir::Outbound) && !a.owns(NEW_OUT, SaDir::Outbound));
+    assert!(b.owns(NEW_OUT, Direction::Outbound) && !a.owns(NEW_OUT, Direction::Outbound));
     let view = |m: &Mirror| {
         m.views()
             .into_iter()
-            .find(|v| v.spi == NEW_OUT && v.dir == SaDir::Outbound)
+            .find(|v| v.spi == NEW_OUT && v.dir == Direction::Outbound)
             .map(|v| (v.owner, v.generation))
     };
     assert_eq!(view(&a), view(&b));

@@ -5,7 +5,8 @@
 mod pair;
 
 use espgate_mirror::{InboundTakeover, Mirror};
-use espgate_wire::mirror::{MirrorRecord, SaDir};
+use espgate_wire::Direction;
+use espgate_wire::mirror::MirrorRecord;
 use pair::*;
 
 /// An outbound SA, home A, that A's earlier life added at run time (its
@@ -14,7 +15,7 @@ const X: u32 = 0x10;
 /// An inbound SA, home A, likewise.
 const Y: u32 = 0x20;
 
-fn copy_of(f: &[u8], spi: u32, dir: SaDir) -> bool {
+fn copy_of(f: &[u8], spi: u32, dir: Direction) -> bool {
     records(f)
         .iter()
         .any(|r| matches!(r, MirrorRecord::SaState(s) if s.copy && s.spi == spi && s.dir == dir))
@@ -48,11 +49,11 @@ fn a_runs_and_dies(mode: InboundTakeover) -> (Mirror, u64, u64, u64) {
     let mut t = settle(&mut a, &mut b, 0);
     assert!(a.synced() && b.synced());
     for m in [&mut a, &mut b] {
-        m.add_sa(X, SaDir::Outbound, false, A);
-        m.add_sa(Y, SaDir::Inbound, false, A);
+        m.add_sa(X, Direction::Outbound, false, A);
+        m.add_sa(Y, Direction::Inbound, false, A);
     }
     t = settle(&mut a, &mut b, t);
-    assert!(!a.asking(X, SaDir::Outbound) && !a.asking(Y, SaDir::Inbound));
+    assert!(!a.asking(X, Direction::Outbound) && !a.asking(Y, Direction::Inbound));
     let mut used = 0;
     let mut top = 0;
     for _ in 0..12 {
@@ -65,8 +66,8 @@ fn a_runs_and_dies(mode: InboundTakeover) -> (Mirror, u64, u64, u64) {
     }
     assert!(used > 3 * JUMP, "A used X to {used}");
     assert!(top > 3 * INTERVAL, "A accepted Y to {top}");
-    assert!(b.standby().get(X, SaDir::Outbound).unwrap().value > used);
-    assert!(b.standby().get(Y, SaDir::Inbound).unwrap().value >= top);
+    assert!(b.standby().get(X, Direction::Outbound).unwrap().value > used);
+    assert!(b.standby().get(Y, Direction::Inbound).unwrap().value >= top);
     drop(a);
     (b, used, top, t + 100)
 }
@@ -92,13 +93,13 @@ fn restart_and_add_mid_bulk(b: &mut Mirror, mut t: u64, mode: InboundTakeover) -
             if added {
                 frames_after_add += 1;
             }
-            seen_x |= copy_of(&f, X, SaDir::Outbound);
-            seen_y |= copy_of(&f, Y, SaDir::Inbound);
+            seen_x |= copy_of(&f, X, Direction::Outbound);
+            seen_y |= copy_of(&f, Y, Direction::Inbound);
             if !added && seen_x && seen_y {
                 assert!(!bulk_end(&f), "the bulk goes on after the copies");
                 // The host adds the SAs the node's file lacks.
-                a2.add_sa(X, SaDir::Outbound, false, A);
-                a2.add_sa(Y, SaDir::Inbound, false, A);
+                a2.add_sa(X, Direction::Outbound, false, A);
+                a2.add_sa(Y, Direction::Inbound, false, A);
                 added = true;
             }
         }
@@ -155,7 +156,7 @@ fn a_lenient_inbound_sa_added_while_the_bulk_sync_is_under_way_accepts_nothing_t
     let (mut a2, _) = restart_and_add_mid_bulk(&mut b, t, InboundTakeover::Lenient);
     // Without an Activate for Y its worker keeps the window it was built
     // with (top 0, nothing seen), under the limit the bulk end gave it.
-    let window = last_start(&events(&mut a2), Y, SaDir::Inbound).unwrap_or((0, Vec::new()));
+    let window = last_start(&events(&mut a2), Y, Direction::Inbound).unwrap_or((0, Vec::new()));
     let earlier: Vec<u64> = (1..=top).collect();
     accepted_once(
         "Y across A's restart",
@@ -174,11 +175,11 @@ fn strict_and_outbound_sas_added_while_the_bulk_sync_is_under_way_use_nothing_tw
     let (mut a2, t) = restart_and_add_mid_bulk(&mut b, t, InboundTakeover::Strict);
     let mut evs = events(&mut a2);
     let check = |a2: &Mirror, evs: &[espgate_mirror::MirrorEvent]| {
-        let (x_start, _) = last_start(evs, X, SaDir::Outbound).expect("X activated");
+        let (x_start, _) = last_start(evs, X, Direction::Outbound).expect("X activated");
         let room = usable(a2, X, x_start);
         let again = overlap(&(1..used + 1), &room);
         assert!(again.is_empty(), "X from {x_start}: {again:?} twice");
-        let y = last_start(evs, Y, SaDir::Inbound).expect("Y activated");
+        let y = last_start(evs, Y, Direction::Inbound).expect("Y activated");
         let earlier: Vec<u64> = (1..=top).collect();
         accepted_once("Y", &earlier, &takes(a2, Y, 64, &y, top + 2 * INTERVAL));
     };
@@ -186,7 +187,7 @@ fn strict_and_outbound_sas_added_while_the_bulk_sync_is_under_way_use_nothing_tw
     settle(&mut a2, &mut b, t);
     evs.extend(events(&mut a2));
     check(&a2, &evs);
-    let (x_start, _) = last_start(&evs, X, SaDir::Outbound).unwrap();
+    let (x_start, _) = last_start(&evs, X, Direction::Outbound).unwrap();
     assert!(x_start > used, "B's acknowledgement moved X past the copy");
 }
 
@@ -259,8 +260,8 @@ proptest::proptest! {
             -> Result<(), proptest::test_runner::TestCaseError> {
             evs.extend(events(a));
             if a.synced() && !was {
-                let out = last_start(evs, OUT_A, SaDir::Outbound).map(|s| s.0);
-                let inb = last_start(evs, IN_A, SaDir::Inbound).map(|s| s.0);
+                let out = last_start(evs, OUT_A, Direction::Outbound).map(|s| s.0);
+                let inb = last_start(evs, IN_A, Direction::Inbound).map(|s| s.0);
                 proptest::prop_assert!(
                     out.is_some_and(|s| s > used),
                     "synchronised with OUT_A at {out:?}, its first life used {used}"

@@ -6,7 +6,8 @@
 mod pair;
 
 use espgate_mirror::{InboundTakeover, Mirror};
-use espgate_wire::mirror::{MirrorRecord, SaDir};
+use espgate_wire::Direction;
+use espgate_wire::mirror::MirrorRecord;
 use pair::*;
 
 /// An inbound SA, home A, that A's first life added at run time before the
@@ -22,7 +23,7 @@ const PAD: u32 = 0x7000;
 const WINDOW: u64 = 256;
 const WORDS: usize = (WINDOW / 64) as usize;
 
-fn history_in(f: &[u8], spi: u32, dir: SaDir) -> bool {
+fn history_in(f: &[u8], spi: u32, dir: Direction) -> bool {
     records(f).iter().any(|r| {
         matches!(r, MirrorRecord::History { spi: s, dir: d, value: Some(_) } if *s == spi && *d == dir)
     })
@@ -47,23 +48,23 @@ fn a_runs_y_alone_and_dies(mode: InboundTakeover) -> (Mirror, u64, u64) {
     let mut t = settle(&mut a, &mut b, 0);
     assert!(a.synced() && b.synced());
     for k in 0..8 {
-        b.add_sa(PAD + k, SaDir::Outbound, false, B);
+        b.add_sa(PAD + k, Direction::Outbound, false, B);
     }
     t = settle(&mut a, &mut b, t);
     for k in 0..8 {
-        assert!(b.remove_sa(PAD + k, SaDir::Outbound));
+        assert!(b.remove_sa(PAD + k, Direction::Outbound));
     }
     t = settle(&mut a, &mut b, t);
-    a.add_sa(Y, SaDir::Inbound, false, A);
+    a.add_sa(Y, Direction::Inbound, false, A);
     t = settle(&mut a, &mut b, t);
-    assert!(!a.asking(Y, SaDir::Inbound), "B answered");
+    assert!(!a.asking(Y, Direction::Inbound), "B answered");
     let top = a.inbound_limit(Y).unwrap() - 1;
     assert!(top > 0, "A may accept 1..={top}");
     a.inbound_progress(Y, top, &[u64::MAX; WORDS], top, top);
     t = settle(&mut a, &mut b, t);
     let stored = b
         .standby()
-        .get(Y, SaDir::Inbound)
+        .get(Y, Direction::Inbound)
         .expect("B stores Y's history");
     assert_eq!(stored.value, top);
     assert!(!stored.bitmap.is_empty(), "with its window");
@@ -92,9 +93,9 @@ fn restart_and_add_mid_bulk(b: &mut Mirror, mut t: u64, mode: InboundTakeover) -
             if added {
                 frames_after_add += 1;
             }
-            if !added && history_in(&f, Y, SaDir::Inbound) {
+            if !added && history_in(&f, Y, Direction::Inbound) {
                 assert!(!bulk_end(&f), "the bulk goes on after Y's history");
-                a2.add_sa(Y, SaDir::Inbound, false, A);
+                a2.add_sa(Y, Direction::Inbound, false, A);
                 added = true;
             }
         }
@@ -109,7 +110,7 @@ fn restart_and_add_mid_bulk(b: &mut Mirror, mut t: u64, mode: InboundTakeover) -
 /// the one it was built with, top 0 and nothing seen), under its limit,
 /// the far end having sent two intervals past the top.
 fn y_takes(a2: &mut Mirror) -> Vec<u64> {
-    let window = last_start(&events(a2), Y, SaDir::Inbound).unwrap_or((0, Vec::new()));
+    let window = last_start(&events(a2), Y, Direction::Inbound).unwrap_or((0, Vec::new()));
     let far = window.0 + 2 * INTERVAL;
     takes(a2, Y, WINDOW, &window, far)
 }
@@ -175,7 +176,7 @@ fn a_lenient_inbound_sa_added_mid_bulk_after_its_history_accepts_nothing_twice()
 fn a_lenient_inbound_sa_configured_at_restart_whose_peer_lacks_it_accepts_nothing_twice() {
     let (mut b, top, mut t) = a_runs_y_alone_and_dies(InboundTakeover::Lenient);
     let mut a2 = small(A, 5, t, InboundTakeover::Lenient);
-    a2.add_sa(Y, SaDir::Inbound, false, A);
+    a2.add_sa(Y, Direction::Inbound, false, A);
     t = settle(&mut a2, &mut b, t);
     let _ = t;
     assert!(a2.synced());
@@ -203,9 +204,9 @@ fn a_lenient_inbound_sa_added_after_the_bulk_accepts_nothing_twice() {
     let mut a2 = small(A, 5, t, InboundTakeover::Lenient);
     t = settle(&mut a2, &mut b, t);
     assert!(a2.synced());
-    a2.add_sa(Y, SaDir::Inbound, false, A);
+    a2.add_sa(Y, Direction::Inbound, false, A);
     settle(&mut a2, &mut b, t);
-    assert!(!a2.asking(Y, SaDir::Inbound));
+    assert!(!a2.asking(Y, Direction::Inbound));
     let earlier: Vec<u64> = (1..=top).collect();
     accepted_once("Y across A's restart", &earlier, &y_takes(&mut a2));
 }
@@ -213,7 +214,7 @@ fn a_lenient_inbound_sa_added_after_the_bulk_accepts_nothing_twice() {
 /// An outbound SA, home A, added at run time on both nodes.
 const X: u32 = 0x10;
 
-fn state_in(f: &[u8], spi: u32, dir: SaDir) -> bool {
+fn state_in(f: &[u8], spi: u32, dir: Direction) -> bool {
     records(f)
         .iter()
         .any(|r| matches!(r, MirrorRecord::SaState(s) if !s.copy && s.spi == spi && s.dir == dir))
@@ -234,7 +235,7 @@ fn an_outbound_sa_the_peer_took_over_added_mid_bulk_is_not_run_twice() {
     let (mut a, mut b) = (small(A, 1, 0, mode), small(B, 2, 0, mode));
     let mut t = settle(&mut a, &mut b, 0);
     for m in [&mut a, &mut b] {
-        m.add_sa(X, SaDir::Outbound, false, A);
+        m.add_sa(X, Direction::Outbound, false, A);
     }
     t = settle(&mut a, &mut b, t);
     for _ in 0..5 {
@@ -248,7 +249,7 @@ fn an_outbound_sa_the_peer_took_over_added_mid_bulk_is_not_run_twice() {
     declare_dead(&mut b, t);
     assert!(b.take_over() > 0);
     let evs = events(&mut b);
-    let (b_start, _) = last_start(&evs, X, SaDir::Outbound).expect("B runs X");
+    let (b_start, _) = last_start(&evs, X, Direction::Outbound).expect("B runs X");
     let b_used = b.limit(X).unwrap() - 1;
     b.outbound_progress(X, b_used, b_used, b_used);
     mute(&mut b, t);
@@ -265,18 +266,21 @@ fn an_outbound_sa_the_peer_took_over_added_mid_bulk_is_not_run_twice() {
         }
         while let Some(f) = b.poll_transmit(t) {
             let _ = a2.handle_frame(t, &f);
-            if !added && state_in(&f, X, SaDir::Outbound) {
-                a2.add_sa(X, SaDir::Outbound, false, A);
+            if !added && state_in(&f, X, Direction::Outbound) {
+                a2.add_sa(X, Direction::Outbound, false, A);
                 added = true;
             }
         }
     }
     assert!(added && a2.synced());
     let evs = events(&mut a2);
-    let next = last_start(&evs, X, SaDir::Outbound).map_or(1, |s| s.0);
+    let next = last_start(&evs, X, Direction::Outbound).map_or(1, |s| s.0);
     let again = overlap(&(b_start..b_used + 1), &usable(&a2, X, next));
     assert!(again.is_empty(), "A may use {again:?}, B used them");
     settle(&mut a2, &mut b, t);
-    let owners = [a2.owns(X, SaDir::Outbound), b.owns(X, SaDir::Outbound)];
+    let owners = [
+        a2.owns(X, Direction::Outbound),
+        b.owns(X, Direction::Outbound),
+    ];
     assert_eq!(owners.iter().filter(|o| **o).count(), 1, "{owners:?}");
 }

@@ -5,7 +5,8 @@
 mod pair;
 
 use espgate_mirror::{InboundTakeover, Mirror};
-use espgate_wire::mirror::{MirrorRecord, SaDir};
+use espgate_wire::Direction;
+use espgate_wire::mirror::MirrorRecord;
 use pair::*;
 
 /// The workers' replay window (packets) and its bitmap words.
@@ -14,13 +15,13 @@ const WORDS: usize = (WINDOW / 64) as usize;
 const ALL: [u64; WORDS] = [u64::MAX; WORDS];
 const L: InboundTakeover = InboundTakeover::Lenient;
 
-fn has_ownership(f: &[u8], spi: u32, dir: SaDir) -> bool {
+fn has_ownership(f: &[u8], spi: u32, dir: Direction) -> bool {
     records(f).iter().any(
         |r| matches!(r, MirrorRecord::Ownership { spi: s, dir: d, .. } if *s == spi && *d == dir),
     )
 }
 
-fn has_state(f: &[u8], spi: u32, dir: SaDir) -> bool {
+fn has_state(f: &[u8], spi: u32, dir: Direction) -> bool {
     records(f)
         .iter()
         .any(|r| matches!(r, MirrorRecord::SaState(s) if s.spi == spi && s.dir == dir))
@@ -33,12 +34,12 @@ fn pair_at_40(mode: InboundTakeover) -> (Mirror, Mirror, u64, u64) {
     let (mut a, mut b) = (node_with(A, 1, 0, mode), node_with(B, 2, 0, mode));
     let mut t = settle(&mut a, &mut b, 0);
     assert!(a.synced() && b.synced());
-    let start = last_start(&events(&mut a), IN_A, SaDir::Inbound).map_or(0, |s| s.0);
+    let start = last_start(&events(&mut a), IN_A, Direction::Inbound).map_or(0, |s| s.0);
     let top = start + 40;
     assert!(a.inbound_limit(IN_A).unwrap() > top);
     a.inbound_progress(IN_A, top, &ALL, 40, 40);
     t = settle(&mut a, &mut b, t);
-    let s = b.standby().get(IN_A, SaDir::Inbound).unwrap();
+    let s = b.standby().get(IN_A, Direction::Inbound).unwrap();
     assert_eq!(s.value, top);
     assert!(!s.bitmap.is_empty());
     (a, b, t, top)
@@ -93,7 +94,7 @@ fn hand_back_after_an_unreported_run(mode: InboundTakeover) {
     t += 100;
     declare_dead(&mut b, t);
     assert!(b.take_over() > 0);
-    let (bstart, _) = last_start(&events(&mut b), IN_A, SaDir::Inbound).unwrap();
+    let (bstart, _) = last_start(&events(&mut b), IN_A, Direction::Inbound).unwrap();
     assert!(b.inbound_limit(IN_A).unwrap() > bstart + 30);
     let top = bstart + 30;
     b.inbound_progress(IN_A, top, &ALL, top, 30);
@@ -101,10 +102,13 @@ fn hand_back_after_an_unreported_run(mode: InboundTakeover) {
     t += 10;
     let mut a2 = node_with(A, 5, t, mode);
     t = settle(&mut a2, &mut b, t);
-    assert!(a2.synced() && b.owns(IN_A, SaDir::Inbound));
+    assert!(a2.synced() && b.owns(IN_A, Direction::Inbound));
     // (Strict, A's new life moved B's window three intervals on.)
-    let moved = last_start(&events(&mut b), IN_A, SaDir::Inbound).map_or(top, |s| s.0);
-    assert_eq!(a2.standby().get(IN_A, SaDir::Inbound).unwrap().value, moved);
+    let moved = last_start(&events(&mut b), IN_A, Direction::Inbound).map_or(top, |s| s.0);
+    assert_eq!(
+        a2.standby().get(IN_A, Direction::Inbound).unwrap().value,
+        moved
+    );
     let mut b_took: Vec<u64> = (bstart + 1..=top).collect();
     let top = moved;
     let fin = top + 20;
@@ -122,14 +126,17 @@ fn hand_back_after_an_unreported_run(mode: InboundTakeover) {
         let _ = a2.handle_frame(t, &f);
         fb.push(f);
     }
-    assert!(fb.iter().any(|f| has_ownership(f, IN_A, SaDir::Inbound)));
     assert!(
-        fb.iter().any(|f| has_state(f, IN_A, SaDir::Inbound)),
+        fb.iter()
+            .any(|f| has_ownership(f, IN_A, Direction::Inbound))
+    );
+    assert!(
+        fb.iter().any(|f| has_state(f, IN_A, Direction::Inbound)),
         "the final state went in the hand-back's frames"
     );
-    let win = last_start(&events(&mut a2), IN_A, SaDir::Inbound).expect("A2 runs IN_A");
-    assert!(a2.owns(IN_A, SaDir::Inbound));
-    let stored = a2.standby().get(IN_A, SaDir::Inbound).unwrap();
+    let win = last_start(&events(&mut a2), IN_A, Direction::Inbound).expect("A2 runs IN_A");
+    assert!(a2.owns(IN_A, Direction::Inbound));
+    let stored = a2.standby().get(IN_A, Direction::Inbound).unwrap();
     assert_eq!(stored.value, fin, "A2 stores B's final state");
     b_took.extend(top + 1..=fin);
     assert!(a_top <= bstart);
@@ -145,7 +152,7 @@ fn hand_back_after_an_unreported_run(mode: InboundTakeover) {
 /// over in a split brain, and its ownership record was lost) stores that
 /// window; when the peer's life then ends (`peer_lost`), the owned SA is
 /// re-placed at the stored top with *only this node's own* window moved up
-/// (`peer_lost`, the `SaDir::Inbound` arm: `stored = Standby { value:
+/// (`peer_lost`, the `Direction::Inbound` arm: `stored = Standby { value:
 /// mark, bitmap: rebase(i.bitmap(), mark - i.top()) }`, `mark` including
 /// the standby value). The numbers the peer accepted and reported, which
 /// the standby table holds, are unseen in the new window and pass again.
@@ -186,28 +193,31 @@ fn peer_reported_then_lost(mode: InboundTakeover) {
     assert!(b.take_over() > 0);
     mute(&mut b, t); // the ownership record is lost
     mute(&mut a, t);
-    assert!(b.owns(IN_A, SaDir::Inbound));
-    let (bstart, _) = last_start(&events(&mut b), IN_A, SaDir::Inbound).unwrap();
+    assert!(b.owns(IN_A, Direction::Inbound));
+    let (bstart, _) = last_start(&events(&mut b), IN_A, Direction::Inbound).unwrap();
     let top = bstart + 60;
     assert!(b.inbound_limit(IN_A).unwrap() > top);
     b.inbound_progress(IN_A, top, &ALL, top, 60);
     // One frame of B gets through: its state of IN_A, no ownership record.
     let f = b.poll_transmit(t).expect("B's state is due");
-    assert!(has_state(&f, IN_A, SaDir::Inbound));
-    assert!(!has_ownership(&f, IN_A, SaDir::Inbound));
+    assert!(has_state(&f, IN_A, Direction::Inbound));
+    assert!(!has_ownership(&f, IN_A, Direction::Inbound));
     a.handle_frame(t, &f).unwrap();
-    assert!(a.owns(IN_A, SaDir::Inbound));
-    assert_eq!(a.standby().get(IN_A, SaDir::Inbound).unwrap().value, top);
+    assert!(a.owns(IN_A, Direction::Inbound));
+    assert_eq!(
+        a.standby().get(IN_A, Direction::Inbound).unwrap().value,
+        top
+    );
     let _ = events(&mut a);
     // B restarts.
     drop(b);
     t += 10;
     let mut b2 = node_with(B, 6, t, mode);
     settle(&mut a, &mut b2, t);
-    assert!(b2.synced() && a.owns(IN_A, SaDir::Inbound));
-    assert!(!b2.owns(IN_A, SaDir::Inbound));
+    assert!(b2.synced() && a.owns(IN_A, Direction::Inbound));
+    assert!(!b2.owns(IN_A, Direction::Inbound));
     let evs = events(&mut a);
-    let win = last_start(&evs, IN_A, SaDir::Inbound).expect("peer_lost re-placed IN_A");
+    let win = last_start(&evs, IN_A, Direction::Inbound).expect("peer_lost re-placed IN_A");
     let b_took: Vec<u64> = (a_top + 1..=top).collect();
     accepted_once(
         "IN_A after B's restart",
@@ -251,7 +261,7 @@ fn a_lenient_hand_over_of_an_sa_thought_run_here_keeps_the_stored_window_aligned
     t += 100;
     declare_dead(&mut b, t);
     assert!(b.take_over() > 0);
-    let (bstart, _) = last_start(&events(&mut b), IN_A, SaDir::Inbound).unwrap();
+    let (bstart, _) = last_start(&events(&mut b), IN_A, Direction::Inbound).unwrap();
     assert_eq!(bstart, 40);
     // Top 70: 56..=70 (bits 0..=14) and 41..=49 (21..=29) seen, 50..=55
     // (15..=20) not; A's 1..=40 below.
@@ -267,10 +277,10 @@ fn a_lenient_hand_over_of_an_sa_thought_run_here_keeps_the_stored_window_aligned
     }
     let s = a2
         .standby()
-        .get(IN_A, SaDir::Inbound)
+        .get(IN_A, Direction::Inbound)
         .expect("A2 stores B's state");
     assert_eq!((s.value, s.bitmap[0] >> 15 & 0x3f), (70, 0));
-    assert!(a2.owns(IN_A, SaDir::Inbound), "A2's own view");
+    assert!(a2.owns(IN_A, Direction::Inbound), "A2's own view");
     // B hears A2, accepts 71..=89 and hands back at once.
     while let Some(f) = a2.poll_transmit(t) {
         let _ = b.handle_frame(t, &f);
@@ -280,8 +290,8 @@ fn a_lenient_hand_over_of_an_sa_thought_run_here_keeps_the_stored_window_aligned
     assert_eq!(b.hand_back(), 2, "OUT_A and IN_A");
     let _ = events(&mut a2);
     settle(&mut a2, &mut b, t);
-    assert!(a2.synced() && a2.owns(IN_A, SaDir::Inbound) && !b.owns(IN_A, SaDir::Inbound));
-    let win = last_start(&events(&mut a2), IN_A, SaDir::Inbound).expect("A2 runs IN_A");
+    assert!(a2.synced() && a2.owns(IN_A, Direction::Inbound) && !b.owns(IN_A, Direction::Inbound));
+    let win = last_start(&events(&mut a2), IN_A, Direction::Inbound).expect("A2 runs IN_A");
     accepted_once(
         "IN_A after the hand-over",
         &b_took,
@@ -305,16 +315,17 @@ fn a_floor_stored_bare_then_a_lower_window_lets_nothing_below_the_floor_pass() {
     drop(b);
     t += 10;
     let mut b2 = node_with(B, 6, t, L);
-    b2.restore(IN_A, SaDir::Inbound, 150);
+    b2.restore(IN_A, Direction::Inbound, 150);
     t = settle(&mut a, &mut b2, t);
-    let s = b2.standby().get(IN_A, SaDir::Inbound).unwrap().clone();
+    let s = b2.standby().get(IN_A, Direction::Inbound).unwrap().clone();
     assert_eq!(s.value, 150);
     assert!(
         !s.bitmap.is_empty(),
         "the merge kept A's window, moved down"
     );
     let earlier: Vec<u64> = (1..150).collect();
-    let win = last_start(&events(&mut a), IN_A, SaDir::Inbound).unwrap_or((a_top, ALL.to_vec()));
+    let win =
+        last_start(&events(&mut a), IN_A, Direction::Inbound).unwrap_or((a_top, ALL.to_vec()));
     accepted_once(
         "IN_A on A",
         &earlier,
@@ -324,7 +335,7 @@ fn a_floor_stored_bare_then_a_lower_window_lets_nothing_below_the_floor_pass() {
     t += 100;
     declare_dead(&mut b2, t);
     assert!(b2.take_over() > 0);
-    let win = last_start(&events(&mut b2), IN_A, SaDir::Inbound).expect("B2 runs IN_A");
+    let win = last_start(&events(&mut b2), IN_A, Direction::Inbound).expect("B2 runs IN_A");
     assert!(win.0 >= 150);
     accepted_once(
         "IN_A on B2",

@@ -6,7 +6,8 @@
 mod pair;
 
 use espgate_mirror::Mirror;
-use espgate_wire::mirror::{MirrorRecord, SaDir};
+use espgate_wire::Direction;
+use espgate_wire::mirror::MirrorRecord;
 use pair::*;
 
 /// A synchronised pair of small nodes where A ran every one of its
@@ -100,7 +101,7 @@ fn a_bulk_with_copies_is_gathered_across_sendings() {
         }
     }
     let evs = events(&mut a2);
-    let jumps = starts_in(&evs, EXTRA, SaDir::Outbound).len();
+    let jumps = starts_in(&evs, EXTRA, Direction::Outbound).len();
     assert!(
         a2.synced() && sending <= 2,
         "A2 synchronised: {}, after {} sendings; bulk numbers of the sendings: {:?}; \
@@ -112,7 +113,7 @@ fn a_bulk_with_copies_is_gathered_across_sendings() {
 }
 
 /// The value of the (non-copy) state of `spi` a frame carries.
-fn state_value(f: &[u8], spi: u32, dir: SaDir) -> Option<u64> {
+fn state_value(f: &[u8], spi: u32, dir: Direction) -> Option<u64> {
     records(f).iter().find_map(|r| match r {
         MirrorRecord::SaState(s) if s.spi == spi && s.dir == dir && !s.copy => Some(s.value),
         _ => None,
@@ -171,13 +172,13 @@ fn a_bulk_built_before_a_fence_is_not_sent_again_after_it() {
         .expect("A sent bulk N");
     let l0 = first
         .iter()
-        .find_map(|f| state_value(f, OUT_A, SaDir::Outbound))
+        .find_map(|f| state_value(f, OUT_A, Direction::Outbound))
         .expect("N carries A's state of OUT_A");
     // The cut: A declares B1 dead, the host fences it, A runs OUT_A.
     let t2 = t1 + 100;
     declare_dead(&mut a, t2);
     assert_eq!(a.force_unleased(), Ok(()));
-    let (s_f, _) = last_start(&events(&mut a), OUT_A, SaDir::Outbound).expect("OUT_A moved");
+    let (s_f, _) = last_start(&events(&mut a), OUT_A, Direction::Outbound).expect("OUT_A moved");
     assert_eq!(a.limit(OUT_A), Some(u64::MAX));
     let a_used = s_f..s_f + FENCE_RUN;
     for seq in (s_f..a_used.end).step_by(50) {
@@ -197,7 +198,7 @@ fn a_bulk_built_before_a_fence_is_not_sent_again_after_it() {
     let (n2, _, _) = again.iter().find_map(|f| part_of(f)).expect("a sending");
     let sent = again
         .iter()
-        .filter_map(|f| state_value(f, OUT_A, SaDir::Outbound))
+        .filter_map(|f| state_value(f, OUT_A, Direction::Outbound))
         .max();
     assert!(b1.synced(), "B1 synchronised on bulk {n2}");
     // A dies now; B1 takes its SAs over and the host fences A.
@@ -206,7 +207,7 @@ fn a_bulk_built_before_a_fence_is_not_sent_again_after_it() {
     declare_dead(&mut b1, t4);
     b1.take_over();
     assert_eq!(b1.force_unleased(), Ok(()));
-    let (s_b, _) = last_start(&events(&mut b1), OUT_A, SaDir::Outbound).expect("B1 runs OUT_A");
+    let (s_b, _) = last_start(&events(&mut b1), OUT_A, Direction::Outbound).expect("B1 runs OUT_A");
     let b_usable = usable(&b1, OUT_A, s_b);
     let twice = overlap(&a_used, &b_usable);
     assert!(
@@ -252,12 +253,12 @@ fn a_bulk_built_before_a_fence_is_not_sent_again_after_it() {
 fn a_fencer_that_dies_after_the_peer_returns_leaves_its_unleased_run_past_the_peer() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let mut t = settle(&mut a, &mut b, 0);
-    let next = last_start(&events(&mut a), OUT_A, SaDir::Outbound).map_or(1, |s| s.0);
+    let next = last_start(&events(&mut a), OUT_A, Direction::Outbound).map_or(1, |s| s.0);
     let used = a.limit(OUT_A).unwrap() - 1;
     assert!(used > next);
     a.outbound_progress(OUT_A, used, used, used);
     t = settle(&mut a, &mut b, t);
-    let l = b.standby().get(OUT_A, SaDir::Outbound).unwrap().value;
+    let l = b.standby().get(OUT_A, Direction::Outbound).unwrap().value;
     // The cut.
     mute(&mut a, t + 1);
     mute(&mut b, t + 1);
@@ -265,7 +266,7 @@ fn a_fencer_that_dies_after_the_peer_returns_leaves_its_unleased_run_past_the_pe
     declare_dead(&mut a, t2);
     declare_dead(&mut b, t2);
     assert_eq!(a.force_unleased(), Ok(()));
-    let (s_f, _) = last_start(&events(&mut a), OUT_A, SaDir::Outbound).expect("OUT_A moved");
+    let (s_f, _) = last_start(&events(&mut a), OUT_A, Direction::Outbound).expect("OUT_A moved");
     let a_used = s_f..s_f + FENCE_RUN;
     for seq in (s_f..a_used.end).step_by(50) {
         a.outbound_progress(OUT_A, seq, seq, seq);
@@ -281,7 +282,7 @@ fn a_fencer_that_dies_after_the_peer_returns_leaves_its_unleased_run_past_the_pe
     b.handle_timeout(t4);
     b.take_over();
     assert_eq!(b.force_unleased(), Ok(()));
-    let (s_b, _) = last_start(&events(&mut b), OUT_A, SaDir::Outbound).expect("B runs OUT_A");
+    let (s_b, _) = last_start(&events(&mut b), OUT_A, Direction::Outbound).expect("B runs OUT_A");
     let b_usable = usable(&b, OUT_A, s_b);
     let twice = overlap(&a_used, &b_usable);
     assert!(
@@ -393,7 +394,7 @@ fn a_hand_back_during_a_sending_leaves_one_owner_past_the_holder() {
     drop(b);
     declare_dead(&mut a, t + 100);
     a.take_over();
-    let next = last_start(&events(&mut a), OUT_B, SaDir::Outbound)
+    let next = last_start(&events(&mut a), OUT_B, Direction::Outbound)
         .unwrap()
         .0;
     let used = a.limit(OUT_B).unwrap() - 1;
@@ -420,8 +421,8 @@ fn a_hand_back_during_a_sending_leaves_one_owner_past_the_holder() {
     let evs = events(&mut b1);
     let t = settle(&mut a, &mut b1, t);
     let _ = t;
-    assert!(b1.owns(OUT_B, SaDir::Outbound) && !a.owns(OUT_B, SaDir::Outbound));
-    let start = last_start(&evs, OUT_B, SaDir::Outbound)
+    assert!(b1.owns(OUT_B, Direction::Outbound) && !a.owns(OUT_B, Direction::Outbound));
+    let start = last_start(&evs, OUT_B, Direction::Outbound)
         .expect("B1 runs OUT_B")
         .0;
     assert!(start > used, "B1 starts OUT_B at {start}, A used {used}");
@@ -460,7 +461,7 @@ fn a_starter_waiting_for_a_part_does_not_burn_jumps() {
         },
     );
     assert!(!a2.synced());
-    let moves = starts_in(&events(&mut a2), EXTRA, SaDir::Outbound);
+    let moves = starts_in(&events(&mut a2), EXTRA, Direction::Outbound);
     assert!(
         moves.len() <= 2,
         "in 500 ms B built {} bulks; A2 moved SA {EXTRA:#x} {} times, to {:?}",

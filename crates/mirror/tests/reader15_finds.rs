@@ -6,7 +6,8 @@
 
 mod pair;
 
-use espgate_wire::mirror::{MirrorRecord, SaDir};
+use espgate_wire::Direction;
+use espgate_wire::mirror::MirrorRecord;
 use pair::*;
 
 /// Reader15 find 1 (liveness: "without moving its SAs more than once per
@@ -78,7 +79,7 @@ fn the_survivor_does_not_move_its_own_sas_at_every_sending() {
         a2.synced(),
         "A2 synchronises once the last part gets through"
     );
-    let moves = starts_in(&events(&mut b), OUT_B, SaDir::Outbound);
+    let moves = starts_in(&events(&mut b), OUT_B, Direction::Outbound);
     assert!(
         moves.len() <= 1,
         "B's own OUT_B (bulks {numbers:?}) moved {} times while A2 gathered one bulk: {moves:?}",
@@ -112,7 +113,7 @@ fn the_survivor_does_not_move_its_own_sas_at_every_sending() {
 fn a_handed_back_sa_starts_once_at_the_handover_start() {
     let (mut a, mut b2, t) = handing_back_to_b2();
     let _ = settle(&mut a, &mut b2, t);
-    let moves = starts_in(&events(&mut b2), OUT_B, SaDir::Outbound);
+    let moves = starts_in(&events(&mut b2), OUT_B, Direction::Outbound);
     assert_eq!(
         moves.len(),
         1,
@@ -148,15 +149,17 @@ const X: u32 = 0x1002;
 fn a_history_skipped_at_send_time_is_made_up_by_the_acknowledgement() {
     let mk = |me, epoch, now| {
         let mut m = node(me, epoch, now);
-        m.add_sa(X, SaDir::Outbound, false, A);
+        m.add_sa(X, Direction::Outbound, false, A);
         m
     };
     let (mut a1, mut b) = (mk(A, 1, 0), mk(B, 2, 0));
     let mut t = settle(&mut a1, &mut b, 0);
-    let first = last_start(&events(&mut a1), X, SaDir::Outbound).unwrap().0;
+    let first = last_start(&events(&mut a1), X, Direction::Outbound)
+        .unwrap()
+        .0;
     a1.outbound_progress(X, first + 300, 0, 0);
     t = settle(&mut a1, &mut b, t);
-    let stored = b.standby().get(X, SaDir::Outbound).unwrap().value;
+    let stored = b.standby().get(X, Direction::Outbound).unwrap().value;
     assert_eq!(stored, first + 300 + QUANTITY);
     let a1_limit = a1.limit(X).unwrap();
     assert_eq!(a1_limit, stored + JUMP - QUANTITY);
@@ -164,12 +167,12 @@ fn a_history_skipped_at_send_time_is_made_up_by_the_acknowledgement() {
     mute(&mut a1, t + 1);
     drop(a1);
     let a1_used = first..a1_limit;
-    assert!(b.remove_sa(X, SaDir::Outbound));
+    assert!(b.remove_sa(X, Direction::Outbound));
     t += 200;
     let mut a2 = mk(A, 5, t);
     deliver(&mut a2, &mut b, t);
     // B built its bulk on A2's request; the host adds X again on B.
-    b.add_sa(X, SaDir::Outbound, false, A);
+    b.add_sa(X, Direction::Outbound, false, A);
     let sent = deliver(&mut b, &mut a2, t);
     assert!(sent.iter().any(|f| part_of(f).is_some()));
     assert!(
@@ -184,7 +187,7 @@ fn a_history_skipped_at_send_time_is_made_up_by_the_acknowledgement() {
     for _ in 0..8 {
         t += 60;
         exchange(&mut a2, &mut b, t);
-        starts.extend(starts_in(&events(&mut a2), X, SaDir::Outbound));
+        starts.extend(starts_in(&events(&mut a2), X, Direction::Outbound));
         if let Some(&s) = starts.last() {
             let r = overlap(&a1_used, &usable(&a2, X, s));
             if !r.is_empty() {

@@ -6,7 +6,7 @@
 
 mod pair;
 
-use espgate_wire::mirror::SaDir;
+use espgate_wire::Direction;
 use pair::*;
 
 /// Tried and held (change 1, "a hand-back's Confirm from the new home
@@ -21,7 +21,7 @@ fn a_handed_back_sa_run_to_its_limit_unheard_stays_below_the_next_takeover() {
     let (mut a, mut b2, mut t) = handing_back_to_b2();
     t += 60;
     exchange(&mut a, &mut b2, t);
-    let (s, _) = last_start(&events(&mut b2), OUT_B, SaDir::Outbound).expect("B2 runs OUT_B");
+    let (s, _) = last_start(&events(&mut b2), OUT_B, Direction::Outbound).expect("B2 runs OUT_B");
     let limit = b2.limit(OUT_B).unwrap();
     let b2_used = s..limit;
     b2.outbound_progress(OUT_B, limit - 1, 0, 0);
@@ -29,7 +29,7 @@ fn a_handed_back_sa_run_to_its_limit_unheard_stays_below_the_next_takeover() {
     drop(b2);
     declare_dead(&mut a, t + 200);
     a.take_over();
-    let (s_a, _) = last_start(&events(&mut a), OUT_B, SaDir::Outbound).expect("A runs OUT_B");
+    let (s_a, _) = last_start(&events(&mut a), OUT_B, Direction::Outbound).expect("A runs OUT_B");
     let twice = overlap(&b2_used, &usable(&a, OUT_B, s_a));
     assert!(
         twice.is_empty(),

@@ -7,7 +7,7 @@
 mod pair;
 
 use espgate_mirror::Mirror;
-use espgate_wire::mirror::SaDir;
+use espgate_wire::Direction;
 use pair::*;
 
 /// A run-time inbound SA, home B (a rekey's new SA).
@@ -30,7 +30,7 @@ fn runs_in_the_cut(
 ) -> ((u64, Vec<u64>), Vec<u64>) {
     mute(a, t + 100);
     mute(b, t + 100);
-    let a_win = last_start(&events(a), IN_X, SaDir::Inbound)
+    let a_win = last_start(&events(a), IN_X, Direction::Inbound)
         .expect("A runs the peer's SA added while it holds the peer's SAs");
     let a_took = takes(a, IN_X, WINDOW, &a_win, far);
     assert!(!a_took.is_empty());
@@ -77,7 +77,7 @@ fn a_lost_life_accepted_once(
 /// for a new acknowledgement. A's new life acknowledges 299: B's limit is
 /// 399 and B accepts 300..=398 a second time.
 ///
-/// Why: `peer_lost` (protocol/peer.rs, `SaDir::Inbound` arm,
+/// Why: `peer_lost` (protocol/peer.rs, `Direction::Inbound` arm,
 /// `restart_point(restart_point(mark))`) covers a lost life that *took
 /// the SA over* (one interval past a value B reported) and ran up to its
 /// lease (one more): two intervals. A lost life that *added* the SA while
@@ -92,33 +92,36 @@ fn an_inbound_sa_added_by_a_lost_life_holding_the_peers_sas_accepts_nothing_twic
     let t = settle(&mut a, &mut b, 0);
     assert!(a.synced() && b.synced());
     // The host adds a new inbound SA (home B) to B first.
-    b.add_sa(IN_X, SaDir::Inbound, false, B);
+    b.add_sa(IN_X, Direction::Inbound, false, B);
     let t = settle(&mut a, &mut b, t);
-    assert!(!b.asking(IN_X, SaDir::Inbound));
-    let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).unwrap_or((1, vec![]));
+    assert!(!b.asking(IN_X, Direction::Inbound));
+    let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).unwrap_or((1, vec![]));
     // The far end sends 1..=1000 (and an attacker replays all of it).
     let far = 1000;
     let b_took_before = takes(&b, IN_X, WINDOW, &b_win, far);
     let top = *b_took_before.last().expect("B runs it");
     b.inbound_progress(IN_X, top, &[u64::MAX], 0, top);
     let t = settle(&mut a, &mut b, t);
-    assert_eq!(a.standby().get(IN_X, SaDir::Inbound).unwrap().value, top);
+    assert_eq!(
+        a.standby().get(IN_X, Direction::Inbound).unwrap().value,
+        top
+    );
     events(&mut a);
     events(&mut b);
     // The link is cut; A declares B dead and takes its SAs over; the host
     // then adds the SA to A.
     declare_dead(&mut a, t + 100);
     assert_eq!(a.take_over(), 1, "OUT_B");
-    a.add_sa(IN_X, SaDir::Inbound, false, B);
+    a.add_sa(IN_X, Direction::Inbound, false, B);
     let (a_win, a_took) = runs_in_the_cut(&mut a, &mut b, t, far);
     // A dies; its next life has the SA in its file. The link heals.
     drop(a);
     let now = t + 200;
     let mut a2 = node(A, 5, now);
-    a2.add_sa(IN_X, SaDir::Inbound, false, B);
+    a2.add_sa(IN_X, Direction::Inbound, false, B);
     let _ = settle(&mut a2, &mut b, now);
     assert!(a2.synced());
-    let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).expect("B moves its SA");
+    let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).expect("B moves its SA");
     let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
     a_lost_life_accepted_once(&a_win, &a_took, &b, &b_win, &b_took);
 }
@@ -151,26 +154,29 @@ fn an_inbound_sa_added_by_a_lost_life_holding_the_peers_sas_accepts_nothing_twic
 fn an_sa_deleted_here_and_readded_by_a_lost_life_holding_the_peers_sas_accepts_nothing_twice() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let t = settle(&mut a, &mut b, 0);
-    b.add_sa(IN_X, SaDir::Inbound, false, B);
-    a.add_sa(IN_X, SaDir::Inbound, false, B);
+    b.add_sa(IN_X, Direction::Inbound, false, B);
+    a.add_sa(IN_X, Direction::Inbound, false, B);
     let t = settle(&mut a, &mut b, t);
-    let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).unwrap_or((1, vec![]));
+    let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).unwrap_or((1, vec![]));
     let far = 1000;
     let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
     let top = *b_took.last().expect("B runs it");
     b.inbound_progress(IN_X, top, &[u64::MAX], 0, top);
     let t = settle(&mut a, &mut b, t);
     // Deleted on both nodes; the history stays.
-    assert!(b.remove_sa(IN_X, SaDir::Inbound));
-    assert!(a.remove_sa(IN_X, SaDir::Inbound));
+    assert!(b.remove_sa(IN_X, Direction::Inbound));
+    assert!(a.remove_sa(IN_X, Direction::Inbound));
     let t = settle(&mut a, &mut b, t);
-    assert_eq!(a.standby().get(IN_X, SaDir::Inbound).unwrap().value, top);
+    assert_eq!(
+        a.standby().get(IN_X, Direction::Inbound).unwrap().value,
+        top
+    );
     events(&mut a);
     events(&mut b);
     // Cut; A takes B's SAs over; the host adds the SA again, to A first.
     declare_dead(&mut a, t + 100);
     assert_eq!(a.take_over(), 1, "OUT_B");
-    a.add_sa(IN_X, SaDir::Inbound, false, B);
+    a.add_sa(IN_X, Direction::Inbound, false, B);
     let (a_win, a_took) = runs_in_the_cut(&mut a, &mut b, t, far);
     // A dies; its next life syncs with B; the host adds the SA to both.
     drop(a);
@@ -178,11 +184,11 @@ fn an_sa_deleted_here_and_readded_by_a_lost_life_holding_the_peers_sas_accepts_n
     let mut a2 = node(A, 5, now);
     let now = settle(&mut a2, &mut b, now);
     assert!(a2.synced());
-    a2.add_sa(IN_X, SaDir::Inbound, false, B);
-    b.add_sa(IN_X, SaDir::Inbound, false, B);
+    a2.add_sa(IN_X, Direction::Inbound, false, B);
+    b.add_sa(IN_X, Direction::Inbound, false, B);
     let _ = settle(&mut a2, &mut b, now);
-    assert!(!b.asking(IN_X, SaDir::Inbound));
-    let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).expect("B runs it again");
+    assert!(!b.asking(IN_X, Direction::Inbound));
+    let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).expect("B runs it again");
     let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
     a_lost_life_accepted_once(&a_win, &a_took, &b, &b_win, &b_took);
 }
@@ -216,10 +222,10 @@ fn an_sa_deleted_here_and_readded_by_a_lost_life_holding_the_peers_sas_accepts_n
 fn an_outbound_sa_added_by_a_lost_life_holding_the_peers_sas_uses_no_number_twice() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let t = settle(&mut a, &mut b, 0);
-    b.add_sa(OUT_X, SaDir::Outbound, false, B);
+    b.add_sa(OUT_X, Direction::Outbound, false, B);
     let t = settle(&mut a, &mut b, t);
-    assert!(!b.asking(OUT_X, SaDir::Outbound));
-    let b_next = last_start(&events(&mut b), OUT_X, SaDir::Outbound).map_or(1, |s| s.0);
+    assert!(!b.asking(OUT_X, Direction::Outbound));
+    let b_next = last_start(&events(&mut b), OUT_X, Direction::Outbound).map_or(1, |s| s.0);
     let b_used = usable(&b, OUT_X, b_next);
     assert!(!b_used.is_empty(), "B runs it");
     b.outbound_progress(OUT_X, b_used.end - 1, 0, b_used.end - b_used.start);
@@ -229,10 +235,10 @@ fn an_outbound_sa_added_by_a_lost_life_holding_the_peers_sas_uses_no_number_twic
     // Cut; A takes over B's SAs; the host adds the SA to A.
     declare_dead(&mut a, t + 100);
     assert_eq!(a.take_over(), 1, "OUT_B");
-    a.add_sa(OUT_X, SaDir::Outbound, false, B);
+    a.add_sa(OUT_X, Direction::Outbound, false, B);
     mute(&mut a, t + 100);
     mute(&mut b, t + 100);
-    let a_next = last_start(&events(&mut a), OUT_X, SaDir::Outbound)
+    let a_next = last_start(&events(&mut a), OUT_X, Direction::Outbound)
         .expect("A runs it at once")
         .0;
     let a_used = usable(&a, OUT_X, a_next);
@@ -242,14 +248,14 @@ fn an_outbound_sa_added_by_a_lost_life_holding_the_peers_sas_uses_no_number_twic
     drop(a);
     let now = t + 200;
     let mut a2 = node(A, 5, now);
-    a2.add_sa(OUT_X, SaDir::Outbound, false, B);
+    a2.add_sa(OUT_X, Direction::Outbound, false, B);
     // B's worker sends as far as its limit allows, as often as it rises.
     let mut b_next = b_used.end;
     let mut b_after = Vec::new();
     let mut now = now;
     for _ in 0..10 {
         now = settle(&mut a2, &mut b, now);
-        if let Some((s, _)) = last_start(&events(&mut b), OUT_X, SaDir::Outbound) {
+        if let Some((s, _)) = last_start(&events(&mut b), OUT_X, Direction::Outbound) {
             b_next = b_next.max(s);
         }
         let r = usable(&b, OUT_X, b_next);

@@ -4,7 +4,7 @@
 mod pair;
 
 use espgate_mirror::{InboundTakeover, SaOverrides};
-use espgate_wire::mirror::SaDir;
+use espgate_wire::Direction;
 use pair::*;
 
 /// A run-time inbound SA, home B (a rekey's new SA).
@@ -46,39 +46,42 @@ fn a_deleted_sa_with_its_own_interval_readded_by_a_lost_life_accepts_nothing_twi
     };
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let t = settle(&mut a, &mut b, 0);
-    b.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
-    a.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
+    b.add_sa_with(IN_X, Direction::Inbound, false, B, own);
+    a.add_sa_with(IN_X, Direction::Inbound, false, B, own);
     let t = settle(&mut a, &mut b, t);
-    assert!(!b.asking(IN_X, SaDir::Inbound));
-    let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).unwrap_or((0, vec![]));
+    assert!(!b.asking(IN_X, Direction::Inbound));
+    let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).unwrap_or((0, vec![]));
     let far = 5000;
     let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
     let top = *b_took.last().expect("B runs it");
     b.inbound_progress(IN_X, top, &[u64::MAX], 0, top);
     let t = settle(&mut a, &mut b, t);
-    assert!(b.remove_sa(IN_X, SaDir::Inbound));
-    assert!(a.remove_sa(IN_X, SaDir::Inbound));
+    assert!(b.remove_sa(IN_X, Direction::Inbound));
+    assert!(a.remove_sa(IN_X, Direction::Inbound));
     let t = settle(&mut a, &mut b, t);
-    assert_eq!(a.standby().get(IN_X, SaDir::Inbound).unwrap().value, top);
+    assert_eq!(
+        a.standby().get(IN_X, Direction::Inbound).unwrap().value,
+        top
+    );
     events(&mut a);
     events(&mut b);
     // Cut; A takes B's SAs over; the host adds the SA again, to A first.
     declare_dead(&mut a, t + 100);
     assert_eq!(a.take_over(), 1, "OUT_B");
-    a.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
+    a.add_sa_with(IN_X, Direction::Inbound, false, B, own);
     mute(&mut a, t + 100);
     mute(&mut b, t + 100);
-    let a_win = last_start(&events(&mut a), IN_X, SaDir::Inbound)
+    let a_win = last_start(&events(&mut a), IN_X, Direction::Inbound)
         .expect("A runs the peer's SA added while it holds the peer's SAs");
     let a_took = takes(&a, IN_X, WINDOW, &a_win, far);
     assert!(!a_took.is_empty());
     let (mut a2, now) = a_dies_after_its_run(a, &mut b, t, IN_X, &a_took);
     // The host adds the SA to both.
-    a2.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
-    b.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
+    a2.add_sa_with(IN_X, Direction::Inbound, false, B, own);
+    b.add_sa_with(IN_X, Direction::Inbound, false, B, own);
     let _ = settle(&mut a2, &mut b, now);
-    assert!(!b.asking(IN_X, SaDir::Inbound));
-    let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).expect("B runs it again");
+    assert!(!b.asking(IN_X, Direction::Inbound));
+    let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).expect("B runs it again");
     let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
     accepted_once(
         &format!(
@@ -120,28 +123,31 @@ fn a_lenient_inbound_sa_deleted_and_added_again_accepts_nothing_it_reported_twic
     let lenient = InboundTakeover::Lenient;
     let (mut a, mut b) = (node_with(A, 1, 0, lenient), node_with(B, 2, 0, lenient));
     let t = settle(&mut a, &mut b, 0);
-    b.add_sa(IN_X, SaDir::Inbound, false, B);
-    a.add_sa(IN_X, SaDir::Inbound, false, B);
+    b.add_sa(IN_X, Direction::Inbound, false, B);
+    a.add_sa(IN_X, Direction::Inbound, false, B);
     let t = settle(&mut a, &mut b, t);
-    assert!(!b.asking(IN_X, SaDir::Inbound));
-    let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).unwrap_or((0, vec![]));
+    assert!(!b.asking(IN_X, Direction::Inbound));
+    let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).unwrap_or((0, vec![]));
     let far = 1000;
     let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
     let top = *b_took.last().expect("B runs it");
     // The worker's window: everything from 1 to the top seen (one word).
     b.inbound_progress(IN_X, top, &[u64::MAX], 0, top);
     let t = settle(&mut a, &mut b, t);
-    assert_eq!(a.standby().get(IN_X, SaDir::Inbound).unwrap().value, top);
+    assert_eq!(
+        a.standby().get(IN_X, Direction::Inbound).unwrap().value,
+        top
+    );
     // Deleted on both nodes, then added again on both.
-    assert!(b.remove_sa(IN_X, SaDir::Inbound));
-    assert!(a.remove_sa(IN_X, SaDir::Inbound));
+    assert!(b.remove_sa(IN_X, Direction::Inbound));
+    assert!(a.remove_sa(IN_X, Direction::Inbound));
     let t = settle(&mut a, &mut b, t);
     events(&mut b);
-    b.add_sa(IN_X, SaDir::Inbound, false, B);
-    a.add_sa(IN_X, SaDir::Inbound, false, B);
+    b.add_sa(IN_X, Direction::Inbound, false, B);
+    a.add_sa(IN_X, Direction::Inbound, false, B);
     settle(&mut a, &mut b, t);
-    assert!(!b.asking(IN_X, SaDir::Inbound));
-    let again = last_start(&events(&mut b), IN_X, SaDir::Inbound).expect("B runs it again");
+    assert!(!b.asking(IN_X, Direction::Inbound));
+    let again = last_start(&events(&mut b), IN_X, Direction::Inbound).expect("B runs it again");
     let b_again = takes(&b, IN_X, WINDOW, &again, far);
     accepted_once(
         &format!(

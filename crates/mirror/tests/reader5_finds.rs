@@ -4,7 +4,7 @@
 mod pair;
 
 use espgate_mirror::{InboundTakeover, SaOverrides};
-use espgate_wire::mirror::SaDir;
+use espgate_wire::Direction;
 use pair::*;
 
 /// A run-time inbound SA, home B (a rekey's new SA).
@@ -65,7 +65,7 @@ fn a_takeover_of_a_peer_life_that_died_before_its_synced_flag_arrived_runs_at_on
         a.inbound_progress(IN_A, top, &[u64::MAX], 0, top);
         t = settle(&mut a, &mut b, t);
     }
-    let lease = b.standby().get(OUT_A, SaDir::Outbound).unwrap().value;
+    let lease = b.standby().get(OUT_A, Direction::Outbound).unwrap().value;
     drop(a);
     // A's new life: B hears it (its bulk request) until it holds B's
     // bulk; from then on nothing it sends reaches B.
@@ -81,7 +81,7 @@ fn a_takeover_of_a_peer_life_that_died_before_its_synced_flag_arrived_runs_at_on
         }
     }
     // What B's bulk carried of OUT_A (A's new life restarted past it).
-    let held = b.standby().get(OUT_A, SaDir::Outbound).unwrap().value;
+    let held = b.standby().get(OUT_A, Direction::Outbound).unwrap().value;
     mute(&mut a2, t);
     drop(a2);
     // B declares A dead and takes its SAs over; time goes by.
@@ -89,8 +89,8 @@ fn a_takeover_of_a_peer_life_that_died_before_its_synced_flag_arrived_runs_at_on
     events(&mut b);
     assert_eq!(b.take_over(), 2, "OUT_A and IN_A");
     let evs = events(&mut b);
-    let out = last_start(&evs, OUT_A, SaDir::Outbound).unwrap().0;
-    let in_top = last_start(&evs, IN_A, SaDir::Inbound).unwrap().0;
+    let out = last_start(&evs, OUT_A, Direction::Outbound).unwrap().0;
+    let in_top = last_start(&evs, IN_A, Direction::Inbound).unwrap().0;
     for now in (t + 100..t + 10_000).step_by(50) {
         b.handle_timeout(now);
         mute(&mut b, now);
@@ -152,7 +152,7 @@ fn an_ownership_record_sent_before_an_sa_was_added_again_leaves_it_unheard() {
     while let Some(f) = b.poll_transmit(t) {
         a.handle_frame(t, &f).unwrap();
     }
-    assert!(!a.owns(IN_A, SaDir::Inbound), "A let IN_A go");
+    assert!(!a.owns(IN_A, Direction::Inbound), "A let IN_A go");
     // A's answer (its confirmation) is held on the way; A's side of the
     // link is cut from now on.
     let mut held = Vec::new();
@@ -161,7 +161,7 @@ fn an_ownership_record_sent_before_an_sa_was_added_again_leaves_it_unheard() {
     }
     assert!(!held.is_empty(), "A confirms B's change");
     // B runs IN_A to its limit and reports it; A stores the top.
-    let win = last_start(&events(&mut b), IN_A, SaDir::Inbound).expect("B runs IN_A");
+    let win = last_start(&events(&mut b), IN_A, Direction::Inbound).expect("B runs IN_A");
     let first = acceptable(&b, IN_A, win.0);
     assert!(!first.is_empty());
     let top = first.end - 1;
@@ -171,10 +171,13 @@ fn an_ownership_record_sent_before_an_sa_was_added_again_leaves_it_unheard() {
         a.handle_frame(t, &f).unwrap();
     }
     mute(&mut a, t);
-    assert_eq!(a.standby().get(IN_A, SaDir::Inbound).unwrap().value, top);
+    assert_eq!(
+        a.standby().get(IN_A, Direction::Inbound).unwrap().value,
+        top
+    );
     // The host deletes IN_A on B and adds it again (same SPI and key).
-    assert!(b.remove_sa(IN_A, SaDir::Inbound));
-    b.add_sa(IN_A, SaDir::Inbound, false, A);
+    assert!(b.remove_sa(IN_A, Direction::Inbound));
+    b.add_sa(IN_A, Direction::Inbound, false, A);
     let t = t + 10;
     while let Some(f) = b.poll_transmit(t) {
         a.handle_frame(t, &f).unwrap();
@@ -199,10 +202,10 @@ fn an_ownership_record_sent_before_an_sa_was_added_again_leaves_it_unheard() {
     a.take_over();
     b.take_over();
     b_events.extend(events(&mut b));
-    let a_top = last_start(&events(&mut a), IN_A, SaDir::Inbound)
+    let a_top = last_start(&events(&mut a), IN_A, Direction::Inbound)
         .expect("A takes IN_A over")
         .0;
-    let b_top = last_start(&b_events, IN_A, SaDir::Inbound)
+    let b_top = last_start(&b_events, IN_A, Direction::Inbound)
         .expect("B runs IN_A")
         .0;
     let a_range = acceptable(&a, IN_A, a_top);
@@ -257,34 +260,37 @@ fn a_deleted_sa_with_its_own_interval_is_moved_by_it_after_the_node_restarted() 
     let far = 20_000;
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let t = settle(&mut a, &mut b, 0);
-    b.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
-    a.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
+    b.add_sa_with(IN_X, Direction::Inbound, false, B, own);
+    a.add_sa_with(IN_X, Direction::Inbound, false, B, own);
     let t = settle(&mut a, &mut b, t);
-    assert!(!b.asking(IN_X, SaDir::Inbound));
-    let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).unwrap_or((0, vec![]));
+    assert!(!b.asking(IN_X, Direction::Inbound));
+    let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).unwrap_or((0, vec![]));
     let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
     let top = *b_took.last().expect("B runs it");
     b.inbound_progress(IN_X, top, &[u64::MAX], 0, top);
     let t = settle(&mut a, &mut b, t);
-    assert!(b.remove_sa(IN_X, SaDir::Inbound));
-    assert!(a.remove_sa(IN_X, SaDir::Inbound));
+    assert!(b.remove_sa(IN_X, Direction::Inbound));
+    assert!(a.remove_sa(IN_X, Direction::Inbound));
     let t = settle(&mut a, &mut b, t);
-    assert_eq!(a.standby().get(IN_X, SaDir::Inbound).unwrap().value, top);
+    assert_eq!(
+        a.standby().get(IN_X, Direction::Inbound).unwrap().value,
+        top
+    );
     // B restarts, its node file without IN_X, and synchronises from A.
     drop(b);
     let mut b = node(B, 3, t);
     let t = settle(&mut a, &mut b, t);
     assert!(b.synced());
-    let history = b.standby().get(IN_X, SaDir::Inbound).unwrap().value;
+    let history = b.standby().get(IN_X, Direction::Inbound).unwrap().value;
     events(&mut a);
     events(&mut b);
     // Cut; A takes B's SAs over; the host adds the SA again, to A first.
     declare_dead(&mut a, t + 100);
     assert_eq!(a.take_over(), 1, "OUT_B");
-    a.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
+    a.add_sa_with(IN_X, Direction::Inbound, false, B, own);
     mute(&mut a, t + 100);
     mute(&mut b, t + 100);
-    let a_win = last_start(&events(&mut a), IN_X, SaDir::Inbound)
+    let a_win = last_start(&events(&mut a), IN_X, Direction::Inbound)
         .expect("A runs the peer's SA added while it holds the peer's SAs");
     let a_took = takes(&a, IN_X, WINDOW, &a_win, far);
     assert!(
@@ -295,11 +301,11 @@ fn a_deleted_sa_with_its_own_interval_is_moved_by_it_after_the_node_restarted() 
     );
     let (mut a2, now) = a_dies_after_its_run(a, &mut b, t, IN_X, &a_took);
     // The host adds the SA to both.
-    a2.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
-    b.add_sa_with(IN_X, SaDir::Inbound, false, B, own);
+    a2.add_sa_with(IN_X, Direction::Inbound, false, B, own);
+    b.add_sa_with(IN_X, Direction::Inbound, false, B, own);
     let _ = settle(&mut a2, &mut b, now);
-    assert!(!b.asking(IN_X, SaDir::Inbound));
-    let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound).expect("B runs it again");
+    assert!(!b.asking(IN_X, Direction::Inbound));
+    let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).expect("B runs it again");
     let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
     accepted_once(
         &format!(
@@ -348,10 +354,10 @@ fn a_lenient_sa_added_again_on_a_node_restarted_after_its_delete_accepts_nothing
     let far = 5000;
     let (mut a, mut b) = (node_with(A, 1, 0, lenient), node_with(B, 2, 0, lenient));
     let mut t = settle(&mut a, &mut b, 0);
-    b.add_sa(IN_X, SaDir::Inbound, false, B);
-    a.add_sa(IN_X, SaDir::Inbound, false, B);
+    b.add_sa(IN_X, Direction::Inbound, false, B);
+    a.add_sa(IN_X, Direction::Inbound, false, B);
     t = settle(&mut a, &mut b, t);
-    assert!(!b.asking(IN_X, SaDir::Inbound));
+    assert!(!b.asking(IN_X, Direction::Inbound));
     // B runs IN_X for a while: everything up to its limit, reported.
     let mut top = 0;
     for _ in 0..10 {
@@ -361,24 +367,27 @@ fn a_lenient_sa_added_again_on_a_node_restarted_after_its_delete_accepts_nothing
     }
     assert!(top > WINDOW, "B ran IN_X to {top}");
     let b_took: Vec<u64> = (1..=top).collect();
-    assert_eq!(a.standby().get(IN_X, SaDir::Inbound).unwrap().value, top);
+    assert_eq!(
+        a.standby().get(IN_X, Direction::Inbound).unwrap().value,
+        top
+    );
     // Deleted on both nodes.
-    assert!(b.remove_sa(IN_X, SaDir::Inbound));
-    assert!(a.remove_sa(IN_X, SaDir::Inbound));
+    assert!(b.remove_sa(IN_X, Direction::Inbound));
+    assert!(a.remove_sa(IN_X, Direction::Inbound));
     t = settle(&mut a, &mut b, t);
     // B restarts, its node file without IN_X, and synchronises from A.
     drop(b);
     let mut b = node_with(B, 3, t, lenient);
     t = settle(&mut a, &mut b, t);
     assert!(b.synced());
-    let kept = a.standby().get(IN_X, SaDir::Inbound).unwrap().clone();
+    let kept = a.standby().get(IN_X, Direction::Inbound).unwrap().clone();
     events(&mut b);
     // Added again on both nodes.
-    b.add_sa(IN_X, SaDir::Inbound, false, B);
-    a.add_sa(IN_X, SaDir::Inbound, false, B);
+    b.add_sa(IN_X, Direction::Inbound, false, B);
+    a.add_sa(IN_X, Direction::Inbound, false, B);
     settle(&mut a, &mut b, t);
-    assert!(!b.asking(IN_X, SaDir::Inbound));
-    let again = last_start(&events(&mut b), IN_X, SaDir::Inbound).expect("B runs it again");
+    assert!(!b.asking(IN_X, Direction::Inbound));
+    let again = last_start(&events(&mut b), IN_X, Direction::Inbound).expect("B runs it again");
     let b_again = takes(&b, IN_X, WINDOW, &again, far);
     accepted_once(
         &format!(
@@ -437,19 +446,19 @@ fn an_sa_a_lost_life_added_while_holding_accepts_nothing_twice_when_the_host_add
     // The cut: A takes B's SAs over; the host adds IN_X, reaching A only.
     declare_dead(&mut a, t + 100);
     assert_eq!(a.take_over(), 1, "OUT_B");
-    a.add_sa(IN_X, SaDir::Inbound, false, B);
+    a.add_sa(IN_X, Direction::Inbound, false, B);
     mute(&mut a, t + 100);
     mute(&mut b, t + 100);
-    let a_win = last_start(&events(&mut a), IN_X, SaDir::Inbound)
+    let a_win = last_start(&events(&mut a), IN_X, Direction::Inbound)
         .expect("A runs the peer's SA added while it holds the peer's SAs");
     let a_took = takes(&a, IN_X, WINDOW, &a_win, far);
     assert!(!a_took.is_empty());
     let (mut a2, now) = a_dies_after_its_run(a, &mut b, t, IN_X, &a_took);
-    assert!(b.standby().get(IN_X, SaDir::Inbound).is_none());
+    assert!(b.standby().get(IN_X, Direction::Inbound).is_none());
     // The host adds the SA to both; A's state refuses it (its key ran).
-    b.add_sa(IN_X, SaDir::Inbound, false, B);
+    b.add_sa(IN_X, Direction::Inbound, false, B);
     let now = settle(&mut a2, &mut b, now);
-    let b_win = last_start(&events(&mut b), IN_X, SaDir::Inbound);
+    let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound);
     // The far end ran on: B's worker refuses 350 at its limit and reports it.
     let refused = a_took.last().unwrap() + 51;
     if b_win.is_some() {

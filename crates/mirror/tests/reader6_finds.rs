@@ -9,7 +9,7 @@
 mod pair;
 
 use espgate_mirror::Mirror;
-use espgate_wire::mirror::SaDir;
+use espgate_wire::Direction;
 use pair::*;
 
 /// Delivers what `from` sends to `to`; `to`'s frames are dropped.
@@ -60,7 +60,7 @@ fn a_takeover_past_an_unheard_stall_number_of_this_node_runs_once_the_dead_peer_
         a.inbound_progress(IN_A, top, &[u64::MAX], 0, top);
         t = settle(&mut a, &mut b, t);
     }
-    let reported = b.standby().get(IN_A, SaDir::Inbound).unwrap().value;
+    let reported = b.standby().get(IN_A, Direction::Inbound).unwrap().value;
     // A's side of the link is cut: B hears nothing, A hears B. A's worker
     // refuses a packet far ahead at its limit; the report is lost.
     let far = 5000;
@@ -77,7 +77,7 @@ fn a_takeover_past_an_unheard_stall_number_of_this_node_runs_once_the_dead_peer_
     // B takes A's SAs over; its change reaches A, which lets IN_A go.
     assert_eq!(b.take_over(), 2, "OUT_A and IN_A");
     one_way(&mut b, &mut a, t);
-    assert!(!a.owns(IN_A, SaDir::Inbound), "A let IN_A go");
+    assert!(!a.owns(IN_A, Direction::Inbound), "A let IN_A go");
     // B dies; A declares it dead and takes its SAs over.
     drop(b);
     t += 10;
@@ -86,7 +86,7 @@ fn a_takeover_past_an_unheard_stall_number_of_this_node_runs_once_the_dead_peer_
     events(&mut a);
     a.take_over();
     let evs = events(&mut a);
-    let top = last_start(&evs, IN_A, SaDir::Inbound).unwrap().0;
+    let top = last_start(&evs, IN_A, Direction::Inbound).unwrap().0;
     for now in (t + 100..t + 10_000).step_by(50) {
         a.handle_timeout(now);
         mute(&mut a, now);
@@ -135,25 +135,25 @@ fn a_takeover_past_an_unheard_stall_number_of_this_node_runs_once_the_dead_peer_
 fn a_takeover_of_the_peers_sa_added_again_after_this_node_ran_it_runs_once_the_peer_is_fenced() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let t = settle(&mut a, &mut b, 0);
-    let lease = a.standby().get(OUT_B, SaDir::Outbound).unwrap().value;
+    let lease = a.standby().get(OUT_B, Direction::Outbound).unwrap().value;
     // B dies; A takes OUT_B over.
     drop(b);
     mute(&mut a, t);
     declare_dead(&mut a, t + 100);
     events(&mut a);
     assert_eq!(a.take_over(), 1);
-    let first = last_start(&events(&mut a), OUT_B, SaDir::Outbound)
+    let first = last_start(&events(&mut a), OUT_B, Direction::Outbound)
         .unwrap()
         .0;
     let first_limit = a.limit(OUT_B);
     // The host deletes OUT_B and adds it again (it reaches A only).
-    assert!(a.remove_sa(OUT_B, SaDir::Outbound));
-    a.add_sa(OUT_B, SaDir::Outbound, false, B);
+    assert!(a.remove_sa(OUT_B, Direction::Outbound));
+    a.add_sa(OUT_B, Direction::Outbound, false, B);
     mute(&mut a, t + 110);
     // A takes B's SAs over again.
     assert_eq!(a.take_over(), 1, "OUT_B");
     let evs = events(&mut a);
-    let out = last_start(&evs, OUT_B, SaDir::Outbound).unwrap().0;
+    let out = last_start(&evs, OUT_B, Direction::Outbound).unwrap().0;
     for now in (t + 100..t + 10_000).step_by(50) {
         a.handle_timeout(now);
         mute(&mut a, now);

@@ -5,7 +5,8 @@
 mod pair;
 
 use espgate_mirror::Mirror;
-use espgate_wire::mirror::{MirrorRecord, OwnershipKind, SaDir};
+use espgate_wire::Direction;
+use espgate_wire::mirror::{MirrorRecord, OwnershipKind};
 use pair::*;
 
 /// Extra outbound SAs, home B, added at run time on both nodes: they give
@@ -38,8 +39,8 @@ fn ten_seconds_whole(a: &mut Mirror, b: &mut Mirror, mut t: u64) -> Outcome {
     }
     assert!(a.peer_alive() && b.peer_alive() && a.synced() && b.synced());
     let owns = [
-        a.owns(OUT_B, SaDir::Outbound),
-        b.owns(OUT_B, SaDir::Outbound),
+        a.owns(OUT_B, Direction::Outbound),
+        b.owns(OUT_B, Direction::Outbound),
     ];
     ((owner(a, OUT_B), owner(b, OUT_B)), owns)
 }
@@ -47,7 +48,7 @@ fn ten_seconds_whole(a: &mut Mirror, b: &mut Mirror, mut t: u64) -> Outcome {
 fn owner(m: &Mirror, spi: u32) -> Option<(u32, u64)> {
     m.views()
         .into_iter()
-        .find(|v| v.spi == spi && v.dir == SaDir::Outbound)
+        .find(|v| v.spi == spi && v.dir == Direction::Outbound)
         .map(|v| (v.owner, v.generation))
 }
 
@@ -78,16 +79,16 @@ fn a_lost_confirmation_in_the_answer_to_a_query_leaves_the_sa_with_no_owner() {
     let mut t = settle(&mut a, &mut b, 0);
     assert_eq!(a.take_over(), 1, "OUT_B");
     t = settle(&mut a, &mut b, t);
-    assert!(!b.owns(OUT_B, SaDir::Outbound), "B took A's change in");
+    assert!(!b.owns(OUT_B, Direction::Outbound), "B took A's change in");
     for i in 0..EXTRAS {
-        a.add_sa(EXTRA + i, SaDir::Outbound, false, B);
-        b.add_sa(EXTRA + i, SaDir::Outbound, false, B);
+        a.add_sa(EXTRA + i, Direction::Outbound, false, B);
+        b.add_sa(EXTRA + i, Direction::Outbound, false, B);
     }
     t = settle(&mut a, &mut b, t);
-    assert!(b.owns(EXTRA, SaDir::Outbound) && b.limit(EXTRA).unwrap() > 1);
+    assert!(b.owns(EXTRA, Direction::Outbound) && b.limit(EXTRA).unwrap() > 1);
     // The host deletes OUT_B on A and adds it again: A asks.
-    assert!(a.remove_sa(OUT_B, SaDir::Outbound));
-    a.add_sa(OUT_B, SaDir::Outbound, false, B);
+    assert!(a.remove_sa(OUT_B, Direction::Outbound));
+    a.add_sa(OUT_B, Direction::Outbound, false, B);
     t += 1;
     // B's workers report; then A's query arrives.
     for i in 0..EXTRAS {
@@ -149,14 +150,14 @@ fn a_lost_confirmation_in_the_answer_to_a_query_leaves_the_sa_with_two_owners() 
     t = settle(&mut a, &mut b, t);
     assert_eq!(a.hand_back(), 1, "OUT_B");
     t = settle(&mut a, &mut b, t);
-    assert!(b.owns(OUT_B, SaDir::Outbound) && owner(&a, OUT_B) == Some((B, 2)));
+    assert!(b.owns(OUT_B, Direction::Outbound) && owner(&a, OUT_B) == Some((B, 2)));
     for i in 0..EXTRAS {
-        a.add_sa(EXTRA + i, SaDir::Outbound, false, B);
-        b.add_sa(EXTRA + i, SaDir::Outbound, false, B);
+        a.add_sa(EXTRA + i, Direction::Outbound, false, B);
+        b.add_sa(EXTRA + i, Direction::Outbound, false, B);
     }
     t = settle(&mut a, &mut b, t);
-    assert!(a.remove_sa(OUT_B, SaDir::Outbound));
-    a.add_sa(OUT_B, SaDir::Outbound, false, B);
+    assert!(a.remove_sa(OUT_B, Direction::Outbound));
+    a.add_sa(OUT_B, Direction::Outbound, false, B);
     t += 1;
     for i in 0..EXTRAS {
         b.outbound_progress(EXTRA + i, 150, 150, 150);
@@ -174,14 +175,14 @@ fn a_lost_confirmation_in_the_answer_to_a_query_leaves_the_sa_with_two_owners() 
         let _ = a.handle_frame(t, &f);
     }
     assert_eq!(lost, 1, "B's confirmation went in one frame, and was lost");
-    assert!(!a.asking(OUT_B, SaDir::Outbound));
+    assert!(!a.asking(OUT_B, Direction::Outbound));
     // A cut of 100 ms: A declares B dead and takes B's SAs over.
     t += 100;
     mute(&mut a, t);
     mute(&mut b, t);
     declare_dead(&mut a, t);
     assert!(a.take_over() >= 1);
-    let a_start = last_start(&events(&mut a), OUT_B, SaDir::Outbound).map(|s| s.0);
+    let a_start = last_start(&events(&mut a), OUT_B, Direction::Outbound).map(|s| s.0);
     // The link is whole from now on.
     let ((in_a, in_b), owns) = ten_seconds_whole(&mut a, &mut b, t);
     assert!(

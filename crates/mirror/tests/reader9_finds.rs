@@ -4,7 +4,7 @@
 
 mod pair;
 
-use espgate_wire::mirror::SaDir;
+use espgate_wire::Direction;
 use pair::*;
 
 /// A fresh outbound SA, home A, added at run time (a rekey's new SA).
@@ -15,12 +15,12 @@ const NEW_IN: u32 = 0x7200;
 /// Where A began `NEW_OUT` (sequence number) and `NEW_IN` (window top),
 /// once neither asks any more.
 fn fresh_starts(a: &mut espgate_mirror::Mirror) -> (Option<u64>, Option<u64>) {
-    assert!(!a.asking(NEW_OUT, SaDir::Outbound) && !a.asking(NEW_IN, SaDir::Inbound));
+    assert!(!a.asking(NEW_OUT, Direction::Outbound) && !a.asking(NEW_IN, Direction::Inbound));
     let evs = events(a);
     let start_of = |spi, dir| last_start(&evs, spi, dir).map(|s| s.0);
     (
-        start_of(NEW_OUT, SaDir::Outbound),
-        start_of(NEW_IN, SaDir::Inbound),
+        start_of(NEW_OUT, Direction::Outbound),
+        start_of(NEW_IN, Direction::Inbound),
     )
 }
 
@@ -50,16 +50,16 @@ fn a_fresh_sa_added_on_the_peer_first_starts_at_its_first_number() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let mut t = settle(&mut a, &mut b, 0);
     events(&mut a);
-    b.add_sa(NEW_OUT, SaDir::Outbound, false, A);
-    b.add_sa(NEW_IN, SaDir::Inbound, false, A);
+    b.add_sa(NEW_OUT, Direction::Outbound, false, A);
+    b.add_sa(NEW_IN, Direction::Inbound, false, A);
     t = settle(&mut a, &mut b, t);
     // A, asked about SAs it does not have, stored 0 for them (as if
     // they had been used) before the fix; now it stores nothing.
-    for (spi, dir) in [(NEW_OUT, SaDir::Outbound), (NEW_IN, SaDir::Inbound)] {
+    for (spi, dir) in [(NEW_OUT, Direction::Outbound), (NEW_IN, Direction::Inbound)] {
         assert_eq!(a.standby().get(spi, dir).map(|s| s.value), None);
     }
-    a.add_sa(NEW_OUT, SaDir::Outbound, false, A);
-    a.add_sa(NEW_IN, SaDir::Inbound, false, A);
+    a.add_sa(NEW_OUT, Direction::Outbound, false, A);
+    a.add_sa(NEW_IN, Direction::Inbound, false, A);
     settle(&mut a, &mut b, t);
     let (out, inb) = fresh_starts(&mut a);
     assert!(
@@ -88,8 +88,8 @@ fn a_fresh_sa_whose_first_answer_is_lost_starts_at_its_first_number() {
     let mut t = settle(&mut a, &mut b, 0);
     events(&mut a);
     for m in [&mut a, &mut b] {
-        m.add_sa(NEW_OUT, SaDir::Outbound, false, A);
-        m.add_sa(NEW_IN, SaDir::Inbound, false, A);
+        m.add_sa(NEW_OUT, Direction::Outbound, false, A);
+        m.add_sa(NEW_IN, Direction::Inbound, false, A);
     }
     t += 1;
     while let Some(f) = a.poll_transmit(t) {

@@ -5,7 +5,7 @@
 mod pair;
 
 use espgate_mirror::{InboundTakeover, Mirror};
-use espgate_wire::mirror::SaDir;
+use espgate_wire::Direction;
 use pair::*;
 
 /// An outbound worker as the dataplane's: it sends `n` packets from
@@ -44,7 +44,7 @@ fn a_hand_back_after_a_fence_starts_past_what_the_unleased_worker_sent() {
     declare_dead(&mut a, t + 100);
     assert_eq!(a.take_over(), 1, "OUT_B");
     assert_eq!(a.force_unleased(), Ok(()));
-    let mut next = *starts_in(&events(&mut a), OUT_B, SaDir::Outbound)
+    let mut next = *starts_in(&events(&mut a), OUT_B, Direction::Outbound)
         .last()
         .unwrap();
     assert_eq!(a.limit(OUT_B), Some(u64::MAX), "fenced: no lease");
@@ -71,10 +71,10 @@ fn a_hand_back_after_a_fence_starts_past_what_the_unleased_worker_sent() {
             let mut any = false;
             while let Some(f) = a.poll_transmit(t) {
                 let _ = b2.handle_frame(t, &f);
-                if let Some(&s) = starts_in(&events(&mut b2), OUT_B, SaDir::Outbound).last() {
+                if let Some(&s) = starts_in(&events(&mut b2), OUT_B, Direction::Outbound).last() {
                     b_next = b_next.max(s);
                 }
-                if b2.synced() && b2.owns(OUT_B, SaDir::Outbound) {
+                if b2.synced() && b2.owns(OUT_B, Direction::Outbound) {
                     let r = usable(&b2, OUT_B, b_next);
                     if !r.is_empty() {
                         b_used.push(r.clone());
@@ -93,7 +93,7 @@ fn a_hand_back_after_a_fence_starts_past_what_the_unleased_worker_sent() {
             }
         }
     }
-    assert!(b2.synced() && b2.owns(OUT_B, SaDir::Outbound));
+    assert!(b2.synced() && b2.owns(OUT_B, Direction::Outbound));
     for r in &b_used {
         let both = overlap(&a_used, r);
         assert!(
@@ -189,7 +189,7 @@ fn a_lenient_inbound_sa_acknowledged_beyond_what_it_sent_accepts_nothing_twice()
     // A's top.
     drop(b);
     let mut b2 = node_with(B, 5, t, lenient);
-    b2.restore(IN_A, SaDir::Inbound, top + 6);
+    b2.restore(IN_A, Direction::Inbound, top + 6);
     settle(&mut a, &mut b2, t);
     accepts_none_again(&mut a, &accepted, top);
 }
@@ -199,7 +199,8 @@ fn a_lenient_inbound_sa_acknowledged_beyond_what_it_sent_accepts_nothing_twice()
 /// again below its limit.
 fn accepts_none_again(a: &mut Mirror, accepted: &std::ops::Range<u64>, top: u64) {
     let evs = events(a);
-    let (new_top, bitmap) = last_start(&evs, IN_A, SaDir::Inbound).unwrap_or((top, vec![0x3ff]));
+    let (new_top, bitmap) =
+        last_start(&evs, IN_A, Direction::Inbound).unwrap_or((top, vec![0x3ff]));
     let limit = a.inbound_limit(IN_A).unwrap();
     let again: Vec<u64> = accepted
         .clone()

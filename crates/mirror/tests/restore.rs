@@ -3,7 +3,7 @@
 //! what either node's state says it used.
 
 use espgate_mirror::{InboundTakeover, Mirror, MirrorConfig, MirrorEvent, MirrorKey};
-use espgate_wire::mirror::SaDir;
+use espgate_wire::Direction;
 
 const A: u32 = 1;
 const B: u32 = 2;
@@ -31,9 +31,9 @@ fn node(me: u32, epoch: u64, mode: InboundTakeover) -> Mirror {
         ..MirrorConfig::default()
     };
     let mut m = Mirror::new(cfg, key(), epoch, 0);
-    m.add_sa(OUT, SaDir::Outbound, true, A);
-    m.add_sa(IN, SaDir::Inbound, true, A);
-    m.add_sa(B_OUT, SaDir::Outbound, true, B);
+    m.add_sa(OUT, Direction::Outbound, true, A);
+    m.add_sa(IN, Direction::Inbound, true, A);
+    m.add_sa(B_OUT, Direction::Outbound, true, B);
     m
 }
 
@@ -83,9 +83,9 @@ fn both_nodes_restarted_at_once_start_past_their_floors() {
         // at once; only the floors remain.
         let mut a = node(A, 10, mode);
         let mut b = node(B, 20, mode);
-        a.restore(OUT, SaDir::Outbound, 50_000);
-        a.restore(IN, SaDir::Inbound, 30_000);
-        b.restore(B_OUT, SaDir::Outbound, 70_000);
+        a.restore(OUT, Direction::Outbound, 50_000);
+        a.restore(IN, Direction::Inbound, 30_000);
+        b.restore(B_OUT, Direction::Outbound, 70_000);
         exchange(&mut a, &mut b, 0);
         assert!(a.synced() && b.synced());
         let acts = activations(&mut a);
@@ -109,11 +109,11 @@ fn a_floor_of_the_peer_s_sa_reaches_the_peer_in_its_bulk_sync() {
     // both lost their memories; A's own state knows nothing of that.
     let mut a = node(A, 10, InboundTakeover::Strict);
     let mut b = node(B, 20, InboundTakeover::Strict);
-    b.restore(OUT, SaDir::Outbound, 90_000);
+    b.restore(OUT, Direction::Outbound, 90_000);
     exchange(&mut a, &mut b, 0);
     let acts = activations(&mut a);
     let (out, _) = start_of(&acts, OUT).expect("OUT moved");
     assert!(out >= 90_000, "OUT restarts at {out}, below B's floor");
     // And B's own takeover would start past it too.
-    assert!(b.standby().get(OUT, SaDir::Outbound).unwrap().value >= 90_000);
+    assert!(b.standby().get(OUT, Direction::Outbound).unwrap().value >= 90_000);
 }

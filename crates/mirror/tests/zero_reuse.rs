@@ -8,7 +8,7 @@
 mod pair;
 
 use espgate_mirror::{FenceRefused, Mirror, MirrorEvent};
-use espgate_wire::mirror::SaDir;
+use espgate_wire::Direction;
 use pair::*;
 
 #[test]
@@ -58,10 +58,10 @@ fn a_restarted_nodes_own_inbound_sa_accepts_nothing_before_the_bulk_sync() {
         Some(0),
         "an empty window would take every recorded packet again"
     );
-    assert!(starts_in(&events(&mut a2), IN_A, SaDir::Inbound).is_empty());
+    assert!(starts_in(&events(&mut a2), IN_A, Direction::Inbound).is_empty());
     exchange(&mut a2, &mut b, 10);
     let evs = events(&mut a2);
-    let top = *starts_in(&evs, IN_A, SaDir::Inbound).last().unwrap();
+    let top = *starts_in(&evs, IN_A, Direction::Inbound).last().unwrap();
     assert!(top >= 950 + 100, "runs from {top}, past its earlier life");
     assert!(a2.inbound_limit(IN_A).unwrap() > top);
 }
@@ -89,7 +89,7 @@ fn recorded_mirror_frames_replayed_into_a_fresh_node_change_nothing() {
     // The real B then syncs it, past all the first life used.
     let evs_b = settle(&mut a2, &mut b, 100);
     let _ = evs_b;
-    let start = *starts_in(&events(&mut a2), OUT_A, SaDir::Outbound)
+    let start = *starts_in(&events(&mut a2), OUT_A, Direction::Outbound)
         .last()
         .unwrap();
     assert!(start > used, "restarts at {start}, first life used {used}");
@@ -108,13 +108,13 @@ fn an_sa_added_on_both_nodes_during_a_partition_never_runs_the_same_numbers() {
     events(&mut a);
     events(&mut b);
     // The host rekeys: the new SA (home A) is pushed to both.
-    a.add_sa(NEW, SaDir::Outbound, false, A);
-    b.add_sa(NEW, SaDir::Outbound, false, A);
-    let a_start = starts_in(&events(&mut a), NEW, SaDir::Outbound)
+    a.add_sa(NEW, Direction::Outbound, false, A);
+    b.add_sa(NEW, Direction::Outbound, false, A);
+    let a_start = starts_in(&events(&mut a), NEW, Direction::Outbound)
         .last()
         .copied()
         .unwrap_or(1);
-    let b_start = *starts_in(&events(&mut b), NEW, SaDir::Outbound)
+    let b_start = *starts_in(&events(&mut b), NEW, Direction::Outbound)
         .last()
         .expect("B runs A's new SA while A is dead to it");
     let ra = usable(&a, NEW, a_start);
@@ -131,12 +131,12 @@ fn an_sa_added_again_after_a_restart_starts_past_the_history_the_peer_holds() {
     const NEW: u32 = 0x3000;
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     exchange(&mut a, &mut b, 0);
-    a.add_sa(NEW, SaDir::Outbound, false, A);
-    b.add_sa(NEW, SaDir::Outbound, false, A);
+    a.add_sa(NEW, Direction::Outbound, false, A);
+    b.add_sa(NEW, Direction::Outbound, false, A);
     let mut used = 0;
     for t in 1..40 {
         let evs = events(&mut a);
-        if let Some(s) = starts_in(&evs, NEW, SaDir::Outbound).last() {
+        if let Some(s) = starts_in(&evs, NEW, Direction::Outbound).last() {
             used = used.max(*s - 1);
         }
         if let Some(l) = a.limit(NEW)
@@ -154,12 +154,12 @@ fn an_sa_added_again_after_a_restart_starts_past_the_history_the_peer_holds() {
     let t = settle(&mut a2, &mut b, 100);
     assert!(a2.synced());
     events(&mut a2);
-    a2.add_sa(NEW, SaDir::Outbound, false, A);
+    a2.add_sa(NEW, Direction::Outbound, false, A);
     let mut next = None;
     let mut ranges = Vec::new();
     for k in 1..6 {
         let evs = events(&mut a2);
-        if let Some(s) = starts_in(&evs, NEW, SaDir::Outbound).last() {
+        if let Some(s) = starts_in(&evs, NEW, Direction::Outbound).last() {
             next = Some(*s);
         }
         ranges.push(usable(&a2, NEW, next.unwrap_or(1)));
@@ -180,8 +180,8 @@ fn an_inbound_sa_added_again_after_a_restart_keeps_refusing_what_it_accepted() {
     const NEW: u32 = 0x3002;
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     exchange(&mut a, &mut b, 0);
-    a.add_sa(NEW, SaDir::Inbound, false, A);
-    b.add_sa(NEW, SaDir::Inbound, false, A);
+    a.add_sa(NEW, Direction::Inbound, false, A);
+    b.add_sa(NEW, Direction::Inbound, false, A);
     settle(&mut a, &mut b, 0);
     let mut top = 0;
     for t in 1..20 {
@@ -197,7 +197,7 @@ fn an_inbound_sa_added_again_after_a_restart_keeps_refusing_what_it_accepted() {
     let mut a2 = node(A, 5, 2000);
     let t = settle(&mut a2, &mut b, 2000);
     events(&mut a2);
-    a2.add_sa(NEW, SaDir::Inbound, false, A);
+    a2.add_sa(NEW, Direction::Inbound, false, A);
     assert_eq!(
         a2.inbound_limit(NEW),
         Some(0),
@@ -205,7 +205,7 @@ fn an_inbound_sa_added_again_after_a_restart_keeps_refusing_what_it_accepted() {
     );
     let t = settle(&mut a2, &mut b, t);
     let _ = t;
-    let start = *starts_in(&events(&mut a2), NEW, SaDir::Inbound)
+    let start = *starts_in(&events(&mut a2), NEW, Direction::Inbound)
         .last()
         .expect("runs once the peer answered");
     assert!(
@@ -231,7 +231,7 @@ fn in_a_split_brain_no_inbound_packet_is_accepted_by_both_nodes() {
     declare_dead(&mut a, 100);
     declare_dead(&mut b, 100);
     b.take_over();
-    let b_top = *starts_in(&events(&mut b), IN_A, SaDir::Inbound)
+    let b_top = *starts_in(&events(&mut b), IN_A, Direction::Inbound)
         .last()
         .unwrap();
     let a_limit = a.inbound_limit(IN_A).unwrap();
@@ -252,7 +252,7 @@ fn a_deleted_sa_added_again_on_a_restarted_node_starts_past_its_history() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     exchange(&mut a, &mut b, 0);
     for m in [&mut a, &mut b] {
-        m.add_sa(NEW, SaDir::Outbound, false, A);
+        m.add_sa(NEW, Direction::Outbound, false, A);
     }
     let t = settle(&mut a, &mut b, 0);
     let used = a.limit(NEW).unwrap() - 1;
@@ -262,17 +262,17 @@ fn a_deleted_sa_added_again_on_a_restarted_node_starts_past_its_history() {
     // from A, and A restarts too, syncing from B: the history must have
     // travelled with each bulk.
     for m in [&mut a, &mut b] {
-        m.remove_sa(NEW, SaDir::Outbound);
+        m.remove_sa(NEW, Direction::Outbound);
     }
     let mut b2 = node(B, 5, t);
     let t = settle(&mut a, &mut b2, t);
     let mut a2 = node(A, 6, t);
     let t = settle(&mut a2, &mut b2, t);
     events(&mut a2);
-    a2.add_sa(NEW, SaDir::Outbound, false, A);
-    b2.add_sa(NEW, SaDir::Outbound, false, A);
+    a2.add_sa(NEW, Direction::Outbound, false, A);
+    b2.add_sa(NEW, Direction::Outbound, false, A);
     settle(&mut a2, &mut b2, t);
-    let start = *starts_in(&events(&mut a2), NEW, SaDir::Outbound)
+    let start = *starts_in(&events(&mut a2), NEW, Direction::Outbound)
         .last()
         .expect("it runs");
     assert!(start > used, "starts at {start}, used up to {used}");
@@ -295,7 +295,7 @@ fn run_a(a: &mut Mirror, b: &mut Mirror, from: u64) -> u64 {
 
 /// The highest place `m` restarted an SA at among `evs`, or `current` if
 /// it did not move it.
-fn restarted(evs: &[MirrorEvent], spi: u32, dir: SaDir, current: u64) -> u64 {
+fn restarted(evs: &[MirrorEvent], spi: u32, dir: Direction, current: u64) -> u64 {
     starts_in(evs, spi, dir)
         .into_iter()
         .max()
@@ -320,8 +320,8 @@ fn a_fence_after_a_split_brain_starts_past_what_the_peer_took_over() {
     events(&mut a);
     assert_eq!(a.force_unleased(), Ok(()));
     let evs = events(&mut a);
-    let out_from = restarted(&evs, OUT_A, SaDir::Outbound, a_next);
-    let in_top = restarted(&evs, IN_A, SaDir::Inbound, a_top);
+    let out_from = restarted(&evs, OUT_A, Direction::Outbound, a_next);
+    let in_top = restarted(&evs, IN_A, Direction::Inbound, a_top);
     assert!(
         out_from >= b_out,
         "A sends from {out_from}, B's takeover may use below {b_out}"
@@ -351,8 +351,8 @@ fn a_peer_that_took_an_inbound_sa_over_unheard_and_restarted_leaves_it_past_what
     let t = settle(&mut a, &mut b2, t + 200);
     let _ = t;
     let evs = events(&mut a);
-    let in_top = restarted(&evs, IN_A, SaDir::Inbound, 0);
-    let out_from = restarted(&evs, OUT_A, SaDir::Outbound, 0);
+    let in_top = restarted(&evs, IN_A, Direction::Inbound, 0);
+    let out_from = restarted(&evs, OUT_A, Direction::Outbound, 0);
     assert!(
         in_top + 1 >= b_in,
         "A accepts above {in_top}, B's lost life accepted below {b_in}"
@@ -417,7 +417,7 @@ fn a_synchronised_peer_life_that_ends_moves_the_sas_past_it() {
         a2.handle_frame(t, &f).unwrap();
     }
     let evs = events(&mut a2);
-    assert!(restarted(&evs, OUT_A, SaDir::Outbound, 0) >= limit + 2 * JUMP - 400);
+    assert!(restarted(&evs, OUT_A, Direction::Outbound, 0) >= limit + 2 * JUMP - 400);
 }
 
 /// A and B synchronised; then B, not hearing A for a moment, takes A's
@@ -428,8 +428,8 @@ fn b_holds_a_sas(a: &mut Mirror, b: &mut Mirror) -> u64 {
     declare_dead(b, 100);
     assert_eq!(b.take_over(), 2);
     let t = settle(a, b, 100);
-    assert!(!a.owns(OUT_A, SaDir::Outbound) && !a.owns(IN_A, SaDir::Inbound));
-    assert!(b.owns(OUT_A, SaDir::Outbound) && b.owns(IN_A, SaDir::Inbound));
+    assert!(!a.owns(OUT_A, Direction::Outbound) && !a.owns(IN_A, Direction::Inbound));
+    assert!(b.owns(OUT_A, Direction::Outbound) && b.owns(IN_A, Direction::Inbound));
     events(a);
     events(b);
     t
@@ -456,16 +456,16 @@ fn an_inbound_sa_held_then_taken_back_and_readded_on_the_holder_is_not_accepted_
     declare_dead(&mut a, t + 100);
     declare_dead(&mut b, t + 100);
     assert_eq!(a.take_over(), 3, "OUT_A, IN_A and OUT_B");
-    let a_top = *starts_in(&events(&mut a), IN_A, SaDir::Inbound)
+    let a_top = *starts_in(&events(&mut a), IN_A, Direction::Inbound)
         .last()
         .expect("A runs IN_A again");
     let a_range = acceptable(&a, IN_A, a_top);
     assert!(!a_range.is_empty());
     // The host deletes IN_A and adds it again, same SPI and key, on B.
     events(&mut b);
-    assert!(b.remove_sa(IN_A, SaDir::Inbound));
-    b.add_sa(IN_A, SaDir::Inbound, false, A);
-    let b_top = *starts_in(&events(&mut b), IN_A, SaDir::Inbound)
+    assert!(b.remove_sa(IN_A, Direction::Inbound));
+    b.add_sa(IN_A, Direction::Inbound, false, A);
+    let b_top = *starts_in(&events(&mut b), IN_A, Direction::Inbound)
         .last()
         .expect("B runs the re-added SA at once: it holds A's SAs");
     let b_range = acceptable(&b, IN_A, b_top);
@@ -500,14 +500,14 @@ fn an_outbound_sa_held_then_taken_back_and_readded_on_the_holder_never_reuses_nu
     declare_dead(&mut a, t + 100);
     declare_dead(&mut b, t + 100);
     assert_eq!(a.take_over(), 3, "OUT_A, IN_A and OUT_B");
-    let a_next = *starts_in(&events(&mut a), OUT_A, SaDir::Outbound)
+    let a_next = *starts_in(&events(&mut a), OUT_A, Direction::Outbound)
         .last()
         .expect("A runs OUT_A again");
     let a_range = usable(&a, OUT_A, a_next);
     events(&mut b);
-    assert!(b.remove_sa(OUT_A, SaDir::Outbound));
-    b.add_sa(OUT_A, SaDir::Outbound, false, A);
-    let b_next = *starts_in(&events(&mut b), OUT_A, SaDir::Outbound)
+    assert!(b.remove_sa(OUT_A, Direction::Outbound));
+    b.add_sa(OUT_A, Direction::Outbound, false, A);
+    let b_next = *starts_in(&events(&mut b), OUT_A, Direction::Outbound)
         .last()
         .expect("B runs the re-added SA at once: it holds A's SAs");
     let b_range = usable(&b, OUT_A, b_next);
@@ -532,7 +532,7 @@ fn an_outbound_sa_held_then_taken_back_and_readded_on_the_holder_never_reuses_nu
 fn a_stall_reported_before_the_bulk_sync_does_not_let_the_earlier_lifes_packets_pass() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let mut t = settle(&mut a, &mut b, 0);
-    let first = *starts_in(&events(&mut a), IN_A, SaDir::Inbound)
+    let first = *starts_in(&events(&mut a), IN_A, Direction::Inbound)
         .last()
         .expect("A runs IN_A from past the bulk sync");
     // A accepts as far as its lease lets it; B stores and acknowledges.
@@ -553,7 +553,7 @@ fn a_stall_reported_before_the_bulk_sync_does_not_let_the_earlier_lifes_packets_
     assert!(a2.synced());
     // The worker's window: where the mirror last activated it (all seen at
     // and below), or as built (top 0, nothing seen) if it never did.
-    let window_top = starts_in(&events(&mut a2), IN_A, SaDir::Inbound)
+    let window_top = starts_in(&events(&mut a2), IN_A, Direction::Inbound)
         .last()
         .copied()
         .unwrap_or(0);
@@ -583,7 +583,7 @@ fn a_state_sent_before_the_owner_heard_of_a_hand_back_raises_no_limit() {
     declare_dead(&mut a, t + 100);
     declare_dead(&mut b, t + 100);
     b.take_over();
-    let b_start = *starts_in(&events(&mut b), IN_A, SaDir::Inbound)
+    let b_start = *starts_in(&events(&mut b), IN_A, Direction::Inbound)
         .last()
         .unwrap();
     let b_accepted = b_start + 1..b_start + 2;
@@ -599,7 +599,7 @@ fn a_state_sent_before_the_owner_heard_of_a_hand_back_raises_no_limit() {
     // A's worker refused the far end's newer packets at its limit.
     a.inbound_stalled(IN_A, b_accepted.end + 5);
     exchange(&mut a, &mut b, now);
-    let window_top = restarted(&events(&mut a), IN_A, SaDir::Inbound, a_top);
+    let window_top = restarted(&events(&mut a), IN_A, Direction::Inbound, a_top);
     let now_accepts = acceptable(&a, IN_A, window_top);
     let both = overlap(&b_accepted, &now_accepts);
     assert!(
@@ -645,8 +645,8 @@ fn taken_back_unheard_by_a_life_that_dies(stalled: bool) {
     // A takes its SA back; nothing it sends from now on arrives.
     declare_dead(&mut a, t + 100);
     a.take_over();
-    assert!(a.owns(IN_A, SaDir::Inbound));
-    let a_start = *starts_in(&events(&mut a), IN_A, SaDir::Inbound)
+    assert!(a.owns(IN_A, Direction::Inbound));
+    let a_start = *starts_in(&events(&mut a), IN_A, Direction::Inbound)
         .last()
         .unwrap();
     let a_accepted = a_start + 1..a.inbound_limit(IN_A).unwrap();
@@ -657,8 +657,8 @@ fn taken_back_unheard_by_a_life_that_dies(stalled: bool) {
     events(&mut b);
     let mut a2 = node(A, 5, t + 200);
     settle(&mut a2, &mut b, t + 200);
-    assert!(a2.synced() && a2.owns(IN_A, SaDir::Inbound));
-    let window_top = restarted(&events(&mut a2), IN_A, SaDir::Inbound, 0);
+    assert!(a2.synced() && a2.owns(IN_A, Direction::Inbound));
+    let window_top = restarted(&events(&mut a2), IN_A, Direction::Inbound, 0);
     let both = overlap(&a_accepted, &acceptable(&a2, IN_A, window_top));
     assert!(
         both.is_empty(),
@@ -677,7 +677,7 @@ fn an_sa_deleted_while_a_bulk_is_on_its_way_keeps_its_history_on_the_peer() {
     const X: u32 = 0x3000;
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     for m in [&mut a, &mut b] {
-        m.add_sa(X, SaDir::Outbound, false, A);
+        m.add_sa(X, Direction::Outbound, false, A);
     }
     let mut t = settle(&mut a, &mut b, 0);
     let mut used = 0;
@@ -692,17 +692,17 @@ fn an_sa_deleted_while_a_bulk_is_on_its_way_keeps_its_history_on_the_peer() {
     while let Some(f) = b2.poll_transmit(t) {
         let _ = a.handle_frame(t, &f);
     }
-    a.remove_sa(X, SaDir::Outbound);
+    a.remove_sa(X, Direction::Outbound);
     let t = settle(&mut a, &mut b2, t);
     assert!(b2.synced());
     // A dies; the host adds X again to both, A's next life from its file.
     drop(a);
     let mut a2 = node(A, 4, t);
-    a2.add_sa(X, SaDir::Outbound, false, A);
-    b2.add_sa(X, SaDir::Outbound, false, A);
+    a2.add_sa(X, Direction::Outbound, false, A);
+    b2.add_sa(X, Direction::Outbound, false, A);
     settle(&mut a2, &mut b2, t);
     assert!(a2.synced());
-    let from = restarted(&events(&mut a2), X, SaDir::Outbound, 1);
+    let from = restarted(&events(&mut a2), X, Direction::Outbound, 1);
     assert!(
         from > used,
         "A's next life sends X from {from}; its first used up to {used}"
@@ -723,7 +723,7 @@ const IN_B: u32 = 0x2100;
 fn an_sa_a_peer_life_took_over_unheard_moves_past_it_on_a_node_that_lacks_it() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     for m in [&mut a, &mut b] {
-        m.add_sa(IN_B, SaDir::Inbound, false, B);
+        m.add_sa(IN_B, Direction::Inbound, false, B);
     }
     let mut t = settle(&mut a, &mut b, 0);
     for _ in 0..3 {
@@ -737,7 +737,7 @@ fn an_sa_a_peer_life_took_over_unheard_moves_past_it_on_a_node_that_lacks_it() {
     assert!(b2.synced() && !b2.views().iter().any(|v| v.spi == IN_B));
     // The host orders A to take B's SAs over; nothing A sends arrives.
     a.take_over();
-    let a_start = *starts_in(&events(&mut a), IN_B, SaDir::Inbound)
+    let a_start = *starts_in(&events(&mut a), IN_B, Direction::Inbound)
         .last()
         .unwrap();
     // (Since a start counts as acknowledged only as far past what the
@@ -747,13 +747,13 @@ fn an_sa_a_peer_life_took_over_unheard_moves_past_it_on_a_node_that_lacks_it() {
     let a_accepted = a_start + 1..a.inbound_limit(IN_B).unwrap().max(a_start + 1);
     drop(a);
     let mut a2 = node(A, 4, t + 100);
-    a2.add_sa(IN_B, SaDir::Inbound, false, B);
+    a2.add_sa(IN_B, Direction::Inbound, false, B);
     let t = settle(&mut a2, &mut b2, t + 100);
     events(&mut b2);
-    b2.add_sa(IN_B, SaDir::Inbound, false, B);
+    b2.add_sa(IN_B, Direction::Inbound, false, B);
     settle(&mut a2, &mut b2, t);
-    assert!(!b2.asking(IN_B, SaDir::Inbound));
-    let window_top = restarted(&events(&mut b2), IN_B, SaDir::Inbound, 0);
+    assert!(!b2.asking(IN_B, Direction::Inbound));
+    let window_top = restarted(&events(&mut b2), IN_B, Direction::Inbound, 0);
     let both = overlap(&a_accepted, &acceptable(&b2, IN_B, window_top));
     assert!(
         both.is_empty(),
@@ -771,7 +771,7 @@ fn an_sa_a_peer_life_took_over_unheard_moves_past_it_on_a_node_that_lacks_it() {
 fn the_history_of_an_sa_added_again_outlives_the_node_that_asks() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     for m in [&mut a, &mut b] {
-        m.add_sa(IN_B, SaDir::Inbound, false, B);
+        m.add_sa(IN_B, Direction::Inbound, false, B);
     }
     let mut t = settle(&mut a, &mut b, 0);
     for _ in 0..3 {
@@ -783,10 +783,10 @@ fn the_history_of_an_sa_added_again_outlives_the_node_that_asks() {
     let top = b.inbound_limit(IN_B).unwrap() - 1;
     b.inbound_progress(IN_B, top, &[u64::MAX], 0, top);
     for m in [&mut a, &mut b] {
-        m.remove_sa(IN_B, SaDir::Inbound);
+        m.remove_sa(IN_B, Direction::Inbound);
     }
     drop(a);
-    b.add_sa(IN_B, SaDir::Inbound, false, B);
+    b.add_sa(IN_B, Direction::Inbound, false, B);
     while b.poll_transmit(t).is_some() {}
     declare_dead(&mut b, t + 100);
     // A's next life (the SA in its file) asks for a bulk and syncs from
@@ -794,7 +794,7 @@ fn the_history_of_an_sa_added_again_outlives_the_node_that_asks() {
     // B dies (the chaos kills a node only while the other is
     // synchronised).
     let mut a2 = node(A, 4, t + 200);
-    a2.add_sa(IN_B, SaDir::Inbound, false, B);
+    a2.add_sa(IN_B, Direction::Inbound, false, B);
     let now = t + 200;
     let f = a2.poll_transmit(now).expect("A asks for a bulk");
     let _ = b.handle_frame(now, &f);
@@ -804,13 +804,13 @@ fn the_history_of_an_sa_added_again_outlives_the_node_that_asks() {
         let _ = a2.handle_frame(now, &f);
     }
     assert!(a2.synced());
-    assert!(b.asking(IN_B, SaDir::Inbound));
+    assert!(b.asking(IN_B, Direction::Inbound));
     drop(b);
     let mut b2 = node(B, 5, now + 100);
-    b2.add_sa(IN_B, SaDir::Inbound, false, B);
+    b2.add_sa(IN_B, Direction::Inbound, false, B);
     settle(&mut a2, &mut b2, now + 100);
     assert!(b2.synced());
-    let window_top = restarted(&events(&mut b2), IN_B, SaDir::Inbound, 0);
+    let window_top = restarted(&events(&mut b2), IN_B, Direction::Inbound, 0);
     assert!(
         window_top >= top,
         "B's next life accepts above {window_top}; its first accepted up to {top}"
@@ -829,12 +829,12 @@ fn a_fresh_inbound_sa_added_at_run_time_accepts_its_first_packet() {
     let t = settle(&mut a, &mut b, 0);
     events(&mut a);
     for m in [&mut a, &mut b] {
-        m.add_sa(NEW, SaDir::Inbound, false, A);
+        m.add_sa(NEW, Direction::Inbound, false, A);
     }
     settle(&mut a, &mut b, t);
-    assert!(!a.asking(NEW, SaDir::Inbound));
+    assert!(!a.asking(NEW, Direction::Inbound));
     let (top, bitmap) =
-        last_start(&events(&mut a), NEW, SaDir::Inbound).expect("the new SA begins");
+        last_start(&events(&mut a), NEW, Direction::Inbound).expect("the new SA begins");
     let k = top.wrapping_sub(1);
     let seen = top >= 1
         && bitmap
@@ -862,7 +862,7 @@ fn a_question_answered_twice_leaves_a_fresh_inbound_sa_where_it_began() {
     let t = settle(&mut a, &mut b, 0);
     events(&mut a);
     for m in [&mut a, &mut b] {
-        m.add_sa(NEW, SaDir::Inbound, false, A);
+        m.add_sa(NEW, Direction::Inbound, false, A);
     }
     // A's question leaves, and again at the next refresh, before B answers.
     let mut asked = Vec::new();
@@ -876,8 +876,8 @@ fn a_question_answered_twice_leaves_a_fresh_inbound_sa_where_it_began() {
         let _ = b.handle_frame(t + 121, f);
     }
     settle(&mut a, &mut b, t + 121);
-    assert!(!a.asking(NEW, SaDir::Inbound));
-    let (top, bitmap) = last_start(&events(&mut a), NEW, SaDir::Inbound).expect("it begins");
+    assert!(!a.asking(NEW, Direction::Inbound));
+    let (top, bitmap) = last_start(&events(&mut a), NEW, Direction::Inbound).expect("it begins");
     let k = top.wrapping_sub(1);
     let seen = top >= 1
         && bitmap
@@ -903,17 +903,17 @@ fn a_fresh_outbound_sa_added_on_one_node_then_the_other_stays_where_it_began() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let t = settle(&mut a, &mut b, 0);
     events(&mut a);
-    a.add_sa(NEW, SaDir::Outbound, false, A);
+    a.add_sa(NEW, Direction::Outbound, false, A);
     let t = settle(&mut a, &mut b, t);
-    assert!(!a.asking(NEW, SaDir::Outbound));
-    let (start, _) = last_start(&events(&mut a), NEW, SaDir::Outbound).expect("it begins");
+    assert!(!a.asking(NEW, Direction::Outbound));
+    let (start, _) = last_start(&events(&mut a), NEW, Direction::Outbound).expect("it begins");
     // The host adds it on B, which asks A; A's workers go on sending (a
     // little: the lease they report stays below A's reach).
-    b.add_sa(NEW, SaDir::Outbound, false, A);
+    b.add_sa(NEW, Direction::Outbound, false, A);
     let t = settle(&mut a, &mut b, t);
     a.outbound_progress(NEW, start + 10, 10, 10);
     settle(&mut a, &mut b, t);
-    let moved = last_start(&events(&mut a), NEW, SaDir::Outbound);
+    let moved = last_start(&events(&mut a), NEW, Direction::Outbound);
     assert!(
         moved.is_none(),
         "the new SA began at {start}, then moved to {:?}",
@@ -932,7 +932,7 @@ fn a_takeover_from_a_bulk_the_dead_peer_held_runs_at_once() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     exchange(&mut a, &mut b, 0);
     let t = run_a(&mut a, &mut b, 0);
-    let far = b.standby().get(OUT_A, SaDir::Outbound).unwrap().value;
+    let far = b.standby().get(OUT_A, Direction::Outbound).unwrap().value;
     assert!(far > 2 * JUMP, "A ran {far}, not past two jumps");
     drop(a);
     // A's new life: its frames reach B until it holds the bulk.
@@ -956,7 +956,7 @@ fn a_takeover_from_a_bulk_the_dead_peer_held_runs_at_once() {
     declare_dead(&mut b, heard + 100);
     events(&mut b);
     assert_eq!(b.take_over(), 2);
-    let start = last_start(&events(&mut b), OUT_A, SaDir::Outbound)
+    let start = last_start(&events(&mut b), OUT_A, Direction::Outbound)
         .unwrap()
         .0;
     assert!(start > far, "B took over at {start}, not past {far}");

@@ -13,6 +13,7 @@
 pub mod arp;
 pub mod buf;
 pub mod checksum;
+pub mod direction;
 pub mod error;
 pub mod esp;
 pub mod ethernet;
@@ -23,6 +24,7 @@ pub mod mirror;
 pub mod udp;
 
 pub use buf::{HeapBuf, PacketBuf};
+pub use direction::Direction;
 pub use error::{Layer, WireError};
 
 /// Result type of this crate.

@@ -21,12 +21,49 @@
 //! repeated or reordered and merging by maximum still converges. Unknown
 //! record types are reported as such, so a newer peer can add some.
 
-use crate::{Layer, Result, WireError, be16, be32, need};
+use crate::{Direction, Layer, Result, WireError, be16, be32, need};
 
 /// Frame format version.
 pub const VERSION: u8 = 3;
+
+/// Where the fields of a frame's header lie (bytes 6..8 are reserved,
+/// sent as zero).
+mod field {
+    use core::ops::Range;
+
+    pub const VERSION: usize = 0;
+    pub const FLAGS: usize = 1;
+    pub const RECORDS: Range<usize> = 2..4;
+    pub const LENGTH: Range<usize> = 4..6;
+    pub const NODE: Range<usize> = 8..12;
+    pub const EPOCH: Range<usize> = 12..20;
+    pub const COUNTER: Range<usize> = 20..28;
+    pub const PEER_EPOCH: Range<usize> = 28..36;
+}
+
+/// Where the fields of an SA state record's body lie (bytes 6..8 and
+/// 34..36 are padding, sent as zero).
+mod sa_field {
+    use core::ops::Range;
+
+    pub const SPI: Range<usize> = 0..4;
+    pub const DIR: usize = 4;
+    /// Bit 0: the record is a copy.
+    pub const FLAGS: usize = 5;
+    pub const VALUE: Range<usize> = 8..16;
+    pub const BYTES: Range<usize> = 16..24;
+    pub const PACKETS: Range<usize> = 24..32;
+    /// How many bitmap words follow.
+    pub const WORDS: Range<usize> = 32..34;
+    /// The bitmap words, 8 bytes each, from here to the end.
+    pub const BITMAP: usize = 36;
+}
+
 /// Header length.
-pub const HEADER_LEN: usize = 36;
+pub const HEADER_LEN: usize = field::PEER_EPOCH.end;
+/// Length of an SA state record's body before its bitmap words (8 bytes
+/// each).
+pub const SA_STATE_BODY_LEN: usize = sa_field::BITMAP;
 /// Length of the MAC at the end of a frame.
 pub const MAC_LEN: usize = 16;
 /// Bytes before each record body (type and length).
@@ -43,6 +80,15 @@ fn malformed(what: &'static str) -> WireError {
     WireError::Malformed {
         layer: Layer::Mirror,
         what,
+    }
+}
+
+/// Fails unless a record's body is `len` bytes, as its type wants.
+fn exact(body: &[u8], len: usize) -> Result<()> {
+    if body.len() == len {
+        Ok(())
+    } else {
+        Err(malformed("record body length does not fit its type"))
     }
 }
 
@@ -68,33 +114,40 @@ impl MirrorHeader {
     /// Reads the header of `frame` (MAC not checked here).
     pub fn parse(frame: &[u8]) -> Result<Self> {
         need(Layer::Mirror, frame, HEADER_LEN + MAC_LEN)?;
-        if frame[0] != VERSION {
+        if frame[field::VERSION] != VERSION {
             return Err(WireError::Unsupported {
                 layer: Layer::Mirror,
                 what: "mirror frame version",
             });
         }
         Ok(MirrorHeader {
-            flags: frame[1],
-            records: be16(frame, 2),
-            node: be32(frame, 8),
-            epoch: be64(frame, 12),
-            counter: be64(frame, 20),
-            peer_epoch: be64(frame, 28),
+            flags: frame[field::FLAGS],
+            records: be16(frame, field::RECORDS.start),
+            node: be32(frame, field::NODE.start),
+            epoch: be64(frame, field::EPOCH.start),
+            counter: be64(frame, field::COUNTER.start),
+            peer_epoch: be64(frame, field::PEER_EPOCH.start),
         })
+    }
+
+    /// How many bytes [`emit`](Self::emit) appends.
+    pub fn buffer_len(&self) -> usize {
+        HEADER_LEN
     }
 
     /// Appends the header to `out`, its length field 0 until
     /// [`set_length`] fills it in.
     pub fn emit(&self, out: &mut Vec<u8>) {
-        out.push(VERSION);
-        out.push(self.flags);
-        out.extend(self.records.to_be_bytes());
-        out.extend([0u8; 4]);
-        out.extend(self.node.to_be_bytes());
-        out.extend(self.epoch.to_be_bytes());
-        out.extend(self.counter.to_be_bytes());
-        out.extend(self.peer_epoch.to_be_bytes());
+        let at = out.len();
+        out.resize(at + self.buffer_len(), 0);
+        let h = &mut out[at..];
+        h[field::VERSION] = VERSION;
+        h[field::FLAGS] = self.flags;
+        h[field::RECORDS].copy_from_slice(&self.records.to_be_bytes());
+        h[field::NODE].copy_from_slice(&self.node.to_be_bytes());
+        h[field::EPOCH].copy_from_slice(&self.epoch.to_be_bytes());
+        h[field::COUNTER].copy_from_slice(&self.counter.to_be_bytes());
+        h[field::PEER_EPOCH].copy_from_slice(&self.peer_epoch.to_be_bytes());
     }
 }
 
@@ -102,45 +155,19 @@ impl MirrorHeader {
 /// are all of `frame` (the MAC not yet appended).
 pub fn set_length(frame: &mut [u8]) {
     let len = u16::try_from(frame.len()).unwrap_or(u16::MAX);
-    frame[4..6].copy_from_slice(&len.to_be_bytes());
+    frame[field::LENGTH].copy_from_slice(&len.to_be_bytes());
 }
 
 /// The frame without its link padding: header, records and MAC, as the
 /// length field gives them.
 pub fn unpadded(frame: &[u8]) -> Result<&[u8]> {
     need(Layer::Mirror, frame, HEADER_LEN + MAC_LEN)?;
-    let len = usize::from(be16(frame, 4));
+    let len = usize::from(be16(frame, field::LENGTH.start));
     if len < HEADER_LEN {
         return Err(malformed("length shorter than the header"));
     }
     need(Layer::Mirror, frame, len + MAC_LEN)?;
     Ok(&frame[..len + MAC_LEN])
-}
-
-/// Which way the SA of a record runs, as seen by the node that owns it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SaDir {
-    /// The owner encrypts with it.
-    Outbound,
-    /// The owner decrypts with it.
-    Inbound,
-}
-
-impl SaDir {
-    fn code(self) -> u8 {
-        match self {
-            SaDir::Outbound => 0,
-            SaDir::Inbound => 1,
-        }
-    }
-
-    fn from_code(c: u8) -> Result<Self> {
-        match c {
-            0 => Ok(SaDir::Outbound),
-            1 => Ok(SaDir::Inbound),
-            _ => Err(malformed("SA direction is neither 0 nor 1")),
-        }
-    }
 }
 
 /// The state of one SA, absolute values.
@@ -149,7 +176,7 @@ pub struct SaState {
     /// SPI.
     pub spi: u32,
     /// Direction.
-    pub dir: SaDir,
+    pub dir: Direction,
     /// Outbound: the lease, the sequence number the owner promises never to
     /// reach (seq + quantity when sent). Inbound: the replay window top.
     pub value: u64,
@@ -163,6 +190,63 @@ pub struct SaState {
     /// Not the sender's own SA but its standby copy of the receiver's (sent
     /// in a bulk sync, so a restarted receiver learns how far its SAs went).
     pub copy: bool,
+}
+
+impl SaState {
+    /// The bitmap words sent (at most [`MAX_BITMAP_WORDS`]).
+    fn words(&self) -> usize {
+        self.bitmap.len().min(MAX_BITMAP_WORDS)
+    }
+
+    /// How many bytes its record's body takes.
+    fn body_len(&self) -> usize {
+        SA_STATE_BODY_LEN + 8 * self.words()
+    }
+
+    /// How many bytes its record takes: type, length and body.
+    pub fn buffer_len(&self) -> usize {
+        RECORD_HEADER_LEN + self.body_len()
+    }
+
+    /// Appends the record's body to `out`.
+    fn emit_body(&self, out: &mut Vec<u8>) {
+        let at = out.len();
+        out.resize(at + self.body_len(), 0);
+        let b = &mut out[at..];
+        b[sa_field::SPI].copy_from_slice(&self.spi.to_be_bytes());
+        b[sa_field::DIR] = self.dir.code();
+        b[sa_field::FLAGS] = u8::from(self.copy);
+        b[sa_field::VALUE].copy_from_slice(&self.value.to_be_bytes());
+        b[sa_field::BYTES].copy_from_slice(&self.bytes.to_be_bytes());
+        b[sa_field::PACKETS].copy_from_slice(&self.packets.to_be_bytes());
+        b[sa_field::WORDS].copy_from_slice(&(self.words() as u16).to_be_bytes());
+        for (to, w) in b[sa_field::BITMAP..].chunks_exact_mut(8).zip(&self.bitmap) {
+            to.copy_from_slice(&w.to_be_bytes());
+        }
+    }
+
+    /// Reads a record's body.
+    fn parse_body(body: &[u8]) -> Result<Self> {
+        if body.len() < SA_STATE_BODY_LEN {
+            return Err(malformed("SA state record shorter than 36 bytes"));
+        }
+        let words = usize::from(be16(body, sa_field::WORDS.start));
+        if words > MAX_BITMAP_WORDS {
+            return Err(malformed("replay bitmap larger than 65536 bits"));
+        }
+        exact(body, SA_STATE_BODY_LEN + 8 * words)?;
+        Ok(SaState {
+            spi: be32(body, sa_field::SPI.start),
+            dir: Direction::from_code(body[sa_field::DIR])?,
+            value: be64(body, sa_field::VALUE.start),
+            bytes: be64(body, sa_field::BYTES.start),
+            packets: be64(body, sa_field::PACKETS.start),
+            bitmap: (0..words)
+                .map(|w| be64(body, sa_field::BITMAP + 8 * w))
+                .collect(),
+            copy: body[sa_field::FLAGS] & 1 != 0,
+        })
+    }
 }
 
 /// One record of a mirror frame.
@@ -186,7 +270,7 @@ pub enum MirrorRecord {
         /// SPI.
         spi: u32,
         /// Direction.
-        dir: SaDir,
+        dir: Direction,
         /// The lease stored.
         lease: u64,
     },
@@ -209,7 +293,7 @@ pub enum MirrorRecord {
         /// SPI.
         spi: u32,
         /// Direction.
-        dir: SaDir,
+        dir: Direction,
         /// The new owner.
         owner: u32,
         /// Ownership generation of the change.
@@ -217,7 +301,7 @@ pub enum MirrorRecord {
         /// Outbound: the value the owner's use of the SA is bounded by (its
         /// start after a takeover, else its acknowledged lease); the
         /// receiver stores it before it may ever act on the SA again.
-        start: u64,
+        bound: u64,
         /// What the record does.
         kind: OwnershipKind,
     },
@@ -227,7 +311,7 @@ pub enum MirrorRecord {
         /// SPI.
         spi: u32,
         /// Direction.
-        dir: SaDir,
+        dir: Direction,
     },
     /// What the sender knows of an SA: the highest value it stores or ran
     /// it to, or nothing at all (it never heard of the SA). The answer to
@@ -236,7 +320,7 @@ pub enum MirrorRecord {
         /// SPI.
         spi: u32,
         /// Direction.
-        dir: SaDir,
+        dir: Direction,
         /// The highest value known, if any.
         value: Option<u64>,
     },
@@ -247,7 +331,7 @@ pub enum MirrorRecord {
         /// SPI.
         spi: u32,
         /// Direction.
-        dir: SaDir,
+        dir: Direction,
         /// The copy's value.
         value: u64,
     },
@@ -306,7 +390,7 @@ impl MirrorRecord {
     pub fn buffer_len(&self) -> usize {
         RECORD_HEADER_LEN
             + match self {
-                MirrorRecord::SaState(s) => 36 + 8 * s.bitmap.len().min(MAX_BITMAP_WORDS),
+                MirrorRecord::SaState(s) => s.body_len(),
                 MirrorRecord::Heartbeat { .. } => 24,
                 MirrorRecord::Ownership { .. } => 32,
                 MirrorRecord::LeaseAck { .. }
@@ -324,18 +408,7 @@ impl MirrorRecord {
         out.extend([0u8; RECORD_HEADER_LEN]);
         let ty = match self {
             MirrorRecord::SaState(s) => {
-                out.extend(s.spi.to_be_bytes());
-                out.push(s.dir.code());
-                out.push(u8::from(s.copy));
-                out.extend([0u8; 2]);
-                out.extend(s.value.to_be_bytes());
-                out.extend(s.bytes.to_be_bytes());
-                out.extend(s.packets.to_be_bytes());
-                out.extend((s.bitmap.len().min(MAX_BITMAP_WORDS) as u16).to_be_bytes());
-                out.extend([0u8; 2]);
-                for w in s.bitmap.iter().take(MAX_BITMAP_WORDS) {
-                    out.extend(w.to_be_bytes());
-                }
+                s.emit_body(out);
                 SA_STATE
             }
             MirrorRecord::Heartbeat {
@@ -369,7 +442,7 @@ impl MirrorRecord {
                 dir,
                 owner,
                 generation,
-                start,
+                bound,
                 kind,
             } => {
                 out.extend(spi.to_be_bytes());
@@ -379,7 +452,7 @@ impl MirrorRecord {
                 out.extend(owner.to_be_bytes());
                 out.extend([0u8; 4]);
                 out.extend(generation.to_be_bytes());
-                out.extend(start.to_be_bytes());
+                out.extend(bound.to_be_bytes());
                 OWNERSHIP
             }
             MirrorRecord::Query { spi, dir } => {
@@ -417,35 +490,10 @@ impl MirrorRecord {
         let len = usize::from(be16(b, 1));
         need(Layer::Mirror, b, RECORD_HEADER_LEN + len)?;
         let body = &b[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
-        let exact = |n: usize| {
-            if body.len() == n {
-                Ok(())
-            } else {
-                Err(malformed("record body length does not fit its type"))
-            }
-        };
         let r = match ty {
-            SA_STATE => {
-                if body.len() < 36 {
-                    return Err(malformed("SA state record shorter than 36 bytes"));
-                }
-                let words = usize::from(be16(body, 32));
-                if words > MAX_BITMAP_WORDS {
-                    return Err(malformed("replay bitmap larger than 65536 bits"));
-                }
-                exact(36 + 8 * words)?;
-                MirrorRecord::SaState(SaState {
-                    spi: be32(body, 0),
-                    dir: SaDir::from_code(body[4])?,
-                    value: be64(body, 8),
-                    bytes: be64(body, 16),
-                    packets: be64(body, 24),
-                    bitmap: (0..words).map(|w| be64(body, 36 + 8 * w)).collect(),
-                    copy: body[5] & 1 != 0,
-                })
-            }
+            SA_STATE => MirrorRecord::SaState(SaState::parse_body(body)?),
             HEARTBEAT => {
-                exact(24)?;
+                exact(body, 24)?;
                 MirrorRecord::Heartbeat {
                     now_ms: be64(body, 0),
                     owned: be32(body, 8),
@@ -454,19 +502,19 @@ impl MirrorRecord {
                 }
             }
             LEASE_ACK => {
-                exact(16)?;
+                exact(body, 16)?;
                 MirrorRecord::LeaseAck {
                     spi: be32(body, 0),
-                    dir: SaDir::from_code(body[4])?,
+                    dir: Direction::from_code(body[4])?,
                     lease: be64(body, 8),
                 }
             }
             BULK_REQUEST => {
-                exact(0)?;
+                exact(body, 0)?;
                 MirrorRecord::BulkRequest
             }
             BULK_PART => {
-                exact(16)?;
+                exact(body, 16)?;
                 MirrorRecord::BulkPart {
                     bulk: be64(body, 0),
                     part: be32(body, 8),
@@ -474,28 +522,28 @@ impl MirrorRecord {
                 }
             }
             OWNERSHIP => {
-                exact(32)?;
+                exact(body, 32)?;
                 MirrorRecord::Ownership {
                     spi: be32(body, 0),
-                    dir: SaDir::from_code(body[4])?,
+                    dir: Direction::from_code(body[4])?,
                     owner: be32(body, 8),
                     generation: be64(body, 16),
-                    start: be64(body, 24),
+                    bound: be64(body, 24),
                     kind: OwnershipKind::from_code(body[5])?,
                 }
             }
             QUERY => {
-                exact(8)?;
+                exact(body, 8)?;
                 MirrorRecord::Query {
                     spi: be32(body, 0),
-                    dir: SaDir::from_code(body[4])?,
+                    dir: Direction::from_code(body[4])?,
                 }
             }
             HISTORY => {
-                exact(16)?;
+                exact(body, 16)?;
                 MirrorRecord::History {
                     spi: be32(body, 0),
-                    dir: SaDir::from_code(body[4])?,
+                    dir: Direction::from_code(body[4])?,
                     value: match body[5] {
                         0 => None,
                         1 => Some(be64(body, 8)),
@@ -504,10 +552,10 @@ impl MirrorRecord {
                 }
             }
             PAST => {
-                exact(16)?;
+                exact(body, 16)?;
                 MirrorRecord::Past {
                     spi: be32(body, 0),
-                    dir: SaDir::from_code(body[4])?,
+                    dir: Direction::from_code(body[4])?,
                     value: be64(body, 8),
                 }
             }
@@ -541,7 +589,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn record() -> impl Strategy<Value = MirrorRecord> {
-        let dir = prop_oneof![Just(SaDir::Outbound), Just(SaDir::Inbound)];
+        let dir = prop_oneof![Just(Direction::Outbound), Just(Direction::Inbound)];
         prop_oneof![
             (
                 any::<u32>(),
@@ -584,13 +632,13 @@ mod tests {
                 any::<u64>(),
                 0u8..3
             )
-                .prop_map(|(spi, dir, owner, generation, start, k)| {
+                .prop_map(|(spi, dir, owner, generation, bound, k)| {
                     MirrorRecord::Ownership {
                         spi,
                         dir,
                         owner,
                         generation,
-                        start,
+                        bound,
                         kind: OwnershipKind::from_code(k).expect("0..3"),
                     }
                 }),
@@ -616,12 +664,77 @@ mod tests {
         out
     }
 
+    /// The bytes of a header and an SA state record, field by field as the
+    /// module's documentation and `field`/`sa_field` lay them out.
+    #[test]
+    fn header_and_sa_state_bytes_are_as_laid_out() {
+        let h = MirrorHeader {
+            flags: FLAG_SYNCED,
+            records: 1,
+            node: 0x0102_0304,
+            epoch: 0x1112_1314_1516_1718,
+            counter: 0x2122_2324_2526_2728,
+            peer_epoch: 0x3132_3334_3536_3738,
+        };
+        let state = SaState {
+            spi: 0xa1a2_a3a4,
+            dir: Direction::Inbound,
+            value: 0xb1b2_b3b4_b5b6_b7b8,
+            bytes: 0xc1c2_c3c4_c5c6_c7c8,
+            packets: 0xd1d2_d3d4_d5d6_d7d8,
+            bitmap: vec![0xe1e2_e3e4_e5e6_e7e8],
+            copy: true,
+        };
+        let mut f = Vec::new();
+        h.emit(&mut f);
+        MirrorRecord::SaState(state.clone()).emit(&mut f);
+        set_length(&mut f);
+        assert_eq!(f.len(), h.buffer_len() + state.buffer_len());
+        let hex: String = f.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            [
+                "03",
+                "01",
+                "0001",
+                "0053",
+                "0000",
+                "01020304",
+                "1112131415161718",
+                "2122232425262728",
+                "3132333435363738", // header
+                "01",
+                "002c", // record type and body length
+                "a1a2a3a4",
+                "01",
+                "01",
+                "0000",
+                "b1b2b3b4b5b6b7b8",
+                "c1c2c3c4c5c6c7c8",
+                "d1d2d3d4d5d6d7d8",
+                "0001",
+                "0000",
+                "e1e2e3e4e5e6e7e8", // body
+            ]
+            .concat()
+        );
+    }
+
     proptest! {
         #[test]
         fn buffer_len_is_what_emit_appends(r in record()) {
             let mut out = Vec::new();
             r.emit(&mut out);
             prop_assert_eq!(r.buffer_len(), out.len());
+        }
+
+        #[test]
+        fn header_buffer_len_is_what_emit_appends(flags: u8, records: u16, node: u32, epoch: u64) {
+            let h = MirrorHeader { flags, records, node, epoch, counter: !epoch, peer_epoch: epoch ^ 1 };
+            let mut out = vec![7u8];
+            h.emit(&mut out);
+            prop_assert_eq!(out.len(), 1 + h.buffer_len());
+            prop_assert_eq!(MirrorHeader::parse(&[&out[1..], &[0; MAC_LEN]].concat()).unwrap(), h);
         }
 
         #[test]
@@ -692,9 +805,9 @@ mod tests {
             (h, vec![MirrorRecord::BulkRequest])
         );
         let mut short = f.clone();
-        short[4..6].copy_from_slice(&(HEADER_LEN as u16 - 1).to_be_bytes());
+        short[field::LENGTH].copy_from_slice(&(HEADER_LEN as u16 - 1).to_be_bytes());
         assert!(unpadded(&short).is_err(), "a length inside the header");
-        short[4..6].copy_from_slice(&(f.len() as u16).to_be_bytes());
+        short[field::LENGTH].copy_from_slice(&(f.len() as u16).to_be_bytes());
         assert!(unpadded(&short).is_err(), "a length past the end");
     }
 }

@@ -10,7 +10,8 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use espgate_wire::mirror::{self, MirrorRecord, SaDir, SaState};
+use espgate_wire::Direction;
+use espgate_wire::mirror::{self, MirrorRecord, SaState};
 
 use super::*;
 
@@ -194,11 +195,12 @@ impl Mirror {
 
     /// The size of an entry's record now (none if there is none to send).
     fn entry_len(&self, e: Entry) -> Option<usize> {
-        let state = |words: usize| mirror::RECORD_HEADER_LEN + 36 + 8 * words;
+        let state =
+            |words: usize| mirror::RECORD_HEADER_LEN + mirror::SA_STATE_BODY_LEN + 8 * words;
         match e {
             Entry::Owner(k) => self.pair.get(&k).map(|_| OWNERSHIP_LEN),
-            Entry::State((spi, SaDir::Outbound)) => self.outbound.get(&spi).map(|_| state(0)),
-            Entry::State((spi, SaDir::Inbound)) => {
+            Entry::State((spi, Direction::Outbound)) => self.outbound.get(&spi).map(|_| state(0)),
+            Entry::State((spi, Direction::Inbound)) => {
                 self.inbound.get(&spi).map(|i| state(i.bitmap().len()))
             }
             Entry::Copy((spi, dir)) => self.standby.get(spi, dir).map(|s| state(s.bitmap.len())),
@@ -270,7 +272,7 @@ impl Mirror {
                 MirrorRecord::Ownership {
                     owner,
                     generation,
-                    start,
+                    bound,
                     kind,
                     ..
                 },
@@ -279,7 +281,7 @@ impl Mirror {
                 let r = OwnerRecord {
                     owner: *owner,
                     generation: *generation,
-                    bound: *start,
+                    bound: *bound,
                     kind: *kind,
                 };
                 self.changes.unconfirmed.insert(*k, r);

@@ -65,7 +65,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 
-use espgate_wire::mirror::{self, MirrorHeader, MirrorRecord, OwnershipKind, SaDir, SaState};
+use espgate_wire::Direction;
+use espgate_wire::mirror::{self, MirrorHeader, MirrorRecord, OwnershipKind, SaState};
 
 use crate::frame::{MirrorKey, seal};
 use crate::policy::{OutboundPolicy, OwnedInbound, OwnedOutbound};
@@ -98,7 +99,7 @@ use timer::{Timer, Timers};
 use window::{raised, rebase, union};
 
 /// An SA of the pair.
-type SaKey = (u32, SaDir);
+type SaKey = (u32, Direction);
 
 /// One node's mirror protocol state. A clone is an independent node in
 /// the same state (tests explore a pair's state space by cloning it; see
@@ -181,7 +182,7 @@ impl Mirror {
     /// as the SA's history, so a peer restarted with its memory lost is
     /// sent it in the bulk sync and places the SA past it as well. Call it
     /// for the SAs of the configuration before the first frame.
-    pub fn restore(&mut self, spi: u32, dir: SaDir, floor: u64) {
+    pub fn restore(&mut self, spi: u32, dir: Direction, floor: u64) {
         let f = self.floors.entry((spi, dir)).or_insert(0);
         *f = (*f).max(floor);
         self.store(spi, dir, floor);
@@ -190,19 +191,19 @@ impl Mirror {
     /// Registers an SA of the pair with its home node; if that is this
     /// node, it owns it from the start (sequence numbers from 1, window top
     /// 0, until a bulk sync says otherwise).
-    pub fn add_sa(&mut self, spi: u32, dir: SaDir, esn: bool, home: u32) {
+    pub fn add_sa(&mut self, spi: u32, dir: Direction, esn: bool, home: u32) {
         self.add_sa_with(spi, dir, esn, home, SaOverrides::default());
     }
 
     /// [`add_sa`](Self::add_sa) with the SA's own interval or quantity.
     /// An SA whose home is the peer, added while the peer is dead and this
     /// node runs its SAs, runs here at once (and is handed back with them).
-    pub fn add_sa_with(&mut self, spi: u32, dir: SaDir, esn: bool, home: u32, o: SaOverrides) {
+    pub fn add_sa_with(&mut self, spi: u32, dir: Direction, esn: bool, home: u32, o: SaOverrides) {
         let interval = o.interval.unwrap_or(match dir {
-            SaDir::Outbound => self.cfg.interval,
-            SaDir::Inbound => self.cfg.inbound_interval,
+            Direction::Outbound => self.cfg.interval,
+            Direction::Inbound => self.cfg.inbound_interval,
         });
-        if dir == SaDir::Inbound {
+        if dir == Direction::Inbound {
             self.peer.largest_interval = self.peer.largest_interval.max(interval);
             if let Some((mark, steps)) = self.peer.lost_steps.remove(&(spi, dir)) {
                 self.store(
@@ -236,8 +237,8 @@ impl Mirror {
             // Outbound from its first number; inbound with nothing
             // accepted (window top 0).
             let first = match dir {
-                SaDir::Outbound => 1,
-                SaDir::Inbound => 0,
+                Direction::Outbound => 1,
+                Direction::Inbound => 0,
             };
             self.own(spi, dir, first, 0, Vec::new());
             if self.synced() {
@@ -260,7 +261,7 @@ impl Mirror {
     /// records of it only raise that history from now on. How far it went
     /// stays in the standby table as its history, so the same SA added
     /// again starts past it. Returns whether it was known.
-    pub fn remove_sa(&mut self, spi: u32, dir: SaDir) -> bool {
+    pub fn remove_sa(&mut self, spi: u32, dir: Direction) -> bool {
         let key = (spi, dir);
         let known = self.pair.remove(&key).is_some();
         if let Some(fin) = self.take_final(spi, dir) {
@@ -282,7 +283,7 @@ impl Mirror {
     /// before the bulk sync, `None` if not owned.
     pub fn limit(&self, spi: u32) -> Option<u64> {
         let s = self.outbound.get(&spi)?;
-        let waiting = !self.synced() || self.adds.asking.contains(&(spi, SaDir::Outbound));
+        let waiting = !self.synced() || self.adds.asking.contains(&(spi, Direction::Outbound));
         Some(if waiting { 0 } else { s.limit() })
     }
 
@@ -295,25 +296,25 @@ impl Mirror {
     /// so no packet is accepted by both. Only a fence lifts the limit.
     pub fn inbound_limit(&self, spi: u32) -> Option<u64> {
         let s = self.inbound.get(&spi)?;
-        let synced = self.synced() && !self.adds.asking.contains(&(spi, SaDir::Inbound));
+        let synced = self.synced() && !self.adds.asking.contains(&(spi, Direction::Inbound));
         Some(if synced { s.limit() } else { 0 })
     }
 
     /// The limit of an owned SA, as [`limit`](Self::limit) and
     /// [`inbound_limit`](Self::inbound_limit) give it.
-    pub fn limit_of(&self, spi: u32, dir: SaDir) -> Option<u64> {
+    pub fn limit_of(&self, spi: u32, dir: Direction) -> Option<u64> {
         match dir {
-            SaDir::Outbound => self.limit(spi),
-            SaDir::Inbound => self.inbound_limit(spi),
+            Direction::Outbound => self.limit(spi),
+            Direction::Inbound => self.inbound_limit(spi),
         }
     }
 
     /// The reporting interval of an SA: its `interval` outbound, its
     /// `inbound_interval` inbound (the defaults, or its overrides).
-    pub fn interval_of(&self, spi: u32, dir: SaDir) -> u64 {
+    pub fn interval_of(&self, spi: u32, dir: Direction) -> u64 {
         let default = match dir {
-            SaDir::Outbound => self.cfg.interval,
-            SaDir::Inbound => self.cfg.inbound_interval,
+            Direction::Outbound => self.cfg.interval,
+            Direction::Inbound => self.cfg.inbound_interval,
         };
         self.pair
             .get(&(spi, dir))
@@ -323,15 +324,15 @@ impl Mirror {
 
     /// Whether an SA added at run time waits for the peer to say what it
     /// knows of it before it may run.
-    pub fn asking(&self, spi: u32, dir: SaDir) -> bool {
+    pub fn asking(&self, spi: u32, dir: Direction) -> bool {
         self.adds.asking.contains(&(spi, dir))
     }
 
     /// Whether this node owns an SA now.
-    pub fn owns(&self, spi: u32, dir: SaDir) -> bool {
+    pub fn owns(&self, spi: u32, dir: Direction) -> bool {
         match dir {
-            SaDir::Outbound => self.outbound.contains_key(&spi),
-            SaDir::Inbound => self.inbound.contains_key(&spi),
+            Direction::Outbound => self.outbound.contains_key(&spi),
+            Direction::Inbound => self.inbound.contains_key(&spi),
         }
     }
 
@@ -356,8 +357,8 @@ impl Mirror {
                 generation: p.generation,
                 stored: self.standby.get(spi, dir).map(|s| s.value),
                 acked: match dir {
-                    SaDir::Outbound => self.outbound.get(&spi).map(|o| o.acked()),
-                    SaDir::Inbound => None,
+                    Direction::Outbound => self.outbound.get(&spi).map(|o| o.acked()),
+                    Direction::Inbound => None,
                 },
             })
             .collect()
@@ -444,7 +445,7 @@ impl Mirror {
         if let Some(s) = self.outbound.get_mut(&spi)
             && s.progress(seq, bytes, packets)
         {
-            self.enqueue((spi, SaDir::Outbound));
+            self.enqueue((spi, Direction::Outbound));
         }
     }
 
@@ -460,7 +461,7 @@ impl Mirror {
         if let Some(s) = self.inbound.get_mut(&spi)
             && s.progress(top, bitmap, bytes, packets)
         {
-            self.enqueue((spi, SaDir::Inbound));
+            self.enqueue((spi, Direction::Inbound));
         }
     }
 
@@ -475,7 +476,7 @@ impl Mirror {
     /// its top must then stay what the worker's window is, so the restart
     /// it waits for moves the window past its earlier lives.
     pub fn inbound_stalled(&mut self, spi: u32, seq: u64) {
-        if !self.synced() || self.adds.asking.contains(&(spi, SaDir::Inbound)) {
+        if !self.synced() || self.adds.asking.contains(&(spi, Direction::Inbound)) {
             return;
         }
         if self
@@ -483,7 +484,7 @@ impl Mirror {
             .get_mut(&spi)
             .is_some_and(|s| seq >= s.limit() && s.want(seq))
         {
-            self.enqueue((spi, SaDir::Inbound));
+            self.enqueue((spi, Direction::Inbound));
         }
     }
 }
@@ -499,7 +500,7 @@ impl Mirror {
         if !self.synced() {
             return 0;
         }
-        let theirs: Vec<((u32, SaDir), PairSa)> = self
+        let theirs: Vec<((u32, Direction), PairSa)> = self
             .pair
             .iter()
             .filter(|(_, p)| p.owner == self.cfg.peer && !p.blind)
@@ -517,7 +518,7 @@ impl Mirror {
     /// `Deactivate` events) before it sends the next frame.
     pub fn hand_back(&mut self) -> usize {
         let peer = self.cfg.peer;
-        let back: Vec<((u32, SaDir), PairSa)> = self
+        let back: Vec<((u32, Direction), PairSa)> = self
             .pair
             .iter()
             .filter(|(_, p)| p.home == peer && p.owner == self.cfg.node)

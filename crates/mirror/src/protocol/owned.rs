@@ -5,7 +5,7 @@ use super::*;
 
 impl Mirror {
     /// The floor of an SA's restart points (0 without one).
-    pub(super) fn floor(&self, spi: u32, dir: SaDir) -> u64 {
+    pub(super) fn floor(&self, spi: u32, dir: Direction) -> u64 {
         self.floors.get(&(spi, dir)).copied().unwrap_or(0)
     }
 
@@ -13,7 +13,7 @@ impl Mirror {
     pub(super) fn jump(&self, spi: u32) -> u64 {
         let esn = self
             .pair
-            .get(&(spi, SaDir::Outbound))
+            .get(&(spi, Direction::Outbound))
             .is_some_and(|p| p.esn);
         if esn {
             self.cfg.takeover_jump
@@ -26,10 +26,10 @@ impl Mirror {
     /// reusing anything an earlier owner (or an earlier life of this node)
     /// could have used: owners stay below their acknowledged lease plus
     /// `jump - quantity`, and every acknowledged lease is stored.
-    pub(super) fn restart_point(&self, spi: u32, dir: SaDir, value: u64) -> u64 {
+    pub(super) fn restart_point(&self, spi: u32, dir: Direction, value: u64) -> u64 {
         let point = match dir {
-            SaDir::Outbound => value.saturating_add(self.jump(spi)).max(1),
-            SaDir::Inbound => match self.cfg.inbound_takeover {
+            Direction::Outbound => value.saturating_add(self.jump(spi)).max(1),
+            Direction::Inbound => match self.cfg.inbound_takeover {
                 InboundTakeover::Strict => value.saturating_add(self.interval_of(spi, dir)),
                 InboundTakeover::Lenient => value,
             },
@@ -57,12 +57,12 @@ impl Mirror {
             && start > self.floor(spi, dir)
             && !stored.bitmap.is_empty();
         match dir {
-            SaDir::Outbound => (Vec::new(), Vec::new()),
-            SaDir::Inbound if lenient => {
+            Direction::Outbound => (Vec::new(), Vec::new()),
+            Direction::Inbound if lenient => {
                 let b = raised(&stored.bitmap, start.saturating_sub(stored.value));
                 (b.clone(), b)
             }
-            SaDir::Inbound => (
+            Direction::Inbound => (
                 vec![u64::MAX; mirror::MAX_BITMAP_WORDS],
                 vec![u64::MAX; stored.bitmap.len()],
             ),
@@ -70,7 +70,7 @@ impl Mirror {
     }
 
     /// Stores `value` for an SA in the standby table (merged by maximum).
-    pub(super) fn store(&mut self, spi: u32, dir: SaDir, value: u64) {
+    pub(super) fn store(&mut self, spi: u32, dir: Direction, value: u64) {
         self.standby.merge(&SaState {
             spi,
             dir,
@@ -87,21 +87,28 @@ impl Mirror {
         let c = self.cfg;
         let (interval, quantity) = self
             .pair
-            .get(&(spi, SaDir::Outbound))
+            .get(&(spi, Direction::Outbound))
             .map_or((c.interval, c.quantity), |p| (p.interval, p.quantity));
         OutboundPolicy::new(interval, quantity, self.lease(), self.jump(spi))
     }
 
     /// Starts owning an SA at `start` (outbound: next sequence number, with
     /// `acked` the value the peer stores for it; inbound: window top).
-    pub(super) fn own(&mut self, spi: u32, dir: SaDir, start: u64, acked: u64, bitmap: Vec<u64>) {
+    pub(super) fn own(
+        &mut self,
+        spi: u32,
+        dir: Direction,
+        start: u64,
+        acked: u64,
+        bitmap: Vec<u64>,
+    ) {
         match dir {
-            SaDir::Outbound => {
+            Direction::Outbound => {
                 let policy = self.policy(spi);
                 self.outbound
                     .insert(spi, OwnedOutbound::starting_at(policy, start, acked));
             }
-            SaDir::Inbound => {
+            Direction::Inbound => {
                 let every = self.interval_of(spi, dir);
                 self.inbound.insert(
                     spi,
@@ -114,7 +121,7 @@ impl Mirror {
 
     /// Tells the node an SA is to run from `start` here, and queues its
     /// state for the peer.
-    pub(super) fn activated(&mut self, spi: u32, dir: SaDir, start: u64, bitmap: Vec<u64>) {
+    pub(super) fn activated(&mut self, spi: u32, dir: Direction, start: u64, bitmap: Vec<u64>) {
         self.events.push_back(MirrorEvent::Activate {
             spi,
             dir,
@@ -125,7 +132,7 @@ impl Mirror {
     }
 
     /// Tells the node an owned SA's limit now.
-    pub(super) fn limit_changed(&mut self, spi: u32, dir: SaDir) {
+    pub(super) fn limit_changed(&mut self, spi: u32, dir: Direction) {
         if let Some(limit) = self.limit_of(spi, dir) {
             self.events
                 .push_back(MirrorEvent::LimitRaised { spi, dir, limit });
@@ -136,14 +143,14 @@ impl Mirror {
     pub(super) fn owned_keys(&self) -> Vec<SaKey> {
         self.outbound
             .keys()
-            .map(|s| (*s, SaDir::Outbound))
-            .chain(self.inbound.keys().map(|s| (*s, SaDir::Inbound)))
+            .map(|s| (*s, Direction::Outbound))
+            .chain(self.inbound.keys().map(|s| (*s, Direction::Inbound)))
             .collect()
     }
 
     /// Stops owning an SA: records in the standby table how far this node
     /// could have gone, emits `Deactivate`, and returns that final state.
-    pub(super) fn release(&mut self, spi: u32, dir: SaDir) -> Option<SaState> {
+    pub(super) fn release(&mut self, spi: u32, dir: Direction) -> Option<SaState> {
         let fin = self.take_final(spi, dir)?;
         self.events.push_back(MirrorEvent::Deactivate { spi, dir });
         Some(fin)
@@ -151,10 +158,10 @@ impl Mirror {
 
     /// Stops owning an SA without a word to the workers (it is released,
     /// or deleted): its final state, kept in the standby table.
-    pub(super) fn take_final(&mut self, spi: u32, dir: SaDir) -> Option<SaState> {
+    pub(super) fn take_final(&mut self, spi: u32, dir: Direction) -> Option<SaState> {
         self.adds.asking.remove(&(spi, dir));
         let fin = match dir {
-            SaDir::Outbound => {
+            Direction::Outbound => {
                 let s = self.outbound.remove(&spi)?;
                 let (_, bytes, packets) = s.counters();
                 SaState {
@@ -167,7 +174,7 @@ impl Mirror {
                     copy: false,
                 }
             }
-            SaDir::Inbound => {
+            Direction::Inbound => {
                 // What it reported, a stall past the window included:
                 // the peer may have taken it over from there.
                 let s = self.inbound.remove(&spi)?;
@@ -194,17 +201,17 @@ impl Mirror {
     /// A copy of one of this node's SAs from the peer's standby table (bulk
     /// sync, hand-back): the SA restarts beyond anything used before.
     /// Returns whether it moved (and so was activated again).
-    pub(super) fn recover(&mut self, spi: u32, dir: SaDir, value: u64, bitmap: &[u64]) -> bool {
+    pub(super) fn recover(&mut self, spi: u32, dir: Direction, value: u64, bitmap: &[u64]) -> bool {
         let start = self.restart_point(spi, dir, value);
         let window = match dir {
-            SaDir::Outbound => {
+            Direction::Outbound => {
                 let moved = self
                     .outbound
                     .get_mut(&spi)
                     .is_some_and(|o| o.recover(start, value));
                 moved.then(Vec::new)
             }
-            SaDir::Inbound => {
+            Direction::Inbound => {
                 // What this node's own window saw stays seen (a lenient
                 // window keeps its bits; a stored one may know less). A
                 // value with no window (`bitmap` empty) stays without one:

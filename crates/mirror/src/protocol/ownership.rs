@@ -59,7 +59,7 @@ impl OwnerRecord {
             dir,
             owner: self.owner,
             generation: self.generation,
-            start: self.bound,
+            bound: self.bound,
             kind: self.kind,
         }
     }
@@ -145,10 +145,10 @@ impl Mirror {
     /// sent reads as an earlier use this node forgot, which it moves past
     /// (a jump at every bulk sent, and at every hand-back). The peer's
     /// acknowledged lease bounds the owner whatever the record says.
-    pub(super) fn bound(&self, spi: u32, dir: SaDir) -> u64 {
+    pub(super) fn bound(&self, spi: u32, dir: Direction) -> u64 {
         match (dir, self.outbound.get(&spi), self.inbound.get(&spi)) {
-            (SaDir::Outbound, Some(o), _) => o.sent_lease(),
-            (SaDir::Inbound, _, Some(i)) => i.sent_top(),
+            (Direction::Outbound, Some(o), _) => o.sent_lease(),
+            (Direction::Inbound, _, Some(i)) => i.sent_top(),
             _ => self.standby.get(spi, dir).map_or(0, |s| s.value),
         }
     }
@@ -258,7 +258,7 @@ impl Mirror {
             self.handed(spi, dir, start);
         } else if p.owner != me && owner == me {
             let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
-            let (begin, acked) = if handover && dir == SaDir::Outbound {
+            let (begin, acked) = if handover && dir == Direction::Outbound {
                 // Handed over: everything either node used lies below
                 // `start`, and the sender stored it, so it counts as
                 // acknowledged and the SA runs at once.
@@ -282,9 +282,9 @@ impl Mirror {
     /// A hand-over of an SA this node owns already: outbound, it goes on
     /// at `start` at least, with that much acknowledged; inbound, as a
     /// recovery from the stored window.
-    pub(super) fn handed(&mut self, spi: u32, dir: SaDir, start: u64) {
+    pub(super) fn handed(&mut self, spi: u32, dir: Direction, start: u64) {
         match dir {
-            SaDir::Outbound => {
+            Direction::Outbound => {
                 let begin = start.max(self.floor(spi, dir)).max(1);
                 let moved = self.outbound.get_mut(&spi).map(|o| o.recover(begin, start));
                 match moved {
@@ -293,7 +293,7 @@ impl Mirror {
                     _ => {}
                 }
             }
-            SaDir::Inbound => {
+            Direction::Inbound => {
                 // The stored window counts from the stored top: raised to
                 // the start when that is higher.
                 let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();

@@ -143,7 +143,7 @@ impl Mirror {
     /// step it may run past that, a life of this node that dies unheard
     /// stays within the peer's bound for it (see `peer_lost`), whatever
     /// this node alone knew (its own stalled numbers, say).
-    pub(super) fn acknowledged(&self, spi: u32, dir: SaDir, value: u64) -> u64 {
+    pub(super) fn acknowledged(&self, spi: u32, dir: Direction, value: u64) -> u64 {
         if !self.peer.ran {
             // The peer's life has not run and was sent no whole bulk: should
             // this node die, neither has a memory of the SAs to bound
@@ -153,8 +153,8 @@ impl Mirror {
         }
         let told = self.peer.told.get(&(spi, dir)).copied().unwrap_or(0);
         let step = match dir {
-            SaDir::Outbound => self.jump(spi),
-            SaDir::Inbound => self.interval_of(spi, dir),
+            Direction::Outbound => self.jump(spi),
+            Direction::Inbound => self.interval_of(spi, dir),
         };
         value.min(told.saturating_add(step.saturating_mul(LOST_LIFE_STEPS - 1)))
     }
@@ -214,8 +214,8 @@ impl Mirror {
         for ((spi, dir), mark) in retired {
             let steps = LOST_LIFE_STEPS - 1;
             let step = match dir {
-                SaDir::Outbound => largest_jump,
-                SaDir::Inbound => {
+                Direction::Outbound => largest_jump,
+                Direction::Inbound => {
                     // Counted from the first move's history unless news
                     // since went past what the moves stored.
                     let e = self.peer.lost_steps.entry((spi, dir)).or_insert((mark, 0));
@@ -229,10 +229,10 @@ impl Mirror {
             let past = mark.saturating_add(step.saturating_mul(steps));
             self.store(spi, dir, past);
         }
-        let keys: Vec<(u32, SaDir)> = self.pair.keys().copied().collect();
+        let keys: Vec<(u32, Direction)> = self.pair.keys().copied().collect();
         for (spi, dir) in keys {
             match dir {
-                SaDir::Outbound => {
+                Direction::Outbound => {
                     let jump = self.jump(spi);
                     let mut mark = self.standby.get(spi, dir).map_or(0, |e| e.value);
                     if let Some(o) = self.outbound.get(&spi) {
@@ -245,7 +245,7 @@ impl Mirror {
                         self.activated(spi, dir, start, Vec::new());
                     }
                 }
-                SaDir::Inbound => {
+                Direction::Inbound => {
                     let Some(i) = self.inbound.get(&spi) else {
                         let mark = self.standby.get(spi, dir).map_or(0, |e| e.value);
                         let past = self.restarted_past(spi, dir, mark, LOST_LIFE_STEPS - 1);
@@ -274,7 +274,7 @@ impl Mirror {
     }
 
     /// The restart point of `value` taken `steps` times.
-    pub(super) fn restarted_past(&self, spi: u32, dir: SaDir, value: u64, steps: u64) -> u64 {
+    pub(super) fn restarted_past(&self, spi: u32, dir: Direction, value: u64, steps: u64) -> u64 {
         (0..steps).fold(value, |v, _| self.restart_point(spi, dir, v))
     }
 
@@ -290,13 +290,13 @@ impl Mirror {
         let on = self.lease();
         for (spi, dir) in self.owned_keys() {
             match dir {
-                SaDir::Outbound => {
+                Direction::Outbound => {
                     let p = self.policy(spi);
                     if let Some(s) = self.outbound.get_mut(&spi) {
                         s.set_policy(p);
                     }
                 }
-                SaDir::Inbound => {
+                Direction::Inbound => {
                     if let Some(s) = self.inbound.get_mut(&spi) {
                         s.set_lease(on);
                     }

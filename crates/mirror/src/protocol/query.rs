@@ -62,14 +62,14 @@ impl Mirror {
     /// coming back is this life's own news, not an earlier use); nothing
     /// if it never heard of it. (An SA added here and still asking runs
     /// nothing yet: where it would start is not news.)
-    pub(super) fn history_of(&self, spi: u32, dir: SaDir) -> Option<u64> {
+    pub(super) fn history_of(&self, spi: u32, dir: Direction) -> Option<u64> {
         let stored = self.standby.get(spi, dir).map(|s| s.value);
         if self.adds.asking.contains(&(spi, dir)) {
             return stored;
         }
         let reported = match dir {
-            SaDir::Outbound => self.outbound.get(&spi).map(|o| o.sent_lease()),
-            SaDir::Inbound => self.inbound.get(&spi).map(|i| i.sent_top()),
+            Direction::Outbound => self.outbound.get(&spi).map(|o| o.sent_lease()),
+            Direction::Inbound => self.inbound.get(&spi).map(|i| i.sent_top()),
         };
         match (reported, stored) {
             (Some(r), s) => Some(r.max(s.unwrap_or(0))),
@@ -80,7 +80,7 @@ impl Mirror {
     /// Starts an SA added at run time once the peer answered: from its
     /// first number if neither node ever heard of it, else past the
     /// highest value known, as a restart would.
-    pub(super) fn begin_asked(&mut self, spi: u32, dir: SaDir, known: Option<u64>) {
+    pub(super) fn begin_asked(&mut self, spi: u32, dir: Direction, known: Option<u64>) {
         if let Some(v) = known {
             // The window this node keeps of its history (what it, or the
             // peer's states, reported before the delete) stays seen. Of a
@@ -103,8 +103,8 @@ impl Mirror {
         // where a lost peer life moved it meanwhile: strict, everything at
         // and below seen).
         let (start, window) = match (dir, self.outbound.get(&spi), self.inbound.get(&spi)) {
-            (SaDir::Outbound, Some(o), _) => (o.counters().0 + 1, Vec::new()),
-            (SaDir::Inbound, _, Some(i)) => {
+            (Direction::Outbound, Some(o), _) => (o.counters().0 + 1, Vec::new()),
+            (Direction::Inbound, _, Some(i)) => {
                 let here = Standby {
                     value: i.top(),
                     bitmap: i.bitmap().to_vec(),
@@ -119,20 +119,20 @@ impl Mirror {
 
     /// Whether an acknowledgement for an owned SA is above anything this
     /// node sent for it.
-    pub(super) fn acked_beyond(&self, spi: u32, dir: SaDir, lease: u64) -> bool {
+    pub(super) fn acked_beyond(&self, spi: u32, dir: Direction, lease: u64) -> bool {
         match dir {
-            SaDir::Outbound => self
+            Direction::Outbound => self
                 .outbound
                 .get(&spi)
                 .is_some_and(|o| lease > o.sent_lease()),
-            SaDir::Inbound => self.inbound.get(&spi).is_some_and(|i| lease > i.sent_top()),
+            Direction::Inbound => self.inbound.get(&spi).is_some_and(|i| lease > i.sent_top()),
         }
     }
 
     /// What the peer knows of an SA: the answer to this node's query, or
     /// the history of an SA it no longer runs: stored, and an owned SA
     /// moves past it if it is above anything this life sent of it.
-    pub(super) fn history(&mut self, spi: u32, dir: SaDir, value: Option<u64>) {
+    pub(super) fn history(&mut self, spi: u32, dir: Direction, value: Option<u64>) {
         let key = (spi, dir);
         self.adds.unanswered.remove(&key);
         if self.adds.asking.remove(&key) {

@@ -21,8 +21,8 @@ fn stored_by(r: &MirrorRecord) -> Option<(SaKey, u64)> {
         MirrorRecord::SaState(s) => Some(((s.spi, s.dir), s.value)),
         MirrorRecord::LeaseAck { spi, dir, lease } => Some(((*spi, *dir), *lease)),
         MirrorRecord::Ownership {
-            spi, dir, start, ..
-        } => Some(((*spi, *dir), *start)),
+            spi, dir, bound, ..
+        } => Some(((*spi, *dir), *bound)),
         MirrorRecord::History {
             spi,
             dir,
@@ -64,13 +64,13 @@ impl Mirror {
                     dir,
                     owner,
                     generation,
-                    start,
+                    bound,
                     kind,
                 } => {
                     let record = OwnerRecord {
                         owner,
                         generation,
-                        bound: start,
+                        bound,
                         kind,
                     };
                     self.ownership((spi, dir), record);
@@ -142,7 +142,7 @@ impl Mirror {
     }
 
     /// The peer stores `lease` for an SA this node runs.
-    fn ack_received(&mut self, spi: u32, dir: SaDir, lease: u64) {
+    fn ack_received(&mut self, spi: u32, dir: Direction, lease: u64) {
         if self.acked_beyond(spi, dir, lease) {
             // The peer stores more than this node ever sent: an earlier use
             // of the SA this node forgot. Move past it.
@@ -150,8 +150,8 @@ impl Mirror {
             return;
         }
         let raised = match dir {
-            SaDir::Outbound => self.outbound.get_mut(&spi).is_some_and(|s| s.ack(lease)),
-            SaDir::Inbound => self.inbound.get_mut(&spi).is_some_and(|s| s.ack(lease)),
+            Direction::Outbound => self.outbound.get_mut(&spi).is_some_and(|s| s.ack(lease)),
+            Direction::Inbound => self.inbound.get_mut(&spi).is_some_and(|s| s.ack(lease)),
         };
         if raised && self.synced() {
             self.limit_changed(spi, dir);
@@ -162,7 +162,7 @@ impl Mirror {
     /// as a copy. (A history cannot say this: the answer to a query is
     /// what the peer runs the SA to, perhaps a stalled number at this
     /// node's final, not a move past it.)
-    fn past_received(&mut self, spi: u32, dir: SaDir, value: u64) {
+    fn past_received(&mut self, spi: u32, dir: Direction, value: u64) {
         if self
             .changes
             .finals

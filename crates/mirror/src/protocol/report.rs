@@ -1,7 +1,7 @@
 //! What the mirror tells the node: events to act on, refusals, counters
 //! and views of the pair for operators.
 
-use espgate_wire::mirror::SaDir;
+use espgate_wire::Direction;
 
 /// Why this node refused to run its SAs without leases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +32,7 @@ pub enum MirrorEvent {
         /// SPI.
         spi: u32,
         /// Direction.
-        dir: SaDir,
+        dir: Direction,
         /// The new limit (`u64::MAX`: none).
         limit: u64,
     },
@@ -48,18 +48,19 @@ pub enum MirrorEvent {
         /// SPI.
         spi: u32,
         /// Direction.
-        dir: SaDir,
+        dir: Direction,
         /// First sequence number (outbound) or window top (inbound).
         start: u64,
         /// Inbound replay bitmap below the top.
         bitmap: Vec<u64>,
     },
-    /// This node no longer owns an SA: stop using it.
+    /// This node no longer owns an SA: stop using it (the dataplane's
+    /// workers park it).
     Deactivate {
         /// SPI.
         spi: u32,
         /// Direction.
-        dir: SaDir,
+        dir: Direction,
     },
 }
 
@@ -97,7 +98,7 @@ pub struct PairSaView {
     /// SPI.
     pub spi: u32,
     /// Direction.
-    pub dir: SaDir,
+    pub dir: Direction,
     /// The node it runs on while both live.
     pub home: u32,
     /// The node running it now, as far as this node knows.

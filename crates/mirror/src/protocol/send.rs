@@ -11,13 +11,13 @@ pub(super) const FAR_BEHIND: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum Due {
     /// The current state of an owned SA.
-    Owned(u32, SaDir),
+    Owned(u32, Direction),
     /// A fixed record (a copy from the standby table, a final state).
     Record(Box<SaState>),
     /// How far an SA deleted here ran here.
-    History(u32, SaDir, Option<u64>),
+    History(u32, Direction, Option<u64>),
     /// This node runs an SA past a final state the peer sent as a copy.
-    Past(u32, SaDir, u64),
+    Past(u32, Direction, u64),
 }
 
 /// What waits to be sent, by kind; each kind goes in its place in the
@@ -47,20 +47,20 @@ pub(super) struct Outbox {
 impl Mirror {
     /// Queues the current state of an owned SA (once: the state sent is
     /// read when its frame is built).
-    pub(super) fn enqueue(&mut self, key: (u32, SaDir)) {
+    pub(super) fn enqueue(&mut self, key: (u32, Direction)) {
         if self.outbox.queued.insert(key) {
             self.outbox.due.push_back(Due::Owned(key.0, key.1));
         }
     }
 
-    pub(super) fn state_record(&mut self, spi: u32, dir: SaDir) -> Option<SaState> {
+    pub(super) fn state_record(&mut self, spi: u32, dir: Direction) -> Option<SaState> {
         if self.adds.asking.contains(&(spi, dir)) {
             // Its state would create the peer's entry before the peer
             // answers whether it had one: it goes once the answer is in.
             return None;
         }
         match dir {
-            SaDir::Outbound => {
+            Direction::Outbound => {
                 let s = self.outbound.get_mut(&spi)?;
                 let lease = s.lease();
                 s.sent(lease);
@@ -75,7 +75,7 @@ impl Mirror {
                     copy: false,
                 })
             }
-            SaDir::Inbound => {
+            Direction::Inbound => {
                 let s = self.inbound.get_mut(&spi)?;
                 s.sent();
                 let (bytes, packets) = s.counters();
@@ -96,7 +96,7 @@ impl Mirror {
 
     pub(super) fn record_len(&self, d: &Due) -> usize {
         let words = match d {
-            Due::Owned(spi, SaDir::Inbound) => {
+            Due::Owned(spi, Direction::Inbound) => {
                 self.inbound.get(spi).map_or(0, |s| s.bitmap().len())
             }
             Due::Record(s) => s.bitmap.len(),
@@ -104,7 +104,7 @@ impl Mirror {
         };
         match d {
             Due::History(..) | Due::Past(..) => mirror::RECORD_HEADER_LEN + 16,
-            _ => mirror::RECORD_HEADER_LEN + 36 + 8 * words,
+            _ => mirror::RECORD_HEADER_LEN + mirror::SA_STATE_BODY_LEN + 8 * words,
         }
     }
 
@@ -118,16 +118,16 @@ impl Mirror {
             .queries
             .extend(self.adds.unanswered.iter().copied());
         if self.outbox.due.len() < FAR_BEHIND {
-            let refresh: Vec<(u32, SaDir)> = self
+            let refresh: Vec<(u32, Direction)> = self
                 .outbound
                 .iter()
                 .filter(|(_, s)| s.needs_refresh())
-                .map(|(k, _)| (*k, SaDir::Outbound))
+                .map(|(k, _)| (*k, Direction::Outbound))
                 .chain(
                     self.inbound
                         .iter()
                         .filter(|(_, s)| s.needs_refresh())
-                        .map(|(k, _)| (*k, SaDir::Inbound)),
+                        .map(|(k, _)| (*k, Direction::Inbound)),
                 )
                 .collect();
             for k in refresh {

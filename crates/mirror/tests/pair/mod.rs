@@ -6,7 +6,8 @@
 #![allow(dead_code)]
 
 use espgate_mirror::{InboundTakeover, Mirror, MirrorConfig, MirrorEvent, MirrorKey};
-use espgate_wire::mirror::{MirrorRecord, SaDir, parse_records};
+use espgate_wire::Direction;
+use espgate_wire::mirror::{MirrorRecord, parse_records};
 
 pub const A: u32 = 1;
 pub const B: u32 = 2;
@@ -62,9 +63,9 @@ pub fn node_with(me: u32, epoch: u64, now: u64, mode: InboundTakeover) -> Mirror
 /// A node of the pair with its configured SAs, on configuration `c`.
 pub fn node_from(c: MirrorConfig, epoch: u64, now: u64) -> Mirror {
     let mut m = Mirror::new(c, key(), epoch, now);
-    m.add_sa(OUT_A, SaDir::Outbound, false, A);
-    m.add_sa(OUT_B, SaDir::Outbound, false, B);
-    m.add_sa(IN_A, SaDir::Inbound, false, A);
+    m.add_sa(OUT_A, Direction::Outbound, false, A);
+    m.add_sa(OUT_B, Direction::Outbound, false, B);
+    m.add_sa(IN_A, Direction::Inbound, false, A);
     m
 }
 
@@ -122,7 +123,7 @@ pub fn events(m: &mut Mirror) -> Vec<MirrorEvent> {
 }
 
 /// Where `spi` (direction `dir`) was activated among `evs`, in order.
-pub fn starts_in(evs: &[MirrorEvent], spi: u32, dir: SaDir) -> Vec<u64> {
+pub fn starts_in(evs: &[MirrorEvent], spi: u32, dir: Direction) -> Vec<u64> {
     evs.iter()
         .filter_map(|e| match e {
             MirrorEvent::Activate {
@@ -138,7 +139,7 @@ pub fn starts_in(evs: &[MirrorEvent], spi: u32, dir: SaDir) -> Vec<u64> {
 
 /// The last activation of `spi` (direction `dir`) among `evs`: its start
 /// and the bitmap the worker's window gets.
-pub fn last_start(evs: &[MirrorEvent], spi: u32, dir: SaDir) -> Option<(u64, Vec<u64>)> {
+pub fn last_start(evs: &[MirrorEvent], spi: u32, dir: Direction) -> Option<(u64, Vec<u64>)> {
     evs.iter().rev().find_map(|e| match e {
         MirrorEvent::Activate {
             spi: s,
@@ -254,7 +255,7 @@ pub fn many_parts(me: u32, epoch: u64, now: u64) -> Mirror {
     c.max_frame = 200;
     let mut m = node_from(c, epoch, now);
     for k in 0..N_EXTRA {
-        m.add_sa(EXTRA + k, SaDir::Outbound, false, A);
+        m.add_sa(EXTRA + k, Direction::Outbound, false, A);
     }
     m
 }
