@@ -1,4 +1,4 @@
-//! What the exhaustive exploration (`tests/explore.rs`) found on the
+//! What the exhaustive exploration (`tests/explore/`) found on the
 //! protocol, each as the shortest trace it printed, replayed here on two
 //! real nodes with direct calls. Each is ignored with its reason until its
 //! fix lands; the exploration's test of the same family then passes too.

@@ -1,5 +1,5 @@
 //! A fingerprint of a node's mirror: what tells two states apart when a
-//! test explores a pair's state space (`tests/explore.rs`).
+//! test explores a pair's state space (`tests/explore/`).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 

@@ -1,0 +1,497 @@
+//! One step of the world: frames on the links, and each action applied.
+
+use super::*;
+
+/// A frame on the link or in the archive: shared, not copied, by the
+/// worlds it is in, and hashed once.
+#[derive(Clone)]
+pub(crate) struct Frame {
+    pub(crate) bytes: Rc<[u8]>,
+    pub(crate) digest: u64,
+}
+
+impl Frame {
+    pub(crate) fn new(bytes: Vec<u8>) -> Self {
+        let mut h = DefaultHasher::new();
+        bytes.hash(&mut h);
+        Frame {
+            bytes: bytes.into(),
+            digest: h.finish(),
+        }
+    }
+}
+
+/// Frames are told apart by their digest (collisions aside).
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+    }
+}
+
+impl Hash for Frame {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.digest.hash(state);
+    }
+}
+
+impl World {
+    /// Node `i` after an input, as its mirror task runs: events to the
+    /// workers, then every frame due out on the link.
+    pub(crate) fn react(&mut self, i: usize) {
+        let World {
+            nodes,
+            link,
+            archive,
+            now,
+            cut,
+            caps,
+            ..
+        } = self;
+        let Some(life) = &mut nodes[i].life else {
+            return;
+        };
+        life.take_events();
+        while let Some(f) = life.mirror.poll_transmit(*now) {
+            if archive[i].len() == caps.archive {
+                archive[i].pop_front();
+            }
+            let f = Frame::new(f);
+            archive[i].push_back(f.clone());
+            if !*cut && link[i].len() < caps.link {
+                link[i].push(f);
+            }
+        }
+        life.take_events();
+    }
+
+    pub(crate) fn receive(&mut self, to: usize, frame: &[u8]) {
+        if let Some(life) = &mut self.nodes[to].life {
+            // A refused frame changes nothing but counters.
+            let _ = life.mirror.handle_frame(self.now, frame);
+            self.react(to);
+        }
+    }
+
+    pub(crate) fn tick(&mut self) {
+        self.now += 1;
+        for i in 0..2 {
+            if let Some(life) = &mut self.nodes[i].life {
+                life.mirror.handle_timeout(self.now);
+                self.react(i);
+            }
+        }
+    }
+
+    /// Delivers every frame in flight, and what they make the nodes send,
+    /// until the link is empty.
+    pub(crate) fn exchange(&mut self) {
+        while self.link.iter().any(|l| !l.is_empty()) {
+            for from in 0..2 {
+                for f in std::mem::take(&mut self.link[from]) {
+                    self.receive(1 - from, &f.bytes);
+                }
+            }
+        }
+    }
+
+    /// Node `i` dies; if its peer has not synchronised, the pair's memory
+    /// of the SAs is gone.
+    pub(crate) fn kill(&mut self, i: usize) {
+        self.nodes[i].life = None;
+        if !self.synced(1 - i) {
+            self.amnesia = true;
+        }
+    }
+
+    pub(crate) fn restart(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.epoch += 1;
+        n.life = Some(Life::boot(i, n.epoch, self.now));
+        self.react(i);
+    }
+
+    /// What a fence of node `i` answers now (without fencing it).
+    pub(crate) fn fence_answer(&self, i: usize) -> Option<Result<(), FenceRefused>> {
+        self.life(i).map(|l| l.mirror.clone().force_unleased())
+    }
+
+    /// The host fences node `i` (its peer is powered off): a refusal
+    /// changes nothing.
+    pub(crate) fn fence(&mut self, i: usize) {
+        self.on(i, |l| {
+            let _ = l.mirror.force_unleased();
+        });
+    }
+
+    /// Runs `f` on node `i`'s life, then lets the node react.
+    pub(crate) fn on(&mut self, i: usize, f: impl FnOnce(&mut Life)) {
+        if let Some(life) = &mut self.nodes[i].life {
+            f(life);
+            self.react(i);
+        }
+    }
+
+    /// Node `i`'s worker sends a burst on outbound `sa`.
+    pub(crate) fn send(&mut self, i: usize, sa: Sa, burst: Burst) -> Result<(), Violation> {
+        let life = self.nodes[i].life.as_mut().expect("enabled: alive");
+        let (next, end) = life.burst_end(sa, burst).expect("enabled: may send");
+        let again = self.used.entry(sa.spi).or_default().take(next, end);
+        let w = life.out.get_mut(&sa.spi).expect("enabled: configured");
+        w.next = end;
+        let seq = end - 1;
+        let crossed = seq / INTERVAL > w.reported / INTERVAL;
+        if crossed {
+            w.reported = seq;
+        }
+        // The worker reports at an interval crossing and when it stalls.
+        if crossed || end == w.limit {
+            life.mirror.outbound_progress(sa.spi, seq, 0, seq);
+        }
+        self.react(i);
+        match again {
+            Some(n) => Err(Violation::new(
+                Check::OutboundReuse,
+                format!("{} used {sa} number {n} again", NAMES[i]),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Packets `seqs` of inbound `sa` reach node `i`; its worker accepts
+    /// what its window and limit let through (a parked SA nothing),
+    /// reports a packet refused at the limit as the ESP core and the
+    /// worker do, and a crossing of half the interval.
+    pub(crate) fn accept(
+        &mut self,
+        i: usize,
+        sa: Sa,
+        seqs: std::ops::Range<u64>,
+    ) -> Result<(), Violation> {
+        let life = self.nodes[i].life.as_mut().expect("enabled: alive");
+        let w = life.inb.get_mut(&sa.spi).expect("enabled: configured");
+        let accepted = self.accepted.entry(sa.spi).or_default();
+        let mut again = None;
+        for seq in seqs.filter(|_| w.active) {
+            if w.window.check(seq).is_err() {
+                continue;
+            }
+            if seq >= w.limit {
+                w.wanted = w.wanted.max(seq);
+                w.stalls += 1;
+                if w.stalls % STALL_REPORT_EVERY == 1 {
+                    life.mirror.inbound_stalled(sa.spi, w.wanted);
+                }
+                continue;
+            }
+            w.window.check_and_update(seq).expect("checked");
+            if !accepted.insert(seq) {
+                again = again.or(Some(seq));
+            }
+        }
+        let top = w.window.top();
+        if top / INBOUND_EVERY > w.reported / INBOUND_EVERY {
+            w.reported = top;
+            let bitmap = w.window.export();
+            life.mirror.inbound_progress(sa.spi, top, &bitmap, 0, top);
+        }
+        self.react(i);
+        match again {
+            Some(n) => Err(Violation::new(
+                Check::InboundReplay,
+                format!("{} accepted {sa} packet {n} again", NAMES[i]),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn far_send(&mut self, i: usize, sa: Sa, burst: Burst) -> Result<(), Violation> {
+        let n = match burst {
+            Burst::One => 1,
+            Burst::Long => FAR_BURST,
+        };
+        let far = self.far.entry(sa.spi).or_insert(1);
+        let from = *far;
+        *far += n;
+        self.accept(i, sa, from..from + n)
+    }
+
+    /// Every packet the far ends ever sent is replayed to node `i`.
+    pub(crate) fn attack(&mut self, i: usize) -> Result<(), Violation> {
+        let mut result = Ok(());
+        for sa in self.attackable(i) {
+            let end = self.far.get(&sa.spi).copied().unwrap_or(1);
+            let r = self.accept(i, sa, 1..end);
+            result = result.and(r);
+        }
+        result
+    }
+
+    /// Inbound SAs node `i` runs that packets were sent on.
+    pub(crate) fn attackable(&self, i: usize) -> Vec<Sa> {
+        CATALOGUE
+            .into_iter()
+            .filter(|sa| sa.dir == Direction::Inbound)
+            .filter(|sa| self.life(i).is_some_and(|l| l.runs(*sa)))
+            .filter(|sa| self.far.get(&sa.spi).is_some_and(|f| *f > 1))
+            .collect()
+    }
+
+    /// Carries out `a`; a violation it causes is returned.
+    pub(crate) fn apply(&mut self, a: Action) -> Result<(), Violation> {
+        match a {
+            Action::Deliver { from, index } => {
+                let f = self.link[from].remove(index);
+                self.receive(1 - from, &f.bytes);
+            }
+            Action::Drop { from, index } => drop(self.link[from].remove(index)),
+            Action::Duplicate { from, index } => {
+                let f = self.link[from][index].clone();
+                self.link[from].insert(index, f);
+            }
+            Action::Replay { from, index } => {
+                let f = self.archive[from][index].clone();
+                self.receive(1 - from, &f.bytes);
+            }
+            Action::Tick => self.tick(),
+            Action::Cut => self.cut = true,
+            Action::Heal => self.cut = false,
+            Action::Kill(i) => self.kill(i),
+            Action::Restart(i) => self.restart(i),
+            Action::TakeOver(i) => self.on(i, |l| {
+                l.mirror.take_over();
+            }),
+            Action::HandBack(i) => self.on(i, |l| {
+                l.mirror.hand_back();
+            }),
+            Action::Fence(i) => self.fence(i),
+            Action::AddSa(i, sa) => self.on(i, |l| l.install(i, sa)),
+            Action::RemoveSa(i, sa) => self.on(i, |l| l.uninstall(sa)),
+            Action::Rekey(i) => self.on(i, |l| {
+                // Make before break: the new SA, then the old one deleted.
+                l.install(i, NEW_A);
+                l.uninstall(OUT_A);
+            }),
+            Action::Send(i, sa, burst) => return self.send(i, sa, burst),
+            Action::FarSend(i, sa, burst) => return self.far_send(i, sa, burst),
+            Action::Attack(i) => return self.attack(i),
+        }
+        Ok(())
+    }
+
+    /// Every action of `alphabet` that can change something here.
+    pub(crate) fn actions(&self, alphabet: Alphabet) -> Vec<Action> {
+        let mut all = self.link_actions();
+        all.extend(self.node_actions());
+        all.extend(self.worker_actions());
+        all.retain(|a| alphabet.has(a.family()));
+        all
+    }
+
+    pub(crate) fn link_actions(&self) -> Vec<Action> {
+        let mut all = Vec::new();
+        for from in 0..2 {
+            let to_alive = self.alive(1 - from);
+            let frames = &self.link[from];
+            for index in 0..frames.len() {
+                // Copies side by side are one choice.
+                if index > 0 && frames[index] == frames[index - 1] {
+                    continue;
+                }
+                if to_alive {
+                    all.push(Action::Deliver { from, index });
+                }
+                all.push(Action::Drop { from, index });
+                if frames.len() < self.caps.link {
+                    all.push(Action::Duplicate { from, index });
+                }
+            }
+            if to_alive {
+                all.extend(
+                    (0..self.archive[from].len()).map(|index| Action::Replay { from, index }),
+                );
+            }
+        }
+        all.push(Action::Tick);
+        all.push(if self.cut { Action::Heal } else { Action::Cut });
+        all
+    }
+
+    pub(crate) fn node_actions(&self) -> Vec<Action> {
+        let mut all = Vec::new();
+        for i in 0..2 {
+            let Some(life) = self.life(i) else {
+                if !self.amnesia {
+                    all.push(Action::Restart(i));
+                }
+                continue;
+            };
+            if self.alive(1 - i) {
+                all.push(Action::Kill(i));
+            } else {
+                all.push(Action::Fence(i));
+            }
+            all.extend([Action::TakeOver(i), Action::HandBack(i)]);
+            for sa in CATALOGUE {
+                all.push(if life.configured(sa) {
+                    Action::RemoveSa(i, sa)
+                } else {
+                    Action::AddSa(i, sa)
+                });
+            }
+            if life.configured(OUT_A) && !life.configured(NEW_A) {
+                all.push(Action::Rekey(i));
+            }
+        }
+        all
+    }
+
+    pub(crate) fn worker_actions(&self) -> Vec<Action> {
+        let mut all = Vec::new();
+        for i in 0..2 {
+            let Some(life) = self.life(i) else { continue };
+            for sa in CATALOGUE {
+                match sa.dir {
+                    Direction::Outbound => {
+                        let one = life.burst_end(sa, Burst::One);
+                        let long = life.burst_end(sa, Burst::Long);
+                        if one.is_some() {
+                            all.push(Action::Send(i, sa, Burst::One));
+                        }
+                        if long != one {
+                            all.push(Action::Send(i, sa, Burst::Long));
+                        }
+                    }
+                    // A packet to a node that does not run the SA is
+                    // dropped unseen: for the properties, a packet lost
+                    // on the way, which the attacker may send later.
+                    Direction::Inbound if life.runs(sa) => {
+                        all.push(Action::FarSend(i, sa, Burst::One));
+                        all.push(Action::FarSend(i, sa, Burst::Long));
+                    }
+                    Direction::Inbound => {}
+                }
+            }
+            if !self.attackable(i).is_empty() {
+                all.push(Action::Attack(i));
+            }
+        }
+        all
+    }
+
+    /// Properties 3 and 4: with both nodes alive and the link whole, a
+    /// copy of the world is left alone over a perfect link for a while;
+    /// then every SA configured on both must have exactly one owner that
+    /// runs it.
+    pub(crate) fn check_settled(&self) -> Result<(), Violation> {
+        if self.cut || !(self.alive(0) && self.alive(1)) {
+            return Ok(());
+        }
+        let mut w = self.clone();
+        w.caps.link = usize::MAX;
+        w.exchange();
+        for _ in 0..SETTLE_TICKS {
+            w.tick();
+            w.exchange();
+        }
+        w.one_owner_each()
+    }
+
+    pub(crate) fn one_owner_each(&self) -> Result<(), Violation> {
+        let (Some(a), Some(b)) = (self.life(0), self.life(1)) else {
+            return Ok(());
+        };
+        let both = CATALOGUE
+            .into_iter()
+            .filter(|sa| a.configured(*sa) && b.configured(*sa));
+        for sa in both {
+            let owner = |l: &Life| {
+                l.mirror
+                    .views()
+                    .into_iter()
+                    .find(|v| v.spi == sa.spi && v.dir == sa.dir)
+                    .map(|v| v.owner)
+            };
+            let views = [owner(a), owner(b)];
+            let owns = [a.mirror.owns(sa.spi, sa.dir), b.mirror.owns(sa.spi, sa.dir)];
+            let runs = [a.runs(sa), b.runs(sa)];
+            let state = format!(
+                "{sa} left alone: owner in A's view {:?}, in B's {:?}; owns (A, B) {owns:?}; workers run it (A, B) {runs:?}",
+                views[0], views[1]
+            );
+            let owner = IDS.iter().position(|id| views[0] == Some(*id));
+            let Some(o) = owner.filter(|_| views[0] == views[1]) else {
+                return Err(Violation::new(Check::Ownership, state));
+            };
+            if owns[1 - o] || runs[1 - o] {
+                return Err(Violation::new(Check::Ownership, state));
+            }
+            if !(owns[o] && [a, b][o].may_go_on(sa)) {
+                return Err(Violation::new(
+                    Check::Liveness,
+                    format!("{state}; its owner may not go on"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// One line per node and one for the link, for traces.
+    pub(crate) fn summary(&self) -> String {
+        let nodes: Vec<String> = (0..2).map(|i| self.node_summary(i)).collect();
+        format!(
+            "t={} {}{}\n        {}\n        {}\n        link A→B {} B→A {}",
+            self.now,
+            if self.cut { "link cut " } else { "" },
+            if self.amnesia { "amnesia" } else { "" },
+            nodes[0],
+            nodes[1],
+            self.link[0].len(),
+            self.link[1].len()
+        )
+    }
+
+    pub(crate) fn node_summary(&self, i: usize) -> String {
+        let Some(l) = self.life(i) else {
+            return format!("{} dead (last epoch {})", NAMES[i], self.nodes[i].epoch);
+        };
+        let m = &l.mirror;
+        let mut s = format!(
+            "{} epoch {} {} peer {}:",
+            NAMES[i],
+            self.nodes[i].epoch,
+            if m.synced() { "synced" } else { "unsynced" },
+            if m.peer_alive() { "alive" } else { "dead" }
+        );
+        let limit = |l: u64| {
+            if l == u64::MAX {
+                "∞".to_string()
+            } else {
+                l.to_string()
+            }
+        };
+        for v in m.views() {
+            let name = sa_named(v.spi, v.dir);
+            s += &format!(
+                " {name}[owner {} g{}",
+                NAMES[v.owner as usize - 1],
+                v.generation
+            );
+            if m.asking(v.spi, v.dir) {
+                s += " asking";
+            }
+            s += &match v.dir {
+                Direction::Outbound => l.out.get(&v.spi).map_or(String::new(), |w| {
+                    let run = if w.active { "runs" } else { "parked" };
+                    format!(" {run} next {} limit {}", w.next, limit(w.limit))
+                }),
+                Direction::Inbound => l.inb.get(&v.spi).map_or(String::new(), |w| {
+                    let run = if w.active { "runs" } else { "parked" };
+                    format!(" {run} top {} limit {}", w.window.top(), limit(w.limit))
+                }),
+            };
+            s += &v.stored.map_or(String::new(), |x| format!(" stored {x}"));
+            s += "]";
+        }
+        s
+    }
+}

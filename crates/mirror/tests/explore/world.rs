@@ -1,0 +1,454 @@
+//! The world explored: two real mirror nodes, their workers, the far
+//! ends' receivers, and the checks run after each step.
+
+use super::*;
+
+/// A worker's outbound SA, as `espgate_esp::OutboundSa` and the node keep
+/// it.
+#[derive(Debug, Clone, Hash)]
+pub(crate) struct OutWorker {
+    /// The next sequence number; a restart only moves it forward.
+    pub(crate) next: u64,
+    /// The first number it must not use.
+    pub(crate) limit: u64,
+    /// Running here (not parked).
+    pub(crate) active: bool,
+    /// The last number reported at an interval crossing.
+    pub(crate) reported: u64,
+}
+
+/// A worker's inbound SA, as `espgate_esp::InboundSa` and the node keep
+/// it.
+#[derive(Debug, Clone)]
+pub(crate) struct InWorker {
+    pub(crate) window: ReplayWindow,
+    /// The first number it must not accept.
+    pub(crate) limit: u64,
+    pub(crate) active: bool,
+    /// The window top last reported.
+    pub(crate) reported: u64,
+    /// The highest authentic number refused at the limit (0: none).
+    pub(crate) wanted: u64,
+    /// Packets refused at the limit since it last moved.
+    pub(crate) stalls: u64,
+}
+
+impl InWorker {
+    /// A limit that moves starts a new stall (its first refused packet is
+    /// reported), as in the ESP core.
+    pub(crate) fn set_limit(&mut self, limit: u64) {
+        if limit != self.limit {
+            self.stalls = 0;
+        }
+        self.limit = limit;
+    }
+}
+
+impl Hash for InWorker {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.window.top(), self.window.export()).hash(state);
+        (self.limit, self.active, self.reported).hash(state);
+        (self.wanted, self.stalls).hash(state);
+    }
+}
+
+/// A running node: its mirror, and its workers' SAs (one for each SA
+/// configured on the node, running or parked).
+#[derive(Clone)]
+pub(crate) struct Life {
+    pub(crate) mirror: Mirror,
+    pub(crate) out: BTreeMap<u32, OutWorker>,
+    pub(crate) inb: BTreeMap<u32, InWorker>,
+}
+
+impl Life {
+    /// Node `i` started at `now` in `epoch` with the boot configuration.
+    pub(crate) fn boot(i: usize, epoch: u64, now: u64) -> Life {
+        let mut life = Life {
+            mirror: Mirror::new(config(i), key(), epoch, now),
+            out: BTreeMap::new(),
+            inb: BTreeMap::new(),
+        };
+        for sa in BOOT {
+            life.install(i, sa);
+        }
+        life
+    }
+
+    pub(crate) fn configured(&self, sa: Sa) -> bool {
+        match sa.dir {
+            Direction::Outbound => self.out.contains_key(&sa.spi),
+            Direction::Inbound => self.inb.contains_key(&sa.spi),
+        }
+    }
+
+    /// The host adds `sa` to node `i`: its worker gets it at limit 0
+    /// (running if at home, else parked), the mirror registers it, and the
+    /// worker gets the limit the mirror gives it.
+    pub(crate) fn install(&mut self, i: usize, sa: Sa) {
+        let active = sa.home == i;
+        match sa.dir {
+            Direction::Outbound => {
+                let w = OutWorker {
+                    next: 1,
+                    limit: 0,
+                    active,
+                    reported: 0,
+                };
+                self.out.insert(sa.spi, w);
+            }
+            Direction::Inbound => {
+                let w = InWorker {
+                    window: ReplayWindow::new(WINDOW, 0),
+                    limit: 0,
+                    active,
+                    reported: 0,
+                    wanted: 0,
+                    stalls: 0,
+                };
+                self.inb.insert(sa.spi, w);
+            }
+        }
+        self.mirror.add_sa(sa.spi, sa.dir, false, IDS[sa.home]);
+        if let Some(limit) = self.mirror.limit_of(sa.spi, sa.dir) {
+            self.set_limit(sa.spi, sa.dir, limit);
+        }
+    }
+
+    /// The host deletes `sa` from the node.
+    pub(crate) fn uninstall(&mut self, sa: Sa) {
+        self.mirror.remove_sa(sa.spi, sa.dir);
+        match sa.dir {
+            Direction::Outbound => drop(self.out.remove(&sa.spi)),
+            Direction::Inbound => drop(self.inb.remove(&sa.spi)),
+        }
+    }
+
+    pub(crate) fn set_limit(&mut self, spi: u32, dir: Direction, limit: u64) {
+        match dir {
+            Direction::Outbound => {
+                if let Some(w) = self.out.get_mut(&spi) {
+                    w.limit = limit;
+                }
+            }
+            Direction::Inbound => {
+                if let Some(w) = self.inb.get_mut(&spi) {
+                    w.set_limit(limit);
+                }
+            }
+        }
+    }
+
+    /// Carries the mirror's events to the workers, as the node's mirror
+    /// task does.
+    pub(crate) fn take_events(&mut self) {
+        while let Some(e) = self.mirror.poll_event() {
+            match e {
+                MirrorEvent::Activate {
+                    spi,
+                    dir,
+                    start,
+                    bitmap,
+                } => self.activate(spi, dir, start, &bitmap),
+                MirrorEvent::Deactivate { spi, dir } => self.deactivate(spi, dir),
+                MirrorEvent::LimitRaised { spi, dir, limit } => self.set_limit(spi, dir, limit),
+                MirrorEvent::PeerAlive { .. }
+                | MirrorEvent::PeerDead
+                | MirrorEvent::Synced { .. } => {}
+            }
+        }
+    }
+
+    /// An `Activate`: the SA runs from `start` (never backwards), with the
+    /// limit the mirror has for it now.
+    pub(crate) fn activate(&mut self, spi: u32, dir: Direction, start: u64, bitmap: &[u64]) {
+        let limit = self.mirror.limit_of(spi, dir).unwrap_or(0);
+        match dir {
+            Direction::Outbound => {
+                if let Some(w) = self.out.get_mut(&spi) {
+                    w.next = w.next.max(start);
+                    w.reported = w.next - 1;
+                    w.active = true;
+                    w.limit = limit;
+                }
+            }
+            Direction::Inbound => {
+                if let Some(w) = self.inb.get_mut(&spi) {
+                    if start >= w.window.top() {
+                        w.window = ReplayWindow::restore(WINDOW, start, bitmap);
+                        w.reported = start;
+                    }
+                    w.active = true;
+                    w.set_limit(limit);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn deactivate(&mut self, spi: u32, dir: Direction) {
+        let active = match dir {
+            Direction::Outbound => self.out.get_mut(&spi).map(|w| &mut w.active),
+            Direction::Inbound => self.inb.get_mut(&spi).map(|w| &mut w.active),
+        };
+        if let Some(a) = active {
+            *a = false;
+        }
+    }
+
+    /// Whether the worker runs `sa` now.
+    pub(crate) fn runs(&self, sa: Sa) -> bool {
+        match sa.dir {
+            Direction::Outbound => self.out.get(&sa.spi).is_some_and(|w| w.active),
+            Direction::Inbound => self.inb.get(&sa.spi).is_some_and(|w| w.active),
+        }
+    }
+
+    /// Whether the worker runs `sa` and may use (or accept) a fresh number.
+    pub(crate) fn may_go_on(&self, sa: Sa) -> bool {
+        match sa.dir {
+            Direction::Outbound => self
+                .out
+                .get(&sa.spi)
+                .is_some_and(|w| w.active && w.next < w.limit),
+            Direction::Inbound => self
+                .inb
+                .get(&sa.spi)
+                .is_some_and(|w| w.active && w.window.top() + 1 < w.limit),
+        }
+    }
+
+    /// The numbers an outbound burst would use: `next..end`.
+    pub(crate) fn burst_end(&self, sa: Sa, burst: Burst) -> Option<(u64, u64)> {
+        let w = self.out.get(&sa.spi).filter(|w| w.active)?;
+        let want = match burst {
+            Burst::One => 1,
+            Burst::Long => LONG_BURST,
+        };
+        let end = w.next.saturating_add(want).min(w.limit);
+        (end > w.next).then_some((w.next, end))
+    }
+
+    pub(crate) fn hash_into(&self, h: &mut DefaultHasher) {
+        self.mirror.fingerprint().hash(h);
+        (&self.out, &self.inb).hash(h);
+    }
+}
+
+/// A node: its epoch (of its current or last life) and its life, if it
+/// runs.
+#[derive(Clone)]
+pub(crate) struct Node {
+    pub(crate) epoch: u64,
+    pub(crate) life: Option<Life>,
+}
+
+/// Sequence numbers used, as disjoint half-open ranges in order.
+#[derive(Debug, Clone, Default, Hash)]
+pub(crate) struct Used(Vec<(u64, u64)>);
+
+impl Used {
+    /// Records `lo..hi` as used; returns the first of them used before.
+    pub(crate) fn take(&mut self, lo: u64, hi: u64) -> Option<u64> {
+        let again = self
+            .0
+            .iter()
+            .find(|(a, b)| *a < hi && lo < *b)
+            .map(|(a, _)| (*a).max(lo));
+        self.0.push((lo, hi));
+        self.0.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.0.len());
+        for &(a, b) in &self.0 {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        self.0 = merged;
+        again
+    }
+}
+
+/// Which property a violation breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Check {
+    /// An outbound (SPI, sequence number) used twice.
+    OutboundReuse,
+    /// An inbound packet accepted twice.
+    InboundReplay,
+    /// A pair left alone does not agree on one owner per SA, or two
+    /// workers run it.
+    Ownership,
+    /// A pair left alone leaves an SA with no owner that runs it.
+    Liveness,
+}
+
+/// A broken property and what broke it.
+#[derive(Debug, Clone)]
+pub(crate) struct Violation {
+    pub(crate) check: Check,
+    pub(crate) what: String,
+}
+
+impl Violation {
+    pub(crate) fn new(check: Check, what: String) -> Self {
+        Violation { check, what }
+    }
+}
+
+/// Bounds of the link model.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caps {
+    /// Frames in flight each way; more are lost (tail drop).
+    pub(crate) link: usize,
+    /// Frames kept each way for replay (the newest).
+    pub(crate) archive: usize,
+}
+
+impl Caps {
+    /// Three frames in flight each way; six archived, enough for the warm
+    /// pair's bulk sync to be there to replay after a restart.
+    pub(crate) const DEFAULT: Caps = Caps {
+        link: 3,
+        archive: 6,
+    };
+}
+
+/// Everything: both nodes, the link, the far ends and what was used.
+#[derive(Clone)]
+pub(crate) struct World {
+    pub(crate) nodes: [Node; 2],
+    pub(crate) now: u64,
+    /// The mirror link is cut: frames sent are lost.
+    pub(crate) cut: bool,
+    /// Both nodes' memory of the SAs was lost at once (a node died while
+    /// its peer had not synchronised): the SAs need new keys, which the
+    /// model does not do, so nothing restarts any more. A node still
+    /// running may act (a fence, say) and be checked.
+    pub(crate) amnesia: bool,
+    /// Frames in flight from node `i` to the other, oldest first.
+    pub(crate) link: [Vec<Frame>; 2],
+    /// The newest frames node `i` ever sent, in any life, for replay.
+    pub(crate) archive: [VecDeque<Frame>; 2],
+    /// Outbound numbers used, by SPI.
+    pub(crate) used: BTreeMap<u32, Used>,
+    /// The next sequence number each inbound SA's far end sends.
+    pub(crate) far: BTreeMap<u32, u64>,
+    /// Inbound packets accepted, by SPI.
+    pub(crate) accepted: BTreeMap<u32, BTreeSet<u64>>,
+    pub(crate) caps: Caps,
+}
+
+impl World {
+    /// Both nodes started at time 0, epoch 1, nothing exchanged.
+    pub(crate) fn cold() -> World {
+        let mut w = World {
+            nodes: [0, 1].map(|i| Node {
+                epoch: 1,
+                life: Some(Life::boot(i, 1, 0)),
+            }),
+            now: 0,
+            cut: false,
+            amnesia: false,
+            link: [Vec::new(), Vec::new()],
+            archive: [VecDeque::new(), VecDeque::new()],
+            used: BTreeMap::new(),
+            far: BTreeMap::new(),
+            accepted: BTreeMap::new(),
+            caps: Caps::DEFAULT,
+        };
+        w.react(0);
+        w.react(1);
+        w
+    }
+
+    /// A pair that has synchronised over a perfect link: both nodes know
+    /// each other's SAs and every home SA may send. Its frames are in the
+    /// archive.
+    pub(crate) fn warm() -> World {
+        let mut w = World::cold();
+        for _ in 0..2 {
+            w.exchange();
+            w.tick();
+        }
+        w.exchange();
+        for (i, sa) in [(0, OUT_A), (1, OUT_B), (0, IN_A)] {
+            let life = w.life(i).expect("alive");
+            assert!(life.mirror.synced(), "{} synced", NAMES[i]);
+            assert!(life.may_go_on(sa), "{sa} may run");
+        }
+        w
+    }
+
+    /// The warm pair after a while of traffic over a perfect link: each
+    /// home SA sent and had its lease acknowledged three times, so its
+    /// numbers lie past what a restart's jumps alone would skip.
+    pub(crate) fn busy() -> World {
+        let mut w = World::warm();
+        for _ in 0..3 {
+            for a in [
+                Action::Send(0, OUT_A, Burst::Long),
+                Action::Send(1, OUT_B, Burst::Long),
+                Action::FarSend(0, IN_A, Burst::Long),
+            ] {
+                w.apply(a).expect("a perfect link breaks nothing");
+                w.exchange();
+            }
+            w.tick();
+            w.exchange();
+        }
+        w
+    }
+
+    /// The warm pair in the middle of a rekey: the host added `newA` to A,
+    /// which asked B what it knows of it and runs it; B has not got it
+    /// yet.
+    pub(crate) fn rekeying() -> World {
+        let mut w = World::warm();
+        w.apply(Action::AddSa(0, NEW_A)).expect("an add");
+        w.exchange();
+        let life = w.life(0).expect("alive");
+        assert!(life.may_go_on(NEW_A), "{NEW_A} may run");
+        w
+    }
+
+    pub(crate) fn life(&self, i: usize) -> Option<&Life> {
+        self.nodes[i].life.as_ref()
+    }
+
+    pub(crate) fn alive(&self, i: usize) -> bool {
+        self.nodes[i].life.is_some()
+    }
+
+    pub(crate) fn synced(&self, i: usize) -> bool {
+        self.life(i).is_some_and(|l| l.mirror.synced())
+    }
+
+    pub(crate) fn fingerprint(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        for n in &self.nodes {
+            n.epoch.hash(&mut h);
+            n.life.is_some().hash(&mut h);
+            if let Some(l) = &n.life {
+                l.hash_into(&mut h);
+            }
+        }
+        (self.now, self.cut, self.amnesia, &self.link, &self.archive).hash(&mut h);
+        (&self.used, &self.far, &self.accepted).hash(&mut h);
+        h.finish()
+    }
+
+    /// A fingerprint of what decides properties 3 and 4: the nodes and
+    /// their workers, the link and the time; not what was used or sent
+    /// before (leaving the pair alone sends nothing on the SAs).
+    pub(crate) fn settle_key(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        for l in self.nodes.iter().map(|n| n.life.as_ref()) {
+            l.is_some().hash(&mut h);
+            if let Some(l) = l {
+                l.hash_into(&mut h);
+            }
+        }
+        (self.now, self.cut, &self.link).hash(&mut h);
+        h.finish()
+    }
+}
