@@ -84,6 +84,11 @@ pub enum NodeEventKind {
         /// Why.
         why: FenceRefused,
     },
+    /// Ordered to hand the peer's SAs back, and refused.
+    HandBackRefused {
+        /// Why.
+        why: HandBackRefused,
+    },
     /// A worker's thread ended in a panic: the node sends nothing more on
     /// the mirror link, so the peer declares it dead and takes its SAs
     /// over instead of leaving them black-holed.
@@ -120,6 +125,9 @@ impl std::fmt::Display for NodeEvent {
             NodeEventKind::AddressesReleased => write!(f, "addresses_released"),
             NodeEventKind::Fenced => write!(f, "fenced"),
             NodeEventKind::FenceRefused { why } => write!(f, "fence_refused why=\"{why}\""),
+            NodeEventKind::HandBackRefused { why } => {
+                write!(f, "hand_back_refused why=\"{why}\"")
+            }
             NodeEventKind::WorkersLost => write!(f, "workers_lost"),
         }
     }
@@ -160,13 +168,31 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Why an order to hand the peer's SAs back was refused: the peer could
+/// run nothing handed to it, and this node would no longer run the SAs
+/// either (an SA handed to a dead peer waits for it to confirm before it
+/// may be taken over again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandBackRefused {
+    /// The peer is not heard.
+    #[error("the peer is not heard: it could run nothing handed back to it")]
+    PeerNotHeard,
+    /// The peer is heard but has not synchronised since it started (or is
+    /// a life this node fenced, which must restart first).
+    #[error(
+        "the peer has not synchronised since it started (or is the life this node fenced): it could run nothing handed back to it"
+    )]
+    PeerNotSynced,
+}
+
 /// What the host or an operator tells the mirror task.
 #[derive(Debug)]
 pub enum Order {
     /// Take the peer's SAs over now.
     TakeOver,
-    /// Hand the peer's SAs back now.
-    HandBack,
+    /// Hand the peer's SAs back now, if the peer can run them; the answer
+    /// says how many, or why not.
+    HandBack(Sender<Result<usize, HandBackRefused>>),
     /// The peer is fenced (powered off, isolated): run without leases;
     /// the answer says whether the mirror took it or why not.
     Fence(Sender<Result<(), FenceRefused>>),
@@ -446,7 +472,15 @@ impl Running {
             n += 1;
             match order {
                 Order::TakeOver => self.take_over(),
-                Order::HandBack => self.hand_back(),
+                Order::HandBack(reply) => {
+                    let r = self.ordered_hand_back();
+                    if let Err(why) = r {
+                        self.task
+                            .events
+                            .push(NodeEventKind::HandBackRefused { why });
+                    }
+                    let _ = reply.send(r);
+                }
                 Order::Fence(reply) => {
                     let r = self.task.mirror.force_unleased();
                     self.task.events.push(match r {
@@ -519,9 +553,23 @@ impl Running {
         self.task.events.push(NodeEventKind::TookOver { sas });
     }
 
-    fn hand_back(&mut self) {
+    fn hand_back(&mut self) -> usize {
         let sas = self.task.mirror.hand_back();
         self.task.events.push(NodeEventKind::HandedBack { sas });
+        sas
+    }
+
+    /// A hand-back the host or an operator ordered: carried out only to a
+    /// peer that is heard and synchronised, as an automatic failback is.
+    fn ordered_hand_back(&mut self) -> Result<usize, HandBackRefused> {
+        let mirror = &self.task.mirror;
+        if !mirror.peer_alive() {
+            return Err(HandBackRefused::PeerNotHeard);
+        }
+        if !mirror.peer_synced() {
+            return Err(HandBackRefused::PeerNotSynced);
+        }
+        Ok(self.hand_back())
     }
 
     /// Turns the mirror's events into commands; an SA parked sets
@@ -786,8 +834,9 @@ mod tests {
         let (mut r, mut peer_end) = holder();
         let stop = AtomicBool::new(false);
         let (done, _answer) = std::sync::mpsc::channel();
+        let (handed, _handed) = std::sync::mpsc::channel();
         for order in [
-            Order::HandBack,
+            Order::HandBack(handed),
             Order::AddSa {
                 spi: 0x3000,
                 direction: Direction::Outbound,
@@ -929,6 +978,60 @@ mod tests {
             !r.task.mirror.owns(HELD, Direction::Outbound),
             "not handed back once the peer synchronised"
         );
+    }
+
+    /// An ordered hand-back (the host's, an operator's) goes only to a
+    /// peer that can run what it gets: not to a dead one (the SAs would run
+    /// nowhere, and this node could not take them back until the peer
+    /// confirmed), nor to a life that has not synchronised; the SAs stay
+    /// here and the refusal says why. Once the peer is back and
+    /// synchronised, the same order goes through.
+    #[test]
+    fn an_ordered_hand_back_waits_for_a_peer_that_can_run_the_sas() {
+        let (mut r, mut peer_end) = holder();
+        let stop = AtomicBool::new(false);
+        let order = |r: &mut Running| {
+            let (tx, answer) = std::sync::mpsc::channel();
+            assert!(r.task.orders.push(Order::HandBack(tx)).is_ok());
+            r.turn(&stop);
+            while r.task.shared.commands[0].pop().is_some() {}
+            r.parking = false;
+            answer.try_recv().expect("answered in the turn")
+        };
+        // The peer is silent: dead.
+        r.task.mirror.handle_timeout(60_000);
+        assert!(!r.task.mirror.peer_alive());
+        assert_eq!(order(&mut r), Err(HandBackRefused::PeerNotHeard));
+        assert!(r.task.mirror.owns(HELD, Direction::Outbound));
+        // Its next life is heard, not synchronised yet.
+        let mut peer = Mirror::new(cfg(2, 1), key(), 5, 0);
+        peer.add_sa(HELD, Direction::Outbound, true, 2);
+        let first: Vec<Vec<u8>> = std::iter::from_fn(|| peer.poll_transmit(0)).collect();
+        send_frames(&mut peer_end, first);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(order(&mut r), Err(HandBackRefused::PeerNotSynced));
+        assert!(r.task.mirror.owns(HELD, Direction::Outbound));
+        let refused = r
+            .task
+            .events
+            .drain()
+            .iter()
+            .filter(|e| matches!(e.kind, NodeEventKind::HandBackRefused { .. }))
+            .count();
+        assert_eq!(refused, 2, "each refusal is an event");
+        // The link carries both ways until the peer has synchronised.
+        for t in 1..20 {
+            for f in frames_from(&mut peer_end) {
+                let _ = peer.handle_frame(t, &f);
+            }
+            let out: Vec<Vec<u8>> = std::iter::from_fn(|| peer.poll_transmit(t)).collect();
+            send_frames(&mut peer_end, out);
+            std::thread::sleep(Duration::from_millis(2));
+            r.turn(&stop);
+        }
+        assert!(peer.synced() && r.task.mirror.peer_synced());
+        assert_eq!(order(&mut r), Ok(1));
+        assert!(!r.task.mirror.owns(HELD, Direction::Outbound));
     }
 
     /// A worker that panicked leaves its SAs black-holed: the node goes

@@ -101,6 +101,14 @@ fn fence_not_done(w: &mut NodeState, before: Option<u64>) {
     w.fenced_life = before;
 }
 
+/// The peer did not hand node `w`'s SAs back at a `Back` step (it refused:
+/// its view of the node lags the node's own, or it did not answer): the
+/// node counts as returning, so the next poll that finds it synchronised
+/// orders the hand-back again.
+fn hand_back_not_done(w: &mut NodeState) {
+    w.health = Health::Returning;
+}
+
 /// One poll of node `i`, its answer as `(life, synced)` (`None`: no
 /// answer; no life: a node still waiting for its configuration): what
 /// the host does. A node that answered since it was last declared failed
@@ -291,8 +299,14 @@ pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
                 }
                 Step::Back => {
                     say(&format!("{name} back and synchronised"));
-                    order(peer, "hand_back");
-                    run_commands(&w.on_return);
+                    if order(peer, "hand_back") {
+                        run_commands(&w.on_return);
+                    } else {
+                        // The peer does not see it synchronised yet, or did
+                        // not answer: asked again at the next poll, and the
+                        // flows stay where the SAs run.
+                        hand_back_not_done(&mut states[i]);
+                    }
                 }
                 Step::BackUnrestarted => say(&format!(
                     "{name} answers in the life {} fenced: it gets nothing back until it \
@@ -564,5 +578,24 @@ mod tests {
         assert_eq!(nodes[1].fenced_life, None);
         // And a later failure of either is a takeover with a fence again.
         assert_eq!(fail(&mut nodes, 1), Step::Failed);
+    }
+
+    /// A hand-back the peer refused (it does not see the returning node
+    /// synchronised yet) is ordered again at the next poll that finds the
+    /// node synchronised, and the node's flows move back only then.
+    #[test]
+    fn a_refused_hand_back_is_ordered_again() {
+        let mut nodes = [NodeState::new(), NodeState::new()];
+        assert_eq!(answer(&mut nodes, 0, A1, true), Step::Up);
+        assert_eq!(answer(&mut nodes, 1, B1, true), Step::Up);
+        assert_eq!(fail(&mut nodes, 0), Step::Failed);
+        assert_eq!(answer(&mut nodes, 0, A2, true), Step::Back);
+        hand_back_not_done(&mut nodes[0]);
+        assert_eq!(answer(&mut nodes, 0, A2, true), Step::Back, "asked again");
+        assert_eq!(
+            answer(&mut nodes, 0, A2, true),
+            Step::Nothing,
+            "done once carried out"
+        );
     }
 }

@@ -284,26 +284,32 @@ fn answer(
         (Request::TakeOver {} | Request::HandBack {} | Request::Fence {}, None) => {
             refusal("not configured yet")
         }
-        (r @ (Request::TakeOver {} | Request::HandBack {} | Request::Fence {}), Some(n)) => {
+        (Request::TakeOver {}, Some(n)) => {
+            if !n.order(Order::TakeOver) {
+                return refusal("this node has no mirror, or too many orders wait");
+            }
+            carried_out(&Done {})
+        }
+        (Request::HandBack {}, Some(n)) => {
             let (tx, answer) = std::sync::mpsc::channel();
-            let order = match r {
-                Request::TakeOver {} => Order::TakeOver,
-                Request::HandBack {} => Order::HandBack,
-                _ => Order::Fence(tx.clone()),
-            };
-            // Only a fence answers: the other orders always go through.
-            drop(tx);
-            if !n.order(order) {
+            if !n.order(Order::HandBack(tx)) {
                 return refusal("this node has no mirror, or too many orders wait");
             }
             match answer.recv_timeout(Duration::from_secs(2)) {
+                Ok(Ok(_)) => carried_out(&Done {}),
+                Ok(Err(why)) => refusal(format!("hand_back refused: {why}")),
+                Err(_) => refusal("the mirror did not answer the hand-back in 2 s"),
+            }
+        }
+        (Request::Fence {}, Some(n)) => {
+            let (tx, answer) = std::sync::mpsc::channel();
+            if !n.order(Order::Fence(tx)) {
+                return refusal("this node has no mirror, or too many orders wait");
+            }
+            match answer.recv_timeout(Duration::from_secs(2)) {
+                Ok(Ok(())) => carried_out(&Done {}),
                 Ok(Err(why)) => refusal(format!("fence refused: {why}")),
-                Ok(Ok(())) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    carried_out(&Done {})
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    refusal("the mirror did not answer the fence in 2 s")
-                }
+                Err(_) => refusal("the mirror did not answer the fence in 2 s"),
             }
         }
         (Request::Events {}, _) => carried_out(&Events {
