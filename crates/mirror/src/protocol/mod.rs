@@ -434,10 +434,12 @@ impl Mirror {
         Ok(())
     }
 
-    /// Serves the timers due at `now_ms`: the peer's death (an event),
-    /// the refresh, the heartbeat.
+    /// Serves the peer's death timer at `now_ms` (an event, once the peer
+    /// missed `dead_after` heartbeats). The heartbeat and the refresh are
+    /// served by [`poll_transmit`](Self::poll_transmit), as it builds the
+    /// frames they make.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        self.run_timers(now_ms, &Timer::ALL);
+        self.run_timers(now_ms, &Timer::WATCHING);
     }
 
     /// A worker's absolute counters of an owned outbound SA.

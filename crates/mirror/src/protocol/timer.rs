@@ -16,12 +16,18 @@ pub(super) enum Timer {
 }
 
 impl Timer {
-    /// Every timer, in the order they are served when due together.
+    /// Every timer.
     pub(super) const ALL: [Timer; 3] = [Timer::PeerDeath, Timer::Refresh, Timer::Heartbeat];
-    /// The timers whose work goes out in frames: served by
-    /// [`poll_transmit`](Mirror::poll_transmit) too, so a driver that only
-    /// polls for frames still sends heartbeats and refreshes.
+    /// The timers whose work is frames to send, served by
+    /// [`poll_transmit`](Mirror::poll_transmit) as it builds them: served
+    /// by [`handle_timeout`](Mirror::handle_timeout), a node that sends
+    /// nothing for a while (a worker not yet parked, a node gone silent)
+    /// would queue a refresh's worth at every period with none of it
+    /// going, and a heartbeat fired there would wait unseen by
+    /// [`poll_timeout`](Mirror::poll_timeout).
     pub(super) const SENDING: [Timer; 2] = [Timer::Refresh, Timer::Heartbeat];
+    /// The timers [`handle_timeout`](Mirror::handle_timeout) serves.
+    pub(super) const WATCHING: [Timer; 1] = [Timer::PeerDeath];
 }
 
 /// When the periodic timers fire next.
