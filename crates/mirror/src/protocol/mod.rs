@@ -495,21 +495,29 @@ impl Mirror {
 impl Mirror {
     /// Takes over every SA the peer owns (it is dead, or the host says
     /// so); returns how many. Outbound SAs start at the stored lease plus
-    /// the takeover jump, inbound ones per `inbound_takeover`. A node that
-    /// has not synchronised since it started takes nothing over: its
-    /// standby table does not know how far the peer went.
+    /// the takeover jump, inbound ones per `inbound_takeover`. An SA this
+    /// node handed to the peer and the peer has not confirmed is taken only
+    /// from a peer that is not heard, past all its life may have done with
+    /// it ([`take_blind`](Self::take_blind)). A node that has not
+    /// synchronised since it started takes nothing over: its standby table
+    /// does not know how far the peer went.
     pub fn take_over(&mut self) -> usize {
         if !self.synced() {
             return 0;
         }
+        let silent = !self.peer.alive();
         let theirs: Vec<((u32, Direction), PairSa)> = self
             .pair
             .iter()
-            .filter(|(_, p)| p.owner == self.cfg.peer && !p.blind)
+            .filter(|(_, p)| p.owner == self.cfg.peer && (!p.blind || silent))
             .map(|(k, p)| (*k, *p))
             .collect();
         for (key, p) in &theirs {
-            self.take(*key, p.generation + 1);
+            if p.blind {
+                self.take_blind(*key, p.generation + 1);
+            } else {
+                self.take(*key, p.generation + 1);
+            }
             self.stats.taken_over += 1;
         }
         theirs.len()

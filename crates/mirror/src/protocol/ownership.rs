@@ -1,6 +1,7 @@
 //! Who runs each SA of the pair: the owner and its generation, changes
 //! and hand-overs to and from the peer, and their confirmation.
 
+use super::peer::LOST_LIFE_STEPS;
 use super::*;
 
 /// An ownership record on the wire, its record header included.
@@ -99,6 +100,26 @@ impl Mirror {
             known = self.restart_point(key.0, key.1, known);
         }
         self.take_from(key, generation, known);
+    }
+
+    /// Starts running an SA this node handed to the peer and the peer
+    /// never confirmed, the peer being silent (dead, or cut off): left
+    /// blind, it would run nowhere until the peer came back. Whatever the
+    /// peer's life did with it started from values this node told it (the
+    /// hand-over's bound, or a takeover of its own from a reported value)
+    /// and stayed below this node's high-water mark of the SA plus
+    /// [`LOST_LIFE_STEPS`] steps, as any lost life does (see
+    /// [`peer_lost`](Self::peer_lost)): the SA starts past that, and the
+    /// peer, should it be alive, loses it to this change's higher
+    /// generation once heard.
+    pub(super) fn take_blind(&mut self, key: SaKey, generation: u64) {
+        let (spi, dir) = key;
+        let mark = self.standby.get(spi, dir).map_or(0, |s| s.value);
+        let past = self.restarted_past(spi, dir, mark, LOST_LIFE_STEPS - 1);
+        if let Some(p) = self.pair.get_mut(&key) {
+            p.blind = false;
+        }
+        self.take_from(key, generation, past);
     }
 
     /// Starts running an SA here as a takeover from `value` does (the
