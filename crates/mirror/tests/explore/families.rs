@@ -88,6 +88,23 @@ fn takeovers_and_hand_backs_break_nothing() {
     );
 }
 
+/// Hand-backs to a peer that came back, with the peer dying again and
+/// frames lost on the way: property 5 (a survivor owns every SA) found
+/// the SA handed to a peer that died before confirming left blind, run by
+/// nobody.
+#[test]
+fn hand_backs_to_a_peer_that_dies_break_nothing() {
+    let ex = Explore {
+        root: Root::Holding,
+        ..Explore::new(
+            &[HandBack, TakeOver, Kill, Restart, Deliver, Drop, Tick, Send],
+            5,
+            400_000,
+        )
+    };
+    clean("hand-backs to a peer that dies", ex);
+}
+
 /// Fences, refused and allowed, of a survivor that ran its own SAs only.
 #[test]
 fn fences_break_nothing() {

@@ -3,7 +3,7 @@
 //! far ends of their SAs, driven through every interleaving of a chosen
 //! alphabet of actions up to a depth. States are told apart by a
 //! fingerprint ([`Mirror::fingerprint`] and the rest of the world), so
-//! each is expanded once. After every step four properties are checked:
+//! each is expanded once. After every step five properties are checked:
 //!
 //! 1. no outbound (SPI, sequence number) is used twice, across both nodes
 //!    and all their lives;
@@ -14,7 +14,11 @@
 //!    alone long enough, no SA configured on both has two owners: both
 //!    views name the same one, and at most one worker runs it;
 //! 4. and none is left with no owner: the one the views name owns it, its
-//!    worker runs it and may use (or accept) a fresh number.
+//!    worker runs it and may use (or accept) a fresh number;
+//! 5. with one node dead, once the other is left alone long enough to
+//!    declare it dead and take its SAs over, the survivor owns every SA it
+//!    has (if it synchronised since it started: else it cannot know where
+//!    they stand).
 //!
 //! A violation comes with the shortest trace that leads to it (the search
 //! is breadth-first), replayed step by step with the frames and the state

@@ -73,6 +73,8 @@ pub(crate) enum Root {
     Busy,
     /// [`World::rekeying`].
     Rekeying,
+    /// [`World::holding`].
+    Holding,
 }
 
 impl Root {
@@ -81,6 +83,7 @@ impl Root {
             Root::Warm => World::warm(),
             Root::Busy => World::busy(),
             Root::Rekeying => World::rekeying(),
+            Root::Holding => World::holding(),
         }
     }
 }
@@ -333,6 +336,7 @@ pub(crate) fn run(name: &str, ex: Explore) -> Report {
         Check::InboundReplay,
         Check::Ownership,
         Check::Liveness,
+        Check::Survivor,
     ] {
         if let Some(f) = report.first(check) {
             println!(

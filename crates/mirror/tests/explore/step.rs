@@ -383,6 +383,9 @@ impl World {
     /// then every SA configured on both must have exactly one owner that
     /// runs it.
     pub(crate) fn check_settled(&self) -> Result<(), Violation> {
+        if let Some(s) = (0..2).find(|&i| self.alive(i) && !self.alive(1 - i)) {
+            return self.check_survivor(s);
+        }
         if self.cut || !(self.alive(0) && self.alive(1)) {
             return Ok(());
         }
@@ -394,6 +397,41 @@ impl World {
             w.exchange();
         }
         w.one_owner_each()
+    }
+
+    /// Property 5: with node `s` the only one alive, a copy of the world
+    /// is left alone until `s` declares its peer dead and takes its SAs
+    /// over (as `takeover: auto`, or the host, has it do); then `s` must
+    /// own every SA it has, unless it never synchronised since it started
+    /// (it cannot know where the SAs stand: the pair's documented limit).
+    pub(crate) fn check_survivor(&self, s: usize) -> Result<(), Violation> {
+        if !self.synced(s) {
+            return Ok(());
+        }
+        let mut w = self.clone();
+        for _ in 0..SETTLE_TICKS {
+            w.tick();
+        }
+        w.on(s, |l| {
+            l.mirror.take_over();
+        });
+        let life = w.life(s).expect("alive");
+        let unowned: Vec<String> = CATALOGUE
+            .into_iter()
+            .filter(|sa| life.configured(*sa) && !life.mirror.owns(sa.spi, sa.dir))
+            .map(|sa| sa.to_string())
+            .collect();
+        if unowned.is_empty() {
+            return Ok(());
+        }
+        Err(Violation::new(
+            Check::Survivor,
+            format!(
+                "{} alone, its peer declared dead and taken over: owns none of {}",
+                NAMES[s],
+                unowned.join(", ")
+            ),
+        ))
     }
 
     pub(crate) fn one_owner_each(&self) -> Result<(), Violation> {

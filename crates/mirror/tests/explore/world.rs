@@ -280,6 +280,8 @@ pub(crate) enum Check {
     Ownership,
     /// A pair left alone leaves an SA with no owner that runs it.
     Liveness,
+    /// A node left alone, its peer dead, does not own every SA it has.
+    Survivor,
 }
 
 /// A broken property and what broke it.
@@ -408,6 +410,28 @@ impl World {
         w.exchange();
         let life = w.life(0).expect("alive");
         assert!(life.may_go_on(NEW_A), "{NEW_A} may run");
+        w
+    }
+
+    /// The warm pair after B died and came back: A took B's SAs over and
+    /// holds them, and B's next life has synchronised (it waits for its
+    /// SAs to be handed back).
+    pub(crate) fn holding() -> World {
+        let mut w = World::warm();
+        w.kill(1);
+        for _ in 0..SETTLE_TICKS {
+            w.tick();
+        }
+        w.apply(Action::TakeOver(0)).expect("a takeover");
+        w.restart(1);
+        for _ in 0..SETTLE_TICKS {
+            w.exchange();
+            w.tick();
+        }
+        w.exchange();
+        assert!(w.synced(1), "B's next life synced");
+        let a = w.life(0).expect("alive");
+        assert!(a.mirror.owns(OUT_B.spi, OUT_B.dir), "A holds {OUT_B}");
         w
     }
 
