@@ -52,9 +52,12 @@
 //! **Hand-back** makes the peer the owner while the peer may have taken
 //! the SA over itself meanwhile, from a value this node knows nothing of:
 //! until the peer confirms the hand-over (with its own bound, stored
-//! first), this node does not take the SA over again. Without that, a
-//! peer could take one SA over twice in a life this node never heard of,
-//! and a restart would no longer bound that life by three jumps.
+//! first), this node does not take the SA over again while the peer is
+//! heard. Without that, a peer could take one SA over twice in a life
+//! this node never heard of, and a restart would no longer bound that life
+//! by three jumps. A peer that goes silent before it confirms releases the
+//! SA: a takeover starts it past three steps beyond this node's mark, as
+//! after a life that ended unheard.
 //!
 //! **The rule behind all of it.** An owner uses sequence numbers below its
 //! acknowledged lease plus `jump - quantity`; every acknowledged lease is
