@@ -60,6 +60,11 @@ struct NodeState {
     /// that run: a fenced node must restart before it rejoins. Until then
     /// it neither takes the peer's SAs over nor gets its own handed back.
     fenced_life: Option<u64>,
+    /// Back and synchronised, and the peer has not handed its SAs back
+    /// yet (it refused: its view of the node lags the node's own, or it
+    /// did not answer): ordered again at the next poll that finds the
+    /// node synchronised.
+    hand_back_owed: bool,
 }
 
 /// What the host does after one poll of a node.
@@ -90,6 +95,7 @@ impl NodeState {
             missed: 0,
             life: None,
             fenced_life: None,
+            hand_back_owed: false,
         }
     }
 }
@@ -103,10 +109,10 @@ fn fence_not_done(w: &mut NodeState, before: Option<u64>) {
 
 /// The peer did not hand node `w`'s SAs back at a `Back` step (it refused:
 /// its view of the node lags the node's own, or it did not answer): the
-/// node counts as returning, so the next poll that finds it synchronised
-/// orders the hand-back again.
+/// next poll that finds the node synchronised orders it again. The node
+/// stays up meanwhile, so a failure of the peer is still taken over.
 fn hand_back_not_done(w: &mut NodeState) {
-    w.health = Health::Returning;
+    w.hand_back_owed = true;
 }
 
 /// One poll of node `i`, its answer as `(life, synced)` (`None`: no
@@ -133,6 +139,7 @@ fn step(
             return Step::Nothing;
         }
         w.health = Health::Failed;
+        w.hand_back_owed = false;
         // A fence needs the life it fences: a node whose life the host
         // never learned (it failed right after its configuration) is not
         // fenced, and its SAs wait for it.
@@ -173,6 +180,10 @@ fn step(
         Health::Failed | Health::Unrestarted if w.fenced_life.is_none() => {
             w.health = Health::Returning;
             Step::Nothing
+        }
+        Health::Up if w.hand_back_owed && synced => {
+            w.hand_back_owed = false;
+            Step::Back
         }
         _ => Step::Nothing,
     }
@@ -597,5 +608,19 @@ mod tests {
             Step::Nothing,
             "done once carried out"
         );
+    }
+
+    /// While a hand-back is owed (the holder refused it), the returning
+    /// node counts as up: should the holder fail then, the host has the
+    /// returning node take over and fences the holder.
+    #[test]
+    fn a_holder_that_fails_while_it_owes_a_hand_back_is_taken_over() {
+        let mut nodes = [NodeState::new(), NodeState::new()];
+        assert_eq!(answer(&mut nodes, 0, A1, true), Step::Up);
+        assert_eq!(answer(&mut nodes, 1, B1, true), Step::Up);
+        assert_eq!(fail(&mut nodes, 0), Step::Failed);
+        assert_eq!(answer(&mut nodes, 0, A2, true), Step::Back);
+        hand_back_not_done(&mut nodes[0]);
+        assert_eq!(fail(&mut nodes, 1), Step::Failed);
     }
 }
