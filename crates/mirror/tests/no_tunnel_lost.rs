@@ -56,3 +56,53 @@ fn an_sa_handed_back_to_a_peer_that_is_heard_is_not_taken_back_before_it_confirm
     assert_eq!(a.take_over(), 0);
     assert!(!a.owns(OUT_B, Direction::Outbound));
 }
+
+/// Found by the netns chaos (a node restarted while the host added an SA
+/// again): an inbound SA added again, whose history this node holds with
+/// no window (a history record carries none), began with a window of
+/// every number it could ever hold seen — 1 024 words, an 8 KB state.
+/// No frame can carry it: the mirror port dropped each of its states, and
+/// the bulk part it went in by itself, so the peer's next life never
+/// synchronised and ran nothing. Every frame fits `max_frame`.
+#[test]
+fn an_inbound_sa_added_again_over_a_history_without_a_window_fits_a_frame() {
+    const IN_N: u32 = 0x2200;
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    for m in [&mut a, &mut b] {
+        m.add_sa(IN_N, Direction::Inbound, false, A);
+    }
+    let mut t = settle(&mut a, &mut b, 0);
+    let top = a.inbound_limit(IN_N).unwrap() - 1;
+    a.inbound_progress(IN_N, top, &[u64::MAX], 0, top);
+    t = settle(&mut a, &mut b, t);
+    for m in [&mut a, &mut b] {
+        m.remove_sa(IN_N, Direction::Inbound);
+    }
+    t = settle(&mut a, &mut b, t);
+    // A restarts: its next life learns the SA's history from B's bulk, a
+    // value with no window.
+    drop(a);
+    let mut a2 = node(A, 3, t);
+    t = settle(&mut a2, &mut b, t);
+    assert!(a2.synced());
+    // The host adds the SA again to both.
+    for m in [&mut a2, &mut b] {
+        m.add_sa(IN_N, Direction::Inbound, false, A);
+    }
+    let max = cfg(A).max_frame;
+    for _ in 0..6 {
+        t += 60;
+        let (fa, fb) = exchange(&mut a2, &mut b, t);
+        for f in fa.iter().chain(&fb) {
+            assert!(f.len() <= max, "a {}-byte frame; max_frame {max}", f.len());
+        }
+    }
+    assert!(a2.owns(IN_N, Direction::Inbound));
+    let start = starts_in(&events(&mut a2), IN_N, Direction::Inbound);
+    let stored = b.standby().get(IN_N, Direction::Inbound).unwrap();
+    assert!(
+        start.iter().all(|s| *s > top) && stored.value >= *start.last().unwrap(),
+        "A2 starts IN_N at {start:?} (first life accepted up to {top}); B stores {}",
+        stored.value
+    );
+}

@@ -83,18 +83,19 @@ impl Mirror {
     pub(super) fn begin_asked(&mut self, spi: u32, dir: Direction, known: Option<u64>) {
         if let Some(v) = known {
             // The window this node keeps of its history (what it, or the
-            // peer's states, reported before the delete) stays seen. Of a
+            // peer's states, reported before the delete) stays seen. A
             // history whose window it lacks (a history record carries
             // none: this node restarted since the delete; or the answer is
-            // past what it stores) everything at and below is seen.
+            // past what it stores) goes in with none, and the restart
+            // takes everything at and below it as seen. (A window of every
+            // number a bitmap can hold seen was a state no frame can
+            // carry: the peer heard nothing of the SA again, nor the bulk
+            // part it went in.)
             let bitmap = self
                 .standby
                 .get(spi, dir)
-                .filter(|s| s.value == v && !s.bitmap.is_empty())
-                .map_or_else(
-                    || vec![u64::MAX; mirror::MAX_BITMAP_WORDS],
-                    |s| s.bitmap.clone(),
-                );
+                .filter(|s| s.value == v)
+                .map_or_else(Vec::new, |s| s.bitmap.clone());
             if self.recover(spi, dir, v, &bitmap) {
                 return;
             }

@@ -3,7 +3,7 @@
 //! far ends of their SAs, driven through every interleaving of a chosen
 //! alphabet of actions up to a depth. States are told apart by a
 //! fingerprint ([`Mirror::fingerprint`] and the rest of the world), so
-//! each is expanded once. After every step five properties are checked:
+//! each is expanded once. After every step six properties are checked:
 //!
 //! 1. no outbound (SPI, sequence number) is used twice, across both nodes
 //!    and all their lives;
@@ -18,7 +18,9 @@
 //! 5. with one node dead, once the other is left alone long enough to
 //!    declare it dead and take its SAs over, the survivor owns every SA it
 //!    has (if it synchronised since it started: else it cannot know where
-//!    they stand).
+//!    they stand);
+//! 6. every frame a node builds fits its `max_frame` (the mirror port
+//!    drops a larger one, and what it carries never arrives).
 //!
 //! A violation comes with the shortest trace that leads to it (the search
 //! is breadth-first), replayed step by step with the frames and the state
@@ -103,6 +105,8 @@ const QUANTITY: u64 = 4;
 const JUMP: u64 = 8;
 /// Refresh period, in ticks.
 const REFRESH: u64 = 2;
+/// Largest frame a node may build.
+const MAX_FRAME: usize = 1400;
 /// Replay window of the workers' inbound SAs.
 const WINDOW: u32 = 32;
 /// Numbers an outbound worker sends in a long burst at most (an unleased
@@ -136,7 +140,7 @@ fn config(i: usize) -> MirrorConfig {
         heartbeat_ms: 1,
         dead_after: 1,
         refresh_ms: REFRESH,
-        max_frame: 1400,
+        max_frame: MAX_FRAME,
     }
 }
 

@@ -337,6 +337,7 @@ pub(crate) fn run(name: &str, ex: Explore) -> Report {
         Check::Ownership,
         Check::Liveness,
         Check::Survivor,
+        Check::FrameSize,
     ] {
         if let Some(f) = report.first(check) {
             println!(

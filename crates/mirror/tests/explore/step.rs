@@ -45,6 +45,7 @@ impl World {
             now,
             cut,
             caps,
+            oversized,
             ..
         } = self;
         let Some(life) = &mut nodes[i].life else {
@@ -52,6 +53,11 @@ impl World {
         };
         life.take_events();
         while let Some(f) = life.mirror.poll_transmit(*now) {
+            if f.len() > MAX_FRAME {
+                // The mirror port drops it.
+                *oversized = Some((i, f.len()));
+                continue;
+            }
             if archive[i].len() == caps.archive {
                 archive[i].pop_front();
             }
@@ -238,6 +244,20 @@ impl World {
 
     /// Carries out `a`; a violation it causes is returned.
     pub(crate) fn apply(&mut self, a: Action) -> Result<(), Violation> {
+        self.act(a)?;
+        match self.oversized.take() {
+            Some((i, len)) => Err(Violation::new(
+                Check::FrameSize,
+                format!(
+                    "{} built a {len}-byte frame; max_frame {MAX_FRAME}",
+                    NAMES[i]
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn act(&mut self, a: Action) -> Result<(), Violation> {
         match a {
             Action::Deliver { from, index } => {
                 let f = self.link[from].remove(index);

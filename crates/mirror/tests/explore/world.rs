@@ -282,6 +282,9 @@ pub(crate) enum Check {
     Liveness,
     /// A node left alone, its peer dead, does not own every SA it has.
     Survivor,
+    /// A node built a frame larger than its `max_frame` (the mirror port
+    /// drops it: what it carries never arrives).
+    FrameSize,
 }
 
 /// A broken property and what broke it.
@@ -338,6 +341,8 @@ pub(crate) struct World {
     /// Inbound packets accepted, by SPI.
     pub(crate) accepted: BTreeMap<u32, BTreeSet<u64>>,
     pub(crate) caps: Caps,
+    /// A frame too large to send, built by the last action: (node, size).
+    pub(crate) oversized: Option<(usize, usize)>,
 }
 
 impl World {
@@ -357,6 +362,7 @@ impl World {
             far: BTreeMap::new(),
             accepted: BTreeMap::new(),
             caps: Caps::DEFAULT,
+            oversized: None,
         };
         w.react(0);
         w.react(1);

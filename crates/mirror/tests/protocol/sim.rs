@@ -30,7 +30,11 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    /// Keeps `f`, a frame sent, which must fit the nodes' `max_frame`
+    /// (the mirror port drops a larger one: what it carries never arrives).
     pub(crate) fn record(&mut self, f: Vec<u8>) {
+        let max = cfg(A, B, 1000).max_frame;
+        assert!(f.len() <= max, "a {}-byte frame; max_frame {max}", f.len());
         if self.wire.len() == WIRE_KEPT {
             self.wire.remove(0);
         }
