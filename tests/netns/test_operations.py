@@ -236,6 +236,7 @@ def test_rekey_under_traffic_cli_requests_and_metrics(topo, espgate, tmp_path, c
                       "espgate_sa_packets": "counter", "espgate_sa_sequence": "gauge",
                       "espgate_mirror_frames_sent": "counter", "espgate_mirror_frames_rejected": "counter",
                       "espgate_lease_stalls": "counter", "espgate_takeovers": "counter",
+                      "espgate_sa_events": "counter",
                       "espgate_burst_seconds": "summary", "espgate_mirror_peer_alive": "gauge"}.items():
         assert fams.get(fam) == kind, (fam, fams.get(fam))
     assert value(scraped, "espgate_sa_packets_total", spi="0x1100", direction="outbound") > 500
@@ -249,6 +250,11 @@ def test_rekey_under_traffic_cli_requests_and_metrics(topo, espgate, tmp_path, c
     assert value(scraped, "espgate_drops_total", reason="standby") == standby == 0
     assert len([s for s in scraped["samples"] if s["name"] == "espgate_mirror_frames_rejected_total"]) >= 5
     assert value(scraped, "espgate_burst_seconds", quantile="0.99") > 0
+    # No SA here has a lifetime or is near the end of its numbers.
+    assert value(scraped, "espgate_sa_events_total", event="seq_low") == 0
+    assert stats_json["total"]["sa_events"] == {"soft_lifetime": 0, "hard_lifetime": 0, "seq_low": 0,
+                                                "seq_exhausted": 0}
+    assert "seq_left" in list_text
 
     # A fence while b still hears a is refused, with the reason (H1); the
     # other orders go through.

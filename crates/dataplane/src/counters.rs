@@ -1,5 +1,8 @@
-//! Counters of a worker: frames in and out, hand-offs between workers, and
-//! drops that are the node's (ESP drops are counted per SA and per SAD).
+//! Counters of a worker: frames in and out, hand-offs between workers,
+//! drops that are the node's (ESP drops are counted per SA and per SAD),
+//! and its SAs' events.
+
+use espgate_esp::{SaEvent, SaEventCounters};
 
 espgate_counters::counter_table! {
     /// Why the node (not ESP) dropped a frame.
@@ -77,6 +80,7 @@ pub struct WorkerCounters {
     /// Gratuitous ARP announcements sent.
     pub announcements: u64,
     drops: NodeDrops,
+    sa_events: SaEventCounters,
 }
 
 impl WorkerCounters {
@@ -89,6 +93,16 @@ impl WorkerCounters {
     /// Drops counted for `why`.
     pub fn drops(&self, why: NodeDrop) -> u64 {
         self.drops.get(why)
+    }
+
+    /// Counts an SA's event.
+    pub fn sa_event(&mut self, event: SaEvent) {
+        self.sa_events.count(event);
+    }
+
+    /// SA events counted of kind `event`.
+    pub fn sa_events(&self, event: SaEvent) -> u64 {
+        self.sa_events.get(event)
     }
 
     /// Adds another worker's counters.
@@ -108,6 +122,7 @@ impl WorkerCounters {
         self.progress_full += o.progress_full;
         self.announcements += o.announcements;
         self.drops.add(&o.drops);
+        self.sa_events.add(&o.sa_events);
     }
 
     /// The non-zero drop counters.

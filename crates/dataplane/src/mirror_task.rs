@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_queue::ArrayQueue;
-use espgate_esp::Direction;
+use espgate_esp::{Direction, SaEvent};
 use espgate_io::QueueStats;
 use espgate_mirror::{
     FenceRefused, Mirror, MirrorEvent, MirrorStats, PairSaView, RejectCounters, SaOverrides,
@@ -93,6 +93,16 @@ pub enum NodeEventKind {
     /// the mirror link, so the peer declares it dead and takes its SAs
     /// over instead of leaving them black-holed.
     WorkersLost,
+    /// An SA running here told its worker of a lifetime crossed or its
+    /// sequence space running low or out (a rekey is due).
+    Sa {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        direction: Direction,
+        /// What it told.
+        event: SaEvent,
+    },
 }
 
 /// An event with its wall-clock time.
@@ -129,6 +139,11 @@ impl std::fmt::Display for NodeEvent {
                 write!(f, "hand_back_refused why=\"{why}\"")
             }
             NodeEventKind::WorkersLost => write!(f, "workers_lost"),
+            NodeEventKind::Sa {
+                spi,
+                direction,
+                event,
+            } => write!(f, "sa_event spi={spi:#x} dir={direction} event={event}"),
         }
     }
 }
@@ -783,6 +798,7 @@ mod tests {
             neighbours: Neighbours::new([]),
             handoff: vec![vec![Arc::new(ArrayQueue::new(4))]],
             commands: vec![Arc::new(ArrayQueue::new(64))],
+            sa_events: vec![Arc::new(ArrayQueue::new(4))],
             peer_addresses: crate::config::PerSide::default(),
             adopted: AtomicBool::new(false),
             announce: AtomicU64::new(0),

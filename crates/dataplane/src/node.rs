@@ -40,6 +40,9 @@ pub const MAX_WORKERS: usize = 64;
 const _: () = assert!(MAX_WORKERS <= 1 << u8::BITS);
 /// Depth of each worker's command ring.
 pub const COMMAND_DEPTH: usize = 4096;
+/// Depth of each worker's ring of SA events (each SA tells each kind
+/// once, but `seq_exhausted`: at most one a poll of the node's events).
+pub const SA_EVENT_DEPTH: usize = 1024;
 
 /// Why a node cannot start, or an SA change cannot be made.
 #[derive(Debug, thiserror::Error)]
@@ -600,6 +603,9 @@ pub fn start(
         commands: (0..n)
             .map(|_| Arc::new(ArrayQueue::new(COMMAND_DEPTH)))
             .collect(),
+        sa_events: (0..n)
+            .map(|_| Arc::new(ArrayQueue::new(SA_EVENT_DEPTH)))
+            .collect(),
         peer_addresses,
         adopted: AtomicBool::new(false),
         announce: AtomicU64::new(0),
@@ -780,9 +786,21 @@ impl RunningNode {
         self.keeper.as_deref()
     }
 
-    /// Takes the events logged since the last call.
+    /// Takes the events logged since the last call: the pair's, then its
+    /// SAs' (each logged as a warning: a rekey is due).
     pub fn events(&self) -> Vec<NodeEvent> {
-        self.events.drain()
+        let mut out = self.events.drain();
+        for ring in &self.shared.sa_events {
+            while let Some(kind) = ring.pop() {
+                let e = NodeEvent {
+                    unix_ms: crate::mirror_task::unix_ms(),
+                    kind,
+                };
+                tracing::warn!("{e}");
+                out.push(e);
+            }
+        }
+        out
     }
 
     /// Stops the workers and gathers their reports.

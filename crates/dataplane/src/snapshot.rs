@@ -30,6 +30,8 @@ pub struct SaSnapshot {
     pub counters: SaCounters,
     /// Its lifetime limits.
     pub lifetime: Lifetime,
+    /// Outbound: sequence numbers left before it is exhausted.
+    pub seq_left: Option<u64>,
 }
 
 impl SaSnapshot {

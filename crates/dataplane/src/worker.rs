@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use espgate_esp::{Direction, DropReason, Inbound, OutboundSa, SaCounters, Sad};
+use espgate_esp::{Direction, DropReason, Inbound, OutboundSa, SaCounters, SaEvent, Sad};
 use espgate_io::{BufPool, Packet, PortQueue, QueueStats};
 use espgate_wire::PacketBuf;
 use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
@@ -27,6 +27,7 @@ use crate::command::SaCommand;
 use crate::config::{PerSide, Role};
 use crate::counters::{NodeDrop, WorkerCounters};
 use crate::icmp;
+use crate::mirror_task::NodeEventKind;
 use crate::neigh::{ArpOutcome, Neighbours, announcement, handle_arp, request, write_arp};
 use crate::prefix::Prefix;
 use crate::progress::{Progress, Reporting, STALL_REPORT_EVERY};
@@ -52,6 +53,9 @@ pub struct Shared {
     pub handoff: Vec<Vec<Arc<ArrayQueue<Handoff>>>>,
     /// Each worker's command ring.
     pub commands: Vec<Arc<ArrayQueue<SaCommand>>>,
+    /// Each worker's SA events ([`NodeEventKind::Sa`]), for the node's
+    /// event log; one that finds its ring full is only counted.
+    pub sa_events: Vec<Arc<ArrayQueue<NodeEventKind>>>,
     /// The peer's addresses on the protected (0) and unprotected (1) side:
     /// answered for, and ESP to them accepted, while `adopted` is set.
     pub peer_addresses: PerSide<Vec<IpAddr>>,
@@ -423,6 +427,7 @@ impl Worker {
             limit: Some(sa.limit()),
             counters: *sa.counters(),
             lifetime: sa.lifetime(),
+            seq_left: Some(sa.seq_left()),
         });
         let inbound = self.sad.iter().map(|sa| SaSnapshot {
             spi: sa.spi(),
@@ -433,6 +438,7 @@ impl Worker {
             limit: Some(sa.limit()),
             counters: *sa.counters(),
             lifetime: sa.lifetime(),
+            seq_left: None,
         });
         WorkerSnapshot {
             id: self.id,
@@ -777,7 +783,16 @@ impl Worker {
         let Some(sa) = self.outbound.get_mut(&spi) else {
             return Verdict::Drop(NodeDrop::Policy);
         };
-        match sa.encapsulate(buf) {
+        let sealed = sa.encapsulate(buf);
+        while let Some(event) = sa.poll_event() {
+            tell(
+                &mut self.counters,
+                &self.shared,
+                self.id,
+                (spi, Direction::Outbound, event),
+            );
+        }
+        match sealed {
             Ok(_) => {
                 if sa.report_due() {
                     self.report_outbound(spi, true);
@@ -824,8 +839,10 @@ impl Worker {
             Ok(Inbound::Decapsulated { .. }) => self.report_inbound(spi),
             Ok(Inbound::Ike | Inbound::NatKeepalive) => return Verdict::Drop(NodeDrop::Ike),
             Err(e) => {
-                if e.reason == DropReason::LeaseStall {
-                    self.report_inbound_stall(spi);
+                match e.reason {
+                    DropReason::LeaseStall => self.report_inbound_stall(spi),
+                    DropReason::HardExpired => self.inbound_events(spi),
+                    _ => {}
                 }
                 return Verdict::Drop(NodeDrop::Esp);
             }
@@ -861,12 +878,22 @@ impl Worker {
         }
     }
 
-    /// Reports an inbound SA whose window top crossed the mirror's interval.
+    /// Tells an inbound SA's events (after a packet it accepted, or its
+    /// first refused at its hard lifetime), and reports it if its window
+    /// top crossed the mirror's interval.
     fn report_inbound(&mut self, spi: u32) {
-        let Some(r) = &self.report else { return };
         let Some(sa) = self.sad.get_mut(spi) else {
             return;
         };
+        while let Some(event) = sa.poll_event() {
+            tell(
+                &mut self.counters,
+                &self.shared,
+                self.id,
+                (spi, Direction::Inbound, event),
+            );
+        }
+        let Some(r) = &self.report else { return };
         if !sa.report_due() {
             return;
         }
@@ -883,6 +910,20 @@ impl Worker {
             self.counters.progress += 1;
         } else {
             self.counters.progress_full += 1;
+        }
+    }
+
+    /// Tells an inbound SA's events.
+    fn inbound_events(&mut self, spi: u32) {
+        if let Some(sa) = self.sad.get_mut(spi) {
+            while let Some(event) = sa.poll_event() {
+                tell(
+                    &mut self.counters,
+                    &self.shared,
+                    self.id,
+                    (spi, Direction::Inbound, event),
+                );
+            }
         }
     }
 
@@ -1010,5 +1051,24 @@ impl Worker {
         write_arp(&mut buf, &req, mac);
         self.counters.arp_requests += 1;
         self.ports[role].tx.push(buf);
+    }
+}
+
+/// Counts an SA's event and hands it to the node's event log through
+/// worker `id`'s ring (a full ring loses the event, not the count).
+#[cold]
+fn tell(
+    counters: &mut WorkerCounters,
+    shared: &Shared,
+    id: usize,
+    (spi, direction, event): (u32, Direction, SaEvent),
+) {
+    counters.sa_event(event);
+    if let Some(ring) = shared.sa_events.get(id) {
+        let _ = ring.push(NodeEventKind::Sa {
+            spi,
+            direction,
+            event,
+        });
     }
 }

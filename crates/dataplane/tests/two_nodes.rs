@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use espgate_dataplane::NodeEventKind;
 use espgate_dataplane::config::{Neighbour, PortBackend};
 use espgate_dataplane::prefix::Prefix;
 use espgate_dataplane::spd::{Action, Selectors, SpdRule};
@@ -13,7 +14,7 @@ use espgate_dataplane::{
     NodeConfig, NodeDrop, NodeQueues, NodeReport, PortConfig, Role, SaCommand, SaEntry,
     WorkersConfig, start,
 };
-use espgate_esp::{AeadAlgorithm, Backend, Direction, SaConfig, Tunnel};
+use espgate_esp::{AeadAlgorithm, Backend, Direction, Lifetime, SaConfig, SaEvent, Tunnel};
 use espgate_io::Mempool;
 use espgate_wire::ethernet::MacAddr;
 
@@ -171,11 +172,17 @@ struct Rig {
 }
 
 fn rig(workers: usize, split: bool) -> Rig {
+    rig_with(workers, split, |_, _| {})
+}
+
+/// A rig whose node files `change` edits first (A's, then B's).
+fn rig_with(workers: usize, split: bool, change: impl Fn(&mut NodeConfig, &mut NodeConfig)) -> Rig {
     let pool = Mempool::new(8192, 1024);
-    let (ca, cb) = (
+    let (mut ca, mut cb) = (
         config(&A, &B, workers, split),
         config(&B, &A, workers, split),
     );
+    change(&mut ca, &mut cb);
     let (a_lan, host_a) = host_link(
         &ca.ports[0],
         mac(1, 1),
@@ -720,5 +727,74 @@ fn mirror_frames_larger_than_a_buffer_are_refused_at_start() {
                 "{e}"
             );
         }
+    }
+}
+
+/// The SAs' events leave the workers: A's outbound SA (32-bit, started
+/// three numbers before its last sixteenth, soft and hard packet
+/// lifetimes) tells that its sequence space runs low, then its soft and
+/// its hard lifetime; B's inbound SA its soft lifetime. Each reaches the
+/// node's events once and is counted.
+#[test]
+fn lifetimes_and_a_sequence_space_running_low_reach_the_events_and_counters() {
+    const SPI: u32 = 0x100;
+    let low = u64::from(u32::MAX) - (u64::from(u32::MAX) >> espgate_esp::SEQ_LOW_SHIFT);
+    let mut r = rig_with(1, false, |a, b| {
+        let out = &mut a.sas.iter_mut().find(|e| e.sa.spi == SPI).unwrap().sa;
+        out.initial_seq = low - 3;
+        out.lifetime = Lifetime {
+            soft_packets: Some(6),
+            hard_packets: Some(10),
+            ..Default::default()
+        };
+        let inb = &mut b.sas.iter_mut().find(|e| e.sa.spi == SPI).unwrap().sa;
+        inb.lifetime = Lifetime {
+            soft_packets: Some(4),
+            ..Default::default()
+        };
+    });
+    warm_up(&mut r.host_a, &mut r.host_b, 7);
+    for k in 0..20u32 {
+        r.host_a.send_udp(r.host_b.ip, 1000, 2000, &k.to_be_bytes());
+    }
+    // The SA's events as they come, until `n` came (or 5 s went by).
+    let sa_events = |node: &espgate_dataplane::RunningNode, n: usize| {
+        let (mut got, start) = (Vec::new(), std::time::Instant::now());
+        while got.len() < n && start.elapsed() < Duration::from_secs(5) {
+            got.extend(node.events().into_iter().filter_map(|e| match e.kind {
+                NodeEventKind::Sa {
+                    spi,
+                    direction,
+                    event,
+                } => Some((spi, direction, event)),
+                _ => None,
+            }));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        got
+    };
+    let out = Direction::Outbound;
+    assert_eq!(
+        sa_events(&r.a, 3),
+        [
+            (SPI, out, SaEvent::SeqLow),
+            (SPI, out, SaEvent::SoftLifetime),
+            (SPI, out, SaEvent::HardLifetime)
+        ]
+    );
+    assert_eq!(
+        sa_events(&r.b, 1),
+        [(SPI, Direction::Inbound, SaEvent::SoftLifetime)]
+    );
+    let (ta, tb) = (r.a.stop().totals(), r.b.stop().totals());
+    for (t, e, n) in [
+        (&ta, SaEvent::SeqLow, 1),
+        (&ta, SaEvent::SoftLifetime, 1),
+        (&ta, SaEvent::HardLifetime, 1),
+        (&ta, SaEvent::SeqExhausted, 0),
+        (&tb, SaEvent::SoftLifetime, 1),
+        (&tb, SaEvent::HardLifetime, 0),
+    ] {
+        assert_eq!(t.sa_events(e), n, "{e}");
     }
 }

@@ -26,6 +26,6 @@ pub use aead::{AeadAlgorithm, Backend};
 pub use counters::{DropCounters, DropReason, SaCounters};
 pub use error::EspError;
 pub use inbound::{Inbound, InboundSa, Sad, SadError};
-pub use lifetime::{Lifetime, SaEvent};
+pub use lifetime::{Lifetime, SEQ_LOW_SHIFT, SaEvent, SaEventCounters};
 pub use outbound::OutboundSa;
 pub use sa::{Direction, SaConfig, SaError, Tunnel, UdpEncap};

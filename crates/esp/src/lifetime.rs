@@ -14,16 +14,32 @@ pub struct Lifetime {
     pub hard_packets: Option<u64>,
 }
 
-/// Something an SA reports to its owner, polled with `poll_event`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SaEvent {
-    /// A soft lifetime limit was crossed: rekey soon.
-    SoftLifetime,
-    /// A hard lifetime limit was reached: the SA no longer passes traffic.
-    HardLifetime,
-    /// The outbound sequence number space is used up: rekey now.
-    SeqExhausted,
+espgate_counters::counter_table! {
+    /// Something an SA reports to its owner, polled with `poll_event`:
+    /// each at most once in the SA's life, but `SeqExhausted`, raised again
+    /// at a packet refused after it was polled.
+    pub enum SaEvent;
+    /// SA events by kind.
+    pub struct SaEventCounters;
+    {
+        /// A soft lifetime limit was crossed: rekey soon.
+        SoftLifetime => "soft_lifetime",
+        /// A hard lifetime limit was reached: the SA no longer passes traffic.
+        HardLifetime => "hard_lifetime",
+        /// Less than a sixteenth of the outbound sequence number space is
+        /// left ([`SEQ_LOW_SHIFT`]): rekey soon. (A takeover moves an SA
+        /// past numbers it never sent: the space ends sooner than the
+        /// traffic alone says.)
+        SeqLow => "seq_low",
+        /// The outbound sequence number space is used up: rekey now.
+        SeqExhausted => "seq_exhausted",
+    }
 }
+
+/// [`SaEvent::SeqLow`] comes when at most `seq_max >> SEQ_LOW_SHIFT`
+/// numbers are left: 2^28 of a 32-bit SA's (about 27 s at 10 Mpps, or 16
+/// takeover jumps of 2^24).
+pub const SEQ_LOW_SHIFT: u32 = 4;
 
 /// Lifetime limits and what has fired so far, plus pending events.
 #[derive(Debug, Clone, Default)]
@@ -31,12 +47,14 @@ pub(crate) struct LifetimeState {
     limits: Lifetime,
     soft_fired: bool,
     hard_fired: bool,
+    low_fired: bool,
     pending: u8,
 }
 
 const SOFT: u8 = 1;
 const HARD: u8 = 2;
-const EXHAUSTED: u8 = 4;
+const LOW: u8 = 4;
+const EXHAUSTED: u8 = 8;
 
 fn reached(limit: Option<u64>, value: u64) -> bool {
     limit.is_some_and(|l| value >= l)
@@ -81,16 +99,30 @@ impl LifetimeState {
         }
     }
 
+    /// Raises [`SaEvent::SeqLow`] (once).
+    #[inline]
+    pub(crate) fn seq_low(&mut self) {
+        if !self.low_fired {
+            self.low_fired = true;
+            self.pending |= LOW;
+        }
+    }
+
     /// Raises [`SaEvent::SeqExhausted`] (once until polled).
     pub(crate) fn exhausted(&mut self) {
         self.pending |= EXHAUSTED;
     }
 
     /// The next pending event.
+    #[inline]
     pub(crate) fn poll(&mut self) -> Option<SaEvent> {
+        if self.pending == 0 {
+            return None;
+        }
         for (bit, ev) in [
             (SOFT, SaEvent::SoftLifetime),
             (HARD, SaEvent::HardLifetime),
+            (LOW, SaEvent::SeqLow),
             (EXHAUSTED, SaEvent::SeqExhausted),
         ] {
             if self.pending & bit != 0 {

@@ -17,7 +17,7 @@ use crate::cipher::{EspCipher, IV_LEN};
 use crate::counters::{DropReason, SaCounters};
 use crate::error::EspError;
 use crate::inner::{self, Inner};
-use crate::lifetime::{Lifetime, LifetimeState, SaEvent};
+use crate::lifetime::{Lifetime, LifetimeState, SEQ_LOW_SHIFT, SaEvent};
 use crate::sa::{Direction, SaConfig, SaError, Tunnel, UdpEncap};
 
 /// An outbound SA: its key, its sequence counter, lifetimes and counters.
@@ -33,6 +33,8 @@ pub struct OutboundSa {
     pad_to: usize,
     seq: u64,
     seq_max: u64,
+    /// From here on, [`SaEvent::SeqLow`].
+    seq_low: u64,
     /// The lower of the mirror's lease and the node's persisted mark.
     limit: SeqLimit,
     reported: u64,
@@ -66,6 +68,7 @@ impl OutboundSa {
             pad_to: usize::from(cfg.pad_to),
             seq: cfg.initial_seq,
             seq_max: cfg.seq_max(),
+            seq_low: cfg.seq_max() - (cfg.seq_max() >> SEQ_LOW_SHIFT),
             limit: SeqLimit::default(),
             reported: cfg.initial_seq,
             report_every: 0,
@@ -87,6 +90,11 @@ impl OutboundSa {
     /// The last sequence number used (0: none yet).
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Sequence numbers left before the SA is exhausted.
+    pub fn seq_left(&self) -> u64 {
+        self.seq_max - self.seq.min(self.seq_max)
     }
 
     /// Sets the first sequence number the mirror's lease lets the SA use
@@ -232,6 +240,9 @@ impl OutboundSa {
             return Err(DropReason::LeaseStall.into());
         }
         self.seq += 1;
+        if self.seq >= self.seq_low {
+            self.lifetime.seq_low();
+        }
         self.counters.packets += 1;
         self.counters.bytes += inner.len as u64;
         self.lifetime

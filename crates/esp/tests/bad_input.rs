@@ -307,8 +307,32 @@ fn sequence_numbers_never_wrap() {
                 DropReason::SeqExhausted
             );
         }
+        // So near the end, it ran low first.
+        assert_eq!(out.poll_event(), Some(SaEvent::SeqLow));
         assert_eq!(out.poll_event(), Some(SaEvent::SeqExhausted));
         assert_eq!(out.seq(), start + usable);
+    }
+}
+
+/// Less than a sixteenth of the sequence space left raises `SeqLow`,
+/// once, at the first packet past the line (a takeover's start may land
+/// past it: the event comes with the next packet).
+#[test]
+fn a_sequence_space_running_low_is_told_once() {
+    for esn in [false, true] {
+        let (mut o, _) = pair(SPI, AeadAlgorithm::Aes128Gcm, false, esn, false);
+        let max = if esn { u64::MAX } else { u64::from(u32::MAX) };
+        let low = max - (max >> espgate_esp::SEQ_LOW_SHIFT);
+        o.initial_seq = low - 2;
+        let mut out = OutboundSa::new(&o, Backend::DEFAULT).unwrap();
+        out.encapsulate(&mut buf(&inner_udp(false, b"a"))).unwrap();
+        assert_eq!(out.poll_event(), None, "{} left", out.seq_left());
+        for _ in 0..3 {
+            out.encapsulate(&mut buf(&inner_udp(false, b"a"))).unwrap();
+        }
+        assert_eq!(out.poll_event(), Some(SaEvent::SeqLow));
+        assert_eq!(out.poll_event(), None, "told once");
+        assert_eq!(out.seq_left(), max - (low + 2));
     }
 }
 

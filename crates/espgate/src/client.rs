@@ -75,7 +75,7 @@ pub fn sa_list(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         return print_json(&raw);
     }
     println!(
-        "{:<10} {:<8} {:>3} {:>4} {:>5} {:<8} {:>12} {:>12} {:>12} {:>14} {:>6} {:>14}",
+        "{:<10} {:<8} {:>3} {:>4} {:>5} {:<8} {:>12} {:>12} {:>12} {:>14} {:>6} {:>14} {:>20}",
         "spi",
         "dir",
         "wkr",
@@ -87,11 +87,12 @@ pub fn sa_list(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         "packets",
         "bytes",
         "drops",
-        "life_left_pkts"
+        "life_left_pkts",
+        "seq_left"
     );
     for s in &list.sas {
         println!(
-            "{:<10} {:<8} {:>3} {:>4} {:>5} {:<8} {:>12} {:>12} {:>12} {:>14} {:>6} {:>14}",
+            "{:<10} {:<8} {:>3} {:>4} {:>5} {:<8} {:>12} {:>12} {:>12} {:>14} {:>6} {:>14} {:>20}",
             format!("{:#x}", s.spi),
             direction(s.direction),
             s.worker,
@@ -104,6 +105,7 @@ pub fn sa_list(sock: &Path, json_out: bool) -> anyhow::Result<()> {
             s.bytes,
             total(&s.drops),
             dash(s.lifetime_left.packets),
+            dash(s.lifetime_left.sequence),
         );
     }
     Ok(())
@@ -192,18 +194,28 @@ pub fn stats(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         .filter(|(_, n)| **n > 0)
         .map(|(k, n)| format!("{k}={n}"))
         .collect();
+    let events: Vec<String> = t
+        .sa_events
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    let listed = |v: Vec<String>| {
+        if v.is_empty() {
+            "none".into()
+        } else {
+            v.join(" ")
+        }
+    };
     println!(
-        "total: rx {} tx {} encrypted {} decrypted {} lease_stalls {}; drops: {}",
+        "total: rx {} tx {} encrypted {} decrypted {} lease_stalls {}; drops: {}; sa events: {}",
         t.rx,
         t.tx,
         t.encrypted,
         t.decrypted,
         t.lease_stalls,
-        if reasons.is_empty() {
-            "none".into()
-        } else {
-            reasons.join(" ")
-        }
+        listed(reasons),
+        listed(events)
     );
     Ok(())
 }

@@ -12,7 +12,7 @@ use espgate_control::answer::{BurstQuantiles, MetricsText, read};
 use espgate_control::request::Request;
 use espgate_dataplane::snapshot::WorkerSnapshot;
 use espgate_dataplane::{NodeDrop, RunningNode};
-use espgate_esp::DropReason;
+use espgate_esp::{DropReason, SaEvent};
 use espgate_mirror::Reject;
 
 use crate::control_socket::Call;
@@ -120,6 +120,21 @@ pub fn render(node: &RunningNode, workers: &[WorkerSnapshot]) -> String {
                 "espgate_drops_total",
                 &[("worker", &id), ("reason", r.name())],
                 w.counters.drops(r),
+            );
+        }
+    }
+    e.family(
+        "espgate_sa_events_total",
+        "counter",
+        "SA lifetimes crossed and sequence spaces running low or out (a rekey is due), by kind.",
+    );
+    for w in workers {
+        let id = w.id.to_string();
+        for k in SaEvent::ALL {
+            e.sample(
+                "espgate_sa_events_total",
+                &[("worker", &id), ("event", k.name())],
+                w.counters.sa_events(k),
             );
         }
     }

@@ -12,7 +12,7 @@ use espgate_control::answer::{
 };
 use espgate_dataplane::snapshot::{SaSnapshot, WorkerSnapshot};
 use espgate_dataplane::{NodeDrop, PairStatus, RunningNode, WorkerCounters};
-use espgate_esp::{Direction, DropCounters, DropReason};
+use espgate_esp::{Direction, DropCounters, DropReason, SaEvent};
 use espgate_mirror::{PairSaView, Reject};
 
 /// Drops by reason, every reason named (zeros included).
@@ -104,6 +104,10 @@ pub fn stats(workers: &[WorkerSnapshot], commands_pending: usize) -> Stats {
             bypassed: total.bypassed,
             drops: node_drops(&total),
             lease_stalls,
+            sa_events: SaEvent::ALL
+                .iter()
+                .map(|e| (e.name().to_string(), total.sa_events(*e)))
+                .collect(),
             commands_pending,
         },
     }
@@ -168,6 +172,7 @@ fn sa(ctx: &Context, s: &SaSnapshot) -> SaView {
         lifetime_left: LifetimeLeft {
             packets: s.packets_left(),
             bytes: s.bytes_left(),
+            sequence: s.seq_left,
         },
     }
 }

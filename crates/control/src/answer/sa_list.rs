@@ -62,7 +62,7 @@ pub struct SaView {
     pub bytes: u64,
     /// Drops by reason, the reasons that counted any.
     pub drops: ByReason,
-    /// What its hard lifetime limits leave.
+    /// What its hard lifetime limits and its sequence space leave.
     pub lifetime_left: LifetimeLeft,
 }
 
@@ -111,7 +111,8 @@ pub struct TunnelAddrs {
     pub dst: IpAddr,
 }
 
-/// What an SA's hard lifetime limits leave (`null`: no such limit).
+/// What an SA's hard lifetime limits and its sequence space leave
+/// (`null`: no such limit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LifetimeLeft {
     /// Packets left.
@@ -120,4 +121,7 @@ pub struct LifetimeLeft {
     /// Bytes left.
     #[serde(deserialize_with = "required")]
     pub bytes: Option<u64>,
+    /// Outbound: sequence numbers left (takeovers use them up too).
+    #[serde(deserialize_with = "required")]
+    pub sequence: Option<u64>,
 }

@@ -124,6 +124,10 @@ pub struct Totals {
     pub drops: ByReason,
     /// Packets the SAs dropped waiting for a lease.
     pub lease_stalls: u64,
+    /// Lifetimes crossed and sequence spaces running low or out, by kind,
+    /// every kind named (each SA tells each once; `seq_exhausted` again
+    /// at packets refused since).
+    pub sa_events: ByReason,
     /// SA commands still waiting in the workers' rings.
     pub commands_pending: usize,
 }

@@ -66,6 +66,7 @@ fn sa(spi: u32, direction: DirectionArg, paired: bool) -> SaView {
         lifetime_left: LifetimeLeft {
             packets: Some(10),
             bytes: None,
+            sequence: Some(4_000_000_000),
         },
     }
 }
@@ -142,6 +143,7 @@ fn stats() -> Stats {
             bypassed: 5,
             drops,
             lease_stalls: 6,
+            sa_events: BTreeMap::from([("soft_lifetime".into(), 8), ("seq_low".into(), 9)]),
             commands_pending: 7,
         },
     }
@@ -219,7 +221,13 @@ fn examples() -> Vec<Example> {
 
 /// Objects keyed by names the node chooses (reasons, ports), not by
 /// fields: a key of theirs renamed is another name, not a missing field.
-const BY_NAME: [&str; 4] = ["drops", "esp_drops_no_sa", "rejected", "queues"];
+const BY_NAME: [&str; 5] = [
+    "drops",
+    "esp_drops_no_sa",
+    "rejected",
+    "queues",
+    "sa_events",
+];
 
 /// A step into a JSON value.
 #[derive(Debug, Clone)]
@@ -382,7 +390,7 @@ proptest! {
         esn: Option<bool>,
         counters: (u64, Option<u64>, u64, u64),
         drops: BTreeMap<String, u64>,
-        left: (Option<u64>, Option<u64>),
+        left: (Option<u64>, Option<u64>, Option<u64>),
     ) {
         let body = SaList { sas: vec![SaView {
             spi,
@@ -401,7 +409,7 @@ proptest! {
             packets: counters.2,
             bytes: counters.3,
             drops,
-            lifetime_left: LifetimeLeft { packets: left.0, bytes: left.1 },
+            lifetime_left: LifetimeLeft { packets: left.0, bytes: left.1, sequence: left.2 },
         }]};
         let line = carried_out(&body).to_string();
         let back = read::<SaList>("sa_list", &serde_json::from_str(&line).unwrap());
