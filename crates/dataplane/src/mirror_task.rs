@@ -93,6 +93,26 @@ pub enum NodeEventKind {
     /// the mirror link, so the peer declares it dead and takes its SAs
     /// over instead of leaving them black-holed.
     WorkersLost,
+    /// An SA running here waited at its limit for a second or more.
+    SaStalled {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        direction: Direction,
+    },
+    /// A stalled SA goes on, or no longer runs here.
+    SaUnstalled {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        direction: Direction,
+    },
+    /// The peer has been dead for a second or more and `sas` of its SAs
+    /// run nowhere: a takeover must be ordered.
+    Orphaned {
+        /// How many.
+        sas: usize,
+    },
     /// An SA running here told its worker of a lifetime crossed or its
     /// sequence space running low or out (a rekey is due).
     Sa {
@@ -139,6 +159,13 @@ impl std::fmt::Display for NodeEvent {
                 write!(f, "hand_back_refused why=\"{why}\"")
             }
             NodeEventKind::WorkersLost => write!(f, "workers_lost"),
+            NodeEventKind::SaStalled { spi, direction } => {
+                write!(f, "sa_stalled spi={spi:#x} dir={direction}")
+            }
+            NodeEventKind::SaUnstalled { spi, direction } => {
+                write!(f, "sa_unstalled spi={spi:#x} dir={direction}")
+            }
+            NodeEventKind::Orphaned { sas } => write!(f, "orphaned sas={sas}"),
             NodeEventKind::Sa {
                 spi,
                 direction,
@@ -657,6 +684,33 @@ impl Running {
                     });
                     activated = true;
                 }
+                MirrorEvent::Stalled { spi, dir } => {
+                    let e = NodeEventKind::SaStalled {
+                        spi,
+                        direction: dir,
+                    };
+                    tracing::warn!(
+                        spi = format!("{spi:#x}"),
+                        direction = %dir,
+                        "SA waits at its limit for a second: its lease is not acknowledged \
+                         (mirror link down or lossy) or the bulk sync has not completed"
+                    );
+                    self.task.events.push(e);
+                }
+                MirrorEvent::Unstalled { spi, dir } => {
+                    self.task.events.push(NodeEventKind::SaUnstalled {
+                        spi,
+                        direction: dir,
+                    });
+                }
+                MirrorEvent::Orphaned { sas } => {
+                    tracing::warn!(
+                        sas,
+                        "the peer is dead and nobody runs its SAs: order a takeover \
+                         (take_over on the control socket, or espgate host)"
+                    );
+                    self.task.events.push(NodeEventKind::Orphaned { sas });
+                }
                 MirrorEvent::Deactivate { spi, dir } => {
                     self.pending.push_back(SaCommand::Park {
                         spi,
@@ -1075,6 +1129,44 @@ mod tests {
                 .drain()
                 .iter()
                 .any(|e| e.kind == NodeEventKind::WorkersLost)
+        );
+    }
+
+    /// An SA this node runs that its worker says waits at its limit (the
+    /// peer silent: nothing acknowledges its lease) is told as an
+    /// `sa_stalled` event once it has waited a second.
+    #[test]
+    fn an_sa_waiting_at_its_limit_for_a_second_is_told() {
+        let (mut r, _peer_end) = holder();
+        let stop = AtomicBool::new(false);
+        let limit = r.task.mirror.limit(HELD).expect("held");
+        let report = crate::progress::Progress::Outbound {
+            spi: HELD,
+            seq: limit - 1,
+            bytes: 0,
+            packets: 1,
+        };
+        assert!(r.task.rings[0].push(report).is_ok());
+        let start = Instant::now();
+        let mut told = Vec::new();
+        while told.is_empty() && start.elapsed() < Duration::from_secs(5) {
+            r.turn(&stop);
+            told.extend(
+                r.task
+                    .events
+                    .drain()
+                    .into_iter()
+                    .filter(|e| matches!(e.kind, NodeEventKind::SaStalled { .. })),
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(start.elapsed() >= Duration::from_millis(espgate_mirror::ALARM_AFTER_MS));
+        assert_eq!(
+            told.into_iter().map(|e| e.kind).collect::<Vec<_>>(),
+            [NodeEventKind::SaStalled {
+                spi: HELD,
+                direction: Direction::Outbound
+            }]
         );
     }
 

@@ -254,6 +254,10 @@ pub fn peer(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         "taken over {}, handed back {}, bulk syncs asked again {}",
         m.taken_over, m.handed_back, m.bulks_incomplete,
     );
+    println!(
+        "alarms: SAs stalled a second {}, dead peer's SAs run by nobody {}",
+        m.stall_alarms, m.orphan_alarms,
+    );
     Ok(())
 }
 

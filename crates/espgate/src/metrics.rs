@@ -349,6 +349,16 @@ fn mirror(e: &mut Exposition, node: &RunningNode) {
             "Bulk syncs received with frames lost, asked for again.",
             s.bulks_incomplete,
         ),
+        (
+            "espgate_mirror_stall_alarms_total",
+            "SAs that waited at their limit for a second (sa_stalled events).",
+            s.stall_alarms,
+        ),
+        (
+            "espgate_mirror_orphan_alarms_total",
+            "Times the dead peer's SAs were run by nobody for a second (orphaned events).",
+            s.orphan_alarms,
+        ),
     ];
     for (name, help, v) in counters {
         e.family(name, "counter", help);

@@ -246,6 +246,8 @@ fn pair(p: &PairStatus, ids: Option<(u32, u32)>) -> PairView {
         taken_over: s.taken_over,
         handed_back: s.handed_back,
         bulks_incomplete: s.bulks_incomplete,
+        stall_alarms: s.stall_alarms,
+        orphan_alarms: s.orphan_alarms,
         rejected: Reject::ALL
             .iter()
             .map(|r| (r.name().to_string(), p.rejects.get(*r)))

@@ -13,8 +13,8 @@ pub mod standby;
 pub use frame::{MirrorKey, seal};
 pub use policy::{OutboundPolicy, OwnedInbound, OwnedOutbound};
 pub use protocol::{
-    FenceRefused, InboundTakeover, MAX_TAKEOVER_JUMP, Mirror, MirrorConfig, MirrorConfigError,
-    MirrorEvent, MirrorStats, PairSaView, SaOverrides,
+    ALARM_AFTER_MS, FenceRefused, InboundTakeover, MAX_TAKEOVER_JUMP, Mirror, MirrorConfig,
+    MirrorConfigError, MirrorEvent, MirrorStats, PairSaView, SaOverrides,
 };
 pub use receive::{PeerFilter, Reject, RejectCounters};
 pub use standby::{Standby, StandbyTable};

@@ -3,7 +3,7 @@
 
 mod pair;
 
-use espgate_mirror::MirrorEvent;
+use espgate_mirror::{ALARM_AFTER_MS, Mirror, MirrorEvent};
 use espgate_wire::Direction;
 use pair::*;
 
@@ -104,5 +104,75 @@ fn an_inbound_sa_added_again_over_a_history_without_a_window_fits_a_frame() {
         start.iter().all(|s| *s > top) && stored.value >= *start.last().unwrap(),
         "A2 starts IN_N at {start:?} (first life accepted up to {top}); B stores {}",
         stored.value
+    );
+}
+
+/// `m` alone from `from` to `to` (its frames lost), in steps of 10 ms;
+/// the events it raised.
+fn alone(m: &mut Mirror, from: u64, to: u64) -> Vec<MirrorEvent> {
+    let mut evs = Vec::new();
+    for now in (from..=to).step_by(10) {
+        m.handle_timeout(now);
+        mute(m, now);
+        evs.extend(events(m));
+    }
+    evs
+}
+
+/// The alarms a person needs: A's outbound SA waits at its limit while
+/// the mirror link is down (no acknowledgement, no fence), and B's SA is
+/// run by nobody while B is dead and no takeover was ordered. Each is told
+/// once after a second, not before; the stall's end is told when the link
+/// is back.
+#[test]
+fn an_sa_nobody_can_run_for_a_second_is_told() {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let t = settle(&mut a, &mut b, 0);
+    events(&mut a);
+    let limit = a.limit(OUT_A).unwrap();
+    // A's worker used everything its limit allows and reports the stall;
+    // from now on nothing of B's arrives.
+    a.outbound_progress(OUT_A, limit - 1, 0, limit - 1);
+    let early = alone(&mut a, t, t + ALARM_AFTER_MS - 100);
+    let told = |evs: &[MirrorEvent], e: &MirrorEvent| evs.iter().filter(|x| *x == e).count();
+    let stalled = MirrorEvent::Stalled {
+        spi: OUT_A,
+        dir: Direction::Outbound,
+    };
+    assert_eq!(told(&early, &stalled), 0, "not before a second: {early:?}");
+    let later = alone(&mut a, t + ALARM_AFTER_MS, t + 3 * ALARM_AFTER_MS);
+    assert_eq!(told(&later, &stalled), 1, "{later:?}");
+    let orphaned = later
+        .iter()
+        .filter(|e| matches!(e, MirrorEvent::Orphaned { .. }))
+        .collect::<Vec<_>>();
+    assert_eq!(orphaned, [&MirrorEvent::Orphaned { sas: 1 }], "B's OUT_B");
+    assert_eq!((a.stats().stall_alarms, a.stats().orphan_alarms), (1, 1));
+    // B is back (the same life): its acknowledgement lifts A's limit.
+    let t = settle(&mut a, &mut b, t + 3 * ALARM_AFTER_MS);
+    assert!(a.limit(OUT_A).unwrap() > limit);
+    let back = alone(&mut a, t, t + 200);
+    let unstalled = MirrorEvent::Unstalled {
+        spi: OUT_A,
+        dir: Direction::Outbound,
+    };
+    assert_eq!(told(&back, &unstalled), 1, "{back:?}");
+}
+
+/// A dead peer's SAs taken over at once are nobody's orphans.
+#[test]
+fn a_dead_peer_whose_sas_were_taken_over_raises_no_alarm() {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let t = settle(&mut a, &mut b, 0);
+    drop(b);
+    declare_dead(&mut a, t + 100);
+    assert_eq!(a.take_over(), 1);
+    let evs = alone(&mut a, t + 100, t + 3 * ALARM_AFTER_MS);
+    assert!(
+        !evs.iter().any(|e| matches!(
+            e,
+            MirrorEvent::Orphaned { .. } | MirrorEvent::Stalled { .. }
+        )),
+        "{evs:?}"
     );
 }

@@ -50,6 +50,11 @@ pub struct PairView {
     /// Bulk syncs received with frames lost on the way, and so asked for
     /// again.
     pub bulks_incomplete: u64,
+    /// SAs told to have waited at their limit for a second (`sa_stalled`).
+    pub stall_alarms: u64,
+    /// Times the dead peer's SAs were told to be run by nobody for a
+    /// second (`orphaned`).
+    pub orphan_alarms: u64,
     /// Mirror frames refused, by reason (every reason named).
     pub rejected: ByReason,
 }

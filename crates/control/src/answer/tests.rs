@@ -89,6 +89,8 @@ fn pair_view() -> PairView {
         taken_over: 12,
         handed_back: 13,
         bulks_incomplete: 14,
+        stall_alarms: 15,
+        orphan_alarms: 16,
         rejected: by_reason(&[("forged", 0), ("stale_epoch", 2)]),
     }
 }

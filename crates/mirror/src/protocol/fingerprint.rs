@@ -33,6 +33,7 @@ impl Mirror {
             adds,
             outbox,
             timers,
+            alarms,
             events,
             stats: _,
         } = self;
@@ -41,7 +42,7 @@ impl Mirror {
         filter.hash_position(&mut h);
         (pair, outbound, inbound, floors, standby).hash(&mut h);
         (join, bulk_out, bulks_built, peer, changes, adds).hash(&mut h);
-        (outbox, timers, events).hash(&mut h);
+        (outbox, timers, alarms, events).hash(&mut h);
         h.finish()
     }
 }

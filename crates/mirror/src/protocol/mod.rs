@@ -76,6 +76,7 @@ use crate::policy::{OutboundPolicy, OwnedInbound, OwnedOutbound};
 use crate::receive::{PeerFilter, Reject};
 use crate::standby::{Standby, StandbyTable};
 
+mod alarm;
 mod bulk;
 mod config;
 mod fingerprint;
@@ -89,6 +90,8 @@ mod send;
 mod timer;
 mod window;
 
+pub use alarm::ALARM_AFTER_MS;
+use alarm::Alarms;
 use bulk::{BulkOut, Join};
 pub use config::{
     InboundTakeover, MAX_TAKEOVER_JUMP, MirrorConfig, MirrorConfigError, SaOverrides,
@@ -142,6 +145,8 @@ pub struct Mirror {
     /// What waits to be sent.
     outbox: Outbox,
     timers: Timers,
+    /// What a person must be told of.
+    alarms: Alarms,
     events: VecDeque<MirrorEvent>,
     stats: MirrorStats,
 }
@@ -171,6 +176,7 @@ impl Mirror {
             adds: Adds::default(),
             outbox: Outbox::default(),
             timers: Timers::new(now_ms, cfg.refresh_ms),
+            alarms: Alarms::default(),
             events: VecDeque::new(),
             stats: MirrorStats::default(),
         }
@@ -452,6 +458,9 @@ impl Mirror {
         {
             self.enqueue((spi, Direction::Outbound));
         }
+        if self.limit(spi).is_some_and(|l| seq.saturating_add(1) >= l) {
+            self.stalled((spi, Direction::Outbound), seq.saturating_add(1));
+        }
     }
 
     /// A worker's replay window and counters of an owned inbound SA.
@@ -481,6 +490,9 @@ impl Mirror {
     /// its top must then stay what the worker's window is, so the restart
     /// it waits for moves the window past its earlier lives.
     pub fn inbound_stalled(&mut self, spi: u32, seq: u64) {
+        if self.inbound_limit(spi).is_some_and(|l| seq >= l) {
+            self.stalled((spi, Direction::Inbound), seq);
+        }
         if !self.synced() || self.adds.asking.contains(&(spi, Direction::Inbound)) {
             return;
         }

@@ -62,6 +62,31 @@ pub enum MirrorEvent {
         /// Direction.
         dir: Direction,
     },
+    /// An SA this node runs has waited at its limit for
+    /// [`ALARM_AFTER_MS`](super::ALARM_AFTER_MS) or more: its lease is not
+    /// acknowledged (the mirror link is down or losing most frames, and no
+    /// fence lifted the leases), or the bulk sync has not completed.
+    Stalled {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        dir: Direction,
+    },
+    /// A stalled SA goes on (its limit moved past), or no longer runs here.
+    Unstalled {
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        dir: Direction,
+    },
+    /// The peer has been dead for [`ALARM_AFTER_MS`](super::ALARM_AFTER_MS)
+    /// or more and `sas` SAs are still its: nobody runs them until a
+    /// takeover is ordered (`takeover: auto` is off, or this node has not
+    /// synchronised since it started).
+    Orphaned {
+        /// How many.
+        sas: usize,
+    },
 }
 
 /// Counters of the mirror link.
@@ -90,6 +115,10 @@ pub struct MirrorStats {
     /// of its lives (recorded frames replayed, or frames in flight across a
     /// restart): ignored.
     pub records_other_life: u64,
+    /// [`MirrorEvent::Stalled`] told.
+    pub stall_alarms: u64,
+    /// [`MirrorEvent::Orphaned`] told.
+    pub orphan_alarms: u64,
 }
 
 /// One SA of the pair as a node's mirror sees it (for operators).

@@ -84,6 +84,7 @@ impl Mirror {
             Timer::Refresh => {
                 self.timers.refresh = now_ms.saturating_add(self.cfg.refresh_ms);
                 self.refresh();
+                self.check_alarms(now_ms);
             }
             Timer::Heartbeat => {
                 self.timers.heartbeat = now_ms.saturating_add(self.cfg.heartbeat_ms);

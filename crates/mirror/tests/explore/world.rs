@@ -154,7 +154,10 @@ impl Life {
                 MirrorEvent::LimitRaised { spi, dir, limit } => self.set_limit(spi, dir, limit),
                 MirrorEvent::PeerAlive { .. }
                 | MirrorEvent::PeerDead
-                | MirrorEvent::Synced { .. } => {}
+                | MirrorEvent::Synced { .. }
+                | MirrorEvent::Stalled { .. }
+                | MirrorEvent::Unstalled { .. }
+                | MirrorEvent::Orphaned { .. } => {}
             }
         }
     }
