@@ -41,7 +41,7 @@ const _: () = assert!(MAX_WORKERS <= 1 << u8::BITS);
 /// Depth of each worker's command ring.
 pub const COMMAND_DEPTH: usize = 4096;
 /// Depth of each worker's ring of SA events (each SA tells each kind
-/// once, but `seq_exhausted`: at most one a poll of the node's events).
+/// once).
 pub const SA_EVENT_DEPTH: usize = 1024;
 
 /// Why a node cannot start, or an SA change cannot be made.

@@ -16,8 +16,9 @@ pub struct Lifetime {
 
 espgate_counters::counter_table! {
     /// Something an SA reports to its owner, polled with `poll_event`:
-    /// each at most once in the SA's life, but `SeqExhausted`, raised again
-    /// at a packet refused after it was polled.
+    /// each at most once in the SA's life (the SA refuses every packet
+    /// after a hard limit or its last number, and its worker polls after
+    /// each).
     pub enum SaEvent;
     /// SA events by kind.
     pub struct SaEventCounters;
@@ -48,6 +49,7 @@ pub(crate) struct LifetimeState {
     soft_fired: bool,
     hard_fired: bool,
     low_fired: bool,
+    exhausted_fired: bool,
     pending: u8,
 }
 
@@ -108,9 +110,12 @@ impl LifetimeState {
         }
     }
 
-    /// Raises [`SaEvent::SeqExhausted`] (once until polled).
+    /// Raises [`SaEvent::SeqExhausted`] (once).
     pub(crate) fn exhausted(&mut self) {
-        self.pending |= EXHAUSTED;
+        if !self.exhausted_fired {
+            self.exhausted_fired = true;
+            self.pending |= EXHAUSTED;
+        }
     }
 
     /// The next pending event.

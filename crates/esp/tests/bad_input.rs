@@ -307,9 +307,12 @@ fn sequence_numbers_never_wrap() {
                 DropReason::SeqExhausted
             );
         }
-        // So near the end, it ran low first.
+        // So near the end, it ran low first; each told once.
         assert_eq!(out.poll_event(), Some(SaEvent::SeqLow));
         assert_eq!(out.poll_event(), Some(SaEvent::SeqExhausted));
+        out.encapsulate(&mut buf(&inner_udp(false, b"a")))
+            .unwrap_err();
+        assert_eq!(out.poll_event(), None, "refused again, not told again");
         assert_eq!(out.seq(), start + usable);
     }
 }

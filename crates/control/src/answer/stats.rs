@@ -125,8 +125,7 @@ pub struct Totals {
     /// Packets the SAs dropped waiting for a lease.
     pub lease_stalls: u64,
     /// Lifetimes crossed and sequence spaces running low or out, by kind,
-    /// every kind named (each SA tells each once; `seq_exhausted` again
-    /// at packets refused since).
+    /// every kind named (each SA tells each once).
     pub sa_events: ByReason,
     /// SA commands still waiting in the workers' rings.
     pub commands_pending: usize,
