@@ -23,6 +23,8 @@ becomes). At the end the checker proves:
 - no nonce used twice: every (SPI, 64-bit sequence number) the pair sent
   (read from the GCM IV, which is the full sequence number, RFC 4106) is
   unique across the whole run;
+- no SA jumped 2^31 or more past the last number it sent (the far end's
+  ESN inference would soon lose it; the largest jump is printed);
 - no replay accepted beyond the documented bound: with strict inbound
   takeover the bound is zero, so no datagram reaches a host twice;
 - no SA lost: once the pair has healed, every SA is active on exactly one
@@ -44,6 +46,7 @@ some overtake others.
 
 import hashlib
 import json
+import math
 import os
 import pathlib
 import random
@@ -104,6 +107,19 @@ def read_frames(path):
         out.append(data[at + 4:at + 4 + n])
         at += 4 + n
     return out
+
+
+def largest_jump(sent):
+    """The largest distance an SA's next frame went past the highest
+    number sent on it before, in capture order: (distance, SPI, from), or
+    None. What the far end's ESN inference must follow (RFC 4303 A.2: up
+    to 2^32 less its window; 2^31 is the line to keep far from)."""
+    top, best = {}, None
+    for spi, seq in sent:
+        if spi in top and seq > top[spi] and (best is None or seq - top[spi] > best[0]):
+            best = (seq - top[spi], spi, top[spi])
+        top[spi] = max(top.get(spi, seq), seq)
+    return best
 
 
 def esp_nonces(pcap):
@@ -465,6 +481,7 @@ class Chaos:
         from_r = sum(src == MAC["r-wan"] for src, _, _ in nonces)
         r_encrypted = encrypted(self.p.log("r.log"))
         reused = [k for k, c in Counter(sent).items() if c > 1]
+        jump = largest_jump(sent)
         flows = {h: flow(self.tmp / f"{h}.json") for h in ("h1", "h2")}
         dups = sum(json.loads((self.tmp / f"{h}.json").read_text()).get("duplicates", 0) for h in flows)
         lost_sas = [sa for sa, v in owners.items()
@@ -484,6 +501,8 @@ class Chaos:
             "ESP frames from the pair": len(sent),
             "ESP frames from r / r encrypted": f"{from_r} / {r_encrypted}",
             "nonces used twice": len(reused),
+            "largest jump past the last number sent": None if jump is None else
+            f"{jump[0]} (2^{math.log2(jump[0]):.1f}) on SPI {jump[1]:#x} after {jump[2]}",
             "ESP frames replayed (of them right after a kill)": f"{self.replayed} ({self.replayed_after_kill})",
             "mirror frames replayed into restarting nodes": self.mirror_replayed,
             "mirror frames reordered / padded": f"{self.overtaken} / {self.padded}",
@@ -500,6 +519,8 @@ class Chaos:
             problems.append(f"nonces used twice: {reused[:10]}")
         if dups:
             problems.append(f"{dups} replayed datagrams reached a host")
+        if jump and jump[0] >= 1 << 31:
+            problems.append(f"an SA jumped 2^31 or more past its last number sent: {jump}")
         if lost_sas:
             problems.append(f"SAs not on exactly one node: {lost_sas}")
         if not all(v >= 0.99 for v in flowing.values()):
