@@ -5,7 +5,10 @@
 //! node's flows (its `on_failure` commands), orders the survivor to take
 //! the failed node's SAs over, and fences the failed node so the survivor
 //! runs without leases. When the failed node is back and synchronised, the
-//! host hands the SAs back and runs `on_return`.
+//! host hands the SAs back and runs `on_return`. It keeps no state of its
+//! own: started while a node holds its peer's SAs (a failure it did not
+//! see, or one from before it restarted), it does the same once the peer
+//! is up and synchronised.
 //!
 //! In the test topology rerouting is a route change on the plaintext
 //! side. A real deployment moves the flows the way its network does:
@@ -115,21 +118,51 @@ fn hand_back_not_done(w: &mut NodeState) {
     w.hand_back_owed = true;
 }
 
-/// One poll of node `i`, its answer as `(life, synced)` (`None`: no
-/// answer; no life: a node still waiting for its configuration): what
-/// the host does. A node that answered since it was last declared failed
-/// is declared failed again after `dead_after` unanswered polls (a fence
+/// What a node's status says, as far as the host goes by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Answer {
+    /// Its life (none: it waits for its configuration).
+    life: Option<u64>,
+    /// Whether it has synchronised with its peer.
+    synced: bool,
+    /// SAs it runs whose home is its peer.
+    holding: usize,
+}
+
+impl From<&Status> for Answer {
+    fn from(s: &Status) -> Self {
+        match s {
+            Status::Running { pair: Some(p), .. } => Answer {
+                life: Some(p.epoch),
+                synced: p.synced,
+                holding: p.holding,
+            },
+            Status::Running { pair: None, .. } | Status::WaitingConfig => Answer {
+                life: None,
+                synced: false,
+                holding: 0,
+            },
+        }
+    }
+}
+
+/// One poll of node `i`, its answer (`None`: no answer): what the host
+/// does. A node that answered since it was last declared failed is
+/// declared failed again after `dead_after` unanswered polls (a fence
 /// ends when the fenced node is heard, so one that answered and went
-/// silent is fenced anew).
-fn step(
-    nodes: &mut [NodeState; 2],
-    i: usize,
-    answer: Option<(Option<u64>, bool)>,
-    dead_after: u32,
-) -> Step {
+/// silent is fenced anew). A node first heard holding its peer's SAs (the
+/// host restarted, or started after a failure it did not see) owes them
+/// back: the peer, once up and synchronised, gets them with its
+/// `on_return`, as after a failure the host saw.
+fn step(nodes: &mut [NodeState; 2], i: usize, answer: Option<Answer>, dead_after: u32) -> Step {
     let other = nodes[1 - i];
     let w = &mut nodes[i];
-    let Some((life, synced)) = answer else {
+    let Some(Answer {
+        life,
+        synced,
+        holding,
+    }) = answer
+    else {
         w.missed += 1;
         let answering = matches!(
             w.health,
@@ -153,6 +186,9 @@ fn step(
     if w.health == Health::Unknown {
         w.health = Health::Up;
         w.life = life;
+        if holding > 0 {
+            nodes[1 - i].hand_back_owed = true;
+        }
         return Step::Up;
     }
     let Some(life) = life else {
@@ -278,10 +314,7 @@ pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
         for i in 0..2 {
-            let answer = poll(&nodes[i]).map(|s| match s {
-                Status::Running { pair: Some(p), .. } => (Some(p.epoch), p.synced),
-                Status::Running { pair: None, .. } | Status::WaitingConfig => (None, false),
-            });
+            let answer = poll(&nodes[i]).as_ref().map(Answer::from);
             let fenced_before = states[i].fenced_life;
             let what = step(&mut states, i, answer, cfg.dead_after);
             let (w, peer) = (&nodes[i], &nodes[1 - i]);
@@ -353,8 +386,20 @@ mod tests {
     }
 
     fn answer(nodes: &mut [NodeState; 2], i: usize, life: u64, synced: bool) -> Step {
-        step(nodes, i, Some((Some(life), synced)), DEAD_AFTER)
+        let a = Answer {
+            life: Some(life),
+            synced,
+            holding: 0,
+        };
+        step(nodes, i, Some(a), DEAD_AFTER)
     }
+
+    /// A node's answer while it waits for its configuration.
+    const WAITING: Answer = Answer {
+        life: None,
+        synced: false,
+        holding: 0,
+    };
 
     fn up_pair() -> [NodeState; 2] {
         let mut nodes = [NodeState::new(), NodeState::new()];
@@ -373,7 +418,7 @@ mod tests {
         );
         // Restarted: still waiting for its configuration, then running.
         assert_eq!(
-            step(&mut nodes, 0, Some((None, false)), DEAD_AFTER),
+            step(&mut nodes, 0, Some(WAITING), DEAD_AFTER),
             Step::Nothing
         );
         assert_eq!(answer(&mut nodes, 0, A2, false), Step::Nothing);
@@ -462,10 +507,7 @@ mod tests {
         let mut nodes = [NodeState::new(), NodeState::new()];
         // First polls: a waiting for its configuration (and its status
         // after it lost: the host never learns its life).
-        assert_eq!(
-            step(&mut nodes, 0, Some((None, false)), DEAD_AFTER),
-            Step::Up
-        );
+        assert_eq!(step(&mut nodes, 0, Some(WAITING), DEAD_AFTER), Step::Up);
         assert_eq!(answer(&mut nodes, 1, B1, true), Step::Up);
         // a freezes before the next poll: not fenced (its life unknown), so
         // nothing ran unleased and its SAs wait for it.
@@ -497,7 +539,7 @@ mod tests {
         let mut nodes = up_pair();
         // a restarted quickly: the host's poll finds A2 waiting for its configuration.
         assert_eq!(
-            step(&mut nodes, 0, Some((None, false)), DEAD_AFTER),
+            step(&mut nodes, 0, Some(WAITING), DEAD_AFTER),
             Step::Nothing
         );
         // A2 syncs and runs, then freezes before the host sees its pair:
@@ -622,5 +664,26 @@ mod tests {
         assert_eq!(answer(&mut nodes, 0, A2, true), Step::Back);
         hand_back_not_done(&mut nodes[0]);
         assert_eq!(fail(&mut nodes, 1), Step::Failed);
+    }
+
+    /// The host restarted after a's failure (it had b take a's SAs over
+    /// and fence it): it starts with no memory of that. b answers holding
+    /// a's SAs, a answers back and synchronised in a new life: a gets
+    /// them back with its `on_return`. Before, both were merely "up", no
+    /// hand-back was ordered and a's flows stayed routed to b, which
+    /// (with `failback: auto`) handed the SAs home and dropped them as
+    /// standby.
+    #[test]
+    fn a_host_restarted_after_a_failover_hands_the_held_sas_back() {
+        let mut nodes = [NodeState::new(), NodeState::new()];
+        let b = Answer {
+            life: Some(B1),
+            synced: true,
+            holding: 2,
+        };
+        assert_eq!(step(&mut nodes, 1, Some(b), DEAD_AFTER), Step::Up);
+        assert_eq!(answer(&mut nodes, 0, A2, true), Step::Up);
+        assert_eq!(answer(&mut nodes, 0, A2, true), Step::Back);
+        assert_eq!(answer(&mut nodes, 0, A2, true), Step::Nothing);
     }
 }
