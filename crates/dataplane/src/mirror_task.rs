@@ -1232,4 +1232,61 @@ mod tests {
             r.task.mirror.peer_synced()
         );
     }
+
+    /// reader19, find 3. The refresh that checks the alarms is a sending
+    /// timer, served only inside `poll_transmit`, and the mirror port
+    /// calls that only while its backlog has room: a mirror link whose
+    /// transmit queue does not drain (link down under DPDK, a wedged
+    /// ring: here a depth-1 link the peer never reads) leaves the backlog
+    /// full, so the refresh never fires and an SA waiting at its limit
+    /// for want of an acknowledgement (the very case `sa_stalled` is for)
+    /// is never told.
+    #[test]
+    #[ignore = "reader19: alarms are checked only in the refresh that poll_transmit serves; a mirror port whose backlog is full stops calling it (mirror_port.rs send), so a stall over a wedged mirror link is never told (timer.rs Refresh in SENDING, alarm.rs check_alarms)"]
+    fn a_stall_over_a_wedged_mirror_link_is_told() {
+        let (m, _) = holding_pair();
+        let (mut r, _peer_end) = running(m);
+        // The same task on a link of depth 1 that nobody reads.
+        let info = |mac: u8| PortInfo {
+            name: "mirror".into(),
+            mac: MacAddr([2, 0, 0, 0, 0, mac]),
+            mtu: 1500,
+        };
+        let (mut ours, _theirs) = mem::link(info(1), 1, info(2), 1, 1);
+        r.task.port = MirrorPort::new(
+            Box::new(ours.remove(0)),
+            BufPool::new(Mempool::new(256, 0), 16),
+            MacAddr([2, 0, 0, 0, 0, 2]),
+        );
+        let stop = AtomicBool::new(false);
+        let limit = r.task.mirror.limit(HELD).expect("held");
+        let report = crate::progress::Progress::Outbound {
+            spi: HELD,
+            seq: limit - 1,
+            bytes: 0,
+            packets: 1,
+        };
+        assert!(r.task.rings[0].push(report).is_ok());
+        let start = Instant::now();
+        let mut told = Vec::new();
+        while told.is_empty() && start.elapsed() < Duration::from_secs(4) {
+            r.turn(&stop);
+            told.extend(
+                r.task
+                    .events
+                    .drain()
+                    .into_iter()
+                    .filter(|e| matches!(e.kind, NodeEventKind::SaStalled { .. })),
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            told.into_iter().map(|e| e.kind).collect::<Vec<_>>(),
+            [NodeEventKind::SaStalled {
+                spi: HELD,
+                direction: Direction::Outbound
+            }],
+            "nothing told in 4 s over a wedged link"
+        );
+    }
 }
