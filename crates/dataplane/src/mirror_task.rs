@@ -1233,16 +1233,16 @@ mod tests {
         );
     }
 
-    /// reader19, find 3. The refresh that checks the alarms is a sending
+    /// reader19, find 3. The refresh that checked the alarms is a sending
     /// timer, served only inside `poll_transmit`, and the mirror port
     /// calls that only while its backlog has room: a mirror link whose
     /// transmit queue does not drain (link down under DPDK, a wedged
     /// ring: here a depth-1 link the peer never reads) leaves the backlog
     /// full, so the refresh never fires and an SA waiting at its limit
     /// for want of an acknowledgement (the very case `sa_stalled` is for)
-    /// is never told.
+    /// was never told. The alarms are a watching timer now, served by
+    /// `handle_timeout`.
     #[test]
-    #[ignore = "reader19: alarms are checked only in the refresh that poll_transmit serves; a mirror port whose backlog is full stops calling it (mirror_port.rs send), so a stall over a wedged mirror link is never told (timer.rs Refresh in SENDING, alarm.rs check_alarms)"]
     fn a_stall_over_a_wedged_mirror_link_is_told() {
         let (m, _) = holding_pair();
         let (mut r, _peer_end) = running(m);

@@ -76,7 +76,8 @@ impl LifetimeState {
     }
 
     /// Whether the SA may process one more packet, given what it has already
-    /// processed. The first refusal raises [`SaEvent::HardLifetime`].
+    /// processed. A refusal raises [`SaEvent::HardLifetime`] unless it was
+    /// raised already (counts resumed past the limit refuse at once).
     #[inline]
     pub(crate) fn admit(&mut self, packets: u64, bytes: u64) -> bool {
         let hard =
@@ -89,7 +90,9 @@ impl LifetimeState {
     }
 
     /// Records the counters after a packet; the first crossing of a soft
-    /// limit raises [`SaEvent::SoftLifetime`].
+    /// limit raises [`SaEvent::SoftLifetime`], and the packet that reaches
+    /// a hard limit [`SaEvent::HardLifetime`] (the far end, limited alike,
+    /// may send nothing more: a refusal would never come to tell it).
     #[inline]
     pub(crate) fn after(&mut self, packets: u64, bytes: u64) {
         if !self.soft_fired
@@ -98,6 +101,13 @@ impl LifetimeState {
         {
             self.soft_fired = true;
             self.pending |= SOFT;
+        }
+        if !self.hard_fired
+            && (reached(self.limits.hard_packets, packets)
+                || reached(self.limits.hard_bytes, bytes))
+        {
+            self.hard_fired = true;
+            self.pending |= HARD;
         }
     }
 

@@ -7,7 +7,7 @@ use espgate_esp::{AeadAlgorithm, Backend, Lifetime, OutboundSa, SaEvent, Sad};
 
 const SPI: u32 = 0x4343;
 
-/// Find 2. An inbound SA's hard lifetime is raised only at the first
+/// Find 2, fixed. An inbound SA's hard lifetime was raised only at the first
 /// packet refused after it (`LifetimeState::admit`), never when the
 /// packet that reaches it is accepted. A far end with the same hard limit
 /// (the usual case: both ends configured alike) sends exactly that many
@@ -16,7 +16,6 @@ const SPI: u32 = 0x4343;
 /// after a refusal at the hard limit, and neither comes. (The outbound
 /// side the same: its last allowed packet raises nothing.)
 #[test]
-#[ignore = "reader19: HardLifetime is raised at the first refusal after the limit, not when the accepted packet reaches it (esp lifetime.rs admit/after); an inbound SA whose far end stops at the same limit never tells it"]
 fn the_packet_that_reaches_the_hard_limit_tells_it() {
     let (mut o, mut i) = pair(SPI, AeadAlgorithm::Aes128Gcm, false, false, false);
     let life = Lifetime {

@@ -102,8 +102,10 @@ fn a_node_that_sends_nothing_does_not_grow_its_queue_at_every_timeout() {
 fn poll_timeout_stays_due_while_a_heartbeat_waits() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let t = settle(&mut a, &mut b, 0);
-    // A's next deadline is its heartbeat (t + 10: death is t + 31,
-    // refresh later).
+    // The watching timers served too (settle serves only frames): A's
+    // next deadline is its heartbeat (t + 10: death is t + 31, refresh
+    // and the alarms later).
+    a.handle_timeout(t);
     let d = a.poll_timeout();
     assert_eq!(d, t + 10);
     a.handle_timeout(d);

@@ -1,6 +1,7 @@
 //! Alarms for a person: an SA this node runs that waits at its limit, and
 //! the dead peer's SAs that nobody took over, each told once it has lasted
-//! [`ALARM_AFTER_MS`]. The pair heals itself from every failure it can see;
+//! [`ALARM_AFTER_MS`] (looked at every refresh period, by
+//! [`handle_timeout`](Mirror::handle_timeout)). The pair heals itself from every failure it can see;
 //! these are the ones it cannot end alone (a mirror link down for good
 //! under leases, a takeover that has to be ordered).
 

@@ -1,5 +1,5 @@
-//! The mirror's timers: the next heartbeat, the next refresh, and the
-//! peer's death should it stay silent.
+//! The mirror's timers: the next heartbeat, the next refresh, the next
+//! look at the alarms, and the peer's death should it stay silent.
 
 use super::*;
 
@@ -13,11 +13,20 @@ pub(super) enum Timer {
     Refresh,
     /// A heartbeat goes in the next frame.
     Heartbeat,
+    /// The alarms are looked at ([`check_alarms`](Mirror::check_alarms)),
+    /// every refresh period: watched, not sent, so a mirror port that
+    /// takes no frames (the case they are for) does not silence them.
+    Alarms,
 }
 
 impl Timer {
     /// Every timer.
-    pub(super) const ALL: [Timer; 3] = [Timer::PeerDeath, Timer::Refresh, Timer::Heartbeat];
+    pub(super) const ALL: [Timer; 4] = [
+        Timer::PeerDeath,
+        Timer::Refresh,
+        Timer::Heartbeat,
+        Timer::Alarms,
+    ];
     /// The timers whose work is frames to send, served by
     /// [`poll_transmit`](Mirror::poll_transmit) as it builds them: served
     /// by [`handle_timeout`](Mirror::handle_timeout), a node that sends
@@ -27,7 +36,7 @@ impl Timer {
     /// [`poll_timeout`](Mirror::poll_timeout).
     pub(super) const SENDING: [Timer; 2] = [Timer::Refresh, Timer::Heartbeat];
     /// The timers [`handle_timeout`](Mirror::handle_timeout) serves.
-    pub(super) const WATCHING: [Timer; 1] = [Timer::PeerDeath];
+    pub(super) const WATCHING: [Timer; 2] = [Timer::PeerDeath, Timer::Alarms];
 }
 
 /// When the periodic timers fire next.
@@ -35,6 +44,7 @@ impl Timer {
 pub(super) struct Timers {
     heartbeat: u64,
     refresh: u64,
+    alarms: u64,
     /// A heartbeat fired and waits for the next frame.
     pub(super) heartbeat_owed: bool,
 }
@@ -46,6 +56,7 @@ impl Timers {
         Timers {
             heartbeat: now_ms,
             refresh: now_ms.saturating_add(refresh_ms),
+            alarms: now_ms.saturating_add(refresh_ms),
             heartbeat_owed: false,
         }
     }
@@ -57,6 +68,7 @@ impl Mirror {
         match timer {
             Timer::Heartbeat => self.timers.heartbeat,
             Timer::Refresh => self.timers.refresh,
+            Timer::Alarms => self.timers.alarms,
             Timer::PeerDeath => match self.peer.liveness {
                 Liveness::Alive(last_heard) => {
                     last_heard.saturating_add(self.death_ms()).saturating_add(1)
@@ -84,6 +96,9 @@ impl Mirror {
             Timer::Refresh => {
                 self.timers.refresh = now_ms.saturating_add(self.cfg.refresh_ms);
                 self.refresh();
+            }
+            Timer::Alarms => {
+                self.timers.alarms = now_ms.saturating_add(self.cfg.refresh_ms);
                 self.check_alarms(now_ms);
             }
             Timer::Heartbeat => {
