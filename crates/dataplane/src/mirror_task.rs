@@ -1132,12 +1132,10 @@ mod tests {
         );
     }
 
-    /// An SA this node runs that its worker says waits at its limit (the
-    /// peer silent: nothing acknowledges its lease) is told as an
-    /// `sa_stalled` event once it has waited a second.
-    #[test]
-    fn an_sa_waiting_at_its_limit_for_a_second_is_told() {
-        let (mut r, _peer_end) = holder();
+    /// HELD's worker reports it waiting at its limit; the task turns until
+    /// an `sa_stalled` is told (or `within` went by): what was told, and
+    /// when.
+    fn stall_told(r: &mut Running, within: Duration) -> (Vec<NodeEvent>, Duration) {
         let stop = AtomicBool::new(false);
         let limit = r.task.mirror.limit(HELD).expect("held");
         let report = crate::progress::Progress::Outbound {
@@ -1149,7 +1147,7 @@ mod tests {
         assert!(r.task.rings[0].push(report).is_ok());
         let start = Instant::now();
         let mut told = Vec::new();
-        while told.is_empty() && start.elapsed() < Duration::from_secs(5) {
+        while told.is_empty() && start.elapsed() < within {
             r.turn(&stop);
             told.extend(
                 r.task
@@ -1160,7 +1158,17 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(start.elapsed() >= Duration::from_millis(espgate_mirror::ALARM_AFTER_MS));
+        (told, start.elapsed())
+    }
+
+    /// An SA this node runs that its worker says waits at its limit (the
+    /// peer silent: nothing acknowledges its lease) is told as an
+    /// `sa_stalled` event once it has waited a second.
+    #[test]
+    fn an_sa_waiting_at_its_limit_for_a_second_is_told() {
+        let (mut r, _peer_end) = holder();
+        let (told, took) = stall_told(&mut r, Duration::from_secs(5));
+        assert!(took >= Duration::from_millis(espgate_mirror::ALARM_AFTER_MS));
         assert_eq!(
             told.into_iter().map(|e| e.kind).collect::<Vec<_>>(),
             [NodeEventKind::SaStalled {
@@ -1258,28 +1266,7 @@ mod tests {
             BufPool::new(Mempool::new(256, 0), 16),
             MacAddr([2, 0, 0, 0, 0, 2]),
         );
-        let stop = AtomicBool::new(false);
-        let limit = r.task.mirror.limit(HELD).expect("held");
-        let report = crate::progress::Progress::Outbound {
-            spi: HELD,
-            seq: limit - 1,
-            bytes: 0,
-            packets: 1,
-        };
-        assert!(r.task.rings[0].push(report).is_ok());
-        let start = Instant::now();
-        let mut told = Vec::new();
-        while told.is_empty() && start.elapsed() < Duration::from_secs(4) {
-            r.turn(&stop);
-            told.extend(
-                r.task
-                    .events
-                    .drain()
-                    .into_iter()
-                    .filter(|e| matches!(e.kind, NodeEventKind::SaStalled { .. })),
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let (told, _) = stall_told(&mut r, Duration::from_secs(4));
         assert_eq!(
             told.into_iter().map(|e| e.kind).collect::<Vec<_>>(),
             [NodeEventKind::SaStalled {

@@ -3,7 +3,7 @@
 
 mod pair;
 
-use espgate_mirror::{ALARM_AFTER_MS, Mirror, MirrorEvent};
+use espgate_mirror::{ALARM_AFTER_MS, MirrorEvent};
 use espgate_wire::Direction;
 use pair::*;
 
@@ -105,18 +105,6 @@ fn an_inbound_sa_added_again_over_a_history_without_a_window_fits_a_frame() {
         "A2 starts IN_N at {start:?} (first life accepted up to {top}); B stores {}",
         stored.value
     );
-}
-
-/// `m` alone from `from` to `to` (its frames lost), in steps of 10 ms;
-/// the events it raised.
-fn alone(m: &mut Mirror, from: u64, to: u64) -> Vec<MirrorEvent> {
-    let mut evs = Vec::new();
-    for now in (from..=to).step_by(10) {
-        m.handle_timeout(now);
-        mute(m, now);
-        evs.extend(events(m));
-    }
-    evs
 }
 
 /// The alarms a person needs: A's outbound SA waits at its limit while

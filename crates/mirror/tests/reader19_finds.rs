@@ -151,18 +151,6 @@ fn the_largest_window_fits_every_path_when_both_nodes_agree() {
     assert_fit("the pair", &all, max);
 }
 
-/// `m` alone from `from` to `to` (its frames lost), in steps of 10 ms;
-/// the events it raised.
-fn alone(m: &mut Mirror, from: u64, to: u64) -> Vec<MirrorEvent> {
-    let mut evs = Vec::new();
-    for now in (from..=to).step_by(10) {
-        m.handle_timeout(now);
-        mute(m, now);
-        evs.extend(events(m));
-    }
-    evs
-}
-
 fn count(evs: &[MirrorEvent], f: impl Fn(&MirrorEvent) -> bool) -> usize {
     evs.iter().filter(|e| f(e)).count()
 }

@@ -122,6 +122,18 @@ pub fn events(m: &mut Mirror) -> Vec<MirrorEvent> {
     std::iter::from_fn(|| m.poll_event()).collect()
 }
 
+/// `m` alone from `from` to `to` (its frames lost), its timeouts served,
+/// in steps of 10 ms; the events it raised.
+pub fn alone(m: &mut Mirror, from: u64, to: u64) -> Vec<MirrorEvent> {
+    let mut evs = Vec::new();
+    for now in (from..=to).step_by(10) {
+        m.handle_timeout(now);
+        mute(m, now);
+        evs.extend(events(m));
+    }
+    evs
+}
+
 /// Where `spi` (direction `dir`) was activated among `evs`, in order.
 pub fn starts_in(evs: &[MirrorEvent], spi: u32, dir: Direction) -> Vec<u64> {
     evs.iter()
