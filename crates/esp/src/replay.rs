@@ -124,14 +124,16 @@ impl ReplayWindow {
 
     /// A window of `size` restored from a mirrored `top` and bitmap (as
     /// [`export`](Self::export) makes it). Numbers the bitmap does not
-    /// cover are seen if below the window, fresh if inside it and unset.
+    /// cover are seen: below the window, and inside it past a shorter
+    /// bitmap (a peer's smaller window, or one cut to fit its frames):
+    /// nothing tells whether they came.
     pub fn restore(size: u32, top: u64, bitmap: &[u64]) -> Self {
         let mut w = ReplayWindow::new(size, top);
         let size = u64::from(w.size);
         for k in 0..size.min(top + 1) {
             let marked = bitmap
                 .get((k / 64) as usize)
-                .is_some_and(|word| word >> (k % 64) & 1 == 1);
+                .is_none_or(|word| word >> (k % 64) & 1 == 1);
             let (i, bit) = w.slot(top - k);
             if marked {
                 w.buckets[i] |= bit;
@@ -269,6 +271,22 @@ mod tests {
             assert_eq!(r.check(seq), w.check(seq), "seq {seq}");
         }
         assert_eq!(r.export(), bits);
+    }
+
+    /// A bitmap shorter than the window (a peer's smaller window, or one
+    /// cut to fit a mirror frame) leaves the numbers past it seen: nothing
+    /// tells whether they came, and accepting them could accept a replay.
+    #[test]
+    fn numbers_past_a_shorter_bitmap_are_seen() {
+        let top = 1000;
+        let r = ReplayWindow::restore(256, top, &[0]);
+        for seq in top - 63..top {
+            assert!(r.check(seq).is_ok(), "{seq} is in the bitmap, unset");
+        }
+        for seq in top - 255..top - 63 {
+            assert!(r.check(seq).is_err(), "{seq} lies past the bitmap");
+        }
+        assert!(r.check(top + 1).is_ok());
     }
 
     #[test]

@@ -30,9 +30,10 @@ fn assert_fit(who: &str, frames: &[Vec<u8>], max: usize) {
 }
 
 /// A (max_frame 2034) reports IN_A with a 15360-packet window (240
-/// words, as its own configuration allows); B (max_frame 1400, the
-/// default, whose own copy of IN_A has a window its frames carry) stores
-/// A's 240-word bitmap. Returns the pair and the time.
+/// words, as its own configuration allows) to B (max_frame 1400, the
+/// default, whose own copy of IN_A has a window its frames carry). B
+/// stored the 240 words as they came; it now keeps the newest its frames
+/// carry. Returns the pair and the time.
 fn a_with_a_larger_window() -> (Mirror, Mirror, u64) {
     let mut a = node_from(with_frame(A, BIG_FRAME), 1, 0);
     let mut b = node_from(with_frame(B, 1400), 2, 0);
@@ -41,18 +42,17 @@ fn a_with_a_larger_window() -> (Mirror, Mirror, u64) {
     let top = a.inbound_limit(IN_A).unwrap() - 1;
     a.inbound_progress(IN_A, top, &vec![u64::MAX; BIG_WORDS], 0, top);
     let t = settle(&mut a, &mut b, t);
-    assert_eq!(
-        b.standby()
-            .get(IN_A, Direction::Inbound)
-            .unwrap()
-            .bitmap
-            .len(),
-        BIG_WORDS
+    let kept = &b.standby().get(IN_A, Direction::Inbound).unwrap().bitmap;
+    assert!(
+        !kept.is_empty() && kept.len() < BIG_WORDS && kept.iter().all(|w| *w == u64::MAX),
+        "B keeps {} of A's {BIG_WORDS} words",
+        kept.len()
     );
     (a, b, t)
 }
 
-/// Find 1a. Nodes whose windows for one SA differ (each node's
+/// Find 1a, fixed (a state's bitmap is cut to what this node's frames
+/// carry as it arrives). Nodes whose windows for one SA differ (each node's
 /// configuration checks only its own windows against its own
 /// `max_frame`: a rolling change of `replay_window` and `max_frame`, one
 /// node at a time). B keeps A's 240-word bitmap as it came, and sends it
@@ -61,7 +61,6 @@ fn a_with_a_larger_window() -> (Mirror, Mirror, u64) {
 /// port opened with MTU 1500). The port drops it at every resend, and A2
 /// never synchronises: the failure 91bd437 fixed, by another path.
 #[test]
-#[ignore = "reader19: a peer's copy with a window larger than this node's max_frame carries goes out in an oversize bulk part (standby.rs merge keeps any length; bulk.rs build_bulk puts an oversize record in a part of its own)"]
 fn a_peers_larger_window_goes_back_in_a_bulk_part_this_node_can_carry() {
     let (a, mut b, t) = a_with_a_larger_window();
     drop(a);
@@ -76,14 +75,13 @@ fn a_peers_larger_window_goes_back_in_a_bulk_part_this_node_can_carry() {
     assert_fit("B", &from_b, 1400);
 }
 
-/// Find 1b. The same pair; A dies and B takes IN_A over: its strict
+/// Find 1b, fixed the same way. The same pair; A dies and B takes IN_A over: its strict
 /// restart keeps a window as long as the stored one (`restart_window`:
 /// `vec![u64::MAX; stored.bitmap.len()]`), and B's own state record of
 /// IN_A is ~1990 bytes on a node whose `max_frame` is 1400. Its port
 /// drops it at every refresh: A's next life hears nothing of how far B
 /// ran IN_A until B's worker reports again (an idle SA never does).
 #[test]
-#[ignore = "reader19: a takeover of a peer's SA keeps the stored window's length, larger than this node's max_frame carries (owned.rs restart_window), and its state record goes alone in an oversize frame (send.rs build_frame)"]
 fn a_takeover_of_a_peers_larger_window_fits_this_nodes_frames() {
     let (a, mut b, t) = a_with_a_larger_window();
     drop(a);

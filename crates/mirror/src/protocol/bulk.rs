@@ -295,10 +295,7 @@ impl Mirror {
             });
             self.peer.bulk_told = Some(told.collect());
         }
-        let room = self
-            .cfg
-            .max_frame
-            .saturating_sub(mirror::HEADER_LEN + mirror::MAC_LEN + PART_LEN + BEFORE_PART);
+        let room = self.part_room();
         let mut parts: Vec<Vec<(Entry, MirrorRecord)>> = vec![Vec::new()];
         let mut size = 0;
         for (e, r) in built {
@@ -318,6 +315,31 @@ impl Mirror {
             parts,
             next: Some(0),
         });
+    }
+
+    /// What the records of a bulk part may fill of a frame (beside the part
+    /// record, a bulk request and a heartbeat).
+    fn part_room(&self) -> usize {
+        self.cfg
+            .max_frame
+            .saturating_sub(mirror::HEADER_LEN + mirror::MAC_LEN + PART_LEN + BEFORE_PART)
+    }
+
+    /// The most bitmap words an SA state this node sends may carry: such a
+    /// state goes in a frame with nothing but its bulk part record (the
+    /// node checks its own windows against this: the dataplane's
+    /// `inbound_frame_len`). A peer's longer window (another window size,
+    /// or a larger `max_frame`) is cut to it as it arrives, keeping the
+    /// newest numbers; the older ones count as seen
+    /// (`ReplayWindow::restore`). Kept whole, no frame of this node could
+    /// carry it, nor the bulk part it went in.
+    pub(super) fn carried_words(&self) -> usize {
+        let around = mirror::HEADER_LEN
+            + mirror::MAC_LEN
+            + PART_LEN
+            + mirror::RECORD_HEADER_LEN
+            + mirror::SA_STATE_BODY_LEN;
+        self.cfg.max_frame.saturating_sub(around) / 8
     }
 
     /// The records of the next part to send, with its bulk record first,

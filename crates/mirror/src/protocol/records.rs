@@ -56,8 +56,14 @@ impl Mirror {
                 self.peer.tell(key, v);
             }
             match r {
-                MirrorRecord::SaState(s) if s.copy => self.copy_received(s),
-                MirrorRecord::SaState(s) => self.state_received(s),
+                MirrorRecord::SaState(mut s) => {
+                    s.bitmap.truncate(self.carried_words());
+                    if s.copy {
+                        self.copy_received(s);
+                    } else {
+                        self.state_received(s);
+                    }
+                }
                 MirrorRecord::LeaseAck { spi, dir, lease } => self.ack_received(spi, dir, lease),
                 MirrorRecord::Ownership {
                     spi,
