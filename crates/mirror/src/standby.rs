@@ -36,9 +36,16 @@ pub struct StandbyTable {
 }
 
 /// `bits` moved `by` positions away from the top (towards older sequence
-/// numbers), keeping `words` words.
+/// numbers), keeping `words` words. The positions past what `bits`
+/// covered are seen, as a window restored from a shorter bitmap holds
+/// them (`ReplayWindow::restore`): left unseen, a longer bitmap merged
+/// with it would reopen numbers the shorter one's sender accepted.
 fn shifted(bits: &[u64], by: u64, words: usize) -> Vec<u64> {
     let mut out = vec![0u64; words];
+    let covered = (bits.len() as u64 * 64).saturating_add(by);
+    for k in covered..words as u64 * 64 {
+        out[(k / 64) as usize] |= 1 << (k % 64);
+    }
     let (wshift, bshift) = ((by / 64) as usize, (by % 64) as u32);
     for (w, &word) in bits.iter().enumerate() {
         let to = w + wshift;

@@ -1,9 +1,11 @@
 //! Replay bitmaps moved to a new top.
 
-/// The numbers either of two bitmaps (of one top) marks seen.
+/// The numbers either of two bitmaps (of one top) marks seen; past the
+/// shorter one, all of them (it does not tell which came, and a window
+/// restored from it holds them seen).
 pub(super) fn union(a: &[u64], b: &[u64]) -> Vec<u64> {
     (0..a.len().max(b.len()))
-        .map(|w| a.get(w).copied().unwrap_or(0) | b.get(w).copied().unwrap_or(0))
+        .map(|w| a.get(w).copied().unwrap_or(u64::MAX) | b.get(w).copied().unwrap_or(u64::MAX))
         .collect()
 }
 
