@@ -85,10 +85,7 @@ pub const STALL_REPORT_EVERY: u64 = 64;
 /// large window needs a large `max_frame` (and a mirror link MTU to
 /// match).
 pub fn inbound_frame_len(window: u32) -> usize {
-    use espgate_wire::mirror::{HEADER_LEN, MAC_LEN, RECORD_HEADER_LEN, SA_STATE_BODY_LEN};
-    let part = RECORD_HEADER_LEN + 16;
-    let state = RECORD_HEADER_LEN + SA_STATE_BODY_LEN + (window as usize).div_ceil(64) * 8;
-    HEADER_LEN + MAC_LEN + part + state
+    espgate_mirror::state_frame_len((window as usize).div_ceil(64))
 }
 
 #[cfg(test)]

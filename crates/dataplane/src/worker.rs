@@ -788,8 +788,8 @@ impl Worker {
             &mut self.counters,
             &self.shared,
             self.id,
-            (spi, Direction::Outbound),
-            || sa.poll_event(),
+            Direction::Outbound,
+            || sa.poll_event().map(|e| (spi, e)),
         );
         match sealed {
             Ok(_) => {
@@ -834,14 +834,20 @@ impl Worker {
     /// and sends the inner packet into the protected network if the policy
     /// allows it.
     fn decrypt(&mut self, spi: u32, buf: &mut Packet) -> Verdict {
-        match self.sad.decapsulate(buf) {
+        let opened = self.sad.decapsulate(buf);
+        tell(
+            &mut self.counters,
+            &self.shared,
+            self.id,
+            Direction::Inbound,
+            || self.sad.poll_event(),
+        );
+        match opened {
             Ok(Inbound::Decapsulated { .. }) => self.report_inbound(spi),
             Ok(Inbound::Ike | Inbound::NatKeepalive) => return Verdict::Drop(NodeDrop::Ike),
             Err(e) => {
-                match e.reason {
-                    DropReason::LeaseStall => self.report_inbound_stall(spi),
-                    DropReason::HardExpired => self.inbound_events(spi),
-                    _ => {}
+                if e.reason == DropReason::LeaseStall {
+                    self.report_inbound_stall(spi);
                 }
                 return Verdict::Drop(NodeDrop::Esp);
             }
@@ -877,21 +883,12 @@ impl Worker {
         }
     }
 
-    /// Tells an inbound SA's events (after a packet it accepted, or its
-    /// first refused at its hard lifetime), and reports it if its window
-    /// top crossed the mirror's interval.
+    /// Reports an inbound SA whose window top crossed the mirror's interval.
     fn report_inbound(&mut self, spi: u32) {
+        let Some(r) = &self.report else { return };
         let Some(sa) = self.sad.get_mut(spi) else {
             return;
         };
-        tell(
-            &mut self.counters,
-            &self.shared,
-            self.id,
-            (spi, Direction::Inbound),
-            || sa.poll_event(),
-        );
-        let Some(r) = &self.report else { return };
         if !sa.report_due() {
             return;
         }
@@ -908,19 +905,6 @@ impl Worker {
             self.counters.progress += 1;
         } else {
             self.counters.progress_full += 1;
-        }
-    }
-
-    /// Tells an inbound SA's events.
-    fn inbound_events(&mut self, spi: u32) {
-        if let Some(sa) = self.sad.get_mut(spi) {
-            tell(
-                &mut self.counters,
-                &self.shared,
-                self.id,
-                (spi, Direction::Inbound),
-                || sa.poll_event(),
-            );
         }
     }
 
@@ -1051,18 +1035,19 @@ impl Worker {
     }
 }
 
-/// Counts each event `next` gives of SA `spi` and hands it to the node's
-/// event log through worker `id`'s ring (a full ring loses the event, not
-/// the count). Inlined: on the hot path `next` finds nothing.
+/// Counts each event `next` gives (an SA's SPI, of `direction`, and what
+/// it told) and hands it to the node's event log through worker `id`'s
+/// ring (a full ring loses the event, not the count). Inlined: on the hot
+/// path `next` finds nothing.
 #[inline]
 fn tell(
     counters: &mut WorkerCounters,
     shared: &Shared,
     id: usize,
-    (spi, direction): (u32, Direction),
-    mut next: impl FnMut() -> Option<SaEvent>,
+    direction: Direction,
+    mut next: impl FnMut() -> Option<(u32, SaEvent)>,
 ) {
-    while let Some(event) = next() {
+    while let Some((spi, event)) = next() {
         counters.sa_event(event);
         if let Some(ring) = shared.sa_events.get(id) {
             let _ = ring.push(NodeEventKind::Sa {

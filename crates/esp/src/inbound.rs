@@ -317,6 +317,9 @@ pub struct Sad {
     by_spi: FxHashMap<u32, usize>,
     encap_ports: Vec<u16>,
     drops: DropCounters,
+    /// SAs (by index) that raised an event since [`poll_event`](Self::poll_event)
+    /// last emptied it: the owner finds them without a lookup per packet.
+    eventful: Vec<usize>,
 }
 
 impl Sad {
@@ -358,6 +361,8 @@ impl Sad {
     /// Takes the SA with this SPI out of the SAD. Its UDP port stays
     /// listed: another SA may share it, and one unused port costs nothing.
     pub fn remove(&mut self, spi: u32) -> Option<InboundSa> {
+        // Indices move: a removed SA's events go with it.
+        self.eventful.clear();
         let i = self.by_spi.remove(&spi)?;
         let sa = self.sas.swap_remove(i);
         if let Some(moved) = self.sas.get(i) {
@@ -475,6 +480,7 @@ impl Sad {
             Ok(seq) => Ok(Prepared::Esp { sa_index, seq, loc }),
             Err(e) => {
                 sa.counters.drops.count(e.reason);
+                self.note_events(sa_index);
                 Err(e)
             }
         }
@@ -490,8 +496,11 @@ impl Sad {
             Prepared::Passthrough(what) => Ok(what),
             Prepared::Esp { sa_index, seq, loc } => {
                 let sa = &mut self.sas[sa_index];
-                sa.open(seq, &loc, pkt)
-                    .inspect_err(|e| sa.counters.drops.count(e.reason))
+                let opened = sa
+                    .open(seq, &loc, pkt)
+                    .inspect_err(|e| sa.counters.drops.count(e.reason));
+                self.note_events(sa_index);
+                opened
             }
         }
     }
@@ -500,6 +509,28 @@ impl Sad {
     pub fn decapsulate<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<Inbound, EspError> {
         let prepared = self.prepare(pkt.data())?;
         self.process(prepared, pkt)
+    }
+
+    /// The next lifetime event of any of its SAs, with the SA's SPI.
+    #[inline]
+    pub fn poll_event(&mut self) -> Option<(u32, SaEvent)> {
+        while let Some(&i) = self.eventful.last() {
+            if let Some(sa) = self.sas.get_mut(i)
+                && let Some(e) = sa.poll_event()
+            {
+                return Some((sa.spi, e));
+            }
+            self.eventful.pop();
+        }
+        None
+    }
+
+    /// Notes SA `i` if it raised an event.
+    #[inline]
+    fn note_events(&mut self, i: usize) {
+        if self.sas[i].lifetime.pending() && !self.eventful.contains(&i) {
+            self.eventful.push(i);
+        }
     }
 }
 

@@ -128,6 +128,12 @@ impl LifetimeState {
         }
     }
 
+    /// Whether an event waits to be polled.
+    #[inline]
+    pub(crate) fn pending(&self) -> bool {
+        self.pending != 0
+    }
+
     /// The next pending event.
     #[inline]
     pub(crate) fn poll(&mut self) -> Option<SaEvent> {

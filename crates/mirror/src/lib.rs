@@ -14,7 +14,7 @@ pub use frame::{MirrorKey, seal};
 pub use policy::{OutboundPolicy, OwnedInbound, OwnedOutbound};
 pub use protocol::{
     ALARM_AFTER_MS, FenceRefused, InboundTakeover, MAX_TAKEOVER_JUMP, Mirror, MirrorConfig,
-    MirrorConfigError, MirrorEvent, MirrorStats, PairSaView, SaOverrides,
+    MirrorConfigError, MirrorEvent, MirrorStats, PairSaView, SaOverrides, state_frame_len,
 };
 pub use receive::{PeerFilter, Reject, RejectCounters};
 pub use standby::{Standby, StandbyTable};

@@ -49,12 +49,8 @@ impl Mirror {
         let keys: Vec<SaKey> = self.alarms.stalled.keys().copied().collect();
         for key in keys {
             let wanted = self.alarms.stalled[&key].wanted;
-            let over = self.limit_of(key.0, key.1).is_none_or(|l| l > wanted);
-            let s = self.alarms.stalled.get_mut(&key).expect("listed");
-            if over {
-                let told = s.told;
-                self.alarms.stalled.remove(&key);
-                if told {
+            if self.limit_of(key.0, key.1).is_none_or(|l| l > wanted) {
+                if self.alarms.stalled.remove(&key).is_some_and(|s| s.told) {
                     self.events.push_back(MirrorEvent::Unstalled {
                         spi: key.0,
                         dir: key.1,
@@ -62,6 +58,7 @@ impl Mirror {
                 }
                 continue;
             }
+            let s = self.alarms.stalled.get_mut(&key).expect("listed");
             let since = *s.since.get_or_insert(now_ms);
             if !s.told && now_ms.saturating_sub(since) >= ALARM_AFTER_MS {
                 s.told = true;

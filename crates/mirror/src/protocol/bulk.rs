@@ -19,6 +19,19 @@ use super::*;
 const PART_LEN: usize = mirror::RECORD_HEADER_LEN + 16;
 /// What a frame may carry before a part: a bulk request and a heartbeat.
 const BEFORE_PART: usize = 2 * mirror::RECORD_HEADER_LEN + 24;
+/// The frame (header to MAC) that carries one SA state with `words`
+/// bitmap words in a bulk part of its own, the largest a state needs: a
+/// node's windows must fit its `max_frame` by it (the dataplane checks
+/// them at start), and what arrives longer is cut to it.
+pub fn state_frame_len(words: usize) -> usize {
+    mirror::HEADER_LEN
+        + mirror::MAC_LEN
+        + PART_LEN
+        + mirror::RECORD_HEADER_LEN
+        + mirror::SA_STATE_BODY_LEN
+        + 8 * words
+}
+
 /// The most parts a bulk this node gathers may have (about 100 million
 /// records: far past the million SAs a pair is built for); a part record
 /// beyond it is ignored.
@@ -325,21 +338,14 @@ impl Mirror {
             .saturating_sub(mirror::HEADER_LEN + mirror::MAC_LEN + PART_LEN + BEFORE_PART)
     }
 
-    /// The most bitmap words an SA state this node sends may carry: such a
-    /// state goes in a frame with nothing but its bulk part record (the
-    /// node checks its own windows against this: the dataplane's
-    /// `inbound_frame_len`). A peer's longer window (another window size,
-    /// or a larger `max_frame`) is cut to it as it arrives, keeping the
-    /// newest numbers; the older ones count as seen
+    /// The most bitmap words an SA state this node sends may carry
+    /// ([`state_frame_len`] within `max_frame`). A peer's longer window
+    /// (another window size, or a larger `max_frame`) is cut to it as it
+    /// arrives, keeping the newest numbers; the older ones count as seen
     /// (`ReplayWindow::restore`). Kept whole, no frame of this node could
     /// carry it, nor the bulk part it went in.
     pub(super) fn carried_words(&self) -> usize {
-        let around = mirror::HEADER_LEN
-            + mirror::MAC_LEN
-            + PART_LEN
-            + mirror::RECORD_HEADER_LEN
-            + mirror::SA_STATE_BODY_LEN;
-        self.cfg.max_frame.saturating_sub(around) / 8
+        self.cfg.max_frame.saturating_sub(state_frame_len(0)) / 8
     }
 
     /// The records of the next part to send, with its bulk record first,

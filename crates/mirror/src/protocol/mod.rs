@@ -92,6 +92,7 @@ mod window;
 
 pub use alarm::ALARM_AFTER_MS;
 use alarm::Alarms;
+pub use bulk::state_frame_len;
 use bulk::{BulkOut, Join};
 pub use config::{
     InboundTakeover, MAX_TAKEOVER_JUMP, MirrorConfig, MirrorConfigError, SaOverrides,
