@@ -40,8 +40,8 @@ def header(frame):
 
 
 def frame_body(records, count, node, epoch, counter, peer_epoch=0):
-    """A mirror header (version 3, its length field set) and `records`."""
-    return struct.pack(HEADER, 3, 0, count, HEADER_LEN + len(records), 0, node, epoch, counter,
+    """A mirror header (version 4, its length field set) and `records`."""
+    return struct.pack(HEADER, 4, 0, count, HEADER_LEN + len(records), 0, node, epoch, counter,
                        peer_epoch) + records
 
 
@@ -165,7 +165,7 @@ def test_forged_replayed_and_stale_mirror_frames_are_refused_and_change_nothing(
     # The comparison sees a change when there is one: a key holder's frame
     # (authentic, next in b's epoch) raising b's SA 0x2000 is taken in.
     node, epoch, counter = header(new_b[-1])
-    state = struct.pack(">IBBHQQQHH", 0x2000, 0, 0, 0, 1 << 40, 0, 0, 0, 0)
+    state = struct.pack(">IBBHQQQQHH", 0x2000, 0, 0, 0, 1 << 40, 0, 0, 0, 0, 0)
     body = frame_body(bytes([1]) + struct.pack(">H", len(state)) + state, 1, node, epoch, counter + 100_000)
     wrpcap(str(tmp_path / "genuine.pcap"), [Ether(dst=MAC["a-mir"], src=MAC["b-mir"], type=ETHERTYPE) / Raw(seal(body))])
     topo.run(x, "python3", "-c", "from scapy.all import rdpcap, sendp; "

@@ -113,6 +113,17 @@ pub enum NodeEventKind {
         /// How many.
         sas: usize,
     },
+    /// An outbound ESN SA would have started too far past the last number
+    /// sent on it for its far end to follow: it is held (sends nothing)
+    /// until it is rekeyed.
+    BeyondReach {
+        /// SPI.
+        spi: u32,
+        /// Where it would have started.
+        start: u64,
+        /// The first number past those known sent.
+        sent_to: u64,
+    },
     /// An SA running here told its worker of a lifetime crossed or its
     /// sequence space running low or out (a rekey is due).
     Sa {
@@ -166,6 +177,14 @@ impl std::fmt::Display for NodeEvent {
                 write!(f, "sa_unstalled spi={spi:#x} dir={direction}")
             }
             NodeEventKind::Orphaned { sas } => write!(f, "orphaned sas={sas}"),
+            NodeEventKind::BeyondReach {
+                spi,
+                start,
+                sent_to,
+            } => write!(
+                f,
+                "beyond_reach spi={spi:#x} start={start} sent_to={sent_to}"
+            ),
             NodeEventKind::Sa {
                 spi,
                 direction,
@@ -711,6 +730,24 @@ impl Running {
                     );
                     self.task.events.push(NodeEventKind::Orphaned { sas });
                 }
+                MirrorEvent::BeyondReach {
+                    spi,
+                    start,
+                    sent_to,
+                } => {
+                    tracing::warn!(
+                        spi = format!("{spi:#x}"),
+                        start,
+                        sent_to,
+                        "ESN SA held: it would start 2^31 or more past the last number sent, \
+                         beyond what its far end can follow; it needs a rekey"
+                    );
+                    self.task.events.push(NodeEventKind::BeyondReach {
+                        spi,
+                        start,
+                        sent_to,
+                    });
+                }
                 MirrorEvent::Deactivate { spi, dir } => {
                     self.pending.push_back(SaCommand::Park {
                         spi,
@@ -822,11 +859,28 @@ mod tests {
     /// SA `HELD` (home node 2) after a takeover, its events and frames
     /// drained.
     fn holding_pair() -> (Mirror, Mirror) {
-        let mut m = Mirror::new(cfg(1, 2), key(), 1, 0);
+        let (mut m, peer) = synced_pair(cfg(1, 2));
+        assert_eq!(m.take_over(), 1);
+        while m.poll_event().is_some() {}
+        while m.poll_transmit(0).is_some() {}
+        (m, peer)
+    }
+
+    /// Node 1's mirror on `c` and node 2's, with SA `HELD` (home node 2,
+    /// ESN), synchronised.
+    fn synced_pair(c: MirrorConfig) -> (Mirror, Mirror) {
+        let mut m = Mirror::new(c, key(), 1, 0);
         let mut peer = Mirror::new(cfg(2, 1), key(), 2, 0);
         for x in [&mut m, &mut peer] {
             x.add_sa(HELD, Direction::Outbound, true, 2);
         }
+        exchange(&mut m, &mut peer);
+        assert!(m.synced() && peer.synced());
+        (m, peer)
+    }
+
+    /// Ten rounds of every frame each side has, delivered.
+    fn exchange(m: &mut Mirror, peer: &mut Mirror) {
         for _ in 0..10 {
             while let Some(f) = m.poll_transmit(0) {
                 let _ = peer.handle_frame(0, &f);
@@ -835,11 +889,59 @@ mod tests {
                 let _ = m.handle_frame(0, &f);
             }
         }
-        assert!(m.synced() && peer.synced());
+    }
+
+    /// An ESN SA a takeover would start 2^31 or more past the last number
+    /// sent on it (here in one jump) is held: the node tells it as a
+    /// `beyond_reach` event, counts it, and its worker gets limit 0.
+    #[test]
+    fn an_esn_sa_started_beyond_its_far_ends_reach_is_told_and_held() {
+        let far = MirrorConfig {
+            takeover_jump: espgate_mirror::ESN_REACH,
+            ..cfg(1, 2)
+        };
+        let (mut m, mut peer) = synced_pair(far);
+        let sent = std::iter::from_fn(|| peer.poll_event())
+            .find_map(|e| match e {
+                MirrorEvent::Activate { spi, start, .. } if spi == HELD => Some(start),
+                _ => None,
+            })
+            .expect("node 2 runs HELD");
+        peer.outbound_progress(HELD, sent, 0, 1);
+        exchange(&mut m, &mut peer);
         assert_eq!(m.take_over(), 1);
-        while m.poll_event().is_some() {}
-        while m.poll_transmit(0).is_some() {}
-        (m, peer)
+        let (mut r, _peer_end) = running(m);
+        r.turn(&AtomicBool::new(false));
+        let told: Vec<NodeEvent> = r
+            .task
+            .events
+            .drain()
+            .into_iter()
+            .filter(|e| matches!(e.kind, NodeEventKind::BeyondReach { .. }))
+            .collect();
+        let [
+            NodeEvent {
+                kind: NodeEventKind::BeyondReach { spi, sent_to, .. },
+                ..
+            },
+        ] = told[..]
+        else {
+            panic!("told {told:?}");
+        };
+        assert_eq!((spi, sent_to), (HELD, sent + 1));
+        let line = told[0].to_string();
+        assert!(
+            line.contains(&format!("beyond_reach spi={HELD:#x} start=")),
+            "{line}"
+        );
+        assert_eq!(r.task.mirror.stats().reach_alarms, 1);
+        let limits: Vec<u64> = std::iter::from_fn(|| r.task.shared.commands[0].pop())
+            .filter_map(|c| match c {
+                SaCommand::Limit { spi, limit, .. } if spi == HELD => Some(limit),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(limits, [0], "held: its worker may send nothing");
     }
 
     /// The mirror task of `m`, with one worker whose command ring nobody

@@ -100,7 +100,7 @@ mod tests {
     /// inbound SA with that window, in a part of its own.
     #[test]
     fn the_largest_window_a_frame_allows_fits_its_bulk_part() {
-        let window = 15360;
+        let window = 15296;
         let max_frame = inbound_frame_len(window);
         assert!(max_frame <= 2034, "{max_frame}");
         let node = |me: u32, epoch: u64| {

@@ -39,6 +39,8 @@ pub struct OutboundSa {
     limit: SeqLimit,
     reported: u64,
     report_every: u64,
+    /// Restarted since the last report: the next packet is reported.
+    restarted: bool,
     lifetime: LifetimeState,
     counters: SaCounters,
 }
@@ -72,6 +74,7 @@ impl OutboundSa {
             limit: SeqLimit::default(),
             reported: cfg.initial_seq,
             report_every: 0,
+            restarted: false,
             lifetime: LifetimeState::new(cfg.lifetime),
             counters: SaCounters::default(),
         })
@@ -124,10 +127,14 @@ impl OutboundSa {
     }
 
     /// Makes the next packet use sequence number `next` (a takeover or a
-    /// restart); never moves backwards.
+    /// restart); never moves backwards. The first packet after it is
+    /// reported whatever the interval: the mirror learns the far end has
+    /// seen a number of the new run (its ESN inference follows the
+    /// numbers sent, not the starts).
     pub fn restart_at(&mut self, next: u64) {
         self.seq = self.seq.max(next.saturating_sub(1));
         self.reported = self.seq;
+        self.restarted = true;
     }
 
     /// Makes [`report_due`](Self::report_due) tell each time the sequence number
@@ -137,17 +144,21 @@ impl OutboundSa {
         self.report_every = every;
     }
 
-    /// Whether the sequence number crossed a multiple of the reporting interval
-    /// since [`mark_reported`](Self::mark_reported).
+    /// Whether the sequence number crossed a multiple of the reporting
+    /// interval since [`mark_reported`](Self::mark_reported), or a packet
+    /// went out since a [`restart_at`](Self::restart_at).
     #[inline]
     pub fn report_due(&self) -> bool {
         let every = self.report_every;
-        every != 0 && self.seq / every > self.reported / every
+        every != 0
+            && (self.seq / every > self.reported / every
+                || (self.restarted && self.seq > self.reported))
     }
 
     /// Records that the current state went to the mirror.
     pub fn mark_reported(&mut self) {
         self.reported = self.seq;
+        self.restarted = false;
     }
 
     /// Raises the packet and byte counts to what an earlier owner reached

@@ -255,8 +255,9 @@ pub fn peer(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         m.taken_over, m.handed_back, m.bulks_incomplete,
     );
     println!(
-        "alarms: SAs stalled a second {}, dead peer's SAs run by nobody {}",
-        m.stall_alarms, m.orphan_alarms,
+        "alarms: SAs stalled a second {}, dead peer's SAs run by nobody {}, \
+         ESN SAs held beyond reach {}",
+        m.stall_alarms, m.orphan_alarms, m.reach_alarms,
     );
     Ok(())
 }

@@ -359,6 +359,11 @@ fn mirror(e: &mut Exposition, node: &RunningNode) {
             "Times the dead peer's SAs were run by nobody for a second (orphaned events).",
             s.orphan_alarms,
         ),
+        (
+            "espgate_mirror_reach_alarms_total",
+            "ESN SAs held for starting beyond their far end's reach (beyond_reach events).",
+            s.reach_alarms,
+        ),
     ];
     for (name, help, v) in counters {
         e.family(name, "counter", help);

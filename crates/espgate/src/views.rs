@@ -248,6 +248,7 @@ fn pair(p: &PairStatus, ids: Option<(u32, u32)>) -> PairView {
         bulks_incomplete: s.bulks_incomplete,
         stall_alarms: s.stall_alarms,
         orphan_alarms: s.orphan_alarms,
+        reach_alarms: s.reach_alarms,
         rejected: Reject::ALL
             .iter()
             .map(|r| (r.name().to_string(), p.rejects.get(*r)))

@@ -52,6 +52,15 @@ pub struct OwnedOutbound {
     sent_lease: u64,
     acked_lease: u64,
     changed: bool,
+    /// The first number of the run since the SA last started here: the
+    /// worker's reports below it are of no packet that went out.
+    first: u64,
+    /// The first number past every one known to have gone out (0: not
+    /// known).
+    sent_to: u64,
+    /// Started too far past `sent_to` for the far end to follow: it may
+    /// send nothing until it is rekeyed (see `Mirror::limit`).
+    held: bool,
 }
 
 impl OwnedOutbound {
@@ -67,6 +76,9 @@ impl OwnedOutbound {
             sent_lease: seq,
             acked_lease: seq,
             changed: true,
+            first: seq.saturating_add(1),
+            sent_to: 0,
+            held: false,
         }
     }
 
@@ -87,6 +99,7 @@ impl OwnedOutbound {
         let moved = start > self.seq.saturating_add(1);
         if moved {
             self.seq = start - 1;
+            self.first = start;
             self.reported_block = self.seq / self.policy.interval;
         }
         self.acked_lease = self.acked_lease.max(acked);
@@ -105,6 +118,7 @@ impl OwnedOutbound {
         let base = self.used_bound().max(known);
         let start = base.saturating_add(by);
         self.seq = self.seq.max(start - 1);
+        self.first = self.seq + 1;
         self.reported_block = self.seq / self.policy.interval;
         self.sent_lease = start;
         self.acked_lease = 0;
@@ -145,6 +159,9 @@ impl OwnedOutbound {
     pub fn progress(&mut self, seq: u64, bytes: u64, packets: u64) -> bool {
         if seq <= self.seq && bytes <= self.bytes && packets <= self.packets {
             return false;
+        }
+        if seq >= self.first {
+            self.sent_to = self.sent_to.max(seq.saturating_add(1));
         }
         self.seq = self.seq.max(seq);
         self.bytes = self.bytes.max(bytes);
@@ -188,6 +205,33 @@ impl OwnedOutbound {
             return true;
         }
         false
+    }
+
+    /// The first sequence number past every one known to have gone out
+    /// on the SA, here or under an earlier owner (0: not known).
+    pub fn sent_to(&self) -> u64 {
+        self.sent_to
+    }
+
+    /// Learns that numbers below `sent_to` went out (a record of the SA,
+    /// or a start that shows none did); returns whether that is news.
+    pub fn learn_sent(&mut self, sent_to: u64) -> bool {
+        let news = sent_to > self.sent_to;
+        if news {
+            self.sent_to = sent_to;
+            self.changed = true;
+        }
+        news
+    }
+
+    /// Whether it is held: started beyond the far end's reach.
+    pub fn held(&self) -> bool {
+        self.held
+    }
+
+    /// Holds it: it sends nothing more in this tenure.
+    pub fn hold(&mut self) {
+        self.held = true;
     }
 
     /// The highest lease sent to the peer.

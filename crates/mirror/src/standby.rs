@@ -24,6 +24,9 @@ pub struct Standby {
     pub bytes: u64,
     /// Packets processed.
     pub packets: u64,
+    /// Outbound: the first sequence number past every one known to have
+    /// gone out (0: not known); see [`SaState::sent_to`].
+    pub sent_to: u64,
     /// Inbound: replay bitmap relative to `value` (bit `i` of word `w` is
     /// sequence number `value - (64 w + i)`).
     pub bitmap: Vec<u64>,
@@ -97,6 +100,7 @@ impl StandbyTable {
         e.value = e.value.max(s.value);
         e.bytes = e.bytes.max(s.bytes);
         e.packets = e.packets.max(s.packets);
+        e.sent_to = e.sent_to.max(s.sent_to);
         *e != before
     }
 
@@ -138,6 +142,7 @@ mod tests {
             value: top,
             bytes: packets * 100,
             packets,
+            sent_to: 0,
             bitmap,
             copy: false,
         }
@@ -159,19 +164,21 @@ mod tests {
     #[test]
     fn outbound_keeps_the_highest_lease() {
         let mut t = StandbyTable::new();
-        let out = |lease| SaState {
+        let out = |lease, sent_to| SaState {
             spi: 9,
             dir: Direction::Outbound,
             value: lease,
             bytes: 0,
             packets: 0,
+            sent_to,
             bitmap: vec![],
             copy: false,
         };
-        assert!(t.merge(&out(2048)));
-        assert!(!t.merge(&out(1024)));
-        assert!(t.merge(&out(3072)));
-        assert_eq!(t.get(9, Direction::Outbound).unwrap().value, 3072);
+        assert!(t.merge(&out(2048, 1700)));
+        assert!(!t.merge(&out(1024, 700)));
+        assert!(t.merge(&out(3072, 0)));
+        let s = t.get(9, Direction::Outbound).unwrap();
+        assert_eq!((s.value, s.sent_to), (3072, 1700));
     }
 
     /// Records of SAs 1..=3; an inbound SA's bitmap has `spi` words, as
@@ -190,6 +197,7 @@ mod tests {
                 value,
                 bytes: n * 3,
                 packets: n,
+                sent_to: if dir == Direction::Outbound { n } else { 0 },
                 bitmap: if dir == Direction::Inbound {
                     bits[..spi as usize].to_vec()
                 } else {

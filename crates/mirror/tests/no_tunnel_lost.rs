@@ -3,7 +3,9 @@
 
 mod pair;
 
-use espgate_mirror::{ALARM_AFTER_MS, MirrorEvent};
+use espgate_mirror::{
+    ALARM_AFTER_MS, ESN_REACH, MAX_TAKEOVER_JUMP, Mirror, MirrorConfig, MirrorEvent,
+};
 use espgate_wire::Direction;
 use pair::*;
 
@@ -163,4 +165,129 @@ fn a_dead_peer_whose_sas_were_taken_over_raises_no_alarm() {
         )),
         "{evs:?}"
     );
+}
+
+/// An outbound ESN SA homed on A.
+const OUT_E: u32 = 0x1e00;
+
+/// A pair whose takeovers jump the most a configuration allows, with
+/// OUT_E; settled, and A has sent 1 000 packets on OUT_E. Returns the
+/// first number past them too.
+fn esn_pair() -> (Mirror, Mirror, u64, u64) {
+    let c = |n| MirrorConfig {
+        takeover_jump: MAX_TAKEOVER_JUMP,
+        ..cfg(n)
+    };
+    let (mut a, mut b) = (node_from(c(A), 1, 0), node_from(c(B), 2, 0));
+    for m in [&mut a, &mut b] {
+        m.add_sa(OUT_E, Direction::Outbound, true, A);
+    }
+    let t = settle(&mut a, &mut b, 0);
+    let start = started(&events(&mut a), OUT_E).expect("A runs OUT_E");
+    a.outbound_progress(OUT_E, start + 999, 0, 1000);
+    let t = settle(&mut a, &mut b, t);
+    (a, b, t, start + 1000)
+}
+
+/// One failover cycle of OUT_E's home, both nodes alive: B takes it over
+/// (and sends one packet on it, if `sends`), then hands it back. Returns
+/// the events of both nodes, the time, and the number B sent.
+fn failover_cycle(
+    a: &mut Mirror,
+    b: &mut Mirror,
+    t: u64,
+    sends: bool,
+) -> (Vec<MirrorEvent>, u64, Option<u64>) {
+    let mut evs = events(a);
+    assert!(b.take_over() > 0);
+    let t = settle(a, b, t);
+    let taken = events(b);
+    let sent = started(&taken, OUT_E).filter(|_| sends);
+    if let Some(seq) = sent {
+        b.outbound_progress(OUT_E, seq, 0, 1);
+    }
+    evs.extend(taken);
+    let t = settle(a, b, t);
+    assert!(b.hand_back() > 0);
+    let t = settle(a, b, t);
+    evs.extend(events(a));
+    evs.extend(events(b));
+    (evs, t, sent)
+}
+
+/// Failover cycles until OUT_E is held; its `BeyondReach` (start and
+/// `sent_to`) and every start activated before it.
+fn cycles_until_held(a: &mut Mirror, b: &mut Mirror, mut t: u64) -> ((u64, u64), Vec<u64>) {
+    let mut starts = Vec::new();
+    for _ in 0..20 {
+        let (evs, now, _) = failover_cycle(a, b, t, false);
+        t = now;
+        for e in evs {
+            match e {
+                MirrorEvent::BeyondReach {
+                    spi,
+                    start,
+                    sent_to,
+                } => {
+                    assert_eq!(spi, OUT_E);
+                    return ((start, sent_to), starts);
+                }
+                MirrorEvent::Activate { spi, start, .. } if spi == OUT_E => starts.push(start),
+                _ => {}
+            }
+        }
+    }
+    panic!("OUT_E never held; started at {starts:?}");
+}
+
+/// Each failover cycle moves an idle ESN SA a jump or more past the last
+/// number its far end saw; after a few, the far end's ESN inference would
+/// place every new number in the wrong high half and fail its ICV, while
+/// the pair saw nothing wrong. The start that lands `ESN_REACH` past the
+/// last number sent (mirrored as `sent_to`) is told and held instead:
+/// nothing was ever activated beyond reach untold, and the SA sends
+/// nothing until it is rekeyed.
+#[test]
+fn an_idle_esn_sa_moved_beyond_its_far_ends_reach_is_held_and_told() {
+    let (mut a, mut b, t, sent) = esn_pair();
+    let ((start, sent_to), before) = cycles_until_held(&mut a, &mut b, t);
+    assert_eq!(sent_to, sent, "the first number past the 1 000 sent");
+    assert!(start >= sent_to + ESN_REACH);
+    assert!(
+        before.iter().all(|s| *s < sent + ESN_REACH),
+        "activated beyond reach, untold: {before:?}"
+    );
+    let holder = if a.owns(OUT_E, Direction::Outbound) {
+        &a
+    } else {
+        &b
+    };
+    assert_eq!(holder.limit(OUT_E), Some(0), "held: it sends nothing");
+    assert_eq!(holder.stats().reach_alarms, 1);
+}
+
+/// An ESN SA that sends after each takeover keeps its far end in step:
+/// the first packet of each run is reported and mirrored, so no number of
+/// failover cycles holds it. A 32-bit SA is never held (its far end
+/// infers nothing).
+#[test]
+fn an_esn_sa_that_sends_after_each_failover_stays_within_reach() {
+    let (mut a, mut b, mut t, _) = esn_pair();
+    let mut last = 0;
+    for _ in 0..40 {
+        let (evs, now, sent) = failover_cycle(&mut a, &mut b, t, true);
+        t = now;
+        last = sent.expect("B ran OUT_E");
+        assert!(
+            !evs.iter()
+                .any(|e| matches!(e, MirrorEvent::BeyondReach { .. })),
+            "{evs:?}"
+        );
+    }
+    assert!(a.owns(OUT_E, Direction::Outbound));
+    assert!(a.limit(OUT_E).unwrap() > 0, "OUT_E runs at home");
+    assert!(a.limit(OUT_A).unwrap() > 0, "OUT_A runs at home");
+    // Idle from here: held once it moved out of reach of B's last packet.
+    let ((_, sent_to), _) = cycles_until_held(&mut a, &mut b, t);
+    assert_eq!(sent_to, last + 1, "measured from the last packet sent");
 }

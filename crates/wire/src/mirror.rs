@@ -24,7 +24,7 @@
 use crate::{Direction, Layer, Result, WireError, be16, be32, need};
 
 /// Frame format version.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 
 /// Where the fields of a frame's header lie (bytes 6..8 are reserved,
 /// sent as zero).
@@ -42,7 +42,7 @@ mod field {
 }
 
 /// Where the fields of an SA state record's body lie (bytes 6..8 and
-/// 34..36 are padding, sent as zero).
+/// 42..44 are padding, sent as zero).
 mod sa_field {
     use core::ops::Range;
 
@@ -53,10 +53,11 @@ mod sa_field {
     pub const VALUE: Range<usize> = 8..16;
     pub const BYTES: Range<usize> = 16..24;
     pub const PACKETS: Range<usize> = 24..32;
+    pub const SENT_TO: Range<usize> = 32..40;
     /// How many bitmap words follow.
-    pub const WORDS: Range<usize> = 32..34;
+    pub const WORDS: Range<usize> = 40..42;
     /// The bitmap words, 8 bytes each, from here to the end.
-    pub const BITMAP: usize = 36;
+    pub const BITMAP: usize = 44;
 }
 
 /// Header length.
@@ -184,6 +185,11 @@ pub struct SaState {
     pub bytes: u64,
     /// Packets processed (for lifetimes).
     pub packets: u64,
+    /// Outbound: the first sequence number past every one the sender knows
+    /// went out on the SA, under any owner (1: none went out; 0: the
+    /// sender does not know). The far end's ESN inference follows from
+    /// there, not from the lease. Inbound: 0.
+    pub sent_to: u64,
     /// Inbound: the replay bitmap below the top, bit `i` of word `w` for
     /// sequence number `top - (64 w + i)`; empty for outbound.
     pub bitmap: Vec<u64>,
@@ -219,6 +225,7 @@ impl SaState {
         b[sa_field::VALUE].copy_from_slice(&self.value.to_be_bytes());
         b[sa_field::BYTES].copy_from_slice(&self.bytes.to_be_bytes());
         b[sa_field::PACKETS].copy_from_slice(&self.packets.to_be_bytes());
+        b[sa_field::SENT_TO].copy_from_slice(&self.sent_to.to_be_bytes());
         b[sa_field::WORDS].copy_from_slice(&(self.words() as u16).to_be_bytes());
         for (to, w) in b[sa_field::BITMAP..].chunks_exact_mut(8).zip(&self.bitmap) {
             to.copy_from_slice(&w.to_be_bytes());
@@ -228,7 +235,7 @@ impl SaState {
     /// Reads a record's body.
     fn parse_body(body: &[u8]) -> Result<Self> {
         if body.len() < SA_STATE_BODY_LEN {
-            return Err(malformed("SA state record shorter than 36 bytes"));
+            return Err(malformed("SA state record shorter than 44 bytes"));
         }
         let words = usize::from(be16(body, sa_field::WORDS.start));
         if words > MAX_BITMAP_WORDS {
@@ -241,6 +248,7 @@ impl SaState {
             value: be64(body, sa_field::VALUE.start),
             bytes: be64(body, sa_field::BYTES.start),
             packets: be64(body, sa_field::PACKETS.start),
+            sent_to: be64(body, sa_field::SENT_TO.start),
             bitmap: (0..words)
                 .map(|w| be64(body, sa_field::BITMAP + 8 * w))
                 .collect(),
@@ -597,20 +605,24 @@ mod tests {
                 any::<u64>(),
                 any::<u64>(),
                 any::<u64>(),
+                any::<u64>(),
                 proptest::collection::vec(any::<u64>(), 0..70),
                 any::<bool>()
             )
-                .prop_map(|(spi, dir, value, bytes, packets, bitmap, copy)| {
-                    MirrorRecord::SaState(SaState {
-                        spi,
-                        dir,
-                        value,
-                        bytes,
-                        packets,
-                        bitmap,
-                        copy,
-                    })
-                }),
+                .prop_map(
+                    |(spi, dir, value, bytes, packets, sent_to, bitmap, copy)| {
+                        MirrorRecord::SaState(SaState {
+                            spi,
+                            dir,
+                            value,
+                            bytes,
+                            packets,
+                            sent_to,
+                            bitmap,
+                            copy,
+                        })
+                    }
+                ),
             (any::<u64>(), any::<u32>(), any::<bool>(), any::<u64>()).prop_map(
                 |(now_ms, owned, peer_alive, generation)| MirrorRecord::Heartbeat {
                     now_ms,
@@ -682,6 +694,7 @@ mod tests {
             value: 0xb1b2_b3b4_b5b6_b7b8,
             bytes: 0xc1c2_c3c4_c5c6_c7c8,
             packets: 0xd1d2_d3d4_d5d6_d7d8,
+            sent_to: 0xf1f2_f3f4_f5f6_f7f8,
             bitmap: vec![0xe1e2_e3e4_e5e6_e7e8],
             copy: true,
         };
@@ -694,17 +707,17 @@ mod tests {
         assert_eq!(
             hex,
             [
-                "03",
+                "04",
                 "01",
                 "0001",
-                "0053",
+                "005b",
                 "0000",
                 "01020304",
                 "1112131415161718",
                 "2122232425262728",
                 "3132333435363738", // header
                 "01",
-                "002c", // record type and body length
+                "0034", // record type and body length
                 "a1a2a3a4",
                 "01",
                 "01",
@@ -712,6 +725,7 @@ mod tests {
                 "b1b2b3b4b5b6b7b8",
                 "c1c2c3c4c5c6c7c8",
                 "d1d2d3d4d5d6d7d8",
+                "f1f2f3f4f5f6f7f8",
                 "0001",
                 "0000",
                 "e1e2e3e4e5e6e7e8", // body

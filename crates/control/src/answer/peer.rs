@@ -55,6 +55,9 @@ pub struct PairView {
     /// Times the dead peer's SAs were told to be run by nobody for a
     /// second (`orphaned`).
     pub orphan_alarms: u64,
+    /// ESN SAs held for starting beyond their far end's reach
+    /// (`beyond_reach`).
+    pub reach_alarms: u64,
     /// Mirror frames refused, by reason (every reason named).
     pub rejected: ByReason,
 }

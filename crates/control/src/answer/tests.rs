@@ -91,6 +91,7 @@ fn pair_view() -> PairView {
         bulks_incomplete: 14,
         stall_alarms: 15,
         orphan_alarms: 16,
+        reach_alarms: 17,
         rejected: by_reason(&[("forged", 0), ("stale_epoch", 2)]),
     }
 }

@@ -250,6 +250,7 @@ impl Mirror {
                     value: s.value,
                     bytes: s.bytes,
                     packets: s.packets,
+                    sent_to: s.sent_to,
                     bitmap: s.bitmap.clone(),
                     copy: true,
                 }))

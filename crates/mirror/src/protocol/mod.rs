@@ -84,6 +84,7 @@ mod owned;
 mod ownership;
 mod peer;
 mod query;
+mod reach;
 mod records;
 mod report;
 mod send;
@@ -100,6 +101,7 @@ pub use config::{
 use ownership::{Changes, OWNERSHIP_LEN, OwnerRecord, PairSa};
 use peer::{Liveness, Peer};
 use query::Adds;
+pub use reach::ESN_REACH;
 pub use report::{FenceRefused, MirrorEvent, MirrorStats, PairSaView};
 use send::{Due, Outbox};
 use timer::{Timer, Timers};
@@ -290,11 +292,12 @@ impl Mirror {
 /// Getters: what the node and its operators read.
 impl Mirror {
     /// The first sequence number owned outbound SA `spi` must not use; 0
-    /// before the bulk sync, `None` if not owned.
+    /// before the bulk sync, and while it is held beyond its far end's
+    /// reach; `None` if not owned.
     pub fn limit(&self, spi: u32) -> Option<u64> {
         let s = self.outbound.get(&spi)?;
         let waiting = !self.synced() || self.adds.asking.contains(&(spi, Direction::Outbound));
-        Some(if waiting { 0 } else { s.limit() })
+        Some(if waiting || s.held() { 0 } else { s.limit() })
     }
 
     /// The first sequence number owned inbound SA `spi` must not accept

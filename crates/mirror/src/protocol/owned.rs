@@ -77,6 +77,7 @@ impl Mirror {
             value,
             bytes: 0,
             packets: 0,
+            sent_to: 0,
             bitmap: Vec::new(),
             copy: false,
         });
@@ -122,6 +123,9 @@ impl Mirror {
     /// Tells the node an SA is to run from `start` here, and queues its
     /// state for the peer.
     pub(super) fn activated(&mut self, spi: u32, dir: Direction, start: u64, bitmap: Vec<u64>) {
+        if dir == Direction::Outbound {
+            self.check_reach(spi, start);
+        }
         self.events.push_back(MirrorEvent::Activate {
             spi,
             dir,
@@ -170,6 +174,7 @@ impl Mirror {
                     value: s.used_bound(),
                     bytes,
                     packets,
+                    sent_to: s.sent_to(),
                     bitmap: Vec::new(),
                     copy: false,
                 }
@@ -186,6 +191,7 @@ impl Mirror {
                     value,
                     bytes,
                     packets,
+                    sent_to: 0,
                     bitmap: rebase(s.bitmap(), value - s.top()),
                     copy: false,
                 }

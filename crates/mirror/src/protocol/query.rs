@@ -103,8 +103,14 @@ impl Mirror {
         // Where it stands already (its first number if nobody knew it, or
         // where a lost peer life moved it meanwhile: strict, everything at
         // and below seen).
-        let (start, window) = match (dir, self.outbound.get(&spi), self.inbound.get(&spi)) {
-            (Direction::Outbound, Some(o), _) => (o.counters().0 + 1, Vec::new()),
+        let (start, window) = match (dir, self.outbound.get_mut(&spi), self.inbound.get(&spi)) {
+            (Direction::Outbound, Some(o), _) => {
+                if known.is_none() {
+                    // New to both nodes: nothing of it went out yet.
+                    o.learn_sent(1);
+                }
+                (o.counters().0 + 1, Vec::new())
+            }
             (Direction::Inbound, _, Some(i)) => {
                 let here = Standby {
                     value: i.top(),

@@ -87,6 +87,18 @@ pub enum MirrorEvent {
         /// How many.
         sas: usize,
     },
+    /// An outbound ESN SA started [`ESN_REACH`](super::ESN_REACH) or more
+    /// past `sent_to`, the first number after the last one known to have
+    /// gone out: its far end would infer the wrong high half of every
+    /// number from here. It is held (its limit is 0) until it is rekeyed.
+    BeyondReach {
+        /// SPI.
+        spi: u32,
+        /// Where it would have started.
+        start: u64,
+        /// The first number past those known sent.
+        sent_to: u64,
+    },
 }
 
 /// Counters of the mirror link.
@@ -119,6 +131,8 @@ pub struct MirrorStats {
     pub stall_alarms: u64,
     /// [`MirrorEvent::Orphaned`] told.
     pub orphan_alarms: u64,
+    /// [`MirrorEvent::BeyondReach`] told (SAs held).
+    pub reach_alarms: u64,
 }
 
 /// One SA of the pair as a node's mirror sees it (for operators).

@@ -71,6 +71,7 @@ impl Mirror {
                     value: lease,
                     bytes,
                     packets,
+                    sent_to: s.sent_to(),
                     bitmap: Vec::new(),
                     copy: false,
                 })
@@ -87,6 +88,7 @@ impl Mirror {
                     value: s.value(),
                     bytes,
                     packets,
+                    sent_to: 0,
                     bitmap: rebase(s.bitmap(), s.value() - s.top()),
                     copy: false,
                 })

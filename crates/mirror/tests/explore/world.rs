@@ -157,7 +157,8 @@ impl Life {
                 | MirrorEvent::Synced { .. }
                 | MirrorEvent::Stalled { .. }
                 | MirrorEvent::Unstalled { .. }
-                | MirrorEvent::Orphaned { .. } => {}
+                | MirrorEvent::Orphaned { .. }
+                | MirrorEvent::BeyondReach { .. } => {}
             }
         }
     }
