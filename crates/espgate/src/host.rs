@@ -1,7 +1,11 @@
 //! `espgate host --config host.yaml`: the host processor of a pair. It
 //! pushes each node its configuration (SA keys included: keys reach the
 //! nodes only this way, never over the mirror link), polls both nodes'
-//! health on their control sockets, and when one fails it reroutes that
+//! health on their control sockets (each from its own thread, so a node
+//! that hangs delays nothing about the other), and when one fails (it
+//! stops answering, and its peer no longer hears it on the mirror link:
+//! a hung control socket on a node that still runs is told, not failed
+//! over) it reroutes that
 //! node's flows (its `on_failure` commands), orders the survivor to take
 //! the failed node's SAs over, and fences the failed node so the survivor
 //! runs without leases. When the failed node is back and synchronised, the
@@ -20,6 +24,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -68,6 +73,8 @@ struct NodeState {
     /// did not answer): ordered again at the next poll that finds the
     /// node synchronised.
     hand_back_owed: bool,
+    /// Whether it heard its peer on the mirror link, as it last answered.
+    hears_peer: bool,
 }
 
 /// What the host does after one poll of a node.
@@ -89,6 +96,10 @@ enum Step {
     Back,
     /// The node answers in the life its peer fenced.
     BackUnrestarted,
+    /// The node stopped answering, but its peer still hears it on the
+    /// mirror link: its control socket hangs, not the node. Told once; it
+    /// fails once the peer no longer hears it either.
+    Unreachable,
 }
 
 impl NodeState {
@@ -99,6 +110,7 @@ impl NodeState {
             life: None,
             fenced_life: None,
             hand_back_owed: false,
+            hears_peer: false,
         }
     }
 }
@@ -127,6 +139,8 @@ struct Answer {
     synced: bool,
     /// SAs it runs whose home is its peer.
     holding: usize,
+    /// Whether it hears its peer on the mirror link.
+    peer_alive: bool,
 }
 
 impl From<&Status> for Answer {
@@ -136,11 +150,13 @@ impl From<&Status> for Answer {
                 life: Some(p.epoch),
                 synced: p.synced,
                 holding: p.holding,
+                peer_alive: p.peer_alive,
             },
             Status::Running { pair: None, .. } | Status::WaitingConfig => Answer {
                 life: None,
                 synced: false,
                 holding: 0,
+                peer_alive: false,
             },
         }
     }
@@ -150,7 +166,9 @@ impl From<&Status> for Answer {
 /// does. A node that answered since it was last declared failed is
 /// declared failed again after `dead_after` unanswered polls (a fence
 /// ends when the fenced node is heard, so one that answered and went
-/// silent is fenced anew). A node first heard holding its peer's SAs (the
+/// silent is fenced anew), unless its peer, up and answering, says it
+/// still hears it on the mirror link: then it runs, and only its control
+/// socket is lost (told once, at the `dead_after`-th poll). A node first heard holding its peer's SAs (the
 /// host restarted, or started after a failure it did not see) owes them
 /// back: the peer, once up and synchronised, gets them with its
 /// `on_return`, as after a failure the host saw.
@@ -161,6 +179,7 @@ fn step(nodes: &mut [NodeState; 2], i: usize, answer: Option<Answer>, dead_after
         life,
         synced,
         holding,
+        peer_alive,
     }) = answer
     else {
         w.missed += 1;
@@ -170,6 +189,13 @@ fn step(nodes: &mut [NodeState; 2], i: usize, answer: Option<Answer>, dead_after
         );
         if !answering || w.missed < dead_after {
             return Step::Nothing;
+        }
+        if other.health == Health::Up && other.missed == 0 && other.hears_peer {
+            return if w.missed == dead_after {
+                Step::Unreachable
+            } else {
+                Step::Nothing
+            };
         }
         w.health = Health::Failed;
         w.hand_back_owed = false;
@@ -183,6 +209,7 @@ fn step(nodes: &mut [NodeState; 2], i: usize, answer: Option<Answer>, dead_after
         return Step::FailedAlone;
     };
     w.missed = 0;
+    w.hears_peer = peer_alive;
     if w.health == Health::Unknown {
         w.health = Health::Up;
         w.life = life;
@@ -298,7 +325,28 @@ fn poll(w: &ManagedNode) -> Option<Status> {
     Some(status)
 }
 
-/// Runs the host until SIGINT or SIGTERM (or `duration`).
+/// Polls node `i` every `poll_ms` until `stop`, each answer (`None`: none,
+/// or one the host cannot read) sent on `tx`. A node that hangs holds up
+/// only its own poller, for as long as the control socket's timeout.
+fn poller(
+    w: &ManagedNode,
+    i: usize,
+    poll_ms: u64,
+    stop: &AtomicBool,
+    tx: &mpsc::Sender<(usize, Option<Answer>)>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let answer = poll(w).as_ref().map(Answer::from);
+        if tx.send((i, answer)).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(poll_ms));
+    }
+}
+
+/// Runs the host until SIGINT or SIGTERM (or `duration`). Every `poll_ms`
+/// it takes each node's latest answer since the last time; a node whose
+/// poller brought none (it hangs) missed that poll.
 pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     let cfg: HostConfig = espgate_control::load_host_file(path)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -312,56 +360,92 @@ pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
         nodes[0].name, nodes[1].name, cfg.poll_ms
     ));
     let started = Instant::now();
-    while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
-        for i in 0..2 {
-            let answer = poll(&nodes[i]).as_ref().map(Answer::from);
-            let fenced_before = states[i].fenced_life;
-            let what = step(&mut states, i, answer, cfg.dead_after);
-            let (w, peer) = (&nodes[i], &nodes[1 - i]);
-            let name = &w.name;
-            match what {
-                Step::Nothing => {}
-                Step::Up => say(&format!("{name} up")),
-                Step::Failed | Step::FailedAlone => {
-                    say(&format!(
-                        "{name} failed ({} polls unanswered)",
-                        states[i].missed
-                    ));
-                    run_commands(&w.on_failure);
-                    if what == Step::Failed {
-                        order(peer, "take_over");
-                        if !order(peer, "fence") {
-                            fence_not_done(&mut states[i], fenced_before);
-                        }
-                    } else {
-                        say(&format!(
-                            "{} does not take {name}'s SAs over: it is down, or was fenced \
-                             and has not restarted since",
-                            peer.name
-                        ));
-                    }
+    let period = Duration::from_millis(cfg.poll_ms);
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        for (i, w) in nodes.iter().enumerate() {
+            let (stop, tx) = (&*stop, tx.clone());
+            s.spawn(move || poller(w, i, cfg.poll_ms, stop, &tx));
+        }
+        let mut tick = Instant::now() + period;
+        let mut latest: [Option<Option<Answer>>; 2] = [None, None];
+        while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
+            match rx.recv_timeout(tick.saturating_duration_since(Instant::now())) {
+                Ok((i, answer)) => {
+                    latest[i] = Some(answer);
+                    continue;
                 }
-                Step::Back => {
-                    say(&format!("{name} back and synchronised"));
-                    if order(peer, "hand_back") {
-                        run_commands(&w.on_return);
-                    } else {
-                        // The peer does not see it synchronised yet, or did
-                        // not answer: asked again at the next poll, and the
-                        // flows stay where the SAs run.
-                        hand_back_not_done(&mut states[i]);
-                    }
-                }
-                Step::BackUnrestarted => say(&format!(
-                    "{name} answers in the life {} fenced: it gets nothing back until it \
-                     restarts (it cannot know how far {} ran without leases)",
-                    peer.name, peer.name
-                )),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            tick += period;
+            for (i, answer) in latest.iter_mut().enumerate() {
+                let answer = answer.take().flatten();
+                act(nodes, &mut states, i, answer, cfg.dead_after);
             }
         }
-        std::thread::sleep(Duration::from_millis(cfg.poll_ms));
-    }
+        stop.store(true, Ordering::Relaxed);
+    });
     Ok(())
+}
+
+/// Steps node `i` with its answer and carries out what that decides.
+fn act(
+    nodes: &[ManagedNode],
+    states: &mut [NodeState; 2],
+    i: usize,
+    answer: Option<Answer>,
+    dead_after: u32,
+) {
+    let fenced_before = states[i].fenced_life;
+    let what = step(states, i, answer, dead_after);
+    let (w, peer) = (&nodes[i], &nodes[1 - i]);
+    let name = &w.name;
+    match what {
+        Step::Nothing => {}
+        Step::Up => say(&format!("{name} up")),
+        Step::Failed | Step::FailedAlone => {
+            say(&format!(
+                "{name} failed ({} polls unanswered)",
+                states[i].missed
+            ));
+            run_commands(&w.on_failure);
+            if what == Step::Failed {
+                order(peer, "take_over");
+                if !order(peer, "fence") {
+                    fence_not_done(&mut states[i], fenced_before);
+                }
+            } else {
+                say(&format!(
+                    "{} does not take {name}'s SAs over: it is down, or was fenced \
+                     and has not restarted since",
+                    peer.name
+                ));
+            }
+        }
+        Step::Back => {
+            say(&format!("{name} back and synchronised"));
+            if order(peer, "hand_back") {
+                run_commands(&w.on_return);
+            } else {
+                // The peer does not see it synchronised yet, or did
+                // not answer: asked again at the next poll, and the
+                // flows stay where the SAs run.
+                hand_back_not_done(&mut states[i]);
+            }
+        }
+        Step::BackUnrestarted => say(&format!(
+            "{name} answers in the life {} fenced: it gets nothing back until it \
+             restarts (it cannot know how far {} ran without leases)",
+            peer.name, peer.name
+        )),
+        Step::Unreachable => say(&format!(
+            "{name} does not answer on its control socket, but {} hears it on the mirror \
+             link: not failed over (check {})",
+            peer.name,
+            w.control.display()
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -390,6 +474,7 @@ mod tests {
             life: Some(life),
             synced,
             holding: 0,
+            peer_alive: false,
         };
         step(nodes, i, Some(a), DEAD_AFTER)
     }
@@ -399,7 +484,53 @@ mod tests {
         life: None,
         synced: false,
         holding: 0,
+        peer_alive: false,
     };
+
+    /// A node whose control socket stops answering while its peer still
+    /// hears it on the mirror link runs: told once, not failed over (a
+    /// takeover and a fence would move its flows for a hung socket). Once
+    /// the peer no longer hears it either, it fails as any other.
+    #[test]
+    fn a_node_silent_to_the_host_but_heard_by_its_peer_is_not_failed_over() {
+        let mut nodes = up_pair();
+        let hears = Answer {
+            life: Some(B1),
+            synced: true,
+            holding: 0,
+            peer_alive: true,
+        };
+        let mut said = Vec::new();
+        for _ in 0..3 * DEAD_AFTER {
+            said.push(step(&mut nodes, 0, None, DEAD_AFTER));
+            assert_eq!(step(&mut nodes, 1, Some(hears), DEAD_AFTER), Step::Nothing);
+        }
+        let told: Vec<&Step> = said.iter().filter(|s| **s != Step::Nothing).collect();
+        assert_eq!(told, [&Step::Unreachable], "told once, never failed");
+        let deaf = Answer {
+            peer_alive: false,
+            ..hears
+        };
+        assert_eq!(step(&mut nodes, 1, Some(deaf), DEAD_AFTER), Step::Nothing);
+        assert_eq!(step(&mut nodes, 0, None, DEAD_AFTER), Step::Failed);
+    }
+
+    /// What the peer says counts only while the host hears the peer: a
+    /// node silent to the host whose peer is silent too fails (the peer's
+    /// last word is old news).
+    #[test]
+    fn a_silent_peers_old_word_keeps_nothing_from_failing() {
+        let mut nodes = up_pair();
+        let hears = Answer {
+            life: Some(B1),
+            synced: true,
+            holding: 0,
+            peer_alive: true,
+        };
+        assert_eq!(step(&mut nodes, 1, Some(hears), DEAD_AFTER), Step::Nothing);
+        assert_eq!(step(&mut nodes, 1, None, DEAD_AFTER), Step::Nothing);
+        assert_eq!(fail(&mut nodes, 0), Step::Failed);
+    }
 
     fn up_pair() -> [NodeState; 2] {
         let mut nodes = [NodeState::new(), NodeState::new()];
@@ -680,6 +811,7 @@ mod tests {
             life: Some(B1),
             synced: true,
             holding: 2,
+            peer_alive: false,
         };
         assert_eq!(step(&mut nodes, 1, Some(b), DEAD_AFTER), Step::Up);
         assert_eq!(answer(&mut nodes, 0, A2, true), Step::Up);
