@@ -291,3 +291,49 @@ fn an_esn_sa_that_sends_after_each_failover_stays_within_reach() {
     let ((_, sent_to), _) = cycles_until_held(&mut a, &mut b, t);
     assert_eq!(sent_to, last + 1, "measured from the last packet sent");
 }
+
+/// Found by driving the host: a host restarted after a rekey pushes its
+/// file, which lacks the SA the rekey added at run time. B, holding that
+/// SA after A's failure, hands it back to A's next life, which does not
+/// know it and ignores the hand-over: B no longer runs it, A never does,
+/// and it stays blind for as long as A is heard. A node handed an SA it
+/// does not have declines it, and the sender runs it again (past all it
+/// stored, as a takeover).
+#[test]
+fn an_sa_handed_back_to_a_peer_that_lacks_it_runs_on_at_its_holder() {
+    const OUT_R: u32 = 0x1700;
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let mut t = settle(&mut a, &mut b, 0);
+    for m in [&mut a, &mut b] {
+        m.add_sa(OUT_R, Direction::Outbound, true, A);
+    }
+    t = settle(&mut a, &mut b, t);
+    assert!(a.owns(OUT_R, Direction::Outbound));
+    drop(a);
+    declare_dead(&mut b, t + 100);
+    assert_eq!(b.take_over(), 3);
+    // A's next life, configured from a file without OUT_R.
+    let mut a2 = node(A, 3, t + 200);
+    t = settle(&mut a2, &mut b, t + 200);
+    assert!(a2.synced());
+    assert_eq!(b.hand_back(), 3);
+    t = settle(&mut a2, &mut b, t);
+    t = settle(&mut a2, &mut b, t);
+    assert!(!a2.owns(OUT_R, Direction::Outbound));
+    assert!(
+        b.owns(OUT_R, Direction::Outbound),
+        "declined by A2: B runs it again"
+    );
+    assert!(b.limit(OUT_R).unwrap() > 1, "and may send on it");
+    for (spi, dir) in [(OUT_A, Direction::Outbound), (IN_A, Direction::Inbound)] {
+        assert!(
+            a2.owns(spi, dir) && !b.owns(spi, dir),
+            "the others went home"
+        );
+    }
+    let evs = alone(&mut b, t, t + 3 * ALARM_AFTER_MS);
+    assert!(
+        !evs.iter().any(|e| matches!(e, MirrorEvent::Stalled { .. })),
+        "{evs:?}"
+    );
+}

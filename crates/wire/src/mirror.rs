@@ -359,6 +359,10 @@ pub enum OwnershipKind {
     /// The sender's view now matches a record it received (it took the
     /// change in); the receiver stops re-sending that record.
     Confirm,
+    /// The sender does not have the SA a record it received was about (a
+    /// hand-over of an SA it was never given, or deleted): the receiver
+    /// runs the SA again if the record handed it to the sender.
+    Declined,
 }
 
 impl OwnershipKind {
@@ -367,6 +371,7 @@ impl OwnershipKind {
             OwnershipKind::Change => 0,
             OwnershipKind::Handover => 1,
             OwnershipKind::Confirm => 2,
+            OwnershipKind::Declined => 3,
         }
     }
 
@@ -375,6 +380,7 @@ impl OwnershipKind {
             0 => Ok(OwnershipKind::Change),
             1 => Ok(OwnershipKind::Handover),
             2 => Ok(OwnershipKind::Confirm),
+            3 => Ok(OwnershipKind::Declined),
             _ => Err(malformed("unknown ownership kind")),
         }
     }
@@ -642,7 +648,7 @@ mod tests {
                 any::<u32>(),
                 any::<u64>(),
                 any::<u64>(),
-                0u8..3
+                0u8..4
             )
                 .prop_map(|(spi, dir, owner, generation, bound, k)| {
                     MirrorRecord::Ownership {
@@ -651,7 +657,7 @@ mod tests {
                         owner,
                         generation,
                         bound,
-                        kind: OwnershipKind::from_code(k).expect("0..3"),
+                        kind: OwnershipKind::from_code(k).expect("0..4"),
                     }
                 }),
             (any::<u32>(), dir.clone()).prop_map(|(spi, dir)| MirrorRecord::Query { spi, dir }),

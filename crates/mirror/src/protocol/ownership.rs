@@ -175,7 +175,8 @@ impl Mirror {
     }
 
     /// An ownership record from the peer: a change (or hand-over) to take
-    /// in and confirm, or the peer's confirmation of one of this node's.
+    /// in and confirm (or decline, for an SA this node does not have), or
+    /// the peer's confirmation or refusal of one of this node's.
     pub(super) fn ownership(&mut self, key: SaKey, record: OwnerRecord) {
         let OwnerRecord {
             owner,
@@ -189,6 +190,26 @@ impl Mirror {
             self.store(key.0, key.1, start);
         }
         let matches = |p: &PairSa| p.owner == owner && p.generation == generation;
+        if !self.pair.contains_key(&key) {
+            self.stats.records_ignored += 1;
+            if matches!(kind, OwnershipKind::Change | OwnershipKind::Handover) {
+                // Handed (or said to run) an SA this node was never given,
+                // or deleted: left unanswered, the sender would wait on it
+                // for good, a hand-over run by nobody.
+                let declined = OwnerRecord {
+                    owner,
+                    generation,
+                    bound: self.standby.get(key.0, key.1).map_or(0, |s| s.value),
+                    kind: OwnershipKind::Declined,
+                };
+                self.outbox.ownership.insert(key, declined);
+            }
+            return;
+        }
+        if kind == OwnershipKind::Declined {
+            self.declined(key, owner, generation);
+            return;
+        }
         if kind == OwnershipKind::Confirm {
             if self
                 .changes
@@ -225,6 +246,26 @@ impl Mirror {
                 kind: OwnershipKind::Confirm,
             };
             self.outbox.ownership.insert(key, confirm);
+        }
+    }
+
+    /// The peer does not have an SA this node sent it a record of. An SA
+    /// this node handed over to it (still blind: unconfirmed) runs here
+    /// again, as a takeover from all it stored: nobody else runs it, and
+    /// the peer's lives that may have are bounded there as for any
+    /// takeover. Any other record stays unconfirmed and goes again at each
+    /// refresh: the peer may be given the SA at run time soon (a view
+    /// that names it, as a bulk sync's does, or this node's takeover of
+    /// an SA the peer will add), and must then take the record in.
+    fn declined(&mut self, key: SaKey, owner: u32, generation: u64) {
+        let handed = self.pair.get(&key).is_some_and(|p| {
+            p.blind && p.owner == owner && p.generation == generation && owner == self.cfg.peer
+        });
+        if handed && self.synced() {
+            if let Some(p) = self.pair.get_mut(&key) {
+                p.blind = false;
+            }
+            self.take(key, generation + 1);
         }
     }
 

@@ -46,6 +46,7 @@ pub(crate) fn describe_record(r: &MirrorRecord) -> String {
                 OwnershipKind::Change => "change",
                 OwnershipKind::Handover => "handover",
                 OwnershipKind::Confirm => "confirm",
+                OwnershipKind::Declined => "declined",
             };
             format!(
                 "{kind} {}→{} g{generation} from {bound}",
