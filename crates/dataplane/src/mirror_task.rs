@@ -911,14 +911,21 @@ mod tests {
         exchange(&mut m, &mut peer);
         assert_eq!(m.take_over(), 1);
         let (mut r, _peer_end) = running(m);
-        r.turn(&AtomicBool::new(false));
-        let told: Vec<NodeEvent> = r
-            .task
-            .events
-            .drain()
-            .into_iter()
-            .filter(|e| matches!(e.kind, NodeEventKind::BeyondReach { .. }))
-            .collect();
+        let stop = AtomicBool::new(false);
+        let begun = Instant::now();
+        let mut told: Vec<NodeEvent> = Vec::new();
+        // Told on the watching timer.
+        while told.is_empty() && begun.elapsed() < Duration::from_secs(5) {
+            r.turn(&stop);
+            told.extend(
+                r.task
+                    .events
+                    .drain()
+                    .into_iter()
+                    .filter(|e| matches!(e.kind, NodeEventKind::BeyondReach { .. })),
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let [
             NodeEvent {
                 kind: NodeEventKind::BeyondReach { spi, sent_to, .. },

@@ -52,15 +52,15 @@ pub struct OwnedOutbound {
     sent_lease: u64,
     acked_lease: u64,
     changed: bool,
-    /// The first number of the run since the SA last started here: the
-    /// worker's reports below it are of no packet that went out.
+    /// The first number of the run since the SA last started here (or
+    /// where the node's persisted mark resumed it): the worker's reports
+    /// below it are of no packet that went out.
     first: u64,
     /// The first number past every one known to have gone out (0: not
     /// known).
     sent_to: u64,
-    /// Started too far past `sent_to` for the far end to follow: it may
-    /// send nothing until it is rekeyed (see `Mirror::limit`).
-    held: bool,
+    /// Whether this run was told to be beyond its far end's reach.
+    told_beyond: bool,
 }
 
 impl OwnedOutbound {
@@ -78,7 +78,7 @@ impl OwnedOutbound {
             changed: true,
             first: seq.saturating_add(1),
             sent_to: 0,
-            held: false,
+            told_beyond: false,
         }
     }
 
@@ -100,6 +100,7 @@ impl OwnedOutbound {
         if moved {
             self.seq = start - 1;
             self.first = start;
+            self.told_beyond = false;
             self.reported_block = self.seq / self.policy.interval;
         }
         self.acked_lease = self.acked_lease.max(acked);
@@ -119,6 +120,7 @@ impl OwnedOutbound {
         let start = base.saturating_add(by);
         self.seq = self.seq.max(start - 1);
         self.first = self.seq + 1;
+        self.told_beyond = false;
         self.reported_block = self.seq / self.policy.interval;
         self.sent_lease = start;
         self.acked_lease = 0;
@@ -155,11 +157,14 @@ impl OwnedOutbound {
     }
 
     /// The worker's absolute counters; returns whether the state is now due
-    /// (the sequence number crossed a multiple of the interval).
+    /// (the sequence number crossed a multiple of the interval, or the
+    /// run's first packet went out: the peer learns the far end saw a
+    /// number of this run before a takeover measures from it).
     pub fn progress(&mut self, seq: u64, bytes: u64, packets: u64) -> bool {
         if seq <= self.seq && bytes <= self.bytes && packets <= self.packets {
             return false;
         }
+        let first_sent = seq >= self.first && self.sent_to <= self.first;
         if seq >= self.first {
             self.sent_to = self.sent_to.max(seq.saturating_add(1));
         }
@@ -172,7 +177,7 @@ impl OwnedOutbound {
             self.reported_block = block;
             return true;
         }
-        false
+        first_sent
     }
 
     /// The lease to send now: `seq + quantity`, never below one already sent.
@@ -224,14 +229,21 @@ impl OwnedOutbound {
         news
     }
 
-    /// Whether it is held: started beyond the far end's reach.
-    pub fn held(&self) -> bool {
-        self.held
+    /// The first number of the current run.
+    pub fn first(&self) -> u64 {
+        self.first
     }
 
-    /// Holds it: it sends nothing more in this tenure.
-    pub fn hold(&mut self) {
-        self.held = true;
+    /// The node's persisted mark resumed the worker at `floor`: reports
+    /// below it (a stall before the first packet) are of nothing sent.
+    pub fn resumed_at(&mut self, floor: u64) {
+        self.first = self.first.max(floor);
+    }
+
+    /// Marks this run told to be beyond its far end's reach; returns
+    /// whether it was not already.
+    pub fn tell_beyond(&mut self) -> bool {
+        !std::mem::replace(&mut self.told_beyond, true)
     }
 
     /// The highest lease sent to the peer.
@@ -444,6 +456,7 @@ mod tests {
     #[test]
     fn interval_crossings_even_when_a_burst_jumps_over_several() {
         let mut s = sa(100, 300);
+        assert!(s.progress(1, 0, 1), "the run's first packet: due at once");
         assert!(!s.progress(99, 0, 99));
         assert!(s.progress(100, 0, 100));
         assert!(!s.progress(150, 0, 150));

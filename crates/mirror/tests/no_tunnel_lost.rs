@@ -210,13 +210,16 @@ fn failover_cycle(
     let t = settle(a, b, t);
     assert!(b.hand_back() > 0);
     let t = settle(a, b, t);
+    // The watching timer tells what is held.
+    a.handle_timeout(t);
+    b.handle_timeout(t);
     evs.extend(events(a));
     evs.extend(events(b));
     (evs, t, sent)
 }
 
 /// Failover cycles until OUT_E is held; its `BeyondReach` (start and
-/// `sent_to`) and every start activated before it.
+/// `sent_to`) and every other start activated up to then.
 fn cycles_until_held(a: &mut Mirror, b: &mut Mirror, mut t: u64) -> ((u64, u64), Vec<u64>) {
     let mut starts = Vec::new();
     for _ in 0..20 {
@@ -230,6 +233,7 @@ fn cycles_until_held(a: &mut Mirror, b: &mut Mirror, mut t: u64) -> ((u64, u64),
                     sent_to,
                 } => {
                     assert_eq!(spi, OUT_E);
+                    assert_eq!(starts.pop(), Some(start), "the last start is told");
                     return ((start, sent_to), starts);
                 }
                 MirrorEvent::Activate { spi, start, .. } if spi == OUT_E => starts.push(start),

@@ -1,6 +1,7 @@
 //! Alarms for a person: an SA this node runs that waits at its limit, and
 //! the dead peer's SAs that nobody took over, each told once it has lasted
-//! [`ALARM_AFTER_MS`] (looked at every refresh period, by
+//! [`ALARM_AFTER_MS`], and an ESN SA held beyond its far end's reach (see
+//! `reach`), told at the first look (looked at every refresh period, by
 //! [`handle_timeout`](Mirror::handle_timeout)). The pair heals itself from every failure it can see;
 //! these are the ones it cannot end alone (a mirror link down for good
 //! under leases, a takeover that has to be ordered).
@@ -18,6 +19,9 @@ pub(super) struct Alarms {
     /// The peer's SAs nobody runs, while it is dead: since when (the first
     /// check that saw them), and whether told.
     orphans: Option<(u64, bool)>,
+    /// Outbound SAs started, or taught what was sent on them, since the
+    /// last check: held beyond their far end's reach, they are told.
+    pub(super) reach_due: BTreeSet<u32>,
 }
 
 /// An owned SA stalled at its limit.
@@ -46,6 +50,7 @@ impl Mirror {
     /// [`ALARM_AFTER_MS`], and each stall told that ended (the limit
     /// moved past it, or the SA no longer runs here).
     pub(super) fn check_alarms(&mut self, now_ms: u64) {
+        self.check_reach();
         let keys: Vec<SaKey> = self.alarms.stalled.keys().copied().collect();
         for key in keys {
             let wanted = self.alarms.stalled[&key].wanted;

@@ -198,6 +198,11 @@ impl Mirror {
         let f = self.floors.entry((spi, dir)).or_insert(0);
         *f = (*f).max(floor);
         self.store(spi, dir, floor);
+        if let (Direction::Outbound, Some(o)) = (dir, self.outbound.get_mut(&spi)) {
+            // Its worker resumes there: a stall it reports below it is of
+            // no packet sent.
+            o.resumed_at(floor);
+        }
     }
 
     /// Registers an SA of the pair with its home node; if that is this
@@ -297,7 +302,11 @@ impl Mirror {
     pub fn limit(&self, spi: u32) -> Option<u64> {
         let s = self.outbound.get(&spi)?;
         let waiting = !self.synced() || self.adds.asking.contains(&(spi, Direction::Outbound));
-        Some(if waiting || s.held() { 0 } else { s.limit() })
+        Some(if waiting || self.beyond_reach(spi) {
+            0
+        } else {
+            s.limit()
+        })
     }
 
     /// The first sequence number owned inbound SA `spi` must not accept

@@ -124,7 +124,7 @@ impl Mirror {
     /// state for the peer.
     pub(super) fn activated(&mut self, spi: u32, dir: Direction, start: u64, bitmap: Vec<u64>) {
         if dir == Direction::Outbound {
-            self.check_reach(spi, start);
+            self.run_started(spi);
         }
         self.events.push_back(MirrorEvent::Activate {
             spi,

@@ -58,12 +58,10 @@ impl Mirror {
             match r {
                 MirrorRecord::SaState(mut s) => {
                     s.bitmap.truncate(self.carried_words());
-                    if let Some(o) = self.outbound.get_mut(&s.spi)
-                        && s.dir == Direction::Outbound
-                    {
+                    if s.dir == Direction::Outbound {
                         // Numbers another owner sent (or knew of) under it:
                         // the far end saw them too.
-                        o.learn_sent(s.sent_to);
+                        self.learn_sent(s.spi, s.sent_to);
                     }
                     if s.copy {
                         self.copy_received(s);

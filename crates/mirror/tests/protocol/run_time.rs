@@ -117,6 +117,9 @@ fn an_sa_may_have_its_own_interval_and_quantity() {
     assert_eq!(a.interval_of(0x7001, Direction::Outbound), 100);
     assert_eq!(a.interval_of(0x7002, Direction::Inbound), 10);
     exchange(&mut a, &mut b, 0);
+    // The first packet of a run is due at once, whatever the interval.
+    a.outbound_progress(0x7001, 1, 0, 1);
+    exchange(&mut a, &mut b, 0);
     let base = |m: &Mirror, spi| m.standby().get(spi, Direction::Outbound).unwrap().value;
     let (b0, b1) = (base(&b, 0x7000), base(&b, 0x7001));
     // 12 packets cross a multiple of 10 but not of 100.
