@@ -26,6 +26,12 @@ pub struct BulkOutcome {
     pub owner_bytes_per_sa: f64,
     /// Mirror bookkeeping per standby SA on the joiner after the sync, bytes.
     pub standby_bytes_per_sa: f64,
+    /// Mirror frames the link's loss rule dropped, both ways (over veth).
+    pub dropped: u64,
+    /// Sendings of the bulk whose last part reached the joiner with
+    /// others missing (it asked again at once; a sending whose last part
+    /// was lost is asked again at the refresh).
+    pub asked_again: u64,
 }
 
 fn node(me: u32, epoch: u64) -> Mirror {
@@ -73,6 +79,8 @@ pub fn bulk_sync(n: usize, allocated: &dyn Fn() -> usize) -> BulkOutcome {
         frames,
         owner_bytes_per_sa: owner_bytes as f64 / n as f64,
         standby_bytes_per_sa: standby_bytes as f64 / n as f64,
+        dropped: 0,
+        asked_again: joiner.stats().bulks_incomplete,
     }
 }
 
@@ -106,12 +114,84 @@ impl Drop for Veth {
     }
 }
 
+/// An nftables rule dropping `percent` % of the mirror frames (EtherType
+/// 0x88B5) arriving on each of some interfaces, at random (`numgen
+/// random`), counted; deleted when dropped.
+struct Loss(&'static str);
+
+impl Loss {
+    fn make(table: &'static str, devices: &[&str], percent: u32) -> anyhow::Result<Loss> {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "netdev", table])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let mut rules = format!("table netdev {table} {{\n");
+        for (k, dev) in devices.iter().enumerate() {
+            rules += &format!(
+                "  chain in{k} {{ type filter hook ingress device {dev} priority 0; \
+                 ether type 0x88b5 numgen random mod 100 < {percent} counter drop; }}\n"
+            );
+        }
+        rules += "}\n";
+        let out = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn();
+        let mut child = out.map_err(|e| anyhow::anyhow!("nft: {e} (nftables is needed)"))?;
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("piped")
+                .write_all(rules.as_bytes())?;
+        }
+        anyhow::ensure!(child.wait()?.success(), "nft refused:\n{rules}");
+        Ok(Loss(table))
+    }
+
+    /// Frames dropped so far, every chain's counter summed.
+    fn dropped(&self) -> anyhow::Result<u64> {
+        let out = Command::new("nft")
+            .args(["-j", "list", "table", "netdev", self.0])
+            .output()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let mut sum = 0;
+        for item in v["nftables"].as_array().into_iter().flatten() {
+            for expr in item["rule"]["expr"].as_array().into_iter().flatten() {
+                sum += expr["counter"]["packets"].as_u64().unwrap_or(0);
+            }
+        }
+        Ok(sum)
+    }
+}
+
+impl Drop for Loss {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "netdev", self.0])
+            .status();
+    }
+}
+
 /// The same bulk sync as [`bulk_sync`], the two cores in one thread taking
 /// turns, over a veth pair made for it (needs root): frames go through the
 /// kernel and AF_PACKET rings, and what a full ring drops the protocol's
-/// refresh sends again. Memory is not measured here.
-pub fn bulk_sync_veth(n: usize) -> anyhow::Result<BulkOutcome> {
-    let _veth = Veth::make("egbulk0", "egbulk1")?;
+/// refresh sends again. With `loss_percent` above 0, nftables drops that
+/// share of the mirror frames arriving at each end, at random, and counts
+/// them: the joiner asks for the parts it misses until its bulk is whole.
+/// Memory is not measured here.
+pub fn bulk_sync_veth(n: usize, loss_percent: u32) -> anyhow::Result<BulkOutcome> {
+    let veth = Veth::make("egbulk0", "egbulk1")?;
+    let loss = if loss_percent > 0 {
+        Some(Loss::make(
+            "egbulk_loss",
+            &["egbulk0", "egbulk1"],
+            loss_percent,
+        )?)
+    } else {
+        None
+    };
     let pool = Mempool::new(4096, 1024);
     let queue = |ifname: &str| -> anyhow::Result<af_packet::AfPacketQueue> {
         Ok(af_packet::open(ifname, 1, 0, "mirror", None, 1500)?
@@ -138,10 +218,12 @@ pub fn bulk_sync_veth(n: usize) -> anyhow::Result<BulkOutcome> {
     }
     let t0 = Instant::now();
     let mut frames = 0u64;
+    let limit = Duration::from_secs(if loss.is_some() { 600 } else { 60 });
     while !(joiner.0.synced() && joiner.0.standby().len() == n) {
         anyhow::ensure!(
-            t0.elapsed() < Duration::from_secs(60),
-            "bulk sync of {n} SAs over veth did not finish in 60 s"
+            t0.elapsed() < limit,
+            "bulk sync of {n} SAs over veth with {loss_percent} % loss did not finish in {} s",
+            limit.as_secs()
         );
         let now = t0.elapsed().as_millis() as u64;
         joiner.1.send(&mut joiner.0, now);
@@ -149,12 +231,18 @@ pub fn bulk_sync_veth(n: usize) -> anyhow::Result<BulkOutcome> {
         frames += owner.1.send(&mut owner.0, now) as u64;
         while joiner.1.receive(&mut joiner.0, now) > 0 {}
     }
+    let seconds = t0.elapsed().as_secs_f64();
+    let dropped = loss.as_ref().map_or(Ok(0), Loss::dropped)?;
+    drop(loss);
+    drop(veth);
     Ok(BulkOutcome {
         sas: n,
-        seconds: t0.elapsed().as_secs_f64(),
+        seconds,
         frames,
         owner_bytes_per_sa: 0.0,
         standby_bytes_per_sa: 0.0,
+        dropped,
+        asked_again: joiner.0.stats().bulks_incomplete,
     })
 }
 

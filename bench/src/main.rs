@@ -399,7 +399,7 @@ impl Bench {
             &["SAs", "sync s", "frames"],
         );
         for &n in sizes {
-            match espgate_bench::bulk::bulk_sync_veth(n) {
+            match espgate_bench::bulk::bulk_sync_veth(n, 0) {
                 Ok(o) => t.row(vec![
                     n.to_string(),
                     format!("{:.3}", o.seconds),
@@ -412,10 +412,47 @@ impl Bench {
             }
         }
         self.tables.push(t);
+        let mut t = Table::new(
+            "bulk_loss",
+            "6c. The bulk sync over veth with mirror frames lost at random both ways (nftables numgen; needs root)",
+            &[
+                "SAs",
+                "loss %",
+                "sync s",
+                "frames",
+                "dropped",
+                "bulks completed again",
+            ],
+        );
+        let n = *sizes.last().expect("sizes");
+        for loss in [1, 10] {
+            match espgate_bench::bulk::bulk_sync_veth(n, loss) {
+                Ok(o) => t.row(vec![
+                    n.to_string(),
+                    loss.to_string(),
+                    format!("{:.3}", o.seconds),
+                    o.frames.to_string(),
+                    o.dropped.to_string(),
+                    o.asked_again.to_string(),
+                ]),
+                Err(e) => {
+                    eprintln!("espgate-bench: bulk sync over veth with loss: {e:#}");
+                    t.row(vec![
+                        n.to_string(),
+                        loss.to_string(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                    ]);
+                }
+            }
+        }
+        self.tables.push(t);
         let (out, inb) = espgate_bench::bulk::esp_sa_bytes(10_000, &espgate_io::alloc::live);
         let mut t = Table::new(
             "esp_sa_memory",
-            "6c. Memory of an ESP SA object in a worker (AES-128-GCM, ring key schedule included)",
+            "6d. Memory of an ESP SA object in a worker (AES-128-GCM, ring key schedule included)",
             &["direction", "bytes/SA"],
         );
         t.row(vec!["outbound".into(), format!("{out:.0}")]);
