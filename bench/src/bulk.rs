@@ -28,10 +28,6 @@ pub struct BulkOutcome {
     pub standby_bytes_per_sa: f64,
     /// Mirror frames the link's loss rule dropped, both ways (over veth).
     pub dropped: u64,
-    /// Sendings of the bulk whose last part reached the joiner with
-    /// others missing (it asked again at once; a sending whose last part
-    /// was lost is asked again at the refresh).
-    pub asked_again: u64,
 }
 
 fn node(me: u32, epoch: u64) -> Mirror {
@@ -80,7 +76,6 @@ pub fn bulk_sync(n: usize, allocated: &dyn Fn() -> usize) -> BulkOutcome {
         owner_bytes_per_sa: owner_bytes as f64 / n as f64,
         standby_bytes_per_sa: standby_bytes as f64 / n as f64,
         dropped: 0,
-        asked_again: joiner.stats().bulks_incomplete,
     }
 }
 
@@ -242,7 +237,6 @@ pub fn bulk_sync_veth(n: usize, loss_percent: u32) -> anyhow::Result<BulkOutcome
         owner_bytes_per_sa: 0.0,
         standby_bytes_per_sa: 0.0,
         dropped,
-        asked_again: joiner.0.stats().bulks_incomplete,
     })
 }
 

@@ -433,7 +433,6 @@ impl Bench {
                     format!("{:.3}", o.seconds),
                     o.frames.to_string(),
                     o.dropped.to_string(),
-                    o.asked_again.to_string(),
                 ]),
                 Err(e) => {
                     eprintln!("espgate-bench: bulk sync over veth with loss: {e:#}");

@@ -22,12 +22,11 @@ fn a_million_sa_bulk_completes_over_a_lossy_veth() {
         let o = bulk_sync_veth(SAS, loss).expect("bulk sync over a lossy veth");
         println!(
             "  {loss:>2} % lost each way: {:.2} s, {} frames sent ({} more than lossless), \
-             {} dropped by nftables, {} sendings ended with parts missing",
+             {} dropped by nftables",
             o.seconds,
             o.frames,
             o.frames.saturating_sub(clean.frames),
             o.dropped,
-            o.asked_again
         );
         assert_eq!(o.sas, SAS);
         assert!(o.dropped > 0, "the loss rule dropped nothing at {loss} %");
