@@ -13,8 +13,10 @@ obeyed once the peer is dead), add or delete an SA during a partition or
 after a restart (the restarted node's file predates the add: the host
 adds it again), replay recorded mirror frames of earlier lives into a
 restarting node, crash-loop a node (killed again before or right after
-it syncs), restart a node with its clock an hour behind (libfaketime), or
-cut the power of both at once (their state directories kept). Otherwise
+it syncs), restart a node with its clock an hour behind (libfaketime),
+cut the power of both at once (their state directories kept), or restart
+both one after the other as a maintenance window does (each stopped
+gracefully or killed, the second once the first has synchronised). Otherwise
 a node is killed only while the other runs and is synchronised: without
 its state directory the guarantee needs one node's memory to survive. Every kind of round is counted as it ran
 (a kill whose peer is not healthy is counted as the loss round it
@@ -67,7 +69,7 @@ from topology import Topology, control_request, prefix, wait_for  # noqa: E402
 REPO = HERE.parents[1]
 ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay", "reorder", "padded", "second",
            "fence_refused", "fence_isolated", "sa_change_cut", "sa_change_restart", "mirror_replay",
-           "crash_loop", "clock_back", "power_loss"]
+           "crash_loop", "clock_back", "power_loss", "rolling_restart"]
 
 
 def extra_sas(gen):
@@ -250,7 +252,7 @@ class Chaos:
         victim = self.rng.choice(["a", "b"])
         other = "b" if victim == "a" else "a"
         needs_peer = ("kill", "kill_delayed", "restart", "fence_isolated", "sa_change_restart", "mirror_replay",
-                      "crash_loop", "clock_back")
+                      "crash_loop", "clock_back", "rolling_restart")
         if action in needs_peer and not self.healthy(other):
             action = "loss"
         if action in ("kill", "kill_delayed"):
@@ -314,6 +316,14 @@ class Chaos:
             time.sleep(self.rng.uniform(0.0, 1.0))
             for n in ("a", "b"):
                 self.start(n)
+        elif action == "rolling_restart":
+            for n in (victim, other):
+                if self.rng.random() < 0.5:
+                    self.kill(n)
+                else:
+                    self.topo.stop(self.p.procs[n])
+                self.start(n)
+                assert self.settle(), f"the pair did not heal after {n}'s restart in a rolling restart"
         elif action == "crash_loop":
             for _ in range(self.rng.randint(2, 4)):
                 self.kill(victim)
