@@ -23,7 +23,7 @@ import time
 
 import pytest
 from scapy.all import ARP, ESP, IP, Ether, rdpcap
-from topology import wait_for, wait_udp_listening
+from topology import control_request, wait_for, wait_udp_listening
 
 HERE = pathlib.Path(__file__).parent
 KEYS = {
@@ -462,7 +462,9 @@ def test_host_processor_pushes_configs_reroutes_and_fails_back(topo, espgate, tm
     """Nodes start empty and wait on their control sockets; the host pushes
     their configurations (keys included), watches them, and on a kill -9
     reroutes h1, orders b to take over and fences a; when a is back and
-    synchronised it orders the hand-back and routes h1 back."""
+    synchronised it orders the hand-back and routes h1 back. An SA added
+    to both nodes at run time (not in a's file) reaches a's next life: the
+    host configures it with the SAs b runs."""
     p = Pair(topo, espgate, tmp_path, {"takeover": "manual", "failback": "manual"})
     socks = {n: tmp_path / f"{n}.sock" for n in ("a", "b")}
     for n in ("a", "b"):
@@ -483,6 +485,12 @@ def test_host_processor_pushes_configs_reroutes_and_fails_back(topo, espgate, tm
     topo.start(p.b, espgate, "run", "--control", str(socks["b"]), log=tmp_path / "b.log")
     host = topo.start(p.sw, espgate, "host", "--config", str(tmp_path / "host.yaml"), log=tmp_path / "host.log")
     assert wait_for(lambda: "synced" in p.log("a.log") and "synced" in p.log("b.log"), timeout=20), p.log("host.log")
+    added = ("sas:\n  - { spi: 0x3000, direction: outbound, aead: aes-128-gcm, "
+             "key: 0x00112233445566778899aabbccddeeff01020304, tunnel: { src: 192.0.2.1, dst: 192.0.2.100 }, "
+             "home: 1 }\n")
+    for n in ("a", "b"):
+        answer = control_request(socks[n], json.dumps({"op": "sa_add", "yaml": added}))
+        assert answer.get("ok"), f"sa_add on {n}: {answer}"
     topo.start(p.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
     time.sleep(0.3)
     stream = topo.start(p.h1, "python3", str(HERE / "flow.py"), "stream", "10.3.0.10", "7000", "7",
@@ -494,6 +502,9 @@ def test_host_processor_pushes_configs_reroutes_and_fails_back(topo, espgate, tm
     time.sleep(1.5)
     topo.start(p.a, espgate, "run", "--control", str(socks["a"]), log=tmp_path / "a2.log")
     assert wait_for(lambda: "a back and synchronised" in p.log("host.log"), timeout=20), p.log("host.log")
+    a_sas = control_request(socks["a"], json.dumps({"op": "sa_list"}))["sas"]
+    assert any(s["spi"] == 0x3000 and s["direction"] == "outbound" for s in a_sas), \
+        f"a's next life lacks the SA added at run time: {[s['spi'] for s in a_sas]}"
     stream.wait(timeout=40)
     topo.stop(host)
     time.sleep(0.3)
@@ -510,7 +521,7 @@ def test_host_processor_pushes_configs_reroutes_and_fails_back(topo, espgate, tm
         + [f"0x1000: {runs(frames, 0x1000)}", f"(SPI, seq) used twice: {len(pairs) - len(set(pairs))}"])]
     with capsys.disabled():
         print("\n" + "\n".join(lines) + "\n" + log)
-    for line in ("a configured", "b configured", "a failed", "b take_over: ok", "b fence: ok",
+    for line in ("a configured", "b configured", "a failed", "b take_over: ok", "b fence: ok", "a gets the SAs b runs",
                  f"ip netns exec {p.h1} ip route replace default via 10.1.0.2",
                  "a back and synchronised", "b hand_back: ok",
                  f"ip netns exec {p.h1} ip route replace default via 10.1.0.1"):

@@ -68,6 +68,14 @@ pub struct SaAdded {
     pub rules: usize,
 }
 
+/// `sa_export`: the SAs the node runs and its rules, as node-file YAML
+/// (keys included; SAs a rekey replaced left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaExport {
+    /// `sas:` and `spd:`.
+    pub yaml: String,
+}
+
 /// `sa_rekey`: the new SA, and how long the old one lives on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SaRekeyed {
@@ -87,6 +95,7 @@ pub struct MetricsText {
 impl Body for Done {}
 impl Body for Events {}
 impl Body for SaAdded {}
+impl Body for SaExport {}
 impl Body for SaRekeyed {}
 impl Body for MetricsText {}
 impl Body for SaList {}

@@ -5,6 +5,7 @@
 
 pub mod answer;
 pub mod error;
+pub mod export;
 pub mod hexkey;
 pub mod host_file;
 mod mirror_section;

@@ -10,6 +10,7 @@
 //! | `{"op":"events"}` | `{"ok":true,"events":["event t=.. ..", ..]}` (since the last call) |
 //! | `{"op":"sa_list"}` | `{"ok":true,"sas":[{"spi":4096,"direction":"outbound","worker":0,"home":1,"owner":1,"state":"active"\|"standby"\|"retiring","seq":..,"lease_end":..,"packets":..,"bytes":..,"drops":{..},"lifetime_left":{..},..}]}` |
 //! | `{"op":"sa_add","yaml":"sas: [..]\nspd: [..]","position":0}` | `{"ok":true,"sas":N,"rules":M}` (`position` optional: rules go last) |
+//! | `{"op":"sa_export"}` | `{"ok":true,"yaml":"sas:\n  - {..}\nspd:\n  - {..}\n"}`: the SAs running (keys included, those a rekey replaced left out) and the rules, as a node file writes them |
 //! | `{"op":"sa_del","spi":"0x1000","direction":"outbound"}` | `{"ok":true}`: the SA and the rules naming it are gone |
 //! | `{"op":"sa_rekey","spi":"0x1000","direction":"outbound","yaml":"<SA file>","grace_ms":5000}` | `{"ok":true,"new_spi":..,"grace_ms":..}` |
 //! | `{"op":"stats"}` | `{"ok":true,"workers":[{..counters, drops by reason, queues, burst_ns quantiles..}],"total":{..}}` |
@@ -59,6 +60,9 @@ pub enum Request {
         #[serde(default)]
         position: Option<usize>,
     },
+    /// The SAs and rules the node runs, as node-file YAML with keys (for
+    /// the host: a returning peer gets these, not its file's).
+    SaExport {},
     /// Delete an SA and the rules naming it.
     SaDel {
         /// Its SPI.

@@ -28,7 +28,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use espgate_control::answer::{AnswerError, Done, Status, read};
+use espgate_control::answer::{AnswerError, Done, SaExport, Status, read};
 use espgate_control::{HostConfig, ManagedNode};
 use espgate_dataplane::mirror_task::unix_ms;
 use serde_json::json;
@@ -301,11 +301,36 @@ fn status(w: &ManagedNode) -> Option<Status> {
         .ok()
 }
 
-/// One poll of one node: configure it if it waits; returns its status.
-fn poll(w: &ManagedNode) -> Option<Status> {
+/// The configuration node `w` gets: its file, with the SAs and rules its
+/// peer runs now when the peer answers (a rekey or an SA added at run time
+/// since the file was written would otherwise be missing: the peer would
+/// hand it back to a node that does not know it), else its file as it is.
+fn config_for(w: &ManagedNode, peer: &ManagedNode) -> String {
+    let running = ask(&peer.control, &json!({ "op": "sa_export" }))
+        .ok()
+        .and_then(|a| read::<SaExport>("sa_export", &a).ok());
+    let Some(SaExport { yaml }) = running else {
+        return w.config.clone();
+    };
+    match espgate_control::export::with_running_sas(&w.config, &yaml) {
+        Ok(config) => {
+            say(&format!("{} gets the SAs {} runs", w.name, peer.name));
+            config
+        }
+        Err(e) => {
+            say(&format!("{}: {e}: its file's SAs go", w.name));
+            w.config.clone()
+        }
+    }
+}
+
+/// One poll of one node: configure it if it waits (see [`config_for`]);
+/// returns its status.
+fn poll(w: &ManagedNode, peer: &ManagedNode) -> Option<Status> {
     let status = self::status(w)?;
     if status == Status::WaitingConfig {
-        let a = ask(&w.control, &json!({ "op": "configure", "yaml": w.config })).ok()?;
+        let config = config_for(w, peer);
+        let a = ask(&w.control, &json!({ "op": "configure", "yaml": config })).ok()?;
         match read::<Done>("configure", &a) {
             Ok(Done {}) => {}
             Err(AnswerError::Refused(why)) => {
@@ -330,13 +355,14 @@ fn poll(w: &ManagedNode) -> Option<Status> {
 /// only its own poller, for as long as the control socket's timeout.
 fn poller(
     w: &ManagedNode,
+    peer: &ManagedNode,
     i: usize,
     poll_ms: u64,
     stop: &AtomicBool,
     tx: &mpsc::Sender<(usize, Option<Answer>)>,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let answer = poll(w).as_ref().map(Answer::from);
+        let answer = poll(w, peer).as_ref().map(Answer::from);
         if tx.send((i, answer)).is_err() {
             return;
         }
@@ -364,8 +390,8 @@ pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
         for (i, w) in nodes.iter().enumerate() {
-            let (stop, tx) = (&*stop, tx.clone());
-            s.spawn(move || poller(w, i, cfg.poll_ms, stop, &tx));
+            let (stop, tx, peer) = (&*stop, tx.clone(), &nodes[1 - i]);
+            s.spawn(move || poller(w, peer, i, cfg.poll_ms, stop, &tx));
         }
         let mut tick = Instant::now() + period;
         let mut latest: [Option<Option<Answer>>; 2] = [None, None];

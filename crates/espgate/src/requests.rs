@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use espgate_control::answer::{Done, MetricsText, SaAdded, SaRekeyed, carried_out, refusal};
+use espgate_control::answer::{
+    Done, MetricsText, SaAdded, SaExport, SaRekeyed, carried_out, refusal,
+};
 use espgate_control::request::Request;
 use espgate_dataplane::RunningNode;
 use serde_json::Value;
@@ -40,6 +42,24 @@ fn run(req: Request, node: &mut RunningNode) -> Result<Value, String> {
             node.commands_pending(),
         )),
         Request::Peer {} => carried_out(&views::peer(node)),
+        Request::SaExport {} => {
+            let replaced: Vec<(u32, espgate_esp::Direction)> =
+                node.retiring().map(|(spi, dir, _)| (spi, dir)).collect();
+            let cfg = node.config();
+            let sas: Vec<_> = cfg
+                .sas
+                .iter()
+                .filter(|e| !replaced.contains(&(e.sa.spi, e.sa.direction)))
+                .cloned()
+                .collect();
+            carried_out(&SaExport {
+                yaml: espgate_control::export::sas_and_rules(
+                    &sas,
+                    &cfg.spd,
+                    cfg.mirror.as_ref().map(|m| m.protocol.node),
+                ),
+            })
+        }
         Request::Metrics => {
             let workers = node.snapshot().map_err(|e| e.to_string())?;
             carried_out(&MetricsText {
