@@ -14,9 +14,13 @@ after a restart (the restarted node's file predates the add: the host
 adds it again), replay recorded mirror frames of earlier lives into a
 restarting node, crash-loop a node (killed again before or right after
 it syncs), restart a node with its clock an hour behind (libfaketime),
-cut the power of both at once (their state directories kept), or restart
+cut the power of both at once (their state directories kept), restart
 both one after the other as a maintenance window does (each stopped
-gracefully or killed, the second once the first has synchronised). Otherwise
+gracefully or killed, the second once the first has synchronised), or
+have the host processor (`espgate host`) manage a node's failure and
+restart the host while the node is down: its files are the nodes' first
+ones (stale once SAs were added at run time), and the node's next life
+waits for the host to configure it. Otherwise
 a node is killed only while the other runs and is synchronised: without
 its state directory the guarantee needs one node's memory to survive. Every kind of round is counted as it ran
 (a kill whose peer is not healthy is counted as the loss round it
@@ -36,8 +40,6 @@ becomes). At the end the checker proves:
   port is ARP or ESP (IPv4, IPv6, or in UDP), and r's ESP frames are
   exactly as many as r says it encrypted.
 
-Not here: a fence ordered by `espgate host` (test_failover's host test
-covers it, not at random).
 
 Reordering: this kernel has no netem, so for a reorder round the mirror
 link's bridge gives way to a relay (relay.py) that delays frames and lets
@@ -69,7 +71,7 @@ from topology import Topology, control_request, prefix, wait_for  # noqa: E402
 REPO = HERE.parents[1]
 ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay", "reorder", "padded", "second",
            "fence_refused", "fence_isolated", "sa_change_cut", "sa_change_restart", "mirror_replay",
-           "crash_loop", "clock_back", "power_loss", "rolling_restart"]
+           "crash_loop", "clock_back", "power_loss", "rolling_restart", "host_restart"]
 
 
 def extra_sas(gen):
@@ -252,7 +254,7 @@ class Chaos:
         victim = self.rng.choice(["a", "b"])
         other = "b" if victim == "a" else "a"
         needs_peer = ("kill", "kill_delayed", "restart", "fence_isolated", "sa_change_restart", "mirror_replay",
-                      "crash_loop", "clock_back", "rolling_restart")
+                      "crash_loop", "clock_back", "rolling_restart", "host_restart")
         if action in needs_peer and not self.healthy(other):
             action = "loss"
         if action in ("kill", "kill_delayed"):
@@ -324,6 +326,8 @@ class Chaos:
                     self.topo.stop(self.p.procs[n])
                 self.start(n)
                 assert self.settle(), f"the pair did not heal after {n}'s restart in a rolling restart"
+        elif action == "host_restart":
+            self.host_restart(victim)
         elif action == "crash_loop":
             for _ in range(self.rng.randint(2, 4)):
                 self.kill(victim)
@@ -353,6 +357,44 @@ class Chaos:
         text = log.read_text()
         assert rc != 0 and "is running already" in text, f"a second {victim} was not refused ({rc}): {text}"
         assert "event" not in text and "synced" not in text, f"a second {victim} ran: {text}"
+
+    def host_restart(self, victim):
+        """The host processor watches the pair; `victim` is killed, the host
+        declares it failed (it orders the peer's takeover and a fence) and
+        is itself restarted while the victim is down. The victim's next
+        life waits for its configuration: the new host pushes it its file's
+        settings with the SAs its peer runs (the host's files are the
+        nodes' first ones, which lack the SAs added at run time since), and
+        orders the hand-back it finds owed (the peer holds the victim's
+        SAs, unless its automatic failback gave them back first)."""
+        other = "b" if victim == "a" else "a"
+        k = self.done["host_restart"]
+        for n in ("a", "b"):
+            (self.tmp / f"host-{n}.yaml").write_text(self.base_yaml[n])
+        (self.tmp / "host.yaml").write_text(
+            "host: { poll_ms: 20, dead_after: 5 }\nnodes:\n"
+            + "".join(f"  - name: {n}\n    control: {self.sock[n]}\n    config: host-{n}.yaml\n" for n in ("a", "b")))
+
+        def host(life):
+            log = self.tmp / f"host-{k}-{life}.log"
+            proc = self.topo.start(self.p.sw, self.espgate, "host", "--config", str(self.tmp / "host.yaml"), log=log)
+            return proc, log
+
+        h1, log1 = host(1)
+        assert wait_for(lambda: "a up" in log1.read_text() and "b up" in log1.read_text(), timeout=10), \
+            log1.read_text()
+        self.kill(victim)
+        assert wait_for(lambda: f"{victim} failed" in log1.read_text(), timeout=10), log1.read_text()
+        self.topo.stop(h1)
+        self.lives[victim] += 1
+        ns = {"a": self.p.a, "b": self.p.b}[victim]
+        self.p.procs[victim] = self.topo.start(ns, self.espgate, "run", "--control", str(self.sock[victim]),
+                                               log=self.tmp / f"{victim}-{self.lives[victim]}.log")
+        h2, log2 = host(2)
+        assert wait_for(lambda: f"{victim} configured" in log2.read_text(), timeout=20), log2.read_text()
+        assert f"{victim} gets the SAs {other} runs" in log2.read_text(), log2.read_text()
+        assert self.settle(), f"the pair did not heal under the restarted host:\n{log2.read_text()}"
+        self.topo.stop(h2)
 
     def sa_change(self):
         """The host adds the run-time SAs to both nodes, or deletes them
