@@ -33,9 +33,9 @@ becomes). At the end the checker proves:
   ESN inference would soon lose it; the largest jump is printed);
 - no replay accepted beyond the documented bound: with strict inbound
   takeover the bound is zero, so no datagram reaches a host twice;
-- no SA lost: once the pair has healed, every SA is active on exactly one
-  node, both nodes agree on its owner, and at least 99 % of the traffic
-  is echoed;
+- no SA lost: after every round, once the pair has healed, every SA is
+  active on exactly one node and both nodes agree on its owner; at the
+  end, at least 99 % of the traffic is echoed;
 - the capture is complete: dumpcap dropped nothing, every frame on r's
   port is ARP or ESP (IPv4, IPv6, or in UDP), and r's ESP frames are
   exactly as many as r says it encrypted.
@@ -88,6 +88,13 @@ def extra_sas(gen):
 
 
 RATE = 200
+
+
+def not_one_owner(owners):
+    """The SAs of `Chaos.owners` not active on exactly one node and standby
+    on the other, or whose owner the two nodes name differently."""
+    return [sa for sa, v in owners.items()
+            if sorted(state for state, _ in v.values()) != ["active", "standby"] or len({o for _, o in v.values()}) != 1]
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
@@ -340,6 +347,12 @@ class Chaos:
             raise AssertionError(f"the pair did not heal after {action} of {victim} "
                                  f"(mirror loss {self.loss} %; a: {self.status('a')}; b: {self.status('b')}):\n"
                                  + "".join(self.p.log(f"{n}-{self.lives[n]}.log")[-3000:] for n in ("a", "b")))
+        # Healed: every SA runs on exactly one node, which both name (a
+        # hand-back may be on its way for a moment).
+        owners = []
+        if not wait_for(lambda: owners.append(self.owners()) or not not_one_owner(owners[-1]), timeout=10, step=0.2):
+            raise AssertionError(f"after {action} of {victim} the pair healed with SAs not on exactly one "
+                                 f"node: {not_one_owner(owners[-1])}")
 
     def second(self, victim):
         """A second `espgate run` of a running node, with its own control
@@ -536,8 +549,7 @@ class Chaos:
         jump = largest_jump(sent)
         flows = {h: flow(self.tmp / f"{h}.json") for h in ("h1", "h2")}
         dups = sum(json.loads((self.tmp / f"{h}.json").read_text()).get("duplicates", 0) for h in flows)
-        lost_sas = [sa for sa, v in owners.items()
-                    if sorted(state for state, _ in v.values()) != ["active", "standby"] or len({o for _, o in v.values()}) != 1]
+        lost_sas = not_one_owner(owners)
         late = {h: [k for k, t in enumerate(s) if ends - 1.5 < t < ends - 0.5] for h, (s, e) in flows.items()}
         flowing = {h: sum(k in flows[h][1] for k in late[h]) / max(1, len(late[h])) for h in flows}
         last_echo = {h: round(ends - max(e.values(), default=0), 1) for h, (s, e) in flows.items()}
