@@ -97,14 +97,21 @@ def test_the_compose_pair_runs_in_namespaces(topo, tmp_path, capsys, release_esp
         assert wait_for(lambda: synced("a") and synced("b"), timeout=40), \
             "\n".join((tmp_path / f"{n}.log").read_text() for n in procs)
         def dump():
-            return "\n".join(f"{n}: " + subprocess.run([binary, "stats", "--control", str(sock[n])], capture_output=True,
-                                                       text=True).stdout for n in procs if sock[n].exists())
+            """Each node's counters, SAs (drops by reason) and pair, and its log's end: what a failure needs."""
+            out = []
+            for n in procs:
+                if sock[n].exists():
+                    for what in (["stats"], ["sa", "list", "--json"], ["peer"]):
+                        out.append(f"{n} {' '.join(what)}: " + subprocess.run(
+                            [binary, *what, "--control", str(sock[n])], capture_output=True, text=True).stdout)
+                out.append(f"{n} log:\n" + (tmp_path / f"{n}.log").read_text()[-3000:])
+            return "\n".join(out)
 
         # Both sides' hosts reach h3 through their own node's SAs.
         prime(topo, ns["h1"], "10.3.0.10")
         prime(topo, ns["h2"], "10.3.0.10")
         assert wait_for(lambda: ping(topo, ns["h1"], "10.3.0.10", 2), timeout=20), "h1 cannot reach h3 through a\n" + dump()
-        assert wait_for(lambda: ping(topo, ns["h2"], "10.3.0.10", 2), timeout=20), "h2 cannot reach h3 through b"
+        assert wait_for(lambda: ping(topo, ns["h2"], "10.3.0.10", 2), timeout=20), "h2 cannot reach h3 through b\n" + dump()
         sas = json.loads(subprocess.run([binary, "sa", "list", "--json", "--control", str(sock["a"])],
                                         capture_output=True, text=True).stdout)["sas"]
         by = {(s["spi"], s["direction"]): s for s in sas}
