@@ -79,60 +79,81 @@ pub fn bulk_sync(n: usize, allocated: &dyn Fn() -> usize) -> BulkOutcome {
     }
 }
 
-/// A veth pair made for one measurement and deleted when dropped (also
-/// when the measurement fails). No address is configured on it: only raw
-/// mirror frames cross it.
-struct Veth(&'static str);
+/// The link of one measurement: veth `egbulk0` and `egbulk1` here, whose
+/// peers are the ports of a bridge in namespace `egbulk`, so that a loss
+/// rule on the bridge ports' ingress drops frames before the other end
+/// sees them (on the receiving interface itself it could not: an
+/// AF_PACKET socket takes its copy of a frame before the ingress hook
+/// runs). No address is configured: only raw mirror frames cross it.
+/// Made for the measurement and deleted when dropped (also when it
+/// fails).
+struct Link;
 
-impl Veth {
-    fn make(a: &'static str, b: &'static str) -> anyhow::Result<Veth> {
-        let ip = |args: &[&str]| -> anyhow::Result<()> {
-            let ok = Command::new("ip").args(args).status()?.success();
-            anyhow::ensure!(ok, "ip {} failed (root is needed)", args.join(" "));
-            Ok(())
-        };
+const LINK_NS: &str = "egbulk";
+
+fn run(cmd: &str, args: &[&str]) -> anyhow::Result<()> {
+    let ok = Command::new(cmd).args(args).status()?.success();
+    anyhow::ensure!(ok, "{cmd} {} failed (root is needed)", args.join(" "));
+    Ok(())
+}
+
+impl Link {
+    fn make() -> anyhow::Result<Link> {
         let _ = Command::new("ip")
-            .args(["link", "del", a])
+            .args(["netns", "del", LINK_NS])
             .stderr(std::process::Stdio::null())
             .status();
-        ip(&["link", "add", a, "type", "veth", "peer", "name", b])?;
-        let veth = Veth(a);
-        ip(&["link", "set", a, "up"])?;
-        ip(&["link", "set", b, "up"])?;
-        Ok(veth)
+        run("ip", &["netns", "add", LINK_NS])?;
+        let link = Link;
+        let inside = |args: &[&str]| -> anyhow::Result<()> {
+            let mut all = vec!["netns", "exec", LINK_NS];
+            all.extend_from_slice(args);
+            run("ip", &all)
+        };
+        inside(&[
+            "ip",
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        ])?;
+        inside(&["ip", "link", "set", "br0", "up"])?;
+        for end in ["egbulk0", "egbulk1"] {
+            let port = format!("{end}p");
+            run(
+                "ip",
+                &[
+                    "link", "add", end, "type", "veth", "peer", "name", &port, "netns", LINK_NS,
+                ],
+            )?;
+            run("ip", &["link", "set", end, "up"])?;
+            inside(&["ip", "link", "set", &port, "master", "br0"])?;
+            inside(&["ip", "link", "set", &port, "up"])?;
+        }
+        Ok(link)
     }
-}
 
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", self.0]).status();
-    }
-}
-
-/// An nftables rule dropping `percent` % of the mirror frames (EtherType
-/// 0x88B5) arriving on each of some interfaces, at random (`numgen
-/// random`), counted; deleted when dropped.
-struct Loss(&'static str);
-
-impl Loss {
-    fn make(table: &'static str, devices: &[&str], percent: u32) -> anyhow::Result<Loss> {
-        let _ = Command::new("nft")
-            .args(["delete", "table", "netdev", table])
-            .stderr(std::process::Stdio::null())
-            .status();
-        let mut rules = format!("table netdev {table} {{\n");
-        for (k, dev) in devices.iter().enumerate() {
+    /// Drops `percent` % of the mirror frames (EtherType 0x88B5) entering
+    /// the bridge from either end, at random (nftables `numgen random`),
+    /// counted.
+    fn lose(&self, percent: u32) -> anyhow::Result<()> {
+        let mut rules = String::from("table netdev loss {\n");
+        for port in ["egbulk0p", "egbulk1p"] {
             rules += &format!(
-                "  chain in{k} {{ type filter hook ingress device {dev} priority 0; \
+                "  chain {port} {{ type filter hook ingress device {port} priority 0; \
                  ether type 0x88b5 numgen random mod 100 < {percent} counter drop; }}\n"
             );
         }
         rules += "}\n";
-        let out = Command::new("nft")
-            .args(["-f", "-"])
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", LINK_NS, "nft", "-f", "-"])
             .stdin(std::process::Stdio::piped())
-            .spawn();
-        let mut child = out.map_err(|e| anyhow::anyhow!("nft: {e} (nftables is needed)"))?;
+            .spawn()?;
         {
             use std::io::Write;
             child
@@ -141,15 +162,24 @@ impl Loss {
                 .expect("piped")
                 .write_all(rules.as_bytes())?;
         }
-        anyhow::ensure!(child.wait()?.success(), "nft refused:\n{rules}");
-        Ok(Loss(table))
+        anyhow::ensure!(
+            child.wait()?.success(),
+            "nft refused (nftables is needed):\n{rules}"
+        );
+        Ok(())
     }
 
-    /// Frames dropped so far, every chain's counter summed.
+    /// Frames the loss rule dropped so far (0 without one).
     fn dropped(&self) -> anyhow::Result<u64> {
-        let out = Command::new("nft")
-            .args(["-j", "list", "table", "netdev", self.0])
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", LINK_NS, "nft", "-j", "list", "table", "netdev", "loss",
+            ])
+            .stderr(std::process::Stdio::null())
             .output()?;
+        if !out.status.success() {
+            return Ok(0);
+        }
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         let mut sum = 0;
         for item in v["nftables"].as_array().into_iter().flatten() {
@@ -161,32 +191,27 @@ impl Loss {
     }
 }
 
-impl Drop for Loss {
+impl Drop for Link {
     fn drop(&mut self) {
-        let _ = Command::new("nft")
-            .args(["delete", "table", "netdev", self.0])
-            .status();
+        // The bridge's ports go with the namespace, and their peers here
+        // with them.
+        let _ = Command::new("ip").args(["netns", "del", LINK_NS]).status();
     }
 }
 
 /// The same bulk sync as [`bulk_sync`], the two cores in one thread taking
-/// turns, over a veth pair made for it (needs root): frames go through the
-/// kernel and AF_PACKET rings, and what a full ring drops the protocol's
-/// refresh sends again. With `loss_percent` above 0, nftables drops that
-/// share of the mirror frames arriving at each end, at random, and counts
-/// them: the joiner asks for the parts it misses until its bulk is whole.
+/// turns, over veths and a bridge made for it (needs root): frames go
+/// through the kernel and AF_PACKET rings, and what a full ring drops the
+/// protocol's refresh sends again. With `loss_percent` above 0, nftables
+/// drops that share of the mirror frames entering the bridge from each
+/// end, at random, and counts them: the joiner asks for the parts it
+/// misses until its bulk is whole.
 /// Memory is not measured here.
 pub fn bulk_sync_veth(n: usize, loss_percent: u32) -> anyhow::Result<BulkOutcome> {
-    let veth = Veth::make("egbulk0", "egbulk1")?;
-    let loss = if loss_percent > 0 {
-        Some(Loss::make(
-            "egbulk_loss",
-            &["egbulk0", "egbulk1"],
-            loss_percent,
-        )?)
-    } else {
-        None
-    };
+    let link = Link::make()?;
+    if loss_percent > 0 {
+        link.lose(loss_percent)?;
+    }
     let pool = Mempool::new(4096, 1024);
     let queue = |ifname: &str| -> anyhow::Result<af_packet::AfPacketQueue> {
         Ok(af_packet::open(ifname, 1, 0, "mirror", None, 1500)?
@@ -213,7 +238,7 @@ pub fn bulk_sync_veth(n: usize, loss_percent: u32) -> anyhow::Result<BulkOutcome
     }
     let t0 = Instant::now();
     let mut frames = 0u64;
-    let limit = Duration::from_secs(if loss.is_some() { 600 } else { 60 });
+    let limit = Duration::from_secs(if loss_percent > 0 { 600 } else { 60 });
     while !(joiner.0.synced() && joiner.0.standby().len() == n) {
         anyhow::ensure!(
             t0.elapsed() < limit,
@@ -227,9 +252,8 @@ pub fn bulk_sync_veth(n: usize, loss_percent: u32) -> anyhow::Result<BulkOutcome
         while joiner.1.receive(&mut joiner.0, now) > 0 {}
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let dropped = loss.as_ref().map_or(Ok(0), Loss::dropped)?;
-    drop(loss);
-    drop(veth);
+    let dropped = link.dropped()?;
+    drop(link);
     Ok(BulkOutcome {
         sas: n,
         seconds,

@@ -240,6 +240,7 @@ impl Mirror {
                 owner: home,
                 generation: 0,
                 blind: false,
+                declined: false,
             },
         );
         if self.synced() {
@@ -359,11 +360,12 @@ impl Mirror {
     }
 
     /// How many SAs whose home is the peer this node runs now (taken over
-    /// and not yet handed back): while any, it holds the peer's addresses.
+    /// and not yet handed back; not those the peer declined, which it does
+    /// not have): while any, it holds the peer's addresses.
     pub fn holding(&self) -> usize {
         self.pair
             .values()
-            .filter(|p| p.home == self.cfg.peer && p.owner == self.cfg.node)
+            .filter(|p| p.home == self.cfg.peer && p.owner == self.cfg.node && !p.declined)
             .count()
     }
 
@@ -551,15 +553,16 @@ impl Mirror {
         theirs.len()
     }
 
-    /// Hands every SA whose home is the peer back to it, with its final
-    /// state; returns how many. The node must stop using them (the
+    /// Hands every SA whose home is the peer back to it (but those its
+    /// life declined, until it has them), with its final state; returns
+    /// how many. The node must stop using them (the
     /// `Deactivate` events) before it sends the next frame.
     pub fn hand_back(&mut self) -> usize {
         let peer = self.cfg.peer;
         let back: Vec<((u32, Direction), PairSa)> = self
             .pair
             .iter()
-            .filter(|(_, p)| p.home == peer && p.owner == self.cfg.node)
+            .filter(|(_, p)| p.home == peer && p.owner == self.cfg.node && !p.declined)
             .map(|(k, p)| (*k, *p))
             .collect();
         for ((spi, dir), p) in &back {

@@ -29,6 +29,11 @@ pub(super) struct PairSa {
     /// nothing of, so it is not taken over again until the peer speaks;
     /// nor are the peer's states of it acknowledged until then.
     pub(super) blind: bool,
+    /// The peer's life said it does not have it (it declined a record of
+    /// it), and this node runs it for that: not the peer's to hand back,
+    /// nor a reason to answer for its addresses, until the peer shows it
+    /// has it now (it asks about it, or confirms a record of it).
+    pub(super) declined: bool,
 }
 
 impl PairSa {
@@ -223,6 +228,7 @@ impl Mirror {
             match self.pair.get_mut(&key) {
                 Some(p) if matches(p) => {
                     p.blind = false;
+                    p.declined = false;
                     self.adds.unheard.remove(&key);
                 }
                 // A view this node's earlier add of the SA gave the peer
@@ -249,14 +255,17 @@ impl Mirror {
         }
     }
 
-    /// The peer does not have an SA this node sent it a record of. An SA
-    /// this node handed over to it (still blind: unconfirmed) runs here
-    /// again, as a takeover from all it stored: nobody else runs it, and
-    /// the peer's lives that may have are bounded there as for any
-    /// takeover. Any other record stays unconfirmed and goes again at each
-    /// refresh: the peer may be given the SA at run time soon (a view
-    /// that names it, as a bulk sync's does, or this node's takeover of
-    /// an SA the peer will add), and must then take the record in.
+    /// The peer's life does not have an SA this node sent it a record of.
+    /// An SA this node handed over to it (still blind: unconfirmed) runs
+    /// nowhere: it runs here again, as a takeover from all this node
+    /// stored (the peer's earlier lives are bounded there as for any
+    /// takeover), marked `declined`: a hand-back would give it to a node
+    /// that declines it, and counted as held for the peer it would have
+    /// this node answer for the live peer's addresses. Any other record
+    /// stays unconfirmed and goes again at each refresh: a view that names
+    /// the peer (a bulk's, to a life started from a file without the SA)
+    /// is usually followed by the host adding the SA there, and taken
+    /// here it would run away from its flows.
     fn declined(&mut self, key: SaKey, owner: u32, generation: u64) {
         let handed = self.pair.get(&key).is_some_and(|p| {
             p.blind && p.owner == owner && p.generation == generation && owner == self.cfg.peer
@@ -264,6 +273,7 @@ impl Mirror {
         if handed && self.synced() {
             if let Some(p) = self.pair.get_mut(&key) {
                 p.blind = false;
+                p.declined = true;
             }
             self.take(key, generation + 1);
         }

@@ -34,6 +34,11 @@ impl Mirror {
     /// word (that goes again at each refresh).
     pub(super) fn query_received(&mut self, key: SaKey) {
         let (spi, dir) = key;
+        if let Some(p) = self.pair.get_mut(&key) {
+            // The peer has it now (added at run time): the next hand-back
+            // gives it home.
+            p.declined = false;
+        }
         let known = self.history_of(spi, dir);
         let view = match (self.pair.get(&key), known) {
             (Some(p), Some(bound)) if !p.blind => Some(OwnerRecord {
