@@ -911,21 +911,10 @@ mod tests {
         exchange(&mut m, &mut peer);
         assert_eq!(m.take_over(), 1);
         let (mut r, _peer_end) = running(m);
-        let stop = AtomicBool::new(false);
-        let begun = Instant::now();
-        let mut told: Vec<NodeEvent> = Vec::new();
         // Told on the watching timer.
-        while told.is_empty() && begun.elapsed() < Duration::from_secs(5) {
-            r.turn(&stop);
-            told.extend(
-                r.task
-                    .events
-                    .drain()
-                    .into_iter()
-                    .filter(|e| matches!(e.kind, NodeEventKind::BeyondReach { .. })),
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let (told, _) = told_within(&mut r, Duration::from_secs(5), |k| {
+            matches!(k, NodeEventKind::BeyondReach { .. })
+        });
         let [
             NodeEvent {
                 kind: NodeEventKind::BeyondReach { spi, sent_to, .. },
@@ -1245,7 +1234,6 @@ mod tests {
     /// an `sa_stalled` is told (or `within` went by): what was told, and
     /// when.
     fn stall_told(r: &mut Running, within: Duration) -> (Vec<NodeEvent>, Duration) {
-        let stop = AtomicBool::new(false);
         let limit = r.task.mirror.limit(HELD).expect("held");
         let report = crate::progress::Progress::Outbound {
             spi: HELD,
@@ -1254,6 +1242,17 @@ mod tests {
             packets: 1,
         };
         assert!(r.task.rings[0].push(report).is_ok());
+        told_within(r, within, |k| matches!(k, NodeEventKind::SaStalled { .. }))
+    }
+
+    /// Turns the task until it tells an event `wanted` picks (or `within`
+    /// passes): those events, and how long it took.
+    fn told_within(
+        r: &mut Running,
+        within: Duration,
+        wanted: fn(&NodeEventKind) -> bool,
+    ) -> (Vec<NodeEvent>, Duration) {
+        let stop = AtomicBool::new(false);
         let start = Instant::now();
         let mut told = Vec::new();
         while told.is_empty() && start.elapsed() < within {
@@ -1263,7 +1262,7 @@ mod tests {
                     .events
                     .drain()
                     .into_iter()
-                    .filter(|e| matches!(e.kind, NodeEventKind::SaStalled { .. })),
+                    .filter(|e| wanted(&e.kind)),
             );
             std::thread::sleep(Duration::from_millis(10));
         }

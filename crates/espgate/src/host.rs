@@ -513,6 +513,14 @@ mod tests {
         peer_alive: false,
     };
 
+    /// b's answer, in its first life, synchronised and hearing a.
+    const B_HEARS_A: Answer = Answer {
+        life: Some(B1),
+        synced: true,
+        holding: 0,
+        peer_alive: true,
+    };
+
     /// A node whose control socket stops answering while its peer still
     /// hears it on the mirror link runs: told once, not failed over (a
     /// takeover and a fence would move its flows for a hung socket). Once
@@ -520,12 +528,7 @@ mod tests {
     #[test]
     fn a_node_silent_to_the_host_but_heard_by_its_peer_is_not_failed_over() {
         let mut nodes = up_pair();
-        let hears = Answer {
-            life: Some(B1),
-            synced: true,
-            holding: 0,
-            peer_alive: true,
-        };
+        let hears = B_HEARS_A;
         let mut said = Vec::new();
         for _ in 0..3 * DEAD_AFTER {
             said.push(step(&mut nodes, 0, None, DEAD_AFTER));
@@ -547,13 +550,10 @@ mod tests {
     #[test]
     fn a_silent_peers_old_word_keeps_nothing_from_failing() {
         let mut nodes = up_pair();
-        let hears = Answer {
-            life: Some(B1),
-            synced: true,
-            holding: 0,
-            peer_alive: true,
-        };
-        assert_eq!(step(&mut nodes, 1, Some(hears), DEAD_AFTER), Step::Nothing);
+        assert_eq!(
+            step(&mut nodes, 1, Some(B_HEARS_A), DEAD_AFTER),
+            Step::Nothing
+        );
         assert_eq!(step(&mut nodes, 1, None, DEAD_AFTER), Step::Nothing);
         assert_eq!(fail(&mut nodes, 0), Step::Failed);
     }

@@ -306,23 +306,8 @@ fn an_esn_sa_that_sends_after_each_failover_stays_within_reach() {
 #[test]
 fn an_sa_handed_back_to_a_peer_that_lacks_it_runs_on_at_its_holder() {
     const OUT_R: u32 = 0x1700;
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    let mut t = settle(&mut a, &mut b, 0);
-    for m in [&mut a, &mut b] {
-        m.add_sa(OUT_R, Direction::Outbound, true, A);
-    }
-    t = settle(&mut a, &mut b, t);
-    assert!(a.owns(OUT_R, Direction::Outbound));
-    drop(a);
-    declare_dead(&mut b, t + 100);
-    assert_eq!(b.take_over(), 3);
-    // A's next life, configured from a file without OUT_R.
-    let mut a2 = node(A, 3, t + 200);
-    t = settle(&mut a2, &mut b, t + 200);
-    assert!(a2.synced());
-    assert_eq!(b.hand_back(), 3);
-    t = settle(&mut a2, &mut b, t);
-    t = settle(&mut a2, &mut b, t);
+    // A's next life is configured from a file without OUT_R.
+    let (a2, mut b, t) = handed_back_to_a2_lacking(OUT_R);
     assert!(!a2.owns(OUT_R, Direction::Outbound));
     assert!(
         b.owns(OUT_R, Direction::Outbound),

@@ -17,22 +17,7 @@ const OUT_R: u32 = 0x1700;
 /// everything back; A2 declines OUT_R and B runs it again. Returns A2, B
 /// and the time.
 fn declined_back() -> (Mirror, Mirror, u64) {
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    let mut t = settle(&mut a, &mut b, 0);
-    for m in [&mut a, &mut b] {
-        m.add_sa(OUT_R, Direction::Outbound, true, A);
-    }
-    t = settle(&mut a, &mut b, t);
-    assert!(a.owns(OUT_R, Direction::Outbound));
-    drop(a);
-    declare_dead(&mut b, t + 100);
-    assert_eq!(b.take_over(), 3);
-    let mut a2 = node(A, 3, t + 200);
-    t = settle(&mut a2, &mut b, t + 200);
-    assert!(a2.synced());
-    assert_eq!(b.hand_back(), 3);
-    t = settle(&mut a2, &mut b, t);
-    t = settle(&mut a2, &mut b, t);
+    let (a2, b, t) = handed_back_to_a2_lacking(OUT_R);
     assert!(!a2.owns(OUT_R, Direction::Outbound));
     assert!(b.owns(OUT_R, Direction::Outbound), "declined: B runs it");
     (a2, b, t)

@@ -307,3 +307,27 @@ pub fn handing_back_to_b2() -> (Mirror, Mirror, u64) {
     assert_eq!(a.hand_back(), 1);
     (a, b2, t)
 }
+
+/// A and B run `spi` (outbound, ESN, home A, added at run time on both);
+/// A dies and B takes everything over; A's next life (A2) starts from a
+/// file without `spi` and synchronises; B hands everything back and the
+/// two settle. Returns A2, B and the time.
+pub fn handed_back_to_a2_lacking(spi: u32) -> (Mirror, Mirror, u64) {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let mut t = settle(&mut a, &mut b, 0);
+    for m in [&mut a, &mut b] {
+        m.add_sa(spi, Direction::Outbound, true, A);
+    }
+    t = settle(&mut a, &mut b, t);
+    assert!(a.owns(spi, Direction::Outbound));
+    drop(a);
+    declare_dead(&mut b, t + 100);
+    assert_eq!(b.take_over(), 3);
+    let mut a2 = node(A, 3, t + 200);
+    t = settle(&mut a2, &mut b, t + 200);
+    assert!(a2.synced());
+    assert_eq!(b.hand_back(), 3);
+    t = settle(&mut a2, &mut b, t);
+    t = settle(&mut a2, &mut b, t);
+    (a2, b, t)
+}
