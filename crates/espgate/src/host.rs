@@ -168,10 +168,11 @@ impl From<&Status> for Answer {
 /// ends when the fenced node is heard, so one that answered and went
 /// silent is fenced anew), unless its peer, up and answering, says it
 /// still hears it on the mirror link: then it runs, and only its control
-/// socket is lost (told once, at the `dead_after`-th poll). A node first heard holding its peer's SAs (the
-/// host restarted, or started after a failure it did not see) owes them
-/// back: the peer, once up and synchronised, gets them with its
-/// `on_return`, as after a failure the host saw.
+/// socket is lost (told once, at the `dead_after`-th poll). A node first
+/// heard holding its peer's SAs (the host restarted, or started after a
+/// failure it did not see) owes them back: the peer, once up and
+/// synchronised, gets them with its `on_return`, as after a failure the
+/// host saw.
 fn step(nodes: &mut [NodeState; 2], i: usize, answer: Option<Answer>, dead_after: u32) -> Step {
     let other = nodes[1 - i];
     let w = &mut nodes[i];

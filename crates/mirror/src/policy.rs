@@ -164,8 +164,9 @@ impl OwnedOutbound {
         if seq <= self.seq && bytes <= self.bytes && packets <= self.packets {
             return false;
         }
-        let first_sent = seq >= self.first && self.sent_to <= self.first;
+        let mut first_sent = false;
         if seq >= self.first {
+            first_sent = self.sent_to <= self.first;
             self.sent_to = self.sent_to.max(seq.saturating_add(1));
         }
         self.seq = self.seq.max(seq);

@@ -365,7 +365,7 @@ impl Mirror {
     pub fn holding(&self) -> usize {
         self.pair
             .values()
-            .filter(|p| p.home == self.cfg.peer && p.owner == self.cfg.node && !p.declined)
+            .filter(|p| p.held_for(self.cfg.peer, self.cfg.node))
             .count()
     }
 
@@ -562,7 +562,7 @@ impl Mirror {
         let back: Vec<((u32, Direction), PairSa)> = self
             .pair
             .iter()
-            .filter(|(_, p)| p.home == peer && p.owner == self.cfg.node && !p.declined)
+            .filter(|(_, p)| p.held_for(peer, self.cfg.node))
             .map(|(k, p)| (*k, *p))
             .collect();
         for ((spi, dir), p) in &back {

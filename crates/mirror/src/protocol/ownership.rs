@@ -37,6 +37,12 @@ pub(super) struct PairSa {
 }
 
 impl PairSa {
+    /// Whether node `me` runs it for its peer `peer` (its home), to give
+    /// back: taken over, and not declined by the peer.
+    pub(super) fn held_for(&self, peer: u32, me: u32) -> bool {
+        self.home == peer && self.owner == me && !self.declined
+    }
+
     /// Whether this view is the one an ownership record carries.
     pub(super) fn holds(&self, r: &OwnerRecord) -> bool {
         self.owner == r.owner && self.generation == r.generation
