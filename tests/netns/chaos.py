@@ -34,8 +34,10 @@ becomes). At the end the checker proves:
 - no replay accepted beyond the documented bound: with strict inbound
   takeover the bound is zero, so no datagram reaches a host twice;
 - no SA lost: after every round, once the pair has healed, every SA is
-  active on exactly one node and both nodes agree on its owner; at the
-  end, at least 99 % of the traffic is echoed;
+  active on exactly one node and both nodes agree on its owner, and the
+  traffic flows again within FLOW_AGAIN_S (99 % of a second's datagrams
+  echoed, both hosts; the longest wait is printed by kind of round); at
+  the end, at least 99 % of the traffic is echoed;
 - the capture is complete: dumpcap dropped nothing, every frame on r's
   port is ARP or ESP (IPv4, IPv6, or in UDP), and r's ESP frames are
   exactly as many as r says it encrypted.
@@ -88,6 +90,11 @@ def extra_sas(gen):
 
 
 RATE = 200
+# How long the traffic may take to flow again once a round healed: the
+# hand-back comes failback_delay_ms after the pair is whole, and a strict
+# inbound SA's last start refuses the far end's packets up to its mark
+# (some 700 packets, 3.5 s at RATE; see `run`).
+FLOW_AGAIN_S = 30
 
 
 def not_one_owner(owners):
@@ -177,6 +184,8 @@ class Chaos:
         self.sock = {n: self.tmp / f"{n}.sock" for n in ("a", "b")}
         self.lives = Counter()
         self.done = Counter()
+        self.flow_again = Counter()
+        self.streaming = False
         self.loss = 0
         self.loss_dropped = 0
         self.extra = False
@@ -223,6 +232,19 @@ class Chaos:
 
     def settle(self, timeout=20):
         return wait_for(lambda: self.healthy("a") and self.healthy("b"), timeout=timeout, step=0.1)
+
+    def flowing(self):
+        """Each stream's share of the datagrams sent from 1.5 s to 0.5 s
+        ago that were echoed (0 until its live file is fresh)."""
+        out = {}
+        for h in ("h1", "h2"):
+            try:
+                live = json.loads((self.tmp / f"{h}-live.json").read_text())
+            except (OSError, ValueError):
+                live = {}
+            fresh = time.time() - live.get("at", 0) < 1.0
+            out[h] = live.get("share") or 0 if fresh else 0
+        return out
 
     def set_loss(self, percent):
         if self.loss:
@@ -353,6 +375,16 @@ class Chaos:
         if not wait_for(lambda: owners.append(self.owners()) or not not_one_owner(owners[-1]), timeout=10, step=0.2):
             raise AssertionError(f"after {action} of {victim} the pair healed with SAs not on exactly one "
                                  f"node: {not_one_owner(owners[-1])}")
+        # And the traffic flows again, both ways, for both hosts.
+        if self.streaming:
+            healed = time.time()
+            shares = []
+            if not wait_for(lambda: shares.append(self.flowing()) or all(v >= 0.99 for v in shares[-1].values()),
+                            timeout=FLOW_AGAIN_S, step=0.2):
+                raise AssertionError(f"after {action} of {victim} the pair healed but the traffic did not flow "
+                                     f"again within {FLOW_AGAIN_S} s: {shares[-1]}")
+            waited = time.time() - healed
+            self.flow_again[action] = max(self.flow_again[action], waited)
 
     def second(self, victim):
         """A second `espgate run` of a running node, with its own control
@@ -492,12 +524,13 @@ class Chaos:
         self.topo.start(self.p.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
         time.sleep(0.3)
         streams = [self.topo.start(h, "python3", str(HERE / "flow.py"), "stream", "10.3.0.10", "7000", "100000",
-                                   str(self.tmp / f"{name}.json"), str(RATE))
+                                   str(self.tmp / f"{name}.json"), str(RATE), str(self.tmp / f"{name}-live.json"))
                    for h, name in ((self.p.h1, "h1"), (self.p.h2, "h2"))]
         # Record some of r's ESP to the pair, and of the mirror link, to
         # replay in later rounds.
         self.recorded = self.sniff(self.p.sw, "w-r", 2.0, MAC["r-wan"])
         self.record_mirror(1.0)
+        self.streaming = True
         self.replayed = self.replayed_after_kill = self.mirror_replayed = 0
         self.overtaken = self.padded = self.loss_rounds_with_loss = 0
         plan = plan or [None] * rounds
@@ -575,6 +608,8 @@ class Chaos:
             "datagrams sent / echoed": {h: f"{len(s)} / {len(e)}" for h, (s, e) in flows.items()},
             "SAs not on exactly one node": len(lost_sas),
             "traffic flowing at the end": {h: f"{v:.1%}" for h, v in flowing.items()},
+            "longest wait for the traffic to flow again after a round, by kind (s)":
+                {k: round(v, 1) for k, v in self.flow_again.most_common()},
             "seconds from the last echo to the end": last_echo,
             "r's SAs at the end": r_sas,
         }

@@ -3,15 +3,19 @@ echo server for it: the failover tests see exactly which datagrams were
 lost, and when.
 
     flow.py echo PORT
-    flow.py stream HOST PORT SECONDS OUT.json [RATE]   (RATE datagrams/s, default 1000)
+    flow.py stream HOST PORT SECONDS OUT.json [RATE [LIVE.json]]   (RATE datagrams/s, default 1000)
 
 OUT.json holds {"sent": [t0, t1, ...], "echoed": {"k": t, ...},
 "duplicates": N} with Unix times in seconds; N counts echoes of a datagram
 already echoed (a replay that got through). SIGTERM ends a stream early
-(what was sent and echoed so far is written).
+(what was sent and echoed so far is written). LIVE.json, rewritten every
+0.2 s while the stream runs, holds {"at": t, "share": s}: the share of the
+datagrams sent from 1.5 s to 0.5 s before `at` that were echoed (what a
+harness polls to see the traffic flow again).
 """
 
 import json
+import os
 import signal
 import socket
 import sys
@@ -26,7 +30,20 @@ def echo(port):
         s.sendto(data, peer)
 
 
-def stream(host, port, seconds, out, rate):
+def flowing(sent, echoed, now):
+    """The share of the datagrams sent from 1.5 s to 0.5 s before `now`
+    that were echoed (None if none was sent then)."""
+    k = len(sent)
+    while k > 0 and sent[k - 1] >= now - 0.5:
+        k -= 1
+    late = []
+    while k > 0 and sent[k - 1] > now - 1.5:
+        k -= 1
+        late.append(k)
+    return sum(str(n) in echoed for n in late) / len(late) if late else None
+
+
+def stream(host, port, seconds, out, rate, live=None):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setblocking(False)
     sent, echoed, duplicates = [], {}, 0
@@ -40,8 +57,14 @@ def stream(host, port, seconds, out, rate):
         end = min(end, time.time())
 
     signal.signal(signal.SIGTERM, finish)
+    told = 0.0
     while time.time() < end + 0.5:
         now = time.time()
+        if live and now >= told + 0.2:
+            told = now
+            with open(live + ".tmp", "w") as f:
+                json.dump({"at": now, "share": flowing(sent, echoed, now)}, f)
+            os.replace(live + ".tmp", live)
         if now < end and now >= start + k * period:
             body = k.to_bytes(4, "big") + bytes((k + i) & 0xFF for i in range(60))
             try:
@@ -69,4 +92,5 @@ if __name__ == "__main__":
         echo(int(sys.argv[2]))
     else:
         rate = int(sys.argv[6]) if len(sys.argv) > 6 else 1000
-        stream(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], rate)
+        live = sys.argv[7] if len(sys.argv) > 7 else None
+        stream(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], rate, live)
