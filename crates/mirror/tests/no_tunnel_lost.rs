@@ -326,3 +326,39 @@ fn an_sa_handed_back_to_a_peer_that_lacks_it_runs_on_at_its_holder() {
         "{evs:?}"
     );
 }
+
+/// An outbound SA A gets at run time (a rekey's new SA).
+const OUT_R: u32 = 0x1e01;
+
+/// A rekey just before the peer's death: A adds an SA at run time and asks
+/// B what it knows of it; the question is lost and B dies. A takes B over
+/// and starts the SA without the answer, past anything B's life can have
+/// done with it (three jumps past what A stores, which is nothing), and
+/// once B is fenced, as the host orders, it sends. Before, it stayed
+/// asking at limit 0 for as long as B was gone: the tunnel was down with
+/// its gateway alive.
+#[test]
+fn an_sa_added_just_before_the_peers_death_runs_once_the_peer_is_taken_over_and_fenced() {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let t = settle(&mut a, &mut b, 0);
+    a.add_sa(OUT_R, Direction::Outbound, true, A);
+    assert!(a.asking(OUT_R, Direction::Outbound));
+    mute(&mut a, t);
+    drop(b);
+    declare_dead(&mut a, t + 1000);
+    events(&mut a);
+    assert_eq!(a.take_over(), 1, "B's OUT_B");
+    assert!(!a.asking(OUT_R, Direction::Outbound));
+    let start = started(&events(&mut a), OUT_R).expect("A starts OUT_R");
+    assert!(
+        start > 2 * JUMP,
+        "OUT_R starts at {start}, within B's reach"
+    );
+    assert!(a.force_unleased().is_ok());
+    events(&mut a);
+    assert!(
+        !usable(&a, OUT_R, start).is_empty(),
+        "A runs OUT_R from {start} with limit {:?}",
+        a.limit(OUT_R)
+    );
+}

@@ -528,14 +528,23 @@ impl Mirror {
     /// the takeover jump, inbound ones per `inbound_takeover`. An SA this
     /// node handed to the peer and the peer has not confirmed is taken only
     /// from a peer that is not heard, past all its life may have done with
-    /// it ([`take_blind`](Self::take_blind)). A node that has not
-    /// synchronised since it started takes nothing over: its standby table
-    /// does not know how far the peer went.
+    /// it ([`take_blind`](Self::take_blind)). SAs added here at run time
+    /// whose question a silent peer has not answered start without the
+    /// answer ([`begin_unanswered`](Self::begin_unanswered)); they are not
+    /// counted. A node that has not synchronised since it started takes
+    /// nothing over: its standby table does not know how far the peer
+    /// went.
     pub fn take_over(&mut self) -> usize {
         if !self.synced() {
             return 0;
         }
         let silent = !self.peer.alive();
+        if silent {
+            let asking: Vec<SaKey> = self.adds.asking.iter().copied().collect();
+            for key in asking {
+                self.begin_unanswered(key);
+            }
+        }
         let theirs: Vec<((u32, Direction), PairSa)> = self
             .pair
             .iter()

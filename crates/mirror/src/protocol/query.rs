@@ -1,6 +1,7 @@
 //! SAs added at run time: what this node asks the peer of them, and how
 //! it answers the peer's questions and histories.
 
+use super::peer::LOST_LIFE_STEPS;
 use super::*;
 
 /// SAs added at run time and what is known of them.
@@ -127,6 +128,25 @@ impl Mirror {
             _ => return,
         };
         self.activated(spi, dir, start, window);
+    }
+
+    /// Starts an SA added here at run time whose question the peer, silent
+    /// (dead, or cut off) and being taken over from, may never answer:
+    /// left asking, it would run nowhere until the peer came back (a rekey
+    /// just before the peer's death would take the tunnel down). Whatever
+    /// the peer's life did with the SA unheard stayed below this node's
+    /// high-water mark of it plus [`LOST_LIFE_STEPS`] steps, as any lost
+    /// life does (see [`peer_lost`](Self::peer_lost)): the SA starts past
+    /// that. It sends once the peer acknowledges a lease (heard again) or
+    /// is fenced; the question goes on, and an answer past the start still
+    /// moves it (see [`history`](Self::history)).
+    pub(super) fn begin_unanswered(&mut self, (spi, dir): SaKey) {
+        if !self.adds.asking.remove(&(spi, dir)) {
+            return;
+        }
+        let mark = self.standby.get(spi, dir).map_or(0, |s| s.value);
+        let past = self.restarted_past(spi, dir, mark, LOST_LIFE_STEPS - 1);
+        self.begin_asked(spi, dir, Some(past));
     }
 
     /// Whether an acknowledgement for an owned SA is above anything this

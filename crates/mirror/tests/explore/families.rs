@@ -105,6 +105,23 @@ fn hand_backs_to_a_peer_that_dies_break_nothing() {
     clean("hand-backs to a peer that dies", ex);
 }
 
+/// Hand-backs to a peer that lacks the SA (the host removed it there, or
+/// the peer restarted from a file without it), which declines them: the
+/// holder runs the SA on, and a peer that gets it again takes it back.
+#[test]
+fn hand_backs_to_a_peer_lacking_the_sa_break_nothing() {
+    let ex = Explore {
+        root: Root::Holding,
+        ..Explore::new(
+            &[RemoveSa, AddSa, HandBack, TakeOver, Deliver, Tick, Send],
+            4,
+            400_000,
+        )
+    };
+    let r = clean("hand-backs to a peer lacking the SA", ex);
+    assert!(r.declined > 0, "no hand-over was declined");
+}
+
 /// Fences, refused and allowed, of a survivor that ran its own SAs only.
 #[test]
 fn fences_break_nothing() {

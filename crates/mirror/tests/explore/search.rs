@@ -142,6 +142,9 @@ pub(crate) struct Report {
     /// Fences tried: allowed, refused as not synchronised, refused as the
     /// peer is heard.
     pub(crate) fences: [usize; 3],
+    /// States reached with a hand-over declined in flight (the receiver
+    /// lacks the SA).
+    pub(crate) declined: usize,
     /// Violations, the shortest of each check first.
     pub(crate) found: Vec<Found>,
     pub(crate) elapsed: Duration,
@@ -194,6 +197,7 @@ pub(crate) fn explore(root: &World, ex: Explore) -> Report {
         depth: 0,
         capped: false,
         fences: [0; 3],
+        declined: 0,
         found: Vec::new(),
         elapsed: Duration::ZERO,
     };
@@ -238,6 +242,7 @@ pub(crate) fn explore(root: &World, ex: Explore) -> Report {
                     continue;
                 }
                 report.states += 1;
+                report.declined += usize::from(w.declining());
                 let world = (next.len() < KEEP).then_some(w);
                 next.push(Pending { world, id });
                 if report.states >= ex.max_states {

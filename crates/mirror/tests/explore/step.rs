@@ -424,6 +424,10 @@ impl World {
     /// over (as `takeover: auto`, or the host, has it do); then `s` must
     /// own every SA it has, unless it never synchronised since it started
     /// (it cannot know where the SAs stand: the pair's documented limit).
+    /// Once the peer is fenced too (the host's order after a takeover),
+    /// every one of them must run and may use (or accept) a fresh number:
+    /// with leases on, an owner whose peer is dead goes no further than its
+    /// slack until then.
     pub(crate) fn check_survivor(&self, s: usize) -> Result<(), Violation> {
         if !self.synced(s) {
             return Ok(());
@@ -436,20 +440,48 @@ impl World {
             l.mirror.take_over();
         });
         let life = w.life(s).expect("alive");
-        let unowned: Vec<String> = CATALOGUE
-            .into_iter()
-            .filter(|sa| life.configured(*sa) && !life.mirror.owns(sa.spi, sa.dir))
+        let configured = || CATALOGUE.into_iter().filter(|sa| life.configured(*sa));
+        let unowned: Vec<String> = configured()
+            .filter(|sa| !life.mirror.owns(sa.spi, sa.dir))
             .map(|sa| sa.to_string())
             .collect();
-        if unowned.is_empty() {
+        if !unowned.is_empty() {
+            return Err(Violation::new(
+                Check::Survivor,
+                format!(
+                    "{} alone, its peer declared dead and taken over: owns none of {}",
+                    NAMES[s],
+                    unowned.join(", ")
+                ),
+            ));
+        }
+        let mut fenced = w.clone();
+        let mut refused = None;
+        fenced.on(s, |l| refused = l.mirror.force_unleased().err());
+        if let Some(why) = refused {
+            return Err(Violation::new(
+                Check::Survivor,
+                format!(
+                    "{} alone, its peer declared dead: the fence is refused ({why})",
+                    NAMES[s]
+                ),
+            ));
+        }
+        let life = fenced.life(s).expect("alive");
+        let stuck: Vec<String> = CATALOGUE
+            .into_iter()
+            .filter(|sa| life.configured(*sa) && !life.may_go_on(*sa))
+            .map(|sa| sa.to_string())
+            .collect();
+        if stuck.is_empty() {
             return Ok(());
         }
         Err(Violation::new(
             Check::Survivor,
             format!(
-                "{} alone, its peer declared dead and taken over: owns none of {}",
+                "{} alone, its peer declared dead, taken over and fenced: may not go on with {}",
                 NAMES[s],
-                unowned.join(", ")
+                stuck.join(", ")
             ),
         ))
     }

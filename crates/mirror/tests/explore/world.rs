@@ -457,6 +457,23 @@ impl World {
         self.life(i).is_some_and(|l| l.mirror.synced())
     }
 
+    /// Whether a frame in flight declines a hand-over.
+    pub(crate) fn declining(&self) -> bool {
+        self.link.iter().flatten().any(|f| {
+            parse_records(&f.bytes).is_ok_and(|(_, records)| {
+                records.iter().any(|r| {
+                    matches!(
+                        r,
+                        MirrorRecord::Ownership {
+                            kind: OwnershipKind::Declined,
+                            ..
+                        }
+                    )
+                })
+            })
+        })
+    }
+
     pub(crate) fn fingerprint(&self) -> u64 {
         let mut h = DefaultHasher::new();
         for n in &self.nodes {
