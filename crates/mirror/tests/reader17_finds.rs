@@ -186,8 +186,9 @@ fn a_fence_then_a_new_life_moves_nothing_twice_and_leases_return() {
     assert_eq!(a.limit(OUT_A), Some(u64::MAX), "unleased while fenced");
     const ADDED: u32 = 0x1100;
     a.add_sa(ADDED, Direction::Outbound, false, A);
-    // Answered by nobody: still asking, so limit 0 whatever the lease.
-    assert!(a.asking(ADDED, Direction::Outbound));
+    // The peer is silent: it begins without the answer, unleased.
+    assert!(!a.asking(ADDED, Direction::Outbound));
+    assert_eq!(a.limit(ADDED), Some(u64::MAX), "unleased while fenced");
     t += 100;
     let mut b2 = node(B, 9, t);
     let f = b2.poll_transmit(t).expect("B2 asks");
@@ -198,4 +199,5 @@ fn a_fence_then_a_new_life_moves_nothing_twice_and_leases_return() {
         "a new life after a fence moves nothing again: {heard:?}"
     );
     assert_ne!(a.limit(OUT_A), Some(u64::MAX), "leases again once heard");
+    assert_ne!(a.limit(ADDED), Some(u64::MAX), "the added SA's too");
 }

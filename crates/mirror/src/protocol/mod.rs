@@ -215,6 +215,9 @@ impl Mirror {
     /// [`add_sa`](Self::add_sa) with the SA's own interval or quantity.
     /// An SA whose home is the peer, added while the peer is dead and this
     /// node runs its SAs, runs here at once (and is handed back with them).
+    /// One whose home is this node, added after the bulk sync, asks the
+    /// peer what it knows of it first, or begins without the answer if the
+    /// peer is silent ([`begin_unanswered`](Self::begin_unanswered)).
     pub fn add_sa_with(&mut self, spi: u32, dir: Direction, esn: bool, home: u32, o: SaOverrides) {
         let interval = o.interval.unwrap_or(match dir {
             Direction::Outbound => self.cfg.interval,
@@ -263,8 +266,12 @@ impl Mirror {
                 // Added at run time: the peer may know of an earlier use
                 // of this SA (this node's earlier life ran it, or ran one
                 // with its SPI and key) that this node forgot. It runs
-                // once the peer has said.
+                // once the peer has said; with the peer silent (a rekey
+                // during a failover) it cannot wait for that.
                 self.adds.asking.insert((spi, dir));
+                if !self.peer.alive() {
+                    self.begin_unanswered((spi, dir));
+                }
             }
         } else if self.synced() && !self.peer.alive() && self.holding() > 0 {
             // Added while the peer is down to this node and this node runs
@@ -529,9 +536,9 @@ impl Mirror {
     /// node handed to the peer and the peer has not confirmed is taken only
     /// from a peer that is not heard, past all its life may have done with
     /// it ([`take_blind`](Self::take_blind)). SAs added here at run time
-    /// whose question a silent peer has not answered start without the
-    /// answer ([`begin_unanswered`](Self::begin_unanswered)); they are not
-    /// counted. A node that has not synchronised since it started takes
+    /// whose question the peer, silent now, has not answered start without
+    /// the answer ([`begin_unanswered`](Self::begin_unanswered)); they are
+    /// not counted. A node that has not synchronised since it started takes
     /// nothing over: its standby table does not know how far the peer
     /// went.
     pub fn take_over(&mut self) -> usize {

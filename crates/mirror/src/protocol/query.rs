@@ -131,19 +131,22 @@ impl Mirror {
     }
 
     /// Starts an SA added here at run time whose question the peer, silent
-    /// (dead, or cut off) and being taken over from, may never answer:
-    /// left asking, it would run nowhere until the peer came back (a rekey
-    /// just before the peer's death would take the tunnel down). Whatever
-    /// the peer's life did with the SA unheard stayed below this node's
-    /// high-water mark of it plus [`LOST_LIFE_STEPS`] steps, as any lost
-    /// life does (see [`peer_lost`](Self::peer_lost)): the SA starts past
-    /// that. It sends once the peer acknowledges a lease (heard again) or
-    /// is fenced; the question goes on, and an answer past the start still
-    /// moves it (see [`history`](Self::history)).
+    /// (dead, or cut off), may never answer: added while the peer is
+    /// silent (a rekey during a failover), or still asking when this node
+    /// takes the peer over (a rekey just before its death). Left asking, it
+    /// would run nowhere until the peer came back. Whatever the peer's life
+    /// did with the SA unheard stayed below this node's high-water mark of
+    /// it plus [`LOST_LIFE_STEPS`] steps, as any lost life does (see
+    /// [`peer_lost`](Self::peer_lost)): the SA restarts from that as a
+    /// takeover would, three steps past the mark (with lenient inbound
+    /// takeover, an inbound SA's restart does not step: it begins at the
+    /// mark, within that mode's documented bound). It counts a step less
+    /// as acknowledged, so its limit lies at or below its start: it sends
+    /// once the peer acknowledges a lease (its life heard again, with the
+    /// SA) or is fenced. The question goes on, and an answer past the
+    /// start still moves it (see [`history`](Self::history)).
     pub(super) fn begin_unanswered(&mut self, (spi, dir): SaKey) {
-        if !self.adds.asking.remove(&(spi, dir)) {
-            return;
-        }
+        self.adds.asking.remove(&(spi, dir));
         let mark = self.standby.get(spi, dir).map_or(0, |s| s.value);
         let past = self.restarted_past(spi, dir, mark, LOST_LIFE_STEPS - 1);
         self.begin_asked(spi, dir, Some(past));

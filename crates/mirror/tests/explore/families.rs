@@ -298,3 +298,39 @@ fn explore_find_4_an_sa_added_again_runs_within_three_refreshes() {
     ])
     .unwrap();
 }
+
+/// reader23: SAs added at run time (a rekey's new SA, the inbound SA
+/// removed and added again) whose question is lost, begun without the
+/// answer when a node takes over from a silent peer, in a split brain,
+/// fenced after, with the far end and the attacker on the inbound SA.
+#[test]
+fn reader23_unanswered_adds_in_a_split_brain_break_nothing() {
+    clean(
+        "reader23 unanswered adds, split brain",
+        Explore::new(
+            &[
+                Rekey, AddSa, RemoveSa, Partition, TakeOver, Fence, Tick, Deliver, Drop, Send,
+                FarEnd, Attack,
+            ],
+            4,
+            50_000,
+        ),
+    );
+}
+
+/// reader23: the same with the peer killed and restarted instead of cut
+/// off (it comes back in a new life and answers).
+#[test]
+fn reader23_unanswered_adds_across_lives_break_nothing() {
+    clean(
+        "reader23 unanswered adds, lives",
+        Explore::new(
+            &[
+                Rekey, AddSa, RemoveSa, Kill, Restart, TakeOver, Fence, Tick, Deliver, Drop, Send,
+                FarEnd, Attack,
+            ],
+            4,
+            50_000,
+        ),
+    );
+}
