@@ -588,3 +588,54 @@ impl Mirror {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bulk of 130 parts with all but `lost` in.
+    fn holding_all_but(lost: &[u32]) -> BulkIn {
+        let mut b = BulkIn::new(7, 130);
+        for p in (0..130).filter(|p| !lost.contains(p)) {
+            b.take(p, 0);
+        }
+        b
+    }
+
+    #[test]
+    fn the_parts_lacking_are_listed_in_order_across_words_up_to_most() {
+        let b = holding_all_but(&[3, 63, 64, 129]);
+        assert_eq!(b.missing, 4);
+        assert_eq!(b.lacking(2), vec![3, 63]);
+        assert_eq!(b.lacking(3), vec![3, 63, 64]);
+        assert_eq!(b.lacking(100), vec![3, 63, 64, 129]);
+        assert!(
+            holding_all_but(&[]).lacking(100).is_empty(),
+            "none past the last part"
+        );
+    }
+
+    #[test]
+    fn a_joiner_lists_what_it_lacks_once_it_holds_parts_else_asks_whole() {
+        let mut j = Join::new();
+        assert_eq!(j.take_ask(10), Some(MirrorRecord::BulkRequest));
+        assert_eq!(j.take_ask(10), None, "once per asking");
+        if let Join::Unsynced { gathered, .. } = &mut j {
+            *gathered = Some(holding_all_but(&[5, 9]));
+        }
+        j.ask();
+        assert_eq!(
+            j.take_ask(10),
+            Some(MirrorRecord::BulkResend {
+                bulk: 7,
+                parts: vec![5, 9]
+            })
+        );
+        j.ask();
+        assert_eq!(
+            j.take_ask(0),
+            Some(MirrorRecord::BulkRequest),
+            "no room for a part number"
+        );
+    }
+}
