@@ -40,8 +40,8 @@ def header(frame):
 
 
 def frame_body(records, count, node, epoch, counter, peer_epoch=0):
-    """A mirror header (version 4, its length field set) and `records`."""
-    return struct.pack(HEADER, 4, 0, count, HEADER_LEN + len(records), 0, node, epoch, counter,
+    """A mirror header (version 5, its length field set) and `records`."""
+    return struct.pack(HEADER, 5, 0, count, HEADER_LEN + len(records), 0, node, epoch, counter,
                        peer_epoch) + records
 
 

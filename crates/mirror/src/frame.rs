@@ -108,6 +108,7 @@ mod tests {
                     bulk: 1,
                     part: 0,
                     parts: 3,
+                    last: false,
                 },
                 MirrorRecord::BulkRequest,
             ],

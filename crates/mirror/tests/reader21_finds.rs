@@ -514,7 +514,7 @@ fn held_an_old_version_frame_is_refused() {
     a.outbound_progress(OUT_E, 268_500_000, 0, 2000);
     let f = a.poll_transmit(t + 60).expect("a state");
     let mut body = f[..f.len() - mirror::MAC_LEN].to_vec();
-    assert_eq!(body[0], 4);
+    assert_eq!(body[0], 5);
     body[0] = 3;
     let old = key().seal_raw(&body);
     assert_eq!(b.handle_frame(t + 60, &old), Err(Reject::Malformed));

@@ -24,7 +24,7 @@
 use crate::{Direction, Layer, Result, WireError, be16, be32, need};
 
 /// Frame format version.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 
 /// Where the fields of a frame's header lie (bytes 6..8 are reserved,
 /// sent as zero).
@@ -69,6 +69,13 @@ pub const SA_STATE_BODY_LEN: usize = sa_field::BITMAP;
 pub const MAC_LEN: usize = 16;
 /// Bytes before each record body (type and length).
 pub const RECORD_HEADER_LEN: usize = 3;
+/// Bit of a bulk part record's `parts` field: the part is the last of its
+/// sending (the whole bulk's last, or the last of the parts a resend
+/// request listed). The bits below it count the bulk's parts.
+pub const PART_LAST: u32 = 1 << 31;
+/// Most part numbers a bulk resend request carries (its body within a
+/// 9000-byte frame).
+pub const MAX_RESEND_PARTS: usize = 2048;
 /// Header flag: the sender has finished a bulk sync in this life, so it
 /// may run SAs (and may have taken some over).
 pub const FLAG_SYNCED: u8 = 0x01;
@@ -284,17 +291,29 @@ pub enum MirrorRecord {
     },
     /// Send me your whole table.
     BulkRequest,
+    /// Send me again these parts of your bulk sync `bulk` (the ones that
+    /// did not arrive): the parts, in the order they should go.
+    BulkResend {
+        /// The bulk's number.
+        bulk: u64,
+        /// Its parts asked for (at most [`MAX_RESEND_PARTS`] are sent).
+        parts: Vec<u32>,
+    },
     /// This frame is part `part` (from 0) of the sender's bulk sync
     /// `bulk`, which has `parts` frames: the records beside this one are
-    /// that part. A bulk sent again is sent whole, the same parts under the
-    /// same number, so a receiver can gather one from several sendings.
+    /// that part. A bulk sent again, whole or only the parts asked for, has
+    /// the same parts under the same number, so a receiver can gather one
+    /// from several sendings.
     BulkPart {
         /// The bulk's number (one sender life numbers its bulks from 1).
         bulk: u64,
         /// This part.
         part: u32,
-        /// How many parts the bulk has.
+        /// How many parts the bulk has (below [`PART_LAST`]).
         parts: u32,
+        /// The last part of its sending: a receiver still missing parts
+        /// asks for them once it is in.
+        last: bool,
     },
     /// An SA changes owner.
     Ownership {
@@ -395,6 +414,7 @@ const OWNERSHIP: u8 = 6;
 const QUERY: u8 = 7;
 const HISTORY: u8 = 8;
 const PAST: u8 = 9;
+const BULK_RESEND: u8 = 10;
 
 /// Most bitmap words an SA state may carry (a 65536-packet window).
 pub const MAX_BITMAP_WORDS: usize = 1024;
@@ -407,6 +427,7 @@ impl MirrorRecord {
                 MirrorRecord::SaState(s) => s.body_len(),
                 MirrorRecord::Heartbeat { .. } => 24,
                 MirrorRecord::Ownership { .. } => 32,
+                MirrorRecord::BulkResend { parts, .. } => 8 + 4 * parts.len().min(MAX_RESEND_PARTS),
                 MirrorRecord::LeaseAck { .. }
                 | MirrorRecord::BulkPart { .. }
                 | MirrorRecord::History { .. }
@@ -445,10 +466,23 @@ impl MirrorRecord {
                 LEASE_ACK
             }
             MirrorRecord::BulkRequest => BULK_REQUEST,
-            MirrorRecord::BulkPart { bulk, part, parts } => {
+            MirrorRecord::BulkResend { bulk, parts } => {
+                out.extend(bulk.to_be_bytes());
+                for p in parts.iter().take(MAX_RESEND_PARTS) {
+                    out.extend(p.to_be_bytes());
+                }
+                BULK_RESEND
+            }
+            MirrorRecord::BulkPart {
+                bulk,
+                part,
+                parts,
+                last,
+            } => {
                 out.extend(bulk.to_be_bytes());
                 out.extend(part.to_be_bytes());
-                out.extend(parts.to_be_bytes());
+                let last = if *last { PART_LAST } else { 0 };
+                out.extend((parts & !PART_LAST | last).to_be_bytes());
                 BULK_PART
             }
             MirrorRecord::Ownership {
@@ -527,12 +561,29 @@ impl MirrorRecord {
                 exact(body, 0)?;
                 MirrorRecord::BulkRequest
             }
+            BULK_RESEND => {
+                if body.len() < 8 || (body.len() - 8) % 4 != 0 {
+                    return Err(malformed("bulk resend list is not whole part numbers"));
+                }
+                if (body.len() - 8) / 4 > MAX_RESEND_PARTS {
+                    return Err(malformed("bulk resend of more than 2048 parts"));
+                }
+                MirrorRecord::BulkResend {
+                    bulk: be64(body, 0),
+                    parts: body[8..]
+                        .chunks_exact(4)
+                        .map(|p| u32::from_be_bytes(p.try_into().expect("4 bytes")))
+                        .collect(),
+                }
+            }
             BULK_PART => {
                 exact(body, 16)?;
+                let parts = be32(body, 12);
                 MirrorRecord::BulkPart {
                     bulk: be64(body, 0),
                     part: be32(body, 8),
-                    parts: be32(body, 12),
+                    parts: parts & !PART_LAST,
+                    last: parts & PART_LAST != 0,
                 }
             }
             OWNERSHIP => {
@@ -640,8 +691,16 @@ mod tests {
             (any::<u32>(), dir.clone(), any::<u64>())
                 .prop_map(|(spi, dir, lease)| MirrorRecord::LeaseAck { spi, dir, lease }),
             Just(MirrorRecord::BulkRequest),
-            (any::<u64>(), any::<u32>(), any::<u32>())
-                .prop_map(|(bulk, part, parts)| MirrorRecord::BulkPart { bulk, part, parts }),
+            (any::<u64>(), proptest::collection::vec(any::<u32>(), 0..40))
+                .prop_map(|(bulk, parts)| MirrorRecord::BulkResend { bulk, parts }),
+            (any::<u64>(), any::<u32>(), 0..PART_LAST, any::<bool>()).prop_map(
+                |(bulk, part, parts, last)| MirrorRecord::BulkPart {
+                    bulk,
+                    part,
+                    parts,
+                    last
+                }
+            ),
             (
                 any::<u32>(),
                 dir.clone(),
@@ -713,7 +772,7 @@ mod tests {
         assert_eq!(
             hex,
             [
-                "04",
+                "05",
                 "01",
                 "0001",
                 "005b",
@@ -802,6 +861,82 @@ mod tests {
             &[MirrorRecord::BulkRequest],
         );
         assert!(parse_records(&bad).is_err());
+    }
+
+    /// A resend request's bytes: its bulk number, then each part number;
+    /// a bulk part's: number, part, then parts with the top bit marking
+    /// its sending's last.
+    #[test]
+    fn bulk_resend_and_part_bytes_are_as_laid_out() {
+        let mut out = Vec::new();
+        MirrorRecord::BulkResend {
+            bulk: 0x0102_0304_0506_0708,
+            parts: vec![7, 0x1122_3344],
+        }
+        .emit(&mut out);
+        MirrorRecord::BulkPart {
+            bulk: 9,
+            part: 3,
+            parts: 4,
+            last: true,
+        }
+        .emit(&mut out);
+        let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            [
+                "0a0010",
+                "0102030405060708",
+                "00000007",
+                "11223344", // resend
+                "050010",
+                "0000000000000009",
+                "00000003",
+                "80000004", // part
+            ]
+            .concat()
+        );
+    }
+
+    proptest! {
+        /// A resend body that is not a bulk number and whole part numbers
+        /// (cut within a number, or shorter than the bulk number) is an
+        /// error, never a panic nor a shorter list.
+        #[test]
+        fn a_cut_resend_list_is_an_error(parts in proptest::collection::vec(any::<u32>(), 0..20), cut in 1usize..4) {
+            let mut out = Vec::new();
+            MirrorRecord::BulkResend { bulk: 1, parts: parts.clone() }.emit(&mut out);
+            let body = out.len() - RECORD_HEADER_LEN - cut;
+            out.truncate(out.len() - cut);
+            out[1..3].copy_from_slice(&(body as u16).to_be_bytes());
+            prop_assert!(MirrorRecord::parse(&out).is_err());
+        }
+    }
+
+    #[test]
+    fn a_resend_of_too_many_parts_is_refused_and_never_sent() {
+        let many = MirrorRecord::BulkResend {
+            bulk: 1,
+            parts: (0..MAX_RESEND_PARTS as u32 + 5).collect(),
+        };
+        let mut out = Vec::new();
+        many.emit(&mut out);
+        assert_eq!(out.len(), many.buffer_len());
+        let (parsed, _) = MirrorRecord::parse(&out).unwrap();
+        assert_eq!(
+            parsed,
+            MirrorRecord::BulkResend {
+                bulk: 1,
+                parts: (0..MAX_RESEND_PARTS as u32).collect(),
+            },
+            "the first MAX_RESEND_PARTS go"
+        );
+        // A body that claims one more part than that.
+        let mut bad = out.clone();
+        bad.extend([0u8; 4]);
+        let len = (bad.len() - RECORD_HEADER_LEN) as u16;
+        bad[1..3].copy_from_slice(&len.to_be_bytes());
+        assert!(MirrorRecord::parse(&bad).is_err());
     }
 
     #[test]

@@ -89,16 +89,26 @@ impl Mirror {
                 MirrorRecord::Query { spi, dir } => self.query_received((spi, dir)),
                 MirrorRecord::History { spi, dir, value } => self.history(spi, dir, value),
                 MirrorRecord::Past { spi, dir, value } => self.past_received(spi, dir, value),
-                MirrorRecord::BulkRequest => self.bulk_requested(),
-                MirrorRecord::BulkPart { bulk, part, parts } => {
-                    bulk_part = Some((bulk, part, parts));
+                MirrorRecord::BulkRequest => self.bulk_requested(None),
+                // Parts of a bulk of this life only: another life's numbers
+                // name other bulks, so that request goes as a whole one.
+                MirrorRecord::BulkResend { bulk, parts } => {
+                    self.bulk_requested(to_this_life.then_some((bulk, parts.as_slice())));
+                }
+                MirrorRecord::BulkPart {
+                    bulk,
+                    part,
+                    parts,
+                    last,
+                } => {
+                    bulk_part = Some((bulk, part, parts, last));
                 }
                 MirrorRecord::Heartbeat { .. } => {}
                 _ => self.stats.records_ignored += 1,
             }
         }
-        if let Some((bulk, part, parts)) = bulk_part {
-            self.part_received(bulk, part, parts, states);
+        if let Some(part) = bulk_part {
+            self.part_received(part, states);
         }
     }
 

@@ -160,9 +160,9 @@ impl Mirror {
             .saturating_sub(mirror::HEADER_LEN + mirror::MAC_LEN);
         let mut records = Vec::new();
         let mut size = 0;
-        if self.join.take_ask() {
-            records.push(MirrorRecord::BulkRequest);
-            size += mirror::RECORD_HEADER_LEN;
+        if let Some(ask) = self.join.take_ask(self.resend_most()) {
+            size += ask.buffer_len();
+            records.push(ask);
         }
         if std::mem::take(&mut self.timers.heartbeat_owed) {
             records.push(MirrorRecord::Heartbeat {

@@ -33,7 +33,10 @@ pub(crate) fn describe_record(r: &MirrorRecord) -> String {
             format!("ack {}={lease}", sa_named(*spi, *dir))
         }
         MirrorRecord::BulkRequest => "bulk?".into(),
-        MirrorRecord::BulkPart { bulk, part, parts } => format!("bulk {bulk} part {part}/{parts}"),
+        MirrorRecord::BulkResend { bulk, parts } => format!("bulk {bulk} parts {parts:?}?"),
+        MirrorRecord::BulkPart {
+            bulk, part, parts, ..
+        } => format!("bulk {bulk} part {part}/{parts}"),
         MirrorRecord::Ownership {
             spi,
             dir,

@@ -106,11 +106,11 @@ pub fn records(f: &[u8]) -> Vec<MirrorRecord> {
     parse_records(f).map(|(_, r)| r).unwrap_or_default()
 }
 
-/// Whether a frame carries the last part of a bulk sync.
+/// Whether a frame carries the last part of a sending of a bulk sync.
 pub fn bulk_end(f: &[u8]) -> bool {
     records(f)
         .iter()
-        .any(|r| matches!(r, MirrorRecord::BulkPart { part, parts, .. } if part + 1 == *parts))
+        .any(|r| matches!(r, MirrorRecord::BulkPart { last: true, .. }))
 }
 
 /// Drops everything `m` has to send (a cut link).
@@ -275,7 +275,9 @@ pub fn many_parts(me: u32, epoch: u64, now: u64) -> Mirror {
 /// The bulk part a frame carries: (bulk number, part, parts).
 pub fn part_of(f: &[u8]) -> Option<(u64, u32, u32)> {
     records(f).iter().find_map(|r| match r {
-        MirrorRecord::BulkPart { bulk, part, parts } => Some((*bulk, *part, *parts)),
+        MirrorRecord::BulkPart {
+            bulk, part, parts, ..
+        } => Some((*bulk, *part, *parts)),
         _ => None,
     })
 }
