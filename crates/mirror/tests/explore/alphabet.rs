@@ -26,7 +26,9 @@ pub(crate) enum Family {
     Restart,
     /// A node takes over the SAs its peer owns.
     TakeOver,
-    /// A node hands its peer's SAs back.
+    /// A node hands its peer's SAs back (to a peer it hears that has
+    /// synchronised: the node refuses an order otherwise, and its automatic
+    /// failback waits for that).
     HandBack,
     /// The host fences a node whose peer is powered off.
     Fence,

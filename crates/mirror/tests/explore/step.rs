@@ -279,6 +279,7 @@ impl World {
             Action::Restart(i) => self.restart(i),
             Action::TakeOver(i) => self.on(i, |l| {
                 l.mirror.take_over();
+                l.ordered |= !l.mirror.peer_alive();
             }),
             Action::HandBack(i) => self.on(i, |l| {
                 l.mirror.hand_back();
@@ -350,7 +351,12 @@ impl World {
             } else {
                 all.push(Action::Fence(i));
             }
-            all.extend([Action::TakeOver(i), Action::HandBack(i)]);
+            all.push(Action::TakeOver(i));
+            // The node hands back (ordered, or its automatic failback) only
+            // to a peer it hears that has synchronised.
+            if life.mirror.peer_alive() && life.mirror.peer_synced() {
+                all.push(Action::HandBack(i));
+            }
             for sa in CATALOGUE {
                 all.push(if life.configured(sa) {
                     Action::RemoveSa(i, sa)
@@ -421,7 +427,9 @@ impl World {
 
     /// Property 5: with node `s` the only one alive, a copy of the world
     /// is left alone until `s` declares its peer dead and takes its SAs
-    /// over (as `takeover: auto`, or the host, has it do); then `s` must
+    /// over (as `takeover: auto`, or the host, has it do: once per failure,
+    /// so not again if the host ordered it since `s` last heard its peer,
+    /// whatever happened after); then `s` must
     /// own every SA it has, unless it never synchronised since it started
     /// (it cannot know where the SAs stand: the pair's documented limit).
     /// Once the peer is fenced too (the host's order after a takeover),
@@ -437,7 +445,9 @@ impl World {
             w.tick();
         }
         w.on(s, |l| {
-            l.mirror.take_over();
+            if !l.ordered {
+                l.mirror.take_over();
+            }
         });
         let life = w.life(s).expect("alive");
         let configured = || CATALOGUE.into_iter().filter(|sa| life.configured(*sa));

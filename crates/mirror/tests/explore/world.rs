@@ -59,6 +59,9 @@ pub(crate) struct Life {
     pub(crate) mirror: Mirror,
     pub(crate) out: BTreeMap<u32, OutWorker>,
     pub(crate) inb: BTreeMap<u32, InWorker>,
+    /// The host ordered this node to take over since it last heard its
+    /// peer (`espgate host` orders it once per failure).
+    pub(crate) ordered: bool,
 }
 
 impl Life {
@@ -68,6 +71,7 @@ impl Life {
             mirror: Mirror::new(config(i), key(), epoch, now),
             out: BTreeMap::new(),
             inb: BTreeMap::new(),
+            ordered: false,
         };
         for sa in BOOT {
             life.install(i, sa);
@@ -152,8 +156,8 @@ impl Life {
                 } => self.activate(spi, dir, start, &bitmap),
                 MirrorEvent::Deactivate { spi, dir } => self.deactivate(spi, dir),
                 MirrorEvent::LimitRaised { spi, dir, limit } => self.set_limit(spi, dir, limit),
-                MirrorEvent::PeerAlive { .. }
-                | MirrorEvent::PeerDead
+                MirrorEvent::PeerAlive { .. } => self.ordered = false,
+                MirrorEvent::PeerDead
                 | MirrorEvent::Synced { .. }
                 | MirrorEvent::Stalled { .. }
                 | MirrorEvent::Unstalled { .. }
@@ -234,7 +238,7 @@ impl Life {
 
     pub(crate) fn hash_into(&self, h: &mut DefaultHasher) {
         self.mirror.fingerprint().hash(h);
-        (&self.out, &self.inb).hash(h);
+        (&self.out, &self.inb, self.ordered).hash(h);
     }
 }
 
