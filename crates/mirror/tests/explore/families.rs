@@ -334,3 +334,20 @@ fn reader23_unanswered_adds_across_lives_break_nothing() {
         ),
     );
 }
+
+/// Rekeys and adds during a failover, after the host's one takeover and
+/// fence (no frame delivered: the peer is silent at once). Property 5,
+/// with the takeover ordered once per failure, found a rekey after the
+/// takeover asking the silent peer forever (reader23's find), at depth 5
+/// after some 6 000 states.
+#[test]
+fn rekeys_during_a_failover_break_nothing() {
+    clean(
+        "rekeys during a failover",
+        Explore::new(
+            &[Kill, Tick, TakeOver, Fence, Rekey, AddSa, Send],
+            6,
+            20_000,
+        ),
+    );
+}
