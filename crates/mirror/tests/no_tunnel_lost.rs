@@ -362,3 +362,30 @@ fn an_sa_added_just_before_the_peers_death_runs_once_the_peer_is_taken_over_and_
         a.limit(OUT_R)
     );
 }
+
+/// An outbound SA of home B that the host adds at run time (the rekey of
+/// OUT_B).
+const OUT_B2: u32 = 0x1e02;
+
+/// A rekey of B's tunnel during B's failover, the old SA deleted first
+/// (the exhaustive exploration's find, once the takeover was ordered once
+/// per failure): A took B's SAs over, the host deletes OUT_B on A and
+/// then adds its successor. A holds none of B's SAs between the two, yet
+/// it took them over in this failure: the new SA runs on A, as it does
+/// when added before the delete. Before, it was parked for good (A no
+/// longer held any of B's SAs, and the host orders one takeover per
+/// failure).
+#[test]
+fn a_peers_sa_rekeyed_delete_first_during_its_failover_runs_at_the_survivor() {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let t = settle(&mut a, &mut b, 0);
+    drop(b);
+    declare_dead(&mut a, t + 1000);
+    assert_eq!(a.take_over(), 1, "B's OUT_B");
+    assert!(a.remove_sa(OUT_B, Direction::Outbound));
+    a.add_sa(OUT_B2, Direction::Outbound, true, B);
+    let start = started(&events(&mut a), OUT_B2).expect("A runs OUT_B2");
+    assert!(a.owns(OUT_B2, Direction::Outbound));
+    assert!(a.force_unleased().is_ok());
+    assert!(!usable(&a, OUT_B2, start).is_empty());
+}

@@ -74,7 +74,8 @@ pub const RECORD_HEADER_LEN: usize = 3;
 /// request listed). The bits below it count the bulk's parts.
 pub const PART_LAST: u32 = 1 << 31;
 /// Most part numbers a bulk resend request carries (its body within a
-/// 9000-byte frame).
+/// 9000-byte frame; a node lists what fits its own `max_frame`, a few
+/// hundred).
 pub const MAX_RESEND_PARTS: usize = 2048;
 /// Header flag: the sender has finished a bulk sync in this life, so it
 /// may run SAs (and may have taken some over).

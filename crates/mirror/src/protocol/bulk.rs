@@ -79,19 +79,24 @@ pub(super) struct BulkOut {
 impl BulkOut {
     /// The sending of the parts of bulk `number` the peer asked for again
     /// (those this bulk has, in order, each once), if `number` is this
-    /// bulk's and it has any of them.
-    fn listed(&self, number: u64, asked: &[u32]) -> Option<Sending> {
+    /// bulk's and it has any of them; and how many part numbers it lists
+    /// that this bulk does not have (no joiner asks for those).
+    fn listed(&self, number: u64, asked: &[u32]) -> (Option<Sending>, usize) {
         if number != self.number {
-            return None;
+            return (None, 0);
         }
         let mut parts: Vec<usize> = asked
             .iter()
             .map(|&p| p as usize)
             .filter(|&p| p < self.parts.len())
             .collect();
+        let past = asked.len() - parts.len();
         parts.sort_unstable();
         parts.dedup();
-        (!parts.is_empty()).then(|| Sending::Listed(parts.into()))
+        (
+            (!parts.is_empty()).then(|| Sending::Listed(parts.into())),
+            past,
+        )
     }
 }
 
@@ -260,8 +265,10 @@ impl Mirror {
         let print = self.bulk_print(&entries);
         match self.bulk_out.as_mut() {
             Some(b) if b.print == print => {
-                let listed = again.and_then(|(number, asked)| b.listed(number, asked));
+                let (listed, past) =
+                    again.map_or((None, 0), |(number, asked)| b.listed(number, asked));
                 b.sending = Some(listed.unwrap_or(Sending::Whole(0)));
+                self.stats.records_ignored += past as u64;
             }
             _ => self.build_bulk(entries, print),
         }

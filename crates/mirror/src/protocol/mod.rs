@@ -214,7 +214,8 @@ impl Mirror {
 
     /// [`add_sa`](Self::add_sa) with the SA's own interval or quantity.
     /// An SA whose home is the peer, added while the peer is dead and this
-    /// node runs its SAs, runs here at once (and is handed back with them).
+    /// node runs its SAs (or took them over since it last heard the peer),
+    /// runs here at once (and is handed back with them).
     /// One whose home is this node, added after the bulk sync, asks the
     /// peer what it knows of it first, or begins without the answer if the
     /// peer is silent ([`begin_unanswered`](Self::begin_unanswered)).
@@ -273,10 +274,14 @@ impl Mirror {
                     self.begin_unanswered((spi, dir));
                 }
             }
-        } else if self.synced() && !self.peer.alive() && self.holding() > 0 {
+        } else if self.synced()
+            && !self.peer.alive()
+            && (self.holding() > 0 || self.peer.taken_over)
+        {
             // Added while the peer is down to this node and this node runs
-            // its SAs (a rekey during a failover): the new SA runs here too,
-            // and goes home at failback like the others (see `take`).
+            // its SAs, or took them over (a rekey during a failover, the old
+            // SA deleted first): the new SA runs here too, and goes home at
+            // failback like the others (see `take`).
             self.take((spi, dir), 1);
         }
     }
@@ -547,6 +552,7 @@ impl Mirror {
         }
         let silent = !self.peer.alive();
         if silent {
+            self.peer.taken_over = true;
             let asking: Vec<SaKey> = self.adds.asking.iter().copied().collect();
             for key in asking {
                 self.begin_unanswered(key);
@@ -624,6 +630,10 @@ impl Mirror {
         self.peer_lost();
         self.peer.liveness = Liveness::Fenced;
         self.peer.fenced_life = self.filter.epoch();
+        // The SAs run past what the bulk built for the peer's life says,
+        // and a part that life gathered already is not sent again: the next
+        // request gets a new bulk, under a new number, whole.
+        self.bulk_out = None;
         self.lease_changed();
         Ok(())
     }

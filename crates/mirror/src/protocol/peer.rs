@@ -36,6 +36,10 @@ pub(super) struct Peer {
     /// The life this node fenced (its epoch), if any: it must restart
     /// before it gets anything back.
     pub(super) fenced_life: Option<u64>,
+    /// This node took the peer's SAs over since it last heard the peer
+    /// (the host orders that once per failure): a peer's SA added
+    /// meanwhile runs here too.
+    pub(super) taken_over: bool,
     /// The highest value of each SA the current life is known to store
     /// (its states, acknowledgements, ownership bounds and history
     /// answers). The standby table also holds what only this node knows
@@ -76,6 +80,7 @@ impl Peer {
             ran: false,
             synced: false,
             fenced_life: None,
+            taken_over: false,
             told: BTreeMap::new(),
             bulk_told: None,
             marks: BTreeSet::new(),
@@ -120,6 +125,7 @@ impl Mirror {
         if matches!(was, Liveness::Alive(_)) && !new_life {
             return;
         }
+        self.peer.taken_over = false;
         self.events.push_back(MirrorEvent::PeerAlive { epoch });
         if was == Liveness::Fenced {
             self.lease_changed();

@@ -120,8 +120,9 @@ pub struct MirrorStats {
     pub taken_over: u64,
     /// SAs handed back.
     pub handed_back: u64,
-    /// Bulk syncs received with frames lost on the way, and so asked for
-    /// again.
+    /// Sendings of the peer's bulk (whole, or of the parts listed) that
+    /// ended with parts missing, and so were asked for again (one sync may
+    /// count several).
     pub bulks_incomplete: u64,
     /// Records that would change this node's state but were sent to another
     /// of its lives (recorded frames replayed, or frames in flight across a
