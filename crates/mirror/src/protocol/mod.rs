@@ -214,8 +214,8 @@ impl Mirror {
 
     /// [`add_sa`](Self::add_sa) with the SA's own interval or quantity.
     /// An SA whose home is the peer, added while the peer is dead and this
-    /// node runs its SAs (or took them over since it last heard the peer),
-    /// runs here at once (and is handed back with them).
+    /// node runs its SAs (or took them over and has not handed them back
+    /// since), runs here at once (and is handed back with them).
     /// One whose home is this node, added after the bulk sync, asks the
     /// peer what it knows of it first, or begins without the answer if the
     /// peer is silent ([`begin_unanswered`](Self::begin_unanswered)).
@@ -279,9 +279,10 @@ impl Mirror {
             && (self.holding() > 0 || self.peer.taken_over)
         {
             // Added while the peer is down to this node and this node runs
-            // its SAs, or took them over (a rekey during a failover, the old
-            // SA deleted first): the new SA runs here too, and goes home at
-            // failback like the others (see `take`).
+            // its SAs, or took them over and has not handed them back (a
+            // rekey during a failover, the old SA deleted first): the new
+            // SA runs here too, and goes home at failback like the others
+            // (see `take`).
             self.take((spi, dir), 1);
         }
     }
@@ -580,6 +581,7 @@ impl Mirror {
     /// how many. The node must stop using them (the
     /// `Deactivate` events) before it sends the next frame.
     pub fn hand_back(&mut self) -> usize {
+        self.peer.taken_over = false;
         let peer = self.cfg.peer;
         let back: Vec<((u32, Direction), PairSa)> = self
             .pair

@@ -36,9 +36,11 @@ pub(super) struct Peer {
     /// The life this node fenced (its epoch), if any: it must restart
     /// before it gets anything back.
     pub(super) fenced_life: Option<u64>,
-    /// This node took the peer's SAs over since it last heard the peer
-    /// (the host orders that once per failure): a peer's SA added
-    /// meanwhile runs here too.
+    /// This node took the peer's SAs over while the peer was silent and
+    /// has not handed them back since (the host orders a takeover once per
+    /// failure, and the hand-back ends it; a peer that is heard for a
+    /// moment, crash-looping or by a late frame, does not): a peer's SA
+    /// added while the peer is silent runs here too.
     pub(super) taken_over: bool,
     /// The highest value of each SA the current life is known to store
     /// (its states, acknowledgements, ownership bounds and history
@@ -125,7 +127,6 @@ impl Mirror {
         if matches!(was, Liveness::Alive(_)) && !new_life {
             return;
         }
-        self.peer.taken_over = false;
         self.events.push_back(MirrorEvent::PeerAlive { epoch });
         if was == Liveness::Fenced {
             self.lease_changed();
