@@ -8,57 +8,17 @@ mod pair;
 
 use std::collections::BTreeSet;
 
-use espgate_mirror::Mirror;
 use espgate_wire::Direction;
-use espgate_wire::mirror::MirrorRecord;
 use pair::*;
-
-/// A and B synchronised, then A dies and its next life (A2) asks B for a
-/// bulk sync; returns A2, B, the time, and B's first sending (whole, not
-/// yet delivered).
-fn a2_asks() -> (Mirror, Mirror, u64, Vec<Vec<u8>>) {
-    let (mut a, mut b) = (many_parts(A, 1, 0), many_parts(B, 2, 0));
-    let t = settle(&mut a, &mut b, 0);
-    drop(a);
-    let t = t + 200;
-    let mut a2 = many_parts(A, 5, t);
-    deliver(&mut a2, &mut b, t);
-    let sent: Vec<Vec<u8>> = std::iter::from_fn(|| b.poll_transmit(t)).collect();
-    (a2, b, t, sent)
-}
-
-/// The parts (bulk, part) that `frames` carry.
-fn parts_in(frames: &[Vec<u8>]) -> Vec<(u64, u32)> {
-    frames
-        .iter()
-        .filter_map(|f| part_of(f))
-        .map(|(bulk, part, _)| (bulk, part))
-        .collect()
-}
 
 /// The first part `frames` carry: (bulk, part, parts).
 fn first_part(frames: &[Vec<u8>]) -> (u64, u32, u32) {
     frames.iter().find_map(|f| part_of(f)).expect("a part")
 }
 
-/// Hands `frames` to `to` at `now`, but those carrying parts in `lose`.
-fn deliver_but(to: &mut Mirror, frames: &[Vec<u8>], lose: &[u32], now: u64) {
-    for f in frames {
-        if !part_of(f).is_some_and(|(_, p, _)| lose.contains(&p)) {
-            let _ = to.handle_frame(now, f);
-        }
-    }
-}
-
 /// The parts a resend request in `frames` lists, of which bulk.
 fn resend_in(frames: &[Vec<u8>]) -> Option<(u64, Vec<u32>)> {
-    frames
-        .iter()
-        .flat_map(|f| records(f))
-        .find_map(|r| match r {
-            MirrorRecord::BulkResend { bulk, parts } => Some((bulk, parts)),
-            _ => None,
-        })
+    frames.iter().find_map(|f| resend_of(f))
 }
 
 #[test]

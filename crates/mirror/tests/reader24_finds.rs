@@ -29,51 +29,6 @@ fn about(f: &[u8], spi: u32) -> bool {
     })
 }
 
-/// The resend request a frame carries, if any.
-fn resend_of(f: &[u8]) -> Option<(u64, Vec<u32>)> {
-    records(f).into_iter().find_map(|r| match r {
-        MirrorRecord::BulkResend { bulk, parts } => Some((bulk, parts)),
-        _ => None,
-    })
-}
-
-/// The parts (bulk, part) that `frames` carry.
-fn parts_in(frames: &[Vec<u8>]) -> Vec<(u64, u32)> {
-    frames
-        .iter()
-        .filter_map(|f| part_of(f))
-        .map(|(bulk, part, _)| (bulk, part))
-        .collect()
-}
-
-/// Everything `m` sends at `now`, delivered nowhere.
-fn sent(m: &mut Mirror, now: u64) -> Vec<Vec<u8>> {
-    std::iter::from_fn(|| m.poll_transmit(now)).collect()
-}
-
-/// Hands `frames` to `to` at `now`, but those carrying parts in `lose`.
-fn deliver_but(to: &mut Mirror, frames: &[Vec<u8>], lose: &[u32], now: u64) {
-    for f in frames {
-        if !part_of(f).is_some_and(|(_, p, _)| lose.contains(&p)) {
-            let _ = to.handle_frame(now, f);
-        }
-    }
-}
-
-/// A and B synchronised, then A dies and its next life (A2, epoch 5)
-/// asks B for a bulk sync; returns A2, B, the time, and B's first sending
-/// (whole, not yet delivered).
-fn a2_asks() -> (Mirror, Mirror, u64, Vec<Vec<u8>>) {
-    let (mut a, mut b) = (many_parts(A, 1, 0), many_parts(B, 2, 0));
-    let t = settle(&mut a, &mut b, 0);
-    drop(a);
-    let t = t + 200;
-    let mut a2 = many_parts(A, 5, t);
-    deliver(&mut a2, &mut b, t);
-    let first = sent(&mut b, t);
-    (a2, b, t, first)
-}
-
 /// An authentic frame of A's life `epoch` to B's life `b_epoch`, counter
 /// `counter`, carrying `records` (what a peer with another build, or a
 /// fuzzer holding the key, could send).

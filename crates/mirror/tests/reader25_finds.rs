@@ -7,25 +7,11 @@ mod pair;
 
 use espgate_mirror::{Mirror, MirrorEvent};
 use espgate_wire::Direction;
-use espgate_wire::mirror::MirrorRecord;
 use pair::*;
 
 /// An outbound SA of home B the host adds at run time (the rekey of
 /// OUT_B, the old SA deleted first).
 const OUT_B2: u32 = 0x2501;
-
-/// Everything `m` sends at `now`, delivered nowhere.
-fn sent(m: &mut Mirror, now: u64) -> Vec<Vec<u8>> {
-    std::iter::from_fn(|| m.poll_transmit(now)).collect()
-}
-
-/// The resend request a frame carries, if any.
-fn resend_of(f: &[u8]) -> Option<(u64, Vec<u32>)> {
-    records(f).into_iter().find_map(|r| match r {
-        MirrorRecord::BulkResend { bulk, parts } => Some((bulk, parts)),
-        _ => None,
-    })
-}
 
 /// A and B synchronised; B dies; A declares it dead, takes OUT_B over
 /// (the host's one order for this failure) and fences it. Returns A and
