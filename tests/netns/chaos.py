@@ -244,7 +244,7 @@ class Chaos:
             except (OSError, ValueError):
                 live = {}
             fresh = time.time() - live.get("at", 0) < 1.0
-            out[h] = live.get("share") or 0 if fresh else 0
+            out[h] = (live.get("share") or 0) if fresh else 0
         return out
 
     def set_loss(self, percent):

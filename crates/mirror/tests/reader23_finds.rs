@@ -18,19 +18,24 @@ fn started(evs: &[MirrorEvent], spi: u32) -> Option<u64> {
     starts_in(evs, spi, Direction::Outbound).last().copied()
 }
 
-/// A and B settled; B dies unheard; A declares it dead, takes it over and
-/// is fenced, as `espgate host` orders on a failure. Returns A and the
-/// time.
-fn a_alone_taken_over_and_fenced() -> (Mirror, u64) {
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    let t = settle(&mut a, &mut b, 0);
-    drop(b);
+/// A and B synchronised; `spi` (home A; outbound ones ESN) added on both
+/// just as the mirror link is cut, so neither question nor answer gets
+/// through; each declares the other dead. Returns A, B and the time;
+/// nothing is taken over yet.
+fn cut_after_adding(spi: u32, dir: Direction, mode: InboundTakeover) -> (Mirror, Mirror, u64) {
+    let (mut a, mut b) = (node_with(A, 1, 0, mode), node_with(B, 2, 0, mode));
+    let mut t = settle(&mut a, &mut b, 0);
+    let esn = dir == Direction::Outbound;
+    a.add_sa(spi, dir, esn, A);
+    b.add_sa(spi, dir, esn, A);
     mute(&mut a, t);
-    declare_dead(&mut a, t + 1000);
-    assert_eq!(a.take_over(), 1, "B's OUT_B");
-    assert!(a.force_unleased().is_ok());
+    mute(&mut b, t);
+    t += 1000;
+    declare_dead(&mut a, t);
+    declare_dead(&mut b, t);
     events(&mut a);
-    (a, t + 1000)
+    events(&mut b);
+    (a, b, t)
 }
 
 /// Find 1 (liveness; fixed: an add while the peer is silent begins
@@ -90,17 +95,7 @@ const WINDOW: u64 = 64;
 /// that passes nothing B took.
 #[test]
 fn an_inbound_add_begun_in_a_split_brain_accepts_nothing_twice() {
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    let mut t = settle(&mut a, &mut b, 0);
-    a.add_sa(IN_R, Direction::Inbound, false, A);
-    b.add_sa(IN_R, Direction::Inbound, false, A);
-    mute(&mut a, t);
-    mute(&mut b, t);
-    t += 1000;
-    declare_dead(&mut a, t);
-    declare_dead(&mut b, t);
-    events(&mut a);
-    events(&mut b);
+    let (mut a, mut b, mut t) = cut_after_adding(IN_R, Direction::Inbound, InboundTakeover::Strict);
     b.take_over();
     assert!(a.asking(IN_R, Direction::Inbound));
     a.take_over();
@@ -141,17 +136,8 @@ fn an_inbound_add_begun_in_a_split_brain_accepts_nothing_twice() {
 /// run starts past all B used.
 #[test]
 fn an_outbound_add_begun_in_a_split_brain_uses_no_number_twice() {
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    let mut t = settle(&mut a, &mut b, 0);
-    a.add_sa(OUT_R, Direction::Outbound, true, A);
-    b.add_sa(OUT_R, Direction::Outbound, true, A);
-    mute(&mut a, t);
-    mute(&mut b, t);
-    t += 1000;
-    declare_dead(&mut a, t);
-    declare_dead(&mut b, t);
-    events(&mut a);
-    events(&mut b);
+    let (mut a, mut b, mut t) =
+        cut_after_adding(OUT_R, Direction::Outbound, InboundTakeover::Strict);
     b.take_over();
     a.take_over();
     let b_start = started(&events(&mut b), OUT_R).expect("B runs OUT_R");
@@ -192,17 +178,7 @@ fn an_outbound_add_begun_in_a_split_brain_uses_no_number_twice() {
 #[test]
 fn doc_a_lenient_inbound_add_begun_unanswered_accepts_before_any_fence() {
     let mode = InboundTakeover::Lenient;
-    let (mut a, mut b) = (node_with(A, 1, 0, mode), node_with(B, 2, 0, mode));
-    let mut t = settle(&mut a, &mut b, 0);
-    a.add_sa(IN_R, Direction::Inbound, false, A);
-    b.add_sa(IN_R, Direction::Inbound, false, A);
-    mute(&mut a, t);
-    mute(&mut b, t);
-    t += 1000;
-    declare_dead(&mut a, t);
-    declare_dead(&mut b, t);
-    events(&mut a);
-    events(&mut b);
+    let (mut a, mut b, _) = cut_after_adding(IN_R, Direction::Inbound, mode);
     b.take_over();
     a.take_over();
     let b_run = last_start(&events(&mut b), IN_R, Direction::Inbound).expect("B runs IN_R");
@@ -257,17 +233,7 @@ fn a_begun_sa_deleted_and_added_again_starts_past_its_unleased_run() {
 /// answered: nothing B's lost life took passes at A.
 #[test]
 fn an_inbound_add_begun_then_the_peer_back_in_a_new_life_accepts_nothing_twice() {
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    let mut t = settle(&mut a, &mut b, 0);
-    a.add_sa(IN_R, Direction::Inbound, false, A);
-    b.add_sa(IN_R, Direction::Inbound, false, A);
-    mute(&mut a, t);
-    mute(&mut b, t);
-    t += 1000;
-    declare_dead(&mut a, t);
-    declare_dead(&mut b, t);
-    events(&mut a);
-    events(&mut b);
+    let (mut a, mut b, mut t) = cut_after_adding(IN_R, Direction::Inbound, InboundTakeover::Strict);
     b.take_over();
     a.take_over();
     let b_run = last_start(&events(&mut b), IN_R, Direction::Inbound).expect("B runs IN_R");

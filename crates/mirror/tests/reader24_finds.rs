@@ -279,12 +279,7 @@ fn holds_malformed_resends_never_panic() {
 /// and one arriving after it ends sends only the parts listed.
 #[test]
 fn holds_a_resend_during_a_whole_sending_is_ignored() {
-    let (mut a, mut b) = (many_parts(A, 1, 0), many_parts(B, 2, 0));
-    let t = settle(&mut a, &mut b, 0);
-    drop(a);
-    let t = t + 200;
-    let mut a2 = many_parts(A, 5, t);
-    deliver(&mut a2, &mut b, t);
+    let (_a2, mut b, t) = a2_joining();
     // Three frames of the whole sending go; then the resend comes.
     let mut frames: Vec<Vec<u8>> = Vec::new();
     while parts_in(&frames).len() < 3 {

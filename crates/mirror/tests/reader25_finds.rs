@@ -13,20 +13,6 @@ use pair::*;
 /// OUT_B, the old SA deleted first).
 const OUT_B2: u32 = 0x2501;
 
-/// A and B synchronised; B dies; A declares it dead, takes OUT_B over
-/// (the host's one order for this failure) and fences it. Returns A and
-/// the time.
-fn b_failed_and_fenced() -> (Mirror, u64) {
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    let t = settle(&mut a, &mut b, 0);
-    drop(b);
-    declare_dead(&mut a, t + 100);
-    assert_eq!(a.take_over(), 1, "OUT_B");
-    assert_eq!(a.force_unleased(), Ok(()));
-    events(&mut a);
-    (a, t + 100)
-}
-
 /// The host deletes OUT_B on A and adds its successor OUT_B2 (home B):
 /// whether A runs OUT_B2 then.
 fn rekey_delete_first(a: &mut Mirror) -> bool {
@@ -59,7 +45,7 @@ fn rekey_delete_first(a: &mut Mirror) -> bool {
 /// the first frame heard.
 #[test]
 fn a_crash_looping_peer_heard_once_leaves_its_rekeyed_sa_parked() {
-    let (mut a, t) = b_failed_and_fenced();
+    let (mut a, t) = a_alone_taken_over_and_fenced();
     let t1 = t + 100;
     let mut b1 = node(B, 5, t1);
     // B1's first frame (its bulk request) reaches A; A's answer is lost.
@@ -188,7 +174,7 @@ fn holds_a_peers_sa_taken_by_the_flag_passes_the_peers_split_brain_run() {
 /// a peer's SA added is not taken (the flag is not stale).
 #[test]
 fn holds_the_flag_is_cleared_when_the_peer_returns_synchronised() {
-    let (mut a, t) = b_failed_and_fenced();
+    let (mut a, t) = a_alone_taken_over_and_fenced();
     let t1 = t + 100;
     let mut b1 = node(B, 5, t1);
     let t2 = settle(&mut a, &mut b1, t1);

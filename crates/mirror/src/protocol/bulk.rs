@@ -160,32 +160,24 @@ impl BulkIn {
 
     /// Takes part `part` in (once).
     fn take(&mut self, part: u32, states: u64) {
-        let (w, bit) = ((part / 64) as usize, 1u64 << (part % 64));
-        if self.got[w] & bit == 0 {
-            self.got[w] |= bit;
+        if !self.has(part) {
+            self.got[(part / 64) as usize] |= 1 << (part % 64);
             self.missing -= 1;
             self.states += states;
         }
     }
 
+    /// Whether part `part` arrived.
+    fn has(&self, part: u32) -> bool {
+        self.got[(part / 64) as usize] & 1 << (part % 64) != 0
+    }
+
     /// Its first `most` parts that have not arrived, in order.
     fn lacking(&self, most: usize) -> Vec<u32> {
-        let mut out = Vec::new();
-        for (w, &got) in self.got.iter().enumerate() {
-            let mut lack = !got;
-            while lack != 0 && out.len() < most {
-                let part = w as u32 * 64 + lack.trailing_zeros();
-                if part >= self.parts {
-                    return out;
-                }
-                out.push(part);
-                lack &= lack - 1;
-            }
-            if out.len() == most {
-                break;
-            }
-        }
-        out
+        (0..self.parts)
+            .filter(|&p| !self.has(p))
+            .take(most)
+            .collect()
     }
 }
 

@@ -554,8 +554,7 @@ impl Mirror {
         let silent = !self.peer.alive();
         if silent {
             self.peer.taken_over = true;
-            let asking: Vec<SaKey> = self.adds.asking.iter().copied().collect();
-            for key in asking {
+            for key in std::mem::take(&mut self.adds.asking) {
                 self.begin_unanswered(key);
             }
         }

@@ -365,16 +365,37 @@ pub fn resend_of(f: &[u8]) -> Option<(u64, Vec<u32>)> {
     })
 }
 
-/// A and B synchronised, then A dies and its next life (A2, epoch 5)
-/// asks B for a bulk sync; returns A2, B, the time, and B's first sending
-/// (whole, not yet delivered).
-pub fn a2_asks() -> (Mirror, Mirror, u64, Vec<Vec<u8>>) {
+/// A and B synchronised (bulks of many parts), then A dies and its next
+/// life (A2, epoch 5) asks B for a bulk sync; returns A2, B and the time,
+/// B's sending not yet polled.
+pub fn a2_joining() -> (Mirror, Mirror, u64) {
     let (mut a, mut b) = (many_parts(A, 1, 0), many_parts(B, 2, 0));
     let t = settle(&mut a, &mut b, 0);
     drop(a);
     let t = t + 200;
     let mut a2 = many_parts(A, 5, t);
     deliver(&mut a2, &mut b, t);
+    (a2, b, t)
+}
+
+/// [`a2_joining`], with B's first sending (whole, not yet delivered).
+pub fn a2_asks() -> (Mirror, Mirror, u64, Vec<Vec<u8>>) {
+    let (a2, mut b, t) = a2_joining();
     let first = sent(&mut b, t);
     (a2, b, t, first)
+}
+
+/// A and B settled; B dies unheard; A declares it dead, takes it over and
+/// is fenced, as `espgate host` orders on a failure. Returns A and the
+/// time.
+pub fn a_alone_taken_over_and_fenced() -> (Mirror, u64) {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let t = settle(&mut a, &mut b, 0);
+    drop(b);
+    mute(&mut a, t);
+    declare_dead(&mut a, t + 1000);
+    assert_eq!(a.take_over(), 1, "B's OUT_B");
+    assert!(a.force_unleased().is_ok());
+    events(&mut a);
+    (a, t + 1000)
 }
