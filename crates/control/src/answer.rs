@@ -16,6 +16,10 @@
 //! | `sa_list` | [`SaList`] |
 //! | `sa_add` | [`SaAdded`] |
 //! | `sa_rekey` | [`SaRekeyed`] |
+//! | `spi_alloc` | [`SpiAllocated`] |
+//! | `sa_query` | [`SaQueried`] |
+//! | `spd_put`, `spd_del` | [`Rules`] |
+//! | `watch` | [`Done`], then [`Event`]s |
 //! | `stats` | [`Stats`] |
 //! | `peer` | [`Peer`] |
 //! | the metrics scrape (not on the socket) | [`MetricsText`] |
@@ -35,6 +39,8 @@ mod tests;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+
+use crate::request::DirectionArg;
 
 pub use peer::{PairView, Peer};
 pub use sa_list::{LifetimeLeft, SaList, SaMirror, SaState, SaView, TunnelAddrs};
@@ -85,6 +91,54 @@ pub struct SaRekeyed {
     pub grace_ms: u64,
 }
 
+/// `spi_alloc`: the SPI handed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpiAllocated {
+    /// The SPI.
+    pub spi: u32,
+}
+
+/// `sa_query`: one SA's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaQueried {
+    /// Packets it carried.
+    pub packets: u64,
+    /// Inner bytes it carried.
+    pub bytes: u64,
+}
+
+/// `spd_put`, `spd_del`: how many rules the request named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rules {
+    /// Rules put or deleted.
+    pub rules: usize,
+}
+
+/// One line of a `watch` stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// An SA told of a lifetime crossed or its sequence space running
+    /// low or out.
+    Sa {
+        /// Milliseconds since the Unix epoch.
+        t: u64,
+        /// SPI.
+        spi: u32,
+        /// Direction.
+        direction: DirectionArg,
+        /// `soft_lifetime`, `hard_lifetime`, `seq_low` or `seq_exhausted`.
+        kind: String,
+    },
+    /// Any other event of the node, as its log line writes it.
+    Node {
+        /// Milliseconds since the Unix epoch.
+        t: u64,
+        /// The line.
+        line: String,
+    },
+}
+
 /// The metrics scrape: the Prometheus exposition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetricsText {
@@ -97,6 +151,9 @@ impl Body for Events {}
 impl Body for SaAdded {}
 impl Body for SaExport {}
 impl Body for SaRekeyed {}
+impl Body for SpiAllocated {}
+impl Body for SaQueried {}
+impl Body for Rules {}
 impl Body for MetricsText {}
 impl Body for SaList {}
 impl Body for Stats {}

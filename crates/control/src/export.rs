@@ -76,6 +76,8 @@ fn sa_line(e: &SaEntry, home: Option<u32>) -> String {
         ("hard_bytes", l.hard_bytes),
         ("soft_packets", l.soft_packets),
         ("hard_packets", l.hard_packets),
+        ("soft_seconds", l.soft_seconds),
+        ("hard_seconds", l.hard_seconds),
     ]
     .iter()
     .filter_map(|(k, v)| v.map(|v| format!("{k}: {v}")))
@@ -152,7 +154,7 @@ ports:
   - { name: lan, role: protected, backend: mem, mac: 02:00:00:00:01:01, address: 10.1.0.1/24 }
   - { name: wan, role: unprotected, backend: mem, mac: 02:00:00:00:01:02, address: 192.0.2.1/24 }
 sas:
-  - { spi: 0x1000, direction: outbound, aead: aes-128-gcm, key: 0x4c80cdefbb5d10da906ac73c3613a6342e443b68, tunnel: { src: 192.0.2.1, dst: 192.0.2.100 }, esn: true, lifetime: { soft_packets: 1000, hard_bytes: 5000000 }, worker: 1 }
+  - { spi: 0x1000, direction: outbound, aead: aes-128-gcm, key: 0x4c80cdefbb5d10da906ac73c3613a6342e443b68, tunnel: { src: 192.0.2.1, dst: 192.0.2.100 }, esn: true, lifetime: { soft_packets: 1000, hard_bytes: 5000000, soft_seconds: 3000, hard_seconds: 3600 }, worker: 1 }
   - { spi: 0x1001, direction: inbound, aead: aes-256-gcm, key: 0x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff01020304, tunnel: { src: \"2001:db8::1\", dst: \"2001:db8::2\" }, replay_window: 4096, udp_encap: { src_port: 4500, dst_port: 4501 }, outer_ttl: 32, pad_to: 4 }
 spd:
   - { direction: out, src: 10.1.0.0/24, dst: 10.3.0.0/24, protocol: udp, sport: any, dport: 1000-2000, action: protect, sa: 0x1000 }

@@ -13,6 +13,11 @@
 //! | `{"op":"sa_export"}` | `{"ok":true,"yaml":"sas:\n  - {..}\nspd:\n  - {..}\n"}`: the SAs running (keys included, those a rekey replaced left out) and the rules, as a node file writes them |
 //! | `{"op":"sa_del","spi":"0x1000","direction":"outbound"}` | `{"ok":true}`: the SA and the rules naming it are gone |
 //! | `{"op":"sa_rekey","spi":"0x1000","direction":"outbound","yaml":"<SA file>","grace_ms":5000}` | `{"ok":true,"new_spi":..,"grace_ms":..}` |
+//! | `{"op":"spi_alloc"}` | `{"ok":true,"spi":3221225473}`: an inbound SPI no SA has, reserved for 165 s (an IKE daemon's `get_spi`) |
+//! | `{"op":"sa_query","spi":"0xc0000001","direction":"inbound"}` | `{"ok":true,"packets":..,"bytes":..}`: the SA's counters (inner bytes), from the worker that runs it |
+//! | `{"op":"spd_put","yaml":"spd: [..]"}` | `{"ok":true,"rules":N}`: each rule replaces the action of the rule with its selectors, or goes before the first rule covering it |
+//! | `{"op":"spd_del","yaml":"spd: [..]"}` | `{"ok":true,"rules":N}`: the rules with those selectors are gone (actions aside) |
+//! | `{"op":"watch"}` | `{"ok":true}`, then one line per event as it happens: `{"event":"sa","t":..,"spi":..,"direction":..,"kind":"soft_lifetime"\|"hard_lifetime"\|"seq_low"\|"seq_exhausted"}` or `{"event":"node","t":..,"line":"event t=.. .."}`; the connection carries nothing else |
 //! | `{"op":"stats"}` | `{"ok":true,"workers":[{..counters, drops by reason, queues, burst_ns quantiles..}],"total":{..}}` |
 //! | `{"op":"peer"}` | `{"ok":true,"mirror":{"peer_alive":..,"synced":..,"frames_sent":..,"rejected":{by reason},..}}` (`null` without a pair) |
 //!
@@ -82,6 +87,27 @@ pub enum Request {
         #[serde(default)]
         grace_ms: Option<u64>,
     },
+    /// An inbound SPI for an SA to come.
+    SpiAlloc {},
+    /// One SA's counters.
+    SaQuery {
+        /// Its SPI.
+        spi: SpiArg,
+        /// Its direction.
+        direction: DirectionArg,
+    },
+    /// Put rules into the SPD, replacing those with the same selectors.
+    SpdPut {
+        /// Node-file YAML with `spd`.
+        yaml: String,
+    },
+    /// Delete the rules with these selectors.
+    SpdDel {
+        /// Node-file YAML with `spd`.
+        yaml: String,
+    },
+    /// Turn this connection into a stream of events.
+    Watch {},
     /// Per-worker counters.
     Stats {},
     /// The pair and its mirror link.
@@ -155,6 +181,19 @@ mod tests {
         assert!(matches!(
             parse(r#"{"op":"sa_del","spi":"0x1000","direction":"inbound"}"#),
             Ok(Request::SaDel { spi, direction: DirectionArg::Inbound }) if spi.value() == Ok(0x1000)
+        ));
+        assert!(matches!(
+            parse(r#"{"op":"spi_alloc"}"#),
+            Ok(Request::SpiAlloc {})
+        ));
+        assert!(matches!(parse(r#"{"op":"watch"}"#), Ok(Request::Watch {})));
+        assert!(matches!(
+            parse(r#"{"op":"sa_query","spi":"0xc0000001","direction":"outbound"}"#),
+            Ok(Request::SaQuery { spi, direction: DirectionArg::Outbound }) if spi.value() == Ok(0xc000_0001)
+        ));
+        assert!(matches!(
+            parse(r#"{"op":"spd_del","yaml":"spd: []"}"#),
+            Ok(Request::SpdDel { .. })
         ));
         assert!(matches!(
             parse(r#"{"op":"sa_rekey","spi":4096,"direction":"outbound","yaml":"x"}"#),

@@ -10,7 +10,8 @@
 //! esn: false
 //! replay_window: 1024       # inbound, 32..=65536
 //! udp_encap: false          # true (4500 -> 4500) or { src_port: P, dst_port: Q }
-//! lifetime: { soft_bytes: 0, hard_bytes: 0, soft_packets: 0, hard_packets: 0 }  # each optional
+//! lifetime: { soft_bytes: 0, hard_bytes: 0, soft_packets: 0, hard_packets: 0,
+//!             soft_seconds: 0, hard_seconds: 0 }   # each optional; seconds from when the node installs it
 //! initial_seq: 0            # last sequence number used / replay window top
 //! outer_ttl: 64
 //! pad_to: 16               # 4 or 16: whole AES blocks seal faster
@@ -89,6 +90,8 @@ struct LifetimeSpec {
     hard_bytes: Option<u64>,
     soft_packets: Option<u64>,
     hard_packets: Option<u64>,
+    soft_seconds: Option<u64>,
+    hard_seconds: Option<u64>,
 }
 
 /// One SA as YAML writes it (an SA file, or an entry of a node's `sas`).
@@ -287,6 +290,8 @@ pub(crate) fn resolve_sa(
             hard_bytes: l.hard_bytes,
             soft_packets: l.soft_packets,
             hard_packets: l.hard_packets,
+            soft_seconds: l.soft_seconds,
+            hard_seconds: l.hard_seconds,
         },
         udp_encap,
         initial_seq: spec.initial_seq,

@@ -1,5 +1,6 @@
-//! Changing a running node's SAs (the control socket's `sa_add`,
-//! `sa_del`, `sa_rekey`) and reading its counters (`stats`, `sa_list`).
+//! Changing a running node's SAs and rules (the control socket's
+//! `sa_add`, `sa_del`, `sa_rekey`, `spi_alloc`, `spd_put`, `spd_del`) and
+//! reading its counters (`stats`, `sa_list`, `sa_query`).
 //!
 //! A change never stops the workers. An SA is built off the packet path
 //! and handed to its worker through the command ring; the shared tables
@@ -110,6 +111,77 @@ impl RunningNode {
         Ok(())
     }
 
+    /// An inbound SPI for an SA to come: no inbound SA of the node has
+    /// it and it was not handed out before (see [`crate::spi_pool`]).
+    pub fn allocate_spi(&mut self) -> Result<u32, NodeError> {
+        let cfg = &self.cfg;
+        let used = |spi| {
+            cfg.sas
+                .iter()
+                .any(|e| e.sa.spi == spi && e.sa.direction == Direction::Inbound)
+        };
+        self.spis
+            .allocate(used, Instant::now())
+            .ok_or(NodeError::Refused(Refusal::NoSpi))
+    }
+
+    /// Puts rules into the SPD: a rule whose selectors a rule has already
+    /// ([`SpdRule::same_selectors`]) replaces that rule's action where it
+    /// stands; another goes before the first rule that covers it (a more
+    /// specific rule before a wider one, as priorities order an IKE
+    /// daemon's policies), or last. An inbound rule moved from one SA to
+    /// another is a rekey: what the old SA still decrypts passes the rule
+    /// while the old SA lives, as after [`rekey`](Self::rekey).
+    pub fn put_rules(&mut self, rules: Vec<SpdRule>) -> Result<(), NodeError> {
+        let mut cfg = self.cfg.clone();
+        let mut successors = Vec::new();
+        for rule in rules {
+            if let Some(r) = cfg.spd.iter_mut().find(|r| r.same_selectors(&rule)) {
+                if let (Direction::Inbound, Action::Protect(old), Action::Protect(new)) =
+                    (r.direction, r.action, rule.action)
+                    && old != new
+                {
+                    successors.push((old, new));
+                }
+                r.action = rule.action;
+            } else {
+                let at = cfg
+                    .spd
+                    .iter()
+                    .position(|r| r.covers(&rule))
+                    .unwrap_or(cfg.spd.len());
+                cfg.spd.insert(at, rule);
+            }
+        }
+        check_sas(&cfg)?;
+        let mut tables = self.shared.tables.load().with_rules(cfg.spd.clone());
+        tables.successor.extend(successors);
+        self.shared.tables.publish(tables);
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// Removes the rules with these selectors (their actions aside);
+    /// nothing changes if one has no such rule.
+    pub fn delete_rules(&mut self, rules: &[SpdRule]) -> Result<(), NodeError> {
+        let mut cfg = self.cfg.clone();
+        for rule in rules {
+            let Some(i) = cfg.spd.iter().position(|r| r.same_selectors(rule)) else {
+                return Err(NodeError::Refused(Refusal::NoRule {
+                    direction: rule.direction,
+                    src: rule.src,
+                    dst: rule.dst,
+                }));
+            };
+            cfg.spd.remove(i);
+        }
+        self.shared
+            .tables
+            .publish(self.shared.tables.load().with_rules(cfg.spd.clone()));
+        self.cfg = cfg;
+        Ok(())
+    }
+
     /// Replaces SA (`old`, `direction`) by `new` (same direction, another
     /// SPI), make-before-break: the rules that named the old SA name the
     /// new one at once; the old one goes after `grace` (see
@@ -199,6 +271,7 @@ impl RunningNode {
         if let Some(k) = &self.keeper {
             k.forget(spi, direction);
         }
+        self.aging.remove(spi, direction);
         if self.mirrored() {
             self.push_order(Order::RemoveSa { spi, direction })?;
         }
@@ -226,6 +299,40 @@ impl RunningNode {
                 }
             })
             .collect()
+    }
+
+    /// Tells the workers of the SAs whose time limits `now` passed, and
+    /// waits until they have carried it out; returns them: (SPI,
+    /// direction, hard).
+    pub fn expire_due(&mut self, now: Instant) -> Vec<(u32, Direction, bool)> {
+        let due = self.aging.due(now);
+        for &(spi, direction, hard) in &due {
+            let Some(entry) = self
+                .cfg
+                .sas
+                .iter()
+                .find(|e| e.sa.spi == spi && e.sa.direction == direction)
+            else {
+                continue;
+            };
+            let owner = self.cfg.owner(entry);
+            if let Err(e) = self.send_to(
+                owner,
+                SaCommand::Expire {
+                    spi,
+                    direction,
+                    hard,
+                },
+            ) {
+                tracing::warn!(spi, %direction, "telling a time limit: {e}");
+            }
+        }
+        if !due.is_empty()
+            && let Err(e) = self.settle()
+        {
+            tracing::warn!("telling time limits: {e}");
+        }
+        due
     }
 
     /// Refuses `entries` if one has the key material of an SA this node
@@ -263,7 +370,7 @@ impl RunningNode {
     /// first durable mark (with a state directory), hands them to their
     /// workers, names them in the owner maps and registers them with the
     /// mirror. The rules are the caller's to publish.
-    fn install(&self, cfg: &crate::NodeConfig, entries: &[SaEntry]) -> Result<(), NodeError> {
+    fn install(&mut self, cfg: &crate::NodeConfig, entries: &[SaEntry]) -> Result<(), NodeError> {
         self.refuse_used_keys(entries)?;
         let marks = match &self.keeper {
             Some(k) => k.admit(entries, SETTLE)?,
@@ -290,6 +397,11 @@ impl RunningNode {
             };
             self.send_to(owner, cmd)?;
             tables.name(&entry.sa, owner);
+            let (sa, now) = (&entry.sa, Instant::now());
+            self.aging.add(sa.spi, sa.direction, &sa.lifetime, now);
+            if sa.direction == Direction::Inbound {
+                self.spis.take(sa.spi);
+            }
         }
         self.settle()?;
         self.shared.tables.publish(tables);

@@ -83,6 +83,17 @@ pub enum SaCommand {
         /// Which SA of that SPI.
         direction: Direction,
     },
+    /// A time limit of the SA passed (the node keeps the time, see
+    /// [`crate::aging`]): soft, its lifetime event is raised; hard, also
+    /// it stops.
+    Expire {
+        /// SPI.
+        spi: u32,
+        /// Which SA of that SPI.
+        direction: Direction,
+        /// The hard limit (else the soft one).
+        hard: bool,
+    },
     /// Send the worker's counters and SAs as they are now.
     Snapshot(Sender<WorkerSnapshot>),
 }
@@ -95,6 +106,7 @@ impl SaCommand {
             | SaCommand::Mark { spi, direction, .. }
             | SaCommand::Activate { spi, direction, .. }
             | SaCommand::Park { spi, direction }
+            | SaCommand::Expire { spi, direction, .. }
             | SaCommand::Remove { spi, direction } => Some((*spi, *direction)),
             SaCommand::InstallOutbound { sa, .. } => Some((sa.spi(), Direction::Outbound)),
             SaCommand::InstallInbound { sa, .. } => Some((sa.spi(), Direction::Inbound)),

@@ -7,6 +7,7 @@
 //! for the unprotected link is answered with an ICMP error.
 
 pub mod admin;
+pub mod aging;
 pub mod classify;
 pub mod command;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod prefix;
 pub mod progress;
 pub mod snapshot;
 pub mod spd;
+pub mod spi_pool;
 pub mod state_dir;
 pub mod tables;
 pub mod testbed;

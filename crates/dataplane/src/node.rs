@@ -216,6 +216,19 @@ pub enum Refusal {
     /// A command for a worker the node does not have.
     #[error("worker {0} does not exist")]
     NoWorker(usize),
+    /// No free inbound SPI was found.
+    #[error("no free inbound SPI found (the reserved range is full)")]
+    NoSpi,
+    /// A rule to delete that the SPD does not have.
+    #[error("the SPD has no {direction} rule {src} -> {dst} with those protocol and ports")]
+    NoRule {
+        /// Its direction.
+        direction: Direction,
+        /// Its source prefix.
+        src: crate::prefix::Prefix,
+        /// Its destination prefix.
+        dst: crate::prefix::Prefix,
+    },
 }
 
 /// The queues a node runs on: for each port, one per worker.
@@ -237,6 +250,10 @@ pub struct RunningNode {
     pub(crate) backend: Backend,
     /// SAs replaced by a rekey, with when they go.
     pub(crate) retiring: Vec<(std::time::Instant, u32, Direction)>,
+    /// The SAs' time limits.
+    pub(crate) aging: crate::aging::Aging,
+    /// Inbound SPIs handed out for SAs to come.
+    pub(crate) spis: crate::spi_pool::SpiPool,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<WorkerReport>>,
     pub(crate) shared: Arc<Shared>,
@@ -728,6 +745,15 @@ pub fn start(
         cfg: cfg.clone(),
         backend,
         retiring: Vec::new(),
+        aging: {
+            let mut aging = crate::aging::Aging::default();
+            let now = std::time::Instant::now();
+            for e in &cfg.sas {
+                aging.add(e.sa.spi, e.sa.direction, &e.sa.lifetime, now);
+            }
+            aging
+        },
+        spis: Default::default(),
         stop,
         threads,
         shared,

@@ -33,6 +33,11 @@ impl Prefix {
         Prefix { addr, len: 0 }
     }
 
+    /// Whether every address of `other` is inside (same family).
+    pub fn covers(&self, other: &Prefix) -> bool {
+        self.len <= other.len && self.contains(&other.addr)
+    }
+
     /// Whether `ip` is inside.
     #[inline(always)]
     pub fn contains(&self, ip: &IpAddr) -> bool {

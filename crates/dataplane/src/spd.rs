@@ -108,6 +108,29 @@ impl Selectors {
 }
 
 impl SpdRule {
+    /// Whether `other` selects the same traffic the same way (its action
+    /// aside): the rule `spd_put` replaces and `spd_del` removes.
+    pub fn same_selectors(&self, other: &SpdRule) -> bool {
+        self.direction == other.direction
+            && self.src == other.src
+            && self.dst == other.dst
+            && self.protocol == other.protocol
+            && self.sport == other.sport
+            && self.dport == other.dport
+    }
+
+    /// Whether every packet `other` matches, this rule matches too (same
+    /// direction).
+    pub fn covers(&self, other: &SpdRule) -> bool {
+        let within = |a: (u16, u16), b: (u16, u16)| a.0 <= b.0 && b.1 <= a.1;
+        self.direction == other.direction
+            && self.src.covers(&other.src)
+            && self.dst.covers(&other.dst)
+            && (self.protocol.is_none() || self.protocol == other.protocol)
+            && within(self.sport, other.sport)
+            && within(self.dport, other.dport)
+    }
+
     /// Whether the rule matches.
     #[inline(always)]
     pub fn matches(&self, s: &Selectors) -> bool {

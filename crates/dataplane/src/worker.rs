@@ -561,12 +561,37 @@ impl Worker {
                     }
                     self.parked.remove(&(spi, direction));
                 }
+                SaCommand::Expire {
+                    spi,
+                    direction,
+                    hard,
+                } => self.expire(spi, direction, hard),
                 SaCommand::Snapshot(reply) => {
                     let _ = reply.send(self.snapshot());
                 }
             }
         }
         n
+    }
+
+    /// A time limit of SA (`spi`, `direction`) passed: raises its event.
+    fn expire(&mut self, spi: u32, direction: Direction, hard: bool) {
+        let (counters, shared, id) = (&mut self.counters, &self.shared, self.id);
+        match direction {
+            Direction::Outbound => {
+                if let Some(sa) = self.outbound.get_mut(&spi) {
+                    sa.expire(hard);
+                    tell(counters, shared, id, direction, || {
+                        sa.poll_event().map(|e| (spi, e))
+                    });
+                }
+            }
+            Direction::Inbound => {
+                if self.sad.expire(spi, hard) {
+                    tell(counters, shared, id, direction, || self.sad.poll_event());
+                }
+            }
+        }
     }
 
     fn flush_tx(&mut self) {

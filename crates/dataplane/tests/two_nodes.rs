@@ -798,3 +798,127 @@ fn lifetimes_and_a_sequence_space_running_low_reach_the_events_and_counters() {
         assert_eq!(t.sa_events(e), n, "{e}");
     }
 }
+
+#[test]
+fn time_limits_told_by_the_node_raise_events_and_a_hard_one_stops_the_sa() {
+    const SPI: u32 = 0x100;
+    let mut r = rig_with(1, false, |a, _| {
+        let out = &mut a.sas.iter_mut().find(|e| e.sa.spi == SPI).unwrap().sa;
+        out.lifetime = Lifetime {
+            soft_seconds: Some(60),
+            hard_seconds: Some(90),
+            ..Default::default()
+        };
+    });
+    warm_up(&mut r.host_a, &mut r.host_b, 7);
+    let out = Direction::Outbound;
+    let t0 = std::time::Instant::now();
+    assert!(r.a.expire_due(t0).is_empty());
+    // Asked at moments past the limits rather than after sleeping them.
+    assert_eq!(
+        r.a.expire_due(t0 + Duration::from_secs(61)),
+        [(SPI, out, false)]
+    );
+    assert!(r.a.expire_due(t0 + Duration::from_secs(62)).is_empty());
+    assert_eq!(a_to_b(&mut r, 10, 10), 10, "a soft limit stops nothing");
+    assert_eq!(
+        r.a.expire_due(t0 + Duration::from_secs(91)),
+        [(SPI, out, true)]
+    );
+    assert_eq!(a_to_b(&mut r, 10, 0), 0, "a hard limit stops the SA");
+    let (mut got, start) = (Vec::new(), std::time::Instant::now());
+    while got.len() < 2 && start.elapsed() < Duration::from_secs(5) {
+        got.extend(r.a.events().into_iter().filter_map(|e| match e.kind {
+            NodeEventKind::Sa { spi, event, .. } => Some((spi, event)),
+            _ => None,
+        }));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        got,
+        [(SPI, SaEvent::SoftLifetime), (SPI, SaEvent::HardLifetime)]
+    );
+}
+
+#[test]
+fn rules_put_replace_in_place_go_before_wider_ones_and_a_moved_inbound_rule_is_a_rekey() {
+    let mut r = rig(1, false);
+    warm_up(&mut r.host_a, &mut r.host_b, 7);
+    let inbound = |spi| SaEntry {
+        sa: sa_config(spi, Direction::Inbound, &A, &B),
+        worker: None,
+        home: None,
+        mirror: Default::default(),
+    };
+    r.b.add_sas(vec![inbound(0x180)], vec![], None).unwrap();
+    let rules_before = r.b.config().spd.len();
+    let at = |node: &espgate_dataplane::RunningNode, rule: &SpdRule| {
+        node.config()
+            .spd
+            .iter()
+            .position(|r| r.same_selectors(rule))
+    };
+    let wide =
+        r.b.config()
+            .spd
+            .iter()
+            .find(|r| r.direction == Direction::Inbound && r.action == Action::Protect(0x100))
+            .unwrap()
+            .clone();
+    let moved = SpdRule {
+        action: Action::Protect(0x180),
+        ..wide.clone()
+    };
+    r.b.put_rules(vec![moved.clone()]).unwrap();
+    assert_eq!(r.b.config().spd.len(), rules_before, "replaced, not added");
+    assert_eq!(at(&r.b, &moved), at(&r.b, &wide));
+    // A still sends on the old SA: its packets pass the rule that names
+    // the new one, as during a rekey.
+    assert_eq!(a_to_b(&mut r, 10, 10), 10);
+    // A narrower rule goes before the one that covers it.
+    let narrow = SpdRule {
+        src: "10.1.0.0/25".parse().unwrap(),
+        dport: (53, 53),
+        protocol: Some(17),
+        ..moved.clone()
+    };
+    r.b.put_rules(vec![narrow.clone()]).unwrap();
+    assert_eq!(at(&r.b, &narrow).unwrap() + 1, at(&r.b, &moved).unwrap());
+    // A rule naming an SA the node does not have changes nothing.
+    let bad = SpdRule {
+        action: Action::Protect(0x999),
+        ..narrow.clone()
+    };
+    assert!(r.b.put_rules(vec![bad]).is_err());
+    assert_eq!(r.b.config().spd.len(), rules_before + 1);
+    // Deleted by selectors; one it does not have is refused, naming it,
+    // and the others named with it stay.
+    r.b.delete_rules(std::slice::from_ref(&narrow)).unwrap();
+    let e =
+        r.b.delete_rules(&[moved.clone(), narrow.clone()])
+            .unwrap_err();
+    assert!(e.to_string().contains("no inbound rule 10.1.0.0/25"), "{e}");
+    assert_eq!(r.b.config().spd.len(), rules_before);
+}
+
+#[test]
+fn spis_handed_out_are_free_and_never_handed_out_twice() {
+    let mut r = rig(1, false);
+    let spis: Vec<u32> = (0..200).map(|_| r.b.allocate_spi().unwrap()).collect();
+    let unique: std::collections::HashSet<_> = spis.iter().collect();
+    assert_eq!(unique.len(), spis.len());
+    for spi in &spis {
+        assert!((0xc000_0000..=0xcfff_ffff).contains(spi));
+    }
+    // One handed out, then taken by an SA, is never handed out again.
+    let taken = SaEntry {
+        sa: sa_config(spis[0], Direction::Inbound, &A, &B),
+        worker: None,
+        home: None,
+        mirror: Default::default(),
+    };
+    r.b.add_sas(vec![taken], vec![], None).unwrap();
+    for _ in 0..2000 {
+        assert_ne!(r.b.allocate_spi().unwrap(), spis[0]);
+    }
+}

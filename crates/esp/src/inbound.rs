@@ -176,6 +176,13 @@ impl InboundSa {
         self.lifetime.poll()
     }
 
+    /// A time limit of the SA passed (its owner keeps the time from when
+    /// it installed the SA): soft, a rekey is due; hard, the SA stops.
+    /// The event is polled with `poll_event`.
+    pub fn expire(&mut self, hard: bool) {
+        self.lifetime.expire(hard);
+    }
+
     /// Everything before the crypto: encapsulation, lengths, lifetime, and
     /// the replay check. Returns the full sequence number.
     fn precheck(&mut self, loc: &Located) -> Result<u64, EspError> {
@@ -509,6 +516,17 @@ impl Sad {
     pub fn decapsulate<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<Inbound, EspError> {
         let prepared = self.prepare(pkt.data())?;
         self.process(prepared, pkt)
+    }
+
+    /// A time limit of SA `spi` passed ([`InboundSa::expire`]); `false`
+    /// if it has no such SA.
+    pub fn expire(&mut self, spi: u32, hard: bool) -> bool {
+        let Some(&i) = self.by_spi.get(&spi) else {
+            return false;
+        };
+        self.sas[i].expire(hard);
+        self.note_events(i);
+        true
     }
 
     /// The next lifetime event of any of its SAs, with the SA's SPI.

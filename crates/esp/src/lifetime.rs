@@ -1,5 +1,7 @@
-//! SA lifetimes by bytes and packets (RFC 4301 4.4.2.1): crossing a soft
-//! limit raises an event once; reaching a hard limit stops the SA.
+//! SA lifetimes by bytes, packets and time (RFC 4301 4.4.2.1): crossing
+//! a soft limit raises an event once; reaching a hard limit stops the SA.
+//! The core has no clock: its owner tells it when a time limit passes
+//! ([`LifetimeState::expire`], through the SAs' `expire`).
 
 /// Soft and hard limits; `None` is no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -12,6 +14,11 @@ pub struct Lifetime {
     pub soft_packets: Option<u64>,
     /// Packets after which the SA stops.
     pub hard_packets: Option<u64>,
+    /// Seconds after its installation at which a rekey is due (the owner
+    /// keeps the time and calls `expire`).
+    pub soft_seconds: Option<u64>,
+    /// Seconds after its installation at which the SA stops.
+    pub hard_seconds: Option<u64>,
 }
 
 espgate_counters::counter_table! {
@@ -50,6 +57,8 @@ pub(crate) struct LifetimeState {
     hard_fired: bool,
     low_fired: bool,
     exhausted_fired: bool,
+    /// A hard time limit passed: every packet is refused.
+    expired: bool,
     pending: u8,
 }
 
@@ -80,8 +89,9 @@ impl LifetimeState {
     /// raised already (counts resumed past the limit refuse at once).
     #[inline]
     pub(crate) fn admit(&mut self, packets: u64, bytes: u64) -> bool {
-        let hard =
-            reached(self.limits.hard_packets, packets) || reached(self.limits.hard_bytes, bytes);
+        let hard = self.expired
+            || reached(self.limits.hard_packets, packets)
+            || reached(self.limits.hard_bytes, bytes);
         if hard && !self.hard_fired {
             self.hard_fired = true;
             self.pending |= HARD;
@@ -108,6 +118,22 @@ impl LifetimeState {
         {
             self.hard_fired = true;
             self.pending |= HARD;
+        }
+    }
+
+    /// A time limit passed (the owner keeps the time): soft raises
+    /// [`SaEvent::SoftLifetime`], hard [`SaEvent::HardLifetime`] and stops
+    /// the SA; each event once in the SA's life, whichever limit raised it.
+    pub(crate) fn expire(&mut self, hard: bool) {
+        if hard {
+            self.expired = true;
+            if !self.hard_fired {
+                self.hard_fired = true;
+                self.pending |= HARD;
+            }
+        } else if !self.soft_fired {
+            self.soft_fired = true;
+            self.pending |= SOFT;
         }
     }
 
@@ -179,6 +205,31 @@ mod tests {
         assert_eq!(l.poll(), Some(SaEvent::SoftLifetime));
         assert_eq!(l.poll(), Some(SaEvent::HardLifetime));
         assert_eq!(l.poll(), None);
+    }
+
+    #[test]
+    fn time_limits_told_by_the_owner_raise_once_and_hard_stops() {
+        let mut l = LifetimeState::new(Lifetime {
+            soft_packets: Some(1),
+            soft_seconds: Some(10),
+            hard_seconds: Some(20),
+            ..Default::default()
+        });
+        assert!(l.admit(0, 0));
+        l.after(1, 10);
+        l.expire(false);
+        assert_eq!(l.poll(), Some(SaEvent::SoftLifetime));
+        assert_eq!(
+            l.poll(),
+            None,
+            "the soft event comes once, by packets or by time"
+        );
+        assert!(l.admit(1, 10));
+        l.expire(true);
+        l.expire(true);
+        assert_eq!(l.poll(), Some(SaEvent::HardLifetime));
+        assert_eq!(l.poll(), None);
+        assert!(!l.admit(1, 10), "a hard time limit stops the SA");
     }
 
     #[test]

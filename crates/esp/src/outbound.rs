@@ -190,6 +190,13 @@ impl OutboundSa {
         self.lifetime.poll()
     }
 
+    /// A time limit of the SA passed (its owner keeps the time from when
+    /// it installed the SA): soft, a rekey is due; hard, the SA stops.
+    /// The event is polled with `poll_event`.
+    pub fn expire(&mut self, hard: bool) {
+        self.lifetime.expire(hard);
+    }
+
     fn outer_ip_len(&self) -> usize {
         if self.tunnel.src.is_ipv4() {
             ipv4::HEADER_LEN

@@ -195,6 +195,7 @@ impl SaConfig {
         for (soft, hard) in [
             (l.soft_bytes, l.hard_bytes),
             (l.soft_packets, l.hard_packets),
+            (l.soft_seconds, l.hard_seconds),
         ] {
             if let (Some(soft), Some(hard)) = (soft, hard)
                 && soft > hard

@@ -2,7 +2,9 @@
 //! whoever runs the node, only) carrying one JSON object per line each way.
 //! The host processor uses it to push the configuration (with the SA keys:
 //! they never cross the mirror link), to watch health and to order
-//! takeover, hand-back and fencing. The requests are
+//! takeover, hand-back and fencing; an IKE daemon's plugin uses it to
+//! install SAs and rules and, on a `watch` connection, to hear of their
+//! lifetimes. The requests are
 //! `espgate_control::request::Request`. A line is at most
 //! [`MAX_REQUEST_LINE`] bytes and at most [`MAX_CONNECTIONS`] connections
 //! are served at once: a client cannot make the node buffer without end or
@@ -160,8 +162,18 @@ fn serve(conn: UnixStream, calls: &Sender<Call>) {
         let answer = match request {
             Err(e) => refusal(format!("bad request: {e}")),
             Ok(req) => {
+                let watch = matches!(req, Request::Watch {});
                 let (back, answer) = channel();
                 if calls.send((req, back)).is_err() {
+                    return;
+                }
+                if watch {
+                    // The answer, then every event, until either end goes.
+                    for line in answer {
+                        if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                            return;
+                        }
+                    }
                     return;
                 }
                 answer
@@ -308,6 +320,33 @@ mod tests {
             assert!(t.elapsed().as_secs() < 5, "no connection freed: {a:?}");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    #[test]
+    fn a_watch_connection_carries_the_answer_then_every_event_sent_to_it() {
+        let tmp = dir("watch");
+        let path = tmp.path().join("c.sock");
+        let (tx, calls) = channel();
+        let _socket = listen(&path, tx).unwrap();
+        std::thread::spawn(move || {
+            for (req, back) in calls {
+                assert!(matches!(req, Request::Watch {}));
+                for n in 0..3 {
+                    let _ = back.send(json!({ "n": n }));
+                }
+            }
+        });
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        writeln!(s, r#"{{"op":"watch"}}"#).unwrap();
+        let mut lines = BufReader::new(&s).lines();
+        for n in 0..3 {
+            let line = lines.next().unwrap().unwrap();
+            assert_eq!(serde_json::from_str::<Value>(&line).unwrap()["n"], n);
+        }
+        // The node dropped its end: the connection closes.
+        assert!(lines.next().is_none());
     }
 
     #[test]

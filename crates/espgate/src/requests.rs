@@ -1,16 +1,19 @@
-//! Control requests about a running node's SAs, counters and pair: what
-//! `sa_list`, `sa_add`, `sa_del`, `sa_rekey`, `stats`, `peer` and the
-//! Prometheus scrape do. A request that cannot be carried out changes
+//! Control requests about a running node's SAs, rules, counters and pair:
+//! what `sa_list`, `sa_add`, `sa_del`, `sa_rekey`, `spi_alloc`,
+//! `sa_query`, `spd_put`, `spd_del`, `stats`, `peer` and the Prometheus
+//! scrape do. A request that cannot be carried out changes
 //! nothing and gets `{"ok":false,"error":..}`.
 
 use std::path::Path;
 use std::time::Duration;
 
 use espgate_control::answer::{
-    Done, MetricsText, SaAdded, SaExport, SaRekeyed, carried_out, refusal,
+    Done, MetricsText, Rules, SaAdded, SaExport, SaQueried, SaRekeyed, SpiAllocated, carried_out,
+    refusal,
 };
 use espgate_control::request::Request;
 use espgate_dataplane::RunningNode;
+use espgate_dataplane::spd::SpdRule;
 use serde_json::Value;
 
 use crate::{metrics, views};
@@ -100,6 +103,47 @@ fn run(req: Request, node: &mut RunningNode) -> Result<Value, String> {
                 grace_ms: grace.as_millis() as u64,
             })
         }
+        Request::SpiAlloc {} => carried_out(&SpiAllocated {
+            spi: node.allocate_spi().map_err(|e| e.to_string())?,
+        }),
+        Request::SaQuery { spi, direction } => {
+            let (spi, direction) = (spi.value()?, direction.into());
+            let workers = node.snapshot().map_err(|e| e.to_string())?;
+            let Some(sa) = workers
+                .iter()
+                .flat_map(|w| &w.sas)
+                .find(|s| s.spi == spi && s.direction == direction)
+            else {
+                return Err(format!("no {direction} sa {spi:#x}"));
+            };
+            carried_out(&SaQueried {
+                packets: sa.counters.packets,
+                bytes: sa.counters.bytes,
+            })
+        }
+        Request::SpdPut { yaml } => {
+            let rules = rules_of(&yaml, node)?;
+            let n = rules.len();
+            node.put_rules(rules).map_err(|e| e.to_string())?;
+            carried_out(&Rules { rules: n })
+        }
+        Request::SpdDel { yaml } => {
+            let rules = rules_of(&yaml, node)?;
+            node.delete_rules(&rules).map_err(|e| e.to_string())?;
+            carried_out(&Rules { rules: rules.len() })
+        }
         other => return Err(format!("{other:?} is not a request about SAs or counters")),
     })
+}
+
+/// The `spd` rules of a request's YAML (no `sas`), read as a node file
+/// reads them.
+fn rules_of(yaml: &str, node: &RunningNode) -> Result<Vec<SpdRule>, String> {
+    let update =
+        espgate_control::parse_sa_update(yaml, "<control socket>", Path::new("."), node.config())
+            .map_err(|e| e.to_string())?;
+    if !update.sas.is_empty() {
+        return Err("spd_put and spd_del take rules only (`spd:`): sa_add adds SAs".into());
+    }
+    Ok(update.spd)
 }

@@ -15,14 +15,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use espgate_dataplane::state_dir::{FILE_NAME, StateDir, StateError};
-use espgate_dataplane::{NodeConfig, NodeError, NodeQueues, Order, PortBackend, Role, RunningNode};
+use espgate_dataplane::{
+    NodeConfig, NodeError, NodeEvent, NodeEventKind, NodeQueues, Order, PortBackend, Role,
+    RunningNode,
+};
 use espgate_esp::Backend;
 use espgate_io::pcap_port::PcapQueue;
 use espgate_io::{Mempool, PortInfo, PortQueue, af_packet};
 use espgate_wire::ethernet::MacAddr;
 use serde_json::Value;
 
-use espgate_control::answer::{Done, Events, Status, carried_out, refusal};
+use espgate_control::answer::{Done, Event, Events, Status, carried_out, refusal};
 use espgate_control::request::Request;
 
 use crate::control_socket;
@@ -244,6 +247,27 @@ fn start_node(cfg: &NodeConfig, backend: Backend) -> anyhow::Result<RunningNode>
     Ok(node)
 }
 
+/// A node event as a `watch` line.
+fn watched(e: &NodeEvent, line: &str) -> Value {
+    let event = match &e.kind {
+        NodeEventKind::Sa {
+            spi,
+            direction,
+            event,
+        } => Event::Sa {
+            t: e.unix_ms,
+            spi: *spi,
+            direction: (*direction).into(),
+            kind: event.name().to_string(),
+        },
+        _ => Event::Node {
+            t: e.unix_ms,
+            line: line.to_string(),
+        },
+    };
+    serde_json::to_value(event).unwrap_or_else(refusal)
+}
+
 /// Event lines kept for the control socket's `events`.
 const EVENT_HISTORY: usize = 1024;
 
@@ -383,9 +407,17 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut out = std::io::stdout();
     let mut history: VecDeque<String> = VecDeque::new();
+    // `watch` connections: each event goes to every one still open.
+    let mut watchers: Vec<std::sync::mpsc::Sender<Value>> = Vec::new();
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
         std::thread::sleep(Duration::from_millis(5));
         while let Ok((req, back)) = calls.try_recv() {
+            if let Request::Watch {} = req {
+                if back.send(carried_out(&Done {})).is_ok() {
+                    watchers.push(back);
+                }
+                continue;
+            }
             let _ = back.send(answer(
                 req,
                 &mut live,
@@ -402,8 +434,17 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         {
             tracing::info!(spi = format!("{spi:#x}"), direction = %d, "rekeyed SA retired");
         }
+        for (spi, d, hard) in live
+            .iter_mut()
+            .flat_map(|l| l.node.expire_due(Instant::now()))
+        {
+            let limit = if hard { "hard" } else { "soft" };
+            tracing::info!(spi = format!("{spi:#x}"), direction = %d, "{limit} time limit passed");
+        }
         for e in live.iter().flat_map(|l| l.node.events()) {
             let line = e.to_string();
+            let event = watched(&e, &line);
+            watchers.retain(|w| w.send(event.clone()).is_ok());
             writeln!(out, "{line}")?;
             out.flush()?;
             if history.len() == EVENT_HISTORY {

@@ -198,6 +198,15 @@ fn examples() -> Vec<Example> {
             },
         ),
         example("sa_add", SaAdded { sas: 1, rules: 2 }),
+        example("spi_alloc", SpiAllocated { spi: 0xc000_0001 }),
+        example(
+            "sa_query",
+            SaQueried {
+                packets: 3,
+                bytes: 300,
+            },
+        ),
+        example("spd_put", Rules { rules: 2 }),
         example(
             "sa_rekey",
             SaRekeyed {

@@ -1,0 +1,80 @@
+//! Inbound SPIs handed out before their SA exists, as an IKE daemon asks
+//! for them (charon's `get_spi`, the kernel's `XFRM_MSG_ALLOCSPI`): each is
+//! unused by the node's inbound SAs and by every other SPI handed out and
+//! not yet taken, for [`RESERVED_FOR`] (the kernel keeps its larval SA as
+//! long). SPIs come from [`FIRST`]`..=`[`LAST`], Linux's default range, in
+//! an order an attacker cannot guess from the ones it saw.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, Instant};
+
+/// The first SPI handed out.
+pub const FIRST: u32 = 0xc000_0000;
+/// The last SPI handed out.
+pub const LAST: u32 = 0xcfff_ffff;
+/// How long an SPI handed out stays reserved for its SA.
+pub const RESERVED_FOR: Duration = Duration::from_secs(165);
+
+/// SPIs handed out and not yet taken by an SA.
+#[derive(Debug, Default)]
+pub struct SpiPool {
+    reserved: HashMap<u32, Instant>,
+    keys: RandomState,
+    drawn: u64,
+}
+
+impl SpiPool {
+    /// A free SPI, reserved until [`take`](Self::take)n or
+    /// [`RESERVED_FOR`] has passed; `used` tells an SPI an inbound SA of
+    /// the node has. `None` only if a million draws found none free.
+    pub fn allocate(&mut self, used: impl Fn(u32) -> bool, now: Instant) -> Option<u32> {
+        self.reserved
+            .retain(|_, at| now.duration_since(*at) < RESERVED_FOR);
+        for _ in 0..1_000_000 {
+            self.drawn += 1;
+            let draw = self.keys.hash_one(self.drawn) as u32;
+            let spi = FIRST + draw % (LAST - FIRST + 1);
+            if !used(spi) && !self.reserved.contains_key(&spi) {
+                self.reserved.insert(spi, now);
+                return Some(spi);
+            }
+        }
+        None
+    }
+
+    /// An SA took `spi`: it is no longer reserved.
+    pub fn take(&mut self, spi: u32) {
+        self.reserved.remove(&spi);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spis_are_in_range_distinct_and_skip_those_in_use() {
+        let mut p = SpiPool::default();
+        let now = Instant::now();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2_000 {
+            let spi = p.allocate(|s| s % 2 == 0, now).unwrap();
+            assert!((FIRST..=LAST).contains(&spi));
+            assert_eq!(spi % 2, 1, "an SPI in use was handed out");
+            assert!(seen.insert(spi), "{spi:#x} handed out twice");
+        }
+    }
+
+    #[test]
+    fn a_reservation_ends_when_taken_or_after_its_time() {
+        let mut p = SpiPool::default();
+        let now = Instant::now();
+        let a = p.allocate(|_| false, now).unwrap();
+        p.take(a);
+        assert!(p.reserved.is_empty());
+        p.allocate(|_| false, now).unwrap();
+        p.allocate(|_| false, now + RESERVED_FOR).unwrap();
+        assert_eq!(p.reserved.len(), 1, "the first reservation ended");
+    }
+}
