@@ -410,6 +410,7 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
         mirror,
         // The directory is the command line's (`espgate run --state-dir`).
         state: StateSettings { dir: None, ahead },
+        punt: None,
     })
 }
 

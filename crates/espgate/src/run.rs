@@ -232,6 +232,7 @@ fn start_node(cfg: &NodeConfig, backend: Backend) -> anyhow::Result<RunningNode>
         protected: open_role(cfg, Role::Protected, group, &mut eal)?,
         unprotected: open_role(cfg, Role::Unprotected, group.wrapping_add(1), &mut eal)?,
         mirror,
+        punt: None,
     };
     let pool = Mempool::new(16 * 1024, 4096);
     let node = espgate_dataplane::start(cfg, queues, backend, pool).map_err(|e| match e {

@@ -146,8 +146,8 @@ impl Tun {
     }
 
     /// Hands one IP packet to the kernel. Fails with
-    /// [`io::ErrorKind::WouldBlock`] (or `ENOBUFS`) when the kernel cannot
-    /// take it now, and with `EIO` while the device is down.
+    /// [`io::ErrorKind::WouldBlock`] when the kernel cannot take it now,
+    /// and with `EIO` while the device is down.
     pub fn send(&self, packet: &[u8]) -> io::Result<()> {
         // SAFETY: `packet` is a live slice and its exact length is passed;
         // the kernel only reads it.
