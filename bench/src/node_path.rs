@@ -274,6 +274,7 @@ pub(crate) fn queues(
             protected: lan,
             unprotected: wan,
             mirror: mirror.map(|q| Box::new(q) as Box<dyn PortQueue>),
+            punt: None,
         },
         sinks,
         feeders,
@@ -341,6 +342,7 @@ pub fn measure(run: &Run, backend: Backend) -> anyhow::Result<Outcome> {
                 protected: idle("lan", LAN_MAC),
                 unprotected: idle("wan", WAN_MAC),
                 mirror: Some(Box::new(mq)),
+                punt: None,
             };
             Some(espgate_dataplane::start(&cfg, q, backend, pool.clone())?)
         }

@@ -30,6 +30,7 @@
 //!   - { ip: 172.16.0.2, mac: 02:00:00:00:02:02 }
 //! # mirror: { node: 1, peer: 2, key: 0x..., port: {...}, ... }   # a pair: see mirror_section
 //! # state: { ahead: 1048576 }     # how far ahead marks are persisted (the directory: espgate run --state-dir)
+//! # punt: { interface: espgate0 } # a TUN device: packets for the node that it does not handle go to the kernel
 //! # an SA of a pair names its home node: { spi: ..., home: 2 }   # default: this node
 //! # and may change the mirror defaults:  { spi: ..., mirror: { interval: 64, quantity: 256 } }
 //! ```
@@ -39,7 +40,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use espgate_dataplane::config::{
-    MirrorSettings, Neighbour, PortBackend, PortConfig, Role, SaEntry, StateSettings, WorkersConfig,
+    MirrorSettings, Neighbour, PortBackend, PortConfig, PuntSettings, Role, SaEntry, StateSettings,
+    WorkersConfig,
 };
 use espgate_dataplane::marks;
 use espgate_dataplane::mirror_port::MAX_MIRROR_FRAME;
@@ -72,6 +74,13 @@ struct NodeSpec {
     dpdk: Option<DpdkSpec>,
     mirror: Option<MirrorSpec>,
     state: Option<StateSpec>,
+    punt: Option<PuntSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PuntSpec {
+    interface: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -399,6 +408,11 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
             ),
         ));
     }
+    let punt = spec
+        .punt
+        .map(|p| resolve_punt(p, &ports))
+        .transpose()
+        .map_err(|m| err("punt.interface".into(), m))?;
     Ok(NodeConfig {
         name: spec.node.name,
         ports,
@@ -410,7 +424,36 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
         mirror,
         // The directory is the command line's (`espgate run --state-dir`).
         state: StateSettings { dir: None, ahead },
+        punt,
     })
+}
+
+/// The punt section: a name the kernel takes for a new interface, and
+/// none of the af_packet ports' interfaces (those are not TUN devices).
+fn resolve_punt(p: PuntSpec, ports: &[PortConfig]) -> Result<PuntSettings, String> {
+    let name = p.interface;
+    let max = espgate_dataplane::punt::MAX_NAME_LEN;
+    if name.is_empty()
+        || name.len() > max
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == '%' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{name:?} is not an interface name (1 to {max} bytes, none of / % : or blanks)"
+        ));
+    }
+    if let Some(port) = ports.iter().find(
+        |port| matches!(&port.backend, PortBackend::AfPacket { interface } if *interface == name),
+    ) {
+        return Err(format!(
+            "{name} is the interface of port {}: the punt device is a TUN device of its own",
+            port.name
+        ));
+    }
+    Ok(PuntSettings { interface: name })
 }
 
 /// SAs and rules to add to a running node (the control socket's
@@ -724,6 +767,40 @@ mod tests {
         assert_eq!(cfg.neighbours.len(), 1);
         assert!(cfg.mirror.is_some());
         assert_eq!((cfg.sas[0].home, cfg.sas[1].home), (Some(1), Some(1)));
+        assert_eq!(cfg.punt.map(|p| p.interface), Some("espgate0".into()));
+    }
+
+    #[test]
+    fn the_punt_device_needs_a_name_of_its_own() {
+        let node = |punt: &str| {
+            let text = format!(
+                "node: {{ name: a }}
+ports:
+  - {{ name: lan, role: protected, backend: af_packet, interface: eth1, address: 10.0.0.1/24 }}
+  - {{ name: wan, role: unprotected, backend: af_packet, interface: eth2, address: 10.9.0.1/24 }}
+{punt}"
+            );
+            parse_node(&text, "t.yaml", Path::new("."))
+        };
+        assert_eq!(node("").unwrap().punt, None);
+        let cfg = node("punt: { interface: espgate0 }").unwrap();
+        assert_eq!(cfg.punt.unwrap().interface, "espgate0");
+        for bad in [
+            "\"\"",
+            "eth2",
+            "a-name-far-too-long",
+            "\"ike 0\"",
+            "ike/0",
+            "espgate%d",
+            "..",
+        ] {
+            let e = node(&format!("punt: {{ interface: {bad} }}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("t.yaml: punt.interface: "), "{bad}: {e}");
+        }
+        let e = node("punt: { interface: eth2 }").unwrap_err().to_string();
+        assert!(e.contains("the interface of port wan"), "{e}");
     }
 
     #[test]

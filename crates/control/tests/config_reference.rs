@@ -105,6 +105,7 @@ fn accepted(section: &str) -> BTreeSet<String> {
         "dpdk" => node_error(&format!("dpdk: {{ {b}: 1 }}\n")),
         "mirror" => node_error(&format!("mirror: {{ {b}: 1 }}\n")),
         "state" => node_error(&format!("state: {{ {b}: 1 }}\n")),
+        "punt" => node_error(&format!("punt: {{ {b}: 1 }}\n")),
         "mirror.port" => node_error(&format!("mirror: {{ port: {{ {b}: 1 }} }}\n")),
         "host-file: ." => host_error(&format!("{b}: 1\n")),
         "host-file: host" => host_error(&format!("host: {{ {b}: 1 }}\n")),

@@ -252,6 +252,15 @@ impl Default for StateSettings {
     }
 }
 
+/// The punt port (see [`crate::punt`]): the TUN device through which the
+/// node hands the kernel the packets for its own addresses that it does
+/// not handle itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PuntSettings {
+    /// The device's name: made, or attached to if it exists.
+    pub interface: String,
+}
+
 /// A static neighbour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Neighbour {
@@ -282,6 +291,9 @@ pub struct NodeConfig {
     pub mirror: Option<MirrorSettings>,
     /// Where and how far ahead the node persists its marks.
     pub state: StateSettings,
+    /// The punt port; `None`: packets for the node that it does not
+    /// handle are dropped (`ike`, `local`).
+    pub punt: Option<PuntSettings>,
 }
 
 impl NodeConfig {

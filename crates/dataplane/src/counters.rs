@@ -18,7 +18,8 @@ espgate_counters::counter_table! {
         UnsupportedEthertype => "unsupported_ethertype",
         /// An IP packet that does not parse.
         BadIp => "bad_ip",
-        /// For the node itself (it runs no services on its ports).
+        /// For the node itself, which has no punt device to hand it to the
+        /// kernel through (or neighbour discovery, which the node keeps).
         Local => "local",
         /// The SPD said discard, or no rule matched.
         Policy => "policy",
@@ -37,13 +38,25 @@ espgate_counters::counter_table! {
         HandoffFull => "handoff_full",
         /// The port could not take the frame.
         TxFull => "tx_full",
-        /// IKE or a NAT keepalive: there is no IKE daemon behind this node.
+        /// IKE or a NAT keepalive to the node, which has no punt device
+        /// to hand it to an IKE daemon through.
         Ike => "ike",
         /// ESP processing dropped it (counted per SA or SAD by reason).
         Esp => "esp",
         /// Its SA is parked on this node (the peer runs it); printed
         /// `standby`, the name metrics, scripts and tests know.
         Parked => "standby",
+        /// For the node itself, but the punt device's queue was full.
+        PuntFull => "punt_full",
+        /// For the node itself, but the punt device refused it otherwise
+        /// (it is down, as after a move to another network namespace until
+        /// it is set up there).
+        PuntDown => "punt_down",
+        /// Sent by the kernel through the punt device from an address that
+        /// is not the node's.
+        PuntForeign => "punt_foreign",
+        /// Read from the punt device but not a whole IPv4 or IPv6 packet.
+        PuntBad => "punt_bad",
     }
 }
 
@@ -79,6 +92,12 @@ pub struct WorkerCounters {
     pub progress_full: u64,
     /// Gratuitous ARP announcements sent.
     pub announcements: u64,
+    /// Packets for the node itself handed to the kernel through the punt
+    /// device.
+    pub punted: u64,
+    /// Packets the kernel sent through the punt device that went out of a
+    /// port.
+    pub punt_sent: u64,
     drops: NodeDrops,
     sa_events: SaEventCounters,
 }
@@ -121,6 +140,8 @@ impl WorkerCounters {
         self.progress += o.progress;
         self.progress_full += o.progress_full;
         self.announcements += o.announcements;
+        self.punted += o.punted;
+        self.punt_sent += o.punt_sent;
         self.drops.add(&o.drops);
         self.sa_events.add(&o.sa_events);
     }

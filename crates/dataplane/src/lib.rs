@@ -4,7 +4,9 @@
 //! results on. Each SA belongs to exactly one worker; a frame that arrives
 //! at another worker is handed over through a lock-free ring. Neighbours
 //! come from the configuration and from ARP; an encapsulated packet too big
-//! for the unprotected link is answered with an ICMP error.
+//! for the unprotected link is answered with an ICMP error. Packets for the
+//! node's own addresses that it does not handle (IKE, ICMP echo) go to the
+//! kernel through the punt device when the node has one.
 
 pub mod admin;
 pub mod aging;
@@ -21,6 +23,7 @@ pub mod neigh;
 pub mod node;
 pub mod prefix;
 pub mod progress;
+pub mod punt;
 pub mod snapshot;
 pub mod spd;
 pub mod spi_pool;
@@ -31,8 +34,8 @@ pub mod worker;
 
 pub use command::SaCommand;
 pub use config::{
-    Failback, MirrorSettings, NodeConfig, PerSide, PortBackend, PortConfig, Role, SaEntry,
-    StateSettings, Takeover, WorkersConfig,
+    Failback, MirrorSettings, NodeConfig, PerSide, PortBackend, PortConfig, PuntSettings, Role,
+    SaEntry, StateSettings, Takeover, WorkersConfig,
 };
 pub use counters::{NodeDrop, WorkerCounters};
 pub use mirror_task::{MirrorReport, NodeEvent, NodeEventKind, Order, PairStatus};

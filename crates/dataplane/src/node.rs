@@ -24,6 +24,7 @@ use crate::mirror_port::MirrorPort;
 use crate::mirror_task::{EventLog, MirrorReport, MirrorTask, NodeEvent, Order, PairStatus};
 use crate::neigh::Neighbours;
 use crate::progress::{PROGRESS_DEPTH, Reporting};
+use crate::punt::PuntDevice;
 use crate::spd::{Action, Spd};
 use crate::state_dir::StateDir;
 use crate::tables::{TableCell, Tables};
@@ -114,6 +115,9 @@ pub enum NodeError {
     /// Mirroring is configured but no mirror port queue was given.
     #[error("mirror: no queue for the mirror port")]
     MissingMirrorPort,
+    /// A punt port is configured but no punt device was given.
+    #[error("punt: no device for the punt port")]
+    MissingPunt,
     /// A peer address lies on none of this node's links.
     #[error("mirror: peer address {0} is on neither the protected nor the unprotected subnet")]
     PeerAddress(std::net::IpAddr),
@@ -239,6 +243,9 @@ pub struct NodeQueues {
     pub unprotected: Vec<Box<dyn PortQueue>>,
     /// The mirror port (one queue, the mirror task's), when mirroring.
     pub mirror: Option<Box<dyn PortQueue>>,
+    /// The punt device (shared by the workers), when the node has a punt
+    /// port.
+    pub punt: Option<Arc<dyn PuntDevice>>,
 }
 
 /// A running node.
@@ -524,6 +531,9 @@ pub fn start(
             return Err(NodeError::Queues { role, got, want: n });
         }
     }
+    if cfg.punt.is_some() && queues.punt.is_none() {
+        return Err(NodeError::MissingPunt);
+    }
     let key = match &cfg.mirror {
         Some(m) => {
             m.protocol
@@ -664,6 +674,9 @@ pub fn start(
             worker = worker.with_reporting(Reporting {
                 ring: rings[id].clone(),
             });
+        }
+        if let Some(device) = &queues.punt {
+            worker = worker.with_punt(device.clone());
         }
         for (spi, d) in &parked[id] {
             worker.park(*spi, *d);
@@ -871,6 +884,7 @@ mod tests {
             dpdk_eal_args: None,
             mirror: None,
             state: StateSettings::default(),
+            punt: None,
         }
     }
 
@@ -879,6 +893,7 @@ mod tests {
             protected: Vec::new(),
             unprotected: Vec::new(),
             mirror: None,
+            punt: None,
         };
         start(
             &workers(count),

@@ -1,10 +1,10 @@
 //! A worker: one thread in a run-to-completion loop over its queue of each
 //! port. Receive a burst, classify each frame (ARP; ESP for us by SPI;
-//! plaintext by the SPD), run ESP with the SAs this worker owns, add the
-//! Ethernet header for the next hop, send the bursts. A frame whose SA
-//! another worker owns goes to that worker through a lock-free ring, so no
-//! SA is ever touched by two threads: each SA object lives in exactly one
-//! worker.
+//! anything else for us to the punt device, if there is one; plaintext by
+//! the SPD), run ESP with the SAs this worker owns, add the Ethernet header
+//! for the next hop, send the bursts. A frame whose SA another worker owns
+//! goes to that worker through a lock-free ring, so no SA is ever touched
+//! by two threads: each SA object lives in exactly one worker.
 
 use std::collections::HashMap;
 
@@ -31,6 +31,7 @@ use crate::mirror_task::NodeEventKind;
 use crate::neigh::{ArpOutcome, Neighbours, announcement, handle_arp, request, write_arp};
 use crate::prefix::Prefix;
 use crate::progress::{Progress, Reporting, STALL_REPORT_EVERY};
+use crate::punt::{self, PuntDevice};
 use crate::snapshot::{SaSnapshot, WorkerSnapshot};
 use crate::spd::{Action, Selectors};
 use crate::tables::{TableCell, Tables};
@@ -212,6 +213,11 @@ pub struct Worker {
     /// then the peer's while adopted.
     addresses: PerSide<Vec<IpAddr>>,
     announced: u64,
+    /// The punt device, when the node has one: every worker punts through
+    /// it; the [`PUNT_READER`] also sends on what the kernel sends.
+    punt: Option<Arc<dyn PuntDevice>>,
+    /// Busy rounds since the [`PUNT_READER`] last looked at the device.
+    punt_skipped: u32,
 }
 
 const ARP_RETRY: Duration = Duration::from_millis(200);
@@ -221,6 +227,15 @@ const ARP_RETRY: Duration = Duration::from_millis(200);
 /// out once per change, and worker 0, which every node has. Every worker
 /// answers for them; the ports' queues all send on the same wire.
 const ANNOUNCER: usize = 0;
+
+/// The worker that reads what the kernel sends through the punt device:
+/// one, as the device is one queue; worker 0, which every node has.
+const PUNT_READER: usize = 0;
+
+/// A busy [`PUNT_READER`] looks at the punt device once in this many
+/// rounds of its loop (an idle one at every round): the kernel sends a
+/// few packets a second, and the look is a system call.
+const PUNT_EVERY: u32 = 8;
 
 /// One received burst in this many is timed for `burst_ns`.
 pub const TIMED_EVERY: u64 = 8;
@@ -278,7 +293,16 @@ impl Worker {
             report: None,
             addresses,
             announced: 0,
+            punt: None,
+            punt_skipped: 0,
         }
+    }
+
+    /// Punts the packets for the node itself that it does not handle
+    /// through `device` (see [`crate::punt`]).
+    pub fn with_punt(mut self, device: Arc<dyn PuntDevice>) -> Self {
+        self.punt = Some(device);
+        self
     }
 
     /// Reports SA progress to the mirror task through `report`.
@@ -380,6 +404,7 @@ impl Worker {
             }
             work += self.poll_handoffs();
             work += self.poll_commands();
+            work += self.poll_punt(work > 0);
             self.poll_announce();
             self.flush_tx();
             if stop.load(Ordering::Relaxed) {
@@ -594,6 +619,72 @@ impl Worker {
         }
     }
 
+    /// Sends on what the kernel sent through the punt device, up to
+    /// [`punt::BURST`] packets (the [`PUNT_READER`] only; when `busy`,
+    /// once in [`PUNT_EVERY`] rounds).
+    fn poll_punt(&mut self, busy: bool) -> usize {
+        if self.id != PUNT_READER {
+            return 0;
+        }
+        let Some(device) = &self.punt else {
+            return 0;
+        };
+        if busy {
+            self.punt_skipped += 1;
+            if self.punt_skipped < PUNT_EVERY {
+                return 0;
+            }
+        }
+        self.punt_skipped = 0;
+        let device = device.clone();
+        let mut n = 0;
+        while n < punt::BURST {
+            let mut buf = Packet::from(self.pool.get());
+            let room = buf.tailroom();
+            let space = buf.append(room).expect("the buffer's own tailroom");
+            match device.recv(space) {
+                Ok(Some(len)) => {
+                    buf.trim(room - len.min(room))
+                        .expect("no more than was appended");
+                    n += 1;
+                    let v = self.kernel_packet(&mut buf);
+                    self.dispose(buf, v);
+                }
+                Ok(None) => {
+                    self.pool.recycle(buf);
+                    break;
+                }
+                Err(_) => {
+                    self.drop_frame(buf, NodeDrop::PuntBad);
+                    break;
+                }
+            }
+        }
+        n
+    }
+
+    /// A packet the kernel sent through the punt device: out of the port
+    /// its source address belongs to, routed as the node routes (on-link,
+    /// or through the port's gateway). Its TTL stays: it starts here.
+    fn kernel_packet(&mut self, buf: &mut Packet) -> Verdict {
+        let Some(len) = punt::ip_packet(buf.data()).map(<[u8]>::len) else {
+            return Verdict::Drop(NodeDrop::PuntBad);
+        };
+        buf.trim(buf.len() - len)
+            .expect("no longer than the packet");
+        let Some(sel) = Selectors::of(buf.data()) else {
+            return Verdict::Drop(NodeDrop::PuntBad);
+        };
+        let Some(role) = punt::port_of(sel.src, &self.addresses) else {
+            return Verdict::Drop(NodeDrop::PuntForeign);
+        };
+        let v = self.route(role, sel.dst, buf);
+        if let Verdict::Send(_) = v {
+            self.counters.punt_sent += 1;
+        }
+        v
+    }
+
     fn flush_tx(&mut self) {
         for (_, p) in self.ports.iter_mut() {
             if p.tx.is_empty() {
@@ -724,7 +815,7 @@ impl Worker {
             return Verdict::Drop(NodeDrop::BadIp);
         };
         if self.addresses[Role::Protected].contains(&sel.dst) {
-            return Verdict::Drop(NodeDrop::Local);
+            return self.punt(&buf.data()[hdr_len..], NodeDrop::Local);
         }
         match self.tables.spd.lookup(Direction::Outbound, &sel) {
             Action::Protect(spi) => {
@@ -759,12 +850,14 @@ impl Worker {
             return Verdict::Drop(NodeDrop::BadIp);
         };
         if self.addresses[Role::Unprotected].contains(&sel.dst) {
-            // IKE and keepalives to us: there is no IKE daemon behind the node.
-            return Verdict::Drop(if sel.protocol == ip::protocol::UDP {
+            // IKE (on 500, or on an ESP-in-UDP port behind the non-ESP
+            // marker), NAT keepalives, ICMP echo and the rest.
+            let why = if sel.protocol == ip::protocol::UDP {
                 NodeDrop::Ike
             } else {
                 NodeDrop::Local
-            });
+            };
+            return self.punt(&buf.data()[hdr_len..], why);
         }
         match self.tables.spd.lookup(Direction::Inbound, &sel) {
             Action::Bypass => {
@@ -773,6 +866,29 @@ impl Worker {
                 self.forward(Role::Protected, sel.dst, buf)
             }
             _ => Verdict::Drop(NodeDrop::Policy),
+        }
+    }
+
+    /// A packet for one of the node's own addresses that the node does not
+    /// answer itself (`ip`: the frame from its IP header on, which the
+    /// caller parsed): its IP packet goes to the kernel through the punt
+    /// device. Dropped for `why` when the node has none, and when it is
+    /// neighbour discovery, which stays with the node.
+    fn punt(&mut self, ip: &[u8], why: NodeDrop) -> Verdict {
+        let Some(device) = &self.punt else {
+            return Verdict::Drop(why);
+        };
+        if punt::is_neighbour_discovery(ip) {
+            return Verdict::Drop(why);
+        }
+        // Parsed already, so never cut short: only the padding goes.
+        let ip = punt::ip_packet(ip).unwrap_or(ip);
+        match device.send(ip) {
+            Ok(()) => {
+                self.counters.punted += 1;
+                Verdict::Done
+            }
+            Err(e) => Verdict::Drop(punt::refusal(&e)),
         }
     }
 
@@ -869,7 +985,11 @@ impl Worker {
         );
         match opened {
             Ok(Inbound::Decapsulated { .. }) => self.report_inbound(spi),
-            Ok(Inbound::Ike | Inbound::NatKeepalive) => return Verdict::Drop(NodeDrop::Ike),
+            // What `esp_spi` took for ESP but whose UDP length says IKE
+            // or a keepalive: as in `on_unprotected`.
+            Ok(Inbound::Ike | Inbound::NatKeepalive) => {
+                return self.punt(buf.data(), NodeDrop::Ike);
+            }
             Err(e) => {
                 if e.reason == DropReason::LeaseStall {
                     self.report_inbound_stall(spi);

@@ -131,6 +131,7 @@ fn config(a: bool, state: Option<PathBuf>) -> NodeConfig {
             // B's inbound SAs reach by their rate, whatever `ahead` is.
             ahead: if a { AHEAD } else { DEFAULT_AHEAD },
         },
+        punt: None,
     }
 }
 
@@ -169,6 +170,7 @@ fn pair(ca: &NodeConfig, cb: &NodeConfig, tap: &espgate_io::mem::Tap) -> Pair {
         protected,
         unprotected,
         mirror: None,
+        punt: None,
     };
     Pair {
         a: start(ca, q(a_lan, a_wan), Backend::DEFAULT, pool.clone()).unwrap(),
@@ -266,6 +268,7 @@ fn a_node_without_a_mirror_restarted_reuses_no_number_and_accepts_no_replay() {
             protected: b_lan,
             unprotected: testbed::boxed_queues(b_wan),
             mirror: None,
+            punt: None,
         },
         Backend::DEFAULT,
         pool.clone(),
@@ -326,6 +329,7 @@ fn alone(cfg: &NodeConfig) -> Result<RunningNode, NodeError> {
         protected: lan,
         unprotected: wan,
         mirror: cfg.mirror.as_ref().and(mirror.pop()),
+        punt: None,
     };
     start(cfg, queues, Backend::DEFAULT, pool)
 }
@@ -575,6 +579,7 @@ fn start_pair_node(
             Some(capture.clone()),
         )),
         mirror: Some(mirror),
+        punt: None,
     };
     (start(cfg, q, Backend::DEFAULT, pool.clone()).unwrap(), host)
 }
@@ -633,6 +638,7 @@ fn a_pair_powered_off_at_once_restarts_past_both_lives_and_accepts_no_replay() {
             protected: r_lan,
             unprotected: testbed::boxed_queues(r_wan),
             mirror: None,
+            punt: None,
         },
         Backend::DEFAULT,
         pool.clone(),

@@ -161,6 +161,7 @@ fn config(me: &Side, peer: &Side, workers: usize, split: bool) -> NodeConfig {
         dpdk_eal_args: None,
         mirror: None,
         state: Default::default(),
+        punt: None,
     }
 }
 
@@ -210,6 +211,7 @@ fn rig_with(workers: usize, split: bool, change: impl Fn(&mut NodeConfig, &mut N
             protected: a_lan,
             unprotected: a_wan,
             mirror: None,
+            punt: None,
         },
         Backend::DEFAULT,
         pool.clone(),
@@ -221,6 +223,7 @@ fn rig_with(workers: usize, split: bool, change: impl Fn(&mut NodeConfig, &mut N
             protected: b_lan,
             unprotected: b_wan,
             mirror: None,
+            punt: None,
         },
         Backend::DEFAULT,
         pool,
@@ -713,6 +716,7 @@ fn mirror_frames_larger_than_a_buffer_are_refused_at_start() {
         protected: lan,
         unprotected: wan,
         mirror: mirror.pop(),
+        punt: None,
     };
     match start(&cfg, queues, Backend::DEFAULT, pool) {
         Ok(node) => {

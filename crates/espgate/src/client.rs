@@ -208,12 +208,14 @@ pub fn stats(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         }
     };
     println!(
-        "total: rx {} tx {} encrypted {} decrypted {} lease_stalls {}; drops: {}; sa events: {}",
+        "total: rx {} tx {} encrypted {} decrypted {} lease_stalls {} punted {} punt_sent {}; drops: {}; sa events: {}",
         t.rx,
         t.tx,
         t.encrypted,
         t.decrypted,
         t.lease_stalls,
+        t.punted,
+        t.punt_sent,
         listed(reasons),
         listed(events)
     );

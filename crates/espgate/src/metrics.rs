@@ -70,7 +70,7 @@ impl Exposition {
 /// The node's metrics now.
 pub fn render(node: &RunningNode, workers: &[WorkerSnapshot]) -> String {
     let mut e = Exposition(String::new());
-    let counters: [Family<WorkerSnapshot>; 7] = [
+    let counters: [Family<WorkerSnapshot>; 9] = [
         (
             "espgate_rx_packets_total",
             "Frames received from the ports.",
@@ -104,6 +104,16 @@ pub fn render(node: &RunningNode, workers: &[WorkerSnapshot]) -> String {
         ("espgate_commands_total", "SA commands carried out.", |w| {
             w.counters.commands
         }),
+        (
+            "espgate_punted_packets_total",
+            "Packets for the node itself handed to the kernel through the punt device.",
+            |w| w.counters.punted,
+        ),
+        (
+            "espgate_punt_sent_packets_total",
+            "Packets the kernel sent through the punt device that went out of a port.",
+            |w| w.counters.punt_sent,
+        ),
     ];
     for (name, help, f) in counters {
         e.per_worker(name, help, workers, f);

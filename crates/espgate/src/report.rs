@@ -6,7 +6,7 @@ use espgate_dataplane::NodeReport;
 pub fn print(r: &NodeReport) {
     let t = r.totals();
     println!(
-        "node {}: rx {} tx {} | encrypted {} decrypted {} bypassed {} | handoffs {} | arp replies {} requests {} | icmp errors {}",
+        "node {}: rx {} tx {} | encrypted {} decrypted {} bypassed {} | handoffs {} | arp replies {} requests {} | icmp errors {} | punted {} punt_sent {}",
         r.name,
         t.rx,
         t.tx,
@@ -16,7 +16,9 @@ pub fn print(r: &NodeReport) {
         t.handoff_out,
         t.arp_replies,
         t.arp_requests,
-        t.icmp_errors
+        t.icmp_errors,
+        t.punted,
+        t.punt_sent
     );
     let drops: Vec<String> = t.nonzero_drops().map(|(d, n)| format!("{d} {n}")).collect();
     if !drops.is_empty() {

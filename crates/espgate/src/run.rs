@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use espgate_dataplane::punt::{self, PuntDevice};
 use espgate_dataplane::state_dir::{FILE_NAME, StateDir, StateError};
 use espgate_dataplane::{
     NodeConfig, NodeError, NodeEvent, NodeEventKind, NodeQueues, Order, PortBackend, Role,
@@ -21,7 +22,7 @@ use espgate_dataplane::{
 };
 use espgate_esp::Backend;
 use espgate_io::pcap_port::PcapQueue;
-use espgate_io::{Mempool, PortInfo, PortQueue, af_packet};
+use espgate_io::{Mempool, PortInfo, PortQueue, af_packet, tun};
 use espgate_wire::ethernet::MacAddr;
 use serde_json::Value;
 
@@ -143,6 +144,31 @@ fn open_role(
     open_port(cfg, &opening, group, eal)
 }
 
+/// Opens the punt device of `cfg`, when it has a punt port: made (or
+/// attached to) in this process's network namespace, given the unprotected
+/// port's MTU (at most [`punt::MAX_MTU`]) and set up. Its addresses and
+/// routes are the operator's.
+fn open_punt(cfg: &NodeConfig) -> anyhow::Result<Option<Arc<dyn PuntDevice>>> {
+    let Some(p) = &cfg.punt else {
+        return Ok(None);
+    };
+    let mtu = cfg
+        .port(Role::Unprotected)
+        .context("port missing")?
+        .mtu
+        .min(punt::MAX_MTU);
+    let device = tun::open(&p.interface).with_context(|| format!("punt: {}", p.interface))?;
+    device
+        .set_up(mtu)
+        .with_context(|| format!("punt: {}", p.interface))?;
+    tracing::info!(
+        interface = device.name(),
+        mtu,
+        "punt device up: packets for the node that it does not handle go to the kernel through it (give it the node's addresses)"
+    );
+    Ok(Some(Arc::new(device)))
+}
+
 /// Where node state directories go unless `--state-dir` (or
 /// `$ESPGATE_STATE_DIR`) says.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/espgate";
@@ -235,6 +261,7 @@ fn start_node(cfg: &NodeConfig, backend: Backend) -> anyhow::Result<RunningNode>
         protected: open_role(cfg, Role::Protected, group, &mut eal)?,
         unprotected: open_role(cfg, Role::Unprotected, group.wrapping_add(1), &mut eal)?,
         mirror,
+        punt: open_punt(cfg)?,
     };
     let pool = Mempool::new(16 * 1024, 4096);
     let node = espgate_dataplane::start(cfg, queues, backend, pool).map_err(|e| match e {

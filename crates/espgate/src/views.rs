@@ -65,6 +65,8 @@ fn worker(w: &WorkerSnapshot) -> WorkerStats {
         commands: c.commands,
         progress: c.progress,
         progress_full: c.progress_full,
+        punted: c.punted,
+        punt_sent: c.punt_sent,
         drops: node_drops(c),
         esp_drops_no_sa: esp_drops(&w.sad_drops),
         queues,
@@ -102,6 +104,8 @@ pub fn stats(workers: &[WorkerSnapshot], commands_pending: usize) -> Stats {
             encrypted: total.encrypted,
             decrypted: total.decrypted,
             bypassed: total.bypassed,
+            punted: total.punted,
+            punt_sent: total.punt_sent,
             drops: node_drops(&total),
             lease_stalls,
             sa_events: SaEvent::ALL

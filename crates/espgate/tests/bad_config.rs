@@ -264,6 +264,13 @@ fn each_broken_config_gets_one_line_naming_the_place() {
             "mirror.inbound_takeover",
             LINE,
         ),
+        (
+            "punt device name the kernel refuses",
+            "sas:",
+            "punt: { interface: a-name-far-too-long }\nsas:",
+            "punt.interface",
+            NO_LINE,
+        ),
     ];
     for (what, from, to, key_path, has_line) in cases {
         assert!(

@@ -11,7 +11,8 @@
 //! (any Linux interface, through a TPACKET_V3 ring and `sendmmsg`),
 //! [`synthetic`] (frames held in memory and a counting sink, for
 //! measurements) and, with the feature `dpdk`, `dpdk` (any DPDK ethdev,
-//! zero-copy with mbufs).
+//! zero-copy with mbufs). Beside the ports, [`tun`] opens the TUN device
+//! the node punts its own traffic to the kernel through.
 
 pub mod af_packet;
 pub mod alloc;
@@ -27,6 +28,7 @@ pub mod pool;
 pub mod port;
 pub mod rss;
 pub mod synthetic;
+pub mod tun;
 
 pub use packet::Packet;
 pub use pool::{BufPool, Mempool};

@@ -47,6 +47,12 @@ pub struct WorkerStats {
     pub progress: u64,
     /// Progress records dropped because the mirror's ring was full.
     pub progress_full: u64,
+    /// Packets for the node itself handed to the kernel through the punt
+    /// device.
+    pub punted: u64,
+    /// Packets the kernel sent through the punt device that went out of a
+    /// port.
+    pub punt_sent: u64,
     /// The node's drops by reason, every reason named.
     pub drops: ByReason,
     /// ESP drops that reached no SA, by reason, every reason named.
@@ -120,6 +126,12 @@ pub struct Totals {
     pub decrypted: u64,
     /// Frames passed on as plaintext by a bypass rule.
     pub bypassed: u64,
+    /// Packets for the node itself handed to the kernel through the punt
+    /// device.
+    pub punted: u64,
+    /// Packets the kernel sent through the punt device that went out of a
+    /// port.
+    pub punt_sent: u64,
     /// The node's drops by reason, every reason named.
     pub drops: ByReason,
     /// Packets the SAs dropped waiting for a lease.

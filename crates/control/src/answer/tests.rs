@@ -114,6 +114,8 @@ fn stats() -> Stats {
             commands: 11,
             progress: 12,
             progress_full: 13,
+            punted: 14,
+            punt_sent: 15,
             drops: drops.clone(),
             esp_drops_no_sa: by_reason(&[("lease_stall", 0), ("no_sa", 3)]),
             queues: BTreeMap::from([(
@@ -144,6 +146,8 @@ fn stats() -> Stats {
             encrypted: 3,
             decrypted: 4,
             bypassed: 5,
+            punted: 14,
+            punt_sent: 15,
             drops,
             lease_stalls: 6,
             sa_events: BTreeMap::from([("soft_lifetime".into(), 8), ("seq_low".into(), 9)]),

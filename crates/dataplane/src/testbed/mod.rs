@@ -2,10 +2,13 @@
 //! hosts on a node's protected port and back-to-back links between ports.
 //! A host answers ARP for its address and sends and receives IP packets
 //! through its gateway, like a plain Linux host would; a [`Switch`] joins
-//! many ports on one segment, as a Linux bridge does.
+//! many ports on one segment, as a Linux bridge does; a [`MemPunt`] stands
+//! in for the kernel behind a punt device.
 
+mod punt;
 mod switch;
 
+pub use punt::MemPunt;
 pub use switch::{Capture, Switch, SwitchHandle};
 
 use std::net::IpAddr;

@@ -85,6 +85,7 @@ impl Fabric {
                 .attach(mirror_mac, 1, None)
                 .pop()
                 .map(|q| Box::new(q) as Box<dyn PortQueue>),
+            punt: None,
         };
         Ok(espgate_dataplane::start(
             c,
@@ -157,6 +158,7 @@ impl Rig {
                 protected: r_lan,
                 unprotected: testbed::boxed_queues(r_wan),
                 mirror: None,
+                punt: None,
             },
             backend,
             pool,
