@@ -114,7 +114,7 @@ fn run(req: Request, node: &mut RunningNode) -> Result<Value, String> {
                 .flat_map(|w| &w.sas)
                 .find(|s| s.spi == spi && s.direction == direction)
             else {
-                return Err(format!("no {direction} sa {spi:#x}"));
+                return Err(format!("no {direction} SA {spi:#x}"));
             };
             carried_out(&SaQueried {
                 packets: sa.counters.packets,
