@@ -199,24 +199,6 @@ METHOD(espgate_client_t, ask, char*,
 }
 
 /**
- * Reads one watch line and hands an SA event to the callback.
- */
-static void dispatch(private_espgate_client_t *this, char *line)
-{
-	char direction[16], kind[32];
-	uint64_t spi;
-
-	if (!strstr(line, "\"event\":\"sa\"") ||
-		!espgate_json_u64(line, "spi", &spi) ||
-		!espgate_json_str(line, "direction", direction, sizeof(direction)) ||
-		!espgate_json_str(line, "kind", kind, sizeof(kind)))
-	{
-		return;
-	}
-	this->cb(this->cb_data, (uint32_t)spi, streq(direction, "inbound"), kind);
-}
-
-/**
  * Closes the watch connection (a cleanup handler: the thread may be
  * cancelled while it reads).
  */
@@ -266,7 +248,7 @@ static void *watch_events(private_espgate_client_t *this)
 			{
 				break;
 			}
-			dispatch(this, line);
+			this->cb(this->cb_data, line);
 			free(line);
 		}
 		thread_cleanup_pop(TRUE);

@@ -13,12 +13,10 @@
 typedef struct espgate_client_t espgate_client_t;
 
 /**
- * Called for each SA event a watch connection reads: `spi` in host order,
- * `inbound`, and `kind` (soft_lifetime, hard_lifetime, seq_low,
- * seq_exhausted).
+ * Called with each line a watch connection reads: one event of the node,
+ * a JSON object (see espgate's `watch` request).
  */
-typedef void (*espgate_event_cb_t)(void *data, uint32_t spi, bool inbound,
-								   const char *kind);
+typedef void (*espgate_event_cb_t)(void *data, const char *line);
 
 struct espgate_client_t {
 
@@ -35,7 +33,7 @@ struct espgate_client_t {
 
 	/**
 	 * Starts a thread that watches the node's events and calls `cb` for
-	 * each SA event, reconnecting while the node is away.
+	 * each, reconnecting while the node is away.
 	 */
 	void (*watch)(espgate_client_t *this, espgate_event_cb_t cb, void *data);
 

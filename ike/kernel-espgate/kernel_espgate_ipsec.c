@@ -9,8 +9,10 @@
  *   add_policy   spd_put (a selector's address ranges split into prefixes)
  *   del_policy   spd_del, or spd_put of the policy's previous SA
  *
- * and the node's lifetime events, read on a `watch` connection, become
- * charon->kernel->expire(). Policies name SAs by SPI here, as espgate's
+ * and the node's events, read on a `watch` connection, come back: lifetime
+ * events as charon->kernel->expire(), and a packet that matched the rule of
+ * a trap policy (one without an SA yet) as charon->kernel->acquire().
+ * Policies name SAs by SPI here, as espgate's
  * rules do; as the kernel does, each policy keeps every SA installed for
  * it (a rekey installs the new one before the old one goes), the newest
  * first, and the rule follows the newest.
@@ -76,24 +78,33 @@ static void sa_entry_destroy(sa_entry_t *this)
 }
 
 /**
- * A policy: its selectors and the SAs installed for it, newest first.
+ * One installation of a policy: the SA it names and how.
+ */
+typedef struct {
+	/** SPI, host order; 0 for a trap, which has no SA yet. */
+	uint32_t spi;
+	/** IPsec, pass or drop. */
+	policy_type_t type;
+	/** The CHILD_SA's reqid (what an acquire names). */
+	uint32_t reqid;
+} mapping_t;
+
+/**
+ * A policy: its selectors and its installations, newest first.
  */
 typedef struct {
 	policy_dir_t dir;
 	traffic_selector_t *src;
 	traffic_selector_t *dst;
-	/** SPIs (host order, 0 for a trap without an SA), newest first. */
-	linked_list_t *spis;
-	/** The type each SPI was installed with, in the same order. */
-	linked_list_t *types;
+	/** mapping_t, newest first: the rules follow the first. */
+	linked_list_t *mappings;
 } policy_entry_t;
 
 static void policy_entry_destroy(policy_entry_t *this)
 {
 	this->src->destroy(this->src);
 	this->dst->destroy(this->dst);
-	this->spis->destroy(this->spis);
-	this->types->destroy(this->types);
+	this->mappings->destroy_function(this->mappings, free);
 	free(this);
 }
 
@@ -694,23 +705,29 @@ CALLBACK(policy_match, bool,
 static bool put_policy(private_kernel_espgate_ipsec_t *this,
 					   policy_entry_t *policy, const char *what)
 {
-	uintptr_t spi = 0, type = POLICY_IPSEC;
+	mapping_t *newest;
+	uint32_t spi = 0;
 	const char *action;
 	text_t yaml = text_new();
 	bool ok;
 
-	policy->spis->get_first(policy->spis, (void**)&spi);
-	policy->types->get_first(policy->types, (void**)&type);
-	switch (type)
+	if (policy->mappings->get_first(policy->mappings,
+									(void**)&newest) != SUCCESS)
+	{
+		free(yaml.s);
+		return FALSE;
+	}
+	spi = newest->spi;
+	switch (newest->type)
 	{
 		case POLICY_PASS:
 			action = "bypass";
 			spi = 0;
 			break;
 		case POLICY_IPSEC:
-			/* a trap has no SA yet: its traffic is dropped until one is
-			 * negotiated */
-			action = spi ? "protect" : "discard";
+			/* a trap has no SA yet: its traffic asks for one (outbound) */
+			action = spi ? "protect" : (policy->dir == POLICY_OUT ? "trap"
+																: "discard");
 			break;
 		default:
 			action = "discard";
@@ -728,7 +745,7 @@ METHOD(kernel_ipsec_t, add_policy, status_t,
 	kernel_ipsec_manage_policy_t *data)
 {
 	policy_entry_t *policy;
-	uintptr_t spi = data->sa->esp.use ? ntohl(data->sa->esp.spi) : 0;
+	mapping_t *mapping;
 	bool ok, created = FALSE;
 
 	if (id->dir == POLICY_FWD)
@@ -749,13 +766,16 @@ METHOD(kernel_ipsec_t, add_policy, status_t,
 			.dir = id->dir,
 			.src = id->src_ts->clone(id->src_ts),
 			.dst = id->dst_ts->clone(id->dst_ts),
-			.spis = linked_list_create(),
-			.types = linked_list_create(),
+			.mappings = linked_list_create(),
 		);
 		created = TRUE;
 	}
-	policy->spis->insert_first(policy->spis, (void*)spi);
-	policy->types->insert_first(policy->types, (void*)(uintptr_t)data->type);
+	INIT(mapping,
+		.spi = data->sa->esp.use ? ntohl(data->sa->esp.spi) : 0,
+		.type = data->type,
+		.reqid = data->sa->reqid,
+	);
+	policy->mappings->insert_first(policy->mappings, mapping);
 	ok = put_policy(this, policy, "add_policy");
 	if (ok && created)
 	{
@@ -763,8 +783,8 @@ METHOD(kernel_ipsec_t, add_policy, status_t,
 	}
 	else if (!ok)
 	{
-		policy->spis->remove_first(policy->spis, NULL);
-		policy->types->remove_first(policy->types, NULL);
+		policy->mappings->remove_first(policy->mappings, NULL);
+		free(mapping);
 		if (created)
 		{
 			policy_entry_destroy(policy);
@@ -801,9 +821,9 @@ METHOD(kernel_ipsec_t, del_policy, status_t,
 	kernel_ipsec_manage_policy_t *data)
 {
 	policy_entry_t *policy;
-	uintptr_t spi = data->sa->esp.use ? ntohl(data->sa->esp.spi) : 0, current;
-	enumerator_t *spis, *types;
-	void *type;
+	uint32_t spi = data->sa->esp.use ? ntohl(data->sa->esp.spi) : 0;
+	enumerator_t *enumerator;
+	mapping_t *mapping;
 	bool ok = TRUE, was_newest = FALSE, first = TRUE;
 
 	if (id->dir == POLICY_FWD)
@@ -819,22 +839,20 @@ METHOD(kernel_ipsec_t, del_policy, status_t,
 			 id->src_ts, id->dst_ts);
 		return NOT_FOUND;
 	}
-	spis = policy->spis->create_enumerator(policy->spis);
-	types = policy->types->create_enumerator(policy->types);
-	while (spis->enumerate(spis, &current) && types->enumerate(types, &type))
+	enumerator = policy->mappings->create_enumerator(policy->mappings);
+	while (enumerator->enumerate(enumerator, &mapping))
 	{
-		if (current == spi)
+		if (mapping->spi == spi && mapping->type == data->type)
 		{
-			policy->spis->remove_at(policy->spis, spis);
-			policy->types->remove_at(policy->types, types);
+			policy->mappings->remove_at(policy->mappings, enumerator);
+			free(mapping);
 			was_newest = first;
 			break;
 		}
 		first = FALSE;
 	}
-	spis->destroy(spis);
-	types->destroy(types);
-	if (policy->spis->get_count(policy->spis) == 0)
+	enumerator->destroy(enumerator);
+	if (policy->mappings->get_count(policy->mappings) == 0)
 	{
 		ok = delete_rules(this, policy, "del_policy");
 		this->policies->remove(this->policies, policy, NULL);
@@ -887,14 +905,25 @@ METHOD(kernel_ipsec_t, enable_udp_decap, bool,
  * running low or out, becomes charon's expire (soft: rekey; hard: the SA
  * is gone).
  */
-static void on_event(private_kernel_espgate_ipsec_t *this, uint32_t spi,
-					 bool inbound, const char *kind)
+static void sa_event(private_kernel_espgate_ipsec_t *this, const char *line)
 {
-	bool hard = streq(kind, "hard_lifetime") || streq(kind, "seq_exhausted");
+	char direction[16], kind[32];
+	uint64_t value;
+	uint32_t spi;
+	bool inbound, hard;
 	sa_entry_t *entry;
 	host_t *dst = NULL;
 	uint8_t proto = 0;
 
+	if (!espgate_json_u64(line, "spi", &value) ||
+		!espgate_json_str(line, "direction", direction, sizeof(direction)) ||
+		!espgate_json_str(line, "kind", kind, sizeof(kind)))
+	{
+		return;
+	}
+	spi = (uint32_t)value;
+	inbound = streq(direction, "inbound");
+	hard = streq(kind, "hard_lifetime") || streq(kind, "seq_exhausted");
 	this->mutex->lock(this->mutex);
 	if (this->sas->find_first(this->sas, sa_match_direction, (void**)&entry,
 							  spi, (int)inbound))
@@ -907,10 +936,101 @@ static void on_event(private_kernel_espgate_ipsec_t *this, uint32_t spi,
 	{
 		return;
 	}
-	DBG1(DBG_KNL, "espgate: %s SA %.8x: %s", inbound ? "inbound" : "outbound",
-		 spi, kind);
+	DBG1(DBG_KNL, "espgate: %s SA %.8x: %s", direction, spi, kind);
 	charon->kernel->expire(charon->kernel, proto, htonl(spi), dst, hard);
 	dst->destroy(dst);
+}
+
+/**
+ * A selector of exactly one address (and port) of a packet.
+ */
+static traffic_selector_t *packet_ts(host_t *host, uint8_t proto,
+									 uint16_t port)
+{
+	bool ports = proto == IPPROTO_TCP || proto == IPPROTO_UDP;
+
+	return traffic_selector_create_from_bytes(proto,
+				host->get_family(host) == AF_INET ? TS_IPV4_ADDR_RANGE
+												  : TS_IPV6_ADDR_RANGE,
+				host->get_address(host), ports ? port : 0,
+				host->get_address(host), ports ? port : 0xffff);
+}
+
+/**
+ * A packet matched a trap rule: the outbound trap policy whose selectors
+ * hold it names the CHILD_SA (by reqid) charon is to negotiate.
+ */
+static void acquire(private_kernel_espgate_ipsec_t *this, const char *line)
+{
+	char src_s[INET6_ADDRSTRLEN], dst_s[INET6_ADDRSTRLEN];
+	uint64_t proto, sport, dport;
+	policy_entry_t *policy;
+	mapping_t *newest;
+	enumerator_t *enumerator;
+	host_t *src, *dst;
+	uint32_t reqid = 0;
+	kernel_acquire_data_t data = {};
+
+	if (!espgate_json_str(line, "src", src_s, sizeof(src_s)) ||
+		!espgate_json_str(line, "dst", dst_s, sizeof(dst_s)) ||
+		!espgate_json_u64(line, "protocol", &proto) ||
+		!espgate_json_u64(line, "sport", &sport) ||
+		!espgate_json_u64(line, "dport", &dport))
+	{
+		return;
+	}
+	src = host_create_from_string(src_s, 0);
+	dst = host_create_from_string(dst_s, 0);
+	if (!src || !dst)
+	{
+		DESTROY_IF(src);
+		DESTROY_IF(dst);
+		return;
+	}
+	this->mutex->lock(this->mutex);
+	enumerator = this->policies->create_enumerator(this->policies);
+	while (enumerator->enumerate(enumerator, &policy))
+	{
+		if (policy->dir == POLICY_OUT &&
+			policy->mappings->get_first(policy->mappings,
+										(void**)&newest) == SUCCESS &&
+			newest->type == POLICY_IPSEC && !newest->spi &&
+			policy->src->includes(policy->src, src) &&
+			policy->dst->includes(policy->dst, dst))
+		{
+			reqid = newest->reqid;
+			break;
+		}
+	}
+	enumerator->destroy(enumerator);
+	this->mutex->unlock(this->mutex);
+	if (reqid)
+	{
+		DBG1(DBG_KNL, "espgate: acquire for %H === %H (reqid %u)", src, dst,
+			 reqid);
+		data.src = packet_ts(src, proto, sport);
+		data.dst = packet_ts(dst, proto, dport);
+		charon->kernel->acquire(charon->kernel, reqid, &data);
+		data.src->destroy(data.src);
+		data.dst->destroy(data.dst);
+	}
+	src->destroy(src);
+	dst->destroy(dst);
+}
+
+/**
+ * One event from the node's watch connection.
+ */
+static void on_event(private_kernel_espgate_ipsec_t *this, const char *line)
+{
+	if (strstr(line, "\"event\":\"sa\""))
+	{
+		sa_event(this, line);
+	}
+	else if (strstr(line, "\"event\":\"acquire\""))
+	{
+		acquire(this, line);
+	}
 }
 
 METHOD(kernel_ipsec_t, destroy, void,

@@ -27,12 +27,12 @@ from topology import control_request, wait_file_settles, wait_for, wait_udp_list
 
 HERE = pathlib.Path(__file__).parent
 
-NODE_A = """node: {{ name: a }}
+NODE = """node: {{ name: {name} }}
 workers: {{ count: 1, idle_sleep_us: 200 }}
 ports:
-  - {{ name: lan, role: protected, backend: af_packet, interface: lan, address: 10.1.0.254/24 }}
-  - {{ name: wan, role: unprotected, backend: af_packet, interface: wan, address: 172.16.0.1/24 }}
-punt: {{ interface: {punt} }}
+  - {{ name: lan, role: protected, backend: af_packet, interface: lan, address: {lan} }}
+  - {{ name: wan, role: unprotected, backend: af_packet, interface: wan, address: {wan}/24 }}
+punt: {{ interface: espgate0 }}
 """
 
 
@@ -60,22 +60,26 @@ def build(t):
     return hl, a, r, hr
 
 
-def start_node_a(t, espgate, ns, tmp):
-    """Node A, with its punt device moved to the IKE host and given A's
-    address there."""
-    sock = tmp / "a.sock"
-    cfg = tmp / "a.yaml"
-    cfg.write_text(NODE_A.format(punt="espgate0"))
-    node = t.start(ns, espgate, "run", "--config", str(cfg), "--control", str(sock), log=tmp / "a.log")
+def start_node(t, espgate, ns, ike, tmp, name, lan, wan):
+    """An espgate node with its punt device moved to IKE host `ike` (a
+    namespace of the topology) and given the node's WAN address there."""
+    sock = tmp / f"{name}.sock"
+    cfg = tmp / f"{name}.yaml"
+    cfg.write_text(NODE.format(name=name, lan=lan, wan=wan))
+    node = t.start(ns, espgate, "run", "--config", str(cfg), "--control", str(sock), log=tmp / f"{name}.log")
     assert wait_for(lambda: t.run(ns, "ip", "link", "show", "espgate0", check=False).returncode == 0,
-                    timeout=20), (tmp / "a.log").read_text()
-    ike = f"{t.prefix}ike"
+                    timeout=20), (tmp / f"{name}.log").read_text()
     t.run(ns, "ip", "link", "set", "espgate0", "netns", ike)
     t.run(ike, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-    t.run(ike, "ip", "addr", "add", "172.16.0.1/32", "dev", "espgate0")
+    t.run(ike, "ip", "addr", "add", f"{wan}/32", "dev", "espgate0")
     t.run(ike, "ip", "link", "set", "espgate0", "up")
-    t.run(ike, "ip", "route", "add", "172.16.0.0/24", "dev", "espgate0", "src", "172.16.0.1")
+    t.run(ike, "ip", "route", "add", "172.16.0.0/24", "dev", "espgate0", "src", wan)
     return node, sock
+
+
+def start_node_a(t, espgate, ns, tmp):
+    """Node A (10.1.0.254, 172.16.0.1), its IKE host the namespace `ike`."""
+    return start_node(t, espgate, ns, f"{t.prefix}ike", tmp, "a", "10.1.0.254/24", "172.16.0.1")
 
 
 def sa_counters(sock):
@@ -264,3 +268,61 @@ def test_the_shipped_examples_load_into_charon(topo, tmp_path, plugin):
         out = ca.swanctl("--load-all", "--file", str(ca.dir / name))
         assert "successfully loaded 1 connections" in out, out
     assert "loaded plugins: charon" in ca.text() and "kernel-espgate" in ca.text()
+
+
+def test_two_espgate_nodes_with_esn_and_a_trap_brought_up_by_the_first_packet(topo, espgate, tmp_path, plugin):
+    """espgate on both ends, each driven by its own charon: plain ESP (no
+    UDP encapsulation) with extended sequence numbers, and on A a trap
+    policy (start_action = trap): the first packet from host L matches
+    espgate's trap rule, which asks charon for the CHILD_SA (an acquire);
+    the tunnel comes up and carries the rest."""
+    hl, a, b, hr = topo.ns("hl"), topo.ns("a"), topo.ns("b"), topo.ns("hr")
+    ike_a, ike_b = topo.ns("ike-a"), topo.ns("ike-b")
+    topo.veth(hl, "eth0", "02:00:00:00:01:10", a, "lan", "02:00:00:00:01:01")
+    topo.veth(a, "wan", "02:00:00:00:01:02", b, "wan", "02:00:00:00:02:02")
+    topo.veth(b, "lan", "02:00:00:00:02:01", hr, "eth0", "02:00:00:00:02:10")
+    topo.host(hl, "eth0", "10.1.0.1/24", "10.1.0.254")
+    topo.host(hr, "eth0", "10.2.0.1/24", "10.2.0.254")
+    _, sock_a = start_node(topo, espgate, a, ike_a, tmp_path, "a", "10.1.0.254/24", "172.16.0.1")
+    _, sock_b = start_node(topo, espgate, b, ike_b, tmp_path, "b", "10.2.0.254/24", "172.16.0.2")
+    ca = Charon(topo, ike_a, tmp_path, "a", "espgate", socket=sock_a).start()
+    cb = Charon(topo, ike_b, tmp_path, "b", "espgate", socket=sock_b).start()
+    esp = "aes256gcm16-esn"
+    ca.load(connection(("a", "172.16.0.1"), ("b", "172.16.0.2"), "10.1.0.0/24", "10.2.0.0/24", esp=esp,
+                       extra_child="start_action = trap"))
+    cb.load(connection(("b", "172.16.0.2"), ("a", "172.16.0.1"), "10.2.0.0/24", "10.1.0.0/24", esp=esp))
+    assert "ESTABLISHED" not in ca.swanctl("--list-sas")
+    cap_path = tmp_path / "wan.pcap"
+    cap = topo.start(a, "dumpcap", "-q", "-P", "-i", "wan", "-w", str(cap_path))
+    assert wait_for(lambda: cap_path.exists() and cap_path.stat().st_size >= 24), "capture did not start"
+    exchange(topo, hl, hr, count=1000)
+    assert wait_for(lambda: "espgate: acquire for 10.1.0.1 === 10.2.0.1" in ca.text()), ca.text()
+    listing = ca.swanctl("--list-sas")
+    assert "AES_GCM_16-256/ESN" in listing, listing
+    (spi_in, _), (spi_out, _) = child_sa(listing)
+    for sock in (sock_a, sock_b):
+        sas = control_request(sock, '{"op":"sa_list"}')["sas"]
+        assert sas and all(s["esn"] for s in sas), sas
+    stats = control_request(sock_a, '{"op":"stats"}')["total"]
+    assert stats["drops"]["trap"] >= 1, stats
+    wait_file_settles(cap_path)
+    topo.stop(cap, signal.SIGINT)
+    # On the wire: IKE (UDP 500, then 4500 with the non-ESP marker) and
+    # plain ESP, no (SPI, sequence number) twice.
+    from scapy.all import ESP, IP, UDP, rdpcap
+    seen, esp_frames = set(), 0
+    for f in rdpcap(str(cap_path)):
+        if not f.haslayer(IP):
+            continue
+        if f.haslayer(UDP):
+            ike = {f[UDP].sport, f[UDP].dport} in ({500}, {4500}) and (
+                f[UDP].dport == 500 or bytes(f[UDP].payload)[:4] == b"\0\0\0\0")
+            assert ike, f"not IKE: {f.summary()}"
+            continue
+        assert f[IP].proto == 50, f"plaintext on the ESP link: {f.summary()}"
+        key = (f[IP].src, f[ESP].spi, f[ESP].seq)
+        assert key not in seen, f"(SPI, seq) used twice: {key}"
+        seen.add(key)
+        esp_frames += 1
+    assert esp_frames >= 2000, esp_frames
+    assert {spi for _, spi, _ in seen} == {spi_in, spi_out}

@@ -130,6 +130,21 @@ pub enum Event {
         /// `soft_lifetime`, `hard_lifetime`, `seq_low` or `seq_exhausted`.
         kind: String,
     },
+    /// A packet matched a trap rule: an SA is wanted for its traffic.
+    Acquire {
+        /// Milliseconds since the Unix epoch.
+        t: u64,
+        /// The packet's source address.
+        src: std::net::IpAddr,
+        /// Its destination address.
+        dst: std::net::IpAddr,
+        /// Its protocol.
+        protocol: u8,
+        /// Its source port (TCP, UDP; else 0).
+        sport: u16,
+        /// Its destination port.
+        dport: u16,
+    },
     /// Any other event of the node, as its log line writes it.
     Node {
         /// Milliseconds since the Unix epoch.

@@ -123,6 +123,7 @@ fn rule_line(r: &SpdRule) -> String {
         Action::Protect(spi) => format!("protect, sa: {spi:#x}"),
         Action::Bypass => "bypass".into(),
         Action::Discard => "discard".into(),
+        Action::Trap => "trap".into(),
     };
     format!(
         "{{ direction: {}, src: \"{}\", dst: \"{}\", protocol: {}, sport: {}, dport: {}, action: {action} }}",

@@ -180,6 +180,7 @@ enum ActionSpec {
     Protect,
     Bypass,
     Discard,
+    Trap,
 }
 
 #[derive(Debug, Deserialize)]
@@ -665,6 +666,13 @@ fn resolve_rules(
             (_, Some(_)) => return Err(err(at("sa"), "only protect rules name an SA".into())),
             (ActionSpec::Bypass, None) => Action::Bypass,
             (ActionSpec::Discard, None) => Action::Discard,
+            (ActionSpec::Trap, None) if direction == Direction::Outbound => Action::Trap,
+            (ActionSpec::Trap, None) => {
+                return Err(err(
+                    at("action"),
+                    "trap is for outbound rules (a packet leaving asks for an SA)".into(),
+                ));
+            }
         };
         spd.push(SpdRule {
             direction,

@@ -17,7 +17,7 @@
 //! | `{"op":"sa_query","spi":"0xc0000001","direction":"inbound"}` | `{"ok":true,"packets":..,"bytes":..}`: the SA's counters (inner bytes), from the worker that runs it |
 //! | `{"op":"spd_put","yaml":"spd: [..]"}` | `{"ok":true,"rules":N}`: each rule replaces the action of the rule with its selectors, or goes before the first rule covering it |
 //! | `{"op":"spd_del","yaml":"spd: [..]"}` | `{"ok":true,"rules":N}`: the rules with those selectors are gone (actions aside) |
-//! | `{"op":"watch"}` | `{"ok":true}`, then one line per event as it happens: `{"event":"sa","t":..,"spi":..,"direction":..,"kind":"soft_lifetime"\|"hard_lifetime"\|"seq_low"\|"seq_exhausted"}` or `{"event":"node","t":..,"line":"event t=.. .."}`; the connection carries nothing else |
+//! | `{"op":"watch"}` | `{"ok":true}`, then one line per event as it happens: `{"event":"sa","t":..,"spi":..,"direction":..,"kind":"soft_lifetime"\|"hard_lifetime"\|"seq_low"\|"seq_exhausted"}` or `{"event":"acquire","t":..,"src":"10.1.0.1","dst":"10.2.0.1","protocol":1,"sport":0,"dport":0}` (a packet matched a trap rule) or `{"event":"node","t":..,"line":"event t=.. .."}`; the connection carries nothing else |
 //! | `{"op":"stats"}` | `{"ok":true,"workers":[{..counters, drops by reason, queues, burst_ns quantiles..}],"total":{..}}` |
 //! | `{"op":"peer"}` | `{"ok":true,"mirror":{"peer_alive":..,"synced":..,"frames_sent":..,"rejected":{by reason},..}}` (`null` without a pair) |
 //!

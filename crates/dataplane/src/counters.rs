@@ -23,6 +23,9 @@ espgate_counters::counter_table! {
         Local => "local",
         /// The SPD said discard, or no rule matched.
         Policy => "policy",
+        /// It matched a trap rule: no SA yet (the IKE daemon was asked for
+        /// one).
+        Trap => "trap",
         /// A decrypted packet that no inbound rule for its SA matches.
         PolicyMismatch => "policy_mismatch",
         /// TTL or hop limit ran out.

@@ -124,6 +124,20 @@ pub enum NodeEventKind {
         /// The first number past those known sent.
         sent_to: u64,
     },
+    /// A packet matched a trap rule: the IKE daemon is asked for an SA
+    /// for its traffic.
+    Acquire {
+        /// The packet's source address.
+        src: std::net::IpAddr,
+        /// Its destination address.
+        dst: std::net::IpAddr,
+        /// Its protocol.
+        protocol: u8,
+        /// Its source port (TCP, UDP; else 0).
+        sport: u16,
+        /// Its destination port.
+        dport: u16,
+    },
     /// An SA running here told its worker of a lifetime crossed or its
     /// sequence space running low or out (a rekey is due).
     Sa {
@@ -190,6 +204,16 @@ impl std::fmt::Display for NodeEvent {
                 direction,
                 event,
             } => write!(f, "sa_event spi={spi:#x} dir={direction} event={event}"),
+            NodeEventKind::Acquire {
+                src,
+                dst,
+                protocol,
+                sport,
+                dport,
+            } => write!(
+                f,
+                "acquire src={src} dst={dst} protocol={protocol} sport={sport} dport={dport}"
+            ),
         }
     }
 }

@@ -27,6 +27,10 @@ pub enum Action {
     Bypass,
     /// Drop.
     Discard,
+    /// Outbound: drop, and ask the IKE daemon for an SA (an acquire: the
+    /// kernel's trap policy). At most one acquire per rule and second
+    /// from each worker.
+    Trap,
 }
 
 /// One rule.

@@ -195,6 +195,9 @@ pub struct Worker {
     counters: WorkerCounters,
     burst_ns: Histogram<u64>,
     arp_asked: HashMap<IpAddr, Instant>,
+    /// When this worker last told of a packet matching each trap rule
+    /// (by its index in the SPD).
+    acquired: HashMap<Option<usize>, Instant>,
     /// This worker's copy of the neighbours it uses, and the table's
     /// generation it was taken at.
     neigh_cache: FxHashMap<IpAddr, MacAddr>,
@@ -221,6 +224,9 @@ pub struct Worker {
 }
 
 const ARP_RETRY: Duration = Duration::from_millis(200);
+
+/// How often a worker tells of packets matching one trap rule.
+pub const ACQUIRE_EVERY: Duration = Duration::from_secs(1);
 
 /// The worker that announces the addresses this node holds (gratuitous
 /// ARP, unsolicited neighbour advertisements): one, so each address goes
@@ -285,6 +291,7 @@ impl Worker {
             counters: WorkerCounters::default(),
             burst_ns: Histogram::new(3).expect("histogram"),
             arp_asked: HashMap::new(),
+            acquired: HashMap::new(),
             neigh_cache: FxHashMap::default(),
             neigh_generation: 0,
             last_hop: None,
@@ -831,6 +838,37 @@ impl Worker {
                 self.forward(Role::Unprotected, sel.dst, buf)
             }
             Action::Discard => Verdict::Drop(NodeDrop::Policy),
+            Action::Trap => {
+                self.acquire(&sel);
+                Verdict::Drop(NodeDrop::Trap)
+            }
+        }
+    }
+
+    /// A packet matched a trap rule: tells the node (and through it the
+    /// IKE daemon) once per rule and [`ACQUIRE_EVERY`] from this worker.
+    fn acquire(&mut self, sel: &Selectors) {
+        let now = Instant::now();
+        let rule = self
+            .tables
+            .spd
+            .rules()
+            .iter()
+            .position(|r| r.direction == Direction::Outbound && r.matches(sel));
+        if let Some(at) = self.acquired.get(&rule)
+            && now.duration_since(*at) < ACQUIRE_EVERY
+        {
+            return;
+        }
+        self.acquired.insert(rule, now);
+        if let Some(ring) = self.shared.sa_events.get(self.id) {
+            let _ = ring.push(NodeEventKind::Acquire {
+                src: sel.src,
+                dst: sel.dst,
+                protocol: sel.protocol,
+                sport: sel.sport,
+                dport: sel.dport,
+            });
         }
     }
 

@@ -926,3 +926,39 @@ fn spis_handed_out_are_free_and_never_handed_out_twice() {
         assert_ne!(r.b.allocate_spi().unwrap(), spis[0]);
     }
 }
+
+#[test]
+fn a_trap_rule_drops_and_asks_once_for_an_sa_until_a_rule_protects_the_traffic() {
+    let mut r = rig(1, false);
+    warm_up(&mut r.host_a, &mut r.host_b, 7);
+    let out =
+        r.a.config()
+            .spd
+            .iter()
+            .find(|r| r.direction == Direction::Outbound)
+            .unwrap()
+            .clone();
+    r.a.put_rules(vec![SpdRule {
+        action: Action::Trap,
+        ..out.clone()
+    }])
+    .unwrap();
+    assert_eq!(a_to_b(&mut r, 10, 0), 0, "trapped traffic is dropped");
+    let (mut got, start) = (Vec::new(), std::time::Instant::now());
+    while got.is_empty() && start.elapsed() < Duration::from_secs(5) {
+        got.extend(r.a.events().into_iter().filter_map(|e| match e.kind {
+            NodeEventKind::Acquire {
+                src, dst, protocol, ..
+            } => Some((src, dst, protocol)),
+            _ => None,
+        }));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (host_a, host_b): (IpAddr, IpAddr) = (A.host.parse().unwrap(), B.host.parse().unwrap());
+    assert_eq!(got, [(host_a, host_b, 17)], "one acquire for ten packets");
+    // The IKE daemon's SA arrives: the rule protects with it.
+    r.a.put_rules(vec![out]).unwrap();
+    assert_eq!(a_to_b(&mut r, 10, 10), 10);
+    let drops = r.a.stop().totals();
+    assert_eq!(drops.drops(NodeDrop::Trap), 10);
+}

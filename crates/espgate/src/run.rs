@@ -287,6 +287,20 @@ fn watched(e: &NodeEvent, line: &str) -> Value {
             direction: (*direction).into(),
             kind: event.name().to_string(),
         },
+        NodeEventKind::Acquire {
+            src,
+            dst,
+            protocol,
+            sport,
+            dport,
+        } => Event::Acquire {
+            t: e.unix_ms,
+            src: *src,
+            dst: *dst,
+            protocol: *protocol,
+            sport: *sport,
+            dport: *dport,
+        },
         _ => Event::Node {
             t: e.unix_ms,
             line: line.to_string(),
