@@ -11,6 +11,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -451,8 +452,21 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     // `watch` connections: each event goes to every one still open.
     let mut watchers: Vec<std::sync::mpsc::Sender<Value>> = Vec::new();
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
-        std::thread::sleep(Duration::from_millis(5));
-        while let Ok((req, back)) = calls.try_recv() {
+        // A request is answered as it comes (an IKE daemon sends several
+        // for each CHILD_SA); without one the loop goes round every 5 ms.
+        let first = match calls.recv_timeout(Duration::from_millis(5)) {
+            Ok(call) => Some(call),
+            Err(RecvTimeoutError::Timeout) => None,
+            // No control socket nor metrics listener: nobody asks.
+            Err(RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(Duration::from_millis(5));
+                None
+            }
+        };
+        for (req, back) in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| calls.try_recv().ok()))
+        {
             if let Request::Watch {} = req {
                 if back.send(carried_out(&Done {})).is_ok() {
                     watchers.push(back);
