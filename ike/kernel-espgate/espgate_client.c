@@ -116,6 +116,10 @@ static char *read_line(int fd)
 			{
 				continue;
 			}
+			if (n == 0)
+			{	/* the node closed the connection */
+				errno = ECONNRESET;
+			}
 			free(buf);
 			return NULL;
 		}

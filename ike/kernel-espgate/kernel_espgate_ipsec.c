@@ -783,7 +783,8 @@ METHOD(kernel_ipsec_t, add_policy, status_t,
 	}
 	else if (!ok)
 	{
-		policy->mappings->remove_first(policy->mappings, NULL);
+		/* the mapping just put first; remove() takes no NULL item out */
+		policy->mappings->remove(policy->mappings, mapping, NULL);
 		free(mapping);
 		if (created)
 		{
@@ -987,16 +988,19 @@ static void acquire(private_kernel_espgate_ipsec_t *this, const char *line)
 		DESTROY_IF(dst);
 		return;
 	}
+	data.src = packet_ts(src, proto, sport);
+	data.dst = packet_ts(dst, proto, dport);
 	this->mutex->lock(this->mutex);
 	enumerator = this->policies->create_enumerator(this->policies);
 	while (enumerator->enumerate(enumerator, &policy))
-	{
+	{	/* the trap whose selectors hold the packet: addresses, protocol
+		 * and ports */
 		if (policy->dir == POLICY_OUT &&
 			policy->mappings->get_first(policy->mappings,
 										(void**)&newest) == SUCCESS &&
 			newest->type == POLICY_IPSEC && !newest->spi &&
-			policy->src->includes(policy->src, src) &&
-			policy->dst->includes(policy->dst, dst))
+			data.src->is_contained_in(data.src, policy->src) &&
+			data.dst->is_contained_in(data.dst, policy->dst))
 		{
 			reqid = newest->reqid;
 			break;
@@ -1008,12 +1012,10 @@ static void acquire(private_kernel_espgate_ipsec_t *this, const char *line)
 	{
 		DBG1(DBG_KNL, "espgate: acquire for %H === %H (reqid %u)", src, dst,
 			 reqid);
-		data.src = packet_ts(src, proto, sport);
-		data.dst = packet_ts(dst, proto, dport);
 		charon->kernel->acquire(charon->kernel, reqid, &data);
-		data.src->destroy(data.src);
-		data.dst->destroy(data.dst);
 	}
+	data.src->destroy(data.src);
+	data.dst->destroy(data.dst);
 	src->destroy(src);
 	dst->destroy(dst);
 }

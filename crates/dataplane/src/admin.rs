@@ -14,9 +14,9 @@
 //! - rekey (make-before-break): the new SA is added as above; one table
 //!   change moves every rule that named the old SA to the new one. An
 //!   inbound old SA keeps decrypting what is still in flight (its packets
-//!   pass the rules that now name its successor) until its grace period
-//!   ends; then it is deleted, like the old outbound one, which no rule
-//!   names any more.
+//!   pass the rules that named it, and only those, though they now name
+//!   its successor) until its grace period ends; then it is deleted, like
+//!   the old outbound one, which no rule names any more.
 //! - delete: the tables forget the SA and its rules first, then its worker
 //!   and the mirror do.
 //!
@@ -134,14 +134,14 @@ impl RunningNode {
     /// while the old SA lives, as after [`rekey`](Self::rekey).
     pub fn put_rules(&mut self, rules: Vec<SpdRule>) -> Result<(), NodeError> {
         let mut cfg = self.cfg.clone();
-        let mut successors = Vec::new();
+        let mut moved = Vec::new();
         for rule in rules {
             if let Some(r) = cfg.spd.iter_mut().find(|r| r.same_selectors(&rule)) {
                 if let (Direction::Inbound, Action::Protect(old), Action::Protect(new)) =
                     (r.direction, r.action, rule.action)
                     && old != new
                 {
-                    successors.push((old, new));
+                    moved.push((old, r.clone()));
                 }
                 r.action = rule.action;
             } else {
@@ -155,7 +155,9 @@ impl RunningNode {
         }
         check_sas(&cfg)?;
         let mut tables = self.shared.tables.load().with_rules(cfg.spd.clone());
-        tables.successor.extend(successors);
+        for (old, rule) in moved {
+            tables.rule_moved(old, &rule);
+        }
         self.shared.tables.publish(tables);
         self.cfg = cfg;
         Ok(())
@@ -175,9 +177,9 @@ impl RunningNode {
             };
             cfg.spd.remove(i);
         }
-        self.shared
-            .tables
-            .publish(self.shared.tables.load().with_rules(cfg.spd.clone()));
+        let mut tables = self.shared.tables.load().with_rules(cfg.spd.clone());
+        tables.rules_gone(rules);
+        self.shared.tables.publish(tables);
         self.cfg = cfg;
         Ok(())
     }
@@ -230,8 +232,10 @@ impl RunningNode {
         let spi = entry.sa.spi;
         let mut cfg = self.cfg.clone();
         cfg.sas.push(entry.clone());
+        let mut moved = Vec::new();
         for r in &mut cfg.spd {
             if names(r, old, direction) {
+                moved.push(r.clone());
                 r.action = Action::Protect(spi);
             }
         }
@@ -239,7 +243,9 @@ impl RunningNode {
         self.install(&cfg, std::slice::from_ref(&entry))?;
         let mut tables = self.shared.tables.load().with_rules(cfg.spd.clone());
         if direction == Direction::Inbound {
-            tables.successor.insert(old, spi);
+            for r in &moved {
+                tables.rule_moved(old, r);
+            }
         }
         self.shared.tables.publish(tables);
         self.retiring.push((Instant::now() + grace, old, direction));
@@ -260,12 +266,19 @@ impl RunningNode {
         let owner = self.cfg.owner(&self.cfg.sas[i]);
         let mut cfg = self.cfg.clone();
         cfg.sas.remove(i);
+        let gone: Vec<SpdRule> = cfg
+            .spd
+            .iter()
+            .filter(|r| names(r, spi, direction))
+            .cloned()
+            .collect();
         cfg.spd.retain(|r| !names(r, spi, direction));
         let mut tables: Tables = self.shared.tables.load().with_rules(cfg.spd.clone());
         tables.owners_mut(direction).remove(&spi);
-        tables
-            .successor
-            .retain(|old, new| *old != spi && *new != spi);
+        if direction == Direction::Inbound {
+            tables.moved_from.remove(&spi);
+        }
+        tables.rules_gone(&gone);
         self.shared.tables.publish(tables);
         self.send_to(owner, SaCommand::Remove { spi, direction })?;
         if let Some(k) = &self.keeper {

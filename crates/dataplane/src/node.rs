@@ -221,7 +221,9 @@ pub enum Refusal {
     #[error("worker {0} does not exist")]
     NoWorker(usize),
     /// No free inbound SPI was found.
-    #[error("no free inbound SPI found (the reserved range is full)")]
+    #[error(
+        "no inbound SPI free: 65536 are handed out and not yet taken by an SA (each is kept 165 s), or the range is full"
+    )]
     NoSpi,
     /// A rule to delete that the SPD does not have.
     #[error("the SPD has no {direction} rule {src} -> {dst} with those protocol and ports")]

@@ -171,6 +171,14 @@ impl Spd {
         Action::Discard
     }
 
+    /// The first `direction` rule matching `s`, if any.
+    #[inline(always)]
+    pub fn rule_for(&self, direction: Direction, s: &Selectors) -> Option<&SpdRule> {
+        self.rules
+            .iter()
+            .find(|r| r.direction == direction && r.matches(s))
+    }
+
     /// The rules.
     pub fn rules(&self) -> &[SpdRule] {
         &self.rules

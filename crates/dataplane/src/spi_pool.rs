@@ -5,7 +5,7 @@
 //! long). SPIs come from [`FIRST`]`..=`[`LAST`], Linux's default range, in
 //! an order an attacker cannot guess from the ones it saw.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
@@ -16,10 +16,17 @@ pub const LAST: u32 = 0xcfff_ffff;
 /// How long an SPI handed out stays reserved for its SA.
 pub const RESERVED_FOR: Duration = Duration::from_secs(165);
 
+/// The most SPIs reserved at once: a client asking without end is
+/// refused, not given memory without end.
+pub const MAX_RESERVED: usize = 1 << 16;
+
 /// SPIs handed out and not yet taken by an SA.
 #[derive(Debug, Default)]
 pub struct SpiPool {
     reserved: HashMap<u32, Instant>,
+    /// The same, oldest first (an SPI taken since stays here until it
+    /// would have expired): expiry costs nothing per draw.
+    order: VecDeque<(Instant, u32)>,
     keys: RandomState,
     drawn: u64,
 }
@@ -27,16 +34,27 @@ pub struct SpiPool {
 impl SpiPool {
     /// A free SPI, reserved until [`take`](Self::take)n or
     /// [`RESERVED_FOR`] has passed; `used` tells an SPI an inbound SA of
-    /// the node has. `None` only if a million draws found none free.
+    /// the node has. `None` if [`MAX_RESERVED`] are reserved, or a million
+    /// draws found none free.
     pub fn allocate(&mut self, used: impl Fn(u32) -> bool, now: Instant) -> Option<u32> {
-        self.reserved
-            .retain(|_, at| now.duration_since(*at) < RESERVED_FOR);
+        while let Some(&(at, spi)) = self.order.front()
+            && now.duration_since(at) >= RESERVED_FOR
+        {
+            self.order.pop_front();
+            if self.reserved.get(&spi) == Some(&at) {
+                self.reserved.remove(&spi);
+            }
+        }
+        if self.reserved.len() >= MAX_RESERVED {
+            return None;
+        }
         for _ in 0..1_000_000 {
             self.drawn += 1;
             let draw = self.keys.hash_one(self.drawn) as u32;
             let spi = FIRST + draw % (LAST - FIRST + 1);
             if !used(spi) && !self.reserved.contains_key(&spi) {
                 self.reserved.insert(spi, now);
+                self.order.push_back((now, spi));
                 return Some(spi);
             }
         }
@@ -64,6 +82,17 @@ mod tests {
             assert_eq!(spi % 2, 1, "an SPI in use was handed out");
             assert!(seen.insert(spi), "{spi:#x} handed out twice");
         }
+    }
+
+    #[test]
+    fn reservations_are_bounded() {
+        let mut p = SpiPool::default();
+        let now = Instant::now();
+        for _ in 0..MAX_RESERVED {
+            p.allocate(|_| false, now).unwrap();
+        }
+        assert_eq!(p.allocate(|_| false, now), None);
+        assert!(p.allocate(|_| false, now + RESERVED_FOR).is_some());
     }
 
     #[test]

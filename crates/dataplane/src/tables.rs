@@ -23,10 +23,11 @@ pub struct Tables {
     pub in_owner: FxHashMap<u32, usize>,
     /// UDP ports that carry ESP to this node.
     pub encap_ports: Vec<u16>,
-    /// Inbound SAs being replaced by a rekey → the SA that replaces them:
-    /// until the old one goes, what it decrypts passes the policy that
-    /// now names its successor.
-    pub successor: FxHashMap<u32, u32>,
+    /// Inbound SAs a rule named before it moved to another SA (a rekey) →
+    /// those rules: until the old SA goes, what it decrypts passes them,
+    /// and only them (the rules it was negotiated for), however many
+    /// times they move on.
+    pub moved_from: FxHashMap<u32, Vec<SpdRule>>,
 }
 
 impl Tables {
@@ -59,16 +60,38 @@ impl Tables {
     }
 
     /// Whether a packet decrypted by inbound SA `spi` is one the policy
-    /// lets in through that SA (or through the SA replacing it).
+    /// lets in through that SA: the first inbound rule it matches names
+    /// the SA, or named it before a rekey moved it on.
     #[inline]
     pub fn admits(&self, spi: u32, sel: &Selectors) -> bool {
-        let action = self.spd.lookup(Direction::Inbound, sel);
-        action == Action::Protect(spi)
-            || (!self.successor.is_empty()
+        let Some(rule) = self.spd.rule_for(Direction::Inbound, sel) else {
+            return false;
+        };
+        rule.action == Action::Protect(spi)
+            || (matches!(rule.action, Action::Protect(_))
+                && !self.moved_from.is_empty()
                 && self
-                    .successor
+                    .moved_from
                     .get(&spi)
-                    .is_some_and(|next| action == Action::Protect(*next)))
+                    .is_some_and(|rules| rules.iter().any(|r| r.same_selectors(rule))))
+    }
+
+    /// These rules are gone: no SA passes them for having been named by
+    /// them (a later rule with the same selectors is another policy).
+    pub fn rules_gone(&mut self, gone: &[SpdRule]) {
+        for rules in self.moved_from.values_mut() {
+            rules.retain(|r| !gone.iter().any(|g| g.same_selectors(r)));
+        }
+        self.moved_from.retain(|_, rules| !rules.is_empty());
+    }
+
+    /// Rule `rule` named inbound SA `old` and now names another: `old`
+    /// goes on passing it while it lives.
+    pub fn rule_moved(&mut self, old: u32, rule: &SpdRule) {
+        let rules = self.moved_from.entry(old).or_default();
+        if !rules.iter().any(|r| r.same_selectors(rule)) {
+            rules.push(rule.clone());
+        }
     }
 
     /// These tables with another rule list.

@@ -962,3 +962,120 @@ fn a_trap_rule_drops_and_asks_once_for_an_sa_until_a_rule_protects_the_traffic()
     let drops = r.a.stop().totals();
     assert_eq!(drops.drops(NodeDrop::Trap), 10);
 }
+
+// ---- What reader26 found (spd_put's successor map) ----
+
+/// A sends `n` UDP datagrams to B's host, to port `dport`; how many
+/// arrived (waiting for `expect`).
+fn a_to_b_port(r: &mut Rig, dport: u16, n: usize, expect: usize) -> usize {
+    for k in 0..n {
+        r.host_a.send_udp(r.host_b.ip, 7, dport, &[k as u8; 20]);
+    }
+    let mut got = testbed::collect(&mut r.host_b, expect, Duration::from_secs(3)).len();
+    got += testbed::collect(&mut r.host_b, n - got.min(n), Duration::from_millis(100)).len();
+    got
+}
+
+fn inbound_entry(spi: u32) -> SaEntry {
+    SaEntry {
+        sa: sa_config(spi, Direction::Inbound, &A, &B),
+        worker: None,
+        home: None,
+        mirror: Default::default(),
+    }
+}
+
+/// Reader26 find 1 (promise: an inbound SA's packets pass only the rules
+/// that name it, RFC 4301 5.2; spd_put's successor makes an exception for
+/// the selectors of the moved rule only, "as a rekey does").
+///
+/// SA 0x100 (CHILD_SA 1) is negotiated for UDP to port 9 only. A second
+/// CHILD_SA (inbound SA 0x180) is negotiated for port 9 and port 8: the
+/// IKE daemon's policy for port 9 now names the newest SA (the plugin's
+/// "rules name the newest"), and a rule for port 8 names 0x180.
+/// `put_rules` records `successor[0x100] = 0x180` for the port-9 move,
+/// and `Tables::admits` then lets 0x100 pass *every* rule naming 0x180:
+/// the peer of CHILD_SA 1 injects traffic to port 8, which it was never
+/// negotiated for. Linux refuses it (the port-8 policy's template has the
+/// other CHILD_SA's reqid). The successor should be scoped to the
+/// selectors of the rule that moved (or to SAs that take over all of the
+/// old SA's rules).
+#[test]
+fn reader26_an_sa_moved_off_one_rule_passes_every_rule_naming_its_successor() {
+    let mut r = rig(1, false);
+    warm_up(&mut r.host_a, &mut r.host_b, 9);
+    r.b.add_sas(vec![inbound_entry(0x180)], vec![], None)
+        .unwrap();
+    let wide =
+        r.b.config()
+            .spd
+            .iter()
+            .find(|r| r.direction == Direction::Inbound && r.action == Action::Protect(0x100))
+            .unwrap()
+            .clone();
+    let port = |p: u16, spi: u32| SpdRule {
+        protocol: Some(17),
+        dport: (p, p),
+        action: Action::Protect(spi),
+        ..wide.clone()
+    };
+    // CHILD_SA 1: 0x100 for UDP to port 9 only.
+    r.b.put_rules(vec![port(9, 0x100)]).unwrap();
+    r.b.delete_rules(std::slice::from_ref(&wide)).unwrap();
+    assert_eq!(a_to_b_port(&mut r, 9, 10, 10), 10, "port 9 is 0x100's");
+    assert_eq!(a_to_b_port(&mut r, 8, 10, 0), 0, "port 8 is not 0x100's");
+    // CHILD_SA 2 (0x180): ports 9 and 8. Port 9's policy names it now.
+    r.b.put_rules(vec![port(9, 0x180), port(8, 0x180)]).unwrap();
+    assert_eq!(
+        a_to_b_port(&mut r, 9, 10, 10),
+        10,
+        "port 9 on 0x100 passes the moved rule (make-before-break)"
+    );
+    assert_eq!(
+        a_to_b_port(&mut r, 8, 10, 0),
+        0,
+        "0x100 was never negotiated for port 8: its packets must not pass 0x180's rule"
+    );
+}
+
+/// Reader26 find 2 (README/docs/ike.md: "packets still in flight on the
+/// old SA pass the rule that names the new one until the old SA is
+/// deleted"; the IKE tests' "rekeys under traffic, nothing lost").
+///
+/// The rule moves 0x100 -> 0x180 -> 0x181 (two rekeys of the same policy
+/// before 0x100 is deleted, e.g. a rekey collision where both ends'
+/// CHILD_SAs are installed, or a second rekey while the first old SA
+/// lingers). The successor map holds one step per SA (0x100 -> 0x180,
+/// 0x180 -> 0x181); `admits` follows one step only, so 0x100, alive and
+/// not deleted, loses everything still in flight on it.
+#[test]
+fn reader26_a_rule_moved_twice_refuses_the_first_sa_while_it_lives() {
+    let mut r = rig(1, false);
+    warm_up(&mut r.host_a, &mut r.host_b, 7);
+    r.b.add_sas(
+        vec![inbound_entry(0x180), inbound_entry(0x181)],
+        vec![],
+        None,
+    )
+    .unwrap();
+    let wide =
+        r.b.config()
+            .spd
+            .iter()
+            .find(|r| r.direction == Direction::Inbound && r.action == Action::Protect(0x100))
+            .unwrap()
+            .clone();
+    for next in [0x180, 0x181] {
+        r.b.put_rules(vec![SpdRule {
+            action: Action::Protect(next),
+            ..wide.clone()
+        }])
+        .unwrap();
+    }
+    assert!(r.b.config().sas.iter().any(|e| e.sa.spi == 0x100));
+    assert_eq!(
+        a_to_b(&mut r, 10, 10),
+        10,
+        "0x100 still lives: what it decrypts passes the rule its line of successors holds"
+    );
+}

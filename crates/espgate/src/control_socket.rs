@@ -16,7 +16,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use espgate_control::answer::refusal;
@@ -168,13 +169,7 @@ fn serve(conn: UnixStream, calls: &Sender<Call>) {
                     return;
                 }
                 if watch {
-                    // The answer, then every event, until either end goes.
-                    for line in answer {
-                        if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
-                            return;
-                        }
-                    }
-                    return;
+                    return stream(&answer, &mut out, &mut input);
                 }
                 answer
                     .recv()
@@ -183,6 +178,41 @@ fn serve(conn: UnixStream, calls: &Sender<Call>) {
         };
         if writeln!(out, "{answer}").and_then(|_| out.flush()).is_err() {
             return;
+        }
+    }
+}
+
+/// How often a watch connection with no event to carry looks whether its
+/// client is gone.
+const WATCH_PROBE: Duration = Duration::from_millis(100);
+
+/// A `watch` connection: the answer, then every event, until either end
+/// goes. A client that closes is seen within [`WATCH_PROBE`] even when no
+/// event comes (its connection would hold a slot for good); what it sends
+/// is read and ignored.
+fn stream(events: &Receiver<Value>, out: &mut UnixStream, input: &mut BufReader<UnixStream>) {
+    if input
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .is_err()
+    {
+        return;
+    }
+    let mut scratch = [0u8; 256];
+    loop {
+        match events.recv_timeout(WATCH_PROBE) {
+            Ok(line) => {
+                if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => match input.read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return,
+            },
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
@@ -347,6 +377,48 @@ mod tests {
         }
         // The node dropped its end: the connection closes.
         assert!(lines.next().is_none());
+    }
+
+    /// Reader26 find 3 (control_socket.rs: "at most MAX_CONNECTIONS
+    /// connections are served at once: a client cannot make the node ...
+    /// start threads without end"; the node must stay reachable for the
+    /// host's takeover, fence and sa_del orders).
+    ///
+    /// A `watch` connection's thread waits on its channel (`for line in
+    /// answer`) and only notices its client has gone when an event is
+    /// written; the node's main loop (run.rs) keeps every watcher's sender
+    /// until a send fails. With no event, a closed watch connection keeps
+    /// its slot for ever: after MAX_CONNECTIONS charon restarts (each opens
+    /// a watch) the control socket refuses every connection.
+    #[test]
+    fn reader26_watch_connections_closed_by_their_clients_free_their_slots() {
+        let tmp = dir("watchslots");
+        let path = tmp.path().join("c.sock");
+        let (tx, calls) = channel();
+        let _socket = listen(&path, tx).unwrap();
+        // The node's main loop as run.rs has it: a watch is answered and
+        // its way back kept for the events to come (none come here).
+        std::thread::spawn(move || {
+            let mut watchers = Vec::new();
+            for (req, back) in calls {
+                let _ = back.send(json!({ "ok": true }));
+                if matches!(req, Request::Watch {}) {
+                    watchers.push(back);
+                }
+            }
+        });
+        for _ in 0..MAX_CONNECTIONS {
+            let s = UnixStream::connect(&path).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            writeln!(&s, r#"{{"op":"watch"}}"#).unwrap();
+            assert_eq!(read_answer(&s)["ok"], true);
+            // The watcher goes (charon restarted, `espgate` CLI ended).
+            drop(s);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let a = ask(&path, &json!({ "op": "status" })).unwrap();
+        assert_eq!(a["ok"], true, "the node is unreachable: {a}");
     }
 
     #[test]
