@@ -129,10 +129,26 @@ impl RunningNode {
     /// ([`SpdRule::same_selectors`]) replaces that rule's action where it
     /// stands; another goes before the first rule that covers it (a more
     /// specific rule before a wider one, as priorities order an IKE
-    /// daemon's policies), or last. An inbound rule moved from one SA to
-    /// another is a rekey: what the old SA still decrypts passes the rule
+    /// daemon's policies), or last; a rule naming an SA a rekey replaces
+    /// is refused. An inbound rule moved from one SA to another is a
+    /// rekey: what the old SA still decrypts passes the rule
     /// while the old SA lives, as after [`rekey`](Self::rekey).
     pub fn put_rules(&mut self, rules: Vec<SpdRule>) -> Result<(), NodeError> {
+        // An SA a rekey replaces goes at the end of its grace, and the
+        // rules naming it with it.
+        for r in &rules {
+            if let Action::Protect(spi) = r.action
+                && self
+                    .retiring
+                    .iter()
+                    .any(|(_, s, d)| *s == spi && *d == r.direction)
+            {
+                return Err(NodeError::Refused(Refusal::Replacing {
+                    spi,
+                    direction: r.direction,
+                }));
+            }
+        }
         let mut cfg = self.cfg.clone();
         let mut moved = Vec::new();
         for rule in rules {

@@ -196,8 +196,8 @@ pub struct Worker {
     burst_ns: Histogram<u64>,
     arp_asked: HashMap<IpAddr, Instant>,
     /// When this worker last told of a packet matching each trap rule
-    /// (by its index in the SPD).
-    acquired: HashMap<Option<usize>, Instant>,
+    /// (by its selectors: its index moves as rules come and go).
+    acquired: HashMap<RuleSelectors, Instant>,
     /// This worker's copy of the neighbours it uses, and the table's
     /// generation it was taken at.
     neigh_cache: FxHashMap<IpAddr, MacAddr>,
@@ -227,6 +227,19 @@ const ARP_RETRY: Duration = Duration::from_millis(200);
 
 /// How often a worker tells of packets matching one trap rule.
 pub const ACQUIRE_EVERY: Duration = Duration::from_secs(1);
+
+/// Trap rules a worker remembers telling of before it forgets those told
+/// of more than [`ACQUIRE_EVERY`] ago.
+const MAX_ACQUIRING: usize = 1024;
+
+/// What tells one rule from another: its selectors.
+type RuleSelectors = (
+    crate::prefix::Prefix,
+    crate::prefix::Prefix,
+    Option<u8>,
+    (u16, u16),
+    (u16, u16),
+);
 
 /// The worker that announces the addresses this node holds (gratuitous
 /// ARP, unsolicited neighbour advertisements): one, so each address goes
@@ -849,16 +862,22 @@ impl Worker {
     /// IKE daemon) once per rule and [`ACQUIRE_EVERY`] from this worker.
     fn acquire(&mut self, sel: &Selectors) {
         let now = Instant::now();
-        let rule = self
+        let Some(rule) = self
             .tables
             .spd
-            .rules()
-            .iter()
-            .position(|r| r.direction == Direction::Outbound && r.matches(sel));
+            .rule_for(Direction::Outbound, sel)
+            .map(|r| (r.src, r.dst, r.protocol, r.sport, r.dport))
+        else {
+            return;
+        };
         if let Some(at) = self.acquired.get(&rule)
             && now.duration_since(*at) < ACQUIRE_EVERY
         {
             return;
+        }
+        if self.acquired.len() >= MAX_ACQUIRING {
+            self.acquired
+                .retain(|_, at| now.duration_since(*at) < ACQUIRE_EVERY);
         }
         self.acquired.insert(rule, now);
         if let Some(ring) = self.shared.sa_events.get(self.id) {

@@ -897,6 +897,17 @@ fn rules_put_replace_in_place_go_before_wider_ones_and_a_moved_inbound_rule_is_a
     assert_eq!(r.b.config().spd.len(), rules_before + 1);
     // Deleted by selectors; one it does not have is refused, naming it,
     // and the others named with it stay.
+    // A rule naming an SA a rekey replaces (it goes at the end of its
+    // grace) is refused.
+    r.b.rekey(
+        0x180,
+        Direction::Inbound,
+        sa_config(0x190, Direction::Inbound, &A, &B),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let e = r.b.put_rules(vec![narrow.clone()]).unwrap_err();
+    assert!(e.to_string().contains("being replaced"), "{e}");
     r.b.delete_rules(std::slice::from_ref(&narrow)).unwrap();
     let e =
         r.b.delete_rules(&[moved.clone(), narrow.clone()])
@@ -956,11 +967,28 @@ fn a_trap_rule_drops_and_asks_once_for_an_sa_until_a_rule_protects_the_traffic()
     }
     let (host_a, host_b): (IpAddr, IpAddr) = (A.host.parse().unwrap(), B.host.parse().unwrap());
     assert_eq!(got, [(host_a, host_b, 17)], "one acquire for ten packets");
+    // A narrower rule goes in before the trap (its index moves): the same
+    // trap within the second asks no more.
+    r.a.put_rules(vec![SpdRule {
+        dst: "10.2.0.200/32".parse().unwrap(),
+        protocol: Some(6),
+        action: Action::Discard,
+        ..out.clone()
+    }])
+    .unwrap();
+    assert_eq!(a_to_b(&mut r, 10, 0), 0);
+    std::thread::sleep(Duration::from_millis(50));
+    let again =
+        r.a.events()
+            .into_iter()
+            .filter(|e| matches!(e.kind, NodeEventKind::Acquire { .. }))
+            .count();
+    assert_eq!(again, 0, "the trap asked twice within its second");
     // The IKE daemon's SA arrives: the rule protects with it.
     r.a.put_rules(vec![out]).unwrap();
     assert_eq!(a_to_b(&mut r, 10, 10), 10);
     let drops = r.a.stop().totals();
-    assert_eq!(drops.drops(NodeDrop::Trap), 10);
+    assert_eq!(drops.drops(NodeDrop::Trap), 20);
 }
 
 // ---- What reader26 found (spd_put's successor map) ----
