@@ -346,12 +346,14 @@ static bool ask_yaml(private_kernel_espgate_ipsec_t *this, const char *what,
 {
 	text_t req = text_new();
 	char *answer;
+	bool ok;
 
 	add(&req, "{\"op\":\"%s\",\"yaml\":\"%s\"}", op, yaml->s);
 	answer = req.failed ? NULL : this->client->ask(this->client, what, req.s);
 	text_wipe(&req);
+	ok = answer != NULL;
 	free(answer);
-	return answer != NULL;
+	return ok;
 }
 
 CALLBACK(sa_match, bool,
@@ -644,7 +646,7 @@ METHOD(kernel_ipsec_t, del_sa, status_t,
 	uint32_t spi = ntohl(id->spi);
 	sa_entry_t *entry;
 	char req[128], *answer;
-	bool inbound;
+	bool inbound, done;
 
 	if (!direction_of(this, spi, id->dst, &inbound))
 	{
@@ -654,6 +656,7 @@ METHOD(kernel_ipsec_t, del_sa, status_t,
 	snprintf(req, sizeof(req), "{\"op\":\"sa_del\",\"spi\":%u,"
 			 "\"direction\":\"%s\"}", spi, inbound ? "inbound" : "outbound");
 	answer = this->client->ask(this->client, "del_sa", req);
+	done = answer != NULL;
 	free(answer);
 	this->mutex->lock(this->mutex);
 	if (this->sas->find_first(this->sas, sa_match, (void**)&entry, spi,
@@ -663,7 +666,7 @@ METHOD(kernel_ipsec_t, del_sa, status_t,
 		sa_entry_destroy(entry);
 	}
 	this->mutex->unlock(this->mutex);
-	return answer ? SUCCESS : FAILED;
+	return done ? SUCCESS : FAILED;
 }
 
 METHOD(kernel_ipsec_t, flush_sas, status_t,
