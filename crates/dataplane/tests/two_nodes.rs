@@ -862,13 +862,7 @@ fn rules_put_replace_in_place_go_before_wider_ones_and_a_moved_inbound_rule_is_a
             .iter()
             .position(|r| r.same_selectors(rule))
     };
-    let wide =
-        r.b.config()
-            .spd
-            .iter()
-            .find(|r| r.direction == Direction::Inbound && r.action == Action::Protect(0x100))
-            .unwrap()
-            .clone();
+    let wide = inbound_rule_naming(&r.b, 0x100);
     let moved = SpdRule {
         action: Action::Protect(0x180),
         ..wide.clone()
@@ -1013,34 +1007,31 @@ fn inbound_entry(spi: u32) -> SaEntry {
     }
 }
 
-/// Reader26 find 1 (promise: an inbound SA's packets pass only the rules
-/// that name it, RFC 4301 5.2; spd_put's successor makes an exception for
-/// the selectors of the moved rule only, "as a rekey does").
-///
-/// SA 0x100 (CHILD_SA 1) is negotiated for UDP to port 9 only. A second
-/// CHILD_SA (inbound SA 0x180) is negotiated for port 9 and port 8: the
-/// IKE daemon's policy for port 9 now names the newest SA (the plugin's
-/// "rules name the newest"), and a rule for port 8 names 0x180.
-/// `put_rules` records `successor[0x100] = 0x180` for the port-9 move,
-/// and `Tables::admits` then lets 0x100 pass *every* rule naming 0x180:
-/// the peer of CHILD_SA 1 injects traffic to port 8, which it was never
-/// negotiated for. Linux refuses it (the port-8 policy's template has the
-/// other CHILD_SA's reqid). The successor should be scoped to the
-/// selectors of the rule that moved (or to SAs that take over all of the
-/// old SA's rules).
+/// The rule naming inbound SA `spi` on node `n`.
+fn inbound_rule_naming(n: &espgate_dataplane::RunningNode, spi: u32) -> SpdRule {
+    n.config()
+        .spd
+        .iter()
+        .find(|r| r.direction == Direction::Inbound && r.action == Action::Protect(spi))
+        .unwrap()
+        .clone()
+}
+
+/// Reader26 find 1 (failed before the fix): an inbound SA's packets pass
+/// only the rules that name it (RFC 4301 5.2); a rule moved off it to a
+/// newer SA (a rekey) goes on passing it, and only that rule. SA 0x100
+/// (CHILD_SA 1) is for UDP to port 9; CHILD_SA 2 (0x180) for ports 9 and
+/// 8, and the port-9 rule now names it. 0x100 passes port 9, never port
+/// 8 (Linux refuses it too: the port-8 policy's template is the other
+/// CHILD_SA's). The successor map keyed by SPI alone let 0x100 through
+/// every rule naming 0x180.
 #[test]
-fn reader26_an_sa_moved_off_one_rule_passes_every_rule_naming_its_successor() {
+fn reader26_an_sa_a_rule_moved_off_passes_only_the_rules_that_named_it() {
     let mut r = rig(1, false);
     warm_up(&mut r.host_a, &mut r.host_b, 9);
     r.b.add_sas(vec![inbound_entry(0x180)], vec![], None)
         .unwrap();
-    let wide =
-        r.b.config()
-            .spd
-            .iter()
-            .find(|r| r.direction == Direction::Inbound && r.action == Action::Protect(0x100))
-            .unwrap()
-            .clone();
+    let wide = inbound_rule_naming(&r.b, 0x100);
     let port = |p: u16, spi: u32| SpdRule {
         protocol: Some(17),
         dport: (p, p),
@@ -1066,18 +1057,13 @@ fn reader26_an_sa_moved_off_one_rule_passes_every_rule_naming_its_successor() {
     );
 }
 
-/// Reader26 find 2 (README/docs/ike.md: "packets still in flight on the
-/// old SA pass the rule that names the new one until the old SA is
-/// deleted"; the IKE tests' "rekeys under traffic, nothing lost").
-///
-/// The rule moves 0x100 -> 0x180 -> 0x181 (two rekeys of the same policy
-/// before 0x100 is deleted, e.g. a rekey collision where both ends'
-/// CHILD_SAs are installed, or a second rekey while the first old SA
-/// lingers). The successor map holds one step per SA (0x100 -> 0x180,
-/// 0x180 -> 0x181); `admits` follows one step only, so 0x100, alive and
-/// not deleted, loses everything still in flight on it.
+/// Reader26 find 2 (failed before the fix): a rule moved 0x100 -> 0x180
+/// -> 0x181 (two rekeys of one policy before 0x100 is deleted: a rekey
+/// collision, or a second rekey while the first old SA lingers) still
+/// passes what 0x100 decrypts while 0x100 lives. Successors followed one
+/// step only refused it.
 #[test]
-fn reader26_a_rule_moved_twice_refuses_the_first_sa_while_it_lives() {
+fn reader26_a_rule_moved_twice_still_passes_the_first_sa_while_it_lives() {
     let mut r = rig(1, false);
     warm_up(&mut r.host_a, &mut r.host_b, 7);
     r.b.add_sas(
@@ -1086,13 +1072,7 @@ fn reader26_a_rule_moved_twice_refuses_the_first_sa_while_it_lives() {
         None,
     )
     .unwrap();
-    let wide =
-        r.b.config()
-            .spd
-            .iter()
-            .find(|r| r.direction == Direction::Inbound && r.action == Action::Protect(0x100))
-            .unwrap()
-            .clone();
+    let wide = inbound_rule_naming(&r.b, 0x100);
     for next in [0x180, 0x181] {
         r.b.put_rules(vec![SpdRule {
             action: Action::Protect(next),
@@ -1104,6 +1084,6 @@ fn reader26_a_rule_moved_twice_refuses_the_first_sa_while_it_lives() {
     assert_eq!(
         a_to_b(&mut r, 10, 10),
         10,
-        "0x100 still lives: what it decrypts passes the rule its line of successors holds"
+        "0x100 still lives: what it decrypts passes the rule that named it"
     );
 }

@@ -379,17 +379,12 @@ mod tests {
         assert!(lines.next().is_none());
     }
 
-    /// Reader26 find 3 (control_socket.rs: "at most MAX_CONNECTIONS
-    /// connections are served at once: a client cannot make the node ...
-    /// start threads without end"; the node must stay reachable for the
-    /// host's takeover, fence and sa_del orders).
-    ///
-    /// A `watch` connection's thread waits on its channel (`for line in
-    /// answer`) and only notices its client has gone when an event is
-    /// written; the node's main loop (run.rs) keeps every watcher's sender
-    /// until a send fails. With no event, a closed watch connection keeps
-    /// its slot for ever: after MAX_CONNECTIONS charon restarts (each opens
-    /// a watch) the control socket refuses every connection.
+    /// Reader26 find 3 (failed before the fix): a closed `watch`
+    /// connection frees its slot though no event comes (the node's main
+    /// loop keeps a watcher's way back until a send to it fails). It kept
+    /// the slot for ever, so after MAX_CONNECTIONS charon restarts (each
+    /// opens a watch) the control socket refused everyone, the host's
+    /// takeover, fence and sa_del orders included.
     #[test]
     fn reader26_watch_connections_closed_by_their_clients_free_their_slots() {
         let tmp = dir("watchslots");
