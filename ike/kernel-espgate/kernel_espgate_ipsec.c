@@ -703,6 +703,23 @@ CALLBACK(policy_match, bool,
 }
 
 /**
+ * Sends the policy's rules (`action`, naming `spi` when protecting) with
+ * request `op` (spd_put or spd_del).
+ */
+static bool send_rules(private_kernel_espgate_ipsec_t *this,
+					   policy_entry_t *policy, const char *action,
+					   uint32_t spi, const char *op, const char *what)
+{
+	text_t yaml = text_new();
+	bool ok;
+
+	ok = policy_rules(&yaml, policy, action, spi) &&
+		 ask_yaml(this, what, op, &yaml);
+	free(yaml.s);
+	return ok;
+}
+
+/**
  * Writes the policy's rules as they are now: its newest SA's.
  */
 static bool put_policy(private_kernel_espgate_ipsec_t *this,
@@ -711,13 +728,10 @@ static bool put_policy(private_kernel_espgate_ipsec_t *this,
 	mapping_t *newest;
 	uint32_t spi = 0;
 	const char *action;
-	text_t yaml = text_new();
-	bool ok;
 
 	if (policy->mappings->get_first(policy->mappings,
 									(void**)&newest) != SUCCESS)
 	{
-		free(yaml.s);
 		return FALSE;
 	}
 	spi = newest->spi;
@@ -737,10 +751,7 @@ static bool put_policy(private_kernel_espgate_ipsec_t *this,
 			spi = 0;
 			break;
 	}
-	ok = policy_rules(&yaml, policy, action, spi) &&
-		 ask_yaml(this, what, "spd_put", &yaml);
-	free(yaml.s);
-	return ok;
+	return send_rules(this, policy, action, spi, "spd_put", what);
 }
 
 METHOD(kernel_ipsec_t, add_policy, status_t,
@@ -811,13 +822,7 @@ METHOD(kernel_ipsec_t, query_policy, status_t,
 static bool delete_rules(private_kernel_espgate_ipsec_t *this,
 						 policy_entry_t *policy, const char *what)
 {
-	text_t yaml = text_new();
-	bool ok;
-
-	ok = policy_rules(&yaml, policy, "discard", 0) &&
-		 ask_yaml(this, what, "spd_del", &yaml);
-	free(yaml.s);
-	return ok;
+	return send_rules(this, policy, "discard", 0, "spd_del", what);
 }
 
 METHOD(kernel_ipsec_t, del_policy, status_t,

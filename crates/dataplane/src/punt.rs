@@ -13,6 +13,8 @@ use std::net::IpAddr;
 
 use espgate_io::tun::Tun;
 use espgate_wire::ip::protocol;
+use espgate_wire::ipv4::Ipv4Packet;
+use espgate_wire::ipv6::{self, Ipv6Packet};
 
 use crate::config::{PerSide, Role};
 use crate::counters::NodeDrop;
@@ -76,8 +78,8 @@ pub fn is_neighbour_discovery(ip: &[u8]) -> bool {
 /// not that long or holds no IPv4 or IPv6 header.
 pub fn ip_packet(bytes: &[u8]) -> Option<&[u8]> {
     let len = match bytes.first()? >> 4 {
-        4 => usize::from(u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?])),
-        6 => 40 + usize::from(u16::from_be_bytes([*bytes.get(4)?, *bytes.get(5)?])),
+        4 => usize::from(Ipv4Packet::new_checked(bytes).ok()?.total_len()),
+        6 => ipv6::HEADER_LEN + usize::from(Ipv6Packet::new_checked(bytes).ok()?.payload_len()),
         _ => return None,
     };
     bytes.get(..len)

@@ -161,17 +161,13 @@ impl Spd {
     /// The action of the first `direction` rule matching `s`, or discard.
     #[inline(always)]
     pub fn lookup(&self, direction: Direction, s: &Selectors) -> Action {
-        // A plain loop, inlined whole into the worker's path, so the
-        // selectors stay in registers.
-        for r in &self.rules {
-            if r.direction == direction && r.matches(s) {
-                return r.action;
-            }
-        }
-        Action::Discard
+        self.rule_for(direction, s)
+            .map_or(Action::Discard, |r| r.action)
     }
 
-    /// The first `direction` rule matching `s`, if any.
+    /// The first `direction` rule matching `s`, if any: a plain scan,
+    /// inlined whole into the worker's path, so the selectors stay in
+    /// registers.
     #[inline(always)]
     pub fn rule_for(&self, direction: Direction, s: &Selectors) -> Option<&SpdRule> {
         self.rules
