@@ -17,8 +17,10 @@
 //!       - [ip, route, replace, 10.1.0.0/24, via, 192.0.2.1]
 //! ```
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use espgate_dataplane::config::Role;
 use serde::Deserialize;
 
 use crate::error::{
@@ -61,6 +63,12 @@ pub struct ManagedNode {
     pub control: PathBuf,
     /// The node configuration text to push (read when loaded).
     pub config: String,
+    /// Its id in the pair (its configuration's `mirror.node`): the `home`
+    /// of the SAs it runs.
+    pub id: u32,
+    /// Its unprotected port's address: the local tunnel address of the
+    /// SAs whose home it is.
+    pub address: IpAddr,
     /// Commands (program and arguments) run when it fails.
     pub on_failure: Vec<Vec<String>>,
     /// Commands run when it is back.
@@ -113,7 +121,7 @@ pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
             )
         })?;
         let node = crate::parse_node(&config, &cfg_path.display().to_string(), base)?;
-        if node.mirror.is_none() {
+        let Some(mirror) = &node.mirror else {
             return Err(err(
                 at("config"),
                 format!(
@@ -121,7 +129,14 @@ pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
                     cfg_path.display()
                 ),
             ));
-        }
+        };
+        let id = mirror.protocol.node;
+        let Some(wan) = node.port(Role::Unprotected) else {
+            return Err(err(
+                at("config"),
+                format!("{} has no unprotected port", cfg_path.display()),
+            ));
+        };
         for (k, cmds) in [("on_failure", &n.on_failure), ("on_return", &n.on_return)] {
             if cmds.iter().any(|c| c.is_empty()) {
                 return Err(err(at(k), "an empty command".into()));
@@ -131,6 +146,8 @@ pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
             name: n.name,
             control: n.control,
             config,
+            id,
+            address: wan.address,
             on_failure: n.on_failure,
             on_return: n.on_return,
         });

@@ -87,8 +87,14 @@ pub enum Request {
         #[serde(default)]
         grace_ms: Option<u64>,
     },
-    /// An inbound SPI for an SA to come.
-    SpiAlloc {},
+    /// An inbound SPI for an SA to come: one the node draws, or `spi`
+    /// reserved as if drawn (a pair's host draws on one node and reserves
+    /// on the other).
+    SpiAlloc {
+        /// The SPI to reserve; none: the node draws one.
+        #[serde(default)]
+        spi: Option<SpiArg>,
+    },
     /// One SA's counters.
     SaQuery {
         /// Its SPI.
@@ -184,7 +190,11 @@ mod tests {
         ));
         assert!(matches!(
             parse(r#"{"op":"spi_alloc"}"#),
-            Ok(Request::SpiAlloc {})
+            Ok(Request::SpiAlloc { spi: None })
+        ));
+        assert!(matches!(
+            parse(r#"{"op":"spi_alloc","spi":3221225473}"#),
+            Ok(Request::SpiAlloc { spi: Some(spi) }) if spi.value() == Ok(0xc000_0001)
         ));
         assert!(matches!(parse(r#"{"op":"watch"}"#), Ok(Request::Watch {})));
         assert!(matches!(

@@ -37,6 +37,7 @@ use crate::mirror_task::Order;
 use crate::node::{BuiltSa, NodeError, Placement, Refusal, RunningNode, build_sa, check_sas};
 use crate::snapshot::WorkerSnapshot;
 use crate::spd::{Action, SpdRule};
+use crate::spi_pool::Unreserved;
 use crate::tables::Tables;
 
 /// How long a change waits for the workers and the mirror task.
@@ -123,6 +124,23 @@ impl RunningNode {
         self.spis
             .allocate(used, Instant::now())
             .ok_or(NodeError::Refused(Refusal::NoSpi))
+    }
+
+    /// Reserves inbound SPI `spi` as [`allocate_spi`](Self::allocate_spi)
+    /// would have handed it out: a pair's host draws an SPI on one node
+    /// and reserves it on the other, so neither hands it out twice.
+    pub fn reserve_spi(&mut self, spi: u32) -> Result<(), NodeError> {
+        let used = self
+            .cfg
+            .sas
+            .iter()
+            .any(|e| e.sa.spi == spi && e.sa.direction == Direction::Inbound);
+        self.spis.reserve(spi, used, Instant::now()).map_err(|why| {
+            NodeError::Refused(match why {
+                Unreserved::Taken => Refusal::SpiTaken(spi),
+                Unreserved::Full => Refusal::NoSpi,
+            })
+        })
     }
 
     /// Puts rules into the SPD: a rule whose selectors a rule has already

@@ -225,6 +225,9 @@ pub enum Refusal {
         "no inbound SPI free: 65536 are handed out and not yet taken by an SA (each is kept 165 s), or the range is full"
     )]
     NoSpi,
+    /// An SPI to reserve that an inbound SA has or was handed out.
+    #[error("inbound SPI {0:#x} is in use or handed out already")]
+    SpiTaken(u32),
     /// A rule to delete that the SPD does not have.
     #[error("the SPD has no {direction} rule {src} -> {dst} with those protocol and ports")]
     NoRule {

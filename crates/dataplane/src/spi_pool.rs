@@ -37,6 +37,45 @@ impl SpiPool {
     /// the node has. `None` if [`MAX_RESERVED`] are reserved, or a million
     /// draws found none free.
     pub fn allocate(&mut self, used: impl Fn(u32) -> bool, now: Instant) -> Option<u32> {
+        if !self.room(now) {
+            return None;
+        }
+        for _ in 0..1_000_000 {
+            self.drawn += 1;
+            let draw = self.keys.hash_one(self.drawn) as u32;
+            let spi = FIRST + draw % (LAST - FIRST + 1);
+            if !used(spi) && !self.reserved.contains_key(&spi) {
+                self.hold(spi, now);
+                return Some(spi);
+            }
+        }
+        None
+    }
+
+    /// Reserves `spi` as [`allocate`](Self::allocate) would have handed it
+    /// out (a pair's host draws an SPI on one node and reserves it on the
+    /// other): `Err(Taken)` if it is reserved already or `used`,
+    /// `Err(Full)` if [`MAX_RESERVED`] are reserved. Any SPI may be
+    /// reserved, in the range or not.
+    pub fn reserve(&mut self, spi: u32, used: bool, now: Instant) -> Result<(), Unreserved> {
+        if !self.room(now) {
+            return Err(Unreserved::Full);
+        }
+        if used || self.reserved.contains_key(&spi) {
+            return Err(Unreserved::Taken);
+        }
+        self.hold(spi, now);
+        Ok(())
+    }
+
+    /// An SA took `spi`: it is no longer reserved.
+    pub fn take(&mut self, spi: u32) {
+        self.reserved.remove(&spi);
+    }
+
+    /// Lets go of the reservations [`RESERVED_FOR`] old; whether another
+    /// may be made.
+    fn room(&mut self, now: Instant) -> bool {
         while let Some(&(at, spi)) = self.order.front()
             && now.duration_since(at) >= RESERVED_FOR
         {
@@ -45,26 +84,22 @@ impl SpiPool {
                 self.reserved.remove(&spi);
             }
         }
-        if self.reserved.len() >= MAX_RESERVED {
-            return None;
-        }
-        for _ in 0..1_000_000 {
-            self.drawn += 1;
-            let draw = self.keys.hash_one(self.drawn) as u32;
-            let spi = FIRST + draw % (LAST - FIRST + 1);
-            if !used(spi) && !self.reserved.contains_key(&spi) {
-                self.reserved.insert(spi, now);
-                self.order.push_back((now, spi));
-                return Some(spi);
-            }
-        }
-        None
+        self.reserved.len() < MAX_RESERVED
     }
 
-    /// An SA took `spi`: it is no longer reserved.
-    pub fn take(&mut self, spi: u32) {
-        self.reserved.remove(&spi);
+    fn hold(&mut self, spi: u32, now: Instant) {
+        self.reserved.insert(spi, now);
+        self.order.push_back((now, spi));
     }
+}
+
+/// Why [`SpiPool::reserve`] reserved nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreserved {
+    /// The SPI is reserved already, or an SA has it.
+    Taken,
+    /// [`MAX_RESERVED`] SPIs are reserved.
+    Full,
 }
 
 #[cfg(test)]
@@ -105,5 +140,37 @@ mod tests {
         p.allocate(|_| false, now).unwrap();
         p.allocate(|_| false, now + RESERVED_FOR).unwrap();
         assert_eq!(p.reserved.len(), 1, "the first reservation ended");
+    }
+
+    /// An SPI drawn on one node and reserved on the other is refused to
+    /// both afterwards: neither hands it out, and a second reservation of
+    /// it fails, until it is taken or its time is up.
+    #[test]
+    fn a_reserved_spi_is_neither_drawn_nor_reserved_again() {
+        let mut p = SpiPool::default();
+        let now = Instant::now();
+        let spi = FIRST + 7;
+        assert_eq!(p.reserve(spi, false, now), Ok(()));
+        assert_eq!(p.reserve(spi, false, now), Err(Unreserved::Taken));
+        assert_eq!(
+            p.reserve(FIRST + 8, true, now),
+            Err(Unreserved::Taken),
+            "in use by an SA"
+        );
+        for _ in 0..5_000 {
+            assert_ne!(p.allocate(|_| false, now), Some(spi));
+        }
+        assert_eq!(
+            p.reserve(spi, false, now + RESERVED_FOR),
+            Ok(()),
+            "its time was up"
+        );
+        p.take(spi);
+        assert_eq!(p.reserve(spi, false, now + RESERVED_FOR), Ok(()));
+        let mut full = SpiPool::default();
+        for _ in 0..MAX_RESERVED {
+            full.allocate(|_| false, now).unwrap();
+        }
+        assert_eq!(full.reserve(1, false, now), Err(Unreserved::Full));
     }
 }

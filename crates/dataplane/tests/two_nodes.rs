@@ -932,6 +932,39 @@ fn spis_handed_out_are_free_and_never_handed_out_twice() {
     }
 }
 
+/// A pair's host draws an SPI on one node and reserves it on the other:
+/// one an inbound SA has, or handed out already, is refused naming it.
+#[test]
+fn an_spi_reserved_as_drawn_elsewhere_is_refused_when_taken() {
+    let mut r = rig(1, false);
+    let drawn = r.b.allocate_spi().unwrap();
+    let e = r.b.reserve_spi(drawn).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "inbound SPI {drawn:#x} is in use or handed out already"
+        )),
+        "{e}"
+    );
+    let inbound =
+        r.b.config()
+            .sas
+            .iter()
+            .find(|e| e.sa.direction == Direction::Inbound)
+            .unwrap()
+            .sa
+            .spi;
+    assert!(r.b.reserve_spi(inbound).is_err(), "an inbound SA has it");
+    let other = if drawn == 0xc000_0000 {
+        0xc000_0001
+    } else {
+        0xc000_0000
+    };
+    r.b.reserve_spi(other).unwrap();
+    for _ in 0..2000 {
+        assert_ne!(r.b.allocate_spi().unwrap(), other);
+    }
+}
+
 #[test]
 fn a_trap_rule_drops_and_asks_once_for_an_sa_until_a_rule_protects_the_traffic() {
     let mut r = rig(1, false);

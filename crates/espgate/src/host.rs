@@ -33,7 +33,8 @@ use espgate_control::{HostConfig, ManagedNode};
 use espgate_dataplane::mirror_task::unix_ms;
 use serde_json::json;
 
-use crate::control_socket::ask;
+use crate::control_socket::{self, Call, ask};
+use crate::fanout::Fanout;
 
 /// What the host knows of one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,15 +326,22 @@ fn config_for(w: &ManagedNode, peer: &ManagedNode) -> String {
     }
 }
 
-/// One poll of one node: configure it if it waits (see [`config_for`]);
-/// returns its status.
-fn poll(w: &ManagedNode, peer: &ManagedNode) -> Option<Status> {
+/// One poll of node `i`: configure it if it waits (see [`config_for`]),
+/// with no request of the host's socket fanned out between reading its
+/// peer's SAs and configuring it; or send it the requests it missed
+/// while it did not answer. Returns its status.
+fn poll(w: &ManagedNode, peer: &ManagedNode, i: usize, fanout: &Fanout) -> Option<Status> {
     let status = self::status(w)?;
-    if status == Status::WaitingConfig {
+    if status != Status::WaitingConfig {
+        fanout.catch_up(i);
+        return Some(status);
+    }
+    {
+        let mut held = fanout.hold();
         let config = config_for(w, peer);
         let a = ask(&w.control, &json!({ "op": "configure", "yaml": config })).ok()?;
         match read::<Done>("configure", &a) {
-            Ok(Done {}) => {}
+            Ok(Done {}) => held.configured(i),
             Err(AnswerError::Refused(why)) => {
                 say(&format!("{} refused its configuration: {why}", w.name));
                 return None;
@@ -343,12 +351,11 @@ fn poll(w: &ManagedNode, peer: &ManagedNode) -> Option<Status> {
                 return None;
             }
         }
-        say(&format!("{} configured", w.name));
-        // Its life, known at once: a failure before the next poll is then
-        // a failure of that life.
-        return self::status(w).or(Some(status));
     }
-    Some(status)
+    say(&format!("{} configured", w.name));
+    // Its life, known at once: a failure before the next poll is then a
+    // failure of that life.
+    self::status(w).or(Some(status))
 }
 
 /// Polls node `i` every `poll_ms` until `stop`, each answer (`None`: none,
@@ -360,10 +367,11 @@ fn poller(
     i: usize,
     poll_ms: u64,
     stop: &AtomicBool,
+    fanout: &Fanout,
     tx: &mpsc::Sender<(usize, Option<Answer>)>,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let answer = poll(w, peer).as_ref().map(Answer::from);
+        let answer = poll(w, peer, i, fanout).as_ref().map(Answer::from);
         if tx.send((i, answer)).is_err() {
             return;
         }
@@ -374,8 +382,15 @@ fn poller(
 /// Runs the host until SIGINT or SIGTERM (or `duration`). Every `poll_ms`
 /// it takes each node's latest answer since the last time; a node whose
 /// poller brought none (it hangs) missed that poll.
-pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
+/// With `control`, it also listens there for an IKE daemon's requests and
+/// fans them out to both nodes (see [`crate::fanout`]).
+pub fn run(path: &Path, duration: Option<Duration>, control: Option<&Path>) -> anyhow::Result<()> {
     let cfg: HostConfig = espgate_control::load_host_file(path)?;
+    let fanout = Fanout::new(&cfg.nodes);
+    let (calls_tx, calls) = mpsc::channel::<Call>();
+    let _socket = control
+        .map(|c| control_socket::listen(c, calls_tx))
+        .transpose()?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
@@ -390,9 +405,26 @@ pub fn run(path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     let period = Duration::from_millis(cfg.poll_ms);
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
+        let fanout = &fanout;
         for (i, w) in nodes.iter().enumerate() {
             let (stop, tx, peer) = (&*stop, tx.clone(), &nodes[1 - i]);
-            s.spawn(move || poller(w, peer, i, cfg.poll_ms, stop, &tx));
+            s.spawn(move || poller(w, peer, i, cfg.poll_ms, stop, fanout, &tx));
+        }
+        if let Some(c) = control {
+            say(&format!("IKE requests on {}", c.display()));
+            let stop = &*stop;
+            for i in 0..2 {
+                s.spawn(move || fanout.poll_events(i, stop));
+            }
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match calls.recv_timeout(period) {
+                        Ok((req, back)) => fanout.handle_request(req, back),
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            });
         }
         let mut tick = Instant::now() + period;
         let mut latest: [Option<Option<Answer>>; 2] = [None, None];

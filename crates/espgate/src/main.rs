@@ -5,6 +5,7 @@ mod control_socket;
 mod demo;
 mod esp_demo;
 mod esp_pcap;
+mod fanout;
 mod host;
 mod import;
 mod keys;
@@ -132,6 +133,11 @@ enum Command {
         /// Stop after this many seconds.
         #[arg(long)]
         duration: Option<f64>,
+        /// A control socket for an IKE daemon (charon's kernel-espgate
+        /// plugin): its SAs and rules go to both nodes, each SA's home the
+        /// node holding its local tunnel address.
+        #[arg(long)]
+        control: Option<PathBuf>,
     },
     /// Write the SAs of a node configuration (and of SA files) as
     /// Wireshark's ESP SA table: save it as `esp_sa` in a Wireshark
@@ -334,9 +340,15 @@ fn main() -> ExitCode {
                 };
                 import::run(&input, &options, out.as_deref())
             }),
-        Command::Host { config, duration } => {
-            host::run(&config, duration.map(std::time::Duration::from_secs_f64))
-        }
+        Command::Host {
+            config,
+            duration,
+            control,
+        } => host::run(
+            &config,
+            duration.map(std::time::Duration::from_secs_f64),
+            control.as_deref(),
+        ),
         Command::Run {
             config,
             control,

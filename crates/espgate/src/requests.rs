@@ -103,9 +103,14 @@ fn run(req: Request, node: &mut RunningNode) -> Result<Value, String> {
                 grace_ms: grace.as_millis() as u64,
             })
         }
-        Request::SpiAlloc {} => carried_out(&SpiAllocated {
+        Request::SpiAlloc { spi: None } => carried_out(&SpiAllocated {
             spi: node.allocate_spi().map_err(|e| e.to_string())?,
         }),
+        Request::SpiAlloc { spi: Some(spi) } => {
+            let spi = spi.value()?;
+            node.reserve_spi(spi).map_err(|e| e.to_string())?;
+            carried_out(&SpiAllocated { spi })
+        }
         Request::SaQuery { spi, direction } => {
             let (spi, direction) = (spi.value()?, direction.into());
             let workers = node.snapshot().map_err(|e| e.to_string())?;

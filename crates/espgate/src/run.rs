@@ -310,6 +310,10 @@ fn watched(e: &NodeEvent, line: &str) -> Value {
     serde_json::to_value(event).unwrap_or_else(refusal)
 }
 
+/// What a node waiting for its configuration answers to every request but
+/// `status` and `configure`.
+pub const NOT_CONFIGURED: &str = "not configured yet";
+
 /// Event lines kept for the control socket's `events`.
 const EVENT_HISTORY: usize = 1024;
 
@@ -348,7 +352,7 @@ fn answer(
             }
         }
         (Request::TakeOver {} | Request::HandBack {} | Request::Fence {}, None) => {
-            refusal("not configured yet")
+            refusal(NOT_CONFIGURED)
         }
         (Request::TakeOver {}, Some(n)) => {
             if !n.order(Order::TakeOver) {
@@ -381,7 +385,7 @@ fn answer(
         (Request::Events {}, _) => carried_out(&Events {
             events: events.drain(..).collect(),
         }),
-        (_, None) => refusal("not configured yet"),
+        (_, None) => refusal(NOT_CONFIGURED),
         (r, Some(n)) => requests::answer(r, n),
     }
 }

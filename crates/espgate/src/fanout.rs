@@ -1,0 +1,562 @@
+//! The host's control socket (`espgate host --control`): an IKE daemon's
+//! plugin (charon's kernel-espgate) talks to the pair through it as to one
+//! node. Every SA and rule goes to both nodes, each SA's home being the
+//! node whose unprotected address is the SA's local tunnel address; an
+//! inbound SPI is drawn on one node and reserved on the other; an SA's
+//! counters are the larger of the two nodes'; the nodes' events are
+//! merged, each SA event told once (a standby copy ages as its home's
+//! does, so both tell it).
+//!
+//! A node that does not answer (it is down, or waits for its
+//! configuration) misses the request; the request is carried out if the
+//! other node carried it out. A node in a new life gets the SAs and rules
+//! its peer runs with its configuration (the host pushes it, never while
+//! a request is being fanned out); one that answers again in the same life
+//! gets what it missed, in order, before anything new. A node that
+//! refuses what its peer carried out makes the request fail: an `sa_add`
+//! is then undone on the peer; a change of rules or a deletion cannot be
+//! undone, and the host says so.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use espgate_control::ManagedNode;
+use espgate_control::answer::{Done, Event, SaQueried, SpiAllocated, carried_out, read, refusal};
+use espgate_control::request::{DirectionArg, Request};
+use espgate_esp::Direction;
+use serde_json::{Value, json};
+use serde_norway::Value as Yaml;
+
+use crate::control_socket::ask;
+use crate::run::NOT_CONFIGURED;
+
+/// Requests kept for a node that missed them, at most; past this it
+/// must restart to get the pair's SAs (its new life is configured with
+/// them), and the host says so.
+pub const MAX_MISSED: usize = 100_000;
+
+/// Draws of an inbound SPI before the host gives up: each drawn SPI the
+/// other node has in use or handed out is drawn again.
+const SPI_DRAWS: usize = 8;
+
+/// How long a node's event stream, once lost, waits before it is opened
+/// again.
+const REWATCH: Duration = Duration::from_millis(200);
+
+/// One node as the fan-out reaches it.
+#[derive(Debug, Clone)]
+struct Member {
+    name: String,
+    control: std::path::PathBuf,
+    id: u32,
+    address: IpAddr,
+}
+
+/// What one node made of a request.
+#[derive(Debug, Clone)]
+enum Reach {
+    /// Carried out: its answer.
+    Done(Value),
+    /// Refused: why.
+    Refused(String),
+    /// Not answered (down, hung, or waiting for its configuration): why.
+    Absent(String),
+}
+
+fn send(m: &Member, request: &Value) -> Reach {
+    let answer = match ask(&m.control, request) {
+        Ok(a) => a,
+        Err(e) => return Reach::Absent(format!("{e:#}")),
+    };
+    match read::<Done>("request", &answer) {
+        Ok(Done {}) => Reach::Done(answer),
+        Err(espgate_control::answer::AnswerError::Refused(why)) if why == NOT_CONFIGURED => {
+            Reach::Absent(why)
+        }
+        Err(e) => Reach::Refused(e.to_string()),
+    }
+}
+
+/// What the host keeps about the requests the nodes missed.
+#[derive(Debug, Default)]
+pub struct Book {
+    /// Per node, the requests it missed while in its present life, oldest
+    /// first.
+    missed: [VecDeque<Value>; 2],
+    /// Per node, whether it missed more than [`MAX_MISSED`]: it must
+    /// restart.
+    overflowed: [bool; 2],
+}
+
+/// The book held: no request is fanned out meanwhile (the host holds it
+/// from reading a node's SAs to configuring its peer with them).
+pub struct Held<'a> {
+    book: MutexGuard<'a, Book>,
+}
+
+impl Held<'_> {
+    /// Node `i` was configured in a new life with everything its peer
+    /// runs: what it missed before is in it.
+    pub fn configured(&mut self, i: usize) {
+        self.book.missed[i].clear();
+        self.book.overflowed[i] = false;
+    }
+}
+
+/// The fan-out of requests to the pair.
+pub struct Fanout {
+    members: [Member; 2],
+    book: Mutex<Book>,
+    /// The `watch` connections open on the host's socket.
+    watchers: Mutex<Vec<Sender<Value>>>,
+    /// The SA events told already: (SPI, direction, kind).
+    told: Mutex<HashSet<(u32, Direction, String)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn say(what: &str) {
+    println!(
+        "host t={} {what}",
+        espgate_dataplane::mirror_task::unix_ms()
+    );
+}
+
+impl Fanout {
+    /// The fan-out to `nodes` (a pair).
+    pub fn new(nodes: &[ManagedNode]) -> Self {
+        let member = |n: &ManagedNode| Member {
+            name: n.name.clone(),
+            control: n.control.clone(),
+            id: n.id,
+            address: n.address,
+        };
+        Fanout {
+            members: [member(&nodes[0]), member(&nodes[1])],
+            book: Mutex::new(Book::default()),
+            watchers: Mutex::new(Vec::new()),
+            told: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Holds the book: no request is fanned out until it is dropped.
+    pub fn hold(&self) -> Held<'_> {
+        Held {
+            book: lock(&self.book),
+        }
+    }
+
+    // ---- handle_* ----
+
+    /// Answers one request of the host's socket; a `watch` keeps `back`
+    /// for the events to come.
+    pub fn handle_request(&self, req: Request, back: Sender<Value>) {
+        if let Request::Watch {} = req {
+            if back.send(carried_out(&Done {})).is_ok() {
+                lock(&self.watchers).push(back);
+            }
+            return;
+        }
+        let _ = back.send(self.answer(req).unwrap_or_else(refusal));
+    }
+
+    /// One line of node `i`'s event stream: told to every watcher, an SA
+    /// event only the first time either node tells it.
+    pub fn handle_event(&self, i: usize, line: &str) {
+        let Ok(mut event) = serde_json::from_str::<Event>(line) else {
+            return;
+        };
+        match &mut event {
+            Event::Sa {
+                spi,
+                direction,
+                kind,
+                ..
+            } => {
+                let key = (*spi, Direction::from(*direction), kind.clone());
+                if !lock(&self.told).insert(key) {
+                    return;
+                }
+            }
+            Event::Node { line, .. } => *line = format!("{}: {line}", self.members[i].name),
+            Event::Acquire { .. } => {}
+        }
+        let Ok(v) = serde_json::to_value(&event) else {
+            return;
+        };
+        lock(&self.watchers).retain(|w| w.send(v.clone()).is_ok());
+    }
+
+    // ---- mutators ----
+
+    /// Sends node `i` what it missed, oldest first, while it answers.
+    pub fn catch_up(&self, i: usize) {
+        let mut book = lock(&self.book);
+        self.catch_up_held(&mut book, i);
+    }
+
+    fn catch_up_held(&self, book: &mut Book, i: usize) {
+        let m = &self.members[i];
+        while let Some(request) = book.missed[i].front() {
+            match send(m, request) {
+                Reach::Absent(_) => return,
+                Reach::Done(_) => say(&format!("{} got a request it missed", m.name)),
+                Reach::Refused(why) => say(&format!(
+                    "{} refused a request it missed ({request}): {why}",
+                    m.name
+                )),
+            }
+            book.missed[i].pop_front();
+        }
+    }
+
+    /// Fans a change out: each node gets what it missed first, then
+    /// `request`; a node that does not answer keeps it for later.
+    fn change(&self, book: &mut Book, request: &Value) -> [Reach; 2] {
+        std::array::from_fn(|i| {
+            self.catch_up_held(book, i);
+            let reach = if book.missed[i].is_empty() {
+                send(&self.members[i], request)
+            } else {
+                Reach::Absent("it has not had what it missed yet".into())
+            };
+            if let Reach::Absent(_) = reach {
+                self.keep(book, i, request.clone());
+            }
+            reach
+        })
+    }
+
+    fn keep(&self, book: &mut Book, i: usize, request: Value) {
+        if book.overflowed[i] {
+            return;
+        }
+        if book.missed[i].len() >= MAX_MISSED {
+            book.missed[i].clear();
+            book.overflowed[i] = true;
+            say(&format!(
+                "{} missed more than {MAX_MISSED} requests: restart it (its next life is configured with the pair's SAs)",
+                self.members[i].name
+            ));
+            return;
+        }
+        book.missed[i].push_back(request);
+    }
+
+    /// A change nobody carried out: not kept for later either.
+    fn unkeep(book: &mut Book, reaches: &[Reach; 2]) {
+        for (i, r) in reaches.iter().enumerate() {
+            if let Reach::Absent(_) = r {
+                book.missed[i].pop_back();
+            }
+        }
+    }
+
+    // ---- the requests ----
+
+    fn answer(&self, req: Request) -> Result<Value, String> {
+        match req {
+            Request::SpiAlloc { spi: None } => self.spi_alloc(),
+            Request::SpiAlloc { spi: Some(spi) } => {
+                let spi = spi.value()?;
+                let r = json!({ "op": "spi_alloc", "spi": spi });
+                self.all_of(&self.each(&r))
+            }
+            Request::SaQuery { spi, direction } => {
+                let r = json!({ "op": "sa_query", "spi": spi.value()?, "direction": direction });
+                self.sa_query(&r)
+            }
+            Request::SaAdd { yaml, position } => self.sa_add(&yaml, position),
+            Request::SaDel { spi, direction } => {
+                let spi = spi.value()?;
+                let r = json!({ "op": "sa_del", "spi": spi, "direction": direction });
+                let answer = self.changed(&r, true)?;
+                lock(&self.told).retain(|(s, d, _)| (*s, *d) != (spi, direction.into()));
+                Ok(answer)
+            }
+            Request::SpdPut { yaml } => {
+                self.changed(&json!({ "op": "spd_put", "yaml": yaml }), false)
+            }
+            Request::SpdDel { yaml } => {
+                self.changed(&json!({ "op": "spd_del", "yaml": yaml }), true)
+            }
+            other => Err(format!(
+                "the host's socket takes the requests of an IKE daemon (spi_alloc, sa_add, sa_del, sa_query, spd_put, spd_del, watch), not {other:?}: ask a node's own socket"
+            )),
+        }
+    }
+
+    /// `request` to both nodes, at once.
+    fn each(&self, request: &Value) -> [Reach; 2] {
+        std::thread::scope(|s| {
+            let b = s.spawn(|| send(&self.members[1], request));
+            let a = send(&self.members[0], request);
+            [
+                a,
+                b.join()
+                    .unwrap_or_else(|_| Reach::Absent("panicked".into())),
+            ]
+        })
+    }
+
+    /// The first node's answer if neither refused and one carried it out.
+    fn all_of(&self, reaches: &[Reach; 2]) -> Result<Value, String> {
+        for (m, r) in self.members.iter().zip(reaches) {
+            if let Reach::Refused(why) = r {
+                return Err(format!("{}: {why}", m.name));
+            }
+        }
+        reaches
+            .iter()
+            .find_map(|r| match r {
+                Reach::Done(a) => Some(a.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| self.neither(reaches))
+    }
+
+    fn neither(&self, reaches: &[Reach; 2]) -> String {
+        let why: Vec<String> = self
+            .members
+            .iter()
+            .zip(reaches)
+            .map(|(m, r)| match r {
+                Reach::Absent(why) | Reach::Refused(why) => format!("{}: {why}", m.name),
+                Reach::Done(_) => format!("{}: carried out", m.name),
+            })
+            .collect();
+        format!("neither node of the pair answered ({})", why.join("; "))
+    }
+
+    /// An SPI drawn on the first node that answers and reserved on the
+    /// other; drawn again if the other has it.
+    fn spi_alloc(&self) -> Result<Value, String> {
+        let mut last = String::new();
+        for _ in 0..SPI_DRAWS {
+            let mut draws = Vec::new();
+            let mut drawn = None;
+            for (i, m) in self.members.iter().enumerate() {
+                let r = send(m, &json!({ "op": "spi_alloc" }));
+                if let Reach::Done(a) = &r
+                    && let Ok(s) = read::<SpiAllocated>("spi_alloc", a)
+                {
+                    drawn = Some((i, s.spi));
+                    break;
+                }
+                draws.push(r);
+            }
+            let Some((i, spi)) = drawn else {
+                let [a, b] = <[Reach; 2]>::try_from(draws).map_err(|_| "no draw".to_string())?;
+                return Err(self.neither(&[a, b]));
+            };
+            let other = &self.members[1 - i];
+            match send(other, &json!({ "op": "spi_alloc", "spi": spi })) {
+                Reach::Done(_) | Reach::Absent(_) => return Ok(carried_out(&SpiAllocated { spi })),
+                Reach::Refused(why) => last = format!("{}: {why}", other.name),
+            }
+        }
+        Err(format!(
+            "no inbound SPI free on both nodes in {SPI_DRAWS} draws (last: {last})"
+        ))
+    }
+
+    /// The larger of the two nodes' counters.
+    fn sa_query(&self, request: &Value) -> Result<Value, String> {
+        let reaches = self.each(request);
+        let counts: Vec<SaQueried> = reaches
+            .iter()
+            .filter_map(|r| match r {
+                Reach::Done(a) => read::<SaQueried>("sa_query", a).ok(),
+                _ => None,
+            })
+            .collect();
+        if counts.is_empty() {
+            let refused = self
+                .members
+                .iter()
+                .zip(&reaches)
+                .find_map(|(m, r)| match r {
+                    Reach::Refused(why) => Some(format!("{}: {why}", m.name)),
+                    _ => None,
+                });
+            return Err(refused.unwrap_or_else(|| self.neither(&reaches)));
+        }
+        Ok(carried_out(&SaQueried {
+            packets: counts.iter().map(|c| c.packets).max().unwrap_or(0),
+            bytes: counts.iter().map(|c| c.bytes).max().unwrap_or(0),
+        }))
+    }
+
+    /// SAs to both nodes, each with its home; undone on the node that
+    /// carried it out when the other refused.
+    fn sa_add(&self, yaml: &str, position: Option<usize>) -> Result<Value, String> {
+        let (yaml, added) = self.with_homes(yaml)?;
+        let request = json!({ "op": "sa_add", "yaml": yaml, "position": position });
+        let mut book = lock(&self.book);
+        let reaches = self.change(&mut book, &request);
+        let refused = self
+            .members
+            .iter()
+            .zip(&reaches)
+            .find_map(|(m, r)| match r {
+                Reach::Refused(why) => Some(format!("{}: {why}", m.name)),
+                _ => None,
+            });
+        let done = reaches.iter().any(|r| matches!(r, Reach::Done(_)));
+        if refused.is_none() && done {
+            return self.all_of(&reaches);
+        }
+        Self::unkeep(&mut book, &reaches);
+        for (m, r) in self.members.iter().zip(&reaches) {
+            if let Reach::Done(_) = r {
+                for (spi, direction) in &added {
+                    let undo = json!({ "op": "sa_del", "spi": spi, "direction": direction });
+                    if let Reach::Refused(why) | Reach::Absent(why) = send(m, &undo) {
+                        say(&format!(
+                            "{}: could not undo SA {spi:#x} {direction:?}: {why}",
+                            m.name
+                        ));
+                    }
+                }
+            }
+        }
+        Err(refused.unwrap_or_else(|| self.neither(&reaches)))
+    }
+
+    /// A change of SAs or rules to both nodes: carried out when one node
+    /// did and the other did not refuse. A deletion nobody answered is
+    /// kept for when they do (`keep_unanswered`); anything else is not.
+    fn changed(&self, request: &Value, keep_unanswered: bool) -> Result<Value, String> {
+        let mut book = lock(&self.book);
+        let reaches = self.change(&mut book, request);
+        let done = reaches.iter().any(|r| matches!(r, Reach::Done(_)));
+        let refused = reaches.iter().any(|r| matches!(r, Reach::Refused(_)));
+        if !done && !keep_unanswered {
+            Self::unkeep(&mut book, &reaches);
+        }
+        if done && refused {
+            say(&format!(
+                "the nodes disagree on {request}: one carried it out, one refused"
+            ));
+        }
+        self.all_of(&reaches)
+    }
+
+    /// `yaml` with each SA given its home, the node whose address is its
+    /// local tunnel address (its source outbound, its destination
+    /// inbound); and the SAs, to undo them.
+    fn with_homes(&self, yaml: &str) -> Result<(String, Vec<(u32, DirectionArg)>), String> {
+        let mut doc: Yaml =
+            serde_norway::from_str(yaml).map_err(|e| format!("sa_add yaml: {e}"))?;
+        let mut added = Vec::new();
+        let Some(sas) = doc.get_mut("sas").and_then(Yaml::as_sequence_mut) else {
+            return Ok((yaml.to_string(), added));
+        };
+        for (k, sa) in sas.iter_mut().enumerate() {
+            let field = |name: &str| sa.get(name).and_then(Yaml::as_str).map(str::to_string);
+            let direction = match field("direction").as_deref() {
+                Some("outbound") => DirectionArg::Outbound,
+                Some("inbound") => DirectionArg::Inbound,
+                other => {
+                    return Err(format!(
+                        "sas[{k}].direction: {other:?}: outbound or inbound"
+                    ));
+                }
+            };
+            let spi = match sa.get("spi") {
+                Some(Yaml::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+                Some(Yaml::String(t)) => espgate_control::hexkey::parse_u32(t),
+                _ => None,
+            }
+            .ok_or_else(|| format!("sas[{k}].spi: missing or not an SPI"))?;
+            added.push((spi, direction));
+            if sa.get("home").is_some() {
+                continue;
+            }
+            let end = match direction {
+                DirectionArg::Outbound => "src",
+                DirectionArg::Inbound => "dst",
+            };
+            let local = sa
+                .get("tunnel")
+                .and_then(|t| t.get(end))
+                .and_then(Yaml::as_str)
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "sas[{k}].tunnel.{end}: missing: a pair's SA needs its tunnel addresses"
+                    )
+                })?;
+            let Some(home) = self.members.iter().find(|m| m.address == local) else {
+                return Err(format!(
+                    "SA {spi:#x}: its local tunnel address {local} is neither {}'s ({}) nor {}'s ({})",
+                    self.members[0].name,
+                    self.members[0].address,
+                    self.members[1].name,
+                    self.members[1].address
+                ));
+            };
+            if let Some(map) = sa.as_mapping_mut() {
+                map.insert(Yaml::from("home"), Yaml::from(u64::from(home.id)));
+            }
+        }
+        let text = serde_norway::to_string(&doc).map_err(|e| format!("sa_add yaml: {e}"))?;
+        Ok((text, added))
+    }
+
+    // ---- poll_* ----
+
+    /// Follows node `i`'s event stream until `stop`, opening it again
+    /// whenever it is lost (the node restarted, or was down).
+    pub fn poll_events(&self, i: usize, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(s) = UnixStream::connect(&self.members[i].control) {
+                self.follow(i, s, stop);
+            }
+            std::thread::sleep(REWATCH);
+        }
+    }
+
+    fn follow(&self, i: usize, mut s: UnixStream, stop: &AtomicBool) {
+        if s.set_read_timeout(Some(REWATCH)).is_err() || writeln!(s, r#"{{"op":"watch"}}"#).is_err()
+        {
+            return;
+        }
+        let mut input = BufReader::new(s);
+        let mut line = Vec::new();
+        let mut first = true;
+        while !stop.load(Ordering::Relaxed) {
+            match input.read_until(b'\n', &mut line) {
+                Ok(0) => return,
+                Ok(_) if line.ends_with(b"\n") => {
+                    let text = String::from_utf8_lossy(&line);
+                    if first {
+                        // The answer to the watch.
+                        let answer = serde_json::from_str(&text).unwrap_or(Value::Null);
+                        if read::<Done>("watch", &answer).is_err() {
+                            return;
+                        }
+                        first = false;
+                    } else {
+                        self.handle_event(i, &text);
+                    }
+                    line.clear();
+                }
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,376 @@
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::channel;
+
+use super::*;
+
+/// A stand-in for a node's control socket: records every request line
+/// and answers it with `reply`.
+struct FakeNode {
+    seen: Arc<Mutex<Vec<Value>>>,
+}
+
+type Reply = dyn Fn(&Value) -> Value + Send + Sync;
+
+impl FakeNode {
+    fn start(path: &Path, reply: Arc<Reply>) -> FakeNode {
+        let listener = UnixListener::bind(path).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (log, reply) = (log.clone(), reply.clone());
+                std::thread::spawn(move || {
+                    let mut out = conn.try_clone().unwrap();
+                    for line in BufReader::new(conn).lines().map_while(Result::ok) {
+                        let request: Value = serde_json::from_str(&line).unwrap();
+                        lock(&log).push(request.clone());
+                        if writeln!(out, "{}", reply(&request)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        FakeNode { seen }
+    }
+
+    fn ops(&self) -> Vec<Value> {
+        lock(&self.seen).clone()
+    }
+}
+
+fn ok() -> Arc<Reply> {
+    Arc::new(|_| json!({ "ok": true, "sas": 1, "rules": 0 }))
+}
+
+fn managed(dir: &Path, name: &str, id: u32, address: &str) -> ManagedNode {
+    ManagedNode {
+        name: name.into(),
+        control: dir.join(format!("{name}.sock")),
+        config: String::new(),
+        id,
+        address: address.parse().unwrap(),
+        on_failure: Vec::new(),
+        on_return: Vec::new(),
+    }
+}
+
+fn pair(dir: &Path) -> Fanout {
+    Fanout::new(&[
+        managed(dir, "a", 1, "192.0.2.1"),
+        managed(dir, "b", 2, "192.0.2.2"),
+    ])
+}
+
+fn ask_fanout(f: &Fanout, request: &str) -> Value {
+    let (back, answer) = channel();
+    f.handle_request(serde_json::from_str(request).unwrap(), back);
+    answer.recv().unwrap()
+}
+
+/// An SA as kernel-espgate writes it.
+fn plugin_sa(spi: u32, direction: &str, src: &str, dst: &str) -> String {
+    format!(
+        "sas: [{{spi: 0x{spi:08x}, direction: {direction}, aead: aes-128-gcm, key: 0x00112233445566778899aabbccddeeff01020304, tunnel: {{src: {src}, dst: {dst}}}, esn: false, replay_window: 64, udp_encap: {{src_port: 4500, dst_port: 4500}}, lifetime: {{soft_seconds: 3}}}}]"
+    )
+}
+
+fn sa_add(yaml: &str) -> String {
+    json!({ "op": "sa_add", "yaml": yaml }).to_string()
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("espgate-fanout-")
+        .tempdir()
+        .unwrap()
+}
+
+/// The home the node's own parser reads from the YAML the host sends: the
+/// node whose address is the local end (outbound: source; inbound:
+/// destination), and an explicit home is kept.
+#[test]
+fn each_sa_gets_the_home_holding_its_local_tunnel_address() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let node = espgate_control::parse_node(
+        "node: { name: b }\nworkers: { count: 1 }\nports:\n  - { name: lan, role: protected, backend: mem, mac: 02:00:00:00:00:01, address: 10.1.0.2/24 }\n  - { name: wan, role: unprotected, backend: mem, mac: 02:00:00:00:00:02, address: 192.0.2.2/24 }\nmirror:\n  node: 2\n  peer: 1\n  key: 0x000102030405060708090a0b0c0d0e0f\n  port: { name: mirror, backend: mem, mac: 02:00:00:00:00:03 }\n",
+        "b.yaml",
+        Path::new("."),
+    )
+    .unwrap();
+    for (yaml, home) in [
+        (
+            plugin_sa(0xc000_0001, "outbound", "192.0.2.1", "198.51.100.1"),
+            1,
+        ),
+        (
+            plugin_sa(0xc000_0002, "inbound", "198.51.100.1", "192.0.2.1"),
+            1,
+        ),
+        (
+            plugin_sa(0xc000_0003, "outbound", "192.0.2.2", "198.51.100.1"),
+            2,
+        ),
+        (
+            plugin_sa(0xc000_0004, "inbound", "198.51.100.1", "192.0.2.2"),
+            2,
+        ),
+        (
+            plugin_sa(0xc000_0005, "inbound", "198.51.100.1", "192.0.2.2")
+                .replace("esn:", "home: 1, esn:"),
+            1,
+        ),
+    ] {
+        let (text, added) = f.with_homes(&yaml).unwrap();
+        assert_eq!(added.len(), 1);
+        let update =
+            espgate_control::parse_sa_update(&text, "sent", Path::new("."), &node).unwrap();
+        assert_eq!(update.sas[0].home, Some(home), "{text}");
+        assert_eq!(update.sas[0].sa.lifetime.soft_seconds, Some(3), "{text}");
+        assert_eq!(
+            update.sas[0].sa.key[..4],
+            [0x00, 0x11, 0x22, 0x33],
+            "the key as sent: {text}"
+        );
+        assert_eq!(update.sas[0].sa.udp_encap.map(|u| u.dst_port), Some(4500));
+    }
+    let e = f
+        .with_homes(&plugin_sa(
+            0xc000_0006,
+            "outbound",
+            "192.0.2.9",
+            "198.51.100.1",
+        ))
+        .unwrap_err();
+    assert!(
+        e.contains("local tunnel address 192.0.2.9 is neither a's (192.0.2.1) nor b's (192.0.2.2)"),
+        "{e}"
+    );
+}
+
+/// Both nodes get the SA; one that refuses it makes the request fail and
+/// the other's copy is deleted again.
+#[test]
+fn an_sa_one_node_refuses_is_undone_on_the_other() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let a = FakeNode::start(&dir.path().join("a.sock"), ok());
+    let b = FakeNode::start(
+        &dir.path().join("b.sock"),
+        Arc::new(|r: &Value| {
+            if r["op"] == "sa_add" {
+                json!({ "ok": false, "error": "sas[0].spi: 0xc0000001 is in use" })
+            } else {
+                json!({ "ok": true })
+            }
+        }),
+    );
+    let answer = ask_fanout(
+        &f,
+        &sa_add(&plugin_sa(
+            0xc000_0001,
+            "inbound",
+            "198.51.100.1",
+            "192.0.2.1",
+        )),
+    );
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("b: sas[0].spi"),
+        "{answer}"
+    );
+    let ops: Vec<Value> = a.ops().into_iter().map(|r| r["op"].clone()).collect();
+    assert_eq!(ops, [json!("sa_add"), json!("sa_del")], "a's copy undone");
+    let undo = &a.ops()[1];
+    assert_eq!(
+        (undo["spi"].as_u64(), undo["direction"].as_str()),
+        (Some(0xc000_0001), Some("inbound"))
+    );
+    assert_eq!(b.ops().len(), 1);
+    // Both carry the next one out: one answer, both got it with its home.
+    let b_ok = FakeNode::start(&dir.path().join("c.sock"), ok());
+    let f = Fanout::new(&[
+        managed(dir.path(), "a", 1, "192.0.2.1"),
+        managed(dir.path(), "c", 2, "192.0.2.2"),
+    ]);
+    let answer = ask_fanout(
+        &f,
+        &sa_add(&plugin_sa(
+            0xc000_0002,
+            "outbound",
+            "192.0.2.2",
+            "198.51.100.1",
+        )),
+    );
+    assert_eq!(answer["ok"], true, "{answer}");
+    for node in [&a, &b_ok] {
+        let sent = node.ops().last().unwrap()["yaml"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(sent.contains("home: 2"), "{sent}");
+    }
+}
+
+/// A node that does not answer misses the change; the request is carried
+/// out on the other. When it answers again (same life) it gets what it
+/// missed, in order, before anything new; a node configured in a new life
+/// (it got its peer's SAs) gets none of it. A change neither node
+/// answered fails and is not kept, but a deletion is kept for them.
+#[test]
+fn a_node_that_missed_changes_gets_them_in_order_unless_it_was_configured_since() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let a = FakeNode::start(&dir.path().join("a.sock"), ok());
+    let first = sa_add(&plugin_sa(
+        0xc000_0001,
+        "inbound",
+        "198.51.100.1",
+        "192.0.2.2",
+    ));
+    assert_eq!(ask_fanout(&f, &first)["ok"], true);
+    let rules = json!({ "op": "spd_put", "yaml": "spd: []" }).to_string();
+    assert_eq!(ask_fanout(&f, &rules)["ok"], true);
+    assert_eq!(a.ops().len(), 2);
+    // b comes up: its poll catches it up, in order.
+    let b = FakeNode::start(&dir.path().join("b.sock"), ok());
+    f.catch_up(1);
+    let ops: Vec<Value> = b.ops().into_iter().map(|r| r["op"].clone()).collect();
+    assert_eq!(ops, [json!("sa_add"), json!("spd_put")]);
+    assert!(b.ops()[0]["yaml"].as_str().unwrap().contains("home: 2"));
+    f.catch_up(1);
+    assert_eq!(b.ops().len(), 2, "sent once");
+    // Missed again, then configured in a new life: nothing replayed.
+    let f = pair(dir.path());
+    std::fs::remove_file(dir.path().join("b.sock")).unwrap();
+    assert_eq!(ask_fanout(&f, &rules)["ok"], true);
+    f.hold().configured(1);
+    let b2 = FakeNode::start(&dir.path().join("b.sock"), ok());
+    f.catch_up(1);
+    assert!(b2.ops().is_empty(), "{:?}", b2.ops());
+    // Neither answers: a change fails and is not kept; a deletion is.
+    std::fs::remove_file(dir.path().join("a.sock")).unwrap();
+    std::fs::remove_file(dir.path().join("b.sock")).unwrap();
+    let answer = ask_fanout(&f, &rules);
+    assert_eq!(answer["ok"], false);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("neither node of the pair answered"),
+        "{answer}"
+    );
+    let del = json!({ "op": "sa_del", "spi": 7, "direction": "outbound" }).to_string();
+    assert_eq!(ask_fanout(&f, &del)["ok"], false);
+    let b3 = FakeNode::start(&dir.path().join("b.sock"), ok());
+    f.catch_up(1);
+    let ops: Vec<Value> = b3.ops().into_iter().map(|r| r["op"].clone()).collect();
+    assert_eq!(ops, [json!("sa_del")], "only the deletion was kept");
+}
+
+/// An SPI is drawn on one node and reserved on the other; one the other
+/// has is drawn again.
+#[test]
+fn an_spi_is_drawn_on_one_node_and_reserved_on_the_other() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let next = Arc::new(Mutex::new(0xc000_0010u32));
+    let drawn = next.clone();
+    let a = FakeNode::start(
+        &dir.path().join("a.sock"),
+        Arc::new(move |_| {
+            let mut n = lock(&drawn);
+            *n += 1;
+            json!({ "ok": true, "spi": *n })
+        }),
+    );
+    let b = FakeNode::start(
+        &dir.path().join("b.sock"),
+        Arc::new(|r: &Value| {
+            if r["spi"] == 0xc000_0011u32 {
+                json!({ "ok": false, "error": "inbound SPI 0xc0000011 is in use or handed out already" })
+            } else {
+                json!({ "ok": true, "spi": r["spi"] })
+            }
+        }),
+    );
+    let answer = ask_fanout(&f, r#"{"op":"spi_alloc"}"#);
+    assert_eq!(answer["spi"], 0xc000_0012u32, "{answer}");
+    assert_eq!(a.ops().len(), 2, "drawn twice");
+    let reserved: Vec<Value> = b.ops().into_iter().map(|r| r["spi"].clone()).collect();
+    assert_eq!(reserved, [json!(0xc000_0011u32), json!(0xc000_0012u32)]);
+}
+
+/// An SA's counters are the larger of the two nodes'.
+#[test]
+fn an_sas_counters_are_the_larger_of_the_two() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let _a = FakeNode::start(
+        &dir.path().join("a.sock"),
+        Arc::new(|_| json!({ "ok": true, "packets": 10, "bytes": 900 })),
+    );
+    let _b = FakeNode::start(
+        &dir.path().join("b.sock"),
+        Arc::new(|_| json!({ "ok": true, "packets": 12, "bytes": 800 })),
+    );
+    let answer = ask_fanout(&f, r#"{"op":"sa_query","spi":5,"direction":"inbound"}"#);
+    assert_eq!(
+        (answer["packets"].as_u64(), answer["bytes"].as_u64()),
+        (Some(12), Some(900)),
+        "{answer}"
+    );
+}
+
+/// Each SA event reaches the watchers once though both nodes tell it (a
+/// standby copy ages with its home), and again for a new SA with the same
+/// SPI after the old one was deleted; other events pass, named by node.
+#[test]
+fn each_sa_event_is_told_once() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let _a = FakeNode::start(&dir.path().join("a.sock"), ok());
+    let _b = FakeNode::start(&dir.path().join("b.sock"), ok());
+    let (back, events) = channel();
+    f.handle_request(Request::Watch {}, back);
+    assert_eq!(events.recv().unwrap()["ok"], true);
+    let soft = r#"{"event":"sa","t":1,"spi":7,"direction":"outbound","kind":"soft_lifetime"}"#;
+    let hard = r#"{"event":"sa","t":2,"spi":7,"direction":"outbound","kind":"hard_lifetime"}"#;
+    f.handle_event(0, soft);
+    f.handle_event(1, soft);
+    f.handle_event(1, hard);
+    f.handle_event(0, hard);
+    f.handle_event(1, r#"{"event":"node","t":3,"line":"took_over"}"#);
+    let got: Vec<Value> = events.try_iter().collect();
+    let kinds: Vec<&str> = got
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["soft_lifetime", "hard_lifetime", ""], "{got:?}");
+    assert_eq!(got[2]["line"], "b: took_over");
+    let del = json!({ "op": "sa_del", "spi": 7, "direction": "outbound" }).to_string();
+    assert_eq!(ask_fanout(&f, &del)["ok"], true);
+    f.handle_event(1, soft);
+    assert_eq!(events.try_iter().count(), 1, "a new SA's event is told");
+}
+
+/// What is not an IKE daemon's request is refused, naming where to ask.
+#[test]
+fn other_requests_are_refused_naming_the_nodes_sockets() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let answer = ask_fanout(&f, r#"{"op":"take_over"}"#);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("ask a node's own socket"),
+        "{answer}"
+    );
+}
