@@ -58,6 +58,9 @@ struct Member {
     address: IpAddr,
 }
 
+/// Why a node the host does not count as up is not asked.
+const NOT_UP: &str = "the host does not count it up (failed, or back and not yet synchronised)";
+
 /// What one node made of a request.
 #[derive(Debug, Clone)]
 enum Reach {
@@ -117,6 +120,11 @@ pub struct Fanout {
     watchers: Mutex<Vec<Sender<Value>>>,
     /// The SA events told already: (SPI, direction, kind).
     told: Mutex<HashSet<(u32, Direction, String)>>,
+    /// Per node, whether the host counts it up. Only such a node is
+    /// asked: one that failed gets the pair's SAs with its next life's
+    /// configuration, and one fenced and back in the same life must not
+    /// be given SAs to run (its peer may run them).
+    up: [AtomicBool; 2],
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -144,7 +152,21 @@ impl Fanout {
             book: Mutex::new(Book::default()),
             watchers: Mutex::new(Vec::new()),
             told: Mutex::new(HashSet::new()),
+            up: [AtomicBool::new(false), AtomicBool::new(false)],
         }
+    }
+
+    /// Whether the host counts node `i` up.
+    pub fn set_up(&self, i: usize, up: bool) {
+        self.up[i].store(up, Ordering::Release);
+    }
+
+    /// `request` to node `i` if the host counts it up.
+    fn send_up(&self, i: usize, request: &Value) -> Reach {
+        if !self.up[i].load(Ordering::Acquire) {
+            return Reach::Absent(NOT_UP.into());
+        }
+        send(&self.members[i], request)
     }
 
     /// Holds the book: no request is fanned out until it is dropped.
@@ -206,7 +228,7 @@ impl Fanout {
     fn catch_up_held(&self, book: &mut Book, i: usize) {
         let m = &self.members[i];
         while let Some(request) = book.missed[i].front() {
-            match send(m, request) {
+            match self.send_up(i, request) {
                 Reach::Absent(_) => return,
                 Reach::Done(_) => say(&format!("{} got a request it missed", m.name)),
                 Reach::Refused(why) => say(&format!(
@@ -224,7 +246,7 @@ impl Fanout {
         std::array::from_fn(|i| {
             self.catch_up_held(book, i);
             let reach = if book.missed[i].is_empty() {
-                send(&self.members[i], request)
+                self.send_up(i, request)
             } else {
                 Reach::Absent("it has not had what it missed yet".into())
             };
@@ -297,8 +319,8 @@ impl Fanout {
     /// `request` to both nodes, at once.
     fn each(&self, request: &Value) -> [Reach; 2] {
         std::thread::scope(|s| {
-            let b = s.spawn(|| send(&self.members[1], request));
-            let a = send(&self.members[0], request);
+            let b = s.spawn(|| self.send_up(1, request));
+            let a = self.send_up(0, request);
             [
                 a,
                 b.join()
@@ -343,8 +365,8 @@ impl Fanout {
         for _ in 0..SPI_DRAWS {
             let mut draws = Vec::new();
             let mut drawn = None;
-            for (i, m) in self.members.iter().enumerate() {
-                let r = send(m, &json!({ "op": "spi_alloc" }));
+            for i in 0..2 {
+                let r = self.send_up(i, &json!({ "op": "spi_alloc" }));
                 if let Reach::Done(a) = &r
                     && let Ok(s) = read::<SpiAllocated>("spi_alloc", a)
                 {
@@ -358,7 +380,7 @@ impl Fanout {
                 return Err(self.neither(&[a, b]));
             };
             let other = &self.members[1 - i];
-            match send(other, &json!({ "op": "spi_alloc", "spi": spi })) {
+            match self.send_up(1 - i, &json!({ "op": "spi_alloc", "spi": spi })) {
                 Reach::Done(_) | Reach::Absent(_) => return Ok(carried_out(&SpiAllocated { spi })),
                 Reach::Refused(why) => last = format!("{}: {why}", other.name),
             }

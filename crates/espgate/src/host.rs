@@ -441,6 +441,7 @@ pub fn run(path: &Path, duration: Option<Duration>, control: Option<&Path>) -> a
             for (i, answer) in latest.iter_mut().enumerate() {
                 let answer = answer.take().flatten();
                 act(nodes, &mut states, i, answer, cfg.dead_after);
+                fanout.set_up(i, states[i].health == Health::Up);
             }
         }
         stop.store(true, Ordering::Relaxed);

@@ -42,7 +42,9 @@ impl FakeNode {
 }
 
 fn ok() -> Arc<Reply> {
-    Arc::new(|_| json!({ "ok": true, "sas": 1, "rules": 0 }))
+    Arc::new(
+        |_| json!({ "ok": true, "sas": 1, "rules": 0, "spi": 0xc000_0001u32, "packets": 0, "bytes": 0 }),
+    )
 }
 
 fn managed(dir: &Path, name: &str, id: u32, address: &str) -> ManagedNode {
@@ -57,11 +59,18 @@ fn managed(dir: &Path, name: &str, id: u32, address: &str) -> ManagedNode {
     }
 }
 
+/// The fan-out to nodes a and b in `dir`, both counted up.
 fn pair(dir: &Path) -> Fanout {
-    Fanout::new(&[
+    up(Fanout::new(&[
         managed(dir, "a", 1, "192.0.2.1"),
         managed(dir, "b", 2, "192.0.2.2"),
-    ])
+    ]))
+}
+
+fn up(f: Fanout) -> Fanout {
+    f.set_up(0, true);
+    f.set_up(1, true);
+    f
 }
 
 fn ask_fanout(f: &Fanout, request: &str) -> Value {
@@ -195,10 +204,10 @@ fn an_sa_one_node_refuses_is_undone_on_the_other() {
     assert_eq!(b.ops().len(), 1);
     // Both carry the next one out: one answer, both got it with its home.
     let b_ok = FakeNode::start(&dir.path().join("c.sock"), ok());
-    let f = Fanout::new(&[
+    let f = up(Fanout::new(&[
         managed(dir.path(), "a", 1, "192.0.2.1"),
         managed(dir.path(), "c", 2, "192.0.2.2"),
-    ]);
+    ]));
     let answer = ask_fanout(
         &f,
         &sa_add(&plugin_sa(
@@ -373,4 +382,35 @@ fn other_requests_are_refused_naming_the_nodes_sockets() {
             .contains("ask a node's own socket"),
         "{answer}"
     );
+}
+
+/// A node the host does not count up (failed; or fenced and back in the
+/// same life, while its peer may run its SAs) is not asked, and gets what
+/// it missed only once counted up again.
+#[test]
+fn a_node_not_counted_up_is_asked_nothing_until_it_is() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let a = FakeNode::start(&dir.path().join("a.sock"), ok());
+    let b = FakeNode::start(&dir.path().join("b.sock"), ok());
+    f.set_up(0, false);
+    let add = sa_add(&plugin_sa(
+        0xc000_0001,
+        "outbound",
+        "192.0.2.1",
+        "198.51.100.1",
+    ));
+    assert_eq!(ask_fanout(&f, &add)["ok"], true);
+    assert_eq!(ask_fanout(&f, r#"{"op":"spi_alloc"}"#)["ok"], true);
+    assert_eq!(
+        ask_fanout(&f, r#"{"op":"sa_query","spi":1,"direction":"inbound"}"#)["ok"],
+        true
+    );
+    f.catch_up(0);
+    assert!(a.ops().is_empty(), "{:?}", a.ops());
+    assert_eq!(b.ops().len(), 3);
+    f.set_up(0, true);
+    f.catch_up(0);
+    let ops: Vec<Value> = a.ops().into_iter().map(|r| r["op"].clone()).collect();
+    assert_eq!(ops, [json!("sa_add")]);
 }
