@@ -16,11 +16,21 @@ use espgate_esp::{Direction, SaConfig};
 /// runs them (its file's default is itself, which another node's file
 /// would read as the other node).
 pub fn sas_and_rules(sas: &[SaEntry], rules: &[SpdRule], home: Option<u32>) -> String {
-    let mut out = String::from("sas:\n");
+    // An empty list is written `[]`: a key with nothing under it reads
+    // as null, which a node file refuses.
+    let mut out = String::from(if sas.is_empty() {
+        "sas: []\n"
+    } else {
+        "sas:\n"
+    });
     for e in sas {
         let _ = writeln!(out, "  - {}", sa_line(e, home));
     }
-    out += "spd:\n";
+    out += if rules.is_empty() {
+        "spd: []\n"
+    } else {
+        "spd:\n"
+    };
     for r in rules {
         let _ = writeln!(out, "  - {}", rule_line(r));
     }
@@ -204,5 +214,23 @@ spd:
         assert_eq!(node.spd[0].action, Action::Protect(0x1002));
         assert_eq!(node.name, "a");
         assert!(with_running_sas("- a list", running).is_err());
+    }
+
+    /// A peer that runs no SA yet (a pair whose SAs all come from an IKE
+    /// daemon, before the first) gives a node file with none: before, its
+    /// empty `sas:` read as null and the returning node refused its
+    /// configuration for good.
+    #[test]
+    fn no_running_sas_give_a_file_with_none() {
+        let file = "node: { name: a }
+workers: { count: 1 }
+ports:
+  - { name: lan, role: protected, backend: mem, mac: 02:00:00:00:01:01, address: 10.1.0.1/24 }
+  - { name: wan, role: unprotected, backend: mem, mac: 02:00:00:00:01:02, address: 192.0.2.1/24 }
+";
+        let merged = with_running_sas(file, &sas_and_rules(&[], &[], Some(1))).expect("merged");
+        let node = crate::parse_node(&merged, "merged", Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}\n{merged}"));
+        assert!(node.sas.is_empty() && node.spd.is_empty());
     }
 }
