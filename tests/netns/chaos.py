@@ -20,7 +20,11 @@ gracefully or killed, the second once the first has synchronised), or
 have the host processor (`espgate host`) manage a node's failure and
 restart the host while the node is down: its files are the nodes' first
 ones (stale once SAs were added at run time), and the node's next life
-waits for the host to configure it. Otherwise
+waits for the host to configure it; or send an IKE daemon's requests
+through the host's own socket (`espgate host --control`: an SPI drawn,
+the run-time SAs added with the homes the host chooses, or deleted) with
+both nodes up and again while one is killed or frozen and thawed (the
+host must ask a fenced life nothing). Otherwise
 a node is killed only while the other runs and is synchronised: without
 its state directory the guarantee needs one node's memory to survive. Every kind of round is counted as it ran
 (a kill whose peer is not healthy is counted as the loss round it
@@ -74,7 +78,7 @@ from topology import Topology, control_request, prefix, wait_for  # noqa: E402
 REPO = HERE.parents[1]
 ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay", "reorder", "padded", "second",
            "fence_refused", "fence_isolated", "sa_change_cut", "sa_change_restart", "mirror_replay",
-           "crash_loop", "clock_back", "power_loss", "rolling_restart", "host_restart"]
+           "crash_loop", "clock_back", "power_loss", "rolling_restart", "host_restart", "ike_host"]
 
 
 def extra_sas(gen):
@@ -284,7 +288,7 @@ class Chaos:
         victim = self.rng.choice(["a", "b"])
         other = "b" if victim == "a" else "a"
         needs_peer = ("kill", "kill_delayed", "restart", "fence_isolated", "sa_change_restart", "mirror_replay",
-                      "crash_loop", "clock_back", "rolling_restart", "host_restart")
+                      "crash_loop", "clock_back", "rolling_restart", "host_restart", "ike_host")
         if action in needs_peer and not self.healthy(other):
             action = "loss"
         if action in ("kill", "kill_delayed"):
@@ -358,6 +362,8 @@ class Chaos:
                 assert self.settle(), f"the pair did not heal after {n}'s restart in a rolling restart"
         elif action == "host_restart":
             self.host_restart(victim)
+        elif action == "ike_host":
+            self.ike_host(victim)
         elif action == "crash_loop":
             for _ in range(self.rng.randint(2, 4)):
                 self.kill(victim)
@@ -449,6 +455,72 @@ class Chaos:
         assert f"{victim} gets the SAs {other} runs" in log2.read_text(), log2.read_text()
         assert self.settle(), f"the pair did not heal under the restarted host:\n{log2.read_text()}"
         self.topo.stop(h2)
+
+    def ike_host(self, victim):
+        """An IKE daemon's requests through the host's socket (`espgate host
+        --control`, as charon's kernel-espgate plugin sends them): an SPI
+        drawn (on one node, reserved on the other) and the run-time SAs
+        added without a home (the host gives each the node holding its
+        local tunnel address: a the outbound one, b the inbound one) or
+        deleted. Once with both nodes up, once while `victim` is down:
+        killed, or frozen (SIGSTOP) until the host fails and fences it,
+        thawed in that same life (it must be asked nothing, its peer runs
+        its SAs) and then killed, as a fenced node must restart. Its next
+        life waits for the host, which configures it with what its peer
+        runs. Both nodes then hold the same SAs."""
+        k = self.done["ike_host"]
+        for n in ("a", "b"):
+            (self.tmp / f"host-{n}.yaml").write_text(self.base_yaml[n])
+        (self.tmp / "host.yaml").write_text(
+            "host: { poll_ms: 20, dead_after: 5 }\nnodes:\n"
+            + "".join(f"  - name: {n}\n    control: {self.sock[n]}\n    config: host-{n}.yaml\n" for n in ("a", "b")))
+        sock = self.tmp / "host.sock"
+        log = self.tmp / f"host-ike-{k}.log"
+        host = self.topo.start(self.p.sw, self.espgate, "host", "--config", str(self.tmp / "host.yaml"),
+                               "--control", str(sock), log=log)
+        assert wait_for(lambda: "a up" in log.read_text() and "b up" in log.read_text(), timeout=10), log.read_text()
+
+        def ike(req):
+            answer = control_request(sock, json.dumps(req))
+            assert answer.get("ok"), f"{req['op']} through the host: {answer}\n{log.read_text()}"
+            return answer
+
+        def change():
+            assert 0xc000_0000 <= ike({"op": "spi_alloc"})["spi"] <= 0xcfff_ffff
+            if self.extra:
+                spi = extra_sas(self.extra_gen)[1]
+                for s, d in ((spi, "outbound"), (spi + 1, "inbound")):
+                    ike({"op": "sa_del", "spi": s, "direction": d})
+            else:
+                self.extra_gen += 1
+                yaml = re.sub(r", home: \d", "", extra_sas(self.extra_gen)[0])
+                ike({"op": "sa_add", "yaml": yaml})
+            self.extra = not self.extra
+
+        change()
+        frozen = self.rng.random() < 0.5 if k else True
+        if frozen:
+            self.p.procs[victim].send_signal(signal.SIGSTOP)
+        else:
+            self.kill(victim)
+        assert wait_for(lambda: f"{victim} failed" in log.read_text(), timeout=10), log.read_text()
+        change()
+        if frozen:
+            self.p.procs[victim].send_signal(signal.SIGCONT)
+            time.sleep(self.rng.uniform(0.1, 0.5))
+            self.kill(victim)
+        self.lives[victim] += 1
+        ns = {"a": self.p.a, "b": self.p.b}[victim]
+        self.p.procs[victim] = self.topo.start(ns, self.espgate, "run", "--control", str(self.sock[victim]),
+                                               log=self.tmp / f"{victim}-{self.lives[victim]}.log")
+        assert wait_for(lambda: f"{victim} configured" in log.read_text(), timeout=20), log.read_text()
+        assert self.settle(), f"the pair did not heal under the IKE host:\n{log.read_text()}"
+        held = {n: {(s["spi"], s["direction"]) for s in self.request(n, {"op": "sa_list"}).get("sas", [])}
+                for n in ("a", "b")}
+        assert held["a"] == held["b"], f"the nodes hold different SAs: {held}"
+        spi = extra_sas(self.extra_gen)[1]
+        assert ((spi, "outbound") in held["a"]) == self.extra, f"{spi:#x} extra={self.extra}: {held}"
+        self.topo.stop(host)
 
     def sa_change(self):
         """The host adds the run-time SAs to both nodes, or deletes them

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
 use espgate_control::ManagedNode;
@@ -219,9 +219,17 @@ impl Fanout {
 
     // ---- mutators ----
 
-    /// Sends node `i` what it missed, oldest first, while it answers.
+    /// Sends node `i` what it missed, oldest first, while it answers;
+    /// nothing if a request is being fanned out (it catches the node up
+    /// first itself). The host's poll of a node calls this, and must not
+    /// wait: a request held up by a node that hangs would make the other
+    /// node miss its polls and be failed.
     pub fn catch_up(&self, i: usize) {
-        let mut book = lock(&self.book);
+        let mut book = match self.book.try_lock() {
+            Ok(book) => book,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
         self.catch_up_held(&mut book, i);
     }
 

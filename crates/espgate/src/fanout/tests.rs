@@ -414,3 +414,27 @@ fn a_node_not_counted_up_is_asked_nothing_until_it_is() {
     let ops: Vec<Value> = a.ops().into_iter().map(|r| r["op"].clone()).collect();
     assert_eq!(ops, [json!("sa_add")]);
 }
+
+/// Found by the chaos harness: a poll's catch-up waited for the book
+/// while a request was being fanned out; a node slow to answer the request
+/// (a new SA's first durable marks, or a node frozen: up to the control
+/// socket's 5 s timeout) held the other node's polls up, and the host
+/// failed a node that ran. The catch-up does not wait now.
+#[test]
+fn a_catch_up_does_not_wait_for_a_request_in_progress() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let held = f.hold();
+    let (done, returned) = channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            f.catch_up(0);
+            let _ = done.send(());
+        });
+        // Without the fix the catch-up waits for `held`, dropped only
+        // after this: it never returns (a deadlock, not a slow answer).
+        let r = returned.recv_timeout(Duration::from_secs(10));
+        drop(held);
+        assert!(r.is_ok(), "the catch-up waited for the request in progress");
+    });
+}
