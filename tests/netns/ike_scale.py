@@ -5,9 +5,12 @@ started at once by the far end; printed: the time until espgate runs all
 2N SAs, the rate, and node A's memory per SA (resident set before and
 after).
 
-    python3 tests/netns/ike_scale.py N [--no-state]   (as root; scripts/ike-scale runs it)
+    python3 tests/netns/ike_scale.py N [--no-state] [--pair]   (as root; scripts/ike-scale runs it)
 
-The node keeps its state directory unless --no-state is given.
+The node keeps its state directory unless --no-state is given. With
+--pair, charon drives a pair through `espgate host --control`
+(test_ike_pair.py's topology): the time until both nodes hold all 2N SAs,
+and each node's memory per SA.
 """
 
 import os
@@ -18,6 +21,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from ike import Charon, connection  # noqa: E402
 from test_ike import build, start_node_a  # noqa: E402
+from test_ike_pair import IkePair  # noqa: E402
 from topology import Topology, control_request, prefix  # noqa: E402
 
 
@@ -60,39 +64,51 @@ def children_of(pid):
         return []
 
 
-def main(n, extra):
+def main(n, extra, pair):
     espgate = os.environ.get("ESPGATE", str(pathlib.Path(__file__).resolve().parents[2] / "target/release/espgate"))
     tmp = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"ike-scale-{os.getpid()}"
     tmp.mkdir(parents=True)
-    # The node's state, if it keeps one, in the run's own directory.
+    # The nodes' state, if they keep one, in the run's own directory.
     os.environ.setdefault("ESPGATE_STATE_DIR", str(tmp / "state"))
     os.environ.setdefault("ESPGATE_LOCK_DIR", str(tmp / "locks"))
     t = Topology(prefix())
     try:
-        hl, a, r, hr = build(t)
-        node, sock = start_node_a(t, espgate, a, tmp, extra)
-        ca = Charon(t, f"{t.prefix}ike", tmp, "a", "espgate", socket=sock).start()
-        cr = Charon(t, r, tmp, "r", "libipsec").start()
+        if pair:
+            p = IkePair(t, espgate, tmp, extra)
+            nodes = {"a": (p.procs["a"], p.socks["a"]), "b": (p.procs["b"], p.socks["b"])}
+            ca = Charon(t, p.ike, tmp, "a", "espgate", socket=p.socks["host"]).start()
+            cr = Charon(t, p.r, tmp, "r", "libipsec").start()
+            ours, theirs, far = "192.0.2.1", "192.0.2.100", "10.3.0.0/24"
+        else:
+            hl, a, r, hr = build(t)
+            node, sock = start_node_a(t, espgate, a, tmp, extra)
+            nodes = {"A": (node, sock)}
+            ca = Charon(t, f"{t.prefix}ike", tmp, "a", "espgate", socket=sock).start()
+            cr = Charon(t, r, tmp, "r", "libipsec").start()
+            ours, theirs, far = "172.16.0.1", "172.16.0.2", "10.2.0.0/24"
         behind_a = lambda k: f"10.1.{k // 250}.{k % 250 + 1}/32"  # noqa: E731
-        ca.load(with_children(connection(("a", "172.16.0.1"), ("r", "172.16.0.2"), "x", "x"),
-                              children(n, behind_a, lambda k: "10.2.0.0/24", False)))
+        ca.load(with_children(connection(("a", ours), ("r", theirs), "x", "x"),
+                              children(n, behind_a, lambda k: far, False)))
         time.sleep(1)
-        before = rss_kib(node.pid)
+        before = {name: rss_kib(proc.pid) for name, (proc, _) in nodes.items()}
         t0 = time.time()
-        cr.load(with_children(connection(("r", "172.16.0.2"), ("a", "172.16.0.1"), "x", "x", encap=True),
-                              children(n, lambda k: "10.2.0.0/24", behind_a, True)))
-        count = 0
+        cr.load(with_children(connection(("r", theirs), ("a", ours), "x", "x", encap=True),
+                              children(n, lambda k: far, behind_a, True)))
+        counts = {}
         while time.time() - t0 < 600:
-            count = len(control_request(sock, '{"op":"sa_list"}')["sas"])
-            if count >= 2 * n:
+            counts = {name: len(control_request(sock, '{"op":"sa_list"}')["sas"]) for name, (_, sock) in nodes.items()}
+            if min(counts.values()) >= 2 * n:
                 break
             time.sleep(0.2)
         took = time.time() - t0
-        after = rss_kib(node.pid)
-        print(f"| CHILD_SAs | SAs in espgate | time to all | SAs installed/s | CHILD_SAs/s | node A resident, before → after | per SA |")
-        print("|---|---|---|---|---|---|---|")
-        print(f"| {n} | {count} | {took:.1f} s | {count / took:.0f} | {count / 2 / took:.0f} | "
-              f"{before / 1024:.1f} → {after / 1024:.1f} MiB | {(after - before) * 1024 / max(count, 1):.0f} B |")
+        count = min(counts.values())
+        print("| CHILD_SAs | node | SAs in espgate | time to all | SAs installed/s | CHILD_SAs/s | resident, before → after | per SA |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, (proc, _) in nodes.items():
+            after = rss_kib(proc.pid)
+            print(f"| {n} | {name} | {counts[name]} | {took:.1f} s | {count / took:.0f} | {count / 2 / took:.0f} | "
+                  f"{before[name] / 1024:.1f} → {after / 1024:.1f} MiB | "
+                  f"{(after - before[name]) * 1024 / max(counts[name], 1):.0f} B |")
         return 0 if count >= 2 * n else 1
     finally:
         t.cleanup()
@@ -100,6 +116,7 @@ def main(n, extra):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    flags = ("--no-state", "--pair")
     extra = tuple(a for a in args if a == "--no-state")
-    counts = [int(a) for a in args if a != "--no-state"]
-    sys.exit(main(counts[0] if counts else 1000, extra))
+    counts = [int(a) for a in args if a not in flags]
+    sys.exit(main(counts[0] if counts else 1000, extra, "--pair" in args))

@@ -66,84 +66,103 @@ def esp_in_udp(path):
     return out
 
 
+class IkePair:
+    """The topology above with both nodes up and synchronised, their
+    punt devices in the IKE host, and `espgate host --control` running:
+    charon's plugin is to use `self.socks["host"]`. `extra`: more
+    arguments of the nodes' `espgate run`."""
+
+    def __init__(self, topo, espgate, tmp_path, extra=("--no-state",)):
+        self.espgate, self.tmp, self.extra = espgate, tmp_path, extra
+        self.t = t = topo
+        sw, h1, h3, a, b, r, ike = (t.ns(n) for n in ("sw", "h1", "h3", "a", "b", "r", "ike"))
+        self.sw, self.h1, self.h3, self.a, self.b, self.r, self.ike = sw, h1, h3, a, b, r, ike
+        for br in ("brlan", "brwan", "brmir"):
+            t.run(sw, "ip", "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+            t.run(sw, "ip", "link", "set", br, "up")
+        n = iter(range(1, 100))
+
+        def port(ns, ifname, mac, swif, br):
+            t.veth(ns, ifname, mac, sw, swif, f"02:00:00:00:ff:{next(n):02x}")
+            t.run(sw, "ip", "link", "set", swif, "master", br)
+
+        port(h1, "eth0", MAC["h1"], "l-h1", "brlan")
+        port(a, "lan", MAC["a-lan"], "l-a", "brlan")
+        port(b, "lan", MAC["b-lan"], "l-b", "brlan")
+        port(a, "wan", MAC["a-wan"], "w-a", "brwan")
+        port(b, "wan", MAC["b-wan"], "w-b", "brwan")
+        port(r, "wan", MAC["r-wan"], "w-r", "brwan")
+        port(a, "mir", MAC["a-mir"], "m-a", "brmir")
+        port(b, "mir", MAC["b-mir"], "m-b", "brmir")
+        t.veth(r, "lan", MAC["r-lan"], h3, "eth0", MAC["h3"])
+        t.host(h1, "eth0", "10.1.0.10/24", "10.1.0.1")
+        t.host(h3, "eth0", "10.3.0.10/24", "10.3.0.254")
+        # kernel-libipsec reads at most 1400 bytes from its TUN device.
+        t.run(h3, "ip", "route", "replace", "10.1.0.0/24", "via", "10.3.0.254", "mtu", "1400")
+        t.run(r, "ip", "addr", "add", "192.0.2.100/24", "dev", "wan")
+        t.run(r, "ip", "addr", "add", "10.3.0.254/24", "dev", "lan")
+        t.run(r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        # The IKE host: the pair's addresses on its loopback device (this
+        # kernel has no dummy devices), not on a punt device, which goes with
+        # its node.
+        for addr in ("192.0.2.1/32", "192.0.2.2/32"):
+            t.run(ike, "ip", "addr", "add", addr, "dev", "lo")
+
+        self.socks = socks = {x: tmp_path / f"{x}.sock" for x in ("a", "b", "host")}
+        (tmp_path / "a.yaml").write_text(node_yaml("a", 1, 2, "10.1.0.1", "192.0.2.1", "10.1.0.2", "192.0.2.2",
+                                                   MAC["b-mir"]))
+        (tmp_path / "b.yaml").write_text(node_yaml("b", 2, 1, "10.1.0.2", "192.0.2.2", "10.1.0.1", "192.0.2.1",
+                                                   MAC["a-mir"]))
+
+        def route_via(dev):
+            return ["ip", "-n", ike, "route", "replace", "192.0.2.100/32", "dev", dev, "src", "192.0.2.1"]
+
+        def adopt(name):
+            """Moves node `name`'s punt device into the IKE host (a new life
+            makes a new one) and routes the far end through it."""
+            return ["sh", "-c", f"ip -n {t.prefix}{name} link set p{name} netns {ike}; "
+                                f"ip -n {ike} link set p{name} up; " + " ".join(route_via(f"p{name}"))]
+
+        def flow_list(cmd):
+            return "[" + ", ".join(f'"{c}"' for c in cmd) + "]"
+
+        (tmp_path / "host.yaml").write_text(
+            "host: { poll_ms: 20, dead_after: 3 }\n"
+            "nodes:\n"
+            f"  - name: a\n    control: {socks['a']}\n    config: a.yaml\n"
+            f"    on_failure: [{flow_list(route_via('pb'))}]\n"
+            f"    on_return: [{flow_list(adopt('a'))}]\n"
+            f"  - name: b\n    control: {socks['b']}\n    config: b.yaml\n")
+        # --no-state by default: see test_ike.py (a new inbound SA under an
+        # immediate burst waits for its first durable marks while the disk
+        # is slow).
+        self.procs = {n: self.start(n, f"{n}.log") for n in ("a", "b")}
+        self.host = t.start(sw, espgate, "host", "--config", str(tmp_path / "host.yaml"),
+                            "--control", str(socks["host"]), log=tmp_path / "host.log")
+
+        log = self.log
+        assert wait_for(lambda: "synced" in log("a.log") and "synced" in log("b.log"), timeout=20), log("host.log")
+        for name in ("a", "b"):
+            assert wait_for(lambda: t.run(f"{t.prefix}{name}", "ip", "link", "show", f"p{name}",
+                                          check=False).returncode == 0, timeout=10)
+            t.run(f"{t.prefix}{name}", "ip", "link", "set", f"p{name}", "netns", ike)
+            t.run(ike, "ip", "link", "set", f"p{name}", "up")
+        t.run(ike, "ip", *route_via("pa")[3:])
+
+    def start(self, name, logname):
+        """Starts a life of node `name`, waiting for the host to configure it."""
+        ns = self.a if name == "a" else self.b
+        return self.t.start(ns, self.espgate, "run", "--control", str(self.socks[name]), *self.extra,
+                            log=self.tmp / logname)
+
+    def log(self, name):
+        return (self.tmp / name).read_text()
+
+
 def test_a_kill_of_the_home_node_under_ike_keeps_the_child_sa_and_the_next_rekey_lands_on_the_survivor(
         topo, espgate, tmp_path, plugin, capsys):  # noqa: F811 (the fixture)
-    t = topo
-    sw, h1, h3, a, b, r, ike = (t.ns(n) for n in ("sw", "h1", "h3", "a", "b", "r", "ike"))
-    for br in ("brlan", "brwan", "brmir"):
-        t.run(sw, "ip", "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0")
-        t.run(sw, "ip", "link", "set", br, "up")
-    n = iter(range(1, 100))
-
-    def port(ns, ifname, mac, swif, br):
-        t.veth(ns, ifname, mac, sw, swif, f"02:00:00:00:ff:{next(n):02x}")
-        t.run(sw, "ip", "link", "set", swif, "master", br)
-
-    port(h1, "eth0", MAC["h1"], "l-h1", "brlan")
-    port(a, "lan", MAC["a-lan"], "l-a", "brlan")
-    port(b, "lan", MAC["b-lan"], "l-b", "brlan")
-    port(a, "wan", MAC["a-wan"], "w-a", "brwan")
-    port(b, "wan", MAC["b-wan"], "w-b", "brwan")
-    port(r, "wan", MAC["r-wan"], "w-r", "brwan")
-    port(a, "mir", MAC["a-mir"], "m-a", "brmir")
-    port(b, "mir", MAC["b-mir"], "m-b", "brmir")
-    t.veth(r, "lan", MAC["r-lan"], h3, "eth0", MAC["h3"])
-    t.host(h1, "eth0", "10.1.0.10/24", "10.1.0.1")
-    t.host(h3, "eth0", "10.3.0.10/24", "10.3.0.254")
-    # kernel-libipsec reads at most 1400 bytes from its TUN device.
-    t.run(h3, "ip", "route", "replace", "10.1.0.0/24", "via", "10.3.0.254", "mtu", "1400")
-    t.run(r, "ip", "addr", "add", "192.0.2.100/24", "dev", "wan")
-    t.run(r, "ip", "addr", "add", "10.3.0.254/24", "dev", "lan")
-    t.run(r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-    # The IKE host: the pair's addresses on its loopback device (this
-    # kernel has no dummy devices), not on a punt device, which goes with
-    # its node.
-    for addr in ("192.0.2.1/32", "192.0.2.2/32"):
-        t.run(ike, "ip", "addr", "add", addr, "dev", "lo")
-
-    socks = {x: tmp_path / f"{x}.sock" for x in ("a", "b", "host")}
-    (tmp_path / "a.yaml").write_text(node_yaml("a", 1, 2, "10.1.0.1", "192.0.2.1", "10.1.0.2", "192.0.2.2",
-                                               MAC["b-mir"]))
-    (tmp_path / "b.yaml").write_text(node_yaml("b", 2, 1, "10.1.0.2", "192.0.2.2", "10.1.0.1", "192.0.2.1",
-                                               MAC["a-mir"]))
-
-    def route_via(dev):
-        return ["ip", "-n", ike, "route", "replace", "192.0.2.100/32", "dev", dev, "src", "192.0.2.1"]
-
-    def adopt(name):
-        """Moves node `name`'s punt device into the IKE host (a new life
-        makes a new one) and routes the far end through it."""
-        return ["sh", "-c", f"ip -n {t.prefix}{name} link set p{name} netns {ike}; "
-                            f"ip -n {ike} link set p{name} up; " + " ".join(route_via(f"p{name}"))]
-
-    def flow_list(cmd):
-        return "[" + ", ".join(f'"{c}"' for c in cmd) + "]"
-
-    (tmp_path / "host.yaml").write_text(
-        "host: { poll_ms: 20, dead_after: 3 }\n"
-        "nodes:\n"
-        f"  - name: a\n    control: {socks['a']}\n    config: a.yaml\n"
-        f"    on_failure: [{flow_list(route_via('pb'))}]\n"
-        f"    on_return: [{flow_list(adopt('a'))}]\n"
-        f"  - name: b\n    control: {socks['b']}\n    config: b.yaml\n")
-    # --no-state: see test_ike.py (a new inbound SA under an immediate
-    # burst waits for its first durable marks while the disk is slow).
-    na = t.start(a, espgate, "run", "--control", str(socks["a"]), "--no-state", log=tmp_path / "a.log")
-    t.start(b, espgate, "run", "--control", str(socks["b"]), "--no-state", log=tmp_path / "b.log")
-    host = t.start(sw, espgate, "host", "--config", str(tmp_path / "host.yaml"), "--control", str(socks["host"]),
-                   log=tmp_path / "host.log")
-
-    def log(name):
-        return (tmp_path / name).read_text()
-
-    assert wait_for(lambda: "synced" in log("a.log") and "synced" in log("b.log"), timeout=20), log("host.log")
-    for name in ("a", "b"):
-        assert wait_for(lambda: t.run(f"{t.prefix}{name}", "ip", "link", "show", f"p{name}",
-                                      check=False).returncode == 0, timeout=10)
-        t.run(f"{t.prefix}{name}", "ip", "link", "set", f"p{name}", "netns", ike)
-        t.run(ike, "ip", "link", "set", f"p{name}", "up")
-    t.run(ike, "ip", *route_via("pa")[3:])
-
+    p = IkePair(topo, espgate, tmp_path)
+    t, ike, r, h1, h3, sw, socks, log = p.t, p.ike, p.r, p.h1, p.h3, p.sw, p.socks, p.log
     ca = Charon(t, ike, tmp_path, "pair", "espgate", socket=socks["host"]).start()
     cr = Charon(t, r, tmp_path, "r", "libipsec").start()
     ca.load(connection(("pair", "192.0.2.1"), ("r", "192.0.2.100"), "10.1.0.0/24", "10.3.0.0/24",
@@ -165,17 +184,17 @@ def test_a_kill_of_the_home_node_under_ike_keeps_the_child_sa_and_the_next_rekey
                      str(tmp_path / "h1.json"))
     time.sleep(2.5)
     kill = time.time()
-    t.stop(na, signal.SIGKILL)
+    t.stop(p.procs["a"], signal.SIGKILL)
     assert wait_for(lambda: "b fence: ok" in log("host.log"), timeout=10), log("host.log")
     # The rekey at 8 s comes while a is down; a comes back after it.
     time.sleep(max(0.0, established + 10.5 - time.time()))
     restart = time.time()
-    t.start(a, espgate, "run", "--control", str(socks["a"]), "--no-state", log=tmp_path / "a2.log")
+    p.start("a", "a2.log")
     assert wait_for(lambda: "b hand_back: ok" in log("host.log"), timeout=30), log("host.log")
     assert stream.wait(timeout=60) == 0
     time.sleep(0.5)
     stop_capture(t, cap, cap_path)
-    t.stop(host)
+    t.stop(p.host)
 
     frames = esp_in_udp(cap_path)
     ours = [(mac, spi, seq) for mac, spi, seq in frames if mac in (MAC["a-wan"], MAC["b-wan"])]
