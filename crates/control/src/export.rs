@@ -60,7 +60,7 @@ fn sa_line(e: &SaEntry, home: Option<u32>) -> String {
     let sa: &SaConfig = &e.sa;
     let key: String = sa.key.iter().map(|b| format!("{b:02x}")).collect();
     let mut s = format!(
-        "{{ spi: {:#x}, direction: {}, aead: {}, key: 0x{key}, tunnel: {{ src: {}, dst: {} }}, \
+        "{{ spi: {:#x}, direction: {}, aead: {}, key: \"0x{key}\", tunnel: {{ src: {}, dst: {} }}, \
          esn: {}, replay_window: {}, initial_seq: {}, outer_ttl: {}, pad_to: {}",
         sa.spi,
         sa.direction,
@@ -214,6 +214,29 @@ spd:
         assert_eq!(node.spd[0].action, Action::Protect(0x1002));
         assert_eq!(node.name, "a");
         assert!(with_running_sas("- a list", running).is_err());
+    }
+
+    /// A key with leading zero bytes (an all-zero lab key) survives the
+    /// merge: unquoted, YAML read it as the number 0 and wrote it back so,
+    /// and the returning node refused its whole configuration (reader27's
+    /// find 11).
+    #[test]
+    fn a_key_with_leading_zero_bytes_survives_the_merge() {
+        let head = "node: { name: a }
+workers: { count: 1 }
+ports:
+  - { name: lan, role: protected, backend: mem, mac: 02:00:00:00:01:01, address: 10.1.0.1/24 }
+  - { name: wan, role: unprotected, backend: mem, mac: 02:00:00:00:01:02, address: 192.0.2.1/24 }
+";
+        let file = format!("{head}sas:
+  - {{ spi: 0x1000, direction: outbound, aead: aes-128-gcm, key: \"0x0000000000000000000000000000000000000001\", tunnel: {{ src: 192.0.2.1, dst: 192.0.2.100 }} }}
+");
+        let node = crate::parse_node(&file, "file", Path::new(".")).expect("node file");
+        let running = sas_and_rules(&node.sas, &node.spd, None);
+        let merged = with_running_sas(head, &running).expect("merged");
+        let back = crate::parse_node(&merged, "merged", Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}\n{merged}"));
+        assert_eq!(back.sas[0].sa.key, node.sas[0].sa.key);
     }
 
     /// A peer that runs no SA yet (a pair whose SAs all come from an IKE

@@ -63,12 +63,6 @@ pub struct ManagedNode {
     pub control: PathBuf,
     /// The node configuration text to push (read when loaded).
     pub config: String,
-    /// Its id in the pair (its configuration's `mirror.node`): the `home`
-    /// of the SAs it runs.
-    pub id: u32,
-    /// Its unprotected port's address: the local tunnel address of the
-    /// SAs whose home it is.
-    pub address: IpAddr,
     /// Commands (program and arguments) run when it fails.
     pub on_failure: Vec<Vec<String>>,
     /// Commands run when it is back.
@@ -111,6 +105,7 @@ pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
         ));
     }
     let mut nodes = Vec::new();
+    let mut pair: Vec<(u32, u32, IpAddr)> = Vec::new();
     for (i, n) in spec.nodes.into_iter().enumerate() {
         let at = |k: &str| format!("nodes[{i}].{k}");
         let cfg_path = base.join(&n.config);
@@ -130,13 +125,13 @@ pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
                 ),
             ));
         };
-        let id = mirror.protocol.node;
         let Some(wan) = node.port(Role::Unprotected) else {
             return Err(err(
                 at("config"),
                 format!("{} has no unprotected port", cfg_path.display()),
             ));
         };
+        pair.push((mirror.protocol.node, mirror.protocol.peer, wan.address));
         for (k, cmds) in [("on_failure", &n.on_failure), ("on_return", &n.on_return)] {
             if cmds.iter().any(|c| c.is_empty()) {
                 return Err(err(at(k), "an empty command".into()));
@@ -146,11 +141,26 @@ pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
             name: n.name,
             control: n.control,
             config,
-            id,
-            address: wan.address,
             on_failure: n.on_failure,
             on_return: n.on_return,
         });
+    }
+    // Each node is the other's peer, and each holds an address of its
+    // own: SAs without a home go to the node holding their local address.
+    let [(id_a, peer_a, addr_a), (id_b, peer_b, addr_b)] = [pair[0], pair[1]];
+    if id_a != peer_b || id_b != peer_a {
+        return Err(err(
+            "nodes".into(),
+            format!(
+                "the nodes are not each other's peer: mirror node {id_a} (peer {peer_a}) and node {id_b} (peer {peer_b})"
+            ),
+        ));
+    }
+    if addr_a == addr_b {
+        return Err(err(
+            "nodes".into(),
+            format!("both nodes' unprotected ports have address {addr_a}"),
+        ));
     }
     Ok(HostConfig {
         poll_ms,
@@ -184,6 +194,47 @@ mod tests {
             );
             assert_eq!(node.sas[1].mirror.interval, Some(256));
             assert_eq!(node.sas.iter().filter(|e| node.is_home(e)).count(), 2);
+        }
+    }
+
+    /// conf/ike/pair loads; two nodes that are not each other's peer, or
+    /// hold the same unprotected address, are refused, naming it (an SA
+    /// without a home goes to the node holding its local address).
+    #[test]
+    fn the_ike_pair_loads_and_a_pair_must_be_one() {
+        let path = format!(
+            "{}/../../conf/ike/pair/host.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let cfg = load_host_file(Path::new(&path)).unwrap();
+        assert_eq!(cfg.nodes[1].on_return[0][0], "sh");
+        let tmp = tempfile::Builder::new()
+            .prefix("espgate-hostfile-")
+            .tempdir()
+            .unwrap();
+        let node = |name: &str, id: u32, peer: u32, wan: &str| {
+            format!(
+                "node: {{ name: {name} }}\nworkers: {{ count: 1 }}\nports:\n  - {{ name: lan, role: protected, backend: mem, mac: 02:00:00:00:00:01, address: 10.1.0.{id}/24 }}\n  - {{ name: wan, role: unprotected, backend: mem, mac: 02:00:00:00:00:02, address: {wan}/24 }}\nmirror:\n  node: {id}\n  peer: {peer}\n  key: 0x000102030405060708090a0b0c0d0e0f\n  port: {{ name: mirror, backend: mem, mac: 02:00:00:00:00:03 }}\n"
+            )
+        };
+        let host = "nodes:\n  - { name: a, control: a.sock, config: a.yaml }\n  - { name: b, control: b.sock, config: b.yaml }\n";
+        std::fs::write(tmp.path().join("host.yaml"), host).unwrap();
+        for ((a, b), why) in [
+            (
+                (node("a", 1, 2, "192.0.2.1"), node("b", 3, 1, "192.0.2.2")),
+                "the nodes are not each other's peer: mirror node 1 (peer 2) and node 3 (peer 1)",
+            ),
+            (
+                (node("a", 1, 2, "192.0.2.1"), node("b", 2, 1, "192.0.2.1")),
+                "both nodes' unprotected ports have address 192.0.2.1",
+            ),
+        ] {
+            std::fs::write(tmp.path().join("a.yaml"), a).unwrap();
+            std::fs::write(tmp.path().join("b.yaml"), b).unwrap();
+            let e = load_host_file(&tmp.path().join("host.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{e}");
         }
     }
 }

@@ -467,6 +467,43 @@ pub struct SaUpdate {
     pub spd: Vec<SpdRule>,
 }
 
+impl SaUpdate {
+    /// Gives each SA without a `home` (absent, or null) the node of
+    /// `node`'s pair that holds its local tunnel address (its source
+    /// outbound, its destination inbound): `node` itself if it is its
+    /// unprotected port's address, its peer if it is one of
+    /// `peer_addresses`. A pair's host sends an IKE daemon's SAs so: both
+    /// nodes must agree on each SA's home, or both would run it. An SA
+    /// whose local address is neither is refused, naming it; a node on its
+    /// own runs every SA and changes nothing.
+    pub fn home_by_address(&mut self, node: &NodeConfig) -> Result<(), String> {
+        let Some(mirror) = &node.mirror else {
+            return Ok(());
+        };
+        let own = node.port(Role::Unprotected).map(|p| p.address);
+        for e in self.sas.iter_mut().filter(|e| e.home.is_none()) {
+            let local = match e.sa.direction {
+                Direction::Outbound => e.sa.tunnel.src,
+                Direction::Inbound => e.sa.tunnel.dst,
+            };
+            e.home = Some(if own == Some(local) {
+                mirror.protocol.node
+            } else if mirror.peer_addresses.contains(&local) {
+                mirror.protocol.peer
+            } else {
+                return Err(format!(
+                    "{} SA {:#x}: its local tunnel address {local} is neither this node's ({}) nor one of its peer's ({:?}): no node of the pair is its home",
+                    e.sa.direction,
+                    e.sa.spi,
+                    own.map_or_else(|| "none".to_string(), |a| a.to_string()),
+                    mirror.peer_addresses
+                ));
+            });
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateSpec {

@@ -64,6 +64,11 @@ pub enum Request {
         /// Where the rules go in the SPD (default: after the existing ones).
         #[serde(default)]
         position: Option<usize>,
+        /// Whether SAs without a `home` get the node of the pair holding
+        /// their local tunnel address (a pair's host sends an IKE daemon's
+        /// SAs so), rather than this node.
+        #[serde(default)]
+        home_by_address: bool,
     },
     /// The SAs and rules the node runs, as node-file YAML with keys (for
     /// the host: a returning peer gets these, not its file's).

@@ -188,25 +188,3 @@ fn the_node_example_shows_every_node_file_key() {
         "conf/node-example.yaml lacks {missing:?}"
     );
 }
-
-/// The shipped host files load, their node files with them: the pair of
-/// conf/pair and the IKE-driven pair of conf/ike/pair (whose nodes' homes
-/// the host reads from their unprotected addresses).
-#[test]
-fn the_shipped_host_files_load() {
-    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/../../conf");
-    for (file, addresses) in [
-        ("host.yaml", ["192.0.2.1", "192.0.2.2"]),
-        ("ike/pair/host.yaml", ["192.0.2.1", "192.0.2.2"]),
-    ] {
-        let host = load_host_file(&std::path::Path::new(conf).join(file))
-            .unwrap_or_else(|e| panic!("conf/{file}: {e}"));
-        let ids: Vec<u32> = host.nodes.iter().map(|n| n.id).collect();
-        let at: Vec<String> = host.nodes.iter().map(|n| n.address.to_string()).collect();
-        assert_eq!(
-            (ids, at),
-            (vec![1, 2], addresses.map(String::from).to_vec()),
-            "conf/{file}"
-        );
-    }
-}

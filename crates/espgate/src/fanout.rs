@@ -19,7 +19,6 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::net::IpAddr;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
@@ -41,6 +40,11 @@ use crate::run::NOT_CONFIGURED;
 /// them), and the host says so.
 pub const MAX_MISSED: usize = 100_000;
 
+/// Refusals of a request a node missed before it is dropped: a node
+/// refuses for passing reasons too (its workers busy, its connections
+/// all taken), and the request is sent again at its next poll.
+pub const REFUSALS_KEPT: u32 = 3;
+
 /// Draws of an inbound SPI before the host gives up: each drawn SPI the
 /// other node has in use or handed out is drawn again.
 const SPI_DRAWS: usize = 8;
@@ -54,8 +58,6 @@ const REWATCH: Duration = Duration::from_millis(200);
 struct Member {
     name: String,
     control: std::path::PathBuf,
-    id: u32,
-    address: IpAddr,
 }
 
 /// Why a node the host does not count as up is not asked.
@@ -90,8 +92,8 @@ fn send(m: &Member, request: &Value) -> Reach {
 #[derive(Debug, Default)]
 pub struct Book {
     /// Per node, the requests it missed while in its present life, oldest
-    /// first.
-    missed: [VecDeque<Value>; 2],
+    /// first, with the times it refused each since.
+    missed: [VecDeque<(Value, u32)>; 2],
     /// Per node, whether it missed more than [`MAX_MISSED`]: it must
     /// restart.
     overflowed: [bool; 2],
@@ -104,8 +106,13 @@ pub struct Held<'a> {
 }
 
 impl Held<'_> {
-    /// Node `i` was configured in a new life with everything its peer
-    /// runs: what it missed before is in it.
+    /// Node `i` was configured in a new life: with everything its peer
+    /// runs, so what it missed is in it; or, its peer silent, with its
+    /// file's SAs only. What it missed is not sent to it then either: an
+    /// SA it missed may have run on the peer, and a new life given it
+    /// would start it again at numbers the peer used. Both nodes down at
+    /// once lose the SAs the IKE daemon installed (its next rekeys
+    /// install new ones).
     pub fn configured(&mut self, i: usize) {
         self.book.missed[i].clear();
         self.book.overflowed[i] = false;
@@ -144,8 +151,6 @@ impl Fanout {
         let member = |n: &ManagedNode| Member {
             name: n.name.clone(),
             control: n.control.clone(),
-            id: n.id,
-            address: n.address,
         };
         Fanout {
             members: [member(&nodes[0]), member(&nodes[1])],
@@ -235,12 +240,20 @@ impl Fanout {
 
     fn catch_up_held(&self, book: &mut Book, i: usize) {
         let m = &self.members[i];
-        while let Some(request) = book.missed[i].front() {
+        while let Some((request, refusals)) = book.missed[i].front_mut() {
             match self.send_up(i, request) {
                 Reach::Absent(_) => return,
                 Reach::Done(_) => say(&format!("{} got a request it missed", m.name)),
+                Reach::Refused(why) if *refusals + 1 < REFUSALS_KEPT => {
+                    *refusals += 1;
+                    say(&format!(
+                        "{} refused a request it missed ({request}): {why}: sent again at its next poll",
+                        m.name
+                    ));
+                    return;
+                }
                 Reach::Refused(why) => say(&format!(
-                    "{} refused a request it missed ({request}): {why}",
+                    "{} refused a request it missed ({request}) {REFUSALS_KEPT} times: {why}: dropped",
                     m.name
                 )),
             }
@@ -253,7 +266,11 @@ impl Fanout {
     fn change(&self, book: &mut Book, request: &Value) -> [Reach; 2] {
         std::array::from_fn(|i| {
             self.catch_up_held(book, i);
-            let reach = if book.missed[i].is_empty() {
+            let reach = if book.overflowed[i] {
+                Reach::Absent(format!(
+                    "it missed more than {MAX_MISSED} requests: it must restart"
+                ))
+            } else if book.missed[i].is_empty() {
                 self.send_up(i, request)
             } else {
                 Reach::Absent("it has not had what it missed yet".into())
@@ -278,7 +295,7 @@ impl Fanout {
             ));
             return;
         }
-        book.missed[i].push_back(request);
+        book.missed[i].push_back((request, 0));
     }
 
     /// A change nobody carried out: not kept for later either.
@@ -304,13 +321,14 @@ impl Fanout {
                 let r = json!({ "op": "sa_query", "spi": spi.value()?, "direction": direction });
                 self.sa_query(&r)
             }
-            Request::SaAdd { yaml, position } => self.sa_add(&yaml, position),
+            Request::SaAdd { yaml, position, .. } => self.sa_add(&yaml, position),
             Request::SaDel { spi, direction } => {
                 let spi = spi.value()?;
-                let r = json!({ "op": "sa_del", "spi": spi, "direction": direction });
-                let answer = self.changed(&r, true)?;
+                // The daemon forgets the SA whatever the nodes answer: an
+                // SA with its SPI and direction later is another.
                 lock(&self.told).retain(|(s, d, _)| (*s, *d) != (spi, direction.into()));
-                Ok(answer)
+                let r = json!({ "op": "sa_del", "spi": spi, "direction": direction });
+                self.changed(&r, true)
             }
             Request::SpdPut { yaml } => {
                 self.changed(&json!({ "op": "spd_put", "yaml": yaml }), false)
@@ -339,18 +357,26 @@ impl Fanout {
 
     /// The first node's answer if neither refused and one carried it out.
     fn all_of(&self, reaches: &[Reach; 2]) -> Result<Value, String> {
-        for (m, r) in self.members.iter().zip(reaches) {
-            if let Reach::Refused(why) = r {
-                return Err(format!("{}: {why}", m.name));
-            }
+        if let Some(why) = self.refused(reaches) {
+            return Err(why);
         }
-        reaches
-            .iter()
-            .find_map(|r| match r {
-                Reach::Done(a) => Some(a.clone()),
-                _ => None,
-            })
-            .ok_or_else(|| self.neither(reaches))
+        Self::done(reaches).ok_or_else(|| self.neither(reaches))
+    }
+
+    /// The first answer of a node that carried the request out.
+    fn done(reaches: &[Reach; 2]) -> Option<Value> {
+        reaches.iter().find_map(|r| match r {
+            Reach::Done(a) => Some(a.clone()),
+            _ => None,
+        })
+    }
+
+    /// The first refusal, with its node's name.
+    fn refused(&self, reaches: &[Reach; 2]) -> Option<String> {
+        self.members.iter().zip(reaches).find_map(|(m, r)| match r {
+            Reach::Refused(why) => Some(format!("{}: {why}", m.name)),
+            _ => None,
+        })
     }
 
     fn neither(&self, reaches: &[Reach; 2]) -> String {
@@ -367,29 +393,43 @@ impl Fanout {
     }
 
     /// An SPI drawn on the first node that answers and reserved on the
-    /// other; drawn again if the other has it.
+    /// other; drawn again if the other has it. A node that did not answer
+    /// is not asked again within the request: one that hangs costs the
+    /// control socket's timeout once, within the daemon's patience.
     fn spi_alloc(&self) -> Result<Value, String> {
+        let mut absent = [None, None];
         let mut last = String::new();
         for _ in 0..SPI_DRAWS {
-            let mut draws = Vec::new();
             let mut drawn = None;
-            for i in 0..2 {
-                let r = self.send_up(i, &json!({ "op": "spi_alloc" }));
-                if let Reach::Done(a) = &r
-                    && let Ok(s) = read::<SpiAllocated>("spi_alloc", a)
-                {
-                    drawn = Some((i, s.spi));
-                    break;
+            for (i, gone) in absent.iter_mut().enumerate() {
+                if gone.is_some() {
+                    continue;
                 }
-                draws.push(r);
+                match self.send_up(i, &json!({ "op": "spi_alloc" })) {
+                    Reach::Done(a) => match read::<SpiAllocated>("spi_alloc", &a) {
+                        Ok(s) => {
+                            drawn = Some((i, s.spi));
+                            break;
+                        }
+                        Err(e) => last = format!("{}: {e}", self.members[i].name),
+                    },
+                    Reach::Refused(why) => last = format!("{}: {why}", self.members[i].name),
+                    r @ Reach::Absent(_) => *gone = Some(r),
+                }
             }
             let Some((i, spi)) = drawn else {
-                let [a, b] = <[Reach; 2]>::try_from(draws).map_err(|_| "no draw".to_string())?;
-                return Err(self.neither(&[a, b]));
+                return Err(match absent {
+                    [Some(a), Some(b)] => self.neither(&[a, b]),
+                    _ => format!("no inbound SPI drawn ({last})"),
+                });
             };
             let other = &self.members[1 - i];
+            if absent[1 - i].is_some() {
+                return Ok(carried_out(&SpiAllocated { spi }));
+            }
             match self.send_up(1 - i, &json!({ "op": "spi_alloc", "spi": spi })) {
-                Reach::Done(_) | Reach::Absent(_) => return Ok(carried_out(&SpiAllocated { spi })),
+                Reach::Done(_) => return Ok(carried_out(&SpiAllocated { spi })),
+                Reach::Absent(_) => return Ok(carried_out(&SpiAllocated { spi })),
                 Reach::Refused(why) => last = format!("{}: {why}", other.name),
             }
         }
@@ -409,15 +449,9 @@ impl Fanout {
             })
             .collect();
         if counts.is_empty() {
-            let refused = self
-                .members
-                .iter()
-                .zip(&reaches)
-                .find_map(|(m, r)| match r {
-                    Reach::Refused(why) => Some(format!("{}: {why}", m.name)),
-                    _ => None,
-                });
-            return Err(refused.unwrap_or_else(|| self.neither(&reaches)));
+            return Err(self
+                .refused(&reaches)
+                .unwrap_or_else(|| self.neither(&reaches)));
         }
         Ok(carried_out(&SaQueried {
             packets: counts.iter().map(|c| c.packets).max().unwrap_or(0),
@@ -425,121 +459,71 @@ impl Fanout {
         }))
     }
 
-    /// SAs to both nodes, each with its home; undone on the node that
-    /// carried it out when the other refused.
+    /// SAs to both nodes, each node giving an SA without a home the node
+    /// holding its local tunnel address (`home_by_address`: both nodes
+    /// read the same SA alike, from their own files). When one node
+    /// refuses, the SAs are deleted again everywhere else: at once where
+    /// the add was carried out, and where it was not answered (it may
+    /// have been carried out all the same) when that node answers.
     fn sa_add(&self, yaml: &str, position: Option<usize>) -> Result<Value, String> {
-        let (yaml, added) = self.with_homes(yaml)?;
-        let request = json!({ "op": "sa_add", "yaml": yaml, "position": position });
+        let added = sas_of(yaml)?;
+        let request = json!({
+            "op": "sa_add", "yaml": yaml, "position": position, "home_by_address": true
+        });
         let mut book = lock(&self.book);
         let reaches = self.change(&mut book, &request);
-        let refused = self
-            .members
-            .iter()
-            .zip(&reaches)
-            .find_map(|(m, r)| match r {
-                Reach::Refused(why) => Some(format!("{}: {why}", m.name)),
-                _ => None,
-            });
-        let done = reaches.iter().any(|r| matches!(r, Reach::Done(_)));
-        if refused.is_none() && done {
-            return self.all_of(&reaches);
+        let refused = self.refused(&reaches);
+        if refused.is_none()
+            && let Some(answer) = Self::done(&reaches)
+        {
+            return Ok(answer);
         }
-        Self::unkeep(&mut book, &reaches);
-        for (m, r) in self.members.iter().zip(&reaches) {
-            if let Reach::Done(_) = r {
-                for (spi, direction) in &added {
-                    let undo = json!({ "op": "sa_del", "spi": spi, "direction": direction });
-                    if let Reach::Refused(why) | Reach::Absent(why) = send(m, &undo) {
-                        say(&format!(
-                            "{}: could not undo SA {spi:#x} {direction:?}: {why}",
-                            m.name
-                        ));
+        let undo = |spi: &u32, direction: &DirectionArg| json!({ "op": "sa_del", "spi": spi, "direction": direction });
+        for (i, r) in reaches.iter().enumerate() {
+            match r {
+                Reach::Done(_) => {
+                    for (spi, direction) in &added {
+                        if let Reach::Absent(_) = self.send_up(i, &undo(spi, direction)) {
+                            self.keep(&mut book, i, undo(spi, direction));
+                        }
                     }
                 }
+                Reach::Absent(_) => {
+                    book.missed[i].pop_back();
+                    if refused.is_some() {
+                        for (spi, direction) in &added {
+                            self.keep(&mut book, i, undo(spi, direction));
+                        }
+                    }
+                }
+                Reach::Refused(_) => {}
             }
         }
         Err(refused.unwrap_or_else(|| self.neither(&reaches)))
     }
 
-    /// A change of SAs or rules to both nodes: carried out when one node
-    /// did and the other did not refuse. A deletion nobody answered is
-    /// kept for when they do (`keep_unanswered`); anything else is not.
-    fn changed(&self, request: &Value, keep_unanswered: bool) -> Result<Value, String> {
+    /// A change of SAs or rules to both nodes, carried out when one node
+    /// carried it out and the other did not refuse it. A deletion
+    /// (`deletion`) is carried out when one node carried it out (the other
+    /// may never have had what it deletes), and is kept for the nodes
+    /// that did not answer even when neither did.
+    fn changed(&self, request: &Value, deletion: bool) -> Result<Value, String> {
         let mut book = lock(&self.book);
         let reaches = self.change(&mut book, request);
-        let done = reaches.iter().any(|r| matches!(r, Reach::Done(_)));
-        let refused = reaches.iter().any(|r| matches!(r, Reach::Refused(_)));
-        if !done && !keep_unanswered {
+        let done = Self::done(&reaches);
+        let refused = self.refused(&reaches);
+        if done.is_none() && !deletion {
             Self::unkeep(&mut book, &reaches);
         }
-        if done && refused {
+        if let (Some(answer), Some(why)) = (&done, &refused) {
             say(&format!(
-                "the nodes disagree on {request}: one carried it out, one refused"
+                "the nodes disagree on {request}: one carried it out, {why}"
             ));
+            if deletion {
+                return Ok(answer.clone());
+            }
         }
         self.all_of(&reaches)
-    }
-
-    /// `yaml` with each SA given its home, the node whose address is its
-    /// local tunnel address (its source outbound, its destination
-    /// inbound); and the SAs, to undo them.
-    fn with_homes(&self, yaml: &str) -> Result<(String, Vec<(u32, DirectionArg)>), String> {
-        let mut doc: Yaml =
-            serde_norway::from_str(yaml).map_err(|e| format!("sa_add yaml: {e}"))?;
-        let mut added = Vec::new();
-        let Some(sas) = doc.get_mut("sas").and_then(Yaml::as_sequence_mut) else {
-            return Ok((yaml.to_string(), added));
-        };
-        for (k, sa) in sas.iter_mut().enumerate() {
-            let field = |name: &str| sa.get(name).and_then(Yaml::as_str).map(str::to_string);
-            let direction = match field("direction").as_deref() {
-                Some("outbound") => DirectionArg::Outbound,
-                Some("inbound") => DirectionArg::Inbound,
-                other => {
-                    return Err(format!(
-                        "sas[{k}].direction: {other:?}: outbound or inbound"
-                    ));
-                }
-            };
-            let spi = match sa.get("spi") {
-                Some(Yaml::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-                Some(Yaml::String(t)) => espgate_control::hexkey::parse_u32(t),
-                _ => None,
-            }
-            .ok_or_else(|| format!("sas[{k}].spi: missing or not an SPI"))?;
-            added.push((spi, direction));
-            if sa.get("home").is_some() {
-                continue;
-            }
-            let end = match direction {
-                DirectionArg::Outbound => "src",
-                DirectionArg::Inbound => "dst",
-            };
-            let local = sa
-                .get("tunnel")
-                .and_then(|t| t.get(end))
-                .and_then(Yaml::as_str)
-                .and_then(|a| a.parse::<IpAddr>().ok())
-                .ok_or_else(|| {
-                    format!(
-                        "sas[{k}].tunnel.{end}: missing: a pair's SA needs its tunnel addresses"
-                    )
-                })?;
-            let Some(home) = self.members.iter().find(|m| m.address == local) else {
-                return Err(format!(
-                    "SA {spi:#x}: its local tunnel address {local} is neither {}'s ({}) nor {}'s ({})",
-                    self.members[0].name,
-                    self.members[0].address,
-                    self.members[1].name,
-                    self.members[1].address
-                ));
-            };
-            if let Some(map) = sa.as_mapping_mut() {
-                map.insert(Yaml::from("home"), Yaml::from(u64::from(home.id)));
-            }
-        }
-        let text = serde_norway::to_string(&doc).map_err(|e| format!("sa_add yaml: {e}"))?;
-        Ok((text, added))
     }
 
     // ---- poll_* ----
@@ -586,6 +570,35 @@ impl Fanout {
             }
         }
     }
+}
+
+/// The SPIs and directions of the SAs in an `sa_add`'s YAML, to delete
+/// them again should one node refuse them.
+fn sas_of(yaml: &str) -> Result<Vec<(u32, DirectionArg)>, String> {
+    let doc: Yaml = serde_norway::from_str(yaml).map_err(|e| format!("sa_add yaml: {e}"))?;
+    let Some(sas) = doc.get("sas").and_then(Yaml::as_sequence) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (k, sa) in sas.iter().enumerate() {
+        let direction = match sa.get("direction").and_then(Yaml::as_str) {
+            Some("outbound") => DirectionArg::Outbound,
+            Some("inbound") => DirectionArg::Inbound,
+            other => {
+                return Err(format!(
+                    "sas[{k}].direction: {other:?}: outbound or inbound"
+                ));
+            }
+        };
+        let spi = match sa.get("spi") {
+            Some(Yaml::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+            Some(Yaml::String(t)) => espgate_control::hexkey::parse_u32(t),
+            _ => None,
+        }
+        .ok_or_else(|| format!("sas[{k}].spi: missing or not an SPI"))?;
+        out.push((spi, direction));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

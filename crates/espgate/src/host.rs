@@ -304,26 +304,63 @@ fn status(w: &ManagedNode) -> Option<Status> {
 }
 
 /// The configuration node `w` gets: its file, with the SAs and rules its
-/// peer runs now when the peer answers (a rekey or an SA added at run time
-/// since the file was written would otherwise be missing: the peer would
-/// hand it back to a node that does not know it), else its file as it is.
-fn config_for(w: &ManagedNode, peer: &ManagedNode) -> String {
-    let running = ask(&peer.control, &json!({ "op": "sa_export" }))
-        .ok()
-        .and_then(|a| read::<SaExport>("sa_export", &a).ok());
-    let Some(SaExport { yaml }) = running else {
-        return w.config.clone();
+/// peer runs now (a rekey, an SA added at run time, or one an IKE daemon
+/// installed since the file was written would otherwise be missing: the
+/// peer would hand it back to a node that does not know it); its file as
+/// it is when no peer answers (connecting fails) or the peer waits for
+/// its configuration too. `None` when the peer answers but does not give
+/// its SAs (busy, its connections taken, a refusal): configured from its
+/// file, the node would lack SAs the peer runs, and the SAs it missed are
+/// not sent to a new life (see [`crate::fanout::Held::configured`]), so it
+/// waits for the next poll.
+fn config_for(w: &ManagedNode, peer: &ManagedNode) -> Option<String> {
+    let answer = match ask(&peer.control, &json!({ "op": "sa_export" })) {
+        Ok(a) => a,
+        Err(e) if unreachable(&e) => return Some(w.config.clone()),
+        Err(e) => {
+            say(&format!(
+                "{} waits: {} did not give its SAs: {e:#}",
+                w.name, peer.name
+            ));
+            return None;
+        }
+    };
+    let yaml = match read::<SaExport>("sa_export", &answer) {
+        Ok(SaExport { yaml }) => yaml,
+        Err(AnswerError::Refused(why)) if why == crate::run::NOT_CONFIGURED => {
+            return Some(w.config.clone());
+        }
+        Err(e) => {
+            say(&format!(
+                "{} waits: {} did not give its SAs: {e}",
+                w.name, peer.name
+            ));
+            return None;
+        }
     };
     match espgate_control::export::with_running_sas(&w.config, &yaml) {
         Ok(config) => {
             say(&format!("{} gets the SAs {} runs", w.name, peer.name));
-            config
+            Some(config)
         }
         Err(e) => {
             say(&format!("{}: {e}: its file's SAs go", w.name));
-            w.config.clone()
+            Some(w.config.clone())
         }
     }
+}
+
+/// Whether a control request failed because nothing listens on the
+/// socket (the node is down), not because the node was slow to answer.
+fn unreachable(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            )
+        })
 }
 
 /// One poll of node `i`: configure it if it waits (see [`config_for`]),
@@ -338,7 +375,7 @@ fn poll(w: &ManagedNode, peer: &ManagedNode, i: usize, fanout: &Fanout) -> Optio
     }
     {
         let mut held = fanout.hold();
-        let config = config_for(w, peer);
+        let config = config_for(w, peer)?;
         let a = ask(&w.control, &json!({ "op": "configure", "yaml": config })).ok()?;
         match read::<Done>("configure", &a) {
             Ok(Done {}) => held.configured(i),
@@ -877,5 +914,112 @@ mod tests {
         assert_eq!(answer(&mut nodes, 0, A2, true), Step::Up);
         assert_eq!(answer(&mut nodes, 0, A2, true), Step::Back);
         assert_eq!(answer(&mut nodes, 0, A2, true), Step::Nothing);
+    }
+
+    // ---- reader27 ----
+
+    type Reply = dyn Fn(&serde_json::Value) -> serde_json::Value + Send + Sync;
+
+    /// A node's control socket: records each request and answers `reply`.
+    fn fake_node(path: &Path, reply: Arc<Reply>) -> Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (log, reply) = (log.clone(), reply.clone());
+                std::thread::spawn(move || {
+                    let mut out = conn.try_clone().unwrap();
+                    for line in BufReader::new(conn).lines().map_while(Result::ok) {
+                        let r: serde_json::Value = serde_json::from_str(&line).unwrap();
+                        log.lock().unwrap().push(r.clone());
+                        if writeln!(out, "{}", reply(&r)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        seen
+    }
+
+    /// Reader27 find 2 (failed before, as a tunnel lost for good): a node
+    /// in a new life whose peer answered but did not give its SAs (busy,
+    /// its connections all taken) was configured from its file, and what
+    /// it had missed was dropped: an SA charon installed then ran on the
+    /// peer alone, and was gone when the peer failed. The node now waits
+    /// for the peer's SAs; its file serves only when no peer answers.
+    #[test]
+    fn reader27_a_node_whose_peer_does_not_give_its_sas_waits_for_them() {
+        let dir = tempfile::Builder::new()
+            .prefix("espgate-r27-host-")
+            .tempdir()
+            .unwrap();
+        let node = |name: &str| ManagedNode {
+            name: name.into(),
+            control: dir.path().join(format!("{name}.sock")),
+            config: format!("node: {{ name: {name} }}\n"),
+            on_failure: Vec::new(),
+            on_return: Vec::new(),
+        };
+        let nodes = [node("a"), node("b")];
+        let fanout = Fanout::new(&nodes);
+        let exports = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = exports.clone();
+        let _a = fake_node(
+            &nodes[0].control,
+            Arc::new(move |r| {
+                if r["op"] != "sa_export" {
+                    json!({ "ok": true })
+                } else if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    json!({ "ok": false, "error": "the workers did not answer in time" })
+                } else {
+                    json!({ "ok": true, "yaml": "sas: [{ spi: 0xc0000001, direction: outbound, aead: aes-128-gcm, key: 0x00112233445566778899aabbccddeeff01020304, tunnel: { src: 192.0.2.2, dst: 198.51.100.1 }, home: 2 }]\nspd: []\n" })
+                }
+            }),
+        );
+        let configured = Arc::new(AtomicBool::new(false));
+        let flag = configured.clone();
+        let b = fake_node(
+            &nodes[1].control,
+            Arc::new(move |r| match r["op"].as_str() {
+                Some("status") if !flag.load(Ordering::SeqCst) => {
+                    json!({ "ok": true, "state": "waiting_config" })
+                }
+                Some("status") => {
+                    json!({ "ok": true, "state": "running", "node": "b", "uptime_ms": 5,
+                    "pair": { "epoch": A2, "peer_alive": true, "synced": true, "holding": 0,
+                              "standby": 0, "frames_sent": 1, "frames_received": 1, "rejected": 0 } })
+                }
+                Some("configure") => {
+                    flag.store(true, Ordering::SeqCst);
+                    json!({ "ok": true })
+                }
+                _ => json!({ "ok": true }),
+            }),
+        );
+        assert_eq!(poll(&nodes[1], &nodes[0], 1, &fanout), None, "waits");
+        assert!(
+            !configured.load(Ordering::SeqCst),
+            "configured from its file"
+        );
+        poll(&nodes[1], &nodes[0], 1, &fanout);
+        let seen = b.lock().unwrap().clone();
+        let config = seen
+            .iter()
+            .find(|r| r["op"] == "configure")
+            .expect("configured");
+        assert!(
+            config["yaml"].as_str().unwrap().contains("3221225473")
+                || config["yaml"].as_str().unwrap().contains("0xc0000001"),
+            "{config}"
+        );
+        // No peer at all: its file.
+        std::fs::remove_file(&nodes[0].control).unwrap();
+        assert_eq!(
+            config_for(&nodes[1], &nodes[0]),
+            Some(nodes[1].config.clone())
+        );
     }
 }

@@ -69,10 +69,17 @@ fn run(req: Request, node: &mut RunningNode) -> Result<Value, String> {
                 text: metrics::render(node, &workers),
             })
         }
-        Request::SaAdd { yaml, position } => {
-            let update =
+        Request::SaAdd {
+            yaml,
+            position,
+            home_by_address,
+        } => {
+            let mut update =
                 espgate_control::parse_sa_update(&yaml, from_socket, Path::new("."), node.config())
                     .map_err(|e| e.to_string())?;
+            if home_by_address {
+                update.home_by_address(node.config())?;
+            }
             let (sas, rules) = (update.sas.len(), update.spd.len());
             node.add_sas(update.sas, update.spd, position)
                 .map_err(|e| e.to_string())?;

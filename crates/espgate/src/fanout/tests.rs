@@ -47,13 +47,11 @@ fn ok() -> Arc<Reply> {
     )
 }
 
-fn managed(dir: &Path, name: &str, id: u32, address: &str) -> ManagedNode {
+fn managed(dir: &Path, name: &str) -> ManagedNode {
     ManagedNode {
         name: name.into(),
         control: dir.join(format!("{name}.sock")),
         config: String::new(),
-        id,
-        address: address.parse().unwrap(),
         on_failure: Vec::new(),
         on_return: Vec::new(),
     }
@@ -61,10 +59,7 @@ fn managed(dir: &Path, name: &str, id: u32, address: &str) -> ManagedNode {
 
 /// The fan-out to nodes a and b in `dir`, both counted up.
 fn pair(dir: &Path) -> Fanout {
-    up(Fanout::new(&[
-        managed(dir, "a", 1, "192.0.2.1"),
-        managed(dir, "b", 2, "192.0.2.2"),
-    ]))
+    up(Fanout::new(&[managed(dir, "a"), managed(dir, "b")]))
 }
 
 fn up(f: Fanout) -> Fanout {
@@ -97,19 +92,47 @@ fn tmp() -> tempfile::TempDir {
         .unwrap()
 }
 
-/// The home the node's own parser reads from the YAML the host sends: the
-/// node whose address is the local end (outbound: source; inbound:
-/// destination), and an explicit home is kept.
-#[test]
-fn each_sa_gets_the_home_holding_its_local_tunnel_address() {
-    let dir = tmp();
-    let f = pair(dir.path());
-    let node = espgate_control::parse_node(
-        "node: { name: b }\nworkers: { count: 1 }\nports:\n  - { name: lan, role: protected, backend: mem, mac: 02:00:00:00:00:01, address: 10.1.0.2/24 }\n  - { name: wan, role: unprotected, backend: mem, mac: 02:00:00:00:00:02, address: 192.0.2.2/24 }\nmirror:\n  node: 2\n  peer: 1\n  key: 0x000102030405060708090a0b0c0d0e0f\n  port: { name: mirror, backend: mem, mac: 02:00:00:00:00:03 }\n",
-        "b.yaml",
+/// A node configuration of the pair: `name` with mirror id `id` (its peer
+/// `peer`), unprotected address `wan` and the peer's `peer_wan`.
+fn node_config(
+    name: &str,
+    id: u32,
+    peer: u32,
+    wan: &str,
+    peer_wan: &str,
+) -> espgate_dataplane::NodeConfig {
+    espgate_control::parse_node(
+        &format!(
+            "node: {{ name: {name} }}\nworkers: {{ count: 1 }}\nports:\n  - {{ name: lan, role: protected, backend: mem, mac: 02:00:00:00:00:01, address: 10.1.0.{id}/24 }}\n  - {{ name: wan, role: unprotected, backend: mem, mac: 02:00:00:00:00:02, address: {wan}/24 }}\nmirror:\n  node: {id}\n  peer: {peer}\n  key: 0x000102030405060708090a0b0c0d0e0f\n  port: {{ name: mirror, backend: mem, mac: 02:00:00:00:00:03 }}\n  peer_addresses: [{peer_wan}]\n"
+        ),
+        &format!("{name}.yaml"),
         Path::new("."),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// What the host sends both nodes is the daemon's YAML as it came, with
+/// `home_by_address`: each node gives an SA without a home (absent, or
+/// null: reader27's find 1, where both nodes ran such an SA as their own)
+/// the node holding its local tunnel address, and both agree on it. The
+/// key reaches them as written, leading zero bytes too (reader27's find
+/// 11: a rewrite of the YAML read an all-zero key as the number 0).
+#[test]
+fn both_nodes_give_each_sa_the_home_holding_its_local_tunnel_address() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let a = FakeNode::start(&dir.path().join("a.sock"), ok());
+    let _b = FakeNode::start(&dir.path().join("b.sock"), ok());
+    let nodes = [
+        node_config("a", 1, 2, "192.0.2.1", "192.0.2.2"),
+        node_config("b", 2, 1, "192.0.2.2", "192.0.2.1"),
+    ];
+    let zero_key = |y: String| {
+        y.replace(
+            "key: 0x00112233445566778899aabbccddeeff01020304",
+            "key: 0x0000000000000000000000000000000000000000",
+        )
+    };
     for (yaml, home) in [
         (
             plugin_sa(0xc000_0001, "outbound", "192.0.2.1", "198.51.100.1"),
@@ -132,30 +155,47 @@ fn each_sa_gets_the_home_holding_its_local_tunnel_address() {
                 .replace("esn:", "home: 1, esn:"),
             1,
         ),
+        (
+            plugin_sa(0xc000_0006, "outbound", "192.0.2.1", "198.51.100.1")
+                .replace("esn:", "home: ~, esn:"),
+            1,
+        ),
+        (
+            zero_key(plugin_sa(
+                0xc000_0007,
+                "outbound",
+                "192.0.2.2",
+                "198.51.100.1",
+            )),
+            2,
+        ),
     ] {
-        let (text, added) = f.with_homes(&yaml).unwrap();
-        assert_eq!(added.len(), 1);
-        let update =
-            espgate_control::parse_sa_update(&text, "sent", Path::new("."), &node).unwrap();
-        assert_eq!(update.sas[0].home, Some(home), "{text}");
-        assert_eq!(update.sas[0].sa.lifetime.soft_seconds, Some(3), "{text}");
-        assert_eq!(
-            update.sas[0].sa.key[..4],
-            [0x00, 0x11, 0x22, 0x33],
-            "the key as sent: {text}"
-        );
-        assert_eq!(update.sas[0].sa.udp_encap.map(|u| u.dst_port), Some(4500));
+        assert_eq!(ask_fanout(&f, &sa_add(&yaml))["ok"], true);
+        let sent = a.ops().last().unwrap().clone();
+        assert_eq!(sent["yaml"], yaml.as_str(), "sent as it came");
+        assert_eq!(sent["home_by_address"], true);
+        for node in &nodes {
+            let mut update =
+                espgate_control::parse_sa_update(&yaml, "sent", Path::new("."), node).unwrap();
+            update.home_by_address(node).unwrap();
+            assert_eq!(update.sas[0].home, Some(home), "{} reads {yaml}", node.name);
+            assert_eq!(
+                node.is_home(&update.sas[0]),
+                node.mirror.as_ref().unwrap().protocol.node == home
+            );
+            assert_eq!(update.sas[0].sa.key.len(), 20);
+        }
     }
-    let e = f
-        .with_homes(&plugin_sa(
-            0xc000_0006,
-            "outbound",
-            "192.0.2.9",
-            "198.51.100.1",
-        ))
-        .unwrap_err();
+    let mut update = espgate_control::parse_sa_update(
+        &plugin_sa(0xc000_0008, "outbound", "192.0.2.9", "198.51.100.1"),
+        "sent",
+        Path::new("."),
+        &nodes[0],
+    )
+    .unwrap();
+    let e = update.home_by_address(&nodes[0]).unwrap_err();
     assert!(
-        e.contains("local tunnel address 192.0.2.9 is neither a's (192.0.2.1) nor b's (192.0.2.2)"),
+        e.contains("its local tunnel address 192.0.2.9 is neither this node's (192.0.2.1) nor one of its peer's ([192.0.2.2])"),
         "{e}"
     );
 }
@@ -202,11 +242,11 @@ fn an_sa_one_node_refuses_is_undone_on_the_other() {
         (Some(0xc000_0001), Some("inbound"))
     );
     assert_eq!(b.ops().len(), 1);
-    // Both carry the next one out: one answer, both got it with its home.
+    // Both carry the next one out: one answer, both got it.
     let b_ok = FakeNode::start(&dir.path().join("c.sock"), ok());
     let f = up(Fanout::new(&[
-        managed(dir.path(), "a", 1, "192.0.2.1"),
-        managed(dir.path(), "c", 2, "192.0.2.2"),
+        managed(dir.path(), "a"),
+        managed(dir.path(), "c"),
     ]));
     let answer = ask_fanout(
         &f,
@@ -223,7 +263,7 @@ fn an_sa_one_node_refuses_is_undone_on_the_other() {
             .as_str()
             .unwrap()
             .to_string();
-        assert!(sent.contains("home: 2"), "{sent}");
+        assert!(sent.contains("0xc0000002"), "{sent}");
     }
 }
 
@@ -252,7 +292,7 @@ fn a_node_that_missed_changes_gets_them_in_order_unless_it_was_configured_since(
     f.catch_up(1);
     let ops: Vec<Value> = b.ops().into_iter().map(|r| r["op"].clone()).collect();
     assert_eq!(ops, [json!("sa_add"), json!("spd_put")]);
-    assert!(b.ops()[0]["yaml"].as_str().unwrap().contains("home: 2"));
+    assert_eq!(b.ops()[0]["home_by_address"], true);
     f.catch_up(1);
     assert_eq!(b.ops().len(), 2, "sent once");
     // Missed again, then configured in a new life: nothing replayed.
@@ -437,4 +477,248 @@ fn a_catch_up_does_not_wait_for_a_request_in_progress() {
         drop(held);
         assert!(r.is_ok(), "the catch-up waited for the request in progress");
     });
+}
+
+// ---- reader27 ----
+
+/// A node's control socket as [`FakeNode`], but `reply` may answer
+/// nothing (`None`): the node carried the request out (it is recorded)
+/// and its answer never came (it was frozen past the host's 5 s, or
+/// slow; or it hung up). The connection is closed then.
+type MuteReply = dyn Fn(&Value) -> Option<Value> + Send + Sync;
+
+fn mute_node(path: &Path, reply: Arc<MuteReply>) -> FakeNode {
+    let listener = UnixListener::bind(path).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let (log, reply) = (log.clone(), reply.clone());
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().unwrap();
+                for line in BufReader::new(conn).lines().map_while(Result::ok) {
+                    let request: Value = serde_json::from_str(&line).unwrap();
+                    lock(&log).push(request.clone());
+                    let Some(answer) = reply(&request) else {
+                        let _ = out.shutdown(std::net::Shutdown::Both);
+                        return;
+                    };
+                    if writeln!(out, "{answer}").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    FakeNode { seen }
+}
+
+fn ops_of(node: &FakeNode) -> Vec<String> {
+    node.ops()
+        .into_iter()
+        .map(|r| r["op"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Reader27 find 3 (failed before): a request a node missed and then
+/// refused for a passing reason ("the workers did not answer in time",
+/// its connections all taken) was dropped for good, so the node never had
+/// the SA the pair was said to run. It is sent again at the next poll,
+/// up to REFUSALS_KEPT refusals.
+#[test]
+fn reader27_a_missed_sa_refused_for_a_passing_reason_is_sent_again() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let _a = FakeNode::start(&dir.path().join("a.sock"), ok());
+    let add = sa_add(&plugin_sa(
+        0xc000_0001,
+        "outbound",
+        "192.0.2.1",
+        "198.51.100.1",
+    ));
+    assert_eq!(ask_fanout(&f, &add)["ok"], true);
+    let busy = Arc::new(Mutex::new(true));
+    let b = FakeNode::start(
+        &dir.path().join("b.sock"),
+        Arc::new(move |r: &Value| {
+            let mut busy = lock(&busy);
+            if r["op"] == "sa_add" && *busy {
+                *busy = false;
+                json!({ "ok": false, "error": "the workers did not answer in time" })
+            } else {
+                json!({ "ok": true, "sas": 1, "rules": 0 })
+            }
+        }),
+    );
+    f.catch_up(1);
+    f.catch_up(1);
+    assert_eq!(
+        ops_of(&b),
+        ["sa_add", "sa_add"],
+        "sent again after a refusal"
+    );
+    f.catch_up(1);
+    assert_eq!(b.ops().len(), 2, "carried out: not sent a third time");
+    // A request refused every time is dropped after REFUSALS_KEPT tries.
+    let dir = tmp();
+    let f = pair(dir.path());
+    let _a = FakeNode::start(&dir.path().join("a.sock"), ok());
+    assert_eq!(ask_fanout(&f, &add)["ok"], true);
+    let never = FakeNode::start(
+        &dir.path().join("b.sock"),
+        Arc::new(|_| json!({ "ok": false, "error": "sas[0].spi: 0xc0000001 is in use" })),
+    );
+    for _ in 0..REFUSALS_KEPT + 2 {
+        f.catch_up(1);
+    }
+    assert_eq!(never.ops().len(), REFUSALS_KEPT as usize);
+}
+
+/// Reader27 find 4 (failed before): no answer is not "not carried out".
+/// A node whose answer to an `sa_add` never came (frozen past the host's
+/// timeout, or slow) may have added the SA; when the other node refused
+/// it, charon is told the add failed and never deletes it, so the host
+/// deletes it on that node when it answers again.
+#[test]
+fn reader27_an_sa_add_refused_by_one_node_is_undone_on_the_node_whose_answer_was_lost() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let _a = FakeNode::start(
+        &dir.path().join("a.sock"),
+        Arc::new(|r: &Value| {
+            if r["op"] == "sa_add" {
+                json!({ "ok": false, "error": "sas[0].spi: duplicate inbound spi 0xc0000001" })
+            } else {
+                json!({ "ok": true })
+            }
+        }),
+    );
+    let answered = Arc::new(AtomicBool::new(false));
+    let b = mute_node(
+        &dir.path().join("b.sock"),
+        Arc::new(move |r: &Value| {
+            if r["op"] == "sa_add" && !answered.swap(true, Ordering::SeqCst) {
+                None
+            } else {
+                Some(json!({ "ok": true }))
+            }
+        }),
+    );
+    let add = sa_add(&plugin_sa(
+        0xc000_0001,
+        "inbound",
+        "198.51.100.1",
+        "192.0.2.2",
+    ));
+    let answer = ask_fanout(&f, &add);
+    assert_eq!(answer["ok"], false, "{answer}");
+    f.catch_up(1);
+    assert_eq!(
+        ops_of(&b),
+        ["sa_add", "sa_del"],
+        "b's copy deleted when it answers"
+    );
+}
+
+/// Reader27 find 5 (failed before): the undo of an `sa_add` one node
+/// refused was sent once; when it did not reach the node that carried the
+/// SA out, the host only said so, and the SA stayed there for good. It is
+/// kept and sent when the node answers again.
+#[test]
+fn reader27_an_undo_that_did_not_reach_its_node_is_sent_again() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let first_del = Arc::new(AtomicBool::new(true));
+    let a = mute_node(
+        &dir.path().join("a.sock"),
+        Arc::new(move |r: &Value| {
+            if r["op"] == "sa_del" && first_del.swap(false, Ordering::SeqCst) {
+                None
+            } else {
+                Some(json!({ "ok": true, "sas": 1, "rules": 0 }))
+            }
+        }),
+    );
+    let _b = FakeNode::start(
+        &dir.path().join("b.sock"),
+        Arc::new(|r: &Value| {
+            if r["op"] == "sa_add" {
+                json!({ "ok": false, "error": "sas[0].spi: duplicate outbound spi 0xc0000001" })
+            } else {
+                json!({ "ok": true })
+            }
+        }),
+    );
+    let add = sa_add(&plugin_sa(
+        0xc000_0001,
+        "outbound",
+        "192.0.2.1",
+        "198.51.100.1",
+    ));
+    assert_eq!(ask_fanout(&f, &add)["ok"], false);
+    f.catch_up(0);
+    assert_eq!(ops_of(&a), ["sa_add", "sa_del", "sa_del"]);
+}
+
+/// Reader27 find 6 (failed before): charon's `sa_del` of an SA only one
+/// node has (the other never got it) deleted it there, yet the host
+/// answered a failure and, returning early, kept the SA's told events: a
+/// later SA with the same SPI and direction had its lifetime events
+/// swallowed. The deletion is carried out, and the events are forgotten.
+#[test]
+fn reader27_an_sa_del_of_an_sa_one_node_lacks_ends_its_events() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let _a = FakeNode::start(&dir.path().join("a.sock"), ok());
+    let _b = FakeNode::start(
+        &dir.path().join("b.sock"),
+        Arc::new(|r: &Value| {
+            if r["op"] == "sa_del" {
+                json!({ "ok": false, "error": "no outbound SA 0x7" })
+            } else {
+                json!({ "ok": true })
+            }
+        }),
+    );
+    let (back, events) = channel();
+    f.handle_request(Request::Watch {}, back);
+    assert_eq!(events.recv().unwrap()["ok"], true);
+    let soft = r#"{"event":"sa","t":1,"spi":7,"direction":"outbound","kind":"soft_lifetime"}"#;
+    f.handle_event(0, soft);
+    assert_eq!(events.try_iter().count(), 1);
+    let del = json!({ "op": "sa_del", "spi": 7, "direction": "outbound" }).to_string();
+    let answer = ask_fanout(&f, &del);
+    assert_eq!(answer["ok"], true, "{answer}");
+    f.handle_event(1, soft);
+    assert_eq!(
+        events.try_iter().count(),
+        1,
+        "the next SA 7's event is told"
+    );
+}
+
+/// Reader27 find 9 (failed before): a node whose control socket hangs
+/// (it runs, so it is not failed over) was asked twice by one `spi_alloc`
+/// (a draw, then the reservation), the control socket's timeout each
+/// time: past the plugin's own timeout, so every CHILD_SA failed while it
+/// hung. It is asked once.
+#[test]
+fn reader27_a_hung_node_is_asked_once_by_an_spi_alloc() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let listener = UnixListener::bind(dir.path().join("a.sock")).unwrap();
+    let asked = Arc::new(Mutex::new(0));
+    let count = asked.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            *lock(&count) += 1;
+            // Read, never answered.
+            held.push(conn);
+        }
+    });
+    let _b = FakeNode::start(&dir.path().join("b.sock"), ok());
+    let answer = ask_fanout(&f, r#"{"op":"spi_alloc"}"#);
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(*lock(&asked), 1, "the hung node was asked again");
 }
