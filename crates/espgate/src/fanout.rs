@@ -20,7 +20,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
@@ -132,6 +132,8 @@ pub struct Fanout {
     /// configuration, and one fenced and back in the same life must not
     /// be given SAs to run (its peer may run them).
     up: [AtomicBool; 2],
+    /// Per node, the requests being carried out on it now.
+    busy: [AtomicUsize; 2],
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -158,6 +160,7 @@ impl Fanout {
             watchers: Mutex::new(Vec::new()),
             told: Mutex::new(HashSet::new()),
             up: [AtomicBool::new(false), AtomicBool::new(false)],
+            busy: [AtomicUsize::new(0), AtomicUsize::new(0)],
         }
     }
 
@@ -171,7 +174,20 @@ impl Fanout {
         if !self.up[i].load(Ordering::Acquire) {
             return Reach::Absent(NOT_UP.into());
         }
-        send(&self.members[i], request)
+        self.busy[i].fetch_add(1, Ordering::AcqRel);
+        let reach = send(&self.members[i], request);
+        self.busy[i].fetch_sub(1, Ordering::AcqRel);
+        reach
+    }
+
+    /// Whether a request of the host's socket is being carried out on
+    /// node `i`: the node answers its polls only after it (its control
+    /// requests are answered in turn), so a poll it leaves unanswered
+    /// meanwhile is no sign of failure. (A node that dies meanwhile fails
+    /// the request at once; one that freezes, after the control socket's
+    /// timeout.)
+    pub fn busy(&self, i: usize) -> bool {
+        self.busy[i].load(Ordering::Acquire) > 0
     }
 
     /// Holds the book: no request is fanned out until it is dropped.
@@ -264,22 +280,36 @@ impl Fanout {
     /// Fans a change out: each node gets what it missed first, then
     /// `request`; a node that does not answer keeps it for later.
     fn change(&self, book: &mut Book, request: &Value) -> [Reach; 2] {
-        std::array::from_fn(|i| {
+        let held_back: [Option<Reach>; 2] = std::array::from_fn(|i| {
             self.catch_up_held(book, i);
-            let reach = if book.overflowed[i] {
-                Reach::Absent(format!(
+            if book.overflowed[i] {
+                Some(Reach::Absent(format!(
                     "it missed more than {MAX_MISSED} requests: it must restart"
-                ))
-            } else if book.missed[i].is_empty() {
-                self.send_up(i, request)
+                )))
+            } else if !book.missed[i].is_empty() {
+                Some(Reach::Absent("it has not had what it missed yet".into()))
             } else {
-                Reach::Absent("it has not had what it missed yet".into())
-            };
-            if let Reach::Absent(_) = reach {
+                None
+            }
+        });
+        // Both nodes at once: a change costs the slower node's time, not
+        // the sum (a new SA's first marks are made durable on each).
+        let reaches = std::thread::scope(|s| {
+            let [a, b] = held_back;
+            let b = s.spawn(move || b.unwrap_or_else(|| self.send_up(1, request)));
+            let a = a.unwrap_or_else(|| self.send_up(0, request));
+            [
+                a,
+                b.join()
+                    .unwrap_or_else(|_| Reach::Absent("panicked".into())),
+            ]
+        });
+        for (i, r) in reaches.iter().enumerate() {
+            if let Reach::Absent(_) = r {
                 self.keep(book, i, request.clone());
             }
-            reach
-        })
+        }
+        reaches
     }
 
     fn keep(&self, book: &mut Book, i: usize, request: Value) {

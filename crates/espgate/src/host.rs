@@ -477,6 +477,10 @@ pub fn run(path: &Path, duration: Option<Duration>, control: Option<&Path>) -> a
             tick += period;
             for (i, answer) in latest.iter_mut().enumerate() {
                 let answer = answer.take().flatten();
+                if answer.is_none() && fanout.busy(i) {
+                    // Busy with an IKE request of the host's: no news.
+                    continue;
+                }
                 act(nodes, &mut states, i, answer, cfg.dead_after);
                 fanout.set_up(i, states[i].health == Health::Up);
             }

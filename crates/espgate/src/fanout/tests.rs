@@ -722,3 +722,43 @@ fn reader27_a_hung_node_is_asked_once_by_an_spi_alloc() {
     assert_eq!(answer["ok"], true, "{answer}");
     assert_eq!(*lock(&asked), 1, "the hung node was asked again");
 }
+
+/// Found by `ike-scale --pair` with state directories: both nodes busy
+/// with the same `sa_add` (a new SA's marks made durable) left the host's
+/// polls unanswered, and the host failed, fenced and took over nodes that
+/// ran, until their SAs differed. A node busy with a request of the
+/// host's is told so (the host does not count its silence then).
+#[test]
+fn a_node_carrying_out_a_request_is_busy_until_it_answers() {
+    let dir = tmp();
+    let f = pair(dir.path());
+    let _a = FakeNode::start(
+        &dir.path().join("a.sock"),
+        Arc::new(|_| {
+            std::thread::sleep(Duration::from_millis(300));
+            json!({ "ok": true, "sas": 1, "rules": 0 })
+        }),
+    );
+    let _b = FakeNode::start(&dir.path().join("b.sock"), ok());
+    assert!(!f.busy(0));
+    let add = sa_add(&plugin_sa(
+        0xc000_0001,
+        "outbound",
+        "192.0.2.1",
+        "198.51.100.1",
+    ));
+    std::thread::scope(|s| {
+        let request = s.spawn(|| ask_fanout(&f, &add));
+        let mut seen = false;
+        for _ in 0..500 {
+            if f.busy(0) {
+                seen = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(seen, "a was never busy");
+        assert_eq!(request.join().unwrap()["ok"], true);
+    });
+    assert!(!f.busy(0) && !f.busy(1));
+}
