@@ -418,6 +418,15 @@ class Chaos:
         assert rc != 0 and "is running already" in text, f"a second {victim} was not refused ({rc}): {text}"
         assert "event" not in text and "synced" not in text, f"a second {victim} ran: {text}"
 
+    def host_files(self):
+        """host.yaml for `espgate host`, its node files the nodes' first
+        ones (stale once SAs were added at run time)."""
+        for n in ("a", "b"):
+            (self.tmp / f"host-{n}.yaml").write_text(self.base_yaml[n])
+        (self.tmp / "host.yaml").write_text(
+            "host: { poll_ms: 20, dead_after: 5 }\nnodes:\n"
+            + "".join(f"  - name: {n}\n    control: {self.sock[n]}\n    config: host-{n}.yaml\n" for n in ("a", "b")))
+
     def host_restart(self, victim):
         """The host processor watches the pair; `victim` is killed, the host
         declares it failed (it orders the peer's takeover and a fence) and
@@ -429,11 +438,7 @@ class Chaos:
         SAs, unless its automatic failback gave them back first)."""
         other = "b" if victim == "a" else "a"
         k = self.done["host_restart"]
-        for n in ("a", "b"):
-            (self.tmp / f"host-{n}.yaml").write_text(self.base_yaml[n])
-        (self.tmp / "host.yaml").write_text(
-            "host: { poll_ms: 20, dead_after: 5 }\nnodes:\n"
-            + "".join(f"  - name: {n}\n    control: {self.sock[n]}\n    config: host-{n}.yaml\n" for n in ("a", "b")))
+        self.host_files()
 
         def host(life):
             log = self.tmp / f"host-{k}-{life}.log"
@@ -469,11 +474,7 @@ class Chaos:
         life waits for the host, which configures it with what its peer
         runs. Both nodes then hold the same SAs."""
         k = self.done["ike_host"]
-        for n in ("a", "b"):
-            (self.tmp / f"host-{n}.yaml").write_text(self.base_yaml[n])
-        (self.tmp / "host.yaml").write_text(
-            "host: { poll_ms: 20, dead_after: 5 }\nnodes:\n"
-            + "".join(f"  - name: {n}\n    control: {self.sock[n]}\n    config: host-{n}.yaml\n" for n in ("a", "b")))
+        self.host_files()
         sock = self.tmp / "host.sock"
         log = self.tmp / f"host-ike-{k}.log"
         host = self.topo.start(self.p.sw, self.espgate, "host", "--config", str(self.tmp / "host.yaml"),

@@ -137,16 +137,17 @@ def test_charon_drives_espgate_against_a_libipsec_peer(topo, espgate, tmp_path, 
     assert (r_in, r_out) == (spi_out, spi_in)
 
 
-def esp_in_udp(path):
-    """(src, SPI, sequence number) of every ESP-in-UDP packet in a capture
-    (UDP 4500 without the non-ESP marker)."""
-    from scapy.all import IP, UDP, rdpcap
+def esp_in_udp(path, sender=lambda f: f["IP"].src):
+    """(sender, SPI, sequence number) of every ESP-in-UDP packet in a
+    capture (UDP 4500 without the non-ESP marker); the sender is the
+    source address, or what `sender` reads from the frame."""
+    from scapy.all import UDP, rdpcap
     out = []
     for f in rdpcap(str(path)):
         if f.haslayer(UDP) and f[UDP].dport == 4500:
             p = bytes(f[UDP].payload)
             if len(p) >= 8 and p[:4] != b"\0\0\0\0":
-                out.append((f[IP].src, int.from_bytes(p[:4], "big"), int.from_bytes(p[4:8], "big")))
+                out.append((sender(f), int.from_bytes(p[:4], "big"), int.from_bytes(p[4:8], "big")))
     return out
 
 

@@ -23,9 +23,8 @@ import signal
 import time
 
 from ike import Charon, connection
-from scapy.all import UDP, Ether, rdpcap
 from test_failover import flow, flowing_at_end, resumed_after, start_capture, stop_capture
-from test_ike import plugin  # noqa: F401 (a fixture)
+from test_ike import esp_in_udp, plugin  # noqa: F401 (plugin: a fixture)
 from topology import control_request, wait_for, wait_udp_listening
 
 HERE = pathlib.Path(__file__).parent
@@ -52,18 +51,6 @@ def node_yaml(name, me, peer, lan, wan, peer_lan, peer_wan, peer_mir_mac):
             f"  peer_mac: {peer_mir_mac}\n"
             f"  peer_addresses: [{peer_lan}, {peer_wan}]\n"
             "  inbound_interval: 64\n  takeover: manual\n  failback: manual\n")
-
-
-def esp_in_udp(path):
-    """(sender MAC, SPI, sequence number) of every ESP-in-UDP frame in a
-    capture (UDP 4500 without the non-ESP marker)."""
-    out = []
-    for f in rdpcap(str(path)):
-        if f.haslayer(UDP) and f[UDP].dport == 4500:
-            p = bytes(f[UDP].payload)
-            if len(p) >= 8 and p[:4] != b"\0\0\0\0":
-                out.append((f[Ether].src, int.from_bytes(p[:4], "big"), int.from_bytes(p[4:8], "big")))
-    return out
 
 
 class IkePair:
@@ -196,7 +183,7 @@ def test_a_kill_of_the_home_node_under_ike_keeps_the_child_sa_and_the_next_rekey
     stop_capture(t, cap, cap_path)
     t.stop(p.host)
 
-    frames = esp_in_udp(cap_path)
+    frames = esp_in_udp(cap_path, sender=lambda f: f.src)
     ours = [(mac, spi, seq) for mac, spi, seq in frames if mac in (MAC["a-wan"], MAC["b-wan"])]
     pairs = [(spi, seq) for _, spi, seq in frames]
     reused = len(pairs) - len(set(pairs))

@@ -632,4 +632,4 @@ fn sas_of(yaml: &str) -> Result<Vec<(u32, DirectionArg)>, String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

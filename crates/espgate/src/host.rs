@@ -922,31 +922,7 @@ mod tests {
 
     // ---- reader27 ----
 
-    type Reply = dyn Fn(&serde_json::Value) -> serde_json::Value + Send + Sync;
-
-    /// A node's control socket: records each request and answers `reply`.
-    fn fake_node(path: &Path, reply: Arc<Reply>) -> Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
-        use std::io::{BufRead, BufReader, Write};
-        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let (log, reply) = (log.clone(), reply.clone());
-                std::thread::spawn(move || {
-                    let mut out = conn.try_clone().unwrap();
-                    for line in BufReader::new(conn).lines().map_while(Result::ok) {
-                        let r: serde_json::Value = serde_json::from_str(&line).unwrap();
-                        log.lock().unwrap().push(r.clone());
-                        if writeln!(out, "{}", reply(&r)).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        seen
-    }
+    use crate::fanout::tests::FakeNode;
 
     /// Reader27 find 2 (failed before, as a tunnel lost for good): a node
     /// in a new life whose peer answered but did not give its SAs (busy,
@@ -971,7 +947,7 @@ mod tests {
         let fanout = Fanout::new(&nodes);
         let exports = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = exports.clone();
-        let _a = fake_node(
+        let _a = FakeNode::start(
             &nodes[0].control,
             Arc::new(move |r| {
                 if r["op"] != "sa_export" {
@@ -985,7 +961,7 @@ mod tests {
         );
         let configured = Arc::new(AtomicBool::new(false));
         let flag = configured.clone();
-        let b = fake_node(
+        let b = FakeNode::start(
             &nodes[1].control,
             Arc::new(move |r| match r["op"].as_str() {
                 Some("status") if !flag.load(Ordering::SeqCst) => {
@@ -1009,7 +985,7 @@ mod tests {
             "configured from its file"
         );
         poll(&nodes[1], &nodes[0], 1, &fanout);
-        let seen = b.lock().unwrap().clone();
+        let seen = b.ops();
         let config = seen
             .iter()
             .find(|r| r["op"] == "configure")

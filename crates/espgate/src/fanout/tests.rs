@@ -6,15 +6,24 @@ use std::sync::mpsc::channel;
 use super::*;
 
 /// A stand-in for a node's control socket: records every request line
-/// and answers it with `reply`.
-struct FakeNode {
+/// and answers it with `reply` (the host's tests use it too).
+pub(crate) struct FakeNode {
     seen: Arc<Mutex<Vec<Value>>>,
 }
 
-type Reply = dyn Fn(&Value) -> Value + Send + Sync;
+pub(crate) type Reply = dyn Fn(&Value) -> Value + Send + Sync;
+
+/// A reply that may be none: the node carried the request out (it is
+/// recorded) and its answer never came (it was frozen past the host's
+/// timeout, or slow; or it hung up). The connection is closed then.
+type MuteReply = dyn Fn(&Value) -> Option<Value> + Send + Sync;
 
 impl FakeNode {
-    fn start(path: &Path, reply: Arc<Reply>) -> FakeNode {
+    pub(crate) fn start(path: &Path, reply: Arc<Reply>) -> FakeNode {
+        Self::start_mute(path, Arc::new(move |r: &Value| Some(reply(r))))
+    }
+
+    fn start_mute(path: &Path, reply: Arc<MuteReply>) -> FakeNode {
         let listener = UnixListener::bind(path).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -26,7 +35,11 @@ impl FakeNode {
                     for line in BufReader::new(conn).lines().map_while(Result::ok) {
                         let request: Value = serde_json::from_str(&line).unwrap();
                         lock(&log).push(request.clone());
-                        if writeln!(out, "{}", reply(&request)).is_err() {
+                        let Some(answer) = reply(&request) else {
+                            let _ = out.shutdown(std::net::Shutdown::Both);
+                            return;
+                        };
+                        if writeln!(out, "{answer}").is_err() {
                             return;
                         }
                     }
@@ -36,7 +49,8 @@ impl FakeNode {
         FakeNode { seen }
     }
 
-    fn ops(&self) -> Vec<Value> {
+    /// The requests it got, in order.
+    pub(crate) fn ops(&self) -> Vec<Value> {
         lock(&self.seen).clone()
     }
 }
@@ -481,38 +495,6 @@ fn a_catch_up_does_not_wait_for_a_request_in_progress() {
 
 // ---- reader27 ----
 
-/// A node's control socket as [`FakeNode`], but `reply` may answer
-/// nothing (`None`): the node carried the request out (it is recorded)
-/// and its answer never came (it was frozen past the host's 5 s, or
-/// slow; or it hung up). The connection is closed then.
-type MuteReply = dyn Fn(&Value) -> Option<Value> + Send + Sync;
-
-fn mute_node(path: &Path, reply: Arc<MuteReply>) -> FakeNode {
-    let listener = UnixListener::bind(path).unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let (log, reply) = (log.clone(), reply.clone());
-            std::thread::spawn(move || {
-                let mut out = conn.try_clone().unwrap();
-                for line in BufReader::new(conn).lines().map_while(Result::ok) {
-                    let request: Value = serde_json::from_str(&line).unwrap();
-                    lock(&log).push(request.clone());
-                    let Some(answer) = reply(&request) else {
-                        let _ = out.shutdown(std::net::Shutdown::Both);
-                        return;
-                    };
-                    if writeln!(out, "{answer}").is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    FakeNode { seen }
-}
-
 fn ops_of(node: &FakeNode) -> Vec<String> {
     node.ops()
         .into_iter()
@@ -594,7 +576,7 @@ fn reader27_an_sa_add_refused_by_one_node_is_undone_on_the_node_whose_answer_was
         }),
     );
     let answered = Arc::new(AtomicBool::new(false));
-    let b = mute_node(
+    let b = FakeNode::start_mute(
         &dir.path().join("b.sock"),
         Arc::new(move |r: &Value| {
             if r["op"] == "sa_add" && !answered.swap(true, Ordering::SeqCst) {
@@ -629,7 +611,7 @@ fn reader27_an_undo_that_did_not_reach_its_node_is_sent_again() {
     let dir = tmp();
     let f = pair(dir.path());
     let first_del = Arc::new(AtomicBool::new(true));
-    let a = mute_node(
+    let a = FakeNode::start_mute(
         &dir.path().join("a.sock"),
         Arc::new(move |r: &Value| {
             if r["op"] == "sa_del" && first_del.swap(false, Ordering::SeqCst) {
