@@ -74,10 +74,27 @@ enum Reach {
     Absent(String),
 }
 
-fn send(m: &Member, request: &Value) -> Reach {
-    let answer = match ask(&m.control, request) {
+/// How the fan-out reaches the nodes: their control sockets, or (in
+/// tests) a model of them.
+pub trait Link: Send + Sync {
+    /// Sends node `i` one request; its answer, or why none came.
+    fn ask(&self, i: usize, request: &Value) -> Result<Value, String>;
+}
+
+/// The nodes' control sockets.
+struct Sockets([std::path::PathBuf; 2]);
+
+impl Link for Sockets {
+    fn ask(&self, i: usize, request: &Value) -> Result<Value, String> {
+        ask(&self.0[i], request).map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// What node `i` made of `request`.
+fn send(link: &dyn Link, i: usize, request: &Value) -> Reach {
+    let answer = match link.ask(i, request) {
         Ok(a) => a,
-        Err(e) => return Reach::Absent(format!("{e:#}")),
+        Err(e) => return Reach::Absent(e),
     };
     match read::<Done>("request", &answer) {
         Ok(Done {}) => Reach::Done(answer),
@@ -89,7 +106,7 @@ fn send(m: &Member, request: &Value) -> Reach {
 }
 
 /// What the host keeps about the requests the nodes missed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Book {
     /// Per node, the requests it missed while in its present life, oldest
     /// first, with the times it refused each since.
@@ -107,20 +124,39 @@ pub struct Held<'a> {
 
 impl Held<'_> {
     /// Node `i` was configured in a new life: with everything its peer
-    /// runs, so what it missed is in it; or, its peer silent, with its
-    /// file's SAs only. What it missed is not sent to it then either: an
-    /// SA it missed may have run on the peer, and a new life given it
-    /// would start it again at numbers the peer used. Both nodes down at
-    /// once lose the SAs the IKE daemon installed (its next rekeys
+    /// runs, or, its peer silent, with its file's SAs only. What it missed
+    /// before is not sent to it: it is in its configuration, or it may not
+    /// be given (an SA it missed may have run on the peer, and a new life
+    /// given it would start it again at numbers the peer used). Both nodes
+    /// down at once lose the SAs the IKE daemon installed (its next rekeys
     /// install new ones).
+    ///
+    /// What its peer has not had yet is its too, as the peer's SAs it got
+    /// lack it: rule changes and deletions go to both. An SA the peer has
+    /// not had goes to neither: a life of this node that ended ran it (the
+    /// peer's export lacks it), and given now it could start again at the
+    /// numbers that life used; it is lost with that life, as it would be
+    /// had the peer died too.
     pub fn configured(&mut self, i: usize) {
-        self.book.missed[i].clear();
+        let pending = std::mem::take(&mut self.book.missed[1 - i]);
+        let (adds, owed): (VecDeque<_>, VecDeque<_>) =
+            pending.into_iter().partition(|(r, _)| r["op"] == "sa_add");
+        for (r, _) in &adds {
+            say(&format!(
+                "an SA added while node {} did not answer is dropped, its other holder having restarted: {}",
+                1 - i,
+                r["yaml"]
+            ));
+        }
+        self.book.missed[i] = owed.iter().map(|(r, _)| (r.clone(), 0)).collect();
+        self.book.missed[1 - i] = owed;
         self.book.overflowed[i] = false;
     }
 }
 
 /// The fan-out of requests to the pair.
 pub struct Fanout {
+    link: Box<dyn Link>,
     members: [Member; 2],
     book: Mutex<Book>,
     /// The `watch` connections open on the host's socket.
@@ -150,11 +186,18 @@ fn say(what: &str) {
 impl Fanout {
     /// The fan-out to `nodes` (a pair).
     pub fn new(nodes: &[ManagedNode]) -> Self {
+        let paths = [nodes[0].control.clone(), nodes[1].control.clone()];
+        Self::with_link(nodes, Box::new(Sockets(paths)))
+    }
+
+    /// The fan-out to `nodes`, reached through `link`.
+    pub fn with_link(nodes: &[ManagedNode], link: Box<dyn Link>) -> Self {
         let member = |n: &ManagedNode| Member {
             name: n.name.clone(),
             control: n.control.clone(),
         };
         Fanout {
+            link,
             members: [member(&nodes[0]), member(&nodes[1])],
             book: Mutex::new(Book::default()),
             watchers: Mutex::new(Vec::new()),
@@ -162,6 +205,28 @@ impl Fanout {
             up: [AtomicBool::new(false), AtomicBool::new(false)],
             busy: [AtomicUsize::new(0), AtomicUsize::new(0)],
         }
+    }
+
+    /// A copy of this fan-out (what it keeps), reaching the nodes through
+    /// `link`: the explorer goes on from a state in two ways.
+    #[cfg(test)]
+    fn fork(&self, link: Box<dyn Link>) -> Fanout {
+        Fanout {
+            link,
+            members: self.members.clone(),
+            book: Mutex::new(lock(&self.book).clone()),
+            watchers: Mutex::new(Vec::new()),
+            told: Mutex::new(lock(&self.told).clone()),
+            up: std::array::from_fn(|i| AtomicBool::new(self.up[i].load(Ordering::Acquire))),
+            busy: [AtomicUsize::new(0), AtomicUsize::new(0)],
+        }
+    }
+
+    /// What the fan-out keeps, written out (the explorer tells states by it).
+    #[cfg(test)]
+    fn state_key(&self) -> String {
+        let book = lock(&self.book);
+        format!("{:?} {:?} {:?}", book.missed, book.overflowed, self.up)
     }
 
     /// Whether the host counts node `i` up.
@@ -175,7 +240,7 @@ impl Fanout {
             return Reach::Absent(NOT_UP.into());
         }
         self.busy[i].fetch_add(1, Ordering::AcqRel);
-        let reach = send(&self.members[i], request);
+        let reach = send(&*self.link, i, request);
         self.busy[i].fetch_sub(1, Ordering::AcqRel);
         reach
     }
@@ -519,11 +584,12 @@ impl Fanout {
                     }
                 }
                 Reach::Absent(_) => {
+                    // It may have carried the add out all the same (its
+                    // answer lost): the daemon is told the add failed
+                    // and will never delete it.
                     book.missed[i].pop_back();
-                    if refused.is_some() {
-                        for (spi, direction) in &added {
-                            self.keep(&mut book, i, undo(spi, direction));
-                        }
+                    for (spi, direction) in &added {
+                        self.keep(&mut book, i, undo(spi, direction));
                     }
                 }
                 Reach::Refused(_) => {}
@@ -631,5 +697,7 @@ fn sas_of(yaml: &str) -> Result<Vec<(u32, DirectionArg)>, String> {
     Ok(out)
 }
 
+#[cfg(test)]
+mod explore;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -61,7 +61,7 @@ fn ok() -> Arc<Reply> {
     )
 }
 
-fn managed(dir: &Path, name: &str) -> ManagedNode {
+pub(super) fn managed(dir: &Path, name: &str) -> ManagedNode {
     ManagedNode {
         name: name.into(),
         control: dir.join(format!("{name}.sock")),
@@ -82,20 +82,20 @@ fn up(f: Fanout) -> Fanout {
     f
 }
 
-fn ask_fanout(f: &Fanout, request: &str) -> Value {
+pub(super) fn ask_fanout(f: &Fanout, request: &str) -> Value {
     let (back, answer) = channel();
     f.handle_request(serde_json::from_str(request).unwrap(), back);
     answer.recv().unwrap()
 }
 
 /// An SA as kernel-espgate writes it.
-fn plugin_sa(spi: u32, direction: &str, src: &str, dst: &str) -> String {
+pub(super) fn plugin_sa(spi: u32, direction: &str, src: &str, dst: &str) -> String {
     format!(
         "sas: [{{spi: 0x{spi:08x}, direction: {direction}, aead: aes-128-gcm, key: 0x00112233445566778899aabbccddeeff01020304, tunnel: {{src: {src}, dst: {dst}}}, esn: false, replay_window: 64, udp_encap: {{src_port: 4500, dst_port: 4500}}, lifetime: {{soft_seconds: 3}}}}]"
     )
 }
 
-fn sa_add(yaml: &str) -> String {
+pub(super) fn sa_add(yaml: &str) -> String {
     json!({ "op": "sa_add", "yaml": yaml }).to_string()
 }
 
