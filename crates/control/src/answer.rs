@@ -198,6 +198,17 @@ pub fn refusal(why: impl std::fmt::Display) -> Value {
     answer.into()
 }
 
+/// A refusal for a reason that passes (the node's workers busy, its
+/// connections all taken): `"retry": true` says the same request may be
+/// carried out later, as a pair's host sends it again.
+pub fn passing_refusal(why: impl std::fmt::Display) -> Value {
+    let mut answer = refusal(why);
+    if let Some(map) = answer.as_object_mut() {
+        map.insert("retry".into(), Value::Bool(true));
+    }
+    answer
+}
+
 /// What every answer says: whether the request was carried out, and if
 /// not, why.
 #[derive(Deserialize)]

@@ -105,7 +105,7 @@ pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
         ));
     }
     let mut nodes = Vec::new();
-    let mut pair: Vec<(u32, u32, IpAddr)> = Vec::new();
+    let mut pair: Vec<(u32, u32, IpAddr, Vec<IpAddr>)> = Vec::new();
     for (i, n) in spec.nodes.into_iter().enumerate() {
         let at = |k: &str| format!("nodes[{i}].{k}");
         let cfg_path = base.join(&n.config);
@@ -131,7 +131,12 @@ pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
                 format!("{} has no unprotected port", cfg_path.display()),
             ));
         };
-        pair.push((mirror.protocol.node, mirror.protocol.peer, wan.address));
+        pair.push((
+            mirror.protocol.node,
+            mirror.protocol.peer,
+            wan.address,
+            mirror.peer_addresses.clone(),
+        ));
         for (k, cmds) in [("on_failure", &n.on_failure), ("on_return", &n.on_return)] {
             if cmds.iter().any(|c| c.is_empty()) {
                 return Err(err(at(k), "an empty command".into()));
@@ -147,7 +152,10 @@ pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
     }
     // Each node is the other's peer, and each holds an address of its
     // own: SAs without a home go to the node holding their local address.
-    let [(id_a, peer_a, addr_a), (id_b, peer_b, addr_b)] = [pair[0], pair[1]];
+    let [
+        (id_a, peer_a, addr_a, peers_a),
+        (id_b, peer_b, addr_b, peers_b),
+    ] = [pair[0].clone(), pair[1].clone()];
     if id_a != peer_b || id_b != peer_a {
         return Err(err(
             "nodes".into(),
@@ -161,6 +169,26 @@ pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
             "nodes".into(),
             format!("both nodes' unprotected ports have address {addr_a}"),
         ));
+    }
+    // Each node takes an SA's home from these lists (`home_by_address`):
+    // an address in both would make each give the SA to the other.
+    if let Some(both) = peers_a.iter().find(|a| peers_b.contains(a)) {
+        return Err(err(
+            "nodes".into(),
+            format!(
+                "{both} is in both nodes' mirror.peer_addresses: each would hold it for the other"
+            ),
+        ));
+    }
+    for (addr, peers, name) in [(addr_a, &peers_b, 1), (addr_b, &peers_a, 0)] {
+        if !peers.contains(&addr) {
+            return Err(err(
+                format!("nodes[{name}].config"),
+                format!(
+                    "mirror.peer_addresses lacks {addr}, its peer's unprotected address (held while it runs the peer's SAs)"
+                ),
+            ));
+        }
     }
     Ok(HostConfig {
         poll_ms,
@@ -235,6 +263,81 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(why), "{e}");
+        }
+    }
+
+    /// Reader28 find 3 (failed before; promise broken for a host file the host accepted:
+    /// "no tunnel lost"). `home_by_address` makes a node its own SA's home
+    /// when the SA's local address is its unprotected port's, and its
+    /// peer the home when the address is in its `peer_addresses`; nothing
+    /// keeps an address out of both nodes' `peer_addresses` (a service
+    /// address both are told to hold "while running the peer's SAs", a
+    /// copy-paste of one list into the other file). An SA charon installs
+    /// with that local address is then given home b by a and home a by b:
+    /// both carry out the `sa_add`, the host tells charon it is installed,
+    /// and neither node runs it (each keeps a standby copy of a home that
+    /// is not running it): the tunnel is dead from its first packet, and a
+    /// failover changes nothing (the survivor takes over the SAs whose
+    /// home is the failed node, and the peer's view says that home never
+    /// ran it either). The host file's new check ("each holds an address
+    /// of its own") looks at the unprotected ports only.
+    ///
+    /// Steps: a pair a (192.0.2.1, peer_addresses [192.0.2.2, 192.0.2.10])
+    /// and b (192.0.2.2, peer_addresses [192.0.2.1, 192.0.2.10]); the host
+    /// file loads; an outbound SA from 192.0.2.10 is read by each node.
+    /// Either the file is refused or the nodes agree on a home (or one
+    /// refuses the SA).
+    #[test]
+    fn reader28_an_address_both_nodes_give_their_peer_leaves_an_sa_without_home() {
+        let tmp = tempfile::Builder::new()
+            .prefix("espgate-hostfile-r28-")
+            .tempdir()
+            .unwrap();
+        let node = |name: &str, id: u32, peer: u32, wan: &str, peers: &str| {
+            format!(
+                "node: {{ name: {name} }}\nworkers: {{ count: 1 }}\nports:\n  - {{ name: lan, role: protected, backend: mem, mac: 02:00:00:00:00:01, address: 10.1.0.{id}/24 }}\n  - {{ name: wan, role: unprotected, backend: mem, mac: 02:00:00:00:00:02, address: {wan}/24 }}\nmirror:\n  node: {id}\n  peer: {peer}\n  key: 0x000102030405060708090a0b0c0d0e0f\n  port: {{ name: mirror, backend: mem, mac: 02:00:00:00:00:03 }}\n  peer_addresses: [{peers}]\n"
+            )
+        };
+        let host = "nodes:\n  - { name: a, control: a.sock, config: a.yaml }\n  - { name: b, control: b.sock, config: b.yaml }\n";
+        std::fs::write(tmp.path().join("host.yaml"), host).unwrap();
+        std::fs::write(
+            tmp.path().join("a.yaml"),
+            node("a", 1, 2, "192.0.2.1", "192.0.2.2, 192.0.2.10"),
+        )
+        .unwrap();
+        std::fs::write(
+            tmp.path().join("b.yaml"),
+            node("b", 2, 1, "192.0.2.2", "192.0.2.1, 192.0.2.10"),
+        )
+        .unwrap();
+        let e = load_host_file(&tmp.path().join("host.yaml")).expect_err("loaded");
+        assert!(
+            e.to_string()
+                .contains("192.0.2.10 is in both nodes' mirror.peer_addresses"),
+            "{e}"
+        );
+        // Each with its own: the nodes agree on every SA's home.
+        std::fs::write(
+            tmp.path().join("b.yaml"),
+            node("b", 2, 1, "192.0.2.2", "192.0.2.1"),
+        )
+        .unwrap();
+        let cfg = load_host_file(&tmp.path().join("host.yaml")).unwrap();
+        let sa = "sas: [{spi: 0xc0000001, direction: outbound, aead: aes-128-gcm, key: 0x00112233445566778899aabbccddeeff01020304, tunnel: {src: 192.0.2.10, dst: 198.51.100.1}}]";
+        let homes: Vec<Result<Option<u32>, String>> = cfg
+            .nodes
+            .iter()
+            .map(|n| {
+                let node = crate::parse_node(&n.config, &n.name, Path::new(".")).unwrap();
+                let mut update = crate::parse_sa_update(sa, "sent", Path::new("."), &node).unwrap();
+                update.home_by_address(&node).map(|()| update.sas[0].home)
+            })
+            .collect();
+        if let [Ok(a), Ok(b)] = &homes[..] {
+            assert_eq!(
+                a, b,
+                "the host file loads, and a gives the SA home {a:?} while b gives it home {b:?}: neither node runs it"
+            );
         }
     }
 }

@@ -20,7 +20,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use espgate_control::answer::refusal;
+use espgate_control::answer::{passing_refusal, refusal};
 use espgate_control::request::Request;
 use serde_json::Value;
 
@@ -84,7 +84,7 @@ fn accept(listener: &UnixListener, tx: &Sender<Call>) {
         // Only this thread adds to `open`: the count cannot pass the cap
         // between the check and the increment.
         if open.load(Ordering::Acquire) >= MAX_CONNECTIONS {
-            let no = refusal(format!(
+            let no = passing_refusal(format!(
                 "{MAX_CONNECTIONS} control connections are open, the most served at once: close one and retry"
             ));
             let _ = writeln!(conn, "{no}");
@@ -217,9 +217,32 @@ fn stream(events: &Receiver<Value>, out: &mut UnixStream, input: &mut BufReader<
     }
 }
 
+/// Connects to a control socket without waiting: a process that is
+/// stopped (a frozen node) keeps its socket and takes connections into its
+/// backlog until it is full, and a connect then waits for good.
+fn connect(path: &Path) -> anyhow::Result<UnixStream> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    match rustix::net::connect(&fd, &SocketAddrUnix::new(path)?) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::AGAIN) => {
+            bail!("its backlog is full: connections wait unanswered (is the process stopped?)")
+        }
+        Err(e) => return Err(std::io::Error::from(e).into()),
+    }
+    let s = UnixStream::from(fd);
+    s.set_nonblocking(false)?;
+    Ok(s)
+}
+
 /// Sends one request to a control socket and reads the answer.
 pub fn ask(path: &Path, request: &Value) -> anyhow::Result<Value> {
-    let mut s = UnixStream::connect(path).with_context(|| format!("connect {}", path.display()))?;
+    let mut s = connect(path).with_context(|| format!("connect {}", path.display()))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
     writeln!(s, "{request}")?;
     let mut line = String::new();

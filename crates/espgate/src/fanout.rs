@@ -40,11 +40,6 @@ use crate::run::NOT_CONFIGURED;
 /// them), and the host says so.
 pub const MAX_MISSED: usize = 100_000;
 
-/// Refusals of a request a node missed before it is dropped: a node
-/// refuses for passing reasons too (its workers busy, its connections
-/// all taken), and the request is sent again at its next poll.
-pub const REFUSALS_KEPT: u32 = 3;
-
 /// Draws of an inbound SPI before the host gives up: each drawn SPI the
 /// other node has in use or handed out is drawn again.
 const SPI_DRAWS: usize = 8;
@@ -90,12 +85,19 @@ impl Link for Sockets {
     }
 }
 
-/// What node `i` made of `request`.
-fn send(link: &dyn Link, i: usize, request: &Value) -> Reach {
+/// What node `i` made of `request`; `heard` takes the time of its
+/// answer, if one came.
+fn send(link: &dyn Link, i: usize, request: &Value, heard: &Heard) -> Reach {
     let answer = match link.ask(i, request) {
         Ok(a) => a,
         Err(e) => return Reach::Absent(e),
     };
+    heard.now();
+    if answer["retry"] == true {
+        // Refused for a reason that passes: not carried out, asked again.
+        let why = answer["error"].as_str().unwrap_or("busy");
+        return Reach::Absent(format!("busy: {why}"));
+    }
     match read::<Done>("request", &answer) {
         Ok(Done {}) => Reach::Done(answer),
         Err(espgate_control::answer::AnswerError::Refused(why)) if why == NOT_CONFIGURED => {
@@ -109,8 +111,9 @@ fn send(link: &dyn Link, i: usize, request: &Value) -> Reach {
 #[derive(Debug, Default, Clone)]
 pub struct Book {
     /// Per node, the requests it missed while in its present life, oldest
-    /// first, with the times it refused each since.
-    missed: [VecDeque<(Value, u32)>; 2],
+    /// first. (One it refuses for a reason that passes, with `"retry"`, it
+    /// has not had yet.)
+    missed: [VecDeque<Value>; 2],
     /// Per node, whether it missed more than [`MAX_MISSED`]: it must
     /// restart.
     overflowed: [bool; 2],
@@ -140,15 +143,15 @@ impl Held<'_> {
     pub fn configured(&mut self, i: usize) {
         let pending = std::mem::take(&mut self.book.missed[1 - i]);
         let (adds, owed): (VecDeque<_>, VecDeque<_>) =
-            pending.into_iter().partition(|(r, _)| r["op"] == "sa_add");
-        for (r, _) in &adds {
+            pending.into_iter().partition(|r| r["op"] == "sa_add");
+        for r in &adds {
             say(&format!(
                 "an SA added while node {} did not answer is dropped, its other holder having restarted: {}",
                 1 - i,
                 r["yaml"]
             ));
         }
-        self.book.missed[i] = owed.iter().map(|(r, _)| (r.clone(), 0)).collect();
+        self.book.missed[i] = owed.clone();
         self.book.missed[1 - i] = owed;
         self.book.overflowed[i] = false;
     }
@@ -170,6 +173,35 @@ pub struct Fanout {
     up: [AtomicBool; 2],
     /// Per node, the requests being carried out on it now.
     busy: [AtomicUsize; 2],
+    /// Per node, when it last answered a request of the host's socket.
+    heard: [Heard; 2],
+}
+
+/// When a node last answered, in milliseconds since a start of the host's
+/// own (0: never).
+struct Heard {
+    start: std::time::Instant,
+    at_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Heard {
+    fn new() -> Self {
+        Heard {
+            start: std::time::Instant::now(),
+            at_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) {
+        let ms = self.start.elapsed().as_millis() as u64 + 1;
+        self.at_ms.store(ms, Ordering::Release);
+    }
+
+    fn within(&self, d: Duration) -> bool {
+        let at = self.at_ms.load(Ordering::Acquire);
+        let now = self.start.elapsed().as_millis() as u64 + 1;
+        at > 0 && now.saturating_sub(at) <= d.as_millis() as u64
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -204,6 +236,7 @@ impl Fanout {
             told: Mutex::new(HashSet::new()),
             up: [AtomicBool::new(false), AtomicBool::new(false)],
             busy: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            heard: [Heard::new(), Heard::new()],
         }
     }
 
@@ -219,6 +252,7 @@ impl Fanout {
             told: Mutex::new(lock(&self.told).clone()),
             up: std::array::from_fn(|i| AtomicBool::new(self.up[i].load(Ordering::Acquire))),
             busy: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            heard: [Heard::new(), Heard::new()],
         }
     }
 
@@ -240,19 +274,25 @@ impl Fanout {
             return Reach::Absent(NOT_UP.into());
         }
         self.busy[i].fetch_add(1, Ordering::AcqRel);
-        let reach = send(&*self.link, i, request);
+        let reach = send(&*self.link, i, request, &self.heard[i]);
         self.busy[i].fetch_sub(1, Ordering::AcqRel);
         reach
     }
 
-    /// Whether a request of the host's socket is being carried out on
-    /// node `i`: the node answers its polls only after it (its control
-    /// requests are answered in turn), so a poll it leaves unanswered
-    /// meanwhile is no sign of failure. (A node that dies meanwhile fails
-    /// the request at once; one that freezes, after the control socket's
-    /// timeout.)
-    pub fn busy(&self, i: usize) -> bool {
-        self.busy[i].load(Ordering::Acquire) > 0
+    /// Node `i` answered the host (a poll).
+    pub fn heard_from(&self, i: usize) {
+        self.heard[i].now();
+    }
+
+    /// Whether node `i` is carrying out a request of the host's socket and
+    /// answered the host within `within`: it answers its polls only after the
+    /// request (its control requests are answered in turn), so a poll it
+    /// leaves unanswered meanwhile is no sign of failure while it keeps
+    /// answering the requests. A node that stopped answering them (frozen,
+    /// with the daemon's requests waiting on it one after another) is
+    /// failed as any silent node once `within` has passed.
+    pub fn busy_answering(&self, i: usize, within: Duration) -> bool {
+        self.busy[i].load(Ordering::Acquire) > 0 && self.heard[i].within(within)
     }
 
     /// Holds the book: no request is fanned out until it is dropped.
@@ -321,20 +361,12 @@ impl Fanout {
 
     fn catch_up_held(&self, book: &mut Book, i: usize) {
         let m = &self.members[i];
-        while let Some((request, refusals)) = book.missed[i].front_mut() {
+        while let Some(request) = book.missed[i].front() {
             match self.send_up(i, request) {
                 Reach::Absent(_) => return,
                 Reach::Done(_) => say(&format!("{} got a request it missed", m.name)),
-                Reach::Refused(why) if *refusals + 1 < REFUSALS_KEPT => {
-                    *refusals += 1;
-                    say(&format!(
-                        "{} refused a request it missed ({request}): {why}: sent again at its next poll",
-                        m.name
-                    ));
-                    return;
-                }
                 Reach::Refused(why) => say(&format!(
-                    "{} refused a request it missed ({request}) {REFUSALS_KEPT} times: {why}: dropped",
+                    "{} refused a request it missed ({request}): {why}",
                     m.name
                 )),
             }
@@ -390,7 +422,7 @@ impl Fanout {
             ));
             return;
         }
-        book.missed[i].push_back((request, 0));
+        book.missed[i].push_back(request);
     }
 
     /// A change nobody carried out: not kept for later either.
@@ -586,10 +618,17 @@ impl Fanout {
                 Reach::Absent(_) => {
                     // It may have carried the add out all the same (its
                     // answer lost): the daemon is told the add failed
-                    // and will never delete it.
+                    // and will never delete it. Unless the other node
+                    // refused the SPI as one it has: then this node has
+                    // that SA too, and the undo would delete it.
                     book.missed[i].pop_back();
-                    for (spi, direction) in &added {
-                        self.keep(&mut book, i, undo(spi, direction));
+                    if !refused
+                        .as_ref()
+                        .is_some_and(|why| why.contains("duplicate"))
+                    {
+                        for (spi, direction) in &added {
+                            self.keep(&mut book, i, undo(spi, direction));
+                        }
                     }
                 }
                 Reach::Refused(_) => {}
@@ -598,28 +637,28 @@ impl Fanout {
         Err(refused.unwrap_or_else(|| self.neither(&reaches)))
     }
 
-    /// A change of SAs or rules to both nodes, carried out when one node
-    /// carried it out and the other did not refuse it. A deletion
-    /// (`deletion`) is carried out when one node carried it out (the other
-    /// may never have had what it deletes), and is kept for the nodes
-    /// that did not answer even when neither did.
+    /// A change of SAs or rules to both nodes: carried out when one node
+    /// carried it out (a node refused what its peer carried out: the host
+    /// says the nodes disagree). A change neither node carried out fails;
+    /// a deletion (`deletion`) is kept for the nodes that did not answer
+    /// all the same (the daemon forgets what it deletes).
     fn changed(&self, request: &Value, deletion: bool) -> Result<Value, String> {
         let mut book = lock(&self.book);
         let reaches = self.change(&mut book, request);
-        let done = Self::done(&reaches);
-        let refused = self.refused(&reaches);
-        if done.is_none() && !deletion {
-            Self::unkeep(&mut book, &reaches);
-        }
-        if let (Some(answer), Some(why)) = (&done, &refused) {
+        let Some(answer) = Self::done(&reaches) else {
+            if !deletion {
+                Self::unkeep(&mut book, &reaches);
+            }
+            return Err(self
+                .refused(&reaches)
+                .unwrap_or_else(|| self.neither(&reaches)));
+        };
+        if let Some(why) = self.refused(&reaches) {
             say(&format!(
                 "the nodes disagree on {request}: one carried it out, {why}"
             ));
-            if deletion {
-                return Ok(answer.clone());
-            }
         }
-        self.all_of(&reaches)
+        Ok(answer)
     }
 
     // ---- poll_* ----

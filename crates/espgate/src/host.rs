@@ -254,6 +254,12 @@ fn step(nodes: &mut [NodeState; 2], i: usize, answer: Option<Answer>, dead_after
     }
 }
 
+/// How recently a node must have answered a request of the host's socket
+/// for its unanswered polls, while it carries out another, not to count
+/// (see [`Fanout::busy_answering`]): a node slow to answer each request
+/// (a new SA's first marks made durable) answers several a second.
+const BUSY_ANSWERING: Duration = Duration::from_secs(1);
+
 fn say(what: &str) {
     println!("host t={} {what}", unix_ms());
 }
@@ -369,6 +375,7 @@ fn unreachable(e: &anyhow::Error) -> bool {
 /// while it did not answer. Returns its status.
 fn poll(w: &ManagedNode, peer: &ManagedNode, i: usize, fanout: &Fanout) -> Option<Status> {
     let status = self::status(w)?;
+    fanout.heard_from(i);
     if status != Status::WaitingConfig {
         fanout.catch_up(i);
         return Some(status);
@@ -477,8 +484,9 @@ pub fn run(path: &Path, duration: Option<Duration>, control: Option<&Path>) -> a
             tick += period;
             for (i, answer) in latest.iter_mut().enumerate() {
                 let answer = answer.take().flatten();
-                if answer.is_none() && fanout.busy(i) {
-                    // Busy with an IKE request of the host's: no news.
+                if answer.is_none() && fanout.busy_answering(i, BUSY_ANSWERING) {
+                    // Busy with the IKE requests of the host's, and
+                    // answering them: no news.
                     continue;
                 }
                 act(nodes, &mut states, i, answer, cfg.dead_after);
@@ -1000,6 +1008,360 @@ mod tests {
         assert_eq!(
             config_for(&nodes[1], &nodes[0]),
             Some(nodes[1].config.clone())
+        );
+    }
+
+    // ---- reader28 ----
+
+    /// A node configuration of a pair for a host file (mem ports).
+    fn r28_node_yaml(name: &str, id: u32, peer: u32, wan: &str, peer_wan: &str) -> String {
+        format!(
+            "node: {{ name: {name} }}\nworkers: {{ count: 1 }}\nports:\n  - {{ name: lan, role: protected, backend: mem, mac: 02:00:00:00:00:01, address: 10.1.0.{id}/24 }}\n  - {{ name: wan, role: unprotected, backend: mem, mac: 02:00:00:00:00:02, address: {wan}/24 }}\nmirror:\n  node: {id}\n  peer: {peer}\n  key: 0x000102030405060708090a0b0c0d0e0f\n  port: {{ name: mirror, backend: mem, mac: 02:00:00:00:00:03 }}\n  peer_addresses: [{peer_wan}]\n"
+        )
+    }
+
+    /// A host file for nodes a and b in `dir` (sockets a.sock, b.sock).
+    fn r28_host_file(dir: &Path, poll_ms: u64, dead_after: u32) -> std::path::PathBuf {
+        std::fs::write(
+            dir.join("a.yaml"),
+            r28_node_yaml("a", 1, 2, "192.0.2.1", "192.0.2.2"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("b.yaml"),
+            r28_node_yaml("b", 2, 1, "192.0.2.2", "192.0.2.1"),
+        )
+        .unwrap();
+        let host = format!(
+            "host: {{ poll_ms: {poll_ms}, dead_after: {dead_after} }}\nnodes:\n  - {{ name: a, control: {}, config: a.yaml }}\n  - {{ name: b, control: {}, config: b.yaml }}\n",
+            dir.join("a.sock").display(),
+            dir.join("b.sock").display()
+        );
+        let path = dir.join("host.yaml");
+        std::fs::write(&path, host).unwrap();
+        path
+    }
+
+    fn r28_running(epoch: u64) -> serde_json::Value {
+        json!({ "ok": true, "state": "running", "node": "x", "uptime_ms": 5,
+                "pair": { "epoch": epoch, "peer_alive": false, "synced": true, "holding": 0,
+                          "standby": 0, "frames_sent": 1, "frames_received": 1, "rejected": 0 } })
+    }
+
+    /// Node a: answers as a running node in life A1 until `frozen`, then
+    /// reads requests and answers none (a stopped process: its socket
+    /// still takes connections). Once `stop_accepting` too, it accepts no
+    /// more connections (they pile up in its listen queue, as they do in
+    /// a stopped process's).
+    fn r28_freezable_a(
+        path: &Path,
+        frozen: Arc<AtomicBool>,
+        stop_accepting: Arc<AtomicBool>,
+    ) -> Arc<std::os::unix::net::UnixListener> {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = Arc::new(std::os::unix::net::UnixListener::bind(path).unwrap());
+        let l = listener.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                if stop_accepting.load(Ordering::SeqCst) {
+                    // The listener stays open, nothing is accepted, until
+                    // the test lets go (then the listener can close).
+                    while stop_accepting.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    return;
+                }
+                let frozen = frozen.clone();
+                std::thread::spawn(move || {
+                    let mut out = conn.try_clone().unwrap();
+                    for line in BufReader::new(conn).lines().map_while(Result::ok) {
+                        if frozen.load(Ordering::SeqCst) {
+                            // Hold the connection, answer nothing.
+                            std::thread::sleep(Duration::from_secs(60));
+                            return;
+                        }
+                        let r: serde_json::Value = serde_json::from_str(&line).unwrap();
+                        let answer = if r["op"] == "status" {
+                            r28_running(A1)
+                        } else {
+                            json!({ "ok": true })
+                        };
+                        if writeln!(out, "{answer}").is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        listener
+    }
+
+    /// Node b: running in life B1, synchronised, not hearing a on the
+    /// mirror link (a is frozen); answers every other request. Returns
+    /// the requests it got.
+    fn r28_b(path: &Path) -> FakeNode {
+        FakeNode::start(
+            path,
+            Arc::new(|r| {
+                if r["op"] == "status" {
+                    r28_running(B1)
+                } else {
+                    json!({ "ok": true, "packets": 0, "bytes": 0, "rules": 0 })
+                }
+            }),
+        )
+    }
+
+    /// An IKE daemon on the host's socket: sends `request` over and over
+    /// (each waits for its answer) until `stop`.
+    fn r28_daemon(
+        host_sock: std::path::PathBuf,
+        request: serde_json::Value,
+        stop: Arc<AtomicBool>,
+    ) {
+        use std::io::{BufRead, BufReader, Write};
+        std::thread::spawn(move || {
+            let mut s = loop {
+                match std::os::unix::net::UnixStream::connect(&host_sock) {
+                    Ok(s) => break s,
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            };
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut input = BufReader::new(s.try_clone().unwrap());
+            while !stop.load(Ordering::SeqCst) {
+                if writeln!(s, "{request}").is_err() {
+                    return;
+                }
+                let mut line = String::new();
+                if input.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+            }
+        });
+    }
+
+    fn r28_took_over(b: &FakeNode) -> bool {
+        b.ops().iter().any(|r| r["op"] == "take_over")
+    }
+
+    /// Reader28 find 1 (failed before; liveness, close to "no tunnel lost for good";
+    /// breaks docs/ike.md's "a node that freezes in the middle of a
+    /// request is failed after the request's timeout, not before"). Since
+    /// d5b4ff4 the host does not count a poll of node i as missed while
+    /// `fanout.busy(i)`. A frozen node makes every request to it take the
+    /// control socket's 5 s timeout; while an IKE daemon keeps sending
+    /// requests (two CHILD_SAs' worth of `spd_put`s here; charon's
+    /// `sa_query`s, its retries after the failures a frozen node causes,
+    /// DPD-driven re-negotiations), one is nearly always in flight to the
+    /// frozen node, so its polls are never counted and it is never failed:
+    /// its peer never takes its SAs over, and its tunnels carry nothing
+    /// for as long as the daemon talks.
+    ///
+    /// Steps: host (poll 50 ms, dead_after 4) with a and b up; a daemon
+    /// sends `spd_put` requests back to back on two connections; a freezes
+    /// (a stopped process: connects succeed, nothing is answered). Without
+    /// the daemon, b is ordered to take over ~200 ms after; with it, it
+    /// was never (12 s here). The fix: a busy node's silence is no news
+    /// only while it answered a request or poll within the last second.
+    #[test]
+    fn reader28_a_frozen_node_under_steady_ike_requests_is_failed() {
+        let dir = tempfile::Builder::new()
+            .prefix("espgate-r28-host-")
+            .tempdir()
+            .unwrap();
+        let host_file = r28_host_file(dir.path(), 50, 4);
+        let (frozen, no_accept) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let _a = r28_freezable_a(&dir.path().join("a.sock"), frozen.clone(), no_accept);
+        let b = r28_b(&dir.path().join("b.sock"));
+        let host_sock = dir.path().join("host.sock");
+        let hs = host_sock.clone();
+        let host = std::thread::spawn(move || {
+            run(&host_file, Some(Duration::from_secs(14)), Some(&hs)).unwrap();
+        });
+        // Both up.
+        std::thread::sleep(Duration::from_millis(600));
+        let stop = Arc::new(AtomicBool::new(false));
+        let request = json!({ "op": "spd_put", "yaml": "spd: []" });
+        for _ in 0..2 {
+            r28_daemon(host_sock.clone(), request.clone(), stop.clone());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        frozen.store(true, Ordering::SeqCst);
+        let froze = Instant::now();
+        while froze.elapsed() < Duration::from_secs(12) && !r28_took_over(&b) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let took_over = r28_took_over(&b);
+        stop.store(true, Ordering::SeqCst);
+        host.join().unwrap();
+        assert!(
+            took_over,
+            "a froze 12 s ago and is still not failed: a request of the daemon's to it is always in flight (fanout.busy)"
+        );
+    }
+
+    /// Reader28 find 2 (failed before; liveness made permanent: a frozen node is never
+    /// failed, and the host's IKE socket answers nothing more, with no
+    /// further request at all). `ask` bounds only the read (5 s), not the
+    /// connect: once a stopped node's listen queue is full (every
+    /// unanswered poll and request leaves a connection in it: some
+    /// thousands, hours of polls), a connect to it blocks for good. The
+    /// host's request thread then sits in `send_up` for good: `busy(a)`
+    /// stays true, so the main loop never counts a's polls (its poller is
+    /// blocked in connect too), a is never failed, b never takes a's SAs
+    /// over: a's tunnels are lost for as long as a is stopped. Before
+    /// d5b4ff4 the blocked poller's silence failed a.
+    ///
+    /// Steps: host (poll 100 ms, dead_after 10) with a and b up; a stops
+    /// (answers nothing); an IKE daemon sends `spd_put` (held 5 s by a)
+    /// and another behind it; a's listen queue fills meanwhile (here the
+    /// test fills it). The second request's connect to a never returned;
+    /// 15 s later b had not been ordered to take over. The fix: a connect
+    /// does not wait (a full backlog is an error naming it), and busy
+    /// counts only while the node answers.
+    #[test]
+    fn reader28_a_frozen_node_with_a_full_listen_queue_is_failed() {
+        let dir = tempfile::Builder::new()
+            .prefix("espgate-r28-host-")
+            .tempdir()
+            .unwrap();
+        let host_file = r28_host_file(dir.path(), 100, 10);
+        let (frozen, no_accept) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let a_sock = dir.path().join("a.sock");
+        let a = r28_freezable_a(&a_sock, frozen.clone(), no_accept.clone());
+        let b = r28_b(&dir.path().join("b.sock"));
+        let host_sock = dir.path().join("host.sock");
+        let hs = host_sock.clone();
+        let host = std::thread::spawn(move || {
+            run(&host_file, Some(Duration::from_secs(20)), Some(&hs)).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(800));
+        // a stops: it answers nothing, then accepts nothing.
+        frozen.store(true, Ordering::SeqCst);
+        no_accept.store(true, Ordering::SeqCst);
+        let stop = Arc::new(AtomicBool::new(false));
+        let request = json!({ "op": "spd_put", "yaml": "spd: []" });
+        for _ in 0..2 {
+            r28_daemon(host_sock.clone(), request.clone(), stop.clone());
+        }
+        // Fill a's listen queue (as hours of unanswered polls would).
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (count, path) = (pending.clone(), a_sock.clone());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while let Ok(s) = std::os::unix::net::UnixStream::connect(&path) {
+                held.push(s);
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let mut last = 0;
+        loop {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = pending.load(Ordering::SeqCst);
+            if now > 0 && now == last {
+                break;
+            }
+            last = now;
+        }
+        let full = Instant::now();
+        while full.elapsed() < Duration::from_secs(15) && !r28_took_over(&b) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let took_over = r28_took_over(&b);
+        stop.store(true, Ordering::SeqCst);
+        // Closing a's listener ends the blocked connects, and the host.
+        no_accept.store(false, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(200));
+        drop(a);
+        let _ = std::fs::remove_file(&a_sock);
+        let _ = host.join();
+        assert!(
+            took_over,
+            "a stopped 15 s ago and was never failed: the host's request to it blocks in connect, and busy(a) hides its polls"
+        );
+    }
+
+    /// Reader28 find 5, answered otherwise than it asked. The steps: a and
+    /// b up; charon adds SA 0xc0000001 (home a); b's answer does not come,
+    /// so it is kept for b; a restarts and is configured from b's SAs,
+    /// which lack it. The reader asked that b be caught up first and a
+    /// configured with the SA. But a's ended life ran it from sequence
+    /// number 1 while b knew nothing of it (it missed it): neither b's
+    /// mirror nor a's new life holds how far that went, and a new life
+    /// given it would start it again from 1 (without a state directory).
+    /// So the SA goes to neither: lost with the life that ran it, as
+    /// docs/ike.md says, and charon's next rekey replaces it; the host
+    /// says so.
+    #[test]
+    fn reader28_an_sa_only_an_ended_life_ran_goes_to_neither_node() {
+        let dir = tempfile::Builder::new()
+            .prefix("espgate-r28-host-")
+            .tempdir()
+            .unwrap();
+        let node = |name: &str| ManagedNode {
+            name: name.into(),
+            control: dir.path().join(format!("{name}.sock")),
+            config: format!("node: {{ name: {name} }}\n"),
+            on_failure: Vec::new(),
+            on_return: Vec::new(),
+        };
+        let nodes = [node("a"), node("b")];
+        let fanout = Fanout::new(&nodes);
+        fanout.set_up(0, true);
+        fanout.set_up(1, true);
+        let restarted = Arc::new(AtomicBool::new(false));
+        let flag = restarted.clone();
+        let a = FakeNode::start(
+            &nodes[0].control,
+            Arc::new(move |r| match r["op"].as_str() {
+                Some("status") if flag.load(Ordering::SeqCst) => {
+                    json!({ "ok": true, "state": "waiting_config" })
+                }
+                Some("status") => r28_running(A1),
+                _ => json!({ "ok": true, "sas": 1, "rules": 0 }),
+            }),
+        );
+        // charon's SA, home a (its local address is a's); b does not answer.
+        let add = json!({ "op": "sa_add", "yaml": "sas: [{spi: 0xc0000001, direction: outbound, aead: aes-128-gcm, key: 0x00112233445566778899aabbccddeeff01020304, tunnel: {src: 192.0.2.1, dst: 198.51.100.1}}]" });
+        let (back, answer) = mpsc::channel();
+        fanout.handle_request(serde_json::from_value(add).unwrap(), back);
+        assert_eq!(answer.recv().unwrap()["ok"], true, "carried out on a");
+        // a restarts; b answers again, with the SAs it runs (not the new one).
+        restarted.store(true, Ordering::SeqCst);
+        let b = FakeNode::start(
+            &nodes[1].control,
+            Arc::new(|r| match r["op"].as_str() {
+                Some("status") => r28_running(B1),
+                Some("sa_export") => {
+                    json!({ "ok": true, "yaml": "sas:\n  - { spi: 0xc0000002, direction: outbound, aead: aes-128-gcm, key: \"0x00112233445566778899aabbccddeeff01020304\", tunnel: { src: 192.0.2.2, dst: 198.51.100.1 }, home: 2 }\nspd: []\n" })
+                }
+                _ => json!({ "ok": true, "sas": 1, "rules": 0 }),
+            }),
+        );
+        // a's poll configures it from b's SAs; then b's poll.
+        poll(&nodes[0], &nodes[1], 0, &fanout);
+        fanout.catch_up(1);
+        assert!(
+            !b.ops().iter().any(|r| r["op"] == "sa_add"),
+            "b got the SA only a's ended life ran: {:?}",
+            b.ops()
+        );
+        let seen = a.ops();
+        let config = seen
+            .iter()
+            .find(|r| r["op"] == "configure")
+            .expect("a configured");
+        let yaml = config["yaml"].as_str().unwrap();
+        assert!(
+            !yaml.contains("0xc0000001") && !yaml.contains("3221225473"),
+            "{yaml}"
         );
     }
 }
