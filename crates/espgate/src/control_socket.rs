@@ -240,11 +240,19 @@ fn connect(path: &Path) -> anyhow::Result<UnixStream> {
     Ok(s)
 }
 
+/// How long a control request waits to be written and answered.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Sends one request to a control socket and reads the answer.
 pub fn ask(path: &Path, request: &Value) -> anyhow::Result<Value> {
     let mut s = connect(path).with_context(|| format!("connect {}", path.display()))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-    writeln!(s, "{request}")?;
+    // Both ways bounded: a stopped node reads nothing, and a long request
+    // (a configuration) would wait for good in a full socket buffer.
+    s.set_read_timeout(Some(ASK_TIMEOUT))?;
+    s.set_write_timeout(Some(ASK_TIMEOUT))?;
+    let mut line = request.to_string();
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
     let mut line = String::new();
     BufReader::new(&s).read_line(&mut line)?;
     serde_json::from_str(&line).with_context(|| format!("answer {line:?}"))

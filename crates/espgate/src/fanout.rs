@@ -55,6 +55,10 @@ struct Member {
     control: std::path::PathBuf,
 }
 
+/// How a passing refusal is told among the reasons a node did not carry a
+/// request out.
+const BUSY: &str = "busy: ";
+
 /// Why a node the host does not count as up is not asked.
 const NOT_UP: &str = "the host does not count it up (failed, or back and not yet synchronised)";
 
@@ -96,7 +100,7 @@ fn send(link: &dyn Link, i: usize, request: &Value, heard: &Heard) -> Reach {
     if answer["retry"] == true {
         // Refused for a reason that passes: not carried out, asked again.
         let why = answer["error"].as_str().unwrap_or("busy");
-        return Reach::Absent(format!("busy: {why}"));
+        return Reach::Absent(format!("{BUSY}{why}"));
     }
     match read::<Done>("request", &answer) {
         Ok(Done {}) => Reach::Done(answer),
@@ -117,6 +121,9 @@ pub struct Book {
     /// Per node, whether it missed more than [`MAX_MISSED`]: it must
     /// restart.
     overflowed: [bool; 2],
+    /// Per node, the passing refusals in a row of the request at the head
+    /// of what it missed (everything after it waits).
+    held_back: [u64; 2],
 }
 
 /// The book held: no request is fanned out meanwhile (the host holds it
@@ -363,7 +370,20 @@ impl Fanout {
         let m = &self.members[i];
         while let Some(request) = book.missed[i].front() {
             match self.send_up(i, request) {
-                Reach::Absent(_) => return,
+                Reach::Absent(why) => {
+                    if why.starts_with(BUSY) {
+                        book.held_back[i] += 1;
+                        let n = book.held_back[i];
+                        if n.is_power_of_two() && n >= 16 {
+                            say(&format!(
+                                "{} refused {request} {n} times in a row for a reason that passes ({why}): the {} requests it missed after it wait",
+                                m.name,
+                                book.missed[i].len() - 1
+                            ));
+                        }
+                    }
+                    return;
+                }
                 Reach::Done(_) => say(&format!("{} got a request it missed", m.name)),
                 Reach::Refused(why) => say(&format!(
                     "{} refused a request it missed ({request}): {why}",
@@ -371,6 +391,7 @@ impl Fanout {
                 )),
             }
             book.missed[i].pop_front();
+            book.held_back[i] = 0;
         }
     }
 

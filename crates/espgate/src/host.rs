@@ -254,11 +254,16 @@ fn step(nodes: &mut [NodeState; 2], i: usize, answer: Option<Answer>, dead_after
     }
 }
 
-/// How recently a node must have answered a request of the host's socket
-/// for its unanswered polls, while it carries out another, not to count
-/// (see [`Fanout::busy_answering`]): a node slow to answer each request
-/// (a new SA's first marks made durable) answers several a second.
-const BUSY_ANSWERING: Duration = Duration::from_secs(1);
+/// How recently a node must have answered the host for its unanswered
+/// polls, while it carries out a request of the host's socket, not to
+/// count (see [`Fanout::busy_answering`]): the control socket's timeout
+/// (5 s, within which a node answers a request or counts as missing it)
+/// and a second more. A node gives one change up to 6 s of its own (a new
+/// SA's first marks made durable, the mirror task, the workers: 2 s each),
+/// and two nodes slow on the same change were failed and fenced at 1 s
+/// (reader29's find 1); a node that froze under a steady stream of
+/// requests is failed this long after its last answer.
+const BUSY_ANSWERING: Duration = Duration::from_secs(6);
 
 fn say(what: &str) {
     println!("host t={} {what}", unix_ms());
@@ -383,9 +388,13 @@ fn poll(w: &ManagedNode, peer: &ManagedNode, i: usize, fanout: &Fanout) -> Optio
     {
         let mut held = fanout.hold();
         let config = config_for(w, peer)?;
+        // Settled before it is sent: a node may carry its configuration
+        // out and its answer not come (reader29's find 5: the peer was
+        // then sent an SA only the node's ended life ran).
+        held.configured(i);
         let a = ask(&w.control, &json!({ "op": "configure", "yaml": config })).ok()?;
         match read::<Done>("configure", &a) {
-            Ok(Done {}) => held.configured(i),
+            Ok(Done {}) => {}
             Err(AnswerError::Refused(why)) => {
                 say(&format!("{} refused its configuration: {why}", w.name));
                 return None;
@@ -1362,6 +1371,289 @@ mod tests {
         assert!(
             !yaml.contains("0xc0000001") && !yaml.contains("3221225473"),
             "{yaml}"
+        );
+    }
+
+    // ---- reader29 ----
+
+    /// A running node's status in life `epoch`, hearing its peer on the
+    /// mirror link.
+    fn r29_running(epoch: u64) -> serde_json::Value {
+        json!({ "ok": true, "state": "running", "node": "x", "uptime_ms": 5,
+                "pair": { "epoch": epoch, "peer_alive": true, "synced": true, "holding": 0,
+                          "standby": 0, "frames_sent": 1, "frames_received": 1, "rejected": 0 } })
+    }
+
+    /// A node that answers its control requests in turn (as a real node
+    /// does: one request at a time), taking `slow` for an `sa_add` (a new
+    /// SA's first mark made durable on a slow disk), answering everything
+    /// else at once.
+    fn r29_slow_node(path: &Path, epoch: u64, slow: Duration) -> FakeNode {
+        let turn = Arc::new(std::sync::Mutex::new(()));
+        FakeNode::start(
+            path,
+            Arc::new(move |r| {
+                let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
+                match r["op"].as_str() {
+                    Some("status") => r29_running(epoch),
+                    Some("sa_add") => {
+                        std::thread::sleep(slow);
+                        json!({ "ok": true, "sas": 1, "rules": 0 })
+                    }
+                    _ => json!({ "ok": true, "sas": 1, "rules": 0, "packets": 0, "bytes": 0 }),
+                }
+            }),
+        )
+    }
+
+    /// Reader29 find 1 (promise "no tunnel lost while a node that held it
+    /// lives", via the failure d5b4ff4 fixed coming back; liveness). A
+    /// node's own patience with a new SA's first durable mark is
+    /// `SETTLE` = 2 s (`keeper.admit`, then 2 s for the mirror task and 2 s
+    /// for the workers), and the host's control socket timeout is 5 s; but
+    /// the host counts a busy node's unanswered polls once its last answer
+    /// is older than BUSY_ANSWERING = 1 s. With the default timing (poll
+    /// 50 ms, dead_after 4), an `sa_add` that takes 1.6 s on both nodes
+    /// (their state directories on one disk whose fsync stalls 1.6 s, well
+    /// within the node's own 2 s) gets both live nodes failed: the host
+    /// orders take_over and fence of live nodes in the middle of a request
+    /// they are carrying out, as in d5b4ff4 ("the host fenced and took
+    /// over nodes that ran until their SAs differed").
+    ///
+    /// Steps: host (poll 50 ms, dead_after 4) with a and b up, each
+    /// answering its requests in turn; an IKE daemon sends one `sa_add`;
+    /// each node takes 1.6 s for it. Expected: no take_over or fence
+    /// while both answer within the node's own limits. Got: one is ordered
+    /// to take over and fence the other.
+    #[test]
+    fn reader29_a_live_node_slow_on_one_sa_add_within_its_own_limits_is_not_failed() {
+        let dir = tempfile::Builder::new()
+            .prefix("espgate-r29-host-")
+            .tempdir()
+            .unwrap();
+        let host_file = r28_host_file(dir.path(), 50, 4);
+        let slow = Duration::from_millis(1600);
+        let a = r29_slow_node(&dir.path().join("a.sock"), A1, slow);
+        let b = r29_slow_node(&dir.path().join("b.sock"), B1, slow);
+        let host_sock = dir.path().join("host.sock");
+        let hs = host_sock.clone();
+        let host = std::thread::spawn(move || {
+            run(&host_file, Some(Duration::from_secs(6)), Some(&hs)).unwrap();
+        });
+        // Both up.
+        std::thread::sleep(Duration::from_millis(600));
+        let stop = Arc::new(AtomicBool::new(false));
+        let add = json!({ "op": "sa_add", "yaml": "sas: [{spi: 0xc0000001, direction: outbound, aead: aes-128-gcm, key: 0x00112233445566778899aabbccddeeff01020304, tunnel: {src: 192.0.2.1, dst: 198.51.100.1}}]" });
+        // One sa_add (the daemon's thread sends it again once answered;
+        // stopped after the first).
+        r28_daemon(host_sock, add, stop.clone());
+        std::thread::sleep(Duration::from_millis(1000));
+        stop.store(true, Ordering::SeqCst);
+        host.join().unwrap();
+        let orders = |n: &FakeNode| -> Vec<String> {
+            n.ops()
+                .iter()
+                .filter(|r| matches!(r["op"].as_str(), Some("take_over" | "fence")))
+                .map(|r| r["op"].to_string())
+                .collect()
+        };
+        let (on_a, on_b) = (orders(&a), orders(&b));
+        assert!(
+            on_a.is_empty() && on_b.is_empty(),
+            "live nodes, each 1.6 s on one sa_add (within the node's own 2 s), were failed: orders to a {on_a:?}, to b {on_b:?}"
+        );
+    }
+
+    /// Reader29 find 2 (liveness made permanent; then "no tunnel lost
+    /// while a node that held it lives": with no IKE request answered,
+    /// charon can rekey nothing, and the SAs the peer runs reach their
+    /// hard limits). `ask` bounds the connect (ea6d721) and each read
+    /// (5 s), but not the write: a request the socket's send buffer
+    /// (~208 KiB of kernel memory) cannot hold, to a node that stops
+    /// reading, blocks in `writeln!` for good. It takes far less than
+    /// 208 KiB of text: `writeln!(s, "{request}")` on the unbuffered
+    /// stream makes one write(2) per piece serde_json's Display emits
+    /// (each escaped `\n` of a YAML splits the string), each a ~1 KiB
+    /// skb; a configuration of only 20 SAs (5 KB) blocked here as well. The host configures a node in a new life with every SA
+    /// its peer runs (1000 CHILD_SAs are ~2000 SAs, some 400 KB of YAML),
+    /// and does so holding the fan-out's book (`fanout.hold()` in `poll`).
+    /// A node that freezes (SIGSTOP, a paused VM) between its status
+    /// answer and reading its configuration holds the book for as long as
+    /// it is frozen: every request of the IKE daemon waits on the book, and
+    /// the host's socket answers nothing more.
+    ///
+    /// Steps: a waits for its configuration; b runs 2000 SAs; a's poll
+    /// reads b's SAs and sends a its configuration, which a does not read
+    /// (frozen); charon sends an `spd_put`. Expected: an answer (carried
+    /// out on b) within the control socket's timeout and some; got: none
+    /// in 12 s (none ever).
+    #[test]
+    fn reader29_a_node_frozen_while_its_configuration_is_written_does_not_block_the_ike_socket() {
+        use std::io::{Read, Write};
+        let dir = tempfile::Builder::new()
+            .prefix("espgate-r29-host-")
+            .tempdir()
+            .unwrap();
+        let node = |name: &str| ManagedNode {
+            name: name.into(),
+            control: dir.path().join(format!("{name}.sock")),
+            config: format!("node: {{ name: {name} }}\n"),
+            on_failure: Vec::new(),
+            on_return: Vec::new(),
+        };
+        let nodes = [node("a"), node("b")];
+        let fanout: &'static Fanout = Box::leak(Box::new(Fanout::new(&nodes)));
+        fanout.set_up(0, false);
+        fanout.set_up(1, true);
+        // a: waits for its configuration; reads no configuration (frozen
+        // once it has answered its status).
+        let listener = std::os::unix::net::UnixListener::bind(&nodes[0].control).unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut conn = conn;
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while head.len() < 64 && !head.ends_with(b"\n") {
+                        if conn.read(&mut byte).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let text = String::from_utf8_lossy(&head);
+                    if text.contains("\"configure\"") {
+                        // Frozen: the rest is never read.
+                        std::thread::sleep(Duration::from_secs(120));
+                        return;
+                    }
+                    let _ = writeln!(conn, "{}", json!({ "ok": true, "state": "waiting_config" }));
+                });
+            }
+        });
+        // b: runs 2000 SAs.
+        let mut export = String::from("sas:\n");
+        for k in 0..2000u32 {
+            export.push_str(&format!(
+                "  - {{ spi: {:#x}, direction: outbound, aead: aes-128-gcm, key: \"0x{:040x}\", tunnel: {{ src: 192.0.2.2, dst: 198.51.100.1 }}, esn: false, replay_window: 64, initial_seq: 0, outer_ttl: 64, pad_to: 4, home: 2 }}\n",
+                0xc000_0000u32 + k,
+                k as u128 + 1
+            ));
+        }
+        export.push_str("spd: []\n");
+        let _b = FakeNode::start(
+            &nodes[1].control,
+            Arc::new(move |r| match r["op"].as_str() {
+                Some("status") => r28_running(B1),
+                Some("sa_export") => json!({ "ok": true, "yaml": export.clone() }),
+                _ => json!({ "ok": true, "sas": 1, "rules": 0 }),
+            }),
+        );
+        let (n0, n1) = (nodes[0].clone(), nodes[1].clone());
+        std::thread::spawn(move || {
+            let _ = poll(&n0, &n1, 0, fanout);
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let (back, answer) = mpsc::channel();
+        std::thread::spawn(move || {
+            let put = json!({ "op": "spd_put", "yaml": "spd: []" });
+            fanout.handle_request(serde_json::from_value(put).unwrap(), back);
+        });
+        let got = answer.recv_timeout(Duration::from_secs(12));
+        assert!(
+            got.is_ok(),
+            "charon's spd_put was not answered in 12 s: the host's poll holds the book while its write of a's configuration blocks on frozen a"
+        );
+    }
+
+    /// Reader29 find 5 (promise "no (SPI, sequence number) used twice",
+    /// by the very path reader28 find 5 closed: an SA only an ended life
+    /// ran given to its peer). `Held::configured` drops the peer's pending
+    /// `sa_add`s when a node is configured in a new life; `poll` calls it
+    /// only when the `configure` answer is read. A node that carries its
+    /// configuration out and whose answer does not come within the 5 s
+    /// timeout (a new life with thousands of SAs and a state directory to
+    /// make durable, or the answer lost) runs its new life, but the book
+    /// goes on as if it had not been configured: the peer's next poll
+    /// sends it the `sa_add` a's ended life alone ran (b had missed it).
+    /// b now holds an SA whose home is a, whose numbers a's ended life
+    /// used, of which a's new life knows nothing: should a fail (or b be
+    /// asked what it knows of it), b runs it from its first numbers again.
+    /// (And a's new life is sent what its ended life missed, as a new life
+    /// must not be.)
+    ///
+    /// Steps: a and b up; charon adds SA 0xc0000001 (home a), b does not
+    /// answer; a restarts; a's poll configures it from b's SAs (which lack
+    /// it) and a takes 6 s to answer; a runs its new life; b's poll.
+    /// Expected: b is not sent the SA (as when a's answer is prompt);
+    /// got: b gets the `sa_add`.
+    #[test]
+    fn reader29_an_sa_only_an_ended_life_ran_goes_to_neither_node_when_the_configure_answer_is_late()
+     {
+        let dir = tempfile::Builder::new()
+            .prefix("espgate-r29-host-")
+            .tempdir()
+            .unwrap();
+        let node = |name: &str| ManagedNode {
+            name: name.into(),
+            control: dir.path().join(format!("{name}.sock")),
+            config: format!("node: {{ name: {name} }}\n"),
+            on_failure: Vec::new(),
+            on_return: Vec::new(),
+        };
+        let nodes = [node("a"), node("b")];
+        let fanout = Fanout::new(&nodes);
+        fanout.set_up(0, true);
+        fanout.set_up(1, true);
+        let restarted = Arc::new(AtomicBool::new(false));
+        let configured = Arc::new(AtomicBool::new(false));
+        let (r, c) = (restarted.clone(), configured.clone());
+        let _a = FakeNode::start(
+            &nodes[0].control,
+            Arc::new(move |req| match req["op"].as_str() {
+                Some("status") if c.load(Ordering::SeqCst) => r28_running(A2),
+                Some("status") if r.load(Ordering::SeqCst) => {
+                    json!({ "ok": true, "state": "waiting_config" })
+                }
+                Some("status") => r28_running(A1),
+                Some("configure") => {
+                    // Carried out; the answer comes after the host's 5 s.
+                    c.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_secs(6));
+                    json!({ "ok": true })
+                }
+                _ => json!({ "ok": true, "sas": 1, "rules": 0 }),
+            }),
+        );
+        // charon's SA, home a; b does not answer (its socket not there yet).
+        let add = json!({ "op": "sa_add", "yaml": "sas: [{spi: 0xc0000001, direction: outbound, aead: aes-128-gcm, key: 0x00112233445566778899aabbccddeeff01020304, tunnel: {src: 192.0.2.1, dst: 198.51.100.1}}]" });
+        let (back, answer) = mpsc::channel();
+        fanout.handle_request(serde_json::from_value(add).unwrap(), back);
+        assert_eq!(answer.recv().unwrap()["ok"], true, "carried out on a");
+        restarted.store(true, Ordering::SeqCst);
+        let b = FakeNode::start(
+            &nodes[1].control,
+            Arc::new(|r| match r["op"].as_str() {
+                Some("status") => r28_running(B1),
+                Some("sa_export") => {
+                    json!({ "ok": true, "yaml": "sas:\n  - { spi: 0xc0000002, direction: outbound, aead: aes-128-gcm, key: \"0x00112233445566778899aabbccddeeff01020304\", tunnel: { src: 192.0.2.2, dst: 198.51.100.1 }, home: 2 }\nspd: []\n" })
+                }
+                _ => json!({ "ok": true, "sas": 1, "rules": 0 }),
+            }),
+        );
+        // a's poll configures it (answer late); a runs its new life.
+        let _ = poll(&nodes[0], &nodes[1], 0, &fanout);
+        assert!(configured.load(Ordering::SeqCst), "a was configured");
+        assert_eq!(
+            poll(&nodes[0], &nodes[1], 0, &fanout).map(|s| Answer::from(&s).life),
+            Some(Some(A2)),
+            "a runs its new life"
+        );
+        // b's poll.
+        poll(&nodes[1], &nodes[0], 1, &fanout);
+        assert!(
+            !b.ops().iter().any(|r| r["op"] == "sa_add"),
+            "b was sent the SA only a's ended life ran (a's configure answer came late): {:?}",
+            b.ops()
         );
     }
 }
