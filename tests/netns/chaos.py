@@ -2,7 +2,10 @@
 both ways throughout and every ESP frame on the remote gateway's link
 captured. Each round does one random thing: kill -9 a node and restart it
 at once or after a delay (replaying right after the kill the ESP r sent
-in the 300 ms before it), stop one gracefully and restart it, cut the
+in the 300 ms before it), stop one gracefully (SIGTERM: a drain) and
+restart it, drain one (`espgate drain`: every SA to the peer exactly, a
+goodbye) and restart it, or kill -9 it a few milliseconds into its drain
+(SAs stopped, handed over or not, the goodbye said or not), cut the
 mirror link for a while (split brain), drop a share of mirror frames
 (nftables `numgen random`, counted) for the following rounds, replay
 recorded ESP frames at the pair, reorder and delay the mirror link's
@@ -78,7 +81,8 @@ from topology import Topology, control_request, prefix, wait_for  # noqa: E402
 REPO = HERE.parents[1]
 ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay", "reorder", "padded", "second",
            "fence_refused", "fence_isolated", "sa_change_cut", "sa_change_restart", "mirror_replay",
-           "crash_loop", "clock_back", "power_loss", "rolling_restart", "host_restart", "ike_host"]
+           "crash_loop", "clock_back", "power_loss", "rolling_restart", "host_restart", "ike_host",
+           "drain", "drain_killed"]
 
 
 def extra_sas(gen):
@@ -288,7 +292,8 @@ class Chaos:
         victim = self.rng.choice(["a", "b"])
         other = "b" if victim == "a" else "a"
         needs_peer = ("kill", "kill_delayed", "restart", "fence_isolated", "sa_change_restart", "mirror_replay",
-                      "crash_loop", "clock_back", "rolling_restart", "host_restart", "ike_host")
+                      "crash_loop", "clock_back", "rolling_restart", "host_restart", "ike_host", "drain",
+                      "drain_killed")
         if action in needs_peer and not self.healthy(other):
             action = "loss"
         if action in ("kill", "kill_delayed"):
@@ -297,6 +302,29 @@ class Chaos:
             self.start(victim)
         elif action == "restart":
             self.topo.stop(self.p.procs[victim])
+            self.start(victim)
+        elif action == "drain":
+            # `espgate drain` (a stop, SIGTERM, drains too: "restart"):
+            # every SA to the peer exactly, a goodbye, the node stops; a
+            # drain refused (the peer not synchronised in its view) leaves
+            # it running.
+            d = subprocess.run([self.espgate, "drain", "--control", str(self.sock[victim])],
+                               capture_output=True, text=True, timeout=30)
+            if d.returncode == 0:
+                assert self.p.procs[victim].wait(timeout=10) == 0, f"{victim} did not stop after its drain"
+                time.sleep(self.rng.uniform(0.0, 1.0))
+                self.start(victim)
+            else:
+                self.drains_refused += 1
+        elif action == "drain_killed":
+            # A drain cut short by kill -9 at any moment of it: SAs
+            # stopped, handed over or not, the goodbye said or not.
+            d = subprocess.Popen([self.espgate, "drain", "--control", str(self.sock[victim])],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(self.rng.uniform(0.0, 0.03))
+            self.topo.stop(self.p.procs[victim], signal.SIGKILL)
+            d.wait(timeout=30)
+            time.sleep(self.rng.uniform(0.0, 0.4))
             self.start(victim)
         elif action == "cut":
             self.p.cut(True)
@@ -615,6 +643,7 @@ class Chaos:
         self.streaming = True
         self.replayed = self.replayed_after_kill = self.mirror_replayed = 0
         self.overtaken = self.padded = self.loss_rounds_with_loss = 0
+        self.drains_refused = 0
         plan = plan or [None] * rounds
         for k, action in enumerate(plan):
             self.round(action)

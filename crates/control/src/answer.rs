@@ -58,6 +58,13 @@ pub trait Body: Serialize + DeserializeOwned {}
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Done {}
 
+/// `drain`: how many SAs went to the peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drained {
+    /// SAs handed over.
+    pub sas: usize,
+}
+
 /// `events`: the event lines logged since the last call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Events {
@@ -162,6 +169,7 @@ pub struct MetricsText {
 }
 
 impl Body for Done {}
+impl Body for Drained {}
 impl Body for Events {}
 impl Body for SaAdded {}
 impl Body for SaExport {}

@@ -30,7 +30,9 @@ pub enum ConfigError {
 pub struct Location {
     /// The file name as given.
     pub file: String,
-    /// 1-based line and column, when the parser knows them.
+    /// 1-based line and column of the value at fault, when known: always
+    /// for an error in a configuration text's contents, not for one about
+    /// its use (an SA file's direction where the other is needed).
     pub line_col: Option<(usize, usize)>,
 }
 
@@ -44,7 +46,8 @@ impl fmt::Display for Location {
 }
 
 impl ConfigError {
-    /// An invalid value at `path` in `file`, without a line number.
+    /// An invalid value at `path` in `file`, without a line number (see
+    /// [`ConfigError::placed_in`]).
     pub fn invalid(file: &str, path: &str, message: impl fmt::Display) -> Self {
         ConfigError::Invalid {
             at: Location {
@@ -54,6 +57,177 @@ impl ConfigError {
             path: path.to_string(),
             message: message.to_string(),
         }
+    }
+
+    /// This error with the line and column its key path has in `text`, the
+    /// YAML of `file`, if it is about `file` and has none yet: where the
+    /// value at the path starts or, for a key that is missing, where the
+    /// nearest entry or section holding it starts. The checks after
+    /// reading know the key path only; the text is read again to find it.
+    pub(crate) fn placed_in(self, text: &str, file: &str) -> Self {
+        match self {
+            ConfigError::Invalid {
+                at:
+                    Location {
+                        file: at_file,
+                        line_col: None,
+                    },
+                path,
+                message,
+            } if at_file == file => ConfigError::Invalid {
+                at: Location {
+                    line_col: line_col_of(text, &path),
+                    file: at_file,
+                },
+                path,
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// One step of a key path: a key of a mapping or an index into a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The steps of a key path as errors write it (`sas[2].mirror.quantity`;
+/// `.` for the document); `None` for a path not written so.
+fn steps(path: &str) -> Option<Vec<Step<'_>>> {
+    let mut steps = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, mut indices) = part.split_once('[').map_or((part, ""), |(k, i)| (k, i));
+        if !key.is_empty() {
+            steps.push(Step::Key(key));
+        }
+        while !indices.is_empty() {
+            let (index, rest) = indices.split_once(']')?;
+            steps.push(Step::Index(index.parse().ok()?));
+            indices = rest.strip_prefix('[').unwrap_or(rest);
+        }
+    }
+    Some(steps)
+}
+
+/// The 1-based line and column where the value at `path` starts in `text`,
+/// or the nearest value holding it that is there.
+fn line_col_of(text: &str, path: &str) -> Option<(usize, usize)> {
+    let steps = steps(path)?;
+    (0..=steps.len()).rev().find_map(|n| {
+        let e = serde::de::DeserializeSeed::deserialize(
+            Probe(&steps[..n]),
+            serde_norway::Deserializer::from_str(text),
+        )
+        .err()?;
+        let at = e.location()?;
+        e.to_string()
+            .contains(FOUND)
+            .then(|| (at.line(), at.column()))
+    })
+}
+
+/// The error [`Probe`] stops the reader with where the path leads: the
+/// reader marks it with the line and column of the value it was reading
+/// (and puts the path in front).
+const FOUND: &str = "the value at the path";
+
+/// Walks YAML along a key path and fails at its end, reading past
+/// everything else; a path that is not there reads through.
+struct Probe<'p>(&'p [Step<'p>]);
+
+impl Probe<'_> {
+    fn found<E: serde::de::Error>(&self) -> Result<(), E> {
+        if self.0.is_empty() {
+            Err(E::custom(FOUND))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Probe<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Probe<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.found()
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.found()
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.found()
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<(), E> {
+        self.found()
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<(), E> {
+        self.found()
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.found()
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.found()
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.found()
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        self.found()
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some((first, rest)) = self.0.split_first() else {
+            return self.found();
+        };
+        for i in 0.. {
+            let more = if *first == Step::Index(i) {
+                seq.next_element_seed(Probe(rest))?.is_some()
+            } else {
+                seq.next_element::<serde::de::IgnoredAny>()?.is_some()
+            };
+            if !more {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((first, rest)) = self.0.split_first() else {
+            return self.found();
+        };
+        while let Some(key) = map.next_key::<serde_norway::Value>()? {
+            if matches!(first, Step::Key(k) if key.as_str() == Some(*k)) {
+                map.next_value_seed(Probe(rest))?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -130,4 +304,69 @@ pub(crate) fn read_config(path: &std::path::Path) -> Result<ConfigText<'_>, Conf
         file,
         base: path.parent().unwrap_or(std::path::Path::new(".")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_path_reads_as_keys_and_indices() {
+        assert_eq!(
+            steps("sas[2].mirror.quantity"),
+            Some(vec![
+                Step::Key("sas"),
+                Step::Index(2),
+                Step::Key("mirror"),
+                Step::Key("quantity")
+            ])
+        );
+        assert_eq!(steps("."), Some(vec![]));
+        assert_eq!(
+            steps("a[1][0]"),
+            Some(vec![Step::Key("a"), Step::Index(1), Step::Index(0)])
+        );
+        assert_eq!(steps("a[x]"), None);
+    }
+
+    /// Block and flow style, lists and maps, a key that is missing (its
+    /// entry's place), a key written twice in the path's name elsewhere.
+    #[test]
+    fn a_path_is_found_where_its_value_starts() {
+        let text = "\
+a: 1
+list:
+  - { b: 2, c: [x, y] }
+  - b: 3
+    c: 4
+tail: { list: 5 }
+";
+        for (path, at) in [
+            ("a", Some((1, 4))),
+            ("list", Some((3, 3))),
+            ("list[0].b", Some((3, 10))),
+            ("list[0].c[1]", Some((3, 20))),
+            ("list[1].c", Some((5, 8))),
+            ("list[1].missing", Some((4, 5))),
+            ("list[7].b", Some((3, 3))),
+            ("tail.list", Some((6, 15))),
+            (".", Some((1, 1))),
+        ] {
+            assert_eq!(line_col_of(text, path), at, "{path}");
+        }
+    }
+
+    #[test]
+    fn only_an_error_of_that_file_without_a_line_is_placed() {
+        let text = "x: 1\ny: 2\n";
+        let placed = |e: ConfigError| e.placed_in(text, "f.yaml").to_string();
+        assert_eq!(
+            placed(ConfigError::invalid("f.yaml", "y", "bad")),
+            "f.yaml:2:4: y: bad"
+        );
+        assert_eq!(
+            placed(ConfigError::invalid("other.yaml", "y", "bad")),
+            "other.yaml: y: bad"
+        );
+    }
 }

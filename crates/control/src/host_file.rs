@@ -20,7 +20,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use espgate_dataplane::config::Role;
+use espgate_dataplane::config::{Role, Takeover};
 use serde::Deserialize;
 
 use crate::error::{
@@ -63,6 +63,9 @@ pub struct ManagedNode {
     pub control: PathBuf,
     /// The node configuration text to push (read when loaded).
     pub config: String,
+    /// That configuration's `mirror.takeover`: with `Auto` the node takes
+    /// its peer's SAs over by itself, before the host orders it.
+    pub takeover: Takeover,
     /// Commands (program and arguments) run when it fails.
     pub on_failure: Vec<Vec<String>>,
     /// Commands run when it is back.
@@ -85,7 +88,12 @@ pub struct HostConfig {
 pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
     let ConfigText { text, file, base } = read_config(path)?;
     let spec: HostSpec = from_yaml(&text, &file)?;
-    let err = |p: String, m: String| ConfigError::invalid(&file, &p, m);
+    resolve_host(spec, &file, base).map_err(|e| e.placed_in(&text, &file))
+}
+
+/// Checks a parsed host file and the node files it names.
+fn resolve_host(spec: HostSpec, file: &str, base: &Path) -> Result<HostConfig, ConfigError> {
+    let err = |p: String, m: String| ConfigError::invalid(file, &p, m);
     let timing = spec.host.unwrap_or(TimingSpec {
         poll_ms: None,
         dead_after: None,
@@ -145,6 +153,7 @@ pub fn load_host_file(path: &Path) -> Result<HostConfig, ConfigError> {
         nodes.push(ManagedNode {
             name: n.name,
             control: n.control,
+            takeover: mirror.takeover,
             config,
             on_failure: n.on_failure,
             on_return: n.on_return,
@@ -264,6 +273,63 @@ mod tests {
                 .to_string();
             assert!(e.contains(why), "{e}");
         }
+    }
+
+    /// The host file's checks name the line of the value at fault, as its
+    /// reader's errors do; a node file's, the line in that file.
+    #[test]
+    fn a_check_after_reading_names_the_line() {
+        let tmp = tempfile::Builder::new()
+            .prefix("espgate-hostfile-lines-")
+            .tempdir()
+            .unwrap();
+        let node = |name: &str, id: u32, peer: u32, wan: &str, peers: &str| {
+            format!(
+                "node: {{ name: {name} }}\nports:\n  - {{ name: lan, role: protected, backend: mem, mac: 02:00:00:00:00:01, address: 10.1.0.{id}/24 }}\n  - {{ name: wan, role: unprotected, backend: mem, mac: 02:00:00:00:00:02, address: {wan}/24 }}\nmirror:\n  node: {id}\n  peer: {peer}\n  key: 0x000102030405060708090a0b0c0d0e0f\n  port: {{ name: mirror, backend: mem, mac: 02:00:00:00:00:03 }}\n  peer_addresses: [{peers}]\n"
+            )
+        };
+        let write = |f: &str, text: &str| std::fs::write(tmp.path().join(f), text).unwrap();
+        write("a.yaml", &node("a", 1, 2, "192.0.2.1", "192.0.2.2"));
+        let b = node("b", 2, 1, "192.0.2.2", "192.0.2.1");
+        write("b.yaml", &b);
+        let good = "\
+host: { poll_ms: 50 }
+nodes:
+  - name: a
+    control: a.sock
+    config: a.yaml
+  - name: b
+    control: b.sock
+    config: b.yaml
+    on_failure: [[true]]
+";
+        let load = |host: &str| {
+            write("host.yaml", host);
+            load_host_file(&tmp.path().join("host.yaml"))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        load(good).unwrap();
+        let host = tmp.path().join("host.yaml").display().to_string();
+        for (from, to, at) in [
+            ("poll_ms: 50", "poll_ms: 0", ":1:7: host: "),
+            ("[[true]]", "[[true], []]", ":9:17: nodes[1].on_failure: "),
+            (
+                "nodes:\n",
+                "nodes:\n  - { name: c, control: c, config: c }\n",
+                ":3:3: nodes: ",
+            ),
+        ] {
+            let e = load(&good.replacen(from, to, 1)).unwrap_err();
+            assert!(e.starts_with(&format!("{host}{at}")), "{to}: {e}");
+        }
+        write("b.yaml", &b.replace("peer: 1", "peer: 2"));
+        let e = load(good).unwrap_err();
+        let b_file = tmp.path().join("b.yaml").display().to_string();
+        assert!(
+            e.starts_with(&format!("{b_file}:7:9: mirror.peer: ")),
+            "{e}"
+        );
     }
 
     /// Reader28 find 3 (failed before; promise broken for a host file the host accepted:

@@ -1,7 +1,8 @@
 //! espgate configuration: the YAML definition of one SA (the `espgate esp`
 //! tool) and of a node (ports, workers, SAs, SPD, neighbours, the pair's
 //! mirror link), and the control socket's requests and answers. Every
-//! configuration error names the file, the key path and what is wrong.
+//! configuration error names the file, the line, the key path and what is
+//! wrong.
 
 pub mod answer;
 pub mod error;

@@ -216,9 +216,14 @@ pub fn load_node_file(path: &Path) -> Result<NodeConfig, ConfigError> {
     parse_node(&c.text, &c.file, c.base)
 }
 
-/// Parses and validates node YAML text.
+/// Parses and validates node YAML text; every error names its line.
 pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, ConfigError> {
     let spec: NodeSpec = from_yaml(text, file)?;
+    resolve_node(spec, file, base).map_err(|e| e.placed_in(text, file))
+}
+
+/// Checks a parsed node file and turns it into the node's configuration.
+fn resolve_node(spec: NodeSpec, file: &str, base: &Path) -> Result<NodeConfig, ConfigError> {
     let err = |path: String, msg: String| ConfigError::invalid(file, &path, msg);
     if spec.node.name.trim().is_empty() {
         return Err(err("node.name".into(), "must not be empty".into()));
@@ -387,6 +392,9 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
             "a mem mirror port needs mem ports throughout (the demo's in-memory pair)".into(),
         ));
     }
+    if let Some(m) = &mirror {
+        check_mirror_port(m, &ports).map_err(|(key, m)| err(key, m))?;
+    }
     let sas = resolve_sas(&spec.sas, file, base, workers.count, mirror.as_ref(), &[])?;
     let spd = resolve_rules(&spec.spd, file, &sas, &[])?;
 
@@ -411,7 +419,7 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
     }
     let punt = spec
         .punt
-        .map(|p| resolve_punt(p, &ports))
+        .map(|p| resolve_punt(p, &ports, mirror.as_ref()))
         .transpose()
         .map_err(|m| err("punt.interface".into(), m))?;
     Ok(NodeConfig {
@@ -429,9 +437,41 @@ pub fn parse_node(text: &str, file: &str, base: &Path) -> Result<NodeConfig, Con
     })
 }
 
+/// The mirror port is a link of its own: not the interface (nor the
+/// DPDK device) of a data port. On a data port its frames would go out
+/// onto that link (broadcast, without `peer_mac`), and the peer would
+/// never hear them. Fails with the key and what is wrong.
+fn check_mirror_port(m: &MirrorSettings, ports: &[PortConfig]) -> Result<(), (String, String)> {
+    let (key, what, name) = match &m.port_backend {
+        PortBackend::AfPacket { interface } => ("interface", "interface", interface),
+        PortBackend::Dpdk { device } => ("device", "DPDK device", device),
+        PortBackend::Mem | PortBackend::Pcap { .. } => return Ok(()),
+    };
+    let same = ports.iter().enumerate().find(|(_, p)| match &p.backend {
+        PortBackend::AfPacket { interface } => key == "interface" && interface == name,
+        PortBackend::Dpdk { device } => key == "device" && device == name,
+        PortBackend::Mem | PortBackend::Pcap { .. } => false,
+    });
+    match same {
+        Some((i, p)) => Err((
+            format!("mirror.port.{key}"),
+            format!(
+                "{name} is the {what} of port {} (ports[{i}].{key}): the mirror link needs one of its own, or its frames go out on that link and the peer never hears them",
+                p.name
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The punt section: a name the kernel takes for a new interface, and
-/// none of the af_packet ports' interfaces (those are not TUN devices).
-fn resolve_punt(p: PuntSpec, ports: &[PortConfig]) -> Result<PuntSettings, String> {
+/// none of the af_packet ports' interfaces, the mirror port's included
+/// (those are not TUN devices).
+fn resolve_punt(
+    p: PuntSpec,
+    ports: &[PortConfig],
+    mirror: Option<&MirrorSettings>,
+) -> Result<PuntSettings, String> {
     let name = p.interface;
     let max = espgate_dataplane::punt::MAX_NAME_LEN;
     if name.is_empty()
@@ -452,6 +492,13 @@ fn resolve_punt(p: PuntSpec, ports: &[PortConfig]) -> Result<PuntSettings, Strin
         return Err(format!(
             "{name} is the interface of port {}: the punt device is a TUN device of its own",
             port.name
+        ));
+    }
+    if let Some(m) = mirror
+        && matches!(&m.port_backend, PortBackend::AfPacket { interface } if *interface == name)
+    {
+        return Err(format!(
+            "{name} is the interface of the mirror port: the punt device is a TUN device of its own"
         ));
     }
     Ok(PuntSettings { interface: name })
@@ -524,16 +571,19 @@ pub fn parse_sa_update(
     node: &NodeConfig,
 ) -> Result<SaUpdate, ConfigError> {
     let spec: UpdateSpec = from_yaml(text, file)?;
-    let sas = resolve_sas(
-        &spec.sas,
-        file,
-        base,
-        node.workers.count,
-        node.mirror.as_ref(),
-        &node.sas,
-    )?;
-    let spd = resolve_rules(&spec.spd, file, &sas, &node.sas)?;
-    Ok(SaUpdate { sas, spd })
+    let resolve = || {
+        let sas = resolve_sas(
+            &spec.sas,
+            file,
+            base,
+            node.workers.count,
+            node.mirror.as_ref(),
+            &node.sas,
+        )?;
+        let spd = resolve_rules(&spec.spd, file, &sas, &node.sas)?;
+        Ok(SaUpdate { sas, spd })
+    };
+    resolve().map_err(|e: ConfigError| e.placed_in(text, file))
 }
 
 /// Resolves the `sas` entries of a node file (or of an SA update for a
@@ -815,6 +865,77 @@ mod tests {
         assert_eq!(cfg.punt.map(|p| p.interface), Some("espgate0".into()));
     }
 
+    /// The checks after reading name the line of the value at fault as
+    /// the YAML reader's errors do (the file's name alone before); a
+    /// missing key, the line of the entry that lacks it.
+    #[test]
+    fn a_check_after_reading_names_the_line() {
+        let good = "\
+node: { name: a }
+workers: { count: 1 }
+ports:
+  - name: lan
+    role: protected
+    backend: pcap
+    mac: 02:00:00:00:01:01
+    address: 10.1.0.254/24
+  - name: wan
+    role: unprotected
+    backend: pcap
+    mac: 02:00:00:00:01:02
+    address: 172.16.0.1/24
+sas:
+  - spi: 0x1000
+    direction: outbound
+    aead: aes-128-gcm
+    key: 0x4c80cdefbb5d10da906ac73c3613a6342e443b68
+    tunnel: { src: 172.16.0.1, dst: 172.16.0.2 }
+spd:
+  - { direction: out, src: 10.1.0.0/24, dst: 10.2.0.0/24, action: protect, sa: 0x1000 }
+";
+        parse_node(good, "t.yaml", Path::new(".")).unwrap();
+        for (from, to, at) in [
+            ("count: 1", "count: 0", "t.yaml:2:19: workers.count: "),
+            (
+                "address: 172.16.0.1/24",
+                "address: 172.16.0.1",
+                "t.yaml:13:14: ports[1].address: ",
+            ),
+            ("sa: 0x1000 }", "sa: 0x2000 }", "t.yaml:21:80: spd[0].sa: "),
+            (
+                "role: unprotected",
+                "role: protected",
+                "t.yaml:4:3: ports: ",
+            ),
+            (
+                "    direction: outbound\n",
+                "",
+                "t.yaml:15:5: sas[0].direction: missing",
+            ),
+            (
+                "key: 0x4c80",
+                "key: 0xzz80",
+                "t.yaml:18:10: sas[0].key: not hex",
+            ),
+        ] {
+            let text = good.replacen(from, to, 1);
+            assert_ne!(text, good, "{from}");
+            let e = parse_node(&text, "t.yaml", Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(at), "{from} -> {to}: {e}");
+        }
+        // Which SA: its place in the list, its line and its SPI.
+        let e = parse_node(
+            &good.replacen("key: 0x4c80", "key: 0xzz80", 1),
+            "t.yaml",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.ends_with(" (SA 0x1000)"), "{e}");
+    }
+
     #[test]
     fn the_punt_device_needs_a_name_of_its_own() {
         let node = |punt: &str| {
@@ -842,10 +963,67 @@ ports:
             let e = node(&format!("punt: {{ interface: {bad} }}"))
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("t.yaml: punt.interface: "), "{bad}: {e}");
+            assert!(e.contains("t.yaml:5:20: punt.interface: "), "{bad}: {e}");
         }
         let e = node("punt: { interface: eth2 }").unwrap_err().to_string();
         assert!(e.contains("the interface of port wan"), "{e}");
+    }
+
+    #[test]
+    fn the_mirror_port_is_none_of_the_data_ports() {
+        let node = |lan: &str, wan: &str, mirror_port: &str, punt: &str| {
+            let text = format!(
+                "node: {{ name: a }}
+dpdk: {{ eal_args: [--no-pci] }}
+ports:
+  - {{ name: lan, role: protected, {lan}, address: 10.0.0.1/24 }}
+  - {{ name: wan, role: unprotected, {wan}, address: 10.9.0.1/24 }}
+mirror: {{ node: 1, peer: 2, key: 0x000102030405060708090a0b0c0d0e0f, port: {{ name: m, {mirror_port} }} }}
+{punt}"
+            );
+            parse_node(&text, "t.yaml", Path::new("."))
+        };
+        let eth = |i: &str| format!("backend: af_packet, interface: {i}");
+        let dpdk = |d: &str| format!("backend: dpdk, device: {d}");
+        assert!(node(&eth("eth1"), &eth("eth2"), &eth("eth3"), "").is_ok());
+        let e = node(&eth("eth1"), &eth("eth2"), &eth("eth1"), "")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "t.yaml:6:118: mirror.port.interface: eth1 is the interface of port lan (ports[0].interface): the mirror link needs one of its own, or its frames go out on that link and the peer never hears them"
+        );
+        let e = node(&eth("eth1"), &eth("eth2"), &eth("eth2"), "")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "mirror.port.interface: eth2 is the interface of port wan (ports[1].interface)"
+            ),
+            "{e}"
+        );
+        let e = node(&dpdk("net_tap0"), &dpdk("net_tap1"), &dpdk("net_tap1"), "")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.yaml:6:110: mirror.port.device: net_tap1 is the DPDK device of port wan (ports[1].device)"),
+            "{e}"
+        );
+        // A DPDK device and an interface of the same name are not the same port.
+        assert!(node(&dpdk("eth1"), &dpdk("net_tap1"), &eth("eth1"), "").is_ok());
+        assert!(node(&dpdk("net_tap0"), &dpdk("net_tap1"), &dpdk("net_tap2"), "").is_ok());
+        let e = node(
+            &eth("eth1"),
+            &eth("eth2"),
+            &eth("eth3"),
+            "punt: { interface: eth3 }",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("punt.interface: eth3 is the interface of the mirror port"),
+            "{e}"
+        );
     }
 
     #[test]

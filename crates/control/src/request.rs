@@ -7,6 +7,7 @@
 //! | `{"op":"status"}` | `{"ok":true,"node":..,"state":"running"\|"waiting_config","pair":{..}}` |
 //! | `{"op":"configure","yaml":"<node YAML>"}` | `{"ok":true}`: the node starts |
 //! | `{"op":"take_over"}`, `{"op":"hand_back"}`, `{"op":"fence"}` | `{"ok":true}` |
+//! | `{"op":"drain"}` | `{"ok":true,"sas":N}` once every SA the node ran is the peer's, handed over with its exact state, and the peer heard the node's goodbye: the node then stops |
 //! | `{"op":"events"}` | `{"ok":true,"events":["event t=.. ..", ..]}` (since the last call) |
 //! | `{"op":"sa_list"}` | `{"ok":true,"sas":[{"spi":4096,"direction":"outbound","worker":0,"home":1,"owner":1,"state":"active"\|"standby"\|"retiring","seq":..,"lease_end":..,"packets":..,"bytes":..,"drops":{..},"lifetime_left":{..},..}]}` |
 //! | `{"op":"sa_add","yaml":"sas: [..]\nspd: [..]","position":0}` | `{"ok":true,"sas":N,"rules":M}` (`position` optional: rules go last) |
@@ -52,6 +53,9 @@ pub enum Request {
     HandBack {},
     /// The peer is fenced: run without leases until it is heard again.
     Fence {},
+    /// Hand every SA to the peer with its exact state, say goodbye, and
+    /// stop.
+    Drain {},
     /// The event lines since the last call.
     Events {},
     /// Every SA: owner, state, sequence numbers, lease end, counters,

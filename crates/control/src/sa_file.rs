@@ -186,10 +186,15 @@ pub fn load_sa_file(path: &Path) -> Result<SaFile, ConfigError> {
     parse_sa(&c.text, &c.file, c.base)
 }
 
-/// Parses and validates SA YAML text; `file` names it in errors and
-/// `base` is where a relative `key_file` is looked up.
+/// Parses and validates SA YAML text; `file` names it in errors (with
+/// the line) and `base` is where a relative `key_file` is looked up.
 pub fn parse_sa(text: &str, file: &str, base: &Path) -> Result<SaFile, ConfigError> {
     let spec: SaSpec = from_yaml(text, file)?;
+    resolve_sa_file(&spec, file, base).map_err(|e| e.placed_in(text, file))
+}
+
+/// Checks a parsed SA file: an SA file's SA belongs to no node.
+fn resolve_sa_file(spec: &SaSpec, file: &str, base: &Path) -> Result<SaFile, ConfigError> {
     if spec.worker.is_some() {
         return Err(ConfigError::invalid(
             file,
@@ -208,7 +213,7 @@ pub fn parse_sa(text: &str, file: &str, base: &Path) -> Result<SaFile, ConfigErr
             "only a node configuration of a pair has home and mirror keys",
         ));
     }
-    let (config, direction) = resolve_sa(&spec, file, "", base)?;
+    let (config, direction) = resolve_sa(spec, file, "", base)?;
     Ok(SaFile {
         config,
         direction,
@@ -217,7 +222,8 @@ pub fn parse_sa(text: &str, file: &str, base: &Path) -> Result<SaFile, ConfigErr
 }
 
 /// Turns a parsed SA into its definition; `at` prefixes key paths in
-/// errors (`sas[2].` in a node configuration).
+/// errors (`sas[2].` in a node configuration), and each error names the SA
+/// by its SPI too.
 pub(crate) fn resolve_sa(
     spec: &SaSpec,
     file: &str,
@@ -227,40 +233,29 @@ pub(crate) fn resolve_sa(
     let spi = match spec.spi {
         Spi::Number(n) | Spi::Text(n) => n,
     };
+    let err = |key: &str, message: String| {
+        ConfigError::invalid(
+            file,
+            &format!("{at}{key}"),
+            format!("{message} (SA {spi:#x})"),
+        )
+    };
     let key_text = match (&spec.key, &spec.key_file) {
         (Some(k), None) => k.clone(),
         (None, Some(p)) => {
             let p = base.join(p);
-            read_bounded(&p, MAX_KEY_BYTES).map_err(|e| {
-                ConfigError::invalid(
-                    file,
-                    &format!("{at}key_file"),
-                    format!("cannot read {}: {e}", p.display()),
-                )
-            })?
+            read_bounded(&p, MAX_KEY_BYTES)
+                .map_err(|e| err("key_file", format!("cannot read {}: {e}", p.display())))?
         }
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::invalid(
-                file,
-                &format!("{at}key"),
-                "give key or key_file, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(ConfigError::invalid(
-                file,
-                &format!("{at}key"),
-                "missing: give key or key_file",
-            ));
-        }
+        (Some(_), Some(_)) => return Err(err("key", "give key or key_file, not both".into())),
+        (None, None) => return Err(err("key", "missing: give key or key_file".into())),
     };
     let key_path = if spec.key.is_some() {
         "key"
     } else {
         "key_file"
     };
-    let key = parse_hex(&key_text)
-        .map_err(|m| ConfigError::invalid(file, &format!("{at}{key_path}"), m))?;
+    let key = parse_hex(&key_text).map_err(|m| err(key_path, m))?;
     let direction = spec.direction.map(|d| match d {
         DirectionSpec::Outbound => Direction::Outbound,
         DirectionSpec::Inbound => Direction::Inbound,
@@ -298,9 +293,9 @@ pub(crate) fn resolve_sa(
         outer_ttl: spec.outer_ttl,
         pad_to: spec.pad_to,
     };
-    config.validate().map_err(|e| {
-        ConfigError::invalid(file, &format!("{at}{}", sa_error_path(&e, key_path)), e)
-    })?;
+    config
+        .validate()
+        .map_err(|e| err(sa_error_path(&e, key_path), e.to_string()))?;
     Ok((config, direction))
 }
 
@@ -361,6 +356,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("direction") && e.contains("inbound"), "{e}");
+    }
+
+    /// A key that is not hex names the SA (its SPI) and its line: the
+    /// message was `sa.yaml: key: not hex: ...` alone.
+    #[test]
+    fn a_bad_key_names_its_sa_and_line() {
+        let text = GOOD.replace("key: 0x0001", "key: 0xzz01");
+        let e = parse(&text).unwrap_err();
+        assert!(e.starts_with("sa.yaml:3:6: key: not hex: "), "{e}");
+        assert!(e.ends_with(" (SA 0x1000)"), "{e}");
+        let e = parse(&GOOD.replace("0x1000", "0x1000\npad_to: 8")).unwrap_err();
+        assert!(e.starts_with("sa.yaml:2:9: pad_to: "), "{e}");
+        let e =
+            parse(&GOOD.replace("key: 0x0001", "key_file: nowhere.hex\nkey: 0x0001")).unwrap_err();
+        assert!(
+            e.starts_with("sa.yaml:4:6: key: give key or key_file, not both"),
+            "{e}"
+        );
     }
 
     #[test]

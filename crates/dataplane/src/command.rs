@@ -61,6 +61,17 @@ pub enum SaCommand {
         /// Which SA of that SPI.
         direction: Direction,
     },
+    /// Park the SA and report its final state (a
+    /// [`Progress::Stopped`](crate::progress::Progress::Stopped) carrying
+    /// `stamp`): the mirror hands it over exactly.
+    Stop {
+        /// SPI.
+        spi: u32,
+        /// Which SA of that SPI.
+        direction: Direction,
+        /// Tells this stop's report from an earlier one's.
+        stamp: u64,
+    },
     /// Take a new outbound SA (built off the packet path); `parked`:
     /// parked until activated.
     InstallOutbound {
@@ -106,6 +117,7 @@ impl SaCommand {
             | SaCommand::Mark { spi, direction, .. }
             | SaCommand::Activate { spi, direction, .. }
             | SaCommand::Park { spi, direction }
+            | SaCommand::Stop { spi, direction, .. }
             | SaCommand::Expire { spi, direction, .. }
             | SaCommand::Remove { spi, direction } => Some((*spi, *direction)),
             SaCommand::InstallOutbound { sa, .. } => Some((sa.spi(), Direction::Outbound)),

@@ -190,7 +190,8 @@ pub enum Failback {
     Manual,
 }
 
-/// The mirror link of a pair and how the pair behaves (DESIGN.md §2).
+/// The mirror link of a pair and how the pair behaves (docs/design.md, "The
+/// pair, by layer and module").
 /// Its `Debug` leaves the key out.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MirrorSettings {

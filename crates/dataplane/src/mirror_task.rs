@@ -8,7 +8,7 @@
 //! of the published tables' `RwLock` (see `TableCell`), and readers do
 //! not wait for one another.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
@@ -18,8 +18,9 @@ use crossbeam_queue::ArrayQueue;
 use espgate_esp::{Direction, SaEvent};
 use espgate_io::QueueStats;
 use espgate_mirror::{
-    FenceRefused, Mirror, MirrorEvent, MirrorStats, PairSaView, RejectCounters, SaOverrides,
+    FenceRefused, Mirror, MirrorEvent, MirrorStats, PairSaView, Reject, RejectCounters, SaOverrides,
 };
+use espgate_wire::ethernet::MacAddr;
 
 use crate::command::SaCommand;
 use crate::config::{Failback, Takeover};
@@ -56,6 +57,15 @@ pub enum NodeEventKind {
         /// How many.
         sas: usize,
     },
+    /// This node handed every SA it ran to its peer, exactly, and the
+    /// peer heard its goodbye: it may stop.
+    Drained {
+        /// How many SAs it handed over.
+        sas: usize,
+    },
+    /// The peer handed every SA it ran to this node and said goodbye:
+    /// this node runs them with no lease waiting on the peer.
+    PeerLeft,
     /// An SA started here.
     Activated {
         /// SPI.
@@ -168,6 +178,8 @@ impl std::fmt::Display for NodeEvent {
             NodeEventKind::Synced { records } => write!(f, "synced records={records}"),
             NodeEventKind::TookOver { sas } => write!(f, "took_over sas={sas}"),
             NodeEventKind::HandedBack { sas } => write!(f, "handed_back sas={sas}"),
+            NodeEventKind::Drained { sas } => write!(f, "drained sas={sas}"),
+            NodeEventKind::PeerLeft => write!(f, "peer_left"),
             NodeEventKind::Activated {
                 spi,
                 direction,
@@ -270,6 +282,38 @@ pub enum HandBackRefused {
     PeerNotSynced,
 }
 
+/// Why this node could not hand everything over and leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DrainRefused {
+    /// The peer is not heard.
+    #[error("the peer is not heard: nobody would take the SAs")]
+    PeerNotHeard,
+    /// The peer has not synchronised since it started.
+    #[error("the peer has not synchronised since it started: it could run nothing handed to it")]
+    PeerNotSynced,
+    /// This node has not synchronised since it started: where its SAs
+    /// stand is unknown here, so nothing can be handed over exactly.
+    #[error("this node has not synchronised since it started: it has no exact state to hand over")]
+    NotSynced,
+    /// A drain is under way already.
+    #[error("a drain is under way already")]
+    Busy,
+    /// The goodbye did not go: the peer went silent, or this node took
+    /// SAs over meanwhile. The node runs on.
+    #[error(
+        "the peer went silent, or SAs came back here, before the goodbye went: this node runs on"
+    )]
+    Abandoned,
+    /// Not done in time (SAs not handed over): the node runs what it
+    /// still has.
+    #[error("not done in {0} ms: this node runs what it still has")]
+    TimedOut(u64),
+    /// The goodbye went out and no answer came: this node runs nothing
+    /// more (the peer may have taken the goodbye in) and must stop.
+    #[error("the goodbye went out and the peer's answer did not come: this node runs nothing more")]
+    Unanswered,
+}
+
 /// What the host or an operator tells the mirror task.
 #[derive(Debug)]
 pub enum Order {
@@ -281,6 +325,9 @@ pub enum Order {
     /// The peer is fenced (powered off, isolated): run without leases;
     /// the answer says whether the mirror took it or why not.
     Fence(Sender<Result<(), FenceRefused>>),
+    /// Hand every SA to the peer exactly and say goodbye; the answer
+    /// comes once the peer heard it (how many SAs went), or says why not.
+    Drain(Sender<Result<usize, DrainRefused>>),
     /// An SA was added to the pair (its worker has it already): mirror
     /// it, and if it runs here give it its lease limit; then say so on
     /// `done`.
@@ -379,6 +426,52 @@ pub struct MirrorTask {
     pub events: Arc<EventLog>,
     /// Where the task publishes the pair's state.
     pub status: Arc<Mutex<PairStatus>>,
+    /// What to say when the peer stays unheard.
+    pub unheard: Unheard,
+}
+
+/// When a silent peer is told in the log, and what the line names to
+/// check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unheard {
+    /// How long the peer may go unheard (since the start, or since it was
+    /// lost) before the line is logged: [`Unheard::after_ms`].
+    pub after_ms: u64,
+    /// The mirror port as configured: its name and how it reaches the
+    /// wire (`mirror (af_packet on a-mir)`).
+    pub port: String,
+    /// `mirror.peer_mac`; `None`: frames go to broadcast.
+    pub peer_mac: Option<MacAddr>,
+    /// The peer's node id.
+    pub peer: u32,
+}
+
+impl Unheard {
+    /// How long a peer with heartbeats every `heartbeat_ms` may go
+    /// unheard before it is told: ten heartbeats, and at least 3 s (a
+    /// peer starting a second later is no news).
+    pub fn after_ms(heartbeat_ms: u64) -> u64 {
+        heartbeat_ms.saturating_mul(10).max(3000)
+    }
+}
+
+/// What a refused mirror frame means, for the log.
+fn refused_because(why: Reject) -> &'static str {
+    match why {
+        Reject::Malformed => "too short, or authentic but unparseable (a peer of another version?)",
+        Reject::Forged => {
+            "its MAC does not verify: the two nodes' mirror.key differ, or something on the link alters frames"
+        }
+        Reject::WrongNode => {
+            "sent by this node itself (the mirror link loops back) or by a node other than mirror.peer"
+        }
+        Reject::Stale => {
+            "from an older life of the peer (a frame held up on the link, or two processes of the peer)"
+        }
+        Reject::Replayed => {
+            "a frame counter already accepted (a duplicate or a replay on the link)"
+        }
+    }
 }
 
 /// How long to sleep when there was nothing to do.
@@ -410,7 +503,41 @@ struct Running {
     parking: bool,
     /// Workers are lost: nothing goes out any more.
     silent: bool,
+    /// SAs stopped for an exact hand-over: the stamp of their stop and
+    /// when it was ordered (ms).
+    stops: BTreeMap<(u32, Direction), (u64, u64)>,
+    /// The last stop's stamp.
+    stamp: u64,
+    /// The final states workers reported for stopped SAs.
+    finals: BTreeMap<(u32, Direction), u64>,
+    /// An operator's drain under way.
+    draining: Option<Draining>,
+    /// Since when the peer has not been heard (ms; 0: the start), while
+    /// it is not.
+    unheard_since: Option<u64>,
+    /// This silence was told.
+    unheard_told: bool,
+    /// The peer life whose refused frames are being told (`None`: none
+    /// heard yet), the counts when it began and the reasons told in it.
+    refusals_life: Option<u64>,
+    refusals_base: RejectCounters,
+    refusals_told: [bool; Reject::COUNT],
 }
+
+/// A drain under way: who waits for its answer, until when, and how far
+/// it got.
+struct Draining {
+    reply: Sender<Result<usize, DrainRefused>>,
+    deadline: u64,
+    sas: usize,
+    goodbye: bool,
+}
+
+/// How long a stopped SA waits for its worker's final state before it
+/// runs here again (its hand-over given up).
+const STOP_WAIT_MS: u64 = 1000;
+/// How long a drain may take, hand-overs and goodbye.
+const DRAIN_WAIT_MS: u64 = 3000;
 
 impl MirrorTask {
     /// Runs until `stop` is set.
@@ -466,6 +593,15 @@ impl Running {
             holding: 0,
             parking: false,
             silent: false,
+            stops: BTreeMap::new(),
+            stamp: 0,
+            finals: BTreeMap::new(),
+            draining: None,
+            unheard_since: Some(0),
+            unheard_told: false,
+            refusals_life: None,
+            refusals_base: RejectCounters::default(),
+            refusals_told: [false; Reject::COUNT],
         }
     }
 
@@ -475,6 +611,9 @@ impl Running {
         let now = self.now();
         let mut work = self.drain_progress();
         work += self.task.port.receive(&mut self.task.mirror, now);
+        for line in self.new_refusals() {
+            tracing::warn!("{line}");
+        }
         work += self.take_orders();
         self.task.mirror.handle_timeout(now);
         if self.failback_at.is_some_and(|t| now >= t) {
@@ -491,6 +630,9 @@ impl Running {
             }
         }
         self.handle_events(now);
+        if let Some(line) = self.unheard(now) {
+            tracing::warn!("{line}");
+        }
         self.push_pending();
         if self.parking {
             self.parking = !self.wait_for_workers(stop);
@@ -499,6 +641,10 @@ impl Running {
         if lost && !self.silent {
             self.silent = true;
             self.task.events.push(NodeEventKind::WorkersLost);
+        }
+        if !self.parking {
+            self.finish_hand_overs(now);
+            self.drain_on(now);
         }
         if !self.parking && !self.silent {
             work += self.task.port.send(&mut self.task.mirror, now);
@@ -510,6 +656,70 @@ impl Running {
 
     fn now(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
+    }
+
+    /// The line that tells a silence of the peer, once per silence: due
+    /// when the peer has not been heard for `unheard.after_ms` since the
+    /// start, or since it was lost. It names what to check and what the
+    /// mirror port received so far.
+    fn unheard(&mut self, now: u64) -> Option<String> {
+        let since = self.unheard_since?;
+        let u = &self.task.unheard;
+        if self.unheard_told
+            || now.saturating_sub(since) < u.after_ms
+            || self.task.mirror.peer_alive()
+        {
+            return None;
+        }
+        self.unheard_told = true;
+        let when = if since == 0 {
+            "since this node started"
+        } else {
+            "since it was lost"
+        };
+        let mac = match u.peer_mac {
+            Some(m) => format!("mirror.peer_mac ({m}) must be the MAC of the peer's mirror port"),
+            None => "mirror.peer_mac is unset: frames go to broadcast".to_string(),
+        };
+        let m = &self.task.mirror;
+        let refused: Vec<String> = Reject::ALL
+            .iter()
+            .filter(|w| m.rejected().get(**w) > 0)
+            .map(|w| format!("{w} {}", m.rejected().get(*w)))
+            .collect();
+        Some(format!(
+            "the peer (node {}) has not been heard in the {:.1} s {when}; check: mirror.port {} must be the link to the peer's mirror port (cabled or bridged to it, not a data port); {mac}; mirror.key must be the same on both nodes. On the mirror port so far: {} frames received, {} accepted, {} not mirror frames, refused: {}",
+            u.peer,
+            now.saturating_sub(since) as f64 / 1000.0,
+            u.port,
+            self.task.port.stats().rx_packets,
+            m.stats().frames_received,
+            self.task.port.not_mirror(),
+            if refused.is_empty() {
+                "none".to_string()
+            } else {
+                refused.join(", ")
+            }
+        ))
+    }
+
+    /// A line for each reason of refusal first seen in this peer life
+    /// (or before any was heard): each reason is told once per life, its
+    /// count is `espgate peer`'s.
+    fn new_refusals(&mut self) -> Vec<String> {
+        let now = *self.task.mirror.rejected();
+        let mut lines = Vec::new();
+        for (i, why) in Reject::ALL.iter().enumerate() {
+            if self.refusals_told[i] || now.get(*why) <= self.refusals_base.get(*why) {
+                continue;
+            }
+            self.refusals_told[i] = true;
+            lines.push(format!(
+                "a mirror frame was refused as {why}: {}; this reason is logged once per life of the peer, and counted (espgate peer: rejected)",
+                refused_because(*why)
+            ));
+        }
+        lines
     }
 
     fn drain_progress(&mut self) -> usize {
@@ -541,6 +751,17 @@ impl Running {
                     Progress::InboundStall { spi, seq } => {
                         self.task.mirror.inbound_stalled(spi, seq)
                     }
+                    Progress::Stopped {
+                        spi,
+                        direction,
+                        last,
+                        stamp,
+                    } => {
+                        let key = (spi, direction);
+                        if self.stops.get(&key).is_some_and(|(s, _)| stamp >= *s) {
+                            self.finals.insert(key, last);
+                        }
+                    }
                 }
             }
         }
@@ -566,6 +787,7 @@ impl Running {
                     }
                     let _ = reply.send(r);
                 }
+                Order::Drain(reply) => self.drain(reply),
                 Order::Fence(reply) => {
                     let r = self.task.mirror.force_unleased();
                     self.task.events.push(match r {
@@ -638,10 +860,166 @@ impl Running {
         self.task.events.push(NodeEventKind::TookOver { sas });
     }
 
+    /// Fails back exactly: every SA held for the peer stops on its
+    /// worker and goes home with the worker's final state.
     fn hand_back(&mut self) -> usize {
-        let sas = self.task.mirror.hand_back();
+        let sas = self.stop_for_hand_over(self.task.mirror.failback_sas());
         self.task.events.push(NodeEventKind::HandedBack { sas });
         sas
+    }
+
+    /// Stops SAs for an exact hand-over: the mirror parks them (limit 0),
+    /// and each worker is asked for its final state. Returns how many.
+    fn stop_for_hand_over(&mut self, keys: Vec<(u32, Direction)>) -> usize {
+        let now = self.now();
+        let mut n = 0;
+        for (spi, direction) in keys {
+            if self.task.mirror.stop(spi, direction).is_err() {
+                continue;
+            }
+            self.stamp += 1;
+            self.stops.insert((spi, direction), (self.stamp, now));
+            self.finals.remove(&(spi, direction));
+            n += 1;
+        }
+        // The parks first (and `parking` set), then the reports.
+        self.handle_events(now);
+        for (&(spi, direction), &(stamp, _)) in &self.stops {
+            self.pending.push_back(SaCommand::Stop {
+                spi,
+                direction,
+                stamp,
+            });
+        }
+        self.push_pending();
+        n
+    }
+
+    /// Hands over each stopped SA whose worker reported its final state
+    /// (once every worker took its commands); one refused (the peer went
+    /// silent meanwhile), or whose report never came, runs here again.
+    fn finish_hand_overs(&mut self, now: u64) {
+        if self.stops.is_empty() {
+            return;
+        }
+        let stopped: BTreeSet<(u32, Direction)> = self.task.mirror.stopped().into_iter().collect();
+        let mirror = &mut self.task.mirror;
+        let finals = &mut self.finals;
+        let mut moved = false;
+        self.stops.retain(|&(spi, direction), &mut (_, since)| {
+            if !stopped.contains(&(spi, direction)) {
+                finals.remove(&(spi, direction));
+                return false;
+            }
+            let last = match finals.remove(&(spi, direction)) {
+                Some(last) => last,
+                None if now >= since + STOP_WAIT_MS => {
+                    tracing::warn!(
+                        spi = format!("{spi:#x}"),
+                        %direction,
+                        "no final state from the worker: the SA runs here again"
+                    );
+                    mirror.resume(spi, direction, 0);
+                    moved = true;
+                    return false;
+                }
+                None => return true,
+            };
+            if let Err(why) = mirror.hand_over_exact(spi, direction, last) {
+                tracing::info!(spi = format!("{spi:#x}"), %direction, %why, "hand-over refused: the SA runs here again");
+                mirror.resume(spi, direction, last);
+            }
+            moved = true;
+            false
+        });
+        if moved {
+            // The handed SAs park (`parking`: nothing goes out before the
+            // workers took it).
+            self.handle_events(now);
+            self.push_pending();
+        }
+    }
+
+    /// An operator's drain: every SA this node runs stops and goes to
+    /// the peer exactly; then the goodbye.
+    fn drain(&mut self, reply: Sender<Result<usize, DrainRefused>>) {
+        let mirror = &self.task.mirror;
+        let refused = if self.draining.is_some() {
+            Some(DrainRefused::Busy)
+        } else if !mirror.synced() {
+            Some(DrainRefused::NotSynced)
+        } else if !mirror.peer_alive() {
+            Some(DrainRefused::PeerNotHeard)
+        } else if !mirror.peer_synced() {
+            Some(DrainRefused::PeerNotSynced)
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            let _ = reply.send(Err(why));
+            return;
+        }
+        let sas = self.stop_for_hand_over(self.task.mirror.drain_sas());
+        tracing::info!(
+            sas,
+            "draining: every SA goes to the peer with its exact state"
+        );
+        self.draining = Some(Draining {
+            reply,
+            deadline: self.now() + DRAIN_WAIT_MS,
+            sas,
+            goodbye: false,
+        });
+    }
+
+    /// A drain goes on: once nothing runs here and the peer confirmed
+    /// every hand-over, the goodbye; an SA that came back (a hand-over
+    /// refused) is stopped again; past its deadline it ends, refused.
+    fn drain_on(&mut self, now: u64) {
+        let Some(d) = &mut self.draining else { return };
+        if now >= d.deadline {
+            let d = self.draining.take().expect("draining");
+            let why = if self.task.mirror.gone() {
+                DrainRefused::Unanswered
+            } else {
+                DrainRefused::TimedOut(DRAIN_WAIT_MS)
+            };
+            let _ = d.reply.send(Err(why));
+            return;
+        }
+        if d.goodbye {
+            return;
+        }
+        let again: Vec<(u32, Direction)> = self
+            .task
+            .mirror
+            .drain_sas()
+            .into_iter()
+            .filter(|k| !self.stops.contains_key(k))
+            .collect();
+        if !again.is_empty() {
+            if self.task.mirror.peer_synced() {
+                self.stop_for_hand_over(again);
+            }
+            return;
+        }
+        if self.stops.is_empty() && self.task.mirror.leave().is_ok() {
+            if let Some(d) = &mut self.draining {
+                d.goodbye = true;
+            }
+        }
+    }
+
+    /// The drain's end: the peer heard the goodbye, or it went silent
+    /// before it went out.
+    fn drain_ended(&mut self, result: Result<(), DrainRefused>) {
+        let Some(d) = self.draining.take() else {
+            return;
+        };
+        if result.is_ok() {
+            self.task.events.push(NodeEventKind::Drained { sas: d.sas });
+        }
+        let _ = d.reply.send(result.map(|()| d.sas));
     }
 
     /// A hand-back the host or an operator ordered: carried out only to a
@@ -666,14 +1044,29 @@ impl Running {
             match ev {
                 MirrorEvent::PeerAlive { epoch } => {
                     self.task.events.push(NodeEventKind::PeerAlive { epoch });
+                    self.unheard_since = None;
+                    self.unheard_told = false;
+                    if self.refusals_life != Some(epoch) {
+                        self.refusals_life = Some(epoch);
+                        self.refusals_base = *self.task.mirror.rejected();
+                        self.refusals_told = [false; Reject::COUNT];
+                    }
                     if let Failback::Auto { delay_ms } = self.task.failback
                         && self.holding > 0
                     {
                         self.failback_at = Some(now + delay_ms);
                     }
                 }
+                MirrorEvent::PeerLeft => {
+                    tracing::info!("the peer handed every SA over and left: they run here");
+                    self.task.events.push(NodeEventKind::PeerLeft);
+                    self.failback_at = None;
+                }
+                MirrorEvent::Left => self.drain_ended(Ok(())),
+                MirrorEvent::LeaveAbandoned => self.drain_ended(Err(DrainRefused::Abandoned)),
                 MirrorEvent::PeerDead => {
                     self.task.events.push(NodeEventKind::PeerDead);
+                    self.unheard_since = Some(now);
                     self.failback_at = None;
                     if self.task.takeover == Takeover::Auto {
                         self.take_over();
@@ -874,6 +1267,28 @@ mod tests {
     /// Node 1's mirror task, holding SA `HELD` (home node 2) after a
     /// takeover, with one worker whose command ring nobody drains (a
     /// stuck worker), and the peer's end of the mirror link.
+    /// The worker's part: takes every command, and answers a stop with
+    /// the SA's final state (its last number: none used).
+    fn take_commands(r: &mut Running) {
+        while let Some(c) = r.task.shared.commands[0].pop() {
+            if let SaCommand::Stop {
+                spi,
+                direction,
+                stamp,
+            } = c
+            {
+                let report = Progress::Stopped {
+                    spi,
+                    direction,
+                    last: 0,
+                    stamp,
+                };
+                assert!(r.task.rings[0].push(report).is_ok());
+            }
+        }
+        r.parking = false;
+    }
+
     fn holder() -> (Running, mem::MemQueue) {
         let (m, _) = holding_pair();
         running(m)
@@ -1001,6 +1416,12 @@ mod tests {
             orders: Arc::new(ArrayQueue::new(8)),
             events: Arc::new(EventLog::default()),
             status: Arc::new(Mutex::new(PairStatus::default())),
+            unheard: Unheard {
+                after_ms: 3000,
+                port: "mirror (mem)".into(),
+                peer_mac: Some(MacAddr([2, 0, 0, 0, 0, 2])),
+                peer: 2,
+            },
         };
         (Running::new(task), theirs.remove(0))
     }
@@ -1145,8 +1566,13 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2));
             r.failback_at = Some(0);
             r.turn(&stop);
-            while r.task.shared.commands[0].pop().is_some() {}
-            r.parking = false;
+            take_commands(r);
+            // A stopped SA goes at the next turn, the peer heard meanwhile.
+            let out: Vec<Vec<u8>> = std::iter::from_fn(|| peer.poll_transmit(t + 10)).collect();
+            send_frames(&mut peer_end, out);
+            std::thread::sleep(Duration::from_millis(2));
+            r.turn(&stop);
+            take_commands(r);
             let back = frames_from(&mut peer_end);
             if deliver_to_peer {
                 for f in back {
@@ -1186,8 +1612,7 @@ mod tests {
             let (tx, answer) = std::sync::mpsc::channel();
             assert!(r.task.orders.push(Order::HandBack(tx)).is_ok());
             r.turn(&stop);
-            while r.task.shared.commands[0].pop().is_some() {}
-            r.parking = false;
+            take_commands(r);
             answer.try_recv().expect("answered in the turn")
         };
         // The peer is silent: dead.
@@ -1220,9 +1645,18 @@ mod tests {
             send_frames(&mut peer_end, out);
             std::thread::sleep(Duration::from_millis(2));
             r.turn(&stop);
+            take_commands(&mut r);
         }
         assert!(peer.synced() && r.task.mirror.peer_synced());
+        // The SA stops on its worker, which reports its final state; the
+        // hand-over goes at the next turn (the peer heard meanwhile).
         assert_eq!(order(&mut r), Ok(1));
+        assert!(r.task.mirror.owns(HELD, Direction::Outbound));
+        assert_eq!(r.task.mirror.limit(HELD), Some(0), "stopped");
+        let out: Vec<Vec<u8>> = std::iter::from_fn(|| peer.poll_transmit(30)).collect();
+        send_frames(&mut peer_end, out);
+        std::thread::sleep(Duration::from_millis(2));
+        r.turn(&stop);
         assert!(!r.task.mirror.owns(HELD, Direction::Outbound));
     }
 
@@ -1291,6 +1725,90 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         (told, start.elapsed())
+    }
+
+    /// Frames from another node's mirror on `key` (node `node`, life
+    /// `epoch`): its first ones, a heartbeat among them.
+    fn frames_of(node: u32, peer: u32, key: MirrorKey, epoch: u64) -> Vec<Vec<u8>> {
+        let mut m = Mirror::new(cfg(node, peer), key, epoch, 0);
+        std::iter::from_fn(|| m.poll_transmit(0)).collect()
+    }
+
+    /// A peer not heard in `after_ms` since the start is told once, with
+    /// what to check (port, peer MAC, key) and what the port received,
+    /// refusals by reason; not again in the same silence.
+    #[test]
+    fn a_peer_never_heard_is_told_once_naming_what_to_check() {
+        let (mut r, mut peer_end) = running(Mirror::new(cfg(1, 2), key(), 1, 0));
+        let stop = AtomicBool::new(false);
+        let wrong_key = MirrorKey::new(&[9; 32]).unwrap();
+        send_frames(&mut peer_end, frames_of(2, 1, wrong_key, 2));
+        r.turn(&stop);
+        assert!(r.unheard(2_999).is_none(), "told before its time");
+        let line = r.unheard(3_000).expect("told at 3 s");
+        for part in [
+            "the peer (node 2) has not been heard in the 3.0 s since this node started",
+            "mirror.port mirror (mem) must be the link to the peer's mirror port",
+            "mirror.peer_mac (02:00:00:00:00:02) must be the MAC of the peer's mirror port",
+            "mirror.key must be the same on both nodes",
+            "frames received, 0 accepted, 0 not mirror frames, refused: forged ",
+        ] {
+            assert!(line.contains(part), "{part:?} not in {line}");
+        }
+        assert!(r.unheard(60_000).is_none(), "told twice in one silence");
+    }
+
+    /// A peer heard and then lost is told again after `after_ms`, as lost.
+    #[test]
+    fn a_peer_lost_is_told_again_after_the_silence() {
+        let (mut r, _peer_end) = holder();
+        assert!(r.unheard(60_000).is_none(), "the peer is heard");
+        r.task.mirror.handle_timeout(60_000);
+        r.handle_events(60_000);
+        assert!(!r.task.mirror.peer_alive());
+        assert!(r.unheard(62_999).is_none());
+        let line = r.unheard(63_000).expect("told");
+        assert!(
+            line.contains("not been heard in the 3.0 s since it was lost"),
+            "{line}"
+        );
+        assert!(r.unheard(90_000).is_none());
+    }
+
+    /// Each reason a mirror frame is refused for is told once, at its
+    /// first frame, and again in the peer's next life.
+    #[test]
+    fn the_first_refused_frame_of_each_reason_is_told() {
+        let (mut r, mut peer_end) = running(Mirror::new(cfg(1, 2), key(), 1, 0));
+        let mut told = |r: &mut Running, frames: Vec<Vec<u8>>| {
+            send_frames(&mut peer_end, frames);
+            r.task.port.receive(&mut r.task.mirror, 0);
+            let lines = r.new_refusals();
+            r.handle_events(0);
+            lines
+        };
+        let wrong_key = || MirrorKey::new(&[9; 32]).unwrap();
+        let lines = told(&mut r, frames_of(2, 1, wrong_key(), 2));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("a mirror frame was refused as forged: its MAC does not verify: the two nodes' mirror.key differ"),
+            "{}",
+            lines[0]
+        );
+        assert!(told(&mut r, frames_of(2, 1, wrong_key(), 2)).is_empty());
+        let lines = told(&mut r, frames_of(1, 2, key(), 7));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("refused as wrong_node: sent by this node itself"),
+            "{}",
+            lines[0]
+        );
+        // The peer's life 5 is heard: what it is refused is told anew.
+        assert!(told(&mut r, frames_of(2, 1, key(), 5)).is_empty());
+        assert!(r.task.mirror.peer_alive());
+        let lines = told(&mut r, frames_of(2, 1, wrong_key(), 2));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(r.task.mirror.rejected().get(Reject::Forged) >= 3);
     }
 
     /// An SA this node runs that its worker says waits at its limit (the

@@ -16,12 +16,14 @@ use espgate_wire::ethernet::MacAddr;
 use rustc_hash::FxHashMap;
 
 use crate::command::SaCommand;
-use crate::config::{NodeConfig, PerSide, Role, SaEntry};
+use crate::config::{NodeConfig, PerSide, PortBackend, Role, SaEntry};
 use crate::counters::WorkerCounters;
 use crate::keeper::{Keeper, KeeperTask};
 use crate::marks::{Ledger, key_digest, next_epoch};
 use crate::mirror_port::MirrorPort;
-use crate::mirror_task::{EventLog, MirrorReport, MirrorTask, NodeEvent, Order, PairStatus};
+use crate::mirror_task::{
+    EventLog, MirrorReport, MirrorTask, NodeEvent, Order, PairStatus, Unheard,
+};
 use crate::neigh::Neighbours;
 use crate::progress::{PROGRESS_DEPTH, Reporting};
 use crate::punt::PuntDevice;
@@ -584,7 +586,7 @@ pub fn start(
     for entry in &cfg.sas {
         let spi = entry.sa.spi;
         let owner = cfg.owner(entry);
-        let place = restored
+        let mut place = restored
             .as_ref()
             .and_then(|r| r.places.get(&(spi, entry.sa.direction)).copied())
             .unwrap_or(Placement::NONE);
@@ -592,7 +594,12 @@ pub fn start(
             let node = entry.home.unwrap_or(s.protocol.node);
             let dir = entry.sa.direction;
             m.add_sa_with(spi, dir, entry.sa.esn, node, entry.mirror);
-            if let Some(floor) = place.resume {
+            // The mirror places the SA: every restart point it gives is
+            // past the floor, but an exact hand-over from the peer starts
+            // where the peer's worker stopped, below a mark this node
+            // wrote ahead (see `espgate_mirror`'s `leave`), which the
+            // worker's own resume would jump past.
+            if let Some(floor) = place.resume.take() {
                 m.restore(spi, dir, floor);
             }
             if !cfg.is_home(entry) {
@@ -748,6 +755,22 @@ pub fn start(
                 orders: orders.clone(),
                 events: events.clone(),
                 status: status.clone(),
+                unheard: Unheard {
+                    after_ms: Unheard::after_ms(s.protocol.heartbeat_ms),
+                    port: format!(
+                        "{} ({})",
+                        s.port_name,
+                        match &s.port_backend {
+                            PortBackend::AfPacket { interface } =>
+                                format!("af_packet on {interface}"),
+                            PortBackend::Dpdk { device } => format!("dpdk device {device}"),
+                            PortBackend::Mem => "mem".to_string(),
+                            PortBackend::Pcap { .. } => "pcap".to_string(),
+                        }
+                    ),
+                    peer_mac: s.peer_mac,
+                    peer: s.protocol.peer,
+                },
             };
             let stop = stop.clone();
             let t = std::thread::Builder::new()

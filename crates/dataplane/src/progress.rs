@@ -41,6 +41,18 @@ pub enum Progress {
         /// Packets accepted.
         packets: u64,
     },
+    /// An SA parked for an exact hand-over, as its worker left it.
+    Stopped {
+        /// SPI.
+        spi: u32,
+        /// Which SA of that SPI.
+        direction: espgate_esp::Direction,
+        /// The last sequence number used (outbound), or the window top
+        /// (inbound).
+        last: u64,
+        /// The stop's stamp ([`SaCommand::Stop`](crate::command::SaCommand::Stop)).
+        stamp: u64,
+    },
     /// An inbound SA refusing authentic packets at its limit.
     InboundStall {
         /// SPI.
@@ -61,6 +73,12 @@ impl Progress {
             Progress::Outbound { spi, seq, .. } => (*spi, Outbound, *seq),
             Progress::Inbound { spi, top, .. } => (*spi, Inbound, *top),
             Progress::InboundStall { spi, seq } => (*spi, Inbound, *seq),
+            Progress::Stopped {
+                spi,
+                direction,
+                last,
+                ..
+            } => (*spi, *direction, *last),
         }
     }
 }

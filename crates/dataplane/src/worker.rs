@@ -584,6 +584,14 @@ impl Worker {
                 SaCommand::Park { spi, direction } => {
                     self.parked.insert((spi, direction));
                 }
+                SaCommand::Stop {
+                    spi,
+                    direction,
+                    stamp,
+                } => {
+                    self.parked.insert((spi, direction));
+                    self.report_stopped(spi, direction, stamp);
+                }
                 SaCommand::InstallOutbound { sa, parked } => {
                     let spi = sa.spi();
                     if parked {
@@ -1104,6 +1112,28 @@ impl Worker {
         };
         if r.ring.push(p).is_ok() {
             sa.mark_reported();
+            self.counters.progress += 1;
+        } else {
+            self.counters.progress_full += 1;
+        }
+    }
+
+    /// Reports the final state of an SA parked for an exact hand-over:
+    /// nothing is used or accepted on it here after this.
+    fn report_stopped(&mut self, spi: u32, direction: Direction, stamp: u64) {
+        let Some(r) = &self.report else { return };
+        let last = match direction {
+            Direction::Outbound => self.outbound.get(&spi).map(|sa| sa.seq()),
+            Direction::Inbound => self.sad.get(spi).map(|sa| sa.window().top()),
+        };
+        let Some(last) = last else { return };
+        let p = Progress::Stopped {
+            spi,
+            direction,
+            last,
+            stamp,
+        };
+        if r.ring.push(p).is_ok() {
             self.counters.progress += 1;
         } else {
             self.counters.progress_full += 1;

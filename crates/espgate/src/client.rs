@@ -7,13 +7,14 @@
 
 use std::collections::HashMap;
 use std::fmt::Display;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use espgate_control::answer::{
-    Body, ByReason, Done, PairView, Peer, SaAdded, SaList, SaRekeyed, Stats, WorkerStats, read,
+    Body, ByReason, Done, Drained, PairView, Peer, SaAdded, SaList, SaRekeyed, Stats, WorkerStats,
+    read,
 };
 use espgate_control::request::DirectionArg;
 use espgate_esp::Direction;
@@ -42,8 +43,7 @@ fn call<T: Body>(sock: &Path, request: Value) -> anyhow::Result<(T, Value)> {
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    outln!("{}", serde_json::to_string_pretty(v)?)
 }
 
 /// The sum of counts by reason.
@@ -74,8 +74,14 @@ pub fn sa_list(sock: &Path, json_out: bool) -> anyhow::Result<()> {
     if json_out {
         return print_json(&raw);
     }
-    println!(
-        "{:<10} {:<8} {:>3} {:>4} {:>5} {:<8} {:>12} {:>12} {:>12} {:>14} {:>6} {:>14} {:>20}",
+    out!("{}", sa_table(&list))
+}
+
+/// The table of `espgate sa list`, one line per SA; its drops come last,
+/// with their reasons.
+fn sa_table(list: &SaList) -> String {
+    let mut table = format!(
+        "{:<10} {:<8} {:>3} {:>4} {:>5} {:<8} {:>12} {:>12} {:>12} {:>14} {:>14} {:>20} drops\n",
         "spi",
         "dir",
         "wkr",
@@ -86,13 +92,12 @@ pub fn sa_list(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         "lease_end",
         "packets",
         "bytes",
-        "drops",
         "life_left_pkts",
-        "seq_left"
+        "seq_left",
     );
     for s in &list.sas {
-        println!(
-            "{:<10} {:<8} {:>3} {:>4} {:>5} {:<8} {:>12} {:>12} {:>12} {:>14} {:>6} {:>14} {:>20}",
+        table.push_str(&format!(
+            "{:<10} {:<8} {:>3} {:>4} {:>5} {:<8} {:>12} {:>12} {:>12} {:>14} {:>14} {:>20} {}\n",
             format!("{:#x}", s.spi),
             direction(s.direction),
             s.worker,
@@ -103,12 +108,24 @@ pub fn sa_list(sock: &Path, json_out: bool) -> anyhow::Result<()> {
             dash(s.lease_end),
             s.packets,
             s.bytes,
-            total(&s.drops),
             dash(s.lifetime_left.packets),
             dash(s.lifetime_left.sequence),
-        );
+            drops_with_reasons(&s.drops),
+        ));
     }
-    Ok(())
+    table
+}
+
+/// A drop total and, when there are any, its reasons, most first:
+/// `12 (replayed 10, auth_failed 2)`.
+fn drops_with_reasons(by_reason: &ByReason) -> String {
+    let mut reasons: Vec<(&String, &u64)> = by_reason.iter().filter(|(_, n)| **n > 0).collect();
+    if reasons.is_empty() {
+        return "0".into();
+    }
+    reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let listed: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    format!("{} ({})", total(by_reason), listed.join(", "))
 }
 
 /// `espgate sa add --file F [--position N]`.
@@ -119,7 +136,7 @@ pub fn sa_add(sock: &Path, file: &Path, position: Option<usize>) -> anyhow::Resu
         sock,
         json!({ "op": "sa_add", "yaml": yaml, "position": position }),
     )?;
-    println!("added {} SAs and {} rules", added.sas, added.rules);
+    outln!("added {} SAs and {} rules", added.sas, added.rules)?;
     Ok(())
 }
 
@@ -129,7 +146,17 @@ pub fn sa_del(sock: &Path, spi: &str, direction: &str) -> anyhow::Result<()> {
         sock,
         json!({ "op": "sa_del", "spi": spi, "direction": direction }),
     )?;
-    println!("deleted {direction} SA {spi}");
+    outln!("deleted {direction} SA {spi}")?;
+    Ok(())
+}
+
+/// `espgate drain`.
+pub fn drain(sock: &Path) -> anyhow::Result<()> {
+    let (d, _) = call::<Drained>(sock, json!({ "op": "drain" }))?;
+    println!(
+        "drained: {} SAs run on the peer from their exact state; the node stops",
+        d.sas
+    );
     Ok(())
 }
 
@@ -147,10 +174,11 @@ pub fn sa_rekey(
         sock,
         json!({ "op": "sa_rekey", "spi": spi, "direction": direction, "yaml": yaml, "grace_ms": grace_ms }),
     )?;
-    println!(
+    outln!(
         "{direction} SA {spi} replaced by {:#x}; the old one goes in {} ms",
-        rekeyed.new_spi, rekeyed.grace_ms
-    );
+        rekeyed.new_spi,
+        rekeyed.grace_ms
+    )?;
     Ok(())
 }
 
@@ -160,7 +188,7 @@ pub fn stats(sock: &Path, json_out: bool) -> anyhow::Result<()> {
     if json_out {
         return print_json(&raw);
     }
-    println!(
+    outln!(
         "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}  {:>9} {:>9}",
         "worker",
         "rx",
@@ -171,10 +199,10 @@ pub fn stats(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         "drops",
         "burst_p50",
         "burst_p99"
-    );
+    )?;
     for w in &stats.workers {
         let q = &w.burst_ns.quantiles;
-        println!(
+        outln!(
             "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}  {:>7}ns {:>7}ns",
             w.worker,
             w.rx,
@@ -185,7 +213,7 @@ pub fn stats(sock: &Path, json_out: bool) -> anyhow::Result<()> {
             total(&w.drops),
             q.p50,
             q.p99,
-        );
+        )?;
     }
     let t = &stats.total;
     let reasons: Vec<String> = t
@@ -207,7 +235,7 @@ pub fn stats(sock: &Path, json_out: bool) -> anyhow::Result<()> {
             v.join(" ")
         }
     };
-    println!(
+    outln!(
         "total: rx {} tx {} encrypted {} decrypted {} lease_stalls {} punted {} punt_sent {}; drops: {}; sa events: {}",
         t.rx,
         t.tx,
@@ -218,7 +246,7 @@ pub fn stats(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         t.punt_sent,
         listed(reasons),
         listed(events)
-    );
+    )?;
     Ok(())
 }
 
@@ -229,19 +257,19 @@ pub fn peer(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         return print_json(&raw);
     }
     let Some(m) = &peer.mirror else {
-        println!("no pair: this node has no mirror link");
+        outln!("no pair: this node has no mirror link")?;
         return Ok(());
     };
     let (alive, synced) = health(m);
-    println!(
+    outln!(
         "node {} peer {}: {alive} and {synced}; holding {} of its SAs; {} standby copies; {} queued",
         dash(m.node),
         dash(m.peer),
         m.holding,
         m.standby,
         m.queued,
-    );
-    println!(
+    )?;
+    outln!(
         "frames sent {} ({} bytes, {} states, {} acks), received {}, ignored records {}",
         m.frames_sent,
         m.bytes_sent,
@@ -249,18 +277,22 @@ pub fn peer(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         m.acks_sent,
         m.frames_received,
         m.records_ignored,
-    );
+    )?;
     let rejected: Vec<String> = m.rejected.iter().map(|(k, n)| format!("{k}={n}")).collect();
-    println!("rejected: {}", rejected.join(" "));
-    println!(
+    outln!("rejected: {}", rejected.join(" "))?;
+    outln!(
         "taken over {}, handed back {}, bulk syncs asked again {}",
-        m.taken_over, m.handed_back, m.bulks_incomplete,
-    );
-    println!(
+        m.taken_over,
+        m.handed_back,
+        m.bulks_incomplete,
+    )?;
+    outln!(
         "alarms: SAs stalled a second {}, dead peer's SAs run by nobody {}, \
          ESN SAs held beyond reach {}",
-        m.stall_alarms, m.orphan_alarms, m.reach_alarms,
-    );
+        m.stall_alarms,
+        m.orphan_alarms,
+        m.reach_alarms,
+    )?;
     Ok(())
 }
 
@@ -391,7 +423,6 @@ pub fn top(sock: &Path, every: Duration, count: Option<u64>) -> anyhow::Result<(
     let mut prev = sample()?;
     let mut t0 = Instant::now();
     let mut frames = 0u64;
-    let mut stdout = std::io::stdout();
     while count.is_none_or(|c| frames < c) {
         std::thread::sleep(every);
         let now = sample()?;
@@ -400,11 +431,10 @@ pub fn top(sock: &Path, every: Duration, count: Option<u64>) -> anyhow::Result<(
         let mut frame = top_frame(&prev, &now, dt, sock);
         frame.push_str(&pair_line(sock, expected)?);
         if tty {
-            write!(stdout, "\x1b[2J\x1b[H{frame}")?;
+            out!("\x1b[2J\x1b[H{frame}")?;
         } else {
-            writeln!(stdout, "{frame}")?;
+            outln!("{frame}")?;
         }
-        stdout.flush()?;
         prev = now;
         frames += 1;
     }
@@ -414,6 +444,8 @@ pub fn top(sock: &Path, every: Duration, count: Option<u64>) -> anyhow::Result<(
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc::channel;
+
+    use espgate_control::answer::{LifetimeLeft, SaView};
 
     use super::*;
     use crate::control_socket::{ControlSocket, listen};
@@ -464,6 +496,53 @@ mod tests {
         );
         let e = sa_del(&sock, "0x9999", "outbound").expect_err("refused");
         assert_eq!(format!("{e:#}"), "no outbound SA 0x9999");
+    }
+
+    /// The table shows why an SA dropped packets, not only how many: the
+    /// reasons were in `--json` alone.
+    #[test]
+    fn sa_list_shows_each_sas_drops_by_reason() {
+        let sa = |spi: u32, drops: &[(&str, u64)]| SaView {
+            spi,
+            direction: DirectionArg::Inbound,
+            worker: 0,
+            home: None,
+            owner: None,
+            mirror: None,
+            state: espgate_control::answer::SaState::Active,
+            retire_in_ms: None,
+            aead: None,
+            tunnel: None,
+            esn: None,
+            seq: 40,
+            lease_end: None,
+            packets: 30,
+            bytes: 3000,
+            drops: drops.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            lifetime_left: LifetimeLeft {
+                packets: None,
+                bytes: None,
+                sequence: None,
+            },
+        };
+        let table = sa_table(&SaList {
+            sas: vec![
+                sa(
+                    0x1000,
+                    &[("auth_failed", 2), ("replayed", 10), ("too_old", 0)],
+                ),
+                sa(0x1001, &[("replayed", 0)]),
+            ],
+        });
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[0].ends_with(" drops"), "{table}");
+        assert!(lines[1].starts_with("0x1000 "), "{table}");
+        assert!(
+            lines[1].ends_with(" 12 (replayed 10, auth_failed 2)"),
+            "{table}"
+        );
+        assert!(lines[2].ends_with(" 0"), "{table}");
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! are served at once: a client cannot make the node buffer without end or
 //! start threads without end.
 
+use std::fs::DirBuilder;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,6 +53,7 @@ impl Drop for ControlSocket {
 /// replaced; a socket a live process answers on, or a file that is not a
 /// socket, is refused and left as it is.
 pub fn listen(path: &Path, tx: Sender<Call>) -> anyhow::Result<ControlSocket> {
+    socket_dir(path)?;
     clear_stale(path)?;
     let listener =
         UnixListener::bind(path).with_context(|| format!("control socket {}", path.display()))?;
@@ -65,6 +67,56 @@ pub fn listen(path: &Path, tx: Sender<Call>) -> anyhow::Result<ControlSocket> {
         .spawn(move || accept(&listener, &tx))
         .context("control thread")?;
     Ok(socket)
+}
+
+/// Makes the directory of the socket at `path` if it is missing, mode
+/// 0700 (as the lock directory is); an existing one keeps its mode, but
+/// one anybody may write to without the sticky bit is refused: another
+/// user could replace the socket there and be sent the node's
+/// configuration, SA keys included.
+fn socket_dir(path: &Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| {
+                    format!(
+                        "control socket {}: making {}",
+                        path.display(),
+                        dir.display()
+                    )
+                })?;
+            tracing::info!(directory = %dir.display(), "made the control socket's directory, mode 0700");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("control socket {}", path.display()));
+        }
+    };
+    if !meta.is_dir() {
+        bail!(
+            "control socket {}: {} is not a directory",
+            path.display(),
+            dir.display()
+        );
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        bail!(
+            "control socket {}: {} (mode {:04o}) is writable by anyone, without the sticky bit: another user could replace the socket and be sent the node's configuration with its SA keys; give a directory only root (or the node's user) writes to, or one that does not exist yet (made mode 0700)",
+            path.display(),
+            dir.display(),
+            mode & 0o7777
+        );
+    }
+    Ok(())
 }
 
 /// A served connection, counted in `open` while it lives.
@@ -302,6 +354,54 @@ mod tests {
         );
         let a = ask(&path, &json!({ "op": "status" })).unwrap();
         assert_eq!(a["who"], "first", "{a}");
+    }
+
+    #[test]
+    fn a_missing_directory_is_made_mode_0700() {
+        let tmp = dir("mkdir");
+        let path = tmp.path().join("run").join("espgate").join("a.sock");
+        let (tx, calls) = channel();
+        let _socket = listen(&path, tx).unwrap();
+        answer_as(calls, "made");
+        for d in [
+            path.parent().unwrap(),
+            path.parent().unwrap().parent().unwrap(),
+        ] {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode();
+            assert_eq!(mode & 0o7777, 0o700, "{}", d.display());
+        }
+        let a = ask(&path, &json!({ "op": "status" })).unwrap();
+        assert_eq!(a["who"], "made", "{a}");
+    }
+
+    #[test]
+    fn an_existing_directory_keeps_its_mode_unless_anybody_may_replace_the_socket() {
+        let tmp = dir("mode");
+        let set = |mode: u32| {
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let path = tmp.path().join("c.sock");
+        for mode in [0o755, 0o770, 0o1777] {
+            set(mode);
+            let (tx, _calls) = channel();
+            let socket = listen(&path, tx).unwrap_or_else(|e| panic!("{mode:o}: {e:#}"));
+            let now = std::fs::metadata(tmp.path()).unwrap().permissions().mode();
+            assert_eq!(now & 0o7777, mode, "the mode was changed");
+            drop(socket);
+        }
+        set(0o777);
+        let (tx, _calls) = channel();
+        let e = format!("{:#}", listen(&path, tx).unwrap_err());
+        set(0o700);
+        assert!(
+            e.contains(&format!(
+                "control socket {}: {} (mode 0777) is writable by anyone, without the sticky bit",
+                path.display(),
+                tmp.path().display()
+            )),
+            "{e}"
+        );
+        assert!(!path.exists(), "a socket was made there");
     }
 
     #[test]

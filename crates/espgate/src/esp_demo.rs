@@ -65,18 +65,21 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
     let mut out = OutboundSa::new(&out_cfg, backend)?;
     let mut sad = Sad::new();
     sad.insert(&in_cfg, backend)?;
-    println!(
+    outln!(
         "espgate esp demo: one ESP SA over the bundled sample traffic (conf/samples/plain.pcap)"
-    );
-    println!(
+    )?;
+    outln!(
         "  SA {:#x}: {}, tunnel {} -> {}, crypto backend {backend}\n",
-        out_cfg.spi, out_cfg.algorithm, out_cfg.tunnel.src, out_cfg.tunnel.dst
-    );
+        out_cfg.spi,
+        out_cfg.algorithm,
+        out_cfg.tunnel.src,
+        out_cfg.tunnel.dst
+    )?;
     fs::create_dir_all(out_dir).with_context(|| out_dir.display().to_string())?;
     let mut plain_w = PcapWriter::new(File::create(out_dir.join("plain.pcap"))?)?;
     let mut esp_w = PcapWriter::new(File::create(out_dir.join("esp.pcap"))?)?;
 
-    println!(" #  inner packet                                        bytes ->  seq  ESP bytes");
+    outln!(" #  inner packet                                        bytes ->  seq  ESP bytes")?;
     let mut sealed: Vec<(EthernetRepr, Vec<u8>, Vec<u8>)> = Vec::new();
     for (k, rec) in PcapReader::new(SAMPLE)?.enumerate() {
         let rec = rec?;
@@ -84,11 +87,11 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         let frame = EthernetFrame::new_checked(&rec.data[..])?;
         let eth = EthernetRepr::parse(&frame)?;
         if eth.ethertype != EtherType::IPV4 && eth.ethertype != EtherType::IPV6 {
-            println!(
+            outln!(
                 "{:>2}  ethertype {:#06x}: not IP, not for ESP",
                 k + 1,
                 eth.ethertype.0
-            );
+            )?;
             continue;
         }
         let inner = frame.payload().to_vec();
@@ -97,14 +100,14 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         let esp_len = buf.len();
         let esp_frame = frame_with(eth, &mut buf)?;
         esp_w.write(rec.ts_nanos, &esp_frame)?;
-        println!(
+        outln!(
             "{:>2}  {:<50} {:>5} -> {:>4}  {:>5}",
             k + 1,
             describe(&inner),
             inner.len(),
             seq,
             esp_len
-        );
+        )?;
         sealed.push((eth, inner, esp_frame[eth.header_len()..].to_vec()));
     }
     plain_w.flush()?;
@@ -117,11 +120,11 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
             other => bail!("frame to {eth:?} did not come back intact: {other:?}"),
         }
     }
-    println!(
+    outln!(
         "\ndecrypted {} of {} ESP packets back to the exact original bytes",
         sealed.len(),
         sealed.len()
-    );
+    )?;
 
     let verdict = |r: Result<Inbound, espgate_esp::EspError>| match r {
         Ok(_) => "accepted".to_string(),
@@ -129,11 +132,11 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
     };
     let (_, inner, first) = &sealed[0];
     let replay = sad.decapsulate(&mut HeapBuf::from_packet(first));
-    println!(
+    outln!(
         "{:<46}{}",
         "the first ESP packet again (a replay):",
         verdict(replay)
-    );
+    )?;
     let mut fresh = HeapBuf::from_packet(inner);
     let seq = out.encapsulate(&mut fresh)?;
     let genuine = fresh.data().to_vec();
@@ -141,23 +144,23 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
     let at = forged.len() - 20;
     forged[at] ^= 0x01;
     let forgery = sad.decapsulate(&mut HeapBuf::from_packet(&forged));
-    println!(
+    outln!(
         "{:<46}{}",
         format!("seq {seq} with one ciphertext bit flipped:"),
         verdict(forgery)
-    );
+    )?;
     let genuine = sad.decapsulate(&mut HeapBuf::from_packet(&genuine));
-    println!(
+    outln!(
         "{:<46}{}",
         format!("seq {seq} as sent (the forgery moved nothing):"),
         verdict(genuine)
-    );
+    )?;
     let c_out = out.counters();
     let c_in = sad
         .get(out_cfg.spi)
         .map(|s| *s.counters())
         .unwrap_or_default();
-    println!(
+    outln!(
         "counters: outbound {} packets {} bytes; inbound {} packets {} bytes, drops: {}",
         c_out.packets,
         c_out.bytes,
@@ -168,32 +171,32 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
             .map(|(r, n)| format!("{r} {n}"))
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    )?;
 
-    println!(
+    outln!(
         "\nthroughput on this core, ESP encrypt beside the bare AES-GCM seal of the same packet:"
-    );
-    println!("  size    ESP Mpps   AEAD Mpps   ESP/AEAD");
+    )?;
+    outln!("  size    ESP Mpps   AEAD Mpps   ESP/AEAD")?;
     for size in [64usize, 512, 1420] {
         let (esp, aead) = measure(&out_cfg, backend, size)?;
-        println!(
+        outln!(
             "  {size:>4} B   {esp:>7.2}    {aead:>7.2}      {:>5.2}",
             esp / aead
-        );
+        )?;
     }
 
     let key_hex: String = out_cfg.key.iter().map(|b| format!("{b:02x}")).collect();
-    println!(
+    outln!(
         "\ncaptures: {0}/plain.pcap and {0}/esp.pcap; to decrypt the ESP with tshark:",
         out_dir.display()
-    );
-    println!(
+    )?;
+    outln!(
         "  tshark -r {}/esp.pcap -o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE \\\n    -o 'uat:esp_sa:\"IPv4\",\"{}\",\"{}\",\"{:#010x}\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"0x{key_hex}\",\"NULL\",\"\"'",
         out_dir.display(),
         out_cfg.tunnel.src,
         out_cfg.tunnel.dst,
         out_cfg.spi
-    );
+    )?;
     Ok(())
 }
 

@@ -111,7 +111,7 @@ pub fn run(
     }
     writer.flush()?;
     let verb = if encrypt { "encrypted" } else { "decrypted" };
-    println!(
+    outln!(
         "{verb} {} of {} frames with spi {:#x} ({}, {}{}) using {backend}",
         tally.written,
         tally.read,
@@ -123,9 +123,9 @@ pub fn run(
         } else {
             ""
         },
-    );
+    )?;
     for (why, n) in &tally.skipped {
-        println!("  skipped {n}: {why}");
+        outln!("  skipped {n}: {why}")?;
     }
     Ok(())
 }

@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use serde_norway::Value as Yaml;
 
 use crate::control_socket::ask;
+use crate::host::say;
 use crate::run::NOT_CONFIGURED;
 
 /// Requests kept for a node that missed them, at most; past this it
@@ -213,13 +214,6 @@ impl Heard {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn say(what: &str) {
-    println!(
-        "host t={} {what}",
-        espgate_dataplane::mirror_task::unix_ms()
-    );
 }
 
 impl Fanout {

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use espgate_control::answer::{AnswerError, Done, SaExport, Status, read};
 use espgate_control::{HostConfig, ManagedNode};
+use espgate_dataplane::config::Takeover;
 use espgate_dataplane::mirror_task::unix_ms;
 use serde_json::json;
 
@@ -265,8 +266,30 @@ fn step(nodes: &mut [NodeState; 2], i: usize, answer: Option<Answer>, dead_after
 /// requests is failed this long after its last answer.
 const BUSY_ANSWERING: Duration = Duration::from_secs(6);
 
-fn say(what: &str) {
-    println!("host t={} {what}", unix_ms());
+/// The warning for the nodes whose files say `takeover: auto`: they do
+/// not wait for the host's order (docs/configuration.md, "`takeover` and
+/// `failback` under `espgate host`").
+fn auto_takeover(nodes: &[ManagedNode]) -> Option<String> {
+    let auto: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.takeover == Takeover::Auto)
+        .map(|n| n.name.as_str())
+        .collect();
+    (!auto.is_empty()).then(|| {
+        format!(
+            "takeover: auto for {}: a node takes its peer's SAs over as soon as it stops \
+             hearing it on the mirror link, before this host orders it and even while the \
+             peer runs (a cut mirror link); takeover: manual leaves it to the host",
+            auto.join(" and ")
+        )
+    })
+}
+
+/// A line of the host's log, on standard output. Its reader gone (`espgate
+/// host | head`), the host goes on without a log: its orders keep the pair
+/// running, its log does not.
+pub(crate) fn say(what: &str) {
+    let _ = outln!("host t={} {what}", unix_ms());
 }
 
 fn run_commands(cmds: &[Vec<String>]) {
@@ -454,6 +477,9 @@ pub fn run(path: &Path, duration: Option<Duration>, control: Option<&Path>) -> a
         "managing {} and {}, polling every {} ms",
         nodes[0].name, nodes[1].name, cfg.poll_ms
     ));
+    if let Some(warning) = auto_takeover(nodes) {
+        tracing::warn!("{warning}");
+    }
     let started = Instant::now();
     let period = Duration::from_millis(cfg.poll_ms);
     let (tx, rx) = mpsc::channel();
@@ -955,6 +981,7 @@ mod tests {
             .unwrap();
         let node = |name: &str| ManagedNode {
             name: name.into(),
+            takeover: Takeover::Manual,
             control: dir.path().join(format!("{name}.sock")),
             config: format!("node: {{ name: {name} }}\n"),
             on_failure: Vec::new(),
@@ -1316,6 +1343,7 @@ mod tests {
             .unwrap();
         let node = |name: &str| ManagedNode {
             name: name.into(),
+            takeover: Takeover::Manual,
             control: dir.path().join(format!("{name}.sock")),
             config: format!("node: {{ name: {name} }}\n"),
             on_failure: Vec::new(),
@@ -1496,6 +1524,7 @@ mod tests {
             .unwrap();
         let node = |name: &str| ManagedNode {
             name: name.into(),
+            takeover: Takeover::Manual,
             control: dir.path().join(format!("{name}.sock")),
             config: format!("node: {{ name: {name} }}\n"),
             on_failure: Vec::new(),
@@ -1595,6 +1624,7 @@ mod tests {
             .unwrap();
         let node = |name: &str| ManagedNode {
             name: name.into(),
+            takeover: Takeover::Manual,
             control: dir.path().join(format!("{name}.sock")),
             config: format!("node: {{ name: {name} }}\n"),
             on_failure: Vec::new(),

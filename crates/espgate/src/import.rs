@@ -32,9 +32,6 @@ pub fn run(input: &Path, options: &ImportOptions, out: Option<&Path>) -> anyhow:
     }
     match out {
         Some(path) => crate::keys::write_private(path, &import.yaml),
-        None => {
-            print!("{}", import.yaml);
-            Ok(())
-        }
+        None => out!("{}", import.yaml),
     }
 }

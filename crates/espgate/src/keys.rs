@@ -31,7 +31,7 @@ pub fn run(config: Option<&Path>, sas: &[PathBuf], out: Option<&Path>) -> anyhow
             write_private(path, &text)?;
             eprintln!("{} SAs written to {}", all.len(), path.display());
         }
-        None => print!("{text}"),
+        None => out!("{text}")?,
     }
     Ok(())
 }

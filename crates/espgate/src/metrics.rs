@@ -163,7 +163,7 @@ pub fn render(node: &RunningNode, workers: &[WorkerSnapshot]) -> String {
             );
         }
     }
-    let port_counters: [Family<espgate_io::QueueStats>; 5] = [
+    let port_counters: [Family<espgate_io::QueueStats>; 7] = [
         (
             "espgate_port_rx_packets_total",
             "Frames received, by worker and port.",
@@ -188,6 +188,16 @@ pub fn render(node: &RunningNode, workers: &[WorkerSnapshot]) -> String {
             "espgate_port_tx_full_total",
             "Frames the port's transmit ring refused.",
             |q| q.tx_full,
+        ),
+        (
+            "espgate_port_rx_too_long_total",
+            "Frames received too long for a buffer (segments the kernel merged), dropped.",
+            |q| q.rx_too_long,
+        ),
+        (
+            "espgate_port_rx_csum_completed_total",
+            "Frames whose TCP or UDP checksum the kernel left for a device to fill in, completed by the port.",
+            |q| q.rx_csum_completed,
         ),
     ];
     for (name, help, f) in port_counters {

@@ -15,6 +15,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use espgate_dataplane::mirror_task::DrainRefused;
 use espgate_dataplane::punt::{self, PuntDevice};
 use espgate_dataplane::state_dir::{FILE_NAME, StateDir, StateError};
 use espgate_dataplane::{
@@ -23,11 +24,11 @@ use espgate_dataplane::{
 };
 use espgate_esp::Backend;
 use espgate_io::pcap_port::PcapQueue;
-use espgate_io::{Mempool, PortInfo, PortQueue, af_packet, tun};
+use espgate_io::{Mempool, PortInfo, PortQueue, af_packet, offload, tun};
 use espgate_wire::ethernet::MacAddr;
 use serde_json::Value;
 
-use espgate_control::answer::{Done, Event, Events, Status, carried_out, refusal};
+use espgate_control::answer::{Done, Drained, Event, Events, Status, carried_out, refusal};
 use espgate_control::request::Request;
 
 use crate::control_socket;
@@ -99,6 +100,7 @@ fn open_port(
 ) -> anyhow::Result<Vec<Box<dyn PortQueue>>> {
     Ok(match p.backend {
         PortBackend::AfPacket { interface } => {
+            receive_as_on_the_wire(p.name, interface)?;
             af_packet::open(interface, p.queues, group, p.name, p.mac, p.mtu)
                 .with_context(|| format!("port {}: af_packet on {interface}", p.name))?
                 .into_iter()
@@ -125,6 +127,34 @@ fn open_port(
             p.name
         ),
     })
+}
+
+/// Switches off the receive offloads of `interface` (port `port`) that
+/// would hand its AF_PACKET socket frames other than those on the wire,
+/// saying what it changed; refuses, with the `ethtool` command to run,
+/// when one that merges frames stays on.
+fn receive_as_on_the_wire(port: &str, interface: &str) -> anyhow::Result<()> {
+    let done = offload::switch_off_receive_offloads(interface)
+        .with_context(|| format!("port {port}: af_packet on {interface}"))?;
+    let what = |fs: &[offload::Feature]| fs.iter().map(|f| f.what).collect::<Vec<_>>().join(", ");
+    if !done.switched_off.is_empty() {
+        tracing::info!(
+            port,
+            interface,
+            "switched off {} (an AF_PACKET port must see frames as they are on the wire; `{}` did the same)",
+            what(&done.switched_off),
+            offload::command(interface, &done.switched_off)
+        );
+    }
+    if !done.left_on.is_empty() {
+        tracing::warn!(
+            port,
+            interface,
+            "{} stays on (the driver keeps it): TCP and UDP checksums the kernel left for the device to fill in are completed by the port",
+            what(&done.left_on)
+        );
+    }
+    Ok(())
 }
 
 /// Opens the queues of the protected or unprotected port, one per worker.
@@ -390,6 +420,26 @@ fn answer(
     }
 }
 
+/// Hands every SA the node runs to its peer with its exact state and
+/// says goodbye (see `espgate_mirror`'s `leave`); returns how many SAs
+/// went (the node runs nothing afterwards), or why not and whether the
+/// node must stop all the same (its goodbye went out unanswered: it runs
+/// nothing more).
+fn drain(node: &RunningNode) -> Result<usize, (bool, String)> {
+    if !node.mirrored() {
+        return Err((false, "this node has no peer to hand its SAs to".into()));
+    }
+    let (tx, answer) = std::sync::mpsc::channel();
+    if !node.order(Order::Drain(tx)) {
+        return Err((false, "too many orders wait".into()));
+    }
+    match answer.recv_timeout(Duration::from_secs(5)) {
+        Ok(Ok(sas)) => Ok(sas),
+        Ok(Err(why)) => Err((why == DrainRefused::Unanswered, why.to_string())),
+        Err(_) => Err((false, "the mirror did not answer in 5 s".into())),
+    }
+}
+
 /// Where a node is run from and watched.
 pub struct RunOptions<'a> {
     /// The node configuration; without it the host pushes one.
@@ -406,6 +456,9 @@ pub struct RunOptions<'a> {
     pub backend: Backend,
     /// Stop after this long.
     pub duration: Option<Duration>,
+    /// On SIGINT or SIGTERM, hand every SA to the peer exactly before
+    /// stopping (as the `drain` request does), if the peer can take them.
+    pub drain_on_stop: bool,
 }
 
 /// Runs a node: from its configuration file at once, or (with only a
@@ -419,6 +472,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         metrics: metrics_addr,
         backend,
         duration,
+        drain_on_stop,
     } = opts;
     let config = match config_path {
         Some(p) => Some(espgate_control::load_node_file(p)?),
@@ -455,7 +509,12 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut history: VecDeque<String> = VecDeque::new();
     // `watch` connections: each event goes to every one still open.
     let mut watchers: Vec<std::sync::mpsc::Sender<Value>> = Vec::new();
-    while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
+    // A drain was carried out: the node runs nothing and stops.
+    let mut drained = false;
+    while !stop.load(Ordering::Relaxed)
+        && !drained
+        && duration.is_none_or(|d| started.elapsed() < d)
+    {
         // A request is answered as it comes (an IKE daemon sends several
         // for each CHILD_SA); without one the loop goes round every 5 ms.
         let first = match calls.recv_timeout(Duration::from_millis(5)) {
@@ -475,6 +534,21 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                 if back.send(carried_out(&Done {})).is_ok() {
                     watchers.push(back);
                 }
+                continue;
+            }
+            if let Request::Drain {} = req {
+                let answer = match live.as_ref().map(|l| drain(&l.node)) {
+                    None => refusal(NOT_CONFIGURED),
+                    Some(Ok(sas)) => {
+                        drained = true;
+                        carried_out(&Drained { sas })
+                    }
+                    Some(Err((stops, why))) => {
+                        drained = stops;
+                        refusal(format!("drain refused: {why}"))
+                    }
+                };
+                let _ = back.send(answer);
                 continue;
             }
             let _ = back.send(answer(
@@ -512,9 +586,18 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             history.push_back(line);
         }
     }
+    if let Some(l) = live
+        .as_ref()
+        .filter(|l| drain_on_stop && !drained && stop.load(Ordering::Relaxed) && l.node.mirrored())
+    {
+        match drain(&l.node) {
+            Ok(sas) => tracing::info!(sas, "drained: every SA runs on the peer"),
+            Err((_, why)) => tracing::warn!(%why, "stopping without a drain"),
+        }
+    }
     if let Some(live) = live {
         let report = live.node.stop();
-        crate::report::print(&report);
+        crate::report::print(&report)?;
     }
     Ok(())
 }

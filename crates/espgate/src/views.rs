@@ -44,6 +44,8 @@ fn worker(w: &WorkerSnapshot) -> WorkerStats {
                     tx_packets: q.tx_packets,
                     tx_bytes: q.tx_bytes,
                     tx_full: q.tx_full,
+                    rx_too_long: q.rx_too_long,
+                    rx_csum_completed: q.rx_csum_completed,
                 },
             )
         })

@@ -42,6 +42,26 @@ fn the_demo_tells_the_failover_story_with_zero_reuse() {
     assert!(out_dir.join("wan.pcap").exists());
 }
 
+/// `espgate demo --help` tells the story the demo runs (it described an
+/// older demo: two nodes back to back, traffic both ways).
+#[test]
+fn the_demo_help_tells_its_story() {
+    let out = Command::new(env!("CARGO_BIN_EXE_espgate"))
+        .args(["demo", "--help"])
+        .output()
+        .expect("run espgate demo --help");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for words in [
+        "a is killed",
+        "b takes its SAs over",
+        "sequence number",
+        "wan.pcap",
+    ] {
+        assert!(text.contains(words), "missing {words:?} in:\n{text}");
+    }
+}
+
 /// `espgate esp demo` (README: the ESP core alone on a bundled capture):
 /// every IP frame of the sample sealed and opened back to its bytes, a
 /// replay and a flipped bit refused without moving the window, and both

@@ -4,6 +4,11 @@
 //! queues share an interface through PACKET_FANOUT (by flow hash). Works on
 //! any interface, veth and tap included, inside a network namespace.
 //!
+//! A frame whose TCP or UDP checksum the kernel left for a device to fill
+//! in (a veth or virtio sender's checksum offload: the ring marks it
+//! `TP_STATUS_CSUMNOTREADY`) has it completed here, counted; otherwise
+//! espgate would encrypt a packet whose checksum the far host refuses.
+//!
 //! This module is where espgate's `unsafe` lives: the socket calls and the
 //! shared ring. Each block says why it is sound.
 #![allow(unsafe_code)]
@@ -14,8 +19,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{Ordering, fence};
 
-use espgate_wire::PacketBuf;
 use espgate_wire::ethernet::MacAddr;
+use espgate_wire::{PacketBuf, checksum};
 
 use crate::packet::Packet;
 use crate::pool::BufPool;
@@ -309,17 +314,32 @@ impl PortQueue for AfPacketQueue {
             // SAFETY: the kernel laid out `left` frames in this user-owned
             // block starting at `offset`, each header followed by its data at
             // `tp_mac`; offsets stay inside the block.
-            let (next, data) = unsafe {
+            let (next, status, data) = unsafe {
                 let h: *const libc::tpacket3_hdr = block.add(self.offset).cast();
                 let mac = usize::from((*h).tp_mac);
                 let len = (*h).tp_snaplen as usize;
                 (
                     (*h).tp_next_offset as usize,
+                    (*h).tp_status,
                     std::slice::from_raw_parts(block.add(self.offset + mac), len),
                 )
             };
             if self.stats.receive_copy(data, pool, out) {
                 n += 1;
+                if status & libc::TP_STATUS_CSUMNOTREADY != 0
+                    && let Some(p) = out.last_mut()
+                    && checksum::complete_transport(p.data_mut())
+                {
+                    self.stats.rx_csum_completed += 1;
+                }
+            } else if self.stats.rx_too_long == 1 {
+                tracing::warn!(
+                    port = %self.info.name,
+                    bytes = data.len(),
+                    "a frame too long for a buffer was dropped (counted as rx_too_long): the kernel merged segments, \
+                     so a sender on this link hands its segmentation to a veth or virtio link; switch it off on the sender \
+                     (ethtool -K <its interface> tso off gso off)"
+                );
             }
             self.left -= 1;
             self.offset += next;

@@ -8,7 +8,8 @@
 //!
 //! Backends: [`mem`] (in-process rings, for tests and benchmarks),
 //! [`pcap_port`] (replay a capture in, record a capture out), [`af_packet`]
-//! (any Linux interface, through a TPACKET_V3 ring and `sendmmsg`),
+//! (any Linux interface, through a TPACKET_V3 ring and `sendmmsg`; its
+//! receive offloads switched off by [`offload`]),
 //! [`synthetic`] (frames held in memory and a counting sink, for
 //! measurements) and, with the feature `dpdk`, `dpdk` (any DPDK ethdev,
 //! zero-copy with mbufs). Beside the ports, [`tun`] opens the TUN device
@@ -21,6 +22,7 @@ pub mod dpdk;
 #[cfg(feature = "ipsec-mb")]
 pub mod ipsec_mb;
 pub mod mem;
+pub mod offload;
 pub mod packet;
 pub mod pcap;
 pub mod pcap_port;

@@ -30,11 +30,18 @@ pub struct QueueStats {
     pub tx_bytes: u64,
     /// Frames the backend could not take (ring full).
     pub tx_full: u64,
+    /// Frames received too long for a buffer, dropped: merged by the
+    /// kernel (GRO or LRO here, TSO or GSO on a veth or virtio sender).
+    pub rx_too_long: u64,
+    /// Frames whose TCP or UDP checksum the kernel left for a device to
+    /// fill in, completed by the port.
+    pub rx_csum_completed: u64,
 }
 
 impl QueueStats {
     /// Copies a received frame into a pool buffer, counts it and appends it
-    /// to `out`; `false` (and nothing counted) if it does not fit a buffer.
+    /// to `out`; `false` (counted in `rx_too_long` alone) if it does not
+    /// fit a buffer.
     pub fn receive_copy(&mut self, data: &[u8], pool: &mut BufPool, out: &mut Vec<Packet>) -> bool {
         let mut b = pool.get();
         match b.append(data.len()) {
@@ -46,6 +53,7 @@ impl QueueStats {
                 true
             }
             Err(_) => {
+                self.rx_too_long += 1;
                 pool.put(b);
                 false
             }

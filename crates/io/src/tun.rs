@@ -32,7 +32,7 @@ fn last_error(what: &str) -> io::Error {
 }
 
 /// An `ifreq` naming interface `name`, everything else zero.
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+pub(crate) fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes.len() > MAX_NAME_LEN || bytes.contains(&0) {
         return Err(io::Error::new(

@@ -13,9 +13,9 @@ pub mod standby;
 pub use frame::{MirrorKey, seal};
 pub use policy::{OutboundPolicy, OwnedInbound, OwnedOutbound};
 pub use protocol::{
-    ALARM_AFTER_MS, ESN_REACH, FenceRefused, InboundTakeover, MAX_TAKEOVER_JUMP, Mirror,
-    MirrorConfig, MirrorConfigError, MirrorEvent, MirrorStats, PairSaView, SaOverrides,
-    state_frame_len,
+    ALARM_AFTER_MS, ESN_REACH, FenceRefused, HandOverRefused, InboundTakeover, LeaveRefused,
+    MAX_TAKEOVER_JUMP, Mirror, MirrorConfig, MirrorConfigError, MirrorEvent, MirrorStats,
+    PairSaView, SaOverrides, state_frame_len,
 };
 pub use receive::{PeerFilter, Reject, RejectCounters};
 pub use standby::{Standby, StandbyTable};

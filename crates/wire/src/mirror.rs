@@ -363,8 +363,28 @@ pub enum MirrorRecord {
         /// The copy's value.
         value: u64,
     },
+    /// A life's goodbye, or the answer to one.
+    Goodbye {
+        /// Which.
+        kind: GoodbyeKind,
+    },
     /// A record type this version does not know (skipped).
     Unknown(u8),
+}
+
+/// What a goodbye record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GoodbyeKind {
+    /// The sender's life ends here, having handed every SA it ran to the
+    /// receiver exactly.
+    Leaving,
+    /// The receiver of the sender's goodbye took it in: the leaving node
+    /// may stop.
+    Heard,
+    /// The receiver of the sender's goodbye did not take it (its view has
+    /// the leaving node running an SA), and takes no other goodbye of
+    /// that life: the leaving node runs on.
+    Refused,
 }
 
 /// What an ownership record does.
@@ -383,6 +403,12 @@ pub enum OwnershipKind {
     /// hand-over of an SA it was never given, or deleted): the receiver
     /// runs the SA again if the record handed it to the sender.
     Declined,
+    /// A hand-over whose `bound` is exact: the sender's workers stopped
+    /// using the SA before it read their state, and nothing at or past
+    /// `bound` was used (outbound: the next sequence number) or accepted
+    /// (inbound: the window top) by anyone. The receiver continues from
+    /// exactly there.
+    Exact,
 }
 
 impl OwnershipKind {
@@ -392,6 +418,7 @@ impl OwnershipKind {
             OwnershipKind::Handover => 1,
             OwnershipKind::Confirm => 2,
             OwnershipKind::Declined => 3,
+            OwnershipKind::Exact => 4,
         }
     }
 
@@ -401,6 +428,7 @@ impl OwnershipKind {
             1 => Ok(OwnershipKind::Handover),
             2 => Ok(OwnershipKind::Confirm),
             3 => Ok(OwnershipKind::Declined),
+            4 => Ok(OwnershipKind::Exact),
             _ => Err(malformed("unknown ownership kind")),
         }
     }
@@ -416,6 +444,7 @@ const QUERY: u8 = 7;
 const HISTORY: u8 = 8;
 const PAST: u8 = 9;
 const BULK_RESEND: u8 = 10;
+const GOODBYE: u8 = 11;
 
 /// Most bitmap words an SA state may carry (a 65536-packet window).
 pub const MAX_BITMAP_WORDS: usize = 1024;
@@ -434,6 +463,7 @@ impl MirrorRecord {
                 | MirrorRecord::History { .. }
                 | MirrorRecord::Past { .. } => 16,
                 MirrorRecord::Query { .. } => 8,
+                MirrorRecord::Goodbye { .. } => 4,
                 MirrorRecord::BulkRequest | MirrorRecord::Unknown(_) => 0,
             }
     }
@@ -524,6 +554,15 @@ impl MirrorRecord {
                 out.extend([0u8; 3]);
                 out.extend(value.to_be_bytes());
                 PAST
+            }
+            MirrorRecord::Goodbye { kind } => {
+                out.push(match kind {
+                    GoodbyeKind::Leaving => 0,
+                    GoodbyeKind::Heard => 1,
+                    GoodbyeKind::Refused => 2,
+                });
+                out.extend([0u8; 3]);
+                GOODBYE
             }
             MirrorRecord::Unknown(t) => *t,
         };
@@ -625,6 +664,17 @@ impl MirrorRecord {
                     value: be64(body, 8),
                 }
             }
+            GOODBYE => {
+                exact(body, 4)?;
+                MirrorRecord::Goodbye {
+                    kind: match body[0] {
+                        0 => GoodbyeKind::Leaving,
+                        1 => GoodbyeKind::Heard,
+                        2 => GoodbyeKind::Refused,
+                        _ => return Err(malformed("unknown goodbye kind")),
+                    },
+                }
+            }
             other => MirrorRecord::Unknown(other),
         };
         Ok((r, RECORD_HEADER_LEN + len))
@@ -708,7 +758,7 @@ mod tests {
                 any::<u32>(),
                 any::<u64>(),
                 any::<u64>(),
-                0u8..4
+                0u8..5
             )
                 .prop_map(|(spi, dir, owner, generation, bound, k)| {
                     MirrorRecord::Ownership {
@@ -717,7 +767,7 @@ mod tests {
                         owner,
                         generation,
                         bound,
-                        kind: OwnershipKind::from_code(k).expect("0..4"),
+                        kind: OwnershipKind::from_code(k).expect("0..5"),
                     }
                 }),
             (any::<u32>(), dir.clone()).prop_map(|(spi, dir)| MirrorRecord::Query { spi, dir }),
@@ -728,6 +778,12 @@ mod tests {
                 dir,
                 value
             }),
+            prop_oneof![
+                Just(GoodbyeKind::Leaving),
+                Just(GoodbyeKind::Heard),
+                Just(GoodbyeKind::Refused)
+            ]
+            .prop_map(|kind| MirrorRecord::Goodbye { kind }),
         ]
     }
 

@@ -76,6 +76,12 @@ pub struct QueueCounts {
     pub tx_bytes: u64,
     /// Transmit bursts the queue did not take whole.
     pub tx_full: u64,
+    /// Frames received too long for a buffer (merged by the kernel),
+    /// dropped.
+    pub rx_too_long: u64,
+    /// Frames whose TCP or UDP checksum the kernel left unfilled,
+    /// completed by the port.
+    pub rx_csum_completed: u64,
 }
 
 /// A worker's burst times, in nanoseconds.

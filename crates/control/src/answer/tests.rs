@@ -126,6 +126,8 @@ fn stats() -> Stats {
                     tx_packets: 3,
                     tx_bytes: 4,
                     tx_full: 5,
+                    rx_too_long: 6,
+                    rx_csum_completed: 7,
                 },
             )]),
             burst_ns: BurstNs {

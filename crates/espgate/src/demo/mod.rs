@@ -11,6 +11,8 @@
 //! nonce — was ever used twice.
 
 mod capture;
+#[cfg(test)]
+mod drain;
 pub(crate) mod rig;
 mod traffic;
 
@@ -96,17 +98,17 @@ const REPLAY: &[DropReason] = &[DropReason::Replayed, DropReason::TooOld];
 
 /// Runs the demo; the capture goes to `out_dir`.
 pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
-    println!(
+    outln!(
         "espgate demo: an active-active pair and a remote gateway, in memory, crypto backend {backend}"
-    );
-    println!(
+    )?;
+    outln!(
         "  h1 10.1.0.10 -+- lan -+- a [10.1.0.1 | 192.0.2.1] -+- wan - r 192.0.2.100 - h3 10.3.0.10"
-    );
-    println!("  h2 10.1.0.20 -+       +- b [10.1.0.2 | 192.0.2.2] -+");
-    println!(
+    )?;
+    outln!("  h2 10.1.0.20 -+       +- b [10.1.0.2 | 192.0.2.2] -+")?;
+    outln!(
         "  a runs SAs 0x1000/0x1001 (h1's traffic), b runs 0x2000/0x2001 (h2's); each mirrors its"
-    );
-    println!("  SAs to the other over their own link (interval 256, quantity 1024, leases on)\n");
+    )?;
+    outln!("  SAs to the other over their own link (interval 256, quantity 1024, leases on)\n")?;
     // Taken before the start: under load a pair can synchronise before
     // `Rig::start` returns, and an event before `t_start` is not looked at.
     let t_start = unix_ms();
@@ -127,10 +129,10 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         |k| matches!(k, NodeEventKind::Synced { .. }),
         t_start,
     )?;
-    println!(
+    outln!(
         "1. start: both nodes heard each other and finished the bulk sync {} ms after they started",
         unix_ms() - t_start
-    );
+    )?;
     // Both ways: in strict mode a node that cannot know whether an earlier
     // life of it accepted the first inbound_interval packets refuses them.
     let warm = espgate_dataplane::testbed::warm_up(&mut rig.h1, &mut rig.h3, 9)
@@ -146,13 +148,13 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
     traffic.run(&mut rig, PHASE);
     let (s1, e1) = traffic.h1.count(t_run, unix_ms());
     let (s2, e2) = traffic.h2.count(t_run, unix_ms());
-    println!(
+    outln!(
         "2. traffic, 1 datagram/ms per host, echoed by h3: h1 {e1}/{s1} echoes (through a), h2 {e2}/{s2} (through b)"
-    );
+    )?;
 
     let t_kill = unix_ms();
     let report_a1 = rig.a.take().context("a runs")?.stop();
-    println!("3. node a killed (its threads stopped mid-traffic)");
+    outln!("3. node a killed (its threads stopped mid-traffic)")?;
     traffic.run(&mut rig, FENCE_AFTER);
     // The host's part: it finds a down (as `espgate host` does when a's
     // control socket is gone) and fences it, which lifts b's leases.
@@ -189,21 +191,21 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         .as_ref()
         .map(|m| m.protocol)
         .context("b mirrors")?;
-    println!(
+    outln!(
         "   b declared a dead after {} ms (heartbeat {} ms x {}), took a's SAs and addresses over at {} ms,",
         t_dead - t_kill,
         beat.heartbeat_ms,
         beat.dead_after,
         t_took - t_kill
-    );
-    println!(
+    )?;
+    outln!(
         "   announced them by gratuitous ARP; h1's first echo through b came {} ms after the kill; {lost} datagrams lost in the gap",
         t_back - t_kill
-    );
-    println!(
+    )?;
+    outln!(
         "   the host fenced a {} ms after the kill: b's SAs moved past anything a could have used unheard and run without leases",
         t_fenced - t_kill
-    );
+    )?;
 
     let t_restart = unix_ms();
     rig.restart_a()?;
@@ -215,10 +217,10 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         |k| matches!(k, NodeEventKind::Synced { .. }),
         t_restart,
     )?;
-    println!(
+    outln!(
         "4. node a restarted with its memory gone (its marks on disk): bulk sync from b done in {} ms",
         t_sync - t_restart
-    );
+    )?;
     traffic.run(&mut rig, PHASE);
     let t_handed = wait_for(
         "b hands back",
@@ -234,11 +236,11 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         |k| matches!(k, NodeEventKind::Activated { spi: 0x1000, .. }),
         t_handed,
     )?;
-    println!(
+    outln!(
         "   b handed a's SAs back {} ms after the restart (failback delay 500 ms); a runs them since {} ms",
         t_handed - t_restart,
         t_active - t_restart
-    );
+    )?;
     traffic.run(&mut rig, PHASE);
     traffic.drain(&mut rig);
     let t_end = unix_ms();
@@ -261,21 +263,21 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         .find(|f| f.spi == 0x1000 && Some(f.sender) == b_mac)
         .map(|f| f.ns / 1_000_000);
     if let Some(t) = first_by_b {
-        println!(
+        outln!(
             "   (the first ESP packet of a's SA 0x1000 that b sent left {} ms after the kill)",
             t.saturating_sub(t_kill)
-        );
+        )?;
     }
     let (s, e) = traffic.h1.count(t_active, t_end);
-    println!("5. after failback: h1 {e}/{s} echoes (through a again)");
+    outln!("5. after failback: h1 {e}/{s} echoes (through a again)")?;
     let (hs1, he1) = traffic.h1.count(0, t_end);
     let (hs2, he2) = traffic.h2.count(0, t_end);
-    println!(
+    outln!(
         "   whole run: h1 {he1}/{hs1} echoes, h2 {he2}/{hs2}; corrupted echoes: {}",
         traffic.h1.corrupt + traffic.h2.corrupt
-    );
+    )?;
 
-    println!("\nsequence numbers on the ESP network, per SA, as runs by sender:");
+    outln!("\nsequence numbers on the ESP network, per SA, as runs by sender:")?;
     for spi in [0x1000u32, 0x1001, 0x2000, 0x2001] {
         let runs: Vec<String> = capture::runs(&esp, spi)
             .iter()
@@ -289,25 +291,25 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
                 )
             })
             .collect();
-        println!("  {spi:#06x}: {}", runs.join(", "));
+        outln!("  {spi:#06x}: {}", runs.join(", "))?;
     }
-    println!(
+    outln!(
         "  {} ESP frames, {} distinct (SPI, sequence number) pairs, {} used twice",
         esp.len(),
         esp.len() - reuse.iter().map(|(_, n)| n - 1).sum::<usize>(),
         reuse.len()
-    );
+    )?;
 
     let secs = (t_end - t_start) as f64 / 1e3;
     let mirror = |r: &NodeReport| r.mirror.as_ref().map(|m| m.stats).unwrap_or_default();
     let (ma1, ma2, mb) = (mirror(&report_a1), mirror(&report_a2), mirror(&report_b));
     let frames_sent = ma1.frames_sent + ma2.frames_sent + mb.frames_sent;
     let bytes_sent = ma1.bytes_sent + ma2.bytes_sent + mb.bytes_sent;
-    println!(
+    outln!(
         "\nmirror link: {frames_sent} frames, {bytes_sent} bytes in {secs:.1} s: {:.0} frames/s, {:.0} bytes/s (heartbeats every 10 ms, states, acks, bulk sync)",
         frames_sent as f64 / secs,
         bytes_sent as f64 / secs
-    );
+    )?;
     let stalls: u64 = [&report_a1, &report_a2, &report_b]
         .iter()
         .flat_map(|r| {
@@ -320,22 +322,22 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         .iter()
         .map(|s| sa_drops(&report_r, *s, true, REPLAY))
         .sum();
-    println!("lease stalls: {stalls}; replay drops at r: {replay_r}");
-    println!(
+    outln!("lease stalls: {stalls}; replay drops at r: {replay_r}")?;
+    outln!(
         "fresh packets refused as replays when a's inbound SA moved (strict mode: inbound_interval 64 at the takeover, 192 more at the fence, 64 at the failback): at b {replay_b}, at a after the failback {replay_a}"
-    );
+    )?;
 
-    println!();
+    outln!()?;
     for r in [&report_a1, &report_b, &report_a2, &report_r] {
-        crate::report::print(r);
+        crate::report::print(r)?;
     }
     fs::create_dir_all(out_dir).with_context(|| out_dir.display().to_string())?;
     let pcap = out_dir.join("wan.pcap");
     capture::write_pcap(&frames, &pcap)?;
-    println!(
+    outln!(
         "\ncapture of the ESP network: {} (tshark decrypts it with the keys in conf/demo/r.yaml; see README)",
         pcap.display()
-    );
+    )?;
 
     let mut wrong = Vec::new();
     if !reuse.is_empty() {
@@ -353,8 +355,8 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
     if !wrong.is_empty() {
         bail!("the demo did not come out clean: {}", wrong.join("; "));
     }
-    println!(
+    outln!(
         "\nzero reuse: no (SPI, sequence number) pair, so no AES-GCM nonce, appeared twice across the takeover and the failback"
-    );
+    )?;
     Ok(())
 }

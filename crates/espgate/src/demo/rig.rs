@@ -99,6 +99,12 @@ impl Fabric {
 impl Rig {
     /// Builds the topology and starts r, a and b.
     pub fn start(backend: Backend) -> anyhow::Result<Rig> {
+        Rig::start_with(backend, true)
+    }
+
+    /// [`start`](Self::start), the nodes keeping their marks in a state
+    /// directory or not.
+    pub fn start_with(backend: Backend, keep_state: bool) -> anyhow::Result<Rig> {
         let base = Path::new("conf/demo");
         let mut ca = parse_node(A_YAML, "conf/demo/a.yaml", base)?;
         let mut cb = parse_node(B_YAML, "conf/demo/b.yaml", base)?;
@@ -107,7 +113,7 @@ impl Rig {
         let state = std::env::temp_dir().join(format!("espgate-demo-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&state);
         for c in [&mut ca, &mut cb, &mut cr] {
-            c.state.dir = Some(state.join(&c.name));
+            c.state.dir = keep_state.then(|| state.join(&c.name));
         }
         let pool = Mempool::new(32 * 1024, 4096);
         let mut lan = Switch::new("lan", pool.clone());

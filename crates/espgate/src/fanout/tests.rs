@@ -3,6 +3,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::channel;
 
+use espgate_dataplane::config::Takeover;
+
 use super::*;
 
 /// A stand-in for a node's control socket: records every request line
@@ -64,6 +66,7 @@ fn ok() -> Arc<Reply> {
 pub(super) fn managed(dir: &Path, name: &str) -> ManagedNode {
     ManagedNode {
         name: name.into(),
+        takeover: Takeover::Manual,
         control: dir.join(format!("{name}.sock")),
         config: String::new(),
         on_failure: Vec::new(),

@@ -248,9 +248,10 @@ impl Mirror {
     /// parts it lists of its bulk number. Unless a sending is under way,
     /// the bulk built for its life goes again if its entries are the same:
     /// only the parts listed if it is the bulk they are of, else whole.
-    /// With other entries a new bulk is built and sent whole.
+    /// With other entries a new bulk is built and sent whole. A node that
+    /// said goodbye sends none (see `leave`).
     pub(super) fn bulk_requested(&mut self, again: Option<(u64, &[u32])>) {
-        if self.part_pending() {
+        if self.part_pending() || self.gone() {
             return;
         }
         let entries = self.bulk_entries();

@@ -34,6 +34,7 @@ impl Mirror {
             outbox,
             timers,
             alarms,
+            leave,
             events,
             stats: _,
         } = self;
@@ -42,7 +43,7 @@ impl Mirror {
         filter.hash_position(&mut h);
         (pair, outbound, inbound, floors, standby).hash(&mut h);
         (join, bulk_out, bulks_built, peer, changes, adds).hash(&mut h);
-        (outbox, timers, alarms, events).hash(&mut h);
+        (outbox, timers, alarms, leave, events).hash(&mut h);
         h.finish()
     }
 }

@@ -80,6 +80,7 @@ mod alarm;
 mod bulk;
 mod config;
 mod fingerprint;
+mod leave;
 mod owned;
 mod ownership;
 mod peer;
@@ -98,6 +99,8 @@ use bulk::{BulkOut, Join};
 pub use config::{
     InboundTakeover, MAX_TAKEOVER_JUMP, MirrorConfig, MirrorConfigError, SaOverrides,
 };
+use leave::Leave;
+pub use leave::{HandOverRefused, LeaveRefused};
 use ownership::{Changes, OWNERSHIP_LEN, OwnerRecord, PairSa};
 use peer::{Liveness, Peer};
 use query::Adds;
@@ -150,6 +153,8 @@ pub struct Mirror {
     timers: Timers,
     /// What a person must be told of.
     alarms: Alarms,
+    /// Exact hand-overs under way, and this node's goodbye.
+    leave: Leave,
     events: VecDeque<MirrorEvent>,
     stats: MirrorStats,
 }
@@ -180,6 +185,7 @@ impl Mirror {
             outbox: Outbox::default(),
             timers: Timers::new(now_ms, cfg.refresh_ms),
             alarms: Alarms::default(),
+            leave: Leave::default(),
             events: VecDeque::new(),
             stats: MirrorStats::default(),
         }
@@ -311,11 +317,14 @@ impl Mirror {
 /// Getters: what the node and its operators read.
 impl Mirror {
     /// The first sequence number owned outbound SA `spi` must not use; 0
-    /// before the bulk sync, and while it is held beyond its far end's
-    /// reach; `None` if not owned.
+    /// before the bulk sync, while it is held beyond its far end's reach,
+    /// stopped for a hand-over or after this node's goodbye; `None` if not
+    /// owned.
     pub fn limit(&self, spi: u32) -> Option<u64> {
         let s = self.outbound.get(&spi)?;
-        let waiting = !self.synced() || self.adds.asking.contains(&(spi, Direction::Outbound));
+        let waiting = !self.synced()
+            || self.adds.asking.contains(&(spi, Direction::Outbound))
+            || self.held_still(spi, Direction::Outbound);
         Some(if waiting || self.beyond_reach(spi) {
             0
         } else {
@@ -325,14 +334,17 @@ impl Mirror {
 
     /// The first sequence number owned inbound SA `spi` must not accept
     /// (its window may not move to it or past it); 0 before the bulk
-    /// sync, `None` if not owned. With leases on, the window stays within
+    /// sync, while stopped for a hand-over and after this node's goodbye,
+    /// `None` if not owned. With leases on, the window stays within
     /// an interval of the top the peer acknowledged, whether the peer is
     /// heard or not: a peer that took the SA over (after this node's
     /// death, or in a split brain) starts an interval past its stored top,
     /// so no packet is accepted by both. Only a fence lifts the limit.
     pub fn inbound_limit(&self, spi: u32) -> Option<u64> {
         let s = self.inbound.get(&spi)?;
-        let synced = self.synced() && !self.adds.asking.contains(&(spi, Direction::Inbound));
+        let synced = self.synced()
+            && !self.adds.asking.contains(&(spi, Direction::Inbound))
+            && !self.held_still(spi, Direction::Inbound);
         Some(if synced { s.limit() } else { 0 })
     }
 
@@ -467,7 +479,20 @@ impl Mirror {
         }
         self.stats.frames_received += 1;
         self.heard(now_ms, accepted.header.epoch, accepted.new_epoch);
-        self.take_records(accepted.records, accepted.to_this_life);
+        let mut records = accepted.records;
+        if self.peer.left_life == Some(accepted.header.epoch) {
+            // A life that said goodbye runs nothing and changes nothing:
+            // only its goodbye, again, is answered.
+            records.retain(|r| {
+                matches!(
+                    r,
+                    MirrorRecord::Goodbye {
+                        kind: mirror::GoodbyeKind::Leaving
+                    }
+                )
+            });
+        }
+        self.take_records(records, accepted.to_this_life);
         Ok(())
     }
 
@@ -546,9 +571,9 @@ impl Mirror {
     /// the answer ([`begin_unanswered`](Self::begin_unanswered)); they are
     /// not counted. A node that has not synchronised since it started takes
     /// nothing over: its standby table does not know how far the peer
-    /// went.
+    /// went; nor does one that said goodbye.
     pub fn take_over(&mut self) -> usize {
-        if !self.synced() {
+        if !self.synced() || self.gone() {
             return 0;
         }
         let silent = !self.peer.alive();
@@ -621,12 +646,18 @@ impl Mirror {
     /// lease rule returns. Refused while the peer is heard (it is not
     /// isolated) and before the first bulk sync (nothing places this
     /// node's SAs past its earlier life); the SAs then stay as they are.
+    /// A peer whose life said goodbye is fenced already, with nothing
+    /// unheard to move past: the order changes nothing.
     pub fn force_unleased(&mut self) -> Result<(), FenceRefused> {
         if self.peer.alive() {
             return Err(FenceRefused::PeerHeard);
         }
         if !self.synced() {
             return Err(FenceRefused::NotSynced);
+        }
+        if self.peer.left_life.is_some() && self.peer.left_life == self.filter.epoch() {
+            // Its life said goodbye: fenced since, with nothing unheard.
+            return Ok(());
         }
         self.peer_lost();
         self.peer.liveness = Liveness::Fenced;

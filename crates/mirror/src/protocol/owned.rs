@@ -163,6 +163,19 @@ impl Mirror {
     /// Stops owning an SA without a word to the workers (it is released,
     /// or deleted): its final state, kept in the standby table.
     pub(super) fn take_final(&mut self, spi: u32, dir: Direction) -> Option<SaState> {
+        self.final_state(spi, dir, None)
+    }
+
+    /// [`take_final`](Self::take_final), with the final value `exact`
+    /// when the workers' own final state is known (an exact hand-over):
+    /// else how far this node could have gone. An exact inbound state
+    /// carries no window: everything at and below its top counts as seen.
+    pub(super) fn final_state(
+        &mut self,
+        spi: u32,
+        dir: Direction,
+        exact: Option<u64>,
+    ) -> Option<SaState> {
         self.adds.asking.remove(&(spi, dir));
         let fin = match dir {
             Direction::Outbound => {
@@ -171,7 +184,7 @@ impl Mirror {
                 SaState {
                     spi,
                     dir,
-                    value: s.used_bound(),
+                    value: exact.unwrap_or_else(|| s.used_bound()),
                     bytes,
                     packets,
                     sent_to: s.sent_to(),
@@ -184,7 +197,7 @@ impl Mirror {
                 // the peer may have taken it over from there.
                 let s = self.inbound.remove(&spi)?;
                 let (bytes, packets) = s.counters();
-                let value = s.value().max(s.sent_top());
+                let value = exact.unwrap_or_else(|| s.value().max(s.sent_top()));
                 SaState {
                     spi,
                     dir,
@@ -192,7 +205,10 @@ impl Mirror {
                     bytes,
                     packets,
                     sent_to: 0,
-                    bitmap: rebase(s.bitmap(), value - s.top()),
+                    bitmap: match exact {
+                        Some(_) => Vec::new(),
+                        None => rebase(s.bitmap(), value - s.top()),
+                    },
                     copy: false,
                 }
             }

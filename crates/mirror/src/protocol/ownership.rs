@@ -203,7 +203,10 @@ impl Mirror {
         let matches = |p: &PairSa| p.owner == owner && p.generation == generation;
         if !self.pair.contains_key(&key) {
             self.stats.records_ignored += 1;
-            if matches!(kind, OwnershipKind::Change | OwnershipKind::Handover) {
+            if matches!(
+                kind,
+                OwnershipKind::Change | OwnershipKind::Handover | OwnershipKind::Exact
+            ) {
                 // Handed (or said to run) an SA this node was never given,
                 // or deleted: left unanswered, the sender would wait on it
                 // for good, a hand-over run by nobody.
@@ -219,6 +222,18 @@ impl Mirror {
         }
         if kind == OwnershipKind::Declined {
             self.declined(key, owner, generation);
+            return;
+        }
+        if owner == self.cfg.node && kind != OwnershipKind::Confirm && self.gone() {
+            // This life said goodbye and runs nothing more: the SA is not
+            // its to run (a hand-over that crossed the goodbye).
+            let declined = OwnerRecord {
+                owner,
+                generation,
+                bound: self.standby.get(key.0, key.1).map_or(0, |s| s.value),
+                kind: OwnershipKind::Declined,
+            };
+            self.outbox.ownership.insert(key, declined);
             return;
         }
         if kind == OwnershipKind::Confirm {
@@ -315,7 +330,7 @@ impl Mirror {
         self.adds.unheard.remove(&(spi, dir));
         // What this node sent about the SA before is superseded.
         self.changes.unconfirmed.remove(&(spi, dir));
-        let handover = kind == OwnershipKind::Handover;
+        let handover = matches!(kind, OwnershipKind::Handover | OwnershipKind::Exact);
         if p.owner == me && owner != me {
             // The peer took it over while this node ran it (a split
             // brain). It started past what it knew of this node's run,
@@ -336,6 +351,22 @@ impl Mirror {
             self.handed(spi, dir, start);
         } else if p.owner != me && owner == me {
             let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
+            if kind == OwnershipKind::Exact {
+                // Nothing at or past `start` was used or accepted by anyone
+                // (see `leave`): the SA goes on from exactly there, the
+                // sender having stored it.
+                let (begin, window) = match dir {
+                    Direction::Outbound => (start.max(1), Vec::new()),
+                    Direction::Inbound => (start, vec![u64::MAX; mirror::MAX_BITMAP_WORDS]),
+                };
+                let kept = match dir {
+                    Direction::Outbound => Vec::new(),
+                    Direction::Inbound => vec![u64::MAX; stored.bitmap.len()],
+                };
+                self.own(spi, dir, begin, start, kept);
+                self.activated(spi, dir, begin, window);
+                return;
+            }
             let (begin, acked) = if handover && dir == Direction::Outbound {
                 // Handed over: everything either node used lies below
                 // `start`, and the sender stored it, so it counts as

@@ -36,6 +36,12 @@ pub(super) struct Peer {
     /// The life this node fenced (its epoch), if any: it must restart
     /// before it gets anything back.
     pub(super) fenced_life: Option<u64>,
+    /// The life that said goodbye (its epoch), if any: its frames heard
+    /// since do not make it alive again.
+    pub(super) left_life: Option<u64>,
+    /// The life whose goodbye this node refused (its epoch), if any: it
+    /// refuses every goodbye of that life.
+    pub(super) refused_goodbye: Option<u64>,
     /// This node took the peer's SAs over while the peer was silent and
     /// has not handed them back since (the host orders a takeover once per
     /// failure, and the hand-back ends it; a peer that is heard for a
@@ -82,6 +88,8 @@ impl Peer {
             ran: false,
             synced: false,
             fenced_life: None,
+            left_life: None,
+            refused_goodbye: None,
             taken_over: false,
             told: BTreeMap::new(),
             bulk_told: None,
@@ -123,6 +131,9 @@ impl Mirror {
     /// leases again, and the peer learns how far the SAs went from their
     /// states.
     pub(super) fn heard(&mut self, now_ms: u64, epoch: u64, new_life: bool) {
+        if self.peer.left_life == Some(epoch) {
+            return;
+        }
         let was = std::mem::replace(&mut self.peer.liveness, Liveness::Alive(now_ms));
         if matches!(was, Liveness::Alive(_)) && !new_life {
             return;

@@ -12,6 +12,7 @@ fn changes_this_life(r: &MirrorRecord) -> bool {
             | MirrorRecord::Ownership { .. }
             | MirrorRecord::BulkPart { .. }
             | MirrorRecord::Past { .. }
+            | MirrorRecord::Goodbye { .. }
     )
 }
 
@@ -103,6 +104,7 @@ impl Mirror {
                 } => {
                     bulk_part = Some((bulk, part, parts, last));
                 }
+                MirrorRecord::Goodbye { kind } => self.goodbye_received(kind),
                 MirrorRecord::Heartbeat { .. } => {}
                 _ => self.stats.records_ignored += 1,
             }

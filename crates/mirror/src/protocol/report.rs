@@ -26,6 +26,16 @@ pub enum MirrorEvent {
     },
     /// The peer missed `dead_after` heartbeats.
     PeerDead,
+    /// The peer's life ended with a goodbye, having handed every SA it
+    /// ran to this node exactly: this node holds them all, with no lease
+    /// waiting on the peer, until the peer's next life is handed its own
+    /// back.
+    PeerLeft,
+    /// The peer heard this node's goodbye: the node may stop.
+    Left,
+    /// This node does not leave after all: the peer went silent before
+    /// its goodbye went out, or it runs SAs again (it took some over).
+    LeaveAbandoned,
     /// An owned SA's limit changed: outbound, it may use sequence numbers
     /// below `limit`; inbound, it may accept only packets below it.
     LimitRaised {

@@ -164,7 +164,8 @@ impl Mirror {
             size += ask.buffer_len();
             records.push(ask);
         }
-        if std::mem::take(&mut self.timers.heartbeat_owed) {
+        let beat = std::mem::take(&mut self.timers.heartbeat_owed);
+        if beat {
             records.push(MirrorRecord::Heartbeat {
                 now_ms,
                 owned: (self.outbound.len() + self.inbound.len()) as u32,
@@ -246,6 +247,17 @@ impl Mirror {
                 records.push(r);
                 size += len;
             }
+        }
+        // A goodbye goes last, in a heartbeat's frame once nothing else
+        // waits to go before it (an answer to the peer's, in any frame).
+        let nothing_waits = beat
+            && self.outbox.due.is_empty()
+            && self.outbox.ownership.is_empty()
+            && self.outbox.answers.is_empty()
+            && !self.part_pending();
+        let room = size + mirror::RECORD_HEADER_LEN + 4 <= budget;
+        if let Some(bye) = self.goodbye(nothing_waits && room, room) {
+            records.push(bye);
         }
         if records.is_empty() {
             return None;

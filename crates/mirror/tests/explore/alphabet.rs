@@ -32,6 +32,10 @@ pub(crate) enum Family {
     HandBack,
     /// The host fences a node whose peer is powered off.
     Fence,
+    /// An operator drains a node, or a node fails back, exactly: its SAs
+    /// stop on their workers, go to the peer with the workers' final
+    /// state, and the node says goodbye.
+    Drain,
     /// The host adds an SA to one node.
     AddSa,
     /// The host removes an SA from one node.
@@ -47,7 +51,7 @@ pub(crate) enum Family {
 }
 
 impl Family {
-    pub(crate) const ALL: [Family; 17] = [
+    pub(crate) const ALL: [Family; 18] = [
         Family::Deliver,
         Family::Drop,
         Family::Duplicate,
@@ -59,6 +63,7 @@ impl Family {
         Family::TakeOver,
         Family::HandBack,
         Family::Fence,
+        Family::Drain,
         Family::AddSa,
         Family::RemoveSa,
         Family::Rekey,
@@ -91,6 +96,15 @@ pub(crate) enum Burst {
     Long,
 }
 
+/// Which SAs an exact hand-over stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handing {
+    /// Every SA the node runs (a drain).
+    All,
+    /// Those it runs for its peer (a failback).
+    Home,
+}
+
 /// One step of the world. Nodes are indices: 0 is A, 1 is B.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
@@ -106,6 +120,9 @@ pub(crate) enum Action {
     TakeOver(usize),
     HandBack(usize),
     Fence(usize),
+    Stop(usize, Handing),
+    HandOverStopped(usize),
+    Leave(usize),
     AddSa(usize, Sa),
     RemoveSa(usize, Sa),
     Rekey(usize),
@@ -128,6 +145,7 @@ impl Action {
             Action::TakeOver(_) => Family::TakeOver,
             Action::HandBack(_) => Family::HandBack,
             Action::Fence(_) => Family::Fence,
+            Action::Stop(..) | Action::HandOverStopped(_) | Action::Leave(_) => Family::Drain,
             Action::AddSa(..) => Family::AddSa,
             Action::RemoveSa(..) => Family::RemoveSa,
             Action::Rekey(_) => Family::Rekey,
@@ -165,6 +183,11 @@ impl fmt::Display for Action {
             Action::TakeOver(i) => write!(f, "{} take_over", NAMES[i]),
             Action::HandBack(i) => write!(f, "{} hand_back", NAMES[i]),
             Action::Fence(i) => write!(f, "{} force_unleased", NAMES[i]),
+            Action::Stop(i, h) => write!(f, "{} stops its SAs for a hand-over ({h:?})", NAMES[i]),
+            Action::HandOverStopped(i) => {
+                write!(f, "{} hands its stopped SAs over exactly", NAMES[i])
+            }
+            Action::Leave(i) => write!(f, "{} says goodbye", NAMES[i]),
             Action::AddSa(i, sa) => write!(f, "{} add_sa {sa}", NAMES[i]),
             Action::RemoveSa(i, sa) => write!(f, "{} remove_sa {sa}", NAMES[i]),
             Action::Rekey(i) => write!(f, "{} rekey {OUT_A} → {NEW_A}", NAMES[i]),

@@ -122,6 +122,53 @@ fn hand_backs_to_a_peer_lacking_the_sa_break_nothing() {
     assert!(r.declined > 0, "no hand-over was declined");
 }
 
+/// Drains and exact failbacks: SAs stopped, handed over with their
+/// workers' final state while frames are lost, delivered late or
+/// duplicated and the workers send, and goodbyes; then kills and
+/// restarts of the node that left.
+#[test]
+fn drains_break_nothing() {
+    let ex = Explore {
+        root: Root::Busy,
+        ..Explore::new(
+            &[Drain, Deliver, Drop, Duplicate, Tick, Kill, Restart, Send],
+            5,
+            400_000,
+        )
+    };
+    clean("drains", ex);
+}
+
+/// Drains against takeovers, split brains and fences: a node stopping
+/// its SAs for a hand-over while its peer takes them, or the link is cut.
+#[test]
+fn drains_in_a_split_brain_break_nothing() {
+    let ex = Explore {
+        root: Root::Busy,
+        ..Explore::new(
+            &[Drain, TakeOver, Partition, Fence, Deliver, Tick, Send],
+            5,
+            400_000,
+        )
+    };
+    clean("drains in a split brain", ex);
+}
+
+/// The inbound SA handed over exactly, the far end sending and the
+/// attacker replaying every packet to both nodes, with frames replayed.
+#[test]
+fn drains_of_an_inbound_sa_break_nothing() {
+    let ex = Explore {
+        root: Root::Busy,
+        ..Explore::new(
+            &[Drain, Deliver, Replay, Tick, FarEnd, Attack, Kill],
+            5,
+            400_000,
+        )
+    };
+    clean("drains of an inbound SA", ex);
+}
+
 /// Fences, refused and allowed, of a survivor that ran its own SAs only.
 #[test]
 fn fences_break_nothing() {

@@ -18,7 +18,8 @@
 //! 5. with one node dead, once the other is left alone long enough to
 //!    declare it dead and take its SAs over, the survivor owns every SA it
 //!    has (if it synchronised since it started: else it cannot know where
-//!    they stand), and once it is told the peer is fenced, as the host
+//!    they stand; and if it did not say goodbye: it stops, and its peer's
+//!    death meanwhile is a double failure), and once it is told the peer is fenced, as the host
 //!    does, its worker runs every one and may use (or accept) a fresh
 //!    number;
 //! 6. every frame a node builds fits its `max_frame` (the mirror port

@@ -50,6 +50,7 @@ pub(crate) fn describe_record(r: &MirrorRecord) -> String {
                 OwnershipKind::Handover => "handover",
                 OwnershipKind::Confirm => "confirm",
                 OwnershipKind::Declined => "declined",
+                OwnershipKind::Exact => "exact handover",
             };
             format!(
                 "{kind} {}→{} g{generation} from {bound}",
@@ -64,6 +65,7 @@ pub(crate) fn describe_record(r: &MirrorRecord) -> String {
         MirrorRecord::Past { spi, dir, value } => {
             format!("past {}={value}", sa_named(*spi, *dir))
         }
+        MirrorRecord::Goodbye { kind } => format!("goodbye {kind:?}"),
         MirrorRecord::Unknown(t) => format!("unknown {t}"),
     }
 }

@@ -285,6 +285,19 @@ impl World {
                 l.mirror.hand_back();
             }),
             Action::Fence(i) => self.fence(i),
+            Action::Stop(i, handing) => self.on(i, |l| {
+                let keys = match handing {
+                    Handing::All => l.mirror.drain_sas(),
+                    Handing::Home => l.mirror.failback_sas(),
+                };
+                for (spi, dir) in keys {
+                    let _ = l.mirror.stop(spi, dir);
+                }
+            }),
+            Action::HandOverStopped(i) => self.on(i, Life::hand_over_stopped),
+            Action::Leave(i) => self.on(i, |l| {
+                let _ = l.mirror.leave();
+            }),
             Action::AddSa(i, sa) => self.on(i, |l| l.install(i, sa)),
             Action::RemoveSa(i, sa) => self.on(i, |l| l.uninstall(sa)),
             Action::Rekey(i) => self.on(i, |l| {
@@ -356,6 +369,18 @@ impl World {
             // to a peer it hears that has synchronised.
             if life.mirror.peer_alive() && life.mirror.peer_synced() {
                 all.push(Action::HandBack(i));
+                if !life.mirror.drain_sas().is_empty() {
+                    all.push(Action::Stop(i, Handing::All));
+                }
+                if !life.mirror.failback_sas().is_empty() {
+                    all.push(Action::Stop(i, Handing::Home));
+                }
+            }
+            if !life.mirror.stopped().is_empty() {
+                all.push(Action::HandOverStopped(i));
+            }
+            if life.mirror.peer_alive() && !life.mirror.left() {
+                all.push(Action::Leave(i));
             }
             for sa in CATALOGUE {
                 all.push(if life.configured(sa) {
@@ -404,6 +429,14 @@ impl World {
         all
     }
 
+    /// What a node's mirror task does at its next turn with SAs stopped
+    /// for a hand-over: hands them over, or runs them again.
+    pub(crate) fn finish_hand_overs(&mut self) {
+        for i in 0..2 {
+            self.on(i, Life::hand_over_stopped);
+        }
+    }
+
     /// Properties 3 and 4: with both nodes alive and the link whole, a
     /// copy of the world is left alone over a perfect link for a while;
     /// then every SA configured on both must have exactly one owner that
@@ -417,6 +450,7 @@ impl World {
         }
         let mut w = self.clone();
         w.caps.link = usize::MAX;
+        w.finish_hand_overs();
         w.exchange();
         for _ in 0..SETTLE_TICKS {
             w.tick();
@@ -425,8 +459,10 @@ impl World {
         w.one_owner_each()
     }
 
-    /// Property 5: with node `s` the only one alive, a copy of the world
-    /// is left alone until `s` declares its peer dead and takes its SAs
+    /// Property 5: with node `s` the only one alive (and not one that said
+    /// goodbye: it stops, and a peer dying meanwhile is a double failure),
+    /// a copy of the world is left alone until `s` declares its peer dead
+    /// and takes its SAs
     /// over (as `takeover: auto`, or the host, has it do: once per failure,
     /// so not again if the host ordered it since `s` last heard its peer,
     /// whatever happened after); then `s` must
@@ -441,8 +477,12 @@ impl World {
             return Ok(());
         }
         let mut w = self.clone();
+        w.finish_hand_overs();
         for _ in 0..SETTLE_TICKS {
             w.tick();
+        }
+        if w.life(s).is_some_and(|l| l.mirror.gone()) {
+            return Ok(());
         }
         w.on(s, |l| {
             if !l.ordered {

@@ -158,6 +158,9 @@ impl Life {
                 MirrorEvent::LimitRaised { spi, dir, limit } => self.set_limit(spi, dir, limit),
                 MirrorEvent::PeerAlive { .. } => self.ordered = false,
                 MirrorEvent::PeerDead
+                | MirrorEvent::PeerLeft
+                | MirrorEvent::Left
+                | MirrorEvent::LeaveAbandoned
                 | MirrorEvent::Synced { .. }
                 | MirrorEvent::Stalled { .. }
                 | MirrorEvent::Unstalled { .. }
@@ -204,6 +207,29 @@ impl Life {
     }
 
     /// Whether the worker runs `sa` now.
+    /// The node hands over each SA stopped for it, reading its worker's
+    /// final state once it has parked it (its events are taken first); a
+    /// hand-over refused (the peer went silent meanwhile) runs the SA here
+    /// again.
+    pub(crate) fn hand_over_stopped(&mut self) {
+        self.take_events();
+        for (spi, dir) in self.mirror.stopped() {
+            let last = self.last(spi, dir);
+            if self.mirror.hand_over_exact(spi, dir, last).is_err() {
+                self.mirror.resume(spi, dir, last);
+            }
+        }
+    }
+
+    /// The worker's final state of an SA it has stopped: the last number
+    /// used (outbound), the window top (inbound).
+    pub(crate) fn last(&self, spi: u32, dir: Direction) -> u64 {
+        match dir {
+            Direction::Outbound => self.out.get(&spi).map_or(0, |w| w.next - 1),
+            Direction::Inbound => self.inb.get(&spi).map_or(0, |w| w.window.top()),
+        }
+    }
+
     pub(crate) fn runs(&self, sa: Sa) -> bool {
         match sa.dir {
             Direction::Outbound => self.out.get(&sa.spi).is_some_and(|w| w.active),

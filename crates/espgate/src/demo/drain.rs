@@ -1,0 +1,141 @@
+//! A planned drain and return of node a under traffic, on the demo's
+//! in-memory pair: a hands its SAs to b with their exact state and stops;
+//! b continues each SA from exactly there (the next sequence number, no
+//! fresh packet refused); a comes back, and b hands them home the same
+//! way. Checked on the capture of the ESP network and the nodes' counters.
+
+use std::time::Duration;
+
+use espgate_dataplane::marks::MIN_INBOUND_REACH;
+use espgate_dataplane::mirror_task::{Order, unix_ms};
+use espgate_dataplane::{NodeEventKind, Role};
+use espgate_esp::Backend;
+
+use super::rig::Rig;
+use super::traffic::Traffic;
+use super::{Log, PATIENCE, REPLAY, capture, sa_drops, wait_for};
+
+/// a's outbound SA (h1 to h3) and its inbound one.
+const OUT_A: u32 = 0x1000;
+const IN_A: u32 = 0x1001;
+
+/// Without state directories both moves are exact: each run of a's
+/// outbound SA begins right after the one before.
+#[test]
+fn a_drained_node_and_its_return_lose_no_number_and_refuse_no_packet() {
+    let runs = drain_and_return(false);
+    for w in runs.windows(2) {
+        assert_eq!(w[1].first, w[0].last + 1, "no jump: {runs:?}");
+    }
+}
+
+/// With state directories the drain is exact; the return moves a's SAs
+/// past the marks a's state wrote ahead of them (its floors, which the
+/// returning life tells b as uses it may have forgotten): a forward step
+/// outbound, and inbound the far end's packets below the mark refused
+/// (at most an inbound reach), no reuse either way.
+#[test]
+fn with_state_directories_the_return_steps_past_the_drained_nodes_mark() {
+    let runs = drain_and_return(true);
+    assert_eq!(runs[1].first, runs[0].last + 1, "the drain: {runs:?}");
+    assert!(runs[2].first > runs[1].last, "the return: {runs:?}");
+}
+
+/// Drains a under traffic, lets b run its SAs, restarts a and lets b's
+/// automatic failback hand them home; checks no (SPI, seq) twice, no
+/// fresh packet refused, little lost; returns the runs of a's outbound
+/// SA on the ESP network (a's, b's, a's again).
+fn drain_and_return(keep_state: bool) -> Vec<capture::Run> {
+    // What the return may refuse: nothing without a state directory.
+    let return_refusals = if keep_state { MIN_INBOUND_REACH } else { 0 };
+    let t_start = unix_ms();
+    let mut rig = Rig::start_with(Backend::preferred(), keep_state).unwrap();
+    let (mut la, mut lb) = (Log::default(), Log::default());
+    let synced = |k: &NodeEventKind| matches!(k, NodeEventKind::Synced { .. });
+    wait_for("a syncs", rig.a.as_ref().unwrap(), &mut la, synced, t_start).unwrap();
+    wait_for("b syncs", &rig.b, &mut lb, synced, t_start).unwrap();
+    assert!(espgate_dataplane::testbed::warm_up(
+        &mut rig.h1,
+        &mut rig.h3,
+        9
+    ));
+    assert!(espgate_dataplane::testbed::warm_up(
+        &mut rig.h3,
+        &mut rig.h1,
+        9
+    ));
+    let mut traffic = Traffic::default();
+    traffic.run(&mut rig, Duration::from_millis(300));
+
+    // The drain, with h1's datagrams going on (a worker keeps sending
+    // until its SA stops).
+    let (tx, answer) = std::sync::mpsc::channel();
+    assert!(rig.a.as_ref().unwrap().order(Order::Drain(tx)));
+    let t_drain = unix_ms();
+    traffic.run(&mut rig, Duration::from_millis(20));
+    let sas = answer
+        .recv_timeout(PATIENCE)
+        .expect("a's mirror answers the drain")
+        .expect("the drain is carried out");
+    assert_eq!(sas, 2, "a ran its two SAs");
+    let report_a1 = rig.a.take().unwrap().stop();
+    wait_for(
+        "b learns a left",
+        &rig.b,
+        &mut lb,
+        |k| *k == NodeEventKind::PeerLeft,
+        t_drain,
+    )
+    .unwrap();
+    traffic.run(&mut rig, Duration::from_millis(300));
+
+    // a returns; b's automatic failback hands the SAs home exactly.
+    let t_restart = unix_ms();
+    rig.restart_a().unwrap();
+    let a2 = rig.a.as_ref().unwrap();
+    wait_for("a syncs again", a2, &mut la, synced, t_restart).unwrap();
+    wait_for(
+        "a runs its SA again",
+        a2,
+        &mut la,
+        |k| matches!(k, NodeEventKind::Activated { spi: OUT_A, .. }),
+        t_restart,
+    )
+    .unwrap();
+    traffic.run(&mut rig, Duration::from_millis(300));
+    traffic.drain(&mut rig);
+
+    let report_a2 = rig.a.take().unwrap().stop();
+    let report_b = rig.b.stop();
+    let report_r = rig.r.stop();
+    let frames = rig.fabric.wan_capture.lock().unwrap().clone();
+    let esp = capture::esp_frames(&frames).unwrap();
+    assert!(capture::reused(&esp).is_empty(), "no (SPI, seq) twice");
+    // a, then b, then a again, each run starting right after the last.
+    let runs = capture::runs(&esp, OUT_A);
+    let mac = |c: &espgate_dataplane::NodeConfig| c.port(Role::Unprotected).and_then(|p| p.mac);
+    let senders: Vec<_> = runs.iter().map(|r| Some(r.sender)).collect();
+    assert_eq!(
+        senders,
+        vec![mac(&rig.ca), mac(&rig.cb), mac(&rig.ca)],
+        "a, b, a"
+    );
+    // No fresh packet refused on a's inbound SA at b or at a's return
+    // (a's first life refused the first inbound_interval at its start, as
+    // a new pair does), none at r either.
+    assert!(sa_drops(&report_a1, IN_A, true, REPLAY) <= 64);
+    let refused =
+        sa_drops(&report_b, IN_A, true, REPLAY) + sa_drops(&report_a2, IN_A, true, REPLAY);
+    assert!(
+        refused <= return_refusals,
+        "{refused} fresh packets refused at b and at a's return"
+    );
+    assert_eq!(sa_drops(&report_r, OUT_A, true, REPLAY), 0);
+    let (sent, back) = traffic.h1.count(0, unix_ms());
+    assert!(
+        sent - back <= 40 + return_refusals as usize,
+        "h1 lost {} of {sent} across the drain and the return",
+        sent - back
+    );
+    runs
+}
