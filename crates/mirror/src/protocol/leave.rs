@@ -64,6 +64,11 @@ pub enum LeaveRefused {
     /// The peer is not heard: it would take nothing over.
     #[error("the peer is not heard")]
     PeerNotHeard,
+    /// The peer's life has not synchronised (from this node, most
+    /// likely): a goodbye would leave it with nobody to finish its bulk
+    /// sync, and nothing would run.
+    #[error("the peer has not synchronised")]
+    PeerNotSynced,
     /// SAs still run here (or are stopped for a hand-over not finished).
     #[error("{0} SAs still run here")]
     Running(usize),
@@ -232,12 +237,17 @@ impl Mirror {
     /// Ends this node's part in the pair: a goodbye goes to the peer in
     /// every frame until it answers ([`left`](Self::left)); from the first
     /// one on, this life runs nothing. Refused while it runs SAs, while
-    /// the peer has not confirmed an ownership change it made, and while
-    /// the peer is not heard (the node then stops as a crash would, and
-    /// the peer takes over).
+    /// the peer has not confirmed an ownership change it made, while the
+    /// peer's life has not synchronised, and while the peer is not heard
+    /// (the node then stops as a crash would, and the peer takes over).
+    /// The goodbye waits, should a new life of the peer start meanwhile,
+    /// until that life has synchronised.
     pub fn leave(&mut self) -> Result<(), LeaveRefused> {
         if !self.peer.alive() {
             return Err(LeaveRefused::PeerNotHeard);
+        }
+        if !self.peer_synced() {
+            return Err(LeaveRefused::PeerNotSynced);
         }
         let running = self.outbound.len() + self.inbound.len();
         if running > 0 {
@@ -305,7 +315,11 @@ impl Mirror {
             self.abandon_leave();
             return None;
         }
-        let settled = self.changes.unconfirmed.is_empty() && self.changes.finals.is_empty();
+        // A life of the peer that started since (and synchronises from
+        // this node) is waited for: gone, this node serves no bulk.
+        let settled = self.changes.unconfirmed.is_empty()
+            && self.changes.finals.is_empty()
+            && self.peer_synced();
         if settled && nothing_waits {
             self.leave.said = true;
             self.leave.said_to = self.filter.epoch();
@@ -327,8 +341,9 @@ impl Mirror {
 
     /// A goodbye record of the peer's current life: its answer to this
     /// node's, or its own. The first goodbye of a life decides for all of
-    /// them: taken in if this node sees that life run nothing (its view
-    /// names the peer as the owner of no SA), else refused (that life
+    /// them: taken in if this node has synchronised, does not leave
+    /// itself, and sees that life run nothing (its view names the peer as the owner of no SA), else
+    /// refused (that life
     /// ends, when it does, as a crash does, heard in part); either way
     /// answered.
     pub(super) fn goodbye_received(&mut self, kind: GoodbyeKind) {
@@ -358,7 +373,11 @@ impl Mirror {
         }
         let peer = self.cfg.peer;
         let refused = self.peer.refused_goodbye.is_some() && self.peer.refused_goodbye == life;
-        if refused || self.pair.values().any(|p| p.owner == peer) {
+        // Not synchronised, this node could run nothing that life leaves;
+        // leaving itself, nobody would (each refuses the other's, and
+        // both run on).
+        let cannot = !self.synced() || self.leave.leaving;
+        if refused || cannot || self.pair.values().any(|p| p.owner == peer) {
             self.peer.refused_goodbye = life;
             self.leave.answer = Some(GoodbyeKind::Refused);
             return;
@@ -366,7 +385,13 @@ impl Mirror {
         self.leave.answer = Some(GoodbyeKind::Heard);
         self.peer.left_life = life;
         self.peer.fenced_life = life;
-        self.peer.marks.clear();
+        // An SA that life asked about may have run from its first number
+        // before anything of it was stored here (the answer lets it): it
+        // counts as used from 0, as when a life is lost. Everything else
+        // it ran is handed over or ended under a stored lease.
+        for (spi, dir) in std::mem::take(&mut self.peer.marks) {
+            self.store(spi, dir, 0);
+        }
         self.peer.liveness = Liveness::Fenced;
         self.peer.taken_over = true;
         // SAs added here whose question that life never answered: its

@@ -398,3 +398,45 @@ fn rekeys_during_a_failover_break_nothing() {
         ),
     );
 }
+
+/// reader31: drains halfway through a rekey (`newA` runs on A, B has not
+/// got it yet), SAs removed and added again, taken over while a hand-over
+/// waits for the peer's word. Its find lies at depth 6, past some 1.1
+/// million states (`EXPLORE_DEPTH=6 EXPLORE_STATES=6000000` in a release
+/// build: 5.9 million states, 220 s); the replay below keeps it.
+#[test]
+fn drains_during_a_rekey_break_nothing() {
+    let ex = Explore {
+        root: Root::Rekeying,
+        ..Explore::new(
+            &[Drain, AddSa, Rekey, RemoveSa, Deliver, Tick, TakeOver, Send],
+            6,
+            60_000,
+        )
+    };
+    clean("drains during a rekey", ex);
+}
+
+/// reader31's explorer find (depth 6, `drains during a rekey`): A takes
+/// OUT_B over from B, which hears it, deletes OUT_B, says goodbye and has
+/// OUT_B added again: it owns it, asking, while A runs it. Gone, B runs
+/// nothing more (and stops), so only A runs OUT_B; the check took B's
+/// view as that of a node that goes on. A node that said goodbye is
+/// checked as stopped since: its peer must run everything.
+#[test]
+fn reader31_explore_find_a_node_that_said_goodbye_is_checked_as_stopped() {
+    let trace = [
+        Action::TakeOver(0),
+        Action::Deliver { from: 0, index: 0 },
+        Action::RemoveSa(1, OUT_B),
+        Action::Leave(1),
+        Action::Tick,
+        Action::AddSa(1, OUT_B),
+    ];
+    let mut w = World::rekeying();
+    for a in trace {
+        w.apply(a).unwrap();
+    }
+    assert!(w.life(1).is_some_and(|l| l.mirror.gone()));
+    w.check_settled().unwrap();
+}

@@ -440,7 +440,9 @@ impl World {
     /// Properties 3 and 4: with both nodes alive and the link whole, a
     /// copy of the world is left alone over a perfect link for a while;
     /// then every SA configured on both must have exactly one owner that
-    /// runs it.
+    /// runs it. A node that said goodbye by then stops (its drain ends):
+    /// its peer must then run everything, as a survivor does (property
+    /// 5); both having said goodbye leaves nothing running.
     pub(crate) fn check_settled(&self) -> Result<(), Violation> {
         if let Some(s) = (0..2).find(|&i| self.alive(i) && !self.alive(1 - i)) {
             return self.check_survivor(s);
@@ -456,7 +458,20 @@ impl World {
             w.tick();
             w.exchange();
         }
-        w.one_owner_each()
+        let gone: Vec<usize> = (0..2)
+            .filter(|&i| w.life(i).is_some_and(|l| l.mirror.gone()))
+            .collect();
+        match gone[..] {
+            [] => w.one_owner_each(),
+            [g] => {
+                w.kill(g);
+                w.check_survivor(1 - g)
+            }
+            _ => Err(Violation::new(
+                Check::Liveness,
+                "both nodes said goodbye: nothing runs".into(),
+            )),
+        }
     }
 
     /// Property 5: with node `s` the only one alive (and not one that said
