@@ -31,8 +31,10 @@ impl Mirror {
     /// same frame this node's view of who runs it, with that knowledge as
     /// the bound the asker stores; no view if it knows nothing of the SA
     /// (the view is then the configured one, and a bound stored would make
-    /// the SA look used), nor while a hand-over of it waits for the peer's
-    /// word (that goes again at each refresh).
+    /// the SA look used). A hand-over of it to the asker that waits for its
+    /// word is a view too: the asker's add reset its own view, and the
+    /// word it waits for may be an earlier add's confirmation (the answer
+    /// then names the asker as the owner, as the hand-over does).
     pub(super) fn query_received(&mut self, key: SaKey) {
         let (spi, dir) = key;
         if let Some(p) = self.pair.get_mut(&key) {
@@ -42,7 +44,7 @@ impl Mirror {
         }
         let known = self.history_of(spi, dir);
         let view = match (self.pair.get(&key), known) {
-            (Some(p), Some(bound)) if !p.blind => Some(OwnerRecord {
+            (Some(p), Some(bound)) => Some(OwnerRecord {
                 owner: p.owner,
                 generation: p.generation,
                 bound,
@@ -56,9 +58,19 @@ impl Mirror {
             self.peer.marks.insert(key);
         }
         // A question asked again before the answer went (the asker's
-        // refresh) keeps that answer: this one would carry the mark the
-        // first left, not news.
-        self.outbox.answers.entry(key).or_insert((view, known));
+        // refresh, or its add after a delete) keeps that answer's value:
+        // this one would carry the mark the first left, not news. Its view
+        // is the one that stands now: a hand-over the asker confirmed
+        // since (the first answer had none, as it waited) is news to an
+        // asker whose add reset its view.
+        let answer = self
+            .outbox
+            .answers
+            .entry(key)
+            .or_insert((view.clone(), known));
+        if view.is_some() {
+            answer.0 = view;
+        }
     }
 
     /// What this node knows of an SA: what it stores (a standby copy, the

@@ -440,3 +440,29 @@ fn reader31_explore_find_a_node_that_said_goodbye_is_checked_as_stopped() {
     assert!(w.life(1).is_some_and(|l| l.mirror.gone()));
     w.check_settled().unwrap();
 }
+
+/// reader31's explorer find, the second (depth 6, `drains during a
+/// rekey`, 1.8 million states in): A hands `newA` over exactly to B,
+/// which gets it added meanwhile (its question goes), takes the hand-over
+/// in and confirms it, and has it deleted and added again (its second
+/// question lost in the link). A answered the first question while the
+/// hand-over waited for B's word, so with no view; B took that as the
+/// answer to its second: B's add had reset its view to A, A's view was B,
+/// confirmed, and nobody ran `newA`. An answer now carries a hand-over
+/// that waits as a view (and the view that stands when it goes).
+#[test]
+fn reader31_explore_find_an_answer_carries_a_hand_over_that_waits() {
+    let trace = [
+        Action::Stop(0, Handing::All),
+        Action::HandOverStopped(0),
+        Action::AddSa(1, NEW_A),
+        Action::Deliver { from: 0, index: 0 },
+        Action::RemoveSa(1, NEW_A),
+        Action::AddSa(1, NEW_A),
+    ];
+    let mut w = World::rekeying();
+    for a in trace {
+        w.apply(a).unwrap();
+    }
+    w.check_settled().unwrap();
+}
