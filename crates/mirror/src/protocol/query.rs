@@ -63,11 +63,7 @@ impl Mirror {
         // is the one that stands now: a hand-over the asker confirmed
         // since (the first answer had none, as it waited) is news to an
         // asker whose add reset its view.
-        let answer = self
-            .outbox
-            .answers
-            .entry(key)
-            .or_insert((view.clone(), known));
+        let answer = self.outbox.answers.entry(key).or_insert((view, known));
         if view.is_some() {
             answer.0 = view;
         }
