@@ -81,6 +81,16 @@ pub(crate) enum Root {
     Rekeying,
     /// [`World::holding`].
     Holding,
+    /// [`World::leaving`].
+    Leaving,
+    /// [`World::failing_back`].
+    FailingBack,
+    /// [`World::holding_inbound`].
+    HoldingInbound,
+    /// [`World::stopped`].
+    Stopped,
+    /// [`World::split`].
+    Split,
 }
 
 impl Root {
@@ -90,6 +100,11 @@ impl Root {
             Root::Busy => World::busy(),
             Root::Rekeying => World::rekeying(),
             Root::Holding => World::holding(),
+            Root::Leaving => World::leaving(),
+            Root::FailingBack => World::failing_back(),
+            Root::HoldingInbound => World::holding_inbound(),
+            Root::Stopped => World::stopped(),
+            Root::Split => World::split(),
         }
     }
 }

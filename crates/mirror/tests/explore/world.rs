@@ -475,6 +475,96 @@ impl World {
         w
     }
 
+    /// reader32: the busy pair after B drained: every SA it ran stopped
+    /// and handed to A exactly, A's confirmations taken in, and B's leave
+    /// called (its goodbye not sent yet).
+    pub(crate) fn leaving() -> World {
+        let mut w = World::busy();
+        w.apply(Action::Stop(1, Handing::All)).expect("a stop");
+        w.apply(Action::HandOverStopped(1)).expect("a hand-over");
+        for _ in 0..SETTLE_TICKS {
+            w.exchange();
+            w.tick();
+        }
+        w.exchange();
+        w.apply(Action::Leave(1)).expect("a leave");
+        let b = w.life(1).expect("alive");
+        assert!(b.mirror.drain_sas().is_empty(), "B runs nothing");
+        assert!(!b.mirror.gone(), "its goodbye not sent yet");
+        w
+    }
+
+    /// reader32: [`holding`](Self::holding) with A stopping B's SAs for
+    /// an exact failback (not handed over yet) and B's next life leaving.
+    pub(crate) fn failing_back() -> World {
+        let mut w = World::holding();
+        w.apply(Action::Stop(0, Handing::Home)).expect("a stop");
+        w
+    }
+
+    /// reader32: the mirror of [`holding`](Self::holding): A died and
+    /// came back; B took A's SAs over (the inbound one among them, with
+    /// the far end sending to it) and holds them, A's next life
+    /// synchronised.
+    pub(crate) fn holding_inbound() -> World {
+        let mut w = World::warm();
+        w.apply(Action::FarSend(0, IN_A, Burst::Long))
+            .expect("a perfect link breaks nothing");
+        w.exchange();
+        w.kill(0);
+        for _ in 0..SETTLE_TICKS {
+            w.tick();
+        }
+        w.apply(Action::TakeOver(1)).expect("a takeover");
+        w.apply(Action::FarSend(1, IN_A, Burst::Long))
+            .expect("a far end");
+        w.restart(0);
+        for _ in 0..SETTLE_TICKS {
+            w.exchange();
+            w.tick();
+        }
+        w.exchange();
+        assert!(w.synced(0), "A's next life synced");
+        let b = w.life(1).expect("alive");
+        assert!(b.mirror.owns(IN_A.spi, IN_A.dir), "B holds {IN_A}");
+        w
+    }
+
+    /// reader32: the busy pair with B's SAs stopped for a drain (their
+    /// hand-over not made yet).
+    pub(crate) fn stopped() -> World {
+        let mut w = World::busy();
+        w.apply(Action::Stop(1, Handing::All)).expect("a stop");
+        assert!(!w.life(1).expect("alive").mirror.stopped().is_empty());
+        w
+    }
+
+    /// reader32: the busy pair after a split brain: the link cut, each
+    /// node declared the other dead and took its SAs over and ran them
+    /// (the far end sending to both), and the link healed, no frame yet
+    /// across.
+    pub(crate) fn split() -> World {
+        let mut w = World::busy();
+        w.apply(Action::Cut).expect("a cut");
+        for _ in 0..SETTLE_TICKS {
+            w.tick();
+        }
+        w.apply(Action::TakeOver(0)).expect("a takeover");
+        w.apply(Action::TakeOver(1)).expect("a takeover");
+        for a in [
+            Action::Send(0, OUT_A, Burst::Long),
+            Action::Send(0, OUT_B, Burst::Long),
+            Action::Send(1, OUT_A, Burst::Long),
+            Action::Send(1, OUT_B, Burst::Long),
+            Action::FarSend(0, IN_A, Burst::Long),
+            Action::FarSend(1, IN_A, Burst::Long),
+        ] {
+            let _ = w.apply(a);
+        }
+        w.apply(Action::Heal).expect("a heal");
+        w
+    }
+
     pub(crate) fn life(&self, i: usize) -> Option<&Life> {
         self.nodes[i].life.as_ref()
     }
