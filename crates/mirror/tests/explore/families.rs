@@ -612,3 +612,35 @@ fn reader32_explore_find_an_sa_asked_about_twice_across_an_exact_hand_over() {
     }
     w.check_settled().unwrap();
 }
+
+/// reader32: the goodbye pending while SAs are removed and added again,
+/// across kills and restarts, with frames of earlier lives replayed.
+#[test]
+fn reader32_goodbyes_and_adds_across_lives_break_nothing() {
+    let ex = Explore {
+        root: Root::Leaving,
+        ..Explore::new(
+            &[
+                AddSa, RemoveSa, Kill, Restart, Replay, Deliver, Tick, TakeOver, Send,
+            ],
+            5,
+            60_000,
+        )
+    };
+    clean("reader32 goodbyes and adds across lives", ex);
+}
+
+/// reader32: an exact failback under way while the host deletes and adds
+/// SAs on either node, hand-backs ordered too.
+#[test]
+fn reader32_exact_failbacks_and_adds_break_nothing() {
+    let ex = Explore {
+        root: Root::FailingBack,
+        ..Explore::new(
+            &[AddSa, RemoveSa, Drain, HandBack, Deliver, Tick, Send],
+            5,
+            60_000,
+        )
+    };
+    clean("reader32 exact failbacks and adds", ex);
+}
