@@ -461,6 +461,12 @@ fn reader31_explore_find_an_answer_carries_a_hand_over_that_waits() {
         Action::AddSa(1, NEW_A),
     ];
     let mut w = World::rekeying();
+    for a in trace {
+        w.apply(a).unwrap();
+    }
+    w.check_settled().unwrap();
+}
+
 /// reader32: the goodbye of a node that drained, pending, against kills
 /// and restarts of either node, fences, takeovers, a cut link and
 /// replayed frames of earlier lives.
