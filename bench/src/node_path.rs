@@ -275,6 +275,7 @@ pub(crate) fn queues(
             unprotected: wan,
             mirror: mirror.map(|q| Box::new(q) as Box<dyn PortQueue>),
             punt: None,
+            links: Vec::new(),
         },
         sinks,
         feeders,
@@ -343,6 +344,7 @@ pub fn measure(run: &Run, backend: Backend) -> anyhow::Result<Outcome> {
                 unprotected: idle("wan", WAN_MAC),
                 mirror: Some(Box::new(mq)),
                 punt: None,
+                links: Vec::new(),
             };
             Some(espgate_dataplane::start(&cfg, q, backend, pool.clone())?)
         }

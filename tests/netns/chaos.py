@@ -82,7 +82,7 @@ REPO = HERE.parents[1]
 ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay", "reorder", "padded", "second",
            "fence_refused", "fence_isolated", "sa_change_cut", "sa_change_restart", "mirror_replay",
            "crash_loop", "clock_back", "power_loss", "rolling_restart", "host_restart", "ike_host",
-           "drain", "drain_killed"]
+           "drain", "drain_killed", "link_down"]
 
 
 def extra_sas(gen):
@@ -326,6 +326,19 @@ class Chaos:
             d.wait(timeout=30)
             time.sleep(self.rng.uniform(0.0, 0.4))
             self.start(victim)
+        elif action == "link_down":
+            # A data port's link fails (its switch port down: the node's
+            # carrier goes off) and comes back: the node hands its SAs to
+            # the peer exactly and takes them back once the link has been
+            # up for link_up_ms; now and then the peer's link fails too
+            # (nothing can move then).
+            port = self.rng.choice(["l", "w"])
+            ports = [f"{port}-{victim}"] + ([f"{port}-{other}"] if self.rng.random() < 0.2 else [])
+            for dev in ports:
+                self.topo.run(self.p.sw, "ip", "link", "set", dev, "down")
+            time.sleep(self.rng.uniform(0.1, 3.0))
+            for dev in ports:
+                self.topo.run(self.p.sw, "ip", "link", "set", dev, "up")
         elif action == "cut":
             self.p.cut(True)
             time.sleep(self.rng.uniform(0.3, 2.0))

@@ -23,12 +23,15 @@
 //!   takeover: auto               # auto | manual
 //!   failback: auto               # auto | manual
 //!   failback_delay_ms: 1000
+//!   link_down_ms: 300            # a data port's link down this long: SAs go to the peer (0: not watched)
+//!   link_up_ms: 3000             # every link up this long: the peer fails back
 //! ```
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use espgate_dataplane::config::{Failback, MirrorSettings, PortBackend, Takeover};
+use espgate_dataplane::flow::LinkWatch;
 use espgate_dataplane::mirror_port::check_max_frame;
 use espgate_mirror::{InboundTakeover, MirrorConfig};
 use espgate_wire::ethernet::MacAddr;
@@ -62,6 +65,8 @@ pub(crate) struct MirrorSpec {
     takeover: Option<ModeSpec>,
     failback: Option<ModeSpec>,
     failback_delay_ms: Option<u64>,
+    link_down_ms: Option<u64>,
+    link_up_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +206,13 @@ pub(crate) fn resolve_mirror(
             }
         } else {
             Failback::Manual
+        },
+        link_watch: {
+            let d = LinkWatch::default();
+            LinkWatch {
+                down_ms: spec.link_down_ms.unwrap_or(d.down_ms),
+                up_ms: spec.link_up_ms.unwrap_or(d.up_ms),
+            }
         },
     })
 }

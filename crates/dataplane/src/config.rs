@@ -215,6 +215,9 @@ pub struct MirrorSettings {
     pub takeover: Takeover,
     /// When to hand back.
     pub failback: Failback,
+    /// When a data port's link fails the node's packet flow (its SAs go
+    /// to the peer) and restores it.
+    pub link_watch: crate::flow::LinkWatch,
 }
 
 impl fmt::Debug for MirrorSettings {
@@ -229,6 +232,7 @@ impl fmt::Debug for MirrorSettings {
             .field("peer_addresses", &self.peer_addresses)
             .field("takeover", &self.takeover)
             .field("failback", &self.failback)
+            .field("link_watch", &self.link_watch)
             .finish()
     }
 }
@@ -335,6 +339,7 @@ mod tests {
             peer_addresses: Vec::new(),
             takeover: Takeover::Auto,
             failback: Failback::Manual,
+            link_watch: crate::flow::LinkWatch::default(),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod classify;
 pub mod command;
 pub mod config;
 pub mod counters;
+pub mod flow;
 pub mod icmp;
 pub mod keeper;
 pub mod marks;

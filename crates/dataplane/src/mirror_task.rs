@@ -24,6 +24,7 @@ use espgate_wire::ethernet::MacAddr;
 
 use crate::command::SaCommand;
 use crate::config::{Failback, Takeover};
+use crate::flow::{FlowChange, FlowWatch};
 use crate::keeper::Keeper;
 use crate::mirror_port::MirrorPort;
 use crate::progress::Progress;
@@ -66,6 +67,19 @@ pub enum NodeEventKind {
     /// The peer handed every SA it ran to this node and said goodbye:
     /// this node runs them with no lease waiting on the peer.
     PeerLeft,
+    /// This node's packet flow failed (`port`'s link is down): it hands
+    /// every SA it runs to the peer, and is given none, until it works.
+    FlowFailed {
+        /// The port whose link is down.
+        port: String,
+    },
+    /// This node's packet flow works again: the peer may fail back.
+    FlowWorks,
+    /// The peer's packet flow failed (`failed`), or works again.
+    PeerFlow {
+        /// Failed, or works again.
+        failed: bool,
+    },
     /// An SA started here.
     Activated {
         /// SPI.
@@ -180,6 +194,9 @@ impl std::fmt::Display for NodeEvent {
             NodeEventKind::HandedBack { sas } => write!(f, "handed_back sas={sas}"),
             NodeEventKind::Drained { sas } => write!(f, "drained sas={sas}"),
             NodeEventKind::PeerLeft => write!(f, "peer_left"),
+            NodeEventKind::FlowFailed { port } => write!(f, "flow_failed port={port}"),
+            NodeEventKind::FlowWorks => write!(f, "flow_works"),
+            NodeEventKind::PeerFlow { failed } => write!(f, "peer_flow failed={failed}"),
             NodeEventKind::Activated {
                 spi,
                 direction,
@@ -280,6 +297,11 @@ pub enum HandBackRefused {
         "the peer has not synchronised since it started (or is the life this node fenced): it could run nothing handed back to it"
     )]
     PeerNotSynced,
+    /// The peer's packet flow has failed (a data port's link is down).
+    #[error(
+        "the peer's packet flow has failed (a data port's link is down): it could carry nothing"
+    )]
+    PeerFlowFailed,
 }
 
 /// Why this node could not hand everything over and leave.
@@ -291,6 +313,11 @@ pub enum DrainRefused {
     /// The peer has not synchronised since it started.
     #[error("the peer has not synchronised since it started: it could run nothing handed to it")]
     PeerNotSynced,
+    /// The peer's packet flow has failed.
+    #[error(
+        "the peer's packet flow has failed (a data port's link is down): it could carry nothing"
+    )]
+    PeerFlowFailed,
     /// This node has not synchronised since it started: where its SAs
     /// stand is unknown here, so nothing can be handed over exactly.
     #[error("this node has not synchronised since it started: it has no exact state to hand over")]
@@ -420,6 +447,9 @@ pub struct MirrorTask {
     pub takeover: Takeover,
     /// When to hand back.
     pub failback: Failback,
+    /// The data ports' links: a node whose flow failed hands its SAs to
+    /// the peer.
+    pub flow: FlowWatch,
     /// Orders from outside.
     pub orders: Arc<ArrayQueue<Order>>,
     /// The event log.
@@ -616,9 +646,15 @@ impl Running {
         }
         work += self.take_orders();
         self.task.mirror.handle_timeout(now);
+        if let Some(change) = self.task.flow.poll(now) {
+            self.flow_changed(change);
+        }
         if self.failback_at.is_some_and(|t| now >= t) {
             self.failback_at = None;
-            if self.task.mirror.peer_synced() {
+            if self.task.mirror.peer_flow_failed() {
+                // Its flow failed: the failback waits for it to work
+                // again (`PeerFlow`).
+            } else if self.task.mirror.peer_synced() {
                 self.hand_back();
             } else if let Failback::Auto { delay_ms } = self.task.failback
                 && self.task.mirror.peer_alive()
@@ -645,6 +681,7 @@ impl Running {
         if !self.parking {
             self.finish_hand_overs(now);
             self.drain_on(now);
+            self.flow_on();
         }
         if !self.parking && !self.silent {
             work += self.task.port.send(&mut self.task.mirror, now);
@@ -860,6 +897,51 @@ impl Running {
         self.task.events.push(NodeEventKind::TookOver { sas });
     }
 
+    /// This node's packet flow failed, or works again: the peer learns it
+    /// from the next frame (it hands nothing to a node whose flow failed,
+    /// and fails back once it works), and a failed node hands every SA it
+    /// runs over ([`flow_on`](Self::flow_on)).
+    fn flow_changed(&mut self, change: FlowChange) {
+        match change {
+            FlowChange::Failed { port } => {
+                tracing::warn!(
+                    port,
+                    sas = self.task.mirror.drain_sas().len(),
+                    "packet flow failed: {port}'s link is down: every SA goes to the peer with its exact state"
+                );
+                self.task.mirror.set_flow_failed(true);
+                self.task.events.push(NodeEventKind::FlowFailed { port });
+            }
+            FlowChange::Works => {
+                tracing::info!("packet flow works again: every link is up; the peer may fail back");
+                self.task.mirror.set_flow_failed(false);
+                self.task.events.push(NodeEventKind::FlowWorks);
+            }
+        }
+    }
+
+    /// While this node's flow has failed, every SA it runs goes to the
+    /// peer exactly (those that come to it too: a takeover, a hand-over
+    /// that crossed the failure), as long as the peer can run them.
+    fn flow_on(&mut self) {
+        let mirror = &self.task.mirror;
+        if !mirror.flow_failed()
+            || self.draining.is_some()
+            || !mirror.peer_synced()
+            || mirror.peer_flow_failed()
+        {
+            return;
+        }
+        let again: Vec<(u32, Direction)> = mirror
+            .drain_sas()
+            .into_iter()
+            .filter(|k| !self.stops.contains_key(k))
+            .collect();
+        if !again.is_empty() {
+            self.stop_for_hand_over(again);
+        }
+    }
+
     /// Fails back exactly: every SA held for the peer stops on its
     /// worker and goes home with the worker's final state.
     fn hand_back(&mut self) -> usize {
@@ -952,6 +1034,8 @@ impl Running {
             Some(DrainRefused::PeerNotHeard)
         } else if !mirror.peer_synced() {
             Some(DrainRefused::PeerNotSynced)
+        } else if mirror.peer_flow_failed() {
+            Some(DrainRefused::PeerFlowFailed)
         } else {
             None
         };
@@ -1032,6 +1116,9 @@ impl Running {
         if !mirror.peer_synced() {
             return Err(HandBackRefused::PeerNotSynced);
         }
+        if mirror.peer_flow_failed() {
+            return Err(HandBackRefused::PeerFlowFailed);
+        }
         Ok(self.hand_back())
     }
 
@@ -1061,6 +1148,21 @@ impl Running {
                     tracing::info!("the peer handed every SA over and left: they run here");
                     self.task.events.push(NodeEventKind::PeerLeft);
                     self.failback_at = None;
+                }
+                MirrorEvent::PeerFlow { failed } => {
+                    if failed {
+                        tracing::warn!(
+                            "the peer's packet flow failed: nothing is handed to it until it works"
+                        );
+                    } else {
+                        tracing::info!("the peer's packet flow works again");
+                        if let Failback::Auto { delay_ms } = self.task.failback
+                            && !self.task.mirror.failback_sas().is_empty()
+                        {
+                            self.failback_at = Some(now + delay_ms);
+                        }
+                    }
+                    self.task.events.push(NodeEventKind::PeerFlow { failed });
                 }
                 MirrorEvent::Left => self.drain_ended(Ok(())),
                 MirrorEvent::LeaveAbandoned => self.drain_ended(Err(DrainRefused::Abandoned)),
@@ -1413,6 +1515,7 @@ mod tests {
             keeper: None,
             takeover: Takeover::Manual,
             failback: Failback::Manual,
+            flow: FlowWatch::new(Vec::new(), crate::flow::LinkWatch::default()),
             orders: Arc::new(ArrayQueue::new(8)),
             events: Arc::new(EventLog::default()),
             status: Arc::new(Mutex::new(PairStatus::default())),

@@ -253,6 +253,8 @@ pub struct NodeQueues {
     /// The punt device (shared by the workers), when the node has a punt
     /// port.
     pub punt: Option<Arc<dyn PuntDevice>>,
+    /// The data ports' links, watched when mirroring (see `flow`).
+    pub links: Vec<Box<dyn espgate_io::link::LinkProbe>>,
 }
 
 /// A running node.
@@ -752,6 +754,7 @@ pub fn start(
                 keeper: keeper.clone(),
                 takeover: s.takeover,
                 failback: s.failback,
+                flow: crate::flow::FlowWatch::new(queues.links, s.link_watch),
                 orders: orders.clone(),
                 events: events.clone(),
                 status: status.clone(),
@@ -922,6 +925,7 @@ mod tests {
             unprotected: Vec::new(),
             mirror: None,
             punt: None,
+            links: Vec::new(),
         };
         start(
             &workers(count),

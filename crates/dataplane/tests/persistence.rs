@@ -171,6 +171,7 @@ fn pair(ca: &NodeConfig, cb: &NodeConfig, tap: &espgate_io::mem::Tap) -> Pair {
         unprotected,
         mirror: None,
         punt: None,
+        links: Vec::new(),
     };
     Pair {
         a: start(ca, q(a_lan, a_wan), Backend::DEFAULT, pool.clone()).unwrap(),
@@ -269,6 +270,7 @@ fn a_node_without_a_mirror_restarted_reuses_no_number_and_accepts_no_replay() {
             unprotected: testbed::boxed_queues(b_wan),
             mirror: None,
             punt: None,
+            links: Vec::new(),
         },
         Backend::DEFAULT,
         pool.clone(),
@@ -330,6 +332,7 @@ fn alone(cfg: &NodeConfig) -> Result<RunningNode, NodeError> {
         unprotected: wan,
         mirror: cfg.mirror.as_ref().and(mirror.pop()),
         punt: None,
+        links: Vec::new(),
     };
     start(cfg, queues, Backend::DEFAULT, pool)
 }
@@ -438,6 +441,7 @@ fn a_mirrored_node_s_epoch_stays_above_the_last_whatever_the_clock() {
         peer_addresses: Vec::new(),
         takeover: Takeover::Auto,
         failback: Failback::Manual,
+        link_watch: Default::default(),
     });
     for life in 1..=2 {
         alone(&cfg).unwrap().stop();
@@ -517,6 +521,7 @@ fn pair_node(me: u32, state: Option<PathBuf>) -> NodeConfig {
         peer_addresses: Vec::new(),
         takeover: Takeover::Manual,
         failback: Failback::Manual,
+        link_watch: Default::default(),
     });
     cfg
 }
@@ -580,6 +585,7 @@ fn start_pair_node(
         )),
         mirror: Some(mirror),
         punt: None,
+        links: Vec::new(),
     };
     (start(cfg, q, Backend::DEFAULT, pool.clone()).unwrap(), host)
 }
@@ -639,6 +645,7 @@ fn a_pair_powered_off_at_once_restarts_past_both_lives_and_accepts_no_replay() {
             unprotected: testbed::boxed_queues(r_wan),
             mirror: None,
             punt: None,
+            links: Vec::new(),
         },
         Backend::DEFAULT,
         pool.clone(),

@@ -212,6 +212,7 @@ fn rig_with(workers: usize, split: bool, change: impl Fn(&mut NodeConfig, &mut N
             unprotected: a_wan,
             mirror: None,
             punt: None,
+            links: Vec::new(),
         },
         Backend::DEFAULT,
         pool.clone(),
@@ -224,6 +225,7 @@ fn rig_with(workers: usize, split: bool, change: impl Fn(&mut NodeConfig, &mut N
             unprotected: b_wan,
             mirror: None,
             punt: None,
+            links: Vec::new(),
         },
         Backend::DEFAULT,
         pool,
@@ -707,6 +709,7 @@ fn mirror_frames_larger_than_a_buffer_are_refused_at_start() {
         peer_addresses: Vec::new(),
         takeover: Takeover::Auto,
         failback: Failback::Manual,
+        link_watch: Default::default(),
     });
     let pool = Mempool::new(1024, 64);
     let (lan, _) = node_link(("lan", mac(1, 1), 1), ("h", mac(1, 0x10), 1), None);
@@ -717,6 +720,7 @@ fn mirror_frames_larger_than_a_buffer_are_refused_at_start() {
         unprotected: wan,
         mirror: mirror.pop(),
         punt: None,
+        links: Vec::new(),
     };
     match start(&cfg, queues, Backend::DEFAULT, pool) {
         Ok(node) => {

@@ -6,6 +6,7 @@
 //! Its state (its SAs' high-water marks and its last mirror epoch) lives in
 //! `<state dir>/<name>/` unless `--no-state` turns it off.
 
+use espgate_io::link::{Carrier, LinkProbe};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::Path;
@@ -175,6 +176,31 @@ fn open_role(
     open_port(cfg, &opening, group, eal)
 }
 
+/// The data ports' links, watched by a pair's node (its flow fails when
+/// one goes down): an AF_PACKET port's interface carrier, a DPDK port's
+/// link status; in-memory and pcap ports have none.
+fn data_links(cfg: &NodeConfig, eal: &Dpdk) -> anyhow::Result<Vec<Box<dyn LinkProbe>>> {
+    let mut links: Vec<Box<dyn LinkProbe>> = Vec::new();
+    for role in Role::BOTH {
+        let p = cfg.port(role).context("port missing")?;
+        match &p.backend {
+            PortBackend::AfPacket { interface } => {
+                links.push(Box::new(Carrier::of(&p.name, interface)));
+            }
+            #[cfg(feature = "dpdk")]
+            PortBackend::Dpdk { device } => {
+                if let Some(eal) = eal {
+                    links.push(Box::new(eal.link(device, &p.name)?));
+                }
+            }
+            _ => {}
+        }
+    }
+    #[cfg(not(feature = "dpdk"))]
+    let () = eal;
+    Ok(links)
+}
+
 /// Opens the punt device of `cfg`, when it has a punt port: made (or
 /// attached to) in this process's network namespace, given the unprotected
 /// port's MTU (at most [`punt::MAX_MTU`]) and set up. Its addresses and
@@ -293,6 +319,7 @@ fn start_node(cfg: &NodeConfig, backend: Backend) -> anyhow::Result<RunningNode>
         unprotected: open_role(cfg, Role::Unprotected, group.wrapping_add(1), &mut eal)?,
         mirror,
         punt: open_punt(cfg)?,
+        links: data_links(cfg, &eal)?,
     };
     let pool = Mempool::new(16 * 1024, 4096);
     let node = espgate_dataplane::start(cfg, queues, backend, pool).map_err(|e| match e {

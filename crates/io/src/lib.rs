@@ -21,6 +21,7 @@ pub mod alloc;
 pub mod dpdk;
 #[cfg(feature = "ipsec-mb")]
 pub mod ipsec_mb;
+pub mod link;
 pub mod mem;
 pub mod offload;
 pub mod packet;

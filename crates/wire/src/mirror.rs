@@ -80,6 +80,9 @@ pub const MAX_RESEND_PARTS: usize = 2048;
 /// Header flag: the sender has finished a bulk sync in this life, so it
 /// may run SAs (and may have taken some over).
 pub const FLAG_SYNCED: u8 = 0x01;
+/// Header flag: the sender's packet flow has failed (a data port lost its
+/// link): it hands the SAs it runs to its peer and is given none.
+pub const FLAG_FLOW_FAILED: u8 = 0x02;
 
 fn be64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
@@ -104,7 +107,7 @@ fn exact(body: &[u8], len: usize) -> Result<()> {
 /// The fixed header of a mirror frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MirrorHeader {
-    /// Flags: [`FLAG_SYNCED`]; the others are sent as
+    /// Flags: [`FLAG_SYNCED`], [`FLAG_FLOW_FAILED`]; the others are sent as
     /// zero and ignored.
     pub flags: u8,
     /// Number of records.

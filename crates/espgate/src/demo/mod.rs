@@ -13,6 +13,8 @@
 mod capture;
 #[cfg(test)]
 mod drain;
+#[cfg(test)]
+mod flow;
 pub(crate) mod rig;
 mod traffic;
 

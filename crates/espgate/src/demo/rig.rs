@@ -36,6 +36,9 @@ pub struct Fabric {
     /// The nodes' state directories (one per node below it), removed at
     /// the end.
     state: std::path::PathBuf,
+    /// Each pair node's LAN link, by node name: switched by hand (the
+    /// switch ports carry frames either way), watched by the node.
+    pub lan_links: std::collections::BTreeMap<String, Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Drop for Fabric {
@@ -86,6 +89,11 @@ impl Fabric {
                 .pop()
                 .map(|q| Box::new(q) as Box<dyn PortQueue>),
             punt: None,
+            links: {
+                let (link, up) = espgate_io::link::Switch::new("lan");
+                self.lan_links.insert(c.name.clone(), up);
+                vec![Box::new(link)]
+            },
         };
         Ok(espgate_dataplane::start(
             c,
@@ -157,6 +165,7 @@ impl Rig {
             mirror: mirror.start(),
             wan_capture,
             state,
+            lan_links: Default::default(),
         };
         let r = espgate_dataplane::start(
             &cr,
@@ -165,6 +174,7 @@ impl Rig {
                 unprotected: testbed::boxed_queues(r_wan),
                 mirror: None,
                 punt: None,
+                links: Vec::new(),
             },
             backend,
             pool,

@@ -165,6 +165,43 @@ impl Eal {
     }
 }
 
+impl Eal {
+    /// The link of ethdev `device` (started by [`port`](Self::port)), for
+    /// port `name`.
+    pub fn link(&self, device: &str, name: &str) -> io::Result<DpdkLink> {
+        let c = CString::new(device).map_err(|_| io::Error::other("device name has a NUL byte"))?;
+        let mut port: u16 = 0;
+        // SAFETY: `c` is a valid C string and `port` a valid out-pointer.
+        let r = unsafe { ffi::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut port) };
+        if r != 0 {
+            return Err(io::Error::other(format!("no DPDK port named {device:?}")));
+        }
+        Ok(DpdkLink {
+            name: name.to_string(),
+            port,
+        })
+    }
+}
+
+/// A DPDK port's link status.
+pub struct DpdkLink {
+    name: String,
+    port: u16,
+}
+
+impl crate::link::LinkProbe for DpdkLink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn up(&mut self) -> bool {
+        // SAFETY: the port exists (looked up by name when the probe was
+        // made, and DPDK ports stay until the EAL is cleaned up); reading
+        // its link without waiting has no other precondition.
+        unsafe { ffi::espgate_port_link_up(self.port) == 1 }
+    }
+}
+
 /// One rx/tx queue pair of a DPDK port.
 pub struct DpdkQueue {
     info: PortInfo,

@@ -80,6 +80,14 @@ int espgate_port_setup(uint16_t port, uint16_t queues, uint16_t descriptors, str
     return 0;
 }
 
+int espgate_port_link_up(uint16_t port) {
+    struct rte_eth_link link;
+    int r = rte_eth_link_get_nowait(port, &link);
+    if (r != 0)
+        return r;
+    return link.link_status == RTE_ETH_LINK_UP;
+}
+
 int espgate_port_mac(uint16_t port, uint8_t mac[6]) {
     struct rte_ether_addr a;
     int r = rte_eth_macaddr_get(port, &a);

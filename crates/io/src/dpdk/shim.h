@@ -41,5 +41,8 @@ int espgate_thread_register(void);
 void espgate_thread_unregister(void);
 int espgate_port_setup(uint16_t port, uint16_t queues, uint16_t descriptors, struct rte_mempool *pool);
 int espgate_port_mac(uint16_t port, uint8_t mac[6]);
+/* 1 if the port's link is up, 0 if down, negative on error; never waits
+ * (rte_eth_link_get_nowait). */
+int espgate_port_link_up(uint16_t port);
 
 #endif

@@ -56,6 +56,9 @@ pub enum HandOverRefused {
     /// it: where it stands is a placeholder.
     #[error("the SA waits for the peer's word of it")]
     Asking,
+    /// The peer's packet flow has failed: it could carry nothing.
+    #[error("the peer's packet flow has failed")]
+    PeerFlowFailed,
 }
 
 /// Why this node may not leave its peer now.
@@ -98,6 +101,8 @@ pub(super) struct Leave {
     pub(super) heard: bool,
     /// The answer to the peer's goodbye, for the next frame.
     pub(super) answer: Option<GoodbyeKind>,
+    /// This node's packet flow has failed: its frames say so.
+    pub(super) flow_failed: bool,
 }
 
 /// Planned hand-overs and leaving.
@@ -116,6 +121,26 @@ impl Mirror {
             .filter(|(k, p)| p.held_for(peer, me) && self.owns(k.0, k.1))
             .map(|(k, _)| *k)
             .collect()
+    }
+
+    /// Tells the mirror whether this node's packet flow has failed (a data
+    /// port lost its link): while it has, every frame says so, and the
+    /// peer hands it nothing (no failback, no drain). The node hands the
+    /// SAs it runs over itself ([`stop`](Self::stop) and
+    /// [`hand_over_exact`](Self::hand_over_exact), as a drain does); the
+    /// peer's failback brings them home once the flow works again.
+    pub fn set_flow_failed(&mut self, failed: bool) {
+        self.leave.flow_failed = failed;
+    }
+
+    /// Whether this node's packet flow has failed, as last set.
+    pub fn flow_failed(&self) -> bool {
+        self.leave.flow_failed
+    }
+
+    /// Whether the peer's last frame said its packet flow has failed.
+    pub fn peer_flow_failed(&self) -> bool {
+        self.peer.flow_failed
     }
 
     /// The SAs stopped for a hand-over not yet made.
@@ -230,6 +255,9 @@ impl Mirror {
         }
         if !self.peer_synced() {
             return Err(HandOverRefused::PeerNotSynced);
+        }
+        if self.peer.flow_failed {
+            return Err(HandOverRefused::PeerFlowFailed);
         }
         Ok(())
     }

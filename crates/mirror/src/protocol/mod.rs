@@ -477,6 +477,13 @@ impl Mirror {
         if accepted.header.flags & mirror::FLAG_SYNCED != 0 {
             self.peer_says_synced();
         }
+        let flow_failed = accepted.header.flags & mirror::FLAG_FLOW_FAILED != 0;
+        if flow_failed != self.peer.flow_failed {
+            self.peer.flow_failed = flow_failed;
+            self.events.push_back(MirrorEvent::PeerFlow {
+                failed: flow_failed,
+            });
+        }
         self.stats.frames_received += 1;
         self.heard(now_ms, accepted.header.epoch, accepted.new_epoch);
         let mut records = accepted.records;

@@ -33,6 +33,9 @@ pub(super) struct Peer {
     pub(super) ran: bool,
     /// The life heard last said it had synchronised.
     pub(super) synced: bool,
+    /// The peer's last frame said its packet flow has failed: nothing is
+    /// handed to it.
+    pub(super) flow_failed: bool,
     /// The life this node fenced (its epoch), if any: it must restart
     /// before it gets anything back.
     pub(super) fenced_life: Option<u64>,
@@ -87,6 +90,7 @@ impl Peer {
             liveness: Liveness::Unknown,
             ran: false,
             synced: false,
+            flow_failed: false,
             fenced_life: None,
             left_life: None,
             refused_goodbye: None,

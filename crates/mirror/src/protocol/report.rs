@@ -36,6 +36,13 @@ pub enum MirrorEvent {
     /// This node does not leave after all: the peer went silent before
     /// its goodbye went out, or it runs SAs again (it took some over).
     LeaveAbandoned,
+    /// The peer says its packet flow has failed (`failed`), or works again:
+    /// nothing is handed to it meanwhile, and a failback may follow once
+    /// it works.
+    PeerFlow {
+        /// Failed (true) or working again (false).
+        failed: bool,
+    },
     /// An owned SA's limit changed: outbound, it may use sequence numbers
     /// below `limit`; inbound, it may accept only packets below it.
     LimitRaised {

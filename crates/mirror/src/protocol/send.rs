@@ -268,6 +268,10 @@ impl Mirror {
                 mirror::FLAG_SYNCED
             } else {
                 0
+            } | if self.leave.flow_failed {
+                mirror::FLAG_FLOW_FAILED
+            } else {
+                0
             },
             records: 0,
             node: self.cfg.node,

@@ -34,7 +34,8 @@ pub(crate) enum Family {
     Fence,
     /// An operator drains a node, or a node fails back, exactly: its SAs
     /// stop on their workers, go to the peer with the workers' final
-    /// state, and the node says goodbye.
+    /// state, and the node says goodbye; a node's packet flow fails and
+    /// works again.
     Drain,
     /// The host adds an SA to one node.
     AddSa,
@@ -108,10 +109,22 @@ pub(crate) enum Handing {
 /// One step of the world. Nodes are indices: 0 is A, 1 is B.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
-    Deliver { from: usize, index: usize },
-    Drop { from: usize, index: usize },
-    Duplicate { from: usize, index: usize },
-    Replay { from: usize, index: usize },
+    Deliver {
+        from: usize,
+        index: usize,
+    },
+    Drop {
+        from: usize,
+        index: usize,
+    },
+    Duplicate {
+        from: usize,
+        index: usize,
+    },
+    Replay {
+        from: usize,
+        index: usize,
+    },
     Tick,
     Cut,
     Heal,
@@ -123,6 +136,9 @@ pub(crate) enum Action {
     Stop(usize, Handing),
     HandOverStopped(usize),
     Leave(usize),
+    /// The node's packet flow fails, or works again (its data ports'
+    /// links): it hands nothing more to a peer whose flow failed.
+    FlowFails(usize, bool),
     AddSa(usize, Sa),
     RemoveSa(usize, Sa),
     Rekey(usize),
@@ -145,7 +161,10 @@ impl Action {
             Action::TakeOver(_) => Family::TakeOver,
             Action::HandBack(_) => Family::HandBack,
             Action::Fence(_) => Family::Fence,
-            Action::Stop(..) | Action::HandOverStopped(_) | Action::Leave(_) => Family::Drain,
+            Action::Stop(..)
+            | Action::HandOverStopped(_)
+            | Action::Leave(_)
+            | Action::FlowFails(..) => Family::Drain,
             Action::AddSa(..) => Family::AddSa,
             Action::RemoveSa(..) => Family::RemoveSa,
             Action::Rekey(_) => Family::Rekey,
@@ -188,6 +207,8 @@ impl fmt::Display for Action {
                 write!(f, "{} hands its stopped SAs over exactly", NAMES[i])
             }
             Action::Leave(i) => write!(f, "{} says goodbye", NAMES[i]),
+            Action::FlowFails(i, true) => write!(f, "{}'s packet flow fails", NAMES[i]),
+            Action::FlowFails(i, false) => write!(f, "{}'s packet flow works again", NAMES[i]),
             Action::AddSa(i, sa) => write!(f, "{} add_sa {sa}", NAMES[i]),
             Action::RemoveSa(i, sa) => write!(f, "{} remove_sa {sa}", NAMES[i]),
             Action::Rekey(i) => write!(f, "{} rekey {OUT_A} → {NEW_A}", NAMES[i]),

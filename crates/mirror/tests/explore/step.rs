@@ -298,6 +298,7 @@ impl World {
             Action::Leave(i) => self.on(i, |l| {
                 let _ = l.mirror.leave();
             }),
+            Action::FlowFails(i, failed) => self.on(i, |l| l.mirror.set_flow_failed(failed)),
             Action::AddSa(i, sa) => self.on(i, |l| l.install(i, sa)),
             Action::RemoveSa(i, sa) => self.on(i, |l| l.uninstall(sa)),
             Action::Rekey(i) => self.on(i, |l| {
@@ -382,6 +383,7 @@ impl World {
             if life.mirror.peer_alive() && !life.mirror.left() {
                 all.push(Action::Leave(i));
             }
+            all.push(Action::FlowFails(i, !life.mirror.flow_failed()));
             for sa in CATALOGUE {
                 all.push(if life.configured(sa) {
                     Action::RemoveSa(i, sa)

@@ -161,6 +161,7 @@ impl Life {
                 | MirrorEvent::PeerLeft
                 | MirrorEvent::Left
                 | MirrorEvent::LeaveAbandoned
+                | MirrorEvent::PeerFlow { .. }
                 | MirrorEvent::Synced { .. }
                 | MirrorEvent::Stalled { .. }
                 | MirrorEvent::Unstalled { .. }
