@@ -954,7 +954,7 @@ impl Running {
     /// and each worker is asked for its final state. Returns how many.
     fn stop_for_hand_over(&mut self, keys: Vec<(u32, Direction)>) -> usize {
         let now = self.now();
-        let mut n = 0;
+        let mut stopped = Vec::new();
         for (spi, direction) in keys {
             if self.task.mirror.stop(spi, direction).is_err() {
                 continue;
@@ -962,11 +962,15 @@ impl Running {
             self.stamp += 1;
             self.stops.insert((spi, direction), (self.stamp, now));
             self.finals.remove(&(spi, direction));
-            n += 1;
+            stopped.push((spi, direction, self.stamp));
         }
-        // The parks first (and `parking` set), then the reports.
+        if stopped.is_empty() {
+            return 0;
+        }
+        // The parks first (and `parking` set), then the reports (of these
+        // SAs only: those stopped before asked already).
         self.handle_events(now);
-        for (&(spi, direction), &(stamp, _)) in &self.stops {
+        for &(spi, direction, stamp) in &stopped {
             self.pending.push_back(SaCommand::Stop {
                 spi,
                 direction,
@@ -974,7 +978,7 @@ impl Running {
             });
         }
         self.push_pending();
-        n
+        stopped.len()
     }
 
     /// Hands over each stopped SA whose worker reported its final state
