@@ -6,14 +6,14 @@
 
 use std::time::Duration;
 
+use espgate_dataplane::NodeEventKind;
 use espgate_dataplane::marks::MIN_INBOUND_REACH;
 use espgate_dataplane::mirror_task::{Order, unix_ms};
-use espgate_dataplane::{NodeEventKind, Role};
 use espgate_esp::Backend;
 
 use super::rig::Rig;
 use super::traffic::Traffic;
-use super::{Log, PATIENCE, REPLAY, capture, sa_drops, wait_for};
+use super::{Log, PATIENCE, REPLAY, sa_drops, stop_a_b_a, wait_for};
 
 /// a's outbound SA (h1 to h3) and its inbound one.
 const OUT_A: u32 = 0x1000;
@@ -45,7 +45,7 @@ fn with_state_directories_the_return_steps_past_the_drained_nodes_mark() {
 /// automatic failback hand them home; checks no (SPI, seq) twice, no
 /// fresh packet refused, little lost; returns the runs of a's outbound
 /// SA on the ESP network (a's, b's, a's again).
-fn drain_and_return(keep_state: bool) -> Vec<capture::Run> {
+fn drain_and_return(keep_state: bool) -> Vec<super::capture::Run> {
     // What the return may refuse: nothing without a state directory.
     let return_refusals = if keep_state { MIN_INBOUND_REACH } else { 0 };
     let t_start = unix_ms();
@@ -105,21 +105,7 @@ fn drain_and_return(keep_state: bool) -> Vec<capture::Run> {
     traffic.run(&mut rig, Duration::from_millis(300));
     traffic.drain(&mut rig);
 
-    let report_a2 = rig.a.take().unwrap().stop();
-    let report_b = rig.b.stop();
-    let report_r = rig.r.stop();
-    let frames = rig.fabric.wan_capture.lock().unwrap().clone();
-    let esp = capture::esp_frames(&frames).unwrap();
-    assert!(capture::reused(&esp).is_empty(), "no (SPI, seq) twice");
-    // a, then b, then a again, each run starting right after the last.
-    let runs = capture::runs(&esp, OUT_A);
-    let mac = |c: &espgate_dataplane::NodeConfig| c.port(Role::Unprotected).and_then(|p| p.mac);
-    let senders: Vec<_> = runs.iter().map(|r| Some(r.sender)).collect();
-    assert_eq!(
-        senders,
-        vec![mac(&rig.ca), mac(&rig.cb), mac(&rig.ca)],
-        "a, b, a"
-    );
+    let ([report_a2, report_b, report_r], runs) = stop_a_b_a(rig, OUT_A);
     // No fresh packet refused on a's inbound SA at b or at a's return
     // (a's first life refused the first inbound_interval at its start, as
     // a new pair does), none at r either.

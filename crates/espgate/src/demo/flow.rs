@@ -7,13 +7,13 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use espgate_dataplane::NodeEventKind;
 use espgate_dataplane::mirror_task::unix_ms;
-use espgate_dataplane::{NodeEventKind, Role};
 use espgate_esp::Backend;
 
 use super::rig::Rig;
 use super::traffic::Traffic;
-use super::{Log, REPLAY, capture, sa_drops, wait_for};
+use super::{Log, REPLAY, sa_drops, stop_a_b_a, wait_for};
 
 /// a's outbound SA (h1 to h3) and its inbound one.
 const OUT_A: u32 = 0x1000;
@@ -104,21 +104,7 @@ fn a_node_whose_link_fails_hands_its_sas_over_exactly_and_takes_them_back_once_i
     traffic.run(&mut rig, Duration::from_millis(300));
     traffic.drain(&mut rig);
 
-    let report_a = rig.a.take().unwrap().stop();
-    let report_b = rig.b.stop();
-    let report_r = rig.r.stop();
-    let frames = rig.fabric.wan_capture.lock().unwrap().clone();
-    let esp = capture::esp_frames(&frames).unwrap();
-    assert!(capture::reused(&esp).is_empty(), "no (SPI, seq) twice");
-    // a, then b, then a again, each run starting right after the last.
-    let runs = capture::runs(&esp, OUT_A);
-    let mac = |c: &espgate_dataplane::NodeConfig| c.port(Role::Unprotected).and_then(|p| p.mac);
-    let senders: Vec<_> = runs.iter().map(|r| Some(r.sender)).collect();
-    assert_eq!(
-        senders,
-        vec![mac(&rig.ca), mac(&rig.cb), mac(&rig.ca)],
-        "a, b, a: {runs:?}"
-    );
+    let ([report_a, report_b, report_r], runs) = stop_a_b_a(rig, OUT_A);
     for w in runs.windows(2) {
         assert_eq!(w[1].first, w[0].last + 1, "no jump: {runs:?}");
     }

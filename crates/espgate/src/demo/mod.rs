@@ -89,6 +89,31 @@ fn name_of(
     }
 }
 
+/// Stops a (its current life), b and r, and checks the ESP network's
+/// capture: no (SPI, seq) twice anywhere, and a's SA `spi` sent by a,
+/// then b, then a again. Returns the nodes' final reports (a's, b's,
+/// r's) and that SA's runs.
+#[cfg(test)]
+fn stop_a_b_a(mut rig: Rig, spi: u32) -> ([NodeReport; 3], Vec<capture::Run>) {
+    let reports = [
+        rig.a.take().expect("a runs").stop(),
+        rig.b.stop(),
+        rig.r.stop(),
+    ];
+    let frames = rig.fabric.wan_capture.lock().unwrap().clone();
+    let esp = capture::esp_frames(&frames).unwrap();
+    assert!(capture::reused(&esp).is_empty(), "no (SPI, seq) twice");
+    let runs = capture::runs(&esp, spi);
+    let mac = |c: &espgate_dataplane::NodeConfig| c.port(Role::Unprotected).and_then(|p| p.mac);
+    let senders: Vec<_> = runs.iter().map(|r| Some(r.sender)).collect();
+    assert_eq!(
+        senders,
+        vec![mac(&rig.ca), mac(&rig.cb), mac(&rig.ca)],
+        "a, b, a: {runs:?}"
+    );
+    (reports, runs)
+}
+
 fn sa_drops(r: &NodeReport, spi: u32, inbound: bool, why: &[DropReason]) -> u64 {
     let m = if inbound { r.inbound() } else { r.outbound() };
     m.get(&spi)
