@@ -9,11 +9,8 @@ use std::time::Duration;
 use espgate_dataplane::NodeEventKind;
 use espgate_dataplane::marks::MIN_INBOUND_REACH;
 use espgate_dataplane::mirror_task::{Order, unix_ms};
-use espgate_esp::Backend;
 
-use super::rig::Rig;
-use super::traffic::Traffic;
-use super::{Log, PATIENCE, REPLAY, sa_drops, stop_a_b_a, wait_for};
+use super::{PATIENCE, REPLAY, running, sa_drops, stop_a_b_a, wait_for};
 
 /// a's outbound SA (h1 to h3) and its inbound one.
 const OUT_A: u32 = 0x1000;
@@ -48,24 +45,7 @@ fn with_state_directories_the_return_steps_past_the_drained_nodes_mark() {
 fn drain_and_return(keep_state: bool) -> Vec<super::capture::Run> {
     // What the return may refuse: nothing without a state directory.
     let return_refusals = if keep_state { MIN_INBOUND_REACH } else { 0 };
-    let t_start = unix_ms();
-    let mut rig = Rig::start_with(Backend::preferred(), keep_state).unwrap();
-    let (mut la, mut lb) = (Log::default(), Log::default());
-    let synced = |k: &NodeEventKind| matches!(k, NodeEventKind::Synced { .. });
-    wait_for("a syncs", rig.a.as_ref().unwrap(), &mut la, synced, t_start).unwrap();
-    wait_for("b syncs", &rig.b, &mut lb, synced, t_start).unwrap();
-    assert!(espgate_dataplane::testbed::warm_up(
-        &mut rig.h1,
-        &mut rig.h3,
-        9
-    ));
-    assert!(espgate_dataplane::testbed::warm_up(
-        &mut rig.h3,
-        &mut rig.h1,
-        9
-    ));
-    let mut traffic = Traffic::default();
-    traffic.run(&mut rig, Duration::from_millis(300));
+    let (mut rig, mut la, mut lb, mut traffic) = running(keep_state);
 
     // The drain, with h1's datagrams going on (a worker keeps sending
     // until its SA stops).
@@ -93,6 +73,7 @@ fn drain_and_return(keep_state: bool) -> Vec<super::capture::Run> {
     let t_restart = unix_ms();
     rig.restart_a().unwrap();
     let a2 = rig.a.as_ref().unwrap();
+    let synced = |k: &NodeEventKind| matches!(k, NodeEventKind::Synced { .. });
     wait_for("a syncs again", a2, &mut la, synced, t_restart).unwrap();
     wait_for(
         "a runs its SA again",

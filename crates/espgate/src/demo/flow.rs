@@ -9,11 +9,8 @@ use std::time::Duration;
 
 use espgate_dataplane::NodeEventKind;
 use espgate_dataplane::mirror_task::unix_ms;
-use espgate_esp::Backend;
 
-use super::rig::Rig;
-use super::traffic::Traffic;
-use super::{Log, REPLAY, sa_drops, stop_a_b_a, wait_for};
+use super::{REPLAY, running, sa_drops, stop_a_b_a, wait_for};
 
 /// a's outbound SA (h1 to h3) and its inbound one.
 const OUT_A: u32 = 0x1000;
@@ -21,24 +18,7 @@ const IN_A: u32 = 0x1001;
 
 #[test]
 fn a_node_whose_link_fails_hands_its_sas_over_exactly_and_takes_them_back_once_it_works() {
-    let t_start = unix_ms();
-    let mut rig = Rig::start_with(Backend::preferred(), false).unwrap();
-    let (mut la, mut lb) = (Log::default(), Log::default());
-    let synced = |k: &NodeEventKind| matches!(k, NodeEventKind::Synced { .. });
-    wait_for("a syncs", rig.a.as_ref().unwrap(), &mut la, synced, t_start).unwrap();
-    wait_for("b syncs", &rig.b, &mut lb, synced, t_start).unwrap();
-    assert!(espgate_dataplane::testbed::warm_up(
-        &mut rig.h1,
-        &mut rig.h3,
-        9
-    ));
-    assert!(espgate_dataplane::testbed::warm_up(
-        &mut rig.h3,
-        &mut rig.h1,
-        9
-    ));
-    let mut traffic = Traffic::default();
-    traffic.run(&mut rig, Duration::from_millis(300));
+    let (mut rig, mut la, mut lb, mut traffic) = running(false);
 
     // a's LAN link goes down: after link_down_ms its flow has failed.
     let t_down = unix_ms();

@@ -89,6 +89,32 @@ fn name_of(
     }
 }
 
+/// The rig started (its nodes keeping state directories or not), both
+/// pair nodes synchronised, h1 and h3 reaching each other, and 300 ms of
+/// traffic sent: the rig, a's and b's event logs, and the traffic.
+#[cfg(test)]
+fn running(keep_state: bool) -> (Rig, Log, Log, Traffic) {
+    let t_start = unix_ms();
+    let mut rig = Rig::start_with(Backend::preferred(), keep_state).unwrap();
+    let (mut la, mut lb) = (Log::default(), Log::default());
+    let synced = |k: &NodeEventKind| matches!(k, NodeEventKind::Synced { .. });
+    wait_for("a syncs", rig.a.as_ref().unwrap(), &mut la, synced, t_start).unwrap();
+    wait_for("b syncs", &rig.b, &mut lb, synced, t_start).unwrap();
+    assert!(espgate_dataplane::testbed::warm_up(
+        &mut rig.h1,
+        &mut rig.h3,
+        9
+    ));
+    assert!(espgate_dataplane::testbed::warm_up(
+        &mut rig.h3,
+        &mut rig.h1,
+        9
+    ));
+    let mut traffic = Traffic::default();
+    traffic.run(&mut rig, Duration::from_millis(300));
+    (rig, la, lb, traffic)
+}
+
 /// Stops a (its current life), b and r, and checks the ESP network's
 /// capture: no (SPI, seq) twice anywhere, and a's SA `spi` sent by a,
 /// then b, then a again. Returns the nodes' final reports (a's, b's,

@@ -210,13 +210,7 @@ impl Mirror {
                 // Handed (or said to run) an SA this node was never given,
                 // or deleted: left unanswered, the sender would wait on it
                 // for good, a hand-over run by nobody.
-                let declined = OwnerRecord {
-                    owner,
-                    generation,
-                    bound: self.standby.get(key.0, key.1).map_or(0, |s| s.value),
-                    kind: OwnershipKind::Declined,
-                };
-                self.outbox.ownership.insert(key, declined);
+                self.decline(key, owner, generation);
             }
             return;
         }
@@ -227,13 +221,7 @@ impl Mirror {
         if owner == self.cfg.node && kind != OwnershipKind::Confirm && self.gone() {
             // This life said goodbye and runs nothing more: the SA is not
             // its to run (a hand-over that crossed the goodbye).
-            let declined = OwnerRecord {
-                owner,
-                generation,
-                bound: self.standby.get(key.0, key.1).map_or(0, |s| s.value),
-                kind: OwnershipKind::Declined,
-            };
-            self.outbox.ownership.insert(key, declined);
+            self.decline(key, owner, generation);
             return;
         }
         if kind == OwnershipKind::Confirm {
@@ -274,6 +262,18 @@ impl Mirror {
             };
             self.outbox.ownership.insert(key, confirm);
         }
+    }
+
+    /// Answers the peer's record of `key` (`owner`, `generation`) with a
+    /// refusal: this node will not run it, and stores what it knows.
+    fn decline(&mut self, key: SaKey, owner: u32, generation: u64) {
+        let declined = OwnerRecord {
+            owner,
+            generation,
+            bound: self.standby.get(key.0, key.1).map_or(0, |s| s.value),
+            kind: OwnershipKind::Declined,
+        };
+        self.outbox.ownership.insert(key, declined);
     }
 
     /// The peer's life does not have an SA this node sent it a record of.
