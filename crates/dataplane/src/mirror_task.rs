@@ -2033,4 +2033,83 @@ mod tests {
             "nothing told in 4 s over a wedged link"
         );
     }
+
+    /// Reader33: a node whose flow failed hands over, each turn, an SA
+    /// its peer does not have (the peer's life declines it), takes it
+    /// back one takeover jump further, and hands it over again, for as
+    /// long as the flow stays failed.
+    ///
+    /// 1. Node 1 runs `HELD` (home 1, ESN); node 2's life has no such SA
+    ///    (started from a file without it, or the host's add has not
+    ///    reached it yet). Both synchronised, the peer's flow working.
+    /// 2. Node 1's data link goes down: its `FlowWatch` fails the flow,
+    ///    and `flow_on` stops every SA in `drain_sas`, `HELD` too (nothing
+    ///    asks whether the peer has it), and hands it over exactly.
+    /// 3. Node 2 declines it; node 1 takes it back (`declined`: `take`),
+    ///    a takeover one jump (2^25 here) past what it stored: `HELD`
+    ///    restarts far ahead.
+    /// 4. Next turn, `flow_on` finds `HELD` running and not stopped:
+    ///    stopped, handed over, declined, taken back, another jump...
+    ///
+    /// Each round is an outage of the SA and a jump (the failed flow's
+    /// promise: "with its exact state: no jump"): here about 60 rounds of
+    /// 2^25 in 200 turns (half a second); a 32-bit SA (2^24 a jump) has
+    /// used its whole space after 256 rounds, a second or so of a failed
+    /// link. An SA the peer cannot take should stay here, as everything
+    /// does while the peer cannot take anything.
+    #[test]
+    fn reader33_a_failed_flow_hands_over_and_takes_back_a_declined_sa_in_a_loop() {
+        use std::sync::atomic::Ordering as O;
+        let mut m = Mirror::new(cfg(1, 2), key(), 1, 0);
+        let mut peer = Mirror::new(cfg(2, 1), key(), 2, 0);
+        m.add_sa(HELD, Direction::Outbound, true, 1);
+        exchange(&mut m, &mut peer);
+        assert!(m.synced() && peer.synced() && m.owns(HELD, Direction::Outbound));
+        let (mut r, mut peer_end) = running(m);
+        let (lan, lan_up) = espgate_io::link::Switch::new("lan");
+        r.task.flow = FlowWatch::new(
+            vec![Box::new(lan)],
+            crate::flow::LinkWatch {
+                down_ms: 1,
+                up_ms: 60_000,
+            },
+        );
+        let stop = AtomicBool::new(false);
+        let mut t = 0;
+        let mut turn = |r: &mut Running, peer: &mut Mirror| {
+            t += 5;
+            let out: Vec<Vec<u8>> = std::iter::from_fn(|| peer.poll_transmit(t)).collect();
+            send_frames(&mut peer_end, out);
+            std::thread::sleep(Duration::from_millis(2));
+            r.turn(&stop);
+            take_commands(r);
+            for f in frames_from(&mut peer_end) {
+                let _ = peer.handle_frame(t, &f);
+            }
+        };
+        for _ in 0..5 {
+            turn(&mut r, &mut peer);
+        }
+        r.task.events.drain();
+        lan_up.store(false, O::Release);
+        let mut starts = Vec::new();
+        for _ in 0..200 {
+            turn(&mut r, &mut peer);
+            for e in r.task.events.drain() {
+                if let NodeEventKind::Activated {
+                    spi: HELD, start, ..
+                } = e.kind
+                {
+                    starts.push(start);
+                }
+            }
+        }
+        assert!(r.task.mirror.flow_failed() && r.task.mirror.peer_alive());
+        assert!(
+            starts.len() <= 1,
+            "HELD, which the peer declines, restarted {} times, a jump further each: {:?}",
+            starts.len(),
+            &starts[..starts.len().min(6)]
+        );
+    }
 }
