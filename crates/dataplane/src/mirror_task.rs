@@ -2034,10 +2034,12 @@ mod tests {
         );
     }
 
-    /// Reader33: a node whose flow failed hands over, each turn, an SA
-    /// its peer does not have (the peer's life declines it), takes it
-    /// back one takeover jump further, and hands it over again, for as
-    /// long as the flow stays failed.
+    /// Reader33's find, fixed since (an SA the peer's life declined is
+    /// not handed to that life again: `HandOverRefused::PeerLacks`): a
+    /// node whose flow failed handed over, each turn, an SA its peer
+    /// does not have (the peer's life declines it), took it back one
+    /// takeover jump further, and handed it over again, for as long as
+    /// the flow stayed failed.
     ///
     /// 1. Node 1 runs `HELD` (home 1, ESN); node 2's life has no such SA
     ///    (started from a file without it, or the host's add has not

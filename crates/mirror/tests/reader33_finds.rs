@@ -1,5 +1,7 @@
-//! Reader33's finds in the failover on a failed packet flow, as failing
-//! tests (see each test's comment for its trace).
+//! Reader33's finds in the failover on a failed packet flow (see each
+//! test's comment for its trace), fixed since: an SA the peer's life
+//! declined is not handed to that life again (`HandOverRefused::
+//! PeerLacks`), and runs on here.
 
 mod pair;
 
@@ -85,8 +87,10 @@ fn reader33_a_failed_flow_jumps_an_sa_the_peer_declines_again_and_again() {
         }
     }
     assert!(a.owns(OUT_X, OUT), "B cannot run it: A does");
+    // The first hand-over cannot know B lacks it: declined, OUT_X comes
+    // back once, a jump further. Not again while B's life runs.
     assert!(
-        starts.iter().all(|&s| s <= 6 + JUMP),
+        starts.len() <= 1,
         "OUT_X restarted again and again, a jump further each time: {starts:?}"
     );
 }

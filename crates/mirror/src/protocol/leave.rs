@@ -59,6 +59,10 @@ pub enum HandOverRefused {
     /// The peer's packet flow has failed: it could carry nothing.
     #[error("the peer's packet flow has failed")]
     PeerFlowFailed,
+    /// The peer's life declined the SA (it does not have it): handed to
+    /// it again it would come back, a takeover jump further each time.
+    #[error("the peer does not have the SA")]
+    PeerLacks,
 }
 
 /// Why this node may not leave its peer now.
@@ -258,6 +262,9 @@ impl Mirror {
         }
         if self.peer.flow_failed {
             return Err(HandOverRefused::PeerFlowFailed);
+        }
+        if self.pair.get(&(spi, dir)).is_some_and(|p| p.declined) {
+            return Err(HandOverRefused::PeerLacks);
         }
         Ok(())
     }

@@ -473,6 +473,15 @@ impl Mirror {
             }
             self.peer.new_life();
             self.join.drop_gathered();
+            // This node's own SAs the last life declined, this one may
+            // have (its file, the host's adds since): a drain or a failed
+            // flow may hand them over again. (The peer's own ones it
+            // declined stay as they are: counted as held for it, they
+            // would have this node answer for its addresses.)
+            let me = self.cfg.node;
+            for p in self.pair.values_mut().filter(|p| p.home == me) {
+                p.declined = false;
+            }
         }
         if accepted.header.flags & mirror::FLAG_SYNCED != 0 {
             self.peer_says_synced();

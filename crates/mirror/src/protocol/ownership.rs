@@ -32,7 +32,8 @@ pub(super) struct PairSa {
     /// The peer's life said it does not have it (it declined a record of
     /// it), and this node runs it for that: not the peer's to hand back,
     /// nor a reason to answer for its addresses, until the peer shows it
-    /// has it now (it asks about it, or confirms a record of it).
+    /// has it now (it asks about it, or confirms a record of it), nor to
+    /// hand over again (a drain, a failed flow) while that life runs.
     pub(super) declined: bool,
 }
 
