@@ -932,14 +932,22 @@ impl Running {
         {
             return;
         }
-        let again: Vec<(u32, Direction)> = mirror
-            .drain_sas()
-            .into_iter()
-            .filter(|k| !self.stops.contains_key(k))
-            .collect();
+        let again = self.running_unstopped();
         if !again.is_empty() {
             self.stop_for_hand_over(again);
         }
+    }
+
+    /// The SAs this node runs that are not stopped for a hand-over (a
+    /// drain's or a failed flow's still to stop: some came back, a
+    /// hand-over refused, or came here since).
+    fn running_unstopped(&self) -> Vec<(u32, Direction)> {
+        self.task
+            .mirror
+            .drain_sas()
+            .into_iter()
+            .filter(|k| !self.stops.contains_key(k))
+            .collect()
     }
 
     /// Fails back exactly: every SA held for the peer stops on its
@@ -1078,13 +1086,7 @@ impl Running {
         if d.goodbye {
             return;
         }
-        let again: Vec<(u32, Direction)> = self
-            .task
-            .mirror
-            .drain_sas()
-            .into_iter()
-            .filter(|k| !self.stops.contains_key(k))
-            .collect();
+        let again = self.running_unstopped();
         if !again.is_empty() {
             if self.task.mirror.peer_synced() {
                 self.stop_for_hand_over(again);

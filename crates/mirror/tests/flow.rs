@@ -27,18 +27,6 @@ fn running() -> (Mirror, Mirror, u64) {
     (a, b, t)
 }
 
-/// `m` stops every SA it runs and hands each over with `last` as its
-/// worker's final state.
-fn hand_everything_over(m: &mut Mirror, last: u64) {
-    let keys = m.drain_sas();
-    for &(spi, dir) in &keys {
-        m.stop(spi, dir).expect("the peer can take it");
-    }
-    for (spi, dir) in keys {
-        m.hand_over_exact(spi, dir, last).expect("stopped");
-    }
-}
-
 #[test]
 fn a_failed_flow_moves_the_sas_exactly_and_the_failback_waits_until_it_works() {
     let (mut a, mut b, mut t) = running();
@@ -49,7 +37,7 @@ fn a_failed_flow_moves_the_sas_exactly_and_the_failback_waits_until_it_works() {
     // B hands nothing to A meanwhile: not its own SAs in a drain, ...
     assert_eq!(b.stop(OUT_B, OUT), Err(HandOverRefused::PeerFlowFailed));
     // ... and, once A handed its SAs over, not A's in a failback.
-    hand_everything_over(&mut a, 1253);
+    hand_everything_over(&mut a, |_, _| 1253);
     t = settle(&mut a, &mut b, t);
     assert!(a.drain_sas().is_empty(), "A runs nothing");
     let evs = events(&mut b);

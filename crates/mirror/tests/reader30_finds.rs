@@ -29,20 +29,6 @@ fn running(a_seq: u64) -> (Mirror, Mirror, u64) {
     (a, b, t)
 }
 
-/// `m` stops every SA a drain hands over and hands each over with
-/// `last` as its worker's final state.
-fn drain_exactly(m: &mut Mirror, last: impl Fn(u32, Direction) -> u64) {
-    let keys = m.drain_sas();
-    for &(spi, dir) in &keys {
-        m.stop(spi, dir)
-            .expect("the peer is heard and synchronised");
-    }
-    for (spi, dir) in keys {
-        m.hand_over_exact(spi, dir, last(spi, dir))
-            .expect("stopped, the peer heard");
-    }
-}
-
 /// Find 1 (a number used twice). A drains and says goodbye; B takes it in
 /// (answers *heard*) and from then on runs A's SAs with no lease (A's
 /// life is fenced); the link is cut right then, so A never gets the
@@ -64,7 +50,7 @@ fn drain_exactly(m: &mut Mirror, last: impl Fn(u32, Direction) -> u64) {
 #[test]
 fn a_gone_life_does_not_seed_the_peers_next_life_with_stale_values() {
     let (mut a, mut b, t) = running(1250);
-    drain_exactly(&mut a, |spi, _| if spi == OUT_A { 1260 } else { 240 });
+    hand_everything_over(&mut a, |spi, _| if spi == OUT_A { 1260 } else { 240 });
     let mut t = settle(&mut a, &mut b, t);
     a.leave().expect("runs nothing, everything confirmed");
     // A's goodbye reaches B; B's answer (and all B sends after) is lost.
@@ -129,7 +115,7 @@ fn an_exact_hand_over_of_an_sa_the_peer_lacks_is_declined_and_runs_again() {
     assert!(a.owns(ONLY_A, OUT) && !a.asking(ONLY_A, OUT));
     assert!(a.limit(ONLY_A).unwrap() > 1, "ONLY_A runs on A");
     events(&mut a);
-    drain_exactly(&mut a, |spi, _| match spi {
+    hand_everything_over(&mut a, |spi, _| match spi {
         OUT_A => 1110,
         ONLY_A => 5,
         _ => 200,
@@ -167,7 +153,7 @@ const NEW_B: u32 = 0x5000;
 #[test]
 fn an_sa_added_while_the_peers_goodbye_is_on_its_way_runs() {
     let (mut a, mut b, t) = running(1100);
-    drain_exactly(&mut a, |spi, _| if spi == OUT_A { 1110 } else { 200 });
+    hand_everything_over(&mut a, |spi, _| if spi == OUT_A { 1110 } else { 200 });
     let mut t = settle(&mut a, &mut b, t);
     a.leave().expect("runs nothing, everything confirmed");
     // A's goodbye goes (with its next heartbeat), not yet delivered.

@@ -13,27 +13,10 @@ const OUT: Direction = Direction::Outbound;
 /// An outbound SA of home B added at run time on B only.
 const ONLY_B: u32 = 0x5000;
 
-/// A and B synchronised, each running its own SAs.
-fn synced() -> (Mirror, Mirror, u64) {
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    let t = settle(&mut a, &mut b, 0);
-    assert!(a.synced() && b.synced());
-    events(&mut a);
-    events(&mut b);
-    (a, b, t)
-}
-
 /// B stops and hands over exactly every SA it runs (each at its first
 /// number: nothing sent) and leaves; A takes the goodbye in.
 fn b_drains_and_leaves(a: &mut Mirror, b: &mut Mirror, mut t: u64) -> u64 {
-    let keys = b.drain_sas();
-    for &(spi, dir) in &keys {
-        b.stop(spi, dir)
-            .expect("the peer is heard and synchronised");
-    }
-    for (spi, dir) in keys {
-        b.hand_over_exact(spi, dir, 0).expect("stopped");
-    }
+    hand_everything_over(b, |_, _| 0);
     t = settle(a, b, t);
     b.leave().expect("runs nothing, everything confirmed");
     t = settle(a, b, t);
@@ -53,7 +36,7 @@ fn b_drains_and_leaves(a: &mut Mirror, b: &mut Mirror, mut t: u64) -> u64 {
 /// marks as used from 0, as the loss of a life does.
 #[test]
 fn an_sa_the_leaving_life_asked_about_and_ran_unheard_is_not_started_again_at_1() {
-    let (mut a, mut b, mut t) = synced();
+    let (mut a, mut b, mut t) = synced_pair();
     b.add_sa(ONLY_B, OUT, false, B);
     // The question reaches A; A's answer reaches B.
     t += 10;
@@ -158,7 +141,7 @@ fn a_node_does_not_leave_a_peer_that_is_synchronising_from_it() {
 /// itself refuses a goodbye: both run on.
 #[test]
 fn two_nodes_leaving_at_once_do_not_both_leave() {
-    let (mut a, mut b, mut t) = synced();
+    let (mut a, mut b, mut t) = synced_pair();
     for (spi, dir) in [(OUT_A, OUT), (OUT_B, OUT), (IN_A, Direction::Inbound)] {
         assert!(a.remove_sa(spi, dir) && b.remove_sa(spi, dir));
     }

@@ -9,16 +9,6 @@ use pair::*;
 
 const OUT: Direction = Direction::Outbound;
 
-/// A and B synchronised, each running its own SAs.
-fn synced() -> (Mirror, Mirror, u64) {
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    let t = settle(&mut a, &mut b, 0);
-    assert!(a.synced() && b.synced());
-    events(&mut a);
-    events(&mut b);
-    (a, b, t)
-}
-
 /// Hands `frames` to `to` at `now`, in order.
 fn hand(to: &mut Mirror, frames: &[Vec<u8>], now: u64) {
     for f in frames {
@@ -54,7 +44,7 @@ fn hand(to: &mut Mirror, frames: &[Vec<u8>], now: u64) {
 /// waiting for that SA so that the next question gets a whole one.
 #[test]
 fn an_sa_asked_about_twice_across_an_exact_hand_over_runs_somewhere() {
-    let (mut a, mut b, mut t) = synced();
+    let (mut a, mut b, mut t) = synced_pair();
     // 1. Deleted on A and added again: A asks (frame 1, held).
     assert!(a.remove_sa(OUT_B, OUT));
     a.add_sa(OUT_B, OUT, false, B);

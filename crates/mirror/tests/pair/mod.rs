@@ -399,3 +399,28 @@ pub fn a_alone_taken_over_and_fenced() -> (Mirror, u64) {
     events(&mut a);
     (a, t + 1000)
 }
+
+/// A and B started and synchronised, each running its own SAs, their
+/// events taken; and the time.
+pub fn synced_pair() -> (Mirror, Mirror, u64) {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let t = settle(&mut a, &mut b, 0);
+    assert!(a.synced() && b.synced());
+    events(&mut a);
+    events(&mut b);
+    (a, b, t)
+}
+
+/// `m` stops every SA it runs (a drain's SAs) and hands each over
+/// exactly, `last` giving its worker's final state.
+pub fn hand_everything_over(m: &mut Mirror, last: impl Fn(u32, Direction) -> u64) {
+    let keys = m.drain_sas();
+    for &(spi, dir) in &keys {
+        m.stop(spi, dir)
+            .expect("the peer is heard and synchronised");
+    }
+    for (spi, dir) in keys {
+        m.hand_over_exact(spi, dir, last(spi, dir))
+            .expect("stopped, the peer heard");
+    }
+}
