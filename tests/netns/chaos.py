@@ -27,7 +27,10 @@ waits for the host to configure it; or send an IKE daemon's requests
 through the host's own socket (`espgate host --control`: an SPI drawn,
 the run-time SAs added with the homes the host chooses, or deleted) with
 both nodes up and again while one is killed or frozen and thawed (the
-host must ask a fenced life nothing). Otherwise
+host must ask a fenced life nothing); or fail a node's packet flow for up
+to 3 s, now and then both nodes' at once: its LAN or WAN switch port
+down, or r (which both track on their WAN ports) silent towards it, the
+switch dropping what r sends it. Otherwise
 a node is killed only while the other runs and is synchronised: without
 its state directory the guarantee needs one node's memory to survive. Every kind of round is counted as it ran
 (a kill whose peer is not healthy is counted as the loss round it
@@ -82,7 +85,7 @@ REPO = HERE.parents[1]
 ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay", "reorder", "padded", "second",
            "fence_refused", "fence_isolated", "sa_change_cut", "sa_change_restart", "mirror_replay",
            "crash_loop", "clock_back", "power_loss", "rolling_restart", "host_restart", "ike_host",
-           "drain", "drain_killed", "link_down"]
+           "drain", "drain_killed", "link_down", "next_hop_silent"]
 
 
 def extra_sas(gen):
@@ -190,6 +193,7 @@ class Chaos:
         # ESN SAs: hundreds of takeovers and restarts do not fit in 32 bits.
         for n in ("a", "b", "r"):
             self.p.yaml[n] = self.p.yaml[n].replace(" } }\n", " }, esn: true }\n").replace("}, home:", "}, esn: true, home:")
+        self.p.track_r()
         self.sock = {n: self.tmp / f"{n}.sock" for n in ("a", "b")}
         self.lives = Counter()
         self.done = Counter()
@@ -339,6 +343,14 @@ class Chaos:
             time.sleep(self.rng.uniform(0.1, 3.0))
             for dev in ports:
                 self.topo.run(self.p.sw, "ip", "link", "set", dev, "up")
+        elif action == "next_hop_silent":
+            # r, which both nodes track on their WAN ports, goes silent
+            # towards the node (a switch or path between them failed) and
+            # speaks again: as a failed link, with the flow's hysteresis;
+            # now and then towards both (nothing can move then).
+            self.p.silence_r([victim] + ([other] if self.rng.random() < 0.2 else []))
+            time.sleep(self.rng.uniform(0.1, 3.0))
+            self.p.speak_r()
         elif action == "cut":
             self.p.cut(True)
             time.sleep(self.rng.uniform(0.3, 2.0))

@@ -166,6 +166,26 @@ class Pair:
         out = self.t.run(self.sw, "nft", "list", "table", "netdev", "mirrorloss").stdout
         return sum(int(n) for n in re.findall(r"counter packets (\d+)", out))
 
+    def track_r(self):
+        """a and b track r on their WAN ports: r's silence fails a node's flow."""
+        for name, wan in (("a", "192.0.2.1"), ("b", "192.0.2.2")):
+            old = f"address: {wan}/24 }}"
+            assert old in self.yaml[name]
+            self.yaml[name] = self.yaml[name].replace(old, f"address: {wan}/24, track: [192.0.2.100] }}")
+
+    def silence_r(self, nodes):
+        """The WAN switch drops every frame r sends towards `nodes` (a failed
+        switch or path between them); `speak_r` lifts it."""
+        self.t.run(self.sw, "nft", "add", "table", "bridge", "silence")
+        self.t.run(self.sw, "nft", "add", "chain", "bridge", "silence", "towards",
+                   "{ type filter hook forward priority 0; }")
+        for n in nodes:
+            self.t.run(self.sw, "nft", "add", "rule", "bridge", "silence", "towards",
+                       "iifname", "w-r", "oifname", f"w-{n}", "counter", "drop")
+
+    def speak_r(self):
+        self.t.run(self.sw, "nft", "delete", "table", "bridge", "silence")
+
     def cut(self, down):
         self.t.run(self.sw, "ip", "link", "set", "m-a", "down" if down else "up")
 

@@ -11,6 +11,7 @@
 //!     mac: 02:00:00:00:01:01     # optional for af_packet (the interface's)
 //!     address: 10.1.0.254/24     # the node's address on the link, and its prefix
 //!     gateway: 10.1.0.1          # optional: next hop off the link
+//!     track: [10.1.0.1]          # optional, a pair: next hops whose silence to ARP fails the flow
 //!     mtu: 1500
 //!   - name: wan
 //!     role: unprotected
@@ -158,6 +159,8 @@ struct PortSpec {
     mac: Option<String>,
     address: String,
     gateway: Option<IpAddr>,
+    #[serde(default)]
+    track: Vec<IpAddr>,
     #[serde(default = "default_mtu")]
     mtu: usize,
 }
@@ -346,6 +349,14 @@ fn resolve_node(spec: NodeSpec, file: &str, base: &Path) -> Result<NodeConfig, C
                 format!("{g} is not on the link {subnet}"),
             ));
         }
+        if let Some(t) = p.track.iter().find(|t| !t.is_ipv4() || !subnet.contains(t)) {
+            let why = if t.is_ipv4() {
+                format!("{t} is not on the link {subnet}")
+            } else {
+                format!("{t}: only IPv4 next hops are tracked (by ARP)")
+            };
+            return Err(err(at("track"), why));
+        }
         if !(576..=9216).contains(&p.mtu) {
             return Err(err(at("mtu"), format!("{} is outside 576..=9216", p.mtu)));
         }
@@ -360,6 +371,7 @@ fn resolve_node(spec: NodeSpec, file: &str, base: &Path) -> Result<NodeConfig, C
             address,
             subnet,
             gateway: p.gateway,
+            track: p.track.clone(),
             mtu: p.mtu,
         });
     }
@@ -394,6 +406,14 @@ fn resolve_node(spec: NodeSpec, file: &str, base: &Path) -> Result<NodeConfig, C
     }
     if let Some(m) = &mirror {
         check_mirror_port(m, &ports).map_err(|(key, m)| err(key, m))?;
+    }
+    if let Some(i) = ports.iter().position(|p| !p.track.is_empty())
+        && mirror.as_ref().is_none_or(|m| m.link_watch.down_ms == 0)
+    {
+        return Err(err(
+            format!("ports[{i}].track"),
+            "a tracked next hop's silence hands the SAs to the peer: only a node with a mirror: section and link_down_ms above 0 tracks one".into(),
+        ));
     }
     let sas = resolve_sas(&spec.sas, file, base, workers.count, mirror.as_ref(), &[])?;
     let spd = resolve_rules(&spec.spd, file, &sas, &[])?;
@@ -967,6 +987,47 @@ ports:
         }
         let e = node("punt: { interface: eth2 }").unwrap_err().to_string();
         assert!(e.contains("the interface of port wan"), "{e}");
+    }
+
+    #[test]
+    fn tracked_next_hops_lie_on_their_link_and_need_a_pair_that_watches_links() {
+        let node = |track: &str, mirror: &str| {
+            let text = format!(
+                "node: {{ name: a }}
+ports:
+  - {{ name: lan, role: protected, backend: af_packet, interface: eth1, address: 10.0.0.1/24 }}
+  - {{ name: wan, role: unprotected, backend: af_packet, interface: eth2, address: 10.9.0.1/24, {track} }}
+{mirror}"
+            );
+            parse_node(&text, "t.yaml", Path::new("."))
+        };
+        let pair = "mirror: { node: 1, peer: 2, key: 0x000102030405060708090a0b0c0d0e0f, port: { name: m, backend: af_packet, interface: eth3 } }";
+        let cfg = node("track: [10.9.0.254, 10.9.0.2]", pair).unwrap();
+        assert_eq!(
+            cfg.ports[1].track,
+            ["10.9.0.254", "10.9.0.2"].map(|a| a.parse::<IpAddr>().unwrap())
+        );
+        assert!(cfg.ports[0].track.is_empty());
+        let e = node("track: [10.8.0.254]", pair).unwrap_err().to_string();
+        assert!(
+            e.contains("ports[1].track: 10.8.0.254 is not on the link 10.9.0.0/24"),
+            "{e}"
+        );
+        let e = node("track: [\"fe80::1\"]", pair).unwrap_err().to_string();
+        assert!(
+            e.contains("ports[1].track: fe80::1: only IPv4 next hops are tracked"),
+            "{e}"
+        );
+        let e = node("track: [10.9.0.254]", "").unwrap_err().to_string();
+        assert!(
+            e.contains("ports[1].track: a tracked next hop's silence hands the SAs to the peer: only a node with a mirror: section"),
+            "{e}"
+        );
+        let unwatched = pair.replace("eth3 } }", "eth3 }, link_down_ms: 0 }");
+        let e = node("track: [10.9.0.254]", &unwatched)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("link_down_ms above 0"), "{e}");
     }
 
     #[test]

@@ -127,6 +127,10 @@ pub struct PortConfig {
     pub subnet: Prefix,
     /// Next hop for destinations off the link.
     pub gateway: Option<IpAddr>,
+    /// Neighbours on the link the node's packet flow depends on (its next
+    /// hops): in a pair, one that stops answering ARP fails the flow, as
+    /// a link that goes down does (see `flow`).
+    pub track: Vec<IpAddr>,
     /// Largest IP packet the link carries.
     pub mtu: usize,
 }

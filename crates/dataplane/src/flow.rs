@@ -1,10 +1,17 @@
-//! A node's packet flow: its data ports' links, watched so that a node
-//! whose flow failed hands the SAs it runs to its peer and takes them
-//! back once it works again (interface tracking, as VRRP and FortiGate's
-//! link monitor do it), with hysteresis both ways: a link down for
-//! `down_ms` fails the flow, every link up for `up_ms` restores it.
+//! A node's packet flow: its data ports' links and its tracked next hops,
+//! watched so that a node whose flow failed hands the SAs it runs to its
+//! peer and takes them back once it works again (interface tracking, as
+//! VRRP and FortiGate's link monitor do it), with hysteresis both ways: a
+//! link down for `down_ms` fails the flow, every link up for `up_ms`
+//! restores it. A tracked next hop is a link that is down while it
+//! answers none of the ARP probes worker 0 sends it (see [`NextHop`]).
+
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use espgate_io::link::LinkProbe;
+
+use crate::worker::Shared;
 
 /// How often the links are read.
 pub const POLL_MS: u64 = 20;
@@ -16,6 +23,20 @@ pub struct LinkWatch {
     pub down_ms: u64,
     /// Every link up this long after a failure restores it.
     pub up_ms: u64,
+}
+
+impl LinkWatch {
+    /// How often a tracked next hop is probed: four times in `down_ms`
+    /// (every 5 ms at most).
+    pub fn probe_ms(&self) -> u64 {
+        (self.down_ms / 4).max(5)
+    }
+
+    /// How long a tracked next hop may stay unheard and count as up: two
+    /// probes (half of `down_ms`), so one lost answer changes nothing.
+    pub fn silent_ms(&self) -> u64 {
+        2 * self.probe_ms()
+    }
 }
 
 impl Default for LinkWatch {
@@ -30,10 +51,13 @@ impl Default for LinkWatch {
 /// A change of the flow's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlowChange {
-    /// The flow failed: `port`'s link has been down for `down_ms`.
+    /// The flow failed: `port`'s link, or its tracked `next_hop`, has
+    /// been down for `down_ms`.
     Failed {
-        /// The port whose link is down.
+        /// The port whose link is down, or where the silent next hop is.
         port: String,
+        /// The silent next hop (none: the port's own link is down).
+        next_hop: Option<IpAddr>,
     },
     /// Every link has been up for `up_ms`: the flow works again.
     Works,
@@ -78,7 +102,7 @@ impl FlowWatch {
         let down = self
             .probes
             .iter_mut()
-            .find_map(|p| (!p.up()).then(|| p.name().to_string()));
+            .find_map(|p| (!p.up()).then(|| (p.name().to_string(), p.next_hop())));
         let (disagrees, after) = match &self.failed {
             None => (down.is_some(), self.watch.down_ms),
             Some(_) => (down.is_none(), self.watch.up_ms),
@@ -93,15 +117,54 @@ impl FlowWatch {
         }
         self.since = None;
         match down {
-            Some(port) => {
+            Some((port, next_hop)) => {
                 self.failed = Some(port.clone());
-                Some(FlowChange::Failed { port })
+                Some(FlowChange::Failed { port, next_hop })
             }
             None => {
                 self.failed = None;
                 Some(FlowChange::Works)
             }
         }
+    }
+}
+
+/// A tracked next hop, as a link: down once it has sent no ARP packet
+/// for [`LinkWatch::silent_ms`] while worker 0 probes it every
+/// [`LinkWatch::probe_ms`].
+pub struct NextHop {
+    shared: Arc<Shared>,
+    port: String,
+    ip: IpAddr,
+    silent_ms: u64,
+}
+
+impl NextHop {
+    /// Next hop `ip` on `port`, tracked in `shared`'s neighbours.
+    pub fn new(shared: Arc<Shared>, port: &str, ip: IpAddr, watch: LinkWatch) -> Self {
+        NextHop {
+            shared,
+            port: port.to_string(),
+            ip,
+            silent_ms: watch.silent_ms(),
+        }
+    }
+}
+
+impl LinkProbe for NextHop {
+    fn name(&self) -> &str {
+        &self.port
+    }
+
+    fn up(&mut self) -> bool {
+        self.shared
+            .neighbours
+            .silent_for(&self.ip)
+            .is_none_or(|ms| ms < self.silent_ms)
+    }
+
+    fn next_hop(&self) -> Option<IpAddr> {
+        Some(self.ip)
     }
 }
 
@@ -140,7 +203,16 @@ mod tests {
         assert!(run(&mut w, 0, 500).is_empty());
         lan.store(false, Ordering::Release);
         let c = run(&mut w, 520, 1000);
-        assert_eq!(c, vec![(620, FlowChange::Failed { port: "lan".into() })]);
+        assert_eq!(
+            c,
+            vec![(
+                620,
+                FlowChange::Failed {
+                    port: "lan".into(),
+                    next_hop: None
+                }
+            )]
+        );
         assert_eq!(w.failed(), Some("lan"));
         lan.store(true, Ordering::Release);
         let c = run(&mut w, 1020, 3000);
@@ -185,5 +257,79 @@ mod tests {
         assert!(run(&mut off, 0, 2000).is_empty());
         let mut none = FlowWatch::new(Vec::new(), LinkWatch::default());
         assert!(run(&mut none, 0, 2000).is_empty());
+    }
+
+    #[test]
+    fn a_silent_next_hop_fails_the_flow_naming_it_and_its_answers_restore_it() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+
+        use espgate_wire::ethernet::MacAddr;
+
+        use crate::neigh::Neighbours;
+        use crate::tables::{TableCell, Tables};
+
+        let hop: IpAddr = "192.0.2.100".parse().unwrap();
+        let shared = Arc::new(Shared {
+            tables: TableCell::new(Tables::default()),
+            neighbours: Neighbours::new([]).tracking([hop]),
+            handoff: Vec::new(),
+            commands: Vec::new(),
+            sa_events: Vec::new(),
+            peer_addresses: crate::config::PerSide::default(),
+            adopted: AtomicBool::new(false),
+            announce: AtomicU64::new(0),
+            workers_lost: AtomicUsize::new(0),
+        });
+        let watch = LinkWatch {
+            down_ms: 100,
+            up_ms: 200,
+        };
+        assert_eq!((watch.probe_ms(), watch.silent_ms()), (25, 50));
+        let mut probe = NextHop::new(shared.clone(), "wan", hop, watch);
+        assert_eq!((probe.name(), probe.next_hop()), ("wan", Some(hop)));
+        assert!(probe.up(), "the start counts as heard");
+        let answer = || shared.neighbours.learn(hop, MacAddr([2, 0, 0, 0, 0, 0x64]));
+        let mut w = FlowWatch::new(vec![Box::new(probe)], watch);
+        // Answering before each look: the flow works.
+        let start = std::time::Instant::now();
+        let now = || start.elapsed().as_millis() as u64;
+        let mut silent = 0;
+        while now() < 300 {
+            answer();
+            silent = now();
+            assert_eq!(w.poll(silent), None);
+            std::thread::sleep(std::time::Duration::from_millis(POLL_MS));
+        }
+        // Silent: down after 50 ms unheard, failed 100 ms later.
+        let change = loop {
+            if let Some(c) = w.poll(now()) {
+                break c;
+            }
+            assert!(
+                now() < silent + 2000,
+                "a silent next hop never failed the flow"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(
+            change,
+            FlowChange::Failed {
+                port: "wan".into(),
+                next_hop: Some(hop)
+            }
+        );
+        assert!(now() >= silent + 150, "failed after {} ms", now() - silent);
+        // Answering again for up_ms restores it.
+        let back = now();
+        let change = loop {
+            answer();
+            if let Some(c) = w.poll(now()) {
+                break c;
+            }
+            assert!(now() < back + 2000, "the flow never came back");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(change, FlowChange::Works);
+        assert!(now() >= back + 200);
     }
 }

@@ -67,11 +67,14 @@ pub enum NodeEventKind {
     /// The peer handed every SA it ran to this node and said goodbye:
     /// this node runs them with no lease waiting on the peer.
     PeerLeft,
-    /// This node's packet flow failed (`port`'s link is down): it hands
-    /// every SA it runs to the peer, and is given none, until it works.
+    /// This node's packet flow failed (`port`'s link is down, or its
+    /// tracked `next_hop` answers no ARP probe): it hands every SA it runs
+    /// to the peer, and is given none, until it works.
     FlowFailed {
-        /// The port whose link is down.
+        /// The port whose link is down, or where the silent next hop is.
         port: String,
+        /// The silent next hop (none: the port's own link is down).
+        next_hop: Option<std::net::IpAddr>,
     },
     /// This node's packet flow works again: the peer may fail back.
     FlowWorks,
@@ -194,7 +197,14 @@ impl std::fmt::Display for NodeEvent {
             NodeEventKind::HandedBack { sas } => write!(f, "handed_back sas={sas}"),
             NodeEventKind::Drained { sas } => write!(f, "drained sas={sas}"),
             NodeEventKind::PeerLeft => write!(f, "peer_left"),
-            NodeEventKind::FlowFailed { port } => write!(f, "flow_failed port={port}"),
+            NodeEventKind::FlowFailed {
+                port,
+                next_hop: None,
+            } => write!(f, "flow_failed port={port}"),
+            NodeEventKind::FlowFailed {
+                port,
+                next_hop: Some(ip),
+            } => write!(f, "flow_failed port={port} next_hop={ip}"),
             NodeEventKind::FlowWorks => write!(f, "flow_works"),
             NodeEventKind::PeerFlow { failed } => write!(f, "peer_flow failed={failed}"),
             NodeEventKind::Activated {
@@ -903,17 +913,25 @@ impl Running {
     /// runs over ([`flow_on`](Self::flow_on)).
     fn flow_changed(&mut self, change: FlowChange) {
         match change {
-            FlowChange::Failed { port } => {
+            FlowChange::Failed { port, next_hop } => {
+                let why = match next_hop {
+                    None => format!("{port}'s link is down"),
+                    Some(ip) => format!("{port}'s next hop {ip} answers no ARP probe"),
+                };
                 tracing::warn!(
                     port,
                     sas = self.task.mirror.drain_sas().len(),
-                    "packet flow failed: {port}'s link is down: every SA goes to the peer with its exact state"
+                    "packet flow failed: {why}: every SA goes to the peer with its exact state"
                 );
                 self.task.mirror.set_flow_failed(true);
-                self.task.events.push(NodeEventKind::FlowFailed { port });
+                self.task
+                    .events
+                    .push(NodeEventKind::FlowFailed { port, next_hop });
             }
             FlowChange::Works => {
-                tracing::info!("packet flow works again: every link is up; the peer may fail back");
+                tracing::info!(
+                    "packet flow works again: every link is up and every tracked next hop answers; the peer may fail back"
+                );
                 self.task.mirror.set_flow_failed(false);
                 self.task.events.push(NodeEventKind::FlowWorks);
             }

@@ -1,11 +1,12 @@
 //! Neighbours: static entries from the configuration and what ARP teaches,
-//! shared by the workers; plus the ARP answers and requests a node sends
-//! for its own addresses.
+//! shared by the workers; when the tracked next hops were last heard; plus
+//! the ARP answers and requests a node sends for its own addresses.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use espgate_wire::PacketBuf;
 use espgate_wire::arp::{ArpOp, ArpPacket, ArpRepr};
@@ -14,10 +15,20 @@ use espgate_wire::ethernet::{EtherType, EthernetRepr, MacAddr};
 /// IP-to-MAC table, shared by the workers. Each worker keeps its own
 /// copy of the entries it uses and drops it when the generation moves, so
 /// the shared lock is touched only on a change or a miss.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Neighbours {
     table: RwLock<HashMap<IpAddr, MacAddr>>,
     generation: AtomicU64,
+    /// The tracked next hops, and when each last sent an ARP packet (ms
+    /// since `epoch`; the table's making counts as heard).
+    tracked: Vec<(IpAddr, AtomicU64)>,
+    epoch: Instant,
+}
+
+impl Default for Neighbours {
+    fn default() -> Self {
+        Neighbours::new([])
+    }
 }
 
 impl Neighbours {
@@ -26,7 +37,30 @@ impl Neighbours {
         Neighbours {
             table: RwLock::new(static_entries.into_iter().collect()),
             generation: AtomicU64::new(0),
+            tracked: Vec::new(),
+            epoch: Instant::now(),
         }
+    }
+
+    /// Tracks `next_hops`: when each was last heard (see
+    /// [`silent_for`](Self::silent_for)).
+    pub fn tracking(mut self, next_hops: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.tracked = next_hops
+            .into_iter()
+            .map(|ip| (ip, AtomicU64::new(0)))
+            .collect();
+        self
+    }
+
+    /// How long tracked next hop `ip` has sent no ARP packet (ms); `None`
+    /// if it is not tracked.
+    pub fn silent_for(&self, ip: &IpAddr) -> Option<u64> {
+        let (_, heard) = self.tracked.iter().find(|(t, _)| t == ip)?;
+        Some(self.now_ms().saturating_sub(heard.load(Ordering::Acquire)))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     /// The MAC of `ip`, if known.
@@ -35,10 +69,13 @@ impl Neighbours {
         self.table.read().ok()?.get(ip).copied()
     }
 
-    /// Records what ARP said.
+    /// Records what ARP said (a tracked next hop is heard).
     pub fn learn(&self, ip: IpAddr, mac: MacAddr) {
         if mac.is_multicast() || ip.is_unspecified() {
             return;
+        }
+        if let Some((_, heard)) = self.tracked.iter().find(|(t, _)| *t == ip) {
+            heard.fetch_max(self.now_ms(), Ordering::AcqRel);
         }
         if self.lookup(&ip) != Some(mac)
             && let Ok(mut t) = self.table.write()
@@ -116,6 +153,13 @@ pub fn announcement(ip: Ipv4Addr, mac: MacAddr) -> ArpRepr {
     request(ip, mac, ip)
 }
 
+/// An ARP probe (RFC 5227) asking for `target`: its sender address is
+/// 0.0.0.0, so no host learns from it (this node's addresses may be held
+/// by its peer), yet `target` answers it.
+pub fn probe(own_mac: MacAddr, target: Ipv4Addr) -> ArpRepr {
+    request(Ipv4Addr::UNSPECIFIED, own_mac, target)
+}
+
 /// The ARP request asking for `target`.
 pub fn request(own: Ipv4Addr, own_mac: MacAddr, target: Ipv4Addr) -> ArpRepr {
     ArpRepr {
@@ -190,5 +234,50 @@ mod tests {
             Some(ArpOutcome::Nothing)
         );
         assert_eq!(n.lookup(&IpAddr::V4(peer)), Some(my_mac), "moved");
+    }
+
+    #[test]
+    fn a_tracked_next_hop_is_heard_from_any_arp_it_sends_and_a_probe_teaches_nobody() {
+        let hop = Ipv4Addr::new(192, 0, 2, 100);
+        let other = Ipv4Addr::new(192, 0, 2, 7);
+        let n = Neighbours::default().tracking([IpAddr::V4(hop)]);
+        assert_eq!(n.silent_for(&IpAddr::V4(other)), None, "not tracked");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(n.silent_for(&IpAddr::V4(hop)).unwrap() >= 30);
+
+        // The probe: a broadcast request from 0.0.0.0 for the next hop.
+        let my_mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let mut buf = espgate_wire::HeapBuf::with_capacity(128, 0);
+        write_arp(&mut buf, &probe(my_mac, hop), my_mac);
+        let frame = buf.data().to_vec();
+        assert_eq!(&frame[..6], &[0xff; 6], "broadcast");
+        let asked = ArpRepr::parse(&ArpPacket::new_checked(&frame[14..]).unwrap()).unwrap();
+        assert_eq!(
+            (asked.op, asked.sender_ip, asked.target_ip),
+            (ArpOp::Request, Ipv4Addr::UNSPECIFIED, hop)
+        );
+        // The next hop (another espgate, as Linux does) answers it, to the
+        // prober's MAC, and learns nothing from it.
+        let hop_mac = MacAddr([2, 0, 0, 0, 0, 0x64]);
+        let at_hop = Neighbours::default();
+        let answer = match handle_arp(&frame[14..], &[IpAddr::V4(hop)], hop_mac, &at_hop) {
+            Some(ArpOutcome::Reply(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(at_hop.generation(), 0, "nothing learnt from 0.0.0.0");
+        assert_eq!(answer.target_mac, my_mac);
+        // Its answer is heard.
+        let mut buf = [0u8; 28];
+        answer.emit(&mut buf).unwrap();
+        assert_eq!(handle_arp(&buf, &[], my_mac, &n), Some(ArpOutcome::Nothing));
+        assert!(n.silent_for(&IpAddr::V4(hop)).unwrap() < 30);
+        // So is any ARP packet it sends (its own requests), every time,
+        // though the MAC it teaches does not change.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        request(hop, hop_mac, Ipv4Addr::new(192, 0, 2, 1))
+            .emit(&mut buf)
+            .unwrap();
+        handle_arp(&buf, &[], my_mac, &n);
+        assert!(n.silent_for(&IpAddr::V4(hop)).unwrap() < 30);
     }
 }

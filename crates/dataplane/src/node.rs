@@ -2,6 +2,7 @@
 //! tables, one thread per worker (pinned when cores are given).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use espgate_esp::{Backend, Direction, InboundSa, OutboundSa, SaCounters, SaError, Sad, SadError};
+use espgate_io::link::LinkProbe;
 use espgate_io::{BufPool, Mempool, PortQueue};
 use espgate_mirror::frame::ShortKey;
 use espgate_mirror::{Mirror, MirrorConfigError, MirrorKey};
@@ -18,6 +20,7 @@ use rustc_hash::FxHashMap;
 use crate::command::SaCommand;
 use crate::config::{NodeConfig, PerSide, PortBackend, Role, SaEntry};
 use crate::counters::WorkerCounters;
+use crate::flow::NextHop;
 use crate::keeper::{Keeper, KeeperTask};
 use crate::marks::{Ledger, key_digest, next_epoch};
 use crate::mirror_port::MirrorPort;
@@ -631,9 +634,24 @@ pub fn start(
         };
         peer_addresses[side].push(*ip);
     }
+    // The next hops whose silence fails the flow: a pair's, while its
+    // links are watched.
+    let link_watch = cfg
+        .mirror
+        .as_ref()
+        .map(|m| m.link_watch)
+        .filter(|w| w.down_ms > 0);
+    let tracked: Vec<(String, IpAddr)> = match link_watch {
+        Some(_) => [prot, unprot]
+            .iter()
+            .flat_map(|p| p.track.iter().map(|ip| (p.name.clone(), *ip)))
+            .collect(),
+        None => Vec::new(),
+    };
     let shared = Arc::new(Shared {
         tables: TableCell::new(tables),
-        neighbours: Neighbours::new(cfg.neighbours.iter().map(|nb| (nb.ip, nb.mac))),
+        neighbours: Neighbours::new(cfg.neighbours.iter().map(|nb| (nb.ip, nb.mac)))
+            .tracking(tracked.iter().map(|(_, ip)| *ip)),
         handoff: (0..n)
             .map(|_| {
                 (0..n)
@@ -666,6 +684,14 @@ pub fn start(
             address: p.address,
             subnet: p.subnet,
             gateway: p.gateway,
+            track: p
+                .track
+                .iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V4(v4) => Some(*v4),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
             mtu: p.mtu,
             queue,
             tx: Vec::with_capacity(cfg.workers.burst * 2),
@@ -691,6 +717,9 @@ pub fn start(
         }
         if let Some(device) = &queues.punt {
             worker = worker.with_punt(device.clone());
+        }
+        if let Some(watch) = link_watch {
+            worker = worker.with_probing(Duration::from_millis(watch.probe_ms()));
         }
         for (spi, d) in &parked[id] {
             worker.park(*spi, *d);
@@ -754,7 +783,17 @@ pub fn start(
                 keeper: keeper.clone(),
                 takeover: s.takeover,
                 failback: s.failback,
-                flow: crate::flow::FlowWatch::new(queues.links, s.link_watch),
+                flow: crate::flow::FlowWatch::new(
+                    queues
+                        .links
+                        .into_iter()
+                        .chain(tracked.iter().map(|(port, ip)| {
+                            Box::new(NextHop::new(shared.clone(), port, *ip, s.link_watch))
+                                as Box<dyn LinkProbe>
+                        }))
+                        .collect(),
+                    s.link_watch,
+                ),
                 orders: orders.clone(),
                 events: events.clone(),
                 status: status.clone(),

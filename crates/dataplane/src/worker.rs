@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ use crate::config::{PerSide, Role};
 use crate::counters::{NodeDrop, WorkerCounters};
 use crate::icmp;
 use crate::mirror_task::NodeEventKind;
-use crate::neigh::{ArpOutcome, Neighbours, announcement, handle_arp, request, write_arp};
+use crate::neigh::{ArpOutcome, Neighbours, announcement, handle_arp, probe, request, write_arp};
 use crate::prefix::Prefix;
 use crate::progress::{Progress, Reporting, STALL_REPORT_EVERY};
 use crate::punt::{self, PuntDevice};
@@ -122,6 +122,9 @@ pub struct PortState {
     pub subnet: Prefix,
     /// The next hop off the link.
     pub gateway: Option<IpAddr>,
+    /// The tracked next hops on the link (IPv4), which the [`ANNOUNCER`]
+    /// probes when probing is on.
+    pub track: Vec<Ipv4Addr>,
     /// Largest IP packet on the link.
     pub mtu: usize,
     /// This worker's queue.
@@ -221,6 +224,9 @@ pub struct Worker {
     punt: Option<Arc<dyn PuntDevice>>,
     /// Busy rounds since the [`PUNT_READER`] last looked at the device.
     punt_skipped: u32,
+    /// The [`ANNOUNCER`]'s ARP probes of the tracked next hops: how often,
+    /// and when next (none: not probing).
+    probing: Option<(Duration, Instant)>,
 }
 
 const ARP_RETRY: Duration = Duration::from_millis(200);
@@ -315,7 +321,19 @@ impl Worker {
             announced: 0,
             punt: None,
             punt_skipped: 0,
+            probing: None,
         }
+    }
+
+    /// Probes the ports' tracked next hops by ARP every `every`, if this
+    /// worker is the [`ANNOUNCER`] (their answers tell the node's flow
+    /// watch they are there; see `flow::NextHop`).
+    pub fn with_probing(mut self, every: Duration) -> Self {
+        let tracks = Role::BOTH.iter().any(|r| !self.ports[*r].track.is_empty());
+        if self.id == ANNOUNCER && tracks {
+            self.probing = Some((every, Instant::now()));
+        }
+        self
     }
 
     /// Punts the packets for the node itself that it does not handle
@@ -381,6 +399,31 @@ impl Worker {
         }
     }
 
+    /// Sends an ARP probe to each tracked next hop when one is due: a
+    /// broadcast (a next hop whose MAC moved still answers) from 0.0.0.0
+    /// (nobody learns this node's address from it while its peer may hold
+    /// it).
+    fn poll_probe(&mut self) {
+        let Some((every, next)) = &mut self.probing else {
+            return;
+        };
+        let now = Instant::now();
+        if now < *next {
+            return;
+        }
+        *next = now + *every;
+        for role in Role::BOTH {
+            let mac = self.ports[role].mac;
+            for i in 0..self.ports[role].track.len() {
+                let target = self.ports[role].track[i];
+                let mut buf = Packet::from(self.pool.get());
+                write_arp(&mut buf, &probe(mac, target), mac);
+                self.counters.arp_requests += 1;
+                self.ports[role].tx.push(buf);
+            }
+        }
+    }
+
     /// Runs until `stop` is set, then reports.
     pub fn run(mut self, stop: &AtomicBool) -> WorkerReport {
         let mut rx: Vec<Packet> = Vec::with_capacity(self.burst);
@@ -426,6 +469,7 @@ impl Worker {
             work += self.poll_commands();
             work += self.poll_punt(work > 0);
             self.poll_announce();
+            self.poll_probe();
             self.flush_tx();
             if stop.load(Ordering::Relaxed) {
                 break;

@@ -102,6 +102,7 @@ fn config(a: bool, state: Option<PathBuf>) -> NodeConfig {
         address: addr.parse().unwrap(),
         subnet: subnet.parse::<Prefix>().unwrap(),
         gateway: None,
+        track: Vec::new(),
         mtu: 1500,
     };
     NodeConfig {

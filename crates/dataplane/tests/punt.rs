@@ -61,6 +61,7 @@ fn config(punt: bool) -> NodeConfig {
         address: addr.parse().unwrap(),
         subnet: subnet.parse::<Prefix>().unwrap(),
         gateway: None,
+        track: Vec::new(),
         mtu: 1500,
     };
     let mut sa = SaConfig::new(

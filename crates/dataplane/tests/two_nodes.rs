@@ -136,6 +136,7 @@ fn config(me: &Side, peer: &Side, workers: usize, split: bool) -> NodeConfig {
         address: addr.parse().unwrap(),
         subnet: subnet.parse::<Prefix>().unwrap(),
         gateway: None,
+        track: Vec::new(),
         mtu: 1500,
     };
     NodeConfig {

@@ -11,6 +11,11 @@ pub trait LinkProbe: Send {
     fn name(&self) -> &str;
     /// Whether the link is up now.
     fn up(&mut self) -> bool;
+    /// The neighbour on the port this probe watches, when it watches one
+    /// (a tracked next hop) rather than the port's own link.
+    fn next_hop(&self) -> Option<std::net::IpAddr> {
+        None
+    }
 }
 
 /// An AF_PACKET port's link: the kernel's carrier of its interface

@@ -29,7 +29,7 @@ fn a_node_whose_link_fails_hands_its_sas_over_exactly_and_takes_them_back_once_i
         "a's flow fails",
         a,
         &mut la,
-        |k| matches!(k, NodeEventKind::FlowFailed { port } if port == "lan"),
+        |k| matches!(k, NodeEventKind::FlowFailed { port, next_hop: None } if port == "lan"),
         t_down,
     )
     .unwrap();
