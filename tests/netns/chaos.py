@@ -30,7 +30,8 @@ both nodes up and again while one is killed or frozen and thawed (the
 host must ask a fenced life nothing); or fail a node's packet flow for up
 to 3 s, now and then both nodes' at once: its LAN or WAN switch port
 down, or r (which both track on their WAN ports) silent towards it, the
-switch dropping what r sends it. Otherwise
+switch dropping what r sends it, or one of its workers stopped (ptrace
+stops that thread alone). Otherwise
 a node is killed only while the other runs and is synchronised: without
 its state directory the guarantee needs one node's memory to survive. Every kind of round is counted as it ran
 (a kill whose peer is not healthy is counted as the loss round it
@@ -78,6 +79,7 @@ import time
 from collections import Counter
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import stall  # noqa: E402
 from test_failover import HERE, MAC, Pair, encrypted, expected_chatter, flow, start_capture, stop_capture  # noqa: E402
 from topology import Topology, control_request, prefix, wait_for  # noqa: E402
 
@@ -85,7 +87,7 @@ REPO = HERE.parents[1]
 ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay", "reorder", "padded", "second",
            "fence_refused", "fence_isolated", "sa_change_cut", "sa_change_restart", "mirror_replay",
            "crash_loop", "clock_back", "power_loss", "rolling_restart", "host_restart", "ike_host",
-           "drain", "drain_killed", "link_down", "next_hop_silent"]
+           "drain", "drain_killed", "link_down", "next_hop_silent", "worker_stall"]
 
 
 def extra_sas(gen):
@@ -351,6 +353,17 @@ class Chaos:
             self.p.silence_r([victim] + ([other] if self.rng.random() < 0.2 else []))
             time.sleep(self.rng.uniform(0.1, 3.0))
             self.p.speak_r()
+        elif action == "worker_stall":
+            # One of the node's workers stops (ptrace stops that thread
+            # alone) and runs again: the node's flow fails for as long as
+            # it stands still past worker_stall_ms; its SAs go to the
+            # peer past the limits it was given, and come back.
+            tid = stall.thread(self.p.procs[victim].pid, f"{victim}-w{self.rng.randrange(2)}")
+            stall.stop(tid)
+            try:
+                time.sleep(self.rng.uniform(0.1, 3.0))
+            finally:
+                stall.go(tid)
         elif action == "cut":
             self.p.cut(True)
             time.sleep(self.rng.uniform(0.3, 2.0))

@@ -16,6 +16,7 @@ timing)."""
 import time
 
 from maintenance_bench import moves
+import stall
 from test_failover import HERE, Pair, esp_frames, events, flow, sa_drops, start_capture, stop_capture
 from topology import wait_for, wait_udp_listening
 
@@ -24,12 +25,14 @@ from topology import wait_for, wait_udp_listening
 LOOSE = 600
 
 
-def fail_and_return(topo, espgate, tmp_path, capsys, what, fail, restore, failed_event, failed_log, track=False):
+def fail_and_return(topo, espgate, tmp_path, capsys, what, fail, restore, failed_event, failed_log, track=False,
+                    exact=True):
     """Runs the pair under traffic, fails a's flow with `fail()` and brings
     it back with `restore()`; checks the moves and prints the figures.
-    `track`: a tracks r on its WAN port."""
+    `track`: a tracks r on its WAN port. `exact`: a hands its outbound SA
+    over exactly (else past the limit its stalled worker was given)."""
     p = Pair(topo, espgate, tmp_path, {"dead_after": 10, "failback_delay_ms": 200, "link_down_ms": 200,
-                                       "link_up_ms": 1000})
+                                       "link_up_ms": 1000, "worker_stall_ms": 200})
     if track:
         p.track_r()
     cap_path = tmp_path / "wan.pcap"
@@ -47,7 +50,9 @@ def fail_and_return(topo, espgate, tmp_path, capsys, what, fail, restore, failed
     time.sleep(1.5)
 
     def seen(log, event, since):
-        return any(w.startswith(event) and s >= since for s, w in events(p.log(log)))
+        # Events carry whole milliseconds: one may come in the millisecond
+        # `since` began.
+        return any(w.startswith(event) and s >= int(since * 1000) / 1000 for s, w in events(p.log(log)))
 
     # Neither flow failed before: the tracked next hop answered all along.
     assert not seen("a.log", "flow_failed", 0) and not seen("b.log", "flow_failed", 0), \
@@ -65,7 +70,8 @@ def fail_and_return(topo, espgate, tmp_path, capsys, what, fail, restore, failed
 
     t_up = time.time()
     restore(p)
-    assert wait_for(lambda: seen("a.log", "flow_works", t_up), timeout=10), p.log("a.log")
+    assert wait_for(lambda: seen("a.log", "flow_works" if exact else "workers_turn", t_up), timeout=10), \
+        p.log("a.log")
     assert wait_for(lambda: seen("a.log", "activated spi=0x1000", t_up), timeout=10), p.log("a.log")
     for s in streams:
         s.wait(timeout=seconds + 30)
@@ -89,9 +95,14 @@ def fail_and_return(topo, espgate, tmp_path, capsys, what, fail, restore, failed
               f"h1 (via a) lost {lost_h1} of {sum(1 for s in sent if s >= t_down)}, h2 (via b) lost {lost_h2}; "
               f"moves of a's outbound SA: {mv}; ESP frames {len(frames)}, (SPI, seq) twice: {reused}")
     assert reused == 0, "an (SPI, seq) pair was used twice"
-    assert [(f, t) for _, f, t, _ in mv] == [("a", "b"), ("b", "a")], mv
-    assert all(j == 0 for _, _, _, j in mv), f"a number skipped at a move: {mv}"
     assert refused_b == 0, "b refused fresh packets of a's inbound SA as replays"
+    assert [(f, t) for _, f, t, _ in mv] == [("a", "b"), ("b", "a")], mv
+    if exact:
+        assert all(j == 0 for _, _, _, j in mv), f"a number skipped at a move: {mv}"
+    else:
+        # Handed over past the limit the stalled worker had (it woke to
+        # its order to park before it sent again), and back exactly.
+        assert mv[0][3] > 0 and mv[1][3] == 0, f"b starts past the worker's limit, a exactly: {mv}"
     assert lost_h1 <= LOOSE, f"h1 lost {lost_h1}"
     assert lost_h2 <= LOOSE, f"h2 lost {lost_h2}"
     return p
@@ -114,3 +125,20 @@ def test_a_node_whose_next_hop_goes_silent_hands_its_sas_to_the_peer_exactly_and
                         "packet flow failed: wan's next hop 192.0.2.100 answers no ARP probe", track=True)
     # b's flow never failed: r answered it all along.
     assert "flow_failed" not in p.log("b.log"), p.log("b.log")
+
+
+def test_a_node_whose_worker_stalls_hands_its_sas_to_the_peer_and_takes_them_back(topo, espgate, tmp_path, capsys):
+    # a's worker 0 (it runs a's outbound SA) is stopped, and only it: a's
+    # mirror task sees its loop stand still; a's flow fails, its outbound
+    # SA goes to b past the limit worker 0 had, its inbound SA (worker 1)
+    # exactly.
+    tid = {}
+
+    def freeze(p):
+        tid["w0"] = stall.thread(p.procs["a"].pid, "a-w0")
+        stall.stop(tid["w0"])
+
+    p = fail_and_return(topo, espgate, tmp_path, capsys, "a's worker 0 stalled", freeze,
+                        lambda p: stall.go(tid["w0"]), "workers_stalled workers=0", "worker loop stalled",
+                        exact=False)
+    assert "workers_turn" in p.log("a.log"), p.log("a.log")

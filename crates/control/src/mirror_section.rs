@@ -25,6 +25,7 @@
 //!   failback_delay_ms: 1000
 //!   link_down_ms: 300            # a data port's link down this long: SAs go to the peer (0: not watched)
 //!   link_up_ms: 3000             # every link up this long: the peer fails back
+//!   worker_stall_ms: 500         # a worker's loop still this long fails the flow (0: not watched)
 //! ```
 
 use std::net::IpAddr;
@@ -67,6 +68,7 @@ pub(crate) struct MirrorSpec {
     failback_delay_ms: Option<u64>,
     link_down_ms: Option<u64>,
     link_up_ms: Option<u64>,
+    worker_stall_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +112,10 @@ enum ModeSpec {
 
 /// Default delay before an automatic failback.
 const FAILBACK_DELAY_MS: u64 = 1000;
+
+/// How long a worker's loop may stand still before the node counts it
+/// stalled (`worker_stall_ms`).
+const WORKER_STALL_MS: u64 = 500;
 
 /// Turns the parsed section into settings; errors name `mirror.<key>`.
 pub(crate) fn resolve_mirror(
@@ -214,5 +220,6 @@ pub(crate) fn resolve_mirror(
                 up_ms: spec.link_up_ms.unwrap_or(d.up_ms),
             }
         },
+        worker_stall_ms: spec.worker_stall_ms.unwrap_or(WORKER_STALL_MS),
     })
 }

@@ -407,6 +407,18 @@ fn resolve_node(spec: NodeSpec, file: &str, base: &Path) -> Result<NodeConfig, C
     if let Some(m) = &mirror {
         check_mirror_port(m, &ports).map_err(|(key, m)| err(key, m))?;
     }
+    if let Some(m) = &mirror
+        && m.worker_stall_ms > 0
+        && m.worker_stall_ms.saturating_mul(100) < workers.idle_sleep_us
+    {
+        return Err(err(
+            "mirror.worker_stall_ms".into(),
+            format!(
+                "{} ms is less than ten of the workers' longest idle sleeps (workers.idle_sleep_us: {}): an idle worker would look stalled",
+                m.worker_stall_ms, workers.idle_sleep_us
+            ),
+        ));
+    }
     if let Some(i) = ports.iter().position(|p| !p.track.is_empty())
         && mirror.as_ref().is_none_or(|m| m.link_watch.down_ms == 0)
     {
@@ -987,6 +999,37 @@ ports:
         }
         let e = node("punt: { interface: eth2 }").unwrap_err().to_string();
         assert!(e.contains("the interface of port wan"), "{e}");
+    }
+
+    #[test]
+    fn a_worker_stall_is_longer_than_ten_idle_sleeps() {
+        let node = |idle_us: u64, stall: &str| {
+            let text = format!(
+                "node: {{ name: a }}
+workers: {{ count: 1, idle_sleep_us: {idle_us} }}
+ports:
+  - {{ name: lan, role: protected, backend: af_packet, interface: eth1, address: 10.0.0.1/24 }}
+  - {{ name: wan, role: unprotected, backend: af_packet, interface: eth2, address: 10.9.0.1/24 }}
+mirror: {{ node: 1, peer: 2, key: 0x000102030405060708090a0b0c0d0e0f, port: {{ name: m, backend: af_packet, interface: eth3 }}{stall} }}"
+            );
+            parse_node(&text, "t.yaml", Path::new("."))
+        };
+        assert_eq!(node(100, "").unwrap().mirror.unwrap().worker_stall_ms, 500);
+        assert!(node(50_000, "").is_ok());
+        let e = node(60_000, "").unwrap_err().to_string();
+        assert!(
+            e.contains("mirror.worker_stall_ms: 500 ms is less than ten of the workers' longest idle sleeps (workers.idle_sleep_us: 60000)"),
+            "{e}"
+        );
+        assert_eq!(
+            node(60_000, ", worker_stall_ms: 0")
+                .unwrap()
+                .mirror
+                .unwrap()
+                .worker_stall_ms,
+            0,
+            "not watched"
+        );
     }
 
     #[test]

@@ -222,6 +222,9 @@ pub struct MirrorSettings {
     /// When a data port's link fails the node's packet flow (its SAs go
     /// to the peer) and restores it.
     pub link_watch: crate::flow::LinkWatch,
+    /// A worker whose loop makes no turn this long (ms) has stalled: the
+    /// node's packet flow fails until it turns again (0: not watched).
+    pub worker_stall_ms: u64,
 }
 
 impl fmt::Debug for MirrorSettings {
@@ -237,6 +240,7 @@ impl fmt::Debug for MirrorSettings {
             .field("takeover", &self.takeover)
             .field("failback", &self.failback)
             .field("link_watch", &self.link_watch)
+            .field("worker_stall_ms", &self.worker_stall_ms)
             .finish()
     }
 }
@@ -344,6 +348,7 @@ mod tests {
             takeover: Takeover::Auto,
             failback: Failback::Manual,
             link_watch: crate::flow::LinkWatch::default(),
+            worker_stall_ms: 500,
         }
     }
 

@@ -129,6 +129,52 @@ impl FlowWatch {
     }
 }
 
+/// The workers' loops: a worker whose loop has made no turn for
+/// `stall_ms` has stalled (a bug's endless loop, a blocked call, a
+/// stopped thread). It fails the node's flow; nothing can stop it and ask
+/// its final state, so its SAs go to the peer past the highest limit it
+/// was given (see `mirror_task`).
+#[derive(Debug)]
+pub struct WorkerWatch {
+    stall_ms: u64,
+    /// Each worker's last turn count, and when it last changed (ms).
+    seen: Vec<(u64, u64)>,
+    stalled: Vec<usize>,
+}
+
+impl WorkerWatch {
+    /// Watches `workers` workers (0 `stall_ms`: none).
+    pub fn new(workers: usize, stall_ms: u64) -> Self {
+        WorkerWatch {
+            stall_ms,
+            seen: vec![(0, 0); if stall_ms == 0 { 0 } else { workers }],
+            stalled: Vec::new(),
+        }
+    }
+
+    /// The stalled workers, as of the last [`poll`](Self::poll).
+    pub fn stalled(&self) -> &[usize] {
+        &self.stalled
+    }
+
+    /// Reads each worker's turn count at `now` (ms; the first call's time
+    /// counts as a turn); whether the set of stalled workers changed.
+    pub fn poll(&mut self, now: u64, turns: impl Iterator<Item = u64>) -> bool {
+        let mut stalled = Vec::new();
+        for (id, (count, (last, since))) in turns.zip(self.seen.iter_mut()).enumerate() {
+            if count != *last || *since == 0 {
+                *last = count;
+                *since = now.max(1);
+            } else if now.saturating_sub(*since) >= self.stall_ms {
+                stalled.push(id);
+            }
+        }
+        let changed = stalled != self.stalled;
+        self.stalled = stalled;
+        changed
+    }
+}
+
 /// A tracked next hop, as a link: down once it has sent no ARP packet
 /// for [`LinkWatch::silent_ms`] while worker 0 probes it every
 /// [`LinkWatch::probe_ms`].
@@ -279,6 +325,7 @@ mod tests {
             adopted: AtomicBool::new(false),
             announce: AtomicU64::new(0),
             workers_lost: AtomicUsize::new(0),
+            turns: vec![Default::default()],
         });
         let watch = LinkWatch {
             down_ms: 100,
@@ -331,5 +378,30 @@ mod tests {
         };
         assert_eq!(change, FlowChange::Works);
         assert!(now() >= back + 200);
+    }
+
+    #[test]
+    fn a_worker_whose_loop_stands_still_for_stall_ms_is_stalled_until_it_turns() {
+        let mut w = WorkerWatch::new(2, 100);
+        let mut turns = [0u64, 0];
+        let at = |w: &mut WorkerWatch, now, t: [u64; 2]| {
+            (w.poll(now, t.into_iter()), w.stalled().to_vec())
+        };
+        assert_eq!(at(&mut w, 10, turns), (false, vec![]));
+        // Worker 1 turns, worker 0 stands still from 10 ms on.
+        for now in (20..110).step_by(10) {
+            turns[1] += 1;
+            assert_eq!(at(&mut w, now, turns), (false, vec![]), "{now}");
+        }
+        turns[1] += 1;
+        assert_eq!(at(&mut w, 110, turns), (true, vec![0]));
+        turns[1] += 1;
+        assert_eq!(at(&mut w, 120, turns), (false, vec![0]));
+        turns[0] += 1;
+        assert_eq!(at(&mut w, 130, turns), (true, vec![]));
+        // Off: nothing is watched.
+        let mut off = WorkerWatch::new(2, 0);
+        assert_eq!(at(&mut off, 10, [0, 0]), (false, vec![]));
+        assert_eq!(at(&mut off, 100_000, [0, 0]), (false, vec![]));
     }
 }

@@ -24,7 +24,7 @@ use espgate_wire::ethernet::MacAddr;
 
 use crate::command::SaCommand;
 use crate::config::{Failback, Takeover};
-use crate::flow::{FlowChange, FlowWatch};
+use crate::flow::{FlowChange, FlowWatch, WorkerWatch};
 use crate::keeper::Keeper;
 use crate::mirror_port::MirrorPort;
 use crate::progress::Progress;
@@ -120,6 +120,17 @@ pub enum NodeEventKind {
     /// the mirror link, so the peer declares it dead and takes its SAs
     /// over instead of leaving them black-holed.
     WorkersLost,
+    /// These workers' loops have stood still for `worker_stall_ms`: the
+    /// node's packet flow has failed, and every SA it runs goes to the
+    /// peer (a stalled worker's past the highest limit it was given, as
+    /// it cannot report a final state; the others exactly).
+    WorkersStalled {
+        /// The stalled workers.
+        workers: Vec<usize>,
+    },
+    /// Every worker turns again: the flow works (if the links do), and
+    /// the peer may fail back.
+    WorkersTurn,
     /// An SA running here waited at its limit for a second or more.
     SaStalled {
         /// SPI.
@@ -223,6 +234,11 @@ impl std::fmt::Display for NodeEvent {
                 write!(f, "hand_back_refused why=\"{why}\"")
             }
             NodeEventKind::WorkersLost => write!(f, "workers_lost"),
+            NodeEventKind::WorkersStalled { workers } => {
+                let list: Vec<String> = workers.iter().map(|w| w.to_string()).collect();
+                write!(f, "workers_stalled workers={}", list.join(","))
+            }
+            NodeEventKind::WorkersTurn => write!(f, "workers_turn"),
             NodeEventKind::SaStalled { spi, direction } => {
                 write!(f, "sa_stalled spi={spi:#x} dir={direction}")
             }
@@ -457,6 +473,8 @@ pub struct MirrorTask {
     pub takeover: Takeover,
     /// When to hand back.
     pub failback: Failback,
+    /// The workers' loops: while one stands still, the node is silent.
+    pub workers: WorkerWatch,
     /// The data ports' links: a node whose flow failed hands its SAs to
     /// the peer.
     pub flow: FlowWatch,
@@ -550,6 +568,10 @@ struct Running {
     stamp: u64,
     /// The final states workers reported for stopped SAs.
     finals: BTreeMap<(u32, Direction), u64>,
+    /// The highest limit ever sent to a worker for each SA: a stalled
+    /// worker, which cannot report a final state, used nothing at or past
+    /// it.
+    limits_sent: BTreeMap<(u32, Direction), u64>,
     /// An operator's drain under way.
     draining: Option<Draining>,
     /// Since when the peer has not been heard (ms; 0: the start), while
@@ -636,6 +658,7 @@ impl Running {
             stops: BTreeMap::new(),
             stamp: 0,
             finals: BTreeMap::new(),
+            limits_sent: BTreeMap::new(),
             draining: None,
             unheard_since: Some(0),
             unheard_told: false,
@@ -685,9 +708,13 @@ impl Running {
         }
         let lost = self.task.shared.workers_lost.load(Ordering::Acquire) > 0;
         if lost && !self.silent {
+            tracing::error!(
+                "a worker's thread panicked: this node says nothing more on the mirror link, so its peer takes every SA over"
+            );
             self.silent = true;
             self.task.events.push(NodeEventKind::WorkersLost);
         }
+        self.watch_workers(now);
         if !self.parking {
             self.finish_hand_overs(now);
             self.drain_on(now);
@@ -703,6 +730,54 @@ impl Running {
 
     fn now(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
+    }
+
+    /// Tells when workers stall and when they all turn again. A stalled
+    /// worker fails the node's flow as a down link does: every SA goes to
+    /// the peer, those of the stalled worker past the highest limit it was
+    /// given ([`finish_hand_overs`](Self::finish_hand_overs)).
+    fn watch_workers(&mut self, now: u64) {
+        let turns = self
+            .task
+            .shared
+            .turns
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed));
+        if !self.task.workers.poll(now, turns) {
+            return;
+        }
+        let stalled = self.task.workers.stalled().to_vec();
+        if stalled.is_empty() {
+            tracing::warn!("every worker turns again");
+            self.task.events.push(NodeEventKind::WorkersTurn);
+        } else {
+            tracing::error!(
+                ?stalled,
+                "worker loop stalled: packet flow failed: every SA goes to the peer (the stalled worker's past the limits it was given)"
+            );
+            self.task
+                .events
+                .push(NodeEventKind::WorkersStalled { workers: stalled });
+        }
+        self.flow_state();
+    }
+
+    /// The flow has failed while a link (or next hop) is down or a worker
+    /// stalled; the mirror's frames say so.
+    fn flow_state(&mut self) {
+        let failed = self.task.flow.failed().is_some() || !self.task.workers.stalled().is_empty();
+        self.task.mirror.set_flow_failed(failed);
+    }
+
+    /// Whether the worker that runs an SA has stalled.
+    fn on_stalled_worker(&self, spi: u32, direction: Direction) -> bool {
+        let stalled = self.task.workers.stalled();
+        !stalled.is_empty()
+            && self.task.shared.tables.with(|t| {
+                t.owners(direction)
+                    .get(&spi)
+                    .is_some_and(|w| stalled.contains(w))
+            })
     }
 
     /// The line that tells a silence of the peer, once per silence: due
@@ -923,7 +998,7 @@ impl Running {
                     sas = self.task.mirror.drain_sas().len(),
                     "packet flow failed: {why}: every SA goes to the peer with its exact state"
                 );
-                self.task.mirror.set_flow_failed(true);
+                self.flow_state();
                 self.task
                     .events
                     .push(NodeEventKind::FlowFailed { port, next_hop });
@@ -932,7 +1007,7 @@ impl Running {
                 tracing::info!(
                     "packet flow works again: every link is up and every tracked next hop answers; the peer may fail back"
                 );
-                self.task.mirror.set_flow_failed(false);
+                self.flow_state();
                 self.task.events.push(NodeEventKind::FlowWorks);
             }
         }
@@ -1015,6 +1090,19 @@ impl Running {
             return;
         }
         let stopped: BTreeSet<(u32, Direction)> = self.task.mirror.stopped().into_iter().collect();
+        // A stalled worker reports no final state: its SAs go over past
+        // the highest limit it was given (none went out unlimited: those
+        // wait, and run here again).
+        for &(spi, direction) in self.stops.keys() {
+            if !self.finals.contains_key(&(spi, direction))
+                && self.on_stalled_worker(spi, direction)
+                && let Some(&limit) = self.limits_sent.get(&(spi, direction))
+                && limit != u64::MAX
+            {
+                self.finals
+                    .insert((spi, direction), limit.saturating_sub(1));
+            }
+        }
         let mirror = &mut self.task.mirror;
         let finals = &mut self.finals;
         let mut moved = false;
@@ -1202,6 +1290,7 @@ impl Running {
                     self.task.events.push(NodeEventKind::Synced { records });
                 }
                 MirrorEvent::LimitRaised { spi, dir, limit } => {
+                    self.limit_sent(spi, dir, limit);
                     self.pending.push_back(SaCommand::Limit {
                         spi,
                         direction: dir,
@@ -1234,6 +1323,7 @@ impl Running {
                         bytes,
                     });
                     let limit = self.task.mirror.limit_of(spi, dir).unwrap_or(0);
+                    self.limit_sent(spi, dir, limit);
                     self.pending.push_back(SaCommand::Limit {
                         spi,
                         direction: dir,
@@ -1327,22 +1417,46 @@ impl Running {
 
     /// Sends the commands waiting; those a full ring refuses wait in order.
     fn push_pending(&mut self) {
+        // The commands of a stalled worker whose ring is full wait, in
+        // their order, behind the others: they must not hold back those
+        // of the workers that turn.
+        let mut waiting = VecDeque::new();
+        let mut blocked = Vec::new();
         while let Some(cmd) = self.pending.pop_front() {
+            let Some(worker) = self.worker_of(&cmd) else {
+                continue;
+            };
+            if blocked.contains(&worker) {
+                waiting.push_back(cmd);
+                continue;
+            }
             if let Err(cmd) = self.task.shared.command(cmd) {
-                if !cmd.sa().is_some_and(|(spi, d)| self.known(spi, d)) {
+                if self.task.workers.stalled().contains(&worker) {
+                    blocked.push(worker);
+                    waiting.push_back(cmd);
                     continue;
                 }
                 self.pending.push_front(cmd);
                 break;
             }
         }
+        waiting.append(&mut self.pending);
+        self.pending = waiting;
     }
 
-    fn known(&self, spi: u32, d: Direction) -> bool {
+    /// Records a limit sent to an SA's worker.
+    fn limit_sent(&mut self, spi: u32, direction: Direction, limit: u64) {
+        let l = self.limits_sent.entry((spi, direction)).or_insert(0);
+        *l = (*l).max(limit);
+    }
+
+    /// The worker that runs an SA a command is about.
+    fn worker_of(&self, cmd: &SaCommand) -> Option<usize> {
+        let (spi, d) = cmd.sa()?;
         self.task
             .shared
             .tables
-            .with(|t| t.owners(d).contains_key(&spi))
+            .with(|t| t.owners(d).get(&spi).copied())
     }
 
     /// Waits up to `PARK_WAIT` for the workers to take every command sent;
@@ -1352,7 +1466,15 @@ impl Running {
         let t0 = Instant::now();
         loop {
             self.push_pending();
-            if self.pending.is_empty() && self.task.shared.commands_pending() == 0 {
+            // A stalled worker's commands wait (its SAs go over past the
+            // limits it was given, whatever it did not take).
+            let stalled = self.task.workers.stalled();
+            if self
+                .pending
+                .iter()
+                .all(|c| self.worker_of(c).is_some_and(|w| stalled.contains(&w)))
+                && self.task.shared.commands_pending_except(stalled) == 0
+            {
                 return true;
             }
             if t0.elapsed() >= PARK_WAIT || stop.load(Ordering::Relaxed) {
@@ -1520,6 +1642,7 @@ mod tests {
             adopted: AtomicBool::new(false),
             announce: AtomicU64::new(0),
             workers_lost: AtomicUsize::new(0),
+            turns: vec![Default::default()],
         });
         let info = |mac: u8| PortInfo {
             name: "mirror".into(),
@@ -1539,6 +1662,7 @@ mod tests {
             keeper: None,
             takeover: Takeover::Manual,
             failback: Failback::Manual,
+            workers: WorkerWatch::new(1, 0),
             flow: FlowWatch::new(Vec::new(), crate::flow::LinkWatch::default()),
             orders: Arc::new(ArrayQueue::new(8)),
             events: Arc::new(EventLog::default()),
@@ -1812,6 +1936,93 @@ mod tests {
                 .drain()
                 .iter()
                 .any(|e| e.kind == NodeEventKind::WorkersLost)
+        );
+    }
+
+    /// A worker whose loop stands still for `worker_stall_ms` (20 here)
+    /// cannot be stopped and asked its state: the node's flow fails, and
+    /// its SA goes to the peer past the highest limit the worker was
+    /// given, without waiting for the worker to take any command; the node
+    /// keeps speaking. Once the worker turns again the flow works.
+    #[test]
+    fn a_stalled_workers_sa_goes_to_the_peer_past_the_highest_limit_it_was_given() {
+        let mut m = Mirror::new(cfg(1, 2), key(), 1, 0);
+        let mut peer = Mirror::new(cfg(2, 1), key(), 2, 0);
+        m.add_sa(HELD, Direction::Outbound, true, 1);
+        peer.add_sa(HELD, Direction::Outbound, true, 1);
+        exchange(&mut m, &mut peer);
+        assert!(m.synced() && peer.synced() && m.owns(HELD, Direction::Outbound));
+        while peer.poll_event().is_some() {}
+        let (mut r, mut peer_end) = running(m);
+        r.task.workers = WorkerWatch::new(1, 20);
+        let stop = AtomicBool::new(false);
+        let mut t = 0;
+        let mut turn = |r: &mut Running, peer: &mut Mirror, worker_turns: bool| {
+            t += 5;
+            let out: Vec<Vec<u8>> = std::iter::from_fn(|| peer.poll_transmit(t)).collect();
+            send_frames(&mut peer_end, out);
+            if worker_turns {
+                r.task.shared.turns[0].fetch_add(1, Ordering::Relaxed);
+                take_commands(r);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            r.turn(&stop);
+            let frames = frames_from(&mut peer_end);
+            for f in &frames {
+                let _ = peer.handle_frame(t, f);
+            }
+            frames.len()
+        };
+        for _ in 0..10 {
+            turn(&mut r, &mut peer, true);
+        }
+        let given = r.limits_sent[&(HELD, Direction::Outbound)];
+        assert!(given > 0 && given != u64::MAX, "{given}");
+        r.task.events.drain();
+        // The worker stands still, and takes no command.
+        let mut heard = 0;
+        for _ in 0..40 {
+            heard += turn(&mut r, &mut peer, false);
+        }
+        let told: Vec<String> = r
+            .task
+            .events
+            .drain()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            told.iter()
+                .any(|e| e.ends_with(" workers_stalled workers=0")),
+            "{told:?}"
+        );
+        assert!(r.task.mirror.flow_failed());
+        assert!(heard > 0, "the node still speaks");
+        assert!(
+            !r.task.mirror.owns(HELD, Direction::Outbound),
+            "handed over"
+        );
+        let start = std::iter::from_fn(|| peer.poll_event()).find_map(|e| match e {
+            MirrorEvent::Activate {
+                spi: HELD, start, ..
+            } => Some(start),
+            _ => None,
+        });
+        assert_eq!(
+            start,
+            Some(given),
+            "the peer starts at the highest limit the worker had"
+        );
+        // It turns again: the flow works, and the peer may fail back.
+        turn(&mut r, &mut peer, true);
+        turn(&mut r, &mut peer, true);
+        assert!(!r.task.mirror.flow_failed());
+        assert!(
+            r.task
+                .events
+                .drain()
+                .iter()
+                .any(|e| e.kind == NodeEventKind::WorkersTurn)
         );
     }
 

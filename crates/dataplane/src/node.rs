@@ -669,6 +669,7 @@ pub fn start(
         adopted: AtomicBool::new(false),
         announce: AtomicU64::new(0),
         workers_lost: AtomicUsize::new(0),
+        turns: (0..n).map(|_| Default::default()).collect(),
     });
     let rings: Vec<_> = (0..n)
         .map(|_| Arc::new(ArrayQueue::new(PROGRESS_DEPTH)))
@@ -783,6 +784,7 @@ pub fn start(
                 keeper: keeper.clone(),
                 takeover: s.takeover,
                 failback: s.failback,
+                workers: crate::flow::WorkerWatch::new(n, s.worker_stall_ms),
                 flow: crate::flow::FlowWatch::new(
                     queues
                         .links

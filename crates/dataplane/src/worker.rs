@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
 use espgate_esp::{Direction, DropReason, Inbound, OutboundSa, SaCounters, SaEvent, Sad};
 use espgate_io::{BufPool, Packet, PortQueue, QueueStats};
 use espgate_wire::PacketBuf;
@@ -67,6 +68,9 @@ pub struct Shared {
     pub announce: AtomicU64,
     /// Workers whose thread ended in a panic (their SAs go nowhere).
     pub workers_lost: AtomicUsize,
+    /// How many turns each worker's loop has made: one whose count stands
+    /// still has stalled (see `flow::WorkerWatch`).
+    pub turns: Vec<CachePadded<AtomicU64>>,
 }
 
 /// Held by a worker's thread for its life: a panic that ends the thread
@@ -106,7 +110,17 @@ impl Shared {
 
     /// Commands not yet taken by their workers.
     pub fn commands_pending(&self) -> usize {
-        self.commands.iter().map(|q| q.len()).sum()
+        self.commands_pending_except(&[])
+    }
+
+    /// Commands sent but not yet taken, but those of workers `skipped`.
+    pub fn commands_pending_except(&self, skipped: &[usize]) -> usize {
+        self.commands
+            .iter()
+            .enumerate()
+            .filter(|(w, _)| !skipped.contains(w))
+            .map(|(_, q)| q.len())
+            .sum()
     }
 }
 
@@ -430,9 +444,14 @@ impl Worker {
         let mut verdicts: Vec<Verdict> = Vec::with_capacity(self.burst);
         let mut idle_rounds = 0u32;
         let mut bursts = 0u64;
+        let mut turns = 0u64;
         loop {
-            let mut work = 0;
+            turns += 1;
+            self.shared.turns[self.id].store(turns, Ordering::Relaxed);
             self.reload_tables();
+            // Commands before the bursts: a worker that stalled takes the
+            // parks its SAs had while it stood still before it sends again.
+            let mut work = self.poll_commands();
             for role in [Role::Protected, Role::Unprotected] {
                 let n = self.ports[role]
                     .queue
@@ -466,7 +485,6 @@ impl Worker {
                 }
             }
             work += self.poll_handoffs();
-            work += self.poll_commands();
             work += self.poll_punt(work > 0);
             self.poll_announce();
             self.poll_probe();

@@ -443,6 +443,7 @@ fn a_mirrored_node_s_epoch_stays_above_the_last_whatever_the_clock() {
         takeover: Takeover::Auto,
         failback: Failback::Manual,
         link_watch: Default::default(),
+        worker_stall_ms: 0,
     });
     for life in 1..=2 {
         alone(&cfg).unwrap().stop();
@@ -523,6 +524,7 @@ fn pair_node(me: u32, state: Option<PathBuf>) -> NodeConfig {
         takeover: Takeover::Manual,
         failback: Failback::Manual,
         link_watch: Default::default(),
+        worker_stall_ms: 0,
     });
     cfg
 }

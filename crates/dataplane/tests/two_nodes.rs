@@ -711,6 +711,7 @@ fn mirror_frames_larger_than_a_buffer_are_refused_at_start() {
         takeover: Takeover::Auto,
         failback: Failback::Manual,
         link_watch: Default::default(),
+        worker_stall_ms: 0,
     });
     let pool = Mempool::new(1024, 64);
     let (lan, _) = node_link(("lan", mac(1, 1), 1), ("h", mac(1, 0x10), 1), None);
