@@ -13,12 +13,18 @@ fresh packet is refused, and h1's flow goes on (the figures are printed;
 the bound asserted is loose, a check that the flow moved, not a
 timing)."""
 
+import os
 import time
 
 from maintenance_bench import moves
 import stall
 from test_failover import HERE, Pair, esp_frames, events, flow, sa_drops, start_capture, stop_capture
 from topology import wait_for, wait_udp_listening
+
+#: How long a link or next hop must be down, or a worker stand still,
+#: before a's flow fails (ms): `link_down_ms` and `worker_stall_ms`
+#: (FLOW_DOWN_MS in the environment measures another).
+DOWN_MS = int(os.environ.get("FLOW_DOWN_MS", "200"))
 
 #: Datagrams h1 may lose across the failure and the return before the test
 #: calls it a gap.
@@ -31,8 +37,8 @@ def fail_and_return(topo, espgate, tmp_path, capsys, what, fail, restore, failed
     it back with `restore()`; checks the moves and prints the figures.
     `track`: a tracks r on its WAN port. `exact`: a hands its outbound SA
     over exactly (else past the limit its stalled worker was given)."""
-    p = Pair(topo, espgate, tmp_path, {"dead_after": 10, "failback_delay_ms": 200, "link_down_ms": 200,
-                                       "link_up_ms": 1000, "worker_stall_ms": 200})
+    p = Pair(topo, espgate, tmp_path, {"dead_after": 10, "failback_delay_ms": 200, "link_down_ms": DOWN_MS,
+                                       "link_up_ms": 1000, "worker_stall_ms": DOWN_MS})
     if track:
         p.track_r()
     cap_path = tmp_path / "wan.pcap"
