@@ -380,6 +380,78 @@ mod tests {
         assert!(now() >= back + 200);
     }
 
+    /// Reader34: the node's frames no longer reach its next hop (a
+    /// one-way fault: the switch drops what the node sends it), so the
+    /// next hop answers none of the probes. It still needs the node's MAC
+    /// (it routes to the node), cannot learn it (the node's answers do not
+    /// reach it either), and so keeps broadcasting ARP requests for the
+    /// node's address, which do reach the node. The module says a tracked
+    /// next hop "is down while it answers none of the ARP probes"; but
+    /// `Neighbours::learn` counts any ARP packet it sends as heard, so the
+    /// very fault makes the next hop look alive and the flow never fails
+    /// (here requests every 25 ms against a 50 ms silence; with Linux's
+    /// one request a second, any `link_down_ms` of 2000 or more).
+    #[test]
+    fn a_next_hop_that_answers_no_probe_but_asks_for_the_node_fails_the_flow() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+
+        use espgate_wire::arp::ArpOp;
+        use espgate_wire::ethernet::MacAddr;
+
+        use crate::neigh::{ArpOutcome, Neighbours, handle_arp, request};
+        use crate::tables::{TableCell, Tables};
+
+        let hop: IpAddr = "192.0.2.100".parse().unwrap();
+        let me: std::net::Ipv4Addr = "192.0.2.1".parse().unwrap();
+        let my_mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let hop_mac = MacAddr([2, 0, 0, 0, 0, 0x64]);
+        let shared = Arc::new(Shared {
+            tables: TableCell::new(Tables::default()),
+            neighbours: Neighbours::new([]).tracking([hop]),
+            handoff: Vec::new(),
+            commands: Vec::new(),
+            sa_events: Vec::new(),
+            peer_addresses: crate::config::PerSide::default(),
+            adopted: AtomicBool::new(false),
+            announce: AtomicU64::new(0),
+            workers_lost: AtomicUsize::new(0),
+            turns: vec![Default::default()],
+        });
+        let watch = LinkWatch {
+            down_ms: 100,
+            up_ms: 200,
+        };
+        let probe = NextHop::new(shared.clone(), "wan", hop, watch);
+        let mut w = FlowWatch::new(vec![Box::new(probe)], watch);
+        let IpAddr::V4(hop4) = hop else { unreachable!() };
+        // The next hop's own "who has 192.0.2.1?", as the node's worker
+        // gets it: the node answers (an answer that never arrives).
+        let mut asked = [0u8; 28];
+        request(hop4, hop_mac, me).emit(&mut asked).unwrap();
+        let start = std::time::Instant::now();
+        let now = || start.elapsed().as_millis() as u64;
+        let mut failed = None;
+        while now() < 600 {
+            match handle_arp(&asked, &[IpAddr::V4(me)], my_mac, &shared.neighbours) {
+                Some(ArpOutcome::Reply(r)) => assert_eq!(r.op, ArpOp::Reply),
+                other => panic!("{other:?}"),
+            }
+            if let Some(c) = w.poll(now()) {
+                failed = Some(c);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        assert_eq!(
+            failed,
+            Some(FlowChange::Failed {
+                port: "wan".into(),
+                next_hop: Some(hop)
+            }),
+            "six times link_down_ms without one answer to a probe, and the flow works"
+        );
+    }
+
     #[test]
     fn a_worker_whose_loop_stands_still_for_stall_ms_is_stalled_until_it_turns() {
         let mut w = WorkerWatch::new(2, 100);
