@@ -2026,6 +2026,109 @@ mod tests {
         );
     }
 
+    /// Reader34: configuration.md says only "an SA running without a limit
+    /// (the peer fenced) cannot be bounded and stays". But `limits_sent`
+    /// keeps the highest limit ever sent: once a fence sent an SA
+    /// `u64::MAX`, it stays `u64::MAX` after the peer is heard again and the
+    /// worker took finite limits again (and turned a hundred times since).
+    /// So for the rest of the node's life a stall of that worker hands the
+    /// SA nowhere: the node stays heard with its flow failed (the peer
+    /// takes nothing over), and the SA sits on the stalled worker, resumed
+    /// there every `STOP_WAIT_MS` and stopped again.
+    #[test]
+    fn a_stall_after_a_fence_the_peer_healed_still_hands_the_sa_over() {
+        let mut m = Mirror::new(cfg(1, 2), key(), 1, 0);
+        let mut peer = Mirror::new(cfg(2, 1), key(), 2, 0);
+        m.add_sa(HELD, Direction::Outbound, true, 1);
+        peer.add_sa(HELD, Direction::Outbound, true, 1);
+        exchange(&mut m, &mut peer);
+        assert!(m.synced() && peer.synced() && m.owns(HELD, Direction::Outbound));
+        while peer.poll_event().is_some() {}
+        let (mut r, mut peer_end) = running(m);
+        r.task.workers = WorkerWatch::new(1, 20);
+        let stop = AtomicBool::new(false);
+        let mut t = 0;
+        // The worker's last limit taken for HELD.
+        let mut taken: Option<u64> = None;
+        let mut turn = |r: &mut Running,
+                        peer: &mut Mirror,
+                        worker_turns: bool,
+                        peer_heard: bool,
+                        taken: &mut Option<u64>| {
+            t += 5;
+            let out: Vec<Vec<u8>> = std::iter::from_fn(|| peer.poll_transmit(t)).collect();
+            if peer_heard {
+                send_frames(&mut peer_end, out);
+            }
+            if worker_turns {
+                r.task.shared.turns[0].fetch_add(1, Ordering::Relaxed);
+                while let Some(c) = r.task.shared.commands[0].pop() {
+                    match c {
+                        SaCommand::Limit {
+                            spi: HELD, limit, ..
+                        } => *taken = Some(limit),
+                        SaCommand::Stop {
+                            spi,
+                            direction,
+                            stamp,
+                        } => {
+                            let report = Progress::Stopped {
+                                spi,
+                                direction,
+                                last: 0,
+                                stamp,
+                            };
+                            assert!(r.task.rings[0].push(report).is_ok());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            r.turn(&stop);
+            for f in &frames_from(&mut peer_end) {
+                let _ = peer.handle_frame(t, f);
+            }
+        };
+        for _ in 0..10 {
+            turn(&mut r, &mut peer, true, true, &mut taken);
+        }
+        // The peer goes unheard: dead to this node, which is fenced.
+        for _ in 0..20 {
+            turn(&mut r, &mut peer, true, false, &mut taken);
+        }
+        assert!(!r.task.mirror.peer_alive());
+        let (reply, fenced) = std::sync::mpsc::channel();
+        assert!(r.task.orders.push(Order::Fence(reply)).is_ok());
+        turn(&mut r, &mut peer, true, false, &mut taken);
+        assert_eq!(fenced.recv().unwrap(), Ok(()));
+        turn(&mut r, &mut peer, true, false, &mut taken);
+        assert_eq!(taken, Some(u64::MAX), "fenced: unlimited");
+        // The peer restarts (a fenced life is never synced again) and is
+        // heard: the lease rule returns, and the worker takes its finite
+        // limit; it turns a hundred times more.
+        let mut peer = Mirror::new(cfg(2, 1), key(), 3, 0);
+        peer.add_sa(HELD, Direction::Outbound, true, 1);
+        for _ in 0..100 {
+            turn(&mut r, &mut peer, true, true, &mut taken);
+        }
+        assert!(r.task.mirror.peer_alive() && r.task.mirror.peer_synced(), "alive {} synced {} rejected {:?}", r.task.mirror.peer_alive(), r.task.mirror.peer_synced(), r.task.mirror.rejected());
+        let held = taken.expect("a limit");
+        assert!(held != u64::MAX, "the worker holds a finite limit: {held}");
+        assert_eq!(r.task.mirror.limit_of(HELD, Direction::Outbound), Some(held));
+        assert!(r.task.mirror.owns(HELD, Direction::Outbound));
+        // Now it stalls.
+        for _ in 0..60 {
+            turn(&mut r, &mut peer, false, true, &mut taken);
+        }
+        assert!(r.task.mirror.flow_failed(), "the stall failed the flow");
+        assert!(
+            !r.task.mirror.owns(HELD, Direction::Outbound),
+            "the stalled worker holds limit {held}, yet HELD is not handed over (limits_sent {:?})",
+            r.limits_sent.get(&(HELD, Direction::Outbound))
+        );
+    }
+
     /// HELD's worker reports it waiting at its limit; the task turns until
     /// an `sa_stalled` is told (or `within` went by): what was told, and
     /// when.
