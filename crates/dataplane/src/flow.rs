@@ -175,8 +175,8 @@ impl WorkerWatch {
     }
 }
 
-/// A tracked next hop, as a link: down once it has sent no ARP packet
-/// for [`LinkWatch::silent_ms`] while worker 0 probes it every
+/// A tracked next hop, as a link: down once it has sent no ARP reply for
+/// [`LinkWatch::silent_ms`] while worker 0 probes it every
 /// [`LinkWatch::probe_ms`].
 pub struct NextHop {
     shared: Arc<Shared>,
@@ -309,8 +309,6 @@ mod tests {
     fn a_silent_next_hop_fails_the_flow_naming_it_and_its_answers_restore_it() {
         use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
-        use espgate_wire::ethernet::MacAddr;
-
         use crate::neigh::Neighbours;
         use crate::tables::{TableCell, Tables};
 
@@ -335,7 +333,7 @@ mod tests {
         let mut probe = NextHop::new(shared.clone(), "wan", hop, watch);
         assert_eq!((probe.name(), probe.next_hop()), ("wan", Some(hop)));
         assert!(probe.up(), "the start counts as heard");
-        let answer = || shared.neighbours.learn(hop, MacAddr([2, 0, 0, 0, 0, 0x64]));
+        let answer = || shared.neighbours.replied(hop);
         let mut w = FlowWatch::new(vec![Box::new(probe)], watch);
         // Answering before each look: the flow works.
         let start = std::time::Instant::now();
@@ -423,7 +421,9 @@ mod tests {
         };
         let probe = NextHop::new(shared.clone(), "wan", hop, watch);
         let mut w = FlowWatch::new(vec![Box::new(probe)], watch);
-        let IpAddr::V4(hop4) = hop else { unreachable!() };
+        let IpAddr::V4(hop4) = hop else {
+            unreachable!()
+        };
         // The next hop's own "who has 192.0.2.1?", as the node's worker
         // gets it: the node answers (an answer that never arrives).
         let mut asked = [0u8; 28];

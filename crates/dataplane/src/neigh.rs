@@ -19,7 +19,7 @@ use espgate_wire::ethernet::{EtherType, EthernetRepr, MacAddr};
 pub struct Neighbours {
     table: RwLock<HashMap<IpAddr, MacAddr>>,
     generation: AtomicU64,
-    /// The tracked next hops, and when each last sent an ARP packet (ms
+    /// The tracked next hops, and when each last sent an ARP reply (ms
     /// since `epoch`; the table's making counts as heard).
     tracked: Vec<(IpAddr, AtomicU64)>,
     epoch: Instant,
@@ -52,7 +52,7 @@ impl Neighbours {
         self
     }
 
-    /// How long tracked next hop `ip` has sent no ARP packet (ms); `None`
+    /// How long tracked next hop `ip` has sent no ARP reply (ms); `None`
     /// if it is not tracked.
     pub fn silent_for(&self, ip: &IpAddr) -> Option<u64> {
         let (_, heard) = self.tracked.iter().find(|(t, _)| t == ip)?;
@@ -69,13 +69,20 @@ impl Neighbours {
         self.table.read().ok()?.get(ip).copied()
     }
 
-    /// Records what ARP said (a tracked next hop is heard).
+    /// A tracked next hop `ip` sent an ARP reply: it answered one of this
+    /// node's questions, so frames get through both ways. Its requests
+    /// and announcements do not count: they reach this node even when
+    /// nothing of this node's reaches it.
+    pub fn replied(&self, ip: IpAddr) {
+        if let Some((_, heard)) = self.tracked.iter().find(|(t, _)| *t == ip) {
+            heard.fetch_max(self.now_ms(), Ordering::AcqRel);
+        }
+    }
+
+    /// Records what ARP said.
     pub fn learn(&self, ip: IpAddr, mac: MacAddr) {
         if mac.is_multicast() || ip.is_unspecified() {
             return;
-        }
-        if let Some((_, heard)) = self.tracked.iter().find(|(t, _)| *t == ip) {
-            heard.fetch_max(self.now_ms(), Ordering::AcqRel);
         }
         if self.lookup(&ip) != Some(mac)
             && let Ok(mut t) = self.table.write()
@@ -112,6 +119,9 @@ pub fn handle_arp(
 ) -> Option<ArpOutcome> {
     let arp = ArpRepr::parse(&ArpPacket::new_checked(payload).ok()?).ok()?;
     neighbours.learn(IpAddr::V4(arp.sender_ip), arp.sender_mac);
+    if arp.op == ArpOp::Reply {
+        neighbours.replied(IpAddr::V4(arp.sender_ip));
+    }
     Some(match arp.op {
         ArpOp::Request if own.contains(&IpAddr::V4(arp.target_ip)) => ArpOutcome::Reply(ArpRepr {
             op: ArpOp::Reply,
@@ -237,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tracked_next_hop_is_heard_from_any_arp_it_sends_and_a_probe_teaches_nobody() {
+    fn a_tracked_next_hop_is_heard_from_its_replies_only_and_a_probe_teaches_nobody() {
         let hop = Ipv4Addr::new(192, 0, 2, 100);
         let other = Ipv4Addr::new(192, 0, 2, 7);
         let n = Neighbours::default().tracking([IpAddr::V4(hop)]);
@@ -271,12 +281,16 @@ mod tests {
         answer.emit(&mut buf).unwrap();
         assert_eq!(handle_arp(&buf, &[], my_mac, &n), Some(ArpOutcome::Nothing));
         assert!(n.silent_for(&IpAddr::V4(hop)).unwrap() < 30);
-        // So is any ARP packet it sends (its own requests), every time,
-        // though the MAC it teaches does not change.
+        // Its own requests are not: they reach this node even when this
+        // node's frames do not reach it.
         std::thread::sleep(std::time::Duration::from_millis(30));
         request(hop, hop_mac, Ipv4Addr::new(192, 0, 2, 1))
             .emit(&mut buf)
             .unwrap();
+        handle_arp(&buf, &[], my_mac, &n);
+        assert!(n.silent_for(&IpAddr::V4(hop)).unwrap() >= 30);
+        // Every reply is, though the MAC it teaches does not change.
+        answer.emit(&mut buf).unwrap();
         handle_arp(&buf, &[], my_mac, &n);
         assert!(n.silent_for(&IpAddr::V4(hop)).unwrap() < 30);
     }

@@ -450,7 +450,8 @@ impl Worker {
             self.shared.turns[self.id].store(turns, Ordering::Relaxed);
             self.reload_tables();
             // Commands before the bursts: a worker that stalled takes the
-            // parks its SAs had while it stood still before it sends again.
+            // parks its SAs had while it stood still once it has finished
+            // the turn it stood still in.
             let mut work = self.poll_commands();
             for role in [Role::Protected, Role::Unprotected] {
                 let n = self.ports[role]
