@@ -49,10 +49,14 @@ pub(crate) enum Family {
     FarEnd,
     /// An attacker replays to a node every packet the far end ever sent.
     Attack,
+    /// A node's worker stands still and runs again; the node hands the
+    /// stalled worker's stopped SAs over past the highest limit it ever
+    /// sent it.
+    Stall,
 }
 
 impl Family {
-    pub(crate) const ALL: [Family; 18] = [
+    pub(crate) const ALL: [Family; 19] = [
         Family::Deliver,
         Family::Drop,
         Family::Duplicate,
@@ -71,6 +75,7 @@ impl Family {
         Family::Send,
         Family::FarEnd,
         Family::Attack,
+        Family::Stall,
     ];
 }
 
@@ -145,6 +150,11 @@ pub(crate) enum Action {
     Send(usize, Sa, Burst),
     FarSend(usize, Sa, Burst),
     Attack(usize),
+    /// The node's worker stands still (`true`: it takes no command, the
+    /// node cannot read its final state) or runs again, taking the
+    /// commands sent meanwhile.
+    Stall(usize, bool),
+    HandOverStalled(usize),
 }
 
 impl Action {
@@ -171,6 +181,7 @@ impl Action {
             Action::Send(..) => Family::Send,
             Action::FarSend(..) => Family::FarEnd,
             Action::Attack(_) => Family::Attack,
+            Action::Stall(..) | Action::HandOverStalled(_) => Family::Stall,
         }
     }
 
@@ -215,6 +226,13 @@ impl fmt::Display for Action {
             Action::Send(i, sa, b) => write!(f, "{} sends on {sa} ({b:?})", NAMES[i]),
             Action::FarSend(i, sa, b) => write!(f, "far end of {sa} sends to {} ({b:?})", NAMES[i]),
             Action::Attack(i) => write!(f, "attacker replays every inbound packet to {}", NAMES[i]),
+            Action::Stall(i, true) => write!(f, "{}'s worker stands still", NAMES[i]),
+            Action::Stall(i, false) => write!(f, "{}'s worker runs again", NAMES[i]),
+            Action::HandOverStalled(i) => write!(
+                f,
+                "{} hands its stalled worker's stopped SAs over past their highest limits",
+                NAMES[i]
+            ),
         }
     }
 }

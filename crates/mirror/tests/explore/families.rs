@@ -169,6 +169,41 @@ fn drains_of_an_inbound_sa_break_nothing() {
     clean("drains of an inbound SA", ex);
 }
 
+/// A worker stands still: the node stops its SAs and hands them over
+/// past the highest limits it ever sent it, while the worker may still
+/// send or accept with what it had at any moment until it runs again
+/// (and takes the commands sent meanwhile); with exact drains and
+/// failbacks, the far end and the attacker.
+#[test]
+fn stalled_workers_break_nothing() {
+    let ex = Explore {
+        root: Root::Busy,
+        ..Explore::new(
+            &[Stall, Drain, Deliver, Tick, Send, FarEnd, Attack],
+            5,
+            400_000,
+        )
+    };
+    clean("stalled workers", ex);
+}
+
+/// A stalled worker's SAs handed over against takeovers, split brains
+/// and fences (a fence sends a limit no bound can be taken from).
+#[test]
+fn stalled_workers_in_a_split_brain_break_nothing() {
+    let ex = Explore {
+        root: Root::Busy,
+        ..Explore::new(
+            &[
+                Stall, Drain, TakeOver, Partition, Fence, Deliver, Tick, Send,
+            ],
+            5,
+            400_000,
+        )
+    };
+    clean("stalled workers in a split brain", ex);
+}
+
 /// Fences, refused and allowed, of a survivor that ran its own SAs only.
 #[test]
 fn fences_break_nothing() {

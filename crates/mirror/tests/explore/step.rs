@@ -309,6 +309,8 @@ impl World {
             Action::Send(i, sa, burst) => return self.send(i, sa, burst),
             Action::FarSend(i, sa, burst) => return self.far_send(i, sa, burst),
             Action::Attack(i) => return self.attack(i),
+            Action::Stall(i, stalled) => self.on(i, |l| l.stalled = stalled),
+            Action::HandOverStalled(i) => self.on(i, Life::hand_over_stalled),
         }
         Ok(())
     }
@@ -378,8 +380,13 @@ impl World {
                 }
             }
             if !life.mirror.stopped().is_empty() {
-                all.push(Action::HandOverStopped(i));
+                all.push(if life.stalled {
+                    Action::HandOverStalled(i)
+                } else {
+                    Action::HandOverStopped(i)
+                });
             }
+            all.push(Action::Stall(i, !life.stalled));
             if life.mirror.peer_alive() && !life.mirror.left() {
                 all.push(Action::Leave(i));
             }
@@ -432,10 +439,20 @@ impl World {
     }
 
     /// What a node's mirror task does at its next turn with SAs stopped
-    /// for a hand-over: hands them over, or runs them again.
+    /// for a hand-over: hands them over (a stalled worker's past the
+    /// highest limits sent it, the worker running again after), or runs
+    /// them again; and a packet reaching an SA that waits at its limit is
+    /// refused and reported, as the workers do.
     pub(crate) fn finish_hand_overs(&mut self) {
         for i in 0..2 {
-            self.on(i, Life::hand_over_stopped);
+            self.on(i, |l| {
+                if l.stalled {
+                    l.hand_over_stalled();
+                    l.stalled = false;
+                }
+                l.hand_over_stopped();
+                l.report_stalls();
+            });
         }
     }
 

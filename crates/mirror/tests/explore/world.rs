@@ -62,6 +62,18 @@ pub(crate) struct Life {
     /// The host ordered this node to take over since it last heard its
     /// peer (`espgate host` orders it once per failure).
     pub(crate) ordered: bool,
+    /// The worker stands still: it takes no command (the node's commands
+    /// wait in `backlog`), and the node cannot read its final states. It
+    /// may still send and accept with what it had, at any moment: a
+    /// stalled worker that wakes does the rest of its turn before it takes
+    /// its commands, and exploring it doing more covers that.
+    pub(crate) stalled: bool,
+    /// Commands sent to the worker while it stood still: each event with
+    /// the limit sent with it.
+    pub(crate) backlog: Vec<(MirrorEvent, u64)>,
+    /// The highest limit the node ever sent the worker for each SA (its
+    /// mirror task's `limits_sent`).
+    pub(crate) limits_sent: BTreeMap<(u32, Direction), u64>,
 }
 
 impl Life {
@@ -72,6 +84,9 @@ impl Life {
             out: BTreeMap::new(),
             inb: BTreeMap::new(),
             ordered: false,
+            stalled: false,
+            backlog: Vec::new(),
+            limits_sent: BTreeMap::new(),
         };
         for sa in BOOT {
             life.install(i, sa);
@@ -115,7 +130,14 @@ impl Life {
         }
         self.mirror.add_sa(sa.spi, sa.dir, false, IDS[sa.home]);
         if let Some(limit) = self.mirror.limit_of(sa.spi, sa.dir) {
-            self.set_limit(sa.spi, sa.dir, limit);
+            self.send_command(
+                MirrorEvent::LimitRaised {
+                    spi: sa.spi,
+                    dir: sa.dir,
+                    limit,
+                },
+                limit,
+            );
         }
     }
 
@@ -144,18 +166,23 @@ impl Life {
     }
 
     /// Carries the mirror's events to the workers, as the node's mirror
-    /// task does.
+    /// task does (a worker that runs again first takes what it was sent
+    /// while it stood still).
     pub(crate) fn take_events(&mut self) {
+        if !self.stalled {
+            for (e, limit) in std::mem::take(&mut self.backlog) {
+                self.command(e, limit);
+            }
+        }
         while let Some(e) = self.mirror.poll_event() {
             match e {
-                MirrorEvent::Activate {
-                    spi,
-                    dir,
-                    start,
-                    bitmap,
-                } => self.activate(spi, dir, start, &bitmap),
-                MirrorEvent::Deactivate { spi, dir } => self.deactivate(spi, dir),
-                MirrorEvent::LimitRaised { spi, dir, limit } => self.set_limit(spi, dir, limit),
+                MirrorEvent::Activate { spi, dir, .. } => {
+                    // With the limit the mirror has for it now.
+                    let limit = self.mirror.limit_of(spi, dir).unwrap_or(0);
+                    self.send_command(e, limit);
+                }
+                MirrorEvent::LimitRaised { limit, .. } => self.send_command(e, limit),
+                MirrorEvent::Deactivate { .. } => self.send_command(e, 0),
                 MirrorEvent::PeerAlive { .. } => self.ordered = false,
                 MirrorEvent::PeerDead
                 | MirrorEvent::PeerLeft
@@ -171,10 +198,48 @@ impl Life {
         }
     }
 
+    /// The node sends its worker a command: the limit it carries (an
+    /// activation's, a raise's) is recorded; a stalled worker takes it
+    /// when it runs again.
+    pub(crate) fn send_command(&mut self, e: MirrorEvent, limit: u64) {
+        if let MirrorEvent::Activate { spi, dir, .. } | MirrorEvent::LimitRaised { spi, dir, .. } =
+            e
+        {
+            let l = self.limits_sent.entry((spi, dir)).or_insert(0);
+            *l = (*l).max(limit);
+        }
+        if self.stalled {
+            self.backlog.push((e, limit));
+        } else {
+            self.command(e, limit);
+        }
+    }
+
+    /// The worker takes a command.
+    fn command(&mut self, e: MirrorEvent, limit: u64) {
+        match e {
+            MirrorEvent::Activate {
+                spi,
+                dir,
+                start,
+                bitmap,
+            } => self.activate(spi, dir, start, &bitmap, limit),
+            MirrorEvent::Deactivate { spi, dir } => self.deactivate(spi, dir),
+            MirrorEvent::LimitRaised { spi, dir, limit } => self.set_limit(spi, dir, limit),
+            _ => {}
+        }
+    }
+
     /// An `Activate`: the SA runs from `start` (never backwards), with the
-    /// limit the mirror has for it now.
-    pub(crate) fn activate(&mut self, spi: u32, dir: Direction, start: u64, bitmap: &[u64]) {
-        let limit = self.mirror.limit_of(spi, dir).unwrap_or(0);
+    /// limit sent with it.
+    pub(crate) fn activate(
+        &mut self,
+        spi: u32,
+        dir: Direction,
+        start: u64,
+        bitmap: &[u64],
+        limit: u64,
+    ) {
         match dir {
             Direction::Outbound => {
                 if let Some(w) = self.out.get_mut(&spi) {
@@ -222,6 +287,54 @@ impl Life {
         }
     }
 
+    /// The node hands each SA stopped for a hand-over on its stalled
+    /// worker over with the highest limit it ever sent it as the bound (as
+    /// the mirror task does); one it never sent a finite limit, or whose
+    /// hand-over is refused, runs here again.
+    pub(crate) fn hand_over_stalled(&mut self) {
+        self.take_events();
+        for (spi, dir) in self.mirror.stopped() {
+            let bound = self
+                .limits_sent
+                .get(&(spi, dir))
+                .copied()
+                .filter(|l| *l != u64::MAX);
+            match bound {
+                Some(l) => {
+                    if self.mirror.hand_over_exact(spi, dir, l - 1).is_err() {
+                        self.mirror.resume(spi, dir, l - 1);
+                    }
+                }
+                None => self.mirror.resume(spi, dir, 0),
+            }
+        }
+    }
+
+    /// A packet reaches each SA that runs here but waits at its limit (a
+    /// resumed stalled worker's SA starts there), and the worker reports
+    /// it refused, as the ESP core and the worker do at a stall's first
+    /// packet: the report asks the peer for more.
+    pub(crate) fn report_stalls(&mut self) {
+        let out: Vec<(u32, u64)> = self
+            .out
+            .iter()
+            .filter(|(_, w)| w.active && w.next >= w.limit)
+            .map(|(spi, w)| (*spi, w.next - 1))
+            .collect();
+        for (spi, seq) in out {
+            self.mirror.outbound_progress(spi, seq, 0, seq);
+        }
+        let inb: Vec<(u32, u64)> = self
+            .inb
+            .iter()
+            .filter(|(_, w)| w.active && w.window.top() + 1 >= w.limit)
+            .map(|(spi, w)| (*spi, w.window.top() + 1))
+            .collect();
+        for (spi, seq) in inb {
+            self.mirror.inbound_stalled(spi, seq);
+        }
+    }
+
     /// The worker's final state of an SA it has stopped: the last number
     /// used (outbound), the window top (inbound).
     pub(crate) fn last(&self, spi: u32, dir: Direction) -> u64 {
@@ -266,6 +379,10 @@ impl Life {
     pub(crate) fn hash_into(&self, h: &mut DefaultHasher) {
         self.mirror.fingerprint().hash(h);
         (&self.out, &self.inb, self.ordered).hash(h);
+        (self.stalled, &self.limits_sent).hash(h);
+        for (e, limit) in &self.backlog {
+            (format!("{e:?}"), limit).hash(h);
+        }
     }
 }
 
