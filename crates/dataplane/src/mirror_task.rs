@@ -434,6 +434,13 @@ pub struct PairStatus {
     pub rejects: RejectCounters,
     /// Items waiting to be sent on the mirror link.
     pub queued: usize,
+    /// This node's packet flow has failed (a link or tracked next hop
+    /// down, a worker stalled): its SAs go to the peer.
+    pub flow_failed: bool,
+    /// The peer's last frame said its packet flow has failed.
+    pub peer_flow_failed: bool,
+    /// Workers whose loop stands still.
+    pub workers_stalled: usize,
 }
 
 /// What the mirror task did, gathered when the node stops.
@@ -638,6 +645,9 @@ impl Running {
             stats: m.stats(),
             rejects: *m.rejected(),
             queued: m.queued(),
+            flow_failed: m.flow_failed(),
+            peer_flow_failed: m.peer_flow_failed(),
+            workers_stalled: self.task.workers.stalled().len(),
         };
         if let Ok(mut p) = self.task.status.lock() {
             *p = s;

@@ -293,6 +293,19 @@ pub fn peer(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         m.orphan_alarms,
         m.reach_alarms,
     )?;
+    outln!(
+        "packet flow: this node's {}{}, the peer's {}",
+        if m.flow_failed { "failed" } else { "works" },
+        match m.workers_stalled {
+            0 => String::new(),
+            n => format!(" ({n} workers stalled)"),
+        },
+        if m.peer_flow_failed {
+            "failed"
+        } else {
+            "works"
+        },
+    )?;
     Ok(())
 }
 

@@ -413,6 +413,21 @@ fn mirror(e: &mut Exposition, node: &RunningNode) {
             u64::from(p.synced),
         ),
         (
+            "espgate_flow_failed",
+            "1 while this node's packet flow has failed (a link or tracked next hop down, a worker stalled): its SAs go to the peer.",
+            u64::from(p.flow_failed),
+        ),
+        (
+            "espgate_mirror_peer_flow_failed",
+            "1 while the peer's packet flow has failed.",
+            u64::from(p.peer_flow_failed),
+        ),
+        (
+            "espgate_workers_stalled",
+            "Workers whose loop has stood still for worker_stall_ms.",
+            p.workers_stalled as u64,
+        ),
+        (
             "espgate_mirror_standby_sas",
             "Peer SAs in the standby table.",
             p.standby as u64,

@@ -259,6 +259,9 @@ fn pair(p: &PairStatus, ids: Option<(u32, u32)>) -> PairView {
             .iter()
             .map(|r| (r.name().to_string(), p.rejects.get(*r)))
             .collect(),
+        flow_failed: p.flow_failed,
+        peer_flow_failed: p.peer_flow_failed,
+        workers_stalled: p.workers_stalled,
     }
 }
 

@@ -60,4 +60,11 @@ pub struct PairView {
     pub reach_alarms: u64,
     /// Mirror frames refused, by reason (every reason named).
     pub rejected: ByReason,
+    /// This node's packet flow has failed (a link or tracked next hop
+    /// down, a worker stalled): its SAs go to the peer.
+    pub flow_failed: bool,
+    /// The peer's packet flow has failed: nothing is handed to it.
+    pub peer_flow_failed: bool,
+    /// Workers whose loop stands still.
+    pub workers_stalled: usize,
 }

@@ -93,6 +93,9 @@ fn pair_view() -> PairView {
         orphan_alarms: 16,
         reach_alarms: 17,
         rejected: by_reason(&[("forged", 0), ("stale_epoch", 2)]),
+        flow_failed: true,
+        peer_flow_failed: false,
+        workers_stalled: 1,
     }
 }
 
