@@ -1024,9 +1024,15 @@ impl Running {
                     .push(NodeEventKind::FlowFailed { port, next_hop });
             }
             FlowChange::Works => {
-                tracing::info!(
-                    "packet flow works again: every link is up and every tracked next hop answers; the peer may fail back"
-                );
+                if self.task.workers.stalled().is_empty() {
+                    tracing::info!(
+                        "packet flow works again: every link is up and every tracked next hop answers; the peer may fail back"
+                    );
+                } else {
+                    tracing::info!(
+                        "every link is up and every tracked next hop answers, but a worker still stands still: the flow stays failed"
+                    );
+                }
                 self.flow_state();
                 self.task.events.push(NodeEventKind::FlowWorks);
             }
