@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from test_failover import (  # noqa: E402
-    HERE, MAC, Pair, esp_frames, events, flow, sa_drops, start_capture, stop_capture)
+    HERE, MAC, Pair, esp_frames, events, flow, sa_drops, start_capture, stop_capture, used_twice)
 from topology import Topology, prefix, wait_for, wait_udp_listening  # noqa: E402
 
 #: Seconds each drained node stays down, and then runs again, per cycle.
@@ -103,8 +103,7 @@ def cycles(t, espgate, tmp, n, keep_state=True, report=print):
     for name in ("a", "b", "r"):
         t.stop(p.procs[name])
     frames = esp_frames(cap_path)
-    pairs = [(spi, seq) for _, _, spi, seq in frames]
-    reused = len(pairs) - len(set(pairs))
+    reused = used_twice(frames)
     rows = []
     flows = {h: flow(tmp / f"{h}.json") for h in ("h1", "h2")}
     for name, start, back, end in windows:

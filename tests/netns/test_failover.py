@@ -234,6 +234,12 @@ def expected_chatter(src, proto):
     return src.startswith("02:00:00:00:ff:") and proto == 2
 
 
+def used_twice(frames):
+    """How many (SPI, sequence number) of `esp_frames` came again."""
+    pairs = [(spi, seq) for _, _, spi, seq in frames]
+    return len(pairs) - len(set(pairs))
+
+
 def esp_frames(pcap):
     """(time, sender MAC, SPI, seq) of every ESP frame on r's port, either
     way. A frame that is neither ARP nor ESP fails: the checker must see

@@ -18,7 +18,7 @@ import time
 
 from maintenance_bench import moves
 import stall
-from test_failover import HERE, Pair, esp_frames, events, flow, sa_drops, start_capture, stop_capture
+from test_failover import HERE, Pair, esp_frames, events, flow, sa_drops, start_capture, stop_capture, used_twice
 from topology import wait_for, wait_udp_listening
 
 #: How long a link or next hop must be down, or a worker stand still,
@@ -90,13 +90,14 @@ def fail_and_return(topo, espgate, tmp_path, capsys, what, fail, restore, failed
         topo.stop(p.procs[name])
 
     frames = esp_frames(cap_path)
-    pairs = [(spi, seq) for _, _, spi, seq in frames]
-    reused = len(pairs) - len(set(pairs))
+    reused = used_twice(frames)
     mv = [m for m in moves(frames) if m[0] == 0x1000]
-    sent, echoed = flow(tmp_path / "h1.json")
-    lost_h1 = sum(1 for k, s in enumerate(sent) if s >= t_down and k not in echoed)
-    sent2, echoed2 = flow(tmp_path / "h2.json")
-    lost_h2 = sum(1 for k, s in enumerate(sent2) if s >= t_down and k not in echoed2)
+
+    def lost(host):
+        sent, echoed = flow(tmp_path / f"{host}.json")
+        return sum(1 for k, s in enumerate(sent) if s >= t_down and k not in echoed), sent
+
+    (lost_h1, sent), (lost_h2, _) = lost("h1"), lost("h2")
     # b refuses nothing of a's inbound SA it was handed (a's own count
     # holds its start's refusals, as a new pair's first packets are).
     refused_b = sum(sa_drops(p.log("b.log"), 0x1001, "in", r) for r in ("replayed", "too_old"))

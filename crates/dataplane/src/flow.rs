@@ -305,15 +305,21 @@ mod tests {
         assert!(run(&mut none, 0, 2000).is_empty());
     }
 
-    #[test]
-    fn a_silent_next_hop_fails_the_flow_naming_it_and_its_answers_restore_it() {
+    /// The watch of the next-hop tests: probes every 25 ms, down after
+    /// 50 ms unheard, failed 100 ms later, restored after 200 ms.
+    const NEXT_HOP_WATCH: LinkWatch = LinkWatch {
+        down_ms: 100,
+        up_ms: 200,
+    };
+
+    /// A node's shared state tracking next hop `hop`.
+    fn tracking(hop: IpAddr) -> Arc<Shared> {
         use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
         use crate::neigh::Neighbours;
         use crate::tables::{TableCell, Tables};
 
-        let hop: IpAddr = "192.0.2.100".parse().unwrap();
-        let shared = Arc::new(Shared {
+        Arc::new(Shared {
             tables: TableCell::new(Tables::default()),
             neighbours: Neighbours::new([]).tracking([hop]),
             handoff: Vec::new(),
@@ -324,11 +330,14 @@ mod tests {
             announce: AtomicU64::new(0),
             workers_lost: AtomicUsize::new(0),
             turns: vec![Default::default()],
-        });
-        let watch = LinkWatch {
-            down_ms: 100,
-            up_ms: 200,
-        };
+        })
+    }
+
+    #[test]
+    fn a_silent_next_hop_fails_the_flow_naming_it_and_its_answers_restore_it() {
+        let hop: IpAddr = "192.0.2.100".parse().unwrap();
+        let shared = tracking(hop);
+        let watch = NEXT_HOP_WATCH;
         assert_eq!((watch.probe_ms(), watch.silent_ms()), (25, 50));
         let mut probe = NextHop::new(shared.clone(), "wan", hop, watch);
         assert_eq!((probe.name(), probe.next_hop()), ("wan", Some(hop)));
@@ -383,42 +392,24 @@ mod tests {
     /// next hop answers none of the probes. It still needs the node's MAC
     /// (it routes to the node), cannot learn it (the node's answers do not
     /// reach it either), and so keeps broadcasting ARP requests for the
-    /// node's address, which do reach the node. The module says a tracked
-    /// next hop "is down while it answers none of the ARP probes"; but
-    /// `Neighbours::learn` counts any ARP packet it sends as heard, so the
-    /// very fault makes the next hop look alive and the flow never fails
-    /// (here requests every 25 ms against a 50 ms silence; with Linux's
-    /// one request a second, any `link_down_ms` of 2000 or more).
+    /// node's address, which do reach the node. Counted as heard, they
+    /// made the very fault look alive and the flow never failed (here
+    /// requests every 25 ms against a 50 ms silence; with Linux's one
+    /// request a second, any `link_down_ms` of 2000 or more): only its
+    /// replies count now.
     #[test]
     fn a_next_hop_that_answers_no_probe_but_asks_for_the_node_fails_the_flow() {
-        use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-
         use espgate_wire::arp::ArpOp;
         use espgate_wire::ethernet::MacAddr;
 
-        use crate::neigh::{ArpOutcome, Neighbours, handle_arp, request};
-        use crate::tables::{TableCell, Tables};
+        use crate::neigh::{ArpOutcome, handle_arp, request};
 
         let hop: IpAddr = "192.0.2.100".parse().unwrap();
         let me: std::net::Ipv4Addr = "192.0.2.1".parse().unwrap();
         let my_mac = MacAddr([2, 0, 0, 0, 0, 1]);
         let hop_mac = MacAddr([2, 0, 0, 0, 0, 0x64]);
-        let shared = Arc::new(Shared {
-            tables: TableCell::new(Tables::default()),
-            neighbours: Neighbours::new([]).tracking([hop]),
-            handoff: Vec::new(),
-            commands: Vec::new(),
-            sa_events: Vec::new(),
-            peer_addresses: crate::config::PerSide::default(),
-            adopted: AtomicBool::new(false),
-            announce: AtomicU64::new(0),
-            workers_lost: AtomicUsize::new(0),
-            turns: vec![Default::default()],
-        });
-        let watch = LinkWatch {
-            down_ms: 100,
-            up_ms: 200,
-        };
+        let shared = tracking(hop);
+        let watch = NEXT_HOP_WATCH;
         let probe = NextHop::new(shared.clone(), "wan", hop, watch);
         let mut w = FlowWatch::new(vec![Box::new(probe)], watch);
         let IpAddr::V4(hop4) = hop else {

@@ -975,6 +975,7 @@ impl Running {
                 }
                 Order::RemoveSa { spi, direction } => {
                     self.task.mirror.remove_sa(spi, direction);
+                    self.limits_sent.remove(&(spi, direction));
                     self.holding = self.task.mirror.holding();
                 }
             }
@@ -1459,7 +1460,7 @@ impl Running {
                 waiting.push_back(cmd);
                 continue;
             }
-            if let Err(cmd) = self.task.shared.command(cmd) {
+            if let Err(cmd) = self.task.shared.command_to(worker, cmd) {
                 if self.task.workers.stalled().contains(&worker) {
                     blocked.push(worker);
                     waiting.push_back(cmd);
@@ -1546,13 +1547,15 @@ mod tests {
     /// stuck worker), and the peer's end of the mirror link.
     /// The worker's part: takes every command, and answers a stop with
     /// the SA's final state (its last number: none used).
-    fn take_commands(r: &mut Running) {
-        while let Some(c) = r.task.shared.commands[0].pop() {
+    fn take_commands(r: &mut Running) -> Vec<SaCommand> {
+        let taken: Vec<SaCommand> =
+            std::iter::from_fn(|| r.task.shared.commands[0].pop()).collect();
+        for c in &taken {
             if let SaCommand::Stop {
                 spi,
                 direction,
                 stamp,
-            } = c
+            } = *c
             {
                 let report = Progress::Stopped {
                     spi,
@@ -1564,6 +1567,69 @@ mod tests {
             }
         }
         r.parking = false;
+        taken
+    }
+
+    /// Node 1's mirror task running HELD (home node 1) with its one worker
+    /// watched at 20 ms, node 2's mirror (which has HELD too), node 2's end
+    /// of the link, and the time.
+    struct StallRig {
+        r: Running,
+        peer: Mirror,
+        peer_end: mem::MemQueue,
+        t: u64,
+    }
+
+    impl StallRig {
+        fn new() -> Self {
+            let mut m = Mirror::new(cfg(1, 2), key(), 1, 0);
+            let mut peer = Mirror::new(cfg(2, 1), key(), 2, 0);
+            m.add_sa(HELD, Direction::Outbound, true, 1);
+            peer.add_sa(HELD, Direction::Outbound, true, 1);
+            exchange(&mut m, &mut peer);
+            assert!(m.synced() && peer.synced() && m.owns(HELD, Direction::Outbound));
+            while peer.poll_event().is_some() {}
+            let (mut r, peer_end) = running(m);
+            r.task.workers = WorkerWatch::new(1, 20);
+            StallRig {
+                r,
+                peer,
+                peer_end,
+                t: 0,
+            }
+        }
+
+        /// 5 ms on: node 2's frames reach node 1 (if `peer_heard`), the
+        /// worker turns and takes its commands (if `worker_turns`), the task
+        /// turns, and its frames reach node 2. Returns how many frames node
+        /// 1 sent, and the limits the worker took for HELD.
+        fn turn(&mut self, worker_turns: bool, peer_heard: bool) -> (usize, Vec<u64>) {
+            self.t += 5;
+            let t = self.t;
+            let out: Vec<Vec<u8>> = std::iter::from_fn(|| self.peer.poll_transmit(t)).collect();
+            if peer_heard {
+                send_frames(&mut self.peer_end, out);
+            }
+            let mut limits = Vec::new();
+            if worker_turns {
+                self.r.task.shared.turns[0].fetch_add(1, Ordering::Relaxed);
+                for c in take_commands(&mut self.r) {
+                    if let SaCommand::Limit {
+                        spi: HELD, limit, ..
+                    } = c
+                    {
+                        limits.push(limit);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            self.r.turn(&AtomicBool::new(false));
+            let frames = frames_from(&mut self.peer_end);
+            for f in &frames {
+                let _ = self.peer.handle_frame(t, f);
+            }
+            (frames.len(), limits)
+        }
     }
 
     fn holder() -> (Running, mem::MemQueue) {
@@ -1975,44 +2041,20 @@ mod tests {
     /// keeps speaking. Once the worker turns again the flow works.
     #[test]
     fn a_stalled_workers_sa_goes_to_the_peer_past_the_highest_limit_it_was_given() {
-        let mut m = Mirror::new(cfg(1, 2), key(), 1, 0);
-        let mut peer = Mirror::new(cfg(2, 1), key(), 2, 0);
-        m.add_sa(HELD, Direction::Outbound, true, 1);
-        peer.add_sa(HELD, Direction::Outbound, true, 1);
-        exchange(&mut m, &mut peer);
-        assert!(m.synced() && peer.synced() && m.owns(HELD, Direction::Outbound));
-        while peer.poll_event().is_some() {}
-        let (mut r, mut peer_end) = running(m);
-        r.task.workers = WorkerWatch::new(1, 20);
-        let stop = AtomicBool::new(false);
-        let mut t = 0;
-        let mut turn = |r: &mut Running, peer: &mut Mirror, worker_turns: bool| {
-            t += 5;
-            let out: Vec<Vec<u8>> = std::iter::from_fn(|| peer.poll_transmit(t)).collect();
-            send_frames(&mut peer_end, out);
-            if worker_turns {
-                r.task.shared.turns[0].fetch_add(1, Ordering::Relaxed);
-                take_commands(r);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-            r.turn(&stop);
-            let frames = frames_from(&mut peer_end);
-            for f in &frames {
-                let _ = peer.handle_frame(t, f);
-            }
-            frames.len()
-        };
+        let mut rig = StallRig::new();
         for _ in 0..10 {
-            turn(&mut r, &mut peer, true);
+            rig.turn(true, true);
         }
+        let r = &mut rig.r;
         let given = r.limits_sent[&(HELD, Direction::Outbound)];
         assert!(given > 0 && given != u64::MAX, "{given}");
         r.task.events.drain();
         // The worker stands still, and takes no command.
         let mut heard = 0;
         for _ in 0..40 {
-            heard += turn(&mut r, &mut peer, false);
+            heard += rig.turn(false, true).0;
         }
+        let r = &mut rig.r;
         let told: Vec<String> = r
             .task
             .events
@@ -2031,7 +2073,7 @@ mod tests {
             !r.task.mirror.owns(HELD, Direction::Outbound),
             "handed over"
         );
-        let start = std::iter::from_fn(|| peer.poll_event()).find_map(|e| match e {
+        let start = std::iter::from_fn(|| rig.peer.poll_event()).find_map(|e| match e {
             MirrorEvent::Activate {
                 spi: HELD, start, ..
             } => Some(start),
@@ -2043,8 +2085,9 @@ mod tests {
             "the peer starts at the highest limit the worker had"
         );
         // It turns again: the flow works, and the peer may fail back.
-        turn(&mut r, &mut peer, true);
-        turn(&mut r, &mut peer, true);
+        rig.turn(true, true);
+        rig.turn(true, true);
+        let r = &mut rig.r;
         assert!(!r.task.mirror.flow_failed());
         assert!(
             r.task
@@ -2067,81 +2110,42 @@ mod tests {
     /// stopped at most once now, and the commands stay few.
     #[test]
     fn reader34_a_stall_after_a_fence_keeps_the_unbounded_sa_without_churn() {
-        let mut m = Mirror::new(cfg(1, 2), key(), 1, 0);
-        let mut peer = Mirror::new(cfg(2, 1), key(), 2, 0);
-        m.add_sa(HELD, Direction::Outbound, true, 1);
-        peer.add_sa(HELD, Direction::Outbound, true, 1);
-        exchange(&mut m, &mut peer);
-        assert!(m.synced() && peer.synced() && m.owns(HELD, Direction::Outbound));
-        while peer.poll_event().is_some() {}
-        let (mut r, mut peer_end) = running(m);
-        r.task.workers = WorkerWatch::new(1, 20);
-        let stop = AtomicBool::new(false);
-        let mut t = 0;
+        let mut rig = StallRig::new();
         // The worker's last limit taken for HELD.
         let mut taken: Option<u64> = None;
-        let mut turn = |r: &mut Running,
-                        peer: &mut Mirror,
-                        worker_turns: bool,
-                        peer_heard: bool,
-                        taken: &mut Option<u64>| {
-            t += 5;
-            let out: Vec<Vec<u8>> = std::iter::from_fn(|| peer.poll_transmit(t)).collect();
-            if peer_heard {
-                send_frames(&mut peer_end, out);
+        let mut turn = |rig: &mut StallRig, worker_turns: bool, peer_heard: bool| {
+            if let Some(&l) = rig.turn(worker_turns, peer_heard).1.last() {
+                taken = Some(l);
             }
-            if worker_turns {
-                r.task.shared.turns[0].fetch_add(1, Ordering::Relaxed);
-                while let Some(c) = r.task.shared.commands[0].pop() {
-                    match c {
-                        SaCommand::Limit {
-                            spi: HELD, limit, ..
-                        } => *taken = Some(limit),
-                        SaCommand::Stop {
-                            spi,
-                            direction,
-                            stamp,
-                        } => {
-                            let report = Progress::Stopped {
-                                spi,
-                                direction,
-                                last: 0,
-                                stamp,
-                            };
-                            assert!(r.task.rings[0].push(report).is_ok());
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(5));
-            r.turn(&stop);
-            for f in &frames_from(&mut peer_end) {
-                let _ = peer.handle_frame(t, f);
-            }
+            taken
         };
         for _ in 0..10 {
-            turn(&mut r, &mut peer, true, true, &mut taken);
+            turn(&mut rig, true, true);
         }
         // The peer goes unheard: dead to this node, which is fenced.
         for _ in 0..20 {
-            turn(&mut r, &mut peer, true, false, &mut taken);
+            turn(&mut rig, true, false);
         }
-        assert!(!r.task.mirror.peer_alive());
+        assert!(!rig.r.task.mirror.peer_alive());
         let (reply, fenced) = std::sync::mpsc::channel();
-        assert!(r.task.orders.push(Order::Fence(reply)).is_ok());
-        turn(&mut r, &mut peer, true, false, &mut taken);
+        assert!(rig.r.task.orders.push(Order::Fence(reply)).is_ok());
+        turn(&mut rig, true, false);
         assert_eq!(fenced.recv().unwrap(), Ok(()));
-        turn(&mut r, &mut peer, true, false, &mut taken);
-        assert_eq!(taken, Some(u64::MAX), "fenced: unlimited");
+        assert_eq!(
+            turn(&mut rig, true, false),
+            Some(u64::MAX),
+            "fenced: unlimited"
+        );
         // The peer restarts (a fenced life is never synced again) and is
         // heard: the lease rule returns, and the worker takes its finite
         // limit; it turns a hundred times more.
-        let mut peer = Mirror::new(cfg(2, 1), key(), 3, 0);
-        peer.add_sa(HELD, Direction::Outbound, true, 1);
+        rig.peer = Mirror::new(cfg(2, 1), key(), 3, 0);
+        rig.peer.add_sa(HELD, Direction::Outbound, true, 1);
+        let mut held = None;
         for _ in 0..100 {
-            turn(&mut r, &mut peer, true, true, &mut taken);
+            held = turn(&mut rig, true, true);
         }
+        let r = &mut rig.r;
         assert!(
             r.task.mirror.peer_alive() && r.task.mirror.peer_synced(),
             "alive {} synced {} rejected {:?}",
@@ -2149,7 +2153,7 @@ mod tests {
             r.task.mirror.peer_synced(),
             r.task.mirror.rejected()
         );
-        let held = taken.expect("a limit");
+        let held = held.expect("a limit");
         assert!(held != u64::MAX, "the worker holds a finite limit: {held}");
         assert_eq!(
             r.task.mirror.limit_of(HELD, Direction::Outbound),
@@ -2160,8 +2164,9 @@ mod tests {
         r.task.events.drain();
         let before = r.task.shared.commands[0].len() + r.pending.len();
         for _ in 0..300 {
-            turn(&mut r, &mut peer, false, true, &mut taken);
+            turn(&mut rig, false, true);
         }
+        let r = &mut rig.r;
         assert!(r.task.mirror.flow_failed(), "the stall failed the flow");
         assert!(
             r.task.mirror.owns(HELD, Direction::Outbound),

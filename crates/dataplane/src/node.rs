@@ -641,13 +641,21 @@ pub fn start(
         .as_ref()
         .map(|m| m.link_watch)
         .filter(|w| w.down_ms > 0);
-    let tracked: Vec<(String, IpAddr)> = match link_watch {
+    let tracked: Vec<(&crate::config::PortConfig, IpAddr)> = match link_watch {
         Some(_) => [prot, unprot]
-            .iter()
-            .flat_map(|p| p.track.iter().map(|ip| (p.name.clone(), *ip)))
+            .into_iter()
+            .flat_map(|p| p.track.iter().map(move |ip| (p, *ip)))
             .collect(),
         None => Vec::new(),
     };
+    // Worker 0 probes them (the configuration takes IPv4 ones only).
+    let probe_targets: Vec<(Role, std::net::Ipv4Addr)> = tracked
+        .iter()
+        .filter_map(|(p, ip)| match ip {
+            IpAddr::V4(v4) => Some((p.role, *v4)),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
     let shared = Arc::new(Shared {
         tables: TableCell::new(tables),
         neighbours: Neighbours::new(cfg.neighbours.iter().map(|nb| (nb.ip, nb.mac)))
@@ -685,14 +693,6 @@ pub fn start(
             address: p.address,
             subnet: p.subnet,
             gateway: p.gateway,
-            track: p
-                .track
-                .iter()
-                .filter_map(|ip| match ip {
-                    IpAddr::V4(v4) => Some(*v4),
-                    IpAddr::V6(_) => None,
-                })
-                .collect(),
             mtu: p.mtu,
             queue,
             tx: Vec::with_capacity(cfg.workers.burst * 2),
@@ -720,7 +720,10 @@ pub fn start(
             worker = worker.with_punt(device.clone());
         }
         if let Some(watch) = link_watch {
-            worker = worker.with_probing(Duration::from_millis(watch.probe_ms()));
+            worker = worker.with_probing(
+                probe_targets.clone(),
+                Duration::from_millis(watch.probe_ms()),
+            );
         }
         for (spi, d) in &parked[id] {
             worker.park(*spi, *d);
@@ -790,7 +793,7 @@ pub fn start(
                         .links
                         .into_iter()
                         .chain(tracked.iter().map(|(port, ip)| {
-                            Box::new(NextHop::new(shared.clone(), port, *ip, s.link_watch))
+                            Box::new(NextHop::new(shared.clone(), &port.name, *ip, s.link_watch))
                                 as Box<dyn LinkProbe>
                         }))
                         .collect(),

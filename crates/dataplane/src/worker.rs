@@ -136,9 +136,6 @@ pub struct PortState {
     pub subnet: Prefix,
     /// The next hop off the link.
     pub gateway: Option<IpAddr>,
-    /// The tracked next hops on the link (IPv4), which the [`ANNOUNCER`]
-    /// probes when probing is on.
-    pub track: Vec<Ipv4Addr>,
     /// Largest IP packet on the link.
     pub mtu: usize,
     /// This worker's queue.
@@ -238,12 +235,20 @@ pub struct Worker {
     punt: Option<Arc<dyn PuntDevice>>,
     /// Busy rounds since the [`PUNT_READER`] last looked at the device.
     punt_skipped: u32,
-    /// The [`ANNOUNCER`]'s ARP probes of the tracked next hops: how often,
-    /// and when next (none: not probing).
-    probing: Option<(Duration, Instant)>,
+    /// The [`ANNOUNCER`]'s ARP probes of the tracked next hops (none: not
+    /// probing).
+    probing: Option<Probing>,
 }
 
 const ARP_RETRY: Duration = Duration::from_millis(200);
+
+/// The ARP probes of the tracked next hops.
+struct Probing {
+    /// Each next hop, and the port it is on.
+    targets: Vec<(Role, Ipv4Addr)>,
+    every: Duration,
+    next: Instant,
+}
 
 /// How often a worker tells of packets matching one trap rule.
 pub const ACQUIRE_EVERY: Duration = Duration::from_secs(1);
@@ -339,13 +344,16 @@ impl Worker {
         }
     }
 
-    /// Probes the ports' tracked next hops by ARP every `every`, if this
-    /// worker is the [`ANNOUNCER`] (their answers tell the node's flow
-    /// watch they are there; see `flow::NextHop`).
-    pub fn with_probing(mut self, every: Duration) -> Self {
-        let tracks = Role::BOTH.iter().any(|r| !self.ports[*r].track.is_empty());
-        if self.id == ANNOUNCER && tracks {
-            self.probing = Some((every, Instant::now()));
+    /// Probes `targets`, tracked next hops each on its port, by ARP every
+    /// `every`, if this worker is the [`ANNOUNCER`] (their answers tell the
+    /// node's flow watch they are there; see `flow::NextHop`).
+    pub fn with_probing(mut self, targets: Vec<(Role, Ipv4Addr)>, every: Duration) -> Self {
+        if self.id == ANNOUNCER && !targets.is_empty() {
+            self.probing = Some(Probing {
+                targets,
+                every,
+                next: Instant::now(),
+            });
         }
         self
     }
@@ -418,23 +426,20 @@ impl Worker {
     /// (nobody learns this node's address from it while its peer may hold
     /// it).
     fn poll_probe(&mut self) {
-        let Some((every, next)) = &mut self.probing else {
+        let Some(p) = &mut self.probing else {
             return;
         };
         let now = Instant::now();
-        if now < *next {
+        if now < p.next {
             return;
         }
-        *next = now + *every;
-        for role in Role::BOTH {
+        p.next = now + p.every;
+        for &(role, target) in &p.targets {
             let mac = self.ports[role].mac;
-            for i in 0..self.ports[role].track.len() {
-                let target = self.ports[role].track[i];
-                let mut buf = Packet::from(self.pool.get());
-                write_arp(&mut buf, &probe(mac, target), mac);
-                self.counters.arp_requests += 1;
-                self.ports[role].tx.push(buf);
-            }
+            let mut buf = Packet::from(self.pool.get());
+            write_arp(&mut buf, &probe(mac, target), mac);
+            self.counters.arp_requests += 1;
+            self.ports[role].tx.push(buf);
         }
     }
 

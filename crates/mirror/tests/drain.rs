@@ -29,12 +29,7 @@ fn running(a_seq: u64, a_top: u64) -> (Mirror, Mirror, u64) {
     let evs = events(&mut a);
     assert_eq!(starts_in(&evs, OUT_A, OUT), vec![OUT_START]);
     assert_eq!(last_start(&evs, IN_A, IN).map(|s| s.0), Some(IN_START));
-    let mut seq = OUT_START - 1;
-    while seq < a_seq {
-        seq = (seq + 90).min(a_seq).min(a.limit(OUT_A).unwrap() - 1);
-        a.outbound_progress(OUT_A, seq, seq * 100, seq);
-        t = settle(&mut a, &mut b, t);
-    }
+    t = a_sends_up_to(&mut a, &mut b, t, a_seq);
     let mut top = IN_START;
     while top < a_top {
         top = (top + 40)

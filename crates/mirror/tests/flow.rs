@@ -14,14 +14,8 @@ const OUT: Direction = Direction::Outbound;
 /// A and B synchronised, each running its own SAs; A's outbound SA sent
 /// up to 1250, reported.
 fn running() -> (Mirror, Mirror, u64) {
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    let mut t = settle(&mut a, &mut b, 0);
-    let mut seq = JUMP - 1;
-    while seq < 1250 {
-        seq = (seq + 90).min(1250).min(a.limit(OUT_A).unwrap() - 1);
-        a.outbound_progress(OUT_A, seq, seq * 100, seq);
-        t = settle(&mut a, &mut b, t);
-    }
+    let (mut a, mut b, t) = synced_pair();
+    let t = a_sends_up_to(&mut a, &mut b, t, 1250);
     events(&mut a);
     events(&mut b);
     (a, b, t)

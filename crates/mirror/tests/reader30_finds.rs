@@ -15,15 +15,8 @@ const IN: Direction = Direction::Inbound;
 /// A and B synchronised, each running its own SAs; A's outbound SA sent
 /// up to `a_seq`, reported and acknowledged.
 fn running(a_seq: u64) -> (Mirror, Mirror, u64) {
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    let mut t = settle(&mut a, &mut b, 0);
-    assert!(a.synced() && b.synced());
-    let mut seq = JUMP - 1;
-    while seq < a_seq {
-        seq = (seq + 90).min(a_seq).min(a.limit(OUT_A).unwrap() - 1);
-        a.outbound_progress(OUT_A, seq, seq * 100, seq);
-        t = settle(&mut a, &mut b, t);
-    }
+    let (mut a, mut b, t) = synced_pair();
+    let t = a_sends_up_to(&mut a, &mut b, t, a_seq);
     events(&mut a);
     events(&mut b);
     (a, b, t)

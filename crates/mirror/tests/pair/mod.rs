@@ -411,6 +411,19 @@ pub fn synced_pair() -> (Mirror, Mirror, u64) {
     (a, b, t)
 }
 
+/// A's worker sends on OUT_A up to `a_seq` from the start of its run, in
+/// steps within its limit, each reported and the pair settled from `t`;
+/// returns the time.
+pub fn a_sends_up_to(a: &mut Mirror, b: &mut Mirror, mut t: u64, a_seq: u64) -> u64 {
+    let mut seq = JUMP - 1;
+    while seq < a_seq {
+        seq = (seq + 90).min(a_seq).min(a.limit(OUT_A).unwrap() - 1);
+        a.outbound_progress(OUT_A, seq, seq * 100, seq);
+        t = settle(a, b, t);
+    }
+    t
+}
+
 /// `m` stops every SA it runs (a drain's SAs) and hands each over
 /// exactly, `last` giving its worker's final state.
 pub fn hand_everything_over(m: &mut Mirror, last: impl Fn(u32, Direction) -> u64) {
