@@ -438,6 +438,7 @@ class Chaos:
             self.kill(victim)
             self.start(victim)
         self.done[action] += 1
+        self.check_marks(action, victim)
         if not self.settle():
             raise AssertionError(f"the pair did not heal after {action} of {victim} "
                                  f"(mirror loss {self.loss} %; a: {self.status('a')}; b: {self.status('b')}):\n"
@@ -461,7 +462,7 @@ class Chaos:
             if not wait_for(lambda: shares.append(self.flowing()) or all(v >= 0.99 for v in shares[-1].values()),
                             timeout=FLOW_AGAIN_S, step=0.2):
                 raise AssertionError(f"after {action} of {victim} the pair healed but the traffic did not flow "
-                                     f"again within {FLOW_AGAIN_S} s: {shares[-1]}")
+                                     f"again within {FLOW_AGAIN_S} s: {shares[-1]}\n" + self.diagnosis())
             waited = time.time() - healed
             self.flow_again[action] = max(self.flow_again[action], waited)
             if loss:
@@ -708,6 +709,38 @@ class Chaos:
             self.topo.stop(self.p.procs[n])
         stop_capture(self.topo, cap, cap_path)
         return self.check(cap_path, owners, ends, time.time() - t0)
+
+    def check_marks(self, action, victim):
+        """No node's mark of an inbound SA is far past its far end's last
+        number (a restart resumes there and refuses the far end's packets
+        up to it)."""
+        r = subprocess.run([self.espgate, "sa", "list", "--json", "--control", str(self.tmp / "r.sock")],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            return
+        far = {s["spi"]: s.get("seq", 0) for s in json.loads(r.stdout)["sas"] if s["direction"] == "outbound"}
+        for n in ("a", "b"):
+            try:
+                lines = (self.tmp / "state" / n / "state").read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                w = line.split()
+                if len(w) == 5 and w[0] == "key" and w[3] == "inbound":
+                    spi, mark = int(w[2], 16), int(w[4])
+                    if spi in far and mark > far[spi] + 4096:
+                        raise AssertionError(f"after {action} of {victim} {n}'s mark of inbound SA {spi:#x} is "
+                                             f"{mark}, its far end's last number {far[spi]}\n" + self.diagnosis())
+
+    def diagnosis(self):
+        """Both nodes' SAs (state, numbers, drops) and the ends of their
+        logs, for a failure's message."""
+        out = []
+        for n in ("a", "b"):
+            r = subprocess.run([self.espgate, "sa", "list", "--json", "--control", str(self.sock[n])],
+                               capture_output=True, text=True, timeout=10)
+            out.append(f"{n}'s SAs: {r.stdout.strip() or r.stderr.strip()}\n")
+        return "".join(out) + "".join(self.p.log(f"{n}-{self.lives[n]}.log")[-3000:] for n in ("a", "b"))
 
     def owners(self):
         """Each SA's state on each node, and who each node says owns it."""

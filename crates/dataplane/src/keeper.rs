@@ -19,7 +19,7 @@ use crate::command::SaCommand;
 use crate::config::SaEntry;
 use crate::marks::{Ledger, key_digest};
 use crate::node::NodeError;
-use crate::progress::Progress;
+use crate::progress::{Progress, Reached};
 use crate::state_dir::StateDir;
 use crate::worker::Shared;
 
@@ -55,19 +55,20 @@ impl Keeper {
 
     /// SAs reached these positions (highest sequence number used, or
     /// window top).
-    pub(crate) fn progress(&self, reached: &[(u32, Direction, u64)]) {
+    pub(crate) fn progress(&self, reached: &[Reached]) {
         if reached.is_empty() {
             return;
         }
         let mut l = self.ledger();
-        for &(spi, d, pos) in reached {
-            l.progress(spi, d, pos);
+        for r in reached {
+            l.progress(r.spi, r.direction, r.pos, r.packets);
         }
     }
 
-    /// An SA was moved to `pos` (activated there): not traffic.
-    pub(crate) fn moved(&self, spi: u32, d: Direction, pos: u64) {
-        self.ledger().moved(spi, d, pos);
+    /// An SA was moved to `pos` with its packet count raised to `packets`
+    /// (activated there with an earlier owner's count): not traffic.
+    pub(crate) fn moved(&self, spi: u32, d: Direction, pos: u64, packets: u64) {
+        self.ledger().moved(spi, d, pos, packets);
     }
 
     /// The SA (SPI, direction) that used key material `key`, now or in an

@@ -22,9 +22,13 @@
 //! second. An inbound SA cannot skip that way: a restart marks everything
 //! up to its mark seen, and the far end's next packets, just above the
 //! real top, are refused until it passes the mark. Its reach follows its
-//! rate instead: what it accepted in the last [`INBOUND_REACH_MS`] (at
-//! least [`MIN_INBOUND_REACH`], at most `ahead`), so a restart refuses about that
-//! long of fresh packets and its writes come about every half of it. One
+//! rate instead: the packets it accepted in the last [`INBOUND_REACH_MS`]
+//! (at least [`MIN_INBOUND_REACH`], at most `ahead`), so a restart refuses
+//! about that long of fresh packets and its writes come about every half
+//! of it. The rate counts packets, not how far the top moved: the top
+//! leaps over whatever the far end sent while the SA ran elsewhere (its
+//! first packet back lands past them), and a leap read as traffic of the
+//! last few milliseconds once wrote a mark tens of thousands ahead. One
 //! that resumed at its mark writes none until its worker reports it (its
 //! first packet refused at the mark), so lives and moves without traffic
 //! leave the mark where it was.
@@ -101,7 +105,9 @@ struct Live {
     key: KeyDigest,
     /// The highest number it used (outbound) or its window top (inbound).
     pos: u64,
-    /// Where it stood, and when, as its key's mark was last set (an
+    /// The packets it accepted (inbound; counts an earlier owner's too).
+    packets: u64,
+    /// Its packet count, and the time, as its key's mark was last set (an
     /// inbound SA's rate).
     base: (u64, u64),
     /// Whether its worker reported it since it started here: an inbound
@@ -157,11 +163,11 @@ impl Ledger {
 
     /// Starts following an SA with key `key` standing at `pos`.
     pub fn track(&mut self, spi: u32, direction: Direction, key: KeyDigest, pos: u64) {
-        let base = (pos, u64::MAX);
         let live = Live {
             key,
             pos,
-            base,
+            packets: 0,
+            base: (0, u64::MAX),
             heard: false,
         };
         self.live.insert((spi, direction), live);
@@ -172,24 +178,28 @@ impl Ledger {
         self.live.remove(&(spi, direction));
     }
 
-    /// An SA reached `pos` (reported by its worker).
-    pub fn progress(&mut self, spi: u32, direction: Direction, pos: u64) {
+    /// An SA reached `pos` (reported by its worker), an inbound one
+    /// having accepted `packets` so far if the report says.
+    pub fn progress(&mut self, spi: u32, direction: Direction, pos: u64, packets: Option<u64>) {
         if let Some(l) = self.live.get_mut(&(spi, direction)) {
             l.pos = l.pos.max(pos);
+            l.packets = l.packets.max(packets.unwrap_or(0));
             l.heard = true;
         }
     }
 
     /// An SA was moved to `pos` (a takeover, a restart past an earlier
-    /// life): it stands there, but the jump is no traffic, so an inbound
-    /// SA's rate leaves it out. (Counted as traffic, each jump made the
+    /// life) with its packet count raised to `packets` (an earlier
+    /// owner's): it stands there, but neither is traffic, so an inbound
+    /// SA's rate leaves both out. (Counted as traffic, each jump made the
     /// next mark reach further, and the restart after it jump further.)
-    pub fn moved(&mut self, spi: u32, direction: Direction, pos: u64) {
-        if let Some(l) = self.live.get_mut(&(spi, direction))
-            && pos > l.pos
-        {
-            l.base.0 = l.base.0.saturating_add(pos - l.pos);
-            l.pos = pos;
+    pub fn moved(&mut self, spi: u32, direction: Direction, pos: u64, packets: u64) {
+        if let Some(l) = self.live.get_mut(&(spi, direction)) {
+            l.pos = l.pos.max(pos);
+            if packets > l.packets {
+                l.base.0 = l.base.0.saturating_add(packets - l.packets);
+                l.packets = packets;
+            }
         }
     }
 
@@ -203,15 +213,17 @@ impl Ledger {
     }
 
     /// How far past an SA its mark goes at `now_ms`: `ahead` outbound;
-    /// inbound, what it accepted in the last `INBOUND_REACH_MS` (within
-    /// `MIN_INBOUND_REACH..=ahead`; the least before a rate is known).
+    /// inbound, the packets it accepted in the last `INBOUND_REACH_MS`
+    /// (within `MIN_INBOUND_REACH..=ahead`; the least before a rate is
+    /// known), from a count over at least a tenth of that (a burst in the
+    /// millisecond after a write is no rate).
     fn reach(&self, d: Direction, l: &Live, now_ms: u64) -> u64 {
         match d {
             Direction::Outbound => self.ahead,
             Direction::Inbound => {
-                let (pos, at) = l.base;
-                let ms = now_ms.saturating_sub(at).max(1);
-                let moved = l.pos.saturating_sub(pos);
+                let (packets, at) = l.base;
+                let ms = now_ms.saturating_sub(at).max(INBOUND_REACH_MS / 10);
+                let moved = l.packets.saturating_sub(packets);
                 let r = if at > now_ms {
                     0
                 } else {
@@ -272,7 +284,7 @@ impl Ledger {
                 .get(&l.key)
                 .is_some_and(|w| w.2 > next.keys.get(&l.key).map_or(0, |k| k.mark))
             {
-                l.base = (l.pos, now_ms);
+                l.base = (l.packets, now_ms);
             }
         }
         for (key, (spi, direction, mark, _)) in wanted {
@@ -359,10 +371,10 @@ mod tests {
         l.track(2, IN, key(2), 0);
         l.track(3, OUT, key(3), 0);
         write(&mut l);
-        l.progress(1, OUT, 2000);
-        l.progress(2, IN, 1);
+        l.progress(1, OUT, 2000, None);
+        l.progress(2, IN, 1, Some(1));
         assert!(!l.due(0), "more than half the room left");
-        l.progress(1, OUT, 2049);
+        l.progress(1, OUT, 2049, None);
         assert!(l.due(0));
         let raised = write(&mut l);
         // The inbound SA's reach is its rate's (here at least its least).
@@ -379,11 +391,11 @@ mod tests {
         l.track(2, IN, key(2), 0);
         assert_eq!(write_at(&mut l, 0), vec![(2, IN, 1 + MIN_INBOUND_REACH)]);
         // 50 000 packets a second: 5 000 in INBOUND_REACH_MS.
-        l.progress(2, IN, 1000);
+        l.progress(2, IN, 1000, Some(1000));
         assert_eq!(write_at(&mut l, 20), vec![(2, IN, 1001 + 5000)]);
-        l.progress(2, IN, 3000);
+        l.progress(2, IN, 3000, Some(3000));
         assert!(!l.due(60), "more than half its reach left");
-        l.progress(2, IN, 3600);
+        l.progress(2, IN, 3600, Some(3600));
         assert_eq!(write_at(&mut l, 72), vec![(2, IN, 3601 + 5000)]);
         // Idle: its reach falls back to its least, and nothing is due.
         assert!(!l.due(10_000));
@@ -394,14 +406,44 @@ mod tests {
         let mut l = Ledger::new(Saved::default(), 1 << 20);
         l.track(2, IN, key(2), 0);
         write_at(&mut l, 0);
-        l.progress(2, IN, 1000);
+        l.progress(2, IN, 1000, Some(1000));
         assert_eq!(write_at(&mut l, 20), vec![(2, IN, 1001 + 5000)]);
         // Moved a million on (a restart past an earlier life), then 50
         // packets in 10 ms: its reach is its traffic's (500 in 100 ms),
         // not the jump's.
-        l.moved(2, IN, 1_001_000);
-        l.progress(2, IN, 1_001_050);
+        l.moved(2, IN, 1_001_000, 1000);
+        l.progress(2, IN, 1_001_050, Some(1050));
         assert_eq!(write_at(&mut l, 30), vec![(2, IN, 1_001_051 + 500)]);
+    }
+
+    #[test]
+    fn a_top_that_leaps_over_packets_sent_elsewhere_is_no_traffic() {
+        // Seen in a chaos run: an SA handed back at 13 704 whose far end
+        // had sent 677 packets to the node while it ran elsewhere. Its
+        // first packet back put the top at 14 381 a few milliseconds after
+        // a write; read as traffic, that was a rate of 11 000 per 100 ms,
+        // and the next life resumed 11 000 past the far end.
+        let mut l = Ledger::new(Saved::default(), 1 << 20);
+        l.track(2, IN, key(2), 0);
+        write_at(&mut l, 0);
+        l.progress(2, IN, 13_000, Some(5_000));
+        write_at(&mut l, 100_000);
+        // Handed back with the peer's count (packets it accepted are no
+        // traffic here), and written at once.
+        l.moved(2, IN, 13_704, 5_600);
+        write_at(&mut l, 100_010);
+        l.progress(2, IN, 14_381, Some(5_601));
+        l.progress(2, IN, 14_390, Some(5_610));
+        assert!(l.due(100_020), "the leap went past the mark");
+        assert_eq!(
+            write_at(&mut l, 100_020),
+            vec![(2, IN, 14_391 + MIN_INBOUND_REACH)],
+            "10 packets in 10 ms: the least reach"
+        );
+        // A burst right after a write is counted over at least a tenth of
+        // the reach's time: 200 packets in 1 ms reach 2 000, not 20 000.
+        l.progress(2, IN, 14_590, Some(5_810));
+        assert_eq!(write_at(&mut l, 100_021), vec![(2, IN, 14_591 + 2_000)]);
     }
 
     #[test]
@@ -409,7 +451,7 @@ mod tests {
         let mut l = Ledger::new(Saved::default(), 1 << 20);
         l.track(2, IN, key(2), 0);
         write_at(&mut l, 0);
-        l.progress(2, IN, 100);
+        l.progress(2, IN, 100, Some(100));
         assert_eq!(write_at(&mut l, 10), vec![(2, IN, 101 + 1000)]);
         // Restarts, and moves (takeovers, a peer's new life) without a
         // packet: no write, the mark stays where the last traffic put it.
@@ -417,12 +459,12 @@ mod tests {
             let saved = l.durable().clone();
             l = Ledger::new(saved, 1 << 20);
             l.track(2, IN, key(2), 1101);
-            l.moved(2, IN, 1101 + 64 * (life + 1));
+            l.moved(2, IN, 1101 + 64 * (life + 1), 0);
             assert!(!l.due(1_000), "life {life}: nothing received, nothing due");
             assert_eq!(l.limit(2, IN), 1101);
         }
         // The first packet refused at the mark is reported: a mark past it.
-        l.progress(2, IN, 1300);
+        l.progress(2, IN, 1300, None);
         assert_eq!(
             write_at(&mut l, 1_000),
             vec![(2, IN, 1301 + MIN_INBOUND_REACH)]
@@ -526,7 +568,7 @@ mod tests {
                             used[s].push((pos[s] + 1, to));
                             sent += to - pos[s];
                             pos[s] = to;
-                            l.progress(s as u32, OUT, to);
+                            l.progress(s as u32, OUT, to, None);
                         }
                     }
                     Step::Write { fail } => {

@@ -1333,17 +1333,17 @@ impl Running {
                     start,
                     bitmap,
                 } => {
-                    if let Some(k) = &self.task.keeper {
-                        // Its mark moves ahead of where it starts; until
-                        // that is durable it waits at its old one.
-                        k.moved(spi, dir, start);
-                    }
                     let (packets, bytes) = self
                         .task
                         .mirror
                         .standby()
                         .get(spi, dir)
                         .map_or((0, 0), |s| (s.packets, s.bytes));
+                    if let Some(k) = &self.task.keeper {
+                        // Its mark moves ahead of where it starts; until
+                        // that is durable it waits at its old one.
+                        k.moved(spi, dir, start, packets);
+                    }
                     self.pending.push_back(SaCommand::Activate {
                         spi,
                         direction: dir,

@@ -62,23 +62,45 @@ pub enum Progress {
     },
 }
 
+/// How far an SA went, for its marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reached {
+    /// SPI.
+    pub spi: u32,
+    /// Which SA of that SPI.
+    pub direction: espgate_esp::Direction,
+    /// The highest sequence number used (outbound), the window top
+    /// (inbound), or the highest authentic number an inbound SA refused at
+    /// its limit (its mark must move past it for the SA to go on).
+    pub pos: u64,
+    /// An inbound SA's count of packets accepted, where the report has it:
+    /// its rate is counted in packets, not in how far its top moved (the
+    /// top leaps over whatever the far end sent elsewhere).
+    pub packets: Option<u64>,
+}
+
 impl Progress {
-    /// The SA it is about and how far it went or wants to go: the highest
-    /// sequence number used (outbound), the window top (inbound), or the
-    /// highest authentic number an inbound SA refused at its limit (its
-    /// mark must move past it for the SA to go on).
-    pub fn reached(&self) -> (u32, espgate_esp::Direction, u64) {
+    /// The SA it is about and how far it went or wants to go.
+    pub fn reached(&self) -> Reached {
         use espgate_esp::Direction::{Inbound, Outbound};
-        match self {
-            Progress::Outbound { spi, seq, .. } => (*spi, Outbound, *seq),
-            Progress::Inbound { spi, top, .. } => (*spi, Inbound, *top),
-            Progress::InboundStall { spi, seq } => (*spi, Inbound, *seq),
+        let (spi, direction, pos, packets) = match self {
+            Progress::Outbound { spi, seq, .. } => (*spi, Outbound, *seq, None),
+            Progress::Inbound {
+                spi, top, packets, ..
+            } => (*spi, Inbound, *top, Some(*packets)),
+            Progress::InboundStall { spi, seq } => (*spi, Inbound, *seq, None),
             Progress::Stopped {
                 spi,
                 direction,
                 last,
                 ..
-            } => (*spi, *direction, *last),
+            } => (*spi, *direction, *last, None),
+        };
+        Reached {
+            spi,
+            direction,
+            pos,
+            packets,
         }
     }
 }

@@ -52,6 +52,8 @@ struct Worker {
     top: u64,
     far: u64,
     mark: u64,
+    /// Packets accepted.
+    packets: u64,
 }
 
 proptest! {
@@ -110,18 +112,19 @@ proptest! {
                         );
                         accepted[s].push(seq);
                         wk.top = seq;
+                        wk.packets += 1;
                     }
-                    l.progress(s as u32, IN, wk.top);
+                    l.progress(s as u32, IN, wk.top, Some(wk.packets));
                     if refused > 0 {
                         // InboundStall: the highest refused, as reached().
-                        l.progress(s as u32, IN, refused);
+                        l.progress(s as u32, IN, refused, None);
                         stalled[s] = stalled[s].max(refused);
                     }
                 }
                 Step::Move(s, d) => {
                     let wk = &mut w[s];
                     wk.top += d;
-                    l.moved(s as u32, IN, wk.top);
+                    l.moved(s as u32, IN, wk.top, wk.packets);
                 }
                 Step::Write { fail } => {
                     if write(&mut l, &mut w, now, fail) {
