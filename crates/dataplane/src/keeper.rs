@@ -71,6 +71,29 @@ impl Keeper {
         self.ledger().moved(spi, d, pos, packets);
     }
 
+    /// An SA left the node exactly at `last` (see [`Ledger::left`]).
+    pub(crate) fn left(&self, spi: u32, d: Direction, last: u64) {
+        self.ledger().left(spi, d, last);
+    }
+
+    /// The node's last write, once every thread stopped: the marks of
+    /// SAs that left exactly fall to just past where they left (see
+    /// [`Ledger::last_batch`]). One that fails leaves the marks as they
+    /// were, which is safe (logged).
+    pub(crate) fn last_write(&self, dir: &StateDir) {
+        let mut l = self.ledger();
+        let Some(next) = l.last_batch() else { return };
+        match dir.write(&next) {
+            Ok(()) => {
+                self.writes.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("{e}: the marks stay a reach ahead of where the SAs left");
+            }
+        }
+    }
+
     /// The SA (SPI, direction) that used key material `key`, now or in an
     /// earlier life, if any did.
     pub(crate) fn used_by(&self, key: &[u8]) -> Option<(u32, Direction)> {
@@ -139,8 +162,9 @@ pub(crate) struct KeeperTask {
 }
 
 impl KeeperTask {
-    /// Runs until `stop` is set.
-    pub(crate) fn run(self, stop: &AtomicBool) {
+    /// Runs until `stop` is set; returns the state directory for the
+    /// node's last write.
+    pub(crate) fn run(self, stop: &AtomicBool) -> StateDir {
         let mut pending: VecDeque<SaCommand> = VecDeque::new();
         let mut reached = Vec::new();
         while !stop.load(Ordering::Relaxed) {
@@ -181,6 +205,7 @@ impl KeeperTask {
                 std::thread::sleep(IDLE);
             }
         }
+        self.dir
     }
 
     /// Sends the marks waiting, in order: one a worker's ring refuses (it

@@ -113,6 +113,11 @@ struct Live {
     /// Whether its worker reported it since it started here: an inbound
     /// SA that received nothing needs no mark past the one it resumed at.
     heard: bool,
+    /// The last number it used (outbound) or its window top (inbound) as
+    /// it left the node exactly (handed to the peer from its worker's
+    /// final state): nothing of this life goes past it unless it runs here
+    /// again (moved), so its key's mark falls to just past it.
+    left_at: Option<u64>,
 }
 
 /// The marks' decisions: what is durable, what to write next, what limit
@@ -169,6 +174,7 @@ impl Ledger {
             packets: 0,
             base: (0, u64::MAX),
             heard: false,
+            left_at: None,
         };
         self.live.insert((spi, direction), live);
     }
@@ -195,12 +201,63 @@ impl Ledger {
     /// next mark reach further, and the restart after it jump further.)
     pub fn moved(&mut self, spi: u32, direction: Direction, pos: u64, packets: u64) {
         if let Some(l) = self.live.get_mut(&(spi, direction)) {
+            l.left_at = None;
             l.pos = l.pos.max(pos);
             if packets > l.packets {
                 l.base.0 = l.base.0.saturating_add(packets - l.packets);
                 l.packets = packets;
+                // It received elsewhere since it was here: its traffic
+                // goes on, so it wants a mark past the move at once
+                // rather than after its first packet refused at the old
+                // one. (A move without traffic still writes nothing.)
+                l.heard = true;
             }
         }
+    }
+
+    /// An SA left the node exactly at `last` (the last number it used, or
+    /// its window top): handed to the peer from its worker's final state
+    /// (or past every limit a stalled worker was given), parked here until
+    /// it is moved again. It wants no mark further, and the node's last
+    /// write ([`last_batch`](Self::last_batch)) lowers its key's mark to
+    /// just past `last`.
+    pub fn left(&mut self, spi: u32, direction: Direction, last: u64) {
+        if let Some(l) = self.live.get_mut(&(spi, direction)) {
+            l.pos = l.pos.max(last);
+            l.left_at = Some(last);
+        }
+    }
+
+    /// The node's last write, once no worker runs any more: the durable
+    /// record with the mark of every key whose SAs all left exactly (see
+    /// [`left`](Self::left)) lowered to just past where they left, if that
+    /// lowers any. A next life then resumes just past what this one used
+    /// instead of a reach ahead, so when this node comes back the peer,
+    /// which ran on from there, is not sent past its own position (a
+    /// failback's start, a restart's floors). Lower is safe then and only
+    /// then: the mark bounds this node's own use, which is over; the
+    /// peer's is bounded by what the peer stores and writes. (Lowered in
+    /// a running life, a write could land after the SA ran here again.)
+    pub fn last_batch(&mut self) -> Option<Saved> {
+        // Per key, past every SA with it; none if one still runs here.
+        let mut past: BTreeMap<KeyDigest, Option<u64>> = BTreeMap::new();
+        for l in self.live.values() {
+            let e = past.entry(l.key).or_insert(Some(0));
+            *e = e
+                .zip(l.left_at)
+                .map(|(m, last)| m.max(last.saturating_add(1)));
+        }
+        let mut next = self.durable.clone();
+        let mut lowered = false;
+        for (key, mark) in past {
+            if let (Some(mark), Some(e)) = (mark, next.keys.get_mut(&key))
+                && mark < e.mark
+            {
+                e.mark = mark;
+                lowered = true;
+            }
+        }
+        lowered.then_some(next)
     }
 
     /// The limit an SA's worker may run to: its key's durable mark (0
@@ -246,7 +303,9 @@ impl Ledger {
     fn wanted(&self, now_ms: u64) -> BTreeMap<KeyDigest, (u32, Direction, u64, u64)> {
         let mut want: BTreeMap<KeyDigest, (u32, Direction, u64, u64)> = BTreeMap::new();
         for (&(spi, d), l) in &self.live {
-            if d == Direction::Inbound && !l.heard && self.mark_of(&l.key).is_some() {
+            if l.left_at.is_some()
+                || d == Direction::Inbound && !l.heard && self.mark_of(&l.key).is_some()
+            {
                 continue;
             }
             let reach = self.reach(d, l, now_ms);
@@ -444,6 +503,69 @@ mod tests {
         // the reach's time: 200 packets in 1 ms reach 2 000, not 20 000.
         l.progress(2, IN, 14_590, Some(5_810));
         assert_eq!(write_at(&mut l, 100_021), vec![(2, IN, 14_591 + 2_000)]);
+    }
+
+    #[test]
+    fn the_last_write_lowers_the_marks_of_sas_that_left_exactly() {
+        let mut l = Ledger::new(Saved::default(), 4096);
+        l.track(1, OUT, key(1), 0);
+        l.track(2, IN, key(2), 0);
+        l.track(3, IN, key(3), 0);
+        write(&mut l);
+        l.progress(1, OUT, 100, None);
+        l.progress(2, IN, 100, Some(100));
+        l.progress(3, IN, 100, Some(100));
+        write_at(&mut l, 10);
+        assert!(l.last_batch().is_none(), "nothing left: nothing to lower");
+        // Outbound SA 1 and inbound SA 2 handed over exactly; SA 3 left,
+        // came back and runs.
+        l.left(1, OUT, 120);
+        l.left(2, IN, 130);
+        l.left(3, IN, 140);
+        l.moved(3, IN, 150, 100);
+        // Parked, a far end's packet refused here wants no mark.
+        l.progress(2, IN, 5_000, None);
+        assert!(!l.due(20), "an SA that left wants no mark further");
+        let last = l.last_batch().expect("two marks fall");
+        assert_eq!(last.keys[&key(1)].mark, 121);
+        assert_eq!(
+            last.keys[&key(2)].mark,
+            131,
+            "a packet refused while parked was not accepted"
+        );
+        assert_eq!(
+            last.keys[&key(3)].mark,
+            l.durable().keys[&key(3)].mark,
+            "moved again: its mark stays"
+        );
+    }
+
+    #[test]
+    fn a_resumed_inbound_sa_moved_with_traffic_elsewhere_wants_its_mark_at_once() {
+        let mut l = Ledger::new(Saved::default(), 1 << 20);
+        l.track(2, IN, key(2), 0);
+        write_at(&mut l, 0);
+        let mut l = Ledger::new(l.durable().clone(), 1 << 20);
+        l.track(2, IN, key(2), 1 + MIN_INBOUND_REACH);
+        // Moved without a packet anywhere: nothing.
+        l.moved(2, IN, 300, 0);
+        assert!(!l.due(10));
+        // Handed back by a peer that accepted 40 packets meanwhile: a mark
+        // past the start now, not after the first packet refused.
+        l.moved(2, IN, 340, 40);
+        assert_eq!(write_at(&mut l, 20), vec![(2, IN, 341 + MIN_INBOUND_REACH)]);
+    }
+
+    #[test]
+    fn a_key_still_running_here_keeps_its_mark() {
+        let mut l = Ledger::new(Saved::default(), 4096);
+        l.track(1, OUT, key(1), 0);
+        l.track(2, OUT, key(1), 0);
+        write(&mut l);
+        l.left(1, OUT, 10);
+        assert!(l.last_batch().is_none(), "SA 2 shares the key and runs");
+        l.left(2, OUT, 30);
+        assert_eq!(l.last_batch().unwrap().keys[&key(1)].mark, 31);
     }
 
     #[test]

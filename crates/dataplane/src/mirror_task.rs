@@ -1134,6 +1134,7 @@ impl Running {
             }
         }
         let mirror = &mut self.task.mirror;
+        let keeper = &self.task.keeper;
         let finals = &mut self.finals;
         let mut moved = false;
         self.stops.retain(|&(spi, direction), &mut (_, since)| {
@@ -1155,9 +1156,16 @@ impl Running {
                 }
                 None => return true,
             };
-            if let Err(why) = mirror.hand_over_exact(spi, direction, last) {
-                tracing::info!(spi = format!("{spi:#x}"), %direction, %why, "hand-over refused: the SA runs here again");
-                mirror.resume(spi, direction, last);
+            match mirror.hand_over_exact(spi, direction, last) {
+                Ok(()) => {
+                    if let Some(k) = keeper {
+                        k.left(spi, direction, last);
+                    }
+                }
+                Err(why) => {
+                    tracing::info!(spi = format!("{spi:#x}"), %direction, %why, "hand-over refused: the SA runs here again");
+                    mirror.resume(spi, direction, last);
+                }
             }
             moved = true;
             false

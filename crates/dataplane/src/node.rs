@@ -279,7 +279,7 @@ pub struct RunningNode {
     mirror: Option<JoinHandle<MirrorReport>>,
     /// The node's marks, with a state directory.
     pub(crate) keeper: Option<Arc<Keeper>>,
-    keeper_thread: Option<JoinHandle<()>>,
+    keeper_thread: Option<JoinHandle<StateDir>>,
     pub(crate) orders: Arc<ArrayQueue<Order>>,
     events: Arc<EventLog>,
     status: Arc<std::sync::Mutex<PairStatus>>,
@@ -928,8 +928,9 @@ impl RunningNode {
         let mirror = self
             .mirror
             .map(|t| t.join().expect("mirror thread panicked"));
-        if let Some(t) = self.keeper_thread {
-            t.join().expect("state thread panicked");
+        if let (Some(t), Some(k)) = (self.keeper_thread, &self.keeper) {
+            let dir = t.join().expect("state thread panicked");
+            k.last_write(&dir);
         }
         NodeReport {
             name: self.name,

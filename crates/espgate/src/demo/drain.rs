@@ -16,26 +16,25 @@ use super::{PATIENCE, REPLAY, running, sa_drops, stop_a_b_a, wait_for};
 const OUT_A: u32 = 0x1000;
 const IN_A: u32 = 0x1001;
 
-/// Without state directories both moves are exact: each run of a's
-/// outbound SA begins right after the one before.
+/// Both moves are exact, with state directories or without: each run of
+/// a's outbound SA begins right after the one before. With them, a's
+/// drained life lowers its marks to just past where its SAs left as it
+/// stops (its last write), so its return tells b no floor past b's own
+/// position: before that write a's marks, a reach ahead, moved the
+/// return past them, a forward step outbound and inbound the far end's
+/// packets below the mark refused.
 #[test]
 fn a_drained_node_and_its_return_lose_no_number_and_refuse_no_packet() {
-    let runs = drain_and_return(false);
-    for w in runs.windows(2) {
-        assert_eq!(w[1].first, w[0].last + 1, "no jump: {runs:?}");
+    for keep_state in [false, true] {
+        let runs = drain_and_return(keep_state);
+        for w in runs.windows(2) {
+            assert_eq!(
+                w[1].first,
+                w[0].last + 1,
+                "no jump (state directories: {keep_state}): {runs:?}"
+            );
+        }
     }
-}
-
-/// With state directories the drain is exact; the return moves a's SAs
-/// past the marks a's state wrote ahead of them (its floors, which the
-/// returning life tells b as uses it may have forgotten): a forward step
-/// outbound, and inbound the far end's packets below the mark refused
-/// (at most an inbound reach), no reuse either way.
-#[test]
-fn with_state_directories_the_return_steps_past_the_drained_nodes_mark() {
-    let runs = drain_and_return(true);
-    assert_eq!(runs[1].first, runs[0].last + 1, "the drain: {runs:?}");
-    assert!(runs[2].first > runs[1].last, "the return: {runs:?}");
 }
 
 /// Drains a under traffic, lets b run its SAs, restarts a and lets b's
@@ -43,8 +42,6 @@ fn with_state_directories_the_return_steps_past_the_drained_nodes_mark() {
 /// fresh packet refused, little lost; returns the runs of a's outbound
 /// SA on the ESP network (a's, b's, a's again).
 fn drain_and_return(keep_state: bool) -> Vec<super::capture::Run> {
-    // What the return may refuse: nothing without a state directory.
-    let return_refusals = if keep_state { MIN_INBOUND_REACH } else { 0 };
     let (mut rig, mut la, mut lb, mut traffic) = running(keep_state);
 
     // The drain, with h1's datagrams going on (a worker keeps sending
@@ -93,14 +90,21 @@ fn drain_and_return(keep_state: bool) -> Vec<super::capture::Run> {
     assert!(sa_drops(&report_a1, IN_A, true, REPLAY) <= 64);
     let refused =
         sa_drops(&report_b, IN_A, true, REPLAY) + sa_drops(&report_a2, IN_A, true, REPLAY);
-    assert!(
-        refused <= return_refusals,
-        "{refused} fresh packets refused at b and at a's return"
-    );
+    assert_eq!(refused, 0, "fresh packets refused at b and at a's return");
     assert_eq!(sa_drops(&report_r, OUT_A, true, REPLAY), 0);
+    // With a state directory a's return may also wait for its marks: the
+    // hand-back starts past the mark its drained life left (just past its
+    // last number), and the SA refuses at the old mark until the keeper
+    // writes one past the start (milliseconds; on a loaded machine a few
+    // hundred).
+    let stalled = if keep_state {
+        MIN_INBOUND_REACH as usize
+    } else {
+        0
+    };
     let (sent, back) = traffic.h1.count(0, unix_ms());
     assert!(
-        sent - back <= 40 + return_refusals as usize,
+        sent - back <= 40 + stalled,
         "h1 lost {} of {sent} across the drain and the return",
         sent - back
     );
