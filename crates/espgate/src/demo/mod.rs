@@ -15,6 +15,8 @@ mod capture;
 mod drain;
 #[cfg(test)]
 mod flow;
+#[cfg(test)]
+mod reader35;
 pub(crate) mod rig;
 mod traffic;
 

@@ -113,6 +113,16 @@ impl Rig {
     /// [`start`](Self::start), the nodes keeping their marks in a state
     /// directory or not.
     pub fn start_with(backend: Backend, keep_state: bool) -> anyhow::Result<Rig> {
+        Rig::start_tweaked(backend, keep_state, &|_| {})
+    }
+
+    /// [`start_with`](Self::start_with), each pair node's configuration
+    /// changed by `tweak` first.
+    pub fn start_tweaked(
+        backend: Backend,
+        keep_state: bool,
+        tweak: &dyn Fn(&mut NodeConfig),
+    ) -> anyhow::Result<Rig> {
         let base = Path::new("conf/demo");
         let mut ca = parse_node(A_YAML, "conf/demo/a.yaml", base)?;
         let mut cb = parse_node(B_YAML, "conf/demo/b.yaml", base)?;
@@ -123,6 +133,8 @@ impl Rig {
         for c in [&mut ca, &mut cb, &mut cr] {
             c.state.dir = keep_state.then(|| state.join(&c.name));
         }
+        tweak(&mut ca);
+        tweak(&mut cb);
         let pool = Mempool::new(32 * 1024, 4096);
         let mut lan = Switch::new("lan", pool.clone());
         let mut wan = Switch::new("wan", pool.clone());
