@@ -71,9 +71,15 @@ impl Keeper {
         self.ledger().moved(spi, d, pos, packets);
     }
 
-    /// An SA left the node exactly at `last` (see [`Ledger::left`]).
-    pub(crate) fn left(&self, spi: u32, d: Direction, last: u64) {
-        self.ledger().left(spi, d, last);
+    /// Which SA the keeper follows under (`spi`, `d`) now (see
+    /// [`Ledger::serial`]).
+    pub(crate) fn serial(&self, spi: u32, d: Direction) -> Option<u64> {
+        self.ledger().serial(spi, d)
+    }
+
+    /// SA `serial` left the node exactly at `last` (see [`Ledger::left`]).
+    pub(crate) fn left(&self, spi: u32, d: Direction, serial: u64, last: u64) {
+        self.ledger().left(spi, d, serial, last);
     }
 
     /// The node's last write, once every thread stopped: the marks of

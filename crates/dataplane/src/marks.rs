@@ -38,7 +38,7 @@
 //! numbers), and it carries the mirror's epoch, so that a new epoch is
 //! always above the last one whatever the wall clock says.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use espgate_esp::Direction;
 
@@ -118,6 +118,8 @@ struct Live {
     /// final state): nothing of this life goes past it unless it runs here
     /// again (moved), so its key's mark falls to just past it.
     left_at: Option<u64>,
+    /// Which of the SAs followed so far it is (see [`Ledger::serial`]).
+    serial: u64,
 }
 
 /// The marks' decisions: what is durable, what to write next, what limit
@@ -129,6 +131,11 @@ pub struct Ledger {
     live: BTreeMap<(u32, Direction), Live>,
     /// The write in flight.
     writing: Option<Saved>,
+    /// The serial of the last SA followed.
+    serials: u64,
+    /// Keys of SAs deleted in this life: whatever they used stays under
+    /// the mark, so the last write lowers none of them.
+    retired: BTreeSet<KeyDigest>,
     /// The epoch to write with the next batch.
     epoch: u64,
 }
@@ -142,6 +149,8 @@ impl Ledger {
             durable: saved,
             live: BTreeMap::new(),
             writing: None,
+            retired: BTreeSet::new(),
+            serials: 0,
         }
     }
 
@@ -168,7 +177,9 @@ impl Ledger {
 
     /// Starts following an SA with key `key` standing at `pos`.
     pub fn track(&mut self, spi: u32, direction: Direction, key: KeyDigest, pos: u64) {
+        self.serials += 1;
         let live = Live {
+            serial: self.serials,
             key,
             pos,
             packets: 0,
@@ -181,7 +192,9 @@ impl Ledger {
 
     /// Stops following an SA (deleted); its key's record stays.
     pub fn forget(&mut self, spi: u32, direction: Direction) {
-        self.live.remove(&(spi, direction));
+        if let Some(l) = self.live.remove(&(spi, direction)) {
+            self.retired.insert(l.key);
+        }
     }
 
     /// An SA reached `pos` (reported by its worker), an inbound one
@@ -206,23 +219,27 @@ impl Ledger {
             if packets > l.packets {
                 l.base.0 = l.base.0.saturating_add(packets - l.packets);
                 l.packets = packets;
-                // It received elsewhere since it was here: its traffic
-                // goes on, so it wants a mark past the move at once
-                // rather than after its first packet refused at the old
-                // one. (A move without traffic still writes nothing.)
-                l.heard = true;
             }
         }
     }
 
-    /// An SA left the node exactly at `last` (the last number it used, or
+    /// Which SA the ledger follows under (`spi`, `direction`) now: a
+    /// number no other SA followed in this life had, so an exit noted for
+    /// an SA deleted since lands on no SA added under its SPI after it.
+    pub fn serial(&self, spi: u32, direction: Direction) -> Option<u64> {
+        self.live.get(&(spi, direction)).map(|l| l.serial)
+    }
+
+    /// SA `serial` left the node exactly at `last` (the last number it used, or
     /// its window top): handed to the peer from its worker's final state
     /// (or past every limit a stalled worker was given), parked here until
     /// it is moved again. It wants no mark further, and the node's last
     /// write ([`last_batch`](Self::last_batch)) lowers its key's mark to
     /// just past `last`.
-    pub fn left(&mut self, spi: u32, direction: Direction, last: u64) {
-        if let Some(l) = self.live.get_mut(&(spi, direction)) {
+    pub fn left(&mut self, spi: u32, direction: Direction, serial: u64, last: u64) {
+        if let Some(l) = self.live.get_mut(&(spi, direction))
+            && l.serial == serial
+        {
             l.pos = l.pos.max(last);
             l.left_at = Some(last);
         }
@@ -231,7 +248,7 @@ impl Ledger {
     /// The node's last write, once no worker runs any more: the durable
     /// record with the mark of every key whose SAs all left exactly (see
     /// [`left`](Self::left)) lowered to just past where they left, if that
-    /// lowers any. A next life then resumes just past what this one used
+    /// lowers any; a key an SA deleted in this life had keeps its mark. A next life then resumes just past what this one used
     /// instead of a reach ahead, so when this node comes back the peer,
     /// which ran on from there, is not sent past its own position (a
     /// failback's start, a restart's floors). Lower is safe then and only
@@ -240,7 +257,8 @@ impl Ledger {
     /// a running life, a write could land after the SA ran here again.)
     pub fn last_batch(&mut self) -> Option<Saved> {
         // Per key, past every SA with it; none if one still runs here.
-        let mut past: BTreeMap<KeyDigest, Option<u64>> = BTreeMap::new();
+        let mut past: BTreeMap<KeyDigest, Option<u64>> =
+            self.retired.iter().map(|k| (*k, None)).collect();
         for l in self.live.values() {
             let e = past.entry(l.key).or_insert(Some(0));
             *e = e
@@ -519,9 +537,9 @@ mod tests {
         assert!(l.last_batch().is_none(), "nothing left: nothing to lower");
         // Outbound SA 1 and inbound SA 2 handed over exactly; SA 3 left,
         // came back and runs.
-        l.left(1, OUT, 120);
-        l.left(2, IN, 130);
-        l.left(3, IN, 140);
+        l.left(1, OUT, l.serial(1, OUT).unwrap(), 120);
+        l.left(2, IN, l.serial(2, IN).unwrap(), 130);
+        l.left(3, IN, l.serial(3, IN).unwrap(), 140);
         l.moved(3, IN, 150, 100);
         // Parked, a far end's packet refused here wants no mark.
         l.progress(2, IN, 5_000, None);
@@ -541,19 +559,24 @@ mod tests {
     }
 
     #[test]
-    fn a_resumed_inbound_sa_moved_with_traffic_elsewhere_wants_its_mark_at_once() {
-        let mut l = Ledger::new(Saved::default(), 1 << 20);
-        l.track(2, IN, key(2), 0);
-        write_at(&mut l, 0);
-        let mut l = Ledger::new(l.durable().clone(), 1 << 20);
-        l.track(2, IN, key(2), 1 + MIN_INBOUND_REACH);
-        // Moved without a packet anywhere: nothing.
-        l.moved(2, IN, 300, 0);
-        assert!(!l.due(10));
-        // Handed back by a peer that accepted 40 packets meanwhile: a mark
-        // past the start now, not after the first packet refused.
-        l.moved(2, IN, 340, 40);
-        assert_eq!(write_at(&mut l, 20), vec![(2, IN, 341 + MIN_INBOUND_REACH)]);
+    fn an_exit_noted_for_a_deleted_sa_lands_on_none_added_under_its_spi() {
+        // Reader35: the mirror task hands over an SA stopped before its
+        // delete reached it, while an SA with the same SPI and a new key
+        // is already followed; that one runs without a move.
+        let mut l = Ledger::new(Saved::default(), 4096);
+        l.track(1, OUT, key(1), 0);
+        write(&mut l);
+        let old = l.serial(1, OUT).unwrap();
+        l.forget(1, OUT);
+        l.track(1, OUT, key(2), 0);
+        write(&mut l);
+        l.progress(1, OUT, 3000, None);
+        l.left(1, OUT, old, 10);
+        let last = l.last_batch();
+        assert!(
+            last.is_none_or(|s| s.keys[&key(2)].mark > 3000),
+            "the new SA's key keeps its mark"
+        );
     }
 
     #[test]
@@ -562,9 +585,9 @@ mod tests {
         l.track(1, OUT, key(1), 0);
         l.track(2, OUT, key(1), 0);
         write(&mut l);
-        l.left(1, OUT, 10);
+        l.left(1, OUT, l.serial(1, OUT).unwrap(), 10);
         assert!(l.last_batch().is_none(), "SA 2 shares the key and runs");
-        l.left(2, OUT, 30);
+        l.left(2, OUT, l.serial(2, OUT).unwrap(), 30);
         assert_eq!(l.last_batch().unwrap().keys[&key(1)].mark, 31);
     }
 

@@ -568,9 +568,8 @@ struct Running {
     parking: bool,
     /// Workers are lost: nothing goes out any more.
     silent: bool,
-    /// SAs stopped for an exact hand-over: the stamp of their stop and
-    /// when it was ordered (ms).
-    stops: BTreeMap<(u32, Direction), (u64, u64)>,
+    /// SAs stopped for an exact hand-over.
+    stops: BTreeMap<(u32, Direction), Stop>,
     /// The last stop's stamp.
     stamp: u64,
     /// The final states workers reported for stopped SAs.
@@ -600,6 +599,17 @@ struct Draining {
     deadline: u64,
     sas: usize,
     goodbye: bool,
+}
+
+/// An SA stopped for an exact hand-over.
+struct Stop {
+    /// The stamp of its stop.
+    stamp: u64,
+    /// When it was ordered (ms).
+    since: u64,
+    /// Which run of the SA the keeper follows under its SPI (an SA
+    /// deleted and added again meanwhile is another).
+    serial: Option<u64>,
 }
 
 /// How long a stopped SA waits for its worker's final state before it
@@ -900,7 +910,7 @@ impl Running {
                         stamp,
                     } => {
                         let key = (spi, direction);
-                        if self.stops.get(&key).is_some_and(|(s, _)| stamp >= *s) {
+                        if self.stops.get(&key).is_some_and(|s| stamp >= s.stamp) {
                             self.finals.insert(key, last);
                         }
                     }
@@ -1092,7 +1102,19 @@ impl Running {
                 continue;
             }
             self.stamp += 1;
-            self.stops.insert((spi, direction), (self.stamp, now));
+            let serial = self
+                .task
+                .keeper
+                .as_ref()
+                .and_then(|k| k.serial(spi, direction));
+            self.stops.insert(
+                (spi, direction),
+                Stop {
+                    stamp: self.stamp,
+                    since: now,
+                    serial,
+                },
+            );
             self.finals.remove(&(spi, direction));
             stopped.push((spi, direction, self.stamp));
         }
@@ -1137,14 +1159,14 @@ impl Running {
         let keeper = &self.task.keeper;
         let finals = &mut self.finals;
         let mut moved = false;
-        self.stops.retain(|&(spi, direction), &mut (_, since)| {
+        self.stops.retain(|&(spi, direction), stop| {
             if !stopped.contains(&(spi, direction)) {
                 finals.remove(&(spi, direction));
                 return false;
             }
             let last = match finals.remove(&(spi, direction)) {
                 Some(last) => last,
-                None if now >= since + STOP_WAIT_MS => {
+                None if now >= stop.since + STOP_WAIT_MS => {
                     tracing::warn!(
                         spi = format!("{spi:#x}"),
                         %direction,
@@ -1158,8 +1180,8 @@ impl Running {
             };
             match mirror.hand_over_exact(spi, direction, last) {
                 Ok(()) => {
-                    if let Some(k) = keeper {
-                        k.left(spi, direction, last);
+                    if let (Some(k), Some(serial)) = (keeper, stop.serial) {
+                        k.left(spi, direction, serial, last);
                     }
                 }
                 Err(why) => {

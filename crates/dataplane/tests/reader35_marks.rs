@@ -110,7 +110,7 @@ fn the_last_write_keeps_a_key_past_what_a_deleted_sa_with_it_used() {
     l.progress(1, OUT, 100, None);
     // SA 2 deleted; SA 1 handed over exactly at 100.
     l.forget(2, OUT);
-    l.left(1, OUT, 100);
+    l.left(1, OUT, l.serial(1, OUT).unwrap(), 100);
     if let Some(last) = l.last_batch() {
         let mark = last.keys[&k].mark;
         assert!(

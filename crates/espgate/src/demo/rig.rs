@@ -127,8 +127,12 @@ impl Rig {
         let mut ca = parse_node(A_YAML, "conf/demo/a.yaml", base)?;
         let mut cb = parse_node(B_YAML, "conf/demo/b.yaml", base)?;
         let mut cr = parse_node(R_YAML, "conf/demo/r.yaml", base)?;
-        // Each run's nodes keep their marks in a new directory of their own.
-        let state = std::env::temp_dir().join(format!("espgate-demo-{}", std::process::id()));
+        // Each rig's nodes keep their marks in a new directory of their
+        // own: rigs run side by side in one process (the tests), and one
+        // that cleared a shared directory deleted another's marks.
+        static RIGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = RIGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let state = std::env::temp_dir().join(format!("espgate-demo-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&state);
         for c in [&mut ca, &mut cb, &mut cr] {
             c.state.dir = keep_state.then(|| state.join(&c.name));
