@@ -93,15 +93,16 @@ fn host_mac(w: usize) -> MacAddr {
     MacAddr([2, 0, 0, 0, 0x10, w as u8 + 1])
 }
 
-fn key_hex(a: AeadAlgorithm) -> String {
-    KEY[..2 + 2 * (a.key_len() + 4)].to_string()
+/// SA `spi`'s key material for `a`: each SA its own (a node refuses two
+/// SAs with one key), the same on both nodes.
+fn key_hex(a: AeadAlgorithm, spi: u32) -> String {
+    format!("0x{spi:08x}{}", &KEY[10..2 + 2 * (a.key_len() + 4)])
 }
 
 /// The node's configuration: per worker an outbound SA 0x1000+w for host
 /// 10.1.0.(w+1) and an inbound SA 0x2000+w for the way back.
 pub(crate) fn node_yaml(name: &str, run: &Run, mirror: Option<(u32, u32)>) -> String {
     let alg = run.algorithm.to_string();
-    let key = key_hex(run.algorithm);
     let mut y = format!(
         "node: {{ name: {name} }}\nworkers: {{ count: {w}, burst: 32, idle_sleep_us: {idle}{pin} }}\nports:\n  - {{ name: lan, role: protected, backend: mem, mac: {LAN_MAC}, address: 10.1.0.254/24 }}\n  - {{ name: wan, role: unprotected, backend: mem, mac: {WAN_MAC}, address: 172.16.1.5/16, mtu: 9000 }}\n",
         w = run.workers,
@@ -125,9 +126,11 @@ pub(crate) fn node_yaml(name: &str, run: &Run, mirror: Option<(u32, u32)>) -> St
     for w in 0..run.workers {
         let home = if mirror.is_some() { ", home: 1" } else { "" };
         y += &format!(
-            "  - {{ spi: {o:#x}, direction: outbound, aead: {alg}, key: {key}, tunnel: {{ src: 172.16.1.5, dst: 172.16.2.5 }}, esn: true, replay_window: 1024, worker: {w}{home} }}\n  - {{ spi: {i:#x}, direction: inbound, aead: {alg}, key: {key}, tunnel: {{ src: 172.16.2.5, dst: 172.16.1.5 }}, esn: true, replay_window: 1024, worker: {w}{home} }}\n",
+            "  - {{ spi: {o:#x}, direction: outbound, aead: {alg}, key: {ko}, tunnel: {{ src: 172.16.1.5, dst: 172.16.2.5 }}, esn: true, replay_window: 1024, worker: {w}{home} }}\n  - {{ spi: {i:#x}, direction: inbound, aead: {alg}, key: {ki}, tunnel: {{ src: 172.16.2.5, dst: 172.16.1.5 }}, esn: true, replay_window: 1024, worker: {w}{home} }}\n",
             o = 0x1000 + w,
             i = 0x2000 + w,
+            ko = key_hex(run.algorithm, 0x1000 + w as u32),
+            ki = key_hex(run.algorithm, 0x2000 + w as u32),
         );
     }
     y += "spd:\n";

@@ -36,7 +36,7 @@
 //! # and may change the mirror defaults:  { spi: ..., mirror: { interval: 64, quantity: 256 } }
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -633,6 +633,9 @@ fn resolve_sas(
     let mut sas = Vec::new();
     let mut spis: HashSet<(u32, Direction)> =
         known.iter().map(|e| (e.sa.spi, e.sa.direction)).collect();
+    // Among the file's own SAs (the node refuses a run-time add whose key
+    // an SA of it runs or ran, naming which).
+    let mut keys: HashMap<Vec<u8>, (u32, Direction)> = HashMap::new();
     for (i, s) in specs.iter().enumerate() {
         let at = format!("sas[{i}].");
         let (sa, direction) = resolve_sa(s, file, &at, base)?;
@@ -650,6 +653,16 @@ fn resolve_sas(
                 format!("duplicate {direction} spi {:#x}", sa.spi),
             ));
         }
+        if let Some((by, by_direction)) = keys.get(&sa.key[..]) {
+            return Err(err(
+                format!("{at}key"),
+                format!(
+                    "the key material of {by_direction} sa {by:#x}: two SAs with one key seal \
+                     with the same nonces (the sequence numbers); give each SA its own key"
+                ),
+            ));
+        }
+        keys.insert(sa.key.to_vec(), (sa.spi, direction));
         if let Some(w) = s.worker
             && w >= workers
         {

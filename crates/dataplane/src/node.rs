@@ -129,8 +129,9 @@ pub enum NodeError {
     /// The state directory cannot be used.
     #[error(transparent)]
     State(#[from] crate::state_dir::StateError),
-    /// An SA added at run time has key material an SA of this node uses
-    /// or used: that key's sequence numbers would start again.
+    /// An SA has key material another SA of this node has, or (added at
+    /// run time) one of its earlier SAs had: that key's sequence numbers
+    /// would start again.
     #[error(
         "{direction} sa {spi:#x}: its key material is that of {by_direction} sa {by:#x}, which this node {when}; the key's sequence numbers would start again: give the SA a new key"
     )]
@@ -417,11 +418,24 @@ pub(crate) fn build_sa(
 
 /// Checks the SAs and rules of `cfg` against each other, the workers and
 /// the mirror: owners exist, SPIs are unique in each direction, replay
-/// windows fit mirror frames, protect rules name configured SAs.
+/// windows fit mirror frames, protect rules name configured SAs, no two
+/// SAs share key material (the nonce is the sequence number: two SAs with
+/// one key would seal their packets with the same nonces).
 pub(crate) fn check_sas(cfg: &NodeConfig) -> Result<(), NodeError> {
     let n = cfg.workers.count.max(1);
     let mut seen = std::collections::HashSet::new();
+    let mut keys: HashMap<&[u8], (u32, Direction)> = HashMap::new();
     for entry in &cfg.sas {
+        if let Some(&(by, by_direction)) = keys.get(&entry.sa.key[..]) {
+            return Err(NodeError::KeyUsed {
+                spi: entry.sa.spi,
+                direction: entry.sa.direction,
+                by,
+                by_direction,
+                when: "runs",
+            });
+        }
+        keys.insert(&entry.sa.key[..], (entry.sa.spi, entry.sa.direction));
         let spi = entry.sa.spi;
         let owner = cfg.owner(entry);
         if owner >= n {

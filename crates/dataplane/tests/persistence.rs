@@ -36,9 +36,12 @@ fn mac(node: u8, port: u8) -> MacAddr {
     MacAddr([2, 0, 0, 0, node, port])
 }
 
+/// Key material of its own for each SPI (the node refuses two SAs with
+/// one key: this once gave 0x100 and 0x200 the same).
 fn key(spi: u32) -> Vec<u8> {
-    (0..20u32)
-        .map(|i| (spi.wrapping_mul(31) + i * 7) as u8)
+    spi.to_be_bytes()
+        .into_iter()
+        .chain((0..16u32).map(|i| (spi.wrapping_mul(31) + i * 7) as u8))
         .collect()
 }
 

@@ -83,8 +83,9 @@ fn idle_restarts_leave_an_inbound_mark_where_it_was() {
     );
 }
 
-/// Two SAs of the node share key material (nothing refuses that in a
-/// configuration; the marks are per key, "past every live SA with it").
+/// Two SAs of the node share key material (the ledger's marks are per
+/// key, "past every live SA with it"; since this find a configuration
+/// with two SAs of one key is refused as well, `sas[i].key`).
 /// SA 2 sends up to 5000 and is deleted at run time (`forget`: its key's
 /// record stays, with a mark past 5000). SA 1 is then handed to the peer
 /// exactly at 100 (`left`). As the node stops, `last_batch` sees only SA

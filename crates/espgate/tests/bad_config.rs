@@ -103,6 +103,12 @@ fn each_broken_config_gets_one_line_naming_the_place() {
             "sas[1].spi",
         ),
         (
+            "two SAs with one key",
+            "spd:",
+            "  - { spi: 0x1001, direction: inbound, aead: aes-128-gcm, key: 0x4c80cdefbb5d10da906ac73c3613a6342e443b68, tunnel: { src: 172.16.0.2, dst: 172.16.0.1 } }\nspd:",
+            "sas[1].key",
+        ),
+        (
             "key of the wrong length",
             "key: 0x4c80cdefbb5d10da906ac73c3613a6342e443b68",
             "key: 0x4c80cdefbb5d10da906ac73c3613a634",
