@@ -19,7 +19,7 @@
 //! by the unprotected port, plaintext by the protected one, next hops by
 //! ARP or each port's gateway), `neigh` and `flow` rules.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::net::IpAddr;
 
@@ -426,6 +426,9 @@ pub fn import_secgw(text: &str, node: &ImportOptions) -> Import {
     // secgw's SA numbers imported, and the SPIs they became.
     let mut seen = HashSet::new();
     let mut spis = HashSet::new();
+    // The key material of each SA imported, and its secgw number: a node
+    // refuses two SAs with one key (they would seal with the same nonces).
+    let mut keys: HashMap<Vec<u8>, u32> = HashMap::new();
     let mut renumbered = Vec::new();
     for (line, rule) in rules(text) {
         let tokens: Vec<&str> = rule.split(' ').collect();
@@ -446,6 +449,13 @@ pub fn import_secgw(text: &str, node: &ImportOptions) -> Import {
                     if spis.contains(&(spi, sa.direction)) {
                         return Err(format!("SA {} would be SPI {spi:#x}, which another SA has", sa.spi));
                     }
+                    if let Some(other) = keys.get(&sa.key) {
+                        return Err(format!(
+                            "SA {} has the key material of SA {other}: two SAs with one key seal \
+                             with the same nonces (the sequence numbers); give each its own key",
+                            sa.spi
+                        ));
+                    }
                     Ok(spi)
                 }) {
                     Ok(spi) => {
@@ -454,6 +464,7 @@ pub fn import_secgw(text: &str, node: &ImportOptions) -> Import {
                         }
                         seen.insert((sa.spi, sa.direction));
                         spis.insert((spi, sa.direction));
+                        keys.insert(sa.key.clone(), sa.spi);
                         sas.push(sa);
                     }
                     Err(e) => leave(e),

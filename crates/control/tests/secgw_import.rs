@@ -200,6 +200,30 @@ fn malformed_lines_are_listed_not_fatal() {
     parse_node(&import.yaml, "x.yaml", Path::new(".")).unwrap();
 }
 
+/// secgw's samples give several SAs one key (`gateway.cfg`'s 105 and
+/// 35); a node refuses that (they would seal with the same nonces), so
+/// the import keeps the first and leaves each later one out, naming it.
+#[test]
+fn an_sa_with_the_key_of_one_imported_is_left_out() {
+    let key = "1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20";
+    let text = format!(
+        "sa out 300 aead_algo aes-128-gcm aead_key {key} mode ipv4-tunnel src 1.1.1.1 dst 2.2.2.2\n\
+         sa in 301 aead_algo aes-128-gcm aead_key {key} mode ipv4-tunnel src 2.2.2.2 dst 1.1.1.1\n"
+    );
+    let import = import_secgw(&text, &ports());
+    assert_eq!(import.sas, 1);
+    assert_eq!(import.left_out.len(), 1);
+    assert_eq!(import.left_out[0].line, 2);
+    assert!(
+        import.left_out[0]
+            .reason
+            .contains("the key material of SA 300"),
+        "{}",
+        import.left_out[0].reason
+    );
+    parse_node(&import.yaml, "x.yaml", Path::new(".")).unwrap();
+}
+
 /// A generated GCM tunnel SA: (out, spi, aes256, key, v6, esn).
 fn sa_strategy() -> impl Strategy<Value = (bool, u32, bool, Vec<u8>, bool, Option<u64>)> {
     (
