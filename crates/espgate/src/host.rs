@@ -77,6 +77,10 @@ struct NodeState {
     hand_back_owed: bool,
     /// Whether it heard its peer on the mirror link, as it last answered.
     hears_peer: bool,
+    /// Whether its packet flow had failed, as the host last acted on it:
+    /// set while its SAs run on the peer for that reason, until the peer
+    /// handed them back.
+    flow_failed: bool,
 }
 
 /// What the host does after one poll of a node.
@@ -102,6 +106,12 @@ enum Step {
     /// mirror link: its control socket hangs, not the node. Told once; it
     /// fails once the peer no longer hears it either.
     Unreachable,
+    /// The node's packet flow failed: it handed its SAs to the peer
+    /// itself; told.
+    FlowFailed,
+    /// The node's packet flow works again (or works still, its SAs not
+    /// back yet): the peer hands them back.
+    FlowWorks,
 }
 
 impl NodeState {
@@ -113,8 +123,16 @@ impl NodeState {
             fenced_life: None,
             hand_back_owed: false,
             hears_peer: false,
+            flow_failed: false,
         }
     }
+}
+
+/// The peer did not hand the SAs back at a `FlowWorks` step (it still sees
+/// the node's flow failed, its mirror frames not there yet, or did not
+/// answer): ordered again at the next poll.
+fn flow_back_not_done(w: &mut NodeState) {
+    w.flow_failed = true;
 }
 
 /// The peer did not carry out the fence ordered at a `Failed` step (it was
@@ -143,6 +161,8 @@ struct Answer {
     holding: usize,
     /// Whether it hears its peer on the mirror link.
     peer_alive: bool,
+    /// Whether its packet flow has failed.
+    flow_failed: bool,
 }
 
 impl From<&Status> for Answer {
@@ -153,12 +173,14 @@ impl From<&Status> for Answer {
                 synced: p.synced,
                 holding: p.holding,
                 peer_alive: p.peer_alive,
+                flow_failed: p.flow_failed,
             },
             Status::Running { pair: None, .. } | Status::WaitingConfig => Answer {
                 life: None,
                 synced: false,
                 holding: 0,
                 peer_alive: false,
+                flow_failed: false,
             },
         }
     }
@@ -183,6 +205,7 @@ fn step(nodes: &mut [NodeState; 2], i: usize, answer: Option<Answer>, dead_after
         synced,
         holding,
         peer_alive,
+        flow_failed,
     }) = answer
     else {
         w.missed += 1;
@@ -250,6 +273,14 @@ fn step(nodes: &mut [NodeState; 2], i: usize, answer: Option<Answer>, dead_after
         Health::Up if w.hand_back_owed && synced => {
             w.hand_back_owed = false;
             Step::Back
+        }
+        Health::Up if flow_failed != w.flow_failed => {
+            w.flow_failed = flow_failed;
+            if flow_failed {
+                Step::FlowFailed
+            } else {
+                Step::FlowWorks
+            }
         }
         _ => Step::Nothing,
     }
@@ -583,6 +614,19 @@ fn act(
              restarts (it cannot know how far {} ran without leases)",
             peer.name, peer.name
         )),
+        Step::FlowFailed => say(&format!(
+            "{name}'s packet flow failed: it handed its SAs to {}",
+            peer.name
+        )),
+        Step::FlowWorks => {
+            say(&format!(
+                "{name}'s packet flow works again: {} hands its SAs back",
+                peer.name
+            ));
+            if !order(peer, "hand_back") {
+                flow_back_not_done(&mut states[i]);
+            }
+        }
         Step::Unreachable => say(&format!(
             "{name} does not answer on its control socket, but {} hears it on the mirror \
              link: not failed over (check {})",
@@ -619,6 +663,7 @@ mod tests {
             synced,
             holding: 0,
             peer_alive: false,
+            flow_failed: false,
         };
         step(nodes, i, Some(a), DEAD_AFTER)
     }
@@ -629,6 +674,7 @@ mod tests {
         synced: false,
         holding: 0,
         peer_alive: false,
+        flow_failed: false,
     };
 
     /// b's answer, in its first life, synchronised and hearing a.
@@ -637,7 +683,47 @@ mod tests {
         synced: true,
         holding: 0,
         peer_alive: true,
+        flow_failed: false,
     };
+
+    /// A node whose packet flow fails hands its SAs to its peer itself;
+    /// once its flow works again the host has the peer hand them back
+    /// (under `failback: manual` nobody else does), and orders it again
+    /// at the next poll if the peer refused (it still sees the flow
+    /// failed: the node's mirror frames saying otherwise not there yet).
+    #[test]
+    fn a_node_whose_flow_failed_gets_its_sas_back_once_it_works() {
+        let mut nodes = up_pair();
+        let flow = |failed| Answer {
+            life: Some(A1),
+            synced: true,
+            holding: 0,
+            peer_alive: true,
+            flow_failed: failed,
+        };
+        assert_eq!(
+            step(&mut nodes, 0, Some(flow(true)), DEAD_AFTER),
+            Step::FlowFailed
+        );
+        assert_eq!(
+            step(&mut nodes, 0, Some(flow(true)), DEAD_AFTER),
+            Step::Nothing
+        );
+        assert_eq!(
+            step(&mut nodes, 0, Some(flow(false)), DEAD_AFTER),
+            Step::FlowWorks
+        );
+        flow_back_not_done(&mut nodes[0]);
+        assert_eq!(
+            step(&mut nodes, 0, Some(flow(false)), DEAD_AFTER),
+            Step::FlowWorks,
+            "the refused hand-back is ordered again"
+        );
+        assert_eq!(
+            step(&mut nodes, 0, Some(flow(false)), DEAD_AFTER),
+            Step::Nothing
+        );
+    }
 
     /// A node whose control socket stops answering while its peer still
     /// hears it on the mirror link runs: told once, not failed over (a
@@ -956,6 +1042,7 @@ mod tests {
             synced: true,
             holding: 2,
             peer_alive: false,
+            flow_failed: false,
         };
         assert_eq!(step(&mut nodes, 1, Some(b), DEAD_AFTER), Step::Up);
         assert_eq!(answer(&mut nodes, 0, A2, true), Step::Up);
@@ -1014,7 +1101,8 @@ mod tests {
                 Some("status") => {
                     json!({ "ok": true, "state": "running", "node": "b", "uptime_ms": 5,
                     "pair": { "epoch": A2, "peer_alive": true, "synced": true, "holding": 0,
-                              "standby": 0, "frames_sent": 1, "frames_received": 1, "rejected": 0 } })
+                              "standby": 0, "frames_sent": 1, "frames_received": 1, "rejected": 0,
+                              "flow_failed": false } })
                 }
                 Some("configure") => {
                     flag.store(true, Ordering::SeqCst);
@@ -1081,7 +1169,8 @@ mod tests {
     fn r28_running(epoch: u64) -> serde_json::Value {
         json!({ "ok": true, "state": "running", "node": "x", "uptime_ms": 5,
                 "pair": { "epoch": epoch, "peer_alive": false, "synced": true, "holding": 0,
-                          "standby": 0, "frames_sent": 1, "frames_received": 1, "rejected": 0 } })
+                          "standby": 0, "frames_sent": 1, "frames_received": 1, "rejected": 0,
+                          "flow_failed": false } })
     }
 
     /// Node a: answers as a running node in life A1 until `frozen`, then
@@ -1409,7 +1498,8 @@ mod tests {
     fn r29_running(epoch: u64) -> serde_json::Value {
         json!({ "ok": true, "state": "running", "node": "x", "uptime_ms": 5,
                 "pair": { "epoch": epoch, "peer_alive": true, "synced": true, "holding": 0,
-                          "standby": 0, "frames_sent": 1, "frames_received": 1, "rejected": 0 } })
+                          "standby": 0, "frames_sent": 1, "frames_received": 1, "rejected": 0,
+                          "flow_failed": false } })
     }
 
     /// A node that answers its control requests in turn (as a real node

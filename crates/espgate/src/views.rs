@@ -216,6 +216,7 @@ pub fn status(node: &RunningNode, uptime: Duration) -> Status {
             frames_sent: p.frames_sent,
             frames_received: p.frames_received,
             rejected: p.rejected,
+            flow_failed: p.flow_failed,
         }),
     }
 }

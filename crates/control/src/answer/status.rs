@@ -42,4 +42,7 @@ pub struct PairHealth {
     pub frames_received: u64,
     /// Mirror frames refused.
     pub rejected: u64,
+    /// Its packet flow has failed (a link or tracked next hop down, a
+    /// worker stalled): it handed its SAs to the peer, and takes none.
+    pub flow_failed: bool,
 }

@@ -179,6 +179,7 @@ fn examples() -> Vec<Example> {
                     frames_sent: 10,
                     frames_received: 11,
                     rejected: 1,
+                    flow_failed: false,
                 }),
             },
         ),
