@@ -87,8 +87,9 @@ impl Keeper {
     /// [`Ledger::last_batch`]). One that fails leaves the marks as they
     /// were, which is safe (logged).
     pub(crate) fn last_write(&self, dir: &StateDir) {
-        let mut l = self.ledger();
-        let Some(next) = l.last_batch() else { return };
+        let Some(next) = self.ledger().last_batch() else {
+            return;
+        };
         match dir.write(&next) {
             Ok(()) => {
                 self.writes.fetch_add(1, Ordering::Relaxed);

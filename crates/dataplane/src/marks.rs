@@ -240,7 +240,6 @@ impl Ledger {
         if let Some(l) = self.live.get_mut(&(spi, direction))
             && l.serial == serial
         {
-            l.pos = l.pos.max(last);
             l.left_at = Some(last);
         }
     }
@@ -248,14 +247,15 @@ impl Ledger {
     /// The node's last write, once no worker runs any more: the durable
     /// record with the mark of every key whose SAs all left exactly (see
     /// [`left`](Self::left)) lowered to just past where they left, if that
-    /// lowers any; a key an SA deleted in this life had keeps its mark. A next life then resumes just past what this one used
-    /// instead of a reach ahead, so when this node comes back the peer,
-    /// which ran on from there, is not sent past its own position (a
-    /// failback's start, a restart's floors). Lower is safe then and only
+    /// lowers any; a key an SA deleted in this life had keeps its mark. A
+    /// next life then resumes just past what this one used instead of a
+    /// reach ahead, so when this node comes back the peer, which ran on
+    /// from there, is not sent past its own position (a failback's start,
+    /// a restart's floors). Lower is safe then and only
     /// then: the mark bounds this node's own use, which is over; the
     /// peer's is bounded by what the peer stores and writes. (Lowered in
     /// a running life, a write could land after the SA ran here again.)
-    pub fn last_batch(&mut self) -> Option<Saved> {
+    pub fn last_batch(&self) -> Option<Saved> {
         // Per key, past every SA with it; none if one still runs here.
         let mut past: BTreeMap<KeyDigest, Option<u64>> =
             self.retired.iter().map(|k| (*k, None)).collect();
