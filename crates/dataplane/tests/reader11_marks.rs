@@ -5,7 +5,10 @@
 //! stall reports at the mark, failed writes and two SAs sharing a key.
 //! It held: no restart places an inbound window at or below a number an
 //! earlier life accepted, and a stall reported and written lets the far
-//! end's packets through.
+//! end's packets through. Since extended with exact exits (an SA handed to
+//! the peer at its worker's top, parked until moved again) and the last
+//! write a stopping life makes, which lowers the marks of keys whose SAs
+//! all left that way.
 
 use espgate_dataplane::marks::{KeyDigest, Ledger, Saved, key_digest};
 use espgate_esp::Direction;
@@ -29,7 +32,13 @@ enum Step {
     Write {
         fail: bool,
     },
-    Restart,
+    /// SA `s` is handed to the peer exactly at its worker's top and parks.
+    Leave(usize),
+    /// The node's life ends, with its last write (a stop) or without (a
+    /// crash).
+    Restart {
+        stopped: bool,
+    },
     /// Time passes.
     Wait(u64),
 }
@@ -39,7 +48,8 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (0usize..3, 1u64..800).prop_map(|(s, n)| Step::Receive(s, n)),
         1 => (0usize..3, 1u64..600).prop_map(|(s, d)| Step::Move(s, d)),
         3 => any::<bool>().prop_map(|fail| Step::Write { fail }),
-        1 => Just(Step::Restart),
+        1 => (0usize..3).prop_map(Step::Leave),
+        1 => any::<bool>().prop_map(|stopped| Step::Restart { stopped }),
         1 => (1u64..300).prop_map(Step::Wait),
     ]
 }
@@ -54,6 +64,8 @@ struct Worker {
     mark: u64,
     /// Packets accepted.
     packets: u64,
+    /// Parked (handed to the peer): it accepts nothing until moved.
+    parked: bool,
 }
 
 proptest! {
@@ -99,6 +111,9 @@ proptest! {
                     wk.far += n;
                     let mut refused = 0;
                     for seq in from..=wk.far {
+                        if wk.parked {
+                            continue; // the peer's now
+                        }
                         if seq <= wk.top {
                             continue; // seen (a replay, or below a move)
                         }
@@ -124,6 +139,7 @@ proptest! {
                 Step::Move(s, d) => {
                     let wk = &mut w[s];
                     wk.top += d;
+                    wk.parked = false;
                     l.moved(s as u32, IN, wk.top, wk.packets);
                 }
                 Step::Write { fail } => {
@@ -143,8 +159,17 @@ proptest! {
                     }
                 }
                 Step::Wait(ms) => now += ms,
-                Step::Restart => {
-                    let saved = l.durable().clone();
+                Step::Leave(s) => {
+                    // Parked, it needs no mark past a stall: the peer runs
+                    // it (moved back, its mark follows its position).
+                    w[s].parked = true;
+                    stalled[s] = 0;
+                    let serial = l.serial(s as u32, IN).expect("followed");
+                    l.left(s as u32, IN, serial, w[s].top);
+                }
+                Step::Restart { stopped } => {
+                    let last = if stopped { l.last_batch() } else { None };
+                    let saved = last.unwrap_or_else(|| l.durable().clone());
                     l = Ledger::new(saved, AHEAD);
                     stalled = [0; 3];
                     for (s, wk) in w.iter_mut().enumerate() {
@@ -157,6 +182,7 @@ proptest! {
                         // Placed at its mark, everything below seen.
                         wk.top = mark;
                         wk.mark = mark;
+                        wk.parked = false;
                         l.track(s as u32, IN, key_of(s), mark);
                     }
                     // The node's first write at start (nothing due for an
