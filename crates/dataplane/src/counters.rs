@@ -35,7 +35,8 @@ espgate_counters::counter_table! {
         TooBig => "too_big",
         /// No on-link destination and no gateway.
         NoRoute => "no_route",
-        /// The next hop's MAC is unknown (an ARP request went out).
+        /// The next hop's MAC stayed unknown while the packet waited for
+        /// ARP's answer (or too many packets waited already).
         ArpMiss => "arp_miss",
         /// The ring to the owning worker was full.
         HandoffFull => "handoff_full",
@@ -95,6 +96,15 @@ pub struct WorkerCounters {
     pub progress_full: u64,
     /// Gratuitous ARP announcements sent.
     pub announcements: u64,
+    /// Frames for an SA parked here sent on, unchanged but for their
+    /// Ethernet addresses, to the peer's MAC on the port they came from
+    /// (the peer runs the SA; the sender has not followed its
+    /// announcement yet).
+    pub redirected: u64,
+    /// Frames the peer sent on for an SA parked here, held until the SA
+    /// starts here (the hand-over record was on its way); those that
+    /// waited in vain are dropped as `standby`.
+    pub held: u64,
     /// Packets for the node itself handed to the kernel through the punt
     /// device.
     pub punted: u64,
@@ -143,6 +153,8 @@ impl WorkerCounters {
         self.progress += o.progress;
         self.progress_full += o.progress_full;
         self.announcements += o.announcements;
+        self.redirected += o.redirected;
+        self.held += o.held;
         self.punted += o.punted;
         self.punt_sent += o.punt_sent;
         self.drops.add(&o.drops);

@@ -15,6 +15,7 @@ pub mod command;
 pub mod config;
 pub mod counters;
 pub mod flow;
+pub mod held;
 pub mod icmp;
 pub mod keeper;
 pub mod marks;

@@ -27,6 +27,7 @@ use crate::classify::{decrement_ttl, esp_spi};
 use crate::command::SaCommand;
 use crate::config::{PerSide, Role};
 use crate::counters::{NodeDrop, WorkerCounters};
+use crate::held::Held;
 use crate::icmp;
 use crate::mirror_task::NodeEventKind;
 use crate::neigh::{ArpOutcome, Neighbours, announcement, handle_arp, probe, request, write_arp};
@@ -225,6 +226,14 @@ pub struct Worker {
     /// SAs this worker holds but must not use (parked): the peer runs
     /// them, or they were handed back.
     parked: FxHashSet<(u32, Direction)>,
+    /// Frames the peer sent on for an SA parked here, until it starts.
+    held: Held<Packet>,
+    /// An SA started here since the held frames were last tried.
+    started: bool,
+    /// IP packets (no Ethernet header yet) waiting for their next hop's
+    /// MAC; while any waits, every packet routed waits behind it, so that
+    /// none overtakes another.
+    unresolved: Held<Packet>,
     report: Option<Reporting>,
     /// Addresses this worker answers for on each side: the port's own,
     /// then the peer's while adopted.
@@ -241,6 +250,20 @@ pub struct Worker {
 }
 
 const ARP_RETRY: Duration = Duration::from_millis(200);
+
+/// How long a frame the peer sent on waits for its SA to start here: many
+/// times what a hand-over takes from the giver's stop to the taker's start
+/// (a mirror frame and a command, well under 5 ms).
+const START_WAIT: Duration = Duration::from_millis(20);
+
+/// How long a packet waits for its next hop's MAC: many times an ARP round
+/// trip on a link, and less than [`ARP_RETRY`] (a lost request is not
+/// waited for twice).
+const NEIGHBOUR_WAIT: Duration = Duration::from_millis(100);
+
+/// Frames each of a worker's waits holds at most (their buffers come from
+/// the pool): some 10 000 packets a second through one SA or next hop.
+const HELD_MAX: usize = 128;
 
 /// The ARP probes of the tracked next hops.
 struct Probing {
@@ -299,6 +322,21 @@ enum Verdict {
     HandOff(u8, Role),
     /// Nothing more to do with it (back to the pool, not a drop).
     Done,
+    /// Held until its SA starts here (it came from the port of this role).
+    Hold(Role),
+    /// An IP packet for the port of this role, waiting for its next hop's
+    /// MAC (ARP was asked).
+    Wait(Role),
+}
+
+/// Where a frame's SA runs.
+enum Claim {
+    /// On this worker.
+    Here,
+    /// The frame goes to another worker (or is dropped).
+    Elsewhere(Verdict),
+    /// Parked on this node: the peer runs it, or nobody does yet.
+    Parked,
 }
 
 impl Worker {
@@ -335,6 +373,9 @@ impl Worker {
             last_hop: None,
             last_sa: None,
             parked: FxHashSet::default(),
+            held: Held::new(START_WAIT, HELD_MAX),
+            started: false,
+            unresolved: Held::new(NEIGHBOUR_WAIT, HELD_MAX),
             report: None,
             addresses,
             announced: 0,
@@ -450,6 +491,7 @@ impl Worker {
         let mut idle_rounds = 0u32;
         let mut bursts = 0u64;
         let mut turns = 0u64;
+        self.learn_peer();
         loop {
             turns += 1;
             self.shared.turns[self.id].store(turns, Ordering::Relaxed);
@@ -458,6 +500,9 @@ impl Worker {
             // parks its SAs had while it stood still once it has finished
             // the turn it stood still in.
             let mut work = self.poll_commands();
+            // Frames held for an SA that has just started go before the
+            // bursts that follow them on the wire.
+            work += self.poll_held();
             for role in [Role::Protected, Role::Unprotected] {
                 let n = self.ports[role]
                     .queue
@@ -491,6 +536,7 @@ impl Worker {
                 }
             }
             work += self.poll_handoffs();
+            work += self.poll_unresolved();
             work += self.poll_punt(work > 0);
             self.poll_announce();
             self.poll_probe();
@@ -509,6 +555,12 @@ impl Worker {
             } else {
                 idle_rounds = 0;
             }
+        }
+        for (_, _, buf) in self.held.take() {
+            self.drop_frame(buf, NodeDrop::Parked);
+        }
+        for (_, _, buf) in self.unresolved.take() {
+            self.drop_frame(buf, NodeDrop::ArpMiss);
         }
         self.flush_tx();
         for (_, p) in self.ports.iter_mut() {
@@ -648,9 +700,12 @@ impl Worker {
                         }
                     }
                     self.parked.remove(&(spi, direction));
+                    self.started = true;
+                    self.learn_peer();
                 }
                 SaCommand::Park { spi, direction } => {
                     self.parked.insert((spi, direction));
+                    self.learn_peer();
                 }
                 SaCommand::Stop {
                     spi,
@@ -658,6 +713,7 @@ impl Worker {
                     stamp,
                 } => {
                     self.parked.insert((spi, direction));
+                    self.learn_peer();
                     self.report_stopped(spi, direction, stamp);
                 }
                 SaCommand::InstallOutbound { sa, parked } => {
@@ -808,11 +864,11 @@ impl Worker {
         }
     }
 
-    /// `None` if this worker runs SA `spi` now; otherwise the frame goes
-    /// to the worker that owns the SA (a frame fresh from a port), or is
-    /// dropped (the SA is parked on this node).
+    /// Whether this worker runs SA `spi` now; otherwise the frame goes to
+    /// the worker that owns the SA (a frame fresh from a port), or the SA
+    /// is parked on this node.
     #[inline(always)]
-    fn claim(&self, spi: u32, direction: Direction, from: Role, fresh: bool) -> Option<Verdict> {
+    fn claim(&self, spi: u32, direction: Direction, from: Role, fresh: bool) -> Claim {
         // One worker owns everything: no lookup.
         if fresh && self.shared.handoff.len() > 1 {
             let owner = self
@@ -822,13 +878,138 @@ impl Worker {
                 .copied()
                 .unwrap_or(self.id);
             if owner != self.id {
-                return Some(Verdict::HandOff(owner as u8, from));
+                return Claim::Elsewhere(Verdict::HandOff(owner as u8, from));
             }
         }
         if !self.parked.is_empty() && self.parked.contains(&(spi, direction)) {
-            return Some(Verdict::Drop(NodeDrop::Parked));
+            return Claim::Parked;
+        }
+        Claim::Here
+    }
+
+    /// A frame (from `sender`, on `role`'s port, its Ethernet header still
+    /// on) for an SA parked here. From anyone but the peer, it goes on to
+    /// the peer's MAC on the same port: the peer runs the SA (or is about
+    /// to: it holds the frame until then), and the sender has not followed
+    /// its announcement yet. From the peer, it is held until the SA starts
+    /// here: the peer gave it up and sent on what still reached it before
+    /// its hand-over record started the SA here. Never back to the peer,
+    /// so a frame crosses between the nodes at most once. Dropped as
+    /// `standby` while the peer's MAC on the port is unknown (ARP is
+    /// asked).
+    #[cold]
+    fn on_parked(&mut self, role: Role, sender: MacAddr, buf: &mut Packet) -> Verdict {
+        let Some(peer) = self.peer_mac(role) else {
+            return Verdict::Drop(NodeDrop::Parked);
+        };
+        if sender == peer {
+            return Verdict::Hold(role);
+        }
+        let own = self.ports[role].mac;
+        let mut f = EthernetFrame::new_unchecked(buf.data_mut());
+        f.set_dst(peer);
+        f.set_src(own);
+        self.counters.redirected += 1;
+        Verdict::Send(role)
+    }
+
+    /// The peer's MAC on `role`'s port: that of its address on the port's
+    /// subnet (configured as `peer_addresses`), as ARP learned it. When it
+    /// is not known yet, an ARP probe asks (rate-limited): from 0.0.0.0,
+    /// as this node may ask while the peer holds its address, and a
+    /// request from the address would move the hosts' ARP entries back
+    /// to this node, which runs nothing for them.
+    fn peer_mac(&mut self, role: Role) -> Option<MacAddr> {
+        let port = &self.ports[role];
+        let own = port.mac;
+        let peer = self.shared.peer_addresses[role]
+            .iter()
+            .copied()
+            .find(|a| port.subnet.contains(a))?;
+        if let Some(mac) = self.shared.neighbours.lookup(&peer) {
+            return Some(mac).filter(|m| *m != own);
+        }
+        let IpAddr::V4(target) = peer else {
+            return None;
+        };
+        let now = Instant::now();
+        if self
+            .arp_asked
+            .get(&peer)
+            .is_none_or(|t| now.duration_since(*t) >= ARP_RETRY)
+        {
+            self.arp_asked.insert(peer, now);
+            let mut buf = Packet::from(self.pool.get());
+            write_arp(&mut buf, &probe(own, target), own);
+            self.counters.arp_requests += 1;
+            self.ports[role].tx.push(buf);
         }
         None
+    }
+
+    /// Asks ARP for the peer's MAC on each port where it is not known yet,
+    /// so that it is known when an SA moves: the redirect and the hold
+    /// both need it at once.
+    fn learn_peer(&mut self) {
+        for role in [Role::Protected, Role::Unprotected] {
+            self.peer_mac(role);
+        }
+    }
+
+    /// Sends, in their order, the packets waiting for a next hop's MAC
+    /// whose MAC is known now, and drops (as `arp_miss`) those that waited
+    /// [`NEIGHBOUR_WAIT`] in vain. Returns how many went out.
+    fn poll_unresolved(&mut self) -> usize {
+        if self.unresolved.is_empty() {
+            return 0;
+        }
+        let mut sent = 0;
+        for (since, role, mut buf) in self.unresolved.take() {
+            let mac = Selectors::of(buf.data()).and_then(|sel| self.resolve(role, sel.dst));
+            match mac {
+                Some(mac) => {
+                    sent += 1;
+                    let v = self.send(role, mac, &mut buf);
+                    self.dispose(buf, v);
+                }
+                None => {
+                    if let Err(buf) = self.unresolved.hold(since, role, buf) {
+                        self.drop_frame(buf, NodeDrop::ArpMiss);
+                    }
+                }
+            }
+        }
+        for buf in self.unresolved.expire(Instant::now()) {
+            self.drop_frame(buf, NodeDrop::ArpMiss);
+        }
+        sent
+    }
+
+    /// Tries the held frames again once an SA started here, and drops
+    /// those that waited [`START_WAIT`] in vain. Returns how many it tried.
+    fn poll_held(&mut self) -> usize {
+        let started = std::mem::take(&mut self.started);
+        if self.held.is_empty() {
+            return 0;
+        }
+        let mut tried = 0;
+        if started {
+            for (since, role, mut buf) in self.held.take() {
+                tried += 1;
+                match self.process(role, &mut buf, true) {
+                    Verdict::Hold(_) => {
+                        if let Err(buf) = self.held.hold(since, role, buf) {
+                            self.drop_frame(buf, NodeDrop::Parked);
+                        }
+                    }
+                    v => self.dispose(buf, v),
+                }
+            }
+        }
+        for buf in self.held.expire(Instant::now()) {
+            self.drop_frame(buf, NodeDrop::Parked);
+        }
+        tried
     }
 
     /// Does with a frame what its verdict says.
@@ -839,6 +1020,15 @@ impl Worker {
             Verdict::Drop(why) => self.drop_frame(buf, why),
             Verdict::HandOff(owner, from) => self.hand_off(usize::from(owner), from, buf),
             Verdict::Done => self.pool.recycle(buf),
+            Verdict::Hold(role) => match self.held.hold(Instant::now(), role, buf) {
+                Ok(()) => self.counters.held += 1,
+                Err(buf) => self.drop_frame(buf, NodeDrop::Parked),
+            },
+            Verdict::Wait(role) => {
+                if let Err(buf) = self.unresolved.hold(Instant::now(), role, buf) {
+                    self.drop_frame(buf, NodeDrop::ArpMiss);
+                }
+            }
         }
     }
 
@@ -872,7 +1062,7 @@ impl Worker {
             EtherType::ARP => self.arp(role, buf, hdr_len),
             EtherType::IPV4 | EtherType::IPV6 => match role {
                 Role::Protected => self.on_protected(sender, hdr_len, buf, fresh),
-                Role::Unprotected => self.on_unprotected(hdr_len, buf, fresh),
+                Role::Unprotected => self.on_unprotected(sender, hdr_len, buf, fresh),
             },
             _ => Verdict::Drop(NodeDrop::UnsupportedEthertype),
         }
@@ -915,8 +1105,10 @@ impl Worker {
         }
         match self.tables.spd.lookup(Direction::Outbound, &sel) {
             Action::Protect(spi) => {
-                if let Some(v) = self.claim(spi, Direction::Outbound, Role::Protected, fresh) {
-                    return v;
+                match self.claim(spi, Direction::Outbound, Role::Protected, fresh) {
+                    Claim::Here => {}
+                    Claim::Elsewhere(v) => return v,
+                    Claim::Parked => return self.on_parked(Role::Protected, sender, buf),
                 }
                 buf.adj(hdr_len).expect("header present");
                 self.encrypt(spi, sender, buf)
@@ -967,14 +1159,22 @@ impl Worker {
         }
     }
 
-    fn on_unprotected(&mut self, hdr_len: usize, buf: &mut Packet, fresh: bool) -> Verdict {
+    fn on_unprotected(
+        &mut self,
+        sender: MacAddr,
+        hdr_len: usize,
+        buf: &mut Packet,
+        fresh: bool,
+    ) -> Verdict {
         if let Some(spi) = esp_spi(
             &buf.data()[hdr_len..],
             &self.addresses[Role::Unprotected],
             &self.tables.encap_ports,
         ) {
-            if let Some(v) = self.claim(spi, Direction::Inbound, Role::Unprotected, fresh) {
-                return v;
+            match self.claim(spi, Direction::Inbound, Role::Unprotected, fresh) {
+                Claim::Here => {}
+                Claim::Elsewhere(v) => return v,
+                Claim::Parked => return self.on_parked(Role::Unprotected, sender, buf),
             }
             buf.adj(hdr_len).expect("header present");
             return self.decrypt(spi, buf);
@@ -1049,11 +1249,13 @@ impl Worker {
             self.too_big(buf, sender, room);
             return Verdict::Drop(NodeDrop::TooBig);
         }
-        // Find the next hop before encrypting: a packet dropped for want of
-        // a MAC must not spend a sequence number.
-        let Some(mac) = self.resolve(Role::Unprotected, dst) else {
-            return Verdict::Drop(NodeDrop::ArpMiss);
-        };
+        // A packet with no route spends no sequence number; one whose next
+        // hop's MAC is not known yet does, and waits for ARP's answer.
+        let port = &self.ports[Role::Unprotected];
+        if !port.subnet.contains(&dst) && port.gateway.is_none() {
+            return Verdict::Drop(NodeDrop::NoRoute);
+        }
+        let mac = self.resolve(Role::Unprotected, dst);
         let Some(sa) = self.outbound.get_mut(&spi) else {
             return Verdict::Drop(NodeDrop::Policy);
         };
@@ -1083,7 +1285,12 @@ impl Worker {
             }
         }
         self.counters.encrypted += 1;
-        self.send(Role::Unprotected, mac, buf)
+        match mac {
+            Some(_) if !self.unresolved.is_empty() => Verdict::Wait(Role::Unprotected),
+            Some(mac) => self.send(Role::Unprotected, mac, buf),
+            None if dst.is_ipv4() => Verdict::Wait(Role::Unprotected),
+            None => Verdict::Drop(NodeDrop::ArpMiss),
+        }
     }
 
     /// Answers a packet too big for the tunnel with ICMP "packet too big"
@@ -1246,7 +1453,10 @@ impl Worker {
             return Verdict::Drop(NodeDrop::NoRoute);
         }
         match self.resolve(role, dst) {
+            Some(_) if !self.unresolved.is_empty() => Verdict::Wait(role),
             Some(mac) => self.send(role, mac, buf),
+            // ARP is asked; no NDP is (IPv6 next hops are configured).
+            None if dst.is_ipv4() => Verdict::Wait(role),
             None => Verdict::Drop(NodeDrop::ArpMiss),
         }
     }

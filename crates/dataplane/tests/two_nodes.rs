@@ -308,6 +308,27 @@ fn udp_both_ways_byte_for_byte() {
     );
 }
 
+/// The first packets through fresh nodes, which know no neighbour yet,
+/// wait for ARP's answers (the far gateway's MAC, the host's) instead of
+/// being dropped, and arrive in the order they were sent.
+#[test]
+fn packets_to_a_next_hop_not_known_yet_wait_for_arp_in_order() {
+    let mut r = rig(1, false);
+    let n = 20u32;
+    for k in 0..n {
+        assert!(r.host_a.send_udp(r.host_b.ip, 1000, 2000, &k.to_be_bytes()));
+    }
+    let got = collect(&mut r.host_b, n as usize);
+    let order: Vec<u32> = got
+        .iter()
+        .map(|ip| u32::from_be_bytes(udp_payload(ip).3[..4].try_into().unwrap()))
+        .collect();
+    assert_eq!(order, (0..n).collect::<Vec<_>>());
+    let (ra, rb) = (r.a.stop(), r.b.stop());
+    let drops = ra.totals().drops(NodeDrop::ArpMiss) + rb.totals().drops(NodeDrop::ArpMiss);
+    assert_eq!(drops, 0);
+}
+
 /// Checks every SA: the sender used each sequence number exactly once
 /// (seq == packets), and the receiver accepted them all with no replay.
 fn check_sas(sender: &NodeReport, receiver: &NodeReport) {

@@ -236,7 +236,7 @@ pub fn stats(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         }
     };
     outln!(
-        "total: rx {} tx {} encrypted {} decrypted {} lease_stalls {} punted {} punt_sent {}; drops: {}; sa events: {}",
+        "total: rx {} tx {} encrypted {} decrypted {} lease_stalls {} punted {} punt_sent {} redirected {} held {}; drops: {}; sa events: {}",
         t.rx,
         t.tx,
         t.encrypted,
@@ -244,6 +244,8 @@ pub fn stats(sock: &Path, json_out: bool) -> anyhow::Result<()> {
         t.lease_stalls,
         t.punted,
         t.punt_sent,
+        t.redirected,
+        t.held,
         listed(reasons),
         listed(events)
     )?;

@@ -70,7 +70,7 @@ impl Exposition {
 /// The node's metrics now.
 pub fn render(node: &RunningNode, workers: &[WorkerSnapshot]) -> String {
     let mut e = Exposition(String::new());
-    let counters: [Family<WorkerSnapshot>; 9] = [
+    let counters: [Family<WorkerSnapshot>; 11] = [
         (
             "espgate_rx_packets_total",
             "Frames received from the ports.",
@@ -113,6 +113,16 @@ pub fn render(node: &RunningNode, workers: &[WorkerSnapshot]) -> String {
             "espgate_punt_sent_packets_total",
             "Packets the kernel sent through the punt device that went out of a port.",
             |w| w.counters.punt_sent,
+        ),
+        (
+            "espgate_redirected_packets_total",
+            "Frames for an SA parked here sent on to the peer, which runs it.",
+            |w| w.counters.redirected,
+        ),
+        (
+            "espgate_held_packets_total",
+            "Frames the peer sent on, held until their SA started here.",
+            |w| w.counters.held,
         ),
     ];
     for (name, help, f) in counters {

@@ -6,7 +6,7 @@ use espgate_dataplane::NodeReport;
 pub fn print(r: &NodeReport) -> anyhow::Result<()> {
     let t = r.totals();
     outln!(
-        "node {}: rx {} tx {} | encrypted {} decrypted {} bypassed {} | handoffs {} | arp replies {} requests {} | icmp errors {} | punted {} punt_sent {}",
+        "node {}: rx {} tx {} | encrypted {} decrypted {} bypassed {} | handoffs {} | arp replies {} requests {} | icmp errors {} | punted {} punt_sent {} | redirected {} held {}",
         r.name,
         t.rx,
         t.tx,
@@ -18,7 +18,9 @@ pub fn print(r: &NodeReport) -> anyhow::Result<()> {
         t.arp_requests,
         t.icmp_errors,
         t.punted,
-        t.punt_sent
+        t.punt_sent,
+        t.redirected,
+        t.held
     )?;
     let drops: Vec<String> = t.nonzero_drops().map(|(d, n)| format!("{d} {n}")).collect();
     if !drops.is_empty() {

@@ -467,6 +467,35 @@ fn drain(node: &RunningNode) -> Result<usize, (bool, String)> {
     }
 }
 
+/// A drained node stays up until no frame has needed sending on to its
+/// peer for this long: hosts and far ends that have not followed the
+/// peer's announcement yet still reach it.
+const LINGER_QUIET: Duration = Duration::from_millis(100);
+
+/// ... and at most this long.
+const LINGER_MOST: Duration = Duration::from_secs(2);
+
+/// Keeps a drained node up while frames for its SAs, which run on the
+/// peer now, still reach it: its workers send each on to the peer
+/// (counted as `redirected`). Returns how many went on meanwhile.
+fn linger(node: &RunningNode) -> u64 {
+    let redirected = || {
+        node.snapshot()
+            .map(|ws| ws.iter().map(|w| w.counters.redirected).sum::<u64>())
+            .unwrap_or(0)
+    };
+    let (start, first) = (Instant::now(), redirected());
+    let (mut last, mut moved) = (first, start);
+    while moved.elapsed() < LINGER_QUIET && start.elapsed() < LINGER_MOST {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = redirected();
+        if now != last {
+            (last, moved) = (now, Instant::now());
+        }
+    }
+    last - first
+}
+
 /// Where a node is run from and watched.
 pub struct RunOptions<'a> {
     /// The node configuration; without it the host pushes one.
@@ -618,9 +647,19 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         .filter(|l| drain_on_stop && !drained && stop.load(Ordering::Relaxed) && l.node.mirrored())
     {
         match drain(&l.node) {
-            Ok(sas) => tracing::info!(sas, "drained: every SA runs on the peer"),
+            Ok(sas) => {
+                tracing::info!(sas, "drained: every SA runs on the peer");
+                drained = true;
+            }
             Err((_, why)) => tracing::warn!(%why, "stopping without a drain"),
         }
+    }
+    if let Some(l) = live.as_ref().filter(|_| drained) {
+        let frames = linger(&l.node);
+        tracing::info!(
+            frames,
+            "frames that still reached this node sent on to the peer"
+        );
     }
     if let Some(live) = live {
         let report = live.node.stop();

@@ -69,6 +69,8 @@ fn worker(w: &WorkerSnapshot) -> WorkerStats {
         progress_full: c.progress_full,
         punted: c.punted,
         punt_sent: c.punt_sent,
+        redirected: c.redirected,
+        held: c.held,
         drops: node_drops(c),
         esp_drops_no_sa: esp_drops(&w.sad_drops),
         queues,
@@ -108,6 +110,8 @@ pub fn stats(workers: &[WorkerSnapshot], commands_pending: usize) -> Stats {
             bypassed: total.bypassed,
             punted: total.punted,
             punt_sent: total.punt_sent,
+            redirected: total.redirected,
+            held: total.held,
             drops: node_drops(&total),
             lease_stalls,
             sa_events: SaEvent::ALL

@@ -53,6 +53,11 @@ pub struct WorkerStats {
     /// Packets the kernel sent through the punt device that went out of a
     /// port.
     pub punt_sent: u64,
+    /// Frames for an SA parked here sent on to the peer's MAC on the port
+    /// they came from.
+    pub redirected: u64,
+    /// Frames the peer sent on, held until their SA started here.
+    pub held: u64,
     /// The node's drops by reason, every reason named.
     pub drops: ByReason,
     /// ESP drops that reached no SA, by reason, every reason named.
@@ -138,6 +143,11 @@ pub struct Totals {
     /// Packets the kernel sent through the punt device that went out of a
     /// port.
     pub punt_sent: u64,
+    /// Frames for an SA parked here sent on to the peer's MAC on the port
+    /// they came from.
+    pub redirected: u64,
+    /// Frames the peer sent on, held until their SA started here.
+    pub held: u64,
     /// The node's drops by reason, every reason named.
     pub drops: ByReason,
     /// Packets the SAs dropped waiting for a lease.

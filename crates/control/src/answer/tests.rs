@@ -119,6 +119,8 @@ fn stats() -> Stats {
             progress_full: 13,
             punted: 14,
             punt_sent: 15,
+            redirected: 16,
+            held: 17,
             drops: drops.clone(),
             esp_drops_no_sa: by_reason(&[("lease_stall", 0), ("no_sa", 3)]),
             queues: BTreeMap::from([(
@@ -153,6 +155,8 @@ fn stats() -> Stats {
             bypassed: 5,
             punted: 14,
             punt_sent: 15,
+            redirected: 16,
+            held: 17,
             drops,
             lease_stalls: 6,
             sa_events: BTreeMap::from([("soft_lifetime".into(), 8), ("seq_low".into(), 9)]),

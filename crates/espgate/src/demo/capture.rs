@@ -21,6 +21,8 @@ pub struct EspFrame {
     pub ns: u64,
     /// Who sent it.
     pub sender: MacAddr,
+    /// Whom it went to.
+    pub receiver: MacAddr,
     /// SPI.
     pub spi: u32,
     /// The full sequence number: the GCM IV (RFC 4106), whose low 32 bits
@@ -95,11 +97,23 @@ pub fn esp_frames(frames: &[(u64, Vec<u8>)]) -> anyhow::Result<Vec<EspFrame>> {
         out.push(EspFrame {
             ns: *ns,
             sender: eth.src(),
+            receiver: eth.dst(),
             spi,
             seq,
         });
     }
     Ok(out)
+}
+
+/// The frames that used their sequence numbers: all but those one node
+/// of the `pair` sent on to the other. A node sends on what reaches it for
+/// an SA its peer runs, unchanged but for the Ethernet addresses: a copy
+/// of the far end's frame, not a second use of its number.
+pub fn uses(esp: &[EspFrame], pair: [MacAddr; 2]) -> Vec<EspFrame> {
+    esp.iter()
+        .filter(|e| !(pair.contains(&e.sender) && pair.contains(&e.receiver)))
+        .copied()
+        .collect()
 }
 
 /// (SPI, sequence number) pairs sent more than once, with their counts.
@@ -218,6 +232,23 @@ mod tests {
         let seqs: Vec<u64> = esp.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [7, 8, 9, (1 << 32) + 7, (1 << 32) + 7]);
         assert_eq!(reused(&esp), [((0x1000, (1 << 32) + 7), 2)]);
+    }
+
+    #[test]
+    fn a_frame_one_pair_node_sent_on_to_the_other_is_no_use_of_its_number() {
+        let mac = |n: u8| MacAddr([0x02, 0, 0, 0, 0, n]);
+        let to = |dst: u8, src: u8, seq: u64| {
+            let mut f = eth(src, 0x0800, &ipv4(protocol::ESP, &esp(0x1001, seq)));
+            f[5] = dst;
+            f
+        };
+        // r (3) sends 7 to a (1), which sends it on to b (2); then b
+        // sends 7 of its own to r: a reuse.
+        let esp = esp_frames(&capture(vec![to(1, 3, 7), to(2, 1, 7)])).unwrap();
+        assert_eq!(reused(&esp).len(), 1, "the copy shows as a second frame");
+        assert!(reused(&uses(&esp, [mac(1), mac(2)])).is_empty());
+        let esp = esp_frames(&capture(vec![to(1, 3, 7), to(2, 1, 7), to(3, 2, 7)])).unwrap();
+        assert_eq!(reused(&uses(&esp, [mac(1), mac(2)])), [((0x1001, 7), 2)]);
     }
 
     #[test]

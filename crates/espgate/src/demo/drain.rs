@@ -110,3 +110,30 @@ fn drain_and_return(keep_state: bool) -> Vec<super::capture::Run> {
     );
     runs
 }
+
+/// A host that has not followed b's announcement of a's address (its ARP
+/// entry still names a's MAC) goes on reaching a after the drain: a sends
+/// each frame on to b, which runs the SA now, and b's reply comes back.
+/// Without the redirect a drops them all as `standby`.
+#[test]
+fn frames_that_still_reach_a_drained_node_go_on_to_its_peer() {
+    let (mut rig, _la, _lb, mut traffic) = running(false);
+    rig.h1.gateway_ip = None;
+    let (tx, answer) = std::sync::mpsc::channel();
+    assert!(rig.a.as_ref().unwrap().order(Order::Drain(tx)));
+    assert_eq!(answer.recv_timeout(PATIENCE).unwrap(), Ok(2));
+    let t0 = unix_ms();
+    traffic.run(&mut rig, Duration::from_millis(300));
+    traffic.drain(&mut rig);
+    let (sent, back) = traffic.h1.count(t0, unix_ms());
+    let a = rig.a.take().unwrap().stop().totals();
+    let b = rig.b.stop().totals();
+    rig.r.stop();
+    assert!(sent > 20, "h1 sent {sent}");
+    assert!(
+        back + 2 >= sent,
+        "h1's datagrams through the drained a: {back} of {sent} echoed"
+    );
+    assert!(a.redirected >= sent as u64, "a sent on {}", a.redirected);
+    assert!(b.encrypted > 0);
+}

@@ -129,10 +129,11 @@ fn stop_a_b_a(mut rig: Rig, spi: u32) -> ([NodeReport; 3], Vec<capture::Run>) {
         rig.r.stop(),
     ];
     let frames = rig.fabric.wan_capture.lock().unwrap().clone();
-    let esp = capture::esp_frames(&frames).unwrap();
+    let mac = |c: &espgate_dataplane::NodeConfig| c.port(Role::Unprotected).and_then(|p| p.mac);
+    let pair = [mac(&rig.ca), mac(&rig.cb)].map(|m| m.expect("demo ports have MACs"));
+    let esp = capture::uses(&capture::esp_frames(&frames).unwrap(), pair);
     assert!(capture::reused(&esp).is_empty(), "no (SPI, seq) twice");
     let runs = capture::runs(&esp, spi);
-    let mac = |c: &espgate_dataplane::NodeConfig| c.port(Role::Unprotected).and_then(|p| p.mac);
     let senders: Vec<_> = runs.iter().map(|r| Some(r.sender)).collect();
     assert_eq!(
         senders,
@@ -309,7 +310,15 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         .lock()
         .map(|c| c.clone())
         .unwrap_or_default();
-    let esp = capture::esp_frames(&frames)?;
+    let wan_mac = |c: &espgate_dataplane::NodeConfig| {
+        c.port(Role::Unprotected)
+            .and_then(|p| p.mac)
+            .context("demo ports have MACs")
+    };
+    let esp = capture::uses(
+        &capture::esp_frames(&frames)?,
+        [wan_mac(&rig.ca)?, wan_mac(&rig.cb)?],
+    );
     let reuse = capture::reused(&esp);
 
     let b_mac = rig.cb.port(Role::Unprotected).and_then(|p| p.mac);
