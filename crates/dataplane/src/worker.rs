@@ -44,6 +44,9 @@ pub struct Handoff {
     pub buf: Packet,
     /// The side it arrived on.
     pub from: Role,
+    /// Read in a turn after the worker that read it stood still (see
+    /// `Worker::fresh`): not sent on to the peer.
+    pub stale: bool,
 }
 
 /// What every worker shares.
@@ -230,6 +233,11 @@ pub struct Worker {
     held: Held<Packet>,
     /// An SA started here since the held frames were last tried.
     started: bool,
+    /// When this turn of the loop began, and whether the turn before it
+    /// began less than [`STALE_AFTER`] earlier: after a longer gap (the
+    /// worker stood still) the frames it reads waited that long.
+    turned: Instant,
+    fresh: bool,
     /// IP packets (no Ethernet header yet) waiting for their next hop's
     /// MAC; while any waits, every packet routed waits behind it, so that
     /// none overtakes another.
@@ -264,6 +272,11 @@ const NEIGHBOUR_WAIT: Duration = Duration::from_millis(100);
 /// Frames each of a worker's waits holds at most (their buffers come from
 /// the pool): some 10 000 packets a second through one SA or next hop.
 const HELD_MAX: usize = 128;
+
+/// A worker whose turn began this long after the one before stood still
+/// (stopped, or starved of the CPU): what it reads then is not sent on to
+/// the peer, whose window has moved past it since.
+const STALE_AFTER: Duration = Duration::from_millis(50);
 
 /// The ARP probes of the tracked next hops.
 struct Probing {
@@ -375,6 +388,8 @@ impl Worker {
             parked: FxHashSet::default(),
             held: Held::new(START_WAIT, HELD_MAX),
             started: false,
+            turned: Instant::now(),
+            fresh: true,
             unresolved: Held::new(NEIGHBOUR_WAIT, HELD_MAX),
             report: None,
             addresses,
@@ -495,6 +510,9 @@ impl Worker {
         loop {
             turns += 1;
             self.shared.turns[self.id].store(turns, Ordering::Relaxed);
+            let now = Instant::now();
+            self.fresh = now.duration_since(self.turned) < STALE_AFTER;
+            self.turned = now;
             self.reload_tables();
             // Commands before the bursts: a worker that stalled takes the
             // parks its SAs had while it stood still once it has finished
@@ -629,7 +647,10 @@ impl Worker {
             for _ in 0..self.burst {
                 let Some(h) = ring.pop() else { break };
                 self.counters.handoff_in += 1;
+                let fresh = self.fresh;
+                self.fresh &= !h.stale;
                 self.handle(h.from, h.buf, false);
+                self.fresh = fresh;
                 n += 1;
             }
         }
@@ -858,7 +879,11 @@ impl Worker {
 
     /// Hands a frame to `owner`, or drops it if that ring is full.
     fn hand_off(&mut self, owner: usize, from: Role, buf: Packet) {
-        match self.shared.handoff[self.id][owner].push(Handoff { buf, from }) {
+        match self.shared.handoff[self.id][owner].push(Handoff {
+            buf,
+            from,
+            stale: !self.fresh,
+        }) {
             Ok(()) => self.counters.handoff_out += 1,
             Err(h) => self.drop_frame(h.buf, NodeDrop::HandoffFull),
         }
@@ -896,9 +921,13 @@ impl Worker {
     /// its hand-over record started the SA here. Never back to the peer,
     /// so a frame crosses between the nodes at most once. Dropped as
     /// `standby` while the peer's MAC on the port is unknown (ARP is
-    /// asked).
+    /// asked), and in a turn after the worker stood still: the frame may
+    /// have waited that long in its queue.
     #[cold]
     fn on_parked(&mut self, role: Role, sender: MacAddr, buf: &mut Packet) -> Verdict {
+        if !self.fresh {
+            return Verdict::Drop(NodeDrop::Parked);
+        }
         let Some(peer) = self.peer_mac(role) else {
             return Verdict::Drop(NodeDrop::Parked);
         };
