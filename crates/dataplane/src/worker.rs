@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
-use espgate_esp::{Direction, DropReason, Inbound, OutboundSa, SaCounters, SaEvent, Sad};
+use espgate_esp::{AtLimit, Direction, Inbound, Opened, OutboundSa, SaCounters, SaEvent, Sad};
 use espgate_io::{BufPool, Packet, PortQueue, QueueStats};
 use espgate_wire::PacketBuf;
 use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
@@ -231,8 +231,15 @@ pub struct Worker {
     parked: FxHashSet<(u32, Direction)>,
     /// Frames the peer sent on for an SA parked here, until it starts.
     held: Held<Packet>,
-    /// An SA started here since the held frames were last tried.
-    started: bool,
+    /// Packets at their SA's limit, held until it rises: plaintext with its
+    /// Ethernet header (outbound), or authentic and decrypted (inbound).
+    limited: Held<(Limited, Packet)>,
+    /// While the held packets are tried again: when the one being tried
+    /// was first held (it keeps that time if it is held again).
+    limited_since: Option<Instant>,
+    /// An SA started here, or a limit rose, since the held frames and
+    /// packets were last tried.
+    moved: bool,
     /// When this turn of the loop began, and whether the turn before it
     /// began less than [`STALE_AFTER`] earlier: after a longer gap (the
     /// worker stood still) the frames it reads waited that long.
@@ -268,6 +275,11 @@ const START_WAIT: Duration = Duration::from_millis(20);
 /// trip on a link, and less than [`ARP_RETRY`] (a lost request is not
 /// waited for twice).
 const NEIGHBOUR_WAIT: Duration = Duration::from_millis(100);
+
+/// How long a packet at its SA's limit waits for the limit to rise: many
+/// times a mirror round trip (a lease's acknowledgement) and a mark's write
+/// to the state directory.
+const LIMIT_WAIT: Duration = Duration::from_millis(20);
 
 /// Frames each of a worker's waits holds at most (their buffers come from
 /// the pool): some 10 000 packets a second through one SA or next hop.
@@ -342,6 +354,34 @@ enum Verdict {
     Wait(Role),
 }
 
+/// What a packet held at its SA's limit waits to become.
+enum Limited {
+    /// Sealed by this outbound SA.
+    Outbound(u32),
+    /// Accepted by its inbound SA.
+    Inbound(AtLimit),
+}
+
+/// Puts an Ethernet header (to `own`, from `sender`) back in front of an
+/// IP packet whose header was taken off, to go through the worker again.
+fn restore_ethernet(buf: &mut Packet, own: MacAddr, sender: MacAddr) -> Result<(), NodeDrop> {
+    let ethertype = if ip::version_of(buf.data()) == Some(6) {
+        EtherType::IPV6
+    } else {
+        EtherType::IPV4
+    };
+    let eth = EthernetRepr {
+        dst: own,
+        src: sender,
+        vlan: None,
+        ethertype,
+    };
+    let h = buf
+        .prepend(eth.header_len())
+        .map_err(|_| NodeDrop::BadFrame)?;
+    eth.emit(h).map_err(|_| NodeDrop::BadFrame)
+}
+
 /// Where a frame's SA runs.
 enum Claim {
     /// On this worker.
@@ -387,7 +427,9 @@ impl Worker {
             last_sa: None,
             parked: FxHashSet::default(),
             held: Held::new(START_WAIT, HELD_MAX),
-            started: false,
+            limited: Held::new(LIMIT_WAIT, HELD_MAX),
+            limited_since: None,
+            moved: false,
             turned: Instant::now(),
             fresh: true,
             unresolved: Held::new(NEIGHBOUR_WAIT, HELD_MAX),
@@ -520,7 +562,9 @@ impl Worker {
             let mut work = self.poll_commands();
             // Frames held for an SA that has just started go before the
             // bursts that follow them on the wire.
-            work += self.poll_held();
+            let moved = std::mem::take(&mut self.moved);
+            work += self.poll_held(moved);
+            work += self.poll_limited(moved);
             for role in [Role::Protected, Role::Unprotected] {
                 let n = self.ports[role]
                     .queue
@@ -576,6 +620,9 @@ impl Worker {
         }
         for (_, _, buf) in self.held.take() {
             self.drop_frame(buf, NodeDrop::Parked);
+        }
+        for (_, _, (what, frame)) in self.limited.take() {
+            self.give_up_at_limit(what, frame);
         }
         for (_, _, buf) in self.unresolved.take() {
             self.drop_frame(buf, NodeDrop::ArpMiss);
@@ -670,34 +717,40 @@ impl Worker {
                     spi,
                     direction,
                     limit,
-                } => match direction {
-                    Direction::Outbound => {
-                        if let Some(sa) = self.outbound.get_mut(&spi) {
-                            sa.set_limit(limit);
+                } => {
+                    match direction {
+                        Direction::Outbound => {
+                            if let Some(sa) = self.outbound.get_mut(&spi) {
+                                sa.set_limit(limit);
+                            }
+                        }
+                        Direction::Inbound => {
+                            if let Some(sa) = self.sad.get_mut(spi) {
+                                sa.set_limit(limit);
+                            }
                         }
                     }
-                    Direction::Inbound => {
-                        if let Some(sa) = self.sad.get_mut(spi) {
-                            sa.set_limit(limit);
-                        }
-                    }
-                },
+                    self.moved = true;
+                }
                 SaCommand::Mark {
                     spi,
                     direction,
                     mark,
-                } => match direction {
-                    Direction::Outbound => {
-                        if let Some(sa) = self.outbound.get_mut(&spi) {
-                            sa.set_mark(mark);
+                } => {
+                    match direction {
+                        Direction::Outbound => {
+                            if let Some(sa) = self.outbound.get_mut(&spi) {
+                                sa.set_mark(mark);
+                            }
+                        }
+                        Direction::Inbound => {
+                            if let Some(sa) = self.sad.get_mut(spi) {
+                                sa.set_mark(mark);
+                            }
                         }
                     }
-                    Direction::Inbound => {
-                        if let Some(sa) = self.sad.get_mut(spi) {
-                            sa.set_mark(mark);
-                        }
-                    }
-                },
+                    self.moved = true;
+                }
                 SaCommand::Activate {
                     spi,
                     direction,
@@ -721,7 +774,7 @@ impl Worker {
                         }
                     }
                     self.parked.remove(&(spi, direction));
-                    self.started = true;
+                    self.moved = true;
                     self.learn_peer();
                 }
                 SaCommand::Park { spi, direction } => {
@@ -976,6 +1029,65 @@ impl Worker {
         None
     }
 
+    /// Holds a packet at its SA's limit (`buf` is taken, an empty buffer
+    /// left in its place) until the limit rises, [`LIMIT_WAIT`] at most.
+    fn hold_at_limit(&mut self, what: Limited, buf: &mut Packet) -> Verdict {
+        let frame = std::mem::replace(buf, Packet::from(self.pool.get()));
+        let since = self.limited_since.unwrap_or_else(Instant::now);
+        if let Err((what, frame)) = self.limited.hold(since, Role::Protected, (what, frame)) {
+            self.give_up_at_limit(what, frame);
+        }
+        Verdict::Done
+    }
+
+    /// Drops a packet held at its SA's limit, counted there (`lease_stall`).
+    fn give_up_at_limit(&mut self, what: Limited, frame: Packet) {
+        match what {
+            Limited::Outbound(spi) => {
+                if let Some(sa) = self.outbound.get_mut(&spi) {
+                    sa.drop_at_limit();
+                }
+            }
+            Limited::Inbound(held) => self.sad.drop_at_limit(held),
+        }
+        self.drop_frame(frame, NodeDrop::Esp);
+    }
+
+    /// Tries the packets held at their SA's limit again once a limit rose
+    /// (in the order they came), and gives up those that waited
+    /// [`LIMIT_WAIT`] in vain. Returns how many it tried.
+    fn poll_limited(&mut self, moved: bool) -> usize {
+        if self.limited.is_empty() {
+            return 0;
+        }
+        let mut tried = 0;
+        if moved {
+            for (since, _, (what, mut frame)) in self.limited.take() {
+                tried += 1;
+                self.limited_since = Some(since);
+                let v = match what {
+                    Limited::Outbound(_) => self.process(Role::Protected, &mut frame, true),
+                    Limited::Inbound(held) => {
+                        let spi = held.spi();
+                        match self.sad.admit(held, &mut frame) {
+                            Ok(Opened::Inbound(_)) => self.deliver(spi, &mut frame),
+                            Ok(Opened::AtLimit(held)) => {
+                                self.hold_at_limit(Limited::Inbound(held), &mut frame)
+                            }
+                            Err(_) => Verdict::Drop(NodeDrop::Esp),
+                        }
+                    }
+                };
+                self.dispose(frame, v);
+            }
+            self.limited_since = None;
+        }
+        for (what, frame) in self.limited.expire(Instant::now()) {
+            self.give_up_at_limit(what, frame);
+        }
+        tried
+    }
+
     /// Asks ARP for the peer's MAC on each port where it is not known yet,
     /// so that it is known when an SA moves: the redirect and the hold
     /// both need it at once.
@@ -1016,13 +1128,12 @@ impl Worker {
 
     /// Tries the held frames again once an SA started here, and drops
     /// those that waited [`START_WAIT`] in vain. Returns how many it tried.
-    fn poll_held(&mut self) -> usize {
-        let started = std::mem::take(&mut self.started);
+    fn poll_held(&mut self, moved: bool) -> usize {
         if self.held.is_empty() {
             return 0;
         }
         let mut tried = 0;
-        if started {
+        if moved {
             for (since, role, mut buf) in self.held.take() {
                 tried += 1;
                 match self.process(role, &mut buf, true) {
@@ -1256,12 +1367,11 @@ impl Worker {
 
     /// Encrypts an inner IP packet (Ethernet header stripped) with SA `spi`
     /// and sends it towards the tunnel's far end. `sender` is the MAC the
-    /// packet came from, for an ICMP error.
+    /// packet came from, for an ICMP error and to put its Ethernet header
+    /// back on when the SA is at its limit (the packet is then held,
+    /// untouched, until the limit rises).
     #[inline(always)]
     fn encrypt(&mut self, spi: u32, sender: MacAddr, buf: &mut Packet) -> Verdict {
-        if !decrement_ttl(buf.data_mut()) {
-            return Verdict::Drop(NodeDrop::TtlExceeded);
-        }
         let (dst, room) = match self.last_sa {
             Some((s, dst, room)) if s == spi => (dst, room),
             _ => {
@@ -1288,6 +1398,21 @@ impl Worker {
         let Some(sa) = self.outbound.get_mut(&spi) else {
             return Verdict::Drop(NodeDrop::Policy);
         };
+        if sa.at_limit() {
+            // Reported at its first packet, so the limit moves as soon as
+            // it can (see `report_outbound`).
+            if sa.stalls() % STALL_REPORT_EVERY == 1 {
+                self.report_outbound(spi, false);
+            }
+            let own = self.ports[Role::Protected].mac;
+            return match restore_ethernet(buf, own, sender) {
+                Ok(()) => self.hold_at_limit(Limited::Outbound(spi), buf),
+                Err(why) => Verdict::Drop(why),
+            };
+        }
+        if !decrement_ttl(buf.data_mut()) {
+            return Verdict::Drop(NodeDrop::TtlExceeded);
+        }
         let sealed = sa.encapsulate(buf);
         tell(
             &mut self.counters,
@@ -1302,16 +1427,7 @@ impl Worker {
                     self.report_outbound(spi, true);
                 }
             }
-            Err(e) => {
-                // Counted since the limit last moved, so each stall is
-                // reported at its first packet (the life's drop count
-                // would report a later stall only when it reached 1
-                // modulo STALL_REPORT_EVERY).
-                if e.reason == DropReason::LeaseStall && sa.stalls() % STALL_REPORT_EVERY == 1 {
-                    self.report_outbound(spi, false);
-                }
-                return Verdict::Drop(NodeDrop::Esp);
-            }
+            Err(_) => return Verdict::Drop(NodeDrop::Esp),
         }
         self.counters.encrypted += 1;
         match mac {
@@ -1344,7 +1460,7 @@ impl Worker {
     /// and sends the inner packet into the protected network if the policy
     /// allows it.
     fn decrypt(&mut self, spi: u32, buf: &mut Packet) -> Verdict {
-        let opened = self.sad.decapsulate(buf);
+        let opened = self.sad.decapsulate_holding(buf);
         tell(
             &mut self.counters,
             &self.shared,
@@ -1353,19 +1469,24 @@ impl Worker {
             || self.sad.poll_event(),
         );
         match opened {
-            Ok(Inbound::Decapsulated { .. }) => self.report_inbound(spi),
+            Ok(Opened::Inbound(Inbound::Decapsulated { .. })) => self.deliver(spi, buf),
             // What `esp_spi` took for ESP but whose UDP length says IKE
             // or a keepalive: as in `on_unprotected`.
-            Ok(Inbound::Ike | Inbound::NatKeepalive) => {
-                return self.punt(buf.data(), NodeDrop::Ike);
+            Ok(Opened::Inbound(Inbound::Ike | Inbound::NatKeepalive)) => {
+                self.punt(buf.data(), NodeDrop::Ike)
             }
-            Err(e) => {
-                if e.reason == DropReason::LeaseStall {
-                    self.report_inbound_stall(spi);
-                }
-                return Verdict::Drop(NodeDrop::Esp);
+            Ok(Opened::AtLimit(held)) => {
+                self.report_inbound_stall(spi);
+                self.hold_at_limit(Limited::Inbound(held), buf)
             }
+            Err(_) => Verdict::Drop(NodeDrop::Esp),
         }
+    }
+
+    /// Sends on the inner packet an inbound SA accepted, if the policy
+    /// allows it.
+    fn deliver(&mut self, spi: u32, buf: &mut Packet) -> Verdict {
+        self.report_inbound(spi);
         let sel = Selectors::of(buf.data()).filter(|sel| self.tables.admits(spi, sel));
         let Some(sel) = sel else {
             return Verdict::Drop(NodeDrop::PolicyMismatch);

@@ -547,6 +547,62 @@ fn commands_park_move_stall_and_restore_sas() {
     assert_eq!(ra.totals().commands, 4);
 }
 
+/// A packet that reaches its SA's limit waits (20 ms at most) instead of
+/// being dropped, and goes, in order, once the limit rises: outbound at
+/// A, inbound at B. (A machine too busy to raise the limit within the
+/// wait drops them as `lease_stall`: the test tries again.)
+#[test]
+fn packets_at_their_limit_wait_for_it_to_rise() {
+    let mut r = rig(1, false);
+    warm_up(&mut r.host_a, &mut r.host_b, 7);
+    let settle = |r: &Rig| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while (r.a.commands_pending() + r.b.commands_pending()) > 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    for (at_a, direction) in [(true, Direction::Outbound), (false, Direction::Inbound)] {
+        let mut waited = false;
+        for _ in 0..5 {
+            let used = carried(&r.a)
+                .iter()
+                .find(|(spi, d, _)| *spi == 0x100 && *d == Direction::Outbound)
+                .unwrap()
+                .2;
+            let limit = |limit| SaCommand::Limit {
+                spi: 0x100,
+                direction,
+                limit,
+            };
+            let node = if at_a { &r.a } else { &r.b };
+            node.command(limit(used + 1)).unwrap();
+            settle(&r);
+            for k in 0..3u32 {
+                assert!(r.host_a.send_udp(r.host_b.ip, 7, 9, &k.to_be_bytes()));
+            }
+            let early = testbed::collect(&mut r.host_b, 1, Duration::from_millis(5));
+            assert!(early.is_empty(), "{direction}: a packet passed the limit");
+            let node = if at_a { &r.a } else { &r.b };
+            node.command(limit(u64::MAX)).unwrap();
+            let got = testbed::collect(&mut r.host_b, 3, Duration::from_secs(1));
+            let order: Vec<u32> = got
+                .iter()
+                .map(|ip| u32::from_be_bytes(udp_payload(ip).3[..4].try_into().unwrap()))
+                .collect();
+            if order == [0, 1, 2] {
+                waited = true;
+                break;
+            }
+        }
+        assert!(waited, "{direction}: the held packets never went");
+    }
+    let (ra, rb) = (r.a.stop(), r.b.stop());
+    let stalled = |c: &espgate_esp::SaCounters| c.drops.get(espgate_esp::DropReason::LeaseStall);
+    assert!(stalled(&ra.outbound()[&0x100].0) <= 12 && stalled(&rb.inbound()[&0x100].0) <= 12);
+}
+
 /// Sends `n` datagrams from A to B numbered from `first`.
 fn burst_a_to_b(r: &mut Rig, first: u32, n: u32) {
     for k in first..first + n {

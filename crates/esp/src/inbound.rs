@@ -42,10 +42,51 @@ pub enum Inbound {
     NatKeepalive,
 }
 
+/// What [`Sad::decapsulate_holding`] and [`Sad::admit`] made of a packet
+/// they did not drop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// Accepted, as [`Sad::decapsulate`] answers.
+    Inbound(Inbound),
+    /// Authentic, but at or past its SA's limit: decrypted in place and
+    /// not accepted yet. The caller holds the buffer as it is and gives it
+    /// to [`Sad::admit`] once the limit has risen, or gives it up with
+    /// [`Sad::drop_at_limit`].
+    AtLimit(AtLimit),
+}
+
+/// An authentic packet its SA refused at its limit, held by the caller
+/// (decrypted in place, its window not moved). Only the SAD makes one,
+/// from a packet it authenticated: [`Sad::admit`] takes it instead of the
+/// key's word, so none can be made for a forged packet.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AtLimit {
+    spi: u32,
+    /// Which SA under that SPI authenticated it (a later one may reuse
+    /// the SPI, with another key).
+    serial: u64,
+    seq: u64,
+    loc: Located,
+}
+
+impl AtLimit {
+    /// The SA's SPI.
+    pub fn spi(&self) -> u32 {
+        self.spi
+    }
+
+    /// The packet's full sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 /// An inbound SA: key, replay window, lifetimes and counters.
 #[derive(Debug)]
 pub struct InboundSa {
     spi: u32,
+    /// Set by the SAD that holds it, unique there.
+    serial: u64,
     cipher: EspCipher,
     esn: bool,
     window: ReplayWindow,
@@ -65,6 +106,7 @@ impl InboundSa {
         let cipher = cfg.cipher(backend)?;
         Ok(InboundSa {
             spi: cfg.spi,
+            serial: 0,
             cipher,
             esn: cfg.esn,
             window: ReplayWindow::new(cfg.replay_window, cfg.initial_seq),
@@ -216,14 +258,16 @@ impl InboundSa {
         Ok(seq)
     }
 
-    /// Decrypts, updates the window, checks the trailer and inner packet,
-    /// and strips the outer headers.
+    /// Decrypts, then (below the limit) accepts; at or past the limit the
+    /// packet stays decrypted and comes back as [`Opened::AtLimit`] when
+    /// `hold`, else it is dropped as `lease_stall`.
     fn open<B: PacketBuf>(
         &mut self,
         seq: u64,
         loc: &Located,
         pkt: &mut B,
-    ) -> Result<Inbound, EspError> {
+        hold: bool,
+    ) -> Result<Opened, EspError> {
         let data = pkt.data_mut();
         let iv_at = loc.esp_at + esp::HEADER_LEN;
         let body_at = iv_at + IV_LEN;
@@ -236,8 +280,30 @@ impl InboundSa {
         if seq >= self.limit.get() {
             self.wanted = self.wanted.max(seq);
             self.limit.stall();
+            if hold {
+                return Ok(Opened::AtLimit(AtLimit {
+                    spi: self.spi,
+                    serial: self.serial,
+                    seq,
+                    loc: *loc,
+                }));
+            }
             return Err(DropReason::LeaseStall.into());
         }
+        self.accept(seq, loc, pkt).map(Opened::Inbound)
+    }
+
+    /// Updates the window for an authentic, decrypted packet below the
+    /// limit, checks the trailer and inner packet, and strips the outer
+    /// headers.
+    fn accept<B: PacketBuf>(
+        &mut self,
+        seq: u64,
+        loc: &Located,
+        pkt: &mut B,
+    ) -> Result<Inbound, EspError> {
+        let body_at = loc.esp_at + esp::HEADER_LEN + IV_LEN;
+        let body = &pkt.data()[body_at..loc.end - TAG_LEN];
         self.window.check_and_update(seq).map_err(replay_reason)?;
         let (trailer, inner_len) =
             EspTrailer::parse(body).map_err(|e| EspError::wire(e, DropReason::BadPadding))?;
@@ -321,6 +387,8 @@ pub enum SadError {
 #[derive(Debug, Default)]
 pub struct Sad {
     sas: Vec<InboundSa>,
+    /// SAs added so far: the last one's serial.
+    added: u64,
     by_spi: FxHashMap<u32, usize>,
     encap_ports: Vec<u16>,
     drops: DropCounters,
@@ -360,6 +428,9 @@ impl Sad {
         {
             self.encap_ports.push(e.dst_port);
         }
+        let mut sa = sa;
+        self.added += 1;
+        sa.serial = self.added;
         self.by_spi.insert(sa.spi, self.sas.len());
         self.sas.push(sa);
         Ok(())
@@ -498,13 +569,14 @@ impl Sad {
         &mut self,
         prepared: Prepared,
         pkt: &mut B,
-    ) -> Result<Inbound, EspError> {
+        hold: bool,
+    ) -> Result<Opened, EspError> {
         match prepared {
-            Prepared::Passthrough(what) => Ok(what),
+            Prepared::Passthrough(what) => Ok(Opened::Inbound(what)),
             Prepared::Esp { sa_index, seq, loc } => {
                 let sa = &mut self.sas[sa_index];
                 let opened = sa
-                    .open(seq, &loc, pkt)
+                    .open(seq, &loc, pkt, hold)
                     .inspect_err(|e| sa.counters.drops.count(e.reason));
                 self.note_events(sa_index);
                 opened
@@ -515,7 +587,64 @@ impl Sad {
     /// Decapsulates one packet in place.
     pub fn decapsulate<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<Inbound, EspError> {
         let prepared = self.prepare(pkt.data())?;
-        self.process(prepared, pkt)
+        match self.process(prepared, pkt, false)? {
+            Opened::Inbound(what) => Ok(what),
+            // Not made without `hold`; were it, it would be this drop.
+            Opened::AtLimit(_) => Err(DropReason::LeaseStall.into()),
+        }
+    }
+
+    /// Decapsulates one packet in place, as [`decapsulate`](Self::decapsulate)
+    /// does, except that an authentic packet at or past its SA's limit is
+    /// neither dropped nor counted as dropped: it comes back decrypted as
+    /// [`Opened::AtLimit`] (its SA counts the stall, and
+    /// [`InboundSa::wanted`] names it).
+    pub fn decapsulate_holding<B: PacketBuf>(&mut self, pkt: &mut B) -> Result<Opened, EspError> {
+        let prepared = self.prepare(pkt.data())?;
+        self.process(prepared, pkt, true)
+    }
+
+    /// Accepts a packet held at its SA's limit (`pkt`: the buffer
+    /// [`decapsulate_holding`](Self::decapsulate_holding) left, untouched)
+    /// once the limit has risen past it, as if it arrived now: the replay
+    /// window, the SA's lifetime, the trailer and the inner packet are
+    /// checked then. Still at the limit, it comes back as it was. Gone
+    /// (the SA was removed, or another took its SPI), it is dropped as
+    /// `unknown_spi`. Counts what it drops.
+    pub fn admit<B: PacketBuf>(&mut self, held: AtLimit, pkt: &mut B) -> Result<Opened, EspError> {
+        let Some(&i) = self
+            .by_spi
+            .get(&held.spi)
+            .filter(|&&i| self.sas[i].serial == held.serial)
+        else {
+            self.drops.count(DropReason::UnknownSpi);
+            return Err(DropReason::UnknownSpi.into());
+        };
+        let sa = &mut self.sas[i];
+        if held.seq >= sa.limit.get() {
+            return Ok(Opened::AtLimit(held));
+        }
+        let admitted = if sa.lifetime.admit(sa.counters.packets, sa.counters.bytes) {
+            sa.accept(held.seq, &held.loc, pkt)
+        } else {
+            Err(DropReason::HardExpired.into())
+        };
+        let admitted = admitted.inspect_err(|e| sa.counters.drops.count(e.reason));
+        self.note_events(i);
+        admitted.map(Opened::Inbound)
+    }
+
+    /// Gives up a packet held at its SA's limit: counted as dropped there
+    /// (`lease_stall`), if the SA is still in the SAD.
+    pub fn drop_at_limit(&mut self, held: AtLimit) {
+        if let Some(sa) = self
+            .by_spi
+            .get(&held.spi)
+            .map(|&i| &mut self.sas[i])
+            .filter(|sa| sa.serial == held.serial)
+        {
+            sa.counters.drops.count(DropReason::LeaseStall);
+        }
     }
 
     /// A time limit of SA `spi` passed ([`InboundSa::expire`]); `false`

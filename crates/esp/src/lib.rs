@@ -25,7 +25,7 @@ pub mod sa;
 pub use aead::{AeadAlgorithm, Backend};
 pub use counters::{DropCounters, DropReason, SaCounters};
 pub use error::EspError;
-pub use inbound::{Inbound, InboundSa, Sad, SadError};
+pub use inbound::{AtLimit, Inbound, InboundSa, Opened, Sad, SadError};
 pub use lifetime::{Lifetime, SEQ_LOW_SHIFT, SaEvent, SaEventCounters};
 pub use outbound::OutboundSa;
 pub use sa::{Direction, SaConfig, SaError, Tunnel, UdpEncap};

@@ -126,6 +126,25 @@ impl OutboundSa {
         self.limit.stalls()
     }
 
+    /// Whether the next packet would reach the limit (its lease or mark):
+    /// a caller that holds the packet until the limit rises asks this
+    /// first, and the SA counts the stall ([`stalls`](Self::stalls)) but
+    /// no drop. [`encapsulate`](Self::encapsulate) drops such a packet.
+    pub fn at_limit(&mut self) -> bool {
+        let limit = self.limit.get();
+        if limit != u64::MAX && self.seq + 1 >= limit {
+            self.limit.stall();
+            return true;
+        }
+        false
+    }
+
+    /// Counts a packet held at the limit and given up as dropped there
+    /// (`lease_stall`).
+    pub fn drop_at_limit(&mut self) {
+        self.counters.drops.count(DropReason::LeaseStall);
+    }
+
     /// Makes the next packet use sequence number `next` (a takeover or a
     /// restart); never moves backwards. The first packet after it is
     /// reported whatever the interval: the mirror learns the far end has
