@@ -11,14 +11,20 @@
 //! Every packet is decapsulated in order: one accepted must come back with
 //! the sequence number it was sealed at, never twice; an untouched one
 //! above everything accepted (within ESN inference's reach) must be
-//! accepted; a touched one never is. Then every packet sealed is sent
-//! again untouched: none accepted before may pass (one refused before,
-//! beyond ESN inference's reach then, may).
+//! accepted; a touched one never is. The count byte's high bits may set
+//! the SA's limit near the start: an authentic packet at or past it is
+//! held (decrypted, not accepted), and once every packet has been seen
+//! the limit is lifted and the held ones are admitted in order, with the
+//! same checks. Then every packet sealed is sent again untouched: none
+//! accepted before may pass (one refused before, beyond ESN inference's
+//! reach then, may).
 #![no_main]
 
 use std::collections::BTreeSet;
 
-use espgate_esp::{AeadAlgorithm, Backend, Direction, Inbound, OutboundSa, SaConfig, Sad, Tunnel};
+use espgate_esp::{
+    AeadAlgorithm, Backend, Direction, Inbound, Opened, OutboundSa, SaConfig, Sad, Tunnel,
+};
 use espgate_wire::{HeapBuf, PacketBuf};
 use libfuzzer_sys::fuzz_target;
 
@@ -60,6 +66,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let n = 1 + usize::from(count % 8);
+    let limit = u64::from(count >> 3);
+    if limit != 0 {
+        sad.get_mut(0x1000).unwrap().set_limit(START - 16 + limit);
+    }
     if rest.len() < 4 * n {
         return;
     }
@@ -80,6 +90,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let flip = usize::from(mode - 1) * 7;
     let mut accepted = BTreeSet::new();
+    let mut held = Vec::new();
     let mut top = i.initial_seq;
     for (k, (used, bytes)) in sealed.iter().enumerate() {
         let mut b = HeapBuf::from_packet(bytes);
@@ -88,19 +99,35 @@ fuzz_target!(|data: &[u8]| {
             b.data_mut()[flip] ^= 0x10;
         }
         let fresh = *used > top && *used - top < 1 << 30 && !accepted.contains(used);
-        match sad.decapsulate(&mut b) {
-            Ok(Inbound::Decapsulated { seq, .. }) => {
+        match sad.decapsulate_holding(&mut b) {
+            Ok(Opened::Inbound(Inbound::Decapsulated { seq, .. })) => {
                 // The outer IPv4 header (20 bytes) is not authenticated.
                 assert!(!tampered || flip < 20, "a tampered ESP packet was accepted");
                 assert_eq!(seq, *used, "accepted at another sequence number than sealed");
                 assert!(accepted.insert(seq), "sequence number {seq} accepted twice");
                 top = top.max(seq);
             }
+            Ok(Opened::AtLimit(h)) => {
+                assert!(!tampered || flip < 20, "a tampered ESP packet was held");
+                assert_eq!(h.seq(), *used, "held at another sequence number than sealed");
+                held.push((h, b, *used));
+            }
             Ok(other) => panic!("sealed packet seen as {other:?}"),
             Err(_) => assert!(
                 tampered || !fresh,
                 "an untouched packet at {used} above everything accepted ({top}) was refused"
             ),
+        }
+    }
+    sad.get_mut(0x1000).unwrap().set_limit(u64::MAX);
+    for (h, mut b, used) in held {
+        match sad.admit(h, &mut b) {
+            Ok(Opened::Inbound(Inbound::Decapsulated { seq, .. })) => {
+                assert_eq!(seq, used, "admitted at another sequence number than sealed");
+                assert!(accepted.insert(seq), "sequence number {seq} admitted twice");
+            }
+            Ok(other) => panic!("a held packet admitted as {other:?}"),
+            Err(_) => {}
         }
     }
     for (used, bytes) in &sealed {
