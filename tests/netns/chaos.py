@@ -154,17 +154,27 @@ def largest_jump(sent):
     return best
 
 
+#: The pair's WAN MACs.
+PAIR_WAN = (MAC["a-wan"], MAC["b-wan"])
+
+
 def esp_nonces(pcap):
     """(source MAC, SPI, 64-bit sequence number) of every ESP frame in a
     classic pcap file: Ethernet, IPv4 or IPv6, ESP or ESP in UDP (port
     4500, non-ESP marker 0 excluded), the ESP header and the 8-byte IV that
-    follows it. ARP and the switch's own IGMP reports are skipped; any
+    follows it. ARP, the switch's own IGMP reports and frames one pair node
+    sent on to the other are skipped; any
     other frame fails (a checker that skips
     what it does not understand proves nothing)."""
     out = []
     for frame in pcap_frames(pcap):
         kind = frame[12:14]
         src = frame[6:12].hex(":")
+        if src in PAIR_WAN and frame[0:6].hex(":") in PAIR_WAN:
+            # One pair node sent it on to the other (an SA the other runs):
+            # the far end's frame, not a second use of its number. A
+            # bridge that has not learnt the peer's port floods it here.
+            continue
         # The attacker's link is a port of the switch too (its IGMP reports).
         switch_port = src.replace("02:00:00:00:77:02", "02:00:00:00:ff:77")
         if kind == b"\x08\x06" or (kind == b"\x08\x00" and expected_chatter(switch_port, frame[23])):
