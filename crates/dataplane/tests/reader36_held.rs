@@ -339,3 +339,55 @@ fn inbound_packet_held_at_limit_is_not_accepted_once_its_sa_is_parked() {
         late.len()
     );
 }
+
+/// One unresolvable next hop holds up every routed packet of the worker:
+/// while anything waits for ARP, every packet routed waits behind it in
+/// the one `unresolved` queue (128 frames, all next hops and both ports),
+/// and one that finds it full is dropped as `arp_miss`. A host behind the
+/// far end sending through the tunnel to an address on A's LAN that
+/// nobody holds (or a LAN host to a dead WAN address) fills it, and A then
+/// drops the traffic to live, resolved hosts: before the change only the
+/// packets to the dead address were dropped.
+#[test]
+fn packets_to_a_dead_address_do_not_starve_those_to_a_live_host() {
+    let mut r = rig(1, false);
+    warm_up(&mut r.host_a, &mut r.host_b, 7);
+    warm_up(&mut r.host_b, &mut r.host_a, 7);
+    let dead: IpAddr = "10.1.0.77".parse().unwrap();
+    let live = r.host_a.ip;
+    let rounds = 20u32;
+    let per = 40u32;
+    let mut sent_live = 0u32;
+    let mut got = Vec::new();
+    for round in 0..rounds {
+        for k in 0..per {
+            let n = round * per + k;
+            if r.host_b.send_udp(dead, 5000, 6000, &n.to_be_bytes()) {
+                // nothing: nobody answers for it
+            }
+            if r.host_b.send_udp(live, 5000, 6001, &n.to_be_bytes()) {
+                sent_live += 1;
+            }
+        }
+        got.extend(r.host_a.poll());
+        std::thread::sleep(Duration::from_millis(2));
+        got.extend(r.host_a.poll());
+    }
+    got.extend(testbed::collect(
+        &mut r.host_a,
+        (sent_live as usize).saturating_sub(got.len()),
+        Duration::from_secs(2),
+    ));
+    let (ra, rb) = (r.a.stop(), r.b.stop());
+    let arp_miss = ra.totals().drops(NodeDrop::ArpMiss);
+    let esp_drops = ra.totals().drops(NodeDrop::Esp) + rb.totals().drops(NodeDrop::Esp);
+    assert_eq!(
+        got.len() as u32,
+        sent_live,
+        "host A got {} of {} packets sent to it; A dropped {} as arp_miss (esp drops {})",
+        got.len(),
+        sent_live,
+        arp_miss,
+        esp_drops
+    );
+}
