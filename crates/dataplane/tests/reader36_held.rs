@@ -275,7 +275,6 @@ fn carried(node: &espgate_dataplane::RunningNode) -> Vec<(u32, Direction, u64)> 
     v
 }
 
-
 fn settle(r: &Rig) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while (r.a.commands_pending() + r.b.commands_pending()) > 0
