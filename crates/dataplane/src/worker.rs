@@ -246,9 +246,12 @@ pub struct Worker {
     turned: Instant,
     fresh: bool,
     /// IP packets (no Ethernet header yet) waiting for their next hop's
-    /// MAC; while any waits, every packet routed waits behind it, so that
-    /// none overtakes another.
-    unresolved: Held<Packet>,
+    /// MAC, with that next hop; while any waits for a next hop, every
+    /// packet routed to it waits behind it, so that none overtakes
+    /// another. Packets to other next hops go their way.
+    unresolved: Held<(IpAddr, Packet)>,
+    /// How many packets wait for each next hop.
+    waiting: FxHashMap<IpAddr, usize>,
     report: Option<Reporting>,
     /// Addresses this worker answers for on each side: the port's own,
     /// then the peer's while adopted.
@@ -284,6 +287,11 @@ const LIMIT_WAIT: Duration = Duration::from_millis(20);
 /// Frames each of a worker's waits holds at most (their buffers come from
 /// the pool): some 10 000 packets a second through one SA or next hop.
 const HELD_MAX: usize = 128;
+
+/// Packets that wait for one next hop's MAC at most (the kernel's
+/// neighbour queue is about a hundred): one that does not answer takes no
+/// more of [`HELD_MAX`] than this.
+const WAITING_PER_HOP: usize = 32;
 
 /// A worker whose turn began this long after the one before stood still
 /// (stopped, or starved of the CPU): what it reads then is not sent on to
@@ -433,6 +441,7 @@ impl Worker {
             turned: Instant::now(),
             fresh: true,
             unresolved: Held::new(NEIGHBOUR_WAIT, HELD_MAX),
+            waiting: FxHashMap::default(),
             report: None,
             addresses,
             announced: 0,
@@ -624,9 +633,10 @@ impl Worker {
         for (_, _, (what, frame)) in self.limited.take() {
             self.give_up_at_limit(what, frame);
         }
-        for (_, _, buf) in self.unresolved.take() {
+        for (_, _, (_, buf)) in self.unresolved.take() {
             self.drop_frame(buf, NodeDrop::ArpMiss);
         }
+        self.waiting.clear();
         self.flush_tx();
         for (_, p) in self.ports.iter_mut() {
             p.queue.flush();
@@ -1067,6 +1077,14 @@ impl Worker {
                 self.limited_since = Some(since);
                 let v = match what {
                     Limited::Outbound(_) => self.process(Role::Protected, &mut frame, true),
+                    // Parked here since (stopped for a hand-over, or
+                    // parked): the peer runs it from where this worker
+                    // left, which this packet is past.
+                    Limited::Inbound(held)
+                        if self.parked.contains(&(held.spi(), Direction::Inbound)) =>
+                    {
+                        Verdict::Drop(NodeDrop::Parked)
+                    }
                     Limited::Inbound(held) => {
                         let spi = held.spi();
                         match self.sad.admit(held, &mut frame) {
@@ -1105,25 +1123,58 @@ impl Worker {
             return 0;
         }
         let mut sent = 0;
-        for (since, role, mut buf) in self.unresolved.take() {
-            let mac = Selectors::of(buf.data()).and_then(|sel| self.resolve(role, sel.dst));
-            match mac {
+        for (since, role, (hop, mut buf)) in self.unresolved.take() {
+            match self.resolve(role, hop) {
                 Some(mac) => {
                     sent += 1;
+                    self.unwait(hop);
                     let v = self.send(role, mac, &mut buf);
                     self.dispose(buf, v);
                 }
                 None => {
-                    if let Err(buf) = self.unresolved.hold(since, role, buf) {
+                    if let Err((hop, buf)) = self.unresolved.hold(since, role, (hop, buf)) {
+                        self.unwait(hop);
                         self.drop_frame(buf, NodeDrop::ArpMiss);
                     }
                 }
             }
         }
-        for buf in self.unresolved.expire(Instant::now()) {
+        for (hop, buf) in self.unresolved.expire(Instant::now()) {
+            self.unwait(hop);
             self.drop_frame(buf, NodeDrop::ArpMiss);
         }
         sent
+    }
+
+    /// One packet waits no more for `hop`.
+    fn unwait(&mut self, hop: IpAddr) {
+        if let Some(n) = self.waiting.get_mut(&hop) {
+            *n -= 1;
+            if *n == 0 {
+                self.waiting.remove(&hop);
+            }
+        }
+    }
+
+    /// The next hop towards `dst` on `role`'s port: `dst` itself when
+    /// on-link, else the port's gateway (none: no route).
+    fn next_hop(&self, role: Role, dst: IpAddr) -> Option<IpAddr> {
+        let port = &self.ports[role];
+        if port.subnet.contains(&dst) {
+            Some(dst)
+        } else {
+            port.gateway
+        }
+    }
+
+    /// Whether packets wait for the next hop towards `dst` (a packet to it
+    /// must not overtake them).
+    #[inline(always)]
+    fn waits_behind(&self, role: Role, dst: IpAddr) -> bool {
+        !self.waiting.is_empty()
+            && self
+                .next_hop(role, dst)
+                .is_some_and(|h| self.waiting.contains_key(&h))
     }
 
     /// Tries the held frames again once an SA started here, and drops
@@ -1165,8 +1216,15 @@ impl Worker {
                 Err(buf) => self.drop_frame(buf, NodeDrop::Parked),
             },
             Verdict::Wait(role) => {
-                if let Err(buf) = self.unresolved.hold(Instant::now(), role, buf) {
-                    self.drop_frame(buf, NodeDrop::ArpMiss);
+                let hop = Selectors::of(buf.data()).and_then(|sel| self.next_hop(role, sel.dst));
+                let Some(hop) =
+                    hop.filter(|h| self.waiting.get(h).copied() < Some(WAITING_PER_HOP))
+                else {
+                    return self.drop_frame(buf, NodeDrop::ArpMiss);
+                };
+                match self.unresolved.hold(Instant::now(), role, (hop, buf)) {
+                    Ok(()) => *self.waiting.entry(hop).or_default() += 1,
+                    Err((_, buf)) => self.drop_frame(buf, NodeDrop::ArpMiss),
                 }
             }
         }
@@ -1431,7 +1489,9 @@ impl Worker {
         }
         self.counters.encrypted += 1;
         match mac {
-            Some(_) if !self.unresolved.is_empty() => Verdict::Wait(Role::Unprotected),
+            Some(_) if self.waits_behind(Role::Unprotected, dst) => {
+                Verdict::Wait(Role::Unprotected)
+            }
             Some(mac) => self.send(Role::Unprotected, mac, buf),
             None if dst.is_ipv4() => Verdict::Wait(Role::Unprotected),
             None => Verdict::Drop(NodeDrop::ArpMiss),
@@ -1603,7 +1663,7 @@ impl Worker {
             return Verdict::Drop(NodeDrop::NoRoute);
         }
         match self.resolve(role, dst) {
-            Some(_) if !self.unresolved.is_empty() => Verdict::Wait(role),
+            Some(_) if self.waits_behind(role, dst) => Verdict::Wait(role),
             Some(mac) => self.send(role, mac, buf),
             // ARP is asked; no NDP is (IPv6 next hops are configured).
             None if dst.is_ipv4() => Verdict::Wait(role),
