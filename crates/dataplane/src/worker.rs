@@ -984,11 +984,16 @@ impl Worker {
     /// its hand-over record started the SA here. Never back to the peer,
     /// so a frame crosses between the nodes at most once. Dropped as
     /// `standby` while the peer's MAC on the port is unknown (ARP is
-    /// asked), and in a turn after the worker stood still: the frame may
-    /// have waited that long in its queue.
+    /// asked), in a turn after the worker stood still (the frame may have
+    /// waited that long in its queue), and when it was sent to a broadcast
+    /// or multicast MAC (the peer has its own copy).
     #[cold]
     fn on_parked(&mut self, role: Role, sender: MacAddr, buf: &mut Packet) -> Verdict {
-        if !self.fresh {
+        // A frame sent to everyone reached the peer too.
+        let to_all = EthernetFrame::new_unchecked(buf.data())
+            .dst()
+            .is_multicast();
+        if !self.fresh || to_all {
             return Verdict::Drop(NodeDrop::Parked);
         }
         let Some(peer) = self.peer_mac(role) else {

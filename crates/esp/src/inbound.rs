@@ -4,6 +4,8 @@
 //! lengths, the replay window (before any crypto), the ICV, and only then
 //! the window update, the trailer and the inner packet.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::limit::SeqLimit;
 use rustc_hash::FxHashMap;
 
@@ -382,13 +384,16 @@ pub enum SadError {
     },
 }
 
+/// The next serial of an SA added to any SAD of the process: unique, so a
+/// token held at one SA's limit is admitted by that SA only (not by one
+/// that took its SPI since, nor by another SAD's).
+static SERIALS: AtomicU64 = AtomicU64::new(1);
+
 /// The security association database for inbound traffic: SAs by SPI, and
 /// the counters of drops that belong to no SA.
 #[derive(Debug, Default)]
 pub struct Sad {
     sas: Vec<InboundSa>,
-    /// SAs added so far: the last one's serial.
-    added: u64,
     by_spi: FxHashMap<u32, usize>,
     encap_ports: Vec<u16>,
     drops: DropCounters,
@@ -429,8 +434,7 @@ impl Sad {
             self.encap_ports.push(e.dst_port);
         }
         let mut sa = sa;
-        self.added += 1;
-        sa.serial = self.added;
+        sa.serial = SERIALS.fetch_add(1, Ordering::Relaxed);
         self.by_spi.insert(sa.spi, self.sas.len());
         self.sas.push(sa);
         Ok(())

@@ -157,3 +157,21 @@ fn a_forged_packet_at_the_limit_is_refused_and_held_nowhere() {
     );
     assert_eq!(sad.get(0x1000).unwrap().wanted(), 0);
 }
+
+#[test]
+fn a_token_is_admitted_by_the_sa_that_made_it_only() {
+    let (o, i) = pair(0x1000, AeadAlgorithm::Aes128Gcm, false, true, false);
+    let mut out = OutboundSa::new(&o, Backend::DEFAULT).unwrap();
+    let (mut one, mut other) = (Sad::new(), Sad::new());
+    one.insert(&i, Backend::DEFAULT).unwrap();
+    other.insert(&i, Backend::DEFAULT).unwrap();
+    one.get_mut(0x1000).unwrap().set_limit(1);
+    let mut pkt = sealed(&mut out, 1).pop().unwrap();
+    let Ok(Opened::AtLimit(held)) = one.decapsulate_holding(&mut pkt) else {
+        panic!("at the limit");
+    };
+    assert_eq!(
+        other.admit(held, &mut pkt).unwrap_err().reason,
+        DropReason::UnknownSpi
+    );
+}

@@ -137,3 +137,28 @@ fn frames_that_still_reach_a_drained_node_go_on_to_its_peer() {
     assert!(a.redirected >= sent as u64, "a sent on {}", a.redirected);
     assert!(b.encrypted > 0);
 }
+
+/// A frame a host sends to the broadcast MAC reaches both nodes: the one
+/// that runs its SA seals it, and the drained one, which has the SA
+/// parked, must not send its copy on as well (the far end would get it
+/// twice, under two sequence numbers).
+#[test]
+fn a_frame_sent_to_all_is_not_sent_on_by_the_node_that_gave_its_sa_up() {
+    let (mut rig, _la, _lb, mut traffic) = running(false);
+    let (tx, answer) = std::sync::mpsc::channel();
+    assert!(rig.a.as_ref().unwrap().order(Order::Drain(tx)));
+    assert_eq!(answer.recv_timeout(PATIENCE).unwrap(), Ok(2));
+    rig.h1.gateway_ip = None;
+    rig.h1.gateway_mac = espgate_wire::ethernet::MacAddr::BROADCAST;
+    traffic.run(&mut rig, Duration::from_millis(200));
+    traffic.drain(&mut rig);
+    let a = rig.a.take().unwrap().stop().totals();
+    rig.b.stop();
+    rig.r.stop();
+    let (sent, back) = traffic.h1.count(0, unix_ms());
+    assert!(
+        back > 0,
+        "b carried h1's broadcast frames ({back} of {sent})"
+    );
+    assert_eq!(a.redirected, 0, "a sent frames to all on to b");
+}
