@@ -249,7 +249,7 @@ pub struct Worker {
     /// MAC, with that next hop; while any waits for a next hop, every
     /// packet routed to it waits behind it, so that none overtakes
     /// another. Packets to other next hops go their way.
-    unresolved: Held<(IpAddr, Packet)>,
+    unresolved: Held<Waiting>,
     /// How many packets wait for each next hop.
     waiting: FxHashMap<IpAddr, usize>,
     report: Option<Reporting>,
@@ -360,6 +360,14 @@ enum Verdict {
     /// An IP packet for the port of this role, waiting for its next hop's
     /// MAC (ARP was asked).
     Wait(Role),
+}
+
+/// A packet waiting for its next hop's MAC.
+struct Waiting {
+    hop: IpAddr,
+    buf: Packet,
+    /// The kernel sent it through the punt device (`punt_sent` once out).
+    punted: bool,
 }
 
 /// What a packet held at its SA's limit waits to become.
@@ -633,8 +641,8 @@ impl Worker {
         for (_, _, (what, frame)) in self.limited.take() {
             self.give_up_at_limit(what, frame);
         }
-        for (_, _, (_, buf)) in self.unresolved.take() {
-            self.drop_frame(buf, NodeDrop::ArpMiss);
+        for (_, _, w) in self.unresolved.take() {
+            self.drop_frame(w.buf, NodeDrop::ArpMiss);
         }
         self.waiting.clear();
         self.flush_tx();
@@ -883,8 +891,10 @@ impl Worker {
                     buf.trim(room - len.min(room))
                         .expect("no more than was appended");
                     n += 1;
-                    let v = self.kernel_packet(&mut buf);
-                    self.dispose(buf, v);
+                    match self.kernel_packet(&mut buf) {
+                        Verdict::Wait(role) => self.wait(role, buf, true),
+                        v => self.dispose(buf, v),
+                    }
                 }
                 Ok(None) => {
                     self.pool.recycle(buf);
@@ -1128,27 +1138,44 @@ impl Worker {
             return 0;
         }
         let mut sent = 0;
-        for (since, role, (hop, mut buf)) in self.unresolved.take() {
-            match self.resolve(role, hop) {
+        for (since, role, mut w) in self.unresolved.take() {
+            match self.resolve(role, w.hop) {
                 Some(mac) => {
                     sent += 1;
-                    self.unwait(hop);
-                    let v = self.send(role, mac, &mut buf);
-                    self.dispose(buf, v);
+                    self.unwait(w.hop);
+                    let v = self.send(role, mac, &mut w.buf);
+                    if w.punted && matches!(v, Verdict::Send(_)) {
+                        self.counters.punt_sent += 1;
+                    }
+                    self.dispose(w.buf, v);
                 }
                 None => {
-                    if let Err((hop, buf)) = self.unresolved.hold(since, role, (hop, buf)) {
-                        self.unwait(hop);
-                        self.drop_frame(buf, NodeDrop::ArpMiss);
+                    if let Err(w) = self.unresolved.hold(since, role, w) {
+                        self.unwait(w.hop);
+                        self.drop_frame(w.buf, NodeDrop::ArpMiss);
                     }
                 }
             }
         }
-        for (hop, buf) in self.unresolved.expire(Instant::now()) {
-            self.unwait(hop);
-            self.drop_frame(buf, NodeDrop::ArpMiss);
+        for w in self.unresolved.expire(Instant::now()) {
+            self.unwait(w.hop);
+            self.drop_frame(w.buf, NodeDrop::ArpMiss);
         }
         sent
+    }
+
+    /// Holds an IP packet for `role`'s port until its next hop's MAC is
+    /// known ([`NEIGHBOUR_WAIT`] at most); `punted`: the kernel sent it.
+    fn wait(&mut self, role: Role, buf: Packet, punted: bool) {
+        let hop = Selectors::of(buf.data()).and_then(|sel| self.next_hop(role, sel.dst));
+        let Some(hop) = hop.filter(|h| self.waiting.get(h).copied() < Some(WAITING_PER_HOP)) else {
+            return self.drop_frame(buf, NodeDrop::ArpMiss);
+        };
+        let waiting = Waiting { hop, buf, punted };
+        match self.unresolved.hold(Instant::now(), role, waiting) {
+            Ok(()) => *self.waiting.entry(hop).or_default() += 1,
+            Err(w) => self.drop_frame(w.buf, NodeDrop::ArpMiss),
+        }
     }
 
     /// One packet waits no more for `hop`.
@@ -1220,18 +1247,7 @@ impl Worker {
                 Ok(()) => self.counters.held += 1,
                 Err(buf) => self.drop_frame(buf, NodeDrop::Parked),
             },
-            Verdict::Wait(role) => {
-                let hop = Selectors::of(buf.data()).and_then(|sel| self.next_hop(role, sel.dst));
-                let Some(hop) =
-                    hop.filter(|h| self.waiting.get(h).copied() < Some(WAITING_PER_HOP))
-                else {
-                    return self.drop_frame(buf, NodeDrop::ArpMiss);
-                };
-                match self.unresolved.hold(Instant::now(), role, (hop, buf)) {
-                    Ok(()) => *self.waiting.entry(hop).or_default() += 1,
-                    Err((_, buf)) => self.drop_frame(buf, NodeDrop::ArpMiss),
-                }
-            }
+            Verdict::Wait(role) => self.wait(role, buf, false),
         }
     }
 

@@ -130,9 +130,18 @@ impl OutboundSa {
     /// a caller that holds the packet until the limit rises asks this
     /// first, and the SA counts the stall ([`stalls`](Self::stalls)) but
     /// no drop. [`encapsulate`](Self::encapsulate) drops such a packet.
+    /// A packet the SA would drop for another reason first (its hard
+    /// lifetime passed, its numbers ran out) is not at the limit: sealing
+    /// drops it under that reason.
     pub fn at_limit(&mut self) -> bool {
         let limit = self.limit.get();
-        if limit != u64::MAX && self.seq + 1 >= limit {
+        if limit != u64::MAX
+            && self.seq + 1 >= limit
+            && self.seq < self.seq_max
+            && self
+                .lifetime
+                .admit(self.counters.packets, self.counters.bytes)
+        {
             self.limit.stall();
             return true;
         }

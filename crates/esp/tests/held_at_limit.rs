@@ -175,3 +175,18 @@ fn a_token_is_admitted_by_the_sa_that_made_it_only() {
         DropReason::UnknownSpi
     );
 }
+
+#[test]
+fn an_outbound_sa_past_its_hard_lifetime_is_not_at_its_limit_but_expired() {
+    let (mut o, _) = pair(0x1000, AeadAlgorithm::Aes128Gcm, false, true, false);
+    o.lifetime.hard_packets = Some(2);
+    let mut out = OutboundSa::new(&o, Backend::DEFAULT).unwrap();
+    sealed(&mut out, 2);
+    out.set_limit(3);
+    assert!(!out.at_limit(), "sealing drops it for its lifetime first");
+    let mut b = buf(&inner_udp(false, b"x"));
+    assert_eq!(
+        out.encapsulate(&mut b).unwrap_err().reason,
+        DropReason::HardExpired
+    );
+}

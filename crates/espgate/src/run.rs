@@ -479,21 +479,22 @@ const LINGER_MOST: Duration = Duration::from_secs(2);
 /// peer now, still reach it: its workers send each on to the peer
 /// (counted as `redirected`). Returns how many went on meanwhile.
 fn linger(node: &RunningNode) -> u64 {
+    // A snapshot a busy worker does not answer in time reads as no change.
     let redirected = || {
         node.snapshot()
+            .ok()
             .map(|ws| ws.iter().map(|w| w.counters.redirected).sum::<u64>())
-            .unwrap_or(0)
     };
-    let (start, first) = (Instant::now(), redirected());
+    let start = Instant::now();
+    let first = redirected().unwrap_or(0);
     let (mut last, mut moved) = (first, start);
     while moved.elapsed() < LINGER_QUIET && start.elapsed() < LINGER_MOST {
         std::thread::sleep(Duration::from_millis(10));
-        let now = redirected();
-        if now != last {
+        if let Some(now) = redirected().filter(|n| *n != last) {
             (last, moved) = (now, Instant::now());
         }
     }
-    last - first
+    last.saturating_sub(first)
 }
 
 /// Where a node is run from and watched.
