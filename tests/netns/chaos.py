@@ -80,7 +80,8 @@ from collections import Counter
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import stall  # noqa: E402
-from test_failover import HERE, MAC, Pair, encrypted, expected_chatter, flow, start_capture, stop_capture  # noqa: E402
+from test_failover import (  # noqa: E402
+    HERE, MAC, PAIR_WAN, Pair, encrypted, expected_chatter, flow, start_capture, stop_capture)
 from topology import Topology, control_request, prefix, wait_for  # noqa: E402
 
 REPO = HERE.parents[1]
@@ -152,10 +153,6 @@ def largest_jump(sent):
             best = (seq - top[spi], spi, top[spi])
         top[spi] = max(top.get(spi, seq), seq)
     return best
-
-
-#: The pair's WAN MACs.
-PAIR_WAN = (MAC["a-wan"], MAC["b-wan"])
 
 
 def esp_nonces(pcap):

@@ -240,6 +240,11 @@ def used_twice(frames):
     return len(pairs) - len(set(pairs))
 
 
+#: The pair's WAN MACs: a frame from one to the other is one a node sent
+#: on for an SA the other runs.
+PAIR_WAN = (MAC["a-wan"], MAC["b-wan"])
+
+
 def esp_frames(pcap):
     """(time, sender MAC, SPI, seq) of every ESP frame on r's port, either
     way, but those one pair node sent on to the other (an SA the other
@@ -248,11 +253,10 @@ def esp_frames(pcap):
     neither ARP nor ESP fails: the checker must see every frame the nodes
     sent, so it must understand every one."""
     out = []
-    pair = (MAC["a-wan"], MAC["b-wan"])
     for f in rdpcap(str(pcap)):
         if f.haslayer(ARP) or expected_chatter(f[Ether].src, f.haslayer(IP) and f[IP].proto):
             continue
-        if f[Ether].src in pair and f[Ether].dst in pair:
+        if f[Ether].src in PAIR_WAN and f[Ether].dst in PAIR_WAN:
             continue
         assert f.haslayer(ESP) and f.haslayer(Ether) and f.haslayer(IP), f"neither ARP nor ESP: {f!r}"
         out.append((float(f.time), f[Ether].src, f[ESP].spi, f[ESP].seq))

@@ -370,6 +370,16 @@ struct Waiting {
     punted: bool,
 }
 
+/// Whom an ARP request says it comes from.
+#[derive(Clone, Copy)]
+enum Asking {
+    /// The port's address (the target learns it, as hosts do).
+    FromThePort,
+    /// 0.0.0.0 (an RFC 5227 probe): nobody learns the port's address from
+    /// it, which the peer may hold.
+    Anonymously,
+}
+
 /// What a packet held at its SA's limit waits to become.
 enum Limited {
     /// Sealed by this outbound SA.
@@ -1036,21 +1046,7 @@ impl Worker {
         if let Some(mac) = self.shared.neighbours.lookup(&peer) {
             return Some(mac).filter(|m| *m != own);
         }
-        let IpAddr::V4(target) = peer else {
-            return None;
-        };
-        let now = Instant::now();
-        if self
-            .arp_asked
-            .get(&peer)
-            .is_none_or(|t| now.duration_since(*t) >= ARP_RETRY)
-        {
-            self.arp_asked.insert(peer, now);
-            let mut buf = Packet::from(self.pool.get());
-            write_arp(&mut buf, &probe(own, target), own);
-            self.counters.arp_requests += 1;
-            self.ports[role].tx.push(buf);
-        }
+        self.ask_arp(role, peer, Asking::Anonymously);
         None
     }
 
@@ -1190,6 +1186,7 @@ impl Worker {
 
     /// The next hop towards `dst` on `role`'s port: `dst` itself when
     /// on-link, else the port's gateway (none: no route).
+    #[inline(always)]
     fn next_hop(&self, role: Role, dst: IpAddr) -> Option<IpAddr> {
         let port = &self.ports[role];
         if port.subnet.contains(&dst) {
@@ -1197,16 +1194,6 @@ impl Worker {
         } else {
             port.gateway
         }
-    }
-
-    /// Whether packets wait for the next hop towards `dst` (a packet to it
-    /// must not overtake them).
-    #[inline(always)]
-    fn waits_behind(&self, role: Role, dst: IpAddr) -> bool {
-        !self.waiting.is_empty()
-            && self
-                .next_hop(role, dst)
-                .is_some_and(|h| self.waiting.contains_key(&h))
     }
 
     /// Tries the held frames again once an SA started here, and drops
@@ -1469,11 +1456,10 @@ impl Worker {
         }
         // A packet with no route spends no sequence number; one whose next
         // hop's MAC is not known yet does, and waits for ARP's answer.
-        let port = &self.ports[Role::Unprotected];
-        if !port.subnet.contains(&dst) && port.gateway.is_none() {
+        let Some(hop) = self.next_hop(Role::Unprotected, dst) else {
             return Verdict::Drop(NodeDrop::NoRoute);
-        }
-        let mac = self.resolve(Role::Unprotected, dst);
+        };
+        let mac = self.resolve(Role::Unprotected, hop);
         let Some(sa) = self.outbound.get_mut(&spi) else {
             return Verdict::Drop(NodeDrop::Policy);
         };
@@ -1509,14 +1495,7 @@ impl Worker {
             Err(_) => return Verdict::Drop(NodeDrop::Esp),
         }
         self.counters.encrypted += 1;
-        match mac {
-            Some(_) if self.waits_behind(Role::Unprotected, dst) => {
-                Verdict::Wait(Role::Unprotected)
-            }
-            Some(mac) => self.send(Role::Unprotected, mac, buf),
-            None if dst.is_ipv4() => Verdict::Wait(Role::Unprotected),
-            None => Verdict::Drop(NodeDrop::ArpMiss),
-        }
+        self.send_to_hop(Role::Unprotected, hop, mac, buf)
     }
 
     /// Answers a packet too big for the tunnel with ICMP "packet too big"
@@ -1679,30 +1658,40 @@ impl Worker {
     /// Sends an IP packet to `dst` via `role`'s port: on-link or through
     /// the gateway, to the next hop's MAC.
     fn route(&mut self, role: Role, dst: IpAddr, buf: &mut Packet) -> Verdict {
-        let port = &self.ports[role];
-        if !port.subnet.contains(&dst) && port.gateway.is_none() {
+        let Some(hop) = self.next_hop(role, dst) else {
             return Verdict::Drop(NodeDrop::NoRoute);
-        }
-        match self.resolve(role, dst) {
-            Some(_) if self.waits_behind(role, dst) => Verdict::Wait(role),
+        };
+        let mac = self.resolve(role, hop);
+        self.send_to_hop(role, hop, mac, buf)
+    }
+
+    /// Sends an IP packet to next hop `hop` on `role`'s port, whose MAC
+    /// [`resolve`](Self::resolve) found (or not: the packet waits for
+    /// ARP's answer, as it does behind packets already waiting for `hop`).
+    #[inline(always)]
+    fn send_to_hop(
+        &mut self,
+        role: Role,
+        hop: IpAddr,
+        mac: Option<MacAddr>,
+        buf: &mut Packet,
+    ) -> Verdict {
+        match mac {
+            Some(_) if !self.waiting.is_empty() && self.waiting.contains_key(&hop) => {
+                Verdict::Wait(role)
+            }
             Some(mac) => self.send(role, mac, buf),
             // ARP is asked; no NDP is (IPv6 next hops are configured).
-            None if dst.is_ipv4() => Verdict::Wait(role),
+            None if hop.is_ipv4() => Verdict::Wait(role),
             None => Verdict::Drop(NodeDrop::ArpMiss),
         }
     }
 
-    /// The MAC of the next hop towards `dst` on `role`'s port: `dst` itself
-    /// when on-link, else the gateway. When unknown, asks ARP (rate-limited)
-    /// and answers `None`.
+    /// The MAC of next hop `next_hop` on `role`'s port (see
+    /// [`next_hop`](Self::next_hop)). When unknown, asks ARP
+    /// (rate-limited) and answers `None`.
     #[inline(always)]
-    fn resolve(&mut self, role: Role, dst: IpAddr) -> Option<MacAddr> {
-        let port = &self.ports[role];
-        let next_hop = if port.subnet.contains(&dst) {
-            dst
-        } else {
-            port.gateway?
-        };
+    fn resolve(&mut self, role: Role, next_hop: IpAddr) -> Option<MacAddr> {
         let generation = self.shared.neighbours.generation();
         if generation != self.neigh_generation {
             self.neigh_cache.clear();
@@ -1724,7 +1713,7 @@ impl Worker {
                 self.neigh_cache.insert(next_hop, m);
                 self.last_hop = Some((next_hop, m));
             }
-            None => self.ask_arp(role, next_hop),
+            None => self.ask_arp(role, next_hop, Asking::FromThePort),
         }
         mac
     }
@@ -1753,7 +1742,9 @@ impl Worker {
         }
     }
 
-    fn ask_arp(&mut self, role: Role, target: IpAddr) {
+    /// Asks ARP for `target`'s MAC on `role`'s port, once in
+    /// [`ARP_RETRY`] per target.
+    fn ask_arp(&mut self, role: Role, target: IpAddr, asking: Asking) {
         let now = Instant::now();
         if self
             .arp_asked
@@ -1767,7 +1758,10 @@ impl Worker {
             return;
         };
         self.arp_asked.insert(target, now);
-        let req = request(own, port.mac, t);
+        let req = match asking {
+            Asking::FromThePort => request(own, port.mac, t),
+            Asking::Anonymously => probe(port.mac, t),
+        };
         let mac = port.mac;
         let mut buf = Packet::from(self.pool.get());
         write_arp(&mut buf, &req, mac);

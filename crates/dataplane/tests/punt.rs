@@ -25,6 +25,7 @@ use espgate_esp::{AeadAlgorithm, Backend, Direction, SaConfig, Tunnel, UdpEncap}
 use espgate_io::mem::{self, MemQueue};
 use espgate_io::{BufPool, Mempool, Packet, PortInfo, PortQueue};
 use espgate_wire::PacketBuf;
+use espgate_wire::arp::{ArpOp, ArpRepr};
 use espgate_wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use espgate_wire::ip::protocol;
 use espgate_wire::ipv4::Ipv4Repr;
@@ -580,5 +581,65 @@ fn a_punt_port_without_a_device_does_not_start() {
     assert!(
         matches!(e, espgate_dataplane::NodeError::MissingPunt),
         "{e}"
+    );
+}
+
+/// A packet the kernel sends through the punt device to a WAN address
+/// whose MAC the node does not know yet waits for ARP's answer and goes
+/// out once it comes: it went out of a port, so `punt_sent` counts it.
+/// (Reader37's find: only a packet sent at once was counted.)
+#[test]
+fn a_kernel_packet_that_waited_for_arp_is_counted_as_sent() {
+    let punt = Arc::new(MemPunt::new(64));
+    let mut r = rig(Some(punt.clone()));
+    const OTHER: &str = "172.16.0.9";
+    const OTHER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 9, 9]);
+    let reply = ipv4(WAN, OTHER, protocol::ICMP, &echo(0));
+    assert!(punt.send_as_kernel(&reply));
+    // The node asks ARP for OTHER; answer for it.
+    let asked = collect(1, || {
+        r.wan
+            .take()
+            .into_iter()
+            .filter(|f| ethertype(f) == EtherType::ARP)
+            .collect()
+    });
+    assert_eq!(asked.len(), 1, "the node asked ARP for {OTHER}");
+    let mut b = espgate_wire::HeapBuf::with_capacity(128, 0);
+    write_arp(
+        &mut b,
+        &ArpRepr {
+            op: ArpOp::Reply,
+            sender_mac: OTHER_MAC,
+            sender_ip: v4(OTHER),
+            target_mac: NODE_WAN_MAC,
+            target_ip: v4(WAN),
+        },
+        OTHER_MAC,
+    );
+    r.wan.frame(b.data());
+    let out = collect(1, || {
+        r.wan
+            .take()
+            .into_iter()
+            .filter(|f| ethertype(f) == EtherType::IPV4)
+            .collect()
+    });
+    assert_eq!(
+        out.len(),
+        1,
+        "the kernel's packet went out once ARP answered"
+    );
+    assert_eq!(
+        EthernetFrame::new_checked(&out[0][..]).unwrap().dst(),
+        OTHER_MAC
+    );
+    assert_eq!(&out[0][14..], &reply[..]);
+    let c = r.stop();
+    assert_eq!(c.drops(NodeDrop::ArpMiss), 0);
+    assert_eq!(
+        c.punt_sent, 1,
+        "the kernel's packet went out of the WAN port after waiting for ARP, yet punt_sent is {}",
+        c.punt_sent
     );
 }
