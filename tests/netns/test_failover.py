@@ -566,3 +566,45 @@ def test_host_processor_pushes_configs_reroutes_and_fails_back(topo, espgate, tm
     assert back is not None, "h1's traffic never resumed"
     assert "fenced" in p.log("b.log")
     assert flowing_at_end(s1, e1) >= 0.99, f"h1's traffic does not flow at the end: {flowing_at_end(s1, e1):.1%}"
+
+
+def test_a_takeover_after_a_crash_at_a_low_rate_refuses_no_fresh_packet(topo, espgate, tmp_path, capsys):
+    """Issue 17, must-show 3: a is killed while h1 streams 10 datagrams/s
+    both ways through it. b takes a's inbound SA over at the bound a's
+    peer stored (the window top plus what arrives in `inbound_ahead_ms`,
+    nothing at this rate): b refuses no fresh packet of it as a replay
+    (before the bound, a takeover refused up to `inbound_interval` of them:
+    at this rate, many seconds of traffic)."""
+    p = Pair(topo, espgate, tmp_path, {})
+    p.start("r", "r.log")
+    p.start("a", "a.log")
+    p.start("b", "b.log")
+    assert wait_for(lambda: "synced" in p.log("a.log") and "synced" in p.log("b.log"), timeout=20), \
+        p.log("a.log") + p.log("b.log")
+    topo.start(p.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
+    wait_udp_listening(topo, p.h3, 7000)
+    seconds = 9.0
+    stream = topo.start(p.h1, "python3", str(HERE / "flow.py"), "stream", "10.3.0.10", "7000", str(seconds),
+                        str(tmp_path / "h1.json"), "10")
+    time.sleep(4.0)
+    kill = time.time()
+    topo.stop(p.procs["a"], signal.SIGKILL)
+    stream.wait(timeout=seconds + 30)
+    time.sleep(0.5)
+    for name in ("b", "r"):
+        assert topo.stop(p.procs[name]) == 0, f"{name} did not stop cleanly"
+    logs = {f: p.log(f) for f in ("a.log", "b.log", "r.log")}
+    took = first(events(logs["b.log"]), "took_over", kill)
+    assert took, "b did not take a's SAs over"
+    refused = {r: sa_drops(logs["b.log"], 0x1001, "in", r) for r in ("replayed", "too_old")}
+    sent, echoed = flow(tmp_path / "h1.json")
+    back, lost = resumed_after(sent, echoed, kill)
+    after = [k for k, t in enumerate(sent) if t > took + 0.5]
+    with capsys.disabled():
+        print(f"\nkill -9 of a at 10 datagrams/s: b took over {1e3 * (took - kill):.0f} ms later; "
+              f"refused at b on a's inbound SA: {refused}; h1 resumed "
+              + (f"{1e3 * (back - kill):.0f} ms after the kill, {lost} lost" if back else "never")
+              + f"; {sum(k in echoed for k in after)}/{len(after)} echoed from 0.5 s after the takeover")
+    assert sum(refused.values()) == 0, f"b refused fresh packets of a's inbound SA: {refused}"
+    assert back, "h1's traffic did not resume through b"
+    assert after and all(k in echoed for k in after), "h1's traffic is not whole after the takeover"

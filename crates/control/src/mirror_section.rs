@@ -14,7 +14,8 @@
 //!   lease: on                    # on | off (off: the bare claim, for comparison)
 //!   takeover_jump: 33554432      # ESN SAs; at most 2^28
 //!   takeover_jump_32: 16777216   # 32-bit SAs
-//!   inbound_interval: 1024
+//!   inbound_interval: 1024       # an inbound lease reaches at most this far past the top
+//!   inbound_ahead_ms: 10         # ... and as far as the SA's traffic of this long
 //!   inbound_takeover: strict     # strict | lenient
 //!   heartbeat_ms: 10
 //!   dead_after: 3
@@ -58,6 +59,7 @@ pub(crate) struct MirrorSpec {
     takeover_jump: Option<u64>,
     takeover_jump_32: Option<u64>,
     inbound_interval: Option<u64>,
+    inbound_ahead_ms: Option<u64>,
     inbound_takeover: Option<InboundSpec>,
     heartbeat_ms: Option<u64>,
     dead_after: Option<u32>,
@@ -148,6 +150,7 @@ pub(crate) fn resolve_mirror(
         takeover_jump: spec.takeover_jump.unwrap_or(d.takeover_jump),
         takeover_jump_32: spec.takeover_jump_32.unwrap_or(d.takeover_jump_32),
         inbound_interval: spec.inbound_interval.unwrap_or(d.inbound_interval),
+        inbound_ahead_ms: spec.inbound_ahead_ms.unwrap_or(d.inbound_ahead_ms),
         inbound_takeover: match spec.inbound_takeover {
             None => d.inbound_takeover,
             Some(InboundSpec::Strict) => InboundTakeover::Strict,

@@ -95,6 +95,9 @@ pub struct InboundSa {
     encap: Option<UdpEncap>,
     reported: u64,
     report_every: u64,
+    /// The top half way from where the window was to the limit when the
+    /// limit last moved: reported once reached.
+    report_at: u64,
     /// The lower of the mirror's lease and the node's persisted mark.
     limit: SeqLimit,
     wanted: u64,
@@ -115,6 +118,7 @@ impl InboundSa {
             encap: cfg.udp_encap,
             reported: cfg.initial_seq,
             report_every: 0,
+            report_at: u64::MAX,
             limit: SeqLimit::default(),
             wanted: 0,
             lifetime: LifetimeState::new(cfg.lifetime),
@@ -148,12 +152,23 @@ impl InboundSa {
     /// is kept as [`wanted`](Self::wanted).
     pub fn set_limit(&mut self, limit: u64) {
         self.limit.set_lease(limit);
+        self.aim_report();
     }
 
     /// Accept only sequence numbers below `mark` (the node's persisted
     /// high-water mark), as below the lease.
     pub fn set_mark(&mut self, mark: u64) {
         self.limit.set_mark(mark);
+    }
+
+    /// Aims the next report half way from the window's top to the
+    /// mirror's lease, so the mirror can raise it before the window gets
+    /// there. (The node's mark moves on reports at the interval: its
+    /// keeper writes ahead by the SA's rate.)
+    fn aim_report(&mut self) {
+        let top = self.window.top();
+        let room = self.limit.lease().saturating_sub(1).saturating_sub(top);
+        self.report_at = top.saturating_add(room.div_ceil(2));
     }
 
     /// The first sequence number the SA may not accept now, the lower of
@@ -183,22 +198,28 @@ impl InboundSa {
         if top >= self.window.top() {
             self.window = ReplayWindow::restore(self.window.size(), top, bitmap);
             self.reported = top;
+            self.aim_report();
         }
     }
 
     /// Makes [`report_due`](Self::report_due) tell each time the window top
-    /// crosses a multiple of `every` (the mirror's `inbound_interval`); 0, the
-    /// default, reports nothing.
+    /// crosses a multiple of `every` (half the mirror's `inbound_interval`)
+    /// or reaches half way to the mirror's lease; 0, the default, reports
+    /// nothing.
     pub fn set_report_every(&mut self, every: u64) {
         self.report_every = every;
     }
 
-    /// Whether the window top crossed a multiple of the reporting interval
-    /// since [`mark_reported`](Self::mark_reported).
+    /// Whether the window top crossed a multiple of the reporting
+    /// interval, or reached half way to the mirror's lease, since
+    /// [`mark_reported`](Self::mark_reported).
     #[inline]
     pub fn report_due(&self) -> bool {
         let every = self.report_every;
-        every != 0 && self.window.top() / every > self.reported / every
+        let top = self.window.top();
+        every != 0
+            && (top / every > self.reported / every
+                || (top >= self.report_at && self.reported < self.report_at))
     }
 
     /// Records that the current window went to the mirror.

@@ -53,6 +53,11 @@ impl SeqLimit {
         self.limit
     }
 
+    /// The mirror's lease alone.
+    pub(crate) fn lease(&self) -> u64 {
+        self.lease
+    }
+
     /// Counts a packet refused at the limit; returns how many were since
     /// it last moved (1: the first).
     pub(crate) fn stall(&mut self) -> u64 {

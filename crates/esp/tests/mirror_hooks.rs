@@ -201,6 +201,56 @@ fn reports_fall_due_on_crossing_a_multiple_and_once() {
     assert!(out.report_due(), "seq 104");
 }
 
+/// An inbound SA reports half way to the mirror's lease as well as at its
+/// interval, so the lease can rise before the window reaches it (an
+/// inbound lease reaches only as far as the SA's rate); the node's mark
+/// does not aim reports (its keeper writes ahead by the rate).
+#[test]
+fn an_inbound_sa_reports_half_way_to_its_lease() {
+    let (o, i) = pair(0x1000, AeadAlgorithm::Aes128Gcm, false, true, false);
+    let mut out = OutboundSa::new(&o, Backend::DEFAULT).unwrap();
+    let mut sad = Sad::new();
+    sad.insert(&i, Backend::DEFAULT).unwrap();
+    let sa = sad.get_mut(0x1000).unwrap();
+    sa.set_report_every(1000);
+    sa.set_mark(100);
+    sa.set_limit(11);
+    let mut due = Vec::new();
+    for _ in 0..10 {
+        let mut b = buf(&inner_udp(false, b"x"));
+        out.encapsulate(&mut b).unwrap();
+        sad.decapsulate(&mut b).unwrap();
+        let sa = sad.get_mut(0x1000).unwrap();
+        if sa.report_due() {
+            due.push(sa.window().top());
+            sa.mark_reported();
+        }
+    }
+    assert_eq!(due, vec![5], "half way from 0 to the last number allowed, 10");
+    let sa = sad.get_mut(0x1000).unwrap();
+    sa.set_limit(15);
+    let mut b = buf(&inner_udp(false, b"x"));
+    out.encapsulate(&mut b).unwrap();
+    sad.decapsulate(&mut b).unwrap();
+    let sa = sad.get_mut(0x1000).unwrap();
+    assert!(!sa.report_due(), "11: half way from 10 to 14 is 12");
+    let mut b = buf(&inner_udp(false, b"x"));
+    out.encapsulate(&mut b).unwrap();
+    sad.decapsulate(&mut b).unwrap();
+    let sa = sad.get_mut(0x1000).unwrap();
+    assert!(sa.report_due(), "12");
+    sa.mark_reported();
+    // No lease (no mirror), a mark at 30: nothing due short of the interval.
+    sa.set_limit(u64::MAX);
+    sa.set_mark(30);
+    for _ in 0..15 {
+        let mut b = buf(&inner_udp(false, b"x"));
+        out.encapsulate(&mut b).unwrap();
+        sad.decapsulate(&mut b).unwrap();
+        assert!(!sad.get_mut(0x1000).unwrap().report_due(), "the mark aims no report");
+    }
+}
+
 #[test]
 fn resumed_counts_keep_lifetimes_going() {
     let (mut o, _) = pair(0x1000, AeadAlgorithm::Aes128Gcm, false, true, false);

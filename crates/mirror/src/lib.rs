@@ -11,7 +11,7 @@ pub mod receive;
 pub mod standby;
 
 pub use frame::{MirrorKey, seal};
-pub use policy::{OutboundPolicy, OwnedInbound, OwnedOutbound};
+pub use policy::{InboundPolicy, OutboundPolicy, OwnedInbound, OwnedOutbound};
 pub use protocol::{
     ALARM_AFTER_MS, ESN_REACH, FenceRefused, HandOverRefused, InboundTakeover, LeaveRefused,
     MAX_TAKEOVER_JUMP, Mirror, MirrorConfig, MirrorConfigError, MirrorEvent, MirrorStats,

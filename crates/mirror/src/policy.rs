@@ -273,27 +273,51 @@ impl OwnedOutbound {
     }
 }
 
+/// How an owned inbound SA's lease reaches past its window top: the
+/// traffic of `ahead_ms` at the rate last measured, at most `interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InboundPolicy {
+    /// The most the lease reaches past the top, and the step a worker
+    /// reports at while the SA runs without one.
+    pub interval: u64,
+    /// The traffic (in milliseconds at the SA's rate) the lease reaches
+    /// past the top.
+    pub ahead_ms: u64,
+    /// Whether the SA stops at its acknowledged lease.
+    pub lease: bool,
+}
+
 /// The mirror's view of an inbound SA this node owns: its replay window as
-/// the worker last reported it, and its lease. With leases on, the worker
-/// accepts only packets below the window top the peer acknowledged plus
-/// `interval`; a node taking the SA over marks everything up to its stored
-/// top plus `interval` seen (strict), so no packet is accepted by both,
-/// even in split brain. The state is due each time the top crosses a
-/// multiple of half the interval, so an acknowledgement can arrive before
-/// the worker reaches its limit.
+/// the worker last reported it, and its lease. The state it reports carries
+/// a bound, not the top: the top plus what the SA receives in `ahead_ms`
+/// at its measured rate (at most `interval`; 0 below one packet in that
+/// time). With leases on, the worker accepts only numbers at or below the
+/// bound the peer acknowledged; a node taking the SA over marks everything
+/// up to its stored bound seen (strict), so no packet is accepted by both,
+/// even in split brain, and after a crash only numbers the far end sent in
+/// the last `ahead_ms` are refused. The state is due whenever the bound to
+/// report moved past the one sent; the worker reports when its top is half
+/// way to its limit, so the acknowledgement can arrive before it gets
+/// there. At low rates the bound is the top itself: each packet waits for
+/// its number's acknowledgement (one mirror round trip).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OwnedInbound {
-    interval: u64,
-    lease: bool,
+    policy: InboundPolicy,
     top: u64,
     bitmap: Vec<u64>,
     /// The highest authentic number the worker refused at the limit:
-    /// reported as the top (so the peer stores it) but never taken for
-    /// the worker's window, which restarts compare against.
+    /// reported (so the peer stores it) but never taken for the worker's
+    /// window, which restarts compare against.
     wanted: u64,
     bytes: u64,
     packets: u64,
-    reported_block: u64,
+    /// How far the bound reaches past the top now.
+    ahead: u64,
+    /// The highest bound this node reported or gave its worker as a
+    /// limit: a bound never falls, though the rate may.
+    bound: u64,
+    /// The start of the current rate sample: (ms, packets).
+    sample: Option<(u64, u64)>,
     sent: u64,
     acked: u64,
     changed: bool,
@@ -301,31 +325,39 @@ pub struct OwnedInbound {
 
 impl OwnedInbound {
     /// An SA whose window top is `top` with `bitmap` below it, with `acked`
-    /// the top the peer is known to store for it.
-    pub fn starting_at(interval: u64, lease: bool, top: u64, bitmap: Vec<u64>, acked: u64) -> Self {
-        let interval = interval.max(1);
+    /// the bound the peer is known to store for it.
+    pub fn starting_at(policy: InboundPolicy, top: u64, bitmap: Vec<u64>, acked: u64) -> Self {
+        let policy = InboundPolicy {
+            interval: policy.interval.max(1),
+            ..policy
+        };
         OwnedInbound {
-            interval,
-            lease,
+            policy,
             top,
             bitmap,
             wanted: 0,
             bytes: 0,
             packets: 0,
-            reported_block: top / (interval / 2).max(1),
+            ahead: 0,
+            bound: top,
+            sample: None,
             sent: acked,
             acked,
             changed: true,
         }
     }
 
-    fn step(&self) -> u64 {
-        (self.interval / 2).max(1)
-    }
-
-    /// The worker's window and counters; returns whether the state is now
-    /// due. A top below the one known is stale and ignored.
-    pub fn progress(&mut self, top: u64, bitmap: &[u64], bytes: u64, packets: u64) -> bool {
+    /// The worker's window and counters at `now_ms`; returns whether the
+    /// state is now due (its bound moved past the one sent). A top below
+    /// the one known is stale and ignored.
+    pub fn progress(
+        &mut self,
+        top: u64,
+        bitmap: &[u64],
+        bytes: u64,
+        packets: u64,
+        now_ms: u64,
+    ) -> bool {
         if top < self.top {
             return false;
         }
@@ -335,12 +367,34 @@ impl OwnedInbound {
         self.bytes = self.bytes.max(bytes);
         self.packets = self.packets.max(packets);
         self.changed = true;
-        let block = top / self.step();
-        if block > self.reported_block {
-            self.reported_block = block;
-            return true;
+        self.measure(now_ms);
+        self.raise();
+        self.value() > self.sent
+    }
+
+    /// Raises the bound to the top (or the highest number wanted) plus
+    /// what the rate reaches.
+    fn raise(&mut self) {
+        let bound = self.top.max(self.wanted).saturating_add(self.ahead);
+        self.bound = self.bound.max(bound);
+    }
+
+    /// Measures the rate: once a sample has lasted twice `ahead_ms`, the
+    /// bound reaches as far past the top as the packets of the sample
+    /// would arrive in `ahead_ms`.
+    fn measure(&mut self, now_ms: u64) {
+        let Some((since, packets)) = self.sample else {
+            self.sample = Some((now_ms, self.packets));
+            return;
+        };
+        let lasted = now_ms.saturating_sub(since);
+        if lasted < self.policy.ahead_ms.saturating_mul(2).max(1) {
+            return;
         }
-        false
+        let arrived = self.packets.saturating_sub(packets);
+        self.ahead =
+            (arrived.saturating_mul(self.policy.ahead_ms) / lasted).min(self.policy.interval);
+        self.sample = Some((now_ms, self.packets));
     }
 
     /// Moves the window up to `top` with `bitmap` if that is higher (a
@@ -351,7 +405,7 @@ impl OwnedInbound {
         if moved {
             self.top = top;
             self.bitmap = bitmap;
-            self.reported_block = top / self.step();
+            self.raise();
         }
         self.acked = self.acked.max(acked);
         self.sent = self.sent.max(self.acked);
@@ -361,7 +415,7 @@ impl OwnedInbound {
 
     /// The peer's life ended unheard (see `Mirror`): the window moves up
     /// to `top` with `bitmap` if that is higher, and the limit waits for
-    /// the next life to acknowledge a top. Returns whether the top moved.
+    /// the next life to acknowledge a bound. Returns whether the top moved.
     pub fn peer_lost(&mut self, top: u64, bitmap: Vec<u64>) -> bool {
         let moved = self.recover(top, bitmap, 0);
         self.sent = self.value();
@@ -370,13 +424,14 @@ impl OwnedInbound {
     }
 
     /// The worker refused an authentic packet numbered `seq` at the
-    /// limit; returns whether the value to report rose.
+    /// limit; returns whether the bound to report rose.
     pub fn want(&mut self, seq: u64) -> bool {
         if seq <= self.value() {
             return false;
         }
         self.wanted = seq;
         self.changed = true;
+        self.raise();
         true
     }
 
@@ -385,10 +440,17 @@ impl OwnedInbound {
         self.top
     }
 
-    /// The top to report to the peer: the window's, or the highest
-    /// number refused at the limit if that is higher.
+    /// The bound to report to the peer: past the window's top, or the
+    /// highest number refused at the limit if that is higher, by what
+    /// the SA received in `ahead_ms` when it last moved; never lower than
+    /// an earlier one.
     pub fn value(&self) -> u64 {
-        self.top.max(self.wanted)
+        self.bound
+    }
+
+    /// How far the bound reaches past the top now.
+    pub fn ahead(&self) -> u64 {
+        self.ahead
     }
 
     /// The replay bitmap below the top.
@@ -412,36 +474,46 @@ impl OwnedInbound {
         self.changed || self.acked < self.sent
     }
 
-    /// The peer acknowledged storing `top`; returns whether the limit rose.
-    pub fn ack(&mut self, top: u64) -> bool {
-        if top > self.acked && top <= self.sent {
-            self.acked = top;
+    /// The peer acknowledged storing `bound`; returns whether the limit
+    /// rose.
+    pub fn ack(&mut self, bound: u64) -> bool {
+        if bound > self.acked && bound <= self.sent {
+            self.acked = bound;
             return true;
         }
         false
     }
 
-    /// The highest top sent to the peer.
+    /// The highest bound sent to the peer.
     pub fn sent_top(&self) -> u64 {
         self.sent
     }
 
-    /// The top the peer acknowledged.
+    /// The bound the peer acknowledged.
     pub fn acked(&self) -> u64 {
         self.acked
     }
 
     /// Whether the lease rule holds (off while the peer is fenced).
     pub fn set_lease(&mut self, on: bool) {
-        self.lease = on;
+        self.policy.lease = on;
     }
 
-    /// The first sequence number the worker must not accept.
+    /// Whether the SA waits for the peer's acknowledgements.
+    pub fn leased(&self) -> bool {
+        self.policy.lease
+    }
+
+    /// The first sequence number the worker must not accept: past the
+    /// acknowledged bound, or without a lease past the bound itself (the
+    /// worker never runs past what this node reports, so whatever the
+    /// order its limits reach it in, a state sent when the lease is back
+    /// covers all it accepted).
     pub fn limit(&self) -> u64 {
-        if self.lease {
-            self.acked.saturating_add(self.interval)
+        if self.policy.lease {
+            self.acked.saturating_add(1)
         } else {
-            u64::MAX
+            self.value().saturating_add(1)
         }
     }
 }
@@ -503,19 +575,68 @@ mod tests {
         assert_eq!(esn.limit(), 300 + (1 << 30) - 300);
     }
 
+    fn inbound(interval: u64, ahead_ms: u64) -> OwnedInbound {
+        let policy = InboundPolicy {
+            interval,
+            ahead_ms,
+            lease: true,
+        };
+        OwnedInbound::starting_at(policy, 0, vec![], 0)
+    }
+
     #[test]
-    fn an_inbound_sa_accepts_below_its_acknowledged_top_plus_the_interval() {
-        let mut s = OwnedInbound::starting_at(100, true, 0, vec![], 0);
-        assert_eq!(s.limit(), 100);
-        assert!(!s.progress(49, &[1], 0, 49));
-        assert!(s.progress(50, &[1], 0, 50), "due at half the interval");
+    fn an_inbound_sa_accepts_up_to_its_acknowledged_bound() {
+        let mut s = inbound(100, 10);
+        assert_eq!(s.limit(), 1, "nothing acknowledged: nothing past 0");
+        assert!(s.progress(5, &[1], 0, 5, 0), "the top moved: due");
+        assert_eq!(s.value(), 5, "no rate measured yet: the bound is the top");
         s.sent();
-        assert!(!s.ack(60), "more than was sent");
-        assert!(s.ack(50));
-        assert_eq!(s.limit(), 150);
-        assert!(!s.progress(40, &[1], 0, 40), "a stale report");
-        assert_eq!(s.top(), 50);
+        assert!(!s.ack(6), "more than was sent");
+        assert!(s.ack(5));
+        assert_eq!(s.limit(), 6);
+        assert!(!s.progress(4, &[1], 0, 4, 1), "a stale report");
+        assert_eq!(s.top(), 5);
+    }
+
+    #[test]
+    fn the_bound_reaches_as_far_as_the_rate_does_in_ahead_ms() {
+        let mut s = inbound(1000, 10);
+        s.progress(1, &[1], 0, 1, 0);
+        // 40 packets in 20 ms: 20 in 10 ms.
+        s.progress(41, &[1], 0, 41, 20);
+        assert_eq!(s.ahead(), 20);
+        assert_eq!(s.value(), 61);
+        // 2 packets in 200 ms (10 per second): under one in 10 ms. The
+        // bound does not fall; it follows the top once the top is past it.
+        s.progress(43, &[1], 0, 43, 220);
+        assert_eq!(s.ahead(), 0);
+        assert_eq!(s.value(), 61);
+        s.progress(70, &[1], 0, 70, 230);
+        assert_eq!(s.value(), 70);
+        // Never past the interval.
+        s.progress(100_043, &[1], 0, 100_043, 240);
+        assert_eq!(s.ahead(), 1000);
+    }
+
+    #[test]
+    fn without_a_lease_the_limit_follows_the_bound_not_the_peer() {
+        let mut s = inbound(100, 10);
+        s.progress(7, &[1], 0, 7, 0);
         s.set_lease(false);
-        assert_eq!(s.limit(), u64::MAX);
+        assert_eq!(s.limit(), 8, "never past what this node reports");
+        s.want(9);
+        assert_eq!(s.limit(), 10);
+        s.set_lease(true);
+        assert_eq!(s.limit(), 1, "back to what the peer acknowledged");
+    }
+
+    #[test]
+    fn a_stall_past_the_bound_raises_it() {
+        let mut s = inbound(100, 10);
+        s.progress(3, &[1], 0, 3, 0);
+        assert!(!s.want(3), "at the bound: nothing new");
+        assert!(s.want(9));
+        assert_eq!(s.value(), 9);
+        assert_eq!(s.top(), 3, "the window stays where the worker has it");
     }
 }

@@ -16,9 +16,9 @@ const OUT: Direction = Direction::Outbound;
 const IN: Direction = Direction::Inbound;
 
 /// Where a freshly synchronised A starts its outbound SA (a jump past
-/// nothing) and its inbound one (an interval past nothing).
+/// nothing) and its inbound one (at the stored bound: nothing, 0).
 const OUT_START: u64 = JUMP;
-const IN_START: u64 = INTERVAL;
+const IN_START: u64 = 0;
 
 /// A and B synchronised, each running its own SAs; A's outbound SA sent
 /// up to `a_seq` and its inbound SA accepted up to `a_top`, reported.
@@ -28,16 +28,13 @@ fn running(a_seq: u64, a_top: u64) -> (Mirror, Mirror, u64) {
     assert!(a.synced() && b.synced());
     let evs = events(&mut a);
     assert_eq!(starts_in(&evs, OUT_A, OUT), vec![OUT_START]);
-    assert_eq!(last_start(&evs, IN_A, IN).map(|s| s.0), Some(IN_START));
+    // The inbound SA starts where it was added (window top 0): it does
+    // not move, so its worker is not activated again; with nothing
+    // acknowledged past its top it may accept nothing before a stall.
+    assert_eq!(last_start(&evs, IN_A, IN), None);
+    assert_eq!(a.inbound_limit(IN_A), Some(IN_START + 1));
     t = a_sends_up_to(&mut a, &mut b, t, a_seq);
-    let mut top = IN_START;
-    while top < a_top {
-        top = (top + 40)
-            .min(a_top)
-            .min(a.inbound_limit(IN_A).unwrap() - 1);
-        a.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
-        t = settle(&mut a, &mut b, t);
-    }
+    t = accepts_up_to(&mut a, &mut b, IN_A, t, (IN_START, a_top), &[u64::MAX; 2]);
     events(&mut a);
     events(&mut b);
     (a, b, t)
@@ -85,7 +82,14 @@ fn a_drained_sa_goes_on_at_the_peer_from_exactly_where_the_worker_stopped() {
         refuses(64, top, &bitmap, 233),
         "the last one accepted does not"
     );
-    assert!(b.limit(OUT_A).unwrap() > 1258 && b.inbound_limit(IN_A).unwrap() > 234);
+    assert!(b.limit(OUT_A).unwrap() > 1258);
+    // Inbound, B counts the exact top as acknowledged (A stored it): its
+    // lease reaches the top and no further, so the next packet waits for
+    // a stall's acknowledgement like any, and then passes.
+    assert_eq!(b.inbound_limit(IN_A), Some(234));
+    b.inbound_stalled(IN_A, 234);
+    settle(&mut a, &mut b, t + 1);
+    assert!(b.inbound_limit(IN_A).unwrap() > 234);
     assert!(!a.owns(OUT_A, OUT) && !a.owns(IN_A, IN));
 }
 
@@ -106,10 +110,14 @@ fn a_node_that_left_is_fenced_at_its_peer_and_its_next_life_moves_nothing() {
     assert!(events(&mut a).contains(&MirrorEvent::Left));
     let evs = events(&mut b);
     assert!(evs.contains(&MirrorEvent::PeerLeft));
-    // No lease waits on A: B's SAs run unlimited.
+    // No lease waits on A: B's outbound SAs run unlimited, and its
+    // inbound one's limit follows its own bound (the exact top, 240),
+    // raised by a stall at once with no peer to acknowledge it.
     assert_eq!(b.limit(OUT_A), Some(u64::MAX));
-    assert_eq!(b.inbound_limit(IN_A), Some(u64::MAX));
+    assert_eq!(b.inbound_limit(IN_A), Some(241));
     assert_eq!(b.limit(OUT_B), Some(u64::MAX));
+    b.inbound_stalled(IN_A, 250);
+    assert_eq!(b.inbound_limit(IN_A), Some(251));
     // A's later frames (its life's last heartbeats) do not revive it.
     let t = t + 10;
     while let Some(f) = a.poll_transmit(t) {

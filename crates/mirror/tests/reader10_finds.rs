@@ -143,14 +143,25 @@ const NEW_IN: u32 = 0x7400;
 /// nothing seen, below the packets its fenced life accepted.
 ///
 /// Sequence: as find 1 with `NEW_IN` (inbound, home B, strict). B's
-/// first life accepts 1..=90 (below its limit, one interval past the
-/// acknowledged 0) and reports it; the report is lost. B dies, A fences
-/// it, B restarts from a file that predates the add, both nodes get
+/// first life accepts 1..=90 (as found, below its limit, one interval past
+/// the acknowledged 0) and reports it; the report is lost. B dies, A
+/// fences it, B restarts from a file that predates the add, both nodes get
 /// `NEW_IN` again: B's new life starts its window at 0 and takes 1..=90
 /// again (an attacker replays them).
+///
+/// With inbound bounds and leases, B's first life would accept nothing of
+/// an SA A lacks (A acknowledges none of its bounds, a stall's included:
+/// the limit stays at 1), so it runs without leases (`lease: false`): its
+/// worker, refused 90 at the limit, reports it and the limit follows at
+/// once. With the fix, the fence folds the mark as 0 and moves it two
+/// intervals as an SA A lacks: B's new life (leases on) starts at 200, all
+/// at and below seen, and takes none of 1..=90 (its worker would report
+/// 90 refused at its limit, had it lain there, for A to acknowledge).
 #[test]
 fn a_fence_counts_an_inbound_sa_a_question_marked_as_used_and_its_packets_stay_refused() {
-    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let mut unleased = cfg(B);
+    unleased.lease = false;
+    let (mut a, mut b) = (node(A, 1, 0), node_from(unleased, 2, 0));
     let mut t = settle(&mut a, &mut b, 0);
     events(&mut b);
     b.add_sa(NEW_IN, Direction::Inbound, false, B);
@@ -167,6 +178,9 @@ fn a_fence_counts_an_inbound_sa_a_question_marked_as_used_and_its_packets_stay_r
     let evs = events(&mut b);
     let first = last_start(&evs, NEW_IN, Direction::Inbound).expect("B runs NEW_IN");
     assert_eq!(first.0, 0, "a fresh inbound SA begins at top 0");
+    // The far end sends 1..=90: B's worker is refused 90 at its limit and
+    // reports it; without a lease the limit follows at once.
+    b.inbound_stalled(NEW_IN, 90);
     let took = takes(&b, NEW_IN, 64, &first, 90);
     assert_eq!(took, (1..=90).collect::<Vec<_>>(), "B takes 1..=90");
     b.inbound_progress(NEW_IN, 90, &[u64::MAX], 0, 90);
@@ -182,10 +196,18 @@ fn a_fence_counts_an_inbound_sa_a_question_marked_as_used_and_its_packets_stay_r
     events(&mut b2);
     a.add_sa(NEW_IN, Direction::Inbound, false, B);
     b2.add_sa(NEW_IN, Direction::Inbound, false, B);
-    settle(&mut a, &mut b2, t);
+    t = settle(&mut a, &mut b2, t);
     assert!(!b2.asking(NEW_IN, Direction::Inbound));
     let evs = events(&mut b2);
     let again = last_start(&evs, NEW_IN, Direction::Inbound).expect("B's new life runs NEW_IN");
+    // The attacker replays 1..=90: B's new worker is refused 90 at its
+    // limit if it lies there, and reports it; A, which has the SA now,
+    // acknowledges.
+    if b2.inbound_limit(NEW_IN).unwrap() <= 90 {
+        b2.inbound_stalled(NEW_IN, 90);
+        settle(&mut a, &mut b2, t);
+        assert_eq!(b2.inbound_limit(NEW_IN), Some(91));
+    }
     let later = takes(&b2, NEW_IN, 64, &again, 90);
     accepted_once(
         "P2 broken: B's fenced life accepted NEW_IN packets; after the fence and B's \

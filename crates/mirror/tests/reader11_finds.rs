@@ -40,10 +40,40 @@ fn small_with(me: u32, epoch: u64, now: u64, mode: InboundTakeover) -> Mirror {
     node_from(c, epoch, now)
 }
 
+/// `a`'s worker takes inbound `spi`'s packets from window top `top` an
+/// interval on, as the ESP core and the worker do it: past the limit, the
+/// step is first refused and reported (`inbound_stalled`) and the pair
+/// exchanges until quiet; then the step is accepted and reported, and the
+/// pair exchanges again (each exchange 1 ms on from `t`). Returns the new
+/// top and time, and the frames B sent.
+fn accepts_an_interval(
+    a: &mut Mirror,
+    b: &mut Mirror,
+    spi: u32,
+    top: u64,
+    mut t: u64,
+) -> (u64, u64, Vec<Vec<u8>>) {
+    let mut from_b = Vec::new();
+    let step = top + INTERVAL;
+    if a.inbound_limit(spi).unwrap() <= step {
+        a.inbound_stalled(spi, step);
+        t += 1;
+        from_b.extend(exchange(a, b, t).1);
+    }
+    let limit = a.inbound_limit(spi).unwrap();
+    assert!(limit > top + 1, "stuck at {top}, limit {limit}");
+    let top = step.min(limit - 1);
+    a.inbound_progress(spi, top, &[u64::MAX], top, top);
+    t += 1;
+    from_b.extend(exchange(a, b, t).1);
+    (top, t, from_b)
+}
+
 /// A's first life runs `X` (outbound) and `Y` (inbound), both added at
-/// run time on both nodes, several jumps (intervals) far, B storing what
-/// it reports; A dies. Returns B, the highest number A used of X, the
-/// highest it accepted of Y, and the time.
+/// run time on both nodes, several jumps (intervals) far (Y's worker
+/// stalling at each step past its limit), B storing what it reports; A
+/// dies. Returns B, the highest number A used of X, the highest it
+/// accepted of Y, and the time.
 fn a_runs_and_dies(mode: InboundTakeover) -> (Mirror, u64, u64, u64) {
     let (mut a, mut b) = (small_with(A, 1, 0, mode), small_with(B, 2, 0, mode));
     let mut t = settle(&mut a, &mut b, 0);
@@ -59,10 +89,7 @@ fn a_runs_and_dies(mode: InboundTakeover) -> (Mirror, u64, u64, u64) {
     for _ in 0..12 {
         used = a.limit(X).unwrap() - 1;
         a.outbound_progress(X, used, used, used);
-        top = a.inbound_limit(Y).unwrap() - 1;
-        a.inbound_progress(Y, top, &[u64::MAX], top, top);
-        t += 1;
-        exchange(&mut a, &mut b, t);
+        (top, t, _) = accepts_an_interval(&mut a, &mut b, Y, top, t);
     }
     assert!(used > 3 * JUMP, "A used X to {used}");
     assert!(top > 3 * INTERVAL, "A accepted Y to {top}");
@@ -116,7 +143,9 @@ fn restart_and_add_mid_bulk(b: &mut Mirror, mut t: u64, mode: InboundTakeover) -
 /// node's earlier life accepted.
 ///
 /// Steps: A's first life runs X (outbound) and Y (inbound), both added at
-/// run time, several intervals far; B stores Y's top (1188). A restarts
+/// run time, several intervals far; B stores Y's top (1188; now A's
+/// worker takes Y to 1200 by stalls, and B stores the bound A reports,
+/// 1300: the top and an interval, A's rate reaching that far). A restarts
 /// (`--no-state`: the peer holds the SAs) from a configuration file that
 /// predates the adds ("after a restart from a file that predates the
 /// add", as `docs/mirror-protocol.md` lists among the cases covered) and
@@ -130,18 +159,23 @@ fn restart_and_add_mid_bulk(b: &mut Mirror, mut t: u64, mode: InboundTakeover) -
 /// and `BulkEnd` calls `recover(spi, dir, 0, &[])` for every owned SA,
 /// not looking at the copy now in the standby table. Lenient, the restart
 /// point of 0 is 0 (nothing moves, no `Activate`), and the limit the
-/// worker gets is 0 + `inbound_interval` (`limit_changed` at the end of
-/// the bulk): Y's worker accepts 1..=99, all of which A's first life
+/// worker got was 0 + `inbound_interval` (`limit_changed` at the end of
+/// the bulk): Y's worker accepted 1..=99, all of which A's first life
 /// accepted (its window was at 1188 with everything below seen, reported
 /// and stored by B). Lenient mode allows a replay of what was accepted
 /// since the last report, not of what lies a dozen intervals below it.
 /// B's acknowledgement of A's next state (its stored 1188, above anything
 /// A sent) then moves Y past it (`acked_beyond`), but until it arrives --
 /// or for good, if B dies or the link is cut right after the bulk end --
-/// the window is open. (Strict, the same start is one interval with all
+/// the window is open. (Strict, the same start was one interval with all
 /// below seen and the limit one interval: nothing passes; outbound, the
 /// restart point of 0 is one jump, above the slack: nothing is usable.
-/// The test below this one checks both.)
+/// The test below this one checks both.) With inbound bounds the limit
+/// is the acknowledged bound plus one, so the test also has Y's worker
+/// refused a packet two intervals past A's first top, reported before
+/// anything else of Y went to B: B acknowledges that bound (it lies above
+/// B's copy, so the acknowledgement moves nothing), and only Y's window
+/// stands between the replay and the worker.
 ///
 /// Not the BEGINS flag's doing (the bulk is complete; before bc3b01b the
 /// same happens): the bulk's records arrived, but the node had no SA to
@@ -149,26 +183,44 @@ fn restart_and_add_mid_bulk(b: &mut Mirror, mut t: u64, mode: InboundTakeover) -
 ///
 /// The fix: at the first complete bulk end, each owned SA recovers from
 /// what the standby table stores of it (value and bitmap, as a copy
-/// arriving for a configured SA does) rather than from 0.
+/// arriving for a configured SA does) rather than from 0: Y restarts at
+/// 1300, and takes only 1301..=1400 once its stall is acknowledged.
 #[test]
 fn a_lenient_inbound_sa_added_while_the_bulk_sync_is_under_way_accepts_nothing_twice() {
     let (mut b, _, top, t) = a_runs_and_dies(InboundTakeover::Lenient);
-    let (mut a2, _) = restart_and_add_mid_bulk(&mut b, t, InboundTakeover::Lenient);
+    let (mut a2, t) = restart_and_add_mid_bulk(&mut b, t, InboundTakeover::Lenient);
     // Without an Activate for Y its worker keeps the window it was built
     // with (top 0, nothing seen), under the limit the bulk end gave it.
-    let window = last_start(&events(&mut a2), Y, Direction::Inbound).unwrap_or((0, Vec::new()));
+    let mut evs = events(&mut a2);
+    let window = last_start(&evs, Y, Direction::Inbound).unwrap_or((0, Vec::new()));
     let earlier: Vec<u64> = (1..=top).collect();
+    let far = top + 2 * INTERVAL;
     accepted_once(
         "Y across A's restart",
         &earlier,
-        &takes(&a2, Y, 64, &window, top + 2 * INTERVAL),
+        &takes(&a2, Y, 64, &window, far),
+    );
+    // The far end (or an attacker) sends on: A's worker is refused `far` at
+    // its limit and reports it before anything else of Y went to B, and B
+    // acknowledges that bound.
+    a2.inbound_stalled(Y, far);
+    settle(&mut a2, &mut b, t);
+    assert_eq!(a2.inbound_limit(Y), Some(far + 1));
+    evs.extend(events(&mut a2));
+    let window = last_start(&evs, Y, Direction::Inbound).unwrap_or((0, Vec::new()));
+    accepted_once(
+        "Y across A's restart, its limit past the copy",
+        &earlier,
+        &takes(&a2, Y, 64, &window, far),
     );
 }
 
 /// Tried and held: the same scenario with a strict inbound SA and an
-/// outbound one. The copies are ignored here too (X restarts at one jump,
-/// Y at one interval), but nothing is usable before B's acknowledgement,
-/// which moves both past the copies.
+/// outbound one. The copies were ignored here too (X restarted at one
+/// jump, Y at one interval), but nothing was usable before B's
+/// acknowledgement, which moves both past the copies. (Y's worker also
+/// reports a packet two intervals past A's first top, refused at its
+/// limit if it lies there, before the pair settles.)
 #[test]
 fn strict_and_outbound_sas_added_while_the_bulk_sync_is_under_way_use_nothing_twice() {
     let (mut b, used, top, t) = a_runs_and_dies(InboundTakeover::Strict);
@@ -184,6 +236,9 @@ fn strict_and_outbound_sas_added_while_the_bulk_sync_is_under_way_use_nothing_tw
         accepted_once("Y", &earlier, &takes(a2, Y, 64, &y, top + 2 * INTERVAL));
     };
     check(&a2, &evs);
+    // The far end sends on: Y's worker reports a packet refused at its
+    // limit, if it lies there, before anything else of Y went to B.
+    a2.inbound_stalled(Y, top + 2 * INTERVAL);
     settle(&mut a2, &mut b, t);
     evs.extend(events(&mut a2));
     check(&a2, &evs);
@@ -204,10 +259,9 @@ fn a_runs_configured_and_dies() -> (Mirror, u64, u64, Vec<Vec<u8>>, u64) {
     for _ in 0..12 {
         used = a.limit(OUT_A).unwrap() - 1;
         a.outbound_progress(OUT_A, used, used, used);
-        top = a.inbound_limit(IN_A).unwrap() - 1;
-        a.inbound_progress(IN_A, top, &[u64::MAX], top, top);
-        t += 1;
-        from_b.extend(exchange(&mut a, &mut b, t).1);
+        let frames;
+        (top, t, frames) = accepts_an_interval(&mut a, &mut b, IN_A, top, t);
+        from_b.extend(frames);
     }
     assert!(used > 3 * JUMP && top > 3 * INTERVAL);
     drop(a);

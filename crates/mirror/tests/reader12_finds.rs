@@ -38,13 +38,22 @@ fn small(me: u32, epoch: u64, now: u64, mode: InboundTakeover) -> Mirror {
 }
 
 /// A's first life (`mode`) adds Y at run time; the host has not reached B
-/// with it yet. A asks, B knows nothing of it, A begins it at 0 and
-/// accepts everything up to its limit (one interval: B never acknowledges
-/// the states of an SA it lacks), reports that with its window, and dies.
-/// B stores the report as Y's history. Returns B, the highest number A
-/// accepted of Y, and the time.
+/// with it yet. A asks, B knows nothing of it, A begins it at 0, accepts
+/// 1..=99, reports that with its window, and dies. B stores the report as
+/// Y's history. Returns B, the highest number A accepted of Y, and the
+/// time.
+///
+/// A's first life runs without leases (`lease: false`): with them, its
+/// limit would stay at 1, since B never acknowledges the states of an SA
+/// it lacks (a stall's bound included), and A would accept nothing of Y
+/// to accept twice. Without them, its worker refused 99 at the limit and
+/// reporting it gets its limit past 99 at once. What follows (B's moves,
+/// A's next life, leases on) is the same either way.
 fn a_runs_y_alone_and_dies(mode: InboundTakeover) -> (Mirror, u64, u64) {
-    let (mut a, mut b) = (small(A, 1, 0, mode), small(B, 2, 0, mode));
+    let mut unleased = cfg_with(A, mode);
+    unleased.max_frame = 160;
+    unleased.lease = false;
+    let (mut a, mut b) = (node_from(unleased, 1, 0), small(B, 2, 0, mode));
     let mut t = settle(&mut a, &mut b, 0);
     assert!(a.synced() && b.synced());
     for k in 0..8 {
@@ -58,8 +67,9 @@ fn a_runs_y_alone_and_dies(mode: InboundTakeover) -> (Mirror, u64, u64) {
     a.add_sa(Y, Direction::Inbound, false, A);
     t = settle(&mut a, &mut b, t);
     assert!(!a.asking(Y, Direction::Inbound), "B answered");
-    let top = a.inbound_limit(Y).unwrap() - 1;
-    assert!(top > 0, "A may accept 1..={top}");
+    let top = 99;
+    a.inbound_stalled(Y, top);
+    assert_eq!(a.inbound_limit(Y), Some(top + 1), "A may accept 1..={top}");
     a.inbound_progress(Y, top, &[u64::MAX; WORDS], top, top);
     t = settle(&mut a, &mut b, t);
     let stored = b
@@ -124,21 +134,23 @@ fn y_takes(a2: &mut Mirror) -> Vec<u64> {
 /// Steps (lenient, interval 100, workers with a 256-packet window): A's
 /// first life adds Y (inbound, home A) at run time; the host has not
 /// reached B with it yet ("added on the peer and not here yet"). A asks,
-/// B knows nothing, A begins Y at 0 and accepts 1..=99 (its limit: B never
-/// acknowledges states of an SA it lacks) and reports top 99 with its
-/// window; B stores that as Y's history, bitmap included. A dies. On A's
-/// next life's first frame B's `peer_lost` moves the history two
-/// intervals on (299; its bitmap moves down with it). A's next life
-/// (its file predates the add) asks for a bulk sync; Y is not in B's
-/// pair, so B's bulk carries it as a *history record* (value only, no
-/// bitmap), and A, lacking Y, stores the bare 299 (`history` ->
+/// B knows nothing, A begins Y at 0 and accepts 1..=99 (as found, its
+/// limit, one interval: B never acknowledges states of an SA it lacks; now
+/// A's first life runs without leases, see `a_runs_y_alone_and_dies`) and
+/// reports top 99 with its window; B stores that as Y's history, bitmap
+/// included. A dies. On A's next life's first frame B's `peer_lost` moves
+/// the history two intervals on (299; its bitmap moves down with it). A's
+/// next life (its file predates the add) asks for a bulk sync; Y is not
+/// in B's pair, so B's bulk carries it as a *history record* (value only,
+/// no bitmap), and A, lacking Y, stores the bare 299 (`history` ->
 /// `store`). The host then adds Y to A (as in reader11's scenario), and the
 /// bulk ends complete. a7522b1's bulk end recovers Y from what the standby
 /// table stores of it: `recover(Y, 299, &[])`; lenient, the restart point
 /// is 299 and `restart_window` keeps the stored bitmap -- none -- so the
-/// worker's window is top 299 with nothing seen, limit 299 + 100. The
-/// window reaches down to 44: 44..=99, every one accepted and reported by
-/// A's first life, pass again.
+/// worker's window is top 299 with nothing seen, limit then 299 + 100
+/// (now 300: the recovered value counts as acknowledged). The window
+/// reaches down to 44: 44..=99, every one accepted and reported by A's
+/// first life, pass again.
 ///
 /// The same history reaching a synchronised node's run-time add goes
 /// through `begin_asked`, which since 1584eea (reader5's find 4) marks
@@ -185,8 +197,9 @@ fn a_lenient_inbound_sa_configured_at_restart_whose_peer_lacks_it_accepts_nothin
 }
 
 /// Tried and held: the same as find 1 with a strict inbound SA: the bulk
-/// end restarts Y one interval past the history with everything below
-/// seen, under a limit that lets nothing pass before B acknowledges.
+/// end restarts Y at the history (299) with everything at and below it
+/// seen, under a limit that lets nothing past it pass before B
+/// acknowledges.
 #[test]
 fn a_strict_inbound_sa_added_mid_bulk_after_its_history_accepts_nothing_twice() {
     let (mut b, top, t) = a_runs_y_alone_and_dies(InboundTakeover::Strict);

@@ -28,14 +28,18 @@ fn has_state(f: &[u8], spi: u32, dir: Direction) -> bool {
 }
 
 /// A pair (`mode`), synchronised, A having accepted 40 packets of IN_A
-/// past its start (1..=40 lenient; strict starts one interval up) and B
-/// storing that window. Returns both, the time and A's top.
+/// past its start (1..=40) and B storing that window. A's worker first
+/// stalls at 40 (a lease reaches no further than the top without a rate)
+/// and the pair settles, B acknowledging 40. Returns both, the time and
+/// A's top.
 fn pair_at_40(mode: InboundTakeover) -> (Mirror, Mirror, u64, u64) {
     let (mut a, mut b) = (node_with(A, 1, 0, mode), node_with(B, 2, 0, mode));
     let mut t = settle(&mut a, &mut b, 0);
     assert!(a.synced() && b.synced());
     let start = last_start(&events(&mut a), IN_A, Direction::Inbound).map_or(0, |s| s.0);
     let top = start + 40;
+    a.inbound_stalled(IN_A, top);
+    t = settle(&mut a, &mut b, t);
     assert!(a.inbound_limit(IN_A).unwrap() > top);
     a.inbound_progress(IN_A, top, &ALL, 40, 40);
     t = settle(&mut a, &mut b, t);
@@ -53,23 +57,32 @@ fn pair_at_40(mode: InboundTakeover) -> (Mirror, Mirror, u64, u64) {
 /// its final state, in the very frame of the hand-over, reports with its
 /// window -- pass again at the home node.
 ///
-/// Steps (lenient, interval 100, 256-packet windows): A accepts 1..=40 of
-/// IN_A and reports it; A dies; B takes IN_A over (lenient, at 40 with
-/// A's window) and accepts 41..=70, which it reports (crossing 50). A's
-/// next life synchronises; B's bulk carries B's state of IN_A (top 70,
-/// its window) and A2 stores it. B's worker accepts 71..=90 (no multiple
-/// of 50 crossed: not due yet), and the host hands back at once. B's frame
-/// carries the hand-over record (start 90) *before* the final state
-/// (`build_frame` sends `ownership_out` before `due`; `hand_back` puts the
-/// final in `due`). A2's `ownership` does not store the start (the owner
-/// is A2 itself), and `change` (the `p.owner != me && owner == me` arm)
-/// restarts at `restart_point(stored.value.max(start))` = 90 with
+/// Steps as found (lenient, interval 100, 256-packet windows): A accepts
+/// 1..=40 of IN_A and reports it; A dies; B takes IN_A over (lenient, at
+/// 40 with A's window) and accepts 41..=70, which it reports (crossing
+/// 50). A's next life synchronises; B's bulk carries B's state of IN_A
+/// (top 70, its window) and A2 stores it. B's worker accepts 71..=90 (no
+/// multiple of 50 crossed: not due yet), and the host hands back at once.
+/// B's frame carries the hand-over record (start 90) *before* the final
+/// state (`build_frame` sends `ownership_out` before `due`; `hand_back`
+/// puts the final in `due`). A2's `ownership` does not store the start
+/// (the owner is A2 itself), and `change` (the `p.owner != me && owner ==
+/// me` arm) restarts at `restart_point(stored.value.max(start))` = 90 with
 /// `restart_window(&stored, 90)`, `stored` being the table's window of 70:
 /// it is non-empty, so the lenient branch moves it up by 20 and 71..=90
 /// look unseen. The worker starts at 90 with 71..=90 unseen, limit 190.
 /// The final state (90, with 71..=90 seen) then arrives and is merged into
 /// the table only (A2 owns the SA: nothing tells the worker). 71..=90,
 /// accepted by B and reported in a window that reached A2, pass again.
+///
+/// With inbound leases reaching only as far as the SA's rate (none here)
+/// the run goes: B takes IN_A over at 40 (it may run to 140, the takeover's
+/// reach, unacknowledged) and accepts 41..=70; A2's new life moves B's
+/// window to 140 (`peer_lost`: lenient steps are zero, the numbers moved
+/// over seen) and A2 stores that. B's worker stalls at 160: B reports the
+/// bound 160 (141..=160 unseen in the window it sends), A2 stores and
+/// acknowledges it; B accepts 141..=160 and hands back at once, the final
+/// state (160, all seen) again behind the hand-over record (start 160).
 /// (The same shape as 86fec97's: a value with no window -- the hand-over's
 /// start -- above the stored window; the change left this caller out.)
 ///
@@ -81,8 +94,8 @@ fn a_lenient_hand_back_does_not_accept_what_the_holder_reported_in_its_final_sta
     hand_back_after_an_unreported_run(L);
 }
 
-/// Tried and held: find 1 under `strict`: the hand-over restarts IN_A one
-/// interval past the start with everything below seen.
+/// Tried and held: find 1 under `strict`: the hand-over restarts IN_A at
+/// its start with everything at and below it seen.
 #[test]
 fn a_strict_hand_back_does_not_accept_what_the_holder_accepted() {
     hand_back_after_an_unreported_run(InboundTakeover::Strict);
@@ -103,7 +116,8 @@ fn hand_back_after_an_unreported_run(mode: InboundTakeover) {
     let mut a2 = node_with(A, 5, t, mode);
     t = settle(&mut a2, &mut b, t);
     assert!(a2.synced() && b.owns(IN_A, Direction::Inbound));
-    // (Strict, A's new life moved B's window three intervals on.)
+    // (A's new life moved B's window to its takeover's reach, an interval
+    // past its start; strict, three intervals further on.)
     let moved = last_start(&events(&mut b), IN_A, Direction::Inbound).map_or(top, |s| s.0);
     assert_eq!(
         a2.standby().get(IN_A, Direction::Inbound).unwrap().value,
@@ -112,13 +126,19 @@ fn hand_back_after_an_unreported_run(mode: InboundTakeover) {
     let mut b_took: Vec<u64> = (bstart + 1..=top).collect();
     let top = moved;
     let fin = top + 20;
+    // B's worker stalls at `fin` (its lease reaches no further than the
+    // top); B reports the bound `fin` (top+1..=fin unseen in the window it
+    // sends) and A2 acknowledges it.
+    b.inbound_stalled(IN_A, fin);
+    t = settle(&mut a2, &mut b, t);
     assert!(
         b.inbound_limit(IN_A).unwrap() > fin,
         "B may accept to {fin}"
     );
-    assert_eq!(top / 50, fin / 50, "no report due");
-    // B accepts top+1..=fin and hands back before its refresh reports it.
+    // B accepts top+1..=fin and hands back before its refresh reports it
+    // (the bound did not move: no report due).
     b.inbound_progress(IN_A, fin, &ALL, fin, 50);
+    assert!(b.clone().poll_transmit(t).is_none(), "no report due");
     assert_eq!(b.hand_back(), 2, "OUT_A and IN_A");
     let _ = events(&mut a2);
     let mut fb = Vec::new();
@@ -159,16 +179,18 @@ fn hand_back_after_an_unreported_run(mode: InboundTakeover) {
 ///
 /// Steps (lenient, interval 100, 256-packet windows): A accepts 1..=40 of
 /// IN_A and reports it; the link is cut; B takes IN_A over (generation 1,
-/// lenient at 40) -- its ownership record is lost in the cut -- and
-/// accepts 41..=100. The link comes back for one frame of B: its state of
-/// IN_A (top 100, 41..=100 seen), with no ownership record (that one went
-/// in an earlier, lost, frame). A merges it into its standby table (A owns
-/// the SA: no acknowledgement, nothing for the worker). B then restarts
-/// (memory lost; its first life had synchronised): A's `peer_restarted`
-/// -> `peer_lost` moves IN_A to `restarted_past(100, 3)` = 100 (lenient
-/// steps are zero) with A's own window (1..=40 seen) moved up: 41..=100
-/// unseen. Once B's next life acknowledges, the worker takes 41..=100
-/// again -- every one accepted by B and reported in a window A heard.
+/// lenient at 40, reaching 140 unacknowledged) -- its ownership record is
+/// lost in the cut -- and accepts 41..=100 (within the reach: no report
+/// due); its worker then stalls at 141. The link comes back for one frame
+/// of B: its state of IN_A (bound 141, 41..=100 seen), with no ownership
+/// record (that one went in an earlier, lost, frame). A merges it into its
+/// standby table (A owns the SA: no acknowledgement, nothing for the
+/// worker). B then restarts (memory lost; its first life had
+/// synchronised): A's `peer_restarted` -> `peer_lost` moves IN_A to
+/// `restarted_past(141, 3)` = 141 (lenient steps are zero) with A's own
+/// window (1..=40 seen) moved up: 41..=141 unseen. Once B's next life
+/// acknowledges, the worker takes 41..=100 again -- every one accepted by
+/// B and reported in a window A heard.
 ///
 /// The fix: `peer_lost` raises the SA's own window to the mark with the
 /// numbers it moves over seen (`raised`): 41..=100 are seen.
@@ -178,7 +200,7 @@ fn a_lenient_owned_sa_re_placed_by_peer_lost_keeps_what_the_peer_reported() {
 }
 
 /// Tried and held: find 2 under `strict`: `peer_lost` moves IN_A three
-/// intervals past the stored 100 with everything below seen.
+/// intervals past the stored 141 with everything below seen.
 #[test]
 fn a_strict_owned_sa_re_placed_by_peer_lost_keeps_what_the_peer_reported() {
     peer_reported_then_lost(InboundTakeover::Strict);
@@ -198,6 +220,11 @@ fn peer_reported_then_lost(mode: InboundTakeover) {
     let top = bstart + 60;
     assert!(b.inbound_limit(IN_A).unwrap() > top);
     b.inbound_progress(IN_A, top, &ALL, top, 60);
+    // Within the takeover's reach (an interval past its start) nothing is
+    // due; the next packet past the reach stalls, and B reports it.
+    let wanted = b.inbound_limit(IN_A).unwrap();
+    assert_eq!(wanted, bstart + INTERVAL + 1);
+    b.inbound_stalled(IN_A, wanted);
     // One frame of B gets through: its state of IN_A, no ownership record.
     let f = b.poll_transmit(t).expect("B's state is due");
     assert!(has_state(&f, IN_A, Direction::Inbound));
@@ -206,7 +233,7 @@ fn peer_reported_then_lost(mode: InboundTakeover) {
     assert!(a.owns(IN_A, Direction::Inbound));
     assert_eq!(
         a.standby().get(IN_A, Direction::Inbound).unwrap().value,
-        top
+        wanted
     );
     let _ = events(&mut a);
     // B restarts.
@@ -235,11 +262,11 @@ fn peer_reported_then_lost(mode: InboundTakeover) {
 /// window that reached this node look unseen (and some it never accepted
 /// look seen).
 ///
-/// Steps (lenient, interval 100, 256-packet windows): A accepts 1..=40 of
-/// IN_A and reports it; A dies; B takes IN_A over (lenient, at 40) and
-/// accepts 41..=49 and 56..=70 (50..=55 lost on the way): window top 70
-/// with those bits, reported (crossing 50). A's next life starts; B's
-/// frames, still addressed to A's dead life, reach it first: their
+/// Steps as found (lenient, interval 100, 256-packet windows): A accepts
+/// 1..=40 of IN_A and reports it; A dies; B takes IN_A over (lenient, at
+/// 40) and accepts 41..=49 and 56..=70 (50..=55 lost on the way): window
+/// top 70 with those bits, reported (crossing 50). A's next life starts;
+/// B's frames, still addressed to A's dead life, reach it first: their
 /// ownership record is ignored (another life's) but B's state of IN_A is
 /// news and is stored (70, B's window). B then hears A2 and the host hands
 /// back at once: the hand-over record (generation 2, start 89: B accepted
@@ -250,6 +277,14 @@ fn peer_reported_then_lost(mode: InboundTakeover) {
 /// unseen. 69 and 70 were in the window B reported and A2 stored; 71..=74
 /// are in B's final state, which comes after the bulk end (in `due`
 /// behind it) and only reaches the table. They pass again.
+///
+/// With inbound leases reaching only as far as the SA's rate (none here),
+/// B's takeover may run to 140 (an interval past its start) unacknowledged
+/// and reports nothing within it: its state of 70 goes only because the
+/// takeover queued it. B accepts 71..=130 before it hears A2; hearing A2's
+/// new life moves its window to 140 (`peer_lost`, the numbers moved over
+/// seen), and the hand-over's start is 140: read 70 numbers up, the bits
+/// of 50..=55 would leave 120..=125 unseen, which B accepted.
 ///
 /// The fix: `handed` raises the stored window to the start before it
 /// recovers from it, the numbers it moves over seen (`raised`).
@@ -268,7 +303,7 @@ fn a_lenient_hand_over_of_an_sa_thought_run_here_keeps_the_stored_window_aligned
     let mut bm = ALL;
     bm[0] &= !(0x3f << 15);
     b.inbound_progress(IN_A, 70, &bm, 70, 24);
-    let b_took: Vec<u64> = (41..=49).chain(56..=89).collect();
+    let b_took: Vec<u64> = (41..=49).chain(56..=130).collect();
     t += 5;
     let mut a2 = node_with(A, 5, t, L);
     // B's frames to A's dead life reach A2 first.
@@ -281,12 +316,22 @@ fn a_lenient_hand_over_of_an_sa_thought_run_here_keeps_the_stored_window_aligned
         .expect("A2 stores B's state");
     assert_eq!((s.value, s.bitmap[0] >> 15 & 0x3f), (70, 0));
     assert!(a2.owns(IN_A, Direction::Inbound), "A2's own view");
-    // B hears A2, accepts 71..=89 and hands back at once.
+    // B accepts 71..=130, within its takeover's reach (no report due).
+    let reach = bstart + INTERVAL;
+    assert!(b.inbound_limit(IN_A).unwrap() > 130, "B may accept to 130");
+    b.inbound_progress(IN_A, 130, &ALL, 130, 84);
+    assert!(b.clone().poll_transmit(t).is_none(), "no report due");
+    // B hears A2 (its window moves to the reach, the numbers it moves
+    // over seen) and hands back at once.
     while let Some(f) = a2.poll_transmit(t) {
         let _ = b.handle_frame(t, &f);
     }
-    assert!(b.inbound_limit(IN_A).unwrap() > 89, "B may accept to 89");
-    b.inbound_progress(IN_A, 89, &ALL, 89, 43);
+    let moved = last_start(&events(&mut b), IN_A, Direction::Inbound).map(|s| s.0);
+    assert_eq!(
+        moved,
+        Some(reach),
+        "peer_lost moved B's window to the reach"
+    );
     assert_eq!(b.hand_back(), 2, "OUT_A and IN_A");
     let _ = events(&mut a2);
     settle(&mut a2, &mut b, t);
@@ -305,7 +350,8 @@ fn a_lenient_hand_over_of_an_sa_thought_run_here_keeps_the_stored_window_aligned
 /// earlier life ran it to 149) -- stored bare -- and then merges A's
 /// state (top 40, its window): the entry reads "top 150, A's window moved
 /// down, 41..=150 unseen". Its acknowledgement (150, above anything A
-/// sent) moves A past 150 with everything seen (`recover(.., &[])`), and
+/// sent) moves A to 150 with everything at and below it seen
+/// (`recover(.., &[])`), and
 /// B's takeover after A's death starts at the floor, where
 /// `restart_window` takes everything below as seen (`start > floor`
 /// fails): nothing of 1..=149 passes on either node.

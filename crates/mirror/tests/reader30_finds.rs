@@ -289,14 +289,8 @@ fn an_sa_still_asking_is_not_handed_over_below_its_history() {
 #[test]
 fn a_node_that_has_not_synchronised_hands_nothing_over_exactly() {
     let (mut a, mut b, t) = running(1250);
-    // IN_A accepted up to 230 on A, reported.
-    let mut t = t;
-    let mut top = 100;
-    while top < 230 {
-        top = (top + 40).min(230).min(a.inbound_limit(IN_A).unwrap() - 1);
-        a.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
-        t = settle(&mut a, &mut b, t);
-    }
+    // IN_A accepted up to 230 on A (from its start at 0), reported.
+    let mut t = accepts_up_to(&mut a, &mut b, IN_A, t, (0, 230), &[u64::MAX; 2]);
     drop(a);
     t += 5;
     let mut a2 = node(A, 9, t);

@@ -19,20 +19,25 @@ const WINDOW: u64 = 64;
 ///
 /// Sequence (strict, default `inbound_interval` 100; the host gives the
 /// inbound SA `IN_X`, home B, its own interval 1000 on both nodes): the
-/// pair is synchronised; B runs `IN_X` and accepts 1..=999 under its
-/// limit 0 + 1000, reported, stored by A (999). The host deletes `IN_X`
-/// on both nodes (both keep 999 as its history). The link is cut; A
-/// declares B dead and takes B's SAs over; the host adds `IN_X` again
-/// (same settings) and reaches A first: A holds B's SAs, so `add_sa_with`
-/// runs it at once two of *its* intervals past the history (top 2999, all
-/// below seen, limit 3999): A accepts 3000..=3998. A dies; its next life
-/// starts and the link heals. B hears the new life: `peer_lost` moves the
-/// history of the SA B lacks by `LOST_LIFE_STEPS - 1` times the largest
-/// interval among B's configured inbound SAs and the default, 100: 1199
-/// (the lost life ran up to 999 + 3 × 1000). The host adds `IN_X` to both
-/// nodes: B asks, A's new life answers 1199 (from B's bulk), B starts one
-/// interval past: top 2199 all seen; A acknowledges its state and B's
-/// limit is 3199: B accepts 3000..=3198 a second time.
+/// pair is synchronised; B runs `IN_X` and accepts 1..=999 (each step
+/// past its limit first refused, reported and acknowledged), reported,
+/// stored by A (999). The host deletes `IN_X` on both nodes (both keep
+/// 999 as its history). The link is cut; A declares B dead and takes B's
+/// SAs over; the host adds `IN_X` again (same settings) and reaches A
+/// first: A holds B's SAs, so `add_sa_with` runs it at once one of *its*
+/// intervals past the history (top 1999, all below seen), its takeover's
+/// reach one more (limit 3000): A accepts 2000..=2999. A dies; its next
+/// life starts and the link heals. B hears the new life: `peer_lost`
+/// moves the history of the SA B lacks by `LOST_LIFE_STEPS - 1` times the
+/// largest interval. At 37ad52a that was the largest among B's configured
+/// inbound SAs and the default, 100 (1199, where the lost life then ran up
+/// to 999 + 3 × 1000, and B, restarting an interval past 1199 with a
+/// limit an interval further, accepted 3000..=3198 a second time); now it
+/// is the largest B has known, the SA's own 1000: 2999. The host adds
+/// `IN_X` to both nodes: B asks, A's new life answers 2999 (from B's
+/// bulk), B starts there: top 2999 all seen. B's worker is refused packet
+/// 5000 and reports it; once acknowledged, B accepts 3000..=5000, none of
+/// which A's lost life accepted.
 ///
 /// Promise broken: (2), no inbound window restored below what an earlier
 /// life accepted. (The same holds for any retired SA whose interval
@@ -52,10 +57,8 @@ fn a_deleted_sa_with_its_own_interval_readded_by_a_lost_life_accepts_nothing_twi
     assert!(!b.asking(IN_X, Direction::Inbound));
     let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).unwrap_or((0, vec![]));
     let far = 5000;
-    let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
-    let top = *b_took.last().expect("B runs it");
-    b.inbound_progress(IN_X, top, &[u64::MAX], 0, top);
-    let t = settle(&mut a, &mut b, t);
+    let top = 999;
+    let t = accepts_up_to(&mut b, &mut a, IN_X, t, (b_win.0, top), &[u64::MAX]);
     assert!(b.remove_sa(IN_X, Direction::Inbound));
     assert!(a.remove_sa(IN_X, Direction::Inbound));
     let t = settle(&mut a, &mut b, t);
@@ -79,9 +82,14 @@ fn a_deleted_sa_with_its_own_interval_readded_by_a_lost_life_accepts_nothing_twi
     // The host adds the SA to both.
     a2.add_sa_with(IN_X, Direction::Inbound, false, B, own);
     b.add_sa_with(IN_X, Direction::Inbound, false, B, own);
-    let _ = settle(&mut a2, &mut b, now);
+    let now = settle(&mut a2, &mut b, now);
     assert!(!b.asking(IN_X, Direction::Inbound));
     let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).expect("B runs it again");
+    // B's worker is refused packet `far` at its limit and reports it; once
+    // A's new life acknowledges, B's window alone decides what passes.
+    b.inbound_stalled(IN_X, far);
+    let _ = settle(&mut a2, &mut b, now);
+    assert_eq!(b.inbound_limit(IN_X), Some(far + 1));
     let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
     accepted_once(
         &format!(
@@ -100,23 +108,27 @@ fn a_deleted_sa_with_its_own_interval_readded_by_a_lost_life_accepts_nothing_twi
 /// it accepted *and reported* before the delete pass again.
 ///
 /// Sequence (lenient, interval 100): the pair is synchronised; B runs the
-/// inbound SA `IN_X` (home B, on both nodes) and accepts 1..=99, reported
-/// as top 99 with the window's bitmap and acknowledged; A stores top 99
-/// and its bitmap. The host deletes `IN_X` on both nodes: B's `remove_sa`
-/// sends `History(99)` (a history record carries no bitmap) and keeps its
-/// final state, bitmap included, in its own standby table. The host adds
-/// `IN_X` again (both nodes): B asks, A answers 99, and `begin_asked`
-/// calls `recover(spi, dir, 99, &[])`: the bitmap it passes is empty, the
-/// fresh worker's own window holds nothing, and the lenient
+/// inbound SA `IN_X` (home B, on both nodes) and accepts 1..=99 (each
+/// step past its limit first refused, reported and acknowledged),
+/// reported as top 99 with the window's bitmap and acknowledged; A stores
+/// top 99 and its bitmap. The host deletes `IN_X` on both nodes: B's
+/// `remove_sa` sends `History(99)` (a history record carries no bitmap)
+/// and keeps its final state, bitmap included, in its own standby table.
+/// The host adds `IN_X` again (both nodes): B asks, A answers 99, and
+/// `begin_asked` calls `recover(spi, dir, 99, &[])`: the bitmap it passes
+/// is empty, the fresh worker's own window holds nothing, and the lenient
 /// `restart_window` keeps that, so the SA begins at top 99 with nothing
-/// seen (the bitmap both nodes store for it is not used). B's limit is
-/// 99 + 100 and its worker takes 36..=99 again: every packet of the window
-/// below the top it reported.
+/// seen (the bitmap both nodes store for it is not used). B's limit was
+/// 99 + 100 and its worker took 36..=99 again: every packet of the window
+/// below the top it reported. (Now B's worker is also refused packet 1000
+/// and reports it, so once that is acknowledged only its window decides
+/// what passes of everything the far end sent.)
 ///
 /// Promise broken: (2), in the form lenient keeps: a lenient window may
 /// take again only packets accepted since the last report; these were
 /// reported (top and bitmap) and stored by both nodes. Strict is not
-/// affected (it begins an interval past with everything below seen).
+/// affected (it begins at the stored bound with everything at and below
+/// it seen).
 #[test]
 
 fn a_lenient_inbound_sa_deleted_and_added_again_accepts_nothing_it_reported_twice() {
@@ -129,11 +141,10 @@ fn a_lenient_inbound_sa_deleted_and_added_again_accepts_nothing_it_reported_twic
     assert!(!b.asking(IN_X, Direction::Inbound));
     let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).unwrap_or((0, vec![]));
     let far = 1000;
-    let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
-    let top = *b_took.last().expect("B runs it");
+    let top = 99;
     // The worker's window: everything from 1 to the top seen (one word).
-    b.inbound_progress(IN_X, top, &[u64::MAX], 0, top);
-    let t = settle(&mut a, &mut b, t);
+    let t = accepts_up_to(&mut b, &mut a, IN_X, t, (b_win.0, top), &[u64::MAX]);
+    let b_took: Vec<u64> = (b_win.0 + 1..=top).collect();
     assert_eq!(
         a.standby().get(IN_X, Direction::Inbound).unwrap().value,
         top
@@ -145,9 +156,14 @@ fn a_lenient_inbound_sa_deleted_and_added_again_accepts_nothing_it_reported_twic
     events(&mut b);
     b.add_sa(IN_X, Direction::Inbound, false, B);
     a.add_sa(IN_X, Direction::Inbound, false, B);
-    settle(&mut a, &mut b, t);
+    let t = settle(&mut a, &mut b, t);
     assert!(!b.asking(IN_X, Direction::Inbound));
     let again = last_start(&events(&mut b), IN_X, Direction::Inbound).expect("B runs it again");
+    // B's worker is refused packet `far` at its limit and reports it; once
+    // A acknowledges, B's window alone decides what passes.
+    b.inbound_stalled(IN_X, far);
+    settle(&mut a, &mut b, t);
+    assert_eq!(b.inbound_limit(IN_X), Some(far + 1));
     let b_again = takes(&b, IN_X, WINDOW, &again, far);
     accepted_once(
         &format!(

@@ -41,12 +41,15 @@ const IN_X: u32 = 0x3100;
 /// B's bulk reaches it (a crash-looping peer). Measured: A's last lease
 /// 4396, B's bulk carried 6396, B's takeover of `OUT_A` starts at 7396
 /// with limit 3000 (400 + 2 × 1000 + 600); `IN_A` at top 697 with limit
-/// 300. The test passes on 37ad52a (before the cap), and passes here if
-/// one synced frame of A's new life reaches B before it dies. (Counting
-/// the first bulk as told once its end is sent to the life, or leaving a
-/// life that never said it synchronised uncapped, would keep the cap's
-/// safety: a life that synchronised holds that bulk, one that did not
-/// ran nothing and can only synchronise from this node.)
+/// 300. (With inbound bounds, A's worker driven to 300 by stalls, B's
+/// bulk carries 500 for `IN_A` and B's takeover starts there, its reach
+/// to 600 counted as acknowledged.) The test passes on 37ad52a (before
+/// the cap), and passes here if one synced frame of A's new life reaches
+/// B before it dies. (Counting the first bulk as told once its end is
+/// sent to the life, or leaving a life that never said it synchronised
+/// uncapped, would keep the cap's safety: a life that synchronised holds
+/// that bulk, one that did not ran nothing and can only synchronise from
+/// this node.)
 ///
 /// Promise broken: (3) liveness — an SA taken over after the peer's death
 /// must not wait forever for an acknowledgement from that dead peer (the
@@ -58,13 +61,14 @@ fn a_takeover_of_a_peer_life_that_died_before_its_synced_flag_arrived_runs_at_on
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let mut t = settle(&mut a, &mut b, 0);
     // A runs its SAs a little; B stores and acknowledges their states.
+    // (An inbound worker gets past its top only by stalls: `IN_A` is
+    // driven to 300 that way.)
     for _ in 0..3 {
         let used = a.limit(OUT_A).unwrap() - 1;
         a.outbound_progress(OUT_A, used, 0, used);
-        let top = a.inbound_limit(IN_A).unwrap() - 1;
-        a.inbound_progress(IN_A, top, &[u64::MAX], 0, top);
         t = settle(&mut a, &mut b, t);
     }
+    t = accepts_up_to(&mut a, &mut b, IN_A, t, (0, 300), &[u64::MAX]);
     let lease = b.standby().get(OUT_A, Direction::Outbound).unwrap().value;
     drop(a);
     // A's new life: B hears it (its bulk request) until it holds B's
@@ -227,7 +231,8 @@ fn an_ownership_record_sent_before_an_sa_was_added_again_leaves_it_unheard() {
 ///
 /// Sequence (strict, default `inbound_interval` 100; the host gives `IN_X`,
 /// home B, its own interval 1000 on both nodes): the pair is synchronised;
-/// B runs `IN_X` and accepts 1..=999, reported and stored by A. The host
+/// B runs `IN_X` and accepts 1..=999 (each step past its limit first
+/// refused, reported and acknowledged), reported and stored by A. The host
 /// deletes `IN_X` on both nodes; both keep 999 as its history. B restarts
 /// (its node file without `IN_X`): A hears the new life and moves the
 /// history two of its largest intervals on (1000: 2999) and B's new life
@@ -235,21 +240,25 @@ fn an_ownership_record_sent_before_an_sa_was_added_again_leaves_it_unheard() {
 /// is the default, 100: nothing it holds names the interval of the SA it
 /// lacks. The link is cut; A declares B dead, takes B's SAs over, and the
 /// host adds `IN_X` again, reaching A first: A, holding B's SAs, runs it
-/// two steps past the history (top 4999, all below seen; the bulk B's
-/// life holds counts as acknowledged, so its limit is 5999) and accepts
-/// 5000..=5998. A dies; its next life starts and the link heals. B hears
-/// it: `peer_lost` moves the history of the SA B lacks by two of *its*
-/// largest intervals, 100 each: 3199 (the lost life ran to 2999 + 3 ×
-/// 1000). The host adds `IN_X` to both nodes: B asks, A's new life answers
-/// 3199 (from B's bulk), B starts one interval (1000) past: top 4199, all
-/// below seen; A acknowledges and B's limit reaches 5199: B accepts
-/// 5000..=5198 a second time.
+/// one step past the history (top 3999, all below seen), its takeover's
+/// reach one more (the bulk B's life holds counts as acknowledged, so its
+/// limit is 5000), and accepts 4000..=4999. A dies; its next life starts
+/// and the link heals. B hears it: `peer_lost` moves the history of the
+/// SA B lacks by two of *its* largest intervals. As found (17d0473, when
+/// a lost life's add started two steps past and a restart one step past
+/// the stored value), these were 100 each: 3199, where the lost life ran
+/// to 2999 + 3 × 1000; the host adds `IN_X` to both nodes, B asks, A's
+/// new life answers 3199 (from B's bulk), B starts one interval (1000)
+/// past, top 4199, and once A acknowledged, its limit reached 5199: B
+/// accepted 5000..=5198 a second time.
 ///
 /// Promise broken: (2), no inbound window is restored below what an
 /// earlier life accepted. Fixed: B remembers the history a lost life's
 /// move began from and the steps taken (`lost_steps`); the add with the
 /// SA's own interval moves the history by that many of them (2999 + 2 ×
-/// 1000 = 4999), and B starts one interval past it, at 5999.
+/// 1000 = 4999), and B starts there, at 4999, all at and below it seen.
+/// Its worker is refused packet 20000 and reports it; once acknowledged,
+/// B accepts 5000..=20000, none of which A's lost life accepted.
 #[test]
 fn a_deleted_sa_with_its_own_interval_is_moved_by_it_after_the_node_restarted() {
     const WINDOW: u64 = 64;
@@ -265,10 +274,8 @@ fn a_deleted_sa_with_its_own_interval_is_moved_by_it_after_the_node_restarted() 
     let t = settle(&mut a, &mut b, t);
     assert!(!b.asking(IN_X, Direction::Inbound));
     let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).unwrap_or((0, vec![]));
-    let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
-    let top = *b_took.last().expect("B runs it");
-    b.inbound_progress(IN_X, top, &[u64::MAX], 0, top);
-    let t = settle(&mut a, &mut b, t);
+    let top = 999;
+    let t = accepts_up_to(&mut b, &mut a, IN_X, t, (b_win.0, top), &[u64::MAX]);
     assert!(b.remove_sa(IN_X, Direction::Inbound));
     assert!(a.remove_sa(IN_X, Direction::Inbound));
     let t = settle(&mut a, &mut b, t);
@@ -303,9 +310,14 @@ fn a_deleted_sa_with_its_own_interval_is_moved_by_it_after_the_node_restarted() 
     // The host adds the SA to both.
     a2.add_sa_with(IN_X, Direction::Inbound, false, B, own);
     b.add_sa_with(IN_X, Direction::Inbound, false, B, own);
-    let _ = settle(&mut a2, &mut b, now);
+    let now = settle(&mut a2, &mut b, now);
     assert!(!b.asking(IN_X, Direction::Inbound));
     let b_win = last_start(&events(&mut b), IN_X, Direction::Inbound).expect("B runs it again");
+    // B's worker is refused packet `far` at its limit and reports it; once
+    // A's new life acknowledges, B's window alone decides what passes.
+    b.inbound_stalled(IN_X, far);
+    let _ = settle(&mut a2, &mut b, now);
+    assert_eq!(b.inbound_limit(IN_X), Some(far + 1));
     let b_took = takes(&b, IN_X, WINDOW, &b_win, far);
     accepted_once(
         &format!(
@@ -327,8 +339,9 @@ fn a_deleted_sa_with_its_own_interval_is_moved_by_it_after_the_node_restarted() 
 ///
 /// Sequence (lenient, interval 100, workers with a 256-packet replay
 /// window, four bitmap words): the pair is synchronised; B runs the
-/// inbound SA `IN_X` (home B, on both nodes) for a while and reports each
-/// top with its window; A stores the last top T with its bitmap. The host
+/// inbound SA `IN_X` (home B, on both nodes) for a while (to 1000, each
+/// step past its limit first refused and reported) and reports each top
+/// with its window; A stores the last top T with its bitmap. The host
 /// deletes `IN_X` on both nodes; both keep T (and its bitmap) as history.
 /// B restarts (its node file without `IN_X`): A moves the history two
 /// intervals on (T + 200; its bitmap moves down with it and still marks
@@ -344,7 +357,8 @@ fn a_deleted_sa_with_its_own_interval_is_moved_by_it_after_the_node_restarted() 
 /// Promise broken: (2), in the form lenient keeps: a lenient window may
 /// take again only packets accepted since the last report. Fixed: a
 /// history whose window the asking node lacks begins with everything at
-/// and below it seen.
+/// and below it seen (B's worker, refused packet 5000 and reporting it,
+/// takes only what lies past T + 200 once that is acknowledged).
 #[test]
 fn a_lenient_sa_added_again_on_a_node_restarted_after_its_delete_accepts_nothing_it_reported_twice()
 {
@@ -358,13 +372,10 @@ fn a_lenient_sa_added_again_on_a_node_restarted_after_its_delete_accepts_nothing
     a.add_sa(IN_X, Direction::Inbound, false, B);
     t = settle(&mut a, &mut b, t);
     assert!(!b.asking(IN_X, Direction::Inbound));
-    // B runs IN_X for a while: everything up to its limit, reported.
-    let mut top = 0;
-    for _ in 0..10 {
-        top = b.inbound_limit(IN_X).unwrap() - 1;
-        b.inbound_progress(IN_X, top, &[u64::MAX; WORDS], 0, top);
-        t = settle(&mut a, &mut b, t);
-    }
+    // B runs IN_X for a while: up to 1000, each step past its limit first
+    // refused and reported, then accepted and reported.
+    let top = 1000;
+    t = accepts_up_to(&mut b, &mut a, IN_X, t, (0, top), &[u64::MAX; WORDS]);
     assert!(top > WINDOW, "B ran IN_X to {top}");
     let b_took: Vec<u64> = (1..=top).collect();
     assert_eq!(
@@ -385,9 +396,14 @@ fn a_lenient_sa_added_again_on_a_node_restarted_after_its_delete_accepts_nothing
     // Added again on both nodes.
     b.add_sa(IN_X, Direction::Inbound, false, B);
     a.add_sa(IN_X, Direction::Inbound, false, B);
-    settle(&mut a, &mut b, t);
+    t = settle(&mut a, &mut b, t);
     assert!(!b.asking(IN_X, Direction::Inbound));
     let again = last_start(&events(&mut b), IN_X, Direction::Inbound).expect("B runs it again");
+    // B's worker is refused packet `far` at its limit and reports it; once
+    // A acknowledges, B's window alone decides what passes.
+    b.inbound_stalled(IN_X, far);
+    settle(&mut a, &mut b, t);
+    assert_eq!(b.inbound_limit(IN_X), Some(far + 1));
     let b_again = takes(&b, IN_X, WINDOW, &again, far);
     accepted_once(
         &format!(

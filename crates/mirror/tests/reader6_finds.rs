@@ -26,41 +26,43 @@ fn one_way(from: &mut Mirror, to: &mut Mirror, now: u64) {
 /// takeover starts past that number while only two intervals past `told`
 /// count as acknowledged, and waits for the dead peer or a fence.
 ///
-/// Sequence (strict, inbound interval 100): the pair is synchronised and A
-/// runs `IN_A` to its limit three times, each top reported and
-/// acknowledged (B stores 397). A's side of the link is cut (B's frames
-/// still reach A). The far end runs on: A's worker refuses packet 5000 at
-/// its limit and A records it as the value to report (`inbound_stalled`);
-/// the report is lost in the cut. B declares A dead and takes `IN_A` over
-/// at 497 (its stored top plus an interval); the change reaches A, which
-/// releases `IN_A`: its final value is `max(value, sent_top)` = 5000, the
-/// unheard stall number, kept in its standby table (and sent to B as the
-/// split-brain copy of 39df1ae, lost in the cut). B dies. A declares it
-/// dead and takes its SAs over: `IN_A` starts at top 5100 (5000 plus an
-/// interval, all below seen), but `acknowledged` caps the start at
-/// `told` (497, B's change) plus two intervals, so the limit is 797:
-/// below the top, and it never rises: only B could acknowledge. Measured:
-/// B stored 397; A's takeover top 5100, limit 797, 10 s later the same.
-/// Before a73574b the start counted as acknowledged and the SA ran at
-/// once (limit 5200). Nothing but a fence or B's return unblocks A's own
-/// home SA.
+/// Sequence (strict, inbound interval 100): the pair is synchronised and
+/// A's worker takes `IN_A` up to 397, each step past its limit first
+/// refused and reported, then accepted and reported, each acknowledged (B
+/// stores 397). A's side of the link is cut (B's frames still reach A).
+/// The far end runs on: A's worker refuses packet 5000 at its limit and A
+/// records it as the value to report (`inbound_stalled`); the report is
+/// lost in the cut. B declares A dead and takes `IN_A` over at 397 (its
+/// stored bound; its change carries its reach, an interval on: 497); the
+/// change reaches A, which releases `IN_A`: its final value is
+/// `max(value, sent_top)` = 5000, the unheard stall number, kept in its
+/// standby table (and sent to B as the split-brain copy of 39df1ae, lost
+/// in the cut). B dies. A declares it dead and takes its SAs over: `IN_A`
+/// starts at top 5000 (the stored value, all at and below seen; its reach
+/// 5100), but `acknowledged` caps that at `told` (497, B's change) plus
+/// two intervals, so the limit is 698: below the top, and it never rises:
+/// only B could acknowledge. Measured as found (when a start stepped an
+/// interval past the stored value): B stored 397; A's takeover top 5100,
+/// limit 797, 10 s later the same; now top 5000, limit 698. Before
+/// a73574b the start counted as acknowledged and the SA ran at once
+/// (limit 5200). Nothing but a fence or B's return unblocks A's own home
+/// SA.
 ///
 /// Why it waits: the stall report may have reached B all the same (only
 /// B's change tells A it did not, and a report heard after the change
 /// moves B's run past it unheard), and the far end stands at 5000, past
 /// anything B stores plus the two intervals a lost life of A may run
 /// unseen by B. Only a fence (the peer is powered off or isolated) makes
-/// running there safe: the test fences B and checks that `IN_A` runs.
+/// running there safe: the test fences B and checks that `IN_A` runs (its
+/// worker, refused a packet far past the top, reports it, and without a
+/// lease the limit follows A's own bound at once).
 #[test]
 fn a_takeover_past_an_unheard_stall_number_of_this_node_runs_once_the_dead_peer_is_fenced() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let mut t = settle(&mut a, &mut b, 0);
-    for _ in 0..3 {
-        let top = a.inbound_limit(IN_A).unwrap() - 1;
-        a.inbound_progress(IN_A, top, &[u64::MAX], 0, top);
-        t = settle(&mut a, &mut b, t);
-    }
+    t = accepts_up_to(&mut a, &mut b, IN_A, t, (0, 397), &[u64::MAX]);
     let reported = b.standby().get(IN_A, Direction::Inbound).unwrap().value;
+    assert_eq!(reported, 397);
     // A's side of the link is cut: B hears nothing, A hears B. A's worker
     // refuses a packet far ahead at its limit; the report is lost.
     let far = 5000;
@@ -93,6 +95,9 @@ fn a_takeover_past_an_unheard_stall_number_of_this_node_runs_once_the_dead_peer_
     }
     let waiting = a.inbound_limit(IN_A);
     a.force_unleased().expect("the dead peer is fenced");
+    // The far end ran on: A's worker refuses a packet far past the top and
+    // reports it; with B fenced the limit follows A's own bound at once.
+    a.inbound_stalled(IN_A, top + 10 * far);
     let accepts = acceptable(&a, IN_A, top);
     assert!(
         accepts.contains(&(top + 1)) && accepts.contains(&(top + 10 * far)),

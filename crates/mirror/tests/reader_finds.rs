@@ -124,10 +124,11 @@ fn refuses(top: u64, bitmap: &[u64], seq: u64) -> bool {
 }
 
 /// Reader find 2 (lenient inbound takeover). A runs its inbound SA and
-/// has accepted the ten packets below its limit (window top `L - 1`,
-/// bitmap `0x3ff`), reported to B. The far end runs on and A's worker
-/// reports a stall at `L + 5`. B restarts; A hears the new life and
-/// `peer_lost` moves its owned inbound SA to the mark
+/// has accepted the ten packets below its limit (`L` = 100, once B
+/// acknowledged the stall at 99 that gave A's worker the headroom; window
+/// top `L - 1`, bitmap `0x3ff`), reported to B. The far end runs on and
+/// A's worker reports a stall at `L + 5`. B restarts; A hears the new
+/// life and `peer_lost` moves its owned inbound SA to the mark
 /// (`value().max(sent_top())`, the stalled number) with
 /// `Standby { value: mark, bitmap: i.bitmap() }`: the bitmap is relative
 /// to the window top, not to the mark, and lenient `restart_window`
@@ -143,8 +144,9 @@ fn a_lenient_inbound_sa_moved_to_its_stall_on_a_peer_restart_accepts_nothing_twi
     let t = settle(&mut a, &mut b, 0);
     assert!(a.synced() && b.synced());
     events(&mut a);
+    let t = stall_then_acked(&mut a, &mut b, INTERVAL - 1, t);
     let limit = a.inbound_limit(IN_A).unwrap();
-    assert!(limit > 10);
+    assert_eq!(limit, INTERVAL);
     // A accepts limit-10 ..= limit-1 and reports the window.
     let accepted = limit - 10..limit;
     let top = limit - 1;
@@ -162,8 +164,8 @@ fn a_lenient_inbound_sa_moved_to_its_stall_on_a_peer_restart_accepts_nothing_twi
 }
 
 /// Reader find 3 (lenient inbound takeover). A runs its inbound SA and
-/// has accepted the ten packets below its limit, reported and
-/// acknowledged. B restarts with its state directory, whose mark for the
+/// has accepted the ten packets below its limit (100, once B acknowledged
+/// a stall at 99), reported and acknowledged. B restarts with its state directory, whose mark for the
 /// SA's key (B's own: the SA is parked there, and its mark moves on by
 /// its reach at every start) is a few packets above A's top:
 /// `Mirror::restore` stores it as B's standby value. B's new life
@@ -179,7 +181,9 @@ fn a_lenient_inbound_sa_acknowledged_beyond_what_it_sent_accepts_nothing_twice()
     let (mut a, mut b) = (node_with(A, 1, 0, lenient), node_with(B, 2, 0, lenient));
     let t = settle(&mut a, &mut b, 0);
     events(&mut a);
+    let t = stall_then_acked(&mut a, &mut b, INTERVAL - 1, t);
     let limit = a.inbound_limit(IN_A).unwrap();
+    assert_eq!(limit, INTERVAL);
     let accepted = limit - 10..limit;
     let top = limit - 1;
     a.inbound_progress(IN_A, top, &[0x3ff], 0, 10);
@@ -192,6 +196,16 @@ fn a_lenient_inbound_sa_acknowledged_beyond_what_it_sent_accepts_nothing_twice()
     b2.restore(IN_A, Direction::Inbound, top + 6);
     settle(&mut a, &mut b2, t);
     accepts_none_again(&mut a, &accepted, top);
+}
+
+/// A's worker (IN_A, window top 0 at its start) stalls at `seq`: its
+/// lease reaches no further than its top (no rate measured), so it
+/// reports the number it refused; B acknowledges it and A's limit rises
+/// past it. Returns the time.
+fn stall_then_acked(a: &mut Mirror, b: &mut Mirror, seq: u64, t: u64) -> u64 {
+    assert!(a.inbound_limit(IN_A).unwrap() <= seq);
+    a.inbound_stalled(IN_A, seq);
+    settle(a, b, t)
 }
 
 /// Fails if A's window, where its last activation (if any since `top`

@@ -3,11 +3,13 @@
 /// How an inbound SA's replay window is set on takeover.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InboundTakeover {
-    /// Move the top forward by `inbound_interval` and mark everything up to
-    /// it seen: no replay can pass; a few fresh packets may be dropped.
+    /// Start the window at the stored lease (its top plus what arrives in
+    /// `inbound_ahead_ms`) with everything up to it seen: no replay can
+    /// pass; what the far end sent in the last `inbound_ahead_ms` before
+    /// the owner's death is refused.
     Strict,
-    /// Keep the mirrored window: packets since the last inbound record
-    /// (fewer than `inbound_interval`) could be replayed once.
+    /// Keep the mirrored window: packets the owner accepted within its
+    /// last lease (`inbound_ahead_ms` of traffic) could be replayed once.
     Lenient,
 }
 
@@ -36,8 +38,15 @@ pub struct MirrorConfig {
     pub takeover_jump: u64,
     /// How far a takeover jumps past the stored lease, 32-bit SAs.
     pub takeover_jump_32: u64,
-    /// Inbound state is due when the window top crosses a multiple.
+    /// The most an inbound SA's lease reaches past its window top, and
+    /// the step its worker reports at while it runs without a lease.
     pub inbound_interval: u64,
+    /// How far an inbound SA's lease reaches past its window top, in
+    /// milliseconds of its traffic: after a takeover, what the far end
+    /// sent in the last this many milliseconds before the owner's death
+    /// is refused (strict); at rates under one packet in that time each
+    /// packet waits a mirror round trip for its acknowledgement.
+    pub inbound_ahead_ms: u64,
     /// Inbound window on takeover.
     pub inbound_takeover: InboundTakeover,
     /// Heartbeat period.
@@ -135,6 +144,7 @@ impl Default for MirrorConfig {
             takeover_jump: 1 << 25,
             takeover_jump_32: 1 << 24,
             inbound_interval: 1024,
+            inbound_ahead_ms: 10,
             inbound_takeover: InboundTakeover::Strict,
             heartbeat_ms: 10,
             dead_after: 3,

@@ -33,6 +33,7 @@ impl Mirror {
             adds,
             outbox,
             timers,
+            clock,
             alarms,
             leave,
             events,
@@ -43,7 +44,7 @@ impl Mirror {
         filter.hash_position(&mut h);
         (pair, outbound, inbound, floors, standby).hash(&mut h);
         (join, bulk_out, bulks_built, peer, changes, adds).hash(&mut h);
-        (outbox, timers, alarms, leave, events).hash(&mut h);
+        (outbox, timers, clock, alarms, leave, events).hash(&mut h);
         h.finish()
     }
 }

@@ -185,18 +185,18 @@ impl Mirror {
         let Some(p) = self.pair.get(&key).copied() else {
             return Err(HandOverRefused::NotRunning);
         };
-        // Past everything this node reported too: a worker's report never
-        // runs ahead of the worker, but a stall report names a number
-        // refused, not accepted, and the peer stores it.
+        // Outbound, past everything this node reported too (a worker's
+        // report never runs ahead of the worker). Inbound, the worker's
+        // top: the bounds this node reported (its top plus what its rate
+        // would bring, or a number it refused at the limit) name numbers
+        // nobody accepted, and the peer goes on from the top so that they
+        // are not refused.
         let bound = match dir {
             Direction::Outbound => {
                 let o = &self.outbound[&spi];
                 last.max(o.counters().0).saturating_add(1)
             }
-            Direction::Inbound => {
-                let i = &self.inbound[&spi];
-                last.max(i.value()).max(i.sent_top())
-            }
+            Direction::Inbound => last.max(self.inbound[&spi].top()),
         };
         self.leave.stopping.remove(&key);
         let Some(fin) = self.final_state(spi, dir, Some(bound)) else {

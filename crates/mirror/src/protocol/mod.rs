@@ -20,8 +20,9 @@
 //! configuration) and a current owner with a generation number; an
 //! ownership record with a higher generation wins. A takeover starts each
 //! of the peer's outbound SAs at the stored lease plus the takeover jump,
-//! and each inbound SA at the stored window top (plus `inbound_interval`
-//! in strict mode). A node that loses an SA records how far it could have
+//! and each inbound SA at the stored bound (its owner's window top plus
+//! what its traffic brings in `inbound_ahead_ms`: the owner accepts
+//! nothing past the bound its peer acknowledged). A node that loses an SA records how far it could have
 //! gone in its standby table, so a later takeover starts beyond that.
 //! Hand-back (failback) is a *hand-over* record carrying how far this node
 //! could have gone: the receiver begins exactly there and counts it as
@@ -72,7 +73,7 @@ use espgate_wire::Direction;
 use espgate_wire::mirror::{self, MirrorHeader, MirrorRecord, OwnershipKind, SaState};
 
 use crate::frame::{MirrorKey, seal};
-use crate::policy::{OutboundPolicy, OwnedInbound, OwnedOutbound};
+use crate::policy::{InboundPolicy, OutboundPolicy, OwnedInbound, OwnedOutbound};
 use crate::receive::{PeerFilter, Reject};
 use crate::standby::{Standby, StandbyTable};
 
@@ -151,6 +152,9 @@ pub struct Mirror {
     /// What waits to be sent.
     outbox: Outbox,
     timers: Timers,
+    /// The latest time this mirror was given (the rate of its inbound SAs
+    /// is measured against it).
+    clock: u64,
     /// What a person must be told of.
     alarms: Alarms,
     /// Exact hand-overs under way, and this node's goodbye.
@@ -184,6 +188,7 @@ impl Mirror {
             adds: Adds::default(),
             outbox: Outbox::default(),
             timers: Timers::new(now_ms, cfg.refresh_ms),
+            clock: now_ms,
             alarms: Alarms::default(),
             leave: Leave::default(),
             events: VecDeque::new(),
@@ -465,6 +470,7 @@ impl Mirror {
 impl Mirror {
     /// Takes in a frame from the mirror port (mirror header to MAC).
     pub fn handle_frame(&mut self, now_ms: u64, frame: &[u8]) -> Result<(), Reject> {
+        self.clock = self.clock.max(now_ms);
         let known_life = self.filter.epoch();
         let accepted = self.filter.accept(&self.key, frame)?;
         if accepted.new_epoch {
@@ -541,10 +547,20 @@ impl Mirror {
         bytes: u64,
         packets: u64,
     ) {
+        let now = self.clock;
         if let Some(s) = self.inbound.get_mut(&spi)
-            && s.progress(top, bitmap, bytes, packets)
+            && s.progress(top, bitmap, bytes, packets, now)
         {
-            self.enqueue((spi, Direction::Inbound));
+            self.inbound_moved(spi);
+        }
+    }
+
+    /// The bound an owned inbound SA reports rose: its state is due, and
+    /// without a lease its worker's limit follows the bound at once.
+    fn inbound_moved(&mut self, spi: u32) {
+        self.enqueue((spi, Direction::Inbound));
+        if self.inbound.get(&spi).is_some_and(|s| !s.leased()) {
+            self.limit_changed(spi, Direction::Inbound);
         }
     }
 
@@ -570,7 +586,7 @@ impl Mirror {
             .get_mut(&spi)
             .is_some_and(|s| seq >= s.limit() && s.want(seq))
         {
-            self.enqueue((spi, Direction::Inbound));
+            self.inbound_moved(spi);
         }
     }
 }

@@ -24,9 +24,24 @@ impl Mirror {
 
     /// Where an SA whose stored state is `value` may start again without
     /// reusing anything an earlier owner (or an earlier life of this node)
-    /// could have used: owners stay below their acknowledged lease plus
-    /// `jump - quantity`, and every acknowledged lease is stored.
+    /// could have used: outbound owners stay below their acknowledged
+    /// lease plus `jump - quantity`, inbound ones at or below their
+    /// acknowledged bound, and every acknowledged lease or bound is
+    /// stored. Strict and lenient inbound SAs both start at the stored
+    /// bound; they differ in the window below it (`restart_window`).
     pub(super) fn restart_point(&self, spi: u32, dir: Direction, value: u64) -> u64 {
+        let point = match dir {
+            Direction::Outbound => value.saturating_add(self.jump(spi)).max(1),
+            Direction::Inbound => value,
+        };
+        point.max(self.floor(spi, dir))
+    }
+
+    /// One step past `value` of what a life the peer lost unheard may
+    /// have done (see `peer_lost`): a takeover jump outbound; inbound an
+    /// interval (strict; lenient does not step: its restarts keep within
+    /// that mode's documented bound).
+    pub(super) fn step_past(&self, spi: u32, dir: Direction, value: u64) -> u64 {
         let point = match dir {
             Direction::Outbound => value.saturating_add(self.jump(spi)).max(1),
             Direction::Inbound => match self.cfg.inbound_takeover {
@@ -35,6 +50,18 @@ impl Mirror {
             },
         };
         point.max(self.floor(spi, dir))
+    }
+
+    /// How far an SA started at `start` by a takeover may run before the
+    /// peer acknowledges anything of it (its ownership record carries it,
+    /// so a peer that hears of the takeover stores it): outbound its
+    /// start (the lease's slack lets it run on), inbound an interval past
+    /// it, as far as [`acknowledged`](Self::acknowledged) allows.
+    pub(super) fn taken_reach(&self, spi: u32, dir: Direction, start: u64) -> u64 {
+        match dir {
+            Direction::Outbound => start,
+            Direction::Inbound => start.saturating_add(self.interval_of(spi, dir)),
+        }
     }
 
     /// The replay window an inbound SA restarts with at `start` from its
@@ -110,11 +137,13 @@ impl Mirror {
                     .insert(spi, OwnedOutbound::starting_at(policy, start, acked));
             }
             Direction::Inbound => {
-                let every = self.interval_of(spi, dir);
-                self.inbound.insert(
-                    spi,
-                    OwnedInbound::starting_at(every, self.lease(), start, bitmap, acked),
-                );
+                let policy = InboundPolicy {
+                    interval: self.interval_of(spi, dir),
+                    ahead_ms: self.cfg.inbound_ahead_ms,
+                    lease: self.lease(),
+                };
+                self.inbound
+                    .insert(spi, OwnedInbound::starting_at(policy, start, bitmap, acked));
             }
         }
         self.enqueue((spi, dir));
@@ -207,7 +236,8 @@ impl Mirror {
                     sent_to: 0,
                     bitmap: match exact {
                         Some(_) => Vec::new(),
-                        None => rebase(s.bitmap(), value - s.top()),
+                        // Up to its bound, the worker may have accepted.
+                        None => raised(s.bitmap(), value - s.top()),
                     },
                     copy: false,
                 }

@@ -109,7 +109,7 @@ impl Mirror {
     pub(super) fn take(&mut self, key: SaKey, generation: u64) {
         let mut known = self.standby.get(key.0, key.1).map_or(0, |s| s.value);
         if self.adds.unheard.contains(&key) {
-            known = self.restart_point(key.0, key.1, known);
+            known = self.step_past(key.0, key.1, known);
         }
         self.take_from(key, generation, known);
     }
@@ -144,16 +144,18 @@ impl Mirror {
         }
         let start = self.restart_point(spi, dir, stored.value);
         let (window, kept) = self.restart_window((spi, dir), &stored, start);
-        // The ownership record carries `start`; the peer stores it before
-        // it can act on this SA again, so it counts as acknowledged.
+        // The ownership record carries how far the SA may run unheard; the
+        // peer stores it before it can act on this SA again, so it counts
+        // as acknowledged.
+        let reach = self.taken_reach(spi, dir, start);
         let record = OwnerRecord {
             owner: self.cfg.node,
             generation,
-            bound: start,
+            bound: reach,
             kind: OwnershipKind::Change,
         };
         self.set_owner((spi, dir), record);
-        let acked = self.acknowledged(spi, dir, start);
+        let acked = self.acknowledged(spi, dir, reach);
         self.own(spi, dir, start, acked, kept);
         self.activated(spi, dir, start, window);
     }

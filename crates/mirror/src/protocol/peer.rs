@@ -297,7 +297,7 @@ impl Mirror {
 
     /// The restart point of `value` taken `steps` times.
     pub(super) fn restarted_past(&self, spi: u32, dir: Direction, value: u64, steps: u64) -> u64 {
-        (0..steps).fold(value, |v, _| self.restart_point(spi, dir, v))
+        (0..steps).fold(value, |v, _| self.step_past(spi, dir, v))
     }
 
     /// Whether owned SAs obey leases now: as configured, unless the peer

@@ -80,8 +80,10 @@ impl Mirror {
                 let s = self.inbound.get_mut(&spi)?;
                 s.sent();
                 let (bytes, packets) = s.counters();
-                // Reported past the window (a stall report): nothing past
-                // the window's top is marked seen.
+                // Its value is a bound past the window's top: the numbers
+                // between are seen in the window sent, since the worker may
+                // accept them before it reports again (a lenient takeover
+                // or hand-back keeps this window).
                 Some(SaState {
                     spi,
                     dir,
@@ -89,7 +91,7 @@ impl Mirror {
                     bytes,
                     packets,
                     sent_to: 0,
-                    bitmap: rebase(s.bitmap(), s.value() - s.top()),
+                    bitmap: raised(s.bitmap(), s.value() - s.top()),
                     copy: false,
                 })
             }

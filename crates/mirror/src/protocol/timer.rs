@@ -80,6 +80,7 @@ impl Mirror {
 
     /// Serves each of `timers` that is due at `now_ms`.
     pub(super) fn run_timers(&mut self, now_ms: u64, timers: &[Timer]) {
+        self.clock = self.clock.max(now_ms);
         for &t in timers {
             if now_ms >= self.deadline(t) {
                 self.fire(t, now_ms);

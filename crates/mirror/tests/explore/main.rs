@@ -139,6 +139,7 @@ fn config(i: usize) -> MirrorConfig {
         takeover_jump: JUMP,
         takeover_jump_32: JUMP,
         inbound_interval: INTERVAL,
+        inbound_ahead_ms: 1,
         inbound_takeover: InboundTakeover::Strict,
         heartbeat_ms: 1,
         dead_after: 1,

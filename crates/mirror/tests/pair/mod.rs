@@ -39,6 +39,7 @@ pub fn cfg_with(node: u32, inbound_takeover: InboundTakeover) -> MirrorConfig {
         takeover_jump: JUMP,
         takeover_jump_32: JUMP,
         inbound_interval: INTERVAL,
+        inbound_ahead_ms: 10,
         inbound_takeover,
         heartbeat_ms: 10,
         dead_after: 3,
@@ -419,6 +420,36 @@ pub fn a_sends_up_to(a: &mut Mirror, b: &mut Mirror, mut t: u64, a_seq: u64) -> 
     while seq < a_seq {
         seq = (seq + 90).min(a_seq).min(a.limit(OUT_A).unwrap() - 1);
         a.outbound_progress(OUT_A, seq, seq * 100, seq);
+        t = settle(a, b, t);
+    }
+    t
+}
+
+/// `a`'s worker takes inbound `spi`'s packets from window top `from` up to
+/// `to` in steps of 40, as the ESP core and the worker do it: a step past
+/// the limit is first reported as a stall (an inbound lease reaches only
+/// as far past the top as the SA's rate does, at low rates not at all)
+/// and the pair settled; then the step is accepted and reported with
+/// `bitmap`, and the pair settled again. Returns the time.
+pub fn accepts_up_to(
+    a: &mut Mirror,
+    b: &mut Mirror,
+    spi: u32,
+    mut t: u64,
+    (from, to): (u64, u64),
+    bitmap: &[u64],
+) -> u64 {
+    let mut top = from;
+    while top < to {
+        let step = (top + 40).min(to);
+        if a.inbound_limit(spi).unwrap() <= step {
+            a.inbound_stalled(spi, step);
+            t = settle(a, b, t);
+        }
+        let limit = a.inbound_limit(spi).unwrap();
+        assert!(limit > top + 1, "stuck at {top}, limit {limit}");
+        top = step.min(limit - 1);
+        a.inbound_progress(spi, top, bitmap, 0, top);
         t = settle(a, b, t);
     }
     t

@@ -4,30 +4,32 @@ use super::*;
 
 /// The far end's numbers run on while an inbound SA waits at its limit
 /// (packets lost on the way, a peer that was gone): the window cannot
-/// move, so the lease is extended past the highest authentic number the
-/// worker refused, and the packets after it pass. It stayed stalled for
-/// good before.
+/// move, so the lease is extended to the highest authentic number the
+/// worker refused, and that packet and the ones after it pass. It stayed
+/// stalled for good before.
 #[test]
 fn an_inbound_sa_whose_far_end_ran_past_its_limit_resumes() {
     let (mut a, mut b) = pair();
     exchange(&mut a, &mut b, 0);
+    // A's worker accepts up to 99 (a stall acknowledged first: the lease
+    // reaches no further than the top).
+    a.inbound_stalled(0x2000, 99);
+    exchange(&mut a, &mut b, 1);
     let limit = a.inbound_limit(0x2000).unwrap();
+    assert_eq!(limit, 100);
     a.inbound_progress(0x2000, limit - 1, &[u64::MAX], 0, limit - 1);
     exchange(&mut a, &mut b, 1);
     let limit = a.inbound_limit(0x2000).unwrap();
     // Ten intervals of the far end's packets were lost; the next ones are
-    // all past the limit.
+    // all past the limit. (A stale stall below the limit changes
+    // nothing.)
     let far = limit + 1000;
     a.inbound_stalled(0x2000, far);
     a.inbound_stalled(0x2000, limit - 5);
     events(&mut a);
     exchange(&mut a, &mut b, 2);
     let raised = a.inbound_limit(0x2000).unwrap();
-    assert!(
-        raised > far + 1,
-        "limit {raised}, the far end sends {}",
-        far + 1
-    );
+    assert_eq!(raised, far + 1, "the far end sends {far}");
     assert!(events(&mut a).contains(&MirrorEvent::LimitRaised {
         spi: 0x2000,
         dir: Direction::Inbound,
@@ -35,6 +37,16 @@ fn an_inbound_sa_whose_far_end_ran_past_its_limit_resumes() {
     }));
     // B stored the far number: a takeover refuses everything up to it.
     assert!(b.standby().get(0x2000, Direction::Inbound).unwrap().value >= far);
+    // The worker accepts `far`; the next packet stalls and passes too.
+    a.inbound_progress(0x2000, far, &[1], 0, limit);
+    a.inbound_stalled(0x2000, far + 1);
+    exchange(&mut a, &mut b, 3);
+    let raised = a.inbound_limit(0x2000).unwrap();
+    assert!(
+        raised > far + 1,
+        "limit {raised}, the far end sends {}",
+        far + 1
+    );
 }
 
 /// Settings at the edges of their types (a configuration may say
@@ -52,6 +64,7 @@ fn extreme_settings_never_wrap() {
             takeover_jump: MirrorConfig::default().takeover_jump,
             takeover_jump_32: 0,
             inbound_interval: big,
+            inbound_ahead_ms: big,
             inbound_takeover: InboundTakeover::Strict,
             heartbeat_ms: big,
             dead_after: u32::MAX,

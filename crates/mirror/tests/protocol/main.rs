@@ -36,6 +36,7 @@ fn cfg(node: u32, peer: u32, jump32: u64) -> MirrorConfig {
         takeover_jump: 1 << 28,
         takeover_jump_32: jump32,
         inbound_interval: 100,
+        inbound_ahead_ms: 10,
         inbound_takeover: InboundTakeover::Strict,
         heartbeat_ms: 10,
         dead_after: 3,

@@ -141,11 +141,17 @@ fn a_takeover_jump_receivers_cannot_follow_is_refused() {
     assert!(c.check().unwrap_err().to_string().contains("interval"));
 }
 
+/// B's worker accepts up to 350 (each stall acknowledged first: B's lease
+/// reaches no further than its top) with 348 still unseen, B reports its
+/// window, and B dies. A takes over at the stored bound, 350 (no rate
+/// measured: the top itself), in both modes: strict with everything at
+/// and below it seen, lenient with the stored window kept (348 may still
+/// pass).
 #[test]
 fn inbound_takeover_strict_and_lenient() {
-    for (mode, top) in [
-        (InboundTakeover::Strict, 350 + 100),
-        (InboundTakeover::Lenient, 350),
+    for (mode, unseen_348) in [
+        (InboundTakeover::Strict, false),
+        (InboundTakeover::Lenient, true),
     ] {
         let mut ca = cfg(A, B, 0);
         ca.inbound_takeover = mode;
@@ -155,16 +161,40 @@ fn inbound_takeover_strict_and_lenient() {
             m.add_sa(0x2000, Direction::Inbound, false, B);
         }
         exchange(&mut a, &mut b, 0);
-        b.inbound_progress(0x2000, 350, &[0b1011], 0, 3);
+        // B's worker accepts 1..=3, then (the far end's packets between
+        // lost) 350; each past B's lease is reported as a stall first.
+        b.inbound_stalled(0x2000, 3);
         exchange(&mut a, &mut b, 1);
+        b.inbound_progress(0x2000, 3, &[0b111], 0, 3);
+        b.inbound_stalled(0x2000, 350);
+        exchange(&mut a, &mut b, 2);
+        assert!(b.inbound_limit(0x2000).unwrap() > 350);
+        b.inbound_progress(0x2000, 350, &[0b1011], 0, 4);
+        // The bound did not move: the window goes with the next refresh.
+        exchange(&mut a, &mut b, 60);
         a.take_over();
         let ev = events(&mut a);
+        let window = ev.iter().find_map(|e| match e {
+            MirrorEvent::Activate {
+                spi: 0x2000,
+                start: 350,
+                bitmap,
+                ..
+            } => Some(bitmap),
+            _ => None,
+        });
+        let window = window.unwrap_or_else(|| panic!("{mode:?}: no start at 350: {ev:?}"));
+        // Bit k is 350 - k: 350, 349 and 347 were seen, 348 not.
+        let seen = |k: usize| window.get(k / 64).is_some_and(|w| w >> (k % 64) & 1 == 1);
         assert!(
-            ev.iter().any(
-                |e| matches!(e, MirrorEvent::Activate { spi: 0x2000, start, .. } if *start == top)
-            ),
-            "{mode:?}: {ev:?}"
+            seen(0) && seen(1) && seen(3),
+            "{mode:?}: {:?}",
+            &window[..1]
         );
+        assert_eq!(!seen(2), unseen_348, "{mode:?}: {:?}", &window[..1]);
+        if mode == InboundTakeover::Strict {
+            assert!(window.iter().all(|w| *w == u64::MAX), "{mode:?}: all seen");
+        }
     }
 }
 

@@ -62,11 +62,7 @@ fn an_sa_a_peer_life_took_over_unheard_moves_past_it_on_a_node_that_lacks_it() {
         m.add_sa(IN_B, Direction::Inbound, false, B);
     }
     let mut t = settle(&mut a, &mut b, 0);
-    for _ in 0..3 {
-        let top = b.inbound_limit(IN_B).unwrap() - 1;
-        b.inbound_progress(IN_B, top, &[u64::MAX], 0, top);
-        t = settle(&mut a, &mut b, t);
-    }
+    t = accepts_up_to(&mut b, &mut a, IN_B, t, (0, 3 * INTERVAL), &[u64::MAX]);
     drop(b);
     let mut b2 = node(B, 3, t + 100);
     let t = settle(&mut a, &mut b2, t + 100);
@@ -110,11 +106,7 @@ fn the_history_of_an_sa_added_again_outlives_the_node_that_asks() {
         m.add_sa(IN_B, Direction::Inbound, false, B);
     }
     let mut t = settle(&mut a, &mut b, 0);
-    for _ in 0..3 {
-        let top = b.inbound_limit(IN_B).unwrap() - 1;
-        b.inbound_progress(IN_B, top, &[u64::MAX], 0, top);
-        t = settle(&mut a, &mut b, t);
-    }
+    t = accepts_up_to(&mut b, &mut a, IN_B, t, (0, 3 * INTERVAL), &[u64::MAX]);
     // Cut: B accepts up to its limit and nothing of it reaches A.
     let top = b.inbound_limit(IN_B).unwrap() - 1;
     b.inbound_progress(IN_B, top, &[u64::MAX], 0, top);
@@ -157,7 +149,9 @@ fn the_history_of_an_sa_added_again_outlives_the_node_that_asks() {
 /// end's first packet. Found by the operations test (the first packet on
 /// the new SA refused as replayed) once an SA that waited for the peer's
 /// word began with everything at and below its window top seen: a fresh
-/// inbound SA stood at window top 1, not 0.
+/// inbound SA stood at window top 1, not 0. Its lease reaches its top and
+/// no further (no rate measured yet), so packet 1 is first reported as a
+/// stall, and accepted once the peer acknowledged that.
 #[test]
 fn a_fresh_inbound_sa_added_at_run_time_accepts_its_first_packet() {
     const NEW: u32 = 0x2200;
@@ -167,7 +161,7 @@ fn a_fresh_inbound_sa_added_at_run_time_accepts_its_first_packet() {
     for m in [&mut a, &mut b] {
         m.add_sa(NEW, Direction::Inbound, false, A);
     }
-    settle(&mut a, &mut b, t);
+    let t = settle(&mut a, &mut b, t);
     assert!(!a.asking(NEW, Direction::Inbound));
     let (top, bitmap) =
         last_start(&events(&mut a), NEW, Direction::Inbound).expect("the new SA begins");
@@ -177,9 +171,20 @@ fn a_fresh_inbound_sa_added_at_run_time_accepts_its_first_packet() {
             .get((k / 64) as usize)
             .is_some_and(|w| w >> (k % 64) & 1 == 1);
     assert!(
-        !seen && a.inbound_limit(NEW).unwrap() > 1,
-        "the new SA begins at top {top} ({} bitmap words), limit {:?}: packet 1 is refused",
+        !seen && top == 0,
+        "the new SA begins at top {top} ({} bitmap words): packet 1 is refused",
         bitmap.len(),
+    );
+    assert_eq!(
+        a.inbound_limit(NEW),
+        Some(1),
+        "nothing acknowledged past the top: packet 1 waits"
+    );
+    a.inbound_stalled(NEW, 1);
+    settle(&mut a, &mut b, t);
+    assert!(
+        a.inbound_limit(NEW).unwrap() > 1,
+        "packet 1 stalled and acknowledged, limit {:?}: packet 1 is refused",
         a.inbound_limit(NEW)
     );
 }

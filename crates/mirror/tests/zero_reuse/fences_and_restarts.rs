@@ -173,20 +173,18 @@ fn an_inbound_sa_added_again_after_a_restart_keeps_refusing_what_it_accepted() {
     exchange(&mut a, &mut b, 0);
     a.add_sa(NEW, Direction::Inbound, false, A);
     b.add_sa(NEW, Direction::Inbound, false, A);
-    settle(&mut a, &mut b, 0);
-    let mut top = 0;
-    for t in 1..20 {
-        if let Some(l) = a.inbound_limit(NEW)
-            && l > top + 1
-        {
-            top = l - 1;
-            a.inbound_progress(NEW, top, &[u64::MAX], 0, top);
-        }
-        exchange(&mut a, &mut b, 60 * t);
-    }
-    assert!(top > 300, "A accepted up to {top}");
-    let mut a2 = node(A, 5, 2000);
-    let t = settle(&mut a2, &mut b, 2000);
+    let t = settle(&mut a, &mut b, 0);
+    // A's worker accepts up to 340, each step past its lease stalled and
+    // acknowledged first; B stores and acknowledges each bound.
+    let top = 340;
+    let t = accepts_up_to(&mut a, &mut b, NEW, t, (0, top), &[u64::MAX]);
+    let stored = b
+        .standby()
+        .get(NEW, Direction::Inbound)
+        .map_or(0, |s| s.value);
+    assert!(stored >= top, "A accepted up to {top}; B stores {stored}");
+    let mut a2 = node(A, 5, t + 1000);
+    let t = settle(&mut a2, &mut b, t + 1000);
     events(&mut a2);
     a2.add_sa(NEW, Direction::Inbound, false, A);
     assert_eq!(
@@ -208,19 +206,13 @@ fn an_inbound_sa_added_again_after_a_restart_keeps_refusing_what_it_accepted() {
 #[test]
 fn in_a_split_brain_no_inbound_packet_is_accepted_by_both_nodes() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
-    exchange(&mut a, &mut b, 0);
-    let mut top = 0;
-    for t in 1..10 {
-        let l = a.inbound_limit(IN_A).unwrap();
-        top = (top + 150).min(l - 1);
-        a.inbound_progress(IN_A, top, &[u64::MAX], 0, top);
-        exchange(&mut a, &mut b, t);
-    }
+    let t = settle(&mut a, &mut b, 0);
+    let t = accepts_up_to(&mut a, &mut b, IN_A, t, (0, 900), &[u64::MAX]);
     // The link is cut: each declares the other dead. B takes A's inbound
     // SA over; A keeps running it as far as its limit allows, and an
     // attacker sends every packet A accepts to B too.
-    declare_dead(&mut a, 100);
-    declare_dead(&mut b, 100);
+    declare_dead(&mut a, t + 100);
+    declare_dead(&mut b, t + 100);
     b.take_over();
     let b_top = *starts_in(&events(&mut b), IN_A, Direction::Inbound)
         .last()

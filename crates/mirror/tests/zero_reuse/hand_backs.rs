@@ -12,13 +12,20 @@ use super::*;
 fn an_inbound_sa_held_then_taken_back_and_readded_on_the_holder_is_not_accepted_twice() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let mut t = b_holds_a_sas(&mut a, &mut b);
-    // B runs IN_A; A stores its tops and acknowledges them.
-    let mut top = b.inbound_limit(IN_A).unwrap() - 1;
-    for _ in 0..5 {
-        b.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
-        t = settle(&mut a, &mut b, t);
-        top = b.inbound_limit(IN_A).unwrap() - 1;
-    }
+    // B runs IN_A (first the interval its takeover may run unheard, then
+    // past it, each step stalled first); A stores its bounds and
+    // acknowledges them.
+    let top = b.inbound_limit(IN_A).unwrap() - 1;
+    b.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
+    t = settle(&mut a, &mut b, t);
+    t = accepts_up_to(
+        &mut b,
+        &mut a,
+        IN_A,
+        t,
+        (top, top + 4 * INTERVAL),
+        &[u64::MAX; 2],
+    );
     // The link is cut; each declares the other dead. A takes IN_A back.
     declare_dead(&mut a, t + 100);
     declare_dead(&mut b, t + 100);
@@ -99,16 +106,14 @@ fn an_outbound_sa_held_then_taken_back_and_readded_on_the_holder_never_reuses_nu
 fn a_stall_reported_before_the_bulk_sync_does_not_let_the_earlier_lifes_packets_pass() {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let mut t = settle(&mut a, &mut b, 0);
-    let first = *starts_in(&events(&mut a), IN_A, Direction::Inbound)
-        .last()
-        .expect("A runs IN_A from past the bulk sync");
-    // A accepts as far as its lease lets it; B stores and acknowledges.
-    let mut top = first;
-    for _ in 0..5 {
-        top = a.inbound_limit(IN_A).unwrap() - 1;
-        a.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
-        t = settle(&mut a, &mut b, t);
-    }
+    // A runs IN_A from where the bulk sync left it: at the stored bound
+    // of nothing, its window top 0 as built (so not activated again).
+    let first = restarted(&events(&mut a), IN_A, Direction::Inbound, 0);
+    assert_eq!(first, 0);
+    // A accepts five intervals' worth, each step past its lease stalled
+    // and acknowledged first; B stores and acknowledges.
+    let top = first + 5 * INTERVAL;
+    t = accepts_up_to(&mut a, &mut b, IN_A, t, (first, top), &[u64::MAX; 2]);
     let accepted = first + 1..top + 1;
     // A crashes and restarts; the far end sends on while it syncs: the
     // worker, at limit 0, refuses an authentic fresh packet and reports it.
@@ -199,11 +204,17 @@ fn an_inbound_sa_stalled_then_taken_back_unheard_by_a_life_that_dies_is_not_acce
 fn taken_back_unheard_by_a_life_that_dies(stalled: bool) {
     let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
     let mut t = b_holds_a_sas(&mut a, &mut b);
-    for _ in 0..3 {
-        let top = b.inbound_limit(IN_A).unwrap() - 1;
-        b.inbound_progress(IN_A, top, &[u64::MAX], 0, top);
-        t = settle(&mut a, &mut b, t);
-    }
+    let top = b.inbound_limit(IN_A).unwrap() - 1;
+    b.inbound_progress(IN_A, top, &[u64::MAX], 0, top);
+    t = settle(&mut a, &mut b, t);
+    t = accepts_up_to(
+        &mut b,
+        &mut a,
+        IN_A,
+        t,
+        (top, top + 2 * INTERVAL),
+        &[u64::MAX],
+    );
     if stalled {
         let limit = b.inbound_limit(IN_A).unwrap();
         b.inbound_stalled(IN_A, limit + INTERVAL / 2);

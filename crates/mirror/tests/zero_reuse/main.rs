@@ -13,13 +13,18 @@ use espgate_wire::Direction;
 use pair::*;
 
 /// Runs A's SAs as far as their limits let them, exchanging as it goes;
-/// returns the last time.
+/// returns the last time. The inbound worker's next packet past its lease
+/// (half an interval on) is reported as a stall first, as the ESP worker
+/// does, and accepted up to the limit the acknowledgement gives.
 fn run_a(a: &mut Mirror, b: &mut Mirror, from: u64) -> u64 {
     let mut t = from;
     for _ in 0..6 {
         t += 1;
         let used = a.limit(OUT_A).unwrap() - 1;
         a.outbound_progress(OUT_A, used, 0, used);
+        let limit = a.inbound_limit(IN_A).unwrap();
+        a.inbound_stalled(IN_A, limit - 1 + INTERVAL / 2);
+        exchange(a, b, t);
         let top = a.inbound_limit(IN_A).unwrap() - 1;
         a.inbound_progress(IN_A, top, &[u64::MAX], 0, top);
         exchange(a, b, t);
