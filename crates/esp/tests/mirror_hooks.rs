@@ -226,7 +226,11 @@ fn an_inbound_sa_reports_half_way_to_its_lease() {
             sa.mark_reported();
         }
     }
-    assert_eq!(due, vec![5], "half way from 0 to the last number allowed, 10");
+    assert_eq!(
+        due,
+        vec![5],
+        "half way from 0 to the last number allowed, 10"
+    );
     let sa = sad.get_mut(0x1000).unwrap();
     sa.set_limit(15);
     let mut b = buf(&inner_udp(false, b"x"));
@@ -247,7 +251,10 @@ fn an_inbound_sa_reports_half_way_to_its_lease() {
         let mut b = buf(&inner_udp(false, b"x"));
         out.encapsulate(&mut b).unwrap();
         sad.decapsulate(&mut b).unwrap();
-        assert!(!sad.get_mut(0x1000).unwrap().report_due(), "the mark aims no report");
+        assert!(
+            !sad.get_mut(0x1000).unwrap().report_due(),
+            "the mark aims no report"
+        );
     }
 }
 

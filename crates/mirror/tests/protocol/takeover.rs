@@ -149,10 +149,11 @@ fn a_takeover_jump_receivers_cannot_follow_is_refused() {
 /// pass).
 #[test]
 fn inbound_takeover_strict_and_lenient() {
-    for (mode, unseen_348) in [
-        (InboundTakeover::Strict, false),
-        (InboundTakeover::Lenient, true),
-    ] {
+    // Lenient keeps the stored window, but 348 lies between B's top (3)
+    // and the bound its stall reported (350): B's worker may have accepted
+    // it before its next report, so the state sent with that bound has it
+    // seen, and the later window (with 348 unseen) merges into it.
+    for mode in [InboundTakeover::Strict, InboundTakeover::Lenient] {
         let mut ca = cfg(A, B, 0);
         ca.inbound_takeover = mode;
         let mut a = Mirror::new(ca, key(), 1, 0);
@@ -184,14 +185,14 @@ fn inbound_takeover_strict_and_lenient() {
             _ => None,
         });
         let window = window.unwrap_or_else(|| panic!("{mode:?}: no start at 350: {ev:?}"));
-        // Bit k is 350 - k: 350, 349 and 347 were seen, 348 not.
+        // Bit k is 350 - k: 350, 349 and 347 were seen, 348 not (but
+        // counted as seen, above).
         let seen = |k: usize| window.get(k / 64).is_some_and(|w| w >> (k % 64) & 1 == 1);
         assert!(
-            seen(0) && seen(1) && seen(3),
+            seen(0) && seen(1) && seen(2) && seen(3),
             "{mode:?}: {:?}",
             &window[..1]
         );
-        assert_eq!(!seen(2), unseen_348, "{mode:?}: {:?}", &window[..1]);
         if mode == InboundTakeover::Strict {
             assert!(window.iter().all(|w| *w == u64::MAX), "{mode:?}: all seen");
         }
