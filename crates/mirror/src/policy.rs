@@ -484,6 +484,13 @@ impl OwnedInbound {
         false
     }
 
+    /// Counts the bound as sent and acknowledged (see
+    /// `Mirror::peer_restarted`: a fenced peer's next life).
+    pub fn count_reported(&mut self) {
+        self.sent = self.sent.max(self.bound);
+        self.acked = self.acked.max(self.bound);
+    }
+
     /// The highest bound sent to the peer.
     pub fn sent_top(&self) -> u64 {
         self.sent

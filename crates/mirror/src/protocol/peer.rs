@@ -202,6 +202,15 @@ impl Mirror {
         self.bulk_out = None;
         if self.peer.ran && !self.peer.fenced() {
             self.peer_lost();
+        } else if self.peer.fenced() {
+            // After a fence each inbound SA ran to bounds only this node
+            // knew. The new life runs nothing before it holds a bulk built
+            // from now on, which carries them: they count as acknowledged,
+            // so the lease that returns when it is heard does not hold the
+            // SAs back until it has synchronised.
+            for i in self.inbound.values_mut() {
+                i.count_reported();
+            }
         }
         self.peer.marks.clear();
     }
