@@ -131,6 +131,15 @@ fn a_node_that_left_is_fenced_at_its_peer_and_its_next_life_moves_nothing() {
     b.outbound_progress(OUT_B, 1050, 0, 50);
     events(&mut b);
     let mut a2 = node(A, 3, t);
+    // B hears A's next life at its first frame: the lease returns, and
+    // IN_A's bound (250, a stall's, reported to nobody) counts as
+    // acknowledged: that life runs nothing before it holds a bulk that
+    // carries it. (Counted from A's last acknowledgement, 240, IN_A would
+    // wait until A's new life synchronised.)
+    let first = a2.poll_transmit(t + 100).expect("a first frame");
+    b.handle_frame(t + 100, &first).unwrap();
+    assert!(b.peer_alive());
+    assert_eq!(b.inbound_limit(IN_A), Some(251));
     let t = settle(&mut a2, &mut b, t + 100);
     assert!(a2.synced());
     let evs = events(&mut b);
