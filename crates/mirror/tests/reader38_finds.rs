@@ -1,0 +1,93 @@
+//! Reader38's probes of the inbound lease as a bound (commit 9e10348).
+
+mod pair;
+
+use espgate_mirror::{Mirror, MirrorEvent};
+use espgate_wire::Direction;
+use pair::*;
+
+const IN: Direction = Direction::Inbound;
+
+/// Every activation of IN_A among `evs`: (start, bitmap).
+fn activations(evs: &[MirrorEvent]) -> Vec<(u64, Vec<u64>)> {
+    evs.iter()
+        .filter_map(|e| match e {
+            MirrorEvent::Activate {
+                spi, dir, start, bitmap,
+            } if *spi == IN_A && *dir == IN => Some((*start, bitmap.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A stops IN_A and hands it exactly to B, its worker's top being `top`.
+fn hand_in_a(from: &mut Mirror, top: u64) {
+    from.stop(IN_A, IN).expect("stop");
+    from.hand_over_exact(IN_A, IN, top).expect("hand over");
+}
+
+/// A runs IN_A up to 230. The mirror link is cut (both alive): B
+/// declares A dead and takes IN_A over at the stored bound S, its
+/// ownership record carrying S + INTERVAL (counted as acknowledged).
+/// The link heals: A loses IN_A to the higher generation and stores the
+/// record's bound, S + INTERVAL. B, having accepted nothing, hands IN_A
+/// back exactly (a failback) at its top S; A goes on from S and accepts a
+/// few packets (to S + 5), then drains IN_A exactly to B at its top. B
+/// goes on from S + 5, as an exact hand-over promises ("the peer goes on
+/// from the top so that they are not refused"), until A acknowledges
+/// B's first state with the value A stores: S + INTERVAL, above anything
+/// B sent. B reads that as a use it forgot and restarts past it with
+/// everything below seen: S + 6 ..= S + INTERVAL, fresh packets nobody
+/// ever accepted, are refused (up to an inbound_interval of them; the
+/// old code's takeover record carried only its start, and its exact
+/// hand-over started past every bound the giver sent).
+#[test]
+fn an_exact_hand_over_below_a_takeovers_record_is_moved_past_fresh_packets() {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let mut t = settle(&mut a, &mut b, 0);
+    t = accepts_up_to(&mut a, &mut b, IN_A, t, (0, 230), &[u64::MAX; 2]);
+    events(&mut a);
+    events(&mut b);
+    // The cut: each alone.
+    alone(&mut a, t, t + 100);
+    alone(&mut b, t, t + 100);
+    assert!(!b.peer_alive());
+    assert!(b.take_over() >= 1);
+    let evs = events(&mut b);
+    let s = activations(&evs).last().expect("B runs IN_A").0;
+    assert!(s >= 230, "at the stored bound");
+    // Healed.
+    t = settle(&mut a, &mut b, t + 110);
+    assert!(!a.owns(IN_A, IN) && b.owns(IN_A, IN));
+    assert!(a.peer_alive() && b.peer_alive());
+    events(&mut a);
+    let evs = events(&mut b);
+    assert!(activations(&evs).is_empty(), "B did not move: {:?}", activations(&evs));
+    // B hands IN_A home exactly: its worker accepted nothing.
+    hand_in_a(&mut b, s);
+    t = settle(&mut a, &mut b, t);
+    assert!(a.owns(IN_A, IN));
+    let evs = events(&mut a);
+    assert_eq!(activations(&evs).last().map(|x| x.0), Some(s));
+    // A accepts a few packets (slow traffic), then drains IN_A to B.
+    t = accepts_up_to(&mut a, &mut b, IN_A, t, (s, s + 5), &[u64::MAX; 2]);
+    events(&mut a);
+    events(&mut b);
+    hand_in_a(&mut a, s + 5);
+    t = settle(&mut a, &mut b, t);
+    assert!(b.owns(IN_A, IN));
+    let evs = events(&mut b);
+    let starts: Vec<u64> = activations(&evs).iter().map(|x| x.0).collect();
+    assert_eq!(
+        starts,
+        vec![s + 5],
+        "B goes on from A's top; a later restart refuses fresh packets {}..={}",
+        s + 6,
+        starts.last().copied().unwrap_or(0)
+    );
+    b.inbound_stalled(IN_A, s + 6);
+    settle(&mut a, &mut b, t);
+    let evs = events(&mut b);
+    assert!(activations(&evs).is_empty(), "{:?}", activations(&evs));
+    assert!(b.inbound_limit(IN_A).unwrap() > s + 6);
+}
