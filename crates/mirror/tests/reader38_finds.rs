@@ -91,3 +91,45 @@ fn an_exact_hand_over_below_a_takeovers_record_is_moved_past_fresh_packets() {
     assert!(activations(&evs).is_empty(), "{:?}", activations(&evs));
     assert!(b.inbound_limit(IN_A).unwrap() > s + 6);
 }
+
+/// The same without a takeover. A's IN_A runs fast (2000 packets a
+/// settle), so the bound A reports reaches some 50 numbers past its top
+/// (4000): B stores 4000 + ahead. A drains IN_A exactly to B at its top,
+/// 4000; B goes on from there (nothing refused) and, having accepted
+/// nothing, fails it back exactly at 4000. A goes on from 4000, until B
+/// acknowledges A's first state with what B stores: A's old bound, above
+/// anything A's new run sent. A restarts past it with everything below
+/// seen: the fresh packets 4001..=4000 + ahead, which the exact hand-over
+/// was changed not to refuse, are refused one hand-over later.
+#[test]
+fn a_drain_and_an_exact_failback_refuse_the_bound_the_drain_did_not() {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let mut t = settle(&mut a, &mut b, 0);
+    for top in [2000u64, 4000] {
+        a.inbound_stalled(IN_A, top);
+        t = settle(&mut a, &mut b, t);
+        assert!(a.inbound_limit(IN_A).unwrap() > top);
+        a.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
+        t = settle(&mut a, &mut b, t);
+    }
+    let stored = b.standby().get(IN_A, IN).unwrap().value;
+    assert!(stored > 4000, "A's bound reaches past its top: {stored}");
+    events(&mut a);
+    events(&mut b);
+    hand_in_a(&mut a, 4000);
+    t = settle(&mut a, &mut b, t);
+    assert!(b.owns(IN_A, IN));
+    let evs = events(&mut b);
+    assert_eq!(activations(&evs).iter().map(|x| x.0).collect::<Vec<_>>(), vec![4000]);
+    hand_in_a(&mut b, 4000);
+    t = settle(&mut a, &mut b, t);
+    assert!(a.owns(IN_A, IN));
+    let evs = events(&mut a);
+    let starts: Vec<u64> = activations(&evs).iter().map(|x| x.0).collect();
+    assert_eq!(
+        starts,
+        vec![4000],
+        "A goes on from the top; a restart refuses fresh 4001..={stored}"
+    );
+    let _ = t;
+}
