@@ -133,3 +133,50 @@ fn a_drain_and_an_exact_failback_refuse_the_bound_the_drain_did_not() {
     );
     let _ = t;
 }
+
+/// (Not new with the bound: the old code's limit, `acked + interval`
+/// with `acked` reset to 0 by the fence, stalls the same way.) A frame
+/// the peer sent just before it died, delayed on the link past its death,
+/// the takeover and the host's fence, ends the fence when it arrives
+/// (`heard` makes a fenced peer alive, whatever its life): leases are
+/// back, the peer is declared dead again (not fenced), and the fenced
+/// survivor's inbound SA accepts nothing more, a stall's state going to
+/// nobody: promise 3 (a fenced survivor goes on with every SA) broken
+/// until someone fences again.
+#[test]
+fn a_late_frame_of_the_fenced_life_ends_the_fence_and_stops_the_survivor() {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let mut t = settle(&mut a, &mut b, 0);
+    t = accepts_up_to(&mut a, &mut b, IN_A, t, (0, 100), &[u64::MAX; 2]);
+    // B's last frame, delayed on the link; B dies.
+    b.handle_timeout(t + 10);
+    let late = sent(&mut b, t + 10);
+    assert!(!late.is_empty());
+    drop(b);
+    alone(&mut a, t, t + 100);
+    assert!(!a.peer_alive());
+    a.take_over();
+    a.force_unleased().expect("fenced");
+    t += 110;
+    alone(&mut a, t, t + 20);
+    events(&mut a);
+    // The fenced survivor goes on.
+    let top = a.inbound_limit(IN_A).unwrap().max(1000);
+    a.inbound_stalled(IN_A, top);
+    assert!(a.inbound_limit(IN_A).unwrap() > top, "fenced: the limit follows");
+    a.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
+    // The late frame arrives.
+    for f in &late {
+        let _ = a.handle_frame(t + 30, f);
+    }
+    alone(&mut a, t + 30, t + 200);
+    events(&mut a);
+    let next = top + 1;
+    a.inbound_stalled(IN_A, next + 5);
+    alone(&mut a, t + 210, t + 400);
+    assert!(
+        a.inbound_limit(IN_A).unwrap() > next + 5,
+        "the fenced survivor may go on: limit {:?}",
+        a.inbound_limit(IN_A)
+    );
+}
