@@ -180,3 +180,62 @@ fn a_late_frame_of_the_fenced_life_ends_the_fence_and_stops_the_survivor() {
         a.inbound_limit(IN_A)
     );
 }
+
+/// Probe (holds): the end of a fence lowers the worker's limit from its
+/// own bound + 1 to the acknowledged bound + 1, and the worker may take
+/// the lower limit late. Every limit it held during the fence lies within
+/// a bound the next life of the peer stores from its bulk sync, so that
+/// life's takeover after the survivor dies starts past all the worker
+/// could accept with the limit it still held.
+#[test]
+fn probe_a_worker_late_to_the_lowered_limit_stays_below_the_next_takeover() {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let mut t = settle(&mut a, &mut b, 0);
+    t = accepts_up_to(&mut a, &mut b, IN_A, t, (0, 100), &[u64::MAX; 2]);
+    drop(b);
+    alone(&mut a, t, t + 100);
+    a.take_over();
+    a.force_unleased().expect("fenced");
+    t += 110;
+    // Unleased, the worker runs on: stalls raise the bound and the limit.
+    let mut top = a.inbound_limit(IN_A).unwrap() - 1;
+    for k in 1..=5u64 {
+        let want = top + 37 * k;
+        a.inbound_stalled(IN_A, want);
+        a.inbound_progress(IN_A, want, &[u64::MAX; 2], 0, want);
+        top = want;
+        alone(&mut a, t, t + 10);
+        t += 20;
+    }
+    // The highest limit the worker was given, and may still hold.
+    let held = a.inbound_limit(IN_A).unwrap();
+    let mut evs = events(&mut a);
+    let given = evs
+        .iter()
+        .filter_map(|e| match e {
+            MirrorEvent::LimitRaised { spi, dir, limit } if *spi == IN_A && *dir == IN => {
+                Some(*limit)
+            }
+            _ => None,
+        })
+        .max()
+        .unwrap_or(held)
+        .max(held);
+    // B's next life: the fence ends, the limit drops.
+    let mut b2 = node(B, 7, t);
+    t = settle(&mut a, &mut b2, t);
+    assert!(b2.synced());
+    evs.extend(events(&mut a));
+    assert!(a.inbound_limit(IN_A).unwrap() <= given);
+    // A dies at once; B2 takes IN_A over.
+    drop(a);
+    alone(&mut b2, t, t + 100);
+    b2.take_over();
+    let evs = events(&mut b2);
+    let (start, _) = activations(&evs).last().cloned().expect("B2 runs IN_A");
+    assert!(
+        start >= given - 1,
+        "B2 starts at {start}; A's worker may have accepted up to {}",
+        given - 1
+    );
+}
