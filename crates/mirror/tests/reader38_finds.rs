@@ -239,3 +239,34 @@ fn probe_a_worker_late_to_the_lowered_limit_stays_below_the_next_takeover() {
         given - 1
     );
 }
+
+/// Probe (holds): an exact hand-over starts the peer at the worker's top,
+/// below the bound the giver reported and the peer stores; the peer runs
+/// on (stall, acknowledgement, accept) and dies unheard; the giver's
+/// takeover starts past everything the peer accepted.
+#[test]
+fn probe_an_exact_hand_over_below_the_stored_bound_then_the_receivers_death() {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let mut t = settle(&mut a, &mut b, 0);
+    for top in [2000u64, 4000] {
+        a.inbound_stalled(IN_A, top);
+        t = settle(&mut a, &mut b, t);
+        a.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
+        t = settle(&mut a, &mut b, t);
+    }
+    assert!(b.standby().get(IN_A, IN).unwrap().value > 4000);
+    hand_in_a(&mut a, 4000);
+    t = settle(&mut a, &mut b, t);
+    assert!(b.owns(IN_A, IN));
+    // B accepts up to 4030 as its worker does, then a stall past it that
+    // A acknowledges.
+    t = accepts_up_to(&mut b, &mut a, IN_A, t, (4000, 4030), &[u64::MAX; 2]);
+    let took = b.inbound_limit(IN_A).unwrap() - 1;
+    drop(b);
+    alone(&mut a, t, t + 100);
+    events(&mut a);
+    a.take_over();
+    let evs = events(&mut a);
+    let (start, _) = activations(&evs).last().cloned().expect("A runs IN_A");
+    assert!(start >= took, "A starts at {start}; B may have accepted up to {took}");
+}
