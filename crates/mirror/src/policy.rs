@@ -313,6 +313,8 @@ pub struct OwnedInbound {
     packets: u64,
     /// How far the bound reaches past the top now.
     ahead: u64,
+    /// Run from an exact hand-over, the peer heard since.
+    exact: bool,
     /// The highest bound this node reported or gave its worker as a
     /// limit: a bound never falls, though the rate may.
     bound: u64,
@@ -339,6 +341,7 @@ impl OwnedInbound {
             bytes: 0,
             packets: 0,
             ahead: 0,
+            exact: false,
             bound: top,
             sample: None,
             sent: acked,
@@ -417,6 +420,7 @@ impl OwnedInbound {
     /// to `top` with `bitmap` if that is higher, and the limit waits for
     /// the next life to acknowledge a bound. Returns whether the top moved.
     pub fn peer_lost(&mut self, top: u64, bitmap: Vec<u64>) -> bool {
+        self.exact = false;
         let moved = self.recover(top, bitmap, 0);
         self.sent = self.value();
         self.acked = 0;
@@ -482,6 +486,19 @@ impl OwnedInbound {
             return true;
         }
         false
+    }
+
+    /// Whether the SA runs from an exact hand-over, its peer heard since
+    /// (see `Mirror::ack_received`).
+    pub fn exact(&self) -> bool {
+        self.exact
+    }
+
+    /// Marks the SA run from an exact hand-over, or no longer (the peer
+    /// went silent: it may have taken the SA over and used numbers this
+    /// node does not know of).
+    pub fn set_exact(&mut self, exact: bool) {
+        self.exact = exact;
     }
 
     /// Counts the bound as sent and acknowledged (see

@@ -367,6 +367,9 @@ impl Mirror {
                     Direction::Inbound => vec![u64::MAX; stored.bitmap.len()],
                 };
                 self.own(spi, dir, begin, start, kept);
+                if let Some(i) = self.inbound.get_mut(&spi) {
+                    i.set_exact(true);
+                }
                 self.activated(spi, dir, begin, window);
                 return;
             }

@@ -212,6 +212,9 @@ impl Mirror {
                 i.count_reported();
             }
         }
+        for i in self.inbound.values_mut() {
+            i.set_exact(false);
+        }
         self.peer.marks.clear();
     }
 
