@@ -152,6 +152,16 @@ class Pair:
     def log(self, name):
         return (self.tmp / name).read_text()
 
+    def up(self):
+        """Starts r, a and b, waits for the pair to synchronise, and starts
+        h3's echo server."""
+        for name in ("r", "a", "b"):
+            self.start(name, f"{name}.log")
+        assert wait_for(lambda: "synced" in self.log("a.log") and "synced" in self.log("b.log"), timeout=20), \
+            self.log("a.log") + self.log("b.log")
+        self.t.start(self.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
+        wait_udp_listening(self.t, self.h3, 7000)
+
     def loss(self, percent):
         """Drops `percent` of the frames entering the mirror bridge from either node."""
         self.t.run(self.sw, "nft", "add", "table", "netdev", "mirrorloss")
@@ -315,13 +325,7 @@ def run_pair(topo, espgate, tmp_path, capsys, scenario, mirror_extra, loss=0, rn
         p.loss(loss)
     cap_path = tmp_path / "wan.pcap"
     cap = start_capture(topo, p.sw, "w-r", cap_path)
-    p.start("r", "r.log")
-    p.start("a", "a.log")
-    p.start("b", "b.log")
-    assert wait_for(lambda: "synced" in p.log("a.log") and "synced" in p.log("b.log"), timeout=20), \
-        p.log("a.log") + p.log("b.log")
-    topo.start(p.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
-    wait_udp_listening(topo, p.h3, 7000)
+    p.up()
     # The cut scenario streams longer: the flow is measured well after the
     # heal, past the split's resolution and the failback.
     seconds = SECONDS + (2.0 if scenario == "cut" else 0.0)
@@ -576,13 +580,7 @@ def test_a_takeover_after_a_crash_at_a_low_rate_refuses_no_fresh_packet(topo, es
     (before the bound, a takeover refused up to `inbound_interval` of them:
     at this rate, many seconds of traffic)."""
     p = Pair(topo, espgate, tmp_path, {})
-    p.start("r", "r.log")
-    p.start("a", "a.log")
-    p.start("b", "b.log")
-    assert wait_for(lambda: "synced" in p.log("a.log") and "synced" in p.log("b.log"), timeout=20), \
-        p.log("a.log") + p.log("b.log")
-    topo.start(p.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
-    wait_udp_listening(topo, p.h3, 7000)
+    p.up()
     seconds = 9.0
     stream = topo.start(p.h1, "python3", str(HERE / "flow.py"), "stream", "10.3.0.10", "7000", str(seconds),
                         str(tmp_path / "h1.json"), "10")
