@@ -54,12 +54,20 @@ impl Mirror {
 
     /// How far an SA started at `start` by a takeover may run before the
     /// peer acknowledges anything of it (its ownership record carries it,
-    /// so a peer that hears of the takeover stores it): outbound its
-    /// start (the lease's slack lets it run on), inbound an interval past
-    /// it, as far as [`acknowledged`](Self::acknowledged) allows.
+    /// so a peer that hears of the takeover stores it), as far as
+    /// [`acknowledged`](Self::acknowledged) allows. Outbound its start (the
+    /// lease's slack lets it run on). Inbound an interval past it when the
+    /// peer cannot acknowledge its bounds (silent, or it declined the SA:
+    /// it lacks it); with the peer heard and holding the SA, the start
+    /// itself: the peer acknowledges the bounds it reports, as for any
+    /// owner, and should this node die, the peer's own takeover starts
+    /// where this one's reports got to, not an interval past it.
     pub(super) fn taken_reach(&self, spi: u32, dir: Direction, start: u64) -> u64 {
+        let acknowledging =
+            self.peer.alive() && !self.pair.get(&(spi, dir)).is_some_and(|p| p.declined);
         match dir {
             Direction::Outbound => start,
+            Direction::Inbound if acknowledging => start,
             Direction::Inbound => start.saturating_add(self.interval_of(spi, dir)),
         }
     }

@@ -23,8 +23,9 @@ fn a_restarted_node_restarts_its_sas_past_its_earlier_life() {
 
 /// Found by the chaos proptest (its inbound receiver model): a takeover
 /// counts its start as acknowledged before the owner has heard of it. B
-/// takes A's inbound SA over while A lives (the host's order, or a split
-/// brain), accepts up to its limit past its start, and dies before the
+/// takes A's inbound SA over while A lives unheard (a split brain: a
+/// takeover with the owner heard accepts nothing the owner has not
+/// acknowledged), accepts up to its limit past its start, and dies before the
 /// ownership record leaves. A never heard of it, and B's new life knows
 /// nothing: once B's new life acknowledges A's window again, A must not
 /// accept the packets B's lost life accepted. It does not: B's lost life
@@ -38,6 +39,8 @@ fn an_inbound_sa_taken_over_by_a_peer_that_dies_unheard_accepts_nothing_twice() 
     a.inbound_progress(IN, 60, &[u64::MAX], 0, 60);
     exchange(&mut a, &mut b, 1);
     events(&mut a);
+    b.handle_timeout(35);
+    assert!(!b.peer_alive());
     b.take_over();
     let start = *starts(&mut b, IN).last().unwrap();
     let b_limit = b.inbound_limit(IN).unwrap();

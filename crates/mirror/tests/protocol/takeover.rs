@@ -290,3 +290,47 @@ fn a_lost_handover_is_sent_again_until_confirmed() {
     assert!(b.poll_transmit(121).is_none());
     assert_eq!(b.take_over(), 2);
 }
+
+/// A takeover ordered while the owner is heard (the host's order, the
+/// operator's) runs the inbound SA on the owner's acknowledgements, as any
+/// owner does: its ownership record carries its start, not an interval
+/// past it. So when the taker dies, the owner takes the SA back where the
+/// taker's reports got to, and refuses no interval of fresh packets (the
+/// explorer's property 7 found the interval: the record carried a grace
+/// the taker never needed while it heard the owner).
+#[test]
+fn a_takeover_with_the_owner_heard_costs_no_interval_when_the_taker_dies() {
+    const IN: u32 = 0x2000;
+    let (mut a, mut b) = pair();
+    exchange(&mut a, &mut b, 0);
+    a.inbound_progress(IN, 60, &[u64::MAX], 0, 60);
+    exchange(&mut a, &mut b, 1);
+    events(&mut a);
+    assert!(b.peer_alive());
+    b.take_over();
+    let start = *starts(&mut b, IN).last().expect("B runs IN");
+    assert_eq!(
+        b.inbound_limit(IN),
+        Some(start + 1),
+        "B accepts nothing A has not acknowledged"
+    );
+    exchange(&mut a, &mut b, 2);
+    assert!(!a.owns(IN, Direction::Inbound), "A let IN go");
+    // B's worker meets the limit at its first packet and reports it; A
+    // acknowledges, and B accepts it and reports its top.
+    b.inbound_stalled(IN, start + 1);
+    exchange(&mut a, &mut b, 3);
+    assert!(b.inbound_limit(IN).unwrap() > start + 1, "A acknowledged");
+    b.inbound_progress(IN, start + 1, &[u64::MAX], 0, start + 1);
+    exchange(&mut a, &mut b, 4);
+    // B dies; A declares it dead and takes IN back.
+    a.handle_timeout(40);
+    assert!(!a.peer_alive());
+    a.take_over();
+    let back = *starts(&mut a, IN).last().expect("A runs IN again");
+    assert!(back > start, "A starts past all B accepted: {back}");
+    assert!(
+        back < start + 100,
+        "A starts at {back}, an inbound interval past B's start {start}: it refuses an interval of fresh packets"
+    );
+}
