@@ -302,6 +302,43 @@ fn split_brain_accepts_no_inbound_packet_twice() {
     );
 }
 
+/// The far end's rate rising and falling (bursts, single packets, time
+/// passing with none) from a fast stream, the owner of the inbound SA
+/// killed at any moment, its mirror frames lost or late, the attacker
+/// replaying every packet: property 7 checks that the survivor's takeover
+/// refuses no more fresh packets than the bound allows (what arrives in
+/// `inbound_ahead_ms`, at most `inbound_interval`: the bound's cap).
+#[test]
+fn inbound_rate_changes_break_nothing() {
+    let ex = Explore {
+        root: Root::Streaming,
+        refusal_cap: Some(INTERVAL),
+        ..Explore::new(
+            &[FarEnd, Tick, Kill, TakeOver, Deliver, Drop, Attack],
+            6,
+            400_000,
+        )
+    };
+    clean("inbound rate changes", ex);
+}
+
+/// The same rates against restarts, fences and split brains (which move
+/// a start past a lost life's reach on purpose: property 7 is not checked).
+#[test]
+fn inbound_rate_changes_across_lives_break_nothing() {
+    let ex = Explore {
+        root: Root::Streaming,
+        ..Explore::new(
+            &[
+                FarEnd, Tick, Kill, Restart, TakeOver, Fence, Partition, Deliver, Attack,
+            ],
+            5,
+            400_000,
+        )
+    };
+    clean("inbound rate changes across lives", ex);
+}
+
 /// Every family but the host's deletes (a remove, or the delete that ends
 /// a rekey): all of them but the ones find 1 needs.
 #[test]

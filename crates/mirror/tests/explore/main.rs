@@ -3,7 +3,7 @@
 //! far ends of their SAs, driven through every interleaving of a chosen
 //! alphabet of actions up to a depth. States are told apart by a
 //! fingerprint ([`Mirror::fingerprint`] and the rest of the world), so
-//! each is expanded once. After every step six properties are checked:
+//! each is expanded once. After every step these properties are checked:
 //!
 //! 1. no outbound (SPI, sequence number) is used twice, across both nodes
 //!    and all their lives;
@@ -24,6 +24,11 @@
 //!    number;
 //! 6. every frame a node builds fits its `max_frame` (the mirror port
 //!    drops a larger one, and what it carries never arrives).
+//! 7. where an exploration asks for it (alphabets without restarts,
+//!    fences or partitions, which move a start past a lost life's reach on
+//!    purpose): a takeover of the inbound SA from a dead peer starts at
+//!    most the bound's cap past the far end's last packet, so it refuses
+//!    no more fresh packets than arrive in `inbound_ahead_ms`.
 //!
 //! A violation comes with the shortest trace that leads to it (the search
 //! is breadth-first), replayed step by step with the frames and the state
@@ -55,8 +60,10 @@
 //! busy pair: the warm one after three rounds of traffic on every home SA,
 //! acknowledged, so that their numbers lie past what a restart's jumps
 //! alone skip. A pair halfway through a rekey: `newA` added to A and
-//! running, not yet to B. A node reacts to every input as its mirror task does: events to the
-//! workers, then every frame due goes out. A node may be killed only while
+//! running, not yet to B. A streaming pair: the warm one after the far end
+//! of `inA` sent fast for a few ticks, A's bound past its top. A node
+//! reacts to every input as its mirror task does: events to the workers,
+//! then every frame due goes out. A node may be killed only while
 //! its peer lives; killing one whose peer has not synchronised loses the
 //! pair's memory of the SAs (they would need new keys, which the model
 //! does not do), and nothing restarts after that. A fence is the host's:

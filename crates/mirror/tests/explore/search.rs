@@ -91,6 +91,8 @@ pub(crate) enum Root {
     Stopped,
     /// [`World::split`].
     Split,
+    /// [`World::streaming`].
+    Streaming,
 }
 
 impl Root {
@@ -105,6 +107,7 @@ impl Root {
             Root::HoldingInbound => World::holding_inbound(),
             Root::Stopped => World::stopped(),
             Root::Split => World::split(),
+            Root::Streaming => World::streaming(),
         }
     }
 }
@@ -116,6 +119,10 @@ pub(crate) struct Explore {
     pub(crate) alphabet: Alphabet,
     pub(crate) depth: usize,
     pub(crate) max_states: usize,
+    /// Property 7's bound, if checked: the fresh packets a takeover of an
+    /// inbound SA from a dead peer may refuse (an alphabet with restarts,
+    /// partitions or fences moves starts past lost lives on purpose).
+    pub(crate) refusal_cap: Option<u64>,
 }
 
 impl Explore {
@@ -127,6 +134,7 @@ impl Explore {
             alphabet: Alphabet::of(families),
             depth: env_or("EXPLORE_DEPTH", depth),
             max_states: env_or("EXPLORE_STATES", max_states),
+            refusal_cap: None,
         }
     }
 }
@@ -354,7 +362,8 @@ pub(crate) fn line(trace: &[Action]) -> String {
 /// Explores from the warm pair; prints the report (states explored, depth
 /// reached) and the shortest trace of each property violated.
 pub(crate) fn run(name: &str, ex: Explore) -> Report {
-    let root = ex.root.world();
+    let mut root = ex.root.world();
+    root.refusal_cap = ex.refusal_cap;
     let report = explore(&root, ex);
     println!("{name}: {report}");
     for check in [
@@ -364,6 +373,7 @@ pub(crate) fn run(name: &str, ex: Explore) -> Report {
         Check::Liveness,
         Check::Survivor,
         Check::FrameSize,
+        Check::Refusal,
     ] {
         if let Some(f) = report.first(check) {
             println!(

@@ -110,6 +110,7 @@ impl World {
     }
 
     pub(crate) fn restart(&mut self, i: usize) {
+        self.took_unheard[i] = false;
         let n = &mut self.nodes[i];
         n.epoch += 1;
         n.life = Some(Life::boot(i, n.epoch, self.now));
@@ -315,10 +316,20 @@ impl World {
             Action::Heal => self.cut = false,
             Action::Kill(i) => self.kill(i),
             Action::Restart(i) => self.restart(i),
-            Action::TakeOver(i) => self.on(i, |l| {
-                l.mirror.take_over();
-                l.ordered |= !l.mirror.peer_alive();
-            }),
+            Action::TakeOver(i) => {
+                let ran = self.life(i).is_some_and(|l| l.runs(IN_A));
+                let unheard = self.life(i).is_some_and(|l| !l.mirror.peer_alive());
+                self.on(i, |l| {
+                    l.mirror.take_over();
+                    l.ordered |= !l.mirror.peer_alive();
+                });
+                if !ran && self.life(i).is_some_and(|l| l.runs(IN_A)) {
+                    self.took_unheard[i] = unheard;
+                    if !self.alive(1 - i) {
+                        return self.check_refusal(i);
+                    }
+                }
+            }
             Action::HandBack(i) => self.on(i, |l| {
                 l.mirror.hand_back();
             }),
@@ -351,6 +362,33 @@ impl World {
             Action::HandOverStalled(i) => self.on(i, Life::hand_over_stalled),
         }
         Ok(())
+    }
+
+    /// Property 7 after node `i` took `inA` over from its dead peer: its
+    /// worker starts at most `refusal_cap` past the far end's last packet,
+    /// unless the peer's life had taken it over unheard (its grace of an
+    /// interval is what this takeover must skip).
+    fn check_refusal(&self, i: usize) -> Result<(), Violation> {
+        let (Some(cap), Some(w)) = (
+            self.refusal_cap,
+            self.life(i).and_then(|l| l.inb.get(&IN_A.spi)),
+        ) else {
+            return Ok(());
+        };
+        let last = self.far.get(&IN_A.spi).map_or(0, |n| n - 1);
+        let start = w.window.top();
+        if self.took_unheard[1 - i] || start <= last + cap {
+            return Ok(());
+        }
+        Err(Violation::new(
+            Check::Refusal,
+            format!(
+                "{} took {IN_A} over at {start}, the far end's last packet {last}: \
+                 it refuses {} fresh packets (at most {cap})",
+                NAMES[i],
+                start - last
+            ),
+        ))
     }
 
     /// Every action of `alphabet` that can change something here.

@@ -453,6 +453,9 @@ pub(crate) enum Check {
     /// A node built a frame larger than its `max_frame` (the mirror port
     /// drops it: what it carries never arrives).
     FrameSize,
+    /// A takeover of an inbound SA from a dead peer refuses more fresh
+    /// packets than the exploration allows.
+    Refusal,
 }
 
 /// A broken property and what broke it.
@@ -511,6 +514,15 @@ pub(crate) struct World {
     pub(crate) caps: Caps,
     /// A frame too large to send, built by the last action: (node, size).
     pub(crate) oversized: Option<(usize, usize)>,
+    /// Property 7, where an exploration checks it: a takeover of an
+    /// inbound SA from a dead peer starts at most this far past the far
+    /// end's last packet (the fresh packets it refuses).
+    pub(crate) refusal_cap: Option<u64>,
+    /// Node `i` took `inA` over last from a peer it did not hear (a split
+    /// brain's, or a death's): it may accept up to an interval past its
+    /// start unacknowledged, which a takeover after its death must skip
+    /// (property 7 allows it that).
+    pub(crate) took_unheard: [bool; 2],
 }
 
 impl World {
@@ -531,6 +543,8 @@ impl World {
             accepted: BTreeMap::new(),
             caps: Caps::DEFAULT,
             oversized: None,
+            refusal_cap: None,
+            took_unheard: [false; 2],
         };
         w.react(0);
         w.react(1);
@@ -663,6 +677,36 @@ impl World {
         w
     }
 
+    /// The warm pair with the far end of `inA` sending fast for a while
+    /// over a perfect link: A's bound of it lies past its top (the packets
+    /// of `inbound_ahead_ms` at that rate), and B acknowledged it. Each
+    /// burst meets the limit, is reported and held, and is admitted once
+    /// B's acknowledgement raised the limit (as the worker does with the
+    /// packets it holds at a limit; the explored far end's packets are
+    /// refused there instead).
+    pub(crate) fn streaming() -> World {
+        let mut w = World::warm();
+        for _ in 0..4 {
+            let from = w.far.get(&IN_A.spi).copied().unwrap_or(1);
+            w.apply(Action::FarSend(0, IN_A, Burst::Long))
+                .expect("a perfect link breaks nothing");
+            w.exchange();
+            w.accept(0, IN_A, from..from + FAR_BURST)
+                .expect("held packets admitted once");
+            w.exchange();
+            w.tick();
+            w.exchange();
+        }
+        let a = w.life(0).expect("alive");
+        let top = a.inb[&IN_A.spi].window.top();
+        let limit = a.mirror.limit_of(IN_A.spi, IN_A.dir).expect("A runs inA");
+        assert!(
+            limit > top + 1,
+            "A's lease of {IN_A} lies past its top {top}: {limit}"
+        );
+        w
+    }
+
     /// reader32: the busy pair with B's SAs stopped for a drain (their
     /// hand-over not made yet).
     pub(crate) fn stopped() -> World {
@@ -737,6 +781,7 @@ impl World {
             }
         }
         (self.now, self.cut, self.amnesia, &self.link, &self.archive).hash(&mut h);
+        self.took_unheard.hash(&mut h);
         (&self.used, &self.far, &self.accepted).hash(&mut h);
         h.finish()
     }
