@@ -152,11 +152,13 @@ class Pair:
     def log(self, name):
         return (self.tmp / name).read_text()
 
-    def up(self):
-        """Starts r, a and b, waits for the pair to synchronise, and starts
+    def up(self, control=False):
+        """Starts r, a and b (with `control`, each with its control socket
+        `self.sock[name]`), waits for the pair to synchronise, and starts
         h3's echo server."""
+        self.sock = {name: self.tmp / f"{name}.sock" for name in ("r", "a", "b")}
         for name in ("r", "a", "b"):
-            self.start(name, f"{name}.log")
+            self.start(name, f"{name}.log", *(("--control", str(self.sock[name])) if control else ()))
         assert wait_for(lambda: "synced" in self.log("a.log") and "synced" in self.log("b.log"), timeout=20), \
             self.log("a.log") + self.log("b.log")
         self.t.start(self.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
@@ -606,3 +608,49 @@ def test_a_takeover_after_a_crash_at_a_low_rate_refuses_no_fresh_packet(topo, es
     assert sum(refused.values()) == 0, f"b refused fresh packets of a's inbound SA: {refused}"
     assert back, "h1's traffic did not resume through b"
     assert after and all(k in echoed for k in after), "h1's traffic is not whole after the takeover"
+
+
+def test_a_crash_at_a_low_rate_then_the_hosts_fence_refuse_no_fresh_packet(topo, espgate, tmp_path, capsys):
+    """Issue 17, must-show 3 under a host: as above, both hosts streaming
+    10 datagrams/s, but b is fenced once it declared a dead, as `espgate
+    host` does after every takeover, and the pair runs `inbound_grace: 0`
+    (what a host-managed pair sets). A lost life of a accepted nothing b
+    did not acknowledge, so the fence moves nothing: b refuses no fresh
+    packet of a's inbound SA nor of its own (with a grace of an interval,
+    the fence moved both four intervals past: 256 fresh packets here,
+    25 s of this traffic)."""
+    p = Pair(topo, espgate, tmp_path, {"inbound_grace": 0})
+    p.up(control=True)
+    seconds = 9.0
+    streams = {h: topo.start(ns, "python3", str(HERE / "flow.py"), "stream", "10.3.0.10", "7000", str(seconds),
+                             str(tmp_path / f"{h}.json"), "10")
+               for h, ns in (("h1", p.h1), ("h2", p.h2))}
+    time.sleep(4.0)
+    kill = time.time()
+    topo.stop(p.procs["a"], signal.SIGKILL)
+    assert wait_for(lambda: "peer_dead" in p.log("b.log"), timeout=5), "b never declared a dead"
+    fence = control_request(p.sock["b"], json.dumps({"op": "fence"}))
+    assert fence.get("ok") is True, f"b refused the fence: {fence}"
+    fenced = time.time()
+    for s in streams.values():
+        s.wait(timeout=seconds + 30)
+    time.sleep(0.5)
+    for name in ("b", "r"):
+        assert topo.stop(p.procs[name]) == 0, f"{name} did not stop cleanly"
+    log_b = p.log("b.log")
+    took = first(events(log_b), "took_over", kill)
+    assert took, "b did not take a's SAs over"
+    refused = {f"{spi:#x}": sum(sa_drops(log_b, spi, "in", r) for r in ("replayed", "too_old"))
+               for spi in (0x1001, 0x2001)}
+    whole = {}
+    for h in streams:
+        sent, echoed = flow(tmp_path / f"{h}.json")
+        after = [k for k, t in enumerate(sent) if t > fenced + 0.5]
+        whole[h] = (sum(k in echoed for k in after), len(after))
+    with capsys.disabled():
+        print(f"\nkill -9 of a at 10 datagrams/s, b fenced {1e3 * (fenced - kill):.0f} ms after it: fresh packets "
+              f"refused at b: {refused}; echoed from 0.5 s after the fence: "
+              + ", ".join(f"{h} {e}/{n}" for h, (e, n) in whole.items()))
+    assert sum(refused.values()) == 0, f"b refused fresh packets after the takeover and the fence: {refused}"
+    for h, (e, n) in whole.items():
+        assert n and e == n, f"{h}'s traffic is not whole after the fence: {e}/{n}"

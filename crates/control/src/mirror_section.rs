@@ -16,6 +16,7 @@
 //!   takeover_jump_32: 16777216   # 32-bit SAs
 //!   inbound_interval: 1024       # an inbound lease reaches at most this far past the top
 //!   inbound_ahead_ms: 10         # ... and as far as the SA's traffic of this long
+//!   inbound_grace: 1024          # accepted unacknowledged; default inbound_interval
 //!   inbound_takeover: strict     # strict | lenient
 //!   heartbeat_ms: 10
 //!   dead_after: 3
@@ -60,6 +61,7 @@ pub(crate) struct MirrorSpec {
     takeover_jump_32: Option<u64>,
     inbound_interval: Option<u64>,
     inbound_ahead_ms: Option<u64>,
+    inbound_grace: Option<u64>,
     inbound_takeover: Option<InboundSpec>,
     heartbeat_ms: Option<u64>,
     dead_after: Option<u32>,
@@ -141,6 +143,7 @@ pub(crate) fn resolve_mirror(
         ));
     }
     let d = MirrorConfig::default();
+    let inbound_interval = spec.inbound_interval.unwrap_or(d.inbound_interval);
     let protocol = MirrorConfig {
         node: spec.node,
         peer: spec.peer,
@@ -149,8 +152,9 @@ pub(crate) fn resolve_mirror(
         lease: spec.lease.map_or(d.lease, |l| matches!(l, OnOff::On)),
         takeover_jump: spec.takeover_jump.unwrap_or(d.takeover_jump),
         takeover_jump_32: spec.takeover_jump_32.unwrap_or(d.takeover_jump_32),
-        inbound_interval: spec.inbound_interval.unwrap_or(d.inbound_interval),
+        inbound_interval,
         inbound_ahead_ms: spec.inbound_ahead_ms.unwrap_or(d.inbound_ahead_ms),
+        inbound_grace: spec.inbound_grace.unwrap_or(inbound_interval),
         inbound_takeover: match spec.inbound_takeover {
             None => d.inbound_takeover,
             Some(InboundSpec::Strict) => InboundTakeover::Strict,

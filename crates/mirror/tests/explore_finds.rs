@@ -33,6 +33,7 @@ fn cfg(node: u32) -> MirrorConfig {
         takeover_jump_32: JUMP,
         inbound_interval: 2,
         inbound_ahead_ms: 10,
+        inbound_grace: 2,
         inbound_takeover: InboundTakeover::Strict,
         heartbeat_ms: 1,
         dead_after: 1,

@@ -40,8 +40,11 @@ const WINDOW: u64 = 64;
 /// which A's lost life accepted.
 ///
 /// Promise broken: (2), no inbound window restored below what an earlier
-/// life accepted. (The same holds for any retired SA whose interval
-/// override is larger than every interval the node still configures.)
+/// life accepted. (The same held for any retired SA whose interval
+/// override was larger than every interval the node still configured.
+/// Since inbound leases are bounds, a lost life's reach past what it was
+/// told is `inbound_grace`, whatever the SA's interval: every move steps
+/// by it.)
 #[test]
 
 fn a_deleted_sa_with_its_own_interval_readded_by_a_lost_life_accepts_nothing_twice() {

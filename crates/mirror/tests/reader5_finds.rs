@@ -253,12 +253,14 @@ fn an_ownership_record_sent_before_an_sa_was_added_again_leaves_it_unheard() {
 /// accepted 5000..=5198 a second time.
 ///
 /// Promise broken: (2), no inbound window is restored below what an
-/// earlier life accepted. Fixed: B remembers the history a lost life's
-/// move began from and the steps taken (`lost_steps`); the add with the
-/// SA's own interval moves the history by that many of them (2999 + 2 ×
-/// 1000 = 4999), and B starts there, at 4999, all at and below it seen.
-/// Its worker is refused packet 20000 and reports it; once acknowledged,
-/// B accepts 5000..=20000, none of which A's lost life accepted.
+/// earlier life accepted. Fixed first by remembering the steps a lost
+/// life's move took with the SA's own interval; since an inbound owner
+/// accepts nothing past its acknowledged bound, a lost life's reach past
+/// what it was told is `inbound_grace` (one setting for every SA, here
+/// 100), and every move steps by it: the SA's own interval no longer
+/// counts, A's lost run lies within B's move, and B starts past it. Its
+/// worker is refused packet 20000 and reports it; once acknowledged, B
+/// accepts up to 20000, none of which A's lost life accepted.
 #[test]
 fn a_deleted_sa_with_its_own_interval_is_moved_by_it_after_the_node_restarted() {
     const WINDOW: u64 = 64;

@@ -386,9 +386,16 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
         .iter()
         .map(|s| sa_drops(&report_r, *s, true, REPLAY))
         .sum();
+    let unfenced: u64 = [0x1001, 0x2001]
+        .map(|spi| sa_drops(&report_b, spi, true, &[DropReason::LeaseStall]))
+        .iter()
+        .sum();
     outln!("lease stalls: {stalls}; replay drops at r: {replay_r}")?;
     outln!(
-        "fresh packets refused as replays when a's inbound SA moved (strict mode: inbound_interval 64 at the takeover, 192 more at the fence, 64 at the failback): at b {replay_b}, at a after the failback {replay_a}"
+        "fresh packets refused as replays when a's inbound SA moved (strict mode: at the takeover what a could have accepted unreported, some inbound_ahead_ms of traffic; none at the fence, with inbound_grace 0; none at the exact failback): at b {replay_b}, at a after the failback {replay_a}"
+    )?;
+    outln!(
+        "inbound packets b held and dropped between the takeover and the fence (inbound_grace 0: nothing accepted that a could not acknowledge, until the host's fence): {unfenced}"
     )?;
 
     outln!()?;
@@ -407,7 +414,7 @@ pub fn run(backend: Backend, out_dir: &Path) -> anyhow::Result<()> {
     if !reuse.is_empty() {
         wrong.push(format!("{} (SPI, sequence) pairs used twice", reuse.len()));
     }
-    if replay_b > 4 * 64 || replay_a > 64 || replay_r > 0 {
+    if replay_b > 64 || replay_a > 0 || replay_r > 0 {
         wrong.push("replay drops beyond the bound".to_string());
     }
     if e == 0 {

@@ -47,6 +47,16 @@ pub struct MirrorConfig {
     /// is refused (strict); at rates under one packet in that time each
     /// packet waits a mirror round trip for its acknowledgement.
     pub inbound_ahead_ms: u64,
+    /// How far past its start an inbound SA may accept when nothing can
+    /// acknowledge its bounds: taken over from a silent peer, or added at
+    /// run time while the peer is silent. Whatever a lost life of the peer
+    /// (restarted, or fenced) accepted unheard lies within a few of these
+    /// past what this node told it, so a restart or fence of the peer
+    /// moves each inbound SA that far: fresh packets refused. 0: nothing is
+    /// accepted unacknowledged (such an SA waits for the peer, or for a
+    /// fence: `espgate host` fences right after a takeover), and a restart
+    /// or fence of the peer refuses nothing fresh.
+    pub inbound_grace: u64,
     /// Inbound window on takeover.
     pub inbound_takeover: InboundTakeover,
     /// Heartbeat period.
@@ -145,6 +155,7 @@ impl Default for MirrorConfig {
             takeover_jump_32: 1 << 24,
             inbound_interval: 1024,
             inbound_ahead_ms: 10,
+            inbound_grace: 1024,
             inbound_takeover: InboundTakeover::Strict,
             heartbeat_ms: 10,
             dead_after: 3,

@@ -183,7 +183,7 @@ impl Mirror {
             join: Join::new(),
             bulk_out: None,
             bulks_built: 0,
-            peer: Peer::new(cfg.inbound_interval),
+            peer: Peer::new(),
             changes: Changes::default(),
             adds: Adds::default(),
             outbox: Outbox::default(),
@@ -235,16 +235,6 @@ impl Mirror {
             Direction::Outbound => self.cfg.interval,
             Direction::Inbound => self.cfg.inbound_interval,
         });
-        if dir == Direction::Inbound {
-            self.peer.largest_interval = self.peer.largest_interval.max(interval);
-            if let Some((mark, steps)) = self.peer.lost_steps.remove(&(spi, dir)) {
-                self.store(
-                    spi,
-                    dir,
-                    mark.saturating_add(steps.saturating_mul(interval)),
-                );
-            }
-        }
         self.pair.insert(
             (spi, dir),
             PairSa {
@@ -679,7 +669,9 @@ impl Mirror {
     /// isolated) and before the first bulk sync (nothing places this
     /// node's SAs past its earlier life); the SAs then stay as they are.
     /// A peer whose life said goodbye is fenced already, with nothing
-    /// unheard to move past: the order changes nothing.
+    /// unheard to move past: the order changes nothing; so does a second
+    /// fence of a life fenced already and silent since (the host asks
+    /// again when an answer is lost): its SAs moved past that life once.
     pub fn force_unleased(&mut self) -> Result<(), FenceRefused> {
         if self.peer.alive() {
             return Err(FenceRefused::PeerHeard);
@@ -689,6 +681,9 @@ impl Mirror {
         }
         if self.peer.left_life.is_some() && self.peer.left_life == self.filter.epoch() {
             // Its life said goodbye: fenced since, with nothing unheard.
+            return Ok(());
+        }
+        if self.peer.fenced() && self.peer.fenced_life == self.filter.epoch() {
             return Ok(());
         }
         self.peer_lost();

@@ -38,14 +38,15 @@ impl Mirror {
     }
 
     /// One step past `value` of what a life the peer lost unheard may
-    /// have done (see `peer_lost`): a takeover jump outbound; inbound an
-    /// interval (strict; lenient does not step: its restarts keep within
-    /// that mode's documented bound).
+    /// have done (see `peer_lost`): a takeover jump outbound; inbound
+    /// `inbound_grace`, the most it accepted past what it knew unheard
+    /// (strict; lenient does not step: its restarts keep within that
+    /// mode's documented bound).
     pub(super) fn step_past(&self, spi: u32, dir: Direction, value: u64) -> u64 {
         let point = match dir {
             Direction::Outbound => value.saturating_add(self.jump(spi)).max(1),
             Direction::Inbound => match self.cfg.inbound_takeover {
-                InboundTakeover::Strict => value.saturating_add(self.interval_of(spi, dir)),
+                InboundTakeover::Strict => value.saturating_add(self.cfg.inbound_grace),
                 InboundTakeover::Lenient => value,
             },
         };
@@ -56,19 +57,19 @@ impl Mirror {
     /// peer acknowledges anything of it (its ownership record carries it,
     /// so a peer that hears of the takeover stores it), as far as
     /// [`acknowledged`](Self::acknowledged) allows. Outbound its start (the
-    /// lease's slack lets it run on). Inbound an interval past it when the
-    /// peer cannot acknowledge its bounds (silent, or it declined the SA:
-    /// it lacks it); with the peer heard and holding the SA, the start
+    /// lease's slack lets it run on). Inbound `inbound_grace` past it when
+    /// the peer cannot acknowledge its bounds (silent, or it declined the
+    /// SA: it lacks it); with the peer heard and holding the SA, the start
     /// itself: the peer acknowledges the bounds it reports, as for any
     /// owner, and should this node die, the peer's own takeover starts
-    /// where this one's reports got to, not an interval past it.
+    /// where this one's reports got to, not a grace past it.
     pub(super) fn taken_reach(&self, spi: u32, dir: Direction, start: u64) -> u64 {
         let acknowledging =
             self.peer.alive() && !self.pair.get(&(spi, dir)).is_some_and(|p| p.declined);
         match dir {
             Direction::Outbound => start,
             Direction::Inbound if acknowledging => start,
-            Direction::Inbound => start.saturating_add(self.interval_of(spi, dir)),
+            Direction::Inbound => start.saturating_add(self.cfg.inbound_grace),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// How many steps (takeover jumps, inbound intervals) past this node's
+/// How many steps (takeover jumps, inbound graces) past this node's
 /// high-water mark a peer life that ended unheard may have run an SA: a
 /// run-time add while it held this node's SAs starts two steps past what
 /// it knew and runs one more (see `Mirror::peer_lost`).
@@ -72,20 +72,10 @@ pub(super) struct Peer {
     /// is no use, and a later answer (to the same life asking again, or to
     /// this node's own add) must not read it as one.
     pub(super) marks: BTreeSet<SaKey>,
-    /// The largest inbound interval any SA of the pair had here: the step
-    /// a lost life may have taken with an SA deleted since (its own
-    /// interval went with it).
-    pub(super) largest_interval: u64,
-    /// Inbound SAs this node lacks whose history a lost life moved: the
-    /// history before the first such move, and the steps taken since. The
-    /// step was the largest interval known then; the SA's own may be
-    /// larger (this node restarted after its delete and never heard it),
-    /// so an add with its interval moves the history by as many of those.
-    pub(super) lost_steps: BTreeMap<SaKey, (u64, u64)>,
 }
 
 impl Peer {
-    pub(super) fn new(inbound_interval: u64) -> Self {
+    pub(super) fn new() -> Self {
         Peer {
             liveness: Liveness::Unknown,
             ran: false,
@@ -98,8 +88,6 @@ impl Peer {
             told: BTreeMap::new(),
             bulk_told: None,
             marks: BTreeSet::new(),
-            largest_interval: inbound_interval.max(1),
-            lost_steps: BTreeMap::new(),
         }
     }
 
@@ -176,7 +164,7 @@ impl Mirror {
         let told = self.peer.told.get(&(spi, dir)).copied().unwrap_or(0);
         let step = match dir {
             Direction::Outbound => self.jump(spi),
-            Direction::Inbound => self.interval_of(spi, dir),
+            Direction::Inbound => self.cfg.inbound_grace,
         };
         value.min(told.saturating_add(step.saturating_mul(LOST_LIFE_STEPS - 1)))
     }
@@ -222,7 +210,7 @@ impl Mirror {
     /// restarted, or the host fenced it): in that life it may have run SAs
     /// this node owns, unheard. Whatever it did started from values this
     /// node told it: it took one over from one of them plus a step (a jump
-    /// outbound, an interval inbound) and ran it a step further, or — the
+    /// outbound, `inbound_grace` inbound) and ran it a step further, or — the
     /// SA added at run time while it held this node's SAs — started two
     /// steps past and ran one more. So it stayed below this node's
     /// high-water mark plus [`LOST_LIFE_STEPS`] steps: every owned SA moves
@@ -244,21 +232,11 @@ impl Mirror {
             .map(|(k, e)| (k, e.value))
             .collect();
         let largest_jump = self.cfg.takeover_jump.max(self.cfg.takeover_jump_32);
-        let largest_interval = self.peer.largest_interval;
         for ((spi, dir), mark) in retired {
             let steps = LOST_LIFE_STEPS - 1;
             let step = match dir {
                 Direction::Outbound => largest_jump,
-                Direction::Inbound => {
-                    // Counted from the first move's history unless news
-                    // since went past what the moves stored.
-                    let e = self.peer.lost_steps.entry((spi, dir)).or_insert((mark, 0));
-                    if mark > e.0.saturating_add(e.1.saturating_mul(largest_interval)) {
-                        *e = (mark, 0);
-                    }
-                    e.1 += steps;
-                    largest_interval
-                }
+                Direction::Inbound => self.cfg.inbound_grace,
             };
             let past = mark.saturating_add(step.saturating_mul(steps));
             self.store(spi, dir, past);

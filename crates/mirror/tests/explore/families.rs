@@ -339,6 +339,58 @@ fn inbound_rate_changes_across_lives_break_nothing() {
     clean("inbound rate changes across lives", ex);
 }
 
+/// With no grace (`inbound_grace: 0`, as a pair whose host fences after
+/// every takeover runs): the rate rising and falling against kills,
+/// restarts, fences, split brains and takeovers, with property 7 checked
+/// throughout: no takeover and no fence refuses more fresh packets than
+/// the bound's cap (a lost life accepted nothing unacknowledged, so
+/// nothing moves past it).
+#[test]
+fn with_no_grace_inbound_rate_changes_across_lives_break_nothing() {
+    let ex = Explore {
+        root: Root::Streaming,
+        refusal_cap: Some(INTERVAL),
+        grace: 0,
+        ..Explore::new(
+            &[
+                FarEnd, Tick, Kill, Restart, TakeOver, Fence, Partition, Deliver, Drop, Attack,
+            ],
+            5,
+            400_000,
+        )
+    };
+    clean("no grace: inbound rate changes across lives", ex);
+}
+
+/// With no grace: SAs added, removed and rekeyed at run time in a split
+/// brain and across lives (an add the silent peer never answers begins
+/// with no grace either), with fences, the far end and the attacker.
+#[test]
+fn with_no_grace_unanswered_adds_break_nothing() {
+    let ex = Explore {
+        grace: 0,
+        ..Explore::new(
+            &[
+                Rekey, AddSa, RemoveSa, Partition, Kill, Restart, TakeOver, Fence, Tick, Deliver,
+                Send, FarEnd, Attack,
+            ],
+            4,
+            100_000,
+        )
+    };
+    clean("no grace: unanswered adds", ex);
+}
+
+/// With no grace: every family at once.
+#[test]
+fn with_no_grace_the_full_alphabet_breaks_nothing() {
+    let ex = Explore {
+        grace: 0,
+        ..Explore::new(&Family::ALL, 4, 200_000)
+    };
+    clean("no grace: full alphabet", ex);
+}
+
 /// Every family but the host's deletes (a remove, or the delete that ends
 /// a rekey): all of them but the ones find 1 needs.
 #[test]

@@ -127,12 +127,23 @@ const FAR_BURST: u64 = 2 * INTERVAL + 1;
 /// A worker reports a stalled inbound SA at its first refused packet and
 /// then every this many (as `espgate_dataplane`'s worker does).
 const STALL_REPORT_EVERY: u64 = 64;
+/// Graces past the far end's last packet a fence may move an inbound SA
+/// (property 7): its mark may hold a takeover's reach (one), and a lost
+/// life's moves are `LOST_LIFE_STEPS` (three) more.
+const LOST_LIFE_GRACES: u64 = 4;
 /// Ticks the ownership check leaves the pair alone before it looks:
 /// three refreshes, the longest chain a whole link needs (an SA added
 /// again asks and takes in the peer's view; the split-brain loser's final
 /// goes again at a refresh; the winner's `past` lets the loser
 /// acknowledge again).
 const SETTLE_TICKS: u64 = 3 * REFRESH + 1;
+
+std::thread_local! {
+    /// The `inbound_grace` of the exploration under way on this thread
+    /// (each test explores on its own): an interval, or none, as a pair
+    /// whose host fences would have it.
+    static GRACE: std::cell::Cell<u64> = const { std::cell::Cell::new(INTERVAL) };
+}
 
 /// The mirror configuration of node `i`: every period and amount tiny, so
 /// that deaths, refreshes, leases and jumps happen within a few steps.
@@ -147,6 +158,7 @@ fn config(i: usize) -> MirrorConfig {
         takeover_jump_32: JUMP,
         inbound_interval: INTERVAL,
         inbound_ahead_ms: 1,
+        inbound_grace: GRACE.get(),
         inbound_takeover: InboundTakeover::Strict,
         heartbeat_ms: 1,
         dead_after: 1,

@@ -123,6 +123,8 @@ pub(crate) struct Explore {
     /// inbound SA from a dead peer may refuse (an alphabet with restarts,
     /// partitions or fences moves starts past lost lives on purpose).
     pub(crate) refusal_cap: Option<u64>,
+    /// Both nodes' `inbound_grace`.
+    pub(crate) grace: u64,
 }
 
 impl Explore {
@@ -135,6 +137,7 @@ impl Explore {
             depth: env_or("EXPLORE_DEPTH", depth),
             max_states: env_or("EXPLORE_STATES", max_states),
             refusal_cap: None,
+            grace: INTERVAL,
         }
     }
 }
@@ -362,6 +365,7 @@ pub(crate) fn line(trace: &[Action]) -> String {
 /// Explores from the warm pair; prints the report (states explored, depth
 /// reached) and the shortest trace of each property violated.
 pub(crate) fn run(name: &str, ex: Explore) -> Report {
+    GRACE.set(ex.grace);
     let mut root = ex.root.world();
     root.refusal_cap = ex.refusal_cap;
     let report = explore(&root, ex);

@@ -326,14 +326,20 @@ impl World {
                 if !ran && self.life(i).is_some_and(|l| l.runs(IN_A)) {
                     self.took_unheard[i] = unheard;
                     if !self.alive(1 - i) {
-                        return self.check_refusal(i);
+                        return self.check_refusal(i, 0);
                     }
                 }
             }
             Action::HandBack(i) => self.on(i, |l| {
                 l.mirror.hand_back();
             }),
-            Action::Fence(i) => self.fence(i),
+            Action::Fence(i) => {
+                let fenced = self.fence_answer(i).is_some_and(|a| a.is_ok());
+                self.fence(i);
+                if fenced {
+                    return self.check_refusal(i, LOST_LIFE_GRACES);
+                }
+            }
             Action::Stop(i, handing) => self.on(i, |l| {
                 let keys = match handing {
                     Handing::All => l.mirror.drain_sas(),
@@ -364,11 +370,12 @@ impl World {
         Ok(())
     }
 
-    /// Property 7 after node `i` took `inA` over from its dead peer: its
-    /// worker starts at most `refusal_cap` past the far end's last packet,
-    /// unless the peer's life had taken it over unheard (its grace of an
-    /// interval is what this takeover must skip).
-    fn check_refusal(&self, i: usize) -> Result<(), Violation> {
+    /// Property 7 after node `i` took `inA` over from its dead peer, or
+    /// was fenced: its worker starts at most `refusal_cap` past the far
+    /// end's last packet; a grace more if the peer's life had taken it
+    /// over unheard (what that life may have accepted), and after a fence
+    /// past the graces a lost life may have taken ([`LOST_LIFE_GRACES`]).
+    fn check_refusal(&self, i: usize, graces: u64) -> Result<(), Violation> {
         let (Some(cap), Some(w)) = (
             self.refusal_cap,
             self.life(i).and_then(|l| l.inb.get(&IN_A.spi)),
@@ -377,14 +384,15 @@ impl World {
         };
         let last = self.far.get(&IN_A.spi).map_or(0, |n| n - 1);
         let start = w.window.top();
-        if self.took_unheard[1 - i] || start <= last + cap {
+        let graces = graces + u64::from(self.took_unheard[1 - i]);
+        if !w.active || start <= last + cap + graces * GRACE.get() {
             return Ok(());
         }
         Err(Violation::new(
             Check::Refusal,
             format!(
-                "{} took {IN_A} over at {start}, the far end's last packet {last}: \
-                 it refuses {} fresh packets (at most {cap})",
+                "{} runs {IN_A} from {start}, the far end's last packet {last}: \
+                 it refuses {} fresh packets (at most {cap} and {graces} graces)",
                 NAMES[i],
                 start - last
             ),

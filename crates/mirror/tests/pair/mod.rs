@@ -40,6 +40,7 @@ pub fn cfg_with(node: u32, inbound_takeover: InboundTakeover) -> MirrorConfig {
         takeover_jump_32: JUMP,
         inbound_interval: INTERVAL,
         inbound_ahead_ms: 10,
+        inbound_grace: INTERVAL,
         inbound_takeover,
         heartbeat_ms: 10,
         dead_after: 3,

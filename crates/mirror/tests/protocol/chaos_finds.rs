@@ -65,6 +65,7 @@ fn extreme_settings_never_wrap() {
             takeover_jump_32: 0,
             inbound_interval: big,
             inbound_ahead_ms: big,
+            inbound_grace: big,
             inbound_takeover: InboundTakeover::Strict,
             heartbeat_ms: big,
             dead_after: u32::MAX,

@@ -37,6 +37,7 @@ fn cfg(node: u32, peer: u32, jump32: u64) -> MirrorConfig {
         takeover_jump_32: jump32,
         inbound_interval: 100,
         inbound_ahead_ms: 10,
+        inbound_grace: 100,
         inbound_takeover: InboundTakeover::Strict,
         heartbeat_ms: 10,
         dead_after: 3,
@@ -99,6 +100,7 @@ fn starts(m: &mut Mirror, spi: u32) -> Vec<u64> {
 
 mod chaos;
 mod chaos_finds;
+mod grace;
 mod leases;
 mod restart;
 mod run_time;
