@@ -31,7 +31,17 @@ host must ask a fenced life nothing); or fail a node's packet flow for up
 to 3 s, now and then both nodes' at once: its LAN or WAN switch port
 down, or r (which both track on their WAN ports) silent towards it, the
 switch dropping what r sends it, or one of its workers stopped (ptrace
-stops that thread alone). Otherwise
+stops that thread alone); or slow both streams to 10 datagrams/s (the
+mirror's loss lifted meanwhile) and kill -9 a node there: the takeover
+after a crash at a low rate must refuse none of the victim's datagrams
+sent from a second after the kill on (the inbound bound: an
+`inbound_interval` of refusals was many seconds of traffic at this rate);
+with `inbound_grace: 0` the survivor is also fenced once it declared the
+victim dead, as `espgate host` does, and must refuse none of its own
+either (unfenced, a survivor's own inbound SAs wait for their peer; with
+a grace, the fence moves them past what a lost life may have accepted).
+A run's `inbound_grace` is 0 or the interval (its seed chooses; the
+pair must agree, so it is one for the whole run). Otherwise
 a node is killed only while the other runs and is synchronised: without
 its state directory the guarantee needs one node's memory to survive. Every kind of round is counted as it ran
 (a kill whose peer is not healthy is counted as the loss round it
@@ -81,14 +91,14 @@ from collections import Counter
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import stall  # noqa: E402
 from test_failover import (  # noqa: E402
-    HERE, MAC, PAIR_WAN, Pair, encrypted, expected_chatter, flow, start_capture, stop_capture)
+    HERE, INBOUND_INTERVAL, MAC, PAIR_WAN, Pair, encrypted, expected_chatter, flow, start_capture, stop_capture)
 from topology import Topology, control_request, prefix, wait_for  # noqa: E402
 
 REPO = HERE.parents[1]
 ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay", "reorder", "padded", "second",
            "fence_refused", "fence_isolated", "sa_change_cut", "sa_change_restart", "mirror_replay",
            "crash_loop", "clock_back", "power_loss", "rolling_restart", "host_restart", "ike_host",
-           "drain", "drain_killed", "link_down", "next_hop_silent", "worker_stall"]
+           "drain", "drain_killed", "link_down", "next_hop_silent", "worker_stall", "kill_low_rate"]
 
 
 def extra_sas(gen):
@@ -105,6 +115,13 @@ def extra_sas(gen):
 
 
 RATE = 200
+# A kill_low_rate round: the streams' rate (flow.py's SLOW), and the time
+# from the kill on that must be whole: from a second after it (the death
+# declared, the SAs taken over, the hosts' ARP caches moved) to the end of
+# the slow traffic.
+SLOW_WHOLE = (1.0, 3.0)
+# The host whose tunnel a node's SAs carry (the SAs whose home it is).
+HOST_OF = {"a": "h1", "b": "h2"}
 # How long the traffic may take to flow again once a round healed: the
 # hand-back comes failback_delay_ms after the pair is whole, and a strict
 # inbound SA's last start refuses the far end's packets up to its mark
@@ -195,10 +212,12 @@ def esp_nonces(pcap):
 
 
 class Chaos:
-    def __init__(self, topo, espgate, tmp, seed):
+    def __init__(self, topo, espgate, tmp, seed, grace=None):
         self.topo, self.espgate, self.tmp = topo, espgate, pathlib.Path(tmp)
         self.rng = random.Random(seed)
-        self.p = Pair(topo, espgate, self.tmp, {"failback": "auto", "failback_delay_ms": 300, "dead_after": 5})
+        self.grace = self.rng.choice([0, INBOUND_INTERVAL]) if grace is None else grace
+        self.p = Pair(topo, espgate, self.tmp, {"failback": "auto", "failback_delay_ms": 300, "dead_after": 5,
+                                                "inbound_grace": self.grace})
         # ESN SAs: hundreds of takeovers and restarts do not fit in 32 bits.
         for n in ("a", "b", "r"):
             self.p.yaml[n] = self.p.yaml[n].replace(" } }\n", " }, esn: true }\n").replace("}, home:", "}, esn: true, home:")
@@ -306,7 +325,7 @@ class Chaos:
         other = "b" if victim == "a" else "a"
         needs_peer = ("kill", "kill_delayed", "restart", "fence_isolated", "sa_change_restart", "mirror_replay",
                       "crash_loop", "clock_back", "rolling_restart", "host_restart", "ike_host", "drain",
-                      "drain_killed")
+                      "drain_killed", "kill_low_rate")
         if action in needs_peer and not self.healthy(other):
             action = "loss"
         if action in ("kill", "kill_delayed"):
@@ -316,6 +335,8 @@ class Chaos:
         elif action == "restart":
             self.topo.stop(self.p.procs[victim])
             self.start(victim)
+        elif action == "kill_low_rate":
+            self.kill_low_rate(victim)
         elif action == "drain":
             # `espgate drain` (a stop, SIGTERM, drains too: "restart"):
             # every SA to the peer exactly, a goodbye, the node stops; a
@@ -474,6 +495,36 @@ class Chaos:
             self.flow_again[action] = max(self.flow_again[action], waited)
             if loss:
                 self.set_loss(loss)
+
+    def kill_low_rate(self, victim):
+        """Both streams slowed to 10 datagrams/s (the mirror whole), kill -9
+        of `victim` once the rate the nodes measure has fallen, with no
+        grace the survivor fenced as the host does once it declared the
+        victim dead, the slow traffic on through it, then the streams' rate
+        back and the victim restarted. The datagrams of the victim's host
+        (and, fenced, of the survivor's) sent in the SLOW_WHOLE window after
+        the kill are checked at the end (`check`)."""
+        other = "b" if victim == "a" else "a"
+        loss = self.loss
+        self.set_loss(0)
+        for st in self.streams:
+            st.send_signal(signal.SIGUSR1)
+        time.sleep(2.0)
+        killed = time.time()
+        self.kill(victim)
+        hosts = [HOST_OF[victim]]
+        if self.grace == 0:
+            assert wait_for(lambda: (self.status(other) or {}).get("peer_alive") is False, timeout=10), \
+                f"{other} never declared {victim} dead"
+            a = self.request(other, {"op": "fence"})
+            assert a.get("ok") is True, f"a fence of {other} after {victim}'s death was refused: {a}"
+            hosts.append(HOST_OF[other])
+        time.sleep(max(0.0, killed + SLOW_WHOLE[1] - time.time()))
+        self.slow_kills.append((killed, hosts))
+        for st in self.streams:
+            st.send_signal(signal.SIGUSR2)
+        self.start(victim)
+        self.set_loss(loss)
 
     def second(self, victim):
         """A second `espgate run` of a running node, with its own control
@@ -679,9 +730,10 @@ class Chaos:
         assert self.settle(30), "the pair did not start"
         self.topo.start(self.p.h3, "python3", str(HERE / "flow.py"), "echo", "7000")
         time.sleep(0.3)
-        streams = [self.topo.start(h, "python3", str(HERE / "flow.py"), "stream", "10.3.0.10", "7000", "100000",
-                                   str(self.tmp / f"{name}.json"), str(RATE), str(self.tmp / f"{name}-live.json"))
-                   for h, name in ((self.p.h1, "h1"), (self.p.h2, "h2"))]
+        self.streams = [
+            self.topo.start(h, "python3", str(HERE / "flow.py"), "stream", "10.3.0.10", "7000", "100000",
+                            str(self.tmp / f"{name}.json"), str(RATE), str(self.tmp / f"{name}-live.json"))
+            for h, name in ((self.p.h1, "h1"), (self.p.h2, "h2"))]
         # Record some of r's ESP to the pair, and of the mirror link, to
         # replay in later rounds.
         self.recorded = self.sniff(self.p.sw, "w-r", 2.0, MAC["r-wan"])
@@ -690,6 +742,7 @@ class Chaos:
         self.replayed = self.replayed_after_kill = self.mirror_replayed = 0
         self.overtaken = self.padded = self.loss_rounds_with_loss = 0
         self.drains_refused = 0
+        self.slow_kills = []
         plan = plan or [None] * rounds
         for k, action in enumerate(plan):
             self.round(action)
@@ -708,7 +761,7 @@ class Chaos:
         # Measure the flow well after both.
         time.sleep(8.0)
         ends = time.time()
-        for s in streams:
+        for s in self.streams:
             self.topo.stop(s)
         time.sleep(0.5)
         owners = self.owners()
@@ -772,6 +825,11 @@ class Chaos:
         flows = {h: flow(self.tmp / f"{h}.json") for h in ("h1", "h2")}
         dups = sum(json.loads((self.tmp / f"{h}.json").read_text()).get("duplicates", 0) for h in flows)
         lost_sas = not_one_owner(owners)
+        windows = {h: [(t + SLOW_WHOLE[0], t + SLOW_WHOLE[1]) for t, hosts in self.slow_kills if h in hosts]
+                   for h in flows}
+        slow_lost = {h: sum(1 for lo, hi in windows[h] for k, at in enumerate(s) if lo <= at < hi and k not in e)
+                     for h, (s, e) in flows.items()}
+        slow_sent = {h: sum(1 for lo, hi in windows[h] for at in s if lo <= at < hi) for h, (s, _) in flows.items()}
         late = {h: [k for k, t in enumerate(s) if ends - 1.5 < t < ends - 0.5] for h, (s, e) in flows.items()}
         flowing = {h: sum(k in flows[h][1] for k in late[h]) / max(1, len(late[h])) for h in flows}
         last_echo = {h: round(ends - max(e.values(), default=0), 1) for h, (s, e) in flows.items()}
@@ -780,6 +838,7 @@ class Chaos:
         lost_loss_rounds = self.done["loss"] and self.loss_dropped == 0 and self.loss_rounds_with_loss
         totals = {
             "rounds": sum(self.done.values()),
+            "inbound_grace": self.grace,
             "actions": dict(self.done),
             "seconds": round(elapsed),
             "node lives": dict(self.lives),
@@ -794,6 +853,8 @@ class Chaos:
             "mirror frames reordered / padded": f"{self.overtaken} / {self.padded}",
             "mirror frames the loss rule dropped": self.loss_dropped,
             "replays accepted (bound 0, strict)": dups,
+            "lost from 1 s to 3 s after a kill at 10 datagrams/s (of sent)":
+                {h: f"{slow_lost[h]} ({slow_sent[h]})" for h in flows},
             "datagrams sent / echoed": {h: f"{len(s)} / {len(e)}" for h, (s, e) in flows.items()},
             "SAs not on exactly one node": len(lost_sas),
             "traffic flowing at the end": {h: f"{v:.1%}" for h, v in flowing.items()},
@@ -811,6 +872,8 @@ class Chaos:
             problems.append(f"an SA jumped 2^31 or more past its last number sent: {jump}")
         if lost_sas:
             problems.append(f"SAs not on exactly one node: {lost_sas}")
+        if any(slow_lost.values()):
+            problems.append(f"datagrams lost from 1 s to 3 s after a kill at 10 datagrams/s: {slow_lost}")
         if not all(v >= 0.99 for v in flowing.values()):
             problems.append(f"traffic does not flow at the end: {flowing}")
         if from_r != r_encrypted:

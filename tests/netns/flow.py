@@ -11,7 +11,8 @@ already echoed (a replay that got through). SIGTERM ends a stream early
 (what was sent and echoed so far is written). LIVE.json, rewritten every
 0.2 s while the stream runs, holds {"at": t, "share": s}: the share of the
 datagrams sent from 1.5 s to 0.5 s before `at` that were echoed (what a
-harness polls to see the traffic flow again).
+harness polls to see the traffic flow again). SIGUSR1 slows a stream to
+SLOW datagrams/s from then on, SIGUSR2 brings its RATE back.
 """
 
 import json
@@ -43,12 +44,16 @@ def flowing(sent, echoed, now):
     return sum(str(n) in echoed for n in late) / len(late) if late else None
 
 
+SLOW = 10
+
+
 def stream(host, port, seconds, out, rate, live=None):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setblocking(False)
     sent, echoed, duplicates = [], {}, 0
     start = time.time()
     period = 1.0 / rate
+    due = start
     k = 0
     end = start + seconds
 
@@ -56,7 +61,14 @@ def stream(host, port, seconds, out, rate, live=None):
         nonlocal end
         end = min(end, time.time())
 
+    def pace(datagrams_per_s):
+        nonlocal period, due
+        period = 1.0 / datagrams_per_s
+        due = time.time()
+
     signal.signal(signal.SIGTERM, finish)
+    signal.signal(signal.SIGUSR1, lambda *_: pace(SLOW))
+    signal.signal(signal.SIGUSR2, lambda *_: pace(rate))
     told = 0.0
     while time.time() < end + 0.5:
         now = time.time()
@@ -65,7 +77,7 @@ def stream(host, port, seconds, out, rate, live=None):
             with open(live + ".tmp", "w") as f:
                 json.dump({"at": now, "share": flowing(sent, echoed, now)}, f)
             os.replace(live + ".tmp", live)
-        if now < end and now >= start + k * period:
+        if now < end and now >= due:
             body = k.to_bytes(4, "big") + bytes((k + i) & 0xFF for i in range(60))
             try:
                 s.sendto(body, (host, port))
@@ -73,6 +85,7 @@ def stream(host, port, seconds, out, rate, live=None):
                 pass  # no route for a moment: counted as lost
             sent.append(now)
             k += 1
+            due += period
             continue
         try:
             data, _ = s.recvfrom(65535)
