@@ -131,8 +131,10 @@ pub struct Mirror {
     outbound: BTreeMap<u32, OwnedOutbound>,
     /// The inbound SAs this node runs now.
     inbound: BTreeMap<u32, OwnedInbound>,
-    /// What this node's own persisted state says of an SA: no earlier life
-    /// of it used a number at or above the floor.
+    /// No restart point of an SA goes below its floor: what this node's
+    /// persisted state says of its earlier lives (none used a number at or
+    /// above it), and where this life's own runs of it that it gave up
+    /// may have reached.
     floors: BTreeMap<SaKey, u64>,
     /// The peer's SAs as last reported, this node's own final states, and
     /// the history of SAs no longer configured.

@@ -256,6 +256,12 @@ impl Mirror {
             self.outbox.due.retain(|d| *d != Due::Owned(spi, dir));
         }
         self.standby.merge(&fin);
+        // No start of it in this life goes below where this run may have
+        // reached: not even an exact hand-over back, whose giver may not
+        // know of this run (one a fence let run while the giver, cut off,
+        // held the SA too).
+        let floor = self.floors.entry((spi, dir)).or_insert(0);
+        *floor = (*floor).max(fin.value);
         Some(fin)
     }
 

@@ -355,12 +355,17 @@ impl Mirror {
         } else if p.owner != me && owner == me {
             let stored = self.standby.get(spi, dir).cloned().unwrap_or_default();
             if kind == OwnershipKind::Exact {
-                // Nothing at or past `start` was used or accepted by anyone
-                // (see `leave`): the SA goes on from exactly there, the
-                // sender having stored it.
+                // Nothing at or past `start` was used or accepted by the
+                // sender (see `leave`), nor by this node unless a run of its
+                // own that the sender did not know of reached further (its
+                // floor): the SA goes on from there, the sender having
+                // stored `start`.
+                let floor = self.floor(spi, dir);
                 let (begin, window) = match dir {
-                    Direction::Outbound => (start.max(1), Vec::new()),
-                    Direction::Inbound => (start, vec![u64::MAX; mirror::MAX_BITMAP_WORDS]),
+                    Direction::Outbound => (start.max(floor).max(1), Vec::new()),
+                    Direction::Inbound => {
+                        (start.max(floor), vec![u64::MAX; mirror::MAX_BITMAP_WORDS])
+                    }
                 };
                 let kept = match dir {
                     Direction::Outbound => Vec::new(),

@@ -92,9 +92,6 @@ impl Mirror {
         match timer {
             Timer::PeerDeath => {
                 self.peer.liveness = Liveness::Dead;
-                for i in self.inbound.values_mut() {
-                    i.set_exact(false);
-                }
                 self.events.push_back(MirrorEvent::PeerDead);
             }
             Timer::Refresh => {
