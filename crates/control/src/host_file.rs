@@ -114,6 +114,7 @@ fn resolve_host(spec: HostSpec, file: &str, base: &Path) -> Result<HostConfig, C
     }
     let mut nodes = Vec::new();
     let mut pair: Vec<(u32, u32, IpAddr, Vec<IpAddr>)> = Vec::new();
+    let mut reaches = Vec::new();
     for (i, n) in spec.nodes.into_iter().enumerate() {
         let at = |k: &str| format!("nodes[{i}].{k}");
         let cfg_path = base.join(&n.config);
@@ -145,6 +146,12 @@ fn resolve_host(spec: HostSpec, file: &str, base: &Path) -> Result<HostConfig, C
             wan.address,
             mirror.peer_addresses.clone(),
         ));
+        let p = mirror.protocol;
+        reaches.push([
+            ("takeover_jump", p.takeover_jump),
+            ("takeover_jump_32", p.takeover_jump_32),
+            ("inbound_grace", p.inbound_grace),
+        ]);
         for (k, cmds) in [("on_failure", &n.on_failure), ("on_return", &n.on_return)] {
             if cmds.iter().any(|c| c.is_empty()) {
                 return Err(err(at(k), "an empty command".into()));
@@ -172,6 +179,18 @@ fn resolve_host(spec: HostSpec, file: &str, base: &Path) -> Result<HostConfig, C
                 "the nodes are not each other's peer: mirror node {id_a} (peer {peer_a}) and node {id_b} (peer {peer_b})"
             ),
         ));
+    }
+    // How far a lost life of either may have gone unheard is counted with
+    // the survivor's own settings: they must be the peer's too.
+    for ((key, a), (_, b)) in reaches[0].iter().zip(&reaches[1]) {
+        if a != b {
+            return Err(err(
+                "nodes".into(),
+                format!(
+                    "the nodes' mirror.{key} differ ({a} and {b}): each moves past a lost life of the other by its own, so they must be the same"
+                ),
+            ));
+        }
     }
     if addr_a == addr_b {
         return Err(err(
@@ -264,6 +283,13 @@ mod tests {
             (
                 (node("a", 1, 2, "192.0.2.1"), node("b", 2, 1, "192.0.2.1")),
                 "both nodes' unprotected ports have address 192.0.2.1",
+            ),
+            (
+                (
+                    node("a", 1, 2, "192.0.2.1"),
+                    node("b", 2, 1, "192.0.2.2") + "  inbound_grace: 0\n",
+                ),
+                "the nodes' mirror.inbound_grace differ (1024 and 0)",
             ),
         ] {
             std::fs::write(tmp.path().join("a.yaml"), a).unwrap();
