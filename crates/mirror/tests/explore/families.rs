@@ -219,6 +219,29 @@ fn fences_break_nothing() {
     );
 }
 
+/// The host fences a node's peer that is alive behind a cut link (it
+/// cannot tell isolated from dead), then the link heals: the fenced life
+/// answers again, hands SAs back and takes them over, with the far end
+/// and the attacker, drains and failbacks; with a grace and without.
+#[test]
+fn fences_of_an_isolated_peer_break_nothing() {
+    for grace in [INTERVAL, 0] {
+        let ex = Explore {
+            root: Root::Busy,
+            grace,
+            ..Explore::new(
+                &[
+                    Partition, Tick, Fence, TakeOver, Deliver, Drop, Send, FarEnd, Attack, Drain,
+                    HandBack,
+                ],
+                5,
+                300_000,
+            )
+        };
+        clean("fences of an isolated peer", ex);
+    }
+}
+
 /// Fences after takeovers, in a split brain too: the fenced node never
 /// heard its peer take its SAs over and use them before it died.
 #[test]

@@ -67,9 +67,10 @@
 //! its peer lives; killing one whose peer has not synchronised loses the
 //! pair's memory of the SAs (they would need new keys, which the model
 //! does not do), and nothing restarts after that. A fence is the host's:
-//! only once the peer is powered off (dead here) does it call
-//! `force_unleased`, which may refuse (the peer still heard, or the node
-//! not synchronised) and then changes nothing.
+//! once the peer is powered off (dead here), or cut off (alive behind a
+//! cut link: the host cannot tell an isolated node from a dead one), it
+//! calls `force_unleased`, which may refuse (the peer still heard, or the
+//! node not synchronised) and then changes nothing.
 //!
 //! **Why not `stateright`:** its `Model` wants states with `Eq` and
 //! `Debug` (a `Mirror` has neither, and its equality would have to be the

@@ -448,7 +448,8 @@ impl World {
             };
             if self.alive(1 - i) {
                 all.push(Action::Kill(i));
-            } else {
+            }
+            if !self.alive(1 - i) || self.cut {
                 all.push(Action::Fence(i));
             }
             all.push(Action::TakeOver(i));
