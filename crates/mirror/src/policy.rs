@@ -313,7 +313,7 @@ pub struct OwnedInbound {
     packets: u64,
     /// How far the bound reaches past the top now.
     ahead: u64,
-    /// Run from an exact hand-over, in the same life of the peer.
+    /// Run from an exact hand-over, the peer heard since.
     exact: bool,
     /// The highest bound this node reported or gave its worker as a
     /// limit: a bound never falls, though the rate may.
@@ -494,12 +494,11 @@ impl OwnedInbound {
         self.exact
     }
 
-    /// Marks the SA run from an exact hand-over, or no longer (the peer's
-    /// life ended unheard, restarted or fenced: it may have taken the SA
-    /// over and used numbers this node does not know of). A silence alone
-    /// does not end it: a takeover by the same life comes with a higher
-    /// generation, which this node hears before anything that life
-    /// acknowledges of the SA, and releases the SA then.
+    /// Marks the SA run from an exact hand-over, or no longer (the peer
+    /// went silent: it may have taken the SA over and used numbers this
+    /// node does not know of; its ownership record of that can be lost
+    /// for good, the SA deleted there and added again, and what it then
+    /// acknowledges is its own use: reader40's find 1).
     pub fn set_exact(&mut self, exact: bool) {
         self.exact = exact;
     }

@@ -265,7 +265,17 @@ impl Mirror {
                         continue;
                     };
                     let known = self.standby.get(spi, dir).map_or(0, |e| e.value);
-                    let mark = i.value().max(i.sent_top()).max(known);
+                    // With no grace the lost life accepted nothing past what
+                    // it stored of this node's run (a bound this node sent,
+                    // everything at and below it seen there): only what it
+                    // reported of its own runs moves the SA, not this node's
+                    // own bound, whose numbers past the top the far end may
+                    // still send (reader40's find 2).
+                    let mark = if self.cfg.inbound_grace == 0 {
+                        i.top().max(known)
+                    } else {
+                        i.value().max(i.sent_top()).max(known)
+                    };
                     let start = self.restarted_past(spi, dir, mark, LOST_LIFE_STEPS);
                     // The window's bits count from its top, the mark may be
                     // a stalled number past it.

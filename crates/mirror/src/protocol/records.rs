@@ -167,12 +167,10 @@ impl Mirror {
     /// The peer stores `lease` for an SA this node runs.
     fn ack_received(&mut self, spi: u32, dir: Direction, lease: u64) {
         let lease = match (dir, self.inbound.get(&spi)) {
-            // Run from an exact hand-over, in the same life of the peer:
-            // nobody accepted a number past its start (a peer that took it
-            // over since acknowledges none of this node's states of it), so
-            // what the peer stores above all this run sent is a bound an
-            // earlier owner reported (its rate's reach, a takeover's), not a
-            // use this node forgot.
+            // Run from an exact hand-over, the peer heard throughout: nobody
+            // accepted a number past its start, so what the peer stores
+            // above all this run sent is a bound an earlier owner reported
+            // (its rate's reach, a takeover's), not a use this node forgot.
             (Direction::Inbound, Some(i)) if i.exact() => lease.min(i.sent_top()),
             _ => lease,
         };

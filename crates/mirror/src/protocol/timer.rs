@@ -91,7 +91,20 @@ impl Mirror {
     fn fire(&mut self, timer: Timer, now_ms: u64) {
         match timer {
             Timer::PeerDeath => {
-                self.peer.liveness = Liveness::Dead;
+                for i in self.inbound.values_mut() {
+                    i.set_exact(false);
+                }
+                if self.peer.fenced_life.is_some() && self.peer.fenced_life == self.filter.epoch() {
+                    // The life this node fenced, heard again (a frame it
+                    // sent before it went, held in the network) and silent
+                    // again: the fence holds for that life, with nothing
+                    // more to move past (reader40's find 4: else nothing
+                    // fences it again, and the SAs wait for good).
+                    self.peer.liveness = Liveness::Fenced;
+                    self.lease_changed();
+                } else {
+                    self.peer.liveness = Liveness::Dead;
+                }
                 self.events.push_back(MirrorEvent::PeerDead);
             }
             Timer::Refresh => {
