@@ -235,7 +235,7 @@ fn fences_of_an_isolated_peer_break_nothing() {
                     HandBack,
                 ],
                 5,
-                300_000,
+                60_000,
             )
         };
         clean("fences of an isolated peer", ex);
@@ -339,7 +339,7 @@ fn inbound_rate_changes_break_nothing() {
         ..Explore::new(
             &[FarEnd, Tick, Kill, TakeOver, Deliver, Drop, Attack],
             6,
-            400_000,
+            150_000,
         )
     };
     clean("inbound rate changes", ex);
@@ -398,7 +398,7 @@ fn with_no_grace_unanswered_adds_break_nothing() {
                 Send, FarEnd, Attack,
             ],
             4,
-            100_000,
+            40_000,
         )
     };
     clean("no grace: unanswered adds", ex);
@@ -409,7 +409,7 @@ fn with_no_grace_unanswered_adds_break_nothing() {
 fn with_no_grace_the_full_alphabet_breaks_nothing() {
     let ex = Explore {
         grace: 0,
-        ..Explore::new(&Family::ALL, 4, 200_000)
+        ..Explore::new(&Family::ALL, 4, 50_000)
     };
     clean("no grace: full alphabet", ex);
 }
