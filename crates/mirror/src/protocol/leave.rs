@@ -85,6 +85,16 @@ pub enum LeaveRefused {
     /// Final states of a split brain the peer has not moved past.
     #[error("{0} final states wait for the peer's word")]
     Finals(usize),
+    /// SAs this life took over while the peer did not hear it, and which
+    /// were deleted before the peer confirmed the takeover: the peer may
+    /// never learn how far they ran (their one history record may have
+    /// been lost), and a goodbye would have it run them on without a
+    /// lease. Stopped as a crash, this node's next life moves the peer
+    /// past them.
+    #[error(
+        "{0} SAs taken over unheard were deleted before the peer confirmed the takeover: stop the node without a drain"
+    )]
+    UnheardRuns(usize),
 }
 
 /// The hand-overs under way and this node's goodbye.
@@ -107,6 +117,10 @@ pub(super) struct Leave {
     pub(super) answer: Option<GoodbyeKind>,
     /// This node's packet flow has failed: its frames say so.
     pub(super) flow_failed: bool,
+    /// SAs this life ran from a takeover the peer never confirmed, deleted
+    /// since ([`LeaveRefused::UnheardRuns`]); a new life of the peer,
+    /// synchronised from this node's histories, clears them.
+    pub(super) unheard_runs: BTreeSet<SaKey>,
 }
 
 /// Planned hand-overs and leaving.
@@ -294,6 +308,9 @@ impl Mirror {
         if !self.changes.finals.is_empty() {
             return Err(LeaveRefused::Finals(self.changes.finals.len()));
         }
+        if !self.leave.unheard_runs.is_empty() {
+            return Err(LeaveRefused::UnheardRuns(self.leave.unheard_runs.len()));
+        }
         self.leave.leaving = true;
         Ok(())
     }
@@ -343,10 +360,11 @@ impl Mirror {
         let runs = !(self.outbound.is_empty()
             && self.inbound.is_empty()
             && self.leave.stopping.is_empty());
-        if runs || !self.peer.alive() {
+        if runs || !self.peer.alive() || !self.leave.unheard_runs.is_empty() {
             // The peer died before a word of it went (nobody would take
-            // this node's account), or this node runs SAs again (it took
-            // some over): it does not leave, and runs on.
+            // this node's account), this node runs SAs again (it took
+            // some over), or one it took over unheard was deleted since
+            // the drain began: it does not leave, and runs on.
             self.abandon_leave();
             return None;
         }

@@ -184,6 +184,7 @@ impl Mirror {
         // learns this node's run of SAs it took over from the bulk.
         self.peer.told.clear();
         self.changes.finals.clear();
+        self.leave.unheard_runs.clear();
         self.outbox
             .due
             .retain(|d| !matches!(d, Due::Record(s) if s.copy));
