@@ -85,14 +85,15 @@ pub enum LeaveRefused {
     /// Final states of a split brain the peer has not moved past.
     #[error("{0} final states wait for the peer's word")]
     Finals(usize),
-    /// SAs this life took over while the peer did not hear it, and which
-    /// were deleted before the peer confirmed the takeover: the peer may
-    /// never learn how far they ran (their one history record may have
-    /// been lost), and a goodbye would have it run them on without a
-    /// lease. Stopped as a crash, this node's next life moves the peer
-    /// past them.
+    /// SAs this life took over whose run the peer never confirmed (no
+    /// record of this node's about them confirmed since the takeover, no
+    /// final of them run past), and whose records no longer go (deleted,
+    /// or superseded): the peer may never learn how far they ran (a
+    /// history record goes once, and may have been lost), and a goodbye
+    /// would have it run them on without a lease. Stopped as a crash,
+    /// this node's next life moves the peer past them.
     #[error(
-        "{0} SAs taken over unheard were deleted before the peer confirmed the takeover: stop the node without a drain"
+        "{0} SAs this node took over ran unconfirmed by the peer: stop the node without a drain"
     )]
     UnheardRuns(usize),
 }
@@ -117,9 +118,11 @@ pub(super) struct Leave {
     pub(super) answer: Option<GoodbyeKind>,
     /// This node's packet flow has failed: its frames say so.
     pub(super) flow_failed: bool,
-    /// SAs this life ran from a takeover the peer never confirmed, deleted
-    /// since ([`LeaveRefused::UnheardRuns`]); a new life of the peer,
-    /// synchronised from this node's histories, clears them.
+    /// SAs this life took over and whose run the peer has not confirmed
+    /// since ([`LeaveRefused::UnheardRuns`]): a confirmation of one of
+    /// this node's records of the SA, or the peer's word that it runs
+    /// past this node's final of it, clears one; a new life of the peer,
+    /// synchronised from this node's histories, clears them all.
     pub(super) unheard_runs: BTreeSet<SaKey>,
 }
 
@@ -363,8 +366,8 @@ impl Mirror {
         if runs || !self.peer.alive() || !self.leave.unheard_runs.is_empty() {
             // The peer died before a word of it went (nobody would take
             // this node's account), this node runs SAs again (it took
-            // some over), or one it took over unheard was deleted since
-            // the drain began: it does not leave, and runs on.
+            // some over, and their runs are not confirmed): it does not
+            // leave, and runs on.
             self.abandon_leave();
             return None;
         }

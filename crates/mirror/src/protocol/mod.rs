@@ -298,17 +298,7 @@ impl Mirror {
     pub fn remove_sa(&mut self, spi: u32, dir: Direction) -> bool {
         let key = (spi, dir);
         let known = self.pair.remove(&key).is_some();
-        let taken_unheard = self
-            .changes
-            .unconfirmed
-            .get(&key)
-            .is_some_and(|r| r.owner == self.cfg.node);
         if let Some(fin) = self.take_final(spi, dir) {
-            if taken_unheard {
-                // Its takeover and its run may be news to the peer for
-                // good: this life does not say goodbye (reader40's find 3).
-                self.leave.unheard_runs.insert(key);
-            }
             // Run here: the peer learns how far it went. A life of the
             // peer that started since may have been sent nothing of it
             // (a bulk listed before the delete, its state dropped by it).

@@ -155,6 +155,9 @@ impl Mirror {
             kind: OwnershipKind::Change,
         };
         self.set_owner((spi, dir), record);
+        // Until the peer confirms a record of it, this run may be news to
+        // the peer for good: no goodbye meanwhile.
+        self.leave.unheard_runs.insert((spi, dir));
         let acked = self.acknowledged(spi, dir, reach);
         self.own(spi, dir, start, acked, kept);
         self.activated(spi, dir, start, window);
@@ -234,7 +237,10 @@ impl Mirror {
                 .get(&key)
                 .is_some_and(|r| r.owner == owner && r.generation == generation)
             {
+                // The peer stored the record's bound: how far this node's
+                // run went, or may go without its acknowledgement.
                 self.changes.unconfirmed.remove(&key);
+                self.leave.unheard_runs.remove(&key);
             }
             // The peer has spoken of the SA (its bound is stored above).
             match self.pair.get_mut(&key) {

@@ -201,6 +201,7 @@ impl Mirror {
             .is_some_and(|f| value >= f.value)
         {
             self.changes.finals.remove(&(spi, dir));
+            self.leave.unheard_runs.remove(&(spi, dir));
         }
         // Not an answer to this node's query (the SA may have been deleted
         // and added again here since its final): only what the peer runs
