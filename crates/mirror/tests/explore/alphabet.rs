@@ -18,7 +18,7 @@ pub(crate) enum Family {
     /// One millisecond passes: timeouts, heartbeats, refreshes.
     Tick,
     /// The mirror link is cut or heals (with both nodes alive: a split
-    /// brain once each declares the other dead).
+    /// brain once each declares the other dead), or heals one way first.
     Partition,
     /// A node dies.
     Kill,
@@ -133,6 +133,9 @@ pub(crate) enum Action {
     Tick,
     Cut,
     Heal,
+    /// A cut link heals one way: node `i`'s frames reach its peer again,
+    /// its peer's are still lost.
+    HealFrom(usize),
     Kill(usize),
     Restart(usize),
     TakeOver(usize),
@@ -165,7 +168,7 @@ impl Action {
             Action::Duplicate { .. } => Family::Duplicate,
             Action::Replay { .. } => Family::Replay,
             Action::Tick => Family::Tick,
-            Action::Cut | Action::Heal => Family::Partition,
+            Action::Cut | Action::Heal | Action::HealFrom(_) => Family::Partition,
             Action::Kill(_) => Family::Kill,
             Action::Restart(_) => Family::Restart,
             Action::TakeOver(_) => Family::TakeOver,
@@ -208,6 +211,7 @@ impl fmt::Display for Action {
             Action::Tick => f.write_str("tick"),
             Action::Cut => f.write_str("cut the link"),
             Action::Heal => f.write_str("heal the link"),
+            Action::HealFrom(i) => write!(f, "heal the link {} only", way(i)),
             Action::Kill(i) => write!(f, "kill {}", NAMES[i]),
             Action::Restart(i) => write!(f, "restart {}", NAMES[i]),
             Action::TakeOver(i) => write!(f, "{} take_over", NAMES[i]),

@@ -706,6 +706,25 @@ fn reader32_drains_after_a_split_brain_break_nothing() {
     clean("reader32 drains after a split brain", ex);
 }
 
+/// reader41: a split brain healed one way first, the taker's hand-back
+/// and the delete of what it took unheard by the owner, then its drain:
+/// its goodbye (refused) or anything else, and the owner's far end
+/// sending on what the taker accepted.
+#[test]
+fn reader41_a_goodbye_after_a_one_way_heal_breaks_nothing() {
+    let ex = Explore {
+        root: Root::HalfHealed,
+        ..Explore::new(
+            &[
+                Drain, Deliver, Drop, Tick, Send, FarEnd, Partition, Kill, Fence,
+            ],
+            5,
+            200_000,
+        )
+    };
+    clean("reader41 a goodbye after a one-way heal", ex);
+}
+
 /// reader32: the goodbye pending while the host removes, adds and
 /// rekeys SAs on either node, with takeovers and fences.
 #[test]

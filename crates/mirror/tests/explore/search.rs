@@ -93,6 +93,8 @@ pub(crate) enum Root {
     Split,
     /// [`World::streaming`].
     Streaming,
+    /// [`World::half_healed`].
+    HalfHealed,
 }
 
 impl Root {
@@ -108,6 +110,7 @@ impl Root {
             Root::Stopped => World::stopped(),
             Root::Split => World::split(),
             Root::Streaming => World::streaming(),
+            Root::HalfHealed => World::half_healed(),
         }
     }
 }

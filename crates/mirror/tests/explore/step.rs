@@ -63,7 +63,7 @@ impl World {
             }
             let f = Frame::new(f);
             archive[i].push_back(f.clone());
-            if !*cut && link[i].len() < caps.link {
+            if !cut[i] && link[i].len() < caps.link {
                 link[i].push(f);
             }
         }
@@ -312,8 +312,9 @@ impl World {
                 self.receive(1 - from, &f.bytes);
             }
             Action::Tick => self.tick(),
-            Action::Cut => self.cut = true,
-            Action::Heal => self.cut = false,
+            Action::Cut => self.cut = [true; 2],
+            Action::Heal => self.cut = [false; 2],
+            Action::HealFrom(i) => self.cut[i] = false,
             Action::Kill(i) => self.kill(i),
             Action::Restart(i) => self.restart(i),
             Action::TakeOver(i) => {
@@ -433,7 +434,11 @@ impl World {
             }
         }
         all.push(Action::Tick);
-        all.push(if self.cut { Action::Heal } else { Action::Cut });
+        match self.cut {
+            [false, false] => all.push(Action::Cut),
+            [true, true] => all.extend([Action::Heal, Action::HealFrom(0), Action::HealFrom(1)]),
+            _ => all.push(Action::Heal),
+        }
         all
     }
 
@@ -449,7 +454,7 @@ impl World {
             if self.alive(1 - i) {
                 all.push(Action::Kill(i));
             }
-            if !self.alive(1 - i) || self.cut {
+            if !self.alive(1 - i) || self.cut_any() {
                 all.push(Action::Fence(i));
             }
             all.push(Action::TakeOver(i));
@@ -551,7 +556,7 @@ impl World {
         if let Some(s) = (0..2).find(|&i| self.alive(i) && !self.alive(1 - i)) {
             return self.check_survivor(s);
         }
-        if self.cut || !(self.alive(0) && self.alive(1)) {
+        if self.cut_any() || !(self.alive(0) && self.alive(1)) {
             return Ok(());
         }
         let mut w = self.clone();
@@ -700,7 +705,12 @@ impl World {
         format!(
             "t={} {}{}\n        {}\n        {}\n        link A→B {} B→A {}",
             self.now,
-            if self.cut { "link cut " } else { "" },
+            match self.cut {
+                [true, true] => "link cut ",
+                [true, false] => "link cut A→B ",
+                [false, true] => "link cut B→A ",
+                _ => "",
+            },
             if self.amnesia { "amnesia" } else { "" },
             nodes[0],
             nodes[1],

@@ -494,8 +494,9 @@ impl Caps {
 pub(crate) struct World {
     pub(crate) nodes: [Node; 2],
     pub(crate) now: u64,
-    /// The mirror link is cut: frames sent are lost.
-    pub(crate) cut: bool,
+    /// The mirror link is cut for the frames each node sends: they are
+    /// lost.
+    pub(crate) cut: [bool; 2],
     /// Both nodes' memory of the SAs was lost at once (a node died while
     /// its peer had not synchronised): the SAs need new keys, which the
     /// model does not do, so nothing restarts any more. A node still
@@ -534,7 +535,7 @@ impl World {
                 life: Some(Life::boot(i, 1, 0)),
             }),
             now: 0,
-            cut: false,
+            cut: [false; 2],
             amnesia: false,
             link: [Vec::new(), Vec::new()],
             archive: [VecDeque::new(), VecDeque::new()],
@@ -742,8 +743,52 @@ impl World {
         w
     }
 
+    /// reader41: B took A's SAs over behind a cut link and ran them (the
+    /// far end sending to it); the link healed B's way first (B hears A,
+    /// A does not hear B), B handed them back and its host deleted them
+    /// there, all unheard by A; then the link healed, and B stopped its
+    /// own SAs and handed them over for a drain. Its goodbye is next.
+    pub(crate) fn half_healed() -> World {
+        let mut w = World::busy();
+        w.apply(Action::Cut).expect("a cut");
+        for _ in 0..SETTLE_TICKS {
+            w.tick();
+        }
+        w.apply(Action::TakeOver(1)).expect("a takeover");
+        for a in [
+            Action::Send(1, OUT_A, Burst::Long),
+            Action::FarSend(1, IN_A, Burst::Long),
+        ] {
+            let _ = w.apply(a);
+        }
+        w.apply(Action::HealFrom(0)).expect("a heal one way");
+        for _ in 0..SETTLE_TICKS {
+            w.tick();
+            w.exchange();
+        }
+        let b = &w.life(1).expect("alive").mirror;
+        assert!(b.peer_alive() && b.peer_synced(), "B hears A");
+        w.apply(Action::HandBack(1)).expect("a hand-back");
+        w.apply(Action::RemoveSa(1, IN_A)).expect("a delete");
+        w.apply(Action::RemoveSa(1, OUT_A)).expect("a delete");
+        w.apply(Action::Heal).expect("a heal");
+        for _ in 0..SETTLE_TICKS {
+            w.tick();
+            w.exchange();
+        }
+        w.apply(Action::Stop(1, Handing::All)).expect("a stop");
+        w.apply(Action::HandOverStopped(1)).expect("a hand-over");
+        w.exchange();
+        w
+    }
+
     pub(crate) fn life(&self, i: usize) -> Option<&Life> {
         self.nodes[i].life.as_ref()
+    }
+
+    /// Whether the link is cut either way.
+    pub(crate) fn cut_any(&self) -> bool {
+        self.cut.contains(&true)
     }
 
     pub(crate) fn alive(&self, i: usize) -> bool {
