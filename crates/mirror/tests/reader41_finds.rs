@@ -349,3 +349,30 @@ fn an_outbound_takers_failback_over_a_one_way_link_then_delete_sends_no_number_t
     );
     assert_eq!(left, Err(LeaveRefused::UnheardRuns(1)));
 }
+
+/// Probe (passes): the price stays where it was. Both nodes took the
+/// other's SAs over behind a cut link; it heals B's way first, B hands A's
+/// SAs back (unheard), then the link heals and A fails B's back: with no
+/// delete, A confirms B's resent hand-back, which clears B's unconfirmed
+/// runs, and B drains.
+#[test]
+fn probe_a_split_brain_healed_one_way_without_a_delete_lets_the_taker_drain() {
+    let (mut a, mut b) = (node(A, 1, 0), node(B, 2, 0));
+    let mut t = settle(&mut a, &mut b, 0);
+    t = accepts_up_to(&mut a, &mut b, IN_A, t, (0, 230), &[u64::MAX; 2]);
+    alone(&mut a, t, t + 100);
+    alone(&mut b, t, t + 100);
+    assert!(a.take_over() >= 1);
+    assert!(b.take_over() >= 1);
+    t = one_way(&mut a, &mut b, t + 110, 3);
+    assert!(b.peer_alive() && !a.peer_alive());
+    assert!(b.hand_back() >= 1);
+    t = one_way(&mut a, &mut b, t, 3);
+    t = settle(&mut a, &mut b, t);
+    assert!(a.hand_back() >= 1);
+    t = settle(&mut a, &mut b, t);
+    hand_everything_over(&mut b, |_, _| 0);
+    settle(&mut a, &mut b, t);
+    assert!(a.owns(IN_A, IN));
+    assert_eq!(b.leave(), Ok(()));
+}

@@ -156,8 +156,11 @@ impl Mirror {
         };
         self.set_owner((spi, dir), record);
         // Until the peer confirms a record of it, this run may be news to
-        // the peer for good: no goodbye meanwhile.
+        // the peer for good: no goodbye meanwhile. A final of an earlier
+        // run here is superseded (its `Past`, late, would say nothing of
+        // this run).
         self.leave.unheard_runs.insert((spi, dir));
+        self.changes.finals.remove(&(spi, dir));
         let acked = self.acknowledged(spi, dir, reach);
         self.own(spi, dir, start, acked, kept);
         self.activated(spi, dir, start, window);
