@@ -18,7 +18,8 @@ use crossbeam_queue::ArrayQueue;
 use espgate_esp::{Direction, SaEvent};
 use espgate_io::QueueStats;
 use espgate_mirror::{
-    FenceRefused, Mirror, MirrorEvent, MirrorStats, PairSaView, Reject, RejectCounters, SaOverrides,
+    FenceRefused, LeaveRefused, Mirror, MirrorEvent, MirrorStats, PairSaView, Reject,
+    RejectCounters, SaOverrides,
 };
 use espgate_wire::ethernet::MacAddr;
 
@@ -331,7 +332,7 @@ pub enum HandBackRefused {
 }
 
 /// Why this node could not hand everything over and leave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DrainRefused {
     /// The peer is not heard.
     #[error("the peer is not heard: nobody would take the SAs")]
@@ -357,10 +358,15 @@ pub enum DrainRefused {
         "the peer went silent, or SAs came back here, before the goodbye went: this node runs on"
     )]
     Abandoned,
-    /// Not done in time (SAs not handed over): the node runs what it
-    /// still has.
-    #[error("not done in {0} ms: this node runs what it still has")]
-    TimedOut(u64),
+    /// Not done in time (SAs not handed over, or the goodbye refused):
+    /// the node runs what it still has.
+    #[error("not done in {ms} ms ({waiting}): this node runs what it still has")]
+    TimedOut {
+        /// The drain's time limit.
+        ms: u64,
+        /// What the drain waited for last.
+        waiting: String,
+    },
     /// The goodbye went out and no answer came: this node runs nothing
     /// more (the peer may have taken the goodbye in) and must stop.
     #[error("the goodbye went out and the peer's answer did not come: this node runs nothing more")]
@@ -599,6 +605,8 @@ struct Draining {
     deadline: u64,
     sas: usize,
     goodbye: bool,
+    /// What the drain waits for, as last seen.
+    waiting: String,
 }
 
 /// An SA stopped for an exact hand-over.
@@ -1231,6 +1239,7 @@ impl Running {
             deadline: self.now() + DRAIN_WAIT_MS,
             sas,
             goodbye: false,
+            waiting: "its SAs' hand-overs".to_string(),
         });
     }
 
@@ -1244,7 +1253,10 @@ impl Running {
             let why = if self.task.mirror.gone() {
                 DrainRefused::Unanswered
             } else {
-                DrainRefused::TimedOut(DRAIN_WAIT_MS)
+                DrainRefused::TimedOut {
+                    ms: DRAIN_WAIT_MS,
+                    waiting: d.waiting,
+                }
             };
             let _ = d.reply.send(Err(why));
             return;
@@ -1253,16 +1265,32 @@ impl Running {
             return;
         }
         let again = self.running_unstopped();
-        if !again.is_empty() {
+        let waiting = if !again.is_empty() {
+            let waiting = format!("{} SAs run here again", again.len());
             if self.task.mirror.peer_synced() {
                 self.stop_for_hand_over(again);
             }
-            return;
-        }
-        if self.stops.is_empty() && self.task.mirror.leave().is_ok() {
-            if let Some(d) = &mut self.draining {
-                d.goodbye = true;
+            waiting
+        } else if !self.stops.is_empty() {
+            format!("{} SAs stopped for their hand-over", self.stops.len())
+        } else {
+            match self.task.mirror.leave() {
+                Ok(()) => String::new(),
+                Err(e @ LeaveRefused::UnheardRuns(_)) => {
+                    let spis: Vec<String> = self
+                        .task
+                        .mirror
+                        .unheard_runs()
+                        .map(|(spi, dir)| format!("{dir} {spi:#010x}"))
+                        .collect();
+                    format!("the goodbye: {e}: {}", spis.join(", "))
+                }
+                Err(e) => format!("the goodbye: {e}"),
             }
+        };
+        if let Some(d) = &mut self.draining {
+            d.goodbye = waiting.is_empty();
+            d.waiting = waiting;
         }
     }
 

@@ -318,6 +318,12 @@ impl Mirror {
         Ok(())
     }
 
+    /// The SAs whose runs here the peer has not confirmed
+    /// ([`LeaveRefused::UnheardRuns`]).
+    pub fn unheard_runs(&self) -> impl Iterator<Item = (u32, Direction)> + '_ {
+        self.leave.unheard_runs.iter().copied()
+    }
+
     /// Whether the peer heard this node's goodbye: it holds everything,
     /// and the node may stop.
     pub fn left(&self) -> bool {
