@@ -13,9 +13,6 @@ use espgate_io::link::LinkProbe;
 
 use crate::worker::Shared;
 
-/// How often the links are read.
-pub const POLL_MS: u64 = 20;
-
 /// When a link's state counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkWatch {
@@ -26,8 +23,9 @@ pub struct LinkWatch {
 }
 
 impl LinkWatch {
-    /// How often a tracked next hop is probed: four times in `down_ms`
-    /// (every 5 ms at most).
+    /// How often a tracked next hop is probed, and the links are read:
+    /// four times in `down_ms` (every 5 ms at most), so a failure is told
+    /// at most a quarter of `down_ms` late.
     pub fn probe_ms(&self) -> u64 {
         (self.down_ms / 4).max(5)
     }
@@ -92,13 +90,13 @@ impl FlowWatch {
         self.failed.as_deref()
     }
 
-    /// Reads the links (every [`POLL_MS`]) at `now` (ms); the change it
-    /// makes to the flow's state, if any.
+    /// Reads the links (every [`LinkWatch::probe_ms`]) at `now` (ms); the
+    /// change it makes to the flow's state, if any.
     pub fn poll(&mut self, now: u64) -> Option<FlowChange> {
         if self.watch.down_ms == 0 || self.probes.is_empty() || now < self.next_poll {
             return None;
         }
-        self.next_poll = now + POLL_MS;
+        self.next_poll = now + self.watch.probe_ms();
         let down = self
             .probes
             .iter_mut()
@@ -235,10 +233,11 @@ mod tests {
         (w, lan_up)
     }
 
-    /// Polls every 20 ms from `from` to `to`; the changes with their time.
+    /// Polls every 5 ms from `from` to `to` (the links are read every
+    /// 25 ms of it); the changes with their time.
     fn run(w: &mut FlowWatch, from: u64, to: u64) -> Vec<(u64, FlowChange)> {
         (from..=to)
-            .step_by(POLL_MS as usize)
+            .step_by(5)
             .filter_map(|t| w.poll(t).map(|c| (t, c)))
             .collect()
     }
@@ -247,12 +246,13 @@ mod tests {
     fn a_link_down_fails_the_flow_after_down_ms_and_up_restores_it_after_up_ms() {
         let (mut w, lan) = watch();
         assert!(run(&mut w, 0, 500).is_empty());
+        // Down from 520: read down at 525, failed down_ms later.
         lan.store(false, Ordering::Release);
         let c = run(&mut w, 520, 1000);
         assert_eq!(
             c,
             vec![(
-                620,
+                625,
                 FlowChange::Failed {
                     port: "lan".into(),
                     next_hop: None
@@ -262,7 +262,7 @@ mod tests {
         assert_eq!(w.failed(), Some("lan"));
         lan.store(true, Ordering::Release);
         let c = run(&mut w, 1020, 3000);
-        assert_eq!(c, vec![(2020, FlowChange::Works)]);
+        assert_eq!(c, vec![(2025, FlowChange::Works)]);
         assert_eq!(w.failed(), None);
     }
 
@@ -352,7 +352,7 @@ mod tests {
             answer();
             silent = now();
             assert_eq!(w.poll(silent), None);
-            std::thread::sleep(std::time::Duration::from_millis(POLL_MS));
+            std::thread::sleep(std::time::Duration::from_millis(watch.probe_ms()));
         }
         // Silent: down after 50 ms unheard, failed 100 ms later.
         let change = loop {
