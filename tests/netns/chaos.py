@@ -17,7 +17,9 @@ after a restart (the restarted node's file predates the add: the host
 adds it again), replay recorded mirror frames of earlier lives into a
 restarting node, crash-loop a node (killed again before or right after
 it syncs), restart a node with its clock an hour behind (libfaketime),
-cut the power of both at once (their state directories kept), restart
+cut the power of both at once (their state directories kept), cut the
+mirror link and heal it one way first (the victim hears its peer, not
+the reverse) while its failback, an SA change and its drain come, restart
 both one after the other as a maintenance window does (each stopped
 gracefully or killed, the second once the first has synchronised), or
 have the host processor (`espgate host`) manage a node's failure and
@@ -98,7 +100,8 @@ REPO = HERE.parents[1]
 ACTIONS = ["kill", "kill_delayed", "restart", "cut", "loss", "replay", "reorder", "padded", "second",
            "fence_refused", "fence_isolated", "sa_change_cut", "sa_change_restart", "mirror_replay",
            "crash_loop", "clock_back", "power_loss", "rolling_restart", "host_restart", "ike_host",
-           "drain", "drain_killed", "link_down", "next_hop_silent", "worker_stall", "kill_low_rate"]
+           "drain", "drain_killed", "link_down", "next_hop_silent", "worker_stall", "kill_low_rate",
+           "cut_one_way"]
 
 
 def extra_sas(gen):
@@ -325,7 +328,7 @@ class Chaos:
         other = "b" if victim == "a" else "a"
         needs_peer = ("kill", "kill_delayed", "restart", "fence_isolated", "sa_change_restart", "mirror_replay",
                       "crash_loop", "clock_back", "rolling_restart", "host_restart", "ike_host", "drain",
-                      "drain_killed", "kill_low_rate")
+                      "drain_killed", "kill_low_rate", "cut_one_way")
         if action in needs_peer and not self.healthy(other):
             action = "loss"
         if action in ("kill", "kill_delayed"):
@@ -419,6 +422,8 @@ class Chaos:
             assert a.get("ok") is True, f"a fence of {other} after {victim}'s death was refused: {a}"
             time.sleep(self.rng.uniform(0.2, 1.0))
             self.start(victim)
+        elif action == "cut_one_way":
+            self.cut_one_way(victim)
         elif action == "sa_change_cut":
             self.p.cut(True)
             time.sleep(self.rng.uniform(0.1, 0.5))
@@ -648,6 +653,44 @@ class Chaos:
         assert ((spi, "outbound") in held["a"]) == self.extra, f"{spi:#x} extra={self.extra}: {held}"
         self.topo.stop(host)
 
+    def cut_one_way(self, victim):
+        """A split brain that heals one way first: the mirror link cut
+        until each node took the other's SAs over, then only the victim's
+        frames still lost (it hears its peer, which does not hear it)
+        while its automatic failback, the host's SA change (now and then)
+        and its drain may come, then whole. A failback or drain the peer
+        never heard, of SAs taken over unheard, must not let the victim
+        say goodbye: the peer would run them on past nothing it knows."""
+        self.p.cut(True)
+        time.sleep(self.rng.uniform(0.3, 1.5))
+        self.mute(victim)
+        try:
+            self.p.cut(False)
+            time.sleep(self.rng.uniform(0.2, 1.0))
+            if self.rng.random() < 0.5:
+                self.sa_change()
+            time.sleep(self.rng.uniform(0.0, 0.5))
+        finally:
+            self.mute(None)
+        time.sleep(self.rng.uniform(0.1, 0.5))
+        d = subprocess.run([self.espgate, "drain", "--control", str(self.sock[victim])],
+                           capture_output=True, text=True, timeout=30)
+        if d.returncode == 0:
+            assert self.p.procs[victim].wait(timeout=10) == 0, f"{victim} did not stop after its drain"
+            self.start(victim)
+        else:
+            self.drains_refused += 1
+
+    def mute(self, node):
+        """The mirror switch drops every frame `node` sends (none: lifted)."""
+        self.topo.run(self.p.sw, "nft", "delete", "table", "netdev", "mirrormute", check=False)
+        if node:
+            dev = f"m-{node}"
+            self.topo.run(self.p.sw, "nft", "add", "table", "netdev", "mirrormute")
+            self.topo.run(self.p.sw, "nft", "add", "chain", "netdev", "mirrormute", dev,
+                          f"{{ type filter hook ingress device {dev} priority 0; }}")
+            self.topo.run(self.p.sw, "nft", "add", "rule", "netdev", "mirrormute", dev, "drop")
+
     def sa_change(self):
         """The host adds the run-time SAs to both nodes, or deletes them
         (each request until the node answers it: one just started may not
@@ -843,6 +886,7 @@ class Chaos:
             "seconds": round(elapsed),
             "node lives": dict(self.lives),
             "takeovers": took,
+            "drains refused (the node ran on)": self.drains_refused,
             "ESP frames from the pair": len(sent),
             "ESP frames from r / r encrypted": f"{from_r} / {r_encrypted}",
             "nonces used twice": len(reused),
