@@ -3,89 +3,10 @@
 
 mod pair;
 
-use espgate_mirror::{Mirror, MirrorConfig};
 use espgate_wire::Direction;
 use pair::*;
 
 const IN: Direction = Direction::Inbound;
-
-/// `m`'s worker of IN_A, its window top `top`, wants every number up to
-/// `to` in steps of 40 as the ESP core does (a stall past the limit, the
-/// pair settled, then the step accepted and reported), following any
-/// activation the mirror makes meanwhile. Returns the numbers it
-/// accepted, its top and the time; stops early if the SA is stuck.
-fn worker_takes(
-    m: &mut Mirror,
-    peer: &mut Mirror,
-    mut top: u64,
-    to: u64,
-    mut t: u64,
-) -> (Vec<u64>, u64, u64) {
-    let mut took = Vec::new();
-    while top < to {
-        let step = (top + 40).min(to);
-        if m.inbound_limit(IN_A).unwrap_or(0) <= step {
-            m.inbound_stalled(IN_A, step);
-            t = settle(m, peer, t);
-        }
-        if let Some((start, _)) = last_start(&events(m), IN_A, IN) {
-            // Restarted: everything at and below the start is seen.
-            top = top.max(start);
-            if top >= step {
-                continue;
-            }
-        }
-        let limit = m.inbound_limit(IN_A).unwrap_or(0);
-        if limit <= top + 1 {
-            break;
-        }
-        let next = step.min(limit - 1);
-        took.extend(top + 1..=next);
-        top = next;
-        m.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
-        t = settle(m, peer, t);
-    }
-    (took, top, t)
-}
-
-/// A's worker of IN_A runs alone (no peer heard) from `top` up to `to`:
-/// each step a stall, then the step accepted as far as the limit allows.
-/// Returns the numbers accepted and the top.
-fn alone_takes(m: &mut Mirror, mut top: u64, to: u64, t: u64) -> (Vec<u64>, u64) {
-    let mut took = Vec::new();
-    while top < to {
-        let step = (top + 40).min(to);
-        m.inbound_stalled(IN_A, step);
-        let limit = m.inbound_limit(IN_A).unwrap_or(0);
-        if limit <= top + 1 {
-            break;
-        }
-        let next = step.min(limit - 1);
-        took.extend(top + 1..=next);
-        top = next;
-        m.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
-        alone(m, t, t);
-    }
-    (took, top)
-}
-
-/// The numbers of `a` that are also in `b`.
-/// A node of a pair whose host fences after every takeover:
-/// `inbound_grace: 0`.
-fn graceless(me: u32, epoch: u64, now: u64) -> Mirror {
-    node_from(
-        MirrorConfig {
-            inbound_grace: 0,
-            ..cfg(me)
-        },
-        epoch,
-        now,
-    )
-}
-
-fn common(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().copied().filter(|x| b.contains(x)).collect()
-}
 
 /// Find 1 (promise 2, replay accepted; new with 0893571). A runs IN_A up
 /// to 230. The link is cut both ways (both alive): B takes IN_A over at
@@ -128,7 +49,7 @@ fn an_exact_failback_racing_the_fenced_owners_final_accepts_its_run_again() {
     let (start_a, _) = last_start(&events(&mut a), IN_A, IN).expect("A moved IN_A");
     assert!(start_a > s);
     t += 110;
-    let (run, top_a) = alone_takes(&mut a, start_a, start_a + 120, t);
+    let (run, top_a) = alone_takes(&mut a, start_a, start_a + 120, t, 40);
     assert!(!run.is_empty(), "A's fenced worker accepts a run");
     t += 20;
     // The heal: A's frames of this moment held; B's delivered to A first.
@@ -149,7 +70,7 @@ fn an_exact_failback_racing_the_fenced_owners_final_accepts_its_run_again() {
     let (back, _) = last_start(&events(&mut a), IN_A, IN).expect("A runs IN_A");
     assert!(back >= s);
     // A's worker goes on from there as far as A's fenced run went.
-    let (took, _, _) = worker_takes(&mut a, &mut b, back, top_a, t);
+    let (took, _, _) = worker_takes(&mut a, &mut b, back, top_a, t, 40);
     let twice = common(&run, &took);
     assert!(
         twice.is_empty(),
@@ -275,7 +196,7 @@ fn probe_a_one_way_cut_under_an_exact_holder_accepts_nothing_twice() {
     t = settle(&mut a, &mut b, t);
     assert!(b.owns(IN_A, IN));
     events(&mut b);
-    let (took_b, top_b, t2) = worker_takes(&mut b, &mut a, 4000, 4030, t);
+    let (took_b, top_b, t2) = worker_takes(&mut b, &mut a, 4000, 4030, t, 40);
     t = t2;
     assert!(!took_b.is_empty() && top_b > 4000);
     // One way: A's frames reach B, B's are lost.
@@ -349,9 +270,9 @@ fn a_blip_after_an_exact_failback_refuses_at_most_the_old_bound() {
     assert!(a.peer_alive() && a.owns(IN_A, IN));
     // A's worker wants the next packets: those up to the old bound are
     // refused, none past it.
-    let (took, top, t) = worker_takes(&mut a, &mut b, 4000, 4020, t);
+    let (took, top, t) = worker_takes(&mut a, &mut b, 4000, 4020, t, 40);
     assert!(took.is_empty(), "refused up to the old bound {stored}");
-    let (took, _, _) = worker_takes(&mut a, &mut b, top, stored + 20, t);
+    let (took, _, _) = worker_takes(&mut a, &mut b, top, stored + 20, t, 40);
     assert_eq!(
         took,
         (stored + 1..=stored + 20).collect::<Vec<_>>(),
@@ -388,7 +309,7 @@ fn probe_exact_hand_overs_back_and_forth_then_the_holders_death() {
         t = settle(from, to, t);
         assert!(to.owns(IN_A, IN));
         assert_eq!(starts_in(&events(to), IN_A, IN), vec![top], "exact");
-        let (took, now_top, t2) = worker_takes(to, from, top, top + 10, t);
+        let (took, now_top, t2) = worker_takes(to, from, top, top + 10, t, 40);
         assert_eq!(took, (top + 1..=top + 10).collect::<Vec<_>>());
         all.extend(took);
         top = now_top;
@@ -425,7 +346,7 @@ fn probe_bounds_counted_for_a_fenced_peers_next_life_bound_its_takeover() {
     a.force_unleased().expect("fenced");
     t += 110;
     let (start, _) = last_start(&events(&mut a), IN_A, IN).expect("A moved IN_A");
-    let (_, top) = alone_takes(&mut a, start, start + 150, t);
+    let (_, top) = alone_takes(&mut a, start, start + 150, t, 40);
     let mut b2 = node(B, 5, t + 10);
     // B2's first frames: A hears it before anything else.
     deliver(&mut b2, &mut a, t + 10);
@@ -436,7 +357,7 @@ fn probe_bounds_counted_for_a_fenced_peers_next_life_bound_its_takeover() {
     t = settle(&mut a, &mut b2, t + 10);
     assert!(b2.synced());
     events(&mut a);
-    let (_, top, t2) = worker_takes(&mut a, &mut b2, top, top + 100, t);
+    let (_, top, t2) = worker_takes(&mut a, &mut b2, top, top + 100, t, 40);
     let held = a.inbound_limit(IN_A).unwrap() - 1;
     t = t2;
     drop(a);

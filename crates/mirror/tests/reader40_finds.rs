@@ -5,86 +5,11 @@
 
 mod pair;
 
-use espgate_mirror::{LeaveRefused, Mirror, MirrorConfig};
+use espgate_mirror::LeaveRefused;
 use espgate_wire::Direction;
 use pair::*;
 
 const IN: Direction = Direction::Inbound;
-
-/// A node of a pair whose host fences after every takeover:
-/// `inbound_grace: 0`.
-#[allow(dead_code)]
-fn graceless(me: u32, epoch: u64, now: u64) -> Mirror {
-    node_from(
-        MirrorConfig {
-            inbound_grace: 0,
-            ..cfg(me)
-        },
-        epoch,
-        now,
-    )
-}
-
-/// `m`'s worker of IN_A, its window top `top`, wants every number up to
-/// `to` in steps of 20 (a stall past the limit, the pair settled, then
-/// the step accepted as far as the limit allows and reported). Returns
-/// the numbers it accepted, its top and the time; stops if stuck.
-fn worker_takes(
-    m: &mut Mirror,
-    peer: &mut Mirror,
-    mut top: u64,
-    to: u64,
-    mut t: u64,
-) -> (Vec<u64>, u64, u64) {
-    let mut took = Vec::new();
-    while top < to {
-        let step = (top + 20).min(to);
-        if m.inbound_limit(IN_A).unwrap_or(0) <= step {
-            m.inbound_stalled(IN_A, step);
-            t = settle(m, peer, t);
-        }
-        if let Some((start, _)) = last_start(&events(m), IN_A, IN) {
-            top = top.max(start);
-            if top >= step {
-                continue;
-            }
-        }
-        let limit = m.inbound_limit(IN_A).unwrap_or(0);
-        if limit <= top + 1 {
-            break;
-        }
-        let next = step.min(limit - 1);
-        took.extend(top + 1..=next);
-        top = next;
-        m.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
-        t = settle(m, peer, t);
-    }
-    (took, top, t)
-}
-
-/// `m`'s worker of IN_A runs with no peer heard from `top` up to `to`:
-/// each step a stall, then the step accepted as far as the limit allows.
-fn alone_takes(m: &mut Mirror, mut top: u64, to: u64, t: u64) -> (Vec<u64>, u64) {
-    let mut took = Vec::new();
-    while top < to {
-        let step = (top + 20).min(to);
-        m.inbound_stalled(IN_A, step);
-        let limit = m.inbound_limit(IN_A).unwrap_or(0);
-        if limit <= top + 1 {
-            break;
-        }
-        let next = step.min(limit - 1);
-        took.extend(top + 1..=next);
-        top = next;
-        m.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
-        alone(m, t, t);
-    }
-    (took, top)
-}
-
-fn common(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().copied().filter(|x| b.contains(x)).collect()
-}
 
 /// Find 1 (promise 2, replay accepted; new with e1d7ea9, which keeps an
 /// exact run's acknowledgement cap across a silence). A runs IN_A to
@@ -132,7 +57,7 @@ fn a_takers_delete_and_add_during_an_exact_runs_silence_lets_its_run_be_accepted
     assert!(b.take_over() >= 1);
     let (s, _) = last_start(&events(&mut b), IN_A, IN).expect("B runs IN_A");
     t += 110;
-    let (run, _) = alone_takes(&mut b, s, s + 200, t);
+    let (run, _) = alone_takes(&mut b, s, s + 200, t, 20);
     assert!(
         !run.is_empty(),
         "B's takeover from a silent A accepts its grace"
@@ -150,7 +75,7 @@ fn a_takers_delete_and_add_during_an_exact_runs_silence_lets_its_run_be_accepted
     t = settle(&mut a, &mut b, t);
     // A's worker goes on from its top, 230, as far as B's run went.
     let top_b = *run.last().unwrap();
-    let (took, _, _) = worker_takes(&mut a, &mut b, 230, top_b, t);
+    let (took, _, _) = worker_takes(&mut a, &mut b, 230, top_b, t, 20);
     let twice = common(&run, &took);
     assert!(
         twice.is_empty(),
@@ -253,12 +178,12 @@ fn probe_a_heard_takeover_then_a_cut_accepts_nothing_twice() {
     assert!(b.take_over() >= 1);
     let (s, _) = last_start(&events(&mut b), IN_A, IN).expect("B runs IN_A");
     alone(&mut b, t, t + 100);
-    let (run_a, _) = alone_takes(&mut a, 230, 400, t);
+    let (run_a, _) = alone_takes(&mut a, 230, 400, t, 20);
     alone(&mut a, t, t + 100);
     assert!(a.owns(IN_A, IN));
     b.force_unleased().expect("B's host fences A");
     let start = last_start(&events(&mut b), IN_A, IN).map_or(s, |x| x.0);
-    let (run_b, _) = alone_takes(&mut b, start, start + 100, t + 110);
+    let (run_b, _) = alone_takes(&mut b, start, start + 100, t + 110, 20);
     assert!(!run_b.is_empty());
     assert!(common(&run_a, &run_b).is_empty());
     let t = settle(&mut a, &mut b, t + 200);
@@ -294,7 +219,7 @@ fn a_takers_delete_and_goodbye_after_a_cut_lets_its_run_be_accepted_again() {
     assert!(b.take_over() >= 1);
     let (s, _) = last_start(&events(&mut b), IN_A, IN).expect("B runs IN_A");
     t += 110;
-    let (run, _) = alone_takes(&mut b, s, s + 200, t);
+    let (run, _) = alone_takes(&mut b, s, s + 200, t, 20);
     assert!(
         !run.is_empty(),
         "B's takeover from a silent A accepts its grace"
@@ -317,7 +242,7 @@ fn a_takers_delete_and_goodbye_after_a_cut_lets_its_run_be_accepted_again() {
     t = settle(&mut a, &mut b2, t + 10);
     assert!(b2.synced() && a.owns(IN_A, IN));
     let top_b = *run.last().unwrap();
-    let (took, _, _) = worker_takes(&mut a, &mut b2, 230, top_b + 40, t);
+    let (took, _, _) = worker_takes(&mut a, &mut b2, 230, top_b + 40, t, 20);
     let twice = common(&run, &took);
     assert!(
         twice.is_empty(),
@@ -360,7 +285,7 @@ fn with_no_grace_a_takers_delete_and_add_after_its_fence_lets_its_run_be_accepte
     b.force_unleased().expect("B's host fences A");
     let (s, _) = last_start(&events(&mut b), IN_A, IN).expect("B runs IN_A");
     t += 110;
-    let (run, _) = alone_takes(&mut b, s, s + 200, t);
+    let (run, _) = alone_takes(&mut b, s, s + 200, t, 20);
     assert!(!run.is_empty(), "B, fenced from A, runs IN_A");
     assert!(b.remove_sa(IN_A, IN));
     alone(&mut b, t + 10, t + 30);
@@ -370,7 +295,7 @@ fn with_no_grace_a_takers_delete_and_add_after_its_fence_lets_its_run_be_accepte
     b.add_sa(IN_A, IN, false, A);
     t = settle(&mut a, &mut b, t);
     let top_b = *run.last().unwrap();
-    let (took, _, _) = worker_takes(&mut a, &mut b, 230, top_b, t);
+    let (took, _, _) = worker_takes(&mut a, &mut b, 230, top_b, t, 20);
     let twice = common(&run, &took);
     assert!(
         twice.is_empty(),
@@ -445,7 +370,7 @@ fn a_late_frame_of_the_fenced_life_leaves_the_survivor_stuck_for_good() {
     assert!(!a.peer_alive());
     a.force_unleased().expect("the host fences B");
     t += 110;
-    let (run, top) = alone_takes(&mut a, 230, 300, t);
+    let (run, top) = alone_takes(&mut a, 230, 300, t, 20);
     assert!(!run.is_empty(), "A runs IN_A unleased");
     // B's held frame arrives.
     for f in &held {
@@ -455,7 +380,7 @@ fn a_late_frame_of_the_fenced_life_leaves_the_survivor_stuck_for_good() {
     // B stays dead; A goes on alone for a long while.
     alone(&mut a, t + 20, t + 2000);
     assert!(!a.peer_alive());
-    let (more, _) = alone_takes(&mut a, top, top + 100, t + 2010);
+    let (more, _) = alone_takes(&mut a, top, top + 100, t + 2010, 20);
     assert!(
         !more.is_empty(),
         "B is dead and was fenced; A's IN_A refuses every packet past {top} for good"
@@ -476,7 +401,7 @@ fn probe_an_exact_failback_after_an_exact_drain_refuses_nothing() {
     t = settle(&mut a, &mut b, t);
     let (s, _) = last_start(&events(&mut b), IN_A, IN).expect("B runs IN_A");
     assert_eq!(s, 230);
-    let (_, top_b, t2) = worker_takes(&mut b, &mut a, 230, 300, t);
+    let (_, top_b, t2) = worker_takes(&mut b, &mut a, 230, 300, t, 20);
     assert_eq!(top_b, 300);
     b.stop(IN_A, IN).expect("stop");
     b.hand_over_exact(IN_A, IN, 300).expect("failback");

@@ -10,67 +10,6 @@ use pair::*;
 
 const IN: Direction = Direction::Inbound;
 
-/// `m`'s worker of IN_A, its window top `top`, wants every number up to
-/// `to` in steps of 20 (a stall past the limit, the pair settled, then
-/// the step accepted as far as the limit allows and reported). Returns
-/// the numbers it accepted, its top and the time; stops if stuck.
-fn worker_takes(
-    m: &mut Mirror,
-    peer: &mut Mirror,
-    mut top: u64,
-    to: u64,
-    mut t: u64,
-) -> (Vec<u64>, u64, u64) {
-    let mut took = Vec::new();
-    while top < to {
-        let step = (top + 20).min(to);
-        if m.inbound_limit(IN_A).unwrap_or(0) <= step {
-            m.inbound_stalled(IN_A, step);
-            t = settle(m, peer, t);
-        }
-        if let Some((start, _)) = last_start(&events(m), IN_A, IN) {
-            top = top.max(start);
-            if top >= step {
-                continue;
-            }
-        }
-        let limit = m.inbound_limit(IN_A).unwrap_or(0);
-        if limit <= top + 1 {
-            break;
-        }
-        let next = step.min(limit - 1);
-        took.extend(top + 1..=next);
-        top = next;
-        m.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
-        t = settle(m, peer, t);
-    }
-    (took, top, t)
-}
-
-/// `m`'s worker of IN_A runs with no peer heard from `top` up to `to`:
-/// each step a stall, then the step accepted as far as the limit allows.
-fn alone_takes(m: &mut Mirror, mut top: u64, to: u64, t: u64) -> (Vec<u64>, u64) {
-    let mut took = Vec::new();
-    while top < to {
-        let step = (top + 20).min(to);
-        m.inbound_stalled(IN_A, step);
-        let limit = m.inbound_limit(IN_A).unwrap_or(0);
-        if limit <= top + 1 {
-            break;
-        }
-        let next = step.min(limit - 1);
-        took.extend(top + 1..=next);
-        top = next;
-        m.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
-        alone(m, t, t);
-    }
-    (took, top)
-}
-
-fn common(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().copied().filter(|x| b.contains(x)).collect()
-}
-
 /// `n` refresh periods from `t` in which `a`'s frames reach `b` and
 /// `b`'s are lost (a link healed one way); returns the time.
 fn one_way(a: &mut Mirror, b: &mut Mirror, mut t: u64, n: usize) -> u64 {
@@ -102,7 +41,7 @@ fn split_brain_run() -> (Mirror, Mirror, Vec<u64>, u64) {
     assert!(b.take_over() >= 1);
     let (s, _) = last_start(&events(&mut b), IN_A, IN).expect("B runs IN_A");
     t += 110;
-    let (run, _) = alone_takes(&mut b, s, s + 200, t);
+    let (run, _) = alone_takes(&mut b, s, s + 200, t, 20);
     assert!(
         !run.is_empty(),
         "B's takeover from a silent A accepts its grace"
@@ -153,7 +92,7 @@ fn a_takers_failback_over_a_one_way_link_then_delete_lets_its_run_be_accepted_ag
     let left = b.leave();
     t = settle(&mut a, &mut b, t);
     let top_b = *run.last().unwrap();
-    let (took, _, _) = worker_takes(&mut a, &mut b, 230, top_b + 40, t);
+    let (took, _, _) = worker_takes(&mut a, &mut b, 230, top_b + 40, t, 20);
     let twice = common(&run, &took);
     assert!(
         twice.is_empty(),
@@ -189,7 +128,7 @@ fn probe_the_peers_restart_clears_unheard_runs_only_for_a_life_that_syncs_past_t
     assert!(b.left());
     let top_b = *run.last().unwrap();
     let s = last_start(&events(&mut a2), IN_A, IN).map_or(0, |x| x.0);
-    let (took, _) = alone_takes(&mut a2, s, top_b + 40, t);
+    let (took, _) = alone_takes(&mut a2, s, top_b + 40, t, 20);
     let twice = common(&run, &took);
     assert!(
         twice.is_empty(),
@@ -259,7 +198,7 @@ fn a_takers_exact_drain_over_a_one_way_link_then_delete_lets_its_run_be_accepted
     t = settle(&mut a, &mut b, t);
     let left = b.leave();
     t = settle(&mut a, &mut b, t);
-    let (took, _, _) = worker_takes(&mut a, &mut b, 230, top_b + 40, t);
+    let (took, _, _) = worker_takes(&mut a, &mut b, 230, top_b + 40, t, 20);
     let twice = common(&run, &took);
     assert!(
         twice.is_empty(),

@@ -7,82 +7,9 @@ mod pair;
 
 use espgate_mirror::{LeaveRefused, Mirror};
 use espgate_wire::Direction;
-use espgate_wire::mirror::MirrorRecord;
 use pair::*;
 
 const IN: Direction = Direction::Inbound;
-
-/// As reader41's: `m`'s worker of IN_A, its window top `top`, wants
-/// every number up to `to` in steps of 20. Returns the numbers it
-/// accepted, its top and the time.
-fn worker_takes(
-    m: &mut Mirror,
-    peer: &mut Mirror,
-    mut top: u64,
-    to: u64,
-    mut t: u64,
-) -> (Vec<u64>, u64, u64) {
-    let mut took = Vec::new();
-    while top < to {
-        let step = (top + 20).min(to);
-        if m.inbound_limit(IN_A).unwrap_or(0) <= step {
-            m.inbound_stalled(IN_A, step);
-            t = settle(m, peer, t);
-        }
-        if let Some((start, _)) = last_start(&events(m), IN_A, IN) {
-            top = top.max(start);
-            if top >= step {
-                continue;
-            }
-        }
-        let limit = m.inbound_limit(IN_A).unwrap_or(0);
-        if limit <= top + 1 {
-            break;
-        }
-        let next = step.min(limit - 1);
-        took.extend(top + 1..=next);
-        top = next;
-        m.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
-        t = settle(m, peer, t);
-    }
-    (took, top, t)
-}
-
-/// As reader41's: `m`'s worker of IN_A runs with no peer heard.
-fn alone_takes(m: &mut Mirror, mut top: u64, to: u64, t: u64) -> (Vec<u64>, u64) {
-    let mut took = Vec::new();
-    while top < to {
-        let step = (top + 20).min(to);
-        m.inbound_stalled(IN_A, step);
-        let limit = m.inbound_limit(IN_A).unwrap_or(0);
-        if limit <= top + 1 {
-            break;
-        }
-        let next = step.min(limit - 1);
-        took.extend(top + 1..=next);
-        top = next;
-        m.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
-        alone(m, t, t);
-    }
-    (took, top)
-}
-
-fn common(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().copied().filter(|x| b.contains(x)).collect()
-}
-
-fn has_past(f: &[u8], spi: u32, dir: Direction) -> bool {
-    records(f)
-        .iter()
-        .any(|r| matches!(r, MirrorRecord::Past { spi: s, dir: d, .. } if *s == spi && *d == dir))
-}
-
-/// Both nodes alone (the link cut both ways) for 100 ms from `t`.
-fn cut(a: &mut Mirror, b: &mut Mirror, t: u64) -> u64 {
-    alone(a, t, t + 100);
-    alone(b, t, t + 100);
-    t + 110
-}
 
 /// The split brain that leaves B with a final of IN_A and A's frames
 /// answering it (`Past`) not yet delivered: A runs IN_A to 230; cut, B
@@ -143,7 +70,7 @@ fn late_past_then_delete(late: bool) -> (Result<(), LeaveRefused>, Vec<u64>, Vec
         deliver_held(&mut b, t);
     }
     let (s, _) = last_start(&events(&mut b), IN_A, IN).expect("B runs IN_A");
-    let (run, _) = alone_takes(&mut b, s, s + 200, t);
+    let (run, _) = alone_takes(&mut b, s, s + 200, t, 20);
     assert!(!run.is_empty(), "B's takeover accepts its grace");
     // The host deletes IN_A on B; its history goes into the cut.
     assert!(b.remove_sa(IN_A, IN));
@@ -157,7 +84,7 @@ fn late_past_then_delete(late: bool) -> (Result<(), LeaveRefused>, Vec<u64>, Vec
     let left = b.leave();
     t = settle(&mut a, &mut b, t);
     let top_b = *run.last().unwrap();
-    let (took, _, _) = worker_takes(&mut a, &mut b, top_a, top_b + 40, t);
+    let (took, _, _) = worker_takes(&mut a, &mut b, top_a, top_b + 40, t, 20);
     (left, run, took)
 }
 

@@ -6,7 +6,6 @@ mod pair;
 
 use espgate_mirror::Mirror;
 use espgate_wire::Direction;
-use espgate_wire::mirror::MirrorRecord;
 use pair::*;
 
 const IN: Direction = Direction::Inbound;
@@ -79,22 +78,6 @@ impl Worker {
             alone(m, t, t);
         }
     }
-}
-
-fn common(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().copied().filter(|x| b.contains(x)).collect()
-}
-
-fn has_past(f: &[u8], spi: u32, dir: Direction) -> bool {
-    records(f)
-        .iter()
-        .any(|r| matches!(r, MirrorRecord::Past { spi: s, dir: d, .. } if *s == spi && *d == dir))
-}
-
-fn cut(a: &mut Mirror, b: &mut Mirror, t: u64) -> u64 {
-    alone(a, t, t + 100);
-    alone(b, t, t + 100);
-    t + 110
 }
 
 /// As reader42's setup, with `inbound_grace` `grace`: B ends with a final

@@ -469,3 +469,97 @@ pub fn hand_everything_over(m: &mut Mirror, last: impl Fn(u32, Direction) -> u64
             .expect("stopped, the peer heard");
     }
 }
+
+/// `m`'s worker of inbound IN_A, its window top `top`, wants every number
+/// up to `to` in steps of `stride` as the ESP core does (a stall past the
+/// limit, the pair settled, then the step accepted as far as the limit
+/// allows and reported), following any activation the mirror makes
+/// meanwhile. Returns the numbers it accepted, its top and the time;
+/// stops early if the SA is stuck.
+pub fn worker_takes(
+    m: &mut Mirror,
+    peer: &mut Mirror,
+    mut top: u64,
+    to: u64,
+    mut t: u64,
+    stride: u64,
+) -> (Vec<u64>, u64, u64) {
+    let mut took = Vec::new();
+    while top < to {
+        let step = (top + stride).min(to);
+        if m.inbound_limit(IN_A).unwrap_or(0) <= step {
+            m.inbound_stalled(IN_A, step);
+            t = settle(m, peer, t);
+        }
+        if let Some((start, _)) = last_start(&events(m), IN_A, Direction::Inbound) {
+            // Restarted: everything at and below the start is seen.
+            top = top.max(start);
+            if top >= step {
+                continue;
+            }
+        }
+        let limit = m.inbound_limit(IN_A).unwrap_or(0);
+        if limit <= top + 1 {
+            break;
+        }
+        let next = step.min(limit - 1);
+        took.extend(top + 1..=next);
+        top = next;
+        m.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
+        t = settle(m, peer, t);
+    }
+    (took, top, t)
+}
+
+/// `m`'s worker of IN_A runs with no peer heard from `top` up to `to` in
+/// steps of `stride`: each a stall, then the step accepted as far as the
+/// limit allows. Returns the numbers accepted and the top.
+pub fn alone_takes(m: &mut Mirror, mut top: u64, to: u64, t: u64, stride: u64) -> (Vec<u64>, u64) {
+    let mut took = Vec::new();
+    while top < to {
+        let step = (top + stride).min(to);
+        m.inbound_stalled(IN_A, step);
+        let limit = m.inbound_limit(IN_A).unwrap_or(0);
+        if limit <= top + 1 {
+            break;
+        }
+        let next = step.min(limit - 1);
+        took.extend(top + 1..=next);
+        top = next;
+        m.inbound_progress(IN_A, top, &[u64::MAX; 2], 0, top);
+        alone(m, t, t);
+    }
+    (took, top)
+}
+
+/// The numbers of `a` that are also in `b`.
+pub fn common(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().copied().filter(|x| b.contains(x)).collect()
+}
+
+/// A node of a pair whose host fences after every takeover:
+/// `inbound_grace: 0`.
+pub fn graceless(me: u32, epoch: u64, now: u64) -> Mirror {
+    node_from(
+        MirrorConfig {
+            inbound_grace: 0,
+            ..cfg(me)
+        },
+        epoch,
+        now,
+    )
+}
+
+/// Whether frame `f` carries a `Past` record of SA `(spi, dir)`.
+pub fn has_past(f: &[u8], spi: u32, dir: Direction) -> bool {
+    records(f)
+        .iter()
+        .any(|r| matches!(r, MirrorRecord::Past { spi: s, dir: d, .. } if *s == spi && *d == dir))
+}
+
+/// Both nodes alone (the link cut both ways) for 100 ms from `t`.
+pub fn cut(a: &mut Mirror, b: &mut Mirror, t: u64) -> u64 {
+    alone(a, t, t + 100);
+    alone(b, t, t + 100);
+    t + 110
+}
